@@ -1,0 +1,39 @@
+// Module entry: one Addon instance per environment.
+#include "addon.h"
+
+#include "tensor_handle.h"
+
+namespace pio {
+using namespace perceiver;
+
+Addon::Addon(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = TensorHandle::define(env);
+  tensor_ctor = Napi::Persistent(ctor);
+  exports.Set("TensorHandle", ctor);
+  channel = std::make_shared<ReadChannel>();
+  channel->tsfn = ReadTsfn::New(env, "perceiver-read", 0, 1, this);
+  channel->tsfn.Unref(env);  // only pending reads keep the event loop alive
+  // Registered after the thread-safe function, so it runs before Node closes it:
+  // drain the queue (queued reads write into buffers this environment owns), then
+  // stop posting to it.
+  auto ch = channel;
+  env.AddCleanupHook([ch] {
+    cpu_backend()->queue(0).synchronize();
+    std::lock_guard<std::mutex> lock(ch->mu);
+    ch->open = false;
+  });
+  register_ops(env, exports);
+}
+
+Addon::~Addon() = default;
+
+Napi::Object Addon::wrap(Napi::Env env, Tensor t) {
+  Napi::Object o = tensor_ctor.New({Napi::External<void>::New(env, nullptr)});
+  TensorHandle::Unwrap(o)->set(std::move(t));
+  return o;
+}
+
+}  // namespace pio
+
+using pio::Addon;
+NODE_API_ADDON(Addon)

@@ -1,0 +1,84 @@
+// Per-environment state of the addon (it is context-aware: one instance per
+// main thread or worker) and helpers shared by the binding files.
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "../native/op_util.h"
+#include "../native/ops.h"
+#include "../native/queue.h"
+
+namespace pio {
+
+using perceiver::Tensor;
+
+// Delivered from the queue thread to the JS thread when a read has completed.
+struct ReadDone {
+  uint64_t id;
+};
+
+class Addon;
+void CallJsReadDone(Napi::Env env, Napi::Function, Addon* addon, ReadDone* done);
+using ReadTsfn = Napi::TypedThreadSafeFunction<Addon, ReadDone, CallJsReadDone>;
+
+// Lets the queue thread post completions only while the environment is alive.
+struct ReadChannel {
+  std::mutex mu;
+  bool open = true;
+  ReadTsfn tsfn;
+  void post(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (open) tsfn.NonBlockingCall(new ReadDone{id});
+  }
+};
+
+struct PendingRead {
+  Napi::Promise::Deferred deferred;
+  Napi::Reference<Napi::ArrayBuffer> buffer;
+  Tensor tensor;     // keeps the source alive until the JS side has the result
+  std::string op;    // "data" for messages
+};
+
+class Addon : public Napi::Addon<Addon> {
+ public:
+  Addon(Napi::Env env, Napi::Object exports);
+  ~Addon();
+
+  Napi::FunctionReference tensor_ctor;
+  std::shared_ptr<ReadChannel> channel;
+  std::unordered_map<uint64_t, PendingRead> reads;
+  uint64_t next_read = 1;
+  int64_t pending_reads = 0;
+
+  Napi::Object wrap(Napi::Env env, Tensor t);
+};
+
+// Runs fn and turns an engine error into the matching JS error (TypeError,
+// RangeError, Error), so no C++ exception ever reaches Node.
+Napi::Value guarded(const Napi::CallbackInfo& info, const std::function<Napi::Value()>& fn);
+
+// Argument helpers: each throws perceiver::Error with "op: argument 'name' ...".
+const Tensor& tensor_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name);
+const Tensor* optional_tensor_arg(const Napi::CallbackInfo& info, size_t i, const char* op,
+                                  const char* name);
+double number_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name);
+int64_t int_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name);
+bool bool_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name);
+std::string string_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name);
+perceiver::Shape shape_arg(const Napi::CallbackInfo& info, size_t i, const char* op,
+                           const char* name);
+perceiver::DType dtype_arg(const Napi::CallbackInfo& info, size_t i, const char* op,
+                           const char* name);
+perceiver::Device device_arg(const Napi::CallbackInfo& info, size_t i, const char* op,
+                             const char* name);
+
+void register_tensor(Napi::Env env, Napi::Object exports, Addon* addon);
+void register_ops(Napi::Env env, Napi::Object exports);
+
+}  // namespace pio

@@ -1,0 +1,381 @@
+// Op entry points: unwrap and check JS arguments, call the engine, wrap the result.
+// Option defaults live in TypeScript (lib/); here every argument is required and
+// checked, so a direct call with bad values still gets a clear error.
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "addon.h"
+#include "tensor_handle.h"
+#include "../native/threadpool.h"
+
+namespace pio {
+using namespace perceiver;
+
+namespace {
+
+using Fn = Napi::Value (*)(const Napi::CallbackInfo&);
+
+Napi::Value ret(const Napi::CallbackInfo& info, Tensor t) {
+  return info.Env().GetInstanceData<Addon>()->wrap(info.Env(), std::move(t));
+}
+
+void need_args(const Napi::CallbackInfo& info, size_t n, const char* op) {
+  if (info.Length() < n)
+    throw_type(std::string(op) + ": expected " + std::to_string(n) + " arguments, got " +
+               std::to_string(info.Length()));
+}
+
+Napi::Value FromBuffer(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 4, "tensor");
+    Napi::Value v = info[0];
+    const void* data;
+    size_t bytes;
+    if (v.IsTypedArray()) {
+      Napi::TypedArray ta = v.As<Napi::TypedArray>();
+      data = static_cast<const char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+      bytes = ta.ByteLength();
+    } else if (v.IsArrayBuffer()) {
+      Napi::ArrayBuffer ab = v.As<Napi::ArrayBuffer>();
+      data = ab.Data();
+      bytes = ab.ByteLength();
+    } else {
+      throw_type("tensor: argument 'data' must be a TypedArray or ArrayBuffer");
+    }
+    Shape shape = shape_arg(info, 1, "tensor", "shape");
+    DType dtype = dtype_arg(info, 2, "tensor", "dtype");
+    Device dev = device_arg(info, 3, "tensor", "device");
+    return ret(info, from_host(data, bytes, shape, dtype, dev));
+  });
+}
+
+Napi::Value Full(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 4, "full");
+    Shape shape = shape_arg(info, 0, "full", "shape");
+    double value = number_arg(info, 1, "full", "value");
+    return ret(info, full(shape, value, dtype_arg(info, 2, "full", "dtype"),
+                          device_arg(info, 3, "full", "device")));
+  });
+}
+
+Napi::Value Arange(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 5, "arange");
+    double start = number_arg(info, 0, "arange", "start");
+    double step = number_arg(info, 1, "arange", "step");
+    int64_t n = int_arg(info, 2, "arange", "length");
+    return ret(info, arange(start, step, n, dtype_arg(info, 3, "arange", "dtype"),
+                            device_arg(info, 4, "arange", "device")));
+  });
+}
+
+Napi::Value Random(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 6, "random");
+    std::string kind = string_arg(info, 0, "random", "kind");
+    Shape shape = shape_arg(info, 1, "random", "shape");
+    double seed = number_arg(info, 2, "random", "seed");
+    if (!(seed >= 0 && seed <= 9007199254740991.0) || seed != (double)(uint64_t)seed)
+      throw_type("random: argument 'seed' must be a non-negative integer, got " + std::to_string(seed));
+    float p1 = (float)number_arg(info, 3, "random", "p1");
+    float p2 = (float)number_arg(info, 4, "random", "p2");
+    Device dev = device_arg(info, 5, "random", "device");
+    if (kind == "normal") return ret(info, random_normal(shape, (uint64_t)seed, p1, p2, dev));
+    if (kind == "uniform") return ret(info, random_uniform(shape, (uint64_t)seed, p1, p2, dev));
+    throw_type("random: argument 'kind' must be 'normal' or 'uniform', got '" + kind + "'");
+  });
+}
+
+Napi::Value Contiguous(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value { return ret(info, contiguous(tensor_arg(info, 0, "contiguous", "x"))); });
+}
+
+Napi::Value Reshape(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const Tensor& x = tensor_arg(info, 0, "reshape", "x");
+    return ret(info, reshape(x, shape_arg(info, 1, "reshape", "shape")));
+  });
+}
+
+Napi::Value Permute(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const Tensor& x = tensor_arg(info, 0, "permute", "x");
+    return ret(info, permute(x, shape_arg(info, 1, "permute", "axes")));
+  });
+}
+
+Napi::Value Slice(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 5, "slice");
+    const Tensor& x = tensor_arg(info, 0, "slice", "x");
+    return ret(info, slice(x, int_arg(info, 1, "slice", "axis"), int_arg(info, 2, "slice", "start"),
+                           int_arg(info, 3, "slice", "end"), int_arg(info, 4, "slice", "step")));
+  });
+}
+
+Napi::Value BroadcastTo(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const Tensor& x = tensor_arg(info, 0, "broadcastTo", "x");
+    return ret(info, broadcast_to(x, shape_arg(info, 1, "broadcastTo", "shape")));
+  });
+}
+
+Napi::Value Concat(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 2, "concat");
+    if (!info[0].IsArray()) throw_type("concat: argument 'tensors' must be an array of Tensors");
+    Napi::Array arr = info[0].As<Napi::Array>();
+    std::vector<Tensor> xs;
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Value v = arr.Get(i);
+      TensorHandle* h = TensorHandle::unwrap(v);
+      std::string name = "tensors[" + std::to_string(i) + "]";
+      if (!h) throw_type("concat: argument '" + name + "' must be a Tensor");
+      if (!h->tensor()) throw_value("concat: argument '" + name + "' is a disposed Tensor");
+      xs.push_back(*h->tensor());
+    }
+    return ret(info, concat(xs, int_arg(info, 1, "concat", "axis")));
+  });
+}
+
+Napi::Value Cast(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const Tensor& x = tensor_arg(info, 0, "cast", "x");
+    return ret(info, cast(x, dtype_arg(info, 1, "cast", "dtype")));
+  });
+}
+
+Napi::Value Unary(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 4, "unary");
+    static const char* names[] = {"neg",  "exp",  "log",      "sin",       "cos",
+                                  "sqrt", "rsqrt", "tanh",    "relu",      "gelu",
+                                  "gelu_tanh", "sigmoid", "abs", "square", "scale"};
+    std::string op = string_arg(info, 0, "unary", "op");
+    for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
+      if (op != names[i]) continue;
+      const Tensor& x = tensor_arg(info, 1, names[i], "x");
+      float alpha = (float)number_arg(info, 2, names[i], "alpha");
+      float beta = (float)number_arg(info, 3, names[i], "beta");
+      return ret(info, unary((UnaryOp)i, x, alpha, beta));
+    }
+    throw_type("unary: unknown op '" + op + "'");
+  });
+}
+
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 3, "binary");
+    static const char* names[] = {"add", "sub", "mul", "div", "maximum", "minimum", "pow",
+                                  "eq",  "ne",  "lt",  "le",  "gt",      "ge"};
+    std::string op = string_arg(info, 0, "binary", "op");
+    for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
+      if (op != names[i]) continue;
+      const Tensor& a = tensor_arg(info, 1, names[i], "a");
+      const Tensor& b = tensor_arg(info, 2, names[i], "b");
+      return ret(info, binary((BinaryOp)i, a, b));
+    }
+    throw_type("binary: unknown op '" + op + "'");
+  });
+}
+
+Napi::Value Where(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 3, "where");
+    return ret(info, where(tensor_arg(info, 0, "where", "cond"), tensor_arg(info, 1, "where", "a"),
+                           tensor_arg(info, 2, "where", "b")));
+  });
+}
+
+Napi::Value Reduce(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 4, "reduce");
+    static const char* names[] = {"sum", "mean", "max", "min", "argmax"};
+    std::string op = string_arg(info, 0, "reduce", "op");
+    for (int i = 0; i < 5; i++) {
+      if (op != names[i]) continue;
+      const Tensor& x = tensor_arg(info, 1, names[i], "x");
+      return ret(info, reduce((ReduceOp)i, x, int_arg(info, 2, names[i], "axis"),
+                              bool_arg(info, 3, names[i], "keepdim")));
+    }
+    throw_type("reduce: unknown op '" + op + "'");
+  });
+}
+
+Napi::Value Softmax(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 2, "softmax");
+    bool log = bool_arg(info, 1, "softmax", "log");
+    return ret(info, softmax(tensor_arg(info, 0, log ? "log_softmax" : "softmax", "x"), log));
+  });
+}
+
+Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 4, "layer_norm");
+    const Tensor& x = tensor_arg(info, 0, "layer_norm", "x");
+    const Tensor* w = optional_tensor_arg(info, 1, "layer_norm", "weight");
+    const Tensor* b = optional_tensor_arg(info, 2, "layer_norm", "bias");
+    return ret(info, layer_norm(x, w, b, (float)number_arg(info, 3, "layer_norm", "eps")));
+  });
+}
+
+Activation activation_arg(const Napi::CallbackInfo& info, size_t i, const char* op) {
+  std::string s = string_arg(info, i, op, "activation");
+  if (s == "none") return Activation::None;
+  if (s == "relu") return Activation::Relu;
+  if (s == "gelu") return Activation::Gelu;
+  if (s == "gelu_tanh") return Activation::GeluTanh;
+  throw_type(arg_prefix(op, "activation") + " must be 'none', 'relu', 'gelu' or 'gelu_tanh', got '" + s + "'");
+}
+
+Napi::Value Matmul(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 7, "matmul");
+    const Tensor& a = tensor_arg(info, 0, "matmul", "a");
+    const Tensor& b = tensor_arg(info, 1, "matmul", "b");
+    bool ta = bool_arg(info, 2, "matmul", "transA");
+    bool tb = bool_arg(info, 3, "matmul", "transB");
+    const Tensor* bias = optional_tensor_arg(info, 4, "matmul", "bias");
+    Activation act = activation_arg(info, 5, "matmul");
+    float alpha = (float)number_arg(info, 6, "matmul", "alpha");
+    return ret(info, matmul(a, b, ta, tb, bias, act, alpha));
+  });
+}
+
+Napi::Value Attention(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 5, "attention");
+    const Tensor& q = tensor_arg(info, 0, "attention", "q");
+    const Tensor& k = tensor_arg(info, 1, "attention", "k");
+    const Tensor& v = tensor_arg(info, 2, "attention", "v");
+    const Tensor* mask = optional_tensor_arg(info, 3, "attention", "mask");
+    float scale = (float)number_arg(info, 4, "attention", "scale");
+    return ret(info, attention(q, k, v, mask, scale));
+  });
+}
+
+Napi::Value Embedding(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 2, "embedding");
+    return ret(info, embedding(tensor_arg(info, 0, "embedding", "weight"),
+                               tensor_arg(info, 1, "embedding", "ids")));
+  });
+}
+
+Napi::Value OneHot(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 4, "one_hot");
+    const Tensor& ids = tensor_arg(info, 0, "one_hot", "ids");
+    return ret(info, one_hot(ids, int_arg(info, 1, "one_hot", "depth"),
+                             (float)number_arg(info, 2, "one_hot", "on"),
+                             (float)number_arg(info, 3, "one_hot", "off")));
+  });
+}
+
+PadSpec pad_arg(const Napi::CallbackInfo& info, size_t i, const char* op) {
+  Napi::Value v = info[i];
+  PadSpec p;
+  if (v.IsString()) {
+    std::string s = v.As<Napi::String>().Utf8Value();
+    if (s == "same" || s == "SAME") { p.mode = Padding::Same; return p; }
+    if (s == "valid" || s == "VALID") { p.mode = Padding::Valid; return p; }
+    throw_type(arg_prefix(op, "padding") + " must be 'same', 'valid' or [top, bottom, left, right], got '" + s + "'");
+  }
+  Shape s = shape_arg(info, i, op, "padding");
+  if (s.size() != 4)
+    throw_type(arg_prefix(op, "padding") + " must be 'same', 'valid' or [top, bottom, left, right], got " + shape_str(s));
+  p.mode = Padding::Explicit;
+  p.top = s[0]; p.bottom = s[1]; p.left = s[2]; p.right = s[3];
+  return p;
+}
+
+Napi::Value Conv2d(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 6, "conv2d");
+    const Tensor& x = tensor_arg(info, 0, "conv2d", "x");
+    const Tensor& w = tensor_arg(info, 1, "conv2d", "weight");
+    const Tensor* b = optional_tensor_arg(info, 2, "conv2d", "bias");
+    return ret(info, conv2d(x, w, b, int_arg(info, 3, "conv2d", "strideH"),
+                            int_arg(info, 4, "conv2d", "strideW"), pad_arg(info, 5, "conv2d")));
+  });
+}
+
+Napi::Value MaxPool2d(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 6, "max_pool2d");
+    const Tensor& x = tensor_arg(info, 0, "max_pool2d", "x");
+    return ret(info, max_pool2d(x, int_arg(info, 1, "max_pool2d", "kernelH"),
+                                int_arg(info, 2, "max_pool2d", "kernelW"),
+                                int_arg(info, 3, "max_pool2d", "strideH"),
+                                int_arg(info, 4, "max_pool2d", "strideW"),
+                                pad_arg(info, 5, "max_pool2d")));
+  });
+}
+
+Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 6, "batch_norm");
+    const Tensor& x = tensor_arg(info, 0, "batch_norm", "x");
+    const Tensor& m = tensor_arg(info, 1, "batch_norm", "mean");
+    const Tensor& v = tensor_arg(info, 2, "batch_norm", "var");
+    const Tensor* w = optional_tensor_arg(info, 3, "batch_norm", "weight");
+    const Tensor* b = optional_tensor_arg(info, 4, "batch_norm", "bias");
+    return ret(info, batch_norm(x, m, v, w, b, (float)number_arg(info, 5, "batch_norm", "eps")));
+  });
+}
+
+Napi::Value Memory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object r = Napi::Object::New(env);
+  for (DeviceType t : {DeviceType::CPU, DeviceType::CUDA}) {
+    MemoryStats& s = memory_stats(t);
+    Napi::Object d = Napi::Object::New(env);
+    d.Set("tensors", Napi::Number::New(env, (double)TensorHandle::live(t)));
+    d.Set("storages", Napi::Number::New(env, (double)s.storages.load()));
+    d.Set("bytes", Napi::Number::New(env, (double)s.bytes.load()));
+    d.Set("peakBytes", Napi::Number::New(env, (double)s.peak_bytes.load()));
+    r.Set(t == DeviceType::CPU ? "cpu" : "cuda", d);
+  }
+  return r;
+}
+
+Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+  cpu_backend()->queue(0).synchronize();
+  return info.Env().Undefined();
+}
+
+Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("threads", Napi::Number::New(env, num_threads()));
+  std::string isa = "generic";
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) isa = "avx512f";
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa = "avx2+fma";
+#endif
+  r.Set("simd", Napi::String::New(env, isa));
+  return r;
+}
+
+}  // namespace
+
+void register_ops(Napi::Env env, Napi::Object exports) {
+  struct { const char* name; Fn fn; } fns[] = {
+      {"fromBuffer", FromBuffer}, {"full", Full},       {"arange", Arange},
+      {"random", Random},         {"contiguous", Contiguous}, {"reshape", Reshape},
+      {"permute", Permute},       {"slice", Slice},     {"broadcastTo", BroadcastTo},
+      {"concat", Concat},         {"cast", Cast},       {"unary", Unary},
+      {"binary", Binary},         {"where", Where},     {"reduce", Reduce},
+      {"softmax", Softmax},       {"layerNorm", LayerNorm}, {"matmul", Matmul},
+      {"attention", Attention},   {"embedding", Embedding}, {"oneHot", OneHot},
+      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm},
+      {"memory", Memory},         {"synchronize", Synchronize}, {"cpuInfo", CpuInfo},
+  };
+  for (auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
+}
+
+}  // namespace pio

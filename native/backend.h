@@ -1,0 +1,133 @@
+// The one interface both backends implement: memory, transfers, and one entry per
+// kernel. Entries are called on the device's execution queue, never on the JS
+// thread; they receive Views whose validity the op layer (ops.cc) has checked.
+// The CUDA backend (a separate shared library) returns an object of this type from
+// its single exported C function.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "dtype.h"
+#include "storage.h"
+
+namespace perceiver {
+
+class Queue;
+
+// A kernel's view of a tensor: pointer to the first element, shape and strides in
+// elements. Broadcast dimensions have stride 0.
+struct View {
+  void* data = nullptr;
+  DType dtype = DType::Float32;
+  int ndim = 0;
+  int64_t shape[8] = {0};
+  int64_t strides[8] = {0};
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+  }
+  template <class T>
+  T* ptr() const { return static_cast<T*>(data); }
+};
+
+enum class UnaryOp : int32_t {
+  Neg, Exp, Log, Sin, Cos, Sqrt, Rsqrt, Tanh, Relu, Gelu, GeluTanh, Sigmoid, Abs, Square,
+  Affine,  // alpha * x + beta ("scale")
+};
+enum class BinaryOp : int32_t {
+  Add, Sub, Mul, Div, Maximum, Minimum, Pow,
+  Eq, Ne, Lt, Le, Gt, Ge,  // produce uint8
+};
+enum class ReduceOp : int32_t { Sum, Mean, Max, Min, ArgMax };
+enum class Activation : int32_t { None, Relu, Gelu, GeluTanh };
+
+// C[b] = act(alpha * op(A[b]) @ op(B[b]) + bias). A is [M,K] (or [K,M] when
+// trans_a), B is [K,N] (or [N,K] when trans_b), each batch at its own stride
+// (0 broadcasts); rows at stride lda/ldb/ldc, unit column stride.
+struct MatmulArgs {
+  const float* a; const float* b; float* c; const float* bias;  // bias [N] or null
+  int64_t batch, m, n, k;
+  int64_t lda, ldb, ldc;
+  int64_t stride_a, stride_b, stride_c;
+  bool trans_a, trans_b;
+  float alpha;
+  Activation act;
+};
+
+// out[b, i, h, :] = sum_j softmax_j(scale * q[b,i,h,:] . k[b,j,h,:] (masked)) v[b,j,h,:]
+// Rows whose mask is all zero give 0. Row strides let q/k/v be [B, N, H*D] views.
+struct AttentionArgs {
+  const float* q; const float* k; const float* v; float* out;
+  const uint8_t* mask;  // [B, Nq, Nk] at the strides below, or null
+  int64_t batch, nq, nk, heads, dqk, dv;
+  int64_t q_sb, q_sn, q_sh;  // strides of q in elements: batch, row, head (unit within head)
+  int64_t k_sb, k_sn, k_sh;
+  int64_t v_sb, v_sn, v_sh;
+  int64_t o_sb, o_sn, o_sh;
+  int64_t m_sb, m_sq, m_sk;
+  float scale;
+};
+
+// NHWC input, HWIO weight [KH, KW, Cin, Cout], NHWC output.
+struct Conv2dArgs {
+  const float* x; const float* w; const float* bias; float* out;
+  int64_t batch, h, w_in, cin, kh, kw, cout, oh, ow;
+  int64_t stride_h, stride_w, pad_top, pad_left;
+};
+
+struct Pool2dArgs {
+  const float* x; float* out;
+  int64_t batch, h, w, c, kh, kw, oh, ow;
+  int64_t stride_h, stride_w, pad_top, pad_left;
+};
+
+struct Backend {
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual Queue& queue(int index) = 0;
+
+  virtual void* alloc(size_t bytes) = 0;
+  virtual void free(void* p, size_t bytes) = 0;
+  // Host transfers, run on the queue like kernels.
+  virtual void copy_from_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+
+  virtual void fill(const View& out, double value) = 0;
+  virtual void arange(const View& out, double start, double step) = 0;
+  virtual void random_normal(const View& out, uint64_t seed, float mean, float stddev) = 0;
+  virtual void random_uniform(const View& out, uint64_t seed, float low, float high) = 0;
+  // Strided copy with dtype conversion: src and dst have the same shape.
+  virtual void copy(const View& src, const View& dst) = 0;
+  virtual void unary(UnaryOp op, const View& x, const View& out, float alpha, float beta) = 0;
+  // a and b are already broadcast to out's shape (stride 0 on broadcast dims).
+  virtual void binary(BinaryOp op, const View& a, const View& b, const View& out) = 0;
+  virtual void where(const View& cond, const View& a, const View& b, const View& out) = 0;
+  // x contiguous [outer, n, inner] -> out contiguous [outer, inner].
+  virtual void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner,
+                      const View& out) = 0;
+  // Over the last axis of a contiguous [rows, n].
+  virtual void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log) = 0;
+  virtual void layer_norm(const View& x, const float* weight, const float* bias, const View& out,
+                          int64_t rows, int64_t n, float eps) = 0;
+  virtual void matmul(const MatmulArgs& a) = 0;
+  virtual void attention(const AttentionArgs& a) = 0;
+  // out [N, C] = weight[ids[i], :]; throws on an out-of-range id.
+  virtual void embedding(const float* weight, int64_t vocab, int64_t channels, const int32_t* ids,
+                         int64_t n, float* out) = 0;
+  virtual void one_hot(const int32_t* ids, int64_t n, int64_t depth, float on, float off,
+                       float* out) = 0;
+  virtual void conv2d(const Conv2dArgs& a) = 0;
+  virtual void max_pool2d(const Pool2dArgs& a) = 0;
+  // x contiguous [rows, C]: (x - mean) / sqrt(var + eps) * weight + bias.
+  virtual void batch_norm(const float* x, const float* mean, const float* var,
+                          const float* weight, const float* bias, float* out, int64_t rows,
+                          int64_t c, float eps) = 0;
+};
+
+Backend* cpu_backend();
+// The backend that owns `device`; throws when it is not available.
+Backend* backend_for(Device device);
+
+}  // namespace perceiver

@@ -1,0 +1,98 @@
+// The CPU backend: host memory (64-byte aligned), one execution queue, kernels
+// from this folder.
+#include <cstring>
+
+#include "../backend.h"
+#include "../queue.h"
+#include "../threadpool.h"
+#include "attention.h"
+#include "gemm.h"
+#include "kernels.h"
+
+namespace perceiver {
+namespace {
+
+struct CpuBackend final : Backend {
+  const char* name() const override { return "cpu"; }
+  Queue& queue(int) override { return queue_; }
+  void* alloc(size_t bytes) override { return aligned_alloc64(bytes); }
+  void free(void* p, size_t) override { aligned_free64(p); }
+  void copy_from_host(void* dst, const void* src, size_t bytes) override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+  void copy_to_host(void* dst, const void* src, size_t bytes) override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+  void fill(const View& out, double value) override { cpu::fill(out, value); }
+  void arange(const View& out, double start, double step) override { cpu::arange(out, start, step); }
+  void random_normal(const View& out, uint64_t seed, float mean, float stddev) override {
+    cpu::random_normal(out, seed, mean, stddev);
+  }
+  void random_uniform(const View& out, uint64_t seed, float low, float high) override {
+    cpu::random_uniform(out, seed, low, high);
+  }
+  void copy(const View& src, const View& dst) override { cpu::copy(src, dst); }
+  void unary(UnaryOp op, const View& x, const View& out, float alpha, float beta) override {
+    cpu::unary(op, x, out, alpha, beta);
+  }
+  void binary(BinaryOp op, const View& a, const View& b, const View& out) override {
+    cpu::binary(op, a, b, out);
+  }
+  void where(const View& c, const View& a, const View& b, const View& out) override {
+    cpu::where(c, a, b, out);
+  }
+  void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner,
+              const View& out) override {
+    cpu::reduce(op, x, outer, n, inner, out);
+  }
+  void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log) override {
+    cpu::softmax(x, out, rows, n, log);
+  }
+  void layer_norm(const View& x, const float* w, const float* b, const View& out, int64_t rows,
+                  int64_t n, float eps) override {
+    cpu::layer_norm(x, w, b, out, rows, n, eps);
+  }
+  void matmul(const MatmulArgs& a) override {
+    auto one = [&a](int64_t i, bool parallel) {
+      cpu::sgemm(a.trans_a, a.trans_b, a.m, a.n, a.k, a.alpha, a.a + i * a.stride_a, a.lda,
+                 a.b + i * a.stride_b, a.ldb, 0.f, a.c + i * a.stride_c, a.ldc, a.bias, a.act,
+                 parallel);
+    };
+    // Many small products (heads, batch) parallelise better over the batch than
+    // inside each product.
+    if (a.batch >= num_threads()) {
+      parallel_for(a.batch, 1, [&](int64_t lo, int64_t hi, int) {
+        for (int64_t i = lo; i < hi; i++) one(i, false);
+      });
+    } else {
+      for (int64_t i = 0; i < a.batch; i++) one(i, true);
+    }
+  }
+  void attention(const AttentionArgs& a) override { cpu::attention(a); }
+  void embedding(const float* w, int64_t vocab, int64_t c, const int32_t* ids, int64_t n,
+                 float* out) override {
+    cpu::embedding(w, vocab, c, ids, n, out);
+  }
+  void one_hot(const int32_t* ids, int64_t n, int64_t depth, float on, float off,
+               float* out) override {
+    cpu::one_hot(ids, n, depth, on, off, out);
+  }
+  void conv2d(const Conv2dArgs& a) override { cpu::conv2d(a); }
+  void max_pool2d(const Pool2dArgs& a) override { cpu::max_pool2d(a); }
+  void batch_norm(const float* x, const float* mean, const float* var, const float* w,
+                  const float* b, float* out, int64_t rows, int64_t c, float eps) override {
+    cpu::batch_norm(x, mean, var, w, b, out, rows, c, eps);
+  }
+
+  Queue queue_;
+};
+
+}  // namespace
+
+Backend* cpu_backend() {
+  // Leaked on purpose: queued work may still reference it during process exit.
+  static CpuBackend* b = new CpuBackend();
+  return b;
+}
+
+}  // namespace perceiver

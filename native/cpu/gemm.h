@@ -1,0 +1,23 @@
+// Single-precision GEMM for the CPU backend.
+#pragma once
+#include <cstdint>
+
+#include "../backend.h"
+
+namespace perceiver {
+namespace cpu {
+
+// C[m, n] = act(alpha * op(A) @ op(B) + beta * C + bias[n]), row-major.
+// op(A) is A [m, k] at row stride lda, or A [k, m] when trans_a; likewise B [k, n]
+// or [n, k] when trans_b. bias may be null; beta == 0 never reads C (it may hold
+// garbage). With parallel, work is split over the thread pool; attention calls it
+// from inside parallel_for with parallel = false.
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+           int64_t ldc, const float* bias, Activation act, bool parallel);
+
+// Applies an activation in place to n contiguous floats.
+void apply_activation(float* x, int64_t n, Activation act);
+
+}  // namespace cpu
+}  // namespace perceiver

@@ -1,0 +1,117 @@
+// Reductions over one axis of a contiguous [outer, n, inner] tensor. Sums
+// accumulate in double so long rows (50,176 pixels) lose no precision; max and
+// argmax propagate NaN like numpy (argmax returns the first NaN, else the first max).
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "../error.h"
+#include "kernels.h"
+#include "../threadpool.h"
+
+namespace perceiver {
+namespace cpu {
+
+void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner, const View& out) {
+  const float* px = x.ptr<float>();
+  int64_t total = outer * inner;
+  int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, n));
+  parallel_for(total, grain, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t idx = lo; idx < hi; idx++) {
+      int64_t o = idx / inner, i = idx % inner;
+      const float* p = px + o * n * inner + i;
+      switch (op) {
+        case ReduceOp::Sum:
+        case ReduceOp::Mean: {
+          double s = 0;
+          for (int64_t j = 0; j < n; j++) s += p[j * inner];
+          if (op == ReduceOp::Mean) s = n ? s / (double)n : std::numeric_limits<double>::quiet_NaN();
+          out.ptr<float>()[idx] = (float)s;
+          break;
+        }
+        case ReduceOp::Max:
+        case ReduceOp::Min: {
+          float m = op == ReduceOp::Max ? -INFINITY : INFINITY;
+          for (int64_t j = 0; j < n; j++) {
+            float v = p[j * inner];
+            if (v != v) { m = v; break; }
+            if (op == ReduceOp::Max ? v > m : v < m) m = v;
+          }
+          out.ptr<float>()[idx] = m;
+          break;
+        }
+        case ReduceOp::ArgMax: {
+          int32_t best = 0;
+          float m = n ? p[0] : 0;
+          for (int64_t j = 0; j < n && m == m; j++) {
+            float v = p[j * inner];
+            if (v != v || v > m) { m = v; best = (int32_t)j; }
+          }
+          out.ptr<int32_t>()[idx] = best;
+          break;
+        }
+      }
+    }
+  });
+}
+
+void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log) {
+  const float* px = x.ptr<float>();
+  float* po = out.ptr<float>();
+  int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n));
+  parallel_for(rows, grain, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t r = lo; r < hi; r++) {
+      const float* a = px + r * n;
+      float* o = po + r * n;
+      float m = -INFINITY;
+      for (int64_t j = 0; j < n; j++) m = a[j] > m ? a[j] : m;
+      double s = 0;
+      if (log) {
+        for (int64_t j = 0; j < n; j++) s += std::exp(a[j] - m);
+        float ls = (float)std::log(s);
+        for (int64_t j = 0; j < n; j++) o[j] = a[j] - m - ls;
+      } else {
+        for (int64_t j = 0; j < n; j++) {
+          float e = std::exp(a[j] - m);
+          o[j] = e;
+          s += e;
+        }
+        float inv = (float)(1.0 / s);
+        for (int64_t j = 0; j < n; j++) o[j] *= inv;
+      }
+    }
+  });
+}
+
+void layer_norm(const View& x, const float* weight, const float* bias, const View& out,
+                int64_t rows, int64_t n, float eps) {
+  const float* px = x.ptr<float>();
+  float* po = out.ptr<float>();
+  int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n));
+  parallel_for(rows, grain, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t r = lo; r < hi; r++) {
+      const float* a = px + r * n;
+      float* o = po + r * n;
+      // Two passes: the mean first, then the centred variance, which stays exact
+      // for rows with a large common offset where E[x^2] - E[x]^2 would cancel.
+      double s = 0;
+      for (int64_t j = 0; j < n; j++) s += a[j];
+      float mean = (float)(s / (double)n);
+      double v = 0;
+      for (int64_t j = 0; j < n; j++) {
+        float d = a[j] - mean;
+        v += (double)d * d;
+      }
+      float rstd = (float)(1.0 / std::sqrt(v / (double)n + (double)eps));
+      for (int64_t j = 0; j < n; j++) {
+        float y = (a[j] - mean) * rstd;
+        if (weight) y *= weight[j];
+        if (bias) y += bias[j];
+        o[j] = y;
+      }
+    }
+  });
+}
+
+}  // namespace cpu
+}  // namespace perceiver

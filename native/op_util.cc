@@ -1,0 +1,102 @@
+#include "op_util.h"
+
+#include <vector>
+
+namespace perceiver {
+
+View view_of(const Tensor& t) {
+  View v;
+  v.data = t.data();
+  v.dtype = t.dtype;
+  v.ndim = t.ndim();
+  for (int i = 0; i < t.ndim(); i++) {
+    v.shape[i] = t.shape[i];
+    v.strides[i] = t.strides[i];
+  }
+  return v;
+}
+
+std::string arg_prefix(const char* op, const char* name) {
+  return std::string(op) + ": argument '" + name + "'";
+}
+
+void check_dtype(const char* op, const char* name, const Tensor& t, DType want) {
+  if (t.dtype != want)
+    throw_type(arg_prefix(op, name) + " must have dtype " + dtype_name(want) + ", got " +
+               dtype_name(t.dtype));
+}
+
+void check_float32(const char* op, const char* name, const Tensor& t) {
+  if (t.dtype != DType::Float32)
+    throw_type(arg_prefix(op, name) + " must have dtype float32, got " + dtype_name(t.dtype) +
+               " (cast it first; 16-bit floats are storage types on the cpu)");
+}
+
+void check_ndim(const char* op, const char* name, const Tensor& t, int want) {
+  if (t.ndim() != want)
+    throw_range(arg_prefix(op, name) + " must have " + std::to_string(want) +
+                " dimensions, got shape " + shape_str(t.shape));
+}
+
+void check_min_ndim(const char* op, const char* name, const Tensor& t, int want) {
+  if (t.ndim() < want)
+    throw_range(arg_prefix(op, name) + " must have at least " + std::to_string(want) +
+                " dimensions, got shape " + shape_str(t.shape));
+}
+
+void check_shape(const char* op, const char* name, const Tensor& t, const Shape& want) {
+  if (t.shape != want)
+    throw_range(arg_prefix(op, name) + " must have shape " + shape_str(want) + ", got " +
+                shape_str(t.shape));
+}
+
+void check_same_device(const char* op,
+                       std::initializer_list<std::pair<const char*, const Tensor*>> ts) {
+  const std::pair<const char*, const Tensor*>* first = nullptr;
+  for (auto& p : ts) {
+    if (!p.second) continue;
+    if (!first) {
+      first = &p;
+      continue;
+    }
+    if (p.second->device() != first->second->device())
+      throw_value(arg_prefix(op, p.first) + " is on " + p.second->device().str() + " but '" +
+                  first->first + "' is on " + first->second->device().str() +
+                  "; move one with .to() first");
+  }
+}
+
+int64_t normalize_axis(const char* op, const char* name, int64_t axis, int ndim) {
+  if (axis < -ndim || axis >= ndim || ndim == 0)
+    throw_range(arg_prefix(op, name) + " must be in [" + std::to_string(-ndim) + ", " +
+                std::to_string(ndim) + "), got " + std::to_string(axis));
+  return axis < 0 ? axis + ndim : axis;
+}
+
+void launch(const char* op, Device device, std::initializer_list<const Tensor*> inputs,
+            std::initializer_list<const Tensor*> outputs, std::function<void(Backend&)> kernel) {
+  std::vector<StoragePtr> ins, outs;
+  for (const Tensor* t : inputs)
+    if (t) ins.push_back(t->storage);
+  for (const Tensor* t : outputs) outs.push_back(t->storage);
+  Backend* backend = backend_for(device);
+  std::string name = op;
+  backend->queue(device.index).submit(
+      [name, backend, ins = std::move(ins), outs = std::move(outs), kernel = std::move(kernel)] {
+        for (auto& s : ins) {
+          if (s->failed()) {
+            for (auto& o : outs) o->set_error(s->error());
+            return;
+          }
+        }
+        try {
+          kernel(*backend);
+        } catch (const std::exception& e) {
+          for (auto& o : outs) o->set_error(name + ": " + e.what());
+        } catch (...) {
+          for (auto& o : outs) o->set_error(name + ": unknown error");
+        }
+      });
+}
+
+}  // namespace perceiver

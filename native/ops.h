@@ -1,0 +1,74 @@
+// The engine's op layer. Each op validates its arguments synchronously (throwing an
+// Error that names the op, the argument and expected vs received values), allocates
+// its output and enqueues the kernel on the device's queue; it never waits.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "tensor.h"
+
+namespace perceiver {
+
+// ---- creation and transfer ----
+Tensor from_host(const void* data, size_t bytes, const Shape& shape, DType dtype, Device device);
+Tensor full(const Shape& shape, double value, DType dtype, Device device);
+Tensor arange(double start, double step, int64_t n, DType dtype, Device device);
+Tensor random_normal(const Shape& shape, uint64_t seed, float mean, float stddev, Device device);
+Tensor random_uniform(const Shape& shape, uint64_t seed, float low, float high, Device device);
+// Enqueues a copy of t's elements (in logical order) into `dst` and returns the
+// ticket; the queue must be waited on before dst is read.
+uint64_t read_to_host(const Tensor& t, void* dst);
+Queue& queue_of(const Tensor& t);
+
+// ---- layout (views where possible) ----
+Tensor contiguous(const Tensor& x);
+Tensor reshape(const Tensor& x, const Shape& shape);  // one -1 allowed
+Tensor permute(const Tensor& x, const std::vector<int64_t>& axes);
+Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end, int64_t step);
+Tensor broadcast_to(const Tensor& x, const Shape& shape);
+Tensor concat(const std::vector<Tensor>& xs, int64_t axis);
+Tensor cast(const Tensor& x, DType dtype);
+
+// ---- elementwise ----
+Tensor unary(UnaryOp op, const Tensor& x, float alpha = 1.f, float beta = 0.f);
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+Shape broadcast_shapes(const char* op, const Shape& a, const char* an, const Shape& b,
+                       const char* bn);
+
+// ---- reductions and normalisation ----
+Tensor reduce(ReduceOp op, const Tensor& x, int64_t axis, bool keepdim);
+Tensor softmax(const Tensor& x, bool log);
+Tensor layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps);
+
+// ---- linear algebra ----
+// a [..., M, K] (or [..., K, M] with trans_a), b [..., K, N] (or [..., N, K] with
+// trans_b); batch dims broadcast. bias [N] and the activation are fused.
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, const Tensor* bias,
+              Activation act, float alpha);
+// q [B, Nq, H, Dqk], k [B, Nk, H, Dqk], v [B, Nk, H, Dv] -> [B, Nq, H, Dv].
+// mask: uint8 broadcastable to [B, Nq, Nk]; scale <= 0 means 1/sqrt(Dqk).
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* mask,
+                 float scale);
+
+// ---- indexing and nn ----
+Tensor embedding(const Tensor& weight, const Tensor& ids);
+Tensor one_hot(const Tensor& ids, int64_t depth, float on, float off);
+enum class Padding { Same, Valid, Explicit };
+struct PadSpec {
+  Padding mode = Padding::Valid;
+  int64_t top = 0, bottom = 0, left = 0, right = 0;  // Explicit only
+};
+// x [B, H, W, Cin], weight [KH, KW, Cin, Cout] (HWIO), bias [Cout] -> [B, OH, OW, Cout].
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor* bias, int64_t stride_h,
+              int64_t stride_w, const PadSpec& pad);
+// x [B, H, W, C]; padded positions never win the max.
+Tensor max_pool2d(const Tensor& x, int64_t kh, int64_t kw, int64_t stride_h, int64_t stride_w,
+                  const PadSpec& pad);
+// Inference batch norm over the last axis (channels-last).
+Tensor batch_norm(const Tensor& x, const Tensor& mean, const Tensor& var, const Tensor* weight,
+                  const Tensor* bias, float eps);
+
+}  // namespace perceiver

@@ -1,0 +1,228 @@
+// Creation, transfer and layout ops. Layout ops return views when the strides
+// allow it and copy (through the backend's strided copy) only when they must.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "op_util.h"
+#include "ops.h"
+
+namespace perceiver {
+
+Queue& queue_of(const Tensor& t) { return t.storage->backend()->queue(t.device().index); }
+
+Tensor from_host(const void* data, size_t bytes, const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  if (bytes != t.nbytes())
+    throw_range("tensor: data holds " + std::to_string(bytes) + " bytes but shape " +
+                shape_str(shape) + " of " + dtype_name(dtype) + " needs " +
+                std::to_string(t.nbytes()));
+  if (device.type == DeviceType::CPU) {
+    // The storage is new, so no queued kernel can touch it yet: copy right here.
+    if (bytes) std::memcpy(t.storage->data(), data, bytes);
+    return t;
+  }
+  auto staging = std::make_shared<std::vector<char>>((const char*)data, (const char*)data + bytes);
+  void* dst = t.data();
+  launch("tensor", device, {}, {&t}, [staging, dst, bytes](Backend& b) {
+    b.copy_from_host(dst, staging->data(), bytes);
+  });
+  return t;
+}
+
+Tensor full(const Shape& shape, double value, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  View v = view_of(t);
+  launch("full", device, {}, {&t}, [v, value](Backend& b) { b.fill(v, value); });
+  return t;
+}
+
+Tensor arange(double start, double step, int64_t n, DType dtype, Device device) {
+  if (n < 0) throw_range("arange: length must be >= 0, got " + std::to_string(n));
+  Tensor t = empty({n}, dtype, device);
+  View v = view_of(t);
+  launch("arange", device, {}, {&t}, [v, start, step](Backend& b) { b.arange(v, start, step); });
+  return t;
+}
+
+Tensor random_normal(const Shape& shape, uint64_t seed, float mean, float stddev, Device device) {
+  if (!(stddev >= 0)) throw_range("randn: argument 'std' must be >= 0, got " + std::to_string(stddev));
+  Tensor t = empty(shape, DType::Float32, device);
+  View v = view_of(t);
+  launch("randn", device, {}, {&t},
+         [v, seed, mean, stddev](Backend& b) { b.random_normal(v, seed, mean, stddev); });
+  return t;
+}
+
+Tensor random_uniform(const Shape& shape, uint64_t seed, float low, float high, Device device) {
+  if (!(high >= low))
+    throw_range("rand: argument 'high' must be >= 'low', got low " + std::to_string(low) +
+                ", high " + std::to_string(high));
+  Tensor t = empty(shape, DType::Float32, device);
+  View v = view_of(t);
+  launch("rand", device, {}, {&t},
+         [v, seed, low, high](Backend& b) { b.random_uniform(v, seed, low, high); });
+  return t;
+}
+
+uint64_t read_to_host(const Tensor& t, void* dst) {
+  Tensor src = t.is_contiguous() ? t : contiguous(t);
+  StoragePtr s = src.storage;
+  const void* p = src.data();
+  size_t bytes = src.nbytes();
+  Backend* backend = s->backend();
+  return backend->queue(src.device().index).submit([s, p, dst, bytes, backend] {
+    if (s->failed()) return;  // the reader reports s->error()
+    try {
+      backend->copy_to_host(dst, p, bytes);
+    } catch (const std::exception& e) {
+      s->set_error(std::string("data: ") + e.what());
+    }
+  });
+}
+
+Tensor contiguous(const Tensor& x) {
+  if (x.is_contiguous()) return x;
+  Tensor out = empty(x.shape, x.dtype, x.device());
+  View src = view_of(x), dst = view_of(out);
+  launch("contiguous", x.device(), {&x}, {&out}, [src, dst](Backend& b) { b.copy(src, dst); });
+  return out;
+}
+
+Tensor cast(const Tensor& x, DType dtype) {
+  if (dtype == x.dtype) return x;
+  Tensor out = empty(x.shape, dtype, x.device());
+  View src = view_of(x), dst = view_of(out);
+  launch("cast", x.device(), {&x}, {&out}, [src, dst](Backend& b) { b.copy(src, dst); });
+  return out;
+}
+
+Tensor reshape(const Tensor& x, const Shape& shape_in) {
+  Shape shape = shape_in;
+  int infer = -1;
+  int64_t known = 1;
+  for (size_t i = 0; i < shape.size(); i++) {
+    if (shape[i] == -1) {
+      if (infer >= 0) throw_range("reshape: argument 'shape' " + shape_str(shape_in) + " has more than one -1");
+      infer = (int)i;
+    } else if (shape[i] < 0) {
+      throw_range("reshape: argument 'shape' " + shape_str(shape_in) + " has a negative dimension");
+    } else {
+      known *= shape[i];
+    }
+  }
+  if (infer >= 0) {
+    if (known == 0 || x.numel() % known != 0)
+      throw_range("reshape: cannot reshape " + shape_str(x.shape) + " (" +
+                  std::to_string(x.numel()) + " elements) into " + shape_str(shape_in));
+    shape[infer] = x.numel() / known;
+  }
+  if (shape_numel(shape) != x.numel())
+    throw_range("reshape: argument 'shape' " + shape_str(shape_in) + " has " +
+                std::to_string(shape_numel(shape)) + " elements but the tensor " +
+                shape_str(x.shape) + " has " + std::to_string(x.numel()));
+  if ((int)shape.size() > kMaxDims)
+    throw_range("reshape: at most " + std::to_string(kMaxDims) + " dimensions, got " + shape_str(shape));
+  Tensor base = contiguous(x);
+  Tensor out = base;
+  out.shape = shape;
+  out.strides = contiguous_strides(shape);
+  return out;
+}
+
+Tensor permute(const Tensor& x, const std::vector<int64_t>& axes) {
+  int n = x.ndim();
+  if ((int)axes.size() != n)
+    throw_range("permute: argument 'axes' must list " + std::to_string(n) + " axes for shape " +
+                shape_str(x.shape) + ", got " + shape_str(axes));
+  std::vector<bool> seen(n, false);
+  Tensor out = x;
+  for (int i = 0; i < n; i++) {
+    int64_t a = normalize_axis("permute", "axes", axes[i], n);
+    if (seen[a]) throw_range("permute: argument 'axes' " + shape_str(axes) + " repeats axis " + std::to_string(a));
+    seen[a] = true;
+    out.shape[i] = x.shape[a];
+    out.strides[i] = x.strides[a];
+  }
+  return out;
+}
+
+Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end, int64_t step) {
+  int64_t a = normalize_axis("slice", "axis", axis, x.ndim());
+  if (step < 1) throw_range("slice: argument 'step' must be >= 1, got " + std::to_string(step));
+  int64_t d = x.shape[a];
+  // Python-style clamping of negative and out-of-range bounds.
+  if (start < 0) start += d;
+  if (end < 0) end += d;
+  start = std::clamp<int64_t>(start, 0, d);
+  end = std::clamp<int64_t>(end, 0, d);
+  int64_t len = end > start ? (end - start + step - 1) / step : 0;
+  Tensor out = x;
+  out.offset += start * x.strides[a];
+  out.shape[a] = len;
+  out.strides[a] = x.strides[a] * step;
+  return out;
+}
+
+Tensor broadcast_to(const Tensor& x, const Shape& shape) {
+  int n = (int)shape.size();
+  if (n < x.ndim() || n > kMaxDims)
+    throw_range("broadcast: cannot broadcast " + shape_str(x.shape) + " to " + shape_str(shape));
+  Tensor out = x;
+  out.shape = shape;
+  out.strides.assign(n, 0);
+  for (int i = 0; i < n; i++) {
+    int xi = i - (n - x.ndim());
+    if (xi < 0) continue;
+    if (x.shape[xi] == shape[i]) {
+      out.strides[i] = x.strides[xi];
+    } else if (x.shape[xi] == 1) {
+      out.strides[i] = 0;
+    } else {
+      throw_range("broadcast: cannot broadcast " + shape_str(x.shape) + " to " + shape_str(shape) +
+                  " (dimension " + std::to_string(xi) + " is " + std::to_string(x.shape[xi]) +
+                  ", expected 1 or " + std::to_string(shape[i]) + ")");
+    }
+  }
+  return out;
+}
+
+Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
+  if (xs.empty()) throw_range("concat: argument 'tensors' must hold at least one tensor, got 0");
+  const Tensor& first = xs[0];
+  int64_t a = normalize_axis("concat", "axis", axis, first.ndim());
+  int64_t total = 0;
+  for (size_t i = 0; i < xs.size(); i++) {
+    const Tensor& t = xs[i];
+    std::string name = "tensors[" + std::to_string(i) + "]";
+    if (t.dtype != first.dtype)
+      throw_type("concat: argument '" + name + "' has dtype " + dtype_name(t.dtype) +
+                 ", expected " + dtype_name(first.dtype) + " like tensors[0]");
+    if (t.device() != first.device())
+      throw_value("concat: argument '" + name + "' is on " + t.device().str() + ", expected " +
+                  first.device().str() + " like tensors[0]");
+    bool ok = t.ndim() == first.ndim();
+    for (int d = 0; ok && d < t.ndim(); d++)
+      if (d != a && t.shape[d] != first.shape[d]) ok = false;
+    if (!ok)
+      throw_range("concat: argument '" + name + "' has shape " + shape_str(t.shape) +
+                  ", expected " + shape_str(first.shape) + " except along axis " + std::to_string(a));
+    total += t.shape[a];
+  }
+  Shape shape = first.shape;
+  shape[a] = total;
+  Tensor out = empty(shape, first.dtype, first.device());
+  int64_t at = 0;
+  for (const Tensor& t : xs) {
+    if (t.shape[a] == 0) continue;
+    Tensor dst = slice(out, a, at, at + t.shape[a], 1);
+    at += t.shape[a];
+    View sv = view_of(t), dv = view_of(dst);
+    launch("concat", out.device(), {&t}, {&out}, [sv, dv](Backend& b) { b.copy(sv, dv); });
+  }
+  return out;
+}
+
+}  // namespace perceiver

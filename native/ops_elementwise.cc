@@ -1,0 +1,76 @@
+// Elementwise ops with numpy broadcasting.
+#include "op_util.h"
+#include "ops.h"
+
+namespace perceiver {
+
+static const char* unary_name(UnaryOp op) {
+  static const char* names[] = {"neg",  "exp",  "log",     "sin",      "cos",     "sqrt",
+                                "rsqrt", "tanh", "relu",   "gelu",     "gelu_tanh", "sigmoid",
+                                "abs",  "square", "scale"};
+  return names[(int)op];
+}
+
+static const char* binary_name(BinaryOp op) {
+  static const char* names[] = {"add", "sub", "mul", "div", "maximum", "minimum", "pow",
+                                "eq",  "ne",  "lt",  "le",  "gt",      "ge"};
+  return names[(int)op];
+}
+
+Shape broadcast_shapes(const char* op, const Shape& a, const char* an, const Shape& b,
+                       const char* bn) {
+  size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; i++) {
+    int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    if (da != db && da != 1 && db != 1)
+      throw_range(std::string(op) + ": shapes of '" + an + "' " + shape_str(a) + " and '" + bn +
+                  "' " + shape_str(b) + " cannot be broadcast together (dimension " +
+                  std::to_string(i) + ": " + std::to_string(da) + " vs " + std::to_string(db) + ")");
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+Tensor unary(UnaryOp op, const Tensor& x, float alpha, float beta) {
+  const char* name = unary_name(op);
+  check_float32(name, "x", x);
+  Tensor out = empty(x.shape, DType::Float32, x.device());
+  View vx = view_of(x), vo = view_of(out);
+  launch(name, x.device(), {&x}, {&out},
+         [op, vx, vo, alpha, beta](Backend& b) { b.unary(op, vx, vo, alpha, beta); });
+  return out;
+}
+
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  const char* name = binary_name(op);
+  check_float32(name, "a", a);
+  check_float32(name, "b", b);
+  check_same_device(name, {{"a", &a}, {"b", &b}});
+  Shape shape = broadcast_shapes(name, a.shape, "a", b.shape, "b");
+  bool compare = op >= BinaryOp::Eq;
+  Tensor out = empty(shape, compare ? DType::UInt8 : DType::Float32, a.device());
+  View va = view_of(broadcast_to(a, shape)), vb = view_of(broadcast_to(b, shape)),
+       vo = view_of(out);
+  launch(name, a.device(), {&a, &b}, {&out},
+         [op, va, vb, vo](Backend& be) { be.binary(op, va, vb, vo); });
+  return out;
+}
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  check_dtype("where", "cond", cond, DType::UInt8);
+  check_float32("where", "a", a);
+  check_float32("where", "b", b);
+  check_same_device("where", {{"cond", &cond}, {"a", &a}, {"b", &b}});
+  Shape ab = broadcast_shapes("where", a.shape, "a", b.shape, "b");
+  Shape shape = broadcast_shapes("where", cond.shape, "cond", ab, "a/b");
+  Tensor out = empty(shape, DType::Float32, a.device());
+  View vc = view_of(broadcast_to(cond, shape)), va = view_of(broadcast_to(a, shape)),
+       vb = view_of(broadcast_to(b, shape)), vo = view_of(out);
+  launch("where", a.device(), {&cond, &a, &b}, {&out},
+         [vc, va, vb, vo](Backend& be) { be.where(vc, va, vb, vo); });
+  return out;
+}
+
+}  // namespace perceiver

@@ -1,0 +1,180 @@
+// matmul (batched, broadcasting, fused bias + activation) and fused attention.
+#include <cmath>
+
+#include "op_util.h"
+#include "ops.h"
+
+namespace perceiver {
+namespace {
+
+// Brings a matrix operand into the form the kernels take: unit stride along one of
+// its last two axes (the other is the leading dimension) and its batch axes
+// reachable through a single stride. Copies only when the view allows neither.
+struct MatOperand {
+  Tensor t;
+  bool trans;
+  int64_t ld, batch_stride;
+};
+
+bool single_stride(const Tensor& t, int nbatch, int64_t* stride) {
+  // The batch axes [0, nbatch) must step as one: each stride equals the next
+  // axis' stride times its size (size-1 axes are free), or all are zero.
+  int64_t s = -1, expect = -1;
+  for (int i = nbatch - 1; i >= 0; i--) {
+    if (t.shape[i] == 1) continue;
+    if (s < 0) {
+      s = t.strides[i];
+      expect = s * t.shape[i];
+    } else if (s == 0 ? t.strides[i] != 0 : t.strides[i] != expect) {
+      return false;
+    } else {
+      expect = t.strides[i] * t.shape[i];
+    }
+  }
+  *stride = s < 0 ? 0 : s;
+  return true;
+}
+
+MatOperand prepare(const Tensor& x_in, bool trans, const Shape& batch) {
+  int nb = (int)batch.size();
+  Shape full = batch;
+  full.push_back(x_in.shape[x_in.ndim() - 2]);
+  full.push_back(x_in.shape[x_in.ndim() - 1]);
+  Tensor x = broadcast_to(x_in, full);
+  auto try_form = [&](const Tensor& t, MatOperand* r) {
+    int64_t s_row = t.strides[nb], s_col = t.strides[nb + 1];
+    int64_t rows = t.shape[nb], cols = t.shape[nb + 1];
+    int64_t bs;
+    if (!single_stride(t, nb, &bs)) return false;
+    if (s_col == 1 || cols == 1) {
+      *r = {t, trans, rows == 1 ? std::max<int64_t>(cols, 1) : s_row, bs};
+      if (r->ld < std::max<int64_t>(cols, 1)) return false;
+      return true;
+    }
+    if (s_row == 1 || rows == 1) {  // column-major view: the transpose is row-major
+      *r = {t, !trans, s_col, bs};
+      if (r->ld < std::max<int64_t>(rows, 1)) return false;
+      return true;
+    }
+    return false;
+  };
+  MatOperand r;
+  if (try_form(x, &r)) return r;
+  Tensor c = contiguous(x);
+  try_form(c, &r);
+  return r;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, const Tensor* bias,
+              Activation act, float alpha) {
+  check_float32("matmul", "a", a);
+  check_float32("matmul", "b", b);
+  check_min_ndim("matmul", "a", a, 2);
+  check_min_ndim("matmul", "b", b, 2);
+  check_same_device("matmul", {{"a", &a}, {"b", &b}, {"bias", bias}});
+  int64_t m = trans_a ? a.shape[a.ndim() - 1] : a.shape[a.ndim() - 2];
+  int64_t ka = trans_a ? a.shape[a.ndim() - 2] : a.shape[a.ndim() - 1];
+  int64_t kb = trans_b ? b.shape[b.ndim() - 1] : b.shape[b.ndim() - 2];
+  int64_t n = trans_b ? b.shape[b.ndim() - 2] : b.shape[b.ndim() - 1];
+  if (ka != kb)
+    throw_range("matmul: inner dimensions differ: 'a' " + shape_str(a.shape) +
+                (trans_a ? " (transposed)" : "") + " has K = " + std::to_string(ka) + " but 'b' " +
+                shape_str(b.shape) + (trans_b ? " (transposed)" : "") + " has K = " +
+                std::to_string(kb));
+  Shape ba(a.shape.begin(), a.shape.end() - 2), bb(b.shape.begin(), b.shape.end() - 2);
+  Shape batch = broadcast_shapes("matmul", ba, "a (batch dims)", bb, "b (batch dims)");
+  Tensor bias_c;
+  if (bias) {
+    check_float32("matmul", "bias", *bias);
+    check_shape("matmul", "bias", *bias, {n});
+    bias_c = contiguous(*bias);
+  }
+  MatOperand pa = prepare(a, trans_a, batch), pb = prepare(b, trans_b, batch);
+  Shape shape = batch;
+  shape.push_back(m);
+  shape.push_back(n);
+  Tensor out = empty(shape, DType::Float32, a.device());
+  MatmulArgs args;
+  args.a = (const float*)pa.t.data();
+  args.b = (const float*)pb.t.data();
+  args.c = (float*)out.data();
+  args.bias = bias ? (const float*)bias_c.data() : nullptr;
+  args.batch = shape_numel(batch);
+  args.m = m;
+  args.n = n;
+  args.k = ka;
+  args.lda = pa.ld;
+  args.ldb = pb.ld;
+  args.ldc = std::max<int64_t>(n, 1);
+  args.stride_a = pa.batch_stride;
+  args.stride_b = pb.batch_stride;
+  args.stride_c = m * n;
+  args.trans_a = pa.trans;
+  args.trans_b = pb.trans;
+  args.alpha = alpha;
+  args.act = act;
+  if (out.numel() == 0) return out;
+  launch("matmul", a.device(), {&pa.t, &pb.t, bias ? &bias_c : nullptr}, {&out},
+         [args](Backend& be) { be.matmul(args); });
+  return out;
+}
+
+Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor* mask,
+                 float scale) {
+  check_float32("attention", "q", q_in);
+  check_float32("attention", "k", k_in);
+  check_float32("attention", "v", v_in);
+  check_ndim("attention", "q", q_in, 4);
+  check_ndim("attention", "k", k_in, 4);
+  check_ndim("attention", "v", v_in, 4);
+  check_same_device("attention", {{"q", &q_in}, {"k", &k_in}, {"v", &v_in}, {"mask", mask}});
+  int64_t B = q_in.shape[0], nq = q_in.shape[1], H = q_in.shape[2], dqk = q_in.shape[3];
+  int64_t nk = k_in.shape[1], dv = v_in.shape[3];
+  if (k_in.shape[0] != B || k_in.shape[2] != H || k_in.shape[3] != dqk)
+    throw_range("attention: argument 'k' must have shape [" + std::to_string(B) + ", Nk, " +
+                std::to_string(H) + ", " + std::to_string(dqk) + "] to match 'q' " +
+                shape_str(q_in.shape) + ", got " + shape_str(k_in.shape));
+  if (v_in.shape[0] != B || v_in.shape[1] != nk || v_in.shape[2] != H)
+    throw_range("attention: argument 'v' must have shape [" + std::to_string(B) + ", " +
+                std::to_string(nk) + ", " + std::to_string(H) + ", Dv] to match 'q' and 'k', got " +
+                shape_str(v_in.shape));
+  if (!(scale == scale)) throw_range("attention: argument 'scale' must be a number, got NaN");
+  Tensor mk;
+  if (mask) {
+    check_dtype("attention", "mask", *mask, DType::UInt8);
+    if (mask->ndim() > 3)
+      throw_range("attention: argument 'mask' must be broadcastable to [B, Nq, Nk] = " +
+                  shape_str({B, nq, nk}) + ", got " + shape_str(mask->shape));
+    try {
+      mk = broadcast_to(*mask, {B, nq, nk});
+    } catch (const Error&) {
+      throw_range("attention: argument 'mask' must be broadcastable to [B, Nq, Nk] = " +
+                  shape_str({B, nq, nk}) + ", got " + shape_str(mask->shape));
+    }
+  }
+  auto unit_inner = [](const Tensor& t) { return t.shape[3] <= 1 || t.strides[3] == 1 ? t : contiguous(t); };
+  Tensor q = unit_inner(q_in), k = unit_inner(k_in), v = unit_inner(v_in);
+  Tensor out = empty({B, nq, H, dv}, DType::Float32, q.device());
+  if (out.numel() == 0) return out;
+  AttentionArgs a;
+  a.q = (const float*)q.data();
+  a.k = (const float*)k.data();
+  a.v = (const float*)v.data();
+  a.out = (float*)out.data();
+  a.mask = mask ? (const uint8_t*)mk.data() : nullptr;
+  a.batch = B; a.nq = nq; a.nk = nk; a.heads = H; a.dqk = dqk; a.dv = dv;
+  a.q_sb = q.strides[0]; a.q_sn = q.strides[1]; a.q_sh = q.strides[2];
+  a.k_sb = k.strides[0]; a.k_sn = k.strides[1]; a.k_sh = k.strides[2];
+  a.v_sb = v.strides[0]; a.v_sn = v.strides[1]; a.v_sh = v.strides[2];
+  a.o_sb = out.strides[0]; a.o_sn = out.strides[1]; a.o_sh = out.strides[2];
+  if (mask) { a.m_sb = mk.strides[0]; a.m_sq = mk.strides[1]; a.m_sk = mk.strides[2]; }
+  else { a.m_sb = a.m_sq = a.m_sk = 0; }
+  a.scale = scale > 0 ? scale : (float)(1.0 / std::sqrt((double)std::max<int64_t>(dqk, 1)));
+  launch("attention", q.device(), {&q, &k, &v, mask ? &mk : nullptr}, {&out},
+         [a](Backend& b) { b.attention(a); });
+  return out;
+}
+
+}  // namespace perceiver

@@ -1,0 +1,36 @@
+// A device's execution queue: tasks run one after another, in submission order, on
+// a thread of their own, so the JS thread never runs or waits for a kernel. Order
+// is the only synchronisation ops need: a kernel's inputs were produced by tasks
+// submitted before it.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+namespace perceiver {
+
+class Queue {
+ public:
+  Queue();
+  ~Queue();
+  // Returns the task's ticket; wait(ticket) returns once it has run.
+  uint64_t submit(std::function<void()> task);
+  void wait(uint64_t ticket);
+  // Waits for everything submitted so far.
+  void synchronize();
+  uint64_t pending() const;
+
+ private:
+  void loop();
+  mutable std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  std::deque<std::function<void()>> tasks_;
+  uint64_t submitted_ = 0, completed_ = 0;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace perceiver

@@ -1,0 +1,65 @@
+#include "storage.h"
+
+#include <cstdlib>
+
+#include "backend.h"
+#include "error.h"
+
+namespace perceiver {
+
+std::string Device::str() const {
+  if (type == DeviceType::CPU) return "cpu";
+  return "cuda:" + std::to_string(index);
+}
+
+MemoryStats& memory_stats(DeviceType t) {
+  static MemoryStats stats[2];
+  return stats[t == DeviceType::CPU ? 0 : 1];
+}
+
+void* aligned_alloc64(size_t bytes) {
+  // Round up: aligned_alloc requires a multiple of the alignment. Zero-size tensors
+  // still get a distinct, valid pointer.
+  size_t n = (bytes + 63) & ~size_t(63);
+  if (n == 0) n = 64;
+  void* p = std::aligned_alloc(64, n);
+  if (!p)
+    throw Error(ErrorKind::Memory, "out of memory: could not allocate " + std::to_string(bytes) +
+                                       " bytes on cpu");
+  return p;
+}
+
+void aligned_free64(void* p) { std::free(p); }
+
+Storage::Storage(Backend* backend, Device device, size_t bytes)
+    : backend_(backend), device_(device), bytes_(bytes) {
+  data_ = backend_->alloc(bytes);
+  MemoryStats& s = memory_stats(device.type);
+  s.storages.fetch_add(1);
+  int64_t now = s.bytes.fetch_add((int64_t)bytes) + (int64_t)bytes;
+  int64_t peak = s.peak_bytes.load();
+  while (now > peak && !s.peak_bytes.compare_exchange_weak(peak, now)) {
+  }
+}
+
+Storage::~Storage() {
+  backend_->free(data_, bytes_);
+  MemoryStats& s = memory_stats(device_.type);
+  s.storages.fetch_sub(1);
+  s.bytes.fetch_sub((int64_t)bytes_);
+}
+
+void Storage::set_error(const std::string& msg) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!failed_.load()) {
+    error_ = msg;
+    failed_.store(true, std::memory_order_release);
+  }
+}
+
+std::string Storage::error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_;
+}
+
+}  // namespace perceiver

@@ -1,0 +1,68 @@
+// Reference-counted device memory. A Storage outlives every view and every queued
+// kernel that uses it (they hold shared_ptrs), so JS may dispose a tensor while a
+// kernel reading it is still in the queue.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace perceiver {
+
+enum class DeviceType : int32_t { CPU = 0, CUDA = 1 };
+
+struct Device {
+  DeviceType type = DeviceType::CPU;
+  int32_t index = 0;
+  bool operator==(const Device& o) const { return type == o.type && index == o.index; }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+  std::string str() const;
+};
+
+struct Backend;
+
+// Live allocations per device type, for memory().
+struct MemoryStats {
+  std::atomic<int64_t> storages{0};
+  std::atomic<int64_t> bytes{0};
+  std::atomic<int64_t> peak_bytes{0};
+};
+MemoryStats& memory_stats(DeviceType t);
+
+class Storage {
+ public:
+  // Allocates `bytes` on `backend`'s device (64-byte aligned on the CPU).
+  Storage(Backend* backend, Device device, size_t bytes);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
+  Backend* backend() const { return backend_; }
+
+  // A kernel that failed marks its outputs; kernels that read a failed storage
+  // propagate the message instead of running, and data() rejects with it.
+  void set_error(const std::string& msg);
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
+  std::string error() const;
+
+ private:
+  Backend* backend_;
+  Device device_;
+  void* data_ = nullptr;
+  size_t bytes_;
+  std::atomic<bool> failed_{false};
+  mutable std::mutex mu_;
+  std::string error_;
+};
+
+using StoragePtr = std::shared_ptr<Storage>;
+
+void* aligned_alloc64(size_t bytes);
+void aligned_free64(void* p);
+
+}  // namespace perceiver

@@ -1,0 +1,44 @@
+// A Tensor is a view: storage + dtype + shape + strides (in elements) + offset.
+// Views (reshape of contiguous data, permute, slice, broadcast) share storage and
+// cost no copy; kernels that need dense rows get them through contiguous().
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dtype.h"
+#include "storage.h"
+
+namespace perceiver {
+
+using Shape = std::vector<int64_t>;
+
+constexpr int kMaxDims = 8;
+
+std::string shape_str(const Shape& s);
+int64_t shape_numel(const Shape& s);
+Shape contiguous_strides(const Shape& s);
+
+struct Tensor {
+  StoragePtr storage;
+  DType dtype = DType::Float32;
+  Shape shape;
+  Shape strides;
+  int64_t offset = 0;  // elements
+
+  int ndim() const { return (int)shape.size(); }
+  int64_t numel() const { return shape_numel(shape); }
+  size_t nbytes() const { return (size_t)numel() * dtype_size(dtype); }
+  Device device() const { return storage->device(); }
+  bool is_contiguous() const;
+  // Pointer to element [0, 0, ...] of the view.
+  void* data() const {
+    return static_cast<char*>(storage->data()) + offset * (int64_t)dtype_size(dtype);
+  }
+  int64_t size(int axis) const { return shape[axis]; }
+};
+
+// Allocates a dense tensor on `device`.
+Tensor empty(const Shape& shape, DType dtype, Device device);
+
+}  // namespace perceiver
