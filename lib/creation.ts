@@ -1,0 +1,190 @@
+// Creating tensors from JS data and from nothing (zeros, ones, arange, random).
+import { native } from './native.js';
+import { checkDType, describe, type DTypeName } from './dtype.js';
+import { resolveDevice } from './device.js';
+import { Tensor, wrap } from './tensor.js';
+import { int, num, options, shape as shapeArg } from './ops/args.js';
+import { cast } from './ops/layout.js';
+
+export interface CreateOptions {
+  dtype?: DTypeName;
+  /** 'cpu' | 'cuda' | 'cuda:N'; default per resolveDevice() (PERCEIVER_DEVICE, else CUDA when available, else CPU). */
+  device?: string;
+}
+
+type NestedNumbers = number | readonly NestedNumbers[];
+export type TensorData = ArrayBufferView | NestedNumbers;
+
+function inferShape(op: string, data: NestedNumbers): number[] {
+  const s: number[] = [];
+  let cur: NestedNumbers = data;
+  while (Array.isArray(cur)) {
+    s.push(cur.length);
+    cur = cur[0] as NestedNumbers;
+    if (cur === undefined) break;
+  }
+  return s;
+}
+
+function flattenChecked(op: string, data: NestedNumbers, shape: number[], depth: number, out: number[]): void {
+  if (depth === shape.length) {
+    if (typeof data !== 'number') throw new TypeError(`${op}: argument 'data' must hold numbers, found ${describe(data)}`);
+    out.push(data);
+    return;
+  }
+  if (!Array.isArray(data) || data.length !== shape[depth])
+    throw new RangeError(`${op}: argument 'data' is ragged: expected ${shape[depth]} elements at depth ${depth}, got ${Array.isArray(data) ? data.length : describe(data)}`);
+  for (const e of data) flattenChecked(op, e, shape, depth + 1, out);
+}
+
+/** The typed array the engine can take directly, and its dtype. */
+function toEngineArray(op: string, data: ArrayBufferView): { arr: Float32Array | Int32Array | Uint8Array; dtype: DTypeName } {
+  if (data instanceof Float32Array) return { arr: data, dtype: 'float32' };
+  if (data instanceof Int32Array) return { arr: data, dtype: 'int32' };
+  if (data instanceof Uint8Array || data instanceof Uint8ClampedArray)
+    return { arr: new Uint8Array(data.buffer, data.byteOffset, data.length), dtype: 'uint8' };
+  if (data instanceof Float64Array) return { arr: new Float32Array(data), dtype: 'float32' };
+  if (data instanceof Int8Array || data instanceof Int16Array || data instanceof Uint16Array)
+    return { arr: new Int32Array(data), dtype: 'int32' };
+  if (data instanceof Uint32Array) {
+    for (let i = 0; i < data.length; i++)
+      if (data[i] > 0x7fffffff) throw new RangeError(`${op}: argument 'data' value ${data[i]} at ${i} does not fit in int32`);
+    return { arr: new Int32Array(data), dtype: 'int32' };
+  }
+  if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
+    // int64 ids (as PyTorch files hold them) are narrowed with a range check.
+    const out = new Int32Array(data.length);
+    for (let i = 0; i < data.length; i++) {
+      const v = data[i];
+      if (v > 2147483647n || v < -2147483648n) throw new RangeError(`${op}: argument 'data' value ${v} at ${i} does not fit in int32`);
+      out[i] = Number(v);
+    }
+    return { arr: out, dtype: 'int32' };
+  }
+  throw new TypeError(`${op}: argument 'data' of type ${describe(data)} is not supported; use a Float32Array, Int32Array, Uint8Array or number arrays`);
+}
+
+/**
+ * A tensor from JS data: a typed array (with a shape, default 1-D), nested number
+ * arrays (shape inferred) or a number (a scalar). opts.dtype converts the values.
+ */
+export function tensor(data: TensorData, shape?: readonly number[], opts?: CreateOptions): Tensor {
+  const o = options('tensor', opts);
+  const device = resolveDevice('tensor', o.device);
+  const want = o.dtype === undefined ? undefined : checkDType('tensor', 'dtype', o.dtype);
+  let arr: Float32Array | Int32Array | Uint8Array;
+  let src: DTypeName;
+  let s: number[];
+  if (ArrayBuffer.isView(data)) {
+    if (data instanceof DataView) throw new TypeError(`tensor: argument 'data' must be a typed array, got DataView`);
+    ({ arr, dtype: src } = toEngineArray('tensor', data));
+    s = shape === undefined ? [arr.length] : shapeArg('tensor', 'shape', shape);
+  } else if (typeof data === 'number' || Array.isArray(data)) {
+    const inferred = inferShape('tensor', data as NestedNumbers);
+    const flat: number[] = [];
+    flattenChecked('tensor', data as NestedNumbers, inferred, 0, flat);
+    s = shape === undefined ? inferred : shapeArg('tensor', 'shape', shape);
+    if (want === 'int32' || want === 'uint8') {
+      for (let i = 0; i < flat.length; i++)
+        if (!Number.isInteger(flat[i])) throw new TypeError(`tensor: dtype ${want} needs integers, element ${i} is ${flat[i]}`);
+      arr = want === 'int32' ? Int32Array.from(flat) : Uint8Array.from(flat);
+      src = want;
+    } else {
+      arr = Float32Array.from(flat);
+      src = 'float32';
+    }
+  } else {
+    throw new TypeError(`tensor: argument 'data' must be a typed array, a number or nested number arrays, got ${describe(data)}`);
+  }
+  const n = s.reduce((a, b) => a * b, 1);
+  if (n !== arr.length)
+    throw new RangeError(`tensor: argument 'shape' [${s.join(', ')}] has ${n} elements but 'data' has ${arr.length}`);
+  const t = wrap(native.fromBuffer(arr, s, src, device));
+  if (want === undefined || want === src) return t;
+  try {
+    return cast(t, want);
+  } finally {
+    t.dispose();
+  }
+}
+
+/** A tensor of shape filled with value. */
+export function full(shape: readonly number[], value: number, opts?: CreateOptions): Tensor {
+  const o = options('full', opts);
+  return wrap(
+    native.full(
+      shapeArg('full', 'shape', shape),
+      num('full', 'value', value),
+      o.dtype === undefined ? 'float32' : checkDType('full', 'dtype', o.dtype),
+      resolveDevice('full', o.device),
+    ),
+  );
+}
+
+export const zeros = (shape: readonly number[], opts?: CreateOptions): Tensor => full(shape, 0, opts);
+export const ones = (shape: readonly number[], opts?: CreateOptions): Tensor => full(shape, 1, opts);
+
+/** [start, start+step, ...) below stop; arange(n) is 0..n-1. */
+export function arange(start: number, stop?: number, step = 1, opts?: CreateOptions): Tensor {
+  const o = options('arange', opts);
+  num('arange', 'start', start);
+  num('arange', 'step', step);
+  if (stop === undefined) [start, stop] = [0, start];
+  num('arange', 'stop', stop);
+  if (step === 0) throw new RangeError(`arange: argument 'step' must not be 0`);
+  const n = Math.max(0, Math.ceil((stop - start) / step));
+  return wrap(
+    native.arange(start, step, n, o.dtype === undefined ? 'float32' : checkDType('arange', 'dtype', o.dtype), resolveDevice('arange', o.device)),
+  );
+}
+
+let nextSeed = Math.floor(Math.random() * 2 ** 31);
+
+/** Seeds the generator used by randn/rand calls that pass no seed. */
+export function manualSeed(seed: number): void {
+  nextSeed = int('manualSeed', 'seed', seed);
+  if (seed < 0) throw new RangeError(`manualSeed: argument 'seed' must be >= 0, got ${seed}`);
+}
+
+export interface RandomOptions {
+  /** Same seed, same values, on any thread count. Default: the global sequence (manualSeed). */
+  seed?: number;
+  device?: string;
+}
+
+function seedOf(op: string, seed: unknown): number {
+  if (seed === undefined) return nextSeed++ % Number.MAX_SAFE_INTEGER;
+  const s = int(op, 'seed', seed);
+  if (s < 0) throw new RangeError(`${op}: option 'seed' must be >= 0, got ${s}`);
+  return s;
+}
+
+/** Normal samples, float32. */
+export function randn(shape: readonly number[], opts?: RandomOptions & { mean?: number; std?: number }): Tensor {
+  const o = options('randn', opts);
+  return wrap(
+    native.random(
+      'normal',
+      shapeArg('randn', 'shape', shape),
+      seedOf('randn', o.seed),
+      o.mean === undefined ? 0 : num('randn', 'mean', o.mean),
+      o.std === undefined ? 1 : num('randn', 'std', o.std),
+      resolveDevice('randn', o.device),
+    ),
+  );
+}
+
+/** Uniform samples in [low, high), float32. */
+export function rand(shape: readonly number[], opts?: RandomOptions & { low?: number; high?: number }): Tensor {
+  const o = options('rand', opts);
+  return wrap(
+    native.random(
+      'uniform',
+      shapeArg('rand', 'shape', shape),
+      seedOf('rand', o.seed),
+      o.low === undefined ? 0 : num('rand', 'low', o.low),
+      o.high === undefined ? 1 : num('rand', 'high', o.high),
+      resolveDevice('rand', o.device),
+    ),
+  );
+}

@@ -1,0 +1,33 @@
+/** Element types a tensor can hold. float16/bfloat16 are storage types on the CPU. */
+export type DTypeName = 'float32' | 'float16' | 'bfloat16' | 'int32' | 'uint8';
+
+export const DTYPES: readonly DTypeName[] = ['float32', 'float16', 'bfloat16', 'int32', 'uint8'];
+
+/** What `data()` returns per dtype: 16-bit floats are widened to float32. */
+export type DataFor<D extends DTypeName> = D extends 'int32'
+  ? Int32Array
+  : D extends 'uint8'
+    ? Uint8Array
+    : Float32Array;
+
+export type TypedData = Float32Array | Int32Array | Uint8Array;
+
+export function isDType(v: unknown): v is DTypeName {
+  return typeof v === 'string' && (DTYPES as readonly string[]).includes(v);
+}
+
+export function checkDType(op: string, name: string, v: unknown): DTypeName {
+  if (!isDType(v))
+    throw new TypeError(`${op}: argument '${name}' must be one of ${DTYPES.map((d) => `'${d}'`).join(', ')}, got ${describe(v)}`);
+  return v;
+}
+
+/** A short description of a value for error messages. */
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return `array of length ${v.length}`;
+  if (typeof v === 'string') return `'${v}'`;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return `${typeof v} ${String(v)}`;
+  if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
+  return typeof v;
+}

@@ -1,0 +1,89 @@
+// The only place that loads the addon. node-gyp-build looks for a prebuilt binary
+// under prebuilds/<platform>-<arch>/ and falls back to build/Release; when neither
+// loads, one error says what was tried and what to do.
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+
+import type { DTypeName } from './dtype.js';
+
+/** A native tensor handle (bindings/tensor_handle.cc). */
+export interface NativeHandle {
+  readonly shape: number[];
+  readonly strides: number[];
+  readonly dtype: DTypeName;
+  readonly device: string;
+  readonly isContiguous: boolean;
+  readonly disposed: boolean;
+  dispose(): void;
+  read(): Promise<ArrayBuffer>;
+  readSync(): ArrayBuffer;
+}
+
+type H = NativeHandle;
+type Pad = 'same' | 'valid' | number[];
+
+/** The addon's exports (bindings/ops.cc). Every argument is required here; defaults live in lib/. */
+export interface NativeAddon {
+  TensorHandle: Function;
+  fromBuffer(data: ArrayBufferView | ArrayBuffer, shape: number[], dtype: string, device: string): H;
+  full(shape: number[], value: number, dtype: string, device: string): H;
+  arange(start: number, step: number, length: number, dtype: string, device: string): H;
+  random(kind: 'normal' | 'uniform', shape: number[], seed: number, p1: number, p2: number, device: string): H;
+  contiguous(x: H): H;
+  reshape(x: H, shape: number[]): H;
+  permute(x: H, axes: number[]): H;
+  slice(x: H, axis: number, start: number, end: number, step: number): H;
+  broadcastTo(x: H, shape: number[]): H;
+  concat(xs: H[], axis: number): H;
+  cast(x: H, dtype: string): H;
+  unary(op: string, x: H, alpha: number, beta: number): H;
+  binary(op: string, a: H, b: H): H;
+  where(cond: H, a: H, b: H): H;
+  reduce(op: string, x: H, axis: number, keepdim: boolean): H;
+  softmax(x: H, log: boolean): H;
+  layerNorm(x: H, weight: H | null, bias: H | null, eps: number): H;
+  matmul(a: H, b: H, transA: boolean, transB: boolean, bias: H | null, activation: string, alpha: number): H;
+  attention(q: H, k: H, v: H, mask: H | null, scale: number): H;
+  embedding(weight: H, ids: H): H;
+  oneHot(ids: H, depth: number, on: number, off: number): H;
+  conv2d(x: H, weight: H, bias: H | null, strideH: number, strideW: number, padding: Pad): H;
+  maxPool2d(x: H, kernelH: number, kernelW: number, strideH: number, strideW: number, padding: Pad): H;
+  batchNorm(x: H, mean: H, variance: H, weight: H | null, bias: H | null, eps: number): H;
+  memory(): Record<'cpu' | 'cuda', { tensors: number; storages: number; bytes: number; peakBytes: number }>;
+  synchronize(): void;
+  cpuInfo(): { threads: number; simd: string };
+}
+
+const require = createRequire(import.meta.url);
+
+function packageRoot(): string {
+  // dist/lib/native.js -> package root (two levels up), with a walk-up fallback.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'binding.gyp'))) return dir;
+    dir = dirname(dir);
+  }
+  return join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+}
+
+function load(): NativeAddon {
+  const root = packageRoot();
+  try {
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+    return nodeGypBuild(root) as NativeAddon;
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new Error(
+      `perceiver-io: could not load the native addon.\n` +
+        `  tried: ${join(root, 'prebuilds', `${process.platform}-${process.arch}`)} (prebuilt) and ` +
+        `${join(root, 'build', 'Release')} (built from source)\n` +
+        `  reason: ${reason}\n` +
+        `  fix: run \`npm rebuild perceiver-io\` (needs python3, make and a C++17 compiler), ` +
+        `or install on a platform with a prebuilt binary (linux-x64).`,
+    );
+  }
+}
+
+export const native: NativeAddon = load();

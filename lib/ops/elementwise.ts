@@ -1,0 +1,112 @@
+// Elementwise ops on float32 tensors with numpy broadcasting. A number in place of
+// a tensor is broadcast as a scalar; + - * / by a number fuse into one affine pass.
+import { native } from '../native.js';
+import { describe } from '../dtype.js';
+import { Tensor, wrap, handleOf, type TensorOrScalar } from '../tensor.js';
+
+function scalarLike(op: string, name: string, v: number, like: Tensor): Tensor {
+  if (typeof v !== 'number') throw new TypeError(`${op}: argument '${name}' must be a Tensor or a number, got ${describe(v)}`);
+  return wrap(native.full([], v, 'float32', like.device));
+}
+
+function binary(op: string, a: TensorOrScalar, b: TensorOrScalar): Tensor {
+  if (typeof a === 'number' && typeof b === 'number')
+    throw new TypeError(`${op}: at least one of 'a' and 'b' must be a Tensor, got two numbers`);
+  const ta = typeof a === 'number' ? scalarLike(op, 'a', a, b as Tensor) : a;
+  const tb = typeof b === 'number' ? scalarLike(op, 'b', b, ta) : b;
+  try {
+    return wrap(native.binary(op, handleOf(op, 'a', ta), handleOf(op, 'b', tb)));
+  } finally {
+    if (ta !== a) ta.dispose();
+    if (tb !== b) tb.dispose();
+  }
+}
+
+function unary(op: string, x: Tensor, alpha = 1, beta = 0): Tensor {
+  return wrap(native.unary(op, handleOf(op, 'x', x), alpha, beta));
+}
+
+function isTensor(v: unknown): v is Tensor {
+  return v instanceof Tensor;
+}
+
+/** a + b, broadcasting. */
+export function add(a: TensorOrScalar, b: TensorOrScalar): Tensor {
+  if (isTensor(a) && typeof b === 'number') return unary('scale', a, 1, b);
+  if (typeof a === 'number' && isTensor(b)) return unary('scale', b, 1, a);
+  return binary('add', a, b);
+}
+/** a - b, broadcasting. */
+export function sub(a: TensorOrScalar, b: TensorOrScalar): Tensor {
+  if (isTensor(a) && typeof b === 'number') return unary('scale', a, 1, -b);
+  if (typeof a === 'number' && isTensor(b)) return unary('scale', b, -1, a);
+  return binary('sub', a, b);
+}
+/** a * b, broadcasting. */
+export function mul(a: TensorOrScalar, b: TensorOrScalar): Tensor {
+  if (isTensor(a) && typeof b === 'number') return unary('scale', a, b, 0);
+  if (typeof a === 'number' && isTensor(b)) return unary('scale', b, a, 0);
+  return binary('mul', a, b);
+}
+/** a / b, broadcasting. */
+export function div(a: TensorOrScalar, b: TensorOrScalar): Tensor {
+  if (isTensor(a) && typeof b === 'number') return unary('scale', a, 1 / b, 0);
+  return binary('div', a, b);
+}
+/** a ** b, broadcasting. */
+export const pow = (a: TensorOrScalar, b: TensorOrScalar): Tensor => binary('pow', a, b);
+/** Elementwise maximum (NaN wins). */
+export const maximum = (a: TensorOrScalar, b: TensorOrScalar): Tensor => binary('maximum', a, b);
+/** Elementwise minimum (NaN wins). */
+export const minimum = (a: TensorOrScalar, b: TensorOrScalar): Tensor => binary('minimum', a, b);
+/** a == b as uint8 (1 or 0). */
+export const equal = (a: TensorOrScalar, b: TensorOrScalar): Tensor => binary('eq', a, b);
+export const notEqual = (a: TensorOrScalar, b: TensorOrScalar): Tensor => binary('ne', a, b);
+export const less = (a: TensorOrScalar, b: TensorOrScalar): Tensor => binary('lt', a, b);
+export const lessEqual = (a: TensorOrScalar, b: TensorOrScalar): Tensor => binary('le', a, b);
+export const greater = (a: TensorOrScalar, b: TensorOrScalar): Tensor => binary('gt', a, b);
+export const greaterEqual = (a: TensorOrScalar, b: TensorOrScalar): Tensor => binary('ge', a, b);
+
+export const neg = (x: Tensor): Tensor => unary('neg', x);
+export const exp = (x: Tensor): Tensor => unary('exp', x);
+export const log = (x: Tensor): Tensor => unary('log', x);
+export const sin = (x: Tensor): Tensor => unary('sin', x);
+export const cos = (x: Tensor): Tensor => unary('cos', x);
+export const sqrt = (x: Tensor): Tensor => unary('sqrt', x);
+/** 1 / sqrt(x). */
+export const rsqrt = (x: Tensor): Tensor => unary('rsqrt', x);
+export const tanh = (x: Tensor): Tensor => unary('tanh', x);
+export const relu = (x: Tensor): Tensor => unary('relu', x);
+export const sigmoid = (x: Tensor): Tensor => unary('sigmoid', x);
+export const abs = (x: Tensor): Tensor => unary('abs', x);
+export const square = (x: Tensor): Tensor => unary('square', x);
+
+export interface GeluOptions {
+  /** 'none': exact erf form (HuggingFace's "gelu"); 'tanh': the approximation JAX and the original Perceiver use. */
+  approximate?: 'none' | 'tanh';
+}
+/** GELU, exact by default. */
+export function gelu(x: Tensor, opts: GeluOptions = {}): Tensor {
+  const approx = opts.approximate ?? 'none';
+  if (approx !== 'none' && approx !== 'tanh')
+    throw new TypeError(`gelu: option 'approximate' must be 'none' or 'tanh', got ${describe(approx)}`);
+  return unary(approx === 'tanh' ? 'gelu_tanh' : 'gelu', x);
+}
+
+/** alpha * x + beta in one pass. */
+export function scale(x: Tensor, alpha: number, beta = 0): Tensor {
+  return unary('scale', x, alpha, beta);
+}
+
+/** cond ? a : b elementwise, broadcasting; cond is uint8. */
+export function where(cond: Tensor, a: TensorOrScalar, b: TensorOrScalar): Tensor {
+  const ref = isTensor(a) ? a : isTensor(b) ? b : cond;
+  const ta = typeof a === 'number' ? scalarLike('where', 'a', a, ref) : a;
+  const tb = typeof b === 'number' ? scalarLike('where', 'b', b, ref) : b;
+  try {
+    return wrap(native.where(handleOf('where', 'cond', cond), handleOf('where', 'a', ta), handleOf('where', 'b', tb)));
+  } finally {
+    if (ta !== a) ta.dispose();
+    if (tb !== b) tb.dispose();
+  }
+}

@@ -1,0 +1,91 @@
+// Shape and layout ops. reshape of dense data, permute, transpose, slice, squeeze
+// and broadcastTo are views (no copy); contiguous() and cast() copy.
+import { native } from '../native.js';
+import { checkDType, type DTypeName } from '../dtype.js';
+import { Tensor, wrap, handleOf } from '../tensor.js';
+import { int, shape as shapeArg } from './args.js';
+
+function axisOf(op: string, name: string, axis: unknown, rank: number): number {
+  const a = int(op, name, axis);
+  if (a < -rank || a >= rank) throw new RangeError(`${op}: argument '${name}' must be in [${-rank}, ${rank}), got ${a}`);
+  return a < 0 ? a + rank : a;
+}
+
+/** Same elements, new shape (one dimension may be -1). A view when x is dense. */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  return wrap(native.reshape(handleOf('reshape', 'x', x), shapeArg('reshape', 'shape', shape)));
+}
+
+/** Merges axes startAxis..endAxis (inclusive) into one. */
+export function flatten(x: Tensor, startAxis = 0, endAxis = -1): Tensor {
+  handleOf('flatten', 'x', x);
+  if (x.rank === 0) return reshape(x, [1]);
+  const s = axisOf('flatten', 'startAxis', startAxis, x.rank);
+  const e = axisOf('flatten', 'endAxis', endAxis, x.rank);
+  if (e < s) throw new RangeError(`flatten: 'endAxis' (${endAxis}) must not come before 'startAxis' (${startAxis})`);
+  const merged = x.shape.slice(s, e + 1).reduce((a, b) => a * b, 1);
+  return reshape(x, [...x.shape.slice(0, s), merged, ...x.shape.slice(e + 1)]);
+}
+
+/** Reorders axes: out.shape[i] = x.shape[axes[i]]. A view. */
+export function permute(x: Tensor, axes: readonly number[]): Tensor {
+  return wrap(native.permute(handleOf('permute', 'x', x), shapeArg('permute', 'axes', axes)));
+}
+
+/** Swaps two axes (the last two by default). A view. */
+export function transpose(x: Tensor, axis0 = -2, axis1 = -1): Tensor {
+  handleOf('transpose', 'x', x);
+  const a = axisOf('transpose', 'axis0', axis0, x.rank);
+  const b = axisOf('transpose', 'axis1', axis1, x.rank);
+  const axes = x.shape.map((_, i) => i);
+  axes[a] = b;
+  axes[b] = a;
+  return permute(x, axes);
+}
+
+/** Elements start, start+step, ... < end along axis (Python-style negative bounds). A view. */
+export function slice(x: Tensor, axis: number, start: number, end?: number, step = 1): Tensor {
+  const h = handleOf('slice', 'x', x);
+  const e = end === undefined ? Number.MAX_SAFE_INTEGER : int('slice', 'end', end);
+  return wrap(native.slice(h, int('slice', 'axis', axis), int('slice', 'start', start), e, int('slice', 'step', step)));
+}
+
+/** Drops an axis of size 1 (every such axis when none is given). */
+export function squeeze(x: Tensor, axis?: number): Tensor {
+  handleOf('squeeze', 'x', x);
+  if (axis === undefined) return reshape(x, x.shape.filter((d) => d !== 1));
+  const a = axisOf('squeeze', 'axis', axis, x.rank);
+  if (x.shape[a] !== 1) throw new RangeError(`squeeze: axis ${axis} has size ${x.shape[a]}, expected 1 (shape [${x.shape.join(', ')}])`);
+  return reshape(x, x.shape.filter((_, i) => i !== a));
+}
+
+/** Inserts an axis of size 1 at position axis (in [-rank-1, rank]). */
+export function unsqueeze(x: Tensor, axis: number): Tensor {
+  handleOf('unsqueeze', 'x', x);
+  const a = axisOf('unsqueeze', 'axis', axis, x.rank + 1);
+  const s = [...x.shape];
+  s.splice(a, 0, 1);
+  return reshape(x, s);
+}
+
+/** Repeats size-1 axes (and adds leading axes) to reach shape. A view with zero strides. */
+export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
+  return wrap(native.broadcastTo(handleOf('broadcastTo', 'x', x), shapeArg('broadcastTo', 'shape', shape)));
+}
+
+/** Joins tensors along an existing axis. */
+export function concat(tensors: readonly Tensor[], axis = 0): Tensor {
+  if (!Array.isArray(tensors)) throw new TypeError(`concat: argument 'tensors' must be an array of Tensors`);
+  const hs = tensors.map((t, i) => handleOf('concat', `tensors[${i}]`, t));
+  return wrap(native.concat(hs, int('concat', 'axis', axis)));
+}
+
+/** A dense row-major copy (x itself, shared, when already dense). */
+export function contiguous(x: Tensor): Tensor {
+  return wrap(native.contiguous(handleOf('contiguous', 'x', x)));
+}
+
+/** Converts elements to dtype (round to nearest even for 16-bit floats; saturating for integers). */
+export function cast(x: Tensor, dtype: DTypeName): Tensor {
+  return wrap(native.cast(handleOf('cast', 'x', x), checkDType('cast', 'dtype', dtype)));
+}

@@ -1,0 +1,78 @@
+// Matrix products and fused attention.
+import { native } from '../native.js';
+import { describe } from '../dtype.js';
+import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
+import { bool, num, options } from './args.js';
+
+export type Activation = 'none' | 'relu' | 'gelu' | 'gelu_tanh';
+const ACTIVATIONS: readonly string[] = ['none', 'relu', 'gelu', 'gelu_tanh'];
+
+export interface MatmulOptions {
+  /** Use a's last two axes transposed. */
+  transA?: boolean;
+  /** Use b's last two axes transposed (PyTorch Linear weights [out, in] are used this way). */
+  transB?: boolean;
+  /** [N], added to every row before the activation. */
+  bias?: Tensor | null;
+  /** Fused epilogue; 'gelu' is exact, 'gelu_tanh' the approximation. */
+  activation?: Activation;
+  /** Multiplies the product (before bias). Default 1. */
+  alpha?: number;
+}
+
+/**
+ * act(alpha * a @ b + bias): a [..., M, K], b [..., K, N] -> [..., M, N]; batch axes
+ * broadcast. Transposed or otherwise strided views are read in place when possible.
+ */
+export function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
+  const o = options('matmul', opts);
+  const act = o.activation ?? 'none';
+  if (!ACTIVATIONS.includes(act))
+    throw new TypeError(`matmul: option 'activation' must be one of ${ACTIVATIONS.map((s) => `'${s}'`).join(', ')}, got ${describe(act)}`);
+  return wrap(
+    native.matmul(
+      handleOf('matmul', 'a', a),
+      handleOf('matmul', 'b', b),
+      o.transA === undefined ? false : bool('matmul', 'transA', o.transA),
+      o.transB === undefined ? false : bool('matmul', 'transB', o.transB),
+      optionalHandle('matmul', 'bias', o.bias),
+      act,
+      o.alpha === undefined ? 1 : num('matmul', 'alpha', o.alpha),
+    ),
+  );
+}
+
+/** x @ weightᵀ + bias with a PyTorch-layout weight [out, in]. */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, activation: Activation = 'none'): Tensor {
+  return matmul(x, weight, { transB: true, bias, activation });
+}
+
+export interface AttentionOptions {
+  /** uint8, broadcastable to [B, Nq, Nk]; 0 excludes a key. Rows with no allowed key output 0. */
+  mask?: Tensor | null;
+  /** Logit scale; default 1 / sqrt(Dqk). */
+  scale?: number;
+}
+
+/**
+ * Fused multi-head attention: q [B, Nq, H, Dqk], k [B, Nk, H, Dqk], v [B, Nk, H, Dv]
+ * -> [B, Nq, H, Dv]. Streams over keys, so memory does not grow with Nq * Nk.
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Tensor {
+  const o = options('attention', opts);
+  let scale = 0;
+  if (o.scale !== undefined) {
+    scale = num('attention', 'scale', o.scale);
+    if (!(scale > 0) || !Number.isFinite(scale))
+      throw new RangeError(`attention: option 'scale' must be a positive finite number, got ${scale}`);
+  }
+  return wrap(
+    native.attention(
+      handleOf('attention', 'q', q),
+      handleOf('attention', 'k', k),
+      handleOf('attention', 'v', v),
+      optionalHandle('attention', 'mask', o.mask),
+      scale,
+    ),
+  );
+}

@@ -1,0 +1,103 @@
+// Indexing and convolutional ops. Images are channels-last: [B, H, W, C].
+import { native } from '../native.js';
+import { describe } from '../dtype.js';
+import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
+import { int, num, options, pair } from './args.js';
+
+/** Rows of weight [V, C] picked by int32 ids [...] -> [..., C]. An out-of-range id fails the output (data() rejects). */
+export function embedding(weight: Tensor, ids: Tensor): Tensor {
+  return wrap(native.embedding(handleOf('embedding', 'weight', weight), handleOf('embedding', 'ids', ids)));
+}
+
+export interface OneHotOptions {
+  on?: number;
+  off?: number;
+}
+
+/** int32 ids [...] -> float32 [..., depth]. */
+export function oneHot(ids: Tensor, depth: number, opts?: OneHotOptions): Tensor {
+  const o = options('one_hot', opts);
+  return wrap(
+    native.oneHot(
+      handleOf('one_hot', 'ids', ids),
+      int('one_hot', 'depth', depth),
+      o.on === undefined ? 1 : num('one_hot', 'on', o.on),
+      o.off === undefined ? 0 : num('one_hot', 'off', o.off),
+    ),
+  );
+}
+
+/** 'same' (TF: output = ceil(input / stride)), 'valid', or explicit [top, bottom, left, right]. */
+export type Padding = 'same' | 'valid' | [number, number, number, number];
+
+function padding(op: string, v: unknown): 'same' | 'valid' | number[] {
+  if (v === undefined) return 'valid';
+  if (v === 'same' || v === 'valid') return v;
+  if (typeof v === 'number') return [int(op, 'padding', v), v, v, v];
+  if (Array.isArray(v) && v.length === 4) return v.map((p, i) => int(op, `padding[${i}]`, p));
+  throw new TypeError(`${op}: option 'padding' must be 'same', 'valid', a number or [top, bottom, left, right], got ${describe(v)}`);
+}
+
+export interface Conv2dOptions {
+  bias?: Tensor | null;
+  /** Default 1. */
+  stride?: number | [number, number];
+  /** Default 'valid'. */
+  padding?: Padding | number;
+}
+
+/** x [B, H, W, Cin] (NHWC), weight [KH, KW, Cin, Cout] (HWIO) -> [B, OH, OW, Cout]. */
+export function conv2d(x: Tensor, weight: Tensor, opts?: Conv2dOptions): Tensor {
+  const o = options('conv2d', opts);
+  const [sh, sw] = pair('conv2d', 'stride', o.stride ?? 1);
+  return wrap(
+    native.conv2d(
+      handleOf('conv2d', 'x', x),
+      handleOf('conv2d', 'weight', weight),
+      optionalHandle('conv2d', 'bias', o.bias),
+      sh,
+      sw,
+      padding('conv2d', o.padding),
+    ),
+  );
+}
+
+export interface MaxPool2dOptions {
+  /** Window size. */
+  kernel: number | [number, number];
+  /** Default: the kernel size. */
+  stride?: number | [number, number];
+  /** Default 'valid'. Padded positions never win. */
+  padding?: Padding | number;
+}
+
+/** Max over windows of x [B, H, W, C]. */
+export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): Tensor {
+  const o = options('max_pool2d', opts);
+  if (o.kernel === undefined) throw new TypeError(`max_pool2d: option 'kernel' is required`);
+  const [kh, kw] = pair('max_pool2d', 'kernel', o.kernel);
+  const [sh, sw] = pair('max_pool2d', 'stride', o.stride ?? [kh, kw]);
+  return wrap(native.maxPool2d(handleOf('max_pool2d', 'x', x), kh, kw, sh, sw, padding('max_pool2d', o.padding)));
+}
+
+export interface BatchNormOptions {
+  weight?: Tensor | null;
+  bias?: Tensor | null;
+  /** Default 1e-5. */
+  eps?: number;
+}
+
+/** Inference batch norm over the last (channel) axis with running mean and variance [C]. */
+export function batchNorm(x: Tensor, mean: Tensor, variance: Tensor, opts?: BatchNormOptions): Tensor {
+  const o = options('batch_norm', opts);
+  return wrap(
+    native.batchNorm(
+      handleOf('batch_norm', 'x', x),
+      handleOf('batch_norm', 'mean', mean),
+      handleOf('batch_norm', 'var', variance),
+      optionalHandle('batch_norm', 'weight', o.weight),
+      optionalHandle('batch_norm', 'bias', o.bias),
+      o.eps === undefined ? 1e-5 : num('batch_norm', 'eps', o.eps),
+    ),
+  );
+}

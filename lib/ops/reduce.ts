@@ -1,0 +1,63 @@
+// Reductions over one axis; softmax, log-softmax and layer norm over the last axis.
+import { native } from '../native.js';
+import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
+import { bool, int, num, options } from './args.js';
+
+export interface ReduceOptions {
+  /** Keep the reduced axis with size 1. Default false. */
+  keepdim?: boolean;
+}
+
+function reduce(op: string, x: Tensor, axis: number, opts?: ReduceOptions): Tensor {
+  const o = options(op, opts);
+  const keepdim = o.keepdim === undefined ? false : bool(op, 'keepdim', o.keepdim);
+  return wrap(native.reduce(op, handleOf(op, 'x', x), int(op, 'axis', axis), keepdim));
+}
+
+/** Sum over axis (accumulated in double). */
+export const sum = (x: Tensor, axis: number, opts?: ReduceOptions): Tensor => reduce('sum', x, axis, opts);
+export const mean = (x: Tensor, axis: number, opts?: ReduceOptions): Tensor => reduce('mean', x, axis, opts);
+/** Maximum over axis; NaN propagates. */
+export const max = (x: Tensor, axis: number, opts?: ReduceOptions): Tensor => reduce('max', x, axis, opts);
+export const min = (x: Tensor, axis: number, opts?: ReduceOptions): Tensor => reduce('min', x, axis, opts);
+/** Index (int32) of the first maximum over axis. */
+export const argmax = (x: Tensor, axis: number, opts?: ReduceOptions): Tensor => reduce('argmax', x, axis, opts);
+
+function lastAxis(op: string, x: Tensor, axis: number): void {
+  const a = int(op, 'axis', axis);
+  if (a !== -1 && a !== x.rank - 1)
+    throw new RangeError(`${op}: only the last axis is supported (axis -1 or ${x.rank - 1}), got ${a}; permute first`);
+}
+
+/** Softmax over the last axis. */
+export function softmax(x: Tensor, axis = -1): Tensor {
+  const h = handleOf('softmax', 'x', x);
+  lastAxis('softmax', x, axis);
+  return wrap(native.softmax(h, false));
+}
+
+/** log(softmax(x)) over the last axis, computed stably. */
+export function logSoftmax(x: Tensor, axis = -1): Tensor {
+  const h = handleOf('log_softmax', 'x', x);
+  lastAxis('log_softmax', x, axis);
+  return wrap(native.softmax(h, true));
+}
+
+export interface LayerNormOptions {
+  /** Default 1e-5 (PyTorch's and Haiku's). */
+  eps?: number;
+}
+
+/** (x - mean) / sqrt(var + eps) * weight + bias over the last axis; weight and bias [C] are optional. */
+export function layerNorm(x: Tensor, weight?: Tensor | null, bias?: Tensor | null, opts?: LayerNormOptions): Tensor {
+  const o = options('layer_norm', opts);
+  const eps = o.eps === undefined ? 1e-5 : num('layer_norm', 'eps', o.eps);
+  return wrap(
+    native.layerNorm(
+      handleOf('layer_norm', 'x', x),
+      optionalHandle('layer_norm', 'weight', weight),
+      optionalHandle('layer_norm', 'bias', bias),
+      eps,
+    ),
+  );
+}

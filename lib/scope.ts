@@ -1,0 +1,65 @@
+// tidy(): tensors created inside a scope are disposed when it ends, except those
+// it returns or keep()s. Scopes nest; what an inner scope returns belongs to the
+// outer one.
+import type { Tensor } from './tensor.js';
+
+const scopes: Set<Tensor>[] = [];
+
+// The Tensor class imports this module, so it is recognised by shape here rather
+// than by an import that would form a cycle at load time.
+function isTensor(v: object): boolean {
+  return 'handle' in v && typeof (v as { dispose?: unknown }).dispose === 'function';
+}
+
+/** @internal Called by the Tensor constructor. */
+export function track(t: Tensor): void {
+  scopes[scopes.length - 1]?.add(t);
+}
+
+/** Exempts t from the current scope's cleanup. */
+export function keep<T extends Tensor>(t: T): T {
+  for (const s of scopes) s.delete(t);
+  return t;
+}
+
+function collect(v: unknown, out: Set<unknown>, depth = 0): void {
+  if (v === null || typeof v !== 'object' || depth > 8) return;
+  if (isTensor(v)) {
+    out.add(v);
+    return;
+  }
+  if (Array.isArray(v)) for (const e of v) collect(e, out, depth + 1);
+  else if (Object.getPrototypeOf(v) === Object.prototype || v instanceof Map)
+    for (const e of v instanceof Map ? v.values() : Object.values(v)) collect(e, out, depth + 1);
+}
+
+/**
+ * Runs fn and disposes every tensor it created that is not part of its result
+ * (a Tensor, or arrays / plain objects / Maps of them). fn must be synchronous.
+ */
+export function tidy<T>(fn: () => T): T {
+  if (typeof fn !== 'function') throw new TypeError(`tidy: argument 'fn' must be a function, got ${typeof fn}`);
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } catch (err) {
+    scopes.pop();
+    for (const t of scope) t.dispose();
+    throw err;
+  }
+  scopes.pop();
+  if (result instanceof Promise) {
+    for (const t of scope) t.dispose();
+    throw new TypeError('tidy: argument \'fn\' must be synchronous; it returned a Promise (await inside it would dispose tensors still in use)');
+  }
+  const keepSet = new Set<unknown>();
+  collect(result, keepSet);
+  const parent = scopes[scopes.length - 1];
+  for (const t of scope) {
+    if (keepSet.has(t)) parent?.add(t);
+    else t.dispose();
+  }
+  return result;
+}

@@ -1,0 +1,182 @@
+// Tensor: a JS handle on a native tensor. Ops are queued on the device and return
+// at once; `await t.data()` is the only wait.
+import { native, type NativeHandle } from './native.js';
+import { describe, type DTypeName, type TypedData } from './dtype.js';
+import { track } from './scope.js';
+import * as E from './ops/elementwise.js';
+import * as L from './ops/layout.js';
+import * as R from './ops/reduce.js';
+import * as M from './ops/linalg.js';
+
+const disposeSymbol: symbol = (Symbol as unknown as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
+
+export type Scalar = number;
+export type TensorOrScalar = Tensor | number;
+
+export class Tensor {
+  /** @internal The native handle; use the ops, not this. */
+  readonly handle: NativeHandle;
+  /** Dimensions, e.g. [B, N, C]. */
+  readonly shape: readonly number[];
+  readonly dtype: DTypeName;
+  /** 'cpu' or 'cuda:N'. */
+  readonly device: string;
+
+  /** @internal Tensors are made by ops and creation functions (tensor(), zeros(), ...). */
+  constructor(handle: NativeHandle) {
+    if (!(handle instanceof (native.TensorHandle as unknown as new () => object)))
+      throw new TypeError('Tensor: tensors are created with tensor(), zeros(), randn() or an op, not new Tensor()');
+    this.handle = handle;
+    this.shape = Object.freeze(handle.shape);
+    this.dtype = handle.dtype;
+    this.device = handle.device;
+    track(this);
+  }
+
+  /** Number of dimensions. */
+  get rank(): number {
+    return this.shape.length;
+  }
+  /** Number of elements. */
+  get size(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
+  get disposed(): boolean {
+    return this.handle.disposed;
+  }
+  /** Whether the elements are dense in row-major order (views may not be). */
+  get isContiguous(): boolean {
+    return this.handle.isContiguous;
+  }
+
+  /**
+   * The elements in row-major order, once every queued op that produces them has
+   * run. float16/bfloat16 are returned widened to float32. Rejects with the failing
+   * op's message if a kernel this tensor depends on failed.
+   */
+  async data(): Promise<TypedData> {
+    if (this.dtype === 'float16' || this.dtype === 'bfloat16') {
+      const f = L.cast(this, 'float32');
+      try {
+        return new Float32Array(await f.handle.read());
+      } finally {
+        f.dispose();
+      }
+    }
+    return view(this.dtype, await this.handle.read());
+  }
+
+  /**
+   * Like data(), but BLOCKS the JS thread until the queue has produced the
+   * values. Meant for scripts and tests, not servers.
+   */
+  dataSync(): TypedData {
+    if (this.dtype === 'float16' || this.dtype === 'bfloat16') {
+      const f = L.cast(this, 'float32');
+      try {
+        return new Float32Array(f.handle.readSync());
+      } finally {
+        f.dispose();
+      }
+    }
+    return view(this.dtype, this.handle.readSync());
+  }
+
+  /** The values as nested arrays matching the shape. */
+  async array(): Promise<unknown> {
+    return nest(Array.from(await this.data()), this.shape);
+  }
+
+  /** Releases the native memory now. Idempotent; using the tensor afterwards throws. */
+  dispose(): void {
+    this.handle.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  toString(): string {
+    return this.disposed
+      ? 'Tensor(disposed)'
+      : `Tensor(shape=[${this.shape.join(', ')}], dtype=${this.dtype}, device=${this.device})`;
+  }
+
+  // Ops as methods; each is documented on the function of the same name.
+  add(b: TensorOrScalar): Tensor { return E.add(this, b); }
+  sub(b: TensorOrScalar): Tensor { return E.sub(this, b); }
+  mul(b: TensorOrScalar): Tensor { return E.mul(this, b); }
+  div(b: TensorOrScalar): Tensor { return E.div(this, b); }
+  pow(b: TensorOrScalar): Tensor { return E.pow(this, b); }
+  maximum(b: TensorOrScalar): Tensor { return E.maximum(this, b); }
+  minimum(b: TensorOrScalar): Tensor { return E.minimum(this, b); }
+  neg(): Tensor { return E.neg(this); }
+  exp(): Tensor { return E.exp(this); }
+  log(): Tensor { return E.log(this); }
+  sin(): Tensor { return E.sin(this); }
+  cos(): Tensor { return E.cos(this); }
+  sqrt(): Tensor { return E.sqrt(this); }
+  rsqrt(): Tensor { return E.rsqrt(this); }
+  tanh(): Tensor { return E.tanh(this); }
+  relu(): Tensor { return E.relu(this); }
+  gelu(opts?: E.GeluOptions): Tensor { return E.gelu(this, opts); }
+  sigmoid(): Tensor { return E.sigmoid(this); }
+  abs(): Tensor { return E.abs(this); }
+  square(): Tensor { return E.square(this); }
+  scale(alpha: number, beta = 0): Tensor { return E.scale(this, alpha, beta); }
+  sum(axis: number, opts?: R.ReduceOptions): Tensor { return R.sum(this, axis, opts); }
+  mean(axis: number, opts?: R.ReduceOptions): Tensor { return R.mean(this, axis, opts); }
+  max(axis: number, opts?: R.ReduceOptions): Tensor { return R.max(this, axis, opts); }
+  min(axis: number, opts?: R.ReduceOptions): Tensor { return R.min(this, axis, opts); }
+  argmax(axis: number, opts?: R.ReduceOptions): Tensor { return R.argmax(this, axis, opts); }
+  softmax(axis = -1): Tensor { return R.softmax(this, axis); }
+  logSoftmax(axis = -1): Tensor { return R.logSoftmax(this, axis); }
+  matmul(b: Tensor, opts?: M.MatmulOptions): Tensor { return M.matmul(this, b, opts); }
+  reshape(shape: readonly number[]): Tensor { return L.reshape(this, shape); }
+  flatten(startAxis = 0, endAxis = -1): Tensor { return L.flatten(this, startAxis, endAxis); }
+  permute(axes: readonly number[]): Tensor { return L.permute(this, axes); }
+  transpose(axis0 = -2, axis1 = -1): Tensor { return L.transpose(this, axis0, axis1); }
+  slice(axis: number, start: number, end?: number, step?: number): Tensor { return L.slice(this, axis, start, end, step); }
+  squeeze(axis?: number): Tensor { return L.squeeze(this, axis); }
+  unsqueeze(axis: number): Tensor { return L.unsqueeze(this, axis); }
+  broadcastTo(shape: readonly number[]): Tensor { return L.broadcastTo(this, shape); }
+  contiguous(): Tensor { return L.contiguous(this); }
+  cast(dtype: DTypeName): Tensor { return L.cast(this, dtype); }
+}
+
+Object.defineProperty(Tensor.prototype, disposeSymbol, {
+  value(this: Tensor) { this.dispose(); },
+});
+
+function view(dtype: DTypeName, buf: ArrayBuffer): TypedData {
+  if (dtype === 'int32') return new Int32Array(buf);
+  if (dtype === 'uint8') return new Uint8Array(buf);
+  return new Float32Array(buf);
+}
+
+function nest(flat: number[], shape: readonly number[]): unknown {
+  if (shape.length === 0) return flat[0];
+  if (shape.length === 1) return flat;
+  const [n, ...rest] = shape;
+  const stride = rest.reduce((a, b) => a * b, 1);
+  const out: unknown[] = [];
+  for (let i = 0; i < n; i++) out.push(nest(flat.slice(i * stride, (i + 1) * stride), rest));
+  return out;
+}
+
+/** @internal Wraps a native handle returned by an op. */
+export function wrap(h: NativeHandle): Tensor {
+  return new Tensor(h);
+}
+
+/** @internal The handle of a Tensor argument, or a TypeError naming it. */
+export function handleOf(op: string, name: string, v: unknown): NativeHandle {
+  if (!(v instanceof Tensor)) throw new TypeError(`${op}: argument '${name}' must be a Tensor, got ${describe(v)}`);
+  if (v.disposed) throw new Error(`${op}: argument '${name}' is a disposed Tensor`);
+  return v.handle;
+}
+
+/** @internal Like handleOf, for optional arguments. */
+export function optionalHandle(op: string, name: string, v: unknown): NativeHandle | null {
+  return v === undefined || v === null ? null : handleOf(op, name, v);
+}
