@@ -3,9 +3,9 @@
     {
       "target_name": "perceiver",
       "sources": [
-        "<!@(node -p \"require('fs').readdirSync('bindings').filter(f => f.endsWith('.cc')).map(f => 'bindings/' + f).join(' ')\")",
-        "<!@(node -p \"require('fs').readdirSync('native').filter(f => f.endsWith('.cc')).map(f => 'native/' + f).join(' ')\")",
-        "<!@(node -p \"require('fs').readdirSync('native/cpu').filter(f => f.endsWith('.cc') && !f.endsWith('_check.cc')).map(f => 'native/cpu/' + f).join(' ')\")"
+        "<!@(node -p \"require('fs').readdirSync('bindings').filter(f => f.endsWith('.cc')).filter(f => !f.startsWith('.')).map(f => 'bindings/' + f).join(' ')\")",
+        "<!@(node -p \"require('fs').readdirSync('native').filter(f => f.endsWith('.cc')).filter(f => !f.startsWith('.')).map(f => 'native/' + f).join(' ')\")",
+        "<!@(node -p \"require('fs').readdirSync('native/cpu').filter(f => f.endsWith('.cc')).filter(f => !f.startsWith('.')).filter(f => !f.endsWith('_check.cc')).map(f => 'native/cpu/' + f).join(' ')\")"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

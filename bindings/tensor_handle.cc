@@ -59,6 +59,16 @@ const Tensor& TensorHandle::alive(const char* op) {
   return *tensor_;
 }
 
+// V8 cannot back an ArrayBuffer larger than this (and would abort rather than throw).
+static const size_t kMaxReadBytes = size_t(1) << 32;
+
+static void check_readable(const char* op, const Tensor& t) {
+  if (t.nbytes() > kMaxReadBytes)
+    throw_range(std::string(op) + ": the tensor " + shape_str(t.shape) + " holds " +
+                std::to_string(t.nbytes()) + " bytes, more than one ArrayBuffer can (" +
+                std::to_string(kMaxReadBytes) + "); read it in slices");
+}
+
 static Napi::Array to_array(Napi::Env env, const Shape& s) {
   Napi::Array a = Napi::Array::New(env, s.size());
   for (size_t i = 0; i < s.size(); i++) a.Set((uint32_t)i, Napi::Number::New(env, (double)s[i]));
@@ -101,6 +111,7 @@ Napi::Value TensorHandle::read(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     const Tensor& t = alive("data");
+    check_readable("data", t);
     Addon* addon = env.GetInstanceData<Addon>();
     Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, t.nbytes());
     uint64_t id = addon->next_read++;
@@ -119,6 +130,7 @@ Napi::Value TensorHandle::read_sync(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     Tensor t = alive("dataSync");
+    check_readable("dataSync", t);
     Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, t.nbytes());
     uint64_t ticket = read_to_host(t, buf.Data());
     queue_of(t).wait(ticket);

@@ -114,7 +114,7 @@ export function full(shape: readonly number[], value: number, opts?: CreateOptio
   return wrap(
     native.full(
       shapeArg('full', 'shape', shape),
-      num('full', 'value', value),
+      fullValue(value),
       o.dtype === undefined ? 'float32' : checkDType('full', 'dtype', o.dtype),
       resolveDevice('full', o.device),
     ),
@@ -187,4 +187,10 @@ export function rand(shape: readonly number[], opts?: RandomOptions & { low?: nu
       resolveDevice('rand', o.device),
     ),
   );
+}
+
+function fullValue(v: unknown): number {
+  // NaN and infinities are legitimate fill values (masks, sentinels).
+  if (typeof v !== 'number') throw new TypeError(`full: argument 'value' must be a number, got ${describe(v)}`);
+  return v;
 }

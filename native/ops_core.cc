@@ -14,7 +14,7 @@ namespace perceiver {
 Queue& queue_of(const Tensor& t) { return t.storage->backend()->queue(t.device().index); }
 
 Tensor from_host(const void* data, size_t bytes, const Shape& shape, DType dtype, Device device) {
-  Tensor t = empty(shape, dtype, device);
+  Tensor t = empty(shape, dtype, device, "tensor");
   if (bytes != t.nbytes())
     throw_range("tensor: data holds " + std::to_string(bytes) + " bytes but shape " +
                 shape_str(shape) + " of " + dtype_name(dtype) + " needs " +
@@ -33,7 +33,7 @@ Tensor from_host(const void* data, size_t bytes, const Shape& shape, DType dtype
 }
 
 Tensor full(const Shape& shape, double value, DType dtype, Device device) {
-  Tensor t = empty(shape, dtype, device);
+  Tensor t = empty(shape, dtype, device, "full");
   View v = view_of(t);
   launch("full", device, {}, {&t}, [v, value](Backend& b) { b.fill(v, value); });
   return t;
@@ -41,7 +41,7 @@ Tensor full(const Shape& shape, double value, DType dtype, Device device) {
 
 Tensor arange(double start, double step, int64_t n, DType dtype, Device device) {
   if (n < 0) throw_range("arange: length must be >= 0, got " + std::to_string(n));
-  Tensor t = empty({n}, dtype, device);
+  Tensor t = empty({n}, dtype, device, "arange");
   View v = view_of(t);
   launch("arange", device, {}, {&t}, [v, start, step](Backend& b) { b.arange(v, start, step); });
   return t;
@@ -49,7 +49,7 @@ Tensor arange(double start, double step, int64_t n, DType dtype, Device device) 
 
 Tensor random_normal(const Shape& shape, uint64_t seed, float mean, float stddev, Device device) {
   if (!(stddev >= 0)) throw_range("randn: argument 'std' must be >= 0, got " + std::to_string(stddev));
-  Tensor t = empty(shape, DType::Float32, device);
+  Tensor t = empty(shape, DType::Float32, device, "randn");
   View v = view_of(t);
   launch("randn", device, {}, {&t},
          [v, seed, mean, stddev](Backend& b) { b.random_normal(v, seed, mean, stddev); });
@@ -60,7 +60,7 @@ Tensor random_uniform(const Shape& shape, uint64_t seed, float low, float high, 
   if (!(high >= low))
     throw_range("rand: argument 'high' must be >= 'low', got low " + std::to_string(low) +
                 ", high " + std::to_string(high));
-  Tensor t = empty(shape, DType::Float32, device);
+  Tensor t = empty(shape, DType::Float32, device, "rand");
   View v = view_of(t);
   launch("rand", device, {}, {&t},
          [v, seed, low, high](Backend& b) { b.random_uniform(v, seed, low, high); });
@@ -85,7 +85,7 @@ uint64_t read_to_host(const Tensor& t, void* dst) {
 
 Tensor contiguous(const Tensor& x) {
   if (x.is_contiguous()) return x;
-  Tensor out = empty(x.shape, x.dtype, x.device());
+  Tensor out = empty(x.shape, x.dtype, x.device(), "contiguous");
   View src = view_of(x), dst = view_of(out);
   launch("contiguous", x.device(), {&x}, {&out}, [src, dst](Backend& b) { b.copy(src, dst); });
   return out;
@@ -93,13 +93,16 @@ Tensor contiguous(const Tensor& x) {
 
 Tensor cast(const Tensor& x, DType dtype) {
   if (dtype == x.dtype) return x;
-  Tensor out = empty(x.shape, dtype, x.device());
+  Tensor out = empty(x.shape, dtype, x.device(), "cast");
   View src = view_of(x), dst = view_of(out);
   launch("cast", x.device(), {&x}, {&out}, [src, dst](Backend& b) { b.copy(src, dst); });
   return out;
 }
 
 Tensor reshape(const Tensor& x, const Shape& shape_in) {
+  if ((int)shape_in.size() > kMaxDims)
+    throw_range("reshape: argument 'shape' " + shape_str(shape_in) + " has more than " +
+                std::to_string(kMaxDims) + " dimensions");
   Shape shape = shape_in;
   int infer = -1;
   int64_t known = 1;
@@ -109,6 +112,8 @@ Tensor reshape(const Tensor& x, const Shape& shape_in) {
       infer = (int)i;
     } else if (shape[i] < 0) {
       throw_range("reshape: argument 'shape' " + shape_str(shape_in) + " has a negative dimension");
+    } else if (shape[i] != 0 && known > (int64_t(1) << 46) / shape[i]) {
+      throw_range("reshape: argument 'shape' " + shape_str(shape_in) + " is too large");
     } else {
       known *= shape[i];
     }
@@ -119,7 +124,7 @@ Tensor reshape(const Tensor& x, const Shape& shape_in) {
                   std::to_string(x.numel()) + " elements) into " + shape_str(shape_in));
     shape[infer] = x.numel() / known;
   }
-  if (shape_numel(shape) != x.numel())
+  if (checked_numel("reshape", "shape", shape) != x.numel())
     throw_range("reshape: argument 'shape' " + shape_str(shape_in) + " has " +
                 std::to_string(shape_numel(shape)) + " elements but the tensor " +
                 shape_str(x.shape) + " has " + std::to_string(x.numel()));
@@ -167,6 +172,7 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end, int64_t 
 }
 
 Tensor broadcast_to(const Tensor& x, const Shape& shape) {
+  checked_numel("broadcast", "shape", shape);
   int n = (int)shape.size();
   if (n < x.ndim() || n > kMaxDims)
     throw_range("broadcast: cannot broadcast " + shape_str(x.shape) + " to " + shape_str(shape));
@@ -213,7 +219,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
   }
   Shape shape = first.shape;
   shape[a] = total;
-  Tensor out = empty(shape, first.dtype, first.device());
+  Tensor out = empty(shape, first.dtype, first.device(), "concat");
   int64_t at = 0;
   for (const Tensor& t : xs) {
     if (t.shape[a] == 0) continue;

@@ -36,7 +36,7 @@ Shape broadcast_shapes(const char* op, const Shape& a, const char* an, const Sha
 Tensor unary(UnaryOp op, const Tensor& x, float alpha, float beta) {
   const char* name = unary_name(op);
   check_float32(name, "x", x);
-  Tensor out = empty(x.shape, DType::Float32, x.device());
+  Tensor out = empty(x.shape, DType::Float32, x.device(), name);
   View vx = view_of(x), vo = view_of(out);
   launch(name, x.device(), {&x}, {&out},
          [op, vx, vo, alpha, beta](Backend& b) { b.unary(op, vx, vo, alpha, beta); });
@@ -50,7 +50,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   check_same_device(name, {{"a", &a}, {"b", &b}});
   Shape shape = broadcast_shapes(name, a.shape, "a", b.shape, "b");
   bool compare = op >= BinaryOp::Eq;
-  Tensor out = empty(shape, compare ? DType::UInt8 : DType::Float32, a.device());
+  Tensor out = empty(shape, compare ? DType::UInt8 : DType::Float32, a.device(), name);
   View va = view_of(broadcast_to(a, shape)), vb = view_of(broadcast_to(b, shape)),
        vo = view_of(out);
   launch(name, a.device(), {&a, &b}, {&out},
@@ -65,7 +65,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_same_device("where", {{"cond", &cond}, {"a", &a}, {"b", &b}});
   Shape ab = broadcast_shapes("where", a.shape, "a", b.shape, "b");
   Shape shape = broadcast_shapes("where", cond.shape, "cond", ab, "a/b");
-  Tensor out = empty(shape, DType::Float32, a.device());
+  Tensor out = empty(shape, DType::Float32, a.device(), "where");
   View vc = view_of(broadcast_to(cond, shape)), va = view_of(broadcast_to(a, shape)),
        vb = view_of(broadcast_to(b, shape)), vo = view_of(out);
   launch("where", a.device(), {&cond, &a, &b}, {&out},

@@ -95,7 +95,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, cons
   Shape shape = batch;
   shape.push_back(m);
   shape.push_back(n);
-  Tensor out = empty(shape, DType::Float32, a.device());
+  Tensor out = empty(shape, DType::Float32, a.device(), "matmul");
   MatmulArgs args;
   args.a = (const float*)pa.t.data();
   args.b = (const float*)pb.t.data();
@@ -156,7 +156,7 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
   }
   auto unit_inner = [](const Tensor& t) { return t.shape[3] <= 1 || t.strides[3] == 1 ? t : contiguous(t); };
   Tensor q = unit_inner(q_in), k = unit_inner(k_in), v = unit_inner(v_in);
-  Tensor out = empty({B, nq, H, dv}, DType::Float32, q.device());
+  Tensor out = empty({B, nq, H, dv}, DType::Float32, q.device(), "attention");
   if (out.numel() == 0) return out;
   AttentionArgs a;
   a.q = (const float*)q.data();

@@ -40,7 +40,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids_in) {
   int64_t vocab = w.shape[0], c = w.shape[1];
   Shape shape = ids.shape;
   shape.push_back(c);
-  Tensor out = empty(shape, DType::Float32, w.device());
+  Tensor out = empty(shape, DType::Float32, w.device(), "embedding");
   const float* pw = (const float*)w.data();
   const int32_t* pi = (const int32_t*)ids.data();
   float* po = (float*)out.data();
@@ -56,7 +56,7 @@ Tensor one_hot(const Tensor& ids_in, int64_t depth, float on, float off) {
   Tensor ids = contiguous(ids_in);
   Shape shape = ids.shape;
   shape.push_back(depth);
-  Tensor out = empty(shape, DType::Float32, ids.device());
+  Tensor out = empty(shape, DType::Float32, ids.device(), "one_hot");
   const int32_t* pi = (const int32_t*)ids.data();
   float* po = (float*)out.data();
   int64_t n = ids.numel();
@@ -93,7 +93,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor* bias, int64_
   resolve_padding("conv2d", "height", H, KH, sh, pad.mode, pad.top, pad.bottom, &OH, &pt);
   resolve_padding("conv2d", "width", W, KW, sw, pad.mode, pad.left, pad.right, &OW, &pl);
   Tensor x = contiguous(x_in), w = contiguous(w_in);
-  Tensor out = empty({B, OH, OW, CO}, DType::Float32, x.device());
+  Tensor out = empty({B, OH, OW, CO}, DType::Float32, x.device(), "conv2d");
   if (out.numel() == 0) return out;
   Conv2dArgs a;
   a.x = (const float*)x.data(); a.w = (const float*)w.data();
@@ -123,7 +123,7 @@ Tensor max_pool2d(const Tensor& x_in, int64_t kh, int64_t kw, int64_t sh, int64_
   resolve_padding("max_pool2d", "height", H, kh, sh, pad.mode, pad.top, pad.bottom, &OH, &pt);
   resolve_padding("max_pool2d", "width", W, kw, sw, pad.mode, pad.left, pad.right, &OW, &pl);
   Tensor x = contiguous(x_in);
-  Tensor out = empty({B, OH, OW, C}, DType::Float32, x.device());
+  Tensor out = empty({B, OH, OW, C}, DType::Float32, x.device(), "max_pool2d");
   if (out.numel() == 0) return out;
   Pool2dArgs a;
   a.x = (const float*)x.data(); a.out = (float*)out.data();
@@ -149,7 +149,7 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& mean, const Tensor& var, con
   if (!(eps >= 0)) throw_range("batch_norm: argument 'eps' must be >= 0, got " + std::to_string(eps));
   Tensor x = contiguous(x_in), m = contiguous(mean), v = contiguous(var);
   Tensor w = weight ? contiguous(*weight) : Tensor(), b = bias ? contiguous(*bias) : Tensor();
-  Tensor out = empty(x.shape, DType::Float32, x.device());
+  Tensor out = empty(x.shape, DType::Float32, x.device(), "batch_norm");
   int64_t rows = C ? x.numel() / C : 0;
   const float *px = (const float*)x.data(), *pm = (const float*)m.data(), *pv = (const float*)v.data();
   const float* pw = weight ? (const float*)w.data() : nullptr;

@@ -20,7 +20,7 @@ Tensor reduce(ReduceOp op, const Tensor& x_in, int64_t axis, bool keepdim) {
   Shape shape = x.shape;
   if (keepdim) shape[a] = 1;
   else shape.erase(shape.begin() + a);
-  Tensor out = empty(shape, op == ReduceOp::ArgMax ? DType::Int32 : DType::Float32, x.device());
+  Tensor out = empty(shape, op == ReduceOp::ArgMax ? DType::Int32 : DType::Float32, x.device(), name);
   View vx = view_of(x), vo = view_of(out);
   launch(name, x.device(), {&x}, {&out},
          [op, vx, vo, outer, n, inner](Backend& b) { b.reduce(op, vx, outer, n, inner, vo); });
@@ -34,7 +34,7 @@ Tensor softmax(const Tensor& x_in, bool log) {
   Tensor x = contiguous(x_in);
   int64_t n = x.shape.back();
   int64_t rows = n ? x.numel() / n : 0;
-  Tensor out = empty(x.shape, DType::Float32, x.device());
+  Tensor out = empty(x.shape, DType::Float32, x.device(), name);
   View vx = view_of(x), vo = view_of(out);
   launch(name, x.device(), {&x}, {&out},
          [vx, vo, rows, n, log](Backend& b) { b.softmax(vx, vo, rows, n, log); });
@@ -60,7 +60,7 @@ Tensor layer_norm(const Tensor& x_in, const Tensor* weight, const Tensor* bias, 
   check_same_device("layer_norm", {{"x", &x_in}, {"weight", weight}, {"bias", bias}});
   Tensor x = contiguous(x_in);
   int64_t rows = n ? x.numel() / n : 0;
-  Tensor out = empty(x.shape, DType::Float32, x.device());
+  Tensor out = empty(x.shape, DType::Float32, x.device(), "layer_norm");
   View vx = view_of(x), vo = view_of(out);
   const float* pw = weight ? (const float*)w.data() : nullptr;
   const float* pb = bias ? (const float*)bi.data() : nullptr;

@@ -39,20 +39,36 @@ bool Tensor::is_contiguous() const {
   return true;
 }
 
-Tensor empty(const Shape& shape, DType dtype, Device device) {
-  if ((int)shape.size() > kMaxDims)
-    throw_range("tensors have at most " + std::to_string(kMaxDims) + " dimensions, got " +
-                std::to_string(shape.size()));
-  // Guard against sizes whose byte count overflows or cannot be allocated.
+int64_t checked_numel(const char* op, const char* name, const Shape& s) {
+  std::string where = std::string(op) + ": argument '" + name + "' " + shape_str(s);
+  if ((int)s.size() > kMaxDims)
+    throw_range(where + " has " + std::to_string(s.size()) + " dimensions; at most " +
+                std::to_string(kMaxDims) + " are supported");
+  const int64_t limit = int64_t(1) << 46;
   int64_t n = 1;
-  for (int64_t d : shape) {
-    if (d < 0) throw_range("shape " + shape_str(shape) + " has a negative dimension");
-    if (d != 0 && n > (int64_t(1) << 46) / d)
-      throw Error(ErrorKind::Memory, "shape " + shape_str(shape) + " is too large to allocate");
+  bool zero = false;
+  for (int64_t d : s) {
+    if (d < 0) throw_range(where + " has a negative dimension");
+    if (d == 0) zero = true;
+  }
+  if (zero) return 0;
+  for (int64_t d : s) {
+    if (n > limit / d) throw_range(where + " is too large (more than 2^46 elements)");
     n *= d;
   }
+  return n;
+}
+
+Tensor empty(const Shape& shape, DType dtype, Device device, const char* op) {
+  int64_t n = checked_numel(op, "shape", shape);
   Tensor t;
-  t.storage = std::make_shared<Storage>(backend_for(device), device, (size_t)n * dtype_size(dtype));
+  try {
+    t.storage = std::make_shared<Storage>(backend_for(device), device, (size_t)n * dtype_size(dtype));
+  } catch (const Error& e) {
+    throw Error(e.kind, std::string(op) + ": " + e.what() + " for shape " + shape_str(shape));
+  } catch (const std::bad_alloc&) {
+    throw Error(ErrorKind::Memory, std::string(op) + ": out of memory for shape " + shape_str(shape));
+  }
   t.dtype = dtype;
   t.shape = shape;
   t.strides = contiguous_strides(shape);

@@ -17,6 +17,11 @@ constexpr int kMaxDims = 8;
 
 std::string shape_str(const Shape& s);
 int64_t shape_numel(const Shape& s);
+// The element count of a shape given by a caller: throws a RangeError naming op
+// and argument for negative dimensions, more than kMaxDims axes, or a count
+// beyond 2^46 elements (which no allocation could hold, and which would
+// otherwise overflow int64 arithmetic downstream).
+int64_t checked_numel(const char* op, const char* name, const Shape& s);
 Shape contiguous_strides(const Shape& s);
 
 struct Tensor {
@@ -38,7 +43,7 @@ struct Tensor {
   int64_t size(int axis) const { return shape[axis]; }
 };
 
-// Allocates a dense tensor on `device`.
-Tensor empty(const Shape& shape, DType dtype, Device device);
+// Allocates a dense tensor on `device`; errors name `op`.
+Tensor empty(const Shape& shape, DType dtype, Device device, const char* op = "alloc");
 
 }  // namespace perceiver

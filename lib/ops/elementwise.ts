@@ -9,7 +9,13 @@ function scalarLike(op: string, name: string, v: number, like: Tensor): Tensor {
   return wrap(native.full([], v, 'float32', like.device));
 }
 
+function checkOperand(op: string, name: string, v: unknown): void {
+  if (typeof v !== 'number') handleOf(op, name, v);
+}
+
 function binary(op: string, a: TensorOrScalar, b: TensorOrScalar): Tensor {
+  checkOperand(op, 'a', a);
+  checkOperand(op, 'b', b);
   if (typeof a === 'number' && typeof b === 'number')
     throw new TypeError(`${op}: at least one of 'a' and 'b' must be a Tensor, got two numbers`);
   const ta = typeof a === 'number' ? scalarLike(op, 'a', a, b as Tensor) : a;
@@ -26,31 +32,39 @@ function unary(op: string, x: Tensor, alpha = 1, beta = 0): Tensor {
   return wrap(native.unary(op, handleOf(op, 'x', x), alpha, beta));
 }
 
+// tensor OP number as one affine pass (alpha * x + beta); errors still name the
+// op the caller used and the argument the tensor came in.
+function affine(op: string, name: 'a' | 'b', x: Tensor, alpha: number, beta: number): Tensor {
+  handleOf(op, name, x);
+  if (x.dtype !== 'float32') throw new TypeError(`${op}: argument '${name}' must have dtype float32, got ${x.dtype}`);
+  return unary('scale', x, alpha, beta);
+}
+
 function isTensor(v: unknown): v is Tensor {
   return v instanceof Tensor;
 }
 
 /** a + b, broadcasting. */
 export function add(a: TensorOrScalar, b: TensorOrScalar): Tensor {
-  if (isTensor(a) && typeof b === 'number') return unary('scale', a, 1, b);
-  if (typeof a === 'number' && isTensor(b)) return unary('scale', b, 1, a);
+  if (typeof b === 'number' && typeof a !== 'number') return affine('add', 'a', a, 1, b);
+  if (typeof a === 'number' && typeof b !== 'number') return affine('add', 'b', b, 1, a);
   return binary('add', a, b);
 }
 /** a - b, broadcasting. */
 export function sub(a: TensorOrScalar, b: TensorOrScalar): Tensor {
-  if (isTensor(a) && typeof b === 'number') return unary('scale', a, 1, -b);
-  if (typeof a === 'number' && isTensor(b)) return unary('scale', b, -1, a);
+  if (typeof b === 'number' && typeof a !== 'number') return affine('sub', 'a', a, 1, -b);
+  if (typeof a === 'number' && typeof b !== 'number') return affine('sub', 'b', b, -1, a);
   return binary('sub', a, b);
 }
 /** a * b, broadcasting. */
 export function mul(a: TensorOrScalar, b: TensorOrScalar): Tensor {
-  if (isTensor(a) && typeof b === 'number') return unary('scale', a, b, 0);
-  if (typeof a === 'number' && isTensor(b)) return unary('scale', b, a, 0);
+  if (typeof b === 'number' && typeof a !== 'number') return affine('mul', 'a', a, b, 0);
+  if (typeof a === 'number' && typeof b !== 'number') return affine('mul', 'b', b, a, 0);
   return binary('mul', a, b);
 }
 /** a / b, broadcasting. */
 export function div(a: TensorOrScalar, b: TensorOrScalar): Tensor {
-  if (isTensor(a) && typeof b === 'number') return unary('scale', a, 1 / b, 0);
+  if (typeof b === 'number' && typeof a !== 'number') return affine('div', 'a', a, 1 / b, 0);
   return binary('div', a, b);
 }
 /** a ** b, broadcasting. */
@@ -100,6 +114,9 @@ export function scale(x: Tensor, alpha: number, beta = 0): Tensor {
 
 /** cond ? a : b elementwise, broadcasting; cond is uint8. */
 export function where(cond: Tensor, a: TensorOrScalar, b: TensorOrScalar): Tensor {
+  handleOf('where', 'cond', cond);
+  checkOperand('where', 'a', a);
+  checkOperand('where', 'b', b);
   const ref = isTensor(a) ? a : isTensor(b) ? b : cond;
   const ta = typeof a === 'number' ? scalarLike('where', 'a', a, ref) : a;
   const tb = typeof b === 'number' ? scalarLike('where', 'b', b, ref) : b;

@@ -1,0 +1,166 @@
+// Backends and device selection: the CPU is listed with its threads and SIMD level,
+// CUDA is listed as unavailable with a reason, asking for CUDA is an error that says
+// why (never a silent CPU fallback), and results do not depend on the thread count.
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { dirname, join } from 'node:path';
+import * as P from '../lib/index.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const LIB_URL = pathToFileURL(join(here, '..', 'lib', 'index.js')).href;
+
+function runNode(code: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PERCEIVER_DEVICE: '', PERCEIVER_NUM_THREADS: '', ...env },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+function lastJson(stdout: string): Record<string, any> {
+  return JSON.parse(stdout.trim().split('\n').pop()!);
+}
+
+test('backends() lists the cpu (available, threads, simd) and cuda (unavailable, with a reason)', (t) => {
+  const list = P.backends();
+  t.deepEqual(list.map((b) => b.name), ['cpu', 'cuda']);
+  const [cpu, cuda] = list;
+  t.true(cpu.available);
+  t.true(Number.isInteger(cpu.threads) && cpu.threads! >= 1, `threads ${cpu.threads}`);
+  t.is(typeof cpu.simd, 'string');
+  t.regex(cpu.simd!, /^(generic|avx2\+fma|avx512f|neon)$/);
+  t.is(cpu.reason, undefined);
+  t.false(cuda.available);
+  t.is(typeof cuda.reason, 'string');
+  t.regex(cuda.reason!, /CUDA|cuda/);
+  t.true(cuda.reason!.length > 20, 'the reason says why, not just "unavailable"');
+});
+
+test("{ device: 'cuda' } throws an Error with the reason and creates nothing", (t) => {
+  const reason = P.backends()[1].reason!;
+  // Live handles are counted on this thread only, so the count is exact here.
+  const before = [P.memory().cpu.tensors, P.memory().cuda.tensors];
+  const calls: [string, () => unknown][] = [
+    ['tensor', () => P.tensor([1, 2], undefined, { device: 'cuda' })],
+    ['(zeros|full)', () => P.zeros([2], { device: 'cuda' })],
+    ['randn', () => P.randn([2], { device: 'cuda:0' })],
+    ['arange', () => P.arange(3, undefined, 1, { device: 'cuda:1' })],
+  ];
+  for (const [op, call] of calls) {
+    const err = t.throws(call, { instanceOf: Error });
+    t.is(err!.constructor, Error, 'a plain Error (the request was well-formed)');
+    t.regex(err!.message, new RegExp(`^${op}: device 'cuda(:\\d)?' was requested but CUDA is unavailable`));
+    t.true(err!.message.includes(reason), err!.message);
+  }
+  t.deepEqual([P.memory().cpu.tensors, P.memory().cuda.tensors], before, 'no tensor was created on any device');
+});
+
+test("{ device: 'gpu' } and other unknown names are TypeErrors naming the argument", (t) => {
+  for (const device of ['gpu', 'CUDA', 'cuda:', 'cuda:x', 'cpu:0', '']) {
+    t.throws(() => P.zeros([2], { device }), {
+      instanceOf: TypeError,
+      message: /^(zeros|full): argument 'device' must be 'cpu', 'cuda' or 'cuda:N', got '.*'/,
+    });
+  }
+  t.throws(() => P.tensor([1], undefined, { device: 5 as never }), { instanceOf: TypeError, message: /^tensor: argument 'device' .*got number 5/ });
+  t.is(P.resolveDevice('x', 'cpu'), 'cpu');
+});
+
+test('PERCEIVER_DEVICE=cuda makes creation throw the reason (child process), never a silent CPU tensor', async (t) => {
+  const r = await runNode(
+    `
+    const P = await import(${JSON.stringify(LIB_URL)});
+    const out = {};
+    for (const [name, f] of Object.entries({
+      tensor: () => P.tensor([1]),
+      zeros: () => P.zeros([2]),
+      randn: () => P.randn([2], { seed: 1 }),
+      explicitCpu: () => P.zeros([2], { device: 'cpu' }),
+    })) {
+      try { const x = f(); out[name] = { device: x.device }; }
+      catch (e) { out[name] = { error: e.constructor.name, message: e.message }; }
+    }
+    out.memory = P.memory().cpu.tensors;
+    out.reason = P.backends()[1].reason;
+    console.log(JSON.stringify(out));
+    `,
+    { PERCEIVER_DEVICE: 'cuda' },
+  );
+  t.is(r.code, 0, r.stderr);
+  const out = lastJson(r.stdout);
+  for (const name of ['tensor', 'zeros', 'randn']) {
+    t.is(out[name].error, 'Error', `${name}: ${JSON.stringify(out[name])}`);
+    t.regex(out[name].message, /device 'cuda' was requested but CUDA is unavailable/);
+    t.true(out[name].message.includes(out.reason), out[name].message);
+  }
+  t.deepEqual(out.explicitCpu, { device: 'cpu' }, 'an explicit device wins over PERCEIVER_DEVICE');
+  t.is(out.memory, 1, 'only the explicit cpu tensor exists');
+});
+
+test('PERCEIVER_DEVICE=gpu is a TypeError that names the variable; PERCEIVER_DEVICE=cpu works', async (t) => {
+  const code = `
+    const P = await import(${JSON.stringify(LIB_URL)});
+    try { const x = P.zeros([2]); console.log(JSON.stringify({ device: x.device })); }
+    catch (e) { console.log(JSON.stringify({ error: e.constructor.name, message: e.message })); }`;
+  const bad = lastJson((await runNode(code, { PERCEIVER_DEVICE: 'gpu' })).stdout);
+  t.is(bad.error, 'TypeError');
+  t.regex(bad.message, /PERCEIVER_DEVICE.*'gpu'/);
+  const good = lastJson((await runNode(code, { PERCEIVER_DEVICE: 'cpu' })).stdout);
+  t.deepEqual(good, { device: 'cpu' });
+});
+
+test('PERCEIVER_NUM_THREADS=1, 2 and 3 give bit-identical matmul, attention, randn and reductions, and report the thread count', async (t) => {
+  t.timeout(120_000);
+  const code = `
+    import { createHash } from 'node:crypto';
+    const P = await import(${JSON.stringify(LIB_URL)});
+    const h = async (x) => { const d = await x.data(); return createHash('sha256').update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)).digest('hex'); };
+    const out = { threads: P.backends()[0].threads };
+    const r = P.randn([300, 257], { seed: 42 });
+    const w = P.randn([257, 191], { seed: 43 });
+    const bias = P.randn([191], { seed: 44 });
+    out.randn = await h(r);
+    out.rand = await h(P.rand([1000], { seed: 45 }));
+    out.matmul = await h(P.matmul(r, w, { bias, activation: 'gelu' }));
+    out.batched = await h(P.matmul(P.randn([3, 65, 130], { seed: 46 }), P.randn([130, 70], { seed: 47 }), { transB: false }));
+    out.transposed = await h(P.matmul(r, r, { transB: true }));
+    out.longK = await h(P.matmul(P.randn([32, 8192], { seed: 52 }), P.randn([8192, 48], { seed: 53 })));
+    const q = P.randn([2, 200, 4, 32], { seed: 48 });
+    const k = P.randn([2, 333, 4, 32], { seed: 49 });
+    const v = P.randn([2, 333, 4, 24], { seed: 50 });
+    const mask = P.greater(P.rand([2, 200, 333], { seed: 51 }), 0.2);
+    out.attention = await h(P.attention(q, k, v));
+    out.masked = await h(P.attention(q, k, v, { mask }));
+    out.reductions = await h(P.concat([P.sum(r, 0), P.mean(r, 0), P.max(r, 0)], 0));
+    out.softmax = await h(P.layerNorm(P.softmax(r)));
+    console.log(JSON.stringify(out));`;
+  const runs = await Promise.all(
+    ['1', '2', '3'].map(async (n) => {
+      const r = await runNode(code, { PERCEIVER_NUM_THREADS: n });
+      t.is(r.code, 0, r.stderr);
+      return lastJson(r.stdout);
+    }),
+  );
+  t.deepEqual(runs.map((r) => r.threads), [1, 2, 3]);
+  const strip = ({ threads: _threads, ...rest }: Record<string, any>) => rest;
+  t.deepEqual(strip(runs[1]), strip(runs[0]), '2 threads vs 1');
+  t.deepEqual(strip(runs[2]), strip(runs[0]), '3 threads vs 1');
+  // The same values as this process (whatever its thread count).
+  const here = createHash('sha256');
+  const d = P.randn([300, 257], { seed: 42 }).dataSync();
+  here.update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+  t.is(here.digest('hex'), runs[0].randn);
+});

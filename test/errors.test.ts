@@ -1,0 +1,172 @@
+// Bad calls across the API fail with the right error class and a message that names
+// the op and the argument (and, for shapes, expected vs received), never with a
+// crash. The table (test/helpers/bad-calls-child.ts) runs in a CHILD process: a
+// segfault or abort there shows up below as a failed row with the child's signal,
+// and the child is restarted after that row so every other row is still checked.
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import * as P from '../lib/index.js';
+import { BAD_CALLS, type BadCallResult } from './helpers/bad-calls-child.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const CHILD = join(here, 'helpers', 'bad-calls-child.js');
+
+interface Crash {
+  row: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+}
+interface TableRun {
+  results: Map<number, BadCallResult>;
+  crashes: Map<number, Crash>;
+  /** Every child's exit, in order (first run from row 0, then one per restart). */
+  exits: { from: number; code: number | null; signal: NodeJS.Signals | null; stderr: string }[];
+}
+
+function runChild(from: number): Promise<{ lines: Record<string, unknown>[]; code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CHILD, '--from', String(from)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PERCEIVER_DEVICE: '' },
+    });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    // A hang is reported like a crash (SIGKILL) on the row that was running.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const lines = out
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => {
+          try {
+            return JSON.parse(l) as Record<string, unknown>;
+          } catch {
+            return { phase: 'garbage', text: l };
+          }
+        });
+      resolve({ lines, code, signal, stderr: err.slice(-4000) });
+    });
+  });
+}
+
+async function runTable(): Promise<TableRun> {
+  const run: TableRun = { results: new Map(), crashes: new Map(), exits: [] };
+  let from = 0;
+  while (from < BAD_CALLS.length) {
+    const { lines, code, signal, stderr } = await runChild(from);
+    run.exits.push({ from, code, signal, stderr });
+    let running = -1;
+    for (const l of lines) {
+      if (l.phase === 'start') running = l.row as number;
+      if (l.phase === 'done') {
+        run.results.set(l.row as number, l as unknown as BadCallResult);
+        running = -1;
+      }
+    }
+    if (code === 0 && signal === null) break;
+    if (running < 0) break; // died outside a row (at load, say): nothing to resume
+    run.crashes.set(running, { row: running, code, signal, stderr });
+    from = running + 1;
+  }
+  return run;
+}
+
+let table: Promise<TableRun> | undefined;
+const getTable = (): Promise<TableRun> => (table ??= runTable());
+
+test('the bad-call table has at least 40 rows with unique names', (t) => {
+  t.true(BAD_CALLS.length >= 40, `${BAD_CALLS.length} rows`);
+  t.is(new Set(BAD_CALLS.map((r) => r.name)).size, BAD_CALLS.length);
+});
+
+test('the bad-calls child runs the whole table and exits with code 0 and no signal (no native crash)', async (t) => {
+  const run = await getTable();
+  const first = run.exits[0];
+  const crashed = [...run.crashes.values()].map(
+    (c) => `row ${c.row} '${BAD_CALLS[c.row].name}': code ${c.code}, signal ${c.signal}\n${c.stderr.slice(-600)}`,
+  );
+  t.deepEqual(crashed, [], 'rows that crashed the child process');
+  t.is(first.signal, null, first.stderr);
+  t.is(first.code, 0, first.stderr);
+  t.is(run.results.size, BAD_CALLS.length, 'every row reported a result');
+});
+
+for (let i = 0; i < BAD_CALLS.length; i++) {
+  const row = BAD_CALLS[i];
+  test(`bad call: ${row.name} -> ${row.error} ${row.message}`, async (t) => {
+    const run = await getTable();
+    const crash = run.crashes.get(i);
+    if (crash) {
+      t.fail(`the child process died on this row: code ${crash.code}, signal ${crash.signal}\n${crash.stderr.slice(-1500)}`);
+      return;
+    }
+    const r = run.results.get(i);
+    if (!r) {
+      t.fail('the child never reported this row');
+      return;
+    }
+    t.not(r.outcome, 'returned', 'the call was accepted instead of failing');
+    t.is(r.errorClass, row.error, `message: ${r.message}`);
+    t.regex(r.message ?? '', row.message);
+    t.is(r.leakedTensors, 0, 'tensor handles left alive by the failed call');
+    t.is(r.leakedStorages, 0, 'storages left alive by the failed call');
+  });
+}
+
+// A few messages checked in this process too, with the exact error object.
+
+test('in-process: matmul shape mismatch is a RangeError naming matmul, a, b and both K values', (t) => {
+  const a = P.randn([2, 3], { seed: 1 });
+  const b = P.randn([4, 5], { seed: 2 });
+  const err = t.throws(() => P.matmul(a, b), { instanceOf: RangeError });
+  t.regex(err!.message, /^matmul: .*'a' \[2, 3\] has K = 3 but 'b' \[4, 5\] has K = 4/);
+  a.dispose();
+  b.dispose();
+});
+
+test('in-process: a disposed tensor passed to layerNorm names the op and the argument', (t) => {
+  const x = P.ones([2, 4]);
+  const w = P.ones([4]);
+  w.dispose();
+  const err = t.throws(() => P.layerNorm(x, w), { instanceOf: Error });
+  t.regex(err!.message, /^layer_?[nN]orm: argument 'weight' is a disposed Tensor/);
+  x.dispose();
+});
+
+test('in-process: tensor() with a ragged array is a RangeError that gives expected and received lengths', (t) => {
+  const err = t.throws(() => P.tensor([[1, 2, 3], [4, 5]]), { instanceOf: RangeError });
+  t.regex(err!.message, /^tensor: argument 'data' is ragged: expected 3 elements at depth 1, got 2/);
+});
+
+test('in-process: an unsupported activation is a TypeError listing the accepted ones', (t) => {
+  const a = P.ones([2, 2]);
+  const err = t.throws(() => P.matmul(a, a, { activation: 'swish' as never }), { instanceOf: TypeError });
+  t.regex(err!.message, /'none', 'relu', 'gelu', 'gelu_tanh', got 'swish'/);
+  a.dispose();
+});
+
+test('in-process: an out-of-range embedding id rejects data() with an Error naming embedding', async (t) => {
+  const w = P.randn([4, 3], { seed: 3 });
+  const ids = P.tensor([1, 12], undefined, { dtype: 'int32' });
+  const e = P.embedding(w, ids);
+  const err = await t.throwsAsync(e.data(), { instanceOf: Error });
+  t.regex(err!.message, /^embedding: index 12 at position 1 is out of range \[0, 4\)/);
+  for (const x of [w, ids, e]) x.dispose();
+});
+
+test('in-process: a rejected op leaves the live tensor count unchanged', (t) => {
+  const a = P.ones([2, 3]);
+  const b = P.ones([4, 3]);
+  const before = P.memory().cpu.tensors;
+  for (let i = 0; i < 50; i++) t.throws(() => P.add(a, b), { instanceOf: RangeError });
+  t.is(P.memory().cpu.tensors, before);
+  a.dispose();
+  b.dispose();
+});

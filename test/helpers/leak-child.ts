@@ -1,0 +1,117 @@
+// Leak check, run by test/memory.test.ts as
+//   node --expose-gc dist/test/helpers/leak-child.js [cycles] [warmup]
+//   node --expose-gc dist/test/helpers/leak-child.js finalize
+// Each cycle creates tensors, runs a mix of ops (matmul with bias and activation,
+// softmax, layerNorm, attention, concat, views, elementwise, reductions, tidy) and
+// disposes everything. Prints one JSON line with memory() and RSS at the start,
+// after the warm-up and at the end.
+import * as P from '../../lib/index.js';
+
+const mode = process.argv[2] === 'finalize' ? 'finalize' : 'cycles';
+const cycles = Number(process.argv[2] ?? 10_000);
+const warmup = Number(process.argv[3] ?? 1_000);
+
+const gc = (globalThis as { gc?: () => void }).gc;
+
+// Parameters shared by all cycles (created once, disposed at the end).
+const w = P.randn([16, 16], { seed: 1 });
+const bias = P.randn([16], { seed: 2 });
+const gamma = P.ones([16]);
+const beta = P.zeros([16]);
+const ids = P.tensor([0, 3, 5, 7], undefined, { dtype: 'int32' });
+const table = P.randn([8, 16], { seed: 3 });
+
+function cycle(i: number): P.Tensor {
+  // Manual disposal of every tensor.
+  const x = P.randn([2, 8, 16], { seed: i });
+  const y = P.matmul(x, w, { bias, activation: 'gelu' });
+  const s = P.softmax(y);
+  const n = P.layerNorm(s, gamma, beta);
+  const q = n.reshape([2, 8, 2, 8]); // view
+  const a = P.attention(q, q, q);
+  const c = P.concat([a, q], 3);
+  const ct = c.transpose(1, 2); // views
+  const v = ct.slice(3, 0, 8, 2);
+  const e = P.embedding(table, ids);
+  const m = P.mean(v, -1);
+  for (const t of [x, y, s, n, q, a, c, ct, v, e]) t.dispose();
+  // The same again through tidy(): only the returned tensor survives.
+  const r = P.tidy(() => {
+    const x2 = P.randn([4, 16], { seed: i + 1 });
+    const h = P.linear(x2, w, bias, 'relu').mul(0.5).add(1);
+    const u = P.unsqueeze(h, 0).broadcastTo([2, 4, 16]).contiguous();
+    const z = P.tidy(() => [P.logSoftmax(u), P.max(u, -1)]);
+    return P.add(P.sum(z[0], -1), z[1]).add(P.mean(P.sum(m, 1), 1, { keepdim: true }));
+  });
+  m.dispose();
+  return r;
+}
+
+function drain(): void {
+  const z = P.zeros([1]);
+  z.dataSync();
+  z.dispose();
+}
+
+function settle(): void {
+  drain();
+  if (gc) {
+    gc();
+    gc();
+  }
+}
+
+async function run(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const r = cycle(i);
+    // Read now and then, so the queue stays short and reads are part of the mix.
+    if (i % 50 === 0) await r.data();
+    r.dispose();
+  }
+}
+
+async function main(): Promise<void> {
+  settle();
+  const start = P.memory().cpu;
+  const rssStart = process.memoryUsage().rss;
+  await run(warmup);
+  settle();
+  const warm = P.memory().cpu;
+  const rssWarm = process.memoryUsage().rss;
+  const t0 = Date.now();
+  await run(cycles);
+  const ms = Date.now() - t0;
+  settle();
+  const end = P.memory().cpu;
+  const rssEnd = process.memoryUsage().rss;
+  for (const t of [w, bias, gamma, beta, ids, table]) t.dispose();
+  settle();
+  const final = P.memory().cpu;
+  process.stdout.write(
+    JSON.stringify({ gc: typeof gc === 'function', cycles, warmup, ms, start, warm, end, final, rssStart, rssWarm, rssEnd }) + '\n',
+  );
+}
+
+// Tensors that are never disposed are freed by the garbage collector (the handle's
+// finalizer is the safety net): drop 6,000 of them and collect.
+async function finalize(): Promise<void> {
+  settle();
+  const start = P.memory().cpu;
+  (() => {
+    for (let i = 0; i < 2000; i++) P.randn([64], { seed: i }).add(1).mul(2);
+  })();
+  const made = P.memory().cpu;
+  // Finalizers run after a collection, from the event loop: collect and yield a few times.
+  for (let k = 0; k < 20; k++) {
+    gc?.();
+    await new Promise((r) => setImmediate(r));
+  }
+  settle();
+  const end = P.memory().cpu;
+  process.stdout.write(JSON.stringify({ gc: typeof gc === 'function', start, made, end }) + '\n');
+}
+
+(mode === 'finalize' ? finalize() : main()).catch((err) => {
+  process.stderr.write(`leak-child: ${err?.stack ?? err}\n`);
+  process.exit(1);
+});

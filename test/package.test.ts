@@ -1,0 +1,217 @@
+// The package as a user gets it: `npm pack` the repository (with a prebuilt binary
+// for this platform), install the tarball into a fresh project with install scripts
+// off, import it by name, compute, and check that the prebuilt binary was loaded
+// (a tarball never carries build/, so nothing else could be).
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(here, '..', '..'); // dist/test -> repository root
+const TUPLE = `${process.platform}-${process.arch}`;
+const PREBUILDS = join(ROOT, 'prebuilds', TUPLE);
+const NPM_CLI = join(dirname(process.execPath), process.platform === 'win32' ? 'npm.cmd' : 'npm');
+const npmBin = existsSync(NPM_CLI) ? NPM_CLI : 'npm';
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+function run(cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs: number }): Promise<Run> {
+  return new Promise((res, rej) => {
+    const t0 = Date.now();
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: { ...process.env, PERCEIVER_DEVICE: '', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
+    child.on('error', rej);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      res({ code, signal, stdout, stderr, ms: Date.now() - t0 });
+    });
+  });
+}
+
+function describeRun(what: string, r: Run): string {
+  return `${what}: code ${r.code}, signal ${r.signal}, ${r.ms} ms\n--- stdout\n${r.stdout.slice(-3000)}\n--- stderr\n${r.stderr.slice(-3000)}`;
+}
+
+/** Newest modification time among the native sources (dot-files, e.g. editor or mutation-test leftovers, excluded). */
+function newestSource(): number {
+  let newest = statSync(join(ROOT, 'binding.gyp')).mtimeMs;
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (e.name.startsWith('.')) continue;
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else newest = Math.max(newest, statSync(p).mtimeMs);
+    }
+  };
+  walk(join(ROOT, 'native'));
+  walk(join(ROOT, 'bindings'));
+  return newest;
+}
+
+function prebuiltFiles(): string[] {
+  return existsSync(PREBUILDS) ? readdirSync(PREBUILDS).filter((f) => f.endsWith('.node')) : [];
+}
+
+/**
+ * Makes sure prebuilds/<platform>-<arch>/ holds a binary built from the current
+ * sources. It is built with `prebuildify --napi --strip` (the package's `prebuild`
+ * script) in a staging copy of the sources, so that the repository's build/ folder,
+ * which other tests load, is never rebuilt underneath them; the result is then moved
+ * into the repository's prebuilds/ (ignored by git, shipped by `files`).
+ */
+async function ensurePrebuild(log: (s: string) => void): Promise<void> {
+  const existing = prebuiltFiles();
+  if (existing.length > 0 && existing.every((f) => statSync(join(PREBUILDS, f)).mtimeMs >= newestSource())) {
+    log(`prebuild up to date: ${existing.join(', ')}`);
+    return;
+  }
+  const stage = mkdtempSync(join(tmpdir(), 'pio-prebuild-'));
+  try {
+    const skipDot = (src: string) => !src.split(/[\\/]/).pop()!.startsWith('.');
+    for (const p of ['package.json', 'binding.gyp']) copyFileSync(join(ROOT, p), join(stage, p));
+    for (const d of ['native', 'bindings']) cpSync(join(ROOT, d), join(stage, d), { recursive: true, filter: skipDot });
+    symlinkSync(join(ROOT, 'node_modules'), join(stage, 'node_modules'), 'dir');
+    const env: NodeJS.ProcessEnv = { JOBS: String(Math.max(2, cpus().length)) };
+    // prebuildify --napi builds against the newest Node it knows; point node-gyp at
+    // the running Node's headers (N-API is ABI-stable) instead of downloading them.
+    const prefix = dirname(dirname(process.execPath));
+    if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node', 'node_api.h'))) env.npm_config_nodedir = prefix;
+    const r = await run(process.execPath, [join(ROOT, 'node_modules', 'prebuildify', 'bin.js'), '--napi', '--strip'], {
+      cwd: stage,
+      env,
+      timeoutMs: 7 * 60_000,
+    });
+    if (r.code !== 0) throw new Error(describeRun('prebuildify --napi --strip', r));
+    const built = readdirSync(join(stage, 'prebuilds', TUPLE)).filter((f) => f.endsWith('.node'));
+    if (built.length === 0) throw new Error(`prebuildify produced no .node file\n${r.stdout.slice(-2000)}`);
+    mkdirSync(PREBUILDS, { recursive: true });
+    for (const f of prebuiltFiles()) unlinkSync(join(PREBUILDS, f));
+    for (const f of built) {
+      const tmp = join(PREBUILDS, `.${f}.${process.pid}.tmp`);
+      copyFileSync(join(stage, 'prebuilds', TUPLE, f), tmp);
+      renameSync(tmp, join(PREBUILDS, f));
+    }
+    log(`built ${built.join(', ')} with prebuildify in ${(r.ms / 1000).toFixed(1)} s`);
+  } finally {
+    rmSync(stage, { recursive: true, force: true });
+  }
+}
+
+const CONSUMER = `
+import { readFileSync, existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+const P = await import('perceiver-io');
+const require = createRequire(join(process.cwd(), 'index.js'));
+const pkgDir = dirname(require.resolve('perceiver-io/package.json'));
+const a = P.tensor([[1, 2, 3], [4, 5, 6]]);
+const b = P.tensor([[1, 0], [0, 1], [1, 1]]);
+const c = P.matmul(a, b, { bias: P.tensor([10, 20]) });
+const product = await c.array();
+const maps = readFileSync('/proc/self/maps', 'utf8').split('\\n')
+  .map((l) => l.trim().split(/\\s+/).slice(5).join(' ')).filter((p) => p.endsWith('.node'));
+console.log(JSON.stringify({
+  product,
+  backends: P.backends(),
+  loaded: [...new Set(maps)],
+  resolved: require('node-gyp-build').resolve(pkgDir),
+  pkgDir,
+  hasBuildDir: existsSync(join(pkgDir, 'build')),
+  version: JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')).version,
+}));
+`;
+
+const CONSUMER_TS = `
+import { matmul, tensor, backends, type Tensor, type BackendInfo } from 'perceiver-io';
+const x: Tensor = matmul(tensor([[1, 2]]), tensor([[3], [4]]), { activation: 'relu' });
+const b: BackendInfo[] = backends();
+export const out: Promise<unknown> = x.data().then((d) => [d[0], b.length]);
+`;
+
+test('npm pack + install into a fresh project (scripts off): imports by name, computes a matmul and loads the prebuilt binary, not build/', async (t) => {
+  t.timeout(8 * 60_000);
+  await ensurePrebuild((s) => t.log(s));
+  const work = mkdtempSync(join(tmpdir(), 'pio-package-'));
+  try {
+    // --- pack (scripts off: dist/ is already compiled, it is what these tests run) ---
+    const packDir = join(work, 'pack');
+    mkdirSync(packDir);
+    const pack = await run(npmBin, ['pack', '--ignore-scripts', '--json', '--pack-destination', packDir], { cwd: ROOT, timeoutMs: 120_000 });
+    t.is(pack.code, 0, describeRun('npm pack', pack));
+    const info = JSON.parse(pack.stdout.slice(pack.stdout.indexOf('['))) as { filename: string; files: { path: string }[] }[];
+    const files = info[0].files.map((f) => f.path);
+    const tarball = join(packDir, info[0].filename);
+    t.true(existsSync(tarball), tarball);
+    t.log(`${files.length} files, ${(statSync(tarball).size / 1024).toFixed(0)} KiB`);
+    t.deepEqual(files.filter((f) => f.startsWith('build/')), [], 'the tarball must not contain build/');
+    t.true(files.some((f) => f.startsWith(`prebuilds/${TUPLE}/`) && f.endsWith('.node')), `a prebuilt binary for ${TUPLE}`);
+    t.deepEqual(files.filter((f) => f.endsWith('.node') && !f.startsWith('prebuilds/')), [], 'no other binaries');
+    for (const f of ['package.json', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/native.js', 'binding.gyp'])
+      t.true(files.includes(f), `the tarball contains ${f}`);
+    t.deepEqual(files.filter((f) => f.startsWith('dist/test/') || f.startsWith('test/') || f.startsWith('node_modules/')), [], 'no tests or dependencies');
+
+    // --- install into a fresh project, install scripts off ---
+    const app = join(work, 'app');
+    mkdirSync(app);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'pio-consumer', version: '1.0.0', private: true, type: 'module' }, null, 2));
+    const install = await run(npmBin, ['install', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline', tarball], {
+      cwd: app,
+      timeoutMs: 180_000,
+    });
+    t.is(install.code, 0, describeRun('npm install', install));
+    const pkgDir = join(app, 'node_modules', 'perceiver-io');
+    t.true(existsSync(pkgDir));
+    t.false(existsSync(join(pkgDir, 'build')), 'the installed package has no build/ folder');
+    t.true(existsSync(join(app, 'node_modules', 'node-gyp-build')), 'dependency node-gyp-build installed');
+
+    // --- use it like a user ---
+    const use = await run(process.execPath, ['--input-type=module', '-e', CONSUMER], { cwd: app, timeoutMs: 60_000 });
+    t.is(use.code, 0, describeRun('consumer', use));
+    const out = JSON.parse(use.stdout.trim().split('\n').pop()!);
+    t.deepEqual(out.product, [[14, 25], [20, 31]]);
+    t.is(out.backends[0].name, 'cpu');
+    t.true(out.backends[0].available);
+    t.log(`backends: ${JSON.stringify(out.backends)}`);
+    t.log(`loaded: ${out.loaded.join(', ')}`);
+    const prebuildDir = join(out.pkgDir, 'prebuilds', TUPLE);
+    t.is(out.loaded.length, 1, 'exactly one native addon is mapped');
+    t.is(relative(prebuildDir, out.loaded[0]).startsWith('..'), false, `loaded ${out.loaded[0]}, expected a file in ${prebuildDir}`);
+    t.is(dirname(out.resolved), prebuildDir, 'node-gyp-build resolves to the prebuild');
+    t.false(out.hasBuildDir);
+    t.is(out.version, JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+
+    // --- with install scripts on (what `npm install` does by default): node-gyp-build
+    // finds the prebuild and compiles nothing ---
+    const rebuild = await run(npmBin, ['rebuild', 'perceiver-io', '--no-audit', '--no-fund'], { cwd: app, timeoutMs: 180_000 });
+    t.is(rebuild.code, 0, describeRun('npm rebuild perceiver-io', rebuild));
+    t.false(existsSync(join(pkgDir, 'build')), 'the install script compiled from source instead of using the prebuild');
+
+    // --- the published types resolve for a TypeScript consumer (NodeNext) ---
+    writeFileSync(join(app, 'consumer.mts'), CONSUMER_TS);
+    const tsc = await run(
+      process.execPath,
+      [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit', '--strict', '--skipLibCheck', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', 'consumer.mts'],
+      { cwd: app, timeoutMs: 120_000 },
+    );
+    t.is(tsc.code, 0, describeRun('tsc on a consumer file', tsc));
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+});
