@@ -85,9 +85,14 @@ export function tensor(data: TensorData, shape?: readonly number[], opts?: Creat
     flattenChecked('tensor', data as NestedNumbers, inferred, 0, flat);
     s = shape === undefined ? inferred : shapeArg('tensor', 'shape', shape);
     if (want === 'int32' || want === 'uint8') {
-      for (let i = 0; i < flat.length; i++)
-        if (!Number.isInteger(flat[i])) throw new TypeError(`tensor: dtype ${want} needs integers, element ${i} is ${flat[i]}`);
+      for (let i = 0; i < flat.length; i++) checkIntegerValue('tensor', `data[${i}]`, flat[i], want);
       arr = want === 'int32' ? Int32Array.from(flat) : Uint8Array.from(flat);
+      src = want;
+    } else if (want === 'float16' || want === 'bfloat16') {
+      // Round once, from the exact double, as PyTorch does (not via float32).
+      const bits = new Uint16Array(flat.length);
+      for (let i = 0; i < flat.length; i++) bits[i] = want === 'float16' ? toFloat16Bits(flat[i]) : toBFloat16Bits(flat[i]);
+      arr = new Uint8Array(bits.buffer);
       src = want;
     } else {
       arr = Float32Array.from(flat);
@@ -97,8 +102,9 @@ export function tensor(data: TensorData, shape?: readonly number[], opts?: Creat
     throw new TypeError(`tensor: argument 'data' must be a typed array, a number or nested number arrays, got ${describe(data)}`);
   }
   const n = s.reduce((a, b) => a * b, 1);
-  if (n !== arr.length)
-    throw new RangeError(`tensor: argument 'shape' [${s.join(', ')}] has ${n} elements but 'data' has ${arr.length}`);
+  const count = src === 'float16' || src === 'bfloat16' ? arr.length / 2 : arr.length;
+  if (n !== count)
+    throw new RangeError(`tensor: argument 'shape' [${s.join(', ')}] has ${n} elements but 'data' has ${count}`);
   const t = wrap(native.fromBuffer(arr, s, src, device));
   if (want === undefined || want === src) return t;
   try {
@@ -111,14 +117,10 @@ export function tensor(data: TensorData, shape?: readonly number[], opts?: Creat
 /** A tensor of shape filled with value. */
 export function full(shape: readonly number[], value: number, opts?: CreateOptions): Tensor {
   const o = options('full', opts);
-  return wrap(
-    native.full(
-      shapeArg('full', 'shape', shape),
-      fullValue(value),
-      o.dtype === undefined ? 'float32' : checkDType('full', 'dtype', o.dtype),
-      resolveDevice('full', o.device),
-    ),
-  );
+  const dtype = o.dtype === undefined ? 'float32' : checkDType('full', 'dtype', o.dtype);
+  fullValue(value);
+  if (dtype === 'int32' || dtype === 'uint8') checkIntegerValue('full', 'value', value, dtype);
+  return wrap(native.full(shapeArg('full', 'shape', shape), value, dtype, resolveDevice('full', o.device)));
 }
 
 export const zeros = (shape: readonly number[], opts?: CreateOptions): Tensor => full(shape, 0, opts);
@@ -133,17 +135,22 @@ export function arange(start: number, stop?: number, step = 1, opts?: CreateOpti
   num('arange', 'stop', stop);
   if (step === 0) throw new RangeError(`arange: argument 'step' must not be 0`);
   const n = Math.max(0, Math.ceil((stop - start) / step));
-  return wrap(
-    native.arange(start, step, n, o.dtype === undefined ? 'float32' : checkDType('arange', 'dtype', o.dtype), resolveDevice('arange', o.device)),
-  );
+  const dtype = o.dtype === undefined ? 'float32' : checkDType('arange', 'dtype', o.dtype);
+  if ((dtype === 'int32' || dtype === 'uint8') && n > 0) {
+    checkIntegerValue('arange', 'start', start, dtype);
+    checkIntegerValue('arange', 'step', step, 'int32');
+    checkIntegerValue('arange', 'stop', start + (n - 1) * step, dtype);
+  }
+  return wrap(native.arange(start, step, n, dtype, resolveDevice('arange', o.device)));
 }
 
 let nextSeed = Math.floor(Math.random() * 2 ** 31);
 
 /** Seeds the generator used by randn/rand calls that pass no seed. */
 export function manualSeed(seed: number): void {
-  nextSeed = int('manualSeed', 'seed', seed);
-  if (seed < 0) throw new RangeError(`manualSeed: argument 'seed' must be >= 0, got ${seed}`);
+  const s = int('manualSeed', 'seed', seed);
+  if (s < 0) throw new RangeError(`manualSeed: argument 'seed' must be >= 0, got ${s}`);
+  nextSeed = s;
 }
 
 export interface RandomOptions {
@@ -194,3 +201,45 @@ function fullValue(v: unknown): number {
   if (typeof v !== 'number') throw new TypeError(`full: argument 'value' must be a number, got ${describe(v)}`);
   return v;
 }
+
+const INT_RANGE = { int32: [-2147483648, 2147483647], uint8: [0, 255] } as const;
+
+/** Integer dtypes take integers in range; anything else is an error, never a wrap-around. */
+function checkIntegerValue(op: string, name: string, v: number, dtype: 'int32' | 'uint8'): void {
+  const [lo, hi] = INT_RANGE[dtype];
+  if (!Number.isFinite(v)) throw new RangeError(`${op}: '${name}' = ${v} is outside the range of ${dtype} [${lo}, ${hi}]`);
+  if (!Number.isInteger(v)) throw new TypeError(`${op}: ${dtype} needs integers, '${name}' is ${v}`);
+  if (v < lo || v > hi) throw new RangeError(`${op}: '${name}' = ${v} is outside the range of ${dtype} [${lo}, ${hi}]`);
+}
+
+function roundHalfEven(v: number): number {
+  const f = Math.floor(v);
+  const d = v - f;
+  return d > 0.5 ? f + 1 : d < 0.5 ? f : f % 2 === 0 ? f : f + 1;
+}
+
+/** IEEE bits of the binary format with `mb` mantissa and `eb` exponent bits nearest to x (ties to even). */
+function roundToBits(x: number, mb: number, eb: number): number {
+  const bias = (1 << (eb - 1)) - 1;
+  const expAll = ((1 << eb) - 1) << mb;
+  if (Number.isNaN(x)) return expAll | (1 << (mb - 1));
+  const sign = x < 0 || Object.is(x, -0) ? 1 << (mb + eb) : 0;
+  const a = Math.abs(x);
+  if (a === Infinity) return sign | expAll;
+  const emin = 1 - bias;
+  // Subnormals (and the carry into the smallest normal) are a plain multiple of the quantum.
+  if (a < 2 ** emin) return sign | roundHalfEven(a / 2 ** (emin - mb));
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  else if (2 ** (e + 1) <= a) e++;
+  let m = roundHalfEven(a / 2 ** (e - mb));
+  if (m === 2 ** (mb + 1)) {
+    m = 2 ** mb;
+    e++;
+  }
+  if (e > bias) return sign | expAll;
+  return sign | ((e + bias) << mb) | (m - 2 ** mb);
+}
+
+const toFloat16Bits = (x: number): number => roundToBits(x, 10, 5);
+const toBFloat16Bits = (x: number): number => roundToBits(x, 7, 8);

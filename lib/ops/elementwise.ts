@@ -64,7 +64,7 @@ export function mul(a: TensorOrScalar, b: TensorOrScalar): Tensor {
 }
 /** a / b, broadcasting. */
 export function div(a: TensorOrScalar, b: TensorOrScalar): Tensor {
-  if (typeof b === 'number' && typeof a !== 'number') return affine('div', 'a', a, 1 / b, 0);
+  // Not x * (1/b): that rounds twice and overflows for |b| below ~2.9e-39.
   return binary('div', a, b);
 }
 /** a ** b, broadcasting. */

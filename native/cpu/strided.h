@@ -71,6 +71,7 @@ struct StridedIter {
   template <class F>
   void run(F fn, int64_t min_grain_elems = 16384) const {
     int64_t n = inner(), r = rows();
+    if (n == 0 || r == 0) return;  // nothing to visit (and no division by zero below)
     int64_t inner_strides[N];
     for (int i = 0; i < N; i++) inner_strides[i] = strides[i][ndim - 1];
     if (r == 1) {
