@@ -1,0 +1,345 @@
+// Fused attention against its two matmuls alone, through the public API, on the
+// Perceiver's attention shapes; plus the extra memory each way needs.
+//
+//   npm run bench:attention                 # table
+//   npm run bench:attention -- --json       # one JSON object on stdout
+//   npm run bench:attention -- --reps 11 --no-memory
+//
+// Time: from issuing the op(s) to `await out.data()` returning (ops are queued, so
+// that is the only honest end point; it includes copying the output out, the same
+// bytes both ways). "2 matmuls" is S = scale * Q Kᵀ then O = S V, per head as a
+// batched matmul over [H, N, D] operands, with S materialised and no softmax in
+// between: the bar the fused kernel (which also does the softmax) is held to. The
+// two are run alternately within each rep, so that load from other processes falls
+// on both; the figure is the median over --reps after two warm-up runs.
+//
+// Each measurement runs in a child process with its own allocator settings:
+// - "warm": MALLOC_MMAP_MAX_=0 and a huge MALLOC_TRIM_THRESHOLD_, so memory freed
+//   by one call stays mapped and is reused by the next. glibc otherwise maps every
+//   block over 32 MiB afresh, and first-touch page faults on S (98 MiB for the image
+//   encoder) can cost more than the product itself, more so in VMs. This is the
+//   "matmuls alone" comparison.
+// - "default": glibc as configured, i.e. what a user sees; shown for reference.
+// - memory: process RSS is all we can see from here (the kernel's scratch is not a
+//   tensor, so memory() does not count it). The child runs with
+//   MALLOC_MMAP_THRESHOLD_ fixed at 128 KiB, so every block from 128 KiB up is mapped
+//   fresh and returned on free (by default glibc raises the threshold after the
+//   first free, and later blocks come from memory it kept, invisible to RSS). After
+//   warm-up calls it resets the peak (writing 5 to /proc/self/clear_refs resets
+//   VmHWM), reads VmRSS, runs one call and waits on a one-row reduction of the output
+//   (so no copy of it is made), then reads VmHWM. Extra memory = peak - before -
+//   the output tensor's bytes. Where clear_refs cannot be written, RSS is sampled
+//   every millisecond during the call instead (which can miss a short peak).
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { attention, backends, matmul, memory, randn, sum, type Tensor } from '../lib/index.js';
+
+interface Shape {
+  label: string;
+  nq: number;
+  nk: number;
+  heads: number;
+  dqk: number;
+  dv: number;
+}
+
+const SHAPES: Shape[] = [
+  { label: 'image encoder cross-attention', nq: 512, nk: 50176, heads: 1, dqk: 261, dv: 261 },
+  { label: 'latent self-attention', nq: 512, nk: 512, heads: 8, dqk: 128, dv: 128 },
+  { label: 'MLM decoder', nq: 2048, nk: 256, heads: 8, dqk: 32, dv: 96 },
+  { label: 'classifier decoder (1 query)', nq: 1, nk: 512, heads: 1, dqk: 1024, dv: 1024 },
+];
+
+const MMAP_THRESHOLD = String(128 * 1024);
+const MALLOC_VARS = ['MALLOC_MMAP_MAX_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TOP_PAD_', 'GLIBC_TUNABLES'];
+type ChildKind = 'time' | 'memory';
+
+interface Inputs {
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  qh: Tensor;
+  kh: Tensor;
+  vh: Tensor;
+}
+
+async function makeInputs(s: Shape): Promise<Inputs> {
+  const t: Inputs = {
+    // The fused op's layout, [B, N, H, D] ...
+    q: randn([1, s.nq, s.heads, s.dqk], { seed: 1 }),
+    k: randn([1, s.nk, s.heads, s.dqk], { seed: 2 }),
+    v: randn([1, s.nk, s.heads, s.dv], { seed: 3 }),
+    // ... and head-major operands for the batched matmuls (values do not matter).
+    qh: randn([s.heads, s.nq, s.dqk], { seed: 4 }),
+    kh: randn([s.heads, s.nk, s.dqk], { seed: 5 }),
+    vh: randn([s.heads, s.nk, s.dv], { seed: 6 }),
+  };
+  for (const x of Object.values(t)) await x.data();
+  return t;
+}
+
+function disposeAll(t: Inputs): void {
+  for (const x of Object.values(t)) x.dispose();
+}
+
+function issueFused(t: Inputs): Tensor {
+  return attention(t.q, t.k, t.v);
+}
+
+function issueUnfused(s: Shape, t: Inputs): Tensor {
+  const logits = matmul(t.qh, t.kh, { transB: true, alpha: 1 / Math.sqrt(s.dqk) });
+  const out = matmul(logits, t.vh);
+  // Safe while queued: the pending matmul keeps its input's storage alive.
+  logits.dispose();
+  return out;
+}
+
+async function timeOnce(issue: () => Tensor): Promise<number> {
+  const t0 = performance.now();
+  const out = issue();
+  await out.data();
+  const ms = performance.now() - t0;
+  out.dispose();
+  return ms;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function timeShape(s: Shape, reps: number): Promise<{ fusedMs: number; matmulsMs: number }> {
+  const t = await makeInputs(s);
+  const fused: number[] = [];
+  const unfused: number[] = [];
+  for (let i = 0; i < 2 + reps; i++) {
+    const f = await timeOnce(() => issueFused(t));
+    const u = await timeOnce(() => issueUnfused(s, t));
+    if (i >= 2) {
+      fused.push(f);
+      unfused.push(u);
+    }
+  }
+  disposeAll(t);
+  return { fusedMs: median(fused), matmulsMs: median(unfused) };
+}
+
+// ---- memory (child process) ------------------------------------------------------
+
+function statusKb(field: 'VmRSS' | 'VmHWM'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
+  if (!m) throw new Error(`no ${field} in /proc/self/status`);
+  return Number(m[1]);
+}
+
+function canResetPeak(): boolean {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// Peak RSS growth (bytes) while `issue` runs, waiting on a 1-row reduction of its
+// output so that the output is never copied to JS.
+async function peakGrowth(issue: () => Tensor, useHwm: boolean): Promise<{ bytes: number; outBytes: number }> {
+  let before: number;
+  let sampledPeak = 0;
+  let timer: NodeJS.Timeout | undefined;
+  if (useHwm) {
+    writeFileSync('/proc/self/clear_refs', '5');
+    before = statusKb('VmRSS') * 1024;
+  } else {
+    before = process.memoryUsage.rss();
+    sampledPeak = before;
+    timer = setInterval(() => {
+      sampledPeak = Math.max(sampledPeak, process.memoryUsage.rss());
+    }, 1);
+  }
+  const out = issue();
+  const probe = sum(out, 1);
+  await probe.data();
+  const peak = useHwm ? statusKb('VmHWM') * 1024 : Math.max(sampledPeak, process.memoryUsage.rss());
+  if (timer) clearInterval(timer);
+  const outBytes = out.size * 4;
+  probe.dispose();
+  out.dispose();
+  return { bytes: peak - before, outBytes };
+}
+
+interface MemoryRow {
+  fusedExtraMiB: number;
+  matmulsExtraMiB: number;
+}
+
+async function memoryChild(): Promise<void> {
+  const useHwm = canResetPeak();
+  const rows: MemoryRow[] = [];
+  for (const s of SHAPES) {
+    const t = await makeInputs(s);
+    // Warm-up: thread pool, the GEMM's per-thread packing buffers, V8's code.
+    for (let i = 0; i < 2; i++) {
+      await peakGrowth(() => issueFused(t), useHwm);
+      await peakGrowth(() => issueUnfused(s, t), useHwm);
+    }
+    const f = await peakGrowth(() => issueFused(t), useHwm);
+    const u = await peakGrowth(() => issueUnfused(s, t), useHwm);
+    rows.push({
+      fusedExtraMiB: (f.bytes - f.outBytes) / 2 ** 20,
+      matmulsExtraMiB: (u.bytes - u.outBytes) / 2 ** 20,
+    });
+    disposeAll(t);
+  }
+  if (memory().cpu.tensors !== 0) throw new Error(`leaked ${memory().cpu.tensors} tensors`);
+  console.log(JSON.stringify({ method: useHwm ? 'VmHWM reset via clear_refs' : 'RSS sampled every 1 ms', rows }));
+}
+
+async function timeChild(reps: number): Promise<void> {
+  const rows: { fusedMs: number; matmulsMs: number }[] = [];
+  for (const s of SHAPES) rows.push(await timeShape(s, reps));
+  console.log(JSON.stringify({ rows }));
+}
+
+// Runs this script as a child (see the header for why) and returns its JSON line.
+function runChild<T>(kind: ChildKind, extraEnv: Record<string, string>, args: string[]): T | { error: string } {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of MALLOC_VARS) delete env[k];
+  Object.assign(env, extraEnv);
+  const script = fileURLToPath(import.meta.url);
+  const r = spawnSync(process.execPath, [...process.execArgv, script, '--child', kind, ...args], {
+    env,
+    encoding: 'utf8',
+    maxBuffer: 1 << 20,
+  });
+  if (r.error) return { error: `could not start the ${kind} child: ${r.error.message}` };
+  if (r.status !== 0) return { error: `${kind} child exited with ${r.status}: ${r.stderr.trim().split('\n').pop()}` };
+  try {
+    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as T;
+  } catch {
+    return { error: `unexpected output from the ${kind} child: ${r.stdout.slice(0, 200)}` };
+  }
+}
+
+// ---- main ------------------------------------------------------------------------
+
+interface Options {
+  json: boolean;
+  reps: number;
+  memory: boolean;
+  child: ChildKind | null;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { json: false, reps: 7, memory: true, child: null };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--json') o.json = true;
+    else if (a === '--no-memory') o.memory = false;
+    else if (a === '--child' && (argv[i + 1] === 'time' || argv[i + 1] === 'memory')) o.child = argv[++i] as ChildKind;
+    else if (a === '--reps' && i + 1 < argv.length) o.reps = Math.max(1, Number.parseInt(argv[++i], 10) || 7);
+    else if (a === '--help' || a === '-h') {
+      console.log('usage: bench-attention [--json] [--reps N] [--no-memory]');
+      process.exit(0);
+    } else {
+      console.error(`bench-attention: unknown argument ${a}`);
+      process.exit(2);
+    }
+  }
+  return o;
+}
+
+type TimeRows = { rows: { fusedMs: number; matmulsMs: number }[] };
+type MemRows = { method: string; rows: MemoryRow[] };
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  if (opts.child === 'memory') return memoryChild();
+  if (opts.child === 'time') return timeChild(opts.reps);
+  const cpu = backends()[0];
+  const reps = ['--reps', String(opts.reps)];
+
+  const warm = runChild<TimeRows>('time', { MALLOC_MMAP_MAX_: '0', MALLOC_TRIM_THRESHOLD_: String(2 ** 40) }, reps);
+  if ('error' in warm) throw new Error(warm.error);
+  const dflt = runChild<TimeRows>('time', {}, reps);
+  const mem = opts.memory
+    ? runChild<MemRows>('memory', { MALLOC_MMAP_THRESHOLD_: MMAP_THRESHOLD }, [])
+    : { error: 'skipped (--no-memory)' };
+  const memRows = 'error' in mem ? null : mem.rows;
+  const dfltRows = 'error' in dflt ? null : dflt.rows;
+
+  const rows = SHAPES.map((s, i) => ({
+    ...s,
+    shape: `B=1 Nq=${s.nq} Nk=${s.nk} H=${s.heads} Dqk=${s.dqk} Dv=${s.dv}`,
+    fusedMs: warm.rows[i].fusedMs,
+    matmulsMs: warm.rows[i].matmulsMs,
+    ratio: warm.rows[i].fusedMs / warm.rows[i].matmulsMs,
+    defaultMallocFusedMs: dfltRows ? dfltRows[i].fusedMs : null,
+    defaultMallocMatmulsMs: dfltRows ? dfltRows[i].matmulsMs : null,
+    fusedExtraMiB: memRows ? memRows[i].fusedExtraMiB : null,
+    matmulsExtraMiB: memRows ? memRows[i].matmulsExtraMiB : null,
+    logitsMiB: (s.heads * s.nq * s.nk * 4) / 2 ** 20,
+  }));
+
+  if (opts.json) {
+    console.log(
+      JSON.stringify(
+        {
+          threads: cpu.threads,
+          simd: cpu.simd,
+          reps: opts.reps,
+          defaultMalloc: 'error' in dflt ? { error: dflt.error } : 'ok',
+          memoryMethod: 'error' in mem ? { error: mem.error } : mem.method,
+          results: rows,
+        },
+        null,
+        2,
+      ),
+    );
+    return;
+  }
+
+  const f = (x: number | null, d = 2): string => (x === null ? '-' : x.toFixed(d));
+  console.log(`fused attention vs its two matmuls — ${cpu.threads} threads, ${cpu.simd}, median of ${opts.reps} runs (alternating)`);
+  const table = [
+    ['case', 'shape', 'fused ms', '2 matmuls ms', 'ratio', 'default malloc: fused', '2 matmuls', 'fused extra MiB', 'matmuls extra MiB'],
+  ];
+  for (const r of rows) {
+    table.push([
+      r.label,
+      r.shape,
+      f(r.fusedMs),
+      f(r.matmulsMs),
+      f(r.ratio),
+      f(r.defaultMallocFusedMs),
+      f(r.defaultMallocMatmulsMs),
+      f(r.fusedExtraMiB),
+      f(r.matmulsExtraMiB),
+    ]);
+  }
+  const widths = table[0].map((_, c) => Math.max(...table.map((row) => row[c].length)));
+  for (const row of table) console.log(row.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '));
+  console.log('');
+  console.log(
+    'time: ms from issue to `await out.data()`. Main columns with a warm allocator (freed memory reused, so S costs ' +
+      'no first-touch page faults: the matmuls alone); "default malloc" as glibc is configured, where the unfused ' +
+      'path also pays for mapping S afresh each call.',
+  );
+  if ('error' in dflt) console.log(`default-malloc timing failed: ${dflt.error}`);
+  if ('error' in mem) {
+    console.log(`memory: not measured: ${mem.error}`);
+  } else {
+    console.log(
+      `memory: peak RSS growth during one call minus the output tensor, in a child process (${mem.method}; ` +
+        `MALLOC_MMAP_THRESHOLD_=${MMAP_THRESHOLD} so blocks from 128 KiB up are fresh mappings). "matmuls extra" is ` +
+        'mostly the materialised logits (H x Nq x Nk floats); the fused kernel\'s is its per-thread block scratch. ' +
+        'About +-0.5 MiB of noise from V8 and the allocator.',
+    );
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
