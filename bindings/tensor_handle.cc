@@ -147,12 +147,18 @@ void CallJsReadDone(Napi::Env env, Napi::Function, Addon* addon, ReadDone* done)
   if (it == addon->reads.end()) return;
   PendingRead pr = std::move(it->second);
   addon->reads.erase(it);
-  if (--addon->pending_reads == 0) addon->channel->tsfn.Unref(env);
-  Napi::HandleScope scope(env);
-  if (pr.tensor.storage->failed()) {
-    pr.deferred.Reject(Napi::Error::New(env, pr.tensor.storage->error()).Value());
-  } else {
-    pr.deferred.Resolve(pr.buffer.Value());
+  // This runs from the event loop, outside any JS call: a Napi::Error thrown here
+  // (as resolving does while a Worker is being terminated) would reach
+  // std::terminate, so it is swallowed — the promise's environment is going away.
+  try {
+    if (--addon->pending_reads == 0) addon->channel->tsfn.Unref(env);
+    Napi::HandleScope scope(env);
+    if (pr.tensor.storage->failed()) {
+      pr.deferred.Reject(Napi::Error::New(env, pr.tensor.storage->error()).Value());
+    } else {
+      pr.deferred.Resolve(pr.buffer.Value());
+    }
+  } catch (...) {
   }
 }
 
