@@ -1,0 +1,116 @@
+// Basic layers with PyTorch's parameter names and layouts, so their state dicts load
+// PyTorch checkpoints as they are: Linear.weight is [out, in], LayerNorm has
+// weight/bias, Embedding.weight is [num, dim].
+import { Tensor } from '../tensor.js';
+import { rand, randn, zeros, ones } from '../creation.js';
+import { linear, type Activation } from '../ops/linalg.js';
+import { layerNorm } from '../ops/reduce.js';
+import { embedding } from '../ops/nn.js';
+import { Module } from './module.js';
+
+function positiveInt(layer: string, name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
+    throw new TypeError(`${layer}: '${name}' must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+export interface InitOptions {
+  /**
+   * Normal(0, initStd) weights and zero biases (HF's `initializer_range` scheme).
+   * Default: PyTorch's own initialisation for the layer.
+   */
+  initStd?: number;
+  device?: string;
+}
+
+export interface LinearOptions extends InitOptions {
+  /** Default true. */
+  bias?: boolean;
+}
+
+/** y = x Wᵀ + b over the last axis; weight [out, in] (PyTorch layout). */
+export class Linear extends Module {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+
+  constructor(inFeatures: number, outFeatures: number, opts: LinearOptions = {}) {
+    super();
+    this.inFeatures = positiveInt('Linear', 'inFeatures', inFeatures);
+    this.outFeatures = positiveInt('Linear', 'outFeatures', outFeatures);
+    const { initStd, device } = opts;
+    // PyTorch's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
+    const bound = 1 / Math.sqrt(inFeatures);
+    const init = (shape: number[], isBias: boolean): Tensor =>
+      initStd === undefined
+        ? rand(shape, { low: -bound, high: bound, device })
+        : isBias
+          ? zeros(shape, { device })
+          : randn(shape, { std: initStd, device });
+    this.registerParameter('weight', init([outFeatures, inFeatures], false));
+    this.registerParameter('bias', opts.bias === false ? null : init([outFeatures], true));
+  }
+
+  get weight(): Tensor {
+    return this.tensor('weight');
+  }
+  get bias(): Tensor | null {
+    return this.optionalTensor('bias');
+  }
+
+  /** x [..., in] -> [..., out]; the activation is fused into the matmul epilogue. */
+  forward(x: Tensor, activation: Activation = 'none'): Tensor {
+    if (x.shape[x.rank - 1] !== this.inFeatures)
+      throw new RangeError(`Linear: input has ${x.shape[x.rank - 1]} features (shape [${x.shape.join(', ')}]), expected ${this.inFeatures}`);
+    return linear(x, this.weight, this.bias, activation);
+  }
+}
+
+export interface LayerNormModuleOptions {
+  /** Default 1e-5 (PyTorch's default, and what HF's Perceiver uses whatever its config says). */
+  eps?: number;
+  device?: string;
+}
+
+/** LayerNorm over the last axis with learned weight (ones) and bias (zeros). */
+export class LayerNorm extends Module {
+  readonly normalizedShape: number;
+  readonly eps: number;
+
+  constructor(normalizedShape: number, opts: LayerNormModuleOptions = {}) {
+    super();
+    this.normalizedShape = positiveInt('LayerNorm', 'normalizedShape', normalizedShape);
+    this.eps = opts.eps ?? 1e-5;
+    this.registerParameter('weight', ones([normalizedShape], { device: opts.device }));
+    this.registerParameter('bias', zeros([normalizedShape], { device: opts.device }));
+  }
+
+  forward(x: Tensor): Tensor {
+    if (x.shape[x.rank - 1] !== this.normalizedShape)
+      throw new RangeError(`LayerNorm: input has ${x.shape[x.rank - 1]} channels (shape [${x.shape.join(', ')}]), expected ${this.normalizedShape}`);
+    return layerNorm(x, this.tensor('weight'), this.tensor('bias'), { eps: this.eps });
+  }
+}
+
+/** A lookup table weight [num, dim] indexed by int32 ids. */
+export class Embedding extends Module {
+  readonly numEmbeddings: number;
+  readonly embeddingDim: number;
+
+  constructor(numEmbeddings: number, embeddingDim: number, opts: InitOptions = {}) {
+    super();
+    this.numEmbeddings = positiveInt('Embedding', 'numEmbeddings', numEmbeddings);
+    this.embeddingDim = positiveInt('Embedding', 'embeddingDim', embeddingDim);
+    // PyTorch's default is N(0, 1).
+    this.registerParameter('weight', randn([numEmbeddings, embeddingDim], { std: opts.initStd ?? 1, device: opts.device }));
+  }
+
+  get weight(): Tensor {
+    return this.tensor('weight');
+  }
+
+  /** int32 ids [...] -> [..., dim]. An id out of range rejects the result's data(). */
+  forward(ids: Tensor): Tensor {
+    return embedding(this.weight, ids);
+  }
+}
+

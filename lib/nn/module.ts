@@ -1,0 +1,241 @@
+// Module: the PyTorch nn.Module contract, so a checkpoint is a flat map from dotted
+// attribute paths to tensors. Names are registered explicitly (TypeScript has no
+// __setattr__ hook), which lets a TS field be camelCase while the registered name is
+// the checkpoint's (HF's snake_case). A module owns one handle per parameter: loading
+// takes a view that shares the caller's storage, so the caller still disposes what it
+// passed in and no weight is copied.
+import { Tensor } from '../tensor.js';
+import { reshape, cast } from '../ops/layout.js';
+import { keep } from '../scope.js';
+import { describe } from '../dtype.js';
+
+export interface LoadStateDictOptions {
+  /** Missing or unexpected keys are an error (default true). A shape mismatch is always an error. */
+  strict?: boolean;
+}
+
+export interface LoadStateDictResult {
+  missingKeys: string[];
+  unexpectedKeys: string[];
+}
+
+const MAX_LISTED = 20;
+
+function list(keys: string[]): string {
+  const shown = keys.slice(0, MAX_LISTED).join(', ');
+  return keys.length > MAX_LISTED ? `${shown}, ... (${keys.length - MAX_LISTED} more)` : shown;
+}
+
+export class Module {
+  private readonly params = new Map<string, Tensor | null>();
+  private readonly buffers = new Map<string, Tensor | null>();
+  private readonly children = new Map<string, Module>();
+  private isDisposed = false;
+
+  /** Registers a trainable tensor under name (null: declared but absent, like a Linear without bias). */
+  protected registerParameter(name: string, value: Tensor | null): void {
+    this.register(name, this.params, value);
+  }
+
+  /** Registers a non-trainable tensor that is still part of the state dict (running statistics). */
+  protected registerBuffer(name: string, value: Tensor | null): void {
+    this.register(name, this.buffers, value);
+  }
+
+  /** Registers a child; its entries appear under `name.`. Returns the child for a typed field. */
+  protected registerModule<M extends Module>(name: string, module: M): M {
+    this.checkName(name);
+    if (!(module instanceof Module)) throw new TypeError(`registerModule: '${name}' must be a Module, got ${describe(module)}`);
+    this.children.set(name, module);
+    return module;
+  }
+
+  private register(name: string, map: Map<string, Tensor | null>, value: Tensor | null): void {
+    this.checkName(name);
+    if (value !== null && !(value instanceof Tensor))
+      throw new TypeError(`${this.constructor.name}: '${name}' must be a Tensor or null, got ${describe(value)}`);
+    // Created inside someone's tidy() or not, a parameter lives as long as its module.
+    if (value !== null) keep(value);
+    map.set(name, value);
+  }
+
+  private checkName(name: string): void {
+    if (typeof name !== 'string' || name === '' || name.includes('.'))
+      throw new TypeError(`${this.constructor.name}: a registered name must be a non-empty string without '.', got ${describe(name)}`);
+    if (this.params.has(name) || this.buffers.has(name) || this.children.has(name))
+      throw new Error(`${this.constructor.name}: '${name}' is already registered`);
+  }
+
+  /** A parameter or buffer of this module (not of children); throws if absent. */
+  protected tensor(name: string): Tensor {
+    this.checkAlive();
+    const t = this.params.get(name) ?? this.buffers.get(name);
+    if (t === undefined || t === null) throw new Error(`${this.constructor.name}: no tensor '${name}'`);
+    return t;
+  }
+
+  /** Like tensor(), but null when registered as absent. */
+  protected optionalTensor(name: string): Tensor | null {
+    this.checkAlive();
+    return this.params.get(name) ?? this.buffers.get(name) ?? null;
+  }
+
+  private checkAlive(): void {
+    if (this.isDisposed) throw new Error(`${this.constructor.name}: used after dispose()`);
+  }
+
+  /** Direct children in registration order. */
+  namedChildren(): [string, Module][] {
+    return [...this.children];
+  }
+
+  /** [dotted name, tensor] for every parameter, depth first in registration order. */
+  namedParameters(prefix = ''): [string, Tensor][] {
+    return this.collect(prefix, 'params');
+  }
+
+  namedBuffers(prefix = ''): [string, Tensor][] {
+    return this.collect(prefix, 'buffers');
+  }
+
+  private collect(prefix: string, which: 'params' | 'buffers'): [string, Tensor][] {
+    this.checkAlive();
+    const out: [string, Tensor][] = [];
+    for (const [n, t] of this[which]) if (t !== null) out.push([prefix + n, t]);
+    for (const [n, m] of this.children) out.push(...m.collect(`${prefix}${n}.`, which));
+    return out;
+  }
+
+  /**
+   * Parameters and buffers by dotted name (HF keys such as
+   * `perceiver.encoder.self_attends.0.attention.self.query.weight`). The tensors are
+   * the module's own: do not dispose them; read or save them.
+   */
+  stateDict(): Record<string, Tensor> {
+    const out: Record<string, Tensor> = {};
+    for (const [k, t] of [...this.namedParameters(), ...this.namedBuffers()]) out[k] = t;
+    return out;
+  }
+
+  /** Number of parameter elements. */
+  numParameters(): number {
+    return this.namedParameters().reduce((n, [, t]) => n + t.size, 0);
+  }
+
+  /**
+   * Replaces parameters and buffers with the tensors of dict (same shapes; a different
+   * dtype is cast to the module's). The module keeps views of the given tensors, so the
+   * caller may dispose dict afterwards. Nothing changes when an error is thrown.
+   */
+  loadStateDict(dict: Record<string, Tensor>, opts: LoadStateDictOptions = {}): LoadStateDictResult {
+    this.checkAlive();
+    if (dict === null || typeof dict !== 'object') throw new TypeError(`loadStateDict: argument 'dict' must be an object of Tensors, got ${describe(dict)}`);
+    const strict = opts.strict ?? true;
+    const slots = this.slots('');
+    const missing: string[] = [];
+    const misShaped: string[] = [];
+    for (const [key, slot] of slots) {
+      const src = dict[key];
+      if (src === undefined) {
+        missing.push(key);
+        continue;
+      }
+      if (!(src instanceof Tensor)) throw new TypeError(`loadStateDict: '${key}' must be a Tensor, got ${describe(src)}`);
+      if (src.disposed) throw new Error(`loadStateDict: '${key}' is a disposed Tensor`);
+      const cur = slot.map.get(slot.name)!;
+      if (src.shape.length !== cur.shape.length || src.shape.some((d, i) => d !== cur.shape[i]))
+        misShaped.push(`${key} (checkpoint [${src.shape.join(', ')}], model [${cur.shape.join(', ')}])`);
+    }
+    const unexpected = Object.keys(dict).filter((k) => !slots.has(k));
+    const problems: string[] = [];
+    if (misShaped.length) problems.push(`mis-shaped keys: ${list(misShaped)}`);
+    if (strict && missing.length) problems.push(`missing keys: ${list(missing)}`);
+    if (strict && unexpected.length) problems.push(`unexpected keys: ${list(unexpected)}`);
+    if (problems.length) throw new Error(`loadStateDict (${this.constructor.name}): ${problems.join('; ')}`);
+
+    for (const [key, slot] of slots) {
+      const src = dict[key];
+      if (src === undefined) continue;
+      const cur = slot.map.get(slot.name)!;
+      const next = keep(src.dtype === cur.dtype ? reshape(src, src.shape) : cast(src, cur.dtype));
+      cur.dispose();
+      slot.map.set(slot.name, next);
+    }
+    return { missingKeys: missing, unexpectedKeys: unexpected };
+  }
+
+  private slots(prefix: string): Map<string, { map: Map<string, Tensor | null>; name: string }> {
+    const out = new Map<string, { map: Map<string, Tensor | null>; name: string }>();
+    for (const map of [this.params, this.buffers])
+      for (const [n, t] of map) if (t !== null) out.set(prefix + n, { map, name: n });
+    for (const [n, m] of this.children) for (const [k, v] of m.slots(`${prefix}${n}.`)) out.set(k, v);
+    return out;
+  }
+
+  /** Releases every parameter and buffer (children included). Idempotent. */
+  dispose(): void {
+    if (this.isDisposed) return;
+    for (const map of [this.params, this.buffers]) for (const t of map.values()) t?.dispose();
+    for (const m of this.children.values()) m.dispose();
+    this.onDispose();
+    this.isDisposed = true;
+  }
+
+  /** Hook for modules that hold other resources (caches). */
+  protected onDispose(): void {}
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/** Children named '0', '1', ... like torch.nn.ModuleList. */
+export class ModuleList<M extends Module = Module> extends Module {
+  readonly items: readonly M[];
+
+  constructor(modules: readonly M[]) {
+    super();
+    this.items = modules.map((m, i) => this.registerModule(String(i), m));
+  }
+
+  get length(): number {
+    return this.items.length;
+  }
+
+  [Symbol.iterator](): Iterator<M> {
+    return this.items[Symbol.iterator]();
+  }
+}
+
+/** Children by name, like torch.nn.ModuleDict (entries appear under `name.`). */
+export class ModuleDict<M extends Module = Module> extends Module {
+  readonly entries: ReadonlyMap<string, M>;
+
+  constructor(modules: Record<string, M>) {
+    super();
+    const map = new Map<string, M>();
+    for (const [k, m] of Object.entries(modules)) map.set(k, this.registerModule(k, m));
+    this.entries = map;
+  }
+
+  get(name: string): M {
+    const m = this.entries.get(name);
+    if (m === undefined) throw new Error(`ModuleDict: no entry '${name}' (has ${[...this.entries.keys()].join(', ')})`);
+    return m;
+  }
+}
+
+/** Parameters by name, like torch.nn.ParameterDict (HF's per-modality padding vectors). */
+export class ParameterDict extends Module {
+  readonly names: readonly string[];
+
+  constructor(params: Record<string, Tensor>) {
+    super();
+    for (const [k, t] of Object.entries(params)) this.registerParameter(k, t);
+    this.names = Object.keys(params);
+  }
+
+  get(name: string): Tensor {
+    return this.tensor(name);
+  }
+}

@@ -1,0 +1,149 @@
+// Perceiver attention with HF's module tree (attention.self.{layernorm1, layernorm2,
+// query, key, value}, attention.output.dense), so HF state dicts load by name.
+// The [B, H, Nq, Nk] logits are never materialised: the engine's fused attention
+// streams over keys, which is what lets 512 latents attend to 50,176 pixels.
+import { attention, reshape, tidy, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
+
+export interface PerceiverSelfAttentionOptions extends InitOptions {
+  /** Keys and values come from a second input (with its own LayerNorm). */
+  isCrossAttention?: boolean;
+  /** Default qDim. */
+  qkChannels?: number | null;
+  /** Default qkChannels. */
+  vChannels?: number | null;
+  /** Default 1. */
+  numHeads?: number;
+  qDim: number;
+  /** Channels of the key/value input; default qDim. */
+  kvDim?: number;
+}
+
+function divisible(what: string, channels: number, heads: number): void {
+  if (!Number.isSafeInteger(heads) || heads <= 0) throw new TypeError(`PerceiverSelfAttention: num_heads must be a positive integer, got ${heads}`);
+  if (channels % heads !== 0)
+    throw new RangeError(`PerceiverSelfAttention: ${what} (${channels}) must be divisible by num_heads (${heads})`);
+}
+
+/** Multi-head {cross, self}-attention: LayerNorm(s), q/k/v projections, fused attend. */
+export class PerceiverSelfAttention extends Module {
+  readonly numHeads: number;
+  readonly qkChannels: number;
+  readonly vChannels: number;
+  readonly isCrossAttention: boolean;
+  readonly layernorm1: LayerNorm;
+  readonly layernorm2: LayerNorm | null;
+  readonly query: Linear;
+  readonly key: Linear;
+  readonly value: Linear;
+
+  constructor(opts: PerceiverSelfAttentionOptions) {
+    super();
+    const { qDim, initStd, device } = opts;
+    const kvDim = opts.kvDim ?? qDim;
+    this.isCrossAttention = opts.isCrossAttention ?? false;
+    this.numHeads = opts.numHeads ?? 1;
+    this.qkChannels = opts.qkChannels ?? qDim;
+    this.vChannels = opts.vChannels ?? this.qkChannels;
+    divisible('qk_channels', this.qkChannels, this.numHeads);
+    divisible('v_channels', this.vChannels, this.numHeads);
+    const init = { initStd, device };
+    this.layernorm1 = this.registerModule('layernorm1', new LayerNorm(qDim, { device }));
+    this.layernorm2 = this.isCrossAttention ? this.registerModule('layernorm2', new LayerNorm(kvDim, { device })) : null;
+    this.query = this.registerModule('query', new Linear(qDim, this.qkChannels, init));
+    this.key = this.registerModule('key', new Linear(kvDim, this.qkChannels, init));
+    this.value = this.registerModule('value', new Linear(kvDim, this.vChannels, init));
+  }
+
+  /**
+   * hiddenStates [B, Nq, qDim], inputs [B, Nk, kvDim] (cross-attention only), mask
+   * uint8 broadcastable to [B, Nq, Nk] (0 = key not attended) -> [B, Nq, vChannels].
+   */
+  forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null): Tensor {
+    if (this.isCrossAttention !== (inputs !== undefined && inputs !== null))
+      throw new TypeError(
+        this.isCrossAttention
+          ? `PerceiverSelfAttention: a cross-attention needs 'inputs' (the keys and values)`
+          : `PerceiverSelfAttention: a self-attention takes no 'inputs'`,
+      );
+    return tidy(() => {
+      const q = this.layernorm1.forward(hiddenStates);
+      const kv = this.layernorm2 && inputs ? this.layernorm2.forward(inputs) : q;
+      const [B, Nq] = q.shape;
+      const Nk = kv.shape[1];
+      const H = this.numHeads;
+      const heads = (x: Tensor, n: number, c: number) => reshape(x, [B, n, H, c / H]);
+      const out = attention(
+        heads(this.query.forward(q), Nq, this.qkChannels),
+        heads(this.key.forward(kv), Nk, this.qkChannels),
+        heads(this.value.forward(kv), Nk, this.vChannels),
+        { mask: mask ?? null },
+      );
+      // [B, Nq, H, Dv] -> [B, Nq, H*Dv]: heads concatenated head-major, as HF's permute+view.
+      return reshape(out, [B, Nq, this.vChannels]);
+    });
+  }
+}
+
+/** The output projection after attention (HF's `attention.output.dense`). */
+export class PerceiverSelfOutput extends Module {
+  readonly dense: Linear;
+
+  constructor(inputChannels: number, outputChannels: number, opts: InitOptions = {}) {
+    super();
+    this.dense = this.registerModule('dense', new Linear(inputChannels, outputChannels, opts));
+  }
+
+  forward(x: Tensor): Tensor {
+    return this.dense.forward(x);
+  }
+}
+
+export interface PerceiverAttentionOptions extends PerceiverSelfAttentionOptions {
+  /** For cross-attention without explicit qkChannels: take them from the 'q' or the 'kv' input (HF's config field). */
+  shapeForAttention?: 'q' | 'kv';
+  /** Add the (un-normalised) queries to the output. Default true. */
+  useQueryResidual?: boolean;
+}
+
+/** Attention plus output projection and optional query residual (HF's PerceiverAttention). */
+export class PerceiverAttention extends Module {
+  readonly self: PerceiverSelfAttention;
+  readonly output: PerceiverSelfOutput;
+  readonly useQueryResidual: boolean;
+
+  constructor(opts: PerceiverAttentionOptions) {
+    super();
+    const isCross = opts.isCrossAttention ?? false;
+    const kvDim = opts.kvDim ?? opts.qDim;
+    let qk = opts.qkChannels ?? null;
+    let v = opts.vChannels ?? null;
+    // HF's channel defaults: a cross-attention sizes qk by the input named in
+    // cross_attention_shape_for_attention (v then follows qk); a self-attention by q.
+    if (isCross && qk === null) qk = (opts.shapeForAttention ?? 'kv') === 'q' ? opts.qDim : kvDim;
+    else {
+      qk ??= opts.qDim;
+      v ??= qk;
+    }
+    this.self = this.registerModule('self', new PerceiverSelfAttention({ ...opts, qkChannels: qk, vChannels: v }));
+    const outChannels = isCross ? opts.qDim : this.self.vChannels;
+    this.useQueryResidual = opts.useQueryResidual ?? true;
+    if (this.useQueryResidual && outChannels !== opts.qDim)
+      throw new RangeError(`PerceiverAttention: the query residual needs output channels (${outChannels}) equal to q_dim (${opts.qDim})`);
+    this.output = this.registerModule(
+      'output',
+      new PerceiverSelfOutput(this.self.vChannels, outChannels, { initStd: opts.initStd, device: opts.device }),
+    );
+  }
+
+  /** Channels of the result. */
+  get outputChannels(): number {
+    return this.output.dense.outFeatures;
+  }
+
+  forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null): Tensor {
+    return tidy(() => {
+      const out = this.output.forward(this.self.forward(hiddenStates, inputs, mask));
+      return this.useQueryResidual ? out.add(hiddenStates) : out;
+    });
+  }
+}

@@ -1,0 +1,89 @@
+// PerceiverConfig: HF's config.json fields (snake_case, as stored) with HF's defaults,
+// so a config.json object is read as HF's PerceiverConfig would read it.
+
+export type HiddenAct = 'gelu' | 'gelu_new' | 'gelu_pytorch_tanh' | 'gelu_fast' | 'relu';
+
+export interface PerceiverConfig {
+  architectures?: string[];
+  num_latents: number;
+  d_latents: number;
+  d_model: number;
+  num_blocks: number;
+  num_self_attends_per_block: number;
+  num_self_attention_heads: number;
+  num_cross_attention_heads: number;
+  qk_channels: number | null;
+  v_channels: number | null;
+  cross_attention_shape_for_attention: 'kv' | 'q';
+  self_attention_widening_factor: number;
+  cross_attention_widening_factor: number;
+  hidden_act: HiddenAct;
+  attention_probs_dropout_prob: number;
+  initializer_range: number;
+  /** Present in HF configs but never read by HF's model: every LayerNorm uses 1e-5. */
+  layer_norm_eps: number;
+  use_query_residual: boolean;
+  vocab_size: number;
+  max_position_embeddings: number;
+  image_size: number;
+  train_size: [number, number];
+  num_frames: number;
+  audio_samples_per_frame: number;
+  samples_per_patch: number;
+  output_shape: number[];
+  output_num_channels: number;
+  _label_trainable_num_channels: number;
+  num_labels: number;
+  id2label?: Record<string, string>;
+}
+
+const DEFAULTS: Omit<PerceiverConfig, 'num_labels'> = {
+  num_latents: 256,
+  d_latents: 1280,
+  d_model: 768,
+  num_blocks: 1,
+  num_self_attends_per_block: 26,
+  num_self_attention_heads: 8,
+  num_cross_attention_heads: 8,
+  qk_channels: null,
+  v_channels: null,
+  cross_attention_shape_for_attention: 'kv',
+  self_attention_widening_factor: 1,
+  cross_attention_widening_factor: 1,
+  hidden_act: 'gelu',
+  attention_probs_dropout_prob: 0.1,
+  initializer_range: 0.02,
+  layer_norm_eps: 1e-12,
+  use_query_residual: true,
+  vocab_size: 262,
+  max_position_embeddings: 2048,
+  image_size: 56,
+  train_size: [368, 496],
+  num_frames: 16,
+  audio_samples_per_frame: 1920,
+  samples_per_patch: 16,
+  output_shape: [1, 16, 224, 224],
+  output_num_channels: 512,
+  _label_trainable_num_channels: 1024,
+};
+
+const ACTS: readonly string[] = ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'gelu_fast', 'relu'];
+
+/** A full config from a (possibly partial) config.json object; unknown keys are kept. */
+export function perceiverConfig(json: Partial<PerceiverConfig> & Record<string, unknown> = {}): PerceiverConfig {
+  if (json === null || typeof json !== 'object' || Array.isArray(json))
+    throw new TypeError(`perceiverConfig: argument 'json' must be a config.json object`);
+  const cfg = { ...DEFAULTS, ...json } as PerceiverConfig;
+  // HF derives num_labels from id2label when present (PretrainedConfig), else 2.
+  if (json.num_labels === undefined) cfg.num_labels = json.id2label ? Object.keys(json.id2label).length : 2;
+  if (!ACTS.includes(cfg.hidden_act))
+    throw new TypeError(`perceiverConfig: hidden_act '${String(cfg.hidden_act)}' is not supported (use one of ${ACTS.join(', ')})`);
+  if (cfg.cross_attention_shape_for_attention !== 'kv' && cfg.cross_attention_shape_for_attention !== 'q')
+    throw new TypeError(`perceiverConfig: cross_attention_shape_for_attention must be 'kv' or 'q', got '${String(cfg.cross_attention_shape_for_attention)}'`);
+  for (const k of ['num_latents', 'd_latents', 'd_model', 'num_blocks', 'num_self_attends_per_block', 'num_self_attention_heads', 'num_cross_attention_heads', 'vocab_size', 'max_position_embeddings'] as const) {
+    const v = cfg[k];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
+      throw new TypeError(`perceiverConfig: '${k}' must be a positive integer, got ${JSON.stringify(v)}`);
+  }
+  return cfg;
+}

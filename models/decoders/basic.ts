@@ -1,0 +1,172 @@
+// HF's PerceiverBasicDecoder: output queries (a position encoding) cross-attend to
+// the latents, then an optional final Linear. Queries are trainable, or Fourier
+// features of subsampled output points (-1 + 2*unravel(i)/dims, not linspace); with
+// position_encoding_only the module only builds queries (the multimodal decoder's
+// per-modality parts). Fourier queries over the full grid are refused: HF builds them
+// over the channel axis of its inputs there, which no released model relies on.
+import { Linear, Module, Tensor, concat, tidy } from '../../lib/index.js';
+import type { PerceiverConfig } from '../config.js';
+import { PerceiverLayer } from '../layer.js';
+import { PerceiverFourierPositionEncoding, PerceiverTrainablePositionEncoding, type FourierOptions } from '../position-encoding.js';
+
+export interface PerceiverBasicDecoderOptions {
+  outputNumChannels: number;
+  /** Default 'trainable'. */
+  positionEncodingType?: 'trainable' | 'fourier' | 'none';
+  outputIndexDims?: number | readonly number[];
+  /** Channels of the queries. Default 128. */
+  numChannels?: number;
+  qkChannels?: number | null;
+  vChannels?: number | null;
+  /** Default 1. */
+  numHeads?: number;
+  /** Default 1. */
+  wideningFactor?: number;
+  /** Default false. */
+  useQueryResidual?: boolean;
+  /** Default false. */
+  concatPreprocessedInput?: boolean;
+  /** Default true. */
+  finalProject?: boolean;
+  /** Only build queries: no cross-attention, no final layer. Default false. */
+  positionEncodingOnly?: boolean;
+  /** Trainable query table; required for 'trainable'. */
+  trainable?: { indexDims: number | number[]; numChannels: number };
+  /** Required for 'fourier'. */
+  fourier?: FourierOptions;
+  device?: string;
+}
+
+/** What a decoder may use to build its queries. */
+export interface DecoderQueryContext {
+  inputsWithoutPos?: Tensor | Record<string, Tensor> | null;
+  modalitySizes?: Record<string, number>;
+  /** Flat indices into the output grid (one decoder), or per modality (multimodal). */
+  subsampledPoints?: ArrayLike<number> | Record<string, ArrayLike<number> | null | undefined> | null;
+}
+
+const f = Math.fround;
+
+/** HF's subsampled coordinates: -1 + 2 * unravel(i) / dims, each step rounded to float32 as torch does. */
+export function subsampledPositions(points: ArrayLike<number>, dims: readonly number[]): Float32Array {
+  const k = dims.length;
+  const size = dims.reduce((a, b) => a * b, 1);
+  const out = new Float32Array(points.length * k);
+  for (let p = 0; p < points.length; p++) {
+    let rem = points[p];
+    if (!Number.isInteger(rem) || rem < 0 || rem >= size)
+      throw new RangeError(`subsampled point ${points[p]} (at ${p}) is outside the output grid [${dims.join(', ')}] (size ${size})`);
+    for (let a = k - 1; a >= 0; a--) {
+      out[p * k + a] = f(-1 + f((2 * (rem % dims[a])) / dims[a]));
+      rem = Math.floor(rem / dims[a]);
+    }
+  }
+  return out;
+}
+
+export class PerceiverBasicDecoder extends Module {
+  readonly outputPositionEncodings: PerceiverTrainablePositionEncoding | PerceiverFourierPositionEncoding | null;
+  readonly decodingCrossAttention: PerceiverLayer | null;
+  readonly finalLayer: Linear | null;
+  readonly concatPreprocessedInput: boolean;
+  readonly positionEncodingOnly: boolean;
+  readonly numChannels: number;
+  readonly outputNumChannels: number;
+  readonly outputIndexDims: readonly number[] | null;
+
+  constructor(config: PerceiverConfig, opts: PerceiverBasicDecoderOptions) {
+    super();
+    const type = opts.positionEncodingType ?? 'trainable';
+    const init = { initStd: config.initializer_range, device: opts.device };
+    this.numChannels = opts.numChannels ?? 128;
+    this.outputNumChannels = opts.outputNumChannels;
+    const dims = opts.outputIndexDims;
+    this.outputIndexDims = dims === undefined ? null : typeof dims === 'number' ? [dims] : [...dims];
+    this.concatPreprocessedInput = opts.concatPreprocessedInput ?? false;
+    this.positionEncodingOnly = opts.positionEncodingOnly ?? false;
+    if (type === 'trainable') {
+      if (!opts.trainable) throw new TypeError(`PerceiverBasicDecoder: position_encoding_type 'trainable' needs trainable options`);
+      this.outputPositionEncodings = this.registerModule(
+        'output_position_encodings',
+        new PerceiverTrainablePositionEncoding(opts.trainable.indexDims, opts.trainable.numChannels, init),
+      );
+    } else if (type === 'fourier') {
+      if (!opts.fourier) throw new TypeError(`PerceiverBasicDecoder: position_encoding_type 'fourier' needs fourier options`);
+      this.outputPositionEncodings = this.registerModule(
+        'output_position_encodings',
+        new PerceiverFourierPositionEncoding({ ...opts.fourier, device: opts.device }),
+      );
+    } else this.outputPositionEncodings = null;
+    if (this.positionEncodingOnly) {
+      this.decodingCrossAttention = null;
+      this.finalLayer = null;
+      return;
+    }
+    this.decodingCrossAttention = this.registerModule(
+      'decoding_cross_attention',
+      new PerceiverLayer({
+        isCrossAttention: true,
+        qkChannels: opts.qkChannels,
+        vChannels: opts.vChannels,
+        numHeads: opts.numHeads ?? 1,
+        qDim: this.numChannels,
+        kvDim: config.d_latents,
+        wideningFactor: opts.wideningFactor ?? 1,
+        useQueryResidual: opts.useQueryResidual ?? false,
+        shapeForAttention: config.cross_attention_shape_for_attention,
+        hiddenAct: config.hidden_act,
+        ...init,
+      }),
+    );
+    this.finalLayer =
+      opts.finalProject ?? true ? this.registerModule('final_layer', new Linear(this.numChannels, opts.outputNumChannels, init)) : null;
+  }
+
+  /** Channels of the queries this decoder builds (HF's num_query_channels). */
+  get numQueryChannels(): number {
+    if (!this.outputPositionEncodings) throw new Error(`PerceiverBasicDecoder: position_encoding_type 'none' builds no queries`);
+    if (this.positionEncodingOnly) return this.outputPositionEncodings.outputSize;
+    return this.finalLayer ? this.outputNumChannels : this.numChannels;
+  }
+
+  /** The decoder queries [B, N_out, C] for a batch of preprocessed inputs [B, M, C']. */
+  decoderQuery(inputs: Tensor, ctx: DecoderQueryContext = {}): Tensor {
+    const pe = this.outputPositionEncodings;
+    if (!pe) throw new Error(`PerceiverBasicDecoder: position_encoding_type 'none' builds no queries; pass them to forward()`);
+    const points = ctx.subsampledPoints;
+    if (points !== null && points !== undefined && !isArrayLike(points))
+      throw new TypeError(`PerceiverBasicDecoder: subsampledPoints must be flat indices for one decoder`);
+    return tidy(() => {
+      const B = inputs.shape[0];
+      let pos: Tensor;
+      if (pe instanceof PerceiverTrainablePositionEncoding) pos = pe.forward(B);
+      else {
+        if (!points) throw new Error(`PerceiverBasicDecoder: Fourier queries need subsampled output points`);
+        if (!this.outputIndexDims) throw new Error(`PerceiverBasicDecoder: Fourier queries need output_index_dims`);
+        pos = pe.atPositions(B, subsampledPositions(points, this.outputIndexDims));
+      }
+      if (!this.concatPreprocessedInput) return pos;
+      const without = ctx.inputsWithoutPos;
+      if (!(without instanceof Tensor))
+        throw new TypeError(`PerceiverBasicDecoder: concat_preprocessed_input needs the inputs without position encoding`);
+      return concat([without, pos], -1);
+    });
+  }
+
+  /**
+   * query [B, N_out, numChannels], z [B, N, d_latents] -> [B, N_out, outputNumChannels]
+   * (numChannels without final projection). HF ignores the query mask here, and so do we.
+   */
+  forward(query: Tensor, z: Tensor): Tensor {
+    const layer = this.decodingCrossAttention;
+    if (!layer) throw new Error(`PerceiverBasicDecoder: a position_encoding_only decoder only builds queries`);
+    return tidy(() => {
+      const out = layer.forward(query, z, null);
+      return this.finalLayer ? this.finalLayer.forward(out) : out;
+    });
+  }
+}
+
+function isArrayLike(v: unknown): v is ArrayLike<number> {
+  return Array.isArray(v) || ArrayBuffer.isView(v);
+}

@@ -1,0 +1,35 @@
+// HF's PerceiverClassificationDecoder: a BasicDecoder with one query whose output row
+// is the class logits.
+import { Module, reshape, slice, tidy, type Tensor } from '../../lib/index.js';
+import type { PerceiverConfig } from '../config.js';
+import { PerceiverBasicDecoder, type DecoderQueryContext, type PerceiverBasicDecoderOptions } from './basic.js';
+
+export class PerceiverClassificationDecoder extends Module {
+  readonly decoder: PerceiverBasicDecoder;
+  readonly numLabels: number;
+
+  constructor(config: PerceiverConfig, opts: Omit<PerceiverBasicDecoderOptions, 'outputNumChannels' | 'outputIndexDims'>) {
+    super();
+    this.numLabels = config.num_labels;
+    this.decoder = this.registerModule(
+      'decoder',
+      new PerceiverBasicDecoder(config, { ...opts, outputNumChannels: config.num_labels, outputIndexDims: 1 }),
+    );
+  }
+
+  get numQueryChannels(): number {
+    return this.decoder.numQueryChannels;
+  }
+
+  decoderQuery(inputs: Tensor, ctx?: DecoderQueryContext): Tensor {
+    return this.decoder.decoderQuery(inputs, ctx);
+  }
+
+  /** -> [B, num_labels]. */
+  forward(query: Tensor, z: Tensor): Tensor {
+    return tidy(() => {
+      const out = this.decoder.forward(query, z);
+      return reshape(slice(out, 1, 0, 1), [out.shape[0], out.shape[2]]);
+    });
+  }
+}

@@ -1,0 +1,15 @@
+// HF's PerceiverEmbeddingDecoder: logits through the (tied) input embedding matrix,
+// logits = h Eᵀ + bias. Its only parameter is the bias; E belongs to the preprocessor.
+import { Module, linear, zeros, type Tensor } from '../../lib/index.js';
+
+export class PerceiverEmbeddingDecoder extends Module {
+  constructor(vocabSize: number, opts: { device?: string } = {}) {
+    super();
+    this.registerParameter('bias', zeros([vocabSize], { device: opts.device }));
+  }
+
+  /** hidden [B, N, d_model], embedding weight [vocab, d_model] -> [B, N, vocab]. */
+  forward(hidden: Tensor, embeddingWeight: Tensor): Tensor {
+    return linear(hidden, embeddingWeight, this.tensor('bias'));
+  }
+}

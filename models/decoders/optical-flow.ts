@@ -1,0 +1,58 @@
+// HF's PerceiverOpticalFlowDecoder: the queries are the preprocessed inputs themselves
+// (one per pixel), the BasicDecoder projects each to 2 flow channels, and the result is
+// divided by rescale_factor and laid out as [B, H, W, 2]. (HF also builds a Fourier
+// encoding for this decoder but never queries with it; it has no parameters.)
+import { Module, reshape, tidy, type Tensor } from '../../lib/index.js';
+import type { PerceiverConfig } from '../config.js';
+import { PerceiverBasicDecoder } from './basic.js';
+
+export interface PerceiverOpticalFlowDecoderOptions {
+  /** Channels of the preprocessed inputs (the queries). */
+  numChannels: number;
+  /** [H, W] of the output. */
+  outputImageShape: readonly number[];
+  /** Default 2. */
+  outputNumChannels?: number;
+  /** Default 100. */
+  rescaleFactor?: number;
+  /** Default false. */
+  useQueryResidual?: boolean;
+  device?: string;
+}
+
+export class PerceiverOpticalFlowDecoder extends Module {
+  readonly decoder: PerceiverBasicDecoder;
+  readonly outputImageShape: readonly number[];
+  readonly rescaleFactor: number;
+
+  constructor(config: PerceiverConfig, opts: PerceiverOpticalFlowDecoderOptions) {
+    super();
+    this.outputImageShape = [...opts.outputImageShape];
+    this.rescaleFactor = opts.rescaleFactor ?? 100;
+    this.decoder = this.registerModule(
+      'decoder',
+      new PerceiverBasicDecoder(config, {
+        outputNumChannels: opts.outputNumChannels ?? 2,
+        positionEncodingType: 'none',
+        numChannels: opts.numChannels,
+        useQueryResidual: opts.useQueryResidual ?? false,
+        device: opts.device,
+      }),
+    );
+  }
+
+  decoderQuery(inputs: Tensor): Tensor {
+    return inputs;
+  }
+
+  /** query [B, H*W, C], z [B, N, d_latents] -> flow [B, H, W, 2]. */
+  forward(query: Tensor, z: Tensor): Tensor {
+    const n = this.outputImageShape.reduce((a, b) => a * b, 1);
+    if (query.shape[1] !== n)
+      throw new RangeError(`PerceiverOpticalFlowDecoder: ${query.shape[1]} queries but the output image [${this.outputImageShape.join(', ')}] has ${n} pixels (train_size must equal the input size)`);
+    return tidy(() => {
+      const out = this.decoder.forward(query, z).scale(1 / this.rescaleFactor);
+      return reshape(out, [out.shape[0], ...this.outputImageShape, out.shape[2]]);
+    });
+  }
+}

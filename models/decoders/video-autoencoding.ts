@@ -1,0 +1,33 @@
+// HF's PerceiverBasicVideoAutoencodingDecoder: a BasicDecoder over the T*H*W grid of
+// output_shape [B, T, H, W]; its output is laid out as [B, T, H, W, C].
+import { Module, reshape, tidy, type Tensor } from '../../lib/index.js';
+import type { PerceiverConfig } from '../config.js';
+import { PerceiverBasicDecoder, type DecoderQueryContext, type PerceiverBasicDecoderOptions } from './basic.js';
+
+export class PerceiverBasicVideoAutoencodingDecoder extends Module {
+  readonly decoder: PerceiverBasicDecoder;
+  readonly outputShape: readonly number[];
+
+  constructor(config: PerceiverConfig, opts: Omit<PerceiverBasicDecoderOptions, 'outputIndexDims'> & { outputShape: readonly number[] }) {
+    super();
+    if (opts.outputShape.length !== 4) throw new RangeError(`PerceiverBasicVideoAutoencodingDecoder: output_shape must be [B, T, H, W], got [${opts.outputShape.join(', ')}]`);
+    this.outputShape = [...opts.outputShape];
+    this.decoder = this.registerModule('decoder', new PerceiverBasicDecoder(config, { ...opts, outputIndexDims: this.outputShape.slice(1) }));
+  }
+
+  get numQueryChannels(): number {
+    return this.decoder.numQueryChannels;
+  }
+
+  decoderQuery(inputs: Tensor, ctx?: DecoderQueryContext): Tensor {
+    return this.decoder.decoderQuery(inputs, ctx);
+  }
+
+  /** -> [B, T, H, W, C] (the full grid must have been queried). */
+  forward(query: Tensor, z: Tensor): Tensor {
+    return tidy(() => {
+      const out = this.decoder.forward(query, z);
+      return reshape(out, [...this.outputShape, out.shape[2]]);
+    });
+  }
+}

@@ -1,0 +1,55 @@
+// The Perceiver family on top of lib/: HF module names, so HF state dicts load 1:1.
+export { perceiverConfig } from './config.js';
+export type { PerceiverConfig, HiddenAct } from './config.js';
+export { PerceiverSelfAttention, PerceiverSelfOutput, PerceiverAttention } from './attention.js';
+export type { PerceiverSelfAttentionOptions, PerceiverAttentionOptions } from './attention.js';
+export { PerceiverMLP, activationOf } from './mlp.js';
+export { PerceiverLayer } from './layer.js';
+export type { PerceiverLayerOptions } from './layer.js';
+export { PerceiverEmbeddings } from './embeddings.js';
+export { PerceiverEncoder } from './encoder.js';
+export {
+  PerceiverTrainablePositionEncoding,
+  PerceiverFourierPositionEncoding,
+  fourierFeatures,
+  linearPositions,
+  linspaceF32,
+} from './position-encoding.js';
+export type { FourierOptions, PositionEncoding } from './position-encoding.js';
+export type { Preprocessor, PreprocessorOutput } from './preprocessors/preprocessor.js';
+export { PerceiverTextPreprocessor } from './preprocessors/text.js';
+export { PerceiverImagePreprocessor } from './preprocessors/image.js';
+export { PerceiverBasicDecoder } from './decoders/basic.js';
+export { PerceiverClassificationDecoder } from './decoders/classification.js';
+export { PerceiverEmbeddingDecoder } from './decoders/embedding.js';
+export { PerceiverModel, keyMask } from './perceiver.js';
+export type { Decoder, PerceiverModelOutput } from './perceiver.js';
+export { PerceiverForMaskedLM } from './masked-lm.js';
+export { PerceiverForImageClassificationFourier } from './image-classification-fourier.js';
+export { PerceiverOpticalFlowDecoder } from './decoders/optical-flow.js';
+export { Conv2DDownsample } from './preprocessors/conv-downsample.js';
+export { spaceToDepth } from './preprocessors/space-to-depth.js';
+export { PerceiverForImageClassificationLearned } from './image-classification-learned.js';
+export { PerceiverForImageClassificationConvProcessing } from './image-classification-conv.js';
+export { PerceiverForOpticalFlow } from './optical-flow.js';
+export { PerceiverBasicVideoAutoencodingDecoder } from './decoders/video-autoencoding.js';
+export { PerceiverMultimodalDecoder } from './decoders/multimodal.js';
+export type { ModalityDecoder } from './decoders/multimodal.js';
+export { subsampledPositions } from './decoders/basic.js';
+export type { DecoderQueryContext, PerceiverBasicDecoderOptions } from './decoders/basic.js';
+export { PerceiverAudioPreprocessor } from './preprocessors/audio.js';
+export { PerceiverOneHotPreprocessor } from './preprocessors/one-hot.js';
+export { PerceiverMultimodalPreprocessor } from './preprocessors/multimodal.js';
+export type { PreprocessorInput } from './preprocessors/preprocessor.js';
+export {
+  PerceiverClassificationPostprocessor,
+  PerceiverAudioPostprocessor,
+  PerceiverProjectionPostprocessor,
+  PerceiverMultimodalPostprocessor,
+} from './postprocessors.js';
+export type { Postprocessor } from './postprocessors.js';
+export { PerceiverForMultimodalAutoencoding } from './multimodal-autoencoding.js';
+export type { MultimodalInputs } from './multimodal-autoencoding.js';
+export type { PerceiverForwardOptions } from './perceiver.js';
+export { createModel, ARCHITECTURES } from './registry.js';
+export type { ArchitectureName } from './registry.js';

@@ -1,0 +1,34 @@
+// One Perceiver block (HF's PerceiverLayer): attention (with its own LayerNorms and
+// optional query residual), then x + MLP(LayerNorm(x)).
+import { LayerNorm, Module, tidy, type Tensor } from '../lib/index.js';
+import { PerceiverAttention, type PerceiverAttentionOptions } from './attention.js';
+import { PerceiverMLP, type PerceiverMLPOptions } from './mlp.js';
+
+export interface PerceiverLayerOptions extends PerceiverAttentionOptions, PerceiverMLPOptions {
+  /** Default 4 (HF's default; Perceiver configs set 1). */
+  wideningFactor?: number;
+}
+
+export class PerceiverLayer extends Module {
+  readonly attention: PerceiverAttention;
+  readonly layernorm: LayerNorm;
+  readonly mlp: PerceiverMLP;
+
+  constructor(opts: PerceiverLayerOptions) {
+    super();
+    this.attention = this.registerModule('attention', new PerceiverAttention(opts));
+    this.layernorm = this.registerModule('layernorm', new LayerNorm(opts.qDim, { device: opts.device }));
+    this.mlp = this.registerModule(
+      'mlp',
+      new PerceiverMLP(opts.qDim, opts.wideningFactor ?? 4, { hiddenAct: opts.hiddenAct, initStd: opts.initStd, device: opts.device }),
+    );
+  }
+
+  /** hiddenStates [B, Nq, qDim], inputs [B, Nk, kvDim] for cross-attention, mask uint8 broadcastable to [B, Nq, Nk]. */
+  forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null): Tensor {
+    return tidy(() => {
+      const a = this.attention.forward(hiddenStates, inputs, mask);
+      return this.mlp.forward(this.layernorm.forward(a)).add(a);
+    });
+  }
+}

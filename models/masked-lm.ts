@@ -1,0 +1,48 @@
+// HF's PerceiverForMaskedLM: bytes -> text preprocessor -> Perceiver -> a decoder with
+// max_position_embeddings trainable queries -> logits through the input embeddings.
+// As in HF, the output always has max_position_embeddings rows, whatever N is.
+import { Module, tidy, type Tensor } from '../lib/index.js';
+import { perceiverConfig, type PerceiverConfig } from './config.js';
+import { PerceiverModel } from './perceiver.js';
+import { PerceiverTextPreprocessor } from './preprocessors/text.js';
+import { PerceiverBasicDecoder } from './decoders/basic.js';
+import { PerceiverEmbeddingDecoder } from './decoders/embedding.js';
+
+export class PerceiverForMaskedLM extends Module {
+  readonly config: PerceiverConfig;
+  readonly perceiver: PerceiverModel;
+  readonly embeddingDecoder: PerceiverEmbeddingDecoder;
+  private readonly text: PerceiverTextPreprocessor;
+
+  /** config: a config.json object (HF defaults fill what it omits). */
+  constructor(config: Partial<PerceiverConfig> & Record<string, unknown>, opts: { device?: string } = {}) {
+    super();
+    const c = perceiverConfig(config);
+    this.config = c;
+    const device = opts.device;
+    this.text = new PerceiverTextPreprocessor(c, { device });
+    const decoder = new PerceiverBasicDecoder(c, {
+      outputNumChannels: c.d_latents,
+      outputIndexDims: c.max_position_embeddings,
+      numChannels: c.d_model,
+      // Fixed by HF's class, not read from the config.
+      qkChannels: 8 * 32,
+      vChannels: c.d_model,
+      numHeads: 8,
+      useQueryResidual: false,
+      finalProject: false,
+      trainable: { numChannels: c.d_model, indexDims: c.max_position_embeddings },
+      device,
+    });
+    this.perceiver = this.registerModule('perceiver', new PerceiverModel(c, { inputPreprocessor: this.text, decoder, device }));
+    this.embeddingDecoder = this.registerModule('embedding_decoder', new PerceiverEmbeddingDecoder(c.vocab_size, { device }));
+  }
+
+  /** inputs: int32 byte ids [B, N]; attentionMask [B, N] (1 = token, 0 = padding) -> logits [B, max_position_embeddings, vocab_size]. */
+  forward(inputs: Tensor, opts: { attentionMask?: Tensor | null } = {}): { logits: Tensor } {
+    return tidy(() => {
+      const { logits: hidden } = this.perceiver.forward(inputs, opts);
+      return { logits: this.embeddingDecoder.forward(hidden as Tensor, this.text.embeddings.weight) };
+    });
+  }
+}

@@ -1,0 +1,116 @@
+// HF's PerceiverForMultimodalAutoencoding: video (4x4 patches + 3-D Fourier
+// features), audio (patches + 1-D Fourier features) and a label (always replaced by
+// its mask token) are padded to one width and encoded together; the decoder queries
+// Fourier features of subsampled output points (image, audio) and a trainable label
+// query, and per-modality heads map the shared decoder's output back:
+// logits {audio [B, n_audio * samples_per_patch], image [B, n_image, 3], label [B, num_labels]}.
+import { Module, tidy, type Tensor } from '../lib/index.js';
+import { perceiverConfig, type PerceiverConfig } from './config.js';
+import { PerceiverModel } from './perceiver.js';
+import { PerceiverAudioPreprocessor } from './preprocessors/audio.js';
+import { PerceiverImagePreprocessor } from './preprocessors/image.js';
+import { PerceiverOneHotPreprocessor } from './preprocessors/one-hot.js';
+import { PerceiverMultimodalPreprocessor } from './preprocessors/multimodal.js';
+import { PerceiverBasicDecoder } from './decoders/basic.js';
+import { PerceiverBasicVideoAutoencodingDecoder } from './decoders/video-autoencoding.js';
+import { PerceiverClassificationDecoder } from './decoders/classification.js';
+import { PerceiverMultimodalDecoder } from './decoders/multimodal.js';
+import {
+  PerceiverAudioPostprocessor,
+  PerceiverClassificationPostprocessor,
+  PerceiverMultimodalPostprocessor,
+  PerceiverProjectionPostprocessor,
+} from './postprocessors.js';
+
+export interface MultimodalInputs {
+  /** [B, T, 3, H, W]. */
+  image: Tensor;
+  /** [B, num_frames * audio_samples_per_frame, 1]. */
+  audio: Tensor;
+  /** [B, num_labels] (replaced by the mask token, so its values do not matter). */
+  label: Tensor;
+}
+
+export class PerceiverForMultimodalAutoencoding extends Module {
+  readonly config: PerceiverConfig;
+  readonly perceiver: PerceiverModel;
+
+  constructor(config: Partial<PerceiverConfig> & Record<string, unknown>, opts: { device?: string } = {}) {
+    super();
+    const c = perceiverConfig(config);
+    this.config = c;
+    const device = opts.device;
+    const nAudio = c.num_frames * c.audio_samples_per_frame;
+    const audioFourier = { numBands: 192, maxResolution: [nAudio], sineOnly: false, concatPos: true };
+    const imageFourier = { numBands: 32, maxResolution: [c.num_frames, c.image_size, c.image_size], sineOnly: false, concatPos: true };
+    const inputPreprocessor = new PerceiverMultimodalPreprocessor({
+      minPaddingSize: 4,
+      modalities: {
+        audio: new PerceiverAudioPreprocessor(c, { positionEncodingType: 'fourier', fourier: audioFourier, samplesPerPatch: c.samples_per_patch, device }),
+        image: new PerceiverImagePreprocessor(c, {
+          prepType: 'patches',
+          spatialDownsample: 4,
+          temporalDownsample: 1,
+          positionEncodingType: 'fourier',
+          fourier: imageFourier,
+          device,
+        }),
+        label: new PerceiverOneHotPreprocessor(c),
+      },
+      maskProbs: { image: 0, audio: 0, label: 1 },
+      initStd: c.initializer_range,
+      device,
+    });
+    const decoder = new PerceiverMultimodalDecoder(c, {
+      modalities: {
+        audio: new PerceiverBasicDecoder(c, {
+          outputIndexDims: [nAudio / c.samples_per_patch],
+          outputNumChannels: c.output_num_channels,
+          positionEncodingOnly: true,
+          positionEncodingType: 'fourier',
+          fourier: audioFourier,
+          device,
+        }),
+        image: new PerceiverBasicVideoAutoencodingDecoder(c, {
+          outputShape: c.output_shape,
+          outputNumChannels: c.output_num_channels,
+          positionEncodingOnly: true,
+          positionEncodingType: 'fourier',
+          fourier: imageFourier,
+          device,
+        }),
+        label: new PerceiverClassificationDecoder(c, {
+          positionEncodingOnly: true,
+          positionEncodingType: 'trainable',
+          trainable: { numChannels: c._label_trainable_num_channels, indexDims: 1 },
+          device,
+        }),
+      },
+      outputNumChannels: c.output_num_channels,
+      useQueryResidual: false,
+      device,
+    });
+    const init = { initStd: c.initializer_range, device };
+    const outputPostprocessor = new PerceiverMultimodalPostprocessor({
+      audio: new PerceiverAudioPostprocessor(c, c.output_num_channels, { device }),
+      image: new PerceiverProjectionPostprocessor(c.output_num_channels, 3, init),
+      label: new PerceiverClassificationPostprocessor(c, c.output_num_channels, { device }),
+    });
+    this.perceiver = this.registerModule('perceiver', new PerceiverModel(c, { inputPreprocessor, decoder, outputPostprocessor, device }));
+  }
+
+  /**
+   * subsampledOutputPoints: flat indices into the image grid (num_frames x image_size x
+   * image_size) and the audio patch grid; the label always has its one query.
+   */
+  forward(
+    inputs: MultimodalInputs,
+    opts: { subsampledOutputPoints: { image: ArrayLike<number>; audio: ArrayLike<number> } },
+  ): { logits: Record<string, Tensor> } {
+    return tidy(() => ({
+      logits: this.perceiver.forward(inputs as unknown as Record<string, Tensor>, {
+        subsampledOutputPoints: { ...opts.subsampledOutputPoints, label: null },
+      }).logits as Record<string, Tensor>,
+    }));
+  }
+}

@@ -1,0 +1,46 @@
+// HF's PerceiverForOpticalFlow: two frames of 3x3 patches per pixel [B, 2, 27, H, W]
+// are stacked into 54 channels (space-to-depth over time), projected to 64, joined
+// with 2-D Fourier features over train_size; each pixel's features then query the
+// latents for its flow. Output [B, H, W, 2] = decoder output / 100 (HF; the DeepMind
+// demo multiplies by 20 afterwards). train_size must equal the input's H, W.
+import { Module, tidy, type Tensor } from '../lib/index.js';
+import { perceiverConfig, type PerceiverConfig } from './config.js';
+import { PerceiverModel } from './perceiver.js';
+import { PerceiverImagePreprocessor } from './preprocessors/image.js';
+import { PerceiverOpticalFlowDecoder } from './decoders/optical-flow.js';
+
+export class PerceiverForOpticalFlow extends Module {
+  readonly config: PerceiverConfig;
+  readonly perceiver: PerceiverModel;
+
+  constructor(config: Partial<PerceiverConfig> & Record<string, unknown>, opts: { device?: string } = {}) {
+    super();
+    const c = perceiverConfig(config);
+    this.config = c;
+    const device = opts.device;
+    const inputPreprocessor = new PerceiverImagePreprocessor(c, {
+      prepType: 'patches',
+      spatialDownsample: 1,
+      convAfterPatching: true,
+      convAfterPatchingInChannels: 54,
+      temporalDownsample: 2,
+      positionEncodingType: 'fourier',
+      fourier: { numBands: 64, maxResolution: c.train_size, sineOnly: false, concatPos: true },
+      device,
+    });
+    const decoder = new PerceiverOpticalFlowDecoder(c, {
+      numChannels: inputPreprocessor.numChannels,
+      outputImageShape: c.train_size,
+      rescaleFactor: 100,
+      useQueryResidual: false,
+      outputNumChannels: 2,
+      device,
+    });
+    this.perceiver = this.registerModule('perceiver', new PerceiverModel(c, { inputPreprocessor, decoder, device }));
+  }
+
+  /** inputs [B, 2, 27, H, W] (two frames of 3x3x3 patches, HF layout) -> flow [B, H, W, 2]. */
+  forward(inputs: Tensor): { logits: Tensor } {
+    return tidy(() => ({ logits: this.perceiver.forward(inputs).logits as Tensor }));
+  }
+}

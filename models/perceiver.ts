@@ -1,0 +1,112 @@
+// HF's PerceiverModel: preprocessor -> latents cross-attend to the inputs (with the
+// input mask) -> shared self-attention blocks -> decoder queries cross-attend to the
+// latents -> optional postprocessor. Task models wrap it under the name `perceiver`.
+import { Module, Tensor, cast, notEqual, reshape, tidy } from '../lib/index.js';
+import type { PerceiverConfig } from './config.js';
+import { PerceiverEmbeddings } from './embeddings.js';
+import { PerceiverEncoder } from './encoder.js';
+import type { DecoderQueryContext } from './decoders/basic.js';
+import type { Postprocessor } from './postprocessors.js';
+import type { Preprocessor, PreprocessorInput } from './preprocessors/preprocessor.js';
+
+/** What PerceiverModel needs of a decoder. */
+export interface Decoder extends Module {
+  decoderQuery(inputs: Tensor, ctx?: DecoderQueryContext): Tensor;
+  forward(query: Tensor, z: Tensor): Tensor;
+}
+
+export interface PerceiverModelOutput {
+  /** Decoder (and postprocessor) output: [B, N_out, C], [B, num_labels], or one per modality. */
+  logits: Tensor | Record<string, Tensor> | null;
+  /** Latents after the encoder: [B, num_latents, d_latents]. */
+  lastHiddenState: Tensor;
+}
+
+export interface PerceiverForwardOptions {
+  /** [B, M] (1 = attend, 0 = padding), M = positions after preprocessing. */
+  attentionMask?: Tensor | null;
+  /** Flat output indices per modality (HF's subsampled_output_points), for decoders that subsample. */
+  subsampledOutputPoints?: Record<string, ArrayLike<number> | null | undefined> | null;
+}
+
+/**
+ * HF's attention_mask [B, M] (1 = attend, 0 = padding; any integer or float dtype) as
+ * the engine's uint8 key mask [B, 1, M], broadcast over the latent queries.
+ *
+ * HF adds (1 - mask) * finfo.min to the cross-attention logits. That equals excluding
+ * the key, except when a row masks every key: HF then returns the uniform average of
+ * the values, while the engine's fused attention returns 0 for such a row (SPEC
+ * attend() step 5). Values other than 0/1 are read as "attend" when non-zero.
+ */
+export function keyMask(attentionMask: Tensor): Tensor {
+  if (attentionMask.rank !== 2) throw new RangeError(`attention_mask must be [B, M], got [${attentionMask.shape.join(', ')}]`);
+  return tidy(() => {
+    const m = attentionMask.dtype === 'float32' ? attentionMask : cast(attentionMask, 'float32');
+    const [B, M] = attentionMask.shape;
+    return reshape(notEqual(m, 0), [B, 1, M]);
+  });
+}
+
+export class PerceiverModel extends Module {
+  readonly config: PerceiverConfig;
+  readonly inputPreprocessor: Preprocessor | null;
+  readonly embeddings: PerceiverEmbeddings;
+  readonly encoder: PerceiverEncoder;
+  readonly decoder: Decoder | null;
+  readonly outputPostprocessor: Postprocessor | null;
+
+  constructor(
+    config: PerceiverConfig,
+    parts: { inputPreprocessor?: Preprocessor; decoder?: Decoder; outputPostprocessor?: Postprocessor; device?: string } = {},
+  ) {
+    super();
+    this.config = config;
+    const device = parts.device;
+    this.inputPreprocessor = parts.inputPreprocessor ? this.registerModule('input_preprocessor', parts.inputPreprocessor) : null;
+    this.embeddings = this.registerModule(
+      'embeddings',
+      new PerceiverEmbeddings(config.num_latents, config.d_latents, { initStd: config.initializer_range, device }),
+    );
+    this.encoder = this.registerModule(
+      'encoder',
+      new PerceiverEncoder(config, { kvDim: this.inputPreprocessor?.numChannels ?? config.d_model, device }),
+    );
+    this.decoder = parts.decoder ? this.registerModule('decoder', parts.decoder) : null;
+    this.outputPostprocessor = parts.outputPostprocessor ? this.registerModule('output_postprocessor', parts.outputPostprocessor) : null;
+  }
+
+  /** inputs: whatever the preprocessor takes (or [B, M, d_model] without one). */
+  forward(inputs: PreprocessorInput, opts: PerceiverForwardOptions = {}): PerceiverModelOutput {
+    return tidy(() => {
+      let x: Tensor;
+      let withoutPos: Tensor | Record<string, Tensor> | null = null;
+      let modalitySizes: Record<string, number> | undefined;
+      if (this.inputPreprocessor) ({ inputs: x, inputsWithoutPos: withoutPos, modalitySizes } = this.inputPreprocessor.forward(inputs));
+      else {
+        if (!(inputs instanceof Tensor)) throw new TypeError(`PerceiverModel: without a preprocessor, inputs must be one [B, M, d_model] tensor`);
+        x = inputs;
+        if (x.shape[x.rank - 1] !== this.config.d_model)
+          throw new RangeError(`PerceiverModel: inputs have ${x.shape[x.rank - 1]} channels, config.d_model is ${this.config.d_model}`);
+      }
+      const B = x.shape[0];
+      const mask = opts.attentionMask ? keyMask(opts.attentionMask) : null;
+      if (mask && (mask.shape[0] !== B || mask.shape[2] !== x.shape[1]))
+        throw new RangeError(`PerceiverModel: attention_mask [${opts.attentionMask!.shape.join(', ')}] does not match the inputs [${B}, ${x.shape[1]}, ...]`);
+      const z = this.encoder.forward(this.embeddings.forward(B), x, mask);
+      if (!this.decoder) return { logits: null, lastHiddenState: z };
+      const points = opts.subsampledOutputPoints ?? null;
+      const query = this.decoder.decoderQuery(x, { inputsWithoutPos: withoutPos, modalitySizes, subsampledPoints: points });
+      const out = this.decoder.forward(query, z);
+      if (!this.outputPostprocessor) return { logits: out, lastHiddenState: z };
+      // HF: with subsampling the output has one run per modality of the subsampled
+      // length (label: one query); otherwise the input modality sizes.
+      let outSizes = modalitySizes;
+      if (points && modalitySizes) {
+        outSizes = {};
+        for (const m of Object.keys(modalitySizes)) outSizes[m] = points[m] ? points[m]!.length : 1;
+      }
+      return { logits: this.outputPostprocessor.forward(out, outSizes), lastHiddenState: z };
+    });
+  }
+}
+

@@ -1,0 +1,75 @@
+// HF's output postprocessors: per-modality heads on the decoder output, and the
+// multimodal one that splits the decoder output by modality (sorted order) first.
+import { Linear, Module, ModuleDict, reshape, slice, tidy, type Tensor } from '../lib/index.js';
+import type { PerceiverConfig } from './config.js';
+
+export interface Postprocessor extends Module {
+  forward(inputs: Tensor, modalitySizes?: Record<string, number>): Tensor | Record<string, Tensor>;
+}
+
+/** Linear to num_labels, then the first position: [B, N, C] -> [B, num_labels]. */
+export class PerceiverClassificationPostprocessor extends Module {
+  readonly classifier: Linear;
+  constructor(config: PerceiverConfig, inChannels: number, opts: { device?: string } = {}) {
+    super();
+    this.classifier = this.registerModule('classifier', new Linear(inChannels, config.num_labels, { initStd: config.initializer_range, device: opts.device }));
+  }
+  forward(inputs: Tensor): Tensor {
+    return tidy(() => {
+      const logits = this.classifier.forward(inputs);
+      return reshape(slice(logits, 1, 0, 1), [logits.shape[0], logits.shape[2]]);
+    });
+  }
+}
+
+/** Linear to samples_per_patch, then flattened: [B, N, C] -> [B, N * samples_per_patch]. */
+export class PerceiverAudioPostprocessor extends Module {
+  readonly classifier: Linear;
+  constructor(config: PerceiverConfig, inChannels: number, opts: { device?: string } = {}) {
+    super();
+    this.classifier = this.registerModule('classifier', new Linear(inChannels, config.samples_per_patch, { initStd: config.initializer_range, device: opts.device }));
+  }
+  forward(inputs: Tensor): Tensor {
+    return tidy(() => {
+      const out = this.classifier.forward(inputs);
+      return reshape(out, [out.shape[0], out.size / out.shape[0]]);
+    });
+  }
+}
+
+/** Linear on the channels: [B, N, C] -> [B, N, out]. */
+export class PerceiverProjectionPostprocessor extends Module {
+  readonly classifier: Linear;
+  constructor(inChannels: number, outChannels: number, opts: { initStd?: number; device?: string } = {}) {
+    super();
+    this.classifier = this.registerModule('classifier', new Linear(inChannels, outChannels, opts));
+  }
+  forward(inputs: Tensor): Tensor {
+    return this.classifier.forward(inputs);
+  }
+}
+
+/** Splits [B, N, C] by modality sizes (sorted names) and applies each modality's postprocessor. */
+export class PerceiverMultimodalPostprocessor extends Module {
+  readonly modalities: ModuleDict<Postprocessor>;
+  constructor(modalities: Record<string, Postprocessor>) {
+    super();
+    this.modalities = this.registerModule('modalities', new ModuleDict(modalities));
+  }
+  forward(inputs: Tensor, modalitySizes?: Record<string, number>): Record<string, Tensor> {
+    if (!modalitySizes) throw new TypeError(`PerceiverMultimodalPostprocessor: modality sizes are required to split the decoder output`);
+    const total = Object.values(modalitySizes).reduce((a, b) => a + b, 0);
+    if (total !== inputs.shape[1])
+      throw new RangeError(`PerceiverMultimodalPostprocessor: modality sizes add up to ${total} but the decoder output has ${inputs.shape[1]} positions`);
+    return tidy(() => {
+      const out: Record<string, Tensor> = {};
+      let start = 0;
+      for (const m of Object.keys(modalitySizes).sort()) {
+        const part = slice(inputs, 1, start, start + modalitySizes[m]);
+        start += modalitySizes[m];
+        if (this.modalities.entries.has(m)) out[m] = this.modalities.get(m).forward(part) as Tensor;
+      }
+      return out;
+    });
+  }
+}

@@ -1,0 +1,73 @@
+// HF's PerceiverAudioPreprocessor ('patches'): the waveform [B, T, 1] is cut into
+// patches of samples_per_patch samples, [B, T/spp, spp], and the position encoding
+// over the patch index is concatenated (or added).
+import { Linear, Module, concat, reshape, tidy, type Tensor } from '../../lib/index.js';
+import type { PerceiverConfig } from '../config.js';
+import {
+  PerceiverFourierPositionEncoding,
+  PerceiverTrainablePositionEncoding,
+  type FourierOptions,
+  type PositionEncoding,
+} from '../position-encoding.js';
+import type { Preprocessor, PreprocessorOutput } from './preprocessor.js';
+
+export interface PerceiverAudioPreprocessorOptions {
+  /** Default 96 (HF's default). */
+  samplesPerPatch?: number;
+  /** Default 'fourier'. */
+  positionEncodingType?: 'fourier' | 'trainable';
+  /** Default 'concat'. */
+  concatOrAddPos?: 'concat' | 'add';
+  /** In-width of positions_projection. Default 64. */
+  outChannels?: number;
+  projectPosDim?: number;
+  fourier?: FourierOptions;
+  trainable?: { indexDims: number | number[]; numChannels: number };
+  device?: string;
+}
+
+export class PerceiverAudioPreprocessor extends Module implements Preprocessor {
+  readonly samplesPerPatch: number;
+  readonly concatOrAddPos: 'concat' | 'add';
+  readonly positionEmbeddings: PositionEncoding;
+  readonly positionsProjection: Linear | null;
+
+  constructor(config: PerceiverConfig, opts: PerceiverAudioPreprocessorOptions = {}) {
+    super();
+    this.samplesPerPatch = opts.samplesPerPatch ?? 96;
+    this.concatOrAddPos = opts.concatOrAddPos ?? 'concat';
+    const init = { initStd: config.initializer_range, device: opts.device };
+    const type = opts.positionEncodingType ?? 'fourier';
+    if (type === 'fourier') {
+      if (!opts.fourier) throw new TypeError(`PerceiverAudioPreprocessor: position_encoding_type 'fourier' needs fourier options`);
+      this.positionEmbeddings = new PerceiverFourierPositionEncoding({ ...opts.fourier, device: opts.device });
+    } else {
+      if (!opts.trainable) throw new TypeError(`PerceiverAudioPreprocessor: position_encoding_type 'trainable' needs trainable options`);
+      this.positionEmbeddings = new PerceiverTrainablePositionEncoding(opts.trainable.indexDims, opts.trainable.numChannels, init);
+    }
+    this.registerModule('position_embeddings', this.positionEmbeddings);
+    const project = opts.projectPosDim ?? -1;
+    this.positionsProjection =
+      project > 0 ? this.registerModule('positions_projection', new Linear(opts.outChannels ?? 64, project, init)) : null;
+  }
+
+  get numChannels(): number {
+    const pos = this.positionsProjection ? this.positionsProjection.outFeatures : this.positionEmbeddings.outputSize;
+    return this.concatOrAddPos === 'add' ? pos : this.samplesPerPatch + pos;
+  }
+
+  /** audio [B, T, ...] with T*... divisible by samples_per_patch -> [B, T/spp, numChannels]. */
+  forward(audio: Tensor): PreprocessorOutput {
+    const B = audio.shape[0];
+    const total = audio.size / B;
+    if (total % this.samplesPerPatch !== 0)
+      throw new RangeError(`PerceiverAudioPreprocessor: ${total} samples per item do not divide into patches of ${this.samplesPerPatch}`);
+    return tidy(() => {
+      const patches = reshape(audio, [B, total / this.samplesPerPatch, this.samplesPerPatch]);
+      let pos = this.positionEmbeddings.forward(B, [patches.shape[1]]);
+      if (this.positionsProjection) pos = this.positionsProjection.forward(pos);
+      const inputs = this.concatOrAddPos === 'concat' ? concat([patches, pos], -1) : patches.add(pos);
+      return { inputs, inputsWithoutPos: patches };
+    });
+  }
+}

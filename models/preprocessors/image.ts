@@ -1,0 +1,160 @@
+// Image input (HF's PerceiverImagePreprocessor). HF's pixel_values are [B, C, H, W]
+// (and video/flow inputs [B, T, C, H, W]); inside the model images are channels-last,
+// so they are permuted at this boundary. prep_type:
+//   conv     Conv2DDownsample (conv 7x7/2 + BN + ReLU + max-pool 3x3/2)
+//   conv1x1  a 1x1 convolution with stride spatial_downsample
+//   patches  space-to-depth by (temporal, spatial) blocks, optional Linear after
+//   pixels   the raw pixels, subsampled by striding
+// then the position encoding over the remaining index dims is concatenated (or added).
+// Only 4-D images are handled by conv, conv1x1 and pixels (HF's 5-D video paths are not).
+import { Conv2d, Linear, Module, concat, contiguous, permute, reshape, slice, squeeze, tidy, type Tensor } from '../../lib/index.js';
+import type { PerceiverConfig } from '../config.js';
+import {
+  PerceiverFourierPositionEncoding,
+  PerceiverTrainablePositionEncoding,
+  type FourierOptions,
+  type PositionEncoding,
+} from '../position-encoding.js';
+import { Conv2DDownsample } from './conv-downsample.js';
+import { spaceToDepth } from './space-to-depth.js';
+import type { Preprocessor, PreprocessorOutput } from './preprocessor.js';
+
+export interface PerceiverImagePreprocessorOptions {
+  /** Default 'conv' (HF's default). */
+  prepType?: 'conv' | 'conv1x1' | 'patches' | 'pixels';
+  /** Default 4 (HF's default). */
+  spatialDownsample?: number;
+  /** Default 1. */
+  temporalDownsample?: number;
+  /** Default 'fourier'. */
+  positionEncodingType?: 'fourier' | 'trainable';
+  /** Default 3. */
+  inChannels?: number;
+  /** Channels of the conv / conv1x1 / conv-after-patching output. Default 64. */
+  outChannels?: number;
+  /** 'patches': a Linear (HF's conv_after_patches) from convAfterPatchingInChannels to outChannels. Default false. */
+  convAfterPatching?: boolean;
+  /** Default 54. */
+  convAfterPatchingInChannels?: number;
+  /** Default true. */
+  conv2dUseBatchnorm?: boolean;
+  /** Default 'concat'. */
+  concatOrAddPos?: 'concat' | 'add';
+  /** > 0: a Linear from outChannels projects the position encoding to this many channels. */
+  projectPosDim?: number;
+  fourier?: FourierOptions;
+  trainable?: { indexDims: number | number[]; numChannels: number };
+  device?: string;
+}
+
+type PrepType = NonNullable<PerceiverImagePreprocessorOptions['prepType']>;
+
+export class PerceiverImagePreprocessor extends Module implements Preprocessor {
+  readonly prepType: PrepType;
+  readonly spatialDownsample: number;
+  readonly temporalDownsample: number;
+  readonly inChannels: number;
+  readonly outChannels: number;
+  readonly concatOrAddPos: 'concat' | 'add';
+  readonly convnet: Conv2DDownsample | null = null;
+  readonly convnet1x1: Conv2d | null = null;
+  readonly convAfterPatches: Linear | null = null;
+  readonly positionEmbeddings: PositionEncoding;
+  readonly positionsProjection: Linear | null;
+
+  constructor(config: PerceiverConfig, opts: PerceiverImagePreprocessorOptions = {}) {
+    super();
+    const prep = opts.prepType ?? 'conv';
+    if (!['conv', 'conv1x1', 'patches', 'pixels'].includes(prep)) throw new TypeError(`PerceiverImagePreprocessor: prep_type '${prep}' is invalid`);
+    this.prepType = prep;
+    this.spatialDownsample = opts.spatialDownsample ?? 4;
+    this.temporalDownsample = opts.temporalDownsample ?? 1;
+    this.inChannels = opts.inChannels ?? 3;
+    this.outChannels = opts.outChannels ?? 64;
+    this.concatOrAddPos = opts.concatOrAddPos ?? 'concat';
+    if (this.concatOrAddPos !== 'concat' && this.concatOrAddPos !== 'add')
+      throw new TypeError(`PerceiverImagePreprocessor: concat_or_add_pos must be 'concat' or 'add', got '${String(this.concatOrAddPos)}'`);
+    const init = { initStd: config.initializer_range, device: opts.device };
+
+    if (prep === 'conv') {
+      const layers = Math.log(this.spatialDownsample) / Math.log(4);
+      if (Math.abs(layers - Math.round(layers)) > 1e-9 || this.temporalDownsample !== 1)
+        throw new RangeError(`PerceiverImagePreprocessor: 'conv' needs a power of 4 spatial and 1 temporal downsampling`);
+      this.convnet = this.registerModule(
+        'convnet',
+        new Conv2DDownsample({ inChannels: this.inChannels, outChannels: this.outChannels, useBatchnorm: opts.conv2dUseBatchnorm ?? true, ...init }),
+      );
+    } else if (prep === 'conv1x1') {
+      if (this.temporalDownsample !== 1) throw new RangeError(`PerceiverImagePreprocessor: 'conv1x1' does not downsample in time`);
+      this.convnet1x1 = this.registerModule(
+        'convnet_1x1',
+        new Conv2d(this.inChannels, this.outChannels, 1, { stride: this.spatialDownsample, ...init }),
+      );
+    }
+
+    const type = opts.positionEncodingType ?? 'fourier';
+    if (type === 'fourier') {
+      if (!opts.fourier) throw new TypeError(`PerceiverImagePreprocessor: position_encoding_type 'fourier' needs fourier options`);
+      this.positionEmbeddings = new PerceiverFourierPositionEncoding({ ...opts.fourier, device: opts.device });
+    } else if (type === 'trainable') {
+      if (!opts.trainable) throw new TypeError(`PerceiverImagePreprocessor: position_encoding_type 'trainable' needs trainable options`);
+      this.positionEmbeddings = new PerceiverTrainablePositionEncoding(opts.trainable.indexDims, opts.trainable.numChannels, init);
+    } else throw new TypeError(`PerceiverImagePreprocessor: unknown position encoding type '${String(type)}'`);
+    this.registerModule('position_embeddings', this.positionEmbeddings);
+    const project = opts.projectPosDim ?? -1;
+    // HF sizes this Linear by out_channels, not by the encoding's own width.
+    this.positionsProjection = project > 0 ? this.registerModule('positions_projection', new Linear(this.outChannels, project, init)) : null;
+
+    if (opts.convAfterPatching)
+      this.convAfterPatches = this.registerModule(
+        'conv_after_patches',
+        new Linear(opts.convAfterPatchingInChannels ?? 54, this.outChannels, init),
+      );
+  }
+
+  /** Channels of the encoder inputs, by HF's rules. */
+  get numChannels(): number {
+    const pos = this.positionsProjection ? this.positionsProjection.outFeatures : this.positionEmbeddings.outputSize;
+    if (this.concatOrAddPos === 'add') return pos;
+    const temporal = this.positionEmbeddings instanceof PerceiverFourierPositionEncoding && this.positionEmbeddings.opts.maxResolution.length > 2;
+    let inp: number;
+    if (this.convAfterPatches || this.prepType === 'conv' || this.prepType === 'conv1x1') inp = this.outChannels;
+    else if (this.prepType === 'pixels') inp = this.inChannels;
+    else inp = this.inChannels * this.spatialDownsample ** 2 * (temporal ? this.temporalDownsample : 1);
+    return inp + pos;
+  }
+
+  /** pixel_values [B, C, H, W] (or [B, T, C, H, W] for 'patches') -> [B, N, numChannels]. */
+  forward(pixels: Tensor): PreprocessorOutput {
+    return tidy(() => {
+      const x = this.featurize(pixels);
+      const [B, ...rest] = x.shape;
+      const index = rest.slice(0, -1);
+      const n = index.reduce((a, b) => a * b, 1);
+      const inputsWithoutPos = reshape(contiguous(x), [B, n, rest[rest.length - 1]]);
+      let pos = this.positionEmbeddings.forward(B, index);
+      if (this.positionsProjection) pos = this.positionsProjection.forward(pos);
+      const inputs = this.concatOrAddPos === 'concat' ? concat([inputsWithoutPos, pos], -1) : inputsWithoutPos.add(pos);
+      return { inputs, inputsWithoutPos };
+    });
+  }
+
+  /** The per-position features, channels-last: [B, ...index dims, C]. */
+  private featurize(pixels: Tensor): Tensor {
+    if (this.prepType === 'patches') {
+      let x = spaceToDepth(pixels, this.temporalDownsample, this.spatialDownsample);
+      // Flow: two frames stacked into channels leave a time axis of 1.
+      if (x.rank === 5 && x.shape[1] === 1) x = squeeze(x, 1);
+      return this.convAfterPatches ? this.convAfterPatches.forward(x) : x;
+    }
+    if (pixels.rank !== 4 || pixels.shape[1] !== this.inChannels)
+      throw new RangeError(`PerceiverImagePreprocessor: pixel_values must be [B, ${this.inChannels}, H, W], got [${pixels.shape.join(', ')}]`);
+    const nhwc = permute(pixels, [0, 2, 3, 1]);
+    if (this.convnet) return this.convnet.forward(nhwc);
+    if (this.convnet1x1) return this.convnet1x1.forward(nhwc);
+    // 'pixels' subsamples H and W by striding. (HF's code slices the first two axes
+    // of a 4-D input instead; its released configs use a stride of 1, where both agree.)
+    const s = this.spatialDownsample;
+    return s === 1 ? nhwc : slice(slice(nhwc, 1, 0, undefined, s), 2, 0, undefined, s);
+  }
+}

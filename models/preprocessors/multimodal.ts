@@ -1,0 +1,73 @@
+// HF's PerceiverMultimodalPreprocessor: each modality is preprocessed, padded on the
+// channel axis with its trainable `padding.<modality>` vector up to max(channels) +
+// min_padding_size, optionally replaced position by position with its trainable
+// `mask.<modality>` token (probability mask_probs[modality]; HF masks in eval mode too),
+// and the modalities are concatenated along positions in sorted name order.
+import { Module, ModuleDict, ParameterDict, broadcastTo, concat, less, rand, randn, tidy, where, type Tensor } from '../../lib/index.js';
+import type { Preprocessor, PreprocessorInput, PreprocessorOutput } from './preprocessor.js';
+
+export interface PerceiverMultimodalPreprocessorOptions {
+  modalities: Record<string, Preprocessor>;
+  /** Probability per modality that a position is replaced by the mask token. */
+  maskProbs?: Record<string, number>;
+  /** Default 2. */
+  minPaddingSize?: number;
+  initStd?: number;
+  device?: string;
+}
+
+export class PerceiverMultimodalPreprocessor extends Module implements Preprocessor {
+  readonly modalities: ModuleDict<Preprocessor>;
+  readonly padding: ParameterDict;
+  readonly mask: ParameterDict;
+  readonly maskProbs: Record<string, number>;
+  readonly numChannels: number;
+
+  constructor(opts: PerceiverMultimodalPreprocessorOptions) {
+    super();
+    const std = opts.initStd ?? 1;
+    const device = opts.device;
+    this.modalities = this.registerModule('modalities', new ModuleDict(opts.modalities));
+    this.numChannels = Math.max(...Object.values(opts.modalities).map((p) => p.numChannels)) + (opts.minPaddingSize ?? 2);
+    this.maskProbs = { ...(opts.maskProbs ?? {}) };
+    for (const [m, p] of Object.entries(this.maskProbs))
+      if (!(p >= 0 && p <= 1)) throw new RangeError(`PerceiverMultimodalPreprocessor: mask_probs['${m}'] must be in [0, 1], got ${p}`);
+    const padding: Record<string, Tensor> = {};
+    for (const [m, p] of Object.entries(opts.modalities)) padding[m] = randn([1, this.numChannels - p.numChannels], { std, device });
+    this.padding = this.registerModule('padding', new ParameterDict(padding));
+    const mask: Record<string, Tensor> = {};
+    for (const m of Object.keys(this.maskProbs)) mask[m] = randn([1, this.numChannels], { std, device });
+    this.mask = this.registerModule('mask', new ParameterDict(mask));
+  }
+
+  /** inputs: one tensor per modality (HF's dict) -> [B, sum of positions, numChannels]. */
+  forward(inputs: PreprocessorInput): PreprocessorOutput {
+    const names = [...this.modalities.entries.keys()];
+    for (const m of names)
+      if (!(m in inputs)) throw new TypeError(`PerceiverMultimodalPreprocessor: inputs lack modality '${m}' (expected ${names.join(', ')})`);
+    return tidy(() => {
+      const padded: Record<string, Tensor> = {};
+      const inputsWithoutPos: Record<string, Tensor> = {};
+      const modalitySizes: Record<string, number> = {};
+      for (const [m, pre] of this.modalities.entries) {
+        const out = pre.forward((inputs as Record<string, Tensor>)[m]);
+        inputsWithoutPos[m] = out.inputsWithoutPos as Tensor;
+        const [B, N, C] = out.inputs.shape;
+        const pad = broadcastTo(this.padding.get(m), [B, N, this.numChannels - C]);
+        let x = concat([out.inputs, pad], 2);
+        const p = this.maskProbs[m];
+        // p = 0 and p = 1 are exact (rand is in [0, 1)); in between it draws per position.
+        if (p !== undefined && p > 0) {
+          const masked = less(rand([B, N, 1], { device: x.device }), p);
+          x = where(masked, broadcastTo(this.mask.get(m), [B, N, this.numChannels]), x);
+        }
+        padded[m] = x;
+        modalitySizes[m] = N;
+      }
+      const order = Object.keys(padded).sort();
+      const sizes: Record<string, number> = {};
+      for (const m of order) sizes[m] = modalitySizes[m];
+      return { inputs: concat(order.map((m) => padded[m]), 1), inputsWithoutPos, modalitySizes: sizes };
+    });
+  }
+}

@@ -1,0 +1,32 @@
+// From a HF config.json to the task model it names (`architectures[0]`), as
+// from_pretrained does.
+import type { Module } from '../lib/index.js';
+import type { PerceiverConfig } from './config.js';
+import { PerceiverForMaskedLM } from './masked-lm.js';
+import { PerceiverForImageClassificationFourier } from './image-classification-fourier.js';
+import { PerceiverForImageClassificationLearned } from './image-classification-learned.js';
+import { PerceiverForImageClassificationConvProcessing } from './image-classification-conv.js';
+import { PerceiverForOpticalFlow } from './optical-flow.js';
+import { PerceiverForMultimodalAutoencoding } from './multimodal-autoencoding.js';
+
+type ConfigJson = Partial<PerceiverConfig> & Record<string, unknown>;
+
+export const ARCHITECTURES = {
+  PerceiverForMaskedLM,
+  PerceiverForImageClassificationFourier,
+  PerceiverForImageClassificationLearned,
+  PerceiverForImageClassificationConvProcessing,
+  PerceiverForOpticalFlow,
+  PerceiverForMultimodalAutoencoding,
+} as const;
+
+export type ArchitectureName = keyof typeof ARCHITECTURES;
+
+/** A freshly initialised model of the class config.architectures[0] names. */
+export function createModel(config: ConfigJson, opts: { device?: string } = {}): InstanceType<(typeof ARCHITECTURES)[ArchitectureName]> & Module {
+  const arch = Array.isArray(config.architectures) ? config.architectures[0] : undefined;
+  if (typeof arch !== 'string') throw new TypeError(`createModel: config.architectures[0] must name the model class, got ${JSON.stringify(config.architectures)}`);
+  if (!(arch in ARCHITECTURES))
+    throw new Error(`createModel: architecture '${arch}' is not supported (supported: ${Object.keys(ARCHITECTURES).join(', ')})`);
+  return new ARCHITECTURES[arch as ArchitectureName](config, opts);
+}

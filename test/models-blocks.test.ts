@@ -1,0 +1,174 @@
+// Specification of the Perceiver building blocks against plain-JS references:
+// multi-head cross-attention with a key mask, the MLP with exact and tanh GELU,
+// HF's qk/v/output channel defaults, the encoder's weight sharing across blocks,
+// HF attention_mask -> engine key mask, and config.json -> task model class.
+import test from 'ava';
+import * as P from '../lib/index.js';
+import type { Tensor } from '../lib/index.js';
+import {
+  PerceiverAttention,
+  PerceiverEncoder,
+  PerceiverLayer,
+  PerceiverMLP,
+  PerceiverSelfAttention,
+  createModel,
+  keyMask,
+  perceiverConfig,
+} from '../models/index.js';
+import { caseConfig } from './helpers/hf-fixture.js';
+import { readAndDispose } from './helpers/read.js';
+import { assertClose, geluRef, geluTanhRef, layerNormRef, matmulRef, randomArray, softmaxRef } from './helpers/reference.js';
+
+type Arr = ArrayLike<number>;
+
+/** x [M, K] @ W[N, K]ᵀ + b. */
+function linearRef(x: Arr, m: number, w: Arr, b: Arr, n: number): Float64Array {
+  return matmulRef(x, [m, x.length / m], w, [n, w.length / n], { transB: true, bias: b }).data;
+}
+
+/** Sets every parameter of a module to seeded random values; returns them by name. */
+function randomise(mod: P.Module, seed: number): Record<string, Float32Array> {
+  const out: Record<string, Float32Array> = {};
+  const dict: Record<string, Tensor> = {};
+  for (const [k, v] of Object.entries(mod.stateDict())) {
+    out[k] = randomArray(v.size, seed++, -0.5, 0.5);
+    dict[k] = P.tensor(out[k], [...v.shape]);
+  }
+  mod.loadStateDict(dict);
+  for (const v of Object.values(dict)) v.dispose();
+  return out;
+}
+
+test('cross-attention: two LayerNorms, per-head softmax(q·k/sqrt(d)) over unmasked keys, heads concatenated head-major', async (t) => {
+  const [Nq, Nk, qDim, kvDim, qk, v, H] = [3, 5, 6, 4, 8, 10, 2];
+  const att = new PerceiverSelfAttention({ isCrossAttention: true, qDim, kvDim, qkChannels: qk, vChannels: v, numHeads: H });
+  const p = randomise(att, 10);
+  const xq = randomArray(Nq * qDim, 1);
+  const xkv = randomArray(Nk * kvDim, 2);
+  const maskKeys = [1, 0, 1, 1, 0];
+  const mask = P.tensor(Uint8Array.from(maskKeys), [1, 1, Nk]);
+  const [tq, tkv] = [P.tensor(xq, [1, Nq, qDim]), P.tensor(xkv, [1, Nk, kvDim])];
+  const got = await readAndDispose(att.forward(tq, tkv, mask));
+
+  const lq = layerNormRef(xq, qDim, p['layernorm1.weight'], p['layernorm1.bias']);
+  const lkv = layerNormRef(xkv, kvDim, p['layernorm2.weight'], p['layernorm2.bias']);
+  const q = linearRef(lq, Nq, p['query.weight'], p['query.bias'], qk);
+  const k = linearRef(lkv, Nk, p['key.weight'], p['key.bias'], qk);
+  const vv = linearRef(lkv, Nk, p['value.weight'], p['value.bias'], v);
+  const [dq, dv] = [qk / H, v / H];
+  const want = new Float64Array(Nq * v);
+  for (let h = 0; h < H; h++)
+    for (let i = 0; i < Nq; i++) {
+      const logits = new Float64Array(Nk);
+      for (let j = 0; j < Nk; j++) {
+        let s = 0;
+        for (let c = 0; c < dq; c++) s += q[i * qk + h * dq + c] * k[j * qk + h * dq + c];
+        logits[j] = maskKeys[j] ? s / Math.sqrt(dq) : -Infinity;
+      }
+      const w = softmaxRef(logits, Nk);
+      for (let c = 0; c < dv; c++) {
+        let s = 0;
+        for (let j = 0; j < Nk; j++) s += w[j] * vv[j * v + h * dv + c];
+        want[i * v + h * dv + c] = s;
+      }
+    }
+  assertClose(t, got, want, { rtol: 1e-4, atol: 1e-5 });
+  t.throws(() => att.forward(tq), { message: /needs 'inputs'/ });
+  for (const x of [mask, tq, tkv]) x.dispose();
+  att.dispose();
+});
+
+test('the MLP is dense2(act(dense1(x))) with exact GELU for "gelu" and the tanh form for "gelu_new"', async (t) => {
+  const [N, C, W] = [4, 5, 2];
+  const x = randomArray(N * C, 3, -2, 2);
+  const tx = P.tensor(x, [N, C]);
+  for (const [act, ref] of [['gelu', geluRef], ['gelu_new', geluTanhRef], ['gelu_pytorch_tanh', geluTanhRef]] as const) {
+    const mlp = new PerceiverMLP(C, W, { hiddenAct: act });
+    const p = randomise(mlp, 20);
+    const h = Array.from(linearRef(x, N, p['dense1.weight'], p['dense1.bias'], C * W), ref);
+    const want = linearRef(h, N, p['dense2.weight'], p['dense2.bias'], C);
+    assertClose(t, await readAndDispose(mlp.forward(tx)), want, { rtol: 1e-4, atol: 1e-5, msg: act });
+    mlp.dispose();
+  }
+  t.throws(() => new PerceiverMLP(C, 1, { hiddenAct: 'swish' as never }), { message: /unsupported activation 'swish'/ });
+  tx.dispose();
+});
+
+test("HF's channel defaults: cross-attention qk from 'kv' or 'q', v follows qk, output = q_dim; self-attention output = v", (t) => {
+  const sizes = (a: PerceiverAttention) => [a.self.qkChannels, a.self.vChannels, a.outputChannels];
+  const kv = new PerceiverAttention({ isCrossAttention: true, qDim: 8, kvDim: 12, shapeForAttention: 'kv' });
+  t.deepEqual(sizes(kv), [12, 12, 8]);
+  const q = new PerceiverAttention({ isCrossAttention: true, qDim: 8, kvDim: 12, shapeForAttention: 'q' });
+  t.deepEqual(sizes(q), [8, 8, 8]);
+  const explicit = new PerceiverAttention({ isCrossAttention: true, qDim: 8, kvDim: 12, qkChannels: 4, vChannels: 6, numHeads: 2 });
+  t.deepEqual(sizes(explicit), [4, 6, 8]);
+  const self = new PerceiverAttention({ qDim: 8, qkChannels: 4, useQueryResidual: false });
+  t.deepEqual(sizes(self), [4, 4, 4]);
+  t.is(self.self.layernorm2, null, 'a self-attention has one LayerNorm');
+  t.throws(() => new PerceiverAttention({ qDim: 8, qkChannels: 4, useQueryResidual: true }), { message: /query residual needs output channels \(4\) equal to q_dim \(8\)/ });
+  t.throws(() => new PerceiverSelfAttention({ qDim: 8, numHeads: 3 }), { message: /qk_channels \(8\) must be divisible by num_heads \(3\)/ });
+  for (const m of [kv, q, explicit, self]) m.dispose();
+});
+
+test('the encoder reuses one stack of self-attention weights in every block', async (t) => {
+  const config = perceiverConfig({ d_latents: 8, d_model: 6, num_latents: 4, num_blocks: 3, num_self_attends_per_block: 2, num_self_attention_heads: 2, num_cross_attention_heads: 1 });
+  const enc = new PerceiverEncoder(config, { kvDim: 6 });
+  t.deepEqual(
+    [...new Set(Object.keys(enc.stateDict()).map((k) => k.split('.').slice(0, 2).join('.')))],
+    ['cross_attention.attention', 'cross_attention.layernorm', 'cross_attention.mlp', 'self_attends.0', 'self_attends.1'],
+  );
+  const lat = P.tensor(randomArray(2 * 4 * 8, 5), [2, 4, 8]);
+  const inp = P.tensor(randomArray(2 * 7 * 6, 6), [2, 7, 6]);
+  const got = await readAndDispose(enc.forward(lat, inp));
+  const want = await readAndDispose(P.tidy(() => {
+    let z = enc.crossAttention.forward(lat, inp);
+    for (let b = 0; b < 3; b++) for (const layer of enc.selfAttends) z = layer.forward(z);
+    return z;
+  }));
+  t.deepEqual(got, want);
+  for (const x of [lat, inp]) x.dispose();
+  enc.dispose();
+});
+
+test('a PerceiverLayer is attention then x + MLP(LayerNorm(x))', async (t) => {
+  const layer = new PerceiverLayer({ qDim: 6, numHeads: 2, wideningFactor: 2 });
+  randomise(layer, 40);
+  const x = P.tensor(randomArray(2 * 3 * 6, 7), [2, 3, 6]);
+  const got = await readAndDispose(layer.forward(x));
+  const want = await readAndDispose(P.tidy(() => {
+    const a = layer.attention.forward(x);
+    return layer.mlp.forward(layer.layernorm.forward(a)).add(a);
+  }));
+  t.deepEqual(got, want);
+  x.dispose();
+  layer.dispose();
+});
+
+test('keyMask turns an HF attention_mask [B, M] of any dtype into a uint8 key mask [B, 1, M]', async (t) => {
+  for (const m of [P.tensor(Int32Array.from([1, 1, 0, 0, 1, 0]), [2, 3]), P.tensor(new Float32Array([1, 1, 0, 0, 1, 0]), [2, 3])]) {
+    const k = keyMask(m);
+    t.is(k.dtype, 'uint8');
+    t.deepEqual(k.shape, [2, 1, 3]);
+    t.deepEqual(Array.from(await k.data()), [1, 1, 0, 0, 1, 0]);
+    k.dispose();
+    m.dispose();
+  }
+});
+
+test('createModel builds the class config.architectures[0] names, for every HF fixture', (t) => {
+  const cases = {
+    mlm: 'PerceiverForMaskedLM',
+    image_fourier: 'PerceiverForImageClassificationFourier',
+    image_learned: 'PerceiverForImageClassificationLearned',
+    image_conv: 'PerceiverForImageClassificationConvProcessing',
+    optical_flow: 'PerceiverForOpticalFlow',
+    multimodal: 'PerceiverForMultimodalAutoencoding',
+  };
+  for (const [name, cls] of Object.entries(cases)) {
+    const model = createModel(caseConfig(name));
+    t.is(model.constructor.name, cls, name);
+    model.dispose();
+  }
+  t.throws(() => createModel({ architectures: ['PerceiverForSequenceClassification'] }), { message: /'PerceiverForSequenceClassification' is not supported/ });
+  t.throws(() => createModel({}), { message: /architectures\[0\] must name the model class/ });
+});

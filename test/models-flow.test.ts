@@ -1,0 +1,50 @@
+// PerceiverForOpticalFlow against HuggingFace (test/fixtures/hf/optical_flow: a small
+// random HF model, inputs [1, 2, 27, 12, 16], flow HF computed in float64): patches
+// stacked over both frames, a 54 -> 64 Linear, Fourier features over train_size, the
+// inputs as decoder queries, output / 100 as [B, H, W, 2].
+import test from 'ava';
+import { join } from 'node:path';
+import * as P from '../lib/index.js';
+import { PerceiverForOpticalFlow } from '../models/index.js';
+import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
+
+const config = caseConfig('optical_flow');
+
+test.serial('flow matches HuggingFace within 1e-4 * max(1, max|expected|), and nothing leaks', async (t) => {
+  const before = P.memory().cpu;
+  const model = new PerceiverForOpticalFlow(config);
+  await loadCaseWeights('optical_flow', model);
+  const input = await caseTensors('optical_flow', 'input', ['inputs']);
+  const expected = await caseTensors('optical_flow', 'expected', ['logits']);
+  const { logits } = model.forward(input.inputs);
+  t.deepEqual(logits.shape, [1, 12, 16, 2]);
+  const want = await expected.logits.data();
+  const { maxDiff, bound, summary } = outputError(await logits.data(), want);
+  t.log(summary);
+  t.true(maxDiff <= bound, summary);
+  // The outputs are ~0.1: hold them to 1e-4 of their own size as well.
+  const relBound = 1e-4 * Math.max(...Array.from(want, Math.abs));
+  t.true(maxDiff <= relBound, `max |diff| ${maxDiff} exceeds 1e-4 * max|expected| = ${relBound}`);
+  for (const x of [logits, input.inputs, expected.logits]) x.dispose();
+  model.dispose();
+  t.is(P.memory().cpu.tensors, before.tensors, 'live tensors');
+  t.is(P.memory().cpu.bytes, before.bytes, 'live bytes');
+});
+
+test('the state dict names and shapes are exactly those of the HF checkpoint', async (t) => {
+  const model = new PerceiverForOpticalFlow(config);
+  const header = await P.readSafetensorsHeader(join(caseDir('optical_flow'), 'model.safetensors'));
+  const ours = model.stateDict();
+  t.deepEqual(Object.keys(ours).sort(), [...header.entries.keys()].sort());
+  for (const [k, e] of header.entries) t.deepEqual([...ours[k].shape], e.shape, k);
+  t.is(model.perceiver.inputPreprocessor!.numChannels, 322, '64 + 2 + 2 * 2 * 64');
+  model.dispose();
+});
+
+test('an input whose size differs from train_size is refused with the reason', (t) => {
+  const model = new PerceiverForOpticalFlow(config);
+  const x = P.zeros([1, 2, 27, 8, 16]);
+  t.throws(() => model.forward(x), { message: /128 queries but the output image \[12, 16\] has 192 pixels/ });
+  x.dispose();
+  model.dispose();
+});

@@ -1,0 +1,143 @@
+// The three HF image classifiers against HuggingFace (test/fixtures/hf/image_*: small
+// random HF models, their pixel_values and the logits HF computed in float64): Fourier
+// (raw pixels + float32 Fourier features), Learned (1x1 conv + projected trainable
+// positions), Conv (conv/BN/ReLU/max-pool with HF's padding). Then the pieces: float32
+// linspace, Fourier features, the pixel layout and space-to-depth.
+import test from 'ava';
+import { join } from 'node:path';
+import * as P from '../lib/index.js';
+import {
+  PerceiverForImageClassificationConvProcessing,
+  PerceiverForImageClassificationFourier,
+  PerceiverForImageClassificationLearned,
+  PerceiverImagePreprocessor,
+  fourierFeatures,
+  linearPositions,
+  linspaceF32,
+  perceiverConfig,
+  spaceToDepth,
+} from '../models/index.js';
+import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
+
+const CASES = [
+  ['image_fourier', PerceiverForImageClassificationFourier, [2, 3, 12, 12]],
+  ['image_learned', PerceiverForImageClassificationLearned, [2, 3, 12, 12]],
+  ['image_conv', PerceiverForImageClassificationConvProcessing, [2, 3, 32, 32]],
+] as const;
+
+for (const [name, Model, pixelShape] of CASES) {
+  test.serial(`${name}: ${Model.name} logits match HuggingFace within 1e-4 * max(1, max|expected|), nothing leaks`, async (t) => {
+    const before = P.memory().cpu;
+    const model = new Model(caseConfig(name));
+    await loadCaseWeights(name, model);
+    const input = await caseTensors(name, 'input', ['pixel_values']);
+    const expected = await caseTensors(name, 'expected', ['logits']);
+    t.deepEqual(input.pixel_values.shape, pixelShape);
+    const { logits } = model.forward(input.pixel_values);
+    t.deepEqual(logits.shape, [2, 10]);
+    const { maxDiff, bound, summary } = outputError(await logits.data(), await expected.logits.data());
+    t.log(summary);
+    t.true(maxDiff <= bound, summary);
+    for (const x of [logits, input.pixel_values, expected.logits]) x.dispose();
+    model.dispose();
+    t.is(P.memory().cpu.tensors, before.tensors, 'live tensors (caches included)');
+    t.is(P.memory().cpu.bytes, before.bytes, 'live bytes');
+  });
+
+  test(`${name}: the state dict names and shapes are exactly those of the HF checkpoint`, async (t) => {
+    const model = new Model(caseConfig(name));
+    const header = await P.readSafetensorsHeader(join(caseDir(name), 'model.safetensors'));
+    const ours = model.stateDict();
+    t.deepEqual(Object.keys(ours).sort(), [...header.entries.keys()].sort());
+    for (const [k, e] of header.entries) t.deepEqual([...ours[k].shape], e.shape, k);
+    model.dispose();
+  });
+}
+
+const config = caseConfig('image_fourier');
+
+test('linspaceF32 hits both endpoints and stays within an ulp (of the larger endpoint) of the exact values', (t) => {
+  for (const [a, b, n] of [[-1, 1, 12], [-1, 1, 224], [1, 112, 64], [1, 28, 64], [-1, 1, 2], [-1, 1, 37]] as const) {
+    const v = linspaceF32(a, b, n);
+    t.is(v[0], Math.fround(a));
+    t.is(v[n - 1], Math.fround(b));
+    for (let i = 0; i < n; i++) {
+      const exact = a + ((b - a) * i) / (n - 1);
+      // start + i*step cancels near zero, so the error scales with the endpoints, not the value.
+      const ulp = 2 ** (Math.floor(Math.log2(Math.max(Math.abs(a), Math.abs(b)))) - 23);
+      t.true(Math.abs(v[i] - exact) <= ulp, `linspace(${a}, ${b}, ${n})[${i}] = ${v[i]}, exact ${exact}`);
+    }
+  }
+  t.deepEqual(Array.from(linspaceF32(3, 3, 1)), [3]);
+});
+
+test('Fourier features: [pos, sin(pi f), cos(pi f)] axis-major, 258 channels at 64 bands in 2-D', (t) => {
+  const dims = [5, 7];
+  const pos = linearPositions(dims);
+  t.is(pos.length, 35 * 2);
+  t.deepEqual([pos[0], pos[1]], [-1, -1]);
+  t.is(pos[2 * 8], -0.5, 'row-major: index 8 is (1, 1)');
+  t.true(Math.abs(pos[2 * 8 + 1] - -2 / 3) < 1e-7);
+  const { data, channels } = fourierFeatures(pos, { numBands: 64, maxResolution: [224, 224] });
+  t.is(channels, 258);
+  for (const i of [0, 8, 34])
+    for (let a = 0; a < 2; a++)
+      for (const b of [0, 1, 31, 63]) {
+        const p = pos[i * 2 + a];
+        const f = 1 + (111 * b) / 63;
+        const row = i * 258;
+        t.is(data[row + a], p);
+        t.true(Math.abs(data[row + 2 + a * 64 + b] - Math.sin(Math.PI * p * f)) < 1e-4, `sin ${i} ${a} ${b}`);
+        t.true(Math.abs(data[row + 130 + a * 64 + b] - Math.cos(Math.PI * p * f)) < 1e-4, `cos ${i} ${a} ${b}`);
+      }
+  const sine = fourierFeatures(pos, { numBands: 4, maxResolution: [8, 8], concatPos: false, sineOnly: true });
+  t.is(sine.channels, 8);
+});
+
+test('the pixel preprocessor turns [B, C, H, W] into [B, H*W, C + pos] with pixels first, channels-last', async (t) => {
+  const c = perceiverConfig(config);
+  const pre = new PerceiverImagePreprocessor(c, {
+    prepType: 'pixels',
+    spatialDownsample: 1,
+    fourier: { numBands: 2, maxResolution: [4, 4] },
+  });
+  t.is(pre.numChannels, 3 + 2 + 2 * 2 * 2);
+  const px = Float32Array.from({ length: 2 * 3 * 2 * 3 }, (_, i) => i);
+  const x = P.tensor(px, [2, 3, 2, 3]);
+  const { inputs, inputsWithoutPos } = pre.forward(x);
+  t.deepEqual(inputs.shape, [2, 6, 13]);
+  const d = await inputs.data();
+  // batch 1, pixel (h=1, w=2), channel 2 -> flat index ((1*3 + 2) * 2 + 1) * 3 + 2 in NCHW
+  const nchw = (b: number, ch: number, h: number, w: number) => ((b * 3 + ch) * 2 + h) * 3 + w;
+  t.is(d[(1 * 6 + (1 * 3 + 2)) * 13 + 2], nchw(1, 2, 1, 2));
+  t.deepEqual([d[(1 * 6 + 5) * 13 + 3], d[(1 * 6 + 5) * 13 + 4]], [1, 1], 'then the positions of (1, 2) in [-1, 1]');
+  const strided = new PerceiverImagePreprocessor(c, { prepType: 'pixels', spatialDownsample: 2, fourier: { numBands: 2, maxResolution: [4, 4] } });
+  const s = strided.forward(x);
+  const sWithout = s.inputsWithoutPos as P.Tensor;
+  t.deepEqual(s.inputs.shape, [2, 2, 13], 'stride 2 keeps pixels (0, 0) and (0, 2)');
+  t.is((await sWithout.data())[3], nchw(0, 0, 0, 2));
+  t.throws(() => new PerceiverImagePreprocessor(c, { prepType: 'conv', spatialDownsample: 2 }), { message: /power of 4/ });
+  const fourChannels = P.zeros([1, 4, 2, 2]);
+  t.throws(() => pre.forward(fourChannels), { message: /must be \[B, 3, H, W\]/ });
+  fourChannels.dispose();
+  for (const v of [x, inputs, inputsWithoutPos as P.Tensor, s.inputs, sWithout]) v.dispose();
+  pre.dispose();
+  strided.dispose();
+});
+
+test('spaceToDepth moves (time, height, width) blocks into channels ordered (dt, dh, dw, c), channels-last', async (t) => {
+  const [B, T, C, H, W] = [1, 2, 3, 4, 2];
+  const x = P.tensor(Float32Array.from({ length: B * T * C * H * W }, (_, i) => i), [B, T, C, H, W]);
+  const y = spaceToDepth(x, 2, 2);
+  t.deepEqual(y.shape, [1, 1, 2, 1, 2 * 2 * 2 * 3]);
+  const d = await y.data();
+  const at = (tt: number, c: number, h: number, w: number) => (((tt * C + c) * H + h) * W + w);
+  // output (h'=1, w'=0), channel (dt=1, dh=0, dw=1, c=2) = input (t=1, c=2, h=2, w=1)
+  t.is(d[1 * 24 + ((1 * 2 + 0) * 2 + 1) * 3 + 2], at(1, 2, 2, 1));
+  const img = P.tensor(Float32Array.from({ length: 2 * 4 * 4 }, (_, i) => i), [1, 2, 4, 4]);
+  const z = spaceToDepth(img, 1, 2);
+  t.deepEqual(z.shape, [1, 2, 2, 8]);
+  t.is((await z.data())[((0 * 2 + 1) * 8) + (1 * 2 + 0) * 2 + 1], 1 * 16 + 1 * 4 + 2, '(h\'=0, w\'=1), (dh=1, dw=0, c=1) = (c=1, h=1, w=2)');
+  t.throws(() => spaceToDepth(img, 1, 3), { message: /height \(4\) must be divisible by its block size \(3\)/ });
+  for (const v of [x, y, img, z]) v.dispose();
+});

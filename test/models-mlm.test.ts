@@ -1,0 +1,103 @@
+// PerceiverForMaskedLM against HuggingFace: the fixture is a small random HF model
+// (test/fixtures/hf/mlm, see ../shared/fixtures/README.md), its inputs and the logits
+// HF computed in float64. Also: the module tree's state-dict names are HF's exactly,
+// padded ids do not matter, and the output has max_position_embeddings rows.
+import test from 'ava';
+import { join } from 'node:path';
+import * as P from '../lib/index.js';
+import type { Tensor } from '../lib/index.js';
+import { PerceiverForMaskedLM } from '../models/index.js';
+import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
+import { readAndDispose } from './helpers/read.js';
+
+const CASE = caseDir('mlm');
+const config = caseConfig('mlm');
+
+async function loaded(): Promise<PerceiverForMaskedLM> {
+  const model = new PerceiverForMaskedLM(config);
+  await loadCaseWeights('mlm', model);
+  return model;
+}
+
+test.serial('logits match HuggingFace within 1e-4 * max|expected|, and nothing leaks', async (t) => {
+  const before = P.memory().cpu;
+  const model = await loaded();
+  const input = await caseTensors('mlm', 'input', ['inputs', 'attention_mask']);
+  const expected = await caseTensors('mlm', 'expected', ['logits']);
+  const { logits } = model.forward(input.inputs, { attentionMask: input.attention_mask });
+  t.deepEqual(logits.shape, [2, 48, 262]);
+  const { maxDiff, bound, summary } = outputError(await logits.data(), await expected.logits.data());
+  t.log(summary);
+  t.true(maxDiff <= bound, `max |diff| ${maxDiff} exceeds ${bound}`);
+  for (const x of [logits, ...Object.values(input), ...Object.values(expected)]) x.dispose();
+  model.dispose();
+  const after = P.memory().cpu;
+  t.is(after.tensors, before.tensors, 'live tensors');
+  t.is(after.bytes, before.bytes, 'live bytes');
+});
+
+test('the state dict names and shapes are exactly those of the HF checkpoint', async (t) => {
+  const model = new PerceiverForMaskedLM(config);
+  const header = await P.readSafetensorsHeader(join(CASE, 'model.safetensors'));
+  const ours = model.stateDict();
+  t.deepEqual(Object.keys(ours).sort(), [...header.entries.keys()].sort());
+  for (const [k, e] of header.entries) t.deepEqual([...ours[k].shape], e.shape, k);
+  t.is(model.numParameters(), 212870, 'case.json num_parameters');
+  model.dispose();
+});
+
+test('ids at padded positions (attention_mask 0) do not change any logit', async (t) => {
+  const model = await loaded();
+  const input = await caseTensors('mlm', 'input', ['inputs', 'attention_mask']);
+  const ids = (await input.inputs.data()) as Int32Array;
+  const mask = await input.attention_mask.data();
+  t.true(Array.from(mask).some((m) => m === 0), 'the fixture has padding');
+  const changed = Int32Array.from(ids, (v, i) => (mask[i] === 0 ? 6 + ((v * 7 + i) % 256) : v));
+  const other = P.tensor(changed, [...input.inputs.shape]);
+  const a = model.forward(input.inputs, { attentionMask: input.attention_mask }).logits;
+  const b = model.forward(other, { attentionMask: input.attention_mask }).logits;
+  t.deepEqual(await a.data(), await b.data());
+  for (const x of [a, b, other, ...Object.values(input)]) x.dispose();
+  model.dispose();
+});
+
+test('the attention mask matters: without it the padded row changes', async (t) => {
+  const model = await loaded();
+  const input = await caseTensors('mlm', 'input', ['inputs', 'attention_mask']);
+  const a = await readAndDispose(model.forward(input.inputs, { attentionMask: input.attention_mask }).logits);
+  const b = await readAndDispose(model.forward(input.inputs).logits);
+  const row = 48 * 262;
+  t.deepEqual(a.subarray(0, row), b.subarray(0, row), 'row 0 has no padding');
+  t.notDeepEqual(a.subarray(row), b.subarray(row), 'row 1 is padded from position 31');
+  for (const x of Object.values(input)) x.dispose();
+  model.dispose();
+});
+
+test('the output always has max_position_embeddings rows; longer inputs are refused', async (t) => {
+  const model = new PerceiverForMaskedLM(config);
+  const short = P.tensor(Int32Array.from({ length: 2 * 10 }, (_, i) => 6 + i), [2, 10]);
+  const { logits } = model.forward(short);
+  t.deepEqual(logits.shape, [2, 48, 262]);
+  const long = P.zeros([1, 49], { dtype: 'int32' });
+  t.throws(() => model.forward(long), { message: /49 tokens exceed max_position_embeddings \(48\)/ });
+  const floats = P.zeros([1, 4]);
+  t.throws(() => model.forward(floats), { message: /ids must be int32/ });
+  for (const x of [short, logits, long, floats]) x.dispose();
+  model.dispose();
+});
+
+test('strict loading names what the checkpoint lacks or adds', async (t) => {
+  const model = new PerceiverForMaskedLM(config);
+  const sd = await P.loadSafetensors(join(CASE, 'model.safetensors'));
+  const bias = sd['embedding_decoder.bias'];
+  delete sd['embedding_decoder.bias'];
+  sd['perceiver.extra'] = bias;
+  t.throws(() => model.loadStateDict(sd), { message: /missing keys: embedding_decoder\.bias; unexpected keys: perceiver\.extra/ });
+  for (const x of Object.values(sd) as Tensor[]) x.dispose();
+  model.dispose();
+});
+
+test('a config whose channels do not divide by the heads is refused at construction', (t) => {
+  t.throws(() => new PerceiverForMaskedLM({ ...config, qk_channels: 30 }), { message: /qk_channels \(30\) must be divisible by num_heads \(4\)/ });
+  t.throws(() => new PerceiverForMaskedLM({ ...config, num_self_attention_heads: 5 }), { message: /d_latents \(96\) must be divisible by num_self_attention_heads \(5\)/ });
+});

@@ -1,0 +1,74 @@
+// PerceiverForMultimodalAutoencoding against HuggingFace (test/fixtures/hf/multimodal:
+// a small random HF model; video [1, 2, 3, 16, 16], audio [1, 128, 1], label [1, 7];
+// decoded at image points 0..63, audio points 0..3 and the label's one query).
+import test from 'ava';
+import { join } from 'node:path';
+import * as P from '../lib/index.js';
+import { PerceiverForMultimodalAutoencoding, subsampledPositions } from '../models/index.js';
+import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
+
+const NAME = 'multimodal';
+const config = caseConfig(NAME);
+const INPUTS = ['inputs.image', 'inputs.audio', 'inputs.label', 'subsampled_output_points.image', 'subsampled_output_points.audio'];
+
+async function run(model: PerceiverForMultimodalAutoencoding, input: Record<string, P.Tensor>, label?: P.Tensor) {
+  return model.forward(
+    { image: input['inputs.image'], audio: input['inputs.audio'], label: label ?? input['inputs.label'] },
+    {
+      subsampledOutputPoints: {
+        image: await input['subsampled_output_points.image'].data(),
+        audio: await input['subsampled_output_points.audio'].data(),
+      },
+    },
+  ).logits;
+}
+
+test.serial('every modality matches HuggingFace within 1e-4 * max(1, max|expected|), and nothing leaks', async (t) => {
+  const before = P.memory().cpu;
+  const model = new PerceiverForMultimodalAutoencoding(config);
+  await loadCaseWeights(NAME, model);
+  const input = await caseTensors(NAME, 'input', INPUTS);
+  const expected = await caseTensors(NAME, 'expected', ['logits.audio', 'logits.image', 'logits.label']);
+  const logits = await run(model, input);
+  t.deepEqual(Object.keys(logits).sort(), ['audio', 'image', 'label']);
+  const shapes = { audio: [1, 64], image: [1, 64, 3], label: [1, 7] } as const;
+  for (const m of ['audio', 'image', 'label'] as const) {
+    t.deepEqual(logits[m].shape, shapes[m], m);
+    const { maxDiff, bound, summary } = outputError(await logits[m].data(), await expected[`logits.${m}`].data());
+    t.log(`${m}: ${summary}`);
+    t.true(maxDiff <= bound, `${m}: ${summary}`);
+  }
+  for (const x of [...Object.values(logits), ...Object.values(input), ...Object.values(expected)]) x.dispose();
+  model.dispose();
+  t.is(P.memory().cpu.tensors, before.tensors, 'live tensors');
+  t.is(P.memory().cpu.bytes, before.bytes, 'live bytes');
+});
+
+test('the state dict names and shapes are exactly those of the HF checkpoint', async (t) => {
+  const model = new PerceiverForMultimodalAutoencoding(config);
+  const header = await P.readSafetensorsHeader(join(caseDir(NAME), 'model.safetensors'));
+  const ours = model.stateDict();
+  t.deepEqual(Object.keys(ours).sort(), [...header.entries.keys()].sort());
+  for (const [k, e] of header.entries) t.deepEqual([...ours[k].shape], e.shape, k);
+  t.is(model.numParameters(), 497059, 'case.json num_parameters');
+  model.dispose();
+});
+
+test('the label input does not matter: it is always replaced by its mask token', async (t) => {
+  const model = new PerceiverForMultimodalAutoencoding(config);
+  await loadCaseWeights(NAME, model);
+  const input = await caseTensors(NAME, 'input', INPUTS);
+  const other = P.tensor(new Float32Array([3, -1, 0, 2, 5, 1, 9]), [1, 7]);
+  const a = await run(model, input);
+  const b = await run(model, input, other);
+  for (const m of ['audio', 'image', 'label']) t.deepEqual(await a[m].data(), await b[m].data(), m);
+  for (const x of [...Object.values(a), ...Object.values(b), ...Object.values(input), other]) x.dispose();
+  model.dispose();
+});
+
+test('subsampled points sit at -1 + 2 * unravel(i) / dims (not linspace), and must lie on the grid', (t) => {
+  t.deepEqual(Array.from(subsampledPositions([0, 1, 7], [8])), [-1, -0.75, 0.75]);
+  // index 21 of [2, 4, 4] is (1, 1, 1)
+  t.deepEqual(Array.from(subsampledPositions([21], [2, 4, 4])), [0, -0.5, -0.5]);
+  t.throws(() => subsampledPositions([32], [2, 4, 4]), { message: /outside the output grid \[2, 4, 4\]/ });
+});

@@ -1,0 +1,180 @@
+// Specification of Module (PyTorch-style registration, dotted state-dict names, strict
+// loading with one error listing every problem, ownership, dispose) and of the basic
+// layers Linear / LayerNorm / Embedding against plain-JS references.
+import test from 'ava';
+import * as P from '../lib/index.js';
+import { Embedding, LayerNorm, Linear, Module, ModuleList, type Tensor } from '../lib/index.js';
+import { assertClose, layerNormRef, matmulRef, randomArray } from './helpers/reference.js';
+import { readAndDispose } from './helpers/read.js';
+
+class Block extends Module {
+  readonly proj: Linear;
+  readonly norm: LayerNorm;
+  constructor() {
+    super();
+    this.proj = this.registerModule('proj', new Linear(3, 2));
+    this.norm = this.registerModule('norm', new LayerNorm(2));
+    this.registerBuffer('count', P.zeros([1], { dtype: 'int32' }));
+  }
+}
+
+class Net extends Module {
+  readonly blocks: ModuleList<Block>;
+  readonly head: Linear;
+  constructor() {
+    super();
+    this.registerParameter('scale', P.ones([2]));
+    this.blocks = this.registerModule('blocks', new ModuleList([new Block(), new Block()]));
+    this.head = this.registerModule('head', new Linear(2, 1, { bias: false }));
+  }
+}
+
+const KEYS = [
+  'scale',
+  'blocks.0.proj.weight',
+  'blocks.0.proj.bias',
+  'blocks.0.norm.weight',
+  'blocks.0.norm.bias',
+  'blocks.1.proj.weight',
+  'blocks.1.proj.bias',
+  'blocks.1.norm.weight',
+  'blocks.1.norm.bias',
+  'head.weight',
+];
+
+function stateOf(net: Module): Record<string, Tensor> {
+  const out: Record<string, Tensor> = {};
+  for (const [k, v] of Object.entries(net.stateDict())) out[k] = P.full([...v.shape], v.dtype === 'int32' ? 0 : 0.5, { dtype: v.dtype });
+  return out;
+}
+
+test('namedParameters gives dotted attribute paths in registration order; buffers are in the state dict', (t) => {
+  const net = new Net();
+  t.deepEqual(net.namedParameters().map(([k]) => k), KEYS);
+  t.deepEqual(net.namedBuffers().map(([k]) => k), ['blocks.0.count', 'blocks.1.count']);
+  t.deepEqual(Object.keys(net.stateDict()), [...KEYS, 'blocks.0.count', 'blocks.1.count']);
+  t.deepEqual(net.namedParameters().find(([k]) => k === 'head.weight')![1].shape, [1, 2], 'Linear weight is [out, in]');
+  t.is(net.numParameters(), 2 + 2 * (6 + 2 + 2 + 2) + 2);
+  t.is(net.blocks.length, 2);
+  t.deepEqual(net.namedChildren().map(([k]) => k), ['blocks', 'head']);
+  net.dispose();
+});
+
+test.serial('loadStateDict replaces every tensor with a view of the given one; the caller still owns and disposes its own', async (t) => {
+  const before = P.memory().cpu;
+  const net = new Net();
+  const sd = stateOf(net);
+  const result = net.loadStateDict(sd);
+  t.deepEqual(result, { missingKeys: [], unexpectedKeys: [] });
+  for (const v of Object.values(sd)) v.dispose();
+  for (const [k, v] of Object.entries(net.stateDict())) t.true(Array.from(await v.data()).every((x) => x === (v.dtype === 'int32' ? 0 : 0.5)), k);
+  net.dispose();
+  t.is(P.memory().cpu.tensors, before.tensors, 'no tensor leaked');
+  t.is(P.memory().cpu.bytes, before.bytes, 'no storage leaked');
+});
+
+test('strict loading lists every missing, unexpected and mis-shaped key in one error and changes nothing', async (t) => {
+  const net = new Net();
+  const sd = stateOf(net);
+  sd['blocks.1.proj.weight'].dispose();
+  delete sd['blocks.1.proj.weight'];
+  sd['head.weight'].dispose();
+  sd['head.weight'] = P.zeros([2, 1]);
+  sd['head.bias'] = P.zeros([1]);
+  const err = t.throws(() => net.loadStateDict(sd));
+  t.regex(err!.message, /missing keys: blocks\.1\.proj\.weight/);
+  t.regex(err!.message, /unexpected keys: head\.bias/);
+  t.regex(err!.message, /mis-shaped keys: head\.weight \(checkpoint \[2, 1\], model \[1, 2\]\)/);
+  t.true(Array.from(await net.stateDict().scale.data()).every((x) => x === 1), 'nothing was loaded');
+  for (const v of Object.values(sd)) v.dispose();
+  net.dispose();
+});
+
+test('non-strict loading reports missing and unexpected keys but still refuses mis-shaped ones', (t) => {
+  const net = new Net();
+  const sd = stateOf(net);
+  sd['scale'].dispose();
+  delete sd['scale'];
+  sd['extra'] = P.zeros([3]);
+  t.deepEqual(net.loadStateDict(sd, { strict: false }), { missingKeys: ['scale'], unexpectedKeys: ['extra'] });
+  sd['head.weight'].dispose();
+  sd['head.weight'] = P.zeros([3]);
+  t.throws(() => net.loadStateDict(sd, { strict: false }), { message: /mis-shaped keys: head\.weight/ });
+  for (const v of Object.values(sd)) v.dispose();
+  net.dispose();
+});
+
+test('a checkpoint tensor of another dtype is cast to the parameter dtype', async (t) => {
+  const lin = new Linear(2, 1);
+  const w = P.tensor([[1.5, -2]], undefined, { dtype: 'bfloat16' });
+  const b = P.tensor(Int32Array.from([3]), [1]);
+  lin.loadStateDict({ weight: w, bias: b });
+  t.is(lin.weight.dtype, 'float32');
+  t.deepEqual(Array.from(await lin.bias!.data()), [3]);
+  w.dispose();
+  b.dispose();
+  lin.dispose();
+});
+
+test('registration errors: duplicate names, dotted names, non-tensors', (t) => {
+  class Bad extends Module {
+    constructor(which: number) {
+      super();
+      if (which === 0) {
+        this.registerParameter('w', P.zeros([1]));
+        this.registerParameter('w', P.zeros([1]));
+      } else if (which === 1) this.registerParameter('a.b', P.zeros([1]));
+      else this.registerParameter('w', [1] as unknown as Tensor);
+    }
+  }
+  t.throws(() => new Bad(0), { message: /'w' is already registered/ });
+  t.throws(() => new Bad(1), { message: /without '\.'/ });
+  t.throws(() => new Bad(2), { message: /must be a Tensor or null/ });
+});
+
+test.serial('parameters created inside tidy() survive it; dispose() frees them all and the module refuses further use', (t) => {
+  const before = P.memory().cpu.tensors;
+  const lin = P.tidy(() => new Linear(4, 3));
+  t.false(lin.weight.disposed);
+  t.is(P.memory().cpu.tensors, before + 2);
+  const w = lin.weight;
+  lin.dispose();
+  lin.dispose();
+  t.true(w.disposed);
+  t.is(P.memory().cpu.tensors, before);
+  t.throws(() => lin.weight, { message: /used after dispose/ });
+});
+
+test('Linear computes x Wᵀ + b with a PyTorch-layout weight, activation fused', async (t) => {
+  const [M, K, N] = [5, 7, 4];
+  const x = randomArray(M * K, 1);
+  const w = randomArray(N * K, 2);
+  const b = randomArray(N, 3);
+  const lin = new Linear(K, N);
+  const [tw, tb, tx] = [P.tensor(w, [N, K]), P.tensor(b, [N]), P.tensor(x, [M, K])];
+  lin.loadStateDict({ weight: tw, bias: tb });
+  const ref = matmulRef(x, [M, K], w, [N, K], { transB: true, bias: b }).data;
+  assertClose(t, await readAndDispose(lin.forward(tx)), ref, { rtol: 1e-5, atol: 1e-5 });
+  const relu = await readAndDispose(lin.forward(tx, 'relu'));
+  assertClose(t, relu, Array.from(ref, (v) => Math.max(v, 0)), { rtol: 1e-5, atol: 1e-5 });
+  const wide = P.zeros([2, K + 1]);
+  t.throws(() => lin.forward(wide), { message: /Linear: input has 8 features/ });
+  for (const v of [tw, tb, tx, wide]) v.dispose();
+  lin.dispose();
+});
+
+test('LayerNorm (eps 1e-5, weight ones, bias zeros by default) and Embedding match references', async (t) => {
+  const x = randomArray(3 * 6, 4, -3, 3);
+  const ln = new LayerNorm(6);
+  t.is(ln.eps, 1e-5);
+  const tx = P.tensor(x, [3, 6]);
+  assertClose(t, await readAndDispose(ln.forward(tx)), layerNormRef(x, 6), { rtol: 1e-5, atol: 1e-5 });
+  const emb = new Embedding(5, 2);
+  const table = P.tensor(new Float32Array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), [5, 2]);
+  emb.loadStateDict({ weight: table });
+  const ids = P.tensor(Int32Array.from([4, 0]), [2]);
+  t.deepEqual(Array.from(await readAndDispose(emb.forward(ids))), [8, 9, 0, 1]);
+  for (const v of [tx, table, ids]) v.dispose();
+  ln.dispose();
+  emb.dispose();
+});

@@ -1,0 +1,290 @@
+// Specification of the safetensors reader and writer: round trips of every engine
+// dtype, every readable file dtype (with I64/F64/BOOL narrowing), metadata, zero-size
+// and scalar tensors, header padding, atomic replacement, and corrupt files failing
+// with an error that names the file and the problem.
+import test from 'ava';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as P from '../lib/index.js';
+import type { Tensor } from '../lib/index.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const FIXTURES = join(here, '..', '..', 'test', 'fixtures', 'hf');
+const dir = mkdtempSync(join(tmpdir(), 'perceiver-safetensors-'));
+let n = 0;
+const fresh = (name = 'f') => join(dir, `${name}-${n++}.safetensors`);
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A file from a header object and a data section, byte for byte. */
+function writeRaw(header: unknown, data: Uint8Array | number[] = [], opts: { headerLen?: bigint } = {}): string {
+  const json = Buffer.from(typeof header === 'string' ? header : JSON.stringify(header), 'utf-8');
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(opts.headerLen ?? BigInt(json.length));
+  const path = fresh('raw');
+  writeFileSync(path, Buffer.concat([len, json, Buffer.from(data instanceof Uint8Array ? data : Uint8Array.from(data))]));
+  return path;
+}
+
+const bytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+function disposeAll(ts: Record<string, Tensor>): void {
+  for (const t of Object.values(ts)) t.dispose();
+}
+
+async function rejects(t: import('ava').ExecutionContext, p: Promise<unknown>, ...patterns: RegExp[]): Promise<void> {
+  const err = await t.throwsAsync(p);
+  for (const re of patterns) t.regex(err!.message, re);
+}
+
+// ---- round trips ------------------------------------------------------------------------------
+
+test.serial('save then read returns every engine dtype with its shape and exact values', async (t) => {
+  const before = P.memory().cpu.tensors;
+  const src: Record<string, Tensor> = {
+    f32: P.tensor(new Float32Array([1.5, -2.25, 3e-20, 1e30, 0, -0]), [2, 3]),
+    f16: P.tensor([0.1, -65504, 6e-8, 1], [4], { dtype: 'float16' }),
+    bf16: P.tensor([0.1, -3e38, 1e-38, 1], [2, 2], { dtype: 'bfloat16' }),
+    i32: P.tensor(Int32Array.from([-2147483648, 2147483647, 0]), [3, 1]),
+    u8: P.tensor(Uint8Array.from([0, 255, 7]), [3]),
+    scalar: P.tensor(new Float32Array([42]), []),
+    empty: P.tensor(new Float32Array(0), [0, 5]),
+  };
+  const path = fresh();
+  await P.saveSafetensors(path, src, { metadata: { format: 'pt', note: 'ünïcode' } });
+  const { tensors, metadata } = await P.readSafetensors(path);
+  t.deepEqual(metadata, { format: 'pt', note: 'ünïcode' });
+  t.deepEqual(Object.keys(tensors), Object.keys(src), 'header order is insertion order');
+  for (const [k, s] of Object.entries(src)) {
+    const g = tensors[k];
+    t.is(g.dtype, s.dtype, k);
+    t.deepEqual(g.shape, s.shape, k);
+    t.deepEqual(bytes(new Uint8Array(await g.handle.read())), bytes(new Uint8Array(await s.handle.read())), `${k}: same bytes`);
+  }
+  disposeAll(src);
+  disposeAll(tensors);
+  t.is(P.memory().cpu.tensors, before, 'no tensor leaked');
+});
+
+test('the header is padded with spaces so the data section starts 8-byte aligned', async (t) => {
+  for (const name of ['a', 'ab', 'abc', 'abcd', 'abcde', 'abcdef', 'abcdefg', 'abcdefgh']) {
+    const x = P.tensor(new Float32Array([1]), [1]);
+    const path = fresh();
+    await P.saveSafetensors(path, { [name]: x });
+    x.dispose();
+    const buf = readFileSync(path);
+    const len = Number(buf.readBigUInt64LE(0));
+    t.is((8 + len) % 8, 0, name);
+    const header = buf.subarray(8, 8 + len).toString('utf-8');
+    t.regex(header, /^\{.*\} *$/s);
+    t.deepEqual(JSON.parse(header)[name], { dtype: 'F32', shape: [1], data_offsets: [0, 4] });
+    t.is(buf.length, 8 + len + 4);
+  }
+});
+
+test('strided and broadcast views are written in logical row-major order', async (t) => {
+  const base = P.tensor(new Float32Array([1, 2, 3, 4, 5, 6]), [2, 3]);
+  const tr = base.transpose();
+  const bc = P.broadcastTo(P.tensor(new Float32Array([7, 8]), [2, 1]), [2, 3]);
+  const path = fresh();
+  await P.saveSafetensors(path, { tr, bc });
+  const got = await P.loadSafetensors(path);
+  t.deepEqual(Array.from(await got.tr.data()), [1, 4, 2, 5, 3, 6]);
+  t.deepEqual(Array.from(await got.bc.data()), [7, 7, 7, 8, 8, 8]);
+  disposeAll(got);
+  for (const x of [base, tr, bc]) x.dispose();
+});
+
+test('saving replaces an existing file atomically and leaves no temporary file behind', async (t) => {
+  const path = fresh('atomic');
+  const a = P.tensor(new Float32Array([1, 2]), [2]);
+  await P.saveSafetensors(path, { a });
+  await P.saveSafetensors(path, { b: a });
+  t.deepEqual(Object.keys(await P.readSafetensorsHeader(path).then((h) => Object.fromEntries(h.entries))), ['b']);
+  const disposed = P.tensor(new Float32Array([1]), [1]);
+  disposed.dispose();
+  await t.throwsAsync(P.saveSafetensors(path, { a, disposed }), { message: /disposed/ });
+  t.deepEqual([...(await P.readSafetensorsHeader(path)).entries.keys()], ['b'], 'a failed save leaves the old file intact');
+  t.deepEqual(readdirSync(dir).filter((f) => f.startsWith(`.${basename(path)}`)), [], 'no temporary files');
+  await rejects(t, P.saveSafetensors(join(dir, 'no-such-dir', 'x.safetensors'), { a }), /no-such-dir/, /cannot create/);
+  a.dispose();
+});
+
+test('save refuses non-string metadata and reserved names', async (t) => {
+  const a = P.tensor(new Float32Array([1]), [1]);
+  await t.throwsAsync(P.saveSafetensors(fresh(), { a }, { metadata: { n: 1 as unknown as string } }), { message: /metadata\['n'\] must be a string/ });
+  await t.throwsAsync(P.saveSafetensors(fresh(), { __metadata__: a }), { message: /not a valid tensor name/ });
+  await t.throwsAsync(P.saveSafetensors(fresh(), { a: [1] as unknown as Tensor }), { message: /tensors\['a'\] must be a Tensor/ });
+  a.dispose();
+});
+
+// ---- reading every dtype ----------------------------------------------------------------------
+
+test('reads F32, F16, BF16, I32, U8 as stored, I64 narrowed to int32, F64 to float32, BOOL to uint8', async (t) => {
+  const parts: [string, string, number[], Uint8Array][] = [
+    ['f32', 'F32', [2], bytes(new Float32Array([1.25, -3]))],
+    ['f16', 'F16', [2], bytes(Uint16Array.from([0x3c00, 0xc000]))], // 1, -2
+    ['bf16', 'BF16', [2], bytes(Uint16Array.from([0x3f80, 0x4040]))], // 1, 3
+    ['i32', 'I32', [2], bytes(Int32Array.from([-7, 2147483647]))],
+    ['u8', 'U8', [3], Uint8Array.from([0, 128, 255])],
+    ['i64', 'I64', [2, 2], bytes(BigInt64Array.from([0n, -2147483648n, 2147483647n, 5n]))],
+    ['f64', 'F64', [2], bytes(Float64Array.from([0.1, -1e300]))],
+    ['bool', 'BOOL', [2], Uint8Array.from([1, 0])],
+  ];
+  const header: Record<string, unknown> = {};
+  const chunks: Uint8Array[] = [];
+  let off = 0;
+  for (const [name, dtype, shape, b] of parts) {
+    header[name] = { dtype, shape, data_offsets: [off, off + b.length] };
+    chunks.push(b);
+    off += b.length;
+  }
+  const ts = await P.loadSafetensors(writeRaw(header, Buffer.concat(chunks)));
+  const want: Record<string, [P.DTypeName, number[]]> = {
+    f32: ['float32', [1.25, -3]],
+    f16: ['float16', [1, -2]],
+    bf16: ['bfloat16', [1, 3]],
+    i32: ['int32', [-7, 2147483647]],
+    u8: ['uint8', [0, 128, 255]],
+    i64: ['int32', [0, -2147483648, 2147483647, 5]],
+    f64: ['float32', [Math.fround(0.1), -Infinity]],
+    bool: ['uint8', [1, 0]],
+  };
+  for (const [name, [dtype, values]] of Object.entries(want)) {
+    t.is(ts[name].dtype, dtype, name);
+    t.deepEqual(Array.from(await ts[name].data()), values, name);
+  }
+  t.deepEqual(ts.i64.shape, [2, 2]);
+  disposeAll(ts);
+});
+
+test.serial('an I64 value outside int32 is an error naming the tensor, and nothing read before it leaks', async (t) => {
+  const before = P.memory().cpu.tensors;
+  const a = bytes(new Float32Array([1]));
+  const b = bytes(BigInt64Array.from([1n, 2147483648n]));
+  const path = writeRaw(
+    { a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, ids: { dtype: 'I64', shape: [2], data_offsets: [4, 20] } },
+    Buffer.concat([a, b]),
+  );
+  await rejects(t, P.loadSafetensors(path), /ids/, /2147483648/, /int32/, new RegExp(path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  t.is(P.memory().cpu.tensors, before);
+});
+
+test('unsupported and unknown dtypes are errors naming the tensor and the dtype, before any tensor is made', async (t) => {
+  for (const dtype of ['I16', 'U32', 'F8_E4M3', 'U64']) {
+    const size = { I16: 2, U32: 4, F8_E4M3: 1, U64: 8 }[dtype]!;
+    const path = writeRaw({ w: { dtype, shape: [1], data_offsets: [0, size] } }, new Uint8Array(size));
+    await rejects(t, P.loadSafetensors(path), /'w'/, new RegExp(`dtype ${dtype}`), /not supported/);
+    const h = await P.readSafetensorsHeader(path);
+    t.is(h.entries.get('w')!.dtype, dtype, 'the header itself is still readable');
+  }
+  await rejects(t, P.loadSafetensors(writeRaw({ w: { dtype: 'Q4', shape: [1], data_offsets: [0, 1] } }, [0])), /'w'/, /unknown dtype 'Q4'/);
+});
+
+test('zero-size tensors may share an offset with their neighbours (they hold no bytes to overlap)', async (t) => {
+  const path = writeRaw(
+    {
+      e1: { dtype: 'F32', shape: [0], data_offsets: [0, 0] },
+      x: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+      e2: { dtype: 'I64', shape: [3, 0], data_offsets: [4, 4] },
+      e3: { dtype: 'U8', shape: [0], data_offsets: [2, 2] },
+    },
+    bytes(new Float32Array([9])),
+  );
+  const ts = await P.loadSafetensors(path);
+  t.deepEqual(ts.e1.shape, [0]);
+  t.deepEqual(ts.e2.shape, [3, 0]);
+  t.is(ts.e2.dtype, 'int32');
+  t.deepEqual(Array.from(await ts.x.data()), [9]);
+  disposeAll(ts);
+});
+
+test('names selects tensors; an unknown name is an error', async (t) => {
+  const path = join(FIXTURES, 'mlm', 'input.safetensors');
+  const ts = await P.loadSafetensors(path, { names: ['attention_mask'] });
+  t.deepEqual(Object.keys(ts), ['attention_mask']);
+  t.is(ts.attention_mask.dtype, 'int32');
+  disposeAll(ts);
+  await rejects(t, P.loadSafetensors(path, { names: ['nope'] }), /no tensor named 'nope'/);
+});
+
+test('reads HuggingFace-written files: names, dtypes, shapes, metadata', async (t) => {
+  const { tensors, metadata } = await P.readSafetensors(join(FIXTURES, 'mlm', 'input.safetensors'));
+  t.deepEqual(metadata, { format: 'pt' });
+  t.deepEqual(tensors.inputs.shape, [2, 48]);
+  t.is(tensors.inputs.dtype, 'int32');
+  const ids = await tensors.inputs.data();
+  t.true(Array.from(ids).every((v) => v >= 0 && v < 262));
+  t.is(tensors['loss_weights.logits'].dtype, 'float32');
+  disposeAll(tensors);
+});
+
+// ---- corrupt files ----------------------------------------------------------------------------
+
+const good = { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } };
+
+test('a file shorter than 8 bytes is refused', async (t) => {
+  const path = fresh('short');
+  writeFileSync(path, Uint8Array.from([1, 2, 3]));
+  await rejects(t, P.loadSafetensors(path), /too short/, new RegExp(`short-\\d+\\.safetensors`));
+});
+
+test('a header length past the end of the file is refused without allocating it', async (t) => {
+  await rejects(t, P.loadSafetensors(writeRaw(good, new Uint8Array(8), { headerLen: 1n << 60n })), /header length \d+ runs past the end of the file/);
+  await rejects(t, P.loadSafetensors(writeRaw(good, [], { headerLen: 1000n })), /runs past the end of the file/);
+});
+
+test('a truncated data section is reported as offsets out of range', async (t) => {
+  await rejects(t, P.loadSafetensors(writeRaw(good, new Uint8Array(5))), /tensor 'a'/, /data_offsets \[0, 8\] run past the end of the data section \(5 bytes\)/);
+});
+
+test('out-of-range, reversed and malformed offsets are refused', async (t) => {
+  const data = new Uint8Array(16);
+  await rejects(t, P.loadSafetensors(writeRaw({ a: { dtype: 'F32', shape: [2], data_offsets: [12, 20] } }, data)), /run past the end/);
+  await rejects(t, P.loadSafetensors(writeRaw({ a: { dtype: 'F32', shape: [0], data_offsets: [8, 4] } }, data)), /begin after end/);
+  await rejects(t, P.loadSafetensors(writeRaw({ a: { dtype: 'F32', shape: [2], data_offsets: [-8, 0] } }, data)), /'data_offsets' must be/);
+  await rejects(t, P.loadSafetensors(writeRaw({ a: { dtype: 'F32', shape: [2], data_offsets: [0] } }, data)), /'data_offsets' must be/);
+});
+
+test('overlapping tensors are refused, naming both', async (t) => {
+  const path = writeRaw(
+    { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } },
+    new Uint8Array(12),
+  );
+  await rejects(t, P.loadSafetensors(path), /'a'/, /'b'/, /overlap/);
+});
+
+test('a byte count that does not match shape x dtype is refused', async (t) => {
+  await rejects(
+    t,
+    P.loadSafetensors(writeRaw({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, new Uint8Array(8))),
+    /tensor 'a'/,
+    /shape \[3\] of F32 needs 12 bytes but data_offsets \[0, 8\] hold 8/,
+  );
+  await rejects(t, P.loadSafetensors(writeRaw({ a: { dtype: 'F32', shape: [2, -1], data_offsets: [0, 8] } }, new Uint8Array(8))), /'shape' must be/);
+  await rejects(
+    t,
+    P.loadSafetensors(writeRaw({ a: { dtype: 'F64', shape: [2 ** 40, 2 ** 40], data_offsets: [0, 8] } }, new Uint8Array(8))),
+    /needs .* bytes/,
+  );
+});
+
+test('a header that is not a JSON object of entries is refused', async (t) => {
+  await rejects(t, P.loadSafetensors(writeRaw('{"a": ')), /not valid UTF-8 JSON/);
+  await rejects(t, P.loadSafetensors(writeRaw('[1, 2]')), /must be a JSON object/);
+  await rejects(t, P.loadSafetensors(writeRaw({ a: 5 })), /tensor 'a': entry must be an object/);
+  await rejects(t, P.loadSafetensors(writeRaw({ __metadata__: { n: 1 } })), /__metadata__\['n'\] must be a string/);
+  const bad = Buffer.from([0x7b, 0xff, 0x7d]); // '{', invalid UTF-8, '}'
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(3n);
+  const path = fresh('utf8');
+  writeFileSync(path, Buffer.concat([len, bad]));
+  await rejects(t, P.loadSafetensors(path), /UTF-8/);
+});
+
+test('a missing file is an error naming it', async (t) => {
+  const path = join(dir, 'missing.safetensors');
+  t.false(existsSync(path));
+  await rejects(t, P.loadSafetensors(path), /missing\.safetensors/, /cannot open/);
+});
