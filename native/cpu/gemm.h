@@ -1,4 +1,10 @@
 // Single-precision GEMM for the CPU backend.
+//
+// The kernels are picked at run time from what the CPU supports: AVX-512F, else
+// AVX2+FMA, else portable vector code. PERCEIVER_CPU_ISA=avx512|avx2|generic
+// (read once, at the first call) pins a path, e.g. to test or benchmark a slower
+// one; a path the CPU lacks falls back to the best supported one with a warning
+// on stderr. Threads come from the pool (PERCEIVER_NUM_THREADS).
 #pragma once
 #include <cstdint>
 
@@ -16,7 +22,10 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
            int64_t ldc, const float* bias, Activation act, bool parallel);
 
-// Applies an activation in place to n contiguous floats.
+// Applies an activation in place to n contiguous floats. Gelu is the exact-erf
+// GELU, GeluTanh the tanh approximation; both are vectorised, within 1e-6 relative
+// of the exact function for |x| <= 3 and a few 1e-6 in the negative tail (where
+// evaluating 0.5 x (1 + erf(x / sqrt 2)) in float would lose every digit).
 void apply_activation(float* x, int64_t n, Activation act);
 
 }  // namespace cpu
