@@ -337,9 +337,17 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
     d.Set("storages", Napi::Number::New(env, (double)s.storages.load()));
     d.Set("bytes", Napi::Number::New(env, (double)s.bytes.load()));
     d.Set("peakBytes", Napi::Number::New(env, (double)s.peak_bytes.load()));
+    d.Set("cachedBytes", Napi::Number::New(env, t == DeviceType::CPU ? (double)cpu_backend()->cached_bytes() : 0.0));
     r.Set(t == DeviceType::CPU ? "cpu" : "cuda", d);
   }
   return r;
+}
+
+Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+  // Queued kernels may still free blocks; drain first so the cache ends empty.
+  cpu_backend()->queue(0).synchronize();
+  cpu_backend()->empty_cache();
+  return info.Env().Undefined();
 }
 
 Napi::Value Synchronize(const Napi::CallbackInfo& info) {
@@ -373,7 +381,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"softmax", Softmax},       {"layerNorm", LayerNorm}, {"matmul", Matmul},
       {"attention", Attention},   {"embedding", Embedding}, {"oneHot", OneHot},
       {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm},
-      {"memory", Memory},         {"synchronize", Synchronize}, {"cpuInfo", CpuInfo},
+      {"memory", Memory},         {"synchronize", Synchronize}, {"emptyCache", EmptyCache}, {"cpuInfo", CpuInfo},
   };
   for (auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
 }

@@ -11,7 +11,7 @@ export * from './ops/reduce.js';
 export * from './ops/linalg.js';
 export * from './ops/nn.js';
 export { tidy, keep } from './scope.js';
-export { memory } from './memory.js';
+export { memory, emptyCache } from './memory.js';
 export type { DeviceMemory } from './memory.js';
 export { backends, resolveDevice } from './device.js';
 export type { BackendInfo, DeviceName } from './device.js';

@@ -51,7 +51,8 @@ export interface NativeAddon {
   conv2d(x: H, weight: H, bias: H | null, strideH: number, strideW: number, padding: Pad): H;
   maxPool2d(x: H, kernelH: number, kernelW: number, strideH: number, strideW: number, padding: Pad): H;
   batchNorm(x: H, mean: H, variance: H, weight: H | null, bias: H | null, eps: number): H;
-  memory(): Record<'cpu' | 'cuda', { tensors: number; storages: number; bytes: number; peakBytes: number }>;
+  memory(): Record<'cpu' | 'cuda', { tensors: number; storages: number; bytes: number; peakBytes: number; cachedBytes: number }>;
+  emptyCache(): void;
   synchronize(): void;
   cpuInfo(): { threads: number; simd: string };
 }

@@ -90,6 +90,9 @@ struct Backend {
 
   virtual void* alloc(size_t bytes) = 0;
   virtual void free(void* p, size_t bytes) = 0;
+  // Freed blocks the allocator keeps for reuse, and handing them back.
+  virtual size_t cached_bytes() = 0;
+  virtual void empty_cache() = 0;
   // Host transfers, run on the queue like kernels.
   virtual void copy_from_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;

@@ -1,7 +1,5 @@
 #include "storage.h"
 
-#include <cstdlib>
-
 #include "backend.h"
 #include "error.h"
 
@@ -16,20 +14,6 @@ MemoryStats& memory_stats(DeviceType t) {
   static MemoryStats stats[2];
   return stats[t == DeviceType::CPU ? 0 : 1];
 }
-
-void* aligned_alloc64(size_t bytes) {
-  // Round up: aligned_alloc requires a multiple of the alignment. Zero-size tensors
-  // still get a distinct, valid pointer.
-  size_t n = (bytes + 63) & ~size_t(63);
-  if (n == 0) n = 64;
-  void* p = std::aligned_alloc(64, n);
-  if (!p)
-    throw Error(ErrorKind::Memory, "out of memory: could not allocate " + std::to_string(bytes) +
-                                       " bytes on cpu");
-  return p;
-}
-
-void aligned_free64(void* p) { std::free(p); }
 
 Storage::Storage(Backend* backend, Device device, size_t bytes)
     : backend_(backend), device_(device), bytes_(bytes) {

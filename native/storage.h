@@ -62,7 +62,4 @@ class Storage {
 
 using StoragePtr = std::shared_ptr<Storage>;
 
-void* aligned_alloc64(size_t bytes);
-void aligned_free64(void* p);
-
 }  // namespace perceiver

@@ -42,7 +42,7 @@ class Pool {
     {
       std::lock_guard<std::mutex> lock(mu_);
       job_ = &job;
-      generation_++;
+      generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
     job.work();
@@ -70,12 +70,15 @@ class Pool {
   void loop() {
     uint64_t seen = 0;
     for (;;) {
+      // A sleeping thread takes ~100 us to wake, longer than many kernels, and
+      // kernels come in bursts: poll briefly before blocking.
+      for (int i = 0; i < kSpin && generation_.load(std::memory_order_acquire) == seen; i++) pause();
       Job* job;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        cv_.wait(lock, [&] { return stop_ || generation_.load() != seen; });
         if (stop_) return;
-        seen = generation_;
+        seen = generation_.load();
         job = job_;
         if (!job) continue;
         job->active++;
@@ -94,7 +97,15 @@ class Pool {
   std::mutex call_mu_, mu_;
   std::condition_variable cv_, done_cv_;
   Job* job_ = nullptr;
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};
+  static constexpr int kSpin = 20000;  // ~50-100 us of pause instructions
+  static void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+  }
   bool stop_ = false;
 };
 

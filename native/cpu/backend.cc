@@ -5,6 +5,7 @@
 #include "../backend.h"
 #include "../queue.h"
 #include "../threadpool.h"
+#include "allocator.h"
 #include "attention.h"
 #include "gemm.h"
 #include "kernels.h"
@@ -15,8 +16,10 @@ namespace {
 struct CpuBackend final : Backend {
   const char* name() const override { return "cpu"; }
   Queue& queue(int) override { return queue_; }
-  void* alloc(size_t bytes) override { return aligned_alloc64(bytes); }
-  void free(void* p, size_t) override { aligned_free64(p); }
+  void* alloc(size_t bytes) override { return cpu::host_alloc(bytes); }
+  void free(void* p, size_t bytes) override { cpu::host_free(p, bytes); }
+  size_t cached_bytes() override { return cpu::host_cached_bytes(); }
+  void empty_cache() override { cpu::host_empty_cache(); }
   void copy_from_host(void* dst, const void* src, size_t bytes) override {
     if (bytes) std::memcpy(dst, src, bytes);
   }
