@@ -2,7 +2,21 @@
 // query, key, value}, attention.output.dense), so HF state dicts load by name.
 // The [B, H, Nq, Nk] logits are never materialised: the engine's fused attention
 // streams over keys, which is what lets 512 latents attend to 50,176 pixels.
-import { attention, reshape, tidy, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
+// A one-head cross-attention goes through fast-attention.ts when that is cheaper
+// (it never projects the keys and values); the plain path stays the reference.
+import { attention, keep, reshape, tidy, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
+import { fastCrossAttentionMacs, fastSingleHeadCrossAttention, foldQueries, plainCrossAttentionMacs } from './fast-attention.js';
+
+// Query tensors whose values never change while the tensor lives (the latents'
+// broadcast view): their folded queries may be cached. Tensors are immutable, so a
+// marked tensor's identity stands for its values.
+const staticQueries = new WeakSet<Tensor>();
+
+/** Marks t as reused across forward calls, so attention may cache what it derives from it. */
+export function markStaticQueries(t: Tensor): Tensor {
+  staticQueries.add(t);
+  return t;
+}
 
 export interface PerceiverSelfAttentionOptions extends InitOptions {
   /** Keys and values come from a second input (with its own LayerNorm). */
@@ -35,6 +49,15 @@ export class PerceiverSelfAttention extends Module {
   readonly query: Linear;
   readonly key: Linear;
   readonly value: Linear;
+  /**
+   * Let a one-head cross-attention skip the key/value projections when that costs
+   * fewer multiply-adds (the same function up to float32 rounding). Default true;
+   * false forces the plain path, the reference.
+   */
+  fastPath = true;
+  // Folded queries for static query tensors, valid while every dependency is the same
+  // live tensor (loadStateDict replaces parameter tensors, which invalidates it).
+  private foldCache: { deps: Tensor[]; folded: Tensor } | null = null;
 
   constructor(opts: PerceiverSelfAttentionOptions) {
     super();
@@ -66,6 +89,14 @@ export class PerceiverSelfAttention extends Module {
           : `PerceiverSelfAttention: a self-attention takes no 'inputs'`,
       );
     return tidy(() => {
+      if (this.layernorm2 && inputs && this.prefersFastPath(hiddenStates.shape[1], inputs.shape[1], inputs.shape[2]))
+        return fastSingleHeadCrossAttention(
+          this.foldedQueries(hiddenStates),
+          this.layernorm2.forward(inputs),
+          this.value.weight,
+          this.value.bias,
+          mask ?? null,
+        );
       const q = this.layernorm1.forward(hiddenStates);
       const kv = this.layernorm2 && inputs ? this.layernorm2.forward(inputs) : q;
       const [B, Nq] = q.shape;
@@ -82,6 +113,45 @@ export class PerceiverSelfAttention extends Module {
       return reshape(out, [B, Nq, this.vChannels]);
     });
   }
+
+  private prefersFastPath(nq: number, nk: number, kvDim: number): boolean {
+    if (!this.fastPath || !this.isCrossAttention || this.numHeads !== 1) return false;
+    const [qk, v] = [this.qkChannels, this.vChannels];
+    return fastCrossAttentionMacs(nq, nk, kvDim, qk, v) < plainCrossAttentionMacs(nq, nk, kvDim, qk, v);
+  }
+
+  /** LN(hs) Wqᵀ + bq folded through the key weight, cached for static query tensors. */
+  private foldedQueries(hiddenStates: Tensor): Tensor {
+    const deps = [
+      hiddenStates,
+      ...this.layernorm1.namedParameters().map(([, t]) => t),
+      ...this.query.namedParameters().map(([, t]) => t),
+      this.key.weight,
+    ];
+    const c = this.foldCache;
+    if (c && c.deps.length === deps.length && c.deps.every((d, i) => d === deps[i] && !d.disposed) && !c.folded.disposed) return c.folded;
+    const folded = foldQueries(this.query.forward(this.layernorm1.forward(hiddenStates)), this.key.weight);
+    if (staticQueries.has(hiddenStates)) {
+      this.clearFoldCache();
+      this.foldCache = { deps, folded: keep(folded) };
+    }
+    return folded;
+  }
+
+  private clearFoldCache(): void {
+    this.foldCache?.folded.dispose();
+    this.foldCache = null;
+  }
+
+  protected override onDispose(): void {
+    this.clearFoldCache();
+  }
+}
+
+/** Sets fastPath on every PerceiverSelfAttention under module (false: the plain reference path everywhere). */
+export function setFastCrossAttention(module: Module, enabled: boolean): void {
+  if (module instanceof PerceiverSelfAttention) module.fastPath = enabled;
+  for (const [, child] of module.namedChildren()) setFastCrossAttention(child, enabled);
 }
 
 /** The output projection after attention (HF's `attention.output.dense`). */

@@ -35,6 +35,30 @@ export interface PerceiverConfig {
   _label_trainable_num_channels: number;
   num_labels: number;
   id2label?: Record<string, string>;
+
+  // DeepMind (Haiku) flavour options. Not HF fields: HF's configs never carry them, so
+  // their defaults are HF's behaviour and a HF checkpoint runs as HF runs it. The GELU
+  // flavour needs no field of its own: hidden_act 'gelu' is the exact erf form (HF),
+  // 'gelu_new' / 'gelu_pytorch_tanh' / 'gelu_fast' the tanh form DeepMind trained with.
+
+  /**
+   * The 'conv' image preprocessor's padding. 'hf' (default): conv 7x7/2 padded 3 on
+   * every side, max-pool 3x3/2 unpadded (224 -> 55x55 tokens). 'same': TF 'SAME' for
+   * both, as DeepMind's original (224 -> 56x56 tokens).
+   */
+  conv_padding: 'hf' | 'same';
+  /** Query residual in the image classifiers' one-query decoder. Default true (HF); DeepMind's learned-position classifier has none. */
+  classifier_query_residual: boolean;
+  /** Optical flow: multiplies the output after HF's /100. Default 1 (HF); DeepMind's demo uses 20. */
+  flow_output_scale: number;
+  /**
+   * 'hf' (default): only the encoder's input (key) mask exists; a decoder query mask is
+   * refused, as HF ignores it. 'deepmind': the decoder also takes a query mask, and the
+   * decoder attention is masked by outer(query_mask, kv_mask) (the latents have no mask),
+   * so a masked query's attention output is 0. In both, a row whose every key is masked
+   * outputs 0 (HF returns the uniform average of the values there; not reproduced).
+   */
+  attention_mask_style: 'hf' | 'deepmind';
 }
 
 const DEFAULTS: Omit<PerceiverConfig, 'num_labels'> = {
@@ -65,6 +89,10 @@ const DEFAULTS: Omit<PerceiverConfig, 'num_labels'> = {
   output_shape: [1, 16, 224, 224],
   output_num_channels: 512,
   _label_trainable_num_channels: 1024,
+  conv_padding: 'hf',
+  classifier_query_residual: true,
+  flow_output_scale: 1,
+  attention_mask_style: 'hf',
 };
 
 const ACTS: readonly string[] = ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'gelu_fast', 'relu'];
@@ -80,6 +108,14 @@ export function perceiverConfig(json: Partial<PerceiverConfig> & Record<string, 
     throw new TypeError(`perceiverConfig: hidden_act '${String(cfg.hidden_act)}' is not supported (use one of ${ACTS.join(', ')})`);
   if (cfg.cross_attention_shape_for_attention !== 'kv' && cfg.cross_attention_shape_for_attention !== 'q')
     throw new TypeError(`perceiverConfig: cross_attention_shape_for_attention must be 'kv' or 'q', got '${String(cfg.cross_attention_shape_for_attention)}'`);
+  if (cfg.conv_padding !== 'hf' && cfg.conv_padding !== 'same')
+    throw new TypeError(`perceiverConfig: conv_padding must be 'hf' or 'same', got ${JSON.stringify(cfg.conv_padding)}`);
+  if (typeof cfg.classifier_query_residual !== 'boolean')
+    throw new TypeError(`perceiverConfig: classifier_query_residual must be true or false, got ${JSON.stringify(cfg.classifier_query_residual)}`);
+  if (typeof cfg.flow_output_scale !== 'number' || !Number.isFinite(cfg.flow_output_scale) || cfg.flow_output_scale === 0)
+    throw new TypeError(`perceiverConfig: flow_output_scale must be a finite non-zero number, got ${JSON.stringify(cfg.flow_output_scale)}`);
+  if (cfg.attention_mask_style !== 'hf' && cfg.attention_mask_style !== 'deepmind')
+    throw new TypeError(`perceiverConfig: attention_mask_style must be 'hf' or 'deepmind', got ${JSON.stringify(cfg.attention_mask_style)}`);
   for (const k of ['num_latents', 'd_latents', 'd_model', 'num_blocks', 'num_self_attends_per_block', 'num_self_attention_heads', 'num_cross_attention_heads', 'vocab_size', 'max_position_embeddings'] as const) {
     const v = cfg[k];
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)

@@ -1,7 +1,12 @@
 // The trainable latent array z0 [num_latents, d_latents] (HF's PerceiverEmbeddings.latents).
-import { broadcastTo, randn, Module, type Tensor, type InitOptions } from '../lib/index.js';
+import { broadcastTo, keep, randn, Module, type Tensor, type InitOptions } from '../lib/index.js';
+import { markStaticQueries } from './attention.js';
 
 export class PerceiverEmbeddings extends Module {
+  // One broadcast view per batch size, reused across calls: the encoder's one-head
+  // cross-attention caches its folded queries by the view's identity.
+  private views: { latents: Tensor; byBatch: Map<number, Tensor> } | null = null;
+
   constructor(numLatents: number, dLatents: number, opts: InitOptions = {}) {
     super();
     this.registerParameter('latents', randn([numLatents, dLatents], { std: opts.initStd ?? 1, device: opts.device }));
@@ -11,9 +16,31 @@ export class PerceiverEmbeddings extends Module {
     return this.tensor('latents');
   }
 
-  /** The latents over the batch: [B, N, C], a broadcast view (ops read it in place; nothing is copied). */
+  /**
+   * The latents over the batch: [B, N, C], a broadcast view (ops read it in place;
+   * nothing is copied). The view belongs to this module and is reused by later calls:
+   * do not dispose it.
+   */
   forward(batchSize: number): Tensor {
-    const [n, c] = this.latents.shape;
-    return broadcastTo(this.latents, [batchSize, n, c]);
+    const latents = this.latents;
+    if (this.views?.latents !== latents) {
+      this.disposeViews();
+      this.views = { latents, byBatch: new Map() };
+    }
+    const cached = this.views.byBatch.get(batchSize);
+    if (cached && !cached.disposed) return cached;
+    const [n, c] = latents.shape;
+    const view = markStaticQueries(keep(broadcastTo(latents, [batchSize, n, c])));
+    this.views.byBatch.set(batchSize, view);
+    return view;
+  }
+
+  private disposeViews(): void {
+    if (this.views) for (const v of this.views.byBatch.values()) v.dispose();
+    this.views = null;
+  }
+
+  protected override onDispose(): void {
+    this.disposeViews();
   }
 }

@@ -26,7 +26,7 @@ export class PerceiverForImageClassificationFourier extends Module {
     const decoder = new PerceiverClassificationDecoder(c, {
       numChannels: c.d_latents,
       trainable: { numChannels: c.d_latents, indexDims: 1 },
-      useQueryResidual: true,
+      useQueryResidual: c.classifier_query_residual,
       device,
     });
     this.perceiver = this.registerModule('perceiver', new PerceiverModel(c, { inputPreprocessor, decoder, device }));

@@ -29,7 +29,7 @@ export class PerceiverForImageClassificationLearned extends Module {
     const decoder = new PerceiverClassificationDecoder(c, {
       numChannels: c.d_latents,
       trainable: { numChannels: c.d_latents, indexDims: 1 },
-      useQueryResidual: true,
+      useQueryResidual: c.classifier_query_residual,
       device,
     });
     this.perceiver = this.registerModule('perceiver', new PerceiverModel(c, { inputPreprocessor, decoder, device }));

@@ -38,8 +38,12 @@ export class PerceiverForMaskedLM extends Module {
     this.embeddingDecoder = this.registerModule('embedding_decoder', new PerceiverEmbeddingDecoder(c.vocab_size, { device }));
   }
 
-  /** inputs: int32 byte ids [B, N]; attentionMask [B, N] (1 = token, 0 = padding) -> logits [B, max_position_embeddings, vocab_size]. */
-  forward(inputs: Tensor, opts: { attentionMask?: Tensor | null } = {}): { logits: Tensor } {
+  /**
+   * inputs: int32 byte ids [B, N]; attentionMask [B, N] (1 = token, 0 = padding);
+   * queryMask [B, max_position_embeddings] (attention_mask_style 'deepmind' only)
+   * -> logits [B, max_position_embeddings, vocab_size].
+   */
+  forward(inputs: Tensor, opts: { attentionMask?: Tensor | null; queryMask?: Tensor | null } = {}): { logits: Tensor } {
     return tidy(() => {
       const { logits: hidden } = this.perceiver.forward(inputs, opts);
       return { logits: this.embeddingDecoder.forward(hidden as Tensor, this.text.embeddings.weight) };

@@ -2,7 +2,7 @@
 // are stacked into 54 channels (space-to-depth over time), projected to 64, joined
 // with 2-D Fourier features over train_size; each pixel's features then query the
 // latents for its flow. Output [B, H, W, 2] = decoder output / 100 (HF; the DeepMind
-// demo multiplies by 20 afterwards). train_size must equal the input's H, W.
+// demo multiplies by 20 afterwards: config flow_output_scale 20). train_size must equal the input's H, W.
 import { Module, tidy, type Tensor } from '../lib/index.js';
 import { perceiverConfig, type PerceiverConfig } from './config.js';
 import { PerceiverModel } from './perceiver.js';
@@ -32,6 +32,7 @@ export class PerceiverForOpticalFlow extends Module {
       numChannels: inputPreprocessor.numChannels,
       outputImageShape: c.train_size,
       rescaleFactor: 100,
+      outputScale: c.flow_output_scale,
       useQueryResidual: false,
       outputNumChannels: 2,
       device,

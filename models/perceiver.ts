@@ -12,7 +12,8 @@ import type { Preprocessor, PreprocessorInput } from './preprocessors/preprocess
 /** What PerceiverModel needs of a decoder. */
 export interface Decoder extends Module {
   decoderQuery(inputs: Tensor, ctx?: DecoderQueryContext): Tensor;
-  forward(query: Tensor, z: Tensor): Tensor;
+  /** queryMask [B, N_out]: DeepMind's decoder query mask (attention_mask_style 'deepmind' only). */
+  forward(query: Tensor, z: Tensor, queryMask?: Tensor | null): Tensor;
 }
 
 export interface PerceiverModelOutput {
@@ -25,6 +26,11 @@ export interface PerceiverModelOutput {
 export interface PerceiverForwardOptions {
   /** [B, M] (1 = attend, 0 = padding), M = positions after preprocessing. */
   attentionMask?: Tensor | null;
+  /**
+   * [B, N_out] (1 = query used): DeepMind's decoder query_mask. Needs config
+   * attention_mask_style 'deepmind'; HF has no such mask, so under 'hf' it is refused.
+   */
+  queryMask?: Tensor | null;
   /** Flat output indices per modality (HF's subsampled_output_points), for decoders that subsample. */
   subsampledOutputPoints?: Record<string, ArrayLike<number> | null | undefined> | null;
 }
@@ -88,6 +94,8 @@ export class PerceiverModel extends Module {
         if (x.shape[x.rank - 1] !== this.config.d_model)
           throw new RangeError(`PerceiverModel: inputs have ${x.shape[x.rank - 1]} channels, config.d_model is ${this.config.d_model}`);
       }
+      if (opts.queryMask && this.config.attention_mask_style !== 'deepmind')
+        throw new TypeError(`PerceiverModel: a decoder query mask needs config attention_mask_style 'deepmind' (HF ignores query masks)`);
       const B = x.shape[0];
       const mask = opts.attentionMask ? keyMask(opts.attentionMask) : null;
       if (mask && (mask.shape[0] !== B || mask.shape[2] !== x.shape[1]))
@@ -96,7 +104,7 @@ export class PerceiverModel extends Module {
       if (!this.decoder) return { logits: null, lastHiddenState: z };
       const points = opts.subsampledOutputPoints ?? null;
       const query = this.decoder.decoderQuery(x, { inputsWithoutPos: withoutPos, modalitySizes, subsampledPoints: points });
-      const out = this.decoder.forward(query, z);
+      const out = this.decoder.forward(query, z, opts.queryMask ?? null);
       if (!this.outputPostprocessor) return { logits: out, lastHiddenState: z };
       // HF: with subsampling the output has one run per modality of the subsampled
       // length (label: one query); otherwise the input modality sizes.

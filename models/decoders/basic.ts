@@ -4,7 +4,7 @@
 // position_encoding_only the module only builds queries (the multimodal decoder's
 // per-modality parts). Fourier queries over the full grid are refused: HF builds them
 // over the channel axis of its inputs there, which no released model relies on.
-import { Linear, Module, Tensor, concat, tidy } from '../../lib/index.js';
+import { Linear, Module, Tensor, cast, concat, notEqual, reshape, tidy } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import { PerceiverLayer } from '../layer.js';
 import { PerceiverFourierPositionEncoding, PerceiverTrainablePositionEncoding, type FourierOptions } from '../position-encoding.js';
@@ -62,6 +62,21 @@ export function subsampledPositions(points: ArrayLike<number>, dims: readonly nu
     }
   }
   return out;
+}
+
+/**
+ * A decoder query mask [B, N_out] (1 = query used; any dtype) as the engine's uint8
+ * mask [B, N_out, 1], broadcast over the latents: DeepMind's outer(query_mask,
+ * kv_mask) with no mask on the latents. The engine outputs 0 for a row with no
+ * allowed key, which is DeepMind's rule for a masked query.
+ */
+export function queryRowMask(queryMask: Tensor, batch: number, numQueries: number): Tensor {
+  if (queryMask.rank !== 2 || queryMask.shape[0] !== batch || queryMask.shape[1] !== numQueries)
+    throw new RangeError(`query_mask must be [B, N_out] = [${batch}, ${numQueries}], got [${queryMask.shape.join(', ')}]`);
+  return tidy(() => {
+    const m = queryMask.dtype === 'float32' ? queryMask : cast(queryMask, 'float32');
+    return reshape(notEqual(m, 0), [batch, numQueries, 1]);
+  });
 }
 
 export class PerceiverBasicDecoder extends Module {
@@ -155,13 +170,16 @@ export class PerceiverBasicDecoder extends Module {
 
   /**
    * query [B, N_out, numChannels], z [B, N, d_latents] -> [B, N_out, outputNumChannels]
-   * (numChannels without final projection). HF ignores the query mask here, and so do we.
+   * (numChannels without final projection). queryMask [B, N_out] (DeepMind's
+   * query_mask; HF has none): a masked query's attention output is 0, while the query
+   * residual and the MLP still apply to its row.
    */
-  forward(query: Tensor, z: Tensor): Tensor {
+  forward(query: Tensor, z: Tensor, queryMask?: Tensor | null): Tensor {
     const layer = this.decodingCrossAttention;
     if (!layer) throw new Error(`PerceiverBasicDecoder: a position_encoding_only decoder only builds queries`);
     return tidy(() => {
-      const out = layer.forward(query, z, null);
+      const mask = queryMask ? queryRowMask(queryMask, query.shape[0], query.shape[1]) : null;
+      const out = layer.forward(query, z, mask);
       return this.finalLayer ? this.finalLayer.forward(out) : out;
     });
   }

@@ -26,9 +26,9 @@ export class PerceiverClassificationDecoder extends Module {
   }
 
   /** -> [B, num_labels]. */
-  forward(query: Tensor, z: Tensor): Tensor {
+  forward(query: Tensor, z: Tensor, queryMask?: Tensor | null): Tensor {
     return tidy(() => {
-      const out = this.decoder.forward(query, z);
+      const out = this.decoder.forward(query, z, queryMask);
       return reshape(slice(out, 1, 0, 1), [out.shape[0], out.shape[2]]);
     });
   }

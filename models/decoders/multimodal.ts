@@ -86,7 +86,7 @@ export class PerceiverMultimodalDecoder extends Module {
   }
 
   /** query [B, N_out, numQueryChannels], z -> [B, N_out, output_num_channels]. */
-  forward(query: Tensor, z: Tensor): Tensor {
-    return this.decoder.forward(query, z);
+  forward(query: Tensor, z: Tensor, queryMask?: Tensor | null): Tensor {
+    return this.decoder.forward(query, z, queryMask);
   }
 }

@@ -15,6 +15,8 @@ export interface PerceiverOpticalFlowDecoderOptions {
   outputNumChannels?: number;
   /** Default 100. */
   rescaleFactor?: number;
+  /** Applied after the division: 1 (HF, default); DeepMind's demo multiplies by 20. */
+  outputScale?: number;
   /** Default false. */
   useQueryResidual?: boolean;
   device?: string;
@@ -24,11 +26,13 @@ export class PerceiverOpticalFlowDecoder extends Module {
   readonly decoder: PerceiverBasicDecoder;
   readonly outputImageShape: readonly number[];
   readonly rescaleFactor: number;
+  readonly outputScale: number;
 
   constructor(config: PerceiverConfig, opts: PerceiverOpticalFlowDecoderOptions) {
     super();
     this.outputImageShape = [...opts.outputImageShape];
     this.rescaleFactor = opts.rescaleFactor ?? 100;
+    this.outputScale = opts.outputScale ?? 1;
     this.decoder = this.registerModule(
       'decoder',
       new PerceiverBasicDecoder(config, {
@@ -46,12 +50,13 @@ export class PerceiverOpticalFlowDecoder extends Module {
   }
 
   /** query [B, H*W, C], z [B, N, d_latents] -> flow [B, H, W, 2]. */
-  forward(query: Tensor, z: Tensor): Tensor {
+  forward(query: Tensor, z: Tensor, queryMask?: Tensor | null): Tensor {
     const n = this.outputImageShape.reduce((a, b) => a * b, 1);
     if (query.shape[1] !== n)
       throw new RangeError(`PerceiverOpticalFlowDecoder: ${query.shape[1]} queries but the output image [${this.outputImageShape.join(', ')}] has ${n} pixels (train_size must equal the input size)`);
     return tidy(() => {
-      const out = this.decoder.forward(query, z).scale(1 / this.rescaleFactor);
+      // One multiply: with the default scale of 1 this is HF's division exactly.
+      const out = this.decoder.forward(query, z, queryMask).scale(this.outputScale / this.rescaleFactor);
       return reshape(out, [out.shape[0], ...this.outputImageShape, out.shape[2]]);
     });
   }

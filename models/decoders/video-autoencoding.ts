@@ -24,9 +24,9 @@ export class PerceiverBasicVideoAutoencodingDecoder extends Module {
   }
 
   /** -> [B, T, H, W, C] (the full grid must have been queried). */
-  forward(query: Tensor, z: Tensor): Tensor {
+  forward(query: Tensor, z: Tensor, queryMask?: Tensor | null): Tensor {
     return tidy(() => {
-      const out = this.decoder.forward(query, z);
+      const out = this.decoder.forward(query, z, queryMask);
       return reshape(out, [...this.outputShape, out.shape[2]]);
     });
   }

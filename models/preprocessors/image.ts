@@ -38,6 +38,8 @@ export interface PerceiverImagePreprocessorOptions {
   convAfterPatchingInChannels?: number;
   /** Default true. */
   conv2dUseBatchnorm?: boolean;
+  /** 'conv' padding: 'hf' (default, 224 -> 55) or TF 'same' (DeepMind, 224 -> 56). */
+  convPadding?: 'hf' | 'same';
   /** Default 'concat'. */
   concatOrAddPos?: 'concat' | 'add';
   /** > 0: a Linear from outChannels projects the position encoding to this many channels. */
@@ -82,7 +84,7 @@ export class PerceiverImagePreprocessor extends Module implements Preprocessor {
         throw new RangeError(`PerceiverImagePreprocessor: 'conv' needs a power of 4 spatial and 1 temporal downsampling`);
       this.convnet = this.registerModule(
         'convnet',
-        new Conv2DDownsample({ inChannels: this.inChannels, outChannels: this.outChannels, useBatchnorm: opts.conv2dUseBatchnorm ?? true, ...init }),
+        new Conv2DDownsample({ inChannels: this.inChannels, outChannels: this.outChannels, useBatchnorm: opts.conv2dUseBatchnorm ?? true, padding: opts.convPadding, ...init }),
       );
     } else if (prep === 'conv1x1') {
       if (this.temporalDownsample !== 1) throw new RangeError(`PerceiverImagePreprocessor: 'conv1x1' does not downsample in time`);

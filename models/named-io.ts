@@ -1,0 +1,99 @@
+// Task models called with HF's forward() argument names, flattened with dots
+// (`inputs.image`, `subsampled_output_points.audio`), and their outputs named as HF
+// returns them (`logits`, or `logits.<modality>`). This is the contract of the CLI
+// and of users in other languages: a safetensors file of named inputs in, one of
+// named outputs out.
+import type { Tensor } from '../lib/index.js';
+import { PerceiverForMaskedLM } from './masked-lm.js';
+import { PerceiverForImageClassificationFourier } from './image-classification-fourier.js';
+import { PerceiverForImageClassificationLearned } from './image-classification-learned.js';
+import { PerceiverForImageClassificationConvProcessing } from './image-classification-conv.js';
+import { PerceiverForOpticalFlow } from './optical-flow.js';
+import { PerceiverForMultimodalAutoencoding } from './multimodal-autoencoding.js';
+import type { LoadedModel } from './load.js';
+
+export interface NamedInputSpec {
+  /** Every name the model reads. */
+  accepted: string[];
+  /** Names that must be present. */
+  required: string[];
+  /** Alternatives of which exactly one must be present (HF's `inputs` / `pixel_values`). */
+  oneOf?: string[];
+}
+
+/** Names HF's forward() takes that only matter for training; given, they are skipped. */
+export function isIgnoredInput(name: string): boolean {
+  return name === 'labels' || name.startsWith('loss_weights.');
+}
+
+export function namedInputSpec(model: LoadedModel): NamedInputSpec {
+  if (model instanceof PerceiverForMaskedLM) return { accepted: ['inputs', 'attention_mask'], required: ['inputs'] };
+  if (
+    model instanceof PerceiverForImageClassificationFourier ||
+    model instanceof PerceiverForImageClassificationLearned ||
+    model instanceof PerceiverForImageClassificationConvProcessing
+  )
+    // HF takes the image as pixel_values or (older name) inputs, never both.
+    return { accepted: ['pixel_values', 'inputs'], required: [], oneOf: ['pixel_values', 'inputs'] };
+  if (model instanceof PerceiverForOpticalFlow) return { accepted: ['inputs'], required: ['inputs'] };
+  if (model instanceof PerceiverForMultimodalAutoencoding) {
+    // Without subsampled points HF decodes every output position; that path (Fourier
+    // queries over the full grid) is not implemented, so the points are required.
+    const names = ['inputs.audio', 'inputs.image', 'inputs.label', 'subsampled_output_points.audio', 'subsampled_output_points.image'];
+    return { accepted: names, required: names };
+  }
+  throw new TypeError(`namedInputSpec: ${(model as object).constructor.name} has no named-input mapping`);
+}
+
+/**
+ * Checks names against the model: unknown names and missing required ones are an
+ * error listing what the model accepts. Returns the names that are skipped.
+ */
+export function checkNamedInputs(model: LoadedModel, names: readonly string[]): { ignored: string[] } {
+  const spec = namedInputSpec(model);
+  const cls = (model as object).constructor.name;
+  const ignored = names.filter(isIgnoredInput);
+  const unknown = names.filter((n) => !isIgnoredInput(n) && !spec.accepted.includes(n));
+  const problems: string[] = [];
+  if (unknown.length) problems.push(`unknown input${unknown.length > 1 ? 's' : ''} ${unknown.map((n) => `'${n}'`).join(', ')}`);
+  const missing = spec.required.filter((n) => !names.includes(n));
+  if (missing.length) problems.push(`missing input${missing.length > 1 ? 's' : ''} ${missing.map((n) => `'${n}'`).join(', ')}`);
+  if (spec.oneOf) {
+    const given = spec.oneOf.filter((n) => names.includes(n));
+    if (given.length !== 1) problems.push(`give exactly one of ${spec.oneOf.map((n) => `'${n}'`).join(' or ')}${given.length ? ' (both were given)' : ''}`);
+  }
+  if (problems.length)
+    throw new Error(
+      `${cls}: ${problems.join('; ')}. It accepts: ${spec.accepted.join(', ')}` +
+        (spec.required.length ? ` (required: ${spec.required.join(', ')})` : '') +
+        '; loss_weights.* and labels are ignored',
+    );
+  return { ignored };
+}
+
+async function indices(name: string, t: Tensor): Promise<Int32Array> {
+  if (t.dtype !== 'int32') throw new TypeError(`'${name}' must hold integer indices (int32 or int64), got ${t.dtype}`);
+  if (t.rank !== 1) throw new RangeError(`'${name}' must be 1-D flat indices, got shape [${t.shape.join(', ')}]`);
+  return (await t.data()) as Int32Array;
+}
+
+/**
+ * Runs model on HF-named inputs; returns HF-named outputs (the caller owns and
+ * disposes them) and the input names that were skipped.
+ */
+export async function forwardNamed(model: LoadedModel, inputs: Record<string, Tensor>): Promise<{ outputs: Record<string, Tensor>; ignored: string[] }> {
+  const { ignored } = checkNamedInputs(model, Object.keys(inputs));
+  let outputs: Record<string, Tensor>;
+  if (model instanceof PerceiverForMaskedLM) outputs = model.forward(inputs.inputs, { attentionMask: inputs.attention_mask ?? null });
+  else if (model instanceof PerceiverForOpticalFlow) outputs = model.forward(inputs.inputs);
+  else if (model instanceof PerceiverForMultimodalAutoencoding) {
+    const points = {
+      image: await indices('subsampled_output_points.image', inputs['subsampled_output_points.image']),
+      audio: await indices('subsampled_output_points.audio', inputs['subsampled_output_points.audio']),
+    };
+    const { logits } = model.forward({ image: inputs['inputs.image'], audio: inputs['inputs.audio'], label: inputs['inputs.label'] }, { subsampledOutputPoints: points });
+    outputs = {};
+    for (const m of Object.keys(logits).sort()) outputs[`logits.${m}`] = logits[m];
+  } else outputs = model.forward(inputs.pixel_values ?? inputs.inputs);
+  return { outputs, ignored };
+}

@@ -1,0 +1,108 @@
+// Masked-byte filling with PerceiverForMaskedLM, as in HF's model card: the text is
+// encoded as UTF-8 bytes + 6 between [CLS] and [SEP], some bytes are replaced by
+// [MASK], and the model's argmax at those positions is decoded.
+//
+//   node dist/scripts/demo-fill-mask.js                       # released config, RANDOM weights
+//   node dist/scripts/demo-fill-mask.js --model DIR           # a HF model dir (config.json + model.safetensors),
+//                                                             # e.g. deepmind/language-perceiver
+//   node dist/scripts/demo-fill-mask.js --text "..." --mask " missing"
+//
+// With random weights the filled bytes are noise: the demo shows the pipeline and its
+// cost, not the model's knowledge. No padding to 2048 is needed: padded keys are
+// masked out of the cross-attention, so the unpadded input gives the same logits.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadSafetensors, tensor, type Tensor } from '../lib/index.js';
+import { PerceiverForMaskedLM } from '../models/index.js';
+
+// The Perceiver bytes tokenizer (HF's PerceiverTokenizer): ids 0..5 are
+// [PAD] [BOS] [EOS] [MASK] [CLS] [SEP]; byte b is id b + 6; vocabulary 262.
+const SPECIAL = { pad: 0, bos: 1, eos: 2, mask: 3, cls: 4, sep: 5 } as const;
+const OFFSET = 6;
+
+/** [CLS] bytes+6 [SEP], as the tokenizer's build_inputs_with_special_tokens. */
+function encode(text: string): number[] {
+  return [SPECIAL.cls, ...Array.from(Buffer.from(text, 'utf8'), (b) => b + OFFSET), SPECIAL.sep];
+}
+
+/** Drops special ids and decodes the rest as UTF-8 with replacement characters. */
+function decode(ids: readonly number[]): string {
+  return Buffer.from(ids.filter((i) => i >= OFFSET && i < OFFSET + 256).map((i) => i - OFFSET)).toString('utf8');
+}
+
+// The released deepmind/language-perceiver configuration.
+const RELEASED = {
+  architectures: ['PerceiverForMaskedLM'],
+  d_latents: 1280,
+  num_latents: 256,
+  d_model: 768,
+  num_blocks: 1,
+  num_self_attends_per_block: 26,
+  num_self_attention_heads: 8,
+  num_cross_attention_heads: 8,
+  qk_channels: 256,
+  v_channels: 1280,
+  cross_attention_shape_for_attention: 'kv' as const,
+  self_attention_widening_factor: 1,
+  cross_attention_widening_factor: 1,
+  hidden_act: 'gelu' as const,
+  use_query_residual: true,
+  vocab_size: 262,
+  max_position_embeddings: 2048,
+  initializer_range: 0.02,
+};
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return undefined;
+  const v = process.argv[i + 1];
+  if (v === undefined) throw new Error(`${name} needs a value`);
+  return v;
+}
+
+async function main(): Promise<void> {
+  const dir = arg('--model');
+  const text = arg('--text') ?? 'This is an incomplete sentence where some words are missing.';
+  const maskWhat = arg('--mask') ?? ' missing';
+  const byteStart = Buffer.from(text, 'utf8').indexOf(Buffer.from(maskWhat, 'utf8'));
+  if (maskWhat === '' || byteStart < 0) throw new Error(`--mask ${JSON.stringify(maskWhat)} does not occur in the text`);
+  const maskLen = Buffer.byteLength(maskWhat, 'utf8');
+
+  const config = dir ? (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>) : RELEASED;
+  let t0 = performance.now();
+  const model = new PerceiverForMaskedLM(config);
+  if (dir) {
+    const weights = await loadSafetensors(join(dir, 'model.safetensors'));
+    model.loadStateDict(weights);
+    for (const t of Object.values(weights)) t.dispose();
+  }
+  console.log(`${dir ? `weights from ${dir}` : 'released config, RANDOM weights (the filled bytes are noise)'}; ${(model.numParameters() / 1e6).toFixed(1)} M parameters, ready in ${(performance.now() - t0).toFixed(0)} ms`);
+
+  const ids = encode(text);
+  // +1: the [CLS] in front.
+  const positions = Array.from({ length: maskLen }, (_, i) => byteStart + 1 + i);
+  for (const p of positions) ids[p] = SPECIAL.mask;
+  const bytes = Buffer.from(text, 'utf8');
+  const shown = `${bytes.subarray(0, byteStart).toString('utf8')}${'[MASK]'.repeat(maskLen)}${bytes.subarray(byteStart + maskLen).toString('utf8')}`;
+  console.log(`input:  ${JSON.stringify(shown)} (${ids.length} ids)`);
+
+  const input: Tensor = tensor(Int32Array.from(ids), [1, ids.length], { dtype: 'int32' });
+  for (const label of ['first call', 'second call']) {
+    t0 = performance.now();
+    const { logits } = model.forward(input);
+    // logits [1, max_position_embeddings, 262]: argmax at the masked rows only.
+    const best = logits.slice(1, positions[0], positions[positions.length - 1] + 1).argmax(-1);
+    const predicted = Array.from((await best.data()) as Int32Array);
+    const ms = performance.now() - t0;
+    best.dispose();
+    logits.dispose();
+    console.log(`${label}: ${ms.toFixed(0)} ms; predicted ${JSON.stringify(decode(predicted))} for ${JSON.stringify(maskWhat)} (ids ${predicted.join(' ')})`);
+  }
+  input.dispose();
+  model.dispose();
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});

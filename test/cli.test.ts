@@ -1,0 +1,152 @@
+// The `perceiver run` command (DESIGN.md's CLI contract) as users in other languages
+// call it: a child process per run, named inputs in, named outputs out. Every HF
+// fixture case must reproduce HF's outputs within the fixtures' tolerance, and bad
+// invocations must fail with a non-zero status and a message that says what to fix.
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as P from '../lib/index.js';
+import { caseDir, outputError } from './helpers/hf-fixture.js';
+
+const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts', 'perceiver.js');
+const CASES = ['mlm', 'image_fourier', 'image_learned', 'image_conv', 'optical_flow', 'multimodal'];
+const tmp = mkdtempSync(join(tmpdir(), 'perceiver-cli-'));
+test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[]): Promise<Result> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, PERCEIVER_DEVICE: 'cpu' } }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const fixture = (c: string, file: string): string => join(caseDir(c), file);
+
+for (const c of CASES) {
+  test(`run ${c}: every output matches HF's expected.safetensors within 1e-4 * max(1, max|expected|)`, async (t) => {
+    const dir = mkdtempSync(join(tmp, `${c}-`));
+    const out = join(dir, 'out.safetensors');
+    const r = await cli(['run', '--model', caseDir(c), '--input', fixture(c, 'input.safetensors'), '--output', out, '--device', 'cpu', '--dtype', 'float32']);
+    t.is(r.code, 0, r.stderr);
+    t.regex(r.stderr, /note: ignored inputs not used for inference: loss_weights\.logits/);
+    const got = await P.loadSafetensors(out);
+    const header = await P.readSafetensorsHeader(fixture(c, 'expected.safetensors'));
+    const names = [...header.entries.keys()].filter((k) => k === 'logits' || k.startsWith('logits.'));
+    t.deepEqual(Object.keys(got).sort(), names.sort(), 'the output holds exactly the expected outputs');
+    const want = await P.loadSafetensors(fixture(c, 'expected.safetensors'), { names });
+    for (const k of names) {
+      t.deepEqual(got[k].shape, want[k].shape, k);
+      const { maxDiff, bound, summary } = outputError(await got[k].data(), await want[k].data());
+      t.log(`${k}: ${summary}`);
+      t.true(maxDiff <= bound, `${k}: ${summary}`);
+    }
+    for (const x of [...Object.values(got), ...Object.values(want)]) x.dispose();
+    t.deepEqual(readdirSync(dir), ['out.safetensors'], 'no temporary file is left behind');
+  });
+}
+
+test('--help prints the usage with every option and exits 0', async (t) => {
+  for (const args of [['--help'], ['run', '--help'], ['run', '-h']]) {
+    const r = await cli(args);
+    t.is(r.code, 0, args.join(' '));
+    for (const s of ['perceiver run', '--model', '--input', '--output', '--device', '--dtype', 'pixel_values', 'subsampled_output_points.image'])
+      t.true(r.stdout.includes(s), `${args.join(' ')}: usage mentions ${s}`);
+  }
+});
+
+const mlmArgs = (out: string) => ['--model', caseDir('mlm'), '--input', fixture('mlm', 'input.safetensors'), '--output', out];
+
+test('bad invocations exit with status 2 and name the problem', async (t) => {
+  const out = join(tmp, 'bad.safetensors');
+  const cases: [string[], RegExp][] = [
+    [[], /no command given/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
+    [['run'], /missing required options --model, --input, --output/],
+    [['run', '--model', caseDir('mlm'), '--output', out], /missing required option --input/],
+    [['run', ...mlmArgs(out), '--bogus', '1'], /unknown option '--bogus'/],
+    [['run', ...mlmArgs(out), 'extra'], /unexpected argument 'extra'/],
+    [['run', '--model', '--input', 'x', '--output', out], /option '--model' needs a value/],
+    [['run', ...mlmArgs(out), '--model', caseDir('mlm')], /option '--model' is given twice/],
+    [['run', ...mlmArgs(out), '--device', 'tpu'], /--device must be cpu, cuda or cuda:N, got 'tpu'/],
+    [['run', ...mlmArgs(out), '--dtype', 'int8'], /--dtype must be float32, got 'int8'/],
+    [['run', ...mlmArgs(out), '--dtype', 'bfloat16'], /--dtype bfloat16 is not supported yet/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await cli(args);
+    t.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    t.regex(r.stderr, message, args.join(' '));
+    t.regex(r.stderr, /Usage: perceiver run/, 'the usage follows the error');
+  }
+});
+
+test('missing files, a non-model folder and wrong input names exit with status 1 and a clear message', async (t) => {
+  const out = join(tmp, 'bad.safetensors');
+  const noWeights = mkdtempSync(join(tmp, 'no-weights-'));
+  copyFileSync(fixture('mlm', 'config.json'), join(noWeights, 'config.json'));
+  const badConfig = mkdtempSync(join(tmp, 'bad-config-'));
+  writeFileSync(join(badConfig, 'config.json'), JSON.stringify({ architectures: ['PerceiverForSequenceClassification'] }));
+  copyFileSync(fixture('mlm', 'model.safetensors'), join(badConfig, 'model.safetensors'));
+  const wrongWeights = mkdtempSync(join(tmp, 'wrong-weights-'));
+  copyFileSync(fixture('mlm', 'config.json'), join(wrongWeights, 'config.json'));
+  copyFileSync(fixture('image_conv', 'model.safetensors'), join(wrongWeights, 'model.safetensors'));
+  const input = (c: string) => fixture(c, 'input.safetensors');
+  const cases: [string[], RegExp][] = [
+    [['--model', join(tmp, 'nowhere'), '--input', input('mlm'), '--output', out], /model folder '.*nowhere' does not exist/],
+    [['--model', caseDir('mlm'), '--input', join(tmp, 'nothing.safetensors'), '--output', out], /input file '.*nothing\.safetensors' does not exist/],
+    [['--model', tmp, '--input', input('mlm'), '--output', out], /config\.json' is missing/],
+    [['--model', noWeights, '--input', input('mlm'), '--output', out], /model\.safetensors' is missing/],
+    [['--model', badConfig, '--input', input('mlm'), '--output', out], /architecture 'PerceiverForSequenceClassification' is not supported \(supported: PerceiverForMaskedLM/],
+    [['--model', wrongWeights, '--input', input('mlm'), '--output', out], /model\.safetensors: loadStateDict \(PerceiverForMaskedLM\): .*missing keys/],
+    [['--model', caseDir('mlm'), '--input', input('image_conv'), '--output', out], /unknown input 'pixel_values'; missing input 'inputs'\. It accepts: inputs, attention_mask/],
+    [['--model', caseDir('multimodal'), '--input', input('optical_flow'), '--output', out], /unknown input 'inputs'; missing inputs 'inputs\.audio', .*It accepts: inputs\.audio, inputs\.image/],
+    [['--model', caseDir('mlm'), '--input', fixture('mlm', 'config.json'), '--output', out], /safetensors: .*config\.json: /],
+    [['--model', caseDir('image_conv'), '--input', input('image_conv'), '--output', join(tmp, 'no-such-dir', 'out.safetensors')], /output folder '.*no-such-dir' does not exist/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await cli(['run', ...args]);
+    t.is(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+    t.regex(r.stderr, /^perceiver: error: /m, args.join(' '));
+    t.regex(r.stderr, message, args.join(' '));
+  }
+});
+
+test('--device cuda runs on CUDA, or where CUDA is unavailable fails saying why', async (t) => {
+  const out = join(tmp, 'cuda.safetensors');
+  const r = await cli(['run', ...mlmArgs(out), '--device', 'cuda']);
+  const cuda = P.backends().find((b) => b.name === 'cuda');
+  if (cuda?.available) t.is(r.code, 0, r.stderr);
+  else {
+    t.is(r.code, 1);
+    t.regex(r.stderr, /^perceiver: error: loadModel: device 'cuda' was requested but CUDA is unavailable: /m);
+  }
+});
+
+test('both pixel_values and inputs for an image classifier are refused; inputs alone is accepted as HF does', async (t) => {
+  const px = await P.loadSafetensors(fixture('image_conv', 'input.safetensors'), { names: ['pixel_values'] });
+  const both = join(tmp, 'both.safetensors');
+  const alias = join(tmp, 'alias.safetensors');
+  await P.saveSafetensors(both, { pixel_values: px.pixel_values, inputs: px.pixel_values });
+  await P.saveSafetensors(alias, { inputs: px.pixel_values });
+  px.pixel_values.dispose();
+  const out = join(tmp, 'alias-out.safetensors');
+  const r1 = await cli(['run', '--model', caseDir('image_conv'), '--input', both, '--output', out]);
+  t.is(r1.code, 1);
+  t.regex(r1.stderr, /give exactly one of 'pixel_values' or 'inputs' \(both were given\)/);
+  const r2 = await cli(['run', '--model', caseDir('image_conv'), '--input', alias, '--output', out]);
+  t.is(r2.code, 0, r2.stderr);
+  t.is(r2.stderr, '', 'nothing to note');
+  const got = await P.loadSafetensors(out);
+  t.deepEqual(got.logits.shape, [2, 10]);
+  got.logits.dispose();
+});
