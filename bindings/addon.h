@@ -38,11 +38,25 @@ struct ReadChannel {
   }
 };
 
+// Host memory a read copies into; owned until it becomes an ArrayBuffer.
+struct HostBuffer {
+  void* data = nullptr;
+  size_t bytes = 0;
+  HostBuffer() = default;
+  explicit HostBuffer(size_t n);
+  HostBuffer(HostBuffer&& o) noexcept : data(o.data), bytes(o.bytes) { o.data = nullptr; o.bytes = 0; }
+  HostBuffer& operator=(HostBuffer&& o) noexcept;
+  HostBuffer(const HostBuffer&) = delete;
+  ~HostBuffer();
+  // Hands the memory to a JS ArrayBuffer (freed to the allocator's cache when it
+  // is collected); copies instead where the runtime forbids external buffers.
+  Napi::ArrayBuffer release_to_js(Napi::Env env);
+};
+
 struct PendingRead {
   Napi::Promise::Deferred deferred;
-  Napi::Reference<Napi::ArrayBuffer> buffer;
+  HostBuffer buffer;
   Tensor tensor;     // keeps the source alive until the JS side has the result
-  std::string op;    // "data" for messages
 };
 
 class Addon : public Napi::Addon<Addon> {
