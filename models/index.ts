@@ -45,6 +45,7 @@ export {
   PerceiverClassificationPostprocessor,
   PerceiverAudioPostprocessor,
   PerceiverProjectionPostprocessor,
+  PerceiverIdentityPostprocessor,
   PerceiverMultimodalPostprocessor,
 } from './postprocessors.js';
 export type { Postprocessor } from './postprocessors.js';
@@ -60,3 +61,12 @@ export { forwardNamed, namedInputSpec, checkNamedInputs, isIgnoredInput } from '
 export type { NamedInputSpec } from './named-io.js';
 export { ConvTranspose2d, Conv2DUpsample, PerceiverImagePostprocessor, depthToSpace } from './image-postprocessor.js';
 export type { ConvTranspose2dOptions, PerceiverImagePostprocessorOptions } from './image-postprocessor.js';
+export { BytesTokenizer, SPECIAL_TOKENS } from './tokenizer.js';
+export type { EncodeOptions, Encoding, DecodeOptions, SpecialTokenName } from './tokenizer.js';
+export { PerceiverProjectionDecoder } from './decoders/projection.js';
+export type { PerceiverProjectionDecoderOptions } from './decoders/projection.js';
+export { computeGridIndices, windowWeights, stitchWindows, windowPatches } from './flow-tiling.js';
+export type { Size2 } from './flow-tiling.js';
+export { makeColorWheel, flowToColor, encodePng, encodeFlo, crc32 } from './flow-vis.js';
+export { autoencodeInChunks, chunkRanges } from './multimodal-chunked.js';
+export type { ChunkedReconstruction, ChunkedOptions } from './multimodal-chunked.js';

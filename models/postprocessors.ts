@@ -49,6 +49,13 @@ export class PerceiverProjectionPostprocessor extends Module {
   }
 }
 
+/** DeepMind's IdentityPostprocessor: the decoder output unchanged (a new view of it). */
+export class PerceiverIdentityPostprocessor extends Module {
+  forward(inputs: Tensor): Tensor {
+    return reshape(inputs, inputs.shape);
+  }
+}
+
 /** Splits [B, N, C] by modality sizes (sorted names) and applies each modality's postprocessor. */
 export class PerceiverMultimodalPostprocessor extends Module {
   readonly modalities: ModuleDict<Postprocessor>;

@@ -13,22 +13,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadSafetensors, tensor, type Tensor } from '../lib/index.js';
-import { PerceiverForMaskedLM } from '../models/index.js';
+import { BytesTokenizer, PerceiverForMaskedLM } from '../models/index.js';
 
-// The Perceiver bytes tokenizer (HF's PerceiverTokenizer): ids 0..5 are
-// [PAD] [BOS] [EOS] [MASK] [CLS] [SEP]; byte b is id b + 6; vocabulary 262.
-const SPECIAL = { pad: 0, bos: 1, eos: 2, mask: 3, cls: 4, sep: 5 } as const;
-const OFFSET = 6;
-
-/** [CLS] bytes+6 [SEP], as the tokenizer's build_inputs_with_special_tokens. */
-function encode(text: string): number[] {
-  return [SPECIAL.cls, ...Array.from(Buffer.from(text, 'utf8'), (b) => b + OFFSET), SPECIAL.sep];
-}
-
-/** Drops special ids and decodes the rest as UTF-8 with replacement characters. */
-function decode(ids: readonly number[]): string {
-  return Buffer.from(ids.filter((i) => i >= OFFSET && i < OFFSET + 256).map((i) => i - OFFSET)).toString('utf8');
-}
+const tokenizer = new BytesTokenizer();
 
 // The released deepmind/language-perceiver configuration.
 const RELEASED = {
@@ -78,10 +65,11 @@ async function main(): Promise<void> {
   }
   console.log(`${dir ? `weights from ${dir}` : 'released config, RANDOM weights (the filled bytes are noise)'}; ${(model.numParameters() / 1e6).toFixed(1)} M parameters, ready in ${(performance.now() - t0).toFixed(0)} ms`);
 
-  const ids = encode(text);
+  // [CLS] bytes+6 [SEP]; the text is taken literally (no special-token spellings parsed).
+  const ids = tokenizer.encode(text, { parseSpecialTokens: false }).ids;
   // +1: the [CLS] in front.
   const positions = Array.from({ length: maskLen }, (_, i) => byteStart + 1 + i);
-  for (const p of positions) ids[p] = SPECIAL.mask;
+  for (const p of positions) ids[p] = tokenizer.maskTokenId;
   const bytes = Buffer.from(text, 'utf8');
   const shown = `${bytes.subarray(0, byteStart).toString('utf8')}${'[MASK]'.repeat(maskLen)}${bytes.subarray(byteStart + maskLen).toString('utf8')}`;
   console.log(`input:  ${JSON.stringify(shown)} (${ids.length} ids)`);
@@ -96,7 +84,7 @@ async function main(): Promise<void> {
     const ms = performance.now() - t0;
     best.dispose();
     logits.dispose();
-    console.log(`${label}: ${ms.toFixed(0)} ms; predicted ${JSON.stringify(decode(predicted))} for ${JSON.stringify(maskWhat)} (ids ${predicted.join(' ')})`);
+    console.log(`${label}: ${ms.toFixed(0)} ms; predicted ${JSON.stringify(tokenizer.decode(predicted))} for ${JSON.stringify(maskWhat)} (ids ${predicted.join(' ')})`);
   }
   input.dispose();
   model.dispose();

@@ -1,0 +1,52 @@
+// DeepMind's ProjectionDecoder (no HF counterpart; SPEC "Decoders"): no attention and
+// no queries; the latents are averaged, then one Linear, zero-initialised as in the
+// original (hk.Linear with w_init zeros, biases zero): z [B, N, C] -> mean over N
+// [B, C] -> [B, num_classes]. An untrained model therefore outputs exactly 0.
+import { Linear, Module, mean, tidy, zeros, type Tensor } from '../../lib/index.js';
+import type { DecoderQueryContext } from './basic.js';
+
+export interface PerceiverProjectionDecoderOptions {
+  /** Output width (DeepMind's num_classes). */
+  numClasses: number;
+  /** Latent width C of z (config d_latents). */
+  numZChannels: number;
+  device?: string;
+}
+
+export class PerceiverProjectionDecoder extends Module {
+  readonly classifier: Linear;
+  readonly numClasses: number;
+  readonly numZChannels: number;
+  private readonly device?: string;
+
+  constructor(opts: PerceiverProjectionDecoderOptions) {
+    super();
+    const { numClasses, numZChannels, device } = opts;
+    for (const [k, v] of [
+      ['numClasses', numClasses],
+      ['numZChannels', numZChannels],
+    ] as const)
+      if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`PerceiverProjectionDecoder: ${k} must be a positive integer, got ${String(v)}`);
+    this.numClasses = numClasses;
+    this.numZChannels = numZChannels;
+    this.device = device;
+    this.classifier = this.registerModule('classifier', new Linear(numZChannels, numClasses, { initStd: 0, device }));
+    const init = { weight: zeros([numClasses, numZChannels], { device }), bias: zeros([numClasses], { device }) };
+    this.classifier.loadStateDict(init);
+    init.weight.dispose();
+    init.bias.dispose();
+  }
+
+  /** No queries (DeepMind returns None): an empty [B, 0, 0] tensor, ignored by forward. */
+  decoderQuery(inputs: Tensor, _ctx?: DecoderQueryContext): Tensor {
+    return zeros([inputs.shape[0], 0, 0], { device: this.device });
+  }
+
+  /** z [B, N, C] -> [B, num_classes]; query and queryMask are unused. */
+  forward(_query: Tensor | null, z: Tensor, queryMask?: Tensor | null): Tensor {
+    if (queryMask) throw new TypeError(`PerceiverProjectionDecoder: has no queries, so a query mask cannot apply`);
+    if (z.rank !== 3 || z.shape[2] !== this.numZChannels)
+      throw new RangeError(`PerceiverProjectionDecoder: z must be [B, N, ${this.numZChannels}], got [${z.shape.join(', ')}]`);
+    return tidy(() => this.classifier.forward(mean(z, 1)));
+  }
+}

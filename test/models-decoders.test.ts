@@ -1,0 +1,101 @@
+// DeepMind's ProjectionDecoder (mean over latents, then a zero-initialised Linear) and
+// IdentityPostprocessor, against plain-JS references; also inside a PerceiverModel.
+import test from 'ava';
+import * as P from '../lib/index.js';
+import { PerceiverIdentityPostprocessor, PerceiverModel, PerceiverProjectionDecoder, perceiverConfig } from '../models/index.js';
+import { readAndDispose } from './helpers/read.js';
+import { assertClose, randomArray } from './helpers/reference.js';
+
+/** mean over N of z [B, N, C], then x W^T + b: [B, K]. */
+function projectionRef(z: ArrayLike<number>, B: number, N: number, C: number, w: ArrayLike<number>, b: ArrayLike<number>, K: number): Float64Array {
+  const out = new Float64Array(B * K);
+  for (let bi = 0; bi < B; bi++) {
+    const m = new Float64Array(C);
+    for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) m[c] += z[(bi * N + n) * C + c] / N;
+    for (let k = 0; k < K; k++) {
+      let s = b[k];
+      for (let c = 0; c < C; c++) s += m[c] * w[k * C + c];
+      out[bi * K + k] = s;
+    }
+  }
+  return out;
+}
+
+test.serial('zero-initialised: an untrained decoder outputs exactly 0', async (t) => {
+  const dec = new PerceiverProjectionDecoder({ numClasses: 5, numZChannels: 8 });
+  t.deepEqual(Object.keys(dec.stateDict()).sort(), ['classifier.bias', 'classifier.weight']);
+  t.deepEqual([...dec.stateDict()['classifier.weight'].shape], [5, 8]);
+  const z = P.tensor(randomArray(2 * 3 * 8, 1), [2, 3, 8]);
+  const q = dec.decoderQuery(z);
+  t.deepEqual(q.shape, [2, 0, 0]);
+  const out = dec.forward(q, z);
+  t.deepEqual(out.shape, [2, 5]);
+  t.true(Array.from(await readAndDispose(out)).every((v) => v === 0));
+  for (const x of [z, q]) x.dispose();
+  dec.dispose();
+});
+
+test.serial('mean over latents then Linear matches the plain-JS reference, and nothing leaks', async (t) => {
+  const before = P.memory().cpu;
+  const [B, N, C, K] = [3, 7, 16, 10];
+  const dec = new PerceiverProjectionDecoder({ numClasses: K, numZChannels: C });
+  const w = randomArray(K * C, 2, -0.5, 0.5);
+  const b = randomArray(K, 3, -0.5, 0.5);
+  const dict = { 'classifier.weight': P.tensor(w, [K, C]), 'classifier.bias': P.tensor(b, [K]) };
+  dec.loadStateDict(dict);
+  for (const v of Object.values(dict)) v.dispose();
+  const zData = randomArray(B * N * C, 4);
+  const z = P.tensor(zData, [B, N, C]);
+  const got = await readAndDispose(dec.forward(null, z));
+  assertClose(t, got, projectionRef(zData, B, N, C, w, b, K), { rtol: 1e-5, atol: 1e-6, shape: [B, K] });
+  z.dispose();
+  dec.dispose();
+  t.is(P.memory().cpu.tensors, before.tensors, 'live tensors');
+});
+
+test('identity postprocessor returns the decoder output unchanged as a new view', async (t) => {
+  const data = randomArray(24, 5);
+  const x = P.tensor(data, [2, 3, 4]);
+  const post = new PerceiverIdentityPostprocessor();
+  const y = post.forward(x);
+  t.not(y, x);
+  t.deepEqual(y.shape, [2, 3, 4]);
+  t.deepEqual(Array.from(await readAndDispose(y)), Array.from(data));
+  t.false(x.disposed, 'disposing the output leaves the input alive');
+  t.deepEqual(post.stateDict(), {});
+  x.dispose();
+});
+
+test.serial('a PerceiverModel with the projection decoder outputs Linear(mean(latents))', async (t) => {
+  const config = perceiverConfig({ d_model: 12, d_latents: 16, num_latents: 6, num_blocks: 1, num_self_attends_per_block: 1, num_self_attention_heads: 2, num_cross_attention_heads: 1 });
+  const K = 4;
+  const model = new PerceiverModel(config, {
+    decoder: new PerceiverProjectionDecoder({ numClasses: K, numZChannels: config.d_latents }),
+    outputPostprocessor: new PerceiverIdentityPostprocessor(),
+  });
+  const w = randomArray(K * 16, 6, -0.5, 0.5);
+  const b = randomArray(K, 7, -0.5, 0.5);
+  const dict = { 'decoder.classifier.weight': P.tensor(w, [K, 16]), 'decoder.classifier.bias': P.tensor(b, [K]) };
+  model.loadStateDict(dict, { strict: false });
+  for (const v of Object.values(dict)) v.dispose();
+  const inputs = P.tensor(randomArray(2 * 5 * 12, 8), [2, 5, 12]);
+  const { logits, lastHiddenState } = model.forward(inputs);
+  const z = await readAndDispose(lastHiddenState);
+  const got = await readAndDispose(logits as P.Tensor);
+  assertClose(t, got, projectionRef(z, 2, 6, 16, w, b, K), { rtol: 1e-5, atol: 1e-6, shape: [2, K] });
+  inputs.dispose();
+  model.dispose();
+});
+
+test('bad arguments give clear errors', (t) => {
+  t.throws(() => new PerceiverProjectionDecoder({ numClasses: 0, numZChannels: 4 }), { instanceOf: RangeError, message: /numClasses must be a positive integer/ });
+  t.throws(() => new PerceiverProjectionDecoder({ numClasses: 2, numZChannels: 1.5 }), { instanceOf: RangeError, message: /numZChannels/ });
+  const dec = new PerceiverProjectionDecoder({ numClasses: 2, numZChannels: 4 });
+  const z = P.zeros([1, 3, 5]);
+  t.throws(() => dec.forward(null, z), { instanceOf: RangeError, message: /z must be \[B, N, 4\], got \[1, 3, 5\]/ });
+  const z4 = P.zeros([1, 3, 4]);
+  const m = P.ones([1, 3]);
+  t.throws(() => dec.forward(null, z4, m), { instanceOf: TypeError, message: /query mask/ });
+  for (const x of [z, z4, m]) x.dispose();
+  dec.dispose();
+});

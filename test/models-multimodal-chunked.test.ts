@@ -1,0 +1,107 @@
+// Chunked decoding of the multimodal autoencoder (the colabs' autoencode_video): the
+// reassembled chunks equal one decoder pass over every output point, whether the
+// inputs are encoded once or per chunk (HF fixture model, random inputs).
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as P from '../lib/index.js';
+import { PerceiverForMultimodalAutoencoding, autoencodeInChunks, chunkRanges } from '../models/index.js';
+import { caseConfig, caseDir, loadCaseWeights } from './helpers/hf-fixture.js';
+import { randomArray } from './helpers/reference.js';
+
+const config = caseConfig('multimodal'); // video [1, 2, 3, 16, 16], audio 128 samples (8 patches of 16), 7 labels
+
+test('chunkRanges: the colab ranges when n divides, full cover otherwise', (t) => {
+  t.deepEqual(
+    chunkRanges(8, 4).map((r) => Array.from(r)),
+    [
+      [0, 1],
+      [2, 3],
+      [4, 5],
+      [6, 7],
+    ],
+  );
+  const r = chunkRanges(10, 4).map((x) => Array.from(x));
+  t.deepEqual(r, [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]);
+  t.deepEqual(chunkRanges(2, 3).map((x) => x.length), [1, 1, 0]);
+  t.throws(() => chunkRanges(4, 0), { instanceOf: RangeError, message: /positive integer/ });
+  t.throws(() => chunkRanges(-1, 2), { instanceOf: RangeError });
+});
+
+async function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): Promise<number> {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+test.serial('reassembled chunks equal one pass over all points; encode-once equals re-encode; nothing leaks', async (t) => {
+  const model = new PerceiverForMultimodalAutoencoding(config);
+  await loadCaseWeights('multimodal', model);
+  const inputs = {
+    image: P.tensor(randomArray(2 * 3 * 16 * 16, 1, 0, 1), [1, 2, 3, 16, 16]),
+    audio: P.tensor(randomArray(128, 2), [1, 128, 1]),
+    label: P.zeros([1, 7]),
+  };
+  const all = model.forward(inputs, {
+    subsampledOutputPoints: { image: Int32Array.from({ length: 512 }, (_, i) => i), audio: Int32Array.from({ length: 8 }, (_, i) => i) },
+  }).logits;
+  const want = { image: await all.image.data(), audio: await all.audio.data(), label: await all.label.data() };
+  for (const x of Object.values(all)) x.dispose();
+  // After the first call: the model caches what depends on its weights only.
+  const before = P.memory().cpu;
+
+  let calls = 0;
+  const once = await autoencodeInChunks(model, inputs, { nChunks: 8, onChunk: () => calls++ });
+  t.is(calls, 8);
+  t.deepEqual(once.shapes, { image: [1, 2, 16, 16, 3], audio: [1, 128], label: [1, 7] });
+  t.is(once.image.length, 512 * 3);
+  t.is(once.audio.length, 128);
+  for (const m of ['image', 'audio', 'label'] as const) {
+    const d = await maxDiff(once[m], want[m]);
+    t.true(d <= 1e-5, `${m} (8 chunks, encoded once): max |diff| ${d}`);
+  }
+  const again = await autoencodeInChunks(model, inputs, { nChunks: 8, reencode: true });
+  const uneven = await autoencodeInChunks(model, inputs, { nChunks: 3 });
+  // More chunks than audio patches (8): some chunks query no audio point.
+  const many = await autoencodeInChunks(model, inputs, { nChunks: 16 });
+  for (const m of ['image', 'audio', 'label'] as const) {
+    t.true((await maxDiff(many[m], want[m])) <= 1e-5, `${m} (16 chunks, empty audio chunks)`);
+    t.true((await maxDiff(again[m], want[m])) <= 1e-5, `${m} (re-encoded per chunk)`);
+    t.true((await maxDiff(uneven[m], want[m])) <= 1e-5, `${m} (3 uneven chunks)`);
+  }
+  t.is(P.memory().cpu.tensors, before.tensors, 'live tensors (the three inputs included)');
+  t.is(P.memory().cpu.bytes, before.bytes, 'live bytes');
+  for (const x of Object.values(inputs)) x.dispose();
+  model.dispose();
+});
+
+test('a video of the wrong size is refused', async (t) => {
+  const model = new PerceiverForMultimodalAutoencoding(config);
+  const inputs = { image: P.zeros([1, 2, 3, 8, 8]), audio: P.zeros([1, 128, 1]), label: P.zeros([1, 7]) };
+  await t.throwsAsync(() => autoencodeInChunks(model, inputs, { nChunks: 2 }), { instanceOf: RangeError, message: /output_shape \[1, 2, 16, 16\]/ });
+  for (const x of Object.values(inputs)) x.dispose();
+  model.dispose();
+});
+
+test('demo-video-autoencode runs on the fixture folder and writes its PNG', async (t) => {
+  const tmp = mkdtempSync(join(tmpdir(), 'perceiver-video-'));
+  try {
+    const script = join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts', 'demo-video-autoencode.js');
+    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+      execFile(process.execPath, [script, '--model', caseDir('multimodal'), '--chunks', '4', '--out', join(tmp, 'v')], (err, stdout, stderr) =>
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
+      ),
+    );
+    t.is(r.code, 0, r.stderr);
+    t.regex(r.stdout, /decoded in 4 chunks \(encoded once\)/);
+    t.regex(r.stdout, /image \[1, 2, 16, 16, 3\]/);
+    const png = readFileSync(join(tmp, 'v.png'));
+    t.is(png.readUInt32BE(16), 16, 'width');
+    t.is(png.readUInt32BE(20), 32, 'height: input above reconstruction');
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
