@@ -70,3 +70,4 @@ export type { Size2 } from './flow-tiling.js';
 export { makeColorWheel, flowToColor, encodePng, encodeFlo, crc32 } from './flow-vis.js';
 export { autoencodeInChunks, chunkRanges } from './multimodal-chunked.js';
 export type { ChunkedReconstruction, ChunkedOptions } from './multimodal-chunked.js';
+export { LANGUAGE_PERCEIVER, VISION_PERCEIVER_FOURIER } from './presets.js';

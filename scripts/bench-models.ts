@@ -44,6 +44,7 @@ import {
   linearPositions,
 } from '../models/index.js';
 import { setFastCrossAttention } from '../models/attention.js';
+import { LANGUAGE_PERCEIVER, VISION_PERCEIVER_FOURIER } from '../models/presets.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string) => argv.includes(name);
@@ -74,47 +75,7 @@ const log = (s: string) => {
 
 // ---------------------------------------------------------------- configurations
 
-const IMAGENET = {
-  architectures: ['PerceiverForImageClassificationFourier'],
-  d_latents: 1024,
-  num_latents: 512,
-  num_blocks: 8,
-  num_self_attends_per_block: 6,
-  num_self_attention_heads: 8,
-  num_cross_attention_heads: 1,
-  qk_channels: null,
-  v_channels: null,
-  cross_attention_shape_for_attention: 'kv' as const,
-  self_attention_widening_factor: 1,
-  cross_attention_widening_factor: 1,
-  d_model: 261,
-  image_size: 224,
-  hidden_act: 'gelu' as const,
-  use_query_residual: true,
-  num_labels: 1000,
-  initializer_range: 0.02,
-};
 
-const MLM = {
-  architectures: ['PerceiverForMaskedLM'],
-  d_latents: 1280,
-  num_latents: 256,
-  d_model: 768,
-  num_blocks: 1,
-  num_self_attends_per_block: 26,
-  num_self_attention_heads: 8,
-  num_cross_attention_heads: 8,
-  qk_channels: 256,
-  v_channels: 1280,
-  cross_attention_shape_for_attention: 'kv' as const,
-  self_attention_widening_factor: 1,
-  cross_attention_widening_factor: 1,
-  hidden_act: 'gelu' as const,
-  use_query_residual: true,
-  vocab_size: 262,
-  max_position_embeddings: 2048,
-  initializer_range: 0.02,
-};
 
 // ---------------------------------------------------------------- FLOP counts
 
@@ -141,7 +102,7 @@ function layerParts(prefix: string, times: number, d: { nq: number; nk: number; 
 }
 
 function imagenetParts(): { parts: Part[]; fastGflop: number } {
-  const c = IMAGENET;
+  const c = VISION_PERCEIVER_FOURIER;
   const N = 224 * 224;
   const kv = c.d_model;
   const parts = [
@@ -161,7 +122,7 @@ function imagenetParts(): { parts: Part[]; fastGflop: number } {
 }
 
 function mlmParts(): Part[] {
-  const c = MLM;
+  const c = LANGUAGE_PERCEIVER;
   const S = c.max_position_embeddings;
   return [
     ...layerParts('encoder cross-attention', 1, { nq: c.num_latents, nk: S, qDim: c.d_latents, kvDim: c.d_model, qk: c.qk_channels, v: c.v_channels, out: c.d_latents, widen: 1 }),
@@ -434,7 +395,7 @@ async function onnxBaseline(model: PerceiverForImageClassificationFourier, pixel
   await saveSafetensors(join(dir, 'weights.safetensors'), { ...model.stateDict(), __fourier_features__: posT, __pixel_values__: pixels });
   posT.dispose();
   const t0 = performance.now();
-  const py = spawnSync(PYTHON, ['-c', PYTHON_EXPORT, dir, JSON.stringify(IMAGENET), String(cpus().length)], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const py = spawnSync(PYTHON, ['-c', PYTHON_EXPORT, dir, JSON.stringify(VISION_PERCEIVER_FOURIER), String(cpus().length)], { encoding: 'utf8', maxBuffer: 64 << 20 });
   if (py.status !== 0) return `the PyTorch export failed: ${py.stderr.trim().split('\n').slice(-3).join(' | ')}`;
   const torchVersion = (JSON.parse(py.stdout.trim().split('\n').pop()!) as { torch: string }).torch;
   log(`  exported in ${((performance.now() - t0) / 1000).toFixed(1)} s (torch ${torchVersion})`);
@@ -499,7 +460,7 @@ async function main(): Promise<void> {
   // ImageNet Fourier
   {
     log('\nPerceiverForImageClassificationFourier (released config, random weights), batch 1, 224x224');
-    const model = new PerceiverForImageClassificationFourier(IMAGENET);
+    const model = new PerceiverForImageClassificationFourier(VISION_PERCEIVER_FOURIER);
     const pixels = randn([1, 3, 224, 224]);
     const { parts, fastGflop } = imagenetParts();
     const gflop = parts.reduce((s, p) => s + p.gflop, 0);
@@ -508,7 +469,7 @@ async function main(): Promise<void> {
     log(`    ${'total executed by the one-head fast path'.padEnd(73)} ${fastGflop.toFixed(3).padStart(9)} GFLOP`);
     const report: ModelReport = {
       model: 'PerceiverForImageClassificationFourier',
-      config: IMAGENET,
+      config: VISION_PERCEIVER_FOURIER,
       input: 'pixel_values [1, 3, 224, 224]',
       gflop,
       parts,
@@ -580,7 +541,7 @@ async function main(): Promise<void> {
   // Masked LM
   if (!flag('--no-mlm')) {
     log('\nPerceiverForMaskedLM (released config, random weights), batch 1, 2048 bytes');
-    const model = new PerceiverForMaskedLM(MLM);
+    const model = new PerceiverForMaskedLM(LANGUAGE_PERCEIVER);
     const ids = tidy(() => rand([1, 2048], { low: 6, high: 262 }).cast('int32'));
     const parts = mlmParts();
     const gflop = parts.reduce((s, p) => s + p.gflop, 0);
@@ -589,7 +550,7 @@ async function main(): Promise<void> {
     const [fast] = await timeAll([['ours', () => forwardData(model, ids)]]);
     reports.push({
       model: 'PerceiverForMaskedLM',
-      config: MLM,
+      config: LANGUAGE_PERCEIVER,
       input: 'inputs int32 [1, 2048]',
       gflop,
       parts,

@@ -14,27 +14,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadSafetensors, tensor, type Tensor } from '../lib/index.js';
 import { createModel } from '../models/registry.js';
+import { VISION_PERCEIVER_FOURIER } from '../models/presets.js';
 
-const RELEASED_FOURIER = {
-  architectures: ['PerceiverForImageClassificationFourier'],
-  d_latents: 1024,
-  num_latents: 512,
-  num_blocks: 8,
-  num_self_attends_per_block: 6,
-  num_self_attention_heads: 8,
-  num_cross_attention_heads: 1,
-  qk_channels: null,
-  v_channels: null,
-  cross_attention_shape_for_attention: 'kv' as const,
-  self_attention_widening_factor: 1,
-  cross_attention_widening_factor: 1,
-  d_model: 261,
-  image_size: 224,
-  hidden_act: 'gelu' as const,
-  use_query_residual: true,
-  num_labels: 1000,
-  initializer_range: 0.02,
-};
 
 const MEAN = [0.485, 0.456, 0.406];
 const STD = [0.229, 0.224, 0.225];
@@ -62,7 +43,7 @@ function syntheticImage(size: number): Tensor {
 async function main(): Promise<void> {
   const dir = arg('--model');
   const inputPath = arg('--input');
-  const config = dir ? (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>) : RELEASED_FOURIER;
+  const config = dir ? (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>) : VISION_PERCEIVER_FOURIER;
   let t0 = performance.now();
   const model = createModel(config);
   if (!('forward' in model) || !String((config.architectures as string[])[0]).startsWith('PerceiverForImageClassification'))

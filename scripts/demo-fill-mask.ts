@@ -14,30 +14,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadSafetensors, tensor, type Tensor } from '../lib/index.js';
 import { BytesTokenizer, PerceiverForMaskedLM } from '../models/index.js';
+import { LANGUAGE_PERCEIVER } from '../models/presets.js';
 
 const tokenizer = new BytesTokenizer();
 
-// The released deepmind/language-perceiver configuration.
-const RELEASED = {
-  architectures: ['PerceiverForMaskedLM'],
-  d_latents: 1280,
-  num_latents: 256,
-  d_model: 768,
-  num_blocks: 1,
-  num_self_attends_per_block: 26,
-  num_self_attention_heads: 8,
-  num_cross_attention_heads: 8,
-  qk_channels: 256,
-  v_channels: 1280,
-  cross_attention_shape_for_attention: 'kv' as const,
-  self_attention_widening_factor: 1,
-  cross_attention_widening_factor: 1,
-  hidden_act: 'gelu' as const,
-  use_query_residual: true,
-  vocab_size: 262,
-  max_position_embeddings: 2048,
-  initializer_range: 0.02,
-};
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -55,7 +35,7 @@ async function main(): Promise<void> {
   if (maskWhat === '' || byteStart < 0) throw new Error(`--mask ${JSON.stringify(maskWhat)} does not occur in the text`);
   const maskLen = Buffer.byteLength(maskWhat, 'utf8');
 
-  const config = dir ? (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>) : RELEASED;
+  const config = dir ? (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>) : LANGUAGE_PERCEIVER;
   let t0 = performance.now();
   const model = new PerceiverForMaskedLM(config);
   if (dir) {
