@@ -17,8 +17,12 @@ class Queue;
 
 // A kernel's view of a tensor: pointer to the first element, shape and strides in
 // elements. Broadcast dimensions have stride 0.
+// The pointer is resolved when the kernel runs (storage memory is allocated in
+// queue order, on the queue thread), so a View may be made before its storage
+// has memory.
 struct View {
-  void* data = nullptr;
+  Storage* storage = nullptr;
+  int64_t offset_bytes = 0;
   DType dtype = DType::Float32;
   int ndim = 0;
   int64_t shape[8] = {0};
@@ -28,8 +32,11 @@ struct View {
     for (int i = 0; i < ndim; i++) n *= shape[i];
     return n;
   }
+  void* data() const {
+    return storage ? static_cast<char*>(storage->data()) + offset_bytes : nullptr;
+  }
   template <class T>
-  T* ptr() const { return static_cast<T*>(data); }
+  T* ptr() const { return static_cast<T*>(data()); }
 };
 
 enum class UnaryOp : int32_t {

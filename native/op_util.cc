@@ -6,7 +6,8 @@ namespace perceiver {
 
 View view_of(const Tensor& t) {
   View v;
-  v.data = t.data();
+  v.storage = t.storage.get();
+  v.offset_bytes = t.offset * (int64_t)dtype_size(t.dtype);
   v.dtype = t.dtype;
   v.ndim = t.ndim();
   for (int i = 0; i < t.ndim(); i++) {

@@ -25,9 +25,8 @@ Tensor from_host(const void* data, size_t bytes, const Shape& shape, DType dtype
     return t;
   }
   auto staging = std::make_shared<std::vector<char>>((const char*)data, (const char*)data + bytes);
-  void* dst = t.data();
-  launch("tensor", device, {}, {&t}, [staging, dst, bytes](Backend& b) {
-    b.copy_from_host(dst, staging->data(), bytes);
+  launch("tensor", device, {}, {&t}, [staging, t, bytes](Backend& b) {
+    b.copy_from_host(t.data(), staging->data(), bytes);
   });
   return t;
 }
@@ -70,13 +69,12 @@ Tensor random_uniform(const Shape& shape, uint64_t seed, float low, float high, 
 uint64_t read_to_host(const Tensor& t, void* dst) {
   Tensor src = t.is_contiguous() ? t : contiguous(t);
   StoragePtr s = src.storage;
-  const void* p = src.data();
   size_t bytes = src.nbytes();
   Backend* backend = s->backend();
-  return backend->queue(src.device().index).submit([s, p, dst, bytes, backend] {
+  return backend->queue(src.device().index).submit([s, src, dst, bytes, backend] {
     if (s->failed()) return;  // the reader reports s->error()
     try {
-      backend->copy_to_host(dst, p, bytes);
+      backend->copy_to_host(dst, src.data(), bytes);
     } catch (const std::exception& e) {
       s->set_error(std::string("data: ") + e.what());
     }

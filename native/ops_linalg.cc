@@ -97,10 +97,6 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, cons
   shape.push_back(n);
   Tensor out = empty(shape, DType::Float32, a.device(), "matmul");
   MatmulArgs args;
-  args.a = (const float*)pa.t.data();
-  args.b = (const float*)pb.t.data();
-  args.c = (float*)out.data();
-  args.bias = bias ? (const float*)bias_c.data() : nullptr;
   args.batch = shape_numel(batch);
   args.m = m;
   args.n = n;
@@ -116,8 +112,15 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, cons
   args.alpha = alpha;
   args.act = act;
   if (out.numel() == 0) return out;
+  bool has_bias = bias != nullptr;
   launch("matmul", a.device(), {&pa.t, &pb.t, bias ? &bias_c : nullptr}, {&out},
-         [args](Backend& be) { be.matmul(args); });
+         [args, ta = pa.t, tb = pb.t, out, bias_c, has_bias](Backend& be) mutable {
+           args.a = (const float*)ta.data();
+           args.b = (const float*)tb.data();
+           args.c = (float*)out.data();
+           args.bias = has_bias ? (const float*)bias_c.data() : nullptr;
+           be.matmul(args);
+         });
   return out;
 }
 
@@ -159,11 +162,6 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
   Tensor out = empty({B, nq, H, dv}, DType::Float32, q.device(), "attention");
   if (out.numel() == 0) return out;
   AttentionArgs a;
-  a.q = (const float*)q.data();
-  a.k = (const float*)k.data();
-  a.v = (const float*)v.data();
-  a.out = (float*)out.data();
-  a.mask = mask ? (const uint8_t*)mk.data() : nullptr;
   a.batch = B; a.nq = nq; a.nk = nk; a.heads = H; a.dqk = dqk; a.dv = dv;
   a.q_sb = q.strides[0]; a.q_sn = q.strides[1]; a.q_sh = q.strides[2];
   a.k_sb = k.strides[0]; a.k_sn = k.strides[1]; a.k_sh = k.strides[2];
@@ -172,8 +170,16 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
   if (mask) { a.m_sb = mk.strides[0]; a.m_sq = mk.strides[1]; a.m_sk = mk.strides[2]; }
   else { a.m_sb = a.m_sq = a.m_sk = 0; }
   a.scale = scale > 0 ? scale : (float)(1.0 / std::sqrt((double)std::max<int64_t>(dqk, 1)));
+  bool has_mask = mask != nullptr;
   launch("attention", q.device(), {&q, &k, &v, mask ? &mk : nullptr}, {&out},
-         [a](Backend& b) { b.attention(a); });
+         [a, q, k, v, mk, out, has_mask](Backend& b) mutable {
+           a.q = (const float*)q.data();
+           a.k = (const float*)k.data();
+           a.v = (const float*)v.data();
+           a.out = (float*)out.data();
+           a.mask = has_mask ? (const uint8_t*)mk.data() : nullptr;
+           b.attention(a);
+         });
   return out;
 }
 

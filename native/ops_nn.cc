@@ -41,12 +41,10 @@ Tensor embedding(const Tensor& weight, const Tensor& ids_in) {
   Shape shape = ids.shape;
   shape.push_back(c);
   Tensor out = empty(shape, DType::Float32, w.device(), "embedding");
-  const float* pw = (const float*)w.data();
-  const int32_t* pi = (const int32_t*)ids.data();
-  float* po = (float*)out.data();
   int64_t n = ids.numel();
-  launch("embedding", w.device(), {&w, &ids}, {&out},
-         [=](Backend& b) { b.embedding(pw, vocab, c, pi, n, po); });
+  launch("embedding", w.device(), {&w, &ids}, {&out}, [=](Backend& b) {
+    b.embedding((const float*)w.data(), vocab, c, (const int32_t*)ids.data(), n, (float*)out.data());
+  });
   return out;
 }
 
@@ -57,11 +55,10 @@ Tensor one_hot(const Tensor& ids_in, int64_t depth, float on, float off) {
   Shape shape = ids.shape;
   shape.push_back(depth);
   Tensor out = empty(shape, DType::Float32, ids.device(), "one_hot");
-  const int32_t* pi = (const int32_t*)ids.data();
-  float* po = (float*)out.data();
   int64_t n = ids.numel();
-  launch("one_hot", ids.device(), {&ids}, {&out},
-         [=](Backend& b) { b.one_hot(pi, n, depth, on, off, po); });
+  launch("one_hot", ids.device(), {&ids}, {&out}, [=](Backend& b) {
+    b.one_hot((const int32_t*)ids.data(), n, depth, on, off, (float*)out.data());
+  });
   return out;
 }
 
@@ -96,12 +93,17 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor* bias, int64_
   Tensor out = empty({B, OH, OW, CO}, DType::Float32, x.device(), "conv2d");
   if (out.numel() == 0) return out;
   Conv2dArgs a;
-  a.x = (const float*)x.data(); a.w = (const float*)w.data();
-  a.bias = bias ? (const float*)bc.data() : nullptr; a.out = (float*)out.data();
   a.batch = B; a.h = H; a.w_in = W; a.cin = C; a.kh = KH; a.kw = KW; a.cout = CO;
   a.oh = OH; a.ow = OW; a.stride_h = sh; a.stride_w = sw; a.pad_top = pt; a.pad_left = pl;
+  bool has_bias = bias != nullptr;
   launch("conv2d", x.device(), {&x, &w, bias ? &bc : nullptr}, {&out},
-         [a](Backend& b) { b.conv2d(a); });
+         [a, x, w, bc, out, has_bias](Backend& b) mutable {
+           a.x = (const float*)x.data();
+           a.w = (const float*)w.data();
+           a.bias = has_bias ? (const float*)bc.data() : nullptr;
+           a.out = (float*)out.data();
+           b.conv2d(a);
+         });
   return out;
 }
 
@@ -126,10 +128,13 @@ Tensor max_pool2d(const Tensor& x_in, int64_t kh, int64_t kw, int64_t sh, int64_
   Tensor out = empty({B, OH, OW, C}, DType::Float32, x.device(), "max_pool2d");
   if (out.numel() == 0) return out;
   Pool2dArgs a;
-  a.x = (const float*)x.data(); a.out = (float*)out.data();
   a.batch = B; a.h = H; a.w = W; a.c = C; a.kh = kh; a.kw = kw; a.oh = OH; a.ow = OW;
   a.stride_h = sh; a.stride_w = sw; a.pad_top = pt; a.pad_left = pl;
-  launch("max_pool2d", x.device(), {&x}, {&out}, [a](Backend& b) { b.max_pool2d(a); });
+  launch("max_pool2d", x.device(), {&x}, {&out}, [a, x, out](Backend& b) mutable {
+    a.x = (const float*)x.data();
+    a.out = (float*)out.data();
+    b.max_pool2d(a);
+  });
   return out;
 }
 
@@ -151,12 +156,13 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& mean, const Tensor& var, con
   Tensor w = weight ? contiguous(*weight) : Tensor(), b = bias ? contiguous(*bias) : Tensor();
   Tensor out = empty(x.shape, DType::Float32, x.device(), "batch_norm");
   int64_t rows = C ? x.numel() / C : 0;
-  const float *px = (const float*)x.data(), *pm = (const float*)m.data(), *pv = (const float*)v.data();
-  const float* pw = weight ? (const float*)w.data() : nullptr;
-  const float* pb = bias ? (const float*)b.data() : nullptr;
-  float* po = (float*)out.data();
+  bool has_w = weight != nullptr, has_b = bias != nullptr;
   launch("batch_norm", x.device(), {&x, &m, &v, weight ? &w : nullptr, bias ? &b : nullptr}, {&out},
-         [=](Backend& be) { be.batch_norm(px, pm, pv, pw, pb, po, rows, C, eps); });
+         [=](Backend& be) {
+           be.batch_norm((const float*)x.data(), (const float*)m.data(), (const float*)v.data(),
+                         has_w ? (const float*)w.data() : nullptr,
+                         has_b ? (const float*)b.data() : nullptr, (float*)out.data(), rows, C, eps);
+         });
   return out;
 }
 

@@ -62,10 +62,12 @@ Tensor layer_norm(const Tensor& x_in, const Tensor* weight, const Tensor* bias, 
   int64_t rows = n ? x.numel() / n : 0;
   Tensor out = empty(x.shape, DType::Float32, x.device(), "layer_norm");
   View vx = view_of(x), vo = view_of(out);
-  const float* pw = weight ? (const float*)w.data() : nullptr;
-  const float* pb = bias ? (const float*)bi.data() : nullptr;
+  bool has_w = weight != nullptr, has_b = bias != nullptr;
   launch("layer_norm", x.device(), {&x, weight ? &w : nullptr, bias ? &bi : nullptr}, {&out},
-         [vx, vo, pw, pb, rows, n, eps](Backend& b) { b.layer_norm(vx, pw, pb, vo, rows, n, eps); });
+         [vx, vo, w, bi, has_w, has_b, rows, n, eps](Backend& b) {
+           b.layer_norm(vx, has_w ? (const float*)w.data() : nullptr,
+                        has_b ? (const float*)bi.data() : nullptr, vo, rows, n, eps);
+         });
   return out;
 }
 

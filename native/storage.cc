@@ -1,5 +1,9 @@
 #include "storage.h"
 
+#include <unistd.h>
+
+#include <cstdint>
+
 #include "backend.h"
 #include "error.h"
 
@@ -17,7 +21,13 @@ MemoryStats& memory_stats(DeviceType t) {
 
 Storage::Storage(Backend* backend, Device device, size_t bytes)
     : backend_(backend), device_(device), bytes_(bytes) {
-  data_ = backend_->alloc(bytes);
+  static const size_t physical = [] {
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && size > 0 ? (size_t)pages * (size_t)size : SIZE_MAX;
+  }();
+  if (device.type == DeviceType::CPU && bytes > physical)
+    throw Error(ErrorKind::Memory, "out of memory: could not allocate " + std::to_string(bytes) +
+                                       " bytes on cpu (the machine has " + std::to_string(physical) + ")");
   MemoryStats& s = memory_stats(device.type);
   s.storages.fetch_add(1);
   int64_t now = s.bytes.fetch_add((int64_t)bytes) + (int64_t)bytes;
@@ -26,8 +36,18 @@ Storage::Storage(Backend* backend, Device device, size_t bytes)
   }
 }
 
+void* Storage::allocate() {
+  std::lock_guard<std::mutex> lock(alloc_mu_);
+  void* p = data_.load(std::memory_order_relaxed);
+  if (!p) {
+    p = backend_->alloc(bytes_);
+    data_.store(p, std::memory_order_release);
+  }
+  return p;
+}
+
 Storage::~Storage() {
-  backend_->free(data_, bytes_);
+  if (void* p = data_.load()) backend_->free(p, bytes_);
   MemoryStats& s = memory_stats(device_.type);
   s.storages.fetch_sub(1);
   s.bytes.fetch_sub((int64_t)bytes_);

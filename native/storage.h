@@ -1,6 +1,12 @@
 // Reference-counted device memory. A Storage outlives every view and every queued
 // kernel that uses it (they hold shared_ptrs), so JS may dispose a tensor while a
 // kernel reading it is still in the queue.
+//
+// Memory is taken on first data(), which for an op's output is when its kernel
+// runs on the queue thread. JS issues ops far ahead of the queue; allocating at
+// issue time would make every intermediate of a forward pass live at once, in
+// fresh (slow to fault) pages, instead of reusing the blocks that kernels ahead
+// in the queue have just released.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -33,13 +39,18 @@ MemoryStats& memory_stats(DeviceType t);
 
 class Storage {
  public:
-  // Allocates `bytes` on `backend`'s device (64-byte aligned on the CPU).
+  // Reserves `bytes` on `backend`'s device; memory is allocated by data(). Sizes
+  // no machine could hold are refused here, at once.
   Storage(Backend* backend, Device device, size_t bytes);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 
-  void* data() const { return data_; }
+  // Allocates on first use (throws Error(Memory) when that fails).
+  void* data() {
+    void* p = data_.load(std::memory_order_acquire);
+    return p ? p : allocate();
+  }
   size_t bytes() const { return bytes_; }
   Device device() const { return device_; }
   Backend* backend() const { return backend_; }
@@ -53,7 +64,9 @@ class Storage {
  private:
   Backend* backend_;
   Device device_;
-  void* data_ = nullptr;
+  void* allocate();
+  std::atomic<void*> data_{nullptr};
+  std::mutex alloc_mu_;
   size_t bytes_;
   std::atomic<bool> failed_{false};
   mutable std::mutex mu_;

@@ -98,7 +98,7 @@ void binary_loop(const View& a, const View& b, const View& out, F f) {
 
 void fill(const View& out, double value) {
   int64_t n = out.numel();
-  void* p = out.data;
+  void* p = out.data();
   switch (out.dtype) {
     case DType::Float32: {
       float v = (float)value;
@@ -125,7 +125,7 @@ void fill(const View& out, double value) {
 
 void arange(const View& out, double start, double step) {
   int64_t n = out.numel();
-  for (int64_t i = 0; i < n; i++) store_from_double(out.data, out.dtype, i, start + (double)i * step);
+  for (int64_t i = 0; i < n; i++) store_from_double(out.data(), out.dtype, i, start + (double)i * step);
 }
 
 void copy(const View& src, const View& dst) {
@@ -133,8 +133,8 @@ void copy(const View& src, const View& dst) {
   StridedIter<2> it(vs);
   DType st = src.dtype, dt = dst.dtype;
   size_t es = dtype_size(st), ed = dtype_size(dt);
-  const char* sp = (const char*)src.data;
-  char* dp = (char*)dst.data;
+  const char* sp = (const char*)src.data();
+  char* dp = (char*)dst.data();
   it.run([&](const int64_t* off, const int64_t* s, int64_t n) {
     const char* a = sp + off[1] * (int64_t)es;
     char* o = dp + off[0] * (int64_t)ed;
