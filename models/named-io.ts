@@ -37,8 +37,9 @@ export function namedInputSpec(model: LoadedModel): NamedInputSpec {
     return { accepted: ['pixel_values', 'inputs'], required: [], oneOf: ['pixel_values', 'inputs'] };
   if (model instanceof PerceiverForOpticalFlow) return { accepted: ['inputs'], required: ['inputs'] };
   if (model instanceof PerceiverForMultimodalAutoencoding) {
-    // Without subsampled points HF decodes every output position; that path (Fourier
-    // queries over the full grid) is not implemented, so the points are required.
+    // Without subsampled points HF builds Fourier queries over its inputs' channel axis
+    // (decoder_query's inputs.shape[2:]), while the decoders here take DeepMind's full
+    // output grid: the two disagree, so the CLI keeps HF's contract by requiring points.
     const names = ['inputs.audio', 'inputs.image', 'inputs.label', 'subsampled_output_points.audio', 'subsampled_output_points.image'];
     return { accepted: names, required: names };
   }

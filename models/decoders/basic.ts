@@ -1,9 +1,13 @@
 // HF's PerceiverBasicDecoder: output queries (a position encoding) cross-attend to
 // the latents, then an optional final Linear. Queries are trainable, or Fourier
-// features of subsampled output points (-1 + 2*unravel(i)/dims, not linspace); with
-// position_encoding_only the module only builds queries (the multimodal decoder's
-// per-modality parts). Fourier queries over the full grid are refused: HF builds them
-// over the channel axis of its inputs there, which no released model relies on.
+// features of the output grid: over the full grid linspace(-1, 1, d) per axis, over
+// subsampled points -1 + 2*unravel(i)/dims (two conventions, kept from HF and
+// DeepMind alike: a grid point's coordinates differ between them); with position_encoding_only the module only builds queries (the
+// multimodal decoder's per-modality parts).
+// Full-grid Fourier queries follow DeepMind (and the SPEC): the grid is
+// output_index_dims. HF's decoder_query builds them over inputs.shape[2:] instead,
+// which for [B, M, C] inputs is the channel axis, so HF outputs cannot serve as a
+// reference for this path.
 import { Linear, Module, Tensor, cast, concat, notEqual, reshape, tidy } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import { PerceiverLayer } from '../layer.js';
@@ -34,6 +38,8 @@ export interface PerceiverBasicDecoderOptions {
   trainable?: { indexDims: number | number[]; numChannels: number };
   /** Required for 'fourier'. */
   fourier?: FourierOptions;
+  /** > 0: a Linear (positions_projection) maps the position encoding to this many channels. Default -1. */
+  projectPosDim?: number;
   device?: string;
 }
 
@@ -83,6 +89,7 @@ export class PerceiverBasicDecoder extends Module {
   readonly outputPositionEncodings: PerceiverTrainablePositionEncoding | PerceiverFourierPositionEncoding | null;
   readonly decodingCrossAttention: PerceiverLayer | null;
   readonly finalLayer: Linear | null;
+  readonly positionsProjection: Linear | null;
   readonly concatPreprocessedInput: boolean;
   readonly positionEncodingOnly: boolean;
   readonly numChannels: number;
@@ -112,6 +119,13 @@ export class PerceiverBasicDecoder extends Module {
         new PerceiverFourierPositionEncoding({ ...opts.fourier, device: opts.device }),
       );
     } else this.outputPositionEncodings = null;
+    const project = opts.projectPosDim ?? -1;
+    // Sized by the encoding's own width, as DeepMind's hk.Linear infers it (HF's
+    // build_position_encoding sizes it by a separate out_channels argument).
+    this.positionsProjection =
+      project > 0 && this.outputPositionEncodings
+        ? this.registerModule('positions_projection', new Linear(this.outputPositionEncodings.outputSize, project, init))
+        : null;
     if (this.positionEncodingOnly) {
       this.decodingCrossAttention = null;
       this.finalLayer = null;
@@ -140,7 +154,7 @@ export class PerceiverBasicDecoder extends Module {
   /** Channels of the queries this decoder builds (HF's num_query_channels). */
   get numQueryChannels(): number {
     if (!this.outputPositionEncodings) throw new Error(`PerceiverBasicDecoder: position_encoding_type 'none' builds no queries`);
-    if (this.positionEncodingOnly) return this.outputPositionEncodings.outputSize;
+    if (this.positionEncodingOnly) return this.positionsProjection ? this.positionsProjection.outFeatures : this.outputPositionEncodings.outputSize;
     return this.finalLayer ? this.outputNumChannels : this.numChannels;
   }
 
@@ -156,10 +170,11 @@ export class PerceiverBasicDecoder extends Module {
       let pos: Tensor;
       if (pe instanceof PerceiverTrainablePositionEncoding) pos = pe.forward(B);
       else {
-        if (!points) throw new Error(`PerceiverBasicDecoder: Fourier queries need subsampled output points`);
         if (!this.outputIndexDims) throw new Error(`PerceiverBasicDecoder: Fourier queries need output_index_dims`);
-        pos = pe.atPositions(B, subsampledPositions(points, this.outputIndexDims));
+        // The full grid's table is cached by the encoding, so repeated calls cost a view.
+        pos = points ? pe.atPositions(B, subsampledPositions(points, this.outputIndexDims)) : pe.forward(B, this.outputIndexDims);
       }
+      if (this.positionsProjection) pos = this.positionsProjection.forward(pos);
       if (!this.concatPreprocessedInput) return pos;
       const without = ctx.inputsWithoutPos;
       if (!(without instanceof Tensor))

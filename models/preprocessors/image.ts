@@ -6,7 +6,8 @@
 //   patches  space-to-depth by (temporal, spatial) blocks, optional Linear after
 //   pixels   the raw pixels, subsampled by striding
 // then the position encoding over the remaining index dims is concatenated (or added).
-// Only 4-D images are handled by conv, conv1x1 and pixels (HF's 5-D video paths are not).
+// conv1x1 and pixels also take video [B, T, C, H, W]: the index dims are then
+// (T', H', W'). conv handles 4-D images only.
 import { Conv2d, Linear, Module, concat, contiguous, permute, reshape, slice, squeeze, tidy, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import {
@@ -126,7 +127,7 @@ export class PerceiverImagePreprocessor extends Module implements Preprocessor {
     return inp + pos;
   }
 
-  /** pixel_values [B, C, H, W] (or [B, T, C, H, W] for 'patches') -> [B, N, numChannels]. */
+  /** pixel_values [B, C, H, W] (or [B, T, C, H, W] for 'patches', 'pixels', 'conv1x1') -> [B, N, numChannels]. */
   forward(pixels: Tensor): PreprocessorOutput {
     return tidy(() => {
       const x = this.featurize(pixels);
@@ -149,6 +150,7 @@ export class PerceiverImagePreprocessor extends Module implements Preprocessor {
       if (x.rank === 5 && x.shape[1] === 1) x = squeeze(x, 1);
       return this.convAfterPatches ? this.convAfterPatches.forward(x) : x;
     }
+    if (pixels.rank === 5 && this.prepType !== 'conv') return this.featurizeVideo(pixels);
     if (pixels.rank !== 4 || pixels.shape[1] !== this.inChannels)
       throw new RangeError(`PerceiverImagePreprocessor: pixel_values must be [B, ${this.inChannels}, H, W], got [${pixels.shape.join(', ')}]`);
     const nhwc = permute(pixels, [0, 2, 3, 1]);
@@ -158,5 +160,26 @@ export class PerceiverImagePreprocessor extends Module implements Preprocessor {
     // of a 4-D input instead; its released configs use a stride of 1, where both agree.)
     const s = this.spatialDownsample;
     return s === 1 ? nhwc : slice(slice(nhwc, 1, 0, undefined, s), 2, 0, undefined, s);
+  }
+
+  /** Video [B, T, C, H, W] -> [B, T', H', W', C'] ('pixels' or 'conv1x1'). */
+  private featurizeVideo(pixels: Tensor): Tensor {
+    const [B, T, C, H, W] = pixels.shape;
+    if (C !== this.inChannels)
+      throw new RangeError(`PerceiverImagePreprocessor: video pixel_values must be [B, T, ${this.inChannels}, H, W], got [${pixels.shape.join(', ')}]`);
+    const x = permute(pixels, [0, 1, 3, 4, 2]);
+    if (this.convnet1x1) {
+      // The engine's Conv2d is 4-D, so frames fold into the batch; a 1x1 kernel never
+      // mixes frames, which makes this the per-frame convolution DeepMind applies.
+      const y = this.convnet1x1.forward(reshape(contiguous(x), [B * T, H, W, C]));
+      const [, Ho, Wo, Co] = y.shape;
+      return reshape(contiguous(y), [B, T, Ho, Wo, Co]);
+    }
+    // 'pixels': DeepMind's inputs[:, ::td, ::sd, ::sd] on the channels-last video.
+    const s = this.spatialDownsample;
+    const td = this.temporalDownsample;
+    let y = td === 1 ? x : slice(x, 1, 0, undefined, td);
+    if (s !== 1) y = slice(slice(y, 2, 0, undefined, s), 3, 0, undefined, s);
+    return y;
   }
 }
