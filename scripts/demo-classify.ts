@@ -15,18 +15,11 @@ import { join } from 'node:path';
 import { loadSafetensors, tensor, type Tensor } from '../lib/index.js';
 import { createModel } from '../models/registry.js';
 import { VISION_PERCEIVER_FOURIER } from '../models/presets.js';
+import { arg } from './cli-args.js';
 
 
 const MEAN = [0.485, 0.456, 0.406];
 const STD = [0.229, 0.224, 0.225];
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return undefined;
-  const v = process.argv[i + 1];
-  if (v === undefined) throw new Error(`${name} needs a value`);
-  return v;
-}
 
 /** A smooth colour pattern in [0, 1], normalised as ImageNet's preprocessing does: [1, 3, size, size]. */
 function syntheticImage(size: number): Tensor {
@@ -41,8 +34,8 @@ function syntheticImage(size: number): Tensor {
 }
 
 async function main(): Promise<void> {
-  const dir = arg('--model');
-  const inputPath = arg('--input');
+  const dir = arg('--model', 'accept');
+  const inputPath = arg('--input', 'accept');
   const config = dir ? (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>) : VISION_PERCEIVER_FOURIER;
   let t0 = performance.now();
   const model = createModel(config);

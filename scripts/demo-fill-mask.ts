@@ -15,22 +15,15 @@ import { join } from 'node:path';
 import { loadSafetensors, tensor, type Tensor } from '../lib/index.js';
 import { BytesTokenizer, PerceiverForMaskedLM } from '../models/index.js';
 import { LANGUAGE_PERCEIVER } from '../models/presets.js';
+import { arg } from './cli-args.js';
 
 const tokenizer = new BytesTokenizer();
 
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return undefined;
-  const v = process.argv[i + 1];
-  if (v === undefined) throw new Error(`${name} needs a value`);
-  return v;
-}
-
 async function main(): Promise<void> {
-  const dir = arg('--model');
-  const text = arg('--text') ?? 'This is an incomplete sentence where some words are missing.';
-  const maskWhat = arg('--mask') ?? ' missing';
+  const dir = arg('--model', 'accept');
+  const text = arg('--text', 'accept') ?? 'This is an incomplete sentence where some words are missing.';
+  const maskWhat = arg('--mask', 'accept') ?? ' missing';
   const byteStart = Buffer.from(text, 'utf8').indexOf(Buffer.from(maskWhat, 'utf8'));
   if (maskWhat === '' || byteStart < 0) throw new Error(`--mask ${JSON.stringify(maskWhat)} does not occur in the text`);
   const maskLen = Buffer.byteLength(maskWhat, 'utf8');

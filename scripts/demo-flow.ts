@@ -26,6 +26,7 @@ import { PerceiverForOpticalFlow } from '../models/index.js';
 import { loadModel } from '../models/load.js';
 import { computeGridIndices, stitchWindows, windowPatches, type Size2 } from '../models/flow-tiling.js';
 import { encodeFlo, encodePng, flowToColor } from '../models/flow-vis.js';
+import { arg } from './cli-args.js';
 
 const FLOW_SCALE_FACTOR = 20;
 
@@ -50,14 +51,6 @@ function smallConfig(window: Size2): Record<string, unknown> {
     use_query_residual: true,
     initializer_range: 0.02,
   };
-}
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return undefined;
-  const v = process.argv[i + 1];
-  if (v === undefined || v.startsWith('--')) throw new Error(`${name} needs a value`);
-  return v;
 }
 
 function pair(name: string, text: string, sep: string): [number, number] {

@@ -19,6 +19,7 @@ import { PerceiverForMultimodalAutoencoding } from '../models/index.js';
 import { loadModel } from '../models/load.js';
 import { autoencodeInChunks } from '../models/multimodal-chunked.js';
 import { encodePng } from '../models/flow-vis.js';
+import { arg } from './cli-args.js';
 
 // The released deepmind/multimodal-perceiver structure, shrunk: 4 frames of 32x32,
 // 4 x 64 audio samples, 700 labels, fewer and narrower layers.
@@ -48,14 +49,6 @@ const SMALL = {
   use_query_residual: true,
   initializer_range: 0.02,
 };
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return undefined;
-  const v = process.argv[i + 1];
-  if (v === undefined || v.startsWith('--')) throw new Error(`${name} needs a value`);
-  return v;
-}
 
 async function main(): Promise<void> {
   if (process.argv.includes('--help')) {
