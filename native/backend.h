@@ -50,6 +50,12 @@ enum class BinaryOp : int32_t {
 enum class ReduceOp : int32_t { Sum, Mean, Max, Min, ArgMax };
 enum class Activation : int32_t { None, Relu, Gelu, GeluTanh };
 
+// Kernel argument structs carry raw pointers typed for the float32 path. `dtype`
+// says what they really point at: Float32 everywhere, or (CUDA only) BFloat16 /
+// Float16, in which case the pointers hold 16-bit data and the kernel reinterprets
+// them; accumulation is float32 either way. The CPU backend only ever sees Float32
+// (the op layer converts 16-bit tensors before calling it).
+
 // C[b] = act(alpha * op(A[b]) @ op(B[b]) + bias). A is [M,K] (or [K,M] when
 // trans_a), B is [K,N] (or [N,K] when trans_b), each batch at its own stride
 // (0 broadcasts); rows at stride lda/ldb/ldc, unit column stride.
@@ -61,6 +67,7 @@ struct MatmulArgs {
   bool trans_a, trans_b;
   float alpha;
   Activation act;
+  DType dtype = DType::Float32;  // of a, b, c and bias
 };
 
 // out[b, i, h, :] = sum_j softmax_j(scale * q[b,i,h,:] . k[b,j,h,:] (masked)) v[b,j,h,:]
@@ -75,6 +82,7 @@ struct AttentionArgs {
   int64_t o_sb, o_sn, o_sh;
   int64_t m_sb, m_sq, m_sk;
   float scale;
+  DType dtype = DType::Float32;  // of q, k, v and out
 };
 
 // NHWC input, HWIO weight [KH, KW, Cin, Cout], NHWC output.
@@ -82,12 +90,14 @@ struct Conv2dArgs {
   const float* x; const float* w; const float* bias; float* out;
   int64_t batch, h, w_in, cin, kh, kw, cout, oh, ow;
   int64_t stride_h, stride_w, pad_top, pad_left;
+  DType dtype = DType::Float32;  // of x, w, bias and out
 };
 
 struct Pool2dArgs {
   const float* x; float* out;
   int64_t batch, h, w, c, kh, kw, oh, ow;
   int64_t stride_h, stride_w, pad_top, pad_left;
+  DType dtype = DType::Float32;  // of x and out
 };
 
 struct Backend {

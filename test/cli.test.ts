@@ -57,7 +57,11 @@ for (const c of CASES) {
 }
 
 test('--help prints the usage with every option and exits 0', async (t) => {
-  for (const args of [['--help'], ['run', '--help'], ['run', '-h']]) {
+  const top = await cli(['--help']);
+  t.is(top.code, 0);
+  t.regex(top.stdout, /Usage: perceiver <command>/);
+  t.regex(top.stdout, /^ {2}run {2,}/m, 'the overview lists run');
+  for (const args of [['help', 'run'], ['run', '--help'], ['run', '-h']]) {
     const r = await cli(args);
     t.is(r.code, 0, args.join(' '));
     for (const s of ['perceiver run', '--model', '--input', '--output', '--device', '--dtype', 'pixel_values', 'subsampled_output_points.image'])
@@ -86,7 +90,8 @@ test('bad invocations exit with status 2 and name the problem', async (t) => {
     const r = await cli(args);
     t.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     t.regex(r.stderr, message, args.join(' '));
-    t.regex(r.stderr, /Usage: perceiver run/, 'the usage follows the error');
+    const usage = args[0] === 'run' ? /Usage: perceiver run/ : /Usage: perceiver <command>/;
+    t.regex(r.stderr, usage, 'the usage follows the error');
   }
 });
 
