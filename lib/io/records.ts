@@ -1,0 +1,52 @@
+// A tensor inside a checkpoint file, described but not yet read. Every reader
+// (safetensors, PyTorch .bin, Haiku pickles) produces these, renaming and layout
+// conversion (Linear [in,out] -> [out,in], conv HWIO -> OIHW) rewrite them as
+// stride permutations, and one loader turns them into engine tensors. So nothing
+// ever holds a whole checkpoint file in the JS heap, and a transpose costs no copy
+// until the bytes land in their final tensor.
+
+/** Element types checkpoint formats name, in safetensors' spelling. */
+export type RecordDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+
+export const RECORD_ITEM_SIZE: Readonly<Record<RecordDType, number>> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
+};
+
+/** Where a record's bytes are: a byte range of a file, or bytes already in memory. */
+export type RecordSource =
+  | { kind: 'file'; path: string; offset: number; byteLength: number }
+  | { kind: 'bytes'; bytes: Uint8Array };
+
+export interface TensorRecord {
+  /** The tensor's name in its file (or, after renaming, in the model's stateDict). */
+  name: string;
+  dtype: RecordDType;
+  /** Logical shape. */
+  shape: number[];
+  /**
+   * Element strides of the logical shape within the source, which starts at the
+   * tensor's first element; row-major contiguous when absent. Always little-endian.
+   */
+  strides?: number[];
+  source: RecordSource;
+}
+
+/** Row-major strides of `shape`. */
+export function contiguousStrides(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i];
+  }
+  return s;
+}
+
+/** The record with its axes reordered (out axis i = in axis perm[i]); no bytes move. */
+export function permuteRecord(rec: TensorRecord, perm: readonly number[]): TensorRecord {
+  const n = rec.shape.length;
+  if (perm.length !== n || [...perm].sort((a, b) => a - b).some((p, i) => p !== i))
+    throw new RangeError(`permuteRecord: argument 'perm' must be a permutation of 0..${n - 1} for '${rec.name}' of shape [${rec.shape.join(', ')}], got [${perm.join(', ')}]`);
+  const strides = rec.strides ?? contiguousStrides(rec.shape);
+  return { ...rec, shape: perm.map((p) => rec.shape[p]), strides: perm.map((p) => strides[p]) };
+}

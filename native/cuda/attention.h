@@ -1,0 +1,26 @@
+// The fused attention of the CUDA backend (see AttentionArgs in backend.h): one
+// launch computes softmax(scale * q k^T, masked) v for every batch and head without
+// materialising the [Nq, Nk] scores. Very long key ranges are split across thread
+// blocks (partial results in `workspace`, then a reduction), so a single image with
+// 50,176 keys still fills the GPU.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+#include "../backend.h"
+
+namespace perceiver::cuda {
+
+// Bytes of scratch attention_forward needs for these arguments on a device with
+// `sm_count` multiprocessors (0 when it needs none).
+size_t attention_workspace_bytes(const AttentionArgs& a, int sm_count);
+
+// Enqueues the attention on `stream`. q, k, v, out and mask are device pointers;
+// a.dtype is Float32, BFloat16 or Float16 (float32 accumulation). Rows whose mask
+// is all zero give 0, as on the CPU. Returns the launch status (cudaSuccess or the
+// error of the first failing launch); never synchronises.
+cudaError_t attention_forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes,
+                              int sm_count, cudaStream_t stream);
+
+}  // namespace perceiver::cuda
