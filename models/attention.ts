@@ -80,8 +80,11 @@ export class PerceiverSelfAttention extends Module {
   /**
    * hiddenStates [B, Nq, qDim], inputs [B, Nk, kvDim] (cross-attention only), mask
    * uint8 broadcastable to [B, Nq, Nk] (0 = key not attended) -> [B, Nq, vChannels].
+   * queryScale [B, 1, 1] multiplies the projected queries: a 0 there makes every logit
+   * of that batch row equal, which is how HF's additive mask behaves when it masks
+   * every key (a uniform average of the values; see hfKeyMask in perceiver.ts).
    */
-  forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null): Tensor {
+  forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null, queryScale?: Tensor | null): Tensor {
     if (this.isCrossAttention !== (inputs !== undefined && inputs !== null))
       throw new TypeError(
         this.isCrossAttention
@@ -91,7 +94,7 @@ export class PerceiverSelfAttention extends Module {
     return tidy(() => {
       if (this.layernorm2 && inputs && this.prefersFastPath(hiddenStates.shape[1], inputs.shape[1], inputs.shape[2]))
         return fastSingleHeadCrossAttention(
-          this.foldedQueries(hiddenStates),
+          queryScale ? this.foldedQueries(hiddenStates).mul(queryScale) : this.foldedQueries(hiddenStates),
           this.layernorm2.forward(inputs),
           this.value.weight,
           this.value.bias,
@@ -103,8 +106,9 @@ export class PerceiverSelfAttention extends Module {
       const Nk = kv.shape[1];
       const H = this.numHeads;
       const heads = (x: Tensor, n: number, c: number) => reshape(x, [B, n, H, c / H]);
+      const projected = this.query.forward(q);
       const out = attention(
-        heads(this.query.forward(q), Nq, this.qkChannels),
+        heads(queryScale ? projected.mul(queryScale) : projected, Nq, this.qkChannels),
         heads(this.key.forward(kv), Nk, this.qkChannels),
         heads(this.value.forward(kv), Nk, this.vChannels),
         { mask: mask ?? null },
@@ -210,9 +214,9 @@ export class PerceiverAttention extends Module {
     return this.output.dense.outFeatures;
   }
 
-  forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null): Tensor {
+  forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null, queryScale?: Tensor | null): Tensor {
     return tidy(() => {
-      const out = this.output.forward(this.self.forward(hiddenStates, inputs, mask));
+      const out = this.output.forward(this.self.forward(hiddenStates, inputs, mask, queryScale));
       return this.useQueryResidual ? out.add(hiddenStates) : out;
     });
   }

@@ -57,11 +57,12 @@ export class PerceiverEncoder extends Module {
 
   /**
    * latents [B, N, d_latents], inputs [B, M, kvDim], inputsMask uint8 broadcastable to
-   * [B, N, M] (0 = input position not attended) -> [B, N, d_latents].
+   * [B, N, M] (0 = input position not attended), queryScale [B, 1, 1] for the
+   * cross-attention's queries (hfKeyMask) -> [B, N, d_latents].
    */
-  forward(latents: Tensor, inputs: Tensor, inputsMask?: Tensor | null): Tensor {
+  forward(latents: Tensor, inputs: Tensor, inputsMask?: Tensor | null, queryScale?: Tensor | null): Tensor {
     return tidy(() => {
-      let z = this.crossAttention.forward(latents, inputs, inputsMask);
+      let z = this.crossAttention.forward(latents, inputs, inputsMask, queryScale);
       for (let b = 0; b < this.numBlocks; b++)
         for (const layer of this.selfAttends) {
           const next = layer.forward(z);

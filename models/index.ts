@@ -22,7 +22,7 @@ export { PerceiverImagePreprocessor } from './preprocessors/image.js';
 export { PerceiverBasicDecoder } from './decoders/basic.js';
 export { PerceiverClassificationDecoder } from './decoders/classification.js';
 export { PerceiverEmbeddingDecoder } from './decoders/embedding.js';
-export { PerceiverModel, keyMask } from './perceiver.js';
+export { PerceiverModel, keyMask, hfKeyMask } from './perceiver.js';
 export type { Decoder, PerceiverModelOutput } from './perceiver.js';
 export { PerceiverForMaskedLM } from './masked-lm.js';
 export { PerceiverImageClassifier } from './image-classifier.js';

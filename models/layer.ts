@@ -24,10 +24,13 @@ export class PerceiverLayer extends Module {
     );
   }
 
-  /** hiddenStates [B, Nq, qDim], inputs [B, Nk, kvDim] for cross-attention, mask uint8 broadcastable to [B, Nq, Nk]. */
-  forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null): Tensor {
+  /**
+   * hiddenStates [B, Nq, qDim], inputs [B, Nk, kvDim] for cross-attention, mask uint8
+   * broadcastable to [B, Nq, Nk], queryScale [B, 1, 1] (see PerceiverSelfAttention).
+   */
+  forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null, queryScale?: Tensor | null): Tensor {
     return tidy(() => {
-      const a = this.attention.forward(hiddenStates, inputs, mask);
+      const a = this.attention.forward(hiddenStates, inputs, mask, queryScale);
       return this.mlp.forward(this.layernorm.forward(a)).add(a);
     });
   }

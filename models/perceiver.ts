@@ -1,7 +1,7 @@
 // HF's PerceiverModel: preprocessor -> latents cross-attend to the inputs (with the
 // input mask) -> shared self-attention blocks -> decoder queries cross-attend to the
 // latents -> optional postprocessor. Task models wrap it under the name `perceiver`.
-import { Module, Tensor, cast, notEqual, reshape, tidy } from '../lib/index.js';
+import { Module, Tensor, cast, notEqual, reshape, sub, tidy } from '../lib/index.js';
 import type { PerceiverConfig } from './config.js';
 import { PerceiverEmbeddings } from './embeddings.js';
 import { PerceiverEncoder } from './encoder.js';
@@ -39,10 +39,8 @@ export interface PerceiverForwardOptions {
  * HF's attention_mask [B, M] (1 = attend, 0 = padding; any integer or float dtype) as
  * the engine's uint8 key mask [B, 1, M], broadcast over the latent queries.
  *
- * HF adds (1 - mask) * finfo.min to the cross-attention logits. That equals excluding
- * the key, except when a row masks every key: HF then returns the uniform average of
- * the values, while the engine's fused attention returns 0 for such a row (SPEC
- * attend() step 5). Values other than 0/1 are read as "attend" when non-zero.
+ * Values other than 0/1 are read as "attend" when non-zero. For HF's exact behaviour
+ * on rows that mask everything, use hfKeyMask.
  */
 export function keyMask(attentionMask: Tensor): Tensor {
   if (attentionMask.rank !== 2) throw new RangeError(`attention_mask must be [B, M], got [${attentionMask.shape.join(', ')}]`);
@@ -50,6 +48,24 @@ export function keyMask(attentionMask: Tensor): Tensor {
     const m = attentionMask.dtype === 'float32' ? attentionMask : cast(attentionMask, 'float32');
     const [B, M] = attentionMask.shape;
     return reshape(notEqual(m, 0), [B, 1, M]);
+  });
+}
+
+/**
+ * HF's attention_mask as HF applies it: it adds (1 - mask) * finfo.min to the
+ * cross-attention logits. That equals excluding the key, except when a batch row masks
+ * every key: the logits then all round to finfo.min, and HF returns the uniform
+ * average of the values, where the engine's fused attention returns 0 (SPEC attend()
+ * step 5). Such rows get an all-ones mask and a query scale of 0 (equal logits), so
+ * both attention paths reproduce HF without reading the mask back to the host.
+ * -> mask uint8 [B, 1, M], queryScale float32 [B, 1, 1] (1, or 0 for those rows).
+ */
+export function hfKeyMask(attentionMask: Tensor): { mask: Tensor; queryScale: Tensor } {
+  return tidy(() => {
+    const allowed = cast(keyMask(attentionMask), 'float32');
+    const anyAllowed = allowed.max(-1, { keepdim: true });
+    // Rows with no allowed key become all ones; other rows are unchanged.
+    return { mask: notEqual(allowed.add(sub(1, anyAllowed)), 0), queryScale: anyAllowed };
   });
 }
 
@@ -97,10 +113,15 @@ export class PerceiverModel extends Module {
       if (opts.queryMask && this.config.attention_mask_style !== 'deepmind')
         throw new TypeError(`PerceiverModel: a decoder query mask needs config attention_mask_style 'deepmind' (HF ignores query masks)`);
       const B = x.shape[0];
-      const mask = opts.attentionMask ? keyMask(opts.attentionMask) : null;
+      let mask: Tensor | null = null;
+      let queryScale: Tensor | null = null;
+      if (opts.attentionMask) {
+        if (this.config.attention_mask_style === 'hf') ({ mask, queryScale } = hfKeyMask(opts.attentionMask));
+        else mask = keyMask(opts.attentionMask);
+      }
       if (mask && (mask.shape[0] !== B || mask.shape[2] !== x.shape[1]))
         throw new RangeError(`PerceiverModel: attention_mask [${opts.attentionMask!.shape.join(', ')}] does not match the inputs [${B}, ${x.shape[1]}, ...]`);
-      const z = this.encoder.forward(this.embeddings.forward(B), x, mask);
+      const z = this.encoder.forward(this.embeddings.forward(B), x, mask, queryScale);
       if (!this.decoder) return { logits: null, lastHiddenState: z };
       const points = opts.subsampledOutputPoints ?? null;
       const query = this.decoder.decoderQuery(x, { inputsWithoutPos: withoutPos, modalitySizes, subsampledPoints: points });

@@ -22,6 +22,7 @@ import {
   PerceiverImagePreprocessor,
   PerceiverMLP,
   PerceiverSelfAttention,
+  hfKeyMask,
   loadModel,
   perceiverConfig,
 } from '../models/index.js';
@@ -258,8 +259,8 @@ test('attention with a fully masked query row outputs exactly 0 there; other row
   att.dispose();
 });
 
-test('an input whose attention_mask is all 0 gets logits that do not depend on its tokens, and the other rows are untouched', async (t) => {
-  const model = new PerceiverForMaskedLM(caseConfig('mlm'));
+test("attention_mask_style 'deepmind': an input whose attention_mask is all 0 gets logits that do not depend on its tokens, and the other rows are untouched", async (t) => {
+  const model = new PerceiverForMaskedLM({ ...caseConfig('mlm'), attention_mask_style: 'deepmind' });
   await loadCaseWeights('mlm', model);
   const { inputs } = await caseTensors('mlm', 'input', ['inputs']);
   const ids = (await inputs.data()) as Int32Array;
@@ -275,6 +276,63 @@ test('an input whose attention_mask is all 0 gets logits that do not depend on i
   assertClose(t, a.subarray(0, alone.length), alone, { rtol: 1e-5, atol: 1e-5, msg: 'row 0 as if alone' });
   for (const x of [inputs, mask, other, row0]) x.dispose();
   model.dispose();
+});
+
+for (const fastPath of [false, true]) {
+  test(`HF masks: a batch row whose attention_mask is all 0 attends uniformly to every key, as HF's finfo.min arithmetic does (${fastPath ? 'fast' : 'plain'} path)`, async (t) => {
+    const [Nq, Nk, qDim, kvDim] = [4, 6, 8, 6];
+    const att = new PerceiverSelfAttention({ isCrossAttention: true, qDim, kvDim, numHeads: 1 });
+    att.fastPath = fastPath;
+    const p = randomise(att, 31);
+    const xq = randomArray(2 * Nq * qDim, 7);
+    const xkv = randomArray(2 * Nk * kvDim, 8);
+    const km = [1, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0]; // batch 0 partly masked, batch 1 fully
+    const hfMask = P.tensor(Int32Array.from(km), [2, Nk]);
+    const { mask, queryScale } = hfKeyMask(hfMask);
+    const [tq, tkv] = [P.tensor(xq, [2, Nq, qDim]), P.tensor(xkv, [2, Nk, kvDim])];
+    const got = await readAndDispose(att.forward(tq, tkv, mask, queryScale));
+    const lq = layerNormRef(xq, qDim, p['layernorm1.weight'], p['layernorm1.bias']);
+    const lkv = layerNormRef(xkv, kvDim, p['layernorm2.weight'], p['layernorm2.bias']);
+    const q = linearRef(lq, 2 * Nq, p['query.weight'], p['query.bias'], qDim);
+    const k = linearRef(lkv, 2 * Nk, p['key.weight'], p['key.bias'], qDim);
+    const v = linearRef(lkv, 2 * Nk, p['value.weight'], p['value.bias'], qDim);
+    const want = attentionRef(q, k, v, { B: 2, Nq, Nk, H: 1, Dqk: qDim, Dv: qDim }, { data: km, shape: [2, 1, Nk] });
+    // Batch 1: every logit is finfo.min, so softmax is uniform and each query gets the mean value.
+    for (let i = 0; i < Nq; i++)
+      for (let c = 0; c < qDim; c++) {
+        let sum = 0;
+        for (let j = 0; j < Nk; j++) sum += v[(Nk + j) * qDim + c];
+        want[(Nq + i) * qDim + c] = sum / Nk;
+      }
+    assertClose(t, got, want, { rtol: 1e-4, atol: 1e-5 });
+    for (const x of [tq, tkv, hfMask, mask, queryScale]) x.dispose();
+    att.dispose();
+  });
+}
+
+test('HF masks through a whole model: a fully masked row equals the unmasked row of a copy whose cross-attention queries are zero', async (t) => {
+  const model = new PerceiverForMaskedLM(caseConfig('mlm'));
+  await loadCaseWeights('mlm', model);
+  const zeroQ = new PerceiverForMaskedLM(caseConfig('mlm'));
+  await loadCaseWeights('mlm', zeroQ);
+  const sd = zeroQ.stateDict();
+  const qKeys = ['perceiver.encoder.cross_attention.attention.self.query.weight', 'perceiver.encoder.cross_attention.attention.self.query.bias'];
+  const zeros: Record<string, Tensor> = {};
+  for (const key of qKeys) zeros[key] = P.zeros(sd[key].shape);
+  zeroQ.loadStateDict(zeros, { strict: false });
+  const { inputs } = await caseTensors('mlm', 'input', ['inputs']);
+  const n = inputs.shape[1];
+  const mask = P.tensor(Uint8Array.from({ length: 2 * n }, (_, i) => (i < n ? 1 : 0)), [2, n]);
+  const masked = await readAndDispose(model.forward(inputs, { attentionMask: mask }).logits);
+  const row1 = P.slice(inputs, 0, 1, 2);
+  const want = await readAndDispose(zeroQ.forward(row1).logits);
+  const half = masked.length / 2;
+  assertClose(t, masked.subarray(half), want, { rtol: 1e-4, atol: 1e-4, msg: 'row 1 (fully masked)' });
+  const alone = await readAndDispose(model.forward(P.slice(inputs, 0, 0, 1)).logits);
+  assertClose(t, masked.subarray(0, half), alone, { rtol: 1e-5, atol: 1e-5, msg: 'row 0 untouched' });
+  for (const x of [inputs, mask, row1, ...Object.values(zeros)]) x.dispose();
+  model.dispose();
+  zeroQ.dispose();
 });
 
 test("attention_mask_style 'deepmind': a masked decoder query gets a zero attention output, so its logits are output.dense.bias -> MLP -> embedding; unmasked queries are unchanged", async (t) => {
