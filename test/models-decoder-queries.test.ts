@@ -1,5 +1,5 @@
 // Fourier decoder queries over a full output grid (DeepMind's output_index_dims) and
-// over subsampled points, and 5-D video inputs of the 'pixels' and 'conv1x1' image
+// over subsampled points, and 5-D video inputs of the 'pixels', 'conv1x1' and 'conv' image
 // preprocessors, against plain-JS references in double precision.
 import test from 'ava';
 import * as P from '../lib/index.js';
@@ -231,14 +231,49 @@ test.serial("'conv1x1' video: a strided 1x1 convolution per frame, positions ove
   t.is(P.memory().cpu.tensors, before.tensors, 'live tensors');
 });
 
-test('video inputs: wrong channels and the 4-D-only conv prep are refused', (t) => {
+test('video inputs with the wrong channel count are refused, by every prep type', (t) => {
   const pix = new PerceiverImagePreprocessor(config, { prepType: 'pixels', spatialDownsample: 1, inChannels: 3, fourier: { numBands: 1, maxResolution: [2, 2, 2] } });
   const bad = P.zeros([1, 2, 4, 2, 2]);
   t.throws(() => pix.forward(bad), { instanceOf: RangeError, message: /\[B, T, 3, H, W\]/ });
   const conv = new PerceiverImagePreprocessor(config, { prepType: 'conv', fourier: { numBands: 1, maxResolution: [2, 2] } });
-  const video = P.zeros([1, 2, 3, 8, 8]);
-  t.throws(() => conv.forward(video), { instanceOf: RangeError, message: /\[B, 3, H, W\]/ });
+  const video = P.zeros([1, 2, 4, 8, 8]);
+  t.throws(() => conv.forward(video), { instanceOf: RangeError, message: /\[B, T, 3, H, W\]/ });
   for (const x of [bad, video]) x.dispose();
   pix.dispose();
   conv.dispose();
+});
+
+test.serial("'conv' video: the conv downsampler runs on each frame, positions over (T, H', W')", async (t) => {
+  const [B, T, C, H, W] = [2, 2, 3, 16, 16];
+  const prep = new PerceiverImagePreprocessor(config, {
+    prepType: 'conv',
+    spatialDownsample: 4,
+    inChannels: C,
+    outChannels: 8,
+    fourier: { numBands: 2, maxResolution: [T, 3, 3] },
+  });
+  // The 4-D path (convnet on one image) with the same weights is the reference.
+  const image = new PerceiverImagePreprocessor(config, { prepType: 'conv', spatialDownsample: 4, inChannels: C, outChannels: 8, fourier: { numBands: 2, maxResolution: [3, 3] } });
+  image.loadStateDict(prep.stateDict());
+  const x = P.tensor(randomArray(B * T * C * H * W, 21), [B, T, C, H, W]);
+  const video = prep.forward(x);
+  const without = video.inputsWithoutPos as P.Tensor;
+  // HF pads the 7x7/2 conv by 3 and pools unpadded: 16 -> 8 -> 3 (3x3 tokens per frame).
+  t.deepEqual(without.shape, [B, T * 9, 8]);
+  t.deepEqual(video.inputs.shape, [B, T * 9, 8 + 3 + 3 * 2 * 2]);
+  const got = await readAndDispose(without);
+  for (let b = 0; b < B; b++)
+    for (let f = 0; f < T; f++) {
+      const frame = P.reshape(P.contiguous(P.slice(P.slice(x, 0, b, b + 1), 1, f, f + 1)), [1, C, H, W]);
+      const single = image.forward(frame);
+      const want = await readAndDispose(single.inputsWithoutPos as P.Tensor);
+      single.inputs.dispose();
+      const at = (b * T + f) * 9 * 8;
+      assertExact(t, got.subarray(at, at + 9 * 8), want, `batch ${b}, frame ${f}`);
+      frame.dispose();
+    }
+  video.inputs.dispose();
+  x.dispose();
+  prep.dispose();
+  image.dispose();
 });

@@ -150,7 +150,7 @@ export class PerceiverImagePreprocessor extends Module implements Preprocessor {
       if (x.rank === 5 && x.shape[1] === 1) x = squeeze(x, 1);
       return this.convAfterPatches ? this.convAfterPatches.forward(x) : x;
     }
-    if (pixels.rank === 5 && this.prepType !== 'conv') return this.featurizeVideo(pixels);
+    if (pixels.rank === 5) return this.featurizeVideo(pixels);
     if (pixels.rank !== 4 || pixels.shape[1] !== this.inChannels)
       throw new RangeError(`PerceiverImagePreprocessor: pixel_values must be [B, ${this.inChannels}, H, W], got [${pixels.shape.join(', ')}]`);
     const nhwc = permute(pixels, [0, 2, 3, 1]);
@@ -162,16 +162,21 @@ export class PerceiverImagePreprocessor extends Module implements Preprocessor {
     return s === 1 ? nhwc : slice(slice(nhwc, 1, 0, undefined, s), 2, 0, undefined, s);
   }
 
-  /** Video [B, T, C, H, W] -> [B, T', H', W', C'] ('pixels' or 'conv1x1'). */
+  /**
+   * Video [B, T, C, H, W] -> [B, T', H', W', C'] ('pixels', 'conv1x1' or 'conv'). The
+   * 'conv' downsampler runs on each frame (neither HF nor DeepMind takes video there;
+   * this is the per-frame generalisation, BatchNorm in eval mode being per channel).
+   */
   private featurizeVideo(pixels: Tensor): Tensor {
     const [B, T, C, H, W] = pixels.shape;
     if (C !== this.inChannels)
       throw new RangeError(`PerceiverImagePreprocessor: video pixel_values must be [B, T, ${this.inChannels}, H, W], got [${pixels.shape.join(', ')}]`);
     const x = permute(pixels, [0, 1, 3, 4, 2]);
-    if (this.convnet1x1) {
-      // The engine's Conv2d is 4-D, so frames fold into the batch; a 1x1 kernel never
+    const net = this.convnet ?? this.convnet1x1;
+    if (net) {
+      // The engine's Conv2d is 4-D, so frames fold into the batch; neither network
       // mixes frames, which makes this the per-frame convolution DeepMind applies.
-      const y = this.convnet1x1.forward(reshape(contiguous(x), [B * T, H, W, C]));
+      const y = net.forward(reshape(contiguous(x), [B * T, H, W, C]));
       const [, Ho, Wo, Co] = y.shape;
       return reshape(contiguous(y), [B, T, Ho, Wo, Co]);
     }
