@@ -25,6 +25,7 @@ export { PerceiverEmbeddingDecoder } from './decoders/embedding.js';
 export { PerceiverModel, keyMask, hfKeyMask } from './perceiver.js';
 export type { Decoder, PerceiverModelOutput } from './perceiver.js';
 export { PerceiverForMaskedLM } from './masked-lm.js';
+export { PerceiverForSequenceClassification } from './sequence-classification.js';
 export { PerceiverImageClassifier } from './image-classifier.js';
 export { PerceiverForImageClassificationFourier } from './image-classification-fourier.js';
 export { PerceiverOpticalFlowDecoder } from './decoders/optical-flow.js';

@@ -5,6 +5,7 @@
 // named outputs out.
 import type { Tensor } from '../lib/index.js';
 import { PerceiverForMaskedLM } from './masked-lm.js';
+import { PerceiverForSequenceClassification } from './sequence-classification.js';
 import { PerceiverForImageClassificationFourier } from './image-classification-fourier.js';
 import { PerceiverForImageClassificationLearned } from './image-classification-learned.js';
 import { PerceiverForImageClassificationConvProcessing } from './image-classification-conv.js';
@@ -27,7 +28,8 @@ export function isIgnoredInput(name: string): boolean {
 }
 
 export function namedInputSpec(model: LoadedModel): NamedInputSpec {
-  if (model instanceof PerceiverForMaskedLM) return { accepted: ['inputs', 'attention_mask'], required: ['inputs'] };
+  if (model instanceof PerceiverForMaskedLM || model instanceof PerceiverForSequenceClassification)
+    return { accepted: ['inputs', 'attention_mask'], required: ['inputs'] };
   if (
     model instanceof PerceiverForImageClassificationFourier ||
     model instanceof PerceiverForImageClassificationLearned ||
@@ -85,7 +87,8 @@ async function indices(name: string, t: Tensor): Promise<Int32Array> {
 export async function forwardNamed(model: LoadedModel, inputs: Record<string, Tensor>): Promise<{ outputs: Record<string, Tensor>; ignored: string[] }> {
   const { ignored } = checkNamedInputs(model, Object.keys(inputs));
   let outputs: Record<string, Tensor>;
-  if (model instanceof PerceiverForMaskedLM) outputs = model.forward(inputs.inputs, { attentionMask: inputs.attention_mask ?? null });
+  if (model instanceof PerceiverForMaskedLM || model instanceof PerceiverForSequenceClassification)
+    outputs = model.forward(inputs.inputs, { attentionMask: inputs.attention_mask ?? null });
   else if (model instanceof PerceiverForOpticalFlow) outputs = model.forward(inputs.inputs);
   else if (model instanceof PerceiverForMultimodalAutoencoding) {
     const points = {

@@ -3,6 +3,7 @@
 import type { Module } from '../lib/index.js';
 import type { PerceiverConfig } from './config.js';
 import { PerceiverForMaskedLM } from './masked-lm.js';
+import { PerceiverForSequenceClassification } from './sequence-classification.js';
 import { PerceiverForImageClassificationFourier } from './image-classification-fourier.js';
 import { PerceiverForImageClassificationLearned } from './image-classification-learned.js';
 import { PerceiverForImageClassificationConvProcessing } from './image-classification-conv.js';
@@ -13,6 +14,7 @@ type ConfigJson = Partial<PerceiverConfig> & Record<string, unknown>;
 
 export const ARCHITECTURES = {
   PerceiverForMaskedLM,
+  PerceiverForSequenceClassification,
   PerceiverForImageClassificationFourier,
   PerceiverForImageClassificationLearned,
   PerceiverForImageClassificationConvProcessing,

@@ -100,7 +100,7 @@ test('missing files, a non-model folder and wrong input names exit with status 1
   const noWeights = mkdtempSync(join(tmp, 'no-weights-'));
   copyFileSync(fixture('mlm', 'config.json'), join(noWeights, 'config.json'));
   const badConfig = mkdtempSync(join(tmp, 'bad-config-'));
-  writeFileSync(join(badConfig, 'config.json'), JSON.stringify({ architectures: ['PerceiverForSequenceClassification'] }));
+  writeFileSync(join(badConfig, 'config.json'), JSON.stringify({ architectures: ['BertForMaskedLM'] }));
   copyFileSync(fixture('mlm', 'model.safetensors'), join(badConfig, 'model.safetensors'));
   const wrongWeights = mkdtempSync(join(tmp, 'wrong-weights-'));
   copyFileSync(fixture('mlm', 'config.json'), join(wrongWeights, 'config.json'));
@@ -111,7 +111,7 @@ test('missing files, a non-model folder and wrong input names exit with status 1
     [['--model', caseDir('mlm'), '--input', join(tmp, 'nothing.safetensors'), '--output', out], /input file '.*nothing\.safetensors' does not exist/],
     [['--model', tmp, '--input', input('mlm'), '--output', out], /config\.json' is missing/],
     [['--model', noWeights, '--input', input('mlm'), '--output', out], /model\.safetensors' is missing/],
-    [['--model', badConfig, '--input', input('mlm'), '--output', out], /architecture 'PerceiverForSequenceClassification' is not supported \(supported: PerceiverForMaskedLM/],
+    [['--model', badConfig, '--input', input('mlm'), '--output', out], /architecture 'BertForMaskedLM' is not supported \(supported: PerceiverForMaskedLM/],
     [['--model', wrongWeights, '--input', input('mlm'), '--output', out], /model\.safetensors: loadStateDict \(PerceiverForMaskedLM\): .*missing keys/],
     [['--model', caseDir('mlm'), '--input', input('image_conv'), '--output', out], /unknown input 'pixel_values'; missing input 'inputs'\. It accepts: inputs, attention_mask/],
     [['--model', caseDir('multimodal'), '--input', input('optical_flow'), '--output', out], /unknown input 'inputs'; missing inputs 'inputs\.audio', .*It accepts: inputs\.audio, inputs\.image/],

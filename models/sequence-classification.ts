@@ -1,0 +1,39 @@
+// HF's PerceiverForSequenceClassification: bytes -> text preprocessor -> Perceiver ->
+// one trainable classification query (with query residual) -> logits [B, num_labels].
+// HF releases no checkpoint of it; it is the text counterpart of the image classifiers.
+import { Module, tidy, type Tensor } from '../lib/index.js';
+import { perceiverConfig, type PerceiverConfig } from './config.js';
+import { PerceiverModel } from './perceiver.js';
+import { PerceiverTextPreprocessor } from './preprocessors/text.js';
+import { PerceiverClassificationDecoder } from './decoders/classification.js';
+
+export class PerceiverForSequenceClassification extends Module {
+  readonly config: PerceiverConfig;
+  readonly perceiver: PerceiverModel;
+
+  /** config: a config.json object (HF defaults fill what it omits; num_labels from id2label). */
+  constructor(config: Partial<PerceiverConfig> & Record<string, unknown>, opts: { device?: string } = {}) {
+    super();
+    const c = perceiverConfig(config);
+    this.config = c;
+    const device = opts.device;
+    const decoder = new PerceiverClassificationDecoder(c, {
+      numChannels: c.d_latents,
+      trainable: { numChannels: c.d_latents, indexDims: 1 },
+      useQueryResidual: true,
+      device,
+    });
+    this.perceiver = this.registerModule(
+      'perceiver',
+      new PerceiverModel(c, { inputPreprocessor: new PerceiverTextPreprocessor(c, { device }), decoder, device }),
+    );
+  }
+
+  /**
+   * inputs: int32 byte ids [B, N] (N <= max_position_embeddings); attentionMask [B, N]
+   * (1 = token, 0 = padding) -> logits [B, num_labels].
+   */
+  forward(inputs: Tensor, opts: { attentionMask?: Tensor | null } = {}): { logits: Tensor } {
+    return tidy(() => ({ logits: this.perceiver.forward(inputs, { attentionMask: opts.attentionMask ?? null }).logits as Tensor }));
+  }
+}
