@@ -11,6 +11,8 @@ export * from './ops/reduce.js';
 export * from './ops/linalg.js';
 export * from './ops/nn.js';
 export { tidy, keep } from './scope.js';
+export { noGrad, isGradEnabled, needsGrad, backward } from './autograd/tape.js';
+export type { BackwardOptions } from './autograd/tape.js';
 export { memory, emptyCache } from './memory.js';
 export type { DeviceMemory } from './memory.js';
 export { backends, resolveDevice } from './device.js';

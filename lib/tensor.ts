@@ -7,6 +7,7 @@ import * as E from './ops/elementwise.js';
 import * as L from './ops/layout.js';
 import * as R from './ops/reduce.js';
 import * as M from './ops/linalg.js';
+import { backward, type BackwardOptions, type GradNode } from './autograd/tape.js';
 
 const disposeSymbol: symbol = (Symbol as unknown as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
 
@@ -21,6 +22,15 @@ export class Tensor {
   readonly dtype: DTypeName;
   /** 'cpu' or 'cuda:N'. */
   readonly device: string;
+  /**
+   * Set on a leaf (a parameter) to have backward() accumulate d(root)/d(this) into
+   * .grad. Results of ops on such tensors carry a gradient node instead.
+   */
+  requiresGrad = false;
+  /** The accumulated gradient of a leaf after backward(); owned by this tensor. */
+  grad: Tensor | null = null;
+  /** @internal The node that computes this tensor's inputs' gradients (null for leaves and constants). */
+  gradFn: GradNode | null = null;
 
   /** @internal Tensors are made by ops and creation functions (tensor(), zeros(), ...). */
   constructor(handle: NativeHandle) {
@@ -87,9 +97,17 @@ export class Tensor {
     return nest(Array.from(await this.data()), this.shape);
   }
 
-  /** Releases the native memory now. Idempotent; using the tensor afterwards throws. */
+  /** Releases the native memory now (and the gradient it holds). Idempotent; using the tensor afterwards throws. */
   dispose(): void {
     this.handle.dispose();
+    this.grad?.dispose();
+    this.grad = null;
+    this.gradFn = null;
+  }
+
+  /** Accumulates d(this)/d(leaf) into the .grad of every leaf this depends on (see autograd/tape.ts). */
+  backward(opts?: BackwardOptions): void {
+    backward(this, opts);
   }
 
   [Symbol.dispose](): void {

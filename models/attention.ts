@@ -4,7 +4,7 @@
 // streams over keys, which is what lets 512 latents attend to 50,176 pixels.
 // A one-head cross-attention goes through fast-attention.ts when that is cheaper
 // (it never projects the keys and values); the plain path stays the reference.
-import { attention, keep, reshape, tidy, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
+import { attention, keep, needsGrad, reshape, tidy, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
 import { fastCrossAttentionMacs, fastSingleHeadCrossAttention, foldQueries, plainCrossAttentionMacs } from './fast-attention.js';
 
 // Query tensors whose values never change while the tensor lives (the latents'
@@ -132,6 +132,8 @@ export class PerceiverSelfAttention extends Module {
       ...this.query.namedParameters().map(([, t]) => t),
       this.key.weight,
     ];
+    // While training, the fold is part of the graph and must be recomputed every call.
+    if (needsGrad(...deps)) return foldQueries(this.query.forward(this.layernorm1.forward(hiddenStates)), this.key.weight);
     const c = this.foldCache;
     if (c && c.deps.length === deps.length && c.deps.every((d, i) => d === deps[i] && !d.disposed) && !c.folded.disposed) return c.folded;
     const folded = foldQueries(this.query.forward(this.layernorm1.forward(hiddenStates)), this.key.weight);

@@ -8,6 +8,7 @@ import { Tensor } from '../tensor.js';
 import { reshape, cast } from '../ops/layout.js';
 import { keep } from '../scope.js';
 import { describe } from '../dtype.js';
+import { noGrad } from '../autograd/tape.js';
 
 export interface LoadStateDictOptions {
   /** Missing or unexpected keys are an error (default true). A shape mismatch is always an error. */
@@ -117,6 +118,29 @@ export class Module {
     return out;
   }
 
+  /** Every parameter tensor, depth first in registration order. */
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, t]) => t);
+  }
+
+  /**
+   * Marks every parameter as a gradient leaf (or not): backward() then accumulates
+   * into each parameter's .grad. Loading weights keeps the flag. Returns this.
+   */
+  requiresGrad_(flag = true): this {
+    if (typeof flag !== 'boolean') throw new TypeError(`requiresGrad_: argument 'flag' must be a boolean, got ${describe(flag)}`);
+    for (const t of this.parameters()) t.requiresGrad = flag;
+    return this;
+  }
+
+  /** Drops every parameter's accumulated gradient. */
+  zeroGrad(): void {
+    for (const t of this.parameters()) {
+      t.grad?.dispose();
+      t.grad = null;
+    }
+  }
+
   /** Number of parameter elements. */
   numParameters(): number {
     return this.namedParameters().reduce((n, [, t]) => n + t.size, 0);
@@ -157,7 +181,8 @@ export class Module {
       const src = dict[key];
       if (src === undefined) continue;
       const cur = slot.map.get(slot.name)!;
-      const next = keep(src.dtype === cur.dtype ? reshape(src, src.shape) : cast(src, cur.dtype));
+      const next = keep(noGrad(() => (src.dtype === cur.dtype ? reshape(src, src.shape) : cast(src, cur.dtype))));
+      next.requiresGrad = cur.requiresGrad;
       cur.dispose();
       slot.map.set(slot.name, next);
     }

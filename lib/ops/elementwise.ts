@@ -3,6 +3,7 @@
 import { native } from '../native.js';
 import { describe } from '../dtype.js';
 import { Tensor, wrap, handleOf, type TensorOrScalar } from '../tensor.js';
+import * as G from '../autograd/grads.js';
 
 function scalarLike(op: string, name: string, v: number, like: Tensor): Tensor {
   if (typeof v !== 'number') throw new TypeError(`${op}: argument '${name}' must be a Tensor or a number, got ${describe(v)}`);
@@ -21,7 +22,7 @@ function binary(op: string, a: TensorOrScalar, b: TensorOrScalar): Tensor {
   const ta = typeof a === 'number' ? scalarLike(op, 'a', a, b as Tensor) : a;
   const tb = typeof b === 'number' ? scalarLike(op, 'b', b, ta) : b;
   try {
-    return wrap(native.binary(op, handleOf(op, 'a', ta), handleOf(op, 'b', tb)));
+    return G.binaryGrad(op, wrap(native.binary(op, handleOf(op, 'a', ta), handleOf(op, 'b', tb))), ta, tb);
   } finally {
     if (ta !== a) ta.dispose();
     if (tb !== b) tb.dispose();
@@ -29,7 +30,7 @@ function binary(op: string, a: TensorOrScalar, b: TensorOrScalar): Tensor {
 }
 
 function unary(op: string, x: Tensor, alpha = 1, beta = 0): Tensor {
-  return wrap(native.unary(op, handleOf(op, 'x', x), alpha, beta));
+  return G.unaryGrad(op, wrap(native.unary(op, handleOf(op, 'x', x), alpha, beta)), x, alpha);
 }
 
 // tensor OP number as one affine pass (alpha * x + beta); errors still name the
@@ -121,7 +122,7 @@ export function where(cond: Tensor, a: TensorOrScalar, b: TensorOrScalar): Tenso
   const ta = typeof a === 'number' ? scalarLike('where', 'a', a, ref) : a;
   const tb = typeof b === 'number' ? scalarLike('where', 'b', b, ref) : b;
   try {
-    return wrap(native.where(handleOf('where', 'cond', cond), handleOf('where', 'a', ta), handleOf('where', 'b', tb)));
+    return G.whereGrad(wrap(native.where(handleOf('where', 'cond', cond), handleOf('where', 'a', ta), handleOf('where', 'b', tb))), cond, ta, tb);
   } finally {
     if (ta !== a) ta.dispose();
     if (tb !== b) tb.dispose();

@@ -4,6 +4,7 @@ import { native } from '../native.js';
 import { checkDType, type DTypeName } from '../dtype.js';
 import { Tensor, wrap, handleOf } from '../tensor.js';
 import { int, shape as shapeArg } from './args.js';
+import * as G from '../autograd/grads.js';
 
 function axisOf(op: string, name: string, axis: unknown, rank: number): number {
   const a = int(op, name, axis);
@@ -13,7 +14,7 @@ function axisOf(op: string, name: string, axis: unknown, rank: number): number {
 
 /** Same elements, new shape (one dimension may be -1). A view when x is dense. */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
-  return wrap(native.reshape(handleOf('reshape', 'x', x), shapeArg('reshape', 'shape', shape)));
+  return G.reshapeGrad('reshape', wrap(native.reshape(handleOf('reshape', 'x', x), shapeArg('reshape', 'shape', shape))), x);
 }
 
 /** Merges axes startAxis..endAxis (inclusive) into one. */
@@ -29,7 +30,7 @@ export function flatten(x: Tensor, startAxis = 0, endAxis = -1): Tensor {
 
 /** Reorders axes: out.shape[i] = x.shape[axes[i]]. A view. */
 export function permute(x: Tensor, axes: readonly number[]): Tensor {
-  return wrap(native.permute(handleOf('permute', 'x', x), shapeArg('permute', 'axes', axes)));
+  return G.permuteGrad(wrap(native.permute(handleOf('permute', 'x', x), shapeArg('permute', 'axes', axes))), x, axes);
 }
 
 /** Swaps two axes (the last two by default). A view. */
@@ -47,7 +48,8 @@ export function transpose(x: Tensor, axis0 = -2, axis1 = -1): Tensor {
 export function slice(x: Tensor, axis: number, start: number, end?: number, step = 1): Tensor {
   const h = handleOf('slice', 'x', x);
   const e = end === undefined ? Number.MAX_SAFE_INTEGER : int('slice', 'end', end);
-  return wrap(native.slice(h, int('slice', 'axis', axis), int('slice', 'start', start), e, int('slice', 'step', step)));
+  const out = wrap(native.slice(h, int('slice', 'axis', axis), int('slice', 'start', start), e, int('slice', 'step', step)));
+  return G.sliceGrad(out, x, axis, start, step);
 }
 
 /** Drops an axis of size 1 (every such axis when none is given). */
@@ -70,22 +72,22 @@ export function unsqueeze(x: Tensor, axis: number): Tensor {
 
 /** Repeats size-1 axes (and adds leading axes) to reach shape. A view with zero strides. */
 export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
-  return wrap(native.broadcastTo(handleOf('broadcastTo', 'x', x), shapeArg('broadcastTo', 'shape', shape)));
+  return G.broadcastGrad(wrap(native.broadcastTo(handleOf('broadcastTo', 'x', x), shapeArg('broadcastTo', 'shape', shape))), x);
 }
 
 /** Joins tensors along an existing axis. */
 export function concat(tensors: readonly Tensor[], axis = 0): Tensor {
   if (!Array.isArray(tensors)) throw new TypeError(`concat: argument 'tensors' must be an array of Tensors`);
   const hs = tensors.map((t, i) => handleOf('concat', `tensors[${i}]`, t));
-  return wrap(native.concat(hs, int('concat', 'axis', axis)));
+  return G.concatGrad(wrap(native.concat(hs, int('concat', 'axis', axis))), tensors, axis);
 }
 
 /** A dense row-major copy (x itself, shared, when already dense). */
 export function contiguous(x: Tensor): Tensor {
-  return wrap(native.contiguous(handleOf('contiguous', 'x', x)));
+  return G.reshapeGrad('contiguous', wrap(native.contiguous(handleOf('contiguous', 'x', x))), x);
 }
 
 /** Converts elements to dtype (round to nearest even for 16-bit floats; saturating for integers). */
 export function cast(x: Tensor, dtype: DTypeName): Tensor {
-  return wrap(native.cast(handleOf('cast', 'x', x), checkDType('cast', 'dtype', dtype)));
+  return G.castGrad(wrap(native.cast(handleOf('cast', 'x', x), checkDType('cast', 'dtype', dtype))), x);
 }

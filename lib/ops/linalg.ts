@@ -3,6 +3,9 @@ import { native } from '../native.js';
 import { describe } from '../dtype.js';
 import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
 import { bool, num, options } from './args.js';
+import * as G from '../autograd/grads.js';
+import { needsGrad } from '../autograd/tape.js';
+import { gelu, relu } from './elementwise.js';
 
 export type Activation = 'none' | 'relu' | 'gelu' | 'gelu_tanh';
 const ACTIVATIONS: readonly string[] = ['none', 'relu', 'gelu', 'gelu_tanh'];
@@ -29,17 +32,23 @@ export function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
   const act = o.activation ?? 'none';
   if (!ACTIVATIONS.includes(act))
     throw new TypeError(`matmul: option 'activation' must be one of ${ACTIVATIONS.map((s) => `'${s}'`).join(', ')}, got ${describe(act)}`);
-  return wrap(
-    native.matmul(
-      handleOf('matmul', 'a', a),
-      handleOf('matmul', 'b', b),
-      o.transA === undefined ? false : bool('matmul', 'transA', o.transA),
-      o.transB === undefined ? false : bool('matmul', 'transB', o.transB),
-      optionalHandle('matmul', 'bias', o.bias),
-      act,
-      o.alpha === undefined ? 1 : num('matmul', 'alpha', o.alpha),
-    ),
+  const transA = o.transA === undefined ? false : bool('matmul', 'transA', o.transA);
+  const transB = o.transB === undefined ? false : bool('matmul', 'transB', o.transB);
+  const alpha = o.alpha === undefined ? 1 : num('matmul', 'alpha', o.alpha);
+  const bias = o.bias ?? null;
+  // Training keeps the pre-activation for the activation's gradient, so the epilogue is not fused then.
+  const grad = needsGrad(a, b, bias);
+  const out = wrap(
+    native.matmul(handleOf('matmul', 'a', a), handleOf('matmul', 'b', b), transA, transB, optionalHandle('matmul', 'bias', bias), grad ? 'none' : act, alpha),
   );
+  if (!grad) return out;
+  const z = G.matmulGrad(out, a, b, transA, transB, bias, alpha);
+  if (act === 'none') return z;
+  try {
+    return act === 'relu' ? relu(z) : gelu(z, { approximate: act === 'gelu_tanh' ? 'tanh' : 'none' });
+  } finally {
+    z.dispose();
+  }
 }
 
 /** x @ weightᵀ + bias with a PyTorch-layout weight [out, in]. */
@@ -66,7 +75,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptio
     if (!(scale > 0) || !Number.isFinite(scale))
       throw new RangeError(`attention: option 'scale' must be a positive finite number, got ${scale}`);
   }
-  return wrap(
+  const out = wrap(
     native.attention(
       handleOf('attention', 'q', q),
       handleOf('attention', 'k', k),
@@ -75,4 +84,5 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptio
       scale,
     ),
   );
+  return G.attentionGrad(out, q, k, v, o.mask ?? null, scale);
 }

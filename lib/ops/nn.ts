@@ -3,10 +3,12 @@ import { native } from '../native.js';
 import { describe } from '../dtype.js';
 import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
 import { int, num, options, pair } from './args.js';
+import * as G from '../autograd/grads.js';
+import { conv2dGrad, maxPool2dGrad } from '../autograd/conv-grads.js';
 
 /** Rows of weight [V, C] picked by int32 ids [...] -> [..., C]. An out-of-range id fails the output (data() rejects). */
 export function embedding(weight: Tensor, ids: Tensor): Tensor {
-  return wrap(native.embedding(handleOf('embedding', 'weight', weight), handleOf('embedding', 'ids', ids)));
+  return G.embeddingGrad(wrap(native.embedding(handleOf('embedding', 'weight', weight), handleOf('embedding', 'ids', ids))), weight, ids);
 }
 
 export interface OneHotOptions {
@@ -50,16 +52,11 @@ export interface Conv2dOptions {
 export function conv2d(x: Tensor, weight: Tensor, opts?: Conv2dOptions): Tensor {
   const o = options('conv2d', opts);
   const [sh, sw] = pair('conv2d', 'stride', o.stride ?? 1);
-  return wrap(
-    native.conv2d(
-      handleOf('conv2d', 'x', x),
-      handleOf('conv2d', 'weight', weight),
-      optionalHandle('conv2d', 'bias', o.bias),
-      sh,
-      sw,
-      padding('conv2d', o.padding),
-    ),
+  const pad = padding('conv2d', o.padding);
+  const out = wrap(
+    native.conv2d(handleOf('conv2d', 'x', x), handleOf('conv2d', 'weight', weight), optionalHandle('conv2d', 'bias', o.bias), sh, sw, pad),
   );
+  return conv2dGrad(out, x, weight, o.bias ?? null, sh, sw, pad);
 }
 
 export interface MaxPool2dOptions {
@@ -77,7 +74,9 @@ export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): Tensor {
   if (o.kernel === undefined) throw new TypeError(`max_pool2d: option 'kernel' is required`);
   const [kh, kw] = pair('max_pool2d', 'kernel', o.kernel);
   const [sh, sw] = pair('max_pool2d', 'stride', o.stride ?? [kh, kw]);
-  return wrap(native.maxPool2d(handleOf('max_pool2d', 'x', x), kh, kw, sh, sw, padding('max_pool2d', o.padding)));
+  const pad = padding('max_pool2d', o.padding);
+  const out = wrap(native.maxPool2d(handleOf('max_pool2d', 'x', x), kh, kw, sh, sw, pad));
+  return maxPool2dGrad(out, x, kh, kw, sh, sw, pad);
 }
 
 export interface BatchNormOptions {
@@ -90,14 +89,16 @@ export interface BatchNormOptions {
 /** Inference batch norm over the last (channel) axis with running mean and variance [C]. */
 export function batchNorm(x: Tensor, mean: Tensor, variance: Tensor, opts?: BatchNormOptions): Tensor {
   const o = options('batch_norm', opts);
-  return wrap(
+  const eps = o.eps === undefined ? 1e-5 : num('batch_norm', 'eps', o.eps);
+  const out = wrap(
     native.batchNorm(
       handleOf('batch_norm', 'x', x),
       handleOf('batch_norm', 'mean', mean),
       handleOf('batch_norm', 'var', variance),
       optionalHandle('batch_norm', 'weight', o.weight),
       optionalHandle('batch_norm', 'bias', o.bias),
-      o.eps === undefined ? 1e-5 : num('batch_norm', 'eps', o.eps),
+      eps,
     ),
   );
+  return G.batchNormGrad(out, x, mean, variance, o.weight ?? null, o.bias ?? null, eps);
 }

@@ -2,6 +2,7 @@
 import { native } from '../native.js';
 import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
 import { bool, int, num, options } from './args.js';
+import * as G from '../autograd/grads.js';
 
 export interface ReduceOptions {
   /** Keep the reduced axis with size 1. Default false. */
@@ -11,7 +12,7 @@ export interface ReduceOptions {
 function reduce(op: string, x: Tensor, axis: number, opts?: ReduceOptions): Tensor {
   const o = options(op, opts);
   const keepdim = o.keepdim === undefined ? false : bool(op, 'keepdim', o.keepdim);
-  return wrap(native.reduce(op, handleOf(op, 'x', x), int(op, 'axis', axis), keepdim));
+  return G.reduceGrad(op, wrap(native.reduce(op, handleOf(op, 'x', x), int(op, 'axis', axis), keepdim)), x, axis, keepdim);
 }
 
 /** Sum over axis (accumulated in double). */
@@ -33,14 +34,14 @@ function lastAxis(op: string, x: Tensor, axis: number): void {
 export function softmax(x: Tensor, axis = -1): Tensor {
   const h = handleOf('softmax', 'x', x);
   lastAxis('softmax', x, axis);
-  return wrap(native.softmax(h, false));
+  return G.softmaxGrad(wrap(native.softmax(h, false)), x, false);
 }
 
 /** log(softmax(x)) over the last axis, computed stably. */
 export function logSoftmax(x: Tensor, axis = -1): Tensor {
   const h = handleOf('log_softmax', 'x', x);
   lastAxis('log_softmax', x, axis);
-  return wrap(native.softmax(h, true));
+  return G.softmaxGrad(wrap(native.softmax(h, true)), x, true);
 }
 
 export interface LayerNormOptions {
@@ -52,7 +53,7 @@ export interface LayerNormOptions {
 export function layerNorm(x: Tensor, weight?: Tensor | null, bias?: Tensor | null, opts?: LayerNormOptions): Tensor {
   const o = options('layer_norm', opts);
   const eps = o.eps === undefined ? 1e-5 : num('layer_norm', 'eps', o.eps);
-  return wrap(
+  const out = wrap(
     native.layerNorm(
       handleOf('layer_norm', 'x', x),
       optionalHandle('layer_norm', 'weight', weight),
@@ -60,4 +61,5 @@ export function layerNorm(x: Tensor, weight?: Tensor | null, bias?: Tensor | nul
       eps,
     ),
   );
+  return G.layerNormGrad(out, x, weight ?? null, bias ?? null, eps);
 }

@@ -1,0 +1,311 @@
+// The backward formula of every differentiable op, recorded by the ops themselves
+// (lib/ops/*) when an input requires gradients. Formulas are compositions of the
+// engine's forward ops, so they run on any backend; the fused kernels that replace
+// the expensive ones (attention, GELU) keep these as their reference.
+import { Tensor } from '../tensor.js';
+import { needsGrad, record } from './tape.js';
+import * as E from '../ops/elementwise.js';
+import * as L from '../ops/layout.js';
+import * as R from '../ops/reduce.js';
+import * as M from '../ops/linalg.js';
+import * as N from '../ops/nn.js';
+import { zeros } from '../creation.js';
+
+const f32 = (t: Tensor) => L.cast(t, 'float32');
+
+/** g summed down to `shape` (undoing numpy broadcasting). */
+export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
+  let out = g;
+  while (out.rank > shape.length) out = R.sum(out, 0);
+  for (let i = 0; i < shape.length; i++) if (shape[i] === 1 && out.shape[i] !== 1) out = R.sum(out, i, { keepdim: true });
+  return out;
+}
+
+// ---- elementwise ---------------------------------------------------------------------
+
+export function binaryGrad(op: string, out: Tensor, a: Tensor, b: Tensor): Tensor {
+  if (!needsGrad(a, b)) return out;
+  const as = a.shape;
+  const bs = b.shape;
+  switch (op) {
+    case 'add':
+      return record('add', out, [a, b], [], (g) => [sumTo(g, as), sumTo(g, bs)]);
+    case 'sub':
+      return record('sub', out, [a, b], [], (g) => [sumTo(g, as), sumTo(E.neg(g), bs)]);
+    case 'mul':
+      return record('mul', out, [a, b], [a, b], (g, [x, y]) => [sumTo(E.mul(g, y), as), sumTo(E.mul(g, x), bs)]);
+    case 'div':
+      return record('div', out, [a, b], [a, b], (g, [x, y]) => {
+        const ga = E.div(g, y);
+        return [sumTo(ga, as), sumTo(E.neg(E.mul(ga, E.div(x, y))), bs)];
+      });
+    case 'maximum':
+    case 'minimum':
+      // The gradient goes to the chosen operand (to a on ties, as a >= b picks a).
+      return record(op, out, [a, b], [a, b], (g, [x, y]) => {
+        const pickA = op === 'maximum' ? E.greaterEqual(x, y) : E.lessEqual(x, y);
+        return [sumTo(E.where(pickA, g, 0), as), sumTo(E.where(pickA, 0, g), bs)];
+      });
+    case 'pow':
+      return record('pow', out, [a, b], [a, b, out], (g, [x, y, z]) => [
+        sumTo(E.mul(g, E.mul(y, E.pow(x, E.sub(y, 1)))), as),
+        // d/dy x^y = x^y ln x, taken as 0 where x is 0 (the limit for y > 0).
+        sumTo(E.mul(g, E.where(E.equal(x, 0), 0, E.mul(z, E.log(E.abs(x))))), bs),
+      ]);
+    default:
+      return out; // comparisons: no gradient
+  }
+}
+
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+
+export function unaryGrad(op: string, out: Tensor, x: Tensor, alpha: number): Tensor {
+  if (!needsGrad(x)) return out;
+  const one = (f: (g: Tensor, s: Tensor[]) => Tensor, save: Tensor[]) => record(op, out, [x], save, (g, s) => [f(g, s)]);
+  switch (op) {
+    case 'scale':
+      return one((g) => E.scale(g, alpha), []);
+    case 'neg':
+      return one((g) => E.neg(g), []);
+    case 'exp':
+      return one((g, [y]) => E.mul(g, y), [out]);
+    case 'log':
+      return one((g, [v]) => E.div(g, v), [x]);
+    case 'sin':
+      return one((g, [v]) => E.mul(g, E.cos(v)), [x]);
+    case 'cos':
+      return one((g, [v]) => E.neg(E.mul(g, E.sin(v))), [x]);
+    case 'sqrt':
+      return one((g, [y]) => E.div(E.scale(g, 0.5), y), [out]);
+    case 'rsqrt':
+      return one((g, [y]) => E.mul(E.scale(g, -0.5), E.mul(y, E.square(y))), [out]);
+    case 'tanh':
+      return one((g, [y]) => E.mul(g, E.scale(E.square(y), -1, 1)), [out]);
+    case 'sigmoid':
+      return one((g, [y]) => E.mul(g, E.mul(y, E.scale(y, -1, 1))), [out]);
+    case 'relu':
+      return one((g, [v]) => E.where(E.greater(v, 0), g, 0), [x]);
+    case 'abs':
+      return one((g, [v]) => E.where(E.greater(v, 0), g, E.where(E.less(v, 0), E.neg(g), 0)), [x]);
+    case 'square':
+      return one((g, [v]) => E.mul(g, E.scale(v, 2)), [x]);
+    case 'gelu':
+      // d/dx x Phi(x) = Phi(x) + x phi(x). Phi = gelu(x) / x (exact: gelu is computed as
+      // x * Phi(x)), with Phi(0) = 1/2.
+      return one((g, [v, y]) => {
+        const phi = E.where(E.equal(v, 0), 0.5, E.div(y, E.where(E.equal(v, 0), 1, v)));
+        const density = E.scale(E.exp(E.scale(E.square(v), -0.5)), INV_SQRT_2PI);
+        return E.mul(g, E.add(phi, E.mul(v, density)));
+      }, [x, out]);
+    case 'gelu_tanh':
+      // 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3k x^2), t = tanh(c (x + k x^3)).
+      return one((g, [v]) => {
+        const c = Math.sqrt(2 / Math.PI);
+        const k = 0.044715;
+        const t = E.tanh(E.scale(E.add(v, E.scale(E.mul(v, E.square(v)), k)), c));
+        const left = E.scale(t, 0.5, 0.5);
+        const right = E.mul(E.mul(E.scale(v, 0.5 * c), E.scale(E.square(t), -1, 1)), E.scale(E.square(v), 3 * k, 1));
+        return E.mul(g, E.add(left, right));
+      }, [x]);
+    default:
+      throw new Error(`${op}: has no gradient formula`);
+  }
+}
+
+export function whereGrad(out: Tensor, cond: Tensor, a: Tensor, b: Tensor): Tensor {
+  if (!needsGrad(a, b)) return out;
+  const as = a.shape;
+  const bs = b.shape;
+  return record('where', out, [null, a, b], [cond], (g, [c]) => [null, sumTo(E.where(c, g, 0), as), sumTo(E.where(c, 0, g), bs)]);
+}
+
+// ---- layout --------------------------------------------------------------------------
+
+export function reshapeGrad(op: string, out: Tensor, x: Tensor): Tensor {
+  if (!needsGrad(x)) return out;
+  const shape = x.shape;
+  return record(op, out, [x], [], (g) => [L.reshape(L.contiguous(g), shape)]);
+}
+
+export function permuteGrad(out: Tensor, x: Tensor, axes: readonly number[]): Tensor {
+  if (!needsGrad(x)) return out;
+  const n = axes.length;
+  const inverse = new Array<number>(n);
+  axes.forEach((a, i) => (inverse[(a + n) % n] = i));
+  return record('permute', out, [x], [], (g) => [L.permute(g, inverse)]);
+}
+
+export function broadcastGrad(out: Tensor, x: Tensor): Tensor {
+  if (!needsGrad(x)) return out;
+  const shape = x.shape;
+  return record('broadcastTo', out, [x], [], (g) => [sumTo(g, shape)]);
+}
+
+export function sliceGrad(out: Tensor, x: Tensor, axis: number, start: number, step: number): Tensor {
+  if (!needsGrad(x)) return out;
+  const ax = axis < 0 ? axis + x.rank : axis;
+  const len = x.shape[ax];
+  const lo = start < 0 ? Math.max(0, start + len) : Math.min(start, len);
+  if (step < 1) throw new Error(`slice: gradients need a positive step, got ${step}`);
+  const shape = x.shape;
+  return record('slice', out, [x], [], (g) => {
+    const n = g.shape[ax];
+    const zerosAlong = (k: number, like: readonly number[] = shape) => zeros([...like.slice(0, ax), k, ...like.slice(ax + 1)], { device: g.device });
+    let spread = g;
+    if (step > 1 && n > 0) {
+      // Every step-th position: interleave step-1 zeros after each element, then trim.
+      const gs = [...g.shape];
+      const wide = L.concat([L.unsqueeze(g, ax + 1), zeros([...gs.slice(0, ax + 1), step - 1, ...gs.slice(ax + 1)], { device: g.device })], ax + 1);
+      spread = L.slice(L.reshape(wide, [...gs.slice(0, ax), n * step, ...gs.slice(ax + 1)]), ax, 0, (n - 1) * step + 1);
+    }
+    // Zeros before and after the slice along the axis.
+    const m = spread.shape[ax];
+    const parts: Tensor[] = [];
+    if (lo > 0) parts.push(zerosAlong(lo));
+    parts.push(spread);
+    if (len - lo - m > 0) parts.push(zerosAlong(len - lo - m));
+    return [parts.length === 1 ? spread : L.concat(parts, ax)];
+  });
+}
+
+export function concatGrad(out: Tensor, xs: readonly Tensor[], axis: number): Tensor {
+  if (!needsGrad(...xs)) return out;
+  const ax = axis < 0 ? axis + out.rank : axis;
+  const sizes = xs.map((t) => t.shape[ax]);
+  return record('concat', out, [...xs], [], (g) => {
+    let at = 0;
+    return sizes.map((n) => {
+      const part = L.slice(g, ax, at, at + n);
+      at += n;
+      return part;
+    });
+  });
+}
+
+export function castGrad(out: Tensor, x: Tensor): Tensor {
+  if (!needsGrad(x) || (x.dtype !== 'float32' && x.dtype !== 'float16' && x.dtype !== 'bfloat16')) return out;
+  const dtype = x.dtype;
+  return record('cast', out, [x], [], (g) => [L.cast(g, dtype)]);
+}
+
+// ---- reductions ----------------------------------------------------------------------
+
+function normAxis(axis: number, rank: number): number {
+  return axis < 0 ? axis + rank : axis;
+}
+
+export function reduceGrad(op: string, out: Tensor, x: Tensor, axis: number, keepdim: boolean): Tensor {
+  if (!needsGrad(x) || op === 'argmax') return out;
+  const ax = normAxis(axis, x.rank);
+  const shape = x.shape;
+  const expand = (g: Tensor) => L.broadcastTo(keepdim ? g : L.unsqueeze(g, ax), shape);
+  if (op === 'sum') return record('sum', out, [x], [], (g) => [expand(g)]);
+  if (op === 'mean') return record('mean', out, [x], [], (g) => [E.scale(expand(g), 1 / shape[ax])]);
+  // max / min: split evenly between the elements that attain it.
+  return record(op, out, [x], [x, out], (g, [v, y]) => {
+    const hit = f32(E.equal(v, keepdim ? y : L.unsqueeze(y, ax)));
+    const count = R.sum(hit, ax, { keepdim: true });
+    return [E.mul(E.div(hit, count), expand(g))];
+  });
+}
+
+export function softmaxGrad(out: Tensor, x: Tensor, log: boolean): Tensor {
+  if (!needsGrad(x)) return out;
+  const last = x.rank - 1;
+  if (log) return record('logSoftmax', out, [x], [out], (g, [y]) => [E.sub(g, E.mul(E.exp(y), R.sum(g, last, { keepdim: true })))]);
+  return record('softmax', out, [x], [out], (g, [y]) => [E.mul(y, E.sub(g, R.sum(E.mul(g, y), last, { keepdim: true })))]);
+}
+
+export function layerNormGrad(out: Tensor, x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number): Tensor {
+  if (!needsGrad(x, weight, bias)) return out;
+  const last = x.rank - 1;
+  const n = x.shape[last];
+  const save = weight ? [x, weight] : [x];
+  return record('layerNorm', out, [x, weight, bias], save, (g, [v, w]) => {
+    // Recomputes the statistics: cheaper to hold than two extra [rows] tensors per call.
+    const mu = R.mean(v, last, { keepdim: true });
+    const centred = E.sub(v, mu);
+    const rstd = E.rsqrt(E.add(R.mean(E.square(centred), last, { keepdim: true }), eps));
+    const xhat = E.mul(centred, rstd);
+    const gxhat = w ? E.mul(g, w) : g;
+    const meanG = R.mean(gxhat, last, { keepdim: true });
+    const meanGX = R.mean(E.mul(gxhat, xhat), last, { keepdim: true });
+    const gx = E.mul(rstd, E.sub(E.sub(gxhat, meanG), E.mul(xhat, meanGX)));
+    const gw = w ? sumTo(E.mul(g, xhat), [n]) : null;
+    const gb = bias ? sumTo(g, [n]) : null;
+    return [gx, gw, gb];
+  });
+}
+
+// ---- linear algebra ------------------------------------------------------------------
+
+export function matmulGrad(out: Tensor, a: Tensor, b: Tensor, transA: boolean, transB: boolean, bias: Tensor | null, alpha: number): Tensor {
+  if (!needsGrad(a, b, bias)) return out;
+  const as = a.shape;
+  const bs = b.shape;
+  const n = out.shape[out.rank - 1];
+  return record('matmul', out, [a, b, bias], [a, b], (g, [x, y]) => {
+    // With A = op(a), B = op(b): dA = alpha g Bᵀ, dB = alpha Aᵀ g; transposed operands
+    // take the transposed products, so no transpose is materialised.
+    const ga = transA ? M.matmul(y, g, { transA: transB, transB: true, alpha }) : M.matmul(g, y, { transB: !transB, alpha });
+    const gb = transB ? M.matmul(g, x, { transA: true, transB: transA, alpha }) : M.matmul(x, g, { transA: !transA, alpha });
+    return [sumTo(ga, as), sumTo(gb, bs), bias ? sumTo(g, [n]) : null];
+  });
+}
+
+export function attentionGrad(out: Tensor, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, scale: number): Tensor {
+  if (!needsGrad(q, k, v)) return out;
+  const save = mask ? [q, k, v, mask] : [q, k, v];
+  return record('attention', out, [q, k, v], save, (g, [tq, tk, tv, tm]) => {
+    // Recomputes the probabilities per (batch, head): [B, H, Nq, Nk]. Rows with every
+    // key masked have P = 0 (their output is 0), as the forward kernel defines.
+    const [B, Nq, , Dqk] = tq.shape;
+    const Nk = tk.shape[1];
+    const sc = scale > 0 ? scale : 1 / Math.sqrt(Dqk);
+    const qh = L.permute(tq, [0, 2, 1, 3]);
+    const kh = L.permute(tk, [0, 2, 1, 3]);
+    const vh = L.permute(tv, [0, 2, 1, 3]);
+    const gh = L.permute(g, [0, 2, 1, 3]);
+    let logits = M.matmul(qh, kh, { transB: true, alpha: sc });
+    let p: Tensor;
+    if (tm) {
+      const m = L.unsqueeze(L.broadcastTo(tm, [B, Nq, Nk]), 1); // [B, 1, Nq, Nk]
+      logits = E.where(m, logits, -1e30);
+      const anyKey = f32(R.max(f32(m), 3, { keepdim: true }));
+      p = E.mul(R.softmax(logits, -1), anyKey);
+    } else p = R.softmax(logits, -1);
+    const gv = M.matmul(p, gh, { transA: true }); // [B, H, Nk, Dv]
+    const gp = M.matmul(gh, vh, { transB: true }); // [B, H, Nq, Nk]
+    const gs = E.mul(p, E.sub(gp, R.sum(E.mul(gp, p), 3, { keepdim: true })));
+    const gq = M.matmul(gs, kh, { alpha: sc }); // [B, H, Nq, Dqk]
+    const gk = M.matmul(gs, qh, { transA: true, alpha: sc }); // [B, H, Nk, Dqk]
+    const back = (t: Tensor) => L.permute(t, [0, 2, 1, 3]);
+    return [back(gq), back(gk), back(gv)];
+  });
+}
+
+// ---- nn ------------------------------------------------------------------------------
+
+export function embeddingGrad(out: Tensor, weight: Tensor, ids: Tensor): Tensor {
+  if (!needsGrad(weight)) return out;
+  const [vocab, c] = weight.shape;
+  return record('embedding', out, [weight, null], [ids], (g, [i]) => {
+    // Scatter-add as a one-hot product: [N, vocab]ᵀ [N, C].
+    const flat = L.reshape(L.contiguous(i), [i.size]);
+    const onehot = N.oneHot(flat, vocab);
+    return [M.matmul(onehot, L.reshape(L.contiguous(g), [i.size, c]), { transA: true }), null];
+  });
+}
+
+export function batchNormGrad(out: Tensor, x: Tensor, mean: Tensor, variance: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number): Tensor {
+  if (!needsGrad(x, weight, bias)) return out;
+  const c = x.shape[x.rank - 1];
+  const save = weight ? [x, mean, variance, weight] : [x, mean, variance];
+  // Inference-mode statistics are constants: the op is affine in x per channel.
+  return record('batchNorm', out, [x, weight, bias], save, (g, [v, mu, va, w]) => {
+    const rstd = E.rsqrt(E.add(va, eps));
+    const xhat = E.mul(E.sub(v, mu), rstd);
+    const gx = E.mul(g, w ? E.mul(w, rstd) : rstd);
+    return [gx, w ? sumTo(E.mul(g, xhat), [c]) : null, bias ? sumTo(g, [c]) : null];
+  });
+}

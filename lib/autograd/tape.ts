@@ -1,0 +1,210 @@
+// Reverse-mode autograd on a tape of GradNodes. An op whose inputs require gradients
+// records one node: edges to the nodes (or leaf tensors) its inputs came from, the
+// tensors its backward formula needs, and the formula. Nodes point at nodes, never at
+// the op's input Tensors, so tidy() may dispose intermediates as usual: what backward
+// needs is held by the node's own aliases (saved views of the same storage), released
+// as soon as backward has used them.
+import { native } from '../native.js';
+import { Tensor, wrap } from '../tensor.js';
+import { keep, tidy } from '../scope.js';
+
+/** Where a gradient goes: another node, a leaf tensor (its .grad), or nowhere. */
+export type Edge = { node: GradNode } | { leaf: Tensor } | null;
+
+export class GradNode {
+  /** The op that recorded it, for error messages. */
+  readonly name: string;
+  readonly edges: Edge[];
+  /** The output's shape and dtype: backward's incoming gradient has these. */
+  readonly shape: readonly number[];
+  private saved: Tensor[];
+  private fn: ((g: Tensor, saved: Tensor[]) => (Tensor | null)[]) | null;
+
+  constructor(name: string, edges: Edge[], shape: readonly number[], saved: Tensor[], fn: (g: Tensor, saved: Tensor[]) => (Tensor | null)[]) {
+    this.name = name;
+    this.edges = edges;
+    this.shape = shape;
+    this.saved = saved;
+    this.fn = fn;
+  }
+
+  /** Gradients for each input edge (null where an input takes none). */
+  apply(g: Tensor): (Tensor | null)[] {
+    if (!this.fn) throw new Error(`backward: the graph through '${this.name}' was already used by a backward() (pass { retainGraph: true } to backward twice)`);
+    return this.fn(g, this.saved);
+  }
+
+  /** Frees what the formula kept; the node can no longer run. */
+  release(): void {
+    for (const t of this.saved) t.dispose();
+    this.saved = [];
+    this.fn = null;
+  }
+}
+
+let gradEnabled = true;
+
+/** Whether ops record gradient nodes now (see noGrad). */
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs fn without recording gradients (inference, optimizer updates). fn must be synchronous. */
+export function noGrad<T>(fn: () => T): T {
+  if (typeof fn !== 'function') throw new TypeError(`noGrad: argument 'fn' must be a function, got ${typeof fn}`);
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+function edgeOf(t: Tensor | null | undefined): Edge {
+  if (!t) return null;
+  if (t.gradFn) return { node: t.gradFn };
+  if (t.requiresGrad) return { leaf: t };
+  return null;
+}
+
+/** Whether an op on these inputs must record a node. */
+export function needsGrad(...inputs: (Tensor | number | null | undefined)[]): boolean {
+  if (!gradEnabled) return false;
+  for (const t of inputs) if (t instanceof Tensor && (t.gradFn !== null || t.requiresGrad)) return true;
+  return false;
+}
+
+/** A second handle on t's storage that no tidy() scope owns: what a node keeps. */
+export function alias(t: Tensor): Tensor {
+  return keep(wrap(native.reshape(t.handle, [...t.shape])));
+}
+
+/**
+ * Records that `out` = op(inputs): backward(g, saved) returns one gradient per input
+ * (shaped like that input, or null). `save` lists tensors the formula reads; they are
+ * aliased here, so the caller may dispose its own handles. Returns out.
+ */
+export function record(
+  name: string,
+  out: Tensor,
+  inputs: (Tensor | null | undefined)[],
+  save: Tensor[],
+  backward: (g: Tensor, saved: Tensor[]) => (Tensor | null)[],
+): Tensor {
+  const edges = inputs.map(edgeOf);
+  if (edges.every((e) => e === null)) return out;
+  out.gradFn = new GradNode(name, edges, out.shape, save.map(alias), backward);
+  return out;
+}
+
+export interface BackwardOptions {
+  /** d(root)/d(root); default ones (root must then be a scalar: shape [] or one element). */
+  gradient?: Tensor;
+  /** Keep the graph's saved tensors, to call backward through it again. */
+  retainGraph?: boolean;
+}
+
+/**
+ * Accumulates d(root)/d(leaf) into every reachable leaf's .grad (a leaf is a tensor
+ * with requiresGrad set by the user, e.g. a parameter). Returns when every gradient
+ * is queued; read them with await leaf.grad.data() as usual.
+ */
+export function backward(root: Tensor, opts: BackwardOptions = {}): void {
+  if (!(root instanceof Tensor)) throw new TypeError(`backward: argument 'root' must be a Tensor`);
+  if (root.disposed) throw new Error(`backward: argument 'root' is a disposed Tensor`);
+  if (!root.gradFn && !root.requiresGrad)
+    throw new Error(`backward: the tensor does not require gradients (no parameter it depends on has requiresGrad set, or it was computed under noGrad)`);
+  const seed = opts.gradient;
+  if (seed !== undefined) {
+    if (!(seed instanceof Tensor)) throw new TypeError(`backward: option 'gradient' must be a Tensor`);
+    if (seed.shape.join(',') !== root.shape.join(','))
+      throw new RangeError(`backward: option 'gradient' must have the root's shape [${root.shape.join(', ')}], got [${seed.shape.join(', ')}]`);
+  } else if (root.size !== 1) {
+    throw new RangeError(`backward: the root must be a scalar (one element) unless option 'gradient' is given, got shape [${root.shape.join(', ')}]`);
+  }
+  const retain = opts.retainGraph ?? false;
+  noGrad(() =>
+    tidy(() => {
+      // An alias: the loop disposes gradients once used, never the caller's tensor.
+      const g0 = seed ? view(seed) : onesLike(root);
+      if (!root.gradFn) {
+        accumulate(root, g0);
+        return;
+      }
+      // Topological order by depth-first search; counts of consumers per node.
+      const order: GradNode[] = [];
+      const pending = new Map<GradNode, number>();
+      const visited = new Set<GradNode>();
+      const stack: [GradNode, number][] = [[root.gradFn, 0]];
+      visited.add(root.gradFn);
+      while (stack.length) {
+        const top = stack[stack.length - 1];
+        const [node, i] = top;
+        if (i < node.edges.length) {
+          top[1]++;
+          const e = node.edges[i];
+          if (e && 'node' in e) {
+            pending.set(e.node, (pending.get(e.node) ?? 0) + 1);
+            if (!visited.has(e.node)) {
+              visited.add(e.node);
+              stack.push([e.node, 0]);
+            }
+          }
+        } else {
+          order.push(node);
+          stack.pop();
+        }
+      }
+      const grads = new Map<GradNode, Tensor>([[root.gradFn, g0]]);
+      // Reverse post-order: every consumer of a node runs before it.
+      for (let n = order.length - 1; n >= 0; n--) {
+        const node = order[n];
+        const g = grads.get(node);
+        grads.delete(node);
+        if (!g) {
+          if (!retain) node.release();
+          continue;
+        }
+        // Per node, so a formula's temporaries are freed before the next node runs.
+        const inputGrads = tidy(() => node.apply(g));
+        if (!inputGrads.includes(g)) g.dispose();
+        if (!retain) node.release();
+        // A formula may pass one tensor to several inputs (or pass g through); each
+        // destination gets its own handle, since each is disposed on its own.
+        const routed = new Set<Tensor>();
+        node.edges.forEach((e, i) => {
+          let gi = inputGrads[i];
+          if (!e || !gi) return;
+          if (routed.has(gi)) gi = view(gi);
+          routed.add(gi);
+          if ('leaf' in e) accumulate(e.leaf, gi);
+          else {
+            const prev = grads.get(e.node);
+            grads.set(e.node, prev ? addInPlaceOrNew(prev, gi) : gi);
+          }
+        });
+      }
+    }),
+  );
+}
+
+function view(t: Tensor): Tensor {
+  return wrap(native.reshape(t.handle, [...t.shape]));
+}
+
+function onesLike(t: Tensor): Tensor {
+  return wrap(native.full([...t.shape], 1, t.dtype, t.device));
+}
+
+function addInPlaceOrNew(a: Tensor, b: Tensor): Tensor {
+  return wrap(native.binary('add', a.handle, b.handle));
+}
+
+function accumulate(leaf: Tensor, g: Tensor): void {
+  if (g.shape.join(',') !== leaf.shape.join(','))
+    throw new Error(`backward: internal error: gradient of shape [${g.shape.join(', ')}] for a leaf of shape [${leaf.shape.join(', ')}]`);
+  const sum = leaf.grad ? addInPlaceOrNew(leaf.grad, g) : wrap(native.contiguous(g.handle));
+  leaf.grad?.dispose();
+  leaf.grad = keep(sum);
+}
