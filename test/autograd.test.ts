@@ -1,0 +1,397 @@
+// Autograd: every differentiable op's backward against central finite differences of
+// its float64 reference (test/helpers/reference.ts) on small random inputs, plus the
+// tape's contract (leaves, accumulation, noGrad, retainGraph, errors, no leaks).
+// Each case: loss = sum(w * op(inputs)) with random w; the engine's d loss / d input
+// must match (ref(x + h e_i) - ref(x - h e_i)) / 2h, computed in double precision.
+import test from 'ava';
+import * as P from '../lib/index.js';
+import type { Tensor } from '../lib/index.js';
+import {
+  assertClose,
+  attentionRef,
+  batchNormRef,
+  binaryRef,
+  broadcastRef,
+  concatRef,
+  conv2dRef,
+  embeddingRef,
+  geluRef,
+  geluTanhRef,
+  layerNormRef,
+  mapRef,
+  matmulRef,
+  maxPool2dRef,
+  permuteRef,
+  randomArray,
+  reduceRef,
+  sigmoidRef,
+  sliceRef,
+  softmaxRef,
+  type Activation,
+} from './helpers/reference.js';
+
+type Arr = ArrayLike<number>;
+type Shape = readonly number[];
+
+interface GradCase {
+  /** Input shapes; every input is differentiable unless listed in `constant`. */
+  shapes: Shape[];
+  /** Engine op on tensors. */
+  op: (xs: Tensor[]) => Tensor;
+  /** float64 reference on flat arrays; returns the flat output. */
+  ref: (xs: Float64Array[]) => ArrayLike<number>;
+  /** Inputs that get no gradient check (masks, statistics). */
+  constant?: number[];
+  /** Custom input values (otherwise uniform in [-1, 1]). */
+  values?: (Float32Array | Int32Array | Uint8Array | null)[];
+  dtypes?: ('float32' | 'int32' | 'uint8')[];
+  tol?: { rtol: number; atol: number };
+}
+
+async function checkGrad(t: import('ava').ExecutionContext, name: string, c: GradCase): Promise<void> {
+  const before = P.memory().cpu.tensors;
+  const data = c.shapes.map((s, i) => c.values?.[i] ?? randomArray(s.reduce((a, b) => a * b, 1), 100 + i * 7, -1, 1));
+  const xs = c.shapes.map((s, i) => {
+    const x = P.tensor(data[i], s, { dtype: c.dtypes?.[i] ?? 'float32' });
+    if (!c.constant?.includes(i) && (c.dtypes?.[i] ?? 'float32') === 'float32') x.requiresGrad = true;
+    return x;
+  });
+  const out = P.tidy(() => c.op(xs));
+  const w = randomArray(out.size, 7, -1, 1);
+  const wt = P.tensor(w, out.shape);
+  const loss = P.tidy(() => {
+    let s = out.mul(wt);
+    while (s.rank > 0) s = s.sum(0);
+    return s;
+  });
+  loss.backward();
+  const f64 = data.map((d) => Float64Array.from(d));
+  const lossRef = (inputs: Float64Array[]) => {
+    const y = c.ref(inputs);
+    let s = 0;
+    for (let i = 0; i < y.length; i++) s += w[i] * y[i];
+    return s;
+  };
+  for (let i = 0; i < xs.length; i++) {
+    if (!xs[i].requiresGrad) continue;
+    const h = 1e-6;
+    const numeric = new Float64Array(f64[i].length);
+    for (let j = 0; j < numeric.length; j++) {
+      const keep = f64[i][j];
+      f64[i][j] = keep + h;
+      const up = lossRef(f64);
+      f64[i][j] = keep - h;
+      const down = lossRef(f64);
+      f64[i][j] = keep;
+      numeric[j] = (up - down) / (2 * h);
+    }
+    t.truthy(xs[i].grad, `${name}: input ${i} has a gradient`);
+    const got = xs[i].grad ? await xs[i].grad!.data() : new Float32Array(numeric.length);
+    assertClose(t, got, numeric, { ...(c.tol ?? { rtol: 1e-3, atol: 1e-4 }), msg: `${name}: d loss / d input ${i}` });
+  }
+  for (const x of [...xs, out, wt, loss]) x.dispose();
+  t.is(P.memory().cpu.tensors, before, `${name}: no tensor outlives the graph`);
+}
+
+const r3 = [2, 3, 4];
+
+// ---- elementwise ---------------------------------------------------------------------------
+
+const binaries: [string, (a: Tensor, b: Tensor) => Tensor, (x: number, y: number) => number, Float32Array?][] = [
+  ['add', P.add, (x, y) => x + y],
+  ['sub', P.sub, (x, y) => x - y],
+  ['mul', P.mul, (x, y) => x * y],
+  ['div', P.div, (x, y) => x / y, randomArray(4, 3, 0.5, 2)],
+  ['maximum', P.maximum, (x, y) => Math.max(x, y)],
+  ['minimum', P.minimum, (x, y) => Math.min(x, y)],
+  ['pow', P.pow, (x, y) => x ** y, randomArray(4, 3, 0.5, 2)],
+];
+for (const [name, op, f, bValues] of binaries)
+  test.serial(`${name}: gradients to both operands, summed over broadcast axes`, async (t) => {
+    const a = name === 'pow' ? randomArray(24, 5, 0.5, 2) : randomArray(24, 5, -1, 1);
+    await checkGrad(t, name, {
+      shapes: [r3, [1, 4]],
+      values: [a, bValues ?? randomArray(4, 3, -1, 1)],
+      op: ([x, y]) => op(x, y),
+      ref: ([x, y]) => binaryRef(x, r3, y, [1, 4], f).data,
+    });
+  });
+
+const erfFreeGelu = geluRef;
+const unaries: [string, (x: Tensor) => Tensor, (v: number) => number, [number, number]?][] = [
+  ['neg', P.neg, (v) => -v],
+  ['exp', P.exp, Math.exp],
+  ['log', P.log, Math.log, [0.2, 2]],
+  ['sin', P.sin, Math.sin],
+  ['cos', P.cos, Math.cos],
+  ['sqrt', P.sqrt, Math.sqrt, [0.2, 2]],
+  ['rsqrt', P.rsqrt, (v) => 1 / Math.sqrt(v), [0.2, 2]],
+  ['tanh', P.tanh, Math.tanh],
+  ['sigmoid', P.sigmoid, sigmoidRef],
+  ['relu', P.relu, (v) => Math.max(v, 0)],
+  ['abs', P.abs, Math.abs],
+  ['square', P.square, (v) => v * v],
+  ['gelu', (x) => P.gelu(x), erfFreeGelu, [-4, 4]],
+  ['gelu tanh', (x) => P.gelu(x, { approximate: 'tanh' }), geluTanhRef, [-4, 4]],
+  ['scale', (x) => P.scale(x, -1.5, 0.25), (v) => -1.5 * v + 0.25],
+];
+for (const [name, op, f, range] of unaries)
+  test.serial(`${name}: gradient`, async (t) => {
+    await checkGrad(t, name, { shapes: [[5, 7]], values: [randomArray(35, 11, ...(range ?? [-1, 1]))], op: ([x]) => op(x), ref: ([x]) => mapRef(x, f) });
+  });
+
+test.serial('gelu: the gradient at exactly 0 is 1/2', async (t) => {
+  const x = P.tensor(new Float32Array([0, 0]), [2]);
+  x.requiresGrad = true;
+  P.tidy(() => P.gelu(x).sum(0).backward());
+  t.deepEqual(Array.from(await x.grad!.data()), [0.5, 0.5]);
+  x.dispose();
+});
+
+test.serial('where: the gradient goes to the chosen side; the condition gets none', async (t) => {
+  const cond = Uint8Array.from({ length: 12 }, (_, i) => (i % 3 === 0 ? 1 : 0));
+  await checkGrad(t, 'where', {
+    shapes: [[3, 4], [3, 4], [1, 4]],
+    dtypes: ['uint8', 'float32', 'float32'],
+    values: [cond, null, null],
+    op: ([c, a, b]) => P.where(c, a, b),
+    ref: ([c, a, b]) => {
+      const bb = broadcastRef(b, [1, 4], [3, 4]);
+      return Float64Array.from(c, (v, i) => (v ? a[i] : bb[i]));
+    },
+  });
+});
+
+// ---- layout --------------------------------------------------------------------------------
+
+test.serial('reshape, permute, transpose, unsqueeze, squeeze, contiguous, broadcastTo, flatten', async (t) => {
+  await checkGrad(t, 'permute+reshape', {
+    shapes: [r3],
+    op: ([x]) => P.reshape(P.contiguous(P.permute(x, [2, 0, 1])), [4, 6]).unsqueeze(0).squeeze(0).flatten(),
+    ref: ([x]) => permuteRef(x, r3, [2, 0, 1]).data,
+  });
+  await checkGrad(t, 'broadcastTo', {
+    shapes: [[3, 1]],
+    op: ([x]) => P.broadcastTo(x, [2, 3, 5]),
+    ref: ([x]) => broadcastRef(x, [3, 1], [2, 3, 5]),
+  });
+  await checkGrad(t, 'transpose', { shapes: [r3], op: ([x]) => P.transpose(x, 0, 2), ref: ([x]) => permuteRef(x, r3, [2, 1, 0]).data });
+});
+
+for (const [start, end, step] of [[1, 3, 1], [0, 4, 2], [1, undefined, 3], [-3, -1, 1]] as [number, number | undefined, number][])
+  test.serial(`slice(axis 2, ${start}, ${end}, step ${step}): zeros where the slice did not look`, async (t) => {
+    const shape = [2, 3, 7];
+    await checkGrad(t, 'slice', { shapes: [shape], op: ([x]) => P.slice(x, 2, start, end, step), ref: ([x]) => sliceRef(x, shape, 2, start, end, step).data });
+  });
+
+test.serial('concat: each part gets its slice of the gradient', async (t) => {
+  await checkGrad(t, 'concat', {
+    shapes: [[2, 2, 3], [2, 1, 3], [2, 4, 3]],
+    op: (xs) => P.concat(xs, 1),
+    ref: ([a, b, c]) => concatRef([{ data: a, shape: [2, 2, 3] }, { data: b, shape: [2, 1, 3] }, { data: c, shape: [2, 4, 3] }], 1).data,
+  });
+});
+
+// ---- reductions and normalisation ----------------------------------------------------------
+
+for (const op of ['sum', 'mean', 'max', 'min'] as const)
+  for (const axis of [0, 1, -1])
+    test.serial(`${op} over axis ${axis}`, async (t) => {
+      await checkGrad(t, op, {
+        shapes: [r3],
+        op: ([x]) => P[op](x, axis, { keepdim: axis === 1 }),
+        ref: ([x]) => reduceRef(x, r3, axis, op).data,
+      });
+    });
+
+test.serial('max: a tie shares the gradient equally', async (t) => {
+  const x = P.tensor(new Float32Array([1, 3, 3, 2]), [4]);
+  x.requiresGrad = true;
+  P.tidy(() => P.max(x, 0).backward());
+  t.deepEqual(Array.from(await x.grad!.data()), [0, 0.5, 0.5, 0]);
+  x.dispose();
+});
+
+test.serial('softmax and log-softmax over the last axis', async (t) => {
+  await checkGrad(t, 'softmax', { shapes: [[3, 5]], op: ([x]) => P.softmax(x), ref: ([x]) => softmaxRef(x, 5) });
+  await checkGrad(t, 'logSoftmax', { shapes: [[3, 5]], op: ([x]) => P.logSoftmax(x), ref: ([x]) => softmaxRef(x, 5, true) });
+});
+
+test.serial('layerNorm: gradients to x, weight and bias', async (t) => {
+  await checkGrad(t, 'layerNorm', {
+    shapes: [[4, 6], [6], [6]],
+    op: ([x, w, b]) => P.layerNorm(x, w, b),
+    ref: ([x, w, b]) => layerNormRef(x, 6, w, b),
+  });
+  await checkGrad(t, 'layerNorm without affine', { shapes: [[4, 6]], op: ([x]) => P.layerNorm(x), ref: ([x]) => layerNormRef(x, 6) });
+});
+
+test.serial('batchNorm (inference statistics): gradients to x, weight and bias', async (t) => {
+  const c = 3;
+  await checkGrad(t, 'batchNorm', {
+    shapes: [[2, 2, 2, c], [c], [c], [c], [c]],
+    values: [null, randomArray(c, 1, -0.5, 0.5), randomArray(c, 2, 0.5, 1.5), null, null],
+    constant: [1, 2],
+    op: ([x, m, v, w, b]) => P.batchNorm(x, m, v, { weight: w, bias: b }),
+    ref: ([x, m, v, w, b]) => batchNormRef(x, c, m, v, w, b),
+  });
+});
+
+// ---- linear algebra ------------------------------------------------------------------------
+
+for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]])
+  for (const act of ['none', 'relu', 'gelu', 'gelu_tanh'] as Activation[])
+    test.serial(`matmul transA=${transA} transB=${transB} activation ${act}, bias, alpha, broadcast batch`, async (t) => {
+      const [M, K, N] = [3, 4, 5];
+      const aShape = [2, ...(transA ? [K, M] : [M, K])];
+      const bShape = transB ? [N, K] : [K, N];
+      await checkGrad(t, 'matmul', {
+        shapes: [aShape, bShape, [N]],
+        op: ([a, b, bias]) => P.matmul(a, b, { transA, transB, bias, activation: act, alpha: 0.7 }),
+        ref: ([a, b, bias]) => matmulRef(a, aShape, b, bShape, { transA, transB, bias, activation: act, alpha: 0.7 }).data,
+      });
+    });
+
+const attentionCases: [string, { B: number; Nq: number; Nk: number; H: number; Dqk: number; Dv: number }, boolean][] = [
+  ['two heads, Dqk != Dv', { B: 2, Nq: 3, Nk: 5, H: 2, Dqk: 4, Dv: 3 }, false],
+  ['a key mask with a fully masked row', { B: 2, Nq: 3, Nk: 4, H: 1, Dqk: 3, Dv: 2 }, true],
+];
+for (const [name, d, masked] of attentionCases)
+  test.serial(`attention: ${name}`, async (t) => {
+    const q = [d.B, d.Nq, d.H, d.Dqk];
+    const k = [d.B, d.Nk, d.H, d.Dqk];
+    const v = [d.B, d.Nk, d.H, d.Dv];
+    const maskData = Uint8Array.from({ length: d.B * d.Nq * d.Nk }, (_, i) => (i < d.Nk ? 0 : (i * 5) % 3 === 0 ? 0 : 1));
+    const mShape = [d.B, d.Nq, d.Nk];
+    await checkGrad(t, 'attention', {
+      shapes: masked ? [q, k, v, mShape] : [q, k, v],
+      dtypes: masked ? ['float32', 'float32', 'float32', 'uint8'] : undefined,
+      values: masked ? [null, null, null, maskData] : undefined,
+      op: ([tq, tk, tv, tm]) => P.attention(tq, tk, tv, { mask: tm ?? null, scale: 0.6 }),
+      ref: ([tq, tk, tv, tm]) => attentionRef(tq, tk, tv, d, tm ? { data: tm, shape: mShape } : null, 0.6),
+    });
+  });
+
+// ---- nn ------------------------------------------------------------------------------------
+
+test.serial('embedding: rows gathered twice get both gradients', async (t) => {
+  const ids = Int32Array.from([2, 0, 2, 3]);
+  await checkGrad(t, 'embedding', {
+    shapes: [[4, 3], [2, 2]],
+    dtypes: ['float32', 'int32'],
+    values: [null, ids],
+    op: ([w, i]) => P.embedding(w, i),
+    ref: ([w]) => embeddingRef(w, 3, ids),
+  });
+});
+
+const convCases: [string, Shape, Shape, [number, number], 'same' | 'valid' | [number, number, number, number]][] = [
+  ['3x3 stride 1 same', [2, 5, 4, 2], [3, 3, 2, 3], [1, 1], 'same'],
+  ['3x3 stride 2 same (odd size)', [1, 7, 6, 2], [3, 3, 2, 2], [2, 2], 'same'],
+  ['7x7 stride 2, padding 3 (HF conv preprocessor)', [1, 9, 8, 3], [7, 7, 3, 2], [2, 2], [3, 3, 3, 3]],
+  ['2x3 stride (2, 1) valid, rows left over', [1, 6, 5, 1], [2, 3, 1, 2], [2, 1], 'valid'],
+  ['1x1 stride 2', [2, 5, 5, 3], [1, 1, 3, 4], [2, 2], 'valid'],
+];
+for (const [name, xs, ws, stride, padding] of convCases)
+  test.serial(`conv2d ${name}: gradients to input, weight and bias`, async (t) => {
+    await checkGrad(t, 'conv2d', {
+      shapes: [xs, ws, [ws[3]]],
+      op: ([x, w, b]) => P.conv2d(x, w, { bias: b, stride, padding }),
+      ref: ([x, w, b]) => conv2dRef(x, xs, w, ws, { bias: b, stride, padding }).data,
+    });
+  });
+
+for (const [name, xs, k, s, padding] of [
+  ['3x3 stride 2 valid', [1, 7, 7, 2], [3, 3], [2, 2], 'valid'],
+  ['3x3 stride 2 same', [2, 6, 5, 1], [3, 3], [2, 2], 'same'],
+  ['2x2 stride 1', [1, 4, 4, 2], [2, 2], [1, 1], 'valid'],
+] as [string, Shape, [number, number], [number, number], 'same' | 'valid'][])
+  test.serial(`maxPool2d ${name}: the gradient goes to each window's maximum`, async (t) => {
+    await checkGrad(t, 'maxPool2d', {
+      shapes: [xs],
+      op: ([x]) => P.maxPool2d(x, { kernel: k, stride: s, padding }),
+      ref: ([x]) => maxPool2dRef(x, xs, k, s, padding).data,
+    });
+  });
+
+// ---- the tape ------------------------------------------------------------------------------
+
+test.serial('gradients accumulate across backward calls until cleared; a leaf used twice gets both contributions', async (t) => {
+  const x = P.tensor(new Float32Array([1, 2, 3]), [3]);
+  x.requiresGrad = true;
+  P.tidy(() => x.mul(x).sum(0).backward());
+  t.deepEqual(Array.from(await x.grad!.data()), [2, 4, 6]);
+  P.tidy(() => x.mul(3).sum(0).backward());
+  t.deepEqual(Array.from(await x.grad!.data()), [5, 7, 9]);
+  x.grad!.dispose();
+  x.grad = null;
+  P.tidy(() => x.sum(0).backward());
+  t.deepEqual(Array.from(await x.grad!.data()), [1, 1, 1]);
+  x.dispose();
+});
+
+test.serial('noGrad records nothing; constants and integer tensors never require gradients', (t) => {
+  const x = P.tensor(new Float32Array([1, 2]), [2]);
+  x.requiresGrad = true;
+  const y = P.noGrad(() => x.mul(2));
+  t.is(y.gradFn, null);
+  t.false(P.isGradEnabled() === false, 'restored after noGrad');
+  const c = P.tensor(new Float32Array([1, 2]), [2]);
+  const z = c.mul(2);
+  t.is(z.gradFn, null, 'no graph without a leaf');
+  t.throws(() => P.tidy(() => z.sum(0).backward()), { message: /does not require gradients/ });
+  for (const v of [x, y, c, z]) v.dispose();
+});
+
+test.serial('backward: a non-scalar root needs a gradient of its shape; a used graph is refused unless retained', async (t) => {
+  const x = P.tensor(new Float32Array([1, 2, 3]), [3]);
+  x.requiresGrad = true;
+  const y = x.mul(x);
+  t.throws(() => y.backward(), { instanceOf: RangeError, message: /must be a scalar/ });
+  const seed = P.tensor(new Float32Array([1, 0, 2]), [3]);
+  y.backward({ gradient: seed, retainGraph: true });
+  t.deepEqual(Array.from(await x.grad!.data()), [2, 0, 12]);
+  t.false(seed.disposed, 'the caller keeps its gradient tensor');
+  y.backward({ gradient: seed });
+  t.deepEqual(Array.from(await x.grad!.data()), [4, 0, 24]);
+  t.throws(() => y.backward({ gradient: seed }), { message: /already used by a backward/ });
+  const bad = P.tensor(new Float32Array([1, 2]), [2]);
+  t.throws(() => y.backward({ gradient: bad }), { instanceOf: RangeError, message: /root's shape \[3\]/ });
+  for (const v of [x, y, seed, bad]) v.dispose();
+});
+
+test.serial('intermediates disposed by tidy() do not break backward, and training leaves no tensors behind', async (t) => {
+  const before = P.memory().cpu.tensors;
+  const w = P.tensor(randomArray(12, 3), [4, 3]);
+  w.requiresGrad = true;
+  for (let step = 0; step < 20; step++) {
+    const loss = P.tidy(() => {
+      const x = P.tensor(randomArray(8, step), [2, 4]);
+      const h = P.gelu(P.matmul(x, w)).softmax(-1);
+      return P.layerNorm(h).square().sum(1).sum(0);
+    });
+    loss.backward();
+    loss.dispose();
+  }
+  t.truthy(w.grad);
+  t.true((await w.grad!.data()).every(Number.isFinite));
+  w.dispose();
+  t.is(P.memory().cpu.tensors, before);
+});
+
+test.serial('Module.requiresGrad_ marks every parameter; loadStateDict keeps the flag; zeroGrad clears', async (t) => {
+  const lin = new P.Linear(3, 2);
+  lin.requiresGrad_();
+  t.true(lin.parameters().every((p) => p.requiresGrad));
+  const sd = { weight: P.tensor(randomArray(6, 1), [2, 3]), bias: P.tensor(randomArray(2, 2), [2]) };
+  lin.loadStateDict(sd);
+  t.true(lin.parameters().every((p) => p.requiresGrad), 'the loaded tensors are leaves too');
+  const x = P.tensor(randomArray(6, 3), [2, 3]);
+  P.tidy(() => lin.forward(x).sum(1).sum(0).backward());
+  t.deepEqual(Array.from(await lin.bias!.grad!.data()), [2, 2]);
+  lin.zeroGrad();
+  t.true(lin.parameters().every((p) => p.grad === null));
+  t.throws(() => lin.requiresGrad_('yes' as unknown as boolean), { instanceOf: TypeError, message: /'flag' must be a boolean/ });
+  for (const v of [x, ...Object.values(sd)]) v.dispose();
+  lin.dispose();
+});
