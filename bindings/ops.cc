@@ -92,6 +92,13 @@ Napi::Value Contiguous(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value { return ret(info, contiguous(tensor_arg(info, 0, "contiguous", "x"))); });
 }
 
+Napi::Value Assign(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    assign(tensor_arg(info, 0, "assign", "dst"), tensor_arg(info, 1, "assign", "src"));
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Value Reshape(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     const Tensor& x = tensor_arg(info, 0, "reshape", "x");
@@ -374,7 +381,7 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
 void register_ops(Napi::Env env, Napi::Object exports) {
   struct { const char* name; Fn fn; } fns[] = {
       {"fromBuffer", FromBuffer}, {"full", Full},       {"arange", Arange},
-      {"random", Random},         {"contiguous", Contiguous}, {"reshape", Reshape},
+      {"random", Random},         {"contiguous", Contiguous}, {"reshape", Reshape}, {"assign", Assign},
       {"permute", Permute},       {"slice", Slice},     {"broadcastTo", BroadcastTo},
       {"concat", Concat},         {"cast", Cast},       {"unary", Unary},
       {"binary", Binary},         {"where", Where},     {"reduce", Reduce},

@@ -24,4 +24,5 @@ export type { LoadStateDictOptions, LoadStateDictResult } from './nn/module.js';
 export { Linear, LayerNorm, Embedding } from './nn/layers.js';
 export type { InitOptions, LinearOptions, LayerNormModuleOptions } from './nn/layers.js';
 export { Conv2d, BatchNorm2d } from './nn/conv.js';
+export * as optim from './optim/index.js';
 export type { Conv2dModuleOptions, BatchNorm2dOptions } from './nn/conv.js';

@@ -38,6 +38,7 @@ export interface NativeAddon {
   broadcastTo(x: H, shape: number[]): H;
   concat(xs: H[], axis: number): H;
   cast(x: H, dtype: string): H;
+  assign(dst: H, src: H): void;
   unary(op: string, x: H, alpha: number, beta: number): H;
   binary(op: string, a: H, b: H): H;
   where(cond: H, a: H, b: H): H;

@@ -30,6 +30,8 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end, int64_t 
 Tensor broadcast_to(const Tensor& x, const Shape& shape);
 Tensor concat(const std::vector<Tensor>& xs, int64_t axis);
 Tensor cast(const Tensor& x, DType dtype);
+// Writes src's elements (converted to dst's dtype) into dst's memory, in queue order.
+void assign(const Tensor& dst, const Tensor& src);
 
 // ---- elementwise ----
 Tensor unary(UnaryOp op, const Tensor& x, float alpha = 1.f, float beta = 0.f);

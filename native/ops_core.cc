@@ -97,6 +97,19 @@ Tensor cast(const Tensor& x, DType dtype) {
   return out;
 }
 
+void assign(const Tensor& dst, const Tensor& src) {
+  if (dst.shape != src.shape)
+    throw_range("assign: argument 'src' must have dst's shape " + shape_str(dst.shape) + ", got " + shape_str(src.shape));
+  if (dst.device() != src.device())
+    throw_value("assign: 'src' is on " + src.device().str() + " but 'dst' is on " + dst.device().str());
+  // A broadcast destination would have several elements written through one address.
+  for (size_t i = 0; i < dst.shape.size(); i++)
+    if (dst.strides[i] == 0 && dst.shape[i] > 1)
+      throw_value("assign: argument 'dst' is a broadcast view (axis " + std::to_string(i) + " has stride 0); assign into its source");
+  View s = view_of(src), d = view_of(dst);
+  launch("assign", dst.device(), {&src}, {&dst}, [s, d](Backend& b) { b.copy(s, d); });
+}
+
 Tensor reshape(const Tensor& x, const Shape& shape_in) {
   if ((int)shape_in.size() > kMaxDims)
     throw_range("reshape: argument 'shape' " + shape_str(shape_in) + " has more than " +

@@ -91,3 +91,13 @@ export function contiguous(x: Tensor): Tensor {
 export function cast(x: Tensor, dtype: DTypeName): Tensor {
   return G.castGrad(wrap(native.cast(handleOf('cast', 'x', x), checkDType('cast', 'dtype', dtype))), x);
 }
+
+/**
+ * Writes src's values into dst (same shape and device; converted to dst's dtype), in
+ * queue order: ops queued before read the old values, ops queued after the new ones.
+ * dst keeps its identity (optimizers update parameters this way). Not recorded for
+ * gradients; a broadcast view cannot be a destination.
+ */
+export function assign(dst: Tensor, src: Tensor): void {
+  native.assign(handleOf('assign', 'dst', dst), handleOf('assign', 'src', src));
+}

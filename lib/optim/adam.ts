@@ -1,0 +1,91 @@
+// Adam moments with bias correction, shared by AdamW and LAMB (optax's scale_by_adam:
+// eps added to the root of the corrected second moment).
+import type { Tensor } from '../tensor.js';
+import { assign } from '../ops/layout.js';
+import { greater } from '../ops/elementwise.js';
+import { Optimizer, checkRate, checkUnit, type ParamGroup, type ResolvedGroup } from './optimizer.js';
+
+export interface AdamOptions {
+  lr: number;
+  /** Default 0.9. */
+  beta1?: number;
+  /** Default 0.999. */
+  beta2?: number;
+  /** Default 1e-8 (AdamW), 1e-6 (LAMB, the reference's). */
+  eps?: number;
+  /** Decoupled weight decay. Default 0. */
+  weightDecay?: number;
+}
+
+abstract class AdamBase extends Optimizer {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+
+  constructor(op: string, params: Tensor[] | ParamGroup[], opts: AdamOptions, defaultEps: number) {
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`${op}: argument 'opts' must be { lr, ... }`);
+    checkRate(op, 'lr', opts.lr);
+    super(op, params, { lr: opts.lr, weightDecay: opts.weightDecay ?? 0 });
+    this.beta1 = opts.beta1 ?? 0.9;
+    this.beta2 = opts.beta2 ?? 0.999;
+    this.eps = opts.eps ?? defaultEps;
+    checkUnit(op, 'beta1', this.beta1);
+    checkUnit(op, 'beta2', this.beta2);
+    if (!(this.eps > 0) || !Number.isFinite(this.eps)) throw new RangeError(`${op}: 'eps' must be a positive number, got ${this.eps}`);
+  }
+
+  protected stateNames(): string[] {
+    return ['exp_avg', 'exp_avg_sq'];
+  }
+
+  /** Updates the moments; returns the bias-corrected Adam direction m̂ / (sqrt(v̂) + eps). */
+  protected adamDirection(g: Tensor, s: Record<string, Tensor>): Tensor {
+    const t = this.stepCount;
+    const m = s.exp_avg.mul(this.beta1).add(g.mul(1 - this.beta1));
+    const v = s.exp_avg_sq.mul(this.beta2).add(g.square().mul(1 - this.beta2));
+    assign(s.exp_avg, m);
+    assign(s.exp_avg_sq, v);
+    const mhat = m.mul(1 / (1 - this.beta1 ** t));
+    const vhat = v.mul(1 / (1 - this.beta2 ** t));
+    return mhat.div(vhat.sqrt().add(this.eps));
+  }
+}
+
+/** AdamW (Loshchilov & Hutter): p -= lr * (adam direction + weightDecay * p). */
+export class AdamW extends AdamBase {
+  constructor(params: Tensor[] | ParamGroup[], opts: AdamOptions) {
+    super('AdamW', params, opts, 1e-8);
+  }
+
+  protected update(p: Tensor, g: Tensor, s: Record<string, Tensor>, group: ResolvedGroup): void {
+    let u = this.adamDirection(g, s);
+    if (group.weightDecay > 0) u = u.add(p.mul(group.weightDecay));
+    assign(p, p.sub(u.mul(group.lr)));
+  }
+}
+
+/**
+ * LAMB as the Perceiver reference uses it (optax.lamb): the AdamW direction u, scaled
+ * per parameter by the trust ratio ||p|| / ||u|| (1 when either norm is 0).
+ */
+export class LAMB extends AdamBase {
+  constructor(params: Tensor[] | ParamGroup[], opts: AdamOptions) {
+    super('LAMB', params, opts, 1e-6);
+  }
+
+  protected update(p: Tensor, g: Tensor, s: Record<string, Tensor>, group: ResolvedGroup): void {
+    let u = this.adamDirection(g, s);
+    if (group.weightDecay > 0) u = u.add(p.mul(group.weightDecay));
+    const pn = norm(p);
+    const un = norm(u);
+    const both = greater(pn, 0).cast('float32').mul(greater(un, 0).cast('float32'));
+    // trust = both ? pn / un : 1, without dividing by zero.
+    const trust = both.mul(pn.div(un.add(both.scale(-1, 1)))).add(both.scale(-1, 1));
+    assign(p, p.sub(u.mul(trust).mul(group.lr)));
+  }
+}
+
+/** The L2 norm of all of t's elements, as a [] tensor. */
+export function norm(t: Tensor): Tensor {
+  return t.square().reshape([t.size]).sum(0).sqrt();
+}

@@ -1,0 +1,34 @@
+// Global-norm gradient clipping: every gradient scaled by min(1, maxNorm / ||g||) where
+// ||g|| is the norm over all of them together (optax.clip_by_global_norm).
+import type { Tensor } from '../tensor.js';
+import { describe } from '../dtype.js';
+import { noGrad } from '../autograd/tape.js';
+import { keep, tidy } from '../scope.js';
+import { assign } from '../ops/layout.js';
+import { norm } from './adam.js';
+
+/**
+ * Clips the .grad of params in place; returns the global norm before clipping as a
+ * [] tensor (the caller disposes it; reading it is the only wait).
+ */
+export function clipGradNorm(params: Tensor[], maxNorm: number): Tensor {
+  if (!Array.isArray(params)) throw new TypeError(`clipGradNorm: argument 'params' must be an array of Tensors, got ${describe(params)}`);
+  if (typeof maxNorm !== 'number' || !(maxNorm > 0) || !Number.isFinite(maxNorm))
+    throw new RangeError(`clipGradNorm: argument 'maxNorm' must be a positive number, got ${describe(maxNorm)}`);
+  const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== null && g !== undefined);
+  if (grads.length === 0) throw new Error(`clipGradNorm: none of the ${params.length} parameters has a gradient (call backward() first)`);
+  return noGrad(() =>
+    tidy(() => {
+      let sq: Tensor | null = null;
+      for (const g of grads) {
+        const n = norm(g).square();
+        sq = sq ? sq.add(n) : n;
+      }
+      const total = sq!.sqrt();
+      // min(1, maxNorm / total), with total = 0 leaving the gradients as they are.
+      const factor = total.add(1e-12).div(maxNorm).maximum(1).pow(-1);
+      for (const g of grads) assign(g, g.mul(factor));
+      return keep(total);
+    }),
+  );
+}

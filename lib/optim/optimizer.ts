@@ -1,0 +1,174 @@
+// Optimizer: the state and bookkeeping every update rule shares (torch.optim's
+// shape): parameter groups with their own hyper-parameters, per-parameter state
+// tensors, a step counter, and a state dict that round-trips through safetensors.
+// Updates run as engine ops under noGrad and are written into the parameters with
+// assign(), so a parameter keeps its identity (modules, caches and the user's
+// references stay valid) and nothing is read back to JS.
+import { Tensor } from '../tensor.js';
+import { describe } from '../dtype.js';
+import { noGrad } from '../autograd/tape.js';
+import { keep, tidy } from '../scope.js';
+import { zeros } from '../creation.js';
+
+export interface ParamGroup {
+  params: Tensor[];
+  /** Names for the state dict (default 'p<group>.<index>'). */
+  names?: string[];
+  /** Learning rate of this group; default the optimizer's. */
+  lr?: number;
+  /** Decoupled weight decay of this group; default the optimizer's. */
+  weightDecay?: number;
+}
+
+export interface ResolvedGroup {
+  params: Tensor[];
+  names: string[];
+  lr: number;
+  weightDecay: number;
+}
+
+export abstract class Optimizer {
+  readonly groups: ResolvedGroup[];
+  /** Completed steps. */
+  stepCount = 0;
+  /** Per-parameter state tensors by parameter name, e.g. state.get(name).exp_avg. */
+  protected readonly state = new Map<string, Record<string, Tensor>>();
+  private disposedFlag = false;
+
+  constructor(op: string, params: Tensor[] | ParamGroup[], defaults: { lr: number; weightDecay: number }) {
+    if (!Array.isArray(params) || params.length === 0)
+      throw new TypeError(`${op}: argument 'params' must be a non-empty array of Tensors or parameter groups, got ${describe(params)}`);
+    const groups: ParamGroup[] = params[0] instanceof Tensor ? [{ params: params as Tensor[] }] : (params as ParamGroup[]);
+    checkRate(op, 'lr', defaults.lr);
+    checkRate(op, 'weightDecay', defaults.weightDecay);
+    const seen = new Set<Tensor>();
+    const names = new Set<string>();
+    this.groups = groups.map((g, gi) => {
+      if (g === null || typeof g !== 'object' || !Array.isArray(g.params))
+        throw new TypeError(`${op}: parameter group ${gi} must be { params: Tensor[], ... }, got ${describe(g)}`);
+      g.params.forEach((p, i) => {
+        if (!(p instanceof Tensor)) throw new TypeError(`${op}: group ${gi} param ${i} must be a Tensor, got ${describe(p)}`);
+        if (p.dtype !== 'float32') throw new TypeError(`${op}: group ${gi} param ${i} must be float32 (master weights), got ${p.dtype}`);
+        if (seen.has(p)) throw new Error(`${op}: a parameter appears twice (group ${gi} param ${i})`);
+        seen.add(p);
+      });
+      if (g.names && g.names.length !== g.params.length)
+        throw new RangeError(`${op}: group ${gi} has ${g.params.length} params but ${g.names.length} names`);
+      const groupNames = g.names ?? g.params.map((_, i) => `p${gi}.${i}`);
+      for (const n of groupNames) {
+        if (names.has(n)) throw new Error(`${op}: parameter name '${n}' appears twice`);
+        names.add(n);
+      }
+      const lr = g.lr ?? defaults.lr;
+      const weightDecay = g.weightDecay ?? defaults.weightDecay;
+      checkRate(op, `groups[${gi}].lr`, lr);
+      checkRate(op, `groups[${gi}].weightDecay`, weightDecay);
+      return { params: g.params, names: groupNames, lr, weightDecay };
+    });
+  }
+
+  /** Sets every group's learning rate (schedules call this before step()). */
+  setLearningRate(lr: number): void {
+    checkRate('setLearningRate', 'lr', lr);
+    for (const g of this.groups) g.lr = lr;
+  }
+
+  /** Applies one update from each parameter's .grad (parameters without one are skipped). */
+  step(): void {
+    if (this.disposedFlag) throw new Error(`${this.constructor.name}: step() after dispose()`);
+    this.stepCount++;
+    noGrad(() => {
+      for (const g of this.groups)
+        g.params.forEach((p, i) => {
+          if (!p.grad) return;
+          if (p.disposed) throw new Error(`${this.constructor.name}: parameter '${g.names[i]}' was disposed`);
+          tidy(() => this.update(p, p.grad!, this.slot(g.names[i], p), g));
+        });
+    });
+  }
+
+  /** Clears every parameter's gradient. */
+  zeroGrad(): void {
+    for (const g of this.groups)
+      for (const p of g.params) {
+        p.grad?.dispose();
+        p.grad = null;
+      }
+  }
+
+  /** State tensor names this rule keeps per parameter (e.g. ['exp_avg', 'exp_avg_sq']). */
+  protected abstract stateNames(): string[];
+  /** Writes the update of p (and its state) with assign(); runs inside tidy and noGrad. */
+  protected abstract update(p: Tensor, grad: Tensor, state: Record<string, Tensor>, group: ResolvedGroup): void;
+
+  private slot(name: string, p: Tensor): Record<string, Tensor> {
+    let s = this.state.get(name);
+    if (!s) {
+      s = {};
+      for (const k of this.stateNames()) s[k] = keep(zeros([...p.shape], { device: p.device }));
+      this.state.set(name, s);
+    }
+    return s;
+  }
+
+  /**
+   * The state as flat tensors: `<param name>.<state name>` (the optimizer's own
+   * tensors: read or save them, do not dispose), plus the step count and rates.
+   */
+  stateDict(): { tensors: Record<string, Tensor>; stepCount: number; groups: { lr: number; weightDecay: number }[] } {
+    const tensors: Record<string, Tensor> = {};
+    for (const [name, s] of this.state) for (const [k, t] of Object.entries(s)) tensors[`${name}.${k}`] = t;
+    return { tensors, stepCount: this.stepCount, groups: this.groups.map((g) => ({ lr: g.lr, weightDecay: g.weightDecay })) };
+  }
+
+  /** Restores a stateDict() (the caller keeps and disposes what it passed). */
+  loadStateDict(sd: { tensors: Record<string, Tensor>; stepCount: number; groups?: { lr: number; weightDecay: number }[] }): void {
+    const op = `${this.constructor.name}.loadStateDict`;
+    if (sd === null || typeof sd !== 'object' || typeof sd.tensors !== 'object') throw new TypeError(`${op}: argument must be a stateDict() object, got ${describe(sd)}`);
+    if (!Number.isInteger(sd.stepCount) || sd.stepCount < 0) throw new TypeError(`${op}: 'stepCount' must be a non-negative integer, got ${describe(sd.stepCount)}`);
+    if (sd.groups && sd.groups.length !== this.groups.length) throw new RangeError(`${op}: ${sd.groups.length} groups, the optimizer has ${this.groups.length}`);
+    const byName = new Map<string, Tensor>();
+    for (const g of this.groups) g.params.forEach((p, i) => byName.set(g.names[i], p));
+    const next = new Map<string, Record<string, Tensor>>();
+    const problems: string[] = [];
+    for (const [key, t] of Object.entries(sd.tensors)) {
+      const dot = key.lastIndexOf('.');
+      const [name, k] = [key.slice(0, dot), key.slice(dot + 1)];
+      const p = byName.get(name);
+      if (!p || !this.stateNames().includes(k)) problems.push(`unexpected '${key}'`);
+      else if (!(t instanceof Tensor) || t.shape.join(',') !== p.shape.join(','))
+        problems.push(`'${key}' must be a Tensor of shape [${p.shape.join(', ')}]`);
+    }
+    if (problems.length) throw new Error(`${op}: ${problems.join('; ')}`);
+    for (const [key, t] of Object.entries(sd.tensors)) {
+      const dot = key.lastIndexOf('.');
+      const [name, k] = [key.slice(0, dot), key.slice(dot + 1)];
+      const s = next.get(name) ?? {};
+      s[k] = keep(noGrad(() => tidy(() => t.cast('float32').contiguous().add(0))));
+      next.set(name, s);
+    }
+    for (const s of this.state.values()) for (const t of Object.values(s)) t.dispose();
+    this.state.clear();
+    for (const [k, v] of next) this.state.set(k, v);
+    this.stepCount = sd.stepCount;
+    sd.groups?.forEach((g, i) => {
+      this.groups[i].lr = g.lr;
+      this.groups[i].weightDecay = g.weightDecay;
+    });
+  }
+
+  /** Frees the state tensors (not the parameters). */
+  dispose(): void {
+    for (const s of this.state.values()) for (const t of Object.values(s)) t.dispose();
+    this.state.clear();
+    this.disposedFlag = true;
+  }
+}
+
+export function checkRate(op: string, name: string, v: unknown): void {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new RangeError(`${op}: '${name}' must be a finite number >= 0, got ${describe(v)}`);
+}
+
+export function checkUnit(op: string, name: string, v: unknown, inclusiveZero = true): void {
+  if (typeof v !== 'number' || !(inclusiveZero ? v >= 0 : v > 0) || !(v < 1)) throw new RangeError(`${op}: '${name}' must be in ${inclusiveZero ? '[0' : '(0'}, 1), got ${describe(v)}`);
+}

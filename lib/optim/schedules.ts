@@ -1,0 +1,92 @@
+// Learning-rate schedules as pure functions of the step (0-based), so a resumed run
+// reproduces the same rates. constantCosine is the Perceiver reference's
+// 'constant_cosine': the base rate for a fraction of training, then a cosine decay to
+// an end value over the rest.
+import { describe } from '../dtype.js';
+
+export type Schedule = (step: number) => number;
+
+function positive(op: string, name: string, v: unknown, allowZero = false): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || (allowZero ? v < 0 : v <= 0))
+    throw new RangeError(`${op}: '${name}' must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${describe(v)}`);
+  return v;
+}
+
+function stepArg(op: string, step: unknown): number {
+  if (typeof step !== 'number' || !Number.isInteger(step) || step < 0) throw new RangeError(`${op}: step must be an integer >= 0, got ${describe(step)}`);
+  return step;
+}
+
+/** The reference's learning rate scaling: base * batchSize / 256. */
+export function scaleLearningRate(base: number, batchSize: number): number {
+  positive('scaleLearningRate', 'base', base, true);
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`scaleLearningRate: 'batchSize' must be a positive integer, got ${describe(batchSize)}`);
+  return (base * batchSize) / 256;
+}
+
+export function constant(lr: number): Schedule {
+  positive('constant', 'lr', lr, true);
+  return (step) => (stepArg('constant', step), lr);
+}
+
+export interface ConstantCosineOptions {
+  lr: number;
+  totalSteps: number;
+  /** Fraction of totalSteps at the constant rate. Default 0.5. */
+  constantFraction?: number;
+  /** The rate reached at totalSteps. Default 0. */
+  endValue?: number;
+  /** Linear warm-up steps from 0 (counted inside the constant part). Default 0. */
+  warmupSteps?: number;
+}
+
+export function constantCosine(o: ConstantCosineOptions): Schedule {
+  const lr = positive('constantCosine', 'lr', o.lr, true);
+  const total = o.totalSteps;
+  if (!Number.isInteger(total) || total < 1) throw new RangeError(`constantCosine: 'totalSteps' must be a positive integer, got ${describe(total)}`);
+  const frac = o.constantFraction ?? 0.5;
+  if (!(frac >= 0 && frac <= 1)) throw new RangeError(`constantCosine: 'constantFraction' must be in [0, 1], got ${describe(frac)}`);
+  const end = positive('constantCosine', 'endValue', o.endValue ?? 0, true);
+  const warmup = o.warmupSteps ?? 0;
+  if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`constantCosine: 'warmupSteps' must be an integer >= 0, got ${describe(warmup)}`);
+  const flat = Math.floor(total * frac);
+  return (step) => {
+    stepArg('constantCosine', step);
+    if (step < warmup) return (lr * (step + 1)) / warmup;
+    if (step < flat) return lr;
+    const t = Math.min(1, (step - flat) / Math.max(1, total - flat));
+    return end + 0.5 * (lr - end) * (1 + Math.cos(Math.PI * t));
+  };
+}
+
+export interface WarmupCosineOptions {
+  lr: number;
+  totalSteps: number;
+  warmupSteps: number;
+  /** Default 0. */
+  endValue?: number;
+}
+
+/** Linear warm-up from 0 to lr, then cosine decay to endValue at totalSteps. */
+export function warmupCosine(o: WarmupCosineOptions): Schedule {
+  return constantCosine({ lr: o.lr, totalSteps: o.totalSteps, constantFraction: 0, endValue: o.endValue, warmupSteps: o.warmupSteps });
+}
+
+export interface StepDecayOptions {
+  lr: number;
+  /** Steps at which the rate is multiplied by `factor`. */
+  boundaries: number[];
+  /** Default 0.1. */
+  factor?: number;
+}
+
+export function stepDecay(o: StepDecayOptions): Schedule {
+  const lr = positive('stepDecay', 'lr', o.lr, true);
+  if (!Array.isArray(o.boundaries) || o.boundaries.some((b, i) => !Number.isInteger(b) || b < 0 || (i > 0 && b <= o.boundaries[i - 1])))
+    throw new RangeError(`stepDecay: 'boundaries' must be increasing integers >= 0, got ${describe(o.boundaries)}`);
+  const factor = positive('stepDecay', 'factor', o.factor ?? 0.1, true);
+  return (step) => {
+    stepArg('stepDecay', step);
+    return lr * factor ** o.boundaries.filter((b) => step >= b).length;
+  };
+}

@@ -1,0 +1,46 @@
+// SGD with momentum (PyTorch's form: buf = m buf + g; Nesterov steps with g + m buf)
+// and decoupled weight decay.
+import type { Tensor } from '../tensor.js';
+import { assign } from '../ops/layout.js';
+import { Optimizer, checkRate, checkUnit, type ParamGroup, type ResolvedGroup } from './optimizer.js';
+
+export interface SGDOptions {
+  lr: number;
+  /** Default 0. */
+  momentum?: number;
+  /** Default false; needs momentum > 0. */
+  nesterov?: boolean;
+  /** Decoupled: p -= lr * weightDecay * p. Default 0. */
+  weightDecay?: number;
+}
+
+export class SGD extends Optimizer {
+  readonly momentum: number;
+  readonly nesterov: boolean;
+
+  constructor(params: Tensor[] | ParamGroup[], opts: SGDOptions) {
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`SGD: argument 'opts' must be { lr, ... }`);
+    checkRate('SGD', 'lr', opts.lr);
+    super('SGD', params, { lr: opts.lr, weightDecay: opts.weightDecay ?? 0 });
+    this.momentum = opts.momentum ?? 0;
+    checkUnit('SGD', 'momentum', this.momentum);
+    this.nesterov = opts.nesterov ?? false;
+    if (this.nesterov && this.momentum === 0) throw new RangeError(`SGD: 'nesterov' needs momentum > 0`);
+  }
+
+  protected stateNames(): string[] {
+    return this.momentum > 0 ? ['momentum_buffer'] : [];
+  }
+
+  protected update(p: Tensor, g: Tensor, s: Record<string, Tensor>, group: ResolvedGroup): void {
+    let d = g;
+    if (this.momentum > 0) {
+      const buf = s.momentum_buffer.mul(this.momentum).add(g);
+      assign(s.momentum_buffer, buf);
+      d = this.nesterov ? g.add(buf.mul(this.momentum)) : buf;
+    }
+    let next = p.sub(d.mul(group.lr));
+    if (group.weightDecay > 0) next = next.sub(p.mul(group.lr * group.weightDecay));
+    assign(p, next);
+  }
+}
