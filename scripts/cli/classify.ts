@@ -3,7 +3,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tensor } from '../../lib/index.js';
 import { topKClasses, type ClassPrediction } from '../../models/classification.js';
-import { decodeImage } from '../../models/image-io.js';
 import { imageProcessorOptions, preprocessImage } from '../../models/image-processor.js';
 import { checkDeviceFlag, parseFlags, type Command } from './command.js';
 import { intFlag, loadTaskModel } from './task-model.js';
@@ -49,6 +48,8 @@ function readPreprocessorConfig(dir: string): Record<string, unknown> {
 }
 
 async function run(argv: string[]): Promise<void> {
+  // sharp (libvips) loads only for the commands that decode images.
+  const { decodeImage } = await import('../../models/image-io.js');
   const flags = parseFlags('classify', argv, { values: ['--model', '--top-k', '--device'], switches: ['--json'], required: ['--model'], positional: [1, 1 << 20] });
   const device = checkDeviceFlag(flags.values['--device']);
   const topK = intFlag('--top-k', flags.values['--top-k'], 5, 1);

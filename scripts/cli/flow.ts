@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { estimateFlow } from '../../models/flow-estimate.js';
 import { encodeFlo, flowToColor } from '../../models/flow-vis.js';
-import { decodeImage, encodePngRgb, writeFileAtomic } from '../../models/image-io.js';
 import type { PerceiverForOpticalFlow } from '../../models/optical-flow.js';
 import { checkDeviceFlag, parseFlags, UsageError, type Command } from './command.js';
 import { intFlag, loadTaskModel } from './task-model.js';
@@ -35,6 +34,8 @@ Options:
 `;
 
 async function run(argv: string[]): Promise<void> {
+  // sharp (libvips) loads only for the commands that decode images.
+  const { decodeImage, encodePngRgb, writeFileAtomic } = await import('../../models/image-io.js');
   const flags = parseFlags('flow', argv, { values: ['--model', '--out', '--flo', '--overlap', '--device'], switches: ['--json'], required: ['--model'], positional: [2, 2] });
   const device = checkDeviceFlag(flags.values['--device']);
   const overlap = intFlag('--overlap', flags.values['--overlap'], 20, 0);
