@@ -64,7 +64,7 @@ test('info prints a readable summary', async (t) => {
     /^ {2}perceiver\.encoder +[\d,]+ {2}\(50 tensors\)$/m,
     /^dtypes: F32 \(\d+ tensors, [\d,]+ values\), I64 \(1 tensors, 1 values\)$/m,
     /^ {2}image_size +56$/m,
-    /^FLOPs per example \(image 56x56 \(13x13 tokens\)\): [\d.]+ MFLOP as written, [\d.]+ MFLOP as run here$/m,
+    /^FLOPs per example at image 56x56 \(13x13 tokens\): [\d.]+ MFLOP as written, [\d.]+ MFLOP as run here$/m,
     /^ {2}encoder cross-attention +[\d.]+ MFLOP$/m,
   ])
     t.regex(r.stdout, re);

@@ -2,8 +2,11 @@
 // ImageNet-Fourier configs are checked against the products written out by hand (the
 // numbers bench-models reports), and the fast-path count against fast-attention.ts' rule.
 import test from 'ava';
+import { join } from 'node:path';
+import { readSafetensorsHeader } from '../lib/index.js';
 import { countFlops } from '../models/flops.js';
 import { LANGUAGE_PERCEIVER, VISION_PERCEIVER_FOURIER } from '../models/presets.js';
+import { caseConfig, caseDir } from './helpers/hf-fixture.js';
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
@@ -44,3 +47,46 @@ test('every counted architecture at its config input size; unknown ones and bad 
   t.throws(() => countFlops({}), { message: /architectures\[0\] must name the model class/ });
   t.throws(() => countFlops(VISION_PERCEIVER_FOURIER, { imageSize: 0 }), { message: /imageSize must be a positive integer, got 0/ });
 });
+
+// The channel sizes countFlops assumes (HF's qk/v defaults per attention) checked
+// against the weight shapes in HF's own checkpoints of the fixtures: every projection
+// part must be 2 x rows x the weight's size, every attention product 2 x nq x nk x its
+// channels.
+const FIXTURE_TOKENS: Record<string, { dir: string; nk: number; decoder: string; nqDecoder: number }> = {
+  mlm: { dir: 'mlm', nk: 48, decoder: 'perceiver.decoder.decoding_cross_attention', nqDecoder: 48 },
+  image_fourier: { dir: 'image_fourier', nk: 56 * 56, decoder: 'perceiver.decoder.decoder.decoding_cross_attention', nqDecoder: 1 },
+  image_learned: { dir: 'image_learned', nk: 12 * 12, decoder: 'perceiver.decoder.decoder.decoding_cross_attention', nqDecoder: 1 },
+  image_conv: { dir: 'image_conv', nk: 13 * 13, decoder: 'perceiver.decoder.decoder.decoding_cross_attention', nqDecoder: 1 },
+  optical_flow: { dir: 'optical_flow', nk: 12 * 16, decoder: 'perceiver.decoder.decoder.decoding_cross_attention', nqDecoder: 12 * 16 },
+};
+
+for (const [name, f] of Object.entries(FIXTURE_TOKENS)) {
+  test(`${name}: the counted channels are those of HF's weights`, async (t) => {
+    const config = caseConfig(f.dir);
+    const header = await readSafetensorsHeader(join(caseDir(f.dir), 'model.safetensors'));
+    const size = (k: string) => {
+      const e = header.entries.get(k);
+      if (!e) throw new Error(`no ${k}`);
+      return e.shape;
+    };
+    const numel = (k: string) => size(k).reduce((a, b) => a * b, 1);
+    const parts = new Map(countFlops(config).parts.map((p) => [p.name, p.flops]));
+    const L = config.num_latents as number;
+    const layers: [string, string, number, number, number][] = [
+      ['encoder cross-attention', 'perceiver.encoder.cross_attention', L, f.nk, 1],
+      ['self-attention', 'perceiver.encoder.self_attends.0', L, L, (config.num_blocks as number) * (config.num_self_attends_per_block as number)],
+      ['decoder cross-attention', f.decoder, f.nqDecoder, L, 1],
+    ];
+    for (const [part, mod, nq, nk, times] of layers) {
+      const w = (s: string) => `${mod}.${s}.weight`;
+      const x = 2 * times;
+      t.is(parts.get(`${part} q projection`), x * nq * numel(w('attention.self.query')), `${part} q`);
+      t.is(parts.get(`${part} k projection`), x * nk * numel(w('attention.self.key')), `${part} k`);
+      t.is(parts.get(`${part} v projection`), x * nk * numel(w('attention.self.value')), `${part} v`);
+      t.is(parts.get(`${part} scores q·kᵀ`), x * nq * nk * size(w('attention.self.key'))[0], `${part} scores`);
+      t.is(parts.get(`${part} weights·v`), x * nq * nk * size(w('attention.self.value'))[0], `${part} weights·v`);
+      t.is(parts.get(`${part} output projection`), x * nq * numel(w('attention.output.dense')), `${part} output`);
+      t.is(parts.get(`${part} MLP`), x * nq * (numel(w('mlp.dense1')) + numel(w('mlp.dense2'))), `${part} MLP`);
+    }
+  });
+}

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { tensor } from '../../lib/index.js';
 import { topKClasses, type ClassPrediction } from '../../models/classification.js';
 import { imageProcessorOptions, preprocessImage } from '../../models/image-processor.js';
-import { checkDeviceFlag, parseFlags, type Command } from './command.js';
+import { checkDeviceFlag, parseFlags, UsageError, type Command } from './command.js';
 import { intFlag, loadTaskModel } from './task-model.js';
 
 const CLASSIFIERS = ['PerceiverForImageClassificationFourier', 'PerceiverForImageClassificationLearned', 'PerceiverForImageClassificationConvProcessing'];
@@ -50,7 +50,8 @@ function readPreprocessorConfig(dir: string): Record<string, unknown> {
 async function run(argv: string[]): Promise<void> {
   // sharp (libvips) loads only for the commands that decode images.
   const { decodeImage } = await import('../../models/image-io.js');
-  const flags = parseFlags('classify', argv, { values: ['--model', '--top-k', '--device'], switches: ['--json'], required: ['--model'], positional: [1, 1 << 20] });
+  const flags = parseFlags('classify', argv, { values: ['--model', '--top-k', '--device'], switches: ['--json'], required: ['--model'], positional: [0, Number.MAX_SAFE_INTEGER] });
+  if (flags.positional.length === 0) throw new UsageError('classify needs at least one image file');
   const device = checkDeviceFlag(flags.values['--device']);
   const topK = intFlag('--top-k', flags.values['--top-k'], 5, 1);
   const images = flags.positional;

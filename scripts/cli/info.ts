@@ -51,7 +51,7 @@ async function run(argv: string[]): Promise<void> {
       groups.set(g, (groups.get(g) ?? 0) + p.flops);
     }
     lines.push(
-      `FLOPs per example (${info.flops.input}): ${human(info.flops.flops)}FLOP as written, ${human(info.flops.fastFlops)}FLOP as run here`,
+      `FLOPs per example at ${info.flops.input}: ${human(info.flops.flops)}FLOP as written, ${human(info.flops.fastFlops)}FLOP as run here`,
       ...[...groups].map(([g, f]) => `  ${g.padEnd(36)} ${human(f).padStart(10)}FLOP`),
     );
   } else lines.push(`FLOPs: not counted (${info.flopsError})`);
