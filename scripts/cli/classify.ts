@@ -1,7 +1,7 @@
 // `perceiver classify`: ImageNet-style classification of image files.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tensor } from '../../lib/index.js';
+import { tensor, type Tensor } from '../../lib/index.js';
 import { topKClasses, type ClassPrediction } from '../../models/classification.js';
 import { imageProcessorOptions, preprocessImage } from '../../models/image-processor.js';
 import { checkDeviceFlag, parseFlags, UsageError, type Command } from './command.js';
@@ -62,7 +62,8 @@ async function run(argv: string[]): Promise<void> {
   const opts = imageProcessorOptions(config, readPreprocessorConfig(dir));
   const id2label = config.id2label as Record<string, string> | undefined;
   const results: { image: string; width: number; height: number; predictions: ClassPrediction[] }[] = [];
-  const classifier = model as unknown as { forward(x: ReturnType<typeof tensor>): { logits: ReturnType<typeof tensor> } };
+  // Every accepted architecture is a PerceiverImageClassifier: pixel_values [B, 3, H, W] -> logits [B, num_labels].
+  const classifier = model as unknown as { forward(x: Tensor): { logits: Tensor } };
   try {
     for (const path of images) {
       const img = await decodeImage(path);
