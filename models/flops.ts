@@ -176,7 +176,29 @@ export function countFlops(config: Record<string, unknown>, opts: FlopOptions = 
       k.add('flow (final_layer)', [n, c.d_model, 2]);
       return k.result(arch, `frame pair ${h}x${w}`);
     }
+    case 'PerceiverForMultimodalAutoencoding': {
+      // Every output point decoded (one example = the whole video, audio and label; the
+      // colab decodes it in chunks, which splits the decoder's rows, not its total).
+      const T = c.num_frames;
+      const S = c.image_size;
+      const spp = c.samples_per_patch;
+      const nAudio = T * c.audio_samples_per_frame;
+      if (S % 4 !== 0 || nAudio % spp !== 0) throw new RangeError(`countFlops: image_size must be a multiple of 4 and the audio a whole number of patches`);
+      const audioTokens = nAudio / spp;
+      encoder(k, c, T * (S / 4) ** 2 + audioTokens + 1);
+      const imagePoints = c.output_shape.slice(1).reduce((a, b) => a * b, 1);
+      const nq = imagePoints + audioTokens + 1;
+      // Query channels: the widest modality's queries (3-D Fourier with 32 bands, 1-D with
+      // 192, the label's trainable query) plus 2 of padding, as the multimodal decoder pads them.
+      const qDim = Math.max(3 * 2 * 32 + 3, 2 * 192 + 1, c._label_trainable_num_channels) + 2;
+      decoder(k, c, nq, qDim);
+      k.add('decoder final_layer', [nq, qDim, c.output_num_channels]);
+      k.add('image postprocessor (projection to RGB)', [imagePoints, c.output_num_channels, 3]);
+      k.add('audio postprocessor', [audioTokens, c.output_num_channels, spp]);
+      k.add('label postprocessor', [1, c.output_num_channels, c.num_labels]);
+      return k.result(arch, `${T} frames ${S}x${S} + ${nAudio} audio samples + label, every output point decoded`);
+    }
     default:
-      throw new RangeError(`countFlops: FLOP counting is not implemented for ${arch} (counted: PerceiverForMaskedLM, PerceiverForImageClassification{Fourier,Learned,ConvProcessing}, PerceiverForOpticalFlow)`);
+      throw new RangeError(`countFlops: FLOP counting is not implemented for ${arch} (counted: PerceiverForMaskedLM, PerceiverForImageClassification{Fourier,Learned,ConvProcessing}, PerceiverForOpticalFlow, PerceiverForMultimodalAutoencoding)`);
   }
 }

@@ -43,7 +43,7 @@ test('every counted architecture at its config input size; unknown ones and bad 
   t.is(countFlops({ ...VISION_PERCEIVER_FOURIER, architectures: ['PerceiverForImageClassificationConvProcessing'], d_model: 322, conv_padding: 'same' }).input, 'image 224x224 (56x56 tokens)');
   const flow = countFlops({ architectures: ['PerceiverForOpticalFlow'], train_size: [368, 496], d_model: 322, num_latents: 2048, d_latents: 512 });
   t.is(flow.parts.find((p) => p.name === 'flow (final_layer)')!.flops, 2 * 368 * 496 * 322 * 2);
-  t.throws(() => countFlops({ architectures: ['PerceiverForMultimodalAutoencoding'] }), { message: /not implemented for PerceiverForMultimodalAutoencoding/ });
+  t.throws(() => countFlops({ architectures: ['PerceiverForSequenceClassification'] }), { message: /not implemented for PerceiverForSequenceClassification/ });
   t.throws(() => countFlops({}), { message: /architectures\[0\] must name the model class/ });
   t.throws(() => countFlops(VISION_PERCEIVER_FOURIER, { imageSize: 0 }), { message: /imageSize must be a positive integer, got 0/ });
 });
@@ -58,6 +58,8 @@ const FIXTURE_TOKENS: Record<string, { dir: string; nk: number; decoder: string;
   image_learned: { dir: 'image_learned', nk: 12 * 12, decoder: 'perceiver.decoder.decoder.decoding_cross_attention', nqDecoder: 1 },
   image_conv: { dir: 'image_conv', nk: 13 * 13, decoder: 'perceiver.decoder.decoder.decoding_cross_attention', nqDecoder: 1 },
   optical_flow: { dir: 'optical_flow', nk: 12 * 16, decoder: 'perceiver.decoder.decoder.decoding_cross_attention', nqDecoder: 12 * 16 },
+  // 2 frames of (16/4)² patches + 128 / 16 audio patches + the label; queries: 2x16x16 pixels + 8 + 1.
+  multimodal: { dir: 'multimodal', nk: 2 * 16 + 8 + 1, decoder: 'perceiver.decoder.decoder.decoding_cross_attention', nqDecoder: 2 * 16 * 16 + 8 + 1 },
 };
 
 for (const [name, f] of Object.entries(FIXTURE_TOKENS)) {

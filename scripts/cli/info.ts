@@ -52,7 +52,7 @@ async function run(argv: string[]): Promise<void> {
     }
     lines.push(
       `FLOPs per example at ${info.flops.input}: ${human(info.flops.flops)}FLOP as written, ${human(info.flops.fastFlops)}FLOP as run here`,
-      ...[...groups].map(([g, f]) => `  ${g.padEnd(36)} ${human(f).padStart(10)}FLOP`),
+      ...[...groups].map(([g, f]) => `  ${g.padEnd(Math.max(36, ...[...groups.keys()].map((x) => x.length)))} ${human(f).padStart(10)}FLOP`),
     );
   } else lines.push(`FLOPs: not counted (${info.flopsError})`);
   process.stdout.write(`${lines.join('\n')}\n`);
