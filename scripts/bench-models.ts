@@ -44,6 +44,7 @@ import {
   linearPositions,
 } from '../models/index.js';
 import { setFastCrossAttention } from '../models/attention.js';
+import { countFlops } from '../models/flops.js';
 import { LANGUAGE_PERCEIVER, VISION_PERCEIVER_FOURIER } from '../models/presets.js';
 
 const argv = process.argv.slice(2);
@@ -85,54 +86,18 @@ interface Part {
   gflop: number;
 }
 
-/** 2 * multiply-adds of one attention module + its layer's MLP (PerceiverLayer), as HF computes it. */
-function layerParts(prefix: string, times: number, d: { nq: number; nk: number; qDim: number; kvDim: number; qk: number; v: number; out: number; widen: number }): Part[] {
-  const g = (macs: number) => (2 * macs * times) / 1e9;
-  const x = times > 1 ? ` x ${times}` : '';
-  const { nq, nk, qDim, kvDim, qk, v, out, widen } = d;
-  return [
-    { name: `${prefix} q projection`, formula: `2*${nq}*${qDim}*${qk}${x}`, gflop: g(nq * qDim * qk) },
-    { name: `${prefix} k projection`, formula: `2*${nk}*${kvDim}*${qk}${x}`, gflop: g(nk * kvDim * qk) },
-    { name: `${prefix} v projection`, formula: `2*${nk}*${kvDim}*${v}${x}`, gflop: g(nk * kvDim * v) },
-    { name: `${prefix} scores q·kᵀ`, formula: `2*${nq}*${nk}*${qk}${x}`, gflop: g(nq * nk * qk) },
-    { name: `${prefix} weights·v`, formula: `2*${nq}*${nk}*${v}${x}`, gflop: g(nq * nk * v) },
-    { name: `${prefix} output projection`, formula: `2*${nq}*${v}*${out}${x}`, gflop: g(nq * v * out) },
-    { name: `${prefix} MLP`, formula: `2*2*${nq}*${out}*${widen * out}${x}`, gflop: g(2 * nq * out * widen * out) },
-  ];
+// The counts come from models/flops.ts, the same function `perceiver info` reports.
+function gflopParts(config: Record<string, unknown>): { parts: Part[]; gflop: number; fastGflop: number } {
+  const f = countFlops(config);
+  return { parts: f.parts.map((p) => ({ name: p.name, formula: p.formula, gflop: p.flops / 1e9 })), gflop: f.flops / 1e9, fastGflop: f.fastFlops / 1e9 };
 }
 
 function imagenetParts(): { parts: Part[]; fastGflop: number } {
-  const c = VISION_PERCEIVER_FOURIER;
-  const N = 224 * 224;
-  const kv = c.d_model;
-  const parts = [
-    ...layerParts('encoder cross-attention', 1, { nq: c.num_latents, nk: N, qDim: c.d_latents, kvDim: kv, qk: kv, v: kv, out: c.d_latents, widen: 1 }),
-    ...layerParts('self-attention', c.num_blocks * c.num_self_attends_per_block, {
-      nq: c.num_latents, nk: c.num_latents, qDim: c.d_latents, kvDim: c.d_latents, qk: c.d_latents, v: c.d_latents, out: c.d_latents, widen: 1,
-    }),
-    ...layerParts('decoder cross-attention', 1, { nq: 1, nk: c.num_latents, qDim: c.d_latents, kvDim: c.d_latents, qk: c.d_latents, v: c.d_latents, out: c.d_latents, widen: 1 }),
-    { name: 'classifier', formula: `2*1*${c.d_latents}*${c.num_labels}`, gflop: (2 * c.d_latents * c.num_labels) / 1e9 },
-  ];
-  const total = parts.reduce((s, p) => s + p.gflop, 0);
-  // The fast path: no k/v projections; q folded through Wk, (P X) through Wv (encoder and decoder).
-  const enc = (2 * (c.num_latents * kv * kv + c.num_latents * kv * kv)) / 1e9;
-  const dec = (2 * (c.d_latents * c.d_latents * 2)) / 1e9;
-  const skipped = parts.filter((p) => /(encoder|decoder) cross-attention [kv] projection/.test(p.name)).reduce((s, p) => s + p.gflop, 0);
-  return { parts, fastGflop: total - skipped + enc + dec };
+  return gflopParts(VISION_PERCEIVER_FOURIER);
 }
 
 function mlmParts(): Part[] {
-  const c = LANGUAGE_PERCEIVER;
-  const S = c.max_position_embeddings;
-  return [
-    ...layerParts('encoder cross-attention', 1, { nq: c.num_latents, nk: S, qDim: c.d_latents, kvDim: c.d_model, qk: c.qk_channels, v: c.v_channels, out: c.d_latents, widen: 1 }),
-    ...layerParts('self-attention', c.num_self_attends_per_block, {
-      nq: c.num_latents, nk: c.num_latents, qDim: c.d_latents, kvDim: c.d_latents, qk: c.qk_channels, v: c.v_channels, out: c.d_latents, widen: 1,
-    }),
-    // The decoder's queries are the 2048 position embeddings (d_model); qk 256, v d_model.
-    ...layerParts('decoder cross-attention', 1, { nq: S, nk: c.num_latents, qDim: c.d_model, kvDim: c.d_latents, qk: c.qk_channels, v: c.d_model, out: c.d_model, widen: 1 }),
-    { name: 'logits through the embedding', formula: `2*${S}*${c.d_model}*${c.vocab_size}`, gflop: (2 * S * c.d_model * c.vocab_size) / 1e9 },
-  ];
+  return gflopParts(LANGUAGE_PERCEIVER).parts;
 }
 
 // ---------------------------------------------------------------- timing

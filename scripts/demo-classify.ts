@@ -6,20 +6,19 @@
 //                                                             # any of the three image classifiers
 //   node dist/scripts/demo-classify.js --input x.safetensors  # pixel_values [1, 3, H, W], already normalised
 //
-// There is no image decoder in the package, so a real photo comes in as a safetensors
-// file of HF's pixel_values (what PerceiverImageProcessor produces: resized, centre-
-// cropped, normalised). Without --input the image is a synthetic pattern normalised
+// A real photo: `perceiver classify --model DIR photo.jpg` (decoding and HF's
+// preprocessing in models/image-io.ts, models/image-processor.ts); here it can come in
+// as a safetensors file of HF's pixel_values. Without --input the image is a synthetic pattern normalised
 // with ImageNet's mean and std. With random weights the classes are noise.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadSafetensors, tensor, type Tensor } from '../lib/index.js';
 import { createModel } from '../models/registry.js';
+import { topKClasses } from '../models/classification.js';
+import { IMAGENET_DEFAULT_MEAN as MEAN, IMAGENET_DEFAULT_STD as STD } from '../models/image-processor.js';
 import { VISION_PERCEIVER_FOURIER } from '../models/presets.js';
 import { arg } from './cli-args.js';
 
-
-const MEAN = [0.485, 0.456, 0.406];
-const STD = [0.229, 0.224, 0.225];
 
 /** A smooth colour pattern in [0, 1], normalised as ImageNet's preprocessing does: [1, 3, size, size]. */
 function syntheticImage(size: number): Tensor {
@@ -60,17 +59,11 @@ async function main(): Promise<void> {
   for (const label of ['first call', 'second call']) {
     t0 = performance.now();
     const { logits } = classify.forward(pixels);
-    const probs = logits.softmax(-1);
-    const p = (await probs.data()) as Float32Array;
+    const rows = await topKClasses(logits, 5, labels);
     const ms = performance.now() - t0;
-    const [B, C] = probs.shape;
-    probs.dispose();
     logits.dispose();
     console.log(`${label}: ${ms.toFixed(0)} ms`);
-    for (let b = 0; b < B; b++) {
-      const top = Array.from(p.subarray(b * C, (b + 1) * C), (v, i) => [v, i] as const).sort((x, y) => y[0] - x[0]).slice(0, 5);
-      console.log(`  image ${b}: ${top.map(([v, i]) => `${labels[String(i)] ?? `class ${i}`} ${(100 * v).toFixed(2)}%`).join(', ')}`);
-    }
+    for (const [b, top] of rows.entries()) console.log(`  image ${b}: ${top.map((p) => `${p.label} ${(100 * p.probability).toFixed(2)}%`).join(', ')}`);
   }
   pixels.dispose();
   model.dispose();

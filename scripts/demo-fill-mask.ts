@@ -1,6 +1,7 @@
 // Masked-byte filling with PerceiverForMaskedLM, as in HF's model card: the text is
 // encoded as UTF-8 bytes + 6 between [CLS] and [SEP], some bytes are replaced by
-// [MASK], and the model's argmax at those positions is decoded.
+// [MASK] (models/fill-mask.ts, shared with `perceiver fill-mask`), and the model's
+// best byte at those positions is decoded.
 //
 //   node dist/scripts/demo-fill-mask.js                       # released config, RANDOM weights
 //   node dist/scripts/demo-fill-mask.js --model DIR           # a HF model dir (config.json + model.safetensors),
@@ -12,12 +13,11 @@
 // masked out of the cross-attention, so the unpadded input gives the same logits.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadSafetensors, tensor, type Tensor } from '../lib/index.js';
-import { BytesTokenizer, PerceiverForMaskedLM } from '../models/index.js';
+import { loadSafetensors } from '../lib/index.js';
+import { PerceiverForMaskedLM } from '../models/index.js';
+import { fillMask } from '../models/fill-mask.js';
 import { LANGUAGE_PERCEIVER } from '../models/presets.js';
 import { arg } from './cli-args.js';
-
-const tokenizer = new BytesTokenizer();
 
 
 async function main(): Promise<void> {
@@ -38,28 +38,18 @@ async function main(): Promise<void> {
   }
   console.log(`${dir ? `weights from ${dir}` : 'released config, RANDOM weights (the filled bytes are noise)'}; ${(model.numParameters() / 1e6).toFixed(1)} M parameters, ready in ${(performance.now() - t0).toFixed(0)} ms`);
 
-  // [CLS] bytes+6 [SEP]; the text is taken literally (no special-token spellings parsed).
-  const ids = tokenizer.encode(text, { parseSpecialTokens: false }).ids;
-  // +1: the [CLS] in front.
-  const positions = Array.from({ length: maskLen }, (_, i) => byteStart + 1 + i);
-  for (const p of positions) ids[p] = tokenizer.maskTokenId;
+  // The masked span as fill-mask's syntax: one [MASK] per byte (models/fill-mask.ts).
   const bytes = Buffer.from(text, 'utf8');
-  const shown = `${bytes.subarray(0, byteStart).toString('utf8')}${'[MASK]'.repeat(maskLen)}${bytes.subarray(byteStart + maskLen).toString('utf8')}`;
-  console.log(`input:  ${JSON.stringify(shown)} (${ids.length} ids)`);
+  const masked = `${bytes.subarray(0, byteStart).toString('utf8')}<mask:${maskLen}>${bytes.subarray(byteStart + maskLen).toString('utf8')}`;
+  console.log(`input:  ${JSON.stringify(masked)}`);
 
-  const input: Tensor = tensor(Int32Array.from(ids), [1, ids.length], { dtype: 'int32' });
   for (const label of ['first call', 'second call']) {
     t0 = performance.now();
-    const { logits } = model.forward(input);
-    // logits [1, max_position_embeddings, 262]: argmax at the masked rows only.
-    const best = logits.slice(1, positions[0], positions[positions.length - 1] + 1).argmax(-1);
-    const predicted = Array.from((await best.data()) as Int32Array);
+    const { filled, masks } = await fillMask(model, masked, { topK: 1 });
     const ms = performance.now() - t0;
-    best.dispose();
-    logits.dispose();
-    console.log(`${label}: ${ms.toFixed(0)} ms; predicted ${JSON.stringify(tokenizer.decode(predicted))} for ${JSON.stringify(maskWhat)} (ids ${predicted.join(' ')})`);
+    const predicted = masks.map((m) => m.candidates[0].id);
+    console.log(`${label}: ${ms.toFixed(0)} ms; filled ${JSON.stringify(filled)}; top ids at the masks ${predicted.join(' ')}`);
   }
-  input.dispose();
   model.dispose();
 }
 

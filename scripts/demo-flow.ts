@@ -21,14 +21,13 @@
 // does that (DeepMind flavour). With random weights the flow is noise: the demo shows
 // the pipeline and its cost, not the model's accuracy.
 import { writeFileSync } from 'node:fs';
-import { loadSafetensors, manualSeed, tensor } from '../lib/index.js';
+import { loadSafetensors, manualSeed } from '../lib/index.js';
 import { PerceiverForOpticalFlow } from '../models/index.js';
 import { loadModel } from '../models/load.js';
-import { computeGridIndices, stitchWindows, windowPatches, type Size2 } from '../models/flow-tiling.js';
+import type { Size2 } from '../models/flow-tiling.js';
+import { estimateFlow } from '../models/flow-estimate.js';
 import { encodeFlo, encodePng, flowToColor } from '../models/flow-vis.js';
 import { arg } from './cli-args.js';
-
-const FLOW_SCALE_FACTOR = 20;
 
 // The released model's structure with fewer and narrower layers (random weights).
 function smallConfig(window: Size2): Record<string, unknown> {
@@ -125,36 +124,23 @@ async function main(): Promise<void> {
     model = new PerceiverForOpticalFlow(smallConfig(pair('--window', arg('--window') ?? '368x496', 'x')));
   }
   const window = model.config.train_size;
-  const scale = FLOW_SCALE_FACTOR / model.config.flow_output_scale;
   console.log(
     `${dir ? `weights from ${dir}` : 'small config, RANDOM weights (the flow is noise)'}; ${(model.numParameters() / 1e6).toFixed(2)} M parameters, ` +
       `window ${window[0]}x${window[1]}, ready in ${(performance.now() - t0).toFixed(0)} ms`,
   );
 
-  // Tiling.
-  let overlap = Number(arg('--overlap') ?? 20);
-  const maxOverlap = Math.floor(Math.min(window[0], window[1]) / 2);
-  if (overlap > maxOverlap) {
-    console.log(`overlap ${overlap} does not fit a ${window[0]}x${window[1]} window: using ${maxOverlap}`);
-    overlap = maxOverlap;
-  }
-  const grid = computeGridIndices([H, W], window, overlap);
-  console.log(`${grid.length} window(s) at ${grid.map(([y, x]) => `(${y},${x})`).join(' ')}, overlap >= ${overlap}`);
-
-  const pieces: Float32Array[] = [];
+  // Tiling and scaling to pixels: models/flow-estimate.ts, shared with `perceiver flow`.
+  const overlap = Number(arg('--overlap') ?? 20);
   t0 = performance.now();
-  for (const [i, origin] of grid.entries()) {
-    const t1 = performance.now();
-    const input = tensor(windowPatches(frames, [H, W], origin, window), [1, 2, 27, window[0], window[1]], { device });
-    const { logits } = model.forward(input);
-    const piece = Float32Array.from(await logits.data());
-    for (let k = 0; k < piece.length; k++) piece[k] *= scale;
-    pieces.push(piece);
-    logits.dispose();
-    input.dispose();
-    if (grid.length <= 8 || i === 0 || i === grid.length - 1) console.log(`  window ${i + 1}/${grid.length}: ${(performance.now() - t1).toFixed(0)} ms`);
-  }
-  const flow = stitchWindows(pieces, grid, [H, W], window, 2);
+  const { flow, windows, overlap: used } = await estimateFlow(model, frames, [H, W], {
+    overlap,
+    device,
+    onWindow: (i, n, ms) => {
+      if (n <= 8 || i === 0 || i === n - 1) console.log(`  window ${i + 1}/${n}: ${ms.toFixed(0)} ms`);
+    },
+  });
+  if (used !== overlap) console.log(`overlap ${overlap} does not fit a ${window[0]}x${window[1]} window: used ${used}`);
+  console.log(`${windows.length} window(s) at ${windows.map(([y, x]) => `(${y},${x})`).join(' ')}, overlap >= ${used}`);
   model.dispose();
 
   let su = 0;

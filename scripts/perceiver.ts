@@ -4,8 +4,12 @@
 // (missing or bad files, inputs the model does not take, engine errors).
 import { UsageError, type Command } from './cli/command.js';
 import { runCommand } from './cli/run.js';
+import { infoCommand } from './cli/info.js';
+import { fillMaskCommand } from './cli/fill-mask.js';
+import { classifyCommand } from './cli/classify.js';
+import { flowCommand } from './cli/flow.js';
 
-const COMMANDS: Command[] = [runCommand];
+const COMMANDS: Command[] = [runCommand, infoCommand, fillMaskCommand, classifyCommand, flowCommand];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -1,0 +1,52 @@
+// Optical flow between two frames of any size (at least the model's window) with
+// PerceiverForOpticalFlow, tiled as DeepMind's colab (flow-tiling.ts), in pixels: the
+// model outputs decoder / 100 (HF), which the colab multiplies by 20
+// (FLOW_SCALE_FACTOR) unless the config's flow_output_scale already did.
+import { tensor } from '../lib/index.js';
+import { computeGridIndices, stitchWindows, windowPatches, type Size2 } from './flow-tiling.js';
+import type { PerceiverForOpticalFlow } from './optical-flow.js';
+
+export const FLOW_SCALE_FACTOR = 20;
+
+export interface FlowOptions {
+  /** Minimum overlap of neighbouring windows in pixels (default 20, lowered to half the window for small windows). */
+  overlap?: number;
+  device?: string;
+  /** Called after each window (progress, timing). */
+  onWindow?: (index: number, count: number, ms: number) => void;
+}
+
+/**
+ * frames [2, H, W, 3] (RGB 0..255, row-major) -> flow [H, W, 2] (u = x, v = y, pixels),
+ * the weighted average of the windows that cover each pixel.
+ */
+export async function estimateFlow(model: PerceiverForOpticalFlow, frames: ArrayLike<number>, size: Size2, opts: FlowOptions = {}): Promise<{ flow: Float32Array; windows: [number, number][]; overlap: number }> {
+  const [H, W] = size;
+  const window = model.config.train_size;
+  const scale = FLOW_SCALE_FACTOR / model.config.flow_output_scale;
+  const requested = opts.overlap ?? 20;
+  if (!Number.isSafeInteger(requested) || requested < 0) throw new RangeError(`estimateFlow: overlap must be a non-negative integer, got ${String(requested)}`);
+  const overlap = Math.min(requested, Math.floor(Math.min(window[0], window[1]) / 2));
+  if (H < window[0] || W < window[1])
+    throw new RangeError(`estimateFlow: the frames (${H}x${W}) are smaller than the model's window (train_size ${window[0]}x${window[1]}); use frames at least that large`);
+  const grid = computeGridIndices([H, W], window, overlap);
+  const pieces: Float32Array[] = [];
+  for (const [i, origin] of grid.entries()) {
+    const t0 = performance.now();
+    const input = tensor(windowPatches(frames, [H, W], origin, window), [1, 2, 27, window[0], window[1]], { device: opts.device });
+    try {
+      const { logits } = model.forward(input);
+      try {
+        const piece = Float32Array.from((await logits.data()) as Float32Array);
+        for (let k = 0; k < piece.length; k++) piece[k] *= scale;
+        pieces.push(piece);
+      } finally {
+        logits.dispose();
+      }
+    } finally {
+      input.dispose();
+    }
+    opts.onWindow?.(i, grid.length, performance.now() - t0);
+  }
+  return { flow: stitchWindows(pieces, grid, [H, W], window, 2), windows: grid, overlap };
+}
