@@ -1,0 +1,191 @@
+// lib/optim: each update rule against a plain-JS float64 rendering of its definition
+// over several steps, clipping, schedules, weight-decay groups, and state that resumes
+// exactly.
+import test from 'ava';
+import * as P from '../lib/index.js';
+import type { Tensor } from '../lib/index.js';
+import { assertClose, randomArray } from './helpers/reference.js';
+
+const { SGD, AdamW, LAMB, clipGradNorm, constantCosine, warmupCosine, stepDecay, scaleLearningRate, decayGroups, exemptFromDecay } = P.optim;
+
+/** Runs `steps` updates with fixed per-step gradients; returns the final parameter values. */
+async function run(make: (ps: Tensor[]) => P.optim.Optimizer, init: Float32Array[], grads: Float32Array[][]): Promise<Float32Array[]> {
+  const ps = init.map((v) => P.tensor(v, [v.length]));
+  const opt = make(ps);
+  for (const gs of grads) {
+    ps.forEach((p, i) => {
+      p.grad?.dispose();
+      p.grad = P.tensor(gs[i], [gs[i].length]);
+    });
+    opt.step();
+  }
+  const out = await Promise.all(ps.map(async (p) => (await p.data()) as Float32Array));
+  opt.zeroGrad();
+  opt.dispose();
+  for (const p of ps) p.dispose();
+  return out;
+}
+
+const init = [randomArray(6, 1), new Float32Array(4)]; // the second starts at 0 (LAMB's trust ratio 1)
+const grads = [0, 1, 2].map((s) => [randomArray(6, 10 + s), randomArray(4, 20 + s)]);
+
+test('SGD with momentum, Nesterov and decoupled weight decay follows its definition', async (t) => {
+  for (const nesterov of [false, true]) {
+    const [lr, m, wd] = [0.1, 0.9, 0.01];
+    const got = await run((ps) => new SGD(ps, { lr, momentum: m, nesterov, weightDecay: wd }), init, grads);
+    init.forEach((p0, k) => {
+      const p = Float64Array.from(p0);
+      const buf = new Float64Array(p.length);
+      for (const gs of grads)
+        for (let i = 0; i < p.length; i++) {
+          const g = gs[k][i];
+          buf[i] = m * buf[i] + g;
+          const d = nesterov ? g + m * buf[i] : buf[i];
+          p[i] = p[i] - lr * d - lr * wd * p[i];
+        }
+      assertClose(t, got[k], p, { rtol: 1e-6, atol: 1e-7, msg: `nesterov=${nesterov} param ${k}` });
+    });
+  }
+});
+
+function adamRef(p0: Float32Array, gs: Float32Array[], o: { lr: number; b1: number; b2: number; eps: number; wd: number; lamb: boolean }): Float64Array {
+  const p = Float64Array.from(p0);
+  const m = new Float64Array(p.length);
+  const v = new Float64Array(p.length);
+  gs.forEach((g, s) => {
+    const t = s + 1;
+    const u = new Float64Array(p.length);
+    for (let i = 0; i < p.length; i++) {
+      m[i] = o.b1 * m[i] + (1 - o.b1) * g[i];
+      v[i] = o.b2 * v[i] + (1 - o.b2) * g[i] * g[i];
+      u[i] = m[i] / (1 - o.b1 ** t) / (Math.sqrt(v[i] / (1 - o.b2 ** t)) + o.eps) + o.wd * p[i];
+    }
+    let trust = 1;
+    if (o.lamb) {
+      const pn = Math.hypot(...p);
+      const un = Math.hypot(...u);
+      trust = pn > 0 && un > 0 ? pn / un : 1;
+    }
+    for (let i = 0; i < p.length; i++) p[i] -= o.lr * trust * u[i];
+  });
+  return p;
+}
+
+test('AdamW: bias-corrected moments, eps outside the root, decoupled weight decay', async (t) => {
+  const o = { lr: 0.01, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0.05, lamb: false };
+  const got = await run((ps) => new AdamW(ps, { lr: o.lr, weightDecay: o.wd }), init, grads);
+  init.forEach((p0, k) => assertClose(t, got[k], adamRef(p0, grads.map((g) => g[k]), o), { rtol: 1e-5, atol: 1e-7, msg: `param ${k}` }));
+});
+
+test("LAMB (the reference's b1 0.9, b2 0.999, eps 1e-6): AdamW's direction scaled by ||p|| / ||u||, 1 for a zero parameter", async (t) => {
+  const o = { lr: 0.01, b1: 0.9, b2: 0.999, eps: 1e-6, wd: 0.1, lamb: true };
+  const got = await run((ps) => new LAMB(ps, { lr: o.lr, weightDecay: o.wd }), init, grads);
+  init.forEach((p0, k) => assertClose(t, got[k], adamRef(p0, grads.map((g) => g[k]), o), { rtol: 1e-5, atol: 1e-7, msg: `param ${k}` }));
+});
+
+test('stateDict round trip: resuming from a saved state gives the same parameters as an uninterrupted run', async (t) => {
+  const full = await run((ps) => new LAMB(ps, { lr: 0.01, weightDecay: 0.1 }), init, grads);
+  const ps = init.map((v) => P.tensor(v, [v.length]));
+  const first = new LAMB(ps, { lr: 0.01, weightDecay: 0.1 });
+  const setGrads = (gs: Float32Array[]) =>
+    ps.forEach((p, i) => {
+      p.grad?.dispose();
+      p.grad = P.tensor(gs[i], [gs[i].length]);
+    });
+  setGrads(grads[0]);
+  first.step();
+  const sd = first.stateDict();
+  const saved = Object.fromEntries(await Promise.all(Object.entries(sd.tensors).map(async ([k, v]) => [k, P.tensor(await v.data(), [...v.shape])] as const)));
+  first.dispose();
+  const second = new LAMB(ps, { lr: 0.01, weightDecay: 0.1 });
+  second.loadStateDict({ tensors: saved, stepCount: sd.stepCount, groups: sd.groups });
+  for (const v of Object.values(saved)) v.dispose();
+  for (const gs of grads.slice(1)) {
+    setGrads(gs);
+    second.step();
+  }
+  for (let k = 0; k < ps.length; k++) t.deepEqual(Array.from(await ps[k].data()), Array.from(full[k]), `param ${k}`);
+  second.zeroGrad();
+  second.dispose();
+  for (const p of ps) p.dispose();
+});
+
+test('clipGradNorm scales every gradient by maxNorm / global norm when above it, and returns the norm', async (t) => {
+  const a = P.tensor(new Float32Array([3, 0]), [2]);
+  const b = P.tensor(new Float32Array([0, 4]), [2]);
+  a.grad = P.tensor(new Float32Array([3, 0]), [2]);
+  b.grad = P.tensor(new Float32Array([0, 4]), [2]);
+  const n = clipGradNorm([a, b], 1);
+  t.is((await n.data())[0], 5);
+  assertClose(t, await a.grad.data(), [0.6, 0], { rtol: 1e-6, atol: 1e-7 });
+  assertClose(t, await b.grad.data(), [0, 0.8], { rtol: 1e-6, atol: 1e-7 });
+  const m = clipGradNorm([a, b], 10);
+  assertClose(t, await a.grad.data(), [0.6, 0], { rtol: 1e-6, atol: 1e-7, msg: 'below the bound: unchanged' });
+  t.throws(() => clipGradNorm([a], -1), { instanceOf: RangeError, message: /'maxNorm' must be a positive number/ });
+  const c = P.tensor(new Float32Array(2), [2]);
+  t.throws(() => clipGradNorm([c], 1), { message: /none of the 1 parameters has a gradient/ });
+  for (const v of [a, b, c, n, m]) v.dispose();
+});
+
+test("schedules: constant_cosine (the reference's), warm-up cosine, step decay, batch / 256 scaling", (t) => {
+  const s = constantCosine({ lr: 1, totalSteps: 100, constantFraction: 0.5, endValue: 0.1 });
+  t.is(s(0), 1);
+  t.is(s(49), 1);
+  t.is(s(50), 1);
+  t.true(Math.abs(s(75) - (0.1 + 0.45)) < 1e-12, 'half way down the cosine');
+  t.true(Math.abs(s(100) - 0.1) < 1e-12);
+  const w = warmupCosine({ lr: 2, totalSteps: 10, warmupSteps: 4 });
+  t.deepEqual([0, 1, 2, 3].map(w), [0.5, 1, 1.5, 2]);
+  t.true(Math.abs(w(10)) < 1e-12);
+  const d = stepDecay({ lr: 1, boundaries: [10, 20], factor: 0.5 });
+  t.deepEqual([0, 9, 10, 19, 20, 99].map(d), [1, 1, 0.5, 0.5, 0.25, 0.25]);
+  t.is(scaleLearningRate(0.002, 1024), 0.008);
+  t.throws(() => constantCosine({ lr: 1, totalSteps: 0 }), { instanceOf: RangeError, message: /'totalSteps' must be a positive integer/ });
+  t.throws(() => s(-1), { instanceOf: RangeError, message: /step must be an integer >= 0/ });
+  t.throws(() => stepDecay({ lr: 1, boundaries: [5, 3] }), { instanceOf: RangeError, message: /increasing/ });
+});
+
+test('decay groups exempt biases, normalisation parameters and (by default) position embeddings', (t) => {
+  t.true(exemptFromDecay('perceiver.encoder.cross_attention.attention.self.query.bias'));
+  t.true(exemptFromDecay('perceiver.encoder.cross_attention.attention.self.layernorm1.weight'));
+  t.true(exemptFromDecay('perceiver.encoder.self_attends.0.layernorm.weight'));
+  t.true(exemptFromDecay('perceiver.input_preprocessor.convnet.batchnorm.weight'));
+  t.true(exemptFromDecay('perceiver.input_preprocessor.position_embeddings.weight'));
+  t.false(exemptFromDecay('perceiver.input_preprocessor.position_embeddings.weight', true));
+  t.false(exemptFromDecay('perceiver.encoder.self_attends.0.attention.self.query.weight'));
+  t.false(exemptFromDecay('perceiver.embeddings.latents'));
+  const lin = new P.Linear(3, 2);
+  const groups = decayGroups(lin, { weightDecay: 0.1 });
+  t.deepEqual(groups.map((g) => [g.names, g.weightDecay]), [[['weight'], 0.1], [['bias'], 0]]);
+  lin.dispose();
+});
+
+test('optimizers validate their arguments', (t) => {
+  const p = P.tensor(new Float32Array(2), [2]);
+  t.throws(() => new SGD([], { lr: 0.1 }), { instanceOf: TypeError, message: /'params' must be a non-empty array/ });
+  t.throws(() => new SGD([p], { lr: -1 }), { instanceOf: RangeError, message: /'lr' must be a finite number >= 0, got number -1/ });
+  t.throws(() => new SGD([p], { lr: 0.1, nesterov: true }), { instanceOf: RangeError, message: /nesterov/ });
+  t.throws(() => new AdamW([p], { lr: 0.1, beta1: 1 }), { instanceOf: RangeError, message: /'beta1' must be in \[0, 1\)/ });
+  t.throws(() => new AdamW([p, p], { lr: 0.1 }), { message: /appears twice/ });
+  t.throws(() => new LAMB([p], { lr: 0.1, eps: 0 }), { instanceOf: RangeError, message: /'eps' must be a positive number/ });
+  const i = P.tensor(Int32Array.from([1]), [1]);
+  t.throws(() => new AdamW([i], { lr: 0.1 }), { instanceOf: TypeError, message: /must be float32/ });
+  const opt = new AdamW([p], { lr: 0.1 });
+  t.throws(() => opt.loadStateDict({ tensors: { 'p0.0.bogus': p }, stepCount: 1 }), { message: /unexpected 'p0.0.bogus'/ });
+  opt.dispose();
+  t.throws(() => opt.step(), { message: /step\(\) after dispose/ });
+  for (const v of [p, i]) v.dispose();
+});
+
+test('assign writes in queue order and refuses shape, device and broadcast mistakes', async (t) => {
+  const dst = P.tensor(new Float32Array([1, 2, 3]), [3]);
+  const before = dst.mul(10);
+  P.assign(dst, P.tensor(Int32Array.from([7, 8, 9]), [3]));
+  const after = dst.mul(10);
+  t.deepEqual(Array.from(await before.data()), [10, 20, 30], 'ops queued before read the old values');
+  t.deepEqual(Array.from(await after.data()), [70, 80, 90], 'ops queued after read the new ones (int32 converted)');
+  t.throws(() => P.assign(dst, P.zeros([2])), { instanceOf: RangeError, message: /assign: argument 'src' must have dst's shape \[3\], got \[2\]/ });
+  const b = P.broadcastTo(P.zeros([1]), [3]);
+  t.throws(() => P.assign(b, dst), { message: /broadcast view/ });
+  for (const v of [dst, before, after, b]) v.dispose();
+});
