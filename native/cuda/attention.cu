@@ -57,8 +57,9 @@ namespace perceiver::cuda {
 namespace attn {
 
 constexpr int kBlockQ = 64;  // query rows per block, both versions
-// A key range shorter than this is not worth a partial and its merge.
-constexpr int64_t kMinKeysPerSplit = 256;
+// A key range shorter than this is not worth a partial and the merge's extra launch
+// (at 512 keys a block already runs for microseconds).
+constexpr int64_t kMinKeysPerSplit = 512;
 constexpr int kMaxSplits = 64;
 constexpr int kSimtBlockK = 32;
 constexpr int kSimtChunkQK = 32;
@@ -682,6 +683,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
   // Dv within the largest cap and the tiles within the block's shared memory.
   int path = kSimt;
   size_t tc_smem = 0;
+  if (a.dtype == DType::Float32 && force_path == kTensorCore) return cudaErrorNotSupported;
   if (a.dtype != DType::Float32 && force_path != kSimt) {
     int dev = 0, major = 0, minor = 0, smem_optin = 0;
     cudaError_t e = cudaGetDevice(&dev);

@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -569,10 +570,12 @@ void bench_case(const Case& c, cudaStream_t stream) {
     for (int path : {1, 2}) {
       if (dt == DType::Float32 && path == 1) continue;
       for (int splits : {0, 1}) {
-        if (run_variant(a, path, splits, stream) == cudaErrorNotSupported) {
+        const cudaError_t first = run_variant(a, path, splits, stream);
+        if (first == cudaErrorNotSupported) {
           std::printf("BENCH %-20s %-8s %-4s  (not available)\n", c.name.c_str(), dtype_name(dt), path_name(path));
           break;
         }
+        CHECK_CUDA(first);
         CHECK_CUDA(cudaStreamSynchronize(stream));
         // Enough repetitions for ~0.2 s, at least 3.
         CHECK_CUDA(cudaEventRecord(t0, stream));
