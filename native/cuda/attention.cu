@@ -120,31 +120,42 @@ __device__ __forceinline__ void key_range(const Params& p, int s, int64_t* j0, i
 // Copies `rows` rows of width d (row stride sn elements, unit column stride) from
 // global memory into a shared tile of kRows rows at row stride ld, zero-filling
 // columns [d, dpad) and rows [rows, kRows). 16-bit elements are moved as raw bits.
-// Consecutive threads take consecutive 8-element chunks of a row, so global reads
-// coalesce; a chunk is one 16-byte load when the layout allows.
+// When base and strides are multiples of 8 elements (`vec`), consecutive threads
+// take consecutive 16-byte chunks of a row. Otherwise (a 261-wide head packed at
+// row stride 261 has rows at odd element offsets, so no wider load is aligned)
+// consecutive threads take consecutive elements of a row, so that each warp's
+// 2-byte loads still fall in one or two 32-byte sectors.
 template <int kRows, int kThreads>
 __device__ __forceinline__ void load_tile16(uint16_t* __restrict__ s, int ld,
                                             const uint16_t* __restrict__ g, int64_t sn, int rows,
                                             int d, int dpad, bool vec) {
-  const int chunks = dpad >> 3;
-  const int total = kRows * chunks;
-  for (int idx = threadIdx.x; idx < total; idx += kThreads) {
-    const int r = idx / chunks;
-    const int c = (idx - r * chunks) << 3;
-    uint4 val = make_uint4(0, 0, 0, 0);
-    if (r < rows) {
-      const uint16_t* src = g + (int64_t)r * sn + c;
-      if (vec && c + 8 <= d) {
-        val = *reinterpret_cast<const uint4*>(src);
-      } else {
-        uint32_t e[8];
+  if (vec) {
+    const int chunks = dpad >> 3;
+    const int total = kRows * chunks;
+    for (int idx = threadIdx.x; idx < total; idx += kThreads) {
+      const int r = idx / chunks;
+      const int c = (idx - r * chunks) << 3;
+      uint4 val = make_uint4(0, 0, 0, 0);
+      if (r < rows) {
+        const uint16_t* src = g + (int64_t)r * sn + c;
+        if (c + 8 <= d) {
+          val = *reinterpret_cast<const uint4*>(src);
+        } else {  // the row's last, partial chunk
+          uint32_t e[8];
 #pragma unroll
-        for (int x = 0; x < 8; x++) e[x] = c + x < d ? src[x] : 0u;
-        val = make_uint4(e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16,
-                         e[6] | e[7] << 16);
+          for (int x = 0; x < 8; x++) e[x] = c + x < d ? src[x] : 0u;
+          val = make_uint4(e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16,
+                           e[6] | e[7] << 16);
+        }
       }
+      *reinterpret_cast<uint4*>(s + r * ld + c) = val;
     }
-    *reinterpret_cast<uint4*>(s + r * ld + c) = val;
+  } else {
+    for (int r = 0; r < kRows; r++) {
+      const uint16_t* src = g + (int64_t)r * sn;
+      for (int c = threadIdx.x; c < dpad; c += kThreads)
+        s[r * ld + c] = r < rows && c < d ? src[c] : (uint16_t)0;
+    }
   }
 }
 
