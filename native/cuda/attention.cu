@@ -66,7 +66,9 @@ constexpr int kSimtChunkQK = 32;
 constexpr int kSimtChunkV = 128;
 constexpr float kLog2e = 1.4426950408889634f;
 
-enum Path : int { kAuto = 0, kTensorCore = 1, kSimt = 2 };
+// kTensorCore1: the tc kernel with one key/value stage (normally chosen only when
+// two do not fit), so that the harness can check both loops on any device.
+enum Path : int { kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3 };
 
 // What the kernels need, by value (a few hundred bytes of kernel parameters).
 struct Params {
@@ -86,6 +88,7 @@ struct Params {
   // 16-byte loads are allowed: base pointer and all strides are multiples of 8
   // elements (tc only).
   bool q_vec, k_vec, v_vec;
+  int tc_stages;  // 1 or 2 key/value buffers in shared memory (tc only)
   // Partials when splits > 1: O [splits][B·H·Nq][Dv], then m and l [splits][B·H·Nq].
   float* ws_o;
   float* ws_m;
@@ -121,10 +124,11 @@ __device__ __forceinline__ void key_range(const Params& p, int s, int64_t* j0, i
 // global memory into a shared tile of kRows rows at row stride ld, zero-filling
 // columns [d, dpad) and rows [rows, kRows). 16-bit elements are moved as raw bits.
 // When base and strides are multiples of 8 elements (`vec`), consecutive threads
-// take consecutive 16-byte chunks of a row. Otherwise (a 261-wide head packed at
-// row stride 261 has rows at odd element offsets, so no wider load is aligned)
-// consecutive threads take consecutive elements of a row, so that each warp's
-// 2-byte loads still fall in one or two 32-byte sectors.
+// take consecutive 16-byte chunks of a row, as cp.async on sm_80+ (completed by
+// cp_async_wait + __syncthreads) and as plain 16-byte loads below. Otherwise (a
+// 261-wide head packed at row stride 261 has rows at odd element offsets, so no
+// wider load is aligned) consecutive threads take consecutive elements of a row,
+// so that each warp's 2-byte loads still fall in one or two 32-byte sectors.
 template <int kRows, int kThreads>
 __device__ __forceinline__ void load_tile16(uint16_t* __restrict__ s, int ld,
                                             const uint16_t* __restrict__ g, int64_t sn, int rows,
@@ -135,6 +139,10 @@ __device__ __forceinline__ void load_tile16(uint16_t* __restrict__ s, int ld,
     for (int idx = threadIdx.x; idx < total; idx += kThreads) {
       const int r = idx / chunks;
       const int c = (idx - r * chunks) << 3;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+      const int bytes = r < rows ? max(0, min(8, d - c)) * 2 : 0;
+      cp_async_16(s + r * ld + c, bytes > 0 ? g + (int64_t)r * sn + c : g, bytes);
+#else
       uint4 val = make_uint4(0, 0, 0, 0);
       if (r < rows) {
         const uint16_t* src = g + (int64_t)r * sn + c;
@@ -149,6 +157,7 @@ __device__ __forceinline__ void load_tile16(uint16_t* __restrict__ s, int ld,
         }
       }
       *reinterpret_cast<uint4*>(s + r * ld + c) = val;
+#endif
     }
   } else {
     for (int r = 0; r < kRows; r++) {
@@ -159,13 +168,16 @@ __device__ __forceinline__ void load_tile16(uint16_t* __restrict__ s, int ld,
   }
 }
 
-// Shared memory of the tc kernel: Q [64][ldq], K [BK][ldq], V [BK][ldv], 16-bit.
-// Rows are padded by 8 elements (16 bytes): with a row stride of 4 mod 8 words,
-// the 8 row addresses of each ldmatrix phase fall in distinct bank quads.
+// Shared memory of the tc kernel: Q [64][ldq], then per stage K [BK][ldq] and
+// V [BK][ldv], 16-bit. Rows are padded by 8 elements (16 bytes): with a row stride
+// of 4 mod 8 words, the 8 row addresses of each ldmatrix phase fall in distinct
+// bank quads. Two stages let the cp.async copy of key tile i+1 overlap the
+// products of tile i; one stage (load, wait, compute) when two do not fit.
 __host__ __device__ __forceinline__ int tc_ldq(int64_t dqk) { return round16(dqk) + 8; }
 __host__ __device__ __forceinline__ int tc_ldv(int64_t dv) { return round16(dv) + 8; }
-inline size_t tc_smem_bytes(int64_t dqk, int64_t dv, int bk) {
-  return ((size_t)(kBlockQ + bk) * tc_ldq(dqk) + (size_t)bk * tc_ldv(dv)) * 2;
+inline size_t tc_smem_bytes(int64_t dqk, int64_t dv, int bk, int stages) {
+  return ((size_t)kBlockQ * tc_ldq(dqk) +
+          (size_t)stages * bk * ((size_t)tc_ldq(dqk) + tc_ldv(dv))) * 2;
 }
 
 template <class T, int kDvMax, int kBK>
@@ -177,8 +189,9 @@ __device__ __forceinline__ void tc_body(const Params& p) {
   const int dqk_pad = round16(p.dqk), dv_pad = round16(p.dv);
   const int ldq = dqk_pad + 8, ldv = dv_pad + 8;
   uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw);
-  uint16_t* Ks = Qs + kBlockQ * ldq;
-  uint16_t* Vs = Ks + kBK * ldq;
+  // Stage st: K at stage_base + st * stage_size, V right after it.
+  uint16_t* const stage_base = Qs + kBlockQ * ldq;
+  const int stage_size = kBK * (ldq + ldv);
 
   int64_t blk = blockIdx.x;
   const int64_t qt = blk % p.q_tiles;
@@ -196,8 +209,21 @@ __device__ __forceinline__ void tc_body(const Params& p) {
   const uint16_t* qg = static_cast<const uint16_t*>(p.q) + b * p.q_sb + h * p.q_sh + i0 * p.q_sn;
   const uint16_t* kg = static_cast<const uint16_t*>(p.k) + b * p.k_sb + h * p.k_sh;
   const uint16_t* vg = static_cast<const uint16_t*>(p.v) + b * p.v_sb + h * p.v_sh;
+  // Starts the copy of key tile `it` into stage `st`.
+  auto load_kv = [&](int64_t it, int st) {
+    const int64_t jt = j0 + it * kBK;
+    const int kn = (int)min64(kBK, j1 - jt);
+    uint16_t* Ks = stage_base + st * stage_size;
+    load_tile16<kBK, kThreads>(Ks, ldq, kg + jt * p.k_sn, p.k_sn, kn, (int)p.dqk, dqk_pad,
+                               p.k_vec);
+    load_tile16<kBK, kThreads>(Ks + kBK * ldq, ldv, vg + jt * p.v_sn, p.v_sn, kn, (int)p.dv,
+                               dv_pad, p.v_vec);
+  };
+  const int64_t ntiles = (j1 - j0 + kBK - 1) / kBK;
   load_tile16<kBlockQ, kThreads>(Qs, ldq, qg, p.q_sn, (int)min64(kBlockQ, p.nq - i0),
                                  (int)p.dqk, dqk_pad, p.q_vec);
+  if (ntiles > 0) load_kv(0, 0);
+  cp_async_commit();
 
   // This thread's two query rows (g and g + 8 of the warp's 16) and their masks.
   const int64_t row[2] = {i0 + warp * 16 + g, i0 + warp * 16 + g + 8};
@@ -218,14 +244,21 @@ __device__ __forceinline__ void tc_body(const Params& p) {
   const int k_off = ((lane & 7) + (lane >> 4) * 8) * ldq + ((lane >> 3) & 1) * 8;
   const int v_off = ((lane & 7) + ((lane >> 3) & 1) * 8) * ldv + (lane >> 4) * 8;
 
-  for (int64_t jt = j0; jt < j1; jt += kBK) {
+  for (int64_t it = 0; it < ntiles; it++) {
+    const int64_t jt = j0 + it * kBK;
     const int kn = (int)min64(kBK, j1 - jt);
-    __syncthreads();  // the previous tile's K and V are no longer read
-    load_tile16<kBK, kThreads>(Ks, ldq, kg + jt * p.k_sn, p.k_sn, kn, (int)p.dqk, dqk_pad,
-                               p.k_vec);
-    load_tile16<kBK, kThreads>(Vs, ldv, vg + jt * p.v_sn, p.v_sn, kn, (int)p.dv, dv_pad,
-                               p.v_vec);
-    __syncthreads();
+    const int st = p.tc_stages == 2 ? (int)(it & 1) : 0;
+    if (p.tc_stages == 2 && it + 1 < ntiles) {
+      // Stage st ^ 1 was last read in iteration it - 1, which ended in a barrier.
+      load_kv(it + 1, st ^ 1);
+      cp_async_commit();
+      cp_async_wait<1>();  // tile it (and Q) landed; tile it + 1 may still be in flight
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // every thread's copies of tile it are visible
+    const uint16_t* Ks = stage_base + st * stage_size;
+    const uint16_t* Vs = Ks + kBK * ldq;
 
     // S (16 x kBK per warp) = Q Kᵀ.
     float s[kNS][4];
@@ -304,6 +337,11 @@ __device__ __forceinline__ void tc_body(const Params& p) {
           mma_16816<T>(o[2 * n + 1], a, bb[2], bb[3]);
         }
       }
+    }
+    __syncthreads();  // stage st is no longer read
+    if (p.tc_stages == 1 && it + 1 < ntiles) {
+      load_kv(it + 1, 0);
+      cp_async_commit();
     }
   }
 
@@ -644,8 +682,8 @@ cudaError_t launch_zero(const Params& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-// force_path: kAuto, kTensorCore or kSimt; force_splits: 0 = planned. A forced tc
-// path the device or shape cannot take returns cudaErrorNotSupported.
+// force_path: kAuto, kTensorCore, kTensorCore1 or kSimt; force_splits: 0 = planned.
+// A forced tc path the device or shape cannot take returns cudaErrorNotSupported.
 cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes, int sm_count,
                     cudaStream_t stream, int force_path, int force_splits) {
   if (a.dtype != DType::Float32 && a.dtype != DType::Float16 && a.dtype != DType::BFloat16)
@@ -692,9 +730,10 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
 
   // The tc path needs 16-bit data, tensor cores for it (fp16: sm_75, bf16: sm_80),
   // Dv within the largest cap and the tiles within the block's shared memory.
+  const bool force_tc = force_path == kTensorCore || force_path == kTensorCore1;
   int path = kSimt;
   size_t tc_smem = 0;
-  if (a.dtype == DType::Float32 && force_path == kTensorCore) return cudaErrorNotSupported;
+  if (a.dtype == DType::Float32 && force_tc) return cudaErrorNotSupported;
   if (a.dtype != DType::Float32 && force_path != kSimt) {
     int dev = 0, major = 0, minor = 0, smem_optin = 0;
     cudaError_t e = cudaGetDevice(&dev);
@@ -706,16 +745,19 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
       e = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
     if (e != cudaSuccess) return e;
     const int cc = major * 10 + minor;
-    tc_smem = tc_smem_bytes(a.dqk, a.dv, tc_block_k(a.dv));
-    const bool ok = (a.dtype == DType::Float16 ? cc >= 75 : cc >= 80) &&
-                    round16(a.dv) <= kTcDvMax && tc_smem <= (size_t)smem_optin;
-    if (ok) path = kTensorCore;
-    else if (force_path == kTensorCore) return cudaErrorNotSupported;
-  }
-  if (path == kTensorCore) {
+    const int bk = tc_block_k(a.dv);
     p.q_vec = vec16_ok(a.q, a.q_sb, a.q_sn, a.q_sh);
     p.k_vec = vec16_ok(a.k, a.k_sb, a.k_sn, a.k_sh);
     p.v_vec = vec16_ok(a.v, a.v_sb, a.v_sn, a.v_sh);
+    // Two stages only pay off where the copies are asynchronous (cp.async: sm_80+,
+    // 16-byte aligned rows).
+    const bool async = cc >= 80 && (p.k_vec || p.v_vec) && force_path != kTensorCore1;
+    p.tc_stages = async && tc_smem_bytes(a.dqk, a.dv, bk, 2) <= (size_t)smem_optin ? 2 : 1;
+    tc_smem = tc_smem_bytes(a.dqk, a.dv, bk, p.tc_stages);
+    const bool ok = (a.dtype == DType::Float16 ? cc >= 75 : cc >= 80) &&
+                    round16(a.dv) <= kTcDvMax && tc_smem <= (size_t)smem_optin;
+    if (ok) path = kTensorCore;
+    else if (force_tc) return cudaErrorNotSupported;
   }
 
   switch (a.dtype) {

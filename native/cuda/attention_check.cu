@@ -12,6 +12,8 @@
 //   /tmp/attention_check --bench-only  # timing only
 //   /tmp/attention_check --filter w261 # only cases whose name contains "w261"
 //
+// Versions: auto (the public entry), tc (tensor cores, two key/value stages with
+// cp.async where rows are 16-byte aligned on sm_80+), tc1 (tc with one stage), simt.
 // One line per case and variant: PASS/FAIL/SKIP, name, dtype, kernel version, key
 // splits, max abs error, max error relative to max |ref|, and the worst element.
 // Tolerance: |got - ref| <= tol + tol |ref| with tol = 1e-5 (float32) or 1e-2
@@ -36,7 +38,8 @@
 #include "attention.h"
 
 namespace perceiver::cuda::detail {
-// Defined in attention.cu for this harness. path: 0 auto, 1 tc, 2 simt;
+// Defined in attention.cu for this harness. path: 0 auto, 1 tc, 2 simt, 3 tc with
+// a single key/value stage (no cp.async overlap);
 // splits: 0 = planned. A tc path the device or shape cannot take gives
 // cudaErrorNotSupported.
 cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace,
@@ -323,6 +326,7 @@ std::vector<Case> cases() {
       {"w1024-q1", 1, 1, 1, 512, 1024, 1024, L::BNHD, M::None, false},
       {"w1024", 2, 1, 67, 300, 1024, 1024, L::PadAlign, M::None, false},
       {"qk64-v128", 1, 2, 80, 150, 64, 128, L::BNHD, M::None, false},
+      {"qk64-v100-mixed-align", 1, 2, 70, 260, 64, 100, L::BNHD, M::None, false},
       {"qk261-v64", 1, 1, 90, 400, 261, 64, L::BNHD, M::Full, false},
       {"qk32-v322", 2, 2, 40, 100, 32, 322, L::PadOdd, M::None, false},
       {"qk1024-v64", 1, 1, 70, 200, 1024, 64, L::BNHD, M::None, false},
@@ -345,11 +349,13 @@ std::vector<Case> cases() {
 
 struct Variant {
   DType dt;
-  int path;    // 0 auto, 1 tc, 2 simt
+  int path;    // 0 auto, 1 tc, 2 simt, 3 tc single-stage
   int splits;  // 0 planned
 };
 
-const char* path_name(int p) { return p == 1 ? "tc" : p == 2 ? "simt" : "auto"; }
+const char* path_name(int p) {
+  return p == 1 ? "tc" : p == 2 ? "simt" : p == 3 ? "tc1" : "auto";
+}
 
 std::vector<Variant> variants(const Case& c) {
   if (c.big)
@@ -363,6 +369,7 @@ std::vector<Variant> variants(const Case& c) {
     v.push_back({dt, 0, 0});
     v.push_back({dt, 1, 1});
     if (c.nk >= 3) v.push_back({dt, 1, 3});
+    v.push_back({dt, 3, 1});
     v.push_back({dt, 2, 1});
     if (c.nk >= 3) v.push_back({dt, 2, 3});
   }
@@ -567,7 +574,7 @@ void bench_case(const Case& c, cudaStream_t stream) {
     upload(pb.dv, pb.v.v, dt);
     upload(pb.dout, pb.o.v, dt);
     const AttentionArgs a = make_args(pb, dt);
-    for (int path : {1, 2}) {
+    for (int path : {1, 3, 2}) {
       if (dt == DType::Float32 && path == 1) continue;
       for (int splits : {0, 1}) {
         const cudaError_t first = run_variant(a, path, splits, stream);

@@ -98,6 +98,34 @@ __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&d)[4], const ui
 #endif
 }
 
+// Asynchronous 16-byte global -> shared copy (sm_80+): copies src_bytes (0..16) and
+// zero-fills the rest of the 16 bytes, so the ragged end of a row and rows past the
+// key range need no separate stores. Both addresses must be 16-byte aligned; with
+// src_bytes == 0 nothing is read.
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)),
+               "l"(gmem), "r"(src_bytes)
+               : "memory");
+#else
+  (void)smem; (void)gmem; (void)src_bytes;
+#endif
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+// Waits until at most n of this thread's committed groups are still in flight.
+template <int n>
+__device__ __forceinline__ void cp_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(n) : "memory");
+#endif
+}
+
 // Two fp32 values as one register of two 16-bit values (the first in the low half,
 // which is the lower column index in every fragment above).
 template <class T>
