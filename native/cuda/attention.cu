@@ -25,6 +25,11 @@
 //   instantiated for three Dv caps (64, 128, 336), the loops running only over the
 //   16-column blocks the real Dv needs. Wider Dv (the ImageNet decoder's 1024), or
 //   tiles that exceed the device's shared memory, take version 2.
+//   Where rows are 16-byte aligned (head widths and strides multiples of 8) on
+//   sm_80+, K/V tiles are copied with cp.async into two shared-memory stages, so
+//   that the copy of tile i+1 overlaps the products of tile i; otherwise (e.g. 261
+//   wide heads packed at stride 261) the copies are plain loads, one stage, and
+//   the two blocks per SM hide each other's loads.
 // version 2, "simt" (fp32, and the fallback for any dtype and width): the same
 //   algorithm with fp32 FMAs (no TF32: fp32 results stay within ~1e-5). 8 warps,
 //   each owning 8 query rows; Dqk is streamed through shared memory 32 columns at a
