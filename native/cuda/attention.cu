@@ -61,7 +61,9 @@
 namespace perceiver::cuda {
 namespace attn {
 
-constexpr int kBlockQ = 64;  // query rows per block, both versions
+// Query rows per block of the simt kernel, and the unit in which key splits are
+// planned (the tc kernel's tiles are 16 rows per warp, 64 with the 4 warps used now).
+constexpr int kBlockQ = 64;
 // A key range shorter than this is not worth a partial and the merge's extra launch
 // (at 512 keys a block already runs for microseconds).
 constexpr int64_t kMinKeysPerSplit = 512;
@@ -87,7 +89,7 @@ struct Params {
   int64_t m_sb, m_sq, m_sk;
   float scale_log2;
   int64_t rows_total;  // batch * heads * nq
-  int64_t q_tiles;     // ceil(nq / kBlockQ)
+  int64_t q_tiles;     // ceil(nq / query rows per block)
   int splits;       // key ranges per (batch, head, query tile)
   int dv_chunks;    // simt only: Dv chunks of kSimtChunkV
   // 16-byte loads are allowed: base pointer and all strides are multiples of 8
@@ -180,14 +182,15 @@ __device__ __forceinline__ void load_tile16(uint16_t* __restrict__ s, int ld,
 // products of tile i; one stage (load, wait, compute) when two do not fit.
 __host__ __device__ __forceinline__ int tc_ldq(int64_t dqk) { return round16(dqk) + 8; }
 __host__ __device__ __forceinline__ int tc_ldv(int64_t dv) { return round16(dv) + 8; }
-inline size_t tc_smem_bytes(int64_t dqk, int64_t dv, int bk, int stages) {
-  return ((size_t)kBlockQ * tc_ldq(dqk) +
+inline size_t tc_smem_bytes(int64_t dqk, int64_t dv, int bq, int bk, int stages) {
+  return ((size_t)bq * tc_ldq(dqk) +
           (size_t)stages * bk * ((size_t)tc_ldq(dqk) + tc_ldv(dv))) * 2;
 }
 
-template <class T, int kDvMax, int kBK>
+template <class T, int kDvMax, int kBK, int kWarps>
 __device__ __forceinline__ void tc_body(const Params& p) {
-  constexpr int kThreads = 128;
+  constexpr int kThreads = 32 * kWarps;
+  constexpr int kBQ = 16 * kWarps;
   constexpr int kNS = kBK / 8;        // n8 tiles of S per warp
   constexpr int kNO = kDvMax / 8;     // n8 tiles of O per warp
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -195,7 +198,7 @@ __device__ __forceinline__ void tc_body(const Params& p) {
   const int ldq = dqk_pad + 8, ldv = dv_pad + 8;
   uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw);
   // Stage st: K at stage_base + st * stage_size, V right after it.
-  uint16_t* const stage_base = Qs + kBlockQ * ldq;
+  uint16_t* const stage_base = Qs + kBQ * ldq;
   const int stage_size = kBK * (ldq + ldv);
 
   int64_t blk = blockIdx.x;
@@ -204,7 +207,7 @@ __device__ __forceinline__ void tc_body(const Params& p) {
   const int split = (int)(blk % p.splits);
   const int64_t bh = blk / p.splits;
   const int64_t b = bh / p.heads, h = bh % p.heads;
-  const int64_t i0 = qt * kBlockQ;
+  const int64_t i0 = qt * kBQ;
   int64_t j0, j1;
   key_range(p, split, &j0, &j1);
 
@@ -225,7 +228,7 @@ __device__ __forceinline__ void tc_body(const Params& p) {
                                dv_pad, p.v_vec);
   };
   const int64_t ntiles = (j1 - j0 + kBK - 1) / kBK;
-  load_tile16<kBlockQ, kThreads>(Qs, ldq, qg, p.q_sn, (int)min64(kBlockQ, p.nq - i0),
+  load_tile16<kBQ, kThreads>(Qs, ldq, qg, p.q_sn, (int)min64(kBQ, p.nq - i0),
                                  (int)p.dqk, dqk_pad, p.q_vec);
   if (ntiles > 0) load_kv(0, 0);
   cp_async_commit();
@@ -391,17 +394,17 @@ __device__ __forceinline__ void tc_body(const Params& p) {
   }
 }
 
-template <class T, int kDvMax, int kBK>
-__global__ void __launch_bounds__(128) attention_tc_kernel(Params p) {
+template <class T, int kDvMax, int kBK, int kWarps>
+__global__ void __launch_bounds__(32 * kWarps) attention_tc_kernel(Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   // No bf16 tensor cores before sm_80; the host never launches this there.
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     __trap();
   } else {
-    tc_body<T, kDvMax, kBK>(p);
+    tc_body<T, kDvMax, kBK, kWarps>(p);
   }
 #else
-  tc_body<T, kDvMax, kBK>(p);
+  tc_body<T, kDvMax, kBK, kWarps>(p);
 #endif
 }
 
@@ -631,30 +634,43 @@ bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
   return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && s0 % 8 == 0 && s1 % 8 == 0 && s2 % 8 == 0;
 }
 
-// The Dv caps the tc kernel is built for, with their key tile: 64 keys while the O
-// accumulators are few, 32 for the widest so that Q + K + V of a 261/322-wide head
-// (~72/~87 KB) fit the 99 KB of sm_86/sm_89 as well as Hopper's 227 KB.
-int tc_block_k(int64_t dv) { return round16(dv) <= 128 ? 64 : 32; }
+// The tc kernel's instantiations: Dv cap, key tile, warps (16 query rows each).
+// 64 keys while the O accumulators are few, 32 for the widest cap so that Q + K + V
+// of a 261/322-wide head (~72/~87 KB in one stage) fit the 99 KB of sm_86/sm_89
+// as well as Hopper's 227 KB. Four warps, so that two blocks share an SM (their
+// load phases interleave); 8 warps (128 query rows) would halve the L2 traffic of
+// K and V for long query ranges at one block per SM: a tuning knob to measure.
+struct TcTier {
+  int dv_max, bk, warps;
+};
+constexpr TcTier kTcTiers[3] = {{64, 64, 4}, {128, 64, 4}, {336, 32, 4}};
 constexpr int kTcDvMax = 336;
 
-template <class T, int kDvMax, int kBK>
+int tc_tier(int64_t dv) {
+  const int dv_pad = round16(dv);
+  return dv_pad <= kTcTiers[0].dv_max ? 0 : dv_pad <= kTcTiers[1].dv_max ? 1 : 2;
+}
+
+template <class T, int kTier>
 cudaError_t launch_tc_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
-  auto kernel = attention_tc_kernel<T, kDvMax, kBK>;
+  constexpr TcTier c = kTcTiers[kTier];
+  auto kernel = attention_tc_kernel<T, c.dv_max, c.bk, c.warps>;
   if (smem > 48 * 1024) {
     cudaError_t e =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
   }
-  kernel<<<(unsigned)blocks, 128, smem, stream>>>(p);
+  kernel<<<(unsigned)blocks, 32 * c.warps, smem, stream>>>(p);
   return cudaGetLastError();
 }
 
 template <class T>
 cudaError_t launch_tc(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
-  const int dv_pad = round16(p.dv);
-  if (dv_pad <= 64) return launch_tc_kernel<T, 64, 64>(p, blocks, smem, stream);
-  if (dv_pad <= 128) return launch_tc_kernel<T, 128, 64>(p, blocks, smem, stream);
-  return launch_tc_kernel<T, kTcDvMax, 32>(p, blocks, smem, stream);
+  switch (tc_tier(p.dv)) {
+    case 0: return launch_tc_kernel<T, 0>(p, blocks, smem, stream);
+    case 1: return launch_tc_kernel<T, 1>(p, blocks, smem, stream);
+    default: return launch_tc_kernel<T, 2>(p, blocks, smem, stream);
+  }
 }
 
 template <class T>
@@ -750,19 +766,25 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
       e = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
     if (e != cudaSuccess) return e;
     const int cc = major * 10 + minor;
-    const int bk = tc_block_k(a.dv);
+    const TcTier tier = kTcTiers[tc_tier(a.dv)];
+    const int bq = 16 * tier.warps;
     p.q_vec = vec16_ok(a.q, a.q_sb, a.q_sn, a.q_sh);
     p.k_vec = vec16_ok(a.k, a.k_sb, a.k_sn, a.k_sh);
     p.v_vec = vec16_ok(a.v, a.v_sb, a.v_sn, a.v_sh);
     // Two stages only pay off where the copies are asynchronous (cp.async: sm_80+,
     // 16-byte aligned rows).
     const bool async = cc >= 80 && (p.k_vec || p.v_vec) && force_path != kTensorCore1;
-    p.tc_stages = async && tc_smem_bytes(a.dqk, a.dv, bk, 2) <= (size_t)smem_optin ? 2 : 1;
-    tc_smem = tc_smem_bytes(a.dqk, a.dv, bk, p.tc_stages);
+    p.tc_stages =
+        async && tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, 2) <= (size_t)smem_optin ? 2 : 1;
+    tc_smem = tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, p.tc_stages);
     const bool ok = (a.dtype == DType::Float16 ? cc >= 75 : cc >= 80) &&
                     round16(a.dv) <= kTcDvMax && tc_smem <= (size_t)smem_optin;
-    if (ok) path = kTensorCore;
-    else if (force_tc) return cudaErrorNotSupported;
+    if (ok) {
+      path = kTensorCore;
+      p.q_tiles = ceil_div(a.nq, bq);
+    } else if (force_tc) {
+      return cudaErrorNotSupported;
+    }
   }
 
   switch (a.dtype) {
