@@ -1,0 +1,831 @@
+// Fused attention on CUDA (the contract is attention.h; the semantics are those of
+// native/cpu/attention.cc): out = softmax(scale * q kᵀ, masked) v without ever
+// materialising the [Nq, Nk] scores.
+//
+// Two kernels compute the same thing, FlashAttention-2 style: a thread block owns
+// (batch, head, a tile of 64 query rows, a range of keys), walks its keys a tile at
+// a time and keeps a running row max m, row sum l and unnormalised output O
+// (online softmax, all fp32):
+//   S = scale·log2(e) · Q Kᵀ          (log2(e) folded in, so exp2f does the exp)
+//   S = -inf where masked or past the key range
+//   m' = max(m, rowmax S);  P = exp2(S - m');  l = l·exp2(m - m') + rowsum P
+//   O = O·exp2(m - m') + P V
+// and finally out = O / l, or 0 where l == 0 (every key of the row masked).
+//
+// version 1, "tc" (bf16/fp16 on tensor cores): 4 warps, each owning 16 query rows.
+//   Q (64 rows), K and V (BK keys) tiles live in shared memory with their head width
+//   padded with zeros up to a multiple of 16 (261 -> 272, 322 -> 336), so any width
+//   works and the padding contributes exact zeros to every product. Each warp
+//   computes its 16 x BK slice of S with mma.sync m16n8k16 (A = Q and B = K via
+//   ldmatrix), does the softmax on the S fragments in registers, converts them to
+//   16 bits and uses them directly as the A operand of P V (B = V via
+//   ldmatrix.trans); O stays in registers as mma accumulators. Dqk is only a loop
+//   bound (Q and K are re-read from shared memory per k step), so it costs shared
+//   memory but no registers; Dv sizes the O accumulators, so the kernel is
+//   instantiated for three Dv caps (64, 128, 336), the loops running only over the
+//   16-column blocks the real Dv needs. Wider Dv (the ImageNet decoder's 1024), or
+//   tiles that exceed the device's shared memory, take version 2.
+//   Where rows are 16-byte aligned (head widths and strides multiples of 8) on
+//   sm_80+, K/V tiles are copied with cp.async into two shared-memory stages, so
+//   that the copy of tile i+1 overlaps the products of tile i; otherwise (e.g. 261
+//   wide heads packed at stride 261) the copies are plain loads, one stage, and
+//   the two blocks per SM hide each other's loads.
+// version 2, "simt" (fp32, and the fallback for any dtype and width): the same
+//   algorithm with fp32 FMAs (no TF32: fp32 results stay within ~1e-5). 8 warps,
+//   each owning 8 query rows; Dqk is streamed through shared memory 32 columns at a
+//   time, and Dv is cut into 128-column chunks, one chunk per block (S is recomputed
+//   per chunk, which keeps the accumulators at 32 per thread for any width).
+//
+// Long key ranges: when (batch · heads · query tiles) blocks would leave the GPU
+// under-filled (the Perceiver encoder: one image, one head, 512 latents = 8 tiles,
+// against 50,176 pixels), the keys are split into S ranges so that about 2 blocks
+// per SM run; each writes its unnormalised (O, m, l) to the workspace and a third
+// kernel merges them by the rescale-and-add of online softmax and applies the
+// all-masked -> 0 rule.
+//
+// Block order puts the query tile fastest, so blocks running side by side read the
+// same keys and values and share them in L2. Global offsets are 64-bit throughout;
+// every grid is one-dimensional (up to 2^31 - 1 blocks).
+#include "attention.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <type_traits>
+
+#include "attention_mma.cuh"
+
+namespace perceiver::cuda {
+namespace attn {
+
+// Query rows per block of the simt kernel, and the unit in which key splits are
+// planned (the tc kernel's tiles are 16 rows per warp, 64 with the 4 warps used now).
+constexpr int kBlockQ = 64;
+// A key range shorter than this is not worth a partial and the merge's extra launch
+// (at 512 keys a block already runs for microseconds).
+constexpr int64_t kMinKeysPerSplit = 512;
+constexpr int kMaxSplits = 64;
+constexpr int kSimtBlockK = 32;
+constexpr int kSimtChunkQK = 32;
+constexpr int kSimtChunkV = 128;
+constexpr float kLog2e = 1.4426950408889634f;
+
+// kTensorCore1: the tc kernel with one key/value stage (normally chosen only when
+// two do not fit), so that the harness can check both loops on any device.
+enum Path : int { kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3 };
+
+// What the kernels need, by value (a few hundred bytes of kernel parameters).
+struct Params {
+  const void* q;
+  const void* k;
+  const void* v;
+  void* out;
+  const uint8_t* mask;
+  int64_t nq, nk, heads, dqk, dv;
+  int64_t q_sb, q_sn, q_sh, k_sb, k_sn, k_sh, v_sb, v_sn, v_sh, o_sb, o_sn, o_sh;
+  int64_t m_sb, m_sq, m_sk;
+  float scale_log2;
+  int64_t rows_total;  // batch * heads * nq
+  int64_t q_tiles;     // ceil(nq / query rows per block)
+  int splits;       // key ranges per (batch, head, query tile)
+  int dv_chunks;    // simt only: Dv chunks of kSimtChunkV
+  // 16-byte loads are allowed: base pointer and all strides are multiples of 8
+  // elements (tc only).
+  bool q_vec, k_vec, v_vec;
+  int tc_stages;  // 1 or 2 key/value buffers in shared memory (tc only)
+  // Partials when splits > 1: O [splits][B·H·Nq][Dv], then m and l [splits][B·H·Nq].
+  float* ws_o;
+  float* ws_m;
+  float* ws_l;
+};
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <class T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ float from_float<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+
+__device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+__host__ __device__ __forceinline__ int round16(int64_t x) { return (int)((x + 15) / 16 * 16); }
+
+// Key range [j0, j1) of split s: the same integer cut everywhere.
+__device__ __forceinline__ void key_range(const Params& p, int s, int64_t* j0, int64_t* j1) {
+  *j0 = p.nk * s / p.splits;
+  *j1 = p.nk * (s + 1) / p.splits;
+}
+
+// ---- version 1: tensor cores ------------------------------------------------------
+
+// Copies `rows` rows of width d (row stride sn elements, unit column stride) from
+// global memory into a shared tile of kRows rows at row stride ld, zero-filling
+// columns [d, dpad) and rows [rows, kRows). 16-bit elements are moved as raw bits.
+// When base and strides are multiples of 8 elements (`vec`), consecutive threads
+// take consecutive 16-byte chunks of a row, as cp.async on sm_80+ (completed by
+// cp_async_wait + __syncthreads) and as plain 16-byte loads below. Otherwise (a
+// 261-wide head packed at row stride 261 has rows at odd element offsets, so no
+// wider load is aligned) consecutive threads take consecutive elements of a row,
+// so that each warp's 2-byte loads still fall in one or two 32-byte sectors.
+template <int kRows, int kThreads>
+__device__ __forceinline__ void load_tile16(uint16_t* __restrict__ s, int ld,
+                                            const uint16_t* __restrict__ g, int64_t sn, int rows,
+                                            int d, int dpad, bool vec) {
+  if (vec) {
+    const int chunks = dpad >> 3;
+    const int total = kRows * chunks;
+    for (int idx = threadIdx.x; idx < total; idx += kThreads) {
+      const int r = idx / chunks;
+      const int c = (idx - r * chunks) << 3;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+      const int bytes = r < rows ? max(0, min(8, d - c)) * 2 : 0;
+      cp_async_16(s + r * ld + c, bytes > 0 ? g + (int64_t)r * sn + c : g, bytes);
+#else
+      uint4 val = make_uint4(0, 0, 0, 0);
+      if (r < rows) {
+        const uint16_t* src = g + (int64_t)r * sn + c;
+        if (c + 8 <= d) {
+          val = *reinterpret_cast<const uint4*>(src);
+        } else {  // the row's last, partial chunk
+          uint32_t e[8];
+#pragma unroll
+          for (int x = 0; x < 8; x++) e[x] = c + x < d ? src[x] : 0u;
+          val = make_uint4(e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16,
+                           e[6] | e[7] << 16);
+        }
+      }
+      *reinterpret_cast<uint4*>(s + r * ld + c) = val;
+#endif
+    }
+  } else {
+    for (int r = 0; r < kRows; r++) {
+      const uint16_t* src = g + (int64_t)r * sn;
+      for (int c = threadIdx.x; c < dpad; c += kThreads)
+        s[r * ld + c] = r < rows && c < d ? src[c] : (uint16_t)0;
+    }
+  }
+}
+
+// Shared memory of the tc kernel: Q [64][ldq], then per stage K [BK][ldq] and
+// V [BK][ldv], 16-bit. Rows are padded by 8 elements (16 bytes): with a row stride
+// of 4 mod 8 words, the 8 row addresses of each ldmatrix phase fall in distinct
+// bank quads. Two stages let the cp.async copy of key tile i+1 overlap the
+// products of tile i; one stage (load, wait, compute) when two do not fit.
+__host__ __device__ __forceinline__ int tc_ldq(int64_t dqk) { return round16(dqk) + 8; }
+__host__ __device__ __forceinline__ int tc_ldv(int64_t dv) { return round16(dv) + 8; }
+inline size_t tc_smem_bytes(int64_t dqk, int64_t dv, int bq, int bk, int stages) {
+  return ((size_t)bq * tc_ldq(dqk) +
+          (size_t)stages * bk * ((size_t)tc_ldq(dqk) + tc_ldv(dv))) * 2;
+}
+
+template <class T, int kDvMax, int kBK, int kWarps>
+__device__ __forceinline__ void tc_body(const Params& p) {
+  constexpr int kThreads = 32 * kWarps;
+  constexpr int kBQ = 16 * kWarps;
+  constexpr int kNS = kBK / 8;        // n8 tiles of S per warp
+  constexpr int kNO = kDvMax / 8;     // n8 tiles of O per warp
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int dqk_pad = round16(p.dqk), dv_pad = round16(p.dv);
+  const int ldq = dqk_pad + 8, ldv = dv_pad + 8;
+  uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw);
+  // Stage st: K at stage_base + st * stage_size, V right after it.
+  uint16_t* const stage_base = Qs + kBQ * ldq;
+  const int stage_size = kBK * (ldq + ldv);
+
+  int64_t blk = blockIdx.x;
+  const int64_t qt = blk % p.q_tiles;
+  blk /= p.q_tiles;
+  const int split = (int)(blk % p.splits);
+  const int64_t bh = blk / p.splits;
+  const int64_t b = bh / p.heads, h = bh % p.heads;
+  const int64_t i0 = qt * kBQ;
+  int64_t j0, j1;
+  key_range(p, split, &j0, &j1);
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+
+  const uint16_t* qg = static_cast<const uint16_t*>(p.q) + b * p.q_sb + h * p.q_sh + i0 * p.q_sn;
+  const uint16_t* kg = static_cast<const uint16_t*>(p.k) + b * p.k_sb + h * p.k_sh;
+  const uint16_t* vg = static_cast<const uint16_t*>(p.v) + b * p.v_sb + h * p.v_sh;
+  // Starts the copy of key tile `it` into stage `st`.
+  auto load_kv = [&](int64_t it, int st) {
+    const int64_t jt = j0 + it * kBK;
+    const int kn = (int)min64(kBK, j1 - jt);
+    uint16_t* Ks = stage_base + st * stage_size;
+    load_tile16<kBK, kThreads>(Ks, ldq, kg + jt * p.k_sn, p.k_sn, kn, (int)p.dqk, dqk_pad,
+                               p.k_vec);
+    load_tile16<kBK, kThreads>(Ks + kBK * ldq, ldv, vg + jt * p.v_sn, p.v_sn, kn, (int)p.dv,
+                               dv_pad, p.v_vec);
+  };
+  const int64_t ntiles = (j1 - j0 + kBK - 1) / kBK;
+  load_tile16<kBQ, kThreads>(Qs, ldq, qg, p.q_sn, (int)min64(kBQ, p.nq - i0),
+                                 (int)p.dqk, dqk_pad, p.q_vec);
+  if (ntiles > 0) load_kv(0, 0);
+  cp_async_commit();
+
+  // This thread's two query rows (g and g + 8 of the warp's 16) and their masks.
+  const int64_t row[2] = {i0 + warp * 16 + g, i0 + warp * 16 + g + 8};
+  const uint8_t* mrow[2];
+#pragma unroll
+  for (int r = 0; r < 2; r++)
+    mrow[r] = p.mask && row[r] < p.nq ? p.mask + b * p.m_sb + row[r] * p.m_sq : nullptr;
+
+  float o[kNO][4];
+#pragma unroll
+  for (int n = 0; n < kNO; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY};
+  float l[2] = {0.f, 0.f};  // this thread's share; the 4 threads of a row add up at the end
+  const int nk16 = dqk_pad >> 4, nv16 = dv_pad >> 4;
+
+  // ldmatrix row addresses (element offsets) that stay fixed across key tiles.
+  const int q_off = (warp * 16 + (lane & 15)) * ldq + (lane >> 4) * 8;
+  const int k_off = ((lane & 7) + (lane >> 4) * 8) * ldq + ((lane >> 3) & 1) * 8;
+  const int v_off = ((lane & 7) + ((lane >> 3) & 1) * 8) * ldv + (lane >> 4) * 8;
+
+  for (int64_t it = 0; it < ntiles; it++) {
+    const int64_t jt = j0 + it * kBK;
+    const int kn = (int)min64(kBK, j1 - jt);
+    const int st = p.tc_stages == 2 ? (int)(it & 1) : 0;
+    if (p.tc_stages == 2 && it + 1 < ntiles) {
+      // Stage st ^ 1 was last read in iteration it - 1, which ended in a barrier.
+      load_kv(it + 1, st ^ 1);
+      cp_async_commit();
+      cp_async_wait<1>();  // tile it (and Q) landed; tile it + 1 may still be in flight
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // every thread's copies of tile it are visible
+    const uint16_t* Ks = stage_base + st * stage_size;
+    const uint16_t* Vs = Ks + kBK * ldq;
+
+    // S (16 x kBK per warp) = Q Kᵀ.
+    float s[kNS][4];
+#pragma unroll
+    for (int n = 0; n < kNS; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+    for (int kc = 0; kc < nk16; kc++) {
+      uint32_t a[4];
+      ldmatrix_x4(a, Qs + q_off + kc * 16);
+#pragma unroll
+      for (int n = 0; n < kBK / 16; n++) {
+        uint32_t bb[4];
+        ldmatrix_x4(bb, Ks + k_off + n * 16 * ldq + kc * 16);
+        mma_16816<T>(s[2 * n], a, bb[0], bb[1]);
+        mma_16816<T>(s[2 * n + 1], a, bb[2], bb[3]);
+      }
+    }
+
+    // Scale into the log2 domain; masked keys and keys past the range become -inf.
+#pragma unroll
+    for (int n = 0; n < kNS; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int jj = n * 8 + 2 * t + (e & 1);
+        bool keep = jj < kn;
+        const uint8_t* mr = mrow[e >> 1];
+        if (keep && mr) keep = mr[(jt + jj) * p.m_sk] != 0;
+        s[n][e] = keep ? s[n][e] * p.scale_log2 : -INFINITY;
+      }
+
+    // Online softmax for rows g (e = 0, 1) and g + 8 (e = 2, 3); a row's 4 threads
+    // (same g) combine their maxima by shuffles.
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < kNS; n++) mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(m[r], mx);
+      // Nothing unmasked yet: subtract 0 so that P = exp2(-inf) = 0 rather than NaN.
+      const float m_use = m_new == -INFINITY ? 0.f : m_new;
+      const float corr = exp2f(m[r] - m_use);  // 0 while m was -inf (l, O are 0 then)
+      m[r] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int n = 0; n < kNS; n++) {
+        s[n][2 * r] = exp2f(s[n][2 * r] - m_use);
+        s[n][2 * r + 1] = exp2f(s[n][2 * r + 1] - m_use);
+        sum += s[n][2 * r] + s[n][2 * r + 1];
+      }
+      l[r] = l[r] * corr + sum;
+#pragma unroll
+      for (int n = 0; n < kNO; n++) {
+        if (n < 2 * nv16) {
+          o[n][2 * r] *= corr;
+          o[n][2 * r + 1] *= corr;
+        }
+      }
+    }
+
+    // O += P V, 16 keys per step; P's A fragment is two S tiles, converted.
+#pragma unroll
+    for (int kk = 0; kk < kBK / 16; kk++) {
+      if (kk * 16 >= kn) break;  // P is 0 there (and V rows are zero-filled)
+      uint32_t a[4];
+      a[0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
+      a[1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
+      a[2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      a[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+      for (int n = 0; n < kNO / 2; n++) {
+        if (n < nv16) {
+          uint32_t bb[4];
+          ldmatrix_x4_trans(bb, Vs + v_off + kk * 16 * ldv + n * 16);
+          mma_16816<T>(o[2 * n], a, bb[0], bb[1]);
+          mma_16816<T>(o[2 * n + 1], a, bb[2], bb[3]);
+        }
+      }
+    }
+    __syncthreads();  // stage st is no longer read
+    if (p.tc_stages == 1 && it + 1 < ntiles) {
+      load_kv(it + 1, 0);
+      cp_async_commit();
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+
+  if (p.splits == 1) {
+    T* out = static_cast<T*>(p.out) + b * p.o_sb + h * p.o_sh;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      if (row[r] >= p.nq) continue;
+      const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;  // all masked -> 0
+      T* orow = out + row[r] * p.o_sn;
+#pragma unroll
+      for (int n = 0; n < kNO; n++) {
+        const int c = n * 8 + 2 * t;
+        if (c < p.dv) orow[c] = from_float<T>(o[n][2 * r] * inv);
+        if (c + 1 < p.dv) orow[c + 1] = from_float<T>(o[n][2 * r + 1] * inv);
+      }
+    }
+  } else {
+    // Unnormalised partials for the merge; m and l once per row (threads t == 0).
+    const int64_t base = (int64_t)split * p.rows_total + bh * p.nq;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      if (row[r] >= p.nq) continue;
+      float* orow = p.ws_o + (base + row[r]) * p.dv;
+#pragma unroll
+      for (int n = 0; n < kNO; n++) {
+        const int c = n * 8 + 2 * t;
+        if (c < p.dv) orow[c] = o[n][2 * r];
+        if (c + 1 < p.dv) orow[c + 1] = o[n][2 * r + 1];
+      }
+      if (t == 0) {
+        p.ws_m[base + row[r]] = m[r];
+        p.ws_l[base + row[r]] = l[r];
+      }
+    }
+  }
+}
+
+template <class T, int kDvMax, int kBK, int kWarps>
+__global__ void __launch_bounds__(32 * kWarps) attention_tc_kernel(Params p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  // No bf16 tensor cores before sm_80; the host never launches this there.
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    __trap();
+  } else {
+    tc_body<T, kDvMax, kBK, kWarps>(p);
+  }
+#else
+  tc_body<T, kDvMax, kBK, kWarps>(p);
+#endif
+}
+
+// ---- version 2: fp32 FMA (any dtype, any width) -----------------------------------
+
+template <class T>
+__global__ void __launch_bounds__(256) attention_simt_kernel(Params p) {
+  constexpr int kBK = kSimtBlockK, kDC = kSimtChunkQK, kVC = kSimtChunkV;
+  constexpr int kThreads = 256, kRowsPerWarp = kBlockQ / 8, kCols = kVC / 32;
+  // +1 on the row stride: Ks[lane][d] and Ps[row][lane] hit 32 distinct banks.
+  __shared__ float Qs[kBlockQ][kDC + 1];
+  __shared__ float Ks[kBK][kDC + 1];
+  __shared__ float Vs[kBK][kVC];
+  __shared__ float Ps[kBlockQ][kBK + 1];
+
+  int64_t blk = blockIdx.x;
+  const int64_t qt = blk % p.q_tiles;
+  blk /= p.q_tiles;
+  const int vc = (int)(blk % p.dv_chunks);
+  blk /= p.dv_chunks;
+  const int split = (int)(blk % p.splits);
+  const int64_t bh = blk / p.splits;
+  const int64_t b = bh / p.heads, h = bh % p.heads;
+  const int64_t i0 = qt * kBlockQ;
+  const int64_t c0 = (int64_t)vc * kVC;  // first output column of this block
+  int64_t j0, j1;
+  key_range(p, split, &j0, &j1);
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int rq = (int)min64(kBlockQ, p.nq - i0);
+  const T* qg = static_cast<const T*>(p.q) + b * p.q_sb + h * p.q_sh + i0 * p.q_sn;
+  const T* kg = static_cast<const T*>(p.k) + b * p.k_sb + h * p.k_sh;
+  const T* vg = static_cast<const T*>(p.v) + b * p.v_sb + h * p.v_sh + c0;
+  const int vcols = (int)min64(kVC, p.dv - c0);
+
+  // Warp w owns query rows 8w .. 8w+7: in S and P lane = key, in O lane = column
+  // (lane + 32 c), so the softmax's per-row factors never leave the warp.
+  const uint8_t* mrow[kRowsPerWarp];
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; rr++) {
+    const int64_t i = i0 + warp * kRowsPerWarp + rr;
+    mrow[rr] = p.mask && i < p.nq ? p.mask + b * p.m_sb + i * p.m_sq : nullptr;
+  }
+  float o[kRowsPerWarp][kCols];
+  float m[kRowsPerWarp], l[kRowsPerWarp];
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; rr++) {
+    m[rr] = -INFINITY;
+    l[rr] = 0.f;
+#pragma unroll
+    for (int c = 0; c < kCols; c++) o[rr][c] = 0.f;
+  }
+
+  for (int64_t jt = j0; jt < j1; jt += kBK) {
+    const int kn = (int)min64(kBK, j1 - jt);
+    float s[kRowsPerWarp];
+#pragma unroll
+    for (int rr = 0; rr < kRowsPerWarp; rr++) s[rr] = 0.f;
+    for (int64_t dc = 0; dc < p.dqk; dc += kDC) {
+      const int dn = (int)min64(kDC, p.dqk - dc);
+      __syncthreads();
+      for (int idx = tid; idx < kBlockQ * kDC; idx += kThreads) {
+        const int r = idx / kDC, c = idx % kDC;
+        Qs[r][c] = r < rq && c < dn ? to_float(qg[r * p.q_sn + dc + c]) : 0.f;
+      }
+      for (int idx = tid; idx < kBK * kDC; idx += kThreads) {
+        const int r = idx / kDC, c = idx % kDC;
+        Ks[r][c] = r < kn && c < dn ? to_float(kg[(jt + r) * p.k_sn + dc + c]) : 0.f;
+      }
+      __syncthreads();
+#pragma unroll 8
+      for (int d = 0; d < kDC; d++) {
+        const float kv = Ks[lane][d];
+#pragma unroll
+        for (int rr = 0; rr < kRowsPerWarp; rr++)
+          s[rr] = fmaf(Qs[warp * kRowsPerWarp + rr][d], kv, s[rr]);
+      }
+    }
+
+    // Online softmax, one row at a time across the warp (lane = key).
+    float corr[kRowsPerWarp];
+#pragma unroll
+    for (int rr = 0; rr < kRowsPerWarp; rr++) {
+      bool keep = lane < kn;
+      if (keep && mrow[rr]) keep = mrow[rr][(jt + lane) * p.m_sk] != 0;
+      const float x = keep ? s[rr] * p.scale_log2 : -INFINITY;
+      float mx = x;
+#pragma unroll
+      for (int sh = 16; sh > 0; sh >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, sh));
+      const float m_new = fmaxf(m[rr], mx);
+      const float m_use = m_new == -INFINITY ? 0.f : m_new;
+      corr[rr] = exp2f(m[rr] - m_use);
+      m[rr] = m_new;
+      const float pv = exp2f(x - m_use);
+      float sum = pv;
+#pragma unroll
+      for (int sh = 16; sh > 0; sh >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, sh);
+      l[rr] = l[rr] * corr[rr] + sum;
+      Ps[warp * kRowsPerWarp + rr][lane] = pv;
+    }
+
+    __syncthreads();  // every warp is done with the previous tile's V
+    for (int idx = tid; idx < kBK * kVC; idx += kThreads) {
+      const int r = idx / kVC, c = idx % kVC;
+      Vs[r][c] = r < kn && c < vcols ? to_float(vg[(jt + r) * p.v_sn + c]) : 0.f;
+    }
+    __syncthreads();
+
+#pragma unroll
+    for (int rr = 0; rr < kRowsPerWarp; rr++)
+#pragma unroll
+      for (int c = 0; c < kCols; c++) o[rr][c] *= corr[rr];
+    for (int j = 0; j < kn; j++) {
+      float vv[kCols];
+#pragma unroll
+      for (int c = 0; c < kCols; c++) vv[c] = Vs[j][lane + 32 * c];
+#pragma unroll
+      for (int rr = 0; rr < kRowsPerWarp; rr++) {
+        const float pr = Ps[warp * kRowsPerWarp + rr][j];
+#pragma unroll
+        for (int c = 0; c < kCols; c++) o[rr][c] = fmaf(pr, vv[c], o[rr][c]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; rr++) {
+    const int64_t i = i0 + warp * kRowsPerWarp + rr;
+    if (i >= p.nq) continue;
+    if (p.splits == 1) {
+      const float inv = l[rr] > 0.f ? 1.f / l[rr] : 0.f;  // all masked -> 0
+      T* orow = static_cast<T*>(p.out) + b * p.o_sb + h * p.o_sh + i * p.o_sn + c0;
+#pragma unroll
+      for (int c = 0; c < kCols; c++)
+        if (lane + 32 * c < vcols) orow[lane + 32 * c] = from_float<T>(o[rr][c] * inv);
+    } else {
+      const int64_t prow = (int64_t)split * p.rows_total + bh * p.nq + i;
+      float* orow = p.ws_o + prow * p.dv + c0;
+#pragma unroll
+      for (int c = 0; c < kCols; c++)
+        if (lane + 32 * c < vcols) orow[lane + 32 * c] = o[rr][c];
+      if (vc == 0 && lane == 0) {
+        p.ws_m[prow] = m[rr];
+        p.ws_l[prow] = l[rr];
+      }
+    }
+  }
+}
+
+// ---- merge of key splits ------------------------------------------------------------
+
+// One warp per output row: out = sum_s w_s O_s / sum_s w_s l_s with
+// w_s = exp2(m_s - max_s m_s); 0 where every split saw only masked keys.
+template <class T>
+__global__ void __launch_bounds__(128) attention_merge_kernel(Params p) {
+  __shared__ float wsh[4][kMaxSplits];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t row = (int64_t)blockIdx.x * 4 + warp;
+  if (row >= p.rows_total) return;
+  float mx = -INFINITY;
+  for (int s = lane; s < p.splits; s += 32) mx = fmaxf(mx, p.ws_m[s * p.rows_total + row]);
+#pragma unroll
+  for (int sh = 16; sh > 0; sh >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, sh));
+  float lsum = 0.f;
+  for (int s = lane; s < p.splits; s += 32) {
+    const float ms = p.ws_m[s * p.rows_total + row];
+    const float w = ms == -INFINITY ? 0.f : exp2f(ms - mx);
+    wsh[warp][s] = w;
+    lsum += w * p.ws_l[s * p.rows_total + row];
+  }
+#pragma unroll
+  for (int sh = 16; sh > 0; sh >>= 1) lsum += __shfl_xor_sync(0xffffffffu, lsum, sh);
+  __syncwarp();
+  const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
+  const int64_t bh = row / p.nq, i = row % p.nq;
+  const int64_t b = bh / p.heads, h = bh % p.heads;
+  T* orow = static_cast<T*>(p.out) + b * p.o_sb + h * p.o_sh + i * p.o_sn;
+  for (int64_t c = lane; c < p.dv; c += 32) {
+    float acc = 0.f;
+    for (int s = 0; s < p.splits; s++) {
+      const float w = wsh[warp][s];
+      if (w != 0.f) acc = fmaf(w, p.ws_o[(s * p.rows_total + row) * p.dv + c], acc);
+    }
+    orow[c] = from_float<T>(acc * inv);
+  }
+}
+
+// No keys at all: every row is "all masked".
+template <class T>
+__global__ void attention_zero_kernel(Params p) {
+  const int64_t total = p.rows_total * p.dv;
+  for (int64_t x = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; x < total;
+       x += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t c = x % p.dv, row = x / p.dv;
+    const int64_t bh = row / p.nq, i = row % p.nq;
+    const int64_t b = bh / p.heads, h = bh % p.heads;
+    static_cast<T*>(p.out)[b * p.o_sb + h * p.o_sh + i * p.o_sn + c] = from_float<T>(0.f);
+  }
+}
+
+// ---- host side ----------------------------------------------------------------------
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Key splits: enough blocks for ~2 per SM, each range at least kMinKeysPerSplit keys.
+// Depends only on the shapes and sm_count, so attention_workspace_bytes and
+// attention_forward always agree.
+int plan_splits(const AttentionArgs& a, int sm_count) {
+  const int64_t base = a.batch * a.heads * ceil_div(a.nq, kBlockQ);
+  const int64_t target = 2 * (int64_t)sm_count;
+  if (sm_count <= 0 || base >= target) return 1;
+  int64_t s = ceil_div(target, base);
+  s = std::min<int64_t>(s, std::max<int64_t>(1, a.nk / kMinKeysPerSplit));
+  return (int)std::max<int64_t>(1, std::min<int64_t>(s, kMaxSplits));
+}
+
+size_t workspace_for(const AttentionArgs& a, int splits) {
+  if (splits <= 1) return 0;
+  return (size_t)splits * (size_t)(a.batch * a.heads * a.nq) * (size_t)(a.dv + 2) * sizeof(float);
+}
+
+bool nothing_to_do(const AttentionArgs& a) {
+  return a.batch <= 0 || a.heads <= 0 || a.nq <= 0 || a.dv <= 0;
+}
+
+bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && s0 % 8 == 0 && s1 % 8 == 0 && s2 % 8 == 0;
+}
+
+// The tc kernel's instantiations: Dv cap, key tile, warps (16 query rows each).
+// 64 keys while the O accumulators are few, 32 for the widest cap so that Q + K + V
+// of a 261/322-wide head (~72/~87 KB in one stage) fit the 99 KB of sm_86/sm_89
+// as well as Hopper's 227 KB. Four warps, so that two blocks share an SM (their
+// load phases interleave); 8 warps (128 query rows) would halve the L2 traffic of
+// K and V for long query ranges at one block per SM: a tuning knob to measure.
+struct TcTier {
+  int dv_max, bk, warps;
+};
+constexpr TcTier kTcTiers[3] = {{64, 64, 4}, {128, 64, 4}, {336, 32, 4}};
+constexpr int kTcDvMax = 336;
+
+int tc_tier(int64_t dv) {
+  const int dv_pad = round16(dv);
+  return dv_pad <= kTcTiers[0].dv_max ? 0 : dv_pad <= kTcTiers[1].dv_max ? 1 : 2;
+}
+
+template <class T, int kTier>
+cudaError_t launch_tc_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
+  constexpr TcTier c = kTcTiers[kTier];
+  auto kernel = attention_tc_kernel<T, c.dv_max, c.bk, c.warps>;
+  if (smem > 48 * 1024) {
+    cudaError_t e =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+  }
+  kernel<<<(unsigned)blocks, 32 * c.warps, smem, stream>>>(p);
+  return cudaGetLastError();
+}
+
+template <class T>
+cudaError_t launch_tc(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
+  switch (tc_tier(p.dv)) {
+    case 0: return launch_tc_kernel<T, 0>(p, blocks, smem, stream);
+    case 1: return launch_tc_kernel<T, 1>(p, blocks, smem, stream);
+    default: return launch_tc_kernel<T, 2>(p, blocks, smem, stream);
+  }
+}
+
+template <class T>
+cudaError_t launch_all(const Params& p, int path, size_t tc_smem, cudaStream_t stream) {
+  int64_t blocks = p.rows_total / p.nq * p.q_tiles * p.splits;
+  if (path == kSimt) blocks *= p.dv_chunks;
+  if (blocks > INT_MAX) return cudaErrorInvalidConfiguration;
+  cudaError_t e;
+  if (path == kTensorCore) {
+    if constexpr (std::is_same_v<T, float>) {
+      return cudaErrorInvalidValue;
+    } else {
+      e = launch_tc<T>(p, blocks, tc_smem, stream);
+    }
+  } else {
+    attention_simt_kernel<T><<<(unsigned)blocks, 256, 0, stream>>>(p);
+    e = cudaGetLastError();
+  }
+  if (e != cudaSuccess || p.splits == 1) return e;
+  const int64_t merge_blocks = ceil_div(p.rows_total, 4);
+  if (merge_blocks > INT_MAX) return cudaErrorInvalidConfiguration;
+  attention_merge_kernel<T><<<(unsigned)merge_blocks, 128, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+template <class T>
+cudaError_t launch_zero(const Params& p, cudaStream_t stream) {
+  const int64_t blocks = std::min<int64_t>(ceil_div(p.rows_total * p.dv, 256), 65535);
+  attention_zero_kernel<T><<<(unsigned)blocks, 256, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+// force_path: kAuto, kTensorCore, kTensorCore1 or kSimt; force_splits: 0 = planned.
+// A forced tc path the device or shape cannot take returns cudaErrorNotSupported.
+cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes, int sm_count,
+                    cudaStream_t stream, int force_path, int force_splits) {
+  if (a.dtype != DType::Float32 && a.dtype != DType::Float16 && a.dtype != DType::BFloat16)
+    return cudaErrorInvalidValue;
+  if (a.batch < 0 || a.heads < 0 || a.nq < 0 || a.nk < 0 || a.dqk < 0 || a.dv < 0)
+    return cudaErrorInvalidValue;
+  if (nothing_to_do(a)) return cudaSuccess;
+  if (!a.out) return cudaErrorInvalidValue;
+
+  Params p{};
+  p.q = a.q; p.k = a.k; p.v = a.v; p.out = a.out; p.mask = a.mask;
+  p.nq = a.nq; p.nk = a.nk; p.heads = a.heads; p.dqk = a.dqk; p.dv = a.dv;
+  p.q_sb = a.q_sb; p.q_sn = a.q_sn; p.q_sh = a.q_sh;
+  p.k_sb = a.k_sb; p.k_sn = a.k_sn; p.k_sh = a.k_sh;
+  p.v_sb = a.v_sb; p.v_sn = a.v_sn; p.v_sh = a.v_sh;
+  p.o_sb = a.o_sb; p.o_sn = a.o_sn; p.o_sh = a.o_sh;
+  p.m_sb = a.m_sb; p.m_sq = a.m_sq; p.m_sk = a.m_sk;
+  p.scale_log2 = a.scale * kLog2e;
+  p.rows_total = a.batch * a.heads * a.nq;
+  p.q_tiles = ceil_div(a.nq, kBlockQ);
+  p.dv_chunks = (int)ceil_div(a.dv, kSimtChunkV);
+
+  auto zero = [&]() -> cudaError_t {
+    switch (a.dtype) {
+      case DType::Float16: return launch_zero<__half>(p, stream);
+      case DType::BFloat16: return launch_zero<__nv_bfloat16>(p, stream);
+      default: return launch_zero<float>(p, stream);
+    }
+  };
+  if (a.nk == 0) return zero();
+  if (!a.v || (a.dqk > 0 && (!a.q || !a.k))) return cudaErrorInvalidValue;
+
+  int splits = force_splits > 0 ? force_splits : plan_splits(a, sm_count);
+  splits = (int)std::max<int64_t>(1, std::min<int64_t>({(int64_t)splits, a.nk, kMaxSplits}));
+  if (splits > 1) {
+    if (!workspace || workspace_bytes < workspace_for(a, splits)) return cudaErrorInvalidValue;
+    p.splits = splits;
+    p.ws_o = static_cast<float*>(workspace);
+    p.ws_m = p.ws_o + (int64_t)splits * p.rows_total * a.dv;
+    p.ws_l = p.ws_m + (int64_t)splits * p.rows_total;
+  } else {
+    p.splits = 1;
+  }
+
+  // The tc path needs 16-bit data, tensor cores for it (fp16: sm_75, bf16: sm_80),
+  // Dv within the largest cap and the tiles within the block's shared memory.
+  const bool force_tc = force_path == kTensorCore || force_path == kTensorCore1;
+  int path = kSimt;
+  size_t tc_smem = 0;
+  if (a.dtype == DType::Float32 && force_tc) return cudaErrorNotSupported;
+  if (a.dtype != DType::Float32 && force_path != kSimt) {
+    int dev = 0, major = 0, minor = 0, smem_optin = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess)
+      e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    if (e == cudaSuccess)
+      e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    if (e == cudaSuccess)
+      e = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e != cudaSuccess) return e;
+    const int cc = major * 10 + minor;
+    const TcTier tier = kTcTiers[tc_tier(a.dv)];
+    const int bq = 16 * tier.warps;
+    p.q_vec = vec16_ok(a.q, a.q_sb, a.q_sn, a.q_sh);
+    p.k_vec = vec16_ok(a.k, a.k_sb, a.k_sn, a.k_sh);
+    p.v_vec = vec16_ok(a.v, a.v_sb, a.v_sn, a.v_sh);
+    // Two stages only pay off where the copies are asynchronous (cp.async: sm_80+,
+    // 16-byte aligned rows).
+    const bool async = cc >= 80 && (p.k_vec || p.v_vec) && force_path != kTensorCore1;
+    p.tc_stages =
+        async && tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, 2) <= (size_t)smem_optin ? 2 : 1;
+    tc_smem = tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, p.tc_stages);
+    const bool ok = (a.dtype == DType::Float16 ? cc >= 75 : cc >= 80) &&
+                    round16(a.dv) <= kTcDvMax && tc_smem <= (size_t)smem_optin;
+    if (ok) {
+      path = kTensorCore;
+      p.q_tiles = ceil_div(a.nq, bq);
+    } else if (force_tc) {
+      return cudaErrorNotSupported;
+    }
+  }
+
+  switch (a.dtype) {
+    case DType::Float16: return launch_all<__half>(p, path, tc_smem, stream);
+    case DType::BFloat16: return launch_all<__nv_bfloat16>(p, path, tc_smem, stream);
+    default: return launch_all<float>(p, path, tc_smem, stream);
+  }
+}
+
+}  // namespace attn
+
+size_t attention_workspace_bytes(const AttentionArgs& a, int sm_count) {
+  if (attn::nothing_to_do(a) || a.nk <= 0) return 0;
+  return attn::workspace_for(a, attn::plan_splits(a, sm_count));
+}
+
+cudaError_t attention_forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes,
+                              int sm_count, cudaStream_t stream) {
+  return attn::forward(a, workspace, workspace_bytes, sm_count, stream, attn::kAuto, 0);
+}
+
+// Hooks for native/cuda/attention_check.cu (declared there, not in attention.h):
+// force the kernel version and the key split count so that every path is checked on
+// small shapes, and name the plan a call takes.
+namespace detail {
+
+cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace,
+                                     size_t workspace_bytes, int sm_count, cudaStream_t stream,
+                                     int path, int splits) {
+  return attn::forward(a, workspace, workspace_bytes, sm_count, stream, path, splits);
+}
+
+size_t attention_workspace_bytes_forced(const AttentionArgs& a, int splits) {
+  if (attn::nothing_to_do(a) || a.nk <= 0) return 0;
+  splits = (int)std::max<int64_t>(1, std::min<int64_t>({(int64_t)splits, a.nk, attn::kMaxSplits}));
+  return attn::workspace_for(a, splits);
+}
+
+int attention_planned_splits(const AttentionArgs& a, int sm_count) {
+  return attn::plan_splits(a, sm_count);
+}
+
+}  // namespace detail
+}  // namespace perceiver::cuda

@@ -1,0 +1,658 @@
+// Development harness for the fused CUDA attention (native/cuda/attention.cu), not
+// part of the library. Runs every kernel version (tc: tensor cores, simt: fp32 FMA)
+// and key-split setting on random inputs over many shapes, layouts and masks,
+// compares each output with a float64 softmax(q kᵀ) v computed here on the host from
+// the same (dtype-rounded) inputs, then times each version at the Perceiver shapes.
+//
+//   nvcc -std=c++17 -O3 -arch=sm_90 -I native -o /tmp/attention_check
+//        native/cuda/attention_check.cu native/cuda/attention.cu     (one line)
+//   (or the CMake build, which links it with the CUDA backend's objects)
+//   /tmp/attention_check               # correctness, then timing
+//   /tmp/attention_check --no-bench    # correctness only
+//   /tmp/attention_check --bench-only  # timing only
+//   /tmp/attention_check --filter w261 # only cases whose name contains "w261"
+//
+// Versions: auto (the public entry), tc (tensor cores, two key/value stages with
+// cp.async where rows are 16-byte aligned on sm_80+), tc1 (tc with one stage), simt.
+// One line per case and variant: PASS/FAIL/SKIP, name, dtype, kernel version, key
+// splits, max abs error, max error relative to max |ref|, and the worst element.
+// Tolerance: |got - ref| <= tol + tol |ref| with tol = 1e-5 (float32) or 1e-2
+// (bfloat16/float16; P is rounded to 16 bits before P V, and so is the output).
+// Padding between rows/heads of the inputs is NaN, so any read outside the logical
+// tensors shows up as NaN in the output; the output is pre-filled with NaN, so any
+// element left unwritten fails. Exit status 1 if any check fails.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../dtype.h"
+#include "attention.h"
+
+namespace perceiver::cuda::detail {
+// Defined in attention.cu for this harness. path: 0 auto, 1 tc, 2 simt, 3 tc with
+// a single key/value stage (no cp.async overlap);
+// splits: 0 = planned. A tc path the device or shape cannot take gives
+// cudaErrorNotSupported.
+cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace,
+                                     size_t workspace_bytes, int sm_count, cudaStream_t stream,
+                                     int path, int splits);
+size_t attention_workspace_bytes_forced(const AttentionArgs& a, int splits);
+int attention_planned_splits(const AttentionArgs& a, int sm_count);
+}  // namespace perceiver::cuda::detail
+
+using namespace perceiver;
+using namespace perceiver::cuda;
+
+namespace {
+
+#define CHECK_CUDA(x)                                                                   \
+  do {                                                                                  \
+    cudaError_t e_ = (x);                                                               \
+    if (e_ != cudaSuccess) {                                                            \
+      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorName(e_), __FILE__, \
+                   __LINE__, cudaGetErrorString(e_));                                   \
+      std::exit(2);                                                                     \
+    }                                                                                   \
+  } while (0)
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
+  uint64_t next() {
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
+    return s * 0x2545F4914F6CDD1Dull;
+  }
+  float uniform(float lo, float hi) { return lo + (hi - lo) * (float)((next() >> 40) * 0x1p-24); }
+};
+
+// ---- tensors [B, N, H, D] in several memory layouts ----------------------------------
+
+enum class Layout {
+  BNHD,     // contiguous [B, N, H*D] (heads concatenated), the op layer's usual view
+  BHND,     // contiguous [B, H, N, D]
+  PadOdd,   // [B, N, H*D + 3] view with an odd row stride: no 16-byte loads possible
+  PadAlign  // head and row strides multiples of 8 with gaps: 16-byte loads, not contiguous
+};
+
+const char* layout_name(Layout l) {
+  switch (l) {
+    case Layout::BNHD: return "bnhd";
+    case Layout::BHND: return "bhnd";
+    case Layout::PadOdd: return "pad-odd";
+    case Layout::PadAlign: return "pad-align";
+  }
+  return "?";
+}
+
+struct HostTensor {
+  int64_t B = 0, N = 0, H = 0, D = 0;
+  int64_t sb = 0, sn = 0, sh = 0, size = 0;
+  std::vector<float> v;  // padding is NaN
+  float& at(int64_t b, int64_t n, int64_t h, int64_t d) { return v[b * sb + n * sn + h * sh + d]; }
+};
+
+HostTensor make_tensor(Layout l, int64_t B, int64_t N, int64_t H, int64_t D) {
+  HostTensor t;
+  t.B = B; t.N = N; t.H = H; t.D = D;
+  switch (l) {
+    case Layout::BNHD: t.sh = D; t.sn = H * D; t.sb = N * t.sn; break;
+    case Layout::BHND: t.sn = D; t.sh = N * D; t.sb = H * t.sh; break;
+    case Layout::PadOdd: t.sh = D; t.sn = H * D + 3; t.sb = N * t.sn + 5; break;
+    case Layout::PadAlign: t.sh = (D + 7) / 8 * 8; t.sn = H * t.sh + 8; t.sb = N * t.sn + 16; break;
+  }
+  t.size = std::max<int64_t>(1, B * t.sb);
+  if (N == 0 || D == 0) t.size = 1;
+  t.v.assign((size_t)t.size, kNaN);
+  return t;
+}
+
+void fill_random(HostTensor& t, Rng& rng, float lo, float hi) {
+  for (int64_t b = 0; b < t.B; b++)
+    for (int64_t n = 0; n < t.N; n++)
+      for (int64_t h = 0; h < t.H; h++)
+        for (int64_t d = 0; d < t.D; d++) t.at(b, n, h, d) = rng.uniform(lo, hi);
+}
+
+float round_to(DType dt, float x) {
+  if (std::isnan(x)) return x;
+  if (dt == DType::BFloat16) return bf16_to_float(float_to_bf16(x));
+  if (dt == DType::Float16) return half_to_float(float_to_half(x));
+  return x;
+}
+
+// The values the device will see, as floats (for the reference).
+std::vector<float> rounded(const std::vector<float>& v, DType dt) {
+  std::vector<float> r(v.size());
+  for (size_t i = 0; i < v.size(); i++) r[i] = round_to(dt, v[i]);
+  return r;
+}
+
+struct DeviceBuf {
+  void* p = nullptr;
+  size_t bytes = 0;
+  DeviceBuf() = default;
+  DeviceBuf(const DeviceBuf&) = delete;
+  DeviceBuf& operator=(const DeviceBuf&) = delete;
+  ~DeviceBuf() { if (p) cudaFree(p); }
+  void alloc(size_t n) {
+    if (n <= bytes) return;
+    if (p) CHECK_CUDA(cudaFree(p));
+    CHECK_CUDA(cudaMalloc(&p, n));
+    bytes = n;
+  }
+};
+
+void upload(DeviceBuf& buf, const std::vector<float>& v, DType dt) {
+  const size_t n = v.size();
+  if (dt == DType::Float32) {
+    buf.alloc(n * 4);
+    CHECK_CUDA(cudaMemcpy(buf.p, v.data(), n * 4, cudaMemcpyHostToDevice));
+    return;
+  }
+  std::vector<uint16_t> bits(n);
+  for (size_t i = 0; i < n; i++)
+    bits[i] = dt == DType::BFloat16 ? float_to_bf16(v[i]) : float_to_half(v[i]);
+  buf.alloc(n * 2);
+  CHECK_CUDA(cudaMemcpy(buf.p, bits.data(), n * 2, cudaMemcpyHostToDevice));
+}
+
+std::vector<float> download(const DeviceBuf& buf, size_t n, DType dt) {
+  std::vector<float> out(n);
+  if (dt == DType::Float32) {
+    CHECK_CUDA(cudaMemcpy(out.data(), buf.p, n * 4, cudaMemcpyDeviceToHost));
+    return out;
+  }
+  std::vector<uint16_t> bits(n);
+  CHECK_CUDA(cudaMemcpy(bits.data(), buf.p, n * 2, cudaMemcpyDeviceToHost));
+  for (size_t i = 0; i < n; i++)
+    out[i] = dt == DType::BFloat16 ? bf16_to_float(bits[i]) : half_to_float(bits[i]);
+  return out;
+}
+
+// ---- masks ---------------------------------------------------------------------------
+
+enum class MaskKind {
+  None,
+  Full,       // [B, Nq, Nk] random, with all-zero rows (i % 5 == 3) and one-key rows (i % 7 == 2)
+  KeyOnly,    // [B, 1, Nk] broadcast over queries (m_sq = 0): a padding mask
+  QueryOnly,  // [B, Nq, 1] broadcast over keys (m_sk = 0): whole rows on or off
+  BatchBcast, // [1, Nq, Nk] broadcast over the batch (m_sb = 0)
+  Transposed, // stored [B, Nk, Nq]: m_sq = 1, m_sk = Nq
+  AllZero     // every key masked: the output is exactly 0
+};
+
+const char* mask_name(MaskKind m) {
+  switch (m) {
+    case MaskKind::None: return "none";
+    case MaskKind::Full: return "full";
+    case MaskKind::KeyOnly: return "key-bcast";
+    case MaskKind::QueryOnly: return "query-bcast";
+    case MaskKind::BatchBcast: return "batch-bcast";
+    case MaskKind::Transposed: return "transposed";
+    case MaskKind::AllZero: return "all-zero";
+  }
+  return "?";
+}
+
+struct HostMask {
+  std::vector<uint8_t> v;
+  int64_t sb = 0, sq = 0, sk = 0;
+  bool present = false;
+  bool keep(int64_t b, int64_t i, int64_t j) const {
+    return !present || v[b * sb + i * sq + j * sk] != 0;
+  }
+};
+
+HostMask make_mask(MaskKind kind, int64_t B, int64_t nq, int64_t nk, Rng& rng) {
+  HostMask m;
+  if (kind == MaskKind::None || nk == 0) return m;
+  m.present = true;
+  auto full_pattern = [&](int64_t i, int64_t j) -> uint8_t {
+    if (i % 5 == 3) return 0;
+    if (i % 7 == 2) return j == (i * 31) % nk;
+    return rng.uniform(0.f, 1.f) < 0.7f;
+  };
+  switch (kind) {
+    case MaskKind::Full:
+      m.sb = nq * nk; m.sq = nk; m.sk = 1;
+      m.v.resize((size_t)(B * nq * nk));
+      for (int64_t b = 0; b < B; b++)
+        for (int64_t i = 0; i < nq; i++)
+          for (int64_t j = 0; j < nk; j++) m.v[b * m.sb + i * m.sq + j] = full_pattern(i, j);
+      break;
+    case MaskKind::KeyOnly:
+      m.sb = nk; m.sq = 0; m.sk = 1;
+      m.v.resize((size_t)(B * nk));
+      for (auto& x : m.v) x = rng.uniform(0.f, 1.f) < 0.6f;
+      break;
+    case MaskKind::QueryOnly:
+      m.sb = nq; m.sq = 1; m.sk = 0;
+      m.v.resize((size_t)(B * nq));
+      for (int64_t i = 0; i < B * nq; i++) m.v[i] = i % 3 != 1;
+      break;
+    case MaskKind::BatchBcast:
+      m.sb = 0; m.sq = nk; m.sk = 1;
+      m.v.resize((size_t)(nq * nk));
+      for (int64_t i = 0; i < nq; i++)
+        for (int64_t j = 0; j < nk; j++) m.v[i * nk + j] = full_pattern(i, j);
+      break;
+    case MaskKind::Transposed:
+      m.sb = nq * nk; m.sq = 1; m.sk = nq;
+      m.v.resize((size_t)(B * nq * nk));
+      for (int64_t b = 0; b < B; b++)
+        for (int64_t i = 0; i < nq; i++)
+          for (int64_t j = 0; j < nk; j++) m.v[b * m.sb + i * m.sq + j * m.sk] = full_pattern(i, j);
+      break;
+    case MaskKind::AllZero:
+      m.sb = nq * nk; m.sq = nk; m.sk = 1;
+      m.v.assign((size_t)(B * nq * nk), 0);
+      break;
+    case MaskKind::None: break;
+  }
+  if (m.v.empty()) m.v.push_back(0);
+  return m;
+}
+
+// ---- reference -----------------------------------------------------------------------
+
+// out[b, i, h, :] in float64 from the (rounded) host values.
+void reference_row(const HostTensor& q, const std::vector<float>& qv, const HostTensor& k,
+                   const std::vector<float>& kv, const HostTensor& v, const std::vector<float>& vv,
+                   const HostMask& mask, double scale, int64_t b, int64_t i, int64_t h,
+                   std::vector<double>& logits, std::vector<double>& out) {
+  const int64_t nk = k.N, dqk = q.D, dv = v.D;
+  out.assign((size_t)dv, 0.0);
+  logits.resize((size_t)std::max<int64_t>(nk, 1));
+  double mx = -INFINITY;
+  const float* qr = qv.data() + b * q.sb + i * q.sn + h * q.sh;
+  for (int64_t j = 0; j < nk; j++) {
+    if (!mask.keep(b, i, j)) {
+      logits[j] = -INFINITY;
+      continue;
+    }
+    const float* kr = kv.data() + b * k.sb + j * k.sn + h * k.sh;
+    double s = 0;
+    for (int64_t d = 0; d < dqk; d++) s += (double)qr[d] * (double)kr[d];
+    logits[j] = s * scale;
+    mx = std::max(mx, logits[j]);
+  }
+  if (mx == -INFINITY) return;  // all masked (or no keys): 0
+  double sum = 0;
+  for (int64_t j = 0; j < nk; j++) {
+    if (logits[j] == -INFINITY) continue;
+    const double p = std::exp(logits[j] - mx);
+    sum += p;
+    const float* vr = vv.data() + b * v.sb + j * v.sn + h * v.sh;
+    for (int64_t d = 0; d < dv; d++) out[d] += p * (double)vr[d];
+  }
+  for (int64_t d = 0; d < dv; d++) out[d] /= sum;
+}
+
+// ---- cases ---------------------------------------------------------------------------
+
+struct Case {
+  std::string name;
+  int64_t B, H, nq, nk, dqk, dv;
+  Layout layout;
+  MaskKind mask;
+  bool big;  // checked on sampled rows, fewer variants
+};
+
+std::vector<Case> cases() {
+  using L = Layout;
+  using M = MaskKind;
+  return {
+      {"w1", 2, 3, 5, 7, 1, 1, L::BNHD, M::None, false},
+      {"w7-mask", 1, 2, 33, 45, 7, 7, L::BHND, M::Full, false},
+      {"w64", 2, 4, 64, 64, 64, 64, L::BNHD, M::None, false},
+      {"w64-odd-keybcast", 1, 1, 65, 129, 64, 64, L::PadOdd, M::KeyOnly, false},
+      {"w128-mask", 2, 2, 100, 300, 128, 128, L::PadAlign, M::Full, false},
+      {"w160-querybcast", 1, 3, 70, 200, 160, 160, L::BNHD, M::QueryOnly, false},
+      {"w261", 1, 1, 130, 1000, 261, 261, L::BNHD, M::None, false},
+      {"w322-batchbcast", 2, 1, 50, 333, 322, 322, L::PadOdd, M::BatchBcast, false},
+      {"w1024-q1", 1, 1, 1, 512, 1024, 1024, L::BNHD, M::None, false},
+      {"w1024", 2, 1, 67, 300, 1024, 1024, L::PadAlign, M::None, false},
+      {"qk64-v128", 1, 2, 80, 150, 64, 128, L::BNHD, M::None, false},
+      {"qk64-v100-mixed-align", 1, 2, 70, 260, 64, 100, L::BNHD, M::None, false},
+      {"qk261-v64", 1, 1, 90, 400, 261, 64, L::BNHD, M::Full, false},
+      {"qk32-v322", 2, 2, 40, 100, 32, 322, L::PadOdd, M::None, false},
+      {"qk1024-v64", 1, 1, 70, 200, 1024, 64, L::BNHD, M::None, false},
+      {"qk16-v336", 1, 1, 64, 64, 16, 336, L::BNHD, M::None, false},
+      {"qk48-v337", 1, 1, 20, 90, 48, 337, L::BNHD, M::None, false},
+      {"nq1", 1, 2, 1, 1000, 64, 64, L::BNHD, M::KeyOnly, false},
+      {"nk1", 2, 1, 70, 1, 128, 128, L::BNHD, M::None, false},
+      {"nq1-nk1", 1, 1, 1, 1, 261, 261, L::BNHD, M::None, false},
+      {"mask-transposed", 2, 2, 66, 77, 40, 24, L::BHND, M::Transposed, false},
+      {"mask-all-zero", 2, 2, 30, 50, 64, 64, L::BNHD, M::AllZero, false},
+      {"heads-views", 3, 8, 77, 91, 32, 48, L::PadOdd, M::Full, false},
+      {"heads-aligned", 2, 8, 129, 257, 128, 128, L::PadAlign, M::KeyOnly, false},
+      {"long-keys-mask", 1, 1, 40, 5000, 96, 96, L::BNHD, M::KeyOnly, false},
+      {"nk0", 2, 2, 10, 0, 64, 64, L::BNHD, M::None, false},
+      {"perceiver-encoder", 1, 1, 512, 50176, 261, 261, L::BNHD, M::None, true},
+      {"perceiver-self", 1, 8, 512, 512, 128, 128, L::BNHD, M::None, false},
+      {"perceiver-decoder", 1, 1, 1, 512, 1024, 1024, L::BNHD, M::None, false},
+  };
+}
+
+struct Variant {
+  DType dt;
+  int path;    // 0 auto, 1 tc, 2 simt, 3 tc single-stage
+  int splits;  // 0 planned
+};
+
+const char* path_name(int p) {
+  return p == 1 ? "tc" : p == 2 ? "simt" : p == 3 ? "tc1" : "auto";
+}
+
+std::vector<Variant> variants(const Case& c) {
+  if (c.big)
+    return {{DType::Float32, 0, 0}, {DType::BFloat16, 1, 0}, {DType::Float16, 1, 0},
+            {DType::BFloat16, 2, 0}, {DType::BFloat16, 1, 1}};
+  // auto (the public entry), then each version with one block per key range and
+  // with 3 ranges (the merge kernel).
+  std::vector<Variant> v = {{DType::Float32, 0, 0}, {DType::Float32, 2, 1}};
+  if (c.nk >= 3) v.push_back({DType::Float32, 2, 3});
+  for (DType dt : {DType::Float16, DType::BFloat16}) {
+    v.push_back({dt, 0, 0});
+    v.push_back({dt, 1, 1});
+    if (c.nk >= 3) v.push_back({dt, 1, 3});
+    v.push_back({dt, 3, 1});
+    v.push_back({dt, 2, 1});
+    if (c.nk >= 3) v.push_back({dt, 2, 3});
+  }
+  return v;
+}
+
+struct Problem {
+  Case c;
+  HostTensor q, k, v, o;
+  HostMask mask;
+  DeviceBuf dq, dk, dv, dout, dmask;
+  float scale;
+};
+
+AttentionArgs make_args(const Problem& pb, DType dt) {
+  AttentionArgs a{};
+  a.q = static_cast<const float*>(pb.dq.p);
+  a.k = static_cast<const float*>(pb.dk.p);
+  a.v = static_cast<const float*>(pb.dv.p);
+  a.out = static_cast<float*>(pb.dout.p);
+  a.mask = pb.mask.present ? static_cast<const uint8_t*>(pb.dmask.p) : nullptr;
+  a.batch = pb.c.B; a.nq = pb.c.nq; a.nk = pb.c.nk; a.heads = pb.c.H;
+  a.dqk = pb.c.dqk; a.dv = pb.c.dv;
+  a.q_sb = pb.q.sb; a.q_sn = pb.q.sn; a.q_sh = pb.q.sh;
+  a.k_sb = pb.k.sb; a.k_sn = pb.k.sn; a.k_sh = pb.k.sh;
+  a.v_sb = pb.v.sb; a.v_sn = pb.v.sn; a.v_sh = pb.v.sh;
+  a.o_sb = pb.o.sb; a.o_sn = pb.o.sn; a.o_sh = pb.o.sh;
+  a.m_sb = pb.mask.sb; a.m_sq = pb.mask.sq; a.m_sk = pb.mask.sk;
+  a.scale = pb.scale;
+  a.dtype = dt;
+  return a;
+}
+
+int g_sm_count = 0;
+DeviceBuf g_workspace;
+int g_failures = 0;
+
+cudaError_t run_variant(const AttentionArgs& a, int path, int splits, cudaStream_t stream) {
+  size_t ws = splits > 0 ? detail::attention_workspace_bytes_forced(a, splits)
+                         : attention_workspace_bytes(a, g_sm_count);
+  g_workspace.alloc(std::max<size_t>(ws, 256));
+  if (path == 0 && splits == 0)
+    return attention_forward(a, g_workspace.p, ws, g_sm_count, stream);
+  return detail::attention_forward_forced(a, g_workspace.p, ws, g_sm_count, stream, path, splits);
+}
+
+// Rows compared: all, or for big cases a spread of query rows per (batch, head).
+std::vector<int64_t> rows_to_check(const Case& c) {
+  std::vector<int64_t> rows;
+  if (!c.big) {
+    for (int64_t i = 0; i < c.nq; i++) rows.push_back(i);
+    return rows;
+  }
+  for (int64_t i : {0L, 1L, 15L, 16L, 63L, 64L, 127L, 200L, 255L, 256L, 383L, 447L, 510L, 511L})
+    if (i < c.nq) rows.push_back(i);
+  return rows;
+}
+
+void check_case(const Case& c, cudaStream_t stream) {
+  Rng rng(std::hash<std::string>()(c.name));
+  Problem pb;
+  pb.c = c;
+  pb.q = make_tensor(c.layout, c.B, c.nq, c.H, c.dqk);
+  pb.k = make_tensor(c.layout, c.B, c.nk, c.H, c.dqk);
+  pb.v = make_tensor(c.layout, c.B, c.nk, c.H, c.dv);
+  pb.o = make_tensor(c.layout, c.B, c.nq, c.H, c.dv);
+  fill_random(pb.q, rng, -1.5f, 1.5f);
+  fill_random(pb.k, rng, -1.5f, 1.5f);
+  fill_random(pb.v, rng, -1.f, 1.f);
+  pb.mask = make_mask(c.mask, c.B, c.nq, c.nk, rng);
+  pb.scale = c.dqk > 0 ? (float)(1.0 / std::sqrt((double)c.dqk)) : 1.f;
+  if (pb.mask.present) {
+    pb.dmask.alloc(pb.mask.v.size());
+    CHECK_CUDA(cudaMemcpy(pb.dmask.p, pb.mask.v.data(), pb.mask.v.size(), cudaMemcpyHostToDevice));
+  }
+  const std::vector<int64_t> rows = rows_to_check(c);
+
+  for (DType dt : {DType::Float32, DType::Float16, DType::BFloat16}) {
+    std::vector<Variant> vs;
+    for (const Variant& v : variants(c))
+      if (v.dt == dt) vs.push_back(v);
+    if (vs.empty()) continue;
+    const std::vector<float> qr = rounded(pb.q.v, dt), kr = rounded(pb.k.v, dt),
+                             vr = rounded(pb.v.v, dt);
+    upload(pb.dq, qr, dt);
+    upload(pb.dk, kr, dt);
+    upload(pb.dv, vr, dt);
+    // Reference for the checked rows, [b][h][row][d].
+    std::vector<double> ref, logits, out;
+    ref.reserve(rows.size() * c.B * c.H * c.dv);
+    for (int64_t b = 0; b < c.B; b++)
+      for (int64_t h = 0; h < c.H; h++)
+        for (int64_t i : rows) {
+          reference_row(pb.q, qr, pb.k, kr, pb.v, vr, pb.mask, pb.scale, b, i, h, logits, out);
+          ref.insert(ref.end(), out.begin(), out.end());
+        }
+    const double tol = dt == DType::Float32 ? 1e-5 : 1e-2;
+    const std::vector<float> nan_fill(pb.o.v.size(), kNaN);
+
+    for (const Variant& var : vs) {
+      upload(pb.dout, nan_fill, dt);
+      const AttentionArgs a = make_args(pb, dt);
+      cudaError_t e = run_variant(a, var.path, var.splits, stream);
+      const int splits_used = var.splits > 0 ? (int)std::min<int64_t>(var.splits, std::max<int64_t>(c.nk, 1))
+                                             : detail::attention_planned_splits(a, g_sm_count);
+      char label[256];
+      std::snprintf(label, sizeof label, "%-22s %-8s %-4s splits=%-2d [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld %s mask=%s]",
+                    c.name.c_str(), dtype_name(dt), path_name(var.path), splits_used,
+                    (long long)c.B, (long long)c.H, (long long)c.nq, (long long)c.nk,
+                    (long long)c.dqk, (long long)c.dv, layout_name(c.layout), mask_name(c.mask));
+      if (e == cudaErrorNotSupported) {
+        std::printf("SKIP %s  (tc path not available for this device/shape)\n", label);
+        continue;
+      }
+      if (e == cudaSuccess) e = cudaStreamSynchronize(stream);
+      if (e != cudaSuccess) {
+        std::printf("FAIL %s  launch/run error %s: %s\n", label, cudaGetErrorName(e),
+                    cudaGetErrorString(e));
+        g_failures++;
+        if (e != cudaErrorInvalidValue) std::exit(2);  // the context is likely gone
+        continue;
+      }
+      const std::vector<float> got = download(pb.dout, pb.o.v.size(), dt);
+      double max_abs = 0, max_ref = 0, worst_ratio = 0;
+      int64_t wb = 0, wh = 0, wi = 0, wd = 0;
+      double wgot = 0, wref = 0;
+      size_t r = 0;
+      for (int64_t b = 0; b < c.B; b++)
+        for (int64_t h = 0; h < c.H; h++)
+          for (int64_t i : rows)
+            for (int64_t d = 0; d < c.dv; d++, r++) {
+              const double x = ref[r];
+              const double gv = got[b * pb.o.sb + i * pb.o.sn + h * pb.o.sh + d];
+              const double err = std::isnan(gv) ? INFINITY : std::fabs(gv - x);
+              const double ratio = err / (tol + tol * std::fabs(x));
+              max_abs = std::max(max_abs, err);
+              max_ref = std::max(max_ref, std::fabs(x));
+              if (ratio > worst_ratio || std::isnan(ratio)) {
+                worst_ratio = std::isnan(ratio) ? INFINITY : ratio;
+                wb = b; wh = h; wi = i; wd = d; wgot = gv; wref = x;
+              }
+            }
+      const bool ok = worst_ratio <= 1.0;
+      if (!ok) g_failures++;
+      std::printf("%s %s  max_abs=%.3g max_rel=%.3g worst=%.2f of tol %.0e at [b%lld i%lld h%lld d%lld] got %.6g ref %.6g\n",
+                  ok ? "PASS" : "FAIL", label, max_abs, max_ref > 0 ? max_abs / max_ref : max_abs,
+                  worst_ratio, tol, (long long)wb, (long long)wi, (long long)wh, (long long)wd,
+                  wgot, wref);
+    }
+  }
+}
+
+// A call that needs a workspace and is given none must report cudaErrorInvalidValue
+// (and launch nothing), never fault.
+void check_contract(cudaStream_t stream) {
+  AttentionArgs a{};
+  DeviceBuf q, k, v, o;
+  const int64_t B = 1, H = 1, nq = 8, nk = 4096, d = 64;
+  q.alloc(nq * d * 4); k.alloc(nk * d * 4); v.alloc(nk * d * 4); o.alloc(nq * d * 4);
+  a.q = (const float*)q.p; a.k = (const float*)k.p; a.v = (const float*)v.p; a.out = (float*)o.p;
+  a.batch = B; a.heads = H; a.nq = nq; a.nk = nk; a.dqk = d; a.dv = d;
+  a.q_sn = d; a.q_sh = d; a.q_sb = nq * d;
+  a.k_sn = d; a.k_sh = d; a.k_sb = nk * d;
+  a.v_sn = d; a.v_sh = d; a.v_sb = nk * d;
+  a.o_sn = d; a.o_sh = d; a.o_sb = nq * d;
+  a.scale = 0.125f;
+  const size_t need = attention_workspace_bytes(a, g_sm_count);
+  bool ok = true;
+  if (need > 0) {
+    cudaError_t e = attention_forward(a, nullptr, 0, g_sm_count, stream);
+    ok = e == cudaErrorInvalidValue && cudaGetLastError() == cudaSuccess;
+  }
+  AttentionArgs bad = a;
+  bad.dtype = DType::Int32;
+  ok = ok && attention_forward(bad, nullptr, 0, g_sm_count, stream) == cudaErrorInvalidValue;
+  std::printf("%s contract: workspace %zu bytes planned for 8x4096 (splits=%d); missing workspace and bad dtype give cudaErrorInvalidValue\n",
+              ok ? "PASS" : "FAIL", need, detail::attention_planned_splits(a, g_sm_count));
+  if (!ok) g_failures++;
+}
+
+// ---- timing --------------------------------------------------------------------------
+
+void bench_case(const Case& c, cudaStream_t stream) {
+  Rng rng(7);
+  Problem pb;
+  pb.c = c;
+  pb.q = make_tensor(c.layout, c.B, c.nq, c.H, c.dqk);
+  pb.k = make_tensor(c.layout, c.B, c.nk, c.H, c.dqk);
+  pb.v = make_tensor(c.layout, c.B, c.nk, c.H, c.dv);
+  pb.o = make_tensor(c.layout, c.B, c.nq, c.H, c.dv);
+  fill_random(pb.q, rng, -1.5f, 1.5f);
+  fill_random(pb.k, rng, -1.5f, 1.5f);
+  fill_random(pb.v, rng, -1.f, 1.f);
+  pb.scale = (float)(1.0 / std::sqrt((double)c.dqk));
+  const double flop = 2.0 * c.B * c.H * c.nq * c.nk * (double)(c.dqk + c.dv);
+  cudaEvent_t t0, t1;
+  CHECK_CUDA(cudaEventCreate(&t0));
+  CHECK_CUDA(cudaEventCreate(&t1));
+  for (DType dt : {DType::BFloat16, DType::Float16, DType::Float32}) {
+    upload(pb.dq, pb.q.v, dt);
+    upload(pb.dk, pb.k.v, dt);
+    upload(pb.dv, pb.v.v, dt);
+    upload(pb.dout, pb.o.v, dt);
+    const AttentionArgs a = make_args(pb, dt);
+    for (int path : {1, 3, 2}) {
+      if (dt == DType::Float32 && path == 1) continue;
+      for (int splits : {0, 1}) {
+        const cudaError_t first = run_variant(a, path, splits, stream);
+        if (first == cudaErrorNotSupported) {
+          std::printf("BENCH %-20s %-8s %-4s  (not available)\n", c.name.c_str(), dtype_name(dt), path_name(path));
+          break;
+        }
+        CHECK_CUDA(first);
+        CHECK_CUDA(cudaStreamSynchronize(stream));
+        // Enough repetitions for ~0.2 s, at least 3.
+        CHECK_CUDA(cudaEventRecord(t0, stream));
+        CHECK_CUDA(run_variant(a, path, splits, stream));
+        CHECK_CUDA(cudaEventRecord(t1, stream));
+        CHECK_CUDA(cudaEventSynchronize(t1));
+        float once = 0;
+        CHECK_CUDA(cudaEventElapsedTime(&once, t0, t1));
+        const int reps = std::max(3, std::min(200, (int)(200.f / std::max(once, 1e-3f))));
+        CHECK_CUDA(cudaEventRecord(t0, stream));
+        for (int r = 0; r < reps; r++) CHECK_CUDA(run_variant(a, path, splits, stream));
+        CHECK_CUDA(cudaEventRecord(t1, stream));
+        CHECK_CUDA(cudaEventSynchronize(t1));
+        float ms = 0;
+        CHECK_CUDA(cudaEventElapsedTime(&ms, t0, t1));
+        ms /= reps;
+        const int s = splits > 0 ? splits : detail::attention_planned_splits(a, g_sm_count);
+        std::printf("BENCH %-20s %-8s %-4s splits=%-2d  %9.4f ms  %7.2f TFLOP/s  (%d reps) [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld]\n",
+                    c.name.c_str(), dtype_name(dt), path_name(path), s, ms, flop / (ms * 1e-3) / 1e12,
+                    reps, (long long)c.B, (long long)c.H, (long long)c.nq, (long long)c.nk,
+                    (long long)c.dqk, (long long)c.dv);
+      }
+    }
+  }
+  CHECK_CUDA(cudaEventDestroy(t0));
+  CHECK_CUDA(cudaEventDestroy(t1));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool bench = true, check = true;
+  std::string filter;
+  for (int i = 1; i < argc; i++) {
+    const std::string arg = argv[i];
+    if (arg == "--no-bench") bench = false;
+    else if (arg == "--bench-only") check = false;
+    else if (arg == "--filter" && i + 1 < argc) filter = argv[++i];
+    else {
+      std::fprintf(stderr, "usage: %s [--no-bench | --bench-only] [--filter SUBSTRING]\n", argv[0]);
+      return 2;
+    }
+  }
+  int dev = 0;
+  CHECK_CUDA(cudaGetDevice(&dev));
+  cudaDeviceProp prop;
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, dev));
+  g_sm_count = prop.multiProcessorCount;
+  std::printf("device %d: %s, sm_%d%d, %d SMs, %zu KB shared memory per block (opt-in)\n", dev,
+              prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+              prop.sharedMemPerBlockOptin / 1024);
+  cudaStream_t stream;
+  CHECK_CUDA(cudaStreamCreate(&stream));
+
+  if (check) {
+    check_contract(stream);
+    for (const Case& c : cases())
+      if (filter.empty() || c.name.find(filter) != std::string::npos) check_case(c, stream);
+  }
+  if (bench) {
+    const std::vector<Case> shapes = {
+        {"perceiver-encoder", 1, 1, 512, 50176, 261, 261, Layout::BNHD, MaskKind::None, true},
+        {"perceiver-self", 1, 8, 512, 512, 128, 128, Layout::BNHD, MaskKind::None, false},
+        {"perceiver-self-b8", 8, 8, 512, 512, 128, 128, Layout::BNHD, MaskKind::None, false},
+        {"perceiver-decoder", 1, 1, 1, 512, 1024, 1024, Layout::BNHD, MaskKind::None, false},
+    };
+    for (const Case& c : shapes)
+      if (filter.empty() || c.name.find(filter) != std::string::npos) bench_case(c, stream);
+  }
+  CHECK_CUDA(cudaStreamDestroy(stream));
+  if (check) std::printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "OK", g_failures);
+  return g_failures ? 1 : 0;
+}
