@@ -1,5 +1,5 @@
 // The trainable latent array z0 [num_latents, d_latents] (HF's PerceiverEmbeddings.latents).
-import { broadcastTo, keep, randn, Module, type Tensor, type InitOptions } from '../lib/index.js';
+import { broadcastTo, keep, needsGrad, randn, Module, type Tensor, type InitOptions } from '../lib/index.js';
 import { markStaticQueries } from './attention.js';
 
 export class PerceiverEmbeddings extends Module {
@@ -19,10 +19,16 @@ export class PerceiverEmbeddings extends Module {
   /**
    * The latents over the batch: [B, N, C], a broadcast view (ops read it in place;
    * nothing is copied). The view belongs to this module and is reused by later calls:
-   * do not dispose it.
+   * do not dispose it. While training (the latents require gradients) each call gets
+   * a fresh view instead, owned by the caller's tidy(), since it carries that step's
+   * gradient graph.
    */
   forward(batchSize: number): Tensor {
     const latents = this.latents;
+    if (needsGrad(latents)) {
+      const [n, c] = latents.shape;
+      return broadcastTo(latents, [batchSize, n, c]);
+    }
     if (this.views?.latents !== latents) {
       this.disposeViews();
       this.views = { latents, byBatch: new Map() };
