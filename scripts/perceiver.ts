@@ -4,8 +4,9 @@
 // (missing or bad files, inputs the model does not take, engine errors).
 import { UsageError, type Command } from './cli/command.js';
 import { runCommand } from './cli/run.js';
+import { convertCommand } from './cli/convert.js';
 
-const COMMANDS: Command[] = [runCommand];
+const COMMANDS: Command[] = [runCommand, convertCommand];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
