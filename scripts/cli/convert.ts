@@ -79,6 +79,8 @@ async function recordBytes(rec: TensorRecord): Promise<Uint8Array> {
  * record), so the bytes are taken in their stored order and permuted by the engine.
  */
 export async function recordToTensor(rec: TensorRecord): Promise<Tensor> {
+  if (!['F32', 'F64', 'I32', 'I64', 'U8', 'BOOL'].includes(rec.dtype))
+    throw new Error(`'${rec.name}': dtype ${rec.dtype} is not supported by convert (float32, float64, int32, int64, uint8 are)`);
   const n = rec.shape.reduce((a, b) => a * b, 1);
   const item = RECORD_ITEM_SIZE[rec.dtype];
   const strides = rec.strides ?? contiguousStrides(rec.shape);
@@ -97,9 +99,7 @@ export async function recordToTensor(rec: TensorRecord): Promise<Tensor> {
     case 'F64': data = new Float64Array(buf); break; // narrowed to float32 by tensor()
     case 'I32': data = new Int32Array(buf); break;
     case 'I64': data = new BigInt64Array(buf); break; // narrowed to int32, range-checked
-    case 'U8': case 'BOOL': data = new Uint8Array(buf); break;
-    default:
-      throw new Error(`'${rec.name}': dtype ${rec.dtype} is not supported by convert (float32, float64, int32, int64, uint8 are)`);
+    default: data = new Uint8Array(buf); break; // U8, BOOL
   }
   const t = tensor(data, stored, { device: 'cpu' });
   const perm = rec.shape.map((_, i) => order.indexOf(i));
