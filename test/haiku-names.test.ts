@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { detectHaikuArchitecture, haikuPreset, haikuToStateDict, HAIKU_ARCHITECTURES } from '../models/haiku.js';
 import { perceiverConfig } from '../models/config.js';
 import type { ArchitectureName } from '../models/registry.js';
-import type { TensorRecord } from '../lib/io/records.js';
+import * as P from '../lib/index.js';
+import { permuteRecord, type TensorRecord } from '../lib/io/records.js';
 import { caseConfig, caseDir } from './helpers/hf-fixture.js';
 import { HAIKU_CASES, haikuCase, recordValues, safetensorsRecords } from './helpers/haiku-fixture.js';
 
@@ -194,4 +195,32 @@ test('released presets: the sizes of the published checkpoints', (t) => {
   t.like(haikuPreset('PerceiverForMultimodalAutoencoding'), { num_latents: 784, d_model: 704, num_labels: 700, num_frames: 16, audio_samples_per_frame: 1920 });
   t.like(haikuPreset('PerceiverForMaskedLM'), { d_latents: 1280, num_latents: 256, num_self_attends_per_block: 26, qk_channels: 256, v_channels: 1280 });
   t.like(haikuPreset('PerceiverForImageClassificationConvProcessing'), { num_blocks: 8, num_self_attends_per_block: 6, d_model: 322, conv_padding: 'same' });
+});
+
+test("the conv kernel keeps DeepMind's orientation: a Conv2d with the converted weight computes what Haiku's HWIO kernel does", async (t) => {
+  const { params, state } = await haikuCase('image_conv');
+  const hwio = params.find((r) => r.name === 'image_preprocessor/~/conv2_d_downsample/~/conv/w')!;
+  const oihw = haikuToStateDict(params, state).records.find((r) => r.name === 'perceiver.input_preprocessor.convnet.conv.weight')!;
+  // Haiku's Conv2D is lax.conv_general_dilated over NHWC with an HWIO kernel: the
+  // engine's conv2d convention, so it is the reference here.
+  P.manualSeed(7);
+  const x = P.randn([1, 11, 9, 3], { device: 'cpu' });
+  const kHwio = P.tensor(Float32Array.from(recordValues(hwio)), hwio.shape, { device: 'cpu' });
+  const want = P.conv2d(x, kHwio, { stride: 2, padding: 'same' });
+  const run = async (rec: TensorRecord): Promise<number> => {
+    const conv = new P.Conv2d(3, 64, 7, { stride: 2, padding: 'same', bias: false, device: 'cpu' });
+    const w = P.tensor(Float32Array.from(recordValues(rec)), rec.shape, { device: 'cpu' });
+    conv.loadStateDict({ weight: w });
+    const y = conv.forward(x);
+    const [a, b] = [await y.data(), await want.data()];
+    let d = 0;
+    for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+    for (const z of [conv, w, y]) z.dispose();
+    return d;
+  };
+  t.true((await run(oihw)) <= 1e-5, 'HWIO -> OIHW ([3, 2, 0, 1]) computes the same convolution');
+  // HF's conversion reverses every axis (np.transpose): [O, I, W, H], the kernel
+  // transposed in space, which computes something else (SPEC.md, conv preprocessor).
+  t.true((await run(permuteRecord(hwio, [3, 2, 1, 0]))) > 1e-3, "HF's np.transpose layout differs");
+  for (const z of [x, kHwio, want]) z.dispose();
 });
