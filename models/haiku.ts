@@ -8,7 +8,7 @@
 // Module paths are Haiku's: `<parent>/~/<child>` for a module built in the parent's
 // constructor, `<parent>/<child>` for one built in __call__, `<parent>/~<method>/<child>`
 // in another method; repeated names get `_1`, `_2`, ... (see models/README.md).
-import { contiguousStrides, permuteRecord, type TensorRecord } from '../lib/io/records.js';
+import { contiguousStrides, permuteRecord, RECORD_ITEM_SIZE, type TensorRecord } from '../lib/io/records.js';
 import { perceiverConfig, type PerceiverConfig } from './config.js';
 import { LANGUAGE_PERCEIVER, VISION_PERCEIVER_FOURIER } from './presets.js';
 import type { ArchitectureName } from './registry.js';
@@ -482,7 +482,7 @@ function checkRecords(arg: string, recs: unknown): TensorRecord[] {
   if (!Array.isArray(recs)) throw new TypeError(`haikuToStateDict: argument '${arg}' must be an array of TensorRecords, got ${recs === null ? 'null' : typeof recs}`);
   recs.forEach((r, i) => {
     const ok =
-      r !== null && typeof r === 'object' && typeof r.name === 'string' && typeof r.dtype === 'string' &&
+      r !== null && typeof r === 'object' && typeof r.name === 'string' && typeof r.dtype === 'string' && has(RECORD_ITEM_SIZE, r.dtype) &&
       Array.isArray(r.shape) && r.shape.every((d: unknown) => Number.isSafeInteger(d) && (d as number) >= 0) &&
       r.source !== null && typeof r.source === 'object';
     if (!ok) throw new TypeError(`haikuToStateDict: ${arg}[${i}] is not a TensorRecord ({name, dtype, shape, source})`);
@@ -509,11 +509,15 @@ export function haikuToStateDict(params: TensorRecord[], state: TensorRecord[] =
   if (opts.config !== undefined && (opts.config === null || typeof opts.config !== 'object' || Array.isArray(opts.config)))
     throw new TypeError(`haikuToStateDict: option 'config' must be a config.json object`);
   const all = [...params, ...state];
+  const fromConfig = Array.isArray(opts.config?.architectures) ? (opts.config.architectures as unknown[])[0] : undefined;
+  if (opts.architecture !== undefined && fromConfig !== undefined && fromConfig !== opts.architecture)
+    throw new Error(`haikuToStateDict: option 'architecture' is '${opts.architecture}' but config.architectures names ${JSON.stringify(fromConfig)}`);
+  const named = opts.architecture ?? fromConfig;
   let arch: ArchitectureName;
-  if (opts.architecture !== undefined) {
-    if (!HAIKU_ARCHITECTURES.includes(opts.architecture as ArchitectureName))
-      throw new TypeError(`haikuToStateDict: option 'architecture' must be one of ${HAIKU_ARCHITECTURES.join(', ')}, got ${JSON.stringify(opts.architecture)}`);
-    arch = opts.architecture as ArchitectureName;
+  if (named !== undefined) {
+    if (!HAIKU_ARCHITECTURES.includes(named as ArchitectureName))
+      throw new TypeError(`haikuToStateDict: option 'architecture' (or config.architectures[0]) must be one of ${HAIKU_ARCHITECTURES.join(', ')}, got ${JSON.stringify(named)}`);
+    arch = named as ArchitectureName;
   } else {
     arch = detectHaikuArchitecture(all.map((r) => r.name));
   }

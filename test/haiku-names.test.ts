@@ -75,7 +75,12 @@ test('an explicit architecture overrides detection, and must be a supported one'
   t.regex(err.message, /does not match PerceiverForImageClassificationLearned.*lacks: .*convnet_1x1\.weight/);
   t.is(haikuToStateDict(params, [], { architecture: 'PerceiverForImageClassificationFourier' }).architecture, 'PerceiverForImageClassificationFourier');
   const bad = t.throws(() => haikuToStateDict(params, [], 'PerceiverForSequenceClassification'), { instanceOf: TypeError });
-  t.regex(bad.message, /option 'architecture' must be one of .*PerceiverForMaskedLM/);
+  t.regex(bad.message, /option 'architecture' \(or config\.architectures\[0\]\) must be one of .*PerceiverForMaskedLM/);
+  // A config's architectures names the model too, and must agree with the option.
+  const viaConfig = t.throws(() => haikuToStateDict(params, [], { config: { architectures: ['PerceiverForOpticalFlow'] } }));
+  t.regex(viaConfig.message, /does not match PerceiverForOpticalFlow/);
+  const clash = t.throws(() => haikuToStateDict(params, [], { architecture: 'PerceiverForImageClassificationFourier', config: { architectures: ['PerceiverForOpticalFlow'] } }));
+  t.regex(clash.message, /option 'architecture' is 'PerceiverForImageClassificationFourier' but config\.architectures names \["PerceiverForOpticalFlow"\]|names "PerceiverForOpticalFlow"/);
 });
 
 test('strict: a parameter nothing maps is an error naming it', async (t) => {
@@ -123,6 +128,8 @@ test('the conv model without its state: the error says the moving averages live 
 test('arguments are validated', (t) => {
   t.throws(() => haikuToStateDict({} as unknown as TensorRecord[]), { instanceOf: TypeError, message: /argument 'params' must be an array of TensorRecords/ });
   t.throws(() => haikuToStateDict([{ name: 'x' } as unknown as TensorRecord]), { instanceOf: TypeError, message: /params\[0\] is not a TensorRecord/ });
+  const rec: TensorRecord = { name: 'embed/embeddings', dtype: 'F32', shape: [2, 2], source: { kind: 'bytes', bytes: new Uint8Array(16) } };
+  t.throws(() => haikuToStateDict([{ ...rec, dtype: 'Q8' as never }]), { instanceOf: TypeError, message: /params\[0\] is not a TensorRecord/ });
   t.throws(() => haikuToStateDict([], null as unknown as TensorRecord[]), { instanceOf: TypeError, message: /argument 'state'/ });
   t.throws(() => haikuToStateDict([], [], { config: [] as unknown as Record<string, unknown> }), { instanceOf: TypeError, message: /option 'config'/ });
   t.throws(() => haikuPreset('Nope' as never), { instanceOf: TypeError });
