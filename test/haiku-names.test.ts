@@ -231,3 +231,76 @@ test("the conv kernel keeps DeepMind's orientation: a Conv2d with the converted 
   t.true((await run(permuteRecord(hwio, [3, 2, 1, 0]))) > 1e-3, "HF's np.transpose layout differs");
   for (const z of [x, kHwio, want]) z.dispose();
 });
+
+/** Shape-only Haiku records of a CrossAttention (q from dq, kv from dkv) or SelfAttention module. */
+function attentionShapes(prefix: string, dq: number, dkv: number | null, qk: number, v: number, widen = 1): [string, number[]][] {
+  const out: [string, number[]][] = [];
+  const lin = (m: string, i: number, o: number): void => void out.push([`${prefix}/${m}/w`, [i, o]], [`${prefix}/${m}/b`, [o]]);
+  const ln = (m: string, c: number): void => void out.push([`${prefix}/${m}/scale`, [c]], [`${prefix}/${m}/offset`, [c]]);
+  const kv = dkv ?? dq;
+  ln('layer_norm', dq);
+  if (dkv !== null) ln('layer_norm_1', dkv);
+  ln(dkv !== null ? 'layer_norm_2' : 'layer_norm_1', dq);
+  lin('attention/linear', dq, qk);
+  lin('attention/linear_1', kv, qk);
+  lin('attention/linear_2', kv, v);
+  lin('attention/linear_3', v, dq);
+  lin('mlp/linear', dq, widen * dq);
+  lin('mlp/linear_1', widen * dq, dq);
+  return out;
+}
+
+const shapeRecords = (list: [string, number[]][]): TensorRecord[] =>
+  list.map(([name, shape]) => ({ name, dtype: 'F32', shape, source: { kind: 'bytes', bytes: new Uint8Array(0) } }));
+
+test('released sizes: the language model (qk 256, v 1280 spelled out) and the flow model (defaults) are inferred from their shapes', (t) => {
+  const mlm: [string, number[]][] = [
+    ['embed/embeddings', [262, 768]],
+    ['trainable_position_encoding/pos_embs', [2048, 768]],
+    ['perceiver_encoder/~/trainable_position_encoding/pos_embs', [256, 1280]],
+    ...attentionShapes('perceiver_encoder/~/cross_attention', 1280, 768, 256, 1280),
+    ['basic_decoder/~/trainable_position_encoding/pos_embs', [2048, 768]],
+    ...attentionShapes('basic_decoder/cross_attention', 768, 1280, 256, 768),
+    ['embedding_decoder/bias', [262]],
+  ];
+  for (let i = 0; i < 26; i++) mlm.push(...attentionShapes(`perceiver_encoder/~/self_attention${i ? `_${i}` : ''}`, 1280, null, 256, 1280));
+  const m = haikuToStateDict(shapeRecords(mlm));
+  t.is(m.architecture, 'PerceiverForMaskedLM');
+  t.like(m.config, { vocab_size: 262, d_model: 768, max_position_embeddings: 2048, num_latents: 256, d_latents: 1280, num_self_attends_per_block: 26, qk_channels: 256, v_channels: 1280, num_blocks: 1, num_self_attention_heads: 8 });
+  t.is(m.records.length, 3 + 18 + 26 * 16 + 1 + 18 + 1, "embeddings, positions, latents, cross-attention, 26 self-attends, decoder queries and cross-attention, bias");
+
+  const flow: [string, number[]][] = [
+    ['image_preprocessor/patches_linear/w', [54, 64]],
+    ['image_preprocessor/patches_linear/b', [64]],
+    ['perceiver_encoder/~/trainable_position_encoding/pos_embs', [2048, 512]],
+    ...attentionShapes('perceiver_encoder/~/cross_attention', 512, 322, 322, 322),
+    ...attentionShapes('flow_decoder/~/basic_decoder/cross_attention', 322, 512, 512, 512),
+    ['flow_decoder/~/basic_decoder/output/w', [322, 2]],
+    ['flow_decoder/~/basic_decoder/output/b', [2]],
+  ];
+  for (let i = 0; i < 24; i++) flow.push(...attentionShapes(`perceiver_encoder/~/self_attention${i ? `_${i}` : ''}`, 512, null, 512, 512));
+  const f = haikuToStateDict(shapeRecords(flow));
+  t.is(f.architecture, 'PerceiverForOpticalFlow');
+  t.like(f.config, { d_model: 322, num_latents: 2048, d_latents: 512, num_self_attends_per_block: 24, qk_channels: null, v_channels: null, cross_attention_shape_for_attention: 'kv', num_self_attention_heads: 16, flow_output_scale: 20 });
+  t.deepEqual(f.config.train_size, [368, 496]);
+
+  // The learned-position classifier attends with the latents' width ('q'): 1024, not d_model 512.
+  const learned: [string, number[]][] = [
+    ['image_preprocessor/~/conv2_d/w', [1, 1, 3, 256]],
+    ['image_preprocessor/~/conv2_d/b', [256]],
+    ['image_preprocessor/~_build_network_inputs/trainable_position_encoding/pos_embs', [50176, 256]],
+    ['image_preprocessor/~_build_network_inputs/position_encoding_projector/linear/w', [256, 256]],
+    ['image_preprocessor/~_build_network_inputs/position_encoding_projector/linear/b', [256]],
+    ['perceiver_encoder/~/trainable_position_encoding/pos_embs', [512, 1024]],
+    ...attentionShapes('perceiver_encoder/~/cross_attention', 1024, 512, 1024, 1024),
+    ['classification_decoder/~/basic_decoder/~/trainable_position_encoding/pos_embs', [1, 1024]],
+    ...attentionShapes('classification_decoder/~/basic_decoder/cross_attention', 1024, 1024, 1024, 1024),
+    ['classification_decoder/~/basic_decoder/output/w', [1024, 1000]],
+    ['classification_decoder/~/basic_decoder/output/b', [1000]],
+  ];
+  for (let i = 0; i < 6; i++) learned.push(...attentionShapes(`perceiver_encoder/~/self_attention${i ? `_${i}` : ''}`, 1024, null, 1024, 1024));
+  const l = haikuToStateDict(shapeRecords(learned));
+  t.is(l.architecture, 'PerceiverForImageClassificationLearned');
+  t.like(l.config, { image_size: 224, num_labels: 1000, d_model: 512, qk_channels: null, v_channels: null, cross_attention_shape_for_attention: 'q', num_blocks: 8, classifier_query_residual: false });
+  t.deepEqual(l.records.find((r) => r.name === 'perceiver.input_preprocessor.convnet_1x1.weight')!.shape, [256, 3, 1, 1]);
+});
