@@ -179,9 +179,9 @@ test('convert --help lists the arguments and options; bad invocations exit 2, ba
 
 const readerMissing = `lib/io/haiku.ts (readHaikuCheckpoint) is not in this build: it is developed on a parallel branch; these tests run once it is merged`;
 
-for (const c of Object.keys(HAIKU_CASES)) {
+if (!existsSync(READER)) test('the Haiku pickles convert end to end (needs lib/io/haiku.ts)', (t) => t.fail(readerMissing));
+else for (const c of Object.keys(HAIKU_CASES)) {
   test(`${c}: ${HAIKU_CASES[c]} reads as the same Haiku records, and 'perceiver convert' + 'perceiver run' reproduce HF's outputs`, async (t) => {
-    if (!existsSync(READER)) return t.fail(readerMissing);
     const { readHaikuCheckpoint } = (await import(READER)) as { readHaikuCheckpoint: (p: string) => Promise<{ params: TensorRecord[]; state: TensorRecord[] }> };
     const read = await readHaikuCheckpoint(pickle(c));
     const oracle = await haikuCase(c);
@@ -201,9 +201,15 @@ for (const c of Object.keys(HAIKU_CASES)) {
     const r = await cli(['convert', pickle(c), dir, '--config', cfg]);
     t.is(r.code, 0, r.stderr);
     t.regex(r.stdout, new RegExp(`wrote .*cli-${c}: ${(caseConfig(c).architectures as string[])[0]}, \\d+ tensors`));
-    const again = await cli(['convert', pickle(c), dir, '--config', cfg]);
-    t.is(again.code, 1, 'refuses to overwrite');
-    t.is((await cli(['convert', pickle(c), dir, '--config', cfg, '--force'])).code, 0, '--force replaces');
     await checkOutputs(t, c, dir);
+    if (c === 'mlm') {
+      const again = await cli(['convert', pickle(c), dir, '--config', cfg]);
+      t.is(again.code, 1, 'refuses to overwrite');
+      t.regex(again.stderr, /exists and is not empty \(use --force to replace it\)/);
+      const forced = await cli(['convert', pickle(c), dir, '--force']);
+      t.is(forced.code, 0, `--force replaces: ${forced.stderr}`);
+      const written = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+      t.is(written.hidden_act, 'gelu_new', "without --config: DeepMind's flavour");
+    }
   });
 }
