@@ -31,29 +31,40 @@ function hfFlavour(c: string): Record<string, unknown> {
   return { ...caseConfig(c), conv_padding: 'hf', classifier_query_residual: true, flow_output_scale: 1, attention_mask_style: 'hf' };
 }
 
-/** Runs a model folder on the case's inputs and compares every output with HF's. */
-async function checkOutputs(t: import('ava').ExecutionContext, c: string, dir: string): Promise<void> {
+/** A model folder's outputs on the case's inputs, as plain arrays. */
+async function outputsOf(c: string, dir: string): Promise<Record<string, { shape: number[]; data: number[] }>> {
   const model = await loadModel(dir, { device: 'cpu' });
   const inputs = await P.loadSafetensors(join(caseDir(c), 'input.safetensors'), { device: 'cpu' });
   try {
     const { outputs } = await forwardNamed(model, inputs);
-    const names = Object.keys(outputs);
-    const want = await P.loadSafetensors(join(caseDir(c), 'expected.safetensors'), { names });
-    for (const k of names) {
-      t.deepEqual(outputs[k].shape, want[k].shape, k);
-      const { maxDiff, bound, summary } = outputError(await outputs[k].data(), await want[k].data());
-      t.log(`${c} ${k}: ${summary}`);
-      t.true(maxDiff <= bound, `${c} ${k}: ${summary}`);
+    const res: Record<string, { shape: number[]; data: number[] }> = {};
+    for (const [k, v] of Object.entries(outputs)) {
+      res[k] = { shape: [...v.shape], data: [...(await v.data())] };
+      v.dispose();
     }
-    for (const x of [...Object.values(outputs), ...Object.values(want)]) x.dispose();
+    return res;
   } finally {
     for (const x of Object.values(inputs)) x.dispose();
     model.dispose();
   }
 }
 
+/** Runs a model folder on the case's inputs and compares every output with HF's. */
+async function checkOutputs(t: import('ava').ExecutionContext, c: string, dir: string): Promise<void> {
+  const outputs = await outputsOf(c, dir);
+  const names = Object.keys(outputs);
+  const want = await P.loadSafetensors(join(caseDir(c), 'expected.safetensors'), { names });
+  for (const k of names) {
+    t.deepEqual(outputs[k].shape, want[k].shape, k);
+    const { maxDiff, bound, summary } = outputError(outputs[k].data, await want[k].data());
+    t.log(`${c} ${k}: ${summary}`);
+    t.true(maxDiff <= bound, `${c} ${k}: ${summary}`);
+  }
+  for (const x of Object.values(want)) x.dispose();
+}
+
 for (const c of Object.keys(HAIKU_CASES)) {
-  test(`${c}: converted Haiku weights written as a model folder reproduce HF's outputs`, async (t) => {
+  test(`${c}: converted Haiku weights written as a model folder reproduce HF's outputs, identical to the HF checkpoint's`, async (t) => {
     const { params, state } = await haikuCase(c);
     const conversion = haikuToStateDict(params, state, { config: hfFlavour(c) });
     const dir = join(tmp, `folder-${c}`);
@@ -66,6 +77,7 @@ for (const c of Object.keys(HAIKU_CASES)) {
     t.deepEqual(header.metadata, { format: 'pt' });
     t.deepEqual([...header.entries.keys()].sort(), conversion.records.map((r) => r.name).sort());
     await checkOutputs(t, c, dir);
+    t.deepEqual(await outputsOf(c, dir), await outputsOf(c, caseDir(c)), "identical outputs to the HF checkpoint's folder");
   });
 }
 
