@@ -178,6 +178,19 @@ def to_haiku(arr, layout):
     return arr
 
 
+def dump(obj, released_style):
+    """Pickle bytes. released_style: as numpy 1.x under Python 3.7 wrote the 2021
+    checkpoints (protocol 3: GLOBAL opcodes naming numpy.core.multiarray); otherwise as
+    today's numpy 2 / Python 3.8+ (protocol 4: frames, STACK_GLOBAL, numpy._core)."""
+    if not released_style:
+        return pickle.dumps(obj, protocol=4)
+    raw = pickle.dumps(obj, protocol=3)
+    # Protocol 3 names globals as text lines, so the module can be renamed in place.
+    new = raw.replace(b'cnumpy._core.multiarray\n', b'cnumpy.core.multiarray\n')
+    assert b'numpy._core' not in new
+    return new
+
+
 # case -> (file name, wrapped in {'params', 'state'}?) as the released checkpoints are:
 # language_perceiver_io_bytes.pickle and optical_flow / video_autoencoding .pystate are
 # bare params; the ImageNet .pystate files hold {'params', 'state'}.
@@ -214,7 +227,7 @@ def main():
         assert wrapped or not coll['state'], f'{case}: state needs a wrapped checkpoint'
         tmp = os.path.join(OUT, fname + '.tmp')
         with open(tmp, 'wb') as f:
-            pickle.dump(ckpt, f, protocol=4)
+            f.write(dump(ckpt, released_style=(case == 'mlm')))
         os.replace(tmp, os.path.join(OUT, fname))
         for c in ('params', 'state'):
             flat = {f'{mod}/{p}': a for mod, ps in coll[c].items() for p, a in ps.items()}
