@@ -103,7 +103,7 @@ const ENC = '(?:perceiver_encoder|encoder)'; // 'encoder' in the multimodal cola
 const CONV_DS = 'image_preprocessor/~/conv2_d_downsample/~';
 const POSTPROCESSOR_MODALITY: Record<string, string> = { audio: 'audio', projection: 'image', classification: 'label' };
 
-/** Haiku `<module path>/<name>` -> HF key. Exported as data for models/README.md's table and the tests. */
+/** Haiku `<module path>/<name>` -> HF key, first match wins (models/README.md has it as a table). */
 const RULES: Rule[] = [
   // Encoder
   [new RegExp(`^${ENC}/~/trainable_position_encoding/pos_embs$`), () => ({ name: 'perceiver.embeddings.latents', layout: 'matrix' })],
