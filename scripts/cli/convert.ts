@@ -142,7 +142,12 @@ export async function writeModelFolder(outDir: string, conversion: HaikuConversi
     }
     await writeFile(join(tmp, 'config.json'), `${JSON.stringify(conversion.config, null, 2)}\n`);
     if (replace) await rename(out, old);
-    await rename(tmp, out);
+    try {
+      await rename(tmp, out);
+    } catch (err) {
+      if (replace) await rename(old, out); // put the user's folder back
+      throw err;
+    }
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;
