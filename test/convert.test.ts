@@ -174,6 +174,7 @@ test('convert --help lists the arguments and options; bad invocations exit 2, ba
   const failing: [string[], RegExp][] = [
     [['convert', join(tmp, 'none.pickle'), out], /checkpoint '.*none\.pickle' does not exist/],
     [['convert', pickle('mlm'), full], /'.*cli-full' exists and is not empty \(use --force to replace it\)/],
+    [['convert', pickle('mlm'), join(full, 'x'), '--force'], /'.*x' exists and is not a folder/],
     [['convert', pickle('mlm'), out, '--config', join(tmp, 'missing.json')], /config file '.*missing\.json' does not exist/],
     [['convert', pickle('mlm'), out, '--config', join(tmp, 'bad.json')], /config file '.*bad\.json' is not valid JSON/],
   ];

@@ -46,7 +46,9 @@ async function haikuReader(): Promise<HaikuReader> {
   try {
     mod = (await import(spec)) as { readHaikuCheckpoint?: unknown };
   } catch (err) {
-    throw new Error(`the Haiku checkpoint reader (lib/io/haiku.js) is missing from this build (${err instanceof Error ? err.message : String(err)})`);
+    if ((err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND')
+      throw new Error(`the Haiku checkpoint reader (lib/io/haiku.js) is missing from this build`);
+    throw err;
   }
   if (typeof mod.readHaikuCheckpoint !== 'function') throw new Error(`lib/io/haiku.js does not export readHaikuCheckpoint`);
   return mod.readHaikuCheckpoint as HaikuReader;
@@ -177,8 +179,10 @@ async function run(argv: string[]): Promise<void> {
   if (!existsSync(input)) throw new Error(`checkpoint '${input}' does not exist`);
   // Checked before the checkpoint is read, so a refusal costs nothing.
   const out = resolve(outDir);
-  if (existsSync(out) && !flags.switches.has('--force') && (!statSync(out).isDirectory() || (await readdir(out)).length))
-    throw new Error(`'${outDir}' exists and is not empty (use --force to replace it)`);
+  if (existsSync(out)) {
+    if (!statSync(out).isDirectory()) throw new Error(`'${outDir}' exists and is not a folder`);
+    if (!flags.switches.has('--force') && (await readdir(out)).length) throw new Error(`'${outDir}' exists and is not empty (use --force to replace it)`);
+  }
   const read = await haikuReader();
   const { params, state } = await read(input);
   const conversion = haikuToStateDict(params, state, { architecture: arch, config });
