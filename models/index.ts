@@ -73,3 +73,5 @@ export { makeColorWheel, flowToColor, encodePng, encodeFlo, crc32 } from './flow
 export { autoencodeInChunks, chunkRanges } from './multimodal-chunked.js';
 export type { ChunkedReconstruction, ChunkedOptions } from './multimodal-chunked.js';
 export { LANGUAGE_PERCEIVER, VISION_PERCEIVER_FOURIER } from './presets.js';
+export { haikuToStateDict, detectHaikuArchitecture, haikuPreset, HAIKU_ARCHITECTURES } from './haiku.js';
+export type { HaikuConversion, HaikuConversionOptions } from './haiku.js';

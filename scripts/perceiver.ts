@@ -5,11 +5,12 @@
 import { UsageError, type Command } from './cli/command.js';
 import { runCommand } from './cli/run.js';
 import { infoCommand } from './cli/info.js';
+import { convertCommand } from './cli/convert.js';
 import { fillMaskCommand } from './cli/fill-mask.js';
 import { classifyCommand } from './cli/classify.js';
 import { flowCommand } from './cli/flow.js';
 
-const COMMANDS: Command[] = [runCommand, infoCommand, fillMaskCommand, classifyCommand, flowCommand];
+const COMMANDS: Command[] = [runCommand, infoCommand, convertCommand, fillMaskCommand, classifyCommand, flowCommand];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -1,0 +1,228 @@
+// `perceiver convert` (scripts/cli/convert.ts): a Haiku checkpoint becomes a HF model
+// folder that loads and computes what HF computes. The Haiku-layout copies of the HF
+// fixtures (test/fixtures/haiku/, written by scripts/make-haiku-fixtures.py) go
+// through haikuToStateDict and writeModelFolder, then loadModel + forwardNamed must
+// reproduce HF's expected outputs (with HF's flavour asked for in the config, since
+// the expected values are HF's). The pickle files themselves need lib/io/haiku.ts's
+// reader, developed on a parallel branch: those tests fail, saying so, until it lands.
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as P from '../lib/index.js';
+import type { TensorRecord } from '../lib/io/records.js';
+import { haikuToStateDict } from '../models/haiku.js';
+import { loadModel } from '../models/load.js';
+import { forwardNamed } from '../models/named-io.js';
+import { recordToTensor, writeModelFolder } from '../scripts/cli/convert.js';
+import { caseConfig, caseDir, outputError } from './helpers/hf-fixture.js';
+import { HAIKU_CASES, HAIKU_FIXTURES, haikuCase, recordValues } from './helpers/haiku-fixture.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const CLI = join(here, '..', 'scripts', 'perceiver.js');
+const READER = join(here, '..', 'lib', 'io', 'haiku.js');
+const tmp = mkdtempSync(join(tmpdir(), 'perceiver-convert-'));
+test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** The fixture's config with HF's behaviour wherever DeepMind's flavour would differ. */
+function hfFlavour(c: string): Record<string, unknown> {
+  return { ...caseConfig(c), conv_padding: 'hf', classifier_query_residual: true, flow_output_scale: 1, attention_mask_style: 'hf' };
+}
+
+/** A model folder's outputs on the case's inputs, as plain arrays. */
+async function outputsOf(c: string, dir: string): Promise<Record<string, { shape: number[]; data: number[] }>> {
+  const model = await loadModel(dir, { device: 'cpu' });
+  const inputs = await P.loadSafetensors(join(caseDir(c), 'input.safetensors'), { device: 'cpu' });
+  try {
+    const { outputs } = await forwardNamed(model, inputs);
+    const res: Record<string, { shape: number[]; data: number[] }> = {};
+    for (const [k, v] of Object.entries(outputs)) {
+      res[k] = { shape: [...v.shape], data: [...(await v.data())] };
+      v.dispose();
+    }
+    return res;
+  } finally {
+    for (const x of Object.values(inputs)) x.dispose();
+    model.dispose();
+  }
+}
+
+/** Runs a model folder on the case's inputs and compares every output with HF's. */
+async function checkOutputs(t: import('ava').ExecutionContext, c: string, dir: string): Promise<void> {
+  const outputs = await outputsOf(c, dir);
+  const names = Object.keys(outputs);
+  const want = await P.loadSafetensors(join(caseDir(c), 'expected.safetensors'), { names });
+  for (const k of names) {
+    t.deepEqual(outputs[k].shape, want[k].shape, k);
+    const { maxDiff, bound, summary } = outputError(outputs[k].data, await want[k].data());
+    t.log(`${c} ${k}: ${summary}`);
+    t.true(maxDiff <= bound, `${c} ${k}: ${summary}`);
+  }
+  for (const x of Object.values(want)) x.dispose();
+}
+
+for (const c of Object.keys(HAIKU_CASES)) {
+  test(`${c}: converted Haiku weights written as a model folder reproduce HF's outputs, identical to the HF checkpoint's`, async (t) => {
+    const { params, state } = await haikuCase(c);
+    const conversion = haikuToStateDict(params, state, { config: hfFlavour(c) });
+    const dir = join(tmp, `folder-${c}`);
+    await writeModelFolder(dir, conversion);
+    t.deepEqual(readdirSync(dir).sort(), ['config.json', 'model.safetensors']);
+    const written = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    t.deepEqual(written.architectures, caseConfig(c).architectures);
+    t.is(written.model_type, 'perceiver');
+    const header = await P.readSafetensorsHeader(join(dir, 'model.safetensors'));
+    t.deepEqual(header.metadata, { format: 'pt' });
+    t.deepEqual([...header.entries.keys()].sort(), conversion.records.map((r) => r.name).sort());
+    await checkOutputs(t, c, dir);
+    t.deepEqual(await outputsOf(c, dir), await outputsOf(c, caseDir(c)), "identical outputs to the HF checkpoint's folder");
+  });
+}
+
+test('recordToTensor lays a transposed or squeezed record out row-major, as the record reads', async (t) => {
+  const bytes = new Uint8Array(new Float32Array([0, 1, 2, 3, 4, 5]).buffer);
+  const rec: TensorRecord = { name: 'w', dtype: 'F32', shape: [3, 2], strides: [1, 3], source: { kind: 'bytes', bytes } };
+  const x = await recordToTensor(rec);
+  t.deepEqual(x.shape, [3, 2]);
+  t.deepEqual([...(await x.data())], recordValues(rec));
+  t.deepEqual([...(await x.data())], [0, 3, 1, 4, 2, 5]);
+  x.dispose();
+  const hwio: TensorRecord = { name: 'k', dtype: 'F32', shape: [2, 1, 1, 3], strides: [1, 2, 6, 2], source: { kind: 'bytes', bytes } };
+  const k = await recordToTensor(hwio);
+  t.deepEqual([...(await k.data())], recordValues(hwio));
+  k.dispose();
+  const i64: TensorRecord = { name: 'n', dtype: 'I64', shape: [], source: { kind: 'bytes', bytes: new Uint8Array(8) } };
+  const n = await recordToTensor(i64);
+  t.is(n.dtype, 'int32');
+  t.deepEqual([...(await n.data())], [0]);
+  n.dispose();
+  await t.throwsAsync(recordToTensor({ ...rec, strides: [3, 1] }), { message: /'w': strides \[3, 1\] of shape \[3, 2\] are not a permutation of a contiguous array/ });
+  await t.throwsAsync(recordToTensor({ ...rec, shape: [4, 2], strides: undefined }), { message: /'w': 24 bytes for 8 elements of F32/ });
+  await t.throwsAsync(recordToTensor({ ...rec, dtype: 'BF16', shape: [6], strides: undefined }), { message: /dtype BF16 is not supported by convert/ });
+});
+
+test('writeModelFolder refuses a non-empty folder without force, replaces it with force, and leaves no temporary behind', async (t) => {
+  const { params } = await haikuCase('mlm');
+  const conversion = haikuToStateDict(params, [], { config: hfFlavour('mlm') });
+  const parent = mkdtempSync(join(tmp, 'replace-'));
+  const dir = join(parent, 'out');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'keep.txt'), 'mine');
+  await t.throwsAsync(writeModelFolder(dir, conversion), { message: /'.*out' exists and is not empty \(use --force to replace it\)/ });
+  t.deepEqual(readdirSync(dir), ['keep.txt'], 'untouched');
+  await writeModelFolder(dir, conversion, { force: true });
+  t.deepEqual(readdirSync(dir).sort(), ['config.json', 'model.safetensors']);
+  t.deepEqual(readdirSync(parent), ['out'], 'no .tmp or .old folder left');
+  const empty = join(parent, 'empty');
+  mkdirSync(empty);
+  await writeModelFolder(empty, conversion);
+  t.true(existsSync(join(empty, 'model.safetensors')), 'an empty folder is filled without --force');
+  writeFileSync(join(parent, 'file'), 'x');
+  await t.throwsAsync(writeModelFolder(join(parent, 'file'), conversion, { force: true }), { message: /exists and is not a folder/ });
+  await t.throwsAsync(writeModelFolder(join(parent, 'no', 'such'), conversion), { message: /folder '.*no' that would hold 'such' does not exist/ });
+  // A record whose bytes are gone fails the write, and nothing is left half-written.
+  const broken = { ...conversion, records: [...conversion.records, { ...conversion.records[0], name: 'x', source: { kind: 'file' as const, path: join(parent, 'gone'), offset: 0, byteLength: 4 } }] };
+  await t.throwsAsync(writeModelFolder(join(parent, 'fresh'), broken), { message: /gone/ });
+  t.deepEqual(readdirSync(parent).sort(), ['empty', 'file', 'out']);
+  await t.throwsAsync(writeModelFolder('' as string, conversion), { instanceOf: TypeError });
+});
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[]): Promise<Result> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, PERCEIVER_DEVICE: 'cpu' } }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
+    });
+  });
+}
+
+const pickle = (c: string): string => join(HAIKU_FIXTURES, HAIKU_CASES[c]);
+
+test('convert --help lists the arguments and options; bad invocations exit 2, bad files 1', async (t) => {
+  for (const args of [['convert', '--help'], ['help', 'convert']]) {
+    const r = await cli(args);
+    t.is(r.code, 0);
+    for (const s of ['perceiver convert IN.pickle|IN.pystate OUT_DIR', '--architecture', '--config', '--force', 'PerceiverForOpticalFlow'])
+      t.true(r.stdout.includes(s), `usage mentions ${s}`);
+  }
+  t.regex((await cli(['--help'])).stdout, /^ {2}convert {2,}/m, 'the overview lists convert');
+  const out = join(tmp, 'cli-out');
+  const usage: [string[], RegExp][] = [
+    [['convert'], /convert needs 2 positional arguments, got 0/],
+    [['convert', pickle('mlm')], /needs 2 positional arguments, got 1/],
+    [['convert', pickle('mlm'), out, 'more'], /unexpected argument 'more'/],
+    [['convert', pickle('mlm'), out, '--architecture', 'mlm'], /--architecture must be one of PerceiverForMaskedLM, .*got 'mlm'/],
+    [['convert', pickle('mlm'), out, '--frobnicate'], /unknown option '--frobnicate'/],
+  ];
+  for (const [args, message] of usage) {
+    const r = await cli(args);
+    t.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    t.regex(r.stderr, message);
+    t.regex(r.stderr, /Usage: perceiver convert/);
+  }
+  const full = join(tmp, 'cli-full');
+  mkdirSync(full);
+  writeFileSync(join(full, 'x'), '');
+  writeFileSync(join(tmp, 'bad.json'), '{nope');
+  const failing: [string[], RegExp][] = [
+    [['convert', join(tmp, 'none.pickle'), out], /checkpoint '.*none\.pickle' does not exist/],
+    [['convert', pickle('mlm'), full], /'.*cli-full' exists and is not empty \(use --force to replace it\)/],
+    [['convert', pickle('mlm'), join(full, 'x'), '--force'], /'.*x' exists and is not a folder/],
+    [['convert', pickle('mlm'), out, '--config', join(tmp, 'missing.json')], /config file '.*missing\.json' does not exist/],
+    [['convert', pickle('mlm'), out, '--config', join(tmp, 'bad.json')], /config file '.*bad\.json' is not valid JSON/],
+  ];
+  for (const [args, message] of failing) {
+    const r = await cli(args);
+    t.is(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+    t.regex(r.stderr, /^perceiver: error: /m);
+    t.regex(r.stderr, message);
+  }
+  t.false(existsSync(out), 'nothing written');
+});
+
+// ---------------------------------------------------------------------------------
+// The pickles themselves: lib/io/haiku.ts's readHaikuCheckpoint, then the whole CLI.
+
+const readerMissing = `lib/io/haiku.ts (readHaikuCheckpoint) is not in this build: it is developed on a parallel branch; these tests run once it is merged`;
+
+if (!existsSync(READER)) test('the Haiku pickles convert end to end (needs lib/io/haiku.ts)', (t) => t.fail(readerMissing));
+else for (const c of Object.keys(HAIKU_CASES)) {
+  test(`${c}: ${HAIKU_CASES[c]} reads as the same Haiku records, and 'perceiver convert' + 'perceiver run' reproduce HF's outputs`, async (t) => {
+    const { readHaikuCheckpoint } = (await import(READER)) as { readHaikuCheckpoint: (p: string) => Promise<{ params: TensorRecord[]; state: TensorRecord[] }> };
+    const read = await readHaikuCheckpoint(pickle(c));
+    const oracle = await haikuCase(c);
+    for (const part of ['params', 'state'] as const) {
+      const want = new Map(oracle[part].map((r) => [r.name, r]));
+      t.deepEqual(read[part].map((r) => r.name).sort(), [...want.keys()].sort(), `${part}: names`);
+      for (const r of read[part]) {
+        const w = want.get(r.name);
+        if (!w) continue;
+        t.deepEqual(r.shape, w.shape, `${r.name}: shape`);
+        t.deepEqual(recordValues(r), recordValues(w), `${r.name}: values`);
+      }
+    }
+    const cfg = join(tmp, `hf-${c}.json`);
+    writeFileSync(cfg, JSON.stringify(hfFlavour(c)));
+    const dir = join(tmp, `cli-${c}`);
+    const r = await cli(['convert', pickle(c), dir, '--config', cfg]);
+    t.is(r.code, 0, r.stderr);
+    t.regex(r.stdout, new RegExp(`wrote .*cli-${c}: ${(caseConfig(c).architectures as string[])[0]}, \\d+ tensors`));
+    await checkOutputs(t, c, dir);
+    if (c === 'mlm') {
+      const again = await cli(['convert', pickle(c), dir, '--config', cfg]);
+      t.is(again.code, 1, 'refuses to overwrite');
+      t.regex(again.stderr, /exists and is not empty \(use --force to replace it\)/);
+      const forced = await cli(['convert', pickle(c), dir, '--force']);
+      t.is(forced.code, 0, `--force replaces: ${forced.stderr}`);
+      const written = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+      t.is(written.hidden_act, 'gelu_new', "without --config: DeepMind's flavour");
+    }
+  });
+}
