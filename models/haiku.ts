@@ -316,7 +316,8 @@ function relayout(rec: TensorRecord, t: Target): TensorRecord {
 
 const DEEPMIND = { hidden_act: 'gelu_new', attention_mask_style: 'deepmind' } as const;
 
-const PRESETS: Record<ArchitectureName, Record<string, unknown>> = {
+// DeepMind released no sequence classifier, so it has no preset.
+const PRESETS: Partial<Record<ArchitectureName, Record<string, unknown>>> = {
   PerceiverForMaskedLM: { ...LANGUAGE_PERCEIVER, ...DEEPMIND },
   PerceiverForImageClassificationFourier: { ...VISION_PERCEIVER_FOURIER, ...DEEPMIND },
   PerceiverForImageClassificationLearned: {
