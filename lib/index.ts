@@ -24,5 +24,7 @@ export type { LoadStateDictOptions, LoadStateDictResult } from './nn/module.js';
 export { Linear, LayerNorm, Embedding } from './nn/layers.js';
 export type { InitOptions, LinearOptions, LayerNormModuleOptions } from './nn/layers.js';
 export { Conv2d, BatchNorm2d } from './nn/conv.js';
+export { crossEntropy, dropout } from './nn/functional.js';
+export type { CrossEntropyOptions } from './nn/functional.js';
 export * as optim from './optim/index.js';
 export type { Conv2dModuleOptions, BatchNorm2dOptions } from './nn/conv.js';

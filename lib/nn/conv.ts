@@ -4,7 +4,9 @@
 // stored weight stays byte-identical to the checkpoint.
 import { Tensor } from '../tensor.js';
 import { rand, zeros, ones, randn } from '../creation.js';
-import { permute } from '../ops/layout.js';
+import { assign, permute } from '../ops/layout.js';
+import { tidy } from '../scope.js';
+import { noGrad } from '../autograd/tape.js';
 import { conv2d, batchNorm, type Padding } from '../ops/nn.js';
 import { Module } from './module.js';
 import type { InitOptions } from './layers.js';
@@ -63,6 +65,8 @@ export class Conv2d extends Module {
 export interface BatchNorm2dOptions {
   /** Default 1e-5. */
   eps?: number;
+  /** Weight of the new batch in the running statistics. Default 0.1 (PyTorch's). */
+  momentum?: number;
   device?: string;
 }
 
@@ -74,6 +78,7 @@ export interface BatchNorm2dOptions {
 export class BatchNorm2d extends Module {
   readonly numFeatures: number;
   readonly eps: number;
+  readonly momentum: number;
 
   constructor(numFeatures: number, opts: BatchNorm2dOptions = {}) {
     super();
@@ -81,6 +86,8 @@ export class BatchNorm2d extends Module {
       throw new TypeError(`BatchNorm2d: 'numFeatures' must be a positive integer, got ${String(numFeatures)}`);
     this.numFeatures = numFeatures;
     this.eps = opts.eps ?? 1e-5;
+    this.momentum = opts.momentum ?? 0.1;
+    if (!(this.momentum >= 0 && this.momentum <= 1)) throw new RangeError(`BatchNorm2d: 'momentum' must be in [0, 1], got ${String(opts.momentum)}`);
     const device = opts.device;
     this.registerParameter('weight', ones([numFeatures], { device }));
     this.registerParameter('bias', zeros([numFeatures], { device }));
@@ -89,12 +96,41 @@ export class BatchNorm2d extends Module {
     this.registerBuffer('num_batches_tracked', zeros([], { dtype: 'int32', device }));
   }
 
-  /** x [..., C] (channels-last) -> same shape, with the running statistics. */
+  /**
+   * x [..., C] (channels-last) -> same shape. Evaluation mode normalises with the
+   * running statistics; training mode with the batch's (biased variance), and moves
+   * the running ones towards them by `momentum` (unbiased variance), as PyTorch.
+   */
   forward(x: Tensor): Tensor {
+    if (this.training) return this.forwardTraining(x);
     return batchNorm(x, this.tensor('running_mean'), this.tensor('running_var'), {
       weight: this.tensor('weight'),
       bias: this.tensor('bias'),
       eps: this.eps,
+    });
+  }
+
+  private forwardTraining(x: Tensor): Tensor {
+    const c = this.numFeatures;
+    if (x.shape[x.rank - 1] !== c) throw new RangeError(`BatchNorm2d: x must have ${c} channels last, got [${x.shape.join(', ')}]`);
+    return tidy(() => {
+      const rows = x.reshape([-1, c]);
+      const n = rows.shape[0];
+      if (n < 2) throw new RangeError(`BatchNorm2d: training mode needs more than one value per channel, got input [${x.shape.join(', ')}]`);
+      const mean = rows.mean(0);
+      const centred = rows.sub(mean);
+      const variance = centred.square().mean(0);
+      const y = centred.mul(variance.add(this.eps).rsqrt()).mul(this.tensor('weight')).add(this.tensor('bias'));
+      noGrad(() => {
+        const m = this.momentum;
+        const rm = this.tensor('running_mean');
+        const rv = this.tensor('running_var');
+        assign(rm, rm.mul(1 - m).add(mean.mul(m)));
+        assign(rv, rv.mul(1 - m).add(variance.mul((m * n) / (n - 1))));
+        const count = this.tensor('num_batches_tracked');
+        assign(count, count.cast('float32').add(1));
+      });
+      return y.reshape([...x.shape]);
     });
   }
 }

@@ -32,6 +32,25 @@ export class Module {
   private readonly buffers = new Map<string, Tensor | null>();
   private readonly children = new Map<string, Module>();
   private isDisposed = false;
+  /**
+   * Training mode (dropout active, batch norm on batch statistics). Modules start in
+   * evaluation mode, as HF's from_pretrained leaves them; train() and eval() set the
+   * whole tree.
+   */
+  training = false;
+
+  /** Sets training mode on this module and every descendant. Returns this. */
+  train(mode = true): this {
+    if (typeof mode !== 'boolean') throw new TypeError(`train: argument 'mode' must be a boolean, got ${describe(mode)}`);
+    this.training = mode;
+    for (const m of this.children.values()) m.train(mode);
+    return this;
+  }
+
+  /** Evaluation mode for the whole tree (train(false)). */
+  eval(): this {
+    return this.train(false);
+  }
 
   /** Registers a trainable tensor under name (null: declared but absent, like a Linear without bias). */
   protected registerParameter(name: string, value: Tensor | null): void {

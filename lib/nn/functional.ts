@@ -1,0 +1,53 @@
+// Training losses and regularisers as functions of tensors (PyTorch's
+// torch.nn.functional): all built from differentiable engine ops.
+import { Tensor } from '../tensor.js';
+import { describe } from '../dtype.js';
+import { rand } from '../creation.js';
+import { cast } from '../ops/layout.js';
+import { less } from '../ops/elementwise.js';
+import { oneHot } from '../ops/nn.js';
+import { logSoftmax } from '../ops/reduce.js';
+import { tidy } from '../scope.js';
+
+export interface CrossEntropyOptions {
+  /** Mass moved uniformly onto every class (0.1 in the reference's ImageNet recipe). Default 0. */
+  labelSmoothing?: number;
+  /** 'mean' over the batch (default) or 'sum'. */
+  reduction?: 'mean' | 'sum';
+}
+
+/**
+ * Softmax cross-entropy: logits [N, K] against int32 labels [N] or soft targets
+ * [N, K] (MixUp/CutMix) -> a [] loss.
+ */
+export function crossEntropy(logits: Tensor, target: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  if (!(logits instanceof Tensor) || logits.rank !== 2) throw new TypeError(`crossEntropy: argument 'logits' must be a [N, K] Tensor, got ${logits instanceof Tensor ? `shape [${logits.shape.join(', ')}]` : describe(logits)}`);
+  const [n, k] = logits.shape;
+  if (!(target instanceof Tensor)) throw new TypeError(`crossEntropy: argument 'target' must be a Tensor, got ${describe(target)}`);
+  const soft = target.rank === 2;
+  if (soft ? target.shape[0] !== n || target.shape[1] !== k : target.rank !== 1 || target.shape[0] !== n || target.dtype !== 'int32')
+    throw new RangeError(`crossEntropy: argument 'target' must be int32 labels [${n}] or probabilities [${n}, ${k}], got ${target.dtype} [${target.shape.join(', ')}]`);
+  const ls = opts.labelSmoothing ?? 0;
+  if (typeof ls !== 'number' || !(ls >= 0 && ls < 1)) throw new RangeError(`crossEntropy: option 'labelSmoothing' must be in [0, 1), got ${describe(ls)}`);
+  const reduction = opts.reduction ?? 'mean';
+  if (reduction !== 'mean' && reduction !== 'sum') throw new TypeError(`crossEntropy: option 'reduction' must be 'mean' or 'sum', got ${describe(reduction)}`);
+  return tidy(() => {
+    let q = soft ? target : oneHot(target, k);
+    if (ls > 0) q = q.mul(1 - ls).add(ls / k);
+    const perRow = logSoftmax(logits).mul(q).sum(1).neg();
+    return reduction === 'mean' ? perRow.mean(0) : perRow.sum(0);
+  });
+}
+
+/**
+ * Inverted dropout: in training, zeroes each element with probability p and scales
+ * the rest by 1 / (1 - p); the identity otherwise. `seed` makes the mask reproducible.
+ */
+export function dropout(x: Tensor, p: number, opts: { training: boolean; seed?: number }): Tensor {
+  if (typeof p !== 'number' || !(p >= 0 && p < 1)) throw new RangeError(`dropout: argument 'p' must be in [0, 1), got ${describe(p)}`);
+  if (!opts.training || p === 0) return x;
+  return tidy(() => {
+    const keepMask = cast(less(rand([...x.shape], { device: x.device, seed: opts.seed }), 1 - p), 'float32');
+    return x.mul(keepMask.mul(1 / (1 - p)));
+  });
+}

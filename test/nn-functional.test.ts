@@ -1,0 +1,103 @@
+// Training losses and modes: cross-entropy (labels, soft targets, label smoothing),
+// dropout, BatchNorm2d in training mode, train()/eval().
+import test from 'ava';
+import * as P from '../lib/index.js';
+import { assertClose, randomArray } from './helpers/reference.js';
+
+function logSoftmaxRow(row: ArrayLike<number>): number[] {
+  const m = Math.max(...Array.from(row));
+  const lse = m + Math.log(Array.from(row).reduce((s, v) => s + Math.exp(v - m), 0));
+  return Array.from(row, (v) => v - lse);
+}
+
+test('crossEntropy: mean negative log-likelihood of int labels, with label smoothing, and of soft targets; gradient is softmax - target', async (t) => {
+  const [N, K] = [3, 4];
+  const x = randomArray(N * K, 5, -2, 2);
+  const labels = [2, 0, 3];
+  const logits = P.tensor(x, [N, K]);
+  logits.requiresGrad = true;
+  const y = P.tensor(Int32Array.from(labels), [N]);
+  for (const ls of [0, 0.1]) {
+    const loss = P.crossEntropy(logits, y, { labelSmoothing: ls });
+    let want = 0;
+    for (let i = 0; i < N; i++) {
+      const lp = logSoftmaxRow(x.subarray(i * K, (i + 1) * K));
+      for (let k = 0; k < K; k++) want -= ((k === labels[i] ? 1 - ls : 0) + ls / K) * lp[k];
+    }
+    assertClose(t, await loss.data(), [want / N], { rtol: 1e-6, atol: 1e-6, msg: `label smoothing ${ls}` });
+    loss.dispose();
+  }
+  const loss = P.crossEntropy(logits, y);
+  loss.backward();
+  const g = await logits.grad!.data();
+  for (let i = 0; i < N; i++) {
+    const lp = logSoftmaxRow(x.subarray(i * K, (i + 1) * K));
+    for (let k = 0; k < K; k++) t.true(Math.abs(g[i * K + k] - (Math.exp(lp[k]) - (k === labels[i] ? 1 : 0)) / N) < 1e-6);
+  }
+  const soft = P.tensor(new Float32Array([0.5, 0.5, 0, 0, 1, 0, 0, 0, 0, 0, 0.25, 0.75]), [N, K]);
+  const s = P.crossEntropy(logits, soft, { reduction: 'sum' });
+  let want = 0;
+  for (let i = 0; i < N; i++) {
+    const lp = logSoftmaxRow(x.subarray(i * K, (i + 1) * K));
+    for (let k = 0; k < K; k++) want -= (await soft.data())[i * K + k] * lp[k];
+  }
+  assertClose(t, await s.data(), [want], { rtol: 1e-6, atol: 1e-6, msg: 'soft targets, summed' });
+  t.throws(() => P.crossEntropy(logits, P.tensor(Int32Array.from([1]), [1])), { instanceOf: RangeError, message: /int32 labels \[3\] or probabilities \[3, 4\]/ });
+  t.throws(() => P.crossEntropy(logits, y, { labelSmoothing: 1 }), { instanceOf: RangeError, message: /labelSmoothing/ });
+  for (const v of [logits, y, loss, soft, s]) v.dispose();
+});
+
+test('dropout: identity in evaluation; in training zeroes about p of the values, scales the rest by 1/(1-p), reproducibly by seed', async (t) => {
+  const x = P.ones([4000]);
+  t.is(P.dropout(x, 0.3, { training: false }), x);
+  const a = await P.dropout(x, 0.3, { training: true, seed: 9 }).data();
+  const b = await P.dropout(x, 0.3, { training: true, seed: 9 }).data();
+  t.deepEqual(a, b);
+  const zeros = a.filter((v) => v === 0).length;
+  t.true(zeros > 1050 && zeros < 1350, `${zeros} of 4000 dropped`);
+  t.true(a.every((v) => v === 0 || Math.abs(v - 1 / 0.7) < 1e-6));
+  t.throws(() => P.dropout(x, 1, { training: true }), { instanceOf: RangeError });
+  x.dispose();
+});
+
+test('BatchNorm2d training mode: batch statistics, running averages updated with unbiased variance, gradients flow; eval() returns to running statistics', async (t) => {
+  const bn = new P.BatchNorm2d(2, { momentum: 0.5 });
+  bn.train();
+  t.true(bn.training);
+  bn.requiresGrad_();
+  const data = randomArray(2 * 3 * 2, 4, -1, 3);
+  const x = P.tensor(data, [1, 3, 2, 2]);
+  const y = bn.forward(x);
+  const got = await y.data();
+  const rows = 6;
+  for (let c = 0; c < 2; c++) {
+    const v = Array.from({ length: rows }, (_, r) => data[r * 2 + c]);
+    const mean = v.reduce((s, e) => s + e, 0) / rows;
+    const varB = v.reduce((s, e) => s + (e - mean) ** 2, 0) / rows;
+    v.forEach((e, r) => t.true(Math.abs(got[r * 2 + c] - (e - mean) / Math.sqrt(varB + 1e-5)) < 1e-5));
+    t.true(Math.abs((await bn.stateDict().running_mean.data())[c] - 0.5 * mean) < 1e-6);
+    t.true(Math.abs((await bn.stateDict().running_var.data())[c] - (0.5 + (0.5 * varB * rows) / (rows - 1))) < 1e-5);
+  }
+  t.is((await bn.stateDict().num_batches_tracked.data())[0], 1);
+  P.tidy(() => y.mul(P.tensor(randomArray(12, 8), [1, 3, 2, 2])).sum(3).sum(2).sum(1).sum(0).backward());
+  t.truthy(bn.stateDict().weight.grad);
+  bn.eval();
+  t.false(bn.training);
+  const z = await bn.forward(x).data();
+  t.notDeepEqual(Array.from(z), Array.from(got), 'evaluation uses the running statistics');
+  y.dispose();
+  x.dispose();
+  bn.dispose();
+});
+
+test('train() and eval() set the mode on a whole module tree', (t) => {
+  const bn = new P.BatchNorm2d(2);
+  const outer = new P.ModuleList<P.Module>([new P.Linear(2, 2), new P.ModuleList([bn])]);
+  t.false(outer.training, 'modules start in evaluation mode');
+  outer.train();
+  t.true(bn.training);
+  outer.eval();
+  t.false(bn.training);
+  t.throws(() => outer.train(1 as unknown as boolean), { instanceOf: TypeError });
+  outer.dispose();
+});
