@@ -55,10 +55,26 @@ export interface PerceiverConfig {
    * 'hf' (default): only the encoder's input (key) mask exists; a decoder query mask is
    * refused, as HF ignores it. 'deepmind': the decoder also takes a query mask, and the
    * decoder attention is masked by outer(query_mask, kv_mask) (the latents have no mask),
-   * so a masked query's attention output is 0. In both, a row whose every key is masked
-   * outputs 0 (HF returns the uniform average of the values there; not reproduced).
+   * so a masked query's attention output is 0, and a row whose every key is masked
+   * outputs 0. Under 'hf' such a row attends uniformly to all keys, as HF's additive
+   * finfo.min mask makes it.
    */
   attention_mask_style: 'hf' | 'deepmind';
+
+  // Image-classifier extensions for models trained here (MNIST's one channel, small
+  // images). Not HF fields; the defaults are the released models' values.
+
+  /** Channels of pixel_values. Default 3. */
+  image_channels: number;
+  /** Output channels of the 'conv' preprocessor. Default 64. */
+  conv_out_channels: number;
+  /** Fourier bands of the image position encoding; null: the class's (64). */
+  image_fourier_bands: number | null;
+  /** max_resolution of the image Fourier features; null: the class's ([56, 56] for conv, [224, 224] for Fourier). */
+  image_fourier_max_resolution: number[] | null;
+  /** Per-channel normalisation (x - mean) / std applied inside the model; null: none (HF: the processor does it). */
+  image_mean: number[] | null;
+  image_std: number[] | null;
 }
 
 const DEFAULTS: Omit<PerceiverConfig, 'num_labels'> = {
@@ -93,6 +109,12 @@ const DEFAULTS: Omit<PerceiverConfig, 'num_labels'> = {
   classifier_query_residual: true,
   flow_output_scale: 1,
   attention_mask_style: 'hf',
+  image_channels: 3,
+  conv_out_channels: 64,
+  image_fourier_bands: null,
+  image_fourier_max_resolution: null,
+  image_mean: null,
+  image_std: null,
 };
 
 const ACTS: readonly string[] = ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'gelu_fast', 'relu'];
@@ -116,7 +138,17 @@ export function perceiverConfig(json: Partial<PerceiverConfig> & Record<string, 
     throw new TypeError(`perceiverConfig: flow_output_scale must be a finite non-zero number, got ${JSON.stringify(cfg.flow_output_scale)}`);
   if (cfg.attention_mask_style !== 'hf' && cfg.attention_mask_style !== 'deepmind')
     throw new TypeError(`perceiverConfig: attention_mask_style must be 'hf' or 'deepmind', got ${JSON.stringify(cfg.attention_mask_style)}`);
-  for (const k of ['num_latents', 'd_latents', 'd_model', 'num_blocks', 'num_self_attends_per_block', 'num_self_attention_heads', 'num_cross_attention_heads', 'vocab_size', 'max_position_embeddings'] as const) {
+  for (const k of ['image_mean', 'image_std', 'image_fourier_max_resolution'] as const) {
+    const v = cfg[k];
+    if (v !== null && (!Array.isArray(v) || v.length === 0 || v.some((e) => typeof e !== 'number' || !Number.isFinite(e))))
+      throw new TypeError(`perceiverConfig: '${k}' must be null or an array of numbers, got ${JSON.stringify(v)}`);
+  }
+  if ((cfg.image_mean === null) !== (cfg.image_std === null) || (cfg.image_mean && cfg.image_mean.length !== cfg.image_std!.length))
+    throw new TypeError(`perceiverConfig: 'image_mean' and 'image_std' must be given together, one value per channel`);
+  if (cfg.image_std?.some((s) => s === 0)) throw new TypeError(`perceiverConfig: 'image_std' must not contain 0`);
+  if (cfg.image_fourier_bands !== null && (!Number.isSafeInteger(cfg.image_fourier_bands) || cfg.image_fourier_bands <= 0))
+    throw new TypeError(`perceiverConfig: 'image_fourier_bands' must be null or a positive integer, got ${JSON.stringify(cfg.image_fourier_bands)}`);
+  for (const k of ['num_latents', 'd_latents', 'd_model', 'image_channels', 'conv_out_channels', 'num_blocks', 'num_self_attends_per_block', 'num_self_attention_heads', 'num_cross_attention_heads', 'vocab_size', 'max_position_embeddings'] as const) {
     const v = cfg[k];
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
       throw new TypeError(`perceiverConfig: '${k}' must be a positive integer, got ${JSON.stringify(v)}`);

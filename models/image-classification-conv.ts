@@ -11,8 +11,10 @@ export class PerceiverForImageClassificationConvProcessing extends PerceiverImag
       prepType: 'conv',
       convPadding: c.conv_padding,
       spatialDownsample: 1,
+      inChannels: c.image_channels,
+      outChannels: c.conv_out_channels,
       positionEncodingType: 'fourier',
-      fourier: { concatPos: true, maxResolution: [56, 56], numBands: 64, sineOnly: false },
+      fourier: { concatPos: true, maxResolution: c.image_fourier_max_resolution ?? [56, 56], numBands: c.image_fourier_bands ?? 64, sineOnly: false },
     }));
   }
 }

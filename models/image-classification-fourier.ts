@@ -9,8 +9,9 @@ export class PerceiverForImageClassificationFourier extends PerceiverImageClassi
     super(config, opts, (c) => ({
       prepType: 'pixels',
       spatialDownsample: 1,
+      inChannels: c.image_channels,
       positionEncodingType: 'fourier',
-      fourier: { concatPos: true, maxResolution: [224, 224], numBands: 64, sineOnly: false },
+      fourier: { concatPos: true, maxResolution: c.image_fourier_max_resolution ?? [224, 224], numBands: c.image_fourier_bands ?? 64, sineOnly: false },
     }));
   }
 }

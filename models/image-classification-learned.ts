@@ -9,6 +9,7 @@ export class PerceiverForImageClassificationLearned extends PerceiverImageClassi
     super(config, opts, (c) => ({
       prepType: 'conv1x1',
       spatialDownsample: 1,
+      inChannels: c.image_channels,
       outChannels: 256,
       positionEncodingType: 'trainable',
       concatOrAddPos: 'concat',

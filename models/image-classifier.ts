@@ -1,7 +1,7 @@
 // What HF's three image classifiers share: an image preprocessor (the only part
 // that differs between them), a Perceiver, and a one-query classification decoder
 // (with query residual unless config.classifier_query_residual is false).
-import { Module, tidy, type Tensor } from '../lib/index.js';
+import { Module, tensor, tidy, type Tensor } from '../lib/index.js';
 import { perceiverConfig, type PerceiverConfig } from './config.js';
 import { PerceiverModel } from './perceiver.js';
 import { PerceiverImagePreprocessor, type PerceiverImagePreprocessorOptions } from './preprocessors/image.js';
@@ -30,8 +30,21 @@ export abstract class PerceiverImageClassifier extends Module {
     this.perceiver = this.registerModule('perceiver', new PerceiverModel(c, { inputPreprocessor, decoder, device }));
   }
 
-  /** pixelValues [B, 3, H, W] (HF layout) -> logits [B, num_labels]. */
+  /**
+   * pixelValues [B, C, H, W] (HF layout; C = config.image_channels, 3 by default) ->
+   * logits [B, num_labels]. With config.image_mean/std the model normalises its input.
+   */
   forward(pixelValues: Tensor): { logits: Tensor } {
-    return tidy(() => ({ logits: this.perceiver.forward(pixelValues).logits as Tensor }));
+    return tidy(() => {
+      let x = pixelValues;
+      const { image_mean: mean, image_std: std } = this.config;
+      if (mean && std) {
+        if (x.rank !== 4 || x.shape[1] !== mean.length)
+          throw new RangeError(`${this.constructor.name}: pixel_values must be [B, ${mean.length}, H, W] (config.image_mean has ${mean.length} channels), got [${x.shape.join(', ')}]`);
+        const shape = [1, mean.length, 1, 1];
+        x = x.sub(tensor(Float32Array.from(mean), shape, { device: x.device })).div(tensor(Float32Array.from(std), shape, { device: x.device }));
+      }
+      return { logits: this.perceiver.forward(x).logits as Tensor };
+    });
   }
 }

@@ -1,9 +1,7 @@
 // Throwaway probe: speed and accuracy of a small conv-front-end Perceiver on MNIST.
 import { readFileSync } from 'node:fs';
 import * as P from '../../lib/index.js';
-import { PerceiverModel, perceiverConfig } from '../../models/index.js';
-import { PerceiverImagePreprocessor } from '../../models/preprocessors/image.js';
-import { PerceiverClassificationDecoder } from '../../models/decoders/classification.js';
+import { PerceiverForImageClassificationConvProcessing } from '../../models/index.js';
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.split('=')));
 const epochs = Number(args.epochs ?? 1), batch = Number(args.batch ?? 64), lr = Number(args.lr ?? 1e-3);
@@ -15,12 +13,11 @@ for (let d = 0; d < 10; d++) {
   const n = data.length / 784, nTest = Math.floor(n * 0.2);
   for (let i = 0; i < n; i++) (i >= n - nTest ? testSet : train).push([Float32Array.from(data.slice(i * 784, (i + 1) * 784)), d]);
 }
-const cfg = perceiverConfig({ d_latents: dLat, num_latents: nLat, d_model: convC + 2 + 2 * 2 * 8, num_blocks: 1, num_self_attends_per_block: layers,
-  num_self_attention_heads: 4, num_cross_attention_heads: 1, num_labels: 10, hidden_act: 'gelu' });
-const pre = new PerceiverImagePreprocessor(cfg, { prepType: 'conv', spatialDownsample: 4, inChannels: 1, outChannels: convC, convPadding: 'same',
-  positionEncodingType: 'fourier', fourier: { concatPos: true, maxResolution: [7, 7], numBands: 8, sineOnly: false } });
-const dec = new PerceiverClassificationDecoder(cfg, { numChannels: dLat, trainable: { numChannels: dLat, indexDims: 1 }, useQueryResidual: true });
-const model = new PerceiverModel(cfg, { inputPreprocessor: pre, decoder: dec });
+const model = new PerceiverForImageClassificationConvProcessing({ d_latents: dLat, num_latents: nLat, d_model: convC + 2 + 2 * 2 * 8, num_blocks: 1,
+  num_self_attends_per_block: layers, num_self_attention_heads: 4, num_cross_attention_heads: 1, num_labels: 10, image_channels: 1, conv_out_channels: convC,
+  image_fourier_bands: 8, image_fourier_max_resolution: [7, 7], conv_padding: 'same', initializer_range: Number(args.init ?? 0.1),
+  image_mean: [0.1307], image_std: [0.3081] });
+model.train();
 model.requiresGrad_(true);
 console.log('params', model.numParameters());
 const opt = new P.optim.AdamW(P.optim.decayGroups(model, { weightDecay: 0.05 }), { lr });
@@ -30,7 +27,7 @@ let rng = 1; const rand = () => ((rng = (rng * 1103515245 + 12345) >>> 0) / 2 **
 function batchOf(set: [Float32Array, number][], idx: number[]) {
   const x = new Float32Array(idx.length * 784); const y = new Int32Array(idx.length);
   idx.forEach((k, i) => { x.set(set[k][0], i * 784); y[i] = set[k][1]; });
-  return { x: P.tensor(x, [idx.length, 1, 28, 28]).scale(1 / 0.3081, -0.1307 / 0.3081), y: P.tensor(y, [idx.length]) };
+  return { x: P.tensor(x, [idx.length, 1, 28, 28]), y: P.tensor(y, [idx.length]) };
 }
 let step = 0; const t0 = Date.now();
 for (let e = 0; e < epochs && step < maxSteps; e++) {
@@ -40,10 +37,7 @@ for (let e = 0; e < epochs && step < maxSteps; e++) {
     opt.setLearningRate(sched(step));
     const { x, y } = batchOf(train, order.slice(s * batch, (s + 1) * batch));
     const loss = P.tidy(() => {
-      const logits = model.forward(x).logits as P.Tensor;
-      const logp = logits.logSoftmax(-1);
-      const oh = P.oneHot(y, 10);
-      return logp.mul(oh).sum(1).mean(0).neg();
+      return P.crossEntropy(model.forward(x).logits, y);
     });
     loss.backward();
     opt.step(); opt.zeroGrad();
@@ -51,6 +45,7 @@ for (let e = 0; e < epochs && step < maxSteps; e++) {
     loss.dispose(); x.dispose(); y.dispose();
     if (s % 40 === 0) console.log(`epoch ${e} step ${s} loss ${(lossSum / n).toFixed(3)} ${((Date.now() - t0) / 1000).toFixed(1)}s`);
   }
+  model.eval();
   let correct = 0;
   for (let i = 0; i < testSet.length; i += 500) {
     const idx = Array.from({ length: Math.min(500, testSet.length - i) }, (_, k) => i + k);
@@ -60,5 +55,6 @@ for (let e = 0; e < epochs && step < maxSteps; e++) {
     for (let k = 0; k < p.length; k++) if (p[k] === l[k]) correct++;
     pred.dispose(); x.dispose(); y.dispose();
   }
+  model.train();
   console.log(`epoch ${e} test acc ${(100 * correct / testSet.length).toFixed(2)}% at ${((Date.now() - t0) / 1000).toFixed(1)}s`);
 }
