@@ -6,6 +6,7 @@ import { perceiverConfig, type PerceiverConfig } from './config.js';
 import { PerceiverModel } from './perceiver.js';
 import { PerceiverImagePreprocessor, type PerceiverImagePreprocessorOptions } from './preprocessors/image.js';
 import { PerceiverClassificationDecoder } from './decoders/classification.js';
+import { saveModel } from './save.js';
 
 export abstract class PerceiverImageClassifier extends Module {
   readonly config: PerceiverConfig;
@@ -33,5 +34,10 @@ export abstract class PerceiverImageClassifier extends Module {
   /** pixelValues [B, 3, H, W] (HF layout) -> logits [B, num_labels]. */
   forward(pixelValues: Tensor): { logits: Tensor } {
     return tidy(() => ({ logits: this.perceiver.forward(pixelValues).logits as Tensor }));
+  }
+
+  /** Writes config.json + model.safetensors to dir in HF's layout (see models/save.ts). */
+  save(dir: string): Promise<void> {
+    return saveModel(this, dir);
   }
 }
