@@ -216,6 +216,9 @@ export async function loadRecords(records: readonly TensorRecord[], opts: LoadRe
     return out;
   } catch (err) {
     for (const t of made) t.dispose();
+    // Reads already queued still hold their storages; waiting for them (at most a
+    // window's worth) means memory is back when the caller sees the error.
+    await Promise.all(inflight.map((f) => f.done));
     throw err;
   }
 }
