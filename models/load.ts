@@ -86,7 +86,7 @@ const LAYOUTS: readonly WeightsLayout[] = ['model.safetensors', 'model.safetenso
 
 function weightsLayout(dir: string): WeightsLayout {
   const found = LAYOUTS.find((f) => existsSync(join(dir, f)));
-  if (!found) throw new Error(`loadModel: '${dir}' has no weights (looked for ${LAYOUTS.join(', ')})`);
+  if (!found) throw new Error(`loadModel: '${join(dir, LAYOUTS[0])}' is missing, and so are the other weights layouts (${LAYOUTS.slice(1).join(', ')})`);
   return found;
 }
 
@@ -192,9 +192,10 @@ function checkAgainstModel(model: Module, records: readonly TensorRecord[]): str
   const misShaped = records
     .filter((r) => r.name in want && (r.shape.length !== want[r.name].shape.length || r.shape.some((d, i) => d !== want[r.name].shape[i])))
     .map((r) => `${r.name} (checkpoint [${r.shape.join(', ')}], model [${want[r.name].shape.join(', ')}])`);
-  if (misShaped.length) problems.push(`mis-shaped tensors for this config: ${list(misShaped)}`);
-  if (missing.length) problems.push(`missing tensors: ${list(missing)}`);
-  if (unexpected.length) problems.push(`unexpected tensors: ${list(unexpected)}`);
+  // Worded as loadStateDict words it, so one message shape covers both checks.
+  if (misShaped.length) problems.push(`mis-shaped keys: ${list(misShaped)}`);
+  if (missing.length) problems.push(`missing keys: ${list(missing)}`);
+  if (unexpected.length) problems.push(`unexpected keys: ${list(unexpected)}`);
   return problems;
 }
 
@@ -232,7 +233,8 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   try {
     const { path, records } = await readModelRecords(dir);
     const problems = checkAgainstModel(model, records);
-    if (problems.length) throw new Error(`loadModel: ${path}: does not match ${model.constructor.name} as ${configPath} configures it: ${problems.join('; ')}`);
+    if (problems.length)
+      throw new Error(`loadModel: ${path}: loadStateDict (${model.constructor.name}): ${problems.join('; ')} (checked against the model ${configPath} describes, before reading any weight)`);
     const sd: Record<string, Tensor> = await loadRecords(records, { device, dtype, onProgress: opts.onProgress, signal: opts.signal, op: 'loadModel' });
     try {
       model.loadStateDict(sd);
