@@ -333,3 +333,48 @@ test('a missing file is an error naming it', async (t) => {
   t.false(existsSync(path));
   await rejects(t, P.loadSafetensors(path), /missing\.safetensors/, /cannot open/);
 });
+
+test('parseSafetensorsHeader is pure: a header above the 100 MB cap is refused before it is read or parsed', (t) => {
+  const prefix = new Uint8Array(8);
+  Buffer.from(prefix.buffer).writeBigUInt64LE(100_000_001n);
+  t.throws(() => P.parseSafetensorsHeader('/virtual/huge.safetensors', prefix, 300_000_000), {
+    message: /^safetensors: \/virtual\/huge\.safetensors: header length 100000001 exceeds the 100000000-byte limit/,
+  });
+  t.throws(() => P.parseSafetensorsHeader('/virtual/cut.safetensors', prefix.subarray(0, 4), 300_000_000), { message: /cut\.safetensors: only 4 bytes given/ });
+  const json = Buffer.from(JSON.stringify({ w: { dtype: 'F32', shape: [1.5], data_offsets: [0, 6] } }));
+  const file = Buffer.concat([Buffer.alloc(8), json, Buffer.alloc(6)]);
+  file.writeBigUInt64LE(BigInt(json.length));
+  t.throws(() => P.parseSafetensorsHeader('/virtual/frac.safetensors', file, file.length), { message: /frac\.safetensors: tensor 'w': 'shape' must be an array of at most 8 non-negative integers, got \[1\.5\]/ });
+});
+
+test('records of a header point at each tensor’s absolute byte range', async (t) => {
+  const path = join(FIXTURES, 'mlm', 'input.safetensors');
+  const h = await P.readSafetensorsHeader(path);
+  const recs = P.safetensorsRecords(path, h);
+  t.deepEqual(recs.map((r) => r.name), [...h.entries.keys()]);
+  for (const r of recs) {
+    const e = h.entries.get(r.name)!;
+    t.deepEqual(r.source, { kind: 'file', path, offset: h.dataStart + e.dataOffsets[0], byteLength: e.dataOffsets[1] - e.dataOffsets[0] });
+  }
+});
+
+test('save can store int32 as I64 (widened, sign-extended) and floats as F16/BF16', async (t) => {
+  const ids = P.tensor(Int32Array.from([-2147483648, -1, 0, 7]), [4]);
+  const w = P.tensor(new Float32Array([1.5, -2]), [2]);
+  const path = fresh('dtypes');
+  await P.saveSafetensors(path, { ids, w }, { dtypes: { ids: 'I64', w: 'BF16' } });
+  const h = await P.readSafetensorsHeader(path);
+  t.is(h.entries.get('ids')!.dtype, 'I64');
+  t.is(h.entries.get('w')!.dtype, 'BF16');
+  const raw = readFileSync(path);
+  const at = h.dataStart + h.entries.get('ids')!.dataOffsets[0];
+  t.deepEqual(Array.from(new BigInt64Array(raw.buffer.slice(raw.byteOffset + at, raw.byteOffset + at + 32))), [-2147483648n, -1n, 0n, 7n]);
+  const back = await P.loadSafetensors(path);
+  t.deepEqual(Array.from(await back.ids.data()), [-2147483648, -1, 0, 7]);
+  t.deepEqual(Array.from(await back.w.data()), [1.5, -2]);
+  await t.throwsAsync(P.saveSafetensors(fresh(), { w }, { dtypes: { w: 'I64' } }), { message: /tensors\['w'\] \(float32\) cannot be stored as I64/ });
+  await t.throwsAsync(P.saveSafetensors(fresh(), { w }, { dtypes: { v: 'F32' } }), { message: /option dtypes names 'v', which is not among the tensors/ });
+  disposeAll(back);
+  ids.dispose();
+  w.dispose();
+});

@@ -225,8 +225,12 @@ export function safetensorsRecords(path: string, header: SafetensorsHeader): Ten
 
 /**
  * Reads tensors from a safetensors file: the header is checked, then each tensor's
- * byte range is read natively into its tensor (see loadRecords for dtypes,
- * progress and abort).
+ * byte range is read natively into its tensor (see loadRecords for progress and
+ * abort). F32, F16, BF16, I32 and U8 load as stored; F64 and the float8s load as
+ * float32 (F64 rounded to nearest: a finite value beyond float32's range is an
+ * error naming it, never a silent infinity); I64, I16, I8, U64, U32, U16 load as
+ * int32 (a value outside int32 is an error naming it); BOOL loads as uint8.
+ * `opts.dtype` loads every float tensor as that float dtype instead.
  */
 export async function readSafetensors(
   path: string,
