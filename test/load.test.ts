@@ -95,6 +95,16 @@ test('pytorch_model.bin goes to the PyTorch reader (lib/io/torch.js); an unreada
   t.regex(err!.message, /pytorch_model\.bin/);
 });
 
+test('pytorch_model.bin.index.json shards go to the same reader; a missing or unreadable shard is named', async (t) => {
+  const dir = folder('mlm', { weights: false });
+  const shard = 'pytorch_model-00001-of-00001.bin';
+  writeFileSync(join(dir, 'pytorch_model.bin.index.json'), JSON.stringify({ weight_map: { 'embedding_decoder.bias': shard } }));
+  await t.throwsAsync(loadModel(dir), { message: /pytorch_model\.bin\.index\.json: shard 'pytorch_model-00001-of-00001\.bin' \(holding 'embedding_decoder\.bias'\) is missing/ });
+  writeFileSync(join(dir, shard), Buffer.from('not a torch checkpoint either'));
+  const err = await t.throwsAsync(loadModel(dir));
+  t.regex(err!.message, /pytorch_model-00001-of-00001\.bin/);
+});
+
 test('a folder without weights lists the layouts it looked for', async (t) => {
   const dir = folder('mlm', { weights: false });
   await t.throwsAsync(loadModel(dir), {

@@ -224,3 +224,34 @@ test('every permutation of 2-4 axes (sizes 1 to 70, crossing the 32-element tile
   }
   t.is(checked, 2 + 6 + 24 + 24 + 6);
 });
+
+test('the native entry points refuse bad arguments with errors, never a crash', async (t) => {
+  const { native } = await import('../lib/native.js');
+  const io = native as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const { path } = fileWith(bytes(iota(4)));
+  const ok: unknown[] = ['w', 'here', path, 13, 16, 'F32', [4], null, 'float32', 'cpu'];
+  const h = io.loadRecord(...ok) as { shape: number[]; dispose(): void };
+  t.deepEqual(h.shape, [4]);
+  await io.settle(h);
+  h.dispose();
+  const bad: [number, unknown, RegExp][] = [
+    [0, 5, /argument 'name' must be a string/],
+    [2, 42, /argument 'source' must be a file path or a Uint8Array/],
+    [3, -1, /byte range must be non-negative/],
+    [3, 0.5, /argument 'offset' must be an integer/],
+    [5, 'F99', /unknown dtype 'F99'/],
+    [6, 'x', /argument 'shape' must be an array of integers/],
+    [7, [1, 2], /strides \[1, 2\] do not match shape \[4\]/],
+    [8, 'int32', /F32 cannot be loaded as int32/],
+    [8, 'float64', /argument 'dtype' must be one of/],
+    [9, 'tpu', /argument 'device' must be 'cpu', 'cuda' or 'cuda:N'/],
+    [4, 8, /needs 16 bytes but the source holds 8/],
+  ];
+  for (const [i, v, re] of bad) {
+    const args = [...ok];
+    args[i] = v;
+    t.throws(() => io.loadRecord(...args), { message: re }, `argument ${i} = ${JSON.stringify(v)}`);
+  }
+  t.throws(() => io.loadRecord('w'), { message: /expected 10 arguments, got 1/ });
+  t.throws(() => io.settle({}), { message: /argument 'tensor' must be a Tensor/ });
+});
