@@ -6,7 +6,7 @@ import { perceiverConfig, type PerceiverConfig } from './config.js';
 import { PerceiverModel } from './perceiver.js';
 import { PerceiverImagePreprocessor, type PerceiverImagePreprocessorOptions } from './preprocessors/image.js';
 import { PerceiverClassificationDecoder } from './decoders/classification.js';
-import { saveModel } from './save.js';
+import { saveModel, type SaveModelOptions } from './save.js';
 
 export abstract class PerceiverImageClassifier extends Module {
   readonly config: PerceiverConfig;
@@ -36,8 +36,8 @@ export abstract class PerceiverImageClassifier extends Module {
     return tidy(() => ({ logits: this.perceiver.forward(pixelValues).logits as Tensor }));
   }
 
-  /** Writes config.json + model.safetensors to dir in HF's layout (see models/save.ts). */
-  save(dir: string): Promise<void> {
-    return saveModel(this, dir);
+  /** Writes config.json + model.safetensors (or shards + index) to dir in HF's layout (see models/save.ts). */
+  save(dir: string, opts?: SaveModelOptions): Promise<void> {
+    return saveModel(this, dir, opts);
   }
 }

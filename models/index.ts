@@ -59,6 +59,7 @@ export { queryRowMask } from './decoders/basic.js';
 export { loadModel, readModelConfig, readModelRecords, unknownConfigKeys } from './load.js';
 export type { LoadModelOptions, LoadedModel, WeightsLayout } from './load.js';
 export { saveModel, configJson } from './save.js';
+export type { SaveModelOptions } from './save.js';
 export { forwardNamed, namedInputSpec, checkNamedInputs, isIgnoredInput } from './named-io.js';
 export type { NamedInputSpec } from './named-io.js';
 export { ConvTranspose2d, Conv2DUpsample, PerceiverImagePostprocessor, depthToSpace } from './image-postprocessor.js';

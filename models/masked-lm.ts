@@ -7,7 +7,7 @@ import { PerceiverModel } from './perceiver.js';
 import { PerceiverTextPreprocessor } from './preprocessors/text.js';
 import { PerceiverBasicDecoder } from './decoders/basic.js';
 import { PerceiverEmbeddingDecoder } from './decoders/embedding.js';
-import { saveModel } from './save.js';
+import { saveModel, type SaveModelOptions } from './save.js';
 
 export class PerceiverForMaskedLM extends Module {
   readonly config: PerceiverConfig;
@@ -51,8 +51,8 @@ export class PerceiverForMaskedLM extends Module {
     });
   }
 
-  /** Writes config.json + model.safetensors to dir in HF's layout (see models/save.ts). */
-  save(dir: string): Promise<void> {
-    return saveModel(this, dir);
+  /** Writes config.json + model.safetensors (or shards + index) to dir in HF's layout (see models/save.ts). */
+  save(dir: string, opts?: SaveModelOptions): Promise<void> {
+    return saveModel(this, dir, opts);
   }
 }

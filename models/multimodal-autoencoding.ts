@@ -21,7 +21,7 @@ import {
   PerceiverMultimodalPostprocessor,
   PerceiverProjectionPostprocessor,
 } from './postprocessors.js';
-import { saveModel } from './save.js';
+import { saveModel, type SaveModelOptions } from './save.js';
 
 export interface MultimodalInputs {
   /** [B, T, 3, H, W]. */
@@ -115,8 +115,8 @@ export class PerceiverForMultimodalAutoencoding extends Module {
     }));
   }
 
-  /** Writes config.json + model.safetensors to dir in HF's layout (see models/save.ts). */
-  save(dir: string): Promise<void> {
-    return saveModel(this, dir);
+  /** Writes config.json + model.safetensors (or shards + index) to dir in HF's layout (see models/save.ts). */
+  save(dir: string, opts?: SaveModelOptions): Promise<void> {
+    return saveModel(this, dir, opts);
   }
 }

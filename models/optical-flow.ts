@@ -8,7 +8,7 @@ import { perceiverConfig, type PerceiverConfig } from './config.js';
 import { PerceiverModel } from './perceiver.js';
 import { PerceiverImagePreprocessor } from './preprocessors/image.js';
 import { PerceiverOpticalFlowDecoder } from './decoders/optical-flow.js';
-import { saveModel } from './save.js';
+import { saveModel, type SaveModelOptions } from './save.js';
 
 export class PerceiverForOpticalFlow extends Module {
   readonly config: PerceiverConfig;
@@ -46,8 +46,8 @@ export class PerceiverForOpticalFlow extends Module {
     return tidy(() => ({ logits: this.perceiver.forward(inputs).logits as Tensor }));
   }
 
-  /** Writes config.json + model.safetensors to dir in HF's layout (see models/save.ts). */
-  save(dir: string): Promise<void> {
-    return saveModel(this, dir);
+  /** Writes config.json + model.safetensors (or shards + index) to dir in HF's layout (see models/save.ts). */
+  save(dir: string, opts?: SaveModelOptions): Promise<void> {
+    return saveModel(this, dir, opts);
   }
 }

@@ -8,7 +8,7 @@ import { PerceiverEncoder } from './encoder.js';
 import type { DecoderQueryContext } from './decoders/basic.js';
 import type { Postprocessor } from './postprocessors.js';
 import type { Preprocessor, PreprocessorInput } from './preprocessors/preprocessor.js';
-import { saveModel } from './save.js';
+import { saveModel, type SaveModelOptions } from './save.js';
 
 /** What PerceiverModel needs of a decoder. */
 export interface Decoder extends Module {
@@ -118,9 +118,9 @@ export class PerceiverModel extends Module {
     });
   }
 
-  /** Writes config.json + model.safetensors to dir in HF's layout (see models/save.ts). */
-  save(dir: string): Promise<void> {
-    return saveModel(this, dir);
+  /** Writes config.json + model.safetensors (or shards + index) to dir in HF's layout (see models/save.ts). */
+  save(dir: string, opts?: SaveModelOptions): Promise<void> {
+    return saveModel(this, dir, opts);
   }
 }
 

@@ -3,10 +3,11 @@
 // architectures, model_type) and model.safetensors (metadata {format: 'pt'}, HF's
 // names, keys sorted as HF's writer sorts them). The state dict is HF's 1:1: the
 // masked-LM's decoder borrows the input embedding weight at call time, so that
-// weight is stored once, as in HF; no other Perceiver weight is tied. Both files are
-// written under temporary names in the folder, then renamed, so a failure leaves the
-// folder as it was and a reader never sees a config without its weights' writes done.
-import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
+// weight is stored once, as in HF; no other Perceiver weight is tied. With
+// maxShardBytes the weights go to HF's sharded layout instead. Every file is written
+// under a temporary name in the folder, then renamed, so a failure leaves the folder
+// as it was and a reader never sees a config whose weights are half-written.
+import { mkdir, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Module, type SafetensorsDType, type Tensor } from '../lib/index.js';
@@ -56,20 +57,40 @@ export function configJson(config: PerceiverConfig, arch: string): Record<string
   return Object.fromEntries(Object.keys(out).sort().map((k) => [k, out[k]]));
 }
 
+const INDEX = 'model.safetensors.index.json';
+const DTYPE_BYTES: Record<string, number> = { float32: 4, float16: 2, bfloat16: 2, int32: 4, uint8: 1 };
+
 function tempName(dir: string, file: string): string {
   return join(dir, `.${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
+export interface SaveModelOptions {
+  /**
+   * Split the weights into shards of at most this many bytes (a tensor larger than
+   * that gets a shard of its own), written as HF's sharded layout:
+   * model-0000i-of-0000N.safetensors + model.safetensors.index.json. Default: one
+   * model.safetensors, as HF writes any Perceiver (HF shards above 5 GB).
+   */
+  maxShardBytes?: number;
+}
+
 /**
- * Writes `model` to `dir` (created if missing) as config.json + model.safetensors,
- * replacing those two files atomically each.
+ * Writes `model` to `dir` (created if missing) as config.json + model.safetensors
+ * (or shards + index). Every file is written under a temporary name first, then
+ * each is renamed into place; a weights file of the other layout left from an
+ * earlier save is removed, since it would take precedence (model.safetensors) or
+ * go stale (an index).
  */
-export async function saveModel(model: Module & { config: PerceiverConfig }, dir: string): Promise<void> {
+export async function saveModel(model: Module & { config: PerceiverConfig }, dir: string, opts: SaveModelOptions = {}): Promise<void> {
   if (!(model instanceof Module)) throw new TypeError(`saveModel: argument 'model' must be a Perceiver model, got ${typeof model}`);
   const arch = model.constructor.name;
   if (!SAVABLE.includes(arch)) throw new TypeError(`saveModel: ${arch} has no HF architecture name (savable: ${SAVABLE.join(', ')})`);
   if (model.config === null || typeof model.config !== 'object') throw new TypeError(`saveModel: the ${arch} has no config`);
   if (typeof dir !== 'string' || dir === '') throw new TypeError(`saveModel: argument 'dir' must be a folder path, got ${JSON.stringify(dir)}`);
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`saveModel: argument 'opts' must be an object, got ${JSON.stringify(opts)}`);
+  const maxShard = opts.maxShardBytes;
+  if (maxShard !== undefined && !(Number.isSafeInteger(maxShard) && maxShard > 0))
+    throw new TypeError(`saveModel: option 'maxShardBytes' must be a positive integer, got ${JSON.stringify(maxShard)}`);
   try {
     await mkdir(dir, { recursive: true });
   } catch (err) {
@@ -88,18 +109,59 @@ export async function saveModel(model: Module & { config: PerceiverConfig }, dir
     // PyTorch's BatchNorm counts batches in int64; HF's loader expects that dtype back.
     if (key.endsWith('.num_batches_tracked') && t.dtype === 'int32') dtypes[key] = 'I64';
   }
+  const bytesOf = (k: string) => tensors[k].size * (dtypes[k] === 'I64' ? 8 : DTYPE_BYTES[tensors[k].dtype]);
+  const keys = Object.keys(tensors);
+  const total = keys.reduce((a, k) => a + bytesOf(k), 0);
 
-  const configTmp = tempName(dir, 'config.json');
-  let weightsTmp: string | undefined;
+  // Greedy in sorted key order, as HF's shard_checkpoint fills shards.
+  const groups: string[][] = [];
+  if (maxShard === undefined || total <= maxShard) groups.push(keys);
+  else {
+    let cur: string[] = [];
+    let size = 0;
+    for (const k of keys) {
+      if (cur.length && size + bytesOf(k) > maxShard) {
+        groups.push(cur);
+        cur = [];
+        size = 0;
+      }
+      cur.push(k);
+      size += bytesOf(k);
+    }
+    if (cur.length) groups.push(cur);
+  }
+  const sharded = groups.length > 1;
+  const pad = (i: number) => String(i).padStart(5, '0');
+  const files = sharded ? groups.map((_, i) => `model-${pad(i + 1)}-of-${pad(groups.length)}.safetensors`) : ['model.safetensors'];
+
+  const pending: [string, string][] = []; // [temporary, final]
   try {
+    const configTmp = tempName(dir, 'config.json');
     await writeFile(configTmp, JSON.stringify(configJson(model.config, arch), null, 2) + '\n', { flag: 'wx' });
-    weightsTmp = await writeSafetensorsTemp(join(dir, 'model.safetensors'), tensors, { metadata: { format: 'pt' }, dtypes });
-    await rename(weightsTmp, join(dir, 'model.safetensors'));
-    weightsTmp = undefined;
-    await rename(configTmp, join(dir, 'config.json'));
+    pending.push([configTmp, join(dir, 'config.json')]);
+    for (let i = 0; i < groups.length; i++) {
+      const part = Object.fromEntries(groups[i].map((k) => [k, tensors[k]]));
+      const partDtypes = Object.fromEntries(groups[i].filter((k) => k in dtypes).map((k) => [k, dtypes[k]]));
+      const tmp = await writeSafetensorsTemp(join(dir, files[i]), part, { metadata: { format: 'pt' }, dtypes: partDtypes });
+      pending.push([tmp, join(dir, files[i])]);
+    }
+    if (sharded) {
+      const weightMap = Object.fromEntries(groups.flatMap((g, i) => g.map((k) => [k, files[i]])));
+      const indexTmp = tempName(dir, INDEX);
+      await writeFile(indexTmp, JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n', { flag: 'wx' });
+      pending.push([indexTmp, join(dir, INDEX)]);
+    }
+    // Weights first, config last: a reader that sees the new config sees its weights.
+    for (const [tmp, final] of [...pending.slice(1), pending[0]]) await rename(tmp, final);
+    pending.length = 0;
+    // What an earlier save of the other layout (or another shard count) left: the
+    // other entry file, and shards this save did not write, as HF's save_pretrained
+    // removes them.
+    await unlink(join(dir, sharded ? 'model.safetensors' : INDEX)).catch(() => undefined);
+    for (const f of await readdir(dir))
+      if (/^model-\d{5}-of-\d{5}\.safetensors$/.test(f) && !files.includes(f)) await unlink(join(dir, f)).catch(() => undefined);
   } catch (err) {
-    await unlink(configTmp).catch(() => undefined);
-    if (weightsTmp) await unlink(weightsTmp).catch(() => undefined);
+    for (const [tmp] of pending) await unlink(tmp).catch(() => undefined);
     throw new Error(`saveModel: ${dir}: ${err instanceof Error ? err.message : String(err)}`);
   }
 }

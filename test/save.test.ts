@@ -148,3 +148,38 @@ test('save validates its arguments', async (t) => {
   mkdirSync(freshDir('ok'));
   m.dispose();
 });
+
+test('maxShardBytes writes HF’s sharded layout, which loads identically; saving again switches layouts cleanly', async (t) => {
+  const model = await loadModel(caseDir('image_conv'));
+  const dir = freshDir('shards');
+  await model.save(dir, { maxShardBytes: 200_000 });
+  const files = readdirSync(dir).sort();
+  const shards = files.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f));
+  t.true(shards.length >= 3, files.join(', '));
+  t.deepEqual(files, ['config.json', 'model.safetensors.index.json', ...shards].sort());
+  const index = JSON.parse(readFileSync(join(dir, 'model.safetensors.index.json'), 'utf8')) as { metadata: { total_size: number }; weight_map: Record<string, string> };
+  const hf = await P.readSafetensorsHeader(join(caseDir('image_conv'), 'model.safetensors'));
+  t.deepEqual(Object.keys(index.weight_map).sort(), [...hf.entries.keys()].sort());
+  t.is(index.metadata.total_size, [...hf.entries.values()].reduce((a, e) => a + e.dataOffsets[1] - e.dataOffsets[0], 0));
+  for (const s of shards) {
+    const h = await P.readSafetensorsHeader(join(dir, s));
+    t.deepEqual(h.metadata, { format: 'pt' });
+    const bytes = [...h.entries.values()].reduce((a, e) => a + e.dataOffsets[1] - e.dataOffsets[0], 0);
+    t.true(bytes <= 200_000 || h.entries.size === 1, `${s}: ${bytes} bytes`);
+  }
+  const sharded = await loadModel(dir);
+  const a = model.stateDict();
+  const b = sharded.stateDict();
+  for (const k of Object.keys(a)) t.true(await sameBytes(a[k], b[k]), k);
+  sharded.dispose();
+
+  // Back to one file: the index goes (model.safetensors would win anyway), and the reverse.
+  await model.save(dir);
+  t.deepEqual(readdirSync(dir).sort(), ['config.json', 'model.safetensors'], 'the index and the old shards are gone');
+  await model.save(dir, { maxShardBytes: 300_000 });
+  t.false(readdirSync(dir).includes('model.safetensors'), 'a stale model.safetensors would shadow the new shards');
+  (await loadModel(dir)).dispose();
+  await t.throwsAsync(model.save(dir, { maxShardBytes: 0 }), { instanceOf: TypeError, message: /option 'maxShardBytes' must be a positive integer, got 0/ });
+  t.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no temporary files');
+  model.dispose();
+});
