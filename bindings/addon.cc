@@ -5,6 +5,7 @@
 
 namespace pio {
 using namespace perceiver;
+void register_io(Napi::Env env, Napi::Object exports);  // io.cc: checkpoint loading
 
 Addon::Addon(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = TensorHandle::define(env);
@@ -23,6 +24,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
     ch->open = false;
   });
   register_ops(env, exports);
+  register_io(env, exports);
 }
 
 Addon::~Addon() = default;

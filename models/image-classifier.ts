@@ -6,6 +6,7 @@ import { perceiverConfig, type PerceiverConfig } from './config.js';
 import { PerceiverModel } from './perceiver.js';
 import { PerceiverImagePreprocessor, type PerceiverImagePreprocessorOptions } from './preprocessors/image.js';
 import { PerceiverClassificationDecoder } from './decoders/classification.js';
+import { saveModel, type SaveModelOptions } from './save.js';
 
 export abstract class PerceiverImageClassifier extends Module {
   readonly config: PerceiverConfig;
@@ -46,5 +47,10 @@ export abstract class PerceiverImageClassifier extends Module {
       }
       return { logits: this.perceiver.forward(x).logits as Tensor };
     });
+  }
+
+  /** Writes config.json + model.safetensors (or shards + index) to dir in HF's layout (see models/save.ts). */
+  save(dir: string, opts?: SaveModelOptions): Promise<void> {
+    return saveModel(this, dir, opts);
   }
 }

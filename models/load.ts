@@ -1,15 +1,41 @@
-// loadModel(dir): a HuggingFace model folder (config.json + model.safetensors) as the
-// task model config.architectures[0] names, with its weights loaded strictly, as
-// from_pretrained would. Every failure names the folder and the file, because the
-// CLI shows these messages to users as they are.
+// loadModel(dir): a HuggingFace model folder as the task model config.json's
+// architectures[0] names, with its weights loaded strictly, as from_pretrained
+// would. The weights may be model.safetensors, a sharded model.safetensors.index.json,
+// pytorch_model.bin or a sharded pytorch_model.bin.index.json (HF's order of
+// preference). Every layout becomes TensorRecords, which are checked against the
+// model (names and shapes) before a byte is read, then loaded natively. Every failure
+// names the folder and the file, because the CLI shows these messages to users as
+// they are.
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { loadSafetensors, resolveDevice, type Module } from '../lib/index.js';
+import { isAbsolute, join, normalize, sep } from 'node:path';
+import {
+  loadRecords,
+  readSafetensorsHeader,
+  resolveDevice,
+  safetensorsRecords,
+  type LoadProgress,
+  type Module,
+  type Tensor,
+  type TensorRecord,
+} from '../lib/index.js';
+import { perceiverConfig } from './config.js';
 import { createModel, type ArchitectureName, ARCHITECTURES } from './registry.js';
 
 export interface LoadModelOptions {
   /** Where the weights live; default per resolveDevice(). */
   device?: string;
+  /**
+   * The weights' dtype. Only 'float32' (the default) for now: the engine computes in
+   * float32 on the CPU, and float16/bfloat16 weights are refused rather than silently
+   * widened or run at the wrong precision.
+   */
+  dtype?: 'float32' | 'float16' | 'bfloat16';
+  /** Called as each tensor lands: bytes done/total and the tensor's name. */
+  onProgress?: (p: LoadProgress) => void;
+  /** Aborts the load between tensors; the promise rejects with signal.reason. */
+  signal?: AbortSignal;
+  /** Receives warnings (unknown config.json fields); default process.emitWarning. */
+  onWarning?: (message: string) => void;
 }
 
 export type LoadedModel = InstanceType<(typeof ARCHITECTURES)[ArchitectureName]> & Module;
@@ -31,33 +57,185 @@ export function readModelConfig(dir: string): Record<string, unknown> {
   return json as Record<string, unknown>;
 }
 
-/** Picks the weights file; only model.safetensors is read for now. */
-function weightsPath(dir: string): string {
-  const st = join(dir, 'model.safetensors');
-  if (existsSync(st)) return st;
-  // Name what is there, so a user with another layout knows it is unsupported, not absent.
-  const other = ['model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json'].filter((f) => existsSync(join(dir, f)));
-  const found = other.length ? ` (found ${other.join(', ')}, which is not supported yet: convert it to model.safetensors)` : '';
-  throw new Error(`loadModel: '${st}' is missing${found}`);
+// Keys every HF PretrainedConfig may write (configuration_utils.py), which the
+// Perceiver never reads: present in real config.json files, so they are not
+// "unknown" and draw no warning.
+const PRETRAINED_CONFIG_KEYS: ReadonlySet<string> = new Set([
+  '_name_or_path', '_commit_hash', '_attn_implementation', '_attn_implementation_autoset', 'attn_implementation',
+  'transformers_version', 'model_type', 'architectures', 'torch_dtype', 'dtype', 'use_bfloat16',
+  'return_dict', 'output_hidden_states', 'output_attentions', 'torchscript', 'tf_legacy_loss', 'pruned_heads',
+  'tie_word_embeddings', 'chunk_size_feed_forward', 'is_encoder_decoder', 'is_decoder', 'cross_attention_hidden_size',
+  'add_cross_attention', 'tie_encoder_decoder', 'max_length', 'min_length', 'do_sample', 'early_stopping', 'num_beams',
+  'num_beam_groups', 'diversity_penalty', 'temperature', 'top_k', 'top_p', 'typical_p', 'repetition_penalty',
+  'length_penalty', 'no_repeat_ngram_size', 'encoder_no_repeat_ngram_size', 'bad_words_ids', 'num_return_sequences',
+  'output_scores', 'return_dict_in_generate', 'forced_bos_token_id', 'forced_eos_token_id', 'remove_invalid_values',
+  'exponential_decay_length_penalty', 'suppress_tokens', 'begin_suppress_tokens', 'finetuning_task', 'id2label',
+  'label2id', 'num_labels', 'tokenizer_class', 'prefix', 'bos_token_id', 'pad_token_id', 'eos_token_id', 'sep_token_id',
+  'decoder_start_token_id', 'task_specific_params', 'problem_type', 'use_cache', 'gradient_checkpointing',
+]);
+
+/** config.json keys that neither PerceiverConfig nor HF's PretrainedConfig defines. */
+export function unknownConfigKeys(json: Record<string, unknown>): string[] {
+  const known = new Set(Object.keys(perceiverConfig({})));
+  return Object.keys(json).filter((k) => !known.has(k) && !PRETRAINED_CONFIG_KEYS.has(k));
+}
+
+/** The weight files of a folder, in HF's order of preference. */
+export type WeightsLayout = 'model.safetensors' | 'model.safetensors.index.json' | 'pytorch_model.bin' | 'pytorch_model.bin.index.json';
+const LAYOUTS: readonly WeightsLayout[] = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json'];
+
+function weightsLayout(dir: string): WeightsLayout {
+  const found = LAYOUTS.find((f) => existsSync(join(dir, f)));
+  if (!found) throw new Error(`loadModel: '${join(dir, LAYOUTS[0])}' is missing, and so are the other weights layouts (${LAYOUTS.slice(1).join(', ')})`);
+  return found;
+}
+
+/** The PyTorch checkpoint reader (lib/io/torch.ts), loaded only when a folder needs it. */
+interface TorchReader {
+  readTorchCheckpoint(path: string): Promise<TensorRecord[]>;
+}
+
+async function torchRecords(path: string): Promise<TensorRecord[]> {
+  let mod: TorchReader;
+  try {
+    // A variable specifier keeps TypeScript from resolving a module this file does not own.
+    const spec = '../lib/io/torch.js';
+    mod = (await import(spec)) as TorchReader;
+  } catch (err) {
+    throw new Error(`loadModel: ${path}: PyTorch checkpoints cannot be read: the reader (lib/io/torch.js) failed to load (${err instanceof Error ? err.message : String(err)})`);
+  }
+  if (typeof mod.readTorchCheckpoint !== 'function') throw new Error(`loadModel: ${path}: lib/io/torch.js has no readTorchCheckpoint()`);
+  return mod.readTorchCheckpoint(path);
 }
 
 /**
- * The model of class config.architectures[0] with dir/model.safetensors loaded
- * strictly (missing, unexpected or mis-shaped keys are an error listing them).
+ * HF's sharded index: {metadata?, weight_map: {tensor name: shard file name}}. Each
+ * shard is read with `readShard`; every tensor must be in the shard the map names,
+ * no tensor may be in two shards, and a shard may hold nothing the map does not list.
+ */
+async function shardedRecords(dir: string, index: string, readShard: (path: string) => Promise<TensorRecord[]>): Promise<TensorRecord[]> {
+  const path = join(dir, index);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new Error(`loadModel: ${path}: not valid JSON (${err instanceof Error ? err.message : String(err)})`);
+  }
+  const map = (json as { weight_map?: unknown } | null)?.weight_map;
+  if (map === null || typeof map !== 'object' || Array.isArray(map))
+    throw new Error(`loadModel: ${path}: must be a JSON object with a 'weight_map' object (tensor name -> shard file)`);
+  const shards = new Map<string, string[]>();
+  for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
+    if (typeof file !== 'string' || file === '')
+      throw new Error(`loadModel: ${path}: weight_map['${name}'] must be a shard file name, got ${JSON.stringify(file)}`);
+    // Shards live in the folder: a path that leaves it is refused, not followed.
+    const norm = normalize(file);
+    if (isAbsolute(file) || norm.startsWith('..' + sep) || norm === '..')
+      throw new Error(`loadModel: ${path}: weight_map['${name}'] names '${file}', which is outside the model folder`);
+    let names = shards.get(norm);
+    if (!names) shards.set(norm, (names = []));
+    names.push(name);
+  }
+  const records: TensorRecord[] = [];
+  const shardOf = new Map<string, string>();
+  for (const [file, names] of shards) {
+    const shardPath = join(dir, file);
+    if (!existsSync(shardPath)) throw new Error(`loadModel: ${path}: shard '${file}' (holding '${names[0]}'${names.length > 1 ? ` and ${names.length - 1} more` : ''}) is missing`);
+    const listed = new Set(names);
+    const recs = await readShard(shardPath);
+    for (const r of recs) {
+      const other = shardOf.get(r.name);
+      if (other !== undefined) throw new Error(`loadModel: ${path}: tensor '${r.name}' is in two shards, '${other}' and '${file}'`);
+      shardOf.set(r.name, file);
+      if (!listed.has(r.name)) throw new Error(`loadModel: ${path}: shard '${file}' holds '${r.name}', which weight_map does not assign to it`);
+      records.push(r);
+    }
+    const held = new Set(recs.map((r) => r.name));
+    const absent = names.filter((n) => !held.has(n));
+    if (absent.length) throw new Error(`loadModel: ${path}: weight_map puts '${absent[0]}'${absent.length > 1 ? ` (and ${absent.length - 1} more)` : ''} in shard '${file}', which does not hold it`);
+  }
+  return records;
+}
+
+async function safetensorsFile(path: string): Promise<TensorRecord[]> {
+  return safetensorsRecords(path, await readSafetensorsHeader(path));
+}
+
+/** The weight records of a model folder, whatever its layout (not yet read). */
+export async function readModelRecords(dir: string): Promise<{ path: string; records: TensorRecord[] }> {
+  const layout = weightsLayout(dir);
+  const path = join(dir, layout);
+  switch (layout) {
+    case 'model.safetensors':
+      return { path, records: await safetensorsFile(path) };
+    case 'model.safetensors.index.json':
+      return { path, records: await shardedRecords(dir, layout, safetensorsFile) };
+    case 'pytorch_model.bin':
+      return { path, records: await torchRecords(path) };
+    case 'pytorch_model.bin.index.json':
+      return { path, records: await shardedRecords(dir, layout, torchRecords) };
+  }
+}
+
+const MAX_LISTED = 10;
+function list(items: string[]): string {
+  return items.length > MAX_LISTED ? `${items.slice(0, MAX_LISTED).join(', ')}, ... (${items.length - MAX_LISTED} more)` : items.join(', ');
+}
+
+/** Missing, unexpected and mis-shaped names, found before any byte is read. */
+function checkAgainstModel(model: Module, records: readonly TensorRecord[]): string[] {
+  const want = model.stateDict();
+  const problems: string[] = [];
+  const have = new Set(records.map((r) => r.name));
+  const missing = Object.keys(want).filter((k) => !have.has(k));
+  const unexpected = records.filter((r) => !(r.name in want)).map((r) => r.name);
+  const misShaped = records
+    .filter((r) => r.name in want && (r.shape.length !== want[r.name].shape.length || r.shape.some((d, i) => d !== want[r.name].shape[i])))
+    .map((r) => `${r.name} (checkpoint [${r.shape.join(', ')}], model [${want[r.name].shape.join(', ')}])`);
+  // Worded as loadStateDict words it, so one message shape covers both checks.
+  if (misShaped.length) problems.push(`mis-shaped keys: ${list(misShaped)}`);
+  if (missing.length) problems.push(`missing keys: ${list(missing)}`);
+  if (unexpected.length) problems.push(`unexpected keys: ${list(unexpected)}`);
+  return problems;
+}
+
+/**
+ * The model of class config.architectures[0] with the folder's weights loaded
+ * strictly: missing, unexpected or mis-shaped tensors are an error listing them,
+ * raised before any weight byte is read.
  */
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`loadModel: argument 'opts' must be an object, got ${JSON.stringify(opts)}`);
   // First, so an unavailable device is reported as such rather than as a config problem.
   const device = resolveDevice('loadModel', opts.device);
+  const dtype = opts.dtype ?? 'float32';
+  if (dtype === 'float16' || dtype === 'bfloat16')
+    throw new TypeError(`loadModel: option dtype '${dtype}' is not supported yet: the engine computes in float32 on the CPU; load as 'float32' (the default)`);
+  if (dtype !== 'float32') throw new TypeError(`loadModel: option 'dtype' must be 'float32', 'float16' or 'bfloat16', got ${JSON.stringify(dtype)}`);
+  if (opts.onWarning !== undefined && typeof opts.onWarning !== 'function')
+    throw new TypeError(`loadModel: option 'onWarning' must be a function, got ${typeof opts.onWarning}`);
   const config = readModelConfig(dir);
-  const weights = weightsPath(dir);
+  const configPath = join(dir, 'config.json');
+  if (config.model_type !== undefined && config.model_type !== 'perceiver')
+    throw new Error(`loadModel: ${configPath}: model_type is ${JSON.stringify(config.model_type)}, not "perceiver"`);
+  const unknown = unknownConfigKeys(config);
+  if (unknown.length) {
+    const msg = `loadModel: ${configPath}: ignoring unknown config fields ${unknown.map((k) => `'${k}'`).join(', ')}`;
+    if (opts.onWarning) opts.onWarning(msg);
+    else process.emitWarning(msg, { code: 'PERCEIVER_UNKNOWN_CONFIG_FIELD' });
+  }
   let model: LoadedModel;
   try {
     model = createModel(config, { device }) as LoadedModel;
   } catch (err) {
-    throw new Error(`loadModel: ${join(dir, 'config.json')}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new Error(`loadModel: ${configPath}: ${err instanceof Error ? err.message : String(err)}`);
   }
   try {
-    const sd = await loadSafetensors(weights, { device });
+    const { path, records } = await readModelRecords(dir);
+    const problems = checkAgainstModel(model, records);
+    if (problems.length)
+      throw new Error(`loadModel: ${path}: loadStateDict (${model.constructor.name}): ${problems.join('; ')} (checked against the model ${configPath} describes, before reading any weight)`);
+    const sd: Record<string, Tensor> = await loadRecords(records, { device, dtype, onProgress: opts.onProgress, signal: opts.signal, op: 'loadModel' });
     try {
       model.loadStateDict(sd);
     } finally {
@@ -66,7 +244,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     }
   } catch (err) {
     model.dispose();
-    throw new Error(`loadModel: ${weights}: ${err instanceof Error ? err.message : String(err)}`);
+    throw err;
   }
   return model;
 }

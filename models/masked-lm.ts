@@ -7,6 +7,7 @@ import { PerceiverModel } from './perceiver.js';
 import { PerceiverTextPreprocessor } from './preprocessors/text.js';
 import { PerceiverBasicDecoder } from './decoders/basic.js';
 import { PerceiverEmbeddingDecoder } from './decoders/embedding.js';
+import { saveModel, type SaveModelOptions } from './save.js';
 
 export class PerceiverForMaskedLM extends Module {
   readonly config: PerceiverConfig;
@@ -48,5 +49,10 @@ export class PerceiverForMaskedLM extends Module {
       const { logits: hidden } = this.perceiver.forward(inputs, opts);
       return { logits: this.embeddingDecoder.forward(hidden as Tensor, this.text.embeddings.weight) };
     });
+  }
+
+  /** Writes config.json + model.safetensors (or shards + index) to dir in HF's layout (see models/save.ts). */
+  save(dir: string, opts?: SaveModelOptions): Promise<void> {
+    return saveModel(this, dir, opts);
   }
 }

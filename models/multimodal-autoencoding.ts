@@ -21,6 +21,7 @@ import {
   PerceiverMultimodalPostprocessor,
   PerceiverProjectionPostprocessor,
 } from './postprocessors.js';
+import { saveModel, type SaveModelOptions } from './save.js';
 
 export interface MultimodalInputs {
   /** [B, T, 3, H, W]. */
@@ -112,5 +113,10 @@ export class PerceiverForMultimodalAutoencoding extends Module {
         subsampledOutputPoints: { ...opts.subsampledOutputPoints, label: null },
       }).logits as Record<string, Tensor>,
     }));
+  }
+
+  /** Writes config.json + model.safetensors (or shards + index) to dir in HF's layout (see models/save.ts). */
+  save(dir: string, opts?: SaveModelOptions): Promise<void> {
+    return saveModel(this, dir, opts);
   }
 }

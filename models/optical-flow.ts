@@ -8,6 +8,7 @@ import { perceiverConfig, type PerceiverConfig } from './config.js';
 import { PerceiverModel } from './perceiver.js';
 import { PerceiverImagePreprocessor } from './preprocessors/image.js';
 import { PerceiverOpticalFlowDecoder } from './decoders/optical-flow.js';
+import { saveModel, type SaveModelOptions } from './save.js';
 
 export class PerceiverForOpticalFlow extends Module {
   readonly config: PerceiverConfig;
@@ -43,5 +44,10 @@ export class PerceiverForOpticalFlow extends Module {
   /** inputs [B, 2, 27, H, W] (two frames of 3x3x3 patches, HF layout) -> flow [B, H, W, 2]. */
   forward(inputs: Tensor): { logits: Tensor } {
     return tidy(() => ({ logits: this.perceiver.forward(inputs).logits as Tensor }));
+  }
+
+  /** Writes config.json + model.safetensors (or shards + index) to dir in HF's layout (see models/save.ts). */
+  save(dir: string, opts?: SaveModelOptions): Promise<void> {
+    return saveModel(this, dir, opts);
   }
 }

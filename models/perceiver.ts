@@ -8,6 +8,7 @@ import { PerceiverEncoder } from './encoder.js';
 import type { DecoderQueryContext } from './decoders/basic.js';
 import type { Postprocessor } from './postprocessors.js';
 import type { Preprocessor, PreprocessorInput } from './preprocessors/preprocessor.js';
+import { saveModel, type SaveModelOptions } from './save.js';
 
 /** What PerceiverModel needs of a decoder. */
 export interface Decoder extends Module {
@@ -136,6 +137,11 @@ export class PerceiverModel extends Module {
       }
       return { logits: this.outputPostprocessor.forward(out, outSizes), lastHiddenState: z };
     });
+  }
+
+  /** Writes config.json + model.safetensors (or shards + index) to dir in HF's layout (see models/save.ts). */
+  save(dir: string, opts?: SaveModelOptions): Promise<void> {
+    return saveModel(this, dir, opts);
   }
 }
 

@@ -121,7 +121,7 @@ test('save refuses non-string metadata and reserved names', async (t) => {
 
 // ---- reading every dtype ----------------------------------------------------------------------
 
-test('reads F32, F16, BF16, I32, U8 as stored, I64 narrowed to int32, F64 to float32, BOOL to uint8', async (t) => {
+test('reads every dtype of the format: floats as float32 (16-bit as stored), integers as int32, U8 and BOOL as uint8', async (t) => {
   const parts: [string, string, number[], Uint8Array][] = [
     ['f32', 'F32', [2], bytes(new Float32Array([1.25, -3]))],
     ['f16', 'F16', [2], bytes(Uint16Array.from([0x3c00, 0xc000]))], // 1, -2
@@ -129,8 +129,17 @@ test('reads F32, F16, BF16, I32, U8 as stored, I64 narrowed to int32, F64 to flo
     ['i32', 'I32', [2], bytes(Int32Array.from([-7, 2147483647]))],
     ['u8', 'U8', [3], Uint8Array.from([0, 128, 255])],
     ['i64', 'I64', [2, 2], bytes(BigInt64Array.from([0n, -2147483648n, 2147483647n, 5n]))],
-    ['f64', 'F64', [2], bytes(Float64Array.from([0.1, -1e300]))],
+    ['f64', 'F64', [3], bytes(Float64Array.from([0.1, -1e30, Infinity]))],
     ['bool', 'BOOL', [2], Uint8Array.from([1, 0])],
+    ['i16', 'I16', [2], bytes(Int16Array.from([-32768, 32767]))],
+    ['i8', 'I8', [2], bytes(Int8Array.from([-128, 127]))],
+    ['u16', 'U16', [1], bytes(Uint16Array.from([65535]))],
+    ['u32', 'U32', [1], bytes(Uint32Array.from([2147483647]))],
+    ['u64', 'U64', [1], bytes(BigUint64Array.from([12345n]))],
+    // e4m3fn: 0x38 = 1.0, 0xc4 = -3 (sign, exp 8, mant 4 -> 1.5 * 2), 0x01 = 2^-9 (subnormal), 0x7e = 448 (max)
+    ['f8e4m3', 'F8_E4M3', [4], Uint8Array.from([0x38, 0xc4, 0x01, 0x7e])],
+    // e5m2 is binary16's top byte: 0x3c = 1.0, 0xc0 = -2, 0x7c = inf
+    ['f8e5m2', 'F8_E5M2', [3], Uint8Array.from([0x3c, 0xc0, 0x7c])],
   ];
   const header: Record<string, unknown> = {};
   const chunks: Uint8Array[] = [];
@@ -148,8 +157,15 @@ test('reads F32, F16, BF16, I32, U8 as stored, I64 narrowed to int32, F64 to flo
     i32: ['int32', [-7, 2147483647]],
     u8: ['uint8', [0, 128, 255]],
     i64: ['int32', [0, -2147483648, 2147483647, 5]],
-    f64: ['float32', [Math.fround(0.1), -Infinity]],
+    f64: ['float32', [Math.fround(0.1), Math.fround(-1e30), Infinity]],
     bool: ['uint8', [1, 0]],
+    i16: ['int32', [-32768, 32767]],
+    i8: ['int32', [-128, 127]],
+    u16: ['int32', [65535]],
+    u32: ['int32', [2147483647]],
+    u64: ['int32', [12345]],
+    f8e4m3: ['float32', [1, -3, 2 ** -9, 448]],
+    f8e5m2: ['float32', [1, -2, Infinity]],
   };
   for (const [name, [dtype, values]] of Object.entries(want)) {
     t.is(ts[name].dtype, dtype, name);
@@ -159,25 +175,54 @@ test('reads F32, F16, BF16, I32, U8 as stored, I64 narrowed to int32, F64 to flo
   disposeAll(ts);
 });
 
-test.serial('an I64 value outside int32 is an error naming the tensor, and nothing read before it leaks', async (t) => {
+test('option dtype loads every float tensor as that dtype and leaves integers alone', async (t) => {
+  const path = writeRaw(
+    {
+      f64: { dtype: 'F64', shape: [2], data_offsets: [0, 16] },
+      f16: { dtype: 'F16', shape: [1], data_offsets: [16, 18] },
+      i: { dtype: 'I32', shape: [1], data_offsets: [20, 24] },
+    },
+    Buffer.concat([bytes(Float64Array.from([1.5, -2])), bytes(Uint16Array.from([0x3c00, 0])), bytes(Int32Array.from([7]))]),
+  );
+  for (const dtype of ['float32', 'float16', 'bfloat16'] as const) {
+    const ts = await P.loadSafetensors(path, { dtype });
+    t.is(ts.f64.dtype, dtype);
+    t.is(ts.f16.dtype, dtype);
+    t.is(ts.i.dtype, 'int32');
+    t.deepEqual(Array.from(await ts.f64.data()), [1.5, -2]);
+    t.deepEqual(Array.from(await ts.f16.data()), [1]);
+    disposeAll(ts);
+  }
+  await rejects(t, P.loadSafetensors(path, { dtype: 'int32' as 'float32' }), /option 'dtype' must be one of float32, float16, bfloat16/);
+});
+
+test.serial('narrowing is range-checked: an error names the file, the tensor, the value and its index, and nothing leaks', async (t) => {
   const before = P.memory().cpu.tensors;
   const a = bytes(new Float32Array([1]));
-  const b = bytes(BigInt64Array.from([1n, 2147483648n]));
-  const path = writeRaw(
-    { a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, ids: { dtype: 'I64', shape: [2], data_offsets: [4, 20] } },
-    Buffer.concat([a, b]),
-  );
-  await rejects(t, P.loadSafetensors(path), /ids/, /2147483648/, /int32/, new RegExp(path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  const cases: [string, Uint8Array, RegExp][] = [
+    ['I64', bytes(BigInt64Array.from([1n, 2147483648n])), /I64 value 2147483648 at flat index 1 does not fit in int32/],
+    ['U64', bytes(BigUint64Array.from([1n, 18446744073709551615n])), /U64 value 18446744073709551615 at flat index 1 does not fit in int32/],
+    ['U32', bytes(Uint32Array.from([4294967295, 0])), /U32 value 4294967295 at flat index 0 does not fit in int32/],
+    ['F64', bytes(Float64Array.from([0, 1e300])), /F64 value .* at flat index 1 is outside the range of float32/],
+  ];
+  for (const [dtype, b, re] of cases) {
+    const n = b.length / (dtype === 'U32' ? 4 : 8);
+    const path = writeRaw(
+      { a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, ids: { dtype, shape: [n], data_offsets: [4, 4 + b.length] } },
+      Buffer.concat([a, b]),
+    );
+    await rejects(t, P.loadSafetensors(path), /'ids'/, re, new RegExp(path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  }
+  // A float16 request narrows float32 with the same check.
+  const big = writeRaw({ w: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, bytes(new Float32Array([1e6])));
+  await rejects(t, P.loadSafetensors(big, { dtype: 'float16' }), /'w'/, /outside the range of float16/);
   t.is(P.memory().cpu.tensors, before);
 });
 
-test('unsupported and unknown dtypes are errors naming the tensor and the dtype, before any tensor is made', async (t) => {
-  for (const dtype of ['I16', 'U32', 'F8_E4M3', 'U64']) {
-    const size = { I16: 2, U32: 4, F8_E4M3: 1, U64: 8 }[dtype]!;
-    const path = writeRaw({ w: { dtype, shape: [1], data_offsets: [0, size] } }, new Uint8Array(size));
-    await rejects(t, P.loadSafetensors(path), /'w'/, new RegExp(`dtype ${dtype}`), /not supported/);
-    const h = await P.readSafetensorsHeader(path);
-    t.is(h.entries.get('w')!.dtype, dtype, 'the header itself is still readable');
+test('dtypes with no engine type are errors naming the tensor and the dtype; unknown ones too', async (t) => {
+  for (const dtype of ['F4', 'F8_E8M0', 'C64']) {
+    const path = writeRaw({ w: { dtype, shape: [1], data_offsets: [0, 1] } }, [0]);
+    await rejects(t, P.loadSafetensors(path), /'w'/, new RegExp(`dtype ${dtype} is not supported`));
   }
   await rejects(t, P.loadSafetensors(writeRaw({ w: { dtype: 'Q4', shape: [1], data_offsets: [0, 1] } }, [0])), /'w'/, /unknown dtype 'Q4'/);
 });
@@ -236,7 +281,7 @@ test('a header length past the end of the file is refused without allocating it'
 });
 
 test('a truncated data section is reported as offsets out of range', async (t) => {
-  await rejects(t, P.loadSafetensors(writeRaw(good, new Uint8Array(5))), /tensor 'a'/, /data_offsets \[0, 8\] run past the end of the data section \(5 bytes\)/);
+  await rejects(t, P.loadSafetensors(writeRaw(good, new Uint8Array(5))), /tensor 'a'/, /data_offsets \[0, 8\] run past the end of the data section \(5 bytes; truncated\?\)/);
 });
 
 test('out-of-range, reversed and malformed offsets are refused', async (t) => {
@@ -287,4 +332,49 @@ test('a missing file is an error naming it', async (t) => {
   const path = join(dir, 'missing.safetensors');
   t.false(existsSync(path));
   await rejects(t, P.loadSafetensors(path), /missing\.safetensors/, /cannot open/);
+});
+
+test('parseSafetensorsHeader is pure: a header above the 100 MB cap is refused before it is read or parsed', (t) => {
+  const prefix = new Uint8Array(8);
+  Buffer.from(prefix.buffer).writeBigUInt64LE(100_000_001n);
+  t.throws(() => P.parseSafetensorsHeader('/virtual/huge.safetensors', prefix, 300_000_000), {
+    message: /^safetensors: \/virtual\/huge\.safetensors: header length 100000001 exceeds the 100000000-byte limit/,
+  });
+  t.throws(() => P.parseSafetensorsHeader('/virtual/cut.safetensors', prefix.subarray(0, 4), 300_000_000), { message: /cut\.safetensors: only 4 bytes given/ });
+  const json = Buffer.from(JSON.stringify({ w: { dtype: 'F32', shape: [1.5], data_offsets: [0, 6] } }));
+  const file = Buffer.concat([Buffer.alloc(8), json, Buffer.alloc(6)]);
+  file.writeBigUInt64LE(BigInt(json.length));
+  t.throws(() => P.parseSafetensorsHeader('/virtual/frac.safetensors', file, file.length), { message: /frac\.safetensors: tensor 'w': 'shape' must be an array of at most 8 non-negative integers, got \[1\.5\]/ });
+});
+
+test('records of a header point at each tensor’s absolute byte range', async (t) => {
+  const path = join(FIXTURES, 'mlm', 'input.safetensors');
+  const h = await P.readSafetensorsHeader(path);
+  const recs = P.safetensorsRecords(path, h);
+  t.deepEqual(recs.map((r) => r.name), [...h.entries.keys()]);
+  for (const r of recs) {
+    const e = h.entries.get(r.name)!;
+    t.deepEqual(r.source, { kind: 'file', path, offset: h.dataStart + e.dataOffsets[0], byteLength: e.dataOffsets[1] - e.dataOffsets[0] });
+  }
+});
+
+test('save can store int32 as I64 (widened, sign-extended) and floats as F16/BF16', async (t) => {
+  const ids = P.tensor(Int32Array.from([-2147483648, -1, 0, 7]), [4]);
+  const w = P.tensor(new Float32Array([1.5, -2]), [2]);
+  const path = fresh('dtypes');
+  await P.saveSafetensors(path, { ids, w }, { dtypes: { ids: 'I64', w: 'BF16' } });
+  const h = await P.readSafetensorsHeader(path);
+  t.is(h.entries.get('ids')!.dtype, 'I64');
+  t.is(h.entries.get('w')!.dtype, 'BF16');
+  const raw = readFileSync(path);
+  const at = h.dataStart + h.entries.get('ids')!.dataOffsets[0];
+  t.deepEqual(Array.from(new BigInt64Array(raw.buffer.slice(raw.byteOffset + at, raw.byteOffset + at + 32))), [-2147483648n, -1n, 0n, 7n]);
+  const back = await P.loadSafetensors(path);
+  t.deepEqual(Array.from(await back.ids.data()), [-2147483648, -1, 0, 7]);
+  t.deepEqual(Array.from(await back.w.data()), [1.5, -2]);
+  await t.throwsAsync(P.saveSafetensors(fresh(), { w }, { dtypes: { w: 'I64' } }), { message: /tensors\['w'\] \(float32\) cannot be stored as I64/ });
+  await t.throwsAsync(P.saveSafetensors(fresh(), { w }, { dtypes: { v: 'F32' } }), { message: /option dtypes names 'v', which is not among the tensors/ });
+  disposeAll(back);
+  ids.dispose();
+  w.dispose();
 });

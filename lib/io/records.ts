@@ -5,12 +5,24 @@
 // ever holds a whole checkpoint file in the JS heap, and a transpose costs no copy
 // until the bytes land in their final tensor.
 
-/** Element types checkpoint formats name, in safetensors' spelling. */
-export type RecordDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+/**
+ * Element types checkpoint formats name, in safetensors' spelling. Every one of them
+ * loads (lib/io/load-records.ts): floats as float32 (or a requested 16-bit float),
+ * integers as int32 and U8/BOOL as uint8, narrowing with a range check.
+ */
+export type RecordDType =
+  | 'F64' | 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E5M2'
+  | 'I64' | 'I32' | 'I16' | 'I8' | 'U64' | 'U32' | 'U16' | 'U8' | 'BOOL';
 
 export const RECORD_ITEM_SIZE: Readonly<Record<RecordDType, number>> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
+  F64: 8, F32: 4, F16: 2, BF16: 2, F8_E4M3: 1, F8_E5M2: 1,
+  I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
 };
+
+/** Whether a record dtype is a floating-point type. */
+export function isFloatRecordDType(d: RecordDType): boolean {
+  return d === 'F64' || d === 'F32' || d === 'F16' || d === 'BF16' || d === 'F8_E4M3' || d === 'F8_E5M2';
+}
 
 /** Where a record's bytes are: a byte range of a file, or bytes already in memory. */
 export type RecordSource =
@@ -49,4 +61,17 @@ export function permuteRecord(rec: TensorRecord, perm: readonly number[]): Tenso
     throw new RangeError(`permuteRecord: argument 'perm' must be a permutation of 0..${n - 1} for '${rec.name}' of shape [${rec.shape.join(', ')}], got [${perm.join(', ')}]`);
   const strides = rec.strides ?? contiguousStrides(rec.shape);
   return { ...rec, shape: perm.map((p) => rec.shape[p]), strides: perm.map((p) => strides[p]) };
+}
+
+/**
+ * Bytes from a record's first element to the end of its last (0 for an empty
+ * tensor): what its source must hold.
+ */
+export function recordByteSpan(rec: Pick<TensorRecord, 'dtype' | 'shape' | 'strides'>): number {
+  const item = RECORD_ITEM_SIZE[rec.dtype];
+  if (rec.shape.some((d) => d === 0)) return 0;
+  const strides = rec.strides ?? contiguousStrides(rec.shape);
+  let last = 0;
+  for (let i = 0; i < rec.shape.length; i++) last += (rec.shape[i] - 1) * strides[i];
+  return (last + 1) * item;
 }

@@ -1,46 +1,46 @@
 // safetensors (https://github.com/huggingface/safetensors): an 8-byte little-endian
 // header length, a JSON header {name: {dtype, shape, data_offsets}, __metadata__},
-// then the raw little-endian tensor bytes. Checkpoints can be many GiB, so tensor
-// bytes are read with positioned reads on a file handle, one tensor at a time, and
-// written the same way: no whole-file buffer exists on either path. Every header
-// field is checked before any byte is trusted, because a corrupt or hostile file must
-// fail with a message, not crash the engine or allocate absurd amounts.
+// then the raw little-endian tensor bytes. Checkpoints can be many GiB, so reading is
+// header -> TensorRecords -> loadRecords (each tensor's byte range read natively into
+// its tensor), and writing goes one tensor at a time with positioned writes: no
+// whole-file buffer exists on either path. Every header field is checked before any
+// byte is trusted, because a corrupt or hostile file must fail with a message, not
+// crash the engine or allocate absurd amounts.
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
-import { native } from '../native.js';
 import { describe, type DTypeName } from '../dtype.js';
-import { resolveDevice } from '../device.js';
-import { Tensor, wrap } from '../tensor.js';
+import { Tensor } from '../tensor.js';
+import { cast } from '../ops/layout.js';
+import { RECORD_ITEM_SIZE, type RecordDType, type TensorRecord } from './records.js';
+import { loadRecords, type LoadRecordsOptions } from './load-records.js';
 
-/** safetensors dtype names this reader accepts. */
-export type SafetensorsDType = 'F32' | 'F16' | 'BF16' | 'I32' | 'U8' | 'I64' | 'F64' | 'BOOL';
+/**
+ * safetensors dtype names this reader accepts: every dtype of the format except the
+ * sub-byte and exotic ones (F4, F6_*, F8_E8M0, C64), which are refused by name.
+ * Floats load as float32 (F16/BF16 as stored unless a float dtype is asked for),
+ * integers as int32 (I64, U32, U64 with a range check), U8 and BOOL as uint8.
+ */
+export type SafetensorsDType = RecordDType;
 
-/** Bytes per element of every dtype in the safetensors spec (so errors can tell "unsupported" from "unknown"). */
-const ITEM_SIZE: Record<string, number> = {
-  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1,
-  I16: 2, U16: 2, F16: 2, BF16: 2,
-  I32: 4, U32: 4, F32: 4,
-  I64: 8, U64: 8, F64: 8,
-};
+/** Bytes per element of every dtype the reader knows. */
+const ITEM_SIZE: Readonly<Record<string, number>> = RECORD_ITEM_SIZE;
 
-/** How each readable dtype lands in the engine. I64 and F64 are narrowed: the engine has no 64-bit types. */
-const ENGINE_DTYPE: Record<SafetensorsDType, DTypeName> = {
-  F32: 'float32', F16: 'float16', BF16: 'bfloat16', I32: 'int32', U8: 'uint8',
-  I64: 'int32', F64: 'float32', BOOL: 'uint8',
-};
+// Dtypes the format defines that have no engine type to land in (sub-byte floats,
+// the exponent-only float8, complex).
+const UNSUPPORTED: readonly string[] = ['F4', 'F6_E2M3', 'F6_E3M2', 'F8_E8M0', 'C64'];
 
 const WRITE_DTYPE: Record<DTypeName, SafetensorsDType> = {
   float32: 'F32', float16: 'F16', bfloat16: 'BF16', int32: 'I32', uint8: 'U8',
 };
 
 // The Rust reference implementation refuses headers above 100 MB; so do we, before parsing.
-const MAX_HEADER_BYTES = 100_000_000;
+export const MAX_HEADER_BYTES = 100_000_000;
 
 /** One tensor's entry in the header, as validated. */
 export interface SafetensorsEntry {
-  dtype: string;
+  dtype: SafetensorsDType;
   shape: number[];
   /** Byte range [begin, end) relative to the end of the header. */
   dataOffsets: [number, number];
@@ -55,9 +55,7 @@ export interface SafetensorsHeader {
   dataStart: number;
 }
 
-export interface ReadSafetensorsOptions {
-  /** Where the tensors are created; default per resolveDevice(). */
-  device?: string;
+export interface ReadSafetensorsOptions extends Omit<LoadRecordsOptions, 'op'> {
   /** Load only these names (an unknown name is an error). Default: every tensor. */
   names?: readonly string[];
 }
@@ -65,6 +63,12 @@ export interface ReadSafetensorsOptions {
 export interface WriteSafetensorsOptions {
   /** Stored as `__metadata__`; values must be strings. HF's convention is {format: 'pt'}. */
   metadata?: Record<string, string>;
+  /**
+   * Stored dtype per tensor name, when not the tensor's own: a float tensor as F32,
+   * F16 or BF16 (converted by the engine), an int32 tensor as I64 (widened; PyTorch
+   * keeps counters such as BatchNorm's num_batches_tracked in int64).
+   */
+  dtypes?: Record<string, SafetensorsDType>;
 }
 
 function fail(path: string, problem: string): never {
@@ -79,21 +83,30 @@ function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** Parses and checks the header of an open file of the given size. */
-async function parseHeader(path: string, fh: FileHandle, fileSize: number): Promise<SafetensorsHeader> {
+function headerLength(path: string, first8: Uint8Array, fileSize: number): number {
   if (fileSize < 8) fail(path, `file is ${fileSize} bytes, too short for the 8-byte header length`);
-  const lenBuf = Buffer.alloc(8);
-  await readFully(path, fh, lenBuf, 0);
-  const headerLen = lenBuf.readBigUInt64LE(0);
+  const headerLen = Buffer.from(first8.buffer, first8.byteOffset, 8).readBigUInt64LE(0);
   if (headerLen > BigInt(fileSize - 8))
     fail(path, `header length ${headerLen} runs past the end of the file (${fileSize} bytes; at most ${fileSize - 8} available)`);
   if (headerLen > BigInt(MAX_HEADER_BYTES)) fail(path, `header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
-  const n = Number(headerLen);
-  const headerBuf = Buffer.alloc(n);
-  await readFully(path, fh, headerBuf, 8);
+  return Number(headerLen);
+}
+
+/**
+ * Parses and checks a header, given the file's first bytes (at least 8 + the header
+ * length; more is fine) and the file's total size. Pure: no I/O, so corrupt headers
+ * can be checked (and fuzzed) in memory. Throws an Error naming `path` and the problem.
+ */
+export function parseSafetensorsHeader(path: string, prefix: Uint8Array, fileSize: number): SafetensorsHeader {
+  if (!(prefix instanceof Uint8Array)) throw new TypeError(`parseSafetensorsHeader: argument 'prefix' must be a Uint8Array, got ${describe(prefix)}`);
+  if (!Number.isSafeInteger(fileSize) || fileSize < 0)
+    throw new TypeError(`parseSafetensorsHeader: argument 'fileSize' must be a non-negative integer, got ${describe(fileSize)}`);
+  if (prefix.byteLength < Math.min(8, fileSize)) fail(path, `only ${prefix.byteLength} bytes given for the 8-byte header length`);
+  const n = headerLength(path, prefix, fileSize);
+  if (prefix.byteLength < 8 + n) fail(path, `only ${prefix.byteLength} bytes given for a ${n}-byte header`);
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBuf));
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(prefix.subarray(8, 8 + n)));
   } catch (err) {
     fail(path, `header is not valid UTF-8 JSON (${err instanceof Error ? err.message : String(err)})`);
   }
@@ -111,6 +124,7 @@ async function parseHeader(path: string, fh: FileHandle, fileSize: number): Prom
       metadata = raw as Record<string, string>;
       continue;
     }
+    if (name === '') fail(path, `a tensor has an empty name`);
     entries.set(name, checkEntry(path, name, raw, dataSize));
   }
 
@@ -133,10 +147,16 @@ function checkEntry(path: string, name: string, raw: unknown, dataSize: number):
   if (!isPlainObject(raw)) fail(path, `${where}: entry must be an object, got ${describe(raw)}`);
   const { dtype, shape, data_offsets: offsets } = raw;
   if (typeof dtype !== 'string') fail(path, `${where}: 'dtype' must be a string, got ${describe(dtype)}`);
-  const item = ITEM_SIZE[dtype];
-  if (item === undefined) fail(path, `${where}: unknown dtype '${dtype}'`);
-  if (!Array.isArray(shape) || shape.some((d) => typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0))
-    fail(path, `${where}: 'shape' must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+  const item = Object.hasOwn(ITEM_SIZE, dtype) ? ITEM_SIZE[dtype] : undefined;
+  if (item === undefined)
+    fail(
+      path,
+      UNSUPPORTED.includes(dtype)
+        ? `${where}: dtype ${dtype} is not supported by the engine (supported: ${Object.keys(ITEM_SIZE).join(', ')})`
+        : `${where}: unknown dtype '${dtype}' (supported: ${Object.keys(ITEM_SIZE).join(', ')})`,
+    );
+  if (!Array.isArray(shape) || shape.length > 8 || shape.some((d) => typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0))
+    fail(path, `${where}: 'shape' must be an array of at most 8 non-negative integers, got ${JSON.stringify(shape)}`);
   if (
     !Array.isArray(offsets) ||
     offsets.length !== 2 ||
@@ -146,20 +166,20 @@ function checkEntry(path: string, name: string, raw: unknown, dataSize: number):
   const [begin, end] = offsets as [number, number];
   if (begin > end) fail(path, `${where}: data_offsets [${begin}, ${end}] has begin after end`);
   if (end > dataSize)
-    fail(path, `${where}: data_offsets [${begin}, ${end}] run past the end of the data section (${dataSize} bytes)`);
+    fail(path, `${where}: data_offsets [${begin}, ${end}] run past the end of the data section (${dataSize} bytes; truncated?)`);
   const count = numel(shape as number[]);
   if (!Number.isSafeInteger(count * item) || count * item !== end - begin)
     fail(
       path,
       `${where}: shape [${(shape as number[]).join(', ')}] of ${dtype} needs ${count * item} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`,
     );
-  return { dtype, shape: shape as number[], dataOffsets: [begin, end] };
+  return { dtype: dtype as SafetensorsDType, shape: shape as number[], dataOffsets: [begin, end] };
 }
 
 async function readFully(path: string, fh: FileHandle, buf: Uint8Array, position: number): Promise<void> {
   let done = 0;
   while (done < buf.byteLength) {
-    // One read() is capped at 2 GiB by the OS; loop for large tensors and short reads.
+    // One read() is capped at 2 GiB by the OS; loop for large reads and short reads.
     const chunk = Math.min(buf.byteLength - done, 1 << 30);
     const { bytesRead } = await fh.read(buf, done, chunk, position + done);
     if (bytesRead === 0) fail(path, `unexpected end of file at byte ${position + done} (file truncated?)`);
@@ -167,18 +187,8 @@ async function readFully(path: string, fh: FileHandle, buf: Uint8Array, position
   }
 }
 
-/** The header of a safetensors file (names, dtypes, shapes, offsets, metadata), checked against the file size. */
-export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
-  const fh = await openOrFail(path);
-  try {
-    return await parseHeader(path, fh, (await fh.stat()).size);
-  } finally {
-    await fh.close();
-  }
-}
-
 async function openOrFail(path: string): Promise<FileHandle> {
-  if (typeof path !== 'string') throw new TypeError(`safetensors: argument 'path' must be a string, got ${describe(path)}`);
+  if (typeof path !== 'string' || path === '') throw new TypeError(`safetensors: argument 'path' must be a file path, got ${describe(path)}`);
   try {
     return await open(path, 'r');
   } catch (err) {
@@ -186,76 +196,57 @@ async function openOrFail(path: string): Promise<FileHandle> {
   }
 }
 
-/** Converts one tensor's bytes (little-endian, as stored) to an engine tensor. */
-function toTensor(path: string, name: string, e: SafetensorsEntry, bytes: ArrayBuffer, device: string): Tensor {
-  const dtype = e.dtype as SafetensorsDType;
-  const target = ENGINE_DTYPE[dtype];
-  let arr: ArrayBufferView;
-  switch (dtype) {
-    case 'I64': {
-      const src = new BigInt64Array(bytes);
-      const out = new Int32Array(src.length);
-      for (let i = 0; i < src.length; i++) {
-        const v = src[i];
-        if (v > 2147483647n || v < -2147483648n)
-          fail(path, `tensor '${name}': I64 value ${v} at flat index ${i} does not fit in int32 (the engine's integer type)`);
-        out[i] = Number(v);
-      }
-      arr = out;
-      break;
-    }
-    case 'F64':
-      arr = new Float32Array(new Float64Array(bytes));
-      break;
-    case 'F32':
-      arr = new Float32Array(bytes);
-      break;
-    case 'I32':
-      arr = new Int32Array(bytes);
-      break;
-    default:
-      // U8, BOOL and the 16-bit floats go in as raw bytes.
-      arr = new Uint8Array(bytes);
+/** The header of a safetensors file (names, dtypes, shapes, offsets, metadata), checked against the file size. */
+export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
+  const fh = await openOrFail(path);
+  try {
+    const size = (await fh.stat()).size;
+    const first8 = new Uint8Array(Math.min(8, size));
+    await readFully(path, fh, first8, 0);
+    const n = headerLength(path, first8, size);
+    const prefix = new Uint8Array(8 + n);
+    prefix.set(first8);
+    await readFully(path, fh, prefix.subarray(8), 8);
+    return parseSafetensorsHeader(path, prefix, size);
+  } finally {
+    await fh.close();
   }
-  return wrap(native.fromBuffer(arr, e.shape, target, device));
+}
+
+/** One record per tensor of a parsed header (in header order), for loadRecords. */
+export function safetensorsRecords(path: string, header: SafetensorsHeader): TensorRecord[] {
+  return [...header.entries].map(([name, e]) => ({
+    name,
+    dtype: e.dtype,
+    shape: [...e.shape],
+    source: { kind: 'file', path, offset: header.dataStart + e.dataOffsets[0], byteLength: e.dataOffsets[1] - e.dataOffsets[0] },
+  }));
 }
 
 /**
- * Reads tensors from a safetensors file. float32/float16/bfloat16/int32/uint8 load as
- * stored; I64 is narrowed to int32 (a value out of range is an error), F64 to float32,
- * BOOL to uint8. Other dtypes are an error naming the tensor.
+ * Reads tensors from a safetensors file: the header is checked, then each tensor's
+ * byte range is read natively into its tensor (see loadRecords for progress and
+ * abort). F32, F16, BF16, I32 and U8 load as stored; F64 and the float8s load as
+ * float32 (F64 rounded to nearest: a finite value beyond float32's range is an
+ * error naming it, never a silent infinity); I64, I16, I8, U64, U32, U16 load as
+ * int32 (a value outside int32 is an error naming it); BOOL loads as uint8.
+ * `opts.dtype` loads every float tensor as that float dtype instead.
  */
 export async function readSafetensors(
   path: string,
   opts: ReadSafetensorsOptions = {},
 ): Promise<{ tensors: Record<string, Tensor>; metadata: Record<string, string> }> {
-  const device = resolveDevice('readSafetensors', opts.device);
-  const fh = await openOrFail(path);
-  const tensors: Record<string, Tensor> = {};
-  try {
-    const header = await parseHeader(path, fh, (await fh.stat()).size);
-    const names = opts.names ? [...new Set(opts.names)] : [...header.entries.keys()];
-    for (const name of names) {
-      const e = header.entries.get(name);
-      if (e === undefined) fail(path, `no tensor named '${name}'`);
-      if (!(e.dtype in ENGINE_DTYPE))
-        fail(path, `tensor '${name}' has dtype ${e.dtype}, which is not supported (readable: ${Object.keys(ENGINE_DTYPE).join(', ')})`);
-    }
-    for (const name of names) {
-      const e = header.entries.get(name)!;
-      const [begin, end] = e.dataOffsets;
-      // A fresh ArrayBuffer per tensor: offset 0, so typed views over it are aligned.
-      const bytes = new ArrayBuffer(end - begin);
-      await readFully(path, fh, new Uint8Array(bytes), header.dataStart + begin);
-      tensors[name] = toTensor(path, name, e, bytes, device);
-    }
-    return { tensors, metadata: header.metadata };
-  } catch (err) {
-    for (const t of Object.values(tensors)) t.dispose();
-    throw err;
-  } finally {
-    await fh.close();
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`readSafetensors: argument 'opts' must be an object, got ${describe(opts)}`);
+  const header = await readSafetensorsHeader(path);
+  let records = safetensorsRecords(path, header);
+  if (opts.names !== undefined) {
+    if (!Array.isArray(opts.names)) throw new TypeError(`readSafetensors: option 'names' must be an array of strings, got ${describe(opts.names)}`);
+    const byName = new Map(records.map((r) => [r.name, r]));
+    records = [...new Set(opts.names)].map((name) => byName.get(name) ?? fail(path, `no tensor named '${name}'`));
   }
+  const { names: _names, ...rest } = opts;
+  const tensors = await loadRecords(records, { ...rest, op: 'safetensors' });
+  return { tensors, metadata: header.metadata };
 }
 
 /** Like readSafetensors, only the tensors. */
@@ -263,18 +254,32 @@ export async function loadSafetensors(path: string, opts?: ReadSafetensorsOption
   return (await readSafetensors(path, opts)).tensors;
 }
 
+function tempPath(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/** int32 elements as little-endian int64 (sign-extended): two words per element, no BigInt. */
+function widenToI64(src: Int32Array): Uint8Array {
+  const out = new Int32Array(src.length * 2);
+  for (let i = 0; i < src.length; i++) {
+    out[2 * i] = src[i];
+    out[2 * i + 1] = src[i] >> 31;
+  }
+  return new Uint8Array(out.buffer);
+}
+
 /**
- * Writes tensors as safetensors: float32 F32, float16 F16, bfloat16 BF16, int32 I32,
- * uint8 U8. Atomic: the file is written under a temporary name in the same folder and
- * renamed over `path`, so readers never see a half-written file.
+ * @internal Writes the file under a temporary name next to `path` and returns that
+ * name (the caller renames it; saveModel renames a folder's files together).
  */
-export async function saveSafetensors(
+export async function writeSafetensorsTemp(
   path: string,
   tensors: Record<string, Tensor>,
   opts: WriteSafetensorsOptions = {},
-): Promise<void> {
-  if (typeof path !== 'string') throw new TypeError(`saveSafetensors: argument 'path' must be a string, got ${describe(path)}`);
+): Promise<string> {
+  if (typeof path !== 'string' || path === '') throw new TypeError(`saveSafetensors: argument 'path' must be a file path, got ${describe(path)}`);
   if (!isPlainObject(tensors)) throw new TypeError(`saveSafetensors: argument 'tensors' must be an object of Tensors, got ${describe(tensors)}`);
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`saveSafetensors: argument 'opts' must be an object, got ${describe(opts)}`);
   const header: Record<string, unknown> = {};
   if (opts.metadata !== undefined) {
     if (!isPlainObject(opts.metadata)) throw new TypeError(`saveSafetensors: option 'metadata' must be an object of strings`);
@@ -282,15 +287,25 @@ export async function saveSafetensors(
       if (typeof v !== 'string') throw new TypeError(`saveSafetensors: metadata['${k}'] must be a string, got ${describe(v)}`);
     header.__metadata__ = opts.metadata;
   }
+  const dtypes = opts.dtypes ?? {};
+  if (!isPlainObject(dtypes)) throw new TypeError(`saveSafetensors: option 'dtypes' must be an object of dtype names, got ${describe(dtypes)}`);
+  for (const k of Object.keys(dtypes))
+    if (!Object.hasOwn(tensors, k)) throw new RangeError(`saveSafetensors: option dtypes names '${k}', which is not among the tensors`);
   const list = Object.entries(tensors);
+  const stored: SafetensorsDType[] = [];
   let offset = 0;
   for (const [name, t] of list) {
     if (name === '__metadata__' || name === '') throw new RangeError(`saveSafetensors: '${name}' is not a valid tensor name`);
     if (!(t instanceof Tensor)) throw new TypeError(`saveSafetensors: tensors['${name}'] must be a Tensor, got ${describe(t)}`);
     if (t.disposed) throw new Error(`saveSafetensors: tensors['${name}'] is a disposed Tensor`);
-    const dtype = WRITE_DTYPE[t.dtype];
-    const size = t.size * ITEM_SIZE[dtype];
-    header[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + size] };
+    const own = WRITE_DTYPE[t.dtype];
+    const want = dtypes[name] ?? own;
+    const isFloat = (d: string) => d === 'F32' || d === 'F16' || d === 'BF16';
+    if (want !== own && !(isFloat(own) && isFloat(want)) && !(own === 'I32' && want === 'I64'))
+      throw new TypeError(`saveSafetensors: tensors['${name}'] (${t.dtype}) cannot be stored as ${String(want)} (floats store as F32, F16 or BF16; int32 also as I64)`);
+    stored.push(want);
+    const size = t.size * ITEM_SIZE[want];
+    header[name] = { dtype: want, shape: [...t.shape], data_offsets: [offset, offset + size] };
     offset += size;
   }
   let json = Buffer.from(JSON.stringify(header), 'utf-8');
@@ -300,7 +315,7 @@ export async function saveSafetensors(
   const lenBuf = Buffer.alloc(8);
   lenBuf.writeBigUInt64LE(BigInt(json.length));
 
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = tempPath(path);
   let fh: FileHandle;
   try {
     fh = await open(tmp, 'wx');
@@ -309,24 +324,37 @@ export async function saveSafetensors(
   }
   try {
     let pos = 0;
-    for (const chunk of [lenBuf, json]) {
-      await fh.write(chunk, 0, chunk.length, pos);
-      pos += chunk.length;
-    }
-    for (const [, t] of list) {
-      // handle.read() gives the logical row-major bytes in the tensor's own dtype
-      // (16-bit floats stay 16-bit), which is exactly the stored layout.
-      const bytes = new Uint8Array(await t.handle.read());
+    const write = async (bytes: Uint8Array) => {
       let done = 0;
       while (done < bytes.length) {
         const { bytesWritten } = await fh.write(bytes, done, Math.min(bytes.length - done, 1 << 30), pos + done);
         done += bytesWritten;
       }
       pos += bytes.length;
+    };
+    await write(lenBuf);
+    await write(json);
+    for (let i = 0; i < list.length; i++) {
+      const t = list[i][1];
+      const want = stored[i];
+      // handle.read() gives the logical row-major bytes in the tensor's own dtype
+      // (16-bit floats stay 16-bit), which is exactly the stored layout.
+      if (want === 'I64') {
+        await write(widenToI64(new Int32Array(await t.handle.read())));
+      } else if (want !== WRITE_DTYPE[t.dtype]) {
+        const c = cast(t, want === 'F32' ? 'float32' : want === 'F16' ? 'float16' : 'bfloat16');
+        try {
+          await write(new Uint8Array(await c.handle.read()));
+        } finally {
+          c.dispose();
+        }
+      } else {
+        await write(new Uint8Array(await t.handle.read()));
+      }
     }
     await fh.sync();
     await fh.close();
-    await rename(tmp, path);
+    return tmp;
   } catch (err) {
     await fh.close().catch(() => undefined);
     await unlink(tmp).catch(() => undefined);
@@ -335,3 +363,22 @@ export async function saveSafetensors(
   }
 }
 
+/**
+ * Writes tensors as safetensors: float32 F32, float16 F16, bfloat16 BF16, int32 I32,
+ * uint8 U8 (or as `opts.dtypes` says). Atomic: the file is written under a temporary
+ * name in the same folder and renamed over `path`, so readers never see a
+ * half-written file.
+ */
+export async function saveSafetensors(
+  path: string,
+  tensors: Record<string, Tensor>,
+  opts: WriteSafetensorsOptions = {},
+): Promise<void> {
+  const tmp = await writeSafetensorsTemp(path, tensors, opts);
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    fail(path, `write failed (${err instanceof Error ? err.message : String(err)})`);
+  }
+}

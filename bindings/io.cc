@@ -1,0 +1,82 @@
+// Checkpoint loading entry points: loadRecord() enqueues a file-range (or
+// in-memory) read into a new tensor and returns its handle at once; settle()
+// resolves once everything queued for a tensor has run, without copying it back,
+// or rejects with the load's error. Together they let lib/io/load-records.ts
+// keep a bounded window of reads in flight and report progress as each lands.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "addon.h"
+#include "tensor_handle.h"
+#include "../native/file_io.h"
+
+namespace pio {
+using namespace perceiver;
+
+namespace {
+
+// loadRecord(name, where, source: string | TypedArray, offset, byteLength, type,
+//            shape, strides, dtype, device)
+Napi::Value LoadRecord(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "loadRecord";
+    if (info.Length() < 10) throw_type("loadRecord: expected 10 arguments, got " + std::to_string(info.Length()));
+    std::string name = string_arg(info, 0, op, "name");
+    std::string where = string_arg(info, 1, op, "where");
+    RecordSource src;
+    Napi::Value s = info[2];
+    if (s.IsString()) {
+      src.path = s.As<Napi::String>().Utf8Value();
+      int64_t offset = int_arg(info, 3, op, "offset");
+      int64_t length = int_arg(info, 4, op, "byteLength");
+      if (offset < 0 || length < 0)
+        throw_range(where + ": tensor '" + name + "': byte range must be non-negative, got offset " +
+                    std::to_string(offset) + ", length " + std::to_string(length));
+      src.offset = (uint64_t)offset;
+      src.byte_length = (uint64_t)length;
+    } else if (s.IsTypedArray()) {
+      // Copied now: the caller's buffer may change or be collected before the queue runs.
+      Napi::TypedArray ta = s.As<Napi::TypedArray>();
+      const uint8_t* p = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+      src.bytes = std::make_shared<const std::vector<uint8_t>>(p, p + ta.ByteLength());
+    } else {
+      throw_type("loadRecord: argument 'source' must be a file path or a Uint8Array");
+    }
+    std::string tname = string_arg(info, 5, op, "type");
+    SourceType type;
+    if (!source_type_from_name(tname, &type))
+      throw_type(where + ": tensor '" + name + "': unknown dtype '" + tname + "'");
+    Shape shape = shape_arg(info, 6, op, "shape");
+    Shape strides = info[7].IsNull() || info[7].IsUndefined() ? Shape{} : shape_arg(info, 7, op, "strides");
+    DType dtype = dtype_arg(info, 8, op, "dtype");
+    Device device = device_arg(info, 9, op, "device");
+    Tensor t = load_record(name, where, src, type, shape, strides, dtype, device);
+    return info.Env().GetInstanceData<Addon>()->wrap(info.Env(), std::move(t));
+  });
+}
+
+Napi::Value Settle(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const Tensor& t = tensor_arg(info, 0, "settle", "tensor");
+    Addon* addon = env.GetInstanceData<Addon>();
+    uint64_t id = addon->next_read++;
+    PendingRead pr{Napi::Promise::Deferred::New(env), HostBuffer(), t};
+    Napi::Promise promise = pr.deferred.Promise();
+    auto channel = addon->channel;
+    queue_of(t).submit([channel, id] { channel->post(id); });
+    addon->reads.emplace(id, std::move(pr));
+    if (addon->pending_reads++ == 0) channel->tsfn.Ref(env);
+    return promise;
+  });
+}
+
+}  // namespace
+
+void register_io(Napi::Env env, Napi::Object exports) {
+  exports.Set("loadRecord", Napi::Function::New(env, LoadRecord, "loadRecord"));
+  exports.Set("settle", Napi::Function::New(env, Settle, "settle"));
+}
+
+}  // namespace pio

@@ -1,0 +1,224 @@
+// TensorRecords (from any checkpoint reader) into engine tensors. Every record is
+// checked before a byte is read — a name, a known dtype, a shape, strides, and a
+// byte range that lies inside its file and matches shape × dtype — so a corrupt
+// checkpoint fails at once with the file and tensor named. The bytes then move
+// natively (bindings/io.cc, native/file_io.cc): each record's range is pread on
+// the device's queue thread straight into its tensor, gathered there when the
+// record is strided and narrowed there (I64 -> int32, F64 -> float32, with range
+// checks). A bounded window of reads is kept in flight, so progress is reported
+// as tensors land and an AbortSignal stops the load between tensors.
+import { stat } from 'node:fs/promises';
+
+import { native, type NativeHandle } from '../native.js';
+import { describe, type DTypeName } from '../dtype.js';
+import { resolveDevice } from '../device.js';
+import { wrap, type Tensor } from '../tensor.js';
+import { RECORD_ITEM_SIZE, contiguousStrides, isFloatRecordDType, recordByteSpan, type RecordDType, type TensorRecord } from './records.js';
+
+/** What the addon's checkpoint-loading entry points look like (bindings/io.cc). */
+interface NativeIo {
+  loadRecord(
+    name: string,
+    where: string,
+    source: string | Uint8Array,
+    offset: number,
+    byteLength: number,
+    type: RecordDType,
+    shape: number[],
+    strides: number[] | null,
+    dtype: DTypeName,
+    device: string,
+  ): NativeHandle;
+  settle(h: NativeHandle): Promise<ArrayBuffer>;
+}
+
+const io = native as unknown as NativeIo;
+
+export type FloatDTypeName = 'float32' | 'float16' | 'bfloat16';
+
+export interface LoadProgress {
+  /** Bytes of the records whose tensors have landed. */
+  bytesDone: number;
+  bytesTotal: number;
+  tensorsDone: number;
+  tensorsTotal: number;
+  /** The record that just landed. */
+  name: string;
+}
+
+export interface LoadRecordsOptions {
+  /** Where the tensors are created; default per resolveDevice(). */
+  device?: string;
+  /**
+   * The dtype every floating-point record loads as. Default: as stored for F32, F16
+   * and BF16; float32 for F64 and the 8-bit floats. Integers always load as int32
+   * (U8 and BOOL as uint8) whatever this says.
+   */
+  dtype?: FloatDTypeName;
+  /** Called after each tensor has landed. */
+  onProgress?: (p: LoadProgress) => void;
+  /** Stops the load between tensors; the promise rejects with signal.reason. */
+  signal?: AbortSignal;
+  /** Prefix of error messages (default 'loadRecords'). */
+  op?: string;
+}
+
+// Reads queued ahead of the one being awaited: enough to keep the queue busy,
+// few enough that an abort stops within about this many bytes.
+const WINDOW_BYTES = 64 << 20;
+
+const FLOAT_DTYPES: readonly string[] = ['float32', 'float16', 'bfloat16'];
+
+/** The engine dtype a record of `d` loads as (see LoadRecordsOptions.dtype). */
+export function engineDTypeOf(d: RecordDType, floatDType?: FloatDTypeName): DTypeName {
+  if (isFloatRecordDType(d)) {
+    if (floatDType) return floatDType;
+    return d === 'F16' ? 'float16' : d === 'BF16' ? 'bfloat16' : 'float32';
+  }
+  return d === 'U8' || d === 'BOOL' ? 'uint8' : 'int32';
+}
+
+function where(rec: TensorRecord): string {
+  return rec.source.kind === 'file' ? rec.source.path : '<in-memory record>';
+}
+
+function isCount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/**
+ * Checks one record's own fields (not yet the file): throws an Error naming the
+ * file, the tensor and the problem.
+ */
+export function checkRecord(rec: TensorRecord, op = 'loadRecords'): void {
+  if (rec === null || typeof rec !== 'object') throw new TypeError(`${op}: a record must be an object, got ${describe(rec)}`);
+  const src = rec.source as TensorRecord['source'] | undefined;
+  const file = src && src.kind === 'file' && typeof src.path === 'string' ? src.path : '<in-memory record>';
+  const fail = (problem: string): never => {
+    throw new Error(`${op}: ${file}: tensor '${String(rec.name)}': ${problem}`);
+  };
+  if (typeof rec.name !== 'string' || rec.name === '') fail(`the name must be a non-empty string`);
+  if (typeof rec.dtype !== 'string' || !(rec.dtype in RECORD_ITEM_SIZE))
+    fail(`unsupported dtype ${JSON.stringify(rec.dtype)} (supported: ${Object.keys(RECORD_ITEM_SIZE).join(', ')})`);
+  if (!Array.isArray(rec.shape) || rec.shape.length > 8 || !rec.shape.every(isCount))
+    fail(`the shape must be at most 8 non-negative integers, got ${JSON.stringify(rec.shape)}`);
+  if (rec.strides !== undefined && (!Array.isArray(rec.strides) || rec.strides.length !== rec.shape.length || !rec.strides.every(isCount)))
+    fail(`strides must be ${rec.shape.length} non-negative integers, got ${JSON.stringify(rec.strides)}`);
+  const numel = rec.shape.reduce((a, b) => a * b, 1);
+  if (!Number.isSafeInteger(numel * RECORD_ITEM_SIZE[rec.dtype])) fail(`shape [${rec.shape.join(', ')}] is too large`);
+  if (!src || typeof src !== 'object') return fail(`has no source`);
+  let available: number;
+  if (src.kind === 'file') {
+    if (typeof src.path !== 'string' || src.path === '') fail(`the source path must be a non-empty string`);
+    if (!isCount(src.offset) || !isCount(src.byteLength))
+      fail(`the byte range must be non-negative integers, got offset ${JSON.stringify(src.offset)}, length ${JSON.stringify(src.byteLength)}`);
+    available = src.byteLength;
+  } else if (src.kind === 'bytes') {
+    if (!(src.bytes instanceof Uint8Array)) fail(`an in-memory source must hold a Uint8Array, got ${describe(src.bytes)}`);
+    available = src.bytes.byteLength;
+  } else {
+    return fail(`unknown source kind ${JSON.stringify((src as { kind?: unknown }).kind)}`);
+  }
+  const need = recordByteSpan(rec);
+  const strided = rec.strides !== undefined && rec.strides.some((s, i) => rec.shape[i] !== 1 && s !== contiguousStrides(rec.shape)[i]);
+  // A contiguous record's range is exactly its tensor; a strided one (a view into a
+  // larger storage) needs its span at least.
+  if (strided ? need > available : need !== available)
+    fail(
+      `shape [${rec.shape.join(', ')}] of ${rec.dtype}${strided ? ` at strides [${rec.strides!.join(', ')}]` : ''} needs ${need} bytes but its source holds ${available}`,
+    );
+}
+
+/**
+ * Loads records as engine tensors keyed by record name. Throws before reading
+ * anything when a record is malformed, names a missing file or a range past a
+ * file's end, or repeats a name; rejects with the record's error when a read or a
+ * range check fails. On any failure every tensor made so far is disposed.
+ */
+export async function loadRecords(records: readonly TensorRecord[], opts: LoadRecordsOptions = {}): Promise<Record<string, Tensor>> {
+  const op = opts.op ?? 'loadRecords';
+  if (!Array.isArray(records)) throw new TypeError(`${op}: argument 'records' must be an array of TensorRecords, got ${describe(records)}`);
+  if (opts.dtype !== undefined && !FLOAT_DTYPES.includes(opts.dtype))
+    throw new TypeError(`${op}: option 'dtype' must be one of ${FLOAT_DTYPES.join(', ')}, got ${describe(opts.dtype)}`);
+  if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function')
+    throw new TypeError(`${op}: option 'onProgress' must be a function, got ${describe(opts.onProgress)}`);
+  const signal = opts.signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal))
+    throw new TypeError(`${op}: option 'signal' must be an AbortSignal, got ${describe(signal)}`);
+  const device = resolveDevice(op, opts.device);
+  signal?.throwIfAborted();
+
+  const seen = new Set<string>();
+  for (const rec of records) {
+    checkRecord(rec, op);
+    if (seen.has(rec.name)) throw new Error(`${op}: ${where(rec)}: tensor '${rec.name}' appears twice`);
+    seen.add(rec.name);
+  }
+  // Each file is stat'ed once: every range must lie inside it.
+  const sizes = new Map<string, number>();
+  for (const rec of records) {
+    if (rec.source.kind !== 'file') continue;
+    const { path, offset, byteLength } = rec.source;
+    let size = sizes.get(path);
+    if (size === undefined) {
+      try {
+        const st = await stat(path);
+        if (!st.isFile()) throw new Error('not a regular file');
+        size = st.size;
+      } catch (err) {
+        throw new Error(`${op}: ${path}: cannot read (${err instanceof Error ? err.message : String(err)})`);
+      }
+      sizes.set(path, size);
+    }
+    if (offset + byteLength > size)
+      throw new Error(`${op}: ${path}: tensor '${rec.name}': bytes [${offset}, ${offset + byteLength}) lie past the end of the file (${size} bytes; truncated?)`);
+  }
+
+  const bytesOf = (r: TensorRecord) => (r.source.kind === 'file' ? r.source.byteLength : r.source.bytes.byteLength);
+  const bytesTotal = records.reduce((a, r) => a + bytesOf(r), 0);
+  const out: Record<string, Tensor> = {};
+  const made: Tensor[] = [];
+  // Each settle promise resolves to null or the load's error, so none is ever an unhandled rejection.
+  const inflight: { rec: TensorRecord; done: Promise<Error | null> }[] = [];
+  let inflightBytes = 0;
+  let bytesDone = 0;
+  let tensorsDone = 0;
+
+  const landOne = async (): Promise<void> => {
+    const { rec, done } = inflight.shift()!;
+    const err = await done;
+    inflightBytes -= bytesOf(rec);
+    if (err) throw new Error(err.message.startsWith(`${op}:`) ? err.message : `${op}: ${err.message}`);
+    bytesDone += bytesOf(rec);
+    tensorsDone++;
+    opts.onProgress?.({ bytesDone, bytesTotal, tensorsDone, tensorsTotal: records.length, name: rec.name });
+  };
+
+  try {
+    for (const rec of records) {
+      signal?.throwIfAborted();
+      const src = rec.source;
+      const h =
+        src.kind === 'file'
+          ? io.loadRecord(rec.name, `${op}: ${src.path}`, src.path, src.offset, src.byteLength, rec.dtype, [...rec.shape], rec.strides ? [...rec.strides] : null, engineDTypeOf(rec.dtype, opts.dtype), device)
+          : io.loadRecord(rec.name, `${op}: <in-memory record>`, src.bytes, 0, src.bytes.byteLength, rec.dtype, [...rec.shape], rec.strides ? [...rec.strides] : null, engineDTypeOf(rec.dtype, opts.dtype), device);
+      const t = wrap(h);
+      made.push(t);
+      out[rec.name] = t;
+      inflight.push({ rec, done: io.settle(h).then(() => null, (e: unknown) => (e instanceof Error ? e : new Error(String(e)))) });
+      inflightBytes += bytesOf(rec);
+      while (inflightBytes > WINDOW_BYTES && inflight.length > 1) await landOne();
+    }
+    while (inflight.length) {
+      signal?.throwIfAborted();
+      await landOne();
+    }
+    return out;
+  } catch (err) {
+    for (const t of made) t.dispose();
+    // Reads already queued still hold their storages; waiting for them (at most a
+    // window's worth) means memory is back when the caller sees the error.
+    await Promise.all(inflight.map((f) => f.done));
+    throw err;
+  }
+}

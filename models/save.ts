@@ -1,0 +1,167 @@
+// saveModel(model, dir): the HF folder layout from_pretrained reads — config.json
+// (the full PerceiverConfig as HF's to_json_string writes it: sorted keys,
+// architectures, model_type) and model.safetensors (metadata {format: 'pt'}, HF's
+// names, keys sorted as HF's writer sorts them). The state dict is HF's 1:1: the
+// masked-LM's decoder borrows the input embedding weight at call time, so that
+// weight is stored once, as in HF; no other Perceiver weight is tied. With
+// maxShardBytes the weights go to HF's sharded layout instead. Every file is written
+// under a temporary name in the folder, then renamed, so a failure leaves the folder
+// as it was and a reader never sees a config whose weights are half-written.
+import { mkdir, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { Module, type SafetensorsDType, type Tensor } from '../lib/index.js';
+import { writeSafetensorsTemp } from '../lib/io/safetensors.js';
+import { perceiverConfig, type PerceiverConfig } from './config.js';
+
+/** Classes whose name is their HF architecture name (the registry's, plus the bare model). */
+const SAVABLE: readonly string[] = [
+  'PerceiverModel',
+  'PerceiverForMaskedLM',
+  'PerceiverForImageClassificationFourier',
+  'PerceiverForImageClassificationLearned',
+  'PerceiverForImageClassificationConvProcessing',
+  'PerceiverForOpticalFlow',
+  'PerceiverForMultimodalAutoencoding',
+];
+
+// Options of this port that HF's PerceiverConfig does not have: written only when a
+// model departs from HF's behaviour, so a HF-flavoured save is a plain HF config.
+const DEEPMIND_OPTIONS = ['conv_padding', 'classifier_query_residual', 'flow_output_scale', 'attention_mask_style'] as const;
+
+/**
+ * The config.json object for `config` as architecture `arch`: every HF
+ * PerceiverConfig field, the PretrainedConfig keys it came with (id2label, ...),
+ * id2label/label2id derived from num_labels as HF derives them, and the DeepMind
+ * options that differ from their defaults.
+ */
+export function configJson(config: PerceiverConfig, arch: string): Record<string, unknown> {
+  const defaults = perceiverConfig({}) as unknown as Record<string, unknown>;
+  const src = config as unknown as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(src)) if (v !== undefined) out[k] = v;
+  for (const k of DEEPMIND_OPTIONS) if (out[k] === defaults[k]) delete out[k];
+  // HF stores labels, not num_labels (a property of PretrainedConfig over id2label).
+  const n = config.num_labels;
+  delete out.num_labels;
+  const given = config.id2label;
+  if (!given || Object.keys(given).length !== n) {
+    out.id2label = Object.fromEntries(Array.from({ length: n }, (_, i) => [String(i), `LABEL_${i}`]));
+    out.label2id = Object.fromEntries(Array.from({ length: n }, (_, i) => [`LABEL_${i}`, i]));
+  } else if (out.label2id === undefined) {
+    out.label2id = Object.fromEntries(Object.entries(given).map(([i, name]) => [name, Number(i)]));
+  }
+  out.architectures = [arch];
+  out.model_type = 'perceiver';
+  out.torch_dtype = 'float32';
+  return Object.fromEntries(Object.keys(out).sort().map((k) => [k, out[k]]));
+}
+
+const INDEX = 'model.safetensors.index.json';
+const DTYPE_BYTES: Record<string, number> = { float32: 4, float16: 2, bfloat16: 2, int32: 4, uint8: 1 };
+
+function tempName(dir: string, file: string): string {
+  return join(dir, `.${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+export interface SaveModelOptions {
+  /**
+   * Split the weights into shards of at most this many bytes (a tensor larger than
+   * that gets a shard of its own), written as HF's sharded layout:
+   * model-0000i-of-0000N.safetensors + model.safetensors.index.json. Default: one
+   * model.safetensors, as HF writes any Perceiver (HF shards above 5 GB).
+   */
+  maxShardBytes?: number;
+}
+
+/**
+ * Writes `model` to `dir` (created if missing) as config.json + model.safetensors
+ * (or shards + index). Every file is written under a temporary name first, then
+ * each is renamed into place; a weights file of the other layout left from an
+ * earlier save is removed, since it would take precedence (model.safetensors) or
+ * go stale (an index).
+ */
+export async function saveModel(model: Module & { config: PerceiverConfig }, dir: string, opts: SaveModelOptions = {}): Promise<void> {
+  if (!(model instanceof Module)) throw new TypeError(`saveModel: argument 'model' must be a Perceiver model, got ${typeof model}`);
+  const arch = model.constructor.name;
+  if (!SAVABLE.includes(arch)) throw new TypeError(`saveModel: ${arch} has no HF architecture name (savable: ${SAVABLE.join(', ')})`);
+  if (model.config === null || typeof model.config !== 'object') throw new TypeError(`saveModel: the ${arch} has no config`);
+  if (typeof dir !== 'string' || dir === '') throw new TypeError(`saveModel: argument 'dir' must be a folder path, got ${JSON.stringify(dir)}`);
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`saveModel: argument 'opts' must be an object, got ${JSON.stringify(opts)}`);
+  const maxShard = opts.maxShardBytes;
+  if (maxShard !== undefined && !(Number.isSafeInteger(maxShard) && maxShard > 0))
+    throw new TypeError(`saveModel: option 'maxShardBytes' must be a positive integer, got ${JSON.stringify(maxShard)}`);
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    throw new Error(`saveModel: cannot create the folder '${dir}' (${err instanceof Error ? err.message : String(err)})`);
+  }
+  const sd = model.stateDict();
+  const tensors: Record<string, Tensor> = {};
+  const dtypes: Record<string, SafetensorsDType> = {};
+  const seen = new Map<Tensor, string>();
+  for (const key of Object.keys(sd).sort()) {
+    const t = sd[key];
+    // A tensor registered under two names is one weight: stored once, as HF stores tied weights.
+    if (seen.has(t)) continue;
+    seen.set(t, key);
+    tensors[key] = t;
+    // PyTorch's BatchNorm counts batches in int64; HF's loader expects that dtype back.
+    if (key.endsWith('.num_batches_tracked') && t.dtype === 'int32') dtypes[key] = 'I64';
+  }
+  const bytesOf = (k: string) => tensors[k].size * (dtypes[k] === 'I64' ? 8 : DTYPE_BYTES[tensors[k].dtype]);
+  const keys = Object.keys(tensors);
+  const total = keys.reduce((a, k) => a + bytesOf(k), 0);
+
+  // Greedy in sorted key order, as HF's shard_checkpoint fills shards.
+  const groups: string[][] = [];
+  if (maxShard === undefined || total <= maxShard) groups.push(keys);
+  else {
+    let cur: string[] = [];
+    let size = 0;
+    for (const k of keys) {
+      if (cur.length && size + bytesOf(k) > maxShard) {
+        groups.push(cur);
+        cur = [];
+        size = 0;
+      }
+      cur.push(k);
+      size += bytesOf(k);
+    }
+    if (cur.length) groups.push(cur);
+  }
+  const sharded = groups.length > 1;
+  const pad = (i: number) => String(i).padStart(5, '0');
+  const files = sharded ? groups.map((_, i) => `model-${pad(i + 1)}-of-${pad(groups.length)}.safetensors`) : ['model.safetensors'];
+
+  const pending: [string, string][] = []; // [temporary, final]
+  try {
+    const configTmp = tempName(dir, 'config.json');
+    await writeFile(configTmp, JSON.stringify(configJson(model.config, arch), null, 2) + '\n', { flag: 'wx' });
+    pending.push([configTmp, join(dir, 'config.json')]);
+    for (let i = 0; i < groups.length; i++) {
+      const part = Object.fromEntries(groups[i].map((k) => [k, tensors[k]]));
+      const partDtypes = Object.fromEntries(groups[i].filter((k) => k in dtypes).map((k) => [k, dtypes[k]]));
+      const tmp = await writeSafetensorsTemp(join(dir, files[i]), part, { metadata: { format: 'pt' }, dtypes: partDtypes });
+      pending.push([tmp, join(dir, files[i])]);
+    }
+    if (sharded) {
+      const weightMap = Object.fromEntries(groups.flatMap((g, i) => g.map((k) => [k, files[i]])));
+      const indexTmp = tempName(dir, INDEX);
+      await writeFile(indexTmp, JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n', { flag: 'wx' });
+      pending.push([indexTmp, join(dir, INDEX)]);
+    }
+    // Weights first, config last: a reader that sees the new config sees its weights.
+    for (const [tmp, final] of [...pending.slice(1), pending[0]]) await rename(tmp, final);
+    pending.length = 0;
+    // What an earlier save of the other layout (or another shard count) left: the
+    // other entry file, and shards this save did not write, as HF's save_pretrained
+    // removes them.
+    await unlink(join(dir, sharded ? 'model.safetensors' : INDEX)).catch(() => undefined);
+    for (const f of await readdir(dir))
+      if (/^model-\d{5}-of-\d{5}\.safetensors$/.test(f) && !files.includes(f)) await unlink(join(dir, f)).catch(() => undefined);
+  } catch (err) {
+    for (const [tmp] of pending) await unlink(tmp).catch(() => undefined);
+    throw new Error(`saveModel: ${dir}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}

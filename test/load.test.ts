@@ -1,0 +1,264 @@
+// Specification of loadModel(dir): a HuggingFace model folder in any of HF's
+// weights layouts (model.safetensors, a sharded model.safetensors.index.json,
+// pytorch_model.bin, a sharded pytorch_model.bin.index.json) as the class
+// config.json's architectures[0] names; config fields HF's PretrainedConfig
+// defines pass silently, others draw one warning; weights that do not fit the
+// config, broken indexes and broken files fail with the folder and file named,
+// before any weight is read where possible; progress and abort work; nothing leaks.
+import test from 'ava';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as P from '../lib/index.js';
+import type { Tensor } from '../lib/index.js';
+import { loadModel, unknownConfigKeys, PerceiverForMaskedLM } from '../models/index.js';
+import { caseConfig, caseDir } from './helpers/hf-fixture.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'perceiver-load-'));
+test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
+let n = 0;
+
+/** A fresh folder with the case's config.json (optionally edited) and, unless told otherwise, its model.safetensors. */
+function folder(c: string, opts: { config?: (cfg: Record<string, unknown>) => void; weights?: boolean } = {}): string {
+  const dir = join(tmp, `${c}-${n++}`);
+  mkdirSync(dir);
+  const cfg = caseConfig(c);
+  opts.config?.(cfg);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+  if (opts.weights !== false) copyFileSync(join(caseDir(c), 'model.safetensors'), join(dir, 'model.safetensors'));
+  return dir;
+}
+
+function disposeAll(ts: Record<string, Tensor>): void {
+  for (const t of Object.values(ts)) t.dispose();
+}
+
+/** Splits the case's weights over `k` shards with HF's index; returns the folder. */
+async function shardedCopy(c: string, k: number): Promise<string> {
+  const dir = folder(c, { weights: false });
+  const sd = await P.loadSafetensors(join(caseDir(c), 'model.safetensors'));
+  const names = Object.keys(sd);
+  const weightMap: Record<string, string> = {};
+  let total = 0;
+  for (let i = 0; i < k; i++) {
+    const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(k).padStart(5, '0')}.safetensors`;
+    const part = Object.fromEntries(names.filter((_, j) => j % k === i).map((name) => [name, sd[name]]));
+    for (const [name, t] of Object.entries(part)) {
+      weightMap[name] = file;
+      total += t.size * 4;
+    }
+    await P.saveSafetensors(join(dir, file), part, { metadata: { format: 'pt' } });
+  }
+  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
+  disposeAll(sd);
+  return dir;
+}
+
+async function sameWeights(t: import('ava').ExecutionContext, a: P.Module, b: P.Module): Promise<void> {
+  const sa = a.stateDict();
+  const sb = b.stateDict();
+  t.deepEqual(Object.keys(sb).sort(), Object.keys(sa).sort());
+  for (const k of Object.keys(sa)) {
+    t.deepEqual(sb[k].shape, sa[k].shape, k);
+    t.is(sb[k].dtype, sa[k].dtype, k);
+    t.true(Buffer.from(await sb[k].handle.read()).equals(Buffer.from(await sa[k].handle.read())), `${k}: same bytes`);
+  }
+}
+
+// ---- layouts ----------------------------------------------------------------------------------
+
+// One text, one image (with BatchNorm's int64 counter) and the multimodal model.
+for (const c of ['mlm', 'image_conv', 'multimodal']) {
+  test(`${c}: a sharded model.safetensors.index.json copy loads exactly the weights of model.safetensors`, async (t) => {
+    const plain = await loadModel(caseDir(c));
+    const sharded = await loadModel(await shardedCopy(c, 3));
+    t.is(sharded.constructor, plain.constructor);
+    await sameWeights(t, plain, sharded);
+    plain.dispose();
+    sharded.dispose();
+  });
+}
+
+test('model.safetensors is preferred over an index, as HF prefers it', async (t) => {
+  const dir = await shardedCopy('mlm', 2);
+  copyFileSync(join(caseDir('mlm'), 'model.safetensors'), join(dir, 'model.safetensors'));
+  writeFileSync(join(dir, 'model.safetensors.index.json'), 'not json'); // would fail if read
+  const m = await loadModel(dir);
+  t.true(m instanceof PerceiverForMaskedLM);
+  m.dispose();
+});
+
+test('pytorch_model.bin goes to the PyTorch reader (lib/io/torch.js); an unreadable one fails naming the file', async (t) => {
+  const dir = folder('mlm', { weights: false });
+  writeFileSync(join(dir, 'pytorch_model.bin'), Buffer.from('this is not a torch checkpoint'));
+  const err = await t.throwsAsync(loadModel(dir));
+  t.regex(err!.message, /pytorch_model\.bin/);
+});
+
+test('pytorch_model.bin.index.json shards go to the same reader; a missing or unreadable shard is named', async (t) => {
+  const dir = folder('mlm', { weights: false });
+  const shard = 'pytorch_model-00001-of-00001.bin';
+  writeFileSync(join(dir, 'pytorch_model.bin.index.json'), JSON.stringify({ weight_map: { 'embedding_decoder.bias': shard } }));
+  await t.throwsAsync(loadModel(dir), { message: /pytorch_model\.bin\.index\.json: shard 'pytorch_model-00001-of-00001\.bin' \(holding 'embedding_decoder\.bias'\) is missing/ });
+  writeFileSync(join(dir, shard), Buffer.from('not a torch checkpoint either'));
+  const err = await t.throwsAsync(loadModel(dir));
+  t.regex(err!.message, /pytorch_model-00001-of-00001\.bin/);
+});
+
+test('a folder without weights lists the layouts it looked for', async (t) => {
+  const dir = folder('mlm', { weights: false });
+  await t.throwsAsync(loadModel(dir), {
+    message: /model\.safetensors' is missing, and so are the other weights layouts \(model\.safetensors\.index\.json, pytorch_model\.bin, pytorch_model\.bin\.index\.json\)/,
+  });
+});
+
+// ---- broken indexes ---------------------------------------------------------------------------
+
+test('broken sharded indexes fail naming the index and the problem', async (t) => {
+  const indexOf = (dir: string) => JSON.parse(readFileSync(join(dir, 'model.safetensors.index.json'), 'utf8')) as { weight_map: Record<string, string> };
+  const rewrite = (dir: string, edit: (wm: Record<string, string>) => void) => {
+    const idx = indexOf(dir);
+    edit(idx.weight_map);
+    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify(idx));
+  };
+  const shard1 = 'model-00001-of-00002.safetensors';
+  const shard2 = 'model-00002-of-00002.safetensors';
+
+  let dir = await shardedCopy('mlm', 2);
+  rmSync(join(dir, shard2));
+  await t.throwsAsync(loadModel(dir), { message: /model\.safetensors\.index\.json: shard 'model-00002-of-00002\.safetensors' \(holding '.*' and \d+ more\) is missing/ });
+
+  // A tensor in two shards: write shard 2 again holding one of shard 1's tensors too.
+  dir = await shardedCopy('mlm', 2);
+  const s1 = await P.loadSafetensors(join(dir, shard1));
+  const s2 = await P.loadSafetensors(join(dir, shard2));
+  const dup = Object.keys(s1)[0];
+  await P.saveSafetensors(join(dir, shard2), { ...s2, [dup]: s1[dup] });
+  await t.throwsAsync(loadModel(dir), { message: new RegExp(`tensor '${dup.replace(/\./g, '\\.')}' is in two shards, '${shard1}' and '${shard2}'`) });
+  disposeAll(s1);
+  disposeAll(s2);
+
+  dir = await shardedCopy('mlm', 2);
+  rewrite(dir, (wm) => {
+    const k = Object.keys(wm).find((name) => wm[name] === shard1)!;
+    wm[k] = shard2;
+  });
+  await t.throwsAsync(loadModel(dir), { message: /model\.safetensors\.index\.json: (shard '.*' holds '.*', which weight_map does not assign to it|weight_map puts '.*' in shard '.*', which does not hold it)/ });
+
+  dir = await shardedCopy('mlm', 2);
+  rewrite(dir, (wm) => {
+    wm[Object.keys(wm)[0]] = '../../etc/passwd';
+  });
+  await t.throwsAsync(loadModel(dir), { message: /names '\.\.\/\.\.\/etc\/passwd', which is outside the model folder/ });
+
+  dir = await shardedCopy('mlm', 2);
+  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weights: {} }));
+  await t.throwsAsync(loadModel(dir), { message: /model\.safetensors\.index\.json: must be a JSON object with a 'weight_map' object/ });
+  writeFileSync(join(dir, 'model.safetensors.index.json'), '{"weight_map": ');
+  await t.throwsAsync(loadModel(dir), { message: /model\.safetensors\.index\.json: not valid JSON/ });
+  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { a: 5 } }));
+  await t.throwsAsync(loadModel(dir), { message: /weight_map\['a'\] must be a shard file name, got 5/ });
+});
+
+// ---- weights that do not fit the config --------------------------------------------------------
+
+test.serial('weights of the wrong shapes for the config are refused before any weight is read, listing them', async (t) => {
+  const before = P.memory().cpu;
+  const dir = folder('mlm', { config: (c) => (c.num_latents = 32) });
+  const err = await t.throwsAsync(loadModel(dir, { onProgress: () => t.fail('no tensor may be read') }));
+  t.regex(err!.message, /model\.safetensors: loadStateDict \(PerceiverForMaskedLM\): mis-shaped keys: /);
+  t.regex(err!.message, /checked against the model .*config\.json describes, before reading any weight/);
+  t.regex(err!.message, /perceiver\.embeddings\.latents \(checkpoint \[16, 96\], model \[32, 96\]\)/);
+  t.is(P.memory().cpu.tensors, before.tensors, 'the model built for the check is disposed');
+  t.is(P.memory().cpu.bytes, before.bytes);
+});
+
+test('missing and unexpected tensors are listed by name', async (t) => {
+  const dir = folder('mlm', { weights: false });
+  const sd = await P.loadSafetensors(join(caseDir('mlm'), 'model.safetensors'));
+  const { ['embedding_decoder.bias']: dropped, ...rest } = sd;
+  await P.saveSafetensors(join(dir, 'model.safetensors'), { ...rest, 'extra.weight': dropped });
+  const err = await t.throwsAsync(loadModel(dir));
+  t.regex(err!.message, /missing keys: embedding_decoder\.bias/);
+  t.regex(err!.message, /unexpected keys: extra\.weight/);
+  disposeAll(sd);
+});
+
+test('a corrupt model.safetensors fails naming the file', async (t) => {
+  const dir = folder('mlm');
+  const buf = readFileSync(join(dir, 'model.safetensors'));
+  writeFileSync(join(dir, 'model.safetensors'), buf.subarray(0, buf.length - 100));
+  await t.throwsAsync(loadModel(dir), { message: /model\.safetensors: tensor '.*': data_offsets .* run past the end of the data section/ });
+});
+
+// ---- config.json ------------------------------------------------------------------------------
+
+test('HF PretrainedConfig fields pass silently; unknown fields draw one warning naming them', async (t) => {
+  const generic = { torch_dtype: 'float32', transformers_version: '4.40.0', _name_or_path: 'deepmind/language-perceiver', id2label: { 0: 'a' }, label2id: { a: 0 }, return_dict: true, problem_type: null };
+  t.deepEqual(unknownConfigKeys({ ...caseConfig('mlm'), ...generic }), []);
+  const warnings: string[] = [];
+  const quiet = await loadModel(folder('mlm', { config: (c) => Object.assign(c, generic) }), { onWarning: (w) => warnings.push(w) });
+  t.deepEqual(warnings, []);
+  quiet.dispose();
+  const noisy = await loadModel(folder('mlm', { config: (c) => Object.assign(c, { d_latens: 3, frobnicate: true }) }), { onWarning: (w) => warnings.push(w) });
+  t.is(warnings.length, 1);
+  t.regex(warnings[0], /config\.json: ignoring unknown config fields 'd_latens', 'frobnicate'/);
+  noisy.dispose();
+  // Without onWarning, a process warning with a code.
+  const got = new Promise<Error>((resolve) => process.once('warning', resolve));
+  (await loadModel(folder('mlm', { config: (c) => (c.frobnicate = 1) }))).dispose();
+  const w = await got;
+  t.regex(w.message, /'frobnicate'/);
+  t.is((w as Error & { code?: string }).code, 'PERCEIVER_UNKNOWN_CONFIG_FIELD');
+});
+
+test('every PerceiverConfig field is honoured: a changed field changes the model built', async (t) => {
+  const m = await loadModel(folder('mlm', { config: (c) => Object.assign(c, { num_self_attends_per_block: 2, hidden_act: 'gelu_new' }) }));
+  t.is(m.config.hidden_act, 'gelu_new');
+  m.dispose();
+  await t.throwsAsync(loadModel(folder('mlm', { config: (c) => (c.hidden_act = 'swish') })), { message: /config\.json: .*hidden_act 'swish' is not supported/ });
+  await t.throwsAsync(loadModel(folder('mlm', { config: (c) => (c.model_type = 'bert') })), { message: /config\.json: model_type is "bert", not "perceiver"/ });
+  await t.throwsAsync(loadModel(folder('mlm', { config: (c) => (c.architectures = ['PerceiverForSequenceClassification']) })), {
+    message: /config\.json: .*architecture 'PerceiverForSequenceClassification' is not supported/,
+  });
+});
+
+// ---- options ----------------------------------------------------------------------------------
+
+test('dtype: float32 loads; 16-bit requests are refused clearly; anything else is a TypeError', async (t) => {
+  const m = await loadModel(caseDir('mlm'), { dtype: 'float32' });
+  t.true(Object.values(m.stateDict()).every((x) => x.dtype === 'float32' || x.dtype === 'int32'));
+  m.dispose();
+  for (const dtype of ['bfloat16', 'float16'] as const)
+    await t.throwsAsync(loadModel(caseDir('mlm'), { dtype }), { instanceOf: TypeError, message: new RegExp(`dtype '${dtype}' is not supported yet: the engine computes in float32`) });
+  await t.throwsAsync(loadModel(caseDir('mlm'), { dtype: 'int8' as 'float32' }), { instanceOf: TypeError, message: /option 'dtype' must be/ });
+});
+
+test('progress reports every tensor once, in bytes, ending at the file total', async (t) => {
+  const seen: P.LoadProgress[] = [];
+  const m = await loadModel(caseDir('image_learned'), { onProgress: (p) => seen.push(p) });
+  const header = await P.readSafetensorsHeader(join(caseDir('image_learned'), 'model.safetensors'));
+  t.is(seen.length, header.entries.size);
+  t.deepEqual(new Set(seen.map((p) => p.name)), new Set(header.entries.keys()));
+  const total = [...header.entries.values()].reduce((a, e) => a + e.dataOffsets[1] - e.dataOffsets[0], 0);
+  t.true(seen.every((p, i) => p.bytesTotal === total && (i === 0 || p.bytesDone >= seen[i - 1].bytesDone)));
+  t.is(seen.at(-1)!.bytesDone, total);
+  m.dispose();
+});
+
+test.serial('an AbortSignal stops loadModel and leaves nothing behind', async (t) => {
+  const before = P.memory().cpu;
+  const ac = new AbortController();
+  let calls = 0;
+  const err = await t.throwsAsync(
+    loadModel(caseDir('multimodal'), {
+      signal: ac.signal,
+      onProgress: () => {
+        if (++calls === 5) ac.abort(new Error('stop'));
+      },
+    }),
+  );
+  t.is(err!.message, 'stop');
+  t.is(P.memory().cpu.tensors, before.tensors);
+  t.is(P.memory().cpu.bytes, before.bytes);
+});
