@@ -27,7 +27,10 @@ const SAVABLE: readonly string[] = [
 
 // Options of this port that HF's PerceiverConfig does not have: written only when a
 // model departs from HF's behaviour, so a HF-flavoured save is a plain HF config.
-const DEEPMIND_OPTIONS = ['conv_padding', 'classifier_query_residual', 'flow_output_scale', 'attention_mask_style'] as const;
+const EXTENSION_OPTIONS = [
+  'conv_padding', 'classifier_query_residual', 'flow_output_scale', 'attention_mask_style',
+  'image_channels', 'conv_out_channels', 'image_fourier_bands', 'image_fourier_max_resolution', 'image_mean', 'image_std',
+] as const;
 
 /**
  * The config.json object for `config` as architecture `arch`: every HF
@@ -40,7 +43,7 @@ export function configJson(config: PerceiverConfig, arch: string): Record<string
   const src = config as unknown as Record<string, unknown>;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(src)) if (v !== undefined) out[k] = v;
-  for (const k of DEEPMIND_OPTIONS) if (out[k] === defaults[k]) delete out[k];
+  for (const k of EXTENSION_OPTIONS) if (JSON.stringify(out[k]) === JSON.stringify(defaults[k])) delete out[k];
   // HF stores labels, not num_labels (a property of PretrainedConfig over id2label).
   const n = config.num_labels;
   delete out.num_labels;

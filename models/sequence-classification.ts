@@ -6,6 +6,7 @@ import { perceiverConfig, type PerceiverConfig } from './config.js';
 import { PerceiverModel } from './perceiver.js';
 import { PerceiverTextPreprocessor } from './preprocessors/text.js';
 import { PerceiverClassificationDecoder } from './decoders/classification.js';
+import { saveModel, type SaveModelOptions } from './save.js';
 
 export class PerceiverForSequenceClassification extends Module {
   readonly config: PerceiverConfig;
@@ -35,5 +36,10 @@ export class PerceiverForSequenceClassification extends Module {
    */
   forward(inputs: Tensor, opts: { attentionMask?: Tensor | null } = {}): { logits: Tensor } {
     return tidy(() => ({ logits: this.perceiver.forward(inputs, { attentionMask: opts.attentionMask ?? null }).logits as Tensor }));
+  }
+
+  /** Writes config.json + model.safetensors (or shards + index) to dir in HF's layout (see models/save.ts). */
+  save(dir: string, opts?: SaveModelOptions): Promise<void> {
+    return saveModel(this, dir, opts);
   }
 }
