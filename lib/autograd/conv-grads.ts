@@ -72,15 +72,21 @@ export function conv2dGrad(out: Tensor, x: Tensor, weight: Tensor, bias: Tensor 
   const pads = resolvePads(spec, H, W, KH, KW, sh, sw, OH, OW);
   const Hp = H + pads[0] + pads[1];
   const Wp = W + pads[2] + pads[3];
-  return record('conv2d', out, [x, weight, bias], [x, weight], (g, [xs, ws]) => {
+  return record('conv2d', out, [x, weight, bias], [x, weight], (g, [xs, ws], needs) => {
     const B = xs.shape[0];
-    // dW = im2col(x)ᵀ g, columns ordered (kh, kw, cin) as the HWIO weight.
-    const xp = padHW(xs, pads, 0);
-    const cols: Tensor[] = [];
-    for (let i = 0; i < KH; i++) for (let j = 0; j < KW; j++) cols.push(windowAt(xp, i, j, sh, sw, OH, OW));
-    const im2col = L.reshape(L.concat(cols, 3), [B * OH * OW, KH * KW * Cin]);
     const g2 = L.reshape(L.contiguous(g), [B * OH * OW, Cout]);
-    const gw = L.reshape(M.matmul(im2col, g2, { transA: true }), [KH, KW, Cin, Cout]);
+    const gb = bias && needs[2] ? R.sum(g2, 0) : null;
+    let gw: Tensor | null = null;
+    if (needs[1]) {
+      // dW = im2col(x)ᵀ g, columns ordered (kh, kw, cin) as the HWIO weight.
+      const xp = padHW(xs, pads, 0);
+      const cols: Tensor[] = [];
+      for (let i = 0; i < KH; i++) for (let j = 0; j < KW; j++) cols.push(windowAt(xp, i, j, sh, sw, OH, OW));
+      const im2col = L.reshape(L.concat(cols, 3), [B * OH * OW, KH * KW * Cin]);
+      gw = L.reshape(M.matmul(im2col, g2, { transA: true }), [KH, KW, Cin, Cout]);
+    }
+    // An image input needs no gradient: skip the transposed convolution.
+    if (!needs[0]) return [null, gw, gb];
     // dX: full correlation of the dilated gradient with the flipped, swapped kernel,
     // over the padded input's extent, then cropped to x.
     const flipped = L.permute(flip0(L.permute(flip0(ws), [1, 0, 2, 3])), [1, 0, 3, 2]); // [KH, KW, Cout, Cin]
@@ -89,7 +95,6 @@ export function conv2dGrad(out: Tensor, x: Tensor, weight: Tensor, bias: Tensor 
     const extraW = Wp - ((OW - 1) * sw + KW);
     const gxp = N.conv2d(L.contiguous(gd), L.contiguous(flipped), { padding: [KH - 1, KH - 1 + extraH, KW - 1, KW - 1 + extraW] });
     const gx = L.slice(L.slice(gxp, 1, pads[0], pads[0] + H), 2, pads[2], pads[2] + W);
-    const gb = bias ? R.sum(g2, 0) : null;
     return [gx, gw, gb];
   });
 }

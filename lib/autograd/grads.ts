@@ -15,6 +15,12 @@ const f32 = (t: Tensor) => L.cast(t, 'float32');
 
 /** g summed down to `shape` (undoing numpy broadcasting). */
 export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
+  // Leading axes only (a bias, a weight shared over a batch): one reduction over a 2-D view.
+  const lead = g.rank - shape.length;
+  if (lead > 0 && shape.every((d, i) => d === g.shape[lead + i])) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    return L.reshape(R.sum(L.reshape(L.contiguous(g), [-1, n]), 0), [...shape]);
+  }
   let out = g;
   while (out.rank > shape.length) out = R.sum(out, 0);
   for (let i = 0; i < shape.length; i++) if (shape[i] === 1 && out.shape[i] !== 1) out = R.sum(out, i, { keepdim: true });
@@ -244,12 +250,31 @@ export function matmulGrad(out: Tensor, a: Tensor, b: Tensor, transA: boolean, t
   const as = a.shape;
   const bs = b.shape;
   const n = out.shape[out.rank - 1];
-  return record('matmul', out, [a, b, bias], [a, b], (g, [x, y]) => {
+  return record('matmul', out, [a, b, bias], [a, b], (g, [x, y], needs) => {
     // With A = op(a), B = op(b): dA = alpha g Bᵀ, dB = alpha Aᵀ g; transposed operands
     // take the transposed products, so no transpose is materialised.
-    const ga = transA ? M.matmul(y, g, { transA: transB, transB: true, alpha }) : M.matmul(g, y, { transB: !transB, alpha });
-    const gb = transB ? M.matmul(g, x, { transA: true, transB: transA, alpha }) : M.matmul(x, g, { transA: !transA, alpha });
-    return [sumTo(ga, as), sumTo(gb, bs), bias ? sumTo(g, [n]) : null];
+    let ga: Tensor | null = null;
+    let gb: Tensor | null = null;
+    if (needs[0]) {
+      if (!transA && y.rank === 2 && g.rank > 2) {
+        // A batch of rows times one matrix: a single product over all rows.
+        const k = as[as.length - 1];
+        ga = L.reshape(M.matmul(L.reshape(L.contiguous(g), [-1, n]), y, { transB: !transB, alpha }), [...g.shape.slice(0, -1), k]);
+      } else ga = transA ? M.matmul(y, g, { transA: transB, transB: true, alpha }) : M.matmul(g, y, { transB: !transB, alpha });
+      ga = sumTo(ga, as);
+    }
+    if (needs[1]) {
+      if (!transA && bs.length === 2 && g.rank > 2) {
+        // The weight of a batched linear layer: flatten the batch into rows, one product.
+        const g2 = L.reshape(L.contiguous(g), [-1, n]);
+        const x2 = L.reshape(L.contiguous(x), [-1, as[as.length - 1]]);
+        gb = transB ? M.matmul(g2, x2, { transA: true, alpha }) : M.matmul(x2, g2, { transA: true, alpha });
+      } else {
+        gb = transB ? M.matmul(g, x, { transA: true, transB: transA, alpha }) : M.matmul(x, g, { transA: !transA, alpha });
+        gb = sumTo(gb, bs);
+      }
+    }
+    return [ga, gb, bias && needs[2] ? sumTo(g, [n]) : null];
   });
 }
 

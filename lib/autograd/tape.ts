@@ -8,6 +8,13 @@ import { native } from '../native.js';
 import { Tensor, wrap } from '../tensor.js';
 import { keep, tidy } from '../scope.js';
 
+/**
+ * A backward formula: the output's gradient g and the saved tensors -> one gradient per
+ * input (or null). needs[i] is false where input i takes no gradient, so a formula
+ * may skip that work (a convolution's image input, for one).
+ */
+export type BackwardFn = (g: Tensor, saved: Tensor[], needs: boolean[]) => (Tensor | null)[];
+
 /** Where a gradient goes: another node, a leaf tensor (its .grad), or nowhere. */
 export type Edge = { node: GradNode } | { leaf: Tensor } | null;
 
@@ -18,9 +25,9 @@ export class GradNode {
   /** The output's shape and dtype: backward's incoming gradient has these. */
   readonly shape: readonly number[];
   private saved: Tensor[];
-  private fn: ((g: Tensor, saved: Tensor[]) => (Tensor | null)[]) | null;
+  private fn: BackwardFn | null;
 
-  constructor(name: string, edges: Edge[], shape: readonly number[], saved: Tensor[], fn: (g: Tensor, saved: Tensor[]) => (Tensor | null)[]) {
+  constructor(name: string, edges: Edge[], shape: readonly number[], saved: Tensor[], fn: BackwardFn) {
     this.name = name;
     this.edges = edges;
     this.shape = shape;
@@ -31,7 +38,7 @@ export class GradNode {
   /** Gradients for each input edge (null where an input takes none). */
   apply(g: Tensor): (Tensor | null)[] {
     if (!this.fn) throw new Error(`backward: the graph through '${this.name}' was already used by a backward() (pass { retainGraph: true } to backward twice)`);
-    return this.fn(g, this.saved);
+    return this.fn(g, this.saved, this.edges.map((e) => e !== null));
   }
 
   /** Frees what the formula kept; the node can no longer run. */
@@ -90,7 +97,7 @@ export function record(
   out: Tensor,
   inputs: (Tensor | null | undefined)[],
   save: Tensor[],
-  backward: (g: Tensor, saved: Tensor[]) => (Tensor | null)[],
+  backward: BackwardFn,
 ): Tensor {
   const edges = inputs.map(edgeOf);
   if (edges.every((e) => e === null)) return out;
