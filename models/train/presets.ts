@@ -1,0 +1,79 @@
+// Training presets: the model config (a HF-layout config.json object) and the
+// training settings. 'imagenet' holds the Perceiver reference's optimizer settings
+// (deepmind-research perceiver/train/experiment.py: LAMB b1 0.9, b2 0.999, eps 1e-6,
+// base lr 5e-4 scaled by batch / 256, weight decay 0.1 including position embeddings,
+// global-norm clipping at 10, constant_cosine with half the run constant, label
+// smoothing 0.1, 110 epochs); 'mnist' is the miniature conv-front-end model of the
+// project's main job, sized for a 2-core CPU.
+import type { TrainConfig } from './trainer.js';
+
+export interface TrainPreset {
+  description: string;
+  model: Record<string, unknown>;
+  train: Partial<TrainConfig>;
+}
+
+export const PRESETS: Record<string, TrainPreset> = {
+  mnist: {
+    description: 'miniature Perceiver IO on MNIST: conv 7x7/2 + BN + ReLU + max-pool front end (7x7 tokens), 32 latents of 128, 4 self-attention layers',
+    model: {
+      architectures: ['PerceiverForImageClassificationConvProcessing'],
+      num_latents: 32,
+      d_latents: 128,
+      num_blocks: 1,
+      num_self_attends_per_block: 4,
+      num_self_attention_heads: 4,
+      num_cross_attention_heads: 1,
+      self_attention_widening_factor: 1,
+      cross_attention_widening_factor: 1,
+      image_channels: 1,
+      conv_out_channels: 32,
+      image_fourier_bands: 8,
+      image_fourier_max_resolution: [7, 7],
+      // 32 conv channels + 2 positions + 2 axes x 8 bands x (sin, cos)
+      d_model: 66,
+      conv_padding: 'same',
+      image_size: 28,
+      // From scratch a small model needs a larger initialisation than HF's 0.02.
+      initializer_range: 0.1,
+      image_mean: [0.1307],
+      image_std: [0.3081],
+      num_labels: 10,
+      id2label: Object.fromEntries(Array.from({ length: 10 }, (_, i) => [String(i), String(i)])),
+    },
+    train: { epochs: 10, batchSize: 64, lr: 1e-3, optimizer: 'adamw', weightDecay: 0.05, schedule: 'warmup_cosine', warmupSteps: 100 },
+  },
+  imagenet: {
+    description: "the reference's ImageNet recipe (Fourier-feature model at 224 px); needs a GPU and an image folder",
+    model: { architectures: ['PerceiverForImageClassificationFourier'], num_labels: 1000, d_model: 261, hidden_act: 'gelu_new', image_size: 224 },
+    train: {
+      epochs: 110,
+      batchSize: 1024,
+      lr: (5e-4 * 1024) / 256,
+      optimizer: 'lamb',
+      weightDecay: 0.1,
+      schedule: 'constant_cosine',
+      constantFraction: 0.5,
+      warmupSteps: 0,
+      labelSmoothing: 0.1,
+      clipNorm: 10,
+    },
+  },
+  'imagenet-debug': {
+    description: "a tiny Fourier model on small images, like the reference's local debug settings",
+    model: {
+      architectures: ['PerceiverForImageClassificationFourier'],
+      num_latents: 16,
+      d_latents: 64,
+      num_self_attends_per_block: 2,
+      num_self_attention_heads: 2,
+      num_cross_attention_heads: 1,
+      image_fourier_bands: 4,
+      image_fourier_max_resolution: [32, 32],
+      d_model: 3 + 2 + 2 * 2 * 4,
+      image_size: 32,
+      initializer_range: 0.1,
+    },
+    train: { epochs: 2, batchSize: 8, lr: 1e-3, optimizer: 'lamb', weightDecay: 0.1, schedule: 'constant_cosine', labelSmoothing: 0.1, clipNorm: 10 },
+  },
+};

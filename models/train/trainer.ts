@@ -1,0 +1,370 @@
+// The image-classification training loop: seeded data order, optimizer + schedule,
+// label smoothing, MixUp/CutMix, gradient clipping, periodic evaluation (top-1/top-5),
+// JSONL metrics, progress, and checkpoints that resume exactly (model, optimizer,
+// schedule position, data position; the engine is deterministic across thread counts).
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as P from '../../lib/index.js';
+import type { Module, Tensor } from '../../lib/index.js';
+import type { ImageSet } from './mnist.js';
+import { Rng } from './rng.js';
+
+export interface TrainableClassifier extends Module {
+  forward(pixels: Tensor): { logits: Tensor };
+  save(dir: string): Promise<void>;
+}
+
+export interface TrainConfig {
+  epochs: number;
+  batchSize: number;
+  /** Peak learning rate. */
+  lr: number;
+  optimizer: 'lamb' | 'adamw' | 'sgd';
+  weightDecay: number;
+  schedule: 'constant_cosine' | 'warmup_cosine' | 'constant';
+  warmupSteps: number;
+  /** constant_cosine: fraction of training at the peak rate. */
+  constantFraction: number;
+  labelSmoothing: number;
+  /** MixUp / CutMix Beta(alpha, alpha) parameters; 0 disables. */
+  mixup: number;
+  cutmix: number;
+  /** Global-norm gradient clipping; 0 disables. */
+  clipNorm: number;
+  seed: number;
+  /** Steps between checkpoints (0: only at the end). */
+  checkpointEvery: number;
+  /** Evaluate after every epoch (and at the end). */
+  evalBatchSize: number;
+}
+
+export const DEFAULT_TRAIN: TrainConfig = {
+  epochs: 10,
+  batchSize: 64,
+  lr: 1e-3,
+  optimizer: 'adamw',
+  weightDecay: 0.05,
+  schedule: 'warmup_cosine',
+  warmupSteps: 100,
+  constantFraction: 0.5,
+  labelSmoothing: 0,
+  mixup: 0,
+  cutmix: 0,
+  clipNorm: 0,
+  seed: 0,
+  checkpointEvery: 0,
+  evalBatchSize: 500,
+};
+
+export interface Progress {
+  epoch: number;
+  step: number;
+  totalSteps: number;
+  loss: number;
+  trainAccuracy: number;
+  imagesPerSecond: number;
+  etaSeconds: number;
+  lr: number;
+}
+
+export interface EvalResult {
+  epoch: number;
+  step: number;
+  top1: number;
+  top5: number;
+  loss: number;
+}
+
+export interface TrainState {
+  step: number;
+  epoch: number;
+  /** Index into the epoch's permutation where the next batch starts. */
+  position: number;
+  history: EvalResult[];
+  losses: { step: number; loss: number }[];
+}
+
+export interface TrainRunOptions {
+  model: TrainableClassifier;
+  train: ImageSet;
+  test: ImageSet;
+  config: Partial<TrainConfig>;
+  /** Folder for checkpoint/, metrics.jsonl and the final model. */
+  outDir: string;
+  /** Continue from outDir/checkpoint (written by an earlier run of the same config). */
+  resume?: boolean;
+  onProgress?: (p: Progress) => void;
+  onEval?: (r: EvalResult) => void;
+  /** Aborting finishes the current step, writes a checkpoint and returns. */
+  signal?: AbortSignal;
+  /** Stop after this many steps in this call (tests; the schedule still spans the whole run). */
+  maxSteps?: number;
+}
+
+function makeOptimizer(model: Module, c: TrainConfig): P.optim.Optimizer {
+  const groups = P.optim.decayGroups(model, { weightDecay: c.weightDecay });
+  if (c.optimizer === 'lamb') return new P.optim.LAMB(groups, { lr: c.lr });
+  if (c.optimizer === 'adamw') return new P.optim.AdamW(groups, { lr: c.lr });
+  return new P.optim.SGD(groups, { lr: c.lr, momentum: 0.9, nesterov: true });
+}
+
+function makeSchedule(c: TrainConfig, totalSteps: number): P.optim.Schedule {
+  if (c.schedule === 'constant') return P.optim.constant(c.lr);
+  if (c.schedule === 'warmup_cosine') return P.optim.warmupCosine({ lr: c.lr, totalSteps, warmupSteps: Math.min(c.warmupSteps, totalSteps) });
+  return P.optim.constantCosine({ lr: c.lr, totalSteps, constantFraction: c.constantFraction, warmupSteps: Math.min(c.warmupSteps, totalSteps) });
+}
+
+export function checkTrainConfig(c: TrainConfig): void {
+  const int = (k: keyof TrainConfig, min: number) => {
+    if (!Number.isInteger(c[k]) || (c[k] as number) < min) throw new RangeError(`train: '${k}' must be an integer >= ${min}, got ${JSON.stringify(c[k])}`);
+  };
+  const num = (k: keyof TrainConfig, lo: number, hi = Infinity) => {
+    if (typeof c[k] !== 'number' || !((c[k] as number) >= lo && (c[k] as number) <= hi)) throw new RangeError(`train: '${k}' must be a number in [${lo}, ${hi}], got ${JSON.stringify(c[k])}`);
+  };
+  int('epochs', 1);
+  int('batchSize', 1);
+  int('warmupSteps', 0);
+  int('seed', 0);
+  int('checkpointEvery', 0);
+  int('evalBatchSize', 1);
+  num('lr', 0);
+  num('weightDecay', 0);
+  num('constantFraction', 0, 1);
+  num('labelSmoothing', 0, 0.999);
+  num('mixup', 0);
+  num('cutmix', 0);
+  num('clipNorm', 0);
+  if (!['lamb', 'adamw', 'sgd'].includes(c.optimizer)) throw new TypeError(`train: 'optimizer' must be lamb, adamw or sgd, got ${JSON.stringify(c.optimizer)}`);
+  if (!['constant_cosine', 'warmup_cosine', 'constant'].includes(c.schedule))
+    throw new TypeError(`train: 'schedule' must be constant_cosine, warmup_cosine or constant, got ${JSON.stringify(c.schedule)}`);
+}
+
+/** A batch of the set's images (by index) as [B, C, H, W] and labels [B]. */
+function gather(set: ImageSet, idx: ArrayLike<number>, device: string): { x: Tensor; y: Tensor; labels: Int32Array } {
+  const per = set.shape[0] * set.shape[1] * set.shape[2];
+  const x = new Float32Array(idx.length * per);
+  const labels = new Int32Array(idx.length);
+  for (let i = 0; i < idx.length; i++) {
+    x.set(set.pixels.subarray(idx[i] * per, (idx[i] + 1) * per), i * per);
+    labels[i] = set.labels[idx[i]];
+  }
+  return { x: P.tensor(x, [idx.length, ...set.shape], { device }), y: P.tensor(labels, [idx.length], { device }), labels };
+}
+
+/** Top-1 / top-5 accuracy and mean loss of model on set (evaluation mode, no gradients). */
+export async function evaluate(model: TrainableClassifier, set: ImageSet, batchSize = 500): Promise<{ top1: number; top5: number; loss: number }> {
+  const wasTraining = model.training;
+  model.eval();
+  const device = model.parameters()[0]?.device ?? 'cpu';
+  let top1 = 0;
+  let top5 = 0;
+  let loss = 0;
+  const n = set.labels.length;
+  try {
+    for (let i = 0; i < n; i += batchSize) {
+      const idx = Array.from({ length: Math.min(batchSize, n - i) }, (_, k) => i + k);
+      const { x, y, labels } = gather(set, idx, device);
+      const [logitsT, lossT] = P.noGrad(() => P.tidy(() => {
+        const logits = model.forward(x).logits;
+        return [logits, P.crossEntropy(logits, y, { reduction: 'sum' })];
+      }));
+      const logits = (await logitsT.data()) as Float32Array;
+      loss += (await lossT.data())[0];
+      const k = logits.length / idx.length;
+      for (let r = 0; r < idx.length; r++) {
+        const row = logits.subarray(r * k, (r + 1) * k);
+        const target = row[labels[r]];
+        let above = 0;
+        for (let c = 0; c < k; c++) if (row[c] > target || (row[c] === target && c < labels[r])) above++;
+        if (above === 0) top1++;
+        if (above < 5) top5++;
+      }
+      for (const t of [x, y, logitsT, lossT]) t.dispose();
+    }
+  } finally {
+    model.train(wasTraining);
+  }
+  return { top1: top1 / n, top5: top5 / n, loss: loss / n };
+}
+
+/** Atomic folder write: build in a temp sibling, then swap it in. */
+function writeCheckpointDir(dir: string, write: (tmp: string) => Promise<void>): Promise<void> {
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  return write(tmp).then(
+    () => {
+      const old = `${dir}.old-${process.pid}`;
+      if (existsSync(dir)) renameSync(dir, old);
+      renameSync(tmp, dir);
+      rmSync(old, { recursive: true, force: true });
+    },
+    (err) => {
+      rmSync(tmp, { recursive: true, force: true });
+      throw err;
+    },
+  );
+}
+
+/** Runs (or resumes) training; returns the final state and evaluation. */
+export async function train(o: TrainRunOptions): Promise<{ state: TrainState; final: EvalResult | null }> {
+  const c: TrainConfig = { ...DEFAULT_TRAIN, ...o.config };
+  checkTrainConfig(c);
+  const { model, train: data, test } = o;
+  const device = model.parameters()[0]?.device ?? 'cpu';
+  const stepsPerEpoch = Math.floor(data.labels.length / c.batchSize);
+  if (stepsPerEpoch < 1) throw new RangeError(`train: the training set (${data.labels.length} images) is smaller than one batch (${c.batchSize})`);
+  const totalSteps = stepsPerEpoch * c.epochs;
+  mkdirSync(o.outDir, { recursive: true });
+  const ckptDir = join(o.outDir, 'checkpoint');
+  const metricsFile = join(o.outDir, 'metrics.jsonl');
+  model.train().requiresGrad_(true);
+  const opt = makeOptimizer(model, c);
+  const schedule = makeSchedule(c, totalSteps);
+  let state: TrainState = { step: 0, epoch: 0, position: 0, history: [], losses: [] };
+
+  if (o.resume) {
+    if (!existsSync(join(ckptDir, 'trainer.json'))) throw new Error(`train: nothing to resume: '${join(ckptDir, 'trainer.json')}' does not exist`);
+    const saved = JSON.parse(readFileSync(join(ckptDir, 'trainer.json'), 'utf8')) as { state: TrainState; config: TrainConfig; optimizer: { stepCount: number; groups: { lr: number; weightDecay: number }[] } };
+    for (const k of Object.keys(c) as (keyof TrainConfig)[])
+      if (k !== 'checkpointEvery' && JSON.stringify(saved.config[k]) !== JSON.stringify(c[k]))
+        throw new Error(`train: the checkpoint was written with ${k} = ${JSON.stringify(saved.config[k])}, this run has ${JSON.stringify(c[k])}`);
+    const weights = await P.loadSafetensors(join(ckptDir, 'model.safetensors'), { device });
+    const optState = await P.loadSafetensors(join(ckptDir, 'optimizer.safetensors'), { device });
+    try {
+      model.loadStateDict(weights);
+      opt.loadStateDict({ tensors: optState, stepCount: saved.optimizer.stepCount, groups: saved.optimizer.groups });
+    } finally {
+      for (const t of [...Object.values(weights), ...Object.values(optState)]) t.dispose();
+    }
+    state = saved.state;
+  }
+
+  const checkpoint = () =>
+    writeCheckpointDir(ckptDir, async (tmp) => {
+      await model.save(tmp);
+      // The model folder's safetensors is what resume loads (full precision, HF names).
+      const sd = opt.stateDict();
+      await P.saveSafetensors(join(tmp, 'optimizer.safetensors'), sd.tensors);
+      writeFileSync(join(tmp, 'trainer.json'), JSON.stringify({ state, config: c, optimizer: { stepCount: sd.stepCount, groups: sd.groups } }, null, 1));
+    });
+
+  const log = (rec: Record<string, unknown>) => appendFileSync(metricsFile, JSON.stringify({ time: new Date().toISOString(), ...rec }) + '\n');
+  const doEval = async (): Promise<EvalResult> => {
+    const r = await evaluate(model, test, c.evalBatchSize);
+    const res: EvalResult = { epoch: state.epoch, step: state.step, ...r };
+    state.history.push(res);
+    log({ kind: 'eval', ...res });
+    o.onEval?.(res);
+    return res;
+  };
+
+  const t0 = performance.now();
+  let imagesThisRun = 0;
+  let window = { loss: 0, correct: 0, n: 0 };
+  let stepsThisRun = 0;
+  let final: EvalResult | null = null;
+  let aborted = false;
+  try {
+    while (state.epoch < c.epochs) {
+      const order = new Rng(c.seed * 1_000_003 + state.epoch).permutation(data.labels.length);
+      while (state.position + c.batchSize <= order.length) {
+        if (o.signal?.aborted || (o.maxSteps !== undefined && stepsThisRun >= o.maxSteps)) {
+          aborted = true;
+          break;
+        }
+        const rng = new Rng(c.seed * 7_919 + state.step);
+        const lr = schedule(state.step);
+        opt.setLearningRate(lr);
+        const { x, y, labels } = gather(data, order.subarray(state.position, state.position + c.batchSize), device);
+        const { loss, logits } = P.tidy(() => {
+          let input = x;
+          let target: Tensor = y;
+          const mix = mixBatch(rng, c, x, y, data.classes.length);
+          if (mix) ({ input, target } = mix);
+          const out = model.forward(input).logits;
+          return { loss: P.crossEntropy(out, target, { labelSmoothing: c.labelSmoothing }), logits: P.noGrad(() => out.argmax(-1)) };
+        });
+        loss.backward();
+        if (c.clipNorm > 0) P.optim.clipGradNorm(model.parameters(), c.clipNorm).dispose();
+        opt.step();
+        opt.zeroGrad();
+        const lossValue = (await loss.data())[0];
+        const pred = (await logits.data()) as Int32Array;
+        for (const t of [x, y, loss, logits]) t.dispose();
+        if (!Number.isFinite(lossValue)) throw new Error(`train: the loss became ${lossValue} at step ${state.step} (learning rate ${lr}); lower 'lr' or enable 'clipNorm'`);
+        state.step++;
+        state.position += c.batchSize;
+        stepsThisRun++;
+        imagesThisRun += c.batchSize;
+        window.loss += lossValue;
+        window.n++;
+        for (let i = 0; i < labels.length; i++) if (pred[i] === labels[i]) window.correct++;
+        if (state.step % 10 === 0 || state.position + c.batchSize > order.length) {
+          const secs = (performance.now() - t0) / 1000;
+          const ips = imagesThisRun / secs;
+          const p: Progress = {
+            epoch: state.epoch,
+            step: state.step,
+            totalSteps,
+            loss: window.loss / window.n,
+            trainAccuracy: window.correct / (window.n * c.batchSize),
+            imagesPerSecond: ips,
+            etaSeconds: ((totalSteps - state.step) * c.batchSize) / ips,
+            lr,
+          };
+          state.losses.push({ step: state.step, loss: p.loss });
+          log({ kind: 'train', ...p });
+          o.onProgress?.(p);
+          window = { loss: 0, correct: 0, n: 0 };
+        }
+        if (c.checkpointEvery > 0 && state.step % c.checkpointEvery === 0) await checkpoint();
+      }
+      if (aborted) break;
+      state.epoch++;
+      state.position = 0;
+      final = await doEval();
+    }
+  } finally {
+    if (aborted || state.epoch >= c.epochs) await checkpoint();
+    opt.zeroGrad();
+    opt.dispose();
+    model.eval();
+  }
+  return { state, final: aborted ? null : final };
+}
+
+/** MixUp or CutMix (chosen per batch when both are on) with soft targets; null when off. */
+function mixBatch(rng: Rng, c: TrainConfig, x: Tensor, y: Tensor, classes: number): { input: Tensor; target: Tensor } | null {
+  const useMix = c.mixup > 0 && (c.cutmix === 0 || rng.next() < 0.5);
+  const useCut = !useMix && c.cutmix > 0;
+  if (!useMix && !useCut) return null;
+  const B = x.shape[0];
+  const perm = rng.permutation(B);
+  const ids = P.tensor(Int32Array.from(perm), [B], { device: x.device });
+  const [, C, H, W] = x.shape;
+  const flat = x.reshape([B, C * H * W]);
+  const shuffled = P.embedding(flat, ids).reshape([B, C, H, W]);
+  const yOne = P.oneHot(y, classes);
+  const yShuf = P.embedding(yOne, ids);
+  let lam = rng.beta(useMix ? c.mixup : c.cutmix);
+  let input: Tensor;
+  if (useMix) input = x.mul(lam).add(shuffled.mul(1 - lam));
+  else {
+    // A box of area (1 - lam) from the partner image; lam recomputed from the clipped box.
+    const cutH = Math.floor(H * Math.sqrt(1 - lam));
+    const cutW = Math.floor(W * Math.sqrt(1 - lam));
+    const cy = Math.floor(rng.next() * H);
+    const cx = Math.floor(rng.next() * W);
+    const y0 = Math.max(0, cy - (cutH >> 1));
+    const y1 = Math.min(H, cy + (cutH >> 1));
+    const x0 = Math.max(0, cx - (cutW >> 1));
+    const x1 = Math.min(W, cx + (cutW >> 1));
+    const box = new Uint8Array(H * W);
+    for (let i = y0; i < y1; i++) for (let j = x0; j < x1; j++) box[i * W + j] = 1;
+    const mask = P.tensor(box, [1, 1, H, W], { device: x.device });
+    input = P.where(mask, shuffled, x);
+    lam = 1 - ((y1 - y0) * (x1 - x0)) / (H * W);
+  }
+  return { input, target: yOne.mul(lam).add(yShuf.mul(1 - lam)) };
+}
