@@ -206,7 +206,8 @@ def zip_with(entries, method=zipfile.ZIP_STORED):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, 'w', compression=method) as z:
         for name, data in entries:
-            z.writestr(name, data)
+            # A fixed timestamp keeps the committed fixtures byte-stable across runs.
+            z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data, compress_type=method)
     return bytearray(buf.getvalue())
 
 
@@ -261,6 +262,16 @@ def main():
     write('haiku_object_array.pickle', pickle.dumps({'m': {'w': np.array(['a', 1], dtype=object)}}, protocol=4))
     # A big-endian array: records are little-endian by contract.
     write('haiku_big_endian.pickle', pickle.dumps({'m': {'w': np.arange(4, dtype='>f4')}}, protocol=4))
+
+    # Plain Python values under every protocol, for the unpickler's own specification.
+    shared = [1, 2]
+    plain = {'ints': [0, 1, -1, 255, 256, 65535, 65536, -2**31, 2**31 - 1, 2**31, 2**53, -2**70, 2**70],
+             'floats': [0.5, -1e300, float('inf')], 'consts': [None, True, False],
+             'str': 'h\u00e9llo \u2603 \\ \'q\' "\n"', 'bytes': b'\x00\xff\n\\', 'tuple': (1, (2, 3), ()),
+             'set': {7}, 'frozenset': frozenset({8}), 'nested': {'x': {'y': [1]}}, 'shared': (shared, shared),
+             'odict': collections.OrderedDict([('b', 1), ('a', 2)])}
+    for proto in range(6):
+        write(f'plain_proto{proto}.pickle', pickle.dumps(plain, protocol=proto))
 
     for name, data in hostile_pickles().items():
         write(name, data)

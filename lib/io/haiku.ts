@@ -258,6 +258,9 @@ export async function readHaikuCheckpoint(path: string): Promise<HaikuCheckpoint
     throw new HaikuCheckpointError(path, `cannot open (${err instanceof Error ? err.message : String(err)})`);
   }
   try {
+    // 'P' is also a pickle opcode (PERSID), so a zip would fail obscurely further in.
+    if (input.length >= 4 && input.read(0, 4).every((b, i) => b === [0x50, 0x4b, 0x03, 0x04][i]))
+      throw new HaikuCheckpointError(path, 'a zip archive, not a pickle (a PyTorch checkpoint? readTorchCheckpoint reads those)');
     const { value, end } = unpickle(input, { label: `haiku: ${path}`, globals: HAIKU_GLOBALS });
     if (end !== input.length) throw new HaikuCheckpointError(path, `${input.length - end} bytes follow the pickle's STOP at byte ${end}`);
     if (!(value instanceof Map)) throw new HaikuCheckpointError(path, `the file holds ${pyDescribe(value)}, not a mapping`);

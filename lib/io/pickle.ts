@@ -91,6 +91,8 @@ export interface ByteInput {
   readonly length: number;
   /** Exactly `len` bytes at `pos` (the caller has checked the range). */
   read(pos: number, len: number): Uint8Array;
+  /** The byte at `pos` (checked by the caller): opcodes and small operands, without a view per byte. */
+  byteAt(pos: number): number;
   /** The file, when bytes can be left in it (FileBytes). */
   readonly path?: string;
 }
@@ -102,6 +104,9 @@ export class BufferInput implements ByteInput {
   }
   read(pos: number, len: number): Uint8Array {
     return this.buf.subarray(pos, pos + len);
+  }
+  byteAt(pos: number): number {
+    return this.buf[pos];
   }
 }
 
@@ -134,6 +139,11 @@ export class FileInput implements ByteInput, Disposable {
     this.window = this.readFresh(pos, Math.min(FileInput.WINDOW, this.length - pos));
     this.windowStart = pos;
     return this.window.subarray(0, len);
+  }
+
+  byteAt(pos: number): number {
+    if (pos >= this.windowStart && pos < this.windowStart + this.window.length) return this.window[pos - this.windowStart];
+    return this.read(pos, 1)[0];
   }
 
   private readFresh(pos: number, len: number): Uint8Array {
@@ -343,23 +353,29 @@ class Machine {
     return b;
   }
 
-  private byte(): number {
-    return this.bytes(1, 'opcode')[0];
+  private byte(what = 'opcode'): number {
+    this.need(1, what);
+    return this.input.byteAt(this.pos++);
   }
 
   private u16(): number {
-    const b = this.bytes(2, 'operand');
-    return b[0] | (b[1] << 8);
+    this.need(2, 'operand');
+    const lo = this.input.byteAt(this.pos++);
+    return lo | (this.input.byteAt(this.pos++) << 8);
   }
 
   private u32(what = 'operand'): number {
-    const b = this.bytes(4, what);
-    return (b[0] | (b[1] << 8) | (b[2] << 16)) + b[3] * 0x1000000;
+    this.need(4, what);
+    const i = this.input;
+    const v = i.byteAt(this.pos) | (i.byteAt(this.pos + 1) << 8) | (i.byteAt(this.pos + 2) << 16);
+    const hi = i.byteAt(this.pos + 3);
+    this.pos += 4;
+    return v + hi * 0x1000000;
   }
 
   private i32(): number {
-    const b = this.bytes(4, 'operand');
-    return b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24);
+    const u = this.u32();
+    return u | 0;
   }
 
   private u64(what: string): number {
@@ -374,7 +390,7 @@ class Machine {
     const start = this.pos;
     const limit = Math.min(this.input.length, start + MAX_LINE);
     for (let p = start; p < limit; p++) {
-      if (this.input.read(p, 1)[0] === 0x0a) {
+      if (this.input.byteAt(p) === 0x0a) {
         const s = latin1String(this.input.read(start, p - start));
         this.pos = p + 1;
         return s.endsWith('\r') ? s.slice(0, -1) : s;
@@ -393,7 +409,8 @@ class Machine {
       this.pos += n;
       return fb;
     }
-    return this.bytes(n, what).slice();
+    // A copy, so a record never pins the whole pickle buffer (and Buffer#slice would not copy).
+    return new Uint8Array(this.bytes(n, what));
   }
 
   private text(n: number, what: string): string {
@@ -571,10 +588,13 @@ class Machine {
         return this.push(parseDecimal(this.line('LONG'), 'LONG'));
       case 0x46: {
         // FLOAT (text)
+        // Python's repr spells the specials inf, -inf and nan.
         const s = this.line('FLOAT').trim();
+        if (/^[+-]?inf(inity)?$/i.test(s)) return this.push(s.startsWith('-') ? -Infinity : Infinity);
+        if (/^[+-]?nan$/i.test(s)) return this.push(NaN);
         const v = Number(s);
-        if (s === '' || (Number.isNaN(v) && !/^[+-]?nan$/i.test(s))) this.fail(`FLOAT '${s.slice(0, 40)}' is not a number`);
-        return this.push(/^[+-]?inf(inity)?$/i.test(s) ? (s.startsWith('-') ? -Infinity : Infinity) : v);
+        if (s === '' || Number.isNaN(v)) this.fail(`FLOAT '${s.slice(0, 40)}' is not a number`);
+        return this.push(v);
       }
       case 0x47: {
         // BINFLOAT: big-endian double

@@ -10,7 +10,7 @@
 // Only the pickle is read into memory, through the restricted unpickler: the globals
 // below are all a tensor needs (the rebuild functions, storage types, dtypes,
 // OrderedDict), and anything else, os.system included, is refused.
-import { open } from 'node:fs/promises';
+import { closeSync, openSync, readSync } from 'node:fs';
 
 import {
   BufferInput,
@@ -304,7 +304,8 @@ function readLegacyLayout(path: string): TensorRecord[] {
   }
   try {
     const label = `torch: ${path} [legacy]`;
-    const plain = globalsMap([]);
+    // Plain values only; a foreign pickle then fails on the magic number check, not on a global.
+    const plain = globalsMap(basicGlobals());
     let at = 0;
     const next = (what: string, globals = plain, persistentLoad?: (pid: unknown) => unknown): unknown => {
       const r = unpickle(input, { label: `${label} ${what}`, globals, persistentLoad, start: at });
@@ -360,15 +361,13 @@ function readLegacyLayout(path: string): TensorRecord[] {
 export async function readTorchCheckpoint(path: string): Promise<TensorRecord[]> {
   if (typeof path !== 'string' || path.length === 0)
     throw new TypeError(`readTorchCheckpoint: argument 'path' must be a non-empty string, got ${pyDescribe(path)}`);
-  let head: Buffer;
+  let head = Buffer.alloc(4);
   try {
-    const fh = await open(path, 'r');
+    const fd = openSync(path, 'r');
     try {
-      head = Buffer.alloc(4);
-      const { bytesRead } = await fh.read(head, 0, 4, 0);
-      head = head.subarray(0, bytesRead);
+      head = head.subarray(0, readSync(fd, head, 0, 4, 0));
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   } catch (err) {
     throw new TorchCheckpointError(path, `cannot open (${err instanceof Error ? err.message : String(err)})`);

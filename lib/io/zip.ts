@@ -8,7 +8,8 @@
 // straight from the file. Entries read into memory are capped twice, by the declared
 // size and by a hard limit, so a DEFLATE stream that inflates past either is refused
 // as a zip bomb, and their CRC-32 is checked.
-import { open, type FileHandle } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync, read as readCb, readSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { crc32, inflateRawSync } from 'node:zlib';
 
 /** One file in the archive, from the central directory and its local header. */
@@ -26,6 +27,7 @@ export interface ZipEntry {
 /** The most any entry may inflate to in memory, whatever it declares. */
 export const MAX_INFLATED_BYTES = 512 * 1024 * 1024;
 const MAX_ENTRIES = 1 << 20;
+const SMALL_READ = 1 << 20;
 const EOCD_SIG = 0x06054b50;
 const ZIP64_LOCATOR_SIG = 0x07064b50;
 const ZIP64_EOCD_SIG = 0x06064b50;
@@ -61,7 +63,7 @@ function badName(name: string): string | null {
 export class ZipReader {
   private constructor(
     readonly path: string,
-    private fh: FileHandle | null,
+    private fd: number,
     readonly size: number,
     /** Entries by name, in central-directory order. */
     readonly entries: ReadonlyMap<string, ZipEntry>,
@@ -70,25 +72,26 @@ export class ZipReader {
   /** Opens an archive and validates its whole directory. */
   static async open(path: string): Promise<ZipReader> {
     if (typeof path !== 'string') throw new TypeError(`zip: argument 'path' must be a string, got ${typeof path}`);
-    let fh: FileHandle;
+    // Synchronous open and directory walk: these are small reads, and a thread-pool
+    // round trip for each (one per tensor) would dominate opening an archive.
+    let fd: number;
     try {
-      fh = await open(path, 'r');
+      fd = openSync(path, 'r');
     } catch (err) {
       throw new ZipError(path, `cannot open (${err instanceof Error ? err.message : String(err)})`);
     }
     try {
-      const size = (await fh.stat()).size;
-      const entries = await readDirectory(path, fh, size);
-      return new ZipReader(path, fh, size, entries);
+      const size = fstatSync(fd).size;
+      return new ZipReader(path, fd, size, readDirectory(path, fd, size));
     } catch (err) {
-      await fh.close();
+      closeSync(fd);
       throw err;
     }
   }
 
-  private handle(): FileHandle {
-    if (!this.fh) throw new ZipError(this.path, 'reader is closed');
-    return this.fh;
+  private handle(): number {
+    if (this.fd < 0) throw new ZipError(this.path, 'reader is closed');
+    return this.fd;
   }
 
   get(name: string): ZipEntry | undefined {
@@ -106,8 +109,13 @@ export class ZipReader {
       throw new ZipError(this.path, `${where} declares ${entry.uncompressedSize} bytes, over the ${cap}-byte limit for entries read into memory`);
     if (entry.method === 8 && entry.compressedSize > cap + 1024)
       throw new ZipError(this.path, `${where} has ${entry.compressedSize} compressed bytes, over the ${cap}-byte limit`);
-    const raw = Buffer.alloc(entry.compressedSize);
-    await readFully(this.path, this.handle(), raw, entry.dataOffset);
+    let raw: Buffer;
+    // Small entries (a pickle, a version string) skip the thread-pool round trip.
+    if (entry.compressedSize <= SMALL_READ) raw = readAt(this.path, this.handle(), entry.dataOffset, entry.compressedSize);
+    else {
+      raw = Buffer.alloc(entry.compressedSize);
+      await readFully(this.path, this.handle(), raw, entry.dataOffset);
+    }
     let out: Buffer;
     if (entry.method === 0) out = raw;
     else {
@@ -136,9 +144,8 @@ export class ZipReader {
   }
 
   async close(): Promise<void> {
-    const fh = this.fh;
-    this.fh = null;
-    await fh?.close();
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -146,22 +153,31 @@ export class ZipReader {
   }
 }
 
-async function readFully(path: string, fh: FileHandle, buf: Uint8Array, position: number): Promise<void> {
+const readAsync = promisify(readCb);
+
+/** A large read, off the JS thread. */
+async function readFully(path: string, fd: number, buf: Uint8Array, position: number): Promise<void> {
   let done = 0;
   while (done < buf.byteLength) {
-    const { bytesRead } = await fh.read(buf, done, Math.min(buf.byteLength - done, 1 << 30), position + done);
+    const { bytesRead } = await readAsync(fd, buf, done, Math.min(buf.byteLength - done, 1 << 30), position + done);
     if (bytesRead === 0) throw new ZipError(path, `unexpected end of file at byte ${position + done} (file truncated?)`);
     done += bytesRead;
   }
 }
 
-async function readAt(path: string, fh: FileHandle, position: number, length: number): Promise<Buffer> {
+/** A small synchronous read (directory records, small entries). */
+function readAt(path: string, fd: number, position: number, length: number): Buffer {
   const b = Buffer.alloc(length);
-  await readFully(path, fh, b, position);
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, b, done, length - done, position + done);
+    if (n === 0) throw new ZipError(path, `unexpected end of file at byte ${position + done} (file truncated?)`);
+    done += n;
+  }
   return b;
 }
 
-async function readDirectory(path: string, fh: FileHandle, size: number): Promise<Map<string, ZipEntry>> {
+function readDirectory(path: string, fd: number, size: number): Map<string, ZipEntry> {
   const fail: (problem: string) => never = (problem) => {
     throw new ZipError(path, problem);
   };
@@ -169,7 +185,7 @@ async function readDirectory(path: string, fh: FileHandle, size: number): Promis
 
   // The end-of-central-directory record sits in the last 22 + 65535 (comment) bytes.
   const tailLen = Math.min(size, 22 + 0xffff);
-  const tail = await readAt(path, fh, size - tailLen, tailLen);
+  const tail = readAt(path, fd, size - tailLen, tailLen);
   let eocd = -1;
   for (let i = tailLen - 22; i >= 0; i--) {
     if (tail.readUInt32LE(i) === EOCD_SIG && i + 22 + tail.readUInt16LE(i + 20) <= tailLen) {
@@ -188,11 +204,11 @@ async function readDirectory(path: string, fh: FileHandle, size: number): Promis
   if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
     // zip64: a locator just before the end record points at the zip64 end record.
     if (eocdPos < 20) fail('zip64 fields without a zip64 locator');
-    const loc = await readAt(path, fh, eocdPos - 20, 20);
+    const loc = readAt(path, fd, eocdPos - 20, 20);
     if (loc.readUInt32LE(0) !== ZIP64_LOCATOR_SIG) fail('zip64 fields without a zip64 locator');
     const recPos = u64(loc, 8, path, 'zip64 end record offset');
     if (recPos + 56 > eocdPos - 20) fail(`zip64 end record offset ${recPos} is outside the file`);
-    const rec = await readAt(path, fh, recPos, 56);
+    const rec = readAt(path, fd, recPos, 56);
     if (rec.readUInt32LE(0) !== ZIP64_EOCD_SIG) fail(`no zip64 end record at byte ${recPos}`);
     count = u64(rec, 32, path, 'zip64 entry count');
     cdSize = u64(rec, 40, path, 'zip64 central directory size');
@@ -203,7 +219,9 @@ async function readDirectory(path: string, fh: FileHandle, size: number): Promis
   if (cdOffset + cdSize > cdEnd) fail(`central directory [${cdOffset}, ${cdOffset + cdSize}) runs past its end record at byte ${cdEnd}`);
   if (count * 46 > cdSize) fail(`central directory of ${cdSize} bytes cannot hold ${count} entries`);
 
-  const cd = await readAt(path, fh, cdOffset, cdSize);
+  const cd = readAt(path, fd, cdOffset, cdSize);
+  // A small archive's local headers come from one read; a large one's one at a time.
+  const area = cdOffset <= SMALL_READ ? readAt(path, fd, 0, cdOffset) : null;
   const entries = new Map<string, ZipEntry>();
   const spans: { name: string; start: number; end: number }[] = [];
   let p = 0;
@@ -258,15 +276,16 @@ async function readDirectory(path: string, fh: FileHandle, size: number): Promis
     if (method === 0 && compressedSize !== uncompressedSize)
       fail(`STORED entry '${name}' declares ${compressedSize} stored but ${uncompressedSize} uncompressed bytes`);
     if (localOffset + 30 > cdOffset) fail(`entry '${name}' local header at byte ${localOffset} is outside the data area`);
-    const local = await readAt(path, fh, localOffset, 30);
+    // The local header and its name in one read (the name must match the central one).
+    const localLen = Math.min(30 + nameLen, cdOffset - localOffset);
+    const local = area ? area.subarray(localOffset, localOffset + localLen) : readAt(path, fd, localOffset, localLen);
     if (local.readUInt32LE(0) !== LOCAL_SIG) fail(`entry '${name}' has no local header at byte ${localOffset}`);
     const localNameLen = local.readUInt16LE(26);
     const localExtraLen = local.readUInt16LE(28);
+    if (localNameLen !== nameLen || !local.subarray(30).equals(rawName)) fail(`entry '${name}' has a different name in its local header`);
     const dataOffset = localOffset + 30 + localNameLen + localExtraLen;
     if (dataOffset + compressedSize > cdOffset)
       fail(`entry '${name}' data [${dataOffset}, ${dataOffset + compressedSize}) runs into the central directory at byte ${cdOffset}`);
-    const localName = await readAt(path, fh, localOffset + 30, localNameLen);
-    if (!localName.equals(rawName)) fail(`entry '${name}' has a different name in its local header`);
     entries.set(name, { name, method: method as 0 | 8, compressedSize, uncompressedSize, crc32: crc, dataOffset });
     spans.push({ name, start: localOffset, end: dataOffset + compressedSize });
   }
