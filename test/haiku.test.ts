@@ -172,3 +172,14 @@ test('truncated or padded files and foreign files fail with the file named', asy
   await t.throwsAsync(readHaikuCheckpoint(join(dir, 'missing.pickle')), { message: /missing\.pickle: cannot open/ });
   await t.throwsAsync(readHaikuCheckpoint(undefined as unknown as string), { instanceOf: TypeError, message: /argument 'path'/ });
 });
+
+test('a small pickle that shares one dict under two keys, 40 levels deep, is refused instead of walked 2^40 times', async (t) => {
+  // d0 = {}; d(i) = {'a': d(i-1), 'b': d(i-1)}
+  const parts: number[] = [0x80, 2, 0x7d, 0x71, 0];
+  for (let i = 1; i <= 40; i++) parts.push(0x7d, 0x28, 0x8c, 1, 0x61, 0x68, i - 1, 0x8c, 1, 0x62, 0x68, i - 1, 0x75, 0x71, i);
+  parts.push(0x2e);
+  const p = join(dir, 'dag.pickle');
+  writeFileSync(p, Buffer.from(parts));
+  await t.throwsAsync(readHaikuCheckpoint(p), { message: /dag\.pickle: params has more than \d+ paths/ });
+});
+

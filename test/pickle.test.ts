@@ -204,3 +204,13 @@ test('a file input leaves large byte strings in the file as FileBytes', (t) => {
   }
   t.true(arrays.filter((a) => a instanceof Uint8Array).every((a) => (a as Uint8Array).length < 1000));
 });
+
+test('constructors reusing one big argument through the memo hit a work budget instead of going quadratic', (t) => {
+  // s = 'x' * 100000; then _codecs.encode(s, 'latin1') again and again, 7 bytes per call:
+  // unchecked, 20000 calls would allocate 2 GB.
+  const parts: (string | number[])[] = [[0x80, 2, 0x58, 0xa0, 0x86, 0x01, 0x00], 'x'.repeat(100000), [0x71, 0]];
+  parts.push('c_codecs\nencode\n', [0x71, 1], [0x8c, 6], 'latin1', [0x71, 2]);
+  for (let i = 0; i < 20000; i++) parts.push([0x68, 1, 0x68, 0, 0x68, 2, 0x86, 0x52, 0x30]);
+  const err = fails(t, bytes(...parts, 'N.'), /REDUCE: the pickle asks for more work than 8 units per input byte/);
+  t.true(err.offset > 100000 && err.offset < 101000, `a few calls ran before the budget did (stopped at byte ${err.offset})`);
+});

@@ -196,3 +196,68 @@ test('files that are not checkpoints, and bad arguments, are clear errors', asyn
   await t.throwsAsync(readTorchCheckpoint(join(dir, 'missing.bin')), { message: /missing\.bin: cannot open/ });
   await t.throwsAsync(readTorchCheckpoint(42 as unknown as string), { instanceOf: TypeError, message: /argument 'path'/ });
 });
+
+// ---- hand-built legacy files, for what torch.save never writes ---------------------------------
+
+/** Pickle opcodes from readable pieces: strings are raw latin-1, numbers are bytes. */
+const op = (...parts: (string | number[] | Uint8Array)[]) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));
+const str = (s: string) => op([0x58, s.length, 0, 0, 0], s);
+const int = (n: number) => op([0x4a, n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, (n >>> 24) & 0xff]);
+
+/** A legacy-layout file: the three header pickles, `main`, the key list and the storages. */
+function legacyFile(name: string, main: Buffer, storages: [string, Buffer][]): string {
+  const magic = op([0x80, 2, 0x8a, 10, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19], '.');
+  const proto = op([0x80, 2, 0x4d, 0xe9, 0x03], '.');
+  const sysInfo = op([0x80, 2], '}', str('little_endian'), [0x88], 's.');
+  const keys = op([0x80, 2], ']', ...storages.map(([k]) => str(k).toString('latin1')), '.');
+  const keyList = storages.length ? op([0x80, 2], ']', '(', keys.subarray(3, -1).toString('latin1'), 'e.') : op([0x80, 2], '].');
+  const data = storages.flatMap(([, b]) => {
+    const n = Buffer.alloc(8);
+    n.writeBigInt64LE(BigInt(b.length / 4));
+    return [n, b];
+  });
+  const p = join(dir, name);
+  writeFileSync(p, Buffer.concat([magic, proto, sysInfo, main, keyList, ...data]));
+  return p;
+}
+
+function tensorPickle(size: number[], stride: number[], storageNumel: number, storageType = 'FloatStorage'): Buffer {
+  const tuple = (xs: number[]) => op('(', ...xs.map((x) => int(x).toString('latin1')), 't');
+  return op(
+    [0x80, 2], '}', str('w'),
+    'ctorch._utils\n_rebuild_tensor_v2\n', '((', str('storage'), `ctorch\n${storageType}\n`, str('0'), str('cpu'), int(storageNumel), 'Nt', 'Q',
+    int(0), tuple(size), tuple(stride), [0x89], 'ccollections\nOrderedDict\n)R', 't', 'R', 's.',
+  );
+}
+
+test('a hand-built legacy file reads, and its record points at the storage bytes', async (t) => {
+  const bytes = Buffer.from(new Float32Array([1, 2, 3, 4]).buffer);
+  const p = legacyFile('hand.bin', tensorPickle([2, 2], [1, 2], 4), [['0', bytes]]);
+  const [rec] = await readTorchCheckpoint(p);
+  t.is(rec.name, 'w');
+  t.deepEqual(rec.strides, [1, 2]);
+  t.deepEqual(await recordValues(rec), [1, 3, 2, 4]);
+});
+
+test('tensors reaching past their storage, and unsupported storage types, are refused', async (t) => {
+  const bytes = Buffer.from(new Float32Array([1, 2, 3, 4]).buffer);
+  await t.throwsAsync(readTorchCheckpoint(legacyFile('past.bin', tensorPickle([3], [2], 4), [['0', bytes]])), {
+    message: /past\.bin \[legacy\] object: byte \d+: torch\._utils\._rebuild_tensor_v2: _rebuild_tensor_v2: size \[3\] stride \[2\] at offset 0 reaches element 4, past the storage's 4/,
+  });
+  await t.throwsAsync(readTorchCheckpoint(legacyFile('complex.bin', tensorPickle([2], [1], 4, 'ComplexFloatStorage'), [['0', bytes]])), {
+    message: /complex\.bin \[legacy\] object: byte \d+: refused global 'torch\.ComplexFloatStorage'/,
+  });
+  await t.throwsAsync(readTorchCheckpoint(legacyFile('unused.bin', tensorPickle([2], [1], 4), [['0', bytes], ['1', bytes]])), {
+    message: /unused\.bin: storage '1' is listed but no tensor uses it/,
+  });
+  await t.throwsAsync(readTorchCheckpoint(legacyFile('missing.bin', tensorPickle([2], [1], 4), [])), {
+    message: /missing\.bin: storage '0' is used but its bytes are missing/,
+  });
+});
+
+test('a small checkpoint sharing one dict under two keys, 30 levels deep, is refused instead of walked 2^30 times', async (t) => {
+  const parts: (string | number[])[] = [[0x80, 2, 0x7d, 0x71, 0]];
+  for (let i = 1; i <= 30; i++) parts.push([0x7d, 0x28], str('a').toString('latin1'), [0x68, i - 1], str('b').toString('latin1'), [0x68, i - 1, 0x75, 0x71, i]);
+  const p = legacyFile('dag.bin', op(...parts, '.'), []);
+  await t.throwsAsync(readTorchCheckpoint(p), { message: /dag\.bin: the checkpoint's structure has more than \d+ paths/ });
+});

@@ -206,6 +206,10 @@ function record(name: string, a: NumpyArray): TensorRecord {
 }
 
 const MAX_NESTING = 64;
+// A pickle can share one dict under many keys, so a walk over a small file can visit
+// exponentially many paths; visits and name lengths are capped.
+const MAX_VISITS = 1 << 20;
+const MAX_NAME = 1 << 16;
 
 /** Arrays of a (nested) mapping, named `module/path/name`. */
 function collect(path: string, tree: unknown, what: string): TensorRecord[] {
@@ -213,7 +217,10 @@ function collect(path: string, tree: unknown, what: string): TensorRecord[] {
   const out: TensorRecord[] = [];
   const seen = new Set<string>();
   const onPath = new Set<unknown>();
+  let visits = 0;
   const walk = (v: unknown, name: string, depth: number): void => {
+    if (++visits > MAX_VISITS) throw new HaikuCheckpointError(path, `${what} has more than ${MAX_VISITS} paths (shared dicts nested to blow up a reader?)`);
+    if (name.length > MAX_NAME) throw new HaikuCheckpointError(path, `${what} has a name longer than ${MAX_NAME} characters`);
     if (v instanceof NumpyArray) {
       if (v.dtype === null) throw new HaikuCheckpointError(path, `${what} '${name}' is an ndarray that was never given its state`);
       if (seen.has(name)) throw new HaikuCheckpointError(path, `${what} has two arrays named '${name}'`);

@@ -200,6 +200,12 @@ const MAX_MARK_DEPTH = 1 << 16;
 const MAX_MEMO = 1 << 24;
 const MAX_LINE = 1 << 16;
 const MAX_LONG_BYTES = 1024;
+// Constructors do work proportional to their arguments (OrderedDict copies its dict),
+// and the memo lets one big argument be passed again for a few bytes each time. Their
+// total is charged against a budget proportional to the input, so a pickle cannot
+// turn a few bytes into quadratic work.
+const WORK_PER_BYTE = 8;
+const WORK_BASE = 1 << 20;
 const HIGHEST_PROTOCOL = 5;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -302,6 +308,8 @@ class Machine {
   private readonly marks: number[] = [];
   private readonly memo = new Map<number, unknown>();
   private readonly leaveFrom: number;
+  private work = 0;
+  private readonly workLimit: number;
 
   constructor(
     private readonly input: ByteInput,
@@ -310,6 +318,7 @@ class Machine {
     this.pos = opts.start ?? 0;
     this.opStart = this.pos;
     this.leaveFrom = opts.leaveInFileFrom ?? 4096;
+    this.workLimit = WORK_BASE + WORK_PER_BYTE * input.length;
     for (const g of opts.globals.values()) GLOBALS.add(g);
   }
 
@@ -467,8 +476,22 @@ class Machine {
     return v.call;
   }
 
+  /** Charges the shallow size of each value (what a constructor may walk) to the work budget. */
+  private charge(values: readonly unknown[], what: string): void {
+    for (const v of values) {
+      this.work += 1;
+      if (typeof v === 'string') this.work += v.length;
+      else if (Array.isArray(v)) this.work += v.length;
+      else if (v instanceof Map || v instanceof Set) this.work += v.size;
+    }
+    if (this.work > this.workLimit)
+      this.fail(`${what}: the pickle asks for more work than ${WORK_PER_BYTE} units per input byte (a pickle built to hang a reader?)`);
+  }
+
   private invoke(callee: unknown, args: unknown, what: string, kwargs?: unknown): unknown {
     const fn = this.callable(callee, what);
+    this.charge(isTuple(args) ? args : [args], what);
+    if (kwargs instanceof Map) this.charge([kwargs], what);
     if (!isTuple(args)) this.fail(`${what}: arguments must be a tuple, got ${pyDescribe(args)}`);
     if (kwargs !== undefined && !(kwargs instanceof Map)) this.fail(`${what}: keyword arguments must be a dict, got ${pyDescribe(kwargs)}`);
     try {
@@ -496,6 +519,7 @@ class Machine {
   }
 
   private build(target: unknown, state: unknown): void {
+    this.charge(isTuple(state) ? state : [state], 'BUILD');
     if (typeof target === 'object' && target !== null && SET_STATE in target) {
       try {
         (target as PyStateful)[SET_STATE](state);
@@ -789,10 +813,14 @@ class Machine {
 
 // ---- globals every reader may share ----------------------------------------------------------
 
-/** Builds a dict from a Python iterable of pairs (dict(), OrderedDict(), haiku FlatMapping). */
+/**
+ * A dict from a Python mapping or iterable of pairs (OrderedDict(), haiku FlatMapping).
+ * A dict argument is returned as is rather than copied: checkpoints pass fresh dicts,
+ * and a copy per call is what a memo-reusing pickle would exploit.
+ */
 export function dictFrom(arg: unknown): Map<unknown, unknown> {
   if (arg === undefined || arg === null) return new Map();
-  if (arg instanceof Map) return new Map(arg);
+  if (arg instanceof Map) return arg;
   if (Array.isArray(arg)) {
     const m = new Map();
     for (const pair of arg) {

@@ -178,6 +178,10 @@ function storageLoader(storages: Map<string, Storage>, legacy: boolean) {
 // ---- from the unpickled object to named tensors ------------------------------------------------
 
 const MAX_NESTING = 64;
+// A pickle can share one dict under many keys, so a walk over a small file can visit
+// exponentially many paths; visits and name lengths are capped.
+const MAX_VISITS = 1 << 20;
+const MAX_NAME = 1 << 16;
 
 /** The tensors of a checkpoint object, named by their dotted path. */
 function flatten(path: string, top: unknown): Map<string, TorchTensor> {
@@ -194,7 +198,10 @@ function flatten(path: string, top: unknown): Map<string, TorchTensor> {
   }
   const out = new Map<string, TorchTensor>();
   const onPath = new Set<unknown>();
+  let visits = 0;
   const walk = (v: unknown, name: string, depth: number): void => {
+    if (++visits > MAX_VISITS) throw new TorchCheckpointError(path, `the checkpoint's structure has more than ${MAX_VISITS} paths (shared dicts nested to blow up a reader?)`);
+    if (name.length > MAX_NAME) throw new TorchCheckpointError(path, `a tensor name is longer than ${MAX_NAME} characters`);
     if (v instanceof TorchTensor) {
       if (out.has(name)) throw new TorchCheckpointError(path, `two tensors are both named '${name}'`);
       out.set(name, v);
