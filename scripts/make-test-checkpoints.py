@@ -263,6 +263,22 @@ def main():
     # A big-endian array: records are little-endian by contract.
     write('haiku_big_endian.pickle', pickle.dumps({'m': {'w': np.arange(4, dtype='>f4')}}, protocol=4))
 
+    # Small seeds for the fuzz test: in a small file most mutations hit structure, not
+    # tensor bytes. Every layout and pickle form the readers take, a few bytes each.
+    a = sd['perceiver.embeddings.latents'][:2, :3].contiguous()
+    seed = collections.OrderedDict([('a', a), ('a_t', a.t()), ('i', torch.arange(2)), ('h', a[0].bfloat16())])
+    write('fuzz_seed.bin', torch_bytes({'state_dict': seed, 'epoch': 1}))
+    write('fuzz_seed_legacy.bin', torch_bytes(seed, legacy=True))
+    with zipfile.ZipFile(io.BytesIO(torch_bytes(seed))) as z:
+        write('fuzz_seed_deflated.bin',
+              bytes(zip_with([(i.filename, z.read(i)) for i in z.infolist()], zipfile.ZIP_DEFLATED)))
+    tiny = {'m/~/linear': {'w': a.numpy(), 'b': np.asfortranarray(a.numpy())},
+            'bn': {'counter': np.array(2, dtype=np.int32), 'f16': a.numpy()[0].astype(np.float16)}}
+    write('fuzz_seed.pickle', pickle.dumps({'params': tiny, 'state': {'s': {'x': np.arange(3, dtype=np.int64)}}}, protocol=4))
+    write('fuzz_seed_proto2.pickle', pickle.dumps(tiny, protocol=2))
+    write('fuzz_seed_flatmapping.pickle', pickle.dumps(
+        FlatMapping({k: FlatMapping({n: JaxArray(x) for n, x in v.items()}) for k, v in tiny.items()}), protocol=5))
+
     # Plain Python values under every protocol, for the unpickler's own specification.
     shared = [1, 2]
     plain = {'ints': [0, 1, -1, 255, 256, 65535, 65536, -2**31, 2**31 - 1, 2**31, 2**53, -2**70, 2**70],

@@ -178,9 +178,9 @@ const HAIKU_GLOBALS: Map<string, PyGlobal> = globalsMap([
   ...['haiku._src.data_structures', 'haiku.data_structures'].flatMap((m) =>
     ['FlatMapping', 'FlatMap', 'frozendict'].map((n) => pyGlobal(`${m}.${n}`, mappingCtor(n))),
   ),
-  ...['jax._src.array._reconstruct_array', 'jax._src.device_array._reconstruct_device_array', 'jax.interpreters.xla._reconstruct_device_array'].map((n) =>
-    pyGlobal(n, reconstructJaxArray),
-  ),
+  // jax.Array (jax >= 0.4) and the older DeviceArray reduce through these; jax before
+  // DeviceArray had its own reduction pickled the numpy value directly.
+  ...['jax._src.array._reconstruct_array', 'jax._src.device_array.reconstruct_device_array'].map((n) => pyGlobal(n, reconstructJaxArray)),
 ]);
 
 // ---- records -----------------------------------------------------------------------------------

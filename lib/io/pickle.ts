@@ -52,16 +52,19 @@ export interface PyStateful {
   [SET_STATE](state: unknown): void;
 }
 
+// Only entries made by pyGlobal count, so no other value can pose as a callable.
+const GLOBALS = new WeakSet<PyGlobal>();
+
 /** Makes an allow-list entry. */
 export function pyGlobal(name: string, call?: PyGlobal['call']): PyGlobal {
-  return call ? { name, call } : { name };
+  const g: PyGlobal = Object.freeze(call ? { name, call } : { name });
+  GLOBALS.add(g);
+  return g;
 }
 
 export function isPyGlobal(v: unknown): v is PyGlobal {
   return typeof v === 'object' && v !== null && GLOBALS.has(v as PyGlobal);
 }
-// Only entries that went through an allow-list count, so a dict can never pose as one.
-const GLOBALS = new WeakSet<PyGlobal>();
 
 export function isTuple(v: unknown): v is readonly unknown[] {
   return Array.isArray(v) && Object.isFrozen(v);
@@ -172,7 +175,7 @@ export class FileInput implements ByteInput, Disposable {
 export interface UnpickleOptions {
   /** Names the input in every error: the file path, plus the archive entry if any. */
   label: string;
-  /** The allow-list, keyed `module.name` (e.g. `collections.OrderedDict`). */
+  /** The allow-list, keyed `module.name` (e.g. `collections.OrderedDict`); entries made with pyGlobal. */
   globals: ReadonlyMap<string, PyGlobal>;
   /** PERSID/BINPERSID handler; without one, persistent ids are refused. */
   persistentLoad?: (pid: unknown) => unknown;
@@ -319,7 +322,6 @@ class Machine {
     this.opStart = this.pos;
     this.leaveFrom = opts.leaveInFileFrom ?? 4096;
     this.workLimit = WORK_BASE + WORK_PER_BYTE * input.length;
-    for (const g of opts.globals.values()) GLOBALS.add(g);
   }
 
   run(): { value: unknown; end: number } {
@@ -423,6 +425,18 @@ class Machine {
   }
 
   private text(n: number, what: string): string {
+    // Names and keys are short ASCII; TextDecoder's fixed cost dominates for those.
+    if (n <= 64) {
+      this.need(n, what);
+      let s = '';
+      for (let i = 0; i < n; i++) {
+        const c = this.input.byteAt(this.pos + i);
+        if (c >= 0x80) return utf8.decode(this.bytes(n, what));
+        s += String.fromCharCode(c);
+      }
+      this.pos += n;
+      return s;
+    }
     return utf8.decode(this.bytes(n, what));
   }
 
@@ -656,7 +670,6 @@ class Machine {
         return this.push(this.byteString(this.u64('BYTEARRAY8'), 'BYTEARRAY8'));
       case 0x97: // NEXT_BUFFER
         this.fail('NEXT_BUFFER refused: out-of-band buffers are not part of a checkpoint file');
-      // eslint-disable-next-line no-fallthrough
       case 0x98: // READONLY_BUFFER: a no-op on an in-band buffer
         this.top('READONLY_BUFFER');
         return;
@@ -804,7 +817,6 @@ class Machine {
         const code = op === 0x82 ? this.byte() : op === 0x83 ? this.u16() : this.i32();
         this.fail(`extension code ${code} refused: the extension registry can name any global`);
       }
-      // eslint-disable-next-line no-fallthrough
       default:
         this.fail(`unknown opcode 0x${op.toString(16).padStart(2, '0')} (not a pickle, or a corrupt one)`);
     }

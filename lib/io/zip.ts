@@ -28,6 +28,13 @@ export interface ZipEntry {
 export const MAX_INFLATED_BYTES = 512 * 1024 * 1024;
 const MAX_ENTRIES = 1 << 20;
 const SMALL_READ = 1 << 20;
+
+/** An open archive file; a small one is also held whole, so its records cost no reads. */
+interface Source {
+  path: string;
+  fd: number;
+  whole: Buffer | null;
+}
 const EOCD_SIG = 0x06054b50;
 const ZIP64_LOCATOR_SIG = 0x07064b50;
 const ZIP64_EOCD_SIG = 0x06064b50;
@@ -63,7 +70,7 @@ function badName(name: string): string | null {
 export class ZipReader {
   private constructor(
     readonly path: string,
-    private fd: number,
+    private src: Source,
     readonly size: number,
     /** Entries by name, in central-directory order. */
     readonly entries: ReadonlyMap<string, ZipEntry>,
@@ -82,16 +89,18 @@ export class ZipReader {
     }
     try {
       const size = fstatSync(fd).size;
-      return new ZipReader(path, fd, size, readDirectory(path, fd, size));
+      const src: Source = { path, fd, whole: null };
+      if (size <= SMALL_READ) src.whole = readAt(src, 0, size);
+      return new ZipReader(path, src, size, readDirectory(src, size));
     } catch (err) {
       closeSync(fd);
       throw err;
     }
   }
 
-  private handle(): number {
-    if (this.fd < 0) throw new ZipError(this.path, 'reader is closed');
-    return this.fd;
+  private handle(): Source {
+    if (this.src.fd < 0) throw new ZipError(this.path, 'reader is closed');
+    return this.src;
   }
 
   get(name: string): ZipEntry | undefined {
@@ -111,10 +120,10 @@ export class ZipReader {
       throw new ZipError(this.path, `${where} has ${entry.compressedSize} compressed bytes, over the ${cap}-byte limit`);
     let raw: Buffer;
     // Small entries (a pickle, a version string) skip the thread-pool round trip.
-    if (entry.compressedSize <= SMALL_READ) raw = readAt(this.path, this.handle(), entry.dataOffset, entry.compressedSize);
+    if (entry.compressedSize <= SMALL_READ) raw = Buffer.from(readAt(this.handle(), entry.dataOffset, entry.compressedSize));
     else {
       raw = Buffer.alloc(entry.compressedSize);
-      await readFully(this.path, this.handle(), raw, entry.dataOffset);
+      await readFully(this.path, this.handle().fd, raw, entry.dataOffset);
     }
     let out: Buffer;
     if (entry.method === 0) out = raw;
@@ -144,8 +153,8 @@ export class ZipReader {
   }
 
   async close(): Promise<void> {
-    if (this.fd >= 0) closeSync(this.fd);
-    this.fd = -1;
+    if (this.src.fd >= 0) closeSync(this.src.fd);
+    this.src = { path: this.path, fd: -1, whole: null };
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -166,7 +175,9 @@ async function readFully(path: string, fd: number, buf: Uint8Array, position: nu
 }
 
 /** A small synchronous read (directory records, small entries). */
-function readAt(path: string, fd: number, position: number, length: number): Buffer {
+function readAt(src: Source, position: number, length: number): Buffer {
+  const { path, fd, whole } = src;
+  if (whole && position + length <= whole.length) return whole.subarray(position, position + length);
   const b = Buffer.alloc(length);
   let done = 0;
   while (done < length) {
@@ -177,7 +188,8 @@ function readAt(path: string, fd: number, position: number, length: number): Buf
   return b;
 }
 
-function readDirectory(path: string, fd: number, size: number): Map<string, ZipEntry> {
+function readDirectory(src: Source, size: number): Map<string, ZipEntry> {
+  const path = src.path;
   const fail: (problem: string) => never = (problem) => {
     throw new ZipError(path, problem);
   };
@@ -185,7 +197,7 @@ function readDirectory(path: string, fd: number, size: number): Map<string, ZipE
 
   // The end-of-central-directory record sits in the last 22 + 65535 (comment) bytes.
   const tailLen = Math.min(size, 22 + 0xffff);
-  const tail = readAt(path, fd, size - tailLen, tailLen);
+  const tail = readAt(src, size - tailLen, tailLen);
   let eocd = -1;
   for (let i = tailLen - 22; i >= 0; i--) {
     if (tail.readUInt32LE(i) === EOCD_SIG && i + 22 + tail.readUInt16LE(i + 20) <= tailLen) {
@@ -204,11 +216,11 @@ function readDirectory(path: string, fd: number, size: number): Map<string, ZipE
   if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
     // zip64: a locator just before the end record points at the zip64 end record.
     if (eocdPos < 20) fail('zip64 fields without a zip64 locator');
-    const loc = readAt(path, fd, eocdPos - 20, 20);
+    const loc = readAt(src, eocdPos - 20, 20);
     if (loc.readUInt32LE(0) !== ZIP64_LOCATOR_SIG) fail('zip64 fields without a zip64 locator');
     const recPos = u64(loc, 8, path, 'zip64 end record offset');
     if (recPos + 56 > eocdPos - 20) fail(`zip64 end record offset ${recPos} is outside the file`);
-    const rec = readAt(path, fd, recPos, 56);
+    const rec = readAt(src, recPos, 56);
     if (rec.readUInt32LE(0) !== ZIP64_EOCD_SIG) fail(`no zip64 end record at byte ${recPos}`);
     count = u64(rec, 32, path, 'zip64 entry count');
     cdSize = u64(rec, 40, path, 'zip64 central directory size');
@@ -219,9 +231,9 @@ function readDirectory(path: string, fd: number, size: number): Map<string, ZipE
   if (cdOffset + cdSize > cdEnd) fail(`central directory [${cdOffset}, ${cdOffset + cdSize}) runs past its end record at byte ${cdEnd}`);
   if (count * 46 > cdSize) fail(`central directory of ${cdSize} bytes cannot hold ${count} entries`);
 
-  const cd = readAt(path, fd, cdOffset, cdSize);
+  const cd = readAt(src, cdOffset, cdSize);
   // A small archive's local headers come from one read; a large one's one at a time.
-  const area = cdOffset <= SMALL_READ ? readAt(path, fd, 0, cdOffset) : null;
+  const area = cdOffset <= SMALL_READ ? readAt(src, 0, cdOffset) : null;
   const entries = new Map<string, ZipEntry>();
   const spans: { name: string; start: number; end: number }[] = [];
   let p = 0;
@@ -278,7 +290,7 @@ function readDirectory(path: string, fd: number, size: number): Map<string, ZipE
     if (localOffset + 30 > cdOffset) fail(`entry '${name}' local header at byte ${localOffset} is outside the data area`);
     // The local header and its name in one read (the name must match the central one).
     const localLen = Math.min(30 + nameLen, cdOffset - localOffset);
-    const local = area ? area.subarray(localOffset, localOffset + localLen) : readAt(path, fd, localOffset, localLen);
+    const local = area ? area.subarray(localOffset, localOffset + localLen) : readAt(src, localOffset, localLen);
     if (local.readUInt32LE(0) !== LOCAL_SIG) fail(`entry '${name}' has no local header at byte ${localOffset}`);
     const localNameLen = local.readUInt16LE(26);
     const localExtraLen = local.readUInt16LE(28);
