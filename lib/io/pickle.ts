@@ -101,7 +101,9 @@ export interface ByteInput {
 }
 
 export class BufferInput implements ByteInput {
-  constructor(private readonly buf: Uint8Array) {}
+  constructor(private readonly buf: Uint8Array) {
+    if (!(buf instanceof Uint8Array)) throw new TypeError(`BufferInput: argument 'buf' must be a Uint8Array, got ${pyDescribe(buf)}`);
+  }
   get length(): number {
     return this.buf.length;
   }
@@ -126,6 +128,7 @@ export class FileInput implements ByteInput, Disposable {
   private static readonly WINDOW = 1 << 20;
 
   constructor(readonly path: string) {
+    if (typeof path !== 'string') throw new TypeError(`FileInput: argument 'path' must be a string, got ${pyDescribe(path)}`);
     this.fd = openSync(path, 'r');
     try {
       this.length = fstatSync(this.fd).size;
@@ -251,6 +254,10 @@ function parseDecimal(s: string, what: string): number | bigint {
   return toInt(BigInt(t));
 }
 
+const SIMPLE_ESCAPES: Readonly<Record<string, string>> = {
+  n: '\n', r: '\r', t: '\t', '\\': '\\', "'": "'", '"': '"', a: '\x07', b: '\b', f: '\f', v: '\v', '\n': '',
+};
+
 /** The body of a protocol-0 STRING: a Python repr, quotes included. */
 function unquoteString(s: string): string {
   if (s.length < 2 || s[0] !== s[s.length - 1] || (s[0] !== "'" && s[0] !== '"'))
@@ -265,8 +272,7 @@ function unquoteString(s: string): string {
     }
     const n = body[++i];
     if (n === undefined) throw new Error('STRING ends in a lone backslash');
-    const simple: Record<string, string> = { n: '\n', r: '\r', t: '\t', '\\': '\\', "'": "'", '"': '"', a: '\x07', b: '\b', f: '\f', v: '\v', '\n': '' };
-    if (n in simple) out += simple[n];
+    if (Object.hasOwn(SIMPLE_ESCAPES, n)) out += SIMPLE_ESCAPES[n];
     else if (n === 'x') {
       const h = body.slice(i + 1, i + 3);
       if (!/^[0-9a-fA-F]{2}$/.test(h)) throw new Error(`bad \\x escape in STRING`);
@@ -294,13 +300,18 @@ function rawUnicodeEscape(b: Uint8Array): string {
 
 // ---- the machine ----------------------------------------------------------------------------
 
-const MARK = Symbol('mark');
-
 /**
  * Runs one pickle from `opts.start` (default 0) to its STOP and returns the value and
  * the offset just past STOP. Throws PickleError for anything refused or malformed.
  */
 export function unpickle(input: ByteInput, opts: UnpickleOptions): { value: unknown; end: number } {
+  if (typeof input !== 'object' || input === null || typeof input.read !== 'function' || typeof input.byteAt !== 'function' || !Number.isSafeInteger(input.length))
+    throw new TypeError(`unpickle: argument 'input' must be a ByteInput (BufferInput, FileInput), got ${pyDescribe(input)}`);
+  if (typeof opts !== 'object' || opts === null) throw new TypeError(`unpickle: argument 'opts' must be an object, got ${pyDescribe(opts)}`);
+  if (typeof opts.label !== 'string') throw new TypeError(`unpickle: option 'label' must be a string, got ${pyDescribe(opts.label)}`);
+  if (!(opts.globals instanceof Map)) throw new TypeError(`unpickle: option 'globals' must be a Map of pyGlobal entries, got ${pyDescribe(opts.globals)}`);
+  if (opts.start !== undefined && !(Number.isSafeInteger(opts.start) && opts.start >= 0))
+    throw new TypeError(`unpickle: option 'start' must be a non-negative integer, got ${pyDescribe(opts.start)}`);
   return new Machine(input, opts).run();
 }
 

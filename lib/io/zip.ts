@@ -112,6 +112,9 @@ export class ZipReader {
    * and at most MAX_INFLATED_BYTES) caps the size accepted.
    */
   async read(entry: ZipEntry, limit = MAX_INFLATED_BYTES): Promise<Buffer> {
+    if (typeof entry !== 'object' || entry === null || this.entries.get(entry.name) !== entry)
+      throw new TypeError(`zip: ${this.path}: argument 'entry' must be an entry of this archive (from get() or entries)`);
+    if (!(Number.isSafeInteger(limit) && limit >= 0)) throw new TypeError(`zip: ${this.path}: argument 'limit' must be a non-negative integer, got ${String(limit)}`);
     const cap = Math.min(limit, MAX_INFLATED_BYTES);
     const where = `entry '${entry.name}'`;
     if (entry.uncompressedSize > cap)
@@ -298,7 +301,7 @@ function readDirectory(src: Source, size: number): Map<string, ZipEntry> {
     const dataOffset = localOffset + 30 + localNameLen + localExtraLen;
     if (dataOffset + compressedSize > cdOffset)
       fail(`entry '${name}' data [${dataOffset}, ${dataOffset + compressedSize}) runs into the central directory at byte ${cdOffset}`);
-    entries.set(name, { name, method: method as 0 | 8, compressedSize, uncompressedSize, crc32: crc, dataOffset });
+    entries.set(name, Object.freeze({ name, method: method as 0 | 8, compressedSize, uncompressedSize, crc32: crc, dataOffset }));
     spans.push({ name, start: localOffset, end: dataOffset + compressedSize });
   }
 
