@@ -118,14 +118,20 @@ export class BufferInput implements ByteInput {
 /**
  * A file read through a sliding window with positioned synchronous reads: the
  * unpickler walks it front to back one opcode at a time, and an opcode's operands are
- * small except byte strings, which are either read once or left in the file.
+ * small except byte strings, which are either read once or left in the file. The
+ * window grows while reading is sequential and shrinks after a jump (past an array
+ * left in the file), so skipped bytes are not read.
  */
 export class FileInput implements ByteInput, Disposable {
+  private static readonly MIN_WINDOW = 1 << 12;
+  private static readonly MAX_WINDOW = 1 << 20;
   readonly length: number;
   private fd: number;
+  /** One buffer reused for every window: what read() returns is valid until the next read. */
+  private buffer: Uint8Array | null = null;
   private window: Uint8Array = new Uint8Array(0);
   private windowStart = 0;
-  private static readonly WINDOW = 1 << 20;
+  private windowSize = FileInput.MIN_WINDOW;
 
   constructor(readonly path: string) {
     if (typeof path !== 'string') throw new TypeError(`FileInput: argument 'path' must be a string, got ${pyDescribe(path)}`);
@@ -141,10 +147,19 @@ export class FileInput implements ByteInput, Disposable {
   read(pos: number, len: number): Uint8Array {
     if (pos >= this.windowStart && pos + len <= this.windowStart + this.window.length)
       return this.window.subarray(pos - this.windowStart, pos - this.windowStart + len);
-    if (len > FileInput.WINDOW / 2) return this.readFresh(pos, len);
-    this.window = this.readFresh(pos, Math.min(FileInput.WINDOW, this.length - pos));
+    if (len > FileInput.MAX_WINDOW / 2) return this.readFresh(pos, len);
+    const sequential = pos >= this.windowStart && pos <= this.windowStart + this.window.length;
+    this.windowSize = sequential ? Math.min(this.windowSize * 2, FileInput.MAX_WINDOW) : FileInput.MIN_WINDOW;
+    const size = Math.min(Math.max(this.windowSize, len), this.length - pos);
+    this.buffer ??= new Uint8Array(Math.min(FileInput.MAX_WINDOW, this.length));
+    this.window = this.readInto(this.buffer.subarray(0, size), pos);
     this.windowStart = pos;
     return this.window.subarray(0, len);
+  }
+
+  /** Exactly `len` bytes at `pos`, read on their own, leaving the window alone. */
+  peek(pos: number, len: number): Uint8Array {
+    return this.readFresh(pos, len);
   }
 
   byteAt(pos: number): number {
@@ -153,7 +168,11 @@ export class FileInput implements ByteInput, Disposable {
   }
 
   private readFresh(pos: number, len: number): Uint8Array {
-    const out = new Uint8Array(len);
+    return this.readInto(new Uint8Array(len), pos);
+  }
+
+  private readInto(out: Uint8Array, pos: number): Uint8Array {
+    const len = out.length;
     let done = 0;
     while (done < len) {
       const n = readSync(this.fd, out, done, Math.min(len - done, 1 << 30), pos + done);

@@ -340,7 +340,7 @@ function readLegacyLayout(path: string): TensorRecord[] {
       if (!s) throw new TorchCheckpointError(path, `storage '${key}' is listed but no tensor uses it`);
       if (sources.has(s)) throw new TorchCheckpointError(path, `storage '${key}' is listed twice`);
       if (at + 8 > input.length) throw new TorchCheckpointError(path, `storage '${key}' header at byte ${at} is past the end of the file (truncated?)`);
-      const hdr = input.read(at, 8);
+      const hdr = input.peek(at, 8);
       const count = new DataView(hdr.buffer, hdr.byteOffset, 8).getBigInt64(0, true);
       if (count !== BigInt(s.numel))
         throw new TorchCheckpointError(path, `storage '${key}' at byte ${at} says ${count} elements, its persistent id ${s.numel}`);
