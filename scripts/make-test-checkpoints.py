@@ -18,6 +18,7 @@ import json
 import os
 import pickle
 import struct
+import subprocess
 import sys
 import types
 import zipfile
@@ -229,6 +230,30 @@ def patch_sizes(blob, name, uncompressed):
     return bytes(blob)
 
 
+NUMPY2_SNIPPET = '''
+import pickle, sys, numpy as np
+assert int(np.__version__.split('.')[0]) >= 2, np.__version__
+tree = pickle.load(sys.stdin.buffer)
+tree['scalars'] = {'s': np.float32(1.5), 'i': np.int64(-7)}
+out = sys.argv[1]
+for proto in (4, 5):
+    with open(f'{out}/haiku_numpy2_proto{proto}.pickle', 'wb') as f:
+        pickle.dump(tree, f, protocol=proto)
+'''
+
+
+def write_numpy2(tree):
+    """The same arrays pickled by numpy 2, which names its modules numpy._core.
+
+    Needs a Python with numpy >= 2 ($NUMPY2_PYTHON, default python3 on PATH); without
+    one the committed files are kept."""
+    exe = os.environ.get('NUMPY2_PYTHON', 'python3')
+    try:
+        subprocess.run([exe, '-c', NUMPY2_SNIPPET, OUT], input=pickle.dumps(tree, protocol=4), check=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        print(f'skipped the numpy 2 pickles ({exe}: {err})', file=sys.stderr)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch.manual_seed(0)
@@ -257,6 +282,7 @@ def main():
         FlatMapping({k: FlatMapping(v) for k, v in small.items()}), protocol=4))
     write('haiku_jax_arrays.pickle', pickle.dumps(
         {k: {n: JaxArray(a) for n, a in v.items()} for k, v in small.items()}, protocol=4))
+    write_numpy2(small)
     write('haiku_model.pystate', pickle.dumps({'params': small, 'state': haiku_state(sd)}, protocol=4))
     # numpy.ndarray of Python objects has no raw bytes to point at.
     write('haiku_object_array.pickle', pickle.dumps({'m': {'w': np.array(['a', 1], dtype=object)}}, protocol=4))

@@ -116,6 +116,23 @@ test('protocol 2 and 5 pickles, Haiku FlatMapping and jax.Array forms read to th
   }
 });
 
+test('numpy 2 pickles (numpy._core modules, numpy scalars) read to the same records', async (t) => {
+  const base = byName((await readHaikuCheckpoint(ckpt('haiku_proto2.pickle'))).params);
+  for (const file of ['haiku_numpy2_proto4.pickle', 'haiku_numpy2_proto5.pickle']) {
+    const r = byName((await readHaikuCheckpoint(ckpt(file))).params);
+    t.deepEqual([...r.keys()].sort(), [...base.keys(), 'scalars/i', 'scalars/s'].sort(), file);
+    for (const [name, b] of base) {
+      const p = r.get(name)!;
+      t.deepEqual([p.dtype, p.shape, p.strides], [b.dtype, b.shape, b.strides], `${file} ${name}`);
+      t.deepEqual(await recordBytes(p), await recordBytes(b), `${file} ${name}`);
+    }
+    const s = r.get('scalars/s')!;
+    t.deepEqual([s.dtype, s.shape, await recordValues(s)], ['F32', [], [1.5]], file);
+    const i = r.get('scalars/i')!;
+    t.deepEqual([i.dtype, i.shape, await recordValues(i)], ['I64', [], [-7]], file);
+  }
+});
+
 test('a .pystate splits params and state (BatchNorm averages and counters)', async (t) => {
   const { params, state } = await readHaikuCheckpoint(ckpt('haiku_model.pystate'));
   t.is(params.length, 10);
@@ -153,7 +170,7 @@ test('hostile pickles are refused with the global named, and their payload never
 
 test('arrays without raw little-endian bytes are clear errors', async (t) => {
   await t.throwsAsync(readHaikuCheckpoint(ckpt('haiku_object_array.pickle')), { message: /haiku_object_array\.pickle: byte \d+: .*holds Python objects, not raw bytes/ });
-  await t.throwsAsync(readHaikuCheckpoint(ckpt('haiku_big_endian.pickle')), { message: /haiku_big_endian\.pickle: byte \d+: .*'>f4' is big-endian/ });
+  await t.throwsAsync(readHaikuCheckpoint(ckpt('haiku_big_endian.pickle')), { message: /haiku_big_endian\.pickle: byte \d+: .*'>f4' is not little-endian/ });
 });
 
 test('truncated or padded files and foreign files fail with the file named', async (t) => {

@@ -45,7 +45,7 @@ const NUMPY_DTYPES: Record<string, RecordDType> = {
 };
 
 class NumpyDType implements PyStateful {
-  /** '<' little, '>' big, '|' not applicable, '=' native (pickles write '<' or '>'). */
+  /** '<' little, '>' big, '|' not applicable; set by BUILD or a code like '<f4'. */
   byteOrder = '=';
   constructor(readonly code: string) {}
 
@@ -62,7 +62,10 @@ class NumpyDType implements PyStateful {
     const dtype = NUMPY_DTYPES[this.code];
     if (dtype === undefined)
       throw new Error(`numpy dtype '${this.code}' is not supported (supported: ${Object.keys(NUMPY_DTYPES).join(', ')})`);
-    if (this.byteOrder === '>') throw new Error(`numpy dtype '>${this.code}' is big-endian; only little-endian arrays are supported`);
+    // numpy pickles spell the order out ('<', '>', or '|' for single bytes); '=' would
+    // mean the unknown writing machine's order.
+    if (this.byteOrder !== '<' && this.byteOrder !== '|')
+      throw new Error(`numpy dtype '${this.byteOrder}${this.code}' is not little-endian; only little-endian arrays are supported`);
     return dtype;
   }
 }
