@@ -100,6 +100,10 @@ def tied_example(sd):
             'step': 7, 'config': {'lr': 0.001, 'name': 'tiny', 'dtype': torch.float32}}
 
 
+def seed_for_torch2(sd):
+    return collections.OrderedDict([('latents', sd['perceiver.embeddings.latents'])])
+
+
 # ---- Haiku-style pickles ---------------------------------------------------------------
 
 def install_haiku_and_jax_stand_ins():
@@ -288,6 +292,14 @@ def main():
     write('haiku_object_array.pickle', pickle.dumps({'m': {'w': np.array(['a', 1], dtype=object)}}, protocol=4))
     # A big-endian array: records are little-endian by contract.
     write('haiku_big_endian.pickle', pickle.dumps({'m': {'w': np.arange(4, dtype='>f4')}}, protocol=4))
+
+    # torch >= 2.1 adds byteorder and .data/serialization_id records: the same archive
+    # with them (little-endian), and with a big-endian byteorder the reader must refuse.
+    with zipfile.ZipFile(io.BytesIO(torch_bytes(seed_for_torch2(sd)))) as z:
+        entries = [(i.filename, z.read(i)) for i in z.infolist()]
+    extra = [('archive/.data/serialization_id', b'0123456789012345678901234567890123456789')]
+    write('torch2_layout.bin', bytes(zip_with(entries + extra + [('archive/byteorder', b'little')])))
+    write('big_endian.bin', bytes(zip_with(entries + [('archive/byteorder', b'big')])))
 
     # Small seeds for the fuzz test: in a small file most mutations hit structure, not
     # tensor bytes. Every layout and pickle form the readers take, a few bytes each.

@@ -152,6 +152,13 @@ test('the legacy and the re-zipped DEFLATE archive of the same object give the s
   }
 });
 
+test("torch 2's byteorder and serialization_id records are read; a big-endian archive is refused", async (t) => {
+  const [rec] = await readTorchCheckpoint(ckpt('torch2_layout.bin'));
+  t.is(rec.name, 'latents');
+  t.deepEqual(await recordBytes(rec), bytesOf(await reference['perceiver.embeddings.latents'].data()));
+  await t.throwsAsync(readTorchCheckpoint(ckpt('big_endian.bin')), { message: /big_endian\.bin: byteorder is 'big'; only little-endian checkpoints are supported/ });
+});
+
 test('a data.pkl that calls os.system is refused, naming the file and the global, and nothing runs', async (t) => {
   rmSync(MARKER, { force: true });
   const err = await t.throwsAsync(readTorchCheckpoint(ckpt('evil_torch.bin')));
