@@ -8,6 +8,7 @@
 
 #include <dlfcn.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 
@@ -51,6 +52,10 @@ std::vector<std::string> library_candidates() {
   return c;
 }
 
+// Set once the loader has run, so exit-time and memory() queries do not load
+// the library just to learn that no CUDA backend was ever used.
+std::atomic<CudaLib*> g_loaded{nullptr};
+
 CudaLib& cuda_lib() {
   static CudaLib* lib = [] {
     CudaLib* l = new CudaLib();  // leaked: backends may run during exit
@@ -90,6 +95,7 @@ CudaLib& cuda_lib() {
     l->backends.assign((size_t)n, nullptr);
     return l;
   }();
+  g_loaded.store(lib, std::memory_order_release);
   return *lib;
 }
 
@@ -112,10 +118,11 @@ bool cuda_device_info(int device, CudaDeviceInfo* info, std::string* err) {
 }
 
 std::vector<Backend*> cuda_backends_in_use() {
-  CudaLib& l = cuda_lib();
-  std::lock_guard<std::mutex> lock(l.mu);
   std::vector<Backend*> r;
-  for (Backend* b : l.backends)
+  CudaLib* l = g_loaded.load(std::memory_order_acquire);
+  if (!l) return r;
+  std::lock_guard<std::mutex> lock(l->mu);
+  for (Backend* b : l->backends)
     if (b) r.push_back(b);
   return r;
 }

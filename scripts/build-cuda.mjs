@@ -52,11 +52,14 @@ function main() {
   const env = { ...process.env, CUDACXX: process.env.CUDACXX || nvcc };
   const jobs = String(Math.max(1, Number(process.env.JOBS) || cpus().length));
   const t0 = Date.now();
-  say(`building the CUDA backend with ${nvcc} (architectures: ${process.env.PERCEIVER_CUDA_ARCHS || 'default'}; takes a few minutes)`);
+  // Passed every time: CMake caches CMAKE_CUDA_ARCHITECTURES, and a one-arch build
+  // must not stick to the next default one.
+  const archs = process.env.PERCEIVER_CUDA_ARCHS || '75-real;80-real;86-real;89-real;90';
   const steps = [
-    ['-S', ROOT, '-B', buildDir, '-DCMAKE_BUILD_TYPE=Release', '-DPERCEIVER_CPU=OFF'],
+    ['-S', ROOT, '-B', buildDir, '-DCMAKE_BUILD_TYPE=Release', '-DPERCEIVER_CPU=OFF', `-DCMAKE_CUDA_ARCHITECTURES=${archs}`],
     ['--build', buildDir, '--target', 'perceiver_cuda', '-j', jobs],
   ];
+  say(`building the CUDA backend with ${nvcc} (architectures ${archs}; takes a few minutes)`);
   for (const args of steps) {
     const r = spawnSync(cmake, args, { stdio: 'inherit', env });
     if (r.status !== 0) {

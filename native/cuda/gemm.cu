@@ -181,31 +181,31 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
 
   float alpha = a.alpha, beta = 0.f;
   lt::Algo algo;
-  {
+  // cuBLASLt reads the bias vector with vector loads; a view into the middle of a
+  // parameter may not be aligned for them, so such a bias takes the second pass.
+  bool bias_aligned = !a.bias || (uintptr_t)a.bias % 16 == 0;
+  if (epilogue != lt::EPILOGUE_DEFAULT && bias_aligned) {
     Descs d{&api};
     build(d, epilogue);
-    if (find(d, epilogue, &algo)) {
-      check_lt("cublasLtMatmul", api.matmul(ctx.handle, d.op, &alpha, a.b, d.x, a.a, d.y, &beta, a.c, d.d, a.c, d.d,
-                                            &algo, ctx.workspace, ctx.workspace_bytes, s));
+    if (find(d, epilogue, &algo) &&
+        api.matmul(ctx.handle, d.op, &alpha, a.b, d.x, a.a, d.y, &beta, a.c, d.d, a.c, d.d, &algo, ctx.workspace,
+                   ctx.workspace_bytes, s) == 0) {
       if (erf_gelu) bias_act(a.c, nullptr, a.batch, a.m, a.n, a.ldc, a.stride_c, Activation::Gelu, a.dtype, s);
       return;
     }
   }
-  if (epilogue == lt::EPILOGUE_DEFAULT)
-    throw Error(ErrorKind::Runtime, "matmul: cuBLASLt has no algorithm for " + std::string(dtype_name(a.dtype)) +
-                                        " [" + std::to_string(a.m) + ", " + std::to_string(a.k) + "] x [" +
-                                        std::to_string(a.k) + ", " + std::to_string(a.n) + "] (batch " +
-                                        std::to_string(a.batch) + ")");
-  // The epilogue was refused for this layout: plain GEMM, then bias and activation.
+  // Plain GEMM, then bias and activation (if any) as a second pass.
   Descs d{&api};
   build(d, lt::EPILOGUE_DEFAULT);
   if (!find(d, lt::EPILOGUE_DEFAULT, &algo))
     throw Error(ErrorKind::Runtime, "matmul: cuBLASLt has no algorithm for " + std::string(dtype_name(a.dtype)) +
                                         " [" + std::to_string(a.m) + ", " + std::to_string(a.k) + "] x [" +
-                                        std::to_string(a.k) + ", " + std::to_string(a.n) + "]");
+                                        std::to_string(a.k) + ", " + std::to_string(a.n) + "] (batch " +
+                                        std::to_string(a.batch) + ")");
   check_lt("cublasLtMatmul", api.matmul(ctx.handle, d.op, &alpha, a.b, d.x, a.a, d.y, &beta, a.c, d.d, a.c, d.d,
                                         &algo, ctx.workspace, ctx.workspace_bytes, s));
-  bias_act(a.c, a.bias, a.batch, a.m, a.n, a.ldc, a.stride_c, a.act, a.dtype, s);
+  if (a.bias || a.act != Activation::None)
+    bias_act(a.c, a.bias, a.batch, a.m, a.n, a.ldc, a.stride_c, a.act, a.dtype, s);
 }
 
 }  // namespace cuda
