@@ -52,14 +52,14 @@ function main() {
   const env = { ...process.env, CUDACXX: process.env.CUDACXX || nvcc };
   const jobs = String(Math.max(1, Number(process.env.JOBS) || cpus().length));
   const t0 = Date.now();
-  // Passed every time: CMake caches CMAKE_CUDA_ARCHITECTURES, and a one-arch build
-  // must not stick to the next default one.
-  const archs = process.env.PERCEIVER_CUDA_ARCHS || '75-real;80-real;86-real;89-real;90';
+  // Passed every time (empty = the release set): CMake caches it, and a one-arch
+  // build must not stick to the next default one.
+  const archs = process.env.PERCEIVER_CUDA_ARCHS || '';
   const steps = [
-    ['-S', ROOT, '-B', buildDir, '-DCMAKE_BUILD_TYPE=Release', '-DPERCEIVER_CPU=OFF', `-DCMAKE_CUDA_ARCHITECTURES=${archs}`],
+    ['-S', ROOT, '-B', buildDir, '-DCMAKE_BUILD_TYPE=Release', '-DPERCEIVER_CPU=OFF', `-DPERCEIVER_CUDA_ARCHS=${archs}`],
     ['--build', buildDir, '--target', 'perceiver_cuda', '-j', jobs],
   ];
-  say(`building the CUDA backend with ${nvcc} (architectures ${archs}; takes a few minutes)`);
+  say(`building the CUDA backend with ${nvcc} (architectures ${archs || 'sm_75, 80, 86, 89, 90 + PTX'}; takes a few minutes)`);
   for (const args of steps) {
     const r = spawnSync(cmake, args, { stdio: 'inherit', env });
     if (r.status !== 0) {

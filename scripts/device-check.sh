@@ -10,7 +10,7 @@
 #   bash scripts/device-check.sh             on the device machine (GPU, CUDA 13, python3
 #       with torch + transformers, no node, no network), in one call: unpacks, finds
 #       cuBLASLt in the python env, runs the CUDA harnesses, the whole ava suite with
-#       PERCEIVER_TEST_DEVICE=cuda, then scripts/bench-gpu (vs torch). Logs go to $OUT;
+#       PERCEIVER_TEST_DEVICE=cuda, then scripts/bench-gpu (vs torch). Logs go to $OUT (default /tmp/perceiver-device-out);
 #       a short table is printed last. Each step has its own time limit so the whole
 #       run stays under 6 minutes.
 set -uo pipefail
@@ -25,7 +25,7 @@ prepare() {
   echo "== TypeScript"; npx tsc -p tsconfig.json
   [ -f build/Release/perceiver.node ] || { echo "build/Release/perceiver.node is missing: run npx node-gyp rebuild"; exit 1; }
   echo "== perceiver_cuda.so and harnesses for CUDA architectures $archs"
-  cmake -S . -B build/cuda-device -DCMAKE_BUILD_TYPE=Release -DPERCEIVER_CPU=OFF "-DCMAKE_CUDA_ARCHITECTURES=$archs" > /dev/null
+  cmake -S . -B build/cuda-device -DCMAKE_BUILD_TYPE=Release -DPERCEIVER_CPU=OFF "-DPERCEIVER_CUDA_ARCHS=$archs" > /dev/null
   local targets
   targets=$(ls native/cuda/*_check.cu 2>/dev/null | sed 's#native/cuda/\(.*\)\.cu#cuda_\1#' | tr '\n' ' ')
   # shellcheck disable=SC2086
@@ -53,7 +53,7 @@ prepare() {
 }
 
 # ---------------------------------------------------------------- device side
-OUT=${OUT:-$ROOT/device-out}
+OUT=${OUT:-/tmp/perceiver-device-out}
 mkdir -p "$OUT"
 declare -a SUMMARY=()
 step() {  # step NAME SECONDS CMD... : runs CMD with a time limit, logs to $OUT/NAME.log

@@ -8,6 +8,7 @@
 //
 // Needs a GPU and cuBLASLt (PERCEIVER_CUBLAS_PATH); exits 2 when CUDA is unavailable.
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
