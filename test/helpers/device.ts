@@ -9,6 +9,12 @@ const requested = process.env.PERCEIVER_TEST_DEVICE || 'cpu';
 if (!/^(cpu|cuda|cuda:\d{1,4})$/.test(requested))
   throw new TypeError(`PERCEIVER_TEST_DEVICE must be 'cpu', 'cuda' or 'cuda:N', got '${requested}'`);
 process.env.PERCEIVER_DEVICE = requested;
+if (requested !== 'cpu') {
+  // Fail the run once, with the reason, rather than every test with the same error.
+  const { backends } = await import('../../lib/device.js');
+  const cuda = backends()[1];
+  if (!cuda.available) throw new Error(`PERCEIVER_TEST_DEVICE=${requested} but CUDA is unavailable: ${cuda.reason}`);
+}
 
 export const TEST_DEVICE: string = requested;
 export const ON_CUDA: boolean = requested.startsWith('cuda');
