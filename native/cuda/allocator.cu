@@ -47,6 +47,10 @@ void* DeviceAllocator::alloc(size_t bytes) {
     empty_cache();
     e = cudaMalloc(&p, n);
   }
+  if (e != cudaSuccess && e != cudaErrorMemoryAllocation)  // e.g. an earlier kernel's fault
+    throw Error(ErrorKind::Runtime, std::string("cudaMalloc of ") + std::to_string(bytes) + " bytes on cuda:" +
+                                        std::to_string(device_) + " failed: " + cudaGetErrorName(e) + " (" +
+                                        cudaGetErrorString(e) + ")");
   if (e != cudaSuccess) {
     cudaGetLastError();
     size_t free_b = 0, total_b = 0;
