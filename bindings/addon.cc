@@ -19,7 +19,10 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
   // stop posting to it.
   auto ch = channel;
   env.AddCleanupHook([ch] {
-    cpu_backend()->queue(0).synchronize();
+    try {
+      synchronize_all();
+    } catch (...) {  // a GPU fault at exit has nobody left to report to
+    }
     std::lock_guard<std::mutex> lock(ch->mu);
     ch->open = false;
   });

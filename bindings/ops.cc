@@ -7,6 +7,7 @@
 
 #include "addon.h"
 #include "tensor_handle.h"
+#include "../native/cuda/api.h"
 #include "../native/threadpool.h"
 
 namespace pio {
@@ -334,6 +335,54 @@ Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value ToDevice(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 2, "to");
+    const Tensor& x = tensor_arg(info, 0, "to", "x");
+    return ret(info, to_device(x, device_arg(info, 1, "to", "device")));
+  });
+}
+
+// The CUDA backend's state: whether the library loaded (and from where), and
+// either the devices or the reason CUDA cannot be used. Loads the library on the
+// first call.
+Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const CudaStatus& st = cuda_status();
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("library", st.library_loaded ? Napi::Value(Napi::String::New(env, st.library_path)) : env.Null());
+    r.Set("deviceCount", Napi::Number::New(env, st.device_count));
+    if (!st.reason.empty()) r.Set("reason", Napi::String::New(env, st.reason));
+    Napi::Array devices = Napi::Array::New(env);
+    for (int i = 0; i < st.device_count; i++) {
+      CudaDeviceInfo d;
+      std::string err;
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("index", Napi::Number::New(env, i));
+      if (!cuda_device_info(i, &d, &err)) {
+        o.Set("error", Napi::String::New(env, err));
+      } else {
+        o.Set("name", Napi::String::New(env, d.name));
+        o.Set("computeCapability", Napi::String::New(env, std::to_string(d.major) + "." + std::to_string(d.minor)));
+        o.Set("multiprocessors", Napi::Number::New(env, d.multiprocessors));
+        o.Set("totalMemory", Napi::Number::New(env, (double)d.total_bytes));
+        o.Set("freeMemory", Napi::Number::New(env, (double)d.free_bytes));
+        auto ver = [](int v) { return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10); };
+        o.Set("driverVersion", Napi::String::New(env, ver(d.driver_version)));
+        o.Set("runtimeVersion", Napi::String::New(env, ver(d.runtime_version)));
+        uint64_t cb = d.cublas_version;  // major * 10000 + minor * 100 + patch
+        o.Set("cublasVersion", Napi::String::New(env, std::to_string(cb / 10000) + "." +
+                                                          std::to_string((cb / 100) % 100) + "." +
+                                                          std::to_string(cb % 100)));
+      }
+      devices.Set((uint32_t)i, o);
+    }
+    r.Set("devices", devices);
+    return r;
+  });
+}
+
 Napi::Value Memory(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object r = Napi::Object::New(env);
@@ -344,22 +393,33 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
     d.Set("storages", Napi::Number::New(env, (double)s.storages.load()));
     d.Set("bytes", Napi::Number::New(env, (double)s.bytes.load()));
     d.Set("peakBytes", Napi::Number::New(env, (double)s.peak_bytes.load()));
-    d.Set("cachedBytes", Napi::Number::New(env, t == DeviceType::CPU ? (double)cpu_backend()->cached_bytes() : 0.0));
+    double cached = 0;
+    if (t == DeviceType::CPU) {
+      cached = (double)cpu_backend()->cached_bytes();
+    } else {
+      for (Backend* b : cuda_backends_in_use()) cached += (double)b->cached_bytes();
+    }
+    d.Set("cachedBytes", Napi::Number::New(env, cached));
     r.Set(t == DeviceType::CPU ? "cpu" : "cuda", d);
   }
   return r;
 }
 
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
-  // Queued kernels may still free blocks; drain first so the cache ends empty.
-  cpu_backend()->queue(0).synchronize();
-  cpu_backend()->empty_cache();
-  return info.Env().Undefined();
+  return guarded(info, [&]() -> Napi::Value {
+    // Queued kernels may still free blocks; drain first so the caches end empty.
+    synchronize_all();
+    cpu_backend()->empty_cache();
+    for (Backend* b : cuda_backends_in_use()) b->empty_cache();
+    return info.Env().Undefined();
+  });
 }
 
 Napi::Value Synchronize(const Napi::CallbackInfo& info) {
-  cpu_backend()->queue(0).synchronize();
-  return info.Env().Undefined();
+  return guarded(info, [&]() -> Napi::Value {
+    synchronize_all();
+    return info.Env().Undefined();
+  });
 }
 
 Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
@@ -389,6 +449,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"attention", Attention},   {"embedding", Embedding}, {"oneHot", OneHot},
       {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm},
       {"memory", Memory},         {"synchronize", Synchronize}, {"emptyCache", EmptyCache}, {"cpuInfo", CpuInfo},
+      {"to", ToDevice},           {"cudaInfo", CudaInfo},
   };
   for (auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
 }

@@ -17,9 +17,11 @@ export function memory(): { cpu: DeviceMemory; cuda: DeviceMemory } {
 }
 
 /**
- * Returns the allocator's cached blocks to the system. Large freed blocks are
- * kept for reuse because fresh pages are slow to touch; the cache is capped at
- * PERCEIVER_CPU_CACHE_MB (default 1024). Waits for queued kernels first.
+ * Returns the allocators' cached blocks to the system. On the CPU large freed
+ * blocks are kept for reuse because fresh pages are slow to touch (the cache is
+ * capped at PERCEIVER_CPU_CACHE_MB, default 1024); on CUDA every freed block is
+ * kept, because cudaMalloc/cudaFree synchronise the device, until an allocation
+ * fails or this is called. Waits for queued kernels (and the GPUs) first.
  */
 export function emptyCache(): void {
   native.emptyCache();

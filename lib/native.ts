@@ -56,6 +56,29 @@ export interface NativeAddon {
   emptyCache(): void;
   synchronize(): void;
   cpuInfo(): { threads: number; simd: string };
+  to(x: H, device: string): H;
+  cudaInfo(): NativeCudaInfo;
+}
+
+/** The CUDA backend library's state (bindings/ops.cc CudaInfo). */
+export interface NativeCudaInfo {
+  /** Path of perceiver_cuda.so when it loaded, else null. */
+  library: string | null;
+  deviceCount: number;
+  /** Why CUDA cannot be used (absent when deviceCount > 0). */
+  reason?: string;
+  devices: Array<{
+    index: number;
+    error?: string;
+    name?: string;
+    computeCapability?: string;
+    multiprocessors?: number;
+    totalMemory?: number;
+    freeMemory?: number;
+    driverVersion?: string;
+    runtimeVersion?: string;
+    cublasVersion?: string;
+  }>;
 }
 
 const require = createRequire(import.meta.url);

@@ -3,6 +3,7 @@
 import { native, type NativeHandle } from './native.js';
 import { describe, type DTypeName, type TypedData } from './dtype.js';
 import { track } from './scope.js';
+import { resolveDevice } from './device.js';
 import * as E from './ops/elementwise.js';
 import * as L from './ops/layout.js';
 import * as R from './ops/reduce.js';
@@ -160,6 +161,19 @@ export class Tensor {
   broadcastTo(shape: readonly number[]): Tensor { return L.broadcastTo(this, shape); }
   contiguous(): Tensor { return L.contiguous(this); }
   cast(dtype: DTypeName): Tensor { return L.cast(this, dtype); }
+
+  /**
+   * A copy on `device` ('cpu', 'cuda' or 'cuda:N'), or this tensor itself (not a
+   * copy) when it is already there. Queued like an op: ordered after whatever produces this
+   * tensor, without blocking the JS thread. Ops never move tensors implicitly;
+   * this is the one way between devices.
+   */
+  to(device: string): Tensor {
+    const d = resolveDevice('to', device);
+    handleOf('to', 'this', this);
+    if ((d === 'cuda' ? 'cuda:0' : d) === this.device) return this;
+    return wrap(native.to(this.handle, d));
+  }
 }
 
 Object.defineProperty(Tensor.prototype, disposeSymbol, {

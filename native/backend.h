@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "dtype.h"
 #include "storage.h"
@@ -129,25 +130,49 @@ struct Backend {
                       const View& out) = 0;
   // Over the last axis of a contiguous [rows, n].
   virtual void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log) = 0;
+  // weight and bias (each optional) hold x.dtype elements.
   virtual void layer_norm(const View& x, const float* weight, const float* bias, const View& out,
                           int64_t rows, int64_t n, float eps) = 0;
   virtual void matmul(const MatmulArgs& a) = 0;
   virtual void attention(const AttentionArgs& a) = 0;
-  // out [N, C] = weight[ids[i], :]; throws on an out-of-range id.
+  // out [N, C] = weight[ids[i], :]; throws on an out-of-range id. `dtype` is that
+  // of weight and out (as for the arg structs above).
   virtual void embedding(const float* weight, int64_t vocab, int64_t channels, const int32_t* ids,
-                         int64_t n, float* out) = 0;
+                         int64_t n, float* out, DType dtype) = 0;
   virtual void one_hot(const int32_t* ids, int64_t n, int64_t depth, float on, float off,
-                       float* out) = 0;
+                       float* out, DType dtype) = 0;
   virtual void conv2d(const Conv2dArgs& a) = 0;
   virtual void max_pool2d(const Pool2dArgs& a) = 0;
-  // x contiguous [rows, C]: (x - mean) / sqrt(var + eps) * weight + bias.
+  // x contiguous [rows, C]: (x - mean) / sqrt(var + eps) * weight + bias; every
+  // pointer holds `dtype` elements.
   virtual void batch_norm(const float* x, const float* mean, const float* var,
                           const float* weight, const float* bias, float* out, int64_t rows,
-                          int64_t c, float eps) = 0;
+                          int64_t c, float eps, DType dtype) = 0;
+  // Waits until the device has finished everything this backend's queue has issued
+  // (the queue itself is drained by Queue::synchronize first). CPU kernels finish
+  // when they return, so only CUDA has work to wait for.
+  virtual void synchronize() {}
 };
 
 Backend* cpu_backend();
-// The backend that owns `device`; throws when it is not available.
+// The backend that owns `device`; throws when it is not available, with the reason.
 Backend* backend_for(Device device);
+
+// The CUDA backend library (perceiver_cuda.so), loaded on first use: where it was
+// found, how many devices it sees, and why CUDA cannot be used when it cannot.
+struct CudaStatus {
+  bool library_loaded = false;
+  std::string library_path;
+  int device_count = 0;
+  std::string reason;  // empty when device_count > 0
+};
+const CudaStatus& cuda_status();
+struct CudaDeviceInfo;
+// Fills `info` for cuda:`device`; false with `err` set when it cannot.
+bool cuda_device_info(int device, CudaDeviceInfo* info, std::string* err);
+// CUDA backends created so far (for memory(), emptyCache(), synchronize()).
+std::vector<Backend*> cuda_backends_in_use();
+// Waits for every device's queue and GPU work.
+void synchronize_all();
 
 }  // namespace perceiver

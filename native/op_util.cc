@@ -33,6 +33,31 @@ void check_float32(const char* op, const char* name, const Tensor& t) {
                " (cast it first; 16-bit floats are storage types on the cpu)");
 }
 
+void check_float(const char* op, const char* name, const Tensor& t) {
+  if (!dtype_is_float(t.dtype))
+    throw_type(arg_prefix(op, name) + " must have a floating dtype (float32, float16 or bfloat16), got " +
+               dtype_name(t.dtype));
+}
+
+void check_same_dtype(const char* op,
+                      std::initializer_list<std::pair<const char*, const Tensor*>> ts) {
+  const std::pair<const char*, const Tensor*>* first = nullptr;
+  for (auto& p : ts) {
+    if (!p.second) continue;
+    if (!first) {
+      first = &p;
+      continue;
+    }
+    if (p.second->dtype != first->second->dtype)
+      throw_type(arg_prefix(op, p.first) + " has dtype " + dtype_name(p.second->dtype) + " but '" +
+                 first->first + "' has " + dtype_name(first->second->dtype) + "; cast one first");
+  }
+}
+
+bool cpu_16bit(const Tensor& t) {
+  return t.device().type == DeviceType::CPU && (t.dtype == DType::Float16 || t.dtype == DType::BFloat16);
+}
+
 void check_ndim(const char* op, const char* name, const Tensor& t, int want) {
   if (t.ndim() != want)
     throw_range(arg_prefix(op, name) + " must have " + std::to_string(want) +

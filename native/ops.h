@@ -21,6 +21,9 @@ Tensor random_uniform(const Shape& shape, uint64_t seed, float low, float high, 
 // ticket; the queue must be waited on before dst is read.
 uint64_t read_to_host(const Tensor& t, void* dst);
 Queue& queue_of(const Tensor& t);
+// A copy of x on `device` (x itself when it is already there). Ordered after the
+// ops that produce x on its own queue; the JS thread does not wait.
+Tensor to_device(const Tensor& x, Device device);
 
 // ---- layout (views where possible) ----
 Tensor contiguous(const Tensor& x);

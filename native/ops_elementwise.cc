@@ -35,8 +35,9 @@ Shape broadcast_shapes(const char* op, const Shape& a, const char* an, const Sha
 
 Tensor unary(UnaryOp op, const Tensor& x, float alpha, float beta) {
   const char* name = unary_name(op);
-  check_float32(name, "x", x);
-  Tensor out = empty(x.shape, DType::Float32, x.device(), name);
+  check_float(name, "x", x);
+  if (cpu_16bit(x)) return cast(unary(op, cast(x, DType::Float32), alpha, beta), x.dtype);
+  Tensor out = empty(x.shape, x.dtype, x.device(), name);
   View vx = view_of(x), vo = view_of(out);
   launch(name, x.device(), {&x}, {&out},
          [op, vx, vo, alpha, beta](Backend& b) { b.unary(op, vx, vo, alpha, beta); });
@@ -45,12 +46,17 @@ Tensor unary(UnaryOp op, const Tensor& x, float alpha, float beta) {
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   const char* name = binary_name(op);
-  check_float32(name, "a", a);
-  check_float32(name, "b", b);
+  check_float(name, "a", a);
+  check_float(name, "b", b);
+  check_same_dtype(name, {{"a", &a}, {"b", &b}});
   check_same_device(name, {{"a", &a}, {"b", &b}});
   Shape shape = broadcast_shapes(name, a.shape, "a", b.shape, "b");
   bool compare = op >= BinaryOp::Eq;
-  Tensor out = empty(shape, compare ? DType::UInt8 : DType::Float32, a.device(), name);
+  if (cpu_16bit(a)) {
+    Tensor r = binary(op, cast(a, DType::Float32), cast(b, DType::Float32));
+    return compare ? r : cast(r, a.dtype);
+  }
+  Tensor out = empty(shape, compare ? DType::UInt8 : a.dtype, a.device(), name);
   View va = view_of(broadcast_to(a, shape)), vb = view_of(broadcast_to(b, shape)),
        vo = view_of(out);
   launch(name, a.device(), {&a, &b}, {&out},
@@ -60,12 +66,14 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_dtype("where", "cond", cond, DType::UInt8);
-  check_float32("where", "a", a);
-  check_float32("where", "b", b);
+  check_float("where", "a", a);
+  check_float("where", "b", b);
+  check_same_dtype("where", {{"a", &a}, {"b", &b}});
   check_same_device("where", {{"cond", &cond}, {"a", &a}, {"b", &b}});
   Shape ab = broadcast_shapes("where", a.shape, "a", b.shape, "b");
   Shape shape = broadcast_shapes("where", cond.shape, "cond", ab, "a/b");
-  Tensor out = empty(shape, DType::Float32, a.device(), "where");
+  if (cpu_16bit(a)) return cast(where(cond, cast(a, DType::Float32), cast(b, DType::Float32)), a.dtype);
+  Tensor out = empty(shape, a.dtype, a.device(), "where");
   View vc = view_of(broadcast_to(cond, shape)), va = view_of(broadcast_to(a, shape)),
        vb = view_of(broadcast_to(b, shape)), vo = view_of(out);
   launch("where", a.device(), {&cond, &a, &b}, {&out},

@@ -69,11 +69,19 @@ MatOperand prepare(const Tensor& x_in, bool trans, const Shape& batch) {
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, const Tensor* bias,
               Activation act, float alpha) {
-  check_float32("matmul", "a", a);
-  check_float32("matmul", "b", b);
+  check_float("matmul", "a", a);
+  check_float("matmul", "b", b);
+  if (bias) check_float("matmul", "bias", *bias);
+  check_same_dtype("matmul", {{"a", &a}, {"b", &b}, {"bias", bias}});
   check_min_ndim("matmul", "a", a, 2);
   check_min_ndim("matmul", "b", b, 2);
   check_same_device("matmul", {{"a", &a}, {"b", &b}, {"bias", bias}});
+  if (cpu_16bit(a)) {
+    Tensor bias32 = bias ? cast(*bias, DType::Float32) : Tensor();
+    return cast(matmul(cast(a, DType::Float32), cast(b, DType::Float32), trans_a, trans_b,
+                       bias ? &bias32 : nullptr, act, alpha),
+                a.dtype);
+  }
   int64_t m = trans_a ? a.shape[a.ndim() - 1] : a.shape[a.ndim() - 2];
   int64_t ka = trans_a ? a.shape[a.ndim() - 2] : a.shape[a.ndim() - 1];
   int64_t kb = trans_b ? b.shape[b.ndim() - 1] : b.shape[b.ndim() - 2];
@@ -87,7 +95,6 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, cons
   Shape batch = broadcast_shapes("matmul", ba, "a (batch dims)", bb, "b (batch dims)");
   Tensor bias_c;
   if (bias) {
-    check_float32("matmul", "bias", *bias);
     check_shape("matmul", "bias", *bias, {n});
     bias_c = contiguous(*bias);
   }
@@ -95,8 +102,9 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, cons
   Shape shape = batch;
   shape.push_back(m);
   shape.push_back(n);
-  Tensor out = empty(shape, DType::Float32, a.device(), "matmul");
+  Tensor out = empty(shape, a.dtype, a.device(), "matmul");
   MatmulArgs args;
+  args.dtype = a.dtype;
   args.batch = shape_numel(batch);
   args.m = m;
   args.n = n;
@@ -126,9 +134,10 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, cons
 
 Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor* mask,
                  float scale) {
-  check_float32("attention", "q", q_in);
-  check_float32("attention", "k", k_in);
-  check_float32("attention", "v", v_in);
+  check_float("attention", "q", q_in);
+  check_float("attention", "k", k_in);
+  check_float("attention", "v", v_in);
+  check_same_dtype("attention", {{"q", &q_in}, {"k", &k_in}, {"v", &v_in}});
   check_ndim("attention", "q", q_in, 4);
   check_ndim("attention", "k", k_in, 4);
   check_ndim("attention", "v", v_in, 4);
@@ -157,11 +166,18 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
                   shape_str({B, nq, nk}) + ", got " + shape_str(mask->shape));
     }
   }
+  if (cpu_16bit(q_in)) {
+    Tensor m = mask ? *mask : Tensor();
+    return cast(attention(cast(q_in, DType::Float32), cast(k_in, DType::Float32), cast(v_in, DType::Float32),
+                          mask ? &m : nullptr, scale),
+                q_in.dtype);
+  }
   auto unit_inner = [](const Tensor& t) { return t.shape[3] <= 1 || t.strides[3] == 1 ? t : contiguous(t); };
   Tensor q = unit_inner(q_in), k = unit_inner(k_in), v = unit_inner(v_in);
-  Tensor out = empty({B, nq, H, dv}, DType::Float32, q.device(), "attention");
+  Tensor out = empty({B, nq, H, dv}, q.dtype, q.device(), "attention");
   if (out.numel() == 0) return out;
   AttentionArgs a;
+  a.dtype = q.dtype;
   a.batch = B; a.nq = nq; a.nk = nk; a.heads = H; a.dqk = dqk; a.dv = dv;
   a.q_sb = q.strides[0]; a.q_sn = q.strides[1]; a.q_sh = q.strides[2];
   a.k_sb = k.strides[0]; a.k_sn = k.strides[1]; a.k_sh = k.strides[2];

@@ -32,18 +32,20 @@ void check_pad(const char* op, const PadSpec& p) {
 }  // namespace
 
 Tensor embedding(const Tensor& weight, const Tensor& ids_in) {
-  check_float32("embedding", "weight", weight);
+  check_float("embedding", "weight", weight);
   check_ndim("embedding", "weight", weight, 2);
   check_dtype("embedding", "ids", ids_in, DType::Int32);
   check_same_device("embedding", {{"weight", &weight}, {"ids", &ids_in}});
+  if (cpu_16bit(weight)) return cast(embedding(cast(weight, DType::Float32), ids_in), weight.dtype);
   Tensor w = contiguous(weight), ids = contiguous(ids_in);
   int64_t vocab = w.shape[0], c = w.shape[1];
   Shape shape = ids.shape;
   shape.push_back(c);
-  Tensor out = empty(shape, DType::Float32, w.device(), "embedding");
+  Tensor out = empty(shape, w.dtype, w.device(), "embedding");
   int64_t n = ids.numel();
+  DType dt = w.dtype;
   launch("embedding", w.device(), {&w, &ids}, {&out}, [=](Backend& b) {
-    b.embedding((const float*)w.data(), vocab, c, (const int32_t*)ids.data(), n, (float*)out.data());
+    b.embedding((const float*)w.data(), vocab, c, (const int32_t*)ids.data(), n, (float*)out.data(), dt);
   });
   return out;
 }
@@ -57,18 +59,25 @@ Tensor one_hot(const Tensor& ids_in, int64_t depth, float on, float off) {
   Tensor out = empty(shape, DType::Float32, ids.device(), "one_hot");
   int64_t n = ids.numel();
   launch("one_hot", ids.device(), {&ids}, {&out}, [=](Backend& b) {
-    b.one_hot((const int32_t*)ids.data(), n, depth, on, off, (float*)out.data());
+    b.one_hot((const int32_t*)ids.data(), n, depth, on, off, (float*)out.data(), DType::Float32);
   });
   return out;
 }
 
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor* bias, int64_t sh, int64_t sw,
               const PadSpec& pad) {
-  check_float32("conv2d", "x", x_in);
-  check_float32("conv2d", "weight", w_in);
+  check_float("conv2d", "x", x_in);
+  check_float("conv2d", "weight", w_in);
+  if (bias) check_float("conv2d", "bias", *bias);
+  check_same_dtype("conv2d", {{"x", &x_in}, {"weight", &w_in}, {"bias", bias}});
   check_ndim("conv2d", "x", x_in, 4);
   check_ndim("conv2d", "weight", w_in, 4);
   check_same_device("conv2d", {{"x", &x_in}, {"weight", &w_in}, {"bias", bias}});
+  if (cpu_16bit(x_in)) {
+    Tensor b32 = bias ? cast(*bias, DType::Float32) : Tensor();
+    return cast(conv2d(cast(x_in, DType::Float32), cast(w_in, DType::Float32), bias ? &b32 : nullptr, sh, sw, pad),
+                x_in.dtype);
+  }
   check_pad("conv2d", pad);
   if (sh < 1 || sw < 1)
     throw_range("conv2d: argument 'stride' must be >= 1, got [" + std::to_string(sh) + ", " +
@@ -82,7 +91,6 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor* bias, int64_
   if (KH < 1 || KW < 1) throw_range("conv2d: argument 'weight' has an empty kernel " + shape_str(w_in.shape));
   Tensor bc;
   if (bias) {
-    check_float32("conv2d", "bias", *bias);
     check_shape("conv2d", "bias", *bias, {CO});
     bc = contiguous(*bias);
   }
@@ -90,9 +98,10 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor* bias, int64_
   resolve_padding("conv2d", "height", H, KH, sh, pad.mode, pad.top, pad.bottom, &OH, &pt);
   resolve_padding("conv2d", "width", W, KW, sw, pad.mode, pad.left, pad.right, &OW, &pl);
   Tensor x = contiguous(x_in), w = contiguous(w_in);
-  Tensor out = empty({B, OH, OW, CO}, DType::Float32, x.device(), "conv2d");
+  Tensor out = empty({B, OH, OW, CO}, x.dtype, x.device(), "conv2d");
   if (out.numel() == 0) return out;
   Conv2dArgs a;
+  a.dtype = x.dtype;
   a.batch = B; a.h = H; a.w_in = W; a.cin = C; a.kh = KH; a.kw = KW; a.cout = CO;
   a.oh = OH; a.ow = OW; a.stride_h = sh; a.stride_w = sw; a.pad_top = pt; a.pad_left = pl;
   bool has_bias = bias != nullptr;
@@ -109,7 +118,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor* bias, int64_
 
 Tensor max_pool2d(const Tensor& x_in, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                   const PadSpec& pad) {
-  check_float32("max_pool2d", "x", x_in);
+  check_float("max_pool2d", "x", x_in);
   check_ndim("max_pool2d", "x", x_in, 4);
   check_pad("max_pool2d", pad);
   if (kh < 1 || kw < 1)
@@ -124,10 +133,14 @@ Tensor max_pool2d(const Tensor& x_in, int64_t kh, int64_t kw, int64_t sh, int64_
   int64_t OH, OW, pt, pl;
   resolve_padding("max_pool2d", "height", H, kh, sh, pad.mode, pad.top, pad.bottom, &OH, &pt);
   resolve_padding("max_pool2d", "width", W, kw, sw, pad.mode, pad.left, pad.right, &OW, &pl);
+  if (cpu_16bit(x_in)) {
+    return cast(max_pool2d(cast(x_in, DType::Float32), kh, kw, sh, sw, pad), x_in.dtype);
+  }
   Tensor x = contiguous(x_in);
-  Tensor out = empty({B, OH, OW, C}, DType::Float32, x.device(), "max_pool2d");
+  Tensor out = empty({B, OH, OW, C}, x.dtype, x.device(), "max_pool2d");
   if (out.numel() == 0) return out;
   Pool2dArgs a;
+  a.dtype = x.dtype;
   a.batch = B; a.h = H; a.w = W; a.c = C; a.kh = kh; a.kw = kw; a.oh = OH; a.ow = OW;
   a.stride_h = sh; a.stride_w = sw; a.pad_top = pt; a.pad_left = pl;
   launch("max_pool2d", x.device(), {&x}, {&out}, [a, x, out](Backend& b) mutable {
@@ -140,28 +153,36 @@ Tensor max_pool2d(const Tensor& x_in, int64_t kh, int64_t kw, int64_t sh, int64_
 
 Tensor batch_norm(const Tensor& x_in, const Tensor& mean, const Tensor& var, const Tensor* weight,
                   const Tensor* bias, float eps) {
-  check_float32("batch_norm", "x", x_in);
+  check_float("batch_norm", "x", x_in);
   check_min_ndim("batch_norm", "x", x_in, 1);
   int64_t C = x_in.shape.back();
   struct P { const char* name; const Tensor* t; } params[] = {
       {"mean", &mean}, {"var", &var}, {"weight", weight}, {"bias", bias}};
   for (auto& p : params) {
     if (!p.t) continue;
-    check_float32("batch_norm", p.name, *p.t);
+    check_float("batch_norm", p.name, *p.t);
     check_shape("batch_norm", p.name, *p.t, {C});
   }
+  check_same_dtype("batch_norm", {{"x", &x_in}, {"mean", &mean}, {"var", &var}, {"weight", weight}, {"bias", bias}});
   check_same_device("batch_norm", {{"x", &x_in}, {"mean", &mean}, {"var", &var}, {"weight", weight}, {"bias", bias}});
+  if (cpu_16bit(x_in)) {
+    Tensor w32 = weight ? cast(*weight, DType::Float32) : Tensor(), b32 = bias ? cast(*bias, DType::Float32) : Tensor();
+    return cast(batch_norm(cast(x_in, DType::Float32), cast(mean, DType::Float32), cast(var, DType::Float32),
+                           weight ? &w32 : nullptr, bias ? &b32 : nullptr, eps),
+                x_in.dtype);
+  }
   if (!(eps >= 0)) throw_range("batch_norm: argument 'eps' must be >= 0, got " + std::to_string(eps));
   Tensor x = contiguous(x_in), m = contiguous(mean), v = contiguous(var);
   Tensor w = weight ? contiguous(*weight) : Tensor(), b = bias ? contiguous(*bias) : Tensor();
-  Tensor out = empty(x.shape, DType::Float32, x.device(), "batch_norm");
+  Tensor out = empty(x.shape, x.dtype, x.device(), "batch_norm");
+  DType dt = x.dtype;
   int64_t rows = C ? x.numel() / C : 0;
   bool has_w = weight != nullptr, has_b = bias != nullptr;
   launch("batch_norm", x.device(), {&x, &m, &v, weight ? &w : nullptr, bias ? &b : nullptr}, {&out},
          [=](Backend& be) {
            be.batch_norm((const float*)x.data(), (const float*)m.data(), (const float*)v.data(),
                          has_w ? (const float*)w.data() : nullptr,
-                         has_b ? (const float*)b.data() : nullptr, (float*)out.data(), rows, C, eps);
+                         has_b ? (const float*)b.data() : nullptr, (float*)out.data(), rows, C, eps, dt);
          });
   return out;
 }

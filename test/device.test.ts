@@ -1,15 +1,32 @@
-// Backends and device selection: the CPU is listed with its threads and SIMD level,
-// CUDA is listed as unavailable with a reason, asking for CUDA is an error that says
-// why (never a silent CPU fallback), and results do not depend on the thread count.
+// Backends and device selection: the CPU is listed with its threads and SIMD level;
+// CUDA is listed either with its devices or as unavailable with the exact reason
+// (library missing, no driver, no device, cuBLAS not found); asking for CUDA where
+// it is unavailable is an error that says why (never a silent CPU fallback); the
+// CUDA library is always built where nvcc is; results do not depend on the thread
+// count.
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { dirname, join } from 'node:path';
+import { delimiter, dirname, join, resolve } from 'node:path';
 import * as P from '../lib/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const LIB_URL = pathToFileURL(join(here, '..', 'lib', 'index.js')).href;
+const ROOT = resolve(here, '..', '..');
+const CUDA = P.backends()[1];
+/** Tests of the unavailable state run where CUDA is unavailable, the others where it is. */
+const withoutCuda = CUDA.available ? test.skip : test;
+const withCuda = CUDA.available ? test : test.skip;
+
+function nvccOnPath(): string | null {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const p = dir && join(dir, 'nvcc');
+    if (p && existsSync(p) && statSync(p).isFile()) return p;
+  }
+  return null;
+}
 
 function runNode(code: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -34,7 +51,7 @@ function lastJson(stdout: string): Record<string, any> {
   return JSON.parse(stdout.trim().split('\n').pop()!);
 }
 
-test('backends() lists the cpu (available, threads, simd) and cuda (unavailable, with a reason)', (t) => {
+test('backends() lists the cpu (available, threads, simd) and cuda (available with devices, or unavailable with a reason)', (t) => {
   const list = P.backends();
   t.deepEqual(list.map((b) => b.name), ['cpu', 'cuda']);
   const [cpu, cuda] = list;
@@ -43,13 +60,51 @@ test('backends() lists the cpu (available, threads, simd) and cuda (unavailable,
   t.is(typeof cpu.simd, 'string');
   t.regex(cpu.simd!, /^(generic|avx2\+fma|avx512f|neon)$/);
   t.is(cpu.reason, undefined);
-  t.false(cuda.available);
-  t.is(typeof cuda.reason, 'string');
-  t.regex(cuda.reason!, /CUDA|cuda/);
-  t.true(cuda.reason!.length > 20, 'the reason says why, not just "unavailable"');
+  if (cuda.available) {
+    t.is(cuda.reason, undefined);
+    t.true(cuda.devices!.length >= 1);
+  } else {
+    t.is(cuda.devices, undefined);
+    t.is(typeof cuda.reason, 'string');
+    t.regex(cuda.reason!, /CUDA|cuda/);
+    t.true(cuda.reason!.length > 20, 'the reason says why, not just "unavailable"');
+  }
 });
 
-test("{ device: 'cuda' } throws an Error with the reason and creates nothing", (t) => {
+test('where nvcc is on PATH, perceiver_cuda.so was built next to the addon and loads (the install builds it)', (t) => {
+  const nvcc = nvccOnPath();
+  if (!nvcc) {
+    t.is(CUDA.library ?? null, null, 'no nvcc here, so no library was built');
+    t.regex(CUDA.reason!, /perceiver_cuda\.so\) was not found/);
+    return;
+  }
+  const lib = join(ROOT, 'build', 'Release', 'perceiver_cuda.so');
+  t.true(existsSync(lib), `nvcc is at ${nvcc} but ${lib} is missing: the CUDA backend stopped building (run \`node scripts/build-cuda.mjs\` to see why)`);
+  t.is(typeof CUDA.library, 'string', `the library did not load: ${CUDA.reason}`);
+  t.true(CUDA.library!.endsWith('perceiver_cuda.so'), CUDA.library!);
+  if (!CUDA.available)
+    t.regex(CUDA.reason!, /no CUDA driver|no CUDA device|CUDA driver cannot be used|cuBLAS not found/, 'the library loaded, so the reason is the machine');
+});
+
+withoutCuda('on a machine without a GPU driver the reason is exactly that, with the loader error', (t) => {
+  if (!CUDA.library) return t.pass('no CUDA library here (covered above)');
+  if (existsSync('/dev/nvidiactl')) return t.pass('this machine has an NVIDIA device node; its reason is checked above');
+  t.regex(CUDA.reason!, /^no CUDA driver: libcuda\.so\.1 could not be loaded \(.*libcuda\.so\.1.*\)$/s);
+});
+
+withCuda('backends() describes each CUDA device: name, compute capability, memory, driver and cuBLAS versions', (t) => {
+  for (const d of CUDA.devices!) {
+    t.true(d.name.length > 0);
+    t.regex(d.computeCapability, /^\d+\.\d+$/);
+    t.true(d.totalMemory > 2 ** 30 && d.freeMemory > 0 && d.freeMemory <= d.totalMemory);
+    t.true(d.multiprocessors > 0);
+    t.regex(d.driverVersion, /^\d+\.\d+$/);
+    t.regex(d.cublasVersion, /^\d+\.\d+\.\d+$/);
+  }
+  t.throws(() => P.zeros([1], { device: `cuda:${CUDA.devices!.length}` }), { instanceOf: RangeError, message: /does not exist/ });
+});
+
+withoutCuda("{ device: 'cuda' } throws an Error with the reason and creates nothing", (t) => {
   const reason = P.backends()[1].reason!;
   // Live handles are counted on this thread only, so the count is exact here.
   const before = [P.memory().cpu.tensors, P.memory().cuda.tensors];
@@ -77,9 +132,18 @@ test("{ device: 'gpu' } and other unknown names are TypeErrors naming the argume
   }
   t.throws(() => P.tensor([1], undefined, { device: 5 as never }), { instanceOf: TypeError, message: /^tensor: argument 'device' .*got number 5/ });
   t.is(P.resolveDevice('x', 'cpu'), 'cpu');
+  t.throws(() => P.zeros([1]).to('gpu'), { instanceOf: TypeError, message: /^to: argument 'device' must be/ });
 });
 
-test('PERCEIVER_DEVICE=cuda makes creation throw the reason (child process), never a silent CPU tensor', async (t) => {
+withoutCuda(".to('cuda') throws the reason; .to('cpu') of a cpu tensor is the tensor itself", (t) => {
+  const x = P.tensor([1, 2], undefined, { device: 'cpu' });
+  t.is(x.to('cpu'), x);
+  const err = t.throws(() => x.to('cuda'), { instanceOf: Error });
+  t.regex(err!.message, /^to: device 'cuda' was requested but CUDA is unavailable/);
+  t.true(err!.message.includes(CUDA.reason!), err!.message);
+});
+
+withoutCuda('PERCEIVER_DEVICE=cuda makes creation throw the reason (child process), never a silent CPU tensor', async (t) => {
   const r = await runNode(
     `
     const P = await import(${JSON.stringify(LIB_URL)});

@@ -136,12 +136,12 @@ test('gelu: exact and tanh forms are different functions, each matching its refe
   t.throws(() => P.gelu(tensor(x), { approximate: 'erf' as never }), { instanceOf: TypeError });
 });
 
-test('unary: a non-float32 input is a TypeError naming the op and the dtype', (t) => {
+test('unary: a non-floating input is a TypeError naming the op and the dtype', (t) => {
   const i = tensor([1, 2], undefined, { dtype: 'int32' });
   const err = t.throws(() => P.exp(i), { instanceOf: TypeError });
   t.regex(err!.message, /exp/);
   t.regex(err!.message, /int32/);
-  t.throws(() => P.relu(tensor([1], undefined, { dtype: 'float16' })), { instanceOf: TypeError });
+  t.throws(() => P.relu(tensor([1], undefined, { dtype: 'uint8' })), { instanceOf: TypeError });
   t.throws(() => P.exp([1, 2] as never), { instanceOf: TypeError });
 });
 

@@ -5,7 +5,7 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
+import { delimiter, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 
@@ -63,6 +63,34 @@ function newestSource(): number {
   walk(join(ROOT, 'native'));
   walk(join(ROOT, 'bindings'));
   return newest;
+}
+
+function nvccOnPath(): string | null {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const p = dir && join(dir, 'nvcc');
+    if (p && existsSync(p) && statSync(p).isFile()) return p;
+  }
+  return null;
+}
+
+/**
+ * Where nvcc exists the package ships the CUDA backend library next to the prebuilt
+ * addon. `npm run prebuild` builds it (scripts/build-cuda.mjs --prebuild); here the
+ * copy that `npm install` / `npm ci` already built into build/Release from the same
+ * sources is used, so the suite does not compile the CUDA code a second time.
+ */
+function ensureCudaPrebuild(log: (s: string) => void): boolean {
+  if (!nvccOnPath()) {
+    log('no nvcc on PATH: the package ships no CUDA library');
+    return false;
+  }
+  const built = join(ROOT, 'build', 'Release', 'perceiver_cuda.so');
+  if (!existsSync(built)) throw new Error(`nvcc is on PATH but ${built} is missing: the CUDA backend did not build (run \`node scripts/build-cuda.mjs\`)`);
+  mkdirSync(PREBUILDS, { recursive: true });
+  const tmp = join(PREBUILDS, `.perceiver_cuda.so.${process.pid}.tmp`);
+  copyFileSync(built, tmp);
+  renameSync(tmp, join(PREBUILDS, 'perceiver_cuda.so'));
+  return true;
 }
 
 function prebuiltFiles(): string[] {
@@ -148,6 +176,7 @@ export const out: Promise<unknown> = x.data().then((d) => [d[0], b.length]);
 test('npm pack + install into a fresh project (scripts off): imports by name, computes a matmul and loads the prebuilt binary, not build/', async (t) => {
   t.timeout(8 * 60_000);
   await ensurePrebuild((s) => t.log(s));
+  const shipsCuda = ensureCudaPrebuild((s) => t.log(s));
   const work = mkdtempSync(join(tmpdir(), 'pio-package-'));
   try {
     // --- pack (scripts off: dist/ is already compiled, it is what these tests run) ---
@@ -163,6 +192,8 @@ test('npm pack + install into a fresh project (scripts off): imports by name, co
     t.deepEqual(files.filter((f) => f.startsWith('build/')), [], 'the tarball must not contain build/');
     t.true(files.some((f) => f.startsWith(`prebuilds/${TUPLE}/`) && f.endsWith('.node')), `a prebuilt binary for ${TUPLE}`);
     t.deepEqual(files.filter((f) => f.endsWith('.node') && !f.startsWith('prebuilds/')), [], 'no other binaries');
+    if (shipsCuda) t.true(files.includes(`prebuilds/${TUPLE}/perceiver_cuda.so`), 'the CUDA backend library ships next to the prebuilt addon');
+    t.deepEqual(files.filter((f) => f.endsWith('_check.cu') || f.endsWith('_check.cc')), [], 'no check harnesses');
     for (const f of ['package.json', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/native.js', 'binding.gyp'])
       t.true(files.includes(f), `the tarball contains ${f}`);
     t.deepEqual(files.filter((f) => f.startsWith('dist/test/') || f.startsWith('test/') || f.startsWith('node_modules/')), [], 'no tests or dependencies');
@@ -188,6 +219,17 @@ test('npm pack + install into a fresh project (scripts off): imports by name, co
     t.deepEqual(out.product, [[14, 25], [20, 31]]);
     t.is(out.backends[0].name, 'cpu');
     t.true(out.backends[0].available);
+    // The installed package explains its CUDA state: on a machine without a GPU the
+    // shipped library loads and the reason is the missing driver or device.
+    const cuda = out.backends[1];
+    t.is(cuda.name, 'cuda');
+    if (shipsCuda) {
+      t.is(cuda.library, join(out.pkgDir, 'prebuilds', TUPLE, 'perceiver_cuda.so'), 'the shipped library is the one loaded');
+      if (!cuda.available) t.regex(cuda.reason, /^(no CUDA driver|no CUDA device|the CUDA driver cannot be used|cuBLAS not found)/);
+    } else {
+      t.false(cuda.available);
+      t.regex(cuda.reason, /perceiver_cuda\.so\) was not found/);
+    }
     t.log(`backends: ${JSON.stringify(out.backends)}`);
     t.log(`loaded: ${out.loaded.join(', ')}`);
     const prebuildDir = join(out.pkgDir, 'prebuilds', TUPLE);

@@ -1,4 +1,5 @@
-// Elementwise ops on float32 tensors with numpy broadcasting. A number in place of
+// Elementwise ops on floating tensors (float32; float16/bfloat16 compute natively
+// on CUDA and through float32 on the CPU) with numpy broadcasting. A number in place of
 // a tensor is broadcast as a scalar; + - * / by a number fuse into one affine pass.
 import { native } from '../native.js';
 import { describe } from '../dtype.js';
@@ -7,7 +8,9 @@ import * as G from '../autograd/grads.js';
 
 function scalarLike(op: string, name: string, v: number, like: Tensor): Tensor {
   if (typeof v !== 'number') throw new TypeError(`${op}: argument '${name}' must be a Tensor or a number, got ${describe(v)}`);
-  return wrap(native.full([], v, 'float32', like.device));
+  // A number takes the tensor's floating dtype, so bfloat16 + 1 stays bfloat16.
+  const dtype = like.dtype === 'float16' || like.dtype === 'bfloat16' ? like.dtype : 'float32';
+  return wrap(native.full([], v, dtype, like.device));
 }
 
 function checkOperand(op: string, name: string, v: unknown): void {
@@ -37,7 +40,8 @@ function unary(op: string, x: Tensor, alpha = 1, beta = 0): Tensor {
 // op the caller used and the argument the tensor came in.
 function affine(op: string, name: 'a' | 'b', x: Tensor, alpha: number, beta: number): Tensor {
   handleOf(op, name, x);
-  if (x.dtype !== 'float32') throw new TypeError(`${op}: argument '${name}' must have dtype float32, got ${x.dtype}`);
+  if (x.dtype !== 'float32' && x.dtype !== 'float16' && x.dtype !== 'bfloat16')
+    throw new TypeError(`${op}: argument '${name}' must have a floating dtype (float32, float16 or bfloat16), got ${x.dtype}`);
   return unary('scale', x, alpha, beta);
 }
 

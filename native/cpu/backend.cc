@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "../backend.h"
+#include "../error.h"
 #include "../queue.h"
 #include "../threadpool.h"
 #include "allocator.h"
@@ -12,6 +13,13 @@
 
 namespace perceiver {
 namespace {
+
+// The op layer converts 16-bit tensors to float32 around CPU kernels; reaching a
+// kernel with one is a bug in the op layer, reported rather than misread.
+void require_f32(const char* op, DType t) {
+  if (t != DType::Float32)
+    throw_type(std::string(op) + ": the cpu kernel takes float32, got " + dtype_name(t));
+}
 
 struct CpuBackend final : Backend {
   const char* name() const override { return "cpu"; }
@@ -73,17 +81,21 @@ struct CpuBackend final : Backend {
   }
   void attention(const AttentionArgs& a) override { cpu::attention(a); }
   void embedding(const float* w, int64_t vocab, int64_t c, const int32_t* ids, int64_t n,
-                 float* out) override {
+                 float* out, DType dtype) override {
+    require_f32("embedding", dtype);
     cpu::embedding(w, vocab, c, ids, n, out);
   }
   void one_hot(const int32_t* ids, int64_t n, int64_t depth, float on, float off,
-               float* out) override {
+               float* out, DType dtype) override {
+    require_f32("one_hot", dtype);
     cpu::one_hot(ids, n, depth, on, off, out);
   }
   void conv2d(const Conv2dArgs& a) override { cpu::conv2d(a); }
   void max_pool2d(const Pool2dArgs& a) override { cpu::max_pool2d(a); }
   void batch_norm(const float* x, const float* mean, const float* var, const float* w,
-                  const float* b, float* out, int64_t rows, int64_t c, float eps) override {
+                  const float* b, float* out, int64_t rows, int64_t c, float eps,
+                  DType dtype) override {
+    require_f32("batch_norm", dtype);
     cpu::batch_norm(x, mean, var, w, b, out, rows, c, eps);
   }
 

@@ -1,0 +1,92 @@
+// Caching device allocator. cudaMalloc and cudaFree synchronise the device and
+// cost tens of microseconds, more than most kernels of a forward pass, so freed
+// blocks are kept by rounded size and handed to the next request of that size.
+// Reuse is safe without events because every use of a device's memory is
+// ordered on that device's one stream: a block freed after the last kernel that
+// reads it was enqueued can only be handed to a kernel enqueued later.
+// The cache is unbounded (a forward pass reuses the same shapes) and emptied
+// when a cudaMalloc fails, before retrying once.
+#include "allocator.h"
+
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "../error.h"
+
+namespace perceiver {
+namespace cuda {
+namespace {
+
+constexpr size_t kSmall = size_t(1) << 20;
+size_t round_size(size_t bytes) {
+  if (bytes == 0) return 512;
+  if (bytes < kSmall) return (bytes + 511) & ~size_t(511);
+  return (bytes + (size_t(2) << 20) - 1) & ~((size_t(2) << 20) - 1);
+}
+
+}  // namespace
+
+void* DeviceAllocator::alloc(size_t bytes) {
+  size_t n = round_size(bytes);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = free_.find(n);
+    if (it != free_.end()) {
+      void* p = it->second;
+      free_.erase(it);
+      cached_ -= n;
+      return p;
+    }
+  }
+  cudaSetDevice(device_);
+  void* p = nullptr;
+  cudaError_t e = cudaMalloc(&p, n);
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // clear the (non-sticky) allocation error
+    empty_cache();
+    e = cudaMalloc(&p, n);
+  }
+  if (e != cudaSuccess && e != cudaErrorMemoryAllocation)  // e.g. an earlier kernel's fault
+    throw Error(ErrorKind::Runtime, std::string("cudaMalloc of ") + std::to_string(bytes) + " bytes on cuda:" +
+                                        std::to_string(device_) + " failed: " + cudaGetErrorName(e) + " (" +
+                                        cudaGetErrorString(e) + ")");
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    throw Error(ErrorKind::Memory, "out of memory: could not allocate " + std::to_string(bytes) + " bytes on cuda:" +
+                                       std::to_string(device_) + " (" + cudaGetErrorName(e) + "; the device has " +
+                                       std::to_string(free_b) + " of " + std::to_string(total_b) + " bytes free)");
+  }
+  return p;
+}
+
+void DeviceAllocator::free(void* p, size_t bytes) {
+  if (!p) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = round_size(bytes);
+  free_.emplace(n, p);
+  cached_ += n;
+}
+
+size_t DeviceAllocator::cached_bytes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cached_;
+}
+
+void DeviceAllocator::empty_cache() {
+  std::multimap<size_t, void*> blocks;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    blocks.swap(free_);
+    cached_ = 0;
+  }
+  if (blocks.empty()) return;
+  cudaSetDevice(device_);
+  cudaDeviceSynchronize();  // a cached block may still be read by a running kernel
+  for (auto& b : blocks) cudaFree(b.second);
+}
+
+}  // namespace cuda
+}  // namespace perceiver

@@ -1,0 +1,28 @@
+// The caching device allocator of one GPU (see allocator.cu).
+#pragma once
+#include <cstddef>
+#include <map>
+#include <mutex>
+
+namespace perceiver {
+namespace cuda {
+
+class DeviceAllocator {
+ public:
+  explicit DeviceAllocator(int device) : device_(device) {}
+  // Throws Error(Memory) naming the size and the device's free memory.
+  void* alloc(size_t bytes);
+  void free(void* p, size_t bytes);
+  size_t cached_bytes();
+  // Waits for the device, then returns every cached block to the driver.
+  void empty_cache();
+
+ private:
+  int device_;
+  std::mutex mu_;
+  std::multimap<size_t, void*> free_;  // rounded size -> block
+  size_t cached_ = 0;
+};
+
+}  // namespace cuda
+}  // namespace perceiver

@@ -1,0 +1,44 @@
+// The one C entry point of the CUDA backend library (perceiver_cuda.so) and the
+// table it returns. The addon dlopens the library and calls perceiver_cuda_api()
+// with the ABI version it was compiled against; a library built from a different
+// backend.h (whose vtable layout may differ) refuses with a reason instead of
+// crashing. Bump kCudaAbiVersion whenever backend.h or this table changes.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "../backend.h"
+
+namespace perceiver {
+
+constexpr uint32_t kCudaAbiVersion = 2;
+
+struct CudaDeviceInfo {
+  char name[256];
+  int major, minor;            // compute capability
+  int multiprocessors;
+  uint64_t total_bytes, free_bytes;
+  int driver_version;          // e.g. 13000 for CUDA 13.0 (cudaDriverGetVersion)
+  int runtime_version;         // the statically linked runtime's
+  uint64_t cublas_version;     // cublasLtGetVersion(), e.g. 130100
+};
+
+struct CudaApi {
+  uint32_t abi_version;
+  uint32_t table_size;  // sizeof(CudaApi) as the library sees it
+  // Loads the driver, counts devices and loads cuBLASLt. Returns the device count,
+  // or 0 with `reason` saying why CUDA cannot be used. Idempotent.
+  int (*init)(char* reason, size_t reason_len);
+  // 0 on success; else -1 with `err` filled.
+  int (*device_info)(int device, CudaDeviceInfo* out, char* err, size_t err_len);
+  // The backend of one device (created on first call, then the same pointer), or
+  // null with `err` filled.
+  Backend* (*backend)(int device, char* err, size_t err_len);
+};
+
+}  // namespace perceiver
+
+// Returns null (and fills `err`) when `abi_version` differs from the library's.
+extern "C" const perceiver::CudaApi* perceiver_cuda_api(uint32_t abi_version, char* err,
+                                                         size_t err_len);
+using perceiver_cuda_api_fn = const perceiver::CudaApi* (*)(uint32_t, char*, size_t);

@@ -1,0 +1,350 @@
+// The CUDA backend: one Backend object per GPU, each with its own execution queue
+// (a host thread, as on the CPU) that enqueues kernels onto the device's one
+// CUDA stream. The queue thread never waits for the GPU except where a value
+// must reach the host (reads, embedding id checks), so the JS thread, the queue
+// thread and the GPU all run ahead of each other, and a single stream gives the
+// caching allocator its ordering for free (see allocator.cu).
+//
+// Host transfers go through two pinned staging buffers, alternately, so a large
+// copy overlaps the memcpy into one buffer with the DMA out of the other.
+#include <dlfcn.h>
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "../queue.h"
+#include "allocator.h"
+#include "api.h"
+#include "attention.h"
+#include "common.cuh"
+#include "cublaslt.h"
+#include "gemm.h"
+#include "kernels.h"
+
+namespace perceiver {
+namespace cuda {
+
+void check_launch(const char* op, cudaStream_t stream) {
+  static const bool sync = [] {
+    const char* e = std::getenv("PERCEIVER_CUDA_SYNC");
+    return e && *e && std::strcmp(e, "0") != 0;
+  }();
+  cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess && sync) e = cudaStreamSynchronize(stream);
+  if (e != cudaSuccess) throw_cuda(op, "kernel launch", e);
+}
+
+namespace {
+
+constexpr size_t kStagingBytes = size_t(16) << 20;
+constexpr size_t kGemmWorkspace = size_t(32) << 20;
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(int device, const lt::Api* api) : device_(device), alloc_(device) {
+    CUDA_CHECK("cuda init", cudaSetDevice(device));
+    CUDA_CHECK("cuda init", cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    CUDA_CHECK("cuda init", cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device));
+    gemm_.device = device;
+    gemm_.api = api;
+    lt::Status st = api->create(&gemm_.handle);
+    if (st != 0) throw Error(ErrorKind::Runtime, "cuda init: cublasLtCreate failed with cublasStatus " + std::to_string(st));
+    CUDA_CHECK("cuda init", cudaMalloc(&gemm_.workspace, kGemmWorkspace));
+    gemm_.workspace_bytes = kGemmWorkspace;
+    const char* tf32 = std::getenv("PERCEIVER_CUDA_TF32");
+    gemm_.tf32 = tf32 && *tf32 && std::strcmp(tf32, "0") != 0;
+    for (int i = 0; i < 2; i++) CUDA_CHECK("cuda init", cudaEventCreateWithFlags(&staged_[i], cudaEventDisableTiming));
+  }
+
+  const char* name() const override { return "cuda"; }
+  Queue& queue(int) override { return queue_; }
+
+  void* alloc(size_t bytes) override { return alloc_.alloc(bytes); }
+  void free(void* p, size_t bytes) override { alloc_.free(p, bytes); }
+  size_t cached_bytes() override { return alloc_.cached_bytes(); }
+  void empty_cache() override { alloc_.empty_cache(); }
+
+  void copy_from_host(void* dst, const void* src, size_t bytes) override {
+    if (!bytes) return;
+    set_device();
+    std::lock_guard<std::mutex> lock(staging_mu_);
+    ensure_staging();
+    for (size_t off = 0, c = 0; off < bytes; off += kStagingBytes, c++) {
+      int b = (int)(c & 1);
+      size_t len = std::min(kStagingBytes, bytes - off);
+      CUDA_CHECK("tensor (host to device)", cudaEventSynchronize(staged_[b]));  // the buffer's last DMA is done
+      std::memcpy(staging_[b], (const char*)src + off, len);
+      CUDA_CHECK("tensor (host to device)",
+                 cudaMemcpyAsync((char*)dst + off, staging_[b], len, cudaMemcpyHostToDevice, stream_));
+      CUDA_CHECK("tensor (host to device)", cudaEventRecord(staged_[b], stream_));
+    }
+  }
+
+  void copy_to_host(void* dst, const void* src, size_t bytes) override {
+    if (!bytes) return;
+    set_device();
+    std::lock_guard<std::mutex> lock(staging_mu_);
+    ensure_staging();
+    size_t pending_off[2] = {0, 0}, pending_len[2] = {0, 0};
+    auto drain = [&](int b) {
+      if (!pending_len[b]) return;
+      // A fault in any earlier kernel on the stream surfaces here, as the read's error.
+      CUDA_CHECK("data (device to host)", cudaEventSynchronize(staged_[b]));
+      std::memcpy((char*)dst + pending_off[b], staging_[b], pending_len[b]);
+      pending_len[b] = 0;
+    };
+    for (size_t off = 0, c = 0; off < bytes; off += kStagingBytes, c++) {
+      int b = (int)(c & 1);
+      drain(b);
+      size_t len = std::min(kStagingBytes, bytes - off);
+      CUDA_CHECK("data (device to host)",
+                 cudaMemcpyAsync(staging_[b], (const char*)src + off, len, cudaMemcpyDeviceToHost, stream_));
+      CUDA_CHECK("data (device to host)", cudaEventRecord(staged_[b], stream_));
+      pending_off[b] = off;
+      pending_len[b] = len;
+    }
+    drain(0);
+    drain(1);
+  }
+
+  void fill(const View& out, double value) override { set_device(); cuda::fill(out, value, stream_); }
+  void arange(const View& out, double start, double step) override {
+    set_device();
+    cuda::arange(out, start, step, stream_);
+  }
+  void random_normal(const View& out, uint64_t seed, float mean, float stddev) override {
+    set_device();
+    cuda::random_normal(out, seed, mean, stddev, stream_);
+  }
+  void random_uniform(const View& out, uint64_t seed, float low, float high) override {
+    set_device();
+    cuda::random_uniform(out, seed, low, high, stream_);
+  }
+  void copy(const View& src, const View& dst) override { set_device(); cuda::copy(src, dst, stream_); }
+  void unary(UnaryOp op, const View& x, const View& out, float alpha, float beta) override {
+    set_device();
+    cuda::unary(op, x, out, alpha, beta, stream_);
+  }
+  void binary(BinaryOp op, const View& a, const View& b, const View& out) override {
+    set_device();
+    cuda::binary(op, a, b, out, stream_);
+  }
+  void where(const View& c, const View& a, const View& b, const View& out) override {
+    set_device();
+    cuda::where(c, a, b, out, stream_);
+  }
+  void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner, const View& out) override {
+    set_device();
+    cuda::reduce(op, x, outer, n, inner, out, stream_);
+  }
+  void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log) override {
+    set_device();
+    cuda::softmax(x, out, rows, n, log, stream_);
+  }
+  void layer_norm(const View& x, const float* w, const float* b, const View& out, int64_t rows, int64_t n,
+                  float eps) override {
+    set_device();
+    cuda::layer_norm(x, w, b, out, rows, n, eps, stream_);
+  }
+  void matmul(const MatmulArgs& a) override {
+    set_device();
+    cuda::matmul(gemm_, a, stream_);
+  }
+  void attention(const AttentionArgs& a) override {
+    set_device();
+    size_t ws = attention_workspace_bytes(a, sm_count_);
+    Scratch scratch(alloc_, ws);
+    cudaError_t e = attention_forward(a, scratch.p, ws, sm_count_, stream_);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      throw_cuda("attention", "attention_forward", e);
+    }
+    check_launch("attention", stream_);
+  }
+  void embedding(const float* w, int64_t vocab, int64_t c, const int32_t* ids, int64_t n, float* out,
+                 DType dtype) override {
+    set_device();
+    cuda::embedding(w, vocab, c, ids, n, out, dtype, stream_);
+  }
+  void one_hot(const int32_t* ids, int64_t n, int64_t depth, float on, float off, float* out,
+               DType dtype) override {
+    set_device();
+    cuda::one_hot(ids, n, depth, on, off, out, dtype, stream_);
+  }
+  void conv2d(const Conv2dArgs& a) override {
+    set_device();
+    // A 1x1, stride-1, unpadded convolution is [B*H*W, Cin] @ [Cin, Cout].
+    if (a.kh == 1 && a.kw == 1 && a.stride_h == 1 && a.stride_w == 1 && a.pad_top == 0 && a.pad_left == 0 &&
+        a.oh == a.h && a.ow == a.w_in) {
+      MatmulArgs m;
+      m.a = a.x; m.b = a.w; m.c = a.out; m.bias = a.bias;
+      m.batch = 1; m.m = a.batch * a.h * a.w_in; m.n = a.cout; m.k = a.cin;
+      m.lda = a.cin; m.ldb = a.cout; m.ldc = a.cout;
+      m.stride_a = m.stride_b = m.stride_c = 0;
+      m.trans_a = m.trans_b = false;
+      m.alpha = 1.f;
+      m.act = Activation::None;
+      m.dtype = a.dtype;
+      cuda::matmul(gemm_, m, stream_);
+      return;
+    }
+    cuda::conv2d_direct(a, stream_);
+  }
+  void max_pool2d(const Pool2dArgs& a) override { set_device(); cuda::max_pool2d(a, stream_); }
+  void batch_norm(const float* x, const float* mean, const float* var, const float* w, const float* b, float* out,
+                  int64_t rows, int64_t c, float eps, DType dtype) override {
+    set_device();
+    cuda::batch_norm(x, mean, var, w, b, out, rows, c, eps, dtype, stream_);
+  }
+  void synchronize() override {
+    set_device();
+    CUDA_CHECK("synchronize", cudaStreamSynchronize(stream_));
+  }
+
+ private:
+  // Workspace from the caching allocator, returned when the op has been enqueued
+  // (stream order keeps it valid for the kernel; see allocator.cu).
+  struct Scratch {
+    DeviceAllocator& a;
+    size_t n;
+    void* p;
+    Scratch(DeviceAllocator& al, size_t bytes) : a(al), n(bytes), p(bytes ? al.alloc(bytes) : nullptr) {}
+    ~Scratch() { if (p) a.free(p, n); }
+  };
+
+  void set_device() { CUDA_CHECK("cuda", cudaSetDevice(device_)); }
+  void ensure_staging() {
+    for (int i = 0; i < 2; i++)
+      if (!staging_[i]) CUDA_CHECK("pinned staging", cudaHostAlloc(&staging_[i], kStagingBytes, cudaHostAllocDefault));
+  }
+
+  int device_;
+  int sm_count_ = 0;
+  cudaStream_t stream_ = nullptr;
+  DeviceAllocator alloc_;
+  GemmContext gemm_{};
+  std::mutex staging_mu_;
+  void* staging_[2] = {nullptr, nullptr};
+  cudaEvent_t staged_[2] = {nullptr, nullptr};
+  Queue queue_;  // last: its thread starts once the rest is built
+};
+
+// ---- the exported table ----
+
+std::mutex g_mu;
+bool g_init_done = false;
+int g_count = 0;
+std::string g_reason;
+const lt::Api* g_lt = nullptr;
+std::array<CudaBackend*, 64> g_backends{};
+
+void put(char* buf, size_t n, const std::string& s) {
+  if (!buf || !n) return;
+  size_t k = std::min(n - 1, s.size());
+  std::memcpy(buf, s.data(), k);
+  buf[k] = 0;
+}
+
+std::string cuda_error(const char* what, cudaError_t e) {
+  return std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+}
+
+int api_init(char* reason, size_t reason_len) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (!g_init_done) {
+    g_init_done = true;
+    // The runtime loads the driver itself; loading it first gives the exact
+    // dlerror when it is missing, instead of the runtime's generic code.
+    if (!dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL)) {
+      const char* e = dlerror();
+      g_reason = std::string("no CUDA driver: libcuda.so.1 could not be loaded (") + (e ? e : "unknown") + ")";
+    } else {
+      int count = 0;
+      cudaError_t e = cudaGetDeviceCount(&count);
+      if (e == cudaErrorNoDevice || (e == cudaSuccess && count == 0)) {
+        cudaGetLastError();
+        g_reason = "no CUDA device: the driver reports none (" + cuda_error("cudaGetDeviceCount", e) + ")";
+      } else if (e != cudaSuccess) {
+        cudaGetLastError();
+        g_reason = "the CUDA driver cannot be used: " + cuda_error("cudaGetDeviceCount", e);
+      } else {
+        std::string why;
+        g_lt = lt::load(&why);
+        if (!g_lt) g_reason = why;
+        else g_count = std::min<int>(count, (int)g_backends.size());
+      }
+    }
+  }
+  if (!g_count) put(reason, reason_len, g_reason);
+  return g_count;
+}
+
+int api_device_info(int device, CudaDeviceInfo* out, char* err, size_t err_len) {
+  if (api_init(err, err_len) == 0) return -1;
+  if (device < 0 || device >= g_count) {
+    put(err, err_len, "device cuda:" + std::to_string(device) + " does not exist (" + std::to_string(g_count) +
+                          " device" + (g_count == 1 ? "" : "s") + ")");
+    return -1;
+  }
+  cudaDeviceProp p;
+  cudaError_t e = cudaGetDeviceProperties(&p, device);
+  if (e != cudaSuccess) {
+    put(err, err_len, cuda_error("cudaGetDeviceProperties", e));
+    return -1;
+  }
+  std::memset(out, 0, sizeof(*out));
+  put(out->name, sizeof(out->name), p.name);
+  out->major = p.major;
+  out->minor = p.minor;
+  out->multiprocessors = p.multiProcessorCount;
+  out->total_bytes = p.totalGlobalMem;
+  size_t free_b = 0, total_b = 0;
+  if (cudaSetDevice(device) == cudaSuccess && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess)
+    out->free_bytes = free_b;
+  cudaDriverGetVersion(&out->driver_version);
+  cudaRuntimeGetVersion(&out->runtime_version);
+  out->cublas_version = g_lt ? g_lt->get_version() : 0;
+  return 0;
+}
+
+Backend* api_backend(int device, char* err, size_t err_len) {
+  if (api_init(err, err_len) == 0) return nullptr;
+  if (device < 0 || device >= g_count) {
+    put(err, err_len, "device cuda:" + std::to_string(device) + " does not exist (" + std::to_string(g_count) +
+                          " device" + (g_count == 1 ? "" : "s") + ")");
+    return nullptr;
+  }
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (!g_backends[device]) {
+    try {
+      // Leaked on purpose, like the CPU backend: queued work may outlive exit.
+      g_backends[device] = new CudaBackend(device, g_lt);
+    } catch (const std::exception& e) {
+      put(err, err_len, e.what());
+      return nullptr;
+    }
+  }
+  return g_backends[device];
+}
+
+const CudaApi g_api = {kCudaAbiVersion, sizeof(CudaApi), api_init, api_device_info, api_backend};
+
+}  // namespace
+}  // namespace cuda
+}  // namespace perceiver
+
+extern "C" __attribute__((visibility("default"))) const perceiver::CudaApi* perceiver_cuda_api(
+    uint32_t abi_version, char* err, size_t err_len) {
+  if (abi_version != perceiver::kCudaAbiVersion) {
+    perceiver::cuda::put(err, err_len,
+                         "perceiver_cuda.so was built for backend ABI " + std::to_string(perceiver::kCudaAbiVersion) +
+                             " but the addon expects " + std::to_string(abi_version) +
+                             "; rebuild both from the same sources");
+    return nullptr;
+  }
+  return &perceiver::cuda::g_api;
+}

@@ -1,0 +1,172 @@
+// Helpers shared by the CUDA kernels: error checks that name the op, element
+// types (float, half, bfloat16 all load to float and compute in float), the
+// dtype dispatch, launch geometry and strided index math.
+//
+// Launch geometry: elementwise kernels use grid-stride loops over int64 indices
+// with a grid capped at a few waves, so no tensor size can exceed grid limits and
+// no index overflows 32 bits.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "../backend.h"
+#include "../error.h"
+
+namespace perceiver {
+namespace cuda {
+
+[[noreturn]] inline void throw_cuda(const char* op, const char* what, cudaError_t e) {
+  throw Error(e == cudaErrorMemoryAllocation ? ErrorKind::Memory : ErrorKind::Runtime,
+              std::string(op) + ": " + what + " failed: " + cudaGetErrorName(e) + " (" +
+                  cudaGetErrorString(e) + ")");
+}
+
+#define CUDA_CHECK(op, call)                                        \
+  do {                                                              \
+    cudaError_t err_ = (call);                                      \
+    if (err_ != cudaSuccess) ::perceiver::cuda::throw_cuda(op, #call, err_); \
+  } while (0)
+
+// After a kernel launch: a bad configuration fails here; a fault while running
+// surfaces at the next synchronisation (a read), or here with PERCEIVER_CUDA_SYNC=1.
+void check_launch(const char* op, cudaStream_t stream);
+
+// ---- element types ----
+template <class T> __device__ __forceinline__ float to_f(T v);
+template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+template <class T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+// Runs `body` with T bound to the storage type of a floating dtype.
+#define DISPATCH_FLOAT(op, dtype, T, ...)                                           \
+  switch (dtype) {                                                                  \
+    case ::perceiver::DType::Float32: { using T = float; __VA_ARGS__; break; }      \
+    case ::perceiver::DType::Float16: { using T = __half; __VA_ARGS__; break; }     \
+    case ::perceiver::DType::BFloat16: { using T = __nv_bfloat16; __VA_ARGS__; break; } \
+    default:                                                                        \
+      ::perceiver::throw_type(std::string(op) + ": the cuda kernel takes float32, float16 or bfloat16, got " + \
+                              ::perceiver::dtype_name(dtype));                      \
+  }
+
+// ---- launch geometry ----
+constexpr int kThreads = 256;
+// Enough blocks for a few waves on any current GPU; grid-stride loops do the rest.
+inline unsigned grid_for(int64_t n, int threads = kThreads) {
+  int64_t blocks = (n + threads - 1) / threads;
+  if (blocks < 1) blocks = 1;
+  if (blocks > 8192) blocks = 8192;
+  return (unsigned)blocks;
+}
+// For one-block-per-row kernels: rows beyond this loop inside the kernel.
+inline unsigned rows_grid(int64_t rows) {
+  return (unsigned)(rows < 1 ? 1 : rows > 65535 ? 65535 : rows);
+}
+
+// ---- strided operands ----
+// Up to N operands sharing one shape, with size-1 dims dropped and dims that are
+// contiguous in every operand merged (as the CPU's StridedIter does), so dense
+// tensors index as one flat run.
+template <int N>
+struct Strided {
+  int ndim;
+  int64_t shape[8];
+  int64_t strides[N][8];
+  bool flat;  // every operand is dense with unit stride: offset == index
+
+  __device__ __forceinline__ void offsets(int64_t i, int64_t* off) const {
+    if (flat) {
+      for (int k = 0; k < N; k++) off[k] = i;
+      return;
+    }
+    for (int k = 0; k < N; k++) off[k] = 0;
+    for (int d = ndim - 1; d >= 0; d--) {
+      int64_t c = i % shape[d];
+      i /= shape[d];
+      for (int k = 0; k < N; k++) off[k] += c * strides[k][d];
+    }
+  }
+};
+
+template <int N>
+Strided<N> make_strided(const View* const* views) {
+  Strided<N> s;
+  const View& ref = *views[0];
+  int nd = 0;
+  for (int d = 0; d < ref.ndim; d++) {
+    if (ref.shape[d] == 1) continue;
+    s.shape[nd] = ref.shape[d];
+    for (int k = 0; k < N; k++) s.strides[k][nd] = views[k]->strides[d];
+    nd++;
+  }
+  int out = 0;
+  for (int d = 0; d < nd; d++) {
+    if (out > 0) {
+      bool merge = true;
+      for (int k = 0; k < N; k++)
+        if (s.strides[k][out - 1] != s.strides[k][d] * s.shape[d]) merge = false;
+      if (merge) {
+        s.shape[out - 1] *= s.shape[d];
+        for (int k = 0; k < N; k++) s.strides[k][out - 1] = s.strides[k][d];
+        continue;
+      }
+    }
+    s.shape[out] = s.shape[d];
+    for (int k = 0; k < N; k++) s.strides[k][out] = s.strides[k][d];
+    out++;
+  }
+  if (out == 0) {
+    out = 1;
+    s.shape[0] = 1;
+    for (int k = 0; k < N; k++) s.strides[k][0] = 0;
+  }
+  s.ndim = out;
+  s.flat = out == 1;
+  for (int k = 0; k < N; k++)
+    if (s.strides[k][0] != 1) s.flat = false;
+  return s;
+}
+
+// ---- block reductions (blockDim.x a multiple of 32, at most 1024) ----
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+// Every thread gets the block's total. `scratch` holds 32 floats; the leading
+// barrier lets callers reuse it for consecutive reductions.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < nwarps ? scratch[lane] : 0.f;
+  return warp_sum(v);
+}
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < nwarps ? scratch[lane] : -INFINITY;
+  return warp_max(v);
+}
+
+}  // namespace cuda
+}  // namespace perceiver

@@ -1,0 +1,77 @@
+// cuBLASLt, loaded with dlopen so one binary serves machines with CUDA 12 or 13
+// (and runs, CPU only, where cuBLAS is absent). The cuBLAS headers are not needed
+// to build: the few types and enum values used are declared here, with the values
+// of cublasLt.h / cublas_api.h (stable since CUDA 11).
+#pragma once
+#include <cuda_runtime.h>
+#include <library_types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace perceiver {
+namespace cuda {
+namespace lt {
+
+using Status = int;  // cublasStatus_t; 0 is success
+using Handle = void*;
+using MatmulDesc = void*;
+using MatrixLayout = void*;
+using Preference = void*;
+struct Algo { uint64_t data[8]; };
+struct HeuristicResult {
+  Algo algo;
+  size_t workspace_size;
+  Status state;
+  float waves_count;
+  int reserved[4];
+};
+
+enum : int { OP_N = 0, OP_T = 1 };
+enum : int { COMPUTE_32F = 68, COMPUTE_32F_FAST_TF32 = 77 };
+enum : int {  // cublasLtMatmulDescAttributes_t
+  DESC_TRANSA = 3, DESC_TRANSB = 4, DESC_EPILOGUE = 7, DESC_BIAS_POINTER = 8,
+};
+enum : int {  // cublasLtMatrixLayoutAttribute_t
+  LAYOUT_BATCH_COUNT = 5, LAYOUT_STRIDED_BATCH_OFFSET = 6,
+};
+enum : int {  // cublasLtMatmulPreferenceAttributes_t
+  PREF_MAX_WORKSPACE_BYTES = 1, PREF_MIN_ALIGNMENT_A_BYTES = 5, PREF_MIN_ALIGNMENT_B_BYTES = 6,
+  PREF_MIN_ALIGNMENT_C_BYTES = 7, PREF_MIN_ALIGNMENT_D_BYTES = 8,
+};
+enum : uint32_t {  // cublasLtEpilogue_t
+  EPILOGUE_DEFAULT = 1, EPILOGUE_RELU = 2, EPILOGUE_BIAS = 4, EPILOGUE_RELU_BIAS = 6,
+  EPILOGUE_GELU = 32, EPILOGUE_GELU_BIAS = 36,
+};
+
+struct Api {
+  Status (*create)(Handle*);
+  Status (*destroy)(Handle);
+  size_t (*get_version)();
+  Status (*desc_create)(MatmulDesc*, int compute_type, cudaDataType_t scale_type);
+  Status (*desc_destroy)(MatmulDesc);
+  Status (*desc_set)(MatmulDesc, int attr, const void* buf, size_t size);
+  Status (*layout_create)(MatrixLayout*, cudaDataType_t type, uint64_t rows, uint64_t cols, int64_t ld);
+  Status (*layout_destroy)(MatrixLayout);
+  Status (*layout_set)(MatrixLayout, int attr, const void* buf, size_t size);
+  Status (*pref_create)(Preference*);
+  Status (*pref_destroy)(Preference);
+  Status (*pref_set)(Preference, int attr, const void* buf, size_t size);
+  Status (*heuristic)(Handle, MatmulDesc, MatrixLayout, MatrixLayout, MatrixLayout, MatrixLayout,
+                      Preference, int requested, HeuristicResult* results, int* returned);
+  Status (*matmul)(Handle, MatmulDesc, const void* alpha, const void* a, MatrixLayout,
+                   const void* b, MatrixLayout, const void* beta, const void* c, MatrixLayout,
+                   void* d, MatrixLayout, const Algo* algo, void* workspace, size_t workspace_bytes,
+                   cudaStream_t stream);
+  std::string path;  // the file that was loaded
+};
+
+// Loads cuBLASLt once: $PERCEIVER_CUBLAS_PATH (a file, or a folder holding
+// libcublasLt.so.*), then the CUDA 13 and 12 sonames on the loader's search path.
+// Returns null and sets `reason` (with every dlerror) when none loads.
+const Api* load(std::string* reason);
+
+}  // namespace lt
+}  // namespace cuda
+}  // namespace perceiver

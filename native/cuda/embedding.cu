@@ -1,0 +1,94 @@
+// Embedding gather and one-hot. Id values are only known on the device, so the
+// kernels record the first out-of-range position (atomicMin) and the host reads it
+// back after a stream synchronisation: a bad id fails the op with the same message
+// as on the CPU instead of reading out of bounds. Bad ids are never dereferenced.
+#include <string>
+
+#include "common.cuh"
+#include "kernels.h"
+
+namespace perceiver {
+namespace cuda {
+namespace {
+
+constexpr unsigned long long kNone = ~0ull;
+
+template <class T>
+__global__ void embedding_kernel(const T* w, int64_t vocab, int64_t c, const int32_t* ids, int64_t n,
+                                 T* out, unsigned long long* bad) {
+  int64_t total = n * c;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    int64_t r = i / c, j = i % c;
+    int32_t id = ids[r];
+    if (id < 0 || id >= vocab) {
+      if (j == 0) atomicMin(bad, (unsigned long long)r);
+      continue;
+    }
+    out[i] = w[(int64_t)id * c + j];
+  }
+}
+
+template <class T>
+__global__ void one_hot_kernel(const int32_t* ids, int64_t n, int64_t depth, float on, float off, T* out,
+                               unsigned long long* bad) {
+  int64_t total = n * depth;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    int64_t r = i / depth, j = i % depth;
+    int32_t id = ids[r];
+    if (id < 0 || id >= depth) {
+      if (j == 0) atomicMin(bad, (unsigned long long)r);
+      continue;
+    }
+    out[i] = from_f<T>(j == id ? on : off);
+  }
+}
+
+// The bad-position flag: one device word from the stream-ordered pool per call;
+// the synchronisation costs far more than the allocation.
+struct BadFlag {
+  unsigned long long* dev = nullptr;
+  cudaStream_t stream;
+  BadFlag(cudaStream_t s, const char* op) : stream(s) {
+    CUDA_CHECK(op, cudaMallocAsync((void**)&dev, sizeof(*dev), s));
+    CUDA_CHECK(op, cudaMemsetAsync(dev, 0xff, sizeof(*dev), s));
+  }
+  ~BadFlag() { if (dev) cudaFreeAsync(dev, stream); }
+  // Waits for the stream; throws like the CPU's check_ids on a bad id.
+  void check(cudaStream_t s, const char* op, const int32_t* ids, int64_t limit, const char* what) {
+    unsigned long long pos = kNone;
+    CUDA_CHECK(op, cudaMemcpyAsync(&pos, dev, sizeof(pos), cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(op, cudaStreamSynchronize(s));
+    if (pos == kNone) return;
+    int32_t id = 0;
+    CUDA_CHECK(op, cudaMemcpy(&id, ids + pos, sizeof(id), cudaMemcpyDeviceToHost));
+    throw_range(std::string("index ") + std::to_string(id) + " at position " + std::to_string(pos) +
+                " is out of range [0, " + std::to_string(limit) + ") of the " + what);
+  }
+};
+
+}  // namespace
+
+void embedding(const void* weight, int64_t vocab, int64_t channels, const int32_t* ids, int64_t n,
+               void* out, DType dtype, cudaStream_t s) {
+  if (n * channels == 0) return;
+  BadFlag bad(s, "embedding");
+  DISPATCH_FLOAT("embedding", dtype, T,
+                 embedding_kernel<T><<<grid_for(n * channels), kThreads, 0, s>>>(
+                     static_cast<const T*>(weight), vocab, channels, ids, n, static_cast<T*>(out), bad.dev));
+  check_launch("embedding", s);
+  bad.check(s, "embedding", ids, vocab, "embedding table");
+}
+
+void one_hot(const int32_t* ids, int64_t n, int64_t depth, float on, float off, void* out, DType dtype,
+             cudaStream_t s) {
+  if (n * depth == 0) return;
+  BadFlag bad(s, "one_hot");
+  DISPATCH_FLOAT("one_hot", dtype, T,
+                 one_hot_kernel<T><<<grid_for(n * depth), kThreads, 0, s>>>(ids, n, depth, on, off,
+                                                                            static_cast<T*>(out), bad.dev));
+  check_launch("one_hot", s);
+  bad.check(s, "one_hot", ids, depth, "one-hot depth");
+}
+
+}  // namespace cuda
+}  // namespace perceiver

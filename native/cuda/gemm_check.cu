@@ -1,0 +1,222 @@
+// Development harness for the CUDA backend's GEMM and elementwise/normalisation
+// kernels, llm.c style: each case runs on the CPU backend (the reference) and on
+// the CUDA backend through the same Backend entries the engine calls, compares
+// within the dtype's tolerance, then times the CUDA version.
+//
+//   ./build/cuda/cuda_gemm_check            # exit 0 when every case passes
+//   PERCEIVER_CUDA_TF32=1 ./cuda_gemm_check # float32 GEMMs on TF32 (looser tolerance)
+//
+// Needs a GPU and cuBLASLt (PERCEIVER_CUBLAS_PATH); exits 2 when CUDA is unavailable.
+#include <chrono>
+#include <cstdlib>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../backend.h"
+#include "../queue.h"
+#include "api.h"
+
+using namespace perceiver;
+
+namespace {
+
+Backend* g_gpu = nullptr;
+int g_failures = 0;
+
+struct Buf {  // one tensor's storage on a device, with host staging helpers
+  std::shared_ptr<Storage> s;
+  DType dtype;
+  int64_t n;
+  Buf(Backend* b, Device d, DType t, int64_t count)
+      : s(std::make_shared<Storage>(b, d, (size_t)count * dtype_size(t))), dtype(t), n(count) {}
+  View view(std::vector<int64_t> shape) const {
+    View v;
+    v.storage = s.get();
+    v.dtype = dtype;
+    v.ndim = (int)shape.size();
+    int64_t st = 1;
+    for (int i = v.ndim - 1; i >= 0; i--) {
+      v.shape[i] = shape[i];
+      v.strides[i] = st;
+      st *= shape[i];
+    }
+    return v;
+  }
+};
+
+// Host floats -> a buffer of `dtype` on backend b (values rounded to dtype).
+Buf upload(Backend* b, Device d, DType t, const std::vector<float>& host) {
+  Buf buf(b, d, t, (int64_t)host.size());
+  std::vector<uint16_t> h16;
+  const void* src = host.data();
+  if (t != DType::Float32) {
+    h16.resize(host.size());
+    for (size_t i = 0; i < host.size(); i++)
+      h16[i] = t == DType::BFloat16 ? float_to_bf16(host[i]) : float_to_half(host[i]);
+    src = h16.data();
+  }
+  b->copy_from_host(buf.s->data(), src, (size_t)buf.n * dtype_size(t));
+  return buf;
+}
+
+std::vector<float> download(Backend* b, const Buf& buf) {
+  std::vector<float> out((size_t)buf.n);
+  if (buf.dtype == DType::Float32) {
+    b->copy_to_host(out.data(), buf.s->data(), out.size() * 4);
+  } else {
+    std::vector<uint16_t> h((size_t)buf.n);
+    b->copy_to_host(h.data(), buf.s->data(), h.size() * 2);
+    for (size_t i = 0; i < h.size(); i++) out[i] = buf.dtype == DType::BFloat16 ? bf16_to_float(h[i]) : half_to_float(h[i]);
+  }
+  return out;
+}
+
+std::vector<float> rounded(const std::vector<float>& x, DType t) {
+  if (t == DType::Float32) return x;
+  std::vector<float> r(x.size());
+  for (size_t i = 0; i < x.size(); i++)
+    r[i] = t == DType::BFloat16 ? bf16_to_float(float_to_bf16(x[i])) : half_to_float(float_to_half(x[i]));
+  return r;
+}
+
+std::vector<float> randoms(size_t n, unsigned seed) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(g);
+  return v;
+}
+
+double tolerance(DType t) {
+  const char* tf32 = std::getenv("PERCEIVER_CUDA_TF32");
+  if (t == DType::BFloat16) return 1.6e-2;
+  if (t == DType::Float16) return 2e-3;
+  return tf32 && *tf32 == '1' ? 5e-3 : 2e-5;
+}
+
+void compare(const std::string& name, const std::vector<float>& got, const std::vector<float>& want, DType t) {
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < want.size(); i++) {
+    double e = std::fabs((double)got[i] - want[i]) / (std::fabs((double)want[i]) + 1e-2);
+    if (!(e <= worst)) { worst = e; at = i; }
+  }
+  bool ok = worst <= tolerance(t);
+  if (!ok) g_failures++;
+  std::printf("%-4s %-52s max rel err %.2e (tol %.0e)%s\n", ok ? "ok" : "FAIL", name.c_str(), worst, tolerance(t),
+              ok ? "" : (" at " + std::to_string(at) + ": got " + std::to_string(got[at]) + " want " +
+                         std::to_string(want[at])).c_str());
+}
+
+double time_gpu(const std::function<void()>& fn, int runs) {
+  fn();
+  g_gpu->synchronize();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < runs; i++) fn();
+  g_gpu->synchronize();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / runs;
+}
+
+void gemm_case(int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb, bool bias, Activation act, DType t) {
+  const Device cpu{DeviceType::CPU, 0}, gpu{DeviceType::CUDA, 0};
+  auto ha = rounded(randoms((size_t)(batch * m * k), 1), t), hb = rounded(randoms((size_t)(batch * k * n), 2), t);
+  auto hbias = rounded(randoms((size_t)n, 3), t);
+  MatmulArgs a{};
+  a.batch = batch; a.m = m; a.n = n; a.k = k;
+  a.lda = ta ? m : k; a.ldb = tb ? k : n; a.ldc = n;
+  a.stride_a = m * k; a.stride_b = k * n; a.stride_c = m * n;
+  a.trans_a = ta; a.trans_b = tb; a.alpha = 1.f; a.act = act;
+  // Reference: float32 on the CPU on the same (rounded) inputs.
+  Buf ca = upload(cpu_backend(), cpu, DType::Float32, ha), cb = upload(cpu_backend(), cpu, DType::Float32, hb);
+  Buf cbias = upload(cpu_backend(), cpu, DType::Float32, hbias), cc(cpu_backend(), cpu, DType::Float32, batch * m * n);
+  MatmulArgs r = a;
+  r.a = (const float*)ca.s->data(); r.b = (const float*)cb.s->data(); r.c = (float*)cc.s->data();
+  r.bias = bias ? (const float*)cbias.s->data() : nullptr;
+  r.dtype = DType::Float32;
+  cpu_backend()->matmul(r);
+  Buf ga = upload(g_gpu, gpu, t, ha), gb = upload(g_gpu, gpu, t, hb), gbias = upload(g_gpu, gpu, t, hbias);
+  Buf gc(g_gpu, gpu, t, batch * m * n);
+  MatmulArgs g = a;
+  g.a = (const float*)ga.s->data(); g.b = (const float*)gb.s->data(); g.c = (float*)gc.s->data();
+  g.bias = bias ? (const float*)gbias.s->data() : nullptr;
+  g.dtype = t;
+  g_gpu->matmul(g);
+  char name[160];
+  std::snprintf(name, sizeof(name), "matmul %s b%lld %lldx%lldx%lld%s%s%s act%d", dtype_name(t), (long long)batch,
+                (long long)m, (long long)n, (long long)k, ta ? " tA" : "", tb ? " tB" : "", bias ? " bias" : "", (int)act);
+  compare(name, download(g_gpu, gc), rounded(download(cpu_backend(), cc), t), t);
+  double s = time_gpu([&] { g_gpu->matmul(g); }, 10);
+  std::printf("     %-52s %8.3f ms  %7.1f TFLOP/s\n", "", s * 1e3, 2.0 * batch * m * n * k / s / 1e12);
+}
+
+void rows_case(const char* what, int64_t rows, int64_t n, DType t) {
+  const Device cpu{DeviceType::CPU, 0}, gpu{DeviceType::CUDA, 0};
+  auto hx = rounded(randoms((size_t)(rows * n), 7), t), hw = rounded(randoms((size_t)n, 8), t), hb = rounded(randoms((size_t)n, 9), t);
+  for (auto& v : hx) v *= 4.f;
+  Buf cx = upload(cpu_backend(), cpu, DType::Float32, hx), co(cpu_backend(), cpu, DType::Float32, rows * n);
+  Buf cw = upload(cpu_backend(), cpu, DType::Float32, hw), cbb = upload(cpu_backend(), cpu, DType::Float32, hb);
+  Buf gx = upload(g_gpu, gpu, t, hx), go(g_gpu, gpu, t, rows * n), gw = upload(g_gpu, gpu, t, hw), gbb = upload(g_gpu, gpu, t, hb);
+  std::vector<int64_t> shape = {rows, n};
+  std::function<void(Backend*, const Buf&, const Buf&, const Buf&, const Buf&)> run;
+  std::string w = what;
+  if (w == "softmax") run = [&](Backend* b, const Buf& x, const Buf& o, const Buf&, const Buf&) { b->softmax(x.view(shape), o.view(shape), rows, n, false); };
+  else if (w == "layer_norm") run = [&](Backend* b, const Buf& x, const Buf& o, const Buf& wt, const Buf& bs) {
+    b->layer_norm(x.view(shape), (const float*)wt.s->data(), (const float*)bs.s->data(), o.view(shape), rows, n, 1e-5f);
+  };
+  else if (w == "gelu") run = [&](Backend* b, const Buf& x, const Buf& o, const Buf&, const Buf&) { b->unary(UnaryOp::Gelu, x.view(shape), o.view(shape), 1.f, 0.f); };
+  else run = [&](Backend* b, const Buf& x, const Buf& o, const Buf& wt, const Buf&) {  // add, broadcasting a row
+    View vb = wt.view({1, n});
+    vb.ndim = 2; vb.shape[0] = rows; vb.strides[0] = 0;
+    b->binary(BinaryOp::Add, x.view(shape), vb, o.view(shape));
+  };
+  run(cpu_backend(), cx, co, cw, cbb);
+  run(g_gpu, gx, go, gw, gbb);
+  char name[160];
+  std::snprintf(name, sizeof(name), "%s %s [%lld, %lld]", what, dtype_name(t), (long long)rows, (long long)n);
+  compare(name, download(g_gpu, go), rounded(download(cpu_backend(), co), t), t);
+  double s = time_gpu([&] { run(g_gpu, gx, go, gw, gbb); }, 20);
+  double bytes = 2.0 * rows * n * dtype_size(t);
+  std::printf("     %-52s %8.3f ms  %7.1f GB/s\n", "", s * 1e3, bytes / s / 1e9);
+}
+
+}  // namespace
+
+int main() {
+  char err[2048] = {0};
+  const CudaApi* api = perceiver_cuda_api(kCudaAbiVersion, err, sizeof(err));
+  if (!api || api->init(err, sizeof(err)) == 0) {
+    std::printf("CUDA unavailable: %s\n", err);
+    return 2;
+  }
+  g_gpu = api->backend(0, err, sizeof(err));
+  if (!g_gpu) {
+    std::printf("cuda:0 could not be initialised: %s\n", err);
+    return 2;
+  }
+  CudaDeviceInfo info;
+  api->device_info(0, &info, err, sizeof(err));
+  std::printf("%s (sm_%d%d), driver %d, cuBLASLt %llu\n", info.name, info.major, info.minor, info.driver_version,
+              (unsigned long long)info.cublas_version);
+  for (DType t : {DType::Float32, DType::BFloat16, DType::Float16}) {
+    gemm_case(1, 1, 1, 1, false, false, false, Activation::None, t);
+    gemm_case(1, 127, 65, 33, false, false, true, Activation::Gelu, t);
+    gemm_case(3, 64, 96, 80, false, true, true, Activation::GeluTanh, t);
+    gemm_case(2, 50, 70, 90, true, false, true, Activation::Relu, t);
+    gemm_case(1, 512, 1024, 261, false, false, true, Activation::None, t);
+    gemm_case(1, 2048, 2048, 2048, false, false, false, Activation::None, t);
+    gemm_case(8, 512, 512, 128, false, true, false, Activation::None, t);
+    for (const char* w : {"softmax", "layer_norm", "gelu", "add"}) {
+      rows_case(w, 7, 3, t);
+      rows_case(w, 512, 1024, t);
+      rows_case(w, 64, 50176, t);
+    }
+  }
+  std::printf("%s: %d failure%s\n", g_failures ? "FAILED" : "PASSED", g_failures, g_failures == 1 ? "" : "s");
+  return g_failures ? 1 : 0;
+}

@@ -1,0 +1,42 @@
+// CUDA kernels, one family per file with the CPU's names (elementwise.cu,
+// reduce.cu, ...). Each enqueues on `stream` and never synchronises, except
+// where a result must be checked on the host (embedding ids), which says so.
+// The backend class in backend.cu only forwards to these.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "../backend.h"
+
+namespace perceiver {
+namespace cuda {
+
+void fill(const View& out, double value, cudaStream_t s);
+void arange(const View& out, double start, double step, cudaStream_t s);
+void random_normal(const View& out, uint64_t seed, float mean, float stddev, cudaStream_t s);
+void random_uniform(const View& out, uint64_t seed, float low, float high, cudaStream_t s);
+void copy(const View& src, const View& dst, cudaStream_t s);
+void unary(UnaryOp op, const View& x, const View& out, float alpha, float beta, cudaStream_t s);
+void binary(BinaryOp op, const View& a, const View& b, const View& out, cudaStream_t s);
+void where(const View& cond, const View& a, const View& b, const View& out, cudaStream_t s);
+void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner, const View& out,
+            cudaStream_t s);
+void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log, cudaStream_t s);
+void layer_norm(const View& x, const void* weight, const void* bias, const View& out,
+                int64_t rows, int64_t n, float eps, cudaStream_t s);
+// In place on c [rows, n] at row stride ldc: c = act(c + bias). For the GEMM
+// epilogues cuBLASLt does not offer (exact erf GELU) or refuses for a layout.
+void bias_act(void* c, const void* bias, int64_t batch, int64_t rows, int64_t n, int64_t ldc,
+              int64_t stride_c, Activation act, DType dtype, cudaStream_t s);
+// Synchronises `s` to check the ids, and throws on an out-of-range one like the CPU.
+void embedding(const void* weight, int64_t vocab, int64_t channels, const int32_t* ids, int64_t n,
+               void* out, DType dtype, cudaStream_t s);
+void one_hot(const int32_t* ids, int64_t n, int64_t depth, float on, float off, void* out,
+             DType dtype, cudaStream_t s);
+void conv2d_direct(const Conv2dArgs& a, cudaStream_t s);
+void max_pool2d(const Pool2dArgs& a, cudaStream_t s);
+void batch_norm(const void* x, const void* mean, const void* var, const void* weight,
+                const void* bias, void* out, int64_t rows, int64_t c, float eps, DType dtype,
+                cudaStream_t s);
+
+}  // namespace cuda
+}  // namespace perceiver

@@ -1,0 +1,193 @@
+// Reductions over one axis of a contiguous [outer, n, inner] tensor, softmax and
+// layer norm over the last axis. When the reduced axis is the last (inner == 1)
+// one block owns a row and threads stride along it (coalesced); otherwise one
+// thread owns an output and walks the axis, its neighbours reading neighbouring
+// columns, which is again coalesced. Accumulation is float32 per thread, combined
+// as a tree, so long rows (50,176 pixels) keep float32 accuracy.
+#include <cmath>
+
+#include "common.cuh"
+#include "kernels.h"
+
+namespace perceiver {
+namespace cuda {
+namespace {
+
+// argmax order: NaN first (the first NaN), else the larger value, ties to the
+// lower index, as numpy and the CPU do.
+__device__ __forceinline__ bool arg_better(float v, int64_t i, float w, int64_t j) {
+  bool vn = v != v, wn = w != w;
+  if (vn || wn) return vn && (!wn || i < j);
+  if (v != w) return v > w;
+  return i < j;
+}
+
+// max/min propagate NaN.
+__device__ __forceinline__ float pick(ReduceOp op, float m, float v) {
+  if (m != m) return m;
+  if (v != v) return v;
+  return op == ReduceOp::Max ? (v > m ? v : m) : (v < m ? v : m);
+}
+
+template <class T>
+__global__ void reduce_rows_kernel(const T* x, int64_t rows, int64_t n, ReduceOp op, void* out) {
+  __shared__ float sv[32];
+  __shared__ int64_t si[32];
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* p = x + r * n;
+    if (op == ReduceOp::Sum || op == ReduceOp::Mean) {
+      float s = 0.f;
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += to_f(p[j]);
+      s = block_sum(s, sv);
+      if (threadIdx.x == 0) {
+        float v = op == ReduceOp::Mean ? (n ? s / (float)n : NAN) : s;
+        static_cast<T*>(out)[r] = from_f<T>(v);
+      }
+    } else if (op == ReduceOp::Max || op == ReduceOp::Min) {
+      float m = op == ReduceOp::Max ? -INFINITY : INFINITY;
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = pick(op, m, to_f(p[j]));
+      for (int o = 16; o > 0; o >>= 1) m = pick(op, m, __shfl_xor_sync(0xffffffffu, m, o));
+      __syncthreads();
+      if (lane == 0) sv[warp] = m;
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        for (int w = 1; w < nwarps; w++) m = pick(op, m, sv[w]);
+        static_cast<T*>(out)[r] = from_f<T>(m);
+      }
+    } else {  // ArgMax
+      float m = NAN;
+      int64_t best = -1;
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+        float v = to_f(p[j]);
+        if (best < 0 || arg_better(v, j, m, best)) { m = v; best = j; }
+      }
+      for (int o = 16; o > 0; o >>= 1) {
+        float w = __shfl_xor_sync(0xffffffffu, m, o);
+        int64_t j = __shfl_xor_sync(0xffffffffu, best, o);
+        if (j >= 0 && (best < 0 || arg_better(w, j, m, best))) { m = w; best = j; }
+      }
+      __syncthreads();
+      if (lane == 0) { sv[warp] = m; si[warp] = best; }
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        for (int w = 1; w < nwarps; w++)
+          if (si[w] >= 0 && (best < 0 || arg_better(sv[w], si[w], m, best))) { m = sv[w]; best = si[w]; }
+        static_cast<int32_t*>(out)[r] = (int32_t)(best < 0 ? 0 : best);
+      }
+    }
+  }
+}
+
+template <class T>
+__global__ void reduce_cols_kernel(const T* x, int64_t outer, int64_t n, int64_t inner, ReduceOp op, void* out) {
+  int64_t total = outer * inner;
+  for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < total; idx += (int64_t)gridDim.x * blockDim.x) {
+    int64_t o = idx / inner, i = idx % inner;
+    const T* p = x + o * n * inner + i;
+    if (op == ReduceOp::Sum || op == ReduceOp::Mean) {
+      float s = 0.f;
+      for (int64_t j = 0; j < n; j++) s += to_f(p[j * inner]);
+      if (op == ReduceOp::Mean) s = n ? s / (float)n : NAN;
+      static_cast<T*>(out)[idx] = from_f<T>(s);
+    } else if (op == ReduceOp::Max || op == ReduceOp::Min) {
+      float m = op == ReduceOp::Max ? -INFINITY : INFINITY;
+      for (int64_t j = 0; j < n; j++) m = pick(op, m, to_f(p[j * inner]));
+      static_cast<T*>(out)[idx] = from_f<T>(m);
+    } else {
+      int64_t best = 0;
+      float m = n ? to_f(p[0]) : 0.f;
+      for (int64_t j = 1; j < n && m == m; j++) {
+        float v = to_f(p[j * inner]);
+        if (v != v || v > m) { m = v; best = j; }
+      }
+      static_cast<int32_t*>(out)[idx] = (int32_t)best;
+    }
+  }
+}
+
+template <class T>
+__global__ void softmax_kernel(const T* x, T* out, int64_t rows, int64_t n, bool log) {
+  __shared__ float scratch[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* a = x + r * n;
+    T* o = out + r * n;
+    float m = -INFINITY;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, to_f(a[j]));
+    m = block_max(m, scratch);
+    float s = 0.f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += expf(to_f(a[j]) - m);
+    s = block_sum(s, scratch);
+    if (log) {
+      float ls = logf(s);
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) o[j] = from_f<T>(to_f(a[j]) - m - ls);
+    } else {
+      float inv = 1.f / s;
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) o[j] = from_f<T>(expf(to_f(a[j]) - m) * inv);
+    }
+  }
+}
+
+// Two passes over the row (mean, then the centred variance), as on the CPU: exact
+// for rows with a large common offset, where E[x^2] - E[x]^2 would cancel.
+template <class T>
+__global__ void layer_norm_kernel(const T* x, const T* w, const T* b, T* out, int64_t rows, int64_t n, float eps) {
+  __shared__ float scratch[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* a = x + r * n;
+    T* o = out + r * n;
+    float s = 0.f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += to_f(a[j]);
+    float mean = block_sum(s, scratch) / (float)n;
+    float q = 0.f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+      float d = to_f(a[j]) - mean;
+      q += d * d;
+    }
+    float var = block_sum(q, scratch) / (float)n;
+    float rstd = rsqrtf(var + eps);
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+      float y = (to_f(a[j]) - mean) * rstd;
+      if (w) y *= to_f(w[j]);
+      if (b) y += to_f(b[j]);
+      o[j] = from_f<T>(y);
+    }
+  }
+}
+
+// Rows shorter than a block waste threads; 128 suits the 261-512 channel rows of
+// the Perceiver models, 256 and up long rows.
+inline int row_threads(int64_t n) { return n <= 1024 ? 128 : n <= 8192 ? 256 : 512; }
+
+}  // namespace
+
+void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner, const View& out,
+            cudaStream_t s) {
+  if (outer * inner == 0) return;
+  DISPATCH_FLOAT("reduce", x.dtype, T, {
+    if (inner == 1)
+      reduce_rows_kernel<T><<<rows_grid(outer), row_threads(n), 0, s>>>(x.ptr<T>(), outer, n, op, out.data());
+    else
+      reduce_cols_kernel<T><<<grid_for(outer * inner), kThreads, 0, s>>>(x.ptr<T>(), outer, n, inner, op, out.data());
+  });
+  check_launch("reduce", s);
+}
+
+void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log, cudaStream_t s) {
+  if (rows == 0 || n == 0) return;
+  DISPATCH_FLOAT("softmax", x.dtype, T,
+                 softmax_kernel<T><<<rows_grid(rows), row_threads(n), 0, s>>>(x.ptr<T>(), out.ptr<T>(), rows, n, log));
+  check_launch(log ? "log_softmax" : "softmax", s);
+}
+
+void layer_norm(const View& x, const void* weight, const void* bias, const View& out, int64_t rows,
+                int64_t n, float eps, cudaStream_t s) {
+  if (rows == 0 || n == 0) return;
+  DISPATCH_FLOAT("layer_norm", x.dtype, T,
+                 layer_norm_kernel<T><<<rows_grid(rows), row_threads(n), 0, s>>>(
+                     x.ptr<T>(), static_cast<const T*>(weight), static_cast<const T*>(bias), out.ptr<T>(), rows, n, eps));
+  check_launch("layer_norm", s);
+}
+
+}  // namespace cuda
+}  // namespace perceiver

@@ -1,0 +1,163 @@
+// GPU throughput of the CUDA backend next to PyTorch on the same GPU: GEMM
+// (TFLOP/s, cuBLASLt vs torch.matmul), the fused attention (vs torch's SDPA, and
+// its matmul-softmax form where SDPA refuses a shape) at the two shapes that matter
+// (the ImageNet encoder's 512 x 50,176 cross-attention, width 261, one head; a
+// 512 x 512 self-attention with 8 heads of width 128), and full forward passes of
+// the ImageNet (Fourier) and language Perceivers at batch 1 and 32 vs HuggingFace
+// transformers (random weights on both sides). The torch side is
+// scripts/bench-gpu.py, run as a child process with the same configuration.
+//
+//   PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js [--out DIR] [--quick] [--no-torch]
+//
+// Each time is the median of a few runs, each ended by a device synchronisation
+// (ops are queued). float32 GEMMs run without TF32 on both sides. Our model
+// forwards run in float32 only: models/ has no 16-bit parameters yet.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { attention, backends, randn, rand, tidy, type Tensor } from '../lib/index.js';
+import { native } from '../lib/native.js';
+import { PerceiverForImageClassificationFourier, PerceiverForMaskedLM } from '../models/index.js';
+import { LANGUAGE_PERCEIVER, VISION_PERCEIVER_FOURIER } from '../models/presets.js';
+
+const argv = process.argv.slice(2);
+const flag = (n: string) => argv.includes(n);
+const outDir = argv.includes('--out') ? argv[argv.indexOf('--out') + 1] : null;
+const QUICK = flag('--quick');
+const cuda = backends()[1];
+if (!cuda.available) {
+  console.error(`bench-gpu: CUDA is unavailable: ${cuda.reason}`);
+  process.exit(2);
+}
+const device = 'cuda';
+
+async function timeIt(fn: () => Tensor | void, warmup: number, runs: number): Promise<number> {
+  const once = () => {
+    const r = fn();
+    if (r) r.dispose();
+  };
+  for (let i = 0; i < warmup; i++) once();
+  native.synchronize();
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    once();
+    native.synchronize();
+    times.push((performance.now() - t0) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  return times[times.length >> 1];
+}
+
+const GEMM = (QUICK ? [2048, 4096] : [1024, 2048, 4096, 8192]).flatMap((s) =>
+  (['float32', 'bfloat16'] as const).map((dtype) => ({ m: s, n: s, k: s, dtype })),
+);
+const ATTENTION = (['float32', 'bfloat16'] as const).flatMap((dtype) => [
+  { name: 'imagenet cross-attention', batch: 1, nq: 512, nk: 50176, heads: 1, dim: 261, dtype },
+  { name: 'self-attention 8 heads', batch: 1, nq: 512, nk: 512, heads: 8, dim: 128, dtype },
+  { name: 'self-attention 8 heads', batch: 32, nq: 512, nk: 512, heads: 8, dim: 128, dtype },
+]);
+const MODELS = [
+  { name: 'imagenet-fourier', config: VISION_PERCEIVER_FOURIER, input: 'pixels', dtype: 'float32', batches: QUICK ? [1] : [1, 32] },
+  { name: 'language-mlm', config: LANGUAGE_PERCEIVER, input: 'ids', dtype: 'float32', batches: QUICK ? [1] : [1, 32] },
+];
+
+interface Row { what: string; ours: string; torch: string; ratio: string }
+const rows: Row[] = [];
+const fmt = (v: number | undefined, unit: string) => (v === undefined ? '-' : `${v.toFixed(unit === 'ms' ? 2 : 1)} ${unit}`);
+const ours: Record<string, unknown>[] = [];
+
+async function main(): Promise<void> {
+  console.error(`bench-gpu: ${cuda.devices![0].name}, driver ${cuda.devices![0].driverVersion}, cuBLAS ${cuda.devices![0].cublasVersion}`);
+  for (const g of GEMM) {
+    const a = randn([g.m, g.k], { seed: 1, device }).cast(g.dtype);
+    const b = randn([g.k, g.n], { seed: 2, device }).cast(g.dtype);
+    const s = await timeIt(() => a.matmul(b), 3, QUICK ? 5 : 10);
+    ours.push({ kind: 'gemm', ...g, seconds: s, tflops: (2 * g.m * g.n * g.k) / s / 1e12 });
+    console.error(`ours gemm ${JSON.stringify(g)}: ${((2 * g.m * g.n * g.k) / s / 1e12).toFixed(1)} TFLOP/s`);
+    a.dispose();
+    b.dispose();
+  }
+  for (const at of ATTENTION) {
+    const q = randn([at.batch, at.nq, at.heads, at.dim], { seed: 3, device }).cast(at.dtype);
+    const k = randn([at.batch, at.nk, at.heads, at.dim], { seed: 4, device }).cast(at.dtype);
+    const v = randn([at.batch, at.nk, at.heads, at.dim], { seed: 5, device }).cast(at.dtype);
+    const row: Record<string, unknown> = { kind: 'attention', ...at };
+    try {
+      await attention(q, k, v).data(); // a kernel error surfaces here, once
+      row.seconds = await timeIt(() => attention(q, k, v), 2, 5);
+    } catch (e) {
+      row.error = (e as Error).message.split('\n')[0];
+    }
+    ours.push(row);
+    console.error(`ours attention ${JSON.stringify(row)}`);
+    for (const t of [q, k, v]) t.dispose();
+  }
+  for (const m of MODELS) {
+    const model = m.input === 'pixels' ? new PerceiverForImageClassificationFourier(m.config as never) : new PerceiverForMaskedLM(m.config as never);
+    for (const batch of m.batches) {
+      const x = m.input === 'pixels'
+        ? randn([batch, 3, 224, 224], { device })
+        : tidy(() => rand([batch, 2048], { low: 6, high: 262, device }).cast('int32'));
+      const row: Record<string, unknown> = { kind: 'model', name: m.name, dtype: m.dtype, batch };
+      try {
+        const s = await timeIt(() => (model as { forward(x: Tensor): { logits: Tensor } }).forward(x).logits, 1, 3);
+        row.seconds = s;
+        row.per_second = batch / s;
+      } catch (e) {
+        row.error = (e as Error).message.split('\n')[0];
+      }
+      ours.push(row);
+      console.error(`ours model ${JSON.stringify(row)}`);
+      x.dispose();
+    }
+    (model as { dispose?: () => void }).dispose?.();
+  }
+
+  let torch: Record<string, any> | null = null;
+  if (!flag('--no-torch')) {
+    const cfgPath = join(outDir ?? '.', 'bench-gpu-config.json');
+    if (outDir) mkdirSync(outDir, { recursive: true });
+    writeFileSync(cfgPath, JSON.stringify({ gemm: GEMM, attention: ATTENTION, models: MODELS }));
+    const py = spawnSync(process.env.PERCEIVER_BENCH_PYTHON ?? 'python3', [join(import.meta.dirname, '..', '..', 'scripts', 'bench-gpu.py'), '--config', cfgPath], {
+      encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 300_000,
+    });
+    if (py.status === 0) torch = JSON.parse(py.stdout.trim().split('\n').pop()!);
+    else console.error(`bench-gpu: the torch side failed (status ${py.status}, ${py.error ?? ''}); ours only`);
+  }
+
+  for (const o of ours as any[]) {
+    if (o.kind === 'gemm') {
+      const t = torch?.gemm.find((r: any) => r.m === o.m && r.dtype === o.dtype);
+      rows.push({ what: `gemm ${o.m}^3 ${o.dtype}`, ours: fmt(o.tflops, 'TFLOP/s'), torch: fmt(t?.tflops, 'TFLOP/s'), ratio: t ? (o.tflops / t.tflops).toFixed(2) : '-' });
+    } else if (o.kind === 'attention') {
+      const t = torch?.attention.find((r: any) => r.nk === o.nk && r.batch === o.batch && r.dtype === o.dtype);
+      const ref = t?.sdpa_seconds ?? t?.matmul_softmax_seconds;
+      const which = t?.sdpa_seconds ? 'sdpa' : 'matmul+softmax';
+      rows.push({
+        what: `attention ${o.batch}x${o.nq}x${o.nk} h${o.heads} d${o.dim} ${o.dtype}`,
+        ours: o.error ? `error: ${o.error.slice(0, 40)}` : fmt(o.seconds * 1000, 'ms'),
+        torch: ref ? `${fmt(ref * 1000, 'ms')} (${which})` : '-',
+        ratio: ref && o.seconds ? (ref / o.seconds).toFixed(2) : '-',
+      });
+    } else {
+      const t = torch?.models.find((r: any) => r.name === o.name && r.batch === o.batch && r.dtype === o.dtype);
+      rows.push({
+        what: `${o.name} b${o.batch} ${o.dtype} (/s)`,
+        ours: o.error ? `error: ${o.error.slice(0, 40)}` : fmt(o.per_second, '/s'),
+        torch: t?.per_second ? fmt(t.per_second, '/s') : t?.error ? 'error' : '-',
+        ratio: t?.per_second && o.per_second ? (o.per_second / t.per_second).toFixed(2) : '-',
+      });
+    }
+  }
+  if (outDir) {
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(join(outDir, 'bench-gpu.json'), JSON.stringify({ device: cuda.devices![0], ours, torch }, null, 1));
+  }
+  const w = [Math.max(...rows.map((r) => r.what.length)), 22, 28, 6];
+  const line = (c: string[]) => c.map((s, i) => s.padEnd(w[i])).join('  ');
+  console.log(line(['measurement', 'ours', 'torch (same GPU)', 'ours/torch']));
+  for (const r of rows) console.log(line([r.what, r.ours, r.torch, r.ratio]));
+}
+
+await main();

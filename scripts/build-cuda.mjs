@@ -1,0 +1,84 @@
+#!/usr/bin/env node
+// Builds the CUDA backend library (perceiver_cuda.so) with CMake when nvcc is
+// found, and puts it next to the addon (build/Release/) so the addon finds it.
+// Part of `npm install` / `npm ci` (after node-gyp-build); never fails the install
+// for lack of CUDA: without nvcc it says so and exits 0. A failed build with nvcc
+// present is reported loudly but does not fail the install either, because the
+// CPU backend still works; test/device.test.ts fails when nvcc is on PATH and the
+// library is missing, so CI cannot lose it silently.
+//
+//   node scripts/build-cuda.mjs              build into build/Release/
+//   node scripts/build-cuda.mjs --prebuild   also copy (stripped) to prebuilds/<platform>-<arch>/
+//   PERCEIVER_CUDA_ARCHS=90 ...              one architecture (fast; for device runs)
+//   PERCEIVER_SKIP_CUDA=1                    skip
+//
+// This file is plain JavaScript because it runs before TypeScript is compiled.
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { delimiter, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const prebuild = process.argv.includes('--prebuild');
+const say = (s) => console.log(`perceiver-io: ${s}`);
+
+export function findOnPath(name) {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const p = join(dir, name);
+    try {
+      if (statSync(p).isFile()) return p;
+    } catch {}
+  }
+  return null;
+}
+
+function main() {
+  if (process.env.PERCEIVER_SKIP_CUDA === '1') return say('PERCEIVER_SKIP_CUDA=1: not building the CUDA backend');
+  if (process.platform !== 'linux') return say(`the CUDA backend is built on Linux only (this is ${process.platform})`);
+  const nvcc = findOnPath('nvcc');
+  if (!nvcc) return say('nvcc not found on PATH: CPU only (the CUDA backend is built when nvcc is found)');
+  // An install that loaded a prebuilt addon compiled nothing; its prebuild carries
+  // its own CUDA library, so there is nothing to build here either.
+  if (!prebuild && !existsSync(join(ROOT, 'build', 'Release', 'perceiver.node')))
+    return say('using the prebuilt addon: not building the CUDA backend');
+  const cmake = findOnPath('cmake');
+  if (!cmake) {
+    console.warn('perceiver-io: WARNING: nvcc was found but cmake was not; the CUDA backend was NOT built (install cmake >= 3.18 and run `npm rebuild`)');
+    return;
+  }
+  const buildDir = join(ROOT, 'build', 'cuda');
+  const env = { ...process.env, CUDACXX: process.env.CUDACXX || nvcc };
+  const jobs = String(Math.max(1, Number(process.env.JOBS) || cpus().length));
+  const t0 = Date.now();
+  // Passed every time (empty = the release set): CMake caches it, and a one-arch
+  // build must not stick to the next default one.
+  const archs = process.env.PERCEIVER_CUDA_ARCHS || '';
+  const steps = [
+    ['-S', ROOT, '-B', buildDir, '-DCMAKE_BUILD_TYPE=Release', '-DPERCEIVER_CPU=OFF', `-DPERCEIVER_CUDA_ARCHS=${archs}`],
+    ['--build', buildDir, '--target', 'perceiver_cuda', '-j', jobs],
+  ];
+  say(`building the CUDA backend with ${nvcc} (architectures ${archs || 'sm_75, 80, 86, 89, 90 + PTX'}; takes a few minutes)`);
+  for (const args of steps) {
+    const r = spawnSync(cmake, args, { stdio: 'inherit', env });
+    if (r.status !== 0) {
+      console.warn(`perceiver-io: WARNING: building the CUDA backend failed (cmake ${args.join(' ')}: ${r.error ?? `exit ${r.status}`}); CPU only`);
+      return;
+    }
+  }
+  const lib = join(buildDir, 'perceiver_cuda.so');
+  const place = (dir, strip) => {
+    mkdirSync(dir, { recursive: true });
+    const tmp = join(dir, `.perceiver_cuda.so.${process.pid}.tmp`);
+    copyFileSync(lib, tmp);
+    if (strip && findOnPath('strip')) spawnSync('strip', ['--strip-unneeded', tmp], { stdio: 'inherit' });
+    renameSync(tmp, join(dir, 'perceiver_cuda.so'));
+    say(`placed ${join(dir, 'perceiver_cuda.so')}`);
+  };
+  place(join(ROOT, 'build', 'Release'), false);
+  if (prebuild) place(join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`), true);
+  say(`CUDA backend built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+main();

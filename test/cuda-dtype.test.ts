@@ -1,0 +1,101 @@
+// 16-bit floats (bfloat16, float16) through every op family, on the suite's
+// device (PERCEIVER_TEST_DEVICE): CUDA computes in the 16-bit type with float32
+// accumulation; the CPU converts to float32 around its kernels and rounds once at
+// the end. So on the CPU a 16-bit result is exactly the float32 result of the same
+// (already 16-bit) inputs rounded to the 16-bit type, and on CUDA it is within the
+// type's tolerance of it. Mixed dtypes are a TypeError naming both arguments.
+import test from 'ava';
+import * as P from '../lib/index.js';
+import type { Tensor } from '../lib/index.js';
+import { ON_CUDA, rtolFor } from './helpers/device.js';
+import { randomArray } from './helpers/reference.js';
+
+type Half = 'bfloat16' | 'float16';
+
+/** A 16-bit tensor of random values and its exact float32 widening. */
+function pair(shape: number[], seed: number, dtype: Half, lo = -1, hi = 1): [Tensor, Tensor] {
+  const h = P.tensor(randomArray(shape.reduce((a, b) => a * b, 1), seed, lo, hi), shape).cast(dtype);
+  return [h, h.cast('float32')];
+}
+
+/** `got` (16-bit) against the float32 `want` rounded to the same type. */
+async function same(t: import('ava').ExecutionContext, got: Tensor, want: Tensor, dtype: Half, what: string): Promise<void> {
+  t.is(got.dtype, dtype, `${what}: dtype`);
+  t.deepEqual([...got.shape], [...want.shape], `${what}: shape`);
+  const g = await got.data();
+  const w = await want.cast(dtype).data();
+  if (!ON_CUDA) {
+    t.deepEqual(Array.from(g), Array.from(w), `${what}: the float32 result rounded once`);
+    return;
+  }
+  const rtol = rtolFor(dtype);
+  let worst = 0;
+  for (let i = 0; i < w.length; i++) {
+    const err = Math.abs(g[i] - w[i]) / (Math.abs(w[i]) + 1e-2);
+    if (err > worst) worst = err;
+  }
+  t.true(worst <= rtol, `${what}: worst relative error ${worst} > ${rtol}`);
+}
+
+for (const dtype of ['bfloat16', 'float16'] as const) {
+  test(`${dtype}: matmul (batched, transposed, bias + gelu) is the float32 result rounded`, async (t) => {
+    const [a, a32] = pair([3, 17, 40], 1, dtype);
+    const [b, b32] = pair([40, 23], 2, dtype);
+    const [bias, bias32] = pair([23], 3, dtype);
+    await same(t, P.matmul(a, b, { bias, activation: 'gelu' }), P.matmul(a32, b32, { bias: bias32, activation: 'gelu' }), dtype, 'matmul');
+    await same(t, P.matmul(a, a, { transB: true }), P.matmul(a32, a32, { transB: true }), dtype, 'a @ a^T');
+  });
+
+  test(`${dtype}: elementwise, broadcasting and scalars keep the dtype`, async (t) => {
+    const [x, x32] = pair([4, 1, 6], 4, dtype);
+    const [y, y32] = pair([5, 1], 5, dtype);
+    await same(t, P.add(x, y), P.add(x32, y32), dtype, 'add (broadcast)');
+    // One op at a time: each op rounds its own result.
+    await same(t, x.mul(2.5), x32.mul(2.5), dtype, 'times a number');
+    await same(t, x.add(1), x32.add(1), dtype, 'plus a number');
+    await same(t, x.exp(), x32.exp(), dtype, 'exp');
+    await same(t, P.where(P.greater(x, 0), x, y), P.where(P.greater(x32, 0), x32, y32), dtype, 'where');
+    const cmp = P.greater(x, y);
+    t.is(cmp.dtype, 'uint8', 'comparisons give uint8');
+    t.deepEqual(Array.from(await cmp.data()), Array.from(await P.greater(x32, y32).data()));
+  });
+
+  test(`${dtype}: reductions, softmax, layer norm`, async (t) => {
+    const [x, x32] = pair([6, 300], 6, dtype, -3, 3);
+    await same(t, P.sum(x, 1), P.sum(x32, 1), dtype, 'sum');
+    await same(t, P.max(x, 0), P.max(x32, 0), dtype, 'max');
+    await same(t, P.softmax(x), P.softmax(x32), dtype, 'softmax');
+    const [w, w32] = pair([300], 7, dtype);
+    const [b, b32] = pair([300], 8, dtype);
+    await same(t, P.layerNorm(x, w, b), P.layerNorm(x32, w32, b32), dtype, 'layer_norm');
+    const am = P.argmax(x, 1);
+    t.is(am.dtype, 'int32');
+    t.deepEqual(Array.from(await am.data()), Array.from(await P.argmax(x32, 1).data()));
+  });
+
+  test(`${dtype}: attention, embedding, conv2d, max-pool and batch norm`, async (t) => {
+    const [q, q32] = pair([2, 9, 2, 8], 9, dtype);
+    const [k, k32] = pair([2, 13, 2, 8], 10, dtype);
+    const [v, v32] = pair([2, 13, 2, 4], 11, dtype);
+    await same(t, P.attention(q, k, v), P.attention(q32, k32, v32), dtype, 'attention');
+    const [table, table32] = pair([10, 6], 12, dtype);
+    const ids = P.tensor([3, 0, 9, 3], [4], { dtype: 'int32' });
+    await same(t, P.embedding(table, ids), P.embedding(table32, ids), dtype, 'embedding');
+    const [img, img32] = pair([1, 7, 7, 3], 13, dtype);
+    const [w, w32] = pair([3, 3, 3, 5], 14, dtype);
+    await same(t, P.conv2d(img, w, { stride: 2, padding: 'same' }), P.conv2d(img32, w32, { stride: 2, padding: 'same' }), dtype, 'conv2d');
+    await same(t, P.maxPool2d(img, { kernel: 3, stride: 2 }), P.maxPool2d(img32, { kernel: 3, stride: 2 }), dtype, 'max_pool2d');
+    const [mean, mean32] = pair([3], 15, dtype);
+    const [vr, vr32] = pair([3], 16, dtype, 0.5, 2);
+    await same(t, P.batchNorm(img, mean, vr), P.batchNorm(img32, mean32, vr32), dtype, 'batch_norm');
+  });
+}
+
+test('mixing float32 and bfloat16 is a TypeError naming both arguments and dtypes', (t) => {
+  const a = P.zeros([2, 2]);
+  const b = P.zeros([2, 2]).cast('bfloat16');
+  const err = t.throws(() => P.matmul(a, b), { instanceOf: TypeError });
+  t.regex(err!.message, /^matmul: argument 'b' has dtype bfloat16 but 'a' has float32/);
+  t.throws(() => P.add(a, b), { instanceOf: TypeError, message: /add: argument 'b' has dtype bfloat16/ });
+  t.throws(() => P.exp(P.zeros([1]).cast('int32')), { instanceOf: TypeError, message: /exp: argument 'x' must have a floating dtype .*got int32/ });
+});

@@ -1,0 +1,32 @@
+// The device the test suite runs on, chosen in one place: PERCEIVER_TEST_DEVICE
+// ('cpu' by default, 'cuda' for the GPU run of scripts/device-check.sh). ava loads
+// this module first in every test process (package.json "ava.require") and it
+// sets PERCEIVER_DEVICE, which every creation function without an explicit
+// { device } follows, so the same tests and references run on either device.
+// Tests that are about device selection itself set PERCEIVER_DEVICE explicitly
+// in the child processes they spawn.
+const requested = process.env.PERCEIVER_TEST_DEVICE || 'cpu';
+if (!/^(cpu|cuda|cuda:\d{1,4})$/.test(requested))
+  throw new TypeError(`PERCEIVER_TEST_DEVICE must be 'cpu', 'cuda' or 'cuda:N', got '${requested}'`);
+process.env.PERCEIVER_DEVICE = requested;
+if (requested !== 'cpu') {
+  // Fail the run once, with the reason, rather than every test with the same error.
+  const { backends } = await import('../../lib/device.js');
+  const cuda = backends()[1];
+  if (!cuda.available) throw new Error(`PERCEIVER_TEST_DEVICE=${requested} but CUDA is unavailable: ${cuda.reason}`);
+}
+
+export const TEST_DEVICE: string = requested;
+export const ON_CUDA: boolean = requested.startsWith('cuda');
+
+/**
+ * Relative tolerance for comparing a result of `dtype` with a float64 reference:
+ * float32 results are within ~1e-5 on either device (GPU sums run in a different
+ * order); 16-bit results carry their own rounding (bfloat16 has 8 bits of
+ * mantissa, float16 11).
+ */
+export function rtolFor(dtype: string): number {
+  if (dtype === 'bfloat16') return 1e-2;
+  if (dtype === 'float16') return 2e-3;
+  return 1e-5;
+}
