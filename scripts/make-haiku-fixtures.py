@@ -48,7 +48,7 @@ def read_safetensors(path):
 def write_safetensors(path, tensors):
     header, blobs, off = {}, [], 0
     for name in sorted(tensors):
-        arr = np.ascontiguousarray(tensors[name])
+        arr = np.asarray(tensors[name], order='C')  # ascontiguousarray would make a 0-d array 1-d
         raw = arr.astype(arr.dtype.newbyteorder('<')).tobytes()
         header[name] = {'dtype': ST_NAMES[arr.dtype], 'shape': list(arr.shape), 'data_offsets': [off, off + len(raw)]}
         blobs.append(raw)
