@@ -9,8 +9,9 @@ import { convertCommand } from './cli/convert.js';
 import { fillMaskCommand } from './cli/fill-mask.js';
 import { classifyCommand } from './cli/classify.js';
 import { flowCommand } from './cli/flow.js';
+import { trainCommand } from './cli/train.js';
 
-const COMMANDS: Command[] = [runCommand, infoCommand, convertCommand, fillMaskCommand, classifyCommand, flowCommand];
+const COMMANDS: Command[] = [runCommand, infoCommand, convertCommand, fillMaskCommand, classifyCommand, flowCommand, trainCommand];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -189,3 +189,14 @@ test('assign writes in queue order and refuses shape, device and broadcast mista
   t.throws(() => P.assign(b, dst), { message: /broadcast view/ });
   for (const v of [dst, before, after, b]) v.dispose();
 });
+
+test('an optimizer made before loadStateDict replaced the parameters says so instead of training nothing', (t) => {
+  const lin = new P.Linear(2, 2);
+  const opt = new AdamW(lin.parameters(), { lr: 0.1 });
+  const sd = { weight: P.zeros([2, 2]), bias: P.zeros([2]) };
+  lin.loadStateDict(sd);
+  t.throws(() => opt.step(), { message: /was disposed \(replaced by loadStateDict\?\); create the optimizer after loading weights/ });
+  opt.dispose();
+  for (const v of Object.values(sd)) v.dispose();
+  lin.dispose();
+});

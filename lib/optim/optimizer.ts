@@ -80,8 +80,11 @@ export abstract class Optimizer {
     noGrad(() => {
       for (const g of this.groups)
         g.params.forEach((p, i) => {
+          // Module.loadStateDict replaces (and disposes) parameter tensors: an optimizer
+          // made before a load would silently train nothing.
+          if (p.disposed)
+            throw new Error(`${this.constructor.name}: parameter '${g.names[i]}' was disposed (replaced by loadStateDict?); create the optimizer after loading weights`);
           if (!p.grad) return;
-          if (p.disposed) throw new Error(`${this.constructor.name}: parameter '${g.names[i]}' was disposed`);
           tidy(() => this.update(p, p.grad!, this.slot(g.names[i], p), g));
         });
     });

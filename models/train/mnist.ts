@@ -27,7 +27,7 @@ export function mnistDigitsDir(): string {
   return join(dirname(pkg), 'src', 'digits');
 }
 
-/** { train, test } as above; train holds 8,005 images and test 1,995. */
+/** { train, test } as above: 8,004 training and 1,996 test images. */
 export function loadMnist(): { train: ImageSet; test: ImageSet } {
   const dir = mnistDigitsDir();
   const parts = { train: [] as [Float32Array, number][], test: [] as [Float32Array, number][] };

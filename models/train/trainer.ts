@@ -31,6 +31,8 @@ export interface TrainConfig {
   cutmix: number;
   /** Global-norm gradient clipping; 0 disables. */
   clipNorm: number;
+  /** Random translation of each training image by up to this many pixels (zero fill); 0 disables. */
+  maxShift: number;
   seed: number;
   /** Steps between checkpoints (0: only at the end). */
   checkpointEvery: number;
@@ -51,6 +53,7 @@ export const DEFAULT_TRAIN: TrainConfig = {
   mixup: 0,
   cutmix: 0,
   clipNorm: 0,
+  maxShift: 0,
   seed: 0,
   checkpointEvery: 0,
   evalBatchSize: 500,
@@ -127,6 +130,7 @@ export function checkTrainConfig(c: TrainConfig): void {
   int('seed', 0);
   int('checkpointEvery', 0);
   int('evalBatchSize', 1);
+  int('maxShift', 0);
   num('lr', 0);
   num('weightDecay', 0);
   num('constantFraction', 0, 1);
@@ -139,14 +143,31 @@ export function checkTrainConfig(c: TrainConfig): void {
     throw new TypeError(`train: 'schedule' must be constant_cosine, warmup_cosine or constant, got ${JSON.stringify(c.schedule)}`);
 }
 
-/** A batch of the set's images (by index) as [B, C, H, W] and labels [B]. */
-function gather(set: ImageSet, idx: ArrayLike<number>, device: string): { x: Tensor; y: Tensor; labels: Int32Array } {
-  const per = set.shape[0] * set.shape[1] * set.shape[2];
+/**
+ * A batch of the set's images (by index) as [B, C, H, W] and labels [B]; with `shift`,
+ * each image moved by a random (dy, dx) in [-shift, shift] (the input pipeline's one
+ * augmentation for small images, done while the batch is assembled).
+ */
+function gather(set: ImageSet, idx: ArrayLike<number>, device: string, shift = 0, rng?: Rng): { x: Tensor; y: Tensor; labels: Int32Array } {
+  const [C, H, W] = set.shape;
+  const per = C * H * W;
   const x = new Float32Array(idx.length * per);
   const labels = new Int32Array(idx.length);
   for (let i = 0; i < idx.length; i++) {
-    x.set(set.pixels.subarray(idx[i] * per, (idx[i] + 1) * per), i * per);
+    const src = set.pixels.subarray(idx[i] * per, (idx[i] + 1) * per);
     labels[i] = set.labels[idx[i]];
+    if (shift === 0 || !rng) {
+      x.set(src, i * per);
+      continue;
+    }
+    const dy = Math.floor(rng.next() * (2 * shift + 1)) - shift;
+    const dx = Math.floor(rng.next() * (2 * shift + 1)) - shift;
+    for (let c = 0; c < C; c++)
+      for (let yy = Math.max(0, dy); yy < Math.min(H, H + dy); yy++) {
+        const from = c * H * W + (yy - dy) * W;
+        const to = i * per + c * H * W + yy * W;
+        x.set(src.subarray(from + Math.max(0, -dx), from + Math.min(W, W - dx)), to + Math.max(0, dx));
+      }
   }
   return { x: P.tensor(x, [idx.length, ...set.shape], { device }), y: P.tensor(labels, [idx.length], { device }), labels };
 }
@@ -219,9 +240,9 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
   const ckptDir = join(o.outDir, 'checkpoint');
   const metricsFile = join(o.outDir, 'metrics.jsonl');
   model.train().requiresGrad_(true);
-  const opt = makeOptimizer(model, c);
   const schedule = makeSchedule(c, totalSteps);
   let state: TrainState = { step: 0, epoch: 0, position: 0, history: [], losses: [] };
+  let savedOptimizer: { tensors: Record<string, Tensor>; stepCount: number; groups: { lr: number; weightDecay: number }[] } | null = null;
 
   if (o.resume) {
     if (!existsSync(join(ckptDir, 'trainer.json'))) throw new Error(`train: nothing to resume: '${join(ckptDir, 'trainer.json')}' does not exist`);
@@ -230,14 +251,23 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
       if (k !== 'checkpointEvery' && JSON.stringify(saved.config[k]) !== JSON.stringify(c[k]))
         throw new Error(`train: the checkpoint was written with ${k} = ${JSON.stringify(saved.config[k])}, this run has ${JSON.stringify(c[k])}`);
     const weights = await P.loadSafetensors(join(ckptDir, 'model.safetensors'), { device });
-    const optState = await P.loadSafetensors(join(ckptDir, 'optimizer.safetensors'), { device });
     try {
       model.loadStateDict(weights);
-      opt.loadStateDict({ tensors: optState, stepCount: saved.optimizer.stepCount, groups: saved.optimizer.groups });
     } finally {
-      for (const t of [...Object.values(weights), ...Object.values(optState)]) t.dispose();
+      for (const t of Object.values(weights)) t.dispose();
     }
+    savedOptimizer = { tensors: await P.loadSafetensors(join(ckptDir, 'optimizer.safetensors'), { device }), ...saved.optimizer };
     state = saved.state;
+  }
+  // After loading: loadStateDict replaces the parameter tensors, and the optimizer
+  // must hold the ones the model trains.
+  const opt = makeOptimizer(model, c);
+  if (savedOptimizer) {
+    try {
+      opt.loadStateDict(savedOptimizer);
+    } finally {
+      for (const t of Object.values(savedOptimizer.tensors)) t.dispose();
+    }
   }
 
   const checkpoint = () =>
@@ -276,7 +306,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
         const rng = new Rng(c.seed * 7_919 + state.step);
         const lr = schedule(state.step);
         opt.setLearningRate(lr);
-        const { x, y, labels } = gather(data, order.subarray(state.position, state.position + c.batchSize), device);
+        const { x, y, labels } = gather(data, order.subarray(state.position, state.position + c.batchSize), device, c.maxShift, rng);
         const { loss, logits } = P.tidy(() => {
           let input = x;
           let target: Tensor = y;

@@ -1,0 +1,187 @@
+// `perceiver train`: image-classification training from a preset (or a config file)
+// on the embedded MNIST digits or an image folder (root/<class>/*.png|jpg).
+import { existsSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import * as P from '../../lib/index.js';
+import { createModel } from '../../models/registry.js';
+import { loadMnist, type ImageSet } from '../../models/train/mnist.js';
+import { PRESETS } from '../../models/train/presets.js';
+import { train, DEFAULT_TRAIN, type TrainConfig, type TrainableClassifier, type Progress } from '../../models/train/trainer.js';
+import { trainingReportPng } from '../../models/train/plot.js';
+import { loadImageFolder } from '../../models/train/image-folder.js';
+import { checkDeviceFlag, parseFlags, UsageError, type Command } from './command.js';
+
+const USAGE = `Usage: perceiver train [--preset mnist|imagenet|imagenet-debug] [--config FILE.json] [--data mnist|DIR]
+                       [--out DIR] [--resume] [--epochs N] [--batch-size N] [--lr X] [--seed N]
+                       [--checkpoint-every N] [--device cpu|cuda] [--quiet]
+
+Trains a Perceiver image classifier and writes, under --out:
+  checkpoint/      the latest checkpoint (model folder + optimizer state + trainer.json), written atomically
+  model/           the final model as a HF-layout folder ('perceiver run --model OUT/model' takes it)
+  metrics.jsonl    one JSON line per logged training window and per evaluation
+  report.png       loss and test-accuracy curves, and test images with their predicted labels
+
+Options:
+  --preset NAME          mnist (default): the miniature model of 'npm run demo';
+                         imagenet: the reference's ImageNet recipe (LAMB, constant_cosine, label smoothing 0.1);
+                         imagenet-debug: a tiny model on small images
+  --config FILE          JSON { "model": {config.json fields}, "train": {TrainConfig fields} } merged over the preset
+  --data mnist|DIR       the embedded MNIST digits (default for the mnist preset), or an image folder
+                         DIR/train/<class>/*.png|jpg and DIR/test/<class>/... (or DIR/<class>/... with 20% held out)
+  --out DIR              output folder (default runs/<preset>-<time>)
+  --resume               continue the run in --out from its checkpoint (same settings required)
+  --epochs, --batch-size, --lr, --seed, --checkpoint-every   override the preset's values
+  --device NAME          cpu or cuda (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
+  --max-steps N          stop after N steps in this call (checkpoint written; --resume continues)
+  --quiet                no progress bar
+  -h, --help             show this help
+
+Ctrl-C finishes the current step, writes a checkpoint and exits; --resume continues exactly.
+`;
+
+function intFlag(flags: Record<string, string>, name: string): number | undefined {
+  const v = flags[name];
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`${name} must be a non-negative integer, got '${v}'`);
+  return Number(v);
+}
+
+function bar(p: Progress): string {
+  const width = 24;
+  const done = Math.round((width * p.step) / p.totalSteps);
+  const eta = Math.max(0, Math.round(p.etaSeconds));
+  return `\r[${'#'.repeat(done)}${'.'.repeat(width - done)}] step ${p.step}/${p.totalSteps} epoch ${p.epoch + 1} loss ${p.loss.toFixed(4)} acc ${(100 * p.trainAccuracy).toFixed(1)}% ${p.imagesPerSecond.toFixed(0)} img/s ETA ${Math.floor(eta / 60)}m${String(eta % 60).padStart(2, '0')}s `;
+}
+
+export interface TrainCliResult {
+  outDir: string;
+  top1: number | null;
+  seconds: number;
+}
+
+/** The command's body, also used by the demo. */
+export async function runTraining(argv: string[], log: (s: string) => void = (s) => process.stderr.write(s)): Promise<TrainCliResult> {
+  const flags = parseFlags('train', argv, {
+    values: ['--preset', '--config', '--data', '--out', '--epochs', '--batch-size', '--lr', '--seed', '--checkpoint-every', '--device', '--max-steps'],
+    switches: ['--resume', '--quiet'],
+  });
+  const v = flags.values;
+  const presetName = v['--preset'] ?? 'mnist';
+  const preset = PRESETS[presetName];
+  if (!preset) throw new UsageError(`--preset must be one of ${Object.keys(PRESETS).join(', ')}, got '${presetName}'`);
+  const device = checkDeviceFlag(v['--device']);
+  let modelCfg: Record<string, unknown> = { ...preset.model };
+  let trainCfg: Partial<TrainConfig> = { ...preset.train };
+  if (v['--config']) {
+    const path = v['--config'];
+    if (!existsSync(path)) throw new Error(`config file '${path}' does not exist`);
+    let json: { model?: Record<string, unknown>; train?: Partial<TrainConfig> };
+    try {
+      json = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (err) {
+      throw new Error(`config file '${path}' is not valid JSON (${err instanceof Error ? err.message : String(err)})`);
+    }
+    if (json === null || typeof json !== 'object') throw new Error(`config file '${path}' must hold { "model": {...}, "train": {...} }`);
+    const unknown = Object.keys(json).filter((k) => k !== 'model' && k !== 'train');
+    if (unknown.length) throw new Error(`config file '${path}': unknown key${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (expected "model" and "train")`);
+    const badTrain = Object.keys(json.train ?? {}).filter((k) => !(k in DEFAULT_TRAIN));
+    if (badTrain.length) throw new Error(`config file '${path}': unknown train setting${badTrain.length > 1 ? 's' : ''} ${badTrain.join(', ')} (known: ${Object.keys(DEFAULT_TRAIN).join(', ')})`);
+    modelCfg = { ...modelCfg, ...(json.model ?? {}) };
+    trainCfg = { ...trainCfg, ...(json.train ?? {}) };
+  }
+  const overrides: [string, keyof TrainConfig][] = [['--epochs', 'epochs'], ['--batch-size', 'batchSize'], ['--seed', 'seed'], ['--checkpoint-every', 'checkpointEvery']];
+  for (const [flag, key] of overrides) {
+    const n = intFlag(v, flag);
+    if (n !== undefined) (trainCfg as Record<string, unknown>)[key] = n;
+  }
+  if (v['--lr'] !== undefined) {
+    const lr = Number(v['--lr']);
+    if (!(lr > 0) || !Number.isFinite(lr)) throw new UsageError(`--lr must be a positive number, got '${v['--lr']}'`);
+    trainCfg.lr = lr;
+  }
+  const dataArg = v['--data'] ?? (presetName === 'mnist' ? 'mnist' : undefined);
+  if (!dataArg) throw new UsageError(`--data DIR is required for the ${presetName} preset (an image folder)`);
+  let data: { train: ImageSet; test: ImageSet };
+  if (dataArg === 'mnist') data = loadMnist();
+  else {
+    const size = Number(modelCfg.image_size ?? 224);
+    data = await loadImageFolder(dataArg, { size, channels: Number(modelCfg.image_channels ?? 3) });
+  }
+  modelCfg.num_labels = data.train.classes.length;
+  modelCfg.id2label = Object.fromEntries(data.train.classes.map((c, i) => [String(i), c]));
+  const outDir = resolve(v['--out'] ?? join('runs', `${presetName}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+  const resume = flags.switches.has('--resume');
+  if (resume && !existsSync(join(outDir, 'checkpoint'))) throw new Error(`--resume: '${join(outDir, 'checkpoint')}' does not exist`);
+  if (!resume && existsSync(outDir) && readdirSync(outDir).length > 0) throw new Error(`output folder '${outDir}' is not empty (use --resume to continue it, or another --out)`);
+  P.manualSeed(trainCfg.seed ?? 0);
+  const model = createModel(modelCfg, { device }) as unknown as TrainableClassifier;
+  const quiet = flags.switches.has('--quiet');
+  const ac = new AbortController();
+  const onSigint = () => {
+    log('\nperceiver: interrupted: finishing the step and writing a checkpoint...\n');
+    ac.abort();
+  };
+  process.once('SIGINT', onSigint);
+  const t0 = performance.now();
+  log(`perceiver train: ${preset.description}\n  ${model.numParameters().toLocaleString('en-US')} parameters, ${data.train.labels.length} training and ${data.test.labels.length} test images, output ${outDir}\n`);
+  try {
+    const { state, final } = await train({
+      model,
+      train: data.train,
+      test: data.test,
+      config: trainCfg,
+      outDir,
+      resume,
+      signal: ac.signal,
+      maxSteps: intFlag(v, '--max-steps'),
+      onProgress: quiet ? undefined : (p) => log(bar(p)),
+      onEval: (r) => log(`${quiet ? '' : '\n'}epoch ${r.epoch}: test top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}%, loss ${r.loss.toFixed(4)}\n`),
+    });
+    if (ac.signal.aborted || final === null) {
+      log(`stopped at step ${state.step}; resume with: perceiver train ${argv.filter((a) => a !== '--resume').join(' ')} --out ${outDir} --resume\n`);
+      return { outDir, top1: null, seconds: (performance.now() - t0) / 1000 };
+    }
+    await model.save(join(outDir, 'model'));
+    // The report: curves plus 32 test images spread over the set (it is grouped by class).
+    const n = Math.min(32, data.test.labels.length);
+    const per = data.test.shape[0] * data.test.shape[1] * data.test.shape[2];
+    const picks = Array.from({ length: n }, (_, i) => Math.floor((i * data.test.labels.length) / n));
+    const chosen = new Float32Array(n * per);
+    picks.forEach((k, i) => chosen.set(data.test.pixels.subarray(k * per, (k + 1) * per), i * per));
+    const x = P.tensor(chosen, [n, ...data.test.shape], { device });
+    const pred = P.noGrad(() => P.tidy(() => model.forward(x).logits.argmax(-1)));
+    const predicted = (await pred.data()) as Int32Array;
+    x.dispose();
+    pred.dispose();
+    const [, h, w] = data.test.shape;
+    const png = trainingReportPng({
+      losses: state.losses,
+      accuracy: state.history.map((r) => ({ step: r.step, top1: r.top1 })),
+      samples: picks.map((k, i) => ({
+        pixels: data.test.pixels.subarray(k * per, k * per + h * w),
+        height: h,
+        width: w,
+        label: data.test.labels[k],
+        predicted: predicted[i],
+      })),
+    });
+    writeFileSync(join(outDir, 'report.png.tmp'), png);
+    renameSync(join(outDir, 'report.png.tmp'), join(outDir, 'report.png'));
+    const seconds = (performance.now() - t0) / 1000;
+    log(`done in ${seconds.toFixed(0)} s: test top-1 ${final ? (100 * final.top1).toFixed(2) : '?'}%; model in ${join(outDir, 'model')}, report ${join(outDir, 'report.png')}\n`);
+    return { outDir, top1: final?.top1 ?? null, seconds };
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    model.dispose();
+  }
+}
+
+export const trainCommand: Command = {
+  name: 'train',
+  summary: 'train an image classifier (MNIST preset, the reference ImageNet recipe, image folders)',
+  usage: USAGE,
+  async run(argv) {
+    await runTraining(argv);
+  },
+};
+

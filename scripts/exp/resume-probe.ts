@@ -1,0 +1,20 @@
+import * as P from '../../lib/index.js';
+import { createModel } from '../../models/index.js';
+import { loadMnist } from '../../models/train/mnist.js';
+import { PRESETS } from '../../models/train/presets.js';
+import { train, type TrainableClassifier } from '../../models/train/trainer.js';
+const TINY = { ...PRESETS.mnist.model, num_latents: 8, d_latents: 32, num_self_attends_per_block: 1, num_self_attention_heads: 2, conv_out_channels: 8, image_fourier_bands: 2, d_model: 18 };
+const m = loadMnist();
+const sub = (s: any, n: number) => { const step = Math.floor(s.labels.length / n); const idx = Array.from({ length: n }, (_, i) => i * step); const px = new Float32Array(n * 784); idx.forEach((k, i) => px.set(s.pixels.subarray(k * 784, (k + 1) * 784), i * 784)); return { ...s, pixels: px, labels: Int32Array.from(idx, (k) => s.labels[k]) }; };
+const data = { train: sub(m.train, 48), test: sub(m.test, 20) };
+const extra = JSON.parse(process.env.CFG ?? '{}');
+const config = { epochs: 2, batchSize: 8, lr: 2e-3, warmupSteps: 2, seed: 4, optimizer: 'lamb' as const, ...extra };
+const make = () => { P.manualSeed(11); return createModel(TINY) as unknown as TrainableClassifier; };
+const w = async (mm: P.Module) => { const out: [string, Float32Array][] = []; for (const [n, p] of mm.namedParameters()) out.push([n, (await p.data()) as Float32Array]); return out; };
+const dir = '/tmp/rp-' + process.pid;
+const a = make(); await train({ model: a, ...data, config, outDir: dir + '/a' });
+const b = make(); await train({ model: b, ...data, config, outDir: dir + '/b', maxSteps: Number(process.env.K ?? 3) });
+const c = make(); await train({ model: c, ...data, config, outDir: dir + '/b', resume: true });
+const wa = await w(a), wc = await w(c);
+for (let i = 0; i < wa.length; i++) { let d = 0; for (let j = 0; j < wa[i][1].length; j++) d = Math.max(d, Math.abs(wa[i][1][j] - wc[i][1][j])); if (d > 0) console.log(wa[i][0], d.toExponential(2)); }
+console.log('done');

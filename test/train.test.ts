@@ -1,0 +1,168 @@
+// models/train and `perceiver train`: the MNIST split, exact resume (a run stopped and
+// resumed from its checkpoint ends with the same weights as an uninterrupted one),
+// evaluation, the report, and the command line (flags, Ctrl-C).
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as P from '../lib/index.js';
+import { createModel } from '../models/index.js';
+import { loadMnist, mnistDigitsDir, type ImageSet } from '../models/train/mnist.js';
+import { PRESETS } from '../models/train/presets.js';
+import { evaluate, train, type TrainableClassifier } from '../models/train/trainer.js';
+import { Rng } from '../models/train/rng.js';
+import { cli as runCli } from './helpers/cli-run.js';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const tmp = mkdtempSync(join(tmpdir(), 'perceiver-train-'));
+test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
+
+const TINY = {
+  ...PRESETS.mnist.model,
+  num_latents: 8,
+  d_latents: 32,
+  num_self_attends_per_block: 1,
+  num_self_attention_heads: 2,
+  conv_out_channels: 8,
+  image_fourier_bands: 2,
+  d_model: 8 + 2 + 2 * 2 * 2,
+};
+
+function subset(set: ImageSet, n: number): ImageSet {
+  const step = Math.floor(set.labels.length / n);
+  const idx = Array.from({ length: n }, (_, i) => i * step);
+  const pixels = new Float32Array(n * 784);
+  idx.forEach((k, i) => pixels.set(set.pixels.subarray(k * 784, (k + 1) * 784), i * 784));
+  return { ...set, pixels, labels: Int32Array.from(idx, (k) => set.labels[k]) };
+}
+
+const mnist = loadMnist();
+
+test('MNIST: the last 20% (rounded down) of each digit file is the test set', (t) => {
+  let train = 0;
+  let testN = 0;
+  for (let d = 0; d < 10; d++) {
+    const n = (JSON.parse(readFileSync(join(mnistDigitsDir(), `${d}.json`), 'utf8')).data as number[]).length / 784;
+    testN += Math.floor(n * 0.2);
+    train += n - Math.floor(n * 0.2);
+  }
+  t.is(mnist.train.labels.length, train);
+  t.is(mnist.test.labels.length, testN);
+  t.is(train + testN, 10000);
+  t.deepEqual(mnist.train.shape, [1, 28, 28]);
+  t.true(mnist.train.pixels.every((v) => v >= 0 && v <= 1));
+  // The first test image of digit 3 is the first image of 3.json's last fifth.
+  const three = JSON.parse(readFileSync(join(mnistDigitsDir(), '3.json'), 'utf8')).data as number[];
+  const n3 = three.length / 784;
+  const at = mnist.test.labels.indexOf(3);
+  t.deepEqual(Array.from(mnist.test.pixels.subarray(at * 784, at * 784 + 784)), Array.from(Float32Array.from(three.slice((n3 - Math.floor(n3 * 0.2)) * 784, (n3 - Math.floor(n3 * 0.2) + 1) * 784))));
+});
+
+test('Rng: seeded, permutations are permutations, Beta draws lie in (0, 1)', (t) => {
+  t.deepEqual(new Rng(5).permutation(10), new Rng(5).permutation(10));
+  t.notDeepEqual(Array.from(new Rng(5).permutation(50)), Array.from(new Rng(6).permutation(50)));
+  t.deepEqual([...new Rng(1).permutation(100)].sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => i));
+  const r = new Rng(3);
+  const draws = Array.from({ length: 200 }, () => r.beta(0.4));
+  t.true(draws.every((b) => b > 0 && b < 1));
+  t.true(Math.abs(draws.reduce((a, b) => a + b, 0) / 200 - 0.5) < 0.1, 'symmetric around 1/2');
+});
+
+async function weights(m: P.Module): Promise<number[]> {
+  const out: number[] = [];
+  for (const p of m.parameters()) out.push(...(await p.data()));
+  return out;
+}
+
+test.serial('a run stopped after 3 steps and resumed from its checkpoint ends with the same weights as an uninterrupted run', async (t) => {
+  const data = { train: subset(mnist.train, 48), test: subset(mnist.test, 20) };
+  const config = { epochs: 2, batchSize: 8, lr: 2e-3, warmupSteps: 2, seed: 4, mixup: 0.2, cutmix: 1, labelSmoothing: 0.1, clipNorm: 1, maxShift: 2, optimizer: 'lamb' as const };
+  const make = () => {
+    P.manualSeed(11);
+    return createModel(TINY) as unknown as TrainableClassifier;
+  };
+  const a = make();
+  const whole = await train({ model: a, ...data, config, outDir: join(tmp, 'whole') });
+  t.is(whole.state.step, 12);
+  t.truthy(whole.final);
+  const b = make();
+  const first = await train({ model: b, ...data, config, outDir: join(tmp, 'split'), maxSteps: 3 });
+  t.is(first.state.step, 3);
+  t.is(first.final, null);
+  b.dispose();
+  const c = make();
+  const rest = await train({ model: c, ...data, config, outDir: join(tmp, 'split'), resume: true });
+  t.is(rest.state.step, 12);
+  const [wc, wa] = [await weights(c), await weights(a)];
+  t.is(wc.length, wa.length);
+  t.is(wc.findIndex((v, i) => !Object.is(v, wa[i])), -1, 'bit-identical weights');
+  t.deepEqual(rest.final, whole.final, 'same evaluation');
+  const lines = readFileSync(join(tmp, 'split', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string });
+  t.true(lines.some((l) => l.kind === 'train') && lines.some((l) => l.kind === 'eval'));
+  t.deepEqual(readdirSync(join(tmp, 'split')).sort(), ['checkpoint', 'metrics.jsonl'], 'no temporary folders left');
+  await t.throwsAsync(train({ model: c, ...data, config: { ...config, lr: 1 }, outDir: join(tmp, 'split'), resume: true }), { message: /written with lr = 0.002, this run has 1/ });
+  for (const m of [a, c]) m.dispose();
+});
+
+test.serial('evaluate: top-1 and top-5 over the set, in evaluation mode, restoring the mode', async (t) => {
+  const m = createModel(TINY) as unknown as TrainableClassifier;
+  m.train();
+  const r = await evaluate(m, subset(mnist.test, 40), 16);
+  t.true(r.top1 >= 0 && r.top1 <= r.top5 && r.top5 <= 1);
+  t.true(Number.isFinite(r.loss));
+  t.true(m.training);
+  m.dispose();
+});
+
+test('perceiver train: bad flags exit 2 naming the problem; a non-empty output folder is refused', async (t) => {
+  for (const [args, msg] of [
+    [['--preset', 'cifar'], /--preset must be one of mnist, imagenet, imagenet-debug/],
+    [['--epochs', 'two'], /--epochs must be a non-negative integer/],
+    [['--lr', '-1'], /--lr must be a positive number/],
+    [['--bogus'], /unknown option '--bogus'/],
+    [['--preset', 'imagenet'], /--data DIR is required for the imagenet preset/],
+  ] as [string[], RegExp][]) {
+    const r = await runCli(['train', ...args]);
+    t.is(r.code, 2, args.join(' '));
+    t.regex(r.stderr, msg);
+  }
+  const full = join(tmp, 'full');
+  writeFileSync(join(tmp, 'x.json'), '{"model": {}, "bogus": 1}');
+  const bad = await runCli(['train', '--config', join(tmp, 'x.json'), '--out', full]);
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, /unknown key bogus/);
+});
+
+test.serial('perceiver train on MNIST with a tiny config: --max-steps stops with a checkpoint, --resume finishes, the model folder runs, Ctrl-C checkpoints', async (t) => {
+  const cfg = join(tmp, 'tiny.json');
+  writeFileSync(cfg, JSON.stringify({ model: TINY, train: { epochs: 1, batchSize: 400 } }));
+  const out = join(tmp, 'cli-run');
+  const first = await runCli(['train', '--config', cfg, '--out', out, '--max-steps', '5', '--quiet']);
+  t.is(first.code, 0, first.stderr);
+  t.regex(first.stderr, /resume with/);
+  t.true(existsSync(join(out, 'checkpoint', 'trainer.json')));
+  const second = await runCli(['train', '--config', cfg, '--out', out, '--resume', '--quiet']);
+  t.is(second.code, 0, second.stderr);
+  t.regex(second.stderr, /epoch 1: test top-1 \d+\.\d+%/);
+  for (const f of ['model/config.json', 'model/model.safetensors', 'report.png', 'metrics.jsonl']) t.true(existsSync(join(out, f)), f);
+  const again = await runCli(['train', '--config', cfg, '--out', out, '--quiet']);
+  t.is(again.code, 1);
+  t.regex(again.stderr, /is not empty/);
+
+  // Ctrl-C: the step finishes, a checkpoint is written, the process exits cleanly.
+  const out2 = join(tmp, 'cli-int');
+  const child = spawn(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts', 'perceiver.js'), 'train', '--config', cfg, '--out', out2, '--epochs', '50'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const code = await new Promise<number | null>((resolve) => {
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('step 10/') && !child.killed) child.kill('SIGINT');
+    });
+    child.on('exit', (c) => resolve(c));
+  });
+  t.is(code, 0, err);
+  t.regex(err, /interrupted/);
+  t.true(existsSync(join(out2, 'checkpoint', 'trainer.json')));
+});
