@@ -323,6 +323,39 @@ Napi::Value MaxPool2d(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "layer_norm_backward";
+    need_args(info, 6, op);
+    const Tensor& x = tensor_arg(info, 0, op, "x");
+    const Tensor* w = optional_tensor_arg(info, 1, op, "weight");
+    const Tensor& g = tensor_arg(info, 2, op, "g");
+    auto out = layer_norm_backward(x, w, g, (float)number_arg(info, 3, op, "eps"), bool_arg(info, 4, op, "needWeight"),
+                                   bool_arg(info, 5, op, "needBias"));
+    Napi::Array arr = Napi::Array::New(info.Env(), 3);
+    for (uint32_t i = 0; i < 3; i++) arr.Set(i, out[i].storage ? ret(info, out[i]) : info.Env().Null());
+    return arr;
+  });
+}
+
+Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 3, "gelu_backward");
+    return ret(info, gelu_backward(tensor_arg(info, 0, "gelu_backward", "x"), tensor_arg(info, 1, "gelu_backward", "g"),
+                                   bool_arg(info, 2, "gelu_backward", "tanh")));
+  });
+}
+
+Napi::Value MaxPool2dBackward(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "max_pool2d_backward";
+    need_args(info, 7, op);
+    return ret(info, max_pool2d_backward(tensor_arg(info, 0, op, "x"), tensor_arg(info, 1, op, "g"), int_arg(info, 2, op, "kernelH"),
+                                         int_arg(info, 3, op, "kernelW"), int_arg(info, 4, op, "strideH"),
+                                         int_arg(info, 5, op, "strideW"), pad_arg(info, 6, op)));
+  });
+}
+
 Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     need_args(info, 6, "batch_norm");
@@ -447,7 +480,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"binary", Binary},         {"where", Where},     {"reduce", Reduce},
       {"softmax", Softmax},       {"layerNorm", LayerNorm}, {"matmul", Matmul},
       {"attention", Attention},   {"embedding", Embedding}, {"oneHot", OneHot},
-      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm},
+      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"maxPool2dBackward", MaxPool2dBackward},
       {"memory", Memory},         {"synchronize", Synchronize}, {"emptyCache", EmptyCache}, {"cpuInfo", CpuInfo},
       {"to", ToDevice},           {"cudaInfo", CudaInfo},
   };

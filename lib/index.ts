@@ -12,6 +12,7 @@ export * from './ops/linalg.js';
 export * from './ops/nn.js';
 export { tidy, keep } from './scope.js';
 export { noGrad, isGradEnabled, needsGrad, backward } from './autograd/tape.js';
+export { gradKernels } from './autograd/grads.js';
 export type { BackwardOptions } from './autograd/tape.js';
 export { memory, emptyCache } from './memory.js';
 export type { DeviceMemory } from './memory.js';

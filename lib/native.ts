@@ -51,6 +51,9 @@ export interface NativeAddon {
   oneHot(ids: H, depth: number, on: number, off: number): H;
   conv2d(x: H, weight: H, bias: H | null, strideH: number, strideW: number, padding: Pad): H;
   maxPool2d(x: H, kernelH: number, kernelW: number, strideH: number, strideW: number, padding: Pad): H;
+  layerNormBackward(x: H, weight: H | null, g: H, eps: number, needWeight: boolean, needBias: boolean): [H, H | null, H | null];
+  geluBackward(x: H, g: H, tanh: boolean): H;
+  maxPool2dBackward(x: H, g: H, kh: number, kw: number, sh: number, sw: number, pad: unknown): H;
   batchNorm(x: H, mean: H, variance: H, weight: H | null, bias: H | null, eps: number): H;
   memory(): Record<'cpu' | 'cuda', { tensors: number; storages: number; bytes: number; peakBytes: number; cachedBytes: number }>;
   emptyCache(): void;

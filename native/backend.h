@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -152,6 +153,25 @@ struct Backend {
   // (the queue itself is drained by Queue::synchronize first). CPU kernels finish
   // when they return, so only CUDA has work to wait for.
   virtual void synchronize() {}
+
+  // ---- training kernels: gradients the autograd layer would otherwise compose from
+  // forward ops. Optional: a backend without them reports so, and the op layer
+  // refuses the op (lib/autograd then composes the gradient). All float32, contiguous.
+  virtual bool has_backward_kernels() const { return false; }
+  // x, g [rows, n] -> gx [rows, n]; gw, gb [n] (each may be null) summed over rows.
+  // Defined inline: the CUDA library's vtable needs these definitions too.
+  virtual void layer_norm_backward(const float*, const float*, const float*, float*, float*, float*,
+                                   int64_t, int64_t, float) {
+    throw std::runtime_error(std::string("layer_norm_backward is not implemented on ") + name());
+  }
+  // gx = g * d/dx gelu(x) (exact erf form, or the tanh approximation).
+  virtual void gelu_backward(const float*, const float*, float*, int64_t, bool) {
+    throw std::runtime_error(std::string("gelu_backward is not implemented on ") + name());
+  }
+  // g [B, OH, OW, C] routed to the first maximum of each window: gx [B, H, W, C].
+  virtual void max_pool2d_backward(const Pool2dArgs&, const float*, float*) {
+    throw std::runtime_error(std::string("max_pool2d_backward is not implemented on ") + name());
+  }
 };
 
 Backend* cpu_backend();

@@ -104,7 +104,8 @@ void launch(const char* op, Device device, std::initializer_list<const Tensor*> 
   std::vector<StoragePtr> ins, outs;
   for (const Tensor* t : inputs)
     if (t) ins.push_back(t->storage);
-  for (const Tensor* t : outputs) outs.push_back(t->storage);
+  for (const Tensor* t : outputs)
+    if (t) outs.push_back(t->storage);
   Backend* backend = backend_for(device);
   std::string name = op;
   backend->queue(device.index).submit(

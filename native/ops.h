@@ -76,4 +76,12 @@ Tensor max_pool2d(const Tensor& x, int64_t kh, int64_t kw, int64_t stride_h, int
 Tensor batch_norm(const Tensor& x, const Tensor& mean, const Tensor& var, const Tensor* weight,
                   const Tensor* bias, float eps);
 
+// ---- training (backward) kernels; refused on backends without them ----
+// -> {gx, gw (or empty), gb (or empty)}
+std::vector<Tensor> layer_norm_backward(const Tensor& x, const Tensor* weight, const Tensor& g, float eps,
+                                        bool need_weight, bool need_bias);
+Tensor gelu_backward(const Tensor& x, const Tensor& g, bool tanh_form);
+Tensor max_pool2d_backward(const Tensor& x, const Tensor& g, int64_t kh, int64_t kw, int64_t stride_h,
+                           int64_t stride_w, const PadSpec& pad);
+
 }  // namespace perceiver

@@ -136,7 +136,10 @@ const unaries: [string, (x: Tensor) => Tensor, (v: number) => number, [number, n
   ['scale', (x) => P.scale(x, -1.5, 0.25), (v) => -1.5 * v + 0.25],
 ];
 for (const [name, op, f, range] of unaries)
-  test.serial(`${name}: gradient`, async (t) => {
+  for (const kernels of name.startsWith('gelu') ? [true, false] : [true])
+  test.serial(`${name}: gradient${name.startsWith('gelu') ? (kernels ? ' (training kernel)' : ' (composed)') : ''}`, async (t) => {
+    P.gradKernels.enabled = kernels;
+    t.teardown(() => (P.gradKernels.enabled = true));
     await checkGrad(t, name, { shapes: [[5, 7]], values: [randomArray(35, 11, ...(range ?? [-1, 1]))], op: ([x]) => op(x), ref: ([x]) => mapRef(x, f) });
   });
 
@@ -217,7 +220,10 @@ test.serial('softmax and log-softmax over the last axis', async (t) => {
   await checkGrad(t, 'logSoftmax', { shapes: [[3, 5]], op: ([x]) => P.logSoftmax(x), ref: ([x]) => softmaxRef(x, 5, true) });
 });
 
-test.serial('layerNorm: gradients to x, weight and bias', async (t) => {
+for (const kernels of [true, false])
+test.serial(`layerNorm: gradients to x, weight and bias (${kernels ? "the CPU's training kernel" : 'composed of forward ops, as other backends run it'})`, async (t) => {
+  P.gradKernels.enabled = kernels;
+  t.teardown(() => (P.gradKernels.enabled = true));
   await checkGrad(t, 'layerNorm', {
     shapes: [[4, 6], [6], [6]],
     op: ([x, w, b]) => P.layerNorm(x, w, b),
@@ -306,7 +312,10 @@ for (const [name, xs, k, s, padding] of [
   ['3x3 stride 2 same', [2, 6, 5, 1], [3, 3], [2, 2], 'same'],
   ['2x2 stride 1', [1, 4, 4, 2], [2, 2], [1, 1], 'valid'],
 ] as [string, Shape, [number, number], [number, number], 'same' | 'valid'][])
-  test.serial(`maxPool2d ${name}: the gradient goes to each window's maximum`, async (t) => {
+  for (const kernels of [true, false])
+  test.serial(`maxPool2d ${name}: the gradient goes to each window's maximum (${kernels ? 'training kernel' : 'composed'})`, async (t) => {
+    P.gradKernels.enabled = kernels;
+    t.teardown(() => (P.gradKernels.enabled = true));
     await checkGrad(t, 'maxPool2d', {
       shapes: [xs],
       op: ([x]) => P.maxPool2d(x, { kernel: k, stride: s, padding }),

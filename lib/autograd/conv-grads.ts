@@ -3,9 +3,11 @@
 // stride-dilated output gradient with the spatially flipped, in/out-swapped kernel),
 // so the engine's conv kernel does the heavy work; the weight gradient is an im2col
 // product. Max-pool routes each window's gradient to its first maximum, as PyTorch.
-import { Tensor } from '../tensor.js';
+import { Tensor, wrap } from '../tensor.js';
+import { native } from '../native.js';
 import { tensor, full, zeros } from '../creation.js';
 import { needsGrad, record } from './tape.js';
+import { useKernel } from './grads.js';
 import * as E from '../ops/elementwise.js';
 import * as L from '../ops/layout.js';
 import * as R from '../ops/reduce.js';
@@ -107,6 +109,7 @@ export function maxPool2dGrad(out: Tensor, x: Tensor, kh: number, kw: number, sh
   const Hp = H + pads[0] + pads[1];
   const Wp = W + pads[2] + pads[3];
   return record('max_pool2d', out, [x], [x, out], (g, [xs, ys]) => {
+    if (useKernel(xs)) return [wrap(native.maxPool2dBackward(xs.handle, g.handle, kh, kw, sh, sw, spec))];
     const xp = padHW(xs, pads, -Infinity);
     let taken: Tensor | null = null; // windows whose maximum already received the gradient
     let gxp: Tensor | null = null;

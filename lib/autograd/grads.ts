@@ -10,8 +10,22 @@ import * as R from '../ops/reduce.js';
 import * as M from '../ops/linalg.js';
 import * as N from '../ops/nn.js';
 import { zeros } from '../creation.js';
+import { native } from '../native.js';
+import { wrap } from '../tensor.js';
 
 const f32 = (t: Tensor) => L.cast(t, 'float32');
+
+/**
+ * Whether gradients use a backend's training kernels where it has them (the CPU does):
+ * false forces the formulas composed of forward ops, which other backends run, so
+ * tests can check both on one machine.
+ */
+export const gradKernels = { enabled: true };
+
+/** The CPU's training kernels apply to float32 tensors there. */
+export function useKernel(t: Tensor): boolean {
+  return gradKernels.enabled && t.device === 'cpu' && t.dtype === 'float32';
+}
 
 /** g summed down to `shape` (undoing numpy broadcasting). */
 export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
@@ -96,9 +110,10 @@ export function unaryGrad(op: string, out: Tensor, x: Tensor, alpha: number): Te
     case 'square':
       return one((g, [v]) => E.mul(g, E.scale(v, 2)), [x]);
     case 'gelu':
-      // d/dx x Phi(x) = Phi(x) + x phi(x). Phi = gelu(x) / x (exact: gelu is computed as
-      // x * Phi(x)), with Phi(0) = 1/2.
+      // d/dx x Phi(x) = Phi(x) + x phi(x): the CPU's training kernel, else composed with
+      // Phi = gelu(x) / x (exact: gelu is computed as x * Phi(x)), Phi(0) = 1/2.
       return one((g, [v, y]) => {
+        if (useKernel(v)) return wrap(native.geluBackward(v.handle, g.handle, false));
         const phi = E.where(E.equal(v, 0), 0.5, E.div(y, E.where(E.equal(v, 0), 1, v)));
         const density = E.scale(E.exp(E.scale(E.square(v), -0.5)), INV_SQRT_2PI);
         return E.mul(g, E.add(phi, E.mul(v, density)));
@@ -106,6 +121,7 @@ export function unaryGrad(op: string, out: Tensor, x: Tensor, alpha: number): Te
     case 'gelu_tanh':
       // 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3k x^2), t = tanh(c (x + k x^3)).
       return one((g, [v]) => {
+        if (useKernel(v)) return wrap(native.geluBackward(v.handle, g.handle, true));
         const c = Math.sqrt(2 / Math.PI);
         const k = 0.044715;
         const t = E.tanh(E.scale(E.add(v, E.scale(E.mul(v, E.square(v)), k)), c));
@@ -227,8 +243,12 @@ export function layerNormGrad(out: Tensor, x: Tensor, weight: Tensor | null, bia
   const last = x.rank - 1;
   const n = x.shape[last];
   const save = weight ? [x, weight] : [x];
-  return record('layerNorm', out, [x, weight, bias], save, (g, [v, w]) => {
-    // Recomputes the statistics: cheaper to hold than two extra [rows] tensors per call.
+  return record('layerNorm', out, [x, weight, bias], save, (g, [v, w], needs) => {
+    if (useKernel(v)) {
+      const [gx, gw, gb] = native.layerNormBackward(v.handle, w ? w.handle : null, g.handle, eps, !!w && needs[1], !!bias && needs[2]);
+      return [wrap(gx), gw ? wrap(gw) : null, gb ? wrap(gb) : null];
+    }
+    // Composed elsewhere; the statistics are recomputed (cheaper to hold than two extra [rows] tensors per call).
     const mu = R.mean(v, last, { keepdim: true });
     const centred = E.sub(v, mu);
     const rstd = E.rsqrt(E.add(R.mean(E.square(centred), last, { keepdim: true }), eps));

@@ -91,6 +91,17 @@ struct CpuBackend final : Backend {
     cpu::one_hot(ids, n, depth, on, off, out);
   }
   void conv2d(const Conv2dArgs& a) override { cpu::conv2d(a); }
+  bool has_backward_kernels() const override { return true; }
+  void layer_norm_backward(const float* x, const float* w, const float* g, float* gx, float* gw,
+                           float* gb, int64_t rows, int64_t n, float eps) override {
+    cpu::layer_norm_backward(x, w, g, gx, gw, gb, rows, n, eps);
+  }
+  void gelu_backward(const float* x, const float* g, float* gx, int64_t n, bool tanh_form) override {
+    cpu::gelu_backward(x, g, gx, n, tanh_form);
+  }
+  void max_pool2d_backward(const Pool2dArgs& a, const float* g, float* gx) override {
+    cpu::max_pool2d_backward(a, g, gx);
+  }
   void max_pool2d(const Pool2dArgs& a) override { cpu::max_pool2d(a); }
   void batch_norm(const float* x, const float* mean, const float* var, const float* w,
                   const float* b, float* out, int64_t rows, int64_t c, float eps,

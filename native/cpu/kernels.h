@@ -25,6 +25,10 @@ void conv2d(const Conv2dArgs& a);
 void max_pool2d(const Pool2dArgs& a);
 void batch_norm(const float* x, const float* mean, const float* var, const float* weight,
                 const float* bias, float* out, int64_t rows, int64_t c, float eps);
+void layer_norm_backward(const float* x, const float* weight, const float* g, float* gx, float* gw,
+                         float* gb, int64_t rows, int64_t n, float eps);
+void gelu_backward(const float* x, const float* g, float* gx, int64_t n, bool tanh_form);
+void max_pool2d_backward(const Pool2dArgs& a, const float* g, float* gx);
 
 }  // namespace cpu
 }  // namespace perceiver

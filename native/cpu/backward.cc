@@ -1,0 +1,120 @@
+// Training kernels (gradients) for the CPU backend. Sums over rows (a LayerNorm's
+// weight and bias gradients) are taken over fixed blocks of rows, each block's partial
+// in double, then the blocks in order: the result does not depend on the thread count,
+// as every other kernel's.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels.h"
+#include "../threadpool.h"
+
+namespace perceiver {
+namespace cpu {
+
+void layer_norm_backward(const float* x, const float* weight, const float* g, float* gx, float* gw,
+                         float* gb, int64_t rows, int64_t n, float eps) {
+  constexpr int64_t kBlock = 64;
+  const int64_t blocks = (rows + kBlock - 1) / kBlock;
+  const bool sums = gw || gb;
+  std::vector<double> partial(sums ? (size_t)(blocks * 2 * n) : 0, 0.0);
+  parallel_for(blocks, 1, [&](int64_t lo, int64_t hi, int) {
+    std::vector<float> xhat((size_t)n), gxhat((size_t)n);
+    for (int64_t blk = lo; blk < hi; blk++) {
+      double* pw = sums ? partial.data() + blk * 2 * n : nullptr;
+      double* pb = sums ? pw + n : nullptr;
+      for (int64_t r = blk * kBlock; r < std::min(rows, (blk + 1) * kBlock); r++) {
+        const float* a = x + r * n;
+        const float* gr = g + r * n;
+        double s = 0;
+        for (int64_t j = 0; j < n; j++) s += a[j];
+        const float mean = (float)(s / (double)n);
+        double v = 0;
+        for (int64_t j = 0; j < n; j++) v += (double)(a[j] - mean) * (a[j] - mean);
+        const float rstd = (float)(1.0 / std::sqrt(v / (double)n + (double)eps));
+        double mg = 0, mgx = 0;
+        for (int64_t j = 0; j < n; j++) {
+          xhat[j] = (a[j] - mean) * rstd;
+          gxhat[j] = weight ? gr[j] * weight[j] : gr[j];
+          mg += gxhat[j];
+          mgx += (double)gxhat[j] * xhat[j];
+          if (pw) pw[j] += (double)gr[j] * xhat[j];
+          if (pb) pb[j] += gr[j];
+        }
+        const float fmg = (float)(mg / (double)n), fmgx = (float)(mgx / (double)n);
+        float* o = gx + r * n;
+        for (int64_t j = 0; j < n; j++) o[j] = rstd * (gxhat[j] - fmg - xhat[j] * fmgx);
+      }
+    }
+  });
+  if (!sums) return;
+  for (int64_t j = 0; j < n; j++) {
+    double sw = 0, sb = 0;
+    for (int64_t blk = 0; blk < blocks; blk++) {
+      sw += partial[blk * 2 * n + j];
+      sb += partial[blk * 2 * n + n + j];
+    }
+    if (gw) gw[j] = (float)sw;
+    if (gb) gb[j] = (float)sb;
+  }
+}
+
+void gelu_backward(const float* x, const float* g, float* gx, int64_t n, bool tanh_form) {
+  parallel_for(n, 16384, [&](int64_t lo, int64_t hi, int) {
+    if (tanh_form) {
+      const float c = 0.7978845608028654f, k = 0.044715f;
+      for (int64_t i = lo; i < hi; i++) {
+        const float v = x[i];
+        const float t = std::tanh(c * (v + k * v * v * v));
+        gx[i] = g[i] * (0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * c * (1.f + 3.f * k * v * v));
+      }
+    } else {
+      for (int64_t i = lo; i < hi; i++) {
+        const float v = x[i];
+        const float cdf = 0.5f * (1.f + std::erf(v * 0.70710678118654752f));
+        const float pdf = 0.3989422804014327f * std::exp(-0.5f * v * v);
+        gx[i] = g[i] * (cdf + v * pdf);
+      }
+    }
+  });
+}
+
+void max_pool2d_backward(const Pool2dArgs& a, const float* g, float* gx) {
+  // Each image is one task: windows of one image overlap, images never do.
+  parallel_for(a.batch, 1, [&](int64_t lo, int64_t hi, int) {
+    std::vector<int64_t> arg((size_t)a.c);
+    std::vector<float> best((size_t)a.c);
+    for (int64_t b = lo; b < hi; b++) {
+      const float* xb = a.x + b * a.h * a.w * a.c;
+      float* gb = gx + b * a.h * a.w * a.c;
+      std::memset(gb, 0, sizeof(float) * (size_t)(a.h * a.w * a.c));
+      for (int64_t oy = 0; oy < a.oh; oy++)
+        for (int64_t ox = 0; ox < a.ow; ox++) {
+          for (int64_t c = 0; c < a.c; c++) {
+            best[c] = -INFINITY;
+            arg[c] = -1;
+          }
+          for (int64_t ky = 0; ky < a.kh; ky++) {
+            const int64_t iy = oy * a.stride_h - a.pad_top + ky;
+            if (iy < 0 || iy >= a.h) continue;
+            for (int64_t kx = 0; kx < a.kw; kx++) {
+              const int64_t ix = ox * a.stride_w - a.pad_left + kx;
+              if (ix < 0 || ix >= a.w) continue;
+              const int64_t at = (iy * a.w + ix) * a.c;
+              for (int64_t c = 0; c < a.c; c++)
+                if (xb[at + c] > best[c] || arg[c] < 0) {
+                  best[c] = xb[at + c];
+                  arg[c] = at + c;
+                }
+            }
+          }
+          const float* go = g + ((b * a.oh + oy) * a.ow + ox) * a.c;
+          for (int64_t c = 0; c < a.c; c++)
+            if (arg[c] >= 0) gb[arg[c]] += go[c];
+        }
+    }
+  });
+}
+
+}  // namespace cpu
+}  // namespace perceiver
