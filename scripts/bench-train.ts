@@ -1,0 +1,62 @@
+// One training step (forward, backward, AdamW) of the 'mnist' preset's miniature
+// Perceiver IO on this machine, against the same model in Debian's python3-torch
+// (scripts/bench-train.py), side by side. Goal: >= 1.0x torch's steps/s.
+//   node dist/scripts/bench-train.js [--batch 64] [--steps 20]
+import { execFileSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as P from '../lib/index.js';
+import { createModel } from '../models/index.js';
+import { PRESETS } from '../models/train/presets.js';
+import type { TrainableClassifier } from '../models/train/trainer.js';
+import { arg } from './cli-args.js';
+
+const batch = Number(arg('--batch') ?? 64);
+const steps = Number(arg('--steps') ?? 20);
+const threads = Number(process.env.PERCEIVER_NUM_THREADS ?? P.backends()[0].threads ?? 2);
+
+P.manualSeed(0);
+const model = createModel(PRESETS.mnist.model) as unknown as TrainableClassifier;
+model.train().requiresGrad_(true);
+const opt = new P.optim.AdamW(model.parameters(), { lr: 2e-3, weightDecay: 0.05 });
+const x = P.rand([batch, 1, 28, 28], { seed: 1 });
+const y = P.tensor(Int32Array.from({ length: batch }, (_, i) => i % 10), [batch]);
+const times: number[] = [];
+for (let i = 0; i < steps + 3; i++) {
+  const t0 = performance.now();
+  const loss = P.tidy(() => P.crossEntropy(model.forward(x).logits, y));
+  loss.backward();
+  opt.step();
+  opt.zeroGrad();
+  await loss.data();
+  // The update is queued after the loss: wait for the last parameter too.
+  await model.parameters().at(-1)!.data();
+  loss.dispose();
+  if (i >= 3) times.push(performance.now() - t0);
+}
+times.sort((a, b) => a - b);
+const ours = times[Math.floor(times.length / 2)];
+
+const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts', 'bench-train.py');
+let torchMs: number | null = null;
+let torchInfo = '';
+// The first interpreter that has torch: PERCEIVER_PYTHON, python3 on PATH, Debian's.
+for (const python of [process.env.PERCEIVER_PYTHON, 'python3', '/usr/bin/python3'].filter((p): p is string => !!p)) {
+  try {
+    const out = execFileSync(python, [script, String(batch), String(steps), String(threads)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const r = JSON.parse(out.trim().split('\n').at(-1)!) as { ms_per_step: number; params: number; torch: string };
+    torchMs = r.ms_per_step;
+    torchInfo = `torch ${r.torch} (${python}), ${r.params.toLocaleString('en-US')} parameters`;
+    break;
+  } catch (err) {
+    torchInfo = `torch baseline unavailable (${err instanceof Error ? err.message.split('\n')[0] : String(err)}; apt-get install python3-torch)`;
+  }
+}
+console.log(`training step, mnist preset, batch ${batch}, ${threads} threads, median of ${steps}:`);
+console.log(`  perceiver-io  ${ours.toFixed(1)} ms/step  (${(1000 / ours).toFixed(2)} steps/s, ${model.numParameters().toLocaleString('en-US')} parameters)`);
+if (torchMs !== null) {
+  console.log(`  pytorch       ${torchMs.toFixed(1)} ms/step  (${(1000 / torchMs).toFixed(2)} steps/s; ${torchInfo})`);
+  console.log(`  ratio         ${(torchMs / ours).toFixed(2)}x torch's steps/s (goal >= 1.0x)`);
+} else console.log(`  ${torchInfo}`);
+opt.dispose();
+model.dispose();
