@@ -33,3 +33,5 @@ export { crossEntropy, dropout } from './nn/functional.js';
 export type { CrossEntropyOptions } from './nn/functional.js';
 export * as optim from './optim/index.js';
 export type { Conv2dModuleOptions, BatchNorm2dOptions } from './nn/conv.js';
+export { readTorchCheckpoint } from './io/torch.js';
+export { readHaikuCheckpoint } from './io/haiku.js';

@@ -77,3 +77,16 @@ export type { ChunkedReconstruction, ChunkedOptions } from './multimodal-chunked
 export { LANGUAGE_PERCEIVER, VISION_PERCEIVER_FOURIER } from './presets.js';
 export { haikuToStateDict, detectHaikuArchitecture, haikuPreset, HAIKU_ARCHITECTURES } from './haiku.js';
 export type { HaikuConversion, HaikuConversionOptions } from './haiku.js';
+export { countFlops } from './flops.js';
+export type { FlopCount, FlopPart, FlopOptions } from './flops.js';
+export { decodeImage } from './image-io.js';
+export type { DecodedImage } from './image-io.js';
+export { imageProcessorOptions, preprocessImage, centerCrop, resizeBicubic, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD } from './image-processor.js';
+export type { RgbImage, ImageProcessorOptions } from './image-processor.js';
+export { train, evaluate, DEFAULT_TRAIN } from './train/trainer.js';
+export type { TrainConfig, TrainRunOptions, TrainState, Progress as TrainProgress, EvalResult, TrainableClassifier } from './train/trainer.js';
+export { loadMnist } from './train/mnist.js';
+export type { ImageSet } from './train/mnist.js';
+export { loadImageFolder } from './train/image-folder.js';
+export { PRESETS as TRAIN_PRESETS } from './train/presets.js';
+export type { TrainPreset } from './train/presets.js';

@@ -19,6 +19,7 @@ import {
   type TensorRecord,
 } from '../lib/index.js';
 import { perceiverConfig } from './config.js';
+import { readTorchCheckpoint } from '../lib/io/torch.js';
 import { createModel, type ArchitectureName, ARCHITECTURES } from './registry.js';
 
 export interface LoadModelOptions {
@@ -90,22 +91,9 @@ function weightsLayout(dir: string): WeightsLayout {
   return found;
 }
 
-/** The PyTorch checkpoint reader (lib/io/torch.ts), loaded only when a folder needs it. */
-interface TorchReader {
-  readTorchCheckpoint(path: string): Promise<TensorRecord[]>;
-}
 
-async function torchRecords(path: string): Promise<TensorRecord[]> {
-  let mod: TorchReader;
-  try {
-    // A variable specifier keeps TypeScript from resolving a module this file does not own.
-    const spec = '../lib/io/torch.js';
-    mod = (await import(spec)) as TorchReader;
-  } catch (err) {
-    throw new Error(`loadModel: ${path}: PyTorch checkpoints cannot be read: the reader (lib/io/torch.js) failed to load (${err instanceof Error ? err.message : String(err)})`);
-  }
-  if (typeof mod.readTorchCheckpoint !== 'function') throw new Error(`loadModel: ${path}: lib/io/torch.js has no readTorchCheckpoint()`);
-  return mod.readTorchCheckpoint(path);
+function torchRecords(path: string): Promise<TensorRecord[]> {
+  return readTorchCheckpoint(path);
 }
 
 /**

@@ -307,7 +307,7 @@ test.serial('demo-flow on the HF fixture: one-window frames give the model outpu
 
     const bad = await demo(['--model', caseDir('optical_flow'), '--size', '8x40', '--out', join(tmp, 'bad')]);
     t.not(bad.code, 0);
-    t.regex(bad.stderr, /smaller than the window/);
+    t.regex(bad.stderr, /smaller than the model's window/);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

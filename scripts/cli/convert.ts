@@ -8,6 +8,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { saveSafetensors, tensor, type Tensor } from '../../lib/index.js';
 import { contiguousStrides, RECORD_ITEM_SIZE, type TensorRecord } from '../../lib/io/records.js';
+import { readHaikuCheckpoint } from '../../lib/io/haiku.js';
 import { HAIKU_ARCHITECTURES, haikuToStateDict, type HaikuConversion } from '../../models/haiku.js';
 import { parseFlags, UsageError, type Command } from './command.js';
 
@@ -35,24 +36,6 @@ OUT_DIR is written next to itself under a temporary name and renamed into place,
 is never left half-written.
 `;
 
-type HaikuReader = (path: string) => Promise<{ params: TensorRecord[]; state: TensorRecord[] }>;
-
-/** lib/io/haiku.ts's readHaikuCheckpoint. */
-async function haikuReader(): Promise<HaikuReader> {
-  // Developed on a parallel branch: resolved when a checkpoint is converted, so the
-  // rest of the command (and its tests) does not depend on it being there.
-  const spec = '../../lib/io/haiku.js';
-  let mod: { readHaikuCheckpoint?: unknown };
-  try {
-    mod = (await import(spec)) as { readHaikuCheckpoint?: unknown };
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND')
-      throw new Error(`the Haiku checkpoint reader (lib/io/haiku.js) is missing from this build`);
-    throw err;
-  }
-  if (typeof mod.readHaikuCheckpoint !== 'function') throw new Error(`lib/io/haiku.js does not export readHaikuCheckpoint`);
-  return mod.readHaikuCheckpoint as HaikuReader;
-}
 
 async function recordBytes(rec: TensorRecord): Promise<Uint8Array> {
   const src = rec.source;
@@ -183,7 +166,7 @@ async function run(argv: string[]): Promise<void> {
     if (!statSync(out).isDirectory()) throw new Error(`'${outDir}' exists and is not a folder`);
     if (!flags.switches.has('--force') && (await readdir(out)).length) throw new Error(`'${outDir}' exists and is not empty (use --force to replace it)`);
   }
-  const read = await haikuReader();
+  const read = readHaikuCheckpoint;
   const { params, state } = await read(input);
   const conversion = haikuToStateDict(params, state, { architecture: arch, config });
   await writeModelFolder(outDir, conversion, { force: flags.switches.has('--force') });
