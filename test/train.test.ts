@@ -166,3 +166,35 @@ test.serial('perceiver train on MNIST with a tiny config: --max-steps stops with
   t.regex(err, /interrupted/);
   t.true(existsSync(join(out2, 'checkpoint', 'trainer.json')));
 });
+
+test.serial('gradient accumulation: two micro-batches of 4 step like one batch of 8 (a model without batch norm)', async (t) => {
+  const fourier = {
+    architectures: ['PerceiverForImageClassificationFourier'],
+    num_latents: 8,
+    d_latents: 32,
+    num_self_attends_per_block: 1,
+    num_self_attention_heads: 2,
+    num_cross_attention_heads: 1,
+    image_channels: 1,
+    image_fourier_bands: 2,
+    image_fourier_max_resolution: [28, 28],
+    d_model: 1 + 2 + 2 * 2 * 2,
+    initializer_range: 0.1,
+    num_labels: 10,
+  };
+  const data = { train: subset(mnist.train, 32), test: subset(mnist.test, 8) };
+  const run = async (accumulateSteps: number) => {
+    P.manualSeed(5);
+    const m = createModel(fourier) as unknown as TrainableClassifier;
+    await train({ model: m, ...data, config: { epochs: 1, batchSize: 8, lr: 0.05, optimizer: 'sgd', weightDecay: 0, warmupSteps: 0, accumulateSteps }, outDir: join(tmp, `acc-${accumulateSteps}`) });
+    const w = await weights(m);
+    m.dispose();
+    return w;
+  };
+  // SGD: the update is linear in the gradient (Adam would magnify round-off in near-zero gradients).
+  const [one, two] = [await run(1), await run(2)];
+  let worst = 0;
+  for (let i = 0; i < one.length; i++) worst = Math.max(worst, Math.abs(one[i] - two[i]) / Math.max(1e-2, Math.abs(one[i])));
+  t.true(worst < 1e-3, `max relative difference ${worst}`);
+  await t.throwsAsync(run(3), { instanceOf: RangeError, message: /'accumulateSteps' \(3\) must divide 'batchSize' \(8\)/ });
+});

@@ -33,6 +33,12 @@ export interface TrainConfig {
   clipNorm: number;
   /** Random translation of each training image by up to this many pixels (zero fill); 0 disables. */
   maxShift: number;
+  /**
+   * Gradient accumulation: each batch runs as this many equal micro-batches (forward
+   * and backward each, gradients summed), then one optimizer step; the same update
+   * with less memory (batch norm sees micro-batches, as in PyTorch). Must divide batchSize.
+   */
+  accumulateSteps: number;
   seed: number;
   /** Steps between checkpoints (0: only at the end). */
   checkpointEvery: number;
@@ -54,6 +60,7 @@ export const DEFAULT_TRAIN: TrainConfig = {
   cutmix: 0,
   clipNorm: 0,
   maxShift: 0,
+  accumulateSteps: 1,
   seed: 0,
   checkpointEvery: 0,
   evalBatchSize: 500,
@@ -131,6 +138,9 @@ export function checkTrainConfig(c: TrainConfig): void {
   int('checkpointEvery', 0);
   int('evalBatchSize', 1);
   int('maxShift', 0);
+  int('accumulateSteps', 1);
+  if (c.batchSize % c.accumulateSteps !== 0)
+    throw new RangeError(`train: 'accumulateSteps' (${c.accumulateSteps}) must divide 'batchSize' (${c.batchSize})`);
   num('lr', 0);
   num('weightDecay', 0);
   num('constantFraction', 0, 1);
@@ -306,22 +316,40 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
         const rng = new Rng(c.seed * 7_919 + state.step);
         const lr = schedule(state.step);
         opt.setLearningRate(lr);
-        const { x, y, labels } = gather(data, order.subarray(state.position, state.position + c.batchSize), device, c.maxShift, rng);
-        const { loss, logits } = P.tidy(() => {
-          let input = x;
-          let target: Tensor = y;
-          const mix = mixBatch(rng, c, x, y, data.classes.length);
-          if (mix) ({ input, target } = mix);
-          const out = model.forward(input).logits;
-          return { loss: P.crossEntropy(out, target, { labelSmoothing: c.labelSmoothing }), logits: P.noGrad(() => out.argmax(-1)) };
-        });
-        loss.backward();
+        const micro = c.batchSize / c.accumulateSteps;
+        let lossValue = 0;
+        const pred = new Int32Array(c.batchSize);
+        const labels = new Int32Array(c.batchSize);
+        // Values are read after the optimizer step is queued, so the queue never waits on JS.
+        const pending: { loss: Tensor; logits: Tensor; at: number }[] = [];
+        for (let m = 0; m < c.accumulateSteps; m++) {
+          const at = state.position + m * micro;
+          const batch = gather(data, order.subarray(at, at + micro), device, c.maxShift, rng);
+          const { loss, logits } = P.tidy(() => {
+            let input = batch.x;
+            let target: Tensor = batch.y;
+            const mix = mixBatch(rng, c, batch.x, batch.y, data.classes.length);
+            if (mix) ({ input, target } = mix);
+            const out = model.forward(input).logits;
+            // The mean over the whole batch: each micro-batch's mean, divided by their count.
+            const l = P.crossEntropy(out, target, { labelSmoothing: c.labelSmoothing });
+            return { loss: c.accumulateSteps > 1 ? l.mul(1 / c.accumulateSteps) : l, logits: P.noGrad(() => out.argmax(-1)) };
+          });
+          loss.backward();
+          labels.set(batch.labels, m * micro);
+          pending.push({ loss, logits, at: m * micro });
+          batch.x.dispose();
+          batch.y.dispose();
+        }
         if (c.clipNorm > 0) P.optim.clipGradNorm(model.parameters(), c.clipNorm).dispose();
         opt.step();
         opt.zeroGrad();
-        const lossValue = (await loss.data())[0];
-        const pred = (await logits.data()) as Int32Array;
-        for (const t of [x, y, loss, logits]) t.dispose();
+        for (const p of pending) {
+          lossValue += (await p.loss.data())[0];
+          pred.set((await p.logits.data()) as Int32Array, p.at);
+          p.loss.dispose();
+          p.logits.dispose();
+        }
         if (!Number.isFinite(lossValue)) throw new Error(`train: the loss became ${lossValue} at step ${state.step} (learning rate ${lr}); lower 'lr' or enable 'clipNorm'`);
         state.step++;
         state.position += c.batchSize;

@@ -13,7 +13,7 @@ import { checkDeviceFlag, parseFlags, UsageError, type Command } from './command
 
 const USAGE = `Usage: perceiver train [--preset mnist|imagenet|imagenet-debug] [--config FILE.json] [--data mnist|DIR]
                        [--out DIR] [--resume] [--epochs N] [--batch-size N] [--lr X] [--seed N]
-                       [--checkpoint-every N] [--device cpu|cuda] [--quiet]
+                       [--checkpoint-every N] [--accumulate N] [--device cpu|cuda] [--quiet]
 
 Trains a Perceiver image classifier and writes, under --out:
   checkpoint/      the latest checkpoint (model folder + optimizer state + trainer.json), written atomically
@@ -31,6 +31,7 @@ Options:
   --out DIR              output folder (default runs/<preset>-<time>)
   --resume               continue the run in --out from its checkpoint (same settings required)
   --epochs, --batch-size, --lr, --seed, --checkpoint-every   override the preset's values
+  --accumulate N         run each batch as N micro-batches (gradient accumulation; N divides the batch)
   --device NAME          cpu or cuda (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
   --max-steps N          stop after N steps in this call (checkpoint written; --resume continues)
   --quiet                no progress bar
@@ -62,7 +63,7 @@ export interface TrainCliResult {
 /** The command's body, also used by the demo. */
 export async function runTraining(argv: string[], log: (s: string) => void = (s) => process.stderr.write(s)): Promise<TrainCliResult> {
   const flags = parseFlags('train', argv, {
-    values: ['--preset', '--config', '--data', '--out', '--epochs', '--batch-size', '--lr', '--seed', '--checkpoint-every', '--device', '--max-steps'],
+    values: ['--preset', '--config', '--data', '--out', '--epochs', '--batch-size', '--lr', '--seed', '--checkpoint-every', '--device', '--max-steps', '--accumulate'],
     switches: ['--resume', '--quiet'],
   });
   const v = flags.values;
@@ -89,7 +90,7 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
     modelCfg = { ...modelCfg, ...(json.model ?? {}) };
     trainCfg = { ...trainCfg, ...(json.train ?? {}) };
   }
-  const overrides: [string, keyof TrainConfig][] = [['--epochs', 'epochs'], ['--batch-size', 'batchSize'], ['--seed', 'seed'], ['--checkpoint-every', 'checkpointEvery']];
+  const overrides: [string, keyof TrainConfig][] = [['--epochs', 'epochs'], ['--batch-size', 'batchSize'], ['--seed', 'seed'], ['--checkpoint-every', 'checkpointEvery'], ['--accumulate', 'accumulateSteps']];
   for (const [flag, key] of overrides) {
     const n = intFlag(v, flag);
     if (n !== undefined) (trainCfg as Record<string, unknown>)[key] = n;
