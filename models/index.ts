@@ -87,6 +87,7 @@ export { train, evaluate, DEFAULT_TRAIN } from './train/trainer.js';
 export type { TrainConfig, TrainRunOptions, TrainState, Progress as TrainProgress, EvalResult, TrainableClassifier } from './train/trainer.js';
 export { loadMnist } from './train/mnist.js';
 export type { ImageSet } from './train/mnist.js';
-export { loadImageFolder } from './train/image-folder.js';
+export { memorySource, imageFolderSources, ImageFolderSource, randomResizedCrop, listImageFolder } from './train/image-pipeline.js';
+export type { DataSource, Batch, Augment, ImageFolderSourceOptions } from './train/image-pipeline.js';
 export { PRESETS as TRAIN_PRESETS } from './train/presets.js';
 export type { TrainPreset } from './train/presets.js';

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import * as P from '../../lib/index.js';
 import type { Module, Tensor } from '../../lib/index.js';
 import type { ImageSet } from './mnist.js';
+import { isDataSource, memorySource, type Augment, type DataSource } from './image-pipeline.js';
 import { Rng } from './rng.js';
 
 export interface TrainableClassifier extends Module {
@@ -96,8 +97,9 @@ export interface TrainState {
 
 export interface TrainRunOptions {
   model: TrainableClassifier;
-  train: ImageSet;
-  test: ImageSet;
+  /** In-memory sets (MNIST) or streaming sources (image folders). */
+  train: ImageSet | DataSource;
+  test: ImageSet | DataSource;
   config: Partial<TrainConfig>;
   /** Folder for checkpoint/, metrics.jsonl and the final model. */
   outDir: string;
@@ -153,48 +155,26 @@ export function checkTrainConfig(c: TrainConfig): void {
     throw new TypeError(`train: 'schedule' must be constant_cosine, warmup_cosine or constant, got ${JSON.stringify(c.schedule)}`);
 }
 
-/**
- * A batch of the set's images (by index) as [B, C, H, W] and labels [B]; with `shift`,
- * each image moved by a random (dy, dx) in [-shift, shift] (the input pipeline's one
- * augmentation for small images, done while the batch is assembled).
- */
-function gather(set: ImageSet, idx: ArrayLike<number>, device: string, shift = 0, rng?: Rng): { x: Tensor; y: Tensor; labels: Int32Array } {
-  const [C, H, W] = set.shape;
-  const per = C * H * W;
-  const x = new Float32Array(idx.length * per);
-  const labels = new Int32Array(idx.length);
-  for (let i = 0; i < idx.length; i++) {
-    const src = set.pixels.subarray(idx[i] * per, (idx[i] + 1) * per);
-    labels[i] = set.labels[idx[i]];
-    if (shift === 0 || !rng) {
-      x.set(src, i * per);
-      continue;
-    }
-    const dy = Math.floor(rng.next() * (2 * shift + 1)) - shift;
-    const dx = Math.floor(rng.next() * (2 * shift + 1)) - shift;
-    for (let c = 0; c < C; c++)
-      for (let yy = Math.max(0, dy); yy < Math.min(H, H + dy); yy++) {
-        const from = c * H * W + (yy - dy) * W;
-        const to = i * per + c * H * W + yy * W;
-        x.set(src.subarray(from + Math.max(0, -dx), from + Math.min(W, W - dx)), to + Math.max(0, dx));
-      }
-  }
-  return { x: P.tensor(x, [idx.length, ...set.shape], { device }), y: P.tensor(labels, [idx.length], { device }), labels };
+/** A source batch as tensors on the device. */
+async function fetchBatch(src: DataSource, idx: ArrayLike<number>, device: string, aug: Augment | null): Promise<{ x: Tensor; y: Tensor; labels: Int32Array }> {
+  const b = await src.batch(idx, aug);
+  return { x: P.tensor(b.pixels, [idx.length, ...src.shape], { device }), y: P.tensor(b.labels, [idx.length], { device }), labels: b.labels };
 }
 
 /** Top-1 / top-5 accuracy and mean loss of model on set (evaluation mode, no gradients). */
-export async function evaluate(model: TrainableClassifier, set: ImageSet, batchSize = 500): Promise<{ top1: number; top5: number; loss: number }> {
+export async function evaluate(model: TrainableClassifier, set: ImageSet | DataSource, batchSize = 500): Promise<{ top1: number; top5: number; loss: number }> {
+  const src = isDataSource(set) ? set : memorySource(set);
   const wasTraining = model.training;
   model.eval();
   const device = model.parameters()[0]?.device ?? 'cpu';
   let top1 = 0;
   let top5 = 0;
   let loss = 0;
-  const n = set.labels.length;
+  const n = src.size;
   try {
     for (let i = 0; i < n; i += batchSize) {
       const idx = Array.from({ length: Math.min(batchSize, n - i) }, (_, k) => i + k);
-      const { x, y, labels } = gather(set, idx, device);
+      const { x, y, labels } = await fetchBatch(src, idx, device, null);
       const [logitsT, lossT] = P.noGrad(() => P.tidy(() => {
         const logits = model.forward(x).logits;
         return [logits, P.crossEntropy(logits, y, { reduction: 'sum' })];
@@ -241,10 +221,11 @@ function writeCheckpointDir(dir: string, write: (tmp: string) => Promise<void>):
 export async function train(o: TrainRunOptions): Promise<{ state: TrainState; final: EvalResult | null }> {
   const c: TrainConfig = { ...DEFAULT_TRAIN, ...o.config };
   checkTrainConfig(c);
-  const { model, train: data, test } = o;
+  const { model, test } = o;
+  const data = isDataSource(o.train) ? o.train : memorySource(o.train);
   const device = model.parameters()[0]?.device ?? 'cpu';
-  const stepsPerEpoch = Math.floor(data.labels.length / c.batchSize);
-  if (stepsPerEpoch < 1) throw new RangeError(`train: the training set (${data.labels.length} images) is smaller than one batch (${c.batchSize})`);
+  const stepsPerEpoch = Math.floor(data.size / c.batchSize);
+  if (stepsPerEpoch < 1) throw new RangeError(`train: the training set (${data.size} images) is smaller than one batch (${c.batchSize})`);
   const totalSteps = stepsPerEpoch * c.epochs;
   mkdirSync(o.outDir, { recursive: true });
   const ckptDir = join(o.outDir, 'checkpoint');
@@ -307,24 +288,43 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
   let aborted = false;
   try {
     while (state.epoch < c.epochs) {
-      const order = new Rng(c.seed * 1_000_003 + state.epoch).permutation(data.labels.length);
+      const order = new Rng(c.seed * 1_000_003 + state.epoch).permutation(data.size);
+      // The next step's batches are read while this step computes (prefetch), each
+      // step with its own Rng, so the pixels do not depend on the timing.
+      const stepBatches = (step: number, position: number) => {
+        const rng = new Rng(c.seed * 7_919 + step);
+        const micro = c.batchSize / c.accumulateSteps;
+        const aug: Augment = { rng, maxShift: c.maxShift };
+        const batches = (async () => {
+          const out: { x: Tensor; y: Tensor; labels: Int32Array }[] = [];
+          for (let m = 0; m < c.accumulateSteps; m++) out.push(await fetchBatch(data, order.subarray(position + m * micro, position + (m + 1) * micro), device, aug));
+          return out;
+        })();
+        // A failed prefetch is reported when the step awaits it, not as an unhandled rejection.
+        batches.catch(() => undefined);
+        return { rng, batches };
+      };
+      let prefetched: ReturnType<typeof stepBatches> | null = null;
       while (state.position + c.batchSize <= order.length) {
         if (o.signal?.aborted || (o.maxSteps !== undefined && stepsThisRun >= o.maxSteps)) {
           aborted = true;
+          if (prefetched) for (const b of await prefetched.batches) for (const t of [b.x, b.y]) t.dispose();
           break;
         }
-        const rng = new Rng(c.seed * 7_919 + state.step);
+        const current = prefetched ?? stepBatches(state.step, state.position);
+        const rng = current.rng;
+        const micro = c.batchSize / c.accumulateSteps;
+        const fetched = await current.batches;
+        prefetched = state.position + 2 * c.batchSize <= order.length ? stepBatches(state.step + 1, state.position + c.batchSize) : null;
         const lr = schedule(state.step);
         opt.setLearningRate(lr);
-        const micro = c.batchSize / c.accumulateSteps;
         let lossValue = 0;
         const pred = new Int32Array(c.batchSize);
         const labels = new Int32Array(c.batchSize);
         // Values are read after the optimizer step is queued, so the queue never waits on JS.
         const pending: { loss: Tensor; logits: Tensor; at: number }[] = [];
         for (let m = 0; m < c.accumulateSteps; m++) {
-          const at = state.position + m * micro;
-          const batch = gather(data, order.subarray(at, at + micro), device, c.maxShift, rng);
+          const batch = fetched[m];
           const { loss, logits } = P.tidy(() => {
             let input = batch.x;
             let target: Tensor = batch.y;

@@ -4,11 +4,11 @@ import { existsSync, readFileSync, readdirSync, renameSync, writeFileSync } from
 import { join, resolve } from 'node:path';
 import * as P from '../../lib/index.js';
 import { createModel } from '../../models/registry.js';
-import { loadMnist, type ImageSet } from '../../models/train/mnist.js';
+import { loadMnist } from '../../models/train/mnist.js';
 import { PRESETS } from '../../models/train/presets.js';
 import { train, DEFAULT_TRAIN, type TrainConfig, type TrainableClassifier, type Progress } from '../../models/train/trainer.js';
 import { trainingReportPng } from '../../models/train/plot.js';
-import { loadImageFolder } from '../../models/train/image-folder.js';
+import { imageFolderSources, memorySource, type DataSource } from '../../models/train/image-pipeline.js';
 import { checkDeviceFlag, parseFlags, UsageError, type Command } from './command.js';
 
 const USAGE = `Usage: perceiver train [--preset mnist|imagenet|imagenet-debug] [--config FILE.json] [--data mnist|DIR]
@@ -102,11 +102,14 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
   }
   const dataArg = v['--data'] ?? (presetName === 'mnist' ? 'mnist' : undefined);
   if (!dataArg) throw new UsageError(`--data DIR is required for the ${presetName} preset (an image folder)`);
-  let data: { train: ImageSet; test: ImageSet };
-  if (dataArg === 'mnist') data = loadMnist();
-  else {
-    const size = Number(modelCfg.image_size ?? 224);
-    data = await loadImageFolder(dataArg, { size, channels: Number(modelCfg.image_channels ?? 3) });
+  let data: { train: DataSource; test: DataSource };
+  if (dataArg === 'mnist') {
+    const m = loadMnist();
+    data = { train: memorySource(m.train), test: memorySource(m.test) };
+  } else {
+    const channels = Number(modelCfg.image_channels ?? 3);
+    if (channels !== 1 && channels !== 3) throw new Error(`image_channels must be 1 or 3 for an image folder, got ${channels}`);
+    data = imageFolderSources(dataArg, { size: Number(modelCfg.image_size ?? 224), channels });
   }
   modelCfg.num_labels = data.train.classes.length;
   modelCfg.id2label = Object.fromEntries(data.train.classes.map((c, i) => [String(i), c]));
@@ -124,7 +127,7 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
   };
   process.once('SIGINT', onSigint);
   const t0 = performance.now();
-  log(`perceiver train: ${preset.description}\n  ${model.numParameters().toLocaleString('en-US')} parameters, ${data.train.labels.length} training and ${data.test.labels.length} test images, output ${outDir}\n`);
+  log(`perceiver train: ${preset.description}\n  ${model.numParameters().toLocaleString('en-US')} parameters, ${data.train.size} training and ${data.test.size} test images, output ${outDir}\n`);
   try {
     const { state, final } = await train({
       model,
@@ -144,12 +147,11 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
     }
     await model.save(join(outDir, 'model'));
     // The report: curves plus 32 test images spread over the set (it is grouped by class).
-    const n = Math.min(32, data.test.labels.length);
+    const n = Math.min(32, data.test.size);
     const per = data.test.shape[0] * data.test.shape[1] * data.test.shape[2];
-    const picks = Array.from({ length: n }, (_, i) => Math.floor((i * data.test.labels.length) / n));
-    const chosen = new Float32Array(n * per);
-    picks.forEach((k, i) => chosen.set(data.test.pixels.subarray(k * per, (k + 1) * per), i * per));
-    const x = P.tensor(chosen, [n, ...data.test.shape], { device });
+    const picks = Array.from({ length: n }, (_, i) => Math.floor((i * data.test.size) / n));
+    const chosen = await data.test.batch(picks, null);
+    const x = P.tensor(chosen.pixels, [n, ...data.test.shape], { device });
     const pred = P.noGrad(() => P.tidy(() => model.forward(x).logits.argmax(-1)));
     const predicted = (await pred.data()) as Int32Array;
     x.dispose();
@@ -158,11 +160,12 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
     const png = trainingReportPng({
       losses: state.losses,
       accuracy: state.history.map((r) => ({ step: r.step, top1: r.top1 })),
-      samples: picks.map((k, i) => ({
-        pixels: data.test.pixels.subarray(k * per, k * per + h * w),
+      samples: picks.map((_, i) => ({
+        // The first channel, as grey.
+        pixels: chosen.pixels.subarray(i * per, i * per + h * w),
         height: h,
         width: w,
-        label: data.test.labels[k],
+        label: chosen.labels[i],
         predicted: predicted[i],
       })),
     });
