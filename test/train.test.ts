@@ -198,3 +198,12 @@ test.serial('gradient accumulation: two micro-batches of 4 step like one batch o
   t.true(worst < 1e-3, `max relative difference ${worst}`);
   await t.throwsAsync(run(3), { instanceOf: RangeError, message: /'accumulateSteps' \(3\) must divide 'batchSize' \(8\)/ });
 });
+
+test.serial('every preset builds its model and passes the trainer checks', (t) => {
+  for (const [name, preset] of Object.entries(PRESETS)) {
+    const m = createModel(preset.model);
+    t.true(m.numParameters() > 0, name);
+    m.dispose();
+  }
+  t.is(PRESETS.imagenet.train.lr, 2e-3, "the reference's 5e-4 x 1024 / 256");
+});

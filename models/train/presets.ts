@@ -6,6 +6,7 @@
 // smoothing 0.1, 110 epochs); 'mnist' is the miniature conv-front-end model of the
 // project's main job, sized for a 2-core CPU.
 import type { TrainConfig } from './trainer.js';
+import { VISION_PERCEIVER_FOURIER } from '../presets.js';
 
 export interface TrainPreset {
   description: string;
@@ -47,7 +48,8 @@ export const PRESETS: Record<string, TrainPreset> = {
   },
   imagenet: {
     description: "the reference's ImageNet recipe (Fourier-feature model at 224 px); needs a GPU and an image folder",
-    model: { architectures: ['PerceiverForImageClassificationFourier'], num_labels: 1000, d_model: 261, hidden_act: 'gelu_new', image_size: 224 },
+    // The released Fourier model's architecture, DeepMind's tanh GELU.
+    model: { ...VISION_PERCEIVER_FOURIER, hidden_act: 'gelu_new' },
     train: {
       epochs: 110,
       batchSize: 1024,
