@@ -1,5 +1,6 @@
 // Input pipeline vs trainer: images/s of the streaming image-folder pipeline alone
-// (decode + random-resized crop + flip to 224x224, sharp on libuv threads) against
+// (decode + random-resized crop + flip to 224x224 on libuv threads, then RandAugment
+// 4 x magnitude 5 in JS) against
 // the images/s of training the 'imagenet' preset's model at 224 on this machine.
 // The goal: the pipeline must be faster, so the device never waits on decoding.
 //   node dist/scripts/bench-pipeline.js [--images 128] [--batch 32] [--train-steps 2]
@@ -36,7 +37,8 @@ try {
   const t0 = performance.now();
   let done = 0;
   for (let at = 0; at + batch <= order.length; at += batch) {
-    await train.batch(order.slice(at, at + batch), { rng: new Rng(at), maxShift: 0 });
+    // As the imagenet preset trains: RandAugment 4 layers at magnitude 5 after the crop.
+    await train.batch(order.slice(at, at + batch), { rng: new Rng(at), maxShift: 0, randAugment: { numLayers: 4, magnitude: 5 } });
     done += batch;
   }
   const pipelineIps = done / ((performance.now() - t0) / 1000);
@@ -63,7 +65,7 @@ try {
   const trainerIps = 2 / (times.reduce((a, b) => a + b, 0) / times.length / 1000);
   opt.dispose();
   model.dispose();
-  console.log(`input pipeline (500x375 JPEG -> random-resized crop + flip -> 224x224, batches of ${batch}): ${pipelineIps.toFixed(1)} images/s`);
+  console.log(`input pipeline (500x375 JPEG -> random-resized crop + flip -> 224x224 + RandAugment(4, 5), batches of ${batch}): ${pipelineIps.toFixed(1)} images/s`);
   console.log(`trainer (imagenet preset, 224x224, batch 2, ${P.backends()[0].threads} CPU threads): ${trainerIps.toFixed(2)} images/s`);
   console.log(`pipeline / trainer: ${(pipelineIps / trainerIps).toFixed(1)}x (goal > 1)`);
 } finally {

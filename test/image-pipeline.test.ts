@@ -49,7 +49,13 @@ test('evaluation batches resize the shorter side and crop the centre; training b
   const c = await train.batch([1, 2, 3], { rng: new Rng(5), maxShift: 0 });
   t.deepEqual(a.pixels, b.pixels);
   t.notDeepEqual(a.pixels, c.pixels);
+  const ra = { numLayers: 3, magnitude: 9 };
+  const d = await train.batch([1, 2, 3], { rng: new Rng(4), maxShift: 0, randAugment: ra });
+  const e = await train.batch([1, 2, 3], { rng: new Rng(4), maxShift: 0, randAugment: ra });
+  t.deepEqual(d.pixels, e.pixels, 'RandAugment is drawn from the same Rng');
+  t.notDeepEqual(d.pixels, a.pixels, 'and changes the crops');
   const grey = imageFolderSources(join(root, 'set'), { size: 8, channels: 1 }).train;
+  t.is((await grey.batch([0, 1], { rng: new Rng(1), maxShift: 0, randAugment: ra })).pixels.length, 128);
   t.is((await grey.batch([0], null)).pixels.length, 64);
 });
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import type { ImageSet } from './mnist.js';
 import { Rng } from './rng.js';
+import { randAugment } from './randaugment.js';
 
 export interface Batch {
   /** [B, C, H, W] in [0, 1]. */
@@ -22,6 +23,8 @@ export interface Augment {
   rng: Rng;
   /** Random translation in pixels (in-memory sets). */
   maxShift: number;
+  /** RandAugment after the crop (image folders); numLayers 0 disables. */
+  randAugment?: { numLayers: number; magnitude: number };
 }
 
 export interface DataSource {
@@ -134,7 +137,7 @@ export class ImageFolderSource implements DataSource {
   }
 
   /** One image as [C, size, size] floats: augmented when a rng is given, else resized and centre-cropped. */
-  async load(i: number, rng: Rng | null): Promise<Float32Array> {
+  async load(i: number, rng: Rng | null, aug?: Augment['randAugment']): Promise<Float32Array> {
     const [file] = this.files[i];
     const { size, channels } = this.opts;
     try {
@@ -157,9 +160,16 @@ export class ImageFolderSource implements DataSource {
       const { data, info } = await img.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
       if (info.channels !== channels || info.width !== size || info.height !== size)
         throw new Error(`expected ${size}x${size}x${channels}, got ${info.width}x${info.height}x${info.channels}`);
+      let bytes: Uint8Array = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      if (rng && aug && aug.numLayers > 0) {
+        // RandAugment works on RGB; a grey image goes through as R = G = B.
+        const rgb = channels === 3 ? bytes : Uint8Array.from({ length: size * size * 3 }, (_, k) => bytes[Math.floor(k / 3)]);
+        const done = randAugment({ data: rgb, height: size, width: size }, rng, aug.numLayers, aug.magnitude).data;
+        bytes = channels === 3 ? done : Uint8Array.from({ length: size * size }, (_, k) => done[k * 3]);
+      }
       // HWC bytes -> CHW floats in [0, 1].
       const out = new Float32Array(channels * size * size);
-      for (let p = 0; p < size * size; p++) for (let c = 0; c < channels; c++) out[c * size * size + p] = data[p * channels + c] / 255;
+      for (let p = 0; p < size * size; p++) for (let c = 0; c < channels; c++) out[c * size * size + p] = bytes[p * channels + c] / 255;
       return out;
     } catch (err) {
       throw new Error(`cannot load training image '${file}': ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
@@ -176,7 +186,7 @@ export class ImageFolderSource implements DataSource {
     let next = 0;
     const worker = async () => {
       for (let k = next++; k < idx.length; k = next++) {
-        pixels.set(await this.load(idx[k], rngs[k]), k * per);
+        pixels.set(await this.load(idx[k], rngs[k], aug?.randAugment), k * per);
         labels[k] = this.files[idx[k]][1];
       }
     };

@@ -3,7 +3,8 @@
 // (deepmind-research perceiver/train/experiment.py: LAMB b1 0.9, b2 0.999, eps 1e-6,
 // base lr 5e-4 scaled by batch / 256, weight decay 0.1 including position embeddings,
 // global-norm clipping at 10, constant_cosine with half the run constant, label
-// smoothing 0.1, 110 epochs); 'mnist' is the miniature conv-front-end model of the
+// smoothing 0.1, 110 epochs, RandAugment 4 x 5, CutMix, MixUp 0.2); 'mnist' is the
+// miniature conv-front-end model of the
 // project's main job, sized for a 2-core CPU.
 import type { TrainConfig } from './trainer.js';
 import { VISION_PERCEIVER_FOURIER } from '../presets.js';
@@ -61,6 +62,11 @@ export const PRESETS: Record<string, TrainPreset> = {
       warmupSteps: 0,
       labelSmoothing: 0.1,
       clipNorm: 10,
+      // The reference's augmentation: RandAugment 4 layers at magnitude 5, CutMix, MixUp 0.2.
+      randAugmentLayers: 4,
+      randAugmentMagnitude: 5,
+      cutmix: 1,
+      mixup: 0.2,
     },
   },
   'imagenet-debug': {

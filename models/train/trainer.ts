@@ -40,6 +40,9 @@ export interface TrainConfig {
    * with less memory (batch norm sees micro-batches, as in PyTorch). Must divide batchSize.
    */
   accumulateSteps: number;
+  /** RandAugment on image folders: operations per image (0 disables) and magnitude (0..10). */
+  randAugmentLayers: number;
+  randAugmentMagnitude: number;
   seed: number;
   /** Steps between checkpoints (0: only at the end). */
   checkpointEvery: number;
@@ -62,6 +65,8 @@ export const DEFAULT_TRAIN: TrainConfig = {
   clipNorm: 0,
   maxShift: 0,
   accumulateSteps: 1,
+  randAugmentLayers: 0,
+  randAugmentMagnitude: 5,
   seed: 0,
   checkpointEvery: 0,
   evalBatchSize: 500,
@@ -141,6 +146,8 @@ export function checkTrainConfig(c: TrainConfig): void {
   int('evalBatchSize', 1);
   int('maxShift', 0);
   int('accumulateSteps', 1);
+  int('randAugmentLayers', 0);
+  num('randAugmentMagnitude', 0, 10);
   if (c.batchSize % c.accumulateSteps !== 0)
     throw new RangeError(`train: 'accumulateSteps' (${c.accumulateSteps}) must divide 'batchSize' (${c.batchSize})`);
   num('lr', 0);
@@ -294,7 +301,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
       const stepBatches = (step: number, position: number) => {
         const rng = new Rng(c.seed * 7_919 + step);
         const micro = c.batchSize / c.accumulateSteps;
-        const aug: Augment = { rng, maxShift: c.maxShift };
+        const aug: Augment = { rng, maxShift: c.maxShift, randAugment: { numLayers: c.randAugmentLayers, magnitude: c.randAugmentMagnitude } };
         const batches = (async () => {
           const out: { x: Tensor; y: Tensor; labels: Int32Array }[] = [];
           for (let m = 0; m < c.accumulateSteps; m++) out.push(await fetchBatch(data, order.subarray(position + m * micro, position + (m + 1) * micro), device, aug));
