@@ -4,8 +4,7 @@
 // base lr 5e-4 scaled by batch / 256, weight decay 0.1 including position embeddings,
 // global-norm clipping at 10, constant_cosine with half the run constant, label
 // smoothing 0.1, 110 epochs, RandAugment 4 x 5, CutMix, MixUp 0.2); 'mnist' is the
-// miniature conv-front-end model of the
-// project's main job, sized for a 2-core CPU.
+// miniature conv-front-end model of the project's main job, sized for a 2-core CPU.
 import type { TrainConfig } from './trainer.js';
 import { VISION_PERCEIVER_FOURIER } from '../presets.js';
 
@@ -57,6 +56,7 @@ export const PRESETS: Record<string, TrainPreset> = {
       lr: (5e-4 * 1024) / 256,
       optimizer: 'lamb',
       weightDecay: 0.1,
+      decayPositionEmbeddings: true,
       schedule: 'constant_cosine',
       constantFraction: 0.5,
       warmupSteps: 0,

@@ -22,6 +22,8 @@ export interface TrainConfig {
   lr: number;
   optimizer: 'lamb' | 'adamw' | 'sgd';
   weightDecay: number;
+  /** Decay position embeddings too (the reference's decay_pos_embs); biases and norms never. */
+  decayPositionEmbeddings: boolean;
   schedule: 'constant_cosine' | 'warmup_cosine' | 'constant';
   warmupSteps: number;
   /** constant_cosine: fraction of training at the peak rate. */
@@ -56,6 +58,7 @@ export const DEFAULT_TRAIN: TrainConfig = {
   lr: 1e-3,
   optimizer: 'adamw',
   weightDecay: 0.05,
+  decayPositionEmbeddings: false,
   schedule: 'warmup_cosine',
   warmupSteps: 100,
   constantFraction: 0.5,
@@ -119,7 +122,7 @@ export interface TrainRunOptions {
 }
 
 function makeOptimizer(model: Module, c: TrainConfig): P.optim.Optimizer {
-  const groups = P.optim.decayGroups(model, { weightDecay: c.weightDecay });
+  const groups = P.optim.decayGroups(model, { weightDecay: c.weightDecay, decayPositionEmbeddings: c.decayPositionEmbeddings });
   if (c.optimizer === 'lamb') return new P.optim.LAMB(groups, { lr: c.lr });
   if (c.optimizer === 'adamw') return new P.optim.AdamW(groups, { lr: c.lr });
   return new P.optim.SGD(groups, { lr: c.lr, momentum: 0.9, nesterov: true });
@@ -157,6 +160,7 @@ export function checkTrainConfig(c: TrainConfig): void {
   num('mixup', 0);
   num('cutmix', 0);
   num('clipNorm', 0);
+  if (typeof c.decayPositionEmbeddings !== 'boolean') throw new TypeError(`train: 'decayPositionEmbeddings' must be true or false, got ${JSON.stringify(c.decayPositionEmbeddings)}`);
   if (!['lamb', 'adamw', 'sgd'].includes(c.optimizer)) throw new TypeError(`train: 'optimizer' must be lamb, adamw or sgd, got ${JSON.stringify(c.optimizer)}`);
   if (!['constant_cosine', 'warmup_cosine', 'constant'].includes(c.schedule))
     throw new TypeError(`train: 'schedule' must be constant_cosine, warmup_cosine or constant, got ${JSON.stringify(c.schedule)}`);
