@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import type { ImageSet } from './mnist.js';
 import { Rng } from './rng.js';
-import { randAugment } from './randaugment.js';
+import { augmentPool } from './augment-pool.js';
 
 export interface Batch {
   /** [B, C, H, W] in [0, 1]. */
@@ -162,9 +162,10 @@ export class ImageFolderSource implements DataSource {
         throw new Error(`expected ${size}x${size}x${channels}, got ${info.width}x${info.height}x${info.channels}`);
       let bytes: Uint8Array = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       if (rng && aug && aug.numLayers > 0) {
-        // RandAugment works on RGB; a grey image goes through as R = G = B.
-        const rgb = channels === 3 ? bytes : Uint8Array.from({ length: size * size * 3 }, (_, k) => bytes[Math.floor(k / 3)]);
-        const done = randAugment({ data: rgb, height: size, width: size }, rng, aug.numLayers, aug.magnitude).data;
+        // RandAugment works on RGB (a grey image goes through as R = G = B), on a worker
+        // thread, seeded from this image's Rng.
+        const rgb = channels === 3 ? bytes.slice() : Uint8Array.from({ length: size * size * 3 }, (_, k) => bytes[Math.floor(k / 3)]);
+        const done = await augmentPool().run(rgb, size, Math.floor(rng.next() * 2 ** 31), aug.numLayers, aug.magnitude);
         bytes = channels === 3 ? done : Uint8Array.from({ length: size * size }, (_, k) => done[k * 3]);
       }
       // HWC bytes -> CHW floats in [0, 1].
