@@ -66,6 +66,11 @@ struct PadSpec {
   Padding mode = Padding::Valid;
   int64_t top = 0, bottom = 0, left = 0, right = 0;  // Explicit only
 };
+// Output size and leading pad of one spatial axis, TF's SAME/VALID or explicit
+// (shared by the forward ops and their gradients).
+void resolve_padding(const char* op, const char* axis, int64_t in, int64_t k, int64_t stride,
+                     Padding mode, int64_t lo, int64_t hi, int64_t* out, int64_t* pad_lo);
+void check_pad(const char* op, const PadSpec& p);
 // x [B, H, W, Cin], weight [KH, KW, Cin, Cout] (HWIO), bias [Cout] -> [B, OH, OW, Cout].
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor* bias, int64_t stride_h,
               int64_t stride_w, const PadSpec& pad);

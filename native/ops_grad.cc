@@ -1,8 +1,6 @@
 // Gradient ops for training: validation on the JS thread, then the backend's training
 // kernel on the queue. Only backends with training kernels run them (the CPU); on
 // others they are refused and lib/autograd composes the gradient from forward ops.
-#include <algorithm>
-
 #include "backend.h"
 #include "error.h"
 #include "op_util.h"
@@ -79,22 +77,12 @@ Tensor max_pool2d_backward(const Tensor& x_in, const Tensor& g_in, int64_t kh, i
   check_ndim("max_pool2d_backward", "x", x_in, 4);
   check_same_device("max_pool2d_backward", {{"x", &x_in}, {"g", &g_in}});
   if (kh < 1 || kw < 1 || sh < 1 || sw < 1) throw_range("max_pool2d_backward: kernel and stride must be >= 1");
+  check_pad("max_pool2d_backward", pad);
   int64_t B = x_in.shape[0], H = x_in.shape[1], W = x_in.shape[2], C = x_in.shape[3];
-  // The forward op's geometry (TF SAME, VALID or explicit), to check g against.
-  auto axis = [&](int64_t in, int64_t k, int64_t s, int64_t lo, int64_t hi, int64_t* out, int64_t* pad_lo) {
-    if (pad.mode == Padding::Same) {
-      *out = (in + s - 1) / s;
-      *pad_lo = std::max<int64_t>((*out - 1) * s + k - in, 0) / 2;
-      return;
-    }
-    int64_t padded = in + (pad.mode == Padding::Explicit ? lo + hi : 0);
-    if (padded < k) throw_range("max_pool2d_backward: the kernel is larger than the (padded) input");
-    *out = (padded - k) / s + 1;
-    *pad_lo = pad.mode == Padding::Explicit ? lo : 0;
-  };
+  // The forward op's geometry, to check g against.
   int64_t OH, OW, pt, pl;
-  axis(H, kh, sh, pad.top, pad.bottom, &OH, &pt);
-  axis(W, kw, sw, pad.left, pad.right, &OW, &pl);
+  resolve_padding("max_pool2d_backward", "height", H, kh, sh, pad.mode, pad.top, pad.bottom, &OH, &pt);
+  resolve_padding("max_pool2d_backward", "width", W, kw, sw, pad.mode, pad.left, pad.right, &OW, &pl);
   check_shape("max_pool2d_backward", "g", g_in, {B, OH, OW, C});
   require_kernels("max_pool2d_backward", x_in);
   Pool2dArgs a;

@@ -5,9 +5,7 @@
 #include "ops.h"
 
 namespace perceiver {
-namespace {
 
-// Output size and leading pad of one spatial axis, TF's SAME/VALID or explicit.
 void resolve_padding(const char* op, const char* axis, int64_t in, int64_t k, int64_t stride,
                      Padding mode, int64_t lo, int64_t hi, int64_t* out, int64_t* pad_lo) {
   if (mode == Padding::Same) {
@@ -28,8 +26,6 @@ void check_pad(const char* op, const PadSpec& p) {
   if (p.top < 0 || p.bottom < 0 || p.left < 0 || p.right < 0)
     throw_range(std::string(op) + ": argument 'padding' must be >= 0 on every side");
 }
-
-}  // namespace
 
 Tensor embedding(const Tensor& weight, const Tensor& ids_in) {
   check_float("embedding", "weight", weight);

@@ -15,6 +15,7 @@ import { PRESETS } from '../models/train/presets.js';
 import { Rng } from '../models/train/rng.js';
 import type { TrainableClassifier } from '../models/train/trainer.js';
 import { arg } from './cli-args.js';
+import { timeTrainingSteps } from './train-step-timer.js';
 
 const images = Number(arg('--images') ?? 128);
 const batch = Number(arg('--batch') ?? 32);
@@ -50,18 +51,7 @@ try {
   const opt = new P.optim.LAMB(model.parameters(), { lr: 1e-3 });
   const x = P.rand([2, 3, 224, 224], { seed: 1 });
   const y = P.tensor(Int32Array.from([1, 2]), [2]);
-  const times: number[] = [];
-  for (let s = 0; s < trainSteps + 1; s++) {
-    const s0 = performance.now();
-    const loss = P.tidy(() => P.crossEntropy(model.forward(x).logits, y));
-    loss.backward();
-    opt.step();
-    opt.zeroGrad();
-    await loss.data();
-    await model.parameters().at(-1)!.data();
-    loss.dispose();
-    if (s > 0) times.push(performance.now() - s0);
-  }
+  const times = await timeTrainingSteps(model, opt, x, y, trainSteps, 1);
   const trainerIps = 2 / (times.reduce((a, b) => a + b, 0) / times.length / 1000);
   opt.dispose();
   model.dispose();

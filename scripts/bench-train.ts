@@ -10,6 +10,7 @@ import { createModel } from '../models/index.js';
 import { PRESETS } from '../models/train/presets.js';
 import type { TrainableClassifier } from '../models/train/trainer.js';
 import { arg } from './cli-args.js';
+import { timeTrainingSteps } from './train-step-timer.js';
 
 const batch = Number(arg('--batch') ?? 64);
 const steps = Number(arg('--steps') ?? 20);
@@ -21,20 +22,7 @@ model.train().requiresGrad_(true);
 const opt = new P.optim.AdamW(model.parameters(), { lr: 2e-3, weightDecay: 0.05 });
 const x = P.rand([batch, 1, 28, 28], { seed: 1 });
 const y = P.tensor(Int32Array.from({ length: batch }, (_, i) => i % 10), [batch]);
-const times: number[] = [];
-for (let i = 0; i < steps + 3; i++) {
-  const t0 = performance.now();
-  const loss = P.tidy(() => P.crossEntropy(model.forward(x).logits, y));
-  loss.backward();
-  opt.step();
-  opt.zeroGrad();
-  await loss.data();
-  // The update is queued after the loss: wait for the last parameter too.
-  await model.parameters().at(-1)!.data();
-  loss.dispose();
-  if (i >= 3) times.push(performance.now() - t0);
-}
-times.sort((a, b) => a - b);
+const times = (await timeTrainingSteps(model, opt, x, y, steps, 3)).sort((a, b) => a - b);
 const ours = times[Math.floor(times.length / 2)];
 
 const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts', 'bench-train.py');

@@ -7,7 +7,7 @@ import { Tensor, wrap } from '../tensor.js';
 import { native } from '../native.js';
 import { tensor, full, zeros } from '../creation.js';
 import { needsGrad, record } from './tape.js';
-import { useKernel } from './grads.js';
+import { dilate, useKernel } from './grads.js';
 import * as E from '../ops/elementwise.js';
 import * as L from '../ops/layout.js';
 import * as R from '../ops/reduce.js';
@@ -38,18 +38,7 @@ function padHW(x: Tensor, [t, b, l, r]: Pads, value: number): Tensor {
 
 /** g [B, OH, OW, C] spread out by (sh, sw) with zeros between: [B, (OH-1)sh+1, (OW-1)sw+1, C]. */
 function dilateHW(g: Tensor, sh: number, sw: number): Tensor {
-  let y = g;
-  if (sh > 1) {
-    const [B, OH, OW, C] = y.shape;
-    const z = zeros([B, OH, sh - 1, OW, C], { device: g.device });
-    y = L.slice(L.reshape(L.concat([L.unsqueeze(y, 2), z], 2), [B, OH * sh, OW, C]), 1, 0, (OH - 1) * sh + 1);
-  }
-  if (sw > 1) {
-    const [B, OH, OW, C] = y.shape;
-    const z = zeros([B, OH, OW, sw - 1, C], { device: g.device });
-    y = L.slice(L.reshape(L.concat([L.unsqueeze(L.contiguous(y), 3), z], 3), [B, OH, OW * sw, C]), 2, 0, (OW - 1) * sw + 1);
-  }
-  return y;
+  return dilate(dilate(g, 1, sh), 2, sw);
 }
 
 /** xp's window offset (i, j) at every output position: [B, OH, OW, C]. */

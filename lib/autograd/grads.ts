@@ -163,6 +163,19 @@ export function broadcastGrad(out: Tensor, x: Tensor): Tensor {
   return record('broadcastTo', out, [x], [], (g) => [sumTo(g, shape)]);
 }
 
+/**
+ * g spread along `axis` with step - 1 zeros between neighbours: n elements become
+ * (n - 1) * step + 1 (the gradient of a strided slice, or of a strided convolution).
+ */
+export function dilate(g: Tensor, axis: number, step: number): Tensor {
+  if (step === 1) return g;
+  const gs = [...g.shape];
+  const n = gs[axis];
+  const gaps = zeros([...gs.slice(0, axis + 1), step - 1, ...gs.slice(axis + 1)], { device: g.device });
+  const wide = L.concat([L.unsqueeze(L.contiguous(g), axis + 1), gaps], axis + 1);
+  return L.slice(L.reshape(wide, [...gs.slice(0, axis), n * step, ...gs.slice(axis + 1)]), axis, 0, (n - 1) * step + 1);
+}
+
 export function sliceGrad(out: Tensor, x: Tensor, axis: number, start: number, step: number): Tensor {
   if (!needsGrad(x)) return out;
   const ax = axis < 0 ? axis + x.rank : axis;
@@ -172,14 +185,8 @@ export function sliceGrad(out: Tensor, x: Tensor, axis: number, start: number, s
   const shape = x.shape;
   return record('slice', out, [x], [], (g) => {
     const n = g.shape[ax];
-    const zerosAlong = (k: number, like: readonly number[] = shape) => zeros([...like.slice(0, ax), k, ...like.slice(ax + 1)], { device: g.device });
-    let spread = g;
-    if (step > 1 && n > 0) {
-      // Every step-th position: interleave step-1 zeros after each element, then trim.
-      const gs = [...g.shape];
-      const wide = L.concat([L.unsqueeze(g, ax + 1), zeros([...gs.slice(0, ax + 1), step - 1, ...gs.slice(ax + 1)], { device: g.device })], ax + 1);
-      spread = L.slice(L.reshape(wide, [...gs.slice(0, ax), n * step, ...gs.slice(ax + 1)]), ax, 0, (n - 1) * step + 1);
-    }
+    const zerosAlong = (k: number) => zeros([...shape.slice(0, ax), k, ...shape.slice(ax + 1)], { device: g.device });
+    const spread = n > 0 ? dilate(g, ax, step) : g;
     // Zeros before and after the slice along the axis.
     const m = spread.shape[ax];
     const parts: Tensor[] = [];

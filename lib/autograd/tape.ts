@@ -84,7 +84,7 @@ export function needsGrad(...inputs: (Tensor | number | null | undefined)[]): bo
 
 /** A second handle on t's storage that no tidy() scope owns: what a node keeps. */
 export function alias(t: Tensor): Tensor {
-  return keep(wrap(native.reshape(t.handle, [...t.shape])));
+  return keep(view(t));
 }
 
 /**
@@ -188,7 +188,7 @@ export function backward(root: Tensor, opts: BackwardOptions = {}): void {
           if ('leaf' in e) accumulate(e.leaf, gi);
           else {
             const prev = grads.get(e.node);
-            grads.set(e.node, prev ? addInPlaceOrNew(prev, gi) : gi);
+            grads.set(e.node, prev ? addGrads(prev, gi) : gi);
           }
         });
       }
@@ -196,6 +196,7 @@ export function backward(root: Tensor, opts: BackwardOptions = {}): void {
   );
 }
 
+/** A second handle on t's storage (owned by the current tidy() scope). */
 function view(t: Tensor): Tensor {
   return wrap(native.reshape(t.handle, [...t.shape]));
 }
@@ -204,14 +205,15 @@ function onesLike(t: Tensor): Tensor {
   return wrap(native.full([...t.shape], 1, t.dtype, t.device));
 }
 
-function addInPlaceOrNew(a: Tensor, b: Tensor): Tensor {
+/** a + b as a new tensor (gradients are summed, never updated in place). */
+function addGrads(a: Tensor, b: Tensor): Tensor {
   return wrap(native.binary('add', a.handle, b.handle));
 }
 
 function accumulate(leaf: Tensor, g: Tensor): void {
   if (g.shape.join(',') !== leaf.shape.join(','))
     throw new Error(`backward: internal error: gradient of shape [${g.shape.join(', ')}] for a leaf of shape [${leaf.shape.join(', ')}]`);
-  const sum = leaf.grad ? addInPlaceOrNew(leaf.grad, g) : wrap(native.contiguous(g.handle));
+  const sum = leaf.grad ? addGrads(leaf.grad, g) : wrap(native.contiguous(g.handle));
   leaf.grad?.dispose();
   leaf.grad = keep(sum);
 }

@@ -134,18 +134,19 @@ export abstract class Optimizer {
     for (const g of this.groups) g.params.forEach((p, i) => byName.set(g.names[i], p));
     const next = new Map<string, Record<string, Tensor>>();
     const problems: string[] = [];
-    for (const [key, t] of Object.entries(sd.tensors)) {
+    // '<param name>.<state name>'; parameter names contain dots, state names do not.
+    const entries = Object.entries(sd.tensors).map(([key, t]) => {
       const dot = key.lastIndexOf('.');
-      const [name, k] = [key.slice(0, dot), key.slice(dot + 1)];
+      return { key, t, name: key.slice(0, dot), k: key.slice(dot + 1) };
+    });
+    for (const { key, t, name, k } of entries) {
       const p = byName.get(name);
       if (!p || !this.stateNames().includes(k)) problems.push(`unexpected '${key}'`);
       else if (!(t instanceof Tensor) || t.shape.join(',') !== p.shape.join(','))
         problems.push(`'${key}' must be a Tensor of shape [${p.shape.join(', ')}]`);
     }
     if (problems.length) throw new Error(`${op}: ${problems.join('; ')}`);
-    for (const [key, t] of Object.entries(sd.tensors)) {
-      const dot = key.lastIndexOf('.');
-      const [name, k] = [key.slice(0, dot), key.slice(dot + 1)];
+    for (const { t, name, k } of entries) {
       const s = next.get(name) ?? {};
       s[k] = keep(noGrad(() => tidy(() => t.cast('float32').contiguous().add(0))));
       next.set(name, s);

@@ -297,6 +297,8 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
   let stepsThisRun = 0;
   let final: EvalResult | null = null;
   let aborted = false;
+  const micro = c.batchSize / c.accumulateSteps;
+  const randAugment = { numLayers: c.randAugmentLayers, magnitude: c.randAugmentMagnitude };
   try {
     while (state.epoch < c.epochs) {
       const order = new Rng(c.seed * 1_000_003 + state.epoch).permutation(data.size);
@@ -304,8 +306,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
       // step with its own Rng, so the pixels do not depend on the timing.
       const stepBatches = (step: number, position: number) => {
         const rng = new Rng(c.seed * 7_919 + step);
-        const micro = c.batchSize / c.accumulateSteps;
-        const aug: Augment = { rng, maxShift: c.maxShift, randAugment: { numLayers: c.randAugmentLayers, magnitude: c.randAugmentMagnitude } };
+        const aug: Augment = { rng, maxShift: c.maxShift, randAugment };
         const batches = (async () => {
           const out: { x: Tensor; y: Tensor; labels: Int32Array }[] = [];
           for (let m = 0; m < c.accumulateSteps; m++) out.push(await fetchBatch(data, order.subarray(position + m * micro, position + (m + 1) * micro), device, aug));
@@ -324,7 +325,6 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
         }
         const current = prefetched ?? stepBatches(state.step, state.position);
         const rng = current.rng;
-        const micro = c.batchSize / c.accumulateSteps;
         const fetched = await current.batches;
         prefetched = state.position + 2 * c.batchSize <= order.length ? stepBatches(state.step + 1, state.position + c.batchSize) : null;
         const lr = schedule(state.step);

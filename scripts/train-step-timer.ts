@@ -1,0 +1,22 @@
+// Times training steps (forward, cross-entropy, backward, optimizer step) of a
+// classifier on one fixed batch, for the benchmark scripts.
+import * as P from '../lib/index.js';
+import type { TrainableClassifier } from '../models/train/trainer.js';
+
+/** Milliseconds of each of `steps` training steps, after `warmup` untimed ones. */
+export async function timeTrainingSteps(model: TrainableClassifier, opt: P.optim.Optimizer, x: P.Tensor, y: P.Tensor, steps: number, warmup: number): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < steps + warmup; i++) {
+    const t0 = performance.now();
+    const loss = P.tidy(() => P.crossEntropy(model.forward(x).logits, y));
+    loss.backward();
+    opt.step();
+    opt.zeroGrad();
+    await loss.data();
+    // The update is queued after the loss: wait for the last parameter too.
+    await model.parameters().at(-1)!.data();
+    loss.dispose();
+    if (i >= warmup) times.push(performance.now() - t0);
+  }
+  return times;
+}
