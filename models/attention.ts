@@ -4,7 +4,7 @@
 // streams over keys, which is what lets 512 latents attend to 50,176 pixels.
 // A one-head cross-attention goes through fast-attention.ts when that is cheaper
 // (it never projects the keys and values); the plain path stays the reference.
-import { attention, keep, needsGrad, reshape, tidy, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
+import { attention, computeDtype, keep, needsGrad, reshape, tidy, toDtype, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
 import { fastCrossAttentionMacs, fastSingleHeadCrossAttention, foldQueries, plainCrossAttentionMacs } from './fast-attention.js';
 
 // Query tensors whose values never change while the tensor lives (the latents'
@@ -93,13 +93,18 @@ export class PerceiverSelfAttention extends Module {
       );
     return tidy(() => {
       if (this.layernorm2 && inputs && this.prefersFastPath(hiddenStates.shape[1], inputs.shape[1], inputs.shape[2]))
+      {
+        const folded = this.foldedQueries(hiddenStates);
+        // The fast path uses the value weights directly: they compute in the layer's dtype.
+        const dt = folded.dtype;
         return fastSingleHeadCrossAttention(
-          queryScale ? this.foldedQueries(hiddenStates).mul(queryScale) : this.foldedQueries(hiddenStates),
+          queryScale ? folded.mul(toDtype(queryScale, dt)) : folded,
           this.layernorm2.forward(inputs),
-          this.value.weight,
-          this.value.bias,
+          toDtype(this.value.weight, dt),
+          this.value.bias && toDtype(this.value.bias, dt),
           mask ?? null,
         );
+      }
       const q = this.layernorm1.forward(hiddenStates);
       const kv = this.layernorm2 && inputs ? this.layernorm2.forward(inputs) : q;
       const [B, Nq] = q.shape;
@@ -108,7 +113,7 @@ export class PerceiverSelfAttention extends Module {
       const heads = (x: Tensor, n: number, c: number) => reshape(x, [B, n, H, c / H]);
       const projected = this.query.forward(q);
       const out = attention(
-        heads(queryScale ? projected.mul(queryScale) : projected, Nq, this.qkChannels),
+        heads(queryScale ? projected.mul(toDtype(queryScale, projected.dtype)) : projected, Nq, this.qkChannels),
         heads(this.key.forward(kv), Nk, this.qkChannels),
         heads(this.value.forward(kv), Nk, this.vChannels),
         { mask: mask ?? null },
@@ -133,10 +138,16 @@ export class PerceiverSelfAttention extends Module {
       this.key.weight,
     ];
     // While training, the fold is part of the graph and must be recomputed every call.
-    if (needsGrad(...deps)) return foldQueries(this.query.forward(this.layernorm1.forward(hiddenStates)), this.key.weight);
+    const fold = (): Tensor => {
+      const q = this.query.forward(this.layernorm1.forward(hiddenStates));
+      return foldQueries(q, toDtype(this.key.weight, q.dtype));
+    };
+    if (needsGrad(...deps)) return fold();
     const c = this.foldCache;
-    if (c && c.deps.length === deps.length && c.deps.every((d, i) => d === deps[i] && !d.disposed) && !c.folded.disposed) return c.folded;
-    const folded = foldQueries(this.query.forward(this.layernorm1.forward(hiddenStates)), this.key.weight);
+    const cached = c && c.deps.length === deps.length && c.deps.every((d, i) => d === deps[i] && !d.disposed) && !c.folded.disposed;
+    // The same tensors fold to another dtype under autocast.
+    if (cached && c.folded.dtype === computeDtype(this.key.weight)) return c.folded;
+    const folded = fold();
     if (staticQueries.has(hiddenStates)) {
       this.clearFoldCache();
       this.foldCache = { deps, folded: keep(folded) };
@@ -219,7 +230,8 @@ export class PerceiverAttention extends Module {
   forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null, queryScale?: Tensor | null): Tensor {
     return tidy(() => {
       const out = this.output.forward(this.self.forward(hiddenStates, inputs, mask, queryScale));
-      return this.useQueryResidual ? out.add(hiddenStates) : out;
+      // The residual joins in the block's compute dtype (queries may arrive as float32 positions).
+      return this.useQueryResidual ? out.add(toDtype(hiddenStates, out.dtype)) : out;
     });
   }
 }
