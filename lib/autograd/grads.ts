@@ -16,15 +16,29 @@ import { wrap } from '../tensor.js';
 const f32 = (t: Tensor) => L.cast(t, 'float32');
 
 /**
- * Whether gradients use a backend's training kernels where it has them (the CPU does):
- * false forces the formulas composed of forward ops, which other backends run, so
- * tests can check both on one machine.
+ * Whether gradients use a backend's training kernels where it has them (the CPU and
+ * CUDA do): false forces the formulas composed of forward ops, which every backend
+ * runs, so tests can check both on one machine.
  */
 export const gradKernels = { enabled: true };
 
-/** The CPU's training kernels apply to float32 tensors there. */
+// Per device: whether its backend reports training kernels (asked once).
+const kernelBackends = new Map<string, boolean>();
+
+/**
+ * Training kernels apply where the backend has them: to float32 on the CPU (16-bit
+ * would only round-trip through float32 there), to float32, bfloat16 and float16 on
+ * CUDA (float32 accumulation).
+ */
 export function useKernel(t: Tensor): boolean {
-  return gradKernels.enabled && t.device === 'cpu' && t.dtype === 'float32';
+  if (!gradKernels.enabled) return false;
+  if (t.dtype !== 'float32' && (t.device === 'cpu' || (t.dtype !== 'bfloat16' && t.dtype !== 'float16'))) return false;
+  let has = kernelBackends.get(t.device);
+  if (has === undefined) {
+    has = native.hasBackwardKernels(t.device);
+    kernelBackends.set(t.device, has);
+  }
+  return has;
 }
 
 /** g summed down to `shape` (undoing numpy broadcasting). */
