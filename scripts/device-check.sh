@@ -101,7 +101,10 @@ device() {
   echo "== harnesses"
   for h in "$DEV"/bin/cuda_*_check; do
     [ -x "$h" ] || continue
-    step "$(basename "$h")" 60 "$h"
+    # The training-kernel harness is small (a few seconds); the others time GEMMs and attention.
+    local limit=60
+    [ "$(basename "$h")" = cuda_train_check ] && limit=30
+    step "$(basename "$h")" "$limit" "$h"
   done
 
   echo "== ava with PERCEIVER_TEST_DEVICE=cuda"
