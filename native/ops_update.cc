@@ -42,7 +42,9 @@ struct InPlace {
 };
 
 InPlace in_place(const char* op, const char* name, const Tensor& t, const Shape& shape) {
-  check_float32(op, name, t);
+  if (t.dtype != DType::Float32)
+    throw_type(arg_prefix(op, name) + " must have dtype float32, got " + dtype_name(t.dtype) +
+               " (parameters and optimizer state are float32 master weights; cast a copy for 16-bit compute)");
   check_shape(op, name, t, shape);
   for (int i = 0; i < t.ndim(); i++)
     if (t.strides[i] == 0 && t.shape[i] > 1)
