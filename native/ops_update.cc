@@ -34,14 +34,9 @@ bool overlaps(const Tensor& a, const Tensor& b) {
   return ra.first < rb.second && rb.first < ra.second && ra.first < ra.second && rb.first < rb.second;
 }
 
-// An operand written in place: `work` is dense memory the kernel updates; for a
-// strided view it is a copy, assigned back to `orig` after the kernel.
-struct InPlace {
-  Tensor orig, work;
-  bool copy_back = false;
-};
-
-InPlace in_place(const char* op, const char* name, const Tensor& t, const Shape& shape) {
+// An operand written in place: float32, the parameter's shape, and no stride-0 axis
+// (several elements would be written through one address).
+void check_in_place(const char* op, const char* name, const Tensor& t, const Shape& shape) {
   if (t.dtype != DType::Float32)
     throw_type(arg_prefix(op, name) + " must have dtype float32, got " + dtype_name(t.dtype) +
                " (parameters and optimizer state are float32 master weights; cast a copy for 16-bit compute)");
@@ -50,6 +45,16 @@ InPlace in_place(const char* op, const char* name, const Tensor& t, const Shape&
     if (t.strides[i] == 0 && t.shape[i] > 1)
       throw_value(arg_prefix(op, name) + " is a broadcast view (axis " + std::to_string(i) +
                   " has stride 0); update its source");
+}
+
+// `work` is dense memory the kernel updates; for a strided view it is a copy,
+// assigned back to `orig` after the kernel.
+struct InPlace {
+  Tensor orig, work;
+  bool copy_back = false;
+};
+
+InPlace in_place(const Tensor& t) {
   InPlace r;
   r.orig = t;
   r.work = t;
@@ -69,10 +74,8 @@ void check_unit(const char* op, const char* name, double v) {
   if (!(v >= 0 && v < 1)) throw_range(arg_prefix(op, name) + " must be in [0, 1), got " + std::to_string(v));
 }
 
-// The gradient as dense float32 memory that no in-place operand overlaps.
-Tensor dense_grad(const char* op, const Tensor& g, const Tensor& p, std::initializer_list<const Tensor*> written) {
-  check_float(op, "grad", g);
-  check_shape(op, "grad", g, p.shape);
+// The gradient (checked already) as dense float32 memory that no in-place operand overlaps.
+Tensor dense_grad(const char* op, const Tensor& g, std::initializer_list<const Tensor*> written) {
   Tensor d = g.dtype == DType::Float32 ? contiguous(g) : cast(g, DType::Float32);
   for (const Tensor* w : written) {
     if (w && overlaps(d, *w)) {
@@ -104,13 +107,16 @@ void adam_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
   check_rate(op, "weightDecay", h.weight_decay);
   if (h.step < 1 || h.step > (int64_t(1) << 53))
     throw_range(arg_prefix(op, "step") + " must be an integer >= 1 (the count of steps including this one), got " + std::to_string(h.step));
-  InPlace p = in_place(op, "param", param, param.shape);
-  InPlace m = in_place(op, "exp_avg", exp_avg, param.shape);
-  InPlace v = in_place(op, "exp_avg_sq", exp_avg_sq, param.shape);
+  check_in_place(op, "param", param, param.shape);
+  check_float(op, "grad", grad);
+  check_shape(op, "grad", grad, param.shape);
+  check_in_place(op, "exp_avg", exp_avg, param.shape);
+  check_in_place(op, "exp_avg_sq", exp_avg_sq, param.shape);
   check_disjoint(op, {{"param", &param}, {"exp_avg", &exp_avg}, {"exp_avg_sq", &exp_avg_sq}});
-  Tensor g = dense_grad(op, grad, param, {&param, &exp_avg, &exp_avg_sq});
   const int64_t n = param.numel();
   if (n == 0) return;
+  InPlace p = in_place(param), m = in_place(exp_avg), v = in_place(exp_avg_sq);
+  Tensor g = dense_grad(op, grad, {&param, &exp_avg, &exp_avg_sq});
   AdamArgs a{};
   a.n = n;
   a.lr = (float)h.lr;
@@ -146,15 +152,18 @@ void sgd_update(const Tensor& param, const Tensor& grad, const Tensor* momentum_
   if (momentum_buffer == nullptr && momentum != 0)
     throw_value(arg_prefix(op, "momentumBuffer") + " is required when momentum is " + std::to_string(momentum));
   if (nesterov && !(momentum > 0)) throw_range(arg_prefix(op, "nesterov") + " needs momentum > 0");
-  InPlace p = in_place(op, "param", param, param.shape);
-  InPlace m;
+  check_in_place(op, "param", param, param.shape);
+  check_float(op, "grad", grad);
+  check_shape(op, "grad", grad, param.shape);
   if (momentum_buffer) {
-    m = in_place(op, "momentumBuffer", *momentum_buffer, param.shape);
+    check_in_place(op, "momentumBuffer", *momentum_buffer, param.shape);
     check_disjoint(op, {{"param", &param}, {"momentumBuffer", momentum_buffer}});
   }
-  Tensor g = dense_grad(op, grad, param, {&param, momentum_buffer});
   const int64_t n = param.numel();
   if (n == 0) return;
+  InPlace p = in_place(param);
+  InPlace m = momentum_buffer ? in_place(*momentum_buffer) : InPlace();
+  Tensor g = dense_grad(op, grad, {&param, momentum_buffer});
   SgdArgs a{};
   a.n = n;
   a.lr = (float)lr;
