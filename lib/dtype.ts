@@ -1,6 +1,13 @@
 /** Element types a tensor can hold. float16/bfloat16 are storage types on the CPU. */
 export type DTypeName = 'float32' | 'float16' | 'bfloat16' | 'int32' | 'uint8';
 
+/** The floating dtypes; 16-bit ones compute with float32 accumulation. */
+export type FloatDTypeName = 'float32' | 'float16' | 'bfloat16';
+
+export function isFloatDType(v: unknown): v is FloatDTypeName {
+  return v === 'float32' || v === 'float16' || v === 'bfloat16';
+}
+
 export const DTYPES: readonly DTypeName[] = ['float32', 'float16', 'bfloat16', 'int32', 'uint8'];
 
 /** What `data()` returns per dtype: 16-bit floats are widened to float32. */

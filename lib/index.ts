@@ -1,7 +1,7 @@
 // perceiver-io: DeepMind's Perceiver and Perceiver IO for Node.js.
 export { Tensor } from './tensor.js';
 export type { Scalar, TensorOrScalar } from './tensor.js';
-export type { DTypeName, TypedData } from './dtype.js';
+export type { DTypeName, TypedData, FloatDTypeName } from './dtype.js';
 export { DTYPES } from './dtype.js';
 export { tensor, full, zeros, ones, arange, randn, rand, manualSeed } from './creation.js';
 export type { CreateOptions, RandomOptions, TensorData } from './creation.js';
@@ -24,13 +24,14 @@ export type { SafetensorsDType, SafetensorsEntry, SafetensorsHeader, ReadSafeten
 export { RECORD_ITEM_SIZE, contiguousStrides, permuteRecord, recordByteSpan, isFloatRecordDType } from './io/records.js';
 export type { RecordDType, RecordSource, TensorRecord } from './io/records.js';
 export { loadRecords, checkRecord, engineDTypeOf } from './io/load-records.js';
-export type { LoadRecordsOptions, LoadProgress, FloatDTypeName } from './io/load-records.js';
+export type { LoadRecordsOptions, LoadProgress } from './io/load-records.js';
 export { Module, ModuleList, ModuleDict, ParameterDict } from './nn/module.js';
-export type { LoadStateDictOptions, LoadStateDictResult } from './nn/module.js';
+export type { LoadStateDictOptions, LoadStateDictResult, ModuleToOptions } from './nn/module.js';
 export { Linear, LayerNorm, Embedding } from './nn/layers.js';
 export type { InitOptions, LinearOptions, LayerNormModuleOptions } from './nn/layers.js';
 export { Conv2d, BatchNorm2d } from './nn/conv.js';
 export { crossEntropy, dropout } from './nn/functional.js';
+export { autocast, autocastDtype, computeDtype, computeIn, toDtype, needsCast } from './nn/autocast.js';
 export type { CrossEntropyOptions } from './nn/functional.js';
 export * as optim from './optim/index.js';
 export type { Conv2dModuleOptions, BatchNorm2dOptions } from './nn/conv.js';

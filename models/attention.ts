@@ -4,7 +4,10 @@
 // streams over keys, which is what lets 512 latents attend to 50,176 pixels.
 // A one-head cross-attention goes through fast-attention.ts when that is cheaper
 // (it never projects the keys and values); the plain path stays the reference.
-import { attention, keep, needsGrad, reshape, tidy, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
+// Training with attention-weight dropout (HF's attention_probs_dropout_prob) takes the
+// unfused attention-dropout.ts instead: the weights must exist to be dropped.
+import { attention, computeDtype, keep, needsGrad, reshape, tidy, toDtype, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
+import { attentionWithDropout } from './attention-dropout.js';
 import { fastCrossAttentionMacs, fastSingleHeadCrossAttention, foldQueries, plainCrossAttentionMacs } from './fast-attention.js';
 
 // Query tensors whose values never change while the tensor lives (the latents'
@@ -30,6 +33,11 @@ export interface PerceiverSelfAttentionOptions extends InitOptions {
   qDim: number;
   /** Channels of the key/value input; default qDim. */
   kvDim?: number;
+  /**
+   * Dropout on the attention weights while training (HF's attention_probs_dropout_prob),
+   * in [0, 1). Default 0. Evaluation mode never drops.
+   */
+  attentionProbsDropoutProb?: number;
 }
 
 function divisible(what: string, channels: number, heads: number): void {
@@ -49,6 +57,8 @@ export class PerceiverSelfAttention extends Module {
   readonly query: Linear;
   readonly key: Linear;
   readonly value: Linear;
+  /** Probability of dropping each attention weight in training mode. */
+  readonly attentionProbsDropoutProb: number;
   /**
    * Let a one-head cross-attention skip the key/value projections when that costs
    * fewer multiply-adds (the same function up to float32 rounding). Default true;
@@ -69,6 +79,10 @@ export class PerceiverSelfAttention extends Module {
     this.vChannels = opts.vChannels ?? this.qkChannels;
     divisible('qk_channels', this.qkChannels, this.numHeads);
     divisible('v_channels', this.vChannels, this.numHeads);
+    const p = opts.attentionProbsDropoutProb ?? 0;
+    if (typeof p !== 'number' || !(p >= 0 && p < 1))
+      throw new RangeError(`PerceiverSelfAttention: attention_probs_dropout_prob must be a number in [0, 1), got ${JSON.stringify(p)}`);
+    this.attentionProbsDropoutProb = p;
     const init = { initStd, device };
     this.layernorm1 = this.registerModule('layernorm1', new LayerNorm(qDim, { device }));
     this.layernorm2 = this.isCrossAttention ? this.registerModule('layernorm2', new LayerNorm(kvDim, { device })) : null;
@@ -91,15 +105,22 @@ export class PerceiverSelfAttention extends Module {
           ? `PerceiverSelfAttention: a cross-attention needs 'inputs' (the keys and values)`
           : `PerceiverSelfAttention: a self-attention takes no 'inputs'`,
       );
+    // Dropped-out weights no longer sum to one per row, which the fast path's bias fold
+    // relies on, so training with dropout takes the plain path.
+    const dropping = this.training && this.attentionProbsDropoutProb > 0;
     return tidy(() => {
-      if (this.layernorm2 && inputs && this.prefersFastPath(hiddenStates.shape[1], inputs.shape[1], inputs.shape[2]))
+      if (!dropping && this.layernorm2 && inputs && this.prefersFastPath(hiddenStates.shape[1], inputs.shape[1], inputs.shape[2])) {
+        const folded = this.foldedQueries(hiddenStates);
+        // The fast path uses the value weights directly: they compute in the layer's dtype.
+        const dt = folded.dtype;
         return fastSingleHeadCrossAttention(
-          queryScale ? this.foldedQueries(hiddenStates).mul(queryScale) : this.foldedQueries(hiddenStates),
+          queryScale ? folded.mul(toDtype(queryScale, dt)) : folded,
           this.layernorm2.forward(inputs),
-          this.value.weight,
-          this.value.bias,
+          toDtype(this.value.weight, dt),
+          this.value.bias && toDtype(this.value.bias, dt),
           mask ?? null,
         );
+      }
       const q = this.layernorm1.forward(hiddenStates);
       const kv = this.layernorm2 && inputs ? this.layernorm2.forward(inputs) : q;
       const [B, Nq] = q.shape;
@@ -107,12 +128,12 @@ export class PerceiverSelfAttention extends Module {
       const H = this.numHeads;
       const heads = (x: Tensor, n: number, c: number) => reshape(x, [B, n, H, c / H]);
       const projected = this.query.forward(q);
-      const out = attention(
-        heads(queryScale ? projected.mul(queryScale) : projected, Nq, this.qkChannels),
-        heads(this.key.forward(kv), Nk, this.qkChannels),
-        heads(this.value.forward(kv), Nk, this.vChannels),
-        { mask: mask ?? null },
-      );
+      const qh = heads(queryScale ? projected.mul(toDtype(queryScale, projected.dtype)) : projected, Nq, this.qkChannels);
+      const kh = heads(this.key.forward(kv), Nk, this.qkChannels);
+      const vh = heads(this.value.forward(kv), Nk, this.vChannels);
+      const out = dropping
+        ? attentionWithDropout(qh, kh, vh, { mask: mask ?? null, p: this.attentionProbsDropoutProb })
+        : attention(qh, kh, vh, { mask: mask ?? null });
       // [B, Nq, H, Dv] -> [B, Nq, H*Dv]: heads concatenated head-major, as HF's permute+view.
       return reshape(out, [B, Nq, this.vChannels]);
     });
@@ -133,10 +154,16 @@ export class PerceiverSelfAttention extends Module {
       this.key.weight,
     ];
     // While training, the fold is part of the graph and must be recomputed every call.
-    if (needsGrad(...deps)) return foldQueries(this.query.forward(this.layernorm1.forward(hiddenStates)), this.key.weight);
+    const fold = (): Tensor => {
+      const q = this.query.forward(this.layernorm1.forward(hiddenStates));
+      return foldQueries(q, toDtype(this.key.weight, q.dtype));
+    };
+    if (needsGrad(...deps)) return fold();
     const c = this.foldCache;
-    if (c && c.deps.length === deps.length && c.deps.every((d, i) => d === deps[i] && !d.disposed) && !c.folded.disposed) return c.folded;
-    const folded = foldQueries(this.query.forward(this.layernorm1.forward(hiddenStates)), this.key.weight);
+    const cached = c && c.deps.length === deps.length && c.deps.every((d, i) => d === deps[i] && !d.disposed) && !c.folded.disposed;
+    // The same tensors fold to another dtype under autocast.
+    if (cached && c.folded.dtype === computeDtype(this.key.weight)) return c.folded;
+    const folded = fold();
     if (staticQueries.has(hiddenStates)) {
       this.clearFoldCache();
       this.foldCache = { deps, folded: keep(folded) };
@@ -219,7 +246,8 @@ export class PerceiverAttention extends Module {
   forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null, queryScale?: Tensor | null): Tensor {
     return tidy(() => {
       const out = this.output.forward(this.self.forward(hiddenStates, inputs, mask, queryScale));
-      return this.useQueryResidual ? out.add(hiddenStates) : out;
+      // The residual joins in the block's compute dtype (queries may arrive as float32 positions).
+      return this.useQueryResidual ? out.add(toDtype(hiddenStates, out.dtype)) : out;
     });
   }
 }

@@ -136,6 +136,8 @@ export function perceiverConfig(json: Partial<PerceiverConfig> & Record<string, 
     throw new TypeError(`perceiverConfig: classifier_query_residual must be true or false, got ${JSON.stringify(cfg.classifier_query_residual)}`);
   if (typeof cfg.flow_output_scale !== 'number' || !Number.isFinite(cfg.flow_output_scale) || cfg.flow_output_scale === 0)
     throw new TypeError(`perceiverConfig: flow_output_scale must be a finite non-zero number, got ${JSON.stringify(cfg.flow_output_scale)}`);
+  if (typeof cfg.attention_probs_dropout_prob !== 'number' || !(cfg.attention_probs_dropout_prob >= 0 && cfg.attention_probs_dropout_prob < 1))
+    throw new TypeError(`perceiverConfig: attention_probs_dropout_prob must be a number in [0, 1), got ${JSON.stringify(cfg.attention_probs_dropout_prob)}`);
   if (cfg.attention_mask_style !== 'hf' && cfg.attention_mask_style !== 'deepmind')
     throw new TypeError(`perceiverConfig: attention_mask_style must be 'hf' or 'deepmind', got ${JSON.stringify(cfg.attention_mask_style)}`);
   for (const k of ['image_mean', 'image_std', 'image_fourier_max_resolution'] as const) {

@@ -1,5 +1,5 @@
 // The trainable latent array z0 [num_latents, d_latents] (HF's PerceiverEmbeddings.latents).
-import { broadcastTo, keep, needsGrad, randn, Module, type Tensor, type InitOptions } from '../lib/index.js';
+import { broadcastTo, tidy, computeDtype, keep, needsCast, needsGrad, randn, toDtype, Module, type Tensor, type InitOptions } from '../lib/index.js';
 import { markStaticQueries } from './attention.js';
 
 export class PerceiverEmbeddings extends Module {
@@ -25,9 +25,11 @@ export class PerceiverEmbeddings extends Module {
    */
   forward(batchSize: number): Tensor {
     const latents = this.latents;
-    if (needsGrad(latents)) {
+    // Under autocast the latents are cast first, then broadcast: the cast copies [N, C] only.
+    const dt = computeDtype(latents);
+    if (needsGrad(latents) || needsCast(latents, dt)) {
       const [n, c] = latents.shape;
-      return broadcastTo(latents, [batchSize, n, c]);
+      return tidy(() => broadcastTo(toDtype(latents, dt), [batchSize, n, c]));
     }
     if (this.views?.latents !== latents) {
       this.disposeViews();

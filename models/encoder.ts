@@ -21,7 +21,7 @@ export class PerceiverEncoder extends Module {
     const c = config;
     for (const [name, heads] of [['num_self_attention_heads', c.num_self_attention_heads], ['num_cross_attention_heads', c.num_cross_attention_heads]] as const)
       if (c.d_latents % heads !== 0) throw new RangeError(`PerceiverEncoder: d_latents (${c.d_latents}) must be divisible by ${name} (${heads})`);
-    const common = { hiddenAct: c.hidden_act, initStd: c.initializer_range, device: opts.device };
+    const common = { hiddenAct: c.hidden_act, initStd: c.initializer_range, attentionProbsDropoutProb: c.attention_probs_dropout_prob, device: opts.device };
     this.numBlocks = c.num_blocks;
     this.crossAttention = this.registerModule(
       'cross_attention',

@@ -50,6 +50,6 @@ export function fastSingleHeadCrossAttention(
   if (valueBias === null) return linear(px, valueWeight, null);
   if (mask === null) return linear(px, valueWeight, valueBias);
   // 1 where a row has at least one allowed key, else 0: [.., .., 1], broadcast over Nq and v.
-  const anyKey = cast(mask, 'float32').max(-1, { keepdim: true });
+  const anyKey = cast(mask, valueBias.dtype).max(-1, { keepdim: true });
   return linear(px, valueWeight, null).add(anyKey.mul(valueBias));
 }

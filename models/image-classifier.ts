@@ -1,7 +1,7 @@
 // What HF's three image classifiers share: an image preprocessor (the only part
 // that differs between them), a Perceiver, and a one-query classification decoder
 // (with query residual unless config.classifier_query_residual is false).
-import { Module, tensor, tidy, type Tensor } from '../lib/index.js';
+import { Module, tensor, tidy, toDtype, type Tensor } from '../lib/index.js';
 import { perceiverConfig, type PerceiverConfig } from './config.js';
 import { PerceiverModel } from './perceiver.js';
 import { PerceiverImagePreprocessor, type PerceiverImagePreprocessorOptions } from './preprocessors/image.js';
@@ -43,7 +43,7 @@ export abstract class PerceiverImageClassifier extends Module {
         if (x.rank !== 4 || x.shape[1] !== mean.length)
           throw new RangeError(`${this.constructor.name}: pixel_values must be [B, ${mean.length}, H, W] (config.image_mean has ${mean.length} channels), got [${x.shape.join(', ')}]`);
         const shape = [1, mean.length, 1, 1];
-        x = x.sub(tensor(Float32Array.from(mean), shape, { device: x.device })).div(tensor(Float32Array.from(std), shape, { device: x.device }));
+        x = x.sub(toDtype(tensor(Float32Array.from(mean), shape, { device: x.device }), x.dtype)).div(toDtype(tensor(Float32Array.from(std), shape, { device: x.device }), x.dtype));
       }
       return { logits: this.perceiver.forward(x).logits as Tensor };
     });

@@ -10,7 +10,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import sharp from 'sharp';
+import { loadSharp } from './sharp.js';
 import type { RgbImage } from './image-processor.js';
 
 export interface DecodedImage extends RgbImage {
@@ -36,6 +36,7 @@ export async function decodeImage(src: string | Uint8Array): Promise<DecodedImag
     if (!existsSync(src)) throw new Error(`image ${describe(src)} does not exist`);
     if (!statSync(src).isFile()) throw new Error(`image ${describe(src)} is not a file`);
   } else if (!(src instanceof Uint8Array)) throw new TypeError(`decodeImage: argument 'src' must be a file path or a Uint8Array, got ${src === null ? 'null' : typeof src}`);
+  const sharp = await loadSharp();
   try {
     // failOn 'error': a truncated or corrupt file is an error, not a half-grey picture.
     const input = sharp(src, { failOn: 'error', limitInputPixels: 2 ** 28 });
@@ -73,6 +74,7 @@ function checkRgb(what: string, rgb: Uint8Array, height: number, width: number):
 /** 8-bit RGB [H, W, 3] -> PNG bytes. */
 export async function encodePngRgb(rgb: Uint8Array, height: number, width: number): Promise<Buffer> {
   checkRgb('encodePngRgb', rgb, height, width);
+  const sharp = await loadSharp();
   return sharp(rgb, { raw: { width, height, channels: 3 } }).png().toBuffer();
 }
 

@@ -8,7 +8,7 @@
 // Parameters use PyTorch's layouts (ConvTranspose2d weight [in, out, kh, kw]), as the
 // rest of models/ does; a Haiku checkpoint's [kh, kw, out, in] kernels map onto them by
 // transposing and flipping spatially (the Haiku rename table is not written yet).
-import { Conv2d, Module, concat, conv2d, permute, rand, randn, relu, reshape, slice, tidy, unsqueeze, zeros, type Tensor } from '../lib/index.js';
+import { Conv2d, Module, computeDtype, concat, conv2d, permute, rand, randn, relu, reshape, slice, tidy, toDtype, unsqueeze, zeros, type Tensor } from '../lib/index.js';
 
 export interface ConvTranspose2dOptions {
   /** Default 1. */
@@ -36,7 +36,6 @@ export class ConvTranspose2d extends Module {
   readonly stride: number;
   readonly padding: number;
   readonly outputPadding: number;
-  private readonly device?: string;
 
   constructor(inChannels: number, outChannels: number, kernel: number, opts: ConvTranspose2dOptions = {}) {
     super();
@@ -52,13 +51,13 @@ export class ConvTranspose2d extends Module {
       throw new RangeError(`ConvTranspose2d: padding must be an integer in [0, ${kernel - 1}], got ${this.padding}`);
     if (!Number.isSafeInteger(this.outputPadding) || this.outputPadding < 0 || this.outputPadding >= this.stride)
       throw new RangeError(`ConvTranspose2d: outputPadding must be an integer in [0, stride), got ${this.outputPadding}`);
-    this.device = opts.device;
+    const device = opts.device;
     // PyTorch's default init bound, 1/sqrt(fan_in) with fan_in = out * k * k for a transposed conv.
     const bound = 1 / Math.sqrt(outChannels * kernel * kernel);
     const init = (shape: number[]) =>
-      opts.initStd === undefined ? rand(shape, { low: -bound, high: bound, device: this.device }) : randn(shape, { std: opts.initStd, device: this.device });
+      opts.initStd === undefined ? rand(shape, { low: -bound, high: bound, device }) : randn(shape, { std: opts.initStd, device });
     this.registerParameter('weight', init([inChannels, outChannels, kernel, kernel]));
-    this.registerParameter('bias', opts.bias === false ? null : opts.initStd === undefined ? init([outChannels]) : zeros([outChannels], { device: this.device }));
+    this.registerParameter('bias', opts.bias === false ? null : opts.initStd === undefined ? init([outChannels]) : zeros([outChannels], { device }));
   }
 
   /** x [B, H, W, in] -> [B, (H-1)*s - 2p + k + op, (W-1)*s - 2p + k + op, out]. */
@@ -68,23 +67,26 @@ export class ConvTranspose2d extends Module {
     return tidy(() => {
       const s = this.stride;
       const k = this.kernel;
-      let d = x;
-      if (s > 1) for (const axis of [1, 2]) d = dilate(d, axis, s, this.device);
+      const weight = this.tensor('weight');
+      const dt = computeDtype(weight);
+      let d = toDtype(x, dt);
+      if (s > 1) for (const axis of [1, 2]) d = dilate(d, axis, s);
       // [in, out, kh, kw] -> HWIO, both spatial axes reversed.
-      let w = permute(this.tensor('weight'), [2, 3, 0, 1]);
+      let w = permute(toDtype(weight, dt), [2, 3, 0, 1]);
       for (const axis of [0, 1]) w = concat(Array.from({ length: k }, (_, i) => slice(w, axis, k - 1 - i, k - i)), axis);
       const lo = k - 1 - this.padding;
       const hi = lo + this.outputPadding;
-      return conv2d(d, w, { bias: this.optionalTensor('bias'), stride: 1, padding: [lo, hi, lo, hi] });
+      const bias = this.optionalTensor('bias');
+      return conv2d(d, w, { bias: bias && toDtype(bias, dt), stride: 1, padding: [lo, hi, lo, hi] });
     });
   }
 }
 
 /** (s - 1) zeros between neighbours along axis: n -> (n - 1) * s + 1. */
-function dilate(x: Tensor, axis: number, s: number, device?: string): Tensor {
+function dilate(x: Tensor, axis: number, s: number): Tensor {
   const shape = [...x.shape];
   const n = shape[axis];
-  const gap = zeros([...shape.slice(0, axis + 1), s - 1, ...shape.slice(axis + 1)], { device });
+  const gap = zeros([...shape.slice(0, axis + 1), s - 1, ...shape.slice(axis + 1)], { device: x.device, dtype: x.dtype });
   const both = concat([unsqueeze(x, axis + 1), gap], axis + 1);
   shape[axis] = n * s;
   return slice(reshape(both, shape), axis, 0, (n - 1) * s + 1);

@@ -26,9 +26,9 @@ export interface LoadModelOptions {
   /** Where the weights live; default per resolveDevice(). */
   device?: string;
   /**
-   * The weights' dtype. Only 'float32' (the default) for now: the engine computes in
-   * float32 on the CPU, and float16/bfloat16 weights are refused rather than silently
-   * widened or run at the wrong precision.
+   * The weights' dtype, whatever the checkpoint stores (default 'float32', as HF's
+   * from_pretrained). A 'bfloat16' or 'float16' model computes in that dtype with
+   * float32 accumulation: on CUDA natively, on the CPU converting per op.
    */
   dtype?: 'float32' | 'float16' | 'bfloat16';
   /** Called as each tensor lands: bytes done/total and the tensor's name. */
@@ -197,9 +197,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   // First, so an unavailable device is reported as such rather than as a config problem.
   const device = resolveDevice('loadModel', opts.device);
   const dtype = opts.dtype ?? 'float32';
-  if (dtype === 'float16' || dtype === 'bfloat16')
-    throw new TypeError(`loadModel: option dtype '${dtype}' is not supported yet: the engine computes in float32 on the CPU; load as 'float32' (the default)`);
-  if (dtype !== 'float32') throw new TypeError(`loadModel: option 'dtype' must be 'float32', 'float16' or 'bfloat16', got ${JSON.stringify(dtype)}`);
+  if (dtype !== 'float32' && dtype !== 'float16' && dtype !== 'bfloat16') throw new TypeError(`loadModel: option 'dtype' must be 'float32', 'float16' or 'bfloat16', got ${JSON.stringify(dtype)}`);
   if (opts.onWarning !== undefined && typeof opts.onWarning !== 'function')
     throw new TypeError(`loadModel: option 'onWarning' must be a function, got ${typeof opts.onWarning}`);
   const config = readModelConfig(dir);
@@ -215,6 +213,8 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   let model: LoadedModel;
   try {
     model = createModel(config, { device }) as LoadedModel;
+    // Cast before loading, so the 16-bit weights land as the model's own tensors.
+    if (dtype !== 'float32') model.to(dtype);
   } catch (err) {
     throw new Error(`loadModel: ${configPath}: ${err instanceof Error ? err.message : String(err)}`);
   }

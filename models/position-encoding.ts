@@ -7,7 +7,7 @@
 // arguments (up to pi * 112) differ from exact ones by ~3e-5, a visible share of the
 // parity tolerance; reproducing the rounding removes that error. They depend only on
 // the index dims, so they are computed once per shape and cached.
-import { broadcastTo, keep, randn, tensor, tidy, Module, type Tensor, type InitOptions } from '../lib/index.js';
+import { broadcastTo, computeDtype, keep, randn, tensor, tidy, toDtype, Module, type Tensor, type InitOptions } from '../lib/index.js';
 
 const f = Math.fround;
 
@@ -135,7 +135,7 @@ export class PerceiverTrainablePositionEncoding extends Module implements Positi
       if (n !== table.shape[0])
         throw new RangeError(`PerceiverTrainablePositionEncoding: inputs have ${n} positions ([${indexDims.join(', ')}]) but the table has ${table.shape[0]}`);
     }
-    return broadcastTo(table, [batchSize, ...table.shape]);
+    return tidy(() => broadcastTo(toDtype(table, computeDtype(table)), [batchSize, ...table.shape]));
   }
 }
 
@@ -143,7 +143,7 @@ export class PerceiverTrainablePositionEncoding extends Module implements Positi
 export class PerceiverFourierPositionEncoding extends Module implements PositionEncoding {
   readonly opts: Required<FourierOptions>;
   private readonly cache = new Map<string, Tensor>();
-  private readonly device?: string;
+  private device?: string;
 
   constructor(opts: FourierOptions & { device?: string }) {
     super();
@@ -185,5 +185,10 @@ export class PerceiverFourierPositionEncoding extends Module implements Position
   protected override onDispose(): void {
     for (const t of this.cache.values()) t.dispose();
     this.cache.clear();
+  }
+
+  protected override onMove(device: string): void {
+    this.onDispose();
+    this.device = device;
   }
 }

@@ -3,12 +3,23 @@
 import * as P from '../lib/index.js';
 import type { TrainableClassifier } from '../models/train/trainer.js';
 
-/** Milliseconds of each of `steps` training steps, after `warmup` untimed ones. */
-export async function timeTrainingSteps(model: TrainableClassifier, opt: P.optim.Optimizer, x: P.Tensor, y: P.Tensor, steps: number, warmup: number): Promise<number[]> {
+/**
+ * Milliseconds of each of `steps` training steps, after `warmup` untimed ones; 'bfloat16'
+ * is mixed precision (the forward under autocast, float32 master weights).
+ */
+export async function timeTrainingSteps(
+  model: TrainableClassifier,
+  opt: P.optim.Optimizer,
+  x: P.Tensor,
+  y: P.Tensor,
+  steps: number,
+  warmup: number,
+  precision: 'float32' | 'bfloat16' = 'float32',
+): Promise<number[]> {
   const times: number[] = [];
   for (let i = 0; i < steps + warmup; i++) {
     const t0 = performance.now();
-    const loss = P.tidy(() => P.crossEntropy(model.forward(x).logits, y));
+    const loss = P.tidy(() => P.crossEntropy(P.autocast(precision, () => model.forward(x).logits), y));
     loss.backward();
     opt.step();
     opt.zeroGrad();

@@ -56,6 +56,20 @@ for (const c of CASES) {
   });
 }
 
+test('run --dtype bfloat16: bfloat16 weights and outputs, within bfloat16 rounding of HF (models-dtype.test.ts has the bound)', async (t) => {
+  const dir = mkdtempSync(join(tmp, 'bf16-'));
+  const out = join(dir, 'out.safetensors');
+  const r = await cli(['run', '--model', caseDir('image_conv'), '--input', fixture('image_conv', 'input.safetensors'), '--output', out, '--device', 'cpu', '--dtype', 'bfloat16']);
+  t.is(r.code, 0, r.stderr);
+  const got = await P.loadSafetensors(out);
+  const want = await P.loadSafetensors(fixture('image_conv', 'expected.safetensors'), { names: ['logits'] });
+  t.is(got.logits.dtype, 'bfloat16');
+  const [g, w] = [await got.logits.data(), await want.logits.data()];
+  const maxAbs = Math.max(1, ...Array.from(w, Math.abs));
+  t.true(g.every((v, i) => Math.abs(v - w[i]) <= 3e-2 * maxAbs));
+  for (const x of [...Object.values(got), ...Object.values(want)]) x.dispose();
+});
+
 test('--help prints the usage with every option and exits 0', async (t) => {
   const top = await cli(['--help']);
   t.is(top.code, 0);
@@ -83,8 +97,7 @@ test('bad invocations exit with status 2 and name the problem', async (t) => {
     [['run', '--model', '--input', 'x', '--output', out], /option '--model' needs a value/],
     [['run', ...mlmArgs(out), '--model', caseDir('mlm')], /option '--model' is given twice/],
     [['run', ...mlmArgs(out), '--device', 'tpu'], /--device must be cpu, cuda or cuda:N, got 'tpu'/],
-    [['run', ...mlmArgs(out), '--dtype', 'int8'], /--dtype must be float32, got 'int8'/],
-    [['run', ...mlmArgs(out), '--dtype', 'bfloat16'], /--dtype bfloat16 is not supported yet/],
+    [['run', ...mlmArgs(out), '--dtype', 'int8'], /--dtype must be float32, bfloat16 or float16, got 'int8'/],
   ];
   for (const [args, message] of cases) {
     const r = await cli(args);

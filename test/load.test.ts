@@ -225,12 +225,15 @@ test('every PerceiverConfig field is honoured: a changed field changes the model
 
 // ---- options ----------------------------------------------------------------------------------
 
-test('dtype: float32 loads; 16-bit requests are refused clearly; anything else is a TypeError', async (t) => {
-  const m = await loadModel(caseDir('mlm'), { dtype: 'float32' });
+test('dtype: float32 by default, bfloat16 and float16 on request (models-dtype.test.ts checks their outputs); anything else is a TypeError', async (t) => {
+  const m = await loadModel(caseDir('mlm'));
   t.true(Object.values(m.stateDict()).every((x) => x.dtype === 'float32' || x.dtype === 'int32'));
   m.dispose();
-  for (const dtype of ['bfloat16', 'float16'] as const)
-    await t.throwsAsync(loadModel(caseDir('mlm'), { dtype }), { instanceOf: TypeError, message: new RegExp(`dtype '${dtype}' is not supported yet: the engine computes in float32`) });
+  for (const dtype of ['bfloat16', 'float16'] as const) {
+    const h = await loadModel(caseDir('mlm'), { dtype });
+    t.true(Object.values(h.stateDict()).every((x) => x.dtype === dtype || x.dtype === 'int32'), dtype);
+    h.dispose();
+  }
   await t.throwsAsync(loadModel(caseDir('mlm'), { dtype: 'int8' as 'float32' }), { instanceOf: TypeError, message: /option 'dtype' must be/ });
 });
 

@@ -178,3 +178,54 @@ test('LayerNorm (eps 1e-5, weight ones, bias zeros by default) and Embedding mat
   ln.dispose();
   emb.dispose();
 });
+
+// ---- to(): dtype and device -------------------------------------------------------------
+
+test("to('bfloat16') casts every floating parameter and buffer, keeps integer buffers and the gradient flag, drops gradients", async (t) => {
+  P.manualSeed(3);
+  const net = new Net();
+  net.requiresGrad_(true);
+  const before = Object.fromEntries(await Promise.all(Object.entries(net.stateDict()).map(async ([k, v]) => [k, await v.data()] as const)));
+  const w = net.blocks.items[0].proj.weight;
+  P.tidy(() => net.blocks.items[0].proj.forward(P.ones([1, 3])).sum(1).sum(0)).backward();
+  t.truthy(w.grad, 'a gradient exists before');
+  t.is(net.to('bfloat16'), net, 'returns this');
+  t.true(w.disposed, 'the old tensor is released');
+  for (const [k, v] of Object.entries(net.stateDict())) {
+    t.is(v.dtype, k.endsWith('count') ? 'int32' : 'bfloat16', k);
+    const got = await v.data();
+    // bfloat16 keeps the top 16 bits of the float32: |relative error| <= 2^-8.
+    for (let i = 0; i < got.length; i++) t.true(Math.abs(got[i] - before[k][i]) <= Math.abs(before[k][i]) * 2 ** -8, `${k}[${i}]`);
+  }
+  t.true(net.parameters().every((p) => p.requiresGrad && p.grad === null), 'still leaves, without gradients');
+  net.to({ dtype: 'float16' });
+  t.true(net.parameters().every((p) => p.dtype === 'float16'));
+  net.to('float32');
+  t.true(net.parameters().every((p) => p.dtype === 'float32'));
+  net.dispose();
+});
+
+test('a bfloat16 module computes in bfloat16 from float32 inputs, as the same math on the cast weights', async (t) => {
+  P.manualSeed(4);
+  const lin = new Linear(5, 3);
+  const x = P.randn([2, 5]);
+  const want = await readAndDispose(P.tidy(() => P.linear(x.cast('bfloat16'), lin.weight.cast('bfloat16'), lin.bias!.cast('bfloat16'))));
+  lin.to('bfloat16');
+  const y = lin.forward(x);
+  t.is(y.dtype, 'bfloat16');
+  t.deepEqual(await readAndDispose(y), want, 'bit-identical to casting by hand');
+  x.dispose();
+  lin.dispose();
+});
+
+test('to() validates its argument, and names the reason a device is unavailable', (t) => {
+  const lin = new Linear(2, 2);
+  t.throws(() => lin.to({ dtype: 'int32' as 'float32' }), { instanceOf: TypeError, message: /to: option 'dtype' must be 'float32', 'float16' or 'bfloat16', got 'int32'/ });
+  t.throws(() => lin.to(null as unknown as string), { instanceOf: TypeError, message: /to: argument 'target' must be a dtype, a device or \{ dtype, device \}/ });
+  t.throws(() => lin.to('tpu'), { message: /to.*'tpu'/ });
+  if (!P.backends()[1].available) t.throws(() => lin.to('cuda'), { message: /to: device 'cuda' was requested but CUDA is unavailable: / });
+  t.is(lin.to('cpu'), lin, 'moving to where it is changes nothing');
+  t.is(lin.weight.device, 'cpu');
+  lin.dispose();
+  t.throws(() => lin.to('float16'), { message: /used after dispose/ });
+});

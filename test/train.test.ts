@@ -1,5 +1,6 @@
 // models/train and `perceiver train`: the MNIST split, exact resume (a run stopped and
-// resumed from its checkpoint ends with the same weights as an uninterrupted one),
+// resumed from its checkpoint ends with the same weights as an uninterrupted one, with
+// attention dropout too),
 // evaluation, the report, and the command line (flags, Ctrl-C).
 import test from 'ava';
 import { spawn } from 'node:child_process';
@@ -106,6 +107,32 @@ test.serial('a run stopped after 3 steps and resumed from its checkpoint ends wi
   for (const m of [a, c]) m.dispose();
 });
 
+test.serial('with attention dropout, a resumed run still ends with the same weights as an uninterrupted one; the masks change the result', async (t) => {
+  const data = { train: subset(mnist.train, 32), test: subset(mnist.test, 8) };
+  const config = { epochs: 2, batchSize: 8, lr: 2e-3, warmupSteps: 0, seed: 6, optimizer: 'adamw' as const };
+  const make = (p: number) => {
+    P.manualSeed(12);
+    return createModel({ ...TINY, attention_probs_dropout_prob: p }) as unknown as TrainableClassifier;
+  };
+  const a = make(0.3);
+  await train({ model: a, ...data, config, outDir: join(tmp, 'drop-whole') });
+  const b = make(0.3);
+  await train({ model: b, ...data, config, outDir: join(tmp, 'drop-split'), maxSteps: 3 });
+  b.dispose();
+  // Whatever the global generator did in between, the resumed steps draw the same masks.
+  P.manualSeed(999);
+  const c = make(0.3);
+  const rest = await train({ model: c, ...data, config, outDir: join(tmp, 'drop-split'), resume: true });
+  t.is(rest.state.step, 8);
+  const [wa, wc] = [await weights(a), await weights(c)];
+  t.is(wc.findIndex((v, i) => !Object.is(v, wa[i])), -1, 'bit-identical weights');
+  const none = make(0);
+  await train({ model: none, ...data, config, outDir: join(tmp, 'drop-none') });
+  const wn = await weights(none);
+  t.true(wn.some((v, i) => v !== wa[i]), 'p = 0.3 trains differently from p = 0');
+  for (const m of [a, c, none]) m.dispose();
+});
+
 test.serial('evaluate: top-1 and top-5 over the set, in evaluation mode, restoring the mode', async (t) => {
   const m = createModel(TINY) as unknown as TrainableClassifier;
   m.train();
@@ -181,6 +208,8 @@ test.serial('gradient accumulation: two micro-batches of 4 step like one batch o
     d_model: 1 + 2 + 2 * 2 * 2,
     initializer_range: 0.1,
     num_labels: 10,
+    // Dropout draws one mask per micro-batch: the two runs would differ by their masks.
+    attention_probs_dropout_prob: 0,
   };
   const data = { train: subset(mnist.train, 32), test: subset(mnist.test, 8) };
   const run = async (accumulateSteps: number) => {

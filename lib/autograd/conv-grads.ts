@@ -29,7 +29,7 @@ export function resolvePads(spec: 'same' | 'valid' | number[], h: number, w: num
 function padHW(x: Tensor, [t, b, l, r]: Pads, value: number): Tensor {
   const [B, H, W, C] = x.shape;
   let y = x;
-  const block = (shape: number[]) => full(shape, value, { device: x.device });
+  const block = (shape: number[]) => full(shape, value, { device: x.device, dtype: x.dtype });
   if (l > 0 || r > 0) y = L.concat([...(l > 0 ? [block([B, H, l, C])] : []), y, ...(r > 0 ? [block([B, H, r, C])] : [])], 2);
   const Wp = W + l + r;
   if (t > 0 || b > 0) y = L.concat([...(t > 0 ? [block([B, t, Wp, C])] : []), y, ...(b > 0 ? [block([B, b, Wp, C])] : [])], 1);
@@ -104,7 +104,7 @@ export function maxPool2dGrad(out: Tensor, x: Tensor, kh: number, kw: number, sh
     let gxp: Tensor | null = null;
     for (let i = 0; i < kh; i++)
       for (let j = 0; j < kw; j++) {
-        const hit = L.cast(E.equal(windowAt(xp, i, j, sh, sw, OH, OW), ys), 'float32');
+        const hit = L.cast(E.equal(windowAt(xp, i, j, sh, sw, OH, OW), ys), xs.dtype);
         const first: Tensor = taken ? E.mul(hit, E.scale(taken, -1, 1)) : hit;
         taken = taken ? E.maximum(taken, hit) : hit;
         // Scatter this offset's share back: dilate, then shift to (i, j) inside the padded extent.

@@ -15,6 +15,11 @@ import { wrap } from '../tensor.js';
 
 const f32 = (t: Tensor) => L.cast(t, 'float32');
 
+/** t in float32 (itself when it already is). */
+const wide = (t: Tensor): Tensor => (t.dtype === 'float32' ? t : f32(t));
+/** t in dtype d (itself when it already is). */
+const narrow = (t: Tensor | null, d: string): Tensor | null => (t === null || t.dtype === d ? t : L.cast(t, d as Tensor['dtype']));
+
 /**
  * Whether gradients use a backend's training kernels where it has them (the CPU and
  * CUDA do): false forces the formulas composed of forward ops, which every backend
@@ -185,7 +190,7 @@ export function dilate(g: Tensor, axis: number, step: number): Tensor {
   if (step === 1) return g;
   const gs = [...g.shape];
   const n = gs[axis];
-  const gaps = zeros([...gs.slice(0, axis + 1), step - 1, ...gs.slice(axis + 1)], { device: g.device });
+  const gaps = zeros([...gs.slice(0, axis + 1), step - 1, ...gs.slice(axis + 1)], { device: g.device, dtype: g.dtype });
   const wide = L.concat([L.unsqueeze(L.contiguous(g), axis + 1), gaps], axis + 1);
   return L.slice(L.reshape(wide, [...gs.slice(0, axis), n * step, ...gs.slice(axis + 1)]), axis, 0, (n - 1) * step + 1);
 }
@@ -199,7 +204,7 @@ export function sliceGrad(out: Tensor, x: Tensor, axis: number, start: number, s
   const shape = x.shape;
   return record('slice', out, [x], [], (g) => {
     const n = g.shape[ax];
-    const zerosAlong = (k: number) => zeros([...shape.slice(0, ax), k, ...shape.slice(ax + 1)], { device: g.device });
+    const zerosAlong = (k: number) => zeros([...shape.slice(0, ax), k, ...shape.slice(ax + 1)], { device: g.device, dtype: g.dtype });
     const spread = n > 0 ? dilate(g, ax, step) : g;
     // Zeros before and after the slice along the axis.
     const m = spread.shape[ax];
@@ -246,7 +251,7 @@ export function reduceGrad(op: string, out: Tensor, x: Tensor, axis: number, kee
   if (op === 'mean') return record('mean', out, [x], [], (g) => [E.scale(expand(g), 1 / shape[ax])]);
   // max / min: split evenly between the elements that attain it.
   return record(op, out, [x], [x, out], (g, [v, y]) => {
-    const hit = f32(E.equal(v, keepdim ? y : L.unsqueeze(y, ax)));
+    const hit = L.cast(E.equal(v, keepdim ? y : L.unsqueeze(y, ax)), v.dtype);
     const count = R.sum(hit, ax, { keepdim: true });
     return [E.mul(E.div(hit, count), expand(g))];
   });
@@ -261,27 +266,37 @@ export function softmaxGrad(out: Tensor, x: Tensor, log: boolean): Tensor {
 
 export function layerNormGrad(out: Tensor, x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number): Tensor {
   if (!needsGrad(x, weight, bias)) return out;
-  const last = x.rank - 1;
-  const n = x.shape[last];
+  const n = x.shape[x.rank - 1];
   const save = weight ? [x, weight] : [x];
-  return record('layerNorm', out, [x, weight, bias], save, (g, [v, w], needs) => {
-    if (useKernel(v)) {
-      const [gx, gw, gb] = native.layerNormBackward(v.handle, w ? w.handle : null, g.handle, eps, !!w && needs[1], !!bias && needs[2]);
-      return [wrap(gx), gw ? wrap(gw) : null, gb ? wrap(gb) : null];
-    }
-    // Composed elsewhere; the statistics are recomputed (cheaper to hold than two extra [rows] tensors per call).
-    const mu = R.mean(v, last, { keepdim: true });
-    const centred = E.sub(v, mu);
-    const rstd = E.rsqrt(E.add(R.mean(E.square(centred), last, { keepdim: true }), eps));
-    const xhat = E.mul(centred, rstd);
-    const gxhat = w ? E.mul(g, w) : g;
-    const meanG = R.mean(gxhat, last, { keepdim: true });
-    const meanGX = R.mean(E.mul(gxhat, xhat), last, { keepdim: true });
-    const gx = E.mul(rstd, E.sub(E.sub(gxhat, meanG), E.mul(xhat, meanGX)));
-    const gw = w ? sumTo(E.mul(g, xhat), [n]) : null;
-    const gb = bias ? sumTo(g, [n]) : null;
-    return [gx, gw, gb];
+  const dtypes = [x.dtype, weight?.dtype ?? x.dtype, bias?.dtype ?? x.dtype];
+  return record('layerNorm', out, [x, weight, bias], save, (g16, [v16, w16], needs) => {
+    // 16-bit operands: the statistics and the gradient sums are formed in float32.
+    const g = wide(g16);
+    const v = wide(v16);
+    const w = w16 ? wide(w16) : undefined;
+    if (g16.dtype !== 'float32') return layerNormBackward(g, v, w, bias !== null, n, eps, needs).map((t, i) => narrow(t, dtypes[i]));
+    return layerNormBackward(g, v, w, bias !== null, n, eps, needs);
   });
+}
+
+function layerNormBackward(g: Tensor, v: Tensor, w: Tensor | undefined, hasBias: boolean, n: number, eps: number, needs: boolean[]): (Tensor | null)[] {
+  const last = v.rank - 1;
+  if (useKernel(v)) {
+    const [gx, gw, gb] = native.layerNormBackward(v.handle, w ? w.handle : null, g.handle, eps, !!w && needs[1], hasBias && needs[2]);
+    return [wrap(gx), gw ? wrap(gw) : null, gb ? wrap(gb) : null];
+  }
+  // Composed elsewhere; the statistics are recomputed (cheaper to hold than two extra [rows] tensors per call).
+  const mu = R.mean(v, last, { keepdim: true });
+  const centred = E.sub(v, mu);
+  const rstd = E.rsqrt(E.add(R.mean(E.square(centred), last, { keepdim: true }), eps));
+  const xhat = E.mul(centred, rstd);
+  const gxhat = w ? E.mul(g, w) : g;
+  const meanG = R.mean(gxhat, last, { keepdim: true });
+  const meanGX = R.mean(E.mul(gxhat, xhat), last, { keepdim: true });
+  const gx = E.mul(rstd, E.sub(E.sub(gxhat, meanG), E.mul(xhat, meanGX)));
+  const gw = w ? sumTo(E.mul(g, xhat), [n]) : null;
+  const gb = hasBias ? sumTo(g, [n]) : null;
+  return [gx, gw, gb];
 }
 
 // ---- linear algebra ------------------------------------------------------------------
@@ -322,9 +337,12 @@ export function matmulGrad(out: Tensor, a: Tensor, b: Tensor, transA: boolean, t
 export function attentionGrad(out: Tensor, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, scale: number): Tensor {
   if (!needsGrad(q, k, v)) return out;
   const save = mask ? [q, k, v, mask] : [q, k, v];
-  return record('attention', out, [q, k, v], save, (g, [tq, tk, tv, tm]) => {
+  const dtypes = [q.dtype, k.dtype, v.dtype];
+  return record('attention', out, [q, k, v], save, (g16, [q16, k16, v16, tm]) => {
     // Recomputes the probabilities per (batch, head): [B, H, Nq, Nk]. Rows with every
-    // key masked have P = 0 (their output is 0), as the forward kernel defines.
+    // key masked have P = 0 (their output is 0), as the forward kernel defines. 16-bit
+    // operands are widened: the forward kernel's logits and softmax are float32 too.
+    const [g, tq, tk, tv] = [wide(g16), wide(q16), wide(k16), wide(v16)];
     const [B, Nq, , Dqk] = tq.shape;
     const Nk = tk.shape[1];
     const sc = scale > 0 ? scale : 1 / Math.sqrt(Dqk);
@@ -345,8 +363,8 @@ export function attentionGrad(out: Tensor, q: Tensor, k: Tensor, v: Tensor, mask
     const gs = E.mul(p, E.sub(gp, R.sum(E.mul(gp, p), 3, { keepdim: true })));
     const gq = M.matmul(gs, kh, { alpha: sc }); // [B, H, Nq, Dqk]
     const gk = M.matmul(gs, qh, { transA: true, alpha: sc }); // [B, H, Nk, Dqk]
-    const back = (t: Tensor) => L.permute(t, [0, 2, 1, 3]);
-    return [back(gq), back(gk), back(gv)];
+    const back = (t: Tensor, i: number) => narrow(L.permute(t, [0, 2, 1, 3]), dtypes[i]);
+    return [back(gq, 0), back(gk, 1), back(gv, 2)];
   });
 }
 

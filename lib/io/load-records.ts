@@ -10,7 +10,7 @@
 import { stat } from 'node:fs/promises';
 
 import { native, type NativeHandle } from '../native.js';
-import { describe, type DTypeName } from '../dtype.js';
+import { describe, type DTypeName, type FloatDTypeName } from '../dtype.js';
 import { resolveDevice } from '../device.js';
 import { wrap, type Tensor } from '../tensor.js';
 import { RECORD_ITEM_SIZE, contiguousStrides, isFloatRecordDType, recordByteSpan, type RecordDType, type TensorRecord } from './records.js';
@@ -34,7 +34,7 @@ interface NativeIo {
 
 const io = native as unknown as NativeIo;
 
-export type FloatDTypeName = 'float32' | 'float16' | 'bfloat16';
+export type { FloatDTypeName };
 
 export interface LoadProgress {
   /** Bytes of the records whose tensors have landed. */

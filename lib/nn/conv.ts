@@ -10,6 +10,7 @@ import { noGrad } from '../autograd/tape.js';
 import { conv2d, batchNorm, type Padding } from '../ops/nn.js';
 import { Module } from './module.js';
 import type { InitOptions } from './layers.js';
+import { computeDtype, computeIn, needsCast, toDtype } from './autocast.js';
 
 export interface Conv2dModuleOptions extends InitOptions {
   /** Default 1. */
@@ -53,12 +54,15 @@ export class Conv2d extends Module {
   forward(x: Tensor): Tensor {
     if (x.rank !== 4 || x.shape[3] !== this.inChannels)
       throw new RangeError(`Conv2d: input must be [B, H, W, ${this.inChannels}] (channels-last), got [${x.shape.join(', ')}]`);
-    const hwio = permute(this.tensor('weight'), [2, 3, 1, 0]);
-    try {
-      return conv2d(x, hwio, { bias: this.optionalTensor('bias'), stride: this.stride, padding: this.padding });
-    } finally {
-      hwio.dispose();
-    }
+    const weight = this.tensor('weight');
+    return computeIn(computeDtype(weight), [x, weight, this.optionalTensor('bias')], (x, w, bias) => {
+      const hwio = permute(w, [2, 3, 1, 0]);
+      try {
+        return conv2d(x, hwio, { bias, stride: this.stride, padding: this.padding });
+      } finally {
+        hwio.dispose();
+      }
+    });
   }
 }
 
@@ -102,6 +106,10 @@ export class BatchNorm2d extends Module {
    * the running ones towards them by `momentum` (unbiased variance), as PyTorch.
    */
   forward(x: Tensor): Tensor {
+    // Statistics stay in the module's own dtype, under autocast too (float32 master
+    // weights keep float32 running statistics).
+    const dt = this.tensor('weight').dtype;
+    if (x instanceof Tensor && needsCast(x, dt)) return tidy(() => this.forward(toDtype(x, dt)));
     if (this.training) return this.forwardTraining(x);
     return batchNorm(x, this.tensor('running_mean'), this.tensor('running_var'), {
       weight: this.tensor('weight'),

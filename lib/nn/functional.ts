@@ -34,7 +34,10 @@ export function crossEntropy(logits: Tensor, target: Tensor, opts: CrossEntropyO
   return tidy(() => {
     let q = soft ? target : oneHot(target, k);
     if (ls > 0) q = q.mul(1 - ls).add(ls / k);
-    const perRow = logSoftmax(logits).mul(q).sum(1).neg();
+    // 16-bit logits (autocast, 16-bit models) are scored in float32, as torch's autocast does.
+    const l = logits.dtype === 'float32' ? logits : cast(logits, 'float32');
+    if (soft && q.dtype !== 'float32') q = cast(q, 'float32');
+    const perRow = logSoftmax(l).mul(q).sum(1).neg();
     return reduction === 'mean' ? perRow.mean(0) : perRow.sum(0);
   });
 }
@@ -47,7 +50,7 @@ export function dropout(x: Tensor, p: number, opts: { training: boolean; seed?: 
   if (typeof p !== 'number' || !(p >= 0 && p < 1)) throw new RangeError(`dropout: argument 'p' must be in [0, 1), got ${describe(p)}`);
   if (!opts.training || p === 0) return x;
   return tidy(() => {
-    const keepMask = cast(less(rand([...x.shape], { device: x.device, seed: opts.seed }), 1 - p), 'float32');
+    const keepMask = cast(less(rand([...x.shape], { device: x.device, seed: opts.seed }), 1 - p), x.dtype);
     return x.mul(keepMask.mul(1 / (1 - p)));
   });
 }

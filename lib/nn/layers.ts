@@ -7,6 +7,8 @@ import { linear, type Activation } from '../ops/linalg.js';
 import { layerNorm } from '../ops/reduce.js';
 import { embedding } from '../ops/nn.js';
 import { Module } from './module.js';
+import { computeDtype, computeIn, toDtype } from './autocast.js';
+import { tidy } from '../scope.js';
 
 function positiveInt(layer: string, name: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
@@ -61,7 +63,7 @@ export class Linear extends Module {
   forward(x: Tensor, activation: Activation = 'none'): Tensor {
     if (x.shape[x.rank - 1] !== this.inFeatures)
       throw new RangeError(`Linear: input has ${x.shape[x.rank - 1]} features (shape [${x.shape.join(', ')}]), expected ${this.inFeatures}`);
-    return linear(x, this.weight, this.bias, activation);
+    return computeIn(computeDtype(this.weight), [x, this.weight, this.bias], (x, w, b) => linear(x, w, b, activation));
   }
 }
 
@@ -87,7 +89,8 @@ export class LayerNorm extends Module {
   forward(x: Tensor): Tensor {
     if (x.shape[x.rank - 1] !== this.normalizedShape)
       throw new RangeError(`LayerNorm: input has ${x.shape[x.rank - 1]} channels (shape [${x.shape.join(', ')}]), expected ${this.normalizedShape}`);
-    return layerNorm(x, this.tensor('weight'), this.tensor('bias'), { eps: this.eps });
+    const w = this.tensor('weight');
+    return computeIn(computeDtype(w), [x, w, this.tensor('bias')], (x, w, b) => layerNorm(x, w, b, { eps: this.eps }));
   }
 }
 
@@ -110,7 +113,10 @@ export class Embedding extends Module {
 
   /** int32 ids [...] -> [..., dim]. An id out of range rejects the result's data(). */
   forward(ids: Tensor): Tensor {
-    return embedding(this.weight, ids);
+    // The looked-up rows are cast, not the table: under autocast that is the smaller tensor.
+    const dt = computeDtype(this.weight);
+    if (dt === this.weight.dtype) return embedding(this.weight, ids);
+    return tidy(() => toDtype(embedding(this.weight, ids), dt));
   }
 }
 

@@ -7,12 +7,20 @@
 import { Tensor } from '../tensor.js';
 import { reshape, cast } from '../ops/layout.js';
 import { keep } from '../scope.js';
-import { describe } from '../dtype.js';
+import { describe, isFloatDType, type FloatDTypeName } from '../dtype.js';
+import { resolveDevice } from '../device.js';
 import { noGrad } from '../autograd/tape.js';
 
 export interface LoadStateDictOptions {
   /** Missing or unexpected keys are an error (default true). A shape mismatch is always an error. */
   strict?: boolean;
+}
+
+export interface ModuleToOptions {
+  /** Casts every floating parameter and buffer (integer buffers keep their dtype). */
+  dtype?: FloatDTypeName;
+  /** Moves every parameter and buffer ('cpu', 'cuda', 'cuda:N'). */
+  device?: string;
 }
 
 export interface LoadStateDictResult {
@@ -207,6 +215,55 @@ export class Module {
     }
     return { missingKeys: missing, unexpectedKeys: unexpected };
   }
+
+  /**
+   * Casts and/or moves every parameter and buffer in place, like torch's
+   * module.to(): `to('bfloat16')`, `to('cuda')` or `to({ dtype, device })`. A
+   * bfloat16/float16 model computes in that dtype (inputs are cast by its first
+   * layers; see autocast.ts). Gradients are dropped and an optimizer built before
+   * holds the old tensors: create it afterwards. Returns this.
+   */
+  to(target: FloatDTypeName | string | ModuleToOptions): this {
+    this.checkAlive();
+    const opts: ModuleToOptions =
+      typeof target === 'string' ? (isFloatDType(target) ? { dtype: target } : { device: target }) : target;
+    if (opts === null || typeof opts !== 'object')
+      throw new TypeError(`to: argument 'target' must be a dtype, a device or { dtype, device }, got ${describe(target)}`);
+    const { dtype } = opts;
+    if (dtype !== undefined && !isFloatDType(dtype))
+      throw new TypeError(`to: option 'dtype' must be 'float32', 'float16' or 'bfloat16', got ${describe(dtype)}`);
+    const device = opts.device === undefined ? undefined : resolveDevice('to', opts.device);
+    const canonical = device === 'cuda' ? 'cuda:0' : device;
+    for (const [, slot] of this.slots('')) {
+      const cur = slot.map.get(slot.name)!;
+      const recast = dtype !== undefined && isFloatDType(cur.dtype) && cur.dtype !== dtype;
+      const moved = canonical !== undefined && cur.device !== canonical;
+      if (!recast && !moved) continue;
+      const next = keep(
+        noGrad(() => {
+          const placed = moved ? cur.to(device!) : cur;
+          if (!recast) return placed;
+          const c = cast(placed, dtype);
+          if (placed !== cur) placed.dispose();
+          return c;
+        }),
+      );
+      next.requiresGrad = cur.requiresGrad;
+      cur.grad?.dispose();
+      cur.dispose();
+      slot.map.set(slot.name, next);
+    }
+    if (device !== undefined) this.visit((m) => m.onMove(device));
+    return this;
+  }
+
+  private visit(fn: (m: Module) => void): void {
+    fn(this);
+    for (const m of this.children.values()) m.visit(fn);
+  }
+
+  /** Hook for modules that create tensors on a device of their own (caches, constants). */
+  protected onMove(_device: string): void {}
 
   private slots(prefix: string): Map<string, { map: Map<string, Tensor | null>; name: string }> {
     const out = new Map<string, { map: Map<string, Tensor | null>; name: string }>();

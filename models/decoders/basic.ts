@@ -8,7 +8,7 @@
 // output_index_dims. HF's decoder_query builds them over inputs.shape[2:] instead,
 // which for [B, M, C] inputs is the channel axis, so HF outputs cannot serve as a
 // reference for this path.
-import { Linear, Module, Tensor, cast, concat, notEqual, reshape, tidy } from '../../lib/index.js';
+import { Linear, Module, Tensor, cast, concat, notEqual, reshape, tidy, toDtype } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import { PerceiverLayer } from '../layer.js';
 import { PerceiverFourierPositionEncoding, PerceiverTrainablePositionEncoding, type FourierOptions } from '../position-encoding.js';
@@ -144,6 +144,8 @@ export class PerceiverBasicDecoder extends Module {
         useQueryResidual: opts.useQueryResidual ?? false,
         shapeForAttention: config.cross_attention_shape_for_attention,
         hiddenAct: config.hidden_act,
+        // HF's decoder layers drop attention weights too (every PerceiverSelfAttention does).
+        attentionProbsDropoutProb: config.attention_probs_dropout_prob,
         ...init,
       }),
     );
@@ -179,7 +181,7 @@ export class PerceiverBasicDecoder extends Module {
       const without = ctx.inputsWithoutPos;
       if (!(without instanceof Tensor))
         throw new TypeError(`PerceiverBasicDecoder: concat_preprocessed_input needs the inputs without position encoding`);
-      return concat([without, pos], -1);
+      return concat([without, toDtype(pos, without.dtype)], -1);
     });
   }
 

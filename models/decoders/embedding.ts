@@ -1,6 +1,6 @@
 // HF's PerceiverEmbeddingDecoder: logits through the (tied) input embedding matrix,
 // logits = h Eᵀ + bias. Its only parameter is the bias; E belongs to the preprocessor.
-import { Module, linear, zeros, type Tensor } from '../../lib/index.js';
+import { Module, computeDtype, computeIn, linear, zeros, type Tensor } from '../../lib/index.js';
 
 export class PerceiverEmbeddingDecoder extends Module {
   constructor(vocabSize: number, opts: { device?: string } = {}) {
@@ -10,6 +10,7 @@ export class PerceiverEmbeddingDecoder extends Module {
 
   /** hidden [B, N, d_model], embedding weight [vocab, d_model] -> [B, N, vocab]. */
   forward(hidden: Tensor, embeddingWeight: Tensor): Tensor {
-    return linear(hidden, embeddingWeight, this.tensor('bias'));
+    const bias = this.tensor('bias');
+    return computeIn(computeDtype(bias), [hidden, embeddingWeight, bias], (h, w, b) => linear(h, w, b));
   }
 }

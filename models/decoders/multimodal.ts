@@ -3,7 +3,7 @@
 // `padding.<modality>` vector up to max(query channels) + min_padding_size, joined in
 // sorted name order, and one shared BasicDecoder (`decoder`, no queries of its own)
 // decodes them all.
-import { Module, ModuleDict, ParameterDict, broadcastTo, concat, randn, reshape, tidy, type Tensor } from '../../lib/index.js';
+import { Module, ModuleDict, ParameterDict, broadcastTo, computeDtype, concat, randn, reshape, tidy, toDtype, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import { PerceiverBasicDecoder, type DecoderQueryContext } from './basic.js';
 
@@ -78,8 +78,10 @@ export class PerceiverMultimodalDecoder extends Module {
         const q = dec.decoderQuery(split[m], { inputsWithoutPos: without[m] ?? null, subsampledPoints: points[m] ?? null });
         const [B, C] = [q.shape[0], q.shape[q.rank - 1]];
         const flat = reshape(q, [B, q.size / (B * C), C]);
-        const pad = broadcastTo(this.padding.get(m), [B, flat.shape[1], this.numQueryChannels - C]);
-        parts[m] = concat([flat, pad], 2);
+        const padding = this.padding.get(m);
+        const dt = computeDtype(padding);
+        const pad = broadcastTo(toDtype(padding, dt), [B, flat.shape[1], this.numQueryChannels - C]);
+        parts[m] = concat([toDtype(flat, dt), pad], 2);
       }
       return concat(Object.keys(parts).sort().map((m) => parts[m]), 1);
     });

@@ -17,7 +17,6 @@ export class PerceiverProjectionDecoder extends Module {
   readonly classifier: Linear;
   readonly numClasses: number;
   readonly numZChannels: number;
-  private readonly device?: string;
 
   constructor(opts: PerceiverProjectionDecoderOptions) {
     super();
@@ -29,7 +28,6 @@ export class PerceiverProjectionDecoder extends Module {
       if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`PerceiverProjectionDecoder: ${k} must be a positive integer, got ${String(v)}`);
     this.numClasses = numClasses;
     this.numZChannels = numZChannels;
-    this.device = device;
     this.classifier = this.registerModule('classifier', new Linear(numZChannels, numClasses, { initStd: 0, device }));
     const init = { weight: zeros([numClasses, numZChannels], { device }), bias: zeros([numClasses], { device }) };
     this.classifier.loadStateDict(init);
@@ -39,7 +37,7 @@ export class PerceiverProjectionDecoder extends Module {
 
   /** No queries (DeepMind returns None): an empty [B, 0, 0] tensor, ignored by forward. */
   decoderQuery(inputs: Tensor, _ctx?: DecoderQueryContext): Tensor {
-    return zeros([inputs.shape[0], 0, 0], { device: this.device });
+    return zeros([inputs.shape[0], 0, 0], { device: inputs.device });
   }
 
   /** z [B, N, C] -> [B, num_classes]; query and queryMask are unused. */

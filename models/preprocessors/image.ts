@@ -8,7 +8,7 @@
 // then the position encoding over the remaining index dims is concatenated (or added).
 // conv1x1 and pixels also take video [B, T, C, H, W]: the index dims are then
 // (T', H', W'). conv handles 4-D images only.
-import { Conv2d, Linear, Module, concat, contiguous, permute, reshape, slice, squeeze, tidy, type Tensor } from '../../lib/index.js';
+import { Conv2d, Linear, Module, concat, contiguous, permute, reshape, slice, squeeze, tidy, toDtype, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import {
   PerceiverFourierPositionEncoding,
@@ -137,6 +137,8 @@ export class PerceiverImagePreprocessor extends Module implements Preprocessor {
       const inputsWithoutPos = reshape(contiguous(x), [B, n, rest[rest.length - 1]]);
       let pos = this.positionEmbeddings.forward(B, index);
       if (this.positionsProjection) pos = this.positionsProjection.forward(pos);
+      // Positions join the features in the features' dtype (16-bit after a 16-bit conv).
+      pos = toDtype(pos, inputsWithoutPos.dtype);
       const inputs = this.concatOrAddPos === 'concat' ? concat([inputsWithoutPos, pos], -1) : inputsWithoutPos.add(pos);
       return { inputs, inputsWithoutPos };
     });

@@ -3,7 +3,7 @@
 // min_padding_size, optionally replaced position by position with its trainable
 // `mask.<modality>` token (probability mask_probs[modality]; HF masks in eval mode too),
 // and the modalities are concatenated along positions in sorted name order.
-import { Module, ModuleDict, ParameterDict, broadcastTo, concat, less, rand, randn, tidy, where, type Tensor } from '../../lib/index.js';
+import { Module, ModuleDict, ParameterDict, broadcastTo, computeDtype, concat, less, rand, randn, tidy, toDtype, where, type Tensor } from '../../lib/index.js';
 import type { Preprocessor, PreprocessorInput, PreprocessorOutput } from './preprocessor.js';
 
 export interface PerceiverMultimodalPreprocessorOptions {
@@ -53,13 +53,16 @@ export class PerceiverMultimodalPreprocessor extends Module implements Preproces
         const out = pre.forward((inputs as Record<string, Tensor>)[m]);
         inputsWithoutPos[m] = out.inputsWithoutPos as Tensor;
         const [B, N, C] = out.inputs.shape;
-        const pad = broadcastTo(this.padding.get(m), [B, N, this.numChannels - C]);
-        let x = concat([out.inputs, pad], 2);
+        // Modalities meet in this module's compute dtype (its padding parameters').
+        const padding = this.padding.get(m);
+        const dt = computeDtype(padding);
+        const pad = broadcastTo(toDtype(padding, dt), [B, N, this.numChannels - C]);
+        let x = concat([toDtype(out.inputs, dt), pad], 2);
         const p = this.maskProbs[m];
         // p = 0 and p = 1 are exact (rand is in [0, 1)); in between it draws per position.
         if (p !== undefined && p > 0) {
           const masked = less(rand([B, N, 1], { device: x.device }), p);
-          x = where(masked, broadcastTo(this.mask.get(m), [B, N, this.numChannels]), x);
+          x = where(masked, broadcastTo(toDtype(this.mask.get(m), dt), [B, N, this.numChannels]), x);
         }
         padded[m] = x;
         modalitySizes[m] = N;

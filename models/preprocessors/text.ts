@@ -1,6 +1,6 @@
 // Text input: token embeddings plus a trainable position embedding per index (HF's
 // PerceiverTextPreprocessor: embeddings, position_embeddings).
-import { Embedding, Module, slice, tidy, type Tensor } from '../../lib/index.js';
+import { Embedding, Module, slice, tidy, toDtype, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import type { Preprocessor, PreprocessorOutput } from './preprocessor.js';
 
@@ -27,7 +27,7 @@ export class PerceiverTextPreprocessor extends Module implements Preprocessor {
     return tidy(() => {
       const inputsWithoutPos = this.embeddings.forward(ids);
       // Positions 0..N-1 are the first N rows of the table: a slice, not a lookup.
-      const inputs = inputsWithoutPos.add(slice(this.positionEmbeddings.weight, 0, 0, n));
+      const inputs = inputsWithoutPos.add(toDtype(slice(this.positionEmbeddings.weight, 0, 0, n), inputsWithoutPos.dtype));
       return { inputs, inputsWithoutPos };
     });
   }

@@ -7,7 +7,7 @@
 // so a resumed run sees the same pixels.
 import { readdirSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import sharp from 'sharp';
+import { loadSharp } from '../sharp.js';
 import type { ImageSet } from './mnist.js';
 import { Rng } from './rng.js';
 import { augmentPool } from './augment-pool.js';
@@ -140,6 +140,7 @@ export class ImageFolderSource implements DataSource {
   async load(i: number, rng: Rng | null, aug?: Augment['randAugment']): Promise<Float32Array> {
     const [file] = this.files[i];
     const { size, channels } = this.opts;
+    const sharp = await loadSharp();
     try {
       // Upright, in the output's colour space, as raw bytes (lossless between the two passes).
       const decoded = sharp(file, { failOn: 'error', limitInputPixels: 2 ** 28 }).autoOrient().removeAlpha();

@@ -1,7 +1,8 @@
 // The image-classification training loop: seeded data order, optimizer + schedule,
 // label smoothing, MixUp/CutMix, gradient clipping, periodic evaluation (top-1/top-5),
 // JSONL metrics, progress, and checkpoints that resume exactly (model, optimizer,
-// schedule position, data position; the engine is deterministic across thread counts).
+// schedule position, data position, dropout masks; the engine is deterministic across
+// thread counts).
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as P from '../../lib/index.js';
@@ -42,6 +43,12 @@ export interface TrainConfig {
    * with less memory (batch norm sees micro-batches, as in PyTorch). Must divide batchSize.
    */
   accumulateSteps: number;
+  /**
+   * 'bfloat16': mixed precision, the forward and backward in bfloat16 (float32
+   * accumulation) on float32 master weights, optimizer in float32; evaluation too.
+   * float16 would need loss scaling and is refused.
+   */
+  precision: 'float32' | 'bfloat16';
   /** RandAugment on image folders: operations per image (0 disables) and magnitude (0..10). */
   randAugmentLayers: number;
   randAugmentMagnitude: number;
@@ -68,6 +75,7 @@ export const DEFAULT_TRAIN: TrainConfig = {
   clipNorm: 0,
   maxShift: 0,
   accumulateSteps: 1,
+  precision: 'float32',
   randAugmentLayers: 0,
   randAugmentMagnitude: 5,
   seed: 0,
@@ -161,6 +169,8 @@ export function checkTrainConfig(c: TrainConfig): void {
   num('cutmix', 0);
   num('clipNorm', 0);
   if (typeof c.decayPositionEmbeddings !== 'boolean') throw new TypeError(`train: 'decayPositionEmbeddings' must be true or false, got ${JSON.stringify(c.decayPositionEmbeddings)}`);
+  if (c.precision !== 'float32' && c.precision !== 'bfloat16')
+    throw new TypeError(`train: 'precision' must be float32 or bfloat16, got ${JSON.stringify(c.precision)}${(c.precision as string) === 'float16' ? ' (float16 training needs loss scaling, which is not implemented; use bfloat16)' : ''}`);
   if (!['lamb', 'adamw', 'sgd'].includes(c.optimizer)) throw new TypeError(`train: 'optimizer' must be lamb, adamw or sgd, got ${JSON.stringify(c.optimizer)}`);
   if (!['constant_cosine', 'warmup_cosine', 'constant'].includes(c.schedule))
     throw new TypeError(`train: 'schedule' must be constant_cosine, warmup_cosine or constant, got ${JSON.stringify(c.schedule)}`);
@@ -172,8 +182,19 @@ async function fetchBatch(src: DataSource, idx: ArrayLike<number>, device: strin
   return { x: P.tensor(b.pixels, [idx.length, ...src.shape], { device }), y: P.tensor(b.labels, [idx.length], { device }), labels: b.labels };
 }
 
-/** Top-1 / top-5 accuracy and mean loss of model on set (evaluation mode, no gradients). */
-export async function evaluate(model: TrainableClassifier, set: ImageSet | DataSource, batchSize = 500): Promise<{ top1: number; top5: number; loss: number }> {
+/** fn under autocast for 'bfloat16' (mixed precision), plainly for 'float32'. */
+function inPrecision<T>(precision: TrainConfig['precision'], fn: () => T): T {
+  return precision === 'float32' ? fn() : P.autocast(precision, fn);
+}
+
+/** Top-1 / top-5 accuracy and mean loss of model on set (evaluation mode, no gradients); precision as TrainConfig's. */
+export async function evaluate(
+  model: TrainableClassifier,
+  set: ImageSet | DataSource,
+  batchSize = 500,
+  precision: TrainConfig['precision'] = 'float32',
+): Promise<{ top1: number; top5: number; loss: number }> {
+  if (precision !== 'float32' && precision !== 'bfloat16') throw new TypeError(`evaluate: argument 'precision' must be 'float32' or 'bfloat16', got ${JSON.stringify(precision)}`);
   const src = isDataSource(set) ? set : memorySource(set);
   const wasTraining = model.training;
   model.eval();
@@ -187,7 +208,7 @@ export async function evaluate(model: TrainableClassifier, set: ImageSet | DataS
       const idx = Array.from({ length: Math.min(batchSize, n - i) }, (_, k) => i + k);
       const { x, y, labels } = await fetchBatch(src, idx, device, null);
       const [logitsT, lossT] = P.noGrad(() => P.tidy(() => {
-        const logits = model.forward(x).logits;
+        const logits = inPrecision(precision, () => model.forward(x).logits);
         return [logits, P.crossEntropy(logits, y, { reduction: 'sum' })];
       }));
       const logits = (await logitsT.data()) as Float32Array;
@@ -228,7 +249,18 @@ function writeCheckpointDir(dir: string, write: (tmp: string) => Promise<void>):
   );
 }
 
-/** Runs (or resumes) training; returns the final state and evaluation. */
+/**
+ * The global generator's seed for one step's dropout masks. Each dropout call takes
+ * the next seed in sequence, so steps start far apart (hashed), never at step + 1.
+ */
+export function dropoutSeed(seed: number, step: number): number {
+  return Math.floor(new Rng((seed * 7_919 + step) ^ 0x5eed5eed).next() * 2 ** 31);
+}
+
+/**
+ * Runs (or resumes) training; returns the final state and evaluation. Re-seeds the
+ * global generator (manualSeed) before every step, for the model's dropout.
+ */
 export async function train(o: TrainRunOptions): Promise<{ state: TrainState; final: EvalResult | null }> {
   const c: TrainConfig = { ...DEFAULT_TRAIN, ...o.config };
   checkTrainConfig(c);
@@ -283,7 +315,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
 
   const log = (rec: Record<string, unknown>) => appendFileSync(metricsFile, JSON.stringify({ time: new Date().toISOString(), ...rec }) + '\n');
   const doEval = async (): Promise<EvalResult> => {
-    const r = await evaluate(model, test, c.evalBatchSize);
+    const r = await evaluate(model, test, c.evalBatchSize, c.precision);
     const res: EvalResult = { epoch: state.epoch, step: state.step, ...r };
     state.history.push(res);
     log({ kind: 'eval', ...res });
@@ -334,6 +366,9 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
         const labels = new Int32Array(c.batchSize);
         // Values are read after the optimizer step is queued, so the queue never waits on JS.
         const pending: { loss: Tensor; logits: Tensor; at: number }[] = [];
+        // Dropout draws from the global generator: re-seeding it per step makes the
+        // masks a function of (seed, step), so a resumed run draws the same ones.
+        P.manualSeed(dropoutSeed(c.seed, state.step));
         for (let m = 0; m < c.accumulateSteps; m++) {
           const batch = fetched[m];
           const { loss, logits } = P.tidy(() => {
@@ -341,7 +376,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
             let target: Tensor = batch.y;
             const mix = mixBatch(rng, c, batch.x, batch.y, data.classes.length);
             if (mix) ({ input, target } = mix);
-            const out = model.forward(input).logits;
+            const out = inPrecision(c.precision, () => model.forward(input).logits);
             // The mean over the whole batch: each micro-batch's mean, divided by their count.
             const l = P.crossEntropy(out, target, { labelSmoothing: c.labelSmoothing });
             return { loss: c.accumulateSteps > 1 ? l.mul(1 / c.accumulateSteps) : l, logits: P.noGrad(() => out.argmax(-1)) };

@@ -22,7 +22,8 @@ Options:
                     loss_weights.* and labels are skipped (with a note on stderr)
   --output FILE     where to write the outputs (written atomically): logits, or logits.<modality>
   --device NAME     cpu or cuda (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
-  --dtype NAME      float32 (the only compute dtype supported so far)
+  --dtype NAME      float32 (default), bfloat16 or float16: the weights' and the compute
+                    dtype (16-bit: float32 accumulation); outputs are written in it
   -h, --help        show this help
 `;
 
@@ -33,15 +34,14 @@ async function run(argv: string[]): Promise<void> {
   });
   const device = checkDeviceFlag(flags.values['--device']);
   const dtype = flags.values['--dtype'] ?? 'float32';
-  if (dtype === 'bfloat16' || dtype === 'float16') throw new UsageError(`--dtype ${dtype} is not supported yet; use float32`);
-  if (dtype !== 'float32') throw new UsageError(`--dtype must be float32, got '${dtype}'`);
+  if (dtype !== 'float32' && dtype !== 'bfloat16' && dtype !== 'float16') throw new UsageError(`--dtype must be float32, bfloat16 or float16, got '${dtype}'`);
   const input = flags.values['--input'];
   const output = flags.values['--output'];
   if (!existsSync(input)) throw new Error(`input file '${input}' does not exist`);
   // Checked before the model runs, so a typo does not cost a whole forward pass.
   const outDir = dirname(resolve(output));
   if (!existsSync(outDir)) throw new Error(`output folder '${outDir}' does not exist`);
-  const model = await loadModel(flags.values['--model'], { device });
+  const model = await loadModel(flags.values['--model'], { device, dtype });
   let inputs: Record<string, Tensor> = {};
   let outputs: Record<string, Tensor> = {};
   try {

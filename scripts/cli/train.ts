@@ -13,7 +13,7 @@ import { checkDeviceFlag, parseFlags, UsageError, type Command } from './command
 
 const USAGE = `Usage: perceiver train [--preset mnist|imagenet|imagenet-debug] [--config FILE.json] [--data mnist|DIR]
                        [--out DIR] [--resume] [--epochs N] [--batch-size N] [--lr X] [--seed N]
-                       [--checkpoint-every N] [--accumulate N] [--device cpu|cuda] [--quiet]
+                       [--checkpoint-every N] [--accumulate N] [--precision float32|bfloat16] [--device cpu|cuda] [--quiet]
 
 Trains a Perceiver image classifier and writes, under --out:
   checkpoint/      the latest checkpoint (model folder + optimizer state + trainer.json), written atomically
@@ -32,6 +32,8 @@ Options:
   --resume               continue the run in --out from its checkpoint (same settings required)
   --epochs, --batch-size, --lr, --seed, --checkpoint-every   override the preset's values
   --accumulate N         run each batch as N micro-batches (gradient accumulation; N divides the batch)
+  --precision NAME       float32 (default) or bfloat16: mixed precision (bfloat16 compute, float32 master
+                         weights and optimizer; fast on CUDA, slower on the CPU, which converts per op)
   --device NAME          cpu or cuda (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
   --max-steps N          stop after N steps in this call (checkpoint written; --resume continues)
   --quiet                no progress bar
@@ -60,10 +62,25 @@ export interface TrainCliResult {
   seconds: number;
 }
 
+/** argv without --resume and without --out and its value (the hint adds them back). */
+function withoutOut(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--resume') continue;
+    if (argv[i] === '--out') {
+      i++;
+      continue;
+    }
+    if (argv[i].startsWith('--out=')) continue;
+    out.push(argv[i]);
+  }
+  return out;
+}
+
 /** The command's body, also used by the demo. */
 export async function runTraining(argv: string[], log: (s: string) => void = (s) => process.stderr.write(s)): Promise<TrainCliResult> {
   const flags = parseFlags('train', argv, {
-    values: ['--preset', '--config', '--data', '--out', '--epochs', '--batch-size', '--lr', '--seed', '--checkpoint-every', '--device', '--max-steps', '--accumulate'],
+    values: ['--preset', '--config', '--data', '--out', '--epochs', '--batch-size', '--lr', '--seed', '--checkpoint-every', '--device', '--max-steps', '--accumulate', '--precision'],
     switches: ['--resume', '--quiet'],
   });
   const v = flags.values;
@@ -94,6 +111,11 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
   for (const [flag, key] of overrides) {
     const n = intFlag(v, flag);
     if (n !== undefined) (trainCfg as Record<string, unknown>)[key] = n;
+  }
+  if (v['--precision'] !== undefined) {
+    const p = v['--precision'];
+    if (p !== 'float32' && p !== 'bfloat16') throw new UsageError(`--precision must be float32 or bfloat16, got '${p}'${p === 'float16' ? ' (float16 training needs loss scaling, which is not implemented)' : ''}`);
+    trainCfg.precision = p;
   }
   if (v['--lr'] !== undefined) {
     const lr = Number(v['--lr']);
@@ -142,7 +164,7 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
       onEval: (r) => log(`${quiet ? '' : '\n'}epoch ${r.epoch}: test top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}%, loss ${r.loss.toFixed(4)}\n`),
     });
     if (ac.signal.aborted || final === null) {
-      log(`stopped at step ${state.step}; resume with: perceiver train ${argv.filter((a) => a !== '--resume').join(' ')} --out ${outDir} --resume\n`);
+      log(`stopped at step ${state.step}; resume with: perceiver train ${withoutOut(argv).join(' ')} --out ${outDir} --resume\n`);
       return { outDir, top1: null, seconds: (performance.now() - t0) / 1000 };
     }
     await model.save(join(outDir, 'model'));

@@ -1,0 +1,105 @@
+// Specification of autocast (lib/nn/autocast.ts): which dtype a layer computes in, how
+// the setting is scoped (nesting, async code, concurrent work), and that mixed precision
+// keeps float32 master weights whose gradients are those of the 16-bit computation.
+import test from 'ava';
+import * as P from '../lib/index.js';
+import { LayerNorm, Linear } from '../lib/index.js';
+import { readAndDispose } from './helpers/read.js';
+import { ON_CUDA } from './helpers/device.js';
+
+const liveTensors = (): number => (ON_CUDA ? P.memory().cuda : P.memory().cpu).tensors;
+
+test('autocastDtype is null outside, the innermost setting inside; float32 and null turn it off', (t) => {
+  t.is(P.autocastDtype(), null);
+  P.autocast('bfloat16', () => {
+    t.is(P.autocastDtype(), 'bfloat16');
+    P.autocast('float16', () => t.is(P.autocastDtype(), 'float16'));
+    P.autocast('float32', () => t.is(P.autocastDtype(), null));
+    P.autocast(null, () => t.is(P.autocastDtype(), null));
+    t.is(P.autocastDtype(), 'bfloat16', 'restored after the inner call');
+  });
+  t.is(P.autocastDtype(), null);
+  t.throws(() => P.autocast('bfloat16', () => { throw new Error('boom'); }), { message: 'boom' });
+  t.is(P.autocastDtype(), null, 'restored after a throw');
+});
+
+test('the setting follows async code across awaits and does not leak into concurrent work', async (t) => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const inside = P.autocast('bfloat16', async () => {
+    await gate;
+    return P.autocastDtype();
+  });
+  const outside = (async () => {
+    await Promise.resolve();
+    const seen = P.autocastDtype();
+    release();
+    return seen;
+  })();
+  t.is(await outside, null, 'work started outside autocast never sees it');
+  t.is(await inside, 'bfloat16', 'the awaited continuation still does');
+});
+
+test('autocast validates its arguments', (t) => {
+  t.throws(() => P.autocast('int32' as 'float32', () => 0), { instanceOf: TypeError, message: /autocast: argument 'dtype' must be 'float32', 'float16', 'bfloat16' or null, got 'int32'/ });
+  t.throws(() => P.autocast('bfloat16', 5 as unknown as () => void), { instanceOf: TypeError, message: /autocast: argument 'fn' must be a function, got number 5/ });
+});
+
+test('computeDtype, toDtype, needsCast: floating tensors follow autocast, integer ones never', (t) => {
+  const f = P.zeros([2]);
+  const i = P.zeros([2], { dtype: 'int32' });
+  t.is(P.computeDtype(f), 'float32');
+  P.autocast('bfloat16', () => {
+    t.is(P.computeDtype(f), 'bfloat16');
+    t.is(P.computeDtype(i), 'int32', 'an integer tensor is never cast');
+  });
+  t.true(P.needsCast(f, 'bfloat16'));
+  t.false(P.needsCast(f, 'float32'));
+  t.false(P.needsCast(i, 'bfloat16'));
+  t.false(P.needsCast(f, 'int32'), 'floating values are not truncated to integers');
+  t.is(P.toDtype(f, 'float32'), f, 'no cast, the same tensor');
+  const c = P.toDtype(f, 'float16');
+  t.is(c.dtype, 'float16');
+  for (const x of [f, i, c]) x.dispose();
+});
+
+test('under autocast a float32 Linear and LayerNorm compute in bfloat16, bit-identical to casting by hand', async (t) => {
+  P.manualSeed(1);
+  const lin = new Linear(7, 5);
+  const ln = new LayerNorm(5);
+  const x = P.randn([3, 7]);
+  const before = liveTensors();
+  const h = P.autocast('bfloat16', () => lin.forward(x, 'gelu'));
+  const y = P.autocast('bfloat16', () => ln.forward(h));
+  t.is(liveTensors(), before + 2, 'only the two results remain: the casts were released');
+  h.dispose();
+  t.is(y.dtype, 'bfloat16');
+  t.is(lin.weight.dtype, 'float32', 'the parameters stay float32');
+  const want = P.tidy(() => {
+    const h = P.linear(x.cast('bfloat16'), lin.weight.cast('bfloat16'), lin.bias!.cast('bfloat16'), 'gelu');
+    return P.layerNorm(h, P.ones([5], { dtype: 'bfloat16' }), P.zeros([5], { dtype: 'bfloat16' }));
+  });
+  t.deepEqual(await readAndDispose(y), await readAndDispose(want));
+  x.dispose();
+  lin.dispose();
+  ln.dispose();
+});
+
+test('mixed precision: float32 master weights get float32 gradients, those of the bfloat16 computation', async (t) => {
+  P.manualSeed(2);
+  const lin = new Linear(6, 4).requiresGrad_(true);
+  const x = P.randn([5, 6]);
+  P.autocast('bfloat16', () => P.tidy(() => P.crossEntropy(lin.forward(x), P.tensor(Int32Array.from([0, 1, 2, 3, 0]), [5])))).backward();
+  const gw = lin.weight.grad!;
+  t.is(gw.dtype, 'float32', 'the gradient has the master weight dtype');
+  // The same graph written out by hand: the cast's gradient is the bfloat16 gradient widened.
+  const w16 = P.noGrad(() => lin.weight.cast('bfloat16'));
+  const b16 = P.noGrad(() => lin.bias!.cast('bfloat16'));
+  w16.requiresGrad = true;
+  b16.requiresGrad = true;
+  P.tidy(() => P.crossEntropy(P.linear(x.cast('bfloat16'), w16, b16), P.tensor(Int32Array.from([0, 1, 2, 3, 0]), [5]))).backward();
+  t.deepEqual(await gw.data(), await w16.grad!.data());
+  t.deepEqual(await lin.bias!.grad!.data(), await b16.grad!.data());
+  for (const v of [x, w16, b16]) v.dispose();
+  lin.dispose();
+});
