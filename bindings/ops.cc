@@ -356,6 +356,44 @@ Napi::Value MaxPool2dBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value HasBackwardKernels(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 1, "hasBackwardKernels");
+    Device d = device_arg(info, 0, "hasBackwardKernels", "device");
+    return Napi::Boolean::New(info.Env(), backend_for(d)->has_backward_kernels());
+  });
+}
+
+// adamUpdate(param, grad, expAvg, expAvgSq, lr, beta1, beta2, eps, weightDecay, step, lamb)
+Napi::Value AdamUpdate(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 11, "adam_update");
+    const char* op = bool_arg(info, 10, "adam_update", "lamb") ? "lamb_update" : "adam_update";
+    AdamHyper h;
+    h.lr = number_arg(info, 4, op, "lr");
+    h.beta1 = number_arg(info, 5, op, "beta1");
+    h.beta2 = number_arg(info, 6, op, "beta2");
+    h.eps = number_arg(info, 7, op, "eps");
+    h.weight_decay = number_arg(info, 8, op, "weightDecay");
+    h.step = int_arg(info, 9, op, "step");
+    adam_update(tensor_arg(info, 0, op, "param"), tensor_arg(info, 1, op, "grad"), tensor_arg(info, 2, op, "expAvg"),
+                tensor_arg(info, 3, op, "expAvgSq"), h, std::strcmp(op, "lamb_update") == 0);
+    return info.Env().Undefined();
+  });
+}
+
+// sgdUpdate(param, grad, momentumBuffer | null, lr, momentum, weightDecay, nesterov)
+Napi::Value SgdUpdate(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "sgd_update";
+    need_args(info, 7, op);
+    sgd_update(tensor_arg(info, 0, op, "param"), tensor_arg(info, 1, op, "grad"), optional_tensor_arg(info, 2, op, "momentumBuffer"),
+               number_arg(info, 3, op, "lr"), number_arg(info, 4, op, "momentum"), number_arg(info, 5, op, "weightDecay"),
+               bool_arg(info, 6, op, "nesterov"));
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     need_args(info, 6, "batch_norm");
@@ -481,6 +519,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"softmax", Softmax},       {"layerNorm", LayerNorm}, {"matmul", Matmul},
       {"attention", Attention},   {"embedding", Embedding}, {"oneHot", OneHot},
       {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"maxPool2dBackward", MaxPool2dBackward},
+      {"hasBackwardKernels", HasBackwardKernels}, {"adamUpdate", AdamUpdate}, {"sgdUpdate", SgdUpdate},
       {"memory", Memory},         {"synchronize", Synchronize}, {"emptyCache", EmptyCache}, {"cpuInfo", CpuInfo},
       {"to", ToDevice},           {"cudaInfo", CudaInfo},
   };

@@ -10,6 +10,7 @@ export * from './ops/layout.js';
 export * from './ops/reduce.js';
 export * from './ops/linalg.js';
 export * from './ops/nn.js';
+export * from './ops/update.js';
 export { tidy, keep } from './scope.js';
 export { noGrad, isGradEnabled, needsGrad, backward } from './autograd/tape.js';
 export { gradKernels } from './autograd/grads.js';

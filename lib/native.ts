@@ -54,6 +54,9 @@ export interface NativeAddon {
   layerNormBackward(x: H, weight: H | null, g: H, eps: number, needWeight: boolean, needBias: boolean): [H, H | null, H | null];
   geluBackward(x: H, g: H, tanh: boolean): H;
   maxPool2dBackward(x: H, g: H, kh: number, kw: number, sh: number, sw: number, pad: unknown): H;
+  hasBackwardKernels(device: string): boolean;
+  adamUpdate(param: H, grad: H, expAvg: H, expAvgSq: H, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, lamb: boolean): void;
+  sgdUpdate(param: H, grad: H, momentumBuffer: H | null, lr: number, momentum: number, weightDecay: number, nesterov: boolean): void;
   batchNorm(x: H, mean: H, variance: H, weight: H | null, bias: H | null, eps: number): H;
   memory(): Record<'cpu' | 'cuda', { tensors: number; storages: number; bytes: number; peakBytes: number; cachedBytes: number }>;
   emptyCache(): void;

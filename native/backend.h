@@ -102,6 +102,27 @@ struct Pool2dArgs {
   DType dtype = DType::Float32;  // of x and out
 };
 
+// Fused optimizer updates (see Backend::adam_update). Every scalar is float32, rounded
+// once from the double the caller gave, as the composed ops would round it.
+//   m = beta1 m + one_minus_beta1 g;  v = beta2 v + one_minus_beta2 g^2
+//   u = (m bc1) / (sqrt(v bc2) + eps) (+ weight_decay p when weight_decay > 0)
+//   p = p - lr u                       (LAMB: p - lr (trust u))
+// bc1, bc2 are the bias corrections as factors, 1 / (1 - beta^t).
+struct AdamArgs {
+  float* p; const float* g; float* m; float* v;
+  int64_t n;
+  float lr, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, bc1, bc2;
+};
+// SGD (PyTorch's momentum form, decoupled weight decay):
+//   buf = momentum buf + g (when buf);  d = nesterov ? g + momentum buf : buf (or g)
+//   p = (p - lr d) (- lr_wd p when lr_wd > 0)
+struct SgdArgs {
+  float* p; const float* g; float* buf;  // buf null without momentum
+  int64_t n;
+  float lr, momentum, lr_wd;
+  bool nesterov;
+};
+
 struct Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
@@ -154,21 +175,32 @@ struct Backend {
   // when they return, so only CUDA has work to wait for.
   virtual void synchronize() {}
 
+  // ---- fused optimizer updates: one kernel per parameter instead of a chain of
+  // elementwise ops and temporaries. In place on dense float32 arrays of n elements
+  // (the op layer makes strided parameters dense and writes them back).
+  virtual void adam_update(const AdamArgs& a) = 0;
+  // LAMB: the AdamW direction into `u` (n floats of workspace), then the trust ratio
+  // ||p|| / ||u|| from device-side sums in a fixed order (deterministic), then p.
+  virtual void lamb_update(const AdamArgs& a, float* u) = 0;
+  virtual void sgd_update(const SgdArgs& a) = 0;
+
   // ---- training kernels: gradients the autograd layer would otherwise compose from
   // forward ops. Optional: a backend without them reports so, and the op layer
-  // refuses the op (lib/autograd then composes the gradient). All float32, contiguous.
+  // refuses the op (lib/autograd then composes the gradient). Contiguous; pointers
+  // hold `dtype` elements (Float32 on the CPU; 16-bit on CUDA, float32 accumulation).
   virtual bool has_backward_kernels() const { return false; }
   // x, g [rows, n] -> gx [rows, n]; gw, gb [n] (each may be null) summed over rows.
   // Defined inline: the CUDA library's vtable needs these definitions too.
   virtual void layer_norm_backward(const float*, const float*, const float*, float*, float*, float*,
-                                   int64_t, int64_t, float) {
+                                   int64_t, int64_t, float, DType) {
     throw std::runtime_error(std::string("layer_norm_backward is not implemented on ") + name());
   }
   // gx = g * d/dx gelu(x) (exact erf form, or the tanh approximation).
-  virtual void gelu_backward(const float*, const float*, float*, int64_t, bool) {
+  virtual void gelu_backward(const float*, const float*, float*, int64_t, bool, DType) {
     throw std::runtime_error(std::string("gelu_backward is not implemented on ") + name());
   }
-  // g [B, OH, OW, C] routed to the first maximum of each window: gx [B, H, W, C].
+  // g [B, OH, OW, C] routed to the first maximum of each window: gx [B, H, W, C]
+  // (a.dtype is that of x, g and gx).
   virtual void max_pool2d_backward(const Pool2dArgs&, const float*, float*) {
     throw std::runtime_error(std::string("max_pool2d_backward is not implemented on ") + name());
   }

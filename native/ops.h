@@ -89,4 +89,17 @@ Tensor gelu_backward(const Tensor& x, const Tensor& g, bool tanh_form);
 Tensor max_pool2d_backward(const Tensor& x, const Tensor& g, int64_t kh, int64_t kw, int64_t stride_h,
                            int64_t stride_w, const PadSpec& pad);
 
+// ---- fused optimizer updates: in place, in queue order (see ops_update.cc) ----
+struct AdamHyper {
+  double lr, beta1, beta2, eps, weight_decay;
+  int64_t step;  // steps taken including this one (the bias corrections' t)
+};
+// AdamW (lamb = false) or LAMB's trust-ratio step on float32 param, exp_avg,
+// exp_avg_sq; grad of param's shape (any float dtype).
+void adam_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                 const AdamHyper& h, bool lamb);
+// momentum_buffer is required when momentum > 0 and may be null at momentum 0.
+void sgd_update(const Tensor& param, const Tensor& grad, const Tensor* momentum_buffer, double lr, double momentum,
+                double weight_decay, bool nesterov);
+
 }  // namespace perceiver

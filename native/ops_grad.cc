@@ -1,6 +1,8 @@
 // Gradient ops for training: validation on the JS thread, then the backend's training
-// kernel on the queue. Only backends with training kernels run them (the CPU); on
-// others they are refused and lib/autograd composes the gradient from forward ops.
+// kernel on the queue. Only backends with training kernels run them (the CPU and
+// CUDA); on others they are refused and lib/autograd composes the gradient from
+// forward ops. 16-bit tensors compute in their dtype on CUDA (float32 accumulation)
+// and through float32 copies on the CPU, as the forward ops do.
 #include "backend.h"
 #include "error.h"
 #include "op_util.h"
@@ -19,62 +21,77 @@ void require_kernels(const char* op, const Tensor& t) {
 
 std::vector<Tensor> layer_norm_backward(const Tensor& x_in, const Tensor* weight, const Tensor& g_in, float eps,
                                         bool need_weight, bool need_bias) {
-  check_float32("layer_norm_backward", "x", x_in);
-  check_float32("layer_norm_backward", "g", g_in);
+  check_float("layer_norm_backward", "x", x_in);
+  check_float("layer_norm_backward", "g", g_in);
   check_min_ndim("layer_norm_backward", "x", x_in, 1);
   check_shape("layer_norm_backward", "g", g_in, x_in.shape);
   int64_t n = x_in.shape.back();
   Tensor w;
   if (weight) {
-    check_float32("layer_norm_backward", "weight", *weight);
+    check_float("layer_norm_backward", "weight", *weight);
     check_shape("layer_norm_backward", "weight", *weight, {n});
     w = contiguous(*weight);
   }
+  check_same_dtype("layer_norm_backward", {{"x", &x_in}, {"g", &g_in}, {"weight", weight}});
   check_same_device("layer_norm_backward", {{"x", &x_in}, {"g", &g_in}, {"weight", weight}});
   if (!(eps >= 0)) throw_range("layer_norm_backward: argument 'eps' must be >= 0, got " + std::to_string(eps));
   require_kernels("layer_norm_backward", x_in);
+  const DType dt = x_in.dtype;
+  if (cpu_16bit(x_in)) {
+    Tensor w32 = weight ? cast(*weight, DType::Float32) : Tensor();
+    auto r = layer_norm_backward(cast(x_in, DType::Float32), weight ? &w32 : nullptr, cast(g_in, DType::Float32), eps,
+                                 need_weight, need_bias);
+    for (Tensor& t : r)
+      if (t.storage) t = cast(t, dt);
+    return r;
+  }
   Tensor x = contiguous(x_in), g = contiguous(g_in);
-  Tensor gx = empty(x.shape, DType::Float32, x.device(), "layer_norm_backward");
-  Tensor gw = need_weight ? empty({n}, DType::Float32, x.device(), "layer_norm_backward") : Tensor();
-  Tensor gb = need_bias ? empty({n}, DType::Float32, x.device(), "layer_norm_backward") : Tensor();
+  Tensor gx = empty(x.shape, dt, x.device(), "layer_norm_backward");
+  Tensor gw = need_weight ? empty({n}, dt, x.device(), "layer_norm_backward") : Tensor();
+  Tensor gb = need_bias ? empty({n}, dt, x.device(), "layer_norm_backward") : Tensor();
   int64_t rows = n ? x.numel() / n : 0;
   if (rows == 0 || n == 0) {
     std::vector<Tensor> out{gx};
-    out.push_back(need_weight ? full({n}, 0.0, DType::Float32, x.device()) : Tensor());
-    out.push_back(need_bias ? full({n}, 0.0, DType::Float32, x.device()) : Tensor());
+    out.push_back(need_weight ? full({n}, 0.0, dt, x.device()) : Tensor());
+    out.push_back(need_bias ? full({n}, 0.0, dt, x.device()) : Tensor());
     return out;
   }
   bool has_w = (bool)weight;
   launch("layer_norm_backward", x.device(), {&x, &g, has_w ? &w : nullptr}, {&gx, need_weight ? &gw : nullptr, need_bias ? &gb : nullptr},
-         [x, g, w, gx, gw, gb, has_w, need_weight, need_bias, rows, n, eps](Backend& b) {
+         [x, g, w, gx, gw, gb, has_w, need_weight, need_bias, rows, n, eps, dt](Backend& b) {
            b.layer_norm_backward((const float*)x.data(), has_w ? (const float*)w.data() : nullptr, (const float*)g.data(),
                                  (float*)gx.data(), need_weight ? (float*)gw.data() : nullptr,
-                                 need_bias ? (float*)gb.data() : nullptr, rows, n, eps);
+                                 need_bias ? (float*)gb.data() : nullptr, rows, n, eps, dt);
          });
   return {gx, gw, gb};
 }
 
 Tensor gelu_backward(const Tensor& x_in, const Tensor& g_in, bool tanh_form) {
-  check_float32("gelu_backward", "x", x_in);
-  check_float32("gelu_backward", "g", g_in);
+  check_float("gelu_backward", "x", x_in);
+  check_float("gelu_backward", "g", g_in);
   check_shape("gelu_backward", "g", g_in, x_in.shape);
+  check_same_dtype("gelu_backward", {{"x", &x_in}, {"g", &g_in}});
   check_same_device("gelu_backward", {{"x", &x_in}, {"g", &g_in}});
   require_kernels("gelu_backward", x_in);
+  if (cpu_16bit(x_in))
+    return cast(gelu_backward(cast(x_in, DType::Float32), cast(g_in, DType::Float32), tanh_form), x_in.dtype);
+  const DType dt = x_in.dtype;
   Tensor x = contiguous(x_in), g = contiguous(g_in);
-  Tensor gx = empty(x.shape, DType::Float32, x.device(), "gelu_backward");
+  Tensor gx = empty(x.shape, dt, x.device(), "gelu_backward");
   int64_t n = x.numel();
   if (n == 0) return gx;
-  launch("gelu_backward", x.device(), {&x, &g}, {&gx}, [x, g, gx, n, tanh_form](Backend& b) {
-    b.gelu_backward((const float*)x.data(), (const float*)g.data(), (float*)gx.data(), n, tanh_form);
+  launch("gelu_backward", x.device(), {&x, &g}, {&gx}, [x, g, gx, n, tanh_form, dt](Backend& b) {
+    b.gelu_backward((const float*)x.data(), (const float*)g.data(), (float*)gx.data(), n, tanh_form, dt);
   });
   return gx;
 }
 
 Tensor max_pool2d_backward(const Tensor& x_in, const Tensor& g_in, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                            const PadSpec& pad) {
-  check_float32("max_pool2d_backward", "x", x_in);
-  check_float32("max_pool2d_backward", "g", g_in);
+  check_float("max_pool2d_backward", "x", x_in);
+  check_float("max_pool2d_backward", "g", g_in);
   check_ndim("max_pool2d_backward", "x", x_in, 4);
+  check_same_dtype("max_pool2d_backward", {{"x", &x_in}, {"g", &g_in}});
   check_same_device("max_pool2d_backward", {{"x", &x_in}, {"g", &g_in}});
   if (kh < 1 || kw < 1 || sh < 1 || sw < 1) throw_range("max_pool2d_backward: kernel and stride must be >= 1");
   check_pad("max_pool2d_backward", pad);
@@ -85,11 +102,14 @@ Tensor max_pool2d_backward(const Tensor& x_in, const Tensor& g_in, int64_t kh, i
   resolve_padding("max_pool2d_backward", "width", W, kw, sw, pad.mode, pad.left, pad.right, &OW, &pl);
   check_shape("max_pool2d_backward", "g", g_in, {B, OH, OW, C});
   require_kernels("max_pool2d_backward", x_in);
+  if (cpu_16bit(x_in))
+    return cast(max_pool2d_backward(cast(x_in, DType::Float32), cast(g_in, DType::Float32), kh, kw, sh, sw, pad), x_in.dtype);
   Pool2dArgs a;
   a.batch = B; a.h = H; a.w = W; a.c = C; a.kh = kh; a.kw = kw; a.oh = OH; a.ow = OW;
   a.stride_h = sh; a.stride_w = sw; a.pad_top = pt; a.pad_left = pl;
+  a.dtype = x_in.dtype;
   Tensor x = contiguous(x_in), g = contiguous(g_in);
-  Tensor gx = empty(x.shape, DType::Float32, x.device(), "max_pool2d_backward");
+  Tensor gx = empty(x.shape, x.dtype, x.device(), "max_pool2d_backward");
   if (x.numel() == 0) return gx;
   launch("max_pool2d_backward", x.device(), {&x, &g}, {&gx}, [a, x, g, gx](Backend& b) mutable {
     a.x = (const float*)x.data();

@@ -6,6 +6,8 @@
 import test from 'ava';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
+import { native } from '../lib/native.js';
+import { wrap } from '../lib/tensor.js';
 import {
   assertClose,
   attentionRef,
@@ -221,7 +223,7 @@ test.serial('softmax and log-softmax over the last axis', async (t) => {
 });
 
 for (const kernels of [true, false])
-test.serial(`layerNorm: gradients to x, weight and bias (${kernels ? "the CPU's training kernel" : 'composed of forward ops, as other backends run it'})`, async (t) => {
+test.serial(`layerNorm: gradients to x, weight and bias (${kernels ? "the backend's training kernel" : 'composed of forward ops, as backends without one run it'})`, async (t) => {
   P.gradKernels.enabled = kernels;
   t.teardown(() => (P.gradKernels.enabled = true));
   await checkGrad(t, 'layerNorm', {
@@ -322,6 +324,24 @@ for (const [name, xs, k, s, padding] of [
       ref: ([x]) => maxPool2dRef(x, xs, k, s, padding).data,
     });
   });
+
+test.serial('the training kernels: the backend reports them; 16-bit inputs on the cpu run through float32 and round once', async (t) => {
+  t.true(native.hasBackwardKernels('cpu'));
+  const x = P.tensor(randomArray(24, 31, -3, 3), [4, 6]);
+  const g = P.tensor(randomArray(24, 32), [4, 6]);
+  for (const dtype of ['bfloat16', 'float16'] as const) {
+    const [x16, g16] = [x.cast(dtype), g.cast(dtype)];
+    const want = wrap(native.geluBackward(x16.cast('float32').handle, g16.cast('float32').handle, false)).cast(dtype);
+    const got = wrap(native.geluBackward(x16.handle, g16.handle, false));
+    t.is(got.dtype, dtype);
+    t.deepEqual(Array.from(await got.cast('float32').data()), Array.from(await want.cast('float32').data()), dtype);
+    const [gx, gw, gb] = native.layerNormBackward(x16.handle, null, g16.handle, 1e-5, false, false);
+    t.is(wrap(gx).dtype, dtype);
+    t.is(gw, null);
+    t.is(gb, null);
+  }
+  t.throws(() => native.geluBackward(x.handle, g.cast('bfloat16').handle, false), { message: /gelu_backward: .*dtype/ });
+});
 
 // ---- the tape ------------------------------------------------------------------------------
 

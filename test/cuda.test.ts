@@ -4,9 +4,13 @@
 // between queues keep issue order; mixed devices are an error; memory() counts
 // CUDA tensors and the caching allocator's blocks, and emptyCache() returns them;
 // running out of memory and a bad embedding id reject data() with the op's name
-// instead of crashing; the CPU and CUDA random streams agree.
+// instead of crashing; the CPU and CUDA random streams agree; the fused optimizer
+// updates and the training kernels agree with the CPU's, deterministically.
 import test from 'ava';
 import * as P from '../lib/index.js';
+import type { Tensor } from '../lib/index.js';
+import { native } from '../lib/native.js';
+import { wrap } from '../lib/tensor.js';
 import { randomArray } from './helpers/reference.js';
 
 const cuda = P.backends()[1].available ? test : test.skip;
@@ -97,5 +101,75 @@ cuda('matmul through cuBLASLt matches the cpu on odd shapes, views and broadcast
     let worst = 0;
     for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / (Math.abs(want[i]) + 1e-3));
     t.true(worst <= 1e-5, `${JSON.stringify([sa, sb, opts])}: worst relative error ${worst}`);
+  }
+});
+
+/** Largest |got - want| / (|want| + atol) over all elements. */
+function worstError(got: ArrayLike<number>, want: ArrayLike<number>, atol: number): number {
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / (Math.abs(want[i]) + atol));
+  return worst;
+}
+
+cuda("fused optimizer updates on cuda match the cpu kernels, and LAMB's device-side norms are deterministic", async (t) => {
+  const n = 300_007;
+  const rules: [string, (p: Tensor, g: Tensor, s: Tensor[], step: number) => void][] = [
+    ['adamUpdate', (p, g, [m, v], step) => P.adamUpdate(p, g, m, v, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.05, step })],
+    ['lambUpdate', (p, g, [m, v], step) => P.lambUpdate(p, g, m, v, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-6, weightDecay: 0.1, step })],
+    ['sgdUpdate', (p, g, [b], _step) => P.sgdUpdate(p, g, b, { lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 0.01 })],
+  ];
+  for (const [name, rule] of rules) {
+    const results: Float32Array[][] = [];
+    for (const device of ['cpu', 'cuda', 'cuda'] as const) {
+      const p = P.tensor(randomArray(n, 1), [n], { device });
+      const s = [P.zeros([n], { device }), P.zeros([n], { device })];
+      for (let step = 1; step <= 3; step++) {
+        const g = P.tensor(randomArray(n, 10 + step), [n], { device });
+        rule(p, g, s, step);
+        g.dispose();
+      }
+      results.push(await Promise.all([p, ...s].map(async (x) => (await x.data()) as Float32Array)));
+      for (const x of [p, ...s]) x.dispose();
+    }
+    results[0].forEach((want, i) => {
+      const worst = worstError(results[1][i], want, 1e-3);
+      t.true(worst <= 1e-5, `${name} output ${i}: worst relative error ${worst}`);
+      t.deepEqual(results[2][i], results[1][i], `${name} output ${i}: two cuda runs differ`);
+    });
+  }
+});
+
+cuda('training kernels on cuda (layer norm, gelu, max pool) match the cpu in float32, bfloat16 and float16, bit for bit run to run', async (t) => {
+  t.true(native.hasBackwardKernels('cuda'), 'the cuda backend reports its training kernels');
+  const [rows, c] = [1031, 77];
+  const x = P.tensor(randomArray(rows * c, 1, -3, 3), [rows, c], { device: 'cpu' });
+  const g = P.tensor(randomArray(rows * c, 2), [rows, c], { device: 'cpu' });
+  const w = P.tensor(randomArray(c, 3, 0.5, 1.5), [c], { device: 'cpu' });
+  const img = P.tensor(randomArray(2 * 9 * 11 * 5, 4), [2, 9, 11, 5], { device: 'cpu' });
+  const pool = P.maxPool2d(img, { kernel: 3, stride: 2, padding: 'same' });
+  const gp = P.tensor(randomArray(pool.size, 5), [...pool.shape], { device: 'cpu' });
+  const tol = { float32: 1e-4, bfloat16: 3e-2, float16: 5e-3 } as const;
+  for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
+    // The cpu reference runs in float32 on the inputs rounded to dtype.
+    const r = (t: Tensor) => t.cast(dtype).cast('float32');
+    const on = (t: Tensor) => t.cast(dtype).to('cuda');
+    const runs = (dev: 'cpu' | 'cuda') => {
+      const prep = dev === 'cpu' ? r : on;
+      const [gx, gw, gb] = native.layerNormBackward(prep(x).handle, prep(w).handle, prep(g).handle, 1e-5, true, true);
+      return [
+        wrap(gx), wrap(gw!), wrap(gb!),
+        wrap(native.geluBackward(prep(x).handle, prep(g).handle, false)),
+        wrap(native.geluBackward(prep(x).handle, prep(g).handle, true)),
+        wrap(native.maxPool2dBackward(prep(img).handle, prep(gp).handle, 3, 3, 2, 2, 'same')),
+      ];
+    };
+    const want = await Promise.all(runs('cpu').map((v) => v.data()));
+    const got = await Promise.all(runs('cuda').map((v) => v.cast('float32').data()));
+    const again = await Promise.all(runs('cuda').map((v) => v.cast('float32').data()));
+    ['layer norm gx', 'layer norm gw', 'layer norm gb', 'gelu', 'gelu tanh', 'max pool'].forEach((name, i) => {
+      const worst = worstError(got[i], want[i], 1e-1);
+      t.true(worst <= tol[dtype], `${name} ${dtype}: worst relative error ${worst}`);
+      t.deepEqual(again[i], got[i], `${name} ${dtype}: two runs differ`);
+    });
   }
 });

@@ -186,7 +186,7 @@ test('PERCEIVER_DEVICE=gpu is a TypeError that names the variable; PERCEIVER_DEV
   t.deepEqual(good, { device: 'cpu' });
 });
 
-test('PERCEIVER_NUM_THREADS=1, 2 and 3 give bit-identical matmul, attention, randn and reductions, and report the thread count', async (t) => {
+test('PERCEIVER_NUM_THREADS=1, 2 and 3 give bit-identical matmul, attention, randn, reductions and LAMB updates, and report the thread count', async (t) => {
   t.timeout(120_000);
   const code = `
     import { createHash } from 'node:crypto';
@@ -210,6 +210,10 @@ test('PERCEIVER_NUM_THREADS=1, 2 and 3 give bit-identical matmul, attention, ran
     out.masked = await h(P.attention(q, k, v, { mask }));
     out.reductions = await h(P.concat([P.sum(r, 0), P.mean(r, 0), P.max(r, 0)], 0));
     out.softmax = await h(P.layerNorm(P.softmax(r)));
+    const pl = P.randn([100003], { seed: 54 });
+    const [ml, vl] = [P.zeros([100003]), P.zeros([100003])];
+    P.lambUpdate(pl, P.randn([100003], { seed: 55 }), ml, vl, { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-6, weightDecay: 0.01, step: 1 });
+    out.lamb = await h(P.concat([pl, ml, vl], 0));
     console.log(JSON.stringify(out));`;
   const runs = await Promise.all(
     ['1', '2', '3'].map(async (n) => {

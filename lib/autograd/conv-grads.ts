@@ -98,7 +98,7 @@ export function maxPool2dGrad(out: Tensor, x: Tensor, kh: number, kw: number, sh
   const Hp = H + pads[0] + pads[1];
   const Wp = W + pads[2] + pads[3];
   return record('max_pool2d', out, [x], [x, out], (g, [xs, ys]) => {
-    if (useKernel(xs)) return [wrap(native.maxPool2dBackward(xs.handle, g.handle, kh, kw, sh, sw, spec))];
+    if (useKernel(xs, g)) return [wrap(native.maxPool2dBackward(xs.handle, g.handle, kh, kw, sh, sw, spec))];
     const xp = padHW(xs, pads, -Infinity);
     let taken: Tensor | null = null; // windows whose maximum already received the gradient
     let gxp: Tensor | null = null;

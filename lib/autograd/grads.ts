@@ -21,15 +21,31 @@ const wide = (t: Tensor): Tensor => (t.dtype === 'float32' ? t : f32(t));
 const narrow = (t: Tensor | null, d: string): Tensor | null => (t === null || t.dtype === d ? t : L.cast(t, d as Tensor['dtype']));
 
 /**
- * Whether gradients use a backend's training kernels where it has them (the CPU does):
- * false forces the formulas composed of forward ops, which other backends run, so
- * tests can check both on one machine.
+ * Whether gradients use a backend's training kernels where it has them (the CPU and
+ * CUDA do): false forces the formulas composed of forward ops, which every backend
+ * runs, so tests can check both on one machine.
  */
 export const gradKernels = { enabled: true };
 
-/** The CPU's training kernels apply to float32 tensors there. */
-export function useKernel(t: Tensor): boolean {
-  return gradKernels.enabled && t.device === 'cpu' && t.dtype === 'float32';
+// Per device: whether its backend reports training kernels (asked once).
+const kernelBackends = new Map<string, boolean>();
+
+/**
+ * Training kernels apply where the backend has them: to float32 on the CPU (16-bit
+ * would only round-trip through float32 there), to float32, bfloat16 and float16 on
+ * CUDA (float32 accumulation). The kernels take operands of one dtype: `others` (the
+ * incoming gradient) must share t's.
+ */
+export function useKernel(t: Tensor, ...others: Tensor[]): boolean {
+  if (!gradKernels.enabled) return false;
+  if (t.dtype !== 'float32' && (t.device === 'cpu' || (t.dtype !== 'bfloat16' && t.dtype !== 'float16'))) return false;
+  if (others.some((o) => o.dtype !== t.dtype)) return false;
+  let has = kernelBackends.get(t.device);
+  if (has === undefined) {
+    has = native.hasBackwardKernels(t.device);
+    kernelBackends.set(t.device, has);
+  }
+  return has;
 }
 
 /** g summed down to `shape` (undoing numpy broadcasting). */
@@ -115,10 +131,10 @@ export function unaryGrad(op: string, out: Tensor, x: Tensor, alpha: number): Te
     case 'square':
       return one((g, [v]) => E.mul(g, E.scale(v, 2)), [x]);
     case 'gelu':
-      // d/dx x Phi(x) = Phi(x) + x phi(x): the CPU's training kernel, else composed with
+      // d/dx x Phi(x) = Phi(x) + x phi(x): the backend's training kernel, else composed with
       // Phi = gelu(x) / x (exact: gelu is computed as x * Phi(x)), Phi(0) = 1/2.
       return one((g, [v, y]) => {
-        if (useKernel(v)) return wrap(native.geluBackward(v.handle, g.handle, false));
+        if (useKernel(v, g)) return wrap(native.geluBackward(v.handle, g.handle, false));
         const phi = E.where(E.equal(v, 0), 0.5, E.div(y, E.where(E.equal(v, 0), 1, v)));
         const density = E.scale(E.exp(E.scale(E.square(v), -0.5)), INV_SQRT_2PI);
         return E.mul(g, E.add(phi, E.mul(v, density)));
@@ -126,7 +142,7 @@ export function unaryGrad(op: string, out: Tensor, x: Tensor, alpha: number): Te
     case 'gelu_tanh':
       // 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3k x^2), t = tanh(c (x + k x^3)).
       return one((g, [v]) => {
-        if (useKernel(v)) return wrap(native.geluBackward(v.handle, g.handle, true));
+        if (useKernel(v, g)) return wrap(native.geluBackward(v.handle, g.handle, true));
         const c = Math.sqrt(2 / Math.PI);
         const k = 0.044715;
         const t = E.tanh(E.scale(E.add(v, E.scale(E.mul(v, E.square(v)), k)), c));
@@ -267,7 +283,7 @@ export function layerNormGrad(out: Tensor, x: Tensor, weight: Tensor | null, bia
 
 function layerNormBackward(g: Tensor, v: Tensor, w: Tensor | undefined, hasBias: boolean, n: number, eps: number, needs: boolean[]): (Tensor | null)[] {
   const last = v.rank - 1;
-  if (useKernel(v)) {
+  if (useKernel(v, g, ...(w ? [w] : []))) {
     const [gx, gw, gb] = native.layerNormBackward(v.handle, w ? w.handle : null, g.handle, eps, !!w && needs[1], hasBias && needs[2]);
     return [wrap(gx), gw ? wrap(gw) : null, gb ? wrap(gb) : null];
   }

@@ -1,8 +1,8 @@
 // Adam moments with bias correction, shared by AdamW and LAMB (optax's scale_by_adam:
-// eps added to the root of the corrected second moment).
+// eps added to the root of the corrected second moment). Each parameter's update is
+// one fused engine op (lib/ops/update.ts) that writes it and its moments in place.
 import type { Tensor } from '../tensor.js';
-import { assign } from '../ops/layout.js';
-import { greater } from '../ops/elementwise.js';
+import { adamUpdate, lambUpdate, type AdamUpdateOptions } from '../ops/update.js';
 import { Optimizer, checkRate, checkUnit, type ParamGroup, type ResolvedGroup } from './optimizer.js';
 
 export interface AdamOptions {
@@ -38,16 +38,8 @@ abstract class AdamBase extends Optimizer {
     return ['exp_avg', 'exp_avg_sq'];
   }
 
-  /** Updates the moments; returns the bias-corrected Adam direction m̂ / (sqrt(v̂) + eps). */
-  protected adamDirection(g: Tensor, s: Record<string, Tensor>): Tensor {
-    const t = this.stepCount;
-    const m = s.exp_avg.mul(this.beta1).add(g.mul(1 - this.beta1));
-    const v = s.exp_avg_sq.mul(this.beta2).add(g.square().mul(1 - this.beta2));
-    assign(s.exp_avg, m);
-    assign(s.exp_avg_sq, v);
-    const mhat = m.mul(1 / (1 - this.beta1 ** t));
-    const vhat = v.mul(1 / (1 - this.beta2 ** t));
-    return mhat.div(vhat.sqrt().add(this.eps));
+  protected hyper(group: ResolvedGroup): AdamUpdateOptions {
+    return { lr: group.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: group.weightDecay, step: this.stepCount };
   }
 }
 
@@ -58,9 +50,7 @@ export class AdamW extends AdamBase {
   }
 
   protected update(p: Tensor, g: Tensor, s: Record<string, Tensor>, group: ResolvedGroup): void {
-    let u = this.adamDirection(g, s);
-    if (group.weightDecay > 0) u = u.add(p.mul(group.weightDecay));
-    assign(p, p.sub(u.mul(group.lr)));
+    adamUpdate(p, g, s.exp_avg, s.exp_avg_sq, this.hyper(group));
   }
 }
 
@@ -74,14 +64,7 @@ export class LAMB extends AdamBase {
   }
 
   protected update(p: Tensor, g: Tensor, s: Record<string, Tensor>, group: ResolvedGroup): void {
-    let u = this.adamDirection(g, s);
-    if (group.weightDecay > 0) u = u.add(p.mul(group.weightDecay));
-    const pn = norm(p);
-    const un = norm(u);
-    const both = greater(pn, 0).cast('float32').mul(greater(un, 0).cast('float32'));
-    // trust = both ? pn / un : 1, without dividing by zero.
-    const trust = both.mul(pn.div(un.add(both.scale(-1, 1)))).add(both.scale(-1, 1));
-    assign(p, p.sub(u.mul(trust).mul(group.lr)));
+    lambUpdate(p, g, s.exp_avg, s.exp_avg_sq, this.hyper(group));
   }
 }
 

@@ -1,9 +1,10 @@
 // Optimizer: the state and bookkeeping every update rule shares (torch.optim's
 // shape): parameter groups with their own hyper-parameters, per-parameter state
 // tensors, a step counter, and a state dict that round-trips through safetensors.
-// Updates run as engine ops under noGrad and are written into the parameters with
-// assign(), so a parameter keeps its identity (modules, caches and the user's
-// references stay valid) and nothing is read back to JS.
+// Updates run as engine ops under noGrad and write the parameters in place (the
+// fused update ops of lib/ops/update.ts, or assign()), so a parameter keeps its
+// identity (modules, caches and the user's references stay valid) and nothing is
+// read back to JS.
 import { Tensor } from '../tensor.js';
 import { describe } from '../dtype.js';
 import { noGrad } from '../autograd/tape.js';
@@ -101,7 +102,7 @@ export abstract class Optimizer {
 
   /** State tensor names this rule keeps per parameter (e.g. ['exp_avg', 'exp_avg_sq']). */
   protected abstract stateNames(): string[];
-  /** Writes the update of p (and its state) with assign(); runs inside tidy and noGrad. */
+  /** Writes the update of p (and its state) in place; runs inside tidy and noGrad. */
   protected abstract update(p: Tensor, grad: Tensor, state: Record<string, Tensor>, group: ResolvedGroup): void;
 
   private slot(name: string, p: Tensor): Record<string, Tensor> {

@@ -1,7 +1,7 @@
 // SGD with momentum (PyTorch's form: buf = m buf + g; Nesterov steps with g + m buf)
-// and decoupled weight decay.
+// and decoupled weight decay, one fused engine op per parameter (lib/ops/update.ts).
 import type { Tensor } from '../tensor.js';
-import { assign } from '../ops/layout.js';
+import { sgdUpdate } from '../ops/update.js';
 import { Optimizer, checkRate, checkUnit, type ParamGroup, type ResolvedGroup } from './optimizer.js';
 
 export interface SGDOptions {
@@ -33,14 +33,6 @@ export class SGD extends Optimizer {
   }
 
   protected update(p: Tensor, g: Tensor, s: Record<string, Tensor>, group: ResolvedGroup): void {
-    let d = g;
-    if (this.momentum > 0) {
-      const buf = s.momentum_buffer.mul(this.momentum).add(g);
-      assign(s.momentum_buffer, buf);
-      d = this.nesterov ? g.add(buf.mul(this.momentum)) : buf;
-    }
-    let next = p.sub(d.mul(group.lr));
-    if (group.weightDecay > 0) next = next.sub(p.mul(group.lr * group.weightDecay));
-    assign(p, next);
+    sgdUpdate(p, g, this.momentum > 0 ? s.momentum_buffer : null, { lr: group.lr, momentum: this.momentum, weightDecay: group.weightDecay, nesterov: this.nesterov });
   }
 }

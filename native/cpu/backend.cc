@@ -91,15 +91,22 @@ struct CpuBackend final : Backend {
     cpu::one_hot(ids, n, depth, on, off, out);
   }
   void conv2d(const Conv2dArgs& a) override { cpu::conv2d(a); }
+  void adam_update(const AdamArgs& a) override { cpu::adam_update(a); }
+  void lamb_update(const AdamArgs& a, float* u) override { cpu::lamb_update(a, u); }
+  void sgd_update(const SgdArgs& a) override { cpu::sgd_update(a); }
   bool has_backward_kernels() const override { return true; }
   void layer_norm_backward(const float* x, const float* w, const float* g, float* gx, float* gw,
-                           float* gb, int64_t rows, int64_t n, float eps) override {
+                           float* gb, int64_t rows, int64_t n, float eps, DType dtype) override {
+    require_f32("layer_norm_backward", dtype);
     cpu::layer_norm_backward(x, w, g, gx, gw, gb, rows, n, eps);
   }
-  void gelu_backward(const float* x, const float* g, float* gx, int64_t n, bool tanh_form) override {
+  void gelu_backward(const float* x, const float* g, float* gx, int64_t n, bool tanh_form,
+                     DType dtype) override {
+    require_f32("gelu_backward", dtype);
     cpu::gelu_backward(x, g, gx, n, tanh_form);
   }
   void max_pool2d_backward(const Pool2dArgs& a, const float* g, float* gx) override {
+    require_f32("max_pool2d_backward", a.dtype);
     cpu::max_pool2d_backward(a, g, gx);
   }
   void max_pool2d(const Pool2dArgs& a) override { cpu::max_pool2d(a); }

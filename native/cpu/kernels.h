@@ -29,6 +29,9 @@ void layer_norm_backward(const float* x, const float* weight, const float* g, fl
                          float* gb, int64_t rows, int64_t n, float eps);
 void gelu_backward(const float* x, const float* g, float* gx, int64_t n, bool tanh_form);
 void max_pool2d_backward(const Pool2dArgs& a, const float* g, float* gx);
+void adam_update(const AdamArgs& a);
+void lamb_update(const AdamArgs& a, float* u);
+void sgd_update(const SgdArgs& a);
 
 }  // namespace cpu
 }  // namespace perceiver

@@ -11,7 +11,7 @@
 
 namespace perceiver {
 
-constexpr uint32_t kCudaAbiVersion = 2;
+constexpr uint32_t kCudaAbiVersion = 3;
 
 struct CudaDeviceInfo {
   char name[256];

@@ -200,6 +200,28 @@ class CudaBackend final : public Backend {
     set_device();
     cuda::batch_norm(x, mean, var, w, b, out, rows, c, eps, dtype, stream_);
   }
+  void adam_update(const AdamArgs& a) override { set_device(); cuda::adam_update(a, stream_); }
+  void lamb_update(const AdamArgs& a, float* u) override {
+    set_device();
+    Scratch partials(alloc_, sizeof(float) * 2 * (size_t)lamb_partial_blocks(a.n));
+    cuda::lamb_update(a, u, static_cast<float*>(partials.p), stream_);
+  }
+  void sgd_update(const SgdArgs& a) override { set_device(); cuda::sgd_update(a, stream_); }
+  bool has_backward_kernels() const override { return true; }
+  void layer_norm_backward(const float* x, const float* w, const float* g, float* gx, float* gw, float* gb,
+                           int64_t rows, int64_t n, float eps, DType dtype) override {
+    set_device();
+    Scratch ws(alloc_, gw || gb ? layer_norm_backward_workspace(rows, n) : 0);
+    cuda::layer_norm_backward(x, w, g, gx, gw, gb, rows, n, eps, dtype, ws.p, stream_);
+  }
+  void gelu_backward(const float* x, const float* g, float* gx, int64_t n, bool tanh_form, DType dtype) override {
+    set_device();
+    cuda::gelu_backward(x, g, gx, n, tanh_form, dtype, stream_);
+  }
+  void max_pool2d_backward(const Pool2dArgs& a, const float* g, float* gx) override {
+    set_device();
+    cuda::max_pool2d_backward(a, g, gx, stream_);
+  }
   void synchronize() override {
     set_device();
     CUDA_CHECK("synchronize", cudaStreamSynchronize(stream_));

@@ -38,5 +38,21 @@ void batch_norm(const void* x, const void* mean, const void* var, const void* we
                 const void* bias, void* out, int64_t rows, int64_t c, float eps, DType dtype,
                 cudaStream_t s);
 
+
+// ---- fused optimizer updates (update.cu); float32, dense ----
+void adam_update(const AdamArgs& a, cudaStream_t s);
+// Floats of `partials` lamb_update needs: 2 * lamb_partial_blocks(n).
+int lamb_partial_blocks(int64_t n);
+void lamb_update(const AdamArgs& a, float* u, float* partials, cudaStream_t s);
+void sgd_update(const SgdArgs& a, cudaStream_t s);
+
+// ---- training kernels (backward.cu); pointers hold `dtype` elements ----
+// Bytes of workspace layer_norm_backward needs (used only when gw or gb is wanted).
+size_t layer_norm_backward_workspace(int64_t rows, int64_t n);
+void layer_norm_backward(const void* x, const void* w, const void* g, void* gx, void* gw, void* gb, int64_t rows,
+                         int64_t n, float eps, DType dtype, void* workspace, cudaStream_t s);
+void gelu_backward(const void* x, const void* g, void* gx, int64_t n, bool tanh_form, DType dtype, cudaStream_t s);
+void max_pool2d_backward(const Pool2dArgs& a, const void* g, void* gx, cudaStream_t s);
+
 }  // namespace cuda
 }  // namespace perceiver

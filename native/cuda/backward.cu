@@ -1,0 +1,230 @@
+// Training kernels (gradients) for the CUDA backend, the CPU's backward.cc on the GPU.
+// Deterministic: no floating-point atomics anywhere, so a gradient is the same bits
+// on every run.
+//   layer_norm_backward  kernel 1, one block per row: the row's statistics, gx, and
+//                        (when weight/bias gradients are wanted) mean and rstd kept
+//                        in the workspace. kernel 2: a grid of 32-column x row-chunk
+//                        tiles, each summing g * xhat and g over its rows in a fixed
+//                        order into its own slot of partials. kernel 3: one thread per
+//                        column adds its chunks' partials in order.
+//   gelu_backward        elementwise.
+//   max_pool2d_backward  a gather rather than the CPU's scatter: one thread per input
+//                        element visits the windows that contain it in (oy, ox)
+//                        order, recomputes each window's first maximum and adds the
+//                        window's gradient when that is this element; the same sums
+//                        in the same order as the CPU, and no two threads write one
+//                        address.
+// 16-bit tensors load to float, accumulate in float, round once on store.
+#include <cmath>
+
+#include "common.cuh"
+#include "kernels.h"
+
+namespace perceiver {
+namespace cuda {
+namespace {
+
+constexpr int kTileCols = 32, kTileRows = 8;
+
+template <class T>
+__global__ void ln_rows_kernel(const T* x, const T* w, const T* g, T* gx, float* stats, int64_t rows, int64_t n,
+                               float eps) {
+  __shared__ float scratch[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * n;
+    const T* gr = g + r * n;
+    float s = 0.f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += to_f(xr[j]);
+    const float mean = block_sum(s, scratch) / (float)n;
+    float v = 0.f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+      const float d = to_f(xr[j]) - mean;
+      v += d * d;
+    }
+    const float rstd = rsqrtf(block_sum(v, scratch) / (float)n + eps);
+    float mg = 0.f, mgx = 0.f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+      const float xh = (to_f(xr[j]) - mean) * rstd;
+      const float gh = w ? to_f(gr[j]) * to_f(w[j]) : to_f(gr[j]);
+      mg += gh;
+      mgx += gh * xh;
+    }
+    mg = block_sum(mg, scratch) / (float)n;
+    mgx = block_sum(mgx, scratch) / (float)n;
+    T* o = gx + r * n;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+      const float xh = (to_f(xr[j]) - mean) * rstd;
+      const float gh = w ? to_f(gr[j]) * to_f(w[j]) : to_f(gr[j]);
+      o[j] = from_f<T>(rstd * (gh - mg - xh * mgx));
+    }
+    if (stats && threadIdx.x == 0) {
+      stats[2 * r] = mean;
+      stats[2 * r + 1] = rstd;
+    }
+  }
+}
+
+// blockDim (kTileCols, kTileRows); grid (column tiles, chunks). partials: [2][chunks][n].
+template <class T>
+__global__ void ln_partials_kernel(const T* x, const T* g, const float* stats, float* partials, int64_t rows,
+                                   int64_t n, int64_t rows_per_chunk, int chunks) {
+  __shared__ float sw[kTileRows][kTileCols], sb[kTileRows][kTileCols];
+  const int64_t j = blockIdx.x * (int64_t)kTileCols + threadIdx.x;
+  const int c = blockIdx.y;
+  const int64_t r0 = c * rows_per_chunk, r1 = min(rows, r0 + rows_per_chunk);
+  float aw = 0.f, ab = 0.f;
+  if (j < n)
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += kTileRows) {
+      const float gv = to_f(g[r * n + j]);
+      aw += gv * ((to_f(x[r * n + j]) - stats[2 * r]) * stats[2 * r + 1]);
+      ab += gv;
+    }
+  sw[threadIdx.y][threadIdx.x] = aw;
+  sb[threadIdx.y][threadIdx.x] = ab;
+  __syncthreads();
+  if (threadIdx.y == 0 && j < n) {
+    float tw = 0.f, tb = 0.f;
+    for (int k = 0; k < kTileRows; k++) {
+      tw += sw[k][threadIdx.x];
+      tb += sb[k][threadIdx.x];
+    }
+    partials[(int64_t)c * n + j] = tw;
+    partials[((int64_t)chunks + c) * n + j] = tb;
+  }
+}
+
+template <class T>
+__global__ void ln_columns_kernel(const float* partials, T* gw, T* gb, int64_t n, int chunks) {
+  for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < n; j += (int64_t)gridDim.x * blockDim.x) {
+    float tw = 0.f, tb = 0.f;
+    for (int c = 0; c < chunks; c++) {
+      tw += partials[(int64_t)c * n + j];
+      tb += partials[((int64_t)chunks + c) * n + j];
+    }
+    if (gw) gw[j] = from_f<T>(tw);
+    if (gb) gb[j] = from_f<T>(tb);
+  }
+}
+
+template <class T>
+__global__ void gelu_backward_kernel(const T* x, const T* g, T* gx, int64_t n, bool tanh_form) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const float v = to_f(x[i]);
+    float d;
+    if (tanh_form) {
+      const float c = 0.7978845608028654f, k = 0.044715f;
+      const float t = tanhf(c * (v + k * v * v * v));
+      d = 0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * c * (1.f + 3.f * k * v * v);
+    } else {
+      const float cdf = 0.5f * (1.f + erff(v * 0.70710678118654752f));
+      const float pdf = 0.3989422804014327f * expf(-0.5f * v * v);
+      d = cdf + v * pdf;
+    }
+    gx[i] = from_f<T>(to_f(g[i]) * d);
+  }
+}
+
+// Smallest o with o * stride - pad + k - 1 >= i, i.e. the first window reaching i.
+__device__ __forceinline__ int64_t first_window(int64_t i, int64_t pad, int64_t k, int64_t stride) {
+  const int64_t t = i + pad - k + 1;
+  return t <= 0 ? 0 : (t + stride - 1) / stride;
+}
+
+template <class T>
+__global__ void max_pool_backward_kernel(Pool2dArgs a, const T* x, const T* g, T* gx) {
+  const int64_t total = a.batch * a.h * a.w * a.c;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t c = i % a.c;
+    const int64_t pix = i / a.c;
+    const int64_t ix = pix % a.w;
+    const int64_t iy = (pix / a.w) % a.h;
+    const int64_t b = pix / (a.w * a.h);
+    const T* xb = x + b * a.h * a.w * a.c;
+    const int64_t self = (iy * a.w + ix) * a.c + c;
+    const int64_t oy1 = min(a.oh - 1, (iy + a.pad_top) / a.stride_h);
+    const int64_t ox1 = min(a.ow - 1, (ix + a.pad_left) / a.stride_w);
+    float acc = 0.f;
+    for (int64_t oy = first_window(iy, a.pad_top, a.kh, a.stride_h); oy <= oy1; oy++)
+      for (int64_t ox = first_window(ix, a.pad_left, a.kw, a.stride_w); ox <= ox1; ox++) {
+        // The window's first maximum, exactly as the CPU picks it (NaN never
+        // displaces, the first valid element always starts).
+        float best = -INFINITY;
+        int64_t arg = -1;
+        for (int64_t ky = 0; ky < a.kh; ky++) {
+          const int64_t y = oy * a.stride_h - a.pad_top + ky;
+          if (y < 0 || y >= a.h) continue;
+          for (int64_t kx = 0; kx < a.kw; kx++) {
+            const int64_t xx = ox * a.stride_w - a.pad_left + kx;
+            if (xx < 0 || xx >= a.w) continue;
+            const int64_t at = (y * a.w + xx) * a.c + c;
+            const float v = to_f(xb[at]);
+            if (v > best || arg < 0) {
+              best = v;
+              arg = at;
+            }
+          }
+        }
+        if (arg == self) acc += to_f(g[((b * a.oh + oy) * a.ow + ox) * a.c + c]);
+      }
+    gx[i] = from_f<T>(acc);
+  }
+}
+
+// Row chunks for the weight/bias sums: enough tiles to fill the GPU, few enough that
+// the final per-column pass stays short. Depends on rows only (not on the GPU), so
+// the result is the same on every device.
+int ln_chunks(int64_t rows) {
+  int64_t c = (rows + 63) / 64;
+  return (int)(c < 1 ? 1 : c > 256 ? 256 : c);
+}
+
+}  // namespace
+
+size_t layer_norm_backward_workspace(int64_t rows, int64_t n) {
+  return sizeof(float) * (size_t)(2 * rows + 2 * (int64_t)ln_chunks(rows) * n);
+}
+
+void layer_norm_backward(const void* x, const void* w, const void* g, void* gx, void* gw, void* gb, int64_t rows,
+                         int64_t n, float eps, DType dtype, void* workspace, cudaStream_t s) {
+  if (rows == 0 || n == 0) return;
+  const bool sums = gw || gb;
+  float* stats = sums ? static_cast<float*>(workspace) : nullptr;
+  const int chunks = ln_chunks(rows);
+  const int64_t per_chunk = (rows + chunks - 1) / chunks;
+  float* partials = sums ? stats + 2 * rows : nullptr;
+  DISPATCH_FLOAT("layer_norm_backward", dtype, T, {
+    ln_rows_kernel<T><<<rows_grid(rows), kThreads, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(w),
+                                                            static_cast<const T*>(g), static_cast<T*>(gx), stats,
+                                                            rows, n, eps);
+    check_launch("layer_norm_backward", s);
+    if (sums) {
+      dim3 grid((unsigned)((n + kTileCols - 1) / kTileCols), (unsigned)chunks);
+      ln_partials_kernel<T><<<grid, dim3(kTileCols, kTileRows), 0, s>>>(
+          static_cast<const T*>(x), static_cast<const T*>(g), stats, partials, rows, n, per_chunk, chunks);
+      check_launch("layer_norm_backward", s);
+      ln_columns_kernel<T><<<grid_for(n), kThreads, 0, s>>>(partials, static_cast<T*>(gw), static_cast<T*>(gb), n,
+                                                            chunks);
+      check_launch("layer_norm_backward", s);
+    }
+  });
+}
+
+void gelu_backward(const void* x, const void* g, void* gx, int64_t n, bool tanh_form, DType dtype, cudaStream_t s) {
+  if (n == 0) return;
+  DISPATCH_FLOAT("gelu_backward", dtype, T,
+                 gelu_backward_kernel<T><<<grid_for(n), kThreads, 0, s>>>(
+                     static_cast<const T*>(x), static_cast<const T*>(g), static_cast<T*>(gx), n, tanh_form));
+  check_launch("gelu_backward", s);
+}
+
+void max_pool2d_backward(const Pool2dArgs& a, const void* g, void* gx, cudaStream_t s) {
+  const int64_t total = a.batch * a.h * a.w * a.c;
+  if (total == 0) return;
+  DISPATCH_FLOAT("max_pool2d_backward", a.dtype, T,
+                 max_pool_backward_kernel<T><<<grid_for(total), kThreads, 0, s>>>(
+                     a, reinterpret_cast<const T*>(a.x), static_cast<const T*>(g), static_cast<T*>(gx)));
+  check_launch("max_pool2d_backward", s);
+}
+
+}  // namespace cuda
+}  // namespace perceiver
