@@ -1,8 +1,23 @@
 #include "queue.h"
 
+#include <chrono>
+
 namespace perceiver {
 
-Queue::Queue() : thread_([this] { loop(); }) {}
+namespace {
+// Polls pred for up to us microseconds; true once it holds.
+template <class Pred>
+bool spin(int us, Pred pred) {
+  if (us <= 0) return pred();
+  auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  do {
+    if (pred()) return true;
+  } while (std::chrono::steady_clock::now() < until);
+  return pred();
+}
+}  // namespace
+
+Queue::Queue(int spin_us) : spin_us_(spin_us), thread_([this] { loop(); }) {}
 
 Queue::~Queue() {
   {
@@ -19,12 +34,14 @@ uint64_t Queue::submit(std::function<void()> task) {
     std::lock_guard<std::mutex> lock(mu_);
     tasks_.push_back(std::move(task));
     ticket = ++submitted_;
+    submitted_hint_.store(submitted_, std::memory_order_release);
   }
   cv_.notify_one();
   return ticket;
 }
 
 void Queue::wait(uint64_t ticket) {
+  if (spin(spin_us_, [&] { return completed_hint_.load(std::memory_order_acquire) >= ticket; })) return;
   std::unique_lock<std::mutex> lock(mu_);
   done_cv_.wait(lock, [&] { return completed_ >= ticket; });
 }
@@ -46,6 +63,7 @@ uint64_t Queue::pending() const {
 void Queue::loop() {
   for (;;) {
     std::function<void()> task;
+    spin(spin_us_, [&] { return submitted_hint_.load(std::memory_order_acquire) > completed_hint_.load(std::memory_order_relaxed); });
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || !tasks_.empty(); });
@@ -62,6 +80,7 @@ void Queue::loop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       completed_++;
+      completed_hint_.store(completed_, std::memory_order_release);
     }
     done_cv_.notify_all();
   }

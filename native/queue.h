@@ -3,6 +3,7 @@
 // is the only synchronisation ops need: a kernel's inputs were produced by tasks
 // submitted before it.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -14,7 +15,11 @@ namespace perceiver {
 
 class Queue {
  public:
-  Queue();
+  // spin_us: how long the worker (and a waiter) polls before sleeping on a condition
+  // variable. A GPU queue's tasks are launches of a few microseconds that arrive a few
+  // microseconds apart, and a sleeping thread takes tens of microseconds to wake; the
+  // CPU queue's tasks are long, so it sleeps at once (0).
+  explicit Queue(int spin_us = 0);
   ~Queue();
   // Returns the task's ticket; wait(ticket) returns once it has run.
   uint64_t submit(std::function<void()> task);
@@ -29,7 +34,10 @@ class Queue {
   std::condition_variable cv_, done_cv_;
   std::deque<std::function<void()>> tasks_;
   uint64_t submitted_ = 0, completed_ = 0;
+  // Mirrors of the counters for polling without the mutex.
+  std::atomic<uint64_t> submitted_hint_{0}, completed_hint_{0};
   bool stop_ = false;
+  const int spin_us_;
   std::thread thread_;
 };
 

@@ -50,6 +50,16 @@ def main():
         transformers = None
         out["transformers_error"] = repr(e)
 
+    x = torch.randn(1, device=dev)
+    round_trip = timed(lambda: x + 1, 10, 50)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(1000):
+        x + 1
+    torch.cuda.synchronize()
+    out["latency"] = {"round_trip": round_trip, "per_op": (time.perf_counter() - t0) / 1000}
+    log(f"torch latency {out['latency']}")
+
     for g in cfg["gemm"]:
         m, n, k, dt = g["m"], g["n"], g["k"], DTYPES[g["dtype"]]
         a = torch.randn(m, k, device=dev, dtype=dt)

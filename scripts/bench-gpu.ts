@@ -72,6 +72,21 @@ const ours: Record<string, unknown>[] = [];
 
 async function main(): Promise<void> {
   console.error(`bench-gpu: ${cuda.devices![0].name}, driver ${cuda.devices![0].driverVersion}, cuBLAS ${cuda.devices![0].cublasVersion}`);
+  // Dispatch cost: one tiny op and a synchronisation (a round trip), and 1,000 queued
+  // tiny ops then one synchronisation (per op), so small-op results can be read apart
+  // from kernel speed.
+  {
+    const x = randn([1], { seed: 1, device });
+    const roundTrip = await timeIt(() => x.add(1), 10, 50);
+    native.synchronize();
+    const t0 = performance.now();
+    for (let i = 0; i < 1000; i++) x.add(1).dispose();
+    native.synchronize();
+    const perOp = (performance.now() - t0) / 1000 / 1000;
+    ours.push({ kind: 'latency', round_trip: roundTrip, per_op: perOp });
+    console.error(`ours latency: round trip ${(roundTrip * 1e6).toFixed(1)} us, ${(perOp * 1e6).toFixed(1)} us per queued op`);
+    x.dispose();
+  }
   for (const g of GEMM) {
     const a = randn([g.m, g.k], { seed: 1, device }).cast(g.dtype);
     const b = randn([g.k, g.n], { seed: 2, device }).cast(g.dtype);
@@ -131,7 +146,11 @@ async function main(): Promise<void> {
   }
 
   for (const o of ours as any[]) {
-    if (o.kind === 'gemm') {
+    if (o.kind === 'latency') {
+      const t = torch?.latency;
+      rows.push({ what: 'tiny op + synchronize (us)', ours: fmt(o.round_trip * 1e6, 'us'), torch: fmt(t ? t.round_trip * 1e6 : undefined, 'us'), ratio: t ? (t.round_trip / o.round_trip).toFixed(2) : '-' });
+      rows.push({ what: 'tiny op, 1000 queued (us/op)', ours: fmt(o.per_op * 1e6, 'us'), torch: fmt(t ? t.per_op * 1e6 : undefined, 'us'), ratio: t ? (t.per_op / o.per_op).toFixed(2) : '-' });
+    } else if (o.kind === 'gemm') {
       const t = torch?.gemm.find((r: any) => r.m === o.m && r.dtype === o.dtype);
       rows.push({ what: `gemm ${o.m}^3 ${o.dtype}`, ours: fmt(o.tflops, 'TFLOP/s'), torch: fmt(t?.tflops, 'TFLOP/s'), ratio: t ? (o.tflops / t.tflops).toFixed(2) : '-' });
     } else if (o.kind === 'attention') {

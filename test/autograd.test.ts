@@ -31,6 +31,7 @@ import {
   softmaxRef,
   type Activation,
 } from './helpers/reference.js';
+import { live } from './helpers/device.js';
 
 type Arr = ArrayLike<number>;
 type Shape = readonly number[];
@@ -51,7 +52,7 @@ interface GradCase {
 }
 
 async function checkGrad(t: import('ava').ExecutionContext, name: string, c: GradCase): Promise<void> {
-  const before = P.memory().cpu.tensors;
+  const before = live().tensors;
   const data = c.shapes.map((s, i) => c.values?.[i] ?? randomArray(s.reduce((a, b) => a * b, 1), 100 + i * 7, -1, 1));
   const xs = c.shapes.map((s, i) => {
     const x = P.tensor(data[i], s, { dtype: c.dtypes?.[i] ?? 'float32' });
@@ -92,7 +93,7 @@ async function checkGrad(t: import('ava').ExecutionContext, name: string, c: Gra
     assertClose(t, got, numeric, { ...(c.tol ?? { rtol: 1e-3, atol: 1e-4 }), msg: `${name}: d loss / d input ${i}` });
   }
   for (const x of [...xs, out, wt, loss]) x.dispose();
-  t.is(P.memory().cpu.tensors, before, `${name}: no tensor outlives the graph`);
+  t.is(live().tensors, before, `${name}: no tensor outlives the graph`);
 }
 
 const r3 = [2, 3, 4];
@@ -390,7 +391,7 @@ test.serial('backward: a non-scalar root needs a gradient of its shape; a used g
 });
 
 test.serial('intermediates disposed by tidy() do not break backward, and training leaves no tensors behind', async (t) => {
-  const before = P.memory().cpu.tensors;
+  const before = live().tensors;
   const w = P.tensor(randomArray(12, 3), [4, 3]);
   w.requiresGrad = true;
   for (let step = 0; step < 20; step++) {
@@ -405,7 +406,7 @@ test.serial('intermediates disposed by tidy() do not break backward, and trainin
   t.truthy(w.grad);
   t.true((await w.grad!.data()).every(Number.isFinite));
   w.dispose();
-  t.is(P.memory().cpu.tensors, before);
+  t.is(live().tensors, before);
 });
 
 test.serial('Module.requiresGrad_ marks every parameter; loadStateDict keeps the flag; zeroGrad clears', async (t) => {

@@ -15,15 +15,16 @@ import {
   Tensor,
 } from '../lib/index.js';
 import { assertExact, toF16, toBF16, mulberry32, runIsolated } from './helpers/reference.js';
+import { DEVICE_NAME } from './helpers/device.js';
 
 // ---- tensor() from typed arrays ---------------------------------------------------------
 
-test('tensor: a Float32Array becomes a 1-D float32 tensor on the cpu with the same bits', async (t) => {
+test('tensor: a Float32Array becomes a 1-D float32 tensor on the default device with the same bits', async (t) => {
   const src = new Float32Array([1.5, -0, 3.4028234663852886e38, 1e-45, NaN, -Infinity]);
   const x = tensor(src);
   t.deepEqual(x.shape, [6]);
   t.is(x.dtype, 'float32');
-  t.is(x.device, 'cpu');
+  t.is(x.device, DEVICE_NAME);
   t.is(x.rank, 1);
   t.is(x.size, 6);
   t.true(x.isContiguous);

@@ -14,6 +14,8 @@ import { wrap } from '../lib/tensor.js';
 import { randomArray } from './helpers/reference.js';
 
 const cuda = P.backends()[1].available ? test : test.skip;
+// Tests that count live tensors and cached bytes run alone: ava runs a file's other tests concurrently.
+const cudaSerial = P.backends()[1].available ? test.serial : test.skip;
 
 cuda('to(): cpu -> cuda -> cpu round-trips every dtype bit for bit, and ordering follows issue order', async (t) => {
   const src = randomArray(100_003, 1, -5, 5);
@@ -27,7 +29,7 @@ cuda('to(): cpu -> cuda -> cpu round-trips every dtype bit for bit, and ordering
   const big = P.randn([5_000_000], { seed: 7, device: 'cpu' });
   t.deepEqual(await big.to('cuda').to('cpu').data(), await big.data());
   // Produced on the GPU, read on the CPU right after: the copy waits for the kernel.
-  const g = P.arange(0, 1, 1000, { device: 'cuda' }).mul(2);
+  const g = P.arange(0, 1000, 1, { device: 'cuda' }).mul(2);
   const c = g.to('cpu').add(1);
   t.deepEqual(Array.from(await c.data()).slice(0, 4), [1, 3, 5, 7]);
 });
@@ -39,7 +41,7 @@ cuda('ops on tensors of two devices are an Error that says to move one with .to(
   t.throws(() => P.matmul(b.reshape([1, 2]), a.reshape([2, 1])), { message: /is on cpu but 'a' is on cuda:0/ });
 });
 
-cuda('memory() counts cuda tensors and bytes; emptyCache() returns the cached blocks', async (t) => {
+cudaSerial('memory() counts cuda tensors and bytes; emptyCache() returns the cached blocks', async (t) => {
   P.emptyCache();
   const before = P.memory().cuda;
   const x = P.zeros([1024, 1024], { device: 'cuda' });
@@ -57,7 +59,9 @@ cuda('memory() counts cuda tensors and bytes; emptyCache() returns the cached bl
 
 cuda('out of memory rejects data() with the op and the size, and the process keeps working', async (t) => {
   const huge = P.zeros([2 ** 40], { device: 'cuda' }); // 4 TiB
-  const err = await t.throwsAsync(huge.data());
+  // Allocation happens in the queue: the failure rejects the next read of anything
+  // that depends on it (a slice here: the whole would not fit one ArrayBuffer anyway).
+  const err = await t.throwsAsync(P.slice(huge, 0, 0, 3).data());
   t.regex(err!.message, /full: out of memory: could not allocate 4398046511104 bytes on cuda:0/);
   huge.dispose();
   t.deepEqual(Array.from(await P.ones([3], { device: 'cuda' }).data()), [1, 1, 1]);

@@ -18,6 +18,7 @@ import {
   toI32,
   toU8,
 } from './helpers/reference.js';
+import { live } from './helpers/device.js';
 
 const seq = (n: number) => Float32Array.from({ length: n }, (_, i) => i);
 
@@ -25,9 +26,9 @@ const seq = (n: number) => Float32Array.from({ length: n }, (_, i) => i);
 function assertNoNewStorage(t: import('ava').ExecutionContext, make: () => Tensor[], msg: string): Tensor[] {
   // Storages are only ever freed off the JS thread, never allocated: so a count that
   // did not grow across this synchronous block means nothing was allocated in it.
-  const before = P.memory().cpu.storages;
+  const before = live().storages;
   const out = make();
-  const after = P.memory().cpu.storages;
+  const after = live().storages;
   t.true(after <= before, `${msg}: ${after - before} new storage(s)`);
   return out;
 }

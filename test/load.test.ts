@@ -13,6 +13,7 @@ import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
 import { loadModel, unknownConfigKeys, PerceiverForMaskedLM } from '../models/index.js';
 import { caseConfig, caseDir } from './helpers/hf-fixture.js';
+import { live } from './helpers/device.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'perceiver-load-'));
 test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
@@ -163,14 +164,14 @@ test('broken sharded indexes fail naming the index and the problem', async (t) =
 // ---- weights that do not fit the config --------------------------------------------------------
 
 test.serial('weights of the wrong shapes for the config are refused before any weight is read, listing them', async (t) => {
-  const before = P.memory().cpu;
+  const before = live();
   const dir = folder('mlm', { config: (c) => (c.num_latents = 32) });
   const err = await t.throwsAsync(loadModel(dir, { onProgress: () => t.fail('no tensor may be read') }));
   t.regex(err!.message, /model\.safetensors: loadStateDict \(PerceiverForMaskedLM\): mis-shaped keys: /);
   t.regex(err!.message, /checked against the model .*config\.json describes, before reading any weight/);
   t.regex(err!.message, /perceiver\.embeddings\.latents \(checkpoint \[16, 96\], model \[32, 96\]\)/);
-  t.is(P.memory().cpu.tensors, before.tensors, 'the model built for the check is disposed');
-  t.is(P.memory().cpu.bytes, before.bytes);
+  t.is(live().tensors, before.tensors, 'the model built for the check is disposed');
+  t.is(live().bytes, before.bytes);
 });
 
 test('missing and unexpected tensors are listed by name', async (t) => {
@@ -250,7 +251,7 @@ test('progress reports every tensor once, in bytes, ending at the file total', a
 });
 
 test.serial('an AbortSignal stops loadModel and leaves nothing behind', async (t) => {
-  const before = P.memory().cpu;
+  const before = live();
   const ac = new AbortController();
   let calls = 0;
   const err = await t.throwsAsync(
@@ -262,6 +263,6 @@ test.serial('an AbortSignal stops loadModel and leaves nothing behind', async (t
     }),
   );
   t.is(err!.message, 'stop');
-  t.is(P.memory().cpu.tensors, before.tensors);
-  t.is(P.memory().cpu.bytes, before.bytes);
+  t.is(live().tensors, before.tensors);
+  t.is(live().bytes, before.bytes);
 });

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
+import { live } from './helpers/device.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const LEAK_CHILD = join(here, 'helpers', 'leak-child.js');
@@ -60,11 +61,11 @@ test('tensors that are never disposed are freed by the garbage collector (finali
   t.deepEqual(counts(r.end as Mem), counts(r.start as Mem));
 });
 
-// The tests below read memory().cpu.tensors, which counts this process's live
+// The tests below read live().tensors, which counts this process's live
 // handles; they are serial and synchronous around the counts.
 
 test.serial('tidy() disposes the tensors created inside it and keeps the one it returns', (t) => {
-  const before = P.memory().cpu.tensors;
+  const before = live().tensors;
   const made: Tensor[] = [];
   const out = P.tidy(() => {
     const a = P.ones([2, 3]);
@@ -77,10 +78,10 @@ test.serial('tidy() disposes the tensors created inside it and keeps the one it 
   t.is(out, made[2]);
   t.true(made[0].disposed);
   t.true(made[1].disposed);
-  t.is(P.memory().cpu.tensors, before + 1);
+  t.is(live().tensors, before + 1);
   t.deepEqual(Array.from(out.dataSync()), [3, 3, 3, 3, 3, 3]);
   out.dispose();
-  t.is(P.memory().cpu.tensors, before);
+  t.is(live().tensors, before);
 });
 
 test.serial('tidy() leaves tensors created outside it alone, even when they are used inside', (t) => {
@@ -96,7 +97,7 @@ test.serial('tidy() leaves tensors created outside it alone, even when they are 
 });
 
 test.serial('nested tidy(): the inner scope hands its result to the outer one, which disposes it unless returned', (t) => {
-  const before = P.memory().cpu.tensors;
+  const before = live().tensors;
   let inner: Tensor | undefined;
   let innerTmp: Tensor | undefined;
   const out = P.tidy(() => {
@@ -112,11 +113,11 @@ test.serial('nested tidy(): the inner scope hands its result to the outer one, w
   t.false(out.disposed);
   t.deepEqual(Array.from(out.dataSync()), [6, 6]);
   out.dispose();
-  t.is(P.memory().cpu.tensors, before);
+  t.is(live().tensors, before);
 });
 
 test.serial('tidy() keeps every tensor in a returned array, plain object or Map, and disposes the rest', (t) => {
-  const before = P.memory().cpu.tensors;
+  const before = live().tensors;
   let tmp: Tensor | undefined;
   const r = P.tidy(() => {
     tmp = P.ones([2]);
@@ -131,11 +132,11 @@ test.serial('tidy() keeps every tensor in a returned array, plain object or Map,
   for (const k of kept) t.false(k.disposed);
   t.deepEqual(kept.map((k) => k.dataSync()[0]), [2, 3, 4, 5]);
   for (const k of kept) k.dispose();
-  t.is(P.memory().cpu.tensors, before);
+  t.is(live().tensors, before);
 });
 
 test.serial('tidy() disposes everything it created when fn throws, and rethrows the error', (t) => {
-  const before = P.memory().cpu.tensors;
+  const before = live().tensors;
   const made: Tensor[] = [];
   const err = t.throws(() =>
     P.tidy(() => {
@@ -147,10 +148,10 @@ test.serial('tidy() disposes everything it created when fn throws, and rethrows 
   t.is(err!.message, 'boom');
   t.is(made.length, 3);
   for (const m of made) t.true(m.disposed);
-  t.is(P.memory().cpu.tensors, before);
+  t.is(live().tensors, before);
   // An op error inside tidy is the same case.
   t.throws(() => P.tidy(() => P.matmul(P.ones([2, 3]), P.ones([4, 5]))), { instanceOf: RangeError });
-  t.is(P.memory().cpu.tensors, before);
+  t.is(live().tensors, before);
 });
 
 test.serial('keep() exempts a tensor from the scope that created it', (t) => {
@@ -166,14 +167,14 @@ test.serial('keep() exempts a tensor from the scope that created it', (t) => {
 });
 
 test.serial('dispose() is idempotent and decrements the live count once', (t) => {
-  const before = P.memory().cpu.tensors;
+  const before = live().tensors;
   const x = P.ones([8]);
-  t.is(P.memory().cpu.tensors, before + 1);
+  t.is(live().tensors, before + 1);
   x.dispose();
   t.notThrows(() => x.dispose());
   t.notThrows(() => x.dispose());
   t.true(x.disposed);
-  t.is(P.memory().cpu.tensors, before);
+  t.is(live().tensors, before);
   t.is(x.toString(), 'Tensor(disposed)');
 });
 
@@ -192,7 +193,7 @@ test.serial('disposing a view leaves its base usable, and disposing the base lea
 });
 
 test.serial('Symbol.dispose releases the tensor, and `using` disposes at the end of the block', (t) => {
-  const before = P.memory().cpu.tensors;
+  const before = live().tensors;
   const x = P.ones([2]);
   t.is(typeof x[Symbol.dispose], 'function');
   x[Symbol.dispose]();
@@ -206,7 +207,7 @@ test.serial('Symbol.dispose releases the tensor, and `using` disposes at the end
     t.deepEqual(Array.from(z.dataSync()), [2, 2, 2]);
   }
   t.true(seen!.disposed);
-  t.is(P.memory().cpu.tensors, before);
+  t.is(live().tensors, before);
   // `using` also disposes when the block throws.
   let thrownIn: Tensor | undefined;
   t.throws(() => {

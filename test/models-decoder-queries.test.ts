@@ -6,6 +6,7 @@ import * as P from '../lib/index.js';
 import { PerceiverBasicDecoder, PerceiverImagePreprocessor, PerceiverModel, perceiverConfig } from '../models/index.js';
 import { readAndDispose } from './helpers/read.js';
 import { assertClose, assertExact, randomArray } from './helpers/reference.js';
+import { live } from './helpers/device.js';
 
 const config = perceiverConfig({
   d_model: 6,
@@ -68,7 +69,7 @@ function fourierDecoder(opts: { concat?: boolean } = {}): PerceiverBasicDecoder 
 }
 
 test.serial('Fourier queries over the full output grid are linspace(-1, 1, d) features of output_index_dims', async (t) => {
-  const before = P.memory().cpu;
+  const before = live();
   const dec = fourierDecoder();
   // Inputs of another length and width than the grid: the grid comes from output_index_dims, not from them.
   const inputs = P.zeros([2, 7, 6]);
@@ -81,7 +82,7 @@ test.serial('Fourier queries over the full output grid are linspace(-1, 1, d) fe
   assertClose(t, again, want, { rtol: 1e-5, atol: 1e-5 });
   inputs.dispose();
   dec.dispose();
-  t.is(P.memory().cpu.tensors, before.tensors, 'live tensors');
+  t.is(live().tensors, before.tensors, 'live tensors');
 });
 
 test.serial('concat_preprocessed_input puts the inputs without position in front of the full-grid queries', async (t) => {
@@ -147,7 +148,7 @@ test.serial('project_pos_dim: a Linear over the Fourier features, full grid and 
 });
 
 test.serial('a PerceiverModel with a full-grid Fourier decoder outputs [B, prod(output_index_dims), output_num_channels]', async (t) => {
-  const before = P.memory().cpu;
+  const before = live();
   const model = new PerceiverModel(config, { decoder: fourierDecoder() });
   const inputs = P.tensor(randomArray(2 * 9 * 6, 12), [2, 9, 6]);
   const { logits, lastHiddenState } = model.forward(inputs);
@@ -157,7 +158,7 @@ test.serial('a PerceiverModel with a full-grid Fourier decoder outputs [B, prod(
   lastHiddenState.dispose();
   inputs.dispose();
   model.dispose();
-  t.is(P.memory().cpu.tensors, before.tensors, 'live tensors');
+  t.is(live().tensors, before.tensors, 'live tensors');
 });
 
 /** Video [B, T, C, H, W] element. */
@@ -165,7 +166,7 @@ const at5 = (x: ArrayLike<number>, s: readonly number[], b: number, t: number, c
   x[(((b * s[1] + t) * s[2] + c) * s[3] + h) * s[4] + w];
 
 test.serial("'pixels' video: strided in time and space, flattened over (T', H', W') with Fourier positions", async (t) => {
-  const before = P.memory().cpu;
+  const before = live();
   const shape = [2, 3, 3, 5, 4];
   const [B, T, C, H, W] = shape;
   const [td, sd] = [2, 2];
@@ -190,11 +191,11 @@ test.serial("'pixels' video: strided in time and space, flattened over (T', H', 
   assertClose(t, await readAndDispose(inputs), want, { rtol: 1e-5, atol: 1e-5, shape: [B, N, C + posC] });
   x.dispose();
   prep.dispose();
-  t.is(P.memory().cpu.tensors, before.tensors, 'live tensors');
+  t.is(live().tensors, before.tensors, 'live tensors');
 });
 
 test.serial("'conv1x1' video: a strided 1x1 convolution per frame, positions over (T, H', W')", async (t) => {
-  const before = P.memory().cpu;
+  const before = live();
   const shape = [2, 2, 3, 5, 5];
   const [B, T, C, H, W] = shape;
   const [sd, O] = [2, 4];
@@ -228,7 +229,7 @@ test.serial("'conv1x1' video: a strided 1x1 convolution per frame, positions ove
   assertClose(t, await readAndDispose(inputs), want, { rtol: 1e-5, atol: 1e-5, shape: [B, N, O + posC] });
   x.dispose();
   prep.dispose();
-  t.is(P.memory().cpu.tensors, before.tensors, 'live tensors');
+  t.is(live().tensors, before.tensors, 'live tensors');
 });
 
 test('video inputs with the wrong channel count are refused, by every prep type', (t) => {

@@ -5,6 +5,7 @@ import * as P from '../lib/index.js';
 import { PerceiverIdentityPostprocessor, PerceiverModel, PerceiverProjectionDecoder, perceiverConfig } from '../models/index.js';
 import { readAndDispose } from './helpers/read.js';
 import { assertClose, randomArray } from './helpers/reference.js';
+import { live } from './helpers/device.js';
 
 /** mean over N of z [B, N, C], then x W^T + b: [B, K]. */
 function projectionRef(z: ArrayLike<number>, B: number, N: number, C: number, w: ArrayLike<number>, b: ArrayLike<number>, K: number): Float64Array {
@@ -36,7 +37,7 @@ test.serial('zero-initialised: an untrained decoder outputs exactly 0', async (t
 });
 
 test.serial('mean over latents then Linear matches the plain-JS reference, and nothing leaks', async (t) => {
-  const before = P.memory().cpu;
+  const before = live();
   const [B, N, C, K] = [3, 7, 16, 10];
   const dec = new PerceiverProjectionDecoder({ numClasses: K, numZChannels: C });
   const w = randomArray(K * C, 2, -0.5, 0.5);
@@ -50,7 +51,7 @@ test.serial('mean over latents then Linear matches the plain-JS reference, and n
   assertClose(t, got, projectionRef(zData, B, N, C, w, b, K), { rtol: 1e-5, atol: 1e-6, shape: [B, K] });
   z.dispose();
   dec.dispose();
-  t.is(P.memory().cpu.tensors, before.tensors, 'live tensors');
+  t.is(live().tensors, before.tensors, 'live tensors');
 });
 
 test('identity postprocessor returns the decoder output unchanged as a new view', async (t) => {

@@ -15,6 +15,7 @@ import {
 import { fastCrossAttentionMacs, plainCrossAttentionMacs } from '../models/fast-attention.js';
 import { setFastCrossAttention } from '../models/attention.js';
 import { caseConfig, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
+import { live } from './helpers/device.js';
 
 P.manualSeed(1234);
 
@@ -144,7 +145,7 @@ for (const d of SHAPES) {
 }
 
 test.serial('folded queries are cached for the latents and recomputed when loadStateDict changes a weight; nothing leaks', (t) => {
-  const before = P.memory().cpu;
+  const before = live();
   const d: Dims = { B: 2, Nq: 6, Nk: 200, qDim: 16, kvDim: 10 };
   const emb = new PerceiverEmbeddings(d.Nq, d.qDim);
   const attn = crossAttention(d);
@@ -158,10 +159,10 @@ test.serial('folded queries are cached for the latents and recomputed when loadS
   };
   t.is(emb.forward(d.B), emb.forward(d.B), 'the latents view is reused across calls');
   const first = run();
-  const live = P.memory().cpu.tensors;
+  const liveAfterFirst = live().tensors;
   const second = run();
   t.deepEqual(second, first, 'a cached second call gives the same values');
-  t.is(P.memory().cpu.tensors, live, 'a cached call creates no lasting tensor');
+  t.is(live().tensors, liveAfterFirst, 'a cached call creates no lasting tensor');
 
   // New query weights: the cache must not serve the old fold.
   load(attn, { 'query.weight': P.randn([attn.qkChannels, d.qDim], { std: 0.3 }) });
@@ -180,8 +181,8 @@ test.serial('folded queries are cached for the latents and recomputed when loadS
   x.dispose();
   attn.dispose();
   emb.dispose();
-  t.is(P.memory().cpu.tensors, before.tensors, 'live tensors');
-  t.is(P.memory().cpu.bytes, before.bytes, 'live bytes');
+  t.is(live().tensors, before.tensors, 'live tensors');
+  t.is(live().bytes, before.bytes, 'live bytes');
 });
 
 test('image_fourier: the fast path (encoder and decoder) and the plain path agree, and both match HF', async (t) => {

@@ -7,11 +7,12 @@ import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import { PerceiverForOpticalFlow } from '../models/index.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
+import { live } from './helpers/device.js';
 
 const config = caseConfig('optical_flow');
 
 test.serial('flow matches HuggingFace within 1e-4 * max(1, max|expected|), and nothing leaks', async (t) => {
-  const before = P.memory().cpu;
+  const before = live();
   const model = new PerceiverForOpticalFlow(config);
   await loadCaseWeights('optical_flow', model);
   const input = await caseTensors('optical_flow', 'input', ['inputs']);
@@ -27,8 +28,8 @@ test.serial('flow matches HuggingFace within 1e-4 * max(1, max|expected|), and n
   t.true(maxDiff <= relBound, `max |diff| ${maxDiff} exceeds 1e-4 * max|expected| = ${relBound}`);
   for (const x of [logits, input.inputs, expected.logits]) x.dispose();
   model.dispose();
-  t.is(P.memory().cpu.tensors, before.tensors, 'live tensors');
-  t.is(P.memory().cpu.bytes, before.bytes, 'live bytes');
+  t.is(live().tensors, before.tensors, 'live tensors');
+  t.is(live().bytes, before.bytes, 'live bytes');
 });
 
 test('the state dict names and shapes are exactly those of the HF checkpoint', async (t) => {

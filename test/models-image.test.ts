@@ -18,6 +18,7 @@ import {
   spaceToDepth,
 } from '../models/index.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
+import { live } from './helpers/device.js';
 
 const CASES = [
   ['image_fourier', PerceiverForImageClassificationFourier, [2, 3, 12, 12]],
@@ -27,7 +28,7 @@ const CASES = [
 
 for (const [name, Model, pixelShape] of CASES) {
   test.serial(`${name}: ${Model.name} logits match HuggingFace within 1e-4 * max(1, max|expected|), nothing leaks`, async (t) => {
-    const before = P.memory().cpu;
+    const before = live();
     const model = new Model(caseConfig(name));
     await loadCaseWeights(name, model);
     const input = await caseTensors(name, 'input', ['pixel_values']);
@@ -40,8 +41,8 @@ for (const [name, Model, pixelShape] of CASES) {
     t.true(maxDiff <= bound, summary);
     for (const x of [logits, input.pixel_values, expected.logits]) x.dispose();
     model.dispose();
-    t.is(P.memory().cpu.tensors, before.tensors, 'live tensors (caches included)');
-    t.is(P.memory().cpu.bytes, before.bytes, 'live bytes');
+    t.is(live().tensors, before.tensors, 'live tensors (caches included)');
+    t.is(live().bytes, before.bytes, 'live bytes');
   });
 
   test(`${name}: the state dict names and shapes are exactly those of the HF checkpoint`, async (t) => {

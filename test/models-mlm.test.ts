@@ -9,6 +9,7 @@ import type { Tensor } from '../lib/index.js';
 import { PerceiverForMaskedLM } from '../models/index.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
 import { readAndDispose } from './helpers/read.js';
+import { live } from './helpers/device.js';
 
 const CASE = caseDir('mlm');
 const config = caseConfig('mlm');
@@ -20,7 +21,7 @@ async function loaded(): Promise<PerceiverForMaskedLM> {
 }
 
 test.serial('logits match HuggingFace within 1e-4 * max|expected|, and nothing leaks', async (t) => {
-  const before = P.memory().cpu;
+  const before = live();
   const model = await loaded();
   const input = await caseTensors('mlm', 'input', ['inputs', 'attention_mask']);
   const expected = await caseTensors('mlm', 'expected', ['logits']);
@@ -31,7 +32,7 @@ test.serial('logits match HuggingFace within 1e-4 * max|expected|, and nothing l
   t.true(maxDiff <= bound, `max |diff| ${maxDiff} exceeds ${bound}`);
   for (const x of [logits, ...Object.values(input), ...Object.values(expected)]) x.dispose();
   model.dispose();
-  const after = P.memory().cpu;
+  const after = live();
   t.is(after.tensors, before.tensors, 'live tensors');
   t.is(after.bytes, before.bytes, 'live bytes');
 });

@@ -11,6 +11,7 @@ import * as P from '../lib/index.js';
 import { PerceiverForMultimodalAutoencoding, autoencodeInChunks, chunkRanges } from '../models/index.js';
 import { caseConfig, caseDir, loadCaseWeights } from './helpers/hf-fixture.js';
 import { randomArray } from './helpers/reference.js';
+import { live } from './helpers/device.js';
 
 const config = caseConfig('multimodal'); // video [1, 2, 3, 16, 16], audio 128 samples (8 patches of 16), 7 labels
 
@@ -31,10 +32,18 @@ test('chunkRanges: the colab ranges when n divides, full cover otherwise', (t) =
   t.throws(() => chunkRanges(-1, 2), { instanceOf: RangeError });
 });
 
+/**
+ * max |a - b| over max(1, max |b|): chunks run the decoder on other query counts, so
+ * GPU sums may group differently; the difference is float32 rounding of the outputs' scale.
+ */
 async function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): Promise<number> {
   let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
+  let scale = 1;
+  for (let i = 0; i < a.length; i++) {
+    m = Math.max(m, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return m / scale;
 }
 
 test.serial('reassembled chunks equal one pass over all points; encode-once equals re-encode; nothing leaks', async (t) => {
@@ -51,7 +60,7 @@ test.serial('reassembled chunks equal one pass over all points; encode-once equa
   const want = { image: await all.image.data(), audio: await all.audio.data(), label: await all.label.data() };
   for (const x of Object.values(all)) x.dispose();
   // After the first call: the model caches what depends on its weights only.
-  const before = P.memory().cpu;
+  const before = live();
 
   let calls = 0;
   const once = await autoencodeInChunks(model, inputs, { nChunks: 8, onChunk: () => calls++ });
@@ -61,7 +70,7 @@ test.serial('reassembled chunks equal one pass over all points; encode-once equa
   t.is(once.audio.length, 128);
   for (const m of ['image', 'audio', 'label'] as const) {
     const d = await maxDiff(once[m], want[m]);
-    t.true(d <= 1e-5, `${m} (8 chunks, encoded once): max |diff| ${d}`);
+    t.true(d <= 1e-5, `${m} (8 chunks, encoded once): max |diff| / scale ${d}`);
   }
   const again = await autoencodeInChunks(model, inputs, { nChunks: 8, reencode: true });
   const uneven = await autoencodeInChunks(model, inputs, { nChunks: 3 });
@@ -72,8 +81,8 @@ test.serial('reassembled chunks equal one pass over all points; encode-once equa
     t.true((await maxDiff(again[m], want[m])) <= 1e-5, `${m} (re-encoded per chunk)`);
     t.true((await maxDiff(uneven[m], want[m])) <= 1e-5, `${m} (3 uneven chunks)`);
   }
-  t.is(P.memory().cpu.tensors, before.tensors, 'live tensors (the three inputs included)');
-  t.is(P.memory().cpu.bytes, before.bytes, 'live bytes');
+  t.is(live().tensors, before.tensors, 'live tensors (the three inputs included)');
+  t.is(live().bytes, before.bytes, 'live bytes');
   for (const x of Object.values(inputs)) x.dispose();
   model.dispose();
 });

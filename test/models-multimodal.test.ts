@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import { PerceiverForMultimodalAutoencoding, subsampledPositions } from '../models/index.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
+import { live } from './helpers/device.js';
 
 const NAME = 'multimodal';
 const config = caseConfig(NAME);
@@ -24,7 +25,7 @@ async function run(model: PerceiverForMultimodalAutoencoding, input: Record<stri
 }
 
 test.serial('every modality matches HuggingFace within 1e-4 * max(1, max|expected|), and nothing leaks', async (t) => {
-  const before = P.memory().cpu;
+  const before = live();
   const model = new PerceiverForMultimodalAutoencoding(config);
   await loadCaseWeights(NAME, model);
   const input = await caseTensors(NAME, 'input', INPUTS);
@@ -40,8 +41,8 @@ test.serial('every modality matches HuggingFace within 1e-4 * max(1, max|expecte
   }
   for (const x of [...Object.values(logits), ...Object.values(input), ...Object.values(expected)]) x.dispose();
   model.dispose();
-  t.is(P.memory().cpu.tensors, before.tensors, 'live tensors');
-  t.is(P.memory().cpu.bytes, before.bytes, 'live bytes');
+  t.is(live().tensors, before.tensors, 'live tensors');
+  t.is(live().bytes, before.bytes, 'live bytes');
 });
 
 test('the state dict names and shapes are exactly those of the HF checkpoint', async (t) => {

@@ -41,6 +41,7 @@ import {
   permuteRef,
   randomArray,
 } from './helpers/reference.js';
+import { live } from './helpers/device.js';
 
 type Arr = ArrayLike<number>;
 
@@ -273,7 +274,9 @@ test("attention_mask_style 'deepmind': an input whose attention_mask is all 0 ge
   t.true(a.every(Number.isFinite));
   const row0 = P.slice(inputs, 0, 0, 1);
   const alone = await readAndDispose(model.forward(row0).logits);
-  assertClose(t, a.subarray(0, alone.length), alone, { rtol: 1e-5, atol: 1e-5, msg: 'row 0 as if alone' });
+  // Batch 2 against batch 1: CUDA's GEMMs may pick another algorithm per batch size, so
+  // the bound is float32 rounding at the logits' scale (the fixtures' 1e-4), not bit-equality.
+  assertClose(t, a.subarray(0, alone.length), alone, { rtol: 1e-4, atol: 1e-4, msg: 'row 0 as if alone' });
   for (const x of [inputs, mask, other, row0]) x.dispose();
   model.dispose();
 });
@@ -329,7 +332,7 @@ test('HF masks through a whole model: a fully masked row equals the unmasked row
   const half = masked.length / 2;
   assertClose(t, masked.subarray(half), want, { rtol: 1e-4, atol: 1e-4, msg: 'row 1 (fully masked)' });
   const alone = await readAndDispose(model.forward(P.slice(inputs, 0, 0, 1)).logits);
-  assertClose(t, masked.subarray(0, half), alone, { rtol: 1e-5, atol: 1e-5, msg: 'row 0 untouched' });
+  assertClose(t, masked.subarray(0, half), alone, { rtol: 1e-4, atol: 1e-4, msg: 'row 0 untouched (batch 2 against batch 1)' });
   for (const x of [inputs, mask, row1, ...Object.values(zeros)]) x.dispose();
   model.dispose();
   zeroQ.dispose();
@@ -438,7 +441,7 @@ test("position mode 'add' sums the encoding into the features (channels unchange
 // ---- loadModel ----------------------------------------------------------------------
 
 test.serial('loadModel builds the class architectures[0] names, loads its weights strictly, and leaks nothing', async (t) => {
-  const before = P.memory().cpu;
+  const before = live();
   const model = await loadModel(caseDir('optical_flow'));
   if (!(model instanceof PerceiverForOpticalFlow)) throw new Error(`loadModel gave ${model.constructor.name}`);
   const { inputs } = await caseTensors('optical_flow', 'input', ['inputs']);
@@ -449,8 +452,8 @@ test.serial('loadModel builds the class architectures[0] names, loads its weight
   for (const x of [inputs, logits, got]) x.dispose();
   model.dispose();
   await t.throwsAsync(loadModel(caseDir('nope')), { message: /model folder '.*nope' does not exist/ });
-  t.is(P.memory().cpu.tensors, before.tensors, 'live tensors');
-  t.is(P.memory().cpu.bytes, before.bytes, 'live bytes');
+  t.is(live().tensors, before.tensors, 'live tensors');
+  t.is(live().bytes, before.bytes, 'live bytes');
 });
 
 // ---- image postprocessor ------------------------------------------------------------

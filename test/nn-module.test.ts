@@ -6,6 +6,7 @@ import * as P from '../lib/index.js';
 import { Embedding, LayerNorm, Linear, Module, ModuleList, type Tensor } from '../lib/index.js';
 import { assertClose, layerNormRef, matmulRef, randomArray } from './helpers/reference.js';
 import { readAndDispose } from './helpers/read.js';
+import { live } from './helpers/device.js';
 
 class Block extends Module {
   readonly proj: Linear;
@@ -61,7 +62,7 @@ test('namedParameters gives dotted attribute paths in registration order; buffer
 });
 
 test.serial('loadStateDict replaces every tensor with a view of the given one; the caller still owns and disposes its own', async (t) => {
-  const before = P.memory().cpu;
+  const before = live();
   const net = new Net();
   const sd = stateOf(net);
   const result = net.loadStateDict(sd);
@@ -69,8 +70,8 @@ test.serial('loadStateDict replaces every tensor with a view of the given one; t
   for (const v of Object.values(sd)) v.dispose();
   for (const [k, v] of Object.entries(net.stateDict())) t.true(Array.from(await v.data()).every((x) => x === (v.dtype === 'int32' ? 0 : 0.5)), k);
   net.dispose();
-  t.is(P.memory().cpu.tensors, before.tensors, 'no tensor leaked');
-  t.is(P.memory().cpu.bytes, before.bytes, 'no storage leaked');
+  t.is(live().tensors, before.tensors, 'no tensor leaked');
+  t.is(live().bytes, before.bytes, 'no storage leaked');
 });
 
 test('strict loading lists every missing, unexpected and mis-shaped key in one error and changes nothing', async (t) => {
@@ -133,15 +134,15 @@ test('registration errors: duplicate names, dotted names, non-tensors', (t) => {
 });
 
 test.serial('parameters created inside tidy() survive it; dispose() frees them all and the module refuses further use', (t) => {
-  const before = P.memory().cpu.tensors;
+  const before = live().tensors;
   const lin = P.tidy(() => new Linear(4, 3));
   t.false(lin.weight.disposed);
-  t.is(P.memory().cpu.tensors, before + 2);
+  t.is(live().tensors, before + 2);
   const w = lin.weight;
   lin.dispose();
   lin.dispose();
   t.true(w.disposed);
-  t.is(P.memory().cpu.tensors, before);
+  t.is(live().tensors, before);
   t.throws(() => lin.weight, { message: /used after dispose/ });
 });
 

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import type { Tensor, TensorRecord } from '../lib/index.js';
+import { live } from './helpers/device.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'perceiver-records-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -104,7 +105,7 @@ test('progress is reported per tensor with bytes done/total and the name; the la
 });
 
 test.serial('an AbortSignal stops the load with its reason and disposes what was loaded', async (t) => {
-  const before = P.memory().cpu.tensors;
+  const before = live().tensors;
   const recs = Array.from({ length: 20 }, (_, i) => fileRecord(`t${i}`, 'F32', [64], bytes(iota(64))));
   const pre = new AbortController();
   pre.abort();
@@ -122,11 +123,11 @@ test.serial('an AbortSignal stops the load with its reason and disposes what was
   );
   t.is(err!.message, 'user cancelled');
   t.true(calls < 20, `stopped after ${calls} tensors`);
-  t.is(P.memory().cpu.tensors, before, 'nothing leaked');
+  t.is(live().tensors, before, 'nothing leaked');
 });
 
 test.serial('malformed records are refused before any byte is read, naming the file and the tensor', async (t) => {
-  const before = P.memory().cpu.tensors;
+  const before = live().tensors;
   const good = fileRecord('ok', 'F32', [2], bytes(iota(2)));
   const path = good.source.kind === 'file' ? good.source.path : '';
   const src = good.source as Extract<TensorRecord['source'], { kind: 'file' }>;
@@ -151,7 +152,7 @@ test.serial('malformed records are refused before any byte is read, naming the f
   }
   await t.throwsAsync(P.loadRecords([good, good]), { message: /tensor 'ok' appears twice/ });
   await t.throwsAsync(P.loadRecords('x' as unknown as TensorRecord[]), { message: /argument 'records' must be an array/ });
-  t.is(P.memory().cpu.tensors, before, 'nothing was made');
+  t.is(live().tensors, before, 'nothing was made');
 });
 
 test('a narrowing failure while loading rejects naming the file, the tensor and the value', async (t) => {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import type { TensorRecord } from '../lib/index.js';
 import { caseDir } from './helpers/hf-fixture.js';
+import { live } from './helpers/device.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'perceiver-fuzz-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -157,7 +158,7 @@ function checkInvariants(h: P.SafetensorsHeader, size: number): string | null {
 
 test.serial('10,000 mutated headers parse or fail cleanly; a subset loads fully or fails cleanly; nothing leaks', async (t) => {
   const t0 = performance.now();
-  const before = P.memory().cpu.tensors;
+  const before = live().tensors;
   const fixture = readFileSync(join(caseDir('mlm'), 'model.safetensors'));
   const fixtureHeaderLen = Number(fixture.readBigUInt64LE(0));
   const bases = [
@@ -220,11 +221,11 @@ test.serial('10,000 mutated headers parse or fail cleanly; a subset loads fully 
   t.log(Object.entries(counts).map(([k, v]) => `${k}: ${v.ok} ok / ${v.err} refused`).join('; '));
   t.true(Object.values(counts).every((v) => v.err > 0), 'every mutation kind produced refusals');
   t.true(loaded > 0 && loadErrors > 0, 'full loads saw both outcomes');
-  t.is(P.memory().cpu.tensors, before, 'no tensor leaked');
+  t.is(live().tensors, before, 'no tensor leaked');
 });
 
 test.serial('random records (shapes, strides, dtypes, ranges) load or are refused cleanly', async (t) => {
-  const before = P.memory().cpu.tensors;
+  const before = live().tensors;
   const r = rng(42);
   const file = join(dir, 'records.bin');
   const content = new Uint8Array(4096);
@@ -262,5 +263,5 @@ test.serial('random records (shapes, strides, dtypes, ranges) load or are refuse
   }
   t.log(`${ok} loaded, ${refused} refused`);
   t.true(ok > 0 && refused > 0);
-  t.is(P.memory().cpu.tensors, before);
+  t.is(live().tensors, before);
 });

@@ -9,6 +9,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
+import { live } from './helpers/device.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const FIXTURES = join(here, '..', '..', 'test', 'fixtures', 'hf');
@@ -41,7 +42,7 @@ async function rejects(t: import('ava').ExecutionContext, p: Promise<unknown>, .
 // ---- round trips ------------------------------------------------------------------------------
 
 test.serial('save then read returns every engine dtype with its shape and exact values', async (t) => {
-  const before = P.memory().cpu.tensors;
+  const before = live().tensors;
   const src: Record<string, Tensor> = {
     f32: P.tensor(new Float32Array([1.5, -2.25, 3e-20, 1e30, 0, -0]), [2, 3]),
     f16: P.tensor([0.1, -65504, 6e-8, 1], [4], { dtype: 'float16' }),
@@ -64,7 +65,7 @@ test.serial('save then read returns every engine dtype with its shape and exact 
   }
   disposeAll(src);
   disposeAll(tensors);
-  t.is(P.memory().cpu.tensors, before, 'no tensor leaked');
+  t.is(live().tensors, before, 'no tensor leaked');
 });
 
 test('the header is padded with spaces so the data section starts 8-byte aligned', async (t) => {
@@ -197,7 +198,7 @@ test('option dtype loads every float tensor as that dtype and leaves integers al
 });
 
 test.serial('narrowing is range-checked: an error names the file, the tensor, the value and its index, and nothing leaks', async (t) => {
-  const before = P.memory().cpu.tensors;
+  const before = live().tensors;
   const a = bytes(new Float32Array([1]));
   const cases: [string, Uint8Array, RegExp][] = [
     ['I64', bytes(BigInt64Array.from([1n, 2147483648n])), /I64 value 2147483648 at flat index 1 does not fit in int32/],
@@ -216,7 +217,7 @@ test.serial('narrowing is range-checked: an error names the file, the tensor, th
   // A float16 request narrows float32 with the same check.
   const big = writeRaw({ w: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, bytes(new Float32Array([1e6])));
   await rejects(t, P.loadSafetensors(big, { dtype: 'float16' }), /'w'/, /outside the range of float16/);
-  t.is(P.memory().cpu.tensors, before);
+  t.is(live().tensors, before);
 });
 
 test('dtypes with no engine type are errors naming the tensor and the dtype; unknown ones too', async (t) => {

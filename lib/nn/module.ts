@@ -175,7 +175,7 @@ export class Module {
 
   /**
    * Replaces parameters and buffers with the tensors of dict (same shapes; a different
-   * dtype is cast to the module's). The module keeps views of the given tensors, so the
+   * dtype is cast, and another device copied, to the module's). The module keeps views of the given tensors, so the
    * caller may dispose dict afterwards. Nothing changes when an error is thrown.
    */
   loadStateDict(dict: Record<string, Tensor>, opts: LoadStateDictOptions = {}): LoadStateDictResult {
@@ -208,7 +208,15 @@ export class Module {
       const src = dict[key];
       if (src === undefined) continue;
       const cur = slot.map.get(slot.name)!;
-      const next = keep(noGrad(() => (src.dtype === cur.dtype ? reshape(src, src.shape) : cast(src, cur.dtype))));
+      // The module's device and dtype win, as torch's load_state_dict copies into the parameter.
+      const next = keep(
+        noGrad(() => {
+          const placed = src.device === cur.device ? src : src.to(cur.device);
+          const out = placed.dtype === cur.dtype ? reshape(placed, placed.shape) : cast(placed, cur.dtype);
+          if (placed !== src) placed.dispose();
+          return out;
+        }),
+      );
       next.requiresGrad = cur.requiresGrad;
       cur.dispose();
       slot.map.set(slot.name, next);

@@ -252,7 +252,9 @@ class CudaBackend final : public Backend {
   std::mutex staging_mu_;
   void* staging_[2] = {nullptr, nullptr};
   cudaEvent_t staged_[2] = {nullptr, nullptr};
-  Queue queue_;  // last: its thread starts once the rest is built
+  // Last: its thread starts once the rest is built. It polls for 100 us before
+  // sleeping: launches are microseconds apart, a condition-variable wake-up is not.
+  Queue queue_{100};
 };
 
 // ---- the exported table ----

@@ -158,6 +158,21 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
   v = lane < nwarps ? scratch[lane] : 0.f;
   return warp_sum(v);
 }
+// Sums in double: the sum and mean ops accumulate as the CPU does, so a large total
+// does not swallow small terms (2^24 + 1 + 1 ...).
+__device__ __forceinline__ double warp_sum_d(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ double block_sum_d(double v, double* scratch) {
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  v = warp_sum_d(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < nwarps ? scratch[lane] : 0.0;
+  return warp_sum_d(v);
+}
 __device__ __forceinline__ float block_max(float v, float* scratch) {
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
   v = warp_max(v);

@@ -2,8 +2,9 @@
 // layer norm over the last axis. When the reduced axis is the last (inner == 1)
 // one block owns a row and threads stride along it (coalesced); otherwise one
 // thread owns an output and walks the axis, its neighbours reading neighbouring
-// columns, which is again coalesced. Accumulation is float32 per thread, combined
-// as a tree, so long rows (50,176 pixels) keep float32 accuracy.
+// columns, which is again coalesced. Sums accumulate in double, as on the CPU (the
+// kernels are bound by memory traffic, not arithmetic); softmax and layer
+// norm accumulate in float32 per thread, combined as a tree.
 #include <cmath>
 
 #include "common.cuh"
@@ -32,17 +33,18 @@ __device__ __forceinline__ float pick(ReduceOp op, float m, float v) {
 template <class T>
 __global__ void reduce_rows_kernel(const T* x, int64_t rows, int64_t n, ReduceOp op, void* out) {
   __shared__ float sv[32];
+  __shared__ double sd[32];
   __shared__ int64_t si[32];
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* p = x + r * n;
     if (op == ReduceOp::Sum || op == ReduceOp::Mean) {
-      float s = 0.f;
+      double s = 0.0;
       for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += to_f(p[j]);
-      s = block_sum(s, sv);
+      s = block_sum_d(s, sd);
       if (threadIdx.x == 0) {
-        float v = op == ReduceOp::Mean ? (n ? s / (float)n : NAN) : s;
-        static_cast<T*>(out)[r] = from_f<T>(v);
+        double v = op == ReduceOp::Mean ? (n ? s / (double)n : NAN) : s;
+        static_cast<T*>(out)[r] = from_f<T>((float)v);
       }
     } else if (op == ReduceOp::Max || op == ReduceOp::Min) {
       float m = op == ReduceOp::Max ? -INFINITY : INFINITY;
@@ -86,10 +88,10 @@ __global__ void reduce_cols_kernel(const T* x, int64_t outer, int64_t n, int64_t
     int64_t o = idx / inner, i = idx % inner;
     const T* p = x + o * n * inner + i;
     if (op == ReduceOp::Sum || op == ReduceOp::Mean) {
-      float s = 0.f;
+      double s = 0.0;
       for (int64_t j = 0; j < n; j++) s += to_f(p[j * inner]);
-      if (op == ReduceOp::Mean) s = n ? s / (float)n : NAN;
-      static_cast<T*>(out)[idx] = from_f<T>(s);
+      if (op == ReduceOp::Mean) s = n ? s / (double)n : NAN;
+      static_cast<T*>(out)[idx] = from_f<T>((float)s);
     } else if (op == ReduceOp::Max || op == ReduceOp::Min) {
       float m = op == ReduceOp::Max ? -INFINITY : INFINITY;
       for (int64_t j = 0; j < n; j++) m = pick(op, m, to_f(p[j * inner]));

@@ -5,6 +5,8 @@
 // { device } follows, so the same tests and references run on either device.
 // Tests that are about device selection itself set PERCEIVER_DEVICE explicitly
 // in the child processes they spawn.
+import { memory } from '../../lib/memory.js';
+
 const requested = process.env.PERCEIVER_TEST_DEVICE || 'cpu';
 if (!/^(cpu|cuda|cuda:\d{1,4})$/.test(requested))
   throw new TypeError(`PERCEIVER_TEST_DEVICE must be 'cpu', 'cuda' or 'cuda:N', got '${requested}'`);
@@ -30,3 +32,15 @@ export function rtolFor(dtype: string): number {
   if (dtype === 'float16') return 2e-3;
   return 1e-5;
 }
+
+/**
+ * Live tensors, storages and bytes over every device: the counts a leak check
+ * compares, whichever device the suite runs on.
+ */
+export function live(): { tensors: number; storages: number; bytes: number } {
+  const { cpu, cuda } = memory();
+  return { tensors: cpu.tensors + cuda.tensors, storages: cpu.storages + cuda.storages, bytes: cpu.bytes + cuda.bytes };
+}
+
+/** TEST_DEVICE as tensors report it ('cuda' is 'cuda:0'). */
+export const DEVICE_NAME: string = requested === 'cuda' ? 'cuda:0' : requested;

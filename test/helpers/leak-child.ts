@@ -6,6 +6,7 @@
 // disposes everything. Prints one JSON line with memory() and RSS at the start,
 // after the warm-up and at the end.
 import * as P from '../../lib/index.js';
+import { live } from './device.js';
 
 const mode = process.argv[2] === 'finalize' ? 'finalize' : 'cycles';
 const cycles = Number(process.argv[2] ?? 10_000);
@@ -72,21 +73,21 @@ async function run(n: number): Promise<void> {
 
 async function main(): Promise<void> {
   settle();
-  const start = P.memory().cpu;
+  const start = live();
   const rssStart = process.memoryUsage().rss;
   await run(warmup);
   settle();
-  const warm = P.memory().cpu;
+  const warm = live();
   const rssWarm = process.memoryUsage().rss;
   const t0 = Date.now();
   await run(cycles);
   const ms = Date.now() - t0;
   settle();
-  const end = P.memory().cpu;
+  const end = live();
   const rssEnd = process.memoryUsage().rss;
   for (const t of [w, bias, gamma, beta, ids, table]) t.dispose();
   settle();
-  const final = P.memory().cpu;
+  const final = live();
   process.stdout.write(
     JSON.stringify({ gc: typeof gc === 'function', cycles, warmup, ms, start, warm, end, final, rssStart, rssWarm, rssEnd }) + '\n',
   );
@@ -96,18 +97,18 @@ async function main(): Promise<void> {
 // finalizer is the safety net): drop 6,000 of them and collect.
 async function finalize(): Promise<void> {
   settle();
-  const start = P.memory().cpu;
+  const start = live();
   (() => {
     for (let i = 0; i < 2000; i++) P.randn([64], { seed: i }).add(1).mul(2);
   })();
-  const made = P.memory().cpu;
+  const made = live();
   // Finalizers run after a collection, from the event loop: collect and yield a few times.
   for (let k = 0; k < 20; k++) {
     gc?.();
     await new Promise((r) => setImmediate(r));
   }
   settle();
-  const end = P.memory().cpu;
+  const end = live();
   process.stdout.write(JSON.stringify({ gc: typeof gc === 'function', start, made, end }) + '\n');
 }
 
