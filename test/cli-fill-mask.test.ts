@@ -53,7 +53,8 @@ test('--json: top-k per masked byte equals the model run through the library; th
     const got = out.masks[i].candidates;
     t.deepEqual(got.map((c) => c.id), order.slice(0, 4).map(([, id]) => id), `mask ${i}: the same ranking`);
     for (const [k, c] of got.entries()) {
-      t.true(Math.abs(c.probability - order[k][0]) < 1e-6, `mask ${i} candidate ${k}: ${c.probability} vs ${order[k][0]}`);
+      // 1e-5: on CUDA the CLI's process may pick other GEMM algorithms than this one's.
+      t.true(Math.abs(c.probability - order[k][0]) < 1e-5, `mask ${i} candidate ${k}: ${c.probability} vs ${order[k][0]}`);
       t.is(c.byte, c.id >= 6 ? c.id - 6 : null);
       t.is(c.token, tok.idToToken(c.id));
     }

@@ -67,6 +67,9 @@ constexpr int kBlockQ = 64;
 // A key range shorter than this is not worth a partial and the merge's extra launch
 // (at 512 keys a block already runs for microseconds).
 constexpr int64_t kMinKeysPerSplit = 512;
+// With fewer query rows than a tile (a decoder's one query per image), a block's work
+// is its key range alone, so ranges as short as this keep the GPU busy.
+constexpr int64_t kMinKeysPerSplitFewQueries = 64;
 constexpr int kMaxSplits = 64;
 constexpr int kSimtBlockK = 32;
 constexpr int kSimtChunkQK = 32;
@@ -554,6 +557,21 @@ __global__ void __launch_bounds__(256) attention_simt_kernel(Params p) {
   }
 }
 
+// ---- padded copies of K and V ----------------------------------------------------------
+
+// Rows [B][H][N] of d 16-bit values, read through strides, written at a row stride
+// ld (a multiple of 8 elements) so that the tc kernel's copies are 16-byte cp.async.
+__global__ void pad_rows_kernel(const uint16_t* __restrict__ src, int64_t sb, int64_t sh, int64_t sn,
+                                uint16_t* __restrict__ dst, int64_t heads, int64_t n, int64_t d, int64_t ld,
+                                int64_t total) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t row = i / d, c = i - row * d;
+    const int64_t bh = row / n, j = row - bh * n;
+    const int64_t b = bh / heads, h = bh - b * heads;
+    dst[row * ld + c] = src[b * sb + h * sh + j * sn + c];
+  }
+}
+
 // ---- merge of key splits ------------------------------------------------------------
 
 // One warp per output row: out = sum_s w_s O_s / sum_s w_s l_s with
@@ -617,13 +635,53 @@ int plan_splits(const AttentionArgs& a, int sm_count) {
   const int64_t target = 2 * (int64_t)sm_count;
   if (sm_count <= 0 || base >= target) return 1;
   int64_t s = ceil_div(target, base);
-  s = std::min<int64_t>(s, std::max<int64_t>(1, a.nk / kMinKeysPerSplit));
+  const int64_t min_keys = a.nq < kBlockQ ? kMinKeysPerSplitFewQueries : kMinKeysPerSplit;
+  s = std::min<int64_t>(s, std::max<int64_t>(1, a.nk / min_keys));
   return (int)std::max<int64_t>(1, std::min<int64_t>(s, kMaxSplits));
 }
 
 size_t workspace_for(const AttentionArgs& a, int splits) {
   if (splits <= 1) return 0;
   return (size_t)splits * (size_t)(a.batch * a.heads * a.nq) * (size_t)(a.dv + 2) * sizeof(float);
+}
+
+bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2);
+
+// 16-bit K and V whose rows are not 16-byte aligned (a 261-wide head packed at stride
+// 261 starts rows at odd elements) are copied into the workspace at a row stride
+// rounded up to 8 elements first: the tc kernel then loads them with 16-byte cp.async,
+// two stages deep, instead of 2-byte loads. One copy serves both when k and v are the
+// same rows (the single-head fast path attends to X with k = v = X).
+struct PadPlan {
+  bool k = false, v = false, shared = false;
+  size_t k_off = 0, v_off = 0, end = 0;  // byte offsets in the workspace
+};
+
+inline int64_t pad_ld(int64_t d) { return (d + 7) / 8 * 8; }
+inline size_t align256(size_t b) { return (b + 255) / 256 * 256; }
+
+PadPlan pad_plan(const AttentionArgs& a, size_t base) {
+  PadPlan pl;
+  pl.end = base;
+  if (a.dtype == DType::Float32 || a.nk <= 0) return pl;
+  const size_t rows = (size_t)(a.batch * a.heads * a.nk);
+  pl.k = a.dqk > 0 && !vec16_ok(a.k, a.k_sb, a.k_sn, a.k_sh);
+  pl.v = !vec16_ok(a.v, a.v_sb, a.v_sn, a.v_sh);
+  pl.shared = pl.k && pl.v && a.k == a.v && a.k_sb == a.v_sb && a.k_sn == a.v_sn && a.k_sh == a.v_sh && a.dqk == a.dv;
+  size_t at = align256(base);
+  if (pl.k) {
+    pl.k_off = at;
+    at = align256(at + rows * (size_t)pad_ld(a.dqk) * 2);
+  }
+  if (pl.v) {
+    if (pl.shared) pl.v_off = pl.k_off;
+    else {
+      pl.v_off = at;
+      at = align256(at + rows * (size_t)pad_ld(a.dv) * 2);
+    }
+  }
+  if (pl.k || pl.v) pl.end = at;
+  return pl;
 }
 
 bool nothing_to_do(const AttentionArgs& a) {
@@ -643,12 +701,18 @@ bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
 struct TcTier {
   int dv_max, bk, warps;
 };
-constexpr TcTier kTcTiers[3] = {{64, 64, 4}, {128, 64, 4}, {336, 32, 4}};
+// The O accumulators take dv_max / 2 registers per thread whatever the head's width,
+// so each width class gets its own cap: 192 for the language model's 160-wide heads,
+// 272 for the image encoders' 261 (under the 336 cap it ran at 9 TFLOP/s on an
+// H200), 336 for optical flow's 322.
+constexpr TcTier kTcTiers[5] = {{64, 64, 4}, {128, 64, 4}, {192, 64, 4}, {272, 32, 4}, {336, 32, 4}};
 constexpr int kTcDvMax = 336;
 
 int tc_tier(int64_t dv) {
   const int dv_pad = round16(dv);
-  return dv_pad <= kTcTiers[0].dv_max ? 0 : dv_pad <= kTcTiers[1].dv_max ? 1 : 2;
+  for (int i = 0; i < 4; i++)
+    if (dv_pad <= kTcTiers[i].dv_max) return i;
+  return 4;
 }
 
 template <class T, int kTier>
@@ -669,7 +733,9 @@ cudaError_t launch_tc(const Params& p, int64_t blocks, size_t smem, cudaStream_t
   switch (tc_tier(p.dv)) {
     case 0: return launch_tc_kernel<T, 0>(p, blocks, smem, stream);
     case 1: return launch_tc_kernel<T, 1>(p, blocks, smem, stream);
-    default: return launch_tc_kernel<T, 2>(p, blocks, smem, stream);
+    case 2: return launch_tc_kernel<T, 2>(p, blocks, smem, stream);
+    case 3: return launch_tc_kernel<T, 3>(p, blocks, smem, stream);
+    default: return launch_tc_kernel<T, 4>(p, blocks, smem, stream);
   }
 }
 
@@ -738,6 +804,8 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
   if (!a.v || (a.dqk > 0 && (!a.q || !a.k))) return cudaErrorInvalidValue;
 
   int splits = force_splits > 0 ? force_splits : plan_splits(a, sm_count);
+  const PadPlan pad = pad_plan(a, workspace_for(a, std::max<int64_t>(1, std::min<int64_t>({(int64_t)splits, a.nk, kMaxSplits}))));
+  bool padding = false;
   splits = (int)std::max<int64_t>(1, std::min<int64_t>({(int64_t)splits, a.nk, kMaxSplits}));
   if (splits > 1) {
     if (!workspace || workspace_bytes < workspace_for(a, splits)) return cudaErrorInvalidValue;
@@ -771,6 +839,13 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     p.q_vec = vec16_ok(a.q, a.q_sb, a.q_sn, a.q_sh);
     p.k_vec = vec16_ok(a.k, a.k_sb, a.k_sn, a.k_sh);
     p.v_vec = vec16_ok(a.v, a.v_sb, a.v_sn, a.v_sh);
+    // Padded copies where the caller's workspace has room for them (the tc kernel on
+    // sm_80+, where its copies can be asynchronous).
+    padding = (pad.k || pad.v) && cc >= 80 && workspace && workspace_bytes >= pad.end && force_path != kTensorCore1;
+    if (padding) {
+      if (pad.k) p.k_vec = true;
+      if (pad.v) p.v_vec = true;
+    }
     // Two stages only pay off where the copies are asynchronous (cp.async: sm_80+,
     // 16-byte aligned rows).
     const bool async = cc >= 80 && (p.k_vec || p.v_vec) && force_path != kTensorCore1;
@@ -787,6 +862,33 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     }
   }
 
+  if (padding && path == kTensorCore) {
+    unsigned char* ws = static_cast<unsigned char*>(workspace);
+    auto copy = [&](const void* src, int64_t sb, int64_t sh, int64_t sn, int64_t d, size_t off) -> cudaError_t {
+      const int64_t total = a.batch * a.heads * a.nk * d;
+      const int64_t blocks = std::min<int64_t>(ceil_div(total, 256), 8192);
+      pad_rows_kernel<<<(unsigned)blocks, 256, 0, stream>>>(static_cast<const uint16_t*>(src), sb, sh, sn,
+                                                          reinterpret_cast<uint16_t*>(ws + off), a.heads, a.nk, d,
+                                                          pad_ld(d), total);
+      return cudaGetLastError();
+    };
+    if (pad.k) {
+      if (cudaError_t e = copy(a.k, a.k_sb, a.k_sh, a.k_sn, a.dqk, pad.k_off)) return e;
+      p.k = ws + pad.k_off;
+      p.k_sn = pad_ld(a.dqk);
+      p.k_sh = a.nk * p.k_sn;
+      p.k_sb = a.heads * p.k_sh;
+    }
+    if (pad.v) {
+      if (!pad.shared)
+        if (cudaError_t e = copy(a.v, a.v_sb, a.v_sh, a.v_sn, a.dv, pad.v_off)) return e;
+      p.v = ws + pad.v_off;
+      p.v_sn = pad_ld(a.dv);
+      p.v_sh = a.nk * p.v_sn;
+      p.v_sb = a.heads * p.v_sh;
+    }
+  }
+
   switch (a.dtype) {
     case DType::Float16: return launch_all<__half>(p, path, tc_smem, stream);
     case DType::BFloat16: return launch_all<__nv_bfloat16>(p, path, tc_smem, stream);
@@ -798,7 +900,8 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
 
 size_t attention_workspace_bytes(const AttentionArgs& a, int sm_count) {
   if (attn::nothing_to_do(a) || a.nk <= 0) return 0;
-  return attn::workspace_for(a, attn::plan_splits(a, sm_count));
+  const int splits = (int)std::max<int64_t>(1, std::min<int64_t>({(int64_t)attn::plan_splits(a, sm_count), a.nk, attn::kMaxSplits}));
+  return attn::pad_plan(a, attn::workspace_for(a, splits)).end;
 }
 
 cudaError_t attention_forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes,
@@ -820,7 +923,7 @@ cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace,
 size_t attention_workspace_bytes_forced(const AttentionArgs& a, int splits) {
   if (attn::nothing_to_do(a) || a.nk <= 0) return 0;
   splits = (int)std::max<int64_t>(1, std::min<int64_t>({(int64_t)splits, a.nk, attn::kMaxSplits}));
-  return attn::workspace_for(a, splits);
+  return attn::pad_plan(a, attn::workspace_for(a, splits)).end;
 }
 
 int attention_planned_splits(const AttentionArgs& a, int sm_count) {
