@@ -342,16 +342,21 @@ export function attentionGrad(out: Tensor, q: Tensor, k: Tensor, v: Tensor, mask
   const dtypes = [q.dtype, k.dtype, v.dtype];
   return record('attention', out, [q, k, v], save, (g16, [q16, k16, v16, tm]) => {
     // Recomputes the probabilities per (batch, head): [B, H, Nq, Nk]. Rows with every
-    // key masked have P = 0 (their output is 0), as the forward kernel defines. 16-bit
-    // operands are widened: the forward kernel's logits and softmax are float32 too.
+    // key masked have P = 0 (their output is 0), as the forward kernel defines.
+    // 16-bit operands: the logits, P and the softmax backward are float32, as in the
+    // forward kernel; the three products that make the gradients take P and dS rounded
+    // to the operands' dtype, as flash attention's backward does, so they run on 16-bit
+    // tensor cores (they are rounded to that dtype on return anyway).
+    const low = g16.dtype !== 'float32' && q16.dtype === g16.dtype && k16.dtype === g16.dtype && v16.dtype === g16.dtype;
     const [g, tq, tk, tv] = [wide(g16), wide(q16), wide(k16), wide(v16)];
     const [B, Nq, , Dqk] = tq.shape;
     const Nk = tk.shape[1];
     const sc = scale > 0 ? scale : 1 / Math.sqrt(Dqk);
-    const qh = L.permute(tq, [0, 2, 1, 3]);
-    const kh = L.permute(tk, [0, 2, 1, 3]);
-    const vh = L.permute(tv, [0, 2, 1, 3]);
-    const gh = L.permute(g, [0, 2, 1, 3]);
+    const heads = (t: Tensor) => L.permute(t, [0, 2, 1, 3]);
+    const qh = heads(tq);
+    const kh = heads(tk);
+    const vh = heads(tv);
+    const gh = heads(g);
     let logits = M.matmul(qh, kh, { transB: true, alpha: sc });
     let p: Tensor;
     if (tm) {
@@ -360,12 +365,13 @@ export function attentionGrad(out: Tensor, q: Tensor, k: Tensor, v: Tensor, mask
       const anyKey = f32(R.max(f32(m), 3, { keepdim: true }));
       p = E.mul(R.softmax(logits, -1), anyKey);
     } else p = R.softmax(logits, -1);
-    const gv = M.matmul(p, gh, { transA: true }); // [B, H, Nk, Dv]
     const gp = M.matmul(gh, vh, { transB: true }); // [B, H, Nq, Nk]
     const gs = E.mul(p, E.sub(gp, R.sum(E.mul(gp, p), 3, { keepdim: true })));
-    const gq = M.matmul(gs, kh, { alpha: sc }); // [B, H, Nq, Dqk]
-    const gk = M.matmul(gs, qh, { transA: true, alpha: sc }); // [B, H, Nk, Dqk]
-    const back = (t: Tensor, i: number) => narrow(L.permute(t, [0, 2, 1, 3]), dtypes[i]);
+    const [pp, gss, gg, qq, kk] = low ? [L.cast(p, g16.dtype), L.cast(gs, g16.dtype), heads(g16), heads(q16), heads(k16)] : [p, gs, gh, qh, kh];
+    const gv = M.matmul(pp, gg, { transA: true }); // [B, H, Nk, Dv]
+    const gq = M.matmul(gss, kk, { alpha: sc }); // [B, H, Nq, Dqk]
+    const gk = M.matmul(gss, qq, { transA: true, alpha: sc }); // [B, H, Nk, Dqk]
+    const back = (t: Tensor, i: number) => narrow(heads(t), dtypes[i]);
     return [back(gq, 0), back(gk, 1), back(gv, 2)];
   });
 }
