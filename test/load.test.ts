@@ -163,6 +163,7 @@ test('broken sharded indexes fail naming the index and the problem', async (t) =
 
 // ---- weights that do not fit the config --------------------------------------------------------
 
+// Serial: it counts live tensors and bytes, which concurrent tests would move.
 test.serial('weights of the wrong shapes for the config are refused before any weight is read, listing them', async (t) => {
   const before = live();
   const dir = folder('mlm', { config: (c) => (c.num_latents = 32) });
@@ -250,6 +251,7 @@ test('progress reports every tensor once, in bytes, ending at the file total', a
   m.dispose();
 });
 
+// Serial: it counts live tensors and bytes.
 test.serial('an AbortSignal stops loadModel and leaves nothing behind', async (t) => {
   const before = live();
   const ac = new AbortController();
