@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
 import { createModel, forwardNamed, loadModel, type LoadedModel } from '../models/index.js';
-import { caseConfig, caseDir, loadCaseWeights } from './helpers/hf-fixture.js';
+import { caseConfig, caseDir, diffAndScale, loadCaseWeights } from './helpers/hf-fixture.js';
 import { readAndDispose } from './helpers/read.js';
 
 const CASES = ['mlm', 'image_fourier', 'image_learned', 'optical_flow', 'multimodal', 'image_conv'];
@@ -42,13 +42,7 @@ async function outputErrors(name: string, mode: Mode): Promise<{ rel: number; dt
   for (const [k, out] of Object.entries(outputs)) {
     dtypes.push(out.dtype);
     const [g, w] = [await out.data(), await expected[k].data()];
-    let maxDiff = 0;
-    let maxAbs = 0;
-    for (let i = 0; i < w.length; i++) {
-      const d = Math.abs(g[i] - w[i]);
-      maxDiff = Number.isNaN(d) ? Infinity : Math.max(maxDiff, d);
-      maxAbs = Math.max(maxAbs, Math.abs(w[i]));
-    }
+    const { maxDiff, maxAbs } = diffAndScale(g, w);
     rel = Math.max(rel, maxDiff / Math.max(1, maxAbs));
   }
   for (const v of [...Object.values(all), ...Object.values(expected), ...Object.values(outputs)]) v.dispose();
@@ -104,13 +98,7 @@ async function gradErrors(name: string, dtype: 'bfloat16' | 'float16'): Promise<
     if (!want || !param.grad) continue;
     gradDtypes.add(param.grad.dtype);
     const [g, w] = [await param.grad.data(), await want.data()];
-    let maxDiff = 0;
-    let maxAbs = 0;
-    for (let i = 0; i < w.length; i++) {
-      const d = Math.abs(g[i] - w[i]);
-      maxDiff = Number.isNaN(d) ? Infinity : Math.max(maxDiff, d);
-      maxAbs = Math.max(maxAbs, Math.abs(w[i]));
-    }
+    const { maxDiff, maxAbs } = diffAndScale(g, w);
     worst = Math.max(worst, maxDiff / (tb * maxAbs + tg * G));
     checked++;
   }

@@ -139,7 +139,10 @@ Strided<N> make_strided(const View* const* views) {
 }
 
 // ---- block reductions (blockDim.x a multiple of 32, at most 1024) ----
-__device__ __forceinline__ float warp_sum(float v) {
+// float, or double where the sum and mean ops accumulate as the CPU does (so a large
+// total does not swallow small terms: 2^24 + 1 + 1 ...).
+template <class A>
+__device__ __forceinline__ A warp_sum(A v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
@@ -147,31 +150,17 @@ __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
-// Every thread gets the block's total. `scratch` holds 32 floats; the leading
+// Every thread gets the block's total. `scratch` holds 32 values; the leading
 // barrier lets callers reuse it for consecutive reductions.
-__device__ __forceinline__ float block_sum(float v, float* scratch) {
+template <class A>
+__device__ __forceinline__ A block_sum(A v, A* scratch) {
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
   v = warp_sum(v);
   __syncthreads();
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  v = lane < nwarps ? scratch[lane] : 0.f;
+  v = lane < nwarps ? scratch[lane] : A(0);
   return warp_sum(v);
-}
-// Sums in double: the sum and mean ops accumulate as the CPU does, so a large total
-// does not swallow small terms (2^24 + 1 + 1 ...).
-__device__ __forceinline__ double warp_sum_d(double v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ double block_sum_d(double v, double* scratch) {
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  v = warp_sum_d(v);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < nwarps ? scratch[lane] : 0.0;
-  return warp_sum_d(v);
 }
 __device__ __forceinline__ float block_max(float v, float* scratch) {
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;

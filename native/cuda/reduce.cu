@@ -41,7 +41,7 @@ __global__ void reduce_rows_kernel(const T* x, int64_t rows, int64_t n, ReduceOp
     if (op == ReduceOp::Sum || op == ReduceOp::Mean) {
       double s = 0.0;
       for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += to_f(p[j]);
-      s = block_sum_d(s, sd);
+      s = block_sum(s, sd);
       if (threadIdx.x == 0) {
         double v = op == ReduceOp::Mean ? (n ? s / (double)n : NAN) : s;
         static_cast<T*>(out)[r] = from_f<T>((float)v);

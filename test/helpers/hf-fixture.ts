@@ -32,9 +32,9 @@ export async function caseTensors(name: string, file: 'input' | 'expected', name
   return P.loadSafetensors(join(caseDir(name), `${file}.safetensors`), { names });
 }
 
-/** max |got - want| and the README's output bound 1e-4 * max(1, max |want|). */
-export function outputError(got: ArrayLike<number>, want: ArrayLike<number>): { maxDiff: number; bound: number; summary: string } {
-  if (got.length !== want.length) throw new Error(`outputError: ${got.length} values, expected ${want.length}`);
+/** max |got - want| (Infinity where a value is NaN) and max |want|. */
+export function diffAndScale(got: ArrayLike<number>, want: ArrayLike<number>): { maxDiff: number; maxAbs: number } {
+  if (got.length !== want.length) throw new Error(`diffAndScale: ${got.length} values, expected ${want.length}`);
   let maxDiff = 0;
   let maxAbs = 0;
   for (let i = 0; i < want.length; i++) {
@@ -42,6 +42,12 @@ export function outputError(got: ArrayLike<number>, want: ArrayLike<number>): { 
     maxDiff = Number.isNaN(d) ? Infinity : Math.max(maxDiff, d);
     maxAbs = Math.max(maxAbs, Math.abs(want[i]));
   }
+  return { maxDiff, maxAbs };
+}
+
+/** max |got - want| and the README's output bound 1e-4 * max(1, max |want|). */
+export function outputError(got: ArrayLike<number>, want: ArrayLike<number>): { maxDiff: number; bound: number; summary: string } {
+  const { maxDiff, maxAbs } = diffAndScale(got, want);
   const bound = 1e-4 * Math.max(1, maxAbs);
   const summary = `max |diff| ${maxDiff.toExponential(3)}, bound ${bound.toExponential(3)} (${((100 * maxDiff) / bound).toFixed(2)}% of it)`;
   return { maxDiff, bound, summary };
