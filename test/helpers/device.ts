@@ -6,6 +6,7 @@
 // Tests that are about device selection itself set PERCEIVER_DEVICE explicitly
 // in the child processes they spawn.
 import { memory } from '../../lib/memory.js';
+import { native } from '../../lib/native.js';
 
 const requested = process.env.PERCEIVER_TEST_DEVICE || 'cpu';
 if (!/^(cpu|cuda|cuda:\d{1,4})$/.test(requested))
@@ -35,9 +36,12 @@ export function rtolFor(dtype: string): number {
 
 /**
  * Live tensors, storages and bytes over every device: the counts a leak check
- * compares, whichever device the suite runs on.
+ * compares, whichever device the suite runs on, once the queues are drained.
  */
 export function live(): { tensors: number; storages: number; bytes: number } {
+  // Queued kernels hold their operands' storages until they run: drain the queues so
+  // that storages already disposed are counted as freed.
+  native.synchronize();
   const { cpu, cuda } = memory();
   return { tensors: cpu.tensors + cuda.tensors, storages: cpu.storages + cuda.storages, bytes: cpu.bytes + cuda.bytes };
 }
