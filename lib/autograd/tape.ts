@@ -178,19 +178,32 @@ export function backward(root: Tensor, opts: BackwardOptions = {}): void {
         if (!inputGrads.includes(g)) g.dispose();
         if (!retain) node.release();
         // A formula may pass one tensor to several inputs (or pass g through); each
-        // destination gets its own handle, since each is disposed on its own.
+        // destination gets its own handle, since each is disposed on its own. Every
+        // handle is disposed as soon as it is summed, so a weight used many times (the
+        // latent blocks share theirs) holds one gradient, not one per use.
         const routed = new Set<Tensor>();
+        const deliveries: [NonNullable<Edge>, Tensor][] = [];
         node.edges.forEach((e, i) => {
           let gi = inputGrads[i];
           if (!e || !gi) return;
           if (routed.has(gi)) gi = view(gi);
           routed.add(gi);
-          if ('leaf' in e) accumulate(e.leaf, gi);
-          else {
-            const prev = grads.get(e.node);
-            grads.set(e.node, prev ? addGrads(prev, gi) : gi);
-          }
+          deliveries.push([e, gi]);
         });
+        for (const t of inputGrads) if (t && !routed.has(t)) t.dispose();
+        for (const [e, gi] of deliveries) {
+          if ('leaf' in e) {
+            accumulate(e.leaf, gi);
+            gi.dispose();
+          } else {
+            const prev = grads.get(e.node);
+            if (prev) {
+              grads.set(e.node, addGrads(prev, gi));
+              prev.dispose();
+              gi.dispose();
+            } else grads.set(e.node, gi);
+          }
+        }
       }
     }),
   );
