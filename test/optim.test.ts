@@ -200,3 +200,64 @@ test('an optimizer made before loadStateDict replaced the parameters says so ins
   for (const v of Object.values(sd)) v.dispose();
   lin.dispose();
 });
+
+// ---- GradScaler (float16 loss scaling) ---------------------------------------------------
+
+test('GradScaler: scaleLoss multiplies by the scale; unscale divides every gradient back and reports finiteness', async (t) => {
+  const s = new P.optim.GradScaler({ initScale: 1024 });
+  const loss = P.tensor([0.5]);
+  const scaled = s.scaleLoss(loss);
+  t.deepEqual(Array.from(await scaled.data()), [512]);
+  const a = P.tensor([1, 2, 3]);
+  const b = P.tensor([4]);
+  a.grad = P.tensor([1024, -2048, 512]);
+  b.grad = P.tensor([3072]);
+  t.true(await s.unscale([a, b]));
+  t.deepEqual(Array.from(await a.grad.data()), [1, -2, 0.5]);
+  t.deepEqual(Array.from(await b.grad.data()), [3]);
+  b.grad.dispose();
+  b.grad = P.tensor([Infinity]);
+  t.false(await s.unscale([a, b]), 'an inf gradient');
+  b.grad.dispose();
+  b.grad = P.tensor([NaN]);
+  t.false(await s.unscale([a, b]), 'a NaN gradient');
+  t.true(await s.unscale([P.tensor([1])]), 'no gradients at all: nothing to skip');
+  for (const x of [loss, scaled, a, b]) {
+    x.grad?.dispose();
+    x.dispose();
+  }
+});
+
+test('GradScaler: the scale backs off after an overflow and grows after growthInterval finite steps; its state round-trips', (t) => {
+  const s = new P.optim.GradScaler({ initScale: 256, growthInterval: 3 });
+  s.update(false);
+  t.is(s.scale, 128);
+  s.update(true);
+  s.update(true);
+  t.is(s.scale, 128, 'two finite steps: not yet');
+  const mid = s.stateDict();
+  t.deepEqual(mid, { scale: 128, growthTracker: 2 });
+  s.update(true);
+  t.is(s.scale, 256, 'the third doubles it');
+  const r = new P.optim.GradScaler({ growthInterval: 3 });
+  r.loadStateDict(mid);
+  r.update(true);
+  t.is(r.scale, 256, 'a restored scaler continues where it was');
+  s.update(true);
+  s.update(false);
+  s.update(true);
+  s.update(true);
+  t.is(s.scale, 128, 'an overflow resets the count of finite steps');
+});
+
+test('GradScaler validates its options and arguments', async (t) => {
+  t.throws(() => new P.optim.GradScaler({ initScale: 0 }), { instanceOf: RangeError, message: /option 'initScale' must be a finite number > 0, got number 0/ });
+  t.throws(() => new P.optim.GradScaler({ growthFactor: 1 }), { instanceOf: RangeError, message: /'growthFactor' must be a finite number > 1/ });
+  t.throws(() => new P.optim.GradScaler({ backoffFactor: 1.5 }), { instanceOf: RangeError, message: /'backoffFactor' must be a finite number in \(0, 1\)/ });
+  t.throws(() => new P.optim.GradScaler({ growthInterval: 0.5 }), { instanceOf: RangeError, message: /'growthInterval' must be a positive integer/ });
+  const s = new P.optim.GradScaler();
+  t.throws(() => s.update(1 as unknown as boolean), { instanceOf: TypeError, message: /'finite' must be a boolean/ });
+  await t.throwsAsync(s.unscale(null as unknown as P.Tensor[]), { instanceOf: TypeError, message: /'params' must be an array of Tensors/ });
+  t.throws(() => s.loadStateDict({ scale: -1, growthTracker: 0 }), { instanceOf: RangeError });
+  t.throws(() => s.loadStateDict({ scale: 2, growthTracker: 1.5 }), { instanceOf: RangeError, message: /growthTracker/ });
+});

@@ -236,3 +236,47 @@ test.serial('every preset builds its model and passes the trainer checks', (t) =
   }
   t.is(PRESETS.imagenet.train.lr, 2e-3, "the reference's 5e-4 x 1024 / 256");
 });
+
+test.serial('precision float16: loss scaling (the scale checkpointed, a resumed run bit-identical), weights near the float32 run', async (t) => {
+  const data = { train: subset(mnist.train, 48), test: subset(mnist.test, 16) };
+  // SGD: its step is proportional to the gradient, so a scale left in would show (Adam's would not).
+  const config = { epochs: 1, batchSize: 8, lr: 0.05, optimizer: 'sgd' as const, weightDecay: 0, warmupSteps: 0, seed: 3 };
+  const make = () => {
+    P.manualSeed(11);
+    return createModel(TINY) as unknown as TrainableClassifier;
+  };
+  const full = make();
+  const f32 = await train({ model: full, ...data, config, outDir: join(tmp, 'prec-f32') });
+  const half = make();
+  const f16 = await train({ model: half, ...data, config: { ...config, precision: 'float16' }, outDir: join(tmp, 'prec-f16') });
+  const saved = JSON.parse(readFileSync(join(tmp, 'prec-f16', 'checkpoint', 'trainer.json'), 'utf8')) as { state: { lossScale?: { scale: number; growthTracker: number } } };
+  t.truthy(saved.state.lossScale, 'the loss scale is checkpointed');
+  t.true(saved.state.lossScale!.scale > 0 && saved.state.lossScale!.scale <= 2 ** 16);
+  t.true(f16.state.losses.every((l) => Number.isFinite(l.loss)));
+  // Mixed precision trains the same model: after 6 steps float16's weights differ from
+  // float32's by a small part of how far training moved them (mean over all weights).
+  const start = make();
+  const [w0, w32, w16] = [await weights(start), await weights(full), await weights(half)];
+  start.dispose();
+  let moved = 0;
+  let apart = 0;
+  for (let i = 0; i < w32.length; i++) {
+    moved += Math.abs(w32[i] - w0[i]);
+    apart += Math.abs(w16[i] - w32[i]);
+  }
+  t.log(`mean |float16 - float32| / mean |float32 - initial| after 6 steps: ${(apart / moved).toFixed(4)}`);
+  t.true(apart > 0 && apart < 0.1 * moved, `float16 runs apart by ${apart / moved} of the distance trained`);
+  t.truthy(f32.final && f16.final);
+  const split = make();
+  await train({ model: split, ...data, config: { ...config, precision: 'float16' }, outDir: join(tmp, 'prec-f16-split'), maxSteps: 2 });
+  split.dispose();
+  const rest = make();
+  await train({ model: rest, ...data, config: { ...config, precision: 'float16' }, outDir: join(tmp, 'prec-f16-split'), resume: true });
+  const wr = await weights(rest);
+  t.is(wr.findIndex((v, i) => !Object.is(v, w16[i])), -1, 'resumed float16 run: bit-identical weights');
+  await t.throwsAsync(train({ model: rest, ...data, config: { ...config, precision: 'int8' as 'float16' }, outDir: join(tmp, 'prec-bad') }), {
+    instanceOf: TypeError,
+    message: /'precision' must be float32, bfloat16 or float16, got "int8"/,
+  });
+  for (const m of [full, half, rest]) m.dispose();
+});

@@ -46,9 +46,10 @@ export interface TrainConfig {
   /**
    * 'bfloat16': mixed precision, the forward and backward in bfloat16 (float32
    * accumulation) on float32 master weights, optimizer in float32; evaluation too.
-   * float16 would need loss scaling and is refused.
+   * 'float16': the same in float16 with dynamic loss scaling (optim.GradScaler; a
+   * step whose gradients overflow is skipped), for GPUs without bfloat16 tensor cores.
    */
-  precision: 'float32' | 'bfloat16';
+  precision: 'float32' | 'bfloat16' | 'float16';
   /** RandAugment on image folders: operations per image (0 disables) and magnitude (0..10). */
   randAugmentLayers: number;
   randAugmentMagnitude: number;
@@ -109,6 +110,8 @@ export interface TrainState {
   position: number;
   history: EvalResult[];
   losses: { step: number; loss: number }[];
+  /** The loss scaler's state (precision 'float16'). */
+  lossScale?: P.optim.GradScalerState;
 }
 
 export interface TrainRunOptions {
@@ -169,8 +172,8 @@ export function checkTrainConfig(c: TrainConfig): void {
   num('cutmix', 0);
   num('clipNorm', 0);
   if (typeof c.decayPositionEmbeddings !== 'boolean') throw new TypeError(`train: 'decayPositionEmbeddings' must be true or false, got ${JSON.stringify(c.decayPositionEmbeddings)}`);
-  if (c.precision !== 'float32' && c.precision !== 'bfloat16')
-    throw new TypeError(`train: 'precision' must be float32 or bfloat16, got ${JSON.stringify(c.precision)}${(c.precision as string) === 'float16' ? ' (float16 training needs loss scaling, which is not implemented; use bfloat16)' : ''}`);
+  if (c.precision !== 'float32' && c.precision !== 'bfloat16' && c.precision !== 'float16')
+    throw new TypeError(`train: 'precision' must be float32, bfloat16 or float16, got ${JSON.stringify(c.precision)}`);
   if (!['lamb', 'adamw', 'sgd'].includes(c.optimizer)) throw new TypeError(`train: 'optimizer' must be lamb, adamw or sgd, got ${JSON.stringify(c.optimizer)}`);
   if (!['constant_cosine', 'warmup_cosine', 'constant'].includes(c.schedule))
     throw new TypeError(`train: 'schedule' must be constant_cosine, warmup_cosine or constant, got ${JSON.stringify(c.schedule)}`);
@@ -182,7 +185,7 @@ async function fetchBatch(src: DataSource, idx: ArrayLike<number>, device: strin
   return { x: P.tensor(b.pixels, [idx.length, ...src.shape], { device }), y: P.tensor(b.labels, [idx.length], { device }), labels: b.labels };
 }
 
-/** fn under autocast for 'bfloat16' (mixed precision), plainly for 'float32'. */
+/** fn under autocast for 'bfloat16' and 'float16' (mixed precision), plainly for 'float32'. */
 function inPrecision<T>(precision: TrainConfig['precision'], fn: () => T): T {
   return precision === 'float32' ? fn() : P.autocast(precision, fn);
 }
@@ -194,7 +197,8 @@ export async function evaluate(
   batchSize = 500,
   precision: TrainConfig['precision'] = 'float32',
 ): Promise<{ top1: number; top5: number; loss: number }> {
-  if (precision !== 'float32' && precision !== 'bfloat16') throw new TypeError(`evaluate: argument 'precision' must be 'float32' or 'bfloat16', got ${JSON.stringify(precision)}`);
+  if (precision !== 'float32' && precision !== 'bfloat16' && precision !== 'float16')
+    throw new TypeError(`evaluate: argument 'precision' must be 'float32', 'bfloat16' or 'float16', got ${JSON.stringify(precision)}`);
   const src = isDataSource(set) ? set : memorySource(set);
   const wasTraining = model.training;
   model.eval();
@@ -282,8 +286,9 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
     if (!existsSync(join(ckptDir, 'trainer.json'))) throw new Error(`train: nothing to resume: '${join(ckptDir, 'trainer.json')}' does not exist`);
     const saved = JSON.parse(readFileSync(join(ckptDir, 'trainer.json'), 'utf8')) as { state: TrainState; config: TrainConfig; optimizer: { stepCount: number; groups: { lr: number; weightDecay: number }[] } };
     for (const k of Object.keys(c) as (keyof TrainConfig)[])
-      if (k !== 'checkpointEvery' && JSON.stringify(saved.config[k]) !== JSON.stringify(c[k]))
-        throw new Error(`train: the checkpoint was written with ${k} = ${JSON.stringify(saved.config[k])}, this run has ${JSON.stringify(c[k])}`);
+      // A setting the checkpoint predates had its default then.
+      if (k !== 'checkpointEvery' && JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k]) !== JSON.stringify(c[k]))
+        throw new Error(`train: the checkpoint was written with ${k} = ${JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k])}, this run has ${JSON.stringify(c[k])}`);
     const weights = await P.loadSafetensors(join(ckptDir, 'model.safetensors'), { device });
     try {
       model.loadStateDict(weights);
@@ -303,12 +308,15 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
       for (const t of Object.values(savedOptimizer.tensors)) t.dispose();
     }
   }
+  const scaler = c.precision === 'float16' ? new P.optim.GradScaler() : null;
+  if (scaler && state.lossScale) scaler.loadStateDict(state.lossScale);
 
   const checkpoint = () =>
     writeCheckpointDir(ckptDir, async (tmp) => {
       await model.save(tmp);
       // The model folder's safetensors is what resume loads (full precision, HF names).
       const sd = opt.stateDict();
+      if (scaler) state.lossScale = scaler.stateDict();
       await P.saveSafetensors(join(tmp, 'optimizer.safetensors'), sd.tensors);
       writeFileSync(join(tmp, 'trainer.json'), JSON.stringify({ state, config: c, optimizer: { stepCount: sd.stepCount, groups: sd.groups } }, null, 1));
     });
@@ -381,14 +389,23 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
             const l = P.crossEntropy(out, target, { labelSmoothing: c.labelSmoothing });
             return { loss: c.accumulateSteps > 1 ? l.mul(1 / c.accumulateSteps) : l, logits: P.noGrad(() => out.argmax(-1)) };
           });
-          loss.backward();
+          if (scaler) {
+            const scaled = scaler.scaleLoss(loss);
+            scaled.backward();
+            scaled.dispose();
+          } else loss.backward();
           labels.set(batch.labels, m * micro);
           pending.push({ loss, logits, at: m * micro });
           batch.x.dispose();
           batch.y.dispose();
         }
-        if (c.clipNorm > 0) P.optim.clipGradNorm(model.parameters(), c.clipNorm).dispose();
-        opt.step();
+        // float16: gradients back to their true size first; an overflowing step is skipped.
+        const finite = scaler ? await scaler.unscale(model.parameters()) : true;
+        if (finite) {
+          if (c.clipNorm > 0) P.optim.clipGradNorm(model.parameters(), c.clipNorm).dispose();
+          opt.step();
+        }
+        scaler?.update(finite);
         opt.zeroGrad();
         for (const p of pending) {
           lossValue += (await p.loss.data())[0];

@@ -13,7 +13,7 @@ import { checkDeviceFlag, parseFlags, UsageError, type Command } from './command
 
 const USAGE = `Usage: perceiver train [--preset mnist|imagenet|imagenet-debug] [--config FILE.json] [--data mnist|DIR]
                        [--out DIR] [--resume] [--epochs N] [--batch-size N] [--lr X] [--seed N]
-                       [--checkpoint-every N] [--accumulate N] [--precision float32|bfloat16] [--device cpu|cuda] [--quiet]
+                       [--checkpoint-every N] [--accumulate N] [--precision float32|bfloat16|float16] [--device cpu|cuda] [--quiet]
 
 Trains a Perceiver image classifier and writes, under --out:
   checkpoint/      the latest checkpoint (model folder + optimizer state + trainer.json), written atomically
@@ -32,8 +32,9 @@ Options:
   --resume               continue the run in --out from its checkpoint (same settings required)
   --epochs, --batch-size, --lr, --seed, --checkpoint-every   override the preset's values
   --accumulate N         run each batch as N micro-batches (gradient accumulation; N divides the batch)
-  --precision NAME       float32 (default) or bfloat16: mixed precision (bfloat16 compute, float32 master
-                         weights and optimizer; fast on CUDA, slower on the CPU, which converts per op)
+  --precision NAME       float32 (default), bfloat16 or float16: mixed precision (16-bit compute, float32
+                         master weights and optimizer; float16 with dynamic loss scaling; fast on CUDA,
+                         slower on the CPU, which converts per op)
   --device NAME          cpu or cuda (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
   --max-steps N          stop after N steps in this call (checkpoint written; --resume continues)
   --quiet                no progress bar
@@ -114,7 +115,7 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
   }
   if (v['--precision'] !== undefined) {
     const p = v['--precision'];
-    if (p !== 'float32' && p !== 'bfloat16') throw new UsageError(`--precision must be float32 or bfloat16, got '${p}'${p === 'float16' ? ' (float16 training needs loss scaling, which is not implemented)' : ''}`);
+    if (p !== 'float32' && p !== 'bfloat16' && p !== 'float16') throw new UsageError(`--precision must be float32, bfloat16 or float16, got '${p}'`);
     trainCfg.precision = p;
   }
   if (v['--lr'] !== undefined) {
