@@ -130,6 +130,8 @@ def main(argv):
         row = {"precision": precision, "ms_per_step": ms, "images_per_s": a.batch * 1000 / ms, "loss": float(loss)}
         if dev.type == "cuda":
             row["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+            # Held from the driver by the caching allocator: what our reserved figure measures too.
+            row["reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
         log(f"torch {precision}: {ms:.1f} ms/step, {row['images_per_s']:.1f} images/s")
         return row
 

@@ -61,10 +61,17 @@ const TINY = { d_latents: 64, num_latents: 32, num_blocks: 1, num_self_attends_p
 const config = { ...VISION_PERCEIVER_FOURIER, ...(tiny ? TINY : {}), attention_probs_dropout_prob: dropoutP };
 const size = config.image_size;
 
-interface OursRow { precision: string; ms_per_step?: number; images_per_s?: number; peak_gib?: number; error?: string }
+interface OursRow { precision: string; ms_per_step?: number; images_per_s?: number; peak_gib?: number; reserved_gib?: number; error?: string }
+/** Free device memory now, as the driver reports it (cudaMemGetInfo). */
+const freeBytes = (): number | undefined => P.backends().find((b) => b.name === 'cuda')?.devices?.[0]?.freeMemory;
 const ours: OursRow[] = [];
 let params = 0;
 for (const precision of precisions) {
+  // The caching allocator keeps what it got from the driver until emptyCache(), so the
+  // drop in free memory over the run is its peak reservation (cache and fragmentation
+  // included), comparable with torch's max_memory_reserved.
+  P.emptyCache();
+  const freeBefore = device.startsWith('cuda') ? freeBytes() : undefined;
   P.manualSeed(0);
   const model = createModel(config, { device }) as unknown as TrainableClassifier;
   model.train().requiresGrad_(true);
@@ -75,7 +82,14 @@ for (const precision of precisions) {
   try {
     const times = (await timeTrainingSteps(model, opt, x, y, steps, warmup, precision)).sort((a, b) => a - b);
     const ms = times[times.length >> 1];
-    ours.push({ precision, ms_per_step: ms, images_per_s: (batch * 1000) / ms, peak_gib: P.memory()[device.startsWith('cuda') ? 'cuda' : 'cpu'].peakBytes / 2 ** 30 });
+    const freeAfter = freeBefore === undefined ? undefined : freeBytes();
+    ours.push({
+      precision,
+      ms_per_step: ms,
+      images_per_s: (batch * 1000) / ms,
+      peak_gib: P.memory()[device.startsWith('cuda') ? 'cuda' : 'cpu'].peakBytes / 2 ** 30,
+      reserved_gib: freeBefore !== undefined && freeAfter !== undefined ? (freeBefore - freeAfter) / 2 ** 30 : undefined,
+    });
   } catch (err) {
     // Out of memory at a large batch: reported, the other precision still runs.
     ours.push({ precision, error: err instanceof Error ? err.message.split('\n')[0] : String(err) });
@@ -86,7 +100,7 @@ for (const precision of precisions) {
   console.error(`ours ${JSON.stringify(ours.at(-1))}`);
 }
 
-interface TorchRow { precision: string; ms_per_step?: number; images_per_s?: number; peak_gib?: number; error?: string }
+interface TorchRow { precision: string; ms_per_step?: number; images_per_s?: number; peak_gib?: number; reserved_gib?: number; error?: string }
 interface TorchResult { device: string; torch: string; transformers: string; params: number; results: TorchRow[]; skipped?: string }
 let torch: TorchResult | null = null;
 const torchNotes: string[] = [];
@@ -116,7 +130,7 @@ const label = (p: string) => (p === 'bfloat16' ? 'bf16 mixed' : 'float32');
 const line = (name: string, r: OursRow) =>
   r.ms_per_step === undefined
     ? `  ${name.padEnd(28)} error: ${r.error}`
-    : `  ${name.padEnd(28)} ${r.ms_per_step.toFixed(1).padStart(9)} ms/step  ${r.images_per_s!.toFixed(1).padStart(8)} images/s  (peak ${r.peak_gib?.toFixed(1) ?? '-'} GiB)`;
+    : `  ${name.padEnd(28)} ${r.ms_per_step.toFixed(1).padStart(9)} ms/step  ${r.images_per_s!.toFixed(1).padStart(8)} images/s  (peak ${r.peak_gib?.toFixed(1) ?? '-'} GiB, reserved ${r.reserved_gib?.toFixed(1) ?? '-'} GiB)`;
 for (const r of ours) console.log(line(`perceiver-io ${label(r.precision)}`, r));
 console.log(`  ${params.toLocaleString('en-US')} parameters`);
 const torchRow = (p: string) => torch?.results.find((r) => r.precision === p && r.ms_per_step !== undefined);
