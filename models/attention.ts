@@ -179,6 +179,11 @@ export class PerceiverSelfAttention extends Module {
   protected override onDispose(): void {
     this.clearFoldCache();
   }
+
+  /** The cached fold belongs to the weights to() replaced. */
+  protected override onTo(): void {
+    this.clearFoldCache();
+  }
 }
 
 /** Sets fastPath on every PerceiverSelfAttention under module (false: the plain reference path everywhere). */

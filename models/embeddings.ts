@@ -51,4 +51,9 @@ export class PerceiverEmbeddings extends Module {
   protected override onDispose(): void {
     this.disposeViews();
   }
+
+  /** The cached views are of the latents to() replaced. */
+  protected override onTo(): void {
+    this.disposeViews();
+  }
 }

@@ -187,7 +187,8 @@ export class PerceiverFourierPositionEncoding extends Module implements Position
     this.cache.clear();
   }
 
-  protected override onMove(device: string): void {
+  protected override onTo(device: string | undefined): void {
+    if (device === undefined) return;
     this.onDispose();
     this.device = device;
   }

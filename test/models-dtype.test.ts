@@ -16,6 +16,7 @@ import type { Tensor } from '../lib/index.js';
 import { createModel, forwardNamed, loadModel, type LoadedModel } from '../models/index.js';
 import { caseConfig, caseDir, diffAndScale, loadCaseWeights } from './helpers/hf-fixture.js';
 import { readAndDispose } from './helpers/read.js';
+import { live } from './helpers/device.js';
 
 const CASES = ['mlm', 'image_fourier', 'image_learned', 'optical_flow', 'multimodal', 'image_conv'];
 const OUTPUT_TOL = { bfloat16: 3e-2, float16: 8e-3 } as const;
@@ -132,4 +133,21 @@ test("loadModel(dir, { dtype: 'bfloat16' }) holds bfloat16 weights equal to the 
   for (const v of [...Object.values(all), ...Object.values(outputs)]) v.dispose();
   m32.dispose();
   m16.dispose();
+});
+
+test.serial("to() after a forward: the caches of the old weights (folded queries, latent views) are dropped, nothing leaks", async (t) => {
+  const before = live();
+  const model = createModel(caseConfig('image_fourier')) as LoadedModel;
+  await loadCaseWeights('image_fourier', model);
+  const { inputs, all } = await caseInputs('image_fourier');
+  const first = await forwardNamed(model, inputs);
+  t.is(first.outputs.logits.dtype, 'float32');
+  model.to('bfloat16');
+  const second = await forwardNamed(model, inputs);
+  t.is(second.outputs.logits.dtype, 'bfloat16', 'the cached float32 fold is not reused');
+  for (const v of [...Object.values(all), ...Object.values(first.outputs), ...Object.values(second.outputs)]) v.dispose();
+  model.dispose();
+  const after = live();
+  t.is(after.tensors, before.tensors, 'live tensors');
+  t.is(after.bytes, before.bytes, 'live bytes');
 });

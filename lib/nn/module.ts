@@ -261,7 +261,7 @@ export class Module {
       cur.dispose();
       slot.map.set(slot.name, next);
     }
-    if (device !== undefined) this.visit((m) => m.onMove(device));
+    this.visit((m) => m.onTo(device));
     return this;
   }
 
@@ -270,8 +270,12 @@ export class Module {
     for (const m of this.children.values()) m.visit(fn);
   }
 
-  /** Hook for modules that create tensors on a device of their own (caches, constants). */
-  protected onMove(_device: string): void {}
+  /**
+   * Hook run after to() replaced the tensors (device: where they moved, undefined for a
+   * cast only): modules that cache tensors derived from them, or create tensors on a
+   * device of their own, drop or move those.
+   */
+  protected onTo(_device: string | undefined): void {}
 
   private slots(prefix: string): Map<string, { map: Map<string, Tensor | null>; name: string }> {
     const out = new Map<string, { map: Map<string, Tensor | null>; name: string }>();
