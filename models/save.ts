@@ -13,17 +13,9 @@ import { join } from 'node:path';
 import { Module, type SafetensorsDType, type Tensor } from '../lib/index.js';
 import { writeSafetensorsTemp } from '../lib/io/safetensors.js';
 import { perceiverConfig, type PerceiverConfig } from './config.js';
+// A cycle (the task models import saveModel); read only inside saveModel, after both loaded.
+import { ARCHITECTURES } from './registry.js';
 
-/** Classes whose name is their HF architecture name (the registry's, plus the bare model). */
-const SAVABLE: readonly string[] = [
-  'PerceiverModel',
-  'PerceiverForMaskedLM',
-  'PerceiverForImageClassificationFourier',
-  'PerceiverForImageClassificationLearned',
-  'PerceiverForImageClassificationConvProcessing',
-  'PerceiverForOpticalFlow',
-  'PerceiverForMultimodalAutoencoding',
-];
 
 // Options of this port that HF's PerceiverConfig does not have: written only when a
 // model departs from HF's behaviour, so a HF-flavoured save is a plain HF config.
@@ -87,7 +79,9 @@ export interface SaveModelOptions {
 export async function saveModel(model: Module & { config: PerceiverConfig }, dir: string, opts: SaveModelOptions = {}): Promise<void> {
   if (!(model instanceof Module)) throw new TypeError(`saveModel: argument 'model' must be a Perceiver model, got ${typeof model}`);
   const arch = model.constructor.name;
-  if (!SAVABLE.includes(arch)) throw new TypeError(`saveModel: ${arch} has no HF architecture name (savable: ${SAVABLE.join(', ')})`);
+  // Classes whose name is their HF architecture name: the registry's, and the bare model.
+  const savable = ['PerceiverModel', ...Object.keys(ARCHITECTURES)];
+  if (!savable.includes(arch)) throw new TypeError(`saveModel: ${arch} has no HF architecture name (savable: ${savable.join(', ')})`);
   if (model.config === null || typeof model.config !== 'object') throw new TypeError(`saveModel: the ${arch} has no config`);
   if (typeof dir !== 'string' || dir === '') throw new TypeError(`saveModel: argument 'dir' must be a folder path, got ${JSON.stringify(dir)}`);
   if (opts === null || typeof opts !== 'object') throw new TypeError(`saveModel: argument 'opts' must be an object, got ${JSON.stringify(opts)}`);

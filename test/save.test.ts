@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
-import { configJson, forwardNamed, loadModel, PerceiverForImageClassificationConvProcessing, PerceiverForMaskedLM, PerceiverModel, saveModel } from '../models/index.js';
+import { configJson, createModel, forwardNamed, loadModel, PerceiverForImageClassificationConvProcessing, PerceiverForMaskedLM, PerceiverModel, saveModel } from '../models/index.js';
 import { perceiverConfig } from '../models/config.js';
 import { caseConfig, caseDir, outputError } from './helpers/hf-fixture.js';
 
@@ -123,6 +123,20 @@ test('the bare PerceiverModel saves under its own architecture name', async (t) 
   const h = await P.readSafetensorsHeader(join(dir, 'model.safetensors'));
   t.deepEqual([...h.entries.keys()].sort(), Object.keys(m.stateDict()).sort());
   m.dispose();
+});
+
+test('every registered task model saves under its class name and loads back with the same weights', async (t) => {
+  // PerceiverForSequenceClassification was once missing from a hand-kept list of savable classes.
+  const m = createModel({ architectures: ['PerceiverForSequenceClassification'], num_latents: 4, d_latents: 8, d_model: 8, num_self_attends_per_block: 1, num_self_attention_heads: 2, num_cross_attention_heads: 2, max_position_embeddings: 16, num_labels: 3 });
+  const dir = freshDir('seq');
+  await m.save(dir);
+  t.deepEqual(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).architectures, ['PerceiverForSequenceClassification']);
+  const back = await loadModel(dir, { device: m.parameters()[0].device });
+  const [a, b] = [m.stateDict(), back.stateDict()];
+  t.deepEqual(Object.keys(b).sort(), Object.keys(a).sort());
+  for (const k of Object.keys(a)) t.deepEqual(Array.from(await b[k].data()), Array.from(await a[k].data()), k);
+  m.dispose();
+  back.dispose();
 });
 
 test('a failed save leaves the folder as it was, with no temporary files', async (t) => {
