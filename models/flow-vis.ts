@@ -25,6 +25,20 @@ export function makeColorWheel(): Uint8Array {
  * from the magnitude divided by maxMagnitude (default: the largest magnitude in the
  * field); beyond 1 the colour is darkened to 75%. Zero flow is white.
  */
+/** Mean (u, v) and the largest |flow| of an interleaved [H, W, 2] field. */
+export function flowSummary(flow: ArrayLike<number>, height: number, width: number): { meanFlow: [number, number]; maxMagnitude: number } {
+  const n = height * width;
+  let su = 0;
+  let sv = 0;
+  let maxMagnitude = 0;
+  for (let p = 0; p < n; p++) {
+    su += flow[2 * p];
+    sv += flow[2 * p + 1];
+    maxMagnitude = Math.max(maxMagnitude, Math.hypot(flow[2 * p], flow[2 * p + 1]));
+  }
+  return { meanFlow: [su / n, sv / n], maxMagnitude };
+}
+
 export function flowToColor(flow: ArrayLike<number>, height: number, width: number, opts: { maxMagnitude?: number } = {}): Uint8Array {
   if (!Number.isSafeInteger(height) || height < 1 || !Number.isSafeInteger(width) || width < 1)
     throw new RangeError(`flowToColor: height and width must be positive integers, got ${height}x${width}`);

@@ -26,7 +26,7 @@ import { PerceiverForOpticalFlow } from '../models/index.js';
 import { loadModel } from '../models/load.js';
 import type { Size2 } from '../models/flow-tiling.js';
 import { estimateFlow } from '../models/flow-estimate.js';
-import { encodeFlo, encodePng, flowToColor } from '../models/flow-vis.js';
+import { encodeFlo, encodePng, flowSummary, flowToColor } from '../models/flow-vis.js';
 import { arg } from './cli-args.js';
 
 // The released model's structure with fewer and narrower layers (random weights).
@@ -143,16 +143,9 @@ async function main(): Promise<void> {
   console.log(`${windows.length} window(s) at ${windows.map(([y, x]) => `(${y},${x})`).join(' ')}, overlap >= ${used}`);
   model.dispose();
 
-  let su = 0;
-  let sv = 0;
-  let maxMag = 0;
-  for (let p = 0; p < H * W; p++) {
-    su += flow[2 * p];
-    sv += flow[2 * p + 1];
-    maxMag = Math.max(maxMag, Math.hypot(flow[2 * p], flow[2 * p + 1]));
-  }
+  const { meanFlow: [mu, mv], maxMagnitude: maxMag } = flowSummary(flow, H, W);
   console.log(
-    `flow ${H}x${W}x2 in ${(performance.now() - t0).toFixed(0)} ms: mean (u, v) = (${(su / (H * W)).toFixed(3)}, ${(sv / (H * W)).toFixed(3)}), max |flow| ${maxMag.toFixed(3)} pixels`,
+    `flow ${H}x${W}x2 in ${(performance.now() - t0).toFixed(0)} ms: mean (u, v) = (${mu.toFixed(3)}, ${mv.toFixed(3)}), max |flow| ${maxMag.toFixed(3)} pixels`,
   );
   writeFileSync(`${out}.png`, encodePng(flowToColor(flow, H, W), H, W));
   console.log(`wrote ${out}.png (Middlebury colour wheel, saturation relative to the largest flow)`);

@@ -3,33 +3,16 @@
 // fixture case must reproduce HF's outputs within the fixtures' tolerance, and bad
 // invocations must fail with a non-zero status and a message that says what to fix.
 import test from 'ava';
-import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import { caseDir, outputError } from './helpers/hf-fixture.js';
+import { cli } from './helpers/cli-run.js';
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts', 'perceiver.js');
 const CASES = ['mlm', 'image_fourier', 'image_learned', 'image_conv', 'optical_flow', 'multimodal'];
 const tmp = mkdtempSync(join(tmpdir(), 'perceiver-cli-'));
 test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, PERCEIVER_DEVICE: 'cpu' } }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 const fixture = (c: string, file: string): string => join(caseDir(c), file);
 

@@ -6,11 +6,9 @@
 // the expected values are HF's). The pickle files themselves need lib/io/haiku.ts's
 // reader, developed on a parallel branch: those tests fail, saying so, until it lands.
 import test from 'ava';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import type { TensorRecord } from '../lib/io/records.js';
 import { haikuToStateDict } from '../models/haiku.js';
@@ -19,10 +17,9 @@ import { loadModel } from '../models/load.js';
 import { forwardNamed } from '../models/named-io.js';
 import { recordToTensor, writeModelFolder } from '../scripts/cli/convert.js';
 import { caseConfig, caseDir, outputError } from './helpers/hf-fixture.js';
+import { cli } from './helpers/cli-run.js';
 import { HAIKU_CASES, HAIKU_FIXTURES, haikuCase, recordValues } from './helpers/haiku-fixture.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const CLI = join(here, '..', 'scripts', 'perceiver.js');
 const tmp = mkdtempSync(join(tmpdir(), 'perceiver-convert-'));
 test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -128,20 +125,6 @@ test('writeModelFolder refuses a non-empty folder without force, replaces it wit
   t.deepEqual(readdirSync(parent).sort(), ['empty', 'file', 'out']);
   await t.throwsAsync(writeModelFolder('' as string, conversion), { instanceOf: TypeError });
 });
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, PERCEIVER_DEVICE: 'cpu' } }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
 
 const pickle = (c: string): string => join(HAIKU_FIXTURES, HAIKU_CASES[c]);
 

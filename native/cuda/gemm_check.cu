@@ -21,6 +21,7 @@
 #include "../backend.h"
 #include "../queue.h"
 #include "api.h"
+#include "check_util.h"
 
 using namespace perceiver;
 
@@ -119,14 +120,7 @@ void compare(const std::string& name, const std::vector<float>& got, const std::
                          std::to_string(want[at])).c_str());
 }
 
-double time_gpu(const std::function<void()>& fn, int runs) {
-  fn();
-  g_gpu->synchronize();
-  auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < runs; i++) fn();
-  g_gpu->synchronize();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / runs;
-}
+double time_gpu(const std::function<void()>& fn, int runs) { return check::time_gpu(g_gpu, fn, runs); }
 
 void gemm_case(int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb, bool bias, Activation act, DType t) {
   const Device cpu{DeviceType::CPU, 0}, gpu{DeviceType::CUDA, 0};
@@ -193,19 +187,9 @@ void rows_case(const char* what, int64_t rows, int64_t n, DType t) {
 }  // namespace
 
 int main() {
-  char err[2048] = {0};
-  const CudaApi* api = perceiver_cuda_api(kCudaAbiVersion, err, sizeof(err));
-  if (!api || api->init(err, sizeof(err)) == 0) {
-    std::printf("CUDA unavailable: %s\n", err);
-    return 2;
-  }
-  g_gpu = api->backend(0, err, sizeof(err));
-  if (!g_gpu) {
-    std::printf("cuda:0 could not be initialised: %s\n", err);
-    return 2;
-  }
   CudaDeviceInfo info;
-  api->device_info(0, &info, err, sizeof(err));
+  g_gpu = check::open_cuda(&info);
+  if (!g_gpu) return 2;
   std::printf("%s (sm_%d%d), driver %d, cuBLASLt %llu\n", info.name, info.major, info.minor, info.driver_version,
               (unsigned long long)info.cublas_version);
   for (DType t : {DType::Float32, DType::BFloat16, DType::Float16}) {

@@ -21,6 +21,7 @@
 
 #include "../backend.h"
 #include "api.h"
+#include "check_util.h"
 
 using namespace perceiver;
 
@@ -107,14 +108,7 @@ double mean_abs(const std::vector<double>& v) {
   return v.empty() ? 1 : s / (double)v.size() + 1e-30;
 }
 
-double time_gpu(const std::function<void()>& fn, int runs) {
-  fn();
-  g_gpu->synchronize();
-  auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < runs; i++) fn();
-  g_gpu->synchronize();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / runs;
-}
+double time_gpu(const std::function<void()>& fn, int runs) { return check::time_gpu(g_gpu, fn, runs); }
 
 // Reports one case. `again` are the outputs of a second run from the same inputs.
 void report(const std::string& name, const Check& c, DType t, bool same_bits, double seconds) {
@@ -355,23 +349,13 @@ void max_pool_case(int64_t B, int64_t H, int64_t W, int64_t C, int64_t k, int64_
 }  // namespace
 
 int main() {
-  char err[2048] = {0};
-  const CudaApi* api = perceiver_cuda_api(kCudaAbiVersion, err, sizeof(err));
-  if (!api || api->init(err, sizeof(err)) == 0) {
-    std::printf("CUDA unavailable: %s\n", err);
-    return 2;
-  }
-  g_gpu = api->backend(0, err, sizeof(err));
-  if (!g_gpu) {
-    std::printf("cuda:0 could not be initialised: %s\n", err);
-    return 2;
-  }
+  CudaDeviceInfo info;
+  g_gpu = check::open_cuda(&info);
+  if (!g_gpu) return 2;
   if (!g_gpu->has_backward_kernels()) {
     std::printf("FAILED: the cuda backend does not report its training kernels\n");
     return 1;
   }
-  CudaDeviceInfo info;
-  api->device_info(0, &info, err, sizeof(err));
   std::printf("%s (sm_%d%d)\n", info.name, info.major, info.minor);
   for (int64_t n : {1, 37, 262147, 1000003}) {
     adam_case(Rule::Adam, n, 0, false);

@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { estimateFlow } from '../../models/flow-estimate.js';
-import { encodeFlo, flowToColor } from '../../models/flow-vis.js';
+import { encodeFlo, flowSummary, flowToColor } from '../../models/flow-vis.js';
 import type { PerceiverForOpticalFlow } from '../../models/optical-flow.js';
 import { checkDeviceFlag, parseFlags, UsageError, type Command } from './command.js';
 import { intFlag, loadTaskModel } from './task-model.js';
@@ -62,17 +62,10 @@ async function run(argv: string[]): Promise<void> {
     model.dispose();
   }
   const { flow, windows } = result;
-  let su = 0;
-  let sv = 0;
-  let maxMag = 0;
-  for (let p = 0; p < H * W; p++) {
-    su += flow[2 * p];
-    sv += flow[2 * p + 1];
-    maxMag = Math.max(maxMag, Math.hypot(flow[2 * p], flow[2 * p + 1]));
-  }
+  const { meanFlow, maxMagnitude: maxMag } = flowSummary(flow, H, W);
   if (out !== undefined) await writeFileAtomic(out, await encodePngRgb(flowToColor(flow, H, W), H, W));
   if (flo !== undefined) await writeFileAtomic(flo, encodeFlo(flow, H, W));
-  const summary = { height: H, width: W, windows: windows.length, overlap: result.overlap, meanFlow: [su / (H * W), sv / (H * W)], maxMagnitude: maxMag, out: out ?? null, flo: flo ?? null };
+  const summary = { height: H, width: W, windows: windows.length, overlap: result.overlap, meanFlow, maxMagnitude: maxMag, out: out ?? null, flo: flo ?? null };
   if (flags.switches.has('--json')) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else
     process.stdout.write(
