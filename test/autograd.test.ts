@@ -31,7 +31,7 @@ import {
   softmaxRef,
   type Activation,
 } from './helpers/reference.js';
-import { live } from './helpers/device.js';
+import { baseline, live } from './helpers/device.js';
 
 type Arr = ArrayLike<number>;
 type Shape = readonly number[];
@@ -52,7 +52,7 @@ interface GradCase {
 }
 
 async function checkGrad(t: import('ava').ExecutionContext, name: string, c: GradCase): Promise<void> {
-  const before = live().tensors;
+  const before = (await baseline()).tensors;
   const data = c.shapes.map((s, i) => c.values?.[i] ?? randomArray(s.reduce((a, b) => a * b, 1), 100 + i * 7, -1, 1));
   const xs = c.shapes.map((s, i) => {
     const x = P.tensor(data[i], s, { dtype: c.dtypes?.[i] ?? 'float32' });
@@ -391,7 +391,7 @@ test.serial('backward: a non-scalar root needs a gradient of its shape; a used g
 });
 
 test.serial('intermediates disposed by tidy() do not break backward, and training leaves no tensors behind', async (t) => {
-  const before = live().tensors;
+  const before = (await baseline()).tensors;
   const w = P.tensor(randomArray(12, 3), [4, 3]);
   w.requiresGrad = true;
   for (let step = 0; step < 20; step++) {

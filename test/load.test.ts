@@ -13,7 +13,7 @@ import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
 import { loadModel, unknownConfigKeys, PerceiverForMaskedLM } from '../models/index.js';
 import { caseConfig, caseDir } from './helpers/hf-fixture.js';
-import { live } from './helpers/device.js';
+import { baseline, live } from './helpers/device.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'perceiver-load-'));
 test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
@@ -165,7 +165,7 @@ test('broken sharded indexes fail naming the index and the problem', async (t) =
 
 // Serial: it counts live tensors and bytes, which concurrent tests would move.
 test.serial('weights of the wrong shapes for the config are refused before any weight is read, listing them', async (t) => {
-  const before = live();
+  const before = (await baseline());
   const dir = folder('mlm', { config: (c) => (c.num_latents = 32) });
   const err = await t.throwsAsync(loadModel(dir, { onProgress: () => t.fail('no tensor may be read') }));
   t.regex(err!.message, /model\.safetensors: loadStateDict \(PerceiverForMaskedLM\): mis-shaped keys: /);
@@ -253,7 +253,7 @@ test('progress reports every tensor once, in bytes, ending at the file total', a
 
 // Serial: it counts live tensors and bytes.
 test.serial('an AbortSignal stops loadModel and leaves nothing behind', async (t) => {
-  const before = live();
+  const before = (await baseline());
   const ac = new AbortController();
   let calls = 0;
   const err = await t.throwsAsync(

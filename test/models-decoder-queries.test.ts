@@ -6,7 +6,7 @@ import * as P from '../lib/index.js';
 import { PerceiverBasicDecoder, PerceiverImagePreprocessor, PerceiverModel, perceiverConfig } from '../models/index.js';
 import { readAndDispose } from './helpers/read.js';
 import { assertClose, assertExact, randomArray } from './helpers/reference.js';
-import { live } from './helpers/device.js';
+import { baseline, live } from './helpers/device.js';
 
 const config = perceiverConfig({
   d_model: 6,
@@ -69,7 +69,7 @@ function fourierDecoder(opts: { concat?: boolean } = {}): PerceiverBasicDecoder 
 }
 
 test.serial('Fourier queries over the full output grid are linspace(-1, 1, d) features of output_index_dims', async (t) => {
-  const before = live();
+  const before = (await baseline());
   const dec = fourierDecoder();
   // Inputs of another length and width than the grid: the grid comes from output_index_dims, not from them.
   const inputs = P.zeros([2, 7, 6]);
@@ -148,7 +148,7 @@ test.serial('project_pos_dim: a Linear over the Fourier features, full grid and 
 });
 
 test.serial('a PerceiverModel with a full-grid Fourier decoder outputs [B, prod(output_index_dims), output_num_channels]', async (t) => {
-  const before = live();
+  const before = (await baseline());
   const model = new PerceiverModel(config, { decoder: fourierDecoder() });
   const inputs = P.tensor(randomArray(2 * 9 * 6, 12), [2, 9, 6]);
   const { logits, lastHiddenState } = model.forward(inputs);
@@ -166,7 +166,7 @@ const at5 = (x: ArrayLike<number>, s: readonly number[], b: number, t: number, c
   x[(((b * s[1] + t) * s[2] + c) * s[3] + h) * s[4] + w];
 
 test.serial("'pixels' video: strided in time and space, flattened over (T', H', W') with Fourier positions", async (t) => {
-  const before = live();
+  const before = (await baseline());
   const shape = [2, 3, 3, 5, 4];
   const [B, T, C, H, W] = shape;
   const [td, sd] = [2, 2];
@@ -195,7 +195,7 @@ test.serial("'pixels' video: strided in time and space, flattened over (T', H', 
 });
 
 test.serial("'conv1x1' video: a strided 1x1 convolution per frame, positions over (T, H', W')", async (t) => {
-  const before = live();
+  const before = (await baseline());
   const shape = [2, 2, 3, 5, 5];
   const [B, T, C, H, W] = shape;
   const [sd, O] = [2, 4];

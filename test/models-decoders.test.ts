@@ -5,7 +5,7 @@ import * as P from '../lib/index.js';
 import { PerceiverIdentityPostprocessor, PerceiverModel, PerceiverProjectionDecoder, perceiverConfig } from '../models/index.js';
 import { readAndDispose } from './helpers/read.js';
 import { assertClose, randomArray } from './helpers/reference.js';
-import { live } from './helpers/device.js';
+import { baseline, live } from './helpers/device.js';
 
 /** mean over N of z [B, N, C], then x W^T + b: [B, K]. */
 function projectionRef(z: ArrayLike<number>, B: number, N: number, C: number, w: ArrayLike<number>, b: ArrayLike<number>, K: number): Float64Array {
@@ -37,7 +37,7 @@ test.serial('zero-initialised: an untrained decoder outputs exactly 0', async (t
 });
 
 test.serial('mean over latents then Linear matches the plain-JS reference, and nothing leaks', async (t) => {
-  const before = live();
+  const before = (await baseline());
   const [B, N, C, K] = [3, 7, 16, 10];
   const dec = new PerceiverProjectionDecoder({ numClasses: K, numZChannels: C });
   const w = randomArray(K * C, 2, -0.5, 0.5);

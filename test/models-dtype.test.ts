@@ -16,7 +16,7 @@ import type { Tensor } from '../lib/index.js';
 import { createModel, forwardNamed, loadModel, type LoadedModel } from '../models/index.js';
 import { caseConfig, caseDir, diffAndScale, loadCaseWeights } from './helpers/hf-fixture.js';
 import { readAndDispose } from './helpers/read.js';
-import { live } from './helpers/device.js';
+import { baseline, live } from './helpers/device.js';
 
 const CASES = ['mlm', 'image_fourier', 'image_learned', 'optical_flow', 'multimodal', 'image_conv'];
 const OUTPUT_TOL = { bfloat16: 3e-2, float16: 8e-3 } as const;
@@ -136,7 +136,7 @@ test("loadModel(dir, { dtype: 'bfloat16' }) holds bfloat16 weights equal to the 
 });
 
 test.serial("to() after a forward: the caches of the old weights (folded queries, latent views) are dropped, nothing leaks", async (t) => {
-  const before = live();
+  const before = (await baseline());
   const model = createModel(caseConfig('image_fourier')) as LoadedModel;
   await loadCaseWeights('image_fourier', model);
   const { inputs, all } = await caseInputs('image_fourier');

@@ -7,12 +7,12 @@ import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import { PerceiverForOpticalFlow } from '../models/index.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
-import { live } from './helpers/device.js';
+import { baseline, live } from './helpers/device.js';
 
 const config = caseConfig('optical_flow');
 
 test.serial('flow matches HuggingFace within 1e-4 * max(1, max|expected|), and nothing leaks', async (t) => {
-  const before = live();
+  const before = (await baseline());
   const model = new PerceiverForOpticalFlow(config);
   await loadCaseWeights('optical_flow', model);
   const input = await caseTensors('optical_flow', 'input', ['inputs']);

@@ -18,7 +18,7 @@ import {
   spaceToDepth,
 } from '../models/index.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
-import { live } from './helpers/device.js';
+import { baseline, live } from './helpers/device.js';
 
 const CASES = [
   ['image_fourier', PerceiverForImageClassificationFourier, [2, 3, 12, 12]],
@@ -28,7 +28,7 @@ const CASES = [
 
 for (const [name, Model, pixelShape] of CASES) {
   test.serial(`${name}: ${Model.name} logits match HuggingFace within 1e-4 * max(1, max|expected|), nothing leaks`, async (t) => {
-    const before = live();
+    const before = (await baseline());
     const model = new Model(caseConfig(name));
     await loadCaseWeights(name, model);
     const input = await caseTensors(name, 'input', ['pixel_values']);

@@ -9,7 +9,7 @@ import type { Tensor } from '../lib/index.js';
 import { PerceiverForMaskedLM } from '../models/index.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
 import { readAndDispose } from './helpers/read.js';
-import { live } from './helpers/device.js';
+import { baseline, live } from './helpers/device.js';
 
 const CASE = caseDir('mlm');
 const config = caseConfig('mlm');
@@ -21,7 +21,7 @@ async function loaded(): Promise<PerceiverForMaskedLM> {
 }
 
 test.serial('logits match HuggingFace within 1e-4 * max|expected|, and nothing leaks', async (t) => {
-  const before = live();
+  const before = (await baseline());
   const model = await loaded();
   const input = await caseTensors('mlm', 'input', ['inputs', 'attention_mask']);
   const expected = await caseTensors('mlm', 'expected', ['logits']);

@@ -11,7 +11,7 @@ import * as P from '../lib/index.js';
 import { PerceiverForMultimodalAutoencoding, autoencodeInChunks, chunkRanges } from '../models/index.js';
 import { caseConfig, caseDir, loadCaseWeights } from './helpers/hf-fixture.js';
 import { randomArray } from './helpers/reference.js';
-import { live } from './helpers/device.js';
+import { baseline, live } from './helpers/device.js';
 
 const config = caseConfig('multimodal'); // video [1, 2, 3, 16, 16], audio 128 samples (8 patches of 16), 7 labels
 
@@ -60,7 +60,7 @@ test.serial('reassembled chunks equal one pass over all points; encode-once equa
   const want = { image: await all.image.data(), audio: await all.audio.data(), label: await all.label.data() };
   for (const x of Object.values(all)) x.dispose();
   // After the first call: the model caches what depends on its weights only.
-  const before = live();
+  const before = (await baseline());
 
   let calls = 0;
   const once = await autoencodeInChunks(model, inputs, { nChunks: 8, onChunk: () => calls++ });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import { PerceiverForMultimodalAutoencoding, subsampledPositions } from '../models/index.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
-import { live } from './helpers/device.js';
+import { baseline, live } from './helpers/device.js';
 
 const NAME = 'multimodal';
 const config = caseConfig(NAME);
@@ -25,7 +25,7 @@ async function run(model: PerceiverForMultimodalAutoencoding, input: Record<stri
 }
 
 test.serial('every modality matches HuggingFace within 1e-4 * max(1, max|expected|), and nothing leaks', async (t) => {
-  const before = live();
+  const before = (await baseline());
   const model = new PerceiverForMultimodalAutoencoding(config);
   await loadCaseWeights(NAME, model);
   const input = await caseTensors(NAME, 'input', INPUTS);

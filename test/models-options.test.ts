@@ -41,7 +41,7 @@ import {
   permuteRef,
   randomArray,
 } from './helpers/reference.js';
-import { live } from './helpers/device.js';
+import { baseline, live } from './helpers/device.js';
 
 type Arr = ArrayLike<number>;
 
@@ -441,7 +441,7 @@ test("position mode 'add' sums the encoding into the features (channels unchange
 // ---- loadModel ----------------------------------------------------------------------
 
 test.serial('loadModel builds the class architectures[0] names, loads its weights strictly, and leaks nothing', async (t) => {
-  const before = live();
+  const before = (await baseline());
   const model = await loadModel(caseDir('optical_flow'));
   if (!(model instanceof PerceiverForOpticalFlow)) throw new Error(`loadModel gave ${model.constructor.name}`);
   const { inputs } = await caseTensors('optical_flow', 'input', ['inputs']);

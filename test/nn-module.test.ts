@@ -6,7 +6,7 @@ import * as P from '../lib/index.js';
 import { Embedding, LayerNorm, Linear, Module, ModuleList, type Tensor } from '../lib/index.js';
 import { assertClose, layerNormRef, matmulRef, randomArray } from './helpers/reference.js';
 import { readAndDispose } from './helpers/read.js';
-import { live } from './helpers/device.js';
+import { baseline, live } from './helpers/device.js';
 
 class Block extends Module {
   readonly proj: Linear;
@@ -62,7 +62,7 @@ test('namedParameters gives dotted attribute paths in registration order; buffer
 });
 
 test.serial('loadStateDict replaces every tensor with a view of the given one; the caller still owns and disposes its own', async (t) => {
-  const before = live();
+  const before = (await baseline());
   const net = new Net();
   const sd = stateOf(net);
   const result = net.loadStateDict(sd);

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import type { Tensor, TensorRecord } from '../lib/index.js';
-import { live } from './helpers/device.js';
+import { baseline, live } from './helpers/device.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'perceiver-records-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -105,7 +105,7 @@ test('progress is reported per tensor with bytes done/total and the name; the la
 });
 
 test.serial('an AbortSignal stops the load with its reason and disposes what was loaded', async (t) => {
-  const before = live().tensors;
+  const before = (await baseline()).tensors;
   const recs = Array.from({ length: 20 }, (_, i) => fileRecord(`t${i}`, 'F32', [64], bytes(iota(64))));
   const pre = new AbortController();
   pre.abort();
@@ -127,7 +127,7 @@ test.serial('an AbortSignal stops the load with its reason and disposes what was
 });
 
 test.serial('malformed records are refused before any byte is read, naming the file and the tensor', async (t) => {
-  const before = live().tensors;
+  const before = (await baseline()).tensors;
   const good = fileRecord('ok', 'F32', [2], bytes(iota(2)));
   const path = good.source.kind === 'file' ? good.source.path : '';
   const src = good.source as Extract<TensorRecord['source'], { kind: 'file' }>;

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import type { TensorRecord } from '../lib/index.js';
 import { caseDir } from './helpers/hf-fixture.js';
-import { live } from './helpers/device.js';
+import { baseline, live } from './helpers/device.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'perceiver-fuzz-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -158,7 +158,7 @@ function checkInvariants(h: P.SafetensorsHeader, size: number): string | null {
 
 test.serial('10,000 mutated headers parse or fail cleanly; a subset loads fully or fails cleanly; nothing leaks', async (t) => {
   const t0 = performance.now();
-  const before = live().tensors;
+  const before = (await baseline()).tensors;
   const fixture = readFileSync(join(caseDir('mlm'), 'model.safetensors'));
   const fixtureHeaderLen = Number(fixture.readBigUInt64LE(0));
   const bases = [
@@ -225,7 +225,7 @@ test.serial('10,000 mutated headers parse or fail cleanly; a subset loads fully 
 });
 
 test.serial('random records (shapes, strides, dtypes, ranges) load or are refused cleanly', async (t) => {
-  const before = live().tensors;
+  const before = (await baseline()).tensors;
   const r = rng(42);
   const file = join(dir, 'records.bin');
   const content = new Uint8Array(4096);

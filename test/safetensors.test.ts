@@ -9,7 +9,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
-import { live } from './helpers/device.js';
+import { baseline, live } from './helpers/device.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const FIXTURES = join(here, '..', '..', 'test', 'fixtures', 'hf');
@@ -42,7 +42,7 @@ async function rejects(t: import('ava').ExecutionContext, p: Promise<unknown>, .
 // ---- round trips ------------------------------------------------------------------------------
 
 test.serial('save then read returns every engine dtype with its shape and exact values', async (t) => {
-  const before = live().tensors;
+  const before = (await baseline()).tensors;
   const src: Record<string, Tensor> = {
     f32: P.tensor(new Float32Array([1.5, -2.25, 3e-20, 1e30, 0, -0]), [2, 3]),
     f16: P.tensor([0.1, -65504, 6e-8, 1], [4], { dtype: 'float16' }),
@@ -198,7 +198,7 @@ test('option dtype loads every float tensor as that dtype and leaves integers al
 });
 
 test.serial('narrowing is range-checked: an error names the file, the tensor, the value and its index, and nothing leaks', async (t) => {
-  const before = live().tensors;
+  const before = (await baseline()).tensors;
   const a = bytes(new Float32Array([1]));
   const cases: [string, Uint8Array, RegExp][] = [
     ['I64', bytes(BigInt64Array.from([1n, 2147483648n])), /I64 value 2147483648 at flat index 1 does not fit in int32/],

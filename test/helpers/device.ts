@@ -48,3 +48,19 @@ export function live(): { tensors: number; storages: number; bytes: number } {
 
 /** TEST_DEVICE as tensors report it ('cuda' is 'cuda:0'). */
 export const DEVICE_NAME: string = requested === 'cuda' ? 'cuda:0' : requested;
+
+/**
+ * live() taken as a baseline: tensors that earlier tests dropped without disposing
+ * are collected first (ava runs with --expose-gc) and their finalizers, which
+ * Node runs from a later turn of the event loop, are let run. Otherwise a garbage
+ * collection in the middle of a test frees them and the test's own count comes out
+ * lower than its baseline.
+ */
+export async function baseline(): Promise<{ tensors: number; storages: number; bytes: number }> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  for (let pass = 0; pass < 2; pass++) {
+    gc?.();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return live();
+}
