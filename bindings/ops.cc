@@ -8,6 +8,7 @@
 #include "addon.h"
 #include "tensor_handle.h"
 #include "../native/cuda/api.h"
+#include "../native/profiler.h"
 #include "../native/threadpool.h"
 
 namespace pio {
@@ -464,16 +465,78 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
     d.Set("storages", Napi::Number::New(env, (double)s.storages.load()));
     d.Set("bytes", Napi::Number::New(env, (double)s.bytes.load()));
     d.Set("peakBytes", Napi::Number::New(env, (double)s.peak_bytes.load()));
-    double cached = 0;
-    if (t == DeviceType::CPU) {
-      cached = (double)cpu_backend()->cached_bytes();
-    } else {
-      for (Backend* b : cuda_backends_in_use()) cached += (double)b->cached_bytes();
+    AllocatorStats a;
+    std::vector<Backend*> backends = t == DeviceType::CPU ? std::vector<Backend*>{cpu_backend()} : cuda_backends_in_use();
+    for (Backend* b : backends) {
+      // Summed over GPUs: each peak is its own device's, so the sum bounds the total's.
+      AllocatorStats one = b->allocator_stats();
+      a.allocated += one.allocated;
+      a.peak_allocated += one.peak_allocated;
+      a.reserved += one.reserved;
+      a.peak_reserved += one.peak_reserved;
+      a.cached += one.cached;
     }
-    d.Set("cachedBytes", Napi::Number::New(env, cached));
+    d.Set("allocatedBytes", Napi::Number::New(env, (double)a.allocated));
+    d.Set("peakAllocatedBytes", Napi::Number::New(env, (double)a.peak_allocated));
+    d.Set("reservedBytes", Napi::Number::New(env, (double)a.reserved));
+    d.Set("peakReservedBytes", Napi::Number::New(env, (double)a.peak_reserved));
+    d.Set("cachedBytes", Napi::Number::New(env, (double)a.cached));
     r.Set(t == DeviceType::CPU ? "cpu" : "cuda", d);
   }
   return r;
+}
+
+Napi::Value ResetPeakMemoryStats(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    synchronize_all();  // frees still queued would otherwise land after the reset
+    for (DeviceType t : {DeviceType::CPU, DeviceType::CUDA}) {
+      MemoryStats& s = memory_stats(t);
+      s.peak_bytes.store(s.bytes.load());
+    }
+    cpu_backend()->reset_peak_stats();
+    for (Backend* b : cuda_backends_in_use()) b->reset_peak_stats();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value ProfilerStart(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsBoolean()) throw_type("profilerStart: argument 'shapes' must be a boolean");
+    profile_start(info[0].As<Napi::Boolean>().Value());
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value ProfilerScope(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsString()) throw_type("profilerScope: argument 'scope' must be a string");
+    profile_set_scope(info[0].As<Napi::String>().Utf8Value());
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value ProfilerStop(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    double wall = 0;
+    std::vector<ProfileRow> rows = profile_stop(&wall);
+    Napi::Array ops = Napi::Array::New(env, rows.size());
+    for (size_t i = 0; i < rows.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("op", rows[i].op);
+      o.Set("shape", rows[i].shape);
+      o.Set("scope", rows[i].scope);
+      o.Set("device", rows[i].device);
+      o.Set("calls", Napi::Number::New(env, (double)rows[i].calls));
+      o.Set("totalMs", Napi::Number::New(env, rows[i].total_ms));
+      o.Set("maxMs", Napi::Number::New(env, rows[i].max_ms));
+      ops.Set((uint32_t)i, o);
+    }
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("wallMs", Napi::Number::New(env, wall));
+    r.Set("ops", ops);
+    return r;
+  });
 }
 
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
@@ -520,7 +583,9 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"attention", Attention},   {"embedding", Embedding}, {"oneHot", OneHot},
       {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"maxPool2dBackward", MaxPool2dBackward},
       {"hasBackwardKernels", HasBackwardKernels}, {"adamUpdate", AdamUpdate}, {"sgdUpdate", SgdUpdate},
-      {"memory", Memory},         {"synchronize", Synchronize}, {"emptyCache", EmptyCache}, {"cpuInfo", CpuInfo},
+      {"memory", Memory},         {"resetPeakMemoryStats", ResetPeakMemoryStats},
+      {"profilerStart", ProfilerStart}, {"profilerScope", ProfilerScope}, {"profilerStop", ProfilerStop},
+              {"synchronize", Synchronize}, {"emptyCache", EmptyCache}, {"cpuInfo", CpuInfo},
       {"to", ToDevice},           {"cudaInfo", CudaInfo},
   };
   for (auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));

@@ -58,7 +58,11 @@ export interface NativeAddon {
   adamUpdate(param: H, grad: H, expAvg: H, expAvgSq: H, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, lamb: boolean): void;
   sgdUpdate(param: H, grad: H, momentumBuffer: H | null, lr: number, momentum: number, weightDecay: number, nesterov: boolean): void;
   batchNorm(x: H, mean: H, variance: H, weight: H | null, bias: H | null, eps: number): H;
-  memory(): Record<'cpu' | 'cuda', { tensors: number; storages: number; bytes: number; peakBytes: number; cachedBytes: number }>;
+  memory(): Record<'cpu' | 'cuda', import('./memory.js').DeviceMemory>;
+  resetPeakMemoryStats(): void;
+  profilerStart(shapes: boolean): void;
+  profilerScope(scope: string): void;
+  profilerStop(): { wallMs: number; ops: { op: string; shape: string; scope: string; device: string; calls: number; totalMs: number; maxMs: number }[] };
   emptyCache(): void;
   synchronize(): void;
   cpuInfo(): { threads: number; simd: string };

@@ -4,12 +4,14 @@
 // The CUDA backend (a separate shared library) returns an object of this type from
 // its single exported C function.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "alloc_stats.h"
 #include "dtype.h"
 #include "storage.h"
 
@@ -130,8 +132,11 @@ struct Backend {
 
   virtual void* alloc(size_t bytes) = 0;
   virtual void free(void* p, size_t bytes) = 0;
-  // Freed blocks the allocator keeps for reuse, and handing them back.
-  virtual size_t cached_bytes() = 0;
+  // What the allocator holds: see AllocatorStats. reset_peak_stats() restarts both
+  // peaks from the current values.
+  virtual AllocatorStats allocator_stats() = 0;
+  virtual void reset_peak_stats() = 0;
+  // Hands the cached blocks back to the system (driver).
   virtual void empty_cache() = 0;
   // Host transfers, run on the queue like kernels.
   virtual void copy_from_host(void* dst, const void* src, size_t bytes) = 0;
@@ -174,6 +179,20 @@ struct Backend {
   // (the queue itself is drained by Queue::synchronize first). CPU kernels finish
   // when they return, so only CUDA has work to wait for.
   virtual void synchronize() {}
+
+  // Profiling (profiler.cc): a mark on the device's timeline after everything the
+  // queue has issued so far, and the milliseconds between two marks, waiting for the
+  // later one. A CPU kernel has finished when it returns, so a CPU mark is the host
+  // clock; a CUDA mark is an event recorded on the stream, so the time between the
+  // marks around an op is the GPU's time for its kernels, not the launch's.
+  // Defined inline: the CUDA library's vtable needs these definitions too.
+  virtual void* profile_mark() { return new std::chrono::steady_clock::time_point(std::chrono::steady_clock::now()); }
+  virtual double profile_elapsed_ms(void* begin, void* end) {
+    auto* a = static_cast<std::chrono::steady_clock::time_point*>(begin);
+    auto* b = static_cast<std::chrono::steady_clock::time_point*>(end);
+    return std::chrono::duration<double, std::milli>(*b - *a).count();
+  }
+  virtual void profile_release(void* mark) { delete static_cast<std::chrono::steady_clock::time_point*>(mark); }
 
   // ---- fused optimizer updates: one kernel per parameter instead of a chain of
   // elementwise ops and temporaries. In place on dense float32 arrays of n elements

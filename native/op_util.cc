@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "profiler.h"
+
 namespace perceiver {
 
 View view_of(const Tensor& t) {
@@ -108,14 +110,18 @@ void launch(const char* op, Device device, std::initializer_list<const Tensor*> 
     if (t) outs.push_back(t->storage);
   Backend* backend = backend_for(device);
   std::string name = op;
+  const Tensor* first_out = outputs.size() ? *outputs.begin() : nullptr;
+  ProfileKey pkey = profile_key(op, first_out ? &first_out->shape : nullptr);
   backend->queue(device.index).submit(
-      [name, backend, ins = std::move(ins), outs = std::move(outs), kernel = std::move(kernel)] {
+      [name, backend, device, pkey = std::move(pkey), ins = std::move(ins), outs = std::move(outs),
+       kernel = std::move(kernel)] {
         for (auto& s : ins) {
           if (s->failed()) {
             for (auto& o : outs) o->set_error(s->error());
             return;
           }
         }
+        void* mark = pkey.active ? profile_begin(*backend) : nullptr;
         try {
           kernel(*backend);
         } catch (const std::exception& e) {
@@ -123,6 +129,7 @@ void launch(const char* op, Device device, std::initializer_list<const Tensor*> 
         } catch (...) {
           for (auto& o : outs) o->set_error(name + ": unknown error");
         }
+        if (mark) profile_end(pkey, *backend, device, mark);
       });
 }
 

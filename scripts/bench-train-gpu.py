@@ -7,11 +7,13 @@ bfloat16 (float32 weights and optimizer, as mixed-precision training runs).
 
   python3 scripts/bench-train-gpu.py [--batch 8] [--steps 5] [--warmup 2]
       [--precision float32|bfloat16|both] [--attention-dropout 0] [--device cuda|cpu] [--tiny]
+      [--profile]
 
 Progress goes to stderr; the last stdout line is one JSON object. Without transformers,
 or without CUDA on --device cuda, that object is {"skipped": REASON} and the exit
 status 0, so the TypeScript side can report why. float32 matmuls run without TF32, as
-the engine's float32 does. --device cpu --tiny is a functional dry run.
+the engine's float32 does. --device cpu --tiny is a functional dry run. --profile
+prints torch.profiler's table of one more step per precision to stderr.
 """
 import argparse
 import json
@@ -64,6 +66,7 @@ def parse_args(argv):
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--weight-decay", type=float, default=0.05)
     ap.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    ap.add_argument("--profile", action="store_true", help="profile one more step per precision (stderr)")
     ap.add_argument("--tiny", action="store_true", help="a small model on 32x32 images (dry run)")
     a = ap.parse_args(argv)
     if a.batch < 1 or a.steps < 1 or a.warmup < 0:
@@ -133,6 +136,19 @@ def main(argv):
             # Held from the driver by the caching allocator: what our reserved figure measures too.
             row["reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
         log(f"torch {precision}: {ms:.1f} ms/step, {row['images_per_s']:.1f} images/s")
+        if a.profile:
+            from torch.profiler import ProfilerActivity, profile
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+            with profile(activities=acts) as prof:
+                step()
+                sync()
+            key = "self_cpu_time_total"
+            if dev.type == "cuda":
+                # torch 2.4 renamed the CUDA columns to "device"; older versions keep "cuda".
+                names = {k for e in prof.key_averages() for k in dir(e)}
+                key = "self_device_time_total" if "self_device_time_total" in names else "self_cuda_time_total"
+            log(f"torch {precision} step profile (sorted by {key}):")
+            log(prof.key_averages().table(sort_by=key, row_limit=40, max_name_column_width=60))
         return row
 
     out = {

@@ -6,14 +6,18 @@
 //
 //   PERCEIVER_DEVICE=cuda node dist/scripts/bench-train-gpu.js [--batch 8] [--steps 5]
 //     [--warmup 2] [--precision float32|bfloat16|both] [--attention-dropout 0]
-//     [--device cuda|cpu] [--tiny] [--no-torch]
+//     [--device cuda|cpu] [--tiny] [--no-torch] [--profile]
 //
 // Both sides use the same configuration, batch, AdamW settings and attention dropout
 // (default 0, as the imagenet training preset; the released config says 0.1, and p > 0
 // takes the unfused attention here). Times are medians of --steps steps, each ended by
 // reading the loss and the last parameter (ops are queued). Without CUDA it prints the
 // reason and a 'skipped' line and exits 0; --device cpu --tiny is a functional dry run.
-// The last line is one JSON object.
+// Memory on both sides is the allocator's: the peak of blocks in use (torch's
+// max_memory_allocated) and of what it held from the driver (max_memory_reserved).
+// --profile adds one profiled step per precision on both sides: the device time per
+// op and scope (ours: lib/profiler; torch: torch.profiler), printed before the
+// results. The last line is one JSON object.
 import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +26,7 @@ import { createModel } from '../models/index.js';
 import { VISION_PERCEIVER_FOURIER } from '../models/presets.js';
 import type { TrainableClassifier } from '../models/train/trainer.js';
 import { arg } from './cli-args.js';
-import { timeTrainingSteps } from './train-step-timer.js';
+import { profileTrainingStep, timeTrainingSteps } from './train-step-timer.js';
 
 function intFlag(name: string, fallback: number, min: number): number {
   const s = arg(name);
@@ -44,6 +48,7 @@ if (!(dropoutP >= 0 && dropoutP < 1)) throw new RangeError(`--attention-dropout 
 const device = arg('--device') ?? 'cuda';
 const tiny = process.argv.includes('--tiny');
 const withTorch = !process.argv.includes('--no-torch');
+const profile = process.argv.includes('--profile');
 const lr = 1e-4;
 const weightDecay = 0.05;
 
@@ -61,17 +66,24 @@ const TINY = { d_latents: 64, num_latents: 32, num_blocks: 1, num_self_attends_p
 const config = { ...VISION_PERCEIVER_FOURIER, ...(tiny ? TINY : {}), attention_probs_dropout_prob: dropoutP };
 const size = config.image_size;
 
-interface OursRow { precision: string; ms_per_step?: number; images_per_s?: number; peak_gib?: number; reserved_gib?: number; error?: string }
-/** Free device memory now, as the driver reports it (cudaMemGetInfo). */
-const freeBytes = (): number | undefined => P.backends().find((b) => b.name === 'cuda')?.devices?.[0]?.freeMemory;
+interface OursRow {
+  precision: string;
+  ms_per_step?: number;
+  images_per_s?: number;
+  peak_gib?: number;
+  reserved_gib?: number;
+  /** The most bytes of live storages as the JS side counts them (ops are issued ahead of the device). */
+  logical_peak_gib?: number;
+  error?: string;
+}
 const ours: OursRow[] = [];
+const profiles: string[] = [];
 let params = 0;
+const memKey = device.startsWith('cuda') ? 'cuda' : 'cpu';
 for (const precision of precisions) {
-  // The caching allocator keeps what it got from the driver until emptyCache(), so the
-  // drop in free memory over the run is its peak reservation (cache and fragmentation
-  // included), comparable with torch's max_memory_reserved.
+  // Peaks per precision, from an empty cache, as the torch side does.
   P.emptyCache();
-  const freeBefore = device.startsWith('cuda') ? freeBytes() : undefined;
+  P.resetPeakMemoryStats();
   P.manualSeed(0);
   const model = createModel(config, { device }) as unknown as TrainableClassifier;
   model.train().requiresGrad_(true);
@@ -82,14 +94,16 @@ for (const precision of precisions) {
   try {
     const times = (await timeTrainingSteps(model, opt, x, y, steps, warmup, precision)).sort((a, b) => a - b);
     const ms = times[times.length >> 1];
-    const freeAfter = freeBefore === undefined ? undefined : freeBytes();
+    const mem = P.memory()[memKey];
     ours.push({
       precision,
       ms_per_step: ms,
       images_per_s: (batch * 1000) / ms,
-      peak_gib: P.memory()[device.startsWith('cuda') ? 'cuda' : 'cpu'].peakBytes / 2 ** 30,
-      reserved_gib: freeBefore !== undefined && freeAfter !== undefined ? (freeBefore - freeAfter) / 2 ** 30 : undefined,
+      peak_gib: mem.peakAllocatedBytes / 2 ** 30,
+      reserved_gib: mem.peakReservedBytes / 2 ** 30,
+      logical_peak_gib: mem.peakBytes / 2 ** 30,
     });
+    if (profile) profiles.push(`perceiver-io ${precision} step profile:\n${(await profileTrainingStep(model, opt, x, y, precision)).table(40)}`);
   } catch (err) {
     // Out of memory at a large batch: reported, the other precision still runs.
     ours.push({ precision, error: err instanceof Error ? err.message.split('\n')[0] : String(err) });
@@ -106,7 +120,7 @@ let torch: TorchResult | null = null;
 const torchNotes: string[] = [];
 if (withTorch) {
   const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts', 'bench-train-gpu.py');
-  const args = [script, '--batch', String(batch), '--steps', String(steps), '--warmup', String(warmup), '--precision', precisionArg, '--attention-dropout', String(dropoutP), '--device', device, ...(tiny ? ['--tiny'] : [])];
+  const args = [script, '--batch', String(batch), '--steps', String(steps), '--warmup', String(warmup), '--precision', precisionArg, '--attention-dropout', String(dropoutP), '--device', device, ...(tiny ? ['--tiny'] : []), ...(profile ? ['--profile'] : [])];
   // The first interpreter with torch and transformers: PERCEIVER_BENCH_PYTHON, python3 on PATH, Debian's.
   for (const python of [...new Set([process.env.PERCEIVER_BENCH_PYTHON, 'python3', '/usr/bin/python3'].filter((p): p is string => !!p))]) {
     try {
@@ -124,13 +138,14 @@ if (withTorch) {
   }
 }
 
+for (const p of profiles) console.log(p);
 const what = tiny ? 'tiny Fourier model (--tiny)' : 'ImageNet Fourier model (released config), 224x224';
 console.log(`training step (forward, cross-entropy, backward, AdamW), ${what}, batch ${batch}, attention dropout ${dropoutP}, median of ${steps}, device ${device}:`);
 const label = (p: string) => (p === 'bfloat16' ? 'bf16 mixed' : 'float32');
 const line = (name: string, r: OursRow) =>
   r.ms_per_step === undefined
     ? `  ${name.padEnd(28)} error: ${r.error}`
-    : `  ${name.padEnd(28)} ${r.ms_per_step.toFixed(1).padStart(9)} ms/step  ${r.images_per_s!.toFixed(1).padStart(8)} images/s  (peak ${r.peak_gib?.toFixed(1) ?? '-'} GiB, reserved ${r.reserved_gib?.toFixed(1) ?? '-'} GiB)`;
+    : `  ${name.padEnd(28)} ${r.ms_per_step.toFixed(1).padStart(9)} ms/step  ${r.images_per_s!.toFixed(1).padStart(8)} images/s  (peak allocated ${r.peak_gib?.toFixed(1) ?? '-'} GiB, reserved ${r.reserved_gib?.toFixed(1) ?? '-'} GiB${'logical_peak_gib' in r && r.logical_peak_gib !== undefined ? `, logical ${r.logical_peak_gib.toFixed(1)} GiB` : ''})`;
 for (const r of ours) console.log(line(`perceiver-io ${label(r.precision)}`, r));
 console.log(`  ${params.toLocaleString('en-US')} parameters`);
 const torchRow = (p: string) => torch?.results.find((r) => r.precision === p && r.ms_per_step !== undefined);

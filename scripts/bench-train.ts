@@ -10,7 +10,7 @@ import { createModel } from '../models/index.js';
 import { PRESETS } from '../models/train/presets.js';
 import type { TrainableClassifier } from '../models/train/trainer.js';
 import { arg } from './cli-args.js';
-import { timeTrainingSteps } from './train-step-timer.js';
+import { profileTrainingStep, timeTrainingSteps } from './train-step-timer.js';
 
 const batch = Number(arg('--batch') ?? 64);
 const steps = Number(arg('--steps') ?? 20);
@@ -24,6 +24,8 @@ const x = P.rand([batch, 1, 28, 28], { seed: 1 });
 const y = P.tensor(Int32Array.from({ length: batch }, (_, i) => i % 10), [batch]);
 const times = (await timeTrainingSteps(model, opt, x, y, steps, 3)).sort((a, b) => a - b);
 const ours = times[Math.floor(times.length / 2)];
+// --profile: where one step's time goes, per op and scope (forward, backward/<op>, optimizer).
+if (process.argv.includes('--profile')) console.log((await profileTrainingStep(model, opt, x, y)).table(30));
 
 const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts', 'bench-train.py');
 let torchMs: number | null = null;

@@ -130,8 +130,10 @@ device() {
   step bench-gpu 100 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS"
 
   echo "== bench-train-gpu"
-  # The full ImageNet Fourier model, batch 8, 1 + 3 steps per side and precision.
-  step bench-train-gpu 70 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1
+  # The full ImageNet Fourier model, batch 8, 1 + 3 steps per side and precision,
+  # then one profiled step each: where the time goes, ours per op and scope, torch's
+  # per kernel (both in the log).
+  step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --profile
 
   echo
   echo "== summary (logs in $OUT/logs.tar)"
@@ -140,6 +142,8 @@ device() {
   grep -A40 '^measurement' "$LOGS/bench-gpu.log" || tail -5 "$LOGS/bench-gpu.log"
   echo
   grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"
+  echo
+  grep -A22 '^perceiver-io bfloat16 step profile' "$LOGS/bench-train-gpu.log" | cut -c1-110 || true
 }
 
 case "${1:-}" in

@@ -31,3 +31,27 @@ export async function timeTrainingSteps(
   }
   return times;
 }
+
+/**
+ * One training step under the profiler (forward, backward and the optimizer in
+ * scopes of those names), after the caller's warm-up; returns the profile.
+ */
+export async function profileTrainingStep(
+  model: TrainableClassifier,
+  opt: P.optim.Optimizer,
+  x: P.Tensor,
+  y: P.Tensor,
+  precision: 'float32' | 'bfloat16' = 'float32',
+): Promise<P.Profile> {
+  P.profiler.start({ shapes: true });
+  const loss = P.profiler.scope('forward', () => P.tidy(() => P.crossEntropy(P.autocast(precision, () => model.forward(x).logits), y)));
+  loss.backward();
+  P.profiler.scope('optimizer', () => {
+    opt.step();
+    opt.zeroGrad();
+  });
+  const profile = P.profiler.stop();
+  await loss.data();
+  loss.dispose();
+  return profile;
+}

@@ -1,13 +1,14 @@
 // Memory safety: no leaks over many create/compute/dispose cycles, tidy() scoping,
 // idempotent dispose, Symbol.dispose / `using`, disposed tensors refused by ops, and
-// reads that outlive the tensor they read.
+// reads that outlive the tensor they read; the allocators' physical counts.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
-import { live } from './helpers/device.js';
+import { native } from '../lib/native.js';
+import { live, ON_CUDA } from './helpers/device.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const LEAK_CHILD = join(here, 'helpers', 'leak-child.js');
@@ -216,6 +217,58 @@ test.serial('Symbol.dispose releases the tensor, and `using` disposes at the end
     throw new Error('inside');
   });
   t.true(thrownIn!.disposed);
+});
+
+// The physical counts: what the device's allocator holds, updated on its queue when a
+// kernel gets memory, at block sizes rounded to 2 MiB from 1 MiB up on either device.
+const KEY = ON_CUDA ? 'cuda' : 'cpu';
+const settled = () => {
+  native.synchronize();
+  return P.memory()[KEY];
+};
+
+test.serial('allocatedBytes counts a block at its rounded size once its kernel ran; freed, it stays cached for the next tensor of that size; emptyCache() returns it', (t) => {
+  P.emptyCache();
+  const m0 = settled();
+  t.is(m0.cachedBytes, 0);
+  t.is(m0.reservedBytes, m0.allocatedBytes);
+  const x = P.full([750_000], 1); // 3,000,000 bytes: a 4 MiB block
+  const m1 = settled();
+  t.is(m1.bytes - m0.bytes, 3_000_000, 'the logical count is exact');
+  t.is(m1.allocatedBytes - m0.allocatedBytes, 4 * MiB);
+  t.is(m1.reservedBytes - m0.reservedBytes, 4 * MiB, 'a fresh block from the system');
+  t.true(m1.peakAllocatedBytes >= m1.allocatedBytes && m1.peakReservedBytes >= m1.reservedBytes);
+  x.dispose();
+  const m2 = settled();
+  t.is(m2.allocatedBytes, m0.allocatedBytes);
+  t.is(m2.cachedBytes, 4 * MiB);
+  t.is(m2.reservedBytes, m1.reservedBytes, 'kept, not returned');
+  const y = P.full([700_000], 2); // 2,800,000 bytes: the same size class
+  const m3 = settled();
+  t.is(m3.reservedBytes, m1.reservedBytes, 'the cached block was reused');
+  t.is(m3.cachedBytes, 0);
+  y.dispose();
+  P.emptyCache();
+  const m4 = P.memory()[KEY];
+  t.is(m4.cachedBytes, 0);
+  t.is(m4.reservedBytes, m0.reservedBytes);
+  t.is(m4.allocatedBytes, m0.allocatedBytes);
+});
+
+test.serial('resetPeakMemoryStats() restarts every peak from the current values; a tensor made and freed since raises them', (t) => {
+  P.resetPeakMemoryStats();
+  const m0 = P.memory()[KEY];
+  t.is(m0.peakBytes, m0.bytes);
+  t.is(m0.peakAllocatedBytes, m0.allocatedBytes);
+  t.is(m0.peakReservedBytes, m0.reservedBytes);
+  const x = P.full([4_000_000], 0); // 16 MB
+  settled();
+  x.dispose();
+  const m1 = settled();
+  t.is(m1.allocatedBytes, m0.allocatedBytes);
+  t.true(m1.peakBytes - m0.bytes >= 16e6, `peakBytes rose by ${m1.peakBytes - m0.bytes}`);
+  t.true(m1.peakAllocatedBytes - m0.allocatedBytes >= 16e6, `peakAllocatedBytes rose by ${m1.peakAllocatedBytes - m0.allocatedBytes}`);
+  t.true(m1.peakReservedBytes >= m1.reservedBytes);
 });
 
 test('a disposed tensor used in an op throws an Error naming the op and the argument', (t) => {

@@ -7,6 +7,7 @@
 import { native } from '../native.js';
 import { Tensor, wrap } from '../tensor.js';
 import { keep, tidy } from '../scope.js';
+import { isProfiling, scope as profilerScope } from '../profiler.js';
 
 /**
  * A backward formula: the output's gradient g and the saved tensors -> one gradient per
@@ -131,82 +132,84 @@ export function backward(root: Tensor, opts: BackwardOptions = {}): void {
     throw new RangeError(`backward: the root must be a scalar (one element) unless option 'gradient' is given, got shape [${root.shape.join(', ')}]`);
   }
   const retain = opts.retainGraph ?? false;
-  noGrad(() =>
-    tidy(() => {
-      // An alias: the loop disposes gradients once used, never the caller's tensor.
-      const g0 = seed ? view(seed) : onesLike(root);
-      if (!root.gradFn) {
-        accumulate(root, g0);
-        return;
-      }
-      // Topological order by depth-first search; counts of consumers per node.
-      const order: GradNode[] = [];
-      const pending = new Map<GradNode, number>();
-      const visited = new Set<GradNode>();
-      const stack: [GradNode, number][] = [[root.gradFn, 0]];
-      visited.add(root.gradFn);
-      while (stack.length) {
-        const top = stack[stack.length - 1];
-        const [node, i] = top;
-        if (i < node.edges.length) {
-          top[1]++;
-          const e = node.edges[i];
-          if (e && 'node' in e) {
-            pending.set(e.node, (pending.get(e.node) ?? 0) + 1);
-            if (!visited.has(e.node)) {
-              visited.add(e.node);
-              stack.push([e.node, 0]);
-            }
-          }
-        } else {
-          order.push(node);
-          stack.pop();
+  const run = () => noGrad(() => tidy(() => backwardPass(root, seed, retain)));
+  if (isProfiling()) profilerScope('backward', run);
+  else run();
+}
+
+function backwardPass(root: Tensor, seed: Tensor | undefined, retain: boolean): void {
+  // An alias: the loop disposes gradients once used, never the caller's tensor.
+  const g0 = seed ? view(seed) : onesLike(root);
+  if (!root.gradFn) {
+    accumulate(root, g0);
+    return;
+  }
+  // Topological order by depth-first search; counts of consumers per node.
+  const order: GradNode[] = [];
+  const pending = new Map<GradNode, number>();
+  const visited = new Set<GradNode>();
+  const stack: [GradNode, number][] = [[root.gradFn, 0]];
+  visited.add(root.gradFn);
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    const [node, i] = top;
+    if (i < node.edges.length) {
+      top[1]++;
+      const e = node.edges[i];
+      if (e && 'node' in e) {
+        pending.set(e.node, (pending.get(e.node) ?? 0) + 1);
+        if (!visited.has(e.node)) {
+          visited.add(e.node);
+          stack.push([e.node, 0]);
         }
       }
-      const grads = new Map<GradNode, Tensor>([[root.gradFn, g0]]);
-      // Reverse post-order: every consumer of a node runs before it.
-      for (let n = order.length - 1; n >= 0; n--) {
-        const node = order[n];
-        const g = grads.get(node);
-        grads.delete(node);
-        if (!g) {
-          if (!retain) node.release();
-          continue;
-        }
-        // Per node, so a formula's temporaries are freed before the next node runs.
-        const inputGrads = tidy(() => node.apply(g));
-        if (!inputGrads.includes(g)) g.dispose();
-        if (!retain) node.release();
-        // A formula may pass one tensor to several inputs (or pass g through); each
-        // destination gets its own handle, since each is disposed on its own. Every
-        // handle is disposed as soon as it is summed, so a weight used many times (the
-        // latent blocks share theirs) holds one gradient, not one per use.
-        const routed = new Set<Tensor>();
-        const deliveries: [NonNullable<Edge>, Tensor][] = [];
-        node.edges.forEach((e, i) => {
-          let gi = inputGrads[i];
-          if (!e || !gi) return;
-          if (routed.has(gi)) gi = view(gi);
-          routed.add(gi);
-          deliveries.push([e, gi]);
-        });
-        for (const t of inputGrads) if (t && !routed.has(t)) t.dispose();
-        for (const [e, gi] of deliveries) {
-          if ('leaf' in e) {
-            accumulate(e.leaf, gi);
-            gi.dispose();
-          } else {
-            const prev = grads.get(e.node);
-            if (prev) {
-              grads.set(e.node, addGrads(prev, gi));
-              prev.dispose();
-              gi.dispose();
-            } else grads.set(e.node, gi);
-          }
-        }
+    } else {
+      order.push(node);
+      stack.pop();
+    }
+  }
+  const grads = new Map<GradNode, Tensor>([[root.gradFn, g0]]);
+  // Reverse post-order: every consumer of a node runs before it.
+  for (let n = order.length - 1; n >= 0; n--) {
+    const node = order[n];
+    const g = grads.get(node);
+    grads.delete(node);
+    if (!g) {
+      if (!retain) node.release();
+      continue;
+    }
+    // Per node, so a formula's temporaries are freed before the next node runs.
+    const inputGrads = isProfiling() ? profilerScope(node.name, () => tidy(() => node.apply(g))) : tidy(() => node.apply(g));
+    if (!inputGrads.includes(g)) g.dispose();
+    if (!retain) node.release();
+    // A formula may pass one tensor to several inputs (or pass g through); each
+    // destination gets its own handle, since each is disposed on its own. Every
+    // handle is disposed as soon as it is summed, so a weight used many times (the
+    // latent blocks share theirs) holds one gradient, not one per use.
+    const routed = new Set<Tensor>();
+    const deliveries: [NonNullable<Edge>, Tensor][] = [];
+    node.edges.forEach((e, i) => {
+      let gi = inputGrads[i];
+      if (!e || !gi) return;
+      if (routed.has(gi)) gi = view(gi);
+      routed.add(gi);
+      deliveries.push([e, gi]);
+    });
+    for (const t of inputGrads) if (t && !routed.has(t)) t.dispose();
+    for (const [e, gi] of deliveries) {
+      if ('leaf' in e) {
+        accumulate(e.leaf, gi);
+        gi.dispose();
+      } else {
+        const prev = grads.get(e.node);
+        if (prev) {
+          grads.set(e.node, addGrads(prev, gi));
+          prev.dispose();
+          gi.dispose();
+        } else grads.set(e.node, gi);
       }
-    }),
-  );
+    }
+  }
 }
 
 /** A second handle on t's storage (owned by the current tidy() scope). */

@@ -2,6 +2,8 @@
 #pragma once
 #include <cstddef>
 
+#include "../alloc_stats.h"
+
 namespace perceiver {
 namespace cpu {
 
@@ -9,7 +11,9 @@ void* host_alloc(size_t bytes);
 void host_free(void* p, size_t bytes);
 // Returns every cached block to the system.
 void host_empty_cache();
-size_t host_cached_bytes();
+// Tensors, read buffers and load staging: everything host_alloc handed out.
+AllocatorStats host_stats();
+void host_reset_peak_stats();
 
 }  // namespace cpu
 }  // namespace perceiver

@@ -26,7 +26,8 @@ struct CpuBackend final : Backend {
   Queue& queue(int) override { return queue_; }
   void* alloc(size_t bytes) override { return cpu::host_alloc(bytes); }
   void free(void* p, size_t bytes) override { cpu::host_free(p, bytes); }
-  size_t cached_bytes() override { return cpu::host_cached_bytes(); }
+  AllocatorStats allocator_stats() override { return cpu::host_stats(); }
+  void reset_peak_stats() override { cpu::host_reset_peak_stats(); }
   void empty_cache() override { cpu::host_empty_cache(); }
   void copy_from_host(void* dst, const void* src, size_t bytes) override {
     if (bytes) std::memcpy(dst, src, bytes);

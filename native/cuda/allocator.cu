@@ -36,6 +36,7 @@ void* DeviceAllocator::alloc(size_t bytes) {
       void* p = it->second;
       free_.erase(it);
       cached_ -= n;
+      counter_.on_alloc(n, false);
       return p;
     }
   }
@@ -59,6 +60,8 @@ void* DeviceAllocator::alloc(size_t bytes) {
                                        std::to_string(device_) + " (" + cudaGetErrorName(e) + "; the device has " +
                                        std::to_string(free_b) + " of " + std::to_string(total_b) + " bytes free)");
   }
+  std::lock_guard<std::mutex> lock(mu_);
+  counter_.on_alloc(n, true);
   return p;
 }
 
@@ -68,11 +71,17 @@ void DeviceAllocator::free(void* p, size_t bytes) {
   size_t n = round_size(bytes);
   free_.emplace(n, p);
   cached_ += n;
+  counter_.on_free(n, true);
 }
 
-size_t DeviceAllocator::cached_bytes() {
+AllocatorStats DeviceAllocator::stats() {
   std::lock_guard<std::mutex> lock(mu_);
-  return cached_;
+  return counter_.stats();
+}
+
+void DeviceAllocator::reset_peak_stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  counter_.reset_peaks();
 }
 
 void DeviceAllocator::empty_cache() {
@@ -80,6 +89,7 @@ void DeviceAllocator::empty_cache() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     blocks.swap(free_);
+    counter_.on_release(cached_);
     cached_ = 0;
   }
   if (blocks.empty()) return;

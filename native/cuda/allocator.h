@@ -4,6 +4,8 @@
 #include <map>
 #include <mutex>
 
+#include "../alloc_stats.h"
+
 namespace perceiver {
 namespace cuda {
 
@@ -13,7 +15,8 @@ class DeviceAllocator {
   // Throws Error(Memory) naming the size and the device's free memory.
   void* alloc(size_t bytes);
   void free(void* p, size_t bytes);
-  size_t cached_bytes();
+  AllocatorStats stats();
+  void reset_peak_stats();
   // Waits for the device, then returns every cached block to the driver.
   void empty_cache();
 
@@ -22,6 +25,7 @@ class DeviceAllocator {
   std::mutex mu_;
   std::multimap<size_t, void*> free_;  // rounded size -> block
   size_t cached_ = 0;
+  AllocCounter counter_;
 };
 
 }  // namespace cuda

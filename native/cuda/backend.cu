@@ -65,8 +65,28 @@ class CudaBackend final : public Backend {
 
   void* alloc(size_t bytes) override { return alloc_.alloc(bytes); }
   void free(void* p, size_t bytes) override { alloc_.free(p, bytes); }
-  size_t cached_bytes() override { return alloc_.cached_bytes(); }
+  AllocatorStats allocator_stats() override { return alloc_.stats(); }
+  void reset_peak_stats() override { alloc_.reset_peak_stats(); }
   void empty_cache() override { alloc_.empty_cache(); }
+
+  void* profile_mark() override {
+    set_device();
+    cudaEvent_t e = nullptr;
+    CUDA_CHECK("profiler", cudaEventCreate(&e));
+    CUDA_CHECK("profiler", cudaEventRecord(e, stream_));
+    return e;
+  }
+  double profile_elapsed_ms(void* begin, void* end) override {
+    set_device();
+    float ms = 0;
+    CUDA_CHECK("profiler", cudaEventSynchronize(static_cast<cudaEvent_t>(end)));
+    CUDA_CHECK("profiler", cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(begin), static_cast<cudaEvent_t>(end)));
+    return ms;
+  }
+  void profile_release(void* mark) override {
+    set_device();
+    cudaEventDestroy(static_cast<cudaEvent_t>(mark));
+  }
 
   void copy_from_host(void* dst, const void* src, size_t bytes) override {
     if (!bytes) return;

@@ -1,0 +1,127 @@
+#include "profiler.h"
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "backend.h"
+#include "op_util.h"
+
+namespace perceiver {
+namespace {
+
+struct Entry {
+  ProfileKey key;
+  Backend* backend;
+  Device device;
+  void* begin;
+  void* end;
+};
+
+struct State {
+  std::mutex mu;
+  std::vector<Entry> entries;  // recorded on queue threads
+  std::string scope;           // JS thread only
+  bool shapes = false;
+  std::chrono::steady_clock::time_point started;
+};
+
+State& state() {
+  static State* s = new State();  // leaked: queue threads may record during exit
+  return *s;
+}
+
+std::atomic<bool> active{false};
+
+}  // namespace
+
+bool profiling() { return active.load(std::memory_order_relaxed); }
+
+void profile_start(bool shapes) {
+  State& s = state();
+  synchronize_all();  // ops issued before the start are not counted
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.shapes = shapes;
+  s.scope.clear();
+  s.started = std::chrono::steady_clock::now();
+  active.store(true);
+}
+
+void profile_set_scope(const std::string& scope) { state().scope = scope; }
+
+ProfileKey profile_key(const char* op, const Shape* out_shape) {
+  ProfileKey k;
+  if (!profiling()) return k;
+  State& s = state();
+  k.active = true;
+  k.op = op;
+  k.scope = s.scope;
+  if (s.shapes && out_shape) k.shape = shape_str(*out_shape);
+  return k;
+}
+
+void* profile_begin(Backend& b) {
+  try {
+    return b.profile_mark();
+  } catch (...) {
+    return nullptr;  // a device in an error state: the op's own error is what matters
+  }
+}
+
+void profile_end(const ProfileKey& key, Backend& b, Device device, void* begin) {
+  if (!begin) return;
+  void* end = nullptr;
+  try {
+    end = b.profile_mark();
+  } catch (...) {
+    b.profile_release(begin);
+    return;
+  }
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.entries.push_back(Entry{key, &b, device, begin, end});
+}
+
+std::vector<ProfileRow> profile_stop(double* wall_ms) {
+  State& s = state();
+  active.store(false);
+  synchronize_all();
+  std::vector<Entry> entries;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    entries.swap(s.entries);
+    s.scope.clear();
+  }
+  if (wall_ms)
+    *wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s.started).count();
+  std::map<std::tuple<std::string, std::string, std::string, std::string>, ProfileRow> rows;
+  for (Entry& e : entries) {
+    double ms = 0;
+    try {
+      ms = e.backend->profile_elapsed_ms(e.begin, e.end);
+    } catch (...) {
+      ms = 0;  // a faulted device: the op's error was reported where it was read
+    }
+    e.backend->profile_release(e.begin);
+    e.backend->profile_release(e.end);
+    std::string dev = e.device.str();
+    ProfileRow& r = rows[std::make_tuple(e.key.op, e.key.shape, e.key.scope, dev)];
+    if (r.calls == 0) {
+      r.op = e.key.op;
+      r.shape = e.key.shape;
+      r.scope = e.key.scope;
+      r.device = dev;
+    }
+    r.calls++;
+    r.total_ms += ms;
+    if (ms > r.max_ms) r.max_ms = ms;
+  }
+  std::vector<ProfileRow> out;
+  out.reserve(rows.size());
+  for (auto& kv : rows) out.push_back(std::move(kv.second));
+  return out;
+}
+
+}  // namespace perceiver
