@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "gemm.h"
 #include "kernels.h"
 #include "../threadpool.h"
 
@@ -26,20 +27,33 @@ void layer_norm_backward(const float* x, const float* weight, const float* g, fl
       for (int64_t r = blk * kBlock; r < std::min(rows, (blk + 1) * kBlock); r++) {
         const float* a = x + r * n;
         const float* gr = g + r * n;
-        double s = 0;
-        for (int64_t j = 0; j < n; j++) s += a[j];
-        const float mean = (float)(s / (double)n);
-        double v = 0;
-        for (int64_t j = 0; j < n; j++) v += (double)(a[j] - mean) * (a[j] - mean);
-        const float rstd = (float)(1.0 / std::sqrt(v / (double)n + (double)eps));
-        double mg = 0, mgx = 0;
+        // The forward's statistics, bit for bit.
+        const float mean = (float)(lane_sum(a, n) / (double)n);
+        const float rstd = (float)(1.0 / std::sqrt(lane_sq_dev(a, n, mean) / (double)n + (double)eps));
         for (int64_t j = 0; j < n; j++) {
           xhat[j] = (a[j] - mean) * rstd;
           gxhat[j] = weight ? gr[j] * weight[j] : gr[j];
+        }
+        if (pw)
+          for (int64_t j = 0; j < n; j++) pw[j] += (double)gr[j] * xhat[j];
+        if (pb)
+          for (int64_t j = 0; j < n; j++) pb[j] += gr[j];
+        // Eight interleaved double sums: a fixed order, not one latency-bound chain.
+        double mg8[8] = {0, 0, 0, 0, 0, 0, 0, 0}, mgx8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8)
+          for (int l = 0; l < 8; l++) {
+            mg8[l] += gxhat[j + l];
+            mgx8[l] += (double)gxhat[j + l] * xhat[j + l];
+          }
+        double mg = 0, mgx = 0;
+        for (int l = 0; l < 8; l++) {
+          mg += mg8[l];
+          mgx += mgx8[l];
+        }
+        for (; j < n; j++) {
           mg += gxhat[j];
           mgx += (double)gxhat[j] * xhat[j];
-          if (pw) pw[j] += (double)gr[j] * xhat[j];
-          if (pb) pb[j] += gr[j];
         }
         const float fmg = (float)(mg / (double)n), fmgx = (float)(mgx / (double)n);
         float* o = gx + r * n;
@@ -60,23 +74,8 @@ void layer_norm_backward(const float* x, const float* weight, const float* g, fl
 }
 
 void gelu_backward(const float* x, const float* g, float* gx, int64_t n, bool tanh_form) {
-  parallel_for(n, 16384, [&](int64_t lo, int64_t hi, int) {
-    if (tanh_form) {
-      const float c = 0.7978845608028654f, k = 0.044715f;
-      for (int64_t i = lo; i < hi; i++) {
-        const float v = x[i];
-        const float t = std::tanh(c * (v + k * v * v * v));
-        gx[i] = g[i] * (0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * c * (1.f + 3.f * k * v * v));
-      }
-    } else {
-      for (int64_t i = lo; i < hi; i++) {
-        const float v = x[i];
-        const float cdf = 0.5f * (1.f + std::erf(v * 0.70710678118654752f));
-        const float pdf = 0.3989422804014327f * std::exp(-0.5f * v * v);
-        gx[i] = g[i] * (cdf + v * pdf);
-      }
-    }
-  });
+  // Vectorised like the forward's activation (scalar erf and exp cost ~5 ns an element).
+  parallel_for(n, 16384, [&](int64_t lo, int64_t hi, int) { gelu_grad(x + lo, g + lo, gx + lo, hi - lo, tanh_form); });
 }
 
 void max_pool2d_backward(const Pool2dArgs& a, const float* g, float* gx) {

@@ -71,6 +71,10 @@ __attribute__((noinline)) void generic_activation(float* x, int64_t n, Activatio
   vm::activate_array<v4f>(x, n, act);
 }
 
+__attribute__((noinline)) void generic_gelu_grad(const float* x, const float* g, float* gx, int64_t n, bool tanh_form) {
+  vm::gelu_grad_array<v4f>(x, g, gx, n, tanh_form);
+}
+
 void generic_skinny(const SkinnyArgs& s, int64_t n0, int64_t n1) {
   vm::skinny_product<v4f>(s, n0, n1);
 }
@@ -129,7 +133,7 @@ const IsaKernels* generic_kernels() {
   // As AVX2: A micro-panel (6 KiB) in L1, B block (128 KiB) in L2, A block in L3.
   static const IsaKernels k{Isa::Generic, "generic", kGenericMR, kGenericNR, 256, 1024, 128, false,
                             generic_kernel, generic_activation, nullptr, nullptr,
-                            generic_skinny};
+                            generic_skinny, generic_gelu_grad};
   return &k;
 }
 
@@ -530,6 +534,11 @@ void run_skinny(const IsaKernels& K, const Problem& g, bool parallel) {
 void apply_activation(float* x, int64_t n, Activation act) {
   if (n <= 0 || act == Activation::None) return;
   active_kernels().activation(x, n, act);
+}
+
+void gelu_grad(const float* x, const float* g, float* gx, int64_t n, bool tanh_form) {
+  if (n <= 0) return;
+  active_kernels().gelu_grad(x, g, gx, n, tanh_form);
 }
 
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

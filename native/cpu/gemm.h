@@ -27,6 +27,8 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 // of the exact function for |x| <= 3 and a few 1e-6 in the negative tail (where
 // evaluating 0.5 x (1 + erf(x / sqrt 2)) in float would lose every digit).
 void apply_activation(float* x, int64_t n, Activation act);
+// gx = g * gelu'(x) over n contiguous floats, vectorised like apply_activation.
+void gelu_grad(const float* x, const float* g, float* gx, int64_t n, bool tanh_form);
 
 }  // namespace cpu
 }  // namespace perceiver

@@ -26,6 +26,10 @@ __attribute__((noinline)) P_TARGET void activation(float* x, int64_t n, Activati
   vm::activate_array<v16f>(x, n, act);
 }
 
+__attribute__((noinline)) P_TARGET void gelu_grad(const float* x, const float* g, float* gx, int64_t n, bool tanh_form) {
+  vm::gelu_grad_array<v16f>(x, g, gx, n, tanh_form);
+}
+
 template <int ROWS>
 P_TARGET void tile(int nr, int64_t k, const float* __restrict a, const float* __restrict b,
                    int64_t ldb, float* c, int64_t ldc, const Epilogue& ep) {
@@ -218,7 +222,7 @@ const IsaKernels* avx512_kernels() {
   // nc 256: the B block (512 x 256 x 4 B = 512 KiB, packed or read in place) that
   //   every A micro-panel sweeps fits the 1 MiB L2 with room for A.
   static const IsaKernels k{Isa::Avx512, "avx512", kMR, kNR, 512, 1024, 256, true, kernel, activation,
-                            pack_a_rows, pack_bt_rows, skinny};
+                            pack_a_rows, pack_bt_rows, skinny, gelu_grad};
   return &k;
 }
 

@@ -31,6 +31,7 @@
 
 using perceiver::Activation;
 using perceiver::cpu::apply_activation;
+using perceiver::cpu::gelu_grad;
 using perceiver::cpu::sgemm;
 namespace gd = perceiver::cpu::gemm_detail;
 
@@ -213,6 +214,50 @@ void check_activations() {
   }
 }
 
+// gelu_grad (gx = g * gelu'(x)) against double, both forms: 2e-6 relative, plus
+// 1e-7 |g| absolute, because the derivative is a sum of two terms that cancel to
+// ~7e-4 near x = -0.75 (any float evaluation of the sum loses those digits).
+void check_gelu_grad() {
+  std::vector<float> xs, gs;
+  for (double x = -12; x <= 12; x += 1.0 / 512) xs.push_back((float)x);
+  for (double x = 1e-8; x < 1e3; x *= 1.37) {
+    xs.push_back((float)x);
+    xs.push_back((float)-x);
+  }
+  xs.push_back(0.0f);
+  for (size_t i = 0; i < xs.size(); i++) gs.push_back(i % 3 == 0 ? -1.5f : 0.75f);
+  for (bool tanh_form : {false, true}) {
+    auto ref = [&](double x) {
+      if (!tanh_form) return 0.5 * (1 + std::erf(x / std::sqrt(2.0))) + x * std::exp(-0.5 * x * x) / std::sqrt(2 * M_PI);
+      // 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 k x^2) with 1 + t and 1 - t^2 from
+      // sigmoid(2u): in double too, 1 + tanh(u) cancels to nothing past u = -19.
+      const double c = std::sqrt(2 / M_PI), k = 0.044715, e = std::exp(-2 * c * (x + k * x * x * x));
+      if (std::isinf(e)) return 0.0;  // x below about -60: the gradient underflows
+      const double s = 1 / (1 + e);
+      return s + 2 * c * x * (1 + 3 * k * x * x) * e * s * s;
+    };
+    double worst = 0, worst_x = 0;
+    auto check = [&](const float* x, const float* g, int64_t n) {
+      std::vector<float> gx((size_t)n);
+      gelu_grad(x, g, gx.data(), n, tanh_form);
+      for (int64_t i = 0; i < n; i++) {
+        const double r = (double)g[i] * ref(x[i]);
+        const double e = std::fabs(gx[i] - r) / (2e-6 * std::fabs(r) + 1e-7 * std::fabs(g[i]));
+        if (!(e <= worst)) {  // a NaN sticks as infinity
+          worst = std::isnan(e) ? INFINITY : e;
+          worst_x = x[i];
+        }
+      }
+    };
+    check(xs.data(), gs.data(), (int64_t)xs.size());
+    for (int64_t n : {1, 3, 7, 15, 17, 33}) check(xs.data() + 1000, gs.data() + 1000, n);
+    const bool ok = worst <= 1;
+    if (!ok) g_failures++;
+    std::printf("  gelu_grad %-5s worst err/bound %.3f at x=%g %s\n", tanh_form ? "tanh" : "erf", worst, worst_x,
+                ok ? "ok" : "FAIL");
+  }
+}
+
 void run_suite(bool quick) {
   const int64_t sizes[] = {1, 2, 3, 4, 5, 7, 13, 14, 15, 16, 17, 28, 29, 31, 32, 33, 57, 63, 64, 65, 127, 261};
   const Activation acts[] = {Activation::None, Activation::Relu, Activation::Gelu, Activation::GeluTanh};
@@ -348,6 +393,7 @@ int main(int argc, char** argv) {
     const int64_t checked = g_checked;
     std::printf("[%s]\n", gd::active_kernels().name);
     check_activations();
+    check_gelu_grad();
     run_suite(quick);
     check_concurrent();
     std::printf("  %lld products checked, %d failures\n", (long long)(g_checked - checked),

@@ -30,6 +30,8 @@ struct Epilogue {
 using MicroKernel = void (*)(int mr, int nr, int64_t k, const float* a, const float* b,
                              int64_t ldb, float* c, int64_t ldc, const Epilogue& ep);
 using ActivationFn = void (*)(float* x, int64_t n, Activation act);
+// gx = g * gelu'(x) over n floats (see vm::gelu_grad_array).
+using GeluGradFn = void (*)(const float* x, const float* g, float* gx, int64_t n, bool tanh_form);
 // Transposing pack of one full micro-panel: R rows of src (row stride ld, kc values
 // each) -> dst[p * R + r], R = MR (A, not transposed) or NR (B, transposed).
 using PackFn = void (*)(const float* src, int64_t ld, int64_t kc, float* dst);
@@ -68,6 +70,7 @@ struct IsaKernels {
   PackFn pack_a_rows;  // null: the driver's portable loop
   PackFn pack_bt_rows;
   SkinnyFn skinny;
+  GeluGradFn gelu_grad;
 };
 
 // Null when the build target has no such path (non-x86).
@@ -131,11 +134,10 @@ PERCEIVER_VM_INLINE void exp_inplace(V& x) {
 // fit, degree 5) up to |z| = 0.9; past that erfc(z) = exp(-z^2) t Q(t) with
 // t = 1/(1 + z/2) (degree-8 fit), so negative inputs, where 1 + erf(z) cancels,
 // keep their relative accuracy.
+// The two pieces of erf at z >= 0: erf(z) as z P(z^2), accurate up to z = 0.9, and
+// erfc(z) = exp(-z^2) t Q(t), t = 1/(1 + z/2), for the rest.
 template <class V>
-PERCEIVER_VM_INLINE void gelu_erf_inplace(V& v) {
-  using VI = IntOf<V>;
-  const V ax = (V)((VI)v & 0x7fffffff);
-  V z = ax * 0.70710678118654752f;
+PERCEIVER_VM_INLINE void erf_pieces(const V& z, V& erf_small, V& erfc_big) {
   V s = z * z;
   V p = (V{} + -6.086069625e-04f);
   p = p * s + 5.011085421e-03f;
@@ -143,8 +145,7 @@ PERCEIVER_VM_INLINE void gelu_erf_inplace(V& v) {
   p = p * s + 1.128212214e-01f;
   p = p * s - 3.761252165e-01f;
   p = p * s + 1.128379107e+00f;
-  V erf_abs = z * p;
-  V small = 0.5f * (v + ax * erf_abs);
+  erf_small = z * p;
 
   const V zmax = (V{} + 9.0f);  // erfc(9) ~ 4e-37: the product underflows anyway
   V zc = z > zmax ? zmax : z;
@@ -160,10 +161,77 @@ PERCEIVER_VM_INLINE void gelu_erf_inplace(V& v) {
   q = q * t + 2.820813060e-01f;
   V e = -(zc * zc);
   exp_inplace(e);
-  V erfc = e * t * q;
+  erfc_big = e * t * q;
+}
+
+template <class V>
+PERCEIVER_VM_INLINE void gelu_erf_inplace(V& v) {
+  using VI = IntOf<V>;
+  const V ax = (V)((VI)v & 0x7fffffff);
+  V z = ax * 0.70710678118654752f;
+  V erf_abs, erfc;
+  erf_pieces(z, erf_abs, erfc);
+  V small = 0.5f * (v + ax * erf_abs);
   const V zero = {};
   V big = v > zero ? v * (1.0f - 0.5f * erfc) : 0.5f * v * erfc;
   v = z < 0.9f ? small : big;
+}
+
+// d/dx of the exact GELU, Phi(x) + x phi(x), with Phi from the same erf pieces.
+template <class V>
+PERCEIVER_VM_INLINE void gelu_erf_grad_inplace(V& v) {
+  using VI = IntOf<V>;
+  const V ax = (V)((VI)v & 0x7fffffff);
+  V z = ax * 0.70710678118654752f;
+  V erf_abs, erfc;
+  erf_pieces(z, erf_abs, erfc);
+  const V zero = {};
+  V cdf_small = v < zero ? 0.5f - 0.5f * erf_abs : 0.5f + 0.5f * erf_abs;
+  V cdf_big = v > zero ? 1.0f - 0.5f * erfc : 0.5f * erfc;
+  V cdf = z < 0.9f ? cdf_small : cdf_big;
+  V e = -0.5f * (v * v);
+  exp_inplace(e);
+  v = cdf + v * (0.3989422804014327f * e);
+}
+
+// d/dx of the tanh form, 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 k x^2), t = tanh(u),
+// written with s = sigmoid(2u) = 1 / (1 + e), e = exp(-2u): 1 + t = 2 s and
+// 1 - t^2 = 4 e s^2, so no term cancels where t is near -1.
+template <class V>
+PERCEIVER_VM_INLINE void gelu_tanh_grad_inplace(V& v) {
+  const float c = 0.7978845608028654f, k = 0.044715f;
+  V x2 = v * v;
+  V e = -2.0f * c * (v + k * x2 * v);
+  exp_inplace(e);
+  V s = 1.0f / (1.0f + e);
+  v = s + (2.0f * c) * v * (1.0f + 3.0f * k * x2) * (e * s * s);
+}
+
+// gx = g * gelu'(x) over n floats (the erf or the tanh form).
+template <class V>
+PERCEIVER_VM_INLINE void gelu_grad_array(const float* x, const float* g, float* gx, int64_t n, bool tanh_form) {
+  constexpr int L = sizeof(V) / sizeof(float);
+  auto one = [&](V& v) {
+    if (tanh_form) gelu_tanh_grad_inplace(v);
+    else gelu_erf_grad_inplace(v);
+  };
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    V v, gv;
+    __builtin_memcpy(&v, x + i, sizeof(V));
+    __builtin_memcpy(&gv, g + i, sizeof(V));
+    one(v);
+    v = v * gv;
+    __builtin_memcpy(gx + i, &v, sizeof(V));
+  }
+  if (i < n) {  // the tail goes through zero-filled stack vectors
+    V v = {}, gv = {};
+    __builtin_memcpy(&v, x + i, (n - i) * sizeof(float));
+    __builtin_memcpy(&gv, g + i, (n - i) * sizeof(float));
+    one(v);
+    v = v * gv;
+    __builtin_memcpy(gx + i, &v, (n - i) * sizeof(float));
+  }
 }
 
 // 0.5 v (1 + tanh(u)) == v * sigmoid(2u): one exp, no cancellation for v < 0.

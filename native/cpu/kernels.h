@@ -25,6 +25,11 @@ void conv2d(const Conv2dArgs& a);
 void max_pool2d(const Pool2dArgs& a);
 void batch_norm(const float* x, const float* mean, const float* var, const float* weight,
                 const float* bias, float* out, int64_t rows, int64_t c, float eps);
+// A row's sum, and its sum of squared deviations from `mean`, as layer_norm takes
+// them (16 float lanes combined in double); the backward pass recomputes the same
+// statistics with them.
+double lane_sum(const float* a, int64_t n);
+double lane_sq_dev(const float* a, int64_t n, float mean);
 void layer_norm_backward(const float* x, const float* weight, const float* g, float* gx, float* gw,
                          float* gb, int64_t rows, int64_t n, float eps);
 void gelu_backward(const float* x, const float* g, float* gx, int64_t n, bool tanh_form);

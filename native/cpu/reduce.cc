@@ -1,6 +1,7 @@
 // Reductions over one axis of a contiguous [outer, n, inner] tensor. Sums
 // accumulate in double so long rows (50,176 pixels) lose no precision; max and
 // argmax propagate NaN like numpy (argmax returns the first NaN, else the first max).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -12,8 +13,54 @@
 namespace perceiver {
 namespace cpu {
 
+namespace {
+
+// Sums (means) of the columns of [outer, n, inner] with inner > 1: a block of
+// adjacent columns at a time, walking the rows in order, so the loads are
+// contiguous, the adds vectorise across columns and each column still sums in
+// double in row order (the same bits as one column at a time).
+void column_sums(const float* px, int64_t outer, int64_t n, int64_t inner, bool mean, float* po) {
+  constexpr int64_t kCols = 64;
+  const int64_t blocks = (inner + kCols - 1) / kCols;
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, n * kCols));
+  parallel_for(outer * blocks, grain, [&](int64_t lo, int64_t hi, int) {
+    double acc[kCols];
+    for (int64_t t = lo; t < hi; t++) {
+      const int64_t o = t / blocks, c0 = (t % blocks) * kCols;
+      const int64_t w = std::min(kCols, inner - c0);
+      const float* p = px + o * n * inner + c0;
+      for (int64_t i = 0; i < w; i++) acc[i] = 0;
+      for (int64_t j = 0; j < n; j++) {
+        const float* row = p + j * inner;
+        for (int64_t i = 0; i < w; i++) acc[i] += row[i];
+      }
+      float* dst = po + o * inner + c0;
+      for (int64_t i = 0; i < w; i++)
+        dst[i] = (float)(mean ? (n ? acc[i] / (double)n : std::numeric_limits<double>::quiet_NaN()) : acc[i]);
+    }
+  });
+}
+
+// A contiguous row in double, in 8 interleaved partial sums (fixed order, so
+// deterministic) rather than one chain bound by the latency of each add.
+double row_sum(const float* p, int64_t n) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; l++) acc[l] += p[j + l];
+  double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; j < n; j++) s += p[j];
+  return s;
+}
+
+}  // namespace
+
 void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner, const View& out) {
   const float* px = x.ptr<float>();
+  if ((op == ReduceOp::Sum || op == ReduceOp::Mean) && inner > 1) {
+    column_sums(px, outer, n, inner, op == ReduceOp::Mean, out.ptr<float>());
+    return;
+  }
   int64_t total = outer * inner;
   int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, n));
   parallel_for(total, grain, [&](int64_t lo, int64_t hi, int) {
@@ -23,8 +70,7 @@ void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner,
       switch (op) {
         case ReduceOp::Sum:
         case ReduceOp::Mean: {
-          double s = 0;
-          for (int64_t j = 0; j < n; j++) s += p[j * inner];
+          double s = row_sum(p, n);  // inner == 1 here
           if (op == ReduceOp::Mean) s = n ? s / (double)n : std::numeric_limits<double>::quiet_NaN();
           out.ptr<float>()[idx] = (float)s;
           break;
@@ -83,8 +129,6 @@ void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log) 
   });
 }
 
-namespace {
-
 // Sum of a[0..n) and of (a - mean)^2, with 16 independent float partial sums so
 // the loop vectorises and is not bound by the latency of one running sum; the
 // partials are combined in double. Error stays near that of pairwise summation.
@@ -118,7 +162,6 @@ double lane_sq_dev(const float* a, int64_t n, float mean) {
   return s;
 }
 
-}  // namespace
 
 void layer_norm(const View& x, const float* weight, const float* bias, const View& out,
                 int64_t rows, int64_t n, float eps) {
