@@ -115,7 +115,7 @@ device() {
   echo "== harnesses"
   for h in bin/cuda_*_check; do
     [ -x "$h" ] || continue
-    step "$(basename "$h")" 25 "$h"
+    step "$(basename "$h")" 40 "$h"
   done
 
   echo "== ava with PERCEIVER_TEST_DEVICE=cuda"
@@ -129,6 +129,11 @@ device() {
   echo "== bench-gpu"
   step bench-gpu 100 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS"
 
+  echo "== bench-gpu, wide attention kernel"
+  # The two-row-tile attention kernel (auto takes it only when asked, until checked):
+  # ours alone, to set against the run above.
+  step bench-gpu-wide 80 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WIDE=1 node dist/scripts/bench-gpu.js --no-torch
+
   echo "== bench-train-gpu"
   # The full ImageNet Fourier model, batch 8, 1 + 3 steps per side and precision,
   # then one profiled step each: where the time goes, ours per op and scope, torch's
@@ -140,6 +145,10 @@ device() {
   cat "$OUT/summary.txt"
   echo
   grep -A40 '^measurement' "$LOGS/bench-gpu.log" || tail -5 "$LOGS/bench-gpu.log"
+  echo "-- with PERCEIVER_CUDA_ATTENTION_WIDE=1:"
+  grep -E 'attention|forward' "$LOGS/bench-gpu-wide.log" | grep -v '^{' | head -12 || true
+  echo "tcw checks: $(grep -cE '^PASS .* tcw ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcw ' "$LOGS/cuda_attention_check.log") failed"
+  grep -E '^BENCH perceiver-self.* (tc|tcw) ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
   echo
   grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"
   echo

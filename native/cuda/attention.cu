@@ -25,6 +25,10 @@
 //   instantiated for three Dv caps (64, 128, 336), the loops running only over the
 //   16-column blocks the real Dv needs. Wider Dv (the ImageNet decoder's 1024), or
 //   tiles that exceed the device's shared memory, take version 2.
+//   A wide variant gives each warp two 16-row tiles (128 query rows per block), so
+//   every K and V fragment loaded from shared memory feeds two MMAs: for Dv <= 128,
+//   where blocks are plentiful (multi-head self-attention at large batch). Not on by
+//   default until it has run on a GPU (see wide_auto).
 //   Where rows are 16-byte aligned (head widths and strides multiples of 8) on
 //   sm_80+, K/V tiles are copied with cp.async into two shared-memory stages, so
 //   that the copy of tile i+1 overlaps the products of tile i; otherwise (e.g. 261
@@ -53,6 +57,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <cstring>
 #include <cstdint>
 #include <type_traits>
 
@@ -78,7 +84,8 @@ constexpr float kLog2e = 1.4426950408889634f;
 
 // kTensorCore1: the tc kernel with one key/value stage (normally chosen only when
 // two do not fit), so that the harness can check both loops on any device.
-enum Path : int { kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3 };
+// kTensorCoreWide: the tc kernel with two 16-row tiles per warp (Dv <= 128).
+enum Path : int { kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3, kTensorCoreWide = 4 };
 
 // What the kernels need, by value (a few hundred bytes of kernel parameters).
 struct Params {
@@ -99,6 +106,7 @@ struct Params {
   // elements (tc only).
   bool q_vec, k_vec, v_vec;
   int tc_stages;  // 1 or 2 key/value buffers in shared memory (tc only)
+  bool tc_wide;   // the two-row-tile kernel (tc only)
   // Partials when splits > 1: O [splits][B·H·Nq][Dv], then m and l [splits][B·H·Nq].
   float* ws_o;
   float* ws_m;
@@ -190,12 +198,15 @@ inline size_t tc_smem_bytes(int64_t dqk, int64_t dv, int bq, int bk, int stages)
           (size_t)stages * bk * ((size_t)tc_ldq(dqk) + tc_ldv(dv))) * 2;
 }
 
-template <class T, int kDvMax, int kBK, int kWarps>
+// kRT: 16-row query tiles per warp. With 2, each K and V fragment a warp loads from
+// shared memory feeds two MMAs instead of one, halving that traffic per FLOP (the
+// 16-row version is bound by it at 8 heads of 128), at twice the S and O registers.
+template <class T, int kDvMax, int kBK, int kWarps, int kRT>
 __device__ __forceinline__ void tc_body(const Params& p) {
   constexpr int kThreads = 32 * kWarps;
-  constexpr int kBQ = 16 * kWarps;
-  constexpr int kNS = kBK / 8;        // n8 tiles of S per warp
-  constexpr int kNO = kDvMax / 8;     // n8 tiles of O per warp
+  constexpr int kBQ = 16 * kWarps * kRT;
+  constexpr int kNS = kBK / 8;        // n8 tiles of S per warp and row tile
+  constexpr int kNO = kDvMax / 8;     // n8 tiles of O per warp and row tile
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int dqk_pad = round16(p.dqk), dv_pad = round16(p.dv);
   const int ldq = dqk_pad + 8, ldv = dv_pad + 8;
@@ -236,22 +247,38 @@ __device__ __forceinline__ void tc_body(const Params& p) {
   if (ntiles > 0) load_kv(0, 0);
   cp_async_commit();
 
-  // This thread's two query rows (g and g + 8 of the warp's 16) and their masks.
-  const int64_t row[2] = {i0 + warp * 16 + g, i0 + warp * 16 + g + 8};
-  const uint8_t* mrow[2];
+  // This thread's two query rows per row tile (g and g + 8 of its 16) and their masks.
+  // The warp's tiles are adjacent: rows [warp·16·kRT, (warp + 1)·16·kRT) of the block.
+  int64_t row[kRT][2];
 #pragma unroll
-  for (int r = 0; r < 2; r++)
-    mrow[r] = p.mask && row[r] < p.nq ? p.mask + b * p.m_sb + row[r] * p.m_sq : nullptr;
+  for (int rt = 0; rt < kRT; rt++) {
+    row[rt][0] = i0 + (warp * kRT + rt) * 16 + g;
+    row[rt][1] = i0 + (warp * kRT + rt) * 16 + g + 8;
+  }
+  const uint8_t* mrow[kRT][2];
+#pragma unroll
+  for (int rt = 0; rt < kRT; rt++)
+#pragma unroll
+    for (int r = 0; r < 2; r++)
+      mrow[rt][r] = p.mask && row[rt][r] < p.nq ? p.mask + b * p.m_sb + row[rt][r] * p.m_sq : nullptr;
 
-  float o[kNO][4];
+  float o[kRT][kNO][4];
 #pragma unroll
-  for (int n = 0; n < kNO; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
-  float m[2] = {-INFINITY, -INFINITY};
-  float l[2] = {0.f, 0.f};  // this thread's share; the 4 threads of a row add up at the end
+  for (int rt = 0; rt < kRT; rt++)
+#pragma unroll
+    for (int n = 0; n < kNO; n++) o[rt][n][0] = o[rt][n][1] = o[rt][n][2] = o[rt][n][3] = 0.f;
+  float m[kRT][2], l[kRT][2];  // l: this thread's share; the 4 threads of a row add up at the end
+#pragma unroll
+  for (int rt = 0; rt < kRT; rt++) {
+    m[rt][0] = -INFINITY;
+    m[rt][1] = -INFINITY;
+    l[rt][0] = 0.f;
+    l[rt][1] = 0.f;
+  }
   const int nk16 = dqk_pad >> 4, nv16 = dv_pad >> 4;
 
   // ldmatrix row addresses (element offsets) that stay fixed across key tiles.
-  const int q_off = (warp * 16 + (lane & 15)) * ldq + (lane >> 4) * 8;
+  const int q_off = (warp * kRT * 16 + (lane & 15)) * ldq + (lane >> 4) * 8;
   const int k_off = ((lane & 7) + (lane >> 4) * 8) * ldq + ((lane >> 3) & 1) * 8;
   const int v_off = ((lane & 7) + ((lane >> 3) & 1) * 8) * ldv + (lane >> 4) * 8;
 
@@ -271,81 +298,97 @@ __device__ __forceinline__ void tc_body(const Params& p) {
     const uint16_t* Ks = stage_base + st * stage_size;
     const uint16_t* Vs = Ks + kBK * ldq;
 
-    // S (16 x kBK per warp) = Q Kᵀ.
-    float s[kNS][4];
+    // S (16 x kBK per warp and row tile) = Q Kᵀ; each K fragment serves every row tile.
+    float s[kRT][kNS][4];
 #pragma unroll
-    for (int n = 0; n < kNS; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+    for (int rt = 0; rt < kRT; rt++)
+#pragma unroll
+      for (int n = 0; n < kNS; n++) s[rt][n][0] = s[rt][n][1] = s[rt][n][2] = s[rt][n][3] = 0.f;
     for (int kc = 0; kc < nk16; kc++) {
-      uint32_t a[4];
-      ldmatrix_x4(a, Qs + q_off + kc * 16);
+      uint32_t a[kRT][4];
+#pragma unroll
+      for (int rt = 0; rt < kRT; rt++) ldmatrix_x4(a[rt], Qs + q_off + rt * 16 * ldq + kc * 16);
 #pragma unroll
       for (int n = 0; n < kBK / 16; n++) {
         uint32_t bb[4];
         ldmatrix_x4(bb, Ks + k_off + n * 16 * ldq + kc * 16);
-        mma_16816<T>(s[2 * n], a, bb[0], bb[1]);
-        mma_16816<T>(s[2 * n + 1], a, bb[2], bb[3]);
-      }
-    }
-
-    // Scale into the log2 domain; masked keys and keys past the range become -inf.
 #pragma unroll
-    for (int n = 0; n < kNS; n++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int jj = n * 8 + 2 * t + (e & 1);
-        bool keep = jj < kn;
-        const uint8_t* mr = mrow[e >> 1];
-        if (keep && mr) keep = mr[(jt + jj) * p.m_sk] != 0;
-        s[n][e] = keep ? s[n][e] * p.scale_log2 : -INFINITY;
-      }
-
-    // Online softmax for rows g (e = 0, 1) and g + 8 (e = 2, 3); a row's 4 threads
-    // (same g) combine their maxima by shuffles.
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      float mx = -INFINITY;
-#pragma unroll
-      for (int n = 0; n < kNS; n++) mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(m[r], mx);
-      // Nothing unmasked yet: subtract 0 so that P = exp2(-inf) = 0 rather than NaN.
-      const float m_use = m_new == -INFINITY ? 0.f : m_new;
-      const float corr = exp2f(m[r] - m_use);  // 0 while m was -inf (l, O are 0 then)
-      m[r] = m_new;
-      float sum = 0.f;
-#pragma unroll
-      for (int n = 0; n < kNS; n++) {
-        s[n][2 * r] = exp2f(s[n][2 * r] - m_use);
-        s[n][2 * r + 1] = exp2f(s[n][2 * r + 1] - m_use);
-        sum += s[n][2 * r] + s[n][2 * r + 1];
-      }
-      l[r] = l[r] * corr + sum;
-#pragma unroll
-      for (int n = 0; n < kNO; n++) {
-        if (n < 2 * nv16) {
-          o[n][2 * r] *= corr;
-          o[n][2 * r + 1] *= corr;
+        for (int rt = 0; rt < kRT; rt++) {
+          mma_16816<T>(s[rt][2 * n], a[rt], bb[0], bb[1]);
+          mma_16816<T>(s[rt][2 * n + 1], a[rt], bb[2], bb[3]);
         }
       }
     }
 
-    // O += P V, 16 keys per step; P's A fragment is two S tiles, converted.
+#pragma unroll
+    for (int rt = 0; rt < kRT; rt++) {
+      // Scale into the log2 domain; masked keys and keys past the range become -inf.
+#pragma unroll
+      for (int n = 0; n < kNS; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int jj = n * 8 + 2 * t + (e & 1);
+          bool keep = jj < kn;
+          const uint8_t* mr = mrow[rt][e >> 1];
+          if (keep && mr) keep = mr[(jt + jj) * p.m_sk] != 0;
+          s[rt][n][e] = keep ? s[rt][n][e] * p.scale_log2 : -INFINITY;
+        }
+
+      // Online softmax for rows g (e = 0, 1) and g + 8 (e = 2, 3); a row's 4 threads
+      // (same g) combine their maxima by shuffles.
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int n = 0; n < kNS; n++) mx = fmaxf(mx, fmaxf(s[rt][n][2 * r], s[rt][n][2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m[rt][r], mx);
+        // Nothing unmasked yet: subtract 0 so that P = exp2(-inf) = 0 rather than NaN.
+        const float m_use = m_new == -INFINITY ? 0.f : m_new;
+        const float corr = exp2f(m[rt][r] - m_use);  // 0 while m was -inf (l, O are 0 then)
+        m[rt][r] = m_new;
+        float sum = 0.f;
+#pragma unroll
+        for (int n = 0; n < kNS; n++) {
+          s[rt][n][2 * r] = exp2f(s[rt][n][2 * r] - m_use);
+          s[rt][n][2 * r + 1] = exp2f(s[rt][n][2 * r + 1] - m_use);
+          sum += s[rt][n][2 * r] + s[rt][n][2 * r + 1];
+        }
+        l[rt][r] = l[rt][r] * corr + sum;
+#pragma unroll
+        for (int n = 0; n < kNO; n++) {
+          if (n < 2 * nv16) {
+            o[rt][n][2 * r] *= corr;
+            o[rt][n][2 * r + 1] *= corr;
+          }
+        }
+      }
+    }
+
+    // O += P V, 16 keys per step; P's A fragment is two S tiles, converted, and each
+    // V fragment serves every row tile.
 #pragma unroll
     for (int kk = 0; kk < kBK / 16; kk++) {
       if (kk * 16 >= kn) break;  // P is 0 there (and V rows are zero-filled)
-      uint32_t a[4];
-      a[0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
-      a[1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
-      a[2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      a[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      uint32_t a[kRT][4];
+#pragma unroll
+      for (int rt = 0; rt < kRT; rt++) {
+        a[rt][0] = pack2<T>(s[rt][2 * kk][0], s[rt][2 * kk][1]);
+        a[rt][1] = pack2<T>(s[rt][2 * kk][2], s[rt][2 * kk][3]);
+        a[rt][2] = pack2<T>(s[rt][2 * kk + 1][0], s[rt][2 * kk + 1][1]);
+        a[rt][3] = pack2<T>(s[rt][2 * kk + 1][2], s[rt][2 * kk + 1][3]);
+      }
 #pragma unroll
       for (int n = 0; n < kNO / 2; n++) {
         if (n < nv16) {
           uint32_t bb[4];
           ldmatrix_x4_trans(bb, Vs + v_off + kk * 16 * ldv + n * 16);
-          mma_16816<T>(o[2 * n], a, bb[0], bb[1]);
-          mma_16816<T>(o[2 * n + 1], a, bb[2], bb[3]);
+#pragma unroll
+          for (int rt = 0; rt < kRT; rt++) {
+            mma_16816<T>(o[rt][2 * n], a[rt], bb[0], bb[1]);
+            mma_16816<T>(o[rt][2 * n + 1], a[rt], bb[2], bb[3]);
+          }
         }
       }
     }
@@ -357,57 +400,63 @@ __device__ __forceinline__ void tc_body(const Params& p) {
   }
 
 #pragma unroll
-  for (int r = 0; r < 2; r++) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-  }
+  for (int rt = 0; rt < kRT; rt++)
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      l[rt][r] += __shfl_xor_sync(0xffffffffu, l[rt][r], 1);
+      l[rt][r] += __shfl_xor_sync(0xffffffffu, l[rt][r], 2);
+    }
 
   if (p.splits == 1) {
     T* out = static_cast<T*>(p.out) + b * p.o_sb + h * p.o_sh;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-      if (row[r] >= p.nq) continue;
-      const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;  // all masked -> 0
-      T* orow = out + row[r] * p.o_sn;
+    for (int rt = 0; rt < kRT; rt++)
 #pragma unroll
-      for (int n = 0; n < kNO; n++) {
-        const int c = n * 8 + 2 * t;
-        if (c < p.dv) orow[c] = from_float<T>(o[n][2 * r] * inv);
-        if (c + 1 < p.dv) orow[c + 1] = from_float<T>(o[n][2 * r + 1] * inv);
+      for (int r = 0; r < 2; r++) {
+        if (row[rt][r] >= p.nq) continue;
+        const float inv = l[rt][r] > 0.f ? 1.f / l[rt][r] : 0.f;  // all masked -> 0
+        T* orow = out + row[rt][r] * p.o_sn;
+#pragma unroll
+        for (int n = 0; n < kNO; n++) {
+          const int c = n * 8 + 2 * t;
+          if (c < p.dv) orow[c] = from_float<T>(o[rt][n][2 * r] * inv);
+          if (c + 1 < p.dv) orow[c + 1] = from_float<T>(o[rt][n][2 * r + 1] * inv);
+        }
       }
-    }
   } else {
     // Unnormalised partials for the merge; m and l once per row (threads t == 0).
     const int64_t base = (int64_t)split * p.rows_total + bh * p.nq;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-      if (row[r] >= p.nq) continue;
-      float* orow = p.ws_o + (base + row[r]) * p.dv;
+    for (int rt = 0; rt < kRT; rt++)
 #pragma unroll
-      for (int n = 0; n < kNO; n++) {
-        const int c = n * 8 + 2 * t;
-        if (c < p.dv) orow[c] = o[n][2 * r];
-        if (c + 1 < p.dv) orow[c + 1] = o[n][2 * r + 1];
+      for (int r = 0; r < 2; r++) {
+        if (row[rt][r] >= p.nq) continue;
+        float* orow = p.ws_o + (base + row[rt][r]) * p.dv;
+#pragma unroll
+        for (int n = 0; n < kNO; n++) {
+          const int c = n * 8 + 2 * t;
+          if (c < p.dv) orow[c] = o[rt][n][2 * r];
+          if (c + 1 < p.dv) orow[c + 1] = o[rt][n][2 * r + 1];
+        }
+        if (t == 0) {
+          p.ws_m[base + row[rt][r]] = m[rt][r];
+          p.ws_l[base + row[rt][r]] = l[rt][r];
+        }
       }
-      if (t == 0) {
-        p.ws_m[base + row[r]] = m[r];
-        p.ws_l[base + row[r]] = l[r];
-      }
-    }
   }
 }
 
-template <class T, int kDvMax, int kBK, int kWarps>
+template <class T, int kDvMax, int kBK, int kWarps, int kRT>
 __global__ void __launch_bounds__(32 * kWarps) attention_tc_kernel(Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   // No bf16 tensor cores before sm_80; the host never launches this there.
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     __trap();
   } else {
-    tc_body<T, kDvMax, kBK, kWarps>(p);
+    tc_body<T, kDvMax, kBK, kWarps, kRT>(p);
   }
 #else
-  tc_body<T, kDvMax, kBK, kWarps>(p);
+  tc_body<T, kDvMax, kBK, kWarps, kRT>(p);
 #endif
 }
 
@@ -699,26 +748,44 @@ bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
 // load phases interleave); 8 warps (128 query rows) would halve the L2 traffic of
 // K and V for long query ranges at one block per SM: a tuning knob to measure.
 struct TcTier {
-  int dv_max, bk, warps;
+  int dv_max, bk, warps, rt;  // rt: 16-row tiles per warp
 };
 // The O accumulators take dv_max / 2 registers per thread whatever the head's width,
 // so each width class gets its own cap: 192 for the language model's 160-wide heads,
 // 272 for the image encoders' 261 (under the 336 cap it ran at 9 TFLOP/s on an
 // H200), 336 for optical flow's 322.
-constexpr TcTier kTcTiers[5] = {{64, 64, 4}, {128, 64, 4}, {192, 64, 4}, {272, 32, 4}, {336, 32, 4}};
+// Tiers 5 and 6 are the wide kernel (two row tiles per warp: 128 query rows per
+// block) for the widths of multi-head self-attention.
+constexpr TcTier kTcTiers[7] = {{64, 64, 4, 1},  {128, 64, 4, 1}, {192, 64, 4, 1}, {272, 32, 4, 1},
+                                {336, 32, 4, 1}, {64, 64, 4, 2},  {128, 32, 4, 2}};
 constexpr int kTcDvMax = 336;
+constexpr int kTcWideDvMax = 128;
 
-int tc_tier(int64_t dv) {
+int tc_tier(int64_t dv, bool wide) {
   const int dv_pad = round16(dv);
+  if (wide) return dv_pad <= 64 ? 5 : 6;
   for (int i = 0; i < 4; i++)
     if (dv_pad <= kTcTiers[i].dv_max) return i;
   return 4;
 }
 
+// Whether kAuto takes the wide kernel. Not yet by default: it has not run on a GPU
+// (attention_check forces it, and times it next to the 16-row kernel);
+// PERCEIVER_CUDA_ATTENTION_WIDE=1 opts in. It is meant for shapes with blocks to
+// spare: multi-head self-attention at large batch.
+bool wide_auto(const AttentionArgs& a, int sm_count) {
+  static const bool enabled = [] {
+    const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_WIDE");
+    return e && *e && std::strcmp(e, "0") != 0;
+  }();
+  return enabled && round16(a.dv) <= kTcWideDvMax && a.nq >= 128 &&
+         a.batch * a.heads * ceil_div(a.nq, 128) >= 2 * (int64_t)sm_count;
+}
+
 template <class T, int kTier>
 cudaError_t launch_tc_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
   constexpr TcTier c = kTcTiers[kTier];
-  auto kernel = attention_tc_kernel<T, c.dv_max, c.bk, c.warps>;
+  auto kernel = attention_tc_kernel<T, c.dv_max, c.bk, c.warps, c.rt>;
   if (smem > 48 * 1024) {
     cudaError_t e =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -730,12 +797,14 @@ cudaError_t launch_tc_kernel(const Params& p, int64_t blocks, size_t smem, cudaS
 
 template <class T>
 cudaError_t launch_tc(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
-  switch (tc_tier(p.dv)) {
+  switch (tc_tier(p.dv, p.tc_wide)) {
     case 0: return launch_tc_kernel<T, 0>(p, blocks, smem, stream);
     case 1: return launch_tc_kernel<T, 1>(p, blocks, smem, stream);
     case 2: return launch_tc_kernel<T, 2>(p, blocks, smem, stream);
     case 3: return launch_tc_kernel<T, 3>(p, blocks, smem, stream);
-    default: return launch_tc_kernel<T, 4>(p, blocks, smem, stream);
+    case 4: return launch_tc_kernel<T, 4>(p, blocks, smem, stream);
+    case 5: return launch_tc_kernel<T, 5>(p, blocks, smem, stream);
+    default: return launch_tc_kernel<T, 6>(p, blocks, smem, stream);
   }
 }
 
@@ -769,7 +838,8 @@ cudaError_t launch_zero(const Params& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-// force_path: kAuto, kTensorCore, kTensorCore1 or kSimt; force_splits: 0 = planned.
+// force_path: kAuto, kTensorCore, kTensorCore1, kTensorCoreWide or kSimt; force_splits:
+// 0 = planned.
 // A forced tc path the device or shape cannot take returns cudaErrorNotSupported.
 cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes, int sm_count,
                     cudaStream_t stream, int force_path, int force_splits) {
@@ -819,7 +889,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
 
   // The tc path needs 16-bit data, tensor cores for it (fp16: sm_75, bf16: sm_80),
   // Dv within the largest cap and the tiles within the block's shared memory.
-  const bool force_tc = force_path == kTensorCore || force_path == kTensorCore1;
+  const bool force_tc = force_path == kTensorCore || force_path == kTensorCore1 || force_path == kTensorCoreWide;
   int path = kSimt;
   size_t tc_smem = 0;
   if (a.dtype == DType::Float32 && force_tc) return cudaErrorNotSupported;
@@ -834,8 +904,10 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
       e = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
     if (e != cudaSuccess) return e;
     const int cc = major * 10 + minor;
-    const TcTier tier = kTcTiers[tc_tier(a.dv)];
-    const int bq = 16 * tier.warps;
+    p.tc_wide = force_path == kTensorCoreWide || (force_path == kAuto && wide_auto(a, sm_count));
+    if (p.tc_wide && round16(a.dv) > kTcWideDvMax) return cudaErrorNotSupported;  // forced only
+    const TcTier tier = kTcTiers[tc_tier(a.dv, p.tc_wide)];
+    const int bq = 16 * tier.warps * tier.rt;
     p.q_vec = vec16_ok(a.q, a.q_sb, a.q_sn, a.q_sh);
     p.k_vec = vec16_ok(a.k, a.k_sb, a.k_sn, a.k_sh);
     p.v_vec = vec16_ok(a.v, a.v_sb, a.v_sn, a.v_sh);

@@ -13,7 +13,9 @@
 //   /tmp/attention_check --filter w261 # only cases whose name contains "w261"
 //
 // Versions: auto (the public entry), tc (tensor cores, two key/value stages with
-// cp.async where rows are 16-byte aligned on sm_80+), tc1 (tc with one stage), simt.
+// cp.async where rows are 16-byte aligned on sm_80+), tc1 (tc with one stage), tcw
+// (tc with two 16-row tiles per warp, Dv <= 128; auto takes it only with
+// PERCEIVER_CUDA_ATTENTION_WIDE=1 until it has been checked here), simt.
 // One line per case and variant: PASS/FAIL/SKIP, name, dtype, kernel version, key
 // splits, max abs error, max error relative to max |ref|, and the worst element.
 // Tolerance: |got - ref| <= tol + tol |ref| with tol = 1e-5 (float32) or 1e-2
@@ -349,12 +351,12 @@ std::vector<Case> cases() {
 
 struct Variant {
   DType dt;
-  int path;    // 0 auto, 1 tc, 2 simt, 3 tc single-stage
+  int path;    // 0 auto, 1 tc, 2 simt, 3 tc single-stage, 4 tc two row tiles per warp
   int splits;  // 0 planned
 };
 
 const char* path_name(int p) {
-  return p == 1 ? "tc" : p == 2 ? "simt" : p == 3 ? "tc1" : "auto";
+  return p == 1 ? "tc" : p == 2 ? "simt" : p == 3 ? "tc1" : p == 4 ? "tcw" : "auto";
 }
 
 std::vector<Variant> variants(const Case& c) {
@@ -370,6 +372,10 @@ std::vector<Variant> variants(const Case& c) {
     v.push_back({dt, 1, 1});
     if (c.nk >= 3) v.push_back({dt, 1, 3});
     v.push_back({dt, 3, 1});
+    if ((c.dv + 15) / 16 * 16 <= 128) {
+      v.push_back({dt, 4, 1});
+      if (c.nk >= 3) v.push_back({dt, 4, 3});
+    }
     v.push_back({dt, 2, 1});
     if (c.nk >= 3) v.push_back({dt, 2, 3});
   }
@@ -574,7 +580,7 @@ void bench_case(const Case& c, cudaStream_t stream) {
     upload(pb.dv, pb.v.v, dt);
     upload(pb.dout, pb.o.v, dt);
     const AttentionArgs a = make_args(pb, dt);
-    for (int path : {1, 3, 2}) {
+    for (int path : {1, 4, 3, 2}) {
       if (dt == DType::Float32 && path == 1) continue;
       for (int splits : {0, 1}) {
         const cudaError_t first = run_variant(a, path, splits, stream);
@@ -647,6 +653,8 @@ int main(int argc, char** argv) {
         {"perceiver-encoder", 1, 1, 512, 50176, 261, 261, Layout::BNHD, MaskKind::None, true},
         {"perceiver-self", 1, 8, 512, 512, 128, 128, Layout::BNHD, MaskKind::None, false},
         {"perceiver-self-b8", 8, 8, 512, 512, 128, 128, Layout::BNHD, MaskKind::None, false},
+        // bench-gpu's large-batch self-attention, where the 16-row kernel ran at 0.20x SDPA.
+        {"perceiver-self-b32", 32, 8, 512, 512, 128, 128, Layout::BNHD, MaskKind::None, false},
         {"perceiver-decoder", 1, 1, 1, 512, 1024, 1024, Layout::BNHD, MaskKind::None, false},
         // The language model's latent self-attention (qk 256, v 1280, 8 heads) at batch 32,
         // where the whole model measured 0.82x HF on an H200.
