@@ -7,16 +7,17 @@
 // transformers (random weights on both sides). The torch side is
 // scripts/bench-gpu.py, run as a child process with the same configuration.
 //
-//   PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js [--out DIR] [--quick] [--no-torch]
+//   PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js [--out DIR] [--quick] [--no-torch] [--profile]
 //
 // Each time is the median of a few runs, each ended by a device synchronisation
 // (ops are queued). float32 GEMMs run without TF32 on both sides. Models run in
 // float32 at batch 1 and in bfloat16 (weights and inputs cast, as HF's .to(bfloat16))
-// at batch 1 and 32, the issue's goal.
+// at batch 1 and 32, the issue's goal. --profile prints (stderr) one profiled forward
+// per model and batch: device time per op and output shape.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { attention, backends, randn, rand, tidy, type Tensor } from '../lib/index.js';
+import { attention, backends, profiler, randn, rand, tidy, type Tensor } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { PerceiverForImageClassificationFourier, PerceiverForMaskedLM } from '../models/index.js';
 import { LANGUAGE_PERCEIVER, VISION_PERCEIVER_FOURIER } from '../models/presets.js';
@@ -123,6 +124,14 @@ async function main(): Promise<void> {
         const s = await timeIt(() => (model as { forward(x: Tensor): { logits: Tensor } }).forward(x).logits, 1, 3);
         row.seconds = s;
         row.per_second = batch / s;
+        if (flag('--profile')) {
+          // One more forward under the profiler: where its device time goes, per op and shape.
+          profiler.start({ shapes: true });
+          const logits = (model as { forward(x: Tensor): { logits: Tensor } }).forward(x).logits;
+          const prof = profiler.stop();
+          logits.dispose();
+          console.error(`profile ${m.name} b${batch} ${m.dtype}:\n${prof.table(25)}`);
+        }
       } catch (e) {
         row.error = (e as Error).message.split('\n')[0];
       }

@@ -127,7 +127,7 @@ device() {
   step ava-cuda 130 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s $files
 
   echo "== bench-gpu"
-  step bench-gpu 100 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS"
+  step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
 
   echo "== bench-gpu, wide attention kernel"
   # The two-row-tile attention kernel (auto takes it only when asked, until checked):
