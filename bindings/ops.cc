@@ -250,7 +250,8 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
     const Tensor* bias = optional_tensor_arg(info, 4, "matmul", "bias");
     Activation act = activation_arg(info, 5, "matmul");
     float alpha = (float)number_arg(info, 6, "matmul", "alpha");
-    return ret(info, matmul(a, b, ta, tb, bias, act, alpha));
+    bool out_float32 = info.Length() > 7 && bool_arg(info, 7, "matmul", "outFloat32");
+    return ret(info, matmul(a, b, ta, tb, bias, act, alpha, out_float32));
   });
 }
 
@@ -344,6 +345,14 @@ Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
     need_args(info, 3, "gelu_backward");
     return ret(info, gelu_backward(tensor_arg(info, 0, "gelu_backward", "x"), tensor_arg(info, 1, "gelu_backward", "g"),
                                    bool_arg(info, 2, "gelu_backward", "tanh")));
+  });
+}
+
+Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "softmax_backward";
+    need_args(info, 3, op);
+    return ret(info, softmax_backward(tensor_arg(info, 0, op, "y"), tensor_arg(info, 1, op, "g"), dtype_arg(info, 2, op, "dtype")));
   });
 }
 
@@ -581,7 +590,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"binary", Binary},         {"where", Where},     {"reduce", Reduce},
       {"softmax", Softmax},       {"layerNorm", LayerNorm}, {"matmul", Matmul},
       {"attention", Attention},   {"embedding", Embedding}, {"oneHot", OneHot},
-      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"maxPool2dBackward", MaxPool2dBackward},
+      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"softmaxBackward", SoftmaxBackward}, {"maxPool2dBackward", MaxPool2dBackward},
       {"hasBackwardKernels", HasBackwardKernels}, {"adamUpdate", AdamUpdate}, {"sgdUpdate", SgdUpdate},
       {"memory", Memory},         {"resetPeakMemoryStats", ResetPeakMemoryStats},
       {"profilerStart", ProfilerStart}, {"profilerScope", ProfilerScope}, {"profilerStop", ProfilerStop},

@@ -45,7 +45,7 @@ export interface NativeAddon {
   reduce(op: string, x: H, axis: number, keepdim: boolean): H;
   softmax(x: H, log: boolean): H;
   layerNorm(x: H, weight: H | null, bias: H | null, eps: number): H;
-  matmul(a: H, b: H, transA: boolean, transB: boolean, bias: H | null, activation: string, alpha: number): H;
+  matmul(a: H, b: H, transA: boolean, transB: boolean, bias: H | null, activation: string, alpha: number, outFloat32?: boolean): H;
   attention(q: H, k: H, v: H, mask: H | null, scale: number): H;
   embedding(weight: H, ids: H): H;
   oneHot(ids: H, depth: number, on: number, off: number): H;
@@ -53,6 +53,7 @@ export interface NativeAddon {
   maxPool2d(x: H, kernelH: number, kernelW: number, strideH: number, strideW: number, padding: Pad): H;
   layerNormBackward(x: H, weight: H | null, g: H, eps: number, needWeight: boolean, needBias: boolean): [H, H | null, H | null];
   geluBackward(x: H, g: H, tanh: boolean): H;
+  softmaxBackward(y: H, g: H, dtype: string): H;
   maxPool2dBackward(x: H, g: H, kh: number, kw: number, sh: number, sw: number, pad: unknown): H;
   hasBackwardKernels(device: string): boolean;
   adamUpdate(param: H, grad: H, expAvg: H, expAvgSq: H, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, lamb: boolean): void;

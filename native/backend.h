@@ -72,6 +72,9 @@ struct MatmulArgs {
   float alpha;
   Activation act;
   DType dtype = DType::Float32;  // of a, b, c and bias
+  // C is float32 though A and B are 16-bit (no bias, no activation): products kept
+  // unrounded, as the attention gradient's logits need.
+  bool c_float32 = false;
 };
 
 // out[b, i, h, :] = sum_j softmax_j(scale * q[b,i,h,:] . k[b,j,h,:] (masked)) v[b,j,h,:]
@@ -217,6 +220,11 @@ struct Backend {
   // gx = g * d/dx gelu(x) (exact erf form, or the tanh approximation).
   virtual void gelu_backward(const float*, const float*, float*, int64_t, bool, DType) {
     throw std::runtime_error(std::string("gelu_backward is not implemented on ") + name());
+  }
+  // gx = y (g - sum_j g_j y_j) per row of n: softmax's gradient from its output. y and g
+  // hold `in_dtype` elements, gx `out_dtype` (float32 on the CPU).
+  virtual void softmax_backward(const void*, const void*, void*, int64_t, int64_t, DType, DType) {
+    throw std::runtime_error(std::string("softmax_backward is not implemented on ") + name());
   }
   // g [B, OH, OW, C] routed to the first maximum of each window: gx [B, H, W, C]
   // (a.dtype is that of x, g and gx).

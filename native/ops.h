@@ -51,8 +51,9 @@ Tensor layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, flo
 // ---- linear algebra ----
 // a [..., M, K] (or [..., K, M] with trans_a), b [..., K, N] (or [..., N, K] with
 // trans_b); batch dims broadcast. bias [N] and the activation are fused.
+// out_float32: a float32 result from 16-bit operands (without bias or activation).
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, const Tensor* bias,
-              Activation act, float alpha);
+              Activation act, float alpha, bool out_float32 = false);
 // q [B, Nq, H, Dqk], k [B, Nk, H, Dqk], v [B, Nk, H, Dv] -> [B, Nq, H, Dv].
 // mask: uint8 broadcastable to [B, Nq, Nk]; scale <= 0 means 1/sqrt(Dqk).
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* mask,
@@ -86,6 +87,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& mean, const Tensor& var, const 
 std::vector<Tensor> layer_norm_backward(const Tensor& x, const Tensor* weight, const Tensor& g, float eps,
                                         bool need_weight, bool need_bias);
 Tensor gelu_backward(const Tensor& x, const Tensor& g, bool tanh_form);
+// Softmax's gradient from its output: gx = y (g - sum_last(g y)) over the last axis,
+// in one pass, written in `out_dtype` (e.g. a 16-bit gradient from float32 y and g).
+Tensor softmax_backward(const Tensor& y, const Tensor& g, DType out_dtype);
 Tensor max_pool2d_backward(const Tensor& x, const Tensor& g, int64_t kh, int64_t kw, int64_t stride_h,
                            int64_t stride_w, const PadSpec& pad);
 

@@ -86,6 +86,32 @@ Tensor gelu_backward(const Tensor& x_in, const Tensor& g_in, bool tanh_form) {
   return gx;
 }
 
+Tensor softmax_backward(const Tensor& y_in, const Tensor& g_in, DType out_dtype) {
+  const char* op = "softmax_backward";
+  check_float(op, "y", y_in);
+  check_float(op, "g", g_in);
+  check_min_ndim(op, "y", y_in, 1);
+  check_shape(op, "g", g_in, y_in.shape);
+  check_same_dtype(op, {{"y", &y_in}, {"g", &g_in}});
+  check_same_device(op, {{"y", &y_in}, {"g", &g_in}});
+  if (out_dtype != DType::Float32 && out_dtype != DType::Float16 && out_dtype != DType::BFloat16)
+    throw_type(std::string(op) + ": argument 'dtype' must be a float dtype, got " + dtype_name(out_dtype));
+  require_kernels(op, y_in);
+  if (cpu_16bit(y_in)) return softmax_backward(cast(y_in, DType::Float32), cast(g_in, DType::Float32), out_dtype);
+  if (y_in.device().type == DeviceType::CPU && out_dtype != DType::Float32)
+    return cast(softmax_backward(y_in, g_in, DType::Float32), out_dtype);
+  Tensor y = contiguous(y_in), g = contiguous(g_in);
+  Tensor gx = empty(y.shape, out_dtype, y.device(), op);
+  const int64_t n = y.shape.back();
+  const int64_t rows = n ? y.numel() / n : 0;
+  if (rows == 0 || n == 0) return gx;
+  const DType in_dtype = y.dtype;
+  launch(op, y.device(), {&y, &g}, {&gx}, [y, g, gx, rows, n, in_dtype, out_dtype](Backend& b) {
+    b.softmax_backward(y.data(), g.data(), gx.data(), rows, n, in_dtype, out_dtype);
+  });
+  return gx;
+}
+
 Tensor max_pool2d_backward(const Tensor& x_in, const Tensor& g_in, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                            const PadSpec& pad) {
   check_float("max_pool2d_backward", "x", x_in);

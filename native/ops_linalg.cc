@@ -68,7 +68,7 @@ MatOperand prepare(const Tensor& x_in, bool trans, const Shape& batch) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, const Tensor* bias,
-              Activation act, float alpha) {
+              Activation act, float alpha, bool out_float32) {
   check_float("matmul", "a", a);
   check_float("matmul", "b", b);
   if (bias) check_float("matmul", "bias", *bias);
@@ -76,11 +76,15 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, cons
   check_min_ndim("matmul", "a", a, 2);
   check_min_ndim("matmul", "b", b, 2);
   check_same_device("matmul", {{"a", &a}, {"b", &b}, {"bias", bias}});
+  out_float32 = out_float32 && a.dtype != DType::Float32;
+  if (out_float32 && (bias || act != Activation::None))
+    throw_value("matmul: a float32 result from " + std::string(dtype_name(a.dtype)) +
+                " operands takes no bias or activation");
   if (cpu_16bit(a)) {
     Tensor bias32 = bias ? cast(*bias, DType::Float32) : Tensor();
-    return cast(matmul(cast(a, DType::Float32), cast(b, DType::Float32), trans_a, trans_b,
-                       bias ? &bias32 : nullptr, act, alpha),
-                a.dtype);
+    Tensor r = matmul(cast(a, DType::Float32), cast(b, DType::Float32), trans_a, trans_b,
+                      bias ? &bias32 : nullptr, act, alpha);
+    return out_float32 ? r : cast(r, a.dtype);
   }
   int64_t m = trans_a ? a.shape[a.ndim() - 1] : a.shape[a.ndim() - 2];
   int64_t ka = trans_a ? a.shape[a.ndim() - 2] : a.shape[a.ndim() - 1];
@@ -102,9 +106,10 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, cons
   Shape shape = batch;
   shape.push_back(m);
   shape.push_back(n);
-  Tensor out = empty(shape, a.dtype, a.device(), "matmul");
+  Tensor out = empty(shape, out_float32 ? DType::Float32 : a.dtype, a.device(), "matmul");
   MatmulArgs args;
   args.dtype = a.dtype;
+  args.c_float32 = out_float32;
   args.batch = shape_numel(batch);
   args.m = m;
   args.n = n;

@@ -344,6 +344,40 @@ test.serial('the training kernels: the backend reports them; 16-bit inputs on th
   t.throws(() => native.geluBackward(x.handle, g.cast('bfloat16').handle, false), { message: /gelu_backward: .*dtype/ });
 });
 
+test.serial('softmaxBackward: y (g - sum(g y)) per row against float64, written in the requested dtype; bad calls are clear errors', async (t) => {
+  const rows = 5;
+  for (const n of [1, 7, 64, 300]) {
+    const logits = randomArray(rows * n, 40 + n, -4, 4);
+    const y = P.softmax(P.tensor(logits, [rows, n]), -1);
+    const g = P.tensor(randomArray(rows * n, 41 + n), [rows, n]);
+    const [yv, gv] = [await y.data(), await g.data()];
+    const want: number[] = [];
+    for (let r = 0; r < rows; r++) {
+      let dot = 0;
+      for (let j = 0; j < n; j++) dot += gv[r * n + j] * yv[r * n + j];
+      for (let j = 0; j < n; j++) want.push(yv[r * n + j] * (gv[r * n + j] - dot));
+    }
+    const scale = Math.max(...want.map(Math.abs), 1e-30);
+    for (const dtype of ['float32', 'bfloat16'] as const) {
+      const gx = wrap(native.softmaxBackward(y.handle, g.handle, dtype));
+      t.is(gx.dtype, dtype);
+      t.deepEqual(gx.shape, [rows, n]);
+      const got = await gx.cast('float32').data();
+      const worst = Math.max(...want.map((w, i) => Math.abs(got[i] - w))) / scale;
+      t.true(worst <= (dtype === 'float32' ? 1e-6 : 8e-3), `n=${n} ${dtype}: ${worst}`);
+      gx.dispose();
+    }
+    for (const v of [y, g]) v.dispose();
+  }
+  const y = P.ones([2, 3]);
+  const wrong = P.ones([3, 2]);
+  const y16 = y.cast('bfloat16');
+  t.throws(() => native.softmaxBackward(y.handle, wrong.handle, 'float32'), { instanceOf: RangeError, message: /softmax_backward: argument 'g' must have shape \[2, 3\]/ });
+  t.throws(() => native.softmaxBackward(y.handle, y16.handle, 'float32'), { message: /softmax_backward: .*dtype/ });
+  t.throws(() => native.softmaxBackward(y.handle, y.handle, 'int32'), { instanceOf: TypeError, message: /softmax_backward: argument 'dtype' must be a float dtype, got int32/ });
+  for (const v of [y, wrong, y16]) v.dispose();
+});
+
 // ---- the tape ------------------------------------------------------------------------------
 
 test.serial('gradients accumulate across backward calls until cleared; a leaf used twice gets both contributions', async (t) => {

@@ -146,7 +146,7 @@ cuda("fused optimizer updates on cuda match the cpu kernels, and LAMB's device-s
   }
 });
 
-cuda('training kernels on cuda (layer norm, gelu, max pool) match the cpu in float32, bfloat16 and float16, bit for bit run to run', async (t) => {
+cuda('training kernels on cuda (layer norm, gelu, max pool, softmax) match the cpu in float32, bfloat16 and float16, bit for bit run to run', async (t) => {
   t.true(native.hasBackwardKernels('cuda'), 'the cuda backend reports its training kernels');
   const [rows, c] = [1031, 77];
   const x = P.tensor(randomArray(rows * c, 1, -3, 3), [rows, c], { device: 'cpu' });
@@ -155,6 +155,7 @@ cuda('training kernels on cuda (layer norm, gelu, max pool) match the cpu in flo
   const img = P.tensor(randomArray(2 * 9 * 11 * 5, 4), [2, 9, 11, 5], { device: 'cpu' });
   const pool = P.maxPool2d(img, { kernel: 3, stride: 2, padding: 'same' });
   const gp = P.tensor(randomArray(pool.size, 5), [...pool.shape], { device: 'cpu' });
+  const sm = P.softmax(x, -1);
   const tol = { float32: 1e-4, bfloat16: 3e-2, float16: 5e-3 } as const;
   for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
     // The cpu reference runs in float32 on the inputs rounded to dtype.
@@ -168,12 +169,16 @@ cuda('training kernels on cuda (layer norm, gelu, max pool) match the cpu in flo
         wrap(native.geluBackward(prep(x).handle, prep(g).handle, false)),
         wrap(native.geluBackward(prep(x).handle, prep(g).handle, true)),
         wrap(native.maxPool2dBackward(prep(img).handle, prep(gp).handle, 3, 3, 2, 2, 'same')),
+        // Softmax's gradient from its output, in dtype and from float32 into dtype (the
+        // attention gradient's use): the cpu computes in float32 and rounds once.
+        wrap(native.softmaxBackward(prep(sm).handle, prep(g).handle, dev === 'cpu' ? 'float32' : dtype)),
+        wrap(native.softmaxBackward((dev === 'cpu' ? sm : sm.to('cuda')).handle, (dev === 'cpu' ? g : g.to('cuda')).handle, dev === 'cpu' ? 'float32' : dtype)),
       ];
     };
     const want = await Promise.all(runs('cpu').map((v) => v.data()));
     const got = await Promise.all(runs('cuda').map((v) => v.cast('float32').data()));
     const again = await Promise.all(runs('cuda').map((v) => v.cast('float32').data()));
-    ['layer norm gx', 'layer norm gw', 'layer norm gb', 'gelu', 'gelu tanh', 'max pool'].forEach((name, i) => {
+    ['layer norm gx', 'layer norm gw', 'layer norm gb', 'gelu', 'gelu tanh', 'max pool', 'softmax', 'softmax from float32'].forEach((name, i) => {
       const worst = worstError(got[i], want[i], 1e-1);
       t.true(worst <= tol[dtype], `${name} ${dtype}: worst relative error ${worst}`);
       t.deepEqual(again[i], got[i], `${name} ${dtype}: two runs differ`);

@@ -236,6 +236,38 @@ test('matmul: mismatched K is a RangeError naming both shapes; 1-D or non-float3
   t.throws(() => P.matmul(P.zeros([2, 3]), P.zeros([3, 2]), { transA: 1 as never }), { instanceOf: TypeError });
 });
 
+test("matmul: option dtype 'float32' returns 16-bit products unrounded; its gradient comes back in the operands' dtype; misuse is a TypeError", async (t) => {
+  const a = P.randn([3, 37, 29], { seed: 11 }).cast('bfloat16');
+  const b = P.randn([3, 41, 29], { seed: 12 }).cast('bfloat16');
+  const got = P.matmul(a, b, { transB: true, alpha: 0.5, dtype: 'float32' });
+  t.is(got.dtype, 'float32');
+  t.deepEqual(got.shape, [3, 37, 41]);
+  const want = P.matmul(a.cast('float32'), b.cast('float32'), { transB: true, alpha: 0.5 });
+  const [g, w] = [await got.data(), await want.data()];
+  const scale = Math.max(...Array.from(w, Math.abs));
+  // Products of bfloat16 values are exact in float32; only the summation order may differ.
+  t.true(Math.max(...Array.from(w, (x, i) => Math.abs(g[i] - x))) <= 1e-5 * scale);
+  const rounded = P.matmul(a, b, { transB: true, alpha: 0.5 });
+  t.is(rounded.dtype, 'bfloat16', 'the default is the operands\' dtype');
+  const same = P.matmul(want, want, { transB: true, dtype: 'float32' });
+  t.is(same.dtype, 'float32', 'float32 operands: nothing changes');
+
+  const x = P.randn([4, 8], { seed: 13 }).cast('bfloat16');
+  x.requiresGrad = true;
+  const y = P.randn([8, 5], { seed: 14 }).cast('bfloat16');
+  P.tidy(() => P.matmul(x, y, { dtype: 'float32' }).sum(1).sum(0).backward());
+  t.is(x.grad!.dtype, 'bfloat16');
+  const ref = P.matmul(P.ones([4, 5]), y.cast('float32'), { transB: true });
+  const [gx, gr] = [await x.grad!.cast('float32').data(), await ref.data()];
+  t.true(Math.max(...Array.from(gr, (v, i) => Math.abs(gx[i] - v))) <= 1e-2 * Math.max(...Array.from(gr, Math.abs)));
+
+  const bias = P.zeros([41]).cast('bfloat16');
+  t.throws(() => P.matmul(a, b, { transB: true, bias, dtype: 'float32' }), { instanceOf: TypeError, message: /matmul: option 'dtype' 'float32' with bfloat16 operands takes no bias or activation/ });
+  t.throws(() => P.matmul(a, b, { transB: true, activation: 'gelu', dtype: 'float32' }), { instanceOf: TypeError, message: /takes no bias or activation/ });
+  t.throws(() => P.matmul(a, b, { transB: true, dtype: 'float16' }), { instanceOf: TypeError, message: /option 'dtype' must be the operands' dtype \('bfloat16'\) or 'float32', got/ });
+  for (const v of [a, b, got, want, rounded, same, x, y, ref, bias]) v.dispose();
+});
+
 test('linear: x @ weightᵀ + bias with a PyTorch-layout weight [out, in], with an activation', async (t) => {
   const [B, N, inF, outF] = [2, 7, 65, 33];
   const x = randomArray(B * N * inF, 1);

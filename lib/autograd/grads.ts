@@ -3,6 +3,7 @@
 // engine's forward ops, so they run on any backend; the fused kernels that replace
 // the expensive ones (attention, GELU) keep these as their reference.
 import { Tensor } from '../tensor.js';
+import type { DTypeName } from '../dtype.js';
 import { needsGrad, record } from './tape.js';
 import * as E from '../ops/elementwise.js';
 import * as L from '../ops/layout.js';
@@ -263,7 +264,17 @@ export function softmaxGrad(out: Tensor, x: Tensor, log: boolean): Tensor {
   if (!needsGrad(x)) return out;
   const last = x.rank - 1;
   if (log) return record('logSoftmax', out, [x], [out], (g, [y]) => [E.sub(g, E.mul(E.exp(y), R.sum(g, last, { keepdim: true })))]);
-  return record('softmax', out, [x], [out], (g, [y]) => [E.mul(y, E.sub(g, R.sum(E.mul(g, y), last, { keepdim: true })))]);
+  return record('softmax', out, [x], [out], (g, [y]) => [softmaxBackward(y, g, y.dtype)]);
+}
+
+/**
+ * y (g - sum_last(g y)): softmax's gradient from its output, one fused kernel where
+ * the backend has it (written straight in `dtype`), else composed.
+ */
+function softmaxBackward(y: Tensor, g: Tensor, dtype: DTypeName): Tensor {
+  if (useKernel(y, g)) return wrap(native.softmaxBackward(y.handle, g.handle, dtype));
+  const gx = E.mul(y, E.sub(g, R.sum(E.mul(g, y), y.rank - 1, { keepdim: true })));
+  return gx.dtype === dtype ? gx : L.cast(gx, dtype);
 }
 
 export function layerNormGrad(out: Tensor, x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number): Tensor {
@@ -308,7 +319,9 @@ export function matmulGrad(out: Tensor, a: Tensor, b: Tensor, transA: boolean, t
   const as = a.shape;
   const bs = b.shape;
   const n = out.shape[out.rank - 1];
-  return record('matmul', out, [a, b, bias], [a, b], (g, [x, y], needs) => {
+  return record('matmul', out, [a, b, bias], [a, b], (gOut, [x, y], needs) => {
+    // A float32 result of 16-bit operands (option dtype) sends back a float32 gradient.
+    const g = gOut.dtype === x.dtype ? gOut : L.cast(gOut, x.dtype);
     // With A = op(a), B = op(b): dA = alpha g Bᵀ, dB = alpha Aᵀ g; transposed operands
     // take the transposed products, so no transpose is materialised.
     let ga: Tensor | null = null;
@@ -343,21 +356,18 @@ export function attentionGrad(out: Tensor, q: Tensor, k: Tensor, v: Tensor, mask
   return record('attention', out, [q, k, v], save, (g16, [q16, k16, v16, tm]) => {
     // Recomputes the probabilities per (batch, head): [B, H, Nq, Nk]. Rows with every
     // key masked have P = 0 (their output is 0), as the forward kernel defines.
-    // 16-bit operands: the logits, P and the softmax backward are float32, as in the
-    // forward kernel; the three products that make the gradients take P and dS rounded
-    // to the operands' dtype, as flash attention's backward does, so they run on 16-bit
-    // tensor cores (they are rounded to that dtype on return anyway).
+    // 16-bit operands, as flash attention's backward: the logits Q Kᵀ and dP = dO Vᵀ
+    // take them as they are and come out float32 (tensor cores, float32 accumulation,
+    // like the forward kernel's S); P and the softmax backward are float32; the three
+    // products that make the gradients take P and dS rounded to the operands' dtype
+    // (the gradients are rounded to it on return anyway).
     const low = g16.dtype !== 'float32' && q16.dtype === g16.dtype && k16.dtype === g16.dtype && v16.dtype === g16.dtype;
-    const [g, tq, tk, tv] = [wide(g16), wide(q16), wide(k16), wide(v16)];
-    const [B, Nq, , Dqk] = tq.shape;
-    const Nk = tk.shape[1];
+    const [B, Nq, , Dqk] = q16.shape;
+    const Nk = k16.shape[1];
     const sc = scale > 0 ? scale : 1 / Math.sqrt(Dqk);
     const heads = (t: Tensor) => L.permute(t, [0, 2, 1, 3]);
-    const qh = heads(tq);
-    const kh = heads(tk);
-    const vh = heads(tv);
-    const gh = heads(g);
-    let logits = M.matmul(qh, kh, { transB: true, alpha: sc });
+    const [qh, kh, vh, gh] = (low ? [q16, k16, v16, g16] : [wide(q16), wide(k16), wide(v16), wide(g16)]).map(heads);
+    let logits = M.matmul(qh, kh, { transB: true, alpha: sc, dtype: 'float32' });
     let p: Tensor;
     if (tm) {
       const m = L.unsqueeze(L.broadcastTo(tm, [B, Nq, Nk]), 1); // [B, 1, Nq, Nk]
@@ -365,12 +375,12 @@ export function attentionGrad(out: Tensor, q: Tensor, k: Tensor, v: Tensor, mask
       const anyKey = f32(R.max(f32(m), 3, { keepdim: true }));
       p = E.mul(R.softmax(logits, -1), anyKey);
     } else p = R.softmax(logits, -1);
-    const gp = M.matmul(gh, vh, { transB: true }); // [B, H, Nq, Nk]
-    const gs = E.mul(p, E.sub(gp, R.sum(E.mul(gp, p), 3, { keepdim: true })));
-    const [pp, gss, gg, qq, kk] = low ? [L.cast(p, g16.dtype), L.cast(gs, g16.dtype), heads(g16), heads(q16), heads(k16)] : [p, gs, gh, qh, kh];
-    const gv = M.matmul(pp, gg, { transA: true }); // [B, H, Nk, Dv]
-    const gq = M.matmul(gss, kk, { alpha: sc }); // [B, H, Nq, Dqk]
-    const gk = M.matmul(gss, qq, { transA: true, alpha: sc }); // [B, H, Nk, Dqk]
+    const gp = M.matmul(gh, vh, { transB: true, dtype: 'float32' }); // [B, H, Nq, Nk]
+    const gss = softmaxBackward(p, gp, low ? g16.dtype : 'float32');
+    const pp = low ? L.cast(p, g16.dtype) : p;
+    const gv = M.matmul(pp, gh, { transA: true }); // [B, H, Nk, Dv]
+    const gq = M.matmul(gss, kh, { alpha: sc }); // [B, H, Nq, Dqk]
+    const gk = M.matmul(gss, qh, { transA: true, alpha: sc }); // [B, H, Nk, Dqk]
     const back = (t: Tensor, i: number) => narrow(heads(t), dtypes[i]);
     return [back(gq, 0), back(gk, 1), back(gv, 2)];
   });

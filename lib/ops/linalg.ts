@@ -1,6 +1,7 @@
 // Matrix products and fused attention.
 import { native } from '../native.js';
 import { describe } from '../dtype.js';
+import type { DTypeName } from '../dtype.js';
 import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
 import { bool, num, options } from './args.js';
 import * as G from '../autograd/grads.js';
@@ -21,6 +22,11 @@ export interface MatmulOptions {
   activation?: Activation;
   /** Multiplies the product (before bias). Default 1. */
   alpha?: number;
+  /**
+   * The result's dtype: the operands' by default; 'float32' keeps the float32
+   * accumulation of 16-bit operands unrounded (no bias or activation then).
+   */
+  dtype?: DTypeName;
 }
 
 /**
@@ -36,10 +42,16 @@ export function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
   const transB = o.transB === undefined ? false : bool('matmul', 'transB', o.transB);
   const alpha = o.alpha === undefined ? 1 : num('matmul', 'alpha', o.alpha);
   const bias = o.bias ?? null;
+  const ha = handleOf('matmul', 'a', a);
+  if (o.dtype !== undefined && o.dtype !== a.dtype && o.dtype !== 'float32')
+    throw new TypeError(`matmul: option 'dtype' must be the operands' dtype ('${a.dtype}') or 'float32', got ${describe(o.dtype)}`);
+  const outFloat32 = o.dtype === 'float32' && a.dtype !== 'float32';
+  if (outFloat32 && (bias || act !== 'none'))
+    throw new TypeError(`matmul: option 'dtype' 'float32' with ${a.dtype} operands takes no bias or activation`);
   // Training keeps the pre-activation for the activation's gradient, so the epilogue is not fused then.
   const grad = needsGrad(a, b, bias);
   const out = wrap(
-    native.matmul(handleOf('matmul', 'a', a), handleOf('matmul', 'b', b), transA, transB, optionalHandle('matmul', 'bias', bias), grad ? 'none' : act, alpha),
+    native.matmul(ha, handleOf('matmul', 'b', b), transA, transB, optionalHandle('matmul', 'bias', bias), grad ? 'none' : act, alpha, outFloat32),
   );
   if (!grad) return out;
   const z = G.matmulGrad(out, a, b, transA, transB, bias, alpha);

@@ -101,6 +101,12 @@ struct CpuBackend final : Backend {
     require_f32("layer_norm_backward", dtype);
     cpu::layer_norm_backward(x, w, g, gx, gw, gb, rows, n, eps);
   }
+  void softmax_backward(const void* y, const void* g, void* gx, int64_t rows, int64_t n, DType in_dtype,
+                        DType out_dtype) override {
+    require_f32("softmax_backward", in_dtype);
+    require_f32("softmax_backward", out_dtype);
+    cpu::softmax_backward(static_cast<const float*>(y), static_cast<const float*>(g), static_cast<float*>(gx), rows, n);
+  }
   void gelu_backward(const float* x, const float* g, float* gx, int64_t n, bool tanh_form,
                      DType dtype) override {
     require_f32("gelu_backward", dtype);

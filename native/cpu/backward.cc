@@ -2,6 +2,7 @@
 // weight and bias gradients) are taken over fixed blocks of rows, each block's partial
 // in double, then the blocks in order: the result does not depend on the thread count,
 // as every other kernel's.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -76,6 +77,26 @@ void layer_norm_backward(const float* x, const float* weight, const float* g, fl
 void gelu_backward(const float* x, const float* g, float* gx, int64_t n, bool tanh_form) {
   // Vectorised like the forward's activation (scalar erf and exp cost ~5 ns an element).
   parallel_for(n, 16384, [&](int64_t lo, int64_t hi, int) { gelu_grad(x + lo, g + lo, gx + lo, hi - lo, tanh_form); });
+}
+
+void softmax_backward(const float* y, const float* g, float* gx, int64_t rows, int64_t n) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n));
+  parallel_for(rows, grain, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t r = lo; r < hi; r++) {
+      const float* yr = y + r * n;
+      const float* gr = g + r * n;
+      float* o = gx + r * n;
+      // The dot product in double, eight interleaved partials (a fixed order).
+      double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t j = 0;
+      for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) acc[l] += (double)gr[j + l] * yr[j + l];
+      double dot = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+      for (; j < n; j++) dot += (double)gr[j] * yr[j];
+      const float d = (float)dot;
+      for (int64_t k = 0; k < n; k++) o[k] = yr[k] * (gr[k] - d);
+    }
+  });
 }
 
 void max_pool2d_backward(const Pool2dArgs& a, const float* g, float* gx) {

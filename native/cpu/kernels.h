@@ -33,6 +33,7 @@ double lane_sq_dev(const float* a, int64_t n, float mean);
 void layer_norm_backward(const float* x, const float* weight, const float* g, float* gx, float* gw,
                          float* gb, int64_t rows, int64_t n, float eps);
 void gelu_backward(const float* x, const float* g, float* gx, int64_t n, bool tanh_form);
+void softmax_backward(const float* y, const float* g, float* gx, int64_t rows, int64_t n);
 void max_pool2d_backward(const Pool2dArgs& a, const float* g, float* gx);
 void adam_update(const AdamArgs& a);
 void lamb_update(const AdamArgs& a, float* u);

@@ -11,7 +11,7 @@
 
 namespace perceiver {
 
-constexpr uint32_t kCudaAbiVersion = 5;
+constexpr uint32_t kCudaAbiVersion = 7;
 
 struct CudaDeviceInfo {
   char name[256];

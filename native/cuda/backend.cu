@@ -234,6 +234,11 @@ class CudaBackend final : public Backend {
     Scratch ws(alloc_, gw || gb ? layer_norm_backward_workspace(rows, n) : 0);
     cuda::layer_norm_backward(x, w, g, gx, gw, gb, rows, n, eps, dtype, ws.p, stream_);
   }
+  void softmax_backward(const void* y, const void* g, void* gx, int64_t rows, int64_t n, DType in_dtype,
+                        DType out_dtype) override {
+    set_device();
+    cuda::softmax_backward(y, g, gx, rows, n, in_dtype, out_dtype, stream_);
+  }
   void gelu_backward(const float* x, const float* g, float* gx, int64_t n, bool tanh_form, DType dtype) override {
     set_device();
     cuda::gelu_backward(x, g, gx, n, tanh_form, dtype, stream_);

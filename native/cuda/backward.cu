@@ -8,6 +8,9 @@
 //                        order into its own slot of partials. kernel 3: one thread per
 //                        column adds its chunks' partials in order.
 //   gelu_backward        elementwise.
+//   softmax_backward     one block per row: the row's dot product g . y (block sum),
+//                        then gx = y (g - dot), read again from cache, written in the
+//                        output's dtype (a 16-bit gradient from float32 inputs).
 //   max_pool2d_backward  a gather rather than the CPU's scatter: one thread per input
 //                        element visits the windows that contain it in (oy, ox)
 //                        order, recomputes each window's first maximum and adds the
@@ -103,6 +106,20 @@ __global__ void ln_columns_kernel(const float* partials, T* gw, T* gb, int64_t n
     }
     if (gw) gw[j] = from_f<T>(tw);
     if (gb) gb[j] = from_f<T>(tb);
+  }
+}
+
+template <class Tin, class Tout>
+__global__ void softmax_backward_kernel(const Tin* y, const Tin* g, Tout* gx, int64_t rows, int64_t n) {
+  __shared__ float scratch[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const Tin* yr = y + r * n;
+    const Tin* gr = g + r * n;
+    float s = 0.f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += to_f(gr[j]) * to_f(yr[j]);
+    const float dot = block_sum(s, scratch);
+    Tout* o = gx + r * n;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) o[j] = from_f<Tout>(to_f(yr[j]) * (to_f(gr[j]) - dot));
   }
 }
 
@@ -207,6 +224,19 @@ void layer_norm_backward(const void* x, const void* w, const void* g, void* gx, 
       check_launch("layer_norm_backward", s);
     }
   });
+}
+
+void softmax_backward(const void* y, const void* g, void* gx, int64_t rows, int64_t n, DType in_dtype,
+                      DType out_dtype, cudaStream_t s) {
+  if (rows == 0 || n == 0) return;
+  const int threads = n <= 1024 ? 128 : n <= 8192 ? 256 : 512;
+  DISPATCH_FLOAT("softmax_backward", in_dtype, Tin, {
+    DISPATCH_FLOAT("softmax_backward", out_dtype, Tout, {
+      softmax_backward_kernel<Tin, Tout><<<rows_grid(rows), threads, 0, s>>>(
+          static_cast<const Tin*>(y), static_cast<const Tin*>(g), static_cast<Tout*>(gx), rows, n);
+    });
+  });
+  check_launch("softmax_backward", s);
 }
 
 void gelu_backward(const void* x, const void* g, void* gx, int64_t n, bool tanh_form, DType dtype, cudaStream_t s) {

@@ -98,11 +98,14 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
   const lt::Api& api = *ctx.api;
   size_t es = dtype_size(a.dtype);
   cudaDataType_t type = lt_type(a.dtype);
+  // C's element: float32 where asked (16-bit A and B, no bias or activation).
+  const size_t es_c = a.c_float32 ? 4 : es;
+  const cudaDataType_t type_c = a.c_float32 ? CUDA_R_32F : type;
   if (a.batch == 0 || a.m == 0 || a.n == 0) return;
   if (a.k == 0) {  // an empty sum: C = act(bias)
     for (int64_t b = 0; b < a.batch; b++)
-      CUDA_CHECK("matmul", cudaMemset2DAsync((char*)a.c + b * a.stride_c * es, a.ldc * es, 0, a.n * es, a.m, s));
-    bias_act(a.c, a.bias, a.batch, a.m, a.n, a.ldc, a.stride_c, a.act, a.dtype, s);
+      CUDA_CHECK("matmul", cudaMemset2DAsync((char*)a.c + b * a.stride_c * es_c, a.ldc * es_c, 0, a.n * es_c, a.m, s));
+    if (a.bias || a.act != Activation::None) bias_act(a.c, a.bias, a.batch, a.m, a.n, a.ldc, a.stride_c, a.act, a.dtype, s);
     return;
   }
   // A shared right-hand side (x [B, M, K] @ W [K, N]) is one tall GEMM: fold the
@@ -130,7 +133,7 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
   int compute = ctx.tf32 && a.dtype == DType::Float32 ? lt::COMPUTE_32F_FAST_TF32 : lt::COMPUTE_32F;
 
   uint32_t al_x = alignment(a.b, a.ldb, a.stride_b, es), al_y = alignment(a.a, a.lda, a.stride_a, es);
-  uint32_t al_d = alignment(a.c, a.ldc, a.stride_c, es);
+  uint32_t al_d = alignment(a.c, a.ldc, a.stride_c, es_c);
 
   auto build = [&](Descs& d, uint32_t epi) {
     check_lt("cublasLtMatmulDescCreate", api.desc_create(&d.op, compute, CUDA_R_32F));
@@ -141,7 +144,7 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
       check_lt("set BIAS_POINTER", api.desc_set(d.op, lt::DESC_BIAS_POINTER, &a.bias, sizeof(a.bias)));
     check_lt("layout of b", api.layout_create(&d.x, type, x_rows, x_cols, a.ldb));
     check_lt("layout of a", api.layout_create(&d.y, type, y_rows, y_cols, a.lda));
-    check_lt("layout of c", api.layout_create(&d.d, type, a.n, a.m, a.ldc));
+    check_lt("layout of c", api.layout_create(&d.d, type_c, a.n, a.m, a.ldc));
     if (a.batch > 1) {
       int32_t count = (int32_t)a.batch;
       lt::MatrixLayout ls[3] = {d.x, d.y, d.d};
@@ -162,7 +165,7 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
   };
 
   auto find = [&](Descs& d, uint32_t epi, lt::Algo* algo) {
-    Key key = {(int64_t)a.dtype, a.m, a.n, a.k, a.lda, a.ldb, a.ldc, a.batch, a.stride_a, a.stride_b,
+    Key key = {(int64_t)a.dtype * 2 + (a.c_float32 ? 1 : 0), a.m, a.n, a.k, a.lda, a.ldb, a.ldc, a.batch, a.stride_a, a.stride_b,
                a.stride_c, opx, opy, (int64_t)epi, compute, al_x, al_y, al_d, (int64_t)ctx.workspace_bytes, ctx.device};
     {
       std::lock_guard<std::mutex> lock(cache_mu);

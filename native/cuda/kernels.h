@@ -52,6 +52,9 @@ size_t layer_norm_backward_workspace(int64_t rows, int64_t n);
 void layer_norm_backward(const void* x, const void* w, const void* g, void* gx, void* gw, void* gb, int64_t rows,
                          int64_t n, float eps, DType dtype, void* workspace, cudaStream_t s);
 void gelu_backward(const void* x, const void* g, void* gx, int64_t n, bool tanh_form, DType dtype, cudaStream_t s);
+// gx = y (g - sum_j g_j y_j) per row of n; y, g in `in_dtype`, gx in `out_dtype`.
+void softmax_backward(const void* y, const void* g, void* gx, int64_t rows, int64_t n, DType in_dtype,
+                      DType out_dtype, cudaStream_t s);
 void max_pool2d_backward(const Pool2dArgs& a, const void* g, void* gx, cudaStream_t s);
 
 }  // namespace cuda
