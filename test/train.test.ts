@@ -104,6 +104,7 @@ test.serial('a run stopped after 3 steps and resumed from its checkpoint ends wi
   t.true(lines.some((l) => l.kind === 'train') && lines.some((l) => l.kind === 'eval'));
   t.deepEqual(readdirSync(join(tmp, 'split')).sort(), ['checkpoint', 'metrics.jsonl'], 'no temporary folders left');
   await t.throwsAsync(train({ model: c, ...data, config: { ...config, lr: 1 }, outDir: join(tmp, 'split'), resume: true }), { message: /written with lr = 0.002, this run has 1/ });
+  await t.throwsAsync(train({ model: c, ...data, config, outDir: join(tmp, 'split'), profileStep: -1 }), { instanceOf: RangeError, message: /option 'profileStep' must be an integer >= 0, got -1/ });
   for (const m of [a, c]) m.dispose();
 });
 
@@ -149,6 +150,7 @@ test('perceiver train: bad flags exit 2 naming the problem; a non-empty output f
     [['--epochs', 'two'], /--epochs must be a non-negative integer/],
     [['--lr', '-1'], /--lr must be a positive number/],
     [['--bogus'], /unknown option '--bogus'/],
+    [['--profile', 'first'], /--profile must be a non-negative integer/],
     [['--preset', 'imagenet'], /--data DIR is required for the imagenet preset/],
   ] as [string[], RegExp][]) {
     const r = await runCli(['train', ...args]);
@@ -166,9 +168,14 @@ test.serial('perceiver train on MNIST with a tiny config: --max-steps stops with
   const cfg = join(tmp, 'tiny.json');
   writeFileSync(cfg, JSON.stringify({ model: TINY, train: { epochs: 1, batchSize: 400 } }));
   const out = join(tmp, 'cli-run');
-  const first = await runCli(['train', '--config', cfg, '--out', out, '--max-steps', '5', '--quiet']);
+  const first = await runCli(['train', '--config', cfg, '--out', out, '--max-steps', '5', '--quiet', '--profile', '2']);
   t.is(first.code, 0, first.stderr);
   t.regex(first.stderr, /resume with/);
+  // --profile 2: the third step's device time per op and scope, printed and kept.
+  t.regex(first.stderr, /profile of one step/);
+  const profile = readFileSync(join(out, 'profile.txt'), 'utf8');
+  t.regex(profile, /^step 2, batch 400, float32\nwall [\d.]+ ms; cpu busy/);
+  for (const scope of ['(forward)', '(backward/matmul)', '(optimizer)']) t.true(profile.includes(scope), scope);
   t.true(existsSync(join(out, 'checkpoint', 'trainer.json')));
   const second = await runCli(['train', '--config', cfg, '--out', out, '--resume', '--quiet']);
   t.is(second.code, 0, second.stderr);

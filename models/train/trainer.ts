@@ -130,6 +130,13 @@ export interface TrainRunOptions {
   signal?: AbortSignal;
   /** Stop after this many steps in this call (tests; the schedule still spans the whole run). */
   maxSteps?: number;
+  /**
+   * Profile the step with this index within the call (0 = the first; later ones are
+   * past the warm-up): the device time per op and scope (forward, backward/<op>,
+   * optimizer) goes to onProfile and to outDir/profile.txt.
+   */
+  profileStep?: number;
+  onProfile?: (p: P.Profile) => void;
 }
 
 function makeOptimizer(model: Module, c: TrainConfig): P.optim.Optimizer {
@@ -268,6 +275,10 @@ export function dropoutSeed(seed: number, step: number): number {
 export async function train(o: TrainRunOptions): Promise<{ state: TrainState; final: EvalResult | null }> {
   const c: TrainConfig = { ...DEFAULT_TRAIN, ...o.config };
   checkTrainConfig(c);
+  for (const k of ['maxSteps', 'profileStep'] as const)
+    if (o[k] !== undefined && !(Number.isSafeInteger(o[k]) && o[k]! >= 0))
+      throw new RangeError(`train: option '${k}' must be an integer >= 0, got ${JSON.stringify(o[k])}`);
+  if (o.onProfile !== undefined && typeof o.onProfile !== 'function') throw new TypeError(`train: option 'onProfile' must be a function, got ${typeof o.onProfile}`);
   const { model, test } = o;
   const data = isDataSource(o.train) ? o.train : memorySource(o.train);
   const device = model.parameters()[0]?.device ?? 'cpu';
@@ -363,6 +374,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
           if (prefetched) for (const b of await prefetched.batches) for (const t of [b.x, b.y]) t.dispose();
           break;
         }
+        const profiling = o.profileStep === stepsThisRun && !P.profiler.isProfiling();
         const current = prefetched ?? stepBatches(state.step, state.position);
         const rng = current.rng;
         const fetched = await current.batches;
@@ -377,6 +389,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
         // Dropout draws from the global generator: re-seeding it per step makes the
         // masks a function of (seed, step), so a resumed run draws the same ones.
         P.manualSeed(dropoutSeed(c.seed, state.step));
+        if (profiling) P.profiler.start({ shapes: true });
         for (let m = 0; m < c.accumulateSteps; m++) {
           const batch = fetched[m];
           const { loss, logits } = P.tidy(() => {
@@ -384,7 +397,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
             let target: Tensor = batch.y;
             const mix = mixBatch(rng, c, batch.x, batch.y, data.classes.length);
             if (mix) ({ input, target } = mix);
-            const out = inPrecision(c.precision, () => model.forward(input).logits);
+            const out = P.profiler.scope('forward', () => inPrecision(c.precision, () => model.forward(input).logits));
             // The mean over the whole batch: each micro-batch's mean, divided by their count.
             const l = P.crossEntropy(out, target, { labelSmoothing: c.labelSmoothing });
             return { loss: c.accumulateSteps > 1 ? l.mul(1 / c.accumulateSteps) : l, logits: P.noGrad(() => out.argmax(-1)) };
@@ -402,8 +415,10 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
         // float16: gradients back to their true size first; an overflowing step is skipped.
         const finite = scaler ? await scaler.unscale(model.parameters()) : true;
         if (finite) {
-          if (c.clipNorm > 0) P.optim.clipGradNorm(model.parameters(), c.clipNorm).dispose();
-          opt.step();
+          P.profiler.scope('optimizer', () => {
+            if (c.clipNorm > 0) P.optim.clipGradNorm(model.parameters(), c.clipNorm).dispose();
+            opt.step();
+          });
         }
         scaler?.update(finite);
         opt.zeroGrad();
@@ -412,6 +427,13 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
           pred.set((await p.logits.data()) as Int32Array, p.at);
           p.loss.dispose();
           p.logits.dispose();
+        }
+        if (profiling) {
+          const profile = P.profiler.stop();
+          const file = join(o.outDir, 'profile.txt');
+          writeFileSync(`${file}.tmp`, `step ${state.step}, batch ${c.batchSize}, ${c.precision}\n${profile.table(Math.max(1, profile.rows.length))}\n`);
+          renameSync(`${file}.tmp`, file);
+          o.onProfile?.(profile);
         }
         if (!Number.isFinite(lossValue)) throw new Error(`train: the loss became ${lossValue} at step ${state.step} (learning rate ${lr}); lower 'lr' or enable 'clipNorm'`);
         state.step++;

@@ -37,6 +37,8 @@ Options:
                          slower on the CPU, which converts per op)
   --device NAME          cpu or cuda (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
   --max-steps N          stop after N steps in this call (checkpoint written; --resume continues)
+  --profile N            profile step N of this call (0 = the first): device time per op and scope,
+                         printed and written to OUT/profile.txt
   --quiet                no progress bar
   -h, --help             show this help
 
@@ -81,7 +83,7 @@ function withoutOut(argv: string[]): string[] {
 /** The command's body, also used by the demo. */
 export async function runTraining(argv: string[], log: (s: string) => void = (s) => process.stderr.write(s)): Promise<TrainCliResult> {
   const flags = parseFlags('train', argv, {
-    values: ['--preset', '--config', '--data', '--out', '--epochs', '--batch-size', '--lr', '--seed', '--checkpoint-every', '--device', '--max-steps', '--accumulate', '--precision'],
+    values: ['--preset', '--config', '--data', '--out', '--epochs', '--batch-size', '--lr', '--seed', '--checkpoint-every', '--device', '--max-steps', '--accumulate', '--precision', '--profile'],
     switches: ['--resume', '--quiet'],
   });
   const v = flags.values;
@@ -161,6 +163,8 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
       resume,
       signal: ac.signal,
       maxSteps: intFlag(v, '--max-steps'),
+      profileStep: intFlag(v, '--profile'),
+      onProfile: (p) => log(`${quiet ? "" : "\n"}profile of one step (also in ${join(outDir, "profile.txt")}):\n${p.table(30)}\n`),
       onProgress: quiet ? undefined : (p) => log(bar(p)),
       onEval: (r) => log(`${quiet ? '' : '\n'}epoch ${r.epoch}: test top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}%, loss ${r.loss.toFixed(4)}\n`),
     });
