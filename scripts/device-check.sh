@@ -146,7 +146,7 @@ device() {
   echo
   grep -A40 '^measurement' "$LOGS/bench-gpu.log" || tail -5 "$LOGS/bench-gpu.log"
   echo "-- with PERCEIVER_CUDA_ATTENTION_WIDE=1:"
-  grep -E 'attention|forward' "$LOGS/bench-gpu-wide.log" | grep -v '^{' | head -12 || true
+  grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-wide.log" | head -12 || true
   echo "tcw checks: $(grep -cE '^PASS .* tcw ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcw ' "$LOGS/cuda_attention_check.log") failed"
   grep -E '^BENCH perceiver-self.* (tc|tcw) ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
   echo
