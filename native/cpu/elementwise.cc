@@ -53,8 +53,10 @@ inline float gelu_tanh(float x) {
   return 0.5f * x * (1.f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
 }
 
-template <class F>
-void unary_loop(const View& x, const View& out, F f) {
+// f per element over any strides; `dense(op, ap, n)` takes the runs where both are
+// contiguous.
+template <class F, class D>
+void unary_runs(const View& x, const View& out, F f, D dense) {
   const View* vs[2] = {&out, &x};
   StridedIter<2> it(vs);
   float* o = out.ptr<float>();
@@ -63,10 +65,17 @@ void unary_loop(const View& x, const View& out, F f) {
     float* op = o + off[0];
     const float* ap = a + off[1];
     if (st[0] == 1 && st[1] == 1) {
-      for (int64_t i = 0; i < n; i++) op[i] = f(ap[i]);
+      dense(op, ap, n);
     } else {
       for (int64_t i = 0; i < n; i++) op[i * st[0]] = f(ap[i * st[1]]);
     }
+  });
+}
+
+template <class F>
+void unary_loop(const View& x, const View& out, F f) {
+  unary_runs(x, out, f, [&](float* op, const float* ap, int64_t n) {
+    for (int64_t i = 0; i < n; i++) op[i] = f(ap[i]);
   });
 }
 
@@ -75,19 +84,9 @@ void unary_loop(const View& x, const View& out, F f) {
 // runs with the scalar form.
 template <class F>
 void activation_loop(const View& x, const View& out, Activation act, F scalar) {
-  const View* vs[2] = {&out, &x};
-  StridedIter<2> it(vs);
-  float* o = out.ptr<float>();
-  const float* a = x.ptr<float>();
-  it.run([&](const int64_t* off, const int64_t* st, int64_t n) {
-    float* op = o + off[0];
-    const float* ap = a + off[1];
-    if (st[0] == 1 && st[1] == 1) {
-      if (op != ap) std::memcpy(op, ap, (size_t)n * sizeof(float));
-      apply_activation(op, n, act);
-    } else {
-      for (int64_t i = 0; i < n; i++) op[i * st[0]] = scalar(ap[i * st[1]]);
-    }
+  unary_runs(x, out, scalar, [act](float* op, const float* ap, int64_t n) {
+    if (op != ap) std::memcpy(op, ap, (size_t)n * sizeof(float));
+    apply_activation(op, n, act);
   });
 }
 

@@ -164,13 +164,19 @@ PERCEIVER_VM_INLINE void erf_pieces(const V& z, V& erf_small, V& erfc_big) {
   erfc_big = e * t * q;
 }
 
+// |v|, z = |v| / sqrt 2 and the erf pieces at z: what GELU and its gradient share.
+template <class V>
+PERCEIVER_VM_INLINE void gelu_pieces(const V& v, V& ax, V& z, V& erf_abs, V& erfc) {
+  using VI = IntOf<V>;
+  ax = (V)((VI)v & 0x7fffffff);
+  z = ax * 0.70710678118654752f;
+  erf_pieces(z, erf_abs, erfc);
+}
+
 template <class V>
 PERCEIVER_VM_INLINE void gelu_erf_inplace(V& v) {
-  using VI = IntOf<V>;
-  const V ax = (V)((VI)v & 0x7fffffff);
-  V z = ax * 0.70710678118654752f;
-  V erf_abs, erfc;
-  erf_pieces(z, erf_abs, erfc);
+  V ax, z, erf_abs, erfc;
+  gelu_pieces(v, ax, z, erf_abs, erfc);
   V small = 0.5f * (v + ax * erf_abs);
   const V zero = {};
   V big = v > zero ? v * (1.0f - 0.5f * erfc) : 0.5f * v * erfc;
@@ -180,11 +186,8 @@ PERCEIVER_VM_INLINE void gelu_erf_inplace(V& v) {
 // d/dx of the exact GELU, Phi(x) + x phi(x), with Phi from the same erf pieces.
 template <class V>
 PERCEIVER_VM_INLINE void gelu_erf_grad_inplace(V& v) {
-  using VI = IntOf<V>;
-  const V ax = (V)((VI)v & 0x7fffffff);
-  V z = ax * 0.70710678118654752f;
-  V erf_abs, erfc;
-  erf_pieces(z, erf_abs, erfc);
+  V ax, z, erf_abs, erfc;
+  gelu_pieces(v, ax, z, erf_abs, erfc);
   const V zero = {};
   V cdf_small = v < zero ? 0.5f - 0.5f * erf_abs : 0.5f + 0.5f * erf_abs;
   V cdf_big = v > zero ? 1.0f - 0.5f * erfc : 0.5f * erfc;
