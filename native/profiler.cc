@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "backend.h"
+#include "error.h"
 #include "op_util.h"
 
 namespace perceiver {
@@ -23,8 +24,7 @@ struct Entry {
 struct State {
   std::mutex mu;
   std::vector<Entry> entries;  // recorded on queue threads
-  std::string scope;           // JS thread only
-  bool shapes = false;
+  std::atomic<bool> shapes{false};
   std::chrono::steady_clock::time_point started;
 };
 
@@ -34,6 +34,9 @@ State& state() {
 }
 
 std::atomic<bool> active{false};
+std::mutex control_mu;  // start and stop, from any JS thread, one at a time
+// Set and read on the JS thread that issues the ops (the main thread or a Worker).
+thread_local std::string tl_scope;
 
 }  // namespace
 
@@ -41,15 +44,19 @@ bool profiling() { return active.load(std::memory_order_relaxed); }
 
 void profile_start(bool shapes) {
   State& s = state();
+  // One profile per process: a Worker's profile would otherwise restart the main
+  // thread's (each thread's JS side only knows its own).
+  std::lock_guard<std::mutex> control(control_mu);
+  if (active.load()) throw Error(ErrorKind::Value, "profiler.start: a profile is already recording in this process (another thread started it)");
   synchronize_all();  // ops issued before the start are not counted
   std::lock_guard<std::mutex> lock(s.mu);
-  s.shapes = shapes;
-  s.scope.clear();
+  s.shapes.store(shapes);
+  tl_scope.clear();
   s.started = std::chrono::steady_clock::now();
   active.store(true);
 }
 
-void profile_set_scope(const std::string& scope) { state().scope = scope; }
+void profile_set_scope(const std::string& scope) { tl_scope = scope; }
 
 ProfileKey profile_key(const char* op, const Shape* out_shape) {
   ProfileKey k;
@@ -57,8 +64,8 @@ ProfileKey profile_key(const char* op, const Shape* out_shape) {
   State& s = state();
   k.active = true;
   k.op = op;
-  k.scope = s.scope;
-  if (s.shapes && out_shape) k.shape = shape_str(*out_shape);
+  k.scope = tl_scope;
+  if (s.shapes.load() && out_shape) k.shape = shape_str(*out_shape);
   return k;
 }
 
@@ -86,13 +93,14 @@ void profile_end(const ProfileKey& key, Backend& b, Device device, void* begin) 
 
 std::vector<ProfileRow> profile_stop(double* wall_ms) {
   State& s = state();
-  active.store(false);
+  std::lock_guard<std::mutex> control(control_mu);
+  if (!active.exchange(false)) throw Error(ErrorKind::Value, "profiler.stop: no profile is recording in this process (another thread stopped it)");
   synchronize_all();
   std::vector<Entry> entries;
   {
     std::lock_guard<std::mutex> lock(s.mu);
     entries.swap(s.entries);
-    s.scope.clear();
+    tl_scope.clear();
   }
   if (wall_ms)
     *wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s.started).count();

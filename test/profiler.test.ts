@@ -2,6 +2,9 @@
 // around the op's kernels; autograd's formulas counted under backward/<op>.
 // A profile is process-wide, so every test here is serial.
 import test from 'ava';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import * as P from '../lib/index.js';
 import { DEVICE_NAME } from './helpers/device.js';
 
@@ -112,4 +115,30 @@ test.serial('bad calls are clear errors: stop() without start(), start() twice, 
   const p = P.profiler.stop();
   t.throws(() => p.table(0), { instanceOf: RangeError, message: /'limit' must be a positive integer, got 0/ });
   t.false(P.profiler.isProfiling());
+});
+
+test.serial('one profile per process: a Worker cannot start or stop the main thread\'s, and its scopes stay its own', async (t) => {
+  const url = pathToFileURL(join(dirname(fileURLToPath(import.meta.url)), '..', 'lib', 'index.js')).href;
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    import(workerData.url).then((P) => {
+      const out = {};
+      try { P.profiler.start(); out.start = 'started'; } catch (e) { out.start = e.message; }
+      try { P.profiler.scope('worker', () => 0); out.scope = 'ok'; } catch (e) { out.scope = e.message; }
+      parentPort.postMessage(out);
+    }).catch((err) => parentPort.postMessage({ error: String(err) }));`;
+  const a = P.randn([64, 64], { seed: 15 });
+  P.profiler.start();
+  const inside = P.profiler.scope('main', () => P.matmul(a, a));
+  const w = new Worker(code, { eval: true, workerData: { url } });
+  const msg = await new Promise<Record<string, string>>((resolve, reject) => {
+    w.on('message', resolve);
+    w.on('error', reject);
+  });
+  await new Promise((resolve) => w.on('exit', resolve));
+  const p = P.profiler.stop();
+  t.regex(msg.start ?? msg.error, /a profile is already recording in this process/);
+  t.is(msg.scope, 'ok');
+  t.true(p.rows.some((r) => r.op === 'matmul' && r.scope === 'main'));
+  for (const v of [a, inside]) v.dispose();
 });
