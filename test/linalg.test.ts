@@ -445,6 +445,44 @@ test('attention: a transposed (strided) mask, a mask broadcast over the batch, a
   assertClose(t, await y2.data(), attentionRef(latB, k, v, dims), { ...tol, msg: 'broadcast q' });
 });
 
+test('attention: the composed form (float32 GEMMs and a softmax, which float32 on CUDA takes for short key ranges) equals the fused kernel', async (t) => {
+  const [B, Nq, Nk, H, Dqk, Dv] = [2, 37, 130, 3, 24, 40];
+  const q = P.randn([B, Nq, H, Dqk], { seed: 31 });
+  const k = P.randn([B, Nk, H, Dqk], { seed: 32 });
+  const v = P.randn([B, Nk, H, Dv], { seed: 33 });
+  const m = randomMask(B * Nq * Nk, 34, 0.4);
+  m.fill(0, 5 * Nk, 6 * Nk); // batch 0, query 5: every key masked
+  const mask = tensor(m, [B, Nq, Nk], { dtype: 'uint8' });
+  const keyMask = tensor(randomMask(Nk, 35, 0.5), [1, 1, Nk], { dtype: 'uint8' });
+  const qT = P.randn([B, H, Nq, Dqk], { seed: 36 }).transpose(1, 2); // a strided q
+  const run = () => [P.attention(q, k, v), P.attention(q, k, v, { mask }), P.attention(q, k, v, { mask: keyMask, scale: 0.3 }), P.attention(qT, k, v)];
+  // The switch is read as each op is issued, so both sets are issued before any await.
+  const prev = process.env.PERCEIVER_ATTENTION_COMPOSE;
+  let fused: Tensor[], composed: Tensor[];
+  try {
+    process.env.PERCEIVER_ATTENTION_COMPOSE = '0';
+    fused = run();
+    process.env.PERCEIVER_ATTENTION_COMPOSE = '1';
+    P.profiler.start();
+    try {
+      composed = run();
+    } finally {
+      const ops = new Set(P.profiler.stop().rows.map((r) => r.op));
+      t.true(ops.has('softmax') && ops.has('matmul') && !ops.has('attention'), `the composed form ran: ${[...ops].join(', ')}`);
+    }
+  } finally {
+    if (prev === undefined) delete process.env.PERCEIVER_ATTENTION_COMPOSE;
+    else process.env.PERCEIVER_ATTENTION_COMPOSE = prev;
+  }
+  for (let i = 0; i < fused.length; i++) {
+    t.deepEqual(composed[i].shape, fused[i].shape);
+    assertClose(t, await composed[i].data(), await fused[i].data(), { rtol: 1e-5, atol: 1e-5, msg: `case ${i}` });
+  }
+  const row = await composed[1].data();
+  assertExact(t, row.subarray(5 * H * Dv, 6 * H * Dv), new Array(H * Dv).fill(0), 'the all-masked row is exactly 0', true);
+  for (const x of [q, k, v, mask, keyMask, qT, ...fused!, ...composed!]) x.dispose();
+});
+
 test('attention: mask values other than 0 and 1 count as allowed', async (t) => {
   const c: AttnCase = { B: 1, Nq: 7, Nk: 63, H: 2, Dqk: 8, Dv: 8 };
   const m = randomMask(63, 9, 0.5);
