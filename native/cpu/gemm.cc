@@ -75,6 +75,10 @@ __attribute__((noinline)) void generic_gelu_grad(const float* x, const float* g,
   vm::gelu_grad_array<v4f>(x, g, gx, n, tanh_form);
 }
 
+__attribute__((noinline)) void generic_softmax_row(const float* a, float* o, int64_t n, bool log) {
+  vm::softmax_row<v4f>(a, o, n, log);
+}
+
 void generic_skinny(const SkinnyArgs& s, int64_t n0, int64_t n1) {
   vm::skinny_product<v4f>(s, n0, n1);
 }
@@ -133,7 +137,7 @@ const IsaKernels* generic_kernels() {
   // As AVX2: A micro-panel (6 KiB) in L1, B block (128 KiB) in L2, A block in L3.
   static const IsaKernels k{Isa::Generic, "generic", kGenericMR, kGenericNR, 256, 1024, 128, false,
                             generic_kernel, generic_activation, nullptr, nullptr,
-                            generic_skinny, generic_gelu_grad};
+                            generic_skinny, generic_gelu_grad, generic_softmax_row};
   return &k;
 }
 
@@ -539,6 +543,11 @@ void apply_activation(float* x, int64_t n, Activation act) {
 void gelu_grad(const float* x, const float* g, float* gx, int64_t n, bool tanh_form) {
   if (n <= 0) return;
   active_kernels().gelu_grad(x, g, gx, n, tanh_form);
+}
+
+void softmax_row(const float* a, float* o, int64_t n, bool log) {
+  if (n <= 0) return;
+  active_kernels().softmax_row(a, o, n, log);
 }
 
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

@@ -29,6 +29,8 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 void apply_activation(float* x, int64_t n, Activation act);
 // gx = g * gelu'(x) over n contiguous floats, vectorised like apply_activation.
 void gelu_grad(const float* x, const float* g, float* gx, int64_t n, bool tanh_form);
+// One contiguous row's softmax (or log-softmax) of n floats, vectorised like the above.
+void softmax_row(const float* a, float* o, int64_t n, bool log);
 
 }  // namespace cpu
 }  // namespace perceiver

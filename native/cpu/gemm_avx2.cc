@@ -28,6 +28,10 @@ __attribute__((noinline)) P_TARGET void gelu_grad(const float* x, const float* g
   vm::gelu_grad_array<v8f>(x, g, gx, n, tanh_form);
 }
 
+__attribute__((noinline)) P_TARGET void softmax_row(const float* a, float* o, int64_t n, bool log) {
+  vm::softmax_row<v8f>(a, o, n, log);
+}
+
 // Lane mask for the first `n` of 8 columns (n may be <= 0 or >= 8).
 P_TARGET inline __m256i lane_mask(int n) {
   const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -128,7 +132,7 @@ const IsaKernels* avx2_kernels() {
   // (6 x 256 x 4 B = 6 KiB) stays in L1, the B block (256 x 128 x 4 B = 128 KiB)
   // in L2, the A block (1024 x 256 x 4 B = 1 MiB) in L3.
   static const IsaKernels k{Isa::Avx2, "avx2", kMR, kNR, 256, 1024, 128, false, kernel, activation,
-                            nullptr, nullptr, skinny, gelu_grad};
+                            nullptr, nullptr, skinny, gelu_grad, softmax_row};
   return &k;
 }
 

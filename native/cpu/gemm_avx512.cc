@@ -30,6 +30,10 @@ __attribute__((noinline)) P_TARGET void gelu_grad(const float* x, const float* g
   vm::gelu_grad_array<v16f>(x, g, gx, n, tanh_form);
 }
 
+__attribute__((noinline)) P_TARGET void softmax_row(const float* a, float* o, int64_t n, bool log) {
+  vm::softmax_row<v16f>(a, o, n, log);
+}
+
 template <int ROWS>
 P_TARGET void tile(int nr, int64_t k, const float* __restrict a, const float* __restrict b,
                    int64_t ldb, float* c, int64_t ldc, const Epilogue& ep) {
@@ -222,7 +226,7 @@ const IsaKernels* avx512_kernels() {
   // nc 256: the B block (512 x 256 x 4 B = 512 KiB, packed or read in place) that
   //   every A micro-panel sweeps fits the 1 MiB L2 with room for A.
   static const IsaKernels k{Isa::Avx512, "avx512", kMR, kNR, 512, 1024, 256, true, kernel, activation,
-                            pack_a_rows, pack_bt_rows, skinny, gelu_grad};
+                            pack_a_rows, pack_bt_rows, skinny, gelu_grad, softmax_row};
   return &k;
 }
 

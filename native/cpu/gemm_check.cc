@@ -32,6 +32,7 @@
 using perceiver::Activation;
 using perceiver::cpu::apply_activation;
 using perceiver::cpu::gelu_grad;
+using perceiver::cpu::softmax_row;
 using perceiver::cpu::sgemm;
 namespace gd = perceiver::cpu::gemm_detail;
 
@@ -258,6 +259,44 @@ void check_gelu_grad() {
   }
 }
 
+// softmax_row against double: random rows of awkward lengths, with some entries at
+// -1e30 (masked logits, which must come out exactly 0) and a row of large logits;
+// 1e-6 relative plus the rounding of x - max, and 1e-5 absolute for log-softmax.
+void check_softmax_rows() {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-30.f, 30.f);
+  double worst = 0, worst_log = 0;
+  bool zeros_ok = true;
+  for (int64_t n : {1, 3, 15, 16, 17, 33, 100, 1000}) {
+    for (int variant = 0; variant < 3; variant++) {
+      std::vector<float> a((size_t)n), o((size_t)n), ol((size_t)n);
+      for (auto& v : a) v = variant == 2 ? 80.f + u(rng) : u(rng);
+      if (variant == 1)
+        for (int64_t j = 0; j < n; j += 3) a[(size_t)j] = -1e30f;
+      if (variant == 1 && n == 1) a[0] = 0.f;
+      softmax_row(a.data(), o.data(), n, false);
+      softmax_row(a.data(), ol.data(), n, true);
+      double m = -INFINITY, s = 0;
+      for (float v : a) m = std::max(m, (double)v);
+      for (float v : a) s += std::exp((double)v - m);
+      for (int64_t j = 0; j < n; j++) {
+        const double ref = std::exp((double)a[(size_t)j] - m) / s;
+        if (a[(size_t)j] == -1e30f && o[(size_t)j] != 0.f) zeros_ok = false;
+        // x - max is rounded to float first: half an ulp of it shows up as a relative
+        // error of |x - max| 2^-24 in exp (the scalar form does the same).
+        const double d = std::fabs((double)a[(size_t)j] - m);
+        worst = std::max(worst, std::fabs(o[(size_t)j] - ref) / ((1e-6 + 1.2e-7 * d) * ref + 1e-30));
+        if (a[(size_t)j] > -1e29f)
+          worst_log = std::max(worst_log, std::fabs(ol[(size_t)j] - ((double)a[(size_t)j] - m - std::log(s))) / 1e-5);
+      }
+    }
+  }
+  const bool ok = worst <= 1 && worst_log <= 1 && zeros_ok;
+  if (!ok) g_failures++;
+  std::printf("  softmax_row worst err/bound %.3f (log %.3f), masked entries %s %s\n", worst, worst_log,
+              zeros_ok ? "exactly 0" : "NOT 0", ok ? "ok" : "FAIL");
+}
+
 void run_suite(bool quick) {
   const int64_t sizes[] = {1, 2, 3, 4, 5, 7, 13, 14, 15, 16, 17, 28, 29, 31, 32, 33, 57, 63, 64, 65, 127, 261};
   const Activation acts[] = {Activation::None, Activation::Relu, Activation::Gelu, Activation::GeluTanh};
@@ -394,6 +433,7 @@ int main(int argc, char** argv) {
     std::printf("[%s]\n", gd::active_kernels().name);
     check_activations();
     check_gelu_grad();
+    check_softmax_rows();
     run_suite(quick);
     check_concurrent();
     std::printf("  %lld products checked, %d failures\n", (long long)(g_checked - checked),

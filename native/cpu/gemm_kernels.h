@@ -32,6 +32,8 @@ using MicroKernel = void (*)(int mr, int nr, int64_t k, const float* a, const fl
 using ActivationFn = void (*)(float* x, int64_t n, Activation act);
 // gx = g * gelu'(x) over n floats (see vm::gelu_grad_array).
 using GeluGradFn = void (*)(const float* x, const float* g, float* gx, int64_t n, bool tanh_form);
+// One row's softmax or log-softmax (see vm::softmax_row).
+using SoftmaxRowFn = void (*)(const float* a, float* o, int64_t n, bool log);
 // Transposing pack of one full micro-panel: R rows of src (row stride ld, kc values
 // each) -> dst[p * R + r], R = MR (A, not transposed) or NR (B, transposed).
 using PackFn = void (*)(const float* src, int64_t ld, int64_t kc, float* dst);
@@ -71,6 +73,7 @@ struct IsaKernels {
   PackFn pack_bt_rows;
   SkinnyFn skinny;
   GeluGradFn gelu_grad;
+  SoftmaxRowFn softmax_row;
 };
 
 // Null when the build target has no such path (non-x86).
@@ -295,6 +298,56 @@ PERCEIVER_VM_INLINE void activate_array(float* x, int64_t n, Activation act) {
     case Activation::Relu: activate_array_fixed<V, Activation::Relu>(x, n); return;
     case Activation::Gelu: activate_array_fixed<V, Activation::Gelu>(x, n); return;
     case Activation::GeluTanh: activate_array_fixed<V, Activation::GeluTanh>(x, n); return;
+  }
+}
+
+// softmax (or log-softmax) of one contiguous row of n floats into o: the row max, then
+// exp(x - max) with the vector exp (0 below its range, as exp underflows there) summed
+// in float lanes combined in double, then the scale (or the log-sum subtracted).
+template <class V>
+PERCEIVER_VM_INLINE void softmax_row(const float* a, float* o, int64_t n, bool log) {
+  constexpr int L = sizeof(V) / sizeof(float);
+  float m = -__builtin_inff();
+  int64_t j = 0;
+  if (n >= L) {
+    V vmax;
+    __builtin_memcpy(&vmax, a, sizeof(V));
+    for (j = L; j + L <= n; j += L) {
+      V v;
+      __builtin_memcpy(&v, a + j, sizeof(V));
+      vmax = v > vmax ? v : vmax;
+    }
+    for (int l = 0; l < L; l++) m = vmax[l] > m ? vmax[l] : m;
+  }
+  for (; j < n; j++) m = a[j] > m ? a[j] : m;
+  // A row of -inf (or NaN) has no finite max: subtract nothing, as the scalar form does.
+  const float mu = m == m && m != -__builtin_inff() ? m : 0.f;
+  const V lo = (V{} + -87.3f);
+  V acc = {};
+  double s = 0;
+  j = 0;
+  for (; j + L <= n; j += L) {
+    V d;
+    __builtin_memcpy(&d, a + j, sizeof(V));
+    d = d - mu;
+    V e = d;
+    exp_inplace(e);
+    e = d < lo ? V{} : e;
+    if (!log) __builtin_memcpy(o + j, &e, sizeof(V));
+    acc += e;
+  }
+  for (int l = 0; l < L; l++) s += acc[l];
+  for (; j < n; j++) {
+    const float e = __builtin_expf(a[j] - mu);
+    if (!log) o[j] = e;
+    s += e;
+  }
+  if (log) {
+    const float ls = (float)__builtin_log(s);
+    for (int64_t k = 0; k < n; k++) o[k] = a[k] - mu - ls;
+  } else {
+    const float inv = (float)(1.0 / s);
+    for (int64_t k = 0; k < n; k++) o[k] *= inv;
   }
 }
 

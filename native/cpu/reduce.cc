@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../error.h"
+#include "gemm.h"
 #include "kernels.h"
 #include "../threadpool.h"
 
@@ -106,26 +107,7 @@ void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log) 
   float* po = out.ptr<float>();
   int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n));
   parallel_for(rows, grain, [&](int64_t lo, int64_t hi, int) {
-    for (int64_t r = lo; r < hi; r++) {
-      const float* a = px + r * n;
-      float* o = po + r * n;
-      float m = -INFINITY;
-      for (int64_t j = 0; j < n; j++) m = a[j] > m ? a[j] : m;
-      double s = 0;
-      if (log) {
-        for (int64_t j = 0; j < n; j++) s += std::exp(a[j] - m);
-        float ls = (float)std::log(s);
-        for (int64_t j = 0; j < n; j++) o[j] = a[j] - m - ls;
-      } else {
-        for (int64_t j = 0; j < n; j++) {
-          float e = std::exp(a[j] - m);
-          o[j] = e;
-          s += e;
-        }
-        float inv = (float)(1.0 / s);
-        for (int64_t j = 0; j < n; j++) o[j] *= inv;
-      }
-    }
+    for (int64_t r = lo; r < hi; r++) softmax_row(px + r * n, po + r * n, n, log);
   });
 }
 
