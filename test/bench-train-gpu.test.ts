@@ -1,0 +1,41 @@
+// scripts/bench-train-gpu.ts runs on a GPU machine only in device-check, where a broken
+// flag costs device time; its CPU dry run (--device cpu --tiny) is checked here, with
+// the profile and the memory figures device-check reads.
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts', 'bench-train-gpu.js');
+
+function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [SCRIPT, ...args], { env: { ...process.env, PERCEIVER_DEVICE: 'cpu' }, maxBuffer: 16 << 20, timeout: 240_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
+    });
+  });
+}
+
+test('the CPU dry run trains the tiny model in both precisions and prints profiles, allocator peaks and one JSON line', async (t) => {
+  t.timeout(240_000);
+  const r = await run(['--device', 'cpu', '--tiny', '--steps', '1', '--warmup', '1', '--no-torch', '--profile', '--batch', '2']);
+  t.is(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { ours: Record<string, number | string>[]; device: string };
+  t.is(out.device, 'cpu');
+  t.deepEqual(out.ours.map((o) => o.precision), ['float32', 'bfloat16']);
+  for (const o of out.ours) {
+    t.true((o.ms_per_step as number) > 0, JSON.stringify(o));
+    // The allocator's peaks: what it held from the system is at least what it handed out.
+    t.true((o.peak_gib as number) > 0 && (o.reserved_gib as number) >= (o.peak_gib as number), JSON.stringify(o));
+  }
+  for (const p of ['float32', 'bfloat16']) t.regex(r.stdout, new RegExp(`perceiver-io ${p} step profile:\\nwall [\\d.]+ ms; cpu busy`));
+  t.regex(r.stdout, /\(forward\)/);
+  t.regex(r.stdout, /\(backward\/attention\)/);
+  t.regex(r.stdout, /\(optimizer\)/);
+});
+
+test('bad flags are errors naming the flag', async (t) => {
+  const r = await run(['--device', 'cpu', '--tiny', '--precision', 'double']);
+  t.not(r.code, 0);
+  t.regex(r.stderr, /--precision must be 'float32', 'bfloat16' or 'both', got 'double'/);
+});
