@@ -74,6 +74,8 @@ interface OursRow {
   reserved_gib?: number;
   /** The most bytes of live storages as the JS side counts them (ops are issued ahead of the device). */
   logical_peak_gib?: number;
+  /** Median host time to issue one step's ops (the device overlaps it; a step cannot be shorter). */
+  issue_ms?: number;
   error?: string;
 }
 const ours: OursRow[] = [];
@@ -92,8 +94,10 @@ for (const precision of precisions) {
   const x = P.randn([batch, 3, size, size], { seed: 1, device });
   const y = P.tensor(Int32Array.from({ length: batch }, (_, i) => i % config.num_labels), [batch], { device });
   try {
-    const times = (await timeTrainingSteps(model, opt, x, y, steps, warmup, precision)).sort((a, b) => a - b);
+    const issue: number[] = [];
+    const times = (await timeTrainingSteps(model, opt, x, y, steps, warmup, precision, issue)).sort((a, b) => a - b);
     const ms = times[times.length >> 1];
+    issue.sort((a, b) => a - b);
     const mem = P.memory()[memKey];
     ours.push({
       precision,
@@ -102,6 +106,7 @@ for (const precision of precisions) {
       peak_gib: mem.peakAllocatedBytes / 2 ** 30,
       reserved_gib: mem.peakReservedBytes / 2 ** 30,
       logical_peak_gib: mem.peakBytes / 2 ** 30,
+      issue_ms: issue[issue.length >> 1],
     });
     if (profile) profiles.push(`perceiver-io ${precision} step profile:\n${(await profileTrainingStep(model, opt, x, y, precision)).table(40)}`);
   } catch (err) {
@@ -145,7 +150,7 @@ const label = (p: string) => (p === 'bfloat16' ? 'bf16 mixed' : 'float32');
 const line = (name: string, r: OursRow) =>
   r.ms_per_step === undefined
     ? `  ${name.padEnd(28)} error: ${r.error}`
-    : `  ${name.padEnd(28)} ${r.ms_per_step.toFixed(1).padStart(9)} ms/step  ${r.images_per_s!.toFixed(1).padStart(8)} images/s  (peak allocated ${r.peak_gib?.toFixed(1) ?? '-'} GiB, reserved ${r.reserved_gib?.toFixed(1) ?? '-'} GiB${'logical_peak_gib' in r && r.logical_peak_gib !== undefined ? `, logical ${r.logical_peak_gib.toFixed(1)} GiB` : ''})`;
+    : `  ${name.padEnd(28)} ${r.ms_per_step.toFixed(1).padStart(9)} ms/step  ${r.images_per_s!.toFixed(1).padStart(8)} images/s  (peak allocated ${r.peak_gib?.toFixed(1) ?? '-'} GiB, reserved ${r.reserved_gib?.toFixed(1) ?? '-'} GiB${'logical_peak_gib' in r && r.logical_peak_gib !== undefined ? `, logical ${r.logical_peak_gib.toFixed(1)} GiB` : ''}${'issue_ms' in r && r.issue_ms !== undefined ? `; ops issued in ${r.issue_ms.toFixed(1)} ms` : ''})`;
 for (const r of ours) console.log(line(`perceiver-io ${label(r.precision)}`, r));
 console.log(`  ${params.toLocaleString('en-US')} parameters`);
 const torchRow = (p: string) => torch?.results.find((r) => r.precision === p && r.ms_per_step !== undefined);

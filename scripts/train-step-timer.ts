@@ -5,7 +5,9 @@ import type { TrainableClassifier } from '../models/train/trainer.js';
 
 /**
  * Milliseconds of each of `steps` training steps, after `warmup` untimed ones; 'bfloat16'
- * is mixed precision (the forward under autocast, float32 master weights).
+ * is mixed precision (the forward under autocast, float32 master weights). `issue`, when
+ * given, receives each timed step's host time to issue its ops (forward, backward and
+ * the update, before the first read): the JS side's share, which the device overlaps.
  */
 export async function timeTrainingSteps(
   model: TrainableClassifier,
@@ -15,6 +17,7 @@ export async function timeTrainingSteps(
   steps: number,
   warmup: number,
   precision: 'float32' | 'bfloat16' = 'float32',
+  issue?: number[],
 ): Promise<number[]> {
   const times: number[] = [];
   for (let i = 0; i < steps + warmup; i++) {
@@ -23,6 +26,7 @@ export async function timeTrainingSteps(
     loss.backward();
     opt.step();
     opt.zeroGrad();
+    if (i >= warmup) issue?.push(performance.now() - t0);
     await loss.data();
     // The update is queued after the loss: wait for the last parameter too.
     await model.parameters().at(-1)!.data();

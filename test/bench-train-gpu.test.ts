@@ -27,6 +27,7 @@ test('the CPU dry run trains the tiny model in both precisions and prints profil
     t.true((o.ms_per_step as number) > 0, JSON.stringify(o));
     // The allocator's peaks: what it held from the system is at least what it handed out.
     t.true((o.peak_gib as number) > 0 && (o.reserved_gib as number) >= (o.peak_gib as number), JSON.stringify(o));
+    t.true((o.issue_ms as number) > 0 && (o.issue_ms as number) <= (o.ms_per_step as number), JSON.stringify(o));
   }
   for (const p of ['float32', 'bfloat16']) t.regex(r.stdout, new RegExp(`perceiver-io ${p} step profile:\\nwall [\\d.]+ ms; cpu busy`));
   t.regex(r.stdout, /\(forward\)/);
