@@ -92,7 +92,9 @@ Tensor attention_composed(const Tensor& q, const Tensor& k, const Tensor& v, con
     const int64_t B = mask->shape[0], nq = mask->shape[1], nk = mask->shape[2];
     const Tensor m = reshape(*mask, {B, 1, nq, nk});
     logits = where(m, logits, full({}, -1e30, logits.dtype, logits.device()));
-    const Tensor any_key = reduce(ReduceOp::Max, cast(m, logits.dtype), 3, true);  // [B, 1, Nq, 1]
+    // 1 where a row has any allowed key (mask values other than 0 and 1 count as 1).
+    const Tensor any_key = binary(BinaryOp::Minimum, reduce(ReduceOp::Max, cast(m, logits.dtype), 3, true),
+                                  full({}, 1.0, logits.dtype, logits.device()));  // [B, 1, Nq, 1]
     p = binary(BinaryOp::Mul, softmax(logits, false), any_key);
   } else {
     p = softmax(logits, false);

@@ -270,7 +270,8 @@ for (const [name, d, masked] of attentionCases)
     const q = [d.B, d.Nq, d.H, d.Dqk];
     const k = [d.B, d.Nk, d.H, d.Dqk];
     const v = [d.B, d.Nk, d.H, d.Dv];
-    const maskData = Uint8Array.from({ length: d.B * d.Nq * d.Nk }, (_, i) => (i < d.Nk ? 0 : (i * 5) % 3 === 0 ? 0 : 1));
+    // Allowed keys marked 1, 7 or 255: any nonzero value allows, and none may scale.
+    const maskData = Uint8Array.from({ length: d.B * d.Nq * d.Nk }, (_, i) => (i < d.Nk ? 0 : (i * 5) % 3 === 0 ? 0 : [1, 7, 255][i % 3]));
     const mShape = [d.B, d.Nq, d.Nk];
     await checkGrad(t, 'attention', {
       shapes: masked ? [q, k, v, mShape] : [q, k, v],

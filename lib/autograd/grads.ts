@@ -372,7 +372,8 @@ export function attentionGrad(out: Tensor, q: Tensor, k: Tensor, v: Tensor, mask
     if (tm) {
       const m = L.unsqueeze(L.broadcastTo(tm, [B, Nq, Nk]), 1); // [B, 1, Nq, Nk]
       logits = E.where(m, logits, -1e30);
-      const anyKey = f32(R.max(f32(m), 3, { keepdim: true }));
+      // 1 where a row has any allowed key (mask values other than 0 and 1 count as 1).
+      const anyKey = E.minimum(f32(R.max(f32(m), 3, { keepdim: true })), 1);
       p = E.mul(R.softmax(logits, -1), anyKey);
     } else p = R.softmax(logits, -1);
     const gp = M.matmul(gh, vh, { transB: true, dtype: 'float32' }); // [B, H, Nq, Nk]
