@@ -65,10 +65,11 @@ function inputs(d: Dims, seed: number): { q: Float32Array; k: Float32Array; v: F
 
 const D: Dims = { B: 2, Nq: 3, Nk: 5, H: 2, Dqk: 4, Dv: 3 };
 
-test('attentionWithDropout: softmax weights times the seeded keep mask / (1 - p), masked keys excluded, fully masked rows 0', async (t) => {
+test('attentionWithDropout: softmax weights times the seeded keep mask / (1 - p), masked keys excluded (any nonzero mask value allows), fully masked rows 0', async (t) => {
   const p = 0.4;
   const { q, k, v } = inputs(D, 10);
-  const mask = randomMask(D.B * D.Nq * D.Nk, 3, 0.7);
+  // Allowed keys marked 1, 7 or 255: any nonzero value allows, and none may scale.
+  const mask = randomMask(D.B * D.Nq * D.Nk, 3, 0.7).map((x, i) => x * [1, 7, 255][i % 3]);
   mask.fill(0, 0, D.Nk); // query row 0 of batch 0 attends to nothing
   const tq = P.tensor(q, [D.B, D.Nq, D.H, D.Dqk]);
   const tk = P.tensor(k, [D.B, D.Nk, D.H, D.Dqk]);
