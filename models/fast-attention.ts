@@ -9,7 +9,7 @@
 //
 // A query row whose keys are all masked gets P = 0 from the engine; the projected path
 // then yields 0 for that row, so the bias is scaled by "has any allowed key" to match.
-import { attention, cast, matmul, reshape, linear, type Tensor } from '../lib/index.js';
+import { attention, cast, matmul, minimum, reshape, linear, type Tensor } from '../lib/index.js';
 
 /** Multiply-adds of the plain single-head path, per batch element (the query projection, common to both, left out). */
 export function plainCrossAttentionMacs(nq: number, nk: number, kvDim: number, qk: number, v: number): number {
@@ -49,7 +49,8 @@ export function fastSingleHeadCrossAttention(
   const px = reshape(attention(reshape(qFolded, [B, Nq, 1, C]), x4, x4, { mask, scale: 1 }), [B, Nq, C]);
   if (valueBias === null) return linear(px, valueWeight, null);
   if (mask === null) return linear(px, valueWeight, valueBias);
-  // 1 where a row has at least one allowed key, else 0: [.., .., 1], broadcast over Nq and v.
-  const anyKey = cast(mask, valueBias.dtype).max(-1, { keepdim: true });
+  // 1 where a row has at least one allowed key (any nonzero mask value), else 0:
+  // [.., .., 1], broadcast over Nq and v.
+  const anyKey = minimum(cast(mask, valueBias.dtype).max(-1, { keepdim: true }), 1);
   return linear(px, valueWeight, null).add(anyKey.mul(valueBias));
 }

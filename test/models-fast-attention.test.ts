@@ -109,9 +109,10 @@ for (const d of SHAPES) {
     load(attn, randomState(attn, 'nan'));
     const hs = P.randn([d.B, d.Nq, d.qDim]);
     const x = P.randn([d.B, d.Nk, d.kvDim], { std: 2 });
-    // [B, 1, Nk]: HF's key mask. Batch 0 keeps about half the keys, batch 1 (if any) none.
+    // [B, 1, Nk]: HF's key mask. Batch 0 keeps about half the keys, batch 1 (if any) none;
+    // allowed keys are marked 1, 7 or 255 (any nonzero value allows, none may scale).
     const keyMask = new Uint8Array(d.B * d.Nk);
-    for (let b = 0; b < d.B; b++) for (let j = 0; j < d.Nk; j++) keyMask[b * d.Nk + j] = b === 1 ? 0 : (j * 7 + b) % 3 === 0 ? 0 : 1;
+    for (let b = 0; b < d.B; b++) for (let j = 0; j < d.Nk; j++) keyMask[b * d.Nk + j] = b === 1 ? 0 : (j * 7 + b) % 3 === 0 ? 0 : [1, 7, 255][j % 3];
     // [B, Nq, Nk]: per-row masks, row 0 of every batch fully masked.
     const rowMask = new Uint8Array(d.B * d.Nq * d.Nk);
     for (let b = 0; b < d.B; b++)
