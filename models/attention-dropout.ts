@@ -4,7 +4,8 @@
 // differentiable ops, following SPEC's attend (steps 1-5) with dropout after the
 // softmax, so the tape sees every step. Its memory grows with Nq * Nk, which is why
 // only training with p > 0 takes it: evaluation and p = 0 keep the fused kernel.
-import { broadcastTo, cast, dropout, matmul, minimum, permute, softmax, unsqueeze, where, contiguous, type Tensor } from '../lib/index.js';
+import { broadcastTo, dropout, matmul, permute, unsqueeze, contiguous, type Tensor } from '../lib/index.js';
+import { maskedSoftmax } from '../lib/ops/reduce.js';
 
 export interface AttentionDropoutOptions {
   /** uint8, broadcastable to [B, Nq, Nk]; 0 excludes a key. Rows with no allowed key output 0. */
@@ -26,18 +27,8 @@ export function attentionWithDropout(q: Tensor, k: Tensor, v: Tensor, opts: Atte
   const Nk = k.shape[1];
   const scale = opts.scale ?? 1 / Math.sqrt(Dqk);
   const heads = (t: Tensor) => permute(t, [0, 2, 1, 3]); // [B, H, N, D]
-  let logits = matmul(heads(q), heads(k), { transB: true, alpha: scale }); // [B, H, Nq, Nk]
-  let weights: Tensor;
-  if (opts.mask) {
-    const m = unsqueeze(broadcastTo(opts.mask, [B, Nq, Nk]), 1); // [B, 1, Nq, Nk]
-    // The most negative finite value of the dtype: an infinite fill would make a row
-    // with every key masked NaN instead of uniform.
-    logits = where(m, logits, logits.dtype === 'float16' ? -65504 : -1e30);
-    // A row with every key masked would be a uniform softmax: the fused kernel outputs 0
-    // there. Mask values other than 0 and 1 allow a key like 1 does.
-    const anyKey = minimum(cast(m, logits.dtype).max(3, { keepdim: true }), 1);
-    weights = softmax(logits, -1).mul(anyKey);
-  } else weights = softmax(logits, -1);
+  const logits = matmul(heads(q), heads(k), { transB: true, alpha: scale }); // [B, H, Nq, Nk]
+  const weights = maskedSoftmax(logits, opts.mask ? unsqueeze(broadcastTo(opts.mask, [B, Nq, Nk]), 1) : null); // mask [B, 1, Nq, Nk]
   const out = matmul(dropout(weights, opts.p, { training: true }), heads(v)); // [B, H, Nq, Dv]
   return contiguous(permute(out, [0, 2, 1, 3]));
 }

@@ -34,6 +34,8 @@ class AllocCounter {
   }
   // Cached blocks returned to the system.
   void on_release(size_t n) { reserved_ -= n; }
+  // Freed blocks held for reuse.
+  size_t cached() const { return reserved_ - allocated_; }
   void reset_peaks() {
     peak_allocated_ = allocated_;
     peak_reserved_ = reserved_;
@@ -44,7 +46,7 @@ class AllocCounter {
     s.peak_allocated = peak_allocated_;
     s.reserved = reserved_;
     s.peak_reserved = peak_reserved_;
-    s.cached = reserved_ - allocated_;
+    s.cached = cached();
     return s;
   }
 

@@ -367,15 +367,8 @@ export function attentionGrad(out: Tensor, q: Tensor, k: Tensor, v: Tensor, mask
     const sc = scale > 0 ? scale : 1 / Math.sqrt(Dqk);
     const heads = (t: Tensor) => L.permute(t, [0, 2, 1, 3]);
     const [qh, kh, vh, gh] = (low ? [q16, k16, v16, g16] : [wide(q16), wide(k16), wide(v16), wide(g16)]).map(heads);
-    let logits = M.matmul(qh, kh, { transB: true, alpha: sc, dtype: 'float32' });
-    let p: Tensor;
-    if (tm) {
-      const m = L.unsqueeze(L.broadcastTo(tm, [B, Nq, Nk]), 1); // [B, 1, Nq, Nk]
-      logits = E.where(m, logits, -1e30);
-      // 1 where a row has any allowed key (mask values other than 0 and 1 count as 1).
-      const anyKey = E.minimum(f32(R.max(f32(m), 3, { keepdim: true })), 1);
-      p = E.mul(R.softmax(logits, -1), anyKey);
-    } else p = R.softmax(logits, -1);
+    const logits = M.matmul(qh, kh, { transB: true, alpha: sc, dtype: 'float32' });
+    const p = R.maskedSoftmax(logits, tm ? L.unsqueeze(L.broadcastTo(tm, [B, Nq, Nk]), 1) : null); // mask [B, 1, Nq, Nk]
     const gp = M.matmul(gh, vh, { transB: true, dtype: 'float32' }); // [B, H, Nq, Nk]
     const gss = softmaxBackward(p, gp, low ? g16.dtype : 'float32');
     const pp = low ? L.cast(p, g16.dtype) : p;

@@ -7,7 +7,7 @@
 import { native } from '../native.js';
 import { Tensor, wrap } from '../tensor.js';
 import { keep, tidy } from '../scope.js';
-import { isProfiling, scope as profilerScope } from '../profiler.js';
+import { scope as profilerScope } from '../profiler.js';
 
 /**
  * A backward formula: the output's gradient g and the saved tensors -> one gradient per
@@ -132,9 +132,7 @@ export function backward(root: Tensor, opts: BackwardOptions = {}): void {
     throw new RangeError(`backward: the root must be a scalar (one element) unless option 'gradient' is given, got shape [${root.shape.join(', ')}]`);
   }
   const retain = opts.retainGraph ?? false;
-  const run = () => noGrad(() => tidy(() => backwardPass(root, seed, retain)));
-  if (isProfiling()) profilerScope('backward', run);
-  else run();
+  profilerScope('backward', () => noGrad(() => tidy(() => backwardPass(root, seed, retain))));
 }
 
 function backwardPass(root: Tensor, seed: Tensor | undefined, retain: boolean): void {
@@ -178,8 +176,9 @@ function backwardPass(root: Tensor, seed: Tensor | undefined, retain: boolean): 
       if (!retain) node.release();
       continue;
     }
-    // Per node, so a formula's temporaries are freed before the next node runs.
-    const inputGrads = isProfiling() ? profilerScope(node.name, () => tidy(() => node.apply(g))) : tidy(() => node.apply(g));
+    // Per node, so a formula's temporaries are freed before the next node runs; under a
+    // profile its ops count in the node's scope.
+    const inputGrads = profilerScope(node.name, () => tidy(() => node.apply(g)));
     if (!inputGrads.includes(g)) g.dispose();
     if (!retain) node.release();
     // A formula may pass one tensor to several inputs (or pass g through); each

@@ -3,6 +3,8 @@ import { native } from '../native.js';
 import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
 import { bool, int, num, options } from './args.js';
 import * as G from '../autograd/grads.js';
+import { cast } from './layout.js';
+import { minimum, where } from './elementwise.js';
 
 export interface ReduceOptions {
   /** Keep the reduced axis with size 1. Default false. */
@@ -35,6 +37,21 @@ export function softmax(x: Tensor, axis = -1): Tensor {
   const h = handleOf('softmax', 'x', x);
   lastAxis('softmax', x, axis);
   return G.softmaxGrad(wrap(native.softmax(h, false)), x, false);
+}
+
+/**
+ * @internal Softmax over the last axis of attention logits where `mask` (uint8,
+ * broadcast against them, any nonzero value allowing) lets a key in, with the fused
+ * attention's rule that a row with no allowed key is 0 (not uniform). The composed
+ * attentions (its gradient, the dropout path) share it.
+ */
+export function maskedSoftmax(logits: Tensor, mask: Tensor | null): Tensor {
+  if (!mask) return softmax(logits, -1);
+  // The most negative finite value of the dtype: an infinite fill would make a fully
+  // masked row NaN rather than uniform (it is zeroed below).
+  const masked = where(mask, logits, logits.dtype === 'float16' ? -65504 : -1e30);
+  const anyKey = minimum(max(cast(mask, logits.dtype), logits.rank - 1, { keepdim: true }), 1);
+  return softmax(masked, -1).mul(anyKey);
 }
 
 /** log(softmax(x)) over the last axis, computed stably. */

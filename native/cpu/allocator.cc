@@ -40,8 +40,7 @@ size_t cache_limit() {
 struct Cache {
   std::mutex mu;
   std::multimap<size_t, void*> free_blocks;  // rounded size -> block
-  size_t bytes = 0;
-  AllocCounter counter;  // small blocks too (under mu)
+  AllocCounter counter;  // small blocks too (under mu); its cached bytes are free_blocks'
 };
 
 Cache& cache() {
@@ -81,7 +80,6 @@ void* host_alloc(size_t bytes) {
     if (it != c.free_blocks.end()) {
       void* p = it->second;
       c.free_blocks.erase(it);
-      c.bytes -= n;
       c.counter.on_alloc(n, false);
       return p;
     }
@@ -115,11 +113,10 @@ void host_free(void* p, size_t bytes) {
   size_t n = round_cached(bytes);
   {
     std::lock_guard<std::mutex> lock(c.mu);
-    bool keep = c.bytes + n <= cache_limit();
+    bool keep = c.counter.cached() + n <= cache_limit();
     c.counter.on_free(n, keep);
     if (keep) {
       c.free_blocks.emplace(n, p);
-      c.bytes += n;
       return;
     }
   }
@@ -132,8 +129,7 @@ void host_empty_cache() {
   {
     std::lock_guard<std::mutex> lock(c.mu);
     blocks.swap(c.free_blocks);
-    c.counter.on_release(c.bytes);
-    c.bytes = 0;
+    c.counter.on_release(c.counter.cached());
   }
   for (auto& b : blocks) std::free(b.second);
 }

@@ -35,7 +35,6 @@ void* DeviceAllocator::alloc(size_t bytes) {
     if (it != free_.end()) {
       void* p = it->second;
       free_.erase(it);
-      cached_ -= n;
       counter_.on_alloc(n, false);
       return p;
     }
@@ -70,7 +69,6 @@ void DeviceAllocator::free(void* p, size_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   size_t n = round_size(bytes);
   free_.emplace(n, p);
-  cached_ += n;
   counter_.on_free(n, true);
 }
 
@@ -89,8 +87,7 @@ void DeviceAllocator::empty_cache() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     blocks.swap(free_);
-    counter_.on_release(cached_);
-    cached_ = 0;
+    counter_.on_release(counter_.cached());
   }
   if (blocks.empty()) return;
   cudaSetDevice(device_);

@@ -24,8 +24,7 @@ class DeviceAllocator {
   int device_;
   std::mutex mu_;
   std::multimap<size_t, void*> free_;  // rounded size -> block
-  size_t cached_ = 0;
-  AllocCounter counter_;
+  AllocCounter counter_;  // its cached bytes are those of free_
 };
 
 }  // namespace cuda

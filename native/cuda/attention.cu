@@ -944,20 +944,21 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
                                                           pad_ld(d), total);
       return cudaGetLastError();
     };
+    // The kernel reads the padded copy: [B][H][Nk] rows at a stride of pad_ld(d).
+    auto use_copy = [&](const void*& ptr, int64_t& sb, int64_t& sh, int64_t& sn, int64_t d, size_t off) {
+      ptr = ws + off;
+      sn = pad_ld(d);
+      sh = a.nk * sn;
+      sb = a.heads * sh;
+    };
     if (pad.k) {
       if (cudaError_t e = copy(a.k, a.k_sb, a.k_sh, a.k_sn, a.dqk, pad.k_off)) return e;
-      p.k = ws + pad.k_off;
-      p.k_sn = pad_ld(a.dqk);
-      p.k_sh = a.nk * p.k_sn;
-      p.k_sb = a.heads * p.k_sh;
+      use_copy(p.k, p.k_sb, p.k_sh, p.k_sn, a.dqk, pad.k_off);
     }
     if (pad.v) {
       if (!pad.shared)
         if (cudaError_t e = copy(a.v, a.v_sb, a.v_sh, a.v_sn, a.dv, pad.v_off)) return e;
-      p.v = ws + pad.v_off;
-      p.v_sn = pad_ld(a.dv);
-      p.v_sh = a.nk * p.v_sn;
-      p.v_sb = a.heads * p.v_sh;
+      use_copy(p.v, p.v_sb, p.v_sh, p.v_sn, a.dv, pad.v_off);
     }
   }
 
