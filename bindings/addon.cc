@@ -10,6 +10,7 @@ void register_io(Napi::Env env, Napi::Object exports);  // io.cc: checkpoint loa
 Addon::Addon(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = TensorHandle::define(env);
   tensor_ctor = Napi::Persistent(ctor);
+  tensor_key = Napi::Persistent(Napi::External<void>::New(env, this));
   exports.Set("TensorHandle", ctor);
   channel = std::make_shared<ReadChannel>();
   channel->tsfn = ReadTsfn::New(env, "perceiver-read", 0, 1, this);
@@ -33,7 +34,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
 Addon::~Addon() = default;
 
 Napi::Object Addon::wrap(Napi::Env env, Tensor t) {
-  Napi::Object o = tensor_ctor.New({Napi::External<void>::New(env, nullptr)});
+  Napi::Object o = tensor_ctor.Value().New({tensor_key.Value()});
   TensorHandle::Unwrap(o)->set(std::move(t));
   return o;
 }

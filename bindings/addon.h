@@ -65,6 +65,9 @@ class Addon : public Napi::Addon<Addon> {
   ~Addon();
 
   Napi::FunctionReference tensor_ctor;
+  // The argument that lets wrap() construct a TensorHandle: JS never sees it, so
+  // `new TensorHandle()` from JS is refused. Made once, not per op.
+  Napi::Reference<Napi::External<void>> tensor_key;
   std::shared_ptr<ReadChannel> channel;
   std::unordered_map<uint64_t, PendingRead> reads;
   uint64_t next_read = 1;

@@ -26,7 +26,8 @@ Napi::Function TensorHandle::define(Napi::Env env) {
 TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
   // Created only by Addon::wrap, which passes an External marker; JS cannot make
   // an empty handle.
-  if (info.Length() != 1 || !info[0].IsExternal())
+  Addon* addon = info.Env().GetInstanceData<Addon>();
+  if (info.Length() != 1 || !addon || !info[0].StrictEquals(addon->tensor_key.Value()))
     Napi::TypeError::New(info.Env(), "TensorHandle cannot be constructed directly; use tensor()")
         .ThrowAsJavaScriptException();
 }

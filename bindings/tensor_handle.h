@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "addon.h"
+#include "../native/small_pool.h"
 
 namespace pio {
 
@@ -15,6 +16,9 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   static Napi::Function define(Napi::Env env);
   TensorHandle(const Napi::CallbackInfo& info);
   ~TensorHandle();
+  // One per op result, freed in bursts by garbage collection: pooled.
+  static void* operator new(size_t bytes) { return perceiver::small_alloc(bytes); }
+  static void operator delete(void* p, size_t bytes) { perceiver::small_free(p, bytes); }
 
   // nullptr when v is not a TensorHandle.
   static TensorHandle* unwrap(const Napi::Value& v);

@@ -32,6 +32,9 @@ export class Tensor {
   grad: Tensor | null = null;
   /** @internal The node that computes this tensor's inputs' gradients (null for leaves and constants). */
   gradFn: GradNode | null = null;
+  // Mirrors the handle's state (only dispose() releases a handle), so that argument
+  // checks, which run for every operand of every op, need no native call.
+  #disposed = false;
 
   /** @internal Tensors are made by ops and creation functions (tensor(), zeros(), ...). */
   constructor(handle: NativeHandle) {
@@ -53,7 +56,7 @@ export class Tensor {
     return this.shape.reduce((a, b) => a * b, 1);
   }
   get disposed(): boolean {
-    return this.handle.disposed;
+    return this.#disposed;
   }
   /** Whether the elements are dense in row-major order (views may not be). */
   get isContiguous(): boolean {
@@ -100,6 +103,7 @@ export class Tensor {
 
   /** Releases the native memory now (and the gradient it holds). Idempotent; using the tensor afterwards throws. */
   dispose(): void {
+    this.#disposed = true;
     this.handle.dispose();
     this.grad?.dispose();
     this.grad = null;

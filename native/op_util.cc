@@ -1,9 +1,5 @@
 #include "op_util.h"
 
-#include <vector>
-
-#include "profiler.h"
-
 namespace perceiver {
 
 View view_of(const Tensor& t) {
@@ -101,36 +97,41 @@ int64_t normalize_axis(const char* op, const char* name, int64_t axis, int ndim)
   return axis < 0 ? axis + ndim : axis;
 }
 
-void launch(const char* op, Device device, std::initializer_list<const Tensor*> inputs,
-            std::initializer_list<const Tensor*> outputs, std::function<void(Backend&)> kernel) {
-  std::vector<StoragePtr> ins, outs;
-  for (const Tensor* t : inputs)
-    if (t) ins.push_back(t->storage);
-  for (const Tensor* t : outputs)
-    if (t) outs.push_back(t->storage);
-  Backend* backend = backend_for(device);
-  std::string name = op;
-  const Tensor* first_out = outputs.size() ? *outputs.begin() : nullptr;
-  ProfileKey pkey = profile_key(op, first_out ? &first_out->shape : nullptr);
-  backend->queue(device.index).submit(
-      [name, backend, device, pkey = std::move(pkey), ins = std::move(ins), outs = std::move(outs),
-       kernel = std::move(kernel)] {
-        for (auto& s : ins) {
-          if (s->failed()) {
-            for (auto& o : outs) o->set_error(s->error());
-            return;
-          }
-        }
-        void* mark = pkey.active ? profile_begin(*backend) : nullptr;
-        try {
-          kernel(*backend);
-        } catch (const std::exception& e) {
-          for (auto& o : outs) o->set_error(name + ": " + e.what());
-        } catch (...) {
-          for (auto& o : outs) o->set_error(name + ": unknown error");
-        }
-        if (mark) profile_end(pkey, *backend, device, mark);
-      });
+KernelTask::KernelTask(const char* op, Backend* backend, Device device,
+                       std::initializer_list<const Tensor*> inputs,
+                       std::initializer_list<const Tensor*> outputs)
+    : op_(op), backend_(backend), device_(device) {
+  for (const Tensor* t : inputs) {
+    if (!t) continue;
+    if (n_in_ == kMaxInputs) throw_value(std::string(op) + ": internal error: too many kernel inputs");
+    in_[n_in_++] = t->storage;
+  }
+  const Tensor* first_out = nullptr;
+  for (const Tensor* t : outputs) {
+    if (!t) continue;
+    if (n_out_ == kMaxOutputs) throw_value(std::string(op) + ": internal error: too many kernel outputs");
+    if (!first_out) first_out = t;
+    out_[n_out_++] = t->storage;
+  }
+  if (profiling()) profile_ = std::make_unique<ProfileKey>(profile_key(op, first_out ? &first_out->shape : nullptr));
+}
+
+void KernelTask::run() {
+  for (int i = 0; i < n_in_; i++) {
+    if (in_[i]->failed()) {
+      for (int o = 0; o < n_out_; o++) out_[o]->set_error(in_[i]->error());
+      return;
+    }
+  }
+  void* mark = profile_ && profile_->active ? profile_begin(*backend_) : nullptr;
+  try {
+    kernel(*backend_);
+  } catch (const std::exception& e) {
+    for (int o = 0; o < n_out_; o++) out_[o]->set_error(std::string(op_) + ": " + e.what());
+  } catch (...) {
+    for (int o = 0; o < n_out_; o++) out_[o]->set_error(std::string(op_) + ": unknown error");
+  }
+  if (mark) profile_end(*profile_, *backend_, device_, mark);
 }
 
 }  // namespace perceiver

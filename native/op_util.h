@@ -2,13 +2,16 @@
 // and launch(), which enqueues a kernel with its storages kept alive and turns a
 // failure into an error on its outputs.
 #pragma once
-#include <functional>
 #include <initializer_list>
+#include <memory>
 #include <string>
+#include <type_traits>
 
 #include "backend.h"
 #include "error.h"
+#include "profiler.h"
 #include "queue.h"
+#include "task.h"
 #include "tensor.h"
 
 namespace perceiver {
@@ -37,7 +40,49 @@ void check_same_device(const char* op, std::initializer_list<std::pair<const cha
 // Normalises a possibly negative axis against ndim.
 int64_t normalize_axis(const char* op, const char* name, int64_t axis, int ndim);
 
+// A kernel on its device's queue, holding the storages it reads and writes so that
+// JS may dispose them meanwhile. When it runs: an input that failed fails the
+// outputs with its message instead, and an exception from the kernel fails the
+// outputs with "op: message".
+class KernelTask : public Task {
+ public:
+  // op must outlive the task (every caller passes a string literal).
+  KernelTask(const char* op, Backend* backend, Device device, std::initializer_list<const Tensor*> inputs,
+             std::initializer_list<const Tensor*> outputs);
+  void run() final;
+
+ protected:
+  virtual void kernel(Backend& b) = 0;
+
+ private:
+  static constexpr int kMaxInputs = 6, kMaxOutputs = 4;
+  const char* op_;
+  Backend* backend_;
+  Device device_;
+  std::unique_ptr<ProfileKey> profile_;  // only while the profiler runs
+  StoragePtr in_[kMaxInputs], out_[kMaxOutputs];
+  int n_in_ = 0, n_out_ = 0;
+};
+
+template <class K>
+class KernelTaskOf final : public KernelTask {
+ public:
+  KernelTaskOf(const char* op, Backend* backend, Device device, std::initializer_list<const Tensor*> inputs,
+               std::initializer_list<const Tensor*> outputs, K&& k)
+      : KernelTask(op, backend, device, inputs, outputs), k_(std::move(k)) {}
+
+ private:
+  void kernel(Backend& b) override { k_(b); }
+  K k_;
+};
+
+// Queues kernel(backend) on device's queue; null entries of inputs/outputs are skipped.
+template <class K>
 void launch(const char* op, Device device, std::initializer_list<const Tensor*> inputs,
-            std::initializer_list<const Tensor*> outputs, std::function<void(Backend&)> kernel);
+            std::initializer_list<const Tensor*> outputs, K kernel) {
+  Backend* backend = backend_for(device);
+  backend->queue(device.index).submit(
+      new KernelTaskOf<K>(op, backend, device, inputs, outputs, std::move(kernel)));
+}
 
 }  // namespace perceiver

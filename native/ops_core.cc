@@ -224,6 +224,7 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end, int64_t 
 }
 
 Tensor broadcast_to(const Tensor& x, const Shape& shape) {
+  if (x.shape == shape) return x;
   checked_numel("broadcast", "shape", shape);
   int n = (int)shape.size();
   if (n < x.ndim() || n > kMaxDims)

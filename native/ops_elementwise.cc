@@ -33,6 +33,11 @@ Shape broadcast_shapes(const char* op, const Shape& a, const char* an, const Sha
   return out;
 }
 
+// Operands that already have the result's shape (most) need no broadcast copy.
+static View broadcast_view(const Tensor& x, const Shape& shape) {
+  return x.shape == shape ? view_of(x) : view_of(broadcast_to(x, shape));
+}
+
 Tensor unary(UnaryOp op, const Tensor& x, float alpha, float beta) {
   const char* name = unary_name(op);
   check_float(name, "x", x);
@@ -57,8 +62,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
     return compare ? r : cast(r, a.dtype);
   }
   Tensor out = empty(shape, compare ? DType::UInt8 : a.dtype, a.device(), name);
-  View va = view_of(broadcast_to(a, shape)), vb = view_of(broadcast_to(b, shape)),
-       vo = view_of(out);
+  View va = broadcast_view(a, shape), vb = broadcast_view(b, shape), vo = view_of(out);
   launch(name, a.device(), {&a, &b}, {&out},
          [op, va, vb, vo](Backend& be) { be.binary(op, va, vb, vo); });
   return out;
@@ -74,8 +78,8 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   Shape shape = broadcast_shapes("where", cond.shape, "cond", ab, "a/b");
   if (cpu_16bit(a)) return cast(where(cond, cast(a, DType::Float32), cast(b, DType::Float32)), a.dtype);
   Tensor out = empty(shape, a.dtype, a.device(), "where");
-  View vc = view_of(broadcast_to(cond, shape)), va = view_of(broadcast_to(a, shape)),
-       vb = view_of(broadcast_to(b, shape)), vo = view_of(out);
+  View vc = broadcast_view(cond, shape), va = broadcast_view(a, shape), vb = broadcast_view(b, shape),
+       vo = view_of(out);
   launch("where", a.device(), {&cond, &a, &b}, {&out},
          [vc, va, vb, vo](Backend& be) { be.where(vc, va, vb, vo); });
   return out;

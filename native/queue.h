@@ -6,10 +6,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <functional>
 #include <mutex>
 #include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "task.h"
 
 namespace perceiver {
 
@@ -21,8 +23,13 @@ class Queue {
   // CPU queue's tasks are long, so it sleeps at once (0).
   explicit Queue(int spin_us = 0);
   ~Queue();
-  // Returns the task's ticket; wait(ticket) returns once it has run.
-  uint64_t submit(std::function<void()> task);
+  // Returns the task's ticket; wait(ticket) returns once it has run. The queue owns
+  // the task and deletes it on its thread once it has run.
+  uint64_t submit(Task* task);
+  template <class F, class = std::enable_if_t<!std::is_convertible_v<F, Task*>>>
+  uint64_t submit(F&& fn) {
+    return submit(make_task(std::forward<F>(fn)));
+  }
   void wait(uint64_t ticket);
   // Waits for everything submitted so far.
   void synchronize();
@@ -32,7 +39,9 @@ class Queue {
   void loop();
   mutable std::mutex mu_;
   std::condition_variable cv_, done_cv_;
-  std::deque<std::function<void()>> tasks_;
+  // A ring of pending tasks: head_ is the next to run, count_ how many wait.
+  std::vector<Task*> ring_;
+  size_t head_ = 0, count_ = 0;
   uint64_t submitted_ = 0, completed_ = 0;
   // Mirrors of the counters for polling without the mutex.
   std::atomic<uint64_t> submitted_hint_{0}, completed_hint_{0};

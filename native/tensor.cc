@@ -1,7 +1,10 @@
 #include "tensor.h"
 
+#include <memory>
+
 #include "backend.h"
 #include "error.h"
+#include "small_pool.h"
 
 namespace perceiver {
 
@@ -40,20 +43,21 @@ bool Tensor::is_contiguous() const {
 }
 
 int64_t checked_numel(const char* op, const char* name, const Shape& s) {
-  std::string where = std::string(op) + ": argument '" + name + "' " + shape_str(s);
+  // The message is built only on failure: this runs for every op's output.
+  auto where = [&] { return std::string(op) + ": argument '" + name + "' " + shape_str(s); };
   if ((int)s.size() > kMaxDims)
-    throw_range(where + " has " + std::to_string(s.size()) + " dimensions; at most " +
+    throw_range(where() + " has " + std::to_string(s.size()) + " dimensions; at most " +
                 std::to_string(kMaxDims) + " are supported");
   const int64_t limit = int64_t(1) << 46;
   int64_t n = 1;
   bool zero = false;
   for (int64_t d : s) {
-    if (d < 0) throw_range(where + " has a negative dimension");
+    if (d < 0) throw_range(where() + " has a negative dimension");
     if (d == 0) zero = true;
   }
   if (zero) return 0;
   for (int64_t d : s) {
-    if (n > limit / d) throw_range(where + " is too large (more than 2^46 elements)");
+    if (n > limit / d) throw_range(where() + " is too large (more than 2^46 elements)");
     n *= d;
   }
   return n;
@@ -63,7 +67,8 @@ Tensor empty(const Shape& shape, DType dtype, Device device, const char* op) {
   int64_t n = checked_numel(op, "shape", shape);
   Tensor t;
   try {
-    t.storage = std::make_shared<Storage>(backend_for(device), device, (size_t)n * dtype_size(dtype));
+    t.storage = std::allocate_shared<Storage>(SmallAllocator<Storage>(), backend_for(device), device,
+                                              (size_t)n * dtype_size(dtype));
   } catch (const Error& e) {
     throw Error(e.kind, std::string(op) + ": " + e.what() + " for shape " + shape_str(shape));
   } catch (const std::bad_alloc&) {

@@ -2,14 +2,12 @@
 // Perceiver IO on this machine, against the same model in Debian's python3-torch
 // (scripts/bench-train.py), side by side. Goal: >= 1.0x torch's steps/s.
 //   node dist/scripts/bench-train.js [--batch 64] [--steps 20]
-import { execFileSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as P from '../lib/index.js';
 import { createModel } from '../models/index.js';
 import { PRESETS } from '../models/train/presets.js';
 import type { TrainableClassifier } from '../models/train/trainer.js';
 import { arg } from './cli-args.js';
+import { runTorchBaseline } from './torch-baseline.js';
 import { profileTrainingStep, timeTrainingSteps } from './train-step-timer.js';
 
 const batch = Number(arg('--batch') ?? 64);
@@ -27,21 +25,9 @@ const ours = times[Math.floor(times.length / 2)];
 // --profile: where one step's time goes, per op and scope (forward, backward/<op>, optimizer).
 if (process.argv.includes('--profile')) console.log((await profileTrainingStep(model, opt, x, y)).table(30));
 
-const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts', 'bench-train.py');
-let torchMs: number | null = null;
-let torchInfo = '';
-// The first interpreter that has torch: PERCEIVER_PYTHON, python3 on PATH, Debian's.
-for (const python of [process.env.PERCEIVER_PYTHON, 'python3', '/usr/bin/python3'].filter((p): p is string => !!p)) {
-  try {
-    const out = execFileSync(python, [script, String(batch), String(steps), String(threads)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    const r = JSON.parse(out.trim().split('\n').at(-1)!) as { ms_per_step: number; params: number; torch: string };
-    torchMs = r.ms_per_step;
-    torchInfo = `torch ${r.torch} (${python}), ${r.params.toLocaleString('en-US')} parameters`;
-    break;
-  } catch (err) {
-    torchInfo = `torch baseline unavailable (${err instanceof Error ? err.message.split('\n')[0] : String(err)}; apt-get install python3-torch)`;
-  }
-}
+const torch = runTorchBaseline<{ ms_per_step: number; params: number; torch: string }>('bench-train.py', [String(batch), String(steps), String(threads)]);
+const torchMs = torch.result?.ms_per_step ?? null;
+const torchInfo = torch.result ? `torch ${torch.result.torch} (${torch.info}), ${torch.result.params.toLocaleString('en-US')} parameters` : torch.info;
 console.log(`training step, mnist preset, batch ${batch}, ${threads} threads, median of ${steps}:`);
 console.log(`  perceiver-io  ${ours.toFixed(1)} ms/step  (${(1000 / ours).toFixed(2)} steps/s, ${model.numParameters().toLocaleString('en-US')} parameters)`);
 if (torchMs !== null) {

@@ -124,7 +124,7 @@ struct CpuBackend final : Backend {
     cpu::batch_norm(x, mean, var, w, b, out, rows, c, eps);
   }
 
-  Queue queue_;
+  Queue queue_{50};
 };
 
 }  // namespace

@@ -11,7 +11,7 @@
 
 namespace perceiver {
 
-constexpr uint32_t kCudaAbiVersion = 7;
+constexpr uint32_t kCudaAbiVersion = 8;
 
 struct CudaDeviceInfo {
   char name[256];

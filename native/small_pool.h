@@ -1,0 +1,32 @@
+// A pool for the small objects every op makes: its task (made on the JS thread,
+// destroyed on a queue thread), its storage's control block and its JS handle.
+// With glibc, frees from another thread and the bursts of frees a garbage
+// collection brings both miss the per-thread cache and take the arena lock,
+// several microseconds per op on a small kernel; size-classed free lists with
+// their own locks do not.
+#pragma once
+#include <cstddef>
+
+namespace perceiver {
+
+// Blocks of up to 2 KiB come from the pool; larger ones from operator new.
+// small_free must get the size small_alloc was given.
+void* small_alloc(size_t bytes);
+void small_free(void* p, size_t bytes);
+
+// A std allocator over the pool, for std::allocate_shared.
+template <class T>
+struct SmallAllocator {
+  using value_type = T;
+  SmallAllocator() = default;
+  template <class U>
+  SmallAllocator(const SmallAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(small_alloc(n * sizeof(T))); }
+  void deallocate(T* p, size_t n) { small_free(p, n * sizeof(T)); }
+  template <class U>
+  bool operator==(const SmallAllocator<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const SmallAllocator<U>&) const { return false; }
+};
+
+}  // namespace perceiver

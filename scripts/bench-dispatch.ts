@@ -1,0 +1,75 @@
+// What every op costs on top of its kernel: a tiny elementwise op (4x8 float32) on
+// the CPU, issued from JS through the addon and the device queue, against the same
+// loop in Debian's python3-torch (scripts/bench-dispatch.py). A model's small ops
+// and a GPU's whole training step (thousands of launches) pay this per op.
+//   node dist/scripts/bench-dispatch.js [--ops 20000]
+import * as P from '../lib/index.js';
+import { arg } from './cli-args.js';
+import { runTorchBaseline } from './torch-baseline.js';
+
+const n = Number(arg('--ops') ?? 20000);
+if (!Number.isInteger(n) || n < 100) throw new RangeError(`bench-dispatch: --ops must be an integer >= 100, got ${arg('--ops')}`);
+const threads = Number(process.env.PERCEIVER_NUM_THREADS ?? P.backends()[0].threads ?? 2);
+const a = P.randn([4, 8], { seed: 1 });
+const b = P.randn([4, 8], { seed: 2 });
+const w = P.randn([4, 8], { seed: 3 });
+w.requiresGrad = true;
+const total = (x: P.Tensor) => P.sum(P.sum(x, 0), 0);
+
+/** Median over reps of microseconds per op; fn(n) runs n ops and waits for them. */
+async function median(fn: () => Promise<void>, reps = 5): Promise<number> {
+  await fn();
+  const out: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    await fn();
+    out.push(((performance.now() - t0) * 1000) / n);
+  }
+  return out.sort((x, y) => x - y)[Math.floor(reps / 2)];
+}
+
+// n dependent adds, then one read: issue and execution overlap, as in a model.
+const chain = () => {
+  const c = P.tidy(() => {
+    let c = a;
+    for (let i = 0; i < n; i++) c = P.add(c, b);
+    return total(c);
+  });
+  return c.data().then(() => c.dispose());
+};
+// An op, a reduction and a read of the result, n/10 times: the latency of ops through the queue.
+const roundtrip = async () => {
+  for (let i = 0; i < n / 10; i++) {
+    const s = P.tidy(() => total(P.add(a, b)));
+    await s.data();
+    s.dispose();
+  }
+};
+// n ops recorded on the tape (mul and add alternating), then their backward.
+const gradChain = async () => {
+  const loss = P.tidy(() => {
+    let c = a;
+    for (let i = 0; i < n / 2; i++) c = P.add(P.mul(c, w), b);
+    return total(c);
+  });
+  loss.backward();
+  loss.dispose();
+  await w.grad!.data();
+  w.grad!.dispose();
+  w.grad = null;
+};
+
+const ours = { chain: await median(chain), roundtrip: ((await median(roundtrip)) * 10) / 3, grad: await median(gradChain) };
+const torch = runTorchBaseline<{ chain_us: number; roundtrip_us: number; grad_us: number; torch: string }>('bench-dispatch.py', [String(n), String(threads)]);
+const rows: [string, number, number | undefined][] = [
+  [`${n} dependent adds, one read (per op)`, ours.chain, torch.result?.chain_us],
+  ['add, sum, sum + read of the result (per op)', ours.roundtrip, torch.result?.roundtrip_us],
+  [`${n} ops with autograd, forward + backward (per op)`, ours.grad, torch.result?.grad_us],
+];
+console.log(`per-op overhead on the cpu, ${threads} threads, medians of 5:`);
+for (const [what, us, t] of rows)
+  console.log(`  ${what.padEnd(52)} ${us.toFixed(2).padStart(7)} µs` + (t === undefined ? '' : `   torch ${t.toFixed(2).padStart(6)} µs   ours/torch speed ${(t / us).toFixed(2)}x`));
+console.log(torch.result ? `  baseline: torch ${torch.result.torch} (${torch.info})` : `  ${torch.info}`);
+a.dispose();
+b.dispose();
+w.dispose();
