@@ -27,7 +27,7 @@ Tensor from_host(const void* data, size_t bytes, const Shape& shape, DType dtype
     return t;
   }
   auto staging = std::make_shared<std::vector<char>>((const char*)data, (const char*)data + bytes);
-  launch("tensor", device, {}, {&t}, [staging, t, bytes](Backend& b) {
+  launch("tensor", device, {}, {&t}, [staging, t = data_ref(t), bytes](Backend& b) {
     b.copy_from_host(t.data(), staging->data(), bytes);
   });
   return t;
@@ -73,7 +73,7 @@ uint64_t read_to_host(const Tensor& t, void* dst) {
   StoragePtr s = src.storage;
   size_t bytes = src.nbytes();
   Backend* backend = s->backend();
-  return backend->queue(src.device().index).submit([s, src, dst, bytes, backend] {
+  return backend->queue(src.device().index).submit([s, src = data_ref(src), dst, bytes, backend] {
     if (s->failed()) return;  // the reader reports s->error()
     try {
       backend->copy_to_host(dst, src.data(), bytes);

@@ -58,7 +58,7 @@ std::vector<Tensor> layer_norm_backward(const Tensor& x_in, const Tensor* weight
   }
   bool has_w = (bool)weight;
   launch("layer_norm_backward", x.device(), {&x, &g, has_w ? &w : nullptr}, {&gx, need_weight ? &gw : nullptr, need_bias ? &gb : nullptr},
-         [x, g, w, gx, gw, gb, has_w, need_weight, need_bias, rows, n, eps, dt](Backend& b) {
+         [x = data_ref(x), g = data_ref(g), w = data_ref(w), gx = data_ref(gx), gw = data_ref(gw), gb = data_ref(gb), has_w, need_weight, need_bias, rows, n, eps, dt](Backend& b) {
            b.layer_norm_backward((const float*)x.data(), has_w ? (const float*)w.data() : nullptr, (const float*)g.data(),
                                  (float*)gx.data(), need_weight ? (float*)gw.data() : nullptr,
                                  need_bias ? (float*)gb.data() : nullptr, rows, n, eps, dt);
@@ -80,7 +80,7 @@ Tensor gelu_backward(const Tensor& x_in, const Tensor& g_in, bool tanh_form) {
   Tensor gx = empty(x.shape, dt, x.device(), "gelu_backward");
   int64_t n = x.numel();
   if (n == 0) return gx;
-  launch("gelu_backward", x.device(), {&x, &g}, {&gx}, [x, g, gx, n, tanh_form, dt](Backend& b) {
+  launch("gelu_backward", x.device(), {&x, &g}, {&gx}, [x = data_ref(x), g = data_ref(g), gx = data_ref(gx), n, tanh_form, dt](Backend& b) {
     b.gelu_backward((const float*)x.data(), (const float*)g.data(), (float*)gx.data(), n, tanh_form, dt);
   });
   return gx;
@@ -106,7 +106,7 @@ Tensor softmax_backward(const Tensor& y_in, const Tensor& g_in, DType out_dtype)
   const int64_t rows = n ? y.numel() / n : 0;
   if (rows == 0 || n == 0) return gx;
   const DType in_dtype = y.dtype;
-  launch(op, y.device(), {&y, &g}, {&gx}, [y, g, gx, rows, n, in_dtype, out_dtype](Backend& b) {
+  launch(op, y.device(), {&y, &g}, {&gx}, [y = data_ref(y), g = data_ref(g), gx = data_ref(gx), rows, n, in_dtype, out_dtype](Backend& b) {
     b.softmax_backward(y.data(), g.data(), gx.data(), rows, n, in_dtype, out_dtype);
   });
   return gx;
@@ -137,7 +137,7 @@ Tensor max_pool2d_backward(const Tensor& x_in, const Tensor& g_in, int64_t kh, i
   Tensor x = contiguous(x_in), g = contiguous(g_in);
   Tensor gx = empty(x.shape, x.dtype, x.device(), "max_pool2d_backward");
   if (x.numel() == 0) return gx;
-  launch("max_pool2d_backward", x.device(), {&x, &g}, {&gx}, [a, x, g, gx](Backend& b) mutable {
+  launch("max_pool2d_backward", x.device(), {&x, &g}, {&gx}, [a, x = data_ref(x), g = data_ref(g), gx = data_ref(gx)](Backend& b) mutable {
     a.x = (const float*)x.data();
     b.max_pool2d_backward(a, (const float*)g.data(), (float*)gx.data());
   });

@@ -164,7 +164,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, cons
   if (out.numel() == 0) return out;
   bool has_bias = bias != nullptr;
   launch("matmul", a.device(), {&pa.t, &pb.t, bias ? &bias_c : nullptr}, {&out},
-         [args, ta = pa.t, tb = pb.t, out, bias_c, has_bias](Backend& be) mutable {
+         [args, ta = data_ref(pa.t), tb = data_ref(pb.t), out = data_ref(out), bias_c = data_ref(bias_c), has_bias](Backend& be) mutable {
            args.a = (const float*)ta.data();
            args.b = (const float*)tb.data();
            args.c = (float*)out.data();
@@ -233,7 +233,7 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
   a.scale = scale > 0 ? scale : (float)(1.0 / std::sqrt((double)std::max<int64_t>(dqk, 1)));
   bool has_mask = mask != nullptr;
   launch("attention", q.device(), {&q, &k, &v, mask ? &mk : nullptr}, {&out},
-         [a, q, k, v, mk, out, has_mask](Backend& b) mutable {
+         [a, q = data_ref(q), k = data_ref(k), v = data_ref(v), mk = data_ref(mk), out = data_ref(out), has_mask](Backend& b) mutable {
            a.q = (const float*)q.data();
            a.k = (const float*)k.data();
            a.v = (const float*)v.data();

@@ -40,7 +40,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids_in) {
   Tensor out = empty(shape, w.dtype, w.device(), "embedding");
   int64_t n = ids.numel();
   DType dt = w.dtype;
-  launch("embedding", w.device(), {&w, &ids}, {&out}, [=](Backend& b) {
+  launch("embedding", w.device(), {&w, &ids}, {&out}, [w = data_ref(w), ids = data_ref(ids), out = data_ref(out), vocab, c, n, dt](Backend& b) {
     b.embedding((const float*)w.data(), vocab, c, (const int32_t*)ids.data(), n, (float*)out.data(), dt);
   });
   return out;
@@ -54,7 +54,7 @@ Tensor one_hot(const Tensor& ids_in, int64_t depth, float on, float off) {
   shape.push_back(depth);
   Tensor out = empty(shape, DType::Float32, ids.device(), "one_hot");
   int64_t n = ids.numel();
-  launch("one_hot", ids.device(), {&ids}, {&out}, [=](Backend& b) {
+  launch("one_hot", ids.device(), {&ids}, {&out}, [ids = data_ref(ids), out = data_ref(out), n, depth, on, off](Backend& b) {
     b.one_hot((const int32_t*)ids.data(), n, depth, on, off, (float*)out.data(), DType::Float32);
   });
   return out;
@@ -102,7 +102,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor* bias, int64_
   a.oh = OH; a.ow = OW; a.stride_h = sh; a.stride_w = sw; a.pad_top = pt; a.pad_left = pl;
   bool has_bias = bias != nullptr;
   launch("conv2d", x.device(), {&x, &w, bias ? &bc : nullptr}, {&out},
-         [a, x, w, bc, out, has_bias](Backend& b) mutable {
+         [a, x = data_ref(x), w = data_ref(w), bc = data_ref(bc), out = data_ref(out), has_bias](Backend& b) mutable {
            a.x = (const float*)x.data();
            a.w = (const float*)w.data();
            a.bias = has_bias ? (const float*)bc.data() : nullptr;
@@ -139,7 +139,7 @@ Tensor max_pool2d(const Tensor& x_in, int64_t kh, int64_t kw, int64_t sh, int64_
   a.dtype = x.dtype;
   a.batch = B; a.h = H; a.w = W; a.c = C; a.kh = kh; a.kw = kw; a.oh = OH; a.ow = OW;
   a.stride_h = sh; a.stride_w = sw; a.pad_top = pt; a.pad_left = pl;
-  launch("max_pool2d", x.device(), {&x}, {&out}, [a, x, out](Backend& b) mutable {
+  launch("max_pool2d", x.device(), {&x}, {&out}, [a, x = data_ref(x), out = data_ref(out)](Backend& b) mutable {
     a.x = (const float*)x.data();
     a.out = (float*)out.data();
     b.max_pool2d(a);
@@ -175,7 +175,7 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& mean, const Tensor& var, con
   int64_t rows = C ? x.numel() / C : 0;
   bool has_w = weight != nullptr, has_b = bias != nullptr;
   launch("batch_norm", x.device(), {&x, &m, &v, weight ? &w : nullptr, bias ? &b : nullptr}, {&out},
-         [=](Backend& be) {
+         [x = data_ref(x), m = data_ref(m), v = data_ref(v), w = data_ref(w), b = data_ref(b), out = data_ref(out), has_w, has_b, rows, C, eps, dt](Backend& be) {
            be.batch_norm((const float*)x.data(), (const float*)m.data(), (const float*)v.data(),
                          has_w ? (const float*)w.data() : nullptr,
                          has_b ? (const float*)b.data() : nullptr, (float*)out.data(), rows, C, eps, dt);

@@ -75,7 +75,7 @@ Tensor layer_norm(const Tensor& x_in, const Tensor* weight, const Tensor* bias, 
   View vx = view_of(x), vo = view_of(out);
   bool has_w = weight != nullptr, has_b = bias != nullptr;
   launch("layer_norm", x.device(), {&x, weight ? &w : nullptr, bias ? &bi : nullptr}, {&out},
-         [vx, vo, w, bi, has_w, has_b, rows, n, eps](Backend& b) {
+         [vx, vo, w = data_ref(w), bi = data_ref(bi), has_w, has_b, rows, n, eps](Backend& b) {
            b.layer_norm(vx, has_w ? (const float*)w.data() : nullptr,
                         has_b ? (const float*)bi.data() : nullptr, vo, rows, n, eps);
          });

@@ -130,7 +130,7 @@ void adam_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
   a.bc2 = (float)(1 / (1 - std::pow(h.beta2, (double)h.step)));
   Tensor u = lamb ? empty({n}, DType::Float32, param.device(), op) : Tensor();
   launch(op, param.device(), {&g}, {&p.work, &m.work, &v.work, lamb ? &u : nullptr},
-         [a, g, pw = p.work, mw = m.work, vw = v.work, u, lamb](Backend& b) mutable {
+         [a, g = data_ref(g), pw = data_ref(p.work), mw = data_ref(m.work), vw = data_ref(v.work), u = data_ref(u), lamb](Backend& b) mutable {
            a.p = (float*)pw.data();
            a.g = (const float*)g.data();
            a.m = (float*)mw.data();
@@ -172,7 +172,7 @@ void sgd_update(const Tensor& param, const Tensor& grad, const Tensor* momentum_
   a.nesterov = nesterov;
   const bool has_buf = momentum_buffer != nullptr;
   launch(op, param.device(), {&g}, {&p.work, has_buf ? &m.work : nullptr},
-         [a, g, pw = p.work, mw = m.work, has_buf](Backend& b) mutable {
+         [a, g = data_ref(g), pw = data_ref(p.work), mw = data_ref(m.work), has_buf](Backend& b) mutable {
            a.p = (float*)pw.data();
            a.g = (const float*)g.data();
            a.buf = has_buf ? (float*)mw.data() : nullptr;

@@ -18,9 +18,8 @@ namespace perceiver {
 class Queue {
  public:
   // spin_us: how long the worker (and a waiter) polls before sleeping on a condition
-  // variable. A GPU queue's tasks are launches of a few microseconds that arrive a few
-  // microseconds apart, and a sleeping thread takes tens of microseconds to wake; the
-  // CPU queue's tasks are long, so it sleeps at once (0).
+  // variable. Waking a sleeping thread costs tens of microseconds, more than a small
+  // kernel or a GPU launch, and ops arrive microseconds apart while JS issues them.
   explicit Queue(int spin_us = 0);
   ~Queue();
   // Returns the task's ticket; wait(ticket) returns once it has run. The queue owns

@@ -43,6 +43,17 @@ struct Tensor {
   int64_t size(int axis) const { return shape[axis]; }
 };
 
+// What a queued kernel needs of a tensor: the address of its first element, taken
+// when the kernel runs (storages get their memory then). The kernel's task keeps
+// the storage alive; capturing this instead of a Tensor copies no shape vectors,
+// which the queue thread would otherwise free.
+struct DataRef {
+  Storage* storage = nullptr;  // null for an absent optional tensor
+  int64_t offset_bytes = 0;
+  void* data() const { return storage ? static_cast<char*>(storage->data()) + offset_bytes : nullptr; }
+};
+inline DataRef data_ref(const Tensor& t) { return {t.storage.get(), t.offset * (int64_t)dtype_size(t.dtype)}; }
+
 // Allocates a dense tensor on `device`; errors name `op`.
 Tensor empty(const Shape& shape, DType dtype, Device device, const char* op = "alloc");
 
