@@ -8,10 +8,7 @@ using namespace perceiver;
 void register_io(Napi::Env env, Napi::Object exports);  // io.cc: checkpoint loading
 
 Addon::Addon(Napi::Env env, Napi::Object exports) {
-  Napi::Function ctor = TensorHandle::define(env);
-  tensor_ctor = Napi::Persistent(ctor);
-  tensor_key = Napi::Persistent(Napi::External<void>::New(env, this));
-  exports.Set("TensorHandle", ctor);
+  register_handles(env, exports);
   channel = std::make_shared<ReadChannel>();
   channel->tsfn = ReadTsfn::New(env, "perceiver-read", 0, 1, this);
   channel->tsfn.Unref(env);  // only pending reads keep the event loop alive
@@ -33,10 +30,8 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
 
 Addon::~Addon() = default;
 
-Napi::Object Addon::wrap(Napi::Env env, Tensor t) {
-  Napi::Object o = tensor_ctor.Value().New({tensor_key.Value()});
-  TensorHandle::Unwrap(o)->set(std::move(t));
-  return o;
+Napi::Value Addon::wrap(Napi::Env env, Tensor t) {
+  return Napi::Number::New(env, handles.add(std::move(t)));
 }
 
 }  // namespace pio

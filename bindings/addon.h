@@ -7,8 +7,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "../native/op_util.h"
 #include "../native/ops.h"
@@ -53,6 +55,34 @@ struct HostBuffer {
   Napi::ArrayBuffer release_to_js(Napi::Env env);
 };
 
+// How JS holds native tensors: as numbers. A handle is a slot index of its
+// environment's table plus the slot's generation, so a handle that outlived its
+// tensor (the slot since reused) is recognised rather than aliased. A number costs
+// nothing to create or collect; the wrapped objects used before cost a weak reference
+// and a finalizer each, which every garbage collection had to process (about 3 us
+// per op). lib/tensor.ts disposes the handles of Tensors nobody disposed through a
+// FinalizationRegistry.
+class HandleTable {
+ public:
+  // The handle of a new slot holding t.
+  double add(Tensor t);
+  // The tensor behind h; null when h is not a live handle of this table.
+  const Tensor* get(double h) const;
+  // Frees h's slot; false when h was not live (already disposed, or never a handle).
+  bool release(double h);
+  // Live handles over every environment, per device type (memory().tensors).
+  static int64_t live(perceiver::DeviceType t);
+
+ private:
+  struct Slot {
+    std::optional<Tensor> tensor;
+    uint32_t generation = 1;
+  };
+  bool decode(double h, uint32_t* index) const;
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_;
+};
+
 struct PendingRead {
   Napi::Promise::Deferred deferred;
   HostBuffer buffer;
@@ -64,16 +94,14 @@ class Addon : public Napi::Addon<Addon> {
   Addon(Napi::Env env, Napi::Object exports);
   ~Addon();
 
-  Napi::FunctionReference tensor_ctor;
-  // The argument that lets wrap() construct a TensorHandle: JS never sees it, so
-  // `new TensorHandle()` from JS is refused. Made once, not per op.
-  Napi::Reference<Napi::External<void>> tensor_key;
+  HandleTable handles;
   std::shared_ptr<ReadChannel> channel;
   std::unordered_map<uint64_t, PendingRead> reads;
   uint64_t next_read = 1;
   int64_t pending_reads = 0;
 
-  Napi::Object wrap(Napi::Env env, Tensor t);
+  // A new handle on t for JS (see tensor_handle.h).
+  Napi::Value wrap(Napi::Env env, Tensor t);
 };
 
 // Runs fn and turns an engine error into the matching JS error (TypeError,
@@ -95,7 +123,7 @@ perceiver::DType dtype_arg(const Napi::CallbackInfo& info, size_t i, const char*
 perceiver::Device device_arg(const Napi::CallbackInfo& info, size_t i, const char* op,
                              const char* name);
 
-void register_tensor(Napi::Env env, Napi::Object exports, Addon* addon);
+void register_handles(Napi::Env env, Napi::Object exports);
 void register_ops(Napi::Env env, Napi::Object exports);
 
 }  // namespace pio

@@ -41,10 +41,10 @@ Napi::Value guarded(const Napi::CallbackInfo& info, const std::function<Napi::Va
 const Tensor& tensor_arg(const Napi::CallbackInfo& info, size_t i, const char* op,
                          const char* name) {
   Napi::Value v = info[i];
-  TensorHandle* h = TensorHandle::unwrap(v);
-  if (!h) throw_type(arg_prefix(op, name) + " must be a Tensor, got " + js_type(v));
-  if (!h->tensor()) throw_value(arg_prefix(op, name) + " is a disposed Tensor");
-  return *h->tensor();
+  if (!v.IsNumber()) throw_type(arg_prefix(op, name) + " must be a Tensor, got " + js_type(v));
+  const Tensor* t = tensor_of(v);
+  if (!t) throw_value(arg_prefix(op, name) + " is a disposed Tensor");
+  return *t;
 }
 
 const Tensor* optional_tensor_arg(const Napi::CallbackInfo& info, size_t i, const char* op,

@@ -139,11 +139,13 @@ Napi::Value Concat(const Napi::CallbackInfo& info) {
     std::vector<Tensor> xs;
     for (uint32_t i = 0; i < arr.Length(); i++) {
       Napi::Value v = arr.Get(i);
-      TensorHandle* h = TensorHandle::unwrap(v);
-      std::string name = "tensors[" + std::to_string(i) + "]";
-      if (!h) throw_type("concat: argument '" + name + "' must be a Tensor");
-      if (!h->tensor()) throw_value("concat: argument '" + name + "' is a disposed Tensor");
-      xs.push_back(*h->tensor());
+      const Tensor* t = tensor_of(v);
+      if (!t) {
+        std::string name = "tensors[" + std::to_string(i) + "]";
+        if (!v.IsNumber()) throw_type("concat: argument '" + name + "' must be a Tensor");
+        throw_value("concat: argument '" + name + "' is a disposed Tensor");
+      }
+      xs.push_back(*t);
     }
     return ret(info, concat(xs, int_arg(info, 1, "concat", "axis")));
   });
@@ -470,7 +472,7 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
   for (DeviceType t : {DeviceType::CPU, DeviceType::CUDA}) {
     MemoryStats& s = memory_stats(t);
     Napi::Object d = Napi::Object::New(env);
-    d.Set("tensors", Napi::Number::New(env, (double)TensorHandle::live(t)));
+    d.Set("tensors", Napi::Number::New(env, (double)HandleTable::live(t)));
     d.Set("storages", Napi::Number::New(env, (double)s.storages.load()));
     d.Set("bytes", Napi::Number::New(env, (double)s.bytes.load()));
     d.Set("peakBytes", Napi::Number::New(env, (double)s.peak_bytes.load()));

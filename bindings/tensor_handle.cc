@@ -1,5 +1,6 @@
 #include "tensor_handle.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "../native/cpu/allocator.h"
@@ -10,55 +11,65 @@ using namespace perceiver;
 
 static std::atomic<int64_t> g_live[2];
 
-Napi::Function TensorHandle::define(Napi::Env env) {
-  return DefineClass(env, "TensorHandle",
-                     {InstanceAccessor<&TensorHandle::shape>("shape"),
-                      InstanceAccessor<&TensorHandle::strides>("strides"),
-                      InstanceAccessor<&TensorHandle::dtype>("dtype"),
-                      InstanceAccessor<&TensorHandle::device>("device"),
-                      InstanceAccessor<&TensorHandle::is_contiguous>("isContiguous"),
-                      InstanceAccessor<&TensorHandle::disposed>("disposed"),
-                      InstanceMethod<&TensorHandle::dispose>("dispose"),
-                      InstanceMethod<&TensorHandle::read>("read"),
-                      InstanceMethod<&TensorHandle::read_sync>("readSync")});
+namespace {
+// handle = generation * 2^24 + index: at most 16M live tensors per environment, and a
+// generation that wraps after 2^28 reuses of one slot. Both fit a double exactly.
+constexpr uint32_t kIndexBits = 24;
+constexpr double kIndexSpan = double(1u << kIndexBits);
+constexpr uint32_t kMaxGeneration = 1u << 28;
+int device_slot(const Tensor& t) { return t.device().type == DeviceType::CPU ? 0 : 1; }
+}  // namespace
+
+double HandleTable::add(Tensor t) {
+  uint32_t index;
+  if (!free_.empty()) {
+    index = free_.back();
+    free_.pop_back();
+  } else {
+    if (slots_.size() >= (size_t(1) << kIndexBits))
+      throw Error(ErrorKind::Memory, "too many live tensors (16M); dispose tensors you no longer need");
+    index = (uint32_t)slots_.size();
+    slots_.emplace_back();
+  }
+  Slot& s = slots_[index];
+  g_live[device_slot(t)]++;
+  s.tensor = std::move(t);
+  return double(s.generation) * kIndexSpan + double(index);
 }
 
-TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
-  // Created only by Addon::wrap, which passes an External marker; JS cannot make
-  // an empty handle.
-  Addon* addon = info.Env().GetInstanceData<Addon>();
-  if (info.Length() != 1 || !addon || !info[0].StrictEquals(addon->tensor_key.Value()))
-    Napi::TypeError::New(info.Env(), "TensorHandle cannot be constructed directly; use tensor()")
-        .ThrowAsJavaScriptException();
+bool HandleTable::decode(double h, uint32_t* index) const {
+  if (!(h >= 0) || h != std::floor(h) || h >= double(kMaxGeneration) * kIndexSpan) return false;
+  const double gen = std::floor(h / kIndexSpan);
+  const double idx = h - gen * kIndexSpan;
+  if (idx >= (double)slots_.size()) return false;
+  const Slot& s = slots_[(size_t)idx];
+  if (!s.tensor || (double)s.generation != gen) return false;
+  *index = (uint32_t)idx;
+  return true;
 }
 
-TensorHandle::~TensorHandle() { release(); }
+const Tensor* HandleTable::get(double h) const {
+  uint32_t i;
+  return decode(h, &i) ? &*slots_[i].tensor : nullptr;
+}
 
-TensorHandle* TensorHandle::unwrap(const Napi::Value& v) {
-  if (!v.IsObject()) return nullptr;
-  Napi::Object o = v.As<Napi::Object>();
+bool HandleTable::release(double h) {
+  uint32_t i;
+  if (!decode(h, &i)) return false;
+  Slot& s = slots_[i];
+  g_live[device_slot(*s.tensor)]--;
+  s.tensor.reset();
+  s.generation = s.generation + 1 < kMaxGeneration ? s.generation + 1 : 1;
+  free_.push_back(i);
+  return true;
+}
+
+int64_t HandleTable::live(DeviceType t) { return g_live[t == DeviceType::CPU ? 0 : 1].load(); }
+
+const Tensor* tensor_of(const Napi::Value& v) {
+  if (!v.IsNumber()) return nullptr;
   Addon* addon = v.Env().GetInstanceData<Addon>();
-  if (!addon || !o.InstanceOf(addon->tensor_ctor.Value())) return nullptr;
-  return Napi::ObjectWrap<TensorHandle>::Unwrap(o);
-}
-
-void TensorHandle::set(Tensor t) {
-  release();
-  g_live[t.device().type == DeviceType::CPU ? 0 : 1]++;
-  tensor_ = std::move(t);
-}
-
-void TensorHandle::release() {
-  if (!tensor_) return;
-  g_live[tensor_->device().type == DeviceType::CPU ? 0 : 1]--;
-  tensor_.reset();
-}
-
-int64_t TensorHandle::live(DeviceType t) { return g_live[t == DeviceType::CPU ? 0 : 1].load(); }
-
-const Tensor& TensorHandle::alive(const char* op) {
-  if (!tensor_) throw_value(std::string(op) + ": the Tensor has been disposed");
-  return *tensor_;
+  return addon ? addon->handles.get(v.As<Napi::Number>().DoubleValue()) : nullptr;
 }
 
 // V8 cannot back an ArrayBuffer larger than this (and would abort rather than throw).
@@ -117,48 +128,61 @@ Napi::ArrayBuffer HostBuffer::release_to_js(Napi::Env env) {
   return copy;
 }
 
-static Napi::Array to_array(Napi::Env env, const Shape& s) {
-  Napi::Array a = Napi::Array::New(env, s.size());
-  for (size_t i = 0; i < s.size(); i++) a.Set((uint32_t)i, Napi::Number::New(env, (double)s[i]));
+namespace {
+
+const Tensor& handle_arg(const Napi::CallbackInfo& info, const char* op) {
+  if (info.Length() < 1 || !info[0].IsNumber())
+    throw_type(std::string(op) + ": argument 'handle' must be a tensor handle (a number)");
+  const Tensor* t = tensor_of(info[0]);
+  if (!t) throw_value(std::string(op) + ": the Tensor has been disposed");
+  return *t;
+}
+
+Napi::Array to_array(Napi::Env env, const Shape& s, size_t skip = 0, Napi::Array a = Napi::Array()) {
+  if (a.IsEmpty()) a = Napi::Array::New(env, s.size());
+  for (size_t i = 0; i < s.size(); i++) a.Set((uint32_t)(i + skip), Napi::Number::New(env, (double)s[i]));
   return a;
 }
 
-Napi::Value TensorHandle::shape(const Napi::CallbackInfo& info) {
-  return guarded(info, [&]() -> Napi::Value { return to_array(info.Env(), alive("shape").shape); });
-}
-Napi::Value TensorHandle::strides(const Napi::CallbackInfo& info) {
-  return guarded(info, [&]() -> Napi::Value { return to_array(info.Env(), alive("strides").strides); });
-}
-Napi::Value TensorHandle::dtype(const Napi::CallbackInfo& info) {
+// [dtype code, device (-1: cpu, else the CUDA index), ...shape]: what a JS Tensor
+// caches, in one call and one array of small numbers.
+Napi::Value HandleMeta(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    return Napi::String::New(info.Env(), dtype_name(alive("dtype").dtype));
+    const Tensor& t = handle_arg(info, "meta");
+    Napi::Env env = info.Env();
+    Napi::Array a = Napi::Array::New(env, t.shape.size() + 2);
+    a.Set(0u, Napi::Number::New(env, (double)(int)t.dtype));
+    Device d = t.device();
+    a.Set(1u, Napi::Number::New(env, d.type == DeviceType::CPU ? -1.0 : (double)d.index));
+    return to_array(env, t.shape, 2, a);
   });
 }
-Napi::Value TensorHandle::device(const Napi::CallbackInfo& info) {
+
+Napi::Value HandleStrides(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value { return to_array(info.Env(), handle_arg(info, "strides").strides); });
+}
+
+Napi::Value HandleIsContiguous(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    return Napi::String::New(info.Env(), alive("device").device().str());
+    return Napi::Boolean::New(info.Env(), handle_arg(info, "isContiguous").is_contiguous());
   });
 }
-Napi::Value TensorHandle::is_contiguous(const Napi::CallbackInfo& info) {
-  return guarded(info, [&]() -> Napi::Value {
-    return Napi::Boolean::New(info.Env(), alive("isContiguous").is_contiguous());
-  });
-}
-Napi::Value TensorHandle::disposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), !tensor_.has_value());
-}
-Napi::Value TensorHandle::dispose(const Napi::CallbackInfo& info) {
-  release();
-  return info.Env().Undefined();
+
+// Idempotent: disposing a disposed (or unknown) handle does nothing.
+Napi::Value HandleDispose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Addon* addon = env.GetInstanceData<Addon>();
+  if (addon && info.Length() >= 1 && info[0].IsNumber()) addon->handles.release(info[0].As<Napi::Number>().DoubleValue());
+  return env.Undefined();
 }
 
 // read(): resolves with an ArrayBuffer holding the elements in logical (row-major)
 // order. The host buffer is allocated here and filled by a task on the tensor's
 // queue; a second task posts the completion back.
-Napi::Value TensorHandle::read(const Napi::CallbackInfo& info) {
+Napi::Value HandleRead(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    const Tensor& t = alive("data");
+    const Tensor& t = handle_arg(info, "data");
     check_readable("data", t);
     Addon* addon = env.GetInstanceData<Addon>();
     uint64_t id = addon->next_read++;
@@ -173,10 +197,10 @@ Napi::Value TensorHandle::read(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value TensorHandle::read_sync(const Napi::CallbackInfo& info) {
+Napi::Value HandleReadSync(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    Tensor t = alive("dataSync");
+    Tensor t = handle_arg(info, "dataSync");
     check_readable("dataSync", t);
     HostBuffer buf(t.nbytes());
     uint64_t ticket = read_to_host(t, buf.data);
@@ -184,6 +208,19 @@ Napi::Value TensorHandle::read_sync(const Napi::CallbackInfo& info) {
     if (t.storage->failed()) throw Error(ErrorKind::Runtime, t.storage->error());
     return buf.release_to_js(env);
   });
+}
+
+}  // namespace
+
+void register_handles(Napi::Env env, Napi::Object exports) {
+  struct { const char* name; Napi::Value (*fn)(const Napi::CallbackInfo&); } fns[] = {
+      {"handleMeta", HandleMeta}, {"handleStrides", HandleStrides}, {"handleIsContiguous", HandleIsContiguous},
+      {"handleDispose", HandleDispose}, {"handleRead", HandleRead}, {"handleReadSync", HandleReadSync}};
+  for (auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
+  Napi::Array names = Napi::Array::New(env);
+  for (DType d : {DType::Float32, DType::Float16, DType::BFloat16, DType::Int32, DType::UInt8})
+    names.Set((uint32_t)(int)d, Napi::String::New(env, dtype_name(d)));
+  exports.Set("dtypeNames", names);
 }
 
 void CallJsReadDone(Napi::Env env, Napi::Function, Addon* addon, ReadDone* done) {

@@ -8,25 +8,27 @@ import { existsSync } from 'node:fs';
 
 import type { DTypeName } from './dtype.js';
 
-/** A native tensor handle (bindings/tensor_handle.cc). */
-export interface NativeHandle {
-  readonly shape: number[];
-  readonly strides: number[];
-  readonly dtype: DTypeName;
-  readonly device: string;
-  readonly isContiguous: boolean;
-  readonly disposed: boolean;
-  dispose(): void;
-  read(): Promise<ArrayBuffer>;
-  readSync(): ArrayBuffer;
-}
+/**
+ * A native tensor handle: a number naming a slot of the addon's handle table
+ * (bindings/addon.h HandleTable). Only lib/tensor.ts makes Tensors of them.
+ */
+export type NativeHandle = number & { readonly __nativeHandle: unique symbol };
 
 type H = NativeHandle;
 type Pad = 'same' | 'valid' | number[];
 
 /** The addon's exports (bindings/ops.cc). Every argument is required here; defaults live in lib/. */
 export interface NativeAddon {
-  TensorHandle: Function;
+  /** [dtype code, device (-1 cpu, else the CUDA index), ...shape]. */
+  handleMeta(h: H): number[];
+  handleStrides(h: H): number[];
+  handleIsContiguous(h: H): boolean;
+  /** Frees the handle's slot; idempotent. */
+  handleDispose(h: H): void;
+  handleRead(h: H): Promise<ArrayBuffer>;
+  handleReadSync(h: H): ArrayBuffer;
+  /** Names of the dtype codes handleMeta returns. */
+  dtypeNames: DTypeName[];
   fromBuffer(data: ArrayBufferView | ArrayBuffer, shape: number[], dtype: string, device: string): H;
   full(shape: number[], value: number, dtype: string, device: string): H;
   arange(start: number, step: number, length: number, dtype: string, device: string): H;

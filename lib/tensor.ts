@@ -15,6 +15,14 @@ const disposeSymbol: symbol = (Symbol as unknown as { dispose?: symbol }).dispos
 export type Scalar = number;
 export type TensorOrScalar = Tensor | number;
 
+// Only wrap() passes this, so user code cannot make a Tensor of an arbitrary number.
+const MADE_BY_WRAP = Symbol('Tensor');
+const DTYPE_NAMES = native.dtypeNames;
+const cudaNames: string[] = [];
+const cudaName = (i: number) => (cudaNames[i] ??= `cuda:${i}`);
+// Frees the native slot of a Tensor collected without dispose(); dispose() unregisters.
+const unreleased = new FinalizationRegistry<NativeHandle>((h) => native.handleDispose(h));
+
 export class Tensor {
   /** @internal The native handle; use the ops, not this. */
   readonly handle: NativeHandle;
@@ -37,13 +45,16 @@ export class Tensor {
   #disposed = false;
 
   /** @internal Tensors are made by ops and creation functions (tensor(), zeros(), ...). */
-  constructor(handle: NativeHandle) {
-    if (!(handle instanceof (native.TensorHandle as unknown as new () => object)))
+  constructor(handle: NativeHandle, key?: symbol) {
+    if (key !== MADE_BY_WRAP)
       throw new TypeError('Tensor: tensors are created with tensor(), zeros(), randn() or an op, not new Tensor()');
     this.handle = handle;
-    this.shape = Object.freeze(handle.shape);
-    this.dtype = handle.dtype;
-    this.device = handle.device;
+    const meta = native.handleMeta(handle);
+    this.dtype = DTYPE_NAMES[meta[0]];
+    this.device = meta[1] < 0 ? 'cpu' : cudaName(meta[1]);
+    meta.splice(0, 2);
+    this.shape = Object.freeze(meta);
+    unreleased.register(this, handle, this);
     track(this);
   }
 
@@ -60,7 +71,7 @@ export class Tensor {
   }
   /** Whether the elements are dense in row-major order (views may not be). */
   get isContiguous(): boolean {
-    return this.handle.isContiguous;
+    return native.handleIsContiguous(this.handle);
   }
 
   /**
@@ -72,12 +83,12 @@ export class Tensor {
     if (this.dtype === 'float16' || this.dtype === 'bfloat16') {
       const f = L.cast(this, 'float32');
       try {
-        return new Float32Array(await f.handle.read());
+        return new Float32Array(await native.handleRead(f.handle));
       } finally {
         f.dispose();
       }
     }
-    return view(this.dtype, await this.handle.read());
+    return view(this.dtype, await native.handleRead(this.handle));
   }
 
   /**
@@ -88,12 +99,12 @@ export class Tensor {
     if (this.dtype === 'float16' || this.dtype === 'bfloat16') {
       const f = L.cast(this, 'float32');
       try {
-        return new Float32Array(f.handle.readSync());
+        return new Float32Array(native.handleReadSync(f.handle));
       } finally {
         f.dispose();
       }
     }
-    return view(this.dtype, this.handle.readSync());
+    return view(this.dtype, native.handleReadSync(this.handle));
   }
 
   /** The values as nested arrays matching the shape. */
@@ -103,8 +114,11 @@ export class Tensor {
 
   /** Releases the native memory now (and the gradient it holds). Idempotent; using the tensor afterwards throws. */
   dispose(): void {
-    this.#disposed = true;
-    this.handle.dispose();
+    if (!this.#disposed) {
+      this.#disposed = true;
+      unreleased.unregister(this);
+      native.handleDispose(this.handle);
+    }
     this.grad?.dispose();
     this.grad = null;
     this.gradFn = null;
@@ -202,7 +216,13 @@ function nest(flat: number[], shape: readonly number[]): unknown {
 
 /** @internal Wraps a native handle returned by an op. */
 export function wrap(h: NativeHandle): Tensor {
-  return new Tensor(h);
+  return new Tensor(h, MADE_BY_WRAP);
+}
+
+/** @internal The elements' bytes in row-major order and the tensor's own dtype (16-bit floats unwidened). */
+export function readBytes(t: Tensor): Promise<ArrayBuffer> {
+  handleOf('readBytes', 't', t);
+  return native.handleRead(t.handle);
 }
 
 /** @internal The handle of a Tensor argument, or a TypeError naming it. */

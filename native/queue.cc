@@ -52,9 +52,14 @@ uint64_t Queue::submit(Task* task) {
 }
 
 void Queue::wait(uint64_t ticket) {
-  if (spin(spin_us_, [&] { return completed_hint_.load(std::memory_order_acquire) >= ticket; })) return;
+  if (spin(spin_us_, [&] { return completed_.load(std::memory_order_acquire) >= ticket; })) return;
   std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return completed_ >= ticket; });
+  // seq_cst pairs with the worker's store of completed_ and load of waiters_: either
+  // the worker sees this waiter and notifies under the lock, or this predicate sees
+  // the completion.
+  waiters_.fetch_add(1);
+  done_cv_.wait(lock, [&] { return completed_.load() >= ticket; });
+  waiters_.fetch_sub(1);
 }
 
 void Queue::synchronize() {
@@ -68,35 +73,41 @@ void Queue::synchronize() {
 
 uint64_t Queue::pending() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return submitted_ - completed_;
+  return submitted_ - completed_.load();
 }
 
 void Queue::loop() {
   // Named for profilers and debuggers (top -H, perf --comm).
   pthread_setname_np(pthread_self(), "perceiver-queue");
+  std::vector<Task*> batch;
+  batch.reserve(ring_.size());
   for (;;) {
-    Task* task;
-    spin(spin_us_, [&] { return submitted_hint_.load(std::memory_order_acquire) > completed_hint_.load(std::memory_order_relaxed); });
+    spin(spin_us_, [&] {
+      return submitted_hint_.load(std::memory_order_acquire) > completed_.load(std::memory_order_relaxed);
+    });
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || count_ > 0; });
       if (count_ == 0) return;  // stop requested and drained
-      task = ring_[head_];
-      head_ = (head_ + 1) % ring_.size();
-      count_--;
+      for (; count_ > 0; count_--) {
+        batch.push_back(ring_[head_]);
+        head_ = (head_ + 1) % ring_.size();
+      }
     }
-    // Tasks catch their own errors (ops.cc wraps every kernel); this is the last guard.
-    try {
-      task->run();
-    } catch (...) {
+    for (Task* task : batch) {
+      // Tasks catch their own errors (ops.cc wraps every kernel); this is the last guard.
+      try {
+        task->run();
+      } catch (...) {
+      }
+      delete task;  // release captured storages before reporting completion
+      completed_.fetch_add(1);
+      if (waiters_.load() > 0) {
+        { std::lock_guard<std::mutex> lock(mu_); }
+        done_cv_.notify_all();
+      }
     }
-    delete task;  // release captured storages before reporting completion
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      completed_++;
-      completed_hint_.store(completed_, std::memory_order_release);
-    }
-    done_cv_.notify_all();
+    batch.clear();
   }
 }
 

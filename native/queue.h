@@ -38,12 +38,16 @@ class Queue {
   void loop();
   mutable std::mutex mu_;
   std::condition_variable cv_, done_cv_;
-  // A ring of pending tasks: head_ is the next to run, count_ how many wait.
+  // A ring of pending tasks: head_ is the next to run, count_ how many wait. The
+  // worker takes every pending task under one lock and runs them outside it, so
+  // the submitting thread rarely finds the lock taken.
   std::vector<Task*> ring_;
   size_t head_ = 0, count_ = 0;
-  uint64_t submitted_ = 0, completed_ = 0;
-  // Mirrors of the counters for polling without the mutex.
-  std::atomic<uint64_t> submitted_hint_{0}, completed_hint_{0};
+  uint64_t submitted_ = 0;  // under mu_
+  // completed_ is written by the worker alone; waiters_ counts threads blocked in
+  // wait(), so that completions take the lock to notify only when someone sleeps.
+  std::atomic<uint64_t> submitted_hint_{0}, completed_{0};
+  std::atomic<int> waiters_{0};
   bool stop_ = false;
   const int spin_us_;
   std::thread thread_;

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
+import { readBytes } from '../lib/tensor.js';
 import { loadModel, unknownConfigKeys, PerceiverForMaskedLM } from '../models/index.js';
 import { caseConfig, caseDir } from './helpers/hf-fixture.js';
 import { baseline, live } from './helpers/device.js';
@@ -62,7 +63,7 @@ async function sameWeights(t: import('ava').ExecutionContext, a: P.Module, b: P.
   for (const k of Object.keys(sa)) {
     t.deepEqual(sb[k].shape, sa[k].shape, k);
     t.is(sb[k].dtype, sa[k].dtype, k);
-    t.true(Buffer.from(await sb[k].handle.read()).equals(Buffer.from(await sa[k].handle.read())), `${k}: same bytes`);
+    t.true(Buffer.from(await readBytes(sb[k])).equals(Buffer.from(await readBytes(sa[k]))), `${k}: same bytes`);
   }
 }
 

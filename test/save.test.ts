@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
+import { readBytes } from '../lib/tensor.js';
 import { configJson, createModel, forwardNamed, loadModel, PerceiverForImageClassificationConvProcessing, PerceiverForMaskedLM, PerceiverModel, saveModel } from '../models/index.js';
 import { perceiverConfig } from '../models/config.js';
 import { caseConfig, caseDir, outputError } from './helpers/hf-fixture.js';
@@ -27,7 +28,7 @@ function disposeAll(ts: Record<string, Tensor>): void {
   for (const t of Object.values(ts)) t.dispose();
 }
 
-const sameBytes = async (a: Tensor, b: Tensor) => Buffer.from(await a.handle.read()).equals(Buffer.from(await b.handle.read()));
+const sameBytes = async (a: Tensor, b: Tensor) => Buffer.from(await readBytes(a)).equals(Buffer.from(await readBytes(b)));
 
 for (const c of CASES) {
   test(`${c}: loadModel -> save -> loadModel keeps HF's files, every tensor and the outputs`, async (t) => {

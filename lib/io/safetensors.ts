@@ -11,7 +11,7 @@ import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
 import { describe, type DTypeName } from '../dtype.js';
-import { Tensor } from '../tensor.js';
+import { Tensor, readBytes } from '../tensor.js';
 import { cast } from '../ops/layout.js';
 import { RECORD_ITEM_SIZE, type RecordDType, type TensorRecord } from './records.js';
 import { loadRecords, type LoadRecordsOptions } from './load-records.js';
@@ -337,19 +337,19 @@ export async function writeSafetensorsTemp(
     for (let i = 0; i < list.length; i++) {
       const t = list[i][1];
       const want = stored[i];
-      // handle.read() gives the logical row-major bytes in the tensor's own dtype
+      // readBytes() gives the logical row-major bytes in the tensor's own dtype
       // (16-bit floats stay 16-bit), which is exactly the stored layout.
       if (want === 'I64') {
-        await write(widenToI64(new Int32Array(await t.handle.read())));
+        await write(widenToI64(new Int32Array(await readBytes(t))));
       } else if (want !== WRITE_DTYPE[t.dtype]) {
         const c = cast(t, want === 'F32' ? 'float32' : want === 'F16' ? 'float16' : 'bfloat16');
         try {
-          await write(new Uint8Array(await c.handle.read()));
+          await write(new Uint8Array(await readBytes(c)));
         } finally {
           c.dispose();
         }
       } else {
-        await write(new Uint8Array(await t.handle.read()));
+        await write(new Uint8Array(await readBytes(t)));
       }
     }
     await fh.sync();

@@ -78,18 +78,18 @@ async function main(): Promise<void> {
   await run(warmup);
   settle();
   const warm = live();
-  const rssWarm = process.memoryUsage().rss;
+  const { rss: rssWarm, heapTotal: heapWarm } = process.memoryUsage();
   const t0 = Date.now();
   await run(cycles);
   const ms = Date.now() - t0;
   settle();
   const end = live();
-  const rssEnd = process.memoryUsage().rss;
+  const { rss: rssEnd, heapTotal: heapEnd } = process.memoryUsage();
   for (const t of [w, bias, gamma, beta, ids, table]) t.dispose();
   settle();
   const final = live();
   process.stdout.write(
-    JSON.stringify({ gc: typeof gc === 'function', cycles, warmup, ms, start, warm, end, final, rssStart, rssWarm, rssEnd }) + '\n',
+    JSON.stringify({ gc: typeof gc === 'function', cycles, warmup, ms, start, warm, end, final, rssStart, rssWarm, rssEnd, heapWarm, heapEnd }) + '\n',
   );
 }
 
