@@ -31,7 +31,19 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
 Addon::~Addon() = default;
 
 Napi::Value Addon::wrap(Napi::Env env, Tensor t) {
-  return Napi::Number::New(env, handles.add(std::move(t)));
+  double h = handles.add(std::move(t));
+  write_meta(h, *handles.get(h));
+  return Napi::Number::New(env, h);
+}
+
+void Addon::write_meta(double h, const Tensor& t) {
+  if (!meta) return;
+  meta[0] = h;
+  meta[1] = (double)(int)t.dtype;
+  Device d = t.device();
+  meta[2] = d.type == DeviceType::CPU ? -1.0 : (double)d.index;
+  meta[3] = (double)t.ndim();
+  for (int i = 0; i < t.ndim(); i++) meta[4 + i] = (double)t.shape[i];
 }
 
 }  // namespace pio

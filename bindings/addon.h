@@ -95,6 +95,14 @@ class Addon : public Napi::Addon<Addon> {
   ~Addon();
 
   HandleTable handles;
+  // Metadata of the newest handle, for the JS Tensor made of it: [handle, dtype code,
+  // device (-1 cpu, else the CUDA index), ndim, ...shape]. Written into a Float64Array
+  // JS registered (setMetaBuffer) rather than returned as a fresh array, which cost
+  // more than the op itself.
+  static constexpr size_t kMetaLength = 4 + perceiver::kMaxDims;
+  double* meta = nullptr;
+  Napi::Reference<Napi::Float64Array> meta_ref;
+  void write_meta(double h, const Tensor& t);
   std::shared_ptr<ReadChannel> channel;
   std::unordered_map<uint64_t, PendingRead> reads;
   uint64_t next_read = 1;

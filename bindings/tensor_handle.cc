@@ -138,23 +138,34 @@ const Tensor& handle_arg(const Napi::CallbackInfo& info, const char* op) {
   return *t;
 }
 
-Napi::Array to_array(Napi::Env env, const Shape& s, size_t skip = 0, Napi::Array a = Napi::Array()) {
-  if (a.IsEmpty()) a = Napi::Array::New(env, s.size());
-  for (size_t i = 0; i < s.size(); i++) a.Set((uint32_t)(i + skip), Napi::Number::New(env, (double)s[i]));
+Napi::Array to_array(Napi::Env env, const Shape& s) {
+  Napi::Array a = Napi::Array::New(env, s.size());
+  for (size_t i = 0; i < s.size(); i++) a.Set((uint32_t)i, Napi::Number::New(env, (double)s[i]));
   return a;
 }
 
-// [dtype code, device (-1: cpu, else the CUDA index), ...shape]: what a JS Tensor
-// caches, in one call and one array of small numbers.
+// Writes h's metadata into the shared buffer (see Addon::meta); returns nothing.
 Napi::Value HandleMeta(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     const Tensor& t = handle_arg(info, "meta");
-    Napi::Env env = info.Env();
-    Napi::Array a = Napi::Array::New(env, t.shape.size() + 2);
-    a.Set(0u, Napi::Number::New(env, (double)(int)t.dtype));
-    Device d = t.device();
-    a.Set(1u, Napi::Number::New(env, d.type == DeviceType::CPU ? -1.0 : (double)d.index));
-    return to_array(env, t.shape, 2, a);
+    info.Env().GetInstanceData<Addon>()->write_meta(info[0].As<Napi::Number>().DoubleValue(), t);
+    return info.Env().Undefined();
+  });
+}
+
+// Registers the Float64Array the metadata of new handles is written to.
+Napi::Value SetMetaBuffer(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+        info[0].As<Napi::TypedArray>().ElementLength() < Addon::kMetaLength)
+      throw_type("setMetaBuffer: argument 'buffer' must be a Float64Array of at least " +
+                 std::to_string(Addon::kMetaLength) + " elements");
+    Addon* addon = info.Env().GetInstanceData<Addon>();
+    Napi::Float64Array a = info[0].As<Napi::Float64Array>();
+    addon->meta_ref = Napi::Persistent(a);
+    addon->meta = a.Data();
+    return info.Env().Undefined();
   });
 }
 
@@ -214,7 +225,7 @@ Napi::Value HandleReadSync(const Napi::CallbackInfo& info) {
 
 void register_handles(Napi::Env env, Napi::Object exports) {
   struct { const char* name; Napi::Value (*fn)(const Napi::CallbackInfo&); } fns[] = {
-      {"handleMeta", HandleMeta}, {"handleStrides", HandleStrides}, {"handleIsContiguous", HandleIsContiguous},
+      {"setMetaBuffer", SetMetaBuffer}, {"handleMeta", HandleMeta}, {"handleStrides", HandleStrides}, {"handleIsContiguous", HandleIsContiguous},
       {"handleDispose", HandleDispose}, {"handleRead", HandleRead}, {"handleReadSync", HandleReadSync}};
   for (auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
   Napi::Array names = Napi::Array::New(env);

@@ -19,8 +19,10 @@ type Pad = 'same' | 'valid' | number[];
 
 /** The addon's exports (bindings/ops.cc). Every argument is required here; defaults live in lib/. */
 export interface NativeAddon {
-  /** [dtype code, device (-1 cpu, else the CUDA index), ...shape]. */
-  handleMeta(h: H): number[];
+  /** Registers the buffer handleMeta and every new handle write their metadata to. */
+  setMetaBuffer(buffer: Float64Array): void;
+  /** Writes h's metadata to the meta buffer: [h, dtype code, device (-1 cpu, else the CUDA index), ndim, ...shape]. */
+  handleMeta(h: H): void;
   handleStrides(h: H): number[];
   handleIsContiguous(h: H): boolean;
   /** Frees the handle's slot; idempotent. */
@@ -125,3 +127,7 @@ function load(): NativeAddon {
 }
 
 export const native: NativeAddon = load();
+
+/** @internal The metadata of the newest handle (see NativeAddon.handleMeta); 4 + 8 dims. */
+export const handleMetaBuffer = new Float64Array(12);
+native.setMetaBuffer(handleMetaBuffer);

@@ -3,7 +3,11 @@
 // outer one.
 import type { Tensor } from './tensor.js';
 
-const scopes: Set<Tensor>[] = [];
+// Each scope lists the tensors made in it, in order. keep() marks a tensor instead
+// of searching the lists (autograd keeps every tensor it saves): an array push and a
+// flag cost less than the Set operations they replace, once per op.
+const scopes: Tensor[][] = [];
+type Keepable = { scopeKept: boolean };
 
 // The Tensor class imports this module, so it is recognised by shape here rather
 // than by an import that would form a cycle at load time.
@@ -13,14 +17,16 @@ function isTensor(v: object): boolean {
 
 /** @internal Called by the Tensor constructor. */
 export function track(t: Tensor): void {
-  scopes[scopes.length - 1]?.add(t);
+  if (scopes.length) scopes[scopes.length - 1].push(t);
 }
 
-/** Exempts t from the current scope's cleanup. */
+/** Exempts t from the cleanup of the scopes it was made in. */
 export function keep<T extends Tensor>(t: T): T {
-  for (const s of scopes) s.delete(t);
+  (t as unknown as Keepable).scopeKept = true;
   return t;
 }
+
+const kept = (t: Tensor) => (t as unknown as Keepable).scopeKept;
 
 function collect(v: unknown, out: Set<unknown>, depth = 0): void {
   if (v === null || typeof v !== 'object' || depth > 8) return;
@@ -39,26 +45,27 @@ function collect(v: unknown, out: Set<unknown>, depth = 0): void {
  */
 export function tidy<T>(fn: () => T): T {
   if (typeof fn !== 'function') throw new TypeError(`tidy: argument 'fn' must be a function, got ${typeof fn}`);
-  const scope = new Set<Tensor>();
+  const scope: Tensor[] = [];
   scopes.push(scope);
   let result: T;
   try {
     result = fn();
   } catch (err) {
     scopes.pop();
-    for (const t of scope) t.dispose();
+    for (const t of scope) if (!kept(t)) t.dispose();
     throw err;
   }
   scopes.pop();
   if (result instanceof Promise) {
-    for (const t of scope) t.dispose();
+    for (const t of scope) if (!kept(t)) t.dispose();
     throw new TypeError('tidy: argument \'fn\' must be synchronous; it returned a Promise (await inside it would dispose tensors still in use)');
   }
   const keepSet = new Set<unknown>();
   collect(result, keepSet);
   const parent = scopes[scopes.length - 1];
   for (const t of scope) {
-    if (keepSet.has(t)) parent?.add(t);
+    if (kept(t)) continue;
+    if (keepSet.has(t)) parent?.push(t);
     else t.dispose();
   }
   return result;

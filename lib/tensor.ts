@@ -1,6 +1,6 @@
 // Tensor: a JS handle on a native tensor. Ops are queued on the device and return
 // at once; `await t.data()` is the only wait.
-import { native, type NativeHandle } from './native.js';
+import { native, handleMetaBuffer, type NativeHandle } from './native.js';
 import { describe, type DTypeName, type TypedData } from './dtype.js';
 import { track } from './scope.js';
 import { resolveDevice } from './device.js';
@@ -43,17 +43,22 @@ export class Tensor {
   // Mirrors the handle's state (only dispose() releases a handle), so that argument
   // checks, which run for every operand of every op, need no native call.
   #disposed = false;
+  /** @internal Set by keep(): no tidy() scope disposes this tensor. */
+  scopeKept = false;
 
   /** @internal Tensors are made by ops and creation functions (tensor(), zeros(), ...). */
   constructor(handle: NativeHandle, key?: symbol) {
     if (key !== MADE_BY_WRAP)
       throw new TypeError('Tensor: tensors are created with tensor(), zeros(), randn() or an op, not new Tensor()');
     this.handle = handle;
-    const meta = native.handleMeta(handle);
-    this.dtype = DTYPE_NAMES[meta[0]];
-    this.device = meta[1] < 0 ? 'cpu' : cudaName(meta[1]);
-    meta.splice(0, 2);
-    this.shape = Object.freeze(meta);
+    // An op writes its result's metadata as it returns; other handles ask for it.
+    const meta = handleMetaBuffer;
+    if (meta[0] !== handle) native.handleMeta(handle);
+    this.dtype = DTYPE_NAMES[meta[1]];
+    this.device = meta[2] < 0 ? 'cpu' : cudaName(meta[2]);
+    const shape = new Array<number>(meta[3]);
+    for (let i = 0; i < shape.length; i++) shape[i] = meta[4 + i];
+    this.shape = Object.freeze(shape);
     unreleased.register(this, handle, this);
     track(this);
   }
