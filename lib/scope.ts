@@ -15,14 +15,17 @@ function isTensor(v: object): boolean {
   return 'handle' in v && typeof (v as { dispose?: unknown }).dispose === 'function';
 }
 
-/** @internal Called by the Tensor constructor. */
-export function track(t: Tensor): void {
-  if (scopes.length) scopes[scopes.length - 1].push(t);
+/** @internal Called by the Tensor constructor: whether a scope now owns t. */
+export function track(t: Tensor): boolean {
+  if (!scopes.length) return false;
+  scopes[scopes.length - 1].push(t);
+  return true;
 }
 
 /** Exempts t from the cleanup of the scopes it was made in. */
 export function keep<T extends Tensor>(t: T): T {
   (t as unknown as Keepable).scopeKept = true;
+  t.registerFinalizer();
   return t;
 }
 
@@ -65,8 +68,9 @@ export function tidy<T>(fn: () => T): T {
   const parent = scopes[scopes.length - 1];
   for (const t of scope) {
     if (kept(t)) continue;
-    if (keepSet.has(t)) parent?.push(t);
-    else t.dispose();
+    if (!keepSet.has(t)) t.dispose();
+    else if (parent) parent.push(t);
+    else t.registerFinalizer();  // now owned by the caller alone
   }
   return result;
 }

@@ -43,6 +43,7 @@ export class Tensor {
   // Mirrors the handle's state (only dispose() releases a handle), so that argument
   // checks, which run for every operand of every op, need no native call.
   #disposed = false;
+  #registered = false;
   /** @internal Set by keep(): no tidy() scope disposes this tensor. */
   scopeKept = false;
 
@@ -59,8 +60,16 @@ export class Tensor {
     const shape = new Array<number>(meta[3]);
     for (let i = 0; i < shape.length; i++) shape[i] = meta[4 + i];
     this.shape = Object.freeze(shape);
-    unreleased.register(this, handle, this);
-    track(this);
+    // A tidy() scope disposes what it owns, so the safety net is set only for
+    // tensors outside scopes, and for those that escape one (see scope.ts).
+    if (!track(this)) this.registerFinalizer();
+  }
+
+  /** @internal Frees the native handle if this Tensor is collected undisposed. Idempotent. */
+  registerFinalizer(): void {
+    if (this.#registered || this.#disposed) return;
+    this.#registered = true;
+    unreleased.register(this, this.handle, this);
   }
 
   /** Number of dimensions. */
@@ -121,7 +130,7 @@ export class Tensor {
   dispose(): void {
     if (!this.#disposed) {
       this.#disposed = true;
-      unreleased.unregister(this);
+      if (this.#registered) unreleased.unregister(this);
       native.handleDispose(this.handle);
     }
     this.grad?.dispose();

@@ -60,7 +60,7 @@ test('tensors that are never disposed are freed by the garbage collector (finali
   t.timeout(60_000);
   const r = runLeakChild(['finalize']);
   t.true(r.gc, 'the child ran with --expose-gc');
-  t.is((r.made as Mem).tensors - (r.start as Mem).tensors, 6000);
+  t.is((r.made as Mem).tensors - (r.start as Mem).tensors, 4500, '3,000 made outside scopes, 500 returned from nested tidy() scopes, 1,000 kept in one');
   t.deepEqual(counts(r.end as Mem), counts(r.start as Mem));
 });
 
