@@ -4,6 +4,8 @@
 // and a GPU's whole training step (thousands of launches) pay this per op.
 //   node dist/scripts/bench-dispatch.js [--ops 20000]
 import * as P from '../lib/index.js';
+import { PerceiverForMaskedLM } from '../models/index.js';
+import { LANGUAGE_PERCEIVER } from '../models/presets.js';
 import { arg } from './cli-args.js';
 import { runTorchBaseline } from './torch-baseline.js';
 
@@ -59,6 +61,30 @@ const gradChain = async () => {
   w.grad = null;
 };
 
+// The released language model's depth (26 latent layers) at tiny widths: a forward
+// whose kernels take next to nothing, so its time is what issuing its ops costs.
+const mlm = new PerceiverForMaskedLM({
+  ...LANGUAGE_PERCEIVER, d_model: 64, d_latents: 64, qk_channels: 64, v_channels: 64, num_latents: 16, max_position_embeddings: 64,
+});
+mlm.eval();
+const bytes = P.tensor(Int32Array.from({ length: 64 }, (_, i) => 3 + (i % 250)), [1, 64], { dtype: 'int32' });
+P.profiler.start();
+P.tidy(() => mlm.forward(bytes).logits).dispose();
+const mlmOps = P.profiler.stop().rows.reduce((a, r) => a + r.calls, 0);
+const forwards = async () => {
+  for (let r = 0; r < 20; r++) {
+    const l = P.tidy(() => mlm.forward(bytes).logits);
+    if (r === 19) await l.data();
+    l.dispose();
+  }
+};
+let mlmMs = Infinity;
+for (let r = 0; r < 7; r++) {
+  const t0 = performance.now();
+  await forwards();
+  mlmMs = Math.min(mlmMs, (performance.now() - t0) / 20);
+}
+
 const ours = { chain: await median(chain), roundtrip: ((await median(roundtrip)) * 10) / 3, grad: await median(gradChain) };
 const torch = runTorchBaseline<{ chain_us: number; roundtrip_us: number; grad_us: number; torch: string }>('bench-dispatch.py', [String(n), String(threads)]);
 const rows: [string, number, number | undefined][] = [
@@ -69,7 +95,10 @@ const rows: [string, number, number | undefined][] = [
 console.log(`per-op overhead on the cpu, ${threads} threads, medians of 5:`);
 for (const [what, us, t] of rows)
   console.log(`  ${what.padEnd(52)} ${us.toFixed(2).padStart(7)} µs` + (t === undefined ? '' : `   torch ${t.toFixed(2).padStart(6)} µs   ours/torch speed ${(t / us).toFixed(2)}x`));
+console.log(`  ${`miniature language model forward (${mlmOps} ops)`.padEnd(52)} ${mlmMs.toFixed(2).padStart(7)} ms   (${((mlmMs * 1000) / mlmOps).toFixed(2)} µs per op; best of 7)`);
 console.log(torch.result ? `  baseline: torch ${torch.result.torch} (${torch.info})` : `  ${torch.info}`);
 a.dispose();
 b.dispose();
 w.dispose();
+bytes.dispose();
+mlm.dispose();
