@@ -142,9 +142,8 @@ function backwardPass(root: Tensor, seed: Tensor | undefined, retain: boolean): 
     accumulate(root, g0);
     return;
   }
-  // Topological order by depth-first search; counts of consumers per node.
+  // Topological order by depth-first search.
   const order: GradNode[] = [];
-  const pending = new Map<GradNode, number>();
   const visited = new Set<GradNode>();
   const stack: [GradNode, number][] = [[root.gradFn, 0]];
   visited.add(root.gradFn);
@@ -154,12 +153,9 @@ function backwardPass(root: Tensor, seed: Tensor | undefined, retain: boolean): 
     if (i < node.edges.length) {
       top[1]++;
       const e = node.edges[i];
-      if (e && 'node' in e) {
-        pending.set(e.node, (pending.get(e.node) ?? 0) + 1);
-        if (!visited.has(e.node)) {
-          visited.add(e.node);
-          stack.push([e.node, 0]);
-        }
+      if (e && 'node' in e && !visited.has(e.node)) {
+        visited.add(e.node);
+        stack.push([e.node, 0]);
       }
     } else {
       order.push(node);
@@ -185,16 +181,18 @@ function backwardPass(root: Tensor, seed: Tensor | undefined, retain: boolean): 
     // destination gets its own handle, since each is disposed on its own. Every
     // handle is disposed as soon as it is summed, so a weight used many times (the
     // latent blocks share theirs) holds one gradient, not one per use.
-    const routed = new Set<Tensor>();
+    // (A node has a handful of edges: arrays, not Sets.)
+    const routed: Tensor[] = [];
     const deliveries: [NonNullable<Edge>, Tensor][] = [];
-    node.edges.forEach((e, i) => {
+    for (let i = 0; i < node.edges.length; i++) {
+      const e = node.edges[i];
       let gi = inputGrads[i];
-      if (!e || !gi) return;
-      if (routed.has(gi)) gi = view(gi);
-      routed.add(gi);
+      if (!e || !gi) continue;
+      if (routed.includes(gi)) gi = view(gi);
+      routed.push(gi);
       deliveries.push([e, gi]);
-    });
-    for (const t of inputGrads) if (t && !routed.has(t)) t.dispose();
+    }
+    for (const t of inputGrads) if (t && !routed.includes(t)) t.dispose();
     for (const [e, gi] of deliveries) {
       if ('leaf' in e) {
         accumulate(e.leaf, gi);
