@@ -1,9 +1,8 @@
 // A pool for the small objects every op makes: its task (made on the JS thread,
-// destroyed on a queue thread), its storage's control block and its JS handle.
-// With glibc, frees from another thread and the bursts of frees a garbage
-// collection brings both miss the per-thread cache and take the arena lock,
-// several microseconds per op on a small kernel; size-classed free lists with
-// their own locks do not.
+// destroyed on a queue thread) and its storage's control block. With glibc, a
+// free from another thread misses the per-thread cache and takes the arena lock
+// both threads contend for, several microseconds per op on a small kernel; here
+// each thread keeps its own free lists and trades blocks in batches.
 #pragma once
 #include <cstddef>
 
