@@ -1,8 +1,8 @@
-// What every op costs on top of its kernel: a tiny elementwise op (4x8 float32) on
-// the CPU, issued from JS through the addon and the device queue, against the same
-// loop in Debian's python3-torch (scripts/bench-dispatch.py). A model's small ops
-// and a GPU's whole training step (thousands of launches) pay this per op.
-//   node dist/scripts/bench-dispatch.js [--ops 20000]
+// What every op costs on top of its kernel: a tiny elementwise op (4x8 float32)
+// issued from JS through the addon and the device queue, against the same loop in
+// torch (scripts/bench-dispatch.py; on the CPU Debian's python3-torch). A model's
+// small ops and a GPU's whole training step (thousands of launches) pay this per op.
+//   node dist/scripts/bench-dispatch.js [--ops 20000] [--device cpu|cuda]
 import * as P from '../lib/index.js';
 import { PerceiverForMaskedLM } from '../models/index.js';
 import { LANGUAGE_PERCEIVER } from '../models/presets.js';
@@ -11,10 +11,12 @@ import { runTorchBaseline } from './torch-baseline.js';
 
 const n = Number(arg('--ops') ?? 20000);
 if (!Number.isInteger(n) || n < 100) throw new RangeError(`bench-dispatch: --ops must be an integer >= 100, got ${arg('--ops')}`);
+const device = arg('--device') ?? 'cpu';
+if (device !== 'cpu' && device !== 'cuda') throw new RangeError(`bench-dispatch: --device must be 'cpu' or 'cuda', got ${device}`);
 const threads = Number(process.env.PERCEIVER_NUM_THREADS ?? P.backends()[0].threads ?? 2);
-const a = P.randn([4, 8], { seed: 1 });
-const b = P.randn([4, 8], { seed: 2 });
-const w = P.randn([4, 8], { seed: 3 });
+const a = P.randn([4, 8], { seed: 1, device });
+const b = P.randn([4, 8], { seed: 2, device });
+const w = P.randn([4, 8], { seed: 3, device });
 w.requiresGrad = true;
 const total = (x: P.Tensor) => P.sum(P.sum(x, 0), 0);
 
@@ -66,8 +68,8 @@ const gradChain = async () => {
 const mlm = new PerceiverForMaskedLM({
   ...LANGUAGE_PERCEIVER, d_model: 64, d_latents: 64, qk_channels: 64, v_channels: 64, num_latents: 16, max_position_embeddings: 64,
 });
-mlm.eval();
-const bytes = P.tensor(Int32Array.from({ length: 64 }, (_, i) => 3 + (i % 250)), [1, 64], { dtype: 'int32' });
+mlm.eval().to(device);
+const bytes = P.tensor(Int32Array.from({ length: 64 }, (_, i) => 3 + (i % 250)), [1, 64], { dtype: 'int32', device });
 P.profiler.start();
 P.tidy(() => mlm.forward(bytes).logits).dispose();
 const mlmOps = P.profiler.stop().rows.reduce((a, r) => a + r.calls, 0);
@@ -86,13 +88,13 @@ for (let r = 0; r < 7; r++) {
 }
 
 const ours = { chain: await median(chain), roundtrip: ((await median(roundtrip)) * 10) / 3, grad: await median(gradChain) };
-const torch = runTorchBaseline<{ chain_us: number; roundtrip_us: number; grad_us: number; torch: string }>('bench-dispatch.py', [String(n), String(threads)]);
+const torch = runTorchBaseline<{ chain_us: number; roundtrip_us: number; grad_us: number; torch: string }>('bench-dispatch.py', [String(n), String(threads), device]);
 const rows: [string, number, number | undefined][] = [
   [`${n} dependent adds, one read (per op)`, ours.chain, torch.result?.chain_us],
   ['add, sum, sum + read of the result (per op)', ours.roundtrip, torch.result?.roundtrip_us],
   [`${n} ops with autograd, forward + backward (per op)`, ours.grad, torch.result?.grad_us],
 ];
-console.log(`per-op overhead on the cpu, ${threads} threads, medians of 5:`);
+console.log(`per-op overhead on the ${device}${device === 'cpu' ? `, ${threads} threads` : ''}, medians of 5:`);
 for (const [what, us, t] of rows)
   console.log(`  ${what.padEnd(52)} ${us.toFixed(2).padStart(7)} µs` + (t === undefined ? '' : `   torch ${t.toFixed(2).padStart(6)} µs   ours/torch speed ${(t / us).toFixed(2)}x`));
 console.log(`  ${`miniature language model forward (${mlmOps} ops)`.padEnd(52)} ${mlmMs.toFixed(2).padStart(7)} ms   (${((mlmMs * 1000) / mlmOps).toFixed(2)} µs per op; best of 7)`);

@@ -11,10 +11,12 @@
 #   bash scripts/device-check.sh             on the device machine (GPU, CUDA 13, python3
 #       with torch + transformers, no node, no network), in one call: unpacks, finds
 #       cuBLASLt in the python env, runs the CUDA harnesses, the whole ava suite with
-#       PERCEIVER_TEST_DEVICE=cuda, then scripts/bench-gpu (vs torch) and
-#       scripts/bench-train-gpu (training steps vs HF). Logs come back as $OUT/logs.tar
-#       (default OUT /tmp/perceiver-device-out) with $OUT/summary.txt; a short table is printed last. Each step has its own time limit so the whole
-#       run stays under 6 minutes.
+#       PERCEIVER_TEST_DEVICE=cuda, then scripts/bench-gpu (vs torch),
+#       scripts/bench-train-gpu (training steps vs HF) and scripts/bench-dispatch
+#       (per-op cost vs torch). Logs come back as $OUT/logs.tar (default OUT
+#       /tmp/perceiver-device-out) with $OUT/summary.txt; a short table is printed
+#       last. Each step has its own time limit, so one that hangs cannot take the
+#       rest of the run with it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -140,6 +142,11 @@ device() {
   # per kernel (both in the log).
   step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --profile
 
+  echo "== bench-dispatch"
+  # What issuing an op costs on the GPU queue (tiny ops, with autograd, and a
+  # 312-op forward whose kernels take next to nothing), against torch's eager CUDA.
+  step bench-dispatch 40 env PERCEIVER_DEVICE=cuda PERCEIVER_PYTHON=python3 node dist/scripts/bench-dispatch.js --device cuda --ops 5000
+
   echo
   echo "== summary (logs in $OUT/logs.tar)"
   cat "$OUT/summary.txt"
@@ -153,6 +160,8 @@ device() {
   grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"
   echo
   grep -A22 '^perceiver-io bfloat16 step profile' "$LOGS/bench-train-gpu.log" | cut -c1-110 || true
+  echo
+  grep -A5 '^per-op overhead' "$LOGS/bench-dispatch.log" || tail -5 "$LOGS/bench-dispatch.log"
 }
 
 case "${1:-}" in
