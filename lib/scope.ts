@@ -7,7 +7,6 @@ import type { Tensor } from './tensor.js';
 // of searching the lists (autograd keeps every tensor it saves): an array push and a
 // flag cost less than the Set operations they replace, once per op.
 const scopes: Tensor[][] = [];
-type Keepable = { scopeKept: boolean };
 
 // The Tensor class imports this module, so it is recognised by shape here rather
 // than by an import that would form a cycle at load time.
@@ -24,12 +23,10 @@ export function track(t: Tensor): boolean {
 
 /** Exempts t from the cleanup of the scopes it was made in. */
 export function keep<T extends Tensor>(t: T): T {
-  (t as unknown as Keepable).scopeKept = true;
+  t.scopeKept = true;
   t.registerFinalizer();
   return t;
 }
-
-const kept = (t: Tensor) => (t as unknown as Keepable).scopeKept;
 
 function collect(v: unknown, out: Set<unknown>, depth = 0): void {
   if (v === null || typeof v !== 'object' || depth > 8) return;
@@ -55,19 +52,19 @@ export function tidy<T>(fn: () => T): T {
     result = fn();
   } catch (err) {
     scopes.pop();
-    for (const t of scope) if (!kept(t)) t.dispose();
+    for (const t of scope) if (!t.scopeKept) t.dispose();
     throw err;
   }
   scopes.pop();
   if (result instanceof Promise) {
-    for (const t of scope) if (!kept(t)) t.dispose();
+    for (const t of scope) if (!t.scopeKept) t.dispose();
     throw new TypeError('tidy: argument \'fn\' must be synchronous; it returned a Promise (await inside it would dispose tensors still in use)');
   }
   const keepSet = new Set<unknown>();
   collect(result, keepSet);
   const parent = scopes[scopes.length - 1];
   for (const t of scope) {
-    if (kept(t)) continue;
+    if (t.scopeKept) continue;
     if (!keepSet.has(t)) t.dispose();
     else if (parent) parent.push(t);
     else t.registerFinalizer();  // now owned by the caller alone

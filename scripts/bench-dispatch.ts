@@ -20,7 +20,7 @@ const w = P.randn([4, 8], { seed: 3, device });
 w.requiresGrad = true;
 const total = (x: P.Tensor) => P.sum(P.sum(x, 0), 0);
 
-/** Median over reps of microseconds per op; fn(n) runs n ops and waits for them. */
+/** Median over reps of microseconds per op; fn runs n ops and waits for them. */
 async function median(fn: () => Promise<void>, reps = 5): Promise<number> {
   await fn();
   const out: number[] = [];
