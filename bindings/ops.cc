@@ -265,7 +265,15 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     const Tensor& v = tensor_arg(info, 2, "attention", "v");
     const Tensor* mask = optional_tensor_arg(info, 3, "attention", "mask");
     float scale = (float)number_arg(info, 4, "attention", "scale");
-    return ret(info, attention(q, k, v, mask, scale));
+    if (info.Length() < 6 || info[5].IsUndefined() || !bool_arg(info, 5, "attention", "withLse"))
+      return ret(info, attention(q, k, v, mask, scale));
+    // [out, lse | null]: the row statistics the fused gradient reuses.
+    Tensor lse;
+    Tensor out = attention(q, k, v, mask, scale, &lse);
+    Napi::Array arr = Napi::Array::New(info.Env(), 2);
+    arr.Set(0u, ret(info, out));
+    arr.Set(1u, lse.storage ? ret(info, lse) : info.Env().Null());
+    return arr;
   });
 }
 
@@ -339,6 +347,29 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
     Napi::Array arr = Napi::Array::New(info.Env(), 3);
     for (uint32_t i = 0; i < 3; i++) arr.Set(i, out[i].storage ? ret(info, out[i]) : info.Env().Null());
     return arr;
+  });
+}
+
+// attentionBackward(q, k, v, mask | null, out, g, lse | null, scale) -> [gq, gk, gv]
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "attention_backward";
+    need_args(info, 8, op);
+    auto out = attention_backward(tensor_arg(info, 0, op, "q"), tensor_arg(info, 1, op, "k"), tensor_arg(info, 2, op, "v"),
+                                  optional_tensor_arg(info, 3, op, "mask"), tensor_arg(info, 4, op, "out"),
+                                  tensor_arg(info, 5, op, "g"), optional_tensor_arg(info, 6, op, "lse"),
+                                  (float)number_arg(info, 7, op, "scale"));
+    Napi::Array arr = Napi::Array::New(info.Env(), 3);
+    for (uint32_t i = 0; i < 3; i++) arr.Set(i, ret(info, out[i]));
+    return arr;
+  });
+}
+
+Napi::Value HasAttentionBackward(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 1, "hasAttentionBackward");
+    Device d = device_arg(info, 0, "hasAttentionBackward", "device");
+    return Napi::Boolean::New(info.Env(), backend_for(d)->has_attention_backward());
   });
 }
 
@@ -592,7 +623,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"binary", Binary},         {"where", Where},     {"reduce", Reduce},
       {"softmax", Softmax},       {"layerNorm", LayerNorm}, {"matmul", Matmul},
       {"attention", Attention},   {"embedding", Embedding}, {"oneHot", OneHot},
-      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"softmaxBackward", SoftmaxBackward}, {"maxPool2dBackward", MaxPool2dBackward},
+      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"softmaxBackward", SoftmaxBackward}, {"attentionBackward", AttentionBackward}, {"hasAttentionBackward", HasAttentionBackward}, {"maxPool2dBackward", MaxPool2dBackward},
       {"hasBackwardKernels", HasBackwardKernels}, {"adamUpdate", AdamUpdate}, {"sgdUpdate", SgdUpdate},
       {"memory", Memory},         {"resetPeakMemoryStats", ResetPeakMemoryStats},
       {"profilerStart", ProfilerStart}, {"profilerScope", ProfilerScope}, {"profilerStop", ProfilerStop},

@@ -90,6 +90,19 @@ struct AttentionArgs {
   int64_t m_sb, m_sq, m_sk;
   float scale;
   DType dtype = DType::Float32;  // of q, k, v and out
+  // Optional, float32 [B, H, Nq]: each row's log-sum-exp of its scaled, masked logits
+  // (+inf where every key is masked), which the gradient reuses. Only backends with
+  // attention_backward write it; the op layer asks no others.
+  float* lse = nullptr;
+};
+
+// The fused attention's gradient. `a` describes the forward call (its `out` is read:
+// the forward's result); gout has out's strides; gq, gk, gv are contiguous
+// [B, Nq, H, Dqk], [B, Nk, H, Dqk] and [B, Nk, H, Dv].
+struct AttentionBackwardArgs {
+  AttentionArgs a;  // a.lse, when set, is the forward's (else the kernel computes it)
+  const float* gout;
+  float* gq; float* gk; float* gv;
 };
 
 // NHWC input, HWIO weight [KH, KW, Cin, Cout], NHWC output.
@@ -225,6 +238,12 @@ struct Backend {
   // hold `in_dtype` elements, gx `out_dtype` (float32 on the CPU).
   virtual void softmax_backward(const void*, const void*, void*, int64_t, int64_t, DType, DType) {
     throw std::runtime_error(std::string("softmax_backward is not implemented on ") + name());
+  }
+  // The fused attention's gradient without its [Nq, Nk] matrices. Optional on its own:
+  // where a backend lacks it, lib/autograd composes the gradient from products.
+  virtual bool has_attention_backward() const { return false; }
+  virtual void attention_backward(const AttentionBackwardArgs&) {
+    throw std::runtime_error(std::string("attention_backward is not implemented on ") + name());
   }
   // g [B, OH, OW, C] routed to the first maximum of each window: gx [B, H, W, C]
   // (a.dtype is that of x, g and gx).

@@ -55,7 +55,7 @@ class KernelTask : public Task {
   virtual void kernel(Backend& b) = 0;
 
  private:
-  static constexpr int kMaxInputs = 6, kMaxOutputs = 4;
+  static constexpr int kMaxInputs = 7, kMaxOutputs = 4;  // attention_backward reads 7
   const char* op_;
   Backend* backend_;
   Device device_;

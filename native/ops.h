@@ -56,8 +56,17 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, cons
               Activation act, float alpha, bool out_float32 = false);
 // q [B, Nq, H, Dqk], k [B, Nk, H, Dqk], v [B, Nk, H, Dv] -> [B, Nq, H, Dv].
 // mask: uint8 broadcastable to [B, Nq, Nk]; scale <= 0 means 1/sqrt(Dqk).
+// lse: when given, also each row's log-sum-exp for attention_backward (float32
+// [B, H, Nq]), on backends that have that kernel; left empty where the call computes
+// none (the composed float32 form, an empty output).
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* mask,
-                 float scale);
+                 float scale, Tensor* lse = nullptr);
+// Its gradient without the [Nq, Nk] matrices, from the forward's operands, its result
+// `out`, the incoming gradient g (both [B, Nq, H, Dv]) and the forward's lse when it
+// has one (else the kernel computes it): {gq, gk, gv}. Only on backends that have the
+// kernel (has_attention_backward).
+std::vector<Tensor> attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* mask,
+                                       const Tensor& out, const Tensor& g, const Tensor* lse, float scale);
 
 // ---- indexing and nn ----
 Tensor embedding(const Tensor& weight, const Tensor& ids);

@@ -174,74 +174,159 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, cons
   return out;
 }
 
-Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor* mask,
-                 float scale) {
-  check_float("attention", "q", q_in);
-  check_float("attention", "k", k_in);
-  check_float("attention", "v", v_in);
-  check_same_dtype("attention", {{"q", &q_in}, {"k", &k_in}, {"v", &v_in}});
-  check_ndim("attention", "q", q_in, 4);
-  check_ndim("attention", "k", k_in, 4);
-  check_ndim("attention", "v", v_in, 4);
-  check_same_device("attention", {{"q", &q_in}, {"k", &k_in}, {"v", &v_in}, {"mask", mask}});
-  int64_t B = q_in.shape[0], nq = q_in.shape[1], H = q_in.shape[2], dqk = q_in.shape[3];
-  int64_t nk = k_in.shape[1], dv = v_in.shape[3];
-  if (k_in.shape[0] != B || k_in.shape[2] != H || k_in.shape[3] != dqk)
-    throw_range("attention: argument 'k' must have shape [" + std::to_string(B) + ", Nk, " +
-                std::to_string(H) + ", " + std::to_string(dqk) + "] to match 'q' " +
-                shape_str(q_in.shape) + ", got " + shape_str(k_in.shape));
-  if (v_in.shape[0] != B || v_in.shape[1] != nk || v_in.shape[2] != H)
-    throw_range("attention: argument 'v' must have shape [" + std::to_string(B) + ", " +
-                std::to_string(nk) + ", " + std::to_string(H) + ", Dv] to match 'q' and 'k', got " +
-                shape_str(v_in.shape));
-  if (!(scale == scale)) throw_range("attention: argument 'scale' must be a number, got NaN");
-  Tensor mk;
-  if (mask) {
-    check_dtype("attention", "mask", *mask, DType::UInt8);
-    if (mask->ndim() > 3)
-      throw_range("attention: argument 'mask' must be broadcastable to [B, Nq, Nk] = " +
-                  shape_str({B, nq, nk}) + ", got " + shape_str(mask->shape));
-    try {
-      mk = broadcast_to(*mask, {B, nq, nk});
-    } catch (const Error&) {
-      throw_range("attention: argument 'mask' must be broadcastable to [B, Nq, Nk] = " +
-                  shape_str({B, nq, nk}) + ", got " + shape_str(mask->shape));
-    }
+namespace {
+
+// Checks attention's operands for `op` and returns the mask broadcast to [B, Nq, Nk]
+// (empty without one).
+Tensor check_attention(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* mask,
+                       float scale) {
+  check_float(op, "q", q);
+  check_float(op, "k", k);
+  check_float(op, "v", v);
+  check_same_dtype(op, {{"q", &q}, {"k", &k}, {"v", &v}});
+  check_ndim(op, "q", q, 4);
+  check_ndim(op, "k", k, 4);
+  check_ndim(op, "v", v, 4);
+  check_same_device(op, {{"q", &q}, {"k", &k}, {"v", &v}, {"mask", mask}});
+  const int64_t B = q.shape[0], nq = q.shape[1], H = q.shape[2], dqk = q.shape[3];
+  const int64_t nk = k.shape[1];
+  const std::string name(op);
+  if (k.shape[0] != B || k.shape[2] != H || k.shape[3] != dqk)
+    throw_range(name + ": argument 'k' must have shape [" + std::to_string(B) + ", Nk, " + std::to_string(H) + ", " +
+                std::to_string(dqk) + "] to match 'q' " + shape_str(q.shape) + ", got " + shape_str(k.shape));
+  if (v.shape[0] != B || v.shape[1] != nk || v.shape[2] != H)
+    throw_range(name + ": argument 'v' must have shape [" + std::to_string(B) + ", " + std::to_string(nk) + ", " +
+                std::to_string(H) + ", Dv] to match 'q' and 'k', got " + shape_str(v.shape));
+  if (!(scale == scale)) throw_range(name + ": argument 'scale' must be a number, got NaN");
+  if (!mask) return Tensor();
+  check_dtype(op, "mask", *mask, DType::UInt8);
+  const std::string want = name + ": argument 'mask' must be broadcastable to [B, Nq, Nk] = " + shape_str({B, nq, nk}) +
+                           ", got " + shape_str(mask->shape);
+  if (mask->ndim() > 3) throw_range(want);
+  try {
+    return broadcast_to(*mask, {B, nq, nk});
+  } catch (const Error&) {
+    throw_range(want);
   }
-  if (cpu_16bit(q_in)) {
-    Tensor m = mask ? *mask : Tensor();
-    return cast(attention(cast(q_in, DType::Float32), cast(k_in, DType::Float32), cast(v_in, DType::Float32),
-                          mask ? &m : nullptr, scale),
-                q_in.dtype);
-  }
-  if (compose_attention(q_in, B * H * nq * nk))
-    return attention_composed(q_in, k_in, v_in, mask ? &mk : nullptr,
-                              scale > 0 ? scale : (float)(1.0 / std::sqrt((double)std::max<int64_t>(dqk, 1))));
-  auto unit_inner = [](const Tensor& t) { return t.shape[3] <= 1 || t.strides[3] == 1 ? t : contiguous(t); };
-  Tensor q = unit_inner(q_in), k = unit_inner(k_in), v = unit_inner(v_in);
-  Tensor out = empty({B, nq, H, dv}, q.dtype, q.device(), "attention");
-  if (out.numel() == 0) return out;
+}
+
+float default_scale(float scale, int64_t dqk) {
+  return scale > 0 ? scale : (float)(1.0 / std::sqrt((double)std::max<int64_t>(dqk, 1)));
+}
+
+// A view whose last axis has unit stride (the kernels' only requirement).
+Tensor unit_inner(const Tensor& t) { return t.shape[3] <= 1 || t.strides[3] == 1 ? t : contiguous(t); }
+
+// The kernels' description of a call (data pointers are filled in on the queue).
+AttentionArgs attention_args(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mk, const Tensor& out,
+                             float scale) {
   AttentionArgs a;
   a.dtype = q.dtype;
-  a.batch = B; a.nq = nq; a.nk = nk; a.heads = H; a.dqk = dqk; a.dv = dv;
+  a.batch = q.shape[0]; a.nq = q.shape[1]; a.heads = q.shape[2]; a.dqk = q.shape[3];
+  a.nk = k.shape[1]; a.dv = v.shape[3];
   a.q_sb = q.strides[0]; a.q_sn = q.strides[1]; a.q_sh = q.strides[2];
   a.k_sb = k.strides[0]; a.k_sn = k.strides[1]; a.k_sh = k.strides[2];
   a.v_sb = v.strides[0]; a.v_sn = v.strides[1]; a.v_sh = v.strides[2];
   a.o_sb = out.strides[0]; a.o_sn = out.strides[1]; a.o_sh = out.strides[2];
-  if (mask) { a.m_sb = mk.strides[0]; a.m_sq = mk.strides[1]; a.m_sk = mk.strides[2]; }
+  if (mk.storage) { a.m_sb = mk.strides[0]; a.m_sq = mk.strides[1]; a.m_sk = mk.strides[2]; }
   else { a.m_sb = a.m_sq = a.m_sk = 0; }
-  a.scale = scale > 0 ? scale : (float)(1.0 / std::sqrt((double)std::max<int64_t>(dqk, 1)));
-  bool has_mask = mask != nullptr;
-  launch("attention", q.device(), {&q, &k, &v, mask ? &mk : nullptr}, {&out},
-         [a, q = data_ref(q), k = data_ref(k), v = data_ref(v), mk = data_ref(mk), out = data_ref(out), has_mask](Backend& b) mutable {
+  a.scale = default_scale(scale, a.dqk);
+  return a;
+}
+
+}  // namespace
+
+Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor* mask, float scale,
+                 Tensor* lse_out) {
+  Tensor mk = check_attention("attention", q_in, k_in, v_in, mask, scale);
+  const int64_t B = q_in.shape[0], nq = q_in.shape[1], H = q_in.shape[2], dqk = q_in.shape[3];
+  const int64_t nk = k_in.shape[1], dv = v_in.shape[3];
+  if (lse_out) {
+    *lse_out = Tensor();
+    if (!backend_for(q_in.device())->has_attention_backward())
+      throw_value("attention: no fused attention gradient on " + q_in.device().str() + " to take the row statistics");
+  }
+  if (cpu_16bit(q_in)) {
+    Tensor m = mask ? *mask : Tensor();
+    return cast(attention(cast(q_in, DType::Float32), cast(k_in, DType::Float32), cast(v_in, DType::Float32),
+                          mask ? &m : nullptr, scale, lse_out),
+                q_in.dtype);
+  }
+  if (compose_attention(q_in, B * H * nq * nk))
+    return attention_composed(q_in, k_in, v_in, mask ? &mk : nullptr, default_scale(scale, dqk));
+  Tensor q = unit_inner(q_in), k = unit_inner(k_in), v = unit_inner(v_in);
+  Tensor out = empty({B, nq, H, dv}, q.dtype, q.device(), "attention");
+  if (out.numel() == 0) return out;
+  Tensor lse = lse_out ? empty({B, H, nq}, DType::Float32, q.device(), "attention") : Tensor();
+  AttentionArgs a = attention_args(q, k, v, mk, out, scale);
+  bool has_mask = mask != nullptr, has_lse = lse_out != nullptr;
+  launch("attention", q.device(), {&q, &k, &v, mask ? &mk : nullptr}, {&out, has_lse ? &lse : nullptr},
+         [a, q = data_ref(q), k = data_ref(k), v = data_ref(v), mk = data_ref(mk), out = data_ref(out), lse = data_ref(lse),
+          has_mask, has_lse](Backend& b) mutable {
            a.q = (const float*)q.data();
            a.k = (const float*)k.data();
            a.v = (const float*)v.data();
            a.out = (float*)out.data();
            a.mask = has_mask ? (const uint8_t*)mk.data() : nullptr;
+           a.lse = has_lse ? (float*)lse.data() : nullptr;
            b.attention(a);
          });
+  if (lse_out) *lse_out = lse;
   return out;
+}
+
+std::vector<Tensor> attention_backward(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor* mask,
+                                       const Tensor& out_in, const Tensor& g_in, const Tensor* lse_in, float scale) {
+  const char* op = "attention_backward";
+  Tensor mk = check_attention(op, q_in, k_in, v_in, mask, scale);
+  const int64_t B = q_in.shape[0], nq = q_in.shape[1], H = q_in.shape[2], dqk = q_in.shape[3];
+  const int64_t nk = k_in.shape[1], dv = v_in.shape[3];
+  check_float(op, "out", out_in);
+  check_float(op, "g", g_in);
+  check_shape(op, "out", out_in, {B, nq, H, dv});
+  check_shape(op, "g", g_in, {B, nq, H, dv});
+  check_same_dtype(op, {{"q", &q_in}, {"out", &out_in}, {"g", &g_in}});
+  check_same_device(op, {{"q", &q_in}, {"out", &out_in}, {"g", &g_in}, {"lse", lse_in}});
+  if (lse_in) {
+    check_dtype(op, "lse", *lse_in, DType::Float32);
+    check_shape(op, "lse", *lse_in, {B, H, nq});
+  }
+  if (!backend_for(q_in.device())->has_attention_backward())
+    throw_value(std::string(op) + ": no fused attention gradient on " + q_in.device().str() +
+                " (compose it from products there)");
+  if (cpu_16bit(q_in)) {
+    const DType dt = q_in.dtype;
+    auto f32 = [](const Tensor& t) { return cast(t, DType::Float32); };
+    auto r = attention_backward(f32(q_in), f32(k_in), f32(v_in), mask, f32(out_in), f32(g_in), lse_in, scale);
+    for (Tensor& t : r) t = cast(t, dt);
+    return r;
+  }
+  Tensor q = unit_inner(q_in), k = unit_inner(k_in), v = unit_inner(v_in);
+  Tensor out = contiguous(out_in), g = contiguous(g_in);
+  Tensor gq = empty({B, nq, H, dqk}, q.dtype, q.device(), op);
+  Tensor gk = empty({B, nk, H, dqk}, q.dtype, q.device(), op);
+  Tensor gv = empty({B, nk, H, dv}, q.dtype, q.device(), op);
+  if (gq.numel() + gk.numel() + gv.numel() == 0) return {gq, gk, gv};
+  Tensor lse = lse_in ? contiguous(*lse_in) : Tensor();
+  AttentionBackwardArgs ga;
+  ga.a = attention_args(q, k, v, mk, out, scale);
+  bool has_mask = mask != nullptr, has_lse = lse_in != nullptr;
+  launch(op, q.device(), {&q, &k, &v, mask ? &mk : nullptr, &out, &g, has_lse ? &lse : nullptr}, {&gq, &gk, &gv},
+         [ga, q = data_ref(q), k = data_ref(k), v = data_ref(v), mk = data_ref(mk), out = data_ref(out), g = data_ref(g),
+          lse = data_ref(lse), gq = data_ref(gq), gk = data_ref(gk), gv = data_ref(gv), has_mask, has_lse](Backend& b) mutable {
+           ga.a.q = (const float*)q.data();
+           ga.a.k = (const float*)k.data();
+           ga.a.v = (const float*)v.data();
+           ga.a.out = (float*)out.data();
+           ga.a.mask = has_mask ? (const uint8_t*)mk.data() : nullptr;
+           ga.a.lse = has_lse ? (float*)lse.data() : nullptr;
+           ga.gout = (const float*)g.data();
+           ga.gq = (float*)gq.data();
+           ga.gk = (float*)gk.data();
+           ga.gv = (float*)gv.data();
+           b.attention_backward(ga);
+         });
+  return {gq, gk, gv};
 }
 
 }  // namespace perceiver

@@ -1,9 +1,14 @@
 // Fused attention against its two matmuls alone, through the public API, on the
-// Perceiver's attention shapes; plus the extra memory each way needs.
+// Perceiver's attention shapes; plus the extra memory each way needs. With
+// --backward: the attention's gradient by the fused kernel against the gradient
+// composed from products (logits, softmax, dP, dS and three more products; what
+// runs where a backend lacks the kernel), from a finished forward to all three
+// gradients computed, and the memory beyond the gradients themselves.
 //
 //   npm run bench:attention                 # table
 //   npm run bench:attention -- --json       # one JSON object on stdout
 //   npm run bench:attention -- --reps 11 --no-memory
+//   npm run bench:attention -- --backward
 //
 // Time: from issuing the op(s) to `await out.data()` returning (ops are queued, so
 // that is the only honest end point; it includes copying the output out, the same
@@ -33,7 +38,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { attention, backends, matmul, memory, randn, sum, type Tensor } from '../lib/index.js';
+import { add, attention, backends, backward, gradKernels, matmul, memory, randn, resetPeakMemoryStats, sum, type Tensor } from '../lib/index.js';
 
 interface Shape {
   label: string;
@@ -109,13 +114,55 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-async function timeShape(s: Shape, reps: number): Promise<{ fusedMs: number; matmulsMs: number }> {
+// ---- the gradient (--backward) ----------------------------------------------------
+
+interface Forward {
+  leaves: Tensor[];
+  out: Tensor;
+  gradient: Tensor;
+}
+
+// A finished forward pass whose q, k and v require gradients.
+async function forwardForGrad(t: Inputs, kernels: boolean): Promise<Forward> {
+  gradKernels.enabled = kernels;
+  const leaves = [t.q, t.k, t.v].map((x) => {
+    const l = add(x, 0);
+    l.requiresGrad = true;
+    return l;
+  });
+  const out = attention(leaves[0], leaves[1], leaves[2]);
+  const gradient = randn(out.shape, { seed: 7 });
+  await Promise.all([out.data(), gradient.data(), ...leaves.map((l) => l.data())]);
+  return { leaves, out, gradient };
+}
+
+// Issues the backward pass; returns a tensor queued after all of it (the queue runs in
+// order), whose data() is the end point.
+function issueBackward(f: Forward): Tensor {
+  backward(f.out, { gradient: f.gradient });
+  return sum(f.leaves[0].grad!, 1);
+}
+
+function disposeForward(f: Forward): void {
+  for (const l of f.leaves) l.grad?.dispose();
+  for (const x of [...f.leaves, f.out, f.gradient]) x.dispose();
+  gradKernels.enabled = true;
+}
+
+async function timeBackward(t: Inputs, kernels: boolean): Promise<number> {
+  const f = await forwardForGrad(t, kernels);
+  const ms = await timeOnce(() => issueBackward(f));
+  disposeForward(f);
+  return ms;
+}
+
+async function timeShape(s: Shape, reps: number, grad: boolean): Promise<{ fusedMs: number; matmulsMs: number }> {
   const t = await makeInputs(s);
   const fused: number[] = [];
   const unfused: number[] = [];
   for (let i = 0; i < 2 + reps; i++) {
-    const f = await timeOnce(() => issueFused(t));
-    const u = await timeOnce(() => issueUnfused(s, t));
+    const f = grad ? await timeBackward(t, true) : await timeOnce(() => issueFused(t));
+    const u = grad ? await timeBackward(t, false) : await timeOnce(() => issueUnfused(s, t));
     if (i >= 2) {
       fused.push(f);
       unfused.push(u);
@@ -143,8 +190,9 @@ function canResetPeak(): boolean {
 }
 
 // Peak RSS growth (bytes) while `issue` runs, waiting on a 1-row reduction of its
-// output so that the output is never copied to JS.
-async function peakGrowth(issue: () => Tensor, useHwm: boolean): Promise<{ bytes: number; outBytes: number }> {
+// output so that the output is never copied to JS. outBytes: the result's own bytes
+// (by default the output's).
+async function peakGrowth(issue: () => Tensor, useHwm: boolean, resultBytes?: number): Promise<{ bytes: number; outBytes: number }> {
   let before: number;
   let sampledPeak = 0;
   let timer: NodeJS.Timeout | undefined;
@@ -159,11 +207,11 @@ async function peakGrowth(issue: () => Tensor, useHwm: boolean): Promise<{ bytes
     }, 1);
   }
   const out = issue();
-  const probe = sum(out, 1);
+  const probe = sum(out, out.rank - 1);
   await probe.data();
   const peak = useHwm ? statusKb('VmHWM') * 1024 : Math.max(sampledPeak, process.memoryUsage.rss());
   if (timer) clearInterval(timer);
-  const outBytes = out.size * 4;
+  const outBytes = resultBytes ?? out.size * 4;
   probe.dispose();
   out.dispose();
   return { bytes: peak - before, outBytes };
@@ -174,18 +222,36 @@ interface MemoryRow {
   matmulsExtraMiB: number;
 }
 
-async function memoryChild(): Promise<void> {
+// The gradient's peak memory (the three gradients included: they need not be live at
+// the composed gradient's peak), from the host allocator's own count (tensors, and
+// the fused kernel's scratch, which it also takes from there): its cache of freed
+// blocks hides reuse from RSS.
+async function backwardGrowth(t: Inputs, kernels: boolean): Promise<{ bytes: number; outBytes: number }> {
+  const f = await forwardForGrad(t, kernels);
+  resetPeakMemoryStats();
+  const before = memory().cpu.allocatedBytes;
+  const probe = issueBackward(f);
+  await probe.data();
+  const bytes = memory().cpu.peakAllocatedBytes - before;
+  probe.dispose();
+  disposeForward(f);
+  return { bytes, outBytes: 0 };
+}
+
+async function memoryChild(grad: boolean): Promise<void> {
   const useHwm = canResetPeak();
   const rows: MemoryRow[] = [];
   for (const s of SHAPES) {
     const t = await makeInputs(s);
+    const measure = (fused: boolean) =>
+      grad ? backwardGrowth(t, fused) : fused ? peakGrowth(() => issueFused(t), useHwm) : peakGrowth(() => issueUnfused(s, t), useHwm);
     // Warm-up: thread pool, the GEMM's per-thread packing buffers, V8's code.
     for (let i = 0; i < 2; i++) {
-      await peakGrowth(() => issueFused(t), useHwm);
-      await peakGrowth(() => issueUnfused(s, t), useHwm);
+      await measure(true);
+      await measure(false);
     }
-    const f = await peakGrowth(() => issueFused(t), useHwm);
-    const u = await peakGrowth(() => issueUnfused(s, t), useHwm);
+    const f = await measure(true);
+    const u = await measure(false);
     rows.push({
       fusedExtraMiB: (f.bytes - f.outBytes) / 2 ** 20,
       matmulsExtraMiB: (u.bytes - u.outBytes) / 2 ** 20,
@@ -193,12 +259,13 @@ async function memoryChild(): Promise<void> {
     disposeAll(t);
   }
   if (memory().cpu.tensors !== 0) throw new Error(`leaked ${memory().cpu.tensors} tensors`);
-  console.log(JSON.stringify({ method: useHwm ? 'VmHWM reset via clear_refs' : 'RSS sampled every 1 ms', rows }));
+  const method = grad ? "the host allocator's peak allocated bytes" : useHwm ? 'VmHWM reset via clear_refs' : 'RSS sampled every 1 ms';
+  console.log(JSON.stringify({ method, rows }));
 }
 
-async function timeChild(reps: number): Promise<void> {
+async function timeChild(reps: number, grad: boolean): Promise<void> {
   const rows: { fusedMs: number; matmulsMs: number }[] = [];
-  for (const s of SHAPES) rows.push(await timeShape(s, reps));
+  for (const s of SHAPES) rows.push(await timeShape(s, reps, grad));
   console.log(JSON.stringify({ rows }));
 }
 
@@ -228,19 +295,21 @@ interface Options {
   json: boolean;
   reps: number;
   memory: boolean;
+  backward: boolean;
   child: ChildKind | null;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { json: false, reps: 7, memory: true, child: null };
+  const o: Options = { json: false, reps: 7, memory: true, backward: false, child: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') o.json = true;
+    else if (a === '--backward') o.backward = true;
     else if (a === '--no-memory') o.memory = false;
     else if (a === '--child' && (argv[i + 1] === 'time' || argv[i + 1] === 'memory')) o.child = argv[++i] as ChildKind;
     else if (a === '--reps' && i + 1 < argv.length) o.reps = Math.max(1, Number.parseInt(argv[++i], 10) || 7);
     else if (a === '--help' || a === '-h') {
-      console.log('usage: bench-attention [--json] [--reps N] [--no-memory]');
+      console.log('usage: bench-attention [--backward] [--json] [--reps N] [--no-memory]');
       process.exit(0);
     } else {
       console.error(`bench-attention: unknown argument ${a}`);
@@ -255,16 +324,17 @@ type MemRows = { method: string; rows: MemoryRow[] };
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
-  if (opts.child === 'memory') return memoryChild();
-  if (opts.child === 'time') return timeChild(opts.reps);
+  if (opts.child === 'memory') return memoryChild(opts.backward);
+  if (opts.child === 'time') return timeChild(opts.reps, opts.backward);
   const cpu = backends()[0];
-  const reps = ['--reps', String(opts.reps)];
+  const mode = opts.backward ? ['--backward'] : [];
+  const reps = ['--reps', String(opts.reps), ...mode];
 
   const warm = runChild<TimeRows>('time', { MALLOC_MMAP_MAX_: '0', MALLOC_TRIM_THRESHOLD_: String(2 ** 40) }, reps);
   if ('error' in warm) throw new Error(warm.error);
   const dflt = runChild<TimeRows>('time', {}, reps);
   const mem = opts.memory
-    ? runChild<MemRows>('memory', { MALLOC_MMAP_THRESHOLD_: MMAP_THRESHOLD }, [])
+    ? runChild<MemRows>('memory', { MALLOC_MMAP_THRESHOLD_: MMAP_THRESHOLD }, mode)
     : { error: 'skipped (--no-memory)' };
   const memRows = 'error' in mem ? null : mem.rows;
   const dfltRows = 'error' in dflt ? null : dflt.rows;
@@ -301,9 +371,16 @@ async function main(): Promise<void> {
   }
 
   const f = (x: number | null, d = 2): string => (x === null ? '-' : x.toFixed(d));
-  console.log(`fused attention vs its two matmuls — ${cpu.threads} threads, ${cpu.simd}, median of ${opts.reps} runs (alternating)`);
+  const other = opts.backward ? 'composed' : '2 matmuls';
+  console.log(
+    opts.backward
+      ? `attention gradient: fused kernel vs composed from products — ${cpu.threads} threads, ${cpu.simd}, median of ${opts.reps} runs (alternating)`
+      : `fused attention vs its two matmuls — ${cpu.threads} threads, ${cpu.simd}, median of ${opts.reps} runs (alternating)`,
+  );
   const table = [
-    ['case', 'shape', 'fused ms', '2 matmuls ms', 'ratio', 'default malloc: fused', '2 matmuls', 'fused extra MiB', 'matmuls extra MiB'],
+    opts.backward
+      ? ['case', 'shape', 'fused ms', `${other} ms`, 'ratio', 'default malloc: fused', other, 'fused peak MiB', `${other} peak MiB`, 'gradients MiB']
+      : ['case', 'shape', 'fused ms', `${other} ms`, 'ratio', 'default malloc: fused', other, 'fused extra MiB', 'matmuls extra MiB'],
   ];
   for (const r of rows) {
     table.push([
@@ -316,26 +393,42 @@ async function main(): Promise<void> {
       f(r.defaultMallocMatmulsMs),
       f(r.fusedExtraMiB),
       f(r.matmulsExtraMiB),
+      ...(opts.backward ? [f((((r.nq + r.nk) * r.dqk + r.nk * r.dv) * r.heads * 4) / 2 ** 20)] : []),
     ]);
   }
   const widths = table[0].map((_, c) => Math.max(...table.map((row) => row[c].length)));
   for (const row of table) console.log(row.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '));
   console.log('');
-  console.log(
-    'time: ms from issue to `await out.data()`. Main columns with a warm allocator (freed memory reused, so S costs ' +
-      'no first-touch page faults: the matmuls alone); "default malloc" as glibc is configured, where the unfused ' +
-      'path also pays for mapping S afresh each call.',
-  );
+  if (opts.backward)
+    console.log(
+      'time: ms from issuing backward() after a finished forward to all three gradients computed. Main columns ' +
+        'with a warm allocator (freed memory reused); "default malloc" as glibc is configured, where each ' +
+        '[Nq, Nk] matrix of the composed gradient is mapped afresh.',
+    );
+  else
+    console.log(
+      'time: ms from issue to `await out.data()`. Main columns with a warm allocator (freed memory reused, so S costs ' +
+        'no first-touch page faults: the matmuls alone); "default malloc" as glibc is configured, where the unfused ' +
+        'path also pays for mapping S afresh each call.',
+    );
   if ('error' in dflt) console.log(`default-malloc timing failed: ${dflt.error}`);
   if ('error' in mem) {
     console.log(`memory: not measured: ${mem.error}`);
   } else {
-    console.log(
-      `memory: peak RSS growth during one call minus the output tensor, in a child process (${mem.method}; ` +
-        `MALLOC_MMAP_THRESHOLD_=${MMAP_THRESHOLD} so blocks from 128 KiB up are fresh mappings). "matmuls extra" is ` +
-        'mostly the materialised logits (H x Nq x Nk floats); the fused kernel\'s is its per-thread block scratch. ' +
-        'About +-0.5 MiB of noise from V8 and the allocator.',
-    );
+    if (opts.backward)
+      console.log(
+        `memory: peak growth of ${mem.method} during one backward pass, the three gradients included, in a child ` +
+          'process. The composed gradient\'s is mostly its [H, Nq, Nk] matrices (logits, P, dP, dS); the fused ' +
+          "kernel's is its per-thread blocks and the dQ partials of split key ranges (16 MiB at most). Blocks of " +
+          '1 MiB and up are counted rounded to 2 MiB.',
+      );
+    else
+      console.log(
+        `memory: peak RSS growth during one call minus the output tensor, in a child process (${mem.method}; ` +
+          `MALLOC_MMAP_THRESHOLD_=${MMAP_THRESHOLD} so blocks from 128 KiB up are fresh mappings). "matmuls extra" is ` +
+          'mostly the materialised logits (H x Nq x Nk floats); the fused kernel\'s is its per-thread block scratch. ' +
+          'About +-0.5 MiB of noise from V8 and the allocator.',
+      );
   }
 }
 

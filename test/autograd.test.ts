@@ -266,7 +266,10 @@ const attentionCases: [string, { B: number; Nq: number; Nk: number; H: number; D
   ['a key mask with a fully masked row', { B: 2, Nq: 3, Nk: 4, H: 1, Dqk: 3, Dv: 2 }, true],
 ];
 for (const [name, d, masked] of attentionCases)
-  test.serial(`attention: ${name}`, async (t) => {
+  for (const kernels of [true, false])
+  test.serial(`attention: ${name}${kernels ? ' (fused kernel)' : ' (composed)'}`, async (t) => {
+    P.gradKernels.enabled = kernels;
+    t.teardown(() => (P.gradKernels.enabled = true));
     const q = [d.B, d.Nq, d.H, d.Dqk];
     const k = [d.B, d.Nk, d.H, d.Dqk];
     const v = [d.B, d.Nk, d.H, d.Dv];
@@ -281,6 +284,104 @@ for (const [name, d, masked] of attentionCases)
       ref: ([tq, tk, tv, tm]) => attentionRef(tq, tk, tv, d, tm ? { data: tm, shape: mShape } : null, 0.6),
     });
   });
+
+// The fused gradient against the composed one (gradKernels off) where blocks, key
+// ranges and masks take every path of the kernel: 256-row query blocks, 256-key
+// blocks, a (batch, head) split into key ranges whose dQ partials are summed, rows
+// with every key masked, masks broadcast over queries, strided operands, 16-bit.
+interface FusedCase { B: number; Nq: number; Nk: number; H: number; Dqk: number; Dv: number; mask?: 'random' | 'keys' | 'none'; dtype?: 'float32' | 'bfloat16'; strided?: boolean; composedForward?: boolean }
+const fusedCases: [string, FusedCase][] = [
+  ['several query and key blocks, one head', { B: 1, Nq: 300, Nk: 1100, H: 1, Dqk: 24, Dv: 20 }],
+  ['key ranges with a random mask and fully masked rows', { B: 2, Nq: 70, Nk: 1500, H: 2, Dqk: 16, Dv: 8, mask: 'random' }],
+  ['a key mask broadcast over queries', { B: 3, Nq: 33, Nk: 600, H: 3, Dqk: 8, Dv: 12, mask: 'keys' }],
+  ['strided q, k and v', { B: 2, Nq: 40, Nk: 300, H: 4, Dqk: 16, Dv: 16, strided: true }],
+  ['the row statistics recomputed (forward composed)', { B: 1, Nq: 90, Nk: 700, H: 2, Dqk: 12, Dv: 10, mask: 'random', composedForward: true }],
+  ['bfloat16 operands', { B: 2, Nq: 20, Nk: 260, H: 2, Dqk: 16, Dv: 8, dtype: 'bfloat16' }],
+  ['one query', { B: 2, Nq: 1, Nk: 513, H: 1, Dqk: 32, Dv: 32, mask: 'random' }],
+];
+for (const [name, c] of fusedCases)
+  test.serial(`attention: the fused gradient matches the composed one: ${name}`, async (t) => {
+    const dtype = c.dtype ?? 'float32';
+    if (c.composedForward) {
+      process.env.PERCEIVER_ATTENTION_COMPOSE = '1';
+      t.teardown(() => delete process.env.PERCEIVER_ATTENTION_COMPOSE);
+    }
+    const before = (await baseline()).tensors;
+    const randn = (shape: number[], seed: number) => P.tidy(() => P.cast(P.randn(shape, { seed }), dtype));
+    const make = (shape: number[], seed: number) => {
+      if (!c.strided) return randn(shape, seed);
+      // [B, H, N, D] storage viewed as [B, N, H, D].
+      const [b, n, h, d] = shape;
+      return P.tidy(() => P.permute(randn([b, h, n, d], seed), [0, 2, 1, 3]));
+    };
+    const q = make([c.B, c.Nq, c.H, c.Dqk], 1), k = make([c.B, c.Nk, c.H, c.Dqk], 2), v = make([c.B, c.Nk, c.H, c.Dv], 3);
+    const go = randn([c.B, c.Nq, c.H, c.Dv], 4);
+    let mask: Tensor | null = null;
+    if (c.mask === 'random') {
+      // About a fifth of the keys masked, and every key of each seventh query row.
+      const m = Uint8Array.from({ length: c.B * c.Nq * c.Nk }, (_, i) => (Math.floor(i / c.Nk) % 7 === 3 || (i * 2654435761) % 5 === 0 ? 0 : 1));
+      mask = P.tensor(m, [c.B, c.Nq, c.Nk], { dtype: 'uint8' });
+    } else if (c.mask === 'keys') {
+      mask = P.tensor(Uint8Array.from({ length: c.B * c.Nk }, (_, i) => (i % 3 === 1 ? 0 : 1)), [c.B, 1, c.Nk], { dtype: 'uint8' });
+    }
+    const grads = async (kernels: boolean) => {
+      P.gradKernels.enabled = kernels;
+      try {
+        const leaves = [q, k, v].map((x) => {
+          const l = P.tidy(() => P.add(x, 0));
+          l.requiresGrad = true;
+          return l;
+        });
+        P.tidy(() => P.backward(P.attention(leaves[0], leaves[1], leaves[2], { mask, scale: 0.3 }), { gradient: go }));
+        const out = await Promise.all(leaves.map((l) => l.grad!.data()));
+        t.deepEqual(leaves.map((l) => l.grad!.dtype), [dtype, dtype, dtype]);
+        leaves.forEach((l) => (l.grad!.dispose(), l.dispose()));
+        return out;
+      } finally {
+        P.gradKernels.enabled = true;
+      }
+    };
+    const fused = await grads(true);
+    const composed = await grads(false);
+    const tol = dtype === 'float32' ? { rtol: 1e-4, atol: 1e-5 } : { rtol: 3e-2, atol: 3e-2 };
+    for (let i = 0; i < 3; i++) assertClose(t, fused[i], composed[i], { ...tol, msg: ['dq', 'dk', 'dv'][i] });
+    [q, k, v, go, mask].forEach((x) => x?.dispose());
+    t.is((await live()).tensors, before);
+  });
+
+test.serial('attention: the fused gradient materialises no [Nq, Nk] matrix (the composed one does)', async (t) => {
+  const [B, Nq, Nk, H, D] = [1, 256, 8192, 1, 16];
+  const scores = B * H * Nq * Nk * 4; // bytes of one [B, H, Nq, Nk] float32 matrix: 8 MiB
+  const q = P.randn([B, Nq, H, D], { seed: 1 }), k = P.randn([B, Nk, H, D], { seed: 2 }), v = P.randn([B, Nk, H, D], { seed: 3 });
+  const go = P.randn([B, Nq, H, D], { seed: 4 });
+  const peakGrowth = async (kernels: boolean) => {
+    P.gradKernels.enabled = kernels;
+    try {
+      const leaves = [q, k, v].map((x) => {
+        const l = P.tidy(() => P.add(x, 0));
+        l.requiresGrad = true;
+        return l;
+      });
+      const out = P.attention(leaves[0], leaves[1], leaves[2]);
+      await out.data();
+      const base = P.memory().cpu.bytes;
+      P.resetPeakMemoryStats();
+      P.tidy(() => P.backward(out, { gradient: go }));
+      await Promise.all(leaves.map((l) => l.grad!.data()));
+      const growth = P.memory().cpu.peakBytes - base;
+      [...leaves.map((l) => l.grad!), ...leaves, out].forEach((x) => x.dispose());
+      return growth;
+    } finally {
+      P.gradKernels.enabled = true;
+    }
+  };
+  const grads = (2 * B * Nk * H * D + B * Nq * H * D) * 4; // dq, dk, dv themselves
+  const fused = await peakGrowth(true);
+  const composed = await peakGrowth(false);
+  t.true(fused <= grads + 64 * 1024, `fused: ${fused} bytes beyond the inputs (the gradients are ${grads})`);
+  t.true(composed >= grads + 2 * scores, `composed: ${composed} bytes`);
+  [q, k, v, go].forEach((x) => x.dispose());
+});
 
 // ---- nn ------------------------------------------------------------------------------------
 

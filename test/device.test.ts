@@ -186,7 +186,7 @@ test('PERCEIVER_DEVICE=gpu is a TypeError that names the variable; PERCEIVER_DEV
   t.deepEqual(good, { device: 'cpu' });
 });
 
-test('PERCEIVER_NUM_THREADS=1, 2 and 3 give bit-identical matmul, attention, randn, reductions and LAMB updates, and report the thread count', async (t) => {
+test('PERCEIVER_NUM_THREADS=1, 2 and 3 give bit-identical matmul, attention and its gradient, randn, reductions and LAMB updates, and report the thread count', async (t) => {
   t.timeout(120_000);
   const code = `
     import { createHash } from 'node:crypto';
@@ -208,6 +208,16 @@ test('PERCEIVER_NUM_THREADS=1, 2 and 3 give bit-identical matmul, attention, ran
     const mask = P.greater(P.rand([2, 200, 333], { seed: 51 }), 0.2);
     out.attention = await h(P.attention(q, k, v));
     out.masked = await h(P.attention(q, k, v, { mask }));
+    // The fused gradient, with one key range per (batch, head) and (one head over 1,200
+    // keys) with several, whose dQ partials are summed.
+    const gradOf = async (qs, ks, vs, m) => {
+      const [lq, lk, lv] = [qs, ks, vs].map((x) => { const l = P.add(x, 0); l.requiresGrad = true; return l; });
+      const o = P.attention(lq, lk, lv, { mask: m });
+      P.backward(o, { gradient: P.randn(o.shape, { seed: 56 }) });
+      return h(P.concat([lq.grad, lk.grad, lv.grad].map((g) => P.reshape(g, [-1])), 0));
+    };
+    out.attentionGrad = await gradOf(q, k, v, mask);
+    out.attentionGradRanges = await gradOf(P.randn([1, 200, 1, 32], { seed: 57 }), P.randn([1, 1200, 1, 32], { seed: 58 }), P.randn([1, 1200, 1, 24], { seed: 59 }), null);
     out.reductions = await h(P.concat([P.sum(r, 0), P.mean(r, 0), P.max(r, 0)], 0));
     out.softmax = await h(P.layerNorm(P.softmax(r)));
     const pl = P.randn([100003], { seed: 54 });

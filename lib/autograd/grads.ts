@@ -349,11 +349,39 @@ export function matmulGrad(out: Tensor, a: Tensor, b: Tensor, transA: boolean, t
   });
 }
 
-export function attentionGrad(out: Tensor, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, scale: number): Tensor {
+// Per device: whether its backend has the fused attention gradient (asked once).
+const attentionKernelBackends = new Map<string, boolean>();
+
+function hasAttentionKernel(device: string): boolean {
+  if (!gradKernels.enabled) return false;
+  let has = attentionKernelBackends.get(device);
+  if (has === undefined) {
+    has = native.hasAttentionBackward(device);
+    attentionKernelBackends.set(device, has);
+  }
+  return has;
+}
+
+/** Whether attention's gradient will run the backend's fused kernel. */
+export function fusedAttentionGrad(q: Tensor, k: Tensor, v: Tensor): boolean {
+  return needsGrad(q, k, v) && hasAttentionKernel(q.device);
+}
+
+/** lse: each row's log-sum-exp from the forward, where the fused gradient will use it. */
+export function attentionGrad(out: Tensor, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, scale: number, lse: Tensor | null = null): Tensor {
   if (!needsGrad(q, k, v)) return out;
-  const save = mask ? [q, k, v, mask] : [q, k, v];
+  const save = [q, k, v, out];
+  if (mask) save.push(mask);
+  if (lse) save.push(lse);
   const dtypes = [q.dtype, k.dtype, v.dtype];
-  return record('attention', out, [q, k, v], save, (g16, [q16, k16, v16, tm]) => {
+  return record('attention', out, [q, k, v], save, (g16, [q16, k16, v16, o16, ...rest]) => {
+    const tm = mask ? rest[0] : undefined;
+    const tl = lse ? rest[rest.length - 1] : null;
+    if (hasAttentionKernel(q16.device) && g16.dtype === q16.dtype) {
+      // Block by block from the forward's result, without the [Nq, Nk] matrices below.
+      const hs = native.attentionBackward(q16.handle, k16.handle, v16.handle, tm ? tm.handle : null, o16.handle, g16.handle, tl ? tl.handle : null, scale);
+      return hs.map((h) => wrap(h));
+    }
     // Recomputes the probabilities per (batch, head): [B, H, Nq, Nk]. Rows with every
     // key masked have P = 0 (their output is 0), as the forward kernel defines.
     // 16-bit operands, as flash attention's backward: the logits Q Kᵀ and dP = dO Vᵀ

@@ -87,14 +87,17 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptio
     if (!(scale > 0) || !Number.isFinite(scale))
       throw new RangeError(`attention: option 'scale' must be a positive finite number, got ${scale}`);
   }
-  const out = wrap(
-    native.attention(
-      handleOf('attention', 'q', q),
-      handleOf('attention', 'k', k),
-      handleOf('attention', 'v', v),
-      optionalHandle('attention', 'mask', o.mask),
-      scale,
-    ),
-  );
-  return G.attentionGrad(out, q, k, v, o.mask ?? null, scale);
+  const hq = handleOf('attention', 'q', q);
+  const hk = handleOf('attention', 'k', k);
+  const hv = handleOf('attention', 'v', v);
+  const hm = optionalHandle('attention', 'mask', o.mask);
+  if (G.fusedAttentionGrad(q, k, v)) {
+    // The gradient's kernel reuses each row's log-sum-exp, which the forward has.
+    const [h, hl] = native.attention(hq, hk, hv, hm, scale, true);
+    const lse = hl === null ? null : wrap(hl);
+    const out = G.attentionGrad(wrap(h), q, k, v, o.mask ?? null, scale, lse);
+    lse?.dispose(); // the tape holds its own alias
+    return out;
+  }
+  return G.attentionGrad(wrap(native.attention(hq, hk, hv, hm, scale)), q, k, v, o.mask ?? null, scale);
 }

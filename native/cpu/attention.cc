@@ -39,6 +39,7 @@
 #include <numeric>
 
 #include "../threadpool.h"
+#include "attention_rows.h"
 #include "gemm.h"
 
 #if defined(__x86_64__)
@@ -63,60 +64,7 @@ constexpr int64_t kMaxPartialBytes = 16 << 20;
 // saves.
 constexpr double kMinParallelWork = 1 << 20;
 
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-// ---- exp ------------------------------------------------------------------------
-// exp(x) = 2^n * e^r with n = round(x / ln 2), |r| <= ln2 / 2. ln 2 is split so that
-// n * kLn2Hi is exact even without FMA (kLn2Hi has 16 significant bits, |n| <= 127).
-// e^r is a degree-6 polynomial interpolating e^r at the Chebyshev nodes of
-// [-ln2/2, ln2/2] (coefficients computed for this file; truncation error 2.5e-9), so
-// the result is within about 1e-7 relative, i.e. float rounding. Inputs below
-// kExpLo (where the result would be subnormal) give 0, including -inf, which is how
-// masked logits vanish; the softmax only ever passes x <= 0.
-constexpr float kExpLo = -87.33654f;  // ln(2^-126)
-constexpr float kExpHi = 88.0f;       // keeps n <= 127
-constexpr float kLog2e = 1.44269504f;
-constexpr float kLn2Hi = 0.693145751953125f;
-constexpr float kLn2Lo = 1.42860682e-6f;
-constexpr float kC0 = 1.0f;
-constexpr float kC1 = 1.00000004f;
-constexpr float kC2 = 0.500000005f;
-constexpr float kC3 = 0.166664155f;
-constexpr float kC4 = 0.0416663529f;
-constexpr float kC5 = 0.00837512640f;
-constexpr float kC6 = 0.00139411084f;
-
-inline float exp_scalar(float x) {
-  if (!(x >= kExpLo)) return x != x ? x : 0.f;  // NaN stays NaN
-  if (x > kExpHi) x = kExpHi;
-  float n = std::nearbyint(x * kLog2e);
-  float r = x - n * kLn2Hi;
-  r = r - n * kLn2Lo;
-  float p = kC6;
-  p = p * r + kC5;
-  p = p * r + kC4;
-  p = p * r + kC3;
-  p = p * r + kC2;
-  p = p * r + kC1;
-  p = p * r + kC0;
-  int32_t bits = (int32_t)(n + 127.f) << 23;
-  float two_n;
-  std::memcpy(&two_n, &bits, sizeof two_n);
-  return p * two_n;
-}
-
-// Row kernels, one set per instruction set, picked once at startup.
-// (They are explicit rather than left to the auto-vectoriser, which at -O2 leaves
-// loops of unknown length scalar.)
-struct RowKernels {
-  float (*max)(const float* s, int64_t n);
-  // s[j] = -inf where keep[j] == 0; returns the max of the result.
-  float (*masked_max)(float* s, const uint8_t* keep, int64_t n);
-  // s[j] = exp(s[j] - m) in place; returns the sum.
-  float (*exp_sum)(float* s, int64_t n, float m);
-  // dst[j] = src[j] * f (dst == src allowed).
-  void (*scale)(float* dst, const float* src, int64_t n, float f);
-};
+using namespace expc;
 
 float row_max_scalar(const float* s, int64_t n) {
   float m = kNegInf;
@@ -135,6 +83,10 @@ float masked_max_scalar(float* s, const uint8_t* keep, int64_t n) {
 
 void scale_scalar(float* dst, const float* src, int64_t n, float f) {
   for (int64_t j = 0; j < n; j++) dst[j] = src[j] * f;
+}
+
+void softmax_grad_scalar(float* dp, const float* p, int64_t n, float d) {
+  for (int64_t j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - d);
 }
 
 float exp_sum_scalar(float* s, int64_t n, float m) {
@@ -222,6 +174,15 @@ __attribute__((target("avx2,fma"))) void scale_avx2(float* dst, const float* src
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) _mm256_storeu_ps(dst + j, _mm256_mul_ps(_mm256_loadu_ps(src + j), vf));
   for (; j < n; j++) dst[j] = src[j] * f;
+}
+
+__attribute__((target("avx2,fma"))) void softmax_grad_avx2(float* dp, const float* p, int64_t n,
+                                                           float d) {
+  const __m256 vd = _mm256_set1_ps(d);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    _mm256_storeu_ps(dp + j, _mm256_mul_ps(_mm256_loadu_ps(p + j), _mm256_sub_ps(_mm256_loadu_ps(dp + j), vd)));
+  for (; j < n; j++) dp[j] = p[j] * (dp[j] - d);
 }
 
 __attribute__((target("avx2,fma"))) float exp_sum_avx2(float* s, int64_t n, float m) {
@@ -318,6 +279,19 @@ __attribute__((target("avx512f"))) void scale_avx512(float* dst, const float* sr
   }
 }
 
+__attribute__((target("avx512f"))) void softmax_grad_avx512(float* dp, const float* p, int64_t n,
+                                                            float d) {
+  const __m512 vd = _mm512_set1_ps(d);
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16)
+    _mm512_storeu_ps(dp + j, _mm512_mul_ps(_mm512_loadu_ps(p + j), _mm512_sub_ps(_mm512_loadu_ps(dp + j), vd)));
+  if (j < n) {
+    __mmask16 k = (__mmask16)((1u << (n - j)) - 1);
+    _mm512_mask_storeu_ps(dp + j, k,
+                          _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + j), _mm512_sub_ps(_mm512_maskz_loadu_ps(k, dp + j), vd)));
+  }
+}
+
 __attribute__((target("avx512f"))) float exp_sum_avx512(float* s, int64_t n, float m) {
   const __m512 vm = _mm512_set1_ps(m);
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
@@ -346,11 +320,11 @@ RowKernels pick_row_kernels() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f"))
-    return {row_max_avx512, masked_max_avx512, exp_sum_avx512, scale_avx512};
+    return {row_max_avx512, masked_max_avx512, exp_sum_avx512, scale_avx512, softmax_grad_avx512};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {row_max_avx2, masked_max_avx2, exp_sum_avx2, scale_avx2};
+    return {row_max_avx2, masked_max_avx2, exp_sum_avx2, scale_avx2, softmax_grad_avx2};
 #endif
-  return {row_max_scalar, masked_max_scalar, exp_sum_scalar, scale_scalar};
+  return {row_max_scalar, masked_max_scalar, exp_sum_scalar, scale_scalar, softmax_grad_scalar};
 }
 
 // Mutable only so that the harness can force each instruction set in turn.
@@ -502,8 +476,13 @@ void attend_block(const AttentionArgs& a, const Plan& p, int64_t b, int64_t h, i
 }
 
 void write_rows(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, int64_t mq,
-                const float* acc, int64_t ld_acc, const float* l) {
+                const float* acc, int64_t ld_acc, const float* m, const float* l) {
   const RowKernels& rk = row_kernels();
+  if (a.lse) {
+    float* lse = a.lse + (b * a.heads + h) * a.nq + i0;
+    for (int64_t r = 0; r < mq; r++)
+      lse[r] = l[r] > 0.f ? m[r] + std::log(l[r]) : std::numeric_limits<float>::infinity();
+  }
   for (int64_t r = 0; r < mq; r++) {
     float* o = a.out + b * a.o_sb + h * a.o_sh + (i0 + r) * a.o_sn;
     if (l[r] > 0.f) {
@@ -538,7 +517,7 @@ void run(const AttentionArgs& a, const Plan& p) {
       float* m = acc + p.bq * p.ld_acc;
       float* l = m + p.ld_vec;
       attend_block(a, p, b, h, i0, mq, j0, j1, s, acc, m, l);
-      if (p.nks == 1) write_rows(a, b, h, i0, mq, acc, p.ld_acc, l);
+      if (p.nks == 1) write_rows(a, b, h, i0, mq, acc, p.ld_acc, m, l);
     }
   });
   if (p.nks == 1) return;
@@ -566,6 +545,7 @@ void run(const AttentionArgs& a, const Plan& p) {
       }
       const float c0 = exp_scalar(m0[r] - mx);
       l0[r] *= c0;
+      m0[r] = mx;  // l0 is now relative to mx (the row's log-sum-exp reads both)
       row_kernels().scale(a0, a0, a.dv, c0);
       for (int64_t ks = 1; ks < p.nks; ks++) {
         const float* acck = first + ks * p.per_unit;
@@ -578,7 +558,7 @@ void run(const AttentionArgs& a, const Plan& p) {
         for (int64_t d = 0; d < a.dv; d++) a0[d] += ak[d] * c;
       }
     }
-    write_rows(a, b, h, i0, mq, acc0, p.ld_acc, l0);
+    write_rows(a, b, h, i0, mq, acc0, p.ld_acc, m0, l0);
   }
 }
 
@@ -587,6 +567,7 @@ bool nothing_to_do(const AttentionArgs& a) {
 }
 
 void zero_output(const AttentionArgs& a) {
+  if (a.lse) std::fill(a.lse, a.lse + a.batch * a.heads * a.nq, std::numeric_limits<float>::infinity());
   for (int64_t b = 0; b < a.batch; b++)
     for (int64_t i = 0; i < a.nq; i++)
       for (int64_t h = 0; h < a.heads; h++) {
@@ -596,6 +577,8 @@ void zero_output(const AttentionArgs& a) {
 }
 
 }  // namespace
+
+const RowKernels& attention_rows() { return row_kernels(); }
 
 void attention(const AttentionArgs& a) {
   if (nothing_to_do(a)) return;
@@ -633,17 +616,17 @@ const char* attention_isa() {
 bool attention_set_isa(const char* isa) {
   RowKernels& k = row_kernels();
   if (std::strcmp(isa, "scalar") == 0) {
-    k = {row_max_scalar, masked_max_scalar, exp_sum_scalar, scale_scalar};
+    k = {row_max_scalar, masked_max_scalar, exp_sum_scalar, scale_scalar, softmax_grad_scalar};
     return true;
   }
 #if defined(__x86_64__)
   if (std::strcmp(isa, "avx512f") == 0 && __builtin_cpu_supports("avx512f")) {
-    k = {row_max_avx512, masked_max_avx512, exp_sum_avx512, scale_avx512};
+    k = {row_max_avx512, masked_max_avx512, exp_sum_avx512, scale_avx512, softmax_grad_avx512};
     return true;
   }
   if (std::strcmp(isa, "avx2") == 0 && __builtin_cpu_supports("avx2") &&
       __builtin_cpu_supports("fma")) {
-    k = {row_max_avx2, masked_max_avx2, exp_sum_avx2, scale_avx2};
+    k = {row_max_avx2, masked_max_avx2, exp_sum_avx2, scale_avx2, softmax_grad_avx2};
     return true;
   }
 #endif

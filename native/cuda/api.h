@@ -11,7 +11,7 @@
 
 namespace perceiver {
 
-constexpr uint32_t kCudaAbiVersion = 8;
+constexpr uint32_t kCudaAbiVersion = 9;
 
 struct CudaDeviceInfo {
   char name[256];
