@@ -75,6 +75,9 @@ struct MatmulArgs {
   // C is float32 though A and B are 16-bit (no bias, no activation): products kept
   // unrounded, as the attention gradient's logits need.
   bool c_float32 = false;
+  // C = alpha op(A) op(B) + beta C, beta 0 or 1. The op layer always leaves 0 (C is
+  // then never read); backends' own composite kernels accumulate with 1.
+  float beta = 0.f;
 };
 
 // out[b, i, h, :] = sum_j softmax_j(scale * q[b,i,h,:] . k[b,j,h,:] (masked)) v[b,j,h,:]

@@ -12,8 +12,9 @@
 #       with torch + transformers, no node, no network), in one call: unpacks, finds
 #       cuBLASLt in the python env, runs the CUDA harnesses, the whole ava suite with
 #       PERCEIVER_TEST_DEVICE=cuda, then scripts/bench-gpu (vs torch),
-#       scripts/bench-train-gpu (training steps vs HF) and scripts/bench-dispatch
-#       (per-op cost vs torch). Logs come back as $OUT/logs.tar (default OUT
+#       scripts/bench-train-gpu (training steps vs HF), the fused attention gradient
+#       (off by default on CUDA: its tests and a training step with it) and
+#       scripts/bench-dispatch (per-op cost vs torch). Logs come back as $OUT/logs.tar (default OUT
 #       /tmp/perceiver-device-out) with $OUT/summary.txt; a short table is printed
 #       last. Each step has its own time limit, so one that hangs cannot take the
 #       rest of the run with it.
@@ -142,6 +143,13 @@ device() {
   # per kernel (both in the log).
   step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --profile
 
+  echo "== the fused attention gradient (PERCEIVER_CUDA_ATTENTION_BACKWARD=1)"
+  # Off by default on CUDA until this passes: the gradient tests (fused against
+  # composed, finite differences, memory), then the bf16 training step with it, ours
+  # only, to set against the run above.
+  step ava-attention-grad 60 env PERCEIVER_TEST_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_BACKWARD=1 node node_modules/ava/entrypoints/cli.mjs --timeout 50s dist/test/autograd.test.js -m 'attention*'
+  step bench-train-gpu-fused 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_BACKWARD=1 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --precision bfloat16 --no-torch
+
   echo "== bench-dispatch"
   # What issuing an op costs on the GPU queue (tiny ops, with autograd, and a
   # 312-op forward whose kernels take next to nothing), against torch's eager CUDA.
@@ -160,6 +168,8 @@ device() {
   grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"
   echo
   grep -A22 '^perceiver-io bfloat16 step profile' "$LOGS/bench-train-gpu.log" | cut -c1-110 || true
+  echo "-- with PERCEIVER_CUDA_ATTENTION_BACKWARD=1:"
+  grep -E 'perceiver-io|ms/step' "$LOGS/bench-train-gpu-fused.log" | head -3 || tail -3 "$LOGS/bench-train-gpu-fused.log"
   echo
   grep -A5 '^per-op overhead' "$LOGS/bench-dispatch.log" || tail -5 "$LOGS/bench-dispatch.log"
 }

@@ -31,7 +31,7 @@ import {
   softmaxRef,
   type Activation,
 } from './helpers/reference.js';
-import { baseline, live } from './helpers/device.js';
+import { baseline, DEVICE_NAME, live, ON_CUDA } from './helpers/device.js';
 
 type Arr = ArrayLike<number>;
 type Shape = readonly number[];
@@ -350,6 +350,8 @@ for (const [name, c] of fusedCases)
   });
 
 test.serial('attention: the fused gradient materialises no [Nq, Nk] matrix (the composed one does)', async (t) => {
+  const kind = ON_CUDA ? 'cuda' : 'cpu';
+  const fusedHere = native.hasAttentionBackward(DEVICE_NAME);
   const [B, Nq, Nk, H, D] = [1, 256, 8192, 1, 16];
   const scores = B * H * Nq * Nk * 4; // bytes of one [B, H, Nq, Nk] float32 matrix: 8 MiB
   const q = P.randn([B, Nq, H, D], { seed: 1 }), k = P.randn([B, Nk, H, D], { seed: 2 }), v = P.randn([B, Nk, H, D], { seed: 3 });
@@ -364,11 +366,11 @@ test.serial('attention: the fused gradient materialises no [Nq, Nk] matrix (the 
       });
       const out = P.attention(leaves[0], leaves[1], leaves[2]);
       await out.data();
-      const base = P.memory().cpu.bytes;
+      const base = P.memory()[kind].bytes;
       P.resetPeakMemoryStats();
       P.tidy(() => P.backward(out, { gradient: go }));
       await Promise.all(leaves.map((l) => l.grad!.data()));
-      const growth = P.memory().cpu.peakBytes - base;
+      const growth = P.memory()[kind].peakBytes - base;
       [...leaves.map((l) => l.grad!), ...leaves, out].forEach((x) => x.dispose());
       return growth;
     } finally {
@@ -378,7 +380,8 @@ test.serial('attention: the fused gradient materialises no [Nq, Nk] matrix (the 
   const grads = (2 * B * Nk * H * D + B * Nq * H * D) * 4; // dq, dk, dv themselves
   const fused = await peakGrowth(true);
   const composed = await peakGrowth(false);
-  t.true(fused <= grads + 64 * 1024, `fused: ${fused} bytes beyond the inputs (the gradients are ${grads})`);
+  if (fusedHere) t.true(fused <= grads + 64 * 1024, `fused: ${fused} bytes beyond the inputs (the gradients are ${grads})`);
+  else t.log(`${DEVICE_NAME} has no fused attention gradient here: both runs composed it`);
   t.true(composed >= grads + 2 * scores, `composed: ${composed} bytes`);
   [q, k, v, go].forEach((x) => x.dispose());
 });

@@ -1,13 +1,15 @@
 // Development harness for the fused CPU attention kernel (not part of the addon).
 // Checks cpu::attention against a plain double-precision softmax(q kᵀ) v on random
 // inputs over many shapes, layouts and masks, with the block sizes and key splits
-// also forced small so that short inputs take every path, once per instruction set
-// this CPU has (scalar, AVX2, AVX-512); then, with --bench, times the kernel against
-// its two matmuls done as separate parallel GEMMs.
+// also forced small so that short inputs take every path, and its gradient
+// (cpu::attention_backward) against the same formulas in double, once per
+// instruction set this CPU has (scalar, AVX2, AVX-512); then, with --bench, times
+// the kernel against its two matmuls done as separate parallel GEMMs.
 //
 //   g++ -O2 -std=c++17 -pthread -o /tmp/attention_check native/cpu/attention_check.cc
-//       native/cpu/attention.cc native/cpu/gemm.cc native/cpu/gemm_avx2.cc
-//       native/cpu/gemm_avx512.cc native/threadpool.cc        (one command line)
+//       native/cpu/attention.cc native/cpu/attention_backward.cc native/cpu/allocator.cc
+//       native/cpu/gemm.cc native/cpu/gemm_avx2.cc native/cpu/gemm_avx512.cc
+//       native/threadpool.cc                                  (one command line)
 //   (or the CMake build: ./build-cmake/attention_check)
 //   /tmp/attention_check            # correctness (exit status 1 on a failure)
 //   VERBOSE=1 /tmp/attention_check  # one line per case
@@ -264,6 +266,142 @@ Result run_case(const Case& c, std::mt19937_64& rng) {
   return res;
 }
 
+// ---- the gradient (attention_backward.cc) ----------------------------------------
+
+struct GradCase {
+  int64_t batch, nq, nk, heads, dqk, dv;
+  bool mask, forward_lse;  // forward_lse: L from the forward, else recomputed
+};
+
+// max |got - ref| / max |ref| over dq, dk and dv (the worst of the three), against
+// the gradient's formulas in double: P = softmax(scale q kᵀ, masked) (0 for a row
+// with every key masked), dV = Pᵀ dO, dP = dO Vᵀ, dS = P (dP - rowsum(P dP)),
+// dQ = scale dS K, dK = scale dSᵀ Q.
+double grad_case_error(const GradCase& c, std::mt19937_64& rng) {
+  const int64_t B = c.batch, Nq = c.nq, Nk = c.nk, H = c.heads;
+  std::normal_distribution<float> nd;
+  auto randv = [&](int64_t n) {
+    std::vector<float> x((size_t)std::max<int64_t>(n, 1));
+    for (auto& e : x) e = nd(rng);
+    return x;
+  };
+  std::vector<float> q = randv(B * Nq * H * c.dqk), k = randv(B * Nk * H * c.dqk), v = randv(B * Nk * H * c.dv),
+                     go = randv(B * Nq * H * c.dv), o((size_t)std::max<int64_t>(B * Nq * H * c.dv, 1));
+  std::vector<uint8_t> mask((size_t)std::max<int64_t>(B * Nq * Nk, 1), 1);
+  std::uniform_real_distribution<float> u01(0.f, 1.f);
+  if (c.mask)
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t i = 0; i < Nq; i++)
+        for (int64_t j = 0; j < Nk; j++) mask[(b * Nq + i) * Nk + j] = i % 5 != 2 && u01(rng) < 0.7f;
+  AttentionArgs a{};
+  a.q = q.data(), a.k = k.data(), a.v = v.data(), a.out = o.data();
+  a.mask = c.mask ? mask.data() : nullptr;
+  a.batch = B, a.nq = Nq, a.nk = Nk, a.heads = H, a.dqk = c.dqk, a.dv = c.dv;
+  a.q_sb = Nq * H * c.dqk, a.q_sn = H * c.dqk, a.q_sh = c.dqk;
+  a.k_sb = Nk * H * c.dqk, a.k_sn = H * c.dqk, a.k_sh = c.dqk;
+  a.v_sb = Nk * H * c.dv, a.v_sn = H * c.dv, a.v_sh = c.dv;
+  a.o_sb = Nq * H * c.dv, a.o_sn = H * c.dv, a.o_sh = c.dv;
+  a.m_sb = Nq * Nk, a.m_sq = Nk, a.m_sk = 1;
+  a.scale = 0.37f;
+  std::vector<float> lse((size_t)std::max<int64_t>(B * H * Nq, 1), std::nanf(""));
+  if (c.forward_lse) a.lse = lse.data();
+  if (Nq > 0 && c.dv > 0) cpu::attention(a);
+  std::vector<float> gq(q.size(), std::nanf("")), gk(k.size(), std::nanf("")), gv(v.size(), std::nanf(""));
+  AttentionBackwardArgs g{a, go.data(), gq.data(), gk.data(), gv.data()};
+  cpu::attention_backward(g);
+
+  std::vector<double> rq(q.size()), rk(k.size()), rv(v.size()), p(Nk), dp(Nk);
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t i = 0; i < Nq; i++) {
+        const float* qi = &q[(b * Nq + i) * H * c.dqk + h * c.dqk];
+        const float* gi = &go[(b * Nq + i) * H * c.dv + h * c.dv];
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < Nk; j++) {
+          if (!mask[(b * Nq + i) * Nk + j] && c.mask) {
+            p[j] = -INFINITY;
+            continue;
+          }
+          const float* kj = &k[(b * Nk + j) * H * c.dqk + h * c.dqk];
+          double s = 0;
+          for (int64_t d = 0; d < c.dqk; d++) s += (double)qi[d] * kj[d];
+          p[j] = s * a.scale;
+          mx = std::max(mx, p[j]);
+        }
+        double sum = 0;
+        for (int64_t j = 0; j < Nk; j++) sum += p[j] = mx == -INFINITY ? 0.0 : std::exp(p[j] - mx);
+        double dsum = 0;
+        for (int64_t j = 0; j < Nk; j++) {
+          p[j] = sum > 0 ? p[j] / sum : 0.0;
+          const float* vj = &v[(b * Nk + j) * H * c.dv + h * c.dv];
+          double t = 0;
+          for (int64_t d = 0; d < c.dv; d++) t += (double)gi[d] * vj[d];
+          dp[j] = t;
+          dsum += p[j] * t;
+        }
+        for (int64_t j = 0; j < Nk; j++) {
+          const double ds = p[j] * (dp[j] - dsum) * a.scale;
+          const float* kj = &k[(b * Nk + j) * H * c.dqk + h * c.dqk];
+          double* rqi = &rq[(b * Nq + i) * H * c.dqk + h * c.dqk];
+          double* rkj = &rk[(b * Nk + j) * H * c.dqk + h * c.dqk];
+          double* rvj = &rv[(b * Nk + j) * H * c.dv + h * c.dv];
+          for (int64_t d = 0; d < c.dqk; d++) {
+            rqi[d] += ds * kj[d];
+            rkj[d] += ds * qi[d];
+          }
+          for (int64_t d = 0; d < c.dv; d++) rvj[d] += p[j] * gi[d];
+        }
+      }
+  double worst = 0;
+  auto compare = [&](const std::vector<float>& got, const std::vector<double>& ref, int64_t n) {
+    double scale = 1e-30, err = 0;
+    for (int64_t e = 0; e < n; e++) scale = std::max(scale, std::fabs(ref[e]));
+    for (int64_t e = 0; e < n; e++) {
+      double d = std::fabs((double)got[e] - ref[e]);
+      err = std::max(err, d == d ? d : 1e30);  // NaN: never written
+    }
+    worst = std::max(worst, scale > 1e-20 ? err / scale : err);
+  };
+  compare(gq, rq, B * Nq * H * c.dqk);
+  compare(gk, rk, B * Nk * H * c.dqk);
+  compare(gv, rv, B * Nk * H * c.dv);
+  return worst;
+}
+
+// Every path of the gradient (query and key blocks, key ranges with dQ partials,
+// masks with fully masked rows, L from the forward or recomputed, empty extents),
+// once per instruction set.
+int check_backward(const std::vector<const char*>& isas) {
+  const GradCase cases[] = {
+      {1, 300, 1100, 1, 24, 20, true, true},  {1, 300, 1100, 1, 24, 20, false, false},
+      {2, 70, 1500, 2, 16, 8, true, false},   {3, 33, 600, 3, 8, 12, false, true},
+      {1, 1, 513, 1, 32, 32, true, true},     {2, 17, 40, 4, 5, 3, true, true},
+      {1, 4, 0, 2, 8, 8, false, true},        {1, 0, 10, 1, 4, 4, false, false},
+      {1, 3, 7, 1, 4, 0, true, false},        {1, 5, 9, 2, 0, 6, true, true},
+  };
+  const double tol = 2e-5;
+  int failures = 0;
+  double worst = 0;
+  std::mt19937_64 rng(11);
+  for (const char* isa : isas) {
+    cpu::detail::attention_set_isa(isa);
+    for (const GradCase& c : cases) {
+      const double err = grad_case_error(c, rng);
+      worst = std::max(worst, err / tol);
+      const bool ok = err <= tol;
+      if (!ok || std::getenv("VERBOSE"))
+        std::printf("%s [%s] gradient B=%lld Nq=%lld Nk=%lld H=%lld Dqk=%lld Dv=%lld mask=%d forward-lse=%d: err %.3g\n",
+                    ok ? "ok  " : "FAIL", isa, (long long)c.batch, (long long)c.nq, (long long)c.nk,
+                    (long long)c.heads, (long long)c.dqk, (long long)c.dv, (int)c.mask, (int)c.forward_lse, err);
+      failures += !ok;
+    }
+  }
+  std::printf("attention_check: gradient, %zu cases x %zu isas, %d failed; worst at %.2f of its tolerance "
+              "(%g of the largest reference gradient)\n",
+              sizeof cases / sizeof cases[0], isas.size(), failures, worst, tol);
+  return failures;
+}
+
 double now_ms() {
   using namespace std::chrono;
   return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
@@ -423,6 +561,7 @@ int check() {
     }
     failures += !ok;
   }
+  failures += check_backward(isas);
   cpu::detail::attention_set_isa(native_isa);
   std::string isa_list;
   for (const char* isa : isas) isa_list += std::string(isa_list.empty() ? "" : ",") + isa;

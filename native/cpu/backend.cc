@@ -67,7 +67,7 @@ struct CpuBackend final : Backend {
   void matmul(const MatmulArgs& a) override {
     auto one = [&a](int64_t i, bool parallel) {
       cpu::sgemm(a.trans_a, a.trans_b, a.m, a.n, a.k, a.alpha, a.a + i * a.stride_a, a.lda,
-                 a.b + i * a.stride_b, a.ldb, 0.f, a.c + i * a.stride_c, a.ldc, a.bias, a.act,
+                 a.b + i * a.stride_b, a.ldb, a.beta, a.c + i * a.stride_c, a.ldc, a.bias, a.act,
                  parallel);
     };
     // Many small products (heads, batch) parallelise better over the batch than

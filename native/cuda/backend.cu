@@ -20,6 +20,7 @@
 #include "allocator.h"
 #include "api.h"
 #include "attention.h"
+#include "attention_backward.h"
 #include "common.cuh"
 #include "cublaslt.h"
 #include "gemm.h"
@@ -184,6 +185,8 @@ class CudaBackend final : public Backend {
       throw_cuda("attention", "attention_forward", e);
     }
     check_launch("attention", stream_);
+    // The forward kernels keep no row statistics; the gradient's pass computes them.
+    if (a.lse) attention_row_lse(gemm_, alloc_, a, a.lse, stream_);
   }
   void embedding(const float* w, int64_t vocab, int64_t c, const int32_t* ids, int64_t n, float* out,
                  DType dtype) override {
@@ -228,6 +231,19 @@ class CudaBackend final : public Backend {
   }
   void sgd_update(const SgdArgs& a) override { set_device(); cuda::sgd_update(a, stream_); }
   bool has_backward_kernels() const override { return true; }
+  // Off unless PERCEIVER_CUDA_ATTENTION_BACKWARD=1 until scripts/device-check.sh has
+  // run it on a GPU: lib/autograd then composes the gradient, as it always has here.
+  bool has_attention_backward() const override {
+    static const bool on = [] {
+      const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_BACKWARD");
+      return e && std::strcmp(e, "1") == 0;
+    }();
+    return on;
+  }
+  void attention_backward(const AttentionBackwardArgs& g) override {
+    set_device();
+    cuda::attention_backward(gemm_, alloc_, g, stream_);
+  }
   void layer_norm_backward(const float* x, const float* w, const float* g, float* gx, float* gw, float* gb,
                            int64_t rows, int64_t n, float eps, DType dtype) override {
     set_device();

@@ -102,6 +102,7 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
   const size_t es_c = a.c_float32 ? 4 : es;
   const cudaDataType_t type_c = a.c_float32 ? CUDA_R_32F : type;
   if (a.batch == 0 || a.m == 0 || a.n == 0) return;
+  if (a.k == 0 && a.beta == 1.f && !a.bias && a.act == Activation::None) return;  // C += 0
   if (a.k == 0) {  // an empty sum: C = act(bias)
     for (int64_t b = 0; b < a.batch; b++)
       CUDA_CHECK("matmul", cudaMemset2DAsync((char*)a.c + b * a.stride_c * es_c, a.ldc * es_c, 0, a.n * es_c, a.m, s));
@@ -165,7 +166,7 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
   };
 
   auto find = [&](Descs& d, uint32_t epi, lt::Algo* algo) {
-    Key key = {(int64_t)a.dtype * 2 + (a.c_float32 ? 1 : 0), a.m, a.n, a.k, a.lda, a.ldb, a.ldc, a.batch, a.stride_a, a.stride_b,
+    Key key = {(int64_t)a.dtype * 4 + (a.c_float32 ? 1 : 0) + (a.beta != 0.f ? 2 : 0), a.m, a.n, a.k, a.lda, a.ldb, a.ldc, a.batch, a.stride_a, a.stride_b,
                a.stride_c, opx, opy, (int64_t)epi, compute, al_x, al_y, al_d, (int64_t)ctx.workspace_bytes, ctx.device};
     {
       std::lock_guard<std::mutex> lock(cache_mu);
@@ -185,7 +186,7 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
     return ok;
   };
 
-  float alpha = a.alpha, beta = 0.f;
+  float alpha = a.alpha, beta = a.beta;
   lt::Algo algo;
   // cuBLASLt reads the bias vector with vector loads; a view into the middle of a
   // parameter may not be aligned for them, so such a bias takes the second pass.
