@@ -349,6 +349,23 @@ for (const [name, c] of fusedCases)
     t.is((await live()).tensors, before);
   });
 
+test.serial('attention: the native gradient op refuses operands that do not match the forward call', (t) => {
+  if (!native.hasAttentionBackward(DEVICE_NAME)) return t.pass();
+  const made: Tensor[] = [];
+  const m = <T extends Tensor>(x: T): T => (made.push(x), x);
+  const q = m(P.randn([1, 3, 2, 4], { seed: 1 })), k = m(P.randn([1, 5, 2, 4], { seed: 2 })), v = m(P.randn([1, 5, 2, 6], { seed: 3 }));
+  const out = m(P.attention(q, k, v));
+  const g = m(P.randn([1, 3, 2, 6], { seed: 4 }));
+  const call = (gg: Tensor, lse: Tensor | null, kk = k) => () => native.attentionBackward(q.handle, kk.handle, v.handle, null, out.handle, gg.handle, lse ? lse.handle : null, 0);
+  t.throws(call(m(P.randn([1, 3, 2, 5], { seed: 5 })), null), { message: /attention_backward: .*'g'.*\[1, 3, 2, 6\]/ });
+  t.throws(call(g, m(P.zeros([1, 3, 2]))), { message: /attention_backward: .*'lse'.*\[1, 2, 3\]/ });
+  t.throws(call(g, m(P.zeros([1, 2, 3], { dtype: 'bfloat16' }))), { message: /attention_backward: .*'lse'.*float32/ });
+  t.throws(call(g, null, m(P.randn([1, 5, 2, 3], { seed: 6 }))), { message: /attention_backward: argument 'k' must have shape/ });
+  const ok = native.attentionBackward(q.handle, k.handle, v.handle, null, out.handle, g.handle, null, 0).map((h) => wrap(h));
+  t.deepEqual(ok.map((x) => x.shape), [q.shape, k.shape, v.shape]);
+  [...ok, ...made].forEach((x) => x.dispose());
+});
+
 test.serial('attention: the fused gradient materialises no [Nq, Nk] matrix (the composed one does)', async (t) => {
   const kind = ON_CUDA ? 'cuda' : 'cpu';
   const fusedHere = native.hasAttentionBackward(DEVICE_NAME);
