@@ -94,6 +94,12 @@ Napi::Value Contiguous(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value { return ret(info, contiguous(tensor_arg(info, 0, "contiguous", "x"))); });
 }
 
+// A second handle on the same tensor (storage, shape and strides), with its metadata
+// written as an op's result's is: what the autograd tape keeps of a saved tensor.
+Napi::Value HandleClone(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value { return ret(info, tensor_arg(info, 0, "handleClone", "x")); });
+}
+
 Napi::Value Assign(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     assign(tensor_arg(info, 0, "assign", "dst"), tensor_arg(info, 1, "assign", "src"));
@@ -623,7 +629,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"binary", Binary},         {"where", Where},     {"reduce", Reduce},
       {"softmax", Softmax},       {"layerNorm", LayerNorm}, {"matmul", Matmul},
       {"attention", Attention},   {"embedding", Embedding}, {"oneHot", OneHot},
-      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"softmaxBackward", SoftmaxBackward}, {"attentionBackward", AttentionBackward}, {"hasAttentionBackward", HasAttentionBackward}, {"maxPool2dBackward", MaxPool2dBackward},
+      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"softmaxBackward", SoftmaxBackward}, {"handleClone", HandleClone}, {"attentionBackward", AttentionBackward}, {"hasAttentionBackward", HasAttentionBackward}, {"maxPool2dBackward", MaxPool2dBackward},
       {"hasBackwardKernels", HasBackwardKernels}, {"adamUpdate", AdamUpdate}, {"sgdUpdate", SgdUpdate},
       {"memory", Memory},         {"resetPeakMemoryStats", ResetPeakMemoryStats},
       {"profilerStart", ProfilerStart}, {"profilerScope", ProfilerScope}, {"profilerStop", ProfilerStop},

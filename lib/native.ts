@@ -61,6 +61,7 @@ export interface NativeAddon {
   softmaxBackward(y: H, g: H, dtype: string): H;
   attentionBackward(q: H, k: H, v: H, mask: H | null, out: H, g: H, lse: H | null, scale: number): [H, H, H];
   hasAttentionBackward(device: string): boolean;
+  handleClone(x: H): H;
   maxPool2dBackward(x: H, g: H, kh: number, kw: number, sh: number, sw: number, pad: unknown): H;
   hasBackwardKernels(device: string): boolean;
   adamUpdate(param: H, grad: H, expAvg: H, expAvgSq: H, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, lamb: boolean): void;

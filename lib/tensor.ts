@@ -61,8 +61,10 @@ export class Tensor {
     for (let i = 0; i < shape.length; i++) shape[i] = meta[4 + i];
     this.shape = Object.freeze(shape);
     // A tidy() scope disposes what it owns, so the safety net is set only for
-    // tensors outside scopes, and for those that escape one (see scope.ts).
-    if (!track(this)) this.registerFinalizer();
+    // tensors outside scopes, and for those that escape one (see scope.ts). A
+    // detached tensor has an owner that frees it instead (an autograd node).
+    if (detachNext) this.scopeKept = true;
+    else if (!track(this)) this.registerFinalizer();
   }
 
   /** @internal Frees the native handle if this Tensor is collected undisposed. Idempotent. */
@@ -231,6 +233,23 @@ function nest(flat: number[], shape: readonly number[]): unknown {
 /** @internal Wraps a native handle returned by an op. */
 export function wrap(h: NativeHandle): Tensor {
   return new Tensor(h, MADE_BY_WRAP);
+}
+
+let detachNext = false;
+
+/**
+ * @internal Wraps a handle for an owner that disposes it itself (or, if the owner is
+ * collected first, frees the handle from its own finalizer): no tidy() scope owns the
+ * tensor and no finalizer of its own watches it, which is what one costs per saved
+ * tensor on the autograd tape.
+ */
+export function wrapDetached(h: NativeHandle): Tensor {
+  detachNext = true;
+  try {
+    return new Tensor(h, MADE_BY_WRAP);
+  } finally {
+    detachNext = false;
+  }
 }
 
 /** @internal The elements' bytes in row-major order and the tensor's own dtype (16-bit floats unwidened). */

@@ -4,8 +4,8 @@
 // the op's input Tensors, so tidy() may dispose intermediates as usual: what backward
 // needs is held by the node's own aliases (saved views of the same storage), released
 // as soon as backward has used them.
-import { native } from '../native.js';
-import { Tensor, wrap } from '../tensor.js';
+import { native, type NativeHandle } from '../native.js';
+import { Tensor, wrap, wrapDetached } from '../tensor.js';
 import { keep, tidy } from '../scope.js';
 import { scope as profilerScope } from '../profiler.js';
 
@@ -18,6 +18,12 @@ export type BackwardFn = (g: Tensor, saved: Tensor[], needs: boolean[]) => (Tens
 
 /** Where a gradient goes: another node, a leaf tensor (its .grad), or nowhere. */
 export type Edge = { node: GradNode } | { leaf: Tensor } | null;
+
+// The saved tensors of a node collected before its backward ran (a graph dropped
+// without backward()): one registration per node, not one per saved tensor.
+const unreleasedNodes = new FinalizationRegistry<NativeHandle[]>((handles) => {
+  for (const h of handles) native.handleDispose(h);
+});
 
 export class GradNode {
   /** The op that recorded it, for error messages. */
@@ -34,6 +40,7 @@ export class GradNode {
     this.shape = shape;
     this.saved = saved;
     this.fn = fn;
+    if (saved.length) unreleasedNodes.register(this, saved.map((t) => t.handle), this);
   }
 
   /** Gradients for each input edge (null where an input takes none). */
@@ -44,6 +51,7 @@ export class GradNode {
 
   /** Frees what the formula kept; the node can no longer run. */
   release(): void {
+    if (this.saved.length) unreleasedNodes.unregister(this);
     for (const t of this.saved) t.dispose();
     this.saved = [];
     this.fn = null;
@@ -83,9 +91,9 @@ export function needsGrad(...inputs: (Tensor | number | null | undefined)[]): bo
   return false;
 }
 
-/** A second handle on t's storage that no tidy() scope owns: what a node keeps. */
+/** A second handle on t's storage that no tidy() scope owns: what a node keeps, and frees (release(), or its finalizer). */
 export function alias(t: Tensor): Tensor {
-  return keep(view(t));
+  return wrapDetached(native.handleClone(t.handle));
 }
 
 /**
@@ -211,7 +219,7 @@ function backwardPass(root: Tensor, seed: Tensor | undefined, retain: boolean): 
 
 /** A second handle on t's storage (owned by the current tidy() scope). */
 function view(t: Tensor): Tensor {
-  return wrap(native.reshape(t.handle, [...t.shape]));
+  return wrap(native.handleClone(t.handle));
 }
 
 function onesLike(t: Tensor): Tensor {

@@ -96,7 +96,8 @@ async function main(): Promise<void> {
 // Tensors that are never disposed are freed by the garbage collector (a
 // FinalizationRegistry is the safety net): drop 4,500 of them and collect. A third
 // of them leave a tidy() scope (returned from it, or kept), where the net is set
-// only as they escape.
+// only as they escape. Then 500 autograd graphs dropped without backward(): their
+// nodes' saved tensors (two per product) go with the nodes.
 async function finalize(): Promise<void> {
   settle();
   const start = live();
@@ -104,6 +105,11 @@ async function finalize(): Promise<void> {
     for (let i = 0; i < 1000; i++) P.randn([64], { seed: i }).add(1).mul(2);
     for (let i = 0; i < 500; i++) P.tidy(() => P.tidy(() => P.randn([64], { seed: i }).add(1)).mul(2));
     for (let i = 0; i < 500; i++) P.tidy(() => { P.keep(P.randn([64], { seed: i })); P.keep(P.ones([3])); });
+    for (let i = 0; i < 500; i++) {
+      const w = P.randn([64], { seed: i });
+      w.requiresGrad = true;
+      P.sum(w.mul(w), 0);
+    }
   })();
   const made = live();
   // Finalizers run after a collection, from the event loop: collect and yield a few times.
