@@ -263,6 +263,18 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   });
 }
 
+// Optional (dropoutP, seed) at arguments i and i + 1: attention's dropout.
+AttentionDropout dropout_args(const Napi::CallbackInfo& info, size_t i, const char* op) {
+  AttentionDropout d;
+  if (info.Length() <= i || info[i].IsUndefined()) return d;
+  d.p = number_arg(info, i, op, "dropoutP");
+  const double seed = number_arg(info, i + 1, op, "seed");
+  if (!(seed >= 0 && seed <= 9007199254740991.0) || seed != (double)(uint64_t)seed)
+    throw_type(std::string(op) + ": argument 'seed' must be a non-negative integer, got " + std::to_string(seed));
+  d.seed = (uint64_t)seed;
+  return d;
+}
+
 Napi::Value Attention(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     need_args(info, 5, "attention");
@@ -271,11 +283,12 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     const Tensor& v = tensor_arg(info, 2, "attention", "v");
     const Tensor* mask = optional_tensor_arg(info, 3, "attention", "mask");
     float scale = (float)number_arg(info, 4, "attention", "scale");
+    AttentionDropout dropout = dropout_args(info, 6, "attention");
     if (info.Length() < 6 || info[5].IsUndefined() || !bool_arg(info, 5, "attention", "withLse"))
-      return ret(info, attention(q, k, v, mask, scale));
+      return ret(info, attention(q, k, v, mask, scale, nullptr, dropout));
     // [out, lse | null]: the row statistics the fused gradient reuses.
     Tensor lse;
-    Tensor out = attention(q, k, v, mask, scale, &lse);
+    Tensor out = attention(q, k, v, mask, scale, &lse, dropout);
     Napi::Array arr = Napi::Array::New(info.Env(), 2);
     arr.Set(0u, ret(info, out));
     arr.Set(1u, lse.storage ? ret(info, lse) : info.Env().Null());
@@ -356,7 +369,7 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   });
 }
 
-// attentionBackward(q, k, v, mask | null, out, g, lse | null, scale) -> [gq, gk, gv]
+// attentionBackward(q, k, v, mask | null, out, g, lse | null, scale[, dropoutP, seed]) -> [gq, gk, gv]
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     const char* op = "attention_backward";
@@ -364,10 +377,18 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     auto out = attention_backward(tensor_arg(info, 0, op, "q"), tensor_arg(info, 1, op, "k"), tensor_arg(info, 2, op, "v"),
                                   optional_tensor_arg(info, 3, op, "mask"), tensor_arg(info, 4, op, "out"),
                                   tensor_arg(info, 5, op, "g"), optional_tensor_arg(info, 6, op, "lse"),
-                                  (float)number_arg(info, 7, op, "scale"));
+                                  (float)number_arg(info, 7, op, "scale"), dropout_args(info, 8, op));
     Napi::Array arr = Napi::Array::New(info.Env(), 3);
     for (uint32_t i = 0; i < 3; i++) arr.Set(i, ret(info, out[i]));
     return arr;
+  });
+}
+
+Napi::Value HasAttentionDropout(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 1, "hasAttentionDropout");
+    Device d = device_arg(info, 0, "hasAttentionDropout", "device");
+    return Napi::Boolean::New(info.Env(), backend_for(d)->has_attention_dropout());
   });
 }
 
@@ -629,7 +650,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"binary", Binary},         {"where", Where},     {"reduce", Reduce},
       {"softmax", Softmax},       {"layerNorm", LayerNorm}, {"matmul", Matmul},
       {"attention", Attention},   {"embedding", Embedding}, {"oneHot", OneHot},
-      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"softmaxBackward", SoftmaxBackward}, {"handleClone", HandleClone}, {"attentionBackward", AttentionBackward}, {"hasAttentionBackward", HasAttentionBackward}, {"maxPool2dBackward", MaxPool2dBackward},
+      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"softmaxBackward", SoftmaxBackward}, {"handleClone", HandleClone}, {"attentionBackward", AttentionBackward}, {"hasAttentionBackward", HasAttentionBackward}, {"hasAttentionDropout", HasAttentionDropout}, {"maxPool2dBackward", MaxPool2dBackward},
       {"hasBackwardKernels", HasBackwardKernels}, {"adamUpdate", AdamUpdate}, {"sgdUpdate", SgdUpdate},
       {"memory", Memory},         {"resetPeakMemoryStats", ResetPeakMemoryStats},
       {"profilerStart", ProfilerStart}, {"profilerScope", ProfilerScope}, {"profilerStop", ProfilerStop},

@@ -159,7 +159,8 @@ export interface RandomOptions {
   device?: string;
 }
 
-function seedOf(op: string, seed: unknown): number {
+/** @internal A draw's seed: `seed` validated, or the next of the global sequence (manualSeed). */
+export function seedOf(op: string, seed: unknown): number {
   if (seed === undefined) return nextSeed++ % Number.MAX_SAFE_INTEGER;
   const s = int(op, 'seed', seed);
   if (s < 0) throw new RangeError(`${op}: option 'seed' must be >= 0, got ${s}`);

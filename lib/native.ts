@@ -50,8 +50,8 @@ export interface NativeAddon {
   softmax(x: H, log: boolean): H;
   layerNorm(x: H, weight: H | null, bias: H | null, eps: number): H;
   matmul(a: H, b: H, transA: boolean, transB: boolean, bias: H | null, activation: string, alpha: number, outFloat32?: boolean): H;
-  attention(q: H, k: H, v: H, mask: H | null, scale: number): H;
-  attention(q: H, k: H, v: H, mask: H | null, scale: number, withLse: true): [H, H | null];
+  attention(q: H, k: H, v: H, mask: H | null, scale: number, withLse?: false, dropoutP?: number, seed?: number): H;
+  attention(q: H, k: H, v: H, mask: H | null, scale: number, withLse: true, dropoutP?: number, seed?: number): [H, H | null];
   embedding(weight: H, ids: H): H;
   oneHot(ids: H, depth: number, on: number, off: number): H;
   conv2d(x: H, weight: H, bias: H | null, strideH: number, strideW: number, padding: Pad): H;
@@ -59,8 +59,9 @@ export interface NativeAddon {
   layerNormBackward(x: H, weight: H | null, g: H, eps: number, needWeight: boolean, needBias: boolean): [H, H | null, H | null];
   geluBackward(x: H, g: H, tanh: boolean): H;
   softmaxBackward(y: H, g: H, dtype: string): H;
-  attentionBackward(q: H, k: H, v: H, mask: H | null, out: H, g: H, lse: H | null, scale: number): [H, H, H];
+  attentionBackward(q: H, k: H, v: H, mask: H | null, out: H, g: H, lse: H | null, scale: number, dropoutP?: number, seed?: number): [H, H, H];
   hasAttentionBackward(device: string): boolean;
+  hasAttentionDropout(device: string): boolean;
   handleClone(x: H): H;
   maxPool2dBackward(x: H, g: H, kh: number, kw: number, sh: number, sw: number, pad: unknown): H;
   hasBackwardKernels(device: string): boolean;

@@ -1,11 +1,10 @@
 // Attention with dropout on the attention weights (HF's attention_probs_dropout_prob),
-// for training. The engine's fused kernel never materialises the [B, H, Nq, Nk]
-// weights, so there is nothing there to drop out; this path builds them from
-// differentiable ops, following SPEC's attend (steps 1-5) with dropout after the
-// softmax, so the tape sees every step. Its memory grows with Nq * Nk, which is why
-// only training with p > 0 takes it: evaluation and p = 0 keep the fused kernel.
-import { broadcastTo, dropout, matmul, permute, unsqueeze, contiguous, type Tensor } from '../lib/index.js';
-import { maskedSoftmax } from '../lib/ops/reduce.js';
+// for training: the attention op's own dropout. Backends whose fused kernel drops
+// weights (the CPU) never materialise the [B, H, Nq, Nk] weights, forward or
+// backward; elsewhere (CUDA) lib/ops/linalg composes it from products, SPEC's attend
+// (steps 1-5) with dropout after the softmax, every step on the tape, with memory in
+// Nq * Nk. Both draw the same mask. Evaluation and p = 0 run the plain fused kernel.
+import { attention, type Tensor } from '../lib/index.js';
 
 export interface AttentionDropoutOptions {
   /** uint8, broadcastable to [B, Nq, Nk]; 0 excludes a key. Rows with no allowed key output 0. */
@@ -20,15 +19,8 @@ export interface AttentionDropoutOptions {
  * q [B, Nq, H, Dqk], k [B, Nk, H, Dqk], v [B, Nk, H, Dv] -> [B, Nq, H, Dv]: the fused
  * attention's function with inverted dropout on the softmax weights. The dropout mask
  * is drawn from the global generator (manualSeed), one draw per call, as `dropout`
- * with no seed does.
+ * with no seed does: the mask `dropout` would draw for the weights [B, H, Nq, Nk].
  */
 export function attentionWithDropout(q: Tensor, k: Tensor, v: Tensor, opts: AttentionDropoutOptions): Tensor {
-  const [B, Nq, , Dqk] = q.shape;
-  const Nk = k.shape[1];
-  const scale = opts.scale ?? 1 / Math.sqrt(Dqk);
-  const heads = (t: Tensor) => permute(t, [0, 2, 1, 3]); // [B, H, N, D]
-  const logits = matmul(heads(q), heads(k), { transB: true, alpha: scale }); // [B, H, Nq, Nk]
-  const weights = maskedSoftmax(logits, opts.mask ? unsqueeze(broadcastTo(opts.mask, [B, Nq, Nk]), 1) : null); // mask [B, 1, Nq, Nk]
-  const out = matmul(dropout(weights, opts.p, { training: true }), heads(v)); // [B, H, Nq, Dv]
-  return contiguous(permute(out, [0, 2, 1, 3]));
+  return attention(q, k, v, { mask: opts.mask ?? null, scale: opts.scale, dropout: opts.p });
 }

@@ -97,6 +97,13 @@ struct AttentionArgs {
   // (+inf where every key is masked), which the gradient reuses. Only backends with
   // attention_backward write it; the op layer asks no others.
   float* lse = nullptr;
+  // Inverted dropout on the attention weights, off while dropout_scale is 0: weight
+  // (b, h, i, j) is kept, times dropout_scale, where element ((b * H + h) * Nq + i)
+  // * Nk + j of rand(seed) is below dropout_keep_below, else dropped: the mask that
+  // dropout(P, p) would draw with that seed. Only backends with
+  // has_attention_dropout() take it.
+  uint64_t dropout_seed = 0;
+  float dropout_keep_below = 1.f, dropout_scale = 0.f;
 };
 
 // The fused attention's gradient. `a` describes the forward call (its `out` is read:
@@ -242,6 +249,9 @@ struct Backend {
   virtual void softmax_backward(const void*, const void*, void*, int64_t, int64_t, DType, DType) {
     throw std::runtime_error(std::string("softmax_backward is not implemented on ") + name());
   }
+  // Dropout inside the fused attention (AttentionArgs' dropout_*), forward and
+  // gradient. Without it, lib/nn composes attention with dropout from products.
+  virtual bool has_attention_dropout() const { return false; }
   // The fused attention's gradient without its [Nq, Nk] matrices. Optional on its own:
   // where a backend lacks it, lib/autograd composes the gradient from products.
   virtual bool has_attention_backward() const { return false; }

@@ -59,14 +59,22 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, cons
 // lse: when given, also each row's log-sum-exp for attention_backward (float32
 // [B, H, Nq]), on backends that have that kernel; left empty where the call computes
 // none (the composed float32 form, an empty output).
+// dropout: inverted dropout on the weights with probability p (0: none), the mask
+// being the one rand() draws with `seed` for weights [B, H, Nq, Nk]; only on backends
+// with has_attention_dropout().
+struct AttentionDropout {
+  double p = 0;
+  uint64_t seed = 0;
+};
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* mask,
-                 float scale, Tensor* lse = nullptr);
+                 float scale, Tensor* lse = nullptr, AttentionDropout dropout = {});
 // Its gradient without the [Nq, Nk] matrices, from the forward's operands, its result
 // `out`, the incoming gradient g (both [B, Nq, H, Dv]) and the forward's lse when it
 // has one (else the kernel computes it): {gq, gk, gv}. Only on backends that have the
 // kernel (has_attention_backward).
 std::vector<Tensor> attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* mask,
-                                       const Tensor& out, const Tensor& g, const Tensor* lse, float scale);
+                                       const Tensor& out, const Tensor& g, const Tensor* lse, float scale,
+                                       AttentionDropout dropout = {});
 
 // ---- indexing and nn ----
 Tensor embedding(const Tensor& weight, const Tensor& ids);

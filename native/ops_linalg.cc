@@ -217,9 +217,18 @@ float default_scale(float scale, int64_t dqk) {
 // A view whose last axis has unit stride (the kernels' only requirement).
 Tensor unit_inner(const Tensor& t) { return t.shape[3] <= 1 || t.strides[3] == 1 ? t : contiguous(t); }
 
+// Checks the dropout of a call on q's device.
+void check_dropout(const char* op, const Tensor& q, const AttentionDropout& d) {
+  if (!(d.p >= 0 && d.p < 1))
+    throw_range(std::string(op) + ": argument 'dropoutP' must be in [0, 1), got " + std::to_string(d.p));
+  if (d.p > 0 && !backend_for(q.device())->has_attention_dropout())
+    throw_value(std::string(op) + ": no dropout inside the fused attention on " + q.device().str() +
+                " (compose attention with dropout from products there)");
+}
+
 // The kernels' description of a call (data pointers are filled in on the queue).
 AttentionArgs attention_args(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mk, const Tensor& out,
-                             float scale) {
+                             float scale, const AttentionDropout& dropout) {
   AttentionArgs a;
   a.dtype = q.dtype;
   a.batch = q.shape[0]; a.nq = q.shape[1]; a.heads = q.shape[2]; a.dqk = q.shape[3];
@@ -231,14 +240,22 @@ AttentionArgs attention_args(const Tensor& q, const Tensor& k, const Tensor& v, 
   if (mk.storage) { a.m_sb = mk.strides[0]; a.m_sq = mk.strides[1]; a.m_sk = mk.strides[2]; }
   else { a.m_sb = a.m_sq = a.m_sk = 0; }
   a.scale = default_scale(scale, a.dqk);
+  if (dropout.p > 0) {
+    // Rounded as dropout()'s composed ops round their scalars: rand() < 1 - p, then
+    // times 1 / (1 - p), each a float32 scalar computed in double.
+    a.dropout_seed = dropout.seed;
+    a.dropout_keep_below = (float)(1.0 - dropout.p);
+    a.dropout_scale = (float)(1.0 / (1.0 - dropout.p));
+  }
   return a;
 }
 
 }  // namespace
 
 Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor* mask, float scale,
-                 Tensor* lse_out) {
+                 Tensor* lse_out, AttentionDropout dropout) {
   Tensor mk = check_attention("attention", q_in, k_in, v_in, mask, scale);
+  check_dropout("attention", q_in, dropout);
   const int64_t B = q_in.shape[0], nq = q_in.shape[1], H = q_in.shape[2], dqk = q_in.shape[3];
   const int64_t nk = k_in.shape[1], dv = v_in.shape[3];
   if (lse_out) {
@@ -249,16 +266,16 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
   if (cpu_16bit(q_in)) {
     Tensor m = mask ? *mask : Tensor();
     return cast(attention(cast(q_in, DType::Float32), cast(k_in, DType::Float32), cast(v_in, DType::Float32),
-                          mask ? &m : nullptr, scale, lse_out),
+                          mask ? &m : nullptr, scale, lse_out, dropout),
                 q_in.dtype);
   }
-  if (compose_attention(q_in, B * H * nq * nk))
+  if (dropout.p == 0 && compose_attention(q_in, B * H * nq * nk))
     return attention_composed(q_in, k_in, v_in, mask ? &mk : nullptr, default_scale(scale, dqk));
   Tensor q = unit_inner(q_in), k = unit_inner(k_in), v = unit_inner(v_in);
   Tensor out = empty({B, nq, H, dv}, q.dtype, q.device(), "attention");
   if (out.numel() == 0) return out;
   Tensor lse = lse_out ? empty({B, H, nq}, DType::Float32, q.device(), "attention") : Tensor();
-  AttentionArgs a = attention_args(q, k, v, mk, out, scale);
+  AttentionArgs a = attention_args(q, k, v, mk, out, scale, dropout);
   bool has_mask = mask != nullptr, has_lse = lse_out != nullptr;
   launch("attention", q.device(), {&q, &k, &v, mask ? &mk : nullptr}, {&out, has_lse ? &lse : nullptr},
          [a, q = data_ref(q), k = data_ref(k), v = data_ref(v), mk = data_ref(mk), out = data_ref(out), lse = data_ref(lse),
@@ -276,9 +293,11 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
 }
 
 std::vector<Tensor> attention_backward(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor* mask,
-                                       const Tensor& out_in, const Tensor& g_in, const Tensor* lse_in, float scale) {
+                                       const Tensor& out_in, const Tensor& g_in, const Tensor* lse_in, float scale,
+                                       AttentionDropout dropout) {
   const char* op = "attention_backward";
   Tensor mk = check_attention(op, q_in, k_in, v_in, mask, scale);
+  check_dropout(op, q_in, dropout);
   const int64_t B = q_in.shape[0], nq = q_in.shape[1], H = q_in.shape[2], dqk = q_in.shape[3];
   const int64_t nk = k_in.shape[1], dv = v_in.shape[3];
   check_float(op, "out", out_in);
@@ -297,7 +316,7 @@ std::vector<Tensor> attention_backward(const Tensor& q_in, const Tensor& k_in, c
   if (cpu_16bit(q_in)) {
     const DType dt = q_in.dtype;
     auto f32 = [](const Tensor& t) { return cast(t, DType::Float32); };
-    auto r = attention_backward(f32(q_in), f32(k_in), f32(v_in), mask, f32(out_in), f32(g_in), lse_in, scale);
+    auto r = attention_backward(f32(q_in), f32(k_in), f32(v_in), mask, f32(out_in), f32(g_in), lse_in, scale, dropout);
     for (Tensor& t : r) t = cast(t, dt);
     return r;
   }
@@ -309,7 +328,7 @@ std::vector<Tensor> attention_backward(const Tensor& q_in, const Tensor& k_in, c
   if (gq.numel() + gk.numel() + gv.numel() == 0) return {gq, gk, gv};
   Tensor lse = lse_in ? contiguous(*lse_in) : Tensor();
   AttentionBackwardArgs ga;
-  ga.a = attention_args(q, k, v, mk, out, scale);
+  ga.a = attention_args(q, k, v, mk, out, scale, dropout);
   bool has_mask = mask != nullptr, has_lse = lse_in != nullptr;
   launch(op, q.device(), {&q, &k, &v, mask ? &mk : nullptr, &out, &g, has_lse ? &lse : nullptr}, {&gq, &gk, &gv},
          [ga, q = data_ref(q), k = data_ref(k), v = data_ref(v), mk = data_ref(mk), out = data_ref(out), g = data_ref(g),

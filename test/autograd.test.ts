@@ -289,7 +289,7 @@ for (const [name, d, masked] of attentionCases)
 // ranges and masks take every path of the kernel: 256-row query blocks, 256-key
 // blocks, a (batch, head) split into key ranges whose dQ partials are summed, rows
 // with every key masked, masks broadcast over queries, strided operands, 16-bit.
-interface FusedCase { B: number; Nq: number; Nk: number; H: number; Dqk: number; Dv: number; mask?: 'random' | 'keys' | 'none'; dtype?: 'float32' | 'bfloat16'; strided?: boolean; composedForward?: boolean }
+interface FusedCase { B: number; Nq: number; Nk: number; H: number; Dqk: number; Dv: number; mask?: 'random' | 'keys' | 'none'; dtype?: 'float32' | 'bfloat16'; strided?: boolean; composedForward?: boolean; dropout?: number }
 const fusedCases: [string, FusedCase][] = [
   ['several query and key blocks, one head', { B: 1, Nq: 300, Nk: 1100, H: 1, Dqk: 24, Dv: 20 }],
   ['key ranges with a random mask and fully masked rows', { B: 2, Nq: 70, Nk: 1500, H: 2, Dqk: 16, Dv: 8, mask: 'random' }],
@@ -298,6 +298,9 @@ const fusedCases: [string, FusedCase][] = [
   ['the row statistics recomputed (forward composed)', { B: 1, Nq: 90, Nk: 700, H: 2, Dqk: 12, Dv: 10, mask: 'random', composedForward: true }],
   ['bfloat16 operands', { B: 2, Nq: 20, Nk: 260, H: 2, Dqk: 16, Dv: 8, dtype: 'bfloat16' }],
   ['one query', { B: 2, Nq: 1, Nk: 513, H: 1, Dqk: 32, Dv: 32, mask: 'random' }],
+  // Dropout: the composed side materialises the weights and draws the same mask.
+  ['dropout 0.3 over key ranges, with a random mask', { B: 1, Nq: 300, Nk: 1100, H: 2, Dqk: 16, Dv: 12, mask: 'random', dropout: 0.3 }],
+  ['dropout 0.1, several heads, a key mask', { B: 3, Nq: 33, Nk: 600, H: 3, Dqk: 8, Dv: 12, mask: 'keys', dropout: 0.1 }],
 ];
 for (const [name, c] of fusedCases)
   test.serial(`attention: the fused gradient matches the composed one: ${name}`, async (t) => {
@@ -326,19 +329,24 @@ for (const [name, c] of fusedCases)
     }
     const grads = async (kernels: boolean) => {
       P.gradKernels.enabled = kernels;
+      // With dropout the forward decides: the composed gradient needs the composed forward.
+      const composeDropout = !kernels && c.dropout !== undefined;
+      if (composeDropout) process.env.PERCEIVER_ATTENTION_COMPOSE = '1';
       try {
         const leaves = [q, k, v].map((x) => {
           const l = P.tidy(() => P.add(x, 0));
           l.requiresGrad = true;
           return l;
         });
-        P.tidy(() => P.backward(P.attention(leaves[0], leaves[1], leaves[2], { mask, scale: 0.3 }), { gradient: go }));
+        const attend = () => P.attention(leaves[0], leaves[1], leaves[2], { mask, scale: 0.3, dropout: c.dropout, seed: 123 });
+        P.tidy(() => P.backward(attend(), { gradient: go }));
         const out = await Promise.all(leaves.map((l) => l.grad!.data()));
         t.deepEqual(leaves.map((l) => l.grad!.dtype), [dtype, dtype, dtype]);
         leaves.forEach((l) => (l.grad!.dispose(), l.dispose()));
         return out;
       } finally {
         P.gradKernels.enabled = true;
+        if (composeDropout) delete process.env.PERCEIVER_ATTENTION_COMPOSE;
       }
     };
     const fused = await grads(true);

@@ -4,6 +4,8 @@
 import test, { type ExecutionContext } from 'ava';
 import * as P from '../lib/index.js';
 import { tensor, type Tensor } from '../lib/index.js';
+import { native } from '../lib/native.js';
+import { DEVICE_NAME } from './helpers/device.js';
 import {
   assertClose,
   assertExact,
@@ -443,6 +445,52 @@ test('attention: a transposed (strided) mask, a mask broadcast over the batch, a
   const latB = Float32Array.from(broadcastRef(lat, [1, Nq, H, D], [B, Nq, H, D]));
   const y2 = P.attention(tensor(lat, [1, Nq, H, D]).broadcastTo([B, Nq, H, D]), kt, vt);
   assertClose(t, await y2.data(), attentionRef(latB, k, v, dims), { ...tol, msg: 'broadcast q' });
+});
+
+test('attention: option dropout zeroes the weights whose rand() draw (with the seed) is not below 1 - p and scales the rest by 1 / (1 - p): inside the fused kernel where the backend can, composed elsewhere, the same mask both ways', async (t) => {
+  const [B, Nq, Nk, H, Dqk, Dv] = [2, 40, 300, 3, 16, 12];
+  const q = P.randn([B, Nq, H, Dqk], { seed: 41 });
+  const k = P.randn([B, Nk, H, Dqk], { seed: 42 });
+  const v = P.randn([B, Nk, H, Dv], { seed: 43 });
+  const m = randomMask(B * Nq * Nk, 44, 0.7);
+  m.fill(0, 3 * Nk, 4 * Nk); // batch 0, query 3: every key masked
+  const mask = tensor(m, [B, Nq, Nk], { dtype: 'uint8' });
+  const made: Tensor[] = [q, k, v, mask];
+  const run = (o: { dropout?: number; seed?: number }) => {
+    const y = P.attention(q, k, v, { mask, ...o });
+    made.push(y);
+    return y.data();
+  };
+  P.profiler.start();
+  const fusedOut = run({ dropout: 0.3, seed: 5 });
+  const ops = new Set(P.profiler.stop().rows.map((r) => r.op));
+  const fused = await fusedOut;
+  if (native.hasAttentionDropout(DEVICE_NAME)) t.true(ops.has('attention') && !ops.has('softmax'), `the fused kernel dropped the weights: ${[...ops].join(', ')}`);
+  else t.log(`${DEVICE_NAME} composes attention with dropout: both runs compose`);
+  // The switch is read as the op is issued: restored before any await, so that
+  // concurrent tests never see it.
+  process.env.PERCEIVER_ATTENTION_COMPOSE = '1';
+  let composedOut: ReturnType<typeof run>;
+  try {
+    composedOut = run({ dropout: 0.3, seed: 5 });
+  } finally {
+    delete process.env.PERCEIVER_ATTENTION_COMPOSE;
+  }
+  const composed = await composedOut;
+  assertClose(t, fused, composed, { rtol: 1e-5, atol: 1e-6, msg: 'fused vs composed dropout' });
+  t.deepEqual(await run({ dropout: 0.3, seed: 5 }), fused, 'the same seed, the same output');
+  const other = await run({ dropout: 0.3, seed: 6 });
+  t.true(other.some((x, i) => x !== fused[i]), 'another seed drops other weights');
+  const plain = await run({});
+  t.deepEqual(await run({ dropout: 0 }), plain, 'dropout 0 is no dropout');
+  t.true(fused.some((x, i) => x !== plain[i]));
+  // Without a seed: one draw from the global sequence, the next seed after manualSeed.
+  P.manualSeed(9);
+  t.deepEqual(await run({ dropout: 0.3 }), await run({ dropout: 0.3, seed: 9 }));
+  t.throws(() => P.attention(q, k, v, { dropout: 1 }), { instanceOf: RangeError, message: /attention: option 'dropout' must be in \[0, 1\), got 1/ });
+  t.throws(() => P.attention(q, k, v, { dropout: -0.1 }), { instanceOf: RangeError, message: /option 'dropout'/ });
+  t.throws(() => P.attention(q, k, v, { dropout: 0.5, seed: -1 }), { instanceOf: RangeError, message: /option 'seed' must be >= 0/ });
+  made.forEach((x) => x.dispose());
 });
 
 test('attention: the composed form (float32 GEMMs and a softmax, which float32 on CUDA takes for short key ranges) equals the fused kernel', async (t) => {

@@ -362,13 +362,42 @@ function hasAttentionKernel(device: string): boolean {
   return has;
 }
 
+// Per device: whether its backend drops attention weights inside the fused kernel.
+const attentionDropoutBackends = new Map<string, boolean>();
+
+/**
+ * Whether the fused attention takes dropout on this device (the CPU does). Not where
+ * PERCEIVER_ATTENTION_COMPOSE=1 asks for the composed attention (tests compare both).
+ */
+export function hasAttentionDropout(device: string): boolean {
+  if (process.env.PERCEIVER_ATTENTION_COMPOSE === '1') return false;
+  let has = attentionDropoutBackends.get(device);
+  if (has === undefined) {
+    has = native.hasAttentionDropout(device);
+    attentionDropoutBackends.set(device, has);
+  }
+  return has;
+}
+
 /** Whether attention's gradient will run the backend's fused kernel. */
 export function fusedAttentionGrad(q: Tensor, k: Tensor, v: Tensor): boolean {
   return needsGrad(q, k, v) && hasAttentionKernel(q.device);
 }
 
-/** lse: each row's log-sum-exp from the forward, where the fused gradient will use it. */
-export function attentionGrad(out: Tensor, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, scale: number, lse: Tensor | null = null): Tensor {
+/**
+ * lse: each row's log-sum-exp from the forward, where the fused gradient will use it.
+ * dropout: the forward's (fused) dropout, which only the fused gradient can redo.
+ */
+export function attentionGrad(
+  out: Tensor,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  mask: Tensor | null,
+  scale: number,
+  lse: Tensor | null = null,
+  dropout: { p: number; seed: number } | null = null,
+): Tensor {
   if (!needsGrad(q, k, v)) return out;
   const save = [q, k, v, out];
   if (mask) save.push(mask);
@@ -377,9 +406,12 @@ export function attentionGrad(out: Tensor, q: Tensor, k: Tensor, v: Tensor, mask
   return record('attention', out, [q, k, v], save, (g16, [q16, k16, v16, o16, ...rest]) => {
     const tm = mask ? rest[0] : undefined;
     const tl = lse ? rest[rest.length - 1] : null;
-    if (hasAttentionKernel(q16.device) && g16.dtype === q16.dtype) {
+    // The forward only dropped weights inside the fused kernel where this one exists.
+    if (dropout || (hasAttentionKernel(q16.device) && g16.dtype === q16.dtype)) {
       // Block by block from the forward's result, without the [Nq, Nk] matrices below.
-      const hs = native.attentionBackward(q16.handle, k16.handle, v16.handle, tm ? tm.handle : null, o16.handle, g16.handle, tl ? tl.handle : null, scale);
+      const drop = dropout ? [dropout.p, dropout.seed] : [];
+      const g = g16.dtype === q16.dtype ? g16 : L.cast(g16, q16.dtype);
+      const hs = native.attentionBackward(q16.handle, k16.handle, v16.handle, tm ? tm.handle : null, o16.handle, g.handle, tl ? tl.handle : null, scale, ...drop);
       return hs.map((h) => wrap(h));
     }
     // Recomputes the probabilities per (batch, head): [B, H, Nq, Nk]. Rows with every

@@ -6,7 +6,11 @@ import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
 import { bool, num, options } from './args.js';
 import * as G from '../autograd/grads.js';
 import { needsGrad } from '../autograd/tape.js';
-import { gelu, relu } from './elementwise.js';
+import { gelu, less, mul, relu } from './elementwise.js';
+import { broadcastTo, cast, contiguous, permute, unsqueeze } from './layout.js';
+import { maskedSoftmax } from './reduce.js';
+import { rand, seedOf } from '../creation.js';
+import { tidy } from '../scope.js';
 
 export type Activation = 'none' | 'relu' | 'gelu' | 'gelu_tanh';
 const ACTIVATIONS: readonly string[] = ['none', 'relu', 'gelu', 'gelu_tanh'];
@@ -73,6 +77,15 @@ export interface AttentionOptions {
   mask?: Tensor | null;
   /** Logit scale; default 1 / sqrt(Dqk). */
   scale?: number;
+  /**
+   * Inverted dropout on the attention weights (for training; HF's
+   * attention_probs_dropout_prob): each weight is zeroed with this probability in
+   * [0, 1), the rest scaled by 1 / (1 - p), as `dropout` would on the weights
+   * [B, H, Nq, Nk]. Default 0.
+   */
+  dropout?: number;
+  /** The dropout mask's seed; default one draw from the global sequence (manualSeed). */
+  seed?: number;
 }
 
 /**
@@ -87,17 +100,48 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptio
     if (!(scale > 0) || !Number.isFinite(scale))
       throw new RangeError(`attention: option 'scale' must be a positive finite number, got ${scale}`);
   }
+  let p = 0;
+  if (o.dropout !== undefined) {
+    p = num('attention', 'dropout', o.dropout);
+    if (!(p >= 0 && p < 1)) throw new RangeError(`attention: option 'dropout' must be in [0, 1), got ${p}`);
+  }
   const hq = handleOf('attention', 'q', q);
   const hk = handleOf('attention', 'k', k);
   const hv = handleOf('attention', 'v', v);
   const hm = optionalHandle('attention', 'mask', o.mask);
-  if (G.fusedAttentionGrad(q, k, v)) {
+  const mask = o.mask ?? null;
+  // One draw per call whichever way the dropout runs, so both draw the same mask.
+  const dropout = p > 0 ? { p, seed: seedOf('attention', o.seed) } : null;
+  const fusedGrad = G.fusedAttentionGrad(q, k, v);
+  if (dropout && !(G.hasAttentionDropout(q.device) && (fusedGrad || !needsGrad(q, k, v))))
+    return composedDropoutAttention(q, k, v, mask, scale, dropout.p, dropout.seed);
+  const drop = dropout ? [dropout.p, dropout.seed] : [];
+  if (fusedGrad) {
     // The gradient's kernel reuses each row's log-sum-exp, which the forward has.
-    const [h, hl] = native.attention(hq, hk, hv, hm, scale, true);
+    const [h, hl] = native.attention(hq, hk, hv, hm, scale, true, ...drop);
     const lse = hl === null ? null : wrap(hl);
-    const out = G.attentionGrad(wrap(h), q, k, v, o.mask ?? null, scale, lse);
+    const out = G.attentionGrad(wrap(h), q, k, v, mask, scale, lse, dropout);
     lse?.dispose(); // the tape holds its own alias
     return out;
   }
-  return G.attentionGrad(wrap(native.attention(hq, hk, hv, hm, scale)), q, k, v, o.mask ?? null, scale);
+  return G.attentionGrad(wrap(native.attention(hq, hk, hv, hm, scale, false, ...drop)), q, k, v, mask, scale);
+}
+
+/**
+ * Attention with dropout from products, where a backend has no dropout inside its
+ * fused attention (or PERCEIVER_ATTENTION_COMPOSE=1 asks): the [B, H, Nq, Nk]
+ * weights are materialised, masked softmax, then `dropout`'s own mask (the same
+ * rand() draw, so the same weights drop), every step on the tape.
+ */
+function composedDropoutAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, scale: number, p: number, seed: number): Tensor {
+  return tidy(() => {
+    const [B, Nq, , Dqk] = q.shape;
+    const Nk = k.shape[1];
+    const heads = (t: Tensor) => permute(t, [0, 2, 1, 3]); // [B, H, N, D]
+    const logits = matmul(heads(q), heads(k), { transB: true, alpha: scale > 0 ? scale : 1 / Math.sqrt(Dqk) });
+    const weights = maskedSoftmax(logits, mask ? unsqueeze(broadcastTo(mask, [B, Nq, Nk]), 1) : null); // mask [B, 1, Nq, Nk]
+    const keep = cast(less(rand([...weights.shape], { device: q.device, seed }), 1 - p), weights.dtype);
+    const out = matmul(mul(weights, mul(keep, 1 / (1 - p))), heads(v)); // [B, H, Nq, Dv]
+    return contiguous(permute(out, [0, 2, 1, 3]));
+  });
 }

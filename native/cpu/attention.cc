@@ -464,6 +464,8 @@ void attend_block(const AttentionArgs& a, const Plan& p, int64_t b, int64_t h, i
         m[r] = m_new;
       }
       l[r] += rk.exp_sum(sr, nb, m_new);
+      // Dropout acts on the weights after the softmax: l keeps every weight.
+      if (a.dropout_scale != 0.f) attention_dropout_apply(a, b, h, i0 + r, jb, nb, sr);
     }
     sgemm(false, false, mq, a.dv, nb, 1.f, s, p.ld_s, vb + jb * a.v_sn, a.v_sn, first ? 0.f : 1.f,
           acc, p.ld_acc, nullptr, Activation::None, false);

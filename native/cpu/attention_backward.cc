@@ -93,17 +93,17 @@ Plan make_plan(const AttentionArgs& a) {
   return p;
 }
 
-// Runs fn(unit, s, dp) for units [0, units) on the pool, each thread with its own
-// S/P and dP blocks.
+// Runs fn(unit, s) for units [0, units) on the pool, each thread with its own
+// `blocks` blocks of bq x ld_s floats at s (S/P, dP, and with dropout its factors).
 template <typename Fn>
-void for_units(const Plan& p, int64_t units, Fn&& fn) {
+void for_units(const Plan& p, int64_t units, int blocks, Fn&& fn) {
   const int chunks = (int)std::max<int64_t>(1, std::min<int64_t>(p.threads, units));
-  const int64_t per = p.bq * p.ld_s;
-  Scratch scratch(2 * per * chunks);
+  const int64_t per = blocks * p.bq * p.ld_s;
+  Scratch scratch(per * chunks);
   std::atomic<int64_t> next{0};
   parallel_for(chunks, 1, [&](int64_t, int64_t, int chunk) {
-    float* s = scratch.get() + 2 * per * chunk;
-    for (int64_t u; (u = next.fetch_add(1, std::memory_order_relaxed)) < units;) fn(u, s, s + per);
+    float* s = scratch.get() + per * chunk;
+    for (int64_t u; (u = next.fetch_add(1, std::memory_order_relaxed)) < units;) fn(u, s);
   });
 }
 
@@ -163,8 +163,10 @@ void row_stats(const AttentionBackwardArgs& g, const Plan& p, int64_t b, int64_t
 
 // Phase 2 for keys [j0, j1) of (b, h); dq (row stride ld_dq) receives this range's
 // share of dQ for all query rows.
+// With dropout (factors F, Z = P ∘ F the weights the forward used): dV = Zᵀ dO and
+// dP = (dO Vᵀ) ∘ F; D = rowsum(dO ∘ O) is still rowsum(P ∘ dP).
 void key_range(const AttentionBackwardArgs& g, const Plan& p, int64_t b, int64_t h, int64_t j0, int64_t j1,
-               const float* lse, const float* dd, float* dq, int64_t ld_dq, float* s, float* dp) {
+               const float* lse, const float* dd, float* dq, int64_t ld_dq, float* s, float* dp, float* f) {
   const AttentionArgs& a = g.a;
   const RowKernels& rk = attention_rows();
   const int64_t H = a.heads;
@@ -182,10 +184,26 @@ void key_range(const AttentionBackwardArgs& g, const Plan& p, int64_t b, int64_t
       const float first_q = i0 == 0 ? 0.f : 1.f;  // the key block's dK, dV: assign, then add
       logits_block(a, p, b, h, i0, mq, jb, nb, s);
       for (int64_t r = 0; r < mq; r++) rk.exp_sum(s + r * p.ld_s, nb, lse[i0 + r]);
-      sgemm(true, false, nb, a.dv, mq, 1.f, s, p.ld_s, gob + i0 * a.o_sn, a.o_sn, first_q, gvb + jb * gv_sn, gv_sn,
+      const float* z = s;  // the weights the forward multiplied V by
+      if (f) {
+        for (int64_t r = 0; r < mq; r++) {
+          float *fr = f + r * p.ld_s, *zr = dp + r * p.ld_s;
+          const float* pr = s + r * p.ld_s;
+          attention_dropout_factors(a, b, h, i0 + r, jb, nb, fr);
+          for (int64_t j = 0; j < nb; j++) zr[j] = pr[j] * fr[j];
+        }
+        z = dp;
+      }
+      sgemm(true, false, nb, a.dv, mq, 1.f, z, p.ld_s, gob + i0 * a.o_sn, a.o_sn, first_q, gvb + jb * gv_sn, gv_sn,
             nullptr, Activation::None, false);
       sgemm(false, true, mq, nb, a.dv, 1.f, gob + i0 * a.o_sn, a.o_sn, vb + jb * a.v_sn, a.v_sn, 0.f, dp, p.ld_s,
             nullptr, Activation::None, false);
+      if (f)
+        for (int64_t r = 0; r < mq; r++) {
+          float* dr = dp + r * p.ld_s;
+          const float* fr = f + r * p.ld_s;
+          for (int64_t j = 0; j < nb; j++) dr[j] *= fr[j];
+        }
       for (int64_t r = 0; r < mq; r++) rk.softmax_grad(dp + r * p.ld_s, s + r * p.ld_s, nb, dd[i0 + r]);
       if (a.dqk == 0) continue;
       sgemm(true, false, nb, a.dqk, mq, a.scale, dp, p.ld_s, qb + i0 * a.q_sn, a.q_sn, first_q, gkb + jb * gk_sn,
@@ -219,27 +237,30 @@ void attention_backward(const AttentionBackwardArgs& g) {
   float* dd = stats.get();
   float* lse = a.lse ? a.lse : dd + heads * a.nq;
   const int64_t nqb = ceil_div(a.nq, p.bq);
-  for_units(p, heads * nqb, [&](int64_t u, float* s, float*) {
+  for_units(p, heads * nqb, 1, [&](int64_t u, float* s) {
     const int64_t bh = u / nqb, i0 = (u % nqb) * p.bq;
     const int64_t off = bh * a.nq + i0;
     row_stats(g, p, bh / a.heads, bh % a.heads, i0, std::min(p.bq, a.nq - i0), s, lse + off, dd + off);
   });
 
   Scratch partials(p.ranges > 1 ? p.ranges * heads * a.nq * a.dqk : 0);
-  for_units(p, heads * p.ranges, [&](int64_t u, float* s, float* dp) {
+  const bool dropout = a.dropout_scale != 0.f;
+  const int64_t block = p.bq * p.ld_s;
+  for_units(p, heads * p.ranges, dropout ? 3 : 2, [&](int64_t u, float* s) {
     // Unit order (batch, head, key range): neighbours share Q and dO in cache.
     const int64_t bh = u / p.ranges, kr = u % p.ranges;
     const int64_t b = bh / a.heads, h = bh % a.heads;
     const int64_t j0 = a.nk * kr / p.ranges, j1 = a.nk * (kr + 1) / p.ranges;
     float* dq = p.ranges > 1 ? partials.get() + u * a.nq * a.dqk : g.gq + (b * a.nq * a.heads + h) * a.dqk;
     const int64_t ld_dq = p.ranges > 1 ? a.dqk : a.heads * a.dqk;
-    key_range(g, p, b, h, j0, j1, lse + bh * a.nq, dd + bh * a.nq, dq, ld_dq, s, dp);
+    key_range(g, p, b, h, j0, j1, lse + bh * a.nq, dd + bh * a.nq, dq, ld_dq, s, s + block,
+              dropout ? s + 2 * block : nullptr);
   });
   if (p.ranges == 1 || a.dqk == 0) return;
 
   // Phase 3: dQ = the ranges' partials summed in range order.
   const int64_t rows_per = 64, row_blocks = ceil_div(a.nq, rows_per);
-  for_units(p, heads * row_blocks, [&](int64_t u, float*, float*) {
+  for_units(p, heads * row_blocks, 0, [&](int64_t u, float*) {
     const int64_t bh = u / row_blocks, r0 = (u % row_blocks) * rows_per, r1 = std::min(a.nq, r0 + rows_per);
     const int64_t b = bh / a.heads, h = bh % a.heads;
     const float* first = partials.get() + bh * p.ranges * a.nq * a.dqk;

@@ -32,6 +32,7 @@
 #include "../threadpool.h"
 #include "attention.h"
 #include "gemm.h"
+#include "random.h"
 
 namespace perceiver {
 namespace cpu {
@@ -368,6 +369,28 @@ double grad_case_error(const GradCase& c, std::mt19937_64& rng) {
   return worst;
 }
 
+// The vectorised dropout factors against DropoutMask::at (rand()'s scalar draw):
+// bit for bit, over seeds, offsets and lengths that leave every vector tail.
+int check_dropout_factors() {
+  int failures = 0;
+  std::vector<float> f(1031);
+  for (uint64_t seed : {0ull, 1ull, 77ull, (1ull << 40) + 3})
+    for (uint64_t base : {0ull, 5ull, (1ull << 33) + 7})
+      for (float p : {0.1f, 0.5f, 0.9f})
+        for (int64_t n : {1, 7, 8, 9, 1031}) {
+          const cpu::DropoutMask dm{seed, (float)(1.0 - p), (float)(1.0 / (1.0 - p))};
+          cpu::dropout_factors(dm, base, n, f.data());
+          for (int64_t j = 0; j < n; j++)
+            if (f[j] != dm.at(base + (uint64_t)j)) {
+              if (failures++ < 5)
+                std::printf("FAIL dropout factor seed %llu index %llu: %g, scalar %g\n", (unsigned long long)seed,
+                            (unsigned long long)(base + j), f[j], dm.at(base + (uint64_t)j));
+            }
+        }
+  std::printf("attention_check: dropout factors, vectorised vs scalar: %s\n", failures ? "FAILED" : "identical");
+  return failures ? 1 : 0;
+}
+
 // Every path of the gradient (query and key blocks, key ranges with dQ partials,
 // masks with fully masked rows, L from the forward or recomputed, empty extents),
 // once per instruction set.
@@ -562,6 +585,7 @@ int check() {
     failures += !ok;
   }
   failures += check_backward(isas);
+  failures += check_dropout_factors();
   cpu::detail::attention_set_isa(native_isa);
   std::string isa_list;
   for (const char* isa : isas) isa_list += std::string(isa_list.empty() ? "" : ",") + isa;

@@ -8,6 +8,9 @@
 #include <cstring>
 #include <limits>
 
+#include "../backend.h"
+#include "random.h"
+
 namespace perceiver {
 namespace cpu {
 
@@ -69,6 +72,25 @@ inline float exp_scalar(float x) {
   float two_n;
   std::memcpy(&two_n, &bits, sizeof two_n);
   return p * two_n;
+}
+
+// The dropout factors (AttentionArgs' dropout_*) of weights [j0, j0 + n) in row i of
+// (b, h): f[j] = dropout_scale where kept, else 0 (random.h's dropout_factors).
+inline void attention_dropout_factors(const AttentionArgs& a, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t n,
+                                      float* f) {
+  const DropoutMask dm{a.dropout_seed, a.dropout_keep_below, a.dropout_scale};
+  dropout_factors(dm, (uint64_t)(((b * a.heads + h) * a.nq + i) * a.nk + j0), n, f);
+}
+
+// s[j] *= the factor above, in place.
+inline void attention_dropout_apply(const AttentionArgs& a, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t n,
+                                    float* s) {
+  float f[256];
+  for (int64_t c = 0; c < n; c += 256) {
+    const int64_t m = n - c < 256 ? n - c : 256;
+    attention_dropout_factors(a, b, h, i, j0 + c, m, f);
+    for (int64_t j = 0; j < m; j++) s[c + j] *= f[j];
+  }
 }
 
 }  // namespace cpu

@@ -97,6 +97,7 @@ struct CpuBackend final : Backend {
   void sgd_update(const SgdArgs& a) override { cpu::sgd_update(a); }
   bool has_backward_kernels() const override { return true; }
   bool has_attention_backward() const override { return true; }
+  bool has_attention_dropout() const override { return true; }
   void attention_backward(const AttentionBackwardArgs& a) override { cpu::attention_backward(a); }
   void layer_norm_backward(const float* x, const float* w, const float* g, float* gx, float* gw,
                            float* gb, int64_t rows, int64_t n, float eps, DType dtype) override {

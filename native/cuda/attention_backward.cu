@@ -247,6 +247,8 @@ void attention_row_lse(GemmContext& ctx, DeviceAllocator& alloc, const Attention
 
 void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const AttentionBackwardArgs& g, cudaStream_t st) {
   const AttentionArgs& a = g.a;
+  // The op layer asks for dropout only where has_attention_dropout() (not here).
+  if (a.dropout_scale != 0.f) throw Error(ErrorKind::Value, "attention_backward: no dropout inside the CUDA kernels");
   const DType dt = a.dtype;
   const size_t es = dtype_size(dt);
   const bool low = dt != DType::Float32;
