@@ -8,7 +8,7 @@
 //   npm run bench:attention                 # table
 //   npm run bench:attention -- --json       # one JSON object on stdout
 //   npm run bench:attention -- --reps 11 --no-memory
-//   npm run bench:attention -- --backward
+//   npm run bench:attention -- --backward [--dropout 0.1]
 //
 // Time: from issuing the op(s) to `await out.data()` returning (ops are queued, so
 // that is the only honest end point; it includes copying the output out, the same
@@ -118,11 +118,31 @@ function median(xs: number[]): number {
 
 interface Forward {
   leaves: Tensor[];
-  out: Tensor;
+  out: Tensor | null;
   gradient: Tensor;
+  kernels: boolean;
 }
 
-// A finished forward pass whose q, k and v require gradients.
+// --dropout P: attention dropout (fused where the backend can; the composed side
+// materialises the weights and their mask). The forward pass then counts too: the
+// composed form's forward builds the [Nq, Nk] matrices its backward reads.
+const DROPOUT = (() => {
+  const i = process.argv.indexOf('--dropout');
+  return i < 0 ? 0 : Number(process.argv[i + 1]);
+})();
+
+function issueForward(f: Forward): Tensor {
+  const [q, k, v] = f.leaves;
+  // With dropout the forward picks the gradient's form: composed only when asked.
+  if (!f.kernels && DROPOUT > 0) process.env.PERCEIVER_ATTENTION_COMPOSE = '1';
+  try {
+    return attention(q, k, v, DROPOUT > 0 ? { dropout: DROPOUT, seed: 1 } : {});
+  } finally {
+    delete process.env.PERCEIVER_ATTENTION_COMPOSE;
+  }
+}
+
+// Leaves q, k, v that require gradients, and (without dropout) a finished forward.
 async function forwardForGrad(t: Inputs, kernels: boolean): Promise<Forward> {
   gradKernels.enabled = kernels;
   const leaves = [t.q, t.k, t.v].map((x) => {
@@ -130,22 +150,31 @@ async function forwardForGrad(t: Inputs, kernels: boolean): Promise<Forward> {
     l.requiresGrad = true;
     return l;
   });
-  const out = attention(leaves[0], leaves[1], leaves[2]);
-  const gradient = randn(out.shape, { seed: 7 });
-  await Promise.all([out.data(), gradient.data(), ...leaves.map((l) => l.data())]);
-  return { leaves, out, gradient };
+  const f: Forward = { leaves, out: null, gradient: randn(t.q.shape.slice(0, 3).concat([t.v.shape[3]]), { seed: 7 }), kernels };
+  if (DROPOUT === 0) f.out = issueForward(f);
+  // Waits on one-row reductions, not the tensors' own data: a read's host buffer
+  // lives until V8 collects it, and would blur the memory figures.
+  await Promise.all(
+    [f.gradient, ...leaves, ...(f.out ? [f.out] : [])].map(async (x) => {
+      const r = sum(x, x.rank - 1);
+      await r.data();
+      r.dispose();
+    }),
+  );
+  return f;
 }
 
-// Issues the backward pass; returns a tensor queued after all of it (the queue runs in
-// order), whose data() is the end point.
+// Issues the backward pass (with dropout, the forward first); returns a tensor queued
+// after all of it (the queue runs in order), whose data() is the end point.
 function issueBackward(f: Forward): Tensor {
+  if (!f.out) f.out = issueForward(f);
   backward(f.out, { gradient: f.gradient });
   return sum(f.leaves[0].grad!, 1);
 }
 
 function disposeForward(f: Forward): void {
   for (const l of f.leaves) l.grad?.dispose();
-  for (const x of [...f.leaves, f.out, f.gradient]) x.dispose();
+  for (const x of [...f.leaves, f.out, f.gradient]) x?.dispose();
   gradKernels.enabled = true;
 }
 
@@ -305,11 +334,12 @@ function parseArgs(argv: string[]): Options {
     const a = argv[i];
     if (a === '--json') o.json = true;
     else if (a === '--backward') o.backward = true;
+    else if (a === '--dropout' && i + 1 < argv.length && Number(argv[i + 1]) >= 0 && Number(argv[i + 1]) < 1) i++;
     else if (a === '--no-memory') o.memory = false;
     else if (a === '--child' && (argv[i + 1] === 'time' || argv[i + 1] === 'memory')) o.child = argv[++i] as ChildKind;
     else if (a === '--reps' && i + 1 < argv.length) o.reps = Math.max(1, Number.parseInt(argv[++i], 10) || 7);
     else if (a === '--help' || a === '-h') {
-      console.log('usage: bench-attention [--backward] [--json] [--reps N] [--no-memory]');
+      console.log('usage: bench-attention [--backward [--dropout P]] [--json] [--reps N] [--no-memory]');
       process.exit(0);
     } else {
       console.error(`bench-attention: unknown argument ${a}`);
@@ -327,7 +357,7 @@ async function main(): Promise<void> {
   if (opts.child === 'memory') return memoryChild(opts.backward);
   if (opts.child === 'time') return timeChild(opts.reps, opts.backward);
   const cpu = backends()[0];
-  const mode = opts.backward ? ['--backward'] : [];
+  const mode = opts.backward ? ['--backward', ...(DROPOUT > 0 ? ['--dropout', String(DROPOUT)] : [])] : [];
   const reps = ['--reps', String(opts.reps), ...mode];
 
   const warm = runChild<TimeRows>('time', { MALLOC_MMAP_MAX_: '0', MALLOC_TRIM_THRESHOLD_: String(2 ** 40) }, reps);
@@ -374,7 +404,7 @@ async function main(): Promise<void> {
   const other = opts.backward ? 'composed' : '2 matmuls';
   console.log(
     opts.backward
-      ? `attention gradient: fused kernel vs composed from products — ${cpu.threads} threads, ${cpu.simd}, median of ${opts.reps} runs (alternating)`
+      ? `attention gradient${DROPOUT > 0 ? ` with dropout ${DROPOUT}` : ''}: fused kernel vs composed from products — ${cpu.threads} threads, ${cpu.simd}, median of ${opts.reps} runs (alternating)`
       : `fused attention vs its two matmuls — ${cpu.threads} threads, ${cpu.simd}, median of ${opts.reps} runs (alternating)`,
   );
   const table = [
@@ -401,7 +431,9 @@ async function main(): Promise<void> {
   console.log('');
   if (opts.backward)
     console.log(
-      'time: ms from issuing backward() after a finished forward to all three gradients computed. Main columns ' +
+      (DROPOUT > 0
+        ? 'time: ms from issuing the forward pass (with dropout) to all three gradients computed. Main columns '
+        : 'time: ms from issuing backward() after a finished forward to all three gradients computed. Main columns ') +
         'with a warm allocator (freed memory reused); "default malloc" as glibc is configured, where each ' +
         '[Nq, Nk] matrix of the composed gradient is mapped afresh.',
     );
@@ -417,7 +449,7 @@ async function main(): Promise<void> {
   } else {
     if (opts.backward)
       console.log(
-        `memory: peak growth of ${mem.method} during one backward pass, the three gradients included, in a child ` +
+        `memory: peak growth of ${mem.method} during one ${DROPOUT > 0 ? 'forward and ' : ''}backward pass, the three gradients included, in a child ` +
           'process. The composed gradient\'s is mostly its [H, Nq, Nk] matrices (logits, P, dP, dS); the fused ' +
           "kernel's is its per-thread blocks and the dQ partials of split key ranges (16 MiB at most). Blocks of " +
           '1 MiB and up are counted rounded to 2 MiB.',

@@ -8,8 +8,10 @@
 //   S[i, j] = -inf where mask[b, i, j] == 0
 //   m_new = max(m, rowmax S); P = exp(S - m_new)    (vectorised exp, in place)
 //   l = l * exp(m - m_new) + rowsum P;  acc *= exp(m - m_new)   (rows whose max grew)
+//   P *= dropout factors (training with dropout only; after l, which keeps them all)
 //   acc += P V_blk                                  (serial sgemm, beta = 1)
-// and finally out = acc / l, or 0 where l == 0 (every key of the row masked).
+// and finally out = acc / l, or 0 where l == 0 (every key of the row masked), and,
+// when the gradient will need it, the row's log-sum-exp m + log l.
 //
 // Block sizes (measured on a 2-core AVX-512 machine against the packed sgemm):
 // 256 query rows, because every query block re-reads all of K and V and re-packs

@@ -18,6 +18,9 @@
 //   keys: a (batch, head) with one key range writes it directly, several ranges
 //   each write a partial that phase 3 adds up in range order.
 //
+// With dropout (factors F regenerated from the forward's seed, Z = P ∘ F the weights
+// that multiplied V): dV = Zᵀ dO and dP = (dO Vᵀ) ∘ F; D stays rowsum(dO ∘ O).
+//
 // The plan (block sizes, key ranges) depends on the shape only, never on the thread
 // count, and every sum runs in a fixed order, so the gradient is bit-identical
 // whatever PERCEIVER_NUM_THREADS is. Blocks of 256 query rows by 256 keys, as the
