@@ -9,6 +9,7 @@
 //   npm run bench:attention -- --json       # one JSON object on stdout
 //   npm run bench:attention -- --reps 11 --no-memory
 //   npm run bench:attention -- --backward [--dropout 0.1]
+//   npm run bench:attention -- --quick      # small shapes: checks that it runs
 //
 // Time: from issuing the op(s) to `await out.data()` returning (ops are queued, so
 // that is the only honest end point; it includes copying the output out, the same
@@ -49,12 +50,21 @@ interface Shape {
   dv: number;
 }
 
-const SHAPES: Shape[] = [
-  { label: 'image encoder cross-attention', nq: 512, nk: 50176, heads: 1, dqk: 261, dv: 261 },
-  { label: 'latent self-attention', nq: 512, nk: 512, heads: 8, dqk: 128, dv: 128 },
-  { label: 'MLM decoder', nq: 2048, nk: 256, heads: 8, dqk: 32, dv: 96 },
-  { label: 'classifier decoder (1 query)', nq: 1, nk: 512, heads: 1, dqk: 1024, dv: 1024 },
-];
+// --quick: the same cases at a fraction of their size, to check that the script runs.
+const QUICK = process.argv.includes('--quick');
+const SHAPES: Shape[] = QUICK
+  ? [
+      { label: 'image encoder cross-attention', nq: 64, nk: 1024, heads: 1, dqk: 29, dv: 29 },
+      { label: 'latent self-attention', nq: 64, nk: 64, heads: 8, dqk: 16, dv: 16 },
+      { label: 'MLM decoder', nq: 128, nk: 32, heads: 8, dqk: 8, dv: 12 },
+      { label: 'classifier decoder (1 query)', nq: 1, nk: 64, heads: 1, dqk: 64, dv: 64 },
+    ]
+  : [
+      { label: 'image encoder cross-attention', nq: 512, nk: 50176, heads: 1, dqk: 261, dv: 261 },
+      { label: 'latent self-attention', nq: 512, nk: 512, heads: 8, dqk: 128, dv: 128 },
+      { label: 'MLM decoder', nq: 2048, nk: 256, heads: 8, dqk: 32, dv: 96 },
+      { label: 'classifier decoder (1 query)', nq: 1, nk: 512, heads: 1, dqk: 1024, dv: 1024 },
+    ];
 
 const MMAP_THRESHOLD = String(128 * 1024);
 const MALLOC_VARS = ['MALLOC_MMAP_MAX_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TOP_PAD_', 'GLIBC_TUNABLES'];
@@ -334,12 +344,13 @@ function parseArgs(argv: string[]): Options {
     const a = argv[i];
     if (a === '--json') o.json = true;
     else if (a === '--backward') o.backward = true;
+    else if (a === '--quick') continue;
     else if (a === '--dropout' && i + 1 < argv.length && Number(argv[i + 1]) >= 0 && Number(argv[i + 1]) < 1) i++;
     else if (a === '--no-memory') o.memory = false;
     else if (a === '--child' && (argv[i + 1] === 'time' || argv[i + 1] === 'memory')) o.child = argv[++i] as ChildKind;
     else if (a === '--reps' && i + 1 < argv.length) o.reps = Math.max(1, Number.parseInt(argv[++i], 10) || 7);
     else if (a === '--help' || a === '-h') {
-      console.log('usage: bench-attention [--backward [--dropout P]] [--json] [--reps N] [--no-memory]');
+      console.log('usage: bench-attention [--backward [--dropout P]] [--json] [--reps N] [--no-memory] [--quick]');
       process.exit(0);
     } else {
       console.error(`bench-attention: unknown argument ${a}`);
@@ -357,7 +368,10 @@ async function main(): Promise<void> {
   if (opts.child === 'memory') return memoryChild(opts.backward);
   if (opts.child === 'time') return timeChild(opts.reps, opts.backward);
   const cpu = backends()[0];
-  const mode = opts.backward ? ['--backward', ...(DROPOUT > 0 ? ['--dropout', String(DROPOUT)] : [])] : [];
+  const mode = [
+    ...(opts.backward ? ['--backward', ...(DROPOUT > 0 ? ['--dropout', String(DROPOUT)] : [])] : []),
+    ...(QUICK ? ['--quick'] : []),
+  ];
   const reps = ['--reps', String(opts.reps), ...mode];
 
   const warm = runChild<TimeRows>('time', { MALLOC_MMAP_MAX_: '0', MALLOC_TRIM_THRESHOLD_: String(2 ** 40) }, reps);
