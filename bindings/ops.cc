@@ -384,22 +384,6 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value HasAttentionDropout(const Napi::CallbackInfo& info) {
-  return guarded(info, [&]() -> Napi::Value {
-    need_args(info, 1, "hasAttentionDropout");
-    Device d = device_arg(info, 0, "hasAttentionDropout", "device");
-    return Napi::Boolean::New(info.Env(), backend_for(d)->has_attention_dropout());
-  });
-}
-
-Napi::Value HasAttentionBackward(const Napi::CallbackInfo& info) {
-  return guarded(info, [&]() -> Napi::Value {
-    need_args(info, 1, "hasAttentionBackward");
-    Device d = device_arg(info, 0, "hasAttentionBackward", "device");
-    return Napi::Boolean::New(info.Env(), backend_for(d)->has_attention_backward());
-  });
-}
-
 Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     need_args(info, 3, "gelu_backward");
@@ -426,12 +410,23 @@ Napi::Value MaxPool2dBackward(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value HasBackwardKernels(const Napi::CallbackInfo& info) {
+// has...(device): whether the device's backend has an optional kernel (lib/autograd
+// asks once per device and falls back to composed ops where it has not).
+template <bool (Backend::*Has)() const>
+Napi::Value BackendHas(const Napi::CallbackInfo& info, const char* name) {
   return guarded(info, [&]() -> Napi::Value {
-    need_args(info, 1, "hasBackwardKernels");
-    Device d = device_arg(info, 0, "hasBackwardKernels", "device");
-    return Napi::Boolean::New(info.Env(), backend_for(d)->has_backward_kernels());
+    need_args(info, 1, name);
+    return Napi::Boolean::New(info.Env(), (backend_for(device_arg(info, 0, name, "device"))->*Has)());
   });
+}
+Napi::Value HasBackwardKernels(const Napi::CallbackInfo& info) {
+  return BackendHas<&Backend::has_backward_kernels>(info, "hasBackwardKernels");
+}
+Napi::Value HasAttentionBackward(const Napi::CallbackInfo& info) {
+  return BackendHas<&Backend::has_attention_backward>(info, "hasAttentionBackward");
+}
+Napi::Value HasAttentionDropout(const Napi::CallbackInfo& info) {
+  return BackendHas<&Backend::has_attention_dropout>(info, "hasAttentionDropout");
 }
 
 // adamUpdate(param, grad, expAvg, expAvgSq, lr, beta1, beta2, eps, weightDecay, step, lamb)

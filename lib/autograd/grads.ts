@@ -28,8 +28,23 @@ const narrow = (t: Tensor | null, d: string): Tensor | null => (t === null || t.
  */
 export const gradKernels = { enabled: true };
 
-// Per device: whether its backend reports training kernels (asked once).
-const kernelBackends = new Map<string, boolean>();
+// What each device's backend reports having, asked once per query and device (no key
+// is built per call: the backward pass asks for every op).
+type BackendQuery = 'hasBackwardKernels' | 'hasAttentionBackward' | 'hasAttentionDropout';
+const backendAnswers: Record<BackendQuery, Map<string, boolean>> = {
+  hasBackwardKernels: new Map(),
+  hasAttentionBackward: new Map(),
+  hasAttentionDropout: new Map(),
+};
+function backendHas(query: BackendQuery, device: string): boolean {
+  const answers = backendAnswers[query];
+  let has = answers.get(device);
+  if (has === undefined) {
+    has = native[query](device);
+    answers.set(device, has);
+  }
+  return has;
+}
 
 /**
  * Training kernels apply where the backend has them: to float32 on the CPU (16-bit
@@ -41,12 +56,7 @@ export function useKernel(t: Tensor, ...others: Tensor[]): boolean {
   if (!gradKernels.enabled) return false;
   if (t.dtype !== 'float32' && (t.device === 'cpu' || (t.dtype !== 'bfloat16' && t.dtype !== 'float16'))) return false;
   if (others.some((o) => o.dtype !== t.dtype)) return false;
-  let has = kernelBackends.get(t.device);
-  if (has === undefined) {
-    has = native.hasBackwardKernels(t.device);
-    kernelBackends.set(t.device, has);
-  }
-  return has;
+  return backendHas('hasBackwardKernels', t.device);
 }
 
 /** g summed down to `shape` (undoing numpy broadcasting). */
@@ -349,39 +359,17 @@ export function matmulGrad(out: Tensor, a: Tensor, b: Tensor, transA: boolean, t
   });
 }
 
-// Per device: whether its backend has the fused attention gradient (asked once).
-const attentionKernelBackends = new Map<string, boolean>();
-
-function hasAttentionKernel(device: string): boolean {
-  if (!gradKernels.enabled) return false;
-  let has = attentionKernelBackends.get(device);
-  if (has === undefined) {
-    has = native.hasAttentionBackward(device);
-    attentionKernelBackends.set(device, has);
-  }
-  return has;
+/** Whether attention's gradient runs the backend's fused kernel on this device. */
+export function hasAttentionKernel(device: string): boolean {
+  return gradKernels.enabled && backendHas('hasAttentionBackward', device);
 }
-
-// Per device: whether its backend drops attention weights inside the fused kernel.
-const attentionDropoutBackends = new Map<string, boolean>();
 
 /**
  * Whether the fused attention takes dropout on this device (the CPU does). Not where
  * PERCEIVER_ATTENTION_COMPOSE=1 asks for the composed attention (tests compare both).
  */
 export function hasAttentionDropout(device: string): boolean {
-  if (process.env.PERCEIVER_ATTENTION_COMPOSE === '1') return false;
-  let has = attentionDropoutBackends.get(device);
-  if (has === undefined) {
-    has = native.hasAttentionDropout(device);
-    attentionDropoutBackends.set(device, has);
-  }
-  return has;
-}
-
-/** Whether attention's gradient will run the backend's fused kernel. */
-export function fusedAttentionGrad(q: Tensor, k: Tensor, v: Tensor): boolean {
-  return needsGrad(q, k, v) && hasAttentionKernel(q.device);
+  return process.env.PERCEIVER_ATTENTION_COMPOSE !== '1' && backendHas('hasAttentionDropout', device);
 }
 
 /**

@@ -112,8 +112,10 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptio
   const mask = o.mask ?? null;
   // One draw per call whichever way the dropout runs, so both draw the same mask.
   const dropout = p > 0 ? { p, seed: seedOf('attention', o.seed) } : null;
-  const fusedGrad = G.fusedAttentionGrad(q, k, v);
-  if (dropout && !(G.hasAttentionDropout(q.device) && (fusedGrad || !needsGrad(q, k, v))))
+  const grad = needsGrad(q, k, v);
+  const fusedGrad = grad && G.hasAttentionKernel(q.device);
+  // Dropout inside the kernel needs the kernel's gradient too, where there is one to take.
+  if (dropout && (!G.hasAttentionDropout(q.device) || (grad && !fusedGrad)))
     return composedDropoutAttention(q, k, v, mask, scale, dropout.p, dropout.seed);
   const drop = dropout ? [dropout.p, dropout.seed] : [];
   if (fusedGrad) {

@@ -62,9 +62,6 @@ constexpr int64_t kMinKeysPerSplit = 64;
 // Key splits keep one (acc, m, l) per unit until the merge; with many threads the
 // unit count could otherwise grow with threads squared.
 constexpr int64_t kMaxPartialBytes = 16 << 20;
-// Below roughly this much work (flop-ish units), waking the pool costs more than it
-// saves.
-constexpr double kMinParallelWork = 1 << 20;
 
 using namespace expc;
 
@@ -337,8 +334,6 @@ RowKernels& row_kernels() {
 
 // ---- plan and scratch -----------------------------------------------------------
 
-inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 struct Plan {
   int64_t bq = 0, nqb = 0;  // query rows per block (last may be shorter), block count
@@ -360,7 +355,7 @@ Plan make_plan(const AttentionArgs& a, int threads, int64_t force_bq, int64_t fo
   Plan p;
   const int64_t heads = a.batch * a.heads;
   double work = (double)heads * (double)(a.nq + 16) * (double)a.nk * (double)(a.dqk + a.dv);
-  int t = work < kMinParallelWork ? 1 : std::max(threads, 1);
+  int t = work < kAttentionMinParallelWork ? 1 : std::max(threads, 1);
 
   p.bk = force_bk > 0 ? force_bk : std::min<int64_t>(kBlockK, a.nk);
   if (force_bq > 0) {

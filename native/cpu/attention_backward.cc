@@ -49,22 +49,18 @@ constexpr int64_t kTargetUnits = 64;
 // A key range shorter than this is not worth its dQ partial.
 constexpr int64_t kMinKeysPerRange = 256;
 constexpr int64_t kMaxPartialBytes = 16 << 20;
-// Below roughly this much work (flop-ish units), waking the pool costs more than it
-// saves.
-constexpr double kMinParallelWork = 1 << 20;
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-inline int64_t round_up(int64_t x, int64_t m) { return ceil_div(x, m) * m; }
 
 // Scratch from the host allocator: its cache keeps the (up to 16 MiB of) dQ partials
 // mapped between calls instead of faulting fresh pages in each time, and memory()
 // counts them.
 class Scratch {
  public:
-  explicit Scratch(int64_t floats) : bytes_((size_t)std::max<int64_t>(floats, 1) * sizeof(float)) {
-    p_ = static_cast<float*>(host_alloc(bytes_));
+  explicit Scratch(int64_t floats)
+      : bytes_((size_t)std::max<int64_t>(floats, 0) * sizeof(float)),
+        p_(bytes_ ? static_cast<float*>(host_alloc(bytes_)) : nullptr) {}
+  ~Scratch() {
+    if (p_) host_free(p_, bytes_);
   }
-  ~Scratch() { host_free(p_, bytes_); }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   float* get() const { return p_; }
@@ -92,7 +88,7 @@ Plan make_plan(const AttentionArgs& a) {
   if (partial_bytes > 0) r = std::min(r, std::max<int64_t>(1, kMaxPartialBytes / partial_bytes));
   p.ranges = std::max<int64_t>(1, r);
   const double work = (double)heads * (double)a.nq * (double)a.nk * (double)(2 * a.dqk + 2 * a.dv);
-  p.threads = work < kMinParallelWork ? 1 : num_threads();
+  p.threads = work < kAttentionMinParallelWork ? 1 : num_threads();
   return p;
 }
 

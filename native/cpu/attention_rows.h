@@ -15,6 +15,12 @@ namespace perceiver {
 namespace cpu {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// Below roughly this much work (flop-ish units), waking the pool costs more than it
+// saves (the forward and the gradient alike).
+constexpr double kAttentionMinParallelWork = 1 << 20;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t x, int64_t m) { return ceil_div(x, m) * m; }
 
 struct RowKernels {
   float (*max)(const float* s, int64_t n);

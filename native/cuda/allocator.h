@@ -27,5 +27,21 @@ class DeviceAllocator {
   AllocCounter counter_;  // its cached bytes are those of free_
 };
 
+// Workspace for one op from the caching allocator, returned when the op has been
+// enqueued: stream order keeps it valid for the kernels enqueued before it is freed
+// (see allocator.cu).
+struct Scratch {
+  DeviceAllocator& alloc;
+  size_t bytes;
+  void* p;
+  Scratch(DeviceAllocator& a, size_t n) : alloc(a), bytes(n), p(n ? a.alloc(n) : nullptr) {}
+  ~Scratch() {
+    if (p) alloc.free(p, bytes);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  float* f() const { return static_cast<float*>(p); }
+};
+
 }  // namespace cuda
 }  // namespace perceiver

@@ -29,21 +29,6 @@ namespace {
 constexpr size_t kChunkBytes = size_t(128) << 20;
 constexpr int64_t kKeyAlign = 64;
 
-// Workspace from the caching allocator; stream order keeps it valid for the kernels
-// enqueued before it is freed (see allocator.cu).
-struct Buffer {
-  DeviceAllocator& alloc;
-  size_t bytes;
-  void* p;
-  Buffer(DeviceAllocator& a, size_t n) : alloc(a), bytes(n), p(n ? a.alloc(n) : nullptr) {}
-  ~Buffer() {
-    if (p) alloc.free(p, bytes);
-  }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  float* f() const { return static_cast<float*>(p); }
-};
-
 // How the (batch, head) pairs map onto batched products: `count` matrices per call,
 // `calls` calls; a pair's row statistics live at (b * H + h) * Nq.
 struct Groups {
@@ -214,7 +199,7 @@ void row_lse(GemmContext& ctx, DeviceAllocator& alloc, const AttentionArgs& a, f
   const Groups gr(a);
   const int64_t rows = a.batch * a.heads * a.nq;
   const int64_t nc = chunk_keys(a, (size_t)(gr.count * a.nq) * 4);
-  Buffer s(alloc, (size_t)(gr.count * a.nq * nc) * 4), ml(alloc, (size_t)rows * 8);
+  Scratch s(alloc, (size_t)(gr.count * a.nq * nc) * 4), ml(alloc, (size_t)rows * 8);
   float *m = ml.f(), *l = ml.f() + rows;
   init_stats_kernel<<<grid_for(rows), kThreads, 0, st>>>(m, l, rows);
   const MaskView mask{a.mask, a.m_sb, a.m_sq, a.m_sk};
@@ -236,7 +221,7 @@ void attention_row_lse(GemmContext& ctx, DeviceAllocator& alloc, const Attention
   const int64_t rows = a.batch * a.heads * a.nq;
   if (rows == 0) return;
   if (a.nk == 0) {  // no key: every row's L is +inf
-    Buffer ml(alloc, (size_t)rows * 8);
+    Scratch ml(alloc, (size_t)rows * 8);
     init_stats_kernel<<<grid_for(rows), kThreads, 0, st>>>(ml.f(), ml.f() + rows, rows);
     finish_lse_kernel<<<grid_for(rows), kThreads, 0, st>>>(ml.f(), ml.f() + rows, lse, rows);
     check_launch("attention (row statistics)", st);
@@ -266,10 +251,10 @@ void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const Attentio
   const Groups gr(a);
   const int64_t nc = chunk_keys(a, (size_t)(gr.count * a.nq) * (low ? 8 + 2 * es : 8));
   const int64_t block = gr.count * a.nq * nc;
-  Buffer s(alloc, (size_t)block * 4), dp(alloc, (size_t)block * 4);
-  Buffer p16(alloc, low ? (size_t)block * es : 0), ds16(alloc, low ? (size_t)block * es : 0);
-  Buffer stats(alloc, (size_t)rows * 4 * (a.lse ? 1 : 2));
-  Buffer dq32(alloc, low && a.dqk > 0 ? (size_t)(nq_all * a.dqk) * 4 : 0);
+  Scratch s(alloc, (size_t)block * 4), dp(alloc, (size_t)block * 4);
+  Scratch p16(alloc, low ? (size_t)block * es : 0), ds16(alloc, low ? (size_t)block * es : 0);
+  Scratch stats(alloc, (size_t)rows * 4 * (a.lse ? 1 : 2));
+  Scratch dq32(alloc, low && a.dqk > 0 ? (size_t)(nq_all * a.dqk) * 4 : 0);
   float* d = stats.f();
   float* lse = a.lse;
   if (!lse) {

@@ -269,16 +269,6 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  // Workspace from the caching allocator, returned when the op has been enqueued
-  // (stream order keeps it valid for the kernel; see allocator.cu).
-  struct Scratch {
-    DeviceAllocator& a;
-    size_t n;
-    void* p;
-    Scratch(DeviceAllocator& al, size_t bytes) : a(al), n(bytes), p(bytes ? al.alloc(bytes) : nullptr) {}
-    ~Scratch() { if (p) a.free(p, n); }
-  };
-
   void set_device() { CUDA_CHECK("cuda", cudaSetDevice(device_)); }
   void ensure_staging() {
     for (int i = 0; i < 2; i++)
