@@ -252,6 +252,10 @@ struct Backend {
   // Dropout inside the fused attention (AttentionArgs' dropout_*), forward and
   // gradient. Without it, lib/nn composes attention with dropout from products.
   virtual bool has_attention_dropout() const { return false; }
+  // Whether attention() runs float32 near the rate of its products. Where it does
+  // not (CUDA's fused SIMT kernel), the op layer composes float32 attention from
+  // products and a softmax while the [B, H, Nq, Nk] scores fit (ops_linalg.cc).
+  virtual bool has_fast_float32_attention() const { return true; }
   // The fused attention's gradient without its [Nq, Nk] matrices. Optional on its own:
   // where a backend lacks it, lib/autograd composes the gradient from products.
   virtual bool has_attention_backward() const { return false; }

@@ -67,17 +67,18 @@ MatOperand prepare(const Tensor& x_in, bool trans, const Shape& batch) {
   return r;
 }
 
-// float32 on CUDA: cuBLAS's float32 GEMMs with a softmax pass between them run several
-// times faster than the fused SIMT kernel (which measured 0.11-0.28x of torch on an
-// H200), at the cost of materialising the [B, H, Nq, Nk] scores; so that form is taken
-// while the scores stay within 64M elements (256 MB), and longer key ranges keep the
-// fused kernel's linear memory. PERCEIVER_ATTENTION_COMPOSE=1 takes it for float32 on
-// any device (tests compare the two), =0 never.
+// float32 where the backend's attention is slow (CUDA's fused SIMT kernel measured
+// 0.11-0.28x of torch on an H200, unless its product-composed forward is switched on):
+// cuBLAS's float32 GEMMs with a softmax pass between them run several times faster, at
+// the cost of materialising the [B, H, Nq, Nk] scores; so that form is taken while the
+// scores stay within 64M elements (256 MB), and longer key ranges keep the fused
+// kernel's linear memory. PERCEIVER_ATTENTION_COMPOSE=1 takes it for float32 on any
+// device (tests compare the two), =0 never.
 bool compose_attention(const Tensor& q, int64_t scores) {
   if (q.dtype != DType::Float32 || scores <= 0) return false;
   const char* e = std::getenv("PERCEIVER_ATTENTION_COMPOSE");
   if (e && *e) return std::strcmp(e, "0") != 0;
-  return q.device().type == DeviceType::CUDA && scores <= (int64_t(1) << 26);
+  return scores <= (int64_t(1) << 26) && !backend_for(q.device())->has_fast_float32_attention();
 }
 
 // softmax(scale q kᵀ, masked) v through batched products: q [B, Nq, H, Dqk] and the

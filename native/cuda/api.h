@@ -11,7 +11,7 @@
 
 namespace perceiver {
 
-constexpr uint32_t kCudaAbiVersion = 9;
+constexpr uint32_t kCudaAbiVersion = 10;
 
 struct CudaDeviceInfo {
   char name[256];

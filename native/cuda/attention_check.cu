@@ -1,12 +1,14 @@
-// Development harness for the fused CUDA attention (native/cuda/attention.cu), not
-// part of the library. Runs every kernel version (tc: tensor cores, simt: fp32 FMA)
-// and key-split setting on random inputs over many shapes, layouts and masks,
-// compares each output with a float64 softmax(q kᵀ) v computed here on the host from
-// the same (dtype-rounded) inputs, then times each version at the Perceiver shapes.
+// Development harness for the CUDA attention, not part of the library: the fused
+// kernels (native/cuda/attention.cu) and the product-composed forward and gradient
+// (native/cuda/attention_gemm.cu). Runs every kernel version (tc: tensor cores,
+// simt: fp32 FMA, gemm: cuBLASLt products) and key-split setting on random inputs
+// over many shapes, layouts and masks, compares each output with a float64
+// softmax(q kᵀ) v computed here on the host from the same (dtype-rounded) inputs;
+// then the composed gradient, with and without dropout, against float64 gradients;
+// then times each version at the Perceiver shapes.
 //
-//   nvcc -std=c++17 -O3 -arch=sm_90 -I native -o /tmp/attention_check
-//        native/cuda/attention_check.cu native/cuda/attention.cu     (one line)
-//   (or the CMake build, which links it with the CUDA backend's objects)
+//   the CMake build (cuda_attention_check), which links it with the CUDA backend's
+//   objects; the gemm versions need cuBLASLt (PERCEIVER_CUBLAS_PATH, as the library)
 //   /tmp/attention_check               # correctness, then timing
 //   /tmp/attention_check --no-bench    # correctness only
 //   /tmp/attention_check --bench-only  # timing only
@@ -15,7 +17,9 @@
 // Versions: auto (the public entry), tc (tensor cores, two key/value stages with
 // cp.async where rows are 16-byte aligned on sm_80+), tc1 (tc with one stage), tcw
 // (tc with two 16-row tiles per warp, Dv <= 128; auto takes it only with
-// PERCEIVER_CUDA_ATTENTION_WIDE=1 until it has been checked here), simt.
+// PERCEIVER_CUDA_ATTENTION_WIDE=1 until it has been checked here), simt, gemm (the
+// products, all keys in one chunk where they fit) and gemm64 (the same in chunks of 64
+// keys: the two-pass path that very long key ranges take).
 // One line per case and variant: PASS/FAIL/SKIP, name, dtype, kernel version, key
 // splits, max abs error, max error relative to max |ref|, and the worst element.
 // Tolerance: |got - ref| <= tol + tol |ref| with tol = 1e-5 (float32) or 1e-2
@@ -36,8 +40,14 @@
 #include <string>
 #include <vector>
 
+#include "../cpu/random.h"
 #include "../dtype.h"
+#include "../error.h"
+#include "allocator.h"
 #include "attention.h"
+#include "attention_gemm.h"
+#include "cublaslt.h"
+#include "gemm.h"
 
 namespace perceiver::cuda::detail {
 // Defined in attention.cu for this harness. path: 0 auto, 1 tc, 2 simt, 3 tc with
@@ -351,21 +361,33 @@ std::vector<Case> cases() {
 
 struct Variant {
   DType dt;
-  int path;    // 0 auto, 1 tc, 2 simt, 3 tc single-stage, 4 tc two row tiles per warp
+  int path;    // 0 auto, 1 tc, 2 simt, 3 tc single-stage, 4 tc two row tiles per warp,
+               // 5 gemm, 6 gemm in chunks of 64 keys
   int splits;  // 0 planned
 };
 
 const char* path_name(int p) {
-  return p == 1 ? "tc" : p == 2 ? "simt" : p == 3 ? "tc1" : p == 4 ? "tcw" : "auto";
+  return p == 1 ? "tc" : p == 2 ? "simt" : p == 3 ? "tc1" : p == 4 ? "tcw" : p == 5 ? "gemm" : p == 6 ? "gemm64" : "auto";
 }
+
+// The product-composed attention's context: cuBLASLt, a GEMM workspace and a
+// caching allocator, as the backend holds them; null where cuBLASLt did not load.
+GemmContext* g_gemm = nullptr;
+DeviceAllocator* g_alloc = nullptr;
+// Chunk bytes that make attention_gemm.cu take the fewest keys per chunk (64).
+constexpr size_t kSmallChunks = 1;
 
 std::vector<Variant> variants(const Case& c) {
   if (c.big)
     return {{DType::Float32, 0, 0}, {DType::BFloat16, 1, 0}, {DType::Float16, 1, 0},
-            {DType::BFloat16, 2, 0}, {DType::BFloat16, 1, 1}};
+            {DType::BFloat16, 2, 0}, {DType::BFloat16, 1, 1}, {DType::Float32, 5, 0},
+            {DType::BFloat16, 5, 0}};
   // auto (the public entry), then each version with one block per key range and
-  // with 3 ranges (the merge kernel).
-  std::vector<Variant> v = {{DType::Float32, 0, 0}, {DType::Float32, 2, 1}};
+  // with 3 ranges (the merge kernel), then the products in one chunk and in several.
+  std::vector<Variant> v = {{DType::Float32, 0, 0}, {DType::Float32, 2, 1}, {DType::Float32, 5, 0}};
+  if (c.nk > 64) v.push_back({DType::Float32, 6, 0});
+  v.push_back({DType::BFloat16, 5, 0});
+  if (c.nk > 64) v.push_back({DType::BFloat16, 6, 0});
   if (c.nk >= 3) v.push_back({DType::Float32, 2, 3});
   for (DType dt : {DType::Float16, DType::BFloat16}) {
     v.push_back({dt, 0, 0});
@@ -414,6 +436,16 @@ DeviceBuf g_workspace;
 int g_failures = 0;
 
 cudaError_t run_variant(const AttentionArgs& a, int path, int splits, cudaStream_t stream) {
+  if (path == 5 || path == 6) {
+    if (!g_gemm) return cudaErrorNotSupported;
+    try {
+      attention_forward_gemm(*g_gemm, *g_alloc, a, stream, path == 6 ? kSmallChunks : kAttentionChunkBytes);
+    } catch (const perceiver::Error& e) {
+      std::printf("error from attention_forward_gemm: %s\n", e.what());
+      return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+  }
   size_t ws = splits > 0 ? detail::attention_workspace_bytes_forced(a, splits)
                          : attention_workspace_bytes(a, g_sm_count);
   g_workspace.alloc(std::max<size_t>(ws, 256));
@@ -479,7 +511,7 @@ void check_case(const Case& c, cudaStream_t stream) {
       upload(pb.dout, nan_fill, dt);
       const AttentionArgs a = make_args(pb, dt);
       cudaError_t e = run_variant(a, var.path, var.splits, stream);
-      const int splits_used = var.splits > 0 ? (int)std::min<int64_t>(var.splits, std::max<int64_t>(c.nk, 1))
+      const int splits_used = var.path >= 5 ? 0 : var.splits > 0 ? (int)std::min<int64_t>(var.splits, std::max<int64_t>(c.nk, 1))
                                              : detail::attention_planned_splits(a, g_sm_count);
       char label[256];
       std::snprintf(label, sizeof label, "%-22s %-8s %-4s splits=%-2d [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld %s mask=%s]",
@@ -487,7 +519,8 @@ void check_case(const Case& c, cudaStream_t stream) {
                     (long long)c.B, (long long)c.H, (long long)c.nq, (long long)c.nk,
                     (long long)c.dqk, (long long)c.dv, layout_name(c.layout), mask_name(c.mask));
       if (e == cudaErrorNotSupported) {
-        std::printf("SKIP %s  (tc path not available for this device/shape)\n", label);
+        std::printf("SKIP %s  (%s)\n", label,
+                    var.path >= 5 ? "cuBLASLt not loaded" : "tc path not available for this device/shape");
         continue;
       }
       if (e == cudaSuccess) e = cudaStreamSynchronize(stream);
@@ -556,6 +589,242 @@ void check_contract(cudaStream_t stream) {
   if (!ok) g_failures++;
 }
 
+// ---- the product-composed forward's statistics and dropout, and the gradient ---------
+
+// Float64 reference of one (b, h): P (undropped), F, O = (P ∘ F) V, L, and for dO the
+// gradients dQ, dK, dV, each written into contiguous [B, N, H, D] arrays.
+struct GradRef {
+  std::vector<double> o, lse, dq, dk, dv;
+  // Sums of the absolute values of each gradient element's terms: the scale of its
+  // rounding error, which a result of 0 (one key: dS = 0) does not give.
+  std::vector<double> dq_abs, dk_abs, dv_abs;
+};
+
+GradRef grad_reference(const Problem& pb, const std::vector<float>& qv, const std::vector<float>& kv,
+                       const std::vector<float>& vv, const std::vector<float>& gov, const cpu::DropoutMask* drop) {
+  const Case& c = pb.c;
+  const int64_t B = c.B, H = c.H, nq = c.nq, nk = c.nk, dqk = c.dqk, dv = c.dv;
+  GradRef r;
+  r.o.assign((size_t)(B * nq * H * dv), 0.0);
+  r.lse.assign((size_t)(B * H * nq), INFINITY);
+  r.dq.assign((size_t)(B * nq * H * dqk), 0.0);
+  r.dk.assign((size_t)(B * nk * H * dqk), 0.0);
+  r.dv.assign((size_t)(B * nk * H * dv), 0.0);
+  r.dq_abs.assign(r.dq.size(), 0.0);
+  r.dk_abs.assign(r.dk.size(), 0.0);
+  r.dv_abs.assign(r.dv.size(), 0.0);
+  std::vector<double> p((size_t)std::max<int64_t>(nk, 1)), f(p.size()), dp(p.size());
+  auto Q = [&](int64_t b, int64_t i, int64_t h, int64_t d) { return (double)qv[b * pb.q.sb + i * pb.q.sn + h * pb.q.sh + d]; };
+  auto K = [&](int64_t b, int64_t j, int64_t h, int64_t d) { return (double)kv[b * pb.k.sb + j * pb.k.sn + h * pb.k.sh + d]; };
+  auto V = [&](int64_t b, int64_t j, int64_t h, int64_t d) { return (double)vv[b * pb.v.sb + j * pb.v.sn + h * pb.v.sh + d]; };
+  auto GO = [&](int64_t b, int64_t i, int64_t h, int64_t d) { return (double)gov[b * pb.o.sb + i * pb.o.sn + h * pb.o.sh + d]; };
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t i = 0; i < nq; i++) {
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < nk; j++) {
+          if (!pb.mask.keep(b, i, j)) { p[j] = -INFINITY; continue; }
+          double sc = 0;
+          for (int64_t d = 0; d < dqk; d++) sc += Q(b, i, h, d) * K(b, j, h, d);
+          p[j] = sc * pb.scale;
+          mx = std::max(mx, p[j]);
+        }
+        if (mx == -INFINITY) continue;  // every key masked: O, L = +inf and the gradients stay 0
+        double sum = 0;
+        for (int64_t j = 0; j < nk; j++) sum += p[j] == -INFINITY ? 0.0 : std::exp(p[j] - mx);
+        r.lse[(b * H + h) * nq + i] = mx + std::log(sum);
+        for (int64_t j = 0; j < nk; j++) {
+          p[j] = p[j] == -INFINITY ? 0.0 : std::exp(p[j] - mx) / sum;
+          f[j] = drop ? drop->at((uint64_t)(((b * H + h) * nq + i) * nk + j)) : 1.0;
+        }
+        double* o = &r.o[((b * nq + i) * H + h) * dv];
+        for (int64_t j = 0; j < nk; j++)
+          for (int64_t d = 0; d < dv; d++) o[d] += p[j] * f[j] * V(b, j, h, d);
+        // D = dO · O; dP = (dO Vᵀ) F; dS = P (dP − D)
+        double dd = 0, dd_abs = 0;
+        for (int64_t d = 0; d < dv; d++) {
+          dd += GO(b, i, h, d) * o[d];
+          dd_abs += std::fabs(GO(b, i, h, d) * o[d]);
+        }
+        std::vector<double> ds_abs((size_t)nk);
+        for (int64_t j = 0; j < nk; j++) {
+          double x = 0, x_abs = 0;
+          for (int64_t d = 0; d < dv; d++) {
+            x += GO(b, i, h, d) * V(b, j, h, d);
+            x_abs += std::fabs(GO(b, i, h, d) * V(b, j, h, d));
+          }
+          dp[j] = p[j] * (x * f[j] - dd);
+          ds_abs[j] = p[j] * (x_abs * f[j] + dd_abs);
+          double* gv = &r.dv[((b * nk + j) * H + h) * dv];
+          double* gv_abs = &r.dv_abs[((b * nk + j) * H + h) * dv];
+          for (int64_t d = 0; d < dv; d++) {
+            gv[d] += p[j] * f[j] * GO(b, i, h, d);
+            gv_abs[d] += std::fabs(p[j] * f[j] * GO(b, i, h, d));
+          }
+        }
+        for (int64_t j = 0; j < nk; j++) {
+          const size_t iq = ((b * nq + i) * H + h) * dqk, ik = ((b * nk + j) * H + h) * dqk;
+          for (int64_t d = 0; d < dqk; d++) {
+            r.dq[iq + d] += pb.scale * dp[j] * K(b, j, h, d);
+            r.dk[ik + d] += pb.scale * dp[j] * Q(b, i, h, d);
+            r.dq_abs[iq + d] += pb.scale * ds_abs[j] * std::fabs(K(b, j, h, d));
+            r.dk_abs[ik + d] += pb.scale * ds_abs[j] * std::fabs(Q(b, i, h, d));
+          }
+        }
+      }
+  return r;
+}
+
+// Worst |got − ref| / (tol scale) over a tensor (NaN counts as infinite), with scale
+// max|ref| + |ref| where `abs` is null, else the element's sum of absolute terms.
+double worst_ratio(const std::vector<float>& got, const std::vector<double>& ref, double tol,
+                   const std::vector<double>* abs = nullptr) {
+  double mref = 0, worst = 0;
+  for (double x : ref) mref = std::max(mref, std::fabs(x));
+  for (size_t i = 0; i < ref.size(); i++) {
+    const double err = std::isnan(got[i]) ? INFINITY : std::fabs(got[i] - ref[i]);
+    const double scale = abs ? (*abs)[i] + std::fabs(ref[i]) : mref + std::fabs(ref[i]);
+    worst = std::max(worst, err / (tol * scale + 1e-30));
+  }
+  return worst;
+}
+
+// The forward (with L) and the gradient through the products, dropout off and at
+// 0.3, all keys in one chunk and in chunks of 64, in float32 and bfloat16.
+void check_gradient(const Case& c, cudaStream_t stream) {
+  if (!g_gemm) {
+    std::printf("SKIP gradient %s  (cuBLASLt not loaded)\n", c.name.c_str());
+    return;
+  }
+  Rng rng(std::hash<std::string>()(c.name) ^ 0x77);
+  Problem pb;
+  pb.c = c;
+  pb.q = make_tensor(c.layout, c.B, c.nq, c.H, c.dqk);
+  pb.k = make_tensor(c.layout, c.B, c.nk, c.H, c.dqk);
+  pb.v = make_tensor(c.layout, c.B, c.nk, c.H, c.dv);
+  pb.o = make_tensor(c.layout, c.B, c.nq, c.H, c.dv);
+  HostTensor go = pb.o;
+  fill_random(pb.q, rng, -1.5f, 1.5f);
+  fill_random(pb.k, rng, -1.5f, 1.5f);
+  fill_random(pb.v, rng, -1.f, 1.f);
+  fill_random(go, rng, -1.f, 1.f);
+  pb.mask = make_mask(c.mask, c.B, c.nq, c.nk, rng);
+  pb.scale = c.dqk > 0 ? (float)(1.0 / std::sqrt((double)c.dqk)) : 1.f;
+  if (pb.mask.present) {
+    pb.dmask.alloc(pb.mask.v.size());
+    CHECK_CUDA(cudaMemcpy(pb.dmask.p, pb.mask.v.data(), pb.mask.v.size(), cudaMemcpyHostToDevice));
+  }
+  const int64_t rows = c.B * c.H * c.nq;
+  for (DType dt : {DType::Float32, DType::BFloat16}) {
+    const std::vector<float> qr = rounded(pb.q.v, dt), kr = rounded(pb.k.v, dt), vr = rounded(pb.v.v, dt),
+                             gr = rounded(go.v, dt);
+    upload(pb.dq, qr, dt);
+    upload(pb.dk, kr, dt);
+    upload(pb.dv, vr, dt);
+    DeviceBuf dgo, dgq, dgk, dgv, dlse, dref_o;
+    upload(dgo, gr, dt);
+    for (float p : {0.f, 0.3f}) {
+      cpu::DropoutMask dm;
+      dm.seed = 1234 + (uint64_t)c.nk;
+      dm.keep_below = (float)(1.0 - p);
+      dm.scale = (float)(1.0 / (1.0 - p));
+      const GradRef ref = grad_reference(pb, qr, kr, vr, gr, p > 0 ? &dm : nullptr);
+      // O as the device holds it (rounded to dtype, in o's layout) for the gradient's D.
+      std::vector<float> o_host(pb.o.v.size(), kNaN);
+      for (int64_t b = 0; b < c.B; b++)
+        for (int64_t i = 0; i < c.nq; i++)
+          for (int64_t h = 0; h < c.H; h++)
+            for (int64_t d = 0; d < c.dv; d++)
+              o_host[b * pb.o.sb + i * pb.o.sn + h * pb.o.sh + d] = (float)ref.o[((b * c.nq + i) * c.H + h) * c.dv + d];
+      upload(dref_o, rounded(o_host, dt), dt);
+      for (size_t chunk : {kAttentionChunkBytes, kSmallChunks}) {
+        if (chunk == kSmallChunks && c.nk <= 64) continue;
+        char label[256];
+        std::snprintf(label, sizeof label, "%-22s %-8s dropout=%.1f chunks=%-4s [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld %s mask=%s]",
+                      c.name.c_str(), dtype_name(dt), p, chunk == kSmallChunks ? "64" : "all", (long long)c.B,
+                      (long long)c.H, (long long)c.nq, (long long)c.nk, (long long)c.dqk, (long long)c.dv,
+                      layout_name(c.layout), mask_name(c.mask));
+        AttentionArgs a = make_args(pb, dt);
+        a.dropout_seed = dm.seed;
+        a.dropout_keep_below = p > 0 ? dm.keep_below : 1.f;
+        a.dropout_scale = p > 0 ? dm.scale : 0.f;
+        dlse.alloc((size_t)std::max<int64_t>(rows, 1) * 4);
+        a.lse = static_cast<float*>(dlse.p);
+        upload(pb.dout, std::vector<float>(pb.o.v.size(), kNaN), dt);
+        const size_t nq_all = (size_t)(c.B * c.nq * c.H), nk_all = (size_t)(c.B * c.nk * c.H);
+        std::string err;
+        double w_out = 0, w_lse = 0, w_dq[2] = {0, 0}, w_dk[2] = {0, 0}, w_dv[2] = {0, 0};
+        try {
+          attention_forward_gemm(*g_gemm, *g_alloc, a, stream, chunk);
+          CHECK_CUDA(cudaStreamSynchronize(stream));
+          const std::vector<float> got = download(pb.dout, pb.o.v.size(), dt);
+          std::vector<float> out_c((size_t)(nq_all * c.dv));
+          for (int64_t b = 0; b < c.B; b++)
+            for (int64_t i = 0; i < c.nq; i++)
+              for (int64_t h = 0; h < c.H; h++)
+                for (int64_t d = 0; d < c.dv; d++)
+                  out_c[((b * c.nq + i) * c.H + h) * c.dv + d] = got[b * pb.o.sb + i * pb.o.sn + h * pb.o.sh + d];
+          w_out = worst_ratio(out_c, ref.o, dt == DType::Float32 ? 1e-5 : 1e-2);
+          std::vector<float> lse_got = download(dlse, (size_t)rows, DType::Float32);
+          // Float32 logits either way; 16-bit operands' tensor-core products round differently.
+          const double lse_tol = dt == DType::Float32 ? 1e-5 : 1e-4;
+          for (size_t r = 0; r < lse_got.size(); r++) {  // +inf rows must match exactly
+            const double x = ref.lse[r], y = lse_got[r];
+            const double e = std::isinf(x) || std::isinf(y) ? (x == y ? 0.0 : INFINITY)
+                                                            : std::fabs(x - y) / (lse_tol + lse_tol * std::fabs(x));
+            w_lse = std::max(w_lse, e);
+          }
+          // The gradient twice: with the forward's L, then recomputing it.
+          for (int pass = 0; pass < 2; pass++) {
+            AttentionBackwardArgs g;
+            g.a = a;
+            g.a.out = static_cast<float*>(dref_o.p);
+            g.a.lse = pass == 0 ? a.lse : nullptr;
+            g.gout = static_cast<const float*>(dgo.p);
+            const size_t es = dtype_size(dt);
+            dgq.alloc(std::max<size_t>(nq_all * c.dqk * es, 4));
+            dgk.alloc(std::max<size_t>(nk_all * c.dqk * es, 4));
+            dgv.alloc(std::max<size_t>(nk_all * c.dv * es, 4));
+            CHECK_CUDA(cudaMemset(dgq.p, 0xff, dgq.bytes));  // NaN: every element must be written
+            CHECK_CUDA(cudaMemset(dgk.p, 0xff, dgk.bytes));
+            CHECK_CUDA(cudaMemset(dgv.p, 0xff, dgv.bytes));
+            g.gq = static_cast<float*>(dgq.p);
+            g.gk = static_cast<float*>(dgk.p);
+            g.gv = static_cast<float*>(dgv.p);
+            attention_backward(*g_gemm, *g_alloc, g, stream, chunk);
+            CHECK_CUDA(cudaStreamSynchronize(stream));
+            const double tol = dt == DType::Float32 ? 1e-4 : 3e-2;
+            w_dq[pass] = worst_ratio(download(dgq, nq_all * c.dqk, dt), ref.dq, tol, &ref.dq_abs);
+            w_dk[pass] = worst_ratio(download(dgk, nk_all * c.dqk, dt), ref.dk, tol, &ref.dk_abs);
+            w_dv[pass] = worst_ratio(download(dgv, nk_all * c.dv, dt), ref.dv, tol, &ref.dv_abs);
+          }
+        } catch (const perceiver::Error& e) {
+          err = e.what();
+        }
+        const double worst = std::max({w_out, w_lse, w_dq[0], w_dk[0], w_dv[0], w_dq[1], w_dk[1], w_dv[1]});
+        const bool ok = err.empty() && worst <= 1.0;
+        if (!ok) g_failures++;
+        std::printf("%s grad %s  worst of tol: out %.2f lse %.2f | with L: dq %.2f dk %.2f dv %.2f | L recomputed: dq %.2f dk %.2f dv %.2f%s%s\n",
+                    ok ? "PASS" : "FAIL", label, w_out, w_lse, w_dq[0], w_dk[0], w_dv[0], w_dq[1], w_dk[1], w_dv[1],
+                    err.empty() ? "" : "  error: ", err.c_str());
+      }
+    }
+  }
+}
+
+std::vector<Case> gradient_cases() {
+  using L = Layout;
+  using M = MaskKind;
+  return {
+      {"grad-w64-mask", 2, 3, 33, 150, 64, 64, L::BNHD, M::Full, false},
+      {"grad-qk261-v64", 1, 1, 70, 300, 261, 64, L::PadOdd, M::KeyOnly, false},
+      {"grad-self-heads", 2, 8, 64, 64, 32, 48, L::BHND, M::None, false},
+      {"grad-nk1", 2, 1, 5, 1, 16, 16, L::BNHD, M::None, false},
+      {"grad-all-zero", 1, 2, 20, 100, 16, 24, L::BNHD, M::AllZero, false},
+      {"grad-transposed", 2, 2, 40, 130, 40, 24, L::PadAlign, M::Transposed, false},
+  };
+}
+
 // ---- timing --------------------------------------------------------------------------
 
 void bench_case(const Case& c, cudaStream_t stream) {
@@ -580,9 +849,10 @@ void bench_case(const Case& c, cudaStream_t stream) {
     upload(pb.dv, pb.v.v, dt);
     upload(pb.dout, pb.o.v, dt);
     const AttentionArgs a = make_args(pb, dt);
-    for (int path : {1, 4, 3, 2}) {
+    for (int path : {1, 4, 3, 2, 5}) {
       if (dt == DType::Float32 && path == 1) continue;
       for (int splits : {0, 1}) {
+        if (path == 5 && splits == 1) break;  // the products have no key splits
         const cudaError_t first = run_variant(a, path, splits, stream);
         if (first == cudaErrorNotSupported) {
           std::printf("BENCH %-20s %-8s %-4s  (not available)\n", c.name.c_str(), dtype_name(dt), path_name(path));
@@ -617,6 +887,65 @@ void bench_case(const Case& c, cudaStream_t stream) {
   CHECK_CUDA(cudaEventDestroy(t1));
 }
 
+// The composed gradient's time at the Perceiver shapes (no reference: the values are
+// checked above), from the forward's L.
+void bench_gradient(const Case& c, cudaStream_t stream) {
+  if (!g_gemm) return;
+  Rng rng(11);
+  Problem pb;
+  pb.c = c;
+  pb.q = make_tensor(c.layout, c.B, c.nq, c.H, c.dqk);
+  pb.k = make_tensor(c.layout, c.B, c.nk, c.H, c.dqk);
+  pb.v = make_tensor(c.layout, c.B, c.nk, c.H, c.dv);
+  pb.o = make_tensor(c.layout, c.B, c.nq, c.H, c.dv);
+  fill_random(pb.q, rng, -1.5f, 1.5f);
+  fill_random(pb.k, rng, -1.5f, 1.5f);
+  fill_random(pb.v, rng, -1.f, 1.f);
+  pb.scale = (float)(1.0 / std::sqrt((double)c.dqk));
+  // Forward 2 products, gradient 5 (dV, dP, dK, dQ, and S again).
+  const double flop = 2.0 * c.B * c.H * c.nq * c.nk * (double)(3 * c.dqk + 2 * c.dv);
+  cudaEvent_t t0, t1;
+  CHECK_CUDA(cudaEventCreate(&t0));
+  CHECK_CUDA(cudaEventCreate(&t1));
+  for (DType dt : {DType::BFloat16, DType::Float32}) {
+    upload(pb.dq, pb.q.v, dt);
+    upload(pb.dk, pb.k.v, dt);
+    upload(pb.dv, pb.v.v, dt);
+    upload(pb.dout, pb.o.v, dt);
+    DeviceBuf go, gq, gk, gv, lse;
+    upload(go, pb.o.v, dt);
+    const size_t es = dtype_size(dt);
+    gq.alloc((size_t)(c.B * c.nq * c.H * c.dqk) * es);
+    gk.alloc((size_t)(c.B * c.nk * c.H * c.dqk) * es);
+    gv.alloc((size_t)(c.B * c.nk * c.H * c.dv) * es);
+    lse.alloc((size_t)(c.B * c.H * c.nq) * 4);
+    AttentionArgs a = make_args(pb, dt);
+    a.lse = static_cast<float*>(lse.p);
+    attention_forward_gemm(*g_gemm, *g_alloc, a, stream);
+    AttentionBackwardArgs g;
+    g.a = a;
+    g.gout = static_cast<const float*>(go.p);
+    g.gq = static_cast<float*>(gq.p);
+    g.gk = static_cast<float*>(gk.p);
+    g.gv = static_cast<float*>(gv.p);
+    attention_backward(*g_gemm, *g_alloc, g, stream);
+    CHECK_CUDA(cudaStreamSynchronize(stream));
+    const int reps = 10;
+    CHECK_CUDA(cudaEventRecord(t0, stream));
+    for (int r = 0; r < reps; r++) attention_backward(*g_gemm, *g_alloc, g, stream);
+    CHECK_CUDA(cudaEventRecord(t1, stream));
+    CHECK_CUDA(cudaEventSynchronize(t1));
+    float ms = 0;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, t0, t1));
+    ms /= reps;
+    std::printf("BENCH %-20s %-8s grad  %9.4f ms  %7.2f TFLOP/s  (%d reps) [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld]\n",
+                c.name.c_str(), dtype_name(dt), ms, flop / (ms * 1e-3) / 1e12, reps, (long long)c.B, (long long)c.H,
+                (long long)c.nq, (long long)c.nk, (long long)c.dqk, (long long)c.dv);
+  }
+  CHECK_CUDA(cudaEventDestroy(t0));
+  CHECK_CUDA(cudaEventDestroy(t1));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -642,11 +971,28 @@ int main(int argc, char** argv) {
               prop.sharedMemPerBlockOptin / 1024);
   cudaStream_t stream;
   CHECK_CUDA(cudaStreamCreate(&stream));
+  std::string lt_reason;
+  const lt::Api* lt_api = lt::load(&lt_reason);
+  GemmContext gemm{};
+  DeviceAllocator alloc(dev);
+  if (lt_api && lt_api->create(&gemm.handle) == 0) {
+    gemm.device = dev;
+    gemm.api = lt_api;
+    gemm.workspace_bytes = size_t(32) << 20;
+    CHECK_CUDA(cudaMalloc(&gemm.workspace, gemm.workspace_bytes));
+    g_gemm = &gemm;
+    g_alloc = &alloc;
+    std::printf("cuBLASLt %s (version %zu): gemm versions on\n", lt_api->path.c_str(), lt_api->get_version());
+  } else {
+    std::printf("cuBLASLt not loaded (%s): gemm versions skipped\n", lt_reason.c_str());
+  }
 
   if (check) {
     check_contract(stream);
     for (const Case& c : cases())
       if (filter.empty() || c.name.find(filter) != std::string::npos) check_case(c, stream);
+    for (const Case& c : gradient_cases())
+      if (filter.empty() || c.name.find(filter) != std::string::npos) check_gradient(c, stream);
   }
   if (bench) {
     const std::vector<Case> shapes = {
@@ -662,6 +1008,8 @@ int main(int argc, char** argv) {
     };
     for (const Case& c : shapes)
       if (filter.empty() || c.name.find(filter) != std::string::npos) bench_case(c, stream);
+    for (const Case& c : {shapes[0], shapes[3]})  // the encoder, and self-attention at batch 32
+      if (filter.empty() || c.name.find(filter) != std::string::npos) bench_gradient(c, stream);
   }
   CHECK_CUDA(cudaStreamDestroy(stream));
   if (check) std::printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "OK", g_failures);

@@ -20,7 +20,7 @@
 #include "allocator.h"
 #include "api.h"
 #include "attention.h"
-#include "attention_backward.h"
+#include "attention_gemm.h"
 #include "common.cuh"
 #include "cublaslt.h"
 #include "gemm.h"
@@ -177,6 +177,10 @@ class CudaBackend final : public Backend {
   }
   void attention(const AttentionArgs& a) override {
     set_device();
+    if (a.dropout_scale != 0.f || (a.dtype == DType::Float32 && gemm_attention())) {
+      attention_forward_gemm(gemm_, alloc_, a, stream_);
+      return;
+    }
     size_t ws = attention_workspace_bytes(a, sm_count_);
     Scratch scratch(alloc_, ws);
     cudaError_t e = attention_forward(a, scratch.p, ws, sm_count_, stream_);
@@ -185,9 +189,13 @@ class CudaBackend final : public Backend {
       throw_cuda("attention", "attention_forward", e);
     }
     check_launch("attention", stream_);
-    // The forward kernels keep no row statistics; the gradient's pass computes them.
+    // The fused kernels keep no row statistics; the products' pass computes them.
     if (a.lse) attention_row_lse(gemm_, alloc_, a, a.lse, stream_);
   }
+  // Dropout runs in the product-composed forward (attention_gemm.cu), which is off
+  // by default with it (below).
+  bool has_attention_dropout() const override { return gemm_attention(); }
+  bool has_fast_float32_attention() const override { return gemm_attention(); }
   void embedding(const float* w, int64_t vocab, int64_t c, const int32_t* ids, int64_t n, float* out,
                  DType dtype) override {
     set_device();
@@ -234,10 +242,7 @@ class CudaBackend final : public Backend {
   // Off unless PERCEIVER_CUDA_ATTENTION_BACKWARD=1 until scripts/device-check.sh has
   // run it on a GPU: lib/autograd then composes the gradient, as it always has here.
   bool has_attention_backward() const override {
-    static const bool on = [] {
-      const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_BACKWARD");
-      return e && std::strcmp(e, "1") == 0;
-    }();
+    static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_BACKWARD");
     return on;
   }
   void attention_backward(const AttentionBackwardArgs& g) override {
@@ -269,6 +274,18 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // float32 attention (and dropout, for every dtype) through cuBLASLt products
+  // instead of the fused SIMT kernel: off unless PERCEIVER_CUDA_ATTENTION_GEMM=1
+  // until scripts/device-check.sh has run it on a GPU (compiled here, never yet run).
+  static bool gemm_attention() {
+    static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_GEMM");
+    return on;
+  }
+  // Read once per process, as lib/autograd caches what the backend reports.
+  static bool env_flag(const char* name) {
+    const char* e = std::getenv(name);
+    return e && std::strcmp(e, "1") == 0;
+  }
   void set_device() { CUDA_CHECK("cuda", cudaSetDevice(device_)); }
   void ensure_staging() {
     for (int i = 0; i < 2; i++)

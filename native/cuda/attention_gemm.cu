@@ -1,32 +1,38 @@
-// The fused attention's gradient on CUDA. With P = softmax(scale Q Kᵀ, masked),
-// O = P V and the incoming dO (as on the CPU, attention_backward.cc):
-//   dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ∘ (dP − D) with D = rowsum(dO ∘ O),
+// Attention composed of cuBLASLt products on CUDA, one chunk of keys at a time
+// (tensor cores for 16-bit operands, float32 accumulation). With S = scale Q Kᵀ
+// (masked), L each row's log-sum-exp, P = exp(S − L), F the dropout factors (1
+// without dropout; the mask rand() draws with the call's seed, as on the CPU) and
+// O = (P ∘ F) V:
+//
+// Forward, where the fused kernels of attention.cu fall short: float32 (their SIMT
+// path runs far below the GEMMs' rate) and dropout (they have none). L comes first,
+// from a pass of S = scale Q K_cᵀ over every chunk; then per chunk P_c = exp(S_c − L)
+// ∘ F and O += P_c V_c. When one chunk holds every key, S is computed once.
+//
+// Gradient, as on the CPU (attention_backward.cc), with dO incoming:
+//   dV = (P ∘ F)ᵀ dO,  dP = (dO Vᵀ) ∘ F,  dS = P ∘ (dP − D) with D = rowsum(dO ∘ O),
 //   dQ = scale dS K,  dK = scale dSᵀ Q.
-// The products run on cuBLASLt (tensor cores for 16-bit operands, float32
-// accumulation), one chunk of keys at a time: S, P, dP and dS exist only for the
-// chunk (at most kChunkBytes for all four together), where the gradient composed
-// in lib/autograd holds [B, H, Nq, Nk] matrices of each (3.3 GB at the ImageNet
-// encoder's cross-attention for a batch of 8). Per chunk of keys [j0, j0 + n):
-//   S = scale Q K_cᵀ (float32)            P = exp(S − L) masked to 0, with L the
-//   dV_c = Pᵀ dO     (complete: a chunk   row's log-sum-exp (the forward's, or
-//                     owns its keys)      computed first by the same chunked pass)
-//   dP = dO V_cᵀ (float32)                dS = P ∘ (dP − D)
-//   dK_c = scale dSᵀ Q                    dQ += scale dS K_c (float32 accumulator)
-// 16-bit operands: P and dS are rounded to the operands' dtype for the products
-// that take them, as the composed gradient does; S, P and dP stay float32.
+// Per chunk of keys [j0, j0 + n): S (float32), P = exp(S − L) masked to 0, dV_c
+// (complete: a chunk owns its keys), dP (float32), dS, dK_c, and dQ += scale dS K_c
+// into a float32 accumulator. S, P, dP and dS exist only for the chunk (at most
+// chunk_bytes for all of them), where the gradient composed in lib/autograd holds
+// [B, H, Nq, Nk] matrices of each (3.3 GB at the ImageNet encoder's cross-attention
+// for a batch of 8). 16-bit operands: P ∘ F and dS are rounded to the operands'
+// dtype for the products that take them, as the composed gradient does; S, P and
+// dP stay float32.
 //
 // Batching: a product batches over heads (one call per batch row) or, with one
 // head, over the batch: q, k, v are [B, N, H, D] views, which one batch stride
 // cannot walk in both.
 #include <cmath>
 
-#include "attention_backward.h"
+#include "attention_gemm.h"
 #include "common.cuh"
+#include "random.cuh"
 
 namespace perceiver::cuda {
 namespace {
 
-constexpr size_t kChunkBytes = size_t(128) << 20;
 constexpr int64_t kKeyAlign = 64;
 
 // How the (batch, head) pairs map onto batched products: `count` matrices per call,
@@ -110,31 +116,55 @@ __global__ void row_dot_kernel(const T* o, const T* go, float* d, int64_t batch,
   }
 }
 
-// P = exp(S - L) where kept, else 0: in place in float32, and rounded to T into p16
-// (null for float32 operands).
+// Flat index of weight (b, h, i, j) in the dropout draw: the CPU's, and dropout()'s
+// over a [B, H, Nq, Nk] tensor.
+__device__ __forceinline__ uint64_t weight_index(Pair ph, int64_t heads, int64_t nq, int64_t i, int64_t nk,
+                                                 int64_t j) {
+  return (uint64_t)(((ph.b * heads + ph.h) * nq + i) * nk + j);
+}
+
+// P = exp(S − L) where kept, else 0, from the chunk's S [count, Nq, n] in s: kept
+// there as float32 when keep_p, and P ∘ F written as T into op when op is set (op
+// may be s itself, for float32, when P alone is not needed).
 template <class T>
-__global__ void probs_kernel(float* s, T* p16, int64_t count, int64_t nq, int64_t n, int64_t j0, bool over_b,
-                             int64_t b0, int64_t heads, MaskView mask, const float* lse) {
+__global__ void probs_kernel(float* s, T* op, bool keep_p, int64_t count, int64_t nq, int64_t n, int64_t j0,
+                             int64_t nk, bool over_b, int64_t b0, int64_t heads, MaskView mask, const float* lse,
+                             DropoutSpec drop) {
   const int64_t total = count * nq * n;
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
     const int64_t j = e % n, r = e / n, i = r % nq;
     const Pair ph = pair_of(r / nq, over_b, b0);
     // L is +inf for a row with every key masked: exp(-inf) = 0.
     const float p = mask.keep(ph.b, i, j0 + j) ? expf(s[e] - lse[(ph.b * heads + ph.h) * nq + i]) : 0.f;
-    s[e] = p;
-    if (p16) p16[e] = from_f<T>(p);
+    if (keep_p) s[e] = p;
+    if (op) op[e] = from_f<T>(p == 0.f ? 0.f : p * drop.at(weight_index(ph, heads, nq, i, nk, j0 + j)));
   }
 }
 
-// dS = P (dP - D), written as T (in place over dP for float32).
+// dS = P ∘ (dP F − D), written as T (in place over dP for float32).
 template <class T>
 __global__ void dscores_kernel(const float* p, const float* dp, T* ds, int64_t count, int64_t nq, int64_t n,
-                               bool over_b, int64_t b0, int64_t heads, const float* d) {
+                               int64_t j0, int64_t nk, bool over_b, int64_t b0, int64_t heads, const float* d,
+                               DropoutSpec drop) {
   const int64_t total = count * nq * n;
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t r = e / n, i = r % nq;
+    const int64_t j = e % n, r = e / n, i = r % nq;
     const Pair ph = pair_of(r / nq, over_b, b0);
-    ds[e] = from_f<T>(p[e] * (dp[e] - d[(ph.b * heads + ph.h) * nq + i]));
+    const float pe = p[e];
+    const float f = pe == 0.f ? 1.f : drop.at(weight_index(ph, heads, nq, i, nk, j0 + j));
+    ds[e] = from_f<T>(pe * (dp[e] * f - d[(ph.b * heads + ph.h) * nq + i]));
+  }
+}
+
+// out (a strided [B, Nq, H, Dv] view) = x, a contiguous float32 [B, Nq, H, Dv]; 0
+// where x is null.
+template <class T>
+__global__ void store_kernel(const float* x, T* out, int64_t batch, int64_t nq, int64_t heads, int64_t dv,
+                             int64_t sb, int64_t sn, int64_t sh) {
+  const int64_t total = batch * nq * heads * dv;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t d = e % dv, h = (e / dv) % heads, i = (e / (dv * heads)) % nq, b = e / (dv * heads * nq);
+    out[b * sb + i * sn + h * sh + d] = from_f<T>(x ? x[e] : 0.f);
   }
 }
 
@@ -156,6 +186,11 @@ struct Product {
   void* c; int64_t ldc, sc;
 };
 
+// The leading dimension cuBLASLt accepts for an operand stored as rows x cols: a
+// single row's stride is arbitrary in a view (0 where it was broadcast), but the
+// layout needs at least cols.
+inline int64_t ld_for(int64_t ld, int64_t rows, int64_t cols) { return rows <= 1 ? std::max(ld, cols) : ld; }
+
 // C[count] = alpha op(A) op(B) + beta C; C float32 when c32 (A and B in dtype).
 void product(GemmContext& ctx, DType dtype, bool c32, int64_t count, int64_t m, int64_t n, int64_t k, float alpha,
              float beta, const Product& p, cudaStream_t s) {
@@ -166,7 +201,9 @@ void product(GemmContext& ctx, DType dtype, bool c32, int64_t count, int64_t m, 
   x.bias = nullptr;
   x.batch = count;
   x.m = m; x.n = n; x.k = k;
-  x.lda = p.lda; x.ldb = p.ldb; x.ldc = p.ldc;
+  x.lda = ld_for(p.lda, p.ta ? k : m, p.ta ? m : k);
+  x.ldb = ld_for(p.ldb, p.tb ? n : k, p.tb ? k : n);
+  x.ldc = ld_for(p.ldc, m, n);
   x.stride_a = count > 1 ? p.sa : 0;
   x.stride_b = count > 1 ? p.sb : 0;
   x.stride_c = count > 1 ? p.sc : 0;
@@ -179,9 +216,9 @@ void product(GemmContext& ctx, DType dtype, bool c32, int64_t count, int64_t m, 
   matmul(ctx, x, s);
 }
 
-// Keys per chunk for `per_key` bytes of scratch per key.
-int64_t chunk_keys(const AttentionArgs& a, size_t per_key) {
-  int64_t n = (int64_t)(kChunkBytes / std::max<size_t>(per_key, 1)) / kKeyAlign * kKeyAlign;
+// Keys per chunk for `per_key` bytes of scratch per key, within `bytes`.
+int64_t chunk_keys(const AttentionArgs& a, size_t bytes, size_t per_key) {
+  int64_t n = (int64_t)(bytes / std::max<size_t>(per_key, 1)) / kKeyAlign * kKeyAlign;
   return std::min(a.nk, std::max(n, kKeyAlign));
 }
 
@@ -195,48 +232,118 @@ void logits(GemmContext& ctx, const AttentionArgs& a, const Groups& gr, int64_t 
   product(ctx, a.dtype, true, gr.count, a.nq, n, a.dqk, a.scale, 0.f, p, st);
 }
 
-void row_lse(GemmContext& ctx, DeviceAllocator& alloc, const AttentionArgs& a, float* lse, cudaStream_t st) {
-  const Groups gr(a);
+// Each row's log-sum-exp into lse (every row), through the running max m and sum l
+// (rows floats each), with nc keys per chunk of S in s. Needs nk > 0.
+void stats_pass(GemmContext& ctx, const AttentionArgs& a, const Groups& gr, int64_t nc, float* s, float* m, float* l,
+                float* lse, cudaStream_t st) {
   const int64_t rows = a.batch * a.heads * a.nq;
-  const int64_t nc = chunk_keys(a, (size_t)(gr.count * a.nq) * 4);
-  Scratch s(alloc, (size_t)(gr.count * a.nq * nc) * 4), ml(alloc, (size_t)rows * 8);
-  float *m = ml.f(), *l = ml.f() + rows;
   init_stats_kernel<<<grid_for(rows), kThreads, 0, st>>>(m, l, rows);
   const MaskView mask{a.mask, a.m_sb, a.m_sq, a.m_sk};
   for (int64_t c = 0; c < gr.calls; c++)
     for (int64_t j0 = 0; j0 < a.nk; j0 += nc) {
       const int64_t n = std::min(nc, a.nk - j0);
       // dqk == 0: every logit is 0 (an empty product), as the forward kernels define.
-      logits(ctx, a, gr, c, j0, n, s.f(), st);
-      row_stats_kernel<<<rows_grid(gr.count * a.nq), kThreads, 0, st>>>(s.f(), gr.count, a.nq, n, j0, gr.over_b, c,
+      logits(ctx, a, gr, c, j0, n, s, st);
+      row_stats_kernel<<<rows_grid(gr.count * a.nq), kThreads, 0, st>>>(s, gr.count, a.nq, n, j0, gr.over_b, c,
                                                                          a.heads, mask, m, l);
     }
   finish_lse_kernel<<<grid_for(rows), kThreads, 0, st>>>(m, l, lse, rows);
   check_launch("attention (row statistics)", st);
 }
 
+DropoutSpec dropout_of(const AttentionArgs& a) {
+  return DropoutSpec{a.dropout_seed, a.dropout_keep_below, a.dropout_scale};
+}
+
 }  // namespace
 
-void attention_row_lse(GemmContext& ctx, DeviceAllocator& alloc, const AttentionArgs& a, float* lse, cudaStream_t st) {
+void attention_row_lse(GemmContext& ctx, DeviceAllocator& alloc, const AttentionArgs& a, float* lse, cudaStream_t st,
+                       size_t chunk_bytes) {
   const int64_t rows = a.batch * a.heads * a.nq;
   if (rows == 0) return;
+  Scratch ml(alloc, (size_t)rows * 8);
+  float *m = ml.f(), *l = ml.f() + rows;
   if (a.nk == 0) {  // no key: every row's L is +inf
-    Scratch ml(alloc, (size_t)rows * 8);
-    init_stats_kernel<<<grid_for(rows), kThreads, 0, st>>>(ml.f(), ml.f() + rows, rows);
-    finish_lse_kernel<<<grid_for(rows), kThreads, 0, st>>>(ml.f(), ml.f() + rows, lse, rows);
+    init_stats_kernel<<<grid_for(rows), kThreads, 0, st>>>(m, l, rows);
+    finish_lse_kernel<<<grid_for(rows), kThreads, 0, st>>>(m, l, lse, rows);
     check_launch("attention (row statistics)", st);
     return;
   }
-  row_lse(ctx, alloc, a, lse, st);
+  const Groups gr(a);
+  const int64_t nc = chunk_keys(a, chunk_bytes, (size_t)(gr.count * a.nq) * 4);
+  Scratch s(alloc, (size_t)(gr.count * a.nq * nc) * 4);
+  stats_pass(ctx, a, gr, nc, s.f(), m, l, lse, st);
 }
 
-void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const AttentionBackwardArgs& g, cudaStream_t st) {
-  const AttentionArgs& a = g.a;
-  // The op layer asks for dropout only where has_attention_dropout() (not here).
-  if (a.dropout_scale != 0.f) throw Error(ErrorKind::Value, "attention_backward: no dropout inside the CUDA kernels");
+void attention_forward_gemm(GemmContext& ctx, DeviceAllocator& alloc, const AttentionArgs& a, cudaStream_t st,
+                            size_t chunk_bytes) {
   const DType dt = a.dtype;
   const size_t es = dtype_size(dt);
   const bool low = dt != DType::Float32;
+  const int64_t rows = a.batch * a.heads * a.nq;
+  if (rows == 0) return;
+  if (a.nk == 0 || a.dv == 0) {  // every row is 0 (or empty)
+    if (a.dv > 0)
+      DISPATCH_FLOAT("attention", dt, T, {
+        store_kernel<T><<<grid_for(rows * a.dv), kThreads, 0, st>>>(nullptr, static_cast<T*>((void*)a.out), a.batch,
+                                                                    a.nq, a.heads, a.dv, a.o_sb, a.o_sn, a.o_sh);
+      });
+    if (a.lse) attention_row_lse(ctx, alloc, a, a.lse, st, chunk_bytes);
+    check_launch("attention", st);
+    return;
+  }
+  const Groups gr(a);
+  const int64_t nc = chunk_keys(a, chunk_bytes, (size_t)(gr.count * a.nq) * (4 + (low ? es : 0)));
+  const bool single = nc >= a.nk;  // S once: its statistics, then P, then O
+  const bool acc32 = low && !single;  // 16-bit O summed over chunks in float32
+  const int64_t block = gr.count * a.nq * nc;
+  Scratch s(alloc, (size_t)block * 4), p16(alloc, low ? (size_t)block * es : 0);
+  Scratch stats(alloc, (size_t)rows * 4 * (a.lse ? 2 : 3));
+  Scratch o32(alloc, acc32 ? (size_t)(rows * a.dv) * 4 : 0);
+  float *m = stats.f(), *l = m + rows, *lse = a.lse ? a.lse : l + rows;
+  const MaskView mask{a.mask, a.m_sb, a.m_sq, a.m_sk};
+  const DropoutSpec drop = dropout_of(a);
+  if (single) init_stats_kernel<<<grid_for(rows), kThreads, 0, st>>>(m, l, rows);
+  else stats_pass(ctx, a, gr, nc, s.f(), m, l, lse, st);
+  const int64_t ldo = a.heads * a.dv;  // o32 is contiguous [B, Nq, H, Dv]
+  const int64_t o32_s = gr.over_b ? a.nq * ldo : a.dv;
+  DISPATCH_FLOAT("attention", dt, T, {
+    T* op = low ? static_cast<T*>(p16.p) : reinterpret_cast<T*>(s.f());  // P ∘ F as the product takes it
+    for (int64_t c = 0; c < gr.calls; c++)
+      for (int64_t j0 = 0; j0 < a.nk; j0 += nc) {
+        const int64_t n = std::min(nc, a.nk - j0);
+        logits(ctx, a, gr, c, j0, n, s.f(), st);
+        if (single) {  // this call's rows: all of them with one head, else batch row c's
+          row_stats_kernel<<<rows_grid(gr.count * a.nq), kThreads, 0, st>>>(s.f(), gr.count, a.nq, n, 0, gr.over_b,
+                                                                             c, a.heads, mask, m, l);
+          const int64_t r0 = gr.over_b ? 0 : c * a.heads * a.nq, nr = gr.count * a.nq;
+          finish_lse_kernel<<<grid_for(nr), kThreads, 0, st>>>(m + r0, l + r0, lse + r0, nr);
+        }
+        probs_kernel<T><<<grid_for(gr.count * a.nq * n), kThreads, 0, st>>>(
+            s.f(), op, false, gr.count, a.nq, n, j0, a.nk, gr.over_b, c, a.heads, mask, lse, drop);
+        check_launch("attention", st);
+        // O (+)= (P ∘ F)_c V_c
+        void* o = acc32 ? static_cast<void*>(o32.f() + c * a.nq * ldo) : at(a.out, c * a.o_sb, es);
+        product(ctx, dt, acc32, gr.count, a.nq, a.dv, n, 1.f, j0 == 0 ? 0.f : 1.f,
+                Product{op, n, a.nq * n, false, at(a.v, c * a.v_sb + j0 * a.v_sn, es), a.v_sn,
+                        gr.stride(a.v_sb, a.v_sh), false, o, acc32 ? ldo : a.o_sn,
+                        acc32 ? o32_s : gr.stride(a.o_sb, a.o_sh)},
+                st);
+      }
+    if (acc32)
+      store_kernel<T><<<grid_for(rows * a.dv), kThreads, 0, st>>>(o32.f(), static_cast<T*>((void*)a.out), a.batch,
+                                                                  a.nq, a.heads, a.dv, a.o_sb, a.o_sn, a.o_sh);
+  });
+  check_launch("attention", st);
+}
+
+void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const AttentionBackwardArgs& g, cudaStream_t st,
+                        size_t chunk_bytes) {
+  const AttentionArgs& a = g.a;
+  const DType dt = a.dtype;
+  const size_t es = dtype_size(dt);
+  const bool low = dt != DType::Float32;
+  const bool dropped = a.dropout_scale != 0.f;
   const int64_t rows = a.batch * a.heads * a.nq;
   const int64_t nq_all = a.batch * a.nq * a.heads, nk_all = a.batch * a.nk * a.heads;
   if (a.batch * a.heads == 0) return;
@@ -249,19 +356,23 @@ void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const Attentio
     return;
   }
   const Groups gr(a);
-  const int64_t nc = chunk_keys(a, (size_t)(gr.count * a.nq) * (low ? 8 + 2 * es : 8));
+  // Per key of a chunk: S and dP in float32, and P ∘ F and dS as operands (16-bit),
+  // or P ∘ F apart from P (float32 with dropout).
+  const size_t per_key = (size_t)(gr.count * a.nq) * (low ? 8 + 2 * es : dropped ? 12 : 8);
+  const int64_t nc = chunk_keys(a, chunk_bytes, per_key);
   const int64_t block = gr.count * a.nq * nc;
   Scratch s(alloc, (size_t)block * 4), dp(alloc, (size_t)block * 4);
-  Scratch p16(alloc, low ? (size_t)block * es : 0), ds16(alloc, low ? (size_t)block * es : 0);
-  Scratch stats(alloc, (size_t)rows * 4 * (a.lse ? 1 : 2));
+  Scratch pf(alloc, low || dropped ? (size_t)block * (low ? es : 4) : 0), ds16(alloc, low ? (size_t)block * es : 0);
+  Scratch stats(alloc, (size_t)rows * 4 * (a.lse ? 1 : 4));
   Scratch dq32(alloc, low && a.dqk > 0 ? (size_t)(nq_all * a.dqk) * 4 : 0);
   float* d = stats.f();
   float* lse = a.lse;
   if (!lse) {
     lse = stats.f() + rows;
-    row_lse(ctx, alloc, a, lse, st);
+    stats_pass(ctx, a, gr, nc, s.f(), lse + rows, lse + 2 * rows, lse, st);
   }
   const MaskView mask{a.mask, a.m_sb, a.m_sq, a.m_sk};
+  const DropoutSpec drop = dropout_of(a);
   const int64_t ldq = a.heads * a.dqk, ldv = a.heads * a.dv;  // row strides of the gradients
   // Batch strides of the gradients (contiguous [B, N, H, D]).
   const int64_t gq_s = gr.over_b ? a.nq * ldq : a.dqk, gk_s = gr.over_b ? a.nk * ldq : a.dqk;
@@ -270,6 +381,7 @@ void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const Attentio
     row_dot_kernel<T><<<grid_for(rows * 32), kThreads, 0, st>>>(static_cast<const T*>((const void*)a.out),
                                                                  static_cast<const T*>((const void*)g.gout), d, a.batch,
                                                                  a.heads, a.nq, a.dv, a.o_sb, a.o_sn, a.o_sh);
+    T* op = low || dropped ? static_cast<T*>(pf.p) : nullptr;  // P ∘ F where it is not s
     for (int64_t c = 0; c < gr.calls; c++) {
       const void* qb = at(a.q, c * a.q_sb, es);
       const void* gob = at(g.gout, c * a.o_sb, es);
@@ -278,23 +390,22 @@ void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const Attentio
         const int64_t n = std::min(nc, a.nk - j0);
         const int64_t elems = gr.count * a.nq * n;
         logits(ctx, a, gr, c, j0, n, s.f(), st);
-        T* pt = low ? static_cast<T*>(p16.p) : nullptr;
-        probs_kernel<T><<<grid_for(elems), kThreads, 0, st>>>(s.f(), pt, gr.count, a.nq, n, j0, gr.over_b, c, a.heads,
-                                                              mask, lse);
-        const void* pm = low ? p16.p : s.p;  // P as the products take it
-        // dV_c = Pᵀ dO
+        probs_kernel<T><<<grid_for(elems), kThreads, 0, st>>>(s.f(), op, true, gr.count, a.nq, n, j0, a.nk,
+                                                              gr.over_b, c, a.heads, mask, lse, drop);
+        const void* pm = op ? static_cast<const void*>(op) : s.p;  // P ∘ F as the products take it
+        // dV_c = (P ∘ F)ᵀ dO
         product(ctx, dt, false, gr.count, n, a.dv, a.nq, 1.f, 0.f,
                 Product{pm, n, a.nq * n, true, gob, a.o_sn, os, false,
                         at(g.gv, (c * a.nk + j0) * ldv, es), ldv, gv_s},
                 st);
-        // dP = dO V_cᵀ
+        // dP = dO V_cᵀ (F applied by dscores_kernel)
         product(ctx, dt, true, gr.count, a.nq, n, a.dv, 1.f, 0.f,
                 Product{gob, a.o_sn, os, false, at(a.v, c * a.v_sb + j0 * a.v_sn, es), a.v_sn,
                         gr.stride(a.v_sb, a.v_sh), true, dp.p, n, a.nq * n},
                 st);
         T* dst = low ? static_cast<T*>(ds16.p) : reinterpret_cast<T*>(dp.f());
-        dscores_kernel<T><<<grid_for(elems), kThreads, 0, st>>>(s.f(), dp.f(), dst, gr.count, a.nq, n, gr.over_b, c,
-                                                                a.heads, d);
+        dscores_kernel<T><<<grid_for(elems), kThreads, 0, st>>>(s.f(), dp.f(), dst, gr.count, a.nq, n, j0, a.nk,
+                                                                gr.over_b, c, a.heads, d, drop);
         check_launch("attention_backward", st);
         if (a.dqk == 0) continue;
         const void* dsm = low ? ds16.p : dp.p;
