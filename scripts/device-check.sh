@@ -12,8 +12,10 @@
 #       with torch + transformers, no node, no network), in one call: unpacks, finds
 #       cuBLASLt in the python env, runs the CUDA harnesses, the whole ava suite with
 #       PERCEIVER_TEST_DEVICE=cuda, then scripts/bench-gpu (vs torch),
-#       scripts/bench-train-gpu (training steps vs HF), the fused attention gradient
-#       (off by default on CUDA: its tests and a training step with it) and
+#       scripts/bench-train-gpu (training steps vs HF), the switches that are off by
+#       default on CUDA until this has run them (the product-composed attention forward
+#       with dropout, the attention gradient, the wide attention kernel: their tests,
+#       bench-gpu and training steps with them) and
 #       scripts/bench-dispatch (per-op cost vs torch). Logs come back as $OUT/logs.tar (default OUT
 #       /tmp/perceiver-device-out) with $OUT/summary.txt; a short table is printed
 #       last. Each step has its own time limit, so one that hangs cannot take the
@@ -118,7 +120,7 @@ device() {
   echo "== harnesses"
   for h in bin/cuda_*_check; do
     [ -x "$h" ] || continue
-    step "$(basename "$h")" 40 "$h"
+    step "$(basename "$h")" 60 "$h"
   done
 
   echo "== ava with PERCEIVER_TEST_DEVICE=cuda"
@@ -129,13 +131,15 @@ device() {
   # shellcheck disable=SC2086
   step ava-cuda 130 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s $files
 
+  echo "== the attention switches (PERCEIVER_CUDA_ATTENTION_BACKWARD=1, _GEMM=1): tests"
+  # Off by default on CUDA until this passes (right after the suite, so a slow run
+  # reaches it): the attention tests with the product-composed forward and gradient
+  # (forward, dropout inside the op against its composed form, the gradient against
+  # the composed one, finite differences, memory).
+  step ava-attention-switches 90 env PERCEIVER_TEST_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_BACKWARD=1 PERCEIVER_CUDA_ATTENTION_GEMM=1 node node_modules/ava/entrypoints/cli.mjs --timeout 80s dist/test/autograd.test.js dist/test/linalg.test.js dist/test/models-attention-dropout.test.js -m 'attention*' -m 'PerceiverSelfAttention*'
+
   echo "== bench-gpu"
   step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
-
-  echo "== bench-gpu, wide attention kernel"
-  # The two-row-tile attention kernel (auto takes it only when asked, until checked):
-  # ours alone, to set against the run above.
-  step bench-gpu-wide 80 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WIDE=1 node dist/scripts/bench-gpu.js --no-torch
 
   echo "== bench-train-gpu"
   # The full ImageNet Fourier model, batch 8, 1 + 3 steps per side and precision,
@@ -143,12 +147,14 @@ device() {
   # per kernel (both in the log).
   step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --profile
 
-  echo "== the fused attention gradient (PERCEIVER_CUDA_ATTENTION_BACKWARD=1)"
-  # Off by default on CUDA until this passes: the gradient tests (fused against
-  # composed, finite differences, memory), then the bf16 training step with it, ours
-  # only, to set against the run above.
-  step ava-attention-grad 60 env PERCEIVER_TEST_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_BACKWARD=1 node node_modules/ava/entrypoints/cli.mjs --timeout 50s dist/test/autograd.test.js -m 'attention*'
-  step bench-train-gpu-fused 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_BACKWARD=1 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --precision bfloat16 --no-torch
+  echo "== the attention switches: benchmarks"
+  # Ours only, to set against the runs above: bench-gpu with the two-row-tile kernel
+  # (bf16 rows) and the product-composed float32 attention (float32 rows); training
+  # steps with the composed forward and gradient (float32, bf16, then bf16 with HF's
+  # attention dropout 0.1).
+  step bench-gpu-switches 80 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WIDE=1 PERCEIVER_CUDA_ATTENTION_GEMM=1 node dist/scripts/bench-gpu.js --no-torch
+  step bench-train-gpu-switches 70 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_BACKWARD=1 PERCEIVER_CUDA_ATTENTION_GEMM=1 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
+  step bench-train-gpu-dropout 50 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_BACKWARD=1 PERCEIVER_CUDA_ATTENTION_GEMM=1 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --precision bfloat16 --attention-dropout 0.1 --no-torch
 
   echo "== bench-dispatch"
   # What issuing an op costs on the GPU queue (tiny ops, with autograd, and a
@@ -160,16 +166,18 @@ device() {
   cat "$OUT/summary.txt"
   echo
   grep -A40 '^measurement' "$LOGS/bench-gpu.log" || tail -5 "$LOGS/bench-gpu.log"
-  echo "-- with PERCEIVER_CUDA_ATTENTION_WIDE=1:"
-  grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-wide.log" | head -12 || true
+  echo "-- with PERCEIVER_CUDA_ATTENTION_WIDE=1 and PERCEIVER_CUDA_ATTENTION_GEMM=1:"
+  grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-switches.log" | head -12 || true
   echo "tcw checks: $(grep -cE '^PASS .* tcw ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcw ' "$LOGS/cuda_attention_check.log") failed"
-  grep -E '^BENCH perceiver-self.* (tc|tcw) ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
+  echo "gemm checks: $(grep -cE '^PASS .* gemm(64)? |^PASS grad ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* gemm(64)? |^FAIL grad ' "$LOGS/cuda_attention_check.log") failed"
+  grep -E '^BENCH perceiver-self.* (tc|tcw) |^BENCH perceiver-(encoder|self-b32) .* (auto|gemm|grad) ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
   echo
   grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"
   echo
   grep -A22 '^perceiver-io bfloat16 step profile' "$LOGS/bench-train-gpu.log" | cut -c1-110 || true
-  echo "-- with PERCEIVER_CUDA_ATTENTION_BACKWARD=1:"
-  grep -E 'perceiver-io|ms/step' "$LOGS/bench-train-gpu-fused.log" | head -3 || tail -3 "$LOGS/bench-train-gpu-fused.log"
+  echo "-- with PERCEIVER_CUDA_ATTENTION_BACKWARD=1 and PERCEIVER_CUDA_ATTENTION_GEMM=1 (then bf16 with attention dropout 0.1):"
+  grep -E 'perceiver-io|ms/step' "$LOGS/bench-train-gpu-switches.log" | head -4 || tail -3 "$LOGS/bench-train-gpu-switches.log"
+  grep -E 'perceiver-io|ms/step' "$LOGS/bench-train-gpu-dropout.log" | head -3 || tail -3 "$LOGS/bench-train-gpu-dropout.log"
   echo
   grep -A5 '^per-op overhead' "$LOGS/bench-dispatch.log" || tail -5 "$LOGS/bench-dispatch.log"
 }
