@@ -412,6 +412,20 @@ struct Problem {
   float scale;
 };
 
+// pb's tensors for case c in its layout (padding NaN), q, k and v filled from rng,
+// and the default scale; the mask and the device copies are the caller's.
+void init_problem(Problem& pb, const Case& c, Rng& rng) {
+  pb.c = c;
+  pb.q = make_tensor(c.layout, c.B, c.nq, c.H, c.dqk);
+  pb.k = make_tensor(c.layout, c.B, c.nk, c.H, c.dqk);
+  pb.v = make_tensor(c.layout, c.B, c.nk, c.H, c.dv);
+  pb.o = make_tensor(c.layout, c.B, c.nq, c.H, c.dv);
+  fill_random(pb.q, rng, -1.5f, 1.5f);
+  fill_random(pb.k, rng, -1.5f, 1.5f);
+  fill_random(pb.v, rng, -1.f, 1.f);
+  pb.scale = c.dqk > 0 ? (float)(1.0 / std::sqrt((double)c.dqk)) : 1.f;
+}
+
 AttentionArgs make_args(const Problem& pb, DType dt) {
   AttentionArgs a{};
   a.q = static_cast<const float*>(pb.dq.p);
@@ -469,16 +483,8 @@ std::vector<int64_t> rows_to_check(const Case& c) {
 void check_case(const Case& c, cudaStream_t stream) {
   Rng rng(std::hash<std::string>()(c.name));
   Problem pb;
-  pb.c = c;
-  pb.q = make_tensor(c.layout, c.B, c.nq, c.H, c.dqk);
-  pb.k = make_tensor(c.layout, c.B, c.nk, c.H, c.dqk);
-  pb.v = make_tensor(c.layout, c.B, c.nk, c.H, c.dv);
-  pb.o = make_tensor(c.layout, c.B, c.nq, c.H, c.dv);
-  fill_random(pb.q, rng, -1.5f, 1.5f);
-  fill_random(pb.k, rng, -1.5f, 1.5f);
-  fill_random(pb.v, rng, -1.f, 1.f);
+  init_problem(pb, c, rng);
   pb.mask = make_mask(c.mask, c.B, c.nq, c.nk, rng);
-  pb.scale = c.dqk > 0 ? (float)(1.0 / std::sqrt((double)c.dqk)) : 1.f;
   if (pb.mask.present) {
     pb.dmask.alloc(pb.mask.v.size());
     CHECK_CUDA(cudaMemcpy(pb.dmask.p, pb.mask.v.data(), pb.mask.v.size(), cudaMemcpyHostToDevice));
@@ -698,18 +704,10 @@ void check_gradient(const Case& c, cudaStream_t stream) {
   }
   Rng rng(std::hash<std::string>()(c.name) ^ 0x77);
   Problem pb;
-  pb.c = c;
-  pb.q = make_tensor(c.layout, c.B, c.nq, c.H, c.dqk);
-  pb.k = make_tensor(c.layout, c.B, c.nk, c.H, c.dqk);
-  pb.v = make_tensor(c.layout, c.B, c.nk, c.H, c.dv);
-  pb.o = make_tensor(c.layout, c.B, c.nq, c.H, c.dv);
+  init_problem(pb, c, rng);
   HostTensor go = pb.o;
-  fill_random(pb.q, rng, -1.5f, 1.5f);
-  fill_random(pb.k, rng, -1.5f, 1.5f);
-  fill_random(pb.v, rng, -1.f, 1.f);
   fill_random(go, rng, -1.f, 1.f);
   pb.mask = make_mask(c.mask, c.B, c.nq, c.nk, rng);
-  pb.scale = c.dqk > 0 ? (float)(1.0 / std::sqrt((double)c.dqk)) : 1.f;
   if (pb.mask.present) {
     pb.dmask.alloc(pb.mask.v.size());
     CHECK_CUDA(cudaMemcpy(pb.dmask.p, pb.mask.v.data(), pb.mask.v.size(), cudaMemcpyHostToDevice));
@@ -830,15 +828,7 @@ std::vector<Case> gradient_cases() {
 void bench_case(const Case& c, cudaStream_t stream) {
   Rng rng(7);
   Problem pb;
-  pb.c = c;
-  pb.q = make_tensor(c.layout, c.B, c.nq, c.H, c.dqk);
-  pb.k = make_tensor(c.layout, c.B, c.nk, c.H, c.dqk);
-  pb.v = make_tensor(c.layout, c.B, c.nk, c.H, c.dv);
-  pb.o = make_tensor(c.layout, c.B, c.nq, c.H, c.dv);
-  fill_random(pb.q, rng, -1.5f, 1.5f);
-  fill_random(pb.k, rng, -1.5f, 1.5f);
-  fill_random(pb.v, rng, -1.f, 1.f);
-  pb.scale = (float)(1.0 / std::sqrt((double)c.dqk));
+  init_problem(pb, c, rng);
   const double flop = 2.0 * c.B * c.H * c.nq * c.nk * (double)(c.dqk + c.dv);
   cudaEvent_t t0, t1;
   CHECK_CUDA(cudaEventCreate(&t0));
@@ -893,15 +883,7 @@ void bench_gradient(const Case& c, cudaStream_t stream) {
   if (!g_gemm) return;
   Rng rng(11);
   Problem pb;
-  pb.c = c;
-  pb.q = make_tensor(c.layout, c.B, c.nq, c.H, c.dqk);
-  pb.k = make_tensor(c.layout, c.B, c.nk, c.H, c.dqk);
-  pb.v = make_tensor(c.layout, c.B, c.nk, c.H, c.dv);
-  pb.o = make_tensor(c.layout, c.B, c.nq, c.H, c.dv);
-  fill_random(pb.q, rng, -1.5f, 1.5f);
-  fill_random(pb.k, rng, -1.5f, 1.5f);
-  fill_random(pb.v, rng, -1.f, 1.f);
-  pb.scale = (float)(1.0 / std::sqrt((double)c.dqk));
+  init_problem(pb, c, rng);
   // Forward 2 products, gradient 5 (dV, dP, dK, dQ, and S again).
   const double flop = 2.0 * c.B * c.H * c.nq * c.nk * (double)(3 * c.dqk + 2 * c.dv);
   cudaEvent_t t0, t1;
