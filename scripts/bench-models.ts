@@ -1,10 +1,10 @@
 // Forward time of two full-size released Perceiver configurations on this machine,
 // random weights, batch 1, with onnxruntime-node running the same ImageNet network
-// and weights side by side.
+// and weights side by side, and torch eager the same language model.
 //
 //   node dist/scripts/bench-models.js              # table
 //   node dist/scripts/bench-models.js --json       # one JSON object on stdout
-//   node dist/scripts/bench-models.js --runs 5 --warmup 1 --no-plain --no-mlm --no-onnx
+//   node dist/scripts/bench-models.js --runs 5 --warmup 1 --no-plain --no-imagenet --no-mlm --no-onnx --no-torch
 //   node dist/scripts/bench-models.js --warm-malloc   # rerun itself with glibc told to keep freed memory
 //
 // --warm-malloc: the engine takes large blocks from glibc malloc, which maps every
@@ -29,11 +29,14 @@
 // module names, so it loads the safetensors file this script writes: our random
 // weights, the Fourier features and the input), exported with torch.onnx.export
 // (opset 17) and run by onnxruntime-node on all cores with full graph optimisation.
-// Its logits are checked against ours. Needs /usr/bin/python3 with torch (Debian's
-// python3-torch) and the npm package onnxruntime-node; without them the script says
-// why and reports our numbers alone.
+// Its logits are checked against ours. The language model's baseline is the same
+// network written in PyTorch (HF's module names again) run by torch eager, no grad,
+// with torch's threads set to the core count, in a child process after our runs (so
+// not interleaved), its logits checked against ours too. Needs /usr/bin/python3 with
+// torch (Debian's python3-torch) and, for the ImageNet baseline, the npm package
+// onnxruntime-node; without them the script says why and reports our numbers alone.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { manualSeed, randn, rand, saveSafetensors, tensor, tidy, type Tensor } from '../lib/index.js';
@@ -147,8 +150,9 @@ async function forwardData(model: { forward(x: Tensor): { logits: Tensor } }, x:
 
 // ---------------------------------------------------------------- the PyTorch rendering
 
-const PYTHON_EXPORT = String.raw`
-import json, math, struct, sys
+// HF's module tree and names, so each rendering loads our state dict strictly.
+const PYTHON_MODULES = String.raw`
+import json, math, struct, sys, time
 import numpy as np
 import torch
 from torch import nn
@@ -203,13 +207,15 @@ class Dense(nn.Module):
         return self.dense(x)
 
 class Attention(nn.Module):
-    def __init__(self, q_dim, kv_dim, qk, v, heads, cross, out):
+    def __init__(self, q_dim, kv_dim, qk, v, heads, cross, out, residual=True):
         super().__init__()
         setattr(self, 'self', SelfAttention(q_dim, kv_dim, qk, v, heads, cross))
         self.output = Dense(v, out)
+        self.residual = residual
 
     def forward(self, x, inputs=None):
-        return self.output(getattr(self, 'self')(x, inputs)) + x
+        o = self.output(getattr(self, 'self')(x, inputs))
+        return o + x if self.residual else o
 
 class MLP(nn.Module):
     def __init__(self, c):
@@ -221,9 +227,9 @@ class MLP(nn.Module):
         return self.dense2(nn.functional.gelu(self.dense1(x)))
 
 class Layer(nn.Module):
-    def __init__(self, q_dim, kv_dim, qk, v, heads, cross):
+    def __init__(self, q_dim, kv_dim, qk, v, heads, cross, residual=True):
         super().__init__()
-        self.attention = Attention(q_dim, kv_dim, qk, v, heads, cross, q_dim)
+        self.attention = Attention(q_dim, kv_dim, qk, v, heads, cross, q_dim, residual)
         self.layernorm = nn.LayerNorm(q_dim)
         self.mlp = MLP(q_dim)
 
@@ -240,10 +246,14 @@ class Encoder(nn.Module):
     def __init__(self, c):
         super().__init__()
         L, kv = c['d_latents'], c['d_model']
+        # HF's defaults: query/key widths those of the inputs (cross-attention, shape
+        # for attention 'kv') or of the latents; value widths the query/key widths.
+        qk, sqk = c.get('qk_channels') or kv, c.get('qk_channels') or L
+        v, sv = c.get('v_channels') or qk, c.get('v_channels') or sqk
         self.blocks = c['num_blocks']
-        self.cross_attention = Layer(L, kv, kv, kv, c['num_cross_attention_heads'], True)
+        self.cross_attention = Layer(L, kv, qk, v, c['num_cross_attention_heads'], True)
         self.self_attends = nn.ModuleList(
-            [Layer(L, L, L, L, c['num_self_attention_heads'], False) for _ in range(c['num_self_attends_per_block'])])
+            [Layer(L, L, sqk, sv, c['num_self_attention_heads'], False) for _ in range(c['num_self_attends_per_block'])])
 
     def forward(self, z, x):
         z = self.cross_attention(z, x)
@@ -253,9 +263,9 @@ class Encoder(nn.Module):
         return z
 
 class PositionEncoding(nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, n=1):
         super().__init__()
-        self.position_embeddings = nn.Parameter(torch.zeros(1, c))
+        self.position_embeddings = nn.Parameter(torch.zeros(n, c))
 
 class BasicDecoder(nn.Module):
     def __init__(self, c):
@@ -278,21 +288,62 @@ class ClassificationDecoder(nn.Module):
         return self.decoder(z)[:, 0, :]
 
 class Perceiver(nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, decoder, input_preprocessor=None):
         super().__init__()
+        if input_preprocessor is not None:
+            self.input_preprocessor = input_preprocessor
         self.embeddings = Embeddings(c['num_latents'], c['d_latents'])
         self.encoder = Encoder(c)
-        self.decoder = ClassificationDecoder(c)
+        self.decoder = decoder
 
     def forward(self, x):
+        if hasattr(self, 'input_preprocessor'):
+            x = self.input_preprocessor(x)
         z = self.embeddings.latents.unsqueeze(0).expand(x.shape[0], -1, -1)
         return self.decoder(self.encoder(z, x))
+
+class TextPreprocessor(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.embeddings = nn.Embedding(c['vocab_size'], c['d_model'])
+        self.position_embeddings = nn.Embedding(c['max_position_embeddings'], c['d_model'])
+
+    def forward(self, ids):
+        return self.embeddings(ids) + self.position_embeddings(torch.arange(ids.shape[1]))
+
+class TextDecoder(nn.Module):
+    """The PerceiverBasicDecoder that HF's PerceiverForMaskedLM builds: 8 heads of 32, no query residual, no final layer."""
+    def __init__(self, c):
+        super().__init__()
+        D, L = c['d_model'], c['d_latents']
+        self.output_position_encodings = PositionEncoding(D, c['max_position_embeddings'])
+        self.decoding_cross_attention = Layer(D, L, 8 * 32, D, 8, True, residual=False)
+
+    def forward(self, z):
+        q = self.output_position_encodings.position_embeddings.unsqueeze(0).expand(z.shape[0], -1, -1)
+        return self.decoding_cross_attention(q, z)
+
+class EmbeddingDecoder(nn.Module):
+    def __init__(self, vocab):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(vocab))
+
+class MaskedLM(nn.Module):
+    """HF's PerceiverForMaskedLM, eval mode: logits through the tied input embeddings."""
+    def __init__(self, c):
+        super().__init__()
+        self.perceiver = Perceiver(c, TextDecoder(c), TextPreprocessor(c))
+        self.embedding_decoder = EmbeddingDecoder(c['vocab_size'])
+
+    def forward(self, ids):
+        h = self.perceiver(ids)
+        return torch.matmul(h, self.perceiver.input_preprocessor.embeddings.weight.t()) + self.embedding_decoder.bias
 
 class FourierClassifier(nn.Module):
     """HF's PerceiverForImageClassificationFourier, eval mode: pixels channels-last, then the Fourier features."""
     def __init__(self, c, pos):
         super().__init__()
-        self.perceiver = Perceiver(c)
+        self.perceiver = Perceiver(c, ClassificationDecoder(c))
         self.register_buffer('pos', pos, persistent=False)
 
     def forward(self, pixel_values):
@@ -301,6 +352,10 @@ class FourierClassifier(nn.Module):
         x = torch.cat([x, self.pos.unsqueeze(0).expand(B, -1, -1)], dim=-1)
         return self.perceiver(x)
 
+`;
+
+// The image classifier exported to ONNX for onnxruntime-node.
+const PYTHON_EXPORT = PYTHON_MODULES + String.raw`
 sd = read_safetensors(d + '/weights.safetensors')
 pos = sd.pop('__fourier_features__')
 pixels = sd.pop('__pixel_values__')
@@ -312,6 +367,38 @@ with torch.no_grad():
 print(json.dumps({'torch': torch.__version__}))
 `;
 
+// The masked language model with our weights, and the input ids.
+const PYTHON_MLM_LOAD = PYTHON_MODULES + String.raw`
+sd = read_safetensors(d + '/weights.safetensors')
+ids = sd.pop('__inputs__').long()
+model = MaskedLM(cfg).eval()
+model.load_state_dict(sd, strict=True)
+`;
+
+// ... exported to ONNX for onnxruntime-node.
+const PYTHON_MLM_EXPORT = PYTHON_MLM_LOAD + String.raw`
+with torch.no_grad():
+    torch.onnx.export(model, (ids,), d + '/model.onnx', input_names=['inputs'], output_names=['logits'],
+                      opset_version=17, do_constant_folding=True)
+print(json.dumps({'torch': torch.__version__}))
+`;
+
+// ... timed in torch eager (no grad), --warmup then --runs forwards; its logits go to
+// logits.bin for the comparison with ours.
+const PYTHON_MLM = PYTHON_MLM_LOAD + String.raw`
+runs, warmup = int(sys.argv[4]), int(sys.argv[5])
+times = []
+with torch.no_grad():
+    for r in range(warmup + runs):
+        t0 = time.perf_counter()
+        logits = model(ids)
+        ms = (time.perf_counter() - t0) * 1000
+        if r >= warmup:
+            times.append(ms)
+logits.numpy().astype('<f4').tofile(d + '/logits.bin')
+print(json.dumps({'torch': torch.__version__, 'runs_ms': times}))
+`;
+
 // The part of onnxruntime-node's API used here.
 interface OrtSession {
   run(feeds: Record<string, unknown>): Promise<Record<string, { data: unknown; dispose?: () => void }>>;
@@ -319,7 +406,7 @@ interface OrtSession {
 }
 interface Ort {
   InferenceSession: { create(path: string, opts: Record<string, unknown>): Promise<OrtSession> };
-  Tensor: new (type: string, data: Float32Array, dims: number[]) => unknown;
+  Tensor: new (type: string, data: Float32Array | BigInt64Array, dims: number[]) => unknown;
   env: { versions?: { node?: string } };
 }
 
@@ -341,8 +428,16 @@ interface OrtRunner {
   release(): Promise<void>;
 }
 
-/** Exports the PyTorch rendering of model to ONNX and opens it in onnxruntime-node; a string says why not. */
-async function onnxBaseline(model: PerceiverForImageClassificationFourier, pixels: Tensor, pos: Float32Array, dir: string): Promise<OrtRunner | string> {
+/** What an ONNX baseline needs: the rendering's tensors, its export script and config, and the one input. */
+interface OnnxJob {
+  tensors: Record<string, Tensor>;
+  script: string;
+  config: Record<string, unknown>;
+  input: { name: string; type: 'float32' | 'int64'; data: Float32Array | BigInt64Array; dims: number[] };
+}
+
+/** Exports a PyTorch rendering to ONNX and opens it in onnxruntime-node; a string says why not. */
+async function onnxBaseline(job: OnnxJob, dir: string): Promise<OrtRunner | string> {
   let ort: Ort;
   try {
     // Through a variable, so the script compiles where the optional package is absent.
@@ -356,11 +451,9 @@ async function onnxBaseline(model: PerceiverForImageClassificationFourier, pixel
   if (probe.status !== 0) return `${PYTHON} cannot import torch and numpy: ${probe.stderr.trim().split('\n').pop()} (apt-get install python3-torch)`;
 
   log('  exporting the PyTorch rendering to ONNX ...');
-  const posT = tensor(pos, [224 * 224, pos.length / (224 * 224)]);
-  await saveSafetensors(join(dir, 'weights.safetensors'), { ...model.stateDict(), __fourier_features__: posT, __pixel_values__: pixels });
-  posT.dispose();
+  await saveSafetensors(join(dir, 'weights.safetensors'), job.tensors);
   const t0 = performance.now();
-  const py = spawnSync(PYTHON, ['-c', PYTHON_EXPORT, dir, JSON.stringify(VISION_PERCEIVER_FOURIER), String(cpus().length)], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const py = spawnSync(PYTHON, ['-c', job.script, dir, JSON.stringify(job.config), String(cpus().length)], { encoding: 'utf8', maxBuffer: 64 << 20 });
   if (py.status !== 0) return `the PyTorch export failed: ${py.stderr.trim().split('\n').slice(-3).join(' | ')}`;
   const torchVersion = (JSON.parse(py.stdout.trim().split('\n').pop()!) as { torch: string }).torch;
   log(`  exported in ${((performance.now() - t0) / 1000).toFixed(1)} s (torch ${torchVersion})`);
@@ -371,8 +464,7 @@ async function onnxBaseline(model: PerceiverForImageClassificationFourier, pixel
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
   });
-  const px = new Float32Array((await pixels.data()) as Float32Array);
-  const feeds = { pixel_values: new ort.Tensor('float32', px, [...pixels.shape]) };
+  const feeds = { [job.input.name]: new ort.Tensor(job.input.type, job.input.data, job.input.dims) };
   return {
     torchVersion,
     ortVersion: ort.env.versions?.node,
@@ -384,6 +476,51 @@ async function onnxBaseline(model: PerceiverForImageClassificationFourier, pixel
     },
     release: () => session.release(),
   };
+}
+
+interface TorchResult {
+  available: boolean;
+  reason?: string;
+  torchVersion?: string;
+  timing?: Timing;
+  maxAbsDiffVsOurs?: number;
+  maxAbsLogit?: number;
+  gflops?: number;
+  speedupOursOverTorch?: number;
+}
+
+interface TorchRun {
+  timing: Timing;
+  torchVersion: string;
+  logits: Float32Array;
+}
+
+/**
+ * The masked LM's PyTorch rendering run by torch eager with our weights and input, in
+ * a child process after ours: its timing and logits, or a string saying why not.
+ */
+async function torchMlmBaseline(model: PerceiverForMaskedLM, ids: Tensor, dir: string): Promise<TorchRun | string> {
+  if (!existsSync(PYTHON)) return `${PYTHON} not found (set PERCEIVER_BENCH_PYTHON; it needs torch: apt-get install python3-torch)`;
+  const probe = spawnSync(PYTHON, ['-c', 'import torch, numpy'], { encoding: 'utf8' });
+  if (probe.status !== 0) return `${PYTHON} cannot import torch and numpy: ${probe.stderr.trim().split('\n').pop()} (apt-get install python3-torch)`;
+  // The ONNX export may have written the same file already.
+  if (!existsSync(join(dir, 'weights.safetensors'))) {
+    const idsF = ids.cast('float32');
+    try {
+      await saveSafetensors(join(dir, 'weights.safetensors'), { ...model.stateDict(), __inputs__: idsF });
+    } finally {
+      idsF.dispose();
+    }
+  }
+  log('  torch eager (same weights and input) ...');
+  const args = [dir, JSON.stringify(LANGUAGE_PERCEIVER), String(cpus().length), String(RUNS), String(WARMUP)];
+  const py = spawnSync(PYTHON, ['-c', PYTHON_MLM, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (py.status !== 0) return `the PyTorch run failed: ${py.stderr.trim().split('\n').slice(-3).join(' | ')}`;
+  const r = JSON.parse(py.stdout.trim().split('\n').pop()!) as { torch: string; runs_ms: number[] };
+  log(`  torch: median ${median(r.runs_ms).toFixed(0)} ms of ${r.runs_ms.map((x) => x.toFixed(0)).join(', ')}`);
+  const buf = readFileSync(join(dir, 'logits.bin'));
+  const logits = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  return { timing: { medianMs: median(r.runs_ms), runsMs: r.runs_ms }, torchVersion: r.torch, logits };
 }
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): { maxDiff: number; maxAbs: number } {
@@ -407,6 +544,7 @@ interface ModelReport {
   fastPathGflop?: number;
   ours: { fast: Timing & { gflops: number }; plain?: Timing & { gflops: number } };
   onnxruntime?: OrtResult & { gflops?: number; speedupOursOverOrt?: number };
+  torch?: TorchResult;
 }
 
 function printParts(parts: Part[]): void {
@@ -423,7 +561,7 @@ async function main(): Promise<void> {
   if (loadBefore[0] > threads * 0.5) log(`  WARNING: the 1-minute load average (${loadBefore[0].toFixed(2)}) shows other work on this ${threads}-CPU machine; timings will be noisy`);
 
   // ImageNet Fourier
-  {
+  if (!flag('--no-imagenet')) {
     log('\nPerceiverForImageClassificationFourier (released config, random weights), batch 1, 224x224');
     const model = new PerceiverForImageClassificationFourier(VISION_PERCEIVER_FOURIER);
     const pixels = randn([1, 3, 224, 224]);
@@ -446,7 +584,17 @@ async function main(): Promise<void> {
     try {
       if (!flag('--no-onnx')) {
         const pos = fourierFeatures(linearPositions([224, 224]), { maxResolution: [224, 224], numBands: 64, concatPos: true, sineOnly: false }).data;
-        ort = await onnxBaseline(model, pixels, pos, dir);
+        const posT = tensor(pos, [224 * 224, pos.length / (224 * 224)]);
+        try {
+          ort = await onnxBaseline({
+            tensors: { ...model.stateDict(), __fourier_features__: posT, __pixel_values__: pixels },
+            script: PYTHON_EXPORT,
+            config: VISION_PERCEIVER_FOURIER,
+            input: { name: 'pixel_values', type: 'float32', data: new Float32Array((await pixels.data()) as Float32Array), dims: [...pixels.shape] },
+          }, dir);
+        } finally {
+          posT.dispose();
+        }
         if (typeof ort === 'string') log(`  onnxruntime-node baseline UNAVAILABLE: ${ort}`);
       }
       const outputs: Record<string, Float32Array> = {};
@@ -512,15 +660,81 @@ async function main(): Promise<void> {
     const gflop = parts.reduce((s, p) => s + p.gflop, 0);
     printParts(parts);
     log(`    ${'total'.padEnd(73)} ${gflop.toFixed(3).padStart(9)} GFLOP`);
-    const [fast] = await timeAll([['ours', () => forwardData(model, ids)]]);
-    reports.push({
+    const report: ModelReport = {
       model: 'PerceiverForMaskedLM',
       config: LANGUAGE_PERCEIVER,
       input: 'inputs int32 [1, 2048]',
       gflop,
       parts,
-      ours: { fast: { ...fast, gflops: gflop / (fast.medianMs / 1000) } },
-    });
+      ours: { fast: { medianMs: NaN, runsMs: [], gflops: NaN } },
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'perceiver-bench-'));
+    try {
+      let ort: OrtRunner | string = 'skipped (--no-onnx)';
+      if (!flag('--no-onnx')) {
+        const idsF = ids.cast('float32');
+        try {
+          const idData = (await ids.data()) as Int32Array;
+          ort = await onnxBaseline({
+            tensors: { ...model.stateDict(), __inputs__: idsF },
+            script: PYTHON_MLM_EXPORT,
+            config: LANGUAGE_PERCEIVER,
+            input: { name: 'inputs', type: 'int64', data: BigInt64Array.from(idData, (x) => BigInt(x)), dims: [...ids.shape] },
+          }, dir);
+        } finally {
+          idsF.dispose();
+        }
+        if (typeof ort === 'string') log(`  onnxruntime-node baseline UNAVAILABLE: ${ort}`);
+      }
+      const outputs: Record<string, Float32Array> = {};
+      const contenders: [string, () => Promise<unknown>][] = [['ours', async () => (outputs.ours = await forwardData(model, ids))]];
+      if (typeof ort !== 'string') {
+        const runner = ort;
+        contenders.push(['onnxruntime-node', async () => (outputs.ort = await runner.run())]);
+      }
+      const timings = await timeAll(contenders);
+      const fast = timings[0];
+      report.ours = { fast: { ...fast, gflops: gflop / (fast.medianMs / 1000) } };
+      if (typeof ort === 'string') report.onnxruntime = { available: false, reason: ort };
+      else {
+        const t = timings[1];
+        const d = maxAbsDiff(outputs.ours, outputs.ort);
+        log(`  onnxruntime-node vs our logits: max |diff| ${d.maxDiff.toExponential(2)} (max |logit| ${d.maxAbs.toExponential(2)})`);
+        report.onnxruntime = {
+          available: true,
+          torchVersion: ort.torchVersion,
+          ortVersion: ort.ortVersion,
+          timing: t,
+          maxAbsDiffVsOurs: d.maxDiff,
+          maxAbsLogit: d.maxAbs,
+          gflops: gflop / (t.medianMs / 1000),
+          speedupOursOverOrt: t.medianMs / fast.medianMs,
+        };
+        await ort.release();
+      }
+      if (!flag('--no-torch')) {
+        const t = await torchMlmBaseline(model, ids, dir);
+        if (typeof t === 'string') {
+          log(`  torch baseline UNAVAILABLE: ${t}`);
+          report.torch = { available: false, reason: t };
+        } else {
+          const d = maxAbsDiff(outputs.ours, t.logits);
+          log(`  torch vs our logits: max |diff| ${d.maxDiff.toExponential(2)} (max |logit| ${d.maxAbs.toExponential(2)})`);
+          report.torch = {
+            available: true,
+            torchVersion: t.torchVersion,
+            timing: t.timing,
+            maxAbsDiffVsOurs: d.maxDiff,
+            maxAbsLogit: d.maxAbs,
+            gflops: gflop / (t.timing.medianMs / 1000),
+            speedupOursOverTorch: t.timing.medianMs / fast.medianMs,
+          };
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    reports.push(report);
     ids.dispose();
     model.dispose();
   }
@@ -532,6 +746,9 @@ async function main(): Promise<void> {
     if (r.onnxruntime?.available)
       row.push(`onnxruntime-node ${r.onnxruntime.timing!.medianMs.toFixed(0)} ms (${r.onnxruntime.gflops!.toFixed(1)} GFLOP/s)`, `ours/ort speed ${r.onnxruntime.speedupOursOverOrt!.toFixed(2)}x`);
     else if (r.onnxruntime) row.push(`onnxruntime-node unavailable`);
+    if (r.torch?.available)
+      row.push(`torch ${r.torch.torchVersion} eager ${r.torch.timing!.medianMs.toFixed(0)} ms (${r.torch.gflops!.toFixed(1)} GFLOP/s)`, `ours/torch speed ${r.torch.speedupOursOverTorch!.toFixed(2)}x`);
+    else if (r.torch) row.push(`torch unavailable`);
     log('  ' + row.join('; '));
   }
   const loadAfter = loadavg();
