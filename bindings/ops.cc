@@ -62,6 +62,16 @@ Napi::Value Full(const Napi::CallbackInfo& info) {
   });
 }
 
+// Storage no kernel has written (allocated on first use): placeholders for
+// parameters that a checkpoint is about to replace (lib/nn/init.ts).
+Napi::Value Empty(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    need_args(info, 3, "empty");
+    Shape shape = shape_arg(info, 0, "empty", "shape");
+    return ret(info, empty(shape, dtype_arg(info, 1, "empty", "dtype"), device_arg(info, 2, "empty", "device"), "empty"));
+  });
+}
+
 Napi::Value Arange(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     need_args(info, 5, "arange");
@@ -638,7 +648,7 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
 
 void register_ops(Napi::Env env, Napi::Object exports) {
   struct { const char* name; Fn fn; } fns[] = {
-      {"fromBuffer", FromBuffer}, {"full", Full},       {"arange", Arange},
+      {"fromBuffer", FromBuffer}, {"full", Full}, {"empty", Empty},       {"arange", Arange},
       {"random", Random},         {"contiguous", Contiguous}, {"reshape", Reshape}, {"assign", Assign},
       {"permute", Permute},       {"slice", Slice},     {"broadcastTo", BroadcastTo},
       {"concat", Concat},         {"cast", Cast},       {"unary", Unary},

@@ -123,6 +123,16 @@ export function full(shape: readonly number[], value: number, opts?: CreateOptio
   return wrap(native.full(shapeArg('full', 'shape', shape), value, dtype, resolveDevice('full', o.device)));
 }
 
+/**
+ * @internal A tensor whose values are undefined (storage no kernel has written, taken
+ * on first use): for placeholders that are replaced before anything reads them.
+ */
+export function uninitialized(shape: readonly number[], opts?: CreateOptions): Tensor {
+  const o = options('uninitialized', opts);
+  const dtype = o.dtype === undefined ? 'float32' : checkDType('uninitialized', 'dtype', o.dtype);
+  return wrap(native.empty(shapeArg('uninitialized', 'shape', shape), dtype, resolveDevice('uninitialized', o.device)));
+}
+
 export const zeros = (shape: readonly number[], opts?: CreateOptions): Tensor => full(shape, 0, opts);
 export const ones = (shape: readonly number[], opts?: CreateOptions): Tensor => full(shape, 1, opts);
 

@@ -30,6 +30,8 @@ export type { LoadStateDictOptions, LoadStateDictResult, ModuleToOptions } from 
 export { Linear, LayerNorm, Embedding } from './nn/layers.js';
 export type { InitOptions, LinearOptions, LayerNormModuleOptions } from './nn/layers.js';
 export { Conv2d, BatchNorm2d } from './nn/conv.js';
+export { withoutInit, initSkipped, initNormal, initUniform, initConstant } from './nn/init.js';
+export type { WithoutInitOptions } from './nn/init.js';
 export { crossEntropy, dropout } from './nn/functional.js';
 export { autocast, autocastDtype, computeDtype, computeIn, toDtype, needsCast } from './nn/autocast.js';
 export type { CrossEntropyOptions } from './nn/functional.js';

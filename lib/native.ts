@@ -33,6 +33,8 @@ export interface NativeAddon {
   dtypeNames: DTypeName[];
   fromBuffer(data: ArrayBufferView | ArrayBuffer, shape: number[], dtype: string, device: string): H;
   full(shape: number[], value: number, dtype: string, device: string): H;
+  /** Storage no kernel has written; its values are undefined until one does. */
+  empty(shape: number[], dtype: string, device: string): H;
   arange(start: number, step: number, length: number, dtype: string, device: string): H;
   random(kind: 'normal' | 'uniform', shape: number[], seed: number, p1: number, p2: number, device: string): H;
   contiguous(x: H): H;

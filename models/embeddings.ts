@@ -1,5 +1,5 @@
 // The trainable latent array z0 [num_latents, d_latents] (HF's PerceiverEmbeddings.latents).
-import { broadcastTo, tidy, computeDtype, keep, needsCast, needsGrad, randn, toDtype, Module, type Tensor, type InitOptions } from '../lib/index.js';
+import { broadcastTo, tidy, computeDtype, initNormal, keep, needsCast, needsGrad, toDtype, Module, type Tensor, type InitOptions } from '../lib/index.js';
 import { markStaticQueries } from './attention.js';
 
 export class PerceiverEmbeddings extends Module {
@@ -9,7 +9,7 @@ export class PerceiverEmbeddings extends Module {
 
   constructor(numLatents: number, dLatents: number, opts: InitOptions = {}) {
     super();
-    this.registerParameter('latents', randn([numLatents, dLatents], { std: opts.initStd ?? 1, device: opts.device }));
+    this.registerParameter('latents', initNormal([numLatents, dLatents], opts.initStd ?? 1, opts.device));
   }
 
   get latents(): Tensor {

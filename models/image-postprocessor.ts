@@ -8,7 +8,7 @@
 // Parameters use PyTorch's layouts (ConvTranspose2d weight [in, out, kh, kw]), as the
 // rest of models/ does; a Haiku checkpoint's [kh, kw, out, in] kernels map onto them by
 // transposing and flipping spatially (the Haiku rename table is not written yet).
-import { Conv2d, Module, computeDtype, concat, conv2d, permute, rand, randn, relu, reshape, slice, tidy, toDtype, unsqueeze, zeros, type Tensor } from '../lib/index.js';
+import { Conv2d, Module, computeDtype, concat, conv2d, initConstant, initNormal, initUniform, permute, relu, reshape, slice, tidy, toDtype, unsqueeze, zeros, type Tensor } from '../lib/index.js';
 
 export interface ConvTranspose2dOptions {
   /** Default 1. */
@@ -55,9 +55,9 @@ export class ConvTranspose2d extends Module {
     // PyTorch's default init bound, 1/sqrt(fan_in) with fan_in = out * k * k for a transposed conv.
     const bound = 1 / Math.sqrt(outChannels * kernel * kernel);
     const init = (shape: number[]) =>
-      opts.initStd === undefined ? rand(shape, { low: -bound, high: bound, device }) : randn(shape, { std: opts.initStd, device });
+      opts.initStd === undefined ? initUniform(shape, -bound, bound, device) : initNormal(shape, opts.initStd, device);
     this.registerParameter('weight', init([inChannels, outChannels, kernel, kernel]));
-    this.registerParameter('bias', opts.bias === false ? null : opts.initStd === undefined ? init([outChannels]) : zeros([outChannels], { device }));
+    this.registerParameter('bias', opts.bias === false ? null : opts.initStd === undefined ? init([outChannels]) : initConstant([outChannels], 0, device));
   }
 
   /** x [B, H, W, in] -> [B, (H-1)*s - 2p + k + op, (W-1)*s - 2p + k + op, out]. */

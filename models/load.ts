@@ -17,6 +17,7 @@ import {
   type Module,
   type Tensor,
   type TensorRecord,
+  withoutInit,
 } from '../lib/index.js';
 import { perceiverConfig } from './config.js';
 import { readTorchCheckpoint } from '../lib/io/torch.js';
@@ -212,8 +213,10 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   }
   let model: LoadedModel;
   try {
-    model = createModel(config, { device }) as LoadedModel;
-    // Cast before loading, so the 16-bit weights land as the model's own tensors.
+    // Every parameter is replaced below (the load is strict), so none is drawn: the
+    // placeholders hold no memory until then, and are already in the weights' dtype.
+    model = withoutInit(() => createModel(config, { device }), { dtype }) as LoadedModel;
+    // Casts what is left (buffers made otherwise), so the 16-bit weights land as the model's own tensors.
     if (dtype !== 'float32') model.to(dtype);
   } catch (err) {
     throw new Error(`loadModel: ${configPath}: ${err instanceof Error ? err.message : String(err)}`);

@@ -7,7 +7,7 @@
 // arguments (up to pi * 112) differ from exact ones by ~3e-5, a visible share of the
 // parity tolerance; reproducing the rounding removes that error. They depend only on
 // the index dims, so they are computed once per shape and cached.
-import { broadcastTo, computeDtype, keep, randn, tensor, tidy, toDtype, Module, type Tensor, type InitOptions } from '../lib/index.js';
+import { Module, broadcastTo, computeDtype, initNormal, keep, tensor, tidy, toDtype, type Tensor, type InitOptions } from '../lib/index.js';
 
 const f = Math.fround;
 
@@ -120,7 +120,7 @@ export class PerceiverTrainablePositionEncoding extends Module implements Positi
     this.indexDims = typeof indexDims === 'number' ? [indexDims] : [...indexDims];
     this.outputSize = numChannels;
     const n = this.indexDims.reduce((a, b) => a * b, 1);
-    this.registerParameter('position_embeddings', randn([n, numChannels], { std: opts.initStd ?? 1, device: opts.device }));
+    this.registerParameter('position_embeddings', initNormal([n, numChannels], opts.initStd ?? 1, opts.device));
   }
 
   get positionEmbeddings(): Tensor {

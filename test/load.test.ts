@@ -81,6 +81,29 @@ for (const c of ['mlm', 'image_conv', 'multimodal']) {
   });
 }
 
+test.serial('loadModel draws no initial weights (the checkpoint replaces every one) and leaves the random sequence as construction would', async (t) => {
+  P.manualSeed(3);
+  P.profiler.start();
+  let model: P.Module;
+  try {
+    model = await loadModel(caseDir('mlm'));
+  } finally {
+    const ops = new Set(P.profiler.stop().rows.map((r) => r.op));
+    t.false(ops.has('randn') || ops.has('rand'), `ops run by loadModel: ${[...ops].join(', ')}`);
+  }
+  const after = P.randn([4]);
+  P.manualSeed(3);
+  const built = new PerceiverForMaskedLM(caseConfig('mlm'));
+  const afterBuilt = P.randn([4]);
+  t.deepEqual(Array.from(await after.data()), Array.from(await afterBuilt.data()));
+  const x = P.tensor([[5, 6, 7, 8]], undefined, { dtype: 'int32' });
+  const loaded = (model! as PerceiverForMaskedLM).forward(x).logits;
+  t.true((await loaded.data()).every(Number.isFinite), 'the loaded model computes finite logits');
+  for (const y of [after, afterBuilt, x, loaded]) y.dispose();
+  built.dispose();
+  model!.dispose();
+});
+
 test('model.safetensors is preferred over an index, as HF prefers it', async (t) => {
   const dir = await shardedCopy('mlm', 2);
   copyFileSync(join(caseDir('mlm'), 'model.safetensors'), join(dir, 'model.safetensors'));

@@ -3,7 +3,8 @@
 // images [B, H, W, C]. The OIHW -> HWIO relayout happens per call as a view, so the
 // stored weight stays byte-identical to the checkpoint.
 import { Tensor } from '../tensor.js';
-import { rand, zeros, ones, randn } from '../creation.js';
+import { zeros } from '../creation.js';
+import { initConstant, initNormal, initUniform } from './init.js';
 import { assign, permute } from '../ops/layout.js';
 import { tidy } from '../scope.js';
 import { noGrad } from '../autograd/tape.js';
@@ -42,10 +43,10 @@ export class Conv2d extends Module {
     const bound = 1 / Math.sqrt(inChannels * kh * kw);
     const init = (shape: number[], isBias: boolean): Tensor =>
       initStd === undefined
-        ? rand(shape, { low: -bound, high: bound, device })
+        ? initUniform(shape, -bound, bound, device)
         : isBias
-          ? zeros(shape, { device })
-          : randn(shape, { std: initStd, device });
+          ? initConstant(shape, 0, device)
+          : initNormal(shape, initStd, device);
     this.registerParameter('weight', init([outChannels, inChannels, kh, kw], false));
     this.registerParameter('bias', opts.bias === false ? null : init([outChannels], true));
   }
@@ -93,10 +94,10 @@ export class BatchNorm2d extends Module {
     this.momentum = opts.momentum ?? 0.1;
     if (!(this.momentum >= 0 && this.momentum <= 1)) throw new RangeError(`BatchNorm2d: 'momentum' must be in [0, 1], got ${String(opts.momentum)}`);
     const device = opts.device;
-    this.registerParameter('weight', ones([numFeatures], { device }));
-    this.registerParameter('bias', zeros([numFeatures], { device }));
-    this.registerBuffer('running_mean', zeros([numFeatures], { device }));
-    this.registerBuffer('running_var', ones([numFeatures], { device }));
+    this.registerParameter('weight', initConstant([numFeatures], 1, device));
+    this.registerParameter('bias', initConstant([numFeatures], 0, device));
+    this.registerBuffer('running_mean', initConstant([numFeatures], 0, device));
+    this.registerBuffer('running_var', initConstant([numFeatures], 1, device));
     this.registerBuffer('num_batches_tracked', zeros([], { dtype: 'int32', device }));
   }
 

@@ -2,7 +2,7 @@
 // PyTorch checkpoints as they are: Linear.weight is [out, in], LayerNorm has
 // weight/bias, Embedding.weight is [num, dim].
 import { Tensor } from '../tensor.js';
-import { rand, randn, zeros, ones } from '../creation.js';
+import { initConstant, initNormal, initUniform } from './init.js';
 import { linear, type Activation } from '../ops/linalg.js';
 import { layerNorm } from '../ops/reduce.js';
 import { embedding } from '../ops/nn.js';
@@ -44,10 +44,10 @@ export class Linear extends Module {
     const bound = 1 / Math.sqrt(inFeatures);
     const init = (shape: number[], isBias: boolean): Tensor =>
       initStd === undefined
-        ? rand(shape, { low: -bound, high: bound, device })
+        ? initUniform(shape, -bound, bound, device)
         : isBias
-          ? zeros(shape, { device })
-          : randn(shape, { std: initStd, device });
+          ? initConstant(shape, 0, device)
+          : initNormal(shape, initStd, device);
     this.registerParameter('weight', init([outFeatures, inFeatures], false));
     this.registerParameter('bias', opts.bias === false ? null : init([outFeatures], true));
   }
@@ -82,8 +82,8 @@ export class LayerNorm extends Module {
     super();
     this.normalizedShape = positiveInt('LayerNorm', 'normalizedShape', normalizedShape);
     this.eps = opts.eps ?? 1e-5;
-    this.registerParameter('weight', ones([normalizedShape], { device: opts.device }));
-    this.registerParameter('bias', zeros([normalizedShape], { device: opts.device }));
+    this.registerParameter('weight', initConstant([normalizedShape], 1, opts.device));
+    this.registerParameter('bias', initConstant([normalizedShape], 0, opts.device));
   }
 
   forward(x: Tensor): Tensor {
@@ -104,7 +104,7 @@ export class Embedding extends Module {
     this.numEmbeddings = positiveInt('Embedding', 'numEmbeddings', numEmbeddings);
     this.embeddingDim = positiveInt('Embedding', 'embeddingDim', embeddingDim);
     // PyTorch's default is N(0, 1).
-    this.registerParameter('weight', randn([numEmbeddings, embeddingDim], { std: opts.initStd ?? 1, device: opts.device }));
+    this.registerParameter('weight', initNormal([numEmbeddings, embeddingDim], opts.initStd ?? 1, opts.device));
   }
 
   get weight(): Tensor {

@@ -1,11 +1,11 @@
 // HF's PerceiverEmbeddingDecoder: logits through the (tied) input embedding matrix,
 // logits = h Eᵀ + bias. Its only parameter is the bias; E belongs to the preprocessor.
-import { Module, computeDtype, computeIn, linear, zeros, type Tensor } from '../../lib/index.js';
+import { Module, computeDtype, computeIn, initConstant, linear, type Tensor } from '../../lib/index.js';
 
 export class PerceiverEmbeddingDecoder extends Module {
   constructor(vocabSize: number, opts: { device?: string } = {}) {
     super();
-    this.registerParameter('bias', zeros([vocabSize], { device: opts.device }));
+    this.registerParameter('bias', initConstant([vocabSize], 0, opts.device));
   }
 
   /** hidden [B, N, d_model], embedding weight [vocab, d_model] -> [B, N, vocab]. */

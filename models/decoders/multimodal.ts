@@ -3,7 +3,7 @@
 // `padding.<modality>` vector up to max(query channels) + min_padding_size, joined in
 // sorted name order, and one shared BasicDecoder (`decoder`, no queries of its own)
 // decodes them all.
-import { Module, ModuleDict, ParameterDict, broadcastTo, computeDtype, concat, randn, reshape, tidy, toDtype, type Tensor } from '../../lib/index.js';
+import { Module, ModuleDict, ParameterDict, broadcastTo, computeDtype, concat, initNormal, reshape, tidy, toDtype, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import { PerceiverBasicDecoder, type DecoderQueryContext } from './basic.js';
 
@@ -51,7 +51,7 @@ export class PerceiverMultimodalDecoder extends Module {
     );
     const padding: Record<string, Tensor> = {};
     for (const [m, d] of Object.entries(opts.modalities))
-      padding[m] = randn([1, this.numQueryChannels - d.numQueryChannels], { std: config.initializer_range, device: opts.device });
+      padding[m] = initNormal([1, this.numQueryChannels - d.numQueryChannels], config.initializer_range, opts.device);
     this.padding = this.registerModule('padding', new ParameterDict(padding));
   }
 

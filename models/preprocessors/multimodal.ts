@@ -3,7 +3,7 @@
 // min_padding_size, optionally replaced position by position with its trainable
 // `mask.<modality>` token (probability mask_probs[modality]; HF masks in eval mode too),
 // and the modalities are concatenated along positions in sorted name order.
-import { Module, ModuleDict, ParameterDict, broadcastTo, computeDtype, concat, less, rand, randn, tidy, toDtype, where, type Tensor } from '../../lib/index.js';
+import { Module, ModuleDict, ParameterDict, broadcastTo, computeDtype, concat, initNormal, less, rand, tidy, toDtype, where, type Tensor } from '../../lib/index.js';
 import type { Preprocessor, PreprocessorInput, PreprocessorOutput } from './preprocessor.js';
 
 export interface PerceiverMultimodalPreprocessorOptions {
@@ -33,10 +33,10 @@ export class PerceiverMultimodalPreprocessor extends Module implements Preproces
     for (const [m, p] of Object.entries(this.maskProbs))
       if (!(p >= 0 && p <= 1)) throw new RangeError(`PerceiverMultimodalPreprocessor: mask_probs['${m}'] must be in [0, 1], got ${p}`);
     const padding: Record<string, Tensor> = {};
-    for (const [m, p] of Object.entries(opts.modalities)) padding[m] = randn([1, this.numChannels - p.numChannels], { std, device });
+    for (const [m, p] of Object.entries(opts.modalities)) padding[m] = initNormal([1, this.numChannels - p.numChannels], std, device);
     this.padding = this.registerModule('padding', new ParameterDict(padding));
     const mask: Record<string, Tensor> = {};
-    for (const m of Object.keys(this.maskProbs)) mask[m] = randn([1, this.numChannels], { std, device });
+    for (const m of Object.keys(this.maskProbs)) mask[m] = initNormal([1, this.numChannels], std, device);
     this.mask = this.registerModule('mask', new ParameterDict(mask));
   }
 
