@@ -143,7 +143,9 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
   if (resume && !existsSync(join(outDir, 'checkpoint'))) throw new Error(`--resume: '${join(outDir, 'checkpoint')}' does not exist`);
   if (!resume && existsSync(outDir) && readdirSync(outDir).length > 0) throw new Error(`output folder '${outDir}' is not empty (use --resume to continue it, or another --out)`);
   P.manualSeed(trainCfg.seed ?? 0);
-  const model = createModel(modelCfg, { device }) as unknown as TrainableClassifier;
+  // Resuming replaces every parameter with the checkpoint's, so none is drawn first.
+  const build = () => createModel(modelCfg, { device }) as unknown as TrainableClassifier;
+  const model = resume ? P.withoutInit(build) : build();
   const quiet = flags.switches.has('--quiet');
   const ac = new AbortController();
   const onSigint = () => {
