@@ -523,6 +523,24 @@ async function torchMlmBaseline(model: PerceiverForMaskedLM, ids: Tensor, dir: s
   return { timing: { medianMs: median(r.runs_ms), runsMs: r.runs_ms }, torchVersion: r.torch, logits };
 }
 
+/** The ONNX baseline's report (its logits checked against ours), releasing its session; or why it is missing. */
+async function ortReport(ort: OrtRunner | string, t: Timing | undefined, ours: Float32Array, theirs: Float32Array | undefined, gflop: number, oursMs: number): Promise<OrtResult & { gflops?: number; speedupOursOverOrt?: number }> {
+  if (typeof ort === 'string') return { available: false, reason: ort };
+  const d = maxAbsDiff(ours, theirs!);
+  log(`  onnxruntime-node vs our logits: max |diff| ${d.maxDiff.toExponential(2)} (max |logit| ${d.maxAbs.toExponential(2)})`);
+  await ort.release();
+  return {
+    available: true,
+    torchVersion: ort.torchVersion,
+    ortVersion: ort.ortVersion,
+    timing: t!,
+    maxAbsDiffVsOurs: d.maxDiff,
+    maxAbsLogit: d.maxAbs,
+    gflops: gflop / (t!.medianMs / 1000),
+    speedupOursOverOrt: t!.medianMs / oursMs,
+  };
+}
+
 function maxAbsDiff(a: Float32Array, b: Float32Array): { maxDiff: number; maxAbs: number } {
   let maxDiff = a.length === b.length ? 0 : Infinity;
   let maxAbs = 0;
@@ -626,23 +644,7 @@ async function main(): Promise<void> {
         const d = maxAbsDiff(outputs.fast, outputs.plain);
         log(`  fast vs plain logits: max |diff| ${d.maxDiff.toExponential(2)} (max |logit| ${d.maxAbs.toExponential(2)})`);
       }
-      if (typeof ort === 'string') report.onnxruntime = { available: false, reason: ort };
-      else {
-        const t = byLabel.get('onnxruntime-node')!;
-        const d = maxAbsDiff(outputs.fast, outputs.ort);
-        log(`  onnxruntime-node vs our logits: max |diff| ${d.maxDiff.toExponential(2)} (max |logit| ${d.maxAbs.toExponential(2)})`);
-        report.onnxruntime = {
-          available: true,
-          torchVersion: ort.torchVersion,
-          ortVersion: ort.ortVersion,
-          timing: t,
-          maxAbsDiffVsOurs: d.maxDiff,
-          maxAbsLogit: d.maxAbs,
-          gflops: gflop / (t.medianMs / 1000),
-          speedupOursOverOrt: t.medianMs / fast.medianMs,
-        };
-        await ort.release();
-      }
+      report.onnxruntime = await ortReport(ort, byLabel.get('onnxruntime-node'), outputs.fast, outputs.ort, gflop, fast.medianMs);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -695,23 +697,7 @@ async function main(): Promise<void> {
       const timings = await timeAll(contenders);
       const fast = timings[0];
       report.ours = { fast: { ...fast, gflops: gflop / (fast.medianMs / 1000) } };
-      if (typeof ort === 'string') report.onnxruntime = { available: false, reason: ort };
-      else {
-        const t = timings[1];
-        const d = maxAbsDiff(outputs.ours, outputs.ort);
-        log(`  onnxruntime-node vs our logits: max |diff| ${d.maxDiff.toExponential(2)} (max |logit| ${d.maxAbs.toExponential(2)})`);
-        report.onnxruntime = {
-          available: true,
-          torchVersion: ort.torchVersion,
-          ortVersion: ort.ortVersion,
-          timing: t,
-          maxAbsDiffVsOurs: d.maxDiff,
-          maxAbsLogit: d.maxAbs,
-          gflops: gflop / (t.medianMs / 1000),
-          speedupOursOverOrt: t.medianMs / fast.medianMs,
-        };
-        await ort.release();
-      }
+      report.onnxruntime = await ortReport(ort, timings[1], outputs.ours, outputs.ort, gflop, fast.medianMs);
       if (!flag('--no-torch')) {
         const t = await torchMlmBaseline(model, ids, dir);
         if (typeof t === 'string') {
