@@ -30,7 +30,7 @@ export type { LoadStateDictOptions, LoadStateDictResult, ModuleToOptions } from 
 export { Linear, LayerNorm, Embedding } from './nn/layers.js';
 export type { InitOptions, LinearOptions, LayerNormModuleOptions } from './nn/layers.js';
 export { Conv2d, BatchNorm2d } from './nn/conv.js';
-export { withoutInit, initSkipped, initNormal, initUniform, initConstant } from './nn/init.js';
+export { withoutInit, initSkipped, initNormal, initUniform, initConstant, initLayer } from './nn/init.js';
 export type { WithoutInitOptions } from './nn/init.js';
 export { crossEntropy, dropout } from './nn/functional.js';
 export { autocast, autocastDtype, computeDtype, computeIn, toDtype, needsCast } from './nn/autocast.js';

@@ -8,7 +8,7 @@
 // Parameters use PyTorch's layouts (ConvTranspose2d weight [in, out, kh, kw]), as the
 // rest of models/ does; a Haiku checkpoint's [kh, kw, out, in] kernels map onto them by
 // transposing and flipping spatially (the Haiku rename table is not written yet).
-import { Conv2d, Module, computeDtype, concat, conv2d, initConstant, initNormal, initUniform, permute, relu, reshape, slice, tidy, toDtype, unsqueeze, zeros, type Tensor } from '../lib/index.js';
+import { Conv2d, Module, computeDtype, concat, conv2d, initLayer, permute, relu, reshape, slice, tidy, toDtype, unsqueeze, zeros, type Tensor } from '../lib/index.js';
 
 export interface ConvTranspose2dOptions {
   /** Default 1. */
@@ -51,13 +51,11 @@ export class ConvTranspose2d extends Module {
       throw new RangeError(`ConvTranspose2d: padding must be an integer in [0, ${kernel - 1}], got ${this.padding}`);
     if (!Number.isSafeInteger(this.outputPadding) || this.outputPadding < 0 || this.outputPadding >= this.stride)
       throw new RangeError(`ConvTranspose2d: outputPadding must be an integer in [0, stride), got ${this.outputPadding}`);
-    const device = opts.device;
-    // PyTorch's default init bound, 1/sqrt(fan_in) with fan_in = out * k * k for a transposed conv.
-    const bound = 1 / Math.sqrt(outChannels * kernel * kernel);
-    const init = (shape: number[]) =>
-      opts.initStd === undefined ? initUniform(shape, -bound, bound, device) : initNormal(shape, opts.initStd, device);
-    this.registerParameter('weight', init([inChannels, outChannels, kernel, kernel]));
-    this.registerParameter('bias', opts.bias === false ? null : opts.initStd === undefined ? init([outChannels]) : initConstant([outChannels], 0, device));
+    const { initStd, device } = opts;
+    // A transposed convolution's fan_in, as PyTorch counts it: out * k * k.
+    const fanIn = outChannels * kernel * kernel;
+    this.registerParameter('weight', initLayer([inChannels, outChannels, kernel, kernel], fanIn, false, initStd, device));
+    this.registerParameter('bias', opts.bias === false ? null : initLayer([outChannels], fanIn, true, initStd, device));
   }
 
   /** x [B, H, W, in] -> [B, (H-1)*s - 2p + k + op, (W-1)*s - 2p + k + op, out]. */

@@ -250,7 +250,7 @@ struct Backend {
     throw std::runtime_error(std::string("softmax_backward is not implemented on ") + name());
   }
   // Dropout inside the fused attention (AttentionArgs' dropout_*), forward and
-  // gradient. Without it, lib/nn composes attention with dropout from products.
+  // gradient. Without it, lib/ops/linalg.ts composes attention with dropout from products.
   virtual bool has_attention_dropout() const { return false; }
   // Whether attention() runs float32 near the rate of its products. Where it does
   // not (CUDA's fused SIMT kernel), the op layer composes float32 attention from

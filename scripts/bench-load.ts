@@ -16,7 +16,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadSafetensors, manualSeed } from '../lib/index.js';
-import { createModel, loadModel } from '../models/index.js';
+import { createModel, loadModel, readModelConfig } from '../models/index.js';
 import { LANGUAGE_PERCEIVER, VISION_PERCEIVER_FOURIER } from '../models/presets.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -28,11 +28,10 @@ type Mode = 'loadModel' | 'eager';
 if (argv[0] === '--child') {
   const [, mode, dir] = argv as [string, Mode, string];
   const t0 = performance.now();
-  const config = JSON.parse((await import('node:fs')).readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
   let model;
   if (mode === 'loadModel') model = await loadModel(dir);
   else {
-    model = createModel(config);
+    model = createModel(readModelConfig(dir));
     const sd = await loadSafetensors(join(dir, 'model.safetensors'));
     model.loadStateDict(sd);
     for (const t of Object.values(sd)) t.dispose();

@@ -428,6 +428,16 @@ interface OrtRunner {
   release(): Promise<void>;
 }
 
+/** Why PYTHON cannot run the PyTorch renderings, or null when it can (checked once). */
+let torchProbe: string | null | undefined;
+function pythonWithoutTorch(): string | null {
+  if (torchProbe !== undefined) return torchProbe;
+  if (!existsSync(PYTHON)) return (torchProbe = `${PYTHON} not found (set PERCEIVER_BENCH_PYTHON; it needs torch: apt-get install python3-torch)`);
+  const probe = spawnSync(PYTHON, ['-c', 'import torch, numpy'], { encoding: 'utf8' });
+  torchProbe = probe.status === 0 ? null : `${PYTHON} cannot import torch and numpy: ${probe.stderr.trim().split('\n').pop()} (apt-get install python3-torch)`;
+  return torchProbe;
+}
+
 /** What an ONNX baseline needs: the rendering's tensors, its export script and config, and the one input. */
 interface OnnxJob {
   tensors: Record<string, Tensor>;
@@ -446,9 +456,8 @@ async function onnxBaseline(job: OnnxJob, dir: string): Promise<OrtRunner | stri
   } catch (e) {
     return `onnxruntime-node is not installed (${(e as Error).message.split('\n')[0]}); npm install --no-save onnxruntime-node`;
   }
-  if (!existsSync(PYTHON)) return `${PYTHON} not found (set PERCEIVER_BENCH_PYTHON; it needs torch: apt-get install python3-torch)`;
-  const probe = spawnSync(PYTHON, ['-c', 'import torch, numpy'], { encoding: 'utf8' });
-  if (probe.status !== 0) return `${PYTHON} cannot import torch and numpy: ${probe.stderr.trim().split('\n').pop()} (apt-get install python3-torch)`;
+  const noTorch = pythonWithoutTorch();
+  if (noTorch) return noTorch;
 
   log('  exporting the PyTorch rendering to ONNX ...');
   await saveSafetensors(join(dir, 'weights.safetensors'), job.tensors);
@@ -500,9 +509,8 @@ interface TorchRun {
  * a child process after ours: its timing and logits, or a string saying why not.
  */
 async function torchMlmBaseline(model: PerceiverForMaskedLM, ids: Tensor, dir: string): Promise<TorchRun | string> {
-  if (!existsSync(PYTHON)) return `${PYTHON} not found (set PERCEIVER_BENCH_PYTHON; it needs torch: apt-get install python3-torch)`;
-  const probe = spawnSync(PYTHON, ['-c', 'import torch, numpy'], { encoding: 'utf8' });
-  if (probe.status !== 0) return `${PYTHON} cannot import torch and numpy: ${probe.stderr.trim().split('\n').pop()} (apt-get install python3-torch)`;
+  const noTorch = pythonWithoutTorch();
+  if (noTorch) return noTorch;
   // The ONNX export may have written the same file already.
   if (!existsSync(join(dir, 'weights.safetensors'))) {
     const idsF = ids.cast('float32');

@@ -4,7 +4,7 @@
 // stored weight stays byte-identical to the checkpoint.
 import { Tensor } from '../tensor.js';
 import { zeros } from '../creation.js';
-import { initConstant, initNormal, initUniform } from './init.js';
+import { initConstant, initLayer } from './init.js';
 import { assign, permute } from '../ops/layout.js';
 import { tidy } from '../scope.js';
 import { noGrad } from '../autograd/tape.js';
@@ -39,16 +39,9 @@ export class Conv2d extends Module {
     this.stride = opts.stride ?? 1;
     this.padding = opts.padding ?? 0;
     const { initStd, device } = opts;
-    // PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-    const bound = 1 / Math.sqrt(inChannels * kh * kw);
-    const init = (shape: number[], isBias: boolean): Tensor =>
-      initStd === undefined
-        ? initUniform(shape, -bound, bound, device)
-        : isBias
-          ? initConstant(shape, 0, device)
-          : initNormal(shape, initStd, device);
-    this.registerParameter('weight', init([outChannels, inChannels, kh, kw], false));
-    this.registerParameter('bias', opts.bias === false ? null : init([outChannels], true));
+    const fanIn = inChannels * kh * kw;
+    this.registerParameter('weight', initLayer([outChannels, inChannels, kh, kw], fanIn, false, initStd, device));
+    this.registerParameter('bias', opts.bias === false ? null : initLayer([outChannels], fanIn, true, initStd, device));
   }
 
   /** x [B, H, W, in] -> [B, OH, OW, out]. */

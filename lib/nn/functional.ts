@@ -2,11 +2,10 @@
 // torch.nn.functional): all built from differentiable engine ops.
 import { Tensor } from '../tensor.js';
 import { describe } from '../dtype.js';
-import { rand } from '../creation.js';
 import { cast } from '../ops/layout.js';
-import { less } from '../ops/elementwise.js';
 import { oneHot } from '../ops/nn.js';
 import { logSoftmax } from '../ops/reduce.js';
+import { applyDropout } from '../ops/dropout.js';
 import { tidy } from '../scope.js';
 
 export interface CrossEntropyOptions {
@@ -49,8 +48,5 @@ export function crossEntropy(logits: Tensor, target: Tensor, opts: CrossEntropyO
 export function dropout(x: Tensor, p: number, opts: { training: boolean; seed?: number }): Tensor {
   if (typeof p !== 'number' || !(p >= 0 && p < 1)) throw new RangeError(`dropout: argument 'p' must be in [0, 1), got ${describe(p)}`);
   if (!opts.training || p === 0) return x;
-  return tidy(() => {
-    const keepMask = cast(less(rand([...x.shape], { device: x.device, seed: opts.seed }), 1 - p), x.dtype);
-    return x.mul(keepMask.mul(1 / (1 - p)));
-  });
+  return applyDropout(x, p, opts.seed);
 }

@@ -61,6 +61,19 @@ export function initUniform(shape: readonly number[], low: number, high: number,
   return skipping ? placeholder(shape, device, true) : rand(shape, { low, high, device });
 }
 
+/**
+ * A Linear or convolution parameter as PyTorch initialises it, U[-1/sqrt(fanIn),
+ * 1/sqrt(fanIn)) for weight and bias; or, with initStd (HF's `initializer_range`
+ * scheme), Normal(0, initStd) weights and zero biases.
+ */
+export function initLayer(shape: readonly number[], fanIn: number, isBias: boolean, initStd: number | undefined, device?: string): Tensor {
+  if (initStd === undefined) {
+    const bound = 1 / Math.sqrt(fanIn);
+    return initUniform(shape, -bound, bound, device);
+  }
+  return isBias ? initConstant(shape, 0, device) : initNormal(shape, initStd, device);
+}
+
 /** A new parameter or buffer filled with value (a placeholder inside withoutInit). */
 export function initConstant(shape: readonly number[], value: number, device?: string): Tensor {
   return skipping ? placeholder(shape, device, false) : full(shape, value, { device });

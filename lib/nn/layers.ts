@@ -2,7 +2,7 @@
 // PyTorch checkpoints as they are: Linear.weight is [out, in], LayerNorm has
 // weight/bias, Embedding.weight is [num, dim].
 import { Tensor } from '../tensor.js';
-import { initConstant, initNormal, initUniform } from './init.js';
+import { initConstant, initLayer, initNormal } from './init.js';
 import { linear, type Activation } from '../ops/linalg.js';
 import { layerNorm } from '../ops/reduce.js';
 import { embedding } from '../ops/nn.js';
@@ -40,16 +40,8 @@ export class Linear extends Module {
     this.inFeatures = positiveInt('Linear', 'inFeatures', inFeatures);
     this.outFeatures = positiveInt('Linear', 'outFeatures', outFeatures);
     const { initStd, device } = opts;
-    // PyTorch's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
-    const bound = 1 / Math.sqrt(inFeatures);
-    const init = (shape: number[], isBias: boolean): Tensor =>
-      initStd === undefined
-        ? initUniform(shape, -bound, bound, device)
-        : isBias
-          ? initConstant(shape, 0, device)
-          : initNormal(shape, initStd, device);
-    this.registerParameter('weight', init([outFeatures, inFeatures], false));
-    this.registerParameter('bias', opts.bias === false ? null : init([outFeatures], true));
+    this.registerParameter('weight', initLayer([outFeatures, inFeatures], inFeatures, false, initStd, device));
+    this.registerParameter('bias', opts.bias === false ? null : initLayer([outFeatures], inFeatures, true, initStd, device));
   }
 
   get weight(): Tensor {

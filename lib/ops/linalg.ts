@@ -6,10 +6,11 @@ import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
 import { bool, num, options } from './args.js';
 import * as G from '../autograd/grads.js';
 import { needsGrad } from '../autograd/tape.js';
-import { gelu, less, mul, relu } from './elementwise.js';
-import { broadcastTo, cast, contiguous, permute, unsqueeze } from './layout.js';
+import { gelu, relu } from './elementwise.js';
+import { broadcastTo, contiguous, permute, unsqueeze } from './layout.js';
 import { maskedSoftmax } from './reduce.js';
-import { rand, seedOf } from '../creation.js';
+import { seedOf } from '../creation.js';
+import { applyDropout } from './dropout.js';
 import { tidy } from '../scope.js';
 
 export type Activation = 'none' | 'relu' | 'gelu' | 'gelu_tanh';
@@ -142,8 +143,7 @@ function composedDropoutAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor 
     const heads = (t: Tensor) => permute(t, [0, 2, 1, 3]); // [B, H, N, D]
     const logits = matmul(heads(q), heads(k), { transB: true, alpha: scale > 0 ? scale : 1 / Math.sqrt(Dqk) });
     const weights = maskedSoftmax(logits, mask ? unsqueeze(broadcastTo(mask, [B, Nq, Nk]), 1) : null); // mask [B, 1, Nq, Nk]
-    const keep = cast(less(rand([...weights.shape], { device: q.device, seed }), 1 - p), weights.dtype);
-    const out = matmul(mul(weights, mul(keep, 1 / (1 - p))), heads(v)); // [B, H, Nq, Dv]
+    const out = matmul(applyDropout(weights, p, seed), heads(v)); // [B, H, Nq, Dv]
     return contiguous(permute(out, [0, 2, 1, 3]));
   });
 }
