@@ -33,6 +33,8 @@ export { Conv2d, BatchNorm2d } from './nn/conv.js';
 export { withoutInit, initSkipped, initNormal, initUniform, initConstant, initLayer } from './nn/init.js';
 export type { WithoutInitOptions } from './nn/init.js';
 export { crossEntropy, dropout } from './nn/functional.js';
+export { interpolate, interpolationWeights } from './nn/interpolate.js';
+export type { InterpolateMode, InterpolateOptions } from './nn/interpolate.js';
 export { autocast, autocastDtype, computeDtype, computeIn, toDtype, needsCast } from './nn/autocast.js';
 export type { CrossEntropyOptions } from './nn/functional.js';
 export * as optim from './optim/index.js';

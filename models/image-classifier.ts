@@ -3,7 +3,7 @@
 // (with query residual unless config.classifier_query_residual is false).
 import { Module, tensor, tidy, toDtype, type Tensor } from '../lib/index.js';
 import { perceiverConfig, type PerceiverConfig } from './config.js';
-import { PerceiverModel } from './perceiver.js';
+import { PerceiverModel, interpolateFlag } from './perceiver.js';
 import { PerceiverImagePreprocessor, type PerceiverImagePreprocessorOptions } from './preprocessors/image.js';
 import { PerceiverClassificationDecoder } from './decoders/classification.js';
 import { saveModel, type SaveModelOptions } from './save.js';
@@ -34,8 +34,13 @@ export abstract class PerceiverImageClassifier extends Module {
   /**
    * pixelValues [B, C, H, W] (HF layout; C = config.image_channels, 3 by default) ->
    * logits [B, num_labels]. With config.image_mean/std the model normalises its input.
+   * opts.interpolatePosEncoding (HF's interpolate_pos_encoding) lets the learned-position
+   * classifier take images of another size than config.image_size; the Fourier ones
+   * take any size without it.
    */
-  forward(pixelValues: Tensor): { logits: Tensor } {
+  forward(pixelValues: Tensor, opts: { interpolatePosEncoding?: boolean } = {}): { logits: Tensor } {
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`${this.constructor.name}.forward: argument 'opts' must be an object, got ${opts === null ? 'null' : typeof opts}`);
+    const interpolatePosEncoding = interpolateFlag(`${this.constructor.name}.forward`, opts.interpolatePosEncoding);
     return tidy(() => {
       let x = pixelValues;
       const { image_mean: mean, image_std: std } = this.config;
@@ -45,7 +50,7 @@ export abstract class PerceiverImageClassifier extends Module {
         const shape = [1, mean.length, 1, 1];
         x = x.sub(toDtype(tensor(Float32Array.from(mean), shape, { device: x.device }), x.dtype)).div(toDtype(tensor(Float32Array.from(std), shape, { device: x.device }), x.dtype));
       }
-      return { logits: this.perceiver.forward(x).logits as Tensor };
+      return { logits: this.perceiver.forward(x, { interpolatePosEncoding }).logits as Tensor };
     });
   }
 

@@ -15,8 +15,8 @@ export {
   linearPositions,
   linspaceF32,
 } from './position-encoding.js';
-export type { FourierOptions, PositionEncoding } from './position-encoding.js';
-export type { Preprocessor, PreprocessorOutput } from './preprocessors/preprocessor.js';
+export type { FourierOptions, PositionEncoding, PositionEncodingOptions } from './position-encoding.js';
+export type { Preprocessor, PreprocessorOptions, PreprocessorOutput } from './preprocessors/preprocessor.js';
 export { PerceiverTextPreprocessor } from './preprocessors/text.js';
 export { PerceiverImagePreprocessor } from './preprocessors/image.js';
 export { PerceiverBasicDecoder } from './decoders/basic.js';
@@ -62,7 +62,7 @@ export type { LoadModelOptions, LoadedModel, WeightsLayout } from './load.js';
 export { saveModel, configJson } from './save.js';
 export type { SaveModelOptions } from './save.js';
 export { forwardNamed, namedInputSpec, checkNamedInputs, isIgnoredInput } from './named-io.js';
-export type { NamedInputSpec } from './named-io.js';
+export type { NamedInputSpec, ForwardNamedOptions } from './named-io.js';
 export { ConvTranspose2d, Conv2DUpsample, PerceiverImagePostprocessor, depthToSpace } from './image-postprocessor.js';
 export type { ConvTranspose2dOptions, PerceiverImagePostprocessorOptions } from './image-postprocessor.js';
 export { BytesTokenizer, SPECIAL_TOKENS } from './tokenizer.js';

@@ -12,6 +12,7 @@ import { PerceiverForImageClassificationConvProcessing } from './image-classific
 import { PerceiverForOpticalFlow } from './optical-flow.js';
 import { PerceiverForMultimodalAutoencoding } from './multimodal-autoencoding.js';
 import type { LoadedModel } from './load.js';
+import { interpolateFlag } from './perceiver.js';
 
 export interface NamedInputSpec {
   /** Every name the model reads. */
@@ -30,11 +31,7 @@ export function isIgnoredInput(name: string): boolean {
 export function namedInputSpec(model: LoadedModel): NamedInputSpec {
   if (model instanceof PerceiverForMaskedLM || model instanceof PerceiverForSequenceClassification)
     return { accepted: ['inputs', 'attention_mask'], required: ['inputs'] };
-  if (
-    model instanceof PerceiverForImageClassificationFourier ||
-    model instanceof PerceiverForImageClassificationLearned ||
-    model instanceof PerceiverForImageClassificationConvProcessing
-  )
+  if (isImageClassifier(model))
     // HF takes the image as pixel_values or (older name) inputs, never both.
     return { accepted: ['pixel_values', 'inputs'], required: [], oneOf: ['pixel_values', 'inputs'] };
   if (model instanceof PerceiverForOpticalFlow) return { accepted: ['inputs'], required: ['inputs'] };
@@ -80,11 +77,32 @@ async function indices(name: string, t: Tensor): Promise<Int32Array> {
   return (await t.data()) as Int32Array;
 }
 
+export interface ForwardNamedOptions {
+  /** HF's interpolate_pos_encoding, for the image classifiers (see PerceiverImageClassifier.forward). */
+  interpolatePosEncoding?: boolean;
+}
+
+function isImageClassifier(model: LoadedModel): boolean {
+  return (
+    model instanceof PerceiverForImageClassificationFourier ||
+    model instanceof PerceiverForImageClassificationLearned ||
+    model instanceof PerceiverForImageClassificationConvProcessing
+  );
+}
+
 /**
  * Runs model on HF-named inputs; returns HF-named outputs (the caller owns and
  * disposes them) and the input names that were skipped.
  */
-export async function forwardNamed(model: LoadedModel, inputs: Record<string, Tensor>): Promise<{ outputs: Record<string, Tensor>; ignored: string[] }> {
+export async function forwardNamed(
+  model: LoadedModel,
+  inputs: Record<string, Tensor>,
+  opts: ForwardNamedOptions = {},
+): Promise<{ outputs: Record<string, Tensor>; ignored: string[] }> {
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`forwardNamed: argument 'opts' must be an object, got ${opts === null ? 'null' : typeof opts}`);
+  const interpolatePosEncoding = interpolateFlag('forwardNamed', opts.interpolatePosEncoding);
+  if (interpolatePosEncoding && !isImageClassifier(model))
+    throw new TypeError(`forwardNamed: interpolatePosEncoding applies to the image classifiers, not to ${(model as object).constructor.name}`);
   const { ignored } = checkNamedInputs(model, Object.keys(inputs));
   let outputs: Record<string, Tensor>;
   if (model instanceof PerceiverForMaskedLM || model instanceof PerceiverForSequenceClassification)
@@ -98,6 +116,6 @@ export async function forwardNamed(model: LoadedModel, inputs: Record<string, Te
     const { logits } = model.forward({ image: inputs['inputs.image'], audio: inputs['inputs.audio'], label: inputs['inputs.label'] }, { subsampledOutputPoints: points });
     outputs = {};
     for (const m of Object.keys(logits).sort()) outputs[`logits.${m}`] = logits[m];
-  } else outputs = model.forward(inputs.pixel_values ?? inputs.inputs);
+  } else outputs = model.forward(inputs.pixel_values ?? inputs.inputs, { interpolatePosEncoding });
   return { outputs, ignored };
 }

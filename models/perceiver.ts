@@ -32,8 +32,21 @@ export interface PerceiverForwardOptions {
    * attention_mask_style 'deepmind'; HF has no such mask, so under 'hf' it is refused.
    */
   queryMask?: Tensor | null;
+  /**
+   * Resize the image preprocessor's trainable position table to the image's grid
+   * (bicubic, HF's interpolate_pos_encoding), so a learned-position classifier takes
+   * other image sizes. Encodings computed per size (Fourier) need no resizing.
+   */
+  interpolatePosEncoding?: boolean;
   /** Flat output indices per modality (HF's subsampled_output_points), for decoders that subsample. */
   subsampledOutputPoints?: Record<string, ArrayLike<number> | null | undefined> | null;
+}
+
+/** Checks an interpolatePosEncoding option (default false). */
+export function interpolateFlag(op: string, v: unknown): boolean {
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') throw new TypeError(`${op}: option 'interpolatePosEncoding' must be a boolean, got ${v === null ? 'null' : typeof v}`);
+  return v;
 }
 
 /**
@@ -104,7 +117,7 @@ export class PerceiverModel extends Module {
       let x: Tensor;
       let withoutPos: Tensor | Record<string, Tensor> | null = null;
       let modalitySizes: Record<string, number> | undefined;
-      if (this.inputPreprocessor) ({ inputs: x, inputsWithoutPos: withoutPos, modalitySizes } = this.inputPreprocessor.forward(inputs));
+      if (this.inputPreprocessor) ({ inputs: x, inputsWithoutPos: withoutPos, modalitySizes } = this.inputPreprocessor.forward(inputs, { interpolatePosEncoding: interpolateFlag('PerceiverModel', opts.interpolatePosEncoding) }));
       else {
         if (!(inputs instanceof Tensor)) throw new TypeError(`PerceiverModel: without a preprocessor, inputs must be one [B, M, d_model] tensor`);
         x = inputs;

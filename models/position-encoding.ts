@@ -7,7 +7,7 @@
 // arguments (up to pi * 112) differ from exact ones by ~3e-5, a visible share of the
 // parity tolerance; reproducing the rounding removes that error. They depend only on
 // the index dims, so they are computed once per shape and cached.
-import { Module, broadcastTo, computeDtype, initNormal, keep, tensor, tidy, toDtype, type Tensor, type InitOptions } from '../lib/index.js';
+import { Module, broadcastTo, cast, computeDtype, initNormal, interpolationWeights, keep, matmul, reshape, tensor, tidy, toDtype, type Tensor, type InitOptions } from '../lib/index.js';
 
 const f = Math.fround;
 
@@ -103,11 +103,20 @@ export function fourierFeatures(pos: Float32Array, opts: FourierOptions): { data
   return { data: out, channels };
 }
 
+export interface PositionEncodingOptions {
+  /**
+   * A trainable table of a square grid is resized (bicubic) to the inputs' first two
+   * index dims when they differ from its own, as HF's interpolate_pos_encoding. Other
+   * encodings ignore it (Fourier features are computed for any size).
+   */
+  interpolatePosEncoding?: boolean;
+}
+
 export interface PositionEncoding extends Module {
   /** Channels of the encoding. */
   readonly outputSize: number;
   /** [B, prod(indexDims), outputSize]. */
-  forward(batchSize: number, indexDims: readonly number[]): Tensor;
+  forward(batchSize: number, indexDims: readonly number[], opts?: PositionEncodingOptions): Tensor;
 }
 
 /** HF's PerceiverTrainablePositionEncoding: parameter position_embeddings [prod(indexDims), C]. */
@@ -127,15 +136,56 @@ export class PerceiverTrainablePositionEncoding extends Module implements Positi
     return this.tensor('position_embeddings');
   }
 
-  /** The table over the batch as a broadcast view; indexDims, when given, must match the table's size. */
-  forward(batchSize: number, indexDims?: readonly number[]): Tensor {
+  /**
+   * The table over the batch as a broadcast view. indexDims, when given, must match
+   * the table's size, unless opts.interpolatePosEncoding resizes it to them.
+   */
+  forward(batchSize: number, indexDims?: readonly number[], opts: PositionEncodingOptions = {}): Tensor {
     const table = this.positionEmbeddings;
-    if (indexDims !== undefined) {
-      const n = indexDims.reduce((a, b) => a * b, 1);
-      if (n !== table.shape[0])
-        throw new RangeError(`PerceiverTrainablePositionEncoding: inputs have ${n} positions ([${indexDims.join(', ')}]) but the table has ${table.shape[0]}`);
-    }
-    return tidy(() => broadcastTo(toDtype(table, computeDtype(table)), [batchSize, ...table.shape]));
+    return tidy(() => {
+      let pos = table;
+      if (indexDims !== undefined) {
+        const n = indexDims.reduce((a, b) => a * b, 1);
+        if (opts.interpolatePosEncoding) {
+          if (indexDims.length !== 2)
+            throw new RangeError(`PerceiverTrainablePositionEncoding: interpolatePosEncoding resizes a square grid to [height, width], but the inputs' index dims are [${indexDims.join(', ')}]`);
+          pos = this.interpolatePosEncoding(indexDims[0], indexDims[1]);
+        } else if (n !== table.shape[0])
+          throw new RangeError(
+            `PerceiverTrainablePositionEncoding: inputs have ${n} positions ([${indexDims.join(', ')}]) but the table has ${table.shape[0]}` +
+              (indexDims.length === 2 ? ' (interpolatePosEncoding: true resizes the table to the inputs)' : ''),
+          );
+      }
+      return broadcastTo(toDtype(pos, computeDtype(pos)), [batchSize, ...pos.shape]);
+    });
+  }
+
+  /**
+   * HF's interpolate_pos_encoding: the table, read as a square grid of side
+   * floor(sqrt(N)), resized to height x width by bicubic interpolation
+   * (align_corners false) -> [height * width, C]; the table itself at its own size.
+   * Differentiable: the gradient reaches position_embeddings.
+   */
+  interpolatePosEncoding(height: number, width: number): Tensor {
+    for (const [name, v] of [['height', height], ['width', width]] as const)
+      if (!Number.isInteger(v) || v < 1) throw new RangeError(`PerceiverTrainablePositionEncoding.interpolatePosEncoding: argument '${name}' must be a positive integer, got ${String(v)}`);
+    const table = this.positionEmbeddings;
+    const [N, C] = table.shape;
+    const side = Math.floor(Math.sqrt(N));
+    if (side * side !== N)
+      throw new RangeError(`PerceiverTrainablePositionEncoding.interpolatePosEncoding: the table's ${N} positions are not a square grid`);
+    if (height === side && width === side) return table;
+    return tidy(() => {
+      // The table stays channels-last ([side, side, C]): resampling the width is one
+      // product broadcast over rows, the height one product over [side, width * C].
+      const x = table.dtype === 'float32' ? table : cast(table, 'float32');
+      const device = table.device;
+      const wW = tensor(interpolationWeights(side, width, 'bicubic', false), [width, side], { device });
+      const wH = tensor(interpolationWeights(side, height, 'bicubic', false), [height, side], { device });
+      const alongW = matmul(wW, reshape(x, [side, side, C]));
+      const y = reshape(matmul(wH, reshape(alongW, [side, width * C])), [height * width, C]);
+      return y.dtype === table.dtype ? y : cast(y, table.dtype);
+    });
   }
 }
 

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import { caseDir, outputError } from './helpers/hf-fixture.js';
 import { cli } from './helpers/cli-run.js';
+import { loadModel } from '../models/load.js';
+import type { PerceiverForImageClassificationLearned } from '../models/index.js';
 
 const CASES = ['mlm', 'image_fourier', 'image_learned', 'image_conv', 'optical_flow', 'multimodal'];
 const tmp = mkdtempSync(join(tmpdir(), 'perceiver-cli-'));
@@ -51,6 +53,28 @@ test('run --dtype bfloat16: bfloat16 weights and outputs, within bfloat16 roundi
   const maxAbs = Math.max(1, ...Array.from(w, Math.abs));
   t.true(g.every((v, i) => Math.abs(v - w[i]) <= 3e-2 * maxAbs));
   for (const x of [...Object.values(got), ...Object.values(want)]) x.dispose();
+});
+
+test('run --interpolate-pos-encoding: the learned-position classifier on another image size, as in process; refused without it and for other models', async (t) => {
+  const dir = mkdtempSync(join(tmp, 'interp-'));
+  const input = join(dir, 'in.safetensors');
+  const out = join(dir, 'out.safetensors');
+  const pixels = P.randn([1, 3, 15, 10], { seed: 3 });
+  await P.saveSafetensors(input, { pixel_values: pixels });
+  const r = await cli(['run', '--model', caseDir('image_learned'), '--input', input, '--output', out, '--device', 'cpu', '--interpolate-pos-encoding']);
+  t.is(r.code, 0, r.stderr);
+  const got = await P.loadSafetensors(out);
+  const model = await loadModel(caseDir('image_learned'), { device: 'cpu' });
+  const want = (model as PerceiverForImageClassificationLearned).forward(pixels, { interpolatePosEncoding: true }).logits;
+  t.deepEqual(await got.logits.data(), await want.data());
+  const plain = await cli(['run', '--model', caseDir('image_learned'), '--input', input, '--output', out, '--device', 'cpu']);
+  t.not(plain.code, 0);
+  t.regex(plain.stderr, /inputs have 150 positions \(\[15, 10\]\) but the table has 144 \(interpolatePosEncoding: true resizes/);
+  const mlm = await cli(['run', '--model', caseDir('mlm'), '--input', fixture('mlm', 'input.safetensors'), '--output', out, '--device', 'cpu', '--interpolate-pos-encoding']);
+  t.not(mlm.code, 0);
+  t.regex(mlm.stderr, /interpolatePosEncoding applies to the image classifiers, not to PerceiverForMaskedLM/);
+  for (const x of [pixels, want, ...Object.values(got)]) x.dispose();
+  model.dispose();
 });
 
 test('--help prints the usage with every option and exits 0', async (t) => {

@@ -11,6 +11,7 @@ import {
   PerceiverForImageClassificationFourier,
   PerceiverForImageClassificationLearned,
   PerceiverImagePreprocessor,
+  PerceiverTrainablePositionEncoding,
   fourierFeatures,
   linearPositions,
   linspaceF32,
@@ -54,6 +55,89 @@ for (const [name, Model, pixelShape] of CASES) {
     model.dispose();
   });
 }
+
+const TABLE = 'perceiver.input_preprocessor.position_embeddings.position_embeddings';
+
+test.serial('interpolatePosEncoding: the learned-position classifier on 16x16 images equals a 16x16 model whose table is the 12x12 one resized by bicubic interpolation', async (t) => {
+  const before = await baseline();
+  const small = new PerceiverForImageClassificationLearned(caseConfig('image_learned'));
+  await loadCaseWeights('image_learned', small);
+  const big = new PerceiverForImageClassificationLearned({ ...caseConfig('image_learned'), image_size: 16 });
+  const sd = small.stateDict();
+  const table = sd[TABLE];
+  const C = table.shape[1];
+  t.deepEqual(table.shape, [144, C]);
+  // The reference resizes through interpolate() on [1, C, 12, 12], the layout torch's
+  // interpolate takes (checked against torch in nn-interpolate.test); the model resizes
+  // its channels-last table with its own products.
+  const resized = P.tidy(() => {
+    const nchw = P.permute(P.reshape(table, [1, 12, 12, C]), [0, 3, 1, 2]);
+    const up = P.interpolate(nchw, [16, 16], { mode: 'bicubic' });
+    return P.contiguous(P.reshape(P.contiguous(P.permute(up, [0, 2, 3, 1])), [256, C]));
+  });
+  big.loadStateDict({ ...sd, [TABLE]: resized });
+  const pixels = P.randn([2, 3, 16, 16], { seed: 5 });
+  const got = small.forward(pixels, { interpolatePosEncoding: true }).logits;
+  const want = big.forward(pixels).logits;
+  t.deepEqual(got.shape, [2, 10]);
+  const { maxDiff, bound, summary } = outputError(await got.data(), await want.data());
+  t.true(maxDiff <= bound / 10, summary);
+  // The table at its own size is used as it is: the flag changes nothing on 12x12 images.
+  const pixels12 = P.randn([2, 3, 12, 12], { seed: 6 });
+  const same = [small.forward(pixels12, { interpolatePosEncoding: true }).logits, small.forward(pixels12).logits];
+  t.deepEqual(await same[0].data(), await same[1].data());
+  // Without the flag another size is refused, and the message says what to pass.
+  t.throws(() => small.forward(pixels), { message: /inputs have 256 positions \(\[16, 16\]\) but the table has 144 \(interpolatePosEncoding: true resizes/ });
+  t.throws(() => small.forward(pixels, { interpolatePosEncoding: 1 as never }), { message: /option 'interpolatePosEncoding' must be a boolean, got number/ });
+  t.throws(() => small.forward(pixels, null as never), { message: /argument 'opts' must be an object/ });
+  for (const x of [got, want, pixels, pixels12, resized, ...same, ...Object.values(sd)]) x.dispose();
+  small.dispose();
+  big.dispose();
+  t.is(live().tensors, before.tensors, 'live tensors');
+});
+
+test.serial('interpolatePosEncoding: the gradient reaches the trainable table through the resize; non-square tables are refused', async (t) => {
+  const model = new PerceiverForImageClassificationLearned(caseConfig('image_learned'));
+  const pos = (model.perceiver.inputPreprocessor as PerceiverImagePreprocessor).positionEmbeddings as PerceiverTrainablePositionEncoding;
+  const table = pos.positionEmbeddings;
+  table.requiresGrad = true;
+  const loss = P.tidy(() => model.forward(P.randn([1, 3, 9, 20], { seed: 7 }), { interpolatePosEncoding: true }).logits.sum(1).sum(0));
+  loss.backward();
+  t.truthy(table.grad);
+  t.deepEqual(table.grad!.shape, table.shape);
+  const g = await table.grad!.data();
+  t.true(g.some((v) => v !== 0), 'every grid point feeds some output pixel');
+  t.is(pos.interpolatePosEncoding(12, 12), table);
+  // A grid that is not square: rows resize to the height, columns to the width.
+  const C = table.shape[1];
+  const wide = pos.forward(2, [14, 18], { interpolatePosEncoding: true });
+  t.deepEqual(wide.shape, [2, 14 * 18, C]);
+  const ref = P.tidy(() => {
+    const nchw = P.permute(P.reshape(table, [1, 12, 12, C]), [0, 3, 1, 2]);
+    return P.contiguous(P.permute(P.interpolate(nchw, [14, 18], { mode: 'bicubic' }), [0, 2, 3, 1]));
+  });
+  const { maxDiff, bound, summary } = outputError(await P.contiguous(wide).data(), [...(await ref.data()), ...(await ref.data())]);
+  t.true(maxDiff <= bound / 10, summary);
+  wide.dispose();
+  ref.dispose();
+  t.deepEqual(pos.interpolatePosEncoding(3, 5).shape, [15, table.shape[1]]);
+  t.throws(() => pos.interpolatePosEncoding(0, 5), { message: /argument 'height' must be a positive integer, got 0/ });
+  t.throws(() => pos.forward(1, [2, 3, 4], { interpolatePosEncoding: true }), { message: /index dims are \[2, 3, 4\]/ });
+  const line = new PerceiverTrainablePositionEncoding(10, 4);
+  t.throws(() => line.interpolatePosEncoding(3, 3), { message: /10 positions are not a square grid/ });
+  line.dispose();
+  loss.dispose();
+  model.dispose();
+});
+
+test('interpolatePosEncoding is ignored by Fourier position encodings, which are computed for any size', async (t) => {
+  const model = new PerceiverForImageClassificationFourier(caseConfig('image_fourier'));
+  const pixels = P.randn([1, 3, 10, 14], { seed: 8 });
+  const both = [model.forward(pixels, { interpolatePosEncoding: true }).logits, model.forward(pixels).logits];
+  t.deepEqual(await both[0].data(), await both[1].data());
+  for (const x of [pixels, ...both]) x.dispose();
+  model.dispose();
+});
 
 const config = caseConfig('image_fourier');
 

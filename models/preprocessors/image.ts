@@ -18,7 +18,7 @@ import {
 } from '../position-encoding.js';
 import { Conv2DDownsample } from './conv-downsample.js';
 import { spaceToDepth } from './space-to-depth.js';
-import type { Preprocessor, PreprocessorOutput } from './preprocessor.js';
+import type { Preprocessor, PreprocessorOptions, PreprocessorOutput } from './preprocessor.js';
 
 export interface PerceiverImagePreprocessorOptions {
   /** Default 'conv' (HF's default). */
@@ -127,15 +127,19 @@ export class PerceiverImagePreprocessor extends Module implements Preprocessor {
     return inp + pos;
   }
 
-  /** pixel_values [B, C, H, W] (or [B, T, C, H, W] for 'patches', 'pixels', 'conv1x1') -> [B, N, numChannels]. */
-  forward(pixels: Tensor): PreprocessorOutput {
+  /**
+   * pixel_values [B, C, H, W] (or [B, T, C, H, W] for 'patches', 'pixels', 'conv1x1') ->
+   * [B, N, numChannels]. opts.interpolatePosEncoding resizes a trainable position
+   * table to the image's grid when the two differ (HF's interpolate_pos_encoding).
+   */
+  forward(pixels: Tensor, opts: PreprocessorOptions = {}): PreprocessorOutput {
     return tidy(() => {
       const x = this.featurize(pixels);
       const [B, ...rest] = x.shape;
       const index = rest.slice(0, -1);
       const n = index.reduce((a, b) => a * b, 1);
       const inputsWithoutPos = reshape(contiguous(x), [B, n, rest[rest.length - 1]]);
-      let pos = this.positionEmbeddings.forward(B, index);
+      let pos = this.positionEmbeddings.forward(B, index, { interpolatePosEncoding: opts.interpolatePosEncoding === true });
       if (this.positionsProjection) pos = this.positionsProjection.forward(pos);
       // Positions join the features in the features' dtype (16-bit after a 16-bit conv).
       pos = toDtype(pos, inputsWithoutPos.dtype);

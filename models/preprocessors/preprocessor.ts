@@ -15,8 +15,13 @@ export interface PreprocessorOutput {
   modalitySizes?: Record<string, number>;
 }
 
+export interface PreprocessorOptions {
+  /** Image inputs with a trainable position table: resize it to the image (HF's interpolate_pos_encoding). */
+  interpolatePosEncoding?: boolean;
+}
+
 export interface Preprocessor extends Module {
   /** Channels of `inputs` (the encoder cross-attention's kv_dim). */
   readonly numChannels: number;
-  forward(inputs: PreprocessorInput): PreprocessorOutput;
+  forward(inputs: PreprocessorInput, opts?: PreprocessorOptions): PreprocessorOutput;
 }

@@ -6,7 +6,7 @@ import { loadModel } from '../../models/load.js';
 import { forwardNamed } from '../../models/named-io.js';
 import { checkDeviceFlag, parseFlags, UsageError, type Command } from './command.js';
 
-const USAGE = `Usage: perceiver run --model DIR --input IN.safetensors --output OUT.safetensors [--device cpu|cuda] [--dtype float32]
+const USAGE = `Usage: perceiver run --model DIR --input IN.safetensors --output OUT.safetensors [--device cpu|cuda] [--dtype float32] [--interpolate-pos-encoding]
 
 Runs a Perceiver model folder (HuggingFace layout) on named inputs.
 
@@ -24,12 +24,16 @@ Options:
   --device NAME     cpu or cuda (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
   --dtype NAME      float32 (default), bfloat16 or float16: the weights' and the compute
                     dtype (16-bit: float32 accumulation); outputs are written in it
+  --interpolate-pos-encoding
+                    image classifiers: resize a learned position table to pixel_values'
+                    size (HuggingFace's interpolate_pos_encoding=True)
   -h, --help        show this help
 `;
 
 async function run(argv: string[]): Promise<void> {
   const flags = parseFlags('run', argv, {
     values: ['--model', '--input', '--output', '--device', '--dtype'],
+    switches: ['--interpolate-pos-encoding'],
     required: ['--model', '--input', '--output'],
   });
   const device = checkDeviceFlag(flags.values['--device']);
@@ -46,7 +50,7 @@ async function run(argv: string[]): Promise<void> {
   let outputs: Record<string, Tensor> = {};
   try {
     inputs = await loadSafetensors(input, { device });
-    const res = await forwardNamed(model, inputs);
+    const res = await forwardNamed(model, inputs, { interpolatePosEncoding: flags.switches.has('--interpolate-pos-encoding') });
     outputs = res.outputs;
     if (res.ignored.length) process.stderr.write(`perceiver: note: ignored inputs not used for inference: ${res.ignored.join(', ')}\n`);
     await saveSafetensors(output, outputs, { metadata: { format: 'pt' } });

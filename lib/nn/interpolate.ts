@@ -1,0 +1,108 @@
+// Resampling images to another size (torch.nn.functional.interpolate's 'nearest',
+// 'bilinear' and 'bicubic' modes on [N, C, H, W]). Each axis is resampled by one
+// product with a small [out, in] matrix of the mode's weights, so the result is
+// differentiable through matmul and runs wherever matmul runs.
+import { Tensor } from '../tensor.js';
+import { describe } from '../dtype.js';
+import { tensor } from '../creation.js';
+import { cast } from '../ops/layout.js';
+import { matmul } from '../ops/linalg.js';
+import { bool, options } from '../ops/args.js';
+import { tidy } from '../scope.js';
+
+export type InterpolateMode = 'nearest' | 'bilinear' | 'bicubic';
+const MODES: readonly string[] = ['nearest', 'bilinear', 'bicubic'];
+
+export interface InterpolateOptions {
+  /** Default 'nearest', as torch's. */
+  mode?: InterpolateMode;
+  /**
+   * 'bilinear' and 'bicubic': map the corner pixels' centres onto each other
+   * (torch's align_corners=True) instead of the images' edges. Default false.
+   */
+  alignCorners?: boolean;
+}
+
+// torch's cubic convolution constant (Keys' a = -0.75, as OpenCV and TF use).
+const CUBIC_A = -0.75;
+
+function cubicInner(x: number): number {
+  return ((CUBIC_A + 2) * x - (CUBIC_A + 3)) * x * x + 1;
+}
+
+function cubicOuter(x: number): number {
+  return ((CUBIC_A * x - 5 * CUBIC_A) * x + 8 * CUBIC_A) * x - 4 * CUBIC_A;
+}
+
+const weightCache = new Map<string, Float32Array>();
+
+/**
+ * The [outSize, inSize] matrix whose product with a column of inSize samples
+ * resamples it as torch does: source coordinates from the output pixel's centre
+ * (or corner), taps past the edges clamped onto the edge samples.
+ */
+export function interpolationWeights(inSize: number, outSize: number, mode: InterpolateMode, alignCorners: boolean): Float32Array {
+  const key = `${mode}:${alignCorners ? 1 : 0}:${inSize}:${outSize}`;
+  const hit = weightCache.get(key);
+  if (hit) return hit;
+  const w = new Float32Array(outSize * inSize);
+  const clamp = (i: number) => Math.min(Math.max(i, 0), inSize - 1);
+  if (mode === 'nearest') {
+    const scale = inSize / outSize;
+    for (let o = 0; o < outSize; o++) w[o * inSize + Math.min(Math.floor(o * scale), inSize - 1)] = 1;
+  } else {
+    const scale = alignCorners ? (outSize > 1 ? (inSize - 1) / (outSize - 1) : 0) : inSize / outSize;
+    for (let o = 0; o < outSize; o++) {
+      let src = alignCorners ? scale * o : scale * (o + 0.5) - 0.5;
+      // Linear weights clamp a source before the first sample onto it; cubic ones do not.
+      if (mode === 'bilinear' && src < 0) src = 0;
+      const i0 = Math.min(Math.floor(src), inSize - 1);
+      const t = Math.min(Math.max(src - i0, 0), 1);
+      const row = o * inSize;
+      if (mode === 'bilinear') {
+        w[row + i0] += 1 - t;
+        w[row + clamp(i0 + 1)] += t;
+      } else {
+        const taps = [cubicOuter(t + 1), cubicInner(t), cubicInner(1 - t), cubicOuter(2 - t)];
+        for (let j = 0; j < 4; j++) w[row + clamp(i0 - 1 + j)] += taps[j];
+      }
+    }
+  }
+  weightCache.set(key, w);
+  return w;
+}
+
+function checkSize(size: unknown): [number, number] {
+  const ok = Array.isArray(size) && size.length === 2 && size.every((s) => Number.isInteger(s) && s > 0);
+  if (!ok) throw new TypeError(`interpolate: argument 'size' must be [height, width] of positive integers, got ${describe(size)}`);
+  return [size[0] as number, size[1] as number];
+}
+
+/**
+ * input [N, C, H, W] -> [N, C, size[0], size[1]], as torch.nn.functional.interpolate
+ * with that size. 16-bit inputs are resampled in float32 and rounded once at the end.
+ */
+export function interpolate(input: Tensor, size: readonly [number, number], opts?: InterpolateOptions): Tensor {
+  if (!(input instanceof Tensor)) throw new TypeError(`interpolate: argument 'input' must be a Tensor, got ${describe(input)}`);
+  if (input.rank !== 4) throw new RangeError(`interpolate: argument 'input' must be [N, C, H, W], got [${input.shape.join(', ')}]`);
+  if (input.dtype !== 'float32' && input.dtype !== 'float16' && input.dtype !== 'bfloat16')
+    throw new TypeError(`interpolate: argument 'input' must be a floating-point tensor, got ${input.dtype}`);
+  const [outH, outW] = checkSize(size);
+  const o = options('interpolate', opts);
+  const mode = o.mode ?? 'nearest';
+  if (!MODES.includes(mode)) throw new TypeError(`interpolate: option 'mode' must be one of ${MODES.map((m) => `'${m}'`).join(', ')}, got ${describe(mode)}`);
+  const alignCorners = o.alignCorners === undefined ? false : bool('interpolate', 'alignCorners', o.alignCorners);
+  if (alignCorners && mode === 'nearest') throw new TypeError(`interpolate: option 'alignCorners' only applies to 'bilinear' and 'bicubic'`);
+  const [N, C, H, W] = input.shape;
+  if (outH === H && outW === W) return input;
+  return tidy(() => {
+    const x = input.dtype === 'float32' ? input : cast(input, 'float32');
+    const weights = (from: number, to: number) => tensor(interpolationWeights(from, to, mode, alignCorners), [to, from], { device: x.device });
+    const alongW = (t: Tensor) => (outW === W ? t : matmul(t, weights(W, outW), { transB: true }));
+    const alongH = (t: Tensor) => (outH === H ? t : matmul(weights(H, outH), t));
+    // The axis that shrinks (or grows least) goes first, so the second product runs on less.
+    const widthFirst = N * C * H * outW * (W + outH) <= N * C * outH * W * (H + outW);
+    const y = widthFirst ? alongH(alongW(x)) : alongW(alongH(x));
+    return y.dtype === input.dtype ? y : cast(y, input.dtype);
+  });
+}

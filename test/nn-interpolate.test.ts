@@ -1,0 +1,118 @@
+// interpolate: torch.nn.functional.interpolate's nearest, bilinear and bicubic modes
+// on [N, C, H, W], against torch's outputs (test/fixtures/interpolate, written by
+// scripts/make-interpolate-fixtures.py with torch 1.13).
+import test from 'ava';
+import { fileURLToPath } from 'node:url';
+import * as P from '../lib/index.js';
+import type { InterpolateMode } from '../lib/index.js';
+import { assertClose, randomArray } from './helpers/reference.js';
+import { baseline, live } from './helpers/device.js';
+
+const FIXTURE = fileURLToPath(new URL('../../test/fixtures/interpolate/cases.safetensors', import.meta.url));
+
+interface Case {
+  name: string;
+  size: [number, number];
+  mode: InterpolateMode;
+  alignCorners: boolean;
+  x: P.Tensor;
+  y: P.Tensor;
+}
+
+async function cases(): Promise<Case[]> {
+  const { tensors, metadata } = await P.readSafetensors(FIXTURE);
+  return Object.keys(metadata)
+    .filter((k) => k !== 'torch')
+    .map((name) => {
+      const m = JSON.parse(metadata[name]) as { size: [number, number]; mode: InterpolateMode; align_corners: boolean };
+      return { name, size: m.size, mode: m.mode, alignCorners: m.align_corners, x: tensors[`${name}.x`], y: tensors[`${name}.y`] };
+    });
+}
+
+test('interpolate matches torch in float32 for every mode, up and down, with and without alignCorners', async (t) => {
+  const all = await cases();
+  t.true(all.length >= 12);
+  t.deepEqual([...new Set(all.map((c) => c.mode))].sort(), ['bicubic', 'bilinear', 'nearest']);
+  for (const c of all) {
+    const y = P.interpolate(c.x, c.size, { mode: c.mode, alignCorners: c.mode === 'nearest' ? undefined : c.alignCorners });
+    t.deepEqual(y.shape, c.y.shape, c.name);
+    assertClose(t, await y.data(), await c.y.data(), { rtol: 1e-5, atol: 1e-5, msg: c.name });
+  }
+});
+
+test('interpolationWeights: rows of the linear modes sum to 1; bicubic taps past the edges land on the edge samples', (t) => {
+  for (const mode of ['bilinear', 'bicubic'] as const)
+    for (const [from, to] of [[4, 9], [9, 4], [1, 5], [5, 1], [6, 6]])
+      for (const align of [false, true]) {
+        const w = P.interpolationWeights(from, to, mode, align);
+        for (let o = 0; o < to; o++) {
+          let s = 0;
+          for (let i = 0; i < from; i++) s += w[o * from + i];
+          t.true(Math.abs(s - 1) < 1e-6, `${mode} ${from}->${to} align ${align} row ${o} sums to ${s}`);
+        }
+      }
+  // Output 0 of 4 -> 8 samples at -0.25: taps at -2..1, the first three clamped onto 0.
+  const w = P.interpolationWeights(4, 8, 'bicubic', false);
+  t.true(w[0] > 1, `edge weight ${w[0]} collects the clamped taps`);
+  t.true(Math.abs(w[1] + 0.10546875) < 1e-7, `the outer tap ${w[1]} is Keys' kernel at 1.25`);
+  t.deepEqual([w[2], w[3]], [0, 0]);
+  // Same size is the identity.
+  t.deepEqual(Array.from(P.interpolationWeights(3, 3, 'bicubic', false)), [1, 0, 0, 0, 1, 0, 0, 0, 1]);
+});
+
+test('interpolate: the gradient is the weights transposed applied to the incoming gradient', async (t) => {
+  const before = (await baseline()).tensors;
+  const [N, C, H, W, outH, outW] = [2, 3, 5, 4, 3, 7];
+  const x = P.tensor(randomArray(N * C * H * W, 11), [N, C, H, W]);
+  x.requiresGrad = true;
+  const g = randomArray(N * C * outH * outW, 12);
+  for (const mode of ['bilinear', 'bicubic', 'nearest'] as const) {
+    const y = P.interpolate(x, [outH, outW], { mode });
+    const gt = P.tensor(g, y.shape);
+    const loss = P.tidy(() => y.mul(gt).sum(3).sum(2).sum(1).sum(0));
+    loss.backward();
+    const wh = P.interpolationWeights(H, outH, mode, false);
+    const ww = P.interpolationWeights(W, outW, mode, false);
+    const want = new Float64Array(N * C * H * W);
+    for (let nc = 0; nc < N * C; nc++)
+      for (let p = 0; p < outH; p++)
+        for (let q = 0; q < outW; q++) {
+          const gv = g[(nc * outH + p) * outW + q];
+          for (let i = 0; i < H; i++) for (let j = 0; j < W; j++) want[(nc * H + i) * W + j] += wh[p * H + i] * ww[q * W + j] * gv;
+        }
+    assertClose(t, await x.grad!.data(), want, { rtol: 1e-5, atol: 1e-5, msg: mode });
+    x.grad!.dispose();
+    x.grad = null;
+    for (const u of [y, gt, loss]) u.dispose();
+  }
+  x.dispose();
+  t.is(live().tensors, before, 'no tensor outlives the graph');
+});
+
+test('interpolate: 16-bit inputs are resampled in float32 and rounded once', async (t) => {
+  const x = P.tensor(randomArray(2 * 6 * 6, 21, -2, 2), [1, 2, 6, 6]);
+  const want = await P.interpolate(x, [9, 4], { mode: 'bicubic' }).data();
+  for (const dtype of ['bfloat16', 'float16'] as const) {
+    const y = P.interpolate(P.cast(x, dtype), [9, 4], { mode: 'bicubic' });
+    t.is(y.dtype, dtype);
+    assertClose(t, await P.cast(y, 'float32').data(), want, { rtol: dtype === 'bfloat16' ? 1e-2 : 2e-3, atol: 2e-2, msg: dtype });
+  }
+});
+
+test('interpolate: the same size returns the input; bad arguments are refused with what was expected', (t) => {
+  const x = P.zeros([1, 2, 3, 4]);
+  t.is(P.interpolate(x, [3, 4], { mode: 'bicubic' }), x);
+  const bad: [() => unknown, RegExp][] = [
+    [() => P.interpolate(P.zeros([2, 3, 4]), [2, 2]), /argument 'input' must be \[N, C, H, W\], got \[2, 3, 4\]/],
+    [() => P.interpolate(P.zeros([1, 1, 2, 2], { dtype: 'int32' }), [3, 3]), /floating-point tensor, got int32/],
+    [() => P.interpolate([1, 2] as never, [3, 3]), /argument 'input' must be a Tensor/],
+    [() => P.interpolate(x, [0, 3]), /argument 'size' must be \[height, width\] of positive integers/],
+    [() => P.interpolate(x, [2.5, 3]), /argument 'size'/],
+    [() => P.interpolate(x, 3 as never), /argument 'size'/],
+    [() => P.interpolate(x, [2, 2], { mode: 'area' as never }), /option 'mode' must be one of 'nearest', 'bilinear', 'bicubic', got 'area'/],
+    [() => P.interpolate(x, [2, 2], { mode: 'bilinear', alignCorners: 1 as never }), /option 'alignCorners' must be a boolean/],
+    [() => P.interpolate(x, [2, 2], { alignCorners: true }), /'alignCorners' only applies to 'bilinear' and 'bicubic'/],
+    [() => P.interpolate(x, [2, 2], 'bicubic' as never), /argument 'options' must be an object/],
+  ];
+  for (const [f, re] of bad) t.throws(f, { message: re });
+});
