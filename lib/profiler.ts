@@ -1,6 +1,9 @@
 // Where the device time goes: per op, output shape and scope, the time between two
 // marks on the device's timeline around the op's kernels (CUDA events on a GPU,
-// the host clock on the CPU, whose kernels finish when they return). Ops are named
+// the host clock on the CPU, whose kernels finish when they return). On a GPU that
+// is idle when an op is issued, the span also holds the host's own work for the op
+// between the marks (an allocation the cache cannot serve, cuBLASLt's choice of
+// algorithm for a new shape), as the GPU waited on it. Ops are named
 // as the engine issues them (matmul, attention, binary ops by name, cast, ...);
 // autograd counts the ops of each backward formula under 'backward.<op>'.
 import { native } from './native.js';

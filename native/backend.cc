@@ -6,6 +6,8 @@
 // use; every failure is kept as the reason backends() reports.
 #include "backend.h"
 
+#include <exception>
+
 #include <dlfcn.h>
 
 #include <atomic>
@@ -128,11 +130,20 @@ std::vector<Backend*> cuda_backends_in_use() {
 }
 
 void synchronize_all() {
+  // Every queue drains even when one GPU has faulted: teardown relies on no task
+  // still writing into host buffers afterwards. The first device error is rethrown.
   cpu_backend()->queue(0).synchronize();
-  for (Backend* b : cuda_backends_in_use()) {
-    b->queue(0).synchronize();
-    b->synchronize();
+  std::vector<Backend*> gpus = cuda_backends_in_use();
+  for (Backend* b : gpus) b->queue(0).synchronize();
+  std::exception_ptr first;
+  for (Backend* b : gpus) {
+    try {
+      b->synchronize();
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
   }
+  if (first) std::rethrow_exception(first);
 }
 
 Backend* backend_for(Device device) {

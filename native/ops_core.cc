@@ -13,7 +13,6 @@ namespace perceiver {
 
 Queue& queue_of(const Tensor& t) { return t.storage->backend()->queue(t.device().index); }
 
-static bool device_is_cpu(const Tensor& t) { return t.device().type == DeviceType::CPU; }
 
 Tensor from_host(const void* data, size_t bytes, const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device, "tensor");
@@ -83,23 +82,24 @@ uint64_t read_to_host(const Tensor& t, void* dst) {
   });
 }
 
-// The destination queue waits (on its own thread) for the source queue to reach
-// this point, so the copy sees every op issued on x before it; waits only ever
-// point at earlier submissions, so two transfers in opposite directions cannot
-// deadlock. The device side of the copy runs on the GPU's stream (copy_to_host /
-// copy_from_host synchronise what they must).
+// The copy runs as a task of the source queue, so it reads x after every op issued
+// on x before to() and before any issued after it (optimizer steps write parameters
+// in place); the destination queue then waits (on its own thread) for that task, so
+// ops issued on out later see the copy. Waits only ever point at earlier
+// submissions, so two transfers in opposite directions cannot deadlock. The device
+// side of the copy runs on the GPU's stream (copy_to_host / copy_from_host
+// synchronise what they must); a copy to a GPU is queued on its stream before the
+// destination queue launches anything that reads out.
 Tensor to_device(const Tensor& x_in, Device device) {
   if (x_in.device() == device) return x_in;
   Backend* dst_backend = backend_for(device);  // throws when the device is unavailable
   Tensor x = contiguous(x_in);
   Tensor out = empty(x.shape, x.dtype, device, "to");
   Queue& src_queue = queue_of(x);
-  uint64_t ready = src_queue.submit([] {});
   Backend* src_backend = x.storage->backend();
   size_t bytes = x.nbytes();
   std::string what = "to: " + x.device().str() + " -> " + device.str() + ": ";
-  dst_backend->queue(device.index).submit([x, out, bytes, ready, &src_queue, src_backend, dst_backend, what] {
-    src_queue.wait(ready);
+  uint64_t copied = src_queue.submit([x, out, bytes, src_backend, dst_backend, device, what] {
     if (x.storage->failed()) {
       out.storage->set_error(x.storage->error());
       return;
@@ -108,7 +108,7 @@ Tensor to_device(const Tensor& x_in, Device device) {
       if (bytes == 0) return;
       if (x.device().type == DeviceType::CPU) {
         dst_backend->copy_from_host(out.data(), x.data(), bytes);
-      } else if (device_is_cpu(out)) {
+      } else if (device.type == DeviceType::CPU) {
         src_backend->copy_to_host(out.data(), x.data(), bytes);
       } else {  // between two GPUs, through the host
         std::vector<char> host(bytes);
@@ -119,6 +119,7 @@ Tensor to_device(const Tensor& x_in, Device device) {
       out.storage->set_error(what + e.what());
     }
   });
+  dst_backend->queue(device.index).submit([&src_queue, copied] { src_queue.wait(copied); });
   return out;
 }
 

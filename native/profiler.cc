@@ -50,6 +50,12 @@ void profile_start(bool shapes) {
   if (active.load()) throw Error(ErrorKind::Value, "profiler.start: a profile is already recording in this process (another thread started it)");
   synchronize_all();  // ops issued before the start are not counted
   std::lock_guard<std::mutex> lock(s.mu);
+  // Marks of ops that ran after the last stop (issued while it recorded) are not this profile's.
+  for (Entry& e : s.entries) {
+    e.backend->profile_release(e.begin);
+    e.backend->profile_release(e.end);
+  }
+  s.entries.clear();
   s.shapes.store(shapes);
   tl_scope.clear();
   s.started = std::chrono::steady_clock::now();
@@ -95,7 +101,14 @@ std::vector<ProfileRow> profile_stop(double* wall_ms) {
   State& s = state();
   std::lock_guard<std::mutex> control(control_mu);
   if (!active.exchange(false)) throw Error(ErrorKind::Value, "profiler.stop: no profile is recording in this process (another thread stopped it)");
-  synchronize_all();
+  // Synchronising throws after a GPU fault; the marks are still released below (each
+  // elapsed time then reads 0) rather than kept for the next profile.
+  bool synced = true;
+  try {
+    synchronize_all();
+  } catch (...) {
+    synced = false;
+  }
   std::vector<Entry> entries;
   {
     std::lock_guard<std::mutex> lock(s.mu);
@@ -108,7 +121,7 @@ std::vector<ProfileRow> profile_stop(double* wall_ms) {
   for (Entry& e : entries) {
     double ms = 0;
     try {
-      ms = e.backend->profile_elapsed_ms(e.begin, e.end);
+      if (synced) ms = e.backend->profile_elapsed_ms(e.begin, e.end);
     } catch (...) {
       ms = 0;  // a faulted device: the op's error was reported where it was read
     }

@@ -34,6 +34,25 @@ cuda('to(): cpu -> cuda -> cpu round-trips every dtype bit for bit, and ordering
   t.deepEqual(Array.from(await c.data()).slice(0, 4), [1, 3, 5, 7]);
 });
 
+cuda('to(): the copy holds the values of when to() was called, whatever in-place writes are issued right after it, both ways', async (t) => {
+  // Optimizer steps write parameters in place: a snapshot taken before a step must not
+  // see it. Large tensors keep the copies slow enough for a late write to overtake them.
+  const n = 8_000_000;
+  for (let round = 0; round < 5; round++) {
+    const g = P.full([n], round + 1, { device: 'cuda' });
+    const snap = g.to('cpu');
+    P.assign(g, P.zeros([n], { device: 'cuda' }));
+    const c = P.full([n], round + 1, { device: 'cpu' });
+    const up = c.to('cuda');
+    P.assign(c, P.zeros([n], { device: 'cpu' }));
+    const [s, u] = [await snap.data(), await up.data()];
+    t.true(s.every((v) => v === round + 1), `cuda -> cpu round ${round}: the snapshot saw a later write`);
+    t.true(u.every((v) => v === round + 1), `cpu -> cuda round ${round}: the copy saw a later write`);
+    t.is((await g.data())[n - 1], 0);
+    for (const x of [g, snap, c, up]) x.dispose();
+  }
+});
+
 cuda('ops on tensors of two devices are an Error that says to move one with .to()', (t) => {
   const a = P.zeros([2], { device: 'cpu' });
   const b = P.zeros([2], { device: 'cuda' });

@@ -74,7 +74,9 @@ class CudaBackend final : public Backend {
     set_device();
     cudaEvent_t e = nullptr;
     CUDA_CHECK("profiler", cudaEventCreate(&e));
-    CUDA_CHECK("profiler", cudaEventRecord(e, stream_));
+    cudaError_t rc = cudaEventRecord(e, stream_);
+    if (rc != cudaSuccess) cudaEventDestroy(e);  // a faulted device: not one event lost per op
+    CUDA_CHECK("profiler", rc);
     return e;
   }
   double profile_elapsed_ms(void* begin, void* end) override {
