@@ -906,8 +906,8 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     const int cc = major * 10 + minor;
     p.tc_wide = force_path == kTensorCoreWide || (force_path == kAuto && wide_auto(a, sm_count));
     if (p.tc_wide && round16(a.dv) > kTcWideDvMax) return cudaErrorNotSupported;  // forced only
-    const TcTier tier = kTcTiers[tc_tier(a.dv, p.tc_wide)];
-    const int bq = 16 * tier.warps * tier.rt;
+    TcTier tier = kTcTiers[tc_tier(a.dv, p.tc_wide)];
+    int bq = 16 * tier.warps * tier.rt;
     p.q_vec = vec16_ok(a.q, a.q_sb, a.q_sn, a.q_sh);
     p.k_vec = vec16_ok(a.k, a.k_sb, a.k_sn, a.k_sh);
     p.v_vec = vec16_ok(a.v, a.v_sb, a.v_sn, a.v_sh);
@@ -924,6 +924,16 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     p.tc_stages =
         async && tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, 2) <= (size_t)smem_optin ? 2 : 1;
     tc_smem = tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, p.tc_stages);
+    if (p.tc_wide && force_path == kAuto && tc_smem > (size_t)smem_optin) {
+      // The wide kernel's 128-row Q tile does not fit (wide heads on 99 KB parts):
+      // the 16-row kernel still does, rather than falling to simt.
+      p.tc_wide = false;
+      tier = kTcTiers[tc_tier(a.dv, false)];
+      bq = 16 * tier.warps * tier.rt;
+      p.tc_stages =
+          async && tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, 2) <= (size_t)smem_optin ? 2 : 1;
+      tc_smem = tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, p.tc_stages);
+    }
     const bool ok = (a.dtype == DType::Float16 ? cc >= 75 : cc >= 80) &&
                     round16(a.dv) <= kTcDvMax && tc_smem <= (size_t)smem_optin;
     if (ok) {

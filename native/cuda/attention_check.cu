@@ -713,7 +713,7 @@ void check_gradient(const Case& c, cudaStream_t stream) {
     CHECK_CUDA(cudaMemcpy(pb.dmask.p, pb.mask.v.data(), pb.mask.v.size(), cudaMemcpyHostToDevice));
   }
   const int64_t rows = c.B * c.H * c.nq;
-  for (DType dt : {DType::Float32, DType::BFloat16}) {
+  for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16}) {
     const std::vector<float> qr = rounded(pb.q.v, dt), kr = rounded(pb.k.v, dt), vr = rounded(pb.v.v, dt),
                              gr = rounded(go.v, dt);
     upload(pb.dq, qr, dt);
@@ -818,6 +818,8 @@ std::vector<Case> gradient_cases() {
       {"grad-qk261-v64", 1, 1, 70, 300, 261, 64, L::PadOdd, M::KeyOnly, false},
       {"grad-self-heads", 2, 8, 64, 64, 32, 48, L::BHND, M::None, false},
       {"grad-nk1", 2, 1, 5, 1, 16, 16, L::BNHD, M::None, false},
+      // One head over a batch (products batched over b, not heads) in several chunks.
+      {"grad-one-head-batch", 3, 1, 40, 200, 24, 40, L::BNHD, M::KeyOnly, false},
       {"grad-all-zero", 1, 2, 20, 100, 16, 24, L::BNHD, M::AllZero, false},
       {"grad-transposed", 2, 2, 40, 130, 40, 24, L::PadAlign, M::Transposed, false},
   };
