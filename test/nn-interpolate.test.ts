@@ -60,7 +60,8 @@ test('interpolationWeights: rows of the linear modes sum to 1; bicubic taps past
   t.deepEqual(Array.from(P.interpolationWeights(3, 3, 'bicubic', false)), [1, 0, 0, 0, 1, 0, 0, 0, 1]);
 });
 
-test('interpolate: the gradient is the weights transposed applied to the incoming gradient', async (t) => {
+// Serial: it counts live tensors, which the file's concurrent tests would move.
+test.serial('interpolate: the gradient is the weights transposed applied to the incoming gradient', async (t) => {
   const before = (await baseline()).tensors;
   const [N, C, H, W, outH, outW] = [2, 3, 5, 4, 3, 7];
   const x = P.tensor(randomArray(N * C * H * W, 11), [N, C, H, W]);
