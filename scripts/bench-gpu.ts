@@ -125,12 +125,20 @@ async function main(): Promise<void> {
         row.seconds = s;
         row.per_second = batch / s;
         if (flag('--profile')) {
-          // One more forward under the profiler: where its device time goes, per op and shape.
-          profiler.start({ shapes: true });
-          const logits = (model as { forward(x: Tensor): { logits: Tensor } }).forward(x).logits;
-          const prof = profiler.stop();
-          logits.dispose();
-          console.error(`profile ${m.name} b${batch} ${m.dtype}:\n${prof.table(25)}`);
+          // One more forward under the profiler: where its device time goes, per op and
+          // shape. A failure here costs the profile, never the timing above.
+          try {
+            profiler.start({ shapes: true });
+            let prof;
+            try {
+              (model as { forward(x: Tensor): { logits: Tensor } }).forward(x).logits.dispose();
+            } finally {
+              prof = profiler.stop();
+            }
+            console.error(`profile ${m.name} b${batch} ${m.dtype}:\n${prof.table(25)}`);
+          } catch (e) {
+            console.error(`profile ${m.name} b${batch} ${m.dtype} failed: ${(e as Error).message.split('\n')[0]}`);
+          }
         }
       } catch (e) {
         row.error = (e as Error).message.split('\n')[0];
