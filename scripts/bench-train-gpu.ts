@@ -108,7 +108,14 @@ for (const precision of precisions) {
       logical_peak_gib: mem.peakBytes / 2 ** 30,
       issue_ms: issue[issue.length >> 1],
     });
-    if (profile) profiles.push(`perceiver-io ${precision} step profile:\n${(await profileTrainingStep(model, opt, x, y, precision)).table(40)}`);
+    if (profile) {
+      // A failed profile costs only itself, not the step's timing above.
+      try {
+        profiles.push(`perceiver-io ${precision} step profile:\n${(await profileTrainingStep(model, opt, x, y, precision)).table(40)}`);
+      } catch (err) {
+        profiles.push(`perceiver-io ${precision} step profile failed: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+      }
+    }
   } catch (err) {
     // Out of memory at a large batch: reported, the other precision still runs.
     ours.push({ precision, error: err instanceof Error ? err.message.split('\n')[0] : String(err) });

@@ -48,13 +48,20 @@ export async function profileTrainingStep(
   precision: 'float32' | 'bfloat16' = 'float32',
 ): Promise<P.Profile> {
   P.profiler.start({ shapes: true });
-  const loss = P.profiler.scope('forward', () => P.tidy(() => P.crossEntropy(P.autocast(precision, () => model.forward(x).logits), y)));
-  loss.backward();
-  P.profiler.scope('optimizer', () => {
-    opt.step();
-    opt.zeroGrad();
-  });
-  const profile = P.profiler.stop();
+  let loss: P.Tensor | null = null;
+  let profile: P.Profile;
+  // Stopped whatever happens, so that a failed step leaves no profile recording
+  // (its per-op marks would slow every later measurement).
+  try {
+    loss = P.profiler.scope('forward', () => P.tidy(() => P.crossEntropy(P.autocast(precision, () => model.forward(x).logits), y)));
+    loss.backward();
+    P.profiler.scope('optimizer', () => {
+      opt.step();
+      opt.zeroGrad();
+    });
+  } finally {
+    profile = P.profiler.stop();
+  }
   await loss.data();
   loss.dispose();
   return profile;
