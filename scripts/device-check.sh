@@ -169,8 +169,9 @@ device() {
   echo "-- with PERCEIVER_CUDA_ATTENTION_WIDE=1 and PERCEIVER_CUDA_ATTENTION_GEMM=1:"
   grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-switches.log" | head -12 || true
   echo "tcw checks: $(grep -cE '^PASS .* tcw ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcw ' "$LOGS/cuda_attention_check.log") failed"
+  echo "tcb checks: $(grep -cE '^PASS .* tcb ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcb ' "$LOGS/cuda_attention_check.log") failed"
   echo "gemm checks: $(grep -cE '^PASS .* gemm(64)? |^PASS grad ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* gemm(64)? |^FAIL grad ' "$LOGS/cuda_attention_check.log") failed"
-  grep -E '^BENCH (perceiver|multimodal)-self.* (tc|tcw) |^BENCH perceiver-(encoder|self-b32) +[a-z0-9]+ +(simt|gemm) +splits=0 |^BENCH .* grad ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
+  grep -E '^BENCH (perceiver|multimodal)-self.* (tc|tcw|tcb) |^BENCH perceiver-(encoder|self-b32) +[a-z0-9]+ +(simt|gemm) +splits=0 |^BENCH .* grad ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
   echo
   grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"
   echo

@@ -85,7 +85,10 @@ constexpr float kLog2e = 1.4426950408889634f;
 // kTensorCore1: the tc kernel with one key/value stage (normally chosen only when
 // two do not fit), so that the harness can check both loops on any device.
 // kTensorCoreWide: the tc kernel with two 16-row tiles per warp (Dv <= 128).
-enum Path : int { kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3, kTensorCoreWide = 4 };
+// kTensorCoreBounded: the 16-row kernel for Dv <= 64 held to 128 registers (four
+// blocks per SM), forced only, to time against the default (attention_check's "tcb";
+// 5 and 6 are the harness's product-composed paths).
+enum Path : int { kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3, kTensorCoreWide = 4, kTensorCoreBounded = 7 };
 
 // What the kernels need, by value (a few hundred bytes of kernel parameters).
 struct Params {
@@ -107,6 +110,7 @@ struct Params {
   bool q_vec, k_vec, v_vec;
   int tc_stages;  // 1 or 2 key/value buffers in shared memory (tc only)
   bool tc_wide;   // the two-row-tile kernel (tc only)
+  bool tc_bounded;  // the register-bounded first tier (tc only, forced)
   // Partials when splits > 1: O [splits][B·H·Nq][Dv], then m and l [splits][B·H·Nq].
   float* ws_o;
   float* ws_m;
@@ -447,7 +451,7 @@ __device__ __forceinline__ void tc_body(const Params& p) {
 }
 
 template <class T, int kDvMax, int kBK, int kWarps, int kRT>
-__global__ void __launch_bounds__(32 * kWarps) attention_tc_kernel(Params p) {
+__device__ __forceinline__ void tc_entry(const Params& p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   // No bf16 tensor cores before sm_80; the host never launches this there.
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
@@ -458,6 +462,19 @@ __global__ void __launch_bounds__(32 * kWarps) attention_tc_kernel(Params p) {
 #else
   tc_body<T, kDvMax, kBK, kWarps, kRT>(p);
 #endif
+}
+
+template <class T, int kDvMax, int kBK, int kWarps, int kRT>
+__global__ void __launch_bounds__(32 * kWarps) attention_tc_kernel(Params p) {
+  tc_entry<T, kDvMax, kBK, kWarps, kRT>(p);
+}
+
+// The same kernel held to kMinBlocks blocks per SM. (A second template rather than a
+// parameter: naming even 1 block per SM lifts ptxas' own register cap, 139 -> 187
+// registers for the first tier.)
+template <class T, int kDvMax, int kBK, int kWarps, int kRT, int kMinBlocks>
+__global__ void __launch_bounds__(32 * kWarps, kMinBlocks) attention_tc_kernel_bounded(Params p) {
+  tc_entry<T, kDvMax, kBK, kWarps, kRT>(p);
 }
 
 // ---- version 2: fp32 FMA (any dtype, any width) -----------------------------------
@@ -749,6 +766,7 @@ bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
 // K and V for long query ranges at one block per SM: a tuning knob to measure.
 struct TcTier {
   int dv_max, bk, warps, rt;  // rt: 16-row tiles per warp
+  int min_blocks;             // __launch_bounds__' blocks per SM (1: no register bound)
 };
 // The O accumulators take dv_max / 2 registers per thread whatever the head's width,
 // so each width class gets its own cap: 192 for the language model's 160-wide heads,
@@ -756,13 +774,17 @@ struct TcTier {
 // H200), 336 for optical flow's 322.
 // Tiers 5 and 6 are the wide kernel (two row tiles per warp: 128 query rows per
 // block) for the widths of multi-head self-attention.
-constexpr TcTier kTcTiers[7] = {{64, 64, 4, 1},  {128, 64, 4, 1}, {192, 64, 4, 1}, {272, 32, 4, 1},
-                                {336, 32, 4, 1}, {64, 64, 4, 2},  {128, 32, 4, 2}};
+// Tier 7 is tier 0 held to four blocks per SM (128 registers; 139 without the bound,
+// three blocks), forced only until timed on a GPU.
+constexpr TcTier kTcTiers[8] = {{64, 64, 4, 1, 1},  {128, 64, 4, 1, 1}, {192, 64, 4, 1, 1},
+                                {272, 32, 4, 1, 1}, {336, 32, 4, 1, 1}, {64, 64, 4, 2, 1},
+                                {128, 32, 4, 2, 1}, {64, 64, 4, 1, 4}};
 constexpr int kTcDvMax = 336;
 constexpr int kTcWideDvMax = 128;
 
-int tc_tier(int64_t dv, bool wide) {
+int tc_tier(int64_t dv, bool wide, bool bounded = false) {
   const int dv_pad = round16(dv);
+  if (bounded) return 7;  // callers check dv <= 64
   if (wide) return dv_pad <= 64 ? 5 : 6;
   for (int i = 0; i < 4; i++)
     if (dv_pad <= kTcTiers[i].dv_max) return i;
@@ -785,7 +807,11 @@ bool wide_auto(const AttentionArgs& a, int sm_count) {
 template <class T, int kTier>
 cudaError_t launch_tc_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
   constexpr TcTier c = kTcTiers[kTier];
-  auto kernel = attention_tc_kernel<T, c.dv_max, c.bk, c.warps, c.rt>;
+  void (*kernel)(Params);
+  if constexpr (c.min_blocks > 1)
+    kernel = attention_tc_kernel_bounded<T, c.dv_max, c.bk, c.warps, c.rt, c.min_blocks>;
+  else
+    kernel = attention_tc_kernel<T, c.dv_max, c.bk, c.warps, c.rt>;
   if (smem > 48 * 1024) {
     cudaError_t e =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -797,14 +823,15 @@ cudaError_t launch_tc_kernel(const Params& p, int64_t blocks, size_t smem, cudaS
 
 template <class T>
 cudaError_t launch_tc(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
-  switch (tc_tier(p.dv, p.tc_wide)) {
+  switch (tc_tier(p.dv, p.tc_wide, p.tc_bounded)) {
     case 0: return launch_tc_kernel<T, 0>(p, blocks, smem, stream);
     case 1: return launch_tc_kernel<T, 1>(p, blocks, smem, stream);
     case 2: return launch_tc_kernel<T, 2>(p, blocks, smem, stream);
     case 3: return launch_tc_kernel<T, 3>(p, blocks, smem, stream);
     case 4: return launch_tc_kernel<T, 4>(p, blocks, smem, stream);
     case 5: return launch_tc_kernel<T, 5>(p, blocks, smem, stream);
-    default: return launch_tc_kernel<T, 6>(p, blocks, smem, stream);
+    case 6: return launch_tc_kernel<T, 6>(p, blocks, smem, stream);
+    default: return launch_tc_kernel<T, 7>(p, blocks, smem, stream);
   }
 }
 
@@ -838,7 +865,7 @@ cudaError_t launch_zero(const Params& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-// force_path: kAuto, kTensorCore, kTensorCore1, kTensorCoreWide or kSimt; force_splits:
+// force_path: kAuto, kTensorCore, kTensorCore1, kTensorCoreWide, kTensorCoreBounded or kSimt; force_splits:
 // 0 = planned.
 // A forced tc path the device or shape cannot take returns cudaErrorNotSupported.
 cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes, int sm_count,
@@ -889,7 +916,8 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
 
   // The tc path needs 16-bit data, tensor cores for it (fp16: sm_75, bf16: sm_80),
   // Dv within the largest cap and the tiles within the block's shared memory.
-  const bool force_tc = force_path == kTensorCore || force_path == kTensorCore1 || force_path == kTensorCoreWide;
+  const bool force_tc = force_path == kTensorCore || force_path == kTensorCore1 || force_path == kTensorCoreWide ||
+                        force_path == kTensorCoreBounded;
   int path = kSimt;
   size_t tc_smem = 0;
   if (a.dtype == DType::Float32 && force_tc) return cudaErrorNotSupported;
@@ -906,7 +934,9 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     const int cc = major * 10 + minor;
     p.tc_wide = force_path == kTensorCoreWide || (force_path == kAuto && wide_auto(a, sm_count));
     if (p.tc_wide && round16(a.dv) > kTcWideDvMax) return cudaErrorNotSupported;  // forced only
-    TcTier tier = kTcTiers[tc_tier(a.dv, p.tc_wide)];
+    p.tc_bounded = force_path == kTensorCoreBounded;
+    if (p.tc_bounded && round16(a.dv) > kTcTiers[7].dv_max) return cudaErrorNotSupported;
+    TcTier tier = kTcTiers[tc_tier(a.dv, p.tc_wide, p.tc_bounded)];
     int bq = 16 * tier.warps * tier.rt;
     p.q_vec = vec16_ok(a.q, a.q_sb, a.q_sn, a.q_sh);
     p.k_vec = vec16_ok(a.k, a.k_sb, a.k_sn, a.k_sh);

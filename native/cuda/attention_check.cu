@@ -367,7 +367,7 @@ struct Variant {
 };
 
 const char* path_name(int p) {
-  return p == 1 ? "tc" : p == 2 ? "simt" : p == 3 ? "tc1" : p == 4 ? "tcw" : p == 5 ? "gemm" : p == 6 ? "gemm64" : "auto";
+  return p == 1 ? "tc" : p == 2 ? "simt" : p == 3 ? "tc1" : p == 4 ? "tcw" : p == 5 ? "gemm" : p == 6 ? "gemm64" : p == 7 ? "tcb" : "auto";
 }
 
 // The product-composed attention's context: cuBLASLt, a GEMM workspace and a
@@ -398,6 +398,7 @@ std::vector<Variant> variants(const Case& c) {
       v.push_back({dt, 4, 1});
       if (c.nk >= 3) v.push_back({dt, 4, 3});
     }
+    if ((c.dv + 15) / 16 * 16 <= 64) v.push_back({dt, 7, 1});  // tier 0 held to 128 registers
     v.push_back({dt, 2, 1});
     if (c.nk >= 3) v.push_back({dt, 2, 3});
   }
@@ -517,7 +518,7 @@ void check_case(const Case& c, cudaStream_t stream) {
       upload(pb.dout, nan_fill, dt);
       const AttentionArgs a = make_args(pb, dt);
       cudaError_t e = run_variant(a, var.path, var.splits, stream);
-      const int splits_used = var.path >= 5 ? 0 : var.splits > 0 ? (int)std::min<int64_t>(var.splits, std::max<int64_t>(c.nk, 1))
+      const int splits_used = (var.path == 5 || var.path == 6) ? 0 : var.splits > 0 ? (int)std::min<int64_t>(var.splits, std::max<int64_t>(c.nk, 1))
                                              : detail::attention_planned_splits(a, g_sm_count);
       char label[256];
       std::snprintf(label, sizeof label, "%-22s %-8s %-4s splits=%-2d [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld %s mask=%s]",
@@ -526,7 +527,7 @@ void check_case(const Case& c, cudaStream_t stream) {
                     (long long)c.dqk, (long long)c.dv, layout_name(c.layout), mask_name(c.mask));
       if (e == cudaErrorNotSupported) {
         std::printf("SKIP %s  (%s)\n", label,
-                    var.path >= 5 ? "cuBLASLt not loaded" : "tc path not available for this device/shape");
+                    (var.path == 5 || var.path == 6) ? "cuBLASLt not loaded" : "tc path not available for this device/shape");
         continue;
       }
       if (e == cudaSuccess) e = cudaStreamSynchronize(stream);
@@ -841,7 +842,7 @@ void bench_case(const Case& c, cudaStream_t stream) {
     upload(pb.dv, pb.v.v, dt);
     upload(pb.dout, pb.o.v, dt);
     const AttentionArgs a = make_args(pb, dt);
-    for (int path : {1, 4, 3, 2, 5}) {
+    for (int path : {1, 7, 4, 3, 2, 5}) {
       if (dt == DType::Float32 && path == 1) continue;
       for (int splits : {0, 1}) {
         if (path == 5 && splits == 1) break;  // the products have no key splits
