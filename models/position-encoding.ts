@@ -7,7 +7,8 @@
 // arguments (up to pi * 112) differ from exact ones by ~3e-5, a visible share of the
 // parity tolerance; reproducing the rounding removes that error. They depend only on
 // the index dims, so they are computed once per shape and cached.
-import { Module, broadcastTo, cast, computeDtype, initNormal, interpolationWeights, keep, matmul, reshape, tensor, tidy, toDtype, type Tensor, type InitOptions } from '../lib/index.js';
+import { Module, broadcastTo, computeDtype, initNormal, keep, reshape, tensor, tidy, toDtype, type Tensor, type InitOptions } from '../lib/index.js';
+import { interpolateChannelsLast } from '../lib/nn/interpolate.js';
 
 const f = Math.fround;
 
@@ -170,22 +171,13 @@ export class PerceiverTrainablePositionEncoding extends Module implements Positi
     for (const [name, v] of [['height', height], ['width', width]] as const)
       if (!Number.isInteger(v) || v < 1) throw new RangeError(`PerceiverTrainablePositionEncoding.interpolatePosEncoding: argument '${name}' must be a positive integer, got ${String(v)}`);
     const table = this.positionEmbeddings;
-    const [N, C] = table.shape;
+    const N = table.shape[0];
     const side = Math.floor(Math.sqrt(N));
     if (side * side !== N)
       throw new RangeError(`PerceiverTrainablePositionEncoding.interpolatePosEncoding: the table's ${N} positions are not a square grid`);
     if (height === side && width === side) return table;
-    return tidy(() => {
-      // The table stays channels-last ([side, side, C]): resampling the width is one
-      // product broadcast over rows, the height one product over [side, width * C].
-      const x = table.dtype === 'float32' ? table : cast(table, 'float32');
-      const device = table.device;
-      const wW = tensor(interpolationWeights(side, width, 'bicubic', false), [width, side], { device });
-      const wH = tensor(interpolationWeights(side, height, 'bicubic', false), [height, side], { device });
-      const alongW = matmul(wW, reshape(x, [side, side, C]));
-      const y = reshape(matmul(wH, reshape(alongW, [side, width * C])), [height * width, C]);
-      return y.dtype === table.dtype ? y : cast(y, table.dtype);
-    });
+    const C = table.shape[1];
+    return tidy(() => reshape(interpolateChannelsLast(reshape(table, [side, side, C]), height, width, 'bicubic'), [height * width, C]));
   }
 }
 

@@ -5,7 +5,7 @@
 import { Tensor } from '../tensor.js';
 import { describe } from '../dtype.js';
 import { tensor } from '../creation.js';
-import { cast } from '../ops/layout.js';
+import { cast, reshape } from '../ops/layout.js';
 import { matmul } from '../ops/linalg.js';
 import { bool, options } from '../ops/args.js';
 import { tidy } from '../scope.js';
@@ -95,14 +95,36 @@ export function interpolate(input: Tensor, size: readonly [number, number], opts
   if (alignCorners && mode === 'nearest') throw new TypeError(`interpolate: option 'alignCorners' only applies to 'bilinear' and 'bicubic'`);
   const [N, C, H, W] = input.shape;
   if (outH === H && outW === W) return input;
-  return tidy(() => {
-    const x = input.dtype === 'float32' ? input : cast(input, 'float32');
-    const weights = (from: number, to: number) => tensor(interpolationWeights(from, to, mode, alignCorners), [to, from], { device: x.device });
-    const alongW = (t: Tensor) => (outW === W ? t : matmul(t, weights(W, outW), { transB: true }));
-    const alongH = (t: Tensor) => (outH === H ? t : matmul(weights(H, outH), t));
+  return inFloat32(input, (x) => {
+    const alongW = (t: Tensor) => (outW === W ? t : matmul(t, weightTensor(W, outW, mode, alignCorners, x.device), { transB: true }));
+    const alongH = (t: Tensor) => (outH === H ? t : matmul(weightTensor(H, outH, mode, alignCorners, x.device), t));
     // The axis that shrinks (or grows least) goes first, so the second product runs on less.
     const widthFirst = N * C * H * outW * (W + outH) <= N * C * outH * W * (H + outW);
-    const y = widthFirst ? alongH(alongW(x)) : alongW(alongH(x));
+    return widthFirst ? alongH(alongW(x)) : alongW(alongH(x));
+  });
+}
+
+/**
+ * @internal x [H, W, C] (channels-last, as the models keep position tables) ->
+ * [outH, outW, C], resampled as interpolate() resamples [N, C, H, W]: the width by one
+ * product broadcast over rows, the height by one over [H, outW * C]. Arguments unchecked.
+ */
+export function interpolateChannelsLast(x: Tensor, outH: number, outW: number, mode: InterpolateMode, alignCorners = false): Tensor {
+  const [H, W, C] = x.shape;
+  return inFloat32(x, (x32) => {
+    const alongW = matmul(weightTensor(W, outW, mode, alignCorners, x32.device), x32);
+    return reshape(matmul(weightTensor(H, outH, mode, alignCorners, x32.device), reshape(alongW, [H, outW * C])), [outH, outW, C]);
+  });
+}
+
+function weightTensor(from: number, to: number, mode: InterpolateMode, alignCorners: boolean, device: string): Tensor {
+  return tensor(interpolationWeights(from, to, mode, alignCorners), [to, from], { device });
+}
+
+// 16-bit inputs are resampled in float32 and rounded once at the end.
+function inFloat32(input: Tensor, fn: (x: Tensor) => Tensor): Tensor {
+  return tidy(() => {
+    const y = fn(input.dtype === 'float32' ? input : cast(input, 'float32'));
     return y.dtype === input.dtype ? y : cast(y, input.dtype);
   });
 }

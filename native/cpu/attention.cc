@@ -334,7 +334,6 @@ RowKernels& row_kernels() {
 
 // ---- plan and scratch -----------------------------------------------------------
 
-
 struct Plan {
   int64_t bq = 0, nqb = 0;  // query rows per block (last may be shorter), block count
   int64_t bk = 0;           // keys per inner block

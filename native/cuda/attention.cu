@@ -936,8 +936,6 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     if (p.tc_wide && round16(a.dv) > kTcWideDvMax) return cudaErrorNotSupported;  // forced only
     p.tc_bounded = force_path == kTensorCoreBounded;
     if (p.tc_bounded && round16(a.dv) > kTcTiers[7].dv_max) return cudaErrorNotSupported;
-    TcTier tier = kTcTiers[tc_tier(a.dv, p.tc_wide, p.tc_bounded)];
-    int bq = 16 * tier.warps * tier.rt;
     p.q_vec = vec16_ok(a.q, a.q_sb, a.q_sn, a.q_sh);
     p.k_vec = vec16_ok(a.k, a.k_sb, a.k_sn, a.k_sh);
     p.v_vec = vec16_ok(a.v, a.v_sb, a.v_sn, a.v_sh);
@@ -951,18 +949,20 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     // Two stages only pay off where the copies are asynchronous (cp.async: sm_80+,
     // 16-byte aligned rows).
     const bool async = cc >= 80 && (p.k_vec || p.v_vec) && force_path != kTensorCore1;
-    p.tc_stages =
-        async && tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, 2) <= (size_t)smem_optin ? 2 : 1;
-    tc_smem = tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, p.tc_stages);
+    // The tier's query rows per block, its stages and its shared memory.
+    int bq = 0;
+    auto size_tiles = [&] {
+      const TcTier tier = kTcTiers[tc_tier(a.dv, p.tc_wide, p.tc_bounded)];
+      bq = 16 * tier.warps * tier.rt;
+      p.tc_stages = async && tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, 2) <= (size_t)smem_optin ? 2 : 1;
+      tc_smem = tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, p.tc_stages);
+    };
+    size_tiles();
     if (p.tc_wide && force_path == kAuto && tc_smem > (size_t)smem_optin) {
       // The wide kernel's 128-row Q tile does not fit (wide heads on 99 KB parts):
       // the 16-row kernel still does, rather than falling to simt.
       p.tc_wide = false;
-      tier = kTcTiers[tc_tier(a.dv, false)];
-      bq = 16 * tier.warps * tier.rt;
-      p.tc_stages =
-          async && tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, 2) <= (size_t)smem_optin ? 2 : 1;
-      tc_smem = tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, p.tc_stages);
+      size_tiles();
     }
     const bool ok = (a.dtype == DType::Float16 ? cc >= 75 : cc >= 80) &&
                     round16(a.dv) <= kTcDvMax && tc_smem <= (size_t)smem_optin;
