@@ -59,7 +59,7 @@ test('run --interpolate-pos-encoding: the learned-position classifier on another
   const dir = mkdtempSync(join(tmp, 'interp-'));
   const input = join(dir, 'in.safetensors');
   const out = join(dir, 'out.safetensors');
-  const pixels = P.randn([1, 3, 15, 10], { seed: 3 });
+  const pixels = P.randn([1, 3, 15, 10], { seed: 3, device: 'cpu' });  // the model below runs on the cpu
   await P.saveSafetensors(input, { pixel_values: pixels });
   const r = await cli(['run', '--model', caseDir('image_learned'), '--input', input, '--output', out, '--device', 'cpu', '--interpolate-pos-encoding']);
   t.is(r.code, 0, r.stderr);
