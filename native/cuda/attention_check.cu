@@ -743,15 +743,18 @@ void check_gradient(const Case& c, cudaStream_t stream) {
                       c.name.c_str(), dtype_name(dt), p, chunk == kSmallChunks ? "64" : "all", (long long)c.B,
                       (long long)c.H, (long long)c.nq, (long long)c.nk, (long long)c.dqk, (long long)c.dv,
                       layout_name(c.layout), mask_name(c.mask));
+        // The output first: make_args takes its address (a case's first pass used to
+        // hand the forward a null output, which cuBLASLt refused).
+        upload(pb.dout, std::vector<float>(pb.o.v.size(), kNaN), dt);
         AttentionArgs a = make_args(pb, dt);
         a.dropout_seed = dm.seed;
         a.dropout_keep_below = p > 0 ? dm.keep_below : 1.f;
         a.dropout_scale = p > 0 ? dm.scale : 0.f;
         dlse.alloc((size_t)std::max<int64_t>(rows, 1) * 4);
         a.lse = static_cast<float*>(dlse.p);
-        upload(pb.dout, std::vector<float>(pb.o.v.size(), kNaN), dt);
         const size_t nq_all = (size_t)(c.B * c.nq * c.H), nk_all = (size_t)(c.B * c.nk * c.H);
         std::string err;
+        const char* stage = "forward";
         double w_out = 0, w_lse = 0, w_dq[2] = {0, 0}, w_dk[2] = {0, 0}, w_dv[2] = {0, 0};
         try {
           attention_forward_gemm(*g_gemm, *g_alloc, a, stream, chunk);
@@ -775,6 +778,7 @@ void check_gradient(const Case& c, cudaStream_t stream) {
           }
           // The gradient twice: with the forward's L, then recomputing it.
           for (int pass = 0; pass < 2; pass++) {
+            stage = pass == 0 ? "gradient with L" : "gradient, L recomputed";
             AttentionBackwardArgs g;
             g.a = a;
             g.a.out = static_cast<float*>(dref_o.p);
@@ -798,7 +802,7 @@ void check_gradient(const Case& c, cudaStream_t stream) {
             w_dv[pass] = worst_ratio(download(dgv, nk_all * c.dv, dt), ref.dv, tol, &ref.dv_abs);
           }
         } catch (const perceiver::Error& e) {
-          err = e.what();
+          err = std::string(stage) + ": " + e.what();
         }
         const double worst = std::max({w_out, w_lse, w_dq[0], w_dk[0], w_dv[0], w_dq[1], w_dk[1], w_dv[1]});
         const bool ok = err.empty() && worst <= 1.0;

@@ -58,6 +58,30 @@ uint32_t alignment(const void* p, int64_t ld, int64_t batch_stride, size_t es) {
   return (uint32_t)(bits & (~bits + 1));
 }
 
+// The names of the statuses a matmul call returns, for error messages.
+const char* status_name(lt::Status st) {
+  switch (st) {
+    case 1: return " (NOT_INITIALIZED)";
+    case 3: return " (ALLOC_FAILED)";
+    case 7: return " (INVALID_VALUE)";
+    case 8: return " (ARCH_MISMATCH)";
+    case 13: return " (EXECUTION_FAILED)";
+    case 14: return " (INTERNAL_ERROR)";
+    case 15: return " (NOT_SUPPORTED)";
+    default: return "";
+  }
+}
+
+// A failed product's arguments, so that a refusal can be reproduced from the message.
+std::string describe(const MatmulArgs& a, uint32_t al_a, uint32_t al_b, uint32_t al_c) {
+  auto n = [](int64_t v) { return std::to_string(v); };
+  return std::string(dtype_name(a.dtype)) + (a.c_float32 ? " (C float32)" : "") + " [" + n(a.m) + ", " + n(a.k) +
+         "] x [" + n(a.k) + ", " + n(a.n) + "] batch " + n(a.batch) + (a.trans_a ? ", A transposed" : "") +
+         (a.trans_b ? ", B transposed" : "") + ", ld " + n(a.lda) + "/" + n(a.ldb) + "/" + n(a.ldc) + ", batch strides " +
+         n(a.stride_a) + "/" + n(a.stride_b) + "/" + n(a.stride_c) + ", alignments " + n(al_a) + "/" + n(al_b) + "/" +
+         n(al_c) + " bytes, beta " + std::to_string(a.beta);
+}
+
 void check_lt(const char* what, lt::Status st) {
   if (st != 0) throw Error(ErrorKind::Runtime, std::string("matmul: ") + what + " failed with cublasStatus " + std::to_string(st));
 }
@@ -209,8 +233,10 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
                                         " [" + std::to_string(a.m) + ", " + std::to_string(a.k) + "] x [" +
                                         std::to_string(a.k) + ", " + std::to_string(a.n) + "] (batch " +
                                         std::to_string(a.batch) + ")");
-  check_lt("cublasLtMatmul", api.matmul(ctx.handle, d.op, &alpha, a.b, d.x, a.a, d.y, &beta, a.c, d.d, a.c, d.d,
-                                        &algo, ctx.workspace, ctx.workspace_bytes, s));
+  const lt::Status st = api.matmul(ctx.handle, d.op, &alpha, a.b, d.x, a.a, d.y, &beta, a.c, d.d, a.c, d.d, &algo,
+                                  ctx.workspace, ctx.workspace_bytes, s);
+  if (st != 0) throw Error(ErrorKind::Runtime, "matmul: cublasLtMatmul failed with cublasStatus " + std::to_string(st) +
+                                                   status_name(st) + " for " + describe(a, al_y, al_x, al_d));
   if (a.bias || a.act != Activation::None)
     bias_act(a.c, a.bias, a.batch, a.m, a.n, a.ldc, a.stride_c, a.act, a.dtype, s);
 }
