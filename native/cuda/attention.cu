@@ -27,8 +27,8 @@
 //   tiles that exceed the device's shared memory, take version 2.
 //   A wide variant gives each warp two 16-row tiles (128 query rows per block), so
 //   every K and V fragment loaded from shared memory feeds two MMAs: for Dv <= 128,
-//   where blocks are plentiful (multi-head self-attention at large batch). Not on by
-//   default until it has run on a GPU (see wide_auto).
+//   where blocks are plentiful (multi-head self-attention at large batch; see
+//   wide_auto).
 //   Where rows are 16-byte aligned (head widths and strides multiples of 8) on
 //   sm_80+, K/V tiles are copied with cp.async into two shared-memory stages, so
 //   that the copy of tile i+1 overlaps the products of tile i; otherwise (e.g. 261
@@ -774,9 +774,11 @@ struct TcTier {
 // H200), 336 for optical flow's 322.
 // Tiers 5 and 6 are the wide kernel (two row tiles per warp: 128 query rows per
 // block) for the widths of multi-head self-attention.
-// Tier 7 is tier 0 held to four blocks per SM (128 registers; 139 without the bound,
-// three blocks), forced only until timed on a GPU.
-constexpr TcTier kTcTiers[8] = {{64, 64, 4, 1, 1},  {128, 64, 4, 1, 1}, {192, 64, 4, 1, 1},
+// Tier 0 is held to four blocks per SM: 128 registers with a 16-byte spill, against
+// 139 (three blocks) unbounded, and 7% faster on an H200 (multimodal self-attention,
+// batch 8: 0.141 against 0.152 ms). Tier 7, the same kernel, is what
+// attention_check's forced path "tcb" takes.
+constexpr TcTier kTcTiers[8] = {{64, 64, 4, 1, 4},  {128, 64, 4, 1, 1}, {192, 64, 4, 1, 1},
                                 {272, 32, 4, 1, 1}, {336, 32, 4, 1, 1}, {64, 64, 4, 2, 1},
                                 {128, 32, 4, 2, 1}, {64, 64, 4, 1, 4}};
 constexpr int kTcDvMax = 336;
@@ -791,17 +793,20 @@ int tc_tier(int64_t dv, bool wide, bool bounded = false) {
   return 4;
 }
 
-// Whether kAuto takes the wide kernel. Not yet by default: it has not run on a GPU
-// (attention_check forces it, and times it next to the 16-row kernel);
-// PERCEIVER_CUDA_ATTENTION_WIDE=1 opts in. It is meant for shapes with blocks to
-// spare: multi-head self-attention at large batch.
+// Whether kAuto takes the wide kernel: for heads 65-128 wide once its 128-row blocks
+// fill every SM. Timed on an H200 against the 16-row kernel (8 heads of 128, 512
+// queries and keys): 0.111 against 0.119 ms at batch 8, 0.418 against 0.447 at batch
+// 32, but 0.097 against 0.053 at batch 1 (too few blocks), and 0.199 against 0.152
+// for 64-wide heads (multimodal, batch 8), which therefore stay on the 16-row kernel.
+// PERCEIVER_CUDA_ATTENTION_WIDE=0 turns it off, =1 also takes it for heads up to 64.
 bool wide_auto(const AttentionArgs& a, int sm_count) {
-  static const bool enabled = [] {
+  static const int mode = [] {
     const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_WIDE");
-    return e && *e && std::strcmp(e, "0") != 0;
+    return !e || !*e ? -1 : std::strcmp(e, "0") == 0 ? 0 : 1;
   }();
-  return enabled && round16(a.dv) <= kTcWideDvMax && a.nq >= 128 &&
-         a.batch * a.heads * ceil_div(a.nq, 128) >= 2 * (int64_t)sm_count;
+  const int dv_pad = round16(a.dv);
+  return mode != 0 && dv_pad <= kTcWideDvMax && (mode == 1 || dv_pad > 64) && a.nq >= 128 &&
+         a.batch * a.heads * ceil_div(a.nq, 128) >= (int64_t)sm_count;
 }
 
 template <class T, int kTier>
