@@ -133,6 +133,20 @@ test('contiguous: materialises a view in logical order; of a dense tensor it is 
   assertExact(t, await d.data(), x);
 });
 
+test('contiguous: a head permute ([B, N, H, D] -> [B, H, N, D]) of every dtype, with rows of whole 16-byte units or not, aligned or not', async (t) => {
+  // On CUDA the first cases copy 16 bytes per thread; the rest fall back to elements.
+  const shape = [2, 5, 3, 16];
+  const x = seq(numel(shape)).map((v) => v % 251); // exact in bfloat16 and uint8
+  const want = permuteRef(x, shape, [0, 2, 1, 3]).data;
+  for (const dtype of ['float32', 'bfloat16', 'float16', 'int32', 'uint8'] as DTypeName[]) {
+    const c = tensor(x, shape).cast(dtype).permute([0, 2, 1, 3]).contiguous();
+    assertExact(t, await c.data(), want, `${dtype}: inner rows of 16`);
+    const odd = tensor(x, shape).cast(dtype).slice(3, 1, 15).permute([0, 2, 1, 3]).contiguous();
+    assertExact(t, await odd.data(), permuteRef(sliceRef(x, shape, 3, 1, 15, 1).data, [2, 5, 3, 14], [0, 2, 1, 3]).data, `${dtype}: rows of 14 from an offset`);
+    for (const y of [c, odd]) y.dispose();
+  }
+});
+
 test('contiguous/reshape: a transposed zero-size view ([0,3] -> [3,0]) materialises as empty without crashing', (t) => {
   // Child process: this once crashed with an integer division by zero.
   const r = runIsolated(`
@@ -399,10 +413,17 @@ test('cast: of a non-contiguous view converts in logical order', async (t) => {
   assertExact(t, await z.data(), Array.from(sliceRef(randomArray(40, 9), [4, 10], 1, 1, undefined, 3).data, toBF16));
 });
 
-test('cast: a large (300k) float32 -> float16 -> float32 round trip matches the reference', async (t) => {
+test('cast: a large (300k) float32 -> float16 -> float32 round trip, and dense ranges through bfloat16, match the reference', async (t) => {
   const x = randomArray(300_001, 12, -70000, 70000);
   const y = await tensor(x).cast('float16').cast('float32').data();
   assertExact(t, y, Array.from(x, toF16));
+  // Dense ranges starting 1 and 4 elements in (on CUDA: misaligned for 4-element
+  // packs, then aligned with 3 left over), and a cast between the 16-bit types.
+  for (const start of [1, 4]) {
+    const z = tensor(x).slice(0, start).cast('bfloat16').cast('float16');
+    assertExact(t, await z.data(), Array.from(x.subarray(start), (v) => toF16(toBF16(v))), `from element ${start}`);
+    z.dispose();
+  }
   t.throws(() => P.cast(tensor(x), 'float64' as never), { instanceOf: TypeError });
 });
 

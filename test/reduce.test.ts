@@ -69,6 +69,18 @@ for (const op of OPS)
     else assertExact(t, await v.data(), want.data, 'transposed');
   });
 
+test('sum/mean: over a long middle axis with few outputs (a bias gradient), and over the tokens of [4096, 37]', async (t) => {
+  // On CUDA these split the axis across a block's warps; the results must not move.
+  for (const [shape, axis] of [[[3, 70, 40], 1], [[4096, 37], 0], [[2, 33, 1], 1]] as [number[], number][]) {
+    const x = randomArray(shape.reduce((a, b) => a * b, 1), 11);
+    for (const op of ['sum', 'mean'] as const) {
+      const y = FN[op](tensor(x, shape), axis);
+      assertClose(t, await y.data(), reduceRef(x, shape, axis, op).data, { ...sumTol(x, shape[axis]), msg: `${op} [${shape}] axis ${axis}` });
+      y.dispose();
+    }
+  }
+});
+
 test('sum: accumulates in double, so small terms are not lost next to a large one', async (t) => {
   // In float32, 16777216 + 1 == 16777216 and each +1 would vanish.
   const x = tensor([16777216, 1, 1, 1, 1, 1, 1, 1, 1]);

@@ -173,18 +173,94 @@ void arange(const View& out, double start, double step, cudaStream_t s) {
   check_launch("arange", s);
 }
 
+// Dense casts between the float types (mixed precision's casts of activations and
+// weights: 6 ms of a 105 ms bf16 training step on an H200 element by element), four
+// elements per thread with typed loads, without convert_kernel's per-element dtype
+// switches and double round trip. The results are the same: each value passes
+// through float32 and is rounded to nearest even once.
+template <class S>
+struct alignas(4 * sizeof(S)) Pack4 {
+  S v[4];
+};
+template <class S, class D>
+__global__ void convert_dense_kernel(const S* src, D* dst, int64_t n4) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
+    const Pack4<S> a = reinterpret_cast<const Pack4<S>*>(src)[i];
+    Pack4<D> b;
+    for (int k = 0; k < 4; k++) b.v[k] = from_f<D>(to_f<S>(a.v[k]));
+    reinterpret_cast<Pack4<D>*>(dst)[i] = b;
+  }
+}
+
+bool is_float(DType t) { return t == DType::Float32 || t == DType::BFloat16 || t == DType::Float16; }
+
+// Returns false where the views are not dense float tensors with 4-element-aligned
+// addresses; the elements left over after whole packs go to convert_kernel.
+bool convert_dense(const Strided<2>& st, const View& src, const View& dst, int64_t n, cudaStream_t s) {
+  if (!st.flat || !is_float(src.dtype) || !is_float(dst.dtype) || n < 4) return false;
+  if ((uintptr_t)src.data() % (4 * dtype_size(src.dtype)) != 0 || (uintptr_t)dst.data() % (4 * dtype_size(dst.dtype)) != 0)
+    return false;
+  const int64_t n4 = n / 4;
+  DISPATCH_FLOAT("cast", src.dtype, S, {
+    DISPATCH_FLOAT("cast", dst.dtype, D, {
+      convert_dense_kernel<S, D><<<grid_for(n4), kThreads, 0, s>>>(src.ptr<S>(), dst.ptr<D>(), n4);
+    });
+  });
+  if (n4 * 4 < n) {
+    const int64_t done = n4 * 4;
+    View rs = src, rd = dst;
+    rs.offset_bytes += done * (int64_t)dtype_size(src.dtype);
+    rd.offset_bytes += done * (int64_t)dtype_size(dst.dtype);
+    rs.ndim = rd.ndim = 1;
+    rs.shape[0] = rd.shape[0] = n - done;
+    rs.strides[0] = rd.strides[0] = 1;
+    const View* vs[2] = {&rd, &rs};
+    convert_kernel<<<1, kThreads, 0, s>>>(make_strided<2>(vs), rd.data(), rd.dtype, rs.data(), rs.dtype, n - done);
+  }
+  return true;
+}
+
+// A same-dtype copy as 16-byte units, where the innermost (merged) dim is contiguous
+// in both views and its length, every other stride and both addresses are multiples
+// of 16 bytes: a permute of [B, N, H, D] heads with D * size % 16 == 0, or any dense
+// copy. Each thread then moves 16 bytes and divides its index down once per 16 bytes
+// rather than per element (0.041 ms for a [8, 8, 512, 128] bf16 permute on an H200,
+// 0.4 TB/s, element by element). Returns false where the views do not allow it.
+bool copy_vectorized(Strided<2> st, const View& src, const View& dst, int64_t n, cudaStream_t s) {
+  const int64_t k = 16 / (int64_t)dtype_size(src.dtype);
+  const int last = st.ndim - 1;
+  if (((uintptr_t)src.data() | (uintptr_t)dst.data()) % 16 != 0 || n % k != 0) return false;
+  if (st.strides[0][last] != 1 || st.strides[1][last] != 1 || st.shape[last] % k != 0) return false;
+  for (int d = 0; d < last; d++)
+    if (st.strides[0][d] % k != 0 || st.strides[1][d] % k != 0) return false;
+  st.shape[last] /= k;
+  for (int d = 0; d < last; d++) {
+    st.strides[0][d] /= k;
+    st.strides[1][d] /= k;
+  }
+  const int64_t units = n / k;
+  copy_same_kernel<uint4><<<grid_for(units), kThreads, 0, s>>>(st, static_cast<uint4*>(dst.data()),
+                                                                static_cast<const uint4*>((const void*)src.data()),
+                                                                units);
+  return true;
+}
+
 void copy(const View& src, const View& dst, cudaStream_t s) {
   int64_t n = dst.numel();
   if (n == 0) return;
   const View* vs[2] = {&dst, &src};
   Strided<2> st = make_strided<2>(vs);
+  if (src.dtype == dst.dtype && copy_vectorized(st, src, dst, n, s)) {
+    check_launch("copy", s);
+    return;
+  }
   if (src.dtype == dst.dtype) {
     switch (dtype_size(src.dtype)) {
       case 1: copy_same_kernel<uint8_t><<<grid_for(n), kThreads, 0, s>>>(st, dst.ptr<uint8_t>(), src.ptr<uint8_t>(), n); break;
       case 2: copy_same_kernel<uint16_t><<<grid_for(n), kThreads, 0, s>>>(st, dst.ptr<uint16_t>(), src.ptr<uint16_t>(), n); break;
       default: copy_same_kernel<uint32_t><<<grid_for(n), kThreads, 0, s>>>(st, dst.ptr<uint32_t>(), src.ptr<uint32_t>(), n); break;
     }
-  } else {
+  } else if (!convert_dense(st, src, dst, n, s)) {
     convert_kernel<<<grid_for(n), kThreads, 0, s>>>(st, dst.data(), dst.dtype, src.data(), src.dtype, n);
   }
   check_launch("copy", s);

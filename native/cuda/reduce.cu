@@ -2,7 +2,8 @@
 // layer norm over the last axis. When the reduced axis is the last (inner == 1)
 // one block owns a row and threads stride along it (coalesced); otherwise one
 // thread owns an output and walks the axis, its neighbours reading neighbouring
-// columns, which is again coalesced. Sums accumulate in double, as on the CPU (the
+// columns, which is again coalesced (for long sums, the warps of a block split the
+// axis: sum_cols_split_kernel). Sums accumulate in double, as on the CPU (the
 // kernels are bound by memory traffic, not arithmetic); softmax and layer
 // norm accumulate in float32 per thread, combined as a tree.
 #include <cmath>
@@ -157,6 +158,37 @@ __global__ void layer_norm_kernel(const T* x, const T* w, const T* b, T* out, in
   }
 }
 
+// Sums over a long axis with few outputs (a bias gradient: [tokens, C] summed over
+// the tokens): one thread per output walking the axis left most of the GPU idle
+// (0.11 ms for [4096, 1024] on an H200, a fifth of a bf16 training step). Here a
+// block owns 32 neighbouring outputs and its 16 warps split the axis, each warp
+// reading 32 neighbouring columns of a row; the double partials combine in a fixed
+// order, so results do not depend on scheduling.
+constexpr int kSplitWarps = 16;
+template <class T>
+__global__ void __launch_bounds__(32 * kSplitWarps)
+    sum_cols_split_kernel(const T* x, int64_t outer, int64_t n, int64_t inner, bool mean, T* out) {
+  __shared__ double part[kSplitWarps][33];
+  const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+  const int64_t tiles = (inner + 31) / 32;
+  for (int64_t t = blockIdx.x; t < outer * tiles; t += gridDim.x) {
+    const int64_t o = t / tiles, i = (t % tiles) * 32 + tx;
+    double s = 0.0;
+    if (i < inner) {
+      const T* p = x + o * n * inner + i;
+      for (int64_t j = ty; j < n; j += kSplitWarps) s += to_f(p[j * inner]);
+    }
+    part[ty][tx] = s;
+    __syncthreads();
+    if (ty == 0 && i < inner) {
+      for (int w = 1; w < kSplitWarps; w++) s += part[w][tx];
+      if (mean) s = n ? s / (double)n : NAN;
+      out[o * inner + i] = from_f<T>((float)s);
+    }
+    __syncthreads();
+  }
+}
+
 // Rows shorter than a block waste threads; 128 suits the 261-512 channel rows of
 // the Perceiver models, 256 and up long rows.
 inline int row_threads(int64_t n) { return n <= 1024 ? 128 : n <= 8192 ? 256 : 512; }
@@ -169,6 +201,9 @@ void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner,
   DISPATCH_FLOAT("reduce", x.dtype, T, {
     if (inner == 1)
       reduce_rows_kernel<T><<<rows_grid(outer), row_threads(n), 0, s>>>(x.ptr<T>(), outer, n, op, out.data());
+    else if ((op == ReduceOp::Sum || op == ReduceOp::Mean) && n >= 2 * kSplitWarps)
+      sum_cols_split_kernel<T><<<rows_grid(outer * ((inner + 31) / 32)), 32 * kSplitWarps, 0, s>>>(
+          x.ptr<T>(), outer, n, inner, op == ReduceOp::Mean, static_cast<T*>(out.data()));
     else
       reduce_cols_kernel<T><<<grid_for(outer * inner), kThreads, 0, s>>>(x.ptr<T>(), outer, n, inner, op, out.data());
   });
