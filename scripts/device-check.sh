@@ -13,8 +13,8 @@
 #       cuBLASLt in the python env, runs the CUDA harnesses, the whole ava suite with
 #       PERCEIVER_TEST_DEVICE=cuda, then scripts/bench-gpu (vs torch),
 #       scripts/bench-train-gpu (training steps vs HF), the switches that are off by
-#       default on CUDA until this has run them (the product-composed attention forward
-#       with dropout, the attention gradient, the wide attention kernel: their tests,
+#       default on CUDA (the product-composed attention forward with dropout, the
+#       attention gradient, the wide attention kernel for narrow heads: their tests,
 #       bench-gpu and training steps with them) and
 #       scripts/bench-dispatch (per-op cost vs torch). Logs come back as $OUT/logs.tar (default OUT
 #       /tmp/perceiver-device-out) with $OUT/summary.txt; a short table is printed
@@ -140,8 +140,8 @@ device() {
   step ava-cuda 130 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s $files
 
   echo "== the attention switches (PERCEIVER_CUDA_ATTENTION_BACKWARD=1, _GEMM=1): tests"
-  # Off by default on CUDA until this passes (right after the suite, so a slow run
-  # reaches it): the attention tests with the product-composed forward and gradient
+  # Off by default on CUDA (slower there; docs/DEVICE.md), kept working (right after
+  # the suite, so a slow run reaches it): the attention tests with the product-composed forward and gradient
   # (forward, dropout inside the op against its composed form, the gradient against
   # the composed one, finite differences, memory).
   step ava-attention-switches 90 env PERCEIVER_TEST_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_BACKWARD=1 PERCEIVER_CUDA_ATTENTION_GEMM=1 node node_modules/ava/entrypoints/cli.mjs --timeout 80s dist/test/autograd.test.js dist/test/linalg.test.js dist/test/models-attention-dropout.test.js -m 'attention*' -m 'PerceiverSelfAttention*'

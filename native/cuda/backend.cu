@@ -241,8 +241,9 @@ class CudaBackend final : public Backend {
   }
   void sgd_update(const SgdArgs& a) override { set_device(); cuda::sgd_update(a, stream_); }
   bool has_backward_kernels() const override { return true; }
-  // Off unless PERCEIVER_CUDA_ATTENTION_BACKWARD=1 until scripts/device-check.sh has
-  // run it on a GPU: lib/autograd then composes the gradient, as it always has here.
+  // Off unless PERCEIVER_CUDA_ATTENTION_BACKWARD=1: lib/autograd then composes the
+  // gradient from whole products, which on an H200 made bf16 training steps 20% faster
+  // than this kernel (float32 steps 9% slower, and more memory).
   bool has_attention_backward() const override {
     static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_BACKWARD");
     return on;
@@ -276,9 +277,10 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  // float32 attention (and dropout, for every dtype) through cuBLASLt products
-  // instead of the fused SIMT kernel: off unless PERCEIVER_CUDA_ATTENTION_GEMM=1
-  // until scripts/device-check.sh has run it on a GPU (compiled here, never yet run).
+  // float32 attention (and dropout, for every dtype) through chunked cuBLASLt
+  // products instead of the fused SIMT kernel: off unless PERCEIVER_CUDA_ATTENTION_GEMM=1,
+  // since the op layer's whole-matrix composition, taken while the scores fit, was
+  // faster on an H200 (0.98 against 1.15 ms at the image encoder's shape).
   static bool gemm_attention() {
     static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_GEMM");
     return on;
