@@ -179,9 +179,8 @@ device() {
   grep -E '^FAIL' "$LOGS/cuda_attention_check.log" | cut -c1-400 | head -8
   grep -iE 'cublasLt.*(error|invalid)|\[cublasLt\]' "$LOGS/cuda_attention_check.log" | cut -c1-400 | head -8
   echo "tcw checks: $(grep -cE '^PASS .* tcw ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcw ' "$LOGS/cuda_attention_check.log") failed"
-  echo "tcb checks: $(grep -cE '^PASS .* tcb ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcb ' "$LOGS/cuda_attention_check.log") failed"
   echo "gemm checks: $(grep -cE '^PASS .* gemm(64)? |^PASS grad ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* gemm(64)? |^FAIL grad ' "$LOGS/cuda_attention_check.log") failed"
-  grep -E '^BENCH (perceiver|multimodal)-self.* (tc|tcw|tcb) |^BENCH perceiver-(encoder|self-b32) +[a-z0-9]+ +(simt|gemm) +splits=0 |^BENCH .* grad ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
+  grep -E '^BENCH (perceiver|multimodal)-self.* (tc|tcw) |^BENCH perceiver-(encoder|self-b32) +[a-z0-9]+ +(simt|gemm) +splits=0 |^BENCH .* grad ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
   echo
   grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"
   echo

@@ -85,10 +85,8 @@ constexpr float kLog2e = 1.4426950408889634f;
 // kTensorCore1: the tc kernel with one key/value stage (normally chosen only when
 // two do not fit), so that the harness can check both loops on any device.
 // kTensorCoreWide: the tc kernel with two 16-row tiles per warp (Dv <= 128).
-// kTensorCoreBounded: the 16-row kernel for Dv <= 64 held to 128 registers (four
-// blocks per SM), forced only, to time against the default (attention_check's "tcb";
-// 5 and 6 are the harness's product-composed paths).
-enum Path : int { kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3, kTensorCoreWide = 4, kTensorCoreBounded = 7 };
+// (5 and 6 are the harness's product-composed paths.)
+enum Path : int { kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3, kTensorCoreWide = 4 };
 
 // What the kernels need, by value (a few hundred bytes of kernel parameters).
 struct Params {
@@ -110,7 +108,6 @@ struct Params {
   bool q_vec, k_vec, v_vec;
   int tc_stages;  // 1 or 2 key/value buffers in shared memory (tc only)
   bool tc_wide;   // the two-row-tile kernel (tc only)
-  bool tc_bounded;  // the register-bounded first tier (tc only, forced)
   // Partials when splits > 1: O [splits][B·H·Nq][Dv], then m and l [splits][B·H·Nq].
   float* ws_o;
   float* ws_m;
@@ -776,17 +773,15 @@ struct TcTier {
 // block) for the widths of multi-head self-attention.
 // Tier 0 is held to four blocks per SM: 128 registers with a 16-byte spill, against
 // 139 (three blocks) unbounded, and 7% faster on an H200 (multimodal self-attention,
-// batch 8: 0.141 against 0.152 ms). Tier 7, the same kernel, is what
-// attention_check's forced path "tcb" takes.
-constexpr TcTier kTcTiers[8] = {{64, 64, 4, 1, 4},  {128, 64, 4, 1, 1}, {192, 64, 4, 1, 1},
+// batch 8: 0.141 against 0.152 ms).
+constexpr TcTier kTcTiers[7] = {{64, 64, 4, 1, 4},  {128, 64, 4, 1, 1}, {192, 64, 4, 1, 1},
                                 {272, 32, 4, 1, 1}, {336, 32, 4, 1, 1}, {64, 64, 4, 2, 1},
-                                {128, 32, 4, 2, 1}, {64, 64, 4, 1, 4}};
+                                {128, 32, 4, 2, 1}};
 constexpr int kTcDvMax = 336;
 constexpr int kTcWideDvMax = 128;
 
-int tc_tier(int64_t dv, bool wide, bool bounded = false) {
+int tc_tier(int64_t dv, bool wide) {
   const int dv_pad = round16(dv);
-  if (bounded) return 7;  // callers check dv <= 64
   if (wide) return dv_pad <= 64 ? 5 : 6;
   for (int i = 0; i < 4; i++)
     if (dv_pad <= kTcTiers[i].dv_max) return i;
@@ -828,15 +823,14 @@ cudaError_t launch_tc_kernel(const Params& p, int64_t blocks, size_t smem, cudaS
 
 template <class T>
 cudaError_t launch_tc(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
-  switch (tc_tier(p.dv, p.tc_wide, p.tc_bounded)) {
+  switch (tc_tier(p.dv, p.tc_wide)) {
     case 0: return launch_tc_kernel<T, 0>(p, blocks, smem, stream);
     case 1: return launch_tc_kernel<T, 1>(p, blocks, smem, stream);
     case 2: return launch_tc_kernel<T, 2>(p, blocks, smem, stream);
     case 3: return launch_tc_kernel<T, 3>(p, blocks, smem, stream);
     case 4: return launch_tc_kernel<T, 4>(p, blocks, smem, stream);
     case 5: return launch_tc_kernel<T, 5>(p, blocks, smem, stream);
-    case 6: return launch_tc_kernel<T, 6>(p, blocks, smem, stream);
-    default: return launch_tc_kernel<T, 7>(p, blocks, smem, stream);
+    default: return launch_tc_kernel<T, 6>(p, blocks, smem, stream);
   }
 }
 
@@ -870,7 +864,7 @@ cudaError_t launch_zero(const Params& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-// force_path: kAuto, kTensorCore, kTensorCore1, kTensorCoreWide, kTensorCoreBounded or kSimt; force_splits:
+// force_path: kAuto, kTensorCore, kTensorCore1, kTensorCoreWide or kSimt; force_splits:
 // 0 = planned.
 // A forced tc path the device or shape cannot take returns cudaErrorNotSupported.
 cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes, int sm_count,
@@ -921,8 +915,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
 
   // The tc path needs 16-bit data, tensor cores for it (fp16: sm_75, bf16: sm_80),
   // Dv within the largest cap and the tiles within the block's shared memory.
-  const bool force_tc = force_path == kTensorCore || force_path == kTensorCore1 || force_path == kTensorCoreWide ||
-                        force_path == kTensorCoreBounded;
+  const bool force_tc = force_path == kTensorCore || force_path == kTensorCore1 || force_path == kTensorCoreWide;
   int path = kSimt;
   size_t tc_smem = 0;
   if (a.dtype == DType::Float32 && force_tc) return cudaErrorNotSupported;
@@ -939,8 +932,6 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     const int cc = major * 10 + minor;
     p.tc_wide = force_path == kTensorCoreWide || (force_path == kAuto && wide_auto(a, sm_count));
     if (p.tc_wide && round16(a.dv) > kTcWideDvMax) return cudaErrorNotSupported;  // forced only
-    p.tc_bounded = force_path == kTensorCoreBounded;
-    if (p.tc_bounded && round16(a.dv) > kTcTiers[7].dv_max) return cudaErrorNotSupported;
     p.q_vec = vec16_ok(a.q, a.q_sb, a.q_sn, a.q_sh);
     p.k_vec = vec16_ok(a.k, a.k_sb, a.k_sn, a.k_sh);
     p.v_vec = vec16_ok(a.v, a.v_sb, a.v_sn, a.v_sh);
@@ -957,7 +948,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     // The tier's query rows per block, its stages and its shared memory.
     int bq = 0;
     auto size_tiles = [&] {
-      const TcTier tier = kTcTiers[tc_tier(a.dv, p.tc_wide, p.tc_bounded)];
+      const TcTier tier = kTcTiers[tc_tier(a.dv, p.tc_wide)];
       bq = 16 * tier.warps * tier.rt;
       p.tc_stages = async && tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, 2) <= (size_t)smem_optin ? 2 : 1;
       tc_smem = tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, p.tc_stages);
