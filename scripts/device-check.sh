@@ -169,6 +169,21 @@ device() {
   # 312-op forward whose kernels take next to nothing), against torch's eager CUDA.
   step bench-dispatch 40 env PERCEIVER_DEVICE=cuda PERCEIVER_PYTHON=python3 node dist/scripts/bench-dispatch.js --device cuda --ops 5000
 
+  echo "== ncu: the self-attention kernels' hardware counters"
+  # Last, so that it can only cost itself: one launch each of the 16-row tensor-core
+  # kernel at the image model's (8 heads of 128, batch 32) and the language model's
+  # (qk 32, v 160, batch 32) latent self-attention, where ours runs at 0.20x and the
+  # model at 0.81x of torch: occupancy, throughput, stall reasons, for the next tuning.
+  local ncu
+  ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2> /dev/null | head -1)
+  if [ -n "$ncu" ] && [ -x bin/cuda_attention_check ]; then
+    for c in perceiver-self-b32 mlm-self-b32; do
+      step "ncu-$c" 45 "$ncu" --clock-control none -k regex:attention_tc_kernel --launch-count 1 \
+        --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+        bin/cuda_attention_check --bench-only --filter "$c"
+    done
+  fi
+
   echo
   echo "== summary (logs in $OUT/logs.tar)"
   cat "$OUT/summary.txt"
@@ -190,6 +205,11 @@ device() {
   grep -E 'perceiver-io|ms/step' "$LOGS/bench-train-gpu-dropout.log" | head -3 || tail -3 "$LOGS/bench-train-gpu-dropout.log"
   echo
   grep -A5 '^per-op overhead' "$LOGS/bench-dispatch.log" || tail -5 "$LOGS/bench-dispatch.log"
+  for f in "$LOGS"/ncu-*.log; do
+    [ -f "$f" ] || continue
+    echo "-- $(basename "$f" .log):"
+    grep -E '^ +(Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per Thread|Achieved Occupancy|Theoretical Occupancy|Block Limit Registers|Warp Cycles Per Issued Instruction)' "$f" | head -10
+  done
 }
 
 case "${1:-}" in
