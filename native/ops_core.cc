@@ -13,7 +13,6 @@ namespace perceiver {
 
 Queue& queue_of(const Tensor& t) { return t.storage->backend()->queue(t.device().index); }
 
-
 Tensor from_host(const void* data, size_t bytes, const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device, "tensor");
   if (bytes != t.nbytes())

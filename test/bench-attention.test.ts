@@ -2,19 +2,9 @@
 // in its three modes (the forward against two matmuls, the gradient against the
 // composed one, and with dropout), on its --quick shapes.
 import test from 'ava';
-import { execFile } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { runScript } from './helpers/cli-run.js';
 
-const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts', 'bench-attention.js');
-
-function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [SCRIPT, ...args], { env: { ...process.env, PERCEIVER_DEVICE: 'cpu' }, timeout: 120_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
+const run = (args: string[]) => runScript('bench-attention.js', args, 120_000);
 
 const number = String.raw`-?[\d.]+`;
 const row = (label: string, columns: number) => new RegExp(`^${label} +B=1 Nq=\\d+ Nk=\\d+ H=\\d+ Dqk=\\d+ Dv=\\d+(?: +${number}){${columns}}$`, 'm');

@@ -1,19 +1,9 @@
 // scripts/bench-dispatch.ts is a benchmark, not a test; this only keeps it runnable
 // (its rows print, with or without the torch baseline) and its flag checked.
 import test from 'ava';
-import { execFile } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { runScript } from './helpers/cli-run.js';
 
-const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts', 'bench-dispatch.js');
-
-function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [SCRIPT, ...args], { env: { ...process.env, PERCEIVER_DEVICE: 'cpu' }, timeout: 120_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
+const run = (args: string[]) => runScript('bench-dispatch.js', args, 120_000);
 
 test('a short run prints every row: the three op loops in µs per op and the model forward', async (t) => {
   t.timeout(120_000);

@@ -1,19 +1,9 @@
 // scripts/bench-load.ts is a benchmark, not a test; this only keeps it runnable (its
 // --tiny config: folders written, each load in a child process, the two ways reported).
 import test from 'ava';
-import { execFile } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { runScript } from './helpers/cli-run.js';
 
-const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts', 'bench-load.js');
-
-function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [SCRIPT, ...args], { env: { ...process.env, PERCEIVER_DEVICE: 'cpu' }, timeout: 120_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
+const run = (args: string[]) => runScript('bench-load.js', args, 120_000);
 
 test('--tiny: both ways load in fresh processes and are reported with times, memory and ratios', async (t) => {
   t.timeout(120_000);

@@ -2,19 +2,9 @@
 // flag costs device time; its CPU dry run (--device cpu --tiny) is checked here, with
 // the profile and the memory figures device-check reads.
 import test from 'ava';
-import { execFile } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { runScript } from './helpers/cli-run.js';
 
-const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts', 'bench-train-gpu.js');
-
-function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [SCRIPT, ...args], { env: { ...process.env, PERCEIVER_DEVICE: 'cpu' }, maxBuffer: 16 << 20, timeout: 240_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
+const run = (args: string[]) => runScript('bench-train-gpu.js', args, 240_000);
 
 test('the CPU dry run trains the tiny model in both precisions and prints profiles, allocator peaks and one JSON line', async (t) => {
   t.timeout(240_000);

@@ -517,7 +517,7 @@ void check_case(const Case& c, cudaStream_t stream) {
       upload(pb.dout, nan_fill, dt);
       const AttentionArgs a = make_args(pb, dt);
       cudaError_t e = run_variant(a, var.path, var.splits, stream);
-      const int splits_used = (var.path == 5 || var.path == 6) ? 0 : var.splits > 0 ? (int)std::min<int64_t>(var.splits, std::max<int64_t>(c.nk, 1))
+      const int splits_used = var.path >= 5 ? 0 : var.splits > 0 ? (int)std::min<int64_t>(var.splits, std::max<int64_t>(c.nk, 1))
                                              : detail::attention_planned_splits(a, g_sm_count);
       char label[256];
       std::snprintf(label, sizeof label, "%-22s %-8s %-4s splits=%-2d [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld %s mask=%s]",
@@ -526,7 +526,7 @@ void check_case(const Case& c, cudaStream_t stream) {
                     (long long)c.dqk, (long long)c.dv, layout_name(c.layout), mask_name(c.mask));
       if (e == cudaErrorNotSupported) {
         std::printf("SKIP %s  (%s)\n", label,
-                    (var.path == 5 || var.path == 6) ? "cuBLASLt not loaded" : "tc path not available for this device/shape");
+                    var.path >= 5 ? "cuBLASLt not loaded" : "tc path not available for this device/shape");
         continue;
       }
       if (e == cudaSuccess) e = cudaStreamSynchronize(stream);

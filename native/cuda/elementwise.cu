@@ -254,18 +254,15 @@ void copy(const View& src, const View& dst, cudaStream_t s) {
   if (n == 0) return;
   const View* vs[2] = {&dst, &src};
   Strided<2> st = make_strided<2>(vs);
-  if (src.dtype == dst.dtype && copy_vectorized(st, src, dst, n, s)) {
-    check_launch("copy", s);
-    return;
-  }
-  if (src.dtype == dst.dtype) {
+  if (src.dtype != dst.dtype) {
+    if (!convert_dense(st, src, dst, n, s))
+      convert_kernel<<<grid_for(n), kThreads, 0, s>>>(st, dst.data(), dst.dtype, src.data(), src.dtype, n);
+  } else if (!copy_vectorized(st, src, dst, n, s)) {
     switch (dtype_size(src.dtype)) {
       case 1: copy_same_kernel<uint8_t><<<grid_for(n), kThreads, 0, s>>>(st, dst.ptr<uint8_t>(), src.ptr<uint8_t>(), n); break;
       case 2: copy_same_kernel<uint16_t><<<grid_for(n), kThreads, 0, s>>>(st, dst.ptr<uint16_t>(), src.ptr<uint16_t>(), n); break;
       default: copy_same_kernel<uint32_t><<<grid_for(n), kThreads, 0, s>>>(st, dst.ptr<uint32_t>(), src.ptr<uint32_t>(), n); break;
     }
-  } else if (!convert_dense(st, src, dst, n, s)) {
-    convert_kernel<<<grid_for(n), kThreads, 0, s>>>(st, dst.data(), dst.dtype, src.data(), src.dtype, n);
   }
   check_launch("copy", s);
 }

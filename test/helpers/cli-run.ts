@@ -1,9 +1,10 @@
-// Runs the `perceiver` command line as a child process (the CPU backend), as users do.
+// Runs a compiled script (the `perceiver` command line, a benchmark) as a child process
+// on the CPU backend, as users run them.
 import { execFile } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts', 'perceiver.js');
+const SCRIPTS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts');
 
 export interface CliResult {
   code: number;
@@ -11,11 +12,17 @@ export interface CliResult {
   stderr: string;
 }
 
-export function cli(args: string[]): Promise<CliResult> {
+/** Runs scripts/<name> (compiled) with args; timeoutMs 0 (the default) waits as long as it takes. */
+export function runScript(name: string, args: string[], timeoutMs = 0): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, PERCEIVER_DEVICE: 'cpu' }, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    const env = { ...process.env, PERCEIVER_DEVICE: 'cpu' };
+    execFile(process.execPath, [join(SCRIPTS, name), ...args], { env, maxBuffer: 64 << 20, timeout: timeoutMs }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+export function cli(args: string[]): Promise<CliResult> {
+  return runScript('perceiver.js', args);
 }
