@@ -24,6 +24,12 @@
 #       bench-train-gpu (with their profiles): for a second or third call of a session
 #       that changed kernels, at about half the device time. It runs no tests beyond
 #       the harnesses: changed kernels still need a full run before they land.
+#   bash scripts/device-check.sh --candidates   the kernels that are off by default until
+#       a GPU has checked and timed them (PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1: the
+#       attention's occupancy tiers; PERCEIVER_CUDA_VECTOR_KERNELS=1: 16-byte binary ops
+#       and register-resident layer norm): the harnesses with and without them, the tests
+#       of the ops they serve with them, bench-gpu without (against torch) and with them
+#       (ours), and ncu on the occupancy tier. About 6 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -124,6 +130,15 @@ step() {  # step NAME SECONDS CMD... : runs CMD with a time limit, logs to $LOGS
 }
 
 device() {
+  setup
+  if [ -n "${CANDIDATES:-}" ]; then
+    candidates
+  else
+    checks
+  fi
+}
+
+setup() {
   echo "== unpack"
   mkdir -p "$DEV/bin"
   [ -x "$DEV/bin/node" ] || { unxz "$DEV/node.xz" > "$DEV/bin/node"; chmod +x "$DEV/bin/node"; }
@@ -146,13 +161,64 @@ device() {
     echo "CUDA is unavailable here (see backends.json); stopping"
     exit 1
   fi
+}
 
+# The kernels behind PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 and PERCEIVER_CUDA_VECTOR_KERNELS=1
+# (written without a GPU on 2026-11-27): correct, and faster than the defaults?
+candidates() {
+  local cand=(PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 PERCEIVER_CUDA_VECTOR_KERNELS=1)
+  echo "== candidates: harnesses"
+  # The attention harness checks and times the occupancy tiers as path "tco" whatever
+  # the switch; the GEMM harness's rows cases take the 16-byte kernels only with it.
+  step cuda_attention_check 100 env CUBLASLT_LOG_LEVEL=1 bin/cuda_attention_check
+  step cuda_gemm_check 60 env CUBLASLT_LOG_LEVEL=1 bin/cuda_gemm_check
+  step cuda_gemm_check-vector 60 env CUBLASLT_LOG_LEVEL=1 PERCEIVER_CUDA_VECTOR_KERNELS=1 bin/cuda_gemm_check
+  echo "== candidates: the tests of the ops they serve, with both switches"
+  step ava-candidates 110 env PERCEIVER_TEST_DEVICE=cuda "${cand[@]}" node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s \
+    dist/test/cuda-dtype.test.js dist/test/elementwise.test.js dist/test/reduce.test.js dist/test/linalg.test.js \
+    dist/test/nn.test.js dist/test/models-mlm.test.js dist/test/models-blocks.test.js dist/test/autograd.test.js
+  echo "== candidates: bench-gpu without (and torch), then with them (ours only)"
+  step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
+  step bench-gpu-candidates 80 env PERCEIVER_DEVICE=cuda "${cand[@]}" node dist/scripts/bench-gpu.js --no-torch --profile
+  local ncu
+  ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2> /dev/null | head -1)
+  if [ -n "$ncu" ]; then
+    # The first bounded launch for this shape is the occupancy tier ("tco"; tier 1,
+    # which path "tc" takes for heads of 128, has no bound).
+    step ncu-tco-perceiver-self-b32 45 "$ncu" --clock-control none -k regex:attention_tc_kernel_bounded --launch-count 1 \
+      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+      bin/cuda_attention_check --bench-only --filter perceiver-self-b32
+  fi
+
+  echo
+  echo "== summary (logs in $OUT/logs.tar)"
+  cat "$OUT/summary.txt"
+  grep -E '^FAIL' "$LOGS/cuda_attention_check.log" "$LOGS/cuda_gemm_check-vector.log" | cut -c1-300 | head -8
+  echo "tco checks: $(grep -cE '^PASS .* tco ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tco ' "$LOGS/cuda_attention_check.log") failed"
+  grep -E '^BENCH (perceiver-self-b(8|32)|mlm-self-b32) .* (tc|tco|tcw) ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
+  echo "-- layer norm and adds, default then 16-byte kernels (ms, GB/s):"
+  for f in cuda_gemm_check cuda_gemm_check-vector; do
+    echo "$f:"
+    grep -A1 --no-group-separator -E '(layer_norm|add|residual) bfloat16 \[(8192, 1280|512, 1024)\]' "$LOGS/$f.log" | paste - - | tr -s ' ' | cut -c1-120 | head -6
+  done
+  echo
+  grep -A40 '^measurement' "$LOGS/bench-gpu.log" || tail -5 "$LOGS/bench-gpu.log"
+  echo "-- with PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 and PERCEIVER_CUDA_VECTOR_KERNELS=1 (ours):"
+  grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-candidates.log" | head -12 || tail -5 "$LOGS/bench-gpu-candidates.log"
+  for f in "$LOGS"/ncu-*.log; do
+    [ -f "$f" ] || continue
+    echo "-- $(basename "$f" .log):"
+    grep -E '^ +(Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per Thread|Achieved Occupancy|Theoretical Occupancy|Block Limit Registers|Warp Cycles Per Issued Instruction)' "$f" | head -10
+  done
+}
+
+checks() {
   echo "== harnesses"
   for h in bin/cuda_*_check; do
     [ -x "$h" ] || continue
     # CUBLASLT_LOG_LEVEL=1: cuBLASLt logs why it refuses a call (errors only; 2 traces
     # every call, which made the logs too large to come back).
-    step "$(basename "$h")" 60 env CUBLASLT_LOG_LEVEL=1 "$h"
+    step "$(basename "$h")" 100 env CUBLASLT_LOG_LEVEL=1 "$h"
   done
 
   if [ -z "${QUICK:-}" ]; then
@@ -225,7 +291,7 @@ device() {
   grep -iE 'cublasLt.*(error|invalid)|\[cublasLt\]' "$LOGS/cuda_attention_check.log" | cut -c1-400 | head -8
   echo "tcw checks: $(grep -cE '^PASS .* tcw ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcw ' "$LOGS/cuda_attention_check.log") failed"
   echo "gemm checks: $(grep -cE '^PASS .* gemm(64)? |^PASS grad ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* gemm(64)? |^FAIL grad ' "$LOGS/cuda_attention_check.log") failed"
-  grep -E '^BENCH (perceiver|multimodal)-self.* (tc|tcw) |^BENCH perceiver-(encoder|self-b32) +[a-z0-9]+ +(simt|gemm) +splits=0 |^BENCH .* grad ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
+  grep -E '^BENCH (perceiver|multimodal)-self.* (tc|tco|tcw) |^BENCH perceiver-(encoder|self-b32) +[a-z0-9]+ +(simt|gemm) +splits=0 |^BENCH .* grad ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
   echo
   grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"
   echo
@@ -248,5 +314,6 @@ case "${1:-}" in
   --prepare) prepare ;;
   "") device ;;
   --quick) QUICK=1 device ;;
-  *) echo "usage: $0 [--prepare | --quick]"; exit 2 ;;
+  --candidates) CANDIDATES=1 device ;;
+  *) echo "usage: $0 [--prepare | --quick | --candidates]"; exit 2 ;;
 esac

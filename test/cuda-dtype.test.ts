@@ -8,7 +8,7 @@ import test from 'ava';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
 import { ON_CUDA, rtolFor } from './helpers/device.js';
-import { randomArray } from './helpers/reference.js';
+import { layerNormRef, randomArray } from './helpers/reference.js';
 
 type Half = 'bfloat16' | 'float16';
 
@@ -95,6 +95,43 @@ for (const dtype of ['bfloat16', 'float16'] as const) {
     await same(t, P.batchNorm(img, mean, vr), P.batchNorm(img32, mean32, vr32), dtype, 'batch_norm');
   });
 }
+
+// The shapes of CUDA's 16-byte kernels (PERCEIVER_CUDA_VECTOR_KERNELS=1: rows of whole
+// 16-byte packs, 16-byte aligned) and of their fallbacks (a row of 1000, and views that
+// start one element in), against float64 references of the same rounded inputs.
+test('residual and bias adds, and layer norm over rows of 128 to 2048, in every float dtype', async (t) => {
+  const close = (got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, what: string) => {
+    const rms = Math.sqrt(Array.from(want).reduce((s, v) => s + v * v, 0) / Math.max(1, want.length));
+    let worst = 0;
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / (Math.abs(want[i]) + rms));
+    t.true(worst <= rtol, `${what}: worst relative error ${worst} > ${rtol}`);
+  };
+  for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
+    // The 16-bit results are rounded once more than the float64 references.
+    const rtol = dtype === 'float32' ? 1e-5 : 2 * rtolFor(dtype);
+    for (const [rows, n, offset] of [[5, 1280, 0], [3, 256, 0], [9, 128, 0], [2, 2048, 0], [4, 1000, 0], [3, 256, 1]]) {
+      const what = `${dtype} [${rows}, ${n}]${offset ? ' from an offset' : ''}`;
+      const make = (len: number, seed: number, lo = -2, hi = 2) =>
+        P.slice(P.tensor(randomArray(len + offset, seed, lo, hi), [len + offset]).cast(dtype), 0, offset);
+      const x = make(rows * n, 21).reshape([rows, n]);
+      const y = make(rows * n, 22).reshape([rows, n]);
+      const bias = make(n, 23);
+      const w = make(n, 24, 0.5, 1.5);
+      const xs = await x.cast('float32').data(), ys = await y.cast('float32').data();
+      const bs = await bias.cast('float32').data(), ws = await w.cast('float32').data();
+      const sum = new Float64Array(rows * n), plusBias = new Float64Array(rows * n);
+      for (let i = 0; i < rows * n; i++) {
+        sum[i] = xs[i] + ys[i];
+        plusBias[i] = xs[i] + bs[i % n];
+      }
+      close(await P.add(x, y).cast('float32').data(), sum, rtol, `${what}: x + y`);
+      close(await P.add(x, bias).cast('float32').data(), plusBias, rtol, `${what}: x + bias`);
+      close(await P.add(bias, x).cast('float32').data(), plusBias, rtol, `${what}: bias + x`);
+      close(await P.layerNorm(x, w, bias).cast('float32').data(), layerNormRef(xs, n, ws, bs), rtol, `${what}: layer norm`);
+      close(await P.layerNorm(x).cast('float32').data(), layerNormRef(xs, n), rtol, `${what}: layer norm without affine`);
+    }
+  }
+});
 
 test('mixing float32 and bfloat16 is a TypeError naming both arguments and dtypes', (t) => {
   const a = P.zeros([2, 2]);

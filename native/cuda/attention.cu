@@ -85,8 +85,15 @@ constexpr float kLog2e = 1.4426950408889634f;
 // kTensorCore1: the tc kernel with one key/value stage (normally chosen only when
 // two do not fit), so that the harness can check both loops on any device.
 // kTensorCoreWide: the tc kernel with two 16-row tiles per warp (Dv <= 128).
+// kTensorCoreOccupancy: the 16-row kernel's occupancy tiers (Dv <= 160; see
+// occupancy_auto).
 // (5 and 6 are the harness's product-composed paths.)
-enum Path : int { kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3, kTensorCoreWide = 4 };
+enum Path : int {
+  kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3, kTensorCoreWide = 4,
+  kTensorCoreOccupancy = 7
+};
+// Which family of tc instantiations a call takes (kTcTiers).
+enum TcKind : int { kTcNarrow = 0, kTcWide = 1, kTcOccupancy = 2 };
 
 // What the kernels need, by value (a few hundred bytes of kernel parameters).
 struct Params {
@@ -107,7 +114,7 @@ struct Params {
   // elements (tc only).
   bool q_vec, k_vec, v_vec;
   int tc_stages;  // 1 or 2 key/value buffers in shared memory (tc only)
-  bool tc_wide;   // the two-row-tile kernel (tc only)
+  int tc_kind;    // TcKind (tc only)
   // Partials when splits > 1: O [splits][B·H·Nq][Dv], then m and l [splits][B·H·Nq].
   float* ws_o;
   float* ws_m;
@@ -202,7 +209,11 @@ inline size_t tc_smem_bytes(int64_t dqk, int64_t dv, int bq, int bk, int stages)
 // kRT: 16-row query tiles per warp. With 2, each K and V fragment a warp loads from
 // shared memory feeds two MMAs instead of one, halving that traffic per FLOP (the
 // 16-row version is bound by it at 8 heads of 128), at twice the S and O registers.
-template <class T, int kDvMax, int kBK, int kWarps, int kRT>
+// kDqkMax > 0: Dqk is at most kDqkMax (the host guarantees it), and the Q Kᵀ loop is
+// unrolled over kDqkMax / 16 steps (skipping those past the real width), so that the
+// fragment loads of one step can be issued while the previous step's MMAs run; 0: a
+// loop over the runtime width, which any Dqk takes.
+template <class T, int kDvMax, int kBK, int kWarps, int kRT, int kDqkMax>
 __device__ __forceinline__ void tc_body(const Params& p) {
   constexpr int kThreads = 32 * kWarps;
   constexpr int kBQ = 16 * kWarps * kRT;
@@ -305,21 +316,30 @@ __device__ __forceinline__ void tc_body(const Params& p) {
     for (int rt = 0; rt < kRT; rt++)
 #pragma unroll
       for (int n = 0; n < kNS; n++) s[rt][n][0] = s[rt][n][1] = s[rt][n][2] = s[rt][n][3] = 0.f;
-    for (int kc = 0; kc < nk16; kc++) {
-      uint32_t a[kRT][4];
+    // The same step in both loops; kept as one source loop for the runtime width (the
+    // other tiers' code, as timed) and one unrolled over kDqkMax / 16.
+#define PERCEIVER_TC_QK_STEP(kc)                                                          \
+  {                                                                                      \
+    uint32_t a[kRT][4];                                                                  \
+    _Pragma("unroll") for (int rt = 0; rt < kRT; rt++)                                   \
+        ldmatrix_x4(a[rt], Qs + q_off + rt * 16 * ldq + (kc) * 16);                      \
+    _Pragma("unroll") for (int n = 0; n < kBK / 16; n++) {                               \
+      uint32_t bb[4];                                                                    \
+      ldmatrix_x4(bb, Ks + k_off + n * 16 * ldq + (kc) * 16);                            \
+      _Pragma("unroll") for (int rt = 0; rt < kRT; rt++) {                               \
+        mma_16816<T>(s[rt][2 * n], a[rt], bb[0], bb[1]);                                 \
+        mma_16816<T>(s[rt][2 * n + 1], a[rt], bb[2], bb[3]);                             \
+      }                                                                                  \
+    }                                                                                    \
+  }
+    if constexpr (kDqkMax > 0) {
 #pragma unroll
-      for (int rt = 0; rt < kRT; rt++) ldmatrix_x4(a[rt], Qs + q_off + rt * 16 * ldq + kc * 16);
-#pragma unroll
-      for (int n = 0; n < kBK / 16; n++) {
-        uint32_t bb[4];
-        ldmatrix_x4(bb, Ks + k_off + n * 16 * ldq + kc * 16);
-#pragma unroll
-        for (int rt = 0; rt < kRT; rt++) {
-          mma_16816<T>(s[rt][2 * n], a[rt], bb[0], bb[1]);
-          mma_16816<T>(s[rt][2 * n + 1], a[rt], bb[2], bb[3]);
-        }
-      }
+      for (int kc = 0; kc < kDqkMax / 16; kc++)
+        if (kc < nk16) PERCEIVER_TC_QK_STEP(kc)
+    } else {
+      for (int kc = 0; kc < nk16; kc++) PERCEIVER_TC_QK_STEP(kc)
     }
+#undef PERCEIVER_TC_QK_STEP
 
 #pragma unroll
     for (int rt = 0; rt < kRT; rt++) {
@@ -447,31 +467,31 @@ __device__ __forceinline__ void tc_body(const Params& p) {
   }
 }
 
-template <class T, int kDvMax, int kBK, int kWarps, int kRT>
+template <class T, int kDvMax, int kBK, int kWarps, int kRT, int kDqkMax>
 __device__ __forceinline__ void tc_entry(const Params& p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   // No bf16 tensor cores before sm_80; the host never launches this there.
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     __trap();
   } else {
-    tc_body<T, kDvMax, kBK, kWarps, kRT>(p);
+    tc_body<T, kDvMax, kBK, kWarps, kRT, kDqkMax>(p);
   }
 #else
-  tc_body<T, kDvMax, kBK, kWarps, kRT>(p);
+  tc_body<T, kDvMax, kBK, kWarps, kRT, kDqkMax>(p);
 #endif
 }
 
-template <class T, int kDvMax, int kBK, int kWarps, int kRT>
+template <class T, int kDvMax, int kBK, int kWarps, int kRT, int kDqkMax>
 __global__ void __launch_bounds__(32 * kWarps) attention_tc_kernel(Params p) {
-  tc_entry<T, kDvMax, kBK, kWarps, kRT>(p);
+  tc_entry<T, kDvMax, kBK, kWarps, kRT, kDqkMax>(p);
 }
 
 // The same kernel held to kMinBlocks blocks per SM. (A second template rather than a
 // parameter: naming even 1 block per SM lifts ptxas' own register cap, 139 -> 187
 // registers for the first tier.)
-template <class T, int kDvMax, int kBK, int kWarps, int kRT, int kMinBlocks>
+template <class T, int kDvMax, int kBK, int kWarps, int kRT, int kDqkMax, int kMinBlocks>
 __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) attention_tc_kernel_bounded(Params p) {
-  tc_entry<T, kDvMax, kBK, kWarps, kRT>(p);
+  tc_entry<T, kDvMax, kBK, kWarps, kRT, kDqkMax>(p);
 }
 
 // ---- version 2: fp32 FMA (any dtype, any width) -----------------------------------
@@ -764,6 +784,7 @@ bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
 struct TcTier {
   int dv_max, bk, warps, rt;  // rt: 16-row tiles per warp
   int min_blocks;             // __launch_bounds__' blocks per SM (1: no register bound)
+  int dqk_max;                // > 0: Q Kᵀ unrolled for Dqk up to this (tc_body); 0: any Dqk
 };
 // The O accumulators take dv_max / 2 registers per thread whatever the head's width,
 // so each width class gets its own cap: 192 for the language model's 160-wide heads,
@@ -774,18 +795,49 @@ struct TcTier {
 // Tier 0 is held to four blocks per SM: 128 registers with a 16-byte spill, against
 // 139 (three blocks) unbounded, and 7% faster on an H200 (multimodal self-attention,
 // batch 8: 0.141 against 0.152 ms).
-constexpr TcTier kTcTiers[7] = {{64, 64, 4, 1, 4},  {128, 64, 4, 1, 1}, {192, 64, 4, 1, 1},
-                                {272, 32, 4, 1, 1}, {336, 32, 4, 1, 1}, {64, 64, 4, 2, 1},
-                                {128, 32, 4, 2, 1}};
+// Tiers 7 and 8, the occupancy tiers (PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1; not yet
+// timed on a GPU): key tiles of 32 and a register bound, so that more warps share an
+// SM. On an H200 the 16-row kernel took the same ~55 us per block at 8 heads of 128
+// whether one or two blocks shared an SM (batch 1 against batch 32), i.e. it is bound
+// by latency, not by a unit, and more resident warps are what hide latency: tier 7
+// fits four blocks (16 warps; 52 KB of shared memory each, two stages) where tier 1
+// fits two; tier 8, for the language model's 160-wide heads, three where tier 2 (255
+// registers, spilling) fits two.
+// They also unroll Q Kᵀ for heads of Dqk <= 128 and <= 64 (tc_body's kDqkMax), and take
+// only those: the image models' 128 and the language model's 32.
+constexpr TcTier kTcTiers[9] = {{64, 64, 4, 1, 4, 0},   {128, 64, 4, 1, 1, 0},  {192, 64, 4, 1, 1, 0},
+                                {272, 32, 4, 1, 1, 0},  {336, 32, 4, 1, 1, 0},  {64, 64, 4, 2, 1, 0},
+                                {128, 32, 4, 2, 1, 0},  {128, 32, 4, 1, 4, 128}, {160, 32, 4, 1, 3, 64}};
 constexpr int kTcDvMax = 336;
 constexpr int kTcWideDvMax = 128;
+constexpr int kTcOccupancyDvMax = 160;
 
-int tc_tier(int64_t dv, bool wide) {
+// The occupancy tier for these widths, or -1 where there is none.
+int occupancy_tier(int64_t dqk, int64_t dv) {
   const int dv_pad = round16(dv);
-  if (wide) return dv_pad <= 64 ? 5 : 6;
+  if (dv_pad <= 64 || dv_pad > kTcOccupancyDvMax) return -1;
+  const int t = dv_pad <= 128 ? 7 : 8;
+  return round16(dqk) <= kTcTiers[t].dqk_max ? t : -1;
+}
+
+int tc_tier(int64_t dqk, int64_t dv, int kind) {
+  const int dv_pad = round16(dv);
+  if (kind == kTcWide) return dv_pad <= 64 ? 5 : 6;
+  if (kind == kTcOccupancy && occupancy_tier(dqk, dv) >= 0) return occupancy_tier(dqk, dv);
   for (int i = 0; i < 4; i++)
     if (dv_pad <= kTcTiers[i].dv_max) return i;
   return 4;
+}
+
+// Whether kAuto takes the occupancy tiers (heads 65-160 wide), ahead of the wide
+// kernel: PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1, off by default until a GPU has timed
+// them (scripts/device-check.sh does, and cuda_attention_check checks them as "tco").
+bool occupancy_auto(const AttentionArgs& a) {
+  static const bool on = [] {
+    const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_OCCUPANCY");
+    return e && std::strcmp(e, "1") == 0;
+  }();
+  return on && occupancy_tier(a.dqk, a.dv) >= 0;
 }
 
 // Whether kAuto takes the wide kernel: for heads 65-128 wide once its 128-row blocks
@@ -809,9 +861,9 @@ cudaError_t launch_tc_kernel(const Params& p, int64_t blocks, size_t smem, cudaS
   constexpr TcTier c = kTcTiers[kTier];
   void (*kernel)(Params);
   if constexpr (c.min_blocks > 1)
-    kernel = attention_tc_kernel_bounded<T, c.dv_max, c.bk, c.warps, c.rt, c.min_blocks>;
+    kernel = attention_tc_kernel_bounded<T, c.dv_max, c.bk, c.warps, c.rt, c.dqk_max, c.min_blocks>;
   else
-    kernel = attention_tc_kernel<T, c.dv_max, c.bk, c.warps, c.rt>;
+    kernel = attention_tc_kernel<T, c.dv_max, c.bk, c.warps, c.rt, c.dqk_max>;
   if (smem > 48 * 1024) {
     cudaError_t e =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -823,14 +875,16 @@ cudaError_t launch_tc_kernel(const Params& p, int64_t blocks, size_t smem, cudaS
 
 template <class T>
 cudaError_t launch_tc(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
-  switch (tc_tier(p.dv, p.tc_wide)) {
+  switch (tc_tier(p.dqk, p.dv, p.tc_kind)) {
     case 0: return launch_tc_kernel<T, 0>(p, blocks, smem, stream);
     case 1: return launch_tc_kernel<T, 1>(p, blocks, smem, stream);
     case 2: return launch_tc_kernel<T, 2>(p, blocks, smem, stream);
     case 3: return launch_tc_kernel<T, 3>(p, blocks, smem, stream);
     case 4: return launch_tc_kernel<T, 4>(p, blocks, smem, stream);
     case 5: return launch_tc_kernel<T, 5>(p, blocks, smem, stream);
-    default: return launch_tc_kernel<T, 6>(p, blocks, smem, stream);
+    case 6: return launch_tc_kernel<T, 6>(p, blocks, smem, stream);
+    case 7: return launch_tc_kernel<T, 7>(p, blocks, smem, stream);
+    default: return launch_tc_kernel<T, 8>(p, blocks, smem, stream);
   }
 }
 
@@ -864,7 +918,8 @@ cudaError_t launch_zero(const Params& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-// force_path: kAuto, kTensorCore, kTensorCore1, kTensorCoreWide or kSimt; force_splits:
+// force_path: kAuto, kTensorCore, kTensorCore1, kTensorCoreWide, kTensorCoreOccupancy
+// or kSimt; force_splits:
 // 0 = planned.
 // A forced tc path the device or shape cannot take returns cudaErrorNotSupported.
 cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes, int sm_count,
@@ -915,7 +970,8 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
 
   // The tc path needs 16-bit data, tensor cores for it (fp16: sm_75, bf16: sm_80),
   // Dv within the largest cap and the tiles within the block's shared memory.
-  const bool force_tc = force_path == kTensorCore || force_path == kTensorCore1 || force_path == kTensorCoreWide;
+  const bool force_tc = force_path == kTensorCore || force_path == kTensorCore1 ||
+                        force_path == kTensorCoreWide || force_path == kTensorCoreOccupancy;
   int path = kSimt;
   size_t tc_smem = 0;
   if (a.dtype == DType::Float32 && force_tc) return cudaErrorNotSupported;
@@ -930,8 +986,14 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
       e = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
     if (e != cudaSuccess) return e;
     const int cc = major * 10 + minor;
-    p.tc_wide = force_path == kTensorCoreWide || (force_path == kAuto && wide_auto(a, sm_count));
-    if (p.tc_wide && round16(a.dv) > kTcWideDvMax) return cudaErrorNotSupported;  // forced only
+    if (force_path == kTensorCoreWide) p.tc_kind = kTcWide;
+    else if (force_path == kTensorCoreOccupancy) p.tc_kind = kTcOccupancy;
+    else if (force_path == kAuto && occupancy_auto(a)) p.tc_kind = kTcOccupancy;
+    else if (force_path == kAuto && wide_auto(a, sm_count)) p.tc_kind = kTcWide;
+    else p.tc_kind = kTcNarrow;
+    // Forced only (auto never asks for a family outside its widths):
+    if (p.tc_kind == kTcWide && round16(a.dv) > kTcWideDvMax) return cudaErrorNotSupported;
+    if (p.tc_kind == kTcOccupancy && occupancy_tier(a.dqk, a.dv) < 0) return cudaErrorNotSupported;
     p.q_vec = vec16_ok(a.q, a.q_sb, a.q_sn, a.q_sh);
     p.k_vec = vec16_ok(a.k, a.k_sb, a.k_sn, a.k_sh);
     p.v_vec = vec16_ok(a.v, a.v_sb, a.v_sn, a.v_sh);
@@ -948,16 +1010,16 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     // The tier's query rows per block, its stages and its shared memory.
     int bq = 0;
     auto size_tiles = [&] {
-      const TcTier tier = kTcTiers[tc_tier(a.dv, p.tc_wide)];
+      const TcTier tier = kTcTiers[tc_tier(a.dqk, a.dv, p.tc_kind)];
       bq = 16 * tier.warps * tier.rt;
       p.tc_stages = async && tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, 2) <= (size_t)smem_optin ? 2 : 1;
       tc_smem = tc_smem_bytes(a.dqk, a.dv, bq, tier.bk, p.tc_stages);
     };
     size_tiles();
-    if (p.tc_wide && force_path == kAuto && tc_smem > (size_t)smem_optin) {
+    if (p.tc_kind == kTcWide && force_path == kAuto && tc_smem > (size_t)smem_optin) {
       // The wide kernel's 128-row Q tile does not fit (wide heads on 99 KB parts):
       // the 16-row kernel still does, rather than falling to simt.
-      p.tc_wide = false;
+      p.tc_kind = kTcNarrow;
       size_tiles();
     }
     const bool ok = (a.dtype == DType::Float16 ? cc >= 75 : cc >= 80) &&

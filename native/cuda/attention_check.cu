@@ -51,7 +51,8 @@
 
 namespace perceiver::cuda::detail {
 // Defined in attention.cu for this harness. path: 0 auto, 1 tc, 2 simt, 3 tc with
-// a single key/value stage (no cp.async overlap);
+// a single key/value stage (no cp.async overlap), 4 tc with two row tiles per warp,
+// 7 tc's occupancy tiers (heads 65-160 wide);
 // splits: 0 = planned. A tc path the device or shape cannot take gives
 // cudaErrorNotSupported.
 cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace,
@@ -338,6 +339,9 @@ std::vector<Case> cases() {
       {"w1024-q1", 1, 1, 1, 512, 1024, 1024, L::BNHD, M::None, false},
       {"w1024", 2, 1, 67, 300, 1024, 1024, L::PadAlign, M::None, false},
       {"qk64-v128", 1, 2, 80, 150, 64, 128, L::BNHD, M::None, false},
+      // The language model's heads (qk 32, v 160), and a v that pads to 160 (tier 8).
+      {"qk32-v160-mlm", 2, 8, 100, 130, 32, 160, L::BNHD, M::KeyOnly, false},
+      {"qk40-v150-odd", 1, 2, 70, 99, 40, 150, L::PadOdd, M::Full, false},
       {"qk64-v100-mixed-align", 1, 2, 70, 260, 64, 100, L::BNHD, M::None, false},
       {"qk261-v64", 1, 1, 90, 400, 261, 64, L::BNHD, M::Full, false},
       {"qk32-v322", 2, 2, 40, 100, 32, 322, L::PadOdd, M::None, false},
@@ -362,13 +366,15 @@ std::vector<Case> cases() {
 struct Variant {
   DType dt;
   int path;    // 0 auto, 1 tc, 2 simt, 3 tc single-stage, 4 tc two row tiles per warp,
-               // 5 gemm, 6 gemm in chunks of 64 keys
+               // 5 gemm, 6 gemm in chunks of 64 keys, 7 tc occupancy tiers
   int splits;  // 0 planned
 };
 
 const char* path_name(int p) {
-  return p == 1 ? "tc" : p == 2 ? "simt" : p == 3 ? "tc1" : p == 4 ? "tcw" : p == 5 ? "gemm" : p == 6 ? "gemm64" : "auto";
+  return p == 1 ? "tc" : p == 2 ? "simt" : p == 3 ? "tc1" : p == 4 ? "tcw" : p == 5 ? "gemm" : p == 6 ? "gemm64"
+       : p == 7 ? "tco" : "auto";
 }
+bool is_product_path(int p) { return p == 5 || p == 6; }
 
 // The product-composed attention's context: cuBLASLt, a GEMM workspace and a
 // caching allocator, as the backend holds them; null where cuBLASLt did not load.
@@ -397,6 +403,10 @@ std::vector<Variant> variants(const Case& c) {
     if ((c.dv + 15) / 16 * 16 <= 128) {
       v.push_back({dt, 4, 1});
       if (c.nk >= 3) v.push_back({dt, 4, 3});
+    }
+    if ((c.dv + 15) / 16 * 16 > 64 && (c.dv + 15) / 16 * 16 <= 160) {
+      v.push_back({dt, 7, 1});
+      if (c.nk >= 3) v.push_back({dt, 7, 3});
     }
     v.push_back({dt, 2, 1});
     if (c.nk >= 3) v.push_back({dt, 2, 3});
@@ -517,7 +527,7 @@ void check_case(const Case& c, cudaStream_t stream) {
       upload(pb.dout, nan_fill, dt);
       const AttentionArgs a = make_args(pb, dt);
       cudaError_t e = run_variant(a, var.path, var.splits, stream);
-      const int splits_used = var.path >= 5 ? 0 : var.splits > 0 ? (int)std::min<int64_t>(var.splits, std::max<int64_t>(c.nk, 1))
+      const int splits_used = is_product_path(var.path) ? 0 : var.splits > 0 ? (int)std::min<int64_t>(var.splits, std::max<int64_t>(c.nk, 1))
                                              : detail::attention_planned_splits(a, g_sm_count);
       char label[256];
       std::snprintf(label, sizeof label, "%-22s %-8s %-4s splits=%-2d [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld %s mask=%s]",
@@ -526,7 +536,7 @@ void check_case(const Case& c, cudaStream_t stream) {
                     (long long)c.dqk, (long long)c.dv, layout_name(c.layout), mask_name(c.mask));
       if (e == cudaErrorNotSupported) {
         std::printf("SKIP %s  (%s)\n", label,
-                    var.path >= 5 ? "cuBLASLt not loaded" : "tc path not available for this device/shape");
+                    is_product_path(var.path) ? "cuBLASLt not loaded" : "tc path not available for this device/shape");
         continue;
       }
       if (e == cudaSuccess) e = cudaStreamSynchronize(stream);
@@ -845,7 +855,7 @@ void bench_case(const Case& c, cudaStream_t stream) {
     upload(pb.dv, pb.v.v, dt);
     upload(pb.dout, pb.o.v, dt);
     const AttentionArgs a = make_args(pb, dt);
-    for (int path : {1, 4, 3, 2, 5}) {
+    for (int path : {1, 7, 4, 3, 2, 5}) {
       if (dt == DType::Float32 && path == 1) continue;
       for (int splits : {0, 1}) {
         if (path == 5 && splits == 1) break;  // the products have no key splits

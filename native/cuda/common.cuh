@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "../backend.h"
@@ -59,6 +60,28 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
       ::perceiver::throw_type(std::string(op) + ": the cuda kernel takes float32, float16 or bfloat16, got " + \
                               ::perceiver::dtype_name(dtype));                      \
   }
+
+// ---- 16-byte packs (vectorised kernels) ----
+// kPack<T> elements of T in one aligned 16-byte unit: 8 of a 16-bit type, 4 floats.
+template <class T>
+constexpr int kPack = 16 / (int)sizeof(T);
+template <class T>
+struct alignas(16) Pack16 {
+  T v[kPack<T>];
+};
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// PERCEIVER_CUDA_VECTOR_KERNELS=1: the 16-byte kernels of dense binary ops and
+// register-resident layer norm (elementwise.cu, reduce.cu). Off by default until a GPU
+// has checked and timed them (scripts/device-check.sh runs the harness and the
+// benchmark with it); read once.
+inline bool vector_kernels() {
+  static const bool on = [] {
+    const char* e = std::getenv("PERCEIVER_CUDA_VECTOR_KERNELS");
+    return e && e[0] == '1' && e[1] == 0;
+  }();
+  return on;
+}
 
 // ---- launch geometry ----
 constexpr int kThreads = 256;

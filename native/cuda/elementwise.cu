@@ -148,6 +148,23 @@ __global__ void binary_kernel(Strided<3> s, R* out, const T* a, const T* b, int6
   }
 }
 
+// Arithmetic ops on 16-byte packs (PERCEIVER_CUDA_VECTOR_KERNELS=1): the residual adds
+// of a bf16 forward moved 1-1.5 TB/s of an H200's 4.3 element by element. Each input
+// is dense (its unit index is the output's) or one row repeated over the rows (its
+// unit index is the output's modulo `period` units: a bias); the same per-element
+// float arithmetic and rounding as binary_kernel, so the results are the same bits.
+template <class T, class I>
+__global__ void binary_vec_kernel(T* out, const T* a, const T* b, I units, I a_period, I b_period, BinaryOp op) {
+  for (I u = blockIdx.x * (I)blockDim.x + threadIdx.x; u < units; u += (I)gridDim.x * blockDim.x) {
+    const Pack16<T> x = reinterpret_cast<const Pack16<T>*>(a)[a_period ? u % a_period : u];
+    const Pack16<T> y = reinterpret_cast<const Pack16<T>*>(b)[b_period ? u % b_period : u];
+    Pack16<T> r;
+#pragma unroll
+    for (int k = 0; k < kPack<T>; k++) r.v[k] = from_f<T>(apply_binary(op, to_f(x.v[k]), to_f(y.v[k])));
+    reinterpret_cast<Pack16<T>*>(out)[u] = r;
+  }
+}
+
 template <class T>
 __global__ void where_kernel(Strided<4> s, T* out, const uint8_t* c, const T* a, const T* b, int64_t n) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
@@ -277,11 +294,51 @@ void unary(UnaryOp op, const View& x, const View& out, float alpha, float beta, 
   check_launch("unary", s);
 }
 
+namespace {
+
+// binary_vec_kernel where the views allow it: float operands, 16-byte aligned, the
+// output dense, each input dense or a row broadcast over the rows of a 2-D output,
+// the row a whole number of packs. Returns false otherwise.
+bool binary_vectorized(BinaryOp op, const Strided<3>& st, const View& a, const View& b, const View& out,
+                       int64_t n, cudaStream_t s) {
+  if (!vector_kernels() || op >= BinaryOp::Eq || !is_float(out.dtype)) return false;
+  if (!aligned16(out.data()) || !aligned16(a.data()) || !aligned16(b.data())) return false;
+  const int64_t pack = 16 / (int64_t)dtype_size(out.dtype);
+  if (n % pack != 0) return false;
+  int64_t period[2] = {0, 0};  // units of each input's repeating row; 0: dense
+  if (!st.flat) {
+    if (st.ndim != 2) return false;
+    const int64_t cols = st.shape[1];
+    if (cols % pack != 0 || st.strides[0][0] != cols || st.strides[0][1] != 1) return false;
+    for (int k = 1; k <= 2; k++) {
+      if (st.strides[k][1] != 1) return false;
+      if (st.strides[k][0] == 0) period[k - 1] = cols / pack;
+      else if (st.strides[k][0] != cols) return false;
+    }
+  }
+  const int64_t units = n / pack;
+  DISPATCH_FLOAT("binary", out.dtype, T, {
+    if (units <= INT32_MAX)
+      binary_vec_kernel<T, uint32_t><<<grid_for(units), kThreads, 0, s>>>(
+          out.ptr<T>(), a.ptr<T>(), b.ptr<T>(), (uint32_t)units, (uint32_t)period[0], (uint32_t)period[1], op);
+    else
+      binary_vec_kernel<T, int64_t><<<grid_for(units), kThreads, 0, s>>>(out.ptr<T>(), a.ptr<T>(), b.ptr<T>(), units,
+                                                                         period[0], period[1], op);
+  });
+  return true;
+}
+
+}  // namespace
+
 void binary(BinaryOp op, const View& a, const View& b, const View& out, cudaStream_t s) {
   int64_t n = out.numel();
   if (n == 0) return;
   const View* vs[3] = {&out, &a, &b};
   Strided<3> st = make_strided<3>(vs);
+  if (binary_vectorized(op, st, a, b, out, n, s)) {
+    check_launch("binary", s);
+    return;
+  }
   bool compare = op >= BinaryOp::Eq;
   DISPATCH_FLOAT("binary", a.dtype, T, {
     if (compare)

@@ -169,6 +169,9 @@ void rows_case(const char* what, int64_t rows, int64_t n, DType t) {
     b->layer_norm(x.view(shape), (const float*)wt.s->data(), (const float*)bs.s->data(), o.view(shape), rows, n, 1e-5f);
   };
   else if (w == "gelu") run = [&](Backend* b, const Buf& x, const Buf& o, const Buf&, const Buf&) { b->unary(UnaryOp::Gelu, x.view(shape), o.view(shape), 1.f, 0.f); };
+  else if (w == "residual") run = [&](Backend* b, const Buf& x, const Buf& o, const Buf&, const Buf&) {  // x + x, dense
+    b->binary(BinaryOp::Add, x.view(shape), x.view(shape), o.view(shape));
+  };
   else run = [&](Backend* b, const Buf& x, const Buf& o, const Buf& wt, const Buf&) {  // add, broadcasting a row
     View vb = wt.view({1, n});
     vb.ndim = 2; vb.shape[0] = rows; vb.strides[0] = 0;
@@ -200,11 +203,19 @@ int main() {
     gemm_case(1, 512, 1024, 261, false, false, true, Activation::None, t);
     gemm_case(1, 2048, 2048, 2048, false, false, false, Activation::None, t);
     gemm_case(8, 512, 512, 128, false, true, false, Activation::None, t);
-    for (const char* w : {"softmax", "layer_norm", "gelu", "add"}) {
+    for (const char* w : {"softmax", "layer_norm", "gelu", "add", "residual"}) {
       rows_case(w, 7, 3, t);
       rows_case(w, 512, 1024, t);
       rows_case(w, 64, 50176, t);
     }
+    // The language model's rows (PERCEIVER_CUDA_VECTOR_KERNELS=1 takes 16-byte kernels
+    // for these; the first has a partly filled block of rows).
+    for (const char* w : {"layer_norm", "add", "residual"}) {
+      rows_case(w, 5, 1280, t);
+      rows_case(w, 8192, 1280, t);
+    }
+    const char* vec = std::getenv("PERCEIVER_CUDA_VECTOR_KERNELS");
+    std::printf("PERCEIVER_CUDA_VECTOR_KERNELS=%s\n", vec ? vec : "(unset)");
   }
   std::printf("%s: %d failure%s\n", g_failures ? "FAILED" : "PASSED", g_failures, g_failures == 1 ? "" : "s");
   return g_failures ? 1 : 0;
