@@ -3,12 +3,14 @@
 //   pixels   nothing (the grid as it is)
 //   conv1x1  a 1x1 convolution (stride spatial_upsample, as DeepMind's code has it)
 //   conv     Conv2DUpsample: two 4x4 stride-2 transposed convolutions with a ReLU
-//            between them, 4x upsampling (DeepMind's 'SAME' padding)
+//            between them, 4x upsampling (DeepMind's 'SAME' padding); with temporal
+//            upsampling, Conv3DUpsample: 4x4x4 transposed 3-D convolutions, each
+//            doubling time and/or space, ReLUs between them
 //   patches  reverse space-to-depth by (temporal, spatial) blocks, channels (dt dh dw c)
 // Parameters use PyTorch's layouts (ConvTranspose2d weight [in, out, kh, kw]), as the
 // rest of models/ does; a Haiku checkpoint's [kh, kw, out, in] kernels map onto them by
 // transposing and flipping spatially (the Haiku rename table is not written yet).
-import { Conv2d, Module, computeDtype, concat, conv2d, initLayer, permute, relu, reshape, slice, tidy, toDtype, unsqueeze, zeros, type Tensor } from '../lib/index.js';
+import { Conv2d, Module, add, computeDtype, concat, conv2d, initLayer, permute, relu, reshape, slice, tidy, toDtype, unsqueeze, zeros, type Tensor } from '../lib/index.js';
 
 export interface ConvTranspose2dOptions {
   /** Default 1. */
@@ -80,6 +82,113 @@ export class ConvTranspose2d extends Module {
   }
 }
 
+export interface ConvTranspose3dOptions {
+  /** [time, height, width] or one for all. Default 1. */
+  stride?: number | readonly number[];
+  /**
+   * PyTorch's padding per axis (output = (in - 1) * stride - 2 * padding + kernel +
+   * outputPadding), or 'same': lax.conv_transpose's (Haiku's) 'SAME', output = in *
+   * stride, which for stride 1 pads the dilated input asymmetrically (kernel 4: 2
+   * before, 1 after), where PyTorch's padding cannot. Default 0.
+   */
+  padding?: number | readonly number[] | 'same';
+  /** Default 0. Not with padding 'same'. */
+  outputPadding?: number | readonly number[];
+  /** Default true. */
+  bias?: boolean;
+  initStd?: number;
+  device?: string;
+}
+
+/**
+ * PyTorch's ConvTranspose3d over channels-last video [B, T, H, W, C], weight
+ * [in, out, kt, kh, kw]. As ConvTranspose2d: a stride-1 correlation of the dilated,
+ * padded input with the flipped kernel, here as one 2-D convolution of the frames per
+ * temporal tap, summed (the engine has no 3-D convolution).
+ */
+export class ConvTranspose3d extends Module {
+  readonly inChannels: number;
+  readonly outChannels: number;
+  readonly kernel: number;
+  readonly stride: readonly number[];
+  /** Zeros before and after the dilated input, per axis [t, h, w]. */
+  readonly pads: readonly (readonly [number, number])[];
+
+  constructor(inChannels: number, outChannels: number, kernel: number, opts: ConvTranspose3dOptions = {}) {
+    super();
+    for (const [n, v] of [['inChannels', inChannels], ['outChannels', outChannels], ['kernel', kernel]] as const)
+      if (!Number.isSafeInteger(v) || v <= 0) throw new TypeError(`ConvTranspose3d: '${n}' must be a positive integer, got ${String(v)}`);
+    const triple = (name: string, v: unknown, dflt: number): number[] => {
+      const a = v === undefined ? [dflt, dflt, dflt] : typeof v === 'number' ? [v, v, v] : Array.isArray(v) ? [...v] : null;
+      if (!a || a.length !== 3 || !a.every((x) => Number.isSafeInteger(x)))
+        throw new TypeError(`ConvTranspose3d: '${name}' must be an integer or 3 integers [t, h, w], got ${JSON.stringify(v)}`);
+      return a as number[];
+    };
+    this.inChannels = inChannels;
+    this.outChannels = outChannels;
+    this.kernel = kernel;
+    const stride = triple('stride', opts.stride, 1);
+    if (!stride.every((s) => s >= 1)) throw new RangeError(`ConvTranspose3d: stride must be positive, got [${stride.join(', ')}]`);
+    this.stride = stride;
+    if (opts.padding === 'same') {
+      if (opts.outputPadding !== undefined) throw new TypeError(`ConvTranspose3d: outputPadding does not apply with padding 'same'`);
+      // lax.conv_transpose's 'SAME' (jax.lax.convolution._conv_transpose_padding).
+      this.pads = stride.map((s) => {
+        const len = kernel + s - 2;
+        const before = s > kernel - 1 ? kernel - 1 : Math.ceil(len / 2);
+        return [before, len - before] as const;
+      });
+    } else {
+      const padding = triple('padding', opts.padding, 0);
+      const outputPadding = triple('outputPadding', opts.outputPadding, 0);
+      if (!padding.every((p) => p >= 0 && p <= kernel - 1))
+        throw new RangeError(`ConvTranspose3d: padding must be integers in [0, ${kernel - 1}], got [${padding.join(', ')}]`);
+      if (!outputPadding.every((op, i) => op >= 0 && op < stride[i]))
+        throw new RangeError(`ConvTranspose3d: outputPadding must be integers in [0, stride), got [${outputPadding.join(', ')}]`);
+      this.pads = padding.map((p, i) => [kernel - 1 - p, kernel - 1 - p + outputPadding[i]] as const);
+    }
+    const { initStd, device } = opts;
+    const fanIn = outChannels * kernel ** 3;  // PyTorch's count for a transposed convolution
+    this.registerParameter('weight', initLayer([inChannels, outChannels, kernel, kernel, kernel], fanIn, false, initStd, device));
+    this.registerParameter('bias', opts.bias === false ? null : initLayer([outChannels], fanIn, true, initStd, device));
+  }
+
+  /** x [B, T, H, W, in] -> [B, T', H', W', out]; per axis (n - 1) * s + before + after - k + 2 (n * s with 'same'). */
+  forward(x: Tensor): Tensor {
+    if (x.rank !== 5 || x.shape[4] !== this.inChannels)
+      throw new RangeError(`ConvTranspose3d: input must be [B, T, H, W, ${this.inChannels}] (channels-last), got [${x.shape.join(', ')}]`);
+    return tidy(() => {
+      const k = this.kernel;
+      const weight = this.tensor('weight');
+      const dt = computeDtype(weight);
+      let d = toDtype(x, dt);
+      for (const axis of [1, 2, 3]) if (this.stride[axis - 1] > 1) d = dilate(d, axis, this.stride[axis - 1]);
+      const [[tb, ta], [hb, ha], [wb, wa]] = this.pads;
+      const [B, , H, W, I] = d.shape;
+      const blank = (n: number) => zeros([B, n, H, W, I], { device: d.device, dtype: d.dtype });
+      if (tb > 0 || ta > 0) d = concat([...(tb > 0 ? [blank(tb)] : []), d, ...(ta > 0 ? [blank(ta)] : [])], 1);
+      const T = d.shape[1] - k + 1;
+      if (T <= 0 || H + hb + ha - k + 1 <= 0 || W + wb + wa - k + 1 <= 0)
+        throw new RangeError(`ConvTranspose3d: input [${x.shape.join(', ')}] gives an empty output`);
+      // [in, out, kt, kh, kw] -> [kt][kh, kw, in, out], every axis reversed.
+      let w = permute(toDtype(weight, dt), [2, 3, 4, 0, 1]);
+      for (const axis of [0, 1, 2]) w = concat(Array.from({ length: k }, (_, i) => slice(w, axis, k - 1 - i, k - i)), axis);
+      const bias = this.optionalTensor('bias');
+      let out: Tensor | null = null;
+      for (let j = 0; j < k; j++) {
+        const frames = reshape(slice(d, 1, j, j + T), [B * T, H, W, I]);
+        const term = conv2d(frames, reshape(slice(w, 0, j, j + 1), [k, k, I, this.outChannels]), {
+          bias: j === k - 1 && bias ? toDtype(bias, dt) : undefined,
+          stride: 1,
+          padding: [hb, ha, wb, wa],
+        });
+        out = out ? add(out, term) : term;
+      }
+      return reshape(out!, [B, T, ...out!.shape.slice(1)]);
+    });
+  }
+}
+
 /** (s - 1) zeros between neighbours along axis: n -> (n - 1) * s + 1. */
 function dilate(x: Tensor, axis: number, s: number): Tensor {
   const shape = [...x.shape];
@@ -111,12 +220,48 @@ export class Conv2DUpsample extends Module {
   }
 }
 
+/**
+ * DeepMind's Conv3DUpsample: max(nTime, nSpace) 4x4x4 transposed convolutions ('SAME'),
+ * the i-th with stride [i < nTime ? 2 : 1, i < nSpace ? 2 : 1, ...] and
+ * nOutputs * 2^(n - 1 - i) channels, a ReLU after all but the last:
+ * [B, T, H, W, C] -> [B, T * 2^nTime, H * 2^nSpace, W * 2^nSpace, nOutputs].
+ */
+export class Conv3DUpsample extends Module {
+  readonly layers: ConvTranspose3d[] = [];
+
+  constructor(inChannels: number, nOutputs: number, nTimeUpsamples: number, nSpaceUpsamples: number, opts: { initStd?: number; device?: string } = {}) {
+    super();
+    for (const [n, v] of [['nTimeUpsamples', nTimeUpsamples], ['nSpaceUpsamples', nSpaceUpsamples]] as const)
+      if (!Number.isSafeInteger(v) || v < 0) throw new TypeError(`Conv3DUpsample: '${n}' must be a non-negative integer, got ${String(v)}`);
+    const n = Math.max(nTimeUpsamples, nSpaceUpsamples);
+    if (n === 0) throw new RangeError('Conv3DUpsample: nothing to upsample (nTimeUpsamples and nSpaceUpsamples are both 0)');
+    let channels = inChannels;
+    for (let i = 0; i < n; i++) {
+      const out = nOutputs * 2 ** (n - 1 - i);
+      const stride = [i < nTimeUpsamples ? 2 : 1, i < nSpaceUpsamples ? 2 : 1, i < nSpaceUpsamples ? 2 : 1];
+      this.layers.push(this.registerModule(`conv3d_transpose_${i}`, new ConvTranspose3d(channels, out, 4, { stride, padding: 'same', ...opts })));
+      channels = out;
+    }
+  }
+
+  forward(x: Tensor): Tensor {
+    return tidy(() => {
+      let h = x;
+      this.layers.forEach((layer, i) => {
+        h = layer.forward(h);
+        if (i < this.layers.length - 1) h = relu(h);
+      });
+      return h;
+    });
+  }
+}
+
 export interface PerceiverImagePostprocessorOptions {
   /** Default 'pixels'. */
   postprocType?: 'pixels' | 'conv1x1' | 'conv' | 'patches';
   /** Default 1 ('conv' always upsamples 4x spatially). */
   spatialUpsample?: number;
-  /** Default 1 (temporal upsampling is only supported by 'patches'). */
+  /** Default 1. 'conv' upsamples in time with Conv3DUpsample (powers of 2); 'conv1x1' does not. */
   temporalUpsample?: number;
   /** Channels of the decoder output (needed by 'conv1x1' and 'conv'). */
   inChannels?: number;
@@ -134,7 +279,7 @@ export class PerceiverImagePostprocessor extends Module {
   readonly spatialUpsample: number;
   readonly temporalUpsample: number;
   readonly inputReshapeSize: readonly number[] | null;
-  readonly convnet: Conv2DUpsample | null = null;
+  readonly convnet: Conv2DUpsample | Conv3DUpsample | null = null;
   readonly conv1x1: Conv2d | null = null;
 
   constructor(opts: PerceiverImagePostprocessorOptions = {}) {
@@ -153,15 +298,33 @@ export class PerceiverImagePostprocessor extends Module {
     };
     if (type === 'pixels' && (this.spatialUpsample !== 1 || this.temporalUpsample !== 1))
       throw new RangeError(`PerceiverImagePostprocessor: 'pixels' does not upsample`);
-    if ((type === 'conv1x1' || type === 'conv') && this.temporalUpsample !== 1)
-      throw new RangeError(`PerceiverImagePostprocessor: '${type}' does not upsample in time (DeepMind's Conv3DUpsample is not implemented)`);
+    if (type === 'conv1x1' && this.temporalUpsample !== 1)
+      throw new RangeError(`PerceiverImagePostprocessor: 'conv1x1' does not upsample in time`);
+    // DeepMind rounds log2 of the factors; a factor that is not a power of two is refused here.
+    const log2 = (what: string, v: number): number => {
+      const l = Math.round(Math.log2(v));
+      if (!Number.isSafeInteger(v) || v < 1 || 2 ** l !== v)
+        throw new RangeError(`PerceiverImagePostprocessor: 'conv' with temporal upsampling needs ${what} to be a power of 2, got ${v}`);
+      return l;
+    };
     if (type === 'conv1x1')
       this.conv1x1 = this.registerModule(
         'conv1x1',
         new Conv2d(need('inChannels', opts.inChannels), need('nOutputs', opts.nOutputs), 1, { stride: this.spatialUpsample, ...init }),
       );
-    if (type === 'conv')
+    if (type === 'conv' && this.temporalUpsample === 1)
       this.convnet = this.registerModule('convnet', new Conv2DUpsample(need('inChannels', opts.inChannels), need('nOutputs', opts.nOutputs), init));
+    else if (type === 'conv')
+      this.convnet = this.registerModule(
+        'convnet',
+        new Conv3DUpsample(
+          need('inChannels', opts.inChannels),
+          need('nOutputs', opts.nOutputs),
+          log2('temporalUpsample', this.temporalUpsample),
+          log2('spatialUpsample', this.spatialUpsample),
+          init,
+        ),
+      );
   }
 
   forward(inputs: Tensor): Tensor {
@@ -170,6 +333,10 @@ export class PerceiverImagePostprocessor extends Module {
       if (this.inputReshapeSize) x = reshape(x, [x.shape[0], ...this.inputReshapeSize, x.shape[x.rank - 1]]);
       if (this.postprocType === 'pixels') return x;
       if (this.postprocType === 'patches') return depthToSpace(x, this.temporalUpsample, this.spatialUpsample);
+      if (this.convnet instanceof Conv3DUpsample) {
+        if (x.rank !== 5) throw new RangeError(`PerceiverImagePostprocessor: 'conv' with temporal upsampling needs [B, T, H, W, C], got [${x.shape.join(', ')}]`);
+        return this.convnet.forward(x);
+      }
       // Video frames go through the 2-D layers one at a time, as hk.BatchApply does.
       const frames = x.rank === 5 ? reshape(x, [x.shape[0] * x.shape[1], ...x.shape.slice(2)]) : x;
       if (frames.rank !== 4) throw new RangeError(`PerceiverImagePostprocessor: '${this.postprocType}' needs [B, H, W, C] or [B, T, H, W, C], got [${x.shape.join(', ')}]`);

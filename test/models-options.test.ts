@@ -11,6 +11,7 @@ import type { Tensor } from '../lib/index.js';
 import {
   Conv2DDownsample,
   ConvTranspose2d,
+  ConvTranspose3d,
   PerceiverImagePostprocessor,
   spaceToDepth,
   PerceiverAttention,
@@ -26,6 +27,7 @@ import {
   loadModel,
   perceiverConfig,
 } from '../models/index.js';
+import type { ConvTranspose3dOptions } from '../models/index.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
 import { readAndDispose } from './helpers/read.js';
 import {
@@ -530,9 +532,150 @@ test("'conv' image postprocessing upsamples 4x with two 4x4/2 transposed convs a
   const h2 = haikuTransposeRef(h1, [B, 2 * H, 2 * W, 2 * N], hk(p['convnet.transp_conv2.weight'], N), N).map((v, j) => v + p['convnet.transp_conv2.bias'][j % N]);
   assertClose(t, await readAndDispose(y), h2, { rtol: 1e-4, atol: 1e-5 });
   t.throws(() => new PerceiverImagePostprocessor({ postprocType: 'conv', inChannels: C }), { message: /'conv' needs nOutputs/ });
-  t.throws(() => new PerceiverImagePostprocessor({ postprocType: 'conv', inChannels: C, nOutputs: N, temporalUpsample: 2 }), { message: /does not upsample in time/ });
+  t.throws(() => new PerceiverImagePostprocessor({ postprocType: 'conv1x1', inChannels: C, nOutputs: N, temporalUpsample: 2 }), { message: /'conv1x1' does not upsample in time/ });
   xt.dispose();
   post.dispose();
+});
+
+/**
+ * PyTorch's ConvTranspose3d by its definition over channels-last video: every input
+ * voxel scatters weight * value to out[a*s - p + k] per axis, p = k - 1 - before, and
+ * each axis has (n - 1) * s + before + after - k + 2 outputs (weight [in, out, k, k, k]).
+ */
+function convTranspose3dRef(x: Arr, [B, T, H, W, I]: number[], w: Arr, O: number, k: number, s: number[], pads: number[][]): { data: Float64Array; shape: number[] } {
+  const n = [T, H, W];
+  const len = n.map((v, i) => (v - 1) * s[i] + pads[i][0] + pads[i][1] - k + 2);
+  const p = pads.map(([before]) => k - 1 - before);
+  const out = new Float64Array(B * len[0] * len[1] * len[2] * O);
+  for (let b = 0; b < B; b++)
+    for (let a0 = 0; a0 < T; a0++)
+      for (let a1 = 0; a1 < H; a1++)
+        for (let a2 = 0; a2 < W; a2++)
+          for (let i = 0; i < I; i++) {
+            const xv = x[(((b * T + a0) * H + a1) * W + a2) * I + i];
+            for (let k0 = 0; k0 < k; k0++)
+              for (let k1 = 0; k1 < k; k1++)
+                for (let k2 = 0; k2 < k; k2++) {
+                  const [y0, y1, y2] = [a0 * s[0] - p[0] + k0, a1 * s[1] - p[1] + k1, a2 * s[2] - p[2] + k2];
+                  if (y0 < 0 || y0 >= len[0] || y1 < 0 || y1 >= len[1] || y2 < 0 || y2 >= len[2]) continue;
+                  for (let o = 0; o < O; o++)
+                    out[((((b * len[0] + y0) * len[1] + y1) * len[2] + y2) * O) + o] += xv * w[((((i * O + o) * k + k0) * k + k1) * k) + k2];
+                }
+          }
+  return { data: out, shape: [B, len[0], len[1], len[2], O] };
+}
+
+/**
+ * Haiku's Conv3DTranspose (lax.conv_transpose, 'SAME', no kernel flip) for kernel 4:
+ * dilate by the strides, pad (2, 2) where the stride is 2 and (2, 1) where it is 1,
+ * correlate with w_hk [kt, kh, kw, out, in].
+ */
+function haikuTranspose3dRef(x: Arr, [B, T, H, W, I]: number[], wHk: (k0: number, k1: number, k2: number, o: number, i: number) => number, O: number, s: number[]): Float64Array {
+  const k = 4;
+  const n = [T, H, W];
+  const lo = 2;
+  const hiOf = (st: number) => (st === 2 ? 2 : 1);
+  const D = n.map((v, i) => (v - 1) * s[i] + 1 + lo + hiOf(s[i]));
+  const at = (b: number, y: number[], i: number) => {
+    const idx: number[] = [];
+    for (let d = 0; d < 3; d++) {
+      const yy = y[d] - lo;
+      if (yy < 0 || yy % s[d] || yy / s[d] >= n[d]) return 0;
+      idx.push(yy / s[d]);
+    }
+    return x[(((b * T + idx[0]) * H + idx[1]) * W + idx[2]) * I + i];
+  };
+  const len = D.map((v) => v - k + 1);
+  const out = new Float64Array(B * len[0] * len[1] * len[2] * O);
+  for (let b = 0; b < B; b++)
+    for (let y0 = 0; y0 < len[0]; y0++)
+      for (let y1 = 0; y1 < len[1]; y1++)
+        for (let y2 = 0; y2 < len[2]; y2++)
+          for (let o = 0; o < O; o++) {
+            let acc = 0;
+            for (let k0 = 0; k0 < k; k0++)
+              for (let k1 = 0; k1 < k; k1++)
+                for (let k2 = 0; k2 < k; k2++)
+                  for (let i = 0; i < I; i++) acc += at(b, [y0 + k0, y1 + k1, y2 + k2], i) * wHk(k0, k1, k2, o, i);
+            out[((((b * len[0] + y0) * len[1] + y1) * len[2] + y2) * O) + o] = acc;
+          }
+  return out;
+}
+
+test("ConvTranspose3d matches PyTorch's definition for several strides, paddings and kernels, and lax's 'SAME'", async (t) => {
+  const [B, T, H, W, I, O] = [2, 3, 2, 3, 3, 4];
+  const cases: { k: number; opts: ConvTranspose3dOptions; pads: number[][]; s: number[] }[] = [
+    { k: 4, opts: { stride: 2, padding: 1 }, pads: [[2, 2], [2, 2], [2, 2]], s: [2, 2, 2] },
+    { k: 3, opts: { stride: [1, 2, 1], padding: [1, 0, 1], outputPadding: [0, 1, 0] }, pads: [[1, 1], [2, 3], [1, 1]], s: [1, 2, 1] },
+    { k: 2, opts: {}, pads: [[1, 1], [1, 1], [1, 1]], s: [1, 1, 1] },
+    // lax's 'SAME' for kernel 4: (2, 2) at stride 2, (2, 1) at stride 1; n * stride outputs.
+    { k: 4, opts: { stride: [2, 1, 2], padding: 'same' }, pads: [[2, 2], [2, 1], [2, 2]], s: [2, 1, 2] },
+    { k: 4, opts: { stride: [1, 2, 2], padding: 'same' }, pads: [[2, 1], [2, 2], [2, 2]], s: [1, 2, 2] },
+  ];
+  for (const { k, opts, pads, s } of cases) {
+    const what = `k ${k} ${JSON.stringify(opts)}`;
+    const conv = new ConvTranspose3d(I, O, k, opts);
+    t.deepEqual(conv.pads, pads, `${what}: pads`);
+    const w = randomise(conv, 60 + k);
+    const x = randomArray(B * T * H * W * I, 61);
+    const xt = P.tensor(x, [B, T, H, W, I]);
+    const y = conv.forward(xt);
+    const want = convTranspose3dRef(x, [B, T, H, W, I], w.weight, O, k, s, pads);
+    for (let j = 0; j < want.data.length; j++) want.data[j] += w.bias[j % O];
+    t.deepEqual(y.shape, want.shape, `${what}: shape`);
+    if (opts.padding === 'same') t.deepEqual(y.shape, [B, T * s[0], H * s[1], W * s[2], O], `${what}: n * stride`);
+    assertClose(t, await readAndDispose(y), want.data, { rtol: 1e-4, atol: 1e-5, msg: what });
+    xt.dispose();
+    conv.dispose();
+  }
+  t.throws(() => new ConvTranspose3d(2, 2, 4, { stride: [2, 2] }), { instanceOf: TypeError, message: /'stride' must be an integer or 3 integers/ });
+  t.throws(() => new ConvTranspose3d(2, 2, 4, { padding: 4 }), { instanceOf: RangeError, message: /padding must be integers in \[0, 3\]/ });
+  t.throws(() => new ConvTranspose3d(2, 2, 4, { padding: 'same', outputPadding: 1 }), { instanceOf: TypeError, message: /outputPadding does not apply/ });
+  t.throws(() => new ConvTranspose3d(0, 2, 4), { instanceOf: TypeError, message: /'inChannels' must be a positive integer, got 0/ });
+  const conv = new ConvTranspose3d(2, 3, 4, { stride: 2, padding: 1 });
+  const img = P.zeros([1, 4, 4, 2]);
+  t.throws(() => conv.forward(img), { instanceOf: RangeError, message: /input must be \[B, T, H, W, 2\] \(channels-last\), got \[1, 4, 4, 2\]/ });
+  img.dispose();
+  conv.dispose();
+});
+
+test("'conv' image postprocessing with temporal upsampling is DeepMind's Conv3DUpsample: 4x4x4 'SAME' transposed convs, ReLUs between", async (t) => {
+  // temporalUpsample 2, spatialUpsample 4: two layers, strides [2, 2, 2] then [1, 2, 2],
+  // channels 2N then N.
+  const [B, T, H, W, C, N] = [1, 2, 2, 3, 3, 2];
+  const post = new PerceiverImagePostprocessor({ postprocType: 'conv', inChannels: C, nOutputs: N, temporalUpsample: 2, spatialUpsample: 4, inputReshapeSize: [T, H, W] });
+  const p = randomise(post, 70);
+  t.deepEqual(Object.keys(p).sort(), [
+    'convnet.conv3d_transpose_0.bias', 'convnet.conv3d_transpose_0.weight', 'convnet.conv3d_transpose_1.bias', 'convnet.conv3d_transpose_1.weight',
+  ]);
+  const x = randomArray(B * T * H * W * C, 71);
+  const xt = P.tensor(x, [B, T * H * W, C]);
+  const y = post.forward(xt);
+  t.deepEqual(y.shape, [B, 2 * T, 4 * H, 4 * W, N]);
+  // Haiku's layout: w_hk[k0, k1, k2, o, i] = w_pt[i, o, 3 - k0, 3 - k1, 3 - k2].
+  const hk = (w: Arr, O: number) => (k0: number, k1: number, k2: number, o: number, i: number) => w[((((i * O + o) * 4 + (3 - k0)) * 4 + (3 - k1)) * 4) + (3 - k2)];
+  const h1 = haikuTranspose3dRef(x, [B, T, H, W, C], hk(p['convnet.conv3d_transpose_0.weight'], 2 * N), 2 * N, [2, 2, 2]).map((v, j) => Math.max(v + p['convnet.conv3d_transpose_0.bias'][j % (2 * N)], 0));
+  const h2 = haikuTranspose3dRef(h1, [B, 2 * T, 2 * H, 2 * W, 2 * N], hk(p['convnet.conv3d_transpose_1.weight'], N), N, [1, 2, 2]).map((v, j) => v + p['convnet.conv3d_transpose_1.bias'][j % N]);
+  assertClose(t, await readAndDispose(y), h2, { rtol: 1e-4, atol: 1e-5 });
+  // Gradients reach every parameter through the composed convolutions.
+  post.requiresGrad_(true);
+  P.tidy(() => P.reshape(P.square(post.forward(xt)), [-1]).sum(0)).backward();
+  const params = post.parameters();
+  t.is(params.length, 4);
+  for (const q of params) t.true(q.grad !== null && Array.from(await q.grad.data()).some((g) => g !== 0), 'a non-zero gradient');
+  post.zeroGrad();
+  // Time only (spatialUpsample 1): one layer, stride [2, 1, 1].
+  const timeOnly = new PerceiverImagePostprocessor({ postprocType: 'conv', inChannels: C, nOutputs: N, temporalUpsample: 2 });
+  const v = P.zeros([B, T, H, W, C]);
+  const vy = timeOnly.forward(v);
+  t.deepEqual(vy.shape, [B, 2 * T, H, W, N]);
+  t.throws(() => new PerceiverImagePostprocessor({ postprocType: 'conv', inChannels: C, nOutputs: N, temporalUpsample: 3 }), { instanceOf: RangeError, message: /needs temporalUpsample to be a power of 2, got 3/ });
+  t.throws(() => new PerceiverImagePostprocessor({ postprocType: 'conv', inChannels: C, nOutputs: N, temporalUpsample: 2, spatialUpsample: 6 }), { instanceOf: RangeError, message: /needs spatialUpsample to be a power of 2, got 6/ });
+  const frame = P.zeros([B, H, W, C]);
+  t.throws(() => timeOnly.forward(frame), { instanceOf: RangeError, message: /needs \[B, T, H, W, C\], got \[1, 2, 3, 3\]/ });
+  for (const z of [xt, v, vy, frame]) z.dispose();
+  post.dispose();
+  timeOnly.dispose();
 });
 
 test("'patches' image postprocessing is the inverse of the preprocessor's space-to-depth; 'pixels' only reshapes", async (t) => {
