@@ -29,7 +29,8 @@
 #       attention's occupancy tiers; PERCEIVER_CUDA_VECTOR_KERNELS=1: 16-byte binary ops
 #       and register-resident layer norm): the harnesses with and without them, the tests
 #       of the ops they serve with them, bench-gpu without (against torch) and with them
-#       (ours), and ncu on the occupancy tier. About 6 minutes.
+#       (ours), the same for training steps, and ncu on the default and the occupancy
+#       tiers at both latent self-attention shapes. About 5 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -177,17 +178,29 @@ candidates() {
   step ava-candidates 110 env PERCEIVER_TEST_DEVICE=cuda "${cand[@]}" node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s \
     dist/test/cuda-dtype.test.js dist/test/elementwise.test.js dist/test/reduce.test.js dist/test/linalg.test.js \
     dist/test/nn.test.js dist/test/models-mlm.test.js dist/test/models-blocks.test.js dist/test/autograd.test.js
-  echo "== candidates: bench-gpu without (and torch), then with them (ours only)"
+  echo "== candidates: bench-gpu and bench-train-gpu without them (and torch), then with them (ours only)"
   step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
   step bench-gpu-candidates 80 env PERCEIVER_DEVICE=cuda "${cand[@]}" node dist/scripts/bench-gpu.js --no-torch --profile
+  step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1
+  step bench-train-gpu-candidates 70 env PERCEIVER_DEVICE=cuda "${cand[@]}" node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
   local ncu
   ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2> /dev/null | head -1)
   if [ -n "$ncu" ]; then
-    # The first bounded launch for this shape is the occupancy tier ("tco"; tier 1,
-    # which path "tc" takes for heads of 128, has no bound).
-    step ncu-tco-perceiver-self-b32 45 "$ncu" --clock-control none -k regex:attention_tc_kernel_bounded --launch-count 1 \
-      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-      bin/cuda_attention_check --bench-only --filter perceiver-self-b32
+    # One launch each of the default kernel (path "tc", the harness's first launch for a
+    # shape: tiers 1 and 2 are unbounded) and of the occupancy tier (path "tco", the
+    # first bounded launch), at both latent self-attention shapes: occupancy, where the
+    # warps stall, and what bounds them.
+    local c
+    for c in perceiver-self-b32 mlm-self-b32; do
+      step "ncu-tc-$c" 45 "$ncu" --clock-control none -k regex:attention_tc_kernel --launch-count 1 \
+        --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+        --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+        bin/cuda_attention_check --bench-only --filter "$c"
+      step "ncu-tco-$c" 45 "$ncu" --clock-control none -k regex:attention_tc_kernel_bounded --launch-count 1 \
+        --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+        --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+        bin/cuda_attention_check --bench-only --filter "$c"
+    done
   fi
 
   echo
@@ -205,10 +218,15 @@ candidates() {
   grep -A40 '^measurement' "$LOGS/bench-gpu.log" || tail -5 "$LOGS/bench-gpu.log"
   echo "-- with PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 and PERCEIVER_CUDA_VECTOR_KERNELS=1 (ours):"
   grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-candidates.log" | head -12 || tail -5 "$LOGS/bench-gpu-candidates.log"
+  echo
+  grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"
+  echo "-- with both switches (ours):"
+  grep -E 'perceiver-io|ms/step' "$LOGS/bench-train-gpu-candidates.log" | head -4 || tail -3 "$LOGS/bench-train-gpu-candidates.log"
   for f in "$LOGS"/ncu-*.log; do
     [ -f "$f" ] || continue
     echo "-- $(basename "$f" .log):"
-    grep -E '^ +(Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per Thread|Achieved Occupancy|Theoretical Occupancy|Block Limit Registers|Warp Cycles Per Issued Instruction)' "$f" | head -10
+    grep -E '^ +(Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per Thread|Achieved Occupancy|Theoretical Occupancy|Block Limit (Registers|Shared Mem)|Warp Cycles Per Issued Instruction|Issue Slots Busy)' "$f" | head -12
+    grep -oE '[^.]*stall[^.]*\.[^.]*\.' "$f" | head -3 | cut -c1-240
   done
 }
 
