@@ -64,6 +64,8 @@
 
 #include "attention_mma.cuh"
 
+#include "launch.cuh"
+
 namespace perceiver::cuda {
 namespace attn {
 
@@ -219,7 +221,7 @@ __device__ __forceinline__ void tc_body(const Params& p) {
   constexpr int kBQ = 16 * kWarps * kRT;
   constexpr int kNS = kBK / 8;        // n8 tiles of S per warp and row tile
   constexpr int kNO = kDvMax / 8;     // n8 tiles of O per warp and row tile
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  PERCEIVER_DYNAMIC_SMEM(smem_raw);
   const int dqk_pad = round16(p.dqk), dv_pad = round16(p.dv);
   const int ldq = dqk_pad + 8, ldv = dv_pad + 8;
   uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw);
@@ -869,7 +871,7 @@ cudaError_t launch_tc_kernel(const Params& p, int64_t blocks, size_t smem, cudaS
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
   }
-  kernel<<<(unsigned)blocks, 32 * c.warps, smem, stream>>>(p);
+  PERCEIVER_LAUNCH((unsigned)blocks, 32 * c.warps, smem, stream, kernel)(p);
   return cudaGetLastError();
 }
 
@@ -901,20 +903,20 @@ cudaError_t launch_all(const Params& p, int path, size_t tc_smem, cudaStream_t s
       e = launch_tc<T>(p, blocks, tc_smem, stream);
     }
   } else {
-    attention_simt_kernel<T><<<(unsigned)blocks, 256, 0, stream>>>(p);
+    PERCEIVER_LAUNCH((unsigned)blocks, 256, 0, stream, attention_simt_kernel<T>)(p);
     e = cudaGetLastError();
   }
   if (e != cudaSuccess || p.splits == 1) return e;
   const int64_t merge_blocks = ceil_div(p.rows_total, 4);
   if (merge_blocks > INT_MAX) return cudaErrorInvalidConfiguration;
-  attention_merge_kernel<T><<<(unsigned)merge_blocks, 128, 0, stream>>>(p);
+  PERCEIVER_LAUNCH((unsigned)merge_blocks, 128, 0, stream, attention_merge_kernel<T>)(p);
   return cudaGetLastError();
 }
 
 template <class T>
 cudaError_t launch_zero(const Params& p, cudaStream_t stream) {
   const int64_t blocks = std::min<int64_t>(ceil_div(p.rows_total * p.dv, 256), 65535);
-  attention_zero_kernel<T><<<(unsigned)blocks, 256, 0, stream>>>(p);
+  PERCEIVER_LAUNCH((unsigned)blocks, 256, 0, stream, attention_zero_kernel<T>)(p);
   return cudaGetLastError();
 }
 
@@ -1037,9 +1039,9 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     auto copy = [&](const void* src, int64_t sb, int64_t sh, int64_t sn, int64_t d, size_t off) -> cudaError_t {
       const int64_t total = a.batch * a.heads * a.nk * d;
       const int64_t blocks = std::min<int64_t>(ceil_div(total, 256), 8192);
-      pad_rows_kernel<<<(unsigned)blocks, 256, 0, stream>>>(static_cast<const uint16_t*>(src), sb, sh, sn,
-                                                          reinterpret_cast<uint16_t*>(ws + off), a.heads, a.nk, d,
-                                                          pad_ld(d), total);
+      PERCEIVER_LAUNCH((unsigned)blocks, 256, 0, stream, pad_rows_kernel)(static_cast<const uint16_t*>(src), sb, sh, sn,
+                                                                          reinterpret_cast<uint16_t*>(ws + off), a.heads,
+                                                                          a.nk, d, pad_ld(d), total);
       return cudaGetLastError();
     };
     // The kernel reads the padded copy: [B][H][Nk] rows at a stride of pad_ld(d).

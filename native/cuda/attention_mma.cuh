@@ -22,6 +22,10 @@
 
 #include <cstdint>
 
+#ifdef PERCEIVER_CUDA_EMULATION
+// The same functions on the CPU, for native/cuda/emu's checks without a GPU.
+#include "emu/attention_mma_emu.h"
+#else
 namespace perceiver::cuda::attn {
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
@@ -144,3 +148,4 @@ __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
 }
 
 }  // namespace perceiver::cuda::attn
+#endif  // PERCEIVER_CUDA_EMULATION

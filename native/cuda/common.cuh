@@ -16,6 +16,7 @@
 
 #include "../backend.h"
 #include "../error.h"
+#include "launch.cuh"
 
 namespace perceiver {
 namespace cuda {

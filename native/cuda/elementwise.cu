@@ -179,14 +179,14 @@ __global__ void where_kernel(Strided<4> s, T* out, const uint8_t* c, const T* a,
 void fill(const View& out, double value, cudaStream_t s) {
   int64_t n = out.numel();
   if (n == 0) return;
-  fill_kernel<<<grid_for(n), kThreads, 0, s>>>(out.data(), out.dtype, n, value);
+  PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, fill_kernel)(out.data(), out.dtype, n, value);
   check_launch("full", s);
 }
 
 void arange(const View& out, double start, double step, cudaStream_t s) {
   int64_t n = out.numel();
   if (n == 0) return;
-  arange_kernel<<<grid_for(n), kThreads, 0, s>>>(out.data(), out.dtype, n, start, step);
+  PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, arange_kernel)(out.data(), out.dtype, n, start, step);
   check_launch("arange", s);
 }
 
@@ -222,7 +222,7 @@ bool convert_dense(const Strided<2>& st, const View& src, const View& dst, int64
   const int64_t n4 = n / 4;
   DISPATCH_FLOAT("cast", src.dtype, S, {
     DISPATCH_FLOAT("cast", dst.dtype, D, {
-      convert_dense_kernel<S, D><<<grid_for(n4), kThreads, 0, s>>>(src.ptr<S>(), dst.ptr<D>(), n4);
+      PERCEIVER_LAUNCH(grid_for(n4), kThreads, 0, s, convert_dense_kernel<S, D>)(src.ptr<S>(), dst.ptr<D>(), n4);
     });
   });
   if (n4 * 4 < n) {
@@ -234,7 +234,7 @@ bool convert_dense(const Strided<2>& st, const View& src, const View& dst, int64
     rs.shape[0] = rd.shape[0] = n - done;
     rs.strides[0] = rd.strides[0] = 1;
     const View* vs[2] = {&rd, &rs};
-    convert_kernel<<<1, kThreads, 0, s>>>(make_strided<2>(vs), rd.data(), rd.dtype, rs.data(), rs.dtype, n - done);
+    PERCEIVER_LAUNCH(1, kThreads, 0, s, convert_kernel)(make_strided<2>(vs), rd.data(), rd.dtype, rs.data(), rs.dtype, n - done);
   }
   return true;
 }
@@ -258,7 +258,7 @@ bool copy_vectorized(Strided<2> st, const View& src, const View& dst, int64_t n,
     st.strides[1][d] /= k;
   }
   const int64_t units = n / k;
-  copy_same_kernel<uint4><<<grid_for(units), kThreads, 0, s>>>(st, static_cast<uint4*>(dst.data()),
+  PERCEIVER_LAUNCH(grid_for(units), kThreads, 0, s, copy_same_kernel<uint4>)(st, static_cast<uint4*>(dst.data()),
                                                                 static_cast<const uint4*>((const void*)src.data()),
                                                                 units);
   return true;
@@ -273,12 +273,12 @@ void copy(const View& src, const View& dst, cudaStream_t s) {
   Strided<2> st = make_strided<2>(vs);
   if (src.dtype != dst.dtype) {
     if (!convert_dense(st, src, dst, n, s))
-      convert_kernel<<<grid_for(n), kThreads, 0, s>>>(st, dst.data(), dst.dtype, src.data(), src.dtype, n);
+      PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, convert_kernel)(st, dst.data(), dst.dtype, src.data(), src.dtype, n);
   } else if (!copy_vectorized(st, src, dst, n, s)) {
     switch (dtype_size(src.dtype)) {
-      case 1: copy_same_kernel<uint8_t><<<grid_for(n), kThreads, 0, s>>>(st, dst.ptr<uint8_t>(), src.ptr<uint8_t>(), n); break;
-      case 2: copy_same_kernel<uint16_t><<<grid_for(n), kThreads, 0, s>>>(st, dst.ptr<uint16_t>(), src.ptr<uint16_t>(), n); break;
-      default: copy_same_kernel<uint32_t><<<grid_for(n), kThreads, 0, s>>>(st, dst.ptr<uint32_t>(), src.ptr<uint32_t>(), n); break;
+      case 1: PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, copy_same_kernel<uint8_t>)(st, dst.ptr<uint8_t>(), src.ptr<uint8_t>(), n); break;
+      case 2: PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, copy_same_kernel<uint16_t>)(st, dst.ptr<uint16_t>(), src.ptr<uint16_t>(), n); break;
+      default: PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, copy_same_kernel<uint32_t>)(st, dst.ptr<uint32_t>(), src.ptr<uint32_t>(), n); break;
     }
   }
   check_launch("copy", s);
@@ -290,7 +290,7 @@ void unary(UnaryOp op, const View& x, const View& out, float alpha, float beta, 
   const View* vs[2] = {&out, &x};
   Strided<2> st = make_strided<2>(vs);
   DISPATCH_FLOAT("unary", x.dtype, T,
-                 unary_kernel<T><<<grid_for(n), kThreads, 0, s>>>(st, out.ptr<T>(), x.ptr<T>(), n, op, alpha, beta));
+                 PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, unary_kernel<T>)(st, out.ptr<T>(), x.ptr<T>(), n, op, alpha, beta));
   check_launch("unary", s);
 }
 
@@ -319,10 +319,10 @@ bool binary_vectorized(BinaryOp op, const Strided<3>& st, const View& a, const V
   const int64_t units = n / pack;
   DISPATCH_FLOAT("binary", out.dtype, T, {
     if (units <= INT32_MAX)
-      binary_vec_kernel<T, uint32_t><<<grid_for(units), kThreads, 0, s>>>(
+      PERCEIVER_LAUNCH(grid_for(units), kThreads, 0, s, binary_vec_kernel<T, uint32_t>)(
           out.ptr<T>(), a.ptr<T>(), b.ptr<T>(), (uint32_t)units, (uint32_t)period[0], (uint32_t)period[1], op);
     else
-      binary_vec_kernel<T, int64_t><<<grid_for(units), kThreads, 0, s>>>(out.ptr<T>(), a.ptr<T>(), b.ptr<T>(), units,
+      PERCEIVER_LAUNCH(grid_for(units), kThreads, 0, s, binary_vec_kernel<T, int64_t>)(out.ptr<T>(), a.ptr<T>(), b.ptr<T>(), units,
                                                                          period[0], period[1], op);
   });
   return true;
@@ -342,9 +342,9 @@ void binary(BinaryOp op, const View& a, const View& b, const View& out, cudaStre
   bool compare = op >= BinaryOp::Eq;
   DISPATCH_FLOAT("binary", a.dtype, T, {
     if (compare)
-      binary_kernel<T, uint8_t><<<grid_for(n), kThreads, 0, s>>>(st, out.ptr<uint8_t>(), a.ptr<T>(), b.ptr<T>(), n, op);
+      PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, binary_kernel<T, uint8_t>)(st, out.ptr<uint8_t>(), a.ptr<T>(), b.ptr<T>(), n, op);
     else
-      binary_kernel<T, T><<<grid_for(n), kThreads, 0, s>>>(st, out.ptr<T>(), a.ptr<T>(), b.ptr<T>(), n, op);
+      PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, binary_kernel<T, T>)(st, out.ptr<T>(), a.ptr<T>(), b.ptr<T>(), n, op);
   });
   check_launch("binary", s);
 }
@@ -355,7 +355,7 @@ void where(const View& cond, const View& a, const View& b, const View& out, cuda
   const View* vs[4] = {&out, &cond, &a, &b};
   Strided<4> st = make_strided<4>(vs);
   DISPATCH_FLOAT("where", a.dtype, T,
-                 where_kernel<T><<<grid_for(n), kThreads, 0, s>>>(st, out.ptr<T>(), cond.ptr<uint8_t>(), a.ptr<T>(), b.ptr<T>(), n));
+                 PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, where_kernel<T>)(st, out.ptr<T>(), cond.ptr<uint8_t>(), a.ptr<T>(), b.ptr<T>(), n));
   check_launch("where", s);
 }
 

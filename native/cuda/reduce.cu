@@ -257,12 +257,12 @@ void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner,
   if (outer * inner == 0) return;
   DISPATCH_FLOAT("reduce", x.dtype, T, {
     if (inner == 1)
-      reduce_rows_kernel<T><<<rows_grid(outer), row_threads(n), 0, s>>>(x.ptr<T>(), outer, n, op, out.data());
+      PERCEIVER_LAUNCH(rows_grid(outer), row_threads(n), 0, s, reduce_rows_kernel<T>)(x.ptr<T>(), outer, n, op, out.data());
     else if ((op == ReduceOp::Sum || op == ReduceOp::Mean) && n >= 2 * kSplitWarps)
-      sum_cols_split_kernel<T><<<rows_grid(outer * ((inner + 31) / 32)), 32 * kSplitWarps, 0, s>>>(
+      PERCEIVER_LAUNCH(rows_grid(outer * ((inner + 31) / 32)), 32 * kSplitWarps, 0, s, sum_cols_split_kernel<T>)(
           x.ptr<T>(), outer, n, inner, op == ReduceOp::Mean, static_cast<T*>(out.data()));
     else
-      reduce_cols_kernel<T><<<grid_for(outer * inner), kThreads, 0, s>>>(x.ptr<T>(), outer, n, inner, op, out.data());
+      PERCEIVER_LAUNCH(grid_for(outer * inner), kThreads, 0, s, reduce_cols_kernel<T>)(x.ptr<T>(), outer, n, inner, op, out.data());
   });
   check_launch("reduce", s);
 }
@@ -270,7 +270,7 @@ void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner,
 void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log, cudaStream_t s) {
   if (rows == 0 || n == 0) return;
   DISPATCH_FLOAT("softmax", x.dtype, T,
-                 softmax_kernel<T><<<rows_grid(rows), row_threads(n), 0, s>>>(x.ptr<T>(), out.ptr<T>(), rows, n, log));
+                 PERCEIVER_LAUNCH(rows_grid(rows), row_threads(n), 0, s, softmax_kernel<T>)(x.ptr<T>(), out.ptr<T>(), rows, n, log));
   check_launch(log ? "log_softmax" : "softmax", s);
 }
 
@@ -280,7 +280,7 @@ template <class T, int kVecs>
 void launch_layer_norm_warp(const View& x, const void* w, const void* b, const View& out, int64_t rows, float eps,
                             cudaStream_t s) {
   const int64_t blocks = std::min<int64_t>((rows + kNormWarps - 1) / kNormWarps, 65535);
-  layer_norm_warp_kernel<T, kVecs><<<(unsigned)blocks, 32 * kNormWarps, 0, s>>>(
+  PERCEIVER_LAUNCH((unsigned)blocks, 32 * kNormWarps, 0, s, layer_norm_warp_kernel<T, kVecs>)(
       x.ptr<T>(), static_cast<const T*>(w), static_cast<const T*>(b), out.ptr<T>(), rows, eps);
 }
 
@@ -318,7 +318,7 @@ void layer_norm(const View& x, const void* weight, const void* bias, const View&
     return;
   }
   DISPATCH_FLOAT("layer_norm", x.dtype, T,
-                 layer_norm_kernel<T><<<rows_grid(rows), row_threads(n), 0, s>>>(
+                 PERCEIVER_LAUNCH(rows_grid(rows), row_threads(n), 0, s, layer_norm_kernel<T>)(
                      x.ptr<T>(), static_cast<const T*>(weight), static_cast<const T*>(bias), out.ptr<T>(), rows, n, eps));
   check_launch("layer_norm", s);
 }

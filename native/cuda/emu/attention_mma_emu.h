@@ -1,0 +1,136 @@
+// attention_mma.cuh's building blocks on the CPU (native/cuda/emu): the same fragment
+// layouts (PTX ISA, "Matrix fragments for mma.m16n8k16", as attention_mma.cuh lists
+// them), computed by the warp's threads together through the exchange slots of emu.h.
+// Products accumulate in float, as the tensor cores do, though not in their order.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "emu.h"
+
+namespace perceiver::cuda::attn {
+
+namespace emu_detail {
+using ::perceiver::emu::lane;
+using ::perceiver::emu::warp_slots;
+using ::perceiver::emu::warp_sync;
+
+template <class T>
+float bits_to_float(uint32_t bits);
+template <>
+inline float bits_to_float<__nv_bfloat16>(uint32_t bits) {
+  const uint32_t u = (bits & 0xffffu) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+template <>
+inline float bits_to_float<__half>(uint32_t bits) {
+  __half_raw r;
+  r.x = (unsigned short)(bits & 0xffffu);
+  return __half2float(__half(r));
+}
+
+// The four 8x8 matrices' row addresses come from lanes 8i..8i+7; `elem(m, row, col)`
+// reads element [row][col] of matrix m.
+template <class F>
+void ldmatrix_x4_impl(uint32_t (&r)[4], const void* p, F&& pick) {
+  auto& s = warp_slots();
+  const int l = lane();
+  s[l][0] = reinterpret_cast<uintptr_t>(p);
+  warp_sync();
+  auto elem = [&](int m, int row, int col) -> uint32_t {
+    return reinterpret_cast<const uint16_t*>(s[8 * m + row][0])[col];
+  };
+  for (int m = 0; m < 4; m++) r[m] = pick(elem, m, l);
+  warp_sync();
+}
+}  // namespace emu_detail
+
+// Register m, per lane: elements [lane/4][2(lane%4) .. +1] of matrix m.
+inline void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  emu_detail::ldmatrix_x4_impl(r, p, [](auto& elem, int m, int l) {
+    return elem(m, l / 4, 2 * (l % 4)) | elem(m, l / 4, 2 * (l % 4) + 1) << 16;
+  });
+}
+
+// Transposed: elements [2(lane%4) .. +1][lane/4] of matrix m.
+inline void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  emu_detail::ldmatrix_x4_impl(r, p, [](auto& elem, int m, int l) {
+    return elem(m, 2 * (l % 4), l / 4) | elem(m, 2 * (l % 4) + 1, l / 4) << 16;
+  });
+}
+
+// d += A B, A 16x16 row-major, B 16x8 "col", C/D 16x8 fp32, in the fragments of
+// attention_mma.cuh (g = lane / 4, t = lane % 4).
+template <class T>
+void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  using namespace emu_detail;
+  auto& s = warp_slots();
+  const int l = lane();
+  for (int i = 0; i < 4; i++) s[l][i] = a[i];
+  s[l][4] = b0;
+  s[l][5] = b1;
+  uint32_t c[4];
+  std::memcpy(c, d, sizeof c);
+  s[l][6] = c[0] | (uint64_t)c[1] << 32;  // C[g][2t], C[g][2t + 1]
+  s[l][7] = c[2] | (uint64_t)c[3] << 32;  // C[g + 8][2t], C[g + 8][2t + 1]
+  warp_sync();
+  auto A = [&](int r, int c) {
+    const int reg = (c < 8 ? 0 : 2) + (r >= 8 ? 1 : 0);
+    return bits_to_float<T>((uint32_t)(s[(r % 8) * 4 + (c % 8) / 2][reg] >> (16 * (c % 2))));
+  };
+  auto B = [&](int k, int n) {
+    return bits_to_float<T>((uint32_t)(s[n * 4 + (k % 8) / 2][k < 8 ? 4 : 5] >> (16 * (k % 2))));
+  };
+  auto C = [&](int r, int c) {
+    const int i = (r >= 8 ? 2 : 0) + c % 2;  // c0 c1 | c2 c3
+    const uint32_t u = (uint32_t)(s[(r % 8) * 4 + c / 2][6 + i / 2] >> (32 * (i % 2)));
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  };
+  const int g = l / 4, t = l % 4;
+  float out[4];
+  for (int i = 0; i < 4; i++) {
+    const int r = g + (i >= 2 ? 8 : 0), c = 2 * t + i % 2;
+    float acc = C(r, c);
+    for (int k = 0; k < 16; k++) acc += A(r, k) * B(k, c);
+    out[i] = acc;
+  }
+  warp_sync();
+  for (int i = 0; i < 4; i++) d[i] = out[i];
+}
+
+// Synchronous here: copies src_bytes and zero-fills the rest of the 16.
+inline void cp_async_16(void* smem, const void* gmem, int src_bytes) {
+  std::memset(smem, 0, 16);
+  if (src_bytes > 0) std::memcpy(smem, gmem, (size_t)src_bytes);
+}
+inline void cp_async_commit() {}
+template <int n>
+inline void cp_async_wait() {}
+
+template <class T>
+uint32_t pack2(float lo, float hi);
+template <>
+inline uint32_t pack2<__half>(float lo, float hi) {
+  const __half a = __float2half_rn(lo), b = __float2half_rn(hi);
+  uint16_t x, y;
+  std::memcpy(&x, &a, 2);
+  std::memcpy(&y, &b, 2);
+  return x | (uint32_t)y << 16;
+}
+template <>
+inline uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+  const __nv_bfloat16 a = __float2bfloat16_rn(lo), b = __float2bfloat16_rn(hi);
+  uint16_t x, y;
+  std::memcpy(&x, &a, 2);
+  std::memcpy(&y, &b, 2);
+  return x | (uint32_t)y << 16;
+}
+
+}  // namespace perceiver::cuda::attn

@@ -1,0 +1,336 @@
+// CUDA kernels run from their own source on the CPU (emu.h) against double-precision
+// references: attention.cu's forward through every tier, path and key split, and the
+// 16-byte binary and layer-norm kernels of elementwise.cu / reduce.cu with their
+// fallbacks. A check of index arithmetic, fragment layouts and dispatch for machines
+// without a GPU (test/cuda-emu.test.ts builds and runs it; so does
+// scripts/device-check.sh --prepare, before anything goes to a GPU):
+//   g++ -std=c++20 -O1 -I<cuda>/include -Inative native/cuda/emu/*.cc -o emu_check
+//   ./emu_check [attention | rows] [name filter]
+// PERCEIVER_CUDA_VECTOR_KERNELS=1 in the environment makes "rows" take the 16-byte
+// kernels, as on a GPU; unset, their fallbacks.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../../storage.h"
+#include "../attention.h"
+#include "../kernels.h"
+
+namespace perceiver::cuda::detail {
+// attention.cu's hooks for its harnesses (as native/cuda/attention_check.cu declares them).
+cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace, size_t workspace_bytes, int sm_count,
+                                     cudaStream_t stream, int path, int splits);
+size_t attention_workspace_bytes_forced(const AttentionArgs& a, int splits);
+}  // namespace perceiver::cuda::detail
+
+namespace {
+
+using perceiver::DType;
+using perceiver::AttentionArgs;
+
+uint16_t to_bits(float x, DType dt) {
+  uint16_t u;
+  if (dt == DType::BFloat16) {
+    const __nv_bfloat16 h = __float2bfloat16_rn(x);
+    std::memcpy(&u, &h, 2);
+  } else {
+    const __half h = __float2half_rn(x);
+    std::memcpy(&u, &h, 2);
+  }
+  return u;
+}
+float from_bits(uint16_t u, DType dt) {
+  if (dt == DType::BFloat16) {
+    const uint32_t w = (uint32_t)u << 16;
+    float f;
+    std::memcpy(&f, &w, 4);
+    return f;
+  }
+  __half_raw r;
+  r.x = u;
+  return __half2float(__half(r));
+}
+
+struct Case {
+  const char* name;
+  int64_t B, H, nq, nk, dqk, dv;
+  bool odd_stride;  // rows at a stride of H * D + 3 (no 16-byte loads: the padded copies)
+  bool mask;        // a [B, Nq, Nk] mask with about a quarter of the keys masked
+};
+
+int g_failures = 0, g_checks = 0;
+
+void check(const Case& c, DType dt, int path, int splits) {
+  const int64_t sq = c.H * c.dqk + (c.odd_stride ? 3 : 0), sv = c.H * c.dv + (c.odd_stride ? 3 : 0);
+  const int64_t so = c.H * c.dv;
+  std::mt19937 rng(1234);
+  std::uniform_real_distribution<float> u(-1.5f, 1.5f);
+  std::vector<uint16_t> q(c.B * c.nq * sq), k(c.B * c.nk * sq), v(c.B * c.nk * sv), out(c.B * c.nq * so, 0x7fff);
+  for (auto& x : q) x = to_bits(u(rng), dt);
+  for (auto& x : k) x = to_bits(u(rng), dt);
+  for (auto& x : v) x = to_bits(u(rng), dt);
+  std::vector<uint8_t> mask;
+  if (c.mask) {
+    mask.resize(c.B * c.nq * c.nk);
+    for (auto& m : mask) m = rng() % 4 != 0;
+  }
+  AttentionArgs a{};
+  // The args carry float pointers whatever the dtype.
+  a.q = reinterpret_cast<const float*>(q.data());
+  a.k = reinterpret_cast<const float*>(k.data());
+  a.v = reinterpret_cast<const float*>(v.data());
+  a.out = reinterpret_cast<float*>(out.data());
+  a.mask = c.mask ? mask.data() : nullptr;
+  a.batch = c.B; a.heads = c.H; a.nq = c.nq; a.nk = c.nk; a.dqk = c.dqk; a.dv = c.dv;
+  a.q_sb = c.nq * sq; a.q_sn = sq; a.q_sh = c.dqk;
+  a.k_sb = c.nk * sq; a.k_sn = sq; a.k_sh = c.dqk;
+  a.v_sb = c.nk * sv; a.v_sn = sv; a.v_sh = c.dv;
+  a.o_sb = c.nq * so; a.o_sn = so; a.o_sh = c.dv;
+  a.m_sb = c.nq * c.nk; a.m_sq = c.nk; a.m_sk = 1;
+  a.scale = 1.f / std::sqrt((float)c.dqk);
+  a.dtype = dt;
+  const size_t ws_bytes = perceiver::cuda::detail::attention_workspace_bytes_forced(a, splits);
+  std::vector<unsigned char> ws(ws_bytes + 256);
+  void* wsp = ws.data() + (256 - reinterpret_cast<uintptr_t>(ws.data()) % 256) % 256;
+  const cudaError_t e = perceiver::cuda::detail::attention_forward_forced(a, wsp, ws_bytes, 132, nullptr, path, splits);
+  char label[200];
+  std::snprintf(label, sizeof label, "%-16s %-8s path %d splits %d [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld%s%s]", c.name,
+                dt == DType::BFloat16 ? "bfloat16" : "float16", path, splits, (long long)c.B, (long long)c.H,
+                (long long)c.nq, (long long)c.nk, (long long)c.dqk, (long long)c.dv, c.odd_stride ? " odd" : "",
+                c.mask ? " mask" : "");
+  if (e == cudaErrorNotSupported) {
+    std::printf("SKIP %s (not available for this shape)\n", label);
+    return;
+  }
+  g_checks++;
+  if (e != cudaSuccess) {
+    std::printf("FAIL %s: error %d\n", label, (int)e);
+    g_failures++;
+    return;
+  }
+  double worst = 0;
+  for (int64_t b = 0; b < c.B; b++)
+    for (int64_t h = 0; h < c.H; h++)
+      for (int64_t i = 0; i < c.nq; i++) {
+        std::vector<double> logit(c.nk);
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < c.nk; j++) {
+          double s = 0;
+          for (int64_t d = 0; d < c.dqk; d++)
+            s += (double)from_bits(q[b * a.q_sb + i * sq + h * c.dqk + d], dt) * from_bits(k[b * a.k_sb + j * sq + h * c.dqk + d], dt);
+          const bool keep = !c.mask || mask[(b * c.nq + i) * c.nk + j];
+          logit[j] = keep ? s * a.scale : -INFINITY;
+          mx = std::max(mx, logit[j]);
+        }
+        double l = 0;
+        for (auto& x : logit) l += (x = mx == -INFINITY ? 0 : std::exp(x - mx));
+        for (int64_t d = 0; d < c.dv; d++) {
+          double o = 0;
+          for (int64_t j = 0; j < c.nk; j++) o += logit[j] * from_bits(v[b * a.v_sb + j * sv + h * c.dv + d], dt);
+          o = l > 0 ? o / l : 0;
+          const double got = from_bits(out[b * a.o_sb + i * so + h * c.dv + d], dt);
+          const double err = std::isnan(got) ? INFINITY : std::fabs(got - o) / (1e-2 + 1e-2 * std::fabs(o));
+          worst = std::max(worst, err);
+        }
+      }
+  const bool ok = worst <= 1.0;
+  if (!ok) g_failures++;
+  std::printf("%s %s worst=%.2f of tol\n", ok ? "PASS" : "FAIL", label, worst);
+}
+
+
+// ---- rows: binary ops and layer norm ------------------------------------------------
+
+using perceiver::BinaryOp;
+using perceiver::Device;
+using perceiver::DeviceType;
+using perceiver::Storage;
+using perceiver::View;
+
+struct Buf {
+  std::unique_ptr<Storage> s;
+  DType dt;
+  Buf(DType t, int64_t n) : s(new Storage(nullptr, Device{DeviceType::CUDA, 0}, (size_t)(n + 8) * 4)), dt(t) {}
+  // A [rows, n] view (or [n] broadcast over rows with bcast), `offset` elements in.
+  View view(int64_t rows, int64_t n, bool bcast = false, int64_t offset = 0) const {
+    View v;
+    v.storage = s.get();
+    v.dtype = dt;
+    v.offset_bytes = offset * (int64_t)perceiver::dtype_size(dt);
+    v.ndim = 2;
+    v.shape[0] = rows;
+    v.shape[1] = n;
+    v.strides[0] = bcast ? 0 : n;
+    v.strides[1] = 1;
+    return v;
+  }
+  void set(int64_t i, float x) {
+    char* p = static_cast<char*>(s->data());
+    if (dt == DType::Float32) std::memcpy(p + i * 4, &x, 4);
+    else {
+      const uint16_t u = to_bits(x, dt);
+      std::memcpy(p + i * 2, &u, 2);
+    }
+  }
+  float get(int64_t i) const {
+    const char* p = static_cast<const char*>(s->data());
+    if (dt == DType::Float32) {
+      float x;
+      std::memcpy(&x, p + i * 4, 4);
+      return x;
+    }
+    uint16_t u;
+    std::memcpy(&u, p + i * 2, 2);
+    return from_bits(u, dt);
+  }
+};
+
+const char* dtype_label(DType dt) {
+  return dt == DType::Float32 ? "float32" : dt == DType::BFloat16 ? "bfloat16" : "float16";
+}
+
+// |got - want| / (|want| + rms(want)) <= tol everywhere.
+void compare(const std::string& what, const std::vector<double>& want, const std::vector<double>& got, DType dt) {
+  const double tol = dt == DType::Float32 ? 1e-5 : dt == DType::BFloat16 ? 2e-2 : 4e-3;
+  double ss = 0;
+  for (double w : want) ss += w * w;
+  const double rms = std::sqrt(ss / std::max<size_t>(1, want.size()));
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); i++) {
+    const double e = std::isnan(got[i]) ? INFINITY : std::fabs(got[i] - want[i]) / (std::fabs(want[i]) + rms + 1e-30);
+    worst = std::max(worst, e);
+  }
+  g_checks++;
+  const bool ok = worst <= tol;
+  if (!ok) g_failures++;
+  std::printf("%s %-60s worst=%.2e (tol %.0e)\n", ok ? "PASS" : "FAIL", what.c_str(), worst, tol);
+}
+
+void check_binary(DType dt, BinaryOp op, const char* name, int64_t rows, int64_t n, int bcast, int64_t offset) {
+  // bcast: 0 both dense, 1 b a row over the rows, 2 a a row over the rows.
+  Buf a(dt, rows * n + offset), b(dt, rows * n + offset), out(dt, rows * n + offset);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(0.5f, 2.f);
+  for (int64_t i = 0; i < rows * n + offset; i++) {
+    a.set(i, u(rng) * (i % 3 ? 1 : -1));
+    b.set(i, u(rng));
+  }
+  perceiver::cuda::binary(op, a.view(rows, n, bcast == 2, offset), b.view(rows, n, bcast == 1, offset), out.view(rows, n, false, offset), nullptr);
+  std::vector<double> want, got;
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t j = 0; j < n; j++) {
+      const double x = a.get(offset + (bcast == 2 ? j : r * n + j)), y = b.get(offset + (bcast == 1 ? j : r * n + j));
+      double w = 0;
+      switch (op) {
+        case BinaryOp::Add: w = x + y; break;
+        case BinaryOp::Sub: w = x - y; break;
+        case BinaryOp::Mul: w = x * y; break;
+        case BinaryOp::Div: w = x / y; break;
+        default: w = std::max(x, y); break;
+      }
+      want.push_back(w);
+      got.push_back(out.get(offset + r * n + j));
+    }
+  char what[160];
+  std::snprintf(what, sizeof what, "%s %s [%lld, %lld]%s%s", name, dtype_label(dt), (long long)rows, (long long)n,
+                bcast == 1 ? " + row" : bcast == 2 ? " row +" : "", offset ? " from an offset" : "");
+  compare(what, want, got, dt);
+}
+
+void check_layer_norm(DType dt, int64_t rows, int64_t n, bool affine, int64_t offset) {
+  Buf x(dt, rows * n + offset), w(dt, n + offset), b(dt, n + offset), out(dt, rows * n + offset);
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> u(-3.f, 3.f);
+  for (int64_t i = 0; i < rows * n + offset; i++) x.set(i, u(rng) + 2.f);
+  for (int64_t i = 0; i < n + offset; i++) {
+    w.set(i, 0.5f + (float)(i % 7) / 7.f);
+    b.set(i, (float)(i % 5) / 5.f - 0.5f);
+  }
+  const char* wp = static_cast<const char*>(w.s->data()) + offset * perceiver::dtype_size(dt);
+  const char* bp = static_cast<const char*>(b.s->data()) + offset * perceiver::dtype_size(dt);
+  perceiver::cuda::layer_norm(x.view(rows, n, false, offset), affine ? wp : nullptr, affine ? bp : nullptr,
+                              out.view(rows, n, false, offset), rows, n, 1e-5f, nullptr);
+  std::vector<double> want, got;
+  for (int64_t r = 0; r < rows; r++) {
+    double mean = 0, var = 0;
+    for (int64_t j = 0; j < n; j++) mean += x.get(offset + r * n + j);
+    mean /= (double)n;
+    for (int64_t j = 0; j < n; j++) var += std::pow(x.get(offset + r * n + j) - mean, 2);
+    const double rstd = 1 / std::sqrt(var / (double)n + 1e-5);
+    for (int64_t j = 0; j < n; j++) {
+      double y = (x.get(offset + r * n + j) - mean) * rstd;
+      if (affine) y = y * w.get(offset + j) + b.get(offset + j);
+      want.push_back(y);
+      got.push_back(out.get(offset + r * n + j));
+    }
+  }
+  char what[160];
+  std::snprintf(what, sizeof what, "layer_norm %s [%lld, %lld]%s%s", dtype_label(dt), (long long)rows, (long long)n,
+                affine ? "" : " without affine", offset ? " from an offset" : "");
+  compare(what, want, got, dt);
+}
+
+void check_rows() {
+  const char* vec = std::getenv("PERCEIVER_CUDA_VECTOR_KERNELS");
+  std::printf("rows: PERCEIVER_CUDA_VECTOR_KERNELS=%s\n", vec ? vec : "(unset)");
+  for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16}) {
+    // Whole packs (the 16-byte kernels), rows broadcast either side, rows of 1001 (not
+    // whole packs: the element kernel) and a view one element in (misaligned); layer
+    // norm over 1-8 packs per lane, and over 1000 (the block-per-row kernel).
+    check_binary(dt, BinaryOp::Add, "residual", 5, 1280, 0, 0);
+    check_binary(dt, BinaryOp::Add, "bias", 5, 1280, 1, 0);
+    check_binary(dt, BinaryOp::Add, "bias", 3, 256, 2, 0);
+    check_binary(dt, BinaryOp::Mul, "mul", 7, 128, 1, 0);
+    check_binary(dt, BinaryOp::Sub, "sub", 2, 64, 0, 0);
+    check_binary(dt, BinaryOp::Div, "div", 3, 136, 0, 0);
+    check_binary(dt, BinaryOp::Maximum, "maximum", 4, 1001, 1, 0);
+    check_binary(dt, BinaryOp::Add, "residual", 3, 256, 0, 1);
+    for (int64_t n : {128, 256, 1024, 1280, 2048, 1000})
+      for (bool affine : {true, false}) check_layer_norm(dt, n == 2048 ? 3 : 9, n, affine, 0);
+    check_layer_norm(dt, 5, 256, true, 1);
+  }
+}
+
+void check_attention(const std::string& filter) {
+  // Shapes for every tier: heads of 64 (tier 0), 128 (1, and the occupancy tier 7),
+  // the language model's qk 32 / v 160 (2, and 8), 261 (3, through the padded copies),
+  // 322 (4); ragged query and key counts so that partial tiles and masked tails run.
+  const Case cases[] = {
+      {"w64", 1, 2, 70, 99, 64, 64, false, false},
+      {"w128", 1, 2, 70, 99, 128, 128, false, true},
+      {"w96-odd", 1, 1, 40, 75, 96, 96, true, false},
+      {"qk32-v160", 2, 1, 33, 70, 32, 160, false, true},
+      {"qk40-v150-odd", 1, 1, 20, 50, 40, 150, true, false},
+      {"w261", 1, 1, 20, 70, 261, 261, true, false},
+      {"qk32-v322", 1, 1, 17, 40, 32, 322, false, false},
+  };
+  for (const Case& c : cases) {
+    if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
+    for (DType dt : {DType::BFloat16, DType::Float16})
+      // tc (the planned tier), tco (the occupancy tiers), tcw (two row tiles per
+      // warp), tc1 (one stage); one key range, and three with the merge.
+      for (int path : {1, 7, 4, 3})
+        for (int splits : {1, 3}) check(c, dt, path, splits);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string what = argc > 1 ? argv[1] : "all", filter = argc > 2 ? argv[2] : "";
+  if (what != "all" && what != "attention" && what != "rows") {
+    std::fprintf(stderr, "usage: %s [all | attention | rows] [name filter]\n", argv[0]);
+    return 2;
+  }
+  if (what != "rows") check_attention(filter);
+  if (what != "attention") check_rows();
+  std::printf("%s: %d failure(s) in %d checks\n", g_failures ? "FAILED" : "OK", g_failures, g_checks);
+  return g_failures ? 1 : 0;
+}

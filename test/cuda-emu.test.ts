@@ -1,0 +1,94 @@
+// The CUDA kernels that native/cuda/emu compiles for the CPU (attention.cu's forward
+// through every tier, path and key split; the 16-byte binary and layer-norm kernels of
+// elementwise.cu and reduce.cu with their fallbacks) run here from their own source
+// against double-precision references, so a kernel's index arithmetic, fragment
+// layouts and dispatch are checked on every CI run, GPU or not. This is not a GPU run:
+// what only hardware does (timing, memory ordering, the tensor cores' own rounding) is
+// left to scripts/device-check.sh. Needs g++ (or $CXX) and the CUDA headers (found
+// next to nvcc, or in $CUDA_HOME or /usr/local/cuda); skipped, and says so, without them.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+function cudaInclude(): string | null {
+  const candidates: string[] = [];
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const nvcc = join(dir, 'nvcc');
+    if (dir && existsSync(nvcc)) candidates.push(join(dirname(realpathSync(nvcc)), '..', 'include'));
+  }
+  if (process.env.CUDA_HOME) candidates.push(join(process.env.CUDA_HOME, 'include'));
+  candidates.push('/usr/local/cuda/include');
+  return candidates.find((d) => existsSync(join(d, 'cuda_bf16.h'))) ?? null;
+}
+
+const include = cudaInclude();
+const sources = () => {
+  const emu = join(root, 'native', 'cuda', 'emu');
+  const cuda = join(root, 'native', 'cuda');
+  return [
+    ...readdirSync(emu).map((f) => join(emu, f)),
+    ...readdirSync(cuda).filter((f) => /\.(cu|cuh|h)$/.test(f)).map((f) => join(cuda, f)),
+  ];
+};
+
+/** The emulation binary, rebuilt when any source under native/cuda is newer. */
+function build(t: import('ava').ExecutionContext): string | null {
+  const out = join(root, 'build', 'cuda-emu');
+  const bin = join(out, 'emu_check');
+  const newest = Math.max(...sources().map((f) => statSync(f).mtimeMs));
+  if (existsSync(bin) && statSync(bin).mtimeMs >= newest) return bin;
+  mkdirSync(out, { recursive: true });
+  const cxx = process.env.CXX ?? 'g++';
+  const units = readdirSync(join(root, 'native', 'cuda', 'emu')).filter((f) => f.endsWith('.cc')).map((f) => join('native', 'cuda', 'emu', f));
+  const r = spawnSync(cxx, ['-std=c++20', '-O1', '-Wall', '-Wno-unknown-pragmas', `-I${include}`, '-Inative', ...units, '-o', bin], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 4 * 60_000,
+  });
+  if (r.status !== 0) {
+    t.fail(`${cxx} failed (${r.status ?? r.signal}):\n${r.stdout}\n${r.stderr ?? r.error}`);
+    return null;
+  }
+  return bin;
+}
+
+function run(bin: string, args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(bin, args, { cwd: root, encoding: 'utf8', timeout: 3 * 60_000, env: { ...process.env, ...env } });
+  const out = `${r.stdout}\n${r.stderr}`;
+  const m = /^(OK|FAILED): (\d+) failure\(s\) in (\d+) checks$/m.exec(out);
+  return { code: r.status, out, failures: m ? Number(m[2]) : -1, checks: m ? Number(m[3]) : 0, failed: out.split('\n').filter((l) => l.startsWith('FAIL')) };
+}
+
+const maybe = include ? test.serial : test.skip;
+if (!include) console.log('cuda-emu: no CUDA headers (cuda_bf16.h) next to nvcc, in $CUDA_HOME or /usr/local/cuda: skipped');
+
+maybe('the attention kernels, emulated on the CPU, match the reference through every tier, path and key split', (t) => {
+  t.timeout(5 * 60_000);
+  const bin = build(t);
+  if (!bin) return;
+  const r = run(bin, ['attention']);
+  t.deepEqual(r.failed, [], r.failed.join('\n'));
+  t.is(r.code, 0, r.out.slice(-2000));
+  t.is(r.failures, 0);
+  // 7 shapes x 2 dtypes x 4 paths x 2 split counts, less the tiers a shape lacks.
+  t.true(r.checks >= 80, `${r.checks} checks ran`);
+  // The occupancy tiers (path 7) ran at the widths they serve: 128, 96, 160 and 150.
+  t.is(r.out.split('\n').filter((l) => /^PASS .* path 7 /.test(l)).length, 16);
+});
+
+maybe('binary ops and layer norm, emulated on the CPU, match the reference with and without the 16-byte kernels', (t) => {
+  t.timeout(5 * 60_000);
+  const bin = build(t);
+  if (!bin) return;
+  for (const vec of ['0', '1']) {
+    const r = run(bin, ['rows'], { PERCEIVER_CUDA_VECTOR_KERNELS: vec });
+    t.regex(r.out, new RegExp(`PERCEIVER_CUDA_VECTOR_KERNELS=${vec}`));
+    t.deepEqual(r.failed, [], `PERCEIVER_CUDA_VECTOR_KERNELS=${vec}:\n${r.failed.join('\n')}`);
+    t.is(r.code, 0, r.out.slice(-2000));
+    t.is(r.checks, 63, `PERCEIVER_CUDA_VECTOR_KERNELS=${vec}: ${r.checks} checks ran`);
+  }
+});
