@@ -318,8 +318,9 @@ __device__ __forceinline__ void tc_body(const Params& p) {
     for (int rt = 0; rt < kRT; rt++)
 #pragma unroll
       for (int n = 0; n < kNS; n++) s[rt][n][0] = s[rt][n][1] = s[rt][n][2] = s[rt][n][3] = 0.f;
-    // The same step in both loops; kept as one source loop for the runtime width (the
-    // other tiers' code, as timed) and one unrolled over kDqkMax / 16.
+    // One step, two loops: unrolled over kDqkMax / 16, or over the runtime width. A
+    // macro rather than a lambda, which changed the other tiers' register allocation
+    // (tier 1: 180 -> 186) where their code should stay as it was timed on the H200.
 #define PERCEIVER_TC_QK_STEP(kc)                                                          \
   {                                                                                      \
     uint32_t a[kRT][4];                                                                  \

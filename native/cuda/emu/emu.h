@@ -1,13 +1,13 @@
-// A CPU emulation of the CUDA execution model, enough to run native/cuda's attention
-// kernels from their own source on a machine without a GPU (native/cuda/emu/README.md):
-// each block's threads are fibers on one OS thread, __syncthreads a barrier over them,
-// and the warp collectives (shuffles, and ldmatrix / mma.sync in attention_mma_emu.h)
-// exchange through per-warp slots between two warp barriers. Blocks run one after
-// another, so
-// a kernel's __shared__ arrays can be statics and its dynamic shared memory one
-// buffer. It checks index arithmetic, fragment layouts and control flow, not speed,
-// and not what only hardware does (memory ordering, scheduling, the tensor cores'
-// own rounding): a kernel that passes here has still not run on a GPU.
+// A CPU emulation of the CUDA execution model, enough to run some of native/cuda's
+// kernel files from their own source on a machine without a GPU
+// (native/cuda/emu/README.md): each block's threads are fibers on one OS thread,
+// __syncthreads a barrier over them, and the warp collectives (shuffles, and ldmatrix /
+// mma.sync in attention_mma_emu.h) exchange through per-warp slots between two warp
+// barriers. Blocks run one after another, so a kernel's __shared__ arrays can be
+// statics and its dynamic shared memory one buffer. It checks index arithmetic,
+// fragment layouts and control flow, not speed, and not what only hardware does
+// (memory ordering, scheduling, the tensor cores' own rounding): a kernel that passes
+// here has still not run on a GPU.
 #pragma once
 #define PERCEIVER_CUDA_EMULATION 1
 
@@ -15,19 +15,19 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <math.h>  // the C math functions (exp2f, fmaxf...) at global scope, as device code has them
+#include <setjmp.h>
+#include <ucontext.h>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <math.h>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
-#include <csetjmp>
-#include <setjmp.h>
-#include <ucontext.h>
 #include <vector>
 
 // Host compilers see __shared__ as nothing; blocks run one at a time, so statics are
@@ -146,8 +146,12 @@ inline void run(unsigned grid, unsigned block, size_t smem, const std::function<
     }
     b.running = block;
     blockIdx = {bi, 0, 0};
-    while (b.running > 0)
-      for (unsigned t = 0; t < block; t++) {
+    // Sweeps alternate between ascending and descending thread order, so that a read of
+    // another thread's write that lacks a barrier between them sees the wrong value in
+    // one order or the other.
+    for (unsigned sweep = 0; b.running > 0; sweep++)
+      for (unsigned i = 0; i < block; i++) {
+        const unsigned t = sweep % 2 ? block - 1 - i : i;
         if (b.done[t]) continue;
         b.current = t;
         threadIdx = {t, 0, 0};
@@ -156,7 +160,6 @@ inline void run(unsigned grid, unsigned block, size_t smem, const std::function<
           b.started[t] = true;
           setcontext(&b.fibers[t]);
         }
-        t = b.current;  // back from the fiber: the loop's place, from memory
       }
     g_block = nullptr;
   }
