@@ -258,9 +258,8 @@ bool copy_vectorized(Strided<2> st, const View& src, const View& dst, int64_t n,
     st.strides[1][d] /= k;
   }
   const int64_t units = n / k;
-  PERCEIVER_LAUNCH(grid_for(units), kThreads, 0, s, copy_same_kernel<uint4>)(st, static_cast<uint4*>(dst.data()),
-                                                                static_cast<const uint4*>((const void*)src.data()),
-                                                                units);
+  PERCEIVER_LAUNCH(grid_for(units), kThreads, 0, s, copy_same_kernel<uint4>)(
+      st, static_cast<uint4*>(dst.data()), static_cast<const uint4*>((const void*)src.data()), units);
   return true;
 }
 

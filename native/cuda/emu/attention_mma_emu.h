@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "emu.h"
 
@@ -114,23 +115,20 @@ inline void cp_async_commit() {}
 template <int n>
 inline void cp_async_wait() {}
 
+// Two floats rounded to T, the first in the low half.
 template <class T>
-uint32_t pack2(float lo, float hi);
-template <>
-inline uint32_t pack2<__half>(float lo, float hi) {
-  const __half a = __float2half_rn(lo), b = __float2half_rn(hi);
-  uint16_t x, y;
-  std::memcpy(&x, &a, 2);
-  std::memcpy(&y, &b, 2);
-  return x | (uint32_t)y << 16;
-}
-template <>
-inline uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
-  const __nv_bfloat16 a = __float2bfloat16_rn(lo), b = __float2bfloat16_rn(hi);
-  uint16_t x, y;
-  std::memcpy(&x, &a, 2);
-  std::memcpy(&y, &b, 2);
-  return x | (uint32_t)y << 16;
+uint32_t pack2(float lo, float hi) {
+  T h[2];
+  if constexpr (std::is_same_v<T, __half>) {
+    h[0] = __float2half_rn(lo);
+    h[1] = __float2half_rn(hi);
+  } else {
+    h[0] = __float2bfloat16_rn(lo);
+    h[1] = __float2bfloat16_rn(hi);
+  }
+  uint32_t r;
+  std::memcpy(&r, h, 4);
+  return r;
 }
 
 }  // namespace perceiver::cuda::attn
