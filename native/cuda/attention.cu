@@ -157,35 +157,58 @@ __device__ __forceinline__ void key_range(const Params& p, int s, int64_t* j0, i
 // 261-wide head packed at row stride 261 has rows at odd element offsets, so no
 // wider load is aligned) consecutive threads take consecutive elements of a row,
 // so that each warp's 2-byte loads still fall in one or two 32-byte sectors.
-template <int kRows, int kThreads>
+// One 16-byte chunk of load_tile16's vec path: row r, columns [c, c + 8).
+__device__ __forceinline__ void load_chunk16(uint16_t* __restrict__ s, int ld, const uint16_t* __restrict__ g,
+                                             int64_t sn, int rows, int d, int r, int c) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const int bytes = r < rows ? max(0, min(8, d - c)) * 2 : 0;
+  cp_async_16(s + r * ld + c, bytes > 0 ? g + (int64_t)r * sn + c : g, bytes);
+#else
+  uint4 val = make_uint4(0, 0, 0, 0);
+  if (r < rows) {
+    const uint16_t* src = g + (int64_t)r * sn + c;
+    if (c + 8 <= d) {
+      val = *reinterpret_cast<const uint4*>(src);
+    } else {  // the row's last, partial chunk
+      uint32_t e[8];
+#pragma unroll
+      for (int x = 0; x < 8; x++) e[x] = c + x < d ? src[x] : 0u;
+      val = make_uint4(e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16,
+                       e[6] | e[7] << 16);
+    }
+  }
+  *reinterpret_cast<uint4*>(s + r * ld + c) = val;
+#endif
+}
+
+// kStepped: the vec path steps its (row, chunk) position instead of dividing each
+// chunk's index by the chunks per row (an integer division per 16 bytes, ahead of
+// every key tile's products); the occupancy tiers take it.
+template <int kRows, int kThreads, bool kStepped = false>
 __device__ __forceinline__ void load_tile16(uint16_t* __restrict__ s, int ld,
                                             const uint16_t* __restrict__ g, int64_t sn, int rows,
                                             int d, int dpad, bool vec) {
   if (vec) {
     const int chunks = dpad >> 3;
-    const int total = kRows * chunks;
-    for (int idx = threadIdx.x; idx < total; idx += kThreads) {
-      const int r = idx / chunks;
-      const int c = (idx - r * chunks) << 3;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-      const int bytes = r < rows ? max(0, min(8, d - c)) * 2 : 0;
-      cp_async_16(s + r * ld + c, bytes > 0 ? g + (int64_t)r * sn + c : g, bytes);
-#else
-      uint4 val = make_uint4(0, 0, 0, 0);
-      if (r < rows) {
-        const uint16_t* src = g + (int64_t)r * sn + c;
-        if (c + 8 <= d) {
-          val = *reinterpret_cast<const uint4*>(src);
-        } else {  // the row's last, partial chunk
-          uint32_t e[8];
-#pragma unroll
-          for (int x = 0; x < 8; x++) e[x] = c + x < d ? src[x] : 0u;
-          val = make_uint4(e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16,
-                           e[6] | e[7] << 16);
+    if constexpr (kStepped) {
+      const int dr = kThreads / chunks, dc = (kThreads - dr * chunks) << 3;
+      int r = threadIdx.x / chunks, c = (threadIdx.x - r * chunks) << 3;
+      while (r < kRows) {
+        load_chunk16(s, ld, g, sn, rows, d, r, c);
+        r += dr;
+        c += dc;
+        if (c >= dpad) {
+          c -= dpad;
+          r++;
         }
       }
-      *reinterpret_cast<uint4*>(s + r * ld + c) = val;
-#endif
+    } else {
+      const int total = kRows * chunks;
+      for (int idx = threadIdx.x; idx < total; idx += kThreads) {
+        const int r = idx / chunks;
+        const int c = (idx - r * chunks) << 3;
+        load_chunk16(s, ld, g, sn, rows, d, r, c);
+      }
     }
   } else {
     for (int r = 0; r < kRows; r++) {
@@ -250,9 +273,9 @@ __device__ __forceinline__ void tc_body(const Params& p) {
     const int64_t jt = j0 + it * kBK;
     const int kn = (int)min64(kBK, j1 - jt);
     uint16_t* Ks = stage_base + st * stage_size;
-    load_tile16<kBK, kThreads>(Ks, ldq, kg + jt * p.k_sn, p.k_sn, kn, (int)p.dqk, dqk_pad,
+    load_tile16<kBK, kThreads, (kDqkMax > 0)>(Ks, ldq, kg + jt * p.k_sn, p.k_sn, kn, (int)p.dqk, dqk_pad,
                                p.k_vec);
-    load_tile16<kBK, kThreads>(Ks + kBK * ldq, ldv, vg + jt * p.v_sn, p.v_sn, kn, (int)p.dv,
+    load_tile16<kBK, kThreads, (kDqkMax > 0)>(Ks + kBK * ldq, ldv, vg + jt * p.v_sn, p.v_sn, kn, (int)p.dv,
                                dv_pad, p.v_vec);
   };
   const int64_t ntiles = (j1 - j0 + kBK - 1) / kBK;

@@ -134,6 +134,9 @@ inline void run(unsigned grid, unsigned block, size_t smem, const std::function<
   gridDim = {grid, 1, 1};
   blockDim = {block, 1, 1};
   for (unsigned bi = 0; bi < grid; bi++) {
+    // Each block's shared memory starts as all-ones bytes (NaN in every float type), so
+    // a read of something no thread wrote shows instead of finding the last block's data.
+    std::memset(g_dynamic_smem, 0xff, smem);
     Block b(block);
     g_block = &b;
     b.body = &body;
