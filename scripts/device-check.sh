@@ -84,6 +84,7 @@ prepare() {
   mkdir -p build/cuda-emu
   g++ -std=c++20 -O1 -Wall -Wno-unknown-pragmas "-I$cuda_inc" -Inative native/cuda/emu/*.cc -o build/cuda-emu/emu_check
   build/cuda-emu/emu_check | tail -1
+  PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 build/cuda-emu/emu_check attention | tail -1
   PERCEIVER_CUDA_VECTOR_KERNELS=1 build/cuda-emu/emu_check rows | tail -1
   echo "== perceiver_cuda.so and harnesses for CUDA architectures $archs"
   cmake -S . -B build/cuda-device -DCMAKE_BUILD_TYPE=Release -DPERCEIVER_CPU=OFF "-DPERCEIVER_CUDA_ARCHS=$archs" > /dev/null

@@ -1,5 +1,6 @@
 // The CUDA kernels that native/cuda/emu compiles for the CPU (attention.cu's forward
-// through every tier, path and key split; the 16-byte binary and layer-norm kernels of
+// through every tier, path and key split, float32's SIMT kernel included; the 16-byte
+// binary and layer-norm kernels of
 // elementwise.cu and reduce.cu with their fallbacks) run here from their own source
 // against double-precision references, so a kernel's index arithmetic, fragment
 // layouts and dispatch are checked on every CI run, GPU or not. This is not a GPU run:
@@ -70,14 +71,21 @@ maybe('the attention kernels, emulated on the CPU, match the reference through e
   t.timeout(5 * 60_000);
   const bin = build(t);
   if (!bin) return;
-  const r = run(bin, ['attention']);
-  t.deepEqual(r.failed, [], r.failed.join('\n'));
-  t.is(r.code, 0, r.out.slice(-2000));
-  t.is(r.failures, 0);
-  // 7 shapes x 2 dtypes x 4 paths x 2 split counts, less the tiers a shape lacks.
-  t.true(r.checks >= 80, `${r.checks} checks ran`);
-  // The occupancy tiers (path 7) ran at the widths they serve: 128, 96, 160 and 150.
-  t.is(r.out.split('\n').filter((l) => /^PASS .* path 7 /.test(l)).length, 16);
+  // Unset, the public entry (path 0) plans as shipped; with the switch, it takes the
+  // occupancy tiers where they serve.
+  for (const occupancy of ['0', '1']) {
+    const r = run(bin, ['attention'], { PERCEIVER_CUDA_ATTENTION_OCCUPANCY: occupancy });
+    const what = `PERCEIVER_CUDA_ATTENTION_OCCUPANCY=${occupancy}`;
+    t.deepEqual(r.failed, [], `${what}:\n${r.failed.join('\n')}`);
+    t.is(r.code, 0, r.out.slice(-2000));
+    t.is(r.failures, 0);
+    // 7 shapes: bf16 and fp16 through 5 paths, fp32 through 2, each with 1 and 3 key
+    // ranges, less the tiers a shape lacks.
+    t.true(r.checks >= 130, `${what}: ${r.checks} checks ran`);
+    // The occupancy tiers (path 7) ran at the widths they serve: 128, 96, 160 and 150.
+    t.is(r.out.split('\n').filter((l) => /^PASS .* path 7 /.test(l)).length, 16, what);
+    t.is(r.out.split('\n').filter((l) => /^PASS .*float32 +path 2 /.test(l)).length, 14, `${what}: the SIMT kernel`);
+  }
 });
 
 maybe('binary ops and layer norm, emulated on the CPU, match the reference with and without the 16-byte kernels', (t) => {
