@@ -32,8 +32,10 @@ size_t attention_workspace_bytes_forced(const AttentionArgs& a, int splits);
 
 namespace {
 
-using perceiver::DType;
 using perceiver::AttentionArgs;
+using perceiver::DType;
+
+// ---- attention ------------------------------------------------------------------------
 
 uint16_t to_bits(float x, DType dt) {
   uint16_t u;
@@ -159,7 +161,6 @@ void check(const Case& c, DType dt, int path, int splits) {
   if (!ok) g_failures++;
   std::printf("%s %s worst=%.2f of tol\n", ok ? "PASS" : "FAIL", label, worst);
 }
-
 
 // ---- rows: binary ops and layer norm ------------------------------------------------
 
