@@ -252,10 +252,11 @@ checks() {
 
   if [ -z "${QUICK:-}" ]; then
     echo "== ava with PERCEIVER_TEST_DEVICE=cuda"
-    # Left out: package.test (needs npm and a C++ toolchain) and the tests that decode
-    # images with sharp, which does not travel (see prepare).
+    # Left out: package.test (needs npm and a C++ toolchain), the tests that decode
+    # images with sharp, which does not travel (see prepare), and cuda-emu.test (the
+    # kernels on the CPU emulation, which prepare has run).
     local files
-    files=$(ls dist/test/*.test.js | grep -Ev '/(package|image-io|image-pipeline|cli-classify|cli-flow)\.test\.js$')
+    files=$(ls dist/test/*.test.js | grep -Ev '/(package|image-io|image-pipeline|cli-classify|cli-flow|cuda-emu)\.test\.js$')
     # shellcheck disable=SC2086
     step ava-cuda 130 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s $files
 
