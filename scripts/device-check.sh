@@ -219,7 +219,7 @@ candidates() {
   cat "$OUT/summary.txt"
   grep -E '^FAIL' "$LOGS/cuda_attention_check.log" "$LOGS/cuda_gemm_check-vector.log" | cut -c1-300 | head -8
   echo "tco checks: $(grep -cE '^PASS .* tco ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tco ' "$LOGS/cuda_attention_check.log") failed"
-  grep -E '^BENCH (perceiver-self-b(8|32)|mlm-self-b32) .* (tc|tco|tcw) ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
+  grep -E '^BENCH (perceiver-self-b(8|32)|mlm-self-b32|perceiver-encoder) .* (tc|tco|tcw) ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
   echo "-- layer norm and adds, default then 16-byte kernels (ms, GB/s):"
   for f in cuda_gemm_check cuda_gemm_check-vector; do
     echo "$f:"

@@ -87,7 +87,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 // kTensorCore1: the tc kernel with one key/value stage (normally chosen only when
 // two do not fit), so that the harness can check both loops on any device.
 // kTensorCoreWide: the tc kernel with two 16-row tiles per warp (Dv <= 128).
-// kTensorCoreOccupancy: the 16-row kernel's occupancy tiers (Dv <= 160; see
+// kTensorCoreOccupancy: the 16-row kernel's occupancy tiers (Dv 65-272; see
 // occupancy_auto).
 // (5 and 6 are the harness's product-composed paths.)
 enum Path : int {
@@ -821,7 +821,7 @@ struct TcTier {
 // Tier 0 is held to four blocks per SM: 128 registers with a 16-byte spill, against
 // 139 (three blocks) unbounded, and 7% faster on an H200 (multimodal self-attention,
 // batch 8: 0.141 against 0.152 ms).
-// Tiers 7 and 8, the occupancy tiers (PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1; not yet
+// Tiers 7-9, the occupancy tiers (PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1; not yet
 // timed on a GPU): key tiles of 32 and a register bound, so that more warps share an
 // SM. On an H200 the 16-row kernel took the same ~55 us per block at 8 heads of 128
 // whether one or two blocks shared an SM (batch 1 against batch 32), i.e. it is bound
@@ -831,18 +831,23 @@ struct TcTier {
 // registers, spilling) fits two.
 // They also unroll Q Kᵀ for heads of Dqk <= 128 and <= 64 (tc_body's kDqkMax), and take
 // only those: the image models' 128 and the language model's 32.
-constexpr TcTier kTcTiers[9] = {{64, 64, 4, 1, 4, 0},   {128, 64, 4, 1, 1, 0},  {192, 64, 4, 1, 1, 0},
-                                {272, 32, 4, 1, 1, 0},  {336, 32, 4, 1, 1, 0},  {64, 64, 4, 2, 1, 0},
-                                {128, 32, 4, 2, 1, 0},  {128, 32, 4, 1, 4, 128}, {160, 32, 4, 1, 3, 64}};
+// Tier 9 gives the image encoders' 261-wide heads (tier 3's class) the same unrolled
+// Q Kᵀ and stepped loads without the occupancy change, for which their 136 accumulator
+// registers leave no room (ptxas: 238 registers against tier 3's 234, two blocks per SM
+// either way): timed against tier 3, it shows what those two changes give on their own.
+constexpr TcTier kTcTiers[10] = {{64, 64, 4, 1, 4, 0},    {128, 64, 4, 1, 1, 0},   {192, 64, 4, 1, 1, 0},
+                                 {272, 32, 4, 1, 1, 0},   {336, 32, 4, 1, 1, 0},   {64, 64, 4, 2, 1, 0},
+                                 {128, 32, 4, 2, 1, 0},   {128, 32, 4, 1, 4, 128}, {160, 32, 4, 1, 3, 64},
+                                 {272, 32, 4, 1, 1, 272}};
 constexpr int kTcDvMax = 336;
 constexpr int kTcWideDvMax = 128;
-constexpr int kTcOccupancyDvMax = 160;
+constexpr int kTcOccupancyDvMax = 272;
 
 // The occupancy tier for these widths, or -1 where there is none.
 int occupancy_tier(int64_t dqk, int64_t dv) {
   const int dv_pad = round16(dv);
   if (dv_pad <= 64 || dv_pad > kTcOccupancyDvMax) return -1;
-  const int t = dv_pad <= 128 ? 7 : 8;
+  const int t = dv_pad <= 128 ? 7 : dv_pad <= 160 ? 8 : 9;
   return round16(dqk) <= kTcTiers[t].dqk_max ? t : -1;
 }
 
@@ -855,7 +860,7 @@ int tc_tier(int64_t dqk, int64_t dv, int kind) {
   return 4;
 }
 
-// Whether kAuto takes the occupancy tiers (heads 65-160 wide), ahead of the wide
+// Whether kAuto takes the occupancy tiers (heads 65-272 wide), ahead of the wide
 // kernel: PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1, off by default until a GPU has timed
 // them (scripts/device-check.sh does, and cuda_attention_check checks them as "tco").
 bool occupancy_auto(const AttentionArgs& a) {
@@ -910,7 +915,8 @@ cudaError_t launch_tc(const Params& p, int64_t blocks, size_t smem, cudaStream_t
     case 5: return launch_tc_kernel<T, 5>(p, blocks, smem, stream);
     case 6: return launch_tc_kernel<T, 6>(p, blocks, smem, stream);
     case 7: return launch_tc_kernel<T, 7>(p, blocks, smem, stream);
-    default: return launch_tc_kernel<T, 8>(p, blocks, smem, stream);
+    case 8: return launch_tc_kernel<T, 8>(p, blocks, smem, stream);
+    default: return launch_tc_kernel<T, 9>(p, blocks, smem, stream);
   }
 }
 

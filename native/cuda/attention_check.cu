@@ -52,7 +52,7 @@
 namespace perceiver::cuda::detail {
 // Defined in attention.cu for this harness. path: 0 auto, 1 tc, 2 simt, 3 tc with
 // a single key/value stage (no cp.async overlap), 4 tc with two row tiles per warp,
-// 7 tc's occupancy tiers (heads 65-160 wide);
+// 7 tc's occupancy tiers (heads 65-272 wide);
 // splits: 0 = planned. A tc path the device or shape cannot take gives
 // cudaErrorNotSupported.
 cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace,
@@ -404,7 +404,7 @@ std::vector<Variant> variants(const Case& c) {
       v.push_back({dt, 4, 1});
       if (c.nk >= 3) v.push_back({dt, 4, 3});
     }
-    if ((c.dv + 15) / 16 * 16 > 64 && (c.dv + 15) / 16 * 16 <= 160) {
+    if ((c.dv + 15) / 16 * 16 > 64 && (c.dv + 15) / 16 * 16 <= 272) {
       v.push_back({dt, 7, 1});
       if (c.nk >= 3) v.push_back({dt, 7, 3});
     }

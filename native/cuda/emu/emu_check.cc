@@ -295,8 +295,9 @@ void check_rows() {
 
 void check_attention(const std::string& filter) {
   // Shapes for every tier: heads of 64 (tier 0), 128 (1, and the occupancy tier 7),
-  // the language model's qk 32 / v 160 (2, and 8), 261 (3, through the padded copies),
-  // 322 (4); ragged query and key counts so that partial tiles and masked tails run.
+  // the language model's qk 32 / v 160 (2, and 8), 261 (3 and 9, through the padded
+  // copies), 322 (4); ragged query and key counts so that partial tiles and masked
+  // tails run.
   const Case cases[] = {
       {"w64", 1, 2, 70, 99, 64, 64, false, false},
       {"w128", 1, 2, 70, 99, 128, 128, false, true},
