@@ -72,8 +72,7 @@ export class ConvTranspose2d extends Module {
       let d = toDtype(x, dt);
       if (s > 1) for (const axis of [1, 2]) d = dilate(d, axis, s);
       // [in, out, kh, kw] -> HWIO, both spatial axes reversed.
-      let w = permute(toDtype(weight, dt), [2, 3, 0, 1]);
-      for (const axis of [0, 1]) w = concat(Array.from({ length: k }, (_, i) => slice(w, axis, k - 1 - i, k - i)), axis);
+      const w = reversed(permute(toDtype(weight, dt), [2, 3, 0, 1]), [0, 1]);
       const lo = k - 1 - this.padding;
       const hi = lo + this.outputPadding;
       const bias = this.optionalTensor('bias');
@@ -171,8 +170,7 @@ export class ConvTranspose3d extends Module {
       if (T <= 0 || H + hb + ha - k + 1 <= 0 || W + wb + wa - k + 1 <= 0)
         throw new RangeError(`ConvTranspose3d: input [${x.shape.join(', ')}] gives an empty output`);
       // [in, out, kt, kh, kw] -> [kt][kh, kw, in, out], every axis reversed.
-      let w = permute(toDtype(weight, dt), [2, 3, 4, 0, 1]);
-      for (const axis of [0, 1, 2]) w = concat(Array.from({ length: k }, (_, i) => slice(w, axis, k - 1 - i, k - i)), axis);
+      const w = reversed(permute(toDtype(weight, dt), [2, 3, 4, 0, 1]), [0, 1, 2]);
       const bias = this.optionalTensor('bias');
       let out: Tensor | null = null;
       for (let j = 0; j < k; j++) {
@@ -187,6 +185,16 @@ export class ConvTranspose3d extends Module {
       return reshape(out!, [B, T, ...out!.shape.slice(1)]);
     });
   }
+}
+
+/** x with each of `axes` in reverse order (a transposed convolution's kernel flip). */
+function reversed(x: Tensor, axes: readonly number[]): Tensor {
+  let r = x;
+  for (const axis of axes) {
+    const n = r.shape[axis];
+    r = concat(Array.from({ length: n }, (_, i) => slice(r, axis, n - 1 - i, n - i)), axis);
+  }
+  return r;
 }
 
 /** (s - 1) zeros between neighbours along axis: n -> (n - 1) * s + 1. */

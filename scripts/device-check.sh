@@ -141,6 +141,33 @@ step() {  # step NAME SECONDS CMD... : runs CMD with a time limit, logs to $LOGS
   return $rc
 }
 
+# ncu_step NAME KERNEL_REGEX FILTER: ncu on the first launch matching KERNEL_REGEX of
+# cuda_attention_check's timing of the shapes named FILTER (when ncu is on the image).
+ncu_step() {
+  local ncu
+  ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2> /dev/null | head -1)
+  [ -n "$ncu" ] && [ -x bin/cuda_attention_check ] || return 0
+  step "$1" 45 "$ncu" --clock-control none -k "regex:$2" --launch-count 1 \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+    --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+    bin/cuda_attention_check --bench-only --filter "$3"
+}
+
+# The summary's pieces: bench-gpu's table, training steps (ours with torch's, or ours
+# alone from a switched run), and each ncu run's headline figures and stall sentences.
+show_bench_gpu() { grep -A40 '^measurement' "$LOGS/bench-gpu.log" || tail -5 "$LOGS/bench-gpu.log"; }
+show_train() { grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"; }
+show_ours_train() { grep -E 'perceiver-io|ms/step' "$LOGS/$1.log" | head -"$2" || tail -3 "$LOGS/$1.log"; }
+show_ncu() {
+  local f
+  for f in "$LOGS"/ncu-*.log; do
+    [ -f "$f" ] || continue
+    echo "-- $(basename "$f" .log):"
+    grep -E '^ +(Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per Thread|Achieved Occupancy|Theoretical Occupancy|Block Limit (Registers|Shared Mem)|Warp Cycles Per Issued Instruction|Issue Slots Busy)' "$f" | head -12
+    grep -oE '[^.]*stall[^.]*\.[^.]*\.' "$f" | head -3 | cut -c1-240
+  done
+}
+
 device() {
   setup
   if [ -n "${CANDIDATES:-}" ]; then
@@ -194,25 +221,15 @@ candidates() {
   step bench-gpu-candidates 80 env PERCEIVER_DEVICE=cuda "${cand[@]}" node dist/scripts/bench-gpu.js --no-torch --profile
   step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1
   step bench-train-gpu-candidates 70 env PERCEIVER_DEVICE=cuda "${cand[@]}" node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
-  local ncu
-  ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2> /dev/null | head -1)
-  if [ -n "$ncu" ]; then
-    # One launch each of the default kernel (path "tc", the harness's first launch for a
-    # shape: tiers 1 and 2 are unbounded) and of the occupancy tier (path "tco", the
-    # first bounded launch), at both latent self-attention shapes: occupancy, where the
-    # warps stall, and what bounds them.
-    local c
-    for c in perceiver-self-b32 mlm-self-b32; do
-      step "ncu-tc-$c" 45 "$ncu" --clock-control none -k regex:attention_tc_kernel --launch-count 1 \
-        --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-        --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
-        bin/cuda_attention_check --bench-only --filter "$c"
-      step "ncu-tco-$c" 45 "$ncu" --clock-control none -k regex:attention_tc_kernel_bounded --launch-count 1 \
-        --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-        --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
-        bin/cuda_attention_check --bench-only --filter "$c"
-    done
-  fi
+  # One launch each of the default kernel (path "tc", the harness's first launch for a
+  # shape: tiers 1 and 2 are unbounded) and of the occupancy tier (path "tco", the first
+  # bounded launch), at both latent self-attention shapes: occupancy, where the warps
+  # stall, and what bounds them.
+  local c
+  for c in perceiver-self-b32 mlm-self-b32; do
+    ncu_step "ncu-tc-$c" attention_tc_kernel "$c"
+    ncu_step "ncu-tco-$c" attention_tc_kernel_bounded "$c"
+  done
 
   echo
   echo "== summary (logs in $OUT/logs.tar)"
@@ -226,19 +243,14 @@ candidates() {
     grep -A1 --no-group-separator -E '(layer_norm|add|residual) bfloat16 \[(8192, 1280|512, 1024)\]' "$LOGS/$f.log" | paste - - | tr -s ' ' | cut -c1-120 | head -6
   done
   echo
-  grep -A40 '^measurement' "$LOGS/bench-gpu.log" || tail -5 "$LOGS/bench-gpu.log"
+  show_bench_gpu
   echo "-- with PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 and PERCEIVER_CUDA_VECTOR_KERNELS=1 (ours):"
   grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-candidates.log" | head -12 || tail -5 "$LOGS/bench-gpu-candidates.log"
   echo
-  grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"
+  show_train
   echo "-- with both switches (ours):"
-  grep -E 'perceiver-io|ms/step' "$LOGS/bench-train-gpu-candidates.log" | head -4 || tail -3 "$LOGS/bench-train-gpu-candidates.log"
-  for f in "$LOGS"/ncu-*.log; do
-    [ -f "$f" ] || continue
-    echo "-- $(basename "$f" .log):"
-    grep -E '^ +(Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per Thread|Achieved Occupancy|Theoretical Occupancy|Block Limit (Registers|Shared Mem)|Warp Cycles Per Issued Instruction|Issue Slots Busy)' "$f" | head -12
-    grep -oE '[^.]*stall[^.]*\.[^.]*\.' "$f" | head -3 | cut -c1-240
-  done
+  show_ours_train bench-train-gpu-candidates 4
+  show_ncu
 }
 
 checks() {
@@ -297,22 +309,15 @@ checks() {
     # kernel at the image model's (8 heads of 128, batch 32) and the language model's
     # (qk 32, v 160, batch 32) latent self-attention, where ours runs at 0.20x and the
     # model at 0.81x of torch: occupancy, throughput, stall reasons, for the next tuning.
-    local ncu
-    ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2> /dev/null | head -1)
-    if [ -n "$ncu" ] && [ -x bin/cuda_attention_check ]; then
-      for c in perceiver-self-b32 mlm-self-b32; do
-        step "ncu-$c" 45 "$ncu" --clock-control none -k regex:attention_tc_kernel --launch-count 1 \
-          --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-          bin/cuda_attention_check --bench-only --filter "$c"
-      done
-    fi
+    local c
+    for c in perceiver-self-b32 mlm-self-b32; do ncu_step "ncu-$c" attention_tc_kernel "$c"; done
   fi
 
   echo
   echo "== summary (logs in $OUT/logs.tar)"
   cat "$OUT/summary.txt"
   echo
-  grep -A40 '^measurement' "$LOGS/bench-gpu.log" || tail -5 "$LOGS/bench-gpu.log"
+  show_bench_gpu
   if [ -f "$LOGS/bench-gpu-switches.log" ]; then
     echo "-- with PERCEIVER_CUDA_ATTENTION_WIDE=1 and PERCEIVER_CUDA_ATTENTION_GEMM=1:"
     grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-switches.log" | head -12 || true
@@ -323,21 +328,17 @@ checks() {
   echo "gemm checks: $(grep -cE '^PASS .* gemm(64)? |^PASS grad ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* gemm(64)? |^FAIL grad ' "$LOGS/cuda_attention_check.log") failed"
   grep -E '^BENCH (perceiver|multimodal)-self.* (tc|tco|tcw) |^BENCH perceiver-(encoder|self-b32) +[a-z0-9]+ +(simt|gemm) +splits=0 |^BENCH .* grad ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
   echo
-  grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"
+  show_train
   echo
   grep -A22 '^perceiver-io bfloat16 step profile' "$LOGS/bench-train-gpu.log" | cut -c1-110 || true
   if [ -z "${QUICK:-}" ]; then
       echo "-- with PERCEIVER_CUDA_ATTENTION_BACKWARD=1 and PERCEIVER_CUDA_ATTENTION_GEMM=1 (then bf16 with attention dropout 0.1):"
-      grep -E 'perceiver-io|ms/step' "$LOGS/bench-train-gpu-switches.log" | head -4 || tail -3 "$LOGS/bench-train-gpu-switches.log"
-      grep -E 'perceiver-io|ms/step' "$LOGS/bench-train-gpu-dropout.log" | head -3 || tail -3 "$LOGS/bench-train-gpu-dropout.log"
+      show_ours_train bench-train-gpu-switches 4
+      show_ours_train bench-train-gpu-dropout 3
       echo
       grep -A5 '^per-op overhead' "$LOGS/bench-dispatch.log" || tail -5 "$LOGS/bench-dispatch.log"
   fi
-  for f in "$LOGS"/ncu-*.log; do
-    [ -f "$f" ] || continue
-    echo "-- $(basename "$f" .log):"
-    grep -E '^ +(Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per Thread|Achieved Occupancy|Theoretical Occupancy|Block Limit Registers|Warp Cycles Per Issued Instruction)' "$f" | head -10
-  done
+  show_ncu
 }
 
 case "${1:-}" in

@@ -27,24 +27,24 @@ function cudaInclude(): string | null {
 }
 
 const include = cudaInclude();
-const sources = () => {
-  const emu = join(root, 'native', 'cuda', 'emu');
-  const cuda = join(root, 'native', 'cuda');
-  return [
-    ...readdirSync(emu).map((f) => join(emu, f)),
-    ...readdirSync(cuda).filter((f) => /\.(cu|cuh|h)$/.test(f)).map((f) => join(cuda, f)),
-  ];
-};
+const emuDir = join(root, 'native', 'cuda', 'emu');
+const cudaDir = join(root, 'native', 'cuda');
+/** The emulation's own files (its .cc units among them) and the kernel sources they include. */
+const sources = () => [
+  ...readdirSync(emuDir).map((f) => join(emuDir, f)),
+  ...readdirSync(cudaDir).filter((f) => /\.(cu|cuh|h)$/.test(f)).map((f) => join(cudaDir, f)),
+];
 
 /** The emulation binary, rebuilt when any source under native/cuda is newer. */
 function build(t: import('ava').ExecutionContext): string | null {
   const out = join(root, 'build', 'cuda-emu');
   const bin = join(out, 'emu_check');
-  const newest = Math.max(...sources().map((f) => statSync(f).mtimeMs));
+  const files = sources();
+  const newest = Math.max(...files.map((f) => statSync(f).mtimeMs));
   if (existsSync(bin) && statSync(bin).mtimeMs >= newest) return bin;
   mkdirSync(out, { recursive: true });
   const cxx = process.env.CXX ?? 'g++';
-  const units = readdirSync(join(root, 'native', 'cuda', 'emu')).filter((f) => f.endsWith('.cc')).map((f) => join('native', 'cuda', 'emu', f));
+  const units = files.filter((f) => f.endsWith('.cc'));
   const r = spawnSync(cxx, ['-std=c++20', '-O1', '-Wall', '-Wno-unknown-pragmas', `-I${include}`, '-Inative', ...units, '-o', bin], {
     cwd: root,
     encoding: 'utf8',
@@ -57,11 +57,19 @@ function build(t: import('ava').ExecutionContext): string | null {
   return bin;
 }
 
-function run(bin: string, args: string[], env: Record<string, string> = {}) {
+/**
+ * Runs the checks with `env` added, asserting that none failed and the binary exited
+ * 0; returns the failure and check counts of its last line and its PASS lines.
+ */
+function run(t: import('ava').ExecutionContext, bin: string, args: string[], env: Record<string, string>, what: string) {
   const r = spawnSync(bin, args, { cwd: root, encoding: 'utf8', timeout: 3 * 60_000, env: { ...process.env, ...env } });
   const out = `${r.stdout}\n${r.stderr}`;
+  const lines = out.split('\n');
+  const failed = lines.filter((l) => l.startsWith('FAIL'));
+  t.deepEqual(failed, [], `${what}:\n${failed.join('\n')}`);
+  t.is(r.status, 0, out.slice(-2000));
   const m = /^(OK|FAILED): (\d+) failure\(s\) in (\d+) checks$/m.exec(out);
-  return { code: r.status, out, failures: m ? Number(m[2]) : -1, checks: m ? Number(m[3]) : 0, failed: out.split('\n').filter((l) => l.startsWith('FAIL')) };
+  return { out, failures: m ? Number(m[2]) : -1, checks: m ? Number(m[3]) : 0, passed: (re: RegExp) => lines.filter((l) => re.test(l)).length };
 }
 
 const maybe = include ? test.serial : test.skip;
@@ -74,17 +82,15 @@ maybe('the attention kernels, emulated on the CPU, match the reference through e
   // Unset, the public entry (path 0) plans as shipped; with the switch, it takes the
   // occupancy tiers where they serve.
   for (const occupancy of ['0', '1']) {
-    const r = run(bin, ['attention'], { PERCEIVER_CUDA_ATTENTION_OCCUPANCY: occupancy });
     const what = `PERCEIVER_CUDA_ATTENTION_OCCUPANCY=${occupancy}`;
-    t.deepEqual(r.failed, [], `${what}:\n${r.failed.join('\n')}`);
-    t.is(r.code, 0, r.out.slice(-2000));
+    const r = run(t, bin, ['attention'], { PERCEIVER_CUDA_ATTENTION_OCCUPANCY: occupancy }, what);
     t.is(r.failures, 0);
     // 7 shapes: bf16 and fp16 through 5 paths, fp32 through 2, each with 1 and 3 key
     // ranges, less the tiers a shape lacks.
     t.true(r.checks >= 130, `${what}: ${r.checks} checks ran`);
     // The occupancy tiers (path 7) ran at the widths they serve: 128, 96, 160, 150 and 261.
-    t.is(r.out.split('\n').filter((l) => /^PASS .* path 7 /.test(l)).length, 20, what);
-    t.is(r.out.split('\n').filter((l) => /^PASS .*float32 +path 2 /.test(l)).length, 14, `${what}: the SIMT kernel`);
+    t.is(r.passed(/^PASS .* path 7 /), 20, what);
+    t.is(r.passed(/^PASS .*float32 +path 2 /), 14, `${what}: the SIMT kernel`);
   }
 });
 
@@ -93,10 +99,9 @@ maybe('binary ops and layer norm, emulated on the CPU, match the reference with 
   const bin = build(t);
   if (!bin) return;
   for (const vec of ['0', '1']) {
-    const r = run(bin, ['rows'], { PERCEIVER_CUDA_VECTOR_KERNELS: vec });
-    t.regex(r.out, new RegExp(`PERCEIVER_CUDA_VECTOR_KERNELS=${vec}`));
-    t.deepEqual(r.failed, [], `PERCEIVER_CUDA_VECTOR_KERNELS=${vec}:\n${r.failed.join('\n')}`);
-    t.is(r.code, 0, r.out.slice(-2000));
-    t.is(r.checks, 63, `PERCEIVER_CUDA_VECTOR_KERNELS=${vec}: ${r.checks} checks ran`);
+    const what = `PERCEIVER_CUDA_VECTOR_KERNELS=${vec}`;
+    const r = run(t, bin, ['rows'], { PERCEIVER_CUDA_VECTOR_KERNELS: vec }, what);
+    t.regex(r.out, new RegExp(what));
+    t.is(r.checks, 63, `${what}: ${r.checks} checks ran`);
   }
 });

@@ -63,8 +63,7 @@
 #include <type_traits>
 
 #include "attention_mma.cuh"
-
-#include "launch.cuh"
+#include "common.cuh"
 
 namespace perceiver::cuda {
 namespace attn {
@@ -864,10 +863,7 @@ int tc_tier(int64_t dqk, int64_t dv, int kind) {
 // kernel: PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1, off by default until a GPU has timed
 // them (scripts/device-check.sh does, and cuda_attention_check checks them as "tco").
 bool occupancy_auto(const AttentionArgs& a) {
-  static const bool on = [] {
-    const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_OCCUPANCY");
-    return e && std::strcmp(e, "1") == 0;
-  }();
+  static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_OCCUPANCY");
   return on && occupancy_tier(a.dqk, a.dv) >= 0;
 }
 

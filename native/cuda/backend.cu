@@ -285,11 +285,6 @@ class CudaBackend final : public Backend {
     static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_GEMM");
     return on;
   }
-  // Read once per process, as lib/autograd caches what the backend reports.
-  static bool env_flag(const char* name) {
-    const char* e = std::getenv(name);
-    return e && std::strcmp(e, "1") == 0;
-  }
   void set_device() { CUDA_CHECK("cuda", cudaSetDevice(device_)); }
   void ensure_staging() {
     for (int i = 0; i < 2; i++)

@@ -72,15 +72,19 @@ struct alignas(16) Pack16 {
 };
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// A run-time switch: the environment variable is exactly "1". Callers read it once
+// per process (a static), as lib/autograd caches what the backend reports.
+inline bool env_flag(const char* name) {
+  const char* e = std::getenv(name);
+  return e && e[0] == '1' && e[1] == 0;
+}
+
 // PERCEIVER_CUDA_VECTOR_KERNELS=1: the 16-byte kernels of dense binary ops and
 // register-resident layer norm (elementwise.cu, reduce.cu). Off by default until a GPU
 // has checked and timed them (scripts/device-check.sh runs the harness and the
-// benchmark with it); read once.
+// benchmark with it).
 inline bool vector_kernels() {
-  static const bool on = [] {
-    const char* e = std::getenv("PERCEIVER_CUDA_VECTOR_KERNELS");
-    return e && e[0] == '1' && e[1] == 0;
-  }();
+  static const bool on = env_flag("PERCEIVER_CUDA_VECTOR_KERNELS");
   return on;
 }
 

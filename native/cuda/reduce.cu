@@ -291,7 +291,7 @@ bool layer_norm_vectorized(const View& x, const void* w, const void* b, const Vi
   if (!vector_kernels()) return false;
   if (!aligned16(x.data()) || !aligned16(out.data()) || (w && !aligned16(w)) || (b && !aligned16(b))) return false;
   const int64_t per_warp = 32 * (16 / (int64_t)dtype_size(x.dtype));  // elements per pack per lane
-  if (n % per_warp != 0 || n / per_warp < 1 || n / per_warp > 8) return false;
+  if (n % per_warp != 0 || n / per_warp > 8) return false;  // n > 0 here
   const int vecs = (int)(n / per_warp);
   DISPATCH_FLOAT("layer_norm", x.dtype, T, {
     switch (vecs) {

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "bits.h"
 #include "emu.h"
 
 namespace perceiver::cuda::attn {
@@ -19,21 +20,7 @@ using ::perceiver::emu::lane;
 using ::perceiver::emu::warp_slots;
 using ::perceiver::emu::warp_sync;
 
-template <class T>
-float bits_to_float(uint32_t bits);
-template <>
-inline float bits_to_float<__nv_bfloat16>(uint32_t bits) {
-  const uint32_t u = (bits & 0xffffu) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-template <>
-inline float bits_to_float<__half>(uint32_t bits) {
-  __half_raw r;
-  r.x = (unsigned short)(bits & 0xffffu);
-  return __half2float(__half(r));
-}
+using ::perceiver::emu::bits_to_float;
 
 // The four 8x8 matrices' row addresses come from lanes 8i..8i+7; `elem(m, row, col)`
 // reads element [row][col] of matrix m.
@@ -82,10 +69,10 @@ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) 
   warp_sync();
   auto A = [&](int r, int c) {
     const int reg = (c < 8 ? 0 : 2) + (r >= 8 ? 1 : 0);
-    return bits_to_float<T>((uint32_t)(s[(r % 8) * 4 + (c % 8) / 2][reg] >> (16 * (c % 2))));
+    return bits_to_float<T>((uint16_t)(s[(r % 8) * 4 + (c % 8) / 2][reg] >> (16 * (c % 2))));
   };
   auto B = [&](int k, int n) {
-    return bits_to_float<T>((uint32_t)(s[n * 4 + (k % 8) / 2][k < 8 ? 4 : 5] >> (16 * (k % 2))));
+    return bits_to_float<T>((uint16_t)(s[n * 4 + (k % 8) / 2][k < 8 ? 4 : 5] >> (16 * (k % 2))));
   };
   auto C = [&](int r, int c) {
     const int i = (r >= 8 ? 2 : 0) + c % 2;  // c0 c1 | c2 c3
@@ -118,17 +105,7 @@ inline void cp_async_wait() {}
 // Two floats rounded to T, the first in the low half.
 template <class T>
 uint32_t pack2(float lo, float hi) {
-  T h[2];
-  if constexpr (std::is_same_v<T, __half>) {
-    h[0] = __float2half_rn(lo);
-    h[1] = __float2half_rn(hi);
-  } else {
-    h[0] = __float2bfloat16_rn(lo);
-    h[1] = __float2bfloat16_rn(hi);
-  }
-  uint32_t r;
-  std::memcpy(&r, h, 4);
-  return r;
+  return ::perceiver::emu::float_to_bits<T>(lo) | (uint32_t)::perceiver::emu::float_to_bits<T>(hi) << 16;
 }
 
 }  // namespace perceiver::cuda::attn

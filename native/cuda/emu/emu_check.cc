@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "../../storage.h"
+#include "bits.h"
 #include "../attention.h"
 #include "../kernels.h"
 
@@ -38,26 +39,10 @@ using perceiver::DType;
 // ---- attention ------------------------------------------------------------------------
 
 uint16_t to_bits(float x, DType dt) {
-  uint16_t u;
-  if (dt == DType::BFloat16) {
-    const __nv_bfloat16 h = __float2bfloat16_rn(x);
-    std::memcpy(&u, &h, 2);
-  } else {
-    const __half h = __float2half_rn(x);
-    std::memcpy(&u, &h, 2);
-  }
-  return u;
+  return dt == DType::BFloat16 ? perceiver::emu::float_to_bits<__nv_bfloat16>(x) : perceiver::emu::float_to_bits<__half>(x);
 }
 float from_bits(uint16_t u, DType dt) {
-  if (dt == DType::BFloat16) {
-    const uint32_t w = (uint32_t)u << 16;
-    float f;
-    std::memcpy(&f, &w, 4);
-    return f;
-  }
-  __half_raw r;
-  r.x = u;
-  return __half2float(__half(r));
+  return dt == DType::BFloat16 ? perceiver::emu::bits_to_float<__nv_bfloat16>(u) : perceiver::emu::bits_to_float<__half>(u);
 }
 
 // Element i of a float32 / 16-bit array, as float.
