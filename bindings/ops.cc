@@ -269,7 +269,8 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
     Activation act = activation_arg(info, 5, "matmul");
     float alpha = (float)number_arg(info, 6, "matmul", "alpha");
     bool out_float32 = info.Length() > 7 && bool_arg(info, 7, "matmul", "outFloat32");
-    return ret(info, matmul(a, b, ta, tb, bias, act, alpha, out_float32));
+    const Tensor* addend = info.Length() > 8 ? optional_tensor_arg(info, 8, "matmul", "addend") : nullptr;
+    return ret(info, matmul(a, b, ta, tb, bias, act, alpha, out_float32, addend));
   });
 }
 

@@ -51,7 +51,7 @@ export interface NativeAddon {
   reduce(op: string, x: H, axis: number, keepdim: boolean): H;
   softmax(x: H, log: boolean): H;
   layerNorm(x: H, weight: H | null, bias: H | null, eps: number): H;
-  matmul(a: H, b: H, transA: boolean, transB: boolean, bias: H | null, activation: string, alpha: number, outFloat32?: boolean): H;
+  matmul(a: H, b: H, transA: boolean, transB: boolean, bias: H | null, activation: string, alpha: number, outFloat32?: boolean, addend?: H | null): H;
   attention(q: H, k: H, v: H, mask: H | null, scale: number, withLse?: false, dropoutP?: number, seed?: number): H;
   attention(q: H, k: H, v: H, mask: H | null, scale: number, withLse: true, dropoutP?: number, seed?: number): [H, H | null];
   embedding(weight: H, ids: H): H;

@@ -201,8 +201,9 @@ export class PerceiverSelfOutput extends Module {
     this.dense = this.registerModule('dense', new Linear(inputChannels, outputChannels, opts));
   }
 
-  forward(x: Tensor): Tensor {
-    return this.dense.forward(x);
+  /** x, plus `residual` (added in the product's epilogue where the backend can). */
+  forward(x: Tensor, residual: Tensor | null = null): Tensor {
+    return this.dense.forward(x, 'none', residual);
   }
 }
 
@@ -250,9 +251,9 @@ export class PerceiverAttention extends Module {
 
   forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null, queryScale?: Tensor | null): Tensor {
     return tidy(() => {
-      const out = this.output.forward(this.self.forward(hiddenStates, inputs, mask, queryScale));
-      // The residual joins in the block's compute dtype (queries may arrive as float32 positions).
-      return this.useQueryResidual ? out.add(toDtype(hiddenStates, out.dtype)) : out;
+      // The residual joins in the block's compute dtype (queries may arrive as float32
+      // positions): the output projection casts it with its own operands.
+      return this.output.forward(this.self.forward(hiddenStates, inputs, mask, queryScale), this.useQueryResidual ? hiddenStates : null);
     });
   }
 }

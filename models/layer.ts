@@ -31,7 +31,7 @@ export class PerceiverLayer extends Module {
   forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null, queryScale?: Tensor | null): Tensor {
     return tidy(() => {
       const a = this.attention.forward(hiddenStates, inputs, mask, queryScale);
-      return this.mlp.forward(this.layernorm.forward(a)).add(a);
+      return this.mlp.forward(this.layernorm.forward(a), a);
     });
   }
 }

@@ -41,11 +41,11 @@ export class PerceiverMLP extends Module {
     this.dense2 = this.registerModule('dense2', new Linear(wideningFactor * inputSize, inputSize, init));
   }
 
-  /** x [..., C] -> [..., C]; the activation is fused into dense1. */
-  forward(x: Tensor): Tensor {
+  /** x [..., C] -> [..., C]; the activation is fused into dense1, `residual` (if any) into dense2. */
+  forward(x: Tensor, residual: Tensor | null = null): Tensor {
     const h = this.dense1.forward(x, this.activation);
     try {
-      return this.dense2.forward(h);
+      return this.dense2.forward(h, 'none', residual);
     } finally {
       h.dispose();
     }

@@ -78,6 +78,10 @@ struct MatmulArgs {
   // C = alpha op(A) op(B) + beta C, beta 0 or 1. The op layer always leaves 0 (C is
   // then never read); backends' own composite kernels accumulate with 1.
   float beta = 0.f;
+  // When set (beta 0, no activation, C not float32): C = alpha op(A) op(B) + addend +
+  // bias, the addend laid out as C (ldc, stride_c), so a residual joins the product's
+  // epilogue instead of a pass of its own. Only where fuses_matmul_addend().
+  const float* addend = nullptr;
 };
 
 // out[b, i, h, :] = sum_j softmax_j(scale * q[b,i,h,:] . k[b,j,h,:] (masked)) v[b,j,h,:]
@@ -256,6 +260,8 @@ struct Backend {
   // not (CUDA's fused SIMT kernel), the op layer composes float32 attention from
   // products and a softmax while the [B, H, Nq, Nk] scores fit (ops_linalg.cc).
   virtual bool has_fast_float32_attention() const { return true; }
+  // Whether matmul takes MatmulArgs::addend; where not, the op layer adds it after.
+  virtual bool fuses_matmul_addend() const { return false; }
   // The fused attention's gradient without its [Nq, Nk] matrices. Optional on its own:
   // where a backend lacks it, lib/autograd composes the gradient from products.
   virtual bool has_attention_backward() const { return false; }

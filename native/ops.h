@@ -52,8 +52,10 @@ Tensor layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, flo
 // a [..., M, K] (or [..., K, M] with trans_a), b [..., K, N] (or [..., N, K] with
 // trans_b); batch dims broadcast. bias [N] and the activation are fused.
 // out_float32: a float32 result from 16-bit operands (without bias or activation).
+// addend: broadcastable to the result, in a's dtype, added with the bias (no
+// activation then); in the product's epilogue where the backend fuses it.
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, const Tensor* bias,
-              Activation act, float alpha, bool out_float32 = false);
+              Activation act, float alpha, bool out_float32 = false, const Tensor* addend = nullptr);
 // q [B, Nq, H, Dqk], k [B, Nk, H, Dqk], v [B, Nk, H, Dv] -> [B, Nq, H, Dv].
 // mask: uint8 broadcastable to [B, Nq, Nk]; scale <= 0 means 1/sqrt(Dqk).
 // lse: when given, also each row's log-sum-exp for attention_backward (float32

@@ -106,22 +106,26 @@ Tensor attention_composed(const Tensor& q, const Tensor& k, const Tensor& v, con
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, const Tensor* bias,
-              Activation act, float alpha, bool out_float32) {
+              Activation act, float alpha, bool out_float32, const Tensor* addend) {
   check_float("matmul", "a", a);
   check_float("matmul", "b", b);
   if (bias) check_float("matmul", "bias", *bias);
-  check_same_dtype("matmul", {{"a", &a}, {"b", &b}, {"bias", bias}});
+  if (addend) check_float("matmul", "addend", *addend);
+  check_same_dtype("matmul", {{"a", &a}, {"b", &b}, {"bias", bias}, {"addend", addend}});
   check_min_ndim("matmul", "a", a, 2);
   check_min_ndim("matmul", "b", b, 2);
-  check_same_device("matmul", {{"a", &a}, {"b", &b}, {"bias", bias}});
+  check_same_device("matmul", {{"a", &a}, {"b", &b}, {"bias", bias}, {"addend", addend}});
   out_float32 = out_float32 && a.dtype != DType::Float32;
-  if (out_float32 && (bias || act != Activation::None))
+  if (out_float32 && (bias || act != Activation::None || addend))
     throw_value("matmul: a float32 result from " + std::string(dtype_name(a.dtype)) +
-                " operands takes no bias or activation");
+                " operands takes no bias, activation or addend");
+  if (addend && act != Activation::None)
+    throw_value("matmul: argument 'addend' takes no activation (apply it before adding), got one");
   if (cpu_16bit(a)) {
     Tensor bias32 = bias ? cast(*bias, DType::Float32) : Tensor();
+    Tensor addend32 = addend ? cast(*addend, DType::Float32) : Tensor();
     Tensor r = matmul(cast(a, DType::Float32), cast(b, DType::Float32), trans_a, trans_b,
-                      bias ? &bias32 : nullptr, act, alpha);
+                      bias ? &bias32 : nullptr, act, alpha, false, addend ? &addend32 : nullptr);
     return out_float32 ? r : cast(r, a.dtype);
   }
   int64_t m = trans_a ? a.shape[a.ndim() - 1] : a.shape[a.ndim() - 2];
@@ -140,10 +144,25 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, cons
     check_shape("matmul", "bias", *bias, {n});
     bias_c = contiguous(*bias);
   }
-  MatOperand pa = prepare(a, trans_a, batch), pb = prepare(b, trans_b, batch);
   Shape shape = batch;
   shape.push_back(m);
   shape.push_back(n);
+  Tensor addend_c;
+  if (addend) {
+    const Shape& as = addend->shape;
+    bool fits = as.size() <= shape.size();
+    for (size_t i = 0; fits && i < as.size(); i++) {
+      const int64_t d = as[as.size() - 1 - i];
+      fits = d == 1 || d == shape[shape.size() - 1 - i];
+    }
+    if (!fits)
+      throw_range("matmul: argument 'addend' must broadcast to the result's shape " + shape_str(shape) + ", got " +
+                  shape_str(as));
+    if (!backend_for(a.device())->fuses_matmul_addend())
+      return binary(BinaryOp::Add, matmul(a, b, trans_a, trans_b, bias, act, alpha), *addend);
+    addend_c = contiguous(broadcast_to(*addend, shape));
+  }
+  MatOperand pa = prepare(a, trans_a, batch), pb = prepare(b, trans_b, batch);
   Tensor out = empty(shape, out_float32 ? DType::Float32 : a.dtype, a.device(), "matmul");
   MatmulArgs args;
   args.dtype = a.dtype;
@@ -163,13 +182,15 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, cons
   args.alpha = alpha;
   args.act = act;
   if (out.numel() == 0) return out;
-  bool has_bias = bias != nullptr;
-  launch("matmul", a.device(), {&pa.t, &pb.t, bias ? &bias_c : nullptr}, {&out},
-         [args, ta = data_ref(pa.t), tb = data_ref(pb.t), out = data_ref(out), bias_c = data_ref(bias_c), has_bias](Backend& be) mutable {
+  bool has_bias = bias != nullptr, has_addend = addend != nullptr;
+  launch("matmul", a.device(), {&pa.t, &pb.t, bias ? &bias_c : nullptr, addend ? &addend_c : nullptr}, {&out},
+         [args, ta = data_ref(pa.t), tb = data_ref(pb.t), out = data_ref(out), bias_c = data_ref(bias_c),
+          addend_c = data_ref(addend_c), has_bias, has_addend](Backend& be) mutable {
            args.a = (const float*)ta.data();
            args.b = (const float*)tb.data();
            args.c = (float*)out.data();
            args.bias = has_bias ? (const float*)bias_c.data() : nullptr;
+           args.addend = has_addend ? (const float*)addend_c.data() : nullptr;
            be.matmul(args);
          });
   return out;

@@ -27,7 +27,8 @@
 #   bash scripts/device-check.sh --candidates   the kernels that are off by default until
 #       a GPU has checked and timed them (PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1: the
 #       attention's occupancy tiers; PERCEIVER_CUDA_VECTOR_KERNELS=1: 16-byte binary ops
-#       and register-resident layer norm): the harnesses with and without them, the tests
+#       and register-resident layer norm; PERCEIVER_CUDA_GEMM_ADDEND=1: residuals in the
+#       GEMM epilogue as cuBLASLt's C): the harnesses with and without them, the tests
 #       of the ops they serve with them, bench-gpu without (against torch) and with them
 #       (ours), the same for training steps, and ncu on the default and the occupancy
 #       tiers at both latent self-attention shapes. About 5 minutes.
@@ -202,17 +203,19 @@ setup() {
   fi
 }
 
-# The kernels behind PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 and PERCEIVER_CUDA_VECTOR_KERNELS=1
-# (written without a GPU on 2026-11-27): correct, and faster than the defaults?
+# The kernels behind PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1, PERCEIVER_CUDA_VECTOR_KERNELS=1
+# and PERCEIVER_CUDA_GEMM_ADDEND=1 (written without a GPU on 2026-11-27): correct, and
+# faster than the defaults?
 candidates() {
-  local cand=(PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 PERCEIVER_CUDA_VECTOR_KERNELS=1)
+  local cand=(PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 PERCEIVER_CUDA_VECTOR_KERNELS=1 PERCEIVER_CUDA_GEMM_ADDEND=1)
   echo "== candidates: harnesses"
   # The attention harness checks and times the occupancy tiers as path "tco" whatever
-  # the switch; the GEMM harness's rows cases take the 16-byte kernels only with it.
+  # the switch; the GEMM harness's rows cases take the 16-byte kernels, and its "+C"
+  # cases run, only with theirs.
   step cuda_attention_check 100 env CUBLASLT_LOG_LEVEL=1 bin/cuda_attention_check
   step cuda_gemm_check 60 env CUBLASLT_LOG_LEVEL=1 bin/cuda_gemm_check
-  step cuda_gemm_check-vector 60 env CUBLASLT_LOG_LEVEL=1 PERCEIVER_CUDA_VECTOR_KERNELS=1 bin/cuda_gemm_check
-  echo "== candidates: the tests of the ops they serve, with both switches"
+  step cuda_gemm_check-candidates 60 env CUBLASLT_LOG_LEVEL=1 PERCEIVER_CUDA_VECTOR_KERNELS=1 PERCEIVER_CUDA_GEMM_ADDEND=1 bin/cuda_gemm_check
+  echo "== candidates: the tests of the ops they serve, with the switches"
   step ava-candidates 110 env PERCEIVER_TEST_DEVICE=cuda "${cand[@]}" node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s \
     dist/test/cuda-dtype.test.js dist/test/elementwise.test.js dist/test/reduce.test.js dist/test/linalg.test.js \
     dist/test/nn.test.js dist/test/models-mlm.test.js dist/test/models-blocks.test.js dist/test/autograd.test.js
@@ -234,21 +237,23 @@ candidates() {
   echo
   echo "== summary (logs in $OUT/logs.tar)"
   cat "$OUT/summary.txt"
-  grep -E '^FAIL' "$LOGS/cuda_attention_check.log" "$LOGS/cuda_gemm_check-vector.log" | cut -c1-300 | head -8
+  grep -E '^FAIL' "$LOGS/cuda_attention_check.log" "$LOGS/cuda_gemm_check-candidates.log" | cut -c1-300 | head -8
   echo "tco checks: $(grep -cE '^PASS .* tco ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tco ' "$LOGS/cuda_attention_check.log") failed"
   grep -E '^BENCH (perceiver-self-b(8|32)|mlm-self-b32|perceiver-encoder) .* (tc|tco|tcw) ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
   echo "-- layer norm and adds, default then 16-byte kernels (ms, GB/s):"
-  for f in cuda_gemm_check cuda_gemm_check-vector; do
+  for f in cuda_gemm_check cuda_gemm_check-candidates; do
     echo "$f:"
     grep -A1 --no-group-separator -E '(layer_norm|add|residual) bfloat16 \[(8192, 1280|512, 1024)\]' "$LOGS/$f.log" | paste - - | tr -s ' ' | cut -c1-120 | head -6
   done
+  echo "-- the language model's dense layer without and with a residual as C (ms, TFLOP/s):"
+  grep -A1 --no-group-separator -E 'matmul bfloat16 b1 2048x1280x1280 tB bias( \+C)? act0' "$LOGS/cuda_gemm_check-candidates.log" | paste - - | tr -s ' ' | cut -c1-120
   echo
   show_bench_gpu
-  echo "-- with PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 and PERCEIVER_CUDA_VECTOR_KERNELS=1 (ours):"
+  echo "-- with the three switches (ours):"
   grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-candidates.log" | head -12 || tail -5 "$LOGS/bench-gpu-candidates.log"
   echo
   show_train
-  echo "-- with both switches (ours):"
+  echo "-- with the three switches (ours):"
   show_ours_train bench-train-gpu-candidates 4
   show_ncu
 }

@@ -261,6 +261,23 @@ for (const [transA, transB] of [[false, false], [true, false], [false, true], [t
       });
     });
 
+for (const addShape of [[2, 3, 5], [3, 1]])
+  test.serial(`matmul with an addend [${addShape}] (and bias): the addend's gradient is the output's, summed over broadcast axes`, async (t) => {
+    const [M, K, N] = [3, 4, 5];
+    const aShape = [2, M, K];
+    const bShape = [N, K];
+    const outShape = [2, M, N];
+    await checkGrad(t, 'matmul', {
+      shapes: [aShape, bShape, [N], addShape],
+      op: ([a, b, bias, r]) => P.matmul(a, b, { transB: true, bias, addend: r }),
+      ref: ([a, b, bias, r]) => {
+        const y = matmulRef(a, aShape, b, bShape, { transB: true, bias }).data;
+        const rf = broadcastRef(r, addShape, outShape);
+        return y.map((v, i) => v + rf[i]);
+      },
+    });
+  });
+
 const attentionCases: [string, { B: number; Nq: number; Nk: number; H: number; Dqk: number; Dv: number }, boolean][] = [
   ['two heads, Dqk != Dv', { B: 2, Nq: 3, Nk: 5, H: 2, Dqk: 4, Dv: 3 }, false],
   ['a key mask with a fully masked row', { B: 2, Nq: 3, Nk: 4, H: 1, Dqk: 3, Dv: 2 }, true],

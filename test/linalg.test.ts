@@ -204,6 +204,60 @@ test('matmul: the bias must have shape [N] and the activation must be known', (t
   t.throws(() => P.matmul(a, b, { activation: 'tanh' as never }), { instanceOf: TypeError });
 });
 
+test('matmul: option addend is added with the bias (alpha scales the product only)', async (t) => {
+  const a = tensor([[1, 2]]);
+  const b = tensor([[3], [4]]);
+  assertExact(t, await P.matmul(a, b, { alpha: 2, bias: tensor([1]), addend: tensor([[10]]) }).data(), [33]);
+  assertExact(t, await P.matmul(a, b, { addend: tensor([-11]) }).data(), [0]);
+});
+
+test('matmul: an addend of the result\'s shape or broadcast to it, on plain, transposed and batched products', async (t) => {
+  const cases: { aShape: Shape; bShape: Shape; transA?: boolean; transB?: boolean; addShape: Shape; bias?: boolean }[] = [
+    { aShape: [300, 500], bShape: [200, 500], transB: true, addShape: [300, 200], bias: true },
+    { aShape: [3, 65, 63], bShape: [63, 261], addShape: [3, 65, 261] },
+    { aShape: [3, 65, 63], bShape: [63, 261], addShape: [65, 261], bias: true },
+    { aShape: [2, 63, 7], bShape: [2, 63, 65], transA: true, addShape: [2, 1, 65] },
+    { aShape: [2, 1, 7, 9], bShape: [1, 3, 11, 9], transB: true, addShape: [11] },
+  ];
+  let seed = 70;
+  for (const c of cases) {
+    const a = randomArray(c.aShape.reduce((x, y) => x * y, 1), seed++, -0.5, 0.5);
+    const b = randomArray(c.bShape.reduce((x, y) => x * y, 1), seed++, -0.5, 0.5);
+    const want = matmulRef(a, c.aShape, b, c.bShape, { transA: c.transA, transB: c.transB });
+    const n = want.shape[want.shape.length - 1];
+    const bias = c.bias ? randomArray(n, seed++) : undefined;
+    const add = randomArray(c.addShape.reduce((x, y) => x * y, 1), seed++);
+    const addFull = broadcastRef(add, c.addShape, want.shape);
+    const expected = want.data.map((v, i) => v + addFull[i] + (bias ? bias[i % n] : 0));
+    const y = P.matmul(tensor(a, c.aShape), tensor(b, c.bShape), {
+      transA: c.transA,
+      transB: c.transB,
+      bias: bias ? tensor(bias) : undefined,
+      addend: tensor(add, c.addShape),
+    });
+    const msg = `[${c.aShape}] @ [${c.bShape}] + [${c.addShape}]`;
+    t.deepEqual(y.shape, want.shape, msg);
+    const k = c.transA ? c.aShape[c.aShape.length - 2] : c.aShape[c.aShape.length - 1];
+    assertClose(t, await y.data(), expected, { ...dotTol(k, 0.5, 0.5), msg });
+  }
+});
+
+test('matmul: a 16-bit product with an addend rounds once, like the float32 sum rounded', async (t) => {
+  const [m, k, n] = [33, 70, 20];
+  const a = randomArray(m * k, 80, -0.5, 0.5);
+  const b = randomArray(k * n, 81, -0.5, 0.5);
+  const add = randomArray(m * n, 82);
+  for (const dtype of ['bfloat16', 'float16'] as const) {
+    const c = (x: Float32Array, shape: Shape) => P.tidy(() => P.keep(tensor(x, shape).cast(dtype)));
+    const [ta, tb, tr] = [c(a, [m, k]), c(b, [k, n]), c(add, [m, n])];
+    const got = await P.matmul(ta, tb, { addend: tr }).cast('float32').data();
+    // The same operands (already rounded) summed in float32, then rounded once.
+    const want = await P.tidy(() => P.matmul(ta.cast('float32'), tb.cast('float32'), { addend: tr.cast('float32') }).cast(dtype).cast('float32')).data();
+    assertClose(t, got, want, { rtol: dtype === 'bfloat16' ? 8e-3 : 1e-3, atol: 1e-3, msg: dtype });
+    for (const x of [ta, tb, tr]) x.dispose();
+  }
+});
+
 // ---- matmul: degenerate sizes and errors ----------------------------------------------------
 
 test('matmul: K = 0 gives act(bias) (zeros without a bias), as an empty sum', async (t) => {
@@ -212,6 +266,11 @@ test('matmul: K = 0 gives act(bias) (zeros without a bias), as an empty sum', as
   t.deepEqual(y.shape, [2, 3, 4]);
   assertExact(t, await y.data(), new Array(6).fill([1, 0, 3, 0]).flat());
   assertExact(t, await P.matmul(P.zeros([0, 3]), P.zeros([4, 0]), { transA: true, transB: true }).data(), new Array(12).fill(0), 'transposed');
+});
+
+test('matmul: K = 0 with an addend gives addend + bias', async (t) => {
+  const y = P.matmul(P.zeros([2, 0]), P.zeros([0, 3]), { bias: tensor([1, 2, 3]), addend: tensor([[10, 20, 30], [40, 50, 60]]) });
+  assertExact(t, await y.data(), [11, 22, 33, 41, 52, 63]);
 });
 
 test('matmul: M = 0, N = 0 or a zero batch give empty results of the right shape', async (t) => {
@@ -236,6 +295,17 @@ test('matmul: mismatched K is a RangeError naming both shapes; 1-D or non-float3
   t.throws(() => P.matmul(P.zeros([3]), P.zeros([3, 2])), { instanceOf: RangeError });
   t.throws(() => P.matmul(P.zeros([2, 3], { dtype: 'int32' }), P.zeros([3, 2])), { instanceOf: TypeError });
   t.throws(() => P.matmul(P.zeros([2, 3]), P.zeros([3, 2]), { transA: 1 as never }), { instanceOf: TypeError });
+});
+
+test('matmul: an addend that does not broadcast to the result, of another dtype, with an activation or not a Tensor is rejected by name', (t) => {
+  const [a, b] = [P.zeros([2, 3]), P.zeros([3, 4])];
+  const e = t.throws(() => P.matmul(a, b, { addend: P.zeros([3, 4]) }), { instanceOf: RangeError });
+  t.regex(e!.message, /'addend'.*\[2, 4\].*\[3, 4\]/);
+  t.throws(() => P.matmul(a, b, { addend: P.zeros([2, 2, 4]) }), { instanceOf: RangeError, message: /addend/ });
+  t.throws(() => P.matmul(a, b, { addend: P.zeros([2, 4], { dtype: 'bfloat16' }) }), { instanceOf: TypeError, message: /addend/ });
+  t.throws(() => P.matmul(a, b, { addend: P.zeros([2, 4], { dtype: 'int32' }) }), { instanceOf: TypeError, message: /addend/ });
+  t.throws(() => P.matmul(a, b, { addend: P.zeros([2, 4]), activation: 'relu' }), { instanceOf: TypeError, message: /addend.*activation/ });
+  t.throws(() => P.matmul(a, b, { addend: [1, 2] as never }), { instanceOf: TypeError, message: /addend/ });
 });
 
 test("matmul: option dtype 'float32' returns 16-bit products unrounded; its gradient comes back in the operands' dtype; misuse is a TypeError", async (t) => {
@@ -264,8 +334,8 @@ test("matmul: option dtype 'float32' returns 16-bit products unrounded; its grad
   t.true(Math.max(...Array.from(gr, (v, i) => Math.abs(gx[i] - v))) <= 1e-2 * Math.max(...Array.from(gr, Math.abs)));
 
   const bias = P.zeros([41]).cast('bfloat16');
-  t.throws(() => P.matmul(a, b, { transB: true, bias, dtype: 'float32' }), { instanceOf: TypeError, message: /matmul: option 'dtype' 'float32' with bfloat16 operands takes no bias or activation/ });
-  t.throws(() => P.matmul(a, b, { transB: true, activation: 'gelu', dtype: 'float32' }), { instanceOf: TypeError, message: /takes no bias or activation/ });
+  t.throws(() => P.matmul(a, b, { transB: true, bias, dtype: 'float32' }), { instanceOf: TypeError, message: /matmul: option 'dtype' 'float32' with bfloat16 operands takes no bias, activation or addend/ });
+  t.throws(() => P.matmul(a, b, { transB: true, activation: 'gelu', dtype: 'float32' }), { instanceOf: TypeError, message: /takes no bias, activation or addend/ });
   t.throws(() => P.matmul(a, b, { transB: true, dtype: 'float16' }), { instanceOf: TypeError, message: /option 'dtype' must be the operands' dtype \('bfloat16'\) or 'float32', got/ });
   for (const v of [a, b, got, want, rounded, same, x, y, ref, bias]) v.dispose();
 });

@@ -88,6 +88,11 @@ test('the MLP is dense2(act(dense1(x))) with exact GELU for "gelu" and the tanh 
     const h = Array.from(linearRef(x, N, p['dense1.weight'], p['dense1.bias'], C * W), ref);
     const want = linearRef(h, N, p['dense2.weight'], p['dense2.bias'], C);
     assertClose(t, await readAndDispose(mlp.forward(tx)), want, { rtol: 1e-4, atol: 1e-5, msg: act });
+    // A residual joins dense2's epilogue: the same sum, one rounding less.
+    const r = randomArray(N * C, 4);
+    const tr = P.tensor(r, [N, C]);
+    assertClose(t, await readAndDispose(mlp.forward(tx, tr)), want.map((v, i) => v + r[i]), { rtol: 1e-4, atol: 1e-5, msg: `${act} + residual` });
+    tr.dispose();
     mlp.dispose();
   }
   t.throws(() => new PerceiverMLP(C, 1, { hiddenAct: 'swish' as never }), { message: /unsupported activation 'swish'/ });
@@ -139,7 +144,8 @@ test('a PerceiverLayer is attention then x + MLP(LayerNorm(x))', async (t) => {
     const a = layer.attention.forward(x);
     return layer.mlp.forward(layer.layernorm.forward(a)).add(a);
   }));
-  t.deepEqual(got, want);
+  // The residual is added in dense2's epilogue, so the sum is rounded once, not twice.
+  assertClose(t, got, want, { rtol: 1e-6, atol: 1e-6 });
   x.dispose();
   layer.dispose();
 });

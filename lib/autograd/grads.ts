@@ -324,12 +324,22 @@ function layerNormBackward(g: Tensor, v: Tensor, w: Tensor | undefined, hasBias:
 
 // ---- linear algebra ------------------------------------------------------------------
 
-export function matmulGrad(out: Tensor, a: Tensor, b: Tensor, transA: boolean, transB: boolean, bias: Tensor | null, alpha: number): Tensor {
-  if (!needsGrad(a, b, bias)) return out;
+export function matmulGrad(
+  out: Tensor,
+  a: Tensor,
+  b: Tensor,
+  transA: boolean,
+  transB: boolean,
+  bias: Tensor | null,
+  alpha: number,
+  addend: Tensor | null = null,
+): Tensor {
+  if (!needsGrad(a, b, bias, addend)) return out;
   const as = a.shape;
   const bs = b.shape;
   const n = out.shape[out.rank - 1];
-  return record('matmul', out, [a, b, bias], [a, b], (gOut, [x, y], needs) => {
+  const addendShape = addend?.shape;
+  return record('matmul', out, [a, b, bias, addend], [a, b], (gOut, [x, y], needs) => {
     // A float32 result of 16-bit operands (option dtype) sends back a float32 gradient.
     const g = gOut.dtype === x.dtype ? gOut : L.cast(gOut, x.dtype);
     // With A = op(a), B = op(b): dA = alpha g Bᵀ, dB = alpha Aᵀ g; transposed operands
@@ -355,7 +365,7 @@ export function matmulGrad(out: Tensor, a: Tensor, b: Tensor, transA: boolean, t
         gb = sumTo(gb, bs);
       }
     }
-    return [ga, gb, bias && needs[2] ? sumTo(g, [n]) : null];
+    return [ga, gb, bias && needs[2] ? sumTo(g, [n]) : null, addendShape && needs[3] ? sumTo(g, addendShape) : null];
   });
 }
 

@@ -51,11 +51,15 @@ export class Linear extends Module {
     return this.optionalTensor('bias');
   }
 
-  /** x [..., in] -> [..., out]; the activation is fused into the matmul epilogue. */
-  forward(x: Tensor, activation: Activation = 'none'): Tensor {
+  /**
+   * x [..., in] -> [..., out]; the activation is fused into the matmul epilogue, and so
+   * is `addend` (a residual broadcastable to the result, taken in the compute dtype; no
+   * activation with it) where the backend can.
+   */
+  forward(x: Tensor, activation: Activation = 'none', addend: Tensor | null = null): Tensor {
     if (x.shape[x.rank - 1] !== this.inFeatures)
       throw new RangeError(`Linear: input has ${x.shape[x.rank - 1]} features (shape [${x.shape.join(', ')}]), expected ${this.inFeatures}`);
-    return computeIn(computeDtype(this.weight), [x, this.weight, this.bias], (x, w, b) => linear(x, w, b, activation));
+    return computeIn(computeDtype(this.weight), [x, this.weight, this.bias, addend], (x, w, b, r) => linear(x, w, b, activation, r));
   }
 }
 

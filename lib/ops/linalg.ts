@@ -32,11 +32,18 @@ export interface MatmulOptions {
    * accumulation of 16-bit operands unrounded (no bias or activation then).
    */
   dtype?: DTypeName;
+  /**
+   * Added to the result with the bias (a residual), in the operands' dtype and
+   * broadcastable to the result; no activation with it. Where the backend can, it
+   * joins the product's epilogue instead of a pass of its own.
+   */
+  addend?: Tensor | null;
 }
 
 /**
- * act(alpha * a @ b + bias): a [..., M, K], b [..., K, N] -> [..., M, N]; batch axes
- * broadcast. Transposed or otherwise strided views are read in place when possible.
+ * act(alpha * a @ b + bias) + addend: a [..., M, K], b [..., K, N] -> [..., M, N];
+ * batch axes broadcast. Transposed or otherwise strided views are read in place when
+ * possible.
  */
 export function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
   const o = options('matmul', opts);
@@ -51,15 +58,18 @@ export function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
   if (o.dtype !== undefined && o.dtype !== a.dtype && o.dtype !== 'float32')
     throw new TypeError(`matmul: option 'dtype' must be the operands' dtype ('${a.dtype}') or 'float32', got ${describe(o.dtype)}`);
   const outFloat32 = o.dtype === 'float32' && a.dtype !== 'float32';
-  if (outFloat32 && (bias || act !== 'none'))
-    throw new TypeError(`matmul: option 'dtype' 'float32' with ${a.dtype} operands takes no bias or activation`);
+  const addend = o.addend ?? null;
+  const hAddend = optionalHandle('matmul', 'addend', addend);
+  if (outFloat32 && (bias || act !== 'none' || addend))
+    throw new TypeError(`matmul: option 'dtype' 'float32' with ${a.dtype} operands takes no bias, activation or addend`);
+  if (addend && act !== 'none') throw new TypeError(`matmul: option 'addend' takes no activation, got activation '${act}'`);
   // Training keeps the pre-activation for the activation's gradient, so the epilogue is not fused then.
-  const grad = needsGrad(a, b, bias);
+  const grad = needsGrad(a, b, bias, addend);
   const out = wrap(
-    native.matmul(ha, handleOf('matmul', 'b', b), transA, transB, optionalHandle('matmul', 'bias', bias), grad ? 'none' : act, alpha, outFloat32),
+    native.matmul(ha, handleOf('matmul', 'b', b), transA, transB, optionalHandle('matmul', 'bias', bias), grad ? 'none' : act, alpha, outFloat32, hAddend),
   );
   if (!grad) return out;
-  const z = G.matmulGrad(out, a, b, transA, transB, bias, alpha);
+  const z = G.matmulGrad(out, a, b, transA, transB, bias, alpha, addend);
   if (act === 'none') return z;
   try {
     return act === 'relu' ? relu(z) : gelu(z, { approximate: act === 'gelu_tanh' ? 'tanh' : 'none' });
@@ -68,9 +78,12 @@ export function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
   }
 }
 
-/** x @ weightᵀ + bias with a PyTorch-layout weight [out, in]. */
-export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, activation: Activation = 'none'): Tensor {
-  return matmul(x, weight, { transB: true, bias, activation });
+/**
+ * x @ weightᵀ + bias with a PyTorch-layout weight [out, in], then the activation, or
+ * plus `addend` (a residual; no activation with it).
+ */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, activation: Activation = 'none', addend?: Tensor | null): Tensor {
+  return matmul(x, weight, { transB: true, bias, activation, addend });
 }
 
 export interface AttentionOptions {

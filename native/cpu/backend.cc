@@ -64,11 +64,20 @@ struct CpuBackend final : Backend {
                   int64_t n, float eps) override {
     cpu::layer_norm(x, w, b, out, rows, n, eps);
   }
+  bool fuses_matmul_addend() const override { return true; }
   void matmul(const MatmulArgs& a) override {
     auto one = [&a](int64_t i, bool parallel) {
+      float* c = a.c + i * a.stride_c;
+      float beta = a.beta;
+      if (a.addend) {
+        // The kernels read C in their epilogue (beta 1), so the addend goes there
+        // first: one copy, where an add after the product would pass over C twice.
+        const float* add = a.addend + i * a.stride_c;
+        for (int64_t r = 0; r < a.m; r++) std::memcpy(c + r * a.ldc, add + r * a.ldc, a.n * sizeof(float));
+        beta = 1.f;
+      }
       cpu::sgemm(a.trans_a, a.trans_b, a.m, a.n, a.k, a.alpha, a.a + i * a.stride_a, a.lda,
-                 a.b + i * a.stride_b, a.ldb, a.beta, a.c + i * a.stride_c, a.ldc, a.bias, a.act,
-                 parallel);
+                 a.b + i * a.stride_b, a.ldb, beta, c, a.ldc, a.bias, a.act, parallel);
     };
     // Many small products (heads, batch) parallelise better over the batch than
     // inside each product.

@@ -11,7 +11,7 @@
 
 namespace perceiver {
 
-constexpr uint32_t kCudaAbiVersion = 10;
+constexpr uint32_t kCudaAbiVersion = 11;
 
 struct CudaDeviceInfo {
   char name[256];

@@ -241,6 +241,12 @@ class CudaBackend final : public Backend {
   }
   void sgd_update(const SgdArgs& a) override { set_device(); cuda::sgd_update(a, stream_); }
   bool has_backward_kernels() const override { return true; }
+  // Off unless PERCEIVER_CUDA_GEMM_ADDEND=1 until a GPU has checked and timed it: the
+  // residual as cuBLASLt's C (out of place, beta 1) instead of an add after the product.
+  bool fuses_matmul_addend() const override {
+    static const bool on = env_flag("PERCEIVER_CUDA_GEMM_ADDEND");
+    return on;
+  }
   // Off unless PERCEIVER_CUDA_ATTENTION_BACKWARD=1: lib/autograd then composes the
   // gradient from whole products, which on an H200 made bf16 training steps 20% faster
   // than this kernel (float32 steps 9% slower, and more memory).

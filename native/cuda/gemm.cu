@@ -5,6 +5,7 @@
 // layout, run as a second elementwise pass (bias_act). float32 computes in
 // float32 (no TF32 unless PERCEIVER_CUDA_TF32=1) to stay within 1e-5 of the CPU;
 // 16-bit types accumulate in float32.
+#include <algorithm>
 #include <array>
 #include <map>
 #include <mutex>
@@ -79,7 +80,7 @@ std::string describe(const MatmulArgs& a, uint32_t al_a, uint32_t al_b, uint32_t
          "] x [" + n(a.k) + ", " + n(a.n) + "] batch " + n(a.batch) + (a.trans_a ? ", A transposed" : "") +
          (a.trans_b ? ", B transposed" : "") + ", ld " + n(a.lda) + "/" + n(a.ldb) + "/" + n(a.ldc) + ", batch strides " +
          n(a.stride_a) + "/" + n(a.stride_b) + "/" + n(a.stride_c) + ", alignments " + n(al_a) + "/" + n(al_b) + "/" +
-         n(al_c) + " bytes, beta " + std::to_string(a.beta);
+         n(al_c) + " bytes, beta " + std::to_string(a.beta) + (a.addend ? " (an addend as C)" : "");
 }
 
 void check_lt(const char* what, lt::Status st) {
@@ -126,6 +127,17 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
   const size_t es_c = a.c_float32 ? 4 : es;
   const cudaDataType_t type_c = a.c_float32 ? CUDA_R_32F : type;
   if (a.batch == 0 || a.m == 0 || a.n == 0) return;
+  // An addend is C's input where D is the output (out of place: D != C, same layout).
+  const void* c_in = a.addend ? (const void*)a.addend : (const void*)a.c;
+  if (a.addend) a.beta = 1.f;
+  if (a.k == 0 && a.addend) {  // an empty sum: C = addend + bias
+    for (int64_t b = 0; b < a.batch; b++)
+      CUDA_CHECK("matmul", cudaMemcpy2DAsync((char*)a.c + b * a.stride_c * es_c, a.ldc * es_c,
+                                             (const char*)a.addend + b * a.stride_c * es_c, a.ldc * es_c,
+                                             a.n * es_c, a.m, cudaMemcpyDeviceToDevice, s));
+    if (a.bias) bias_act(a.c, a.bias, a.batch, a.m, a.n, a.ldc, a.stride_c, Activation::None, a.dtype, s);
+    return;
+  }
   if (a.k == 0 && a.beta == 1.f && !a.bias && a.act == Activation::None) return;  // C += 0
   if (a.k == 0) {  // an empty sum: C = act(bias)
     for (int64_t b = 0; b < a.batch; b++)
@@ -159,6 +171,7 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
 
   uint32_t al_x = alignment(a.b, a.ldb, a.stride_b, es), al_y = alignment(a.a, a.lda, a.stride_a, es);
   uint32_t al_d = alignment(a.c, a.ldc, a.stride_c, es_c);
+  if (a.addend) al_d = std::min(al_d, alignment(a.addend, a.ldc, a.stride_c, es_c));
 
   auto build = [&](Descs& d, uint32_t epi) {
     check_lt("cublasLtMatmulDescCreate", api.desc_create(&d.op, compute, CUDA_R_32F));
@@ -219,7 +232,7 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
     Descs d{&api};
     build(d, epilogue);
     if (find(d, epilogue, &algo) &&
-        api.matmul(ctx.handle, d.op, &alpha, a.b, d.x, a.a, d.y, &beta, a.c, d.d, a.c, d.d, &algo, ctx.workspace,
+        api.matmul(ctx.handle, d.op, &alpha, a.b, d.x, a.a, d.y, &beta, c_in, d.d, a.c, d.d, &algo, ctx.workspace,
                    ctx.workspace_bytes, s) == 0) {
       if (act_pass) bias_act(a.c, nullptr, a.batch, a.m, a.n, a.ldc, a.stride_c, a.act, a.dtype, s);
       return;
@@ -233,7 +246,7 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
                                         " [" + std::to_string(a.m) + ", " + std::to_string(a.k) + "] x [" +
                                         std::to_string(a.k) + ", " + std::to_string(a.n) + "] (batch " +
                                         std::to_string(a.batch) + ")");
-  const lt::Status st = api.matmul(ctx.handle, d.op, &alpha, a.b, d.x, a.a, d.y, &beta, a.c, d.d, a.c, d.d, &algo,
+  const lt::Status st = api.matmul(ctx.handle, d.op, &alpha, a.b, d.x, a.a, d.y, &beta, c_in, d.d, a.c, d.d, &algo,
                                   ctx.workspace, ctx.workspace_bytes, s);
   if (st != 0) throw Error(ErrorKind::Runtime, "matmul: cublasLtMatmul failed with cublasStatus " + std::to_string(st) +
                                                    status_name(st) + " for " + describe(a, al_y, al_x, al_d));

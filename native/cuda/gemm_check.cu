@@ -122,10 +122,14 @@ void compare(const std::string& name, const std::vector<float>& got, const std::
 
 double time_gpu(const std::function<void()>& fn, int runs) { return check::time_gpu(g_gpu, fn, runs); }
 
-void gemm_case(int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb, bool bias, Activation act, DType t) {
+// addend: a residual of C's shape as MatmulArgs::addend (the GPU side takes it only
+// with PERCEIVER_CUDA_GEMM_ADDEND=1; else the case is skipped there).
+void gemm_case(int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb, bool bias, Activation act, DType t,
+               bool addend = false) {
   const Device cpu{DeviceType::CPU, 0}, gpu{DeviceType::CUDA, 0};
+  if (addend && !g_gpu->fuses_matmul_addend()) return;
   auto ha = rounded(randoms((size_t)(batch * m * k), 1), t), hb = rounded(randoms((size_t)(batch * k * n), 2), t);
-  auto hbias = rounded(randoms((size_t)n, 3), t);
+  auto hbias = rounded(randoms((size_t)n, 3), t), hadd = rounded(randoms((size_t)(batch * m * n), 4), t);
   MatmulArgs a{};
   a.batch = batch; a.m = m; a.n = n; a.k = k;
   a.lda = ta ? m : k; a.ldb = tb ? k : n; a.ldc = n;
@@ -134,21 +138,25 @@ void gemm_case(int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
   // Reference: float32 on the CPU on the same (rounded) inputs.
   Buf ca = upload(cpu_backend(), cpu, DType::Float32, ha), cb = upload(cpu_backend(), cpu, DType::Float32, hb);
   Buf cbias = upload(cpu_backend(), cpu, DType::Float32, hbias), cc(cpu_backend(), cpu, DType::Float32, batch * m * n);
+  Buf cadd = upload(cpu_backend(), cpu, DType::Float32, hadd);
   MatmulArgs r = a;
   r.a = (const float*)ca.s->data(); r.b = (const float*)cb.s->data(); r.c = (float*)cc.s->data();
   r.bias = bias ? (const float*)cbias.s->data() : nullptr;
+  r.addend = addend ? (const float*)cadd.s->data() : nullptr;
   r.dtype = DType::Float32;
   cpu_backend()->matmul(r);
   Buf ga = upload(g_gpu, gpu, t, ha), gb = upload(g_gpu, gpu, t, hb), gbias = upload(g_gpu, gpu, t, hbias);
-  Buf gc(g_gpu, gpu, t, batch * m * n);
+  Buf gc(g_gpu, gpu, t, batch * m * n), gadd = upload(g_gpu, gpu, t, hadd);
   MatmulArgs g = a;
   g.a = (const float*)ga.s->data(); g.b = (const float*)gb.s->data(); g.c = (float*)gc.s->data();
   g.bias = bias ? (const float*)gbias.s->data() : nullptr;
+  g.addend = addend ? (const float*)gadd.s->data() : nullptr;
   g.dtype = t;
   g_gpu->matmul(g);
   char name[160];
-  std::snprintf(name, sizeof(name), "matmul %s b%lld %lldx%lldx%lld%s%s%s act%d", dtype_name(t), (long long)batch,
-                (long long)m, (long long)n, (long long)k, ta ? " tA" : "", tb ? " tB" : "", bias ? " bias" : "", (int)act);
+  std::snprintf(name, sizeof(name), "matmul %s b%lld %lldx%lldx%lld%s%s%s%s act%d", dtype_name(t), (long long)batch,
+                (long long)m, (long long)n, (long long)k, ta ? " tA" : "", tb ? " tB" : "", bias ? " bias" : "",
+                addend ? " +C" : "", (int)act);
   compare(name, download(g_gpu, gc), rounded(download(cpu_backend(), cc), t), t);
   double s = time_gpu([&] { g_gpu->matmul(g); }, 10);
   std::printf("     %-52s %8.3f ms  %7.1f TFLOP/s\n", "", s * 1e3, 2.0 * batch * m * n * k / s / 1e12);
@@ -203,6 +211,12 @@ int main() {
     gemm_case(1, 512, 1024, 261, false, false, true, Activation::None, t);
     gemm_case(1, 2048, 2048, 2048, false, false, false, Activation::None, t);
     gemm_case(8, 512, 512, 128, false, true, false, Activation::None, t);
+    // Residuals in the epilogue: odd sizes (unaligned rows in 16 bits), a batch, and
+    // the language model's latent rows against the same product without one.
+    gemm_case(1, 127, 65, 33, false, false, true, Activation::None, t, true);
+    gemm_case(3, 64, 96, 80, true, true, false, Activation::None, t, true);
+    gemm_case(1, 2048, 1280, 1280, false, true, true, Activation::None, t);
+    gemm_case(1, 2048, 1280, 1280, false, true, true, Activation::None, t, true);
     for (const char* w : {"softmax", "layer_norm", "gelu", "add", "residual"}) {
       rows_case(w, 7, 3, t);
       rows_case(w, 512, 1024, t);
@@ -214,8 +228,10 @@ int main() {
       rows_case(w, 5, 1280, t);
       rows_case(w, 8192, 1280, t);
     }
-    const char* vec = std::getenv("PERCEIVER_CUDA_VECTOR_KERNELS");
-    std::printf("PERCEIVER_CUDA_VECTOR_KERNELS=%s\n", vec ? vec : "(unset)");
+    for (const char* sw : {"PERCEIVER_CUDA_VECTOR_KERNELS", "PERCEIVER_CUDA_GEMM_ADDEND"}) {
+      const char* v = std::getenv(sw);
+      std::printf("%s=%s\n", sw, v ? v : "(unset)");
+    }
   }
   std::printf("%s: %d failure%s\n", g_failures ? "FAILED" : "PASSED", g_failures, g_failures == 1 ? "" : "s");
   return g_failures ? 1 : 0;
