@@ -8,7 +8,7 @@
 // output_index_dims. HF's decoder_query builds them over inputs.shape[2:] instead,
 // which for [B, M, C] inputs is the channel axis, so HF outputs cannot serve as a
 // reference for this path.
-import { Linear, Module, Tensor, cast, concat, notEqual, reshape, tidy, toDtype } from '../../lib/index.js';
+import { Linear, Module, Tensor, broadcastTo, cast, concat, notEqual, reshape, tidy, toDtype } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import { PerceiverLayer } from '../layer.js';
 import { PerceiverFourierPositionEncoding, PerceiverTrainablePositionEncoding, type FourierOptions } from '../position-encoding.js';
@@ -169,19 +169,21 @@ export class PerceiverBasicDecoder extends Module {
       throw new TypeError(`PerceiverBasicDecoder: subsampledPoints must be flat indices for one decoder`);
     return tidy(() => {
       const B = inputs.shape[0];
+      // One item's queries, projected (and cast) once, then broadcast over the batch.
       let pos: Tensor;
-      if (pe instanceof PerceiverTrainablePositionEncoding) pos = pe.forward(B);
+      if (pe instanceof PerceiverTrainablePositionEncoding) pos = pe.forward(1);
       else {
         if (!this.outputIndexDims) throw new Error(`PerceiverBasicDecoder: Fourier queries need output_index_dims`);
         // The full grid's table is cached by the encoding, so repeated calls cost a view.
-        pos = points ? pe.atPositions(B, subsampledPositions(points, this.outputIndexDims)) : pe.forward(B, this.outputIndexDims);
+        pos = points ? pe.atPositions(1, subsampledPositions(points, this.outputIndexDims)) : pe.forward(1, this.outputIndexDims);
       }
       if (this.positionsProjection) pos = this.positionsProjection.forward(pos);
-      if (!this.concatPreprocessedInput) return pos;
+      const over = (p: Tensor) => broadcastTo(p, [B, ...p.shape.slice(1)]);
+      if (!this.concatPreprocessedInput) return over(pos);
       const without = ctx.inputsWithoutPos;
       if (!(without instanceof Tensor))
         throw new TypeError(`PerceiverBasicDecoder: concat_preprocessed_input needs the inputs without position encoding`);
-      return concat([without, toDtype(pos, without.dtype)], -1);
+      return concat([without, over(toDtype(pos, without.dtype))], -1);
     });
   }
 

@@ -1,7 +1,7 @@
 // HF's PerceiverAudioPreprocessor ('patches'): the waveform [B, T, 1] is cut into
 // patches of samples_per_patch samples, [B, T/spp, spp], and the position encoding
 // over the patch index is concatenated (or added).
-import { Linear, Module, concat, reshape, tidy, toDtype, type Tensor } from '../../lib/index.js';
+import { Linear, Module, broadcastTo, concat, reshape, tidy, toDtype, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import {
   PerceiverFourierPositionEncoding,
@@ -64,9 +64,10 @@ export class PerceiverAudioPreprocessor extends Module implements Preprocessor {
       throw new RangeError(`PerceiverAudioPreprocessor: ${total} samples per item do not divide into patches of ${this.samplesPerPatch}`);
     return tidy(() => {
       const patches = reshape(audio, [B, total / this.samplesPerPatch, this.samplesPerPatch]);
-      let pos = this.positionEmbeddings.forward(B, [patches.shape[1]]);
+      // One item's positions, projected and cast once, then broadcast over the batch.
+      let pos = this.positionEmbeddings.forward(1, [patches.shape[1]]);
       if (this.positionsProjection) pos = this.positionsProjection.forward(pos);
-      pos = toDtype(pos, patches.dtype);
+      pos = broadcastTo(toDtype(pos, patches.dtype), [B, ...pos.shape.slice(1)]);
       const inputs = this.concatOrAddPos === 'concat' ? concat([patches, pos], -1) : patches.add(pos);
       return { inputs, inputsWithoutPos: patches };
     });

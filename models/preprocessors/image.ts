@@ -8,7 +8,7 @@
 // then the position encoding over the remaining index dims is concatenated (or added).
 // conv1x1 and pixels also take video [B, T, C, H, W]: the index dims are then
 // (T', H', W'). conv handles 4-D images only.
-import { Conv2d, Linear, Module, concat, contiguous, permute, reshape, slice, squeeze, tidy, toDtype, type Tensor } from '../../lib/index.js';
+import { Conv2d, Linear, Module, broadcastTo, concat, contiguous, permute, reshape, slice, squeeze, tidy, toDtype, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import {
   PerceiverFourierPositionEncoding,
@@ -139,10 +139,11 @@ export class PerceiverImagePreprocessor extends Module implements Preprocessor {
       const index = rest.slice(0, -1);
       const n = index.reduce((a, b) => a * b, 1);
       const inputsWithoutPos = reshape(contiguous(x), [B, n, rest[rest.length - 1]]);
-      let pos = this.positionEmbeddings.forward(B, index, { interpolatePosEncoding: opts.interpolatePosEncoding === true });
+      // Every item has the same positions: one item's are projected and cast (to the
+      // features' dtype: 16-bit after a 16-bit conv), then broadcast over the batch.
+      let pos = this.positionEmbeddings.forward(1, index, { interpolatePosEncoding: opts.interpolatePosEncoding === true });
       if (this.positionsProjection) pos = this.positionsProjection.forward(pos);
-      // Positions join the features in the features' dtype (16-bit after a 16-bit conv).
-      pos = toDtype(pos, inputsWithoutPos.dtype);
+      pos = broadcastTo(toDtype(pos, inputsWithoutPos.dtype), [B, ...pos.shape.slice(1)]);
       const inputs = this.concatOrAddPos === 'concat' ? concat([inputsWithoutPos, pos], -1) : inputsWithoutPos.add(pos);
       return { inputs, inputsWithoutPos };
     });
