@@ -256,10 +256,11 @@ struct Backend {
   // Dropout inside the fused attention (AttentionArgs' dropout_*), forward and
   // gradient. Without it, lib/ops/linalg.ts composes attention with dropout from products.
   virtual bool has_attention_dropout() const { return false; }
-  // Whether attention() runs float32 near the rate of its products. Where it does
-  // not (CUDA's fused SIMT kernel), the op layer composes float32 attention from
+  // Whether attention() runs heads of these widths in this dtype near the rate of its
+  // products. Where it does not (CUDA's fused SIMT kernel: float32, and 16-bit heads
+  // too wide for its tensor-core kernel), the op layer composes attention from
   // products and a softmax while the [B, H, Nq, Nk] scores fit (ops_linalg.cc).
-  virtual bool has_fast_float32_attention() const { return true; }
+  virtual bool fast_attention(DType, int64_t /*dqk*/, int64_t /*dv*/) const { return true; }
   // Whether matmul takes MatmulArgs::addend; where not, the op layer adds it after.
   virtual bool fuses_matmul_addend() const { return false; }
   // The fused attention's gradient without its [Nq, Nk] matrices. Optional on its own:

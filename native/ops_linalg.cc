@@ -67,27 +67,31 @@ MatOperand prepare(const Tensor& x_in, bool trans, const Shape& batch) {
   return r;
 }
 
-// float32 where the backend's attention is slow (CUDA's fused SIMT kernel measured
-// 0.11-0.28x of torch on an H200, unless its product-composed forward is switched on):
-// cuBLAS's float32 GEMMs with a softmax pass between them run several times faster, at
-// the cost of materialising the [B, H, Nq, Nk] scores; so that form is taken while the
-// scores stay within 64M elements (256 MB), and longer key ranges keep the fused
-// kernel's linear memory. PERCEIVER_ATTENTION_COMPOSE=1 takes it for float32 on any
-// device (tests compare the two), =0 never.
-bool compose_attention(const Tensor& q, int64_t scores) {
-  if (q.dtype != DType::Float32 || scores <= 0) return false;
+// Where the backend's fused attention is slow for these widths: CUDA's SIMT kernel,
+// which takes float32 (0.11-0.28x of torch on an H200, unless its product-composed
+// forward is switched on) and 16-bit heads wider than its tensor-core kernel takes
+// (the ImageNet classifiers' single 1024-wide query, computed in blocks of 64 query
+// rows: 2.75 ms at batch 32 in bf16). cuBLAS's GEMMs with a softmax pass between them
+// run several times faster, at the cost of materialising the [B, H, Nq, Nk] scores;
+// so that form is taken while the scores stay within 64M elements (256 MB), and
+// longer key ranges keep the fused kernel's linear memory.
+// PERCEIVER_ATTENTION_COMPOSE=1 takes it on any device (tests compare the two), =0
+// never.
+bool compose_attention(const Tensor& q, int64_t dv, int64_t scores) {
+  if (scores <= 0) return false;
   const char* e = std::getenv("PERCEIVER_ATTENTION_COMPOSE");
   if (e && *e) return std::strcmp(e, "0") != 0;
-  return scores <= (int64_t(1) << 26) && !backend_for(q.device())->has_fast_float32_attention();
+  return scores <= (int64_t(1) << 26) && !backend_for(q.device())->fast_attention(q.dtype, q.shape[3], dv);
 }
 
 // softmax(scale q kᵀ, masked) v through batched products: q [B, Nq, H, Dqk] and the
 // others as attention() takes them, mask (if any) already [B, Nq, Nk]; rows whose keys
-// are all masked give 0, as the fused kernels define.
+// are all masked give 0, as the fused kernels define. 16-bit operands keep the logits
+// and the softmax in float32, as the fused kernels do, and round the weights once.
 Tensor attention_composed(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* mask, float scale) {
   const std::vector<int64_t> heads = {0, 2, 1, 3};
   const Tensor qh = permute(q, heads), kh = permute(k, heads), vh = permute(v, heads);  // [B, H, N, D]
-  Tensor logits = matmul(qh, kh, false, true, nullptr, Activation::None, scale);       // [B, H, Nq, Nk]
+  Tensor logits = matmul(qh, kh, false, true, nullptr, Activation::None, scale, q.dtype != DType::Float32);  // [B, H, Nq, Nk]
   Tensor p;
   if (mask) {
     const int64_t B = mask->shape[0], nq = mask->shape[1], nk = mask->shape[2];
@@ -100,6 +104,7 @@ Tensor attention_composed(const Tensor& q, const Tensor& k, const Tensor& v, con
   } else {
     p = softmax(logits, false);
   }
+  if (p.dtype != v.dtype) p = cast(p, v.dtype);
   return contiguous(permute(matmul(p, vh, false, false, nullptr, Activation::None, 1.f), heads));  // [B, Nq, H, Dv]
 }
 
@@ -285,14 +290,14 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
     if (!backend_for(q_in.device())->has_attention_backward())
       throw_value("attention: no fused attention gradient on " + q_in.device().str() + " to take the row statistics");
   }
+  if (dropout.p == 0 && compose_attention(q_in, dv, B * H * nq * nk))
+    return attention_composed(q_in, k_in, v_in, mask ? &mk : nullptr, default_scale(scale, dqk));
   if (cpu_16bit(q_in)) {
     Tensor m = mask ? *mask : Tensor();
     return cast(attention(cast(q_in, DType::Float32), cast(k_in, DType::Float32), cast(v_in, DType::Float32),
                           mask ? &m : nullptr, scale, lse_out, dropout),
                 q_in.dtype);
   }
-  if (dropout.p == 0 && compose_attention(q_in, B * H * nq * nk))
-    return attention_composed(q_in, k_in, v_in, mask ? &mk : nullptr, default_scale(scale, dqk));
   Tensor q = unit_inner(q_in), k = unit_inner(k_in), v = unit_inner(v_in);
   Tensor out = empty({B, nq, H, dv}, q.dtype, q.device(), "attention");
   if (out.numel() == 0) return out;

@@ -1108,6 +1108,14 @@ cudaError_t attention_forward(const AttentionArgs& a, void* workspace, size_t wo
   return attn::forward(a, workspace, workspace_bytes, sm_count, stream, attn::kAuto, 0);
 }
 
+bool attention_simt_fallback(DType dtype, int64_t dqk, int64_t dv, int cc, int smem_optin) {
+  if (dtype == DType::Float32 || (dtype == DType::Float16 ? cc < 75 : cc < 80)) return false;
+  // forward()'s test for its 16-row tiers, in one stage (two only where they fit too).
+  const attn::TcTier tier = attn::kTcTiers[attn::tc_tier(dqk, dv, attn::kTcNarrow)];
+  return attn::round16(dv) > attn::kTcDvMax ||
+         attn::tc_smem_bytes(dqk, dv, 16 * tier.warps * tier.rt, tier.bk, 1) > (size_t)smem_optin;
+}
+
 // Hooks for native/cuda/attention_check.cu (declared there, not in attention.h):
 // force the kernel version and the key split count so that every path is checked on
 // small shapes, and name the plan a call takes.

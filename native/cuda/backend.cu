@@ -50,6 +50,11 @@ class CudaBackend final : public Backend {
     CUDA_CHECK("cuda init", cudaSetDevice(device));
     CUDA_CHECK("cuda init", cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     CUDA_CHECK("cuda init", cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device));
+    int major = 0, minor = 0;
+    CUDA_CHECK("cuda init", cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    CUDA_CHECK("cuda init", cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    CUDA_CHECK("cuda init", cudaDeviceGetAttribute(&smem_optin_, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    cc_ = major * 10 + minor;
     gemm_.device = device;
     gemm_.api = api;
     lt::Status st = api->create(&gemm_.handle);
@@ -197,7 +202,10 @@ class CudaBackend final : public Backend {
   // Dropout runs in the product-composed forward (attention_gemm.cu), which is off
   // by default with it (below).
   bool has_attention_dropout() const override { return gemm_attention(); }
-  bool has_fast_float32_attention() const override { return gemm_attention(); }
+  bool fast_attention(DType dtype, int64_t dqk, int64_t dv) const override {
+    if (dtype == DType::Float32) return gemm_attention();
+    return !attention_simt_fallback(dtype, dqk, dv, cc_, smem_optin_);
+  }
   void embedding(const float* w, int64_t vocab, int64_t c, const int32_t* ids, int64_t n, float* out,
                  DType dtype) override {
     set_device();
@@ -299,6 +307,7 @@ class CudaBackend final : public Backend {
 
   int device_;
   int sm_count_ = 0;
+  int cc_ = 0, smem_optin_ = 0;  // compute capability (major * 10 + minor), shared memory per block
   cudaStream_t stream_ = nullptr;
   DeviceAllocator alloc_;
   GemmContext gemm_{};
