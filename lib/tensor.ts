@@ -23,6 +23,18 @@ const cudaName = (i: number) => (cudaNames[i] ??= `cuda:${i}`);
 // Frees the native slot of a Tensor collected without dispose(); dispose() unregisters.
 const unreleased = new FinalizationRegistry<NativeHandle>((h) => native.handleDispose(h));
 
+// In-place writes to tensors (assign, the optimizers' updates) so far: what caches
+// values derived from tensors (autocast's casts of parameters) compare.
+let writes = 0;
+/** @internal Called by every op that writes into an existing tensor. */
+export function noteWrite(): void {
+  writes++;
+}
+/** @internal */
+export function writeCount(): number {
+  return writes;
+}
+
 export class Tensor {
   /** @internal The native handle; use the ops, not this. */
   readonly handle: NativeHandle;

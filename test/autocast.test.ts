@@ -103,3 +103,68 @@ test('mixed precision: float32 master weights get float32 gradients, those of th
   for (const v of [x, w16, b16]) v.dispose();
   lin.dispose();
 });
+
+test.serial("under autocast a parameter is cast once and shared by every layer that takes it; its gradients meet in that one cast, as torch's autocast cache does", async (t) => {
+  P.manualSeed(3);
+  const lin = new Linear(6, 6).requiresGrad_(true);
+  const x = P.randn([4, 6]);
+  const before = liveTensors();
+  P.tidy(() =>
+    P.autocast('bfloat16', () => {
+      t.is(P.toDtype(lin.weight, 'bfloat16'), P.toDtype(lin.weight, 'bfloat16'), 'one cast of a parameter');
+      t.not(P.toDtype(x, 'bfloat16'), P.toDtype(x, 'bfloat16'), 'a tensor that is not a parameter is cast each time');
+      t.not(P.toDtype(lin.weight, 'float16'), P.toDtype(lin.weight, 'float16'), "a cast to a dtype other than autocast's is not kept");
+    }),
+  );
+  t.is(liveTensors(), before, 'the cached cast went with the autocast scope');
+  // The same layer twice (as the ImageNet encoders' eight blocks share their weights).
+  const loss = P.autocast('bfloat16', () => P.tidy(() => lin.forward(lin.forward(x)).cast('float32').square().sum(0).sum(0)));
+  loss.backward();
+  loss.dispose();
+  t.is(liveTensors(), before + 2, 'the cached casts went with the autocast scope (what remains: the two gradients)');
+  // By hand: one bfloat16 copy of each parameter, used twice.
+  const w16 = P.noGrad(() => lin.weight.cast('bfloat16'));
+  const b16 = P.noGrad(() => lin.bias!.cast('bfloat16'));
+  w16.requiresGrad = true;
+  b16.requiresGrad = true;
+  P.tidy(() => {
+    const h = P.linear(x.cast('bfloat16'), w16, b16);
+    return P.linear(h, w16, b16).cast('float32').square().sum(0).sum(0);
+  }).backward();
+  t.deepEqual(await lin.weight.grad!.data(), await w16.grad!.cast('float32').data());
+  t.deepEqual(await lin.bias!.grad!.data(), await b16.grad!.cast('float32').data());
+  for (const v of [x, w16, b16]) v.dispose();
+  lin.dispose();
+});
+
+test('a cached cast is not reused after a tensor is written in place (an optimizer step inside the autocast scope)', async (t) => {
+  P.manualSeed(4);
+  const lin = new Linear(3, 2).requiresGrad_(true);
+  const x = P.randn([1, 3]);
+  const [first, second] = P.autocast('bfloat16', () => {
+    const a = lin.forward(x);
+    P.assign(lin.weight, P.tidy(() => lin.weight.mul(2)));
+    const b = lin.forward(x);
+    return [a, b];
+  });
+  const want = P.noGrad(() => P.tidy(() => P.linear(x.cast('bfloat16'), lin.weight.cast('bfloat16'), lin.bias!.cast('bfloat16'))));
+  t.notDeepEqual(await first.data(), await second.data());
+  t.deepEqual(await readAndDispose(second), await readAndDispose(want));
+  for (const v of [first, x]) v.dispose();
+  lin.dispose();
+});
+
+test.serial("autocast releases its cached casts when an async fn settles, and never fn's own result", async (t) => {
+  const lin = new Linear(3, 2).requiresGrad_(true);
+  const before = liveTensors();
+  const y = await P.autocast('bfloat16', async () => {
+    await new Promise((r) => setTimeout(r, 1));
+    return P.noGrad(() => P.tidy(() => lin.forward(P.ones([1, 3]))));
+  });
+  t.is(liveTensors(), before + 1, 'only the result remains');
+  const w = P.autocast('bfloat16', () => P.toDtype(lin.weight, 'bfloat16'));
+  t.false(w.disposed, 'a cast returned by fn is the caller\'s');
+  t.is(w.dtype, 'bfloat16');
+  for (const v of [y, w]) v.dispose();
+  lin.dispose();
+});

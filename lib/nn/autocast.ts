@@ -6,14 +6,33 @@
 // bfloat16 while its parameters (the master weights) stay float32: the casts are
 // recorded on the tape, so gradients arrive in float32.
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { Tensor } from '../tensor.js';
+import { Tensor, writeCount } from '../tensor.js';
 import { cast } from '../ops/layout.js';
-import { tidy } from '../scope.js';
+import { keep, tidy } from '../scope.js';
 import { describe, isFloatDType as isFloat, type DTypeName, type FloatDTypeName } from '../dtype.js';
+
+interface Scope {
+  dtype: FloatDTypeName | null;
+  // Casts of parameters (leaves that require gradients), made once per autocast() and
+  // reused by every layer that takes the parameter, as torch's autocast caches them: a
+  // weight shared by several blocks (the ImageNet encoders' eight) is cast once, and
+  // its gradients meet in one cast node. Valid while no tensor has been written in place.
+  casts: Map<Tensor, Tensor>;
+  writes: number;
+  // Casts made before a write: no longer handed out, but callers may still hold them.
+  stale: Tensor[];
+}
 
 // AsyncLocalStorage, not a global: the setting follows fn across its awaits and does
 // not leak into work that runs concurrently outside it.
-const current = new AsyncLocalStorage<FloatDTypeName | null>();
+const current = new AsyncLocalStorage<Scope>();
+
+// Disposes the scope's casts, except fn's result itself (returned to the caller).
+function release(scope: Scope, result: unknown): void {
+  for (const c of [...scope.casts.values(), ...scope.stale]) if (c !== result) c.dispose();
+  scope.casts.clear();
+  scope.stale.length = 0;
+}
 
 /**
  * Runs fn with layers computing in `dtype` ('bfloat16' or 'float16' for mixed
@@ -24,12 +43,34 @@ export function autocast<T>(dtype: FloatDTypeName | null, fn: () => T): T {
   if (dtype !== null && !isFloat(dtype))
     throw new TypeError(`autocast: argument 'dtype' must be 'float32', 'float16', 'bfloat16' or null, got ${describe(dtype)}`);
   if (typeof fn !== 'function') throw new TypeError(`autocast: argument 'fn' must be a function, got ${describe(fn)}`);
-  return current.run(dtype === 'float32' ? null : dtype, fn);
+  const scope: Scope = { dtype: dtype === 'float32' ? null : dtype, casts: new Map(), writes: writeCount(), stale: [] };
+  let result: T;
+  try {
+    result = current.run(scope, fn);
+  } catch (e) {
+    release(scope, undefined);
+    throw e;
+  }
+  // The cached casts outlive fn's own scopes and go when it is done (a graph that uses
+  // them holds its own references).
+  if (result instanceof Promise)
+    return result.then(
+      (v) => {
+        release(scope, v);
+        return v;
+      },
+      (e) => {
+        release(scope, undefined);
+        throw e;
+      },
+    ) as T;
+  release(scope, result);
+  return result;
 }
 
 /** The dtype set by the innermost autocast(), or null outside one. */
 export function autocastDtype(): FloatDTypeName | null {
-  return current.getStore() ?? null;
+  return current.getStore()?.dtype ?? null;
 }
 
 /** The dtype a layer holding `param` computes in: autocast's, else param's. */
@@ -40,10 +81,24 @@ export function computeDtype(param: Tensor): DTypeName {
 
 /**
  * x in `dtype` when x is floating and differs (a recorded cast), else x itself. The
- * caller owns a returned cast: create it inside tidy().
+ * caller owns a returned cast: create it inside tidy(). Under autocast, a parameter's
+ * cast to autocast's dtype is made once and shared (autocast() disposes it).
  */
 export function toDtype(x: Tensor, dtype: DTypeName): Tensor {
-  return needsCast(x, dtype) ? cast(x, dtype) : x;
+  if (!needsCast(x, dtype)) return x;
+  const scope = current.getStore();
+  if (!scope || scope.dtype !== dtype || !x.requiresGrad || x.gradFn !== null) return cast(x, dtype);
+  if (scope.writes !== writeCount()) {
+    scope.stale.push(...scope.casts.values());
+    scope.casts.clear();
+    scope.writes = writeCount();
+  }
+  let c = scope.casts.get(x);
+  if (c === undefined || c.disposed) {
+    c = keep(cast(x, dtype));
+    scope.casts.set(x, c);
+  }
+  return c;
 }
 
 /** Whether toDtype(x, dtype) would cast: x is floating and of another floating dtype. */

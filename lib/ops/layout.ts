@@ -2,7 +2,7 @@
 // and broadcastTo are views (no copy); contiguous() and cast() copy.
 import { native } from '../native.js';
 import { checkDType, type DTypeName } from '../dtype.js';
-import { Tensor, wrap, handleOf } from '../tensor.js';
+import { Tensor, wrap, handleOf, noteWrite } from '../tensor.js';
 import { int, shape as shapeArg } from './args.js';
 import * as G from '../autograd/grads.js';
 
@@ -100,4 +100,5 @@ export function cast(x: Tensor, dtype: DTypeName): Tensor {
  */
 export function assign(dst: Tensor, src: Tensor): void {
   native.assign(handleOf('assign', 'dst', dst), handleOf('assign', 'src', src));
+  noteWrite();
 }

@@ -6,7 +6,7 @@
 // Parameters and state are float32 (master weights); strided views are updated
 // through a dense copy written back, and a gradient overlapping them is copied first.
 import { native } from '../native.js';
-import { handleOf, optionalHandle, type Tensor } from '../tensor.js';
+import { handleOf, noteWrite, optionalHandle, type Tensor } from '../tensor.js';
 import { int, num, options } from './args.js';
 
 export interface AdamUpdateOptions {
@@ -39,6 +39,7 @@ function adamArgs(op: string, opts: AdamUpdateOptions): [number, number, number,
 export function adamUpdate(param: Tensor, grad: Tensor, expAvg: Tensor, expAvgSq: Tensor, opts: AdamUpdateOptions): void {
   const op = 'adam_update';
   native.adamUpdate(handleOf(op, 'param', param), handleOf(op, 'grad', grad), handleOf(op, 'expAvg', expAvg), handleOf(op, 'expAvgSq', expAvgSq), ...adamArgs(op, opts), false);
+  noteWrite();
 }
 
 /**
@@ -49,6 +50,7 @@ export function adamUpdate(param: Tensor, grad: Tensor, expAvg: Tensor, expAvgSq
 export function lambUpdate(param: Tensor, grad: Tensor, expAvg: Tensor, expAvgSq: Tensor, opts: AdamUpdateOptions): void {
   const op = 'lamb_update';
   native.adamUpdate(handleOf(op, 'param', param), handleOf(op, 'grad', grad), handleOf(op, 'expAvg', expAvg), handleOf(op, 'expAvgSq', expAvgSq), ...adamArgs(op, opts), true);
+  noteWrite();
 }
 
 export interface SGDUpdateOptions {
@@ -78,4 +80,5 @@ export function sgdUpdate(param: Tensor, grad: Tensor, momentumBuffer: Tensor | 
     o.weightDecay === undefined ? 0 : num(op, 'weightDecay', o.weightDecay),
     o.nesterov ?? false,
   );
+  noteWrite();
 }
