@@ -240,6 +240,8 @@ candidates() {
   grep -E '^FAIL' "$LOGS/cuda_attention_check.log" "$LOGS/cuda_gemm_check-candidates.log" | cut -c1-300 | head -8
   echo "tco checks: $(grep -cE '^PASS .* tco ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tco ' "$LOGS/cuda_attention_check.log") failed"
   grep -E '^BENCH (perceiver-self-b(8|32)|mlm-self-b32|perceiver-encoder) .* (tc|tco|tcw) ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
+  echo "-- heads past the widest tier: tc in column chunks of V against the SIMT kernel and the products:"
+  grep -E '^BENCH (perceiver-decoder|flow-decoder) +bfloat16 +(tc|simt|gemm) ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
   echo "-- layer norm and adds, default then 16-byte kernels (ms, GB/s):"
   for f in cuda_gemm_check cuda_gemm_check-candidates; do
     echo "$f:"

@@ -23,8 +23,10 @@
 //   bound (Q and K are re-read from shared memory per k step), so it costs shared
 //   memory but no registers; Dv sizes the O accumulators, so the kernel is
 //   instantiated for three Dv caps (64, 128, 336), the loops running only over the
-//   16-column blocks the real Dv needs. Wider Dv (the ImageNet decoder's 1024), or
-//   tiles that exceed the device's shared memory, take version 2.
+//   16-column blocks the real Dv needs. Wider Dv (optical flow's decoder, 512; the
+//   ImageNet decoder's 1024) runs as several calls over column chunks of V and the
+//   output, each recomputing S (dv_chunk); tiles that exceed the device's shared
+//   memory take version 2.
 //   A wide variant gives each warp two 16-row tiles (128 query rows per block), so
 //   every K and V fragment loaded from shared memory feeds two MMAs: for Dv <= 128,
 //   where blocks are plentiful (multi-head self-attention at large batch; see
@@ -946,6 +948,48 @@ cudaError_t launch_zero(const Params& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+// 16-bit heads wider than the widest tc tier (kTcDvMax): the tc kernel over column
+// chunks of V and of the output, one call per chunk, each recomputing Q Kᵀ. Chunks of
+// at most kTcChunkV columns (optical flow's decoder, 512 wide: two of 256, Q Kᵀ three
+// times instead of twice; the ImageNet classifiers' 1024: four) where the SIMT kernel
+// took the whole head in 128-column chunks on CUDA cores.
+constexpr int64_t kTcChunkV = 320;
+
+// Whether the device has tensor cores for this 16-bit dtype (fp16: sm_75, bf16: sm_80).
+bool tc_dtype_ok(DType dtype, int cc) { return dtype == DType::Float16 ? cc >= 75 : cc >= 80; }
+
+int64_t dv_chunk_width(int64_t dv) { return round16(ceil_div(dv, ceil_div(dv, kTcChunkV))); }
+
+// a restricted to V's and the output's columns [c0, c0 + w).
+AttentionArgs dv_chunk(const AttentionArgs& a, int64_t c0, int64_t w) {
+  AttentionArgs c = a;
+  c.v = reinterpret_cast<const float*>(static_cast<const uint16_t*>(static_cast<const void*>(a.v)) + c0);
+  c.out = reinterpret_cast<float*>(static_cast<uint16_t*>(static_cast<void*>(a.out)) + c0);
+  c.dv = w;
+  return c;
+}
+
+bool chunks_dv(const AttentionArgs& a) { return a.dtype != DType::Float32 && round16(a.dv) > kTcDvMax; }
+
+// What one call needs for `splits` key ranges: partials, then the padded copies.
+size_t call_workspace(const AttentionArgs& a, int splits) {
+  splits = (int)std::max<int64_t>(1, std::min<int64_t>({(int64_t)splits, a.nk, kMaxSplits}));
+  return pad_plan(a, workspace_for(a, splits)).end;
+}
+
+// The most any call for `a` needs: the whole head's (the SIMT kernel's) or, for heads
+// taken in Dv chunks, any chunk's (a chunk may pad K and V where the whole head shared
+// one copy).
+size_t workspace_bytes(const AttentionArgs& a, int splits) {
+  if (nothing_to_do(a) || a.nk <= 0) return 0;
+  size_t need = call_workspace(a, splits);
+  if (chunks_dv(a)) {
+    const int64_t w = dv_chunk_width(a.dv);
+    for (int64_t c0 = 0; c0 < a.dv; c0 += w) need = std::max(need, call_workspace(dv_chunk(a, c0, std::min(w, a.dv - c0)), splits));
+  }
+  return need;
+}
+
 // force_path: kAuto, kTensorCore, kTensorCore1, kTensorCoreWide, kTensorCoreOccupancy
 // or kSimt; force_splits:
 // 0 = planned.
@@ -981,6 +1025,22 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
   };
   if (a.nk == 0) return zero();
   if (!a.v || (a.dqk > 0 && (!a.q || !a.k))) return cudaErrorInvalidValue;
+
+  if (chunks_dv(a) && force_path != kSimt) {
+    int dev = 0, major = 0, minor = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    if (e != cudaSuccess) return e;
+    if (tc_dtype_ok(a.dtype, major * 10 + minor)) {
+      const int64_t w = dv_chunk_width(a.dv);
+      for (int64_t c0 = 0; c0 < a.dv; c0 += w)
+        if (cudaError_t ce = forward(dv_chunk(a, c0, std::min(w, a.dv - c0)), workspace, workspace_bytes, sm_count,
+                                     stream, force_path, force_splits))
+          return ce;
+      return cudaSuccess;
+    }
+  }
 
   int splits = force_splits > 0 ? force_splits : plan_splits(a, sm_count);
   const PadPlan pad = pad_plan(a, workspace_for(a, std::max<int64_t>(1, std::min<int64_t>({(int64_t)splits, a.nk, kMaxSplits}))));
@@ -1098,9 +1158,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
 }  // namespace attn
 
 size_t attention_workspace_bytes(const AttentionArgs& a, int sm_count) {
-  if (attn::nothing_to_do(a) || a.nk <= 0) return 0;
-  const int splits = (int)std::max<int64_t>(1, std::min<int64_t>({(int64_t)attn::plan_splits(a, sm_count), a.nk, attn::kMaxSplits}));
-  return attn::pad_plan(a, attn::workspace_for(a, splits)).end;
+  return attn::workspace_bytes(a, attn::plan_splits(a, sm_count));
 }
 
 cudaError_t attention_forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes,
@@ -1108,8 +1166,8 @@ cudaError_t attention_forward(const AttentionArgs& a, void* workspace, size_t wo
   return attn::forward(a, workspace, workspace_bytes, sm_count, stream, attn::kAuto, 0);
 }
 
-bool attention_simt_fallback(DType dtype, int64_t dqk, int64_t dv, int cc, int smem_optin) {
-  if (dtype == DType::Float32 || (dtype == DType::Float16 ? cc < 75 : cc < 80)) return false;
+bool attention_beyond_one_tc_pass(DType dtype, int64_t dqk, int64_t dv, int cc, int smem_optin) {
+  if (dtype == DType::Float32 || !attn::tc_dtype_ok(dtype, cc)) return false;
   // forward()'s test for its 16-row tiers, in one stage (two only where they fit too).
   const attn::TcTier tier = attn::kTcTiers[attn::tc_tier(dqk, dv, attn::kTcNarrow)];
   return attn::round16(dv) > attn::kTcDvMax ||
@@ -1128,9 +1186,7 @@ cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace,
 }
 
 size_t attention_workspace_bytes_forced(const AttentionArgs& a, int splits) {
-  if (attn::nothing_to_do(a) || a.nk <= 0) return 0;
-  splits = (int)std::max<int64_t>(1, std::min<int64_t>({(int64_t)splits, a.nk, attn::kMaxSplits}));
-  return attn::pad_plan(a, attn::workspace_for(a, splits)).end;
+  return attn::workspace_bytes(a, splits);
 }
 
 int attention_planned_splits(const AttentionArgs& a, int sm_count) {

@@ -23,10 +23,12 @@ size_t attention_workspace_bytes(const AttentionArgs& a, int sm_count);
 cudaError_t attention_forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes,
                               int sm_count, cudaStream_t stream);
 
-// Whether attention_forward runs 16-bit heads of these widths on its SIMT kernel though
-// the device (compute capability cc, smem_optin bytes of shared memory per block) has
-// tensor cores for the dtype: Dv past the tensor-core kernel's cap, or its tiles past
-// the shared memory. False for float32 and where the dtype has no tensor cores.
-bool attention_simt_fallback(DType dtype, int64_t dqk, int64_t dv, int cc, int smem_optin);
+// Whether attention_forward cannot take 16-bit heads of these widths in one pass of its
+// tensor-core kernel though the device (compute capability cc, smem_optin bytes of
+// shared memory per block) has tensor cores for the dtype: Dv past the kernel's widest
+// tier (it then takes Dv in chunks, each recomputing the scores) or its tiles past the
+// shared memory (the SIMT kernel). False for float32 and where the dtype has no tensor
+// cores.
+bool attention_beyond_one_tc_pass(DType dtype, int64_t dqk, int64_t dv, int cc, int smem_optin);
 
 }  // namespace perceiver::cuda

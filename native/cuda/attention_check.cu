@@ -1003,6 +1003,10 @@ int main(int argc, char** argv) {
         // The language model's latent self-attention (qk 256, v 1280, 8 heads) at batch 32,
         // where the whole model measured 0.82x HF on an H200.
         {"mlm-self-b32", 32, 8, 256, 256, 32, 160, Layout::BNHD, MaskKind::None, false},
+        // Optical flow's decoder (512-wide queries and values over 2048 latents; a slice
+        // of its 182,528 queries): past the widest tc tier, so its 16-bit "tc" runs in
+        // two column chunks of V, against the SIMT kernel it took before.
+        {"flow-decoder", 1, 1, 16384, 2048, 512, 512, Layout::BNHD, MaskKind::None, false},
     };
     for (const Case& c : shapes)
       if (filter.empty() || c.name.find(filter) != std::string::npos) bench_case(c, stream);

@@ -204,7 +204,7 @@ class CudaBackend final : public Backend {
   bool has_attention_dropout() const override { return gemm_attention(); }
   bool fast_attention(DType dtype, int64_t dqk, int64_t dv) const override {
     if (dtype == DType::Float32) return gemm_attention();
-    return !attention_simt_fallback(dtype, dqk, dv, cc_, smem_optin_);
+    return !attention_beyond_one_tc_pass(dtype, dqk, dv, cc_, smem_optin_);
   }
   void embedding(const float* w, int64_t vocab, int64_t c, const int32_t* ids, int64_t n, float* out,
                  DType dtype) override {

@@ -281,8 +281,8 @@ void check_rows() {
 void check_attention(const std::string& filter) {
   // Shapes for every tier: heads of 64 (tier 0), 128 (1, and the occupancy tier 7),
   // the language model's qk 32 / v 160 (2, and 8), 261 (3 and 9, through the padded
-  // copies), 322 (4); ragged query and key counts so that partial tiles and masked
-  // tails run.
+  // copies), 322 (4), and past it (column chunks of V); ragged query and key counts so
+  // that partial tiles and masked tails run.
   const Case cases[] = {
       {"w64", 1, 2, 70, 99, 64, 64, false, false},
       {"w128", 1, 2, 70, 99, 128, 128, false, true},
@@ -291,6 +291,10 @@ void check_attention(const std::string& filter) {
       {"qk40-v150-odd", 1, 1, 20, 50, 40, 150, true, false},
       {"w261", 1, 1, 20, 70, 261, 261, true, false},
       {"qk32-v322", 1, 1, 17, 40, 32, 322, false, false},
+      // Wider than the widest tier: Dv in chunks (272 + 248; 4 x 256 with a Q tile of
+      // 1024 columns, one stage).
+      {"qk40-v520", 1, 2, 20, 45, 40, 520, false, true},
+      {"w1024-odd", 1, 1, 3, 30, 1024, 1024, true, false},
   };
   for (const Case& c : cases) {
     if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
