@@ -950,13 +950,25 @@ cudaError_t launch_zero(const Params& p, cudaStream_t stream) {
 
 // 16-bit heads wider than the widest tc tier (kTcDvMax): the tc kernel over column
 // chunks of V and of the output, one call per chunk, each recomputing Q Kᵀ. Chunks of
-// at most kTcChunkV columns (optical flow's decoder, 512 wide: two of 256, Q Kᵀ three
-// times instead of twice; the ImageNet classifiers' 1024: four) where the SIMT kernel
-// took the whole head in 128-column chunks on CUDA cores.
+// at most kTcChunkV columns (optical flow's decoder, 512 wide: two of 256, so Q Kᵀ
+// twice and P V once, 1.5x a single pass's products; the ImageNet classifiers' 1024:
+// four) where the SIMT kernel took the whole head in 128-column chunks on CUDA cores.
 constexpr int64_t kTcChunkV = 320;
 
 // Whether the device has tensor cores for this 16-bit dtype (fp16: sm_75, bf16: sm_80).
 bool tc_dtype_ok(DType dtype, int cc) { return dtype == DType::Float16 ? cc >= 75 : cc >= 80; }
+
+// The current device's compute capability (major * 10 + minor) and opt-in shared
+// memory per block.
+cudaError_t device_caps(int* cc, int* smem_optin) {
+  int dev = 0, major = 0, minor = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  *cc = major * 10 + minor;
+  return e;
+}
 
 int64_t dv_chunk_width(int64_t dv) { return round16(ceil_div(dv, ceil_div(dv, kTcChunkV))); }
 
@@ -980,7 +992,7 @@ size_t call_workspace(const AttentionArgs& a, int splits) {
 // The most any call for `a` needs: the whole head's (the SIMT kernel's) or, for heads
 // taken in Dv chunks, any chunk's (a chunk may pad K and V where the whole head shared
 // one copy).
-size_t workspace_bytes(const AttentionArgs& a, int splits) {
+size_t workspace_need(const AttentionArgs& a, int splits) {
   if (nothing_to_do(a) || a.nk <= 0) return 0;
   size_t need = call_workspace(a, splits);
   if (chunks_dv(a)) {
@@ -1027,12 +1039,9 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
   if (!a.v || (a.dqk > 0 && (!a.q || !a.k))) return cudaErrorInvalidValue;
 
   if (chunks_dv(a) && force_path != kSimt) {
-    int dev = 0, major = 0, minor = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-    if (e != cudaSuccess) return e;
-    if (tc_dtype_ok(a.dtype, major * 10 + minor)) {
+    int cc = 0, smem_optin = 0;
+    if (cudaError_t e = device_caps(&cc, &smem_optin)) return e;
+    if (tc_dtype_ok(a.dtype, cc)) {
       const int64_t w = dv_chunk_width(a.dv);
       for (int64_t c0 = 0; c0 < a.dv; c0 += w)
         if (cudaError_t ce = forward(dv_chunk(a, c0, std::min(w, a.dv - c0)), workspace, workspace_bytes, sm_count,
@@ -1064,16 +1073,8 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
   size_t tc_smem = 0;
   if (a.dtype == DType::Float32 && force_tc) return cudaErrorNotSupported;
   if (a.dtype != DType::Float32 && force_path != kSimt) {
-    int dev = 0, major = 0, minor = 0, smem_optin = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e == cudaSuccess)
-      e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    if (e == cudaSuccess)
-      e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-    if (e == cudaSuccess)
-      e = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    if (e != cudaSuccess) return e;
-    const int cc = major * 10 + minor;
+    int cc = 0, smem_optin = 0;
+    if (cudaError_t e = device_caps(&cc, &smem_optin)) return e;
     if (force_path == kTensorCoreWide) p.tc_kind = kTcWide;
     else if (force_path == kTensorCoreOccupancy) p.tc_kind = kTcOccupancy;
     else if (force_path == kAuto && occupancy_auto(a)) p.tc_kind = kTcOccupancy;
@@ -1158,7 +1159,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
 }  // namespace attn
 
 size_t attention_workspace_bytes(const AttentionArgs& a, int sm_count) {
-  return attn::workspace_bytes(a, attn::plan_splits(a, sm_count));
+  return attn::workspace_need(a, attn::plan_splits(a, sm_count));
 }
 
 cudaError_t attention_forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes,
@@ -1186,7 +1187,7 @@ cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace,
 }
 
 size_t attention_workspace_bytes_forced(const AttentionArgs& a, int splits) {
-  return attn::workspace_bytes(a, splits);
+  return attn::workspace_need(a, splits);
 }
 
 int attention_planned_splits(const AttentionArgs& a, int sm_count) {
