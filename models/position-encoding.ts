@@ -104,6 +104,14 @@ export function fourierFeatures(pos: Float32Array, opts: FourierOptions): { data
   return { data: out, channels };
 }
 
+/**
+ * One item's positions pos [1, N, C] as [batchSize, N, C], a broadcast view: what was
+ * done to pos (a projection, a cast) ran once for the whole batch.
+ */
+export function overBatch(pos: Tensor, batchSize: number): Tensor {
+  return broadcastTo(pos, [batchSize, ...pos.shape.slice(1)]);
+}
+
 export interface PositionEncodingOptions {
   /**
    * A trainable table of a square grid is resized (bicubic) to the inputs' first two

@@ -154,18 +154,15 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, cons
   shape.push_back(n);
   Tensor addend_c;
   if (addend) {
-    const Shape& as = addend->shape;
-    bool fits = as.size() <= shape.size();
-    for (size_t i = 0; fits && i < as.size(); i++) {
-      const int64_t d = as[as.size() - 1 - i];
-      fits = d == 1 || d == shape[shape.size() - 1 - i];
-    }
-    if (!fits)
+    try {
+      addend_c = broadcast_to(*addend, shape);
+    } catch (const Error&) {
       throw_range("matmul: argument 'addend' must broadcast to the result's shape " + shape_str(shape) + ", got " +
-                  shape_str(as));
+                  shape_str(addend->shape));
+    }
     if (!backend_for(a.device())->fuses_matmul_addend())
-      return binary(BinaryOp::Add, matmul(a, b, trans_a, trans_b, bias, act, alpha), *addend);
-    addend_c = contiguous(broadcast_to(*addend, shape));
+      return binary(BinaryOp::Add, matmul(a, b, trans_a, trans_b, bias, act, alpha), addend_c);
+    addend_c = contiguous(addend_c);
   }
   MatOperand pa = prepare(a, trans_a, batch), pb = prepare(b, trans_b, batch);
   Tensor out = empty(shape, out_float32 ? DType::Float32 : a.dtype, a.device(), "matmul");

@@ -8,10 +8,10 @@
 // output_index_dims. HF's decoder_query builds them over inputs.shape[2:] instead,
 // which for [B, M, C] inputs is the channel axis, so HF outputs cannot serve as a
 // reference for this path.
-import { Linear, Module, Tensor, broadcastTo, cast, concat, notEqual, reshape, tidy, toDtype } from '../../lib/index.js';
+import { Linear, Module, Tensor, cast, concat, notEqual, reshape, tidy, toDtype } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import { PerceiverLayer } from '../layer.js';
-import { PerceiverFourierPositionEncoding, PerceiverTrainablePositionEncoding, type FourierOptions } from '../position-encoding.js';
+import { PerceiverFourierPositionEncoding, PerceiverTrainablePositionEncoding, overBatch, type FourierOptions } from '../position-encoding.js';
 
 export interface PerceiverBasicDecoderOptions {
   outputNumChannels: number;
@@ -178,12 +178,11 @@ export class PerceiverBasicDecoder extends Module {
         pos = points ? pe.atPositions(1, subsampledPositions(points, this.outputIndexDims)) : pe.forward(1, this.outputIndexDims);
       }
       if (this.positionsProjection) pos = this.positionsProjection.forward(pos);
-      const over = (p: Tensor) => broadcastTo(p, [B, ...p.shape.slice(1)]);
-      if (!this.concatPreprocessedInput) return over(pos);
+      if (!this.concatPreprocessedInput) return overBatch(pos, B);
       const without = ctx.inputsWithoutPos;
       if (!(without instanceof Tensor))
         throw new TypeError(`PerceiverBasicDecoder: concat_preprocessed_input needs the inputs without position encoding`);
-      return concat([without, over(toDtype(pos, without.dtype))], -1);
+      return concat([without, overBatch(toDtype(pos, without.dtype), B)], -1);
     });
   }
 

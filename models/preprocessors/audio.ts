@@ -1,11 +1,12 @@
 // HF's PerceiverAudioPreprocessor ('patches'): the waveform [B, T, 1] is cut into
 // patches of samples_per_patch samples, [B, T/spp, spp], and the position encoding
 // over the patch index is concatenated (or added).
-import { Linear, Module, broadcastTo, concat, reshape, tidy, toDtype, type Tensor } from '../../lib/index.js';
+import { Linear, Module, concat, reshape, tidy, toDtype, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import {
   PerceiverFourierPositionEncoding,
   PerceiverTrainablePositionEncoding,
+  overBatch,
   type FourierOptions,
   type PositionEncoding,
 } from '../position-encoding.js';
@@ -67,7 +68,7 @@ export class PerceiverAudioPreprocessor extends Module implements Preprocessor {
       // One item's positions, projected and cast once, then broadcast over the batch.
       let pos = this.positionEmbeddings.forward(1, [patches.shape[1]]);
       if (this.positionsProjection) pos = this.positionsProjection.forward(pos);
-      pos = broadcastTo(toDtype(pos, patches.dtype), [B, ...pos.shape.slice(1)]);
+      pos = overBatch(toDtype(pos, patches.dtype), B);
       const inputs = this.concatOrAddPos === 'concat' ? concat([patches, pos], -1) : patches.add(pos);
       return { inputs, inputsWithoutPos: patches };
     });

@@ -8,11 +8,12 @@
 // then the position encoding over the remaining index dims is concatenated (or added).
 // conv1x1 and pixels also take video [B, T, C, H, W]: the index dims are then
 // (T', H', W'). conv handles 4-D images only.
-import { Conv2d, Linear, Module, broadcastTo, concat, contiguous, permute, reshape, slice, squeeze, tidy, toDtype, type Tensor } from '../../lib/index.js';
+import { Conv2d, Linear, Module, concat, contiguous, permute, reshape, slice, squeeze, tidy, toDtype, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import {
   PerceiverFourierPositionEncoding,
   PerceiverTrainablePositionEncoding,
+  overBatch,
   type FourierOptions,
   type PositionEncoding,
 } from '../position-encoding.js';
@@ -143,7 +144,7 @@ export class PerceiverImagePreprocessor extends Module implements Preprocessor {
       // features' dtype: 16-bit after a 16-bit conv), then broadcast over the batch.
       let pos = this.positionEmbeddings.forward(1, index, { interpolatePosEncoding: opts.interpolatePosEncoding === true });
       if (this.positionsProjection) pos = this.positionsProjection.forward(pos);
-      pos = broadcastTo(toDtype(pos, inputsWithoutPos.dtype), [B, ...pos.shape.slice(1)]);
+      pos = overBatch(toDtype(pos, inputsWithoutPos.dtype), B);
       const inputs = this.concatOrAddPos === 'concat' ? concat([inputsWithoutPos, pos], -1) : inputsWithoutPos.add(pos);
       return { inputs, inputsWithoutPos };
     });

@@ -983,6 +983,15 @@ AttentionArgs dv_chunk(const AttentionArgs& a, int64_t c0, int64_t w) {
 
 bool chunks_dv(const AttentionArgs& a) { return a.dtype != DType::Float32 && round16(a.dv) > kTcDvMax; }
 
+// f(chunk) for a's Dv chunks in order; the first error f returns, else cudaSuccess.
+template <class F>
+cudaError_t each_dv_chunk(const AttentionArgs& a, F f) {
+  const int64_t w = dv_chunk_width(a.dv);
+  for (int64_t c0 = 0; c0 < a.dv; c0 += w)
+    if (cudaError_t e = f(dv_chunk(a, c0, std::min(w, a.dv - c0)))) return e;
+  return cudaSuccess;
+}
+
 // What one call needs for `splits` key ranges: partials, then the padded copies.
 size_t call_workspace(const AttentionArgs& a, int splits) {
   splits = (int)std::max<int64_t>(1, std::min<int64_t>({(int64_t)splits, a.nk, kMaxSplits}));
@@ -995,10 +1004,11 @@ size_t call_workspace(const AttentionArgs& a, int splits) {
 size_t workspace_need(const AttentionArgs& a, int splits) {
   if (nothing_to_do(a) || a.nk <= 0) return 0;
   size_t need = call_workspace(a, splits);
-  if (chunks_dv(a)) {
-    const int64_t w = dv_chunk_width(a.dv);
-    for (int64_t c0 = 0; c0 < a.dv; c0 += w) need = std::max(need, call_workspace(dv_chunk(a, c0, std::min(w, a.dv - c0)), splits));
-  }
+  if (chunks_dv(a))
+    each_dv_chunk(a, [&](const AttentionArgs& c) {
+      need = std::max(need, call_workspace(c, splits));
+      return cudaSuccess;
+    });
   return need;
 }
 
@@ -1041,14 +1051,10 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
   if (chunks_dv(a) && force_path != kSimt) {
     int cc = 0, smem_optin = 0;
     if (cudaError_t e = device_caps(&cc, &smem_optin)) return e;
-    if (tc_dtype_ok(a.dtype, cc)) {
-      const int64_t w = dv_chunk_width(a.dv);
-      for (int64_t c0 = 0; c0 < a.dv; c0 += w)
-        if (cudaError_t ce = forward(dv_chunk(a, c0, std::min(w, a.dv - c0)), workspace, workspace_bytes, sm_count,
-                                     stream, force_path, force_splits))
-          return ce;
-      return cudaSuccess;
-    }
+    if (tc_dtype_ok(a.dtype, cc))
+      return each_dv_chunk(a, [&](const AttentionArgs& c) {
+        return forward(c, workspace, workspace_bytes, sm_count, stream, force_path, force_splits);
+      });
   }
 
   int splits = force_splits > 0 ? force_splits : plan_splits(a, sm_count);
