@@ -26,12 +26,14 @@
 #       the harnesses: changed kernels still need a full run before they land.
 #   bash scripts/device-check.sh --candidates   the kernels that are off by default until
 #       a GPU has checked and timed them (PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1: the
-#       attention's occupancy tiers; PERCEIVER_CUDA_VECTOR_KERNELS=1: 16-byte binary ops
+#       attention's occupancy tiers; PERCEIVER_CUDA_ATTENTION_FIXED=1: its fixed-width
+#       kernel for latent self-attention; PERCEIVER_CUDA_VECTOR_KERNELS=1: 16-byte binary ops
 #       and register-resident layer norm; PERCEIVER_CUDA_GEMM_ADDEND=1: residuals in the
 #       GEMM epilogue as cuBLASLt's C): the harnesses with and without them, the tests
 #       of the ops they serve with them, bench-gpu without (against torch) and with them
-#       (ours), the same for training steps, and ncu on the default and the occupancy
-#       tiers at both latent self-attention shapes. About 5 minutes.
+#       (ours), the same for training steps, and ncu on the default tier, the occupancy
+#       tier and the fixed-width kernel at both latent self-attention shapes. About 5
+#       minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -203,16 +205,17 @@ setup() {
   fi
 }
 
-# The kernels behind PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1, PERCEIVER_CUDA_VECTOR_KERNELS=1
-# and PERCEIVER_CUDA_GEMM_ADDEND=1 (written without a GPU on 2026-11-27): correct, and
-# faster than the defaults?
+# The kernels behind PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1, PERCEIVER_CUDA_ATTENTION_FIXED=1,
+# PERCEIVER_CUDA_VECTOR_KERNELS=1 and PERCEIVER_CUDA_GEMM_ADDEND=1 (written without a GPU
+# on 2026-11-27): correct, and faster than the defaults? (With both attention switches,
+# the fixed-width kernel takes the widths it has; the occupancy tiers the others.)
 candidates() {
-  local cand=(PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 PERCEIVER_CUDA_VECTOR_KERNELS=1 PERCEIVER_CUDA_GEMM_ADDEND=1)
+  local cand=(PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 PERCEIVER_CUDA_ATTENTION_FIXED=1 PERCEIVER_CUDA_VECTOR_KERNELS=1 PERCEIVER_CUDA_GEMM_ADDEND=1)
   echo "== candidates: harnesses"
-  # The attention harness checks and times the occupancy tiers as path "tco" whatever
-  # the switch; the GEMM harness's rows cases take the 16-byte kernels, and its "+C"
-  # cases run, only with theirs.
-  step cuda_attention_check 100 env CUBLASLT_LOG_LEVEL=1 bin/cuda_attention_check
+  # The attention harness checks and times the occupancy tiers as path "tco" and the
+  # fixed-width kernel as "tcf" / "tcf8" whatever the switches; the GEMM harness's rows
+  # cases take the 16-byte kernels, and its "+C" cases run, only with theirs.
+  step cuda_attention_check 140 env CUBLASLT_LOG_LEVEL=1 bin/cuda_attention_check
   step cuda_gemm_check 60 env CUBLASLT_LOG_LEVEL=1 bin/cuda_gemm_check
   step cuda_gemm_check-candidates 60 env CUBLASLT_LOG_LEVEL=1 PERCEIVER_CUDA_VECTOR_KERNELS=1 PERCEIVER_CUDA_GEMM_ADDEND=1 bin/cuda_gemm_check
   echo "== candidates: the tests of the ops they serve, with the switches"
@@ -225,13 +228,14 @@ candidates() {
   step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1
   step bench-train-gpu-candidates 70 env PERCEIVER_DEVICE=cuda "${cand[@]}" node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
   # One launch each of the default kernel (path "tc", the harness's first launch for a
-  # shape: tiers 1 and 2 are unbounded) and of the occupancy tier (path "tco", the first
-  # bounded launch), at both latent self-attention shapes: occupancy, where the warps
-  # stall, and what bounds them.
+  # shape: tiers 1 and 2 are unbounded), of the occupancy tier (path "tco", the first
+  # bounded launch) and of the fixed-width kernel (path "tcf"), at both latent
+  # self-attention shapes: occupancy, where the warps stall, and what bounds them.
   local c
   for c in perceiver-self-b32 mlm-self-b32; do
     ncu_step "ncu-tc-$c" attention_tc_kernel "$c"
     ncu_step "ncu-tco-$c" attention_tc_kernel_bounded "$c"
+    ncu_step "ncu-tcf-$c" attention_fixed_kernel "$c"
   done
 
   echo
@@ -239,7 +243,8 @@ candidates() {
   cat "$OUT/summary.txt"
   grep -E '^FAIL' "$LOGS/cuda_attention_check.log" "$LOGS/cuda_gemm_check-candidates.log" | cut -c1-300 | head -8
   echo "tco checks: $(grep -cE '^PASS .* tco ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tco ' "$LOGS/cuda_attention_check.log") failed"
-  grep -E '^BENCH (perceiver-self-b(8|32)|mlm-self-b32|perceiver-encoder) .* (tc|tco|tcw) ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
+  echo "tcf checks: $(grep -cE '^PASS .* tcf8? ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcf8? ' "$LOGS/cuda_attention_check.log") failed"
+  grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|perceiver-encoder) .* (tc|tco|tcw|tcf|tcf8) ' "$LOGS/cuda_attention_check.log" | grep -v float32 | cut -c1-110 || true
   echo "-- heads past the widest tier: tc in column chunks of V against the SIMT kernel and the products:"
   grep -E '^BENCH (perceiver-decoder|flow-decoder) +bfloat16 +(tc|simt|gemm) ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
   echo "-- layer norm and adds, default then 16-byte kernels (ms, GB/s):"

@@ -79,19 +79,25 @@ maybe('the attention kernels, emulated on the CPU, match the reference through e
   t.timeout(5 * 60_000);
   const bin = build(t);
   if (!bin) return;
-  // Unset, the public entry (path 0) plans as shipped; with the switch, it takes the
-  // occupancy tiers where they serve.
-  for (const occupancy of ['0', '1']) {
-    const what = `PERCEIVER_CUDA_ATTENTION_OCCUPANCY=${occupancy}`;
-    const r = run(t, bin, ['attention'], { PERCEIVER_CUDA_ATTENTION_OCCUPANCY: occupancy }, what);
+  // Unset, the public entry (path 0) plans as shipped; with a switch, it takes the
+  // occupancy tiers, or the fixed-width kernel (8 warps where it has them, else 4),
+  // where they serve.
+  const envs: Record<string, string>[] = [{}, { PERCEIVER_CUDA_ATTENTION_OCCUPANCY: '1' }, { PERCEIVER_CUDA_ATTENTION_FIXED: '8' }];
+  for (const env of envs) {
+    const what = JSON.stringify(env);
+    const r = run(t, bin, ['attention'], env, what);
     t.is(r.failures, 0);
-    // 9 shapes: bf16 and fp16 through 5 paths, fp32 through 2, each with 1 and 3 key
-    // ranges, less the tiers a shape lacks.
-    t.true(r.checks >= 170, `${what}: ${r.checks} checks ran`);
-    // The occupancy tiers (path 7) ran at the widths they serve: 128, 96, 160, 150, 261
-    // and the 272-wide chunks of a 520-wide head.
-    t.is(r.passed(/^PASS .* path 7 /), 24, what);
-    t.is(r.passed(/^PASS .*float32 +path 2 /), 18, `${what}: the SIMT kernel`);
+    // 11 shapes: bf16 and fp16 through 7 paths, fp32 through 2, each with 1 and 3 key
+    // ranges, less the paths a shape lacks.
+    t.true(r.checks >= 250, `${what}: ${r.checks} checks ran`);
+    // The occupancy tiers (path 7) ran at the widths they serve: 128, 96, 160, 150, 261,
+    // the 272-wide chunks of a 520-wide head, 96 and 120.
+    t.is(r.passed(/^PASS .* path 7 /), 32, what);
+    // The fixed-width kernel: 4 warps (path 8) at 64, 128, qk 32 / v 160, qk 32 / v 96
+    // and 120; 8 warps (path 9) at 128 and 120.
+    t.is(r.passed(/^PASS .* path 8 /), 20, what);
+    t.is(r.passed(/^PASS .* path 9 /), 8, what);
+    t.is(r.passed(/^PASS .*float32 +path 2 /), 22, `${what}: the SIMT kernel`);
     // Heads wider than the widest tier run on tensor cores, in column chunks of V.
     t.is(r.passed(/^PASS (qk40-v520|w1024-odd) .* path 1 /), 8, `${what}: Dv in chunks`);
   }

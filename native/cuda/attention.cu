@@ -36,6 +36,10 @@
 //   that the copy of tile i+1 overlaps the products of tile i; otherwise (e.g. 261
 //   wide heads packed at stride 261) the copies are plain loads, one stage, and
 //   the two blocks per SM hide each other's loads.
+// version 1f, "fixed" (attention_fixed.cuh; PERCEIVER_CUDA_ATTENTION_FIXED, off by
+//   default until a GPU has timed it): version 1 compiled for the padded widths of
+//   multi-head latent self-attention (kFixedTiers), with Q's fragments in registers,
+//   compile-time tile copies and one barrier per key tile.
 // version 2, "simt" (fp32, and the fallback for any dtype and width): the same
 //   algorithm with fp32 FMAs (no TF32: fp32 results stay within ~1e-5). 8 warps,
 //   each owning 8 query rows; Dqk is streamed through shared memory 32 columns at a
@@ -90,10 +94,12 @@ constexpr float kLog2e = 1.4426950408889634f;
 // kTensorCoreWide: the tc kernel with two 16-row tiles per warp (Dv <= 128).
 // kTensorCoreOccupancy: the 16-row kernel's occupancy tiers (Dv 65-272; see
 // occupancy_auto).
+// kTensorCoreFixed: the fixed-width kernel (attention_fixed.cuh) with 4 warps, and
+// kTensorCoreFixed8 with 8 where its width class has such an instantiation.
 // (5 and 6 are the harness's product-composed paths.)
 enum Path : int {
   kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3, kTensorCoreWide = 4,
-  kTensorCoreOccupancy = 7
+  kTensorCoreOccupancy = 7, kTensorCoreFixed = 8, kTensorCoreFixed8 = 9
 };
 // Which family of tc instantiations a call takes (kTcTiers).
 enum TcKind : int { kTcNarrow = 0, kTcWide = 1, kTcOccupancy = 2 };
@@ -118,6 +124,7 @@ struct Params {
   bool q_vec, k_vec, v_vec;
   int tc_stages;  // 1 or 2 key/value buffers in shared memory (tc only)
   int tc_kind;    // TcKind (tc only)
+  int fixed_tier;  // kFixedTiers index (the fixed-width kernel only)
   // Partials when splits > 1: O [splits][B·H·Nq][Dv], then m and l [splits][B·H·Nq].
   float* ws_o;
   float* ws_m;
@@ -230,6 +237,52 @@ __host__ __device__ __forceinline__ int tc_ldv(int64_t dv) { return round16(dv) 
 inline size_t tc_smem_bytes(int64_t dqk, int64_t dv, int bq, int bk, int stages) {
   return ((size_t)bq * tc_ldq(dqk) +
           (size_t)stages * bk * ((size_t)tc_ldq(dqk) + tc_ldv(dv))) * 2;
+}
+
+// The end of a block: this thread's rows (row[rt][0] = g, row[rt][1] = g + 8 of each of
+// its warp's kRT 16-row tiles) from their O fragments, normalised into the output (one
+// key range), or unnormalised into the workspace with each row's m and l for the merge
+// (threads t == 0 write those). l holds the rows' whole sums.
+template <class T, int kRT, int kNO>
+__device__ __forceinline__ void store_rows(const Params& p, int64_t b, int64_t h, int64_t bh, int split,
+                                           const int64_t (&row)[kRT][2], const float (&o)[kRT][kNO][4],
+                                           const float (&m)[kRT][2], const float (&l)[kRT][2], int t) {
+  if (p.splits == 1) {
+    T* out = static_cast<T*>(p.out) + b * p.o_sb + h * p.o_sh;
+#pragma unroll
+    for (int rt = 0; rt < kRT; rt++)
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        if (row[rt][r] >= p.nq) continue;
+        const float inv = l[rt][r] > 0.f ? 1.f / l[rt][r] : 0.f;  // all masked -> 0
+        T* orow = out + row[rt][r] * p.o_sn;
+#pragma unroll
+        for (int n = 0; n < kNO; n++) {
+          const int c = n * 8 + 2 * t;
+          if (c < p.dv) orow[c] = from_float<T>(o[rt][n][2 * r] * inv);
+          if (c + 1 < p.dv) orow[c + 1] = from_float<T>(o[rt][n][2 * r + 1] * inv);
+        }
+      }
+  } else {
+    const int64_t base = (int64_t)split * p.rows_total + bh * p.nq;
+#pragma unroll
+    for (int rt = 0; rt < kRT; rt++)
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        if (row[rt][r] >= p.nq) continue;
+        float* orow = p.ws_o + (base + row[rt][r]) * p.dv;
+#pragma unroll
+        for (int n = 0; n < kNO; n++) {
+          const int c = n * 8 + 2 * t;
+          if (c < p.dv) orow[c] = o[rt][n][2 * r];
+          if (c + 1 < p.dv) orow[c + 1] = o[rt][n][2 * r + 1];
+        }
+        if (t == 0) {
+          p.ws_m[base + row[rt][r]] = m[rt][r];
+          p.ws_l[base + row[rt][r]] = l[rt][r];
+        }
+      }
+  }
 }
 
 // kRT: 16-row query tiles per warp. With 2, each K and V fragment a warp loads from
@@ -455,43 +508,7 @@ __device__ __forceinline__ void tc_body(const Params& p) {
       l[rt][r] += __shfl_xor_sync(0xffffffffu, l[rt][r], 2);
     }
 
-  if (p.splits == 1) {
-    T* out = static_cast<T*>(p.out) + b * p.o_sb + h * p.o_sh;
-#pragma unroll
-    for (int rt = 0; rt < kRT; rt++)
-#pragma unroll
-      for (int r = 0; r < 2; r++) {
-        if (row[rt][r] >= p.nq) continue;
-        const float inv = l[rt][r] > 0.f ? 1.f / l[rt][r] : 0.f;  // all masked -> 0
-        T* orow = out + row[rt][r] * p.o_sn;
-#pragma unroll
-        for (int n = 0; n < kNO; n++) {
-          const int c = n * 8 + 2 * t;
-          if (c < p.dv) orow[c] = from_float<T>(o[rt][n][2 * r] * inv);
-          if (c + 1 < p.dv) orow[c + 1] = from_float<T>(o[rt][n][2 * r + 1] * inv);
-        }
-      }
-  } else {
-    // Unnormalised partials for the merge; m and l once per row (threads t == 0).
-    const int64_t base = (int64_t)split * p.rows_total + bh * p.nq;
-#pragma unroll
-    for (int rt = 0; rt < kRT; rt++)
-#pragma unroll
-      for (int r = 0; r < 2; r++) {
-        if (row[rt][r] >= p.nq) continue;
-        float* orow = p.ws_o + (base + row[rt][r]) * p.dv;
-#pragma unroll
-        for (int n = 0; n < kNO; n++) {
-          const int c = n * 8 + 2 * t;
-          if (c < p.dv) orow[c] = o[rt][n][2 * r];
-          if (c + 1 < p.dv) orow[c + 1] = o[rt][n][2 * r + 1];
-        }
-        if (t == 0) {
-          p.ws_m[base + row[rt][r]] = m[rt][r];
-          p.ws_l[base + row[rt][r]] = l[rt][r];
-        }
-      }
-  }
+  store_rows<T, kRT, kNO>(p, b, h, bh, split, row, o, m, l, t);
 }
 
 template <class T, int kDvMax, int kBK, int kWarps, int kRT, int kDqkMax>
@@ -520,6 +537,8 @@ template <class T, int kDvMax, int kBK, int kWarps, int kRT, int kDqkMax, int kM
 __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) attention_tc_kernel_bounded(Params p) {
   tc_entry<T, kDvMax, kBK, kWarps, kRT, kDqkMax>(p);
 }
+
+#include "attention_fixed.cuh"
 
 // ---- version 2: fp32 FMA (any dtype, any width) -----------------------------------
 
@@ -885,6 +904,63 @@ bool wide_auto(const AttentionArgs& a, int sm_count) {
          a.batch * a.heads * ceil_div(a.nq, 128) >= (int64_t)sm_count;
 }
 
+// The fixed-width kernel's instantiations (attention_fixed.cuh): the padded head
+// widths it takes, key tile, warps and __launch_bounds__' blocks per SM. Registers
+// (ptxas, sm_90) and two stages of shared memory decide how many blocks share an SM:
+// - 8 heads of 128 (the ImageNet models' latents), 4 warps: 254 registers, 87 KB, two
+//   blocks; with 8 warps (128 query rows share each K and V tile, halving the L2 reads
+//   per query row; PERCEIVER_CUDA_ATTENTION_FIXED=8): 245 registers, 104 KB, one.
+// - 8 heads of qk 32, v 160 (the language model's latents): 250 registers, 58 KB, two
+//   (held to three it spills 84 bytes).
+// - qk 32, v 96 (the language model's decoder) and 8 heads of 64 (the multimodal
+//   model's latents): 168 and 166 registers, three blocks.
+struct FixedTier {
+  int dqk, dv, bk, warps, min_blocks;
+};
+constexpr FixedTier kFixedTiers[5] = {
+    {128, 128, 64, 4, 2}, {128, 128, 64, 8, 1}, {32, 160, 64, 4, 2}, {32, 96, 64, 4, 3}, {64, 64, 64, 4, 3}};
+
+// The fixed-width tier for these widths and warps, or -1 where there is none.
+int fixed_tier(int64_t dqk, int64_t dv, int warps) {
+  for (int i = 0; i < 5; i++)
+    if (kFixedTiers[i].dqk == round16(dqk) && kFixedTiers[i].dv == round16(dv) && kFixedTiers[i].warps == warps) return i;
+  return -1;
+}
+
+// What kAuto asks of the fixed-width kernel: 0 nothing (the default until a GPU has
+// timed it), 4 or 8 warps where its width class has them (PERCEIVER_CUDA_ATTENTION_FIXED
+// =1 or =8; with 8, classes without an 8-warp tier take 4).
+int fixed_auto_warps() {
+  static const int warps = [] {
+    const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_FIXED");
+    return !e || !*e || std::strcmp(e, "0") == 0 ? 0 : std::strcmp(e, "8") == 0 ? 8 : 4;
+  }();
+  return warps;
+}
+
+template <class T, int kTier>
+cudaError_t launch_fixed_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
+  constexpr FixedTier c = kFixedTiers[kTier];
+  void (*kernel)(Params) = attention_fixed_kernel<T, c.dqk, c.dv, c.bk, c.warps, c.min_blocks>;
+  if (smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+  }
+  PERCEIVER_LAUNCH((unsigned)blocks, 32 * c.warps, smem, stream, kernel)(p);
+  return cudaGetLastError();
+}
+
+template <class T>
+cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
+  switch (p.fixed_tier) {
+    case 0: return launch_fixed_kernel<T, 0>(p, blocks, smem, stream);
+    case 1: return launch_fixed_kernel<T, 1>(p, blocks, smem, stream);
+    case 2: return launch_fixed_kernel<T, 2>(p, blocks, smem, stream);
+    case 3: return launch_fixed_kernel<T, 3>(p, blocks, smem, stream);
+    default: return launch_fixed_kernel<T, 4>(p, blocks, smem, stream);
+  }
+}
+
 template <class T, int kTier>
 cudaError_t launch_tc_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
   constexpr TcTier c = kTcTiers[kTier];
@@ -924,11 +1000,11 @@ cudaError_t launch_all(const Params& p, int path, size_t tc_smem, cudaStream_t s
   if (path == kSimt) blocks *= p.dv_chunks;
   if (blocks > INT_MAX) return cudaErrorInvalidConfiguration;
   cudaError_t e;
-  if (path == kTensorCore) {
+  if (path == kTensorCore || path == kTensorCoreFixed) {
     if constexpr (std::is_same_v<T, float>) {
       return cudaErrorInvalidValue;
     } else {
-      e = launch_tc<T>(p, blocks, tc_smem, stream);
+      e = path == kTensorCore ? launch_tc<T>(p, blocks, tc_smem, stream) : launch_fixed<T>(p, blocks, tc_smem, stream);
     }
   } else {
     PERCEIVER_LAUNCH((unsigned)blocks, 256, 0, stream, attention_simt_kernel<T>)(p);
@@ -1074,7 +1150,8 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
   // The tc path needs 16-bit data, tensor cores for it (fp16: sm_75, bf16: sm_80),
   // Dv within the largest cap and the tiles within the block's shared memory.
   const bool force_tc = force_path == kTensorCore || force_path == kTensorCore1 ||
-                        force_path == kTensorCoreWide || force_path == kTensorCoreOccupancy;
+                        force_path == kTensorCoreWide || force_path == kTensorCoreOccupancy ||
+                        force_path == kTensorCoreFixed || force_path == kTensorCoreFixed8;
   int path = kSimt;
   size_t tc_smem = 0;
   if (a.dtype == DType::Float32 && force_tc) return cudaErrorNotSupported;
@@ -1117,9 +1194,32 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
       p.tc_kind = kTcNarrow;
       size_tiles();
     }
+    // The fixed-width kernel, where asked for (forced, or kAuto with its switch) and
+    // where it takes the widths: sm_80+ and 16-byte rows of Q, K and V.
+    const int fixed_warps = force_path == kTensorCoreFixed    ? 4
+                            : force_path == kTensorCoreFixed8 ? 8
+                            : force_path == kAuto             ? fixed_auto_warps()
+                                                              : 0;
+    int ft = fixed_warps > 0 ? fixed_tier(a.dqk, a.dv, fixed_warps) : -1;
+    if (ft < 0 && fixed_warps == 8 && force_path == kAuto) ft = fixed_tier(a.dqk, a.dv, 4);
+    if (ft >= 0) {
+      const FixedTier f = kFixedTiers[ft];
+      const size_t smem = fixed_smem_bytes(f.dqk, f.dv, 16 * f.warps, f.bk);
+      if (cc < 80 || !p.q_vec || !p.k_vec || !p.v_vec || smem > (size_t)smem_optin) {
+        ft = -1;
+      } else {
+        p.fixed_tier = ft;
+        tc_smem = smem;
+        p.q_tiles = ceil_div(a.nq, 16 * f.warps);
+        path = kTensorCoreFixed;
+      }
+    }
+    if (ft < 0 && (force_path == kTensorCoreFixed || force_path == kTensorCoreFixed8)) return cudaErrorNotSupported;
     const bool ok = (a.dtype == DType::Float16 ? cc >= 75 : cc >= 80) &&
                     round16(a.dv) <= kTcDvMax && tc_smem <= (size_t)smem_optin;
-    if (ok) {
+    if (path == kTensorCoreFixed) {
+      // chosen above
+    } else if (ok) {
       path = kTensorCore;
       p.q_tiles = ceil_div(a.nq, bq);
     } else if (force_tc) {
@@ -1127,7 +1227,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     }
   }
 
-  if (padding && path == kTensorCore) {
+  if (padding && (path == kTensorCore || path == kTensorCoreFixed)) {
     unsigned char* ws = static_cast<unsigned char*>(workspace);
     auto copy = [&](const void* src, int64_t sb, int64_t sh, int64_t sn, int64_t d, size_t off) -> cudaError_t {
       const int64_t total = a.batch * a.heads * a.nk * d;

@@ -366,13 +366,14 @@ std::vector<Case> cases() {
 struct Variant {
   DType dt;
   int path;    // 0 auto, 1 tc, 2 simt, 3 tc single-stage, 4 tc two row tiles per warp,
-               // 5 gemm, 6 gemm in chunks of 64 keys, 7 tc occupancy tiers
+               // 5 gemm, 6 gemm in chunks of 64 keys, 7 tc occupancy tiers, 8 and 9 the
+               // fixed-width kernel with 4 and 8 warps
   int splits;  // 0 planned
 };
 
 const char* path_name(int p) {
   return p == 1 ? "tc" : p == 2 ? "simt" : p == 3 ? "tc1" : p == 4 ? "tcw" : p == 5 ? "gemm" : p == 6 ? "gemm64"
-       : p == 7 ? "tco" : "auto";
+       : p == 7 ? "tco" : p == 8 ? "tcf" : p == 9 ? "tcf8" : "auto";
 }
 bool is_product_path(int p) { return p == 5 || p == 6; }
 
@@ -407,6 +408,16 @@ std::vector<Variant> variants(const Case& c) {
     if ((c.dv + 15) / 16 * 16 > 64 && (c.dv + 15) / 16 * 16 <= 272) {
       v.push_back({dt, 7, 1});
       if (c.nk >= 3) v.push_back({dt, 7, 3});
+    }
+    // The fixed-width kernel where its classes take the widths (attention.cu's
+    // kFixedTiers; rows must also be 16-byte aligned, else "not available").
+    const int qk16 = (int)(c.dqk + 15) / 16 * 16, v16 = (int)(c.dv + 15) / 16 * 16;
+    const bool fixed = (qk16 == 128 && v16 == 128) || (qk16 == 32 && (v16 == 160 || v16 == 96)) ||
+                       (qk16 == 64 && v16 == 64);
+    for (int path : {8, 9}) {
+      if (!fixed || (path == 9 && qk16 != 128)) continue;
+      v.push_back({dt, path, 1});
+      if (c.nk >= 3) v.push_back({dt, path, 3});
     }
     v.push_back({dt, 2, 1});
     if (c.nk >= 3) v.push_back({dt, 2, 3});
@@ -855,7 +866,7 @@ void bench_case(const Case& c, cudaStream_t stream) {
     upload(pb.dv, pb.v.v, dt);
     upload(pb.dout, pb.o.v, dt);
     const AttentionArgs a = make_args(pb, dt);
-    for (int path : {1, 7, 4, 3, 2, 5}) {
+    for (int path : {1, 7, 4, 8, 9, 3, 2, 5}) {
       if (dt == DType::Float32 && path == 1) continue;
       for (int splits : {0, 1}) {
         if (path == 5 && splits == 1) break;  // the products have no key splits
@@ -1003,6 +1014,8 @@ int main(int argc, char** argv) {
         // The language model's latent self-attention (qk 256, v 1280, 8 heads) at batch 32,
         // where the whole model measured 0.82x HF on an H200.
         {"mlm-self-b32", 32, 8, 256, 256, 32, 160, Layout::BNHD, MaskKind::None, false},
+        // Its decoder: 2048 byte queries over the 256 latents, 8 heads of qk 32, v 96.
+        {"mlm-decoder-b32", 32, 8, 2048, 256, 32, 96, Layout::BNHD, MaskKind::None, false},
         // Optical flow's decoder (512-wide queries and values over 2048 latents; a slice
         // of its 182,528 queries): past the widest tc tier, so its 16-bit "tc" runs in
         // two column chunks of V, against the SIMT kernel it took before.

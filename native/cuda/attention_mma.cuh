@@ -130,6 +130,15 @@ __device__ __forceinline__ void cp_async_wait() {
 #endif
 }
 
+// 2^x with results below 2^-126 flushed to zero: one MUFU.EX2, where exp2f (without
+// --use_fast_math) also scales subnormal results around it. Softmax weights that small
+// are under any 16-bit P's resolution next to the row's largest, which is 1.
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // Two fp32 values as one register of two 16-bit values (the first in the low half,
 // which is the lower column index in every fragment above).
 template <class T>

@@ -281,8 +281,9 @@ void check_rows() {
 void check_attention(const std::string& filter) {
   // Shapes for every tier: heads of 64 (tier 0), 128 (1, and the occupancy tier 7),
   // the language model's qk 32 / v 160 (2, and 8), 261 (3 and 9, through the padded
-  // copies), 322 (4), and past it (column chunks of V); ragged query and key counts so
-  // that partial tiles and masked tails run.
+  // copies), 322 (4), and past it (column chunks of V); the fixed-width kernel's classes
+  // (128, qk 32 / v 160, qk 32 / v 96, 64); ragged query and key counts so that partial
+  // tiles and masked tails run.
   const Case cases[] = {
       {"w64", 1, 2, 70, 99, 64, 64, false, false},
       {"w128", 1, 2, 70, 99, 128, 128, false, true},
@@ -295,15 +296,19 @@ void check_attention(const std::string& filter) {
       // 1024 columns, one stage).
       {"qk40-v520", 1, 2, 20, 45, 40, 520, false, true},
       {"w1024-odd", 1, 1, 3, 30, 1024, 1024, true, false},
+      // The fixed-width kernel's other classes: the language model's decoder heads
+      // (qk 32, v 96), and 120-wide heads, which pad to its 128 class.
+      {"qk32-v96", 2, 2, 90, 130, 32, 96, false, false},
+      {"w120", 1, 2, 40, 70, 120, 120, false, false},
   };
   for (const Case& c : cases) {
     if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
     for (DType dt : {DType::BFloat16, DType::Float16})
       // auto (the public entry: PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 in the
       // environment makes it take the occupancy tiers), tc (the planned tier), tco (the
-      // occupancy tiers), tcw (two row tiles per warp), tc1 (one stage); one key range,
-      // and three with the merge.
-      for (int path : {0, 1, 7, 4, 3})
+      // occupancy tiers), tcw (two row tiles per warp), tc1 (one stage), tcf and tcf8
+      // (the fixed-width kernel, 4 and 8 warps); one key range, and three with the merge.
+      for (int path : {0, 1, 7, 4, 3, 8, 9})
         for (int splits : {1, 3}) check(c, dt, path, splits);
     // float32: auto, and the SIMT kernel.
     for (int path : {0, 2})
