@@ -144,8 +144,10 @@ step() {  # step NAME SECONDS CMD... : runs CMD with a time limit, logs to $LOGS
   return $rc
 }
 
-# ncu_step NAME KERNEL_REGEX FILTER: ncu on the first launch matching KERNEL_REGEX of
-# cuda_attention_check's timing of the shapes named FILTER (when ncu is on the image).
+# ncu_step NAME KERNEL_REGEX FILTER PATHS: ncu on the first launch matching KERNEL_REGEX
+# of cuda_attention_check's timing of the shapes named FILTER through the harness's
+# PATHS (comma-separated; only those run, so the profiled process stays short), when
+# ncu is on the image.
 ncu_step() {
   local ncu
   ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2> /dev/null | head -1)
@@ -153,7 +155,7 @@ ncu_step() {
   step "$1" 45 "$ncu" --clock-control none -k "regex:$2" --launch-count 1 \
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
     --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
-    bin/cuda_attention_check --bench-only --filter "$3"
+    bin/cuda_attention_check --bench-only --filter "$3" --paths "$4"
 }
 
 # The summary's pieces: bench-gpu's table, training steps (ours with torch's, or ours
@@ -233,9 +235,9 @@ candidates() {
   # self-attention shapes: occupancy, where the warps stall, and what bounds them.
   local c
   for c in perceiver-self-b32 mlm-self-b32; do
-    ncu_step "ncu-tc-$c" attention_tc_kernel "$c"
-    ncu_step "ncu-tco-$c" attention_tc_kernel_bounded "$c"
-    ncu_step "ncu-tcf-$c" attention_fixed_kernel "$c"
+    ncu_step "ncu-tc-$c" attention_tc_kernel "$c" 1
+    ncu_step "ncu-tco-$c" attention_tc_kernel_bounded "$c" 7
+    ncu_step "ncu-tcf-$c" attention_fixed_kernel "$c" 8
   done
 
   echo
@@ -322,7 +324,7 @@ checks() {
     # (qk 32, v 160, batch 32) latent self-attention, where ours runs at 0.20x and the
     # model at 0.81x of torch: occupancy, throughput, stall reasons, for the next tuning.
     local c
-    for c in perceiver-self-b32 mlm-self-b32; do ncu_step "ncu-$c" attention_tc_kernel "$c"; done
+    for c in perceiver-self-b32 mlm-self-b32; do ncu_step "ncu-$c" attention_tc_kernel "$c" 1; done
   fi
 
   echo

@@ -852,6 +852,9 @@ std::vector<Case> gradient_cases() {
 
 // ---- timing --------------------------------------------------------------------------
 
+// --paths: the forward paths bench_case times (empty: all), e.g. one kernel under ncu.
+std::vector<int> g_bench_paths;
+
 void bench_case(const Case& c, cudaStream_t stream) {
   Rng rng(7);
   Problem pb;
@@ -868,6 +871,8 @@ void bench_case(const Case& c, cudaStream_t stream) {
     const AttentionArgs a = make_args(pb, dt);
     for (int path : {1, 7, 4, 8, 9, 3, 2, 5}) {
       if (dt == DType::Float32 && path == 1) continue;
+      if (!g_bench_paths.empty() && std::find(g_bench_paths.begin(), g_bench_paths.end(), path) == g_bench_paths.end())
+        continue;
       for (int splits : {0, 1}) {
         if (path == 5 && splits == 1) break;  // the products have no key splits
         const cudaError_t first = run_variant(a, path, splits, stream);
@@ -965,8 +970,21 @@ int main(int argc, char** argv) {
     if (arg == "--no-bench") bench = false;
     else if (arg == "--bench-only") check = false;
     else if (arg == "--filter" && i + 1 < argc) filter = argv[++i];
-    else {
-      std::fprintf(stderr, "usage: %s [--no-bench | --bench-only] [--filter SUBSTRING]\n", argv[0]);
+    else if (arg == "--paths" && i + 1 < argc) {
+      // Comma-separated path numbers (Variant::path); the gradient timings are left out.
+      for (const char* q = argv[++i]; *q;) {
+        char* end = nullptr;
+        const long v = std::strtol(q, &end, 10);
+        if (end == q) break;
+        g_bench_paths.push_back((int)v);
+        q = *end == ',' ? end + 1 : end;
+      }
+      if (g_bench_paths.empty()) {
+        std::fprintf(stderr, "--paths: expected comma-separated path numbers, got '%s'\n", argv[i]);
+        return 2;
+      }
+    } else {
+      std::fprintf(stderr, "usage: %s [--no-bench | --bench-only] [--filter SUBSTRING] [--paths N,N...]\n", argv[0]);
       return 2;
     }
   }
@@ -1024,7 +1042,7 @@ int main(int argc, char** argv) {
     for (const Case& c : shapes)
       if (filter.empty() || c.name.find(filter) != std::string::npos) bench_case(c, stream);
     for (const Case& c : {shapes[0], shapes[3]})  // the encoder, and self-attention at batch 32
-      if (filter.empty() || c.name.find(filter) != std::string::npos) bench_gradient(c, stream);
+      if (g_bench_paths.empty() && (filter.empty() || c.name.find(filter) != std::string::npos)) bench_gradient(c, stream);
     // Last, so a run cut short by a time limit loses only this: heads of 64 (the 16-row
     // kernel's first tier, held to 128 registers, and the wide kernel it does not take
     // there), as in the multimodal model's latent self-attention (784 latents, 8 heads).
