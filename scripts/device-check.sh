@@ -215,7 +215,7 @@ candidates() {
   local cand=(PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 PERCEIVER_CUDA_ATTENTION_FIXED=1 PERCEIVER_CUDA_VECTOR_KERNELS=1 PERCEIVER_CUDA_GEMM_ADDEND=1)
   echo "== candidates: harnesses"
   # The attention harness checks and times the occupancy tiers as path "tco" and the
-  # fixed-width kernel as "tcf" / "tcf8" whatever the switches; the GEMM harness's rows
+  # fixed-width kernel as "tcf" / "tcf8" / "tcf2" whatever the switches; the GEMM harness's rows
   # cases take the 16-byte kernels, and its "+C" cases run, only with theirs.
   step cuda_attention_check 140 env CUBLASLT_LOG_LEVEL=1 bin/cuda_attention_check
   step cuda_gemm_check 60 env CUBLASLT_LOG_LEVEL=1 bin/cuda_gemm_check
@@ -245,8 +245,8 @@ candidates() {
   cat "$OUT/summary.txt"
   grep -E '^FAIL' "$LOGS/cuda_attention_check.log" "$LOGS/cuda_gemm_check-candidates.log" | cut -c1-300 | head -8
   echo "tco checks: $(grep -cE '^PASS .* tco ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tco ' "$LOGS/cuda_attention_check.log") failed"
-  echo "tcf checks: $(grep -cE '^PASS .* tcf8? ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcf8? ' "$LOGS/cuda_attention_check.log") failed"
-  grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|perceiver-encoder) .* (tc|tco|tcw|tcf|tcf8) ' "$LOGS/cuda_attention_check.log" | grep -v float32 | cut -c1-110 || true
+  echo "tcf checks: $(grep -cE '^PASS .* tcf[28]? ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcf[28]? ' "$LOGS/cuda_attention_check.log") failed"
+  grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|perceiver-encoder) .* (tc|tco|tcw|tcf|tcf8|tcf2) ' "$LOGS/cuda_attention_check.log" | grep -v float32 | cut -c1-110 || true
   echo "-- heads past the widest tier: tc in column chunks of V against the SIMT kernel and the products:"
   grep -E '^BENCH (perceiver-decoder|flow-decoder) +bfloat16 +(tc|simt|gemm) ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
   echo "-- layer norm and adds, default then 16-byte kernels (ms, GB/s):"

@@ -87,16 +87,17 @@ maybe('the attention kernels, emulated on the CPU, match the reference through e
     const what = JSON.stringify(env);
     const r = run(t, bin, ['attention'], env, what);
     t.is(r.failures, 0);
-    // 11 shapes: bf16 and fp16 through 7 paths, fp32 through 2, each with 1 and 3 key
+    // 11 shapes: bf16 and fp16 through 8 paths, fp32 through 2, each with 1 and 3 key
     // ranges, less the paths a shape lacks.
-    t.true(r.checks >= 250, `${what}: ${r.checks} checks ran`);
+    t.true(r.checks >= 260, `${what}: ${r.checks} checks ran`);
     // The occupancy tiers (path 7) ran at the widths they serve: 128, 96, 160, 150, 261,
     // the 272-wide chunks of a 520-wide head, 96 and 120.
     t.is(r.passed(/^PASS .* path 7 /), 32, what);
     // The fixed-width kernel: 4 warps (path 8) at 64, 128, qk 32 / v 160, qk 32 / v 96
-    // and 120; 8 warps (path 9) at 128 and 120.
+    // and 120; 8 warps (path 9) and 4 warps of two row tiles (path 10) at 128 and 120.
     t.is(r.passed(/^PASS .* path 8 /), 20, what);
     t.is(r.passed(/^PASS .* path 9 /), 8, what);
+    t.is(r.passed(/^PASS .* path 10 /), 8, what);
     t.is(r.passed(/^PASS .*float32 +path 2 /), 22, `${what}: the SIMT kernel`);
     // Heads wider than the widest tier run on tensor cores, in column chunks of V.
     t.is(r.passed(/^PASS (qk40-v520|w1024-odd) .* path 1 /), 8, `${what}: Dv in chunks`);

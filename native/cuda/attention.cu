@@ -94,12 +94,13 @@ constexpr float kLog2e = 1.4426950408889634f;
 // kTensorCoreWide: the tc kernel with two 16-row tiles per warp (Dv <= 128).
 // kTensorCoreOccupancy: the 16-row kernel's occupancy tiers (Dv 65-272; see
 // occupancy_auto).
-// kTensorCoreFixed: the fixed-width kernel (attention_fixed.cuh) with 4 warps, and
-// kTensorCoreFixed8 with 8 where its width class has such an instantiation.
+// kTensorCoreFixed: the fixed-width kernel (attention_fixed.cuh) with 4 warps of one
+// 16-row tile; kTensorCoreFixed8 with 8 warps, kTensorCoreFixedWide with 4 warps of two
+// tiles, where its width class has such an instantiation (kFixedTiers).
 // (5 and 6 are the harness's product-composed paths.)
 enum Path : int {
   kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3, kTensorCoreWide = 4,
-  kTensorCoreOccupancy = 7, kTensorCoreFixed = 8, kTensorCoreFixed8 = 9
+  kTensorCoreOccupancy = 7, kTensorCoreFixed = 8, kTensorCoreFixed8 = 9, kTensorCoreFixedWide = 10
 };
 // Which family of tc instantiations a call takes (kTcTiers).
 enum TcKind : int { kTcNarrow = 0, kTcWide = 1, kTcOccupancy = 2 };
@@ -905,43 +906,55 @@ bool wide_auto(const AttentionArgs& a, int sm_count) {
 }
 
 // The fixed-width kernel's instantiations (attention_fixed.cuh): the padded head
-// widths it takes, key tile, warps and __launch_bounds__' blocks per SM. Registers
-// (ptxas, sm_90) and two stages of shared memory decide how many blocks share an SM:
+// widths it takes, key tile, warps, 16-row tiles per warp and __launch_bounds__' blocks
+// per SM. Registers (ptxas, sm_90) and two stages of shared memory decide how many
+// blocks share an SM:
 // - 8 heads of 128 (the ImageNet models' latents), 4 warps: 254 registers, 87 KB, two
-//   blocks; with 8 warps (128 query rows share each K and V tile, halving the L2 reads
-//   per query row; PERCEIVER_CUDA_ATTENTION_FIXED=8): 245 registers, 104 KB, one.
+//   blocks. Two ways to 128 query rows per block, each halving the L2 reads of K and V
+//   per query row: 8 warps (PERCEIVER_CUDA_ATTENTION_FIXED=8), 245 registers, 104 KB,
+//   one block; or 4 warps of two row tiles with 32-key tiles (=2), FlashAttention-2's
+//   tiling, where each K and V fragment feeds twice the products.
 // - 8 heads of qk 32, v 160 (the language model's latents): 250 registers, 58 KB, two
 //   (held to three it spills 84 bytes).
 // - qk 32, v 96 (the language model's decoder) and 8 heads of 64 (the multimodal
 //   model's latents): 168 and 166 registers, three blocks.
 struct FixedTier {
-  int dqk, dv, bk, warps, min_blocks;
+  int dqk, dv, bk, warps, rt, min_blocks;
 };
-constexpr FixedTier kFixedTiers[5] = {
-    {128, 128, 64, 4, 2}, {128, 128, 64, 8, 1}, {32, 160, 64, 4, 2}, {32, 96, 64, 4, 3}, {64, 64, 64, 4, 3}};
+constexpr int kFixedTierCount = 6;
+constexpr FixedTier kFixedTiers[kFixedTierCount] = {
+    {128, 128, 64, 4, 1, 2}, {128, 128, 64, 8, 1, 1}, {128, 128, 32, 4, 2, 2},
+    {32, 160, 64, 4, 1, 2},  {32, 96, 64, 4, 1, 3},   {64, 64, 64, 4, 1, 3}};
 
-// The fixed-width tier for these widths and warps, or -1 where there is none.
-int fixed_tier(int64_t dqk, int64_t dv, int warps) {
-  for (int i = 0; i < 5; i++)
-    if (kFixedTiers[i].dqk == round16(dqk) && kFixedTiers[i].dv == round16(dv) && kFixedTiers[i].warps == warps) return i;
+// The fixed-width kernel's variants: 4 warps of one row tile, 8 of one, 4 of two.
+enum FixedVariant : int { kFixed4 = 0, kFixed8 = 1, kFixedWide = 2 };
+
+// The tier for these widths in that variant, or -1 where there is none.
+int fixed_tier(int64_t dqk, int64_t dv, int variant) {
+  const int warps = variant == kFixed8 ? 8 : 4, rt = variant == kFixedWide ? 2 : 1;
+  for (int i = 0; i < kFixedTierCount; i++) {
+    const FixedTier& f = kFixedTiers[i];
+    if (f.dqk == round16(dqk) && f.dv == round16(dv) && f.warps == warps && f.rt == rt) return i;
+  }
   return -1;
 }
 
-// What kAuto asks of the fixed-width kernel: 0 nothing (the default until a GPU has
-// timed it), 4 or 8 warps where its width class has them (PERCEIVER_CUDA_ATTENTION_FIXED
-// =1 or =8; with 8, classes without an 8-warp tier take 4).
-int fixed_auto_warps() {
-  static const int warps = [] {
+// The variant kAuto takes: -1 none (the default until a GPU has timed the kernel), else
+// PERCEIVER_CUDA_ATTENTION_FIXED's =1 (kFixed4), =8 (kFixed8) or =2 (kFixedWide); with
+// 8 or 2, widths without such a tier take kFixed4.
+int fixed_auto_variant() {
+  static const int variant = [] {
     const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_FIXED");
-    return !e || !*e || std::strcmp(e, "0") == 0 ? 0 : std::strcmp(e, "8") == 0 ? 8 : 4;
+    if (!e || !*e || std::strcmp(e, "0") == 0) return -1;
+    return std::strcmp(e, "8") == 0 ? (int)kFixed8 : std::strcmp(e, "2") == 0 ? (int)kFixedWide : (int)kFixed4;
   }();
-  return warps;
+  return variant;
 }
 
 template <class T, int kTier>
 cudaError_t launch_fixed_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
   constexpr FixedTier c = kFixedTiers[kTier];
-  void (*kernel)(Params) = attention_fixed_kernel<T, c.dqk, c.dv, c.bk, c.warps, c.min_blocks>;
+  void (*kernel)(Params) = attention_fixed_kernel<T, c.dqk, c.dv, c.bk, c.warps, c.rt, c.min_blocks>;
   if (smem > 48 * 1024) {
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
@@ -957,7 +970,8 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
     case 1: return launch_fixed_kernel<T, 1>(p, blocks, smem, stream);
     case 2: return launch_fixed_kernel<T, 2>(p, blocks, smem, stream);
     case 3: return launch_fixed_kernel<T, 3>(p, blocks, smem, stream);
-    default: return launch_fixed_kernel<T, 4>(p, blocks, smem, stream);
+    case 4: return launch_fixed_kernel<T, 4>(p, blocks, smem, stream);
+    default: return launch_fixed_kernel<T, 5>(p, blocks, smem, stream);
   }
 }
 
@@ -1151,7 +1165,8 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
   // Dv within the largest cap and the tiles within the block's shared memory.
   const bool force_tc = force_path == kTensorCore || force_path == kTensorCore1 ||
                         force_path == kTensorCoreWide || force_path == kTensorCoreOccupancy ||
-                        force_path == kTensorCoreFixed || force_path == kTensorCoreFixed8;
+                        force_path == kTensorCoreFixed || force_path == kTensorCoreFixed8 ||
+                        force_path == kTensorCoreFixedWide;
   int path = kSimt;
   size_t tc_smem = 0;
   if (a.dtype == DType::Float32 && force_tc) return cudaErrorNotSupported;
@@ -1196,25 +1211,28 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     }
     // The fixed-width kernel, where asked for (forced, or kAuto with its switch) and
     // where it takes the widths: sm_80+ and 16-byte rows of Q, K and V.
-    const int fixed_warps = force_path == kTensorCoreFixed    ? 4
-                            : force_path == kTensorCoreFixed8 ? 8
-                            : force_path == kAuto             ? fixed_auto_warps()
-                                                              : 0;
-    int ft = fixed_warps > 0 ? fixed_tier(a.dqk, a.dv, fixed_warps) : -1;
-    if (ft < 0 && fixed_warps == 8 && force_path == kAuto) ft = fixed_tier(a.dqk, a.dv, 4);
+    const bool force_fixed = force_path == kTensorCoreFixed || force_path == kTensorCoreFixed8 ||
+                             force_path == kTensorCoreFixedWide;
+    const int variant = force_path == kTensorCoreFixed       ? kFixed4
+                        : force_path == kTensorCoreFixed8    ? kFixed8
+                        : force_path == kTensorCoreFixedWide ? kFixedWide
+                        : force_path == kAuto                ? fixed_auto_variant()
+                                                             : -1;
+    int ft = variant >= 0 ? fixed_tier(a.dqk, a.dv, variant) : -1;
+    if (ft < 0 && variant > kFixed4 && !force_fixed) ft = fixed_tier(a.dqk, a.dv, kFixed4);
     if (ft >= 0) {
       const FixedTier f = kFixedTiers[ft];
-      const size_t smem = fixed_smem_bytes(f.dqk, f.dv, 16 * f.warps, f.bk);
+      const size_t smem = fixed_smem_bytes(f.dqk, f.dv, 16 * f.warps * f.rt, f.bk);
       if (cc < 80 || !p.q_vec || !p.k_vec || !p.v_vec || smem > (size_t)smem_optin) {
         ft = -1;
       } else {
         p.fixed_tier = ft;
         tc_smem = smem;
-        p.q_tiles = ceil_div(a.nq, 16 * f.warps);
+        p.q_tiles = ceil_div(a.nq, 16 * f.warps * f.rt);
         path = kTensorCoreFixed;
       }
     }
-    if (ft < 0 && (force_path == kTensorCoreFixed || force_path == kTensorCoreFixed8)) return cudaErrorNotSupported;
+    if (ft < 0 && force_fixed) return cudaErrorNotSupported;
     const bool ok = (a.dtype == DType::Float16 ? cc >= 75 : cc >= 80) &&
                     round16(a.dv) <= kTcDvMax && tc_smem <= (size_t)smem_optin;
     if (path == kTensorCoreFixed) {

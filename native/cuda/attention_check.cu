@@ -366,14 +366,14 @@ std::vector<Case> cases() {
 struct Variant {
   DType dt;
   int path;    // 0 auto, 1 tc, 2 simt, 3 tc single-stage, 4 tc two row tiles per warp,
-               // 5 gemm, 6 gemm in chunks of 64 keys, 7 tc occupancy tiers, 8 and 9 the
-               // fixed-width kernel with 4 and 8 warps
+               // 5 gemm, 6 gemm in chunks of 64 keys, 7 tc occupancy tiers, 8, 9 and 10
+               // the fixed-width kernel with 4 warps, 8 warps and 4 warps of two row tiles
   int splits;  // 0 planned
 };
 
 const char* path_name(int p) {
   return p == 1 ? "tc" : p == 2 ? "simt" : p == 3 ? "tc1" : p == 4 ? "tcw" : p == 5 ? "gemm" : p == 6 ? "gemm64"
-       : p == 7 ? "tco" : p == 8 ? "tcf" : p == 9 ? "tcf8" : "auto";
+       : p == 7 ? "tco" : p == 8 ? "tcf" : p == 9 ? "tcf8" : p == 10 ? "tcf2" : "auto";
 }
 bool is_product_path(int p) { return p == 5 || p == 6; }
 
@@ -414,8 +414,8 @@ std::vector<Variant> variants(const Case& c) {
     const int qk16 = (int)(c.dqk + 15) / 16 * 16, v16 = (int)(c.dv + 15) / 16 * 16;
     const bool fixed = (qk16 == 128 && v16 == 128) || (qk16 == 32 && (v16 == 160 || v16 == 96)) ||
                        (qk16 == 64 && v16 == 64);
-    for (int path : {8, 9}) {
-      if (!fixed || (path == 9 && qk16 != 128)) continue;
+    for (int path : {8, 9, 10}) {
+      if (!fixed || (path != 8 && qk16 != 128)) continue;
       v.push_back({dt, path, 1});
       if (c.nk >= 3) v.push_back({dt, path, 3});
     }
@@ -869,7 +869,7 @@ void bench_case(const Case& c, cudaStream_t stream) {
     upload(pb.dv, pb.v.v, dt);
     upload(pb.dout, pb.o.v, dt);
     const AttentionArgs a = make_args(pb, dt);
-    for (int path : {1, 7, 4, 8, 9, 3, 2, 5}) {
+    for (int path : {1, 7, 4, 8, 9, 10, 3, 2, 5}) {
       if (dt == DType::Float32 && path == 1) continue;
       if (!g_bench_paths.empty() && std::find(g_bench_paths.begin(), g_bench_paths.end(), path) == g_bench_paths.end())
         continue;

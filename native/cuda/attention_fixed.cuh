@@ -13,8 +13,9 @@
 //   threadIdx.x + i·threads, divided by a compile-time chunks-per-row): the tiers
 //   divide by a run-time chunk count for every 16 bytes they copy (a div.s32 each,
 //   16 per thread per 64-key tile of 128-wide heads).
-// - Q's fragments are loaded from shared memory once and stay in registers
-//   (kDqk / 4 per thread), where the tiers re-read them for every key tile.
+// - With one 16-row tile per warp, Q's fragments are loaded from shared memory once and
+//   stay in registers (kDqk / 4 per thread), where the tiers re-read them for every key
+//   tile.
 // - Masks and ragged tiles cost per-element work only on the tiles that have them (a
 //   block-uniform test), not on every tile.
 // - One barrier per key tile instead of two (the next tile's copy is issued after this
@@ -45,16 +46,21 @@ inline size_t fixed_smem_bytes(int dqk, int dv, int bq, int bk) {
   return ((size_t)bq * (dqk + 8) + 2 * (size_t)bk * ((size_t)dqk + 8 + dv + 8)) * 2;
 }
 
-// kWarps warps of 16 query rows each; K and V tiles of kBK keys in two stages.
-template <class T, int kDqk, int kDv, int kBK, int kWarps>
+// kWarps warps of kRT 16-row query tiles each; K and V tiles of kBK keys in two
+// stages. With one row tile per warp, Q's fragments stay in registers; with two (128
+// query rows per block from 4 warps, as FlashAttention-2 tiles its forward, so that
+// each K and V fragment feeds twice the products), they are re-read from shared memory
+// per step, for which the S and O accumulators leave no registers.
+template <class T, int kDqk, int kDv, int kBK, int kWarps, int kRT>
 __device__ __forceinline__ void fixed_body(const Params& p) {
   constexpr int kThreads = 32 * kWarps;
-  constexpr int kBQ = 16 * kWarps;
+  constexpr int kBQ = 16 * kWarps * kRT;
   constexpr int kLdq = kDqk + 8, kLdv = kDv + 8;  // +8: conflict-free ldmatrix rows
-  constexpr int kNS = kBK / 8;                      // n8 tiles of S per warp
-  constexpr int kNO = kDv / 8;                      // n8 tiles of O per warp
+  constexpr int kNS = kBK / 8;                      // n8 tiles of S per row tile
+  constexpr int kNO = kDv / 8;                      // n8 tiles of O per row tile
   constexpr int kKQ = kDqk / 16;                    // k16 steps of Q Kᵀ
   constexpr int kStage = kBK * (kLdq + kLdv);
+  constexpr bool kQInRegs = kRT == 1;
   PERCEIVER_DYNAMIC_SMEM(smem_raw);
   uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw);
   uint16_t* const stage_base = Qs + kBQ * kLdq;
@@ -89,22 +95,29 @@ __device__ __forceinline__ void fixed_body(const Params& p) {
   if (ntiles > 0) load_kv(0);
   cp_async_commit();
 
-  const int64_t row0 = i0 + warp * 16 + g, row1 = row0 + 8;
-  const uint8_t* mrow[2];
-  mrow[0] = p.mask && row0 < p.nq ? p.mask + b * p.m_sb + row0 * p.m_sq : nullptr;
-  mrow[1] = p.mask && row1 < p.nq ? p.mask + b * p.m_sb + row1 * p.m_sq : nullptr;
+  // This thread's rows: g and g + 8 of each of its warp's adjacent row tiles, from
+  // row_base + 16 rt + 8 r. Only the base stays live across the key loop (the rows and
+  // mask rows are derived where used), which the wide variant's registers need.
+  const int64_t row_base = i0 + warp * kRT * 16 + g;
 
+  const int q_off = (warp * kRT * 16 + (lane & 15)) * kLdq + (lane >> 4) * 8;
   cp_async_wait<1>();
   __syncthreads();
-  uint32_t qa[kKQ][4];
+  uint32_t qa[kQInRegs ? kKQ : 1][4];
+  if constexpr (kQInRegs) {
 #pragma unroll
-  for (int kc = 0; kc < kKQ; kc++)
-    ldmatrix_x4(qa[kc], Qs + (warp * 16 + (lane & 15)) * kLdq + (lane >> 4) * 8 + kc * 16);
+    for (int kc = 0; kc < kKQ; kc++) ldmatrix_x4(qa[kc], Qs + q_off + kc * 16);
+  }
 
-  float o[kNO][4];
+  float o[kRT][kNO][4];
+  float m[kRT][2], l[kRT][2];  // l: this thread's share of its rows
 #pragma unroll
-  for (int n = 0; n < kNO; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // l: this thread's share of its rows
+  for (int rt = 0; rt < kRT; rt++) {
+#pragma unroll
+    for (int n = 0; n < kNO; n++) o[rt][n][0] = o[rt][n][1] = o[rt][n][2] = o[rt][n][3] = 0.f;
+    m[rt][0] = m[rt][1] = -INFINITY;
+    l[rt][0] = l[rt][1] = 0.f;
+  }
 
   const int k_off = ((lane & 7) + (lane >> 4) * 8) * kLdq + ((lane >> 3) & 1) * 8;
   const int v_off = ((lane & 7) + ((lane >> 3) & 1) * 8) * kLdv + (lane >> 4) * 8;
@@ -121,64 +134,83 @@ __device__ __forceinline__ void fixed_body(const Params& p) {
     const uint16_t* Ks = stage_base + (it & 1) * kStage;
     const uint16_t* Vs = Ks + kBK * kLdq;
 
-    float s[kNS][4];
+    float s[kRT][kNS][4];
 #pragma unroll
-    for (int n = 0; n < kNS; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+    for (int rt = 0; rt < kRT; rt++)
 #pragma unroll
-    for (int kc = 0; kc < kKQ; kc++)
+      for (int n = 0; n < kNS; n++) s[rt][n][0] = s[rt][n][1] = s[rt][n][2] = s[rt][n][3] = 0.f;
+#pragma unroll
+    for (int kc = 0; kc < kKQ; kc++) {
+      uint32_t a[kRT][4];
+#pragma unroll
+      for (int rt = 0; rt < kRT; rt++) {
+        if constexpr (kQInRegs) {
+#pragma unroll
+          for (int i = 0; i < 4; i++) a[rt][i] = qa[kc][i];
+        } else {
+          ldmatrix_x4(a[rt], Qs + q_off + rt * 16 * kLdq + kc * 16);
+        }
+      }
 #pragma unroll
       for (int n = 0; n < kBK / 16; n++) {
         uint32_t bb[4];
         ldmatrix_x4(bb, Ks + k_off + n * 16 * kLdq + kc * 16);
-        mma_16816<T>(s[2 * n], qa[kc], bb[0], bb[1]);
-        mma_16816<T>(s[2 * n + 1], qa[kc], bb[2], bb[3]);
+#pragma unroll
+        for (int rt = 0; rt < kRT; rt++) {
+          mma_16816<T>(s[rt][2 * n], a[rt], bb[0], bb[1]);
+          mma_16816<T>(s[rt][2 * n + 1], a[rt], bb[2], bb[3]);
+        }
       }
+    }
     if (it + 1 < ntiles) {
       load_kv(it + 1);
       cp_async_commit();
     }
 
-    if (p.mask || kn < kBK) {  // block-uniform: only tiles with masked or missing keys
 #pragma unroll
-      for (int n = 0; n < kNS; n++)
+    for (int rt = 0; rt < kRT; rt++) {
+      if (p.mask || kn < kBK) {  // block-uniform: only tiles with masked or missing keys
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int jj = n * 8 + 2 * t + (e & 1);
-          bool keep = jj < kn;
-          const uint8_t* mr = mrow[e >> 1];
-          if (keep && mr) keep = mr[(jt + jj) * p.m_sk] != 0;
-          s[n][e] = keep ? s[n][e] * p.scale_log2 : -INFINITY;
-        }
-    } else {
+        for (int n = 0; n < kNS; n++)
 #pragma unroll
-      for (int n = 0; n < kNS; n++)
+          for (int e = 0; e < 4; e++) {
+            const int jj = n * 8 + 2 * t + (e & 1);
+            const int64_t row = row_base + rt * 16 + 8 * (e >> 1);
+            bool keep = jj < kn;
+            if (keep && p.mask && row < p.nq) keep = p.mask[b * p.m_sb + row * p.m_sq + (jt + jj) * p.m_sk] != 0;
+            s[rt][n][e] = keep ? s[rt][n][e] * p.scale_log2 : -INFINITY;
+          }
+      } else {
 #pragma unroll
-        for (int e = 0; e < 4; e++) s[n][e] *= p.scale_log2;
-    }
+        for (int n = 0; n < kNS; n++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) s[rt][n][e] *= p.scale_log2;
+      }
 
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-      float mx = -INFINITY;
+      for (int r = 0; r < 2; r++) {
+        float mx = -INFINITY;
 #pragma unroll
-      for (int n = 0; n < kNS; n++) mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(m[r], mx);
-      const float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing unmasked yet: P = 0
-      const float corr = exp2_ftz(m[r] - m_use);
-      m[r] = m_new;
-      float sum = 0.f;
+        for (int n = 0; n < kNS; n++) mx = fmaxf(mx, fmaxf(s[rt][n][2 * r], s[rt][n][2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m[rt][r], mx);
+        const float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing unmasked yet: P = 0
+        const float corr = exp2_ftz(m[rt][r] - m_use);
+        m[rt][r] = m_new;
+        float sum = 0.f;
 #pragma unroll
-      for (int n = 0; n < kNS; n++) {
-        s[n][2 * r] = exp2_ftz(s[n][2 * r] - m_use);
-        s[n][2 * r + 1] = exp2_ftz(s[n][2 * r + 1] - m_use);
-        sum += s[n][2 * r] + s[n][2 * r + 1];
-      }
-      l[r] = l[r] * corr + sum;
+        for (int n = 0; n < kNS; n++) {
+          s[rt][n][2 * r] = exp2_ftz(s[rt][n][2 * r] - m_use);
+          s[rt][n][2 * r + 1] = exp2_ftz(s[rt][n][2 * r + 1] - m_use);
+          sum += s[rt][n][2 * r] + s[rt][n][2 * r + 1];
+        }
+        l[rt][r] = l[rt][r] * corr + sum;
 #pragma unroll
-      for (int n = 0; n < kNO; n++) {
-        o[n][2 * r] *= corr;
-        o[n][2 * r + 1] *= corr;
+        for (int n = 0; n < kNO; n++) {
+          o[rt][n][2 * r] *= corr;
+          o[rt][n][2 * r + 1] *= corr;
+        }
       }
     }
 
@@ -186,37 +218,46 @@ __device__ __forceinline__ void fixed_body(const Params& p) {
     // run anyway rather than branch inside the unrolled loop.
 #pragma unroll
     for (int kk = 0; kk < kBK / 16; kk++) {
-      uint32_t a[4];
-      a[0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
-      a[1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
-      a[2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      a[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      uint32_t a[kRT][4];
+#pragma unroll
+      for (int rt = 0; rt < kRT; rt++) {
+        a[rt][0] = pack2<T>(s[rt][2 * kk][0], s[rt][2 * kk][1]);
+        a[rt][1] = pack2<T>(s[rt][2 * kk][2], s[rt][2 * kk][3]);
+        a[rt][2] = pack2<T>(s[rt][2 * kk + 1][0], s[rt][2 * kk + 1][1]);
+        a[rt][3] = pack2<T>(s[rt][2 * kk + 1][2], s[rt][2 * kk + 1][3]);
+      }
 #pragma unroll
       for (int n = 0; n < kNO / 2; n++) {
         uint32_t bb[4];
         ldmatrix_x4_trans(bb, Vs + v_off + kk * 16 * kLdv + n * 16);
-        mma_16816<T>(o[2 * n], a, bb[0], bb[1]);
-        mma_16816<T>(o[2 * n + 1], a, bb[2], bb[3]);
+#pragma unroll
+        for (int rt = 0; rt < kRT; rt++) {
+          mma_16816<T>(o[rt][2 * n], a[rt], bb[0], bb[1]);
+          mma_16816<T>(o[rt][2 * n + 1], a[rt], bb[2], bb[3]);
+        }
       }
     }
   }
 
 #pragma unroll
-  for (int r = 0; r < 2; r++) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-  }
-  const int64_t rows[1][2] = {{row0, row1}};
-  const float ms[1][2] = {{m[0], m[1]}}, ls[1][2] = {{l[0], l[1]}};
-  store_rows<T, 1, kNO>(p, b, h, bh, split, rows, reinterpret_cast<const float(&)[1][kNO][4]>(o), ms, ls, t);
+  for (int rt = 0; rt < kRT; rt++)
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      l[rt][r] += __shfl_xor_sync(0xffffffffu, l[rt][r], 1);
+      l[rt][r] += __shfl_xor_sync(0xffffffffu, l[rt][r], 2);
+    }
+  int64_t row[kRT][2];
+#pragma unroll
+  for (int rt = 0; rt < kRT; rt++) row[rt][0] = row_base + rt * 16, row[rt][1] = row_base + rt * 16 + 8;
+  store_rows<T, kRT, kNO>(p, b, h, bh, split, row, o, m, l, t);
 }
 
-template <class T, int kDqk, int kDv, int kBK, int kWarps, int kMinBlocks>
+template <class T, int kDqk, int kDv, int kBK, int kWarps, int kRT, int kMinBlocks>
 __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) attention_fixed_kernel(Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   // Needs cp.async and (for bf16) sm_80's mma; the host never launches it below sm_80.
   __trap();
 #else
-  fixed_body<T, kDqk, kDv, kBK, kWarps>(p);
+  fixed_body<T, kDqk, kDv, kBK, kWarps, kRT>(p);
 #endif
 }

@@ -306,9 +306,10 @@ void check_attention(const std::string& filter) {
     for (DType dt : {DType::BFloat16, DType::Float16})
       // auto (the public entry: PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 in the
       // environment makes it take the occupancy tiers), tc (the planned tier), tco (the
-      // occupancy tiers), tcw (two row tiles per warp), tc1 (one stage), tcf and tcf8
-      // (the fixed-width kernel, 4 and 8 warps); one key range, and three with the merge.
-      for (int path : {0, 1, 7, 4, 3, 8, 9})
+      // occupancy tiers), tcw (two row tiles per warp), tc1 (one stage), tcf, tcf8 and
+      // tcf2 (the fixed-width kernel: 4 warps, 8 warps, 4 warps of two row tiles); one key
+      // range, and three with the merge.
+      for (int path : {0, 1, 7, 4, 3, 8, 9, 10})
         for (int splits : {1, 3}) check(c, dt, path, splits);
     // float32: auto, and the SIMT kernel.
     for (int path : {0, 2})
