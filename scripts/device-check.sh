@@ -163,6 +163,11 @@ ncu_step() {
 show_bench_gpu() { grep -A40 '^measurement' "$LOGS/bench-gpu.log" || tail -5 "$LOGS/bench-gpu.log"; }
 show_train() { grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"; }
 show_ours_train() { grep -E 'perceiver-io|ms/step' "$LOGS/$1.log" | head -"$2" || tail -3 "$LOGS/$1.log"; }
+# cuda_attention_check's BENCH lines, short: shape, dtype, path, splits, ms, TFLOP/s and
+# the kernel the path launched.
+bench_brief() {
+  sed -E 's/^BENCH +([^ ]+) +([^ ]+) +([^ ]+) +splits=([0-9]+) +([0-9.]+) ms +([0-9.]+) TFLOP\/s.*\] ?(.*)$/\1 \2 \3 s\4 \5 ms \6 TFLOPs \7/' | cut -c1-120
+}
 show_ncu() {
   local f
   for f in "$LOGS"/ncu-*.log; do
@@ -246,9 +251,9 @@ candidates() {
   grep -E '^FAIL' "$LOGS/cuda_attention_check.log" "$LOGS/cuda_gemm_check-candidates.log" | cut -c1-300 | head -8
   echo "tco checks: $(grep -cE '^PASS .* tco ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tco ' "$LOGS/cuda_attention_check.log") failed"
   echo "tcf checks: $(grep -cE '^PASS .* tcf[28]? ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcf[28]? ' "$LOGS/cuda_attention_check.log") failed"
-  grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|perceiver-encoder) .* (tc|tco|tcw|tcf|tcf8|tcf2) ' "$LOGS/cuda_attention_check.log" | grep -v float32 | cut -c1-110 || true
+  grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|perceiver-encoder) .* (tc|tco|tcw|tcf|tcf8|tcf2) ' "$LOGS/cuda_attention_check.log" | grep -v float32 | bench_brief || true
   echo "-- heads past the widest tier: tc in column chunks of V against the SIMT kernel and the products:"
-  grep -E '^BENCH (perceiver-decoder|flow-decoder) +bfloat16 +(tc|simt|gemm) ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
+  grep -E '^BENCH (perceiver-decoder|flow-decoder) +bfloat16 +(tc|simt|gemm) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   echo "-- layer norm and adds, default then 16-byte kernels (ms, GB/s):"
   for f in cuda_gemm_check cuda_gemm_check-candidates; do
     echo "$f:"

@@ -101,6 +101,15 @@ maybe('the attention kernels, emulated on the CPU, match the reference through e
     t.is(r.passed(/^PASS .*float32 +path 2 /), 22, `${what}: the SIMT kernel`);
     // Heads wider than the widest tier run on tensor cores, in column chunks of V.
     t.is(r.passed(/^PASS (qk40-v520|w1024-odd) .* path 1 /), 8, `${what}: Dv in chunks`);
+    // Which kernel the public entry took (each line ends with it): the candidates only
+    // where their switch is set, and there at every width they serve.
+    const auto = (shape: string, kernel: RegExp) => r.passed(new RegExp(`^PASS ${shape} .* path 0 .*-> ${kernel.source}$`));
+    t.is(r.passed(/ path 0 .*-> fixed /), env.PERCEIVER_CUDA_ATTENTION_FIXED ? 20 : 0, `${what}: fixed-width kernel under auto`);
+    t.is(r.passed(/ path 0 .*-> tc tier [789]$/), env.PERCEIVER_CUDA_ATTENTION_OCCUPANCY ? 32 : 0, `${what}: occupancy tiers under auto`);
+    if (env.PERCEIVER_CUDA_ATTENTION_FIXED === '8') {
+      t.is(auto('w128', /fixed 128x128 tcf8/), 4, what);
+      t.is(auto('qk32-v160', /fixed 32x160 tcf/), 4, what);
+    }
   }
 });
 

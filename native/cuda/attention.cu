@@ -920,11 +920,13 @@ bool wide_auto(const AttentionArgs& a, int sm_count) {
 //   model's latents): 168 and 166 registers, three blocks.
 struct FixedTier {
   int dqk, dv, bk, warps, rt, min_blocks;
+  const char* name;  // for the harnesses (attention_last_kernel)
 };
 constexpr int kFixedTierCount = 6;
 constexpr FixedTier kFixedTiers[kFixedTierCount] = {
-    {128, 128, 64, 4, 1, 2}, {128, 128, 64, 8, 1, 1}, {128, 128, 32, 4, 2, 2},
-    {32, 160, 64, 4, 1, 2},  {32, 96, 64, 4, 1, 3},   {64, 64, 64, 4, 1, 3}};
+    {128, 128, 64, 4, 1, 2, "fixed 128x128 tcf"}, {128, 128, 64, 8, 1, 1, "fixed 128x128 tcf8"},
+    {128, 128, 32, 4, 2, 2, "fixed 128x128 tcf2"}, {32, 160, 64, 4, 1, 2, "fixed 32x160 tcf"},
+    {32, 96, 64, 4, 1, 3, "fixed 32x96 tcf"},      {64, 64, 64, 4, 1, 3, "fixed 64x64 tcf"}};
 
 // The fixed-width kernel's variants: 4 warps of one row tile, 8 of one, 4 of two.
 enum FixedVariant : int { kFixed4 = 0, kFixed8 = 1, kFixedWide = 2 };
@@ -1102,6 +1104,16 @@ size_t workspace_need(const AttentionArgs& a, int splits) {
   return need;
 }
 
+// The kernel the last forward() on this thread launched (the last Dv chunk's, for
+// heads taken in chunks), for the harnesses: "tc tier N", a FixedTier's name or "simt".
+thread_local const char* last_kernel = "";
+
+const char* kernel_name_tc(int tier) {
+  static const char* const names[] = {"tc tier 0", "tc tier 1", "tc tier 2", "tc tier 3", "tc tier 4",
+                                      "tc tier 5", "tc tier 6", "tc tier 7", "tc tier 8", "tc tier 9"};
+  return tier >= 0 && tier < 10 ? names[tier] : "tc";
+}
+
 // force_path: kAuto, kTensorCore, kTensorCore1, kTensorCoreWide, kTensorCoreOccupancy
 // or kSimt; force_splits:
 // 0 = planned.
@@ -1135,7 +1147,10 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
       default: return launch_zero<float>(p, stream);
     }
   };
-  if (a.nk == 0) return zero();
+  if (a.nk == 0) {
+    last_kernel = "zero";
+    return zero();
+  }
   if (!a.v || (a.dqk > 0 && (!a.q || !a.k))) return cudaErrorInvalidValue;
 
   if (chunks_dv(a) && force_path != kSimt) {
@@ -1218,21 +1233,22 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
                         : force_path == kTensorCoreFixedWide ? kFixedWide
                         : force_path == kAuto                ? fixed_auto_variant()
                                                              : -1;
-    int ft = variant >= 0 ? fixed_tier(a.dqk, a.dv, variant) : -1;
-    if (ft < 0 && variant > kFixed4 && !force_fixed) ft = fixed_tier(a.dqk, a.dv, kFixed4);
-    if (ft >= 0) {
+    // kAuto falls back from 8 warps or two row tiles to kFixed4 where the widths have no
+    // such tier or its tiles do not fit (8 warps at 128 x 128 need 104 KB: not on sm_86).
+    const bool fixed_ok = cc >= 80 && p.q_vec && p.k_vec && p.v_vec;
+    for (int v : {variant, !force_fixed && variant > kFixed4 ? (int)kFixed4 : -1}) {
+      const int ft = v >= 0 && fixed_ok ? fixed_tier(a.dqk, a.dv, v) : -1;
+      if (ft < 0) continue;
       const FixedTier f = kFixedTiers[ft];
       const size_t smem = fixed_smem_bytes(f.dqk, f.dv, 16 * f.warps * f.rt, f.bk);
-      if (cc < 80 || !p.q_vec || !p.k_vec || !p.v_vec || smem > (size_t)smem_optin) {
-        ft = -1;
-      } else {
-        p.fixed_tier = ft;
-        tc_smem = smem;
-        p.q_tiles = ceil_div(a.nq, 16 * f.warps * f.rt);
-        path = kTensorCoreFixed;
-      }
+      if (smem > (size_t)smem_optin) continue;
+      p.fixed_tier = ft;
+      tc_smem = smem;
+      p.q_tiles = ceil_div(a.nq, 16 * f.warps * f.rt);
+      path = kTensorCoreFixed;
+      break;
     }
-    if (ft < 0 && force_fixed) return cudaErrorNotSupported;
+    if (path != kTensorCoreFixed && force_fixed) return cudaErrorNotSupported;
     const bool ok = (a.dtype == DType::Float16 ? cc >= 75 : cc >= 80) &&
                     round16(a.dv) <= kTcDvMax && tc_smem <= (size_t)smem_optin;
     if (path == kTensorCoreFixed) {
@@ -1273,6 +1289,9 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     }
   }
 
+  last_kernel = path == kTensorCoreFixed ? kFixedTiers[p.fixed_tier].name
+                : path == kTensorCore    ? kernel_name_tc(tc_tier(a.dqk, a.dv, p.tc_kind))
+                                         : "simt";
   switch (a.dtype) {
     case DType::Float16: return launch_all<__half>(p, path, tc_smem, stream);
     case DType::BFloat16: return launch_all<__nv_bfloat16>(p, path, tc_smem, stream);
@@ -1317,6 +1336,8 @@ size_t attention_workspace_bytes_forced(const AttentionArgs& a, int splits) {
 int attention_planned_splits(const AttentionArgs& a, int sm_count) {
   return attn::plan_splits(a, sm_count);
 }
+
+const char* attention_last_kernel() { return attn::last_kernel; }
 
 }  // namespace detail
 }  // namespace perceiver::cuda

@@ -52,7 +52,7 @@
 namespace perceiver::cuda::detail {
 // Defined in attention.cu for this harness. path: 0 auto, 1 tc, 2 simt, 3 tc with
 // a single key/value stage (no cp.async overlap), 4 tc with two row tiles per warp,
-// 7 tc's occupancy tiers (heads 65-272 wide);
+// 7 tc's occupancy tiers (heads 65-272 wide), 8, 9 and 10 the fixed-width kernel;
 // splits: 0 = planned. A tc path the device or shape cannot take gives
 // cudaErrorNotSupported.
 cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace,
@@ -60,6 +60,9 @@ cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace,
                                      int path, int splits);
 size_t attention_workspace_bytes_forced(const AttentionArgs& a, int splits);
 int attention_planned_splits(const AttentionArgs& a, int sm_count);
+// The kernel the last forward call on this thread launched: "tc tier N", "fixed ..."
+// (attention.cu's kFixedTiers names), "simt" or "zero".
+const char* attention_last_kernel();
 }  // namespace perceiver::cuda::detail
 
 using namespace perceiver;
@@ -538,6 +541,7 @@ void check_case(const Case& c, cudaStream_t stream) {
       upload(pb.dout, nan_fill, dt);
       const AttentionArgs a = make_args(pb, dt);
       cudaError_t e = run_variant(a, var.path, var.splits, stream);
+      const char* kernel = is_product_path(var.path) ? "products" : detail::attention_last_kernel();
       const int splits_used = is_product_path(var.path) ? 0 : var.splits > 0 ? (int)std::min<int64_t>(var.splits, std::max<int64_t>(c.nk, 1))
                                              : detail::attention_planned_splits(a, g_sm_count);
       char label[256];
@@ -580,10 +584,10 @@ void check_case(const Case& c, cudaStream_t stream) {
             }
       const bool ok = worst_ratio <= 1.0;
       if (!ok) g_failures++;
-      std::printf("%s %s  max_abs=%.3g max_rel=%.3g worst=%.2f of tol %.0e at [b%lld i%lld h%lld d%lld] got %.6g ref %.6g\n",
+      std::printf("%s %s  max_abs=%.3g max_rel=%.3g worst=%.2f of tol %.0e at [b%lld i%lld h%lld d%lld] got %.6g ref %.6g -> %s\n",
                   ok ? "PASS" : "FAIL", label, max_abs, max_ref > 0 ? max_abs / max_ref : max_abs,
                   worst_ratio, tol, (long long)wb, (long long)wi, (long long)wh, (long long)wd,
-                  wgot, wref);
+                  wgot, wref, kernel);
     }
   }
 }
@@ -881,6 +885,7 @@ void bench_case(const Case& c, cudaStream_t stream) {
           break;
         }
         CHECK_CUDA(first);
+        const char* kernel = is_product_path(path) ? "products" : detail::attention_last_kernel();
         CHECK_CUDA(cudaStreamSynchronize(stream));
         // Enough repetitions for ~0.2 s, at least 3.
         CHECK_CUDA(cudaEventRecord(t0, stream));
@@ -898,10 +903,10 @@ void bench_case(const Case& c, cudaStream_t stream) {
         CHECK_CUDA(cudaEventElapsedTime(&ms, t0, t1));
         ms /= reps;
         const int s = splits > 0 ? splits : detail::attention_planned_splits(a, g_sm_count);
-        std::printf("BENCH %-20s %-8s %-4s splits=%-2d  %9.4f ms  %7.2f TFLOP/s  (%d reps) [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld]\n",
+        std::printf("BENCH %-20s %-8s %-4s splits=%-2d  %9.4f ms  %7.2f TFLOP/s  (%d reps) [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld] %s\n",
                     c.name.c_str(), dtype_name(dt), path_name(path), s, ms, flop / (ms * 1e-3) / 1e12,
                     reps, (long long)c.B, (long long)c.H, (long long)c.nq, (long long)c.nk,
-                    (long long)c.dqk, (long long)c.dv);
+                    (long long)c.dqk, (long long)c.dv, kernel);
       }
     }
   }

@@ -29,6 +29,7 @@ namespace perceiver::cuda::detail {
 cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace, size_t workspace_bytes, int sm_count,
                                      cudaStream_t stream, int path, int splits);
 size_t attention_workspace_bytes_forced(const AttentionArgs& a, int splits);
+const char* attention_last_kernel();
 }  // namespace perceiver::cuda::detail
 
 namespace {
@@ -144,7 +145,8 @@ void check(const Case& c, DType dt, int path, int splits) {
       }
   const bool ok = worst <= 1.0;
   if (!ok) g_failures++;
-  std::printf("%s %s worst=%.2f of tol\n", ok ? "PASS" : "FAIL", label, worst);
+  std::printf("%s %s worst=%.2f of tol -> %s\n", ok ? "PASS" : "FAIL", label, worst,
+              perceiver::cuda::detail::attention_last_kernel());
 }
 
 // ---- rows: binary ops and layer norm ------------------------------------------------
