@@ -251,7 +251,10 @@ candidates() {
   grep -E '^FAIL' "$LOGS/cuda_attention_check.log" "$LOGS/cuda_gemm_check-candidates.log" | cut -c1-300 | head -8
   echo "tco checks: $(grep -cE '^PASS .* tco ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tco ' "$LOGS/cuda_attention_check.log") failed"
   echo "tcf checks: $(grep -cE '^PASS .* tcf[28]? ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcf[28]? ' "$LOGS/cuda_attention_check.log") failed"
-  grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|perceiver-encoder) .* (tc|tco|tcw|tcf|tcf8|tcf2) ' "$LOGS/cuda_attention_check.log" | grep -v float32 | bench_brief || true
+  echo "-- attention in bf16 by kernel, one key range (all dtypes and splits: cuda_attention_check.log):"
+  grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8) +bfloat16 +(tc|tco|tcw|tcf|tcf8|tcf2) +splits=1 ' "$LOGS/cuda_attention_check.log" | bench_brief || true
+  echo "-- key splits where 64-row blocks leave SMs idle (batch 1) and the encoder:"
+  grep -E '^BENCH (perceiver-self|perceiver-encoder) +bfloat16 +(tc|tcf) +splits=[0-9]+ ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   echo "-- heads past the widest tier: tc in column chunks of V against the SIMT kernel and the products:"
   grep -E '^BENCH (perceiver-decoder|flow-decoder) +bfloat16 +(tc|simt|gemm) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   echo "-- layer norm and adds, default then 16-byte kernels (ms, GB/s):"

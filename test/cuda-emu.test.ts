@@ -88,7 +88,7 @@ maybe('the attention kernels, emulated on the CPU, match the reference through e
     const r = run(t, bin, ['attention'], env, what);
     t.is(r.failures, 0);
     // 11 shapes: bf16 and fp16 through 8 paths, fp32 through 2, each with 1 and 3 key
-    // ranges, less the paths a shape lacks.
+    // ranges, less the paths a shape lacks; and one routing shape through auto.
     t.true(r.checks >= 260, `${what}: ${r.checks} checks ran`);
     // The occupancy tiers (path 7) ran at the widths they serve: 128, 96, 160, 150, 261,
     // the 272-wide chunks of a 520-wide head, 96 and 120.
@@ -104,11 +104,15 @@ maybe('the attention kernels, emulated on the CPU, match the reference through e
     // Which kernel the public entry took (each line ends with it): the candidates only
     // where their switch is set, and there at every width they serve.
     const auto = (shape: string, kernel: RegExp) => r.passed(new RegExp(`^PASS ${shape} .* path 0 .*-> ${kernel.source}$`));
-    t.is(r.passed(/ path 0 .*-> fixed /), env.PERCEIVER_CUDA_ATTENTION_FIXED ? 20 : 0, `${what}: fixed-width kernel under auto`);
-    t.is(r.passed(/ path 0 .*-> tc tier [789]$/), env.PERCEIVER_CUDA_ATTENTION_OCCUPANCY ? 32 : 0, `${what}: occupancy tiers under auto`);
+    t.is(r.passed(/ path 0 .*-> fixed /), env.PERCEIVER_CUDA_ATTENTION_FIXED ? 21 : 0, `${what}: fixed-width kernel under auto`);
+    t.is(r.passed(/ path 0 .*-> tc tier [789]$/), env.PERCEIVER_CUDA_ATTENTION_OCCUPANCY ? 33 : 0, `${what}: occupancy tiers under auto`);
     if (env.PERCEIVER_CUDA_ATTENTION_FIXED === '8') {
-      t.is(auto('w128', /fixed 128x128 tcf8/), 4, what);
+      // 128-row blocks where they fill the SMs; 64-row ones where they would not.
+      t.is(auto('rows-fill-sms', /fixed 128x128 tcf8/), 1, what);
+      t.is(auto('w128', /fixed 128x128 tcf/), 4, what);
       t.is(auto('qk32-v160', /fixed 32x160 tcf/), 4, what);
+    } else if (!env.PERCEIVER_CUDA_ATTENTION_OCCUPANCY) {
+      t.is(auto('rows-fill-sms', /tc tier 6/), 1, `${what}: the wide kernel where its blocks fill the SMs`);
     }
   }
 });

@@ -943,7 +943,7 @@ int fixed_tier(int64_t dqk, int64_t dv, int variant) {
 
 // The variant kAuto takes: -1 none (the default until a GPU has timed the kernel), else
 // PERCEIVER_CUDA_ATTENTION_FIXED's =1 (kFixed4), =8 (kFixed8) or =2 (kFixedWide); with
-// 8 or 2, widths without such a tier take kFixed4.
+// 8 or 2, kFixed4 where that variant does not serve (forward()).
 int fixed_auto_variant() {
   static const int variant = [] {
     const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_FIXED");
@@ -1233,10 +1233,14 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
                         : force_path == kTensorCoreFixedWide ? kFixedWide
                         : force_path == kAuto                ? fixed_auto_variant()
                                                              : -1;
-    // kAuto falls back from 8 warps or two row tiles to kFixed4 where the widths have no
-    // such tier or its tiles do not fit (8 warps at 128 x 128 need 104 KB: not on sm_86).
+    // kAuto falls back from 8 warps or two row tiles (128 query rows per block) to
+    // kFixed4 where the widths have no such tier, its tiles do not fit (8 warps at
+    // 128 x 128 need 104 KB: not on sm_86), or its blocks would not fill every SM (as
+    // wide_auto: batch 1 of 8 heads over 512 latents is 32 such blocks for 132 SMs).
     const bool fixed_ok = cc >= 80 && p.q_vec && p.k_vec && p.v_vec;
-    for (int v : {variant, !force_fixed && variant > kFixed4 ? (int)kFixed4 : -1}) {
+    const bool few_rows = a.batch * a.heads * ceil_div(a.nq, 128) < (int64_t)sm_count;
+    for (int v : {!force_fixed && variant > kFixed4 && few_rows ? -1 : variant,
+                  !force_fixed && variant > kFixed4 ? (int)kFixed4 : -1}) {
       const int ft = v >= 0 && fixed_ok ? fixed_tier(a.dqk, a.dv, v) : -1;
       if (ft < 0) continue;
       const FixedTier f = kFixedTiers[ft];

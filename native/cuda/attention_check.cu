@@ -877,8 +877,13 @@ void bench_case(const Case& c, cudaStream_t stream) {
       if (dt == DType::Float32 && path == 1) continue;
       if (!g_bench_paths.empty() && std::find(g_bench_paths.begin(), g_bench_paths.end(), path) == g_bench_paths.end())
         continue;
-      for (int splits : {0, 1}) {
-        if (path == 5 && splits == 1) break;  // the products have no key splits
+      // Planned, one range, and where 64-row blocks leave SMs idle (batch 1 of 8 heads
+      // over 512 latents: 64 blocks on an H200's 132 SMs) 2 and 4 ranges as well, so
+      // that the split planner's thresholds can be set from timings.
+      std::vector<int> split_counts = {0, 1};
+      if (c.B * c.H * ((c.nq + 63) / 64) < g_sm_count && c.nk >= 256) split_counts.insert(split_counts.end(), {2, 4});
+      for (int splits : split_counts) {
+        if (path == 5 && splits != 0) break;  // the products have no key splits
         const cudaError_t first = run_variant(a, path, splits, stream);
         if (first == cudaErrorNotSupported) {
           std::printf("BENCH %-20s %-8s %-4s  (not available)\n", c.name.c_str(), dtype_name(dt), path_name(path));
