@@ -163,6 +163,32 @@ ncu_step() {
 show_bench_gpu() { grep -A40 '^measurement' "$LOGS/bench-gpu.log" || tail -5 "$LOGS/bench-gpu.log"; }
 show_train() { grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"; }
 show_ours_train() { grep -E 'perceiver-io|ms/step' "$LOGS/$1.log" | head -"$2" || tail -3 "$LOGS/$1.log"; }
+# Per bf16 shape of cuda_attention_check's timings: the default (auto, as planned) against
+# the fastest candidate path (occupancy tiers, fixed-width variants; any key split), the
+# evidence for flipping a switch's default (with its checks passing).
+attention_verdict() {
+  python3 - "$1" << 'PY' || true
+import re, sys
+best = {}
+for line in open(sys.argv[1]):
+    m = re.match(r'BENCH (\S+) +bfloat16 +(\S+) +splits=(\d+) +([\d.]+) ms .*\] ?(.*)$', line)
+    if not m:
+        continue
+    shape, path, splits, ms, kernel = m.groups()
+    cur = best.setdefault(shape, {}).get(path)
+    if cur is None or float(ms) < cur[0]:
+        best[shape][path] = (float(ms), splits, kernel)
+print('-- attention, bf16: default (auto) against the fastest candidate path')
+for shape, paths in best.items():
+    cands = {p: v for p, v in paths.items() if p in ('tco', 'tcf', 'tcf8', 'tcf2')}
+    if 'auto' not in paths or not cands:
+        continue
+    a = paths['auto']
+    p, b = min(cands.items(), key=lambda kv: kv[1][0])
+    print(f'{shape:20s} auto {a[0]:.4f} ms ({a[2]})  best {p} {b[0]:.4f} ms s{b[1]} ({b[2]})  auto/best {a[0] / b[0]:.2f}')
+PY
+}
+
 # cuda_attention_check's BENCH lines, short: shape, dtype, path, splits, ms, TFLOP/s and
 # the kernel the path launched.
 bench_brief() {
@@ -253,6 +279,7 @@ candidates() {
   echo "tcf checks: $(grep -cE '^PASS .* tcf[28]? ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcf[28]? ' "$LOGS/cuda_attention_check.log") failed"
   echo "-- attention in bf16 by kernel, one key range (all dtypes and splits: cuda_attention_check.log):"
   grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8) +bfloat16 +(tc|tco|tcw|tcf|tcf8|tcf2) +splits=1 ' "$LOGS/cuda_attention_check.log" | bench_brief || true
+  attention_verdict "$LOGS/cuda_attention_check.log"
   echo "-- key splits where 64-row blocks leave SMs idle (batch 1) and the encoder:"
   grep -E '^BENCH (perceiver-self|perceiver-encoder) +bfloat16 +(tc|tcf) +splits=[0-9]+ ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   echo "-- heads past the widest tier: tc in column chunks of V against the SIMT kernel and the products:"
