@@ -905,6 +905,18 @@ bool wide_auto(const AttentionArgs& a, int sm_count) {
          a.batch * a.heads * ceil_div(a.nq, 128) >= (int64_t)sm_count;
 }
 
+// One launch of a tc-family kernel, opting in to more than 48 KB of dynamic shared
+// memory where it needs it.
+cudaError_t launch_with_smem(void (*kernel)(Params), const Params& p, int64_t blocks, int threads, size_t smem,
+                             cudaStream_t stream) {
+  if (smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+  }
+  PERCEIVER_LAUNCH((unsigned)blocks, threads, smem, stream, kernel)(p);
+  return cudaGetLastError();
+}
+
 // The fixed-width kernel's instantiations (attention_fixed.cuh): the padded head
 // widths it takes, key tile, warps, 16-row tiles per warp and __launch_bounds__' blocks
 // per SM. Registers (ptxas, sm_90) and two stages of shared memory decide how many
@@ -956,13 +968,8 @@ int fixed_auto_variant() {
 template <class T, int kTier>
 cudaError_t launch_fixed_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
   constexpr FixedTier c = kFixedTiers[kTier];
-  void (*kernel)(Params) = attention_fixed_kernel<T, c.dqk, c.dv, c.bk, c.warps, c.rt, c.min_blocks>;
-  if (smem > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (e != cudaSuccess) return e;
-  }
-  PERCEIVER_LAUNCH((unsigned)blocks, 32 * c.warps, smem, stream, kernel)(p);
-  return cudaGetLastError();
+  return launch_with_smem(attention_fixed_kernel<T, c.dqk, c.dv, c.bk, c.warps, c.rt, c.min_blocks>, p, blocks,
+                          32 * c.warps, smem, stream);
 }
 
 template <class T>
@@ -985,13 +992,7 @@ cudaError_t launch_tc_kernel(const Params& p, int64_t blocks, size_t smem, cudaS
     kernel = attention_tc_kernel_bounded<T, c.dv_max, c.bk, c.warps, c.rt, c.dqk_max, c.min_blocks>;
   else
     kernel = attention_tc_kernel<T, c.dv_max, c.bk, c.warps, c.rt, c.dqk_max>;
-  if (smem > 48 * 1024) {
-    cudaError_t e =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (e != cudaSuccess) return e;
-  }
-  PERCEIVER_LAUNCH((unsigned)blocks, 32 * c.warps, smem, stream, kernel)(p);
-  return cudaGetLastError();
+  return launch_with_smem(kernel, p, blocks, 32 * c.warps, smem, stream);
 }
 
 template <class T>
