@@ -388,10 +388,14 @@ DeviceAllocator* g_alloc = nullptr;
 constexpr size_t kSmallChunks = 1;
 
 std::vector<Variant> variants(const Case& c) {
+  // Big cases (sampled rows): the public entry, tc and simt, the products, and the
+  // candidates in bf16 (the occupancy tier, the wide kernel and the fixed-width
+  // variants; "not available" where a shape has none).
   if (c.big)
-    return {{DType::Float32, 0, 0}, {DType::BFloat16, 1, 0}, {DType::Float16, 1, 0},
-            {DType::BFloat16, 2, 0}, {DType::BFloat16, 1, 1}, {DType::Float32, 5, 0},
-            {DType::BFloat16, 5, 0}};
+    return {{DType::Float32, 0, 0},  {DType::BFloat16, 0, 0},  {DType::BFloat16, 1, 0}, {DType::Float16, 1, 0},
+            {DType::BFloat16, 2, 0}, {DType::BFloat16, 1, 1},  {DType::Float32, 5, 0},  {DType::BFloat16, 5, 0},
+            {DType::BFloat16, 7, 0}, {DType::BFloat16, 4, 0},  {DType::BFloat16, 8, 0}, {DType::BFloat16, 9, 0},
+            {DType::BFloat16, 10, 0}};
   // auto (the public entry), then each version with one block per key range and
   // with 3 ranges (the merge kernel), then the products in one chunk and in several.
   std::vector<Variant> v = {{DType::Float32, 0, 0}, {DType::Float32, 2, 1}, {DType::Float32, 5, 0}};
@@ -982,6 +986,7 @@ void bench_gradient(const Case& c, cudaStream_t stream) {
 int main(int argc, char** argv) {
   bool bench = true, check = true;
   std::string filter;
+  std::vector<Case> custom;  // --shape
   for (int i = 1; i < argc; i++) {
     const std::string arg = argv[i];
     if (arg == "--no-bench") bench = false;
@@ -1000,8 +1005,20 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "--paths: expected comma-separated path numbers, got '%s'\n", argv[i]);
         return 2;
       }
+    } else if (arg == "--shape" && i + 1 < argc) {
+      // B,H,Nq,Nk,Dqk,Dv: checked (sampled rows) and timed instead of the built-in cases.
+      long long d[6];
+      char tail = 0;
+      if (std::sscanf(argv[++i], "%lld,%lld,%lld,%lld,%lld,%lld%c", &d[0], &d[1], &d[2], &d[3], &d[4], &d[5], &tail) != 6 ||
+          std::any_of(d, d + 6, [](long long x) { return x < 1 || x > (1LL << 24); })) {
+        std::fprintf(stderr, "--shape: expected B,H,Nq,Nk,Dqk,Dv (six integers in 1..2^24), got '%s'\n", argv[i]);
+        return 2;
+      }
+      custom.push_back({std::string("shape-") + argv[i], d[0], d[1], d[2], d[3], d[4], d[5], Layout::BNHD, MaskKind::None, true});
     } else {
-      std::fprintf(stderr, "usage: %s [--no-bench | --bench-only] [--filter SUBSTRING] [--paths N,N...]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--no-bench | --bench-only] [--filter SUBSTRING] [--paths N,N...] [--shape B,H,Nq,Nk,Dqk,Dv]...\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -1031,6 +1048,16 @@ int main(int argc, char** argv) {
     std::printf("cuBLASLt not loaded (%s): gemm versions skipped\n", lt_reason.c_str());
   }
 
+  if (!custom.empty()) {
+    // Only the given shapes: each checked on sampled rows through its variants, then timed.
+    for (const Case& c : custom) {
+      if (check) check_case(c, stream);
+      if (bench) bench_case(c, stream);
+    }
+    CHECK_CUDA(cudaStreamDestroy(stream));
+    if (check) std::printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "OK", g_failures);
+    return g_failures ? 1 : 0;
+  }
   if (check) {
     check_contract(stream);
     for (const Case& c : cases())
