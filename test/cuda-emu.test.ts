@@ -79,12 +79,14 @@ maybe('the attention kernels, emulated on the CPU, match the reference through e
   t.timeout(5 * 60_000);
   const bin = build(t);
   if (!bin) return;
-  // Unset, the public entry (path 0) plans as shipped; with a switch, it takes the
-  // occupancy tiers, or the fixed-width kernel (8 warps where it has them, else 4),
-  // where they serve.
-  const envs: Record<string, string>[] = [{}, { PERCEIVER_CUDA_ATTENTION_OCCUPANCY: '1' }, { PERCEIVER_CUDA_ATTENTION_FIXED: '8' }];
+  // Unset, the public entry (path 0) plans as shipped; with both attention switches, as
+  // `device-check.sh --candidates` sets them, it takes the fixed-width kernel (8 warps
+  // where its 128-row blocks fill the SMs, else 4) at the widths it has, and the
+  // occupancy tiers at the others they serve.
+  const envs: Record<string, string>[] = [{}, { PERCEIVER_CUDA_ATTENTION_OCCUPANCY: '1', PERCEIVER_CUDA_ATTENTION_FIXED: '8' }];
   for (const env of envs) {
     const what = JSON.stringify(env);
+    const switched = Object.keys(env).length > 0;
     const r = run(t, bin, ['attention'], env, what);
     t.is(r.failures, 0);
     // 11 shapes: bf16 and fp16 through 8 paths, fp32 through 2, each with 1 and 3 key
@@ -102,17 +104,19 @@ maybe('the attention kernels, emulated on the CPU, match the reference through e
     // Heads wider than the widest tier run on tensor cores, in column chunks of V.
     t.is(r.passed(/^PASS (qk40-v520|w1024-odd) .* path 1 /), 8, `${what}: Dv in chunks`);
     // Which kernel the public entry took (each line ends with it): the candidates only
-    // where their switch is set, and there at every width they serve.
+    // with their switches, and then at every width they serve.
     const auto = (shape: string, kernel: RegExp) => r.passed(new RegExp(`^PASS ${shape} .* path 0 .*-> ${kernel.source}$`));
-    t.is(r.passed(/ path 0 .*-> fixed /), env.PERCEIVER_CUDA_ATTENTION_FIXED ? 21 : 0, `${what}: fixed-width kernel under auto`);
-    t.is(r.passed(/ path 0 .*-> tc tier [789]$/), env.PERCEIVER_CUDA_ATTENTION_OCCUPANCY ? 33 : 0, `${what}: occupancy tiers under auto`);
-    if (env.PERCEIVER_CUDA_ATTENTION_FIXED === '8') {
+    t.is(r.passed(/ path 0 .*-> fixed /), switched ? 21 : 0, `${what}: fixed-width kernel under auto`);
+    t.is(r.passed(/ path 0 .*-> tc tier [789]$/), switched ? 16 : 0, `${what}: occupancy tiers under auto`);
+    if (switched) {
       // 128-row blocks where they fill the SMs; 64-row ones where they would not.
       t.is(auto('rows-fill-sms', /fixed 128x128 tcf8/), 1, what);
       t.is(auto('w128', /fixed 128x128 tcf/), 4, what);
       t.is(auto('qk32-v160', /fixed 32x160 tcf/), 4, what);
-    } else if (!env.PERCEIVER_CUDA_ATTENTION_OCCUPANCY) {
+      t.is(auto('w96-odd', /tc tier 7/), 4, `${what}: unaligned rows stay on the tiers`);
+    } else {
       t.is(auto('rows-fill-sms', /tc tier 6/), 1, `${what}: the wide kernel where its blocks fill the SMs`);
+      t.is(auto('w128', /tc tier 1/), 4, what);
     }
   }
 });
