@@ -278,7 +278,7 @@ candidates() {
   echo "tco checks: $(grep -cE '^PASS .* tco ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tco ' "$LOGS/cuda_attention_check.log") failed"
   echo "tcf checks: $(grep -cE '^PASS .* tcf[28]? ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcf[28]? ' "$LOGS/cuda_attention_check.log") failed"
   echo "-- attention in bf16 by kernel, one key range (all dtypes and splits: cuda_attention_check.log):"
-  grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8) +bfloat16 +(auto|tc|tco|tcw|tcf|tcf8|tcf2) +splits=1 ' "$LOGS/cuda_attention_check.log" | bench_brief || true
+  grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|flow-self) +bfloat16 +(auto|tc|tco|tcw|tcf|tcf8|tcf2) +splits=1 ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   attention_verdict "$LOGS/cuda_attention_check.log"
   echo "-- key splits where 64-row blocks leave SMs idle (batch 1) and the encoder:"
   grep -E '^BENCH (perceiver-self|perceiver-encoder) +bfloat16 +(tc|tcf) +splits=[0-9]+ ' "$LOGS/cuda_attention_check.log" | bench_brief || true

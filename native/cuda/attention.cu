@@ -930,15 +930,18 @@ cudaError_t launch_with_smem(void (*kernel)(Params), const Params& p, int64_t bl
 //   (held to three it spills 84 bytes).
 // - qk 32, v 96 (the language model's decoder) and 8 heads of 64 (the multimodal
 //   model's latents): 168 and 166 registers, three blocks.
+// - 16 heads of 32 (optical flow's latents, 2048 of them in 24 layers): 122
+//   registers, 25 KB, four blocks.
 struct FixedTier {
   int dqk, dv, bk, warps, rt, min_blocks;
   const char* name;  // for the harnesses (attention_last_kernel)
 };
-constexpr int kFixedTierCount = 6;
+constexpr int kFixedTierCount = 7;
 constexpr FixedTier kFixedTiers[kFixedTierCount] = {
     {128, 128, 64, 4, 1, 2, "fixed 128x128 tcf"}, {128, 128, 64, 8, 1, 1, "fixed 128x128 tcf8"},
     {128, 128, 32, 4, 2, 2, "fixed 128x128 tcf2"}, {32, 160, 64, 4, 1, 2, "fixed 32x160 tcf"},
-    {32, 96, 64, 4, 1, 3, "fixed 32x96 tcf"},      {64, 64, 64, 4, 1, 3, "fixed 64x64 tcf"}};
+    {32, 96, 64, 4, 1, 3, "fixed 32x96 tcf"},      {64, 64, 64, 4, 1, 3, "fixed 64x64 tcf"},
+    {32, 32, 64, 4, 1, 4, "fixed 32x32 tcf"}};
 
 // The fixed-width kernel's variants: 4 warps of one row tile, 8 of one, 4 of two.
 enum FixedVariant : int { kFixed4 = 0, kFixed8 = 1, kFixedWide = 2 };
@@ -980,7 +983,8 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
     case 2: return launch_fixed_kernel<T, 2>(p, blocks, smem, stream);
     case 3: return launch_fixed_kernel<T, 3>(p, blocks, smem, stream);
     case 4: return launch_fixed_kernel<T, 4>(p, blocks, smem, stream);
-    default: return launch_fixed_kernel<T, 5>(p, blocks, smem, stream);
+    case 5: return launch_fixed_kernel<T, 5>(p, blocks, smem, stream);
+    default: return launch_fixed_kernel<T, 6>(p, blocks, smem, stream);
   }
 }
 

@@ -357,6 +357,8 @@ std::vector<Case> cases() {
       {"mask-transposed", 2, 2, 66, 77, 40, 24, L::BHND, M::Transposed, false},
       {"mask-all-zero", 2, 2, 30, 50, 64, 64, L::BNHD, M::AllZero, false},
       {"heads-views", 3, 8, 77, 91, 32, 48, L::PadOdd, M::Full, false},
+      // Optical flow's 32-wide heads, packed (the fixed-width kernel's 32 x 32 class).
+      {"w32-heads-mask", 2, 16, 100, 150, 32, 32, L::BNHD, M::Full, false},
       {"heads-aligned", 2, 8, 129, 257, 128, 128, L::PadAlign, M::KeyOnly, false},
       {"long-keys-mask", 1, 1, 40, 5000, 96, 96, L::BNHD, M::KeyOnly, false},
       {"nk0", 2, 2, 10, 0, 64, 64, L::BNHD, M::None, false},
@@ -419,7 +421,7 @@ std::vector<Variant> variants(const Case& c) {
     // The fixed-width kernel where its classes take the widths (attention.cu's
     // kFixedTiers; rows must also be 16-byte aligned, else "not available").
     const int qk16 = (int)(c.dqk + 15) / 16 * 16, v16 = (int)(c.dv + 15) / 16 * 16;
-    const bool fixed = (qk16 == 128 && v16 == 128) || (qk16 == 32 && (v16 == 160 || v16 == 96)) ||
+    const bool fixed = (qk16 == 128 && v16 == 128) || (qk16 == 32 && (v16 == 160 || v16 == 96 || v16 == 32)) ||
                        (qk16 == 64 && v16 == 64);
     for (int path : {8, 9, 10}) {
       if (!fixed || (path != 8 && qk16 != 128)) continue;
@@ -1078,6 +1080,9 @@ int main(int argc, char** argv) {
         {"mlm-self-b32", 32, 8, 256, 256, 32, 160, Layout::BNHD, MaskKind::None, false},
         // Its decoder: 2048 byte queries over the 256 latents, 8 heads of qk 32, v 96.
         {"mlm-decoder-b32", 32, 8, 2048, 256, 32, 96, Layout::BNHD, MaskKind::None, false},
+        // Optical flow's latent self-attention: 16 heads of 32 over 2048 latents, one
+        // image pair (24 such layers per pair).
+        {"flow-self", 1, 16, 2048, 2048, 32, 32, Layout::BNHD, MaskKind::None, false},
         // Optical flow's decoder (512-wide queries and values over 2048 latents; a slice
         // of its 182,528 queries): past the widest tc tier, so its 16-bit "tc" runs in
         // two column chunks of V, against the SIMT kernel it took before.

@@ -284,7 +284,7 @@ void check_attention(const std::string& filter) {
   // Shapes for every tier: heads of 64 (tier 0), 128 (1, and the occupancy tier 7),
   // the language model's qk 32 / v 160 (2, and 8), 261 (3 and 9, through the padded
   // copies), 322 (4), and past it (column chunks of V); the fixed-width kernel's classes
-  // (128, qk 32 / v 160, qk 32 / v 96, 64); ragged query and key counts so that partial
+  // (128, qk 32 / v 160, qk 32 / v 96, 64, 32); ragged query and key counts so that partial
   // tiles and masked tails run.
   const Case cases[] = {
       {"w64", 1, 2, 70, 99, 64, 64, false, false},
@@ -299,8 +299,10 @@ void check_attention(const std::string& filter) {
       {"qk40-v520", 1, 2, 20, 45, 40, 520, false, true},
       {"w1024-odd", 1, 1, 3, 30, 1024, 1024, true, false},
       // The fixed-width kernel's other classes: the language model's decoder heads
-      // (qk 32, v 96), and 120-wide heads, which pad to its 128 class.
+      // (qk 32, v 96), optical flow's 32-wide heads, and 120-wide heads, which pad to
+      // its 128 class.
       {"qk32-v96", 2, 2, 90, 130, 32, 96, false, false},
+      {"w32-mask", 1, 3, 50, 80, 32, 32, false, true},
       {"w120", 1, 2, 40, 70, 120, 120, false, false},
   };
   for (const Case& c : cases) {
