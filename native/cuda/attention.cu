@@ -856,7 +856,8 @@ struct TcTier {
 // Q Kᵀ and stepped loads without the occupancy change, for which their 136 accumulator
 // registers leave no room (ptxas: 238 registers against tier 3's 234, two blocks per SM
 // either way): timed against tier 3, it shows what those two changes give on their own.
-constexpr TcTier kTcTiers[10] = {{64, 64, 4, 1, 4, 0},    {128, 64, 4, 1, 1, 0},   {192, 64, 4, 1, 1, 0},
+constexpr int kTcTierCount = 10;
+constexpr TcTier kTcTiers[kTcTierCount] = {{64, 64, 4, 1, 4, 0},    {128, 64, 4, 1, 1, 0},   {192, 64, 4, 1, 1, 0},
                                  {272, 32, 4, 1, 1, 0},   {336, 32, 4, 1, 1, 0},   {64, 64, 4, 2, 1, 0},
                                  {128, 32, 4, 2, 1, 0},   {128, 32, 4, 1, 4, 128}, {160, 32, 4, 1, 3, 64},
                                  {272, 32, 4, 1, 1, 272}};
@@ -904,6 +905,25 @@ bool wide_auto(const AttentionArgs& a, int sm_count) {
   return mode != 0 && dv_pad <= kTcWideDvMax && (mode == 1 || dv_pad > 64) && a.nq >= 128 &&
          a.batch * a.heads * ceil_div(a.nq, 128) >= (int64_t)sm_count;
 }
+
+// f(std::integral_constant<int, i>) for a run-time index i in [0, N) (cudaErrorInvalidValue
+// outside): the launch of the instantiation a table row names, without a switch to keep
+// in step with the table.
+template <int N, int I = 0>
+struct each_index {
+  template <class F>
+  static cudaError_t call(int i, F&& f) {
+    if (i == I) return f(std::integral_constant<int, I>{});
+    return each_index<N, I + 1>::call(i, f);
+  }
+};
+template <int N>
+struct each_index<N, N> {
+  template <class F>
+  static cudaError_t call(int, F&&) {
+    return cudaErrorInvalidValue;
+  }
+};
 
 // One launch of a tc-family kernel, opting in to more than 48 KB of dynamic shared
 // memory where it needs it.
@@ -977,15 +997,9 @@ cudaError_t launch_fixed_kernel(const Params& p, int64_t blocks, size_t smem, cu
 
 template <class T>
 cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
-  switch (p.fixed_tier) {
-    case 0: return launch_fixed_kernel<T, 0>(p, blocks, smem, stream);
-    case 1: return launch_fixed_kernel<T, 1>(p, blocks, smem, stream);
-    case 2: return launch_fixed_kernel<T, 2>(p, blocks, smem, stream);
-    case 3: return launch_fixed_kernel<T, 3>(p, blocks, smem, stream);
-    case 4: return launch_fixed_kernel<T, 4>(p, blocks, smem, stream);
-    case 5: return launch_fixed_kernel<T, 5>(p, blocks, smem, stream);
-    default: return launch_fixed_kernel<T, 6>(p, blocks, smem, stream);
-  }
+  return each_index<kFixedTierCount>::call(p.fixed_tier, [&](auto tier) {
+    return launch_fixed_kernel<T, decltype(tier)::value>(p, blocks, smem, stream);
+  });
 }
 
 template <class T, int kTier>
@@ -1001,18 +1015,9 @@ cudaError_t launch_tc_kernel(const Params& p, int64_t blocks, size_t smem, cudaS
 
 template <class T>
 cudaError_t launch_tc(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
-  switch (tc_tier(p.dqk, p.dv, p.tc_kind)) {
-    case 0: return launch_tc_kernel<T, 0>(p, blocks, smem, stream);
-    case 1: return launch_tc_kernel<T, 1>(p, blocks, smem, stream);
-    case 2: return launch_tc_kernel<T, 2>(p, blocks, smem, stream);
-    case 3: return launch_tc_kernel<T, 3>(p, blocks, smem, stream);
-    case 4: return launch_tc_kernel<T, 4>(p, blocks, smem, stream);
-    case 5: return launch_tc_kernel<T, 5>(p, blocks, smem, stream);
-    case 6: return launch_tc_kernel<T, 6>(p, blocks, smem, stream);
-    case 7: return launch_tc_kernel<T, 7>(p, blocks, smem, stream);
-    case 8: return launch_tc_kernel<T, 8>(p, blocks, smem, stream);
-    default: return launch_tc_kernel<T, 9>(p, blocks, smem, stream);
-  }
+  return each_index<kTcTierCount>::call(tc_tier(p.dqk, p.dv, p.tc_kind), [&](auto tier) {
+    return launch_tc_kernel<T, decltype(tier)::value>(p, blocks, smem, stream);
+  });
 }
 
 template <class T>
