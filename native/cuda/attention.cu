@@ -157,6 +157,27 @@ __device__ __forceinline__ void key_range(const Params& p, int s, int64_t* j0, i
 
 // ---- version 1: tensor cores ------------------------------------------------------
 
+// Where a tc-family block works: (batch, head) b, h (bh = b·H + h), its first query row
+// i0 of bq-row tiles, its key range [j0, j1) and that range's split index. Blocks
+// order the query tile fastest, then the split.
+struct BlockPlace {
+  int64_t b, h, bh, i0, j0, j1;
+  int split;
+};
+__device__ __forceinline__ BlockPlace block_place(const Params& p, int bq) {
+  BlockPlace r;
+  int64_t blk = blockIdx.x;
+  const int64_t qt = blk % p.q_tiles;
+  blk /= p.q_tiles;
+  r.split = (int)(blk % p.splits);
+  r.bh = blk / p.splits;
+  r.b = r.bh / p.heads;
+  r.h = r.bh % p.heads;
+  r.i0 = qt * bq;
+  key_range(p, r.split, &r.j0, &r.j1);
+  return r;
+}
+
 // Copies `rows` rows of width d (row stride sn elements, unit column stride) from
 // global memory into a shared tile of kRows rows at row stride ld, zero-filling
 // columns [d, dpad) and rows [rows, kRows). 16-bit elements are moved as raw bits.
@@ -307,15 +328,9 @@ __device__ __forceinline__ void tc_body(const Params& p) {
   uint16_t* const stage_base = Qs + kBQ * ldq;
   const int stage_size = kBK * (ldq + ldv);
 
-  int64_t blk = blockIdx.x;
-  const int64_t qt = blk % p.q_tiles;
-  blk /= p.q_tiles;
-  const int split = (int)(blk % p.splits);
-  const int64_t bh = blk / p.splits;
-  const int64_t b = bh / p.heads, h = bh % p.heads;
-  const int64_t i0 = qt * kBQ;
-  int64_t j0, j1;
-  key_range(p, split, &j0, &j1);
+  const BlockPlace bp = block_place(p, kBQ);
+  const int64_t b = bp.b, h = bp.h, bh = bp.bh, i0 = bp.i0, j0 = bp.j0, j1 = bp.j1;
+  const int split = bp.split;
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
@@ -1254,7 +1269,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
       const int ft = v >= 0 && fixed_ok ? fixed_tier(a.dqk, a.dv, v) : -1;
       if (ft < 0) continue;
       const FixedTier f = kFixedTiers[ft];
-      const size_t smem = fixed_smem_bytes(f.dqk, f.dv, 16 * f.warps * f.rt, f.bk);
+      const size_t smem = tc_smem_bytes(f.dqk, f.dv, 16 * f.warps * f.rt, f.bk, 2);
       if (smem > (size_t)smem_optin) continue;
       p.fixed_tier = ft;
       tc_smem = smem;

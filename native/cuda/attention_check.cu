@@ -418,13 +418,10 @@ std::vector<Variant> variants(const Case& c) {
       v.push_back({dt, 7, 1});
       if (c.nk >= 3) v.push_back({dt, 7, 3});
     }
-    // The fixed-width kernel where its classes take the widths (attention.cu's
-    // kFixedTiers; rows must also be 16-byte aligned, else "not available").
-    const int qk16 = (int)(c.dqk + 15) / 16 * 16, v16 = (int)(c.dv + 15) / 16 * 16;
-    const bool fixed = (qk16 == 128 && v16 == 128) || (qk16 == 32 && (v16 == 160 || v16 == 96 || v16 == 32)) ||
-                       (qk16 == 64 && v16 == 64);
+    // The fixed-width kernel's variants: attention.cu says "not available" (a SKIP
+    // line) where its table has no class for the widths or the rows are not 16-byte
+    // aligned, so this list need not repeat the table.
     for (int path : {8, 9, 10}) {
-      if (!fixed || (path != 8 && qk16 != 128)) continue;
       v.push_back({dt, path, 1});
       if (c.nk >= 3) v.push_back({dt, path, 3});
     }

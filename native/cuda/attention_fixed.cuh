@@ -42,12 +42,9 @@ __device__ __forceinline__ void load_tile_fixed(uint16_t* __restrict__ s, const 
   }
 }
 
-inline size_t fixed_smem_bytes(int dqk, int dv, int bq, int bk) {
-  return ((size_t)bq * (dqk + 8) + 2 * (size_t)bk * ((size_t)dqk + 8 + dv + 8)) * 2;
-}
 
 // kWarps warps of kRT 16-row query tiles each; K and V tiles of kBK keys in two
-// stages. With one row tile per warp, Q's fragments stay in registers; with two (128
+// stages (shared memory as the tiers lay it out: tc_smem_bytes). With one row tile per warp, Q's fragments stay in registers; with two (128
 // query rows per block from 4 warps, as FlashAttention-2 tiles its forward, so that
 // each K and V fragment feeds twice the products), they are re-read from shared memory
 // per step, for which the S and O accumulators leave no registers.
@@ -65,15 +62,9 @@ __device__ __forceinline__ void fixed_body(const Params& p) {
   uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw);
   uint16_t* const stage_base = Qs + kBQ * kLdq;
 
-  int64_t blk = blockIdx.x;
-  const int64_t qt = blk % p.q_tiles;
-  blk /= p.q_tiles;
-  const int split = (int)(blk % p.splits);
-  const int64_t bh = blk / p.splits;
-  const int64_t b = bh / p.heads, h = bh % p.heads;
-  const int64_t i0 = qt * kBQ;
-  int64_t j0, j1;
-  key_range(p, split, &j0, &j1);
+  const BlockPlace bp = block_place(p, kBQ);
+  const int64_t b = bp.b, h = bp.h, bh = bp.bh, i0 = bp.i0, j0 = bp.j0, j1 = bp.j1;
+  const int split = bp.split;
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
