@@ -79,7 +79,9 @@ prepare() {
   echo "== TypeScript"; npx tsc -p tsconfig.json
   [ -f build/Release/perceiver.node ] || { echo "build/Release/perceiver.node is missing: run npx node-gyp rebuild"; exit 1; }
   # Device time is scarce: kernels that fail on the CPU emulation (native/cuda/emu) do
-  # not go to a GPU. Both checks, and the rows with the 16-byte kernels.
+  # not go to a GPU, and neither do shared-memory races the emulation finds. Every
+  # check, the attention paths auto takes with both candidate switches, and the rows
+  # with the 16-byte kernels.
   echo "== the kernels on the CPU emulation (native/cuda/emu)"
   local cuda_inc
   cuda_inc=$(dirname "$(readlink -f "$(command -v nvcc)")")/../include
@@ -87,7 +89,7 @@ prepare() {
   mkdir -p build/cuda-emu
   g++ -std=c++20 -O1 -Wall -Wno-unknown-pragmas "-I$cuda_inc" -Inative native/cuda/emu/*.cc -o build/cuda-emu/emu_check
   build/cuda-emu/emu_check | tail -1
-  PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 build/cuda-emu/emu_check attention | tail -1
+  PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 PERCEIVER_CUDA_ATTENTION_FIXED=8 build/cuda-emu/emu_check attention | tail -1
   PERCEIVER_CUDA_VECTOR_KERNELS=1 build/cuda-emu/emu_check rows | tail -1
   echo "== perceiver_cuda.so and harnesses for CUDA architectures $archs"
   cmake -S . -B build/cuda-device -DCMAKE_BUILD_TYPE=Release -DPERCEIVER_CPU=OFF "-DPERCEIVER_CUDA_ARCHS=$archs" > /dev/null

@@ -3,9 +3,11 @@
 // binary and layer-norm kernels of
 // elementwise.cu and reduce.cu with their fallbacks) run here from their own source
 // against double-precision references, so a kernel's index arithmetic, fragment
-// layouts and dispatch are checked on every CI run, GPU or not. This is not a GPU run:
-// what only hardware does (timing, memory ordering, the tensor cores' own rounding) is
-// left to scripts/device-check.sh. Needs g++ (or $CXX) and the CUDA headers (found
+// layouts and dispatch are checked on every CI run, GPU or not; their asynchronous
+// copies land only when waited for, and a shared-memory race (two threads' accesses
+// with no barrier between them, one a copy) fails a check even where the numbers come
+// out right. This is not a GPU run: what only hardware does (timing, scheduling, the
+// tensor cores' own rounding) is left to scripts/device-check.sh. Needs g++ (or $CXX) and the CUDA headers (found
 // next to nvcc, or in $CUDA_HOME or /usr/local/cuda); skipped, and says so, without them.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
@@ -92,6 +94,8 @@ maybe('the attention kernels, emulated on the CPU, match the reference through e
     // 12 shapes: bf16 and fp16 through 8 paths, fp32 through 2, each with 1 and 3 key
     // ranges, less the paths a shape lacks; and one routing shape through auto.
     t.true(r.checks >= 260, `${what}: ${r.checks} checks ran`);
+    // Not one race anywhere (a race fails its check; this says so by name).
+    t.false(/race\(s\)/.test(r.out), what);
     // The occupancy tiers (path 7) ran at the widths they serve: 128, 96, 160, 150, 261,
     // the 272-wide chunks of a 520-wide head, 96 and 120.
     t.is(r.passed(/^PASS .* path 7 /), 32, what);
@@ -119,6 +123,18 @@ maybe('the attention kernels, emulated on the CPU, match the reference through e
       t.is(auto('w128', /tc tier 1/), 4, what);
     }
   }
+});
+
+maybe('the emulation finds shared-memory races: a copy read without a wait or a barrier, or overwritten while read', (t) => {
+  t.timeout(5 * 60_000);
+  const bin = build(t);
+  if (!bin) return;
+  const r = run(t, bin, ['races'], {}, 'races');
+  t.is(r.checks, 6);
+  // The ordered pipeline reads the right values with no race; each scenario that leaves
+  // out a wait or a barrier is reported (run() already failed on any FAIL line).
+  t.is(r.passed(/^PASS races: wait, barrier, read +0 race\(s\)$/), 1);
+  t.is(r.passed(/^PASS races: .* [1-9]\d* race\(s\); the first: /), 5);
 });
 
 maybe('binary ops and layer norm, emulated on the CPU, match the reference with and without the 16-byte kernels', (t) => {

@@ -190,7 +190,7 @@ __device__ __forceinline__ BlockPlace block_place(const Params& p, int bq) {
 // One 16-byte chunk of load_tile16's vec path: row r, columns [c, c + 8).
 __device__ __forceinline__ void load_chunk16(uint16_t* __restrict__ s, int ld, const uint16_t* __restrict__ g,
                                              int64_t sn, int rows, int d, int r, int c) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800) || defined(PERCEIVER_CUDA_EMULATION)  // the emulation is an sm_90
   const int bytes = r < rows ? max(0, min(8, d - c)) * 2 : 0;
   cp_async_16(s + r * ld + c, bytes > 0 ? g + (int64_t)r * sn + c : g, bytes);
 #else

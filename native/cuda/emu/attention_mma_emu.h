@@ -29,6 +29,7 @@ template <class F>
 void ldmatrix_x4_impl(uint32_t (&r)[4], const void* p, F&& pick) {
   auto& s = warp_slots();
   const int l = lane();
+  ::perceiver::emu::smem_read(p, 16);  // this lane's row
   s[l][0] = reinterpret_cast<uintptr_t>(p);
   warp_sync();
   auto elem = [&](int m, int row, int col) -> uint32_t {
@@ -94,14 +95,16 @@ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) 
   for (int i = 0; i < 4; i++) d[i] = out[i];
 }
 
-// Synchronous here: copies src_bytes and zero-fills the rest of the 16.
+// Asynchronous as on the GPU (emu.h): src_bytes copied and the rest of the 16
+// zero-filled when this thread's wait covers the copy's group, not before.
 inline void cp_async_16(void* smem, const void* gmem, int src_bytes) {
-  std::memset(smem, 0, 16);
-  if (src_bytes > 0) std::memcpy(smem, gmem, (size_t)src_bytes);
+  ::perceiver::emu::async_copy16(smem, gmem, src_bytes);
 }
-inline void cp_async_commit() {}
+inline void cp_async_commit() { ::perceiver::emu::async_commit(); }
 template <int n>
-inline void cp_async_wait() {}
+inline void cp_async_wait() {
+  ::perceiver::emu::async_wait(n);
+}
 
 // The GPU's ex2.approx.ftz flushes results below 2^-126 to zero; no check here
 // depends on that, so plain exp2 serves.

@@ -4,10 +4,12 @@
 // __syncthreads a barrier over them, and the warp collectives (shuffles, and ldmatrix /
 // mma.sync in attention_mma_emu.h) exchange through per-warp slots between two warp
 // barriers. Blocks run one after another, so a kernel's __shared__ arrays can be
-// statics and its dynamic shared memory one buffer. It checks index arithmetic,
-// fragment layouts and control flow, not speed, and not what only hardware does
-// (memory ordering, scheduling, the tensor cores' own rounding): a kernel that passes
-// here has still not run on a GPU.
+// statics and its dynamic shared memory one buffer. Asynchronous copies into dynamic
+// shared memory (cp.async) land only when their thread waits for their group, and
+// that memory is watched for races (see "Shared-memory races" below). It checks index
+// arithmetic, fragment layouts, control flow and barrier placement, not speed, and
+// not what only hardware does (scheduling, the tensor cores' own rounding): a kernel
+// that passes here has still not run on a GPU.
 #pragma once
 #define PERCEIVER_CUDA_EMULATION 1
 
@@ -28,6 +30,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 // Host compilers see __shared__ as nothing; blocks run one at a time, so statics are
@@ -75,6 +78,16 @@ struct Block {
   std::vector<Barrier> warp;
   std::vector<std::array<std::array<uint64_t, 8>, 32>> slots;  // [warp][lane][word]
   const std::function<void()>* body = nullptr;
+  // Per thread: the block barriers it has passed (its epoch: two threads' accesses in
+  // the same epoch have no barrier between them), and its asynchronous copies.
+  std::vector<int> epoch = std::vector<int>(fibers.size(), 0);
+  struct Copy {
+    unsigned char* dst;
+    unsigned char data[16];
+    int group;  // -1 until committed
+  };
+  std::vector<std::vector<Copy>> copies = std::vector<std::vector<Copy>>(fibers.size());
+  std::vector<int> groups = std::vector<int>(fibers.size(), 0);  // groups committed so far
 };
 
 inline Block* g_block = nullptr;
@@ -110,9 +123,114 @@ inline void leave(Barrier& bar) {
 inline void warp_sync() { wait(g_block->warp[warp()]); }
 inline std::array<std::array<uint64_t, 8>, 32>& warp_slots() { return g_block->slots[warp()]; }
 
+// ---- Shared-memory races --------------------------------------------------------------
+// Dynamic shared memory is watched in 16-byte granules, the unit of a cp.async and of
+// an ldmatrix row: for each, the thread whose copy last wrote it and the epochs from
+// the copy's issue to its landing, and the epoch and thread (or threads) that last
+// read it. Two accesses by different threads in one epoch, at least one a write, have
+// no barrier between them and race on a GPU whatever order the fibers here happened
+// to run them in; so does a thread reading its own copy before waiting for it. Plain
+// C++ loads and stores are not seen (the kernels' shared tiles are written by cp.async
+// and read by ldmatrix on sm_80+, which is what is watched).
+struct Granule {
+  int writer = 0;        // thread + 1; 0: no copy yet
+  int w_lo = 0, w_hi = 0;  // epochs from issue to landing; w_hi = kInFlight until it lands
+  int reader = 0;        // thread + 1, kMany, or 0
+  int r_epoch = -1;
+};
+constexpr int kInFlight = 1 << 30, kMany = -1;
+inline Granule g_granules[sizeof g_dynamic_smem / 16];
+inline long g_races = 0;
+inline std::string g_first_race;
+
+inline Granule* granule(const void* p) {
+  const auto* c = static_cast<const unsigned char*>(p);
+  if (c < g_dynamic_smem || c >= g_dynamic_smem + sizeof g_dynamic_smem) return nullptr;  // a static __shared__
+  return &g_granules[(c - g_dynamic_smem) / 16];
+}
+
+// Counts a race and describes the first; `by_copy`: the other access is the granule's
+// copy (else its reads).
+inline void race(const char* what, const Granule& gr, bool by_copy) {
+  if (g_races++ > 0) return;
+  const Block& b = *g_block;
+  char other[120];
+  if (by_copy)
+    std::snprintf(other, sizeof other, "thread %d's copy, issued in epoch %d, %s", gr.writer - 1, gr.w_lo,
+                  gr.w_hi == kInFlight ? "still in flight" : ("landed in epoch " + std::to_string(gr.w_hi)).c_str());
+  else if (gr.reader == kMany)
+    std::snprintf(other, sizeof other, "reads by several threads in epoch %d", gr.r_epoch);
+  else
+    std::snprintf(other, sizeof other, "a read by thread %d in epoch %d", gr.reader - 1, gr.r_epoch);
+  char m[400];
+  std::snprintf(m, sizeof m, "%s: block %u, shared byte %td, thread %u in epoch %d against %s", what, blockIdx.x,
+                (&gr - g_granules) * 16, b.current, b.epoch[b.current], other);
+  g_first_race = m;
+}
+
+// A read of [p, p + n) by the running thread.
+inline void smem_read(const void* p, size_t n) {
+  const Block& b = *g_block;
+  const int self = (int)b.current + 1, e = b.epoch[b.current];
+  for (size_t o = 0; o < n; o += 16) {
+    Granule* gr = granule(static_cast<const unsigned char*>(p) + o);
+    if (!gr) return;
+    if (gr->writer == self && gr->w_hi == kInFlight) race("read of this thread's own copy before waiting for it", *gr, true);
+    else if (gr->writer && gr->writer != self && e >= gr->w_lo && e <= gr->w_hi)
+      race("read of another thread's copy with no barrier after it landed", *gr, true);
+    if (gr->r_epoch != e) gr->reader = self, gr->r_epoch = e;
+    else if (gr->reader != self) gr->reader = kMany;
+  }
+}
+
+// cp.async: 16 bytes to dst, from src_bytes of src and zeros after. The destination
+// reads as all-ones (NaN) until the copy lands.
+inline void async_copy16(void* dst, const void* src, int src_bytes) {
+  Block& b = *g_block;
+  const int self = (int)b.current + 1, e = b.epoch[b.current];
+  Block::Copy c{static_cast<unsigned char*>(dst), {}, -1};
+  if (src_bytes > 0) std::memcpy(c.data, src, (size_t)src_bytes);
+  if (Granule* gr = granule(dst)) {
+    if (gr->r_epoch == e && gr->reader != self) race("copy issued over data another thread reads in this epoch", *gr, false);
+    else if (gr->writer && (gr->writer != self ? gr->w_hi >= e : gr->w_hi == kInFlight))
+      race("copy issued over another copy not yet ordered before it", *gr, true);
+    *gr = {self, e, kInFlight, gr->reader, gr->r_epoch};
+  }
+  std::memset(dst, 0xff, 16);
+  b.copies[b.current].push_back(c);
+}
+
+inline void async_commit() {
+  Block& b = *g_block;
+  for (auto& c : b.copies[b.current])
+    if (c.group < 0) c.group = b.groups[b.current];
+  b.groups[b.current]++;
+}
+
+// cp.async.wait_group n: every committed group but the newest n lands.
+inline void async_wait(int n) {
+  Block& b = *g_block;
+  auto& q = b.copies[b.current];
+  const int limit = b.groups[b.current] - n, e = b.epoch[b.current];
+  size_t kept = 0;
+  for (auto& c : q) {
+    if (c.group >= 0 && c.group < limit) {
+      std::memcpy(c.dst, c.data, 16);
+      if (Granule* gr = granule(c.dst)) gr->w_hi = e;
+    } else {
+      q[kept++] = c;
+    }
+  }
+  q.resize(kept);
+}
+
 inline void fiber_main() {
   Block& b = *g_block;
   (*b.body)();
+  // Copies still in flight complete on a GPU too; nothing may read them (the thread
+  // waited for none of them, so no barrier orders them).
+  for (auto& c : b.copies[b.current]) std::memcpy(c.dst, c.data, 16);
+  b.copies[b.current].clear();
   leave(b.warp[b.current >> 5]);
   leave(b.all);
   b.done[b.current] = true;
@@ -137,6 +255,7 @@ inline void run(unsigned grid, unsigned block, size_t smem, const std::function<
     // Each block's shared memory starts as all-ones bytes (NaN in every float type), so
     // a read of something no thread wrote shows instead of finding the last block's data.
     std::memset(g_dynamic_smem, 0xff, smem);
+    std::fill(g_granules, g_granules + (smem + 15) / 16, Granule{});
     Block b(block);
     g_block = &b;
     b.body = &body;
@@ -193,7 +312,10 @@ Bound<F> operator%(Launcher l, F f) {
   (::perceiver::emu::Launcher{(unsigned)(grid), (unsigned)(block), (size_t)(smem)} % (__VA_ARGS__))
 #define PERCEIVER_DYNAMIC_SMEM(name) unsigned char* name = ::perceiver::emu::g_dynamic_smem
 
-inline void __syncthreads() { perceiver::emu::wait(perceiver::emu::g_block->all); }
+inline void __syncthreads() {
+  perceiver::emu::wait(perceiver::emu::g_block->all);
+  perceiver::emu::g_block->epoch[perceiver::emu::g_block->current]++;
+}
 inline void __syncwarp(unsigned = 0xffffffffu) { perceiver::emu::warp_sync(); }
 [[noreturn]] inline void __trap() { std::abort(); }
 

@@ -5,7 +5,9 @@
 // without a GPU (test/cuda-emu.test.ts builds and runs it; so does
 // scripts/device-check.sh --prepare, before anything goes to a GPU):
 //   g++ -std=c++20 -O1 -I<cuda>/include -Inative native/cuda/emu/*.cc -o emu_check
-//   ./emu_check [attention | rows] [name filter]
+//   ./emu_check [all | attention | rows | races] [name filter]
+// A shared-memory race in a kernel (emu.h) fails its check; `races` checks that the
+// emulation finds them.
 // PERCEIVER_CUDA_VECTOR_KERNELS=1 in the environment makes "rows" take the 16-byte
 // kernels, as on a GPU; unset, their fallbacks.
 #include <cuda_bf16.h>
@@ -21,7 +23,10 @@
 
 #include "../../storage.h"
 #include "bits.h"
+#include "emu.h"
 #include "../attention.h"
+#include "../attention_mma.cuh"
+#include "../launch.cuh"
 #include "../kernels.h"
 
 namespace perceiver::cuda::detail {
@@ -101,7 +106,9 @@ void check(const Case& c, DType dt, int path, int splits) {
   const size_t ws_bytes = perceiver::cuda::detail::attention_workspace_bytes_forced(a, splits);
   std::vector<unsigned char> ws(ws_bytes + 256);
   void* wsp = ws.data() + (256 - reinterpret_cast<uintptr_t>(ws.data()) % 256) % 256;
+  const long races_before = perceiver::emu::g_races;
   const cudaError_t e = perceiver::cuda::detail::attention_forward_forced(a, wsp, ws_bytes, 132, nullptr, path, splits);
+  const long races = perceiver::emu::g_races - races_before;
   char label[200];
   std::snprintf(label, sizeof label, "%-16s %-8s path %d splits %d [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld%s%s]", c.name,
                 dtype_label(dt), path, splits, (long long)c.B, (long long)c.H,
@@ -143,10 +150,15 @@ void check(const Case& c, DType dt, int path, int splits) {
           worst = std::max(worst, err);
         }
       }
-  const bool ok = worst <= 1.0;
+  // A race fails the check whatever the numbers: on a GPU its result depends on timing.
+  const bool ok = worst <= 1.0 && races == 0;
   if (!ok) g_failures++;
   std::printf("%s %s worst=%.2f of tol -> %s\n", ok ? "PASS" : "FAIL", label, worst,
               perceiver::cuda::detail::attention_last_kernel());
+  if (races > 0) {
+    std::printf("  %ld shared-memory race(s); the first: %s\n", races, perceiver::emu::g_first_race.c_str());
+    perceiver::emu::g_races = 0;  // so that the next check's first race is reported
+  }
 }
 
 // ---- rows: binary ops and layer norm ------------------------------------------------
@@ -287,10 +299,10 @@ void check_attention(const std::string& filter) {
   // (128, qk 32 / v 160, qk 32 / v 96, 64, 32); ragged query and key counts so that partial
   // tiles and masked tails run.
   const Case cases[] = {
-      {"w64", 1, 2, 70, 99, 64, 64, false, false},
-      {"w128", 1, 2, 70, 99, 128, 128, false, true},
+      {"w64", 1, 2, 70, 140, 64, 64, false, false},
+      {"w128", 1, 2, 70, 160, 128, 128, false, true},
       {"w96-odd", 1, 1, 40, 75, 96, 96, true, false},
-      {"qk32-v160", 2, 1, 33, 70, 32, 160, false, true},
+      {"qk32-v160", 2, 1, 33, 140, 32, 160, false, true},
       {"qk40-v150-odd", 1, 1, 20, 50, 40, 150, true, false},
       {"w261", 1, 1, 20, 70, 261, 261, true, false},
       {"qk32-v322", 1, 1, 17, 40, 32, 322, false, false},
@@ -302,8 +314,8 @@ void check_attention(const std::string& filter) {
       // (qk 32, v 96), optical flow's 32-wide heads, and 120-wide heads, which pad to
       // its 128 class.
       {"qk32-v96", 2, 2, 90, 130, 32, 96, false, false},
-      {"w32-mask", 1, 3, 50, 80, 32, 32, false, true},
-      {"w120", 1, 2, 40, 70, 120, 120, false, false},
+      {"w32-mask", 1, 3, 50, 400, 32, 32, false, true},
+      {"w120", 1, 2, 40, 140, 120, 120, false, false},
   };
   for (const Case& c : cases) {
     if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
@@ -325,16 +337,90 @@ void check_attention(const std::string& filter) {
   if (filter.empty() || std::string(full.name).find(filter) != std::string::npos) check(full, DType::BFloat16, 0, 1);
 }
 
+// ---- races: the emulation's own check of its race detection (emu.h) ---------------
+
+// Two warps; each thread copies one 16-byte chunk (chunk i of a 64-chunk tile holds the
+// 16-bit values 8i .. 8i + 7) into shared memory with cp.async, and each warp then
+// reads the other warp's 32 chunks with ldmatrix, so every read depends on other
+// threads' copies. Each scenario leaves out one thing that orders them.
+enum class Order { Ordered, NoBarrier, NoWait, OwnBeforeWait, NewestGroupUnwaited, OverwriteWhileRead };
+
+void race_kernel(Order order, const uint16_t* src, int* wrong) {
+  using namespace perceiver::cuda::attn;
+  PERCEIVER_DYNAMIC_SMEM(smem_raw);
+  uint16_t* tile = reinterpret_cast<uint16_t*>(smem_raw);
+  uint16_t* tile2 = tile + 64 * 8;
+  const int t = (int)threadIdx.x, warp = t / 32, lane = t % 32;
+  const int theirs = (warp ^ 1) * 32 + lane;  // the chunk whose address this lane gives
+  const uint16_t* read_from = tile;
+  cp_async_16(tile + t * 8, src + t * 8, 16);
+  cp_async_commit();
+  if (order == Order::NewestGroupUnwaited) {
+    cp_async_16(tile2 + t * 8, src + t * 8, 16);
+    cp_async_commit();
+    cp_async_wait<1>();  // the first group only
+    read_from = tile2;
+  } else if (order != Order::NoWait && order != Order::OwnBeforeWait) {
+    cp_async_wait<0>();
+  }
+  if (order != Order::NoBarrier && order != Order::OwnBeforeWait) __syncthreads();
+  uint32_t r[4];
+  ldmatrix_x4(r, (order == Order::OwnBeforeWait ? tile + t * 8 : read_from + theirs * 8));
+  if (order == Order::OverwriteWhileRead) cp_async_16(tile + t * 8, src + t * 8, 16);  // no barrier since the reads
+  cp_async_wait<0>();
+  // Register m: elements [lane / 4][2 (lane % 4) .. + 1] of matrix m, whose row r came
+  // from lane 8m + r.
+  if (order == Order::Ordered)
+    for (int m = 0; m < 4; m++) {
+      const int chunk = (warp ^ 1) * 32 + 8 * m + lane / 4, col = 2 * (lane % 4);
+      if (r[m] != ((uint32_t)(chunk * 8 + col) | (uint32_t)(chunk * 8 + col + 1) << 16)) (*wrong)++;
+    }
+}
+
+void check_races() {
+  struct Scenario {
+    Order order;
+    const char* name;
+    const char* expect;  // the start of the first race's description; null: none
+  };
+  const Scenario scenarios[] = {
+      {Order::Ordered, "wait, barrier, read", nullptr},
+      // Warp 0 runs first here and reads warp 1's chunks before they are copied; on a
+      // GPU either side may come first.
+      {Order::NoBarrier, "wait, read (no barrier)", "copy issued over data another thread reads in this epoch"},
+      {Order::NoWait, "barrier, read (no wait)", "read of another thread's copy with no barrier after it landed"},
+      {Order::OwnBeforeWait, "read of one's own chunk before the wait", "read of this thread's own copy before waiting for it"},
+      {Order::NewestGroupUnwaited, "wait_group 1, read of the newest group", "read of another thread's copy with no barrier after it landed"},
+      {Order::OverwriteWhileRead, "copy over the tile with no barrier after the reads", "copy issued over data another thread reads in this epoch"},
+  };
+  std::vector<uint16_t> src(64 * 8);
+  for (size_t i = 0; i < src.size(); i++) src[i] = (uint16_t)i;
+  for (const Scenario& sc : scenarios) {
+    perceiver::emu::g_races = 0;
+    int wrong = 0;
+    PERCEIVER_LAUNCH(1, 64, 2 * 64 * 16, nullptr, race_kernel)(sc.order, src.data(), &wrong);
+    const long races = perceiver::emu::g_races;
+    const std::string& first = perceiver::emu::g_first_race;
+    const bool ok = sc.expect ? races > 0 && first.rfind(sc.expect, 0) == 0 : races == 0 && wrong == 0;
+    g_checks++;
+    if (!ok) g_failures++;
+    std::printf("%s races: %-52s %ld race(s)%s%s\n", ok ? "PASS" : "FAIL", sc.name, races, races ? "; the first: " : "",
+                races ? first.c_str() : (wrong ? "; wrong values" : ""));
+    perceiver::emu::g_races = 0;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string what = argc > 1 ? argv[1] : "all", filter = argc > 2 ? argv[2] : "";
-  if (what != "all" && what != "attention" && what != "rows") {
-    std::fprintf(stderr, "usage: %s [all | attention | rows] [name filter]\n", argv[0]);
+  if (what != "all" && what != "attention" && what != "rows" && what != "races") {
+    std::fprintf(stderr, "usage: %s [all | attention | rows | races] [name filter]\n", argv[0]);
     return 2;
   }
-  if (what != "rows") check_attention(filter);
-  if (what != "attention") check_rows();
+  if (what == "all" || what == "races") check_races();
+  if (what == "all" || what == "attention") check_attention(filter);
+  if (what == "all" || what == "rows") check_rows();
   std::printf("%s: %d failure(s) in %d checks\n", g_failures ? "FAILED" : "OK", g_failures, g_checks);
   return g_failures ? 1 : 0;
 }
