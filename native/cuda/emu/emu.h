@@ -131,7 +131,9 @@ inline std::array<std::array<uint64_t, 8>, 32>& warp_slots() { return g_block->s
 // no barrier between them and race on a GPU whatever order the fibers here happened
 // to run them in; so does a thread reading its own copy before waiting for it. Plain
 // C++ loads and stores are not seen (the kernels' shared tiles are written by cp.async
-// and read by ldmatrix on sm_80+, which is what is watched).
+// and read by ldmatrix on sm_80+, which is what is watched), and only __syncthreads
+// ends an epoch: __syncwarp would order a warp's own accesses on a GPU, but no kernel
+// watched here orders its tiles that way.
 struct Granule {
   int writer = 0;        // thread + 1; 0: no copy yet
   int w_lo = 0, w_hi = 0;  // epochs from issue to landing; w_hi = kInFlight until it lands
