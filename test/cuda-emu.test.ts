@@ -1,6 +1,7 @@
 // The CUDA kernels that native/cuda/emu compiles for the CPU (attention.cu's forward
-// through every tier, path and key split, float32's SIMT kernel included; the 16-byte
-// binary and layer-norm kernels of
+// through every tier, path and key split, float32's SIMT kernel included;
+// attention_gemm.cu's composed forward and gradient, its cuBLASLt products as plain
+// loops; the 16-byte binary and layer-norm kernels of
 // elementwise.cu and reduce.cu with their fallbacks) run here from their own source
 // against double-precision references, so a kernel's index arithmetic, fragment
 // layouts and dispatch are checked on every CI run, GPU or not; their asynchronous
@@ -123,6 +124,18 @@ maybe('the attention kernels, emulated on the CPU, match the reference through e
       t.is(auto('w128', /tc tier 1/), 4, what);
     }
   }
+});
+
+maybe('the composed attention (attention_gemm.cu), emulated with its products as loops, matches the reference forward and gradient', (t) => {
+  t.timeout(5 * 60_000);
+  const bin = build(t);
+  if (!bin) return;
+  const r = run(t, bin, ['composed'], {}, 'composed');
+  // 4 shapes (several heads with a mask and a wholly masked row, one head with dropout,
+  // unaligned rows with dropout, no keys) x 3 dtypes x (one chunk of keys, 64-key
+  // chunks) x (forward, gradient with the forward's row statistics, gradient with its own).
+  t.is(r.checks, 72);
+  t.is(r.passed(/^PASS composed gradient, own lse .* 64-key chunks .*dropout/), 6);
 });
 
 maybe('the emulation finds shared-memory races: a copy read without a wait or a barrier, or overwritten while read', (t) => {

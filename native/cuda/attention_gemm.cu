@@ -237,17 +237,17 @@ void logits(GemmContext& ctx, const AttentionArgs& a, const Groups& gr, int64_t 
 void stats_pass(GemmContext& ctx, const AttentionArgs& a, const Groups& gr, int64_t nc, float* s, float* m, float* l,
                 float* lse, cudaStream_t st) {
   const int64_t rows = a.batch * a.heads * a.nq;
-  init_stats_kernel<<<grid_for(rows), kThreads, 0, st>>>(m, l, rows);
+  PERCEIVER_LAUNCH(grid_for(rows), kThreads, 0, st, init_stats_kernel)(m, l, rows);
   const MaskView mask{a.mask, a.m_sb, a.m_sq, a.m_sk};
   for (int64_t c = 0; c < gr.calls; c++)
     for (int64_t j0 = 0; j0 < a.nk; j0 += nc) {
       const int64_t n = std::min(nc, a.nk - j0);
       // dqk == 0: every logit is 0 (an empty product), as the forward kernels define.
       logits(ctx, a, gr, c, j0, n, s, st);
-      row_stats_kernel<<<rows_grid(gr.count * a.nq), kThreads, 0, st>>>(s, gr.count, a.nq, n, j0, gr.over_b, c,
-                                                                         a.heads, mask, m, l);
+      PERCEIVER_LAUNCH(rows_grid(gr.count * a.nq), kThreads, 0, st, row_stats_kernel)(
+          s, gr.count, a.nq, n, j0, gr.over_b, c, a.heads, mask, m, l);
     }
-  finish_lse_kernel<<<grid_for(rows), kThreads, 0, st>>>(m, l, lse, rows);
+  PERCEIVER_LAUNCH(grid_for(rows), kThreads, 0, st, finish_lse_kernel)(m, l, lse, rows);
   check_launch("attention (row statistics)", st);
 }
 
@@ -264,8 +264,8 @@ void attention_row_lse(GemmContext& ctx, DeviceAllocator& alloc, const Attention
   Scratch ml(alloc, (size_t)rows * 8);
   float *m = ml.f(), *l = ml.f() + rows;
   if (a.nk == 0) {  // no key: every row's L is +inf
-    init_stats_kernel<<<grid_for(rows), kThreads, 0, st>>>(m, l, rows);
-    finish_lse_kernel<<<grid_for(rows), kThreads, 0, st>>>(m, l, lse, rows);
+    PERCEIVER_LAUNCH(grid_for(rows), kThreads, 0, st, init_stats_kernel)(m, l, rows);
+    PERCEIVER_LAUNCH(grid_for(rows), kThreads, 0, st, finish_lse_kernel)(m, l, lse, rows);
     check_launch("attention (row statistics)", st);
     return;
   }
@@ -285,8 +285,8 @@ void attention_forward_gemm(GemmContext& ctx, DeviceAllocator& alloc, const Atte
   if (a.nk == 0 || a.dv == 0) {  // every row is 0 (or empty)
     if (a.dv > 0)
       DISPATCH_FLOAT("attention", dt, T, {
-        store_kernel<T><<<grid_for(rows * a.dv), kThreads, 0, st>>>(nullptr, static_cast<T*>((void*)a.out), a.batch,
-                                                                    a.nq, a.heads, a.dv, a.o_sb, a.o_sn, a.o_sh);
+        PERCEIVER_LAUNCH(grid_for(rows * a.dv), kThreads, 0, st, store_kernel<T>)(
+            nullptr, static_cast<T*>((void*)a.out), a.batch, a.nq, a.heads, a.dv, a.o_sb, a.o_sn, a.o_sh);
       });
     if (a.lse) attention_row_lse(ctx, alloc, a, a.lse, st, chunk_bytes);
     check_launch("attention", st);
@@ -303,7 +303,7 @@ void attention_forward_gemm(GemmContext& ctx, DeviceAllocator& alloc, const Atte
   float *m = stats.f(), *l = m + rows, *lse = a.lse ? a.lse : l + rows;
   const MaskView mask{a.mask, a.m_sb, a.m_sq, a.m_sk};
   const DropoutSpec drop = dropout_of(a);
-  if (single) init_stats_kernel<<<grid_for(rows), kThreads, 0, st>>>(m, l, rows);
+  if (single) PERCEIVER_LAUNCH(grid_for(rows), kThreads, 0, st, init_stats_kernel)(m, l, rows);
   else stats_pass(ctx, a, gr, nc, s.f(), m, l, lse, st);
   const int64_t ldo = a.heads * a.dv;  // o32 is contiguous [B, Nq, H, Dv]
   const int64_t o32_s = gr.over_b ? a.nq * ldo : a.dv;
@@ -314,12 +314,12 @@ void attention_forward_gemm(GemmContext& ctx, DeviceAllocator& alloc, const Atte
         const int64_t n = std::min(nc, a.nk - j0);
         logits(ctx, a, gr, c, j0, n, s.f(), st);
         if (single) {  // this call's rows: all of them with one head, else batch row c's
-          row_stats_kernel<<<rows_grid(gr.count * a.nq), kThreads, 0, st>>>(s.f(), gr.count, a.nq, n, 0, gr.over_b,
-                                                                             c, a.heads, mask, m, l);
+          PERCEIVER_LAUNCH(rows_grid(gr.count * a.nq), kThreads, 0, st, row_stats_kernel)(
+              s.f(), gr.count, a.nq, n, 0, gr.over_b, c, a.heads, mask, m, l);
           const int64_t r0 = gr.over_b ? 0 : c * a.heads * a.nq, nr = gr.count * a.nq;
-          finish_lse_kernel<<<grid_for(nr), kThreads, 0, st>>>(m + r0, l + r0, lse + r0, nr);
+          PERCEIVER_LAUNCH(grid_for(nr), kThreads, 0, st, finish_lse_kernel)(m + r0, l + r0, lse + r0, nr);
         }
-        probs_kernel<T><<<grid_for(gr.count * a.nq * n), kThreads, 0, st>>>(
+        PERCEIVER_LAUNCH(grid_for(gr.count * a.nq * n), kThreads, 0, st, probs_kernel<T>)(
             s.f(), op, false, gr.count, a.nq, n, j0, a.nk, gr.over_b, c, a.heads, mask, lse, drop);
         check_launch("attention", st);
         // O (+)= (P ∘ F)_c V_c
@@ -331,8 +331,8 @@ void attention_forward_gemm(GemmContext& ctx, DeviceAllocator& alloc, const Atte
                 st);
       }
     if (acc32)
-      store_kernel<T><<<grid_for(rows * a.dv), kThreads, 0, st>>>(o32.f(), static_cast<T*>((void*)a.out), a.batch,
-                                                                  a.nq, a.heads, a.dv, a.o_sb, a.o_sn, a.o_sh);
+      PERCEIVER_LAUNCH(grid_for(rows * a.dv), kThreads, 0, st, store_kernel<T>)(
+          o32.f(), static_cast<T*>((void*)a.out), a.batch, a.nq, a.heads, a.dv, a.o_sb, a.o_sn, a.o_sh);
   });
   check_launch("attention", st);
 }
@@ -378,9 +378,9 @@ void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const Attentio
   const int64_t gq_s = gr.over_b ? a.nq * ldq : a.dqk, gk_s = gr.over_b ? a.nk * ldq : a.dqk;
   const int64_t gv_s = gr.over_b ? a.nk * ldv : a.dv;
   DISPATCH_FLOAT("attention_backward", dt, T, {
-    row_dot_kernel<T><<<grid_for(rows * 32), kThreads, 0, st>>>(static_cast<const T*>((const void*)a.out),
-                                                                 static_cast<const T*>((const void*)g.gout), d, a.batch,
-                                                                 a.heads, a.nq, a.dv, a.o_sb, a.o_sn, a.o_sh);
+    PERCEIVER_LAUNCH(grid_for(rows * 32), kThreads, 0, st, row_dot_kernel<T>)(
+        static_cast<const T*>((const void*)a.out), static_cast<const T*>((const void*)g.gout), d, a.batch, a.heads,
+        a.nq, a.dv, a.o_sb, a.o_sn, a.o_sh);
     T* op = low || dropped ? static_cast<T*>(pf.p) : nullptr;  // P ∘ F where it is not s
     for (int64_t c = 0; c < gr.calls; c++) {
       const void* qb = at(a.q, c * a.q_sb, es);
@@ -390,8 +390,8 @@ void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const Attentio
         const int64_t n = std::min(nc, a.nk - j0);
         const int64_t elems = gr.count * a.nq * n;
         logits(ctx, a, gr, c, j0, n, s.f(), st);
-        probs_kernel<T><<<grid_for(elems), kThreads, 0, st>>>(s.f(), op, true, gr.count, a.nq, n, j0, a.nk,
-                                                              gr.over_b, c, a.heads, mask, lse, drop);
+        PERCEIVER_LAUNCH(grid_for(elems), kThreads, 0, st, probs_kernel<T>)(
+            s.f(), op, true, gr.count, a.nq, n, j0, a.nk, gr.over_b, c, a.heads, mask, lse, drop);
         const void* pm = op ? static_cast<const void*>(op) : s.p;  // P ∘ F as the products take it
         // dV_c = (P ∘ F)ᵀ dO
         product(ctx, dt, false, gr.count, n, a.dv, a.nq, 1.f, 0.f,
@@ -404,8 +404,8 @@ void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const Attentio
                         gr.stride(a.v_sb, a.v_sh), true, dp.p, n, a.nq * n},
                 st);
         T* dst = low ? static_cast<T*>(ds16.p) : reinterpret_cast<T*>(dp.f());
-        dscores_kernel<T><<<grid_for(elems), kThreads, 0, st>>>(s.f(), dp.f(), dst, gr.count, a.nq, n, j0, a.nk,
-                                                                gr.over_b, c, a.heads, d, drop);
+        PERCEIVER_LAUNCH(grid_for(elems), kThreads, 0, st, dscores_kernel<T>)(
+            s.f(), dp.f(), dst, gr.count, a.nq, n, j0, a.nk, gr.over_b, c, a.heads, d, drop);
         check_launch("attention_backward", st);
         if (a.dqk == 0) continue;
         const void* dsm = low ? ds16.p : dp.p;
@@ -422,8 +422,8 @@ void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const Attentio
       }
     }
     if (low && a.dqk > 0)
-      round_kernel<T><<<grid_for(nq_all * a.dqk), kThreads, 0, st>>>(dq32.f(), static_cast<T*>((void*)g.gq),
-                                                                     nq_all * a.dqk);
+      PERCEIVER_LAUNCH(grid_for(nq_all * a.dqk), kThreads, 0, st, round_kernel<T>)(
+          dq32.f(), static_cast<T*>((void*)g.gq), nq_all * a.dqk);
   });
   check_launch("attention_backward", st);
 }

@@ -340,8 +340,11 @@ cudaError_t cudaFuncSetAttribute(T*, cudaFuncAttribute, int) {
   return cudaSuccess;
 }
 
-// Device math the host library lacks.
+// Device math the host library lacks. The _rn forms round each operation on its own,
+// as the host does without FMA contraction (ISO C++ mode, no -march with FMA).
 inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
 
 // Device-side min/max on ints, as CUDA provides them.
 inline int min(int a, int b) { return a < b ? a : b; }

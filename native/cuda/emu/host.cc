@@ -1,13 +1,18 @@
 // What the emulated kernels need from outside their files (native/cuda/emu): the CUDA
-// runtime calls attention.cu makes (an H100's figures), check_launch, and Storage
-// as plain host memory, in place of native/storage.cc and the backends behind it.
+// runtime calls attention.cu and attention_gemm.cu make (an H100's figures),
+// check_launch, Storage and the device allocator as plain host memory, in place of
+// native/storage.cc and the backends behind it, and cuBLASLt's products (gemm.cu's
+// matmul) as a plain loop.
 #include <cstdlib>
 #include <cstring>
 
 #include "emu.h"
 
 #include "../../storage.h"
+#include "../allocator.h"
+#include "../gemm.h"
 #include "../kernels.h"
+#include "bits.h"
 
 extern "C" {
 cudaError_t cudaGetDevice(int* d) {
@@ -25,12 +30,67 @@ cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr attr, int) {
   return cudaSuccess;
 }
 cudaError_t cudaGetLastError() { return cudaSuccess; }
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
+  std::memset(p, value, bytes);
+  return cudaSuccess;
+}
+const char* cudaGetErrorName(cudaError_t) { return "cudaError (emulation)"; }
+const char* cudaGetErrorString(cudaError_t) { return "an error in the emulated runtime"; }
 }
 
 namespace perceiver {
 
 namespace cuda {
 void check_launch(const char*, cudaStream_t) {}
+
+// Scratch starts as all-ones bytes (NaN in every float type), so that a kernel or
+// product that reads what nothing wrote shows in the results.
+void* DeviceAllocator::alloc(size_t bytes) {
+  void* p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+  std::memset(p, 0xff, bytes);
+  return p;
+}
+void DeviceAllocator::free(void* p, size_t) { std::free(p); }
+
+namespace {
+float load_elem(const void* p, DType dt, int64_t i) {
+  switch (dt) {
+    case DType::Float32: return static_cast<const float*>(p)[i];
+    case DType::BFloat16: return emu::bits_to_float<__nv_bfloat16>(static_cast<const uint16_t*>(p)[i]);
+    default: return emu::bits_to_float<__half>(static_cast<const uint16_t*>(p)[i]);
+  }
+}
+void store_elem(void* p, DType dt, int64_t i, float x) {
+  switch (dt) {
+    case DType::Float32: static_cast<float*>(p)[i] = x; break;
+    case DType::BFloat16: static_cast<uint16_t*>(p)[i] = emu::float_to_bits<__nv_bfloat16>(x); break;
+    default: static_cast<uint16_t*>(p)[i] = emu::float_to_bits<__half>(x); break;
+  }
+}
+}  // namespace
+
+// gemm.cu's contract (backend.h's MatmulArgs, row-major): C[g] = alpha op(A[g]) op(B[g])
+// + bias + beta C[g], op(A) [m, k], op(B) [k, n], accumulated in float as cuBLASLt's
+// products are (though not in its order). Only what attention_gemm.cu asks for: no
+// activation and no addend.
+void matmul(GemmContext&, const MatmulArgs& a, cudaStream_t) {
+  if (a.act != Activation::None || a.addend) std::abort();
+  const DType ct = a.c_float32 ? DType::Float32 : a.dtype;
+  for (int64_t g = 0; g < a.batch; g++)
+    for (int64_t i = 0; i < a.m; i++)
+      for (int64_t j = 0; j < a.n; j++) {
+        float acc = 0.f;
+        for (int64_t k = 0; k < a.k; k++) {
+          const int64_t ia = g * a.stride_a + (a.trans_a ? k * a.lda + i : i * a.lda + k);
+          const int64_t ib = g * a.stride_b + (a.trans_b ? j * a.ldb + k : k * a.ldb + j);
+          acc += load_elem(a.a, a.dtype, ia) * load_elem(a.b, a.dtype, ib);
+        }
+        const int64_t ic = g * a.stride_c + i * a.ldc + j;
+        float c = a.alpha * acc + (a.bias ? load_elem(a.bias, a.dtype, j) : 0.f);
+        if (a.beta != 0.f) c += a.beta * load_elem(a.c, ct, ic);
+        store_elem(a.c, ct, ic, c);
+      }
+}
 }  // namespace cuda
 
 Storage::Storage(Backend* backend, Device device, size_t bytes) : backend_(backend), device_(device), bytes_(bytes) {
