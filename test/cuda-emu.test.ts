@@ -1,7 +1,7 @@
 // The CUDA kernels that native/cuda/emu compiles for the CPU (attention.cu's forward
 // through every tier, path and key split, float32's SIMT kernel included;
 // attention_gemm.cu's composed forward and gradient, its cuBLASLt products as plain
-// loops; the 16-byte binary and layer-norm kernels of
+// loops; backward.cu's gradients; the 16-byte binary and layer-norm kernels of
 // elementwise.cu and reduce.cu with their fallbacks) run here from their own source
 // against double-precision references, so a kernel's index arithmetic, fragment
 // layouts and dispatch are checked on every CI run, GPU or not; their asynchronous
@@ -136,6 +136,18 @@ maybe('the composed attention (attention_gemm.cu), emulated with its products as
   // chunks) x (forward, gradient with the forward's row statistics, gradient with its own).
   t.is(r.checks, 72);
   t.is(r.passed(/^PASS composed gradient, own lse .* 64-key chunks .*dropout/), 6);
+});
+
+maybe('the training kernels (backward.cu), emulated on the CPU, match the reference gradients', (t) => {
+  t.timeout(5 * 60_000);
+  const bin = build(t);
+  if (!bin) return;
+  const r = run(t, bin, ['training'], {}, 'training');
+  // Per dtype: layer norm's gx (4 shapes) with gw and gb (3 of them), softmax at 128,
+  // 256 and 512 threads per row, GELU in both forms, max pooling with and without
+  // padding; and softmax's 16-bit gradients from float32 probabilities.
+  t.is(r.checks, 53);
+  t.is(r.passed(/^PASS layer_norm_backward .* \[200, 70\] g[wb] /), 6, 'weight and bias sums over four row chunks');
 });
 
 maybe('the emulation finds shared-memory races: a copy read without a wait or a barrier, or overwritten while read', (t) => {

@@ -210,17 +210,17 @@ void layer_norm_backward(const void* x, const void* w, const void* g, void* gx, 
   const int64_t per_chunk = (rows + chunks - 1) / chunks;
   float* partials = sums ? stats + 2 * rows : nullptr;
   DISPATCH_FLOAT("layer_norm_backward", dtype, T, {
-    ln_rows_kernel<T><<<rows_grid(rows), kThreads, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(w),
-                                                            static_cast<const T*>(g), static_cast<T*>(gx), stats,
-                                                            rows, n, eps);
+    PERCEIVER_LAUNCH(rows_grid(rows), kThreads, 0, s, ln_rows_kernel<T>)(
+        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(g), static_cast<T*>(gx), stats, rows,
+        n, eps);
     check_launch("layer_norm_backward", s);
     if (sums) {
       dim3 grid((unsigned)((n + kTileCols - 1) / kTileCols), (unsigned)chunks);
-      ln_partials_kernel<T><<<grid, dim3(kTileCols, kTileRows), 0, s>>>(
+      PERCEIVER_LAUNCH(grid, dim3(kTileCols, kTileRows), 0, s, ln_partials_kernel<T>)(
           static_cast<const T*>(x), static_cast<const T*>(g), stats, partials, rows, n, per_chunk, chunks);
       check_launch("layer_norm_backward", s);
-      ln_columns_kernel<T><<<grid_for(n), kThreads, 0, s>>>(partials, static_cast<T*>(gw), static_cast<T*>(gb), n,
-                                                            chunks);
+      PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, ln_columns_kernel<T>)(
+          partials, static_cast<T*>(gw), static_cast<T*>(gb), n, chunks);
       check_launch("layer_norm_backward", s);
     }
   });
@@ -232,7 +232,7 @@ void softmax_backward(const void* y, const void* g, void* gx, int64_t rows, int6
   const int threads = n <= 1024 ? 128 : n <= 8192 ? 256 : 512;
   DISPATCH_FLOAT("softmax_backward", in_dtype, Tin, {
     DISPATCH_FLOAT("softmax_backward", out_dtype, Tout, {
-      softmax_backward_kernel<Tin, Tout><<<rows_grid(rows), threads, 0, s>>>(
+      PERCEIVER_LAUNCH(rows_grid(rows), threads, 0, s, softmax_backward_kernel<Tin, Tout>)(
           static_cast<const Tin*>(y), static_cast<const Tin*>(g), static_cast<Tout*>(gx), rows, n);
     });
   });
@@ -242,7 +242,7 @@ void softmax_backward(const void* y, const void* g, void* gx, int64_t rows, int6
 void gelu_backward(const void* x, const void* g, void* gx, int64_t n, bool tanh_form, DType dtype, cudaStream_t s) {
   if (n == 0) return;
   DISPATCH_FLOAT("gelu_backward", dtype, T,
-                 gelu_backward_kernel<T><<<grid_for(n), kThreads, 0, s>>>(
+                 PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, gelu_backward_kernel<T>)(
                      static_cast<const T*>(x), static_cast<const T*>(g), static_cast<T*>(gx), n, tanh_form));
   check_launch("gelu_backward", s);
 }
@@ -251,7 +251,7 @@ void max_pool2d_backward(const Pool2dArgs& a, const void* g, void* gx, cudaStrea
   const int64_t total = a.batch * a.h * a.w * a.c;
   if (total == 0) return;
   DISPATCH_FLOAT("max_pool2d_backward", a.dtype, T,
-                 max_pool_backward_kernel<T><<<grid_for(total), kThreads, 0, s>>>(
+                 PERCEIVER_LAUNCH(grid_for(total), kThreads, 0, s, max_pool_backward_kernel<T>)(
                      a, reinterpret_cast<const T*>(a.x), static_cast<const T*>(g), static_cast<T*>(gx)));
   check_launch("max_pool2d_backward", s);
 }

@@ -93,8 +93,9 @@ struct Block {
 inline Block* g_block = nullptr;
 alignas(16) inline unsigned char g_dynamic_smem[256 * 1024];
 
-inline int lane() { return (int)(threadIdx.x & 31); }
-inline int warp() { return (int)(threadIdx.x >> 5); }
+// Warps are runs of 32 threads in linear order (x fastest), as on a GPU.
+inline int lane() { return (int)(g_block->current & 31); }
+inline int warp() { return (int)(g_block->current >> 5); }
 
 // Back to the scheduler, which resumes the next fiber that has not returned.
 inline void yield() {
@@ -240,8 +241,14 @@ inline void fiber_main() {
   _longjmp(b.scheduler, 1);  // never returns: its ucontext has nowhere to go
 }
 
-// Runs `body` as grid x block threads, block after block.
-inline void run(unsigned grid, unsigned block, size_t smem, const std::function<void()>& body) {
+// Runs `body` as grid x block threads (each up to two-dimensional), block after block
+// in linear order.
+inline void run(dim3 grid3, dim3 block3, size_t smem, const std::function<void()>& body) {
+  if (grid3.z != 1 || block3.z != 1) {
+    std::fprintf(stderr, "emu: three-dimensional launches are not emulated\n");
+    std::abort();
+  }
+  const unsigned grid = grid3.x * grid3.y, block = block3.x * block3.y;
   if (smem > sizeof g_dynamic_smem) {
     std::fprintf(stderr, "emu: %zu bytes of dynamic shared memory requested, %zu available\n", smem, sizeof g_dynamic_smem);
     std::abort();
@@ -251,8 +258,8 @@ inline void run(unsigned grid, unsigned block, size_t smem, const std::function<
   constexpr size_t kStack = 128 * 1024;
   static std::vector<std::unique_ptr<char[]>> stacks;
   while (stacks.size() < block) stacks.emplace_back(new char[kStack]);
-  gridDim = {grid, 1, 1};
-  blockDim = {block, 1, 1};
+  gridDim = {grid3.x, grid3.y, 1};
+  blockDim = {block3.x, block3.y, 1};
   for (unsigned bi = 0; bi < grid; bi++) {
     // Each block's shared memory starts as all-ones bytes (NaN in every float type), so
     // a read of something no thread wrote shows instead of finding the last block's data.
@@ -269,7 +276,7 @@ inline void run(unsigned grid, unsigned block, size_t smem, const std::function<
       makecontext(&b.fibers[t], fiber_main, 0);
     }
     b.running = block;
-    blockIdx = {bi, 0, 0};
+    blockIdx = {bi % grid3.x, bi / grid3.x, 0};
     // Sweeps alternate between ascending and descending thread order, so that a read of
     // another thread's write that lacks a barrier between them sees the wrong value in
     // one order or the other.
@@ -278,7 +285,7 @@ inline void run(unsigned grid, unsigned block, size_t smem, const std::function<
         const unsigned t = sweep % 2 ? block - 1 - i : i;
         if (b.done[t]) continue;
         b.current = t;
-        threadIdx = {t, 0, 0};
+        threadIdx = {t % block3.x, t / block3.x, 0};
         if (_setjmp(b.scheduler) == 0) {
           if (b.started[t]) _longjmp(b.resume[t], 1);
           b.started[t] = true;
@@ -291,7 +298,7 @@ inline void run(unsigned grid, unsigned block, size_t smem, const std::function<
 
 // kernel<<<grid, block, smem, stream>>>(args...) as Launcher{grid, block, smem} % kernel.
 struct Launcher {
-  unsigned grid, block;
+  dim3 grid, block;
   size_t smem;
 };
 template <class F>
@@ -311,7 +318,7 @@ Bound<F> operator%(Launcher l, F f) {
 }  // namespace perceiver::emu
 
 #define PERCEIVER_LAUNCH(grid, block, smem, stream, ...) \
-  (::perceiver::emu::Launcher{(unsigned)(grid), (unsigned)(block), (size_t)(smem)} % (__VA_ARGS__))
+  (::perceiver::emu::Launcher{dim3(grid), dim3(block), (size_t)(smem)} % (__VA_ARGS__))
 #define PERCEIVER_DYNAMIC_SMEM(name) unsigned char* name = ::perceiver::emu::g_dynamic_smem
 
 inline void __syncthreads() {
