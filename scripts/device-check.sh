@@ -87,7 +87,7 @@ prepare() {
   cuda_inc=$(dirname "$(readlink -f "$(command -v nvcc)")")/../include
   [ -f "$cuda_inc/cuda_bf16.h" ] || cuda_inc=/usr/local/cuda/include
   mkdir -p build/cuda-emu
-  g++ -std=c++20 -O1 -Wall -Wno-unknown-pragmas "-I$cuda_inc" -Inative native/cuda/emu/*.cc -o build/cuda-emu/emu_check
+  g++ -std=c++20 -O1 -ffp-contract=off -Wall -Wno-unknown-pragmas "-I$cuda_inc" -Inative native/cuda/emu/*.cc -o build/cuda-emu/emu_check
   build/cuda-emu/emu_check | tail -1
   PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 PERCEIVER_CUDA_ATTENTION_FIXED=8 build/cuda-emu/emu_check attention | tail -1
   PERCEIVER_CUDA_VECTOR_KERNELS=1 build/cuda-emu/emu_check rows | tail -1

@@ -1,7 +1,8 @@
 // The CUDA kernels that native/cuda/emu compiles for the CPU (attention.cu's forward
 // through every tier, path and key split, float32's SIMT kernel included;
 // attention_gemm.cu's composed forward and gradient, its cuBLASLt products as plain
-// loops; backward.cu's gradients; the 16-byte binary and layer-norm kernels of
+// loops; backward.cu's gradients; update.cu, random.cu, embedding.cu, conv2d.cu,
+// pool.cu and batchnorm.cu; the 16-byte binary and layer-norm kernels of
 // elementwise.cu and reduce.cu with their fallbacks) run here from their own source
 // against double-precision references, so a kernel's index arithmetic, fragment
 // layouts and dispatch are checked on every CI run, GPU or not; their asynchronous
@@ -48,7 +49,10 @@ function build(t: import('ava').ExecutionContext): string | null {
   mkdirSync(out, { recursive: true });
   const cxx = process.env.CXX ?? 'g++';
   const units = files.filter((f) => f.endsWith('.cc'));
-  const r = spawnSync(cxx, ['-std=c++20', '-O1', '-Wall', '-Wno-unknown-pragmas', `-I${include}`, '-Inative', ...units, '-o', bin], {
+  // No contracted multiply-adds: the bit-for-bit checks compare with references that
+  // round each operation, as the kernels' _rn intrinsics do.
+  const flags = ['-std=c++20', '-O1', '-ffp-contract=off', '-Wall', '-Wno-unknown-pragmas'];
+  const r = spawnSync(cxx, [...flags, `-I${include}`, '-Inative', ...units, '-o', bin], {
     cwd: root,
     encoding: 'utf8',
     timeout: 4 * 60_000,
@@ -148,6 +152,19 @@ maybe('the training kernels (backward.cu), emulated on the CPU, match the refere
   // padding; and softmax's 16-bit gradients from float32 probabilities.
   t.is(r.checks, 53);
   t.is(r.passed(/^PASS layer_norm_backward .* \[200, 70\] g[wb] /), 6, 'weight and bias sums over four row chunks');
+});
+
+maybe('the other kernel files (optimizer updates, random draws, gathers, convolution, pooling, batch norm), emulated on the CPU, match their references', (t) => {
+  t.timeout(5 * 60_000);
+  const bin = build(t);
+  if (!bin) return;
+  const r = run(t, bin, ['ops'], {}, 'ops');
+  t.is(r.checks, 42);
+  // Bit for bit: Adam, SGD (three forms) and LAMB's moments round as the composed ops
+  // do, and rand / randn are the CPU's draws.
+  t.is(r.passed(/^PASS .* bit for bit /), 17);
+  // An out-of-range id fails with the CPU's message in every dtype.
+  t.is(r.passed(/^PASS .* bad id +index 9 at position 2 is out of range \[0, 7\)/), 6);
 });
 
 maybe('the emulation finds shared-memory races: a copy read without a wait or a barrier, or overwritten while read', (t) => {

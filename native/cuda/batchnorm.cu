@@ -26,7 +26,7 @@ void batch_norm(const void* x, const void* mean, const void* var, const void* we
                 void* out, int64_t rows, int64_t c, float eps, DType dtype, cudaStream_t s) {
   if (rows * c == 0) return;
   DISPATCH_FLOAT("batch_norm", dtype, T,
-                 batch_norm_kernel<T><<<grid_for(rows * c), kThreads, 0, s>>>(
+                 PERCEIVER_LAUNCH(grid_for(rows * c), kThreads, 0, s, batch_norm_kernel<T>)(
                      static_cast<const T*>(x), static_cast<const T*>(mean), static_cast<const T*>(var),
                      static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<T*>(out), rows, c, eps));
   check_launch("batch_norm", s);

@@ -42,7 +42,7 @@ void conv2d_direct(const Conv2dArgs& a, cudaStream_t s) {
   int64_t total = a.batch * a.oh * a.ow * a.cout;
   if (total == 0) return;
   DISPATCH_FLOAT("conv2d", a.dtype, T,
-                 conv2d_kernel<T><<<grid_for(total), kThreads, 0, s>>>(
+                 PERCEIVER_LAUNCH(grid_for(total), kThreads, 0, s, conv2d_kernel<T>)(
                      a, reinterpret_cast<const T*>(a.x), reinterpret_cast<const T*>(a.w),
                      reinterpret_cast<const T*>(a.bias), reinterpret_cast<T*>(a.out)));
   check_launch("conv2d", s);

@@ -73,7 +73,7 @@ void embedding(const void* weight, int64_t vocab, int64_t channels, const int32_
   if (n * channels == 0) return;
   BadFlag bad(s, "embedding");
   DISPATCH_FLOAT("embedding", dtype, T,
-                 embedding_kernel<T><<<grid_for(n * channels), kThreads, 0, s>>>(
+                 PERCEIVER_LAUNCH(grid_for(n * channels), kThreads, 0, s, embedding_kernel<T>)(
                      static_cast<const T*>(weight), vocab, channels, ids, n, static_cast<T*>(out), bad.dev));
   check_launch("embedding", s);
   bad.check(s, "embedding", ids, vocab, "embedding table");
@@ -84,8 +84,8 @@ void one_hot(const int32_t* ids, int64_t n, int64_t depth, float on, float off, 
   if (n * depth == 0) return;
   BadFlag bad(s, "one_hot");
   DISPATCH_FLOAT("one_hot", dtype, T,
-                 one_hot_kernel<T><<<grid_for(n * depth), kThreads, 0, s>>>(ids, n, depth, on, off,
-                                                                            static_cast<T*>(out), bad.dev));
+                 PERCEIVER_LAUNCH(grid_for(n * depth), kThreads, 0, s, one_hot_kernel<T>)(
+                     ids, n, depth, on, off, static_cast<T*>(out), bad.dev));
   check_launch("one_hot", s);
   bad.check(s, "one_hot", ids, depth, "one-hot depth");
 }

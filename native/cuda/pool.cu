@@ -39,7 +39,7 @@ void max_pool2d(const Pool2dArgs& a, cudaStream_t s) {
   int64_t total = a.batch * a.oh * a.ow * a.c;
   if (total == 0) return;
   DISPATCH_FLOAT("max_pool2d", a.dtype, T,
-                 max_pool_kernel<T><<<grid_for(total), kThreads, 0, s>>>(
+                 PERCEIVER_LAUNCH(grid_for(total), kThreads, 0, s, max_pool_kernel<T>)(
                      a, reinterpret_cast<const T*>(a.x), reinterpret_cast<T*>(a.out)));
   check_launch("max_pool2d", s);
 }

@@ -36,7 +36,7 @@ void random_normal(const View& out, uint64_t seed, float mean, float stddev, cud
   check_f32(out, "randn");
   int64_t n = out.numel();
   if (n == 0) return;
-  normal_kernel<<<grid_for((n + 1) / 2), kThreads, 0, s>>>(out.ptr<float>(), n, seed, mean, stddev);
+  PERCEIVER_LAUNCH(grid_for((n + 1) / 2), kThreads, 0, s, normal_kernel)(out.ptr<float>(), n, seed, mean, stddev);
   check_launch("randn", s);
 }
 
@@ -44,7 +44,7 @@ void random_uniform(const View& out, uint64_t seed, float low, float high, cudaS
   check_f32(out, "rand");
   int64_t n = out.numel();
   if (n == 0) return;
-  uniform_kernel<<<grid_for(n), kThreads, 0, s>>>(out.ptr<float>(), n, seed, low, high);
+  PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, uniform_kernel)(out.ptr<float>(), n, seed, low, high);
   check_launch("rand", s);
 }
 

@@ -91,22 +91,22 @@ int lamb_partial_blocks(int64_t n) {
 
 void adam_update(const AdamArgs& a, cudaStream_t s) {
   if (a.n == 0) return;
-  adam_kernel<<<grid_for(a.n), kThreads, 0, s>>>(a);
+  PERCEIVER_LAUNCH(grid_for(a.n), kThreads, 0, s, adam_kernel)(a);
   check_launch("adam_update", s);
 }
 
 void lamb_update(const AdamArgs& a, float* u, float* partials, cudaStream_t s) {
   if (a.n == 0) return;
   const int blocks = lamb_partial_blocks(a.n);
-  lamb_direction_kernel<<<blocks, kThreads, 0, s>>>(a, u, partials);
+  PERCEIVER_LAUNCH(blocks, kThreads, 0, s, lamb_direction_kernel)(a, u, partials);
   check_launch("lamb_update", s);
-  lamb_apply_kernel<<<grid_for(a.n), kThreads, 0, s>>>(a, u, partials, blocks);
+  PERCEIVER_LAUNCH(grid_for(a.n), kThreads, 0, s, lamb_apply_kernel)(a, u, partials, blocks);
   check_launch("lamb_update", s);
 }
 
 void sgd_update(const SgdArgs& a, cudaStream_t s) {
   if (a.n == 0) return;
-  sgd_kernel<<<grid_for(a.n), kThreads, 0, s>>>(a);
+  PERCEIVER_LAUNCH(grid_for(a.n), kThreads, 0, s, sgd_kernel)(a);
   check_launch("sgd_update", s);
 }
 

@@ -352,6 +352,19 @@ cudaError_t cudaFuncSetAttribute(T*, cudaFuncAttribute, int) {
 inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
 inline double __dadd_rn(double a, double b) { return a + b; }
 inline double __dmul_rn(double a, double b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fsqrt_rn(float a) { return std::sqrt(a); }
+
+// Atomics: the fibers run one at a time on one OS thread, so a plain
+// read-modify-write is atomic.
+inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) {
+  const unsigned long long old = *p;
+  if (v < old) *p = v;
+  return old;
+}
 
 // Device-side min/max on ints, as CUDA provides them.
 inline int min(int a, int b) { return a < b ? a : b; }

@@ -5,8 +5,8 @@
 // elementwise.cu / reduce.cu with their fallbacks. A check of index arithmetic, fragment layouts and dispatch for machines
 // without a GPU (test/cuda-emu.test.ts builds and runs it; so does
 // scripts/device-check.sh --prepare, before anything goes to a GPU):
-//   g++ -std=c++20 -O1 -I<cuda>/include -Inative native/cuda/emu/*.cc -o emu_check
-//   ./emu_check [all | attention | composed | rows | training | races] [name filter]
+//   g++ -std=c++20 -O1 -ffp-contract=off -I<cuda>/include -Inative native/cuda/emu/*.cc -o emu_check
+//   ./emu_check [all | attention | composed | rows | training | ops | races] [name filter]
 // A shared-memory race in a kernel (emu.h) fails its check; `races` checks that the
 // emulation finds them.
 // PERCEIVER_CUDA_VECTOR_KERNELS=1 in the environment makes "rows" take the 16-byte
@@ -30,6 +30,7 @@
 #include "../launch.cuh"
 #include "../attention_gemm.h"
 #include "../random.cuh"
+#include "../../cpu/random.h"
 #include "../kernels.h"
 
 namespace perceiver::cuda::detail {
@@ -432,6 +433,256 @@ void check_training() {
   check_softmax_backward(DType::Float32, DType::Float16, 4, 700);
 }
 
+// ---- ops: update.cu, random.cu, embedding.cu, conv2d.cu, pool.cu, batchnorm.cu --------
+
+// Bit for bit: the fused updates round every step as the composed ops do, and the
+// generator is the CPU's.
+void compare_exact(const std::string& what, const std::vector<float>& want, const std::vector<float>& got) {
+  int64_t differ = 0, first = -1;
+  for (size_t i = 0; i < want.size(); i++)
+    if (std::memcmp(&want[i], &got[i], 4) != 0 && differ++ == 0) first = (int64_t)i;
+  g_checks++;
+  if (differ) g_failures++;
+  if (differ)
+    std::printf("FAIL %-60s %lld of %zu differ (first at %lld: %.9g, want %.9g)\n", what.c_str(), (long long)differ,
+                want.size(), (long long)first, got[first], want[first]);
+  else
+    std::printf("PASS %-60s bit for bit (%zu)\n", what.c_str(), want.size());
+}
+
+struct Moments {
+  std::vector<float> p, g, m, v;
+  explicit Moments(int64_t n, unsigned seed) : p(n), g(n), m(n), v(n) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    for (int64_t i = 0; i < n; i++) p[i] = u(rng), g[i] = u(rng) * 0.1f, m[i] = u(rng) * 0.01f, v[i] = std::fabs(u(rng)) * 1e-3f;
+  }
+};
+
+perceiver::AdamArgs adam_args(Moments& s, float wd) {
+  perceiver::AdamArgs a{};
+  a.p = s.p.data(); a.g = s.g.data(); a.m = s.m.data(); a.v = s.v.data();
+  a.n = (int64_t)s.p.size();
+  a.lr = 1e-3f; a.beta1 = 0.9f; a.one_minus_beta1 = 0.1f; a.beta2 = 0.999f; a.one_minus_beta2 = 1e-3f;
+  a.eps = 1e-6f; a.weight_decay = wd; a.bc1 = 1.f / 0.1f; a.bc2 = 1.f / 1e-3f;
+  return a;
+}
+
+// Adam's direction for element i, as update.cu composes it (one rounding per step:
+// no contraction in ISO C++ without an FMA target).
+float adam_direction_ref(Moments& s, const perceiver::AdamArgs& a, int64_t i) {
+  const float g = s.g[i];
+  const float m = s.m[i] * a.beta1 + g * a.one_minus_beta1;
+  const float v = s.v[i] * a.beta2 + (g * g) * a.one_minus_beta2;
+  s.m[i] = m;
+  s.v[i] = v;
+  float u = (m * a.bc1) / (std::sqrt(v * a.bc2) + a.eps);
+  if (a.weight_decay > 0) u = u + s.p[i] * a.weight_decay;
+  return u;
+}
+
+void check_updates() {
+  for (float wd : {0.f, 0.01f}) {
+    Moments dev(1500, 21), ref(1500, 21);
+    perceiver::cuda::adam_update(adam_args(dev, wd), nullptr);
+    const perceiver::AdamArgs a = adam_args(ref, wd);
+    for (int64_t i = 0; i < a.n; i++) ref.p[i] = ref.p[i] - adam_direction_ref(ref, a, i) * a.lr;
+    const std::string what = std::string("adam_update") + (wd > 0 ? " with weight decay" : "");
+    compare_exact(what + " p", ref.p, dev.p);
+    compare_exact(what + " m", ref.m, dev.m);
+    compare_exact(what + " v", ref.v, dev.v);
+  }
+  {
+    // LAMB: the moments bit for bit; p within float32 tolerance (the norms' sums run in
+    // the kernels' block order).
+    const int64_t n = 5000;
+    Moments dev(n, 22), ref(n, 22);
+    std::vector<float> u(n), partials(2 * perceiver::cuda::lamb_partial_blocks(n));
+    perceiver::cuda::lamb_update(adam_args(dev, 0.01f), u.data(), partials.data(), nullptr);
+    const perceiver::AdamArgs a = adam_args(ref, 0.01f);
+    std::vector<double> d(n), want_p(n), got_p(n);
+    double pp = 0, uu = 0;
+    for (int64_t i = 0; i < n; i++) {
+      d[i] = adam_direction_ref(ref, a, i);
+      pp += (double)ref.p[i] * ref.p[i];
+      uu += d[i] * d[i];
+    }
+    const double trust = std::sqrt(pp) / std::sqrt(uu);
+    for (int64_t i = 0; i < n; i++) want_p[i] = ref.p[i] - d[i] * trust * a.lr, got_p[i] = dev.p[i];
+    compare_exact("lamb_update m", ref.m, dev.m);
+    compare_exact("lamb_update v", ref.v, dev.v);
+    compare("lamb_update p", want_p, got_p, DType::Float32);
+  }
+  for (int mode = 0; mode < 3; mode++) {  // plain, momentum, Nesterov
+    Moments dev(1200, 23), ref(1200, 23);
+    perceiver::SgdArgs a{};
+    a.p = dev.p.data(); a.g = dev.g.data(); a.buf = mode ? dev.m.data() : nullptr;
+    a.n = 1200; a.lr = 0.05f; a.momentum = 0.9f; a.lr_wd = mode == 1 ? 5e-4f : 0.f; a.nesterov = mode == 2;
+    perceiver::cuda::sgd_update(a, nullptr);
+    for (int64_t i = 0; i < a.n; i++) {
+      const float g = ref.g[i];
+      float dd = g;
+      if (mode) {
+        const float b = ref.m[i] * a.momentum + g;
+        ref.m[i] = b;
+        dd = a.nesterov ? g + b * a.momentum : b;
+      }
+      const float p = ref.p[i];
+      float next = p - dd * a.lr;
+      if (a.lr_wd > 0) next = next - p * a.lr_wd;
+      ref.p[i] = next;
+    }
+    const char* name[] = {"sgd_update", "sgd_update with momentum and weight decay", "sgd_update Nesterov"};
+    compare_exact(std::string(name[mode]) + " p", ref.p, dev.p);
+    if (mode) compare_exact(std::string(name[mode]) + " buf", ref.m, dev.m);
+  }
+}
+
+void check_random() {
+  namespace cpu = perceiver::cpu;
+  for (uint64_t seed : {0ull, 12345ull}) {
+    const int64_t n = 1001;  // odd: normal's last pair has one element
+    Buf uni(DType::Float32, n), nor(DType::Float32, n);
+    perceiver::cuda::random_uniform(uni.view(1, n), seed, -2.f, 3.f, nullptr);
+    perceiver::cuda::random_normal(nor.view(1, n), seed, 0.5f, 2.f, nullptr);
+    std::vector<float> wu(n), wn(n), gu(n), gn(n);
+    for (int64_t i = 0; i < n; i++) {
+      wu[i] = cpu::random_uniform_at(seed, (uint64_t)i, -2.f, 3.f);
+      gu[i] = (float)uni.get(i);
+      gn[i] = (float)nor.get(i);
+    }
+    // Box-Muller over pairs (2p, 2p + 1), as the CPU draws them.
+    for (int64_t p = 0; 2 * p < n; p++) {
+      const double u1 = cpu::random_uniform01(seed, 2 * (uint64_t)p), u2 = cpu::random_uniform01(seed, 2 * (uint64_t)p + 1);
+      const double r = std::sqrt(-2.0 * std::log(u1)), th = 6.283185307179586 * u2;
+      wn[2 * p] = (float)(0.5f + 2.f * r * std::cos(th));
+      if (2 * p + 1 < n) wn[2 * p + 1] = (float)(0.5f + 2.f * r * std::sin(th));
+    }
+    compare_exact("rand, the CPU's draws, seed " + std::to_string(seed), wu, gu);
+    compare_exact("randn, the CPU's draws, seed " + std::to_string(seed), wn, gn);
+  }
+}
+
+void check_gathers(DType dt) {
+  const int64_t vocab = 7, c = 5, n = 6;
+  Arr w(dt, vocab * c), out(dt, n * c), oh(dt, n * vocab);
+  for (int64_t i = 0; i < vocab * c; i++) w.set(i, (double)i / 4 - 3);
+  std::vector<int32_t> ids = {3, 0, 6, 6, 1, 2};
+  perceiver::cuda::embedding(w.p(), vocab, c, ids.data(), n, out.p(), dt, nullptr);
+  std::vector<double> want(n * c), want_oh(n * vocab);
+  for (int64_t r = 0; r < n; r++) {
+    for (int64_t j = 0; j < c; j++) want[r * c + j] = w.get(ids[r] * c + j);
+    for (int64_t j = 0; j < vocab; j++) want_oh[r * vocab + j] = j == ids[r] ? 0.9 : 0.02;
+  }
+  compare(std::string("embedding ") + dtype_label(dt), want, out.all(n * c), dt);
+  perceiver::cuda::one_hot(ids.data(), n, vocab, 0.9f, 0.02f, oh.p(), dt, nullptr);
+  compare(std::string("one_hot ") + dtype_label(dt), want_oh, oh.all(n * vocab), dt);
+  // A bad id fails the op with the CPU's message, and is never read.
+  for (int which = 0; which < 2; which++) {
+    std::vector<int32_t> bad = {3, 0, 9, -1, 1, 2};
+    std::string msg = "(no error)";
+    try {
+      if (which == 0) perceiver::cuda::embedding(w.p(), vocab, c, bad.data(), n, out.p(), dt, nullptr);
+      else perceiver::cuda::one_hot(bad.data(), n, vocab, 1.f, 0.f, oh.p(), dt, nullptr);
+    } catch (const std::exception& e) {
+      msg = e.what();
+    }
+    const std::string want_msg = std::string("index 9 at position 2 is out of range [0, 7) of the ") +
+                                 (which == 0 ? "embedding table" : "one-hot depth");
+    g_checks++;
+    const bool ok = msg.find(want_msg) != std::string::npos;
+    if (!ok) g_failures++;
+    std::printf("%s %-60s %s\n", ok ? "PASS" : "FAIL",
+                (std::string(which == 0 ? "embedding" : "one_hot") + " " + dtype_label(dt) + " bad id").c_str(), msg.c_str());
+  }
+}
+
+void check_conv_pool_norm(DType dt) {
+  std::mt19937 rng(31);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  {  // NHWC input, HWIO filter: 3x3, stride 2, padding 1 top and left, and a bias
+    perceiver::Conv2dArgs a{};
+    a.batch = 2; a.h = 9; a.w_in = 7; a.cin = 3; a.kh = 3; a.kw = 3; a.cout = 5;
+    a.stride_h = 2; a.stride_w = 2; a.pad_top = 1; a.pad_left = 1;
+    a.oh = (a.h + 2 - 3) / 2 + 1; a.ow = (a.w_in + 2 - 3) / 2 + 1;
+    a.dtype = dt;
+    Arr x(dt, a.batch * a.h * a.w_in * a.cin), w(dt, a.kh * a.kw * a.cin * a.cout), b(dt, a.cout),
+        out(dt, a.batch * a.oh * a.ow * a.cout);
+    for (size_t i = 0; i + 1 < x.v.size(); i++) x.set((int64_t)i, u(rng));
+    for (size_t i = 0; i + 1 < w.v.size(); i++) w.set((int64_t)i, u(rng));
+    for (int64_t i = 0; i < a.cout; i++) b.set(i, u(rng));
+    a.x = static_cast<const float*>(x.p()); a.w = static_cast<const float*>(w.p());
+    a.bias = static_cast<const float*>(b.p()); a.out = static_cast<float*>(out.p());
+    perceiver::cuda::conv2d_direct(a, nullptr);
+    std::vector<double> want(a.batch * a.oh * a.ow * a.cout);
+    for (int64_t bi = 0; bi < a.batch; bi++)
+      for (int64_t oy = 0; oy < a.oh; oy++)
+        for (int64_t ox = 0; ox < a.ow; ox++)
+          for (int64_t co = 0; co < a.cout; co++) {
+            double acc = b.get(co);
+            for (int64_t ky = 0; ky < a.kh; ky++)
+              for (int64_t kx = 0; kx < a.kw; kx++) {
+                const int64_t iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
+                if (iy < 0 || iy >= a.h || ix < 0 || ix >= a.w_in) continue;
+                for (int64_t ci = 0; ci < a.cin; ci++)
+                  acc += x.get(((bi * a.h + iy) * a.w_in + ix) * a.cin + ci) * w.get(((ky * a.kw + kx) * a.cin + ci) * a.cout + co);
+              }
+            want[((bi * a.oh + oy) * a.ow + ox) * a.cout + co] = acc;
+          }
+    compare(std::string("conv2d_direct ") + dtype_label(dt) + " 3x3 stride 2 pad 1", want, out.all((int64_t)want.size()), dt);
+  }
+  {  // max pooling 3x3, stride 2, padding 1
+    perceiver::Pool2dArgs a{};
+    a.batch = 2; a.h = 8; a.w = 7; a.c = 3; a.kh = 3; a.kw = 3; a.stride_h = 2; a.stride_w = 2; a.pad_top = 1; a.pad_left = 1;
+    a.oh = (a.h + 2 - 3) / 2 + 1; a.ow = (a.w + 2 - 3) / 2 + 1;
+    a.dtype = dt;
+    Arr x(dt, a.batch * a.h * a.w * a.c), out(dt, a.batch * a.oh * a.ow * a.c);
+    for (size_t i = 0; i + 1 < x.v.size(); i++) x.set((int64_t)i, u(rng));
+    a.x = static_cast<const float*>(x.p()); a.out = static_cast<float*>(out.p());
+    perceiver::cuda::max_pool2d(a, nullptr);
+    std::vector<double> want(a.batch * a.oh * a.ow * a.c);
+    for (int64_t bi = 0; bi < a.batch; bi++)
+      for (int64_t oy = 0; oy < a.oh; oy++)
+        for (int64_t ox = 0; ox < a.ow; ox++)
+          for (int64_t c = 0; c < a.c; c++) {
+            double m = -INFINITY;
+            for (int64_t ky = 0; ky < 3; ky++)
+              for (int64_t kx = 0; kx < 3; kx++) {
+                const int64_t iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
+                if (iy >= 0 && iy < a.h && ix >= 0 && ix < a.w) m = std::max(m, x.get(((bi * a.h + iy) * a.w + ix) * a.c + c));
+              }
+            want[((bi * a.oh + oy) * a.ow + ox) * a.c + c] = m;
+          }
+    compare(std::string("max_pool2d ") + dtype_label(dt) + " 3x3 stride 2 pad 1", want, out.all((int64_t)want.size()), dt);
+  }
+  {  // inference batch norm over the channels of [rows, c], with and without affine
+    const int64_t rows = 40, c = 6;
+    Arr x(dt, rows * c), mean(dt, c), var(dt, c), w(dt, c), b(dt, c), out(dt, rows * c);
+    for (int64_t i = 0; i < rows * c; i++) x.set(i, 3 * u(rng));
+    for (int64_t j = 0; j < c; j++) mean.set(j, u(rng)), var.set(j, 0.5 + std::fabs(u(rng))), w.set(j, 1 + u(rng) / 2), b.set(j, u(rng));
+    for (bool affine : {true, false}) {
+      perceiver::cuda::batch_norm(x.p(), mean.p(), var.p(), affine ? w.p() : nullptr, affine ? b.p() : nullptr, out.p(),
+                                  rows, c, 1e-5f, dt, nullptr);
+      std::vector<double> want(rows * c);
+      for (int64_t i = 0; i < rows * c; i++) {
+        const int64_t j = i % c;
+        const double y = (x.get(i) - mean.get(j)) / std::sqrt(var.get(j) + 1e-5);
+        want[i] = affine ? y * w.get(j) + b.get(j) : y;
+      }
+      compare(std::string("batch_norm ") + dtype_label(dt) + (affine ? "" : " without affine"), want, out.all(rows * c), dt);
+    }
+  }
+}
+
+void check_ops() {
+  check_updates();
+  check_random();
+  for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16}) {
+    check_gathers(dt);
+    check_conv_pool_norm(dt);
+  }
+}
+
 void check_rows() {
   const char* vec = std::getenv("PERCEIVER_CUDA_VECTOR_KERNELS");
   std::printf("rows: PERCEIVER_CUDA_VECTOR_KERNELS=%s\n", vec ? vec : "(unset)");
@@ -753,8 +1004,9 @@ void check_races() {
 int main(int argc, char** argv) {
   const std::string what = argc > 1 ? argv[1] : "all", filter = argc > 2 ? argv[2] : "";
   if (what != "all" && what != "attention" && what != "composed" && what != "rows" && what != "training" &&
-      what != "races") {
-    std::fprintf(stderr, "usage: %s [all | attention | composed | rows | training | races] [name filter]\n", argv[0]);
+      what != "ops" && what != "races") {
+    std::fprintf(stderr, "usage: %s [all | attention | composed | rows | training | ops | races] [name filter]\n",
+                 argv[0]);
     return 2;
   }
   if (what == "all" || what == "races") check_races();
@@ -762,6 +1014,7 @@ int main(int argc, char** argv) {
   if (what == "all" || what == "composed") check_composed_all(filter);
   if (what == "all" || what == "rows") check_rows();
   if (what == "all" || what == "training") check_training();
+  if (what == "all" || what == "ops") check_ops();
   std::printf("%s: %d failure(s) in %d checks\n", g_failures ? "FAILED" : "OK", g_failures, g_checks);
   return g_failures ? 1 : 0;
 }

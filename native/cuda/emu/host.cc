@@ -1,5 +1,6 @@
 // What the emulated kernels need from outside their files (native/cuda/emu): the CUDA
-// runtime calls attention.cu and attention_gemm.cu make (an H100's figures),
+// runtime calls the emulated kernel files make (an H100's figures; copies and
+// allocations on the host),
 // check_launch, Storage and the device allocator as plain host memory, in place of
 // native/storage.cc and the backends behind it, and cuBLASLt's products (gemm.cu's
 // matmul) as a plain loop.
@@ -34,6 +35,23 @@ cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
   std::memset(p, value, bytes);
   return cudaSuccess;
 }
+cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t) {
+  *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+  return cudaSuccess;
+}
+cudaError_t cudaFreeAsync(void* p, cudaStream_t) {
+  std::free(p);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
+  std::memcpy(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+  std::memcpy(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 const char* cudaGetErrorName(cudaError_t) { return "cudaError (emulation)"; }
 const char* cudaGetErrorString(cudaError_t) { return "an error in the emulated runtime"; }
 }

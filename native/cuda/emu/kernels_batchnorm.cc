@@ -1,0 +1,5 @@
+// native/cuda/batchnorm.cu compiled for the CPU emulation (emu.h): the same source, its
+// launches running as fibers.
+#include "emu.h"
+
+#include "../batchnorm.cu"
