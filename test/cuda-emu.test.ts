@@ -142,6 +142,20 @@ maybe('the composed attention (attention_gemm.cu), emulated with its products as
   t.is(r.passed(/^PASS composed gradient, own lse .* 64-key chunks .*dropout/), 6);
 });
 
+maybe('the rest of elementwise.cu and reduce.cu, emulated on the CPU, match the reference', (t) => {
+  t.timeout(5 * 60_000);
+  const bin = build(t);
+  if (!bin) return;
+  const r = run(t, bin, ['elementwise'], {}, 'elementwise');
+  // fill and arange in five dtypes; copies (transposed, casts, saturating integer
+  // casts); per float dtype: 15 unary ops on a transposed input, comparisons into
+  // uint8, pow, minimum and where with broadcasts, 5 reductions over rows and columns
+  // (4 shapes), softmax and log-softmax at two widths.
+  t.is(r.checks, 152);
+  t.is(r.passed(/^PASS unary .* \(transposed input\)/), 45);
+  t.is(r.passed(/^PASS reduce argmax /), 12);
+});
+
 maybe('the training kernels (backward.cu), emulated on the CPU, match the reference gradients', (t) => {
   t.timeout(5 * 60_000);
   const bin = build(t);
