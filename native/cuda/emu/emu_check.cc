@@ -30,6 +30,7 @@
 #include "../launch.cuh"
 #include "../attention_gemm.h"
 #include "../random.cuh"
+#include "../../cpu/kernels.h"
 #include "../../cpu/random.h"
 #include "../kernels.h"
 
@@ -275,6 +276,17 @@ void check_layer_norm(DType dt, int64_t rows, int64_t n, bool affine, int64_t of
   compare(what, want, got, dt);
 }
 
+// Calls fn(iy, ix, ky, kx) for each tap of the k x k window at output (oy, ox) (stride
+// and padding alike in both axes) that lies inside the h x w input, in row-major order.
+template <class F>
+void each_tap(int64_t oy, int64_t ox, int64_t k, int64_t stride, int64_t pad, int64_t h, int64_t w, F&& fn) {
+  for (int64_t ky = 0; ky < k; ky++)
+    for (int64_t kx = 0; kx < k; kx++) {
+      const int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+      if (iy >= 0 && iy < h && ix >= 0 && ix < w) fn(iy, ix, ky, kx);
+    }
+}
+
 // ---- training: backward.cu's gradients ------------------------------------------------
 
 // A dtype array of n elements held in floats (16-bit types use the first half), with
@@ -398,13 +410,10 @@ void check_max_pool_backward(DType dt, int64_t k, int64_t stride, int64_t pad) {
       for (int64_t ox = 0; ox < a.ow; ox++)
         for (int64_t c = 0; c < a.c; c++) {
           int64_t arg = -1;
-          for (int64_t ky = 0; ky < k; ky++)
-            for (int64_t kx = 0; kx < k; kx++) {
-              const int64_t y = oy * stride - pad + ky, xx = ox * stride - pad + kx;
-              if (y < 0 || y >= a.h || xx < 0 || xx >= a.w) continue;
-              const int64_t at = ((b * a.h + y) * a.w + xx) * a.c + c;
-              if (arg < 0 || x.get(at) > x.get(arg)) arg = at;
-            }
+          each_tap(oy, ox, k, stride, pad, a.h, a.w, [&](int64_t y, int64_t xx, int64_t, int64_t) {
+            const int64_t at = ((b * a.h + y) * a.w + xx) * a.c + c;
+            if (arg < 0 || x.get(at) > x.get(arg)) arg = at;
+          });
           want[arg] += g.get(((b * a.oh + oy) * a.ow + ox) * a.c + c);
         }
   char what[160];
@@ -468,98 +477,72 @@ perceiver::AdamArgs adam_args(Moments& s, float wd) {
   return a;
 }
 
-// Adam's direction for element i, as update.cu composes it (one rounding per step:
-// no contraction in ISO C++ without an FMA target).
-float adam_direction_ref(Moments& s, const perceiver::AdamArgs& a, int64_t i) {
-  const float g = s.g[i];
-  const float m = s.m[i] * a.beta1 + g * a.one_minus_beta1;
-  const float v = s.v[i] * a.beta2 + (g * g) * a.one_minus_beta2;
-  s.m[i] = m;
-  s.v[i] = v;
-  float u = (m * a.bc1) / (std::sqrt(v * a.bc2) + a.eps);
-  if (a.weight_decay > 0) u = u + s.p[i] * a.weight_decay;
-  return u;
-}
-
+// The fused updates against the CPU backend's own (native/cpu/update.cc, linked in
+// through cpu_update.cc), from the same state.
 void check_updates() {
   for (float wd : {0.f, 0.01f}) {
-    Moments dev(1500, 21), ref(1500, 21);
+    Moments dev(1500, 21), cpu(1500, 21);
     perceiver::cuda::adam_update(adam_args(dev, wd), nullptr);
-    const perceiver::AdamArgs a = adam_args(ref, wd);
-    for (int64_t i = 0; i < a.n; i++) ref.p[i] = ref.p[i] - adam_direction_ref(ref, a, i) * a.lr;
+    perceiver::cpu::adam_update(adam_args(cpu, wd));
     const std::string what = std::string("adam_update") + (wd > 0 ? " with weight decay" : "");
-    compare_exact(what + " p", ref.p, dev.p);
-    compare_exact(what + " m", ref.m, dev.m);
-    compare_exact(what + " v", ref.v, dev.v);
+    compare_exact(what + " p", cpu.p, dev.p);
+    compare_exact(what + " m", cpu.m, dev.m);
+    compare_exact(what + " v", cpu.v, dev.v);
   }
   {
     // LAMB: the moments bit for bit; p within float32 tolerance (the norms' sums run in
-    // the kernels' block order).
+    // the kernels' block order in float, the CPU's in double).
     const int64_t n = 5000;
-    Moments dev(n, 22), ref(n, 22);
-    std::vector<float> u(n), partials(2 * perceiver::cuda::lamb_partial_blocks(n));
+    Moments dev(n, 22), cpu(n, 22);
+    std::vector<float> u(n), u_cpu(n), partials(2 * perceiver::cuda::lamb_partial_blocks(n));
     perceiver::cuda::lamb_update(adam_args(dev, 0.01f), u.data(), partials.data(), nullptr);
-    const perceiver::AdamArgs a = adam_args(ref, 0.01f);
-    std::vector<double> d(n), want_p(n), got_p(n);
-    double pp = 0, uu = 0;
-    for (int64_t i = 0; i < n; i++) {
-      d[i] = adam_direction_ref(ref, a, i);
-      pp += (double)ref.p[i] * ref.p[i];
-      uu += d[i] * d[i];
-    }
-    const double trust = std::sqrt(pp) / std::sqrt(uu);
-    for (int64_t i = 0; i < n; i++) want_p[i] = ref.p[i] - d[i] * trust * a.lr, got_p[i] = dev.p[i];
-    compare_exact("lamb_update m", ref.m, dev.m);
-    compare_exact("lamb_update v", ref.v, dev.v);
-    compare("lamb_update p", want_p, got_p, DType::Float32);
+    perceiver::cpu::lamb_update(adam_args(cpu, 0.01f), u_cpu.data());
+    compare_exact("lamb_update m", cpu.m, dev.m);
+    compare_exact("lamb_update v", cpu.v, dev.v);
+    compare("lamb_update p", std::vector<double>(cpu.p.begin(), cpu.p.end()), std::vector<double>(dev.p.begin(), dev.p.end()),
+            DType::Float32);
   }
+  const char* names[] = {"sgd_update", "sgd_update with momentum and weight decay", "sgd_update Nesterov"};
   for (int mode = 0; mode < 3; mode++) {  // plain, momentum, Nesterov
-    Moments dev(1200, 23), ref(1200, 23);
-    perceiver::SgdArgs a{};
-    a.p = dev.p.data(); a.g = dev.g.data(); a.buf = mode ? dev.m.data() : nullptr;
-    a.n = 1200; a.lr = 0.05f; a.momentum = 0.9f; a.lr_wd = mode == 1 ? 5e-4f : 0.f; a.nesterov = mode == 2;
-    perceiver::cuda::sgd_update(a, nullptr);
-    for (int64_t i = 0; i < a.n; i++) {
-      const float g = ref.g[i];
-      float dd = g;
-      if (mode) {
-        const float b = ref.m[i] * a.momentum + g;
-        ref.m[i] = b;
-        dd = a.nesterov ? g + b * a.momentum : b;
-      }
-      const float p = ref.p[i];
-      float next = p - dd * a.lr;
-      if (a.lr_wd > 0) next = next - p * a.lr_wd;
-      ref.p[i] = next;
-    }
-    const char* name[] = {"sgd_update", "sgd_update with momentum and weight decay", "sgd_update Nesterov"};
-    compare_exact(std::string(name[mode]) + " p", ref.p, dev.p);
-    if (mode) compare_exact(std::string(name[mode]) + " buf", ref.m, dev.m);
+    Moments dev(1200, 23), cpu(1200, 23);
+    auto args = [&](Moments& s) {
+      perceiver::SgdArgs a{};
+      a.p = s.p.data(); a.g = s.g.data(); a.buf = mode ? s.m.data() : nullptr;
+      a.n = 1200; a.lr = 0.05f; a.momentum = 0.9f; a.lr_wd = mode == 1 ? 5e-4f : 0.f; a.nesterov = mode == 2;
+      return a;
+    };
+    perceiver::cuda::sgd_update(args(dev), nullptr);
+    perceiver::cpu::sgd_update(args(cpu));
+    compare_exact(std::string(names[mode]) + " p", cpu.p, dev.p);
+    if (mode) compare_exact(std::string(names[mode]) + " buf", cpu.m, dev.m);
   }
 }
 
+// rand, randn and the attention's dropout mask against the CPU's generator
+// (native/cpu/random.cc, through cpu_random.cc).
 void check_random() {
-  namespace cpu = perceiver::cpu;
   for (uint64_t seed : {0ull, 12345ull}) {
-    const int64_t n = 1001;  // odd: normal's last pair has one element
-    Buf uni(DType::Float32, n), nor(DType::Float32, n);
+    const int64_t n = 1001;  // odd: randn's last pair has one element
+    Buf uni(DType::Float32, n), nor(DType::Float32, n), uni_cpu(DType::Float32, n), nor_cpu(DType::Float32, n);
     perceiver::cuda::random_uniform(uni.view(1, n), seed, -2.f, 3.f, nullptr);
     perceiver::cuda::random_normal(nor.view(1, n), seed, 0.5f, 2.f, nullptr);
-    std::vector<float> wu(n), wn(n), gu(n), gn(n);
-    for (int64_t i = 0; i < n; i++) {
-      wu[i] = cpu::random_uniform_at(seed, (uint64_t)i, -2.f, 3.f);
-      gu[i] = (float)uni.get(i);
-      gn[i] = (float)nor.get(i);
-    }
-    // Box-Muller over pairs (2p, 2p + 1), as the CPU draws them.
-    for (int64_t p = 0; 2 * p < n; p++) {
-      const double u1 = cpu::random_uniform01(seed, 2 * (uint64_t)p), u2 = cpu::random_uniform01(seed, 2 * (uint64_t)p + 1);
-      const double r = std::sqrt(-2.0 * std::log(u1)), th = 6.283185307179586 * u2;
-      wn[2 * p] = (float)(0.5f + 2.f * r * std::cos(th));
-      if (2 * p + 1 < n) wn[2 * p + 1] = (float)(0.5f + 2.f * r * std::sin(th));
-    }
-    compare_exact("rand, the CPU's draws, seed " + std::to_string(seed), wu, gu);
-    compare_exact("randn, the CPU's draws, seed " + std::to_string(seed), wn, gn);
+    perceiver::cpu::random_uniform(uni_cpu.view(1, n), seed, -2.f, 3.f);
+    perceiver::cpu::random_normal(nor_cpu.view(1, n), seed, 0.5f, 2.f);
+    auto floats = [&](const Buf& b) {
+      std::vector<float> r(n);
+      for (int64_t i = 0; i < n; i++) r[i] = b.get(i);
+      return r;
+    };
+    compare_exact("rand, the CPU's draws, seed " + std::to_string(seed), floats(uni_cpu), floats(uni));
+    compare_exact("randn, the CPU's draws, seed " + std::to_string(seed), floats(nor_cpu), floats(nor));
+    // Dropout's factors for elements [base, base + n): the fused attention's (random.cuh)
+    // and the CPU's (vectorised where the CPU has AVX-512DQ).
+    const perceiver::cpu::DropoutMask dm{seed, 0.9f, 1.f / 0.9f};
+    const perceiver::cuda::DropoutSpec ds{seed, 0.9f, 1.f / 0.9f};
+    std::vector<float> want(n), got(n);
+    perceiver::cpu::dropout_factors(dm, 777, n, want.data());
+    for (int64_t j = 0; j < n; j++) got[j] = ds.at(777 + (uint64_t)j);
+    compare_exact("dropout mask, the CPU's, seed " + std::to_string(seed), want, got);
   }
 }
 
@@ -620,13 +603,10 @@ void check_conv_pool_norm(DType dt) {
         for (int64_t ox = 0; ox < a.ow; ox++)
           for (int64_t co = 0; co < a.cout; co++) {
             double acc = b.get(co);
-            for (int64_t ky = 0; ky < a.kh; ky++)
-              for (int64_t kx = 0; kx < a.kw; kx++) {
-                const int64_t iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
-                if (iy < 0 || iy >= a.h || ix < 0 || ix >= a.w_in) continue;
-                for (int64_t ci = 0; ci < a.cin; ci++)
-                  acc += x.get(((bi * a.h + iy) * a.w_in + ix) * a.cin + ci) * w.get(((ky * a.kw + kx) * a.cin + ci) * a.cout + co);
-              }
+            each_tap(oy, ox, 3, 2, 1, a.h, a.w_in, [&](int64_t iy, int64_t ix, int64_t ky, int64_t kx) {
+              for (int64_t ci = 0; ci < a.cin; ci++)
+                acc += x.get(((bi * a.h + iy) * a.w_in + ix) * a.cin + ci) * w.get(((ky * a.kw + kx) * a.cin + ci) * a.cout + co);
+            });
             want[((bi * a.oh + oy) * a.ow + ox) * a.cout + co] = acc;
           }
     compare(std::string("conv2d_direct ") + dtype_label(dt) + " 3x3 stride 2 pad 1", want, out.all((int64_t)want.size()), dt);
@@ -646,11 +626,9 @@ void check_conv_pool_norm(DType dt) {
         for (int64_t ox = 0; ox < a.ow; ox++)
           for (int64_t c = 0; c < a.c; c++) {
             double m = -INFINITY;
-            for (int64_t ky = 0; ky < 3; ky++)
-              for (int64_t kx = 0; kx < 3; kx++) {
-                const int64_t iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
-                if (iy >= 0 && iy < a.h && ix >= 0 && ix < a.w) m = std::max(m, x.get(((bi * a.h + iy) * a.w + ix) * a.c + c));
-              }
+            each_tap(oy, ox, 3, 2, 1, a.h, a.w, [&](int64_t iy, int64_t ix, int64_t, int64_t) {
+              m = std::max(m, x.get(((bi * a.h + iy) * a.w + ix) * a.c + c));
+            });
             want[((bi * a.oh + oy) * a.ow + ox) * a.c + c] = m;
           }
     compare(std::string("max_pool2d ") + dtype_label(dt) + " 3x3 stride 2 pad 1", want, out.all((int64_t)want.size()), dt);
