@@ -1,0 +1,325 @@
+// elementwise.cu and reduce.cu on the emulation: "rows", the binary ops and layer norm
+// with and without the 16-byte kernels (PERCEIVER_CUDA_VECTOR_KERNELS=1 in the
+// environment takes them, as on a GPU); "elementwise", the rest of both files.
+#include <cstdlib>
+#include <random>
+
+#include "emu.h"  // first: the kernel headers below take its emulation
+#include "../kernels.h"
+#include "check.h"
+
+namespace perceiver::emu::check {
+
+using perceiver::BinaryOp;
+
+namespace {
+
+void check_binary(DType dt, BinaryOp op, const char* name, int64_t rows, int64_t n, int bcast, int64_t offset) {
+  // bcast: 0 both dense, 1 b a row over the rows, 2 a a row over the rows.
+  Buf a(dt, rows * n + offset), b(dt, rows * n + offset), out(dt, rows * n + offset);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(0.5f, 2.f);
+  for (int64_t i = 0; i < rows * n + offset; i++) {
+    a.set(i, u(rng) * (i % 3 ? 1 : -1));
+    b.set(i, u(rng));
+  }
+  perceiver::cuda::binary(op, a.view(rows, n, bcast == 2, offset), b.view(rows, n, bcast == 1, offset),
+                          out.view(rows, n, false, offset), nullptr);
+  std::vector<double> want, got;
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t j = 0; j < n; j++) {
+      const double x = a.get(offset + (bcast == 2 ? j : r * n + j)), y = b.get(offset + (bcast == 1 ? j : r * n + j));
+      double w = 0;
+      switch (op) {
+        case BinaryOp::Add: w = x + y; break;
+        case BinaryOp::Sub: w = x - y; break;
+        case BinaryOp::Mul: w = x * y; break;
+        case BinaryOp::Div: w = x / y; break;
+        default: w = std::max(x, y); break;
+      }
+      want.push_back(w);
+      got.push_back(out.get(offset + r * n + j));
+    }
+  char what[160];
+  std::snprintf(what, sizeof what, "%s %s [%lld, %lld]%s%s", name, dtype_label(dt), (long long)rows, (long long)n,
+                bcast == 1 ? " + row" : bcast == 2 ? " row +" : "", offset ? " from an offset" : "");
+  compare(what, want, got, dt);
+}
+
+void check_layer_norm(DType dt, int64_t rows, int64_t n, bool affine, int64_t offset) {
+  Buf x(dt, rows * n + offset), w(dt, n + offset), b(dt, n + offset), out(dt, rows * n + offset);
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> u(-3.f, 3.f);
+  for (int64_t i = 0; i < rows * n + offset; i++) x.set(i, u(rng) + 2.f);
+  for (int64_t i = 0; i < n + offset; i++) {
+    w.set(i, 0.5f + (float)(i % 7) / 7.f);
+    b.set(i, (float)(i % 5) / 5.f - 0.5f);
+  }
+  const char* wp = static_cast<const char*>(w.s->data()) + offset * perceiver::dtype_size(dt);
+  const char* bp = static_cast<const char*>(b.s->data()) + offset * perceiver::dtype_size(dt);
+  perceiver::cuda::layer_norm(x.view(rows, n, false, offset), affine ? wp : nullptr, affine ? bp : nullptr,
+                              out.view(rows, n, false, offset), rows, n, 1e-5f, nullptr);
+  std::vector<double> want, got;
+  for (int64_t r = 0; r < rows; r++) {
+    double mean = 0, var = 0;
+    for (int64_t j = 0; j < n; j++) mean += x.get(offset + r * n + j);
+    mean /= (double)n;
+    for (int64_t j = 0; j < n; j++) var += std::pow(x.get(offset + r * n + j) - mean, 2);
+    const double rstd = 1 / std::sqrt(var / (double)n + 1e-5);
+    for (int64_t j = 0; j < n; j++) {
+      double y = (x.get(offset + r * n + j) - mean) * rstd;
+      if (affine) y = y * w.get(offset + j) + b.get(offset + j);
+      want.push_back(y);
+      got.push_back(out.get(offset + r * n + j));
+    }
+  }
+  char what[160];
+  std::snprintf(what, sizeof what, "layer_norm %s [%lld, %lld]%s%s", dtype_label(dt), (long long)rows, (long long)n,
+                affine ? "" : " without affine", offset ? " from an offset" : "");
+  compare(what, want, got, dt);
+}
+
+void check_fill_arange() {
+  for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16, DType::Int32, DType::UInt8}) {
+    const int64_t n = 1000;
+    Buf f(dt, n), a(dt, n);
+    perceiver::cuda::fill(f.view(1, n), 3.0, nullptr);
+    perceiver::cuda::arange(a.view(1, n), dt == DType::UInt8 ? 0.0 : -10.0, 0.25, nullptr);
+    std::vector<double> wf(n, 3.0), gf(n), wa(n), ga(n);
+    for (int64_t i = 0; i < n; i++) {
+      const double v = (dt == DType::UInt8 ? 0.0 : -10.0) + 0.25 * (double)i;
+      // Integers truncate toward zero and saturate, as the CPU casts.
+      wa[i] = dt == DType::Int32 ? std::trunc(v) : dt == DType::UInt8 ? std::min(255.0, std::trunc(v)) : v;
+      gf[i] = get_any(f, dt, i);
+      ga[i] = get_any(a, dt, i);
+    }
+    compare(std::string("fill ") + perceiver::dtype_name(dt), wf, gf, DType::Float32);  // 3 is exact in each
+    const bool half = dt == DType::Float16 || dt == DType::BFloat16;  // rounds; the others are exact
+    compare(std::string("arange ") + perceiver::dtype_name(dt), wa, ga, half ? dt : DType::Float32);
+  }
+}
+
+void check_copies() {
+  // A transpose ([5, 7] read as its [7, 5] transpose) in each dtype's bits, and dense
+  // casts between the float types with a tail after whole packs of four.
+  for (DType dt : {DType::Float32, DType::BFloat16, DType::Int32, DType::UInt8}) {
+    Buf src(dt, 35), dst(dt, 35);
+    for (int64_t i = 0; i < 35; i++) {
+      if (dt == DType::Int32) static_cast<int32_t*>(src.s->data())[i] = (int32_t)(i * 1000003 - 7);
+      else if (dt == DType::UInt8) static_cast<uint8_t*>(src.s->data())[i] = (uint8_t)(i * 7);
+      else src.set(i, (float)i / 3);
+    }
+    perceiver::cuda::copy(view_of(src, dt, {7, 5}, {1, 7}), view_of(dst, dt, {7, 5}, {5, 1}), nullptr);
+    std::vector<double> want, got;
+    for (int64_t r = 0; r < 7; r++)
+      for (int64_t c = 0; c < 5; c++) want.push_back(get_any(src, dt, c * 7 + r)), got.push_back(get_any(dst, dt, r * 5 + c));
+    compare(std::string("copy transposed ") + perceiver::dtype_name(dt), want, got, DType::Float32);
+  }
+  const DType floats[] = {DType::Float32, DType::BFloat16, DType::Float16};
+  for (DType from : floats)
+    for (DType to : floats) {
+      if (from == to) continue;
+      const int64_t n = 1003;
+      Buf src(from, n), dst(to, n);
+      for (int64_t i = 0; i < n; i++) src.set(i, std::sin((double)i) * 100);
+      perceiver::cuda::copy(src.view(1, n), dst.view(1, n), nullptr);
+      std::vector<double> want(n), got(n);
+      for (int64_t i = 0; i < n; i++) want[i] = load(src.s->data(), from, i), got[i] = dst.get(i);
+      compare(std::string("cast ") + perceiver::dtype_name(from) + " -> " + perceiver::dtype_name(to), want, got, to);
+    }
+  // Into the integers: truncation toward zero, saturation, NaN to 0, and int32 -> uint8 clamped.
+  {
+    const float xs[] = {-3.7f, -0.5f, 0.f, 2.9f, 254.6f, 300.f, 3e9f, -3e9f, NAN};
+    const int64_t n = 9;
+    Buf src(DType::Float32, n), i32(DType::Int32, n), u8(DType::UInt8, n), back(DType::UInt8, n);
+    for (int64_t i = 0; i < n; i++) src.set(i, xs[i]);
+    perceiver::cuda::copy(src.view(1, n), view_of(i32, DType::Int32, {1, n}, {n, 1}), nullptr);
+    perceiver::cuda::copy(src.view(1, n), view_of(u8, DType::UInt8, {1, n}, {n, 1}), nullptr);
+    perceiver::cuda::copy(view_of(i32, DType::Int32, {1, n}, {n, 1}), view_of(back, DType::UInt8, {1, n}, {n, 1}), nullptr);
+    const std::vector<double> want_i32 = {-3, 0, 0, 2, 254, 300, 2147483647, -2147483648.0, 0};
+    const std::vector<double> want_u8 = {0, 0, 0, 2, 254, 255, 255, 0, 0};
+    const std::vector<double> want_back = {0, 0, 0, 2, 254, 255, 255, 0, 0};
+    std::vector<double> gi, gu, gb;
+    for (int64_t i = 0; i < n; i++) {
+      gi.push_back(get_any(i32, DType::Int32, i));
+      gu.push_back(get_any(u8, DType::UInt8, i));
+      gb.push_back(get_any(back, DType::UInt8, i));
+    }
+    compare("cast float32 -> int32 (saturating, NaN to 0)", want_i32, gi, DType::Float32);
+    compare("cast float32 -> uint8 (saturating, NaN to 0)", want_u8, gu, DType::Float32);
+    compare("cast int32 -> uint8 (clamped)", want_back, gb, DType::Float32);
+  }
+}
+
+void check_unary_binary_where(DType dt) {
+  using perceiver::UnaryOp;
+  const int64_t R = 6, C = 9, n = R * C;
+  Buf x(dt, n), ax(dt, n), out(dt, n);  // ax = |x|, for log and the square roots
+  for (int64_t i = 0; i < n; i++) {
+    x.set(i, 0.1 + 2.9 * (double)((i * 37) % n) / (double)n * (i % 2 ? 1 : -1));
+    ax.set(i, std::fabs(x.get(i)));
+  }
+  const struct {
+    UnaryOp op;
+    const char* name;
+  } ops[] = {{UnaryOp::Neg, "neg"},   {UnaryOp::Exp, "exp"},         {UnaryOp::Log, "log"},     {UnaryOp::Sin, "sin"},
+             {UnaryOp::Cos, "cos"},   {UnaryOp::Sqrt, "sqrt"},       {UnaryOp::Rsqrt, "rsqrt"}, {UnaryOp::Tanh, "tanh"},
+             {UnaryOp::Relu, "relu"}, {UnaryOp::Gelu, "gelu"},       {UnaryOp::GeluTanh, "gelu tanh"},
+             {UnaryOp::Sigmoid, "sigmoid"}, {UnaryOp::Abs, "abs"},   {UnaryOp::Square, "square"},
+             {UnaryOp::Affine, "affine"}};
+  for (const auto& o : ops) {
+    const Buf& in = o.op == UnaryOp::Log || o.op == UnaryOp::Sqrt || o.op == UnaryOp::Rsqrt ? ax : x;
+    // The input read transposed ([C, R] of a [R, C] array), the output dense.
+    perceiver::cuda::unary(o.op, view_of(in, dt, {C, R}, {1, C}), out.view(C, R), 1.5f, -0.25f, nullptr);
+    std::vector<double> want, got;
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t r = 0; r < R; r++) {
+        const double v = in.get(r * C + c);
+        double w = 0;
+        switch (o.op) {
+          case UnaryOp::Neg: w = -v; break;
+          case UnaryOp::Exp: w = std::exp(v); break;
+          case UnaryOp::Log: w = std::log(v); break;
+          case UnaryOp::Sin: w = std::sin(v); break;
+          case UnaryOp::Cos: w = std::cos(v); break;
+          case UnaryOp::Sqrt: w = std::sqrt(v); break;
+          case UnaryOp::Rsqrt: w = 1 / std::sqrt(v); break;
+          case UnaryOp::Tanh: w = std::tanh(v); break;
+          case UnaryOp::Relu: w = v > 0 ? v : 0; break;
+          case UnaryOp::Gelu: w = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))); break;
+          case UnaryOp::GeluTanh: w = 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))); break;
+          case UnaryOp::Sigmoid: w = 1 / (1 + std::exp(-v)); break;
+          case UnaryOp::Abs: w = std::fabs(v); break;
+          case UnaryOp::Square: w = v * v; break;
+          case UnaryOp::Affine: w = 1.5 * v - 0.25; break;
+        }
+        want.push_back(w);
+        got.push_back(out.get(c * R + r));
+      }
+    compare(std::string("unary ") + o.name + " " + dtype_label(dt) + " (transposed input)", want, got, dt);
+  }
+  {  // comparisons into uint8, pow and minimum, with a row broadcast
+    using perceiver::BinaryOp;
+    Buf a(dt, n), b(dt, C), cmp(DType::UInt8, n), pw(dt, n);
+    for (int64_t i = 0; i < n; i++) a.set(i, (double)(i % 5) / 2);
+    for (int64_t j = 0; j < C; j++) b.set(j, (double)(j % 4) / 2);
+    const View av = a.view(R, C), bv = b.view(R, C, true);
+    perceiver::cuda::binary(BinaryOp::Ge, av, bv, view_of(cmp, DType::UInt8, {R, C}, {C, 1}), nullptr);
+    std::vector<double> want, got;
+    for (int64_t i = 0; i < n; i++) want.push_back(a.get(i) >= b.get(i % C)), got.push_back(get_any(cmp, DType::UInt8, i));
+    compare(std::string("binary ge ") + dtype_label(dt) + " + row -> uint8", want, got, DType::Float32);
+    for (auto [op, name] : {std::pair{BinaryOp::Pow, "pow"}, std::pair{BinaryOp::Minimum, "minimum"}}) {
+      perceiver::cuda::binary(op, av, bv, pw.view(R, C), nullptr);
+      want.clear();
+      got.clear();
+      for (int64_t i = 0; i < n; i++) {
+        const double p = a.get(i), q = b.get(i % C);
+        want.push_back(op == BinaryOp::Pow ? std::pow(p, q) : std::min(p, q));
+        got.push_back(pw.get(i));
+      }
+      compare(std::string("binary ") + name + " " + dtype_label(dt) + " + row", want, got, dt);
+    }
+    // where(cond, a, b) with the condition broadcast down the columns ([R, 1]).
+    Buf cond(DType::UInt8, R), wo(dt, n);
+    for (int64_t r = 0; r < R; r++) static_cast<uint8_t*>(cond.s->data())[r] = r % 2;
+    perceiver::cuda::where(view_of(cond, DType::UInt8, {R, C}, {1, 0}), av, bv, wo.view(R, C), nullptr);
+    want.clear();
+    got.clear();
+    for (int64_t i = 0; i < n; i++) want.push_back((i / C) % 2 ? a.get(i) : b.get(i % C)), got.push_back(wo.get(i));
+    compare(std::string("where ") + dtype_label(dt) + " (condition per row, b per column)", want, got, dt);
+  }
+}
+
+void check_reductions(DType dt) {
+  using perceiver::ReduceOp;
+  std::mt19937 rng(41);
+  std::uniform_real_distribution<float> u(-2.f, 2.f);
+  // [outer, n, inner]: rows (inner 1, at 128 and 512 threads), columns (inner 6), and
+  // the split column sum (n >= 32).
+  const struct {
+    int64_t outer, n, inner;
+  } shapes[] = {{5, 300, 1}, {2, 9000, 1}, {3, 7, 6}, {2, 70, 40}};
+  for (const auto& s : shapes) {
+    const int64_t total = s.outer * s.n * s.inner, outs = s.outer * s.inner;
+    Buf x(dt, total), out(dt, outs), arg(DType::Int32, outs);
+    for (int64_t i = 0; i < total; i++) x.set(i, u(rng));
+    for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min, ReduceOp::ArgMax}) {
+      const bool am = op == ReduceOp::ArgMax;
+      perceiver::cuda::reduce(op, x.view(1, total), s.outer, s.n, s.inner,
+                              am ? view_of(arg, DType::Int32, {outs}, {1}) : out.view(1, outs), nullptr);
+      std::vector<double> want, got;
+      for (int64_t o = 0; o < s.outer; o++)
+        for (int64_t i = 0; i < s.inner; i++) {
+          double sum = 0, mx = -INFINITY, mn = INFINITY;
+          int64_t best = 0;
+          for (int64_t j = 0; j < s.n; j++) {
+            const double v = x.get((o * s.n + j) * s.inner + i);
+            sum += v;
+            mn = std::min(mn, v);
+            if (v > mx) mx = v, best = j;
+          }
+          const double by_op[] = {sum, sum / (double)s.n, mx, mn, (double)best};  // ReduceOp's order
+          want.push_back(by_op[(int)op]);
+          got.push_back(am ? get_any(arg, DType::Int32, o * s.inner + i) : out.get(o * s.inner + i));
+        }
+      const char* names[] = {"sum", "mean", "max", "min", "argmax"};
+      char what[160];
+      std::snprintf(what, sizeof what, "reduce %s %s [%lld, %lld, %lld]", names[(int)op], dtype_label(dt),
+                    (long long)s.outer, (long long)s.n, (long long)s.inner);
+      compare(what, want, got, am ? DType::Float32 : dt);
+    }
+  }
+  for (int64_t n : {100, 3000})
+    for (bool log : {false, true}) {
+      const int64_t rows = 4;
+      Buf x(dt, rows * n), out(dt, rows * n);
+      for (int64_t i = 0; i < rows * n; i++) x.set(i, 4 * u(rng));
+      perceiver::cuda::softmax(x.view(rows, n), out.view(rows, n), rows, n, log, nullptr);
+      std::vector<double> want, got;
+      for (int64_t r = 0; r < rows; r++) {
+        double mx = -INFINITY, s = 0;
+        for (int64_t j = 0; j < n; j++) mx = std::max(mx, (double)x.get(r * n + j));
+        for (int64_t j = 0; j < n; j++) s += std::exp(x.get(r * n + j) - mx);
+        for (int64_t j = 0; j < n; j++) {
+          const double v = x.get(r * n + j) - mx;
+          want.push_back(log ? v - std::log(s) : std::exp(v) / s);
+          got.push_back(out.get(r * n + j));
+        }
+      }
+      compare(std::string(log ? "log_softmax " : "softmax ") + dtype_label(dt) + " [4, " + std::to_string(n) + "]", want, got, dt);
+    }
+}
+
+}  // namespace
+
+void check_rows() {
+  const char* vec = std::getenv("PERCEIVER_CUDA_VECTOR_KERNELS");
+  std::printf("rows: PERCEIVER_CUDA_VECTOR_KERNELS=%s\n", vec ? vec : "(unset)");
+  for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16}) {
+    // Whole packs (the 16-byte kernels), rows broadcast either side, rows of 1001 (not
+    // whole packs: the element kernel) and a view one element in (misaligned); layer
+    // norm over 1-8 packs per lane, and over 1000 (the block-per-row kernel).
+    check_binary(dt, BinaryOp::Add, "residual", 5, 1280, 0, 0);
+    check_binary(dt, BinaryOp::Add, "bias", 5, 1280, 1, 0);
+    check_binary(dt, BinaryOp::Add, "bias", 3, 256, 2, 0);
+    check_binary(dt, BinaryOp::Mul, "mul", 7, 128, 1, 0);
+    check_binary(dt, BinaryOp::Sub, "sub", 2, 64, 0, 0);
+    check_binary(dt, BinaryOp::Div, "div", 3, 136, 0, 0);
+    check_binary(dt, BinaryOp::Maximum, "maximum", 4, 1001, 1, 0);
+    check_binary(dt, BinaryOp::Add, "residual", 3, 256, 0, 1);
+    for (int64_t n : {128, 256, 1024, 1280, 2048, 1000})
+      for (bool affine : {true, false}) check_layer_norm(dt, n == 2048 ? 3 : 9, n, affine, 0);
+    check_layer_norm(dt, 5, 256, true, 1);
+  }
+}
+
+void check_elementwise() {
+  check_fill_arange();
+  check_copies();
+  for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16}) {
+    check_unary_binary_where(dt);
+    check_reductions(dt);
+  }
+}
+
+}  // namespace perceiver::emu::check
