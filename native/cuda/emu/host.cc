@@ -1,9 +1,8 @@
 // What the emulated kernels need from outside their files (native/cuda/emu): the CUDA
 // runtime calls the emulated kernel files make (an H100's figures; copies and
-// allocations on the host),
-// check_launch, Storage and the device allocator as plain host memory, in place of
-// native/storage.cc and the backends behind it, and cuBLASLt's products (gemm.cu's
-// matmul) as a plain loop.
+// allocations on the host), check_launch, Storage and the device allocator as plain
+// host memory, in place of native/storage.cc and the backends behind it, and
+// cuBLASLt's products (gemm.cu's matmul) as a plain loop.
 #include <cstdlib>
 #include <cstring>
 
