@@ -82,10 +82,17 @@ function run(t: import('ava').ExecutionContext, bin: string, args: string[], env
 const maybe = include ? test.serial : test.skip;
 if (!include) console.log('cuda-emu: no CUDA headers (cuda_bf16.h) next to nvcc, in $CUDA_HOME or /usr/local/cuda: skipped');
 
-maybe('the attention kernels, emulated on the CPU, match the reference through every tier, path and key split', (t) => {
-  t.timeout(5 * 60_000);
-  const bin = build(t);
-  if (!bin) return;
+type Family = (name: string, env?: Record<string, string>, what?: string) => ReturnType<typeof run>;
+/** A test over the emulation binary (built if missing or stale): `family` runs one family of its checks. */
+function emulated(title: string, body: (t: import('ava').ExecutionContext, family: Family) => void) {
+  maybe(title, (t) => {
+    t.timeout(5 * 60_000);
+    const bin = build(t);
+    if (bin) body(t, (name, env = {}, what = name) => run(t, bin, [name], env, what));
+  });
+}
+
+emulated('the attention kernels, emulated on the CPU, match the reference through every tier, path and key split', (t, family) => {
   // Unset, the public entry (path 0) plans as shipped; with both attention switches, as
   // `device-check.sh --candidates` sets them, it takes the fixed-width kernel (8 warps
   // where its 128-row blocks fill the SMs, else 4) at the widths it has, and the
@@ -94,7 +101,7 @@ maybe('the attention kernels, emulated on the CPU, match the reference through e
   for (const env of envs) {
     const what = JSON.stringify(env);
     const switched = Object.keys(env).length > 0;
-    const r = run(t, bin, ['attention'], env, what);
+    const r = family('attention', env, what);
     t.is(r.failures, 0);
     // 12 shapes: bf16 and fp16 through 8 paths, fp32 through 2, each with 1 and 3 key
     // ranges, less the paths a shape lacks; and one routing shape through auto.
@@ -130,11 +137,8 @@ maybe('the attention kernels, emulated on the CPU, match the reference through e
   }
 });
 
-maybe('the composed attention (attention_gemm.cu), emulated with its products as loops, matches the reference forward and gradient', (t) => {
-  t.timeout(5 * 60_000);
-  const bin = build(t);
-  if (!bin) return;
-  const r = run(t, bin, ['composed'], {}, 'composed');
+emulated('the composed attention (attention_gemm.cu), emulated with its products as loops, matches the reference forward and gradient', (t, family) => {
+  const r = family('composed');
   // 4 shapes (several heads with a mask and a wholly masked row, one head with dropout,
   // unaligned rows with dropout, no keys) x 3 dtypes x (one chunk of keys, 64-key
   // chunks) x (forward, gradient with the forward's row statistics, gradient with its own).
@@ -142,11 +146,8 @@ maybe('the composed attention (attention_gemm.cu), emulated with its products as
   t.is(r.passed(/^PASS composed gradient, own lse .* 64-key chunks .*dropout/), 6);
 });
 
-maybe('the rest of elementwise.cu and reduce.cu, emulated on the CPU, match the reference', (t) => {
-  t.timeout(5 * 60_000);
-  const bin = build(t);
-  if (!bin) return;
-  const r = run(t, bin, ['elementwise'], {}, 'elementwise');
+emulated('the rest of elementwise.cu and reduce.cu, emulated on the CPU, match the reference', (t, family) => {
+  const r = family('elementwise');
   // fill and arange in five dtypes; copies (transposed, casts, saturating integer
   // casts); per float dtype: 15 unary ops on a transposed input, comparisons into
   // uint8, pow, minimum and where with broadcasts, 5 reductions over rows and columns
@@ -156,11 +157,8 @@ maybe('the rest of elementwise.cu and reduce.cu, emulated on the CPU, match the 
   t.is(r.passed(/^PASS reduce argmax /), 12);
 });
 
-maybe('the training kernels (backward.cu), emulated on the CPU, match the reference gradients', (t) => {
-  t.timeout(5 * 60_000);
-  const bin = build(t);
-  if (!bin) return;
-  const r = run(t, bin, ['training'], {}, 'training');
+emulated('the training kernels (backward.cu), emulated on the CPU, match the reference gradients', (t, family) => {
+  const r = family('training');
   // Per dtype: layer norm's gx (4 shapes) with gw and gb (3 of them), softmax at 128,
   // 256 and 512 threads per row, GELU in both forms, max pooling with and without
   // padding; and softmax's 16-bit gradients from float32 probabilities.
@@ -168,11 +166,8 @@ maybe('the training kernels (backward.cu), emulated on the CPU, match the refere
   t.is(r.passed(/^PASS layer_norm_backward .* \[200, 70\] g[wb] /), 6, 'weight and bias sums over four row chunks');
 });
 
-maybe('the other kernel files (optimizer updates, random draws, gathers, convolution, pooling, batch norm), emulated on the CPU, match their references', (t) => {
-  t.timeout(5 * 60_000);
-  const bin = build(t);
-  if (!bin) return;
-  const r = run(t, bin, ['ops'], {}, 'ops');
+emulated('the other kernel files (optimizer updates, random draws, gathers, convolution, pooling, batch norm), emulated on the CPU, match their references', (t, family) => {
+  const r = family('ops');
   t.is(r.checks, 44);
   // Bit for bit against the CPU backend's own kernels: Adam, SGD (three forms), LAMB's
   // moments, rand, randn and the fused attention's dropout mask.
@@ -181,11 +176,8 @@ maybe('the other kernel files (optimizer updates, random draws, gathers, convolu
   t.is(r.passed(/^PASS .* bad id +index 9 at position 2 is out of range \[0, 7\)/), 6);
 });
 
-maybe('the emulation finds shared-memory races: a copy read without a wait or a barrier, or overwritten while read', (t) => {
-  t.timeout(5 * 60_000);
-  const bin = build(t);
-  if (!bin) return;
-  const r = run(t, bin, ['races'], {}, 'races');
+emulated('the emulation finds shared-memory races: a copy read without a wait or a barrier, or overwritten while read', (t, family) => {
+  const r = family('races');
   t.is(r.checks, 6);
   // The ordered pipeline reads the right values with no race; each scenario that leaves
   // out a wait or a barrier is reported (run() already failed on any FAIL line).
@@ -193,13 +185,10 @@ maybe('the emulation finds shared-memory races: a copy read without a wait or a 
   t.is(r.passed(/^PASS races: .* [1-9]\d* race\(s\); the first: /), 5);
 });
 
-maybe('binary ops and layer norm, emulated on the CPU, match the reference with and without the 16-byte kernels', (t) => {
-  t.timeout(5 * 60_000);
-  const bin = build(t);
-  if (!bin) return;
+emulated('binary ops and layer norm, emulated on the CPU, match the reference with and without the 16-byte kernels', (t, family) => {
   for (const vec of ['0', '1']) {
     const what = `PERCEIVER_CUDA_VECTOR_KERNELS=${vec}`;
-    const r = run(t, bin, ['rows'], { PERCEIVER_CUDA_VECTOR_KERNELS: vec }, what);
+    const r = family('rows', { PERCEIVER_CUDA_VECTOR_KERNELS: vec }, what);
     t.regex(r.out, new RegExp(what));
     t.is(r.checks, 63, `${what}: ${r.checks} checks ran`);
   }

@@ -1,5 +1,6 @@
-// 16-bit float bit patterns to and from float, on the host: shared by the emulated
-// tensor-core blocks (attention_mma_emu.h) and the checks (emu_check.cc).
+// 16-bit float bit patterns to and from float, on the host, and elements of float32 /
+// 16-bit arrays by dtype: shared by the emulated tensor-core blocks
+// (attention_mma_emu.h), the runtime stand-ins (host.cc) and the checks (check.h).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -8,7 +9,11 @@
 #include <cstring>
 #include <type_traits>
 
+#include "../../dtype.h"
+
 namespace perceiver::emu {
+
+using perceiver::DType;
 
 // x rounded to T (bfloat16 or half), as its 16 bits.
 template <class T>
@@ -33,6 +38,19 @@ float bits_to_float(uint16_t bits) {
     std::memcpy(&f, &u, 4);
     return f;
   }
+}
+
+// Element i of a float32, bfloat16 or float16 array, as float.
+inline float load(const void* p, DType dt, int64_t i) {
+  if (dt == DType::Float32) return static_cast<const float*>(p)[i];
+  const uint16_t u = static_cast<const uint16_t*>(p)[i];
+  return dt == DType::BFloat16 ? bits_to_float<__nv_bfloat16>(u) : bits_to_float<__half>(u);
+}
+
+// x stored as element i of such an array, rounded to nearest even.
+inline void store(void* p, DType dt, int64_t i, float x) {
+  if (dt == DType::Float32) static_cast<float*>(p)[i] = x;
+  else static_cast<uint16_t*>(p)[i] = dt == DType::BFloat16 ? float_to_bits<__nv_bfloat16>(x) : float_to_bits<__half>(x);
 }
 
 }  // namespace perceiver::emu

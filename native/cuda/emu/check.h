@@ -25,29 +25,9 @@ using perceiver::Device;
 using perceiver::DeviceType;
 using perceiver::Storage;
 using perceiver::View;
+using perceiver::dtype_name;
 
 inline int g_failures = 0, g_checks = 0;
-
-inline uint16_t to_bits(float x, DType dt) {
-  return dt == DType::BFloat16 ? perceiver::emu::float_to_bits<__nv_bfloat16>(x) : perceiver::emu::float_to_bits<__half>(x);
-}
-inline float from_bits(uint16_t u, DType dt) {
-  return dt == DType::BFloat16 ? perceiver::emu::bits_to_float<__nv_bfloat16>(u) : perceiver::emu::bits_to_float<__half>(u);
-}
-
-// Element i of a float32 / 16-bit array, as float.
-inline float load(const void* p, DType dt, int64_t i) {
-  if (dt == DType::Float32) return static_cast<const float*>(p)[i];
-  return from_bits(static_cast<const uint16_t*>(p)[i], dt);
-}
-inline void store(void* p, DType dt, int64_t i, float x) {
-  if (dt == DType::Float32) static_cast<float*>(p)[i] = x;
-  else static_cast<uint16_t*>(p)[i] = to_bits(x, dt);
-}
-
-inline const char* dtype_label(DType dt) {
-  return dt == DType::Float32 ? "float32" : dt == DType::BFloat16 ? "bfloat16" : "float16";
-}
 
 // An array on the emulated device (a Storage in host memory, 4 bytes per element
 // whatever the dtype, with room to spare), for the kernels that take Views.

@@ -6,6 +6,7 @@
 
 #include "emu.h"  // first: the kernel headers below take its emulation
 #include "../attention.h"
+#include "attention_problem.h"
 #include "check.h"
 
 namespace perceiver::cuda::detail {
@@ -24,40 +25,12 @@ namespace {
 
 struct Case {
   const char* name;
-  int64_t B, H, nq, nk, dqk, dv;
-  bool odd_stride;  // rows at a stride of H * D + 3 (no 16-byte loads: the padded copies)
-  bool mask;        // a [B, Nq, Nk] mask with about a quarter of the keys masked
+  AttentionShape s;
 };
 
 void check(const Case& c, DType dt, int path, int splits) {
-  const int64_t sq = c.H * c.dqk + (c.odd_stride ? 3 : 0), sv = c.H * c.dv + (c.odd_stride ? 3 : 0);
-  const int64_t so = c.H * c.dv;
-  std::mt19937 rng(1234);
-  std::uniform_real_distribution<float> u(-1.5f, 1.5f);
-  // 4 bytes per element whatever the dtype (16-bit arrays use the first half).
-  std::vector<float> q(c.B * c.nq * sq), k(c.B * c.nk * sq), v(c.B * c.nk * sv), out(c.B * c.nq * so);
-  for (auto* t : {&q, &k, &v})
-    for (size_t i = 0; i < t->size(); i++) store(t->data(), dt, (int64_t)i, u(rng));
-  for (size_t i = 0; i < out.size(); i++) store(out.data(), dt, (int64_t)i, NAN);
-  std::vector<uint8_t> mask;
-  if (c.mask) {
-    mask.resize(c.B * c.nq * c.nk);
-    for (auto& m : mask) m = rng() % 4 != 0;
-  }
-  AttentionArgs a{};
-  a.q = q.data();
-  a.k = k.data();
-  a.v = v.data();
-  a.out = out.data();
-  a.mask = c.mask ? mask.data() : nullptr;
-  a.batch = c.B; a.heads = c.H; a.nq = c.nq; a.nk = c.nk; a.dqk = c.dqk; a.dv = c.dv;
-  a.q_sb = c.nq * sq; a.q_sn = sq; a.q_sh = c.dqk;
-  a.k_sb = c.nk * sq; a.k_sn = sq; a.k_sh = c.dqk;
-  a.v_sb = c.nk * sv; a.v_sn = sv; a.v_sh = c.dv;
-  a.o_sb = c.nq * so; a.o_sn = so; a.o_sh = c.dv;
-  a.m_sb = c.nq * c.nk; a.m_sq = c.nk; a.m_sk = 1;
-  a.scale = 1.f / std::sqrt((float)c.dqk);
-  a.dtype = dt;
+  AttentionProblem pr(c.s, dt, 1234, false);
+  const AttentionArgs& a = pr.a;
   const size_t ws_bytes = perceiver::cuda::detail::attention_workspace_bytes_forced(a, splits);
   std::vector<unsigned char> ws(ws_bytes + 256);
   void* wsp = ws.data() + (256 - reinterpret_cast<uintptr_t>(ws.data()) % 256) % 256;
@@ -65,10 +38,8 @@ void check(const Case& c, DType dt, int path, int splits) {
   const cudaError_t e = perceiver::cuda::detail::attention_forward_forced(a, wsp, ws_bytes, 132, nullptr, path, splits);
   const long races = perceiver::emu::g_races - races_before;
   char label[200];
-  std::snprintf(label, sizeof label, "%-16s %-8s path %d splits %d [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld%s%s]", c.name,
-                dtype_label(dt), path, splits, (long long)c.B, (long long)c.H,
-                (long long)c.nq, (long long)c.nk, (long long)c.dqk, (long long)c.dv, c.odd_stride ? " odd" : "",
-                c.mask ? " mask" : "");
+  std::snprintf(label, sizeof label, "%-16s %-8s path %d splits %d %s", c.name, dtype_name(dt), path, splits,
+                c.s.label().c_str());
   if (e == cudaErrorNotSupported) {
     std::printf("SKIP %s (not available for this shape)\n", label);
     return;
@@ -79,32 +50,13 @@ void check(const Case& c, DType dt, int path, int splits) {
     g_failures++;
     return;
   }
+  const std::vector<double> want = pr.reference().o;
+  const double tol = dt == DType::Float32 ? 1e-5 : 1e-2;
   double worst = 0;
-  for (int64_t b = 0; b < c.B; b++)
-    for (int64_t h = 0; h < c.H; h++)
-      for (int64_t i = 0; i < c.nq; i++) {
-        std::vector<double> logit(c.nk);
-        double mx = -INFINITY;
-        for (int64_t j = 0; j < c.nk; j++) {
-          double s = 0;
-          for (int64_t d = 0; d < c.dqk; d++)
-            s += (double)load(q.data(), dt, b * a.q_sb + i * sq + h * c.dqk + d) * load(k.data(), dt, b * a.k_sb + j * sq + h * c.dqk + d);
-          const bool keep = !c.mask || mask[(b * c.nq + i) * c.nk + j];
-          logit[j] = keep ? s * a.scale : -INFINITY;
-          mx = std::max(mx, logit[j]);
-        }
-        double l = 0;
-        for (auto& x : logit) l += (x = mx == -INFINITY ? 0 : std::exp(x - mx));
-        for (int64_t d = 0; d < c.dv; d++) {
-          double o = 0;
-          for (int64_t j = 0; j < c.nk; j++) o += logit[j] * load(v.data(), dt, b * a.v_sb + j * sv + h * c.dv + d);
-          o = l > 0 ? o / l : 0;
-          const double got = load(out.data(), dt, b * a.o_sb + i * so + h * c.dv + d);
-          const double tol = dt == DType::Float32 ? 1e-5 : 1e-2;
-          const double err = std::isnan(got) ? INFINITY : std::fabs(got - o) / (tol + tol * std::fabs(o));
-          worst = std::max(worst, err);
-        }
-      }
+  for (size_t i = 0; i < want.size(); i++) {
+    const double got = pr.at(pr.out, (int64_t)i);
+    worst = std::max(worst, std::isnan(got) ? INFINITY : std::fabs(got - want[i]) / (tol + tol * std::fabs(want[i])));
+  }
   // A race fails the check whatever the numbers: on a GPU its result depends on timing.
   const bool ok = worst <= 1.0 && races == 0;
   if (!ok) g_failures++;

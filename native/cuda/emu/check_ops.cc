@@ -112,9 +112,9 @@ void check_gathers(DType dt) {
     for (int64_t j = 0; j < c; j++) want[r * c + j] = w.get(ids[r] * c + j);
     for (int64_t j = 0; j < vocab; j++) want_oh[r * vocab + j] = j == ids[r] ? 0.9 : 0.02;
   }
-  compare(std::string("embedding ") + dtype_label(dt), want, out.all(n * c), dt);
+  compare(std::string("embedding ") + dtype_name(dt), want, out.all(n * c), dt);
   perceiver::cuda::one_hot(ids.data(), n, vocab, 0.9f, 0.02f, oh.p(), dt, nullptr);
-  compare(std::string("one_hot ") + dtype_label(dt), want_oh, oh.all(n * vocab), dt);
+  compare(std::string("one_hot ") + dtype_name(dt), want_oh, oh.all(n * vocab), dt);
   // A bad id fails the op with the CPU's message, and is never read.
   for (int which = 0; which < 2; which++) {
     std::vector<int32_t> bad = {3, 0, 9, -1, 1, 2};
@@ -131,7 +131,7 @@ void check_gathers(DType dt) {
     const bool ok = msg.find(want_msg) != std::string::npos;
     if (!ok) g_failures++;
     std::printf("%s %-60s %s\n", ok ? "PASS" : "FAIL",
-                (std::string(which == 0 ? "embedding" : "one_hot") + " " + dtype_label(dt) + " bad id").c_str(), msg.c_str());
+                (std::string(which == 0 ? "embedding" : "one_hot") + " " + dtype_name(dt) + " bad id").c_str(), msg.c_str());
   }
 }
 
@@ -164,7 +164,7 @@ void check_conv_pool_norm(DType dt) {
             });
             want[((bi * a.oh + oy) * a.ow + ox) * a.cout + co] = acc;
           }
-    compare(std::string("conv2d_direct ") + dtype_label(dt) + " 3x3 stride 2 pad 1", want, out.all((int64_t)want.size()), dt);
+    compare(std::string("conv2d_direct ") + dtype_name(dt) + " 3x3 stride 2 pad 1", want, out.all((int64_t)want.size()), dt);
   }
   {  // max pooling 3x3, stride 2, padding 1
     perceiver::Pool2dArgs a{};
@@ -186,7 +186,7 @@ void check_conv_pool_norm(DType dt) {
             });
             want[((bi * a.oh + oy) * a.ow + ox) * a.c + c] = m;
           }
-    compare(std::string("max_pool2d ") + dtype_label(dt) + " 3x3 stride 2 pad 1", want, out.all((int64_t)want.size()), dt);
+    compare(std::string("max_pool2d ") + dtype_name(dt) + " 3x3 stride 2 pad 1", want, out.all((int64_t)want.size()), dt);
   }
   {  // inference batch norm over the channels of [rows, c], with and without affine
     const int64_t rows = 40, c = 6;
@@ -202,7 +202,7 @@ void check_conv_pool_norm(DType dt) {
         const double y = (x.get(i) - mean.get(j)) / std::sqrt(var.get(j) + 1e-5);
         want[i] = affine ? y * w.get(j) + b.get(j) : y;
       }
-      compare(std::string("batch_norm ") + dtype_label(dt) + (affine ? "" : " without affine"), want, out.all(rows * c), dt);
+      compare(std::string("batch_norm ") + dtype_name(dt) + (affine ? "" : " without affine"), want, out.all(rows * c), dt);
     }
   }
 }

@@ -41,7 +41,7 @@ void check_binary(DType dt, BinaryOp op, const char* name, int64_t rows, int64_t
       got.push_back(out.get(offset + r * n + j));
     }
   char what[160];
-  std::snprintf(what, sizeof what, "%s %s [%lld, %lld]%s%s", name, dtype_label(dt), (long long)rows, (long long)n,
+  std::snprintf(what, sizeof what, "%s %s [%lld, %lld]%s%s", name, dtype_name(dt), (long long)rows, (long long)n,
                 bcast == 1 ? " + row" : bcast == 2 ? " row +" : "", offset ? " from an offset" : "");
   compare(what, want, got, dt);
 }
@@ -74,7 +74,7 @@ void check_layer_norm(DType dt, int64_t rows, int64_t n, bool affine, int64_t of
     }
   }
   char what[160];
-  std::snprintf(what, sizeof what, "layer_norm %s [%lld, %lld]%s%s", dtype_label(dt), (long long)rows, (long long)n,
+  std::snprintf(what, sizeof what, "layer_norm %s [%lld, %lld]%s%s", dtype_name(dt), (long long)rows, (long long)n,
                 affine ? "" : " without affine", offset ? " from an offset" : "");
   compare(what, want, got, dt);
 }
@@ -196,7 +196,7 @@ void check_unary_binary_where(DType dt) {
         want.push_back(w);
         got.push_back(out.get(c * R + r));
       }
-    compare(std::string("unary ") + o.name + " " + dtype_label(dt) + " (transposed input)", want, got, dt);
+    compare(std::string("unary ") + o.name + " " + dtype_name(dt) + " (transposed input)", want, got, dt);
   }
   {  // comparisons into uint8, pow and minimum, with a row broadcast
     using perceiver::BinaryOp;
@@ -207,7 +207,7 @@ void check_unary_binary_where(DType dt) {
     perceiver::cuda::binary(BinaryOp::Ge, av, bv, view_of(cmp, DType::UInt8, {R, C}, {C, 1}), nullptr);
     std::vector<double> want, got;
     for (int64_t i = 0; i < n; i++) want.push_back(a.get(i) >= b.get(i % C)), got.push_back(get_any(cmp, DType::UInt8, i));
-    compare(std::string("binary ge ") + dtype_label(dt) + " + row -> uint8", want, got, DType::Float32);
+    compare(std::string("binary ge ") + dtype_name(dt) + " + row -> uint8", want, got, DType::Float32);
     for (auto [op, name] : {std::pair{BinaryOp::Pow, "pow"}, std::pair{BinaryOp::Minimum, "minimum"}}) {
       perceiver::cuda::binary(op, av, bv, pw.view(R, C), nullptr);
       want.clear();
@@ -217,7 +217,7 @@ void check_unary_binary_where(DType dt) {
         want.push_back(op == BinaryOp::Pow ? std::pow(p, q) : std::min(p, q));
         got.push_back(pw.get(i));
       }
-      compare(std::string("binary ") + name + " " + dtype_label(dt) + " + row", want, got, dt);
+      compare(std::string("binary ") + name + " " + dtype_name(dt) + " + row", want, got, dt);
     }
     // where(cond, a, b) with the condition broadcast down the columns ([R, 1]).
     Buf cond(DType::UInt8, R), wo(dt, n);
@@ -226,7 +226,7 @@ void check_unary_binary_where(DType dt) {
     want.clear();
     got.clear();
     for (int64_t i = 0; i < n; i++) want.push_back((i / C) % 2 ? a.get(i) : b.get(i % C)), got.push_back(wo.get(i));
-    compare(std::string("where ") + dtype_label(dt) + " (condition per row, b per column)", want, got, dt);
+    compare(std::string("where ") + dtype_name(dt) + " (condition per row, b per column)", want, got, dt);
   }
 }
 
@@ -264,7 +264,7 @@ void check_reductions(DType dt) {
         }
       const char* names[] = {"sum", "mean", "max", "min", "argmax"};
       char what[160];
-      std::snprintf(what, sizeof what, "reduce %s %s [%lld, %lld, %lld]", names[(int)op], dtype_label(dt),
+      std::snprintf(what, sizeof what, "reduce %s %s [%lld, %lld, %lld]", names[(int)op], dtype_name(dt),
                     (long long)s.outer, (long long)s.n, (long long)s.inner);
       compare(what, want, got, am ? DType::Float32 : dt);
     }
@@ -286,7 +286,7 @@ void check_reductions(DType dt) {
           got.push_back(out.get(r * n + j));
         }
       }
-      compare(std::string(log ? "log_softmax " : "softmax ") + dtype_label(dt) + " [4, " + std::to_string(n) + "]", want, got, dt);
+      compare(std::string(log ? "log_softmax " : "softmax ") + dtype_name(dt) + " [4, " + std::to_string(n) + "]", want, got, dt);
     }
 }
 

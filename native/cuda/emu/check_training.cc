@@ -40,7 +40,7 @@ void check_layer_norm_backward(DType dt, int64_t rows, int64_t n, bool affine, b
     }
   }
   char what[160];
-  std::snprintf(what, sizeof what, "layer_norm_backward %s [%lld, %lld]%s", dtype_label(dt), (long long)rows,
+  std::snprintf(what, sizeof what, "layer_norm_backward %s [%lld, %lld]%s", dtype_name(dt), (long long)rows,
                 (long long)n, affine ? "" : " without weight");
   compare(std::string(what) + " gx", want_gx, gx.all(rows * n), dt);
   if (sums) {
@@ -67,7 +67,7 @@ void check_softmax_backward(DType in, DType out, int64_t rows, int64_t n) {
     for (int64_t j = 0; j < n; j++) want[r * n + j] = y.get(r * n + j) * (g.get(r * n + j) - dot);
   }
   char what[160];
-  std::snprintf(what, sizeof what, "softmax_backward %s -> %s [%lld, %lld]", dtype_label(in), dtype_label(out),
+  std::snprintf(what, sizeof what, "softmax_backward %s -> %s [%lld, %lld]", dtype_name(in), dtype_name(out),
                 (long long)rows, (long long)n);
   compare(what, want, gx.all(rows * n), out);
 }
@@ -89,7 +89,7 @@ void check_gelu_backward(DType dt, bool tanh_form) {
     }
     want[i] = g.get(i) * d;
   }
-  compare(std::string("gelu_backward ") + dtype_label(dt) + (tanh_form ? " tanh" : " erf"), want, gx.all(n), dt);
+  compare(std::string("gelu_backward ") + dtype_name(dt) + (tanh_form ? " tanh" : " erf"), want, gx.all(n), dt);
 }
 
 // Max pooling's gradient: each window's first maximum (in row-major window order) takes
@@ -121,7 +121,7 @@ void check_max_pool_backward(DType dt, int64_t k, int64_t stride, int64_t pad) {
           want[arg] += g.get(((b * a.oh + oy) * a.ow + ox) * a.c + c);
         }
   char what[160];
-  std::snprintf(what, sizeof what, "max_pool2d_backward %s %lldx%lld stride %lld pad %lld", dtype_label(dt),
+  std::snprintf(what, sizeof what, "max_pool2d_backward %s %lldx%lld stride %lld pad %lld", dtype_name(dt),
                 (long long)k, (long long)k, (long long)stride, (long long)pad);
   compare(what, want, gx.all(nin), dt);
 }

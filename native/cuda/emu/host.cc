@@ -69,23 +69,6 @@ void* DeviceAllocator::alloc(size_t bytes) {
 }
 void DeviceAllocator::free(void* p, size_t) { std::free(p); }
 
-namespace {
-float load_elem(const void* p, DType dt, int64_t i) {
-  switch (dt) {
-    case DType::Float32: return static_cast<const float*>(p)[i];
-    case DType::BFloat16: return emu::bits_to_float<__nv_bfloat16>(static_cast<const uint16_t*>(p)[i]);
-    default: return emu::bits_to_float<__half>(static_cast<const uint16_t*>(p)[i]);
-  }
-}
-void store_elem(void* p, DType dt, int64_t i, float x) {
-  switch (dt) {
-    case DType::Float32: static_cast<float*>(p)[i] = x; break;
-    case DType::BFloat16: static_cast<uint16_t*>(p)[i] = emu::float_to_bits<__nv_bfloat16>(x); break;
-    default: static_cast<uint16_t*>(p)[i] = emu::float_to_bits<__half>(x); break;
-  }
-}
-}  // namespace
-
 // gemm.cu's contract (backend.h's MatmulArgs, row-major): C[g] = alpha op(A[g]) op(B[g])
 // + bias + beta C[g], op(A) [m, k], op(B) [k, n], accumulated in float as cuBLASLt's
 // products are (though not in its order). Only what attention_gemm.cu asks for: no
@@ -100,12 +83,12 @@ void matmul(GemmContext&, const MatmulArgs& a, cudaStream_t) {
         for (int64_t k = 0; k < a.k; k++) {
           const int64_t ia = g * a.stride_a + (a.trans_a ? k * a.lda + i : i * a.lda + k);
           const int64_t ib = g * a.stride_b + (a.trans_b ? j * a.ldb + k : k * a.ldb + j);
-          acc += load_elem(a.a, a.dtype, ia) * load_elem(a.b, a.dtype, ib);
+          acc += emu::load(a.a, a.dtype, ia) * emu::load(a.b, a.dtype, ib);
         }
         const int64_t ic = g * a.stride_c + i * a.ldc + j;
-        float c = a.alpha * acc + (a.bias ? load_elem(a.bias, a.dtype, j) : 0.f);
-        if (a.beta != 0.f) c += a.beta * load_elem(a.c, ct, ic);
-        store_elem(a.c, ct, ic, c);
+        float c = a.alpha * acc + (a.bias ? emu::load(a.bias, a.dtype, j) : 0.f);
+        if (a.beta != 0.f) c += a.beta * emu::load(a.c, ct, ic);
+        emu::store(a.c, ct, ic, c);
       }
 }
 }  // namespace cuda
