@@ -67,14 +67,14 @@ MatOperand prepare(const Tensor& x_in, bool trans, const Shape& batch) {
   return r;
 }
 
-// Where the backend's fused attention is slow for these widths: CUDA's SIMT kernel,
-// which takes float32 (0.11-0.28x of torch on an H200, unless its product-composed
-// forward is switched on) and 16-bit heads wider than its tensor-core kernel takes
-// (the ImageNet classifiers' single 1024-wide query, computed in blocks of 64 query
-// rows: 2.75 ms at batch 32 in bf16). cuBLAS's GEMMs with a softmax pass between them
-// run several times faster, at the cost of materialising the [B, H, Nq, Nk] scores;
-// so that form is taken while the scores stay within 64M elements (256 MB), and
-// longer key ranges keep the fused kernel's linear memory.
+// Where the backend's fused attention is slow for these widths: CUDA's float32 and
+// 16-bit heads wider than its tensor-core kernel takes (the ImageNet classifiers'
+// single 1024-wide query: 2.75 ms at batch 32 in bf16 on the SIMT kernel). cuBLAS's
+// GEMMs with a softmax pass between them run several times faster, at the cost of
+// materialising the [B, H, Nq, Nk] scores; so that form is taken while the scores
+// stay within 64M elements (256 MB). Longer key ranges go to the backend, whose CUDA
+// side takes the same products a chunk of keys at a time (attention_gemm.cu), in
+// linear memory.
 // PERCEIVER_ATTENTION_COMPOSE=1 takes it on any device (tests compare the two), =0
 // never.
 bool compose_attention(const Tensor& q, int64_t dv, int64_t scores) {

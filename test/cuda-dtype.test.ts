@@ -96,7 +96,7 @@ for (const dtype of ['bfloat16', 'float16'] as const) {
   });
 }
 
-// The shapes of CUDA's 16-byte kernels (PERCEIVER_CUDA_VECTOR_KERNELS=1: rows of whole
+// The shapes of CUDA's 16-byte kernels (the default; rows of whole
 // 16-byte packs, 16-byte aligned) and of their fallbacks (a row of 1000, and views that
 // start one element in), against float64 references of the same rounded inputs.
 test('residual and bias adds, and layer norm over rows of 128 to 2048, in every float dtype', async (t) => {

@@ -82,25 +82,27 @@ function run(t: import('ava').ExecutionContext, bin: string, args: string[], env
 const maybe = include ? test.serial : test.skip;
 if (!include) console.log('cuda-emu: no CUDA headers (cuda_bf16.h) next to nvcc, in $CUDA_HOME or /usr/local/cuda: skipped');
 
-type Family = (name: string, env?: Record<string, string>, what?: string) => ReturnType<typeof run>;
-/** A test over the emulation binary (built if missing or stale): `family` runs one family of its checks. */
+type Family = (name: string, env?: Record<string, string>, what?: string, filter?: string) => ReturnType<typeof run>;
+/**
+ * A test over the emulation binary (built if missing or stale): `family` runs one
+ * family of its checks, the attention and composed shapes whose names contain `filter`.
+ */
 function emulated(title: string, body: (t: import('ava').ExecutionContext, family: Family) => void) {
   maybe(title, (t) => {
     t.timeout(5 * 60_000);
     const bin = build(t);
-    if (bin) body(t, (name, env = {}, what = name) => run(t, bin, [name], env, what));
+    if (bin) body(t, (name, env = {}, what = name, filter) => run(t, bin, filter ? [name, filter] : [name], env, what));
   });
 }
 
 emulated('the attention kernels, emulated on the CPU, match the reference through every tier, path and key split', (t, family) => {
-  // Unset, the public entry (path 0) plans as shipped; with both attention switches, as
-  // `device-check.sh --candidates` sets them, it takes the fixed-width kernel (8 warps
-  // where its 128-row blocks fill the SMs, else 4) at the widths it has, and the
-  // occupancy tiers at the others they serve.
-  const envs: Record<string, string>[] = [{}, { PERCEIVER_CUDA_ATTENTION_OCCUPANCY: '1', PERCEIVER_CUDA_ATTENTION_FIXED: '8' }];
-  for (const env of envs) {
+  // Unset, the public entry (path 0) takes the fixed-width kernel at the widths it has
+  // (two row tiles per warp where its 128-row blocks fill the SMs, else 4 warps of one)
+  // and the occupancy tiers 7 and 8 where their blocks fill the SMs; with
+  // FIXED=8 and OCCUPANCY=1, the 8-warp variant and the occupancy tiers everywhere.
+  const switched = { PERCEIVER_CUDA_ATTENTION_OCCUPANCY: '1', PERCEIVER_CUDA_ATTENTION_FIXED: '8' };
+  for (const env of [{}, switched]) {
     const what = JSON.stringify(env);
-    const switched = Object.keys(env).length > 0;
     const r = family('attention', env, what);
     t.is(r.failures, 0);
     // 12 shapes: bf16 and fp16 through 8 paths, fp32 through 2, each with 1 and 3 key
@@ -119,22 +121,32 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     t.is(r.passed(/^PASS .*float32 +path 2 /), 24, `${what}: the SIMT kernel`);
     // Heads wider than the widest tier run on tensor cores, in column chunks of V.
     t.is(r.passed(/^PASS (qk40-v520|w1024-odd) .* path 1 /), 8, `${what}: Dv in chunks`);
-    // Which kernel the public entry took (each line ends with it): the candidates only
-    // with their switches, and then at every width they serve.
+    // Which kernel the public entry took (each line ends with it).
     const auto = (shape: string, kernel: RegExp) => r.passed(new RegExp(`^PASS ${shape} .* path 0 .*-> ${kernel.source}$`));
-    t.is(r.passed(/ path 0 .*-> fixed /), switched ? 25 : 0, `${what}: fixed-width kernel under auto`);
-    t.is(r.passed(/ path 0 .*-> tc tier [789]$/), switched ? 16 : 0, `${what}: occupancy tiers under auto`);
-    if (switched) {
-      // 128-row blocks where they fill the SMs; 64-row ones where they would not.
+    t.is(r.passed(/ path 0 .*-> fixed /), 25, `${what}: fixed-width kernel under auto`);
+    t.is(auto('w128', /fixed 128x128 tcf/), 4, what);
+    t.is(auto('qk32-v160', /fixed 32x160 tcf/), 4, what);
+    if (env === switched) {
+      t.is(r.passed(/ path 0 .*-> tc tier [789]$/), 16, `${what}: occupancy tiers under auto`);
       t.is(auto('rows-fill-sms', /fixed 128x128 tcf8/), 1, what);
-      t.is(auto('w128', /fixed 128x128 tcf/), 4, what);
-      t.is(auto('qk32-v160', /fixed 32x160 tcf/), 4, what);
       t.is(auto('w96-odd', /tc tier 7/), 4, `${what}: unaligned rows stay on the tiers`);
     } else {
-      t.is(auto('rows-fill-sms', /tc tier 6/), 1, `${what}: the wide kernel where its blocks fill the SMs`);
-      t.is(auto('w128', /tc tier 1/), 4, what);
+      // The small shapes' blocks leave the SMs idle: no occupancy tier.
+      t.is(r.passed(/ path 0 .*-> tc tier [789]$/), 0, `${what}: occupancy tiers under auto`);
+      t.is(auto('rows-fill-sms', /fixed 128x128 tcf2/), 1, what);
+      t.is(auto('w96-odd', /tc tier 1/), 4, `${what}: unaligned rows stay on the tiers`);
     }
   }
+  // The ways back, =0: without the fixed-width kernel, the occupancy tier where the
+  // blocks fill the SMs; without that either, the wide kernel there and tier 1 elsewhere.
+  const route = (env: Record<string, string>, shape: string, kernel: RegExp, count: number) => {
+    const what = `${JSON.stringify(env)} ${shape}`;
+    const r = family('attention', env, what, shape);
+    t.is(r.passed(new RegExp(`^PASS ${shape} .* path 0 .*-> ${kernel.source}$`)), count, what);
+  };
+  route({ PERCEIVER_CUDA_ATTENTION_FIXED: '0' }, 'rows-fill-sms', /tc tier 7/, 1);
+  route({ PERCEIVER_CUDA_ATTENTION_FIXED: '0' }, 'w128', /tc tier 1/, 4);
+  route({ PERCEIVER_CUDA_ATTENTION_FIXED: '0', PERCEIVER_CUDA_ATTENTION_OCCUPANCY: '0' }, 'rows-fill-sms', /tc tier 6/, 1);
 });
 
 emulated('the composed attention (attention_gemm.cu), emulated with its products as loops, matches the reference forward and gradient', (t, family) => {

@@ -36,10 +36,11 @@
 //   that the copy of tile i+1 overlaps the products of tile i; otherwise (e.g. 261
 //   wide heads packed at stride 261) the copies are plain loads, one stage, and
 //   the two blocks per SM hide each other's loads.
-// version 1f, "fixed" (attention_fixed.cuh; PERCEIVER_CUDA_ATTENTION_FIXED, off by
-//   default until a GPU has timed it): version 1 compiled for the padded widths of
-//   multi-head latent self-attention (kFixedTiers), with Q's fragments in registers,
-//   compile-time tile copies and one barrier per key tile.
+// version 1f, "fixed" (attention_fixed.cuh; the default at the widths it has,
+//   PERCEIVER_CUDA_ATTENTION_FIXED=0 turns it off): version 1 compiled for the padded
+//   widths of multi-head latent self-attention (kFixedTiers), with Q's fragments in
+//   registers, compile-time tile copies and one barrier per key tile; 2.3-3.3x
+//   version 1's speed on an H200 (fixed_auto_variant).
 // version 2, "simt" (fp32, and the fallback for any dtype and width): the same
 //   algorithm with fp32 FMAs (no TF32: fp32 results stay within ~1e-5). 8 warps,
 //   each owning 8 query rows; Dqk is streamed through shared memory 32 columns at a
@@ -857,8 +858,8 @@ struct TcTier {
 // Tier 0 is held to four blocks per SM: 128 registers with a 16-byte spill, against
 // 139 (three blocks) unbounded, and 7% faster on an H200 (multimodal self-attention,
 // batch 8: 0.141 against 0.152 ms).
-// Tiers 7-9, the occupancy tiers (PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1; not yet
-// timed on a GPU): key tiles of 32 and a register bound, so that more warps share an
+// Tiers 7-9, the occupancy tiers (kAuto takes 7 and 8 where blocks are plentiful:
+// occupancy_auto): key tiles of 32 and a register bound, so that more warps share an
 // SM. On an H200 the 16-row kernel took the same ~55 us per block at 8 heads of 128
 // whether one or two blocks shared an SM (batch 1 against batch 32), i.e. it is bound
 // by latency, not by a unit, and more resident warps are what hide latency: tier 7
@@ -870,7 +871,8 @@ struct TcTier {
 // Tier 9 gives the image encoders' 261-wide heads (tier 3's class) the same unrolled
 // Q Kᵀ and stepped loads without the occupancy change, for which their 136 accumulator
 // registers leave no room (ptxas: 238 registers against tier 3's 234, two blocks per SM
-// either way): timed against tier 3, it shows what those two changes give on their own.
+// either way): timed against tier 3, it shows what those two changes give on their own
+// (nothing: 0.610 against 0.586 ms at the ImageNet encoder on an H200).
 constexpr int kTcTierCount = 10;
 constexpr TcTier kTcTiers[kTcTierCount] = {{64, 64, 4, 1, 4, 0},    {128, 64, 4, 1, 1, 0},   {192, 64, 4, 1, 1, 0},
                                  {272, 32, 4, 1, 1, 0},   {336, 32, 4, 1, 1, 0},   {64, 64, 4, 2, 1, 0},
@@ -897,12 +899,23 @@ int tc_tier(int64_t dqk, int64_t dv, int kind) {
   return 4;
 }
 
-// Whether kAuto takes the occupancy tiers (heads 65-272 wide), ahead of the wide
-// kernel: PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1, off by default until a GPU has timed
-// them (scripts/device-check.sh does, and cuda_attention_check checks them as "tco").
-bool occupancy_auto(const AttentionArgs& a) {
-  static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_OCCUPANCY");
-  return on && occupancy_tier(a.dqk, a.dv) >= 0;
+// Whether kAuto takes the occupancy tiers, ahead of the wide kernel (where the
+// fixed-width kernel does not serve: fixed_auto_variant). Timed on an H200
+// (2026-11-27, bf16, cuda_attention_check "tco" against kAuto's pick) where the blocks
+// fill the SMs by wide_auto's count: tier 7 at 8 heads of 128 over 512 latents, 0.094
+// against 0.110 ms at batch 8 and 0.365 against 0.418 at batch 32; at the language
+// model's decoder (qk 32, v 96, batch 32) 0.614 against 0.778; tier 8 at its latents
+// (qk 32, v 160, batch 32) 0.126 against 0.144. Where they do not (batch 1: 0.064
+// against 0.053) and for tier 9 (0.610 against 0.586 at the ImageNet encoder) the
+// older tiers stay. PERCEIVER_CUDA_ATTENTION_OCCUPANCY=0 never takes them, =1 always.
+bool occupancy_auto(const AttentionArgs& a, int sm_count) {
+  static const int mode = [] {
+    const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_OCCUPANCY");
+    return !e || !*e ? -1 : std::strcmp(e, "0") == 0 ? 0 : 1;
+  }();
+  const int tier = occupancy_tier(a.dqk, a.dv);
+  if (tier < 0 || mode == 0) return false;
+  return mode == 1 || (tier != 9 && a.batch * a.heads * ceil_div(a.nq, 128) >= (int64_t)sm_count);
 }
 
 // Whether kAuto takes the wide kernel: for heads 65-128 wide once its 128-row blocks
@@ -991,13 +1004,21 @@ int fixed_tier(int64_t dqk, int64_t dv, int variant) {
   return -1;
 }
 
-// The variant kAuto takes: -1 none (the default until a GPU has timed the kernel), else
-// PERCEIVER_CUDA_ATTENTION_FIXED's =1 (kFixed4), =8 (kFixed8) or =2 (kFixedWide); with
-// 8 or 2, kFixed4 where that variant does not serve (forward()).
+// The variant kAuto takes, kFixed4 where it does not serve (forward()). Timed on an
+// H200 (2026-11-27, bf16, cuda_attention_check) against kAuto's tiers at 8 heads of
+// 128 over 512 latents: batch 1, kFixed4 0.016 against 0.053 ms (kFixed8 0.022,
+// kFixedWide 0.027: 32 blocks of 128 rows for 132 SMs); batch 8, kFixedWide 0.048,
+// kFixed4 0.049, against 0.110; batch 32, kFixedWide 0.172, kFixed4 0.179, kFixed8
+// 0.182, against 0.418. At the other widths (kFixed4 only): qk 32 / v 160 at batch 32
+// 0.068 against 0.144, qk 32 / v 96 (2048 queries) 0.313 against 0.778, 8 heads of 64
+// at batch 8 0.064 against 0.141, 16 heads of 32 0.053 against 0.146. Hence kFixedWide
+// by default. PERCEIVER_CUDA_ATTENTION_FIXED=0 turns the kernel off (-1), =1 takes
+// kFixed4 everywhere, =8 kFixed8 where it serves.
 int fixed_auto_variant() {
   static const int variant = [] {
     const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_FIXED");
-    if (!e || !*e || std::strcmp(e, "0") == 0) return -1;
+    if (!e || !*e) return (int)kFixedWide;
+    if (std::strcmp(e, "0") == 0) return -1;
     return std::strcmp(e, "8") == 0 ? (int)kFixed8 : std::strcmp(e, "2") == 0 ? (int)kFixedWide : (int)kFixed4;
   }();
   return variant;
@@ -1215,7 +1236,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     if (cudaError_t e = device_caps(&cc, &smem_optin)) return e;
     if (force_path == kTensorCoreWide) p.tc_kind = kTcWide;
     else if (force_path == kTensorCoreOccupancy) p.tc_kind = kTcOccupancy;
-    else if (force_path == kAuto && occupancy_auto(a)) p.tc_kind = kTcOccupancy;
+    else if (force_path == kAuto && occupancy_auto(a, sm_count)) p.tc_kind = kTcOccupancy;
     else if (force_path == kAuto && wide_auto(a, sm_count)) p.tc_kind = kTcWide;
     else p.tc_kind = kTcNarrow;
     // Forced only (auto never asks for a family outside its widths):

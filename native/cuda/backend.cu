@@ -184,7 +184,7 @@ class CudaBackend final : public Backend {
   }
   void attention(const AttentionArgs& a) override {
     set_device();
-    if (a.dropout_scale != 0.f || (a.dtype == DType::Float32 && gemm_attention())) {
+    if (a.dropout_scale != 0.f || products_attention(a)) {
       attention_forward_gemm(gemm_, alloc_, a, stream_);
       return;
     }
@@ -201,9 +201,9 @@ class CudaBackend final : public Backend {
   }
   // Dropout runs in the product-composed forward (attention_gemm.cu), which is off
   // by default with it (below).
-  bool has_attention_dropout() const override { return gemm_attention(); }
+  bool has_attention_dropout() const override { return gemm_attention_mode() == 1; }
   bool fast_attention(DType dtype, int64_t dqk, int64_t dv) const override {
-    if (dtype == DType::Float32) return gemm_attention();
+    if (dtype == DType::Float32) return gemm_attention_mode() == 1;
     return !attention_beyond_one_tc_pass(dtype, dqk, dv, cc_, smem_optin_);
   }
   void embedding(const float* w, int64_t vocab, int64_t c, const int32_t* ids, int64_t n, float* out,
@@ -249,10 +249,11 @@ class CudaBackend final : public Backend {
   }
   void sgd_update(const SgdArgs& a) override { set_device(); cuda::sgd_update(a, stream_); }
   bool has_backward_kernels() const override { return true; }
-  // Off unless PERCEIVER_CUDA_GEMM_ADDEND=1 until a GPU has checked and timed it: the
-  // residual as cuBLASLt's C (out of place, beta 1) instead of an add after the product.
+  // The residual as cuBLASLt's C (out of place, beta 1) instead of an add after the
+  // product: on an H200 the LM's [2048, 1280] bf16 dense layer took 0.016 ms with or
+  // without it, saving the add's pass. PERCEIVER_CUDA_GEMM_ADDEND=0: product, then add.
   bool fuses_matmul_addend() const override {
-    static const bool on = env_flag("PERCEIVER_CUDA_GEMM_ADDEND");
+    static const bool on = !env_off("PERCEIVER_CUDA_GEMM_ADDEND");
     return on;
   }
   // Off unless PERCEIVER_CUDA_ATTENTION_BACKWARD=1: lib/autograd then composes the
@@ -291,13 +292,33 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  // float32 attention (and dropout, for every dtype) through chunked cuBLASLt
-  // products instead of the fused SIMT kernel: off unless PERCEIVER_CUDA_ATTENTION_GEMM=1,
-  // since the op layer's whole-matrix composition, taken while the scores fit, was
-  // faster on an H200 (0.98 against 1.15 ms at the image encoder's shape).
-  static bool gemm_attention() {
-    static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_GEMM");
-    return on;
+  // PERCEIVER_CUDA_ATTENTION_GEMM: unset (-1), the calls that reach the backend in
+  // float32 or with 16-bit heads wider than one tensor-core pass take chunked cuBLASLt
+  // products (attention_gemm.cu); =0 the fused kernels for every call; =1 also
+  // dropout inside the op (every dtype), and float32 attention comes here whole instead
+  // of the op layer composing it from whole-matrix products while the scores fit, which
+  // was faster on an H200 (0.98 against 1.15 ms at the image encoder's shape).
+  static int gemm_attention_mode() {
+    static const int mode = [] {
+      const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_GEMM");
+      return !e || !*e ? -1 : std::strcmp(e, "1") == 0 ? 1 : std::strcmp(e, "0") == 0 ? 0 : -1;
+    }();
+    return mode;
+  }
+  // Where the fused kernels are slow: the SIMT kernel (float32, every width) and the
+  // tensor-core kernel in column chunks of V (16-bit heads over 336 wide, each chunk
+  // recomputing Q Kᵀ). Timed on an H200 (2026-11-27, cuda_attention_check "gemm"
+  // against kAuto): float32 1.3-12.8x faster at every shape there (the ImageNet
+  // encoder 0.99 against 8.71 ms, 8 heads of 128 at batch 32 2.51 against 4.81, the
+  // flow decoder's 16,384 queries of 512 over 2048 latents 1.70 against 21.7); bf16
+  // at the flow decoder 0.60 against 1.67 ms and the ImageNet decoder 0.044 against
+  // 0.128. Such calls reach the backend where the op layer does not compose them
+  // (scores over 64M elements: ops_linalg.cc), so memory stays linear in the keys.
+  bool products_attention(const AttentionArgs& a) const {
+    const int mode = gemm_attention_mode();
+    if (mode == 0) return false;
+    if (a.dtype == DType::Float32) return true;
+    return attention_beyond_one_tc_pass(a.dtype, a.dqk, a.dv, cc_, smem_optin_);
   }
   void set_device() { CUDA_CHECK("cuda", cudaSetDevice(device_)); }
   void ensure_staging() {

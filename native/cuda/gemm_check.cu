@@ -122,8 +122,8 @@ void compare(const std::string& name, const std::vector<float>& got, const std::
 
 double time_gpu(const std::function<void()>& fn, int runs) { return check::time_gpu(g_gpu, fn, runs); }
 
-// addend: a residual of C's shape as MatmulArgs::addend (the GPU side takes it only
-// with PERCEIVER_CUDA_GEMM_ADDEND=1; else the case is skipped there).
+// addend: a residual of C's shape as MatmulArgs::addend (skipped where the GPU side does
+// not take it: PERCEIVER_CUDA_GEMM_ADDEND=0).
 void gemm_case(int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb, bool bias, Activation act, DType t,
                bool addend = false) {
   const Device cpu{DeviceType::CPU, 0}, gpu{DeviceType::CUDA, 0};
@@ -222,8 +222,8 @@ int main() {
       rows_case(w, 512, 1024, t);
       rows_case(w, 64, 50176, t);
     }
-    // The language model's rows (PERCEIVER_CUDA_VECTOR_KERNELS=1 takes 16-byte kernels
-    // for these; the first has a partly filled block of rows).
+    // The language model's rows (16-byte kernels for these unless
+    // PERCEIVER_CUDA_VECTOR_KERNELS=0; the first has a partly filled block of rows).
     for (const char* w : {"layer_norm", "add", "residual"}) {
       rows_case(w, 5, 1280, t);
       rows_case(w, 8192, 1280, t);

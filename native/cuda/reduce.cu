@@ -159,7 +159,7 @@ __global__ void layer_norm_kernel(const T* x, const T* w, const T* b, T* out, in
   }
 }
 
-// A row per warp, held in registers (PERCEIVER_CUDA_VECTOR_KERNELS=1): rows of
+// A row per warp, held in registers (unless PERCEIVER_CUDA_VECTOR_KERNELS=0): rows of
 // kVecs 16-byte packs per lane (bf16 rows of 256-2048, the language model's 1280 and
 // the image models' 1024; float rows of 128-1024) are read once with 16-byte loads
 // instead of three times element by element (43-64 us for [8192, 1280] and

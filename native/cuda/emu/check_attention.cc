@@ -98,8 +98,8 @@ void check_attention(const std::string& filter) {
   for (const Case& c : cases) {
     if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
     for (DType dt : {DType::BFloat16, DType::Float16})
-      // auto (the public entry: PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 in the
-      // environment makes it take the occupancy tiers), tc (the planned tier), tco (the
+      // auto (the public entry, routed by PERCEIVER_CUDA_ATTENTION_FIXED and
+      // PERCEIVER_CUDA_ATTENTION_OCCUPANCY as on a GPU), tc (the planned tier), tco (the
       // occupancy tiers), tcw (two row tiles per warp), tc1 (one stage), tcf, tcf8 and
       // tcf2 (the fixed-width kernel: 4 warps, 8 warps, 4 warps of two row tiles); one key
       // range, and three with the merge.
@@ -110,7 +110,8 @@ void check_attention(const std::string& filter) {
       for (int splits : {1, 3}) check(c, DType::Float32, path, splits);
   }
   // The public entry only, where 128-row blocks fill all 132 SMs (33 x 8 of them), which
-  // is where auto takes the wide kernel or, with its switch, the 128-row fixed variants.
+  // is where auto takes the 128-row fixed variants, or with the fixed-width kernel off
+  // the occupancy tier, or with that off too the wide kernel.
   const Case full = {"rows-fill-sms", 33, 8, 128, 16, 128, 128, false, false};
   if (filter.empty() || std::string(full.name).find(filter) != std::string::npos) check(full, DType::BFloat16, 0, 1);
 }

@@ -1,6 +1,6 @@
 // elementwise.cu and reduce.cu on the emulation: "rows", the binary ops and layer norm
-// with and without the 16-byte kernels (PERCEIVER_CUDA_VECTOR_KERNELS=1 in the
-// environment takes them, as on a GPU); "elementwise", the rest of both files.
+// with and without the 16-byte kernels (taken unless PERCEIVER_CUDA_VECTOR_KERNELS=0
+// in the environment, as on a GPU); "elementwise", the rest of both files.
 #include <cstdlib>
 #include <random>
 

@@ -6,9 +6,9 @@
 // scripts/device-check.sh --prepare, before anything goes to a GPU):
 //   g++ -std=c++20 -O1 -ffp-contract=off -I<cuda>/include -Inative native/cuda/emu/*.cc -o emu_check
 //   ./emu_check [all | attention | composed | rows | elementwise | training | ops | races] [name filter]
-// The filter selects attention and composed shapes by name. PERCEIVER_CUDA_VECTOR_KERNELS=1
-// in the environment makes "rows" take the 16-byte kernels, as on a GPU; unset, their
-// fallbacks; the attention switches route "attention"'s public entry.
+// The filter selects attention and composed shapes by name. "rows" takes the 16-byte
+// kernels, as on a GPU, unless PERCEIVER_CUDA_VECTOR_KERNELS=0 (then their fallbacks);
+// the attention switches route "attention"'s public entry.
 #include <cstdio>
 #include <string>
 
