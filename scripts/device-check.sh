@@ -24,16 +24,16 @@
 #       bench-train-gpu (with their profiles): for a second or third call of a session
 #       that changed kernels, at about half the device time. It runs no tests beyond
 #       the harnesses: changed kernels still need a full run before they land.
-#   bash scripts/device-check.sh --candidates   the kernels that are off by default until
-#       a GPU has checked and timed them (PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1: the
-#       attention's occupancy tiers; PERCEIVER_CUDA_ATTENTION_FIXED=1: its fixed-width
-#       kernel for latent self-attention; PERCEIVER_CUDA_VECTOR_KERNELS=1: 16-byte binary ops
-#       and register-resident layer norm; PERCEIVER_CUDA_GEMM_ADDEND=1: residuals in the
-#       GEMM epilogue as cuBLASLt's C): the harnesses with and without them, the tests
-#       of the ops they serve with them, bench-gpu without (against torch) and with them
-#       (ours), the same for training steps, and ncu on the default tier, the occupancy
-#       tier and the fixed-width kernel at both latent self-attention shapes. About 5
-#       minutes.
+#   bash scripts/device-check.sh --compare    the defaults a GPU measured and turned on
+#       (2026-11-27) against the kernels they replaced, which =0 switches bring back
+#       (PERCEIVER_CUDA_ATTENTION_FIXED=0 and _OCCUPANCY=0: the fixed-width attention
+#       kernel and the occupancy tiers; PERCEIVER_CUDA_VECTOR_KERNELS=0: the 16-byte
+#       binary ops and register-resident layer norm; PERCEIVER_CUDA_GEMM_ADDEND=0:
+#       residuals in the GEMM epilogue; PERCEIVER_CUDA_ATTENTION_GEMM=0: float32 and
+#       too-wide 16-bit attention through chunked products): the harnesses, the tests
+#       of the ops they serve with the older kernels, bench-gpu and bench-train-gpu both
+#       ways, and ncu on the older tier, the occupancy tier and the fixed-width kernel
+#       at both latent self-attention shapes. About 3 minutes on an H200.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -80,8 +80,8 @@ prepare() {
   [ -f build/Release/perceiver.node ] || { echo "build/Release/perceiver.node is missing: run npx node-gyp rebuild"; exit 1; }
   # Device time is scarce: kernels that fail on the CPU emulation (native/cuda/emu) do
   # not go to a GPU, and neither do shared-memory races the emulation finds. Every
-  # check, the attention paths auto takes with both candidate switches, and the rows
-  # with the 16-byte kernels.
+  # check, the attention paths auto takes with the attention switches set otherwise,
+  # and the rows with the element kernels (the 16-byte ones turned off).
   echo "== the kernels on the CPU emulation (native/cuda/emu)"
   local cuda_inc
   cuda_inc=$(dirname "$(readlink -f "$(command -v nvcc)")")/../include
@@ -90,7 +90,8 @@ prepare() {
   g++ -std=c++20 -O1 -ffp-contract=off -Wall -Wno-unknown-pragmas "-I$cuda_inc" -Inative native/cuda/emu/*.cc -o build/cuda-emu/emu_check
   build/cuda-emu/emu_check | tail -1
   PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 PERCEIVER_CUDA_ATTENTION_FIXED=8 build/cuda-emu/emu_check attention | tail -1
-  PERCEIVER_CUDA_VECTOR_KERNELS=1 build/cuda-emu/emu_check rows | tail -1
+  PERCEIVER_CUDA_ATTENTION_OCCUPANCY=0 PERCEIVER_CUDA_ATTENTION_FIXED=0 build/cuda-emu/emu_check attention | tail -1
+  PERCEIVER_CUDA_VECTOR_KERNELS=0 build/cuda-emu/emu_check rows | tail -1
   echo "== perceiver_cuda.so and harnesses for CUDA architectures $archs"
   cmake -S . -B build/cuda-device -DCMAKE_BUILD_TYPE=Release -DPERCEIVER_CPU=OFF "-DPERCEIVER_CUDA_ARCHS=$archs" > /dev/null
   local targets
@@ -166,8 +167,8 @@ show_bench_gpu() { grep -A40 '^measurement' "$LOGS/bench-gpu.log" || tail -5 "$L
 show_train() { grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"; }
 show_ours_train() { grep -E 'perceiver-io|ms/step' "$LOGS/$1.log" | head -"$2" || tail -3 "$LOGS/$1.log"; }
 # Per bf16 shape of cuda_attention_check's timings: the default (auto, as planned) against
-# the fastest candidate path (occupancy tiers, fixed-width variants; any key split), the
-# evidence for flipping a switch's default (with its checks passing).
+# the fastest of the occupancy tiers and fixed-width variants (any key split): whether
+# auto's routing still takes the fastest.
 attention_verdict() {
   python3 - "$1" << 'PY' || true
 import re, sys
@@ -180,7 +181,7 @@ for line in open(sys.argv[1]):
     cur = best.setdefault(shape, {}).get(path)
     if cur is None or float(ms) < cur[0]:
         best[shape][path] = (float(ms), splits, kernel)
-print('-- attention, bf16: default (auto) against the fastest candidate path')
+print('-- attention, bf16: default (auto) against the fastest tco / tcf path')
 for shape, paths in best.items():
     cands = {p: v for p, v in paths.items() if p in ('tco', 'tcf', 'tcf8', 'tcf2')}
     if 'auto' not in paths or not cands:
@@ -208,8 +209,8 @@ show_ncu() {
 
 device() {
   setup
-  if [ -n "${CANDIDATES:-}" ]; then
-    candidates
+  if [ -n "${COMPARE:-}" ]; then
+    compare
   else
     checks
   fi
@@ -240,32 +241,34 @@ setup() {
   fi
 }
 
-# The kernels behind PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1, PERCEIVER_CUDA_ATTENTION_FIXED=1,
-# PERCEIVER_CUDA_VECTOR_KERNELS=1 and PERCEIVER_CUDA_GEMM_ADDEND=1 (written without a GPU
-# on 2026-11-27): correct, and faster than the defaults? (With both attention switches,
-# the fixed-width kernel takes the widths it has; the occupancy tiers the others.)
-candidates() {
-  local cand=(PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 PERCEIVER_CUDA_ATTENTION_FIXED=1 PERCEIVER_CUDA_VECTOR_KERNELS=1 PERCEIVER_CUDA_GEMM_ADDEND=1)
-  echo "== candidates: harnesses"
-  # The attention harness checks and times the occupancy tiers as path "tco" and the
-  # fixed-width kernel as "tcf" / "tcf8" / "tcf2" whatever the switches; the GEMM harness's rows
-  # cases take the 16-byte kernels, and its "+C" cases run, only with theirs.
+# The defaults that a GPU measured and turned on (2026-11-27, docs/DEVICE.md) against the
+# kernels they replaced, still there behind =0 (the occupancy tiers and the fixed-width
+# attention kernel; the 16-byte binary and layer-norm kernels; residuals as cuBLASLt's
+# C; float32 and too-wide 16-bit attention through chunked products): still correct,
+# still faster? For re-timing after a kernel change, or on another GPU.
+compare() {
+  local back=(PERCEIVER_CUDA_ATTENTION_OCCUPANCY=0 PERCEIVER_CUDA_ATTENTION_FIXED=0 PERCEIVER_CUDA_VECTOR_KERNELS=0
+    PERCEIVER_CUDA_GEMM_ADDEND=0 PERCEIVER_CUDA_ATTENTION_GEMM=0)
+  echo "== compare: harnesses"
+  # The attention harness checks and times every path whatever the switches (auto,
+  # the older tiers "tc", the occupancy tiers "tco", the fixed-width variants "tcf" /
+  # "tcf8" / "tcf2", the products "gemm"); the GEMM harness's rows cases take the
+  # 16-byte kernels, and its "+C" cases run, only by default.
   step cuda_attention_check 140 env CUBLASLT_LOG_LEVEL=1 bin/cuda_attention_check
   step cuda_gemm_check 60 env CUBLASLT_LOG_LEVEL=1 bin/cuda_gemm_check
-  step cuda_gemm_check-candidates 60 env CUBLASLT_LOG_LEVEL=1 PERCEIVER_CUDA_VECTOR_KERNELS=1 PERCEIVER_CUDA_GEMM_ADDEND=1 bin/cuda_gemm_check
-  echo "== candidates: the tests of the ops they serve, with the switches"
-  step ava-candidates 110 env PERCEIVER_TEST_DEVICE=cuda "${cand[@]}" node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s \
+  step cuda_gemm_check-back 60 env CUBLASLT_LOG_LEVEL=1 PERCEIVER_CUDA_VECTOR_KERNELS=0 PERCEIVER_CUDA_GEMM_ADDEND=0 bin/cuda_gemm_check
+  echo "== compare: the tests of the ops they serve, with the older kernels"
+  step ava-back 110 env PERCEIVER_TEST_DEVICE=cuda "${back[@]}" node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s \
     dist/test/cuda-dtype.test.js dist/test/elementwise.test.js dist/test/reduce.test.js dist/test/linalg.test.js \
     dist/test/nn.test.js dist/test/models-mlm.test.js dist/test/models-blocks.test.js dist/test/autograd.test.js
-  echo "== candidates: bench-gpu and bench-train-gpu without them (and torch), then with them (ours only)"
+  echo "== compare: bench-gpu and bench-train-gpu by default (and torch), then with the older kernels (ours only)"
   step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
-  step bench-gpu-candidates 80 env PERCEIVER_DEVICE=cuda "${cand[@]}" node dist/scripts/bench-gpu.js --no-torch --profile
+  step bench-gpu-back 80 env PERCEIVER_DEVICE=cuda "${back[@]}" node dist/scripts/bench-gpu.js --no-torch --profile
   step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1
-  step bench-train-gpu-candidates 70 env PERCEIVER_DEVICE=cuda "${cand[@]}" node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
-  # One launch each of the default kernel (path "tc", the harness's first launch for a
-  # shape: tiers 1 and 2 are unbounded), of the occupancy tier (path "tco", the first
-  # bounded launch) and of the fixed-width kernel (path "tcf"), at both latent
-  # self-attention shapes: occupancy, where the warps stall, and what bounds them.
+  step bench-train-gpu-back 70 env PERCEIVER_DEVICE=cuda "${back[@]}" node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
+  # One launch each of the older 16-row kernel (path "tc"), the occupancy tier (path
+  # "tco", the first bounded launch) and the fixed-width kernel (path "tcf"), at both
+  # latent self-attention shapes: occupancy, where the warps stall, what bounds them.
   local c
   for c in perceiver-self-b32 mlm-self-b32; do
     ncu_step "ncu-tc-$c" attention_tc_kernel "$c" 1
@@ -276,7 +279,7 @@ candidates() {
   echo
   echo "== summary (logs in $OUT/logs.tar)"
   cat "$OUT/summary.txt"
-  grep -E '^FAIL' "$LOGS/cuda_attention_check.log" "$LOGS/cuda_gemm_check-candidates.log" | cut -c1-300 | head -8
+  grep -E '^FAIL' "$LOGS/cuda_attention_check.log" "$LOGS/cuda_gemm_check-back.log" | cut -c1-300 | head -8
   echo "tco checks: $(grep -cE '^PASS .* tco ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tco ' "$LOGS/cuda_attention_check.log") failed"
   echo "tcf checks: $(grep -cE '^PASS .* tcf[28]? ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcf[28]? ' "$LOGS/cuda_attention_check.log") failed"
   echo "-- attention in bf16 by kernel, one key range (all dtypes and splits: cuda_attention_check.log):"
@@ -284,23 +287,23 @@ candidates() {
   attention_verdict "$LOGS/cuda_attention_check.log"
   echo "-- key splits where 64-row blocks leave SMs idle (batch 1) and the encoder:"
   grep -E '^BENCH (perceiver-self|perceiver-encoder) +bfloat16 +(tc|tcf) +splits=[0-9]+ ' "$LOGS/cuda_attention_check.log" | bench_brief || true
-  echo "-- heads past the widest tier: tc in column chunks of V against the SIMT kernel and the products:"
-  grep -E '^BENCH (perceiver-decoder|flow-decoder) +bfloat16 +(tc|simt|gemm) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
-  echo "-- layer norm and adds, default then 16-byte kernels (ms, GB/s):"
-  for f in cuda_gemm_check cuda_gemm_check-candidates; do
+  echo "-- heads past the widest tier, and float32: the products against the fused kernels:"
+  grep -E '^BENCH (perceiver-decoder|flow-decoder) +bfloat16 +(tc|simt|gemm) |^BENCH \S+ +float32 +(auto|gemm) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
+  echo "-- layer norm and adds, 16-byte kernels then the element kernels (ms, GB/s):"
+  for f in cuda_gemm_check cuda_gemm_check-back; do
     echo "$f:"
     grep -A1 --no-group-separator -E '(layer_norm|add|residual) bfloat16 \[(8192, 1280|512, 1024)\]' "$LOGS/$f.log" | paste - - | tr -s ' ' | cut -c1-120 | head -6
   done
   echo "-- the language model's dense layer without and with a residual as C (ms, TFLOP/s):"
-  grep -A1 --no-group-separator -E 'matmul bfloat16 b1 2048x1280x1280 tB bias( \+C)? act0' "$LOGS/cuda_gemm_check-candidates.log" | paste - - | tr -s ' ' | cut -c1-120
+  grep -A1 --no-group-separator -E 'matmul bfloat16 b1 2048x1280x1280 tB bias( \+C)? act0' "$LOGS/cuda_gemm_check.log" | paste - - | tr -s ' ' | cut -c1-120
   echo
   show_bench_gpu
-  echo "-- with the three switches (ours):"
-  grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-candidates.log" | head -12 || tail -5 "$LOGS/bench-gpu-candidates.log"
+  echo "-- with the older kernels (ours):"
+  grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-back.log" | head -12 || tail -5 "$LOGS/bench-gpu-back.log"
   echo
   show_train
-  echo "-- with the three switches (ours):"
-  show_ours_train bench-train-gpu-candidates 4
+  echo "-- with the older kernels (ours):"
+  show_ours_train bench-train-gpu-back 4
   show_ncu
 }
 
@@ -356,12 +359,13 @@ checks() {
     step bench-dispatch 40 env PERCEIVER_DEVICE=cuda PERCEIVER_PYTHON=python3 node dist/scripts/bench-dispatch.js --device cuda --ops 5000
 
     echo "== ncu: the self-attention kernels' hardware counters"
-    # Last, so that it can only cost itself: one launch each of the 16-row tensor-core
-    # kernel at the image model's (8 heads of 128, batch 32) and the language model's
-    # (qk 32, v 160, batch 32) latent self-attention, where ours runs at 0.20x and the
-    # model at 0.81x of torch: occupancy, throughput, stall reasons, for the next tuning.
+    # Last, so that it can only cost itself: one launch each of the kernel the public
+    # entry takes (path 0: the fixed-width kernel) at the image model's (8 heads of 128,
+    # batch 32) and the language model's (qk 32, v 160, batch 32) latent
+    # self-attention, where torch's flash attention is still ahead: occupancy,
+    # throughput, stall reasons, for the next tuning.
     local c
-    for c in perceiver-self-b32 mlm-self-b32; do ncu_step "ncu-$c" attention_tc_kernel "$c" 1; done
+    for c in perceiver-self-b32 mlm-self-b32; do ncu_step "ncu-$c" 'attention_(fixed|tc)_kernel' "$c" 0; done
   fi
 
   echo
@@ -396,6 +400,6 @@ case "${1:-}" in
   --prepare) prepare ;;
   "") device ;;
   --quick) QUICK=1 device ;;
-  --candidates) CANDIDATES=1 device ;;
-  *) echo "usage: $0 [--prepare | --quick | --candidates]"; exit 2 ;;
+  --compare) COMPARE=1 device ;;
+  *) echo "usage: $0 [--prepare | --quick | --compare]"; exit 2 ;;
 esac
