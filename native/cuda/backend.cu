@@ -199,8 +199,8 @@ class CudaBackend final : public Backend {
     // The fused kernels keep no row statistics; the products' pass computes them.
     if (a.lse) attention_row_lse(gemm_, alloc_, a, a.lse, stream_);
   }
-  // Dropout runs in the product-composed forward (attention_gemm.cu), which is off
-  // by default with it (below).
+  // Dropout runs inside the op, in the product-composed forward (attention_gemm.cu),
+  // only with PERCEIVER_CUDA_ATTENTION_GEMM=1 (below); else lib/ops/linalg.ts composes it.
   bool has_attention_dropout() const override { return gemm_attention_mode() == 1; }
   bool fast_attention(DType dtype, int64_t dqk, int64_t dv) const override {
     if (dtype == DType::Float32) return gemm_attention_mode() == 1;
