@@ -23,7 +23,9 @@
 #   bash scripts/device-check.sh --quick     the same, but only the harnesses, bench-gpu and
 #       bench-train-gpu (with their profiles): for a second or third call of a session
 #       that changed kernels, at about half the device time. It runs no tests beyond
-#       the harnesses: changed kernels still need a full run before they land.
+#       the harnesses unless QUICK_TESTS names ava files to run on the GPU (SKIP_TRAIN=1
+#       leaves out bench-train-gpu): changed kernels still need a full run before they
+#       land.
 #   bash scripts/device-check.sh --compare    the defaults a GPU measured and turned on
 #       (2026-11-27) against the kernels they replaced, which =0 switches bring back
 #       (PERCEIVER_CUDA_ATTENTION_FIXED=0 and _OCCUPANCY=0: the fixed-width attention
@@ -334,14 +336,24 @@ checks() {
     step ava-attention-switches 90 env PERCEIVER_TEST_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_BACKWARD=1 PERCEIVER_CUDA_ATTENTION_GEMM=1 node node_modules/ava/entrypoints/cli.mjs --timeout 80s dist/test/autograd.test.js dist/test/linalg.test.js dist/test/models-attention-dropout.test.js -m 'attention*' -m 'PerceiverSelfAttention*'
   fi
 
+  if [ -n "${QUICK:-}" ] && [ -n "${QUICK_TESTS:-}" ]; then
+    # A quick call's own choice of ava files (QUICK_TESTS="dist/test/a.test.js ..."):
+    # the tests of what it changed, on the GPU, without the whole suite's two minutes.
+    echo "== ava with PERCEIVER_TEST_DEVICE=cuda: $QUICK_TESTS"
+    # shellcheck disable=SC2086
+    step ava-quick 90 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 80s $QUICK_TESTS
+  fi
+
   echo "== bench-gpu"
   step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
 
-  echo "== bench-train-gpu"
-  # The full ImageNet Fourier model, batch 8, 1 + 3 steps per side and precision,
-  # then one profiled step each: where the time goes, ours per op and scope, torch's
-  # per kernel (both in the log).
-  step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --profile
+  if [ -z "${SKIP_TRAIN:-}" ]; then
+    echo "== bench-train-gpu"
+    # The full ImageNet Fourier model, batch 8, 1 + 3 steps per side and precision,
+    # then one profiled step each: where the time goes, ours per op and scope, torch's
+    # per kernel (both in the log).
+    step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --profile
+  fi
 
   if [ -z "${QUICK:-}" ]; then
     echo "== the attention switches: benchmarks"

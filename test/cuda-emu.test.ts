@@ -180,12 +180,15 @@ emulated('the training kernels (backward.cu), emulated on the CPU, match the ref
 
 emulated('the other kernel files (optimizer updates, random draws, gathers, convolution, pooling, batch norm), emulated on the CPU, match their references', (t, family) => {
   const r = family('ops');
-  t.is(r.checks, 44);
+  t.is(r.checks, 56);
   // Bit for bit against the CPU backend's own kernels: Adam, SGD (three forms), LAMB's
   // moments, rand, randn and the fused attention's dropout mask.
   t.is(r.passed(/^PASS .* bit for bit /), 19);
-  // An out-of-range id fails with the CPU's message in every dtype.
-  t.is(r.passed(/^PASS .* bad id +index 9 at position 2 is out of range \[0, 7\)/), 6);
+  // The embedding gather, element by element and in 16-byte packs (rows of whole
+  // packs, aligned), and an out-of-range id failing with the CPU's message in both
+  // kernels, one-hot's too, in every dtype.
+  t.is(r.passed(/^PASS embedding \w+ rows of 24 +worst/), 3);
+  t.is(r.passed(/^PASS .* bad id +index 9 at position 2 is out of range \[0, 7\)/), 12);
 });
 
 emulated('the emulation finds shared-memory races: a copy read without a wait or a barrier, or overwritten while read', (t, family) => {

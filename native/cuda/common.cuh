@@ -71,6 +71,7 @@ struct alignas(16) Pack16 {
   T v[kPack<T>];
 };
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+inline bool is_float(DType t) { return t == DType::Float32 || t == DType::BFloat16 || t == DType::Float16; }
 
 // A run-time switch: the environment variable is exactly "1". Callers read it once
 // per process (a static), as lib/autograd caches what the backend reports.
@@ -86,9 +87,9 @@ inline bool env_off(const char* name) {
   return e && e[0] == '0' && e[1] == 0;
 }
 
-// The 16-byte kernels of dense binary ops and register-resident layer norm
-// (elementwise.cu, reduce.cu); PERCEIVER_CUDA_VECTOR_KERNELS=0 takes the element
-// kernels instead. On an H200 (2026-11-27, cuda_gemm_check) at the language model's
+// The 16-byte kernels of dense binary ops, register-resident layer norm and the
+// embedding gather (elementwise.cu, reduce.cu, embedding.cu);
+// PERCEIVER_CUDA_VECTOR_KERNELS=0 takes the element kernels instead. On an H200 (2026-11-27, cuda_gemm_check) at the language model's
 // [8192, 1280] bf16: layer norm 0.012 against 0.041 ms, add 0.014 against 0.069 ms.
 inline bool vector_kernels() {
   static const bool on = !env_off("PERCEIVER_CUDA_VECTOR_KERNELS");

@@ -211,7 +211,6 @@ __global__ void convert_dense_kernel(const S* src, D* dst, int64_t n4) {
   }
 }
 
-bool is_float(DType t) { return t == DType::Float32 || t == DType::BFloat16 || t == DType::Float16; }
 
 // Returns false where the views are not dense float tensors with 4-element-aligned
 // addresses; the elements left over after whole packs go to convert_kernel.

@@ -14,6 +14,14 @@ namespace perceiver::emu::check {
 
 namespace {
 
+// One check: the op threw a message containing `want`.
+void expect_message(const std::string& what, const std::string& msg, const std::string& want) {
+  g_checks++;
+  const bool ok = msg.find(want) != std::string::npos;
+  if (!ok) g_failures++;
+  std::printf("%s %-60s %s\n", ok ? "PASS" : "FAIL", what.c_str(), msg.c_str());
+}
+
 struct Moments {
   std::vector<float> p, g, m, v;
   explicit Moments(int64_t n, unsigned seed) : p(n), g(n), m(n), v(n) {
@@ -101,38 +109,50 @@ void check_random() {
   }
 }
 
+// Rows of 5 elements take the element kernel; rows of 24 (whole 16-byte packs in every
+// dtype) the pack kernel, or the element kernel again where the output starts one
+// element into an aligned buffer.
 void check_gathers(DType dt) {
-  const int64_t vocab = 7, c = 5, n = 6;
-  Arr w(dt, vocab * c), out(dt, n * c), oh(dt, n * vocab);
-  for (int64_t i = 0; i < vocab * c; i++) w.set(i, (double)i / 4 - 3);
-  std::vector<int32_t> ids = {3, 0, 6, 6, 1, 2};
-  perceiver::cuda::embedding(w.p(), vocab, c, ids.data(), n, out.p(), dt, nullptr);
-  std::vector<double> want(n * c), want_oh(n * vocab);
-  for (int64_t r = 0; r < n; r++) {
-    for (int64_t j = 0; j < c; j++) want[r * c + j] = w.get(ids[r] * c + j);
-    for (int64_t j = 0; j < vocab; j++) want_oh[r * vocab + j] = j == ids[r] ? 0.9 : 0.02;
-  }
-  compare(std::string("embedding ") + dtype_name(dt), want, out.all(n * c), dt);
-  perceiver::cuda::one_hot(ids.data(), n, vocab, 0.9f, 0.02f, oh.p(), dt, nullptr);
-  compare(std::string("one_hot ") + dtype_name(dt), want_oh, oh.all(n * vocab), dt);
-  // A bad id fails the op with the CPU's message, and is never read.
-  for (int which = 0; which < 2; which++) {
-    std::vector<int32_t> bad = {3, 0, 9, -1, 1, 2};
-    std::string msg = "(no error)";
-    try {
-      if (which == 0) perceiver::cuda::embedding(w.p(), vocab, c, bad.data(), n, out.p(), dt, nullptr);
-      else perceiver::cuda::one_hot(bad.data(), n, vocab, 1.f, 0.f, oh.p(), dt, nullptr);
-    } catch (const std::exception& e) {
-      msg = e.what();
+  const int64_t vocab = 7, n = 6;
+  const std::vector<int32_t> ids = {3, 0, 6, 6, 1, 2}, bad_ids = {3, 0, 9, -1, 1, 2};
+  for (int64_t c : {5, 24})
+    for (int64_t shift : {0, 1}) {
+      if (c == 5 && shift) continue;
+      Arr w(dt, vocab * c), out(dt, n * c + shift);
+      for (int64_t i = 0; i < vocab * c; i++) w.set(i, (double)i / 4 - 3);
+      for (int64_t i = 0; i < n * c + shift; i++) out.set(i, NAN);
+      void* dst = static_cast<char*>(out.p()) + shift * (int64_t)dtype_size(dt);
+      perceiver::cuda::embedding(w.p(), vocab, c, ids.data(), n, dst, dt, nullptr);
+      std::vector<double> want(n * c), got(n * c);
+      for (int64_t r = 0; r < n; r++)
+        for (int64_t j = 0; j < c; j++) want[r * c + j] = w.get(ids[r] * c + j);
+      for (int64_t i = 0; i < n * c; i++) got[i] = out.get(shift + i);
+      const std::string what = std::string("embedding ") + dtype_name(dt) + " rows of " + std::to_string(c) +
+                               (shift ? ", output one element in" : "");
+      compare(what, want, got, dt);
+      // A bad id fails the op with the CPU's message, and is never read.
+      std::string msg = "(no error)";
+      try {
+        perceiver::cuda::embedding(w.p(), vocab, c, bad_ids.data(), n, dst, dt, nullptr);
+      } catch (const std::exception& e) {
+        msg = e.what();
+      }
+      expect_message(what + " bad id", msg, "index 9 at position 2 is out of range [0, 7) of the embedding table");
     }
-    const std::string want_msg = std::string("index 9 at position 2 is out of range [0, 7) of the ") +
-                                 (which == 0 ? "embedding table" : "one-hot depth");
-    g_checks++;
-    const bool ok = msg.find(want_msg) != std::string::npos;
-    if (!ok) g_failures++;
-    std::printf("%s %-60s %s\n", ok ? "PASS" : "FAIL",
-                (std::string(which == 0 ? "embedding" : "one_hot") + " " + dtype_name(dt) + " bad id").c_str(), msg.c_str());
+  Arr oh(dt, n * vocab);
+  perceiver::cuda::one_hot(ids.data(), n, vocab, 0.9f, 0.02f, oh.p(), dt, nullptr);
+  std::vector<double> want_oh(n * vocab);
+  for (int64_t r = 0; r < n; r++)
+    for (int64_t j = 0; j < vocab; j++) want_oh[r * vocab + j] = j == ids[r] ? 0.9 : 0.02;
+  compare(std::string("one_hot ") + dtype_name(dt), want_oh, oh.all(n * vocab), dt);
+  std::string msg = "(no error)";
+  try {
+    perceiver::cuda::one_hot(bad_ids.data(), n, vocab, 1.f, 0.f, oh.p(), dt, nullptr);
+  } catch (const std::exception& e) {
+    msg = e.what();
   }
+  expect_message(std::string("one_hot ") + dtype_name(dt) + " bad id", msg,
+                 "index 9 at position 2 is out of range [0, 7) of the one-hot depth");
 }
 
 void check_conv_pool_norm(DType dt) {
