@@ -391,8 +391,9 @@ constexpr size_t kSmallChunks = 1;
 
 std::vector<Variant> variants(const Case& c) {
   // Big cases (sampled rows): the public entry, tc and simt, the products, and the
-  // candidates in bf16 (the occupancy tier, the wide kernel and the fixed-width
-  // variants; "not available" where a shape has none).
+  // other forced paths in bf16 (the occupancy tier, the wide kernel and the
+  // fixed-width variants; "not available" where a shape has none), so that auto's
+  // routing can be checked against each.
   if (c.big)
     return {{DType::Float32, 0, 0},  {DType::BFloat16, 0, 0},  {DType::BFloat16, 1, 0}, {DType::Float16, 1, 0},
             {DType::BFloat16, 2, 0}, {DType::BFloat16, 1, 1},  {DType::Float32, 5, 0},  {DType::BFloat16, 5, 0},
