@@ -899,23 +899,28 @@ int tc_tier(int64_t dqk, int64_t dv, int kind) {
   return 4;
 }
 
+// Whether blocks of 128 query rows would fill every SM: where kAuto's 128-row kernels
+// (the wide kernel, the fixed-width kernel's 128-row variants) and the occupancy tiers
+// pay off, and below which they leave SMs idle (batch 1 of 8 heads over 512 latents:
+// 32 blocks for 132 SMs).
+bool rows128_fill_sms(const AttentionArgs& a, int sm_count) {
+  return a.batch * a.heads * ceil_div(a.nq, 128) >= (int64_t)sm_count;
+}
+
 // Whether kAuto takes the occupancy tiers, ahead of the wide kernel (where the
 // fixed-width kernel does not serve: fixed_auto_variant). Timed on an H200
 // (2026-11-27, bf16, cuda_attention_check "tco" against kAuto's pick) where the blocks
-// fill the SMs by wide_auto's count: tier 7 at 8 heads of 128 over 512 latents, 0.094
+// fill the SMs (rows128_fill_sms): tier 7 at 8 heads of 128 over 512 latents, 0.094
 // against 0.110 ms at batch 8 and 0.365 against 0.418 at batch 32; at the language
 // model's decoder (qk 32, v 96, batch 32) 0.614 against 0.778; tier 8 at its latents
 // (qk 32, v 160, batch 32) 0.126 against 0.144. Where they do not (batch 1: 0.064
 // against 0.053) and for tier 9 (0.610 against 0.586 at the ImageNet encoder) the
 // older tiers stay. PERCEIVER_CUDA_ATTENTION_OCCUPANCY=0 never takes them, =1 always.
 bool occupancy_auto(const AttentionArgs& a, int sm_count) {
-  static const int mode = [] {
-    const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_OCCUPANCY");
-    return !e || !*e ? -1 : std::strcmp(e, "0") == 0 ? 0 : 1;
-  }();
+  static const int mode = env_mode("PERCEIVER_CUDA_ATTENTION_OCCUPANCY");
   const int tier = occupancy_tier(a.dqk, a.dv);
   if (tier < 0 || mode == 0) return false;
-  return mode == 1 || (tier != 9 && a.batch * a.heads * ceil_div(a.nq, 128) >= (int64_t)sm_count);
+  return mode == 1 || (tier != 9 && rows128_fill_sms(a, sm_count));
 }
 
 // Whether kAuto takes the wide kernel: for heads 65-128 wide once its 128-row blocks
@@ -925,13 +930,10 @@ bool occupancy_auto(const AttentionArgs& a, int sm_count) {
 // for 64-wide heads (multimodal, batch 8), which therefore stay on the 16-row kernel.
 // PERCEIVER_CUDA_ATTENTION_WIDE=0 turns it off, =1 also takes it for heads up to 64.
 bool wide_auto(const AttentionArgs& a, int sm_count) {
-  static const int mode = [] {
-    const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_WIDE");
-    return !e || !*e ? -1 : std::strcmp(e, "0") == 0 ? 0 : 1;
-  }();
+  static const int mode = env_mode("PERCEIVER_CUDA_ATTENTION_WIDE");
   const int dv_pad = round16(a.dv);
   return mode != 0 && dv_pad <= kTcWideDvMax && (mode == 1 || dv_pad > 64) && a.nq >= 128 &&
-         a.batch * a.heads * ceil_div(a.nq, 128) >= (int64_t)sm_count;
+         rows128_fill_sms(a, sm_count);
 }
 
 // f(std::integral_constant<int, i>) for a run-time index i in [0, N) (cudaErrorInvalidValue
@@ -1270,7 +1272,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
       p.tc_kind = kTcNarrow;
       size_tiles();
     }
-    // The fixed-width kernel, where asked for (forced, or kAuto with its switch) and
+    // The fixed-width kernel, where asked for (forced, or kAuto unless its switch is 0) and
     // where it takes the widths: sm_80+ and 16-byte rows of Q, K and V.
     const bool force_fixed = force_path == kTensorCoreFixed || force_path == kTensorCoreFixed8 ||
                              force_path == kTensorCoreFixedWide;
@@ -1284,7 +1286,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     // 128 x 128 need 104 KB: not on sm_86), or its blocks would not fill every SM (as
     // wide_auto: batch 1 of 8 heads over 512 latents is 32 such blocks for 132 SMs).
     const bool fixed_ok = cc >= 80 && p.q_vec && p.k_vec && p.v_vec;
-    const bool few_rows = a.batch * a.heads * ceil_div(a.nq, 128) < (int64_t)sm_count;
+    const bool few_rows = !rows128_fill_sms(a, sm_count);
     for (int v : {!force_fixed && variant > kFixed4 && few_rows ? -1 : variant,
                   !force_fixed && variant > kFixed4 ? (int)kFixed4 : -1}) {
       const int ft = v >= 0 && fixed_ok ? fixed_tier(a.dqk, a.dv, v) : -1;

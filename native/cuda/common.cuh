@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "../backend.h"
@@ -85,6 +86,13 @@ inline bool env_flag(const char* name) {
 inline bool env_off(const char* name) {
   const char* e = std::getenv(name);
   return e && e[0] == '0' && e[1] == 0;
+}
+
+// A three-way switch: -1 unset or empty, 0 for "0", 1 for anything else (kAuto's
+// routing in attention.cu: default, never, always).
+inline int env_mode(const char* name) {
+  const char* e = std::getenv(name);
+  return !e || !*e ? -1 : std::strcmp(e, "0") == 0 ? 0 : 1;
 }
 
 // The 16-byte kernels of dense binary ops, register-resident layer norm and the

@@ -14,8 +14,15 @@ namespace perceiver::emu::check {
 
 namespace {
 
-// One check: the op threw a message containing `want`.
-void expect_message(const std::string& what, const std::string& msg, const std::string& want) {
+// One check: op() threw a message containing `want`.
+template <class F>
+void expect_throw(const std::string& what, F&& op, const std::string& want) {
+  std::string msg = "(no error)";
+  try {
+    op();
+  } catch (const std::exception& e) {
+    msg = e.what();
+  }
   g_checks++;
   const bool ok = msg.find(want) != std::string::npos;
   if (!ok) g_failures++;
@@ -131,13 +138,9 @@ void check_gathers(DType dt) {
                                (shift ? ", output one element in" : "");
       compare(what, want, got, dt);
       // A bad id fails the op with the CPU's message, and is never read.
-      std::string msg = "(no error)";
-      try {
-        perceiver::cuda::embedding(w.p(), vocab, c, bad_ids.data(), n, dst, dt, nullptr);
-      } catch (const std::exception& e) {
-        msg = e.what();
-      }
-      expect_message(what + " bad id", msg, "index 9 at position 2 is out of range [0, 7) of the embedding table");
+      expect_throw(
+          what + " bad id", [&] { perceiver::cuda::embedding(w.p(), vocab, c, bad_ids.data(), n, dst, dt, nullptr); },
+          "index 9 at position 2 is out of range [0, 7) of the embedding table");
     }
   Arr oh(dt, n * vocab);
   perceiver::cuda::one_hot(ids.data(), n, vocab, 0.9f, 0.02f, oh.p(), dt, nullptr);
@@ -145,14 +148,10 @@ void check_gathers(DType dt) {
   for (int64_t r = 0; r < n; r++)
     for (int64_t j = 0; j < vocab; j++) want_oh[r * vocab + j] = j == ids[r] ? 0.9 : 0.02;
   compare(std::string("one_hot ") + dtype_name(dt), want_oh, oh.all(n * vocab), dt);
-  std::string msg = "(no error)";
-  try {
-    perceiver::cuda::one_hot(bad_ids.data(), n, vocab, 1.f, 0.f, oh.p(), dt, nullptr);
-  } catch (const std::exception& e) {
-    msg = e.what();
-  }
-  expect_message(std::string("one_hot ") + dtype_name(dt) + " bad id", msg,
-                 "index 9 at position 2 is out of range [0, 7) of the one-hot depth");
+  expect_throw(
+      std::string("one_hot ") + dtype_name(dt) + " bad id",
+      [&] { perceiver::cuda::one_hot(bad_ids.data(), n, vocab, 1.f, 0.f, oh.p(), dt, nullptr); },
+      "index 9 at position 2 is out of range [0, 7) of the one-hot depth");
 }
 
 void check_conv_pool_norm(DType dt) {
