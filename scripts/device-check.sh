@@ -36,6 +36,14 @@
 #       of the ops they serve with the older kernels, bench-gpu and bench-train-gpu both
 #       ways, and ncu on the older tier, the occupancy tier and the fixed-width kernel
 #       at both latent self-attention shapes. About 3 minutes on an H200.
+#   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
+#       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1, the warpgroup (wgmma) attention
+#       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh). The
+#       harnesses (cuda_attention_check checks and times it as path "tcg" whatever the
+#       switch), the tests of attention and the models on the GPU with it on, bench-gpu
+#       and bench-train-gpu by default (and torch) and with it on (ours), and ncu on it
+#       and on the default fixed-width kernel at both latent self-attention shapes.
+#       About 3 minutes on an H200.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -93,6 +101,7 @@ prepare() {
   build/cuda-emu/emu_check | tail -1
   PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 PERCEIVER_CUDA_ATTENTION_FIXED=8 build/cuda-emu/emu_check attention | tail -1
   PERCEIVER_CUDA_ATTENTION_OCCUPANCY=0 PERCEIVER_CUDA_ATTENTION_FIXED=0 build/cuda-emu/emu_check attention | tail -1
+  PERCEIVER_CUDA_ATTENTION_WGMMA=1 build/cuda-emu/emu_check attention | tail -1
   PERCEIVER_CUDA_VECTOR_KERNELS=0 build/cuda-emu/emu_check rows | tail -1
   echo "== perceiver_cuda.so and harnesses for CUDA architectures $archs"
   cmake -S . -B build/cuda-device -DCMAKE_BUILD_TYPE=Release -DPERCEIVER_CPU=OFF "-DPERCEIVER_CUDA_ARCHS=$archs" > /dev/null
@@ -183,9 +192,9 @@ for line in open(sys.argv[1]):
     cur = best.setdefault(shape, {}).get(path)
     if cur is None or float(ms) < cur[0]:
         best[shape][path] = (float(ms), splits, kernel)
-print('-- attention, bf16: default (auto) against the fastest tco / tcf path')
+print('-- attention, bf16: default (auto) against the fastest tco / tcf / tcg path')
 for shape, paths in best.items():
-    cands = {p: v for p, v in paths.items() if p in ('tco', 'tcf', 'tcf8', 'tcf2')}
+    cands = {p: v for p, v in paths.items() if p in ('tco', 'tcf', 'tcf8', 'tcf2', 'tcg')}
     if 'auto' not in paths or not cands:
         continue
     a = paths['auto']
@@ -213,6 +222,8 @@ device() {
   setup
   if [ -n "${COMPARE:-}" ]; then
     compare
+  elif [ -n "${CANDIDATES:-}" ]; then
+    candidates
   else
     checks
   fi
@@ -306,6 +317,53 @@ compare() {
   show_train
   echo "-- with the older kernels (ours):"
   show_ours_train bench-train-gpu-back 4
+  show_ncu
+}
+
+# The kernels written but off by default until a GPU has timed them (docs/DEVICE.md,
+# "Candidates"): the warpgroup attention kernel (PERCEIVER_CUDA_ATTENTION_WGMMA=1).
+# Correct on this GPU? Faster than the default at the widths it serves, and in the
+# models?
+candidates() {
+  local on=(PERCEIVER_CUDA_ATTENTION_WGMMA=1)
+  echo "== candidates: harnesses"
+  # cuda_attention_check checks path "tcg" at every shape it serves (SKIP where it does
+  # not: other widths, unaligned rows, not compute capability 9.0) and times it beside
+  # the default at the self-attention shapes.
+  step cuda_attention_check 140 env CUBLASLT_LOG_LEVEL=1 bin/cuda_attention_check
+  echo "== candidates: the tests of attention and the models, with it on"
+  step ava-candidates 110 env PERCEIVER_TEST_DEVICE=cuda "${on[@]}" node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s \
+    dist/test/cuda-dtype.test.js dist/test/linalg.test.js dist/test/nn.test.js dist/test/models-mlm.test.js \
+    dist/test/models-blocks.test.js dist/test/models-attention-dropout.test.js dist/test/autograd.test.js
+  echo "== candidates: bench-gpu and bench-train-gpu by default (and torch), then with it on (ours only)"
+  step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
+  step bench-gpu-on 80 env PERCEIVER_DEVICE=cuda "${on[@]}" node dist/scripts/bench-gpu.js --no-torch --profile
+  step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1
+  step bench-train-gpu-on 70 env PERCEIVER_DEVICE=cuda "${on[@]}" node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
+  # One launch each of the warpgroup kernel (path "tcg") and the default fixed-width
+  # kernel's (path "tcf2" / "tcf") at both latent self-attention shapes.
+  local c
+  for c in perceiver-self-b32 mlm-self-b32; do
+    ncu_step "ncu-tcg-$c" attention_wgmma_kernel "$c" 11
+    ncu_step "ncu-tcf-$c" attention_fixed_kernel "$c" 0
+  done
+
+  echo
+  echo "== summary (logs in $OUT/logs.tar)"
+  cat "$OUT/summary.txt"
+  grep -E '^FAIL' "$LOGS/cuda_attention_check.log" | cut -c1-300 | head -8
+  echo "tcg checks: $(grep -cE '^PASS .* tcg ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcg ' "$LOGS/cuda_attention_check.log") failed"
+  echo "-- attention in bf16 by kernel, one key range (all dtypes and splits: cuda_attention_check.log):"
+  grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|flow-self) +bfloat16 +(auto|tcf|tcf2|tcg) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
+  attention_verdict "$LOGS/cuda_attention_check.log"
+  echo
+  show_bench_gpu
+  echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=1 (ours):"
+  grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-on.log" | head -12 || tail -5 "$LOGS/bench-gpu-on.log"
+  echo
+  show_train
+  echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=1 (ours):"
+  show_ours_train bench-train-gpu-on 4
   show_ncu
 }
 
@@ -413,5 +471,6 @@ case "${1:-}" in
   "") device ;;
   --quick) QUICK=1 device ;;
   --compare) COMPARE=1 device ;;
-  *) echo "usage: $0 [--prepare | --quick | --compare]"; exit 2 ;;
+  --candidates) CANDIDATES=1 device ;;
+  *) echo "usage: $0 [--prepare | --quick | --compare | --candidates]"; exit 2 ;;
 esac

@@ -118,6 +118,10 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     t.is(r.passed(/^PASS .* path 8 /), 24, what);
     t.is(r.passed(/^PASS .* path 9 /), 8, what);
     t.is(r.passed(/^PASS .* path 10 /), 8, what);
+    // The warpgroup kernel (path 11; the emulation's device is an H100) at its classes:
+    // 64, 128, qk 32 / v 160, qk 32 / v 96, 32 and 120. Off under auto unless switched on.
+    t.is(r.passed(/^PASS .* path 11 /), 24, what);
+    t.is(r.passed(/ path 0 .*-> wgmma /), 0, `${what}: no warpgroup kernel under auto`);
     t.is(r.passed(/^PASS .*float32 +path 2 /), 24, `${what}: the SIMT kernel`);
     // Heads wider than the widest tier run on tensor cores, in column chunks of V.
     t.is(r.passed(/^PASS (qk40-v520|w1024-odd) .* path 1 /), 8, `${what}: Dv in chunks`);
@@ -147,6 +151,13 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
   route({ PERCEIVER_CUDA_ATTENTION_FIXED: '0' }, 'rows-fill-sms', /tc tier 7/, 1);
   route({ PERCEIVER_CUDA_ATTENTION_FIXED: '0' }, 'w128', /tc tier 1/, 4);
   route({ PERCEIVER_CUDA_ATTENTION_FIXED: '0', PERCEIVER_CUDA_ATTENTION_OCCUPANCY: '0' }, 'rows-fill-sms', /tc tier 6/, 1);
+  // PERCEIVER_CUDA_ATTENTION_WGMMA=1: auto takes the warpgroup kernel wherever it serves
+  // (aligned rows at its widths, any batch), ahead of the fixed-width kernel.
+  const wgmma = { PERCEIVER_CUDA_ATTENTION_WGMMA: '1' };
+  route(wgmma, 'rows-fill-sms', /wgmma 128x128/, 1);
+  route(wgmma, 'w128', /wgmma 128x128/, 4);
+  route(wgmma, 'qk32-v160', /wgmma 32x160/, 4);
+  route(wgmma, 'w96-odd', /tc tier 1/, 4);
 });
 
 emulated('the composed attention (attention_gemm.cu), emulated with its products as loops, matches the reference forward and gradient', (t, family) => {
@@ -193,11 +204,16 @@ emulated('the other kernel files (optimizer updates, random draws, gathers, conv
 
 emulated('the emulation finds shared-memory races: a copy read without a wait or a barrier, or overwritten while read', (t, family) => {
   const r = family('races');
-  t.is(r.checks, 6);
+  t.is(r.checks, 9);
   // The ordered pipeline reads the right values with no race; each scenario that leaves
   // out a wait or a barrier is reported (run() already failed on any FAIL line).
   t.is(r.passed(/^PASS races: wait, barrier, read +0 race\(s\)$/), 1);
-  t.is(r.passed(/^PASS races: .* [1-9]\d* race\(s\); the first: /), 5);
+  t.is(r.passed(/^PASS races: .* [1-9]\d* race\(s\); the first: /), 6);
+  // A warpgroup product: exact when its copies are fenced for the async proxy and its
+  // result is read after wgmma_wait; a race without the fence, NaN read before the wait.
+  t.is(r.passed(/^PASS races: wgmma: wait, fence, barrier, product, wait, read +0 race\(s\)$/), 1);
+  t.is(r.passed(/^PASS races: wgmma: no fence\.proxy\.async .* race\(s\); the first: wgmma read of a copy /), 1);
+  t.is(r.passed(/^PASS races: wgmma: the result read before wgmma_wait +0 race\(s\); wrong values$/), 1);
 });
 
 emulated('binary ops and layer norm, emulated on the CPU, match the reference with and without the 16-byte kernels', (t, family) => {

@@ -71,6 +71,7 @@
 
 #include "attention_mma.cuh"
 #include "common.cuh"
+#include "wgmma.cuh"
 
 namespace perceiver::cuda {
 namespace attn {
@@ -98,10 +99,13 @@ constexpr float kLog2e = 1.4426950408889634f;
 // kTensorCoreFixed: the fixed-width kernel (attention_fixed.cuh) with 4 warps of one
 // 16-row tile; kTensorCoreFixed8 with 8 warps, kTensorCoreFixedWide with 4 warps of two
 // tiles, where its width class has such an instantiation (kFixedTiers).
+// kTensorCoreWgmma: the warpgroup kernel (attention_wgmma.cuh; compute capability 9.0
+// only, kWgmmaTiers).
 // (5 and 6 are the harness's product-composed paths.)
 enum Path : int {
   kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3, kTensorCoreWide = 4,
-  kTensorCoreOccupancy = 7, kTensorCoreFixed = 8, kTensorCoreFixed8 = 9, kTensorCoreFixedWide = 10
+  kTensorCoreOccupancy = 7, kTensorCoreFixed = 8, kTensorCoreFixed8 = 9, kTensorCoreFixedWide = 10,
+  kTensorCoreWgmma = 11
 };
 // Which family of tc instantiations a call takes (kTcTiers).
 enum TcKind : int { kTcNarrow = 0, kTcWide = 1, kTcOccupancy = 2 };
@@ -127,6 +131,7 @@ struct Params {
   int tc_stages;  // 1 or 2 key/value buffers in shared memory (tc only)
   int tc_kind;    // TcKind (tc only)
   int fixed_tier;  // kFixedTiers index (the fixed-width kernel only)
+  int wgmma_tier;  // kWgmmaTiers index (the warpgroup kernel only)
   // Partials when splits > 1: O [splits][B·H·Nq][Dv], then m and l [splits][B·H·Nq].
   float* ws_o;
   float* ws_m;
@@ -556,6 +561,7 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) attention_tc_kernel_b
 }
 
 #include "attention_fixed.cuh"
+#include "attention_wgmma.cuh"
 
 // ---- version 2: fp32 FMA (any dtype, any width) -----------------------------------
 
@@ -1040,6 +1046,53 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
   });
 }
 
+// The warpgroup kernel's instantiations (attention_wgmma.cuh): the padded head widths,
+// warpgroups per block (64 query rows each) and __launch_bounds__' blocks per SM.
+// Its shared memory is unpadded (the core-matrix layout has no bank conflicts to pad
+// away): Q, then kWgmmaStages stages of 64-key K and V tiles (wgmma_smem_bytes).
+// Registers (ptxas, sm_90a) leave one block of two warpgroups per SM at 128 x 128.
+struct WgmmaTier {
+  int dqk, dv, warpgroups, min_blocks;
+  const char* name;  // for the harnesses (attention_last_kernel)
+};
+constexpr int kWgmmaTierCount = 5;
+constexpr WgmmaTier kWgmmaTiers[kWgmmaTierCount] = {
+    {128, 128, 2, 1, "wgmma 128x128"}, {32, 160, 2, 1, "wgmma 32x160"}, {32, 96, 2, 1, "wgmma 32x96"},
+    {64, 64, 2, 1, "wgmma 64x64"},     {32, 32, 2, 1, "wgmma 32x32"}};
+
+// The tier for these widths, or -1 where there is none.
+int wgmma_tier(int64_t dqk, int64_t dv) {
+  for (int i = 0; i < kWgmmaTierCount; i++)
+    if (kWgmmaTiers[i].dqk == round16(dqk) && kWgmmaTiers[i].dv == round16(dv)) return i;
+  return -1;
+}
+
+size_t wgmma_smem_bytes(const WgmmaTier& w) {
+  return ((size_t)64 * w.warpgroups * w.dqk + (size_t)kWgmmaStages * kWgmmaBlockK * (w.dqk + w.dv)) * 2;
+}
+
+// Whether kAuto takes the warpgroup kernel where it serves: only with
+// PERCEIVER_CUDA_ATTENTION_WGMMA=1 until it has been timed on a GPU (written
+// 2026-11-27 without one; it passes the CPU emulation, native/cuda/emu).
+bool wgmma_auto() {
+  static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_WGMMA");
+  return on;
+}
+
+template <class T, int kTier>
+cudaError_t launch_wgmma_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
+  constexpr WgmmaTier c = kWgmmaTiers[kTier];
+  return launch_with_smem(attention_wgmma_kernel<T, c.dqk, c.dv, c.warpgroups, c.min_blocks>, p, blocks,
+                          128 * c.warpgroups, smem, stream);
+}
+
+template <class T>
+cudaError_t launch_wgmma(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
+  return each_index<kWgmmaTierCount>::call(p.wgmma_tier, [&](auto tier) {
+    return launch_wgmma_kernel<T, decltype(tier)::value>(p, blocks, smem, stream);
+  });
+}
+
 template <class T, int kTier>
 cudaError_t launch_tc_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
   constexpr TcTier c = kTcTiers[kTier];
@@ -1064,11 +1117,13 @@ cudaError_t launch_all(const Params& p, int path, size_t tc_smem, cudaStream_t s
   if (path == kSimt) blocks *= p.dv_chunks;
   if (blocks > INT_MAX) return cudaErrorInvalidConfiguration;
   cudaError_t e;
-  if (path == kTensorCore || path == kTensorCoreFixed) {
+  if (path == kTensorCore || path == kTensorCoreFixed || path == kTensorCoreWgmma) {
     if constexpr (std::is_same_v<T, float>) {
       return cudaErrorInvalidValue;
     } else {
-      e = path == kTensorCore ? launch_tc<T>(p, blocks, tc_smem, stream) : launch_fixed<T>(p, blocks, tc_smem, stream);
+      e = path == kTensorCore        ? launch_tc<T>(p, blocks, tc_smem, stream)
+          : path == kTensorCoreFixed ? launch_fixed<T>(p, blocks, tc_smem, stream)
+                                     : launch_wgmma<T>(p, blocks, tc_smem, stream);
     }
   } else {
     PERCEIVER_LAUNCH((unsigned)blocks, 256, 0, stream, attention_simt_kernel<T>)(p);
@@ -1162,7 +1217,8 @@ const char* kernel_name_tc(int tier) {
   return tier >= 0 && tier < 10 ? names[tier] : "tc";
 }
 
-// force_path: kAuto, kTensorCore, kTensorCore1, kTensorCoreWide, kTensorCoreOccupancy
+// force_path: kAuto, kTensorCore, kTensorCore1, kTensorCoreWide, kTensorCoreOccupancy,
+// kTensorCoreFixed*, kTensorCoreWgmma
 // or kSimt; force_splits:
 // 0 = planned.
 // A forced tc path the device or shape cannot take returns cudaErrorNotSupported.
@@ -1229,7 +1285,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
   const bool force_tc = force_path == kTensorCore || force_path == kTensorCore1 ||
                         force_path == kTensorCoreWide || force_path == kTensorCoreOccupancy ||
                         force_path == kTensorCoreFixed || force_path == kTensorCoreFixed8 ||
-                        force_path == kTensorCoreFixedWide;
+                        force_path == kTensorCoreFixedWide || force_path == kTensorCoreWgmma;
   int path = kSimt;
   size_t tc_smem = 0;
   if (a.dtype == DType::Float32 && force_tc) return cudaErrorNotSupported;
@@ -1286,9 +1342,25 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     // 128 x 128 need 104 KB: not on sm_86), or its blocks would not fill every SM (as
     // wide_auto: batch 1 of 8 heads over 512 latents is 32 such blocks for 132 SMs).
     const bool fixed_ok = cc >= 80 && p.q_vec && p.k_vec && p.v_vec;
+    // The warpgroup kernel, where asked for (forced, or kAuto with its switch on): on
+    // compute capability 9.0 only (sm_90a code), with the fixed-width kernel's
+    // alignment.
+    const bool force_wgmma = force_path == kTensorCoreWgmma;
+    if (force_wgmma || (force_path == kAuto && wgmma_auto())) {
+      const int wt = cc == 90 && fixed_ok ? wgmma_tier(a.dqk, a.dv) : -1;
+      if (wt >= 0 && wgmma_smem_bytes(kWgmmaTiers[wt]) <= (size_t)smem_optin) {
+        p.wgmma_tier = wt;
+        tc_smem = wgmma_smem_bytes(kWgmmaTiers[wt]);
+        p.q_tiles = ceil_div(a.nq, 64 * kWgmmaTiers[wt].warpgroups);
+        path = kTensorCoreWgmma;
+      } else if (force_wgmma) {
+        return cudaErrorNotSupported;
+      }
+    }
     const bool few_rows = !rows128_fill_sms(a, sm_count);
     for (int v : {!force_fixed && variant > kFixed4 && few_rows ? -1 : variant,
                   !force_fixed && variant > kFixed4 ? (int)kFixed4 : -1}) {
+      if (path == kTensorCoreWgmma) break;
       const int ft = v >= 0 && fixed_ok ? fixed_tier(a.dqk, a.dv, v) : -1;
       if (ft < 0) continue;
       const FixedTier f = kFixedTiers[ft];
@@ -1303,7 +1375,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     if (path != kTensorCoreFixed && force_fixed) return cudaErrorNotSupported;
     const bool ok = (a.dtype == DType::Float16 ? cc >= 75 : cc >= 80) &&
                     round16(a.dv) <= kTcDvMax && tc_smem <= (size_t)smem_optin;
-    if (path == kTensorCoreFixed) {
+    if (path == kTensorCoreFixed || path == kTensorCoreWgmma) {
       // chosen above
     } else if (ok) {
       path = kTensorCore;
@@ -1313,7 +1385,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     }
   }
 
-  if (padding && (path == kTensorCore || path == kTensorCoreFixed)) {
+  if (padding && (path == kTensorCore || path == kTensorCoreFixed || path == kTensorCoreWgmma)) {
     unsigned char* ws = static_cast<unsigned char*>(workspace);
     auto copy = [&](const void* src, int64_t sb, int64_t sh, int64_t sn, int64_t d, size_t off) -> cudaError_t {
       const int64_t total = a.batch * a.heads * a.nk * d;
@@ -1341,7 +1413,8 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     }
   }
 
-  last_kernel = path == kTensorCoreFixed ? kFixedTiers[p.fixed_tier].name
+  last_kernel = path == kTensorCoreWgmma ? kWgmmaTiers[p.wgmma_tier].name
+                : path == kTensorCoreFixed ? kFixedTiers[p.fixed_tier].name
                 : path == kTensorCore    ? kernel_name_tc(tc_tier(a.dqk, a.dv, p.tc_kind))
                                          : "simt";
   switch (a.dtype) {

@@ -1,7 +1,9 @@
 // The emulation's own check of its race detection (emu.h): small kernels that leave
-// out one thing that orders their cp.async copies and ldmatrix reads.
+// out one thing that orders their cp.async copies and ldmatrix reads, or their copies
+// and a warpgroup product (wgmma_emu.h), or the product and the read of its result.
 #include "emu.h"  // first: the kernel headers below take its emulation
 #include "../attention_mma.cuh"
+#include "../wgmma.cuh"
 #include "../launch.cuh"
 #include "check.h"
 
@@ -47,6 +49,45 @@ void race_kernel(Order order, const uint16_t* src, int* wrong) {
     }
 }
 
+// One warpgroup: a 64 x 16 A and a 32 x 16 B (K-major, as attention_wgmma.cuh lays
+// out Q and K) copied with cp.async, one m64n32k16 product, and its result checked
+// against the same product in plain loops. Each scenario leaves out one step.
+enum class WgOrder { Ordered, NoFence, ReadBeforeWait };
+
+void wgmma_race_kernel(WgOrder order, const uint16_t* a_src, const uint16_t* b_src, int* wrong) {
+  using namespace perceiver::cuda::attn;
+  PERCEIVER_DYNAMIC_SMEM(smem_raw);
+  uint16_t* As = reinterpret_cast<uint16_t*>(smem_raw);
+  uint16_t* Bs = As + 64 * 16;
+  const int t = (int)threadIdx.x;
+  // Chunk idx of a 16-wide tile: row (idx / 8) / 2 · 8 + idx % 8, columns (idx / 8) % 2 · 8.
+  auto copy = [&](uint16_t* s, const uint16_t* g, int idx) {
+    cp_async_16(s + idx * 8, g + ((idx >> 3) / 2 * 8 + (idx & 7)) * 16 + (idx >> 3) % 2 * 8, 16);
+  };
+  copy(As, a_src, t);
+  if (t < 64) copy(Bs, b_src, t);
+  cp_async_commit();
+  cp_async_wait<0>();
+  if (order != WgOrder::NoFence) fence_proxy_async();
+  __syncthreads();
+  float d[16];
+  wgmma_fence();
+  wgmma_ss<32, __nv_bfloat16>(d, wgmma_desc(As, 128, 256), wgmma_desc(Bs, 128, 256), 0);
+  wgmma_commit();
+  if (order != WgOrder::ReadBeforeWait) wgmma_wait<0>();
+  float got[16];
+  for (int j = 0; j < 16; j++) got[j] = d[j];
+  wgmma_wait<0>();
+  // d[4i + e]: row 16·warp + lane / 4 (+ 8 for e >= 2), column 8i + 2 (lane % 4) + e % 2.
+  const int warp = t / 32, g = (t % 32) / 4, tt = t % 4;
+  for (int j = 0; j < 16; j++) {
+    const int r = 16 * warp + g + 8 * ((j % 4) / 2), c = 8 * (j / 4) + 2 * tt + j % 2;
+    float want = 0;
+    for (int k = 0; k < 16; k++) want += bits_to_float<__nv_bfloat16>(a_src[r * 16 + k]) * bits_to_float<__nv_bfloat16>(b_src[c * 16 + k]);
+    if (!(got[j] == want)) (*wrong)++;
+  }
+}
+
 }  // namespace
 
 void check_races() {
@@ -80,6 +121,36 @@ void check_races() {
     if (!ok) g_failures++;
     std::printf("%s races: %-52s %ld race(s)%s%s\n", ok ? "PASS" : "FAIL", sc.name, races, races ? "; the first: " : "",
                 races ? first.c_str() : (wrong ? "; wrong values" : ""));
+    perceiver::emu::g_races = 0;
+  }
+
+  struct WgScenario {
+    WgOrder order;
+    const char* name;
+    const char* expect;  // the start of the first race's description; null: none
+    bool wrong;          // the product's result reads wrong (NaN) where it is read
+  };
+  const WgScenario wg_scenarios[] = {
+      {WgOrder::Ordered, "wgmma: wait, fence, barrier, product, wait, read", nullptr, false},
+      {WgOrder::NoFence, "wgmma: no fence.proxy.async after the copies",
+       "wgmma read of a copy its thread did not fence for the async proxy", false},
+      {WgOrder::ReadBeforeWait, "wgmma: the result read before wgmma_wait", nullptr, true},
+  };
+  // Small integers, exact in bf16 and in their sums.
+  std::vector<uint16_t> a(64 * 16), b(32 * 16);
+  for (int i = 0; i < 64 * 16; i++) a[i] = float_to_bits<__nv_bfloat16>((float)((i / 16 + i % 16) % 5 - 2));
+  for (int i = 0; i < 32 * 16; i++) b[i] = float_to_bits<__nv_bfloat16>((float)((i / 16) * (i % 16) % 7 - 3));
+  for (const WgScenario& sc : wg_scenarios) {
+    perceiver::emu::g_races = 0;
+    int wrong = 0;
+    PERCEIVER_LAUNCH(1, 128, (64 + 32) * 16 * 2, nullptr, wgmma_race_kernel)(sc.order, a.data(), b.data(), &wrong);
+    const long races = perceiver::emu::g_races;
+    const std::string& first = perceiver::emu::g_first_race;
+    const bool ok = (sc.expect ? races > 0 && first.rfind(sc.expect, 0) == 0 : races == 0) && (wrong > 0) == sc.wrong;
+    g_checks++;
+    if (!ok) g_failures++;
+    std::printf("%s races: %-52s %ld race(s)%s%s%s\n", ok ? "PASS" : "FAIL", sc.name, races, races ? "; the first: " : "",
+                races ? first.c_str() : "", wrong ? "; wrong values" : "");
     perceiver::emu::g_races = 0;
   }
 }

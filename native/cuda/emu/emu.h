@@ -66,6 +66,7 @@ struct Barrier {
 struct Block {
   explicit Block(unsigned threads) : fibers(threads), done(threads, false), all{threads, 0, 0} {
     for (unsigned w = 0; w * 32 < threads; w++) warp.push_back({std::min(32u, threads - w * 32), 0, 0});
+    for (unsigned w = 0; w * 128 < threads; w++) warpgroup.push_back({std::min(128u, threads - w * 128), 0, 0});
     slots.resize(warp.size());
   }
   std::vector<ucontext_t> fibers;
@@ -88,6 +89,20 @@ struct Block {
   };
   std::vector<std::vector<Copy>> copies = std::vector<std::vector<Copy>>(fibers.size());
   std::vector<int> groups = std::vector<int>(fibers.size(), 0);  // groups committed so far
+  // Warpgroups (runs of 128 threads, the unit of wgmma) and, per thread, its wgmma
+  // results not yet waited for: each lands in the thread's accumulator registers
+  // (dst) when its wgmma.wait_group covers the result's group (wgmma_emu.h).
+  std::vector<Barrier> warpgroup;
+  struct Result {
+    float* dst;
+    std::vector<float> vals;
+    int group;  // -1 until committed
+  };
+  std::vector<std::vector<Result>> results = std::vector<std::vector<Result>>(fibers.size());
+  // Per thread: the granules its landed copies wrote that it has not yet fenced for the
+  // asynchronous proxy (fence_proxy_async in wgmma_emu.h).
+  std::vector<std::vector<size_t>> unfenced = std::vector<std::vector<size_t>>(fibers.size());
+  std::vector<int> wgmma_groups = std::vector<int>(fibers.size(), 0);
 };
 
 inline Block* g_block = nullptr;
@@ -122,6 +137,7 @@ inline void leave(Barrier& bar) {
 }
 
 inline void warp_sync() { wait(g_block->warp[warp()]); }
+inline void warpgroup_sync() { wait(g_block->warpgroup[g_block->current >> 7]); }
 inline std::array<std::array<uint64_t, 8>, 32>& warp_slots() { return g_block->slots[warp()]; }
 
 // ---- Shared-memory races --------------------------------------------------------------
@@ -140,6 +156,7 @@ struct Granule {
   int w_lo = 0, w_hi = 0;  // epochs from issue to landing; w_hi = kInFlight until it lands
   int reader = 0;        // thread + 1, kMany, or 0
   int r_epoch = -1;
+  bool fenced = false;   // its writer ran fence.proxy.async after the copy landed (wgmma's reads need it)
 };
 constexpr int kInFlight = 1 << 30, kMany = -1;
 inline Granule g_granules[sizeof g_dynamic_smem / 16];
@@ -197,7 +214,7 @@ inline void async_copy16(void* dst, const void* src, int src_bytes) {
     if (gr->r_epoch == e && gr->reader != self) race("copy issued over data another thread reads in this epoch", *gr, false);
     else if (gr->writer && (gr->writer != self ? gr->w_hi >= e : gr->w_hi == kInFlight))
       race("copy issued over another copy not yet ordered before it", *gr, true);
-    *gr = {self, e, kInFlight, gr->reader, gr->r_epoch};
+    *gr = {self, e, kInFlight, gr->reader, gr->r_epoch, false};
   }
   std::memset(dst, 0xff, 16);
   b.copies[b.current].push_back(c);
@@ -219,7 +236,10 @@ inline void async_wait(int n) {
   for (auto& c : q) {
     if (c.group >= 0 && c.group < limit) {
       std::memcpy(c.dst, c.data, 16);
-      if (Granule* gr = granule(c.dst)) gr->w_hi = e;
+      if (Granule* gr = granule(c.dst)) {
+        gr->w_hi = e;
+        b.unfenced[b.current].push_back((size_t)(gr - g_granules));
+      }
     } else {
       q[kept++] = c;
     }
@@ -235,6 +255,7 @@ inline void fiber_main() {
   for (auto& c : b.copies[b.current]) std::memcpy(c.dst, c.data, 16);
   b.copies[b.current].clear();
   leave(b.warp[b.current >> 5]);
+  leave(b.warpgroup[b.current >> 7]);
   leave(b.all);
   b.done[b.current] = true;
   b.running--;

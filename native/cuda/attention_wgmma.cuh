@@ -1,0 +1,248 @@
+// The warpgroup attention kernel for Hopper (sm_90a): part of attention.cu (included
+// there, inside namespace attn, after the fixed-width kernel), for the same padded head
+// widths as attention_fixed.cuh. The fixed-width kernel runs 8 heads of 128 over 512
+// latents at batch 32 at 198 TFLOP/s on an H200 with mma.sync (ncu: 35% of issue slots,
+// the tensor pipe 31% busy), against about 340 for torch's flash attention; Hopper's
+// full tensor-core rate is reached only through wgmma (wgmma.cuh).
+//
+// The algorithm is the fixed-width kernel's (online softmax over 64-key tiles, S in
+// registers fed back as P), one warpgroup per 64 query rows:
+//   S (64 x 64)  = Q Kᵀ: kDqk / 16 wgmma with Q and K from shared memory;
+//   softmax on S's fragments (each thread's two rows, as there);
+//   O (64 x kDv) += P V: 4 wgmma with P from registers (S converted to 16 bits) and V
+//   from shared memory, transposed by the instruction.
+// Tiles are copied with cp.async into the core-matrix layout of wgmma.cuh, K and V in
+// three stages, tile it + 2 while tiles it and it + 1 are in the products. Within a
+// warpgroup, tile it's P V runs while the softmax of tile it + 1 is computed (see the
+// loop); the kWG warpgroups of a block also interleave on the SM's schedulers.
+// It takes what the fixed-width kernel takes: 16-bit data whose Q, K and V rows are
+// 16-byte aligned (K and V through the padded copies where they are not), one width
+// class per instantiation (kWgmmaTiers), on compute capability 9.0 only.
+#pragma once
+
+// Copies this thread's 16-byte chunks of a kRows x kD tile (global rows at stride sn,
+// real width d, `rows` of them) into shared memory as [row / 8][column / 8][row % 8][8];
+// chunks past the real rows or columns are zero-filled. Chunk idx is row
+// 8·(idx / 8 / (kD / 8)) + idx % 8, columns 8·(idx / 8 % (kD / 8)), and lands at s + 8·idx:
+// eight neighbouring threads fill one 128-byte core matrix (no bank conflicts), and a
+// warp reads 64 contiguous bytes of each of eight rows.
+// Key tile and stages of the kernel below (its shared memory: wgmma_smem_bytes).
+constexpr int kWgmmaBlockK = 64;
+constexpr int kWgmmaStages = 3;
+
+template <int kRows, int kD, int kThreads>
+__device__ __forceinline__ void load_tile_core(uint16_t* __restrict__ s, const uint16_t* __restrict__ g,
+                                               int64_t sn, int rows, int d) {
+  constexpr int kC = kD / 8;
+  constexpr int kChunks = kRows * kC;
+#pragma unroll
+  for (int i = 0; i < (kChunks + kThreads - 1) / kThreads; i++) {
+    const int idx = (int)threadIdx.x + i * kThreads;
+    if (kChunks % kThreads == 0 || idx < kChunks) {
+      const int r = (idx >> 3) / kC * 8 + (idx & 7), c = (idx >> 3) % kC * 8;
+      const int bytes = r < rows ? max(0, min(8, d - c)) * 2 : 0;
+      cp_async_16(s + idx * 8, bytes > 0 ? g + (int64_t)r * sn + c : g, bytes);
+    }
+  }
+}
+
+template <class T, int kDqk, int kDv, int kWG>
+__device__ __forceinline__ void wgmma_body(const Params& p) {
+  constexpr int kBK = kWgmmaBlockK;
+  constexpr int kThreads = 128 * kWG;
+  constexpr int kBQ = 64 * kWG;
+  constexpr int kNS = kBK / 8;   // n8 blocks of S
+  constexpr int kNO = kDv / 8;   // n8 blocks of O
+  constexpr int kStage = kBK * (kDqk + kDv);
+  // Descriptor strides (wgmma.cuh): K-major Q and K, MN-major V.
+  constexpr uint32_t kQkLbo = 128, kQkSbo = kDqk / 8 * 128;
+  constexpr uint32_t kVLbo = kDv / 8 * 128, kVSbo = 128;
+  PERCEIVER_DYNAMIC_SMEM(smem_raw);
+  uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw);
+  uint16_t* const stage_base = Qs + kBQ * kDqk;
+
+  const BlockPlace bp = block_place(p, kBQ);
+  const int64_t b = bp.b, h = bp.h, bh = bp.bh, i0 = bp.i0, j0 = bp.j0, j1 = bp.j1;
+  const int split = bp.split;
+
+  const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int dqk = (int)p.dqk, dv = (int)p.dv;
+
+  const uint16_t* qg = static_cast<const uint16_t*>(p.q) + b * p.q_sb + h * p.q_sh + i0 * p.q_sn;
+  const uint16_t* kg = static_cast<const uint16_t*>(p.k) + b * p.k_sb + h * p.k_sh + j0 * p.k_sn;
+  const uint16_t* vg = static_cast<const uint16_t*>(p.v) + b * p.v_sb + h * p.v_sh + j0 * p.v_sn;
+  const int64_t ntiles = (j1 - j0 + kBK - 1) / kBK;
+  // Key tile it lives in stage it % kWgmmaStages: K, then V.
+  auto stage_k = [&](int64_t it) { return stage_base + (int)(it % kWgmmaStages) * kStage; };
+  auto load_kv = [&](int64_t it) {
+    const int kn = (int)min64(kBK, j1 - j0 - it * kBK);
+    uint16_t* Ks = stage_k(it);
+    load_tile_core<kBK, kDqk, kThreads>(Ks, kg + it * kBK * p.k_sn, p.k_sn, kn, dqk);
+    load_tile_core<kBK, kDv, kThreads>(Ks + kBK * kDqk, vg + it * kBK * p.v_sn, p.v_sn, kn, dv);
+  };
+  load_tile_core<kBQ, kDqk, kThreads>(Qs, qg, p.q_sn, (int)min64(kBQ, p.nq - i0), dqk);
+  if (ntiles > 0) load_kv(0);
+  cp_async_commit();
+  if (ntiles > 1) load_kv(1);
+  cp_async_commit();
+
+  // This thread's rows: g and g + 8 of its warp's 16 in its warpgroup's 64.
+  const int64_t row_base = i0 + wg * 64 + warp * 16 + g;
+  const uint16_t* const Qw = Qs + wg * 64 * kDqk;
+
+  float o[kNO * 4];
+#pragma unroll
+  for (int i = 0; i < kNO * 4; i++) o[i] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // l: this thread's share of its rows
+  float s[kNS * 4];
+
+  // S = Q Kᵀ for key tile it, issued and committed (not waited for).
+  auto issue_qk = [&](int64_t it) {
+    const uint16_t* Ks = stage_k(it);
+    wgmma_fence();
+#pragma unroll
+    for (int kc = 0; kc < kDqk / 16; kc++)
+      wgmma_ss<kBK, T>(s, wgmma_desc(Qw + kc * 128, kQkLbo, kQkSbo), wgmma_desc(Ks + kc * 128, kQkLbo, kQkSbo),
+                       kc > 0);
+    wgmma_commit();
+  };
+  // The online softmax of key tile it on S (waited for): S becomes P in fp32, m and l
+  // move on, and corr[r] is what row r's O must be scaled by before P V is added.
+  auto softmax_tile = [&](int64_t it, float (&corr)[2]) {
+#pragma unroll
+    for (int i = 0; i < kNS * 4; i++) wgmma_fence_operand(s[i]);
+    const int64_t jt = j0 + it * kBK;
+    const int kn = (int)min64(kBK, j1 - jt);
+    if (p.mask || kn < kBK) {  // block-uniform: only tiles with masked or missing keys
+#pragma unroll
+      for (int n = 0; n < kNS; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int jj = n * 8 + 2 * t + (e & 1);
+          const int64_t row = row_base + 8 * (e >> 1);
+          bool keep = jj < kn;
+          if (keep && p.mask && row < p.nq) keep = p.mask[b * p.m_sb + row * p.m_sq + (jt + jj) * p.m_sk] != 0;
+          s[4 * n + e] = keep ? s[4 * n + e] * p.scale_log2 : -INFINITY;
+        }
+    } else {
+#pragma unroll
+      for (int i = 0; i < kNS * 4; i++) s[i] *= p.scale_log2;
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < kNS; n++) mx = fmaxf(mx, fmaxf(s[4 * n + 2 * r], s[4 * n + 2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(m[r], mx);
+      const float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing unmasked yet: P = 0
+      corr[r] = exp2_ftz(m[r] - m_use);
+      m[r] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int n = 0; n < kNS; n++) {
+        s[4 * n + 2 * r] = exp2_ftz(s[4 * n + 2 * r] - m_use);
+        s[4 * n + 2 * r + 1] = exp2_ftz(s[4 * n + 2 * r + 1] - m_use);
+        sum += s[4 * n + 2 * r] + s[4 * n + 2 * r + 1];
+      }
+      l[r] = l[r] * corr[r] + sum;
+    }
+  };
+
+  // P's A fragments from S (P in fp32), 16 keys each; past a ragged tile's kn keys P is
+  // 0 and V's rows are zero-filled.
+  uint32_t pa[kBK / 16][4];
+  auto pack_p = [&] {
+#pragma unroll
+    for (int kk = 0; kk < kBK / 16; kk++) {
+      pa[kk][0] = pack2<T>(s[8 * kk + 0], s[8 * kk + 1]);
+      pa[kk][1] = pack2<T>(s[8 * kk + 2], s[8 * kk + 3]);
+      pa[kk][2] = pack2<T>(s[8 * kk + 4], s[8 * kk + 5]);
+      pa[kk][3] = pack2<T>(s[8 * kk + 6], s[8 * kk + 7]);
+    }
+  };
+  // P V for key tile it from those fragments, issued and committed.
+  auto issue_pv = [&](int64_t it) {
+    const uint16_t* Vs = stage_k(it) + kBK * kDqk;
+#pragma unroll
+    for (int i = 0; i < kNO * 4; i++) wgmma_fence_operand(o[i]);
+    wgmma_fence();  // O was rescaled and P written by ordinary instructions
+#pragma unroll
+    for (int kk = 0; kk < kBK / 16; kk++)
+      wgmma_rs<kDv, T>(o, pa[kk], wgmma_desc(Vs + kk * 16 * kDv, kVLbo, kVSbo), 1);
+    wgmma_commit();
+  };
+
+  if (ntiles > 0) {
+    cp_async_wait<1>();  // Q and tile 0 (tile 1 may still be in flight)
+    fence_proxy_async();
+    __syncthreads();
+    issue_qk(0);
+    wgmma_wait<0>();
+    float corr[2];
+    softmax_tile(0, corr);  // O is still 0: nothing to rescale
+  }
+
+  // Tile it's P V overlaps the softmax of tile it + 1 (FlashAttention-3's overlap
+  // within a warpgroup): S for it + 1 is issued before P V for it, so it is waited for
+  // first (groups complete in order) while P V may still run; O is rescaled once P V
+  // has landed. S holds P in fp32 until then, since P's 16-bit fragments stay in use
+  // by the product in flight. Every iteration issues both products (the last tile's
+  // P V follows the loop): ptxas credits wgmma_wait<1> with S only where no path
+  // reaches it with a different count of groups in flight, and otherwise serialises
+  // the products (its warning C7514). Three stages: tile it + 2 is copied into the
+  // stage of tile it - 1, whose products every warpgroup waited for before this
+  // iteration's barrier.
+  for (int64_t it = 0; it + 1 < ntiles; it++) {
+    pack_p();  // before S for tile it + 1 is issued into the same registers
+    cp_async_wait<0>();  // tile it + 1
+    fence_proxy_async();
+    __syncthreads();
+    if (it + 2 < ntiles) load_kv(it + 2);
+    cp_async_commit();
+    issue_qk(it + 1);
+    issue_pv(it);
+    float corr[2];
+    wgmma_wait<1>();  // S of tile it + 1
+    softmax_tile(it + 1, corr);
+    wgmma_wait<0>();  // P V of tile it
+#pragma unroll
+    for (int i = 0; i < kNO * 4; i++) wgmma_fence_operand(o[i]);
+#pragma unroll
+    for (int n = 0; n < kNO; n++) {
+      o[4 * n] *= corr[0];
+      o[4 * n + 1] *= corr[0];
+      o[4 * n + 2] *= corr[1];
+      o[4 * n + 3] *= corr[1];
+    }
+  }
+  if (ntiles > 0) {
+    pack_p();
+    issue_pv(ntiles - 1);
+    wgmma_wait<0>();
+#pragma unroll
+    for (int i = 0; i < kNO * 4; i++) wgmma_fence_operand(o[i]);
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+  const int64_t row[1][2] = {{row_base, row_base + 8}};
+  const float m2[1][2] = {{m[0], m[1]}}, l2[1][2] = {{l[0], l[1]}};
+  store_rows<T, 1, kNO>(p, b, h, bh, split, row, reinterpret_cast<const float(&)[1][kNO][4]>(o), m2, l2, t);
+}
+
+template <class T, int kDqk, int kDv, int kWG, int kMinBlocks>
+__global__ void __launch_bounds__(128 * kWG, kMinBlocks) attention_wgmma_kernel(Params p) {
+#if defined(__CUDA_ARCH__) && !defined(PERCEIVER_HAS_WGMMA)
+  // Not an sm_90a compilation: the host launches this only on compute capability 9.0,
+  // whose code the build always compiles for sm_90a (CMakeLists.txt).
+  __trap();
+#else
+  wgmma_body<T, kDqk, kDv, kWG>(p);
+#endif
+}
