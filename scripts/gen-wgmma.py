@@ -4,9 +4,10 @@
 One inline-PTX statement per shape, each naming every accumulator register as an
 operand (N/2 of them for m64nNk16 with float accumulators), which the preprocessor
 cannot count out; hence generated text. Run it again after changing the shapes:
-  python3 scripts/gen-wgmma.py
+  python3 scripts/gen-wgmma.py [OUT]   (OUT: another path to write, e.g. for a comparison)
 """
 import pathlib
+import sys
 
 # N of the products: Q Kᵀ over a 64-key tile (SS), and P V for each padded value
 # width of native/cuda/attention_wgmma.cuh's tiers (RS).
@@ -57,7 +58,8 @@ def main():
     for ctype, ptype in TYPES:
         parts += [ss(n, ctype, ptype) for n in SS_N]
         parts += [rs(n, ctype, ptype) for n in RS_N]
-    out = pathlib.Path(__file__).resolve().parent.parent / "native" / "cuda" / "wgmma_mma.inc"
+    out = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else (
+        pathlib.Path(__file__).resolve().parent.parent / "native" / "cuda" / "wgmma_mma.inc")
     out.write_text("\n".join(parts))
     print(f"wrote {out}")
 

@@ -1,0 +1,86 @@
+// What the warpgroup attention kernel (native/cuda/attention_wgmma.cuh) needs from the
+// compiler, checked where nvcc is (CI builds the CUDA library there; no GPU needed):
+// every instantiation compiles for sm_90a without spilling registers and without
+// ptxas serialising its wgmma products (its "Potential Performance Loss" notes,
+// C7514 and kin, which it prints only with -Xptxas -v and which the GPU would show
+// only as a slower kernel); and the inline PTX in native/cuda/wgmma_mma.inc is what
+// scripts/gen-wgmma.py writes. Skipped, and says so, without nvcc (or python3).
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const onPath = (exe: string) => (process.env.PATH ?? '').split(':').some((d) => d && existsSync(join(d, exe)));
+const nvcc = onPath('nvcc');
+if (!nvcc) console.log('cuda-wgmma: no nvcc on PATH: skipped');
+
+interface Entry {
+  name: string;
+  registers: number;
+  spillStores: number;
+  spillLoads: number;
+}
+
+/** ptxas -v's report, per kernel entry, and its notes about wgmma. */
+function ptxasReport(text: string): { entries: Entry[]; notes: string[] } {
+  const entries: Entry[] = [];
+  let current: Entry | null = null;
+  for (const line of text.split('\n')) {
+    const entry = /Compiling entry function '([^']+)' for 'sm_90a'/.exec(line);
+    if (entry) {
+      current = { name: entry[1], registers: -1, spillStores: -1, spillLoads: -1 };
+      entries.push(current);
+      continue;
+    }
+    const spill = /(\d+) bytes spill stores, (\d+) bytes spill loads/.exec(line);
+    if (spill && current) {
+      current.spillStores = Number(spill[1]);
+      current.spillLoads = Number(spill[2]);
+    }
+    const used = /Used (\d+) registers/.exec(line);
+    if (used && current) current.registers = Number(used[1]);
+  }
+  return { entries, notes: text.split('\n').filter((l) => /\(C75\d\d\)|wgmma\.mma_async instructions are serialized/.test(l)) };
+}
+
+(nvcc ? test : test.skip)('the warpgroup attention kernel compiles for sm_90a with no spills and no serialised wgmma', (t) => {
+  t.timeout(5 * 60_000);
+  const dir = mkdtempSync(join(tmpdir(), 'perceiver-wgmma-'));
+  try {
+    const r = spawnSync(
+      'nvcc',
+      ['-O3', '-std=c++17', '-gencode', 'arch=compute_90a,code=sm_90a', '-Inative', '-Xptxas', '-v', '-c',
+        'native/cuda/attention.cu', '-o', join(dir, 'attention.o')],
+      { cwd: root, encoding: 'utf8', timeout: 4 * 60_000 },
+    );
+    t.is(r.status, 0, `nvcc failed:\n${r.stderr}`);
+    const { entries, notes } = ptxasReport(`${r.stdout}\n${r.stderr}`);
+    const wgmma = entries.filter((e) => e.name.includes('attention_wgmma_kernel'));
+    // kWgmmaTiers' five width classes, in bf16 and fp16.
+    t.is(wgmma.length, 10, entries.map((e) => e.name).join('\n'));
+    for (const e of wgmma) {
+      t.true(e.registers > 0 && e.registers <= 255, `${e.name}: ${e.registers} registers`);
+      t.is(e.spillStores + e.spillLoads, 0, `${e.name} spills`);
+    }
+    t.deepEqual(notes.filter((n) => n.includes('attention_wgmma_kernel')), []);
+    // The notes name their function; none may name a kernel of this file at all.
+    t.deepEqual(notes, []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+(nvcc && onPath('python3') ? test : test.skip)('native/cuda/wgmma_mma.inc is what scripts/gen-wgmma.py writes', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'perceiver-wgmma-'));
+  try {
+    const out = join(dir, 'wgmma_mma.inc');
+    const r = spawnSync('python3', ['scripts/gen-wgmma.py', out], { cwd: root, encoding: 'utf8' });
+    t.is(r.status, 0, r.stderr);
+    t.is(readFileSync(out, 'utf8'), readFileSync(join(root, 'native', 'cuda', 'wgmma_mma.inc'), 'utf8'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
