@@ -37,13 +37,14 @@
 #       ways, and ncu on the older tier, the occupancy tier and the fixed-width kernel
 #       at both latent self-attention shapes. About 3 minutes on an H200.
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
-#       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1, the warpgroup (wgmma) attention
-#       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh). The
-#       harnesses (cuda_attention_check checks and times it as path "tcg" whatever the
-#       switch), the tests of attention and the models on the GPU with it on, bench-gpu
-#       and bench-train-gpu by default (and torch) and with it on (ours), and ncu on it
-#       and on the default fixed-width kernel at both latent self-attention shapes.
-#       About 3 minutes on an H200.
+#       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
+#       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh) with two or
+#       one warpgroups per block. The harnesses (cuda_attention_check checks and times
+#       it as paths "tcg" and "tcg1" whatever the switch), the tests of attention and
+#       the models on the GPU with it on, bench-gpu by default (and torch) and with each
+#       variant (ours), bench-train-gpu by default and with it on, and ncu on both
+#       variants and the default fixed-width kernel at both latent self-attention shapes.
+#       About 3-4 minutes on an H200 (estimated from --compare, which has one bench-gpu less).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -102,6 +103,7 @@ prepare() {
   PERCEIVER_CUDA_ATTENTION_OCCUPANCY=1 PERCEIVER_CUDA_ATTENTION_FIXED=8 build/cuda-emu/emu_check attention | tail -1
   PERCEIVER_CUDA_ATTENTION_OCCUPANCY=0 PERCEIVER_CUDA_ATTENTION_FIXED=0 build/cuda-emu/emu_check attention | tail -1
   PERCEIVER_CUDA_ATTENTION_WGMMA=1 build/cuda-emu/emu_check attention | tail -1
+  PERCEIVER_CUDA_ATTENTION_WGMMA=64 build/cuda-emu/emu_check attention | tail -1
   PERCEIVER_CUDA_VECTOR_KERNELS=0 build/cuda-emu/emu_check rows | tail -1
   echo "== perceiver_cuda.so and harnesses for CUDA architectures $archs"
   cmake -S . -B build/cuda-device -DCMAKE_BUILD_TYPE=Release -DPERCEIVER_CPU=OFF "-DPERCEIVER_CUDA_ARCHS=$archs" > /dev/null
@@ -194,7 +196,7 @@ for line in open(sys.argv[1]):
         best[shape][path] = (float(ms), splits, kernel)
 print('-- attention, bf16: default (auto) against the fastest tco / tcf / tcg path')
 for shape, paths in best.items():
-    cands = {p: v for p, v in paths.items() if p in ('tco', 'tcf', 'tcf8', 'tcf2', 'tcg')}
+    cands = {p: v for p, v in paths.items() if p in ('tco', 'tcf', 'tcf8', 'tcf2', 'tcg', 'tcg1')}
     if 'auto' not in paths or not cands:
         continue
     a = paths['auto']
@@ -338,13 +340,15 @@ candidates() {
   echo "== candidates: bench-gpu and bench-train-gpu by default (and torch), then with it on (ours only)"
   step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
   step bench-gpu-on 80 env PERCEIVER_DEVICE=cuda "${on[@]}" node dist/scripts/bench-gpu.js --no-torch --profile
+  step bench-gpu-on64 80 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=64 node dist/scripts/bench-gpu.js --no-torch
   step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1
   step bench-train-gpu-on 70 env PERCEIVER_DEVICE=cuda "${on[@]}" node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
-  # One launch each of the warpgroup kernel (path "tcg") and the default fixed-width
-  # kernel's (path "tcf2" / "tcf") at both latent self-attention shapes.
+  # One launch each of the warpgroup kernel's two variants (paths "tcg", "tcg1") and
+  # the default fixed-width kernel's (path 0) at both latent self-attention shapes.
   local c
   for c in perceiver-self-b32 mlm-self-b32; do
     ncu_step "ncu-tcg-$c" attention_wgmma_kernel "$c" 11
+    ncu_step "ncu-tcg1-$c" attention_wgmma_kernel "$c" 12
     ncu_step "ncu-tcf-$c" attention_fixed_kernel "$c" 0
   done
 
@@ -352,14 +356,16 @@ candidates() {
   echo "== summary (logs in $OUT/logs.tar)"
   cat "$OUT/summary.txt"
   grep -E '^FAIL' "$LOGS/cuda_attention_check.log" | cut -c1-300 | head -8
-  echo "tcg checks: $(grep -cE '^PASS .* tcg ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcg ' "$LOGS/cuda_attention_check.log") failed"
+  echo "tcg checks: $(grep -cE '^PASS .* tcg1? ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcg1? ' "$LOGS/cuda_attention_check.log") failed"
   echo "-- attention in bf16 by kernel, one key range (all dtypes and splits: cuda_attention_check.log):"
-  grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|flow-self) +bfloat16 +(auto|tcf|tcf2|tcg) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
+  grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|flow-self) +bfloat16 +(auto|tcf|tcf2|tcg|tcg1) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   attention_verdict "$LOGS/cuda_attention_check.log"
   echo
   show_bench_gpu
   echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=1 (ours):"
   grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-on.log" | head -12 || tail -5 "$LOGS/bench-gpu-on.log"
+  echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=64 (ours):"
+  grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-on64.log" | head -12 || tail -5 "$LOGS/bench-gpu-on64.log"
   echo
   show_train
   echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=1 (ours):"

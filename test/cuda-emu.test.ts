@@ -118,9 +118,11 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     t.is(r.passed(/^PASS .* path 8 /), 24, what);
     t.is(r.passed(/^PASS .* path 9 /), 8, what);
     t.is(r.passed(/^PASS .* path 10 /), 8, what);
-    // The warpgroup kernel (path 11; the emulation's device is an H100) at its classes:
-    // 64, 128, qk 32 / v 160, qk 32 / v 96, 32 and 120. Off under auto unless switched on.
+    // The warpgroup kernel (paths 11 and 12, two and one warpgroups per block; the
+    // emulation's device is an H100) at its classes: 64, 128, qk 32 / v 160, qk 32 /
+    // v 96, 32 and 120. Off under auto unless switched on.
     t.is(r.passed(/^PASS .* path 11 /), 24, what);
+    t.is(r.passed(/^PASS .* path 12 /), 24, what);
     t.is(r.passed(/ path 0 .*-> wgmma /), 0, `${what}: no warpgroup kernel under auto`);
     t.is(r.passed(/^PASS .*float32 +path 2 /), 24, `${what}: the SIMT kernel`);
     // Heads wider than the widest tier run on tensor cores, in column chunks of V.
@@ -158,6 +160,7 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
   route(wgmma, 'w128', /wgmma 128x128/, 4);
   route(wgmma, 'qk32-v160', /wgmma 32x160/, 4);
   route(wgmma, 'w96-odd', /tc tier 1/, 4);
+  route({ PERCEIVER_CUDA_ATTENTION_WGMMA: '64' }, 'w128', /wgmma1 128x128/, 4);
 });
 
 emulated('the composed attention (attention_gemm.cu), emulated with its products as loops, matches the reference forward and gradient', (t, family) => {

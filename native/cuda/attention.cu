@@ -100,12 +100,12 @@ constexpr float kLog2e = 1.4426950408889634f;
 // 16-row tile; kTensorCoreFixed8 with 8 warps, kTensorCoreFixedWide with 4 warps of two
 // tiles, where its width class has such an instantiation (kFixedTiers).
 // kTensorCoreWgmma: the warpgroup kernel (attention_wgmma.cuh; compute capability 9.0
-// only, kWgmmaTiers).
+// only, kWgmmaTiers) with two warpgroups per block; kTensorCoreWgmma1 with one.
 // (5 and 6 are the harness's product-composed paths.)
 enum Path : int {
   kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3, kTensorCoreWide = 4,
   kTensorCoreOccupancy = 7, kTensorCoreFixed = 8, kTensorCoreFixed8 = 9, kTensorCoreFixedWide = 10,
-  kTensorCoreWgmma = 11
+  kTensorCoreWgmma = 11, kTensorCoreWgmma1 = 12
 };
 // Which family of tc instantiations a call takes (kTcTiers).
 enum TcKind : int { kTcNarrow = 0, kTcWide = 1, kTcOccupancy = 2 };
@@ -1050,20 +1050,28 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
 // warpgroups per block (64 query rows each) and __launch_bounds__' blocks per SM.
 // Its shared memory is unpadded (the core-matrix layout has no bank conflicts to pad
 // away): Q, then kWgmmaStages stages of 64-key K and V tiles (wgmma_smem_bytes).
-// Registers (ptxas, sm_90a) leave one block of two warpgroups per SM at 128 x 128.
+// Registers (ptxas, sm_90a: 205 at 128 x 128) leave room for 8 warps per SM either
+// way: one block of two warpgroups, which share each K and V tile (half the L2 reads)
+// but meet at a barrier per tile, or two blocks of one (112 KB of shared memory each
+// at 128 x 128, 226 KB of an H100's 228 with the blocks' reserve), which run
+// independently, so that one's copies, softmax or start overlap the other's products.
 struct WgmmaTier {
   int dqk, dv, warpgroups, min_blocks;
   const char* name;  // for the harnesses (attention_last_kernel)
 };
-constexpr int kWgmmaTierCount = 5;
+constexpr int kWgmmaTierCount = 10;
 constexpr WgmmaTier kWgmmaTiers[kWgmmaTierCount] = {
-    {128, 128, 2, 1, "wgmma 128x128"}, {32, 160, 2, 1, "wgmma 32x160"}, {32, 96, 2, 1, "wgmma 32x96"},
-    {64, 64, 2, 1, "wgmma 64x64"},     {32, 32, 2, 1, "wgmma 32x32"}};
+    {128, 128, 2, 1, "wgmma 128x128"},   {32, 160, 2, 1, "wgmma 32x160"},   {32, 96, 2, 1, "wgmma 32x96"},
+    {64, 64, 2, 1, "wgmma 64x64"},       {32, 32, 2, 1, "wgmma 32x32"},     {128, 128, 1, 2, "wgmma1 128x128"},
+    {32, 160, 1, 2, "wgmma1 32x160"},    {32, 96, 1, 2, "wgmma1 32x96"},    {64, 64, 1, 2, "wgmma1 64x64"},
+    {32, 32, 1, 2, "wgmma1 32x32"}};
 
-// The tier for these widths, or -1 where there is none.
-int wgmma_tier(int64_t dqk, int64_t dv) {
+// The tier for these widths and warpgroups per block, or -1 where there is none.
+int wgmma_tier(int64_t dqk, int64_t dv, int warpgroups) {
   for (int i = 0; i < kWgmmaTierCount; i++)
-    if (kWgmmaTiers[i].dqk == round16(dqk) && kWgmmaTiers[i].dv == round16(dv)) return i;
+    if (kWgmmaTiers[i].dqk == round16(dqk) && kWgmmaTiers[i].dv == round16(dv) &&
+        kWgmmaTiers[i].warpgroups == warpgroups)
+      return i;
   return -1;
 }
 
@@ -1071,12 +1079,17 @@ size_t wgmma_smem_bytes(const WgmmaTier& w) {
   return ((size_t)64 * w.warpgroups * w.dqk + (size_t)kWgmmaStages * kWgmmaBlockK * (w.dqk + w.dv)) * 2;
 }
 
-// Whether kAuto takes the warpgroup kernel where it serves: only with
-// PERCEIVER_CUDA_ATTENTION_WGMMA=1 until it has been timed on a GPU (written
-// 2026-11-27 without one; it passes the CPU emulation, native/cuda/emu).
-bool wgmma_auto() {
-  static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_WGMMA");
-  return on;
+// The warpgroups per block kAuto's warpgroup kernel has, where it serves; 0: kAuto
+// does not take it. Only with PERCEIVER_CUDA_ATTENTION_WGMMA set until it has been
+// timed on a GPU (written 2026-11-27 without one; it passes the CPU emulation,
+// native/cuda/emu): =1 two warpgroups per block, =64 one (64 query rows).
+int wgmma_auto() {
+  static const int warpgroups = [] {
+    const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_WGMMA");
+    if (!e || !*e || std::strcmp(e, "0") == 0) return 0;
+    return std::strcmp(e, "64") == 0 ? 1 : 2;
+  }();
+  return warpgroups;
 }
 
 template <class T, int kTier>
@@ -1218,7 +1231,7 @@ const char* kernel_name_tc(int tier) {
 }
 
 // force_path: kAuto, kTensorCore, kTensorCore1, kTensorCoreWide, kTensorCoreOccupancy,
-// kTensorCoreFixed*, kTensorCoreWgmma
+// kTensorCoreFixed*, kTensorCoreWgmma, kTensorCoreWgmma1
 // or kSimt; force_splits:
 // 0 = planned.
 // A forced tc path the device or shape cannot take returns cudaErrorNotSupported.
@@ -1285,7 +1298,8 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
   const bool force_tc = force_path == kTensorCore || force_path == kTensorCore1 ||
                         force_path == kTensorCoreWide || force_path == kTensorCoreOccupancy ||
                         force_path == kTensorCoreFixed || force_path == kTensorCoreFixed8 ||
-                        force_path == kTensorCoreFixedWide || force_path == kTensorCoreWgmma;
+                        force_path == kTensorCoreFixedWide || force_path == kTensorCoreWgmma ||
+                        force_path == kTensorCoreWgmma1;
   int path = kSimt;
   size_t tc_smem = 0;
   if (a.dtype == DType::Float32 && force_tc) return cudaErrorNotSupported;
@@ -1345,9 +1359,13 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     // The warpgroup kernel, where asked for (forced, or kAuto with its switch on): on
     // compute capability 9.0 only (sm_90a code), with the fixed-width kernel's
     // alignment.
-    const bool force_wgmma = force_path == kTensorCoreWgmma;
-    if (force_wgmma || (force_path == kAuto && wgmma_auto())) {
-      const int wt = cc == 90 && fixed_ok ? wgmma_tier(a.dqk, a.dv) : -1;
+    const bool force_wgmma = force_path == kTensorCoreWgmma || force_path == kTensorCoreWgmma1;
+    const int warpgroups = force_path == kTensorCoreWgmma    ? 2
+                           : force_path == kTensorCoreWgmma1 ? 1
+                           : force_path == kAuto             ? wgmma_auto()
+                                                             : 0;
+    if (warpgroups > 0) {
+      const int wt = cc == 90 && fixed_ok ? wgmma_tier(a.dqk, a.dv, warpgroups) : -1;
       if (wt >= 0 && wgmma_smem_bytes(kWgmmaTiers[wt]) <= (size_t)smem_optin) {
         p.wgmma_tier = wt;
         tc_smem = wgmma_smem_bytes(kWgmmaTiers[wt]);

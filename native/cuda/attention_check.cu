@@ -373,13 +373,14 @@ struct Variant {
   int path;    // 0 auto, 1 tc, 2 simt, 3 tc single-stage, 4 tc two row tiles per warp,
                // 5 gemm, 6 gemm in chunks of 64 keys, 7 tc occupancy tiers, 8, 9 and 10
                // the fixed-width kernel with 4 warps, 8 warps and 4 warps of two row tiles,
-               // 11 the warpgroup kernel (compute capability 9.0)
+               // 11 and 12 the warpgroup kernel with two and one warpgroups per block
+               // (compute capability 9.0)
   int splits;  // 0 planned
 };
 
 const char* path_name(int p) {
   return p == 1 ? "tc" : p == 2 ? "simt" : p == 3 ? "tc1" : p == 4 ? "tcw" : p == 5 ? "gemm" : p == 6 ? "gemm64"
-       : p == 7 ? "tco" : p == 8 ? "tcf" : p == 9 ? "tcf8" : p == 10 ? "tcf2" : p == 11 ? "tcg" : "auto";
+       : p == 7 ? "tco" : p == 8 ? "tcf" : p == 9 ? "tcf8" : p == 10 ? "tcf2" : p == 11 ? "tcg" : p == 12 ? "tcg1" : "auto";
 }
 bool is_product_path(int p) { return p == 5 || p == 6; }
 
@@ -399,7 +400,7 @@ std::vector<Variant> variants(const Case& c) {
     return {{DType::Float32, 0, 0},  {DType::BFloat16, 0, 0},  {DType::BFloat16, 1, 0}, {DType::Float16, 1, 0},
             {DType::BFloat16, 2, 0}, {DType::BFloat16, 1, 1},  {DType::Float32, 5, 0},  {DType::BFloat16, 5, 0},
             {DType::BFloat16, 7, 0}, {DType::BFloat16, 4, 0},  {DType::BFloat16, 8, 0}, {DType::BFloat16, 9, 0},
-            {DType::BFloat16, 10, 0}, {DType::BFloat16, 11, 0}};
+            {DType::BFloat16, 10, 0}, {DType::BFloat16, 11, 0}, {DType::BFloat16, 12, 0}};
   // auto (the public entry), then each version with one block per key range and
   // with 3 ranges (the merge kernel), then the products in one chunk and in several.
   std::vector<Variant> v = {{DType::Float32, 0, 0}, {DType::Float32, 2, 1}, {DType::Float32, 5, 0}};
@@ -424,7 +425,7 @@ std::vector<Variant> variants(const Case& c) {
     // available" (a SKIP line) where its table has no class for the widths, the rows are
     // not 16-byte aligned or (the warpgroup kernel) the device is not compute
     // capability 9.0, so this list need not repeat the tables.
-    for (int path : {8, 9, 10, 11}) {
+    for (int path : {8, 9, 10, 11, 12}) {
       v.push_back({dt, path, 1});
       if (c.nk >= 3) v.push_back({dt, path, 3});
     }
@@ -884,7 +885,7 @@ void bench_case(const Case& c, cudaStream_t stream) {
     // kernel here, as the backend's fused op; the op layer composes float32 from
     // products instead, path gemm). tc1, the one-stage loop kept for the checks, is
     // not timed.
-    for (int path : {0, 1, 7, 4, 8, 9, 10, 11, 2, 5}) {
+    for (int path : {0, 1, 7, 4, 8, 9, 10, 11, 12, 2, 5}) {
       if (dt == DType::Float16 && path != 0) continue;
       if (dt == DType::Float32 && path != 0 && path != 2 && path != 5) continue;
       if (!g_bench_paths.empty() && std::find(g_bench_paths.begin(), g_bench_paths.end(), path) == g_bench_paths.end())
