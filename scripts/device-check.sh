@@ -256,6 +256,18 @@ setup() {
   fi
 }
 
+# bench_both NAME VAR=VALUE...: bench-gpu and bench-train-gpu by default (with torch's
+# and HF's figures), then ours alone with the variables set (steps bench-gpu-NAME and
+# bench-train-gpu-NAME).
+bench_both() {
+  local name=$1
+  shift
+  step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
+  step "bench-gpu-$name" 80 env PERCEIVER_DEVICE=cuda "$@" node dist/scripts/bench-gpu.js --no-torch --profile
+  step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1
+  step "bench-train-gpu-$name" 70 env PERCEIVER_DEVICE=cuda "$@" node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
+}
+
 # The defaults that a GPU measured and turned on (2026-11-27, docs/DEVICE.md) against the
 # kernels they replaced, still there behind =0 (the occupancy tiers and the fixed-width
 # attention kernel; the 16-byte binary and layer-norm kernels; residuals as cuBLASLt's
@@ -277,10 +289,7 @@ compare() {
     dist/test/cuda-dtype.test.js dist/test/elementwise.test.js dist/test/reduce.test.js dist/test/linalg.test.js \
     dist/test/nn.test.js dist/test/models-mlm.test.js dist/test/models-blocks.test.js dist/test/autograd.test.js
   echo "== compare: bench-gpu and bench-train-gpu by default (and torch), then with the older kernels (ours only)"
-  step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
-  step bench-gpu-back 80 env PERCEIVER_DEVICE=cuda "${back[@]}" node dist/scripts/bench-gpu.js --no-torch --profile
-  step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1
-  step bench-train-gpu-back 70 env PERCEIVER_DEVICE=cuda "${back[@]}" node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
+  bench_both back "${back[@]}"
   # One launch each of the older 16-row kernel (path "tc"), the occupancy tier (path
   # "tco", the first bounded launch) and the fixed-width kernel (path "tcf"), at both
   # latent self-attention shapes: occupancy, where the warps stall, what bounds them.
@@ -338,11 +347,8 @@ candidates() {
     dist/test/cuda-dtype.test.js dist/test/linalg.test.js dist/test/nn.test.js dist/test/models-mlm.test.js \
     dist/test/models-blocks.test.js dist/test/models-attention-dropout.test.js dist/test/autograd.test.js
   echo "== candidates: bench-gpu and bench-train-gpu by default (and torch), then with it on (ours only)"
-  step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
-  step bench-gpu-on 80 env PERCEIVER_DEVICE=cuda "${on[@]}" node dist/scripts/bench-gpu.js --no-torch --profile
+  bench_both on "${on[@]}"
   step bench-gpu-on64 80 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=64 node dist/scripts/bench-gpu.js --no-torch
-  step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1
-  step bench-train-gpu-on 70 env PERCEIVER_DEVICE=cuda "${on[@]}" node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
   # One launch each of the warpgroup kernel's two variants (paths "tcg", "tcg1") and
   # the default fixed-width kernel's (path 0) at both latent self-attention shapes.
   local c

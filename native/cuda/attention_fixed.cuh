@@ -43,6 +43,59 @@ __device__ __forceinline__ void load_tile_fixed(uint16_t* __restrict__ s, const 
 }
 
 
+// S's fragments of one 16-row tile (kNS n8 tiles as mma.sync's C fragments: this
+// thread's rows row + off and row + off + 8, columns 8n + 2t + (e & 1) of key tile jt) scaled into
+// the log2 domain, with keys that are masked or past the tile's kn at -inf. The
+// per-element test runs only on tiles that have such keys (a block-uniform branch).
+// Shared with the warpgroup kernel (attention_wgmma.cuh), whose S fragments are the same.
+template <int kNS>
+__device__ __forceinline__ void scale_mask_tile(float (&s)[kNS][4], const Params& p, int64_t b, int64_t row,
+                                                int off, int64_t jt, int kn, int t) {
+  if (p.mask || kn < kNS * 8) {
+#pragma unroll
+    for (int n = 0; n < kNS; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int jj = n * 8 + 2 * t + (e & 1);
+        const int64_t r = row + off + 8 * (e >> 1);
+        bool keep = jj < kn;
+        if (keep && p.mask && r < p.nq) keep = p.mask[b * p.m_sb + r * p.m_sq + (jt + jj) * p.m_sk] != 0;
+        s[n][e] = keep ? s[n][e] * p.scale_log2 : -INFINITY;
+      }
+  } else {
+#pragma unroll
+    for (int n = 0; n < kNS; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) s[n][e] *= p.scale_log2;
+  }
+}
+
+// The online-softmax step for one of those rows (r = 0: row, 1: row + 8), whose 4
+// threads (same g) combine their maxima by shuffles: m moves to the new maximum, S
+// becomes P = exp2(S - m) in place and l takes its sum (this thread's share). Returns
+// the factor the row's O must be scaled by: exp2(m_old - m_new), 0 while m was -inf.
+template <int kNS>
+__device__ __forceinline__ float online_softmax_row(float (&s)[kNS][4], int r, float& m, float& l) {
+  float mx = -INFINITY;
+#pragma unroll
+  for (int n = 0; n < kNS; n++) mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+  const float m_new = fmaxf(m, mx);
+  const float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing unmasked yet: P = 0
+  const float corr = exp2_ftz(m - m_use);
+  m = m_new;
+  float sum = 0.f;
+#pragma unroll
+  for (int n = 0; n < kNS; n++) {
+    s[n][2 * r] = exp2_ftz(s[n][2 * r] - m_use);
+    s[n][2 * r + 1] = exp2_ftz(s[n][2 * r + 1] - m_use);
+    sum += s[n][2 * r] + s[n][2 * r + 1];
+  }
+  l = l * corr + sum;
+  return corr;
+}
+
 // kWarps warps of kRT 16-row query tiles each; K and V tiles of kBK keys in two
 // stages (shared memory as the tiers lay it out: tc_smem_bytes). With one row tile per warp, Q's fragments stay in registers; with two (128
 // query rows per block from 4 warps, as FlashAttention-2 tiles its forward, so that
@@ -160,43 +213,10 @@ __device__ __forceinline__ void fixed_body(const Params& p) {
 
 #pragma unroll
     for (int rt = 0; rt < kRT; rt++) {
-      if (p.mask || kn < kBK) {  // block-uniform: only tiles with masked or missing keys
-#pragma unroll
-        for (int n = 0; n < kNS; n++)
-#pragma unroll
-          for (int e = 0; e < 4; e++) {
-            const int jj = n * 8 + 2 * t + (e & 1);
-            const int64_t row = row_base + rt * 16 + 8 * (e >> 1);
-            bool keep = jj < kn;
-            if (keep && p.mask && row < p.nq) keep = p.mask[b * p.m_sb + row * p.m_sq + (jt + jj) * p.m_sk] != 0;
-            s[rt][n][e] = keep ? s[rt][n][e] * p.scale_log2 : -INFINITY;
-          }
-      } else {
-#pragma unroll
-        for (int n = 0; n < kNS; n++)
-#pragma unroll
-          for (int e = 0; e < 4; e++) s[rt][n][e] *= p.scale_log2;
-      }
-
+      scale_mask_tile<kNS>(s[rt], p, b, row_base, rt * 16, jt, kn, t);
 #pragma unroll
       for (int r = 0; r < 2; r++) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int n = 0; n < kNS; n++) mx = fmaxf(mx, fmaxf(s[rt][n][2 * r], s[rt][n][2 * r + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(m[rt][r], mx);
-        const float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing unmasked yet: P = 0
-        const float corr = exp2_ftz(m[rt][r] - m_use);
-        m[rt][r] = m_new;
-        float sum = 0.f;
-#pragma unroll
-        for (int n = 0; n < kNS; n++) {
-          s[rt][n][2 * r] = exp2_ftz(s[rt][n][2 * r] - m_use);
-          s[rt][n][2 * r + 1] = exp2_ftz(s[rt][n][2 * r + 1] - m_use);
-          sum += s[rt][n][2 * r] + s[rt][n][2 * r + 1];
-        }
-        l[rt][r] = l[rt][r] * corr + sum;
+        const float corr = online_softmax_row<kNS>(s[rt], r, m[rt][r], l[rt][r]);
 #pragma unroll
         for (int n = 0; n < kNO; n++) {
           o[rt][n][2 * r] *= corr;

@@ -95,7 +95,10 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
 #pragma unroll
   for (int i = 0; i < kNO * 4; i++) o[i] = 0.f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // l: this thread's share of its rows
-  float s[kNS * 4];
+  // S as mma.sync's C fragments per n8 block, and as the flat accumulator list of the
+  // wgmma (the same registers: d[4n + e] is s[n][e]).
+  float s[kNS][4];
+  float (&sf)[kNS * 4] = reinterpret_cast<float(&)[kNS * 4]>(s);
 
   // S = Q Kᵀ for key tile it, issued and committed (not waited for).
   auto issue_qk = [&](int64_t it) {
@@ -103,7 +106,7 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
     wgmma_fence();
 #pragma unroll
     for (int kc = 0; kc < kDqk / 16; kc++)
-      wgmma_ss<kBK, T>(s, wgmma_desc(Qw + kc * 128, kQkLbo, kQkSbo), wgmma_desc(Ks + kc * 128, kQkLbo, kQkSbo),
+      wgmma_ss<kBK, T>(sf, wgmma_desc(Qw + kc * 128, kQkLbo, kQkSbo), wgmma_desc(Ks + kc * 128, kQkLbo, kQkSbo),
                        kc > 0);
     wgmma_commit();
   };
@@ -111,44 +114,11 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
   // move on, and corr[r] is what row r's O must be scaled by before P V is added.
   auto softmax_tile = [&](int64_t it, float (&corr)[2]) {
 #pragma unroll
-    for (int i = 0; i < kNS * 4; i++) wgmma_fence_operand(s[i]);
+    for (int i = 0; i < kNS * 4; i++) wgmma_fence_operand(sf[i]);
     const int64_t jt = j0 + it * kBK;
-    const int kn = (int)min64(kBK, j1 - jt);
-    if (p.mask || kn < kBK) {  // block-uniform: only tiles with masked or missing keys
+    scale_mask_tile<kNS>(s, p, b, row_base, 0, jt, (int)min64(kBK, j1 - jt), t);
 #pragma unroll
-      for (int n = 0; n < kNS; n++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int jj = n * 8 + 2 * t + (e & 1);
-          const int64_t row = row_base + 8 * (e >> 1);
-          bool keep = jj < kn;
-          if (keep && p.mask && row < p.nq) keep = p.mask[b * p.m_sb + row * p.m_sq + (jt + jj) * p.m_sk] != 0;
-          s[4 * n + e] = keep ? s[4 * n + e] * p.scale_log2 : -INFINITY;
-        }
-    } else {
-#pragma unroll
-      for (int i = 0; i < kNS * 4; i++) s[i] *= p.scale_log2;
-    }
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      float mx = -INFINITY;
-#pragma unroll
-      for (int n = 0; n < kNS; n++) mx = fmaxf(mx, fmaxf(s[4 * n + 2 * r], s[4 * n + 2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(m[r], mx);
-      const float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing unmasked yet: P = 0
-      corr[r] = exp2_ftz(m[r] - m_use);
-      m[r] = m_new;
-      float sum = 0.f;
-#pragma unroll
-      for (int n = 0; n < kNS; n++) {
-        s[4 * n + 2 * r] = exp2_ftz(s[4 * n + 2 * r] - m_use);
-        s[4 * n + 2 * r + 1] = exp2_ftz(s[4 * n + 2 * r + 1] - m_use);
-        sum += s[4 * n + 2 * r] + s[4 * n + 2 * r + 1];
-      }
-      l[r] = l[r] * corr[r] + sum;
-    }
+    for (int r = 0; r < 2; r++) corr[r] = online_softmax_row<kNS>(s, r, m[r], l[r]);
   };
 
   // P's A fragments from S (P in fp32), 16 keys each; past a ragged tile's kn keys P is
@@ -157,10 +127,10 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
   auto pack_p = [&] {
 #pragma unroll
     for (int kk = 0; kk < kBK / 16; kk++) {
-      pa[kk][0] = pack2<T>(s[8 * kk + 0], s[8 * kk + 1]);
-      pa[kk][1] = pack2<T>(s[8 * kk + 2], s[8 * kk + 3]);
-      pa[kk][2] = pack2<T>(s[8 * kk + 4], s[8 * kk + 5]);
-      pa[kk][3] = pack2<T>(s[8 * kk + 6], s[8 * kk + 7]);
+      pa[kk][0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
+      pa[kk][1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
+      pa[kk][2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[kk][3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
     }
   };
   // P V for key tile it from those fragments, issued and committed.
