@@ -9,10 +9,10 @@ cannot count out; hence generated text. Run it again after changing the shapes:
 import pathlib
 import sys
 
-# N of the products: Q Kᵀ over a 64-key tile (SS), and P V for each padded value
-# width of native/cuda/attention_wgmma.cuh's tiers (RS).
-SS_N = [64]
-RS_N = [32, 64, 96, 128, 160]
+# N of the products: Q Kᵀ over a 32- or 64-key tile (SS), and P V for each padded
+# value width of native/cuda/attention_wgmma.cuh's tiers, or part of one (RS).
+SS_N = [32, 64]
+RS_N = [32, 64, 96, 128, 136, 160]
 TYPES = [("__nv_bfloat16", "bf16"), ("__half", "f16")]
 
 

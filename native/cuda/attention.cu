@@ -1049,22 +1049,28 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
 // The warpgroup kernel's instantiations (attention_wgmma.cuh): the padded head widths,
 // warpgroups per block (64 query rows each) and __launch_bounds__' blocks per SM.
 // Its shared memory is unpadded (the core-matrix layout has no bank conflicts to pad
-// away): Q, then kWgmmaStages stages of 64-key K and V tiles (wgmma_smem_bytes).
+// away): Q, then kWgmmaStages stages of K and V tiles (wgmma_smem_bytes).
 // Registers (ptxas, sm_90a: 205 at 128 x 128) leave room for 8 warps per SM either
 // way: one block of two warpgroups, which share each K and V tile (half the L2 reads)
 // but meet at a barrier per tile, or two blocks of one (112 KB of shared memory each
 // at 128 x 128, 226 KB of an H100's 228 with the blocks' reserve), which run
 // independently, so that one's copies, softmax or start overlap the other's products.
+// 272 x 272 is the ImageNet encoder's cross-attention (one head of 261 over 50,176
+// pixels; tc tier 3 runs it at about 46 TFLOP/s on an H200): 32-key tiles, since its
+// O takes 136 registers per thread, and P V in two parts of 136 columns: 245
+// registers with two warpgroups per block (170 KB of shared memory: one block per
+// SM). There is no one-warpgroup variant: ptxas spills it (28 bytes held to two
+// blocks per SM, 136 at one), and its 136 KB would leave it alone on the SM anyway.
 struct WgmmaTier {
-  int dqk, dv, warpgroups, min_blocks;
+  int dqk, dv, bk, warpgroups, min_blocks;
   const char* name;  // for the harnesses (attention_last_kernel)
 };
-constexpr int kWgmmaTierCount = 10;
+constexpr int kWgmmaTierCount = 11;
 constexpr WgmmaTier kWgmmaTiers[kWgmmaTierCount] = {
-    {128, 128, 2, 1, "wgmma 128x128"},   {32, 160, 2, 1, "wgmma 32x160"},   {32, 96, 2, 1, "wgmma 32x96"},
-    {64, 64, 2, 1, "wgmma 64x64"},       {32, 32, 2, 1, "wgmma 32x32"},     {128, 128, 1, 2, "wgmma1 128x128"},
-    {32, 160, 1, 2, "wgmma1 32x160"},    {32, 96, 1, 2, "wgmma1 32x96"},    {64, 64, 1, 2, "wgmma1 64x64"},
-    {32, 32, 1, 2, "wgmma1 32x32"}};
+    {128, 128, 64, 2, 1, "wgmma 128x128"}, {32, 160, 64, 2, 1, "wgmma 32x160"},  {32, 96, 64, 2, 1, "wgmma 32x96"},
+    {64, 64, 64, 2, 1, "wgmma 64x64"},     {32, 32, 64, 2, 1, "wgmma 32x32"},    {272, 272, 32, 2, 1, "wgmma 272x272"},
+    {128, 128, 64, 1, 2, "wgmma1 128x128"}, {32, 160, 64, 1, 2, "wgmma1 32x160"}, {32, 96, 64, 1, 2, "wgmma1 32x96"},
+    {64, 64, 64, 1, 2, "wgmma1 64x64"},     {32, 32, 64, 1, 2, "wgmma1 32x32"}};
 
 // The tier for these widths and warpgroups per block, or -1 where there is none.
 int wgmma_tier(int64_t dqk, int64_t dv, int warpgroups) {
@@ -1076,7 +1082,7 @@ int wgmma_tier(int64_t dqk, int64_t dv, int warpgroups) {
 }
 
 size_t wgmma_smem_bytes(const WgmmaTier& w) {
-  return ((size_t)64 * w.warpgroups * w.dqk + (size_t)kWgmmaStages * kWgmmaBlockK * (w.dqk + w.dv)) * 2;
+  return ((size_t)64 * w.warpgroups * w.dqk + (size_t)kWgmmaStages * w.bk * (w.dqk + w.dv)) * 2;
 }
 
 // The warpgroups per block kAuto's warpgroup kernel has, where it serves; 0: kAuto
@@ -1095,7 +1101,7 @@ int wgmma_auto() {
 template <class T, int kTier>
 cudaError_t launch_wgmma_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
   constexpr WgmmaTier c = kWgmmaTiers[kTier];
-  return launch_with_smem(attention_wgmma_kernel<T, c.dqk, c.dv, c.warpgroups, c.min_blocks>, p, blocks,
+  return launch_with_smem(attention_wgmma_kernel<T, c.dqk, c.dv, c.bk, c.warpgroups, c.min_blocks>, p, blocks,
                           128 * c.warpgroups, smem, stream);
 }
 
@@ -1357,15 +1363,15 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     // wide_auto: batch 1 of 8 heads over 512 latents is 32 such blocks for 132 SMs).
     const bool fixed_ok = cc >= 80 && p.q_vec && p.k_vec && p.v_vec;
     // The warpgroup kernel, where asked for (forced, or kAuto with its switch on): on
-    // compute capability 9.0 only (sm_90a code), with the fixed-width kernel's
-    // alignment.
+    // compute capability 9.0 only (sm_90a code), with K's and V's rows 16-byte aligned
+    // (Q's may not be: the kernel reads them element by element then).
     const bool force_wgmma = force_path == kTensorCoreWgmma || force_path == kTensorCoreWgmma1;
     const int warpgroups = force_path == kTensorCoreWgmma    ? 2
                            : force_path == kTensorCoreWgmma1 ? 1
                            : force_path == kAuto             ? wgmma_auto()
                                                              : 0;
     if (warpgroups > 0) {
-      const int wt = cc == 90 && fixed_ok ? wgmma_tier(a.dqk, a.dv, warpgroups) : -1;
+      const int wt = cc == 90 && p.k_vec && p.v_vec ? wgmma_tier(a.dqk, a.dv, warpgroups) : -1;
       if (wt >= 0 && wgmma_smem_bytes(kWgmmaTiers[wt]) <= (size_t)smem_optin) {
         p.wgmma_tier = wt;
         tc_smem = wgmma_smem_bytes(kWgmmaTiers[wt]);

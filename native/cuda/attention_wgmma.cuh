@@ -5,19 +5,19 @@
 // the tensor pipe 31% busy), against about 340 for torch's flash attention; Hopper's
 // full tensor-core rate is reached only through wgmma (wgmma.cuh).
 //
-// The algorithm is the fixed-width kernel's (online softmax over 64-key tiles, S in
+// The algorithm is the fixed-width kernel's (online softmax over key tiles, S in
 // registers fed back as P), one warpgroup per 64 query rows:
-//   S (64 x 64)  = Q Kᵀ: kDqk / 16 wgmma with Q and K from shared memory;
+//   S (64 x kBK)  = Q Kᵀ: kDqk / 16 wgmma with Q and K from shared memory;
 //   softmax on S's fragments (each thread's two rows, as there);
-//   O (64 x kDv) += P V: 4 wgmma with P from registers (S converted to 16 bits) and V
-//   from shared memory, transposed by the instruction.
+//   O (64 x kDv) += P V: kBK / 16 wgmma (per part of O's columns) with P from registers
+//   (S converted to 16 bits) and V from shared memory, transposed by the instruction.
 // Tiles are copied with cp.async into the core-matrix layout of wgmma.cuh, K and V in
 // three stages, tile it + 2 while tiles it and it + 1 are in the products. Within a
 // warpgroup, tile it's P V runs while the softmax of tile it + 1 is computed (see the
 // loop); the kWG warpgroups of a block also interleave on the SM's schedulers.
-// It takes what the fixed-width kernel takes: 16-bit data whose Q, K and V rows are
-// 16-byte aligned (K and V through the padded copies where they are not), one width
-// class per instantiation (kWgmmaTiers), on compute capability 9.0 only.
+// It takes 16-bit data whose K and V rows are 16-byte aligned (through the padded
+// copies where they are not; Q's rows may be unaligned), one width class per
+// instantiation (kWgmmaTiers), on compute capability 9.0 only.
 #pragma once
 
 // Copies this thread's 16-byte chunks of a kRows x kD tile (global rows at stride sn,
@@ -26,13 +26,15 @@
 // 8·(idx / 8 / (kD / 8)) + idx % 8, columns 8·(idx / 8 % (kD / 8)), and lands at s + 8·idx:
 // eight neighbouring threads fill one 128-byte core matrix (no bank conflicts), and a
 // warp reads 64 contiguous bytes of each of eight rows.
-// Key tile and stages of the kernel below (its shared memory: wgmma_smem_bytes).
-constexpr int kWgmmaBlockK = 64;
+// Key-tile stages of the kernel below (its shared memory: wgmma_smem_bytes).
 constexpr int kWgmmaStages = 3;
 
+// With vec false (rows not 16-byte aligned: a 261-wide head packed at stride 261, as
+// the ImageNet encoder's queries are) each chunk is read element by element and stored
+// whole: only for Q, once per block, where K and V go through the padded copies.
 template <int kRows, int kD, int kThreads>
 __device__ __forceinline__ void load_tile_core(uint16_t* __restrict__ s, const uint16_t* __restrict__ g,
-                                               int64_t sn, int rows, int d) {
+                                               int64_t sn, int rows, int d, bool vec = true) {
   constexpr int kC = kD / 8;
   constexpr int kChunks = kRows * kC;
 #pragma unroll
@@ -40,15 +42,27 @@ __device__ __forceinline__ void load_tile_core(uint16_t* __restrict__ s, const u
     const int idx = (int)threadIdx.x + i * kThreads;
     if (kChunks % kThreads == 0 || idx < kChunks) {
       const int r = (idx >> 3) / kC * 8 + (idx & 7), c = (idx >> 3) % kC * 8;
-      const int bytes = r < rows ? max(0, min(8, d - c)) * 2 : 0;
-      cp_async_16(s + idx * 8, bytes > 0 ? g + (int64_t)r * sn + c : g, bytes);
+      const int n = r < rows ? max(0, min(8, d - c)) : 0;
+      if (vec) {
+        cp_async_16(s + idx * 8, n > 0 ? g + (int64_t)r * sn + c : g, n * 2);
+      } else {
+        uint32_t e[8];
+#pragma unroll
+        for (int x = 0; x < 8; x++) e[x] = x < n ? g[(int64_t)r * sn + c + x] : 0u;
+        *reinterpret_cast<uint4*>(s + idx * 8) =
+            make_uint4(e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16, e[6] | e[7] << 16);
+      }
     }
   }
 }
 
-template <class T, int kDqk, int kDv, int kWG>
+// kBK keys per tile (64, or 32 where wide heads leave no registers for more S). P V
+// takes O in kDvParts column parts where kDv is past a wgmma's widest N (256).
+template <class T, int kDqk, int kDv, int kBK, int kWG>
 __device__ __forceinline__ void wgmma_body(const Params& p) {
-  constexpr int kBK = kWgmmaBlockK;
+  constexpr int kDvParts = kDv > 256 ? 2 : 1;
+  constexpr int kDvPart = kDv / kDvParts;
+  static_assert(kDvPart % 8 == 0 && kDvPart <= 256, "P V's N per part: a multiple of 8, at most 256");
   constexpr int kThreads = 128 * kWG;
   constexpr int kBQ = 64 * kWG;
   constexpr int kNS = kBK / 8;   // n8 blocks of S
@@ -81,7 +95,7 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
     load_tile_core<kBK, kDqk, kThreads>(Ks, kg + it * kBK * p.k_sn, p.k_sn, kn, dqk);
     load_tile_core<kBK, kDv, kThreads>(Ks + kBK * kDqk, vg + it * kBK * p.v_sn, p.v_sn, kn, dv);
   };
-  load_tile_core<kBQ, kDqk, kThreads>(Qs, qg, p.q_sn, (int)min64(kBQ, p.nq - i0), dqk);
+  load_tile_core<kBQ, kDqk, kThreads>(Qs, qg, p.q_sn, (int)min64(kBQ, p.nq - i0), dqk, p.q_vec);
   if (ntiles > 0) load_kv(0);
   cp_async_commit();
   if (ntiles > 1) load_kv(1);
@@ -141,7 +155,10 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
     wgmma_fence();  // O was rescaled and P written by ordinary instructions
 #pragma unroll
     for (int kk = 0; kk < kBK / 16; kk++)
-      wgmma_rs<kDv, T>(o, pa[kk], wgmma_desc(Vs + kk * 16 * kDv, kVLbo, kVSbo), 1);
+#pragma unroll
+      for (int part = 0; part < kDvParts; part++)
+        wgmma_rs<kDvPart, T>(reinterpret_cast<float(&)[kDvPart / 2]>(o[part * kDvPart / 2]), pa[kk],
+                             wgmma_desc(Vs + kk * 16 * kDv + part * kDvPart * 8, kVLbo, kVSbo), 1);
     wgmma_commit();
   };
 
@@ -206,13 +223,13 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
   store_rows<T, 1, kNO>(p, b, h, bh, split, row, reinterpret_cast<const float(&)[1][kNO][4]>(o), m2, l2, t);
 }
 
-template <class T, int kDqk, int kDv, int kWG, int kMinBlocks>
+template <class T, int kDqk, int kDv, int kBK, int kWG, int kMinBlocks>
 __global__ void __launch_bounds__(128 * kWG, kMinBlocks) attention_wgmma_kernel(Params p) {
 #if defined(__CUDA_ARCH__) && !defined(PERCEIVER_HAS_WGMMA)
   // Not an sm_90a compilation: the host launches this only on compute capability 9.0,
   // whose code the build always compiles for sm_90a (CMakeLists.txt).
   __trap();
 #else
-  wgmma_body<T, kDqk, kDv, kWG>(p);
+  wgmma_body<T, kDqk, kDv, kBK, kWG>(p);
 #endif
 }
