@@ -20,15 +20,15 @@
 // instantiation (kWgmmaTiers), on compute capability 9.0 only.
 #pragma once
 
+// Key-tile stages of the kernel below (its shared memory: wgmma_smem_bytes).
+constexpr int kWgmmaStages = 3;
+
 // Copies this thread's 16-byte chunks of a kRows x kD tile (global rows at stride sn,
 // real width d, `rows` of them) into shared memory as [row / 8][column / 8][row % 8][8];
 // chunks past the real rows or columns are zero-filled. Chunk idx is row
 // 8·(idx / 8 / (kD / 8)) + idx % 8, columns 8·(idx / 8 % (kD / 8)), and lands at s + 8·idx:
 // eight neighbouring threads fill one 128-byte core matrix (no bank conflicts), and a
 // warp reads 64 contiguous bytes of each of eight rows.
-// Key-tile stages of the kernel below (its shared memory: wgmma_smem_bytes).
-constexpr int kWgmmaStages = 3;
-
 // With vec false (rows not 16-byte aligned: a 261-wide head packed at stride 261, as
 // the ImageNet encoder's queries are) each chunk is read element by element and stored
 // whole: only for Q, once per block, where K and V go through the padded copies.
@@ -117,6 +117,8 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
   // S = Q Kᵀ for key tile it, issued and committed (not waited for).
   auto issue_qk = [&](int64_t it) {
     const uint16_t* Ks = stage_k(it);
+#pragma unroll
+    for (int i = 0; i < kNS * 4; i++) wgmma_fence_operand(sf[i]);  // P's reads of S stay before the fence
     wgmma_fence();
 #pragma unroll
     for (int kc = 0; kc < kDqk / 16; kc++)
@@ -152,7 +154,11 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
     const uint16_t* Vs = stage_k(it) + kBK * kDqk;
 #pragma unroll
     for (int i = 0; i < kNO * 4; i++) wgmma_fence_operand(o[i]);
-    wgmma_fence();  // O was rescaled and P written by ordinary instructions
+#pragma unroll
+    for (int kk = 0; kk < kBK / 16; kk++)
+#pragma unroll
+      for (int i = 0; i < 4; i++) wgmma_fence_operand(pa[kk][i]);
+    wgmma_fence();  // O was rescaled and P written by ordinary instructions, all before it
 #pragma unroll
     for (int kk = 0; kk < kBK / 16; kk++)
 #pragma unroll

@@ -88,8 +88,13 @@ __device__ __forceinline__ void fence_proxy_async() {
 
 // Keeps the compiler from moving ordinary reads or writes of r across the wgmma
 // statements around it: an accumulator's value is defined only once wgmma_wait has
-// covered the product that writes it, which the asm operands alone do not say.
+// covered the product that writes it, and registers written or read by ordinary
+// instructions must be so before the wgmma_fence ahead of the product that uses
+// them, which the asm operands alone do not say.
 __device__ __forceinline__ void wgmma_fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+// The same for an A fragment's register: written by ordinary instructions before
+// wgmma_fence, never moved past it.
+__device__ __forceinline__ void wgmma_fence_operand(uint32_t& r) { asm volatile("" : "+r"(r)::"memory"); }
 
 // d (64 x N, this thread's N / 2) = A B + (scale_d ? d : 0), A and B from shared memory,
 // both K-major.

@@ -147,6 +147,7 @@ inline uint64_t wgmma_desc(const void* p, uint32_t lbo, uint32_t sbo) {
 
 inline void wgmma_fence() {}
 inline void wgmma_fence_operand(float&) {}
+inline void wgmma_fence_operand(uint32_t&) {}
 
 inline void wgmma_commit() {
   auto& b = *::perceiver::emu::g_block;
