@@ -156,11 +156,13 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
   route({ PERCEIVER_CUDA_ATTENTION_FIXED: '0' }, 'w128', /tc tier 1/, 4);
   route({ PERCEIVER_CUDA_ATTENTION_FIXED: '0', PERCEIVER_CUDA_ATTENTION_OCCUPANCY: '0' }, 'rows-fill-sms', /tc tier 6/, 1);
   // PERCEIVER_CUDA_ATTENTION_WGMMA=1: auto takes the warpgroup kernel wherever it serves
-  // (aligned rows at its widths, any batch), ahead of the fixed-width kernel.
+  // (K and V rows aligned, directly or through the padded copies, at its widths), ahead
+  // of the fixed-width kernel: two warpgroups per block where 128-row blocks fill the
+  // SMs, else one where the widths have such a variant (not 272).
   const wgmma = { PERCEIVER_CUDA_ATTENTION_WGMMA: '1' };
   route(wgmma, 'rows-fill-sms', /wgmma 128x128/, 1);
-  route(wgmma, 'w128', /wgmma 128x128/, 4);
-  route(wgmma, 'qk32-v160', /wgmma 32x160/, 4);
+  route(wgmma, 'w128', /wgmma1 128x128/, 4);
+  route(wgmma, 'qk32-v160', /wgmma1 32x160/, 4);
   route(wgmma, 'w96-odd', /tc tier 1/, 4);
   route(wgmma, 'w261', /wgmma 272x272/, 4);
   route({ PERCEIVER_CUDA_ATTENTION_WGMMA: '64' }, 'w128', /wgmma1 128x128/, 4);

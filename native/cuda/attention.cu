@@ -1088,7 +1088,8 @@ size_t wgmma_smem_bytes(const WgmmaTier& w) {
 // The warpgroups per block kAuto's warpgroup kernel has, where it serves; 0: kAuto
 // does not take it. Only with PERCEIVER_CUDA_ATTENTION_WGMMA set until it has been
 // timed on a GPU (written 2026-11-27 without one; it passes the CPU emulation,
-// native/cuda/emu): =1 two warpgroups per block, =64 one (64 query rows).
+// native/cuda/emu): =1 two warpgroups per block where their 128-row blocks fill the
+// SMs and one elsewhere, =64 always one (64 query rows).
 int wgmma_auto() {
   static const int warpgroups = [] {
     const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_WGMMA");
@@ -1366,10 +1367,14 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     // compute capability 9.0 only (sm_90a code), with K's and V's rows 16-byte aligned
     // (Q's may not be: the kernel reads them element by element then).
     const bool force_wgmma = force_path == kTensorCoreWgmma || force_path == kTensorCoreWgmma1;
-    const int warpgroups = force_path == kTensorCoreWgmma    ? 2
-                           : force_path == kTensorCoreWgmma1 ? 1
-                           : force_path == kAuto             ? wgmma_auto()
-                                                             : 0;
+    int warpgroups = force_path == kTensorCoreWgmma    ? 2
+                     : force_path == kTensorCoreWgmma1 ? 1
+                     : force_path == kAuto             ? wgmma_auto()
+                                                       : 0;
+    // kAuto's two-warpgroup blocks (128 query rows) where they fill the SMs, else
+    // blocks of one where the widths have them (as fixed_auto_variant falls back).
+    if (force_path == kAuto && warpgroups == 2 && !rows128_fill_sms(a, sm_count) && wgmma_tier(a.dqk, a.dv, 1) >= 0)
+      warpgroups = 1;
     if (warpgroups > 0) {
       const int wt = cc == 90 && p.k_vec && p.v_vec ? wgmma_tier(a.dqk, a.dv, warpgroups) : -1;
       if (wt >= 0 && wgmma_smem_bytes(kWgmmaTiers[wt]) <= (size_t)smem_optin) {
