@@ -357,6 +357,9 @@ candidates() {
     ncu_step "ncu-tcg1-$c" attention_wgmma_kernel "$c" 12
     ncu_step "ncu-tcf-$c" attention_fixed_kernel "$c" 0
   done
+  # And at the ImageNet encoder's cross-attention (272 x 272), against tc tier 3.
+  ncu_step ncu-tcg-perceiver-encoder attention_wgmma_kernel perceiver-encoder 11
+  ncu_step ncu-tc-perceiver-encoder attention_tc_kernel perceiver-encoder 1
 
   echo
   echo "== summary (logs in $OUT/logs.tar)"
@@ -364,7 +367,7 @@ candidates() {
   grep -E '^FAIL' "$LOGS/cuda_attention_check.log" | cut -c1-300 | head -8
   echo "tcg checks: $(grep -cE '^PASS .* tcg1? ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcg1? ' "$LOGS/cuda_attention_check.log") failed"
   echo "-- attention in bf16 by kernel, one key range (all dtypes and splits: cuda_attention_check.log):"
-  grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|flow-self) +bfloat16 +(auto|tcf|tcf2|tcg|tcg1) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
+  grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|flow-self|perceiver-encoder) +bfloat16 +(auto|tc|tcf|tcf2|tcg|tcg1) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   attention_verdict "$LOGS/cuda_attention_check.log"
   echo
   show_bench_gpu
