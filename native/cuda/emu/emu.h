@@ -3,7 +3,7 @@
 // (native/cuda/emu/README.md): each block's threads are fibers on one OS thread,
 // __syncthreads a barrier over them, and the warp collectives (shuffles, and ldmatrix /
 // mma.sync in attention_mma_emu.h) exchange through per-warp slots between two warp
-// barriers. Blocks run one after another, so a kernel's __shared__ arrays can be
+// barriers; warpgroup products (wgmma_emu.h) meet at a barrier over 128 threads. Blocks run one after another, so a kernel's __shared__ arrays can be
 // statics and its dynamic shared memory one buffer. Asynchronous copies into dynamic
 // shared memory (cp.async) land only when their thread waits for their group, and
 // that memory is watched for races (see "Shared-memory races" below). It checks index
