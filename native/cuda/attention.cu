@@ -1085,6 +1085,16 @@ size_t wgmma_smem_bytes(const WgmmaTier& w) {
   return ((size_t)64 * w.warpgroups * w.dqk + (size_t)kWgmmaStages * w.bk * (w.dqk + w.dv)) * 2;
 }
 
+// Whether this file was compiled with sm_90a code (CMakeLists.txt defines
+// PERCEIVER_ATTENTION_SM90A then), without which the warpgroup kernel is a trap.
+constexpr bool wgmma_built() {
+#if defined(PERCEIVER_ATTENTION_SM90A) || defined(PERCEIVER_CUDA_EMULATION)
+  return true;
+#else
+  return false;
+#endif
+}
+
 // The warpgroups per block kAuto's warpgroup kernel has, where it serves; 0: kAuto
 // does not take it. Only with PERCEIVER_CUDA_ATTENTION_WGMMA set until it has been
 // timed on a GPU (written 2026-11-27 without one; it passes the CPU emulation,
@@ -1376,7 +1386,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     if (force_path == kAuto && warpgroups == 2 && !rows128_fill_sms(a, sm_count) && wgmma_tier(a.dqk, a.dv, 1) >= 0)
       warpgroups = 1;
     if (warpgroups > 0) {
-      const int wt = cc == 90 && p.k_vec && p.v_vec ? wgmma_tier(a.dqk, a.dv, warpgroups) : -1;
+      const int wt = cc == 90 && wgmma_built() && p.k_vec && p.v_vec ? wgmma_tier(a.dqk, a.dv, warpgroups) : -1;
       if (wt >= 0 && wgmma_smem_bytes(kWgmmaTiers[wt]) <= (size_t)smem_optin) {
         p.wgmma_tier = wt;
         tc_smem = wgmma_smem_bytes(kWgmmaTiers[wt]);

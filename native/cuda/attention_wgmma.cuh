@@ -232,8 +232,8 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
 template <class T, int kDqk, int kDv, int kBK, int kWG, int kMinBlocks>
 __global__ void __launch_bounds__(128 * kWG, kMinBlocks) attention_wgmma_kernel(Params p) {
 #if defined(__CUDA_ARCH__) && !defined(PERCEIVER_HAS_WGMMA)
-  // Not an sm_90a compilation: the host launches this only on compute capability 9.0,
-  // whose code the build always compiles for sm_90a (CMakeLists.txt).
+  // Not an sm_90a compilation: the host launches this only on compute capability 9.0
+  // and only where the build compiled this file for sm_90a (wgmma_built()).
   __trap();
 #else
   wgmma_body<T, kDqk, kDv, kBK, kWG>(p);
