@@ -179,6 +179,8 @@ ncu_step() {
 show_bench_gpu() { grep -A40 '^measurement' "$LOGS/bench-gpu.log" || tail -5 "$LOGS/bench-gpu.log"; }
 show_train() { grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"; }
 show_ours_train() { grep -E 'perceiver-io|ms/step' "$LOGS/$1.log" | head -"$2" || tail -3 "$LOGS/$1.log"; }
+# bench-gpu's rows from a run with switches set, ours only (step NAME).
+show_ours_bench() { grep -E '^(attention|imagenet|language)' "$LOGS/$1.log" | head -12 || tail -5 "$LOGS/$1.log"; }
 # Per bf16 shape of cuda_attention_check's timings: the default (auto, as planned) against
 # the fastest of the occupancy tiers and fixed-width variants (any key split): whether
 # auto's routing still takes the fastest.
@@ -323,7 +325,7 @@ compare() {
   echo
   show_bench_gpu
   echo "-- with the older kernels (ours):"
-  grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-back.log" | head -12 || tail -5 "$LOGS/bench-gpu-back.log"
+  show_ours_bench bench-gpu-back
   echo
   show_train
   echo "-- with the older kernels (ours):"
@@ -372,9 +374,9 @@ candidates() {
   echo
   show_bench_gpu
   echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=1 (ours):"
-  grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-on.log" | head -12 || tail -5 "$LOGS/bench-gpu-on.log"
+  show_ours_bench bench-gpu-on
   echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=64 (ours):"
-  grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-on64.log" | head -12 || tail -5 "$LOGS/bench-gpu-on64.log"
+  show_ours_bench bench-gpu-on64
   echo
   show_train
   echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=1 (ours):"

@@ -184,6 +184,19 @@ __device__ __forceinline__ BlockPlace block_place(const Params& p, int bq) {
   return r;
 }
 
+// A block's first rows of its 16-bit Q (query row i0), K and V (key j0): where the
+// fixed-width and warpgroup kernels' tile copies start.
+struct TileBases {
+  const uint16_t* q;
+  const uint16_t* k;
+  const uint16_t* v;
+};
+__device__ __forceinline__ TileBases tile_bases(const Params& p, const BlockPlace& bp) {
+  return {static_cast<const uint16_t*>(p.q) + bp.b * p.q_sb + bp.h * p.q_sh + bp.i0 * p.q_sn,
+          static_cast<const uint16_t*>(p.k) + bp.b * p.k_sb + bp.h * p.k_sh + bp.j0 * p.k_sn,
+          static_cast<const uint16_t*>(p.v) + bp.b * p.v_sb + bp.h * p.v_sh + bp.j0 * p.v_sn};
+}
+
 // Copies `rows` rows of width d (row stride sn elements, unit column stride) from
 // global memory into a shared tile of kRows rows at row stride ld, zero-filling
 // columns [d, dpad) and rows [rows, kRows). 16-bit elements are moved as raw bits.
@@ -1399,8 +1412,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     const bool few_rows = !rows128_fill_sms(a, sm_count);
     for (int v : {!force_fixed && variant > kFixed4 && few_rows ? -1 : variant,
                   !force_fixed && variant > kFixed4 ? (int)kFixed4 : -1}) {
-      if (path == kTensorCoreWgmma) break;
-      const int ft = v >= 0 && fixed_ok ? fixed_tier(a.dqk, a.dv, v) : -1;
+      const int ft = v >= 0 && fixed_ok && path != kTensorCoreWgmma ? fixed_tier(a.dqk, a.dv, v) : -1;
       if (ft < 0) continue;
       const FixedTier f = kFixedTiers[ft];
       const size_t smem = tc_smem_bytes(f.dqk, f.dv, 16 * f.warps * f.rt, f.bk, 2);

@@ -83,9 +83,8 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
   const int g = lane >> 2, t = lane & 3;
   const int dqk = (int)p.dqk, dv = (int)p.dv;
 
-  const uint16_t* qg = static_cast<const uint16_t*>(p.q) + b * p.q_sb + h * p.q_sh + i0 * p.q_sn;
-  const uint16_t* kg = static_cast<const uint16_t*>(p.k) + b * p.k_sb + h * p.k_sh + j0 * p.k_sn;
-  const uint16_t* vg = static_cast<const uint16_t*>(p.v) + b * p.v_sb + h * p.v_sh + j0 * p.v_sn;
+  const TileBases base = tile_bases(p, bp);
+  const uint16_t *qg = base.q, *kg = base.k, *vg = base.v;
   const int64_t ntiles = (j1 - j0 + kBK - 1) / kBK;
   // Key tile it lives in stage it % kWgmmaStages: K, then V.
   auto stage_k = [&](int64_t it) { return stage_base + (int)(it % kWgmmaStages) * kStage; };

@@ -39,6 +39,15 @@
 
 #include <cstdint>
 
+namespace perceiver::cuda::attn {
+// A descriptor's bits (above) from a shared-window byte address, LBO and SBO (bytes);
+// the emulation builds its descriptors with the same packing.
+__host__ __device__ __forceinline__ uint64_t wgmma_desc_bits(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return (uint64_t)((addr >> 4) & 0x3FFF) | (uint64_t)((lbo >> 4) & 0x3FFF) << 16 |
+         (uint64_t)((sbo >> 4) & 0x3FFF) << 32;
+}
+}  // namespace perceiver::cuda::attn
+
 #ifdef PERCEIVER_CUDA_EMULATION
 #include "emu/wgmma_emu.h"
 #else
@@ -46,16 +55,15 @@ namespace perceiver::cuda::attn {
 
 // Whether this compilation has wgmma (nvcc's arch-specific sm_90a target); elsewhere
 // the wrappers are empty and the kernel that uses them traps (the host launches it
-// only on compute capability 9.0, for which the build always has sm_90a code).
+// only on compute capability 9.0, and only where the build compiled attention.cu for
+// sm_90a: wgmma_built() in attention.cu).
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define PERCEIVER_HAS_WGMMA 1
 #endif
 
 // A shared-memory operand: `p` in dynamic shared memory, LBO and SBO in bytes.
 __device__ __forceinline__ uint64_t wgmma_desc(const void* p, uint32_t lbo, uint32_t sbo) {
-  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
-  return (uint64_t)((a >> 4) & 0x3FFF) | (uint64_t)((lbo >> 4) & 0x3FFF) << 16 |
-         (uint64_t)((sbo >> 4) & 0x3FFF) << 32;
+  return wgmma_desc_bits(static_cast<uint32_t>(__cvta_generic_to_shared(p)), lbo, sbo);
 }
 
 __device__ __forceinline__ void wgmma_fence() {

@@ -142,7 +142,7 @@ inline uint64_t wgmma_desc(const void* p, uint32_t lbo, uint32_t sbo) {
   const size_t a = (size_t)(c - ::perceiver::emu::g_dynamic_smem);
   if (c < ::perceiver::emu::g_dynamic_smem || a >= sizeof ::perceiver::emu::g_dynamic_smem || a % 16)
     wgmma_detail::fail("a descriptor must point at 16-byte aligned dynamic shared memory");
-  return (uint64_t)((a >> 4) & 0x3FFF) | (uint64_t)((lbo >> 4) & 0x3FFF) << 16 | (uint64_t)((sbo >> 4) & 0x3FFF) << 32;
+  return wgmma_desc_bits((uint32_t)a, lbo, sbo);
 }
 
 inline void wgmma_fence() {}
