@@ -110,6 +110,20 @@ Napi::Value HandleClone(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value { return ret(info, tensor_arg(info, 0, "handleClone", "x")); });
 }
 
+// What the engine knows bounds x's int32 values: [lo, hi], or null. Diagnostics
+// (tests): bounds learnt by a queued copy exist once that copy has run.
+Napi::Value Int32Bounds(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const Tensor& x = tensor_arg(info, 0, "int32Bounds", "x");
+    int32_t lo, hi;
+    if (!x.storage->int32_bounds(&lo, &hi)) return info.Env().Null();
+    Napi::Array r = Napi::Array::New(info.Env(), 2);
+    r.Set(0u, Napi::Number::New(info.Env(), lo));
+    r.Set(1u, Napi::Number::New(info.Env(), hi));
+    return r;
+  });
+}
+
 Napi::Value Assign(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     assign(tensor_arg(info, 0, "assign", "dst"), tensor_arg(info, 1, "assign", "src"));
@@ -656,7 +670,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"binary", Binary},         {"where", Where},     {"reduce", Reduce},
       {"softmax", Softmax},       {"layerNorm", LayerNorm}, {"matmul", Matmul},
       {"attention", Attention},   {"embedding", Embedding}, {"oneHot", OneHot},
-      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"softmaxBackward", SoftmaxBackward}, {"handleClone", HandleClone}, {"attentionBackward", AttentionBackward}, {"hasAttentionBackward", HasAttentionBackward}, {"hasAttentionDropout", HasAttentionDropout}, {"maxPool2dBackward", MaxPool2dBackward},
+      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"softmaxBackward", SoftmaxBackward}, {"handleClone", HandleClone}, {"int32Bounds", Int32Bounds}, {"attentionBackward", AttentionBackward}, {"hasAttentionBackward", HasAttentionBackward}, {"hasAttentionDropout", HasAttentionDropout}, {"maxPool2dBackward", MaxPool2dBackward},
       {"hasBackwardKernels", HasBackwardKernels}, {"adamUpdate", AdamUpdate}, {"sgdUpdate", SgdUpdate},
       {"memory", Memory},         {"resetPeakMemoryStats", ResetPeakMemoryStats},
       {"profilerStart", ProfilerStart}, {"profilerScope", ProfilerScope}, {"profilerStop", ProfilerStop},

@@ -65,6 +65,8 @@ export interface NativeAddon {
   hasAttentionBackward(device: string): boolean;
   hasAttentionDropout(device: string): boolean;
   handleClone(x: H): H;
+  /** Bounds the engine knows on x's int32 values (learnt where they passed through host memory), or null. */
+  int32Bounds(x: H): [number, number] | null;
   maxPool2dBackward(x: H, g: H, kh: number, kw: number, sh: number, sw: number, pad: unknown): H;
   hasBackwardKernels(device: string): boolean;
   adamUpdate(param: H, grad: H, expAvg: H, expAvgSq: H, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, lamb: boolean): void;

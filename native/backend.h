@@ -194,10 +194,13 @@ struct Backend {
   virtual void attention(const AttentionArgs& a) = 0;
   // out [N, C] = weight[ids[i], :]; throws on an out-of-range id. `dtype` is that
   // of weight and out (as for the arg structs above).
+  // ids_known: the engine knows every id lies in range (Storage::int32_within), so
+  // a backend whose check is costly may skip it; out-of-range ids must still never
+  // be dereferenced.
   virtual void embedding(const float* weight, int64_t vocab, int64_t channels, const int32_t* ids,
-                         int64_t n, float* out, DType dtype) = 0;
+                         int64_t n, float* out, DType dtype, bool ids_known) = 0;
   virtual void one_hot(const int32_t* ids, int64_t n, int64_t depth, float on, float off,
-                       float* out, DType dtype) = 0;
+                       float* out, DType dtype, bool ids_known) = 0;
   virtual void conv2d(const Conv2dArgs& a) = 0;
   virtual void max_pool2d(const Pool2dArgs& a) = 0;
   // x contiguous [rows, C]: (x - mean) / sqrt(var + eps) * weight + bias; every

@@ -117,6 +117,7 @@ KernelTask::KernelTask(const char* op, Backend* backend, Device device,
 }
 
 void KernelTask::run() {
+  for (int o = 0; o < n_out_; o++) out_[o]->forget_bounds();
   for (int i = 0; i < n_in_; i++) {
     if (in_[i]->failed()) {
       for (int o = 0; o < n_out_; o++) out_[o]->set_error(in_[i]->error());

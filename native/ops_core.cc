@@ -19,14 +19,17 @@ Tensor from_host(const void* data, size_t bytes, const Shape& shape, DType dtype
     throw_range("tensor: data holds " + std::to_string(bytes) + " bytes but shape " +
                 shape_str(shape) + " of " + dtype_name(dtype) + " needs " +
                 std::to_string(t.nbytes()));
+  const bool ids = dtype == DType::Int32;
   if (device.type == DeviceType::CPU) {
     // The storage is new, so no queued kernel can touch it yet: copy right here.
     if (bytes) std::memcpy(t.storage->data(), data, bytes);
+    if (ids) learn_int32_bounds(*t.storage, data, bytes);
     return t;
   }
   auto staging = std::make_shared<std::vector<char>>((const char*)data, (const char*)data + bytes);
-  launch("tensor", device, {}, {&t}, [staging, t = data_ref(t), bytes](Backend& b) {
+  launch("tensor", device, {}, {&t}, [staging, t = data_ref(t), bytes, ids](Backend& b) {
     b.copy_from_host(t.data(), staging->data(), bytes);
+    if (ids) learn_int32_bounds(*t.storage, staging->data(), bytes);
   });
   return t;
 }
@@ -105,14 +108,20 @@ Tensor to_device(const Tensor& x_in, Device device) {
     }
     try {
       if (bytes == 0) return;
+      // int32 values pass through host memory here, where their bounds cost one scan
+      // (see Storage::set_int32_bounds).
+      const bool ids = x.dtype == DType::Int32;
       if (x.device().type == DeviceType::CPU) {
         dst_backend->copy_from_host(out.data(), x.data(), bytes);
+        if (ids) learn_int32_bounds(*out.storage, x.data(), bytes);
       } else if (device.type == DeviceType::CPU) {
         src_backend->copy_to_host(out.data(), x.data(), bytes);
+        if (ids) learn_int32_bounds(*out.storage, out.data(), bytes);
       } else {  // between two GPUs, through the host
         std::vector<char> host(bytes);
         src_backend->copy_to_host(host.data(), x.data(), bytes);
         dst_backend->copy_from_host(out.data(), host.data(), bytes);
+        if (ids) learn_int32_bounds(*out.storage, host.data(), bytes);
       }
     } catch (const std::exception& e) {
       out.storage->set_error(what + e.what());
@@ -126,7 +135,13 @@ Tensor contiguous(const Tensor& x) {
   if (x.is_contiguous()) return x;
   Tensor out = empty(x.shape, x.dtype, x.device(), "contiguous");
   View src = view_of(x), dst = view_of(out);
-  launch("contiguous", x.device(), {&x}, {&out}, [src, dst](Backend& b) { b.copy(src, dst); });
+  // A copy of part of a storage keeps within the whole's bounds.
+  Storage *from = x.storage.get(), *to = out.storage.get();
+  launch("contiguous", x.device(), {&x}, {&out}, [src, dst, from, to](Backend& b) {
+    b.copy(src, dst);
+    int32_t lo, hi;
+    if (from->int32_bounds(&lo, &hi)) to->set_int32_bounds(lo, hi);
+  });
   return out;
 }
 

@@ -41,7 +41,8 @@ Tensor embedding(const Tensor& weight, const Tensor& ids_in) {
   int64_t n = ids.numel();
   DType dt = w.dtype;
   launch("embedding", w.device(), {&w, &ids}, {&out}, [w = data_ref(w), ids = data_ref(ids), out = data_ref(out), vocab, c, n, dt](Backend& b) {
-    b.embedding((const float*)w.data(), vocab, c, (const int32_t*)ids.data(), n, (float*)out.data(), dt);
+    b.embedding((const float*)w.data(), vocab, c, (const int32_t*)ids.data(), n, (float*)out.data(), dt,
+                ids.storage->int32_within(0, vocab));
   });
   return out;
 }
@@ -55,7 +56,8 @@ Tensor one_hot(const Tensor& ids_in, int64_t depth, float on, float off) {
   Tensor out = empty(shape, DType::Float32, ids.device(), "one_hot");
   int64_t n = ids.numel();
   launch("one_hot", ids.device(), {&ids}, {&out}, [ids = data_ref(ids), out = data_ref(out), n, depth, on, off](Backend& b) {
-    b.one_hot((const int32_t*)ids.data(), n, depth, on, off, (float*)out.data(), DType::Float32);
+    b.one_hot((const int32_t*)ids.data(), n, depth, on, off, (float*)out.data(), DType::Float32,
+              ids.storage->int32_within(0, depth));
   });
   return out;
 }

@@ -61,6 +61,18 @@ void Storage::set_error(const std::string& msg) {
   }
 }
 
+void learn_int32_bounds(Storage& s, const void* host, size_t bytes) {
+  if (bytes == 0 || bytes != s.bytes() || bytes % sizeof(int32_t)) return;
+  const int32_t* v = static_cast<const int32_t*>(host);
+  size_t n = bytes / sizeof(int32_t);
+  int32_t lo = v[0], hi = v[0];
+  for (size_t i = 1; i < n; i++) {  // vectorised by the compiler: no early exit
+    lo = v[i] < lo ? v[i] : lo;
+    hi = v[i] > hi ? v[i] : hi;
+  }
+  s.set_int32_bounds(lo, hi);
+}
+
 std::string Storage::error() const {
   std::lock_guard<std::mutex> lock(mu_);
   return error_;

@@ -61,7 +61,34 @@ class Storage {
   bool failed() const { return failed_.load(std::memory_order_acquire); }
   std::string error() const;
 
+  // Bounds on the int32 values this storage holds, where the engine saw them on the
+  // host (tensors made from host data, copies between devices). The embedding and
+  // one-hot ops read them to skip checking their ids on the GPU, which costs a stream
+  // synchronisation. Set and forgotten on the storage's queue thread in queue order:
+  // every kernel forgets the bounds of the storages it writes (KernelTask::run)
+  // before it runs, so bounds never outlive the values they describe.
+  void set_int32_bounds(int32_t lo, int32_t hi) {
+    bounds_.store(((uint64_t)(uint32_t)lo << 32) | (uint32_t)hi, std::memory_order_release);
+  }
+  void forget_bounds() { bounds_.store(kNoBounds, std::memory_order_release); }
+  // True when every value is known to lie in [lo, hi) (a storage of no elements
+  // has no known bounds).
+  bool int32_within(int64_t lo, int64_t hi) const {
+    int32_t a, b;
+    return int32_bounds(&a, &b) && a >= lo && b < hi;
+  }
+  bool int32_bounds(int32_t* lo, int32_t* hi) const {
+    uint64_t v = bounds_.load(std::memory_order_acquire);
+    if (v == kNoBounds) return false;
+    *lo = (int32_t)(uint32_t)(v >> 32);
+    *hi = (int32_t)(uint32_t)v;
+    return true;
+  }
+
  private:
+  // lo > hi: no range a set_int32_bounds call stores.
+  static constexpr uint64_t kNoBounds = ((uint64_t)(uint32_t)INT32_MAX << 32) | (uint32_t)INT32_MIN;
+  std::atomic<uint64_t> bounds_{kNoBounds};
   Backend* backend_;
   Device device_;
   void* allocate();
@@ -74,5 +101,9 @@ class Storage {
 };
 
 using StoragePtr = std::shared_ptr<Storage>;
+
+// Sets s's int32 bounds from the host copy of all of its values (bytes must be the
+// whole storage; a part would bound only itself, so it sets nothing).
+void learn_int32_bounds(Storage& s, const void* host, size_t bytes);
 
 }  // namespace perceiver

@@ -21,6 +21,8 @@ import {
   type PaddingRef,
   type Shape,
 } from './helpers/reference.js';
+import { native } from '../lib/native.js';
+import { ON_CUDA } from './helpers/device.js';
 
 // ---- embedding ------------------------------------------------------------------------------
 
@@ -69,6 +71,44 @@ test('embedding: the failure propagates to ops that consume the output, and does
   t.throws(() => bad.dataSync(), { message: /index 11/ });
   const good = P.embedding(w, tensor(Int32Array.from([9])));
   assertExact(t, await good.data(), (await w.data()).subarray(36, 40));
+});
+
+// Ids whose values passed through host memory have bounds the engine knows, and
+// embedding and oneHot skip checking known-good ids on the GPU (a stream
+// synchronisation per call). The bounds must never outlive the values: any write
+// forgets them, and a bad id written later is still reported.
+test('embedding: ids from host data carry known bounds until written; a bad id written later still rejects', async (t) => {
+  const bounds = (x: Tensor) => {
+    native.synchronize(); // bounds learnt by a queued copy exist once it has run
+    return native.int32Bounds(x.handle);
+  };
+  const ids = tensor(Int32Array.from([3, 0, 9, 7, 2, 5]), [2, 3], { dtype: 'int32' });
+  t.deepEqual(bounds(ids), [0, 9]);
+  t.deepEqual(bounds(P.slice(ids, 1, 1, 2)), [0, 9], 'a view is bounded by its whole storage');
+  t.deepEqual(bounds(ids.transpose().contiguous()), [0, 9], 'a copy of part keeps the bounds');
+  t.deepEqual(bounds(tensor(Int32Array.from([-4]), [1], { dtype: 'int32' })), [-4, -4]);
+  t.is(bounds(tensor(Int32Array.from([]), [0], { dtype: 'int32' })), null, 'no values, no bounds');
+  t.is(bounds(tensor(Float32Array.from([1, 2]), [2])), null, 'only int32 values are tracked');
+  t.is(bounds(P.arange(0, 6, 1, { dtype: 'int32' })), null, 'values computed by a kernel are not seen by the host');
+  t.is(bounds(P.cast(tensor(Float32Array.from([1, 2]), [2]), 'int32')), null);
+  if (ON_CUDA) {
+    const made = P.arange(2, 8, 1, { dtype: 'int32' });
+    t.deepEqual(bounds(made.to('cpu')), [2, 7], 'a copy to the host learns them');
+    t.deepEqual(bounds(made.to('cpu').to(made.device)), [2, 7], 'and a copy from it');
+  }
+
+  const w = tensor(randomArray(40, 6), [10, 4]);
+  assertExact(t, await P.embedding(w, ids).data(), embeddingRef(await w.data(), 4, await ids.data()));
+  P.assign(P.slice(ids, 1, 1, 2), tensor(Int32Array.from([42, 1]), [2, 1], { dtype: 'int32' }));
+  t.is(bounds(ids), null, 'a write forgets the bounds');
+  const err = await t.throwsAsync(() => P.embedding(w, ids).data());
+  t.regex(err!.message, /^embedding: index 42 at position 1 is out of range \[0, 10\)/);
+  const oh = await t.throwsAsync(() => P.oneHot(ids, 10).data());
+  t.regex(oh!.message, /^one_hot: index 42 at position 1 is out of range \[0, 10\)/);
+  // Known bounds outside the table are checked like unknown ones.
+  const known = tensor(Int32Array.from([1, 12]), [2], { dtype: 'int32' });
+  t.deepEqual(bounds(known), [1, 12]);
+  t.regex((await t.throwsAsync(() => P.embedding(w, known).data()))!.message, /index 12 at position 1/);
 });
 
 test('embedding: ids must be int32 and the weight 2-D floating', (t) => {

@@ -207,14 +207,14 @@ class CudaBackend final : public Backend {
     return !attention_beyond_one_tc_pass(dtype, dqk, dv, cc_, smem_optin_);
   }
   void embedding(const float* w, int64_t vocab, int64_t c, const int32_t* ids, int64_t n, float* out,
-                 DType dtype) override {
+                 DType dtype, bool ids_known) override {
     set_device();
-    cuda::embedding(w, vocab, c, ids, n, out, dtype, stream_);
+    cuda::embedding(w, vocab, c, ids, n, out, dtype, ids_known, stream_);
   }
   void one_hot(const int32_t* ids, int64_t n, int64_t depth, float on, float off, float* out,
-               DType dtype) override {
+               DType dtype, bool ids_known) override {
     set_device();
-    cuda::one_hot(ids, n, depth, on, off, out, dtype, stream_);
+    cuda::one_hot(ids, n, depth, on, off, out, dtype, ids_known, stream_);
   }
   void conv2d(const Conv2dArgs& a) override {
     set_device();
