@@ -7,7 +7,7 @@
 // transformers (random weights on both sides). The torch side is
 // scripts/bench-gpu.py, run as a child process with the same configuration.
 //
-//   PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js [--out DIR] [--quick] [--no-torch] [--profile]
+//   PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js [--out DIR] [--quick] [--no-torch] [--profile] [--only NAME]
 //
 // Each time is the median of a few runs, each ended by a device synchronisation
 // (ops are queued). float32 GEMMs run without TF32 on both sides. Models run in
@@ -26,6 +26,10 @@ const argv = process.argv.slice(2);
 const flag = (n: string) => argv.includes(n);
 const outDir = argv.includes('--out') ? argv[argv.indexOf('--out') + 1] : null;
 const QUICK = flag('--quick');
+// --only NAME: only the measurements whose name contains NAME (a GEMM's is "gemm"), for a
+// short A/B of one switch; the dispatch latency is always measured.
+const ONLY = argv.includes('--only') ? argv[argv.indexOf('--only') + 1] ?? '' : null;
+const picked = (name: string) => ONLY === null || name.includes(ONLY);
 const cuda = backends()[1];
 if (!cuda.available) {
   console.error(`bench-gpu: CUDA is unavailable: ${cuda.reason}`);
@@ -51,20 +55,20 @@ async function timeIt(fn: () => Tensor | void, warmup: number, runs: number): Pr
   return times[times.length >> 1];
 }
 
-const GEMM = (QUICK ? [2048, 4096] : [1024, 2048, 4096, 8192]).flatMap((s) =>
+const GEMM = (!picked('gemm') ? [] : QUICK ? [2048, 4096] : [1024, 2048, 4096, 8192]).flatMap((s) =>
   (['float32', 'bfloat16'] as const).map((dtype) => ({ m: s, n: s, k: s, dtype })),
 );
 const ATTENTION = (['float32', 'bfloat16'] as const).flatMap((dtype) => [
   { name: 'imagenet cross-attention', batch: 1, nq: 512, nk: 50176, heads: 1, dim: 261, dtype },
   { name: 'self-attention 8 heads', batch: 1, nq: 512, nk: 512, heads: 8, dim: 128, dtype },
   { name: 'self-attention 8 heads', batch: 32, nq: 512, nk: 512, heads: 8, dim: 128, dtype },
-]);
+]).filter((a) => picked(a.name));
 const MODELS = [
   { name: 'imagenet-fourier', config: VISION_PERCEIVER_FOURIER, input: 'pixels', dtype: 'float32', batches: [1] },
   { name: 'imagenet-fourier', config: VISION_PERCEIVER_FOURIER, input: 'pixels', dtype: 'bfloat16', batches: QUICK ? [1] : [1, 32] },
   { name: 'language-mlm', config: LANGUAGE_PERCEIVER, input: 'ids', dtype: 'float32', batches: [1] },
   { name: 'language-mlm', config: LANGUAGE_PERCEIVER, input: 'ids', dtype: 'bfloat16', batches: QUICK ? [1] : [1, 32] },
-];
+].filter((m) => picked(m.name));
 
 interface Row { what: string; ours: string; torch: string; ratio: string }
 const rows: Row[] = [];

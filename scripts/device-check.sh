@@ -44,7 +44,10 @@
 #       the models on the GPU with it on, bench-gpu by default (and torch) and with each
 #       variant (ours), bench-train-gpu by default and with it on, and ncu on both
 #       variants and the default fixed-width kernel at both latent self-attention shapes.
-#       About 3-4 minutes on an H200 (estimated from --compare, which has one bench-gpu less).
+#       Also the language model's forward with PERCEIVER_CUDA_CHECK_IDS=1 (ours, bench-gpu
+#       --only language-mlm): its ids checked on the GPU, a synchronisation the default
+#       skips for ids made on the host.
+#       About 4 minutes on an H200 (estimated from --compare, which has two bench-gpu less).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -351,6 +354,9 @@ candidates() {
   echo "== candidates: bench-gpu and bench-train-gpu by default (and torch), then with it on (ours only)"
   bench_both on "${on[@]}"
   step bench-gpu-on64 80 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=64 node dist/scripts/bench-gpu.js --no-torch
+  # The embedding without its bad-id synchronisation where the ids came from the host
+  # (the default since the fourteenth session) against the check it skips.
+  step bench-gpu-ids 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_CHECK_IDS=1 node dist/scripts/bench-gpu.js --no-torch --only language-mlm --profile
   # One launch each of the warpgroup kernel's two variants (paths "tcg", "tcg1") and
   # the default fixed-width kernel's (path 0) at both latent self-attention shapes.
   local c
@@ -377,6 +383,10 @@ candidates() {
   show_ours_bench bench-gpu-on
   echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=64 (ours):"
   show_ours_bench bench-gpu-on64
+  echo "-- the language model with its ids checked on the GPU anyway (PERCEIVER_CUDA_CHECK_IDS=1, ours):"
+  show_ours_bench bench-gpu-ids
+  echo "-- its embedding rows (ms), by default then checked:"
+  grep -hE '^ *embedding ' "$LOGS/bench-gpu.log" "$LOGS/bench-gpu-ids.log" | head -8 || true
   echo
   show_train
   echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=1 (ours):"

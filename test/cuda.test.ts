@@ -93,6 +93,20 @@ cuda('a bad embedding id rejects data() with the id and position, as on the cpu'
   t.regex(err!.message, /embedding: index 7 at position 1 is out of range \[0, 5\) of the embedding table/);
 });
 
+cuda('ids computed on the gpu are checked there; ids from the host, whose bounds are known, report a bad id too', async (t) => {
+  const table = P.arange(0, 15, 1, { device: 'cuda' }).reshape([5, 3]);
+  const made = P.arange(0, 7, 1, { dtype: 'int32', device: 'cuda' }); // bounds unknown: checked on the device
+  t.is(native.int32Bounds(made.handle), null);
+  const e1 = await t.throwsAsync(P.embedding(table, made).data());
+  t.regex(e1!.message, /embedding: index 5 at position 5 is out of range \[0, 5\)/);
+  const copied = P.tensor([4, 0, 6], [3], { dtype: 'int32', device: 'cpu' }).to('cuda');
+  const e2 = await t.throwsAsync(P.oneHot(copied, 5).data());
+  t.regex(e2!.message, /one_hot: index 6 at position 2 is out of range \[0, 5\)/);
+  const good = P.tensor([4, 0, 2], [3], { dtype: 'int32', device: 'cpu' }).to('cuda');
+  t.deepEqual(Array.from(await P.embedding(table, good).data()), [12, 13, 14, 0, 1, 2, 6, 7, 8]);
+  t.deepEqual(native.int32Bounds(good.handle), [0, 4], 'learnt by the copy, which data() waited for');
+});
+
 cuda('randn and rand give the cpu values for the same seed', async (t) => {
   const a = await P.randn([10_001], { seed: 123, device: 'cuda' }).data();
   const b = await P.randn([10_001], { seed: 123, device: 'cpu' }).data();

@@ -70,12 +70,19 @@ __global__ void one_hot_kernel(const int32_t* ids, int64_t n, int64_t depth, flo
 
 // The bad-position flag: one device word from the stream-ordered pool per call;
 // the synchronisation costs far more than the allocation.
+// PERCEIVER_CUDA_CHECK_IDS=1 checks ids whatever the host knows (the way back, for
+// comparisons: device-check --candidates times the language model both ways).
+bool check_ids_always() {
+  static const bool always = env_flag("PERCEIVER_CUDA_CHECK_IDS");
+  return always;
+}
+
 // None (dev null) where the ids are known to be in range.
 struct BadFlag {
   unsigned long long* dev = nullptr;
   cudaStream_t stream;
   BadFlag(cudaStream_t s, const char* op, bool ids_known) : stream(s) {
-    if (ids_known) return;
+    if (ids_known && !check_ids_always()) return;
     CUDA_CHECK(op, cudaMallocAsync((void**)&dev, sizeof(*dev), s));
     CUDA_CHECK(op, cudaMemsetAsync(dev, 0xff, sizeof(*dev), s));
   }
