@@ -212,6 +212,14 @@ PY
 
 # cuda_attention_check's BENCH lines, short: shape, dtype, path, splits, ms, TFLOP/s and
 # the kernel the path launched.
+# The layout probes' tally, the failing ones (which V element each wrong output read),
+# and where the first failed random checks were wrong (cuda_attention_check).
+probe_summary() {
+  echo "layout probes: $(grep -cE '^PASS probe ' "$1") passed, $(grep -cE '^FAIL probe ' "$1") failed"
+  grep -E '^FAIL probe ' "$1" | cut -c1-500 | head -6
+  grep -E '^  where: ' "$1" | cut -c1-300 | head -4
+}
+
 bench_brief() {
   sed -E 's/^BENCH +([^ ]+) +([^ ]+) +([^ ]+) +splits=([0-9]+) +([0-9.]+) ms +([0-9.]+) TFLOP\/s.*\] ?(.*)$/\1 \2 \3 s\4 \5 ms \6 TFLOPs \7/' | cut -c1-120
 }
@@ -374,6 +382,7 @@ candidates() {
   cat "$OUT/summary.txt"
   grep -E '^FAIL' "$LOGS/cuda_attention_check.log" | cut -c1-300 | head -8
   echo "tcg checks: $(grep -cE '^PASS .* tcg1? ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcg1? ' "$LOGS/cuda_attention_check.log") failed"
+  probe_summary "$LOGS/cuda_attention_check.log"
   echo "-- attention in bf16 by kernel, one key range (all dtypes and splits: cuda_attention_check.log):"
   grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|flow-self|perceiver-encoder) +bfloat16 +(auto|tc|tcf|tcf2|tcg|tcg1) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   attention_verdict "$LOGS/cuda_attention_check.log"
@@ -475,6 +484,7 @@ checks() {
     grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-switches.log" | head -12 || true
   fi
   grep -E '^FAIL' "$LOGS/cuda_attention_check.log" | cut -c1-400 | head -8
+  probe_summary "$LOGS/cuda_attention_check.log"
   grep -iE 'cublasLt.*(error|invalid)|\[cublasLt\]' "$LOGS/cuda_attention_check.log" | cut -c1-400 | head -8
   echo "tcw checks: $(grep -cE '^PASS .* tcw ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcw ' "$LOGS/cuda_attention_check.log") failed"
   echo "gemm checks: $(grep -cE '^PASS .* gemm(64)? |^PASS grad ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* gemm(64)? |^FAIL grad ' "$LOGS/cuda_attention_check.log") failed"

@@ -126,6 +126,14 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     t.is(r.passed(/^PASS .* path 11 /), 28, what);
     t.is(r.passed(/^PASS .* path 12 /), 24, what);
     t.is(r.passed(/ path 0 .*-> wgmma /), 0, `${what}: no warpgroup kernel under auto`);
+    // The layout probes: every output element reads exactly the V element it should
+    // through the fixed-width kernel (5 classes) and the warpgroup kernel (6 with two
+    // warpgroups, 5 with one), V holding its key index and then its column index.
+    t.is(r.passed(/^PASS probe (keys|columns) +(tcf|tcg|tcg1) +qk\d+ v\d+ +ok -> (fixed|wgmma1?) /), 32, what);
+    // And what a failure would print (attention_diagnose.h, the probes' report) names
+    // what was done to outputs made wrong on purpose: columns or rows swapped in blocks,
+    // a NaN, a row that read another key.
+    t.is(r.passed(/^PASS diagnose: /), 7, what);
     t.is(r.passed(/^PASS .*float32 +path 2 /), 24, `${what}: the SIMT kernel`);
     // Heads wider than the widest tier run on tensor cores, in column chunks of V.
     t.is(r.passed(/^PASS (qk40-v520|w1024-odd) .* path 1 /), 8, `${what}: Dv in chunks`);

@@ -45,7 +45,9 @@
 #include "../error.h"
 #include "allocator.h"
 #include "attention.h"
+#include "attention_diagnose.h"
 #include "attention_gemm.h"
+#include "attention_probe.h"
 #include "cublaslt.h"
 #include "gemm.h"
 
@@ -595,8 +597,63 @@ void check_case(const Case& c, cudaStream_t stream) {
                   ok ? "PASS" : "FAIL", label, max_abs, max_ref > 0 ? max_abs / max_ref : max_abs,
                   worst_ratio, tol, (long long)wb, (long long)wi, (long long)wh, (long long)wd,
                   wgot, wref, kernel);
+      if (!ok) {  // where, in [b][h][row][d] as ref
+        std::vector<double> g;
+        g.reserve(ref.size());
+        for (int64_t b = 0; b < c.B; b++)
+          for (int64_t h = 0; h < c.H; h++)
+            for (int64_t i : rows)
+              for (int64_t d = 0; d < c.dv; d++) g.push_back(got[b * pb.o.sb + i * pb.o.sn + h * pb.o.sh + d]);
+        std::printf("  where: %s\n", attention_error_pattern(g, ref, c.B * c.H, rows, c.dv, tol).c_str());
+      }
     }
   }
+}
+
+// The layout probes (attention_probe.h) through the fixed-width (tcf) and warpgroup (tcg,
+// tcg1) kernels at each of their width classes, in float16: every output element must
+// read exactly the V element it should, and where one does not, the line says which it
+// read (a misread shared-memory layout shows as a pattern of blocks of 8).
+void probe_layouts(cudaStream_t stream) {
+  const std::pair<int64_t, int64_t> widths[] = {{128, 128}, {32, 160}, {32, 96}, {64, 64}, {32, 32}, {261, 261}};
+  for (const auto& w : widths)
+    for (int path : {8, 11, 12})
+      for (AttentionProbe::Kind kind : {AttentionProbe::Keys, AttentionProbe::Columns}) {
+        const AttentionProbe pr(kind, 128, w.first, w.second);
+        Problem pb;
+        pb.c = Case{"probe", 1, 1, pr.nq, pr.nk, pr.dqk, pr.dv, Layout::BNHD, MaskKind::None, false};
+        pb.q = make_tensor(Layout::BNHD, 1, pr.nq, 1, pr.dqk);
+        pb.k = make_tensor(Layout::BNHD, 1, pr.nk, 1, pr.dqk);
+        pb.v = make_tensor(Layout::BNHD, 1, pr.nk, 1, pr.dv);
+        pb.o = make_tensor(Layout::BNHD, 1, pr.nq, 1, pr.dv);
+        pb.q.v = pr.q;
+        pb.k.v = pr.k;
+        pb.v.v = pr.v;
+        pb.scale = pr.scale;
+        upload(pb.dq, pb.q.v, DType::Float16);
+        upload(pb.dk, pb.k.v, DType::Float16);
+        upload(pb.dv, pb.v.v, DType::Float16);
+        upload(pb.dout, std::vector<float>(pb.o.v.size(), kNaN), DType::Float16);
+        const AttentionArgs a = make_args(pb, DType::Float16);
+        cudaError_t e = run_variant(a, path, 1, stream);
+        char label[120];
+        std::snprintf(label, sizeof label, "probe %-7s %-4s qk%lld v%lld", pr.name(), path_name(path),
+                      (long long)pr.dqk, (long long)pr.dv);
+        if (e == cudaErrorNotSupported) {
+          std::printf("SKIP %s  (not available for this device or shape)\n", label);
+          continue;
+        }
+        if (e == cudaSuccess) e = cudaStreamSynchronize(stream);
+        if (e != cudaSuccess) {
+          std::printf("FAIL %s  launch/run error %s: %s\n", label, cudaGetErrorName(e), cudaGetErrorString(e));
+          g_failures++;
+          if (e != cudaErrorInvalidValue) std::exit(2);  // the context is likely gone
+          continue;
+        }
+        const std::string r = pr.report(download(pb.dout, pb.o.v.size(), DType::Float16));
+        if (r != "ok") g_failures++;
+        std::printf("%s %s  %s -> %s\n", r == "ok" ? "PASS" : "FAIL", label, r.c_str(), detail::attention_last_kernel());
+      }
 }
 
 // A call that needs a workspace and is given none must report cudaErrorInvalidValue
@@ -1063,6 +1120,7 @@ int main(int argc, char** argv) {
   }
   if (check) {
     check_contract(stream);
+    if (filter.empty() || std::string("probe").find(filter) != std::string::npos) probe_layouts(stream);
     for (const Case& c : cases())
       if (filter.empty() || c.name.find(filter) != std::string::npos) check_case(c, stream);
     for (const Case& c : gradient_cases())

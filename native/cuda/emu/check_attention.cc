@@ -6,6 +6,8 @@
 
 #include "emu.h"  // first: the kernel headers below take its emulation
 #include "../attention.h"
+#include "../attention_diagnose.h"
+#include "../attention_probe.h"
 #include "attention_problem.h"
 #include "check.h"
 
@@ -62,10 +64,109 @@ void check(const Case& c, DType dt, int path, int splits) {
   if (!ok) g_failures++;
   std::printf("%s %s worst=%.2f of tol -> %s\n", ok ? "PASS" : "FAIL", label, worst,
               perceiver::cuda::detail::attention_last_kernel());
+  if (worst > 1.0) {  // where: [b, h][i][d], as the GPU harness reports it
+    const AttentionShape& sh = c.s;
+    std::vector<double> g, w;
+    std::vector<int64_t> rows(sh.nq);
+    for (int64_t i = 0; i < sh.nq; i++) rows[i] = i;
+    for (int64_t b = 0; b < sh.B; b++)
+      for (int64_t h = 0; h < sh.H; h++)
+        for (int64_t i = 0; i < sh.nq; i++)
+          for (int64_t d = 0; d < sh.dv; d++) {
+            g.push_back(pr.at(pr.out, pr.o_at(b, i, h) + d));
+            w.push_back(want[pr.o_at(b, i, h) + d]);
+          }
+    std::printf("  where: %s\n", attention_error_pattern(g, w, sh.B * sh.H, rows, sh.dv, tol).c_str());
+  }
   if (races > 0) {
     std::printf("  %ld shared-memory race(s); the first: %s\n", races, perceiver::emu::g_first_race.c_str());
     perceiver::emu::g_races = 0;  // so that the next check's first race is reported
   }
+}
+
+// The layout probes (attention_probe.h) through one path at one width class: every
+// output element must read exactly the V element it should.
+void probe(int64_t dqk, int64_t dv, int path) {
+  for (AttentionProbe::Kind kind : {AttentionProbe::Keys, AttentionProbe::Columns}) {
+    const AttentionProbe pb(kind, 128, dqk, dv);
+    AttentionProblem pr({1, 1, pb.nq, pb.nk, dqk, dv, false, false}, DType::Float16, 1, false);
+    for (size_t i = 0; i < pb.q.size(); i++) store(pr.q.data(), DType::Float16, (int64_t)i, pb.q[i]);
+    for (size_t i = 0; i < pb.k.size(); i++) store(pr.k.data(), DType::Float16, (int64_t)i, pb.k[i]);
+    for (size_t i = 0; i < pb.v.size(); i++) store(pr.v.data(), DType::Float16, (int64_t)i, pb.v[i]);
+    pr.a.scale = pb.scale;
+    const size_t ws_bytes = perceiver::cuda::detail::attention_workspace_bytes_forced(pr.a, 1);
+    std::vector<unsigned char> ws(ws_bytes + 256);
+    void* wsp = ws.data() + (256 - reinterpret_cast<uintptr_t>(ws.data()) % 256) % 256;
+    const cudaError_t e = perceiver::cuda::detail::attention_forward_forced(pr.a, wsp, ws_bytes, 132, nullptr, path, 1);
+    char label[120];
+    // Named as the GPU harness names the paths (not "path N", which the tests count).
+    std::snprintf(label, sizeof label, "probe %-7s %-4s qk%lld v%lld", pb.name(),
+                  path == 8 ? "tcf" : path == 11 ? "tcg" : "tcg1", (long long)dqk, (long long)dv);
+    if (e == cudaErrorNotSupported) {
+      std::printf("SKIP %s (not available for this shape)\n", label);
+      continue;
+    }
+    std::vector<float> out((size_t)(pb.nq * dv));
+    for (size_t i = 0; i < out.size(); i++) out[i] = (float)pr.at(pr.out, (int64_t)i);
+    const std::string r = e == cudaSuccess ? pb.report(out) : "error " + std::to_string((int)e);
+    g_checks++;
+    if (r != "ok") g_failures++;
+    std::printf("%s %-60s %s -> %s\n", r == "ok" ? "PASS" : "FAIL", label, r.c_str(),
+                perceiver::cuda::detail::attention_last_kernel());
+  }
+}
+
+// The diagnostics themselves, which only speak on a failure: on outputs made wrong on
+// purpose they must name what was done to them.
+void check_diagnostics() {
+  auto expect = [](const char* what, const std::string& said, const std::string& want) {
+    const bool ok = said.find(want) != std::string::npos;
+    g_checks++;
+    if (!ok) g_failures++;
+    std::printf("%s diagnose: %-48s %s\n", ok ? "PASS" : "FAIL", what, said.substr(0, 160).c_str());
+  };
+  const int64_t slices = 2, nq = 80, dv = 48;
+  std::vector<int64_t> rows(nq);
+  for (int64_t i = 0; i < nq; i++) rows[i] = i;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> u(-1, 1);
+  std::vector<double> ref((size_t)(slices * nq * dv));
+  for (double& x : ref) x = u(rng);
+  auto moved = [&](int64_t row_xor, int64_t col_xor) {
+    std::vector<double> got(ref.size());
+    for (int64_t s = 0; s < slices; s++)
+      for (int64_t i = 0; i < nq; i++)
+        for (int64_t d = 0; d < dv; d++) {
+          const int64_t i2 = (i ^ row_xor) < nq ? i ^ row_xor : i, d2 = (d ^ col_xor) < dv ? d ^ col_xor : d;
+          got[(size_t)((s * nq + i) * dv + d)] = ref[(size_t)((s * nq + i2) * dv + d2)];
+        }
+    return got;
+  };
+  expect("right output", attention_error_pattern(ref, ref, slices, rows, dv, 1e-2), "bad 0 of 7680 (0.0%)");
+  expect("columns swapped in blocks of 8", attention_error_pattern(moved(0, 8), ref, slices, rows, dv, 1e-2),
+         "columns: 0-47; right values in the wrong place: column^8 100%");
+  expect("rows swapped in blocks of 16", attention_error_pattern(moved(16, 0), ref, slices, rows, dv, 1e-2),
+         "rows mod 64: 0-63; columns: 0-47; right values in the wrong place: row^16 100%");
+  std::vector<double> one = ref;
+  one[(size_t)((1 * nq + 70) * dv + 9)] = NAN;
+  expect("one NaN", attention_error_pattern(one, ref, slices, rows, dv, 1e-2),
+         "bad 1 of 7680 (0.0%); rows mod 64: 6; columns: 9; right values in the wrong place: none found");
+  const AttentionProbe keys(AttentionProbe::Keys, 16, 32, 16), cols(AttentionProbe::Columns, 16, 32, 16);
+  std::vector<float> ko(16 * 16), co(16 * 16);
+  for (int64_t i = 0; i < 16; i++)
+    for (int64_t d = 0; d < 16; d++) {
+      ko[(size_t)(i * 16 + d)] = (float)(i == 3 ? 6 : i + 1);       // row 3 read key 5
+      co[(size_t)(i * 16 + d)] = (float)((d ^ 8) + 1);              // columns swapped by 8
+    }
+  expect("probe: a row that read another key", keys.report(ko), "16 of 256 wrong; q3 d0 read key 5 (want 3); q3 d8 read key 5");
+  expect("probe: columns swapped", cols.report(co), "256 of 256 wrong; q0 d0 read column 8 (want 0); q0 d8 read column 0 (want 8); q8 d0");
+  expect("probe: right output", keys.report(std::vector<float>{[&] {
+                                  std::vector<float> v(16 * 16);
+                                  for (int64_t i = 0; i < 16; i++)
+                                    for (int64_t d = 0; d < 16; d++) v[(size_t)(i * 16 + d)] = (float)(i + 1);
+                                  return v;
+                                }()}),
+         "ok");
 }
 
 }  // namespace
@@ -115,6 +216,12 @@ void check_attention(const std::string& filter) {
   // the occupancy tier, or with that off too the wide kernel.
   const Case full = {"rows-fill-sms", 33, 8, 128, 16, 128, 128, false, false};
   if (filter.empty() || std::string(full.name).find(filter) != std::string::npos) check(full, DType::BFloat16, 0, 1);
+  // The layout probes at each width class of the fixed-width (path 8) and warpgroup
+  // (11, 12) kernels; 261 takes the warpgroup kernel's 272 class.
+  if (filter.empty() || std::string("probe").find(filter) != std::string::npos) check_diagnostics();
+  if (filter.empty() || std::string("probe").find(filter) != std::string::npos)
+    for (const auto& w : {std::pair<int64_t, int64_t>{128, 128}, {32, 160}, {32, 96}, {64, 64}, {32, 32}, {261, 261}})
+      for (int path : {8, 11, 12}) probe(w.first, w.second, path);
 }
 
 }  // namespace perceiver::emu::check
