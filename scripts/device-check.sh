@@ -39,8 +39,10 @@
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
 #       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
 #       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh) with two or
-#       one warpgroups per block. The harnesses (cuda_attention_check checks and times
-#       it as paths "tcg" and "tcg1" whatever the switch), the tests of attention and
+#       one warpgroups per block, and PERCEIVER_CUDA_ATTENTION_TF32X3=1, float32 attention
+#       on tensor cores in 3xTF32 (native/cuda/attention_tf32.cuh; path "tcx"), both on
+#       together in the runs below. The harnesses (cuda_attention_check checks and times
+#       them as paths "tcg", "tcg1" and "tcx" whatever the switches), the tests of attention and
 #       the models on the GPU with it on, bench-gpu by default (and torch) and with each
 #       variant (ours), bench-train-gpu by default and with it on, and ncu on both
 #       variants and the default fixed-width kernel at both latent self-attention shapes.
@@ -345,11 +347,12 @@ compare() {
 }
 
 # The kernels written but off by default until a GPU has timed them (docs/DEVICE.md,
-# "Candidates"): the warpgroup attention kernel (PERCEIVER_CUDA_ATTENTION_WGMMA=1).
+# "Candidates"): the warpgroup attention kernel (PERCEIVER_CUDA_ATTENTION_WGMMA=1) and
+# float32 attention in 3xTF32 (PERCEIVER_CUDA_ATTENTION_TF32X3=1).
 # Correct on this GPU? Faster than the default at the widths it serves, and in the
 # models?
 candidates() {
-  local on=(PERCEIVER_CUDA_ATTENTION_WGMMA=1)
+  local on=(PERCEIVER_CUDA_ATTENTION_WGMMA=1 PERCEIVER_CUDA_ATTENTION_TF32X3=1)
   echo "== candidates: harnesses"
   # cuda_attention_check checks path "tcg" at every shape it serves (SKIP where it does
   # not: other widths, unaligned rows, not compute capability 9.0) and times it beside
@@ -382,13 +385,16 @@ candidates() {
   cat "$OUT/summary.txt"
   grep -E '^FAIL' "$LOGS/cuda_attention_check.log" | cut -c1-300 | head -8
   echo "tcg checks: $(grep -cE '^PASS .* tcg1? ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcg1? ' "$LOGS/cuda_attention_check.log") failed"
+  echo "tcx checks: $(grep -cE '^PASS .* tcx ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcx ' "$LOGS/cuda_attention_check.log") failed"
   probe_summary "$LOGS/cuda_attention_check.log"
   echo "-- attention in bf16 by kernel, one key range (all dtypes and splits: cuda_attention_check.log):"
   grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|flow-self|perceiver-encoder) +bfloat16 +(auto|tc|tcf|tcf2|tcg|tcg1) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   attention_verdict "$LOGS/cuda_attention_check.log"
+  echo "-- float32: the 3xTF32 kernel (tcx) against auto (the SIMT kernel) and the products (gemm):"
+  grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|flow-self) +float32 +(auto|gemm|tcx) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   echo
   show_bench_gpu
-  echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=1 (ours):"
+  echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=1 and PERCEIVER_CUDA_ATTENTION_TF32X3=1 (ours):"
   show_ours_bench bench-gpu-on
   echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=64 (ours):"
   show_ours_bench bench-gpu-on64
@@ -398,7 +404,7 @@ candidates() {
   grep -hE '^ *embedding ' "$LOGS/bench-gpu.log" "$LOGS/bench-gpu-ids.log" | head -8 || true
   echo
   show_train
-  echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=1 (ours):"
+  echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=1 and PERCEIVER_CUDA_ATTENTION_TF32X3=1 (ours):"
   show_ours_train bench-train-gpu-on 4
   show_ncu
 }

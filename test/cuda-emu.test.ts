@@ -130,11 +130,18 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     // through the fixed-width kernel (5 classes) and the warpgroup kernel (6 with two
     // warpgroups, 5 with one), V holding its key index and then its column index.
     t.is(r.passed(/^PASS probe (keys|columns) +(tcf|tcg|tcg1) +qk\d+ v\d+ +ok -> (fixed|wgmma1?) /), 32, what);
+    t.is(r.passed(/^PASS probe (keys|columns) +tcx +qk\d+ v\d+ +ok -> tf32x3 /), 10, `${what}: float32 probes`);
     // And what a failure would print (attention_diagnose.h, the probes' report) names
     // what was done to outputs made wrong on purpose: columns or rows swapped in blocks,
     // a NaN, a row that read another key.
     t.is(r.passed(/^PASS diagnose: /), 7, what);
     t.is(r.passed(/^PASS .*float32 +path 2 /), 24, `${what}: the SIMT kernel`);
+    // float32 on tensor cores in 3xTF32 (path 13) at its classes, where rows are 16-byte
+    // aligned: 64, 128, qk 32 / v 160, qk 32 / v 96, 32 and 120 (within float32's 1e-5;
+    // the same kernel with one TF32 product instead of three fails them). Off under auto
+    // unless switched on.
+    t.is(r.passed(/^PASS .*float32 +path 13 /), 12, `${what}: the 3xTF32 kernel`);
+    t.is(r.passed(/ path 0 .*-> tf32x3 /), 0, `${what}: no 3xTF32 kernel under auto`);
     // Heads wider than the widest tier run on tensor cores, in column chunks of V.
     t.is(r.passed(/^PASS (qk40-v520|w1024-odd) .* path 1 /), 8, `${what}: Dv in chunks`);
     // Which kernel the public entry took (each line ends with it).
@@ -174,6 +181,13 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
   route(wgmma, 'w96-odd', /tc tier 1/, 4);
   route(wgmma, 'w261', /wgmma 272x272/, 4);
   route({ PERCEIVER_CUDA_ATTENTION_WGMMA: '64' }, 'w128', /wgmma1 128x128/, 4);
+  // PERCEIVER_CUDA_ATTENTION_TF32X3=1: auto takes the 3xTF32 kernel for float32 at its
+  // widths where the rows are 16-byte aligned, and the SIMT kernel elsewhere (the
+  // backend sends those to the products first: backend.cu).
+  const tf32 = { PERCEIVER_CUDA_ATTENTION_TF32X3: '1' };
+  route(tf32, 'w128', /tf32x3 128x128/, 2);
+  route(tf32, 'qk32-v160', /tf32x3 32x160/, 2);
+  route(tf32, 'w96-odd', /simt/, 2);
 });
 
 emulated('the composed attention (attention_gemm.cu), emulated with its products as loops, matches the reference forward and gradient', (t, family) => {

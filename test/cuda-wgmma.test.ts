@@ -4,7 +4,9 @@
 // ptxas serialising its wgmma products (its "Potential Performance Loss" notes,
 // C7514 and kin, which it prints only with -Xptxas -v and which the GPU would show
 // only as a slower kernel); and the inline PTX in native/cuda/wgmma_mma.inc is what
-// scripts/gen-wgmma.py writes. Skipped, and says so, without nvcc (or python3).
+// scripts/gen-wgmma.py writes. The same compile checks the float32 3xTF32 kernel
+// (attention_tf32.cuh), whose five instantiations sit at up to 254 registers: none may
+// spill. Skipped, and says so, without nvcc (or python3).
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -67,6 +69,12 @@ function ptxasReport(text: string): { entries: Entry[]; notes: string[] } {
       t.is(e.spillStores + e.spillLoads, 0, `${e.name} spills`);
     }
     t.deepEqual(notes.filter((n) => n.includes('attention_wgmma_kernel')), []);
+    const tf32 = entries.filter((e) => e.name.includes('attention_tf32_kernel'));
+    t.is(tf32.length, 5, 'kTf32Tiers: five width classes');
+    for (const e of tf32) {
+      t.true(e.registers > 0 && e.registers <= 255, `${e.name}: ${e.registers} registers`);
+      t.is(e.spillStores + e.spillLoads, 0, `${e.name} spills`);
+    }
     // The notes name their function; none may name a kernel of this file at all.
     t.deepEqual(notes, []);
   } finally {

@@ -101,11 +101,12 @@ constexpr float kLog2e = 1.4426950408889634f;
 // tiles, where its width class has such an instantiation (kFixedTiers).
 // kTensorCoreWgmma: the warpgroup kernel (attention_wgmma.cuh; compute capability 9.0
 // only, kWgmmaTiers) with two warpgroups per block; kTensorCoreWgmma1 with one.
+// kTensorCoreTf32: float32 on tensor cores in 3xTF32 (attention_tf32.cuh, kTf32Tiers).
 // (5 and 6 are the harness's product-composed paths.)
 enum Path : int {
   kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3, kTensorCoreWide = 4,
   kTensorCoreOccupancy = 7, kTensorCoreFixed = 8, kTensorCoreFixed8 = 9, kTensorCoreFixedWide = 10,
-  kTensorCoreWgmma = 11, kTensorCoreWgmma1 = 12
+  kTensorCoreWgmma = 11, kTensorCoreWgmma1 = 12, kTensorCoreTf32 = 13
 };
 // Which family of tc instantiations a call takes (kTcTiers).
 enum TcKind : int { kTcNarrow = 0, kTcWide = 1, kTcOccupancy = 2 };
@@ -136,6 +137,8 @@ struct Params {
   float* ws_o;
   float* ws_m;
   float* ws_l;
+  int tf32_tier;  // kTf32Tiers index (the float32 tensor-core kernel only; last, so
+                  // that the other kernels' parameter offsets stay as measured)
 };
 
 __device__ __forceinline__ float to_float(float x) { return x; }
@@ -184,17 +187,21 @@ __device__ __forceinline__ BlockPlace block_place(const Params& p, int bq) {
   return r;
 }
 
-// A block's first rows of its 16-bit Q (query row i0), K and V (key j0): where the
-// fixed-width and warpgroup kernels' tile copies start.
-struct TileBases {
-  const uint16_t* q;
-  const uint16_t* k;
-  const uint16_t* v;
+// A block's first rows of its Q (query row i0), K and V (key j0), of elements E (16-bit
+// data as raw bits, or float): where the fixed-width, warpgroup and TF32 kernels' tile
+// copies start.
+template <class E>
+struct TileBasesOf {
+  const E* q;
+  const E* k;
+  const E* v;
 };
-__device__ __forceinline__ TileBases tile_bases(const Params& p, const BlockPlace& bp) {
-  return {static_cast<const uint16_t*>(p.q) + bp.b * p.q_sb + bp.h * p.q_sh + bp.i0 * p.q_sn,
-          static_cast<const uint16_t*>(p.k) + bp.b * p.k_sb + bp.h * p.k_sh + bp.j0 * p.k_sn,
-          static_cast<const uint16_t*>(p.v) + bp.b * p.v_sb + bp.h * p.v_sh + bp.j0 * p.v_sn};
+using TileBases = TileBasesOf<uint16_t>;
+template <class E = uint16_t>
+__device__ __forceinline__ TileBasesOf<E> tile_bases(const Params& p, const BlockPlace& bp) {
+  return {static_cast<const E*>(p.q) + bp.b * p.q_sb + bp.h * p.q_sh + bp.i0 * p.q_sn,
+          static_cast<const E*>(p.k) + bp.b * p.k_sb + bp.h * p.k_sh + bp.j0 * p.k_sn,
+          static_cast<const E*>(p.v) + bp.b * p.v_sb + bp.h * p.v_sh + bp.j0 * p.v_sn};
 }
 
 // Copies `rows` rows of width d (row stride sn elements, unit column stride) from
@@ -575,6 +582,7 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) attention_tc_kernel_b
 
 #include "attention_fixed.cuh"
 #include "attention_wgmma.cuh"
+#include "attention_tf32.cuh"
 
 // ---- version 2: fp32 FMA (any dtype, any width) -----------------------------------
 
@@ -1136,6 +1144,58 @@ cudaError_t launch_wgmma(const Params& p, int64_t blocks, size_t smem, cudaStrea
   });
 }
 
+// The float32 tensor-core kernel's instantiations (attention_tf32.cuh): padded widths,
+// 32-key tiles, 4 warps (64 query rows), __launch_bounds__' blocks per SM. Shared
+// memory (tf32_smem_bytes): 101 KB at 128 x 128, so two blocks per H100 SM; 27-60 KB
+// at the narrower classes.
+struct Tf32Tier {
+  int dqk, dv, bk, warps, min_blocks;
+  const char* name;  // for the harnesses (attention_last_kernel)
+};
+constexpr int kTf32TierCount = 5;
+constexpr Tf32Tier kTf32Tiers[kTf32TierCount] = {{128, 128, 32, 4, 2, "tf32x3 128x128"},
+                                                 {32, 160, 32, 4, 2, "tf32x3 32x160"},
+                                                 {32, 96, 32, 4, 2, "tf32x3 32x96"},
+                                                 {64, 64, 32, 4, 3, "tf32x3 64x64"},
+                                                 {32, 32, 32, 4, 4, "tf32x3 32x32"}};
+
+// The tier for these widths, or -1 where there is none.
+int tf32_tier(int64_t dqk, int64_t dv) {
+  for (int i = 0; i < kTf32TierCount; i++)
+    if (kTf32Tiers[i].dqk == round16(dqk) && kTf32Tiers[i].dv == round16(dv)) return i;
+  return -1;
+}
+
+size_t tf32_smem_bytes(const Tf32Tier& t) {
+  return ((size_t)16 * t.warps * (t.dqk + 4) + (size_t)2 * t.bk * (t.dqk + 4 + t.dv + 4)) * 4;
+}
+
+// Whether kAuto takes the float32 tensor-core kernel where it serves. Only with
+// PERCEIVER_CUDA_ATTENTION_TF32X3=1 until it has been timed on a GPU (written
+// 2026-11-27 without one; it passes the CPU emulation, native/cuda/emu).
+bool tf32_auto() {
+  static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_TF32X3");
+  return on;
+}
+
+// 16-byte rows of float32: base and strides multiples of 4 elements.
+bool vec16_ok_f32(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && s0 % 4 == 0 && s1 % 4 == 0 && s2 % 4 == 0;
+}
+
+template <int kTier>
+cudaError_t launch_tf32_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
+  constexpr Tf32Tier c = kTf32Tiers[kTier];
+  return launch_with_smem(attention_tf32_kernel<c.dqk, c.dv, c.bk, c.warps, c.min_blocks>, p, blocks,
+                          32 * c.warps, smem, stream);
+}
+
+cudaError_t launch_tf32(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
+  return each_index<kTf32TierCount>::call(p.tf32_tier, [&](auto tier) {
+    return launch_tf32_kernel<decltype(tier)::value>(p, blocks, smem, stream);
+  });
+}
+
 template <class T, int kTier>
 cudaError_t launch_tc_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
   constexpr TcTier c = kTcTiers[kTier];
@@ -1160,7 +1220,10 @@ cudaError_t launch_all(const Params& p, int path, size_t tc_smem, cudaStream_t s
   if (path == kSimt) blocks *= p.dv_chunks;
   if (blocks > INT_MAX) return cudaErrorInvalidConfiguration;
   cudaError_t e;
-  if (path == kTensorCore || path == kTensorCoreFixed || path == kTensorCoreWgmma) {
+  if (path == kTensorCoreTf32) {
+    if constexpr (std::is_same_v<T, float>) e = launch_tf32(p, blocks, tc_smem, stream);
+    else return cudaErrorInvalidValue;
+  } else if (path == kTensorCore || path == kTensorCoreFixed || path == kTensorCoreWgmma) {
     if constexpr (std::is_same_v<T, float>) {
       return cudaErrorInvalidValue;
     } else {
@@ -1332,8 +1395,26 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
                         force_path == kTensorCoreWgmma1;
   int path = kSimt;
   size_t tc_smem = 0;
+  // float32 on tensor cores (3xTF32), where asked for (forced, or kAuto with its switch
+  // on): sm_80+, 16-byte rows of Q, K and V, a width class of kTf32Tiers.
+  if (a.dtype == DType::Float32 && (force_path == kTensorCoreTf32 || (force_path == kAuto && tf32_auto()))) {
+    int cc = 0, smem_optin = 0;
+    if (cudaError_t e = device_caps(&cc, &smem_optin)) return e;
+    const bool rows16 = vec16_ok_f32(a.q, a.q_sb, a.q_sn, a.q_sh) && vec16_ok_f32(a.k, a.k_sb, a.k_sn, a.k_sh) &&
+                        vec16_ok_f32(a.v, a.v_sb, a.v_sn, a.v_sh);
+    const int tt = cc >= 80 && rows16 ? tf32_tier(a.dqk, a.dv) : -1;
+    if (tt >= 0 && tf32_smem_bytes(kTf32Tiers[tt]) <= (size_t)smem_optin) {
+      p.tf32_tier = tt;
+      tc_smem = tf32_smem_bytes(kTf32Tiers[tt]);
+      p.q_tiles = ceil_div(a.nq, 16 * kTf32Tiers[tt].warps);
+      path = kTensorCoreTf32;
+    } else if (force_path == kTensorCoreTf32) {
+      return cudaErrorNotSupported;
+    }
+  }
+  if (a.dtype != DType::Float32 && force_path == kTensorCoreTf32) return cudaErrorNotSupported;
   if (a.dtype == DType::Float32 && force_tc) return cudaErrorNotSupported;
-  if (a.dtype != DType::Float32 && force_path != kSimt) {
+  if (a.dtype != DType::Float32 && force_path != kSimt && force_path != kTensorCoreTf32) {
     int cc = 0, smem_optin = 0;
     if (cudaError_t e = device_caps(&cc, &smem_optin)) return e;
     if (force_path == kTensorCoreWide) p.tc_kind = kTcWide;
@@ -1465,6 +1546,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
   }
 
   last_kernel = path == kTensorCoreWgmma ? kWgmmaTiers[p.wgmma_tier].name
+                : path == kTensorCoreTf32  ? kTf32Tiers[p.tf32_tier].name
                 : path == kTensorCoreFixed ? kFixedTiers[p.fixed_tier].name
                 : path == kTensorCore    ? kernel_name_tc(tc_tier(a.dqk, a.dv, p.tc_kind))
                                          : "simt";
@@ -1484,6 +1566,16 @@ size_t attention_workspace_bytes(const AttentionArgs& a, int sm_count) {
 cudaError_t attention_forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes,
                               int sm_count, cudaStream_t stream) {
   return attn::forward(a, workspace, workspace_bytes, sm_count, stream, attn::kAuto, 0);
+}
+
+bool attention_tf32_widths(int64_t dqk, int64_t dv, int cc) {
+  return attn::tf32_auto() && cc >= 80 && attn::tf32_tier(dqk, dv) >= 0;
+}
+
+bool attention_tf32_serves(const AttentionArgs& a, int cc) {
+  return a.dtype == DType::Float32 && attention_tf32_widths(a.dqk, a.dv, cc) &&
+         attn::vec16_ok_f32(a.q, a.q_sb, a.q_sn, a.q_sh) && attn::vec16_ok_f32(a.k, a.k_sb, a.k_sn, a.k_sh) &&
+         attn::vec16_ok_f32(a.v, a.v_sb, a.v_sn, a.v_sh);
 }
 
 bool attention_beyond_one_tc_pass(DType dtype, int64_t dqk, int64_t dv, int cc, int smem_optin) {

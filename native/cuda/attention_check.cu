@@ -382,7 +382,8 @@ struct Variant {
 
 const char* path_name(int p) {
   return p == 1 ? "tc" : p == 2 ? "simt" : p == 3 ? "tc1" : p == 4 ? "tcw" : p == 5 ? "gemm" : p == 6 ? "gemm64"
-       : p == 7 ? "tco" : p == 8 ? "tcf" : p == 9 ? "tcf8" : p == 10 ? "tcf2" : p == 11 ? "tcg" : p == 12 ? "tcg1" : "auto";
+       : p == 7 ? "tco" : p == 8 ? "tcf" : p == 9 ? "tcf8" : p == 10 ? "tcf2" : p == 11 ? "tcg" : p == 12 ? "tcg1"
+       : p == 13 ? "tcx" : "auto";
 }
 bool is_product_path(int p) { return p == 5 || p == 6; }
 
@@ -402,10 +403,13 @@ std::vector<Variant> variants(const Case& c) {
     return {{DType::Float32, 0, 0},  {DType::BFloat16, 0, 0},  {DType::BFloat16, 1, 0}, {DType::Float16, 1, 0},
             {DType::BFloat16, 2, 0}, {DType::BFloat16, 1, 1},  {DType::Float32, 5, 0},  {DType::BFloat16, 5, 0},
             {DType::BFloat16, 7, 0}, {DType::BFloat16, 4, 0},  {DType::BFloat16, 8, 0}, {DType::BFloat16, 9, 0},
-            {DType::BFloat16, 10, 0}, {DType::BFloat16, 11, 0}, {DType::BFloat16, 12, 0}};
+            {DType::BFloat16, 10, 0}, {DType::BFloat16, 11, 0}, {DType::BFloat16, 12, 0}, {DType::Float32, 13, 0}};
   // auto (the public entry), then each version with one block per key range and
   // with 3 ranges (the merge kernel), then the products in one chunk and in several.
-  std::vector<Variant> v = {{DType::Float32, 0, 0}, {DType::Float32, 2, 1}, {DType::Float32, 5, 0}};
+  // The float32 tensor-core kernel (tcx) says "not available" where it does not serve.
+  std::vector<Variant> v = {{DType::Float32, 0, 0}, {DType::Float32, 2, 1}, {DType::Float32, 5, 0},
+                            {DType::Float32, 13, 1}};
+  if (c.nk >= 3) v.push_back({DType::Float32, 13, 3});
   if (c.nk > 64) v.push_back({DType::Float32, 6, 0});
   v.push_back({DType::BFloat16, 5, 0});
   if (c.nk > 64) v.push_back({DType::BFloat16, 6, 0});
@@ -613,12 +617,14 @@ void check_case(const Case& c, cudaStream_t stream) {
 // The layout probes (attention_probe.h) through the fixed-width (tcf) and warpgroup (tcg,
 // tcg1) kernels at each of their width classes, in float16: every output element must
 // read exactly the V element it should, and where one does not, the line says which it
-// read (a misread shared-memory layout shows as a pattern of blocks of 8).
+// read (a misread shared-memory layout shows as a pattern of blocks of 8). The float32
+// tensor-core kernel (tcx) in float32.
 void probe_layouts(cudaStream_t stream) {
   const std::pair<int64_t, int64_t> widths[] = {{128, 128}, {32, 160}, {32, 96}, {64, 64}, {32, 32}, {261, 261}};
   for (const auto& w : widths)
-    for (int path : {8, 11, 12})
+    for (int path : {8, 11, 12, 13})
       for (AttentionProbe::Kind kind : {AttentionProbe::Keys, AttentionProbe::Columns}) {
+        const DType dt = path == 13 ? DType::Float32 : DType::Float16;
         const AttentionProbe pr(kind, 128, w.first, w.second);
         Problem pb;
         pb.c = Case{"probe", 1, 1, pr.nq, pr.nk, pr.dqk, pr.dv, Layout::BNHD, MaskKind::None, false};
@@ -630,11 +636,11 @@ void probe_layouts(cudaStream_t stream) {
         pb.k.v = pr.k;
         pb.v.v = pr.v;
         pb.scale = pr.scale;
-        upload(pb.dq, pb.q.v, DType::Float16);
-        upload(pb.dk, pb.k.v, DType::Float16);
-        upload(pb.dv, pb.v.v, DType::Float16);
-        upload(pb.dout, std::vector<float>(pb.o.v.size(), kNaN), DType::Float16);
-        const AttentionArgs a = make_args(pb, DType::Float16);
+        upload(pb.dq, pb.q.v, dt);
+        upload(pb.dk, pb.k.v, dt);
+        upload(pb.dv, pb.v.v, dt);
+        upload(pb.dout, std::vector<float>(pb.o.v.size(), kNaN), dt);
+        const AttentionArgs a = make_args(pb, dt);
         cudaError_t e = run_variant(a, path, 1, stream);
         char label[120];
         std::snprintf(label, sizeof label, "probe %-7s %-4s qk%lld v%lld", pr.name(), path_name(path),
@@ -650,7 +656,7 @@ void probe_layouts(cudaStream_t stream) {
           if (e != cudaErrorInvalidValue) std::exit(2);  // the context is likely gone
           continue;
         }
-        const std::string r = pr.report(download(pb.dout, pb.o.v.size(), DType::Float16));
+        const std::string r = pr.report(download(pb.dout, pb.o.v.size(), dt));
         if (r != "ok") g_failures++;
         std::printf("%s %s  %s -> %s\n", r == "ok" ? "PASS" : "FAIL", label, r.c_str(), detail::attention_last_kernel());
       }
@@ -940,11 +946,12 @@ void bench_case(const Case& c, cudaStream_t stream) {
     // bf16 through every path; fp16 as the public entry plans it (its kernels are
     // bf16's, instantiated again); float32 through what takes it (auto is the SIMT
     // kernel here, as the backend's fused op; the op layer composes float32 from
-    // products instead, path gemm). tc1, the one-stage loop kept for the checks, is
-    // not timed.
-    for (int path : {0, 1, 7, 4, 8, 9, 10, 11, 12, 2, 5}) {
+    // products instead, path gemm), and the 3xTF32 tensor-core kernel (tcx). tc1, the
+    // one-stage loop kept for the checks, is not timed.
+    for (int path : {0, 1, 7, 4, 8, 9, 10, 11, 12, 2, 5, 13}) {
       if (dt == DType::Float16 && path != 0) continue;
-      if (dt == DType::Float32 && path != 0 && path != 2 && path != 5) continue;
+      if (dt == DType::Float32 && path != 0 && path != 2 && path != 5 && path != 13) continue;
+      if (dt != DType::Float32 && path == 13) continue;
       if (!g_bench_paths.empty() && std::find(g_bench_paths.begin(), g_bench_paths.end(), path) == g_bench_paths.end())
         continue;
       // Planned, one range, and where 64-row blocks leave SMs idle (batch 1 of 8 heads

@@ -102,6 +102,39 @@ __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&d)[4], const ui
 #endif
 }
 
+// x rounded to TF32 (10 mantissa bits, to nearest, ties away from zero), as the 32-bit
+// pattern mma's tf32 operands take: the low 13 bits are zero.
+__device__ __forceinline__ uint32_t to_tf32(float x) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+  return r;
+#else
+  (void)x;
+  return 0;
+#endif
+}
+
+// d += A B for one m16n8k8 tile of TF32 operands (sm_80+), fp32 accumulation. With
+// g = lane / 4, t = lane % 4 (PTX ISA, "Matrix fragments for mma.m16n8k8", .tf32):
+//   A (16x8): a0 = A[g][t]  a1 = A[g+8][t]  a2 = A[g][t+4]  a3 = A[g+8][t+4]
+//   B (8x8):  b0 = B[t][g]  b1 = B[t+4][g]
+//   C/D as m16n8k16's: c0,c1 = C[g][2t..2t+1]  c2,c3 = C[g+8][2t..2t+1]
+__device__ __forceinline__ void mma_1688_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  (void)d; (void)a; (void)b0; (void)b1;
+#endif
+}
+
+// A 32-bit load from shared memory (the emulation watches it for races).
+__device__ __forceinline__ float lds_f32(const float* p) { return *p; }
+
 // Asynchronous 16-byte global -> shared copy (sm_80+): copies src_bytes (0..16) and
 // zero-fills the rest of the 16 bytes, so the ragged end of a row and rows past the
 // key range need no separate stores. Both addresses must be 16-byte aligned; with

@@ -203,7 +203,7 @@ class CudaBackend final : public Backend {
   // only with PERCEIVER_CUDA_ATTENTION_GEMM=1 (below); else lib/ops/linalg.ts composes it.
   bool has_attention_dropout() const override { return gemm_attention_mode() == 1; }
   bool fast_attention(DType dtype, int64_t dqk, int64_t dv) const override {
-    if (dtype == DType::Float32) return gemm_attention_mode() == 1;
+    if (dtype == DType::Float32) return gemm_attention_mode() == 1 || attention_tf32_widths(dqk, dv, cc_);
     return !attention_beyond_one_tc_pass(dtype, dqk, dv, cc_, smem_optin_);
   }
   void embedding(const float* w, int64_t vocab, int64_t c, const int32_t* ids, int64_t n, float* out,
@@ -317,7 +317,7 @@ class CudaBackend final : public Backend {
   bool products_attention(const AttentionArgs& a) const {
     const int mode = gemm_attention_mode();
     if (mode == 0) return false;
-    if (a.dtype == DType::Float32) return true;
+    if (a.dtype == DType::Float32) return !attention_tf32_serves(a, cc_);
     return attention_beyond_one_tc_pass(a.dtype, a.dqk, a.dv, cc_, smem_optin_);
   }
   void set_device() { CUDA_CHECK("cuda", cudaSetDevice(device_)); }

@@ -95,6 +95,51 @@ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) 
   for (int i = 0; i < 4; i++) d[i] = out[i];
 }
 
+// cvt.rna.tf32.f32: to nearest, ties away from zero (on the magnitude), low 13 bits
+// zero; infinities and NaN as they are.
+inline uint32_t to_tf32(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7f800000u) == 0x7f800000u) return u;
+  return (u + 0x1000u) & 0xffffe000u;
+}
+
+// d += A B, A 16x8 and B 8x8 of TF32 (attention_mma.cuh's fragments). The tensor
+// cores read only the top 19 bits of each operand; so does this.
+inline void mma_1688_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  using namespace emu_detail;
+  auto& s = warp_slots();
+  const int l = lane();
+  for (int i = 0; i < 4; i++) s[l][i] = a[i];
+  s[l][4] = b0;
+  s[l][5] = b1;
+  warp_sync();
+  auto f = [](uint64_t bits) {
+    const uint32_t u = (uint32_t)bits & 0xffffe000u;
+    float x;
+    std::memcpy(&x, &u, 4);
+    return x;
+  };
+  auto A = [&](int r, int k) { return f(s[(r % 8) * 4 + k % 4][(r >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0)]); };
+  auto B = [&](int k, int n) { return f(s[n * 4 + k % 4][k < 4 ? 4 : 5]); };
+  const int g = l / 4, t = l % 4;
+  float out[4];
+  for (int i = 0; i < 4; i++) {
+    const int r = g + (i >= 2 ? 8 : 0), c = 2 * t + i % 2;
+    float acc = d[i];
+    for (int k = 0; k < 8; k++) acc += A(r, k) * B(k, c);
+    out[i] = acc;
+  }
+  warp_sync();
+  for (int i = 0; i < 4; i++) d[i] = out[i];
+}
+
+// A 32-bit shared-memory load, watched for races as ldmatrix is.
+inline float lds_f32(const float* p) {
+  ::perceiver::emu::smem_read(p, 4);
+  return *p;
+}
+
 // Asynchronous as on the GPU (emu.h): src_bytes copied and the rest of the 16
 // zero-filled when this thread's wait covers the copy's group, not before.
 inline void cp_async_16(void* smem, const void* gmem, int src_bytes) {

@@ -87,12 +87,13 @@ void check(const Case& c, DType dt, int path, int splits) {
 // The layout probes (attention_probe.h) through one path at one width class: every
 // output element must read exactly the V element it should.
 void probe(int64_t dqk, int64_t dv, int path) {
+  const DType dt = path == 13 ? DType::Float32 : DType::Float16;
   for (AttentionProbe::Kind kind : {AttentionProbe::Keys, AttentionProbe::Columns}) {
     const AttentionProbe pb(kind, 128, dqk, dv);
-    AttentionProblem pr({1, 1, pb.nq, pb.nk, dqk, dv, false, false}, DType::Float16, 1, false);
-    for (size_t i = 0; i < pb.q.size(); i++) store(pr.q.data(), DType::Float16, (int64_t)i, pb.q[i]);
-    for (size_t i = 0; i < pb.k.size(); i++) store(pr.k.data(), DType::Float16, (int64_t)i, pb.k[i]);
-    for (size_t i = 0; i < pb.v.size(); i++) store(pr.v.data(), DType::Float16, (int64_t)i, pb.v[i]);
+    AttentionProblem pr({1, 1, pb.nq, pb.nk, dqk, dv, false, false}, dt, 1, false);
+    for (size_t i = 0; i < pb.q.size(); i++) store(pr.q.data(), dt, (int64_t)i, pb.q[i]);
+    for (size_t i = 0; i < pb.k.size(); i++) store(pr.k.data(), dt, (int64_t)i, pb.k[i]);
+    for (size_t i = 0; i < pb.v.size(); i++) store(pr.v.data(), dt, (int64_t)i, pb.v[i]);
     pr.a.scale = pb.scale;
     const size_t ws_bytes = perceiver::cuda::detail::attention_workspace_bytes_forced(pr.a, 1);
     std::vector<unsigned char> ws(ws_bytes + 256);
@@ -101,7 +102,7 @@ void probe(int64_t dqk, int64_t dv, int path) {
     char label[120];
     // Named as the GPU harness names the paths (not "path N", which the tests count).
     std::snprintf(label, sizeof label, "probe %-7s %-4s qk%lld v%lld", pb.name(),
-                  path == 8 ? "tcf" : path == 11 ? "tcg" : "tcg1", (long long)dqk, (long long)dv);
+                  path == 8 ? "tcf" : path == 11 ? "tcg" : path == 12 ? "tcg1" : "tcx", (long long)dqk, (long long)dv);
     if (e == cudaErrorNotSupported) {
       std::printf("SKIP %s (not available for this shape)\n", label);
       continue;
@@ -207,8 +208,8 @@ void check_attention(const std::string& filter) {
       // emulation's H100 takes); one key range, and three with the merge.
       for (int path : {0, 1, 7, 4, 3, 8, 9, 10, 11, 12})
         for (int splits : {1, 3}) check(c, dt, path, splits);
-    // float32: auto, and the SIMT kernel.
-    for (int path : {0, 2})
+    // float32: auto, the SIMT kernel and the 3xTF32 tensor-core kernel (path 13).
+    for (int path : {0, 2, 13})
       for (int splits : {1, 3}) check(c, DType::Float32, path, splits);
   }
   // The public entry only, where 128-row blocks fill all 132 SMs (33 x 8 of them), which
@@ -216,12 +217,13 @@ void check_attention(const std::string& filter) {
   // the occupancy tier, or with that off too the wide kernel.
   const Case full = {"rows-fill-sms", 33, 8, 128, 16, 128, 128, false, false};
   if (filter.empty() || std::string(full.name).find(filter) != std::string::npos) check(full, DType::BFloat16, 0, 1);
-  // The layout probes at each width class of the fixed-width (path 8) and warpgroup
-  // (11, 12) kernels; 261 takes the warpgroup kernel's 272 class.
+  // The layout probes at each width class of the fixed-width (path 8), warpgroup (11,
+  // 12) and float32 tensor-core (13, in float32) kernels; 261 takes the warpgroup
+  // kernel's 272 class.
   if (filter.empty() || std::string("probe").find(filter) != std::string::npos) check_diagnostics();
   if (filter.empty() || std::string("probe").find(filter) != std::string::npos)
     for (const auto& w : {std::pair<int64_t, int64_t>{128, 128}, {32, 160}, {32, 96}, {64, 64}, {32, 32}, {261, 261}})
-      for (int path : {8, 11, 12}) probe(w.first, w.second, path);
+      for (int path : {8, 11, 12, 13}) probe(w.first, w.second, path);
 }
 
 }  // namespace perceiver::emu::check
