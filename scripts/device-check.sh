@@ -46,6 +46,9 @@
 #       the models on the GPU with it on, bench-gpu by default (and torch) and with each
 #       variant (ours), bench-train-gpu by default and with it on, and ncu on both
 #       variants and the default fixed-width kernel at both latent self-attention shapes.
+#       Each candidate's layout probes run first, in a process of their own; one whose
+#       probes fail or fault is left out of the rest of the call (--skip for the harness,
+#       its switch unset), so that a broken kernel costs only its own checks.
 #       Also the language model's forward with PERCEIVER_CUDA_CHECK_IDS=1 (ours, bench-gpu
 #       --only language-mlm): its ids checked on the GPU, a synchronisation the default
 #       skips for ids made on the host.
@@ -352,19 +355,48 @@ compare() {
 # Correct on this GPU? Faster than the default at the widths it serves, and in the
 # models?
 candidates() {
-  local on=(PERCEIVER_CUDA_ATTENTION_WGMMA=1 PERCEIVER_CUDA_ATTENTION_TF32X3=1)
+  # Each candidate's layout probes first, in a process of its own: a candidate whose
+  # probes fail or fault is left out of everything after (its paths skipped by the
+  # harness, its switch not set), so that one broken kernel cannot take the CUDA
+  # context, and the rest of the call's device time, with it.
+  echo "== candidates: layout probes"
+  local on=() skip=()
+  step probes-tcg 40 bin/cuda_attention_check --no-bench --filter probe --skip 8,13
+  step probes-tcx 40 bin/cuda_attention_check --no-bench --filter probe --skip 8,11,12
+  if grep -qE '^PASS probe .* tcg ' "$LOGS/probes-tcg.log" && ! grep -qE '^FAIL' "$LOGS/probes-tcg.log" &&
+    grep -qE '^OK: ' "$LOGS/probes-tcg.log"; then
+    on+=(PERCEIVER_CUDA_ATTENTION_WGMMA=1)
+  else
+    skip+=(11 12)
+    echo "the warpgroup kernel's probes failed: left out of the rest (probes-tcg.log)"
+  fi
+  if grep -qE '^PASS probe .* tcx ' "$LOGS/probes-tcx.log" && ! grep -qE '^FAIL' "$LOGS/probes-tcx.log" &&
+    grep -qE '^OK: ' "$LOGS/probes-tcx.log"; then
+    on+=(PERCEIVER_CUDA_ATTENTION_TF32X3=1)
+  else
+    skip+=(13)
+    echo "the 3xTF32 kernel's probes failed: left out of the rest (probes-tcx.log)"
+  fi
+  local skip_arg=()
+  if [ ${#skip[@]} -gt 0 ]; then skip_arg=(--skip "$(IFS=,; echo "${skip[*]}")"); fi
+  # bash 4 treats "${on[@]}" of an empty array as unset under set -u: keep one harmless entry.
+  on+=(PERCEIVER_CANDIDATES=1)
   echo "== candidates: harnesses"
-  # cuda_attention_check checks path "tcg" at every shape it serves (SKIP where it does
-  # not: other widths, unaligned rows, not compute capability 9.0) and times it beside
-  # the default at the self-attention shapes.
-  step cuda_attention_check 140 env CUBLASLT_LOG_LEVEL=1 bin/cuda_attention_check
-  echo "== candidates: the tests of attention and the models, with it on"
+  # cuda_attention_check checks paths "tcg", "tcg1" and "tcx" at every shape they serve
+  # (SKIP where they do not: other widths, unaligned rows, not compute capability 9.0)
+  # and times them beside the default at the self-attention shapes.
+  step cuda_attention_check 140 env CUBLASLT_LOG_LEVEL=1 bin/cuda_attention_check "${skip_arg[@]}"
+  echo "== candidates: the tests of attention and the models, with them on: ${on[*]}"
   step ava-candidates 110 env PERCEIVER_TEST_DEVICE=cuda "${on[@]}" node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s \
     dist/test/cuda-dtype.test.js dist/test/linalg.test.js dist/test/nn.test.js dist/test/models-mlm.test.js \
     dist/test/models-blocks.test.js dist/test/models-attention-dropout.test.js dist/test/autograd.test.js
   echo "== candidates: bench-gpu and bench-train-gpu by default (and torch), then with it on (ours only)"
   bench_both on "${on[@]}"
-  step bench-gpu-on64 80 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=64 node dist/scripts/bench-gpu.js --no-torch
+  local wgmma_ok=1
+  case " ${skip[*]} " in *" 11 "*) wgmma_ok=0 ;; esac
+  if [ $wgmma_ok = 1 ]; then
+    step bench-gpu-on64 80 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=64 node dist/scripts/bench-gpu.js --no-torch
+  fi
   # The embedding without its bad-id synchronisation where the ids came from the host
   # (the default since the fourteenth session) against the check it skips.
   step bench-gpu-ids 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_CHECK_IDS=1 node dist/scripts/bench-gpu.js --no-torch --only language-mlm --profile
@@ -372,18 +404,25 @@ candidates() {
   # the default fixed-width kernel's (path 0) at both latent self-attention shapes.
   local c
   for c in perceiver-self-b32 mlm-self-b32; do
-    ncu_step "ncu-tcg-$c" attention_wgmma_kernel "$c" 11
-    ncu_step "ncu-tcg1-$c" attention_wgmma_kernel "$c" 12
+    if [ $wgmma_ok = 1 ]; then
+      ncu_step "ncu-tcg-$c" attention_wgmma_kernel "$c" 11
+      ncu_step "ncu-tcg1-$c" attention_wgmma_kernel "$c" 12
+    fi
     ncu_step "ncu-tcf-$c" attention_fixed_kernel "$c" 0
   done
+  # The 3xTF32 kernel at 8 heads of 128, batch 32 (float32).
+  case " ${skip[*]} " in *" 13 "*) ;; *) ncu_step ncu-tcx-perceiver-self-b32 attention_tf32_kernel perceiver-self-b32 13 ;; esac
   # And at the ImageNet encoder's cross-attention (272 x 272), against tc tier 3.
-  ncu_step ncu-tcg-perceiver-encoder attention_wgmma_kernel perceiver-encoder 11
+  if [ $wgmma_ok = 1 ]; then ncu_step ncu-tcg-perceiver-encoder attention_wgmma_kernel perceiver-encoder 11; fi
   ncu_step ncu-tc-perceiver-encoder attention_tc_kernel perceiver-encoder 1
 
   echo
   echo "== summary (logs in $OUT/logs.tar)"
   cat "$OUT/summary.txt"
   grep -E '^FAIL' "$LOGS/cuda_attention_check.log" | cut -c1-300 | head -8
+  echo "switches on in the runs below: ${on[*]}"
+  echo "probes: tcg $(grep -cE '^PASS probe ' "$LOGS/probes-tcg.log") passed, $(grep -cE '^FAIL probe ' "$LOGS/probes-tcg.log") failed; tcx $(grep -cE '^PASS probe ' "$LOGS/probes-tcx.log") passed, $(grep -cE '^FAIL probe ' "$LOGS/probes-tcx.log") failed"
+  grep -hE '^FAIL probe |launch/run error' "$LOGS/probes-tcg.log" "$LOGS/probes-tcx.log" | cut -c1-500 | head -6
   echo "tcg checks: $(grep -cE '^PASS .* tcg1? ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcg1? ' "$LOGS/cuda_attention_check.log") failed"
   echo "tcx checks: $(grep -cE '^PASS .* tcx ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcx ' "$LOGS/cuda_attention_check.log") failed"
   probe_summary "$LOGS/cuda_attention_check.log"
@@ -394,7 +433,7 @@ candidates() {
   grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|flow-self) +float32 +(auto|gemm|tcx) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   echo
   show_bench_gpu
-  echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=1 and PERCEIVER_CUDA_ATTENTION_TF32X3=1 (ours):"
+  echo "-- with ${on[*]} (ours):"
   show_ours_bench bench-gpu-on
   echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=64 (ours):"
   show_ours_bench bench-gpu-on64
@@ -404,7 +443,7 @@ candidates() {
   grep -hE '^ *embedding ' "$LOGS/bench-gpu.log" "$LOGS/bench-gpu-ids.log" | head -8 || true
   echo
   show_train
-  echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=1 and PERCEIVER_CUDA_ATTENTION_TF32X3=1 (ours):"
+  echo "-- with ${on[*]} (ours):"
   show_ours_train bench-train-gpu-on 4
   show_ncu
 }

@@ -13,6 +13,7 @@
 //   /tmp/attention_check --no-bench    # correctness only
 //   /tmp/attention_check --bench-only  # timing only
 //   /tmp/attention_check --filter w261 # only cases whose name contains "w261"
+//   /tmp/attention_check --filter probe --skip 8,11,12  # the layout probes of path 13
 //
 // Versions: auto (the public entry), tc (tensor cores, two key/value stages with
 // cp.async where rows are 16-byte aligned on sm_80+), tc1 (tc with one stage), tcw
@@ -485,6 +486,10 @@ AttentionArgs make_args(const Problem& pb, DType dt) {
 int g_sm_count = 0;
 DeviceBuf g_workspace;
 int g_failures = 0;
+// --skip: paths left out of the checks, the probes and the timings (a candidate kernel
+// that faults takes the CUDA context, and every later check, with it).
+std::vector<int> g_skip_paths;
+bool skipped(int path) { return std::find(g_skip_paths.begin(), g_skip_paths.end(), path) != g_skip_paths.end(); }
 
 cudaError_t run_variant(const AttentionArgs& a, int path, int splits, cudaStream_t stream) {
   if (path == 5 || path == 6) {
@@ -531,7 +536,7 @@ void check_case(const Case& c, cudaStream_t stream) {
   for (DType dt : {DType::Float32, DType::Float16, DType::BFloat16}) {
     std::vector<Variant> vs;
     for (const Variant& v : variants(c))
-      if (v.dt == dt) vs.push_back(v);
+      if (v.dt == dt && !skipped(v.path)) vs.push_back(v);
     if (vs.empty()) continue;
     const std::vector<float> qr = rounded(pb.q.v, dt), kr = rounded(pb.k.v, dt),
                              vr = rounded(pb.v.v, dt);
@@ -624,6 +629,7 @@ void probe_layouts(cudaStream_t stream) {
   for (const auto& w : widths)
     for (int path : {8, 11, 12, 13})
       for (AttentionProbe::Kind kind : {AttentionProbe::Keys, AttentionProbe::Columns}) {
+        if (skipped(path)) continue;
         const DType dt = path == 13 ? DType::Float32 : DType::Float16;
         const AttentionProbe pr(kind, 128, w.first, w.second);
         Problem pb;
@@ -952,6 +958,7 @@ void bench_case(const Case& c, cudaStream_t stream) {
       if (dt == DType::Float16 && path != 0) continue;
       if (dt == DType::Float32 && path != 0 && path != 2 && path != 5 && path != 13) continue;
       if (dt != DType::Float32 && path == 13) continue;
+      if (skipped(path)) continue;
       if (!g_bench_paths.empty() && std::find(g_bench_paths.begin(), g_bench_paths.end(), path) == g_bench_paths.end())
         continue;
       // Planned, one range, and where 64-row blocks leave SMs idle (batch 1 of 8 heads
@@ -1059,17 +1066,19 @@ int main(int argc, char** argv) {
     if (arg == "--no-bench") bench = false;
     else if (arg == "--bench-only") check = false;
     else if (arg == "--filter" && i + 1 < argc) filter = argv[++i];
-    else if (arg == "--paths" && i + 1 < argc) {
-      // Comma-separated path numbers (Variant::path); the gradient timings are left out.
+    else if ((arg == "--paths" || arg == "--skip") && i + 1 < argc) {
+      // Comma-separated path numbers (Variant::path). --paths: only these are timed, and
+      // the gradient timings are left out; --skip: these are neither checked nor timed.
+      std::vector<int>& into = arg == "--paths" ? g_bench_paths : g_skip_paths;
       for (const char* q = argv[++i]; *q;) {
         char* end = nullptr;
         const long v = std::strtol(q, &end, 10);
         if (end == q) break;
-        g_bench_paths.push_back((int)v);
+        into.push_back((int)v);
         q = *end == ',' ? end + 1 : end;
       }
-      if (g_bench_paths.empty()) {
-        std::fprintf(stderr, "--paths: expected comma-separated path numbers, got '%s'\n", argv[i]);
+      if (into.empty()) {
+        std::fprintf(stderr, "%s: expected comma-separated path numbers, got '%s'\n", arg.c_str(), argv[i]);
         return 2;
       }
     } else if (arg == "--shape" && i + 1 < argc) {
@@ -1084,7 +1093,7 @@ int main(int argc, char** argv) {
       custom.push_back({std::string("shape-") + argv[i], d[0], d[1], d[2], d[3], d[4], d[5], Layout::BNHD, MaskKind::None, true});
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--no-bench | --bench-only] [--filter SUBSTRING] [--paths N,N...] [--shape B,H,Nq,Nk,Dqk,Dv]...\n",
+                   "usage: %s [--no-bench | --bench-only] [--filter SUBSTRING] [--paths N,N...] [--skip N,N...] [--shape B,H,Nq,Nk,Dqk,Dv]...\n",
                    argv[0]);
       return 2;
     }
