@@ -112,6 +112,7 @@ prepare() {
   PERCEIVER_CUDA_ATTENTION_OCCUPANCY=0 PERCEIVER_CUDA_ATTENTION_FIXED=0 build/cuda-emu/emu_check attention | tail -1
   PERCEIVER_CUDA_ATTENTION_WGMMA=1 build/cuda-emu/emu_check attention | tail -1
   PERCEIVER_CUDA_ATTENTION_WGMMA=64 build/cuda-emu/emu_check attention | tail -1
+  PERCEIVER_CUDA_ATTENTION_TF32X3=1 build/cuda-emu/emu_check attention | tail -1
   PERCEIVER_CUDA_VECTOR_KERNELS=0 build/cuda-emu/emu_check rows | tail -1
   echo "== perceiver_cuda.so and harnesses for CUDA architectures $archs"
   cmake -S . -B build/cuda-device -DCMAKE_BUILD_TYPE=Release -DPERCEIVER_CPU=OFF "-DPERCEIVER_CUDA_ARCHS=$archs" > /dev/null
