@@ -142,6 +142,8 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     // unless switched on.
     t.is(r.passed(/^PASS .*float32 +path 13 /), 12, `${what}: the 3xTF32 kernel`);
     t.is(r.passed(/ path 0 .*-> tf32x3 /), 0, `${what}: no 3xTF32 kernel under auto`);
+    // Nor does the backend ask for it (attention_tf32_widths / _serves: backend.cu).
+    t.is(r.passed(/^PASS tf32 routing: .* does not$/), 8, `${what}: the backend's questions`);
     // Heads wider than the widest tier run on tensor cores, in column chunks of V.
     t.is(r.passed(/^PASS (qk40-v520|w1024-odd) .* path 1 /), 8, `${what}: Dv in chunks`);
     // Which kernel the public entry took (each line ends with it).
@@ -188,6 +190,12 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
   route(tf32, 'w128', /tf32x3 128x128/, 2);
   route(tf32, 'qk32-v160', /tf32x3 32x160/, 2);
   route(tf32, 'w96-odd', /simt/, 2);
+  // And the backend sends float32 calls to it, not to the products, at its widths on
+  // sm_80+ with 16-byte rows (128 x 128, 120 x 120, 32 x 160, an aligned call), and
+  // nowhere else (261, sm_75, K rows off 16 bytes, bfloat16).
+  const asked = family('attention', tf32, 'tf32 routing', 'routing');
+  t.is(asked.passed(/^PASS tf32 routing: .* takes it$/), 4);
+  t.is(asked.passed(/^PASS tf32 routing: .* does not$/), 4);
 });
 
 emulated('the composed attention (attention_gemm.cu), emulated with its products as loops, matches the reference forward and gradient', (t, family) => {

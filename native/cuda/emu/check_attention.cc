@@ -117,6 +117,45 @@ void probe(int64_t dqk, int64_t dv, int path) {
   }
 }
 
+// What the CUDA backend asks before it sends a float32 call to the 3xTF32 kernel rather
+// than to the products (backend.cu: fast_attention, products_attention): yes only with
+// PERCEIVER_CUDA_ATTENTION_TF32X3=1, on sm_80+, at its widths, with 16-byte rows.
+void check_tf32_routing() {
+  const bool on = [] {
+    const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_TF32X3");
+    return e && std::string(e) == "1";
+  }();
+  alignas(16) static float buf[64];
+  AttentionArgs a{};
+  a.dtype = DType::Float32;
+  a.batch = 2; a.heads = 8; a.nq = 512; a.nk = 512; a.dqk = 128; a.dv = 128;
+  a.q = a.k = a.v = buf;
+  a.q_sb = a.k_sb = a.v_sb = 512 * 1024; a.q_sn = a.k_sn = a.v_sn = 1024; a.q_sh = a.k_sh = a.v_sh = 128;
+  AttentionArgs odd = a;
+  odd.k = buf + 1;  // K rows start off 16 bytes
+  AttentionArgs bf = a;
+  bf.dtype = DType::BFloat16;
+  const struct {
+    const char* what;
+    bool got, want;
+  } cases[] = {
+      {"widths 128 x 128 on sm_90", perceiver::cuda::attention_tf32_widths(128, 128, 90), on},
+      {"widths 120 x 120 (pad to 128) on sm_80", perceiver::cuda::attention_tf32_widths(120, 120, 80), on},
+      {"widths 32 x 160", perceiver::cuda::attention_tf32_widths(32, 160, 90), on},
+      {"widths 261 x 261 (no class)", perceiver::cuda::attention_tf32_widths(261, 261, 90), false},
+      {"widths 128 x 128 on sm_75", perceiver::cuda::attention_tf32_widths(128, 128, 75), false},
+      {"aligned float32 call", perceiver::cuda::attention_tf32_serves(a, 90), on},
+      {"K rows off 16 bytes", perceiver::cuda::attention_tf32_serves(odd, 90), false},
+      {"a bfloat16 call", perceiver::cuda::attention_tf32_serves(bf, 90), false},
+  };
+  for (const auto& c : cases) {
+    const bool ok = c.got == c.want;
+    g_checks++;
+    if (!ok) g_failures++;
+    std::printf("%s tf32 routing: %-40s %s\n", ok ? "PASS" : "FAIL", c.what, c.got ? "takes it" : "does not");
+  }
+}
+
 // The diagnostics themselves, which only speak on a failure: on outputs made wrong on
 // purpose they must name what was done to them.
 void check_diagnostics() {
@@ -221,6 +260,7 @@ void check_attention(const std::string& filter) {
   // 12) and float32 tensor-core (13, in float32) kernels; 261 takes the warpgroup
   // kernel's 272 class.
   if (filter.empty() || std::string("probe").find(filter) != std::string::npos) check_diagnostics();
+  if (filter.empty() || std::string("routing").find(filter) != std::string::npos) check_tf32_routing();
   if (filter.empty() || std::string("probe").find(filter) != std::string::npos)
     for (const auto& w : {std::pair<int64_t, int64_t>{128, 128}, {32, 160}, {32, 96}, {64, 64}, {32, 32}, {261, 261}})
       for (int path : {8, 11, 12, 13}) probe(w.first, w.second, path);
