@@ -314,6 +314,8 @@ class CudaBackend final : public Backend {
   // at the flow decoder 0.60 against 1.67 ms and the ImageNet decoder 0.044 against
   // 0.128. Such calls reach the backend where the op layer does not compose them
   // (scores over 64M elements: ops_linalg.cc), so memory stays linear in the keys.
+  // float32 calls that the 3xTF32 kernel serves (PERCEIVER_CUDA_ATTENTION_TF32X3=1:
+  // attention_tf32_serves) stay on it; fast_attention tells the op layer so too.
   bool products_attention(const AttentionArgs& a) const {
     const int mode = gemm_attention_mode();
     if (mode == 0) return false;

@@ -68,8 +68,6 @@ __global__ void one_hot_kernel(const int32_t* ids, int64_t n, int64_t depth, flo
   }
 }
 
-// The bad-position flag: one device word from the stream-ordered pool per call;
-// the synchronisation costs far more than the allocation.
 // PERCEIVER_CUDA_CHECK_IDS=1 checks ids whatever the host knows (the way back, for
 // comparisons: device-check --candidates times the language model both ways).
 bool check_ids_always() {
@@ -77,7 +75,9 @@ bool check_ids_always() {
   return always;
 }
 
-// None (dev null) where the ids are known to be in range.
+// The bad-position flag: one device word from the stream-ordered pool per call;
+// the synchronisation costs far more than the allocation. None (dev null) where the
+// ids are known to be in range.
 struct BadFlag {
   unsigned long long* dev = nullptr;
   cudaStream_t stream;
