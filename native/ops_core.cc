@@ -288,13 +288,38 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
   Shape shape = first.shape;
   shape[a] = total;
   Tensor out = empty(shape, first.dtype, first.device(), "concat");
+  // int32 pieces with known bounds (ids batched from host-made rows) give out their
+  // union: the last piece's copy sets it, once every piece has landed.
+  size_t last = xs.size();
+  for (size_t i = 0; i < xs.size(); i++)
+    if (xs[i].shape[a] != 0) last = i;
+  std::shared_ptr<std::vector<StoragePtr>> pieces;
+  if (first.dtype == DType::Int32) {
+    pieces = std::make_shared<std::vector<StoragePtr>>();
+    for (const Tensor& t : xs)
+      if (t.numel() > 0) pieces->push_back(t.storage);  // empty pieces hold no values
+  }
   int64_t at = 0;
-  for (const Tensor& t : xs) {
+  for (size_t i = 0; i < xs.size(); i++) {
+    const Tensor& t = xs[i];
     if (t.shape[a] == 0) continue;
     Tensor dst = slice(out, a, at, at + t.shape[a], 1);
     at += t.shape[a];
     View sv = view_of(t), dv = view_of(dst);
-    launch("concat", out.device(), {&t}, {&out}, [sv, dv](Backend& b) { b.copy(sv, dv); });
+    std::shared_ptr<std::vector<StoragePtr>> union_of = i == last ? pieces : nullptr;
+    Storage* to = out.storage.get();
+    launch("concat", out.device(), {&t}, {&out}, [sv, dv, union_of, to](Backend& b) {
+      b.copy(sv, dv);
+      if (!union_of) return;
+      int32_t lo = INT32_MAX, hi = INT32_MIN;
+      for (const StoragePtr& s : *union_of) {
+        int32_t l, h;
+        if (!s->int32_bounds(&l, &h)) return;
+        lo = std::min(lo, l);
+        hi = std::max(hi, h);
+      }
+      to->set_int32_bounds(lo, hi);
+    });
   }
   return out;
 }

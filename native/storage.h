@@ -62,7 +62,8 @@ class Storage {
   std::string error() const;
 
   // Bounds on the int32 values this storage holds, where the engine saw them on the
-  // host (tensors made from host data, copies between devices). The embedding and
+  // host (tensors made from host data, copies between devices; contiguous copies and
+  // concatenations of such pass them on). The embedding and
   // one-hot ops read them to skip checking their ids on the GPU, which costs a stream
   // synchronisation. Set and forgotten on the storage's queue thread in queue order:
   // every kernel forgets the bounds of the storages it writes (KernelTask::run)

@@ -91,6 +91,10 @@ test('embedding: ids from host data carry known bounds until written; a bad id w
   t.is(bounds(tensor(Float32Array.from([1, 2]), [2])), null, 'only int32 values are tracked');
   t.is(bounds(P.arange(0, 6, 1, { dtype: 'int32' })), null, 'values computed by a kernel are not seen by the host');
   t.is(bounds(P.cast(tensor(Float32Array.from([1, 2]), [2]), 'int32')), null);
+  const rowA = tensor(Int32Array.from([5, 2]), [1, 2], { dtype: 'int32' }), rowB = tensor(Int32Array.from([8, 3]), [1, 2], { dtype: 'int32' });
+  t.deepEqual(bounds(P.concat([rowA, rowB], 0)), [2, 8], 'a batch of host-made rows: their union');
+  t.deepEqual(bounds(P.concat([rowA, P.zeros([0, 2], { dtype: 'int32' }), rowB], 0)), [2, 8], 'empty pieces hold no values');
+  t.is(bounds(P.concat([rowA, P.arange(0, 2, 1, { dtype: 'int32' }).reshape([1, 2])], 0)), null, 'one piece made on the device');
   if (ON_CUDA) {
     const made = P.arange(2, 8, 1, { dtype: 'int32' });
     t.deepEqual(bounds(made.to('cpu')), [2, 7], 'a copy to the host learns them');
