@@ -8,18 +8,17 @@
 //
 // What: every product is three TF32 products. An fp32 x splits into hi = tf32(x) and
 // lo = tf32(x - hi), and a b = hi·hi + hi·lo + lo·hi, dropping lo·lo (about 2^-22 of
-// the product), with fp32 accumulation. Results stay within ~1e-6 relative of float32
-// arithmetic, inside the float32 tolerance (1e-5). Plain TF32 would be about 1e-3.
-// Three TF32 mma.sync (m16n8k8) do the work of one 16-bit m16n8k16 at a quarter of its
-// FLOPs each, so at the tensor cores' TF32 rate this costs 3x a TF32 product: on an
-// H100 SXM (dense TF32 495 TFLOP/s, fp32 FMA 67) still more than twice fp32 FMA's rate.
+// the product), with fp32 accumulation. On the CPU emulation results stay within
+// 0.01-0.03 of the float32 tolerance (1e-5 relative); one TF32 product instead of three
+// misses it 14-fold. Three products cost three times TF32's rate: on an H100 SXM
+// (dense TF32 495 TFLOP/s, fp32 FMA 67) 165, still more than twice fp32 FMA's.
 //
 // How: the fixed-width kernel's algorithm, 16 query rows per warp, with:
 // - fp32 tiles in shared memory at a row stride of kD + 4 floats, so that ldmatrix's
 //   eight 16-byte rows fall in distinct banks. ldmatrix moves 32-bit elements as
 //   pairs of 16-bit ones, so each thread receives element [lane / 4][lane % 4] of an
-//   8 x 4 fp32 matrix: the tf32 A fragment of Q and the B fragment of K, as laid out
-//   above.
+//   8 x 4 fp32 matrix: the tf32 A fragment of Q and the B fragment of K, as
+//   attention_mma.cuh lays them out (mma_1688_tf32).
 // - Q's fragments reloaded and split per key tile (kept in registers they would take
 //   128 at 128 wide, next to O's 64).
 // - P V without moving S. The C fragment of an n8 tile of S gives a thread keys 2t and
