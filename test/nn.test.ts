@@ -13,6 +13,7 @@ import {
   embeddingRef,
   maxAbs,
   maxPool2dRef,
+  mulberry32,
   numel,
   oneHotRef,
   permuteRef,
@@ -113,6 +114,43 @@ test('embedding: ids from host data carry known bounds until written; a bad id w
   const known = tensor(Int32Array.from([1, 12]), [2], { dtype: 'int32' });
   t.deepEqual(bounds(known), [1, 12]);
   t.regex((await t.throwsAsync(() => P.embedding(w, known).data()))!.message, /index 12 at position 1/);
+});
+
+test('embedding: through random writes, copies, views and concatenations, known int32 bounds never exclude a value', async (t) => {
+  // The bounds let the GPU skip its bad-id check, so one that lied would let a bad id
+  // through unreported: whatever happens to a tensor, every value must lie inside them.
+  const rand = mulberry32(77);
+  const int = (n: number) => Math.floor(rand() * n);
+  const host = (shape: number[]) =>
+    tensor(Int32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => int(200) - 50), shape, { dtype: 'int32' });
+  const pool: Tensor[] = [host([4, 6]), host([4, 6]), host([6, 4])];
+  let known = 0;
+  for (let step = 0; step < 120; step++) {
+    const a = pool[int(pool.length)];
+    const op = int(6);
+    if (op === 0) pool.push(host([4, 6]));
+    else if (op === 1 && a.shape[1] === 6) {
+      const b = pool.find((x) => x !== a && x.shape[1] === 6);
+      if (b) pool.push(P.concat([a, b], 0).slice(0, 0, 4));
+    } else if (op === 2) pool.push(a.transpose().contiguous());
+    else if (op === 3) pool.push(a.slice(0, 1, a.shape[0]));
+    else if (op === 4) {
+      // An in-place write of values outside everything seen so far, into part of a.
+      const rows = a.slice(0, 0, 1);
+      P.assign(rows, tensor(Int32Array.from({ length: rows.size }, () => 1000 + int(100)), rows.shape, { dtype: 'int32' }));
+    } else pool.push(P.cast(P.add(P.cast(a, 'float32'), 1), 'int32'));
+    native.synchronize();
+    for (const x of pool) {
+      const b = native.int32Bounds(x.handle);
+      if (!b) continue;
+      known++;
+      const values = Array.from((await x.data()) as Int32Array);
+      const [lo, hi] = [Math.min(...values), Math.max(...values)];
+      if (lo < b[0] || hi > b[1]) t.fail(`step ${step}: values [${lo}, ${hi}] outside known bounds [${b[0]}, ${b[1]}]`);
+    }
+    while (pool.length > 12) pool.shift()!.dispose();
+  }
+  t.true(known > 100, `bounds were known ${known} times`);
 });
 
 test('embedding: ids must be int32 and the weight 2-D floating', (t) => {
