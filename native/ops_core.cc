@@ -109,8 +109,11 @@ Tensor to_device(const Tensor& x_in, Device device) {
     try {
       if (bytes == 0) return;
       // int32 values pass through host memory here, where their bounds cost one scan
-      // (see Storage::set_int32_bounds).
-      const bool ids = x.dtype == DType::Int32;
+      // (see Storage::set_int32_bounds), unless x's storage already has them.
+      int32_t lo, hi;
+      const bool known = x.dtype == DType::Int32 && x.storage->int32_bounds(&lo, &hi);
+      const bool ids = x.dtype == DType::Int32 && !known;
+      if (known) out.storage->set_int32_bounds(lo, hi);
       if (x.device().type == DeviceType::CPU) {
         dst_backend->copy_from_host(out.data(), x.data(), bytes);
         if (ids) learn_int32_bounds(*out.storage, x.data(), bytes);

@@ -366,17 +366,17 @@ candidates() {
   local on=() skip=()
   step probes-tcg 40 bin/cuda_attention_check --no-bench --filter probe --skip 8,13
   step probes-tcx 40 bin/cuda_attention_check --no-bench --filter probe --skip 8,11,12
-  if grep -qE '^PASS probe .* tcg ' "$LOGS/probes-tcg.log" && ! grep -qE '^FAIL' "$LOGS/probes-tcg.log" &&
-    grep -qE '^OK: ' "$LOGS/probes-tcg.log"; then
-    on+=(PERCEIVER_CUDA_ATTENTION_WGMMA=1)
-  else
+  # probes_passed NAME: some of NAME's probes passed, none failed, and the harness ended
+  # (a fault ends it before its "OK:" line).
+  probes_passed() {
+    grep -qE "^PASS probe .* $1 " "$LOGS/probes-$1.log" && ! grep -qE '^FAIL' "$LOGS/probes-$1.log" &&
+      grep -qE '^OK: ' "$LOGS/probes-$1.log"
+  }
+  if probes_passed tcg; then on+=(PERCEIVER_CUDA_ATTENTION_WGMMA=1); else
     skip+=(11 12)
     echo "the warpgroup kernel's probes failed: left out of the rest (probes-tcg.log)"
   fi
-  if grep -qE '^PASS probe .* tcx ' "$LOGS/probes-tcx.log" && ! grep -qE '^FAIL' "$LOGS/probes-tcx.log" &&
-    grep -qE '^OK: ' "$LOGS/probes-tcx.log"; then
-    on+=(PERCEIVER_CUDA_ATTENTION_TF32X3=1)
-  else
+  if probes_passed tcx; then on+=(PERCEIVER_CUDA_ATTENTION_TF32X3=1); else
     skip+=(13)
     echo "the 3xTF32 kernel's probes failed: left out of the rest (probes-tcx.log)"
   fi

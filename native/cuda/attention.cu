@@ -818,7 +818,9 @@ size_t workspace_for(const AttentionArgs& a, int splits) {
   return (size_t)splits * (size_t)(a.batch * a.heads * a.nq) * (size_t)(a.dv + 2) * sizeof(float);
 }
 
-bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2);
+// 16-byte loads are allowed: base pointer and strides multiples of 16 bytes, elems16
+// elements (8 of 16-bit data, 4 of float32).
+bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2, int elems16 = 8);
 
 // 16-bit K and V whose rows are not 16-byte aligned (a 261-wide head packed at stride
 // 261 starts rows at odd elements) are copied into the workspace at a row stride
@@ -861,8 +863,9 @@ bool nothing_to_do(const AttentionArgs& a) {
   return a.batch <= 0 || a.heads <= 0 || a.nq <= 0 || a.dv <= 0;
 }
 
-bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
-  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && s0 % 8 == 0 && s1 % 8 == 0 && s2 % 8 == 0;
+bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2, int elems16) {
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && s0 % elems16 == 0 && s1 % elems16 == 0 &&
+         s2 % elems16 == 0;
 }
 
 // The tc kernel's instantiations: Dv cap, key tile, warps (16 query rows each).
@@ -1178,9 +1181,10 @@ bool tf32_auto() {
   return on;
 }
 
-// 16-byte rows of float32: base and strides multiples of 4 elements.
-bool vec16_ok_f32(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
-  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && s0 % 4 == 0 && s1 % 4 == 0 && s2 % 4 == 0;
+// Q, K and V of a float32 call in 16-byte rows, as the TF32 kernel's copies need.
+bool rows16_f32(const AttentionArgs& a) {
+  return vec16_ok(a.q, a.q_sb, a.q_sn, a.q_sh, 4) && vec16_ok(a.k, a.k_sb, a.k_sn, a.k_sh, 4) &&
+         vec16_ok(a.v, a.v_sb, a.v_sn, a.v_sh, 4);
 }
 
 template <int kTier>
@@ -1400,9 +1404,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
   if (a.dtype == DType::Float32 && (force_path == kTensorCoreTf32 || (force_path == kAuto && tf32_auto()))) {
     int cc = 0, smem_optin = 0;
     if (cudaError_t e = device_caps(&cc, &smem_optin)) return e;
-    const bool rows16 = vec16_ok_f32(a.q, a.q_sb, a.q_sn, a.q_sh) && vec16_ok_f32(a.k, a.k_sb, a.k_sn, a.k_sh) &&
-                        vec16_ok_f32(a.v, a.v_sb, a.v_sn, a.v_sh);
-    const int tt = cc >= 80 && rows16 ? tf32_tier(a.dqk, a.dv) : -1;
+    const int tt = cc >= 80 && rows16_f32(a) ? tf32_tier(a.dqk, a.dv) : -1;
     if (tt >= 0 && tf32_smem_bytes(kTf32Tiers[tt]) <= (size_t)smem_optin) {
       p.tf32_tier = tt;
       tc_smem = tf32_smem_bytes(kTf32Tiers[tt]);
@@ -1414,7 +1416,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
   }
   if (a.dtype != DType::Float32 && force_path == kTensorCoreTf32) return cudaErrorNotSupported;
   if (a.dtype == DType::Float32 && force_tc) return cudaErrorNotSupported;
-  if (a.dtype != DType::Float32 && force_path != kSimt && force_path != kTensorCoreTf32) {
+  if (a.dtype != DType::Float32 && force_path != kSimt) {
     int cc = 0, smem_optin = 0;
     if (cudaError_t e = device_caps(&cc, &smem_optin)) return e;
     if (force_path == kTensorCoreWide) p.tc_kind = kTcWide;
@@ -1573,9 +1575,7 @@ bool attention_tf32_widths(int64_t dqk, int64_t dv, int cc) {
 }
 
 bool attention_tf32_serves(const AttentionArgs& a, int cc) {
-  return a.dtype == DType::Float32 && attention_tf32_widths(a.dqk, a.dv, cc) &&
-         attn::vec16_ok_f32(a.q, a.q_sb, a.q_sn, a.q_sh) && attn::vec16_ok_f32(a.k, a.k_sb, a.k_sn, a.k_sh) &&
-         attn::vec16_ok_f32(a.v, a.v_sb, a.v_sn, a.v_sh);
+  return a.dtype == DType::Float32 && attention_tf32_widths(a.dqk, a.dv, cc) && attn::rows16_f32(a);
 }
 
 bool attention_beyond_one_tc_pass(DType dtype, int64_t dqk, int64_t dv, int cc, int smem_optin) {

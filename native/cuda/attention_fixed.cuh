@@ -96,6 +96,25 @@ __device__ __forceinline__ float online_softmax_row(float (&s)[kNS][4], int r, f
   return corr;
 }
 
+// One 16-row tile's softmax step over a key tile, for the kernels whose O stays in
+// mma.sync's C fragments (the fixed-width and TF32 kernels): S scaled and masked, P
+// in its place, and this thread's O rows rescaled to the new maxima.
+template <int kNS, int kNO>
+__device__ __forceinline__ void softmax_rescale_tile(float (&s)[kNS][4], float (&o)[kNO][4], float (&m)[2],
+                                                     float (&l)[2], const Params& p, int64_t b, int64_t row,
+                                                     int off, int64_t jt, int kn, int t) {
+  scale_mask_tile<kNS>(s, p, b, row, off, jt, kn, t);
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const float corr = online_softmax_row<kNS>(s, r, m[r], l[r]);
+#pragma unroll
+    for (int n = 0; n < kNO; n++) {
+      o[n][2 * r] *= corr;
+      o[n][2 * r + 1] *= corr;
+    }
+  }
+}
+
 // kWarps warps of kRT 16-row query tiles each; K and V tiles of kBK keys in two
 // stages (shared memory as the tiers lay it out: tc_smem_bytes). With one row tile per warp, Q's fragments stay in registers; with two (128
 // query rows per block from 4 warps, as FlashAttention-2 tiles its forward, so that
@@ -211,18 +230,8 @@ __device__ __forceinline__ void fixed_body(const Params& p) {
     }
 
 #pragma unroll
-    for (int rt = 0; rt < kRT; rt++) {
-      scale_mask_tile<kNS>(s[rt], p, b, row_base, rt * 16, jt, kn, t);
-#pragma unroll
-      for (int r = 0; r < 2; r++) {
-        const float corr = online_softmax_row<kNS>(s[rt], r, m[rt][r], l[rt][r]);
-#pragma unroll
-        for (int n = 0; n < kNO; n++) {
-          o[rt][n][2 * r] *= corr;
-          o[rt][n][2 * r + 1] *= corr;
-        }
-      }
-    }
+    for (int rt = 0; rt < kRT; rt++)
+      softmax_rescale_tile<kNS, kNO>(s[rt], o[rt], m[rt], l[rt], p, b, row_base, rt * 16, jt, kn, t);
 
     // Past a ragged tile's kn keys, P is 0 and the V rows are zero-filled: the products
     // run anyway rather than branch inside the unrolled loop.

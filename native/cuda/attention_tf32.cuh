@@ -52,13 +52,18 @@ __device__ __forceinline__ void load_tile_f32(float* __restrict__ s, const float
   }
 }
 
-// x (fp32 bits) as hi + lo, both TF32.
-__device__ __forceinline__ void split_tf32(uint32_t x, uint32_t& hi, uint32_t& lo) {
-  float xf, hf;
-  memcpy(&xf, &x, 4);
-  hi = to_tf32(xf);
-  memcpy(&hf, &hi, 4);
-  lo = to_tf32(xf - hf);
+// x as hi + lo, both TF32 (as mma's operands take them: 32-bit patterns).
+__device__ __forceinline__ void split_tf32(float x, uint32_t& hi, uint32_t& lo) {
+  float h;
+  hi = to_tf32(x);
+  memcpy(&h, &hi, 4);
+  lo = to_tf32(x - h);
+}
+// The same for x's 32 bits, as ldmatrix delivers them.
+__device__ __forceinline__ void split_tf32(uint32_t bits, uint32_t& hi, uint32_t& lo) {
+  float x;
+  memcpy(&x, &bits, 4);
+  split_tf32(x, hi, lo);
 }
 
 // d += A B in 3xTF32: the small terms first.
@@ -149,16 +154,7 @@ __device__ __forceinline__ void tf32_body(const Params& p) {
       cp_async_commit();
     }
 
-    scale_mask_tile<kNS>(s, p, b, row_base, 0, jt, kn, t);
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      const float corr = online_softmax_row<kNS>(s, r, m[0][r], l[0][r]);
-#pragma unroll
-      for (int n = 0; n < kNO; n++) {
-        o[0][n][2 * r] *= corr;
-        o[0][n][2 * r + 1] *= corr;
-      }
-    }
+    softmax_rescale_tile<kNS, kNO>(s, o[0], m[0], l[0], p, b, row_base, 0, jt, kn, t);
 
     // P V over the tile's n8 key groups, keys in the order 0, 2, 4, 6, 1, 3, 5, 7 (see
     // the top). Past a ragged tile's kn keys P is 0 and V's rows are zero-filled.
@@ -167,20 +163,13 @@ __device__ __forceinline__ void tf32_body(const Params& p) {
       uint32_t ph[4], pl[4];
       const float pa[4] = {s[j][0], s[j][2], s[j][1], s[j][3]};  // a0 a1 a2 a3
 #pragma unroll
-      for (int i = 0; i < 4; i++) {
-        uint32_t bits;
-        memcpy(&bits, &pa[i], 4);
-        split_tf32(bits, ph[i], pl[i]);
-      }
+      for (int i = 0; i < 4; i++) split_tf32(pa[i], ph[i], pl[i]);
       const float* vrow = Vs + (j * 8 + 2 * t) * kLdv + g;
 #pragma unroll
       for (int n = 0; n < kNO; n++) {
-        const float v0 = lds_f32(vrow + n * 8), v1 = lds_f32(vrow + kLdv + n * 8);
-        uint32_t vb0, vb1, vh0, vl0, vh1, vl1;
-        memcpy(&vb0, &v0, 4);
-        memcpy(&vb1, &v1, 4);
-        split_tf32(vb0, vh0, vl0);
-        split_tf32(vb1, vh1, vl1);
+        uint32_t vh0, vl0, vh1, vl1;
+        split_tf32(lds_f32(vrow + n * 8), vh0, vl0);
+        split_tf32(lds_f32(vrow + kLdv + n * 8), vh1, vl1);
         mma_tf32x3(o[0][n], ph, pl, vh0, vh1, vl0, vl1);
       }
     }
