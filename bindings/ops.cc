@@ -450,6 +450,17 @@ Napi::Value HasBackwardKernels(const Napi::CallbackInfo& info) {
 Napi::Value HasAttentionBackward(const Napi::CallbackInfo& info) {
   return BackendHas<&Backend::has_attention_backward>(info, "hasAttentionBackward");
 }
+// attentionBackwardFused(device, dtype, dqk, dv, dropout): Backend::fuses_attention_backward.
+Napi::Value AttentionBackwardFused(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "attentionBackwardFused";
+    need_args(info, 5, op);
+    Backend* b = backend_for(device_arg(info, 0, op, "device"));
+    const DType dt = dtype_arg(info, 1, op, "dtype");
+    const int64_t dqk = int_arg(info, 2, op, "dqk"), dv = int_arg(info, 3, op, "dv");
+    return Napi::Boolean::New(info.Env(), b->fuses_attention_backward(dt, dqk, dv, bool_arg(info, 4, op, "dropout")));
+  });
+}
 Napi::Value HasAttentionDropout(const Napi::CallbackInfo& info) {
   return BackendHas<&Backend::has_attention_dropout>(info, "hasAttentionDropout");
 }
@@ -670,7 +681,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"binary", Binary},         {"where", Where},     {"reduce", Reduce},
       {"softmax", Softmax},       {"layerNorm", LayerNorm}, {"matmul", Matmul},
       {"attention", Attention},   {"embedding", Embedding}, {"oneHot", OneHot},
-      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"softmaxBackward", SoftmaxBackward}, {"handleClone", HandleClone}, {"int32Bounds", Int32Bounds}, {"attentionBackward", AttentionBackward}, {"hasAttentionBackward", HasAttentionBackward}, {"hasAttentionDropout", HasAttentionDropout}, {"maxPool2dBackward", MaxPool2dBackward},
+      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"softmaxBackward", SoftmaxBackward}, {"handleClone", HandleClone}, {"int32Bounds", Int32Bounds}, {"attentionBackward", AttentionBackward}, {"hasAttentionBackward", HasAttentionBackward}, {"attentionBackwardFused", AttentionBackwardFused}, {"hasAttentionDropout", HasAttentionDropout}, {"maxPool2dBackward", MaxPool2dBackward},
       {"hasBackwardKernels", HasBackwardKernels}, {"adamUpdate", AdamUpdate}, {"sgdUpdate", SgdUpdate},
       {"memory", Memory},         {"resetPeakMemoryStats", ResetPeakMemoryStats},
       {"profilerStart", ProfilerStart}, {"profilerScope", ProfilerScope}, {"profilerStop", ProfilerStop},

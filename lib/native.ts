@@ -63,6 +63,7 @@ export interface NativeAddon {
   softmaxBackward(y: H, g: H, dtype: string): H;
   attentionBackward(q: H, k: H, v: H, mask: H | null, out: H, g: H, lse: H | null, scale: number, dropoutP?: number, seed?: number): [H, H, H];
   hasAttentionBackward(device: string): boolean;
+  attentionBackwardFused(device: string, dtype: string, dqk: number, dv: number, dropout: boolean): boolean;
   hasAttentionDropout(device: string): boolean;
   handleClone(x: H): H;
   /** Bounds the engine knows on x's int32 values (learnt where they passed through host memory), or null. */

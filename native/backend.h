@@ -269,6 +269,12 @@ struct Backend {
   // The fused attention's gradient without its [Nq, Nk] matrices. Optional on its own:
   // where a backend lacks it, lib/autograd composes the gradient from products.
   virtual bool has_attention_backward() const { return false; }
+  // Whether the gradient of an attention call with heads of these widths, in this
+  // dtype, should take attention_backward (lib/ops/linalg.ts asks per call, before the
+  // forward, which then keeps its row statistics): by default wherever it exists.
+  virtual bool fuses_attention_backward(DType, int64_t /*dqk*/, int64_t /*dv*/, bool /*dropout*/) const {
+    return has_attention_backward();
+  }
   virtual void attention_backward(const AttentionBackwardArgs&) {
     throw std::runtime_error(std::string("attention_backward is not implemented on ") + name());
   }

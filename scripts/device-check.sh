@@ -49,6 +49,11 @@
 #       Each candidate's layout probes run first, in a process of their own; one whose
 #       probes fail or fault is left out of the rest of the call (--skip for the harness,
 #       its switch unset), so that a broken kernel costs only its own checks.
+#       And PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=1, the attention gradient as one
+#       kernel (native/cuda/attention_backward.cu) for 16-bit heads of the latent
+#       self-attention's widths: its checks (the harness's gradient cases) run first in a
+#       process of their own and gate it as the probes gate the others; the harness times
+#       it beside the products ("grad-flash"), and bench-train-gpu with it on.
 #       Also the language model's forward with PERCEIVER_CUDA_CHECK_IDS=1 (ours, bench-gpu
 #       --only language-mlm): its ids checked on the GPU, a synchronisation the default
 #       skips for ids made on the host.
@@ -366,6 +371,8 @@ candidates() {
   local on=() skip=()
   step probes-tcg 40 bin/cuda_attention_check --no-bench --filter probe --skip 8,13
   step probes-tcx 40 bin/cuda_attention_check --no-bench --filter probe --skip 8,11,12
+  # The flash gradient's checks: the gradient cases (products and flash) alone.
+  step probes-flash 40 bin/cuda_attention_check --no-bench --filter grad- --skip 8,11,12,13
   # probes_passed NAME: some of NAME's probes passed, none failed, and the harness ended
   # (a fault ends it before its "OK:" line).
   probes_passed() {
@@ -379,6 +386,13 @@ candidates() {
   if probes_passed tcx; then on+=(PERCEIVER_CUDA_ATTENTION_TF32X3=1); else
     skip+=(13)
     echo "the 3xTF32 kernel's probes failed: left out of the rest (probes-tcx.log)"
+  fi
+  if grep -qE '^PASS grad .*\| flash: ' "$LOGS/probes-flash.log" && ! grep -qE '^FAIL' "$LOGS/probes-flash.log" &&
+    grep -qE '^OK: ' "$LOGS/probes-flash.log"; then
+    on+=(PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=1)
+  else
+    skip+=(20)
+    echo "the flash gradient's checks failed: left out of the rest (probes-flash.log)"
   fi
   local skip_arg=()
   if [ ${#skip[@]} -gt 0 ]; then skip_arg=(--skip "$(IFS=,; echo "${skip[*]}")"); fi
@@ -426,6 +440,10 @@ candidates() {
   echo "switches on in the runs below: ${on[*]}"
   echo "probes: tcg $(grep -cE '^PASS probe ' "$LOGS/probes-tcg.log") passed, $(grep -cE '^FAIL probe ' "$LOGS/probes-tcg.log") failed; tcx $(grep -cE '^PASS probe ' "$LOGS/probes-tcx.log") passed, $(grep -cE '^FAIL probe ' "$LOGS/probes-tcx.log") failed"
   grep -hE '^FAIL probe |launch/run error' "$LOGS/probes-tcg.log" "$LOGS/probes-tcx.log" | cut -c1-500 | head -6
+  echo "flash gradient checks: $(grep -cE '^PASS grad .*\| flash: ' "$LOGS/probes-flash.log") passed, $(grep -cE '^FAIL grad ' "$LOGS/probes-flash.log") gradient lines failed"
+  grep -hE '^FAIL grad ' "$LOGS/probes-flash.log" | cut -c1-400 | head -4
+  echo "-- the attention gradient (ms): products (grad) against the flash kernel (grad-flash):"
+  grep -E '^BENCH .* grad(-flash)? ' "$LOGS/cuda_attention_check.log" | tr -s ' ' | cut -c1-150 || true
   echo "tcg checks: $(grep -cE '^PASS .* tcg1? ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcg1? ' "$LOGS/cuda_attention_check.log") failed"
   echo "tcx checks: $(grep -cE '^PASS .* tcx ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcx ' "$LOGS/cuda_attention_check.log") failed"
   probe_summary "$LOGS/cuda_attention_check.log"

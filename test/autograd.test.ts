@@ -315,6 +315,11 @@ const fusedCases: [string, FusedCase][] = [
   ['the row statistics recomputed (forward composed)', { B: 1, Nq: 90, Nk: 700, H: 2, Dqk: 12, Dv: 10, mask: 'random', composedForward: true }],
   ['bfloat16 operands', { B: 2, Nq: 20, Nk: 260, H: 2, Dqk: 16, Dv: 8, dtype: 'bfloat16' }],
   ['one query', { B: 2, Nq: 1, Nk: 513, H: 1, Dqk: 32, Dv: 32, mask: 'random' }],
+  // 16-bit heads at the widths of CUDA's flash gradient (its tiers, DEVICE.md), with
+  // ragged key and query tiles.
+  ['bfloat16 heads of 128, a random mask', { B: 2, Nq: 70, Nk: 150, H: 2, Dqk: 128, Dv: 128, mask: 'random', dtype: 'bfloat16' }],
+  ['bfloat16 heads of 32 x 160 (the language model), a key mask', { B: 2, Nq: 40, Nk: 100, H: 2, Dqk: 32, Dv: 160, mask: 'keys', dtype: 'bfloat16' }],
+  ['bfloat16 heads of 64, strided', { B: 2, Nq: 65, Nk: 130, H: 3, Dqk: 64, Dv: 64, dtype: 'bfloat16', strided: true }],
   // Dropout: the composed side materialises the weights and draws the same mask.
   ['dropout 0.3 over key ranges, with a random mask', { B: 1, Nq: 300, Nk: 1100, H: 2, Dqk: 16, Dv: 12, mask: 'random', dropout: 0.3 }],
   ['dropout 0.1, several heads, a key mask', { B: 3, Nq: 33, Nk: 600, H: 3, Dqk: 8, Dv: 12, mask: 'keys', dropout: 0.1 }],
@@ -391,10 +396,29 @@ test.serial('attention: the native gradient op refuses operands that do not matc
   [...ok, ...made].forEach((x) => x.dispose());
 });
 
+test('attention: whether a call takes the fused gradient is asked per dtype, widths and dropout', (t) => {
+  // The CPU takes every call; CUDA by its switches (DEVICE.md): its flash kernel only
+  // 16-bit heads of its widths, without dropout.
+  for (const dtype of ['float32', 'bfloat16'])
+    for (const dropout of [false, true]) t.true(native.attentionBackwardFused('cpu', dtype, 24, 40, dropout));
+  t.is(native.attentionBackwardFused(DEVICE_NAME, 'float32', 16, 16, false), native.hasAttentionBackward(DEVICE_NAME) && (!ON_CUDA || process.env.PERCEIVER_CUDA_ATTENTION_BACKWARD === '1'));
+  if (ON_CUDA && process.env.PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD === '1' && process.env.PERCEIVER_CUDA_ATTENTION_BACKWARD !== '1') {
+    t.true(native.attentionBackwardFused(DEVICE_NAME, 'bfloat16', 128, 128, false));
+    t.true(native.attentionBackwardFused(DEVICE_NAME, 'float16', 32, 160, false));
+    t.false(native.attentionBackwardFused(DEVICE_NAME, 'bfloat16', 128, 128, true), 'dropout');
+    t.false(native.attentionBackwardFused(DEVICE_NAME, 'bfloat16', 261, 261, false), 'no tier that wide');
+    t.false(native.attentionBackwardFused(DEVICE_NAME, 'bfloat16', 36, 36, false), 'rows not in 16-byte units');
+  }
+  t.throws(() => native.attentionBackwardFused('cpu', 'float32', 16, 16, 'no' as unknown as boolean), { instanceOf: TypeError, message: /attentionBackwardFused: argument 'dropout'/ });
+  t.throws(() => native.attentionBackwardFused('cpu', 'float64', 16, 16, false), { message: /attentionBackwardFused: argument 'dtype'/ });
+  t.throws(() => native.attentionBackwardFused('tpu', 'float32', 16, 16, false), { message: /attentionBackwardFused: .*device/ });
+  t.throws(() => (native.attentionBackwardFused as unknown as (d: string) => boolean)('cpu'), { message: /attentionBackwardFused/ });
+});
+
 test.serial('attention: the fused gradient materialises no [Nq, Nk] matrix (the composed one does)', async (t) => {
   const kind = ON_CUDA ? 'cuda' : 'cpu';
-  const fusedHere = native.hasAttentionBackward(DEVICE_NAME);
   const [B, Nq, Nk, H, D] = [1, 256, 8192, 1, 16];
+  const fusedHere = native.attentionBackwardFused(DEVICE_NAME, 'float32', D, D, false);
   const scores = B * H * Nq * Nk * 4; // bytes of one [B, H, Nq, Nk] float32 matrix: 8 MiB
   const q = P.randn([B, Nq, H, D], { seed: 1 }), k = P.randn([B, Nk, H, D], { seed: 2 }), v = P.randn([B, Nk, H, D], { seed: 3 });
   const go = P.randn([B, Nq, H, D], { seed: 4 });

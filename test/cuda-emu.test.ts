@@ -1,7 +1,7 @@
 // The CUDA kernels that native/cuda/emu compiles for the CPU (attention.cu's forward
 // through every tier, path and key split, float32's SIMT kernel included;
 // attention_gemm.cu's composed forward and gradient, its cuBLASLt products as plain
-// loops; backward.cu's gradients; update.cu, random.cu, embedding.cu, conv2d.cu,
+// loops; attention_backward.cu's flash gradient; backward.cu's gradients; update.cu, random.cu, embedding.cu, conv2d.cu,
 // pool.cu and batchnorm.cu; the 16-byte binary and layer-norm kernels of
 // elementwise.cu and reduce.cu with their fallbacks) run here from their own source
 // against double-precision references, so a kernel's index arithmetic, fragment
@@ -205,6 +205,17 @@ emulated('the composed attention (attention_gemm.cu), emulated with its products
   // chunks) x (forward, gradient with the forward's row statistics, gradient with its own).
   t.is(r.checks, 72);
   t.is(r.passed(/^PASS composed gradient, own lse .* 64-key chunks .*dropout/), 6);
+});
+
+emulated('the flash attention gradient (attention_backward.cu), emulated on the CPU, matches the reference gradient', (t, family) => {
+  const r = family('flash');
+  // 7 shapes (every tier; ragged query and key tiles; padded widths; masks with a wholly
+  // masked row) x 2 dtypes x (taken, then the gradient with the reference's row
+  // statistics, with attention_gemm.cu's, and one (batch, head) pair per launch), and 8
+  // calls it must turn away.
+  t.is(r.checks, 7 * 2 * 4 + 8);
+  t.is(r.passed(/^PASS flash .* pair by pair /), 14);
+  t.is(r.passed(/^PASS flash refuses /), 8);
 });
 
 emulated('the rest of elementwise.cu and reduce.cu, emulated on the CPU, match the reference', (t, family) => {

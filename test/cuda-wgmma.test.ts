@@ -9,44 +9,15 @@
 // spill. Skipped, and says so, without nvcc (or python3).
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { onPath, ptxasReport } from './helpers/ptxas.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const onPath = (exe: string) => (process.env.PATH ?? '').split(':').some((d) => d && existsSync(join(d, exe)));
 const nvcc = onPath('nvcc');
 if (!nvcc) console.log('cuda-wgmma: no nvcc on PATH: skipped');
-
-interface Entry {
-  name: string;
-  registers: number;
-  spillStores: number;
-  spillLoads: number;
-}
-
-/** ptxas -v's report, per kernel entry, and its notes about wgmma. */
-function ptxasReport(text: string): { entries: Entry[]; notes: string[] } {
-  const entries: Entry[] = [];
-  let current: Entry | null = null;
-  for (const line of text.split('\n')) {
-    const entry = /Compiling entry function '([^']+)' for 'sm_90a'/.exec(line);
-    if (entry) {
-      current = { name: entry[1], registers: -1, spillStores: -1, spillLoads: -1 };
-      entries.push(current);
-      continue;
-    }
-    const spill = /(\d+) bytes spill stores, (\d+) bytes spill loads/.exec(line);
-    if (spill && current) {
-      current.spillStores = Number(spill[1]);
-      current.spillLoads = Number(spill[2]);
-    }
-    const used = /Used (\d+) registers/.exec(line);
-    if (used && current) current.registers = Number(used[1]);
-  }
-  return { entries, notes: text.split('\n').filter((l) => /\(C75\d\d\)|wgmma\.mma_async instructions are serialized/.test(l)) };
-}
 
 (nvcc ? test : test.skip)('the warpgroup attention kernel compiles for sm_90a with no spills and no serialised wgmma', (t) => {
   t.timeout(5 * 60_000);

@@ -369,9 +369,16 @@ export function matmulGrad(
   });
 }
 
-/** Whether attention's gradient runs the backend's fused kernel on this device. */
-export function hasAttentionKernel(device: string): boolean {
-  return gradKernels.enabled && backendHas('hasAttentionBackward', device);
+/**
+ * Whether the gradient of attention over q [B, Nq, H, Dqk] and v [B, Nk, H, Dv] runs the
+ * backend's fused kernel: where the device has one and its backend takes such heads
+ * (CUDA's flash kernel only some widths and dtypes). Asked before the forward, which
+ * then keeps each row's log-sum-exp for the kernel.
+ */
+export function attentionKernelFor(q: Tensor, v: Tensor, dropout: boolean): boolean {
+  if (!gradKernels.enabled || !backendHas('hasAttentionBackward', q.device)) return false;
+  if (q.rank !== 4 || v.rank !== 4) return false; // the forward's checks name the fault
+  return native.attentionBackwardFused(q.device, q.dtype, q.shape[3], v.shape[3], dropout);
 }
 
 /**
@@ -383,8 +390,9 @@ export function hasAttentionDropout(device: string): boolean {
 }
 
 /**
- * lse: each row's log-sum-exp from the forward, where the fused gradient will use it.
- * dropout: the forward's (fused) dropout, which only the fused gradient can redo.
+ * fused: the gradient takes the backend's kernel (attentionKernelFor). lse: each row's
+ * log-sum-exp from the forward, where the fused gradient will use it. dropout: the
+ * forward's (fused) dropout, which only the fused gradient can redo.
  */
 export function attentionGrad(
   out: Tensor,
@@ -393,6 +401,7 @@ export function attentionGrad(
   v: Tensor,
   mask: Tensor | null,
   scale: number,
+  fused = false,
   lse: Tensor | null = null,
   dropout: { p: number; seed: number } | null = null,
 ): Tensor {
@@ -405,7 +414,7 @@ export function attentionGrad(
     const tm = mask ? rest[0] : undefined;
     const tl = lse ? rest[rest.length - 1] : null;
     // The forward only dropped weights inside the fused kernel where this one exists.
-    if (dropout || (hasAttentionKernel(q16.device) && g16.dtype === q16.dtype)) {
+    if (dropout || (fused && g16.dtype === q16.dtype)) {
       // Block by block from the forward's result, without the [Nq, Nk] matrices below.
       const drop = dropout ? [dropout.p, dropout.seed] : [];
       const g = g16.dtype === q16.dtype ? g16 : L.cast(g16, q16.dtype);

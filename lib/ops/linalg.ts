@@ -127,7 +127,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptio
   // One draw per call whichever way the dropout runs, so both draw the same mask.
   const dropout = p > 0 ? { p, seed: seedOf('attention', o.seed) } : null;
   const grad = needsGrad(q, k, v);
-  const fusedGrad = grad && G.hasAttentionKernel(q.device);
+  const fusedGrad = grad && G.attentionKernelFor(q, v, dropout !== null);
   // Dropout inside the kernel needs the kernel's gradient too, where there is one to take.
   if (dropout && (!G.hasAttentionDropout(q.device) || (grad && !fusedGrad)))
     return composedDropoutAttention(q, k, v, mask, scale, dropout.p, dropout.seed);
@@ -136,7 +136,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptio
     // The gradient's kernel reuses each row's log-sum-exp, which the forward has.
     const [h, hl] = native.attention(hq, hk, hv, hm, scale, true, ...drop);
     const lse = hl === null ? null : wrap(hl);
-    const out = G.attentionGrad(wrap(h), q, k, v, mask, scale, lse, dropout);
+    const out = G.attentionGrad(wrap(h), q, k, v, mask, scale, true, lse, dropout);
     lse?.dispose(); // the tape holds its own alias
     return out;
   }

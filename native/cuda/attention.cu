@@ -213,30 +213,6 @@ __device__ __forceinline__ TileBasesOf<E> tile_bases(const Params& p, const Bloc
 // 261-wide head packed at row stride 261 has rows at odd element offsets, so no
 // wider load is aligned) consecutive threads take consecutive elements of a row,
 // so that each warp's 2-byte loads still fall in one or two 32-byte sectors.
-// One 16-byte chunk of load_tile16's vec path: row r, columns [c, c + 8).
-__device__ __forceinline__ void load_chunk16(uint16_t* __restrict__ s, int ld, const uint16_t* __restrict__ g,
-                                             int64_t sn, int rows, int d, int r, int c) {
-#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800) || defined(PERCEIVER_CUDA_EMULATION)  // the emulation is an sm_90
-  const int bytes = r < rows ? max(0, min(8, d - c)) * 2 : 0;
-  cp_async_16(s + r * ld + c, bytes > 0 ? g + (int64_t)r * sn + c : g, bytes);
-#else
-  uint4 val = make_uint4(0, 0, 0, 0);
-  if (r < rows) {
-    const uint16_t* src = g + (int64_t)r * sn + c;
-    if (c + 8 <= d) {
-      val = *reinterpret_cast<const uint4*>(src);
-    } else {  // the row's last, partial chunk
-      uint32_t e[8];
-#pragma unroll
-      for (int x = 0; x < 8; x++) e[x] = c + x < d ? src[x] : 0u;
-      val = make_uint4(e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16,
-                       e[6] | e[7] << 16);
-    }
-  }
-  *reinterpret_cast<uint4*>(s + r * ld + c) = val;
-#endif
-}
-
 // kStepped: the vec path steps its (row, chunk) position instead of dividing each
 // chunk's index by the chunks per row (an integer division per 16 bytes, ahead of
 // every key tile's products); the occupancy tiers take it.

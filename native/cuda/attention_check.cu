@@ -4,8 +4,9 @@
 // simt: fp32 FMA, gemm: cuBLASLt products) and key-split setting on random inputs
 // over many shapes, layouts and masks, compares each output with a float64
 // softmax(q kᵀ) v computed here on the host from the same (dtype-rounded) inputs;
-// then the composed gradient, with and without dropout, against float64 gradients;
-// then times each version at the Perceiver shapes.
+// then the composed gradient, with and without dropout, and the flash gradient
+// (attention_backward.cu) where it takes the call, against float64 gradients; then
+// times each version at the Perceiver shapes.
 //
 //   the CMake build (cuda_attention_check), which links it with the CUDA backend's
 //   objects; the gemm versions need cuBLASLt (PERCEIVER_CUBLAS_PATH, as the library)
@@ -14,6 +15,7 @@
 //   /tmp/attention_check --bench-only  # timing only
 //   /tmp/attention_check --filter w261 # only cases whose name contains "w261"
 //   /tmp/attention_check --filter probe --skip 8,11,12  # the layout probes of path 13
+//   /tmp/attention_check --skip 20     # everything but the flash gradient
 //
 // Versions: auto (the public entry), tc (tensor cores, two key/value stages with
 // cp.async where rows are 16-byte aligned on sm_80+), tc1 (tc with one stage), tcw
@@ -46,6 +48,7 @@
 #include "../error.h"
 #include "allocator.h"
 #include "attention.h"
+#include "attention_backward.h"
 #include "attention_diagnose.h"
 #include "attention_gemm.h"
 #include "attention_probe.h"
@@ -483,13 +486,15 @@ AttentionArgs make_args(const Problem& pb, DType dt) {
   return a;
 }
 
-int g_sm_count = 0;
+int g_sm_count = 0, g_cc = 0, g_smem_optin = 0;
 DeviceBuf g_workspace;
 int g_failures = 0;
 // --skip: paths left out of the checks, the probes and the timings (a candidate kernel
 // that faults takes the CUDA context, and every later check, with it).
 std::vector<int> g_skip_paths;
 bool skipped(int path) { return std::find(g_skip_paths.begin(), g_skip_paths.end(), path) != g_skip_paths.end(); }
+// --skip's number for the flash gradient (attention_backward.cu), which is no forward path.
+constexpr int kFlashGradient = 20;
 
 cudaError_t run_variant(const AttentionArgs& a, int path, int splits, cudaStream_t stream) {
   if (path == 5 || path == 6) {
@@ -855,7 +860,8 @@ void check_gradient(const Case& c, cudaStream_t stream) {
         const size_t nq_all = (size_t)(c.B * c.nq * c.H), nk_all = (size_t)(c.B * c.nk * c.H);
         std::string err;
         const char* stage = "forward";
-        double w_out = 0, w_lse = 0, w_dq[2] = {0, 0}, w_dk[2] = {0, 0}, w_dv[2] = {0, 0};
+        double w_out = 0, w_lse = 0, w_dq[3] = {0, 0, 0}, w_dk[3] = {0, 0, 0}, w_dv[3] = {0, 0, 0};
+        bool flash = false;  // the flash gradient ran (once per dtype and dropout setting, where it takes the call)
         try {
           attention_forward_gemm(*g_gemm, *g_alloc, a, stream, chunk);
           CHECK_CUDA(cudaStreamSynchronize(stream));
@@ -876,13 +882,14 @@ void check_gradient(const Case& c, cudaStream_t stream) {
                                                             : std::fabs(x - y) / (lse_tol + lse_tol * std::fabs(x));
             w_lse = std::max(w_lse, e);
           }
-          // The gradient twice: with the forward's L, then recomputing it.
-          for (int pass = 0; pass < 2; pass++) {
-            stage = pass == 0 ? "gradient with L" : "gradient, L recomputed";
+          // The gradient twice: with the forward's L, then recomputing it; then the flash
+          // gradient with the forward's L.
+          for (int pass = 0; pass < (chunk == kAttentionChunkBytes ? 3 : 2); pass++) {
+            stage = pass == 0 ? "gradient with L" : pass == 1 ? "gradient, L recomputed" : "flash gradient";
             AttentionBackwardArgs g;
             g.a = a;
             g.a.out = static_cast<float*>(dref_o.p);
-            g.a.lse = pass == 0 ? a.lse : nullptr;
+            g.a.lse = pass == 1 ? nullptr : a.lse;
             g.gout = static_cast<const float*>(dgo.p);
             const size_t es = dtype_size(dt);
             dgq.alloc(std::max<size_t>(nq_all * c.dqk * es, 4));
@@ -894,7 +901,15 @@ void check_gradient(const Case& c, cudaStream_t stream) {
             g.gq = static_cast<float*>(dgq.p);
             g.gk = static_cast<float*>(dgk.p);
             g.gv = static_cast<float*>(dgv.p);
-            attention_backward(*g_gemm, *g_alloc, g, stream, chunk);
+            if (pass == 2 && (skipped(kFlashGradient) || !(flash = flash_backward_serves(g, g_cc, g_smem_optin)))) break;
+            if (pass < 2) {
+              attention_backward(*g_gemm, *g_alloc, g, stream, chunk);
+            } else {
+              DeviceBuf ws;
+              ws.alloc(flash_backward_workspace_bytes(g.a));
+              CHECK_CUDA(cudaMemset(ws.p, 0xff, ws.bytes));
+              CHECK_CUDA(flash_attention_backward(g, g.a.lse, ws.p, stream));
+            }
             CHECK_CUDA(cudaStreamSynchronize(stream));
             const double tol = dt == DType::Float32 ? 1e-4 : 3e-2;
             w_dq[pass] = worst_ratio(download(dgq, nq_all * c.dqk, dt), ref.dq, tol, &ref.dq_abs);
@@ -904,12 +919,15 @@ void check_gradient(const Case& c, cudaStream_t stream) {
         } catch (const perceiver::Error& e) {
           err = std::string(stage) + ": " + e.what();
         }
-        const double worst = std::max({w_out, w_lse, w_dq[0], w_dk[0], w_dv[0], w_dq[1], w_dk[1], w_dv[1]});
+        const double worst =
+            std::max({w_out, w_lse, w_dq[0], w_dk[0], w_dv[0], w_dq[1], w_dk[1], w_dv[1], w_dq[2], w_dk[2], w_dv[2]});
         const bool ok = err.empty() && worst <= 1.0;
         if (!ok) g_failures++;
-        std::printf("%s grad %s  worst of tol: out %.2f lse %.2f | with L: dq %.2f dk %.2f dv %.2f | L recomputed: dq %.2f dk %.2f dv %.2f%s%s\n",
+        char flash_part[96] = "";
+        if (flash) std::snprintf(flash_part, sizeof flash_part, " | flash: dq %.2f dk %.2f dv %.2f", w_dq[2], w_dk[2], w_dv[2]);
+        std::printf("%s grad %s  worst of tol: out %.2f lse %.2f | with L: dq %.2f dk %.2f dv %.2f | L recomputed: dq %.2f dk %.2f dv %.2f%s%s%s\n",
                     ok ? "PASS" : "FAIL", label, w_out, w_lse, w_dq[0], w_dk[0], w_dv[0], w_dq[1], w_dk[1], w_dv[1],
-                    err.empty() ? "" : "  error: ", err.c_str());
+                    flash_part, err.empty() ? "" : "  error: ", err.c_str());
       }
     }
   }
@@ -1037,19 +1055,29 @@ void bench_gradient(const Case& c, cudaStream_t stream) {
     g.gq = static_cast<float*>(gq.p);
     g.gk = static_cast<float*>(gk.p);
     g.gv = static_cast<float*>(gv.p);
-    attention_backward(*g_gemm, *g_alloc, g, stream);
-    CHECK_CUDA(cudaStreamSynchronize(stream));
-    const int reps = 10;
-    CHECK_CUDA(cudaEventRecord(t0, stream));
-    for (int r = 0; r < reps; r++) attention_backward(*g_gemm, *g_alloc, g, stream);
-    CHECK_CUDA(cudaEventRecord(t1, stream));
-    CHECK_CUDA(cudaEventSynchronize(t1));
-    float ms = 0;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, t0, t1));
-    ms /= reps;
-    std::printf("BENCH %-20s %-8s grad  %9.4f ms  %7.2f TFLOP/s  (%d reps) [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld]\n",
-                c.name.c_str(), dtype_name(dt), ms, flop / (ms * 1e-3) / 1e12, reps, (long long)c.B, (long long)c.H,
-                (long long)c.nq, (long long)c.nk, (long long)c.dqk, (long long)c.dv);
+    // The products, then (where it takes the call) the flash gradient.
+    DeviceBuf ws;
+    const bool flash = !skipped(kFlashGradient) && flash_backward_serves(g, g_cc, g_smem_optin);
+    if (flash) ws.alloc(flash_backward_workspace_bytes(a));
+    for (int way = 0; way < (flash ? 2 : 1); way++) {
+      auto run = [&] {
+        if (way == 0) attention_backward(*g_gemm, *g_alloc, g, stream);
+        else CHECK_CUDA(flash_attention_backward(g, a.lse, ws.p, stream));
+      };
+      run();
+      CHECK_CUDA(cudaStreamSynchronize(stream));
+      const int reps = 10;
+      CHECK_CUDA(cudaEventRecord(t0, stream));
+      for (int r = 0; r < reps; r++) run();
+      CHECK_CUDA(cudaEventRecord(t1, stream));
+      CHECK_CUDA(cudaEventSynchronize(t1));
+      float ms = 0;
+      CHECK_CUDA(cudaEventElapsedTime(&ms, t0, t1));
+      ms /= reps;
+      std::printf("BENCH %-20s %-8s %-10s %9.4f ms  %7.2f TFLOP/s  (%d reps) [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld]\n",
+                  c.name.c_str(), dtype_name(dt), way == 0 ? "grad" : "grad-flash", ms, flop / (ms * 1e-3) / 1e12, reps,
+                  (long long)c.B, (long long)c.H, (long long)c.nq, (long long)c.nk, (long long)c.dqk, (long long)c.dv);
+    }
   }
   CHECK_CUDA(cudaEventDestroy(t0));
   CHECK_CUDA(cudaEventDestroy(t1));
@@ -1103,6 +1131,8 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop;
   CHECK_CUDA(cudaGetDeviceProperties(&prop, dev));
   g_sm_count = prop.multiProcessorCount;
+  g_cc = prop.major * 10 + prop.minor;
+  g_smem_optin = (int)prop.sharedMemPerBlockOptin;
   std::printf("device %d: %s, sm_%d%d, %d SMs, %zu KB shared memory per block (opt-in)\n", dev,
               prop.name, prop.major, prop.minor, prop.multiProcessorCount,
               prop.sharedMemPerBlockOptin / 1024);
@@ -1165,7 +1195,9 @@ int main(int argc, char** argv) {
     };
     for (const Case& c : shapes)
       if (filter.empty() || c.name.find(filter) != std::string::npos) bench_case(c, stream);
-    for (const Case& c : {shapes[0], shapes[3]})  // the encoder, and self-attention at batch 32
+    // The encoder, and self-attention at batch 8 (the ImageNet training step's) and 32,
+    // and the language model's.
+    for (const Case& c : {shapes[0], shapes[2], shapes[3], shapes[5]})
       if (g_bench_paths.empty() && (filter.empty() || c.name.find(filter) != std::string::npos)) bench_gradient(c, stream);
     // Last, so a run cut short by a time limit loses only this: heads of 64 (the 16-row
     // kernel's first tier, held to 128 registers, and the wide kernel it does not take

@@ -25,24 +25,6 @@
 // per instantiation (kFixedTiers); everything else stays on the tiers.
 #pragma once
 
-// Copies this thread's 16-byte chunks of a kRows x kD tile (global rows at stride sn,
-// real width d, `rows` of them) into shared memory at row stride kLd; chunks past the
-// real rows or columns are zero-filled (load_chunk16).
-template <int kRows, int kD, int kLd, int kThreads>
-__device__ __forceinline__ void load_tile_fixed(uint16_t* __restrict__ s, const uint16_t* __restrict__ g,
-                                                int64_t sn, int rows, int d) {
-  constexpr int kChunks = kRows * (kD / 8);
-#pragma unroll
-  for (int i = 0; i < (kChunks + kThreads - 1) / kThreads; i++) {
-    const int idx = (int)threadIdx.x + i * kThreads;
-    if (kChunks % kThreads == 0 || idx < kChunks) {
-      const int r = idx / (kD / 8), c = (idx % (kD / 8)) * 8;
-      load_chunk16(s, kLd, g, sn, rows, d, r, c);
-    }
-  }
-}
-
-
 // S's fragments of one 16-row tile (kNS n8 tiles as mma.sync's C fragments: this
 // thread's rows row + off and row + off + 8, columns 8n + 2t + (e & 1) of key tile jt) scaled into
 // the log2 domain, with keys that are masked or past the tile's kn at -inf. The

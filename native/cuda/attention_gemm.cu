@@ -257,6 +257,17 @@ DropoutSpec dropout_of(const AttentionArgs& a) {
 
 }  // namespace
 
+void attention_row_dots(const AttentionBackwardArgs& g, float* d, cudaStream_t st) {
+  const AttentionArgs& a = g.a;
+  const int64_t rows = a.batch * a.heads * a.nq;
+  if (rows == 0) return;
+  DISPATCH_FLOAT("attention_backward", a.dtype, T, {
+    PERCEIVER_LAUNCH(grid_for(rows * 32), kThreads, 0, st, row_dot_kernel<T>)(
+        static_cast<const T*>((const void*)a.out), static_cast<const T*>((const void*)g.gout), d, a.batch, a.heads,
+        a.nq, a.dv, a.o_sb, a.o_sn, a.o_sh);
+  });
+}
+
 void attention_row_lse(GemmContext& ctx, DeviceAllocator& alloc, const AttentionArgs& a, float* lse, cudaStream_t st,
                        size_t chunk_bytes) {
   const int64_t rows = a.batch * a.heads * a.nq;
@@ -377,10 +388,8 @@ void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const Attentio
   // Batch strides of the gradients (contiguous [B, N, H, D]).
   const int64_t gq_s = gr.over_b ? a.nq * ldq : a.dqk, gk_s = gr.over_b ? a.nk * ldq : a.dqk;
   const int64_t gv_s = gr.over_b ? a.nk * ldv : a.dv;
+  attention_row_dots(g, d, st);
   DISPATCH_FLOAT("attention_backward", dt, T, {
-    PERCEIVER_LAUNCH(grid_for(rows * 32), kThreads, 0, st, row_dot_kernel<T>)(
-        static_cast<const T*>((const void*)a.out), static_cast<const T*>((const void*)g.gout), d, a.batch, a.heads,
-        a.nq, a.dv, a.o_sb, a.o_sn, a.o_sh);
     T* op = low || dropped ? static_cast<T*>(pf.p) : nullptr;  // P ∘ F where it is not s
     for (int64_t c = 0; c < gr.calls; c++) {
       const void* qb = at(a.q, c * a.q_sb, es);

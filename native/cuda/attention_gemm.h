@@ -27,6 +27,10 @@ void attention_forward_gemm(GemmContext& gemm, DeviceAllocator& alloc, const Att
 void attention_backward(GemmContext& gemm, DeviceAllocator& alloc, const AttentionBackwardArgs& g,
                         cudaStream_t stream, size_t chunk_bytes = kAttentionChunkBytes);
 
+// Enqueues d[(b * H + h) * Nq + i] = rowsum(dO ∘ O) of the gradient's rows, in float32:
+// the D of both gradients (here and attention_backward.cu).
+void attention_row_dots(const AttentionBackwardArgs& g, float* d, cudaStream_t stream);
+
 // Enqueues lse[(b * H + h) * Nq + i] = log sum_j exp(S_ij) over the unmasked keys of
 // each row (+inf where none is), S = scale q kᵀ, for a forward call that asked for it.
 void attention_row_lse(GemmContext& gemm, DeviceAllocator& alloc, const AttentionArgs& a, float* lse,

@@ -191,3 +191,52 @@ __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
 
 }  // namespace perceiver::cuda::attn
 #endif  // PERCEIVER_CUDA_EMULATION
+
+// Copies and tiles shared by attention.cu's kernels and the flash gradient
+// (attention_backward.cu), on the GPU and on the emulation alike.
+namespace perceiver::cuda::attn {
+
+// One 16-byte chunk of a shared tile (row stride ld) from global rows at stride sn of
+// real width d: row r, columns [c, c + 8), zero past `rows` rows or d columns. The
+// 16-byte path of attention.cu's load_tile16 and the fixed-width copies below.
+__device__ __forceinline__ void load_chunk16(uint16_t* __restrict__ s, int ld, const uint16_t* __restrict__ g,
+                                             int64_t sn, int rows, int d, int r, int c) {
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800) || defined(PERCEIVER_CUDA_EMULATION)  // the emulation is an sm_90
+  const int bytes = r < rows ? max(0, min(8, d - c)) * 2 : 0;
+  cp_async_16(s + r * ld + c, bytes > 0 ? g + (int64_t)r * sn + c : g, bytes);
+#else
+  uint4 val = make_uint4(0, 0, 0, 0);
+  if (r < rows) {
+    const uint16_t* src = g + (int64_t)r * sn + c;
+    if (c + 8 <= d) {
+      val = *reinterpret_cast<const uint4*>(src);
+    } else {  // the row's last, partial chunk
+      uint32_t e[8];
+#pragma unroll
+      for (int x = 0; x < 8; x++) e[x] = c + x < d ? src[x] : 0u;
+      val = make_uint4(e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16,
+                       e[6] | e[7] << 16);
+    }
+  }
+  *reinterpret_cast<uint4*>(s + r * ld + c) = val;
+#endif
+}
+
+// Copies this thread's 16-byte chunks of a kRows x kD tile (global rows at stride sn,
+// real width d, `rows` of them) into shared memory at row stride kLd; chunks past the
+// real rows or columns are zero-filled (load_chunk16).
+template <int kRows, int kD, int kLd, int kThreads>
+__device__ __forceinline__ void load_tile_fixed(uint16_t* __restrict__ s, const uint16_t* __restrict__ g,
+                                                int64_t sn, int rows, int d) {
+  constexpr int kChunks = kRows * (kD / 8);
+#pragma unroll
+  for (int i = 0; i < (kChunks + kThreads - 1) / kThreads; i++) {
+    const int idx = (int)threadIdx.x + i * kThreads;
+    if (kChunks % kThreads == 0 || idx < kChunks) {
+      const int r = idx / (kD / 8), c = (idx % (kD / 8)) * 8;
+      load_chunk16(s, kLd, g, sn, rows, d, r, c);
+    }
+  }
+}
+
+}  // namespace perceiver::cuda::attn

@@ -20,6 +20,7 @@
 #include "allocator.h"
 #include "api.h"
 #include "attention.h"
+#include "attention_backward.h"
 #include "attention_gemm.h"
 #include "common.cuh"
 #include "cublaslt.h"
@@ -256,16 +257,44 @@ class CudaBackend final : public Backend {
     static const bool on = !env_off("PERCEIVER_CUDA_GEMM_ADDEND");
     return on;
   }
-  // Off unless PERCEIVER_CUDA_ATTENTION_BACKWARD=1: lib/autograd then composes the
-  // gradient from whole products, which on an H200 made bf16 training steps 20% faster
-  // than this kernel (float32 steps 9% slower, and more memory).
-  bool has_attention_backward() const override {
+  // Off unless PERCEIVER_CUDA_ATTENTION_BACKWARD=1 (the gradient from chunked products,
+  // for every call) or PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=1 (the flash kernel, for
+  // the calls it takes: a candidate not yet timed on a GPU). Elsewhere lib/autograd
+  // composes the gradient from whole products, which on an H200 made bf16 training
+  // steps 20% faster than the chunked products (float32 steps 9% slower, and more
+  // memory).
+  static bool products_backward_on() {
     static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_BACKWARD");
     return on;
   }
+  static bool flash_backward_on() {
+    static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD");
+    return on;
+  }
+  bool has_attention_backward() const override { return products_backward_on() || flash_backward_on(); }
+  bool fuses_attention_backward(DType dtype, int64_t dqk, int64_t dv, bool dropout) const override {
+    if (products_backward_on()) return true;
+    return flash_backward_on() && !dropout && flash_backward_widths(dtype, dqk, dv, cc_, smem_optin_);
+  }
   void attention_backward(const AttentionBackwardArgs& g) override {
     set_device();
-    cuda::attention_backward(gemm_, alloc_, g, stream_);
+    // A call the flash kernel cannot take after all (unaligned rows, no keys) goes to
+    // the products.
+    if (!flash_backward_on() || !flash_backward_serves(g, cc_, smem_optin_)) {
+      cuda::attention_backward(gemm_, alloc_, g, stream_);
+      return;
+    }
+    const AttentionArgs& a = g.a;
+    Scratch own_lse(alloc_, a.lse ? 0 : (size_t)(a.batch * a.heads * a.nq) * 4);
+    if (!a.lse) attention_row_lse(gemm_, alloc_, a, own_lse.f(), stream_);
+    const size_t ws = flash_backward_workspace_bytes(a);
+    Scratch scratch(alloc_, ws);
+    cudaError_t e = flash_attention_backward(g, a.lse ? a.lse : own_lse.f(), scratch.p, stream_);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      throw_cuda("attention_backward", "flash_attention_backward", e);
+    }
+    check_launch("attention_backward", stream_);
   }
   void layer_norm_backward(const float* x, const float* w, const float* g, float* gx, float* gw, float* gb,
                            int64_t rows, int64_t n, float eps, DType dtype) override {

@@ -1,7 +1,8 @@
 // An attention problem on the emulated device and its double-precision reference,
-// shared by check_attention.cc (attention.cu's fused kernels) and check_composed.cc
-// (attention_gemm.cu): inputs drawn in the dtype, AttentionArgs over them, and the
-// forward computed from the inputs as stored.
+// shared by check_attention.cc (attention.cu's fused kernels), check_composed.cc
+// (attention_gemm.cu) and check_flash.cc (attention_backward.cu): inputs drawn in the
+// dtype, AttentionArgs over them, and the forward and gradient computed from the
+// inputs as stored.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -123,6 +124,38 @@ struct AttentionProblem {
           }
         }
     return r;
+  }
+
+  // The gradient in double with dO = gout, from P and F of `ref` and the forward's out
+  // as stored (D = rowsum(dO ∘ O) reads it, as the kernels do): dq, dk, dv contiguous
+  // [B, N, H, D].
+  struct Gradient {
+    std::vector<double> q, k, v;
+  };
+  Gradient gradient(const Reference& ref) const {
+    Gradient w{std::vector<double>(s.B * s.nq * s.H * s.dqk, 0.0), std::vector<double>(s.B * s.nk * s.H * s.dqk, 0.0),
+               std::vector<double>(s.B * s.nk * s.H * s.dv, 0.0)};
+    for (int64_t b = 0; b < s.B; b++)
+      for (int64_t h = 0; h < s.H; h++)
+        for (int64_t i = 0; i < s.nq; i++) {
+          const int64_t r = (b * s.H + h) * s.nq + i, oi = o_at(b, i, h);
+          double D = 0;
+          for (int64_t d = 0; d < s.dv; d++) D += at(gout, oi + d) * at(out, oi + d);
+          for (int64_t j = 0; j < s.nk; j++) {
+            const double p = ref.P[r * s.nk + j], f = ref.F[r * s.nk + j];
+            double dp = 0;
+            for (int64_t d = 0; d < s.dv; d++) {
+              dp += at(gout, oi + d) * at(v, v_at(b, j, h) + d);
+              w.v[((b * s.nk + j) * s.H + h) * s.dv + d] += p * f * at(gout, oi + d);
+            }
+            const double ds = p * (dp * f - D);
+            for (int64_t d = 0; d < s.dqk; d++) {
+              w.q[((b * s.nq + i) * s.H + h) * s.dqk + d] += a.scale * ds * at(k, k_at(b, j, h) + d);
+              w.k[((b * s.nk + j) * s.H + h) * s.dqk + d] += a.scale * ds * at(q, q_at(b, i, h) + d);
+            }
+          }
+        }
+    return w;
   }
 };
 

@@ -148,6 +148,7 @@ inline void each_tap(int64_t oy, int64_t ox, int64_t k, int64_t stride, int64_t 
 // The families, one file each.
 void check_attention(const std::string& filter);  // check_attention.cc: attention.cu's forward
 void check_composed(const std::string& filter);   // check_composed.cc: attention_gemm.cu
+void check_flash(const std::string& filter);      // check_flash.cc: attention_backward.cu
 void check_rows();                                // check_rows.cc: elementwise.cu and reduce.cu
 void check_elementwise();                         //   (the 16-byte kernels; the rest)
 void check_training();                            // check_training.cc: backward.cu

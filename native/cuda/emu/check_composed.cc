@@ -71,29 +71,9 @@ void check_case(const ComposedCase& c, DType dt, bool chunked) {
   }
   report("forward", {{"out", worst_of(ref.o, got(pr.out, ref.o.size()))}, {"lse", worst_of(wl, gl)}});
 
-  // The gradient from the forward's out as stored (D = rowsum(dO ∘ O) reads it), with
-  // the forward's row statistics and with them recomputed.
-  std::vector<double> wq(gq.size() - 1, 0.0), wk(gk.size() - 1, 0.0), wv(gv.size() - 1, 0.0);
-  for (int64_t b = 0; b < s.B; b++)
-    for (int64_t h = 0; h < s.H; h++)
-      for (int64_t i = 0; i < s.nq; i++) {
-        const int64_t r = (b * s.H + h) * s.nq + i, oi = pr.o_at(b, i, h);
-        double D = 0;
-        for (int64_t d = 0; d < s.dv; d++) D += pr.at(pr.gout, oi + d) * pr.at(pr.out, oi + d);
-        for (int64_t j = 0; j < s.nk; j++) {
-          const double p = ref.P[r * s.nk + j], f = ref.F[r * s.nk + j];
-          double dp = 0;
-          for (int64_t d = 0; d < s.dv; d++) {
-            dp += pr.at(pr.gout, oi + d) * pr.at(pr.v, pr.v_at(b, j, h) + d);
-            wv[((b * s.nk + j) * s.H + h) * s.dv + d] += p * f * pr.at(pr.gout, oi + d);
-          }
-          const double ds = p * (dp * f - D);
-          for (int64_t d = 0; d < s.dqk; d++) {
-            wq[((b * s.nq + i) * s.H + h) * s.dqk + d] += a.scale * ds * pr.at(pr.k, pr.k_at(b, j, h) + d);
-            wk[((b * s.nk + j) * s.H + h) * s.dqk + d] += a.scale * ds * pr.at(pr.q, pr.q_at(b, i, h) + d);
-          }
-        }
-      }
+  // The gradient from the forward's out as stored, with the forward's row statistics
+  // and with them recomputed.
+  const AttentionProblem::Gradient w = pr.gradient(ref);
   for (bool reuse_lse : {true, false}) {
     perceiver::AttentionBackwardArgs g{a, pr.gout.data(), gq.data(), gk.data(), gv.data()};
     if (!reuse_lse) g.a.lse = nullptr;
@@ -101,8 +81,8 @@ void check_case(const ComposedCase& c, DType dt, bool chunked) {
       for (size_t i = 0; i < t->size(); i++) store(t->data(), dt, (int64_t)i, NAN);
     pc::attention_backward(ctx, alloc, g, nullptr, chunk_bytes);
     report(reuse_lse ? "gradient" : "gradient, own lse",
-           {{"dq", worst_of(wq, got(gq, wq.size()))}, {"dk", worst_of(wk, got(gk, wk.size()))},
-            {"dv", worst_of(wv, got(gv, wv.size()))}});
+           {{"dq", worst_of(w.q, got(gq, w.q.size()))}, {"dk", worst_of(w.k, got(gk, w.k.size()))},
+            {"dv", worst_of(w.v, got(gv, w.v.size()))}});
   }
 }
 

@@ -5,8 +5,8 @@
 // without a GPU (test/cuda-emu.test.ts builds and runs it; so does
 // scripts/device-check.sh --prepare, before anything goes to a GPU):
 //   g++ -std=c++20 -O1 -ffp-contract=off -I<cuda>/include -Inative native/cuda/emu/*.cc -o emu_check
-//   ./emu_check [all | attention | composed | rows | elementwise | training | ops | races] [name filter]
-// The filter selects attention and composed shapes by name. "rows" takes the 16-byte
+//   ./emu_check [all | attention | composed | flash | rows | elementwise | training | ops | races] [name filter]
+// The filter selects attention, composed and flash shapes by name. "rows" takes the 16-byte
 // kernels, as on a GPU, unless PERCEIVER_CUDA_VECTOR_KERNELS=0 (then their fallbacks);
 // the attention switches route "attention"'s public entry.
 #include <cstdio>
@@ -18,15 +18,16 @@ using namespace perceiver::emu::check;
 
 int main(int argc, char** argv) {
   const std::string what = argc > 1 ? argv[1] : "all", filter = argc > 2 ? argv[2] : "";
-  if (what != "all" && what != "attention" && what != "composed" && what != "rows" && what != "training" &&
+  if (what != "all" && what != "attention" && what != "composed" && what != "flash" && what != "rows" && what != "training" &&
       what != "ops" && what != "elementwise" && what != "races") {
-    std::fprintf(stderr, "usage: %s [all | attention | composed | rows | elementwise | training | ops | races] [filter]\n",
+    std::fprintf(stderr, "usage: %s [all | attention | composed | flash | rows | elementwise | training | ops | races] [filter]\n",
                  argv[0]);
     return 2;
   }
   if (what == "all" || what == "races") check_races();
   if (what == "all" || what == "attention") check_attention(filter);
   if (what == "all" || what == "composed") check_composed(filter);
+  if (what == "all" || what == "flash") check_flash(filter);
   if (what == "all" || what == "rows") check_rows();
   if (what == "all" || what == "elementwise") check_elementwise();
   if (what == "all" || what == "training") check_training();

@@ -1,0 +1,438 @@
+// The attention gradient as one kernel on tensor cores (FlashAttention-2's backward),
+// for 16-bit heads at the latent self-attention's widths (contract: attention_backward.h).
+// With S = scale Q Kᵀ (masked), L each row's log-sum-exp (the forward's), P = exp(S − L)
+// and dO incoming:
+//   dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ∘ (dP − D) with D = rowsum(dO ∘ O),
+//   dQ = scale dS K,  dK = scale dSᵀ Q,
+// as attention_gemm.cu composes it from products, but without any [Nq, Nk] matrix in
+// global memory: a thread block owns (batch, head, a tile of 16 · kWarps keys), holds
+// that tile's K and V in shared memory and walks the query rows a tile at a time (Q and
+// dO in two cp.async stages). Each warp owns 16 of the keys, and per query tile:
+//   Sᵀ = K_w Qᵀ and dPᵀ = V_w dOᵀ        (mma.sync, the keys as rows: 16 x kBQ each)
+//   Pᵀ = exp2(Sᵀ scale log2 e − L log2 e), dSᵀ = Pᵀ ∘ (dPᵀ − D), in those registers
+//   dV_w += Pᵀ dO,  dK_w += dSᵀ Q            (Pᵀ and dSᵀ fed back as A fragments)
+// so dK and dV stay in registers for the whole walk. dQ needs every key of the tile:
+// the warps put dSᵀ in shared memory, and after a barrier each takes 16-row x 32-column
+// pieces of the query tile's dQ = dS K. Those go to the block's own float32 slot
+// (one per key tile), and a second kernel adds the slots in key order, times scale,
+// into dQ: no floating-point atomics, so the gradient is the same bits on every run,
+// as backward.cu's kernels are. P and dS are rounded to the operands' dtype for the
+// products that take them, as the composed gradient does.
+//
+// Keys past Nk have zero K and V rows (the copies zero-fill them), so their P is
+// harmless: it meets only zeros, and their dK and dV rows are not stored. Query rows
+// past Nq get L = +inf, so P = 0 there.
+#include "attention_backward.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "attention_gemm.h"
+#include "attention_mma.cuh"
+#include "common.cuh"
+
+namespace perceiver::cuda {
+namespace {
+
+using namespace attn;
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+struct FlashParams {
+  const uint16_t* q;
+  const uint16_t* k;
+  const uint16_t* v;
+  const uint16_t* go;  // dO, at out's strides
+  const uint8_t* mask;
+  const float* lse;   // [B, H, Nq]
+  const float* dsum;  // D, [B, H, Nq]
+  float* dq_slots;    // [key tiles][group pairs][Nq][Dqk]
+  uint16_t* gk;       // [B, Nk, H, Dqk]
+  uint16_t* gv;       // [B, Nk, H, Dv]
+  int64_t nq, nk, heads, dqk, dv;
+  int64_t q_sb, q_sn, q_sh, k_sb, k_sn, k_sh, v_sb, v_sn, v_sh, o_sb, o_sn, o_sh, m_sb, m_sq, m_sk;
+  int64_t bh0, pairs, key_tiles;  // this launch's (batch, head) pairs: [bh0, bh0 + pairs)
+  float scale_log2;
+};
+
+// Shared memory: K and V of the key tile, two stages of Q and dO, dSᵀ, and per stage
+// the query rows' L log2 e and D, and the mask's tile.
+constexpr size_t flash_smem_bytes(int dqk, int dv, int bq, int warps) {
+  return (size_t)16 * warps * (dqk + 8 + dv + 8) * 2 + (size_t)2 * bq * (dqk + 8 + dv + 8) * 2 +
+         (size_t)16 * warps * (bq + 8) * 2 + (size_t)2 * 2 * bq * 4 + (size_t)2 * 16 * warps * bq;
+}
+
+template <class T, int kDqk, int kDv, int kBQ, int kWarps>
+__device__ __forceinline__ void flash_backward_body(const FlashParams& p) {
+  constexpr int kThreads = 32 * kWarps, kBK = 16 * kWarps;
+  constexpr int kLdq = kDqk + 8, kLdv = kDv + 8, kLds = kBQ + 8;  // +8: conflict-free ldmatrix rows
+  constexpr int kNS = kBQ / 8;                                     // n8 tiles of Sᵀ per warp
+  constexpr int kNK = kDqk / 8, kNV = kDv / 8;
+  constexpr int kStage = kBQ * (kLdq + kLdv);
+  static_assert(kDqk % 32 == 0 && kDv % 16 == 0 && kBQ % 16 == 0, "tile shapes");
+  PERCEIVER_DYNAMIC_SMEM(smem_raw);
+  uint16_t* const Ks = reinterpret_cast<uint16_t*>(smem_raw);
+  uint16_t* const Vs = Ks + kBK * kLdq;
+  uint16_t* const stages = Vs + kBK * kLdv;
+  uint16_t* const dSs = stages + 2 * kStage;
+  float* const rows_s = reinterpret_cast<float*>(dSs + kBK * kLds);
+  uint8_t* const masks = reinterpret_cast<uint8_t*>(rows_s + 2 * 2 * kBQ);  // two stages, when masked
+
+  const int64_t local = blockIdx.x / p.key_tiles, bh = p.bh0 + local;
+  const int64_t b = bh / p.heads, h = bh % p.heads;
+  const int64_t tile = blockIdx.x % p.key_tiles, j0 = tile * kBK;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int dqk = (int)p.dqk, dv = (int)p.dv;
+  const int kn = (int)(p.nk - j0 < kBK ? p.nk - j0 : kBK);
+  const uint16_t* qg = p.q + b * p.q_sb + h * p.q_sh;
+  const uint16_t* og = p.go + b * p.o_sb + h * p.o_sh;
+  const float* lse = p.lse + bh * p.nq;
+  const float* dsum = p.dsum + bh * p.nq;
+  const int64_t ntiles = (p.nq + kBQ - 1) / kBQ;
+
+  load_tile_fixed<kBK, kDqk, kLdq, kThreads>(Ks, p.k + b * p.k_sb + h * p.k_sh + j0 * p.k_sn, p.k_sn, kn, dqk);
+  load_tile_fixed<kBK, kDv, kLdv, kThreads>(Vs, p.v + b * p.v_sb + h * p.v_sh + j0 * p.v_sn, p.v_sn, kn, dv);
+  auto load_rows = [&](int64_t it) {
+    const int64_t i0 = it * kBQ;
+    const int rows = (int)(p.nq - i0 < kBQ ? p.nq - i0 : kBQ);
+    uint16_t* Qs = stages + (it & 1) * kStage;
+    load_tile_fixed<kBQ, kDqk, kLdq, kThreads>(Qs, qg + i0 * p.q_sn, p.q_sn, rows, dqk);
+    load_tile_fixed<kBQ, kDv, kLdv, kThreads>(Qs + kBQ * kLdq, og + i0 * p.o_sn, p.o_sn, rows, dv);
+    float* rs = rows_s + (it & 1) * 2 * kBQ;
+    for (int r = threadIdx.x; r < kBQ; r += kThreads) {
+      rs[r] = r < rows ? lse[i0 + r] * kLog2e : INFINITY;  // +inf: P = 0
+      rs[kBQ + r] = r < rows ? dsum[i0 + r] : 0.f;
+    }
+    // The mask's [kBK keys][kBQ queries] here, so that the elementwise step indexes
+    // shared memory instead of computing 64-bit addresses per element; 0 past the
+    // real keys and rows.
+    if (p.mask) {
+      uint8_t* m = masks + (it & 1) * kBK * kBQ;
+      const uint8_t* mg = p.mask + b * p.m_sb + i0 * p.m_sq + j0 * p.m_sk;
+      for (int e = threadIdx.x; e < kBK * kBQ; e += kThreads) {
+        const int key = e % kBK, q = e / kBK;  // consecutive threads: consecutive keys
+        m[key * kBQ + q] = key < kn && q < rows ? mg[q * p.m_sq + key * p.m_sk] : 0;
+      }
+    }
+  };
+  load_rows(0);
+  cp_async_commit();
+
+  float dk[kNK][4], dva[kNV][4];
+#pragma unroll
+  for (int n = 0; n < kNK; n++) dk[n][0] = dk[n][1] = dk[n][2] = dk[n][3] = 0.f;
+#pragma unroll
+  for (int n = 0; n < kNV; n++) dva[n][0] = dva[n][1] = dva[n][2] = dva[n][3] = 0.f;
+
+  // ldmatrix addresses. A from row-major [m][k] (the warp's K and V rows); B from
+  // [n][k] (Q and dO as Qᵀ and dOᵀ); B transposed from [k][n] (Q, dO and K as they are);
+  // A transposed from [k][m] (dSᵀ stored as keys x queries, read as dS).
+  const int ka_off = (warp * 16 + (lane & 15)) * kLdq + (lane >> 4) * 8;
+  const int va_off = (warp * 16 + (lane & 15)) * kLdv + (lane >> 4) * 8;
+  const int qb_off = ((lane & 7) + (lane >> 4) * 8) * kLdq + ((lane >> 3) & 1) * 8;
+  const int ob_off = ((lane & 7) + (lane >> 4) * 8) * kLdv + ((lane >> 3) & 1) * 8;
+  const int qt_off = ((lane & 7) + ((lane >> 3) & 1) * 8) * kLdq + (lane >> 4) * 8;
+  const int ot_off = ((lane & 7) + ((lane >> 3) & 1) * 8) * kLdv + (lane >> 4) * 8;
+  const int sa_off = ((lane & 7) + (lane >> 4) * 8) * kLds + ((lane >> 3) & 1) * 8;
+  float* const slot = p.dq_slots + (tile * p.pairs + local) * p.nq * p.dqk;
+
+  // One barrier at the top of each query tile (its stage landed; the other stage, and
+  // dSᵀ, were last read before it) and one before dQ (dSᵀ complete).
+  for (int64_t it = 0; it < ntiles; it++) {
+    const int64_t i0 = it * kBQ;
+    cp_async_wait<0>();
+    __syncthreads();
+    const uint16_t* Qs = stages + (it & 1) * kStage;
+    const uint16_t* Os = Qs + kBQ * kLdq;
+    const float* rs = rows_s + (it & 1) * 2 * kBQ;
+    const uint8_t* ms = masks + (it & 1) * kBK * kBQ;
+
+    float s[kNS][4], dp[kNS][4];
+#pragma unroll
+    for (int n = 0; n < kNS; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.f;
+#pragma unroll
+    for (int kc = 0; kc < kDqk / 16; kc++) {
+      uint32_t a[4];
+      ldmatrix_x4(a, Ks + ka_off + kc * 16);
+#pragma unroll
+      for (int n = 0; n < kBQ / 16; n++) {
+        uint32_t bb[4];
+        ldmatrix_x4(bb, Qs + qb_off + n * 16 * kLdq + kc * 16);
+        mma_16816<T>(s[2 * n], a, bb[0], bb[1]);
+        mma_16816<T>(s[2 * n + 1], a, bb[2], bb[3]);
+      }
+    }
+#pragma unroll
+    for (int kc = 0; kc < kDv / 16; kc++) {
+      uint32_t a[4];
+      ldmatrix_x4(a, Vs + va_off + kc * 16);
+#pragma unroll
+      for (int n = 0; n < kBQ / 16; n++) {
+        uint32_t bb[4];
+        ldmatrix_x4(bb, Os + ob_off + n * 16 * kLdv + kc * 16);
+        mma_16816<T>(dp[2 * n], a, bb[0], bb[1]);
+        mma_16816<T>(dp[2 * n + 1], a, bb[2], bb[3]);
+      }
+    }
+    if (it + 1 < ntiles) {
+      load_rows(it + 1);
+      cp_async_commit();
+    }
+
+    // This thread's elements: keys j0 + 16 warp + g (+ 8 for e >= 2), query columns
+    // 8n + 2t (+ 1 for odd e) of the tile.
+#pragma unroll
+    for (int n = 0; n < kNS; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int c = n * 8 + 2 * t + (e & 1);
+        float pr = exp2_ftz(s[n][e] * p.scale_log2 - rs[c]);
+        if (p.mask && !ms[(warp * 16 + g + 8 * (e >> 1)) * kBQ + c]) pr = 0.f;
+        s[n][e] = pr;
+        dp[n][e] = pr * (dp[n][e] - rs[kBQ + c]);
+      }
+
+#pragma unroll
+    for (int kk = 0; kk < kBQ / 16; kk++) {
+      const uint32_t pa[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
+                              pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                              pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      const uint32_t da[4] = {pack2<T>(dp[2 * kk][0], dp[2 * kk][1]), pack2<T>(dp[2 * kk][2], dp[2 * kk][3]),
+                              pack2<T>(dp[2 * kk + 1][0], dp[2 * kk + 1][1]),
+                              pack2<T>(dp[2 * kk + 1][2], dp[2 * kk + 1][3])};
+#pragma unroll
+      for (int n = 0; n < kNV / 2; n++) {
+        uint32_t bb[4];
+        ldmatrix_x4_trans(bb, Os + ot_off + kk * 16 * kLdv + n * 16);
+        mma_16816<T>(dva[2 * n], pa, bb[0], bb[1]);
+        mma_16816<T>(dva[2 * n + 1], pa, bb[2], bb[3]);
+      }
+#pragma unroll
+      for (int n = 0; n < kNK / 2; n++) {
+        uint32_t bb[4];
+        ldmatrix_x4_trans(bb, Qs + qt_off + kk * 16 * kLdq + n * 16);
+        mma_16816<T>(dk[2 * n], da, bb[0], bb[1]);
+        mma_16816<T>(dk[2 * n + 1], da, bb[2], bb[3]);
+      }
+      // dSᵀ's two rows of this thread, for dQ.
+      uint16_t* ds_row = dSs + (warp * 16 + g) * kLds + kk * 16 + 2 * t;
+      *reinterpret_cast<uint32_t*>(ds_row) = da[0];
+      *reinterpret_cast<uint32_t*>(ds_row + 8 * kLds) = da[1];
+      *reinterpret_cast<uint32_t*>(ds_row + 8) = da[2];
+      *reinterpret_cast<uint32_t*>(ds_row + 8 * kLds + 8) = da[3];
+    }
+    __syncthreads();
+
+    // dQ of the query tile from this key tile: (kBQ / 16) x (kDqk / 32) pieces over the
+    // warps, each through kBK / 16 k16 steps.
+    constexpr int kPiecesR = kBQ / 16, kPieces = kPiecesR * (kDqk / 32);
+#pragma unroll
+    for (int u = warp; u < kPieces; u += kWarps) {
+      const int rt = u % kPiecesR, cc = u / kPiecesR;
+      float acc[4][4];
+#pragma unroll
+      for (int n = 0; n < 4; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < kBK / 16; kk++) {
+        uint32_t a[4];
+        ldmatrix_x4_trans(a, dSs + sa_off + kk * 16 * kLds + rt * 16);
+#pragma unroll
+        for (int n2 = 0; n2 < 2; n2++) {
+          uint32_t bb[4];
+          ldmatrix_x4_trans(bb, Ks + qt_off + kk * 16 * kLdq + cc * 32 + n2 * 16);
+          mma_16816<T>(acc[2 * n2], a, bb[0], bb[1]);
+          mma_16816<T>(acc[2 * n2 + 1], a, bb[2], bb[3]);
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        const int64_t q = i0 + rt * 16 + g + 8 * r;
+        if (q >= p.nq) continue;
+        float* dst = slot + q * p.dqk;
+#pragma unroll
+        for (int n = 0; n < 4; n++) {
+          const int c = cc * 32 + n * 8 + 2 * t;  // dqk is a multiple of 8: c + 1 < dqk with c
+          if (c < dqk) *reinterpret_cast<float2*>(dst + c) = make_float2(acc[n][2 * r], acc[n][2 * r + 1]);
+        }
+      }
+    }
+  }
+
+  // dK (times scale) and dV of this warp's keys.
+  const float scale = p.scale_log2 / kLog2e;
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int64_t key = j0 + warp * 16 + g + 8 * r;
+    if (key >= p.nk) continue;
+    uint16_t* kd = p.gk + ((b * p.nk + key) * p.heads + h) * p.dqk;
+    uint16_t* vd = p.gv + ((b * p.nk + key) * p.heads + h) * p.dv;
+#pragma unroll
+    for (int n = 0; n < kNK; n++) {
+      const int c = n * 8 + 2 * t;
+      if (c < dqk) *reinterpret_cast<uint32_t*>(kd + c) = pack2<T>(dk[n][2 * r] * scale, dk[n][2 * r + 1] * scale);
+    }
+#pragma unroll
+    for (int n = 0; n < kNV; n++) {
+      const int c = n * 8 + 2 * t;
+      if (c < dv) *reinterpret_cast<uint32_t*>(vd + c) = pack2<T>(dva[n][2 * r], dva[n][2 * r + 1]);
+    }
+  }
+}
+
+template <class T, int kDqk, int kDv, int kBQ, int kWarps>
+__global__ void __launch_bounds__(32 * kWarps) flash_backward_kernel(FlashParams p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  // cp.async and bf16 mma need sm_80; the host never launches it below.
+  __trap();
+#else
+  flash_backward_body<T, kDqk, kDv, kBQ, kWarps>(p);
+#endif
+}
+
+// dQ[b, i, h, :] = scale · (the key tiles' slots added in key order), for the pairs
+// [bh0, bh0 + pairs).
+template <class T>
+__global__ void flash_dq_kernel(const float* slots, T* gq, int64_t bh0, int64_t pairs, int64_t key_tiles,
+                                int64_t heads, int64_t nq, int64_t dqk, float scale) {
+  const int64_t per_slot = pairs * nq * dqk;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < per_slot;
+       e += (int64_t)gridDim.x * blockDim.x) {
+    float s = 0.f;
+    for (int64_t tile = 0; tile < key_tiles; tile++) s += slots[tile * per_slot + e];
+    const int64_t c = e % dqk, i = (e / dqk) % nq, bh = bh0 + e / (dqk * nq);
+    const int64_t b = bh / heads, h = bh % heads;
+    gq[((b * nq + i) * heads + h) * dqk + c] = from_f<T>(s * scale);
+  }
+}
+
+struct FlashTier {
+  int dqk, dv, bq, warps;
+};
+// The latent self-attention's head widths: 32 (flow, multimodal), 64, 128 (ImageNet),
+// and the language model's 32 x 160.
+constexpr FlashTier kFlashBackwardTiers[] = {{32, 32, 64, 4}, {64, 64, 64, 4}, {128, 128, 32, 4}, {32, 160, 32, 4}};
+constexpr int kFlashTierCount = sizeof(kFlashBackwardTiers) / sizeof(kFlashBackwardTiers[0]);
+
+// The narrowest tier that holds both widths (the real ones pad to it), or -1.
+int flash_tier(int64_t dqk, int64_t dv) {
+  int best = -1;
+  for (int i = 0; i < kFlashTierCount; i++) {
+    const FlashTier& t = kFlashBackwardTiers[i];
+    if (dqk <= t.dqk && dv <= t.dv && (best < 0 || t.dqk + t.dv < kFlashBackwardTiers[best].dqk + kFlashBackwardTiers[best].dv))
+      best = i;
+  }
+  return best;
+}
+
+bool rows16(const void* p, int64_t sb, int64_t sn, int64_t sh, int64_t d) {
+  return aligned16(p) && sb % 8 == 0 && sn % 8 == 0 && sh % 8 == 0 && d % 8 == 0;
+}
+
+int64_t key_tiles_of(const AttentionArgs& a) {
+  const FlashTier& t = kFlashBackwardTiers[flash_tier(a.dqk, a.dv)];
+  return (a.nk + 16 * t.warps - 1) / (16 * t.warps);
+}
+
+// (batch, head) pairs per launch: as many as dQ's slots hold within slot_bytes.
+int64_t pairs_per_launch(const AttentionArgs& a, size_t slot_bytes) {
+  const size_t per_pair = (size_t)key_tiles_of(a) * a.nq * a.dqk * 4;
+  return std::max<int64_t>(1, std::min<int64_t>(a.batch * a.heads, (int64_t)(slot_bytes / std::max<size_t>(per_pair, 1))));
+}
+
+template <class T, int kDqk, int kDv, int kBQ, int kWarps>
+cudaError_t launch_tier(const FlashParams& p, cudaStream_t st) {
+  constexpr size_t smem = flash_smem_bytes(kDqk, kDv, kBQ, kWarps);
+  auto kernel = flash_backward_kernel<T, kDqk, kDv, kBQ, kWarps>;
+  if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)) return e;
+  PERCEIVER_LAUNCH((unsigned)(p.pairs * p.key_tiles), 32 * kWarps, smem, st, kernel)(p);
+  return cudaGetLastError();
+}
+
+// One launch's pairs: the kernel of the tier, then dQ from its slots.
+template <class T>
+cudaError_t launch(const AttentionBackwardArgs& g, const FlashParams& p, int tier, const float* slots, cudaStream_t st) {
+  cudaError_t err;
+  switch (tier) {
+    case 0: err = launch_tier<T, 32, 32, 64, 4>(p, st); break;
+    case 1: err = launch_tier<T, 64, 64, 64, 4>(p, st); break;
+    case 2: err = launch_tier<T, 128, 128, 32, 4>(p, st); break;
+    default: err = launch_tier<T, 32, 160, 32, 4>(p, st); break;
+  }
+  if (err != cudaSuccess) return err;
+  const AttentionArgs& a = g.a;
+  PERCEIVER_LAUNCH(grid_for(p.pairs * a.nq * a.dqk), kThreads, 0, st, flash_dq_kernel<T>)(
+      slots, static_cast<T*>((void*)g.gq), p.bh0, p.pairs, p.key_tiles, a.heads, a.nq, a.dqk, a.scale);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool flash_backward_widths(DType dtype, int64_t dqk, int64_t dv, int cc, int smem_optin) {
+  if (cc < 80 || (dtype != DType::BFloat16 && dtype != DType::Float16)) return false;
+  if (dqk <= 0 || dv <= 0 || dqk % 8 != 0 || dv % 8 != 0) return false;
+  const int tier = flash_tier(dqk, dv);
+  if (tier < 0) return false;
+  const FlashTier& t = kFlashBackwardTiers[tier];
+  return flash_smem_bytes(t.dqk, t.dv, t.bq, t.warps) <= (size_t)smem_optin;
+}
+
+bool flash_backward_serves(const AttentionBackwardArgs& g, int cc, int smem_optin) {
+  const AttentionArgs& a = g.a;
+  if (!flash_backward_widths(a.dtype, a.dqk, a.dv, cc, smem_optin) || a.dropout_scale != 0.f) return false;
+  if (a.batch * a.heads == 0 || a.nq == 0 || a.nk == 0) return false;
+  // Grid: key tiles times a launch's pairs in one dimension.
+  if ((double)key_tiles_of(a) * (double)pairs_per_launch(a, kFlashSlotBytes) > 2147483647.0) return false;
+  return rows16(a.q, a.q_sb, a.q_sn, a.q_sh, a.dqk) && rows16(a.k, a.k_sb, a.k_sn, a.k_sh, a.dqk) &&
+         rows16(a.v, a.v_sb, a.v_sn, a.v_sh, a.dv) && rows16(g.gout, a.o_sb, a.o_sn, a.o_sh, a.dv);
+}
+
+size_t flash_backward_workspace_bytes(const AttentionArgs& a, size_t slot_bytes) {
+  const size_t rows = (size_t)(a.batch * a.heads * a.nq);
+  return (rows * 4 + 255) / 256 * 256 + (size_t)key_tiles_of(a) * pairs_per_launch(a, slot_bytes) * a.nq * a.dqk * 4;
+}
+
+cudaError_t flash_attention_backward(const AttentionBackwardArgs& g, const float* lse, void* workspace,
+                                     cudaStream_t st, size_t slot_bytes) {
+  const AttentionArgs& a = g.a;
+  const size_t rows = (size_t)(a.batch * a.heads * a.nq);
+  float* dsum = static_cast<float*>(workspace);
+  float* slots = reinterpret_cast<float*>(static_cast<char*>(workspace) + (rows * 4 + 255) / 256 * 256);
+  attention_row_dots(g, dsum, st);
+  const int tier = flash_tier(a.dqk, a.dv);
+  const FlashTier& ft = kFlashBackwardTiers[tier];
+  FlashParams p{};
+  p.q = static_cast<const uint16_t*>((const void*)a.q);
+  p.k = static_cast<const uint16_t*>((const void*)a.k);
+  p.v = static_cast<const uint16_t*>((const void*)a.v);
+  p.go = static_cast<const uint16_t*>((const void*)g.gout);
+  p.mask = a.mask;
+  p.lse = lse;
+  p.dsum = dsum;
+  p.dq_slots = slots;
+  p.gk = reinterpret_cast<uint16_t*>(g.gk);
+  p.gv = reinterpret_cast<uint16_t*>(g.gv);
+  p.nq = a.nq, p.nk = a.nk, p.heads = a.heads, p.dqk = a.dqk, p.dv = a.dv;
+  p.q_sb = a.q_sb, p.q_sn = a.q_sn, p.q_sh = a.q_sh;
+  p.k_sb = a.k_sb, p.k_sn = a.k_sn, p.k_sh = a.k_sh;
+  p.v_sb = a.v_sb, p.v_sn = a.v_sn, p.v_sh = a.v_sh;
+  p.o_sb = a.o_sb, p.o_sn = a.o_sn, p.o_sh = a.o_sh;
+  p.m_sb = a.m_sb, p.m_sq = a.m_sq, p.m_sk = a.m_sk;
+  p.key_tiles = (a.nk + 16 * ft.warps - 1) / (16 * ft.warps);
+  p.scale_log2 = a.scale * kLog2e;
+  const int64_t total = a.batch * a.heads, per = pairs_per_launch(a, slot_bytes);
+  cudaError_t err = cudaSuccess;
+  for (int64_t bh0 = 0; bh0 < total && err == cudaSuccess; bh0 += per) {
+    p.bh0 = bh0;
+    p.pairs = std::min(per, total - bh0);
+    err = a.dtype == DType::BFloat16 ? launch<__nv_bfloat16>(g, p, tier, slots, st) : launch<__half>(g, p, tier, slots, st);
+  }
+  return err;
+}
+
+}  // namespace perceiver::cuda

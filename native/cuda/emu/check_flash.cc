@@ -1,0 +1,136 @@
+// attention_backward.cu's flash gradient on the emulation, against the double-precision
+// gradient of attention_problem.h: every tier, ragged key and query tiles, padded
+// widths, masks with a wholly masked row, dQ's slots in one launch and in one launch
+// per (batch, head) pair, and the row statistics both from the reference and from
+// attention_gemm.cu's pass; then which calls flash_backward_serves turns away. A
+// shared-memory race fails a check whatever the numbers.
+#include <string>
+
+#include "emu.h"  // first: the kernel headers below take its emulation
+#include "../attention_backward.h"
+#include "../attention_gemm.h"
+#include "attention_problem.h"
+#include "check.h"
+
+namespace perceiver::emu::check {
+
+namespace {
+
+constexpr int kCc = 90, kSmemOptin = 227 * 1024;  // host.cc's H100
+
+struct FlashCase {
+  const char* name;
+  AttentionShape s;  // with a mask, batch row 0's query 3 has every key masked too
+};
+
+void check_case(const FlashCase& c, DType dt) {
+  namespace pc = perceiver::cuda;
+  const AttentionShape& s = c.s;
+  AttentionProblem pr(s, dt, 1234, true);
+  if (s.mask)
+    for (int64_t j = 0; j < s.nk; j++) pr.mask[3 * s.nk + j] = 0;
+  AttentionArgs& a = pr.a;
+  const AttentionProblem::Reference ref = pr.reference();
+  // The forward's out as stored in the dtype, as the gradient reads it.
+  for (size_t i = 0; i < ref.o.size(); i++) store(pr.out.data(), dt, (int64_t)i, (float)ref.o[i]);
+  const AttentionProblem::Gradient w = pr.gradient(ref);
+  const int64_t rows = s.B * s.H * s.nq;
+  std::vector<float> lse_ref(rows + 1), lse_pass(rows + 1);
+  for (int64_t r = 0; r < rows; r++) lse_ref[r] = (float)ref.lse[r];
+  perceiver::cuda::GemmContext ctx{};
+  pc::DeviceAllocator alloc(0);
+  pc::attention_row_lse(ctx, alloc, a, lse_pass.data(), nullptr);
+
+  const bool serves = pc::flash_backward_serves({a, pr.gout.data()}, kCc, kSmemOptin);
+  g_checks++;
+  if (!serves) g_failures++;
+  std::printf("%s flash %-10s %-8s %s taken\n", serves ? "PASS" : "FAIL", c.name, dtype_name(dt), s.label().c_str());
+  if (!serves) return;
+
+  const double tol = dt == DType::BFloat16 ? 2e-2 : 4e-3;
+  std::vector<float> gq(w.q.size() + 1), gk(w.k.size() + 1), gv(w.v.size() + 1);
+  auto got = [&](const std::vector<float>& t, size_t n) {
+    std::vector<double> r(n);
+    for (size_t i = 0; i < n; i++) r[i] = pr.at(t, (int64_t)i);
+    return r;
+  };
+  struct Pass {
+    const char* what;
+    const float* lse;
+    size_t slot_bytes;
+  };
+  for (const Pass& ps : {Pass{"reference lse", lse_ref.data(), pc::kFlashSlotBytes},
+                         Pass{"pass's lse   ", lse_pass.data(), pc::kFlashSlotBytes},
+                         Pass{"pair by pair ", lse_ref.data(), 1}}) {
+    for (auto* t : {&gq, &gk, &gv})
+      for (size_t i = 0; i < t->size(); i++) store(t->data(), dt, (int64_t)i, NAN);
+    std::vector<float> ws(pc::flash_backward_workspace_bytes(a, ps.slot_bytes) / 4 + 1, NAN);
+    perceiver::AttentionBackwardArgs g{a, pr.gout.data(), gq.data(), gk.data(), gv.data()};
+    const long races_before = perceiver::emu::g_races;
+    const cudaError_t e = pc::flash_attention_backward(g, ps.lse, ws.data(), nullptr, ps.slot_bytes);
+    const long races = perceiver::emu::g_races - races_before;
+    const double wq = worst_of(w.q, got(gq, w.q.size())), wk = worst_of(w.k, got(gk, w.k.size())),
+                 wv = worst_of(w.v, got(gv, w.v.size()));
+    const bool ok = e == cudaSuccess && races == 0 && wq <= tol && wk <= tol && wv <= tol;
+    g_checks++;
+    if (!ok) g_failures++;
+    std::printf("%s flash %-10s %-8s %s %s worst: dq %.1e dk %.1e dv %.1e (tol %.0e)%s\n", ok ? "PASS" : "FAIL", c.name,
+                dtype_name(dt), s.label().c_str(), ps.what, wq, wk, wv, tol, e == cudaSuccess ? "" : " launch failed");
+    if (races > 0) {
+      std::printf("  %ld shared-memory race(s); the first: %s\n", races, perceiver::emu::g_first_race.c_str());
+      perceiver::emu::g_races = 0;
+    }
+  }
+}
+
+// Calls the flash gradient must leave to the products.
+void check_refusals() {
+  namespace pc = perceiver::cuda;
+  struct Refusal {
+    const char* why;
+    AttentionShape s;
+    DType dt;
+    int cc;
+    bool dropout;
+  };
+  const Refusal cases[] = {
+      {"float32", {1, 2, 16, 16, 32, 32, false, false}, DType::Float32, kCc, false},
+      {"sm_75", {1, 2, 16, 16, 32, 32, false, false}, DType::Float16, 75, false},
+      {"dropout", {1, 2, 16, 16, 32, 32, false, false}, DType::BFloat16, kCc, true},
+      {"unaligned rows", {1, 2, 16, 16, 32, 32, true, false}, DType::BFloat16, kCc, false},
+      {"width 36", {1, 2, 16, 16, 36, 36, false, false}, DType::BFloat16, kCc, false},
+      {"dv past 160", {1, 2, 16, 16, 32, 168, false, false}, DType::BFloat16, kCc, false},
+      {"dqk 40, dv 160", {1, 2, 16, 16, 40, 160, false, false}, DType::BFloat16, kCc, false},
+      {"no keys", {1, 2, 16, 0, 32, 32, false, false}, DType::BFloat16, kCc, false},
+  };
+  for (const Refusal& r : cases) {
+    AttentionProblem pr(r.s, r.dt, 7, true);
+    if (r.dropout) pr.a.dropout_seed = 1, pr.a.dropout_keep_below = 0.9f, pr.a.dropout_scale = 1.f / 0.9f;
+    const bool serves = pc::flash_backward_serves({pr.a, pr.gout.data()}, r.cc, kSmemOptin);
+    g_checks++;
+    if (serves) g_failures++;
+    std::printf("%s flash refuses %-16s %s\n", serves ? "FAIL" : "PASS", r.why, r.s.label().c_str());
+  }
+}
+
+}  // namespace
+
+void check_flash(const std::string& filter) {
+  const FlashCase cases[] = {
+      // name, {B, H, Nq, Nk, Dqk, Dv, odd stride, mask}
+      {"w32-mask", {2, 3, 100, 150, 32, 32, false, true}},  // ragged query and key tiles
+      {"w64", {1, 2, 70, 130, 64, 64, false, false}},
+      {"w64-pad", {2, 1, 33, 90, 56, 48, false, true}},  // widths padded to the tier's
+      {"w128-mask", {1, 2, 45, 70, 128, 128, false, true}},
+      {"w128-pad", {1, 1, 20, 64, 120, 128, false, false}},
+      {"lm", {2, 2, 40, 70, 32, 160, false, false}},  // the language model's 32 x 160
+      {"lm-pad", {1, 2, 17, 33, 24, 136, false, true}},
+  };
+  for (const FlashCase& c : cases) {
+    if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
+    for (DType dt : {DType::BFloat16, DType::Float16}) check_case(c, dt);
+  }
+  if (filter.empty() || std::string("refusals").find(filter) != std::string::npos) check_refusals();
+}
+
+}  // namespace perceiver::emu::check
