@@ -311,15 +311,17 @@ __global__ void flash_dq_kernel(const float* slots, T* gq, int64_t bh0, int64_t 
   }
 }
 
+// A width class: head widths (the real ones pad to them) and query rows per tile.
 struct FlashTier {
-  int dqk, dv, bq, warps;
+  int dqk, dv, bq;
 };
 // The latent self-attention's head widths: 32 (flow, multimodal), 64, 128 (ImageNet),
-// and the language model's 32 x 160.
-constexpr FlashTier kFlashBackwardTiers[] = {{32, 32, 64, 4}, {64, 64, 64, 4}, {128, 128, 32, 4}, {32, 160, 32, 4}};
+// and the language model's 32 x 160. Each runs with 4 or 8 warps per block (64 or 128
+// keys), as the caller asks.
+constexpr FlashTier kFlashBackwardTiers[] = {{32, 32, 64}, {64, 64, 64}, {128, 128, 32}, {32, 160, 32}};
 constexpr int kFlashTierCount = sizeof(kFlashBackwardTiers) / sizeof(kFlashBackwardTiers[0]);
 
-// The narrowest tier that holds both widths (the real ones pad to it), or -1.
+// The narrowest tier that holds both widths, or -1.
 int flash_tier(int64_t dqk, int64_t dv) {
   int best = -1;
   for (int i = 0; i < kFlashTierCount; i++) {
@@ -334,14 +336,11 @@ bool rows16(const void* p, int64_t sb, int64_t sn, int64_t sh, int64_t d) {
   return aligned16(p) && sb % 8 == 0 && sn % 8 == 0 && sh % 8 == 0 && d % 8 == 0;
 }
 
-int64_t key_tiles_of(const AttentionArgs& a) {
-  const FlashTier& t = kFlashBackwardTiers[flash_tier(a.dqk, a.dv)];
-  return (a.nk + 16 * t.warps - 1) / (16 * t.warps);
-}
+int64_t key_tiles_of(const AttentionArgs& a, int warps) { return (a.nk + 16 * warps - 1) / (16 * warps); }
 
 // (batch, head) pairs per launch: as many as dQ's slots hold within slot_bytes.
-int64_t pairs_per_launch(const AttentionArgs& a, size_t slot_bytes) {
-  const size_t per_pair = (size_t)key_tiles_of(a) * a.nq * a.dqk * 4;
+int64_t pairs_per_launch(const AttentionArgs& a, int warps, size_t slot_bytes) {
+  const size_t per_pair = (size_t)key_tiles_of(a, warps) * a.nq * a.dqk * 4;
   return std::max<int64_t>(1, std::min<int64_t>(a.batch * a.heads, (int64_t)(slot_bytes / std::max<size_t>(per_pair, 1))));
 }
 
@@ -354,16 +353,21 @@ cudaError_t launch_tier(const FlashParams& p, cudaStream_t st) {
   return cudaGetLastError();
 }
 
+template <class T, int kWarps>
+cudaError_t launch_warps(const FlashParams& p, int tier, cudaStream_t st) {
+  switch (tier) {  // kFlashBackwardTiers' order
+    case 0: return launch_tier<T, 32, 32, 64, kWarps>(p, st);
+    case 1: return launch_tier<T, 64, 64, 64, kWarps>(p, st);
+    case 2: return launch_tier<T, 128, 128, 32, kWarps>(p, st);
+    default: return launch_tier<T, 32, 160, 32, kWarps>(p, st);
+  }
+}
+
 // One launch's pairs: the kernel of the tier, then dQ from its slots.
 template <class T>
-cudaError_t launch(const AttentionBackwardArgs& g, const FlashParams& p, int tier, const float* slots, cudaStream_t st) {
-  cudaError_t err;
-  switch (tier) {
-    case 0: err = launch_tier<T, 32, 32, 64, 4>(p, st); break;
-    case 1: err = launch_tier<T, 64, 64, 64, 4>(p, st); break;
-    case 2: err = launch_tier<T, 128, 128, 32, 4>(p, st); break;
-    default: err = launch_tier<T, 32, 160, 32, 4>(p, st); break;
-  }
+cudaError_t launch(const AttentionBackwardArgs& g, const FlashParams& p, int tier, int warps, const float* slots,
+                   cudaStream_t st) {
+  const cudaError_t err = warps == 8 ? launch_warps<T, 8>(p, tier, st) : launch_warps<T, 4>(p, tier, st);
   if (err != cudaSuccess) return err;
   const AttentionArgs& a = g.a;
   PERCEIVER_LAUNCH(grid_for(p.pairs * a.nq * a.dqk), kThreads, 0, st, flash_dq_kernel<T>)(
@@ -373,39 +377,38 @@ cudaError_t launch(const AttentionBackwardArgs& g, const FlashParams& p, int tie
 
 }  // namespace
 
-bool flash_backward_widths(DType dtype, int64_t dqk, int64_t dv, int cc, int smem_optin) {
-  if (cc < 80 || (dtype != DType::BFloat16 && dtype != DType::Float16)) return false;
+bool flash_backward_widths(DType dtype, int64_t dqk, int64_t dv, int cc, int smem_optin, int warps) {
+  if (cc < 80 || (dtype != DType::BFloat16 && dtype != DType::Float16) || (warps != 4 && warps != 8)) return false;
   if (dqk <= 0 || dv <= 0 || dqk % 8 != 0 || dv % 8 != 0) return false;
   const int tier = flash_tier(dqk, dv);
   if (tier < 0) return false;
   const FlashTier& t = kFlashBackwardTiers[tier];
-  return flash_smem_bytes(t.dqk, t.dv, t.bq, t.warps) <= (size_t)smem_optin;
+  return flash_smem_bytes(t.dqk, t.dv, t.bq, warps) <= (size_t)smem_optin;
 }
 
-bool flash_backward_serves(const AttentionBackwardArgs& g, int cc, int smem_optin) {
+bool flash_backward_serves(const AttentionBackwardArgs& g, int cc, int smem_optin, int warps) {
   const AttentionArgs& a = g.a;
-  if (!flash_backward_widths(a.dtype, a.dqk, a.dv, cc, smem_optin) || a.dropout_scale != 0.f) return false;
+  if (!flash_backward_widths(a.dtype, a.dqk, a.dv, cc, smem_optin, warps) || a.dropout_scale != 0.f) return false;
   if (a.batch * a.heads == 0 || a.nq == 0 || a.nk == 0) return false;
   // Grid: key tiles times a launch's pairs in one dimension.
-  if ((double)key_tiles_of(a) * (double)pairs_per_launch(a, kFlashSlotBytes) > 2147483647.0) return false;
+  if ((double)key_tiles_of(a, warps) * (double)pairs_per_launch(a, warps, kFlashSlotBytes) > 2147483647.0) return false;
   return rows16(a.q, a.q_sb, a.q_sn, a.q_sh, a.dqk) && rows16(a.k, a.k_sb, a.k_sn, a.k_sh, a.dqk) &&
          rows16(a.v, a.v_sb, a.v_sn, a.v_sh, a.dv) && rows16(g.gout, a.o_sb, a.o_sn, a.o_sh, a.dv);
 }
 
-size_t flash_backward_workspace_bytes(const AttentionArgs& a, size_t slot_bytes) {
+size_t flash_backward_workspace_bytes(const AttentionArgs& a, int warps, size_t slot_bytes) {
   const size_t rows = (size_t)(a.batch * a.heads * a.nq);
-  return (rows * 4 + 255) / 256 * 256 + (size_t)key_tiles_of(a) * pairs_per_launch(a, slot_bytes) * a.nq * a.dqk * 4;
+  return (rows * 4 + 255) / 256 * 256 + (size_t)key_tiles_of(a, warps) * pairs_per_launch(a, warps, slot_bytes) * a.nq * a.dqk * 4;
 }
 
 cudaError_t flash_attention_backward(const AttentionBackwardArgs& g, const float* lse, void* workspace,
-                                     cudaStream_t st, size_t slot_bytes) {
+                                     cudaStream_t st, int warps, size_t slot_bytes) {
   const AttentionArgs& a = g.a;
   const size_t rows = (size_t)(a.batch * a.heads * a.nq);
   float* dsum = static_cast<float*>(workspace);
   float* slots = reinterpret_cast<float*>(static_cast<char*>(workspace) + (rows * 4 + 255) / 256 * 256);
   attention_row_dots(g, dsum, st);
   const int tier = flash_tier(a.dqk, a.dv);
-  const FlashTier& ft = kFlashBackwardTiers[tier];
   FlashParams p{};
   p.q = static_cast<const uint16_t*>((const void*)a.q);
   p.k = static_cast<const uint16_t*>((const void*)a.k);
@@ -423,14 +426,15 @@ cudaError_t flash_attention_backward(const AttentionBackwardArgs& g, const float
   p.v_sb = a.v_sb, p.v_sn = a.v_sn, p.v_sh = a.v_sh;
   p.o_sb = a.o_sb, p.o_sn = a.o_sn, p.o_sh = a.o_sh;
   p.m_sb = a.m_sb, p.m_sq = a.m_sq, p.m_sk = a.m_sk;
-  p.key_tiles = (a.nk + 16 * ft.warps - 1) / (16 * ft.warps);
+  p.key_tiles = key_tiles_of(a, warps);
   p.scale_log2 = a.scale * kLog2e;
-  const int64_t total = a.batch * a.heads, per = pairs_per_launch(a, slot_bytes);
+  const int64_t total = a.batch * a.heads, per = pairs_per_launch(a, warps, slot_bytes);
   cudaError_t err = cudaSuccess;
   for (int64_t bh0 = 0; bh0 < total && err == cudaSuccess; bh0 += per) {
     p.bh0 = bh0;
     p.pairs = std::min(per, total - bh0);
-    err = a.dtype == DType::BFloat16 ? launch<__nv_bfloat16>(g, p, tier, slots, st) : launch<__half>(g, p, tier, slots, st);
+    err = a.dtype == DType::BFloat16 ? launch<__nv_bfloat16>(g, p, tier, warps, slots, st)
+                                     : launch<__half>(g, p, tier, warps, slots, st);
   }
   return err;
 }

@@ -1,7 +1,7 @@
 // The attention gradient in one fused kernel on tensor cores (attention_backward.cu),
 // FlashAttention-2's backward: for 16-bit heads of the latent self-attention's widths,
 // in place of attention_gemm.cu's products. A candidate, off by default:
-// PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=1.
+// PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=1 (=8: blocks of 8 warps instead of 4).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -11,25 +11,29 @@
 
 namespace perceiver::cuda {
 
+// warps: 4 or 8 per block (tiles of 64 or 128 keys). The backend takes
+// PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD's choice (=1: 4, =8: 8); the harness times both.
+//
 // Whether flash_attention_backward takes 16-bit heads of these widths on a device of
 // compute capability cc with smem_optin bytes of shared memory per block: bfloat16 or
 // float16 on sm_80+, widths that are multiples of 8 within one of its tiers
 // (kFlashBackwardTiers). flash_backward_serves: and this call, which also needs no
 // dropout, keys, and Q, K, V and the gradient of out in 16-byte aligned rows. Whether
 // the switch is on is the caller's.
-bool flash_backward_widths(DType dtype, int64_t dqk, int64_t dv, int cc, int smem_optin);
-bool flash_backward_serves(const AttentionBackwardArgs& g, int cc, int smem_optin);
+bool flash_backward_widths(DType dtype, int64_t dqk, int64_t dv, int cc, int smem_optin, int warps = 4);
+bool flash_backward_serves(const AttentionBackwardArgs& g, int cc, int smem_optin, int warps = 4);
 
 // dQ's float32 slots (one per tile of keys) hold at most this many bytes at once; more
 // (batch, head) pairs take several launches. Checks pass less to force that.
 constexpr size_t kFlashSlotBytes = size_t(256) << 20;
 
 // Scratch flash_attention_backward needs: D = rowsum(dO ∘ O) per row and dQ's slots.
-size_t flash_backward_workspace_bytes(const AttentionArgs& a, size_t slot_bytes = kFlashSlotBytes);
+size_t flash_backward_workspace_bytes(const AttentionArgs& a, int warps = 4, size_t slot_bytes = kFlashSlotBytes);
 
-// Enqueues g.gq, g.gk, g.gv for a call flash_backward_serves takes. lse: each row's
-// log-sum-exp (the forward's, or attention_row_lse's). Returns the first launch error.
+// Enqueues g.gq, g.gk, g.gv for a call flash_backward_serves takes (with the same
+// warps). lse: each row's log-sum-exp (the forward's, or attention_row_lse's). Returns
+// the first launch error.
 cudaError_t flash_attention_backward(const AttentionBackwardArgs& g, const float* lse, void* workspace,
-                                     cudaStream_t stream, size_t slot_bytes = kFlashSlotBytes);
+                                     cudaStream_t stream, int warps = 4, size_t slot_bytes = kFlashSlotBytes);
 
 }  // namespace perceiver::cuda

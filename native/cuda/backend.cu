@@ -258,8 +258,9 @@ class CudaBackend final : public Backend {
     return on;
   }
   // Off unless PERCEIVER_CUDA_ATTENTION_BACKWARD=1 (the gradient from chunked products,
-  // for every call) or PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=1 (the flash kernel, for
-  // the calls it takes: a candidate not yet timed on a GPU). Elsewhere lib/autograd
+  // for every call) or PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=1 or =8 (the flash kernel
+  // with 4 or 8 warps per block, for the calls it takes: a candidate not yet timed on a
+  // GPU). Elsewhere lib/autograd
   // composes the gradient from whole products, which on an H200 made bf16 training
   // steps 20% faster than the chunked products (float32 steps 9% slower, and more
   // memory).
@@ -267,29 +268,35 @@ class CudaBackend final : public Backend {
     static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_BACKWARD");
     return on;
   }
-  static bool flash_backward_on() {
-    static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD");
-    return on;
+  // The flash kernel's warps per block: 4 for "1", 8 for "8", 0 (off) otherwise.
+  static int flash_backward_warps() {
+    static const int warps = [] {
+      const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD");
+      return !e ? 0 : std::strcmp(e, "1") == 0 ? 4 : std::strcmp(e, "8") == 0 ? 8 : 0;
+    }();
+    return warps;
   }
+  static bool flash_backward_on() { return flash_backward_warps() != 0; }
   bool has_attention_backward() const override { return products_backward_on() || flash_backward_on(); }
   bool fuses_attention_backward(DType dtype, int64_t dqk, int64_t dv, bool dropout) const override {
     if (products_backward_on()) return true;
-    return flash_backward_on() && !dropout && flash_backward_widths(dtype, dqk, dv, cc_, smem_optin_);
+    return flash_backward_on() && !dropout &&
+           flash_backward_widths(dtype, dqk, dv, cc_, smem_optin_, flash_backward_warps());
   }
   void attention_backward(const AttentionBackwardArgs& g) override {
     set_device();
     // A call the flash kernel cannot take after all (unaligned rows, no keys) goes to
     // the products.
-    if (!flash_backward_on() || !flash_backward_serves(g, cc_, smem_optin_)) {
+    const int warps = flash_backward_warps();
+    if (!flash_backward_on() || !flash_backward_serves(g, cc_, smem_optin_, warps)) {
       cuda::attention_backward(gemm_, alloc_, g, stream_);
       return;
     }
     const AttentionArgs& a = g.a;
     Scratch own_lse(alloc_, a.lse ? 0 : (size_t)(a.batch * a.heads * a.nq) * 4);
     if (!a.lse) attention_row_lse(gemm_, alloc_, a, own_lse.f(), stream_);
-    const size_t ws = flash_backward_workspace_bytes(a);
-    Scratch scratch(alloc_, ws);
-    cudaError_t e = flash_attention_backward(g, a.lse ? a.lse : own_lse.f(), scratch.p, stream_);
+    Scratch scratch(alloc_, flash_backward_workspace_bytes(a, warps));
+    cudaError_t e = flash_attention_backward(g, a.lse ? a.lse : own_lse.f(), scratch.p, stream_, warps);
     if (e != cudaSuccess) {
       cudaGetLastError();
       throw_cuda("attention_backward", "flash_attention_backward", e);

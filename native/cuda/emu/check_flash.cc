@@ -1,8 +1,8 @@
 // attention_backward.cu's flash gradient on the emulation, against the double-precision
 // gradient of attention_problem.h: every tier, ragged key and query tiles, padded
 // widths, masks with a wholly masked row, dQ's slots in one launch and in one launch
-// per (batch, head) pair, and the row statistics both from the reference and from
-// attention_gemm.cu's pass; then which calls flash_backward_serves turns away. A
+// per (batch, head) pair, blocks of 4 and of 8 warps, and the row statistics both from
+// the reference and from attention_gemm.cu's pass; then which calls flash_backward_serves turns away. A
 // shared-memory race fails a check whatever the numbers.
 #include <string>
 
@@ -41,7 +41,8 @@ void check_case(const FlashCase& c, DType dt) {
   pc::DeviceAllocator alloc(0);
   pc::attention_row_lse(ctx, alloc, a, lse_pass.data(), nullptr);
 
-  const bool serves = pc::flash_backward_serves({a, pr.gout.data()}, kCc, kSmemOptin);
+  const bool serves = pc::flash_backward_serves({a, pr.gout.data()}, kCc, kSmemOptin) &&
+                      pc::flash_backward_serves({a, pr.gout.data()}, kCc, kSmemOptin, 8);
   g_checks++;
   if (!serves) g_failures++;
   std::printf("%s flash %-10s %-8s %s taken\n", serves ? "PASS" : "FAIL", c.name, dtype_name(dt), s.label().c_str());
@@ -57,17 +58,19 @@ void check_case(const FlashCase& c, DType dt) {
   struct Pass {
     const char* what;
     const float* lse;
+    int warps;
     size_t slot_bytes;
   };
-  for (const Pass& ps : {Pass{"reference lse", lse_ref.data(), pc::kFlashSlotBytes},
-                         Pass{"pass's lse   ", lse_pass.data(), pc::kFlashSlotBytes},
-                         Pass{"pair by pair ", lse_ref.data(), 1}}) {
+  for (const Pass& ps : {Pass{"reference lse", lse_ref.data(), 4, pc::kFlashSlotBytes},
+                         Pass{"pass's lse   ", lse_pass.data(), 4, pc::kFlashSlotBytes},
+                         Pass{"pair by pair ", lse_ref.data(), 4, 1},
+                         Pass{"8 warps      ", lse_ref.data(), 8, pc::kFlashSlotBytes}}) {
     for (auto* t : {&gq, &gk, &gv})
       for (size_t i = 0; i < t->size(); i++) store(t->data(), dt, (int64_t)i, NAN);
-    std::vector<float> ws(pc::flash_backward_workspace_bytes(a, ps.slot_bytes) / 4 + 1, NAN);
+    std::vector<float> ws(pc::flash_backward_workspace_bytes(a, ps.warps, ps.slot_bytes) / 4 + 1, NAN);
     perceiver::AttentionBackwardArgs g{a, pr.gout.data(), gq.data(), gk.data(), gv.data()};
     const long races_before = perceiver::emu::g_races;
-    const cudaError_t e = pc::flash_attention_backward(g, ps.lse, ws.data(), nullptr, ps.slot_bytes);
+    const cudaError_t e = pc::flash_attention_backward(g, ps.lse, ws.data(), nullptr, ps.warps, ps.slot_bytes);
     const long races = perceiver::emu::g_races - races_before;
     const double wq = worst_of(w.q, got(gq, w.q.size())), wk = worst_of(w.k, got(gk, w.k.size())),
                  wv = worst_of(w.v, got(gv, w.v.size()));
@@ -103,6 +106,16 @@ void check_refusals() {
       {"dqk 40, dv 160", {1, 2, 16, 16, 40, 160, false, false}, DType::BFloat16, kCc, false},
       {"no keys", {1, 2, 16, 0, 32, 32, false, false}, DType::BFloat16, kCc, false},
   };
+  // 8 warps at 128 x 128 need 123 KB of shared memory: not on an sm_86 (99 KB).
+  {
+    AttentionProblem pr({1, 2, 16, 16, 128, 128, false, false}, DType::BFloat16, 7, true);
+    const bool four = pc::flash_backward_serves({pr.a, pr.gout.data()}, 86, 99 * 1024, 4);
+    const bool eight = pc::flash_backward_serves({pr.a, pr.gout.data()}, 86, 99 * 1024, 8);
+    g_checks++;
+    if (!four || eight) g_failures++;
+    std::printf("%s flash refuses 8 warps at 128 x 128 on 99 KB of shared memory (4 warps: %s)\n",
+                four && !eight ? "PASS" : "FAIL", four ? "taken" : "refused");
+  }
   for (const Refusal& r : cases) {
     AttentionProblem pr(r.s, r.dt, 7, true);
     if (r.dropout) pr.a.dropout_seed = 1, pr.a.dropout_keep_below = 0.9f, pr.a.dropout_scale = 1.f / 0.9f;
