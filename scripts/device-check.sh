@@ -409,6 +409,12 @@ candidates() {
     dist/test/models-blocks.test.js dist/test/models-attention-dropout.test.js dist/test/autograd.test.js
   echo "== candidates: bench-gpu and bench-train-gpu by default (and torch), then with it on (ours only)"
   bench_both on "${on[@]}"
+  # The flash gradient alone in the bf16 step (the run above has the warpgroup forward
+  # too), with its profile: where the gradient's time went.
+  case " ${on[*]} " in *" PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=1 "*)
+    step bench-train-gpu-flash 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=1 \
+      node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch --precision bfloat16 --profile ;;
+  esac
   local wgmma_ok=1
   case " ${skip[*]} " in *" 11 "*) wgmma_ok=0 ;; esac
   if [ $wgmma_ok = 1 ]; then
@@ -466,6 +472,9 @@ candidates() {
   show_train
   echo "-- with ${on[*]} (ours):"
   show_ours_train bench-train-gpu-on 4
+  echo "-- bf16 with the flash gradient alone (ours):"
+  show_ours_train bench-train-gpu-flash 2
+  grep -iE '^ *(attention|flash)' "$LOGS/bench-train-gpu-flash.log" 2> /dev/null | head -6 || true
   show_ncu
 }
 
