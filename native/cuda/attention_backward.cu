@@ -65,6 +65,48 @@ constexpr size_t flash_smem_bytes(int dqk, int dv, int bq, int warps) {
          (size_t)16 * warps * (bq + 8) * 2 + (size_t)2 * 2 * bq * 4 + (size_t)2 * 16 * warps * bq;
 }
 
+// acc (16 x kN, n8 tiles) += A Bᵀ: A the warp's 16 rows of kK columns in shared memory
+// (ldmatrix addresses at a, row-major), B kN rows of kK columns (ldmatrix addresses at
+// b, rows at stride kLdB), as the forward's Q Kᵀ.
+template <class T, int kK, int kN, int kLdB>
+__device__ __forceinline__ void rows_by_rows(float (&acc)[kN / 8][4], const uint16_t* a, const uint16_t* b) {
+#pragma unroll
+  for (int kc = 0; kc < kK / 16; kc++) {
+    uint32_t af[4];
+    ldmatrix_x4(af, a + kc * 16);
+#pragma unroll
+    for (int n = 0; n < kN / 16; n++) {
+      uint32_t bb[4];
+      ldmatrix_x4(bb, b + n * 16 * kLdB + kc * 16);
+      mma_16816<T>(acc[2 * n], af, bb[0], bb[1]);
+      mma_16816<T>(acc[2 * n + 1], af, bb[2], bb[3]);
+    }
+  }
+}
+
+// acc (16 x kN) += A B for one k16 step: A a fragment in registers, B 16 rows of kN
+// columns in shared memory read transposed (ldmatrix addresses at b), as the forward's
+// P V.
+template <class T, int kN>
+__device__ __forceinline__ void frag_by_rows(float (&acc)[kN / 8][4], const uint32_t (&a)[4], const uint16_t* b) {
+#pragma unroll
+  for (int n = 0; n < kN / 16; n++) {
+    uint32_t bb[4];
+    ldmatrix_x4_trans(bb, b + n * 16);
+    mma_16816<T>(acc[2 * n], a, bb[0], bb[1]);
+    mma_16816<T>(acc[2 * n + 1], a, bb[2], bb[3]);
+  }
+}
+
+// The A fragment of k16 step kk from C fragments (two n8 tiles), rounded to T.
+template <class T, int kNS>
+__device__ __forceinline__ void a_fragment(uint32_t (&a)[4], const float (&c)[kNS][4], int kk) {
+  a[0] = pack2<T>(c[2 * kk][0], c[2 * kk][1]);
+  a[1] = pack2<T>(c[2 * kk][2], c[2 * kk][3]);
+  a[2] = pack2<T>(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+  a[3] = pack2<T>(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+}
+
 template <class T, int kDqk, int kDv, int kBQ, int kWarps>
 __device__ __forceinline__ void flash_backward_body(const FlashParams& p) {
   constexpr int kThreads = 32 * kWarps, kBK = 16 * kWarps;
@@ -156,30 +198,8 @@ __device__ __forceinline__ void flash_backward_body(const FlashParams& p) {
     for (int n = 0; n < kNS; n++)
 #pragma unroll
       for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.f;
-#pragma unroll
-    for (int kc = 0; kc < kDqk / 16; kc++) {
-      uint32_t a[4];
-      ldmatrix_x4(a, Ks + ka_off + kc * 16);
-#pragma unroll
-      for (int n = 0; n < kBQ / 16; n++) {
-        uint32_t bb[4];
-        ldmatrix_x4(bb, Qs + qb_off + n * 16 * kLdq + kc * 16);
-        mma_16816<T>(s[2 * n], a, bb[0], bb[1]);
-        mma_16816<T>(s[2 * n + 1], a, bb[2], bb[3]);
-      }
-    }
-#pragma unroll
-    for (int kc = 0; kc < kDv / 16; kc++) {
-      uint32_t a[4];
-      ldmatrix_x4(a, Vs + va_off + kc * 16);
-#pragma unroll
-      for (int n = 0; n < kBQ / 16; n++) {
-        uint32_t bb[4];
-        ldmatrix_x4(bb, Os + ob_off + n * 16 * kLdv + kc * 16);
-        mma_16816<T>(dp[2 * n], a, bb[0], bb[1]);
-        mma_16816<T>(dp[2 * n + 1], a, bb[2], bb[3]);
-      }
-    }
+    rows_by_rows<T, kDqk, kBQ, kLdq>(s, Ks + ka_off, Qs + qb_off);
+    rows_by_rows<T, kDv, kBQ, kLdv>(dp, Vs + va_off, Os + ob_off);
     if (it + 1 < ntiles) {
       load_rows(it + 1);
       cp_async_commit();
@@ -200,26 +220,11 @@ __device__ __forceinline__ void flash_backward_body(const FlashParams& p) {
 
 #pragma unroll
     for (int kk = 0; kk < kBQ / 16; kk++) {
-      const uint32_t pa[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
-                              pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                              pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-      const uint32_t da[4] = {pack2<T>(dp[2 * kk][0], dp[2 * kk][1]), pack2<T>(dp[2 * kk][2], dp[2 * kk][3]),
-                              pack2<T>(dp[2 * kk + 1][0], dp[2 * kk + 1][1]),
-                              pack2<T>(dp[2 * kk + 1][2], dp[2 * kk + 1][3])};
-#pragma unroll
-      for (int n = 0; n < kNV / 2; n++) {
-        uint32_t bb[4];
-        ldmatrix_x4_trans(bb, Os + ot_off + kk * 16 * kLdv + n * 16);
-        mma_16816<T>(dva[2 * n], pa, bb[0], bb[1]);
-        mma_16816<T>(dva[2 * n + 1], pa, bb[2], bb[3]);
-      }
-#pragma unroll
-      for (int n = 0; n < kNK / 2; n++) {
-        uint32_t bb[4];
-        ldmatrix_x4_trans(bb, Qs + qt_off + kk * 16 * kLdq + n * 16);
-        mma_16816<T>(dk[2 * n], da, bb[0], bb[1]);
-        mma_16816<T>(dk[2 * n + 1], da, bb[2], bb[3]);
-      }
+      uint32_t pa[4], da[4];
+      a_fragment<T, kNS>(pa, s, kk);
+      a_fragment<T, kNS>(da, dp, kk);
+      frag_by_rows<T, kDv>(dva, pa, Os + ot_off + kk * 16 * kLdv);
+      frag_by_rows<T, kDqk>(dk, da, Qs + qt_off + kk * 16 * kLdq);
       // dSᵀ's two rows of this thread, for dQ.
       uint16_t* ds_row = dSs + (warp * 16 + g) * kLds + kk * 16 + 2 * t;
       *reinterpret_cast<uint32_t*>(ds_row) = da[0];
@@ -242,13 +247,7 @@ __device__ __forceinline__ void flash_backward_body(const FlashParams& p) {
       for (int kk = 0; kk < kBK / 16; kk++) {
         uint32_t a[4];
         ldmatrix_x4_trans(a, dSs + sa_off + kk * 16 * kLds + rt * 16);
-#pragma unroll
-        for (int n2 = 0; n2 < 2; n2++) {
-          uint32_t bb[4];
-          ldmatrix_x4_trans(bb, Ks + qt_off + kk * 16 * kLdq + cc * 32 + n2 * 16);
-          mma_16816<T>(acc[2 * n2], a, bb[0], bb[1]);
-          mma_16816<T>(acc[2 * n2 + 1], a, bb[2], bb[3]);
-        }
+        frag_by_rows<T, 32>(acc, a, Ks + qt_off + kk * 16 * kLdq + cc * 32);
       }
 #pragma unroll
       for (int r = 0; r < 2; r++) {

@@ -78,6 +78,11 @@ struct AttentionProblem {
   AttentionProblem(const AttentionProblem&) = delete;
   AttentionProblem& operator=(const AttentionProblem&) = delete;
 
+  // Every key of query i of batch row b masked (a row whose output is 0).
+  void mask_row(int64_t b, int64_t i) {
+    for (int64_t j = 0; j < s.nk; j++) mask[(b * s.nq + i) * s.nk + j] = 0;
+  }
+
   // Element i of an array as stored.
   double at(const std::vector<float>& t, int64_t i) const { return load(t.data(), dt, i); }
   // Element i of the dense [B, N, H, D] arrays' offsets: row n of (b, h).

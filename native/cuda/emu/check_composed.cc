@@ -24,8 +24,7 @@ void check_case(const ComposedCase& c, DType dt, bool chunked) {
   namespace pc = perceiver::cuda;
   const AttentionShape& s = c.s;
   AttentionProblem pr(s, dt, 4321, true);
-  if (s.mask)
-    for (int64_t j = 0; j < s.nk; j++) pr.mask[3 * s.nk + j] = 0;
+  if (s.mask) pr.mask_row(0, 3);
   AttentionArgs& a = pr.a;
   const int64_t rows = s.B * s.H * s.nq;
   std::vector<float> lse(rows + 1), gq(s.B * s.nq * s.H * s.dqk + 1), gk(s.B * s.nk * s.H * s.dqk + 1),

@@ -27,8 +27,7 @@ void check_case(const FlashCase& c, DType dt) {
   namespace pc = perceiver::cuda;
   const AttentionShape& s = c.s;
   AttentionProblem pr(s, dt, 1234, true);
-  if (s.mask)
-    for (int64_t j = 0; j < s.nk; j++) pr.mask[3 * s.nk + j] = 0;
+  if (s.mask) pr.mask_row(0, 3);
   AttentionArgs& a = pr.a;
   const AttentionProblem::Reference ref = pr.reference();
   // The forward's out as stored in the dtype, as the gradient reads it.
