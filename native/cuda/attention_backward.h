@@ -32,8 +32,12 @@ size_t flash_backward_workspace_bytes(const AttentionArgs& a, int warps = 4, siz
 
 // Enqueues g.gq, g.gk, g.gv for a call flash_backward_serves takes (with the same
 // warps). lse: each row's log-sum-exp (the forward's, or attention_row_lse's). Returns
-// the first launch error.
+// the first launch error. atomic_dq: dQ's pieces added with float32 atomicAdd into one
+// accumulator instead of one slot per tile of keys, so dQ's low bits vary from run to
+// run; the library never asks for it (its gradients are the same bits every run), the
+// harness times what that determinism costs.
 cudaError_t flash_attention_backward(const AttentionBackwardArgs& g, const float* lse, void* workspace,
-                                     cudaStream_t stream, int warps = 4, size_t slot_bytes = kFlashSlotBytes);
+                                     cudaStream_t stream, int warps = 4, size_t slot_bytes = kFlashSlotBytes,
+                                     bool atomic_dq = false);
 
 }  // namespace perceiver::cuda

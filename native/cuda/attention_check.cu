@@ -860,8 +860,10 @@ void check_gradient(const Case& c, cudaStream_t stream) {
         const size_t nq_all = (size_t)(c.B * c.nq * c.H), nk_all = (size_t)(c.B * c.nk * c.H);
         std::string err;
         const char* stage = "forward";
-        double w_out = 0, w_lse = 0, w_dq[4] = {0, 0, 0, 0}, w_dk[4] = {0, 0, 0, 0}, w_dv[4] = {0, 0, 0, 0};
-        bool flash = false;  // the flash gradient ran: with 4 warps per block, then 8 (where it takes the call)
+        double w_out = 0, w_lse = 0, w_dq[5] = {}, w_dk[5] = {}, w_dv[5] = {};
+        // The flash gradient ran: with 4 warps per block, with 8, and with dQ by atomics
+        // (where it takes the call).
+        bool flash = false;
         try {
           attention_forward_gemm(*g_gemm, *g_alloc, a, stream, chunk);
           CHECK_CUDA(cudaStreamSynchronize(stream));
@@ -883,8 +885,9 @@ void check_gradient(const Case& c, cudaStream_t stream) {
             w_lse = std::max(w_lse, e);
           }
           // The gradient twice: with the forward's L, then recomputing it; then the flash
-          // gradient with the forward's L, in blocks of 4 warps and of 8.
-          for (int pass = 0; pass < (chunk == kAttentionChunkBytes ? 4 : 2); pass++) {
+          // gradient with the forward's L, in blocks of 4 warps and of 8, and with dQ by
+          // atomics.
+          for (int pass = 0; pass < (chunk == kAttentionChunkBytes ? 5 : 2); pass++) {
             const int flash_warps = pass == 3 ? 8 : 4;
             stage = pass == 0 ? "gradient with L" : pass == 1 ? "gradient, L recomputed" : "flash gradient";
             AttentionBackwardArgs g;
@@ -911,7 +914,7 @@ void check_gradient(const Case& c, cudaStream_t stream) {
               DeviceBuf ws;
               ws.alloc(flash_backward_workspace_bytes(g.a, flash_warps));
               CHECK_CUDA(cudaMemset(ws.p, 0xff, ws.bytes));
-              CHECK_CUDA(flash_attention_backward(g, g.a.lse, ws.p, stream, flash_warps));
+              CHECK_CUDA(flash_attention_backward(g, g.a.lse, ws.p, stream, flash_warps, kFlashSlotBytes, pass == 4));
             }
             CHECK_CUDA(cudaStreamSynchronize(stream));
             const double tol = dt == DType::Float32 ? 1e-4 : 3e-2;
@@ -924,13 +927,14 @@ void check_gradient(const Case& c, cudaStream_t stream) {
         }
         const double worst =
             std::max({w_out, w_lse, w_dq[0], w_dk[0], w_dv[0], w_dq[1], w_dk[1], w_dv[1], w_dq[2], w_dk[2], w_dv[2],
-                      w_dq[3], w_dk[3], w_dv[3]});
+                      w_dq[3], w_dk[3], w_dv[3], w_dq[4], w_dk[4], w_dv[4]});
         const bool ok = err.empty() && worst <= 1.0;
         if (!ok) g_failures++;
-        char flash_part[160] = "";
+        char flash_part[200] = "";
         if (flash)
-          std::snprintf(flash_part, sizeof flash_part, " | flash: dq %.2f dk %.2f dv %.2f | 8 warps: dq %.2f dk %.2f dv %.2f",
-                        w_dq[2], w_dk[2], w_dv[2], w_dq[3], w_dk[3], w_dv[3]);
+          std::snprintf(flash_part, sizeof flash_part,
+                        " | flash: dq %.2f dk %.2f dv %.2f | 8 warps: dq %.2f dk %.2f dv %.2f | atomic dQ: dq %.2f",
+                        w_dq[2], w_dk[2], w_dv[2], w_dq[3], w_dk[3], w_dv[3], w_dq[4]);
         std::printf("%s grad %s  worst of tol: out %.2f lse %.2f | with L: dq %.2f dk %.2f dv %.2f | L recomputed: dq %.2f dk %.2f dv %.2f%s%s%s\n",
                     ok ? "PASS" : "FAIL", label, w_out, w_lse, w_dq[0], w_dk[0], w_dv[0], w_dq[1], w_dk[1], w_dv[1],
                     flash_part, err.empty() ? "" : "  error: ", err.c_str());
@@ -1062,15 +1066,16 @@ void bench_gradient(const Case& c, cudaStream_t stream) {
     g.gk = static_cast<float*>(gk.p);
     g.gv = static_cast<float*>(gv.p);
     // The products, then (where it takes the call) the flash gradient with 4 and with 8
-    // warps per block.
+    // warps per block, and with dQ by atomics (what the determinism of its slots costs).
     DeviceBuf ws;
     const bool flash = !skipped(kFlashGradient) && flash_backward_serves(g, g_cc, g_smem_optin, 4);
     const bool flash8 = flash && flash_backward_serves(g, g_cc, g_smem_optin, 8);
     if (flash) ws.alloc(std::max(flash_backward_workspace_bytes(a, 4), flash_backward_workspace_bytes(a, 8)));
-    for (int way = 0; way < (flash8 ? 3 : flash ? 2 : 1); way++) {
+    for (int way = 0; way < (flash ? 4 : 1); way++) {
+      if (way == 2 && !flash8) continue;
       auto run = [&] {
         if (way == 0) attention_backward(*g_gemm, *g_alloc, g, stream);
-        else CHECK_CUDA(flash_attention_backward(g, a.lse, ws.p, stream, way == 2 ? 8 : 4));
+        else CHECK_CUDA(flash_attention_backward(g, a.lse, ws.p, stream, way == 2 ? 8 : 4, kFlashSlotBytes, way == 3));
       };
       run();
       CHECK_CUDA(cudaStreamSynchronize(stream));
@@ -1083,7 +1088,7 @@ void bench_gradient(const Case& c, cudaStream_t stream) {
       CHECK_CUDA(cudaEventElapsedTime(&ms, t0, t1));
       ms /= reps;
       std::printf("BENCH %-20s %-8s %-10s %9.4f ms  %7.2f TFLOP/s  (%d reps) [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld]\n",
-                  c.name.c_str(), dtype_name(dt), way == 0 ? "grad" : way == 1 ? "grad-flash" : "grad-flash8", ms, flop / (ms * 1e-3) / 1e12, reps,
+                  c.name.c_str(), dtype_name(dt), way == 0 ? "grad" : way == 1 ? "grad-flash" : way == 2 ? "grad-flash8" : "grad-flashat", ms, flop / (ms * 1e-3) / 1e12, reps,
                   (long long)c.B, (long long)c.H, (long long)c.nq, (long long)c.nk, (long long)c.dqk, (long long)c.dv);
     }
   }

@@ -1,8 +1,9 @@
 // attention_backward.cu's flash gradient on the emulation, against the double-precision
 // gradient of attention_problem.h: every tier, ragged key and query tiles, padded
 // widths, masks with a wholly masked row, dQ's slots in one launch and in one launch
-// per (batch, head) pair, blocks of 4 and of 8 warps, and the row statistics both from
-// the reference and from attention_gemm.cu's pass; then which calls flash_backward_serves turns away. A
+// per (batch, head) pair, blocks of 4 and of 8 warps, dQ by atomics (the harness's
+// timing variant), and the row statistics both from the reference and from
+// attention_gemm.cu's pass; then which calls flash_backward_serves turns away. A
 // shared-memory race fails a check whatever the numbers.
 #include <string>
 
@@ -59,17 +60,19 @@ void check_case(const FlashCase& c, DType dt) {
     const float* lse;
     int warps;
     size_t slot_bytes;
+    bool atomic_dq;
   };
-  for (const Pass& ps : {Pass{"reference lse", lse_ref.data(), 4, pc::kFlashSlotBytes},
-                         Pass{"pass's lse   ", lse_pass.data(), 4, pc::kFlashSlotBytes},
-                         Pass{"pair by pair ", lse_ref.data(), 4, 1},
-                         Pass{"8 warps      ", lse_ref.data(), 8, pc::kFlashSlotBytes}}) {
+  for (const Pass& ps : {Pass{"reference lse", lse_ref.data(), 4, pc::kFlashSlotBytes, false},
+                         Pass{"pass's lse   ", lse_pass.data(), 4, pc::kFlashSlotBytes, false},
+                         Pass{"pair by pair ", lse_ref.data(), 4, 1, false},
+                         Pass{"8 warps      ", lse_ref.data(), 8, pc::kFlashSlotBytes, false},
+                         Pass{"atomic dQ    ", lse_ref.data(), 4, 1, true}}) {
     for (auto* t : {&gq, &gk, &gv})
       for (size_t i = 0; i < t->size(); i++) store(t->data(), dt, (int64_t)i, NAN);
     std::vector<float> ws(pc::flash_backward_workspace_bytes(a, ps.warps, ps.slot_bytes) / 4 + 1, NAN);
     perceiver::AttentionBackwardArgs g{a, pr.gout.data(), gq.data(), gk.data(), gv.data()};
     const long races_before = perceiver::emu::g_races;
-    const cudaError_t e = pc::flash_attention_backward(g, ps.lse, ws.data(), nullptr, ps.warps, ps.slot_bytes);
+    const cudaError_t e = pc::flash_attention_backward(g, ps.lse, ws.data(), nullptr, ps.warps, ps.slot_bytes, ps.atomic_dq);
     const long races = perceiver::emu::g_races - races_before;
     const double wq = worst_of(w.q, got(gq, w.q.size())), wk = worst_of(w.k, got(gk, w.k.size())),
                  wv = worst_of(w.v, got(gv, w.v.size()));
