@@ -450,6 +450,8 @@ candidates() {
   grep -hE '^FAIL grad ' "$LOGS/probes-flash.log" | cut -c1-400 | head -4
   echo "-- the attention gradient (ms): products (grad), the flash kernel with 4 and 8 warps (grad-flash, grad-flash8), and with dQ by atomics (grad-flashat):"
   grep -E '^BENCH .* grad(-flash(8|at)?)? ' "$LOGS/cuda_attention_check.log" | tr -s ' ' | cut -c1-150 || true
+  echo "-- the row statistics it reads (ms): from the products (lse) and by its own kernel (lse-flash):"
+  grep -E '^BENCH .* lse(-flash)? ' "$LOGS/cuda_attention_check.log" | tr -s ' ' | cut -c1-150 || true
   echo "tcg checks: $(grep -cE '^PASS .* tcg1? ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcg1? ' "$LOGS/cuda_attention_check.log") failed"
   echo "tcx checks: $(grep -cE '^PASS .* tcx ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcx ' "$LOGS/cuda_attention_check.log") failed"
   probe_summary "$LOGS/cuda_attention_check.log"

@@ -1,9 +1,10 @@
 // What the flash attention gradient (native/cuda/attention_backward.cu) needs from the
 // compiler, checked where nvcc is (no GPU needed): each tier's kernel, with 4 and 8
 // warps per block, in bfloat16 and float16, compiles for sm_80 and sm_90 within 255
-// registers and without spilling (they sit at 163-254: dK and dV stay in registers for
-// the whole walk over the queries). Its results are checked on the CPU emulation (cuda-emu.test.ts, family
-// "flash") and on a GPU by scripts/device-check.sh. Skipped, and says so, without nvcc.
+// registers and without spilling (they sit at 163-255: dK and dV stay in registers for
+// the whole walk over the queries), and so does the row statistics' kernel. Their
+// results are checked on the CPU emulation (cuda-emu.test.ts, family "flash") and on a
+// GPU by scripts/device-check.sh. Skipped, and says so, without nvcc.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,7 +17,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const nvcc = onPath('nvcc');
 if (!nvcc) console.log('cuda-attention-backward: no nvcc on PATH: skipped');
 
-(nvcc ? test : test.skip)('the flash gradient kernels compile for sm_80 and sm_90 with no spills', (t) => {
+(nvcc ? test : test.skip)('the flash gradient and row statistics kernels compile for sm_80 and sm_90 with no spills', (t) => {
   t.timeout(4 * 60_000);
   const dir = mkdtempSync(join(tmpdir(), 'perceiver-flash-'));
   try {
@@ -32,7 +33,10 @@ if (!nvcc) console.log('cuda-attention-backward: no nvcc on PATH: skipped');
     // architectures.
     t.is(flash.length, 32, flash.map((e) => `${e.arch} ${e.name}`).join('\n'));
     t.deepEqual([...new Set(flash.map((e) => e.arch))].sort(), ['sm_80', 'sm_90']);
-    for (const e of flash) {
+    // The row statistics' kernel: three width classes.
+    const lse = ptxasReport(`${r.stdout}\n${r.stderr}`).entries.filter((e) => e.name.includes('flash_lse_kernel'));
+    t.is(lse.length, 12, lse.map((e) => `${e.arch} ${e.name}`).join('\n'));
+    for (const e of [...flash, ...lse]) {
       t.true(e.registers > 0 && e.registers <= 255, `${e.arch} ${e.name}: ${e.registers} registers`);
       t.is(e.spillStores + e.spillLoads, 0, `${e.arch} ${e.name} spills`);
     }

@@ -385,7 +385,145 @@ cudaError_t launch(const AttentionBackwardArgs& g, const FlashParams& p, int tie
   return cudaGetLastError();
 }
 
+// ---- each row's log-sum-exp --------------------------------------------------------
+
+// What flash_row_lse's kernel needs: the forward call's Q, K and mask.
+struct LseParams {
+  const uint16_t* q;
+  const uint16_t* k;
+  const uint8_t* mask;
+  float* lse;  // [B, H, Nq]
+  int64_t nq, nk, heads, dqk;
+  int64_t q_sb, q_sn, q_sh, k_sb, k_sn, k_sh, m_sb, m_sq, m_sk;
+  int64_t q_tiles;
+  float scale_log2;
+};
+
+constexpr int kLseRows = 64, kLseKeys = 64;  // a block's query rows (4 warps of 16), keys per tile
+
+constexpr size_t lse_smem_bytes(int dqk) { return (size_t)(kLseRows + 2 * kLseKeys) * (dqk + 8) * 2; }
+
+// The forward's online softmax without its values: per 16-row tile of a warp, S = Q Kᵀ
+// a key tile at a time (two cp.async stages), the rows' running max m and sum l of
+// exp2(S − m), and at the end L = (m + log2 l) ln 2, +inf where no key was kept.
+template <class T, int kDqk>
+__global__ void __launch_bounds__(128) flash_lse_kernel(LseParams p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap();
+#else
+  constexpr int kLd = kDqk + 8, kNS = kLseKeys / 8;
+  PERCEIVER_DYNAMIC_SMEM(smem_raw);
+  uint16_t* const Qs = reinterpret_cast<uint16_t*>(smem_raw);
+  uint16_t* const stages = Qs + kLseRows * kLd;
+  const int64_t bh = blockIdx.x / p.q_tiles, i0 = (blockIdx.x % p.q_tiles) * kLseRows;
+  const int64_t b = bh / p.heads, h = bh % p.heads;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int dqk = (int)p.dqk;
+  const uint16_t* kg = p.k + b * p.k_sb + h * p.k_sh;
+  const int64_t ntiles = (p.nk + kLseKeys - 1) / kLseKeys;
+  auto load_k = [&](int64_t it) {
+    const int64_t j = it * kLseKeys;
+    load_tile_fixed<kLseKeys, kDqk, kLd, 128>(stages + (it & 1) * kLseKeys * kLd, kg + j * p.k_sn, p.k_sn,
+                                              (int)(p.nk - j < kLseKeys ? p.nk - j : kLseKeys), dqk);
+  };
+  load_tile_fixed<kLseRows, kDqk, kLd, 128>(Qs, p.q + b * p.q_sb + h * p.q_sh + i0 * p.q_sn, p.q_sn,
+                                            (int)(p.nq - i0 < kLseRows ? p.nq - i0 : kLseRows), dqk);
+  load_k(0);
+  cp_async_commit();
+  const int a_off = (warp * 16 + (lane & 15)) * kLd + (lane >> 4) * 8;
+  const int b_off = ((lane & 7) + (lane >> 4) * 8) * kLd + ((lane >> 3) & 1) * 8;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  for (int64_t it = 0; it < ntiles; it++) {
+    cp_async_wait<0>();
+    __syncthreads();  // tile it landed; the other stage was last read before this barrier
+    if (it + 1 < ntiles) {
+      load_k(it + 1);
+      cp_async_commit();
+    }
+    float s[kNS][4];
+#pragma unroll
+    for (int n = 0; n < kNS; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+    rows_by_rows<T, kDqk, kLseKeys, kLd>(s, Qs + a_off, stages + (it & 1) * kLseKeys * kLd + b_off);
+    const int64_t jt = it * kLseKeys;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      const int64_t row = i0 + warp * 16 + g + 8 * r;
+      const uint8_t* mrow = p.mask && row < p.nq ? p.mask + b * p.m_sb + row * p.m_sq : nullptr;
+      float mx = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < kNS; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          const int64_t key = jt + n * 8 + 2 * t + e;
+          const bool keep = key < p.nk && (!mrow || mrow[key * p.m_sk] != 0);
+          s[n][2 * r + e] = keep ? s[n][2 * r + e] * p.scale_log2 : -INFINITY;
+          mx = fmaxf(mx, s[n][2 * r + e]);
+        }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(m[r], mx);
+      const float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing kept yet
+      float sum = 0.f;
+#pragma unroll
+      for (int n = 0; n < kNS; n++) sum += exp2_ftz(s[n][2 * r] - m_use) + exp2_ftz(s[n][2 * r + 1] - m_use);
+      l[r] = l[r] * exp2_ftz(m[r] - m_use) + sum;
+      m[r] = m_new;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    const int64_t row = i0 + warp * 16 + g + 8 * r;
+    if (t == 0 && row < p.nq) p.lse[bh * p.nq + row] = l[r] > 0.f ? (m[r] + log2f(l[r])) * 0.6931471805599453f : INFINITY;
+  }
+#endif
+}
+
+// The width class flash_lse_kernel is instantiated for (the real Dqk pads to it), or 0.
+int lse_width(int64_t dqk) { return dqk <= 32 ? 32 : dqk <= 64 ? 64 : dqk <= 128 ? 128 : 0; }
+
+template <class T, int kDqk>
+cudaError_t launch_lse(const LseParams& p, int64_t blocks, cudaStream_t st) {
+  constexpr size_t smem = lse_smem_bytes(kDqk);
+  auto kernel = flash_lse_kernel<T, kDqk>;
+  if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)) return e;
+  PERCEIVER_LAUNCH((unsigned)blocks, 128, smem, st, kernel)(p);
+  return cudaGetLastError();
+}
+
+template <class T>
+cudaError_t launch_lse_width(const LseParams& p, int width, int64_t blocks, cudaStream_t st) {
+  return width == 32 ? launch_lse<T, 32>(p, blocks, st) : width == 64 ? launch_lse<T, 64>(p, blocks, st)
+                                                                      : launch_lse<T, 128>(p, blocks, st);
+}
+
 }  // namespace
+
+bool flash_row_lse_serves(const AttentionArgs& a, int cc) {
+  if (cc < 80 || (a.dtype != DType::BFloat16 && a.dtype != DType::Float16)) return false;
+  if (a.batch * a.heads == 0 || a.nq == 0 || a.nk == 0 || a.dqk <= 0 || lse_width(a.dqk) == 0) return false;
+  if ((double)a.batch * a.heads * ((a.nq + kLseRows - 1) / kLseRows) > 2147483647.0) return false;
+  return rows16(a.q, a.q_sb, a.q_sn, a.q_sh, a.dqk) && rows16(a.k, a.k_sb, a.k_sn, a.k_sh, a.dqk);
+}
+
+cudaError_t flash_row_lse(const AttentionArgs& a, float* lse, cudaStream_t st) {
+  LseParams p{};
+  p.q = static_cast<const uint16_t*>((const void*)a.q);
+  p.k = static_cast<const uint16_t*>((const void*)a.k);
+  p.mask = a.mask;
+  p.lse = lse;
+  p.nq = a.nq, p.nk = a.nk, p.heads = a.heads, p.dqk = a.dqk;
+  p.q_sb = a.q_sb, p.q_sn = a.q_sn, p.q_sh = a.q_sh;
+  p.k_sb = a.k_sb, p.k_sn = a.k_sn, p.k_sh = a.k_sh;
+  p.m_sb = a.m_sb, p.m_sq = a.m_sq, p.m_sk = a.m_sk;
+  p.q_tiles = (a.nq + kLseRows - 1) / kLseRows;
+  p.scale_log2 = a.scale * kLog2e;
+  const int64_t blocks = a.batch * a.heads * p.q_tiles;
+  const int width = lse_width(a.dqk);
+  return a.dtype == DType::BFloat16 ? launch_lse_width<__nv_bfloat16>(p, width, blocks, st)
+                                    : launch_lse_width<__half>(p, width, blocks, st);
+}
 
 bool flash_backward_widths(DType dtype, int64_t dqk, int64_t dv, int cc, int smem_optin, int warps) {
   if (cc < 80 || (dtype != DType::BFloat16 && dtype != DType::Float16) || (warps != 4 && warps != 8)) return false;

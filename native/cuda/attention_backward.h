@@ -40,4 +40,12 @@ cudaError_t flash_attention_backward(const AttentionBackwardArgs& g, const float
                                      cudaStream_t stream, int warps = 4, size_t slot_bytes = kFlashSlotBytes,
                                      bool atomic_dq = false);
 
+// Each row's log-sum-exp of a forward call (lse[(b * H + h) * Nq + i], +inf where every
+// key is masked), as attention_gemm.cu's attention_row_lse computes it, in one kernel on
+// tensor cores without its float32 [Nq, Nk] scores: what the flash gradient reads,
+// where the forward's kernels keep no row statistics. Takes 16-bit Q and K in 16-byte
+// aligned rows with Dqk up to 128 on sm_80+ (flash_row_lse_serves).
+bool flash_row_lse_serves(const AttentionArgs& a, int cc);
+cudaError_t flash_row_lse(const AttentionArgs& a, float* lse, cudaStream_t stream);
+
 }  // namespace perceiver::cuda

@@ -884,6 +884,23 @@ void check_gradient(const Case& c, cudaStream_t stream) {
                                                             : std::fabs(x - y) / (lse_tol + lse_tol * std::fabs(x));
             w_lse = std::max(w_lse, e);
           }
+          // The row statistics' own kernel (attention_backward.cu), where it takes the call.
+          if (flash_row_lse_serves(a, g_cc) && !skipped(kFlashGradient)) {
+            stage = "flash row lse";
+            DeviceBuf klse;
+            klse.alloc((size_t)std::max<int64_t>(rows, 1) * 4);
+            CHECK_CUDA(cudaMemset(klse.p, 0xff, klse.bytes));
+            CHECK_CUDA(flash_row_lse(a, static_cast<float*>(klse.p), stream));
+            CHECK_CUDA(cudaStreamSynchronize(stream));
+            const std::vector<float> kl = download(klse, (size_t)rows, DType::Float32);
+            for (size_t r = 0; r < kl.size(); r++) {
+              const double x = ref.lse[r], y = kl[r];
+              const double e = std::isinf(x) || std::isinf(y) ? (x == y ? 0.0 : INFINITY)
+                               : std::isnan(y)                ? INFINITY
+                                                              : std::fabs(x - y) / (lse_tol + lse_tol * std::fabs(x));
+              w_lse = std::max(w_lse, e);
+            }
+          }
           // The gradient twice: with the forward's L, then recomputing it; then the flash
           // gradient with the forward's L, in blocks of 4 warps and of 8, and with dQ by
           // atomics.
@@ -1065,6 +1082,26 @@ void bench_gradient(const Case& c, cudaStream_t stream) {
     g.gq = static_cast<float*>(gq.p);
     g.gk = static_cast<float*>(gk.p);
     g.gv = static_cast<float*>(gv.p);
+    // The row statistics the gradient reads where the forward's kernels keep none: from
+    // the products, and (where it takes the call) by the flash gradient's kernel.
+    for (int way = 0; way < (flash_row_lse_serves(a, g_cc) && !skipped(kFlashGradient) ? 2 : 1); way++) {
+      auto run = [&] {
+        if (way == 0) attention_row_lse(*g_gemm, *g_alloc, a, a.lse, stream);
+        else CHECK_CUDA(flash_row_lse(a, a.lse, stream));
+      };
+      run();
+      CHECK_CUDA(cudaStreamSynchronize(stream));
+      const int reps = 10;
+      CHECK_CUDA(cudaEventRecord(t0, stream));
+      for (int r = 0; r < reps; r++) run();
+      CHECK_CUDA(cudaEventRecord(t1, stream));
+      CHECK_CUDA(cudaEventSynchronize(t1));
+      float ms = 0;
+      CHECK_CUDA(cudaEventElapsedTime(&ms, t0, t1));
+      std::printf("BENCH %-20s %-8s %-10s %9.4f ms  (%d reps) [B%lld H%lld Nq%lld Nk%lld Dqk%lld]\n", c.name.c_str(),
+                  dtype_name(dt), way == 0 ? "lse" : "lse-flash", ms / reps, reps, (long long)c.B, (long long)c.H,
+                  (long long)c.nq, (long long)c.nk, (long long)c.dqk);
+    }
     // The products, then (where it takes the call) the flash gradient with 4 and with 8
     // warps per block, and with dQ by atomics (what the determinism of its slots costs).
     DeviceBuf ws;

@@ -197,8 +197,21 @@ class CudaBackend final : public Backend {
       throw_cuda("attention", "attention_forward", e);
     }
     check_launch("attention", stream_);
-    // The fused kernels keep no row statistics; the products' pass computes them.
-    if (a.lse) attention_row_lse(gemm_, alloc_, a, a.lse, stream_);
+    // The fused kernels keep no row statistics: for the gradient's kernels they come
+    // from a pass of their own.
+    if (a.lse) row_lse(a, a.lse);
+  }
+  // Each row's log-sum-exp: with the flash gradient on, by its kernel where it takes the
+  // call (no float32 scores in memory); else from the products.
+  void row_lse(const AttentionArgs& a, float* lse) {
+    if (flash_backward_on() && flash_row_lse_serves(a, cc_)) {
+      if (cudaError_t e = flash_row_lse(a, lse, stream_)) {
+        cudaGetLastError();
+        throw_cuda("attention", "flash_row_lse", e);
+      }
+      return;
+    }
+    attention_row_lse(gemm_, alloc_, a, lse, stream_);
   }
   // Dropout runs inside the op, in the product-composed forward (attention_gemm.cu),
   // only with PERCEIVER_CUDA_ATTENTION_GEMM=1 (below); else lib/ops/linalg.ts composes it.
@@ -294,7 +307,7 @@ class CudaBackend final : public Backend {
     }
     const AttentionArgs& a = g.a;
     Scratch own_lse(alloc_, a.lse ? 0 : (size_t)(a.batch * a.heads * a.nq) * 4);
-    if (!a.lse) attention_row_lse(gemm_, alloc_, a, own_lse.f(), stream_);
+    if (!a.lse) row_lse(a, own_lse.f());
     Scratch scratch(alloc_, flash_backward_workspace_bytes(a, warps));
     cudaError_t e = flash_attention_backward(g, a.lse ? a.lse : own_lse.f(), scratch.p, stream_, warps);
     if (e != cudaSuccess) {

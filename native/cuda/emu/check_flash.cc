@@ -42,11 +42,36 @@ void check_case(const FlashCase& c, DType dt) {
   pc::attention_row_lse(ctx, alloc, a, lse_pass.data(), nullptr);
 
   const bool serves = pc::flash_backward_serves({a, pr.gout.data()}, kCc, kSmemOptin) &&
-                      pc::flash_backward_serves({a, pr.gout.data()}, kCc, kSmemOptin, 8);
+                      pc::flash_backward_serves({a, pr.gout.data()}, kCc, kSmemOptin, 8) &&
+                      pc::flash_row_lse_serves(a, kCc);
   g_checks++;
   if (!serves) g_failures++;
   std::printf("%s flash %-10s %-8s %s taken\n", serves ? "PASS" : "FAIL", c.name, dtype_name(dt), s.label().c_str());
   if (!serves) return;
+
+  // The row statistics' own kernel against the reference: float32 logits of 16-bit
+  // operands either way; +inf (no key kept) must match exactly.
+  {
+    std::vector<float> lse_k(rows + 1, NAN);
+    const long races_before = perceiver::emu::g_races;
+    const cudaError_t e = pc::flash_row_lse(a, lse_k.data(), nullptr);
+    const long races = perceiver::emu::g_races - races_before;
+    double worst = 0;
+    for (int64_t r = 0; r < rows; r++) {
+      const double x = ref.lse[r], y = lse_k[r];
+      worst = std::max(worst, std::isinf(x) || std::isinf(y) ? (x == y ? 0.0 : INFINITY)
+                                                               : std::isnan(y) ? INFINITY : std::fabs(x - y) / (1e-5 + 1e-5 * std::fabs(x)));
+    }
+    const bool ok = e == cudaSuccess && races == 0 && worst <= 1.0;
+    g_checks++;
+    if (!ok) g_failures++;
+    std::printf("%s flash %-10s %-8s %s row lse worst %.2f of tol (1e-5)%s\n", ok ? "PASS" : "FAIL", c.name,
+                dtype_name(dt), s.label().c_str(), worst, races ? " races" : "");
+    if (races > 0) {
+      std::printf("  %ld shared-memory race(s); the first: %s\n", races, perceiver::emu::g_first_race.c_str());
+      perceiver::emu::g_races = 0;
+    }
+  }
 
   const double tol = dt == DType::BFloat16 ? 2e-2 : 4e-3;
   std::vector<float> gq(w.q.size() + 1), gk(w.k.size() + 1), gv(w.v.size() + 1);
