@@ -57,9 +57,10 @@
 #       Also the language model's forward with PERCEIVER_CUDA_CHECK_IDS=1 (ours, bench-gpu
 #       --only language-mlm): its ids checked on the GPU, a synchronisation the default
 #       skips for ids made on the host.
-#       About 5 minutes on an H200 (estimated from --compare, which has two bench-gpu,
-#       the probes and three ncu runs less): give its call a limit of about 450 s. The
-#       ncu runs come last, so a limit that cuts the call short loses them first.
+#       About 6 minutes on an H200 (estimated from --compare, which has two bench-gpu,
+#       the probes, the flash gradient's checks and training step and three ncu runs
+#       less): give its call a limit of about 500 s. The ncu runs come last, so a limit
+#       that cuts the call short loses them first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

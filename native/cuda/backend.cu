@@ -273,10 +273,9 @@ class CudaBackend final : public Backend {
   // Off unless PERCEIVER_CUDA_ATTENTION_BACKWARD=1 (the gradient from chunked products,
   // for every call) or PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=1 or =8 (the flash kernel
   // with 4 or 8 warps per block, for the calls it takes: a candidate not yet timed on a
-  // GPU). Elsewhere lib/autograd
-  // composes the gradient from whole products, which on an H200 made bf16 training
-  // steps 20% faster than the chunked products (float32 steps 9% slower, and more
-  // memory).
+  // GPU). Elsewhere lib/autograd composes the gradient from whole products, which on an
+  // H200 made bf16 training steps 20% faster than the chunked products (float32 steps
+  // 9% slower, and more memory).
   static bool products_backward_on() {
     static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_BACKWARD");
     return on;
