@@ -1082,6 +1082,19 @@ void bench_gradient(const Case& c, cudaStream_t stream) {
     g.gq = static_cast<float*>(gq.p);
     g.gk = static_cast<float*>(gk.p);
     g.gv = static_cast<float*>(gv.p);
+    // Milliseconds per run of `run` (once to warm up, then the mean of reps).
+    const int reps = 10;
+    auto time_ms = [&](const auto& run) {
+      run();
+      CHECK_CUDA(cudaStreamSynchronize(stream));
+      CHECK_CUDA(cudaEventRecord(t0, stream));
+      for (int r = 0; r < reps; r++) run();
+      CHECK_CUDA(cudaEventRecord(t1, stream));
+      CHECK_CUDA(cudaEventSynchronize(t1));
+      float ms = 0;
+      CHECK_CUDA(cudaEventElapsedTime(&ms, t0, t1));
+      return ms / reps;
+    };
     // The row statistics the gradient reads where the forward's kernels keep none: from
     // the products, and (where it takes the call) by the flash gradient's kernel.
     for (int way = 0; way < (flash_row_lse_serves(a, g_cc) && !skipped(kFlashGradient) ? 2 : 1); way++) {
@@ -1089,17 +1102,9 @@ void bench_gradient(const Case& c, cudaStream_t stream) {
         if (way == 0) attention_row_lse(*g_gemm, *g_alloc, a, a.lse, stream);
         else CHECK_CUDA(flash_row_lse(a, a.lse, stream));
       };
-      run();
-      CHECK_CUDA(cudaStreamSynchronize(stream));
-      const int reps = 10;
-      CHECK_CUDA(cudaEventRecord(t0, stream));
-      for (int r = 0; r < reps; r++) run();
-      CHECK_CUDA(cudaEventRecord(t1, stream));
-      CHECK_CUDA(cudaEventSynchronize(t1));
-      float ms = 0;
-      CHECK_CUDA(cudaEventElapsedTime(&ms, t0, t1));
+      const float ms = time_ms(run);
       std::printf("BENCH %-20s %-8s %-10s %9.4f ms  (%d reps) [B%lld H%lld Nq%lld Nk%lld Dqk%lld]\n", c.name.c_str(),
-                  dtype_name(dt), way == 0 ? "lse" : "lse-flash", ms / reps, reps, (long long)c.B, (long long)c.H,
+                  dtype_name(dt), way == 0 ? "lse" : "lse-flash", ms, reps, (long long)c.B, (long long)c.H,
                   (long long)c.nq, (long long)c.nk, (long long)c.dqk);
     }
     // The products, then (where it takes the call) the flash gradient with 4 and with 8
@@ -1114,18 +1119,10 @@ void bench_gradient(const Case& c, cudaStream_t stream) {
         if (way == 0) attention_backward(*g_gemm, *g_alloc, g, stream);
         else CHECK_CUDA(flash_attention_backward(g, a.lse, ws.p, stream, way == 2 ? 8 : 4, kFlashSlotBytes, way == 3));
       };
-      run();
-      CHECK_CUDA(cudaStreamSynchronize(stream));
-      const int reps = 10;
-      CHECK_CUDA(cudaEventRecord(t0, stream));
-      for (int r = 0; r < reps; r++) run();
-      CHECK_CUDA(cudaEventRecord(t1, stream));
-      CHECK_CUDA(cudaEventSynchronize(t1));
-      float ms = 0;
-      CHECK_CUDA(cudaEventElapsedTime(&ms, t0, t1));
-      ms /= reps;
+      const float ms = time_ms(run);
       std::printf("BENCH %-20s %-8s %-10s %9.4f ms  %7.2f TFLOP/s  (%d reps) [B%lld H%lld Nq%lld Nk%lld Dqk%lld Dv%lld]\n",
-                  c.name.c_str(), dtype_name(dt), way == 0 ? "grad" : way == 1 ? "grad-flash" : way == 2 ? "grad-flash8" : "grad-flashat", ms, flop / (ms * 1e-3) / 1e12, reps,
+                  c.name.c_str(), dtype_name(dt), way == 0 ? "grad" : way == 1 ? "grad-flash" : way == 2 ? "grad-flash8" : "grad-flashat",
+                  ms, flop / (ms * 1e-3) / 1e12, reps,
                   (long long)c.B, (long long)c.H, (long long)c.nq, (long long)c.nk, (long long)c.dqk, (long long)c.dv);
     }
   }
