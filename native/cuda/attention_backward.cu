@@ -57,7 +57,7 @@ struct FlashParams {
   int64_t nq, nk, heads, dqk, dv;
   int64_t q_sb, q_sn, q_sh, k_sb, k_sn, k_sh, v_sb, v_sn, v_sh, o_sb, o_sn, o_sh, m_sb, m_sq, m_sk;
   int64_t bh0, pairs, key_tiles;  // this launch's (batch, head) pairs: [bh0, bh0 + pairs)
-  float scale_log2;
+  float scale, scale_log2;
   bool atomic_dq;  // dQ added into one slot by atomicAdd (harness timing only)
 };
 
@@ -273,7 +273,7 @@ __device__ __forceinline__ void flash_backward_body(const FlashParams& p) {
   }
 
   // dK (times scale) and dV of this warp's keys.
-  const float scale = p.scale_log2 / kLog2e;
+  const float scale = p.scale;
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     const int64_t key = j0 + warp * 16 + g + 8 * r;
@@ -575,6 +575,7 @@ cudaError_t flash_attention_backward(const AttentionBackwardArgs& g, const float
   p.o_sb = a.o_sb, p.o_sn = a.o_sn, p.o_sh = a.o_sh;
   p.m_sb = a.m_sb, p.m_sq = a.m_sq, p.m_sk = a.m_sk;
   p.key_tiles = key_tiles_of(a, warps);
+  p.scale = a.scale;
   p.scale_log2 = a.scale * kLog2e;
   p.atomic_dq = atomic_dq;
   const int64_t total = a.batch * a.heads, per = pairs_per_launch(a, warps, slot_bytes);
