@@ -538,7 +538,10 @@ bool flash_backward_serves(const AttentionBackwardArgs& g, int cc, int smem_opti
   const AttentionArgs& a = g.a;
   if (!flash_backward_widths(a.dtype, a.dqk, a.dv, cc, smem_optin, warps) || a.dropout_scale != 0.f) return false;
   if (a.batch * a.heads == 0 || a.nq == 0 || a.nk == 0) return false;
-  // Grid: key tiles times a launch's pairs in one dimension.
+  // One (batch, head) pair's dQ slots within kFlashSlotBytes (beyond, the products take
+  // the call in chunks of bounded memory), and the grid, key tiles times a launch's
+  // pairs, in one dimension.
+  if ((double)key_tiles_of(a, warps) * a.nq * a.dqk * 4 > (double)kFlashSlotBytes) return false;
   if ((double)key_tiles_of(a, warps) * (double)pairs_per_launch(a, warps, kFlashSlotBytes) > 2147483647.0) return false;
   return rows16(a.q, a.q_sb, a.q_sn, a.q_sh, a.dqk) && rows16(a.k, a.k_sb, a.k_sn, a.k_sh, a.dqk) &&
          rows16(a.v, a.v_sb, a.v_sn, a.v_sh, a.dv) && rows16(g.gout, a.o_sb, a.o_sn, a.o_sh, a.dv);

@@ -18,8 +18,9 @@ namespace perceiver::cuda {
 // compute capability cc with smem_optin bytes of shared memory per block: bfloat16 or
 // float16 on sm_80+, widths that are multiples of 8 within one of its tiers
 // (kFlashBackwardTiers). flash_backward_serves: and this call, which also needs no
-// dropout, keys, and Q, K, V and the gradient of out in 16-byte aligned rows. Whether
-// the switch is on is the caller's.
+// dropout, keys, Q, K, V and the gradient of out in 16-byte aligned rows, and one
+// (batch, head) pair's dQ slots within kFlashSlotBytes. Whether the switch is on is the
+// caller's.
 bool flash_backward_widths(DType dtype, int64_t dqk, int64_t dv, int cc, int smem_optin, int warps = 4);
 bool flash_backward_serves(const AttentionBackwardArgs& g, int cc, int smem_optin, int warps = 4);
 

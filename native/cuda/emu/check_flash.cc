@@ -133,6 +133,24 @@ void check_refusals() {
       {"dqk 40, dv 160", {1, 2, 16, 16, 40, 160, false, false}, DType::BFloat16, kCc, false},
       {"no keys", {1, 2, 16, 0, 32, 32, false, false}, DType::BFloat16, kCc, false},
   };
+  // One (batch, head) pair whose dQ slots alone pass kFlashSlotBytes: 2^20 queries over
+  // 2^12 keys at width 32 (64 key tiles x 128 MiB). Only the arguments are read.
+  {
+    alignas(16) static uint16_t dummy[8];
+    AttentionArgs big{};
+    big.q = big.k = big.v = reinterpret_cast<const float*>(dummy);
+    big.out = reinterpret_cast<float*>(dummy);
+    big.batch = 1, big.heads = 1, big.nq = 1 << 20, big.nk = 1 << 12, big.dqk = 32, big.dv = 32;
+    big.q_sb = big.nq * 32, big.q_sn = 32, big.q_sh = 32;
+    big.k_sb = big.v_sb = big.nk * 32, big.k_sn = big.v_sn = 32, big.k_sh = big.v_sh = 32;
+    big.o_sb = big.q_sb, big.o_sn = 32, big.o_sh = 32;
+    big.scale = 1.f, big.dtype = DType::BFloat16;
+    const bool serves = pc::flash_backward_serves({big, big.out}, kCc, kSmemOptin);
+    g_checks++;
+    if (serves) g_failures++;
+    std::printf("%s flash refuses dQ slots past %zu MiB for one pair [Nq%lld Nk%lld Dqk32]\n", serves ? "FAIL" : "PASS",
+                pc::kFlashSlotBytes >> 20, (long long)big.nq, (long long)big.nk);
+  }
   // 8 warps at 128 x 128 need 123 KB of shared memory: not on an sm_86 (99 KB).
   {
     AttentionProblem pr({1, 2, 16, 16, 128, 128, false, false}, DType::BFloat16, 7, true);
