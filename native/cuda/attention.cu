@@ -89,7 +89,6 @@ constexpr int kMaxSplits = 64;
 constexpr int kSimtBlockK = 32;
 constexpr int kSimtChunkQK = 32;
 constexpr int kSimtChunkV = 128;
-constexpr float kLog2e = 1.4426950408889634f;
 
 // kTensorCore1: the tc kernel with one key/value stage (normally chosen only when
 // two do not fit), so that the harness can check both loops on any device.
@@ -794,10 +793,6 @@ size_t workspace_for(const AttentionArgs& a, int splits) {
   return (size_t)splits * (size_t)(a.batch * a.heads * a.nq) * (size_t)(a.dv + 2) * sizeof(float);
 }
 
-// 16-byte loads are allowed: base pointer and strides multiples of 16 bytes, elems16
-// elements (8 of 16-bit data, 4 of float32).
-bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2, int elems16 = 8);
-
 // 16-bit K and V whose rows are not 16-byte aligned (a 261-wide head packed at stride
 // 261 starts rows at odd elements) are copied into the workspace at a row stride
 // rounded up to 8 elements first: the tc kernel then loads them with 16-byte cp.async,
@@ -837,11 +832,6 @@ PadPlan pad_plan(const AttentionArgs& a, size_t base) {
 
 bool nothing_to_do(const AttentionArgs& a) {
   return a.batch <= 0 || a.heads <= 0 || a.nq <= 0 || a.dv <= 0;
-}
-
-bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2, int elems16) {
-  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && s0 % elems16 == 0 && s1 % elems16 == 0 &&
-         s2 % elems16 == 0;
 }
 
 // The tc kernel's instantiations: Dv cap, key tile, warps (16 query rows each).

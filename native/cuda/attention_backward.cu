@@ -41,8 +41,6 @@ namespace {
 
 using namespace attn;
 
-constexpr float kLog2e = 1.4426950408889634f;
-
 struct FlashParams {
   const uint16_t* q;
   const uint16_t* k;
@@ -340,10 +338,6 @@ int flash_tier(int64_t dqk, int64_t dv) {
   return best;
 }
 
-bool rows16(const void* p, int64_t sb, int64_t sn, int64_t sh, int64_t d) {
-  return aligned16(p) && sb % 8 == 0 && sn % 8 == 0 && sh % 8 == 0 && d % 8 == 0;
-}
-
 int64_t key_tiles_of(const AttentionArgs& a, int warps) { return (a.nk + 16 * warps - 1) / (16 * warps); }
 
 // (batch, head) pairs per launch: as many as dQ's slots hold within slot_bytes.
@@ -449,7 +443,6 @@ __global__ void __launch_bounds__(128) flash_lse_kernel(LseParams p) {
     for (int r = 0; r < 2; r++) {
       const int64_t row = i0 + warp * 16 + g + 8 * r;
       const uint8_t* mrow = p.mask && row < p.nq ? p.mask + b * p.m_sb + row * p.m_sq : nullptr;
-      float mx = -INFINITY;
 #pragma unroll
       for (int n = 0; n < kNS; n++)
 #pragma unroll
@@ -457,17 +450,8 @@ __global__ void __launch_bounds__(128) flash_lse_kernel(LseParams p) {
           const int64_t key = jt + n * 8 + 2 * t + e;
           const bool keep = key < p.nk && (!mrow || mrow[key * p.m_sk] != 0);
           s[n][2 * r + e] = keep ? s[n][2 * r + e] * p.scale_log2 : -INFINITY;
-          mx = fmaxf(mx, s[n][2 * r + e]);
         }
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(m[r], mx);
-      const float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing kept yet
-      float sum = 0.f;
-#pragma unroll
-      for (int n = 0; n < kNS; n++) sum += exp2_ftz(s[n][2 * r] - m_use) + exp2_ftz(s[n][2 * r + 1] - m_use);
-      l[r] = l[r] * exp2_ftz(m[r] - m_use) + sum;
-      m[r] = m_new;
+      online_softmax_row<kNS>(s, r, m[r], l[r]);  // its P, left in s, is not needed here
     }
   }
 #pragma unroll
@@ -504,7 +488,7 @@ bool flash_row_lse_serves(const AttentionArgs& a, int cc) {
   if (cc < 80 || (a.dtype != DType::BFloat16 && a.dtype != DType::Float16)) return false;
   if (a.batch * a.heads == 0 || a.nq == 0 || a.nk == 0 || a.dqk <= 0 || lse_width(a.dqk) == 0) return false;
   if ((double)a.batch * a.heads * ((a.nq + kLseRows - 1) / kLseRows) > 2147483647.0) return false;
-  return rows16(a.q, a.q_sb, a.q_sn, a.q_sh, a.dqk) && rows16(a.k, a.k_sb, a.k_sn, a.k_sh, a.dqk);
+  return a.dqk % 8 == 0 && vec16_ok(a.q, a.q_sb, a.q_sn, a.q_sh) && vec16_ok(a.k, a.k_sb, a.k_sn, a.k_sh);
 }
 
 cudaError_t flash_row_lse(const AttentionArgs& a, float* lse, cudaStream_t st) {
@@ -543,8 +527,9 @@ bool flash_backward_serves(const AttentionBackwardArgs& g, int cc, int smem_opti
   // pairs, in one dimension.
   if ((double)key_tiles_of(a, warps) * a.nq * a.dqk * 4 > (double)kFlashSlotBytes) return false;
   if ((double)key_tiles_of(a, warps) * (double)pairs_per_launch(a, warps, kFlashSlotBytes) > 2147483647.0) return false;
-  return rows16(a.q, a.q_sb, a.q_sn, a.q_sh, a.dqk) && rows16(a.k, a.k_sb, a.k_sn, a.k_sh, a.dqk) &&
-         rows16(a.v, a.v_sb, a.v_sn, a.v_sh, a.dv) && rows16(g.gout, a.o_sb, a.o_sn, a.o_sh, a.dv);
+  // (The widths' multiples of 8 are flash_backward_widths'.)
+  return vec16_ok(a.q, a.q_sb, a.q_sn, a.q_sh) && vec16_ok(a.k, a.k_sb, a.k_sn, a.k_sh) &&
+         vec16_ok(a.v, a.v_sb, a.v_sn, a.v_sh) && vec16_ok(g.gout, a.o_sb, a.o_sn, a.o_sh);
 }
 
 size_t flash_backward_workspace_bytes(const AttentionArgs& a, int warps, size_t slot_bytes) {

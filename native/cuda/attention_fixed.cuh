@@ -52,32 +52,6 @@ __device__ __forceinline__ void scale_mask_tile(float (&s)[kNS][4], const Params
   }
 }
 
-// The online-softmax step for one of those rows (r = 0: row, 1: row + 8), whose 4
-// threads (same g) combine their maxima by shuffles: m moves to the new maximum, S
-// becomes P = exp2(S - m) in place and l takes its sum (this thread's share). Returns
-// the factor the row's O must be scaled by: exp2(m_old - m_new), 0 while m was -inf.
-template <int kNS>
-__device__ __forceinline__ float online_softmax_row(float (&s)[kNS][4], int r, float& m, float& l) {
-  float mx = -INFINITY;
-#pragma unroll
-  for (int n = 0; n < kNS; n++) mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
-  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-  const float m_new = fmaxf(m, mx);
-  const float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing unmasked yet: P = 0
-  const float corr = exp2_ftz(m - m_use);
-  m = m_new;
-  float sum = 0.f;
-#pragma unroll
-  for (int n = 0; n < kNS; n++) {
-    s[n][2 * r] = exp2_ftz(s[n][2 * r] - m_use);
-    s[n][2 * r + 1] = exp2_ftz(s[n][2 * r + 1] - m_use);
-    sum += s[n][2 * r] + s[n][2 * r + 1];
-  }
-  l = l * corr + sum;
-  return corr;
-}
-
 // One 16-row tile's softmax step over a key tile, for the kernels whose O stays in
 // mma.sync's C fragments (the fixed-width and TF32 kernels): S scaled and masked, P
 // in its place, and this thread's O rows rescaled to the new maxima.

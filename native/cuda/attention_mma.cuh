@@ -192,9 +192,40 @@ __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
 }  // namespace perceiver::cuda::attn
 #endif  // PERCEIVER_CUDA_EMULATION
 
-// Copies and tiles shared by attention.cu's kernels and the flash gradient
-// (attention_backward.cu), on the GPU and on the emulation alike.
+// Copies, tiles and the online softmax shared by attention.cu's kernels and the flash
+// gradient (attention_backward.cu), on the GPU and on the emulation alike.
 namespace perceiver::cuda::attn {
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+// The online-softmax step for one of the two rows of a 16-row tile's S in mma.sync's C
+// fragments (kNS n8 tiles; r = 0: row g, 1: row g + 8), already scaled into the log2
+// domain, masked keys at -inf; the row's 4 threads (same g) combine their maxima by
+// shuffles: m moves to the new maximum, S
+// becomes P = exp2(S - m) in place and l takes its sum (this thread's share). Returns
+// the factor the row's O must be scaled by: exp2(m_old - m_new), 0 while m was -inf.
+template <int kNS>
+__device__ __forceinline__ float online_softmax_row(float (&s)[kNS][4], int r, float& m, float& l) {
+  float mx = -INFINITY;
+#pragma unroll
+  for (int n = 0; n < kNS; n++) mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+  const float m_new = fmaxf(m, mx);
+  const float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing unmasked yet: P = 0
+  const float corr = exp2_ftz(m - m_use);
+  m = m_new;
+  float sum = 0.f;
+#pragma unroll
+  for (int n = 0; n < kNS; n++) {
+    s[n][2 * r] = exp2_ftz(s[n][2 * r] - m_use);
+    s[n][2 * r + 1] = exp2_ftz(s[n][2 * r + 1] - m_use);
+    sum += s[n][2 * r] + s[n][2 * r + 1];
+  }
+  l = l * corr + sum;
+  return corr;
+}
+
 
 // One 16-byte chunk of a shared tile (row stride ld) from global rows at stride sn of
 // real width d: row r, columns [c, c + 8), zero past `rows` rows or d columns. The

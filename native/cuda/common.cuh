@@ -72,6 +72,11 @@ struct alignas(16) Pack16 {
   T v[kPack<T>];
 };
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+// Rows of a [B, N, H, D] view (strides s0, s1, s2) load in 16-byte units: base pointer
+// and strides multiples of 16 bytes, elems16 elements (8 of 16-bit data, 4 of float32).
+inline bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2, int elems16 = 8) {
+  return aligned16(ptr) && s0 % elems16 == 0 && s1 % elems16 == 0 && s2 % elems16 == 0;
+}
 inline bool is_float(DType t) { return t == DType::Float32 || t == DType::BFloat16 || t == DType::Float16; }
 
 // A run-time switch: the environment variable is exactly "1". Callers read it once

@@ -54,6 +54,16 @@ inline void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
   });
 }
 
+// This lane's A and B registers of an mma into its exchange slots 0-5, where the
+// warp's product reads them after the next warp_sync.
+inline void publish_operands(const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  auto& s = emu_detail::warp_slots();
+  const int l = emu_detail::lane();
+  for (int i = 0; i < 4; i++) s[l][i] = a[i];
+  s[l][4] = b0;
+  s[l][5] = b1;
+}
+
 // d += A B, A 16x16 row-major, B 16x8 "col", C/D 16x8 fp32, in the fragments of
 // attention_mma.cuh (g = lane / 4, t = lane % 4).
 template <class T>
@@ -61,9 +71,7 @@ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) 
   using namespace emu_detail;
   auto& s = warp_slots();
   const int l = lane();
-  for (int i = 0; i < 4; i++) s[l][i] = a[i];
-  s[l][4] = b0;
-  s[l][5] = b1;
+  publish_operands(a, b0, b1);
   uint32_t c[4];
   std::memcpy(c, d, sizeof c);
   s[l][6] = c[0] | (uint64_t)c[1] << 32;  // C[g][2t], C[g][2t + 1]
@@ -110,9 +118,7 @@ inline void mma_1688_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, ui
   using namespace emu_detail;
   auto& s = warp_slots();
   const int l = lane();
-  for (int i = 0; i < 4; i++) s[l][i] = a[i];
-  s[l][4] = b0;
-  s[l][5] = b1;
+  publish_operands(a, b0, b1);
   warp_sync();
   auto f = [](uint64_t bits) {
     const uint32_t u = (uint32_t)bits & 0xffffe000u;
