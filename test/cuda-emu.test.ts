@@ -272,11 +272,16 @@ emulated('the emulation finds shared-memory races: a copy read without a wait or
   t.is(r.passed(/^PASS races: wgmma: the result read before wgmma_wait +0 race\(s\); wrong values$/), 1);
 });
 
-emulated('binary ops and layer norm, emulated on the CPU, match the reference with and without the 16-byte kernels', (t, family) => {
+emulated('binary ops, layer norm, dense unary ops, the GEMM\'s bias/activation pass and GELU\'s gradient, emulated on the CPU, match the reference with and without the 16-byte kernels', (t, family) => {
   for (const vec of ['0', '1']) {
     const what = `PERCEIVER_CUDA_VECTOR_KERNELS=${vec}`;
     const r = family('rows', { PERCEIVER_CUDA_VECTOR_KERNELS: vec }, what);
     t.regex(r.out, new RegExp(what));
-    t.is(r.checks, 63, `${what}: ${r.checks} checks ran`);
+    t.is(r.checks, 120, `${what}: ${r.checks} checks ran`);
+    // Per float dtype: 4 unary ops and 2 GELU gradients, whole packs and one element in;
+    // 7 bias/activation passes (rows wider than the row, batches apart and back to back,
+    // rows not whole packs). Both kernels give the element kernels' formula's exact bits.
+    t.is(r.passed(/^PASS (unary|gelu_backward) .* bit for bit /), 36, what);
+    t.is(r.passed(/^PASS bias_act .* bit for bit /), 21, what);
   }
 });

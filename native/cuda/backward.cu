@@ -123,21 +123,33 @@ __global__ void softmax_backward_kernel(const Tin* y, const Tin* g, Tout* gx, in
   }
 }
 
+__device__ __forceinline__ float gelu_derivative(float v, bool tanh_form) {
+  if (tanh_form) {
+    const float c = 0.7978845608028654f, k = 0.044715f;
+    const float t = tanhf(c * (v + k * v * v * v));
+    return 0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * c * (1.f + 3.f * k * v * v);
+  }
+  const float cdf = 0.5f * (1.f + erff(v * 0.70710678118654752f));
+  const float pdf = 0.3989422804014327f * expf(-0.5f * v * v);
+  return cdf + v * pdf;
+}
+
 template <class T>
 __global__ void gelu_backward_kernel(const T* x, const T* g, T* gx, int64_t n, bool tanh_form) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const float v = to_f(x[i]);
-    float d;
-    if (tanh_form) {
-      const float c = 0.7978845608028654f, k = 0.044715f;
-      const float t = tanhf(c * (v + k * v * v * v));
-      d = 0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * c * (1.f + 3.f * k * v * v);
-    } else {
-      const float cdf = 0.5f * (1.f + erff(v * 0.70710678118654752f));
-      const float pdf = 0.3989422804014327f * expf(-0.5f * v * v);
-      d = cdf + v * pdf;
-    }
-    gx[i] = from_f<T>(to_f(g[i]) * d);
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    gx[i] = from_f<T>(to_f(g[i]) * gelu_derivative(to_f(x[i]), tanh_form));
+}
+
+// The same on 16-byte packs (unless PERCEIVER_CUDA_VECTOR_KERNELS=0; 0.0187 ms element
+// by element for [8, 512, 1024] bf16 on an H200): the same bits.
+template <class T>
+__global__ void gelu_backward_vec_kernel(const T* x, const T* g, T* gx, uint32_t units, bool tanh_form) {
+  for (uint32_t u = blockIdx.x * blockDim.x + threadIdx.x; u < units; u += gridDim.x * blockDim.x) {
+    const Pack16<T> xv = reinterpret_cast<const Pack16<T>*>(x)[u], gv = reinterpret_cast<const Pack16<T>*>(g)[u];
+    Pack16<T> r;
+#pragma unroll
+    for (int k = 0; k < kPack<T>; k++) r.v[k] = from_f<T>(to_f(gv.v[k]) * gelu_derivative(to_f(xv.v[k]), tanh_form));
+    reinterpret_cast<Pack16<T>*>(gx)[u] = r;
   }
 }
 
@@ -241,9 +253,16 @@ void softmax_backward(const void* y, const void* g, void* gx, int64_t rows, int6
 
 void gelu_backward(const void* x, const void* g, void* gx, int64_t n, bool tanh_form, DType dtype, cudaStream_t s) {
   if (n == 0) return;
-  DISPATCH_FLOAT("gelu_backward", dtype, T,
-                 PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, gelu_backward_kernel<T>)(
-                     static_cast<const T*>(x), static_cast<const T*>(g), static_cast<T*>(gx), n, tanh_form));
+  const int64_t pack = 16 / (int64_t)dtype_size(dtype), units = n / pack;
+  const bool vec = vector_kernels() && n % pack == 0 && units <= INT32_MAX && aligned16(x) && aligned16(g) && aligned16(gx);
+  DISPATCH_FLOAT("gelu_backward", dtype, T, {
+    const T *xt = static_cast<const T*>(x), *gt = static_cast<const T*>(g);
+    if (vec)
+      PERCEIVER_LAUNCH(grid_for(units), kThreads, 0, s, gelu_backward_vec_kernel<T>)(xt, gt, static_cast<T*>(gx),
+                                                                                   (uint32_t)units, tanh_form);
+    else
+      PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, gelu_backward_kernel<T>)(xt, gt, static_cast<T*>(gx), n, tanh_form);
+  });
   check_launch("gelu_backward", s);
 }
 

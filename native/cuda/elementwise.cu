@@ -117,6 +117,65 @@ __global__ void unary_kernel(Strided<2> s, T* out, const T* x, int64_t n, UnaryO
   }
 }
 
+// Dense unary ops on 16-byte packs (unless PERCEIVER_CUDA_VECTOR_KERNELS=0): a bf16
+// training step's GELU over [8, 512, 1024] took 0.0185 ms element by element on an
+// H200 (0.9 TB/s). The same per-element arithmetic as unary_kernel: the same bits.
+template <class T, class I>
+__global__ void unary_vec_kernel(T* out, const T* x, I units, UnaryOp op, float alpha, float beta) {
+  for (I u = blockIdx.x * (I)blockDim.x + threadIdx.x; u < units; u += (I)gridDim.x * blockDim.x) {
+    Pack16<T> v = reinterpret_cast<const Pack16<T>*>(x)[u];
+#pragma unroll
+    for (int k = 0; k < kPack<T>; k++) v.v[k] = from_f<T>(apply_unary(op, to_f(v.v[k]), alpha, beta));
+    reinterpret_cast<Pack16<T>*>(out)[u] = v;
+  }
+}
+
+// ---- the GEMM's bias and activation pass (gemm.cu), for what cuBLASLt's epilogues lack ----
+__device__ __forceinline__ float apply_act(Activation act, float v) {
+  switch (act) {
+    case Activation::None: return v;
+    case Activation::Relu: return apply_unary(UnaryOp::Relu, v, 1.f, 0.f);
+    case Activation::Gelu: return gelu_erf(v);
+    case Activation::GeluTanh: return gelu_tanh(v);
+  }
+  return v;
+}
+
+template <class T>
+__global__ void bias_act_kernel(T* c, const T* bias, int64_t batch, int64_t rows, int64_t n, int64_t ldc,
+                                int64_t stride_c, Activation act) {
+  int64_t total = batch * rows * n;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    int64_t j = i % n, r = (i / n) % rows, b = i / (n * rows);
+    T* p = c + b * stride_c + r * ldc + j;
+    float v = to_f(*p);
+    if (bias) v += to_f(bias[j]);
+    *p = from_f<T>(apply_act(act, v));
+  }
+}
+
+// The same on 16-byte packs, rows a whole number of packs at a stride of ld_units packs
+// (unless PERCEIVER_CUDA_VECTOR_KERNELS=0). The exact GELU after every MLP's first
+// product is this pass: element by element it divided each element's index three
+// times in 64 bits. One division per pack here; the same bits.
+template <class T, class I>
+__global__ void bias_act_vec_kernel(T* c, const T* bias, I rows, I row_units, I ld_units, Activation act) {
+  const I units = rows * row_units;
+  for (I u = blockIdx.x * (I)blockDim.x + threadIdx.x; u < units; u += (I)gridDim.x * blockDim.x) {
+    const I r = u / row_units, j = u - r * row_units;
+    Pack16<T>* p = reinterpret_cast<Pack16<T>*>(c) + r * ld_units + j;
+    Pack16<T> x = *p, b;
+    if (bias) b = reinterpret_cast<const Pack16<T>*>(bias)[j];
+#pragma unroll
+    for (int k = 0; k < kPack<T>; k++) {
+      float v = to_f(x.v[k]);
+      if (bias) v += to_f(b.v[k]);
+      x.v[k] = from_f<T>(apply_act(act, v));
+    }
+    *p = x;
+  }
+}
+
 __device__ __forceinline__ float apply_binary(BinaryOp op, float x, float y) {
   switch (op) {
     case BinaryOp::Add: return x + y;
@@ -287,9 +346,48 @@ void unary(UnaryOp op, const View& x, const View& out, float alpha, float beta, 
   if (n == 0) return;
   const View* vs[2] = {&out, &x};
   Strided<2> st = make_strided<2>(vs);
-  DISPATCH_FLOAT("unary", x.dtype, T,
-                 PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, unary_kernel<T>)(st, out.ptr<T>(), x.ptr<T>(), n, op, alpha, beta));
+  const int64_t pack = 16 / (int64_t)dtype_size(out.dtype);
+  const bool vec = vector_kernels() && st.flat && n % pack == 0 && aligned16(out.data()) && aligned16(x.data());
+  DISPATCH_FLOAT("unary", x.dtype, T, {
+    const int64_t units = n / pack;
+    if (vec && units <= INT32_MAX)
+      PERCEIVER_LAUNCH(grid_for(units), kThreads, 0, s, unary_vec_kernel<T, uint32_t>)(out.ptr<T>(), x.ptr<T>(),
+                                                                                     (uint32_t)units, op, alpha, beta);
+    else if (vec)
+      PERCEIVER_LAUNCH(grid_for(units), kThreads, 0, s, unary_vec_kernel<T, int64_t>)(out.ptr<T>(), x.ptr<T>(), units, op,
+                                                                                    alpha, beta);
+    else
+      PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, unary_kernel<T>)(st, out.ptr<T>(), x.ptr<T>(), n, op, alpha, beta);
+  });
   check_launch("unary", s);
+}
+
+void bias_act(void* c, const void* bias, int64_t batch, int64_t rows, int64_t n, int64_t ldc, int64_t stride_c,
+              Activation act, DType dtype, cudaStream_t s) {
+  int64_t total = batch * rows * n;
+  if (total == 0) return;
+  const int64_t pack = 16 / (int64_t)dtype_size(dtype);
+  // Batches back to back are rows too.
+  if (batch > 1 && stride_c == rows * ldc) {
+    rows *= batch;
+    batch = 1;
+  }
+  const bool vec = vector_kernels() && batch == 1 && n % pack == 0 && ldc % pack == 0 && aligned16(c) &&
+                   (!bias || aligned16(bias));
+  DISPATCH_FLOAT("matmul (bias/activation)", dtype, T, {
+    T* ct = static_cast<T*>(c);
+    const T* bt = static_cast<const T*>(bias);
+    const int64_t row_units = n / pack, ld_units = ldc / pack;
+    if (vec && rows * ld_units <= INT32_MAX)
+      PERCEIVER_LAUNCH(grid_for(rows * row_units), kThreads, 0, s, bias_act_vec_kernel<T, uint32_t>)(
+          ct, bt, (uint32_t)rows, (uint32_t)row_units, (uint32_t)ld_units, act);
+    else if (vec)
+      PERCEIVER_LAUNCH(grid_for(rows * row_units), kThreads, 0, s, bias_act_vec_kernel<T, int64_t>)(ct, bt, rows, row_units,
+                                                                                                   ld_units, act);
+    else
+      PERCEIVER_LAUNCH(grid_for(total), kThreads, 0, s, bias_act_kernel<T>)(ct, bt, batch, rows, n, ldc, stride_c, act);
+  });
+  check_launch("matmul (bias/activation)", s);
 }
 
 namespace {

@@ -2,14 +2,21 @@
 // computed as the column-major C^T = op(B)^T op(A)^T, i.e. with the operands
 // swapped and no data moved. Bias and ReLU (and tanh-GELU in 16 bits) are fused as
 // cuBLASLt epilogues; the exact (erf) GELU, float32's tanh-GELU, and any epilogue cuBLASLt refuses for a
-// layout, run as a second elementwise pass (bias_act). float32 computes in
+// layout, run as a second elementwise pass (bias_act, elementwise.cu). float32 computes in
 // float32 (no TF32 unless PERCEIVER_CUDA_TF32=1) to stay within 1e-5 of the CPU;
 // 16-bit types accumulate in float32.
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "common.cuh"
 #include "gemm.h"
@@ -18,30 +25,6 @@
 namespace perceiver {
 namespace cuda {
 namespace {
-
-__device__ __forceinline__ float act_f(Activation act, float v) {
-  switch (act) {
-    case Activation::None: return v;
-    case Activation::Relu: return v > 0.f ? v : (v == v ? 0.f : v);
-    case Activation::Gelu: return 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
-    case Activation::GeluTanh:
-      return 0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-  }
-  return v;
-}
-
-template <class T>
-__global__ void bias_act_kernel(T* c, const T* bias, int64_t batch, int64_t rows, int64_t n, int64_t ldc,
-                                int64_t stride_c, Activation act) {
-  int64_t total = batch * rows * n;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-    int64_t j = i % n, r = (i / n) % rows, b = i / (n * rows);
-    T* p = c + b * stride_c + r * ldc + j;
-    float v = to_f(*p);
-    if (bias) v += to_f(bias[j]);
-    *p = from_f<T>(act_f(act, v));
-  }
-}
 
 cudaDataType_t lt_type(DType t) {
   switch (t) {
@@ -102,21 +85,73 @@ struct Descs {
   }
 };
 
-using Key = std::array<int64_t, 20>;
+using Key = std::array<int64_t, 21>;
 std::mutex cache_mu;
 std::map<Key, std::pair<bool, lt::Algo>> algo_cache;  // bool: an algorithm exists
 
+std::atomic<int> tune_override{-1};  // set_gemm_tune_mode's, for the harness
+
+// Autotuning (a candidate until a GPU has timed it). cuBLASLt's heuristic ranks the
+// algorithms by a model of their cost, and the product takes its first. On an H200
+// the models' mid-sized products run well below the large ones' rate: the language
+// model's [8192, 1280] x [1280, 1280] at 389 TFLOP/s (0.069 ms, 57% of its batch-32
+// forward), its [256, 1280] x [1280, 256] at batch 1 at 10 TFLOP/s (four 128 x 128
+// tiles for 132 SMs), where 4096^3 runs at 650. Whether another of the heuristic's
+// algorithms (other tiles, split-K) is faster only a timing can say, so the first
+// call of each shape times up to kTuneAlgos of them on its own operands and keeps the
+// fastest for the process, as cuDNN's benchmark mode and PyTorch's TunableOp do.
+constexpr int kTuneAlgos = 16;
+constexpr int kTuneRuns = 5;          // timed runs of each algorithm, after one untimed
+constexpr float kTuneMaxMs = 2.f;     // longer products run near peak: not worth the timing
+constexpr float kTuneMargin = 0.97f;  // another algorithm must beat the first by 3%
+
+// Times run(algo) for the usable results and returns the index of the one to keep (0,
+// cuBLASLt's first, unless another beats it by the margin), or -1 where none runs.
+int fastest_algo(const std::function<lt::Status(const lt::Algo&)>& run, const lt::HeuristicResult* r, int n,
+                 size_t workspace_bytes, cudaStream_t s, std::vector<float>* ms) {
+  struct Events {
+    cudaEvent_t e[2] = {nullptr, nullptr};
+    ~Events() {
+      for (cudaEvent_t x : e)
+        if (x) cudaEventDestroy(x);
+    }
+  } ev;
+  CUDA_CHECK("matmul (tuning)", cudaEventCreate(&ev.e[0]));
+  CUDA_CHECK("matmul (tuning)", cudaEventCreate(&ev.e[1]));
+  cudaEvent_t e0 = ev.e[0], e1 = ev.e[1];
+  ms->assign((size_t)n, INFINITY);
+  for (int i = 0; i < n; i++) {
+    if (r[i].state != 0 || r[i].workspace_size > workspace_bytes || run(r[i].algo) != 0) continue;
+    CUDA_CHECK("matmul (tuning)", cudaEventRecord(e0, s));
+    bool ok = true;
+    for (int k = 0; k < kTuneRuns && ok; k++) ok = run(r[i].algo) == 0;
+    CUDA_CHECK("matmul (tuning)", cudaEventRecord(e1, s));
+    CUDA_CHECK("matmul (tuning)", cudaEventSynchronize(e1));
+    float t = 0.f;
+    CUDA_CHECK("matmul (tuning)", cudaEventElapsedTime(&t, e0, e1));
+    if (ok) (*ms)[i] = t / kTuneRuns;
+    if (i == 0 && ok && (*ms)[0] > kTuneMaxMs) break;
+  }
+  int best = -1;
+  for (int i = 0; i < n; i++)
+    if (std::isfinite((*ms)[i]) && (best < 0 || (*ms)[i] < (*ms)[best])) best = i;
+  if (best > 0 && std::isfinite((*ms)[0]) && (*ms)[best] > kTuneMargin * (*ms)[0]) best = 0;
+  return best;
+}
+
 }  // namespace
 
-void bias_act(void* c, const void* bias, int64_t batch, int64_t rows, int64_t n, int64_t ldc, int64_t stride_c,
-              Activation act, DType dtype, cudaStream_t s) {
-  int64_t total = batch * rows * n;
-  if (total == 0) return;
-  DISPATCH_FLOAT("matmul", dtype, T,
-                 bias_act_kernel<T><<<grid_for(total), kThreads, 0, s>>>(static_cast<T*>(c), static_cast<const T*>(bias),
-                                                                          batch, rows, n, ldc, stride_c, act));
-  check_launch("matmul (bias/activation)", s);
+int gemm_tune_mode() {
+  static const int from_env = [] {
+    const char* e = std::getenv("PERCEIVER_CUDA_GEMM_TUNE");
+    if (!e || !*e || std::strcmp(e, "0") == 0) return 0;
+    return std::strcmp(e, "verbose") == 0 ? 2 : 1;
+  }();
+  const int o = tune_override.load();
+  return o >= 0 ? o : from_env;
 }
+
+void set_gemm_tune_mode(int mode) { tune_override.store(mode); }
 
 void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
   MatmulArgs a = in;
@@ -202,9 +237,15 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
     check_lt("set MIN_ALIGNMENT_D", api.pref_set(d.pref, lt::PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof(al_d)));
   };
 
+  float alpha = a.alpha, beta = a.beta;
+  // Tuning runs the product several times, so not where it reads its own output
+  // (beta != 0 into C in place: a gradient accumulating).
+  const int tune = c_in == (const void*)a.c && a.beta != 0.f ? 0 : gemm_tune_mode();
+
   auto find = [&](Descs& d, uint32_t epi, lt::Algo* algo) {
     Key key = {(int64_t)a.dtype * 4 + (a.c_float32 ? 1 : 0) + (a.beta != 0.f ? 2 : 0), a.m, a.n, a.k, a.lda, a.ldb, a.ldc, a.batch, a.stride_a, a.stride_b,
-               a.stride_c, opx, opy, (int64_t)epi, compute, al_x, al_y, al_d, (int64_t)ctx.workspace_bytes, ctx.device};
+               a.stride_c, opx, opy, (int64_t)epi, compute, al_x, al_y, al_d, (int64_t)ctx.workspace_bytes, ctx.device,
+               tune > 0};
     {
       std::lock_guard<std::mutex> lock(cache_mu);
       auto it = algo_cache.find(key);
@@ -213,17 +254,36 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
         return it->second.first;
       }
     }
-    lt::HeuristicResult r;
+    lt::HeuristicResult r[kTuneAlgos];
     int found = 0;
-    lt::Status st = api.heuristic(ctx.handle, d.op, d.x, d.y, d.d, d.d, d.pref, 1, &r, &found);
-    bool ok = st == 0 && found > 0;
-    if (ok) *algo = r.algo;
+    lt::Status st = api.heuristic(ctx.handle, d.op, d.x, d.y, d.d, d.d, d.pref, tune ? kTuneAlgos : 1, r, &found);
+    int pick = st == 0 && found > 0 ? 0 : -1;
+    if (pick == 0 && tune && found > 1) {
+      std::vector<float> ms;
+      pick = fastest_algo(
+          [&](const lt::Algo& al) {
+            return api.matmul(ctx.handle, d.op, &alpha, a.b, d.x, a.a, d.y, &beta, c_in, d.d, a.c, d.d, &al,
+                              ctx.workspace, ctx.workspace_bytes, s);
+          },
+          r, found, ctx.workspace_bytes, s, &ms);
+      if (tune == 2) {
+        std::string line = "perceiver cuda: matmul tuning " + describe(a, al_y, al_x, al_d) + ", epilogue " +
+                           std::to_string(epi) + ": " + std::to_string(found) + " algorithms, ms";
+        char t[24];
+        for (float v : ms) {
+          std::snprintf(t, sizeof t, " %.4f", v);
+          line += std::isfinite(v) ? t : " -";
+        }
+        std::fprintf(stderr, "%s; keeps #%d\n", line.c_str(), pick);
+      }
+    }
+    const bool ok = pick >= 0;
+    if (ok) *algo = r[pick].algo;
     std::lock_guard<std::mutex> lock(cache_mu);
-    algo_cache[key] = {ok, ok ? r.algo : lt::Algo{}};
+    algo_cache[key] = {ok, ok ? r[pick].algo : lt::Algo{}};
     return ok;
   };
 
-  float alpha = a.alpha, beta = a.beta;
   lt::Algo algo;
   // cuBLASLt reads the bias vector with vector loads; a view into the middle of a
   // parameter may not be aligned for them, so such a bias takes the second pass.

@@ -19,5 +19,12 @@ struct GemmContext {
 
 void matmul(GemmContext& ctx, const MatmulArgs& a, cudaStream_t s);
 
+// PERCEIVER_CUDA_GEMM_TUNE (a candidate, off by default): 1 times cuBLASLt's candidate
+// algorithms on the first call of each shape and keeps the fastest for the process;
+// "verbose" also prints each choice and its timings to stderr. 0: the heuristic's
+// first, always. set_gemm_tune_mode overrides the environment (the harness times both).
+int gemm_tune_mode();
+void set_gemm_tune_mode(int mode);
+
 }  // namespace cuda
 }  // namespace perceiver

@@ -22,6 +22,7 @@
 #include "../queue.h"
 #include "api.h"
 #include "check_util.h"
+#include "gemm.h"
 
 using namespace perceiver;
 
@@ -29,6 +30,7 @@ namespace {
 
 Backend* g_gpu = nullptr;
 int g_failures = 0;
+const char* g_tag = "";  // appended to the matmul cases' names (" tuned")
 
 struct Buf {  // one tensor's storage on a device, with host staging helpers
   std::shared_ptr<Storage> s;
@@ -154,9 +156,9 @@ void gemm_case(int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
   g.dtype = t;
   g_gpu->matmul(g);
   char name[160];
-  std::snprintf(name, sizeof(name), "matmul %s b%lld %lldx%lldx%lld%s%s%s%s act%d", dtype_name(t), (long long)batch,
+  std::snprintf(name, sizeof(name), "matmul %s b%lld %lldx%lldx%lld%s%s%s%s act%d%s", dtype_name(t), (long long)batch,
                 (long long)m, (long long)n, (long long)k, ta ? " tA" : "", tb ? " tB" : "", bias ? " bias" : "",
-                addend ? " +C" : "", (int)act);
+                addend ? " +C" : "", (int)act, g_tag);
   compare(name, download(g_gpu, gc), rounded(download(cpu_backend(), cc), t), t);
   double s = time_gpu([&] { g_gpu->matmul(g); }, 10);
   std::printf("     %-52s %8.3f ms  %7.1f TFLOP/s\n", "", s * 1e3, 2.0 * batch * m * n * k / s / 1e12);
@@ -217,6 +219,10 @@ int main() {
     gemm_case(3, 64, 96, 80, true, true, false, Activation::None, t, true);
     gemm_case(1, 2048, 1280, 1280, false, true, true, Activation::None, t);
     gemm_case(1, 2048, 1280, 1280, false, true, true, Activation::None, t, true);
+    // The MLPs' first products with the exact GELU (cuBLASLt's bias epilogue, then the
+    // activation pass): the language model's at batch 32, the image model's at batch 32.
+    gemm_case(1, 8192, 1280, 1280, false, true, true, Activation::Gelu, t);
+    gemm_case(1, 16384, 1024, 1024, false, true, true, Activation::Gelu, t);
     for (const char* w : {"softmax", "layer_norm", "gelu", "add", "residual"}) {
       rows_case(w, 7, 3, t);
       rows_case(w, 512, 1024, t);
@@ -224,7 +230,7 @@ int main() {
     }
     // The language model's rows (16-byte kernels for these unless
     // PERCEIVER_CUDA_VECTOR_KERNELS=0; the first has a partly filled block of rows).
-    for (const char* w : {"layer_norm", "add", "residual"}) {
+    for (const char* w : {"layer_norm", "add", "residual", "gelu"}) {
       rows_case(w, 5, 1280, t);
       rows_case(w, 8192, 1280, t);
     }
@@ -233,6 +239,30 @@ int main() {
       std::printf("%s=%s\n", sw, v ? v : "(unset)");
     }
   }
+  // cuBLASLt's first algorithm against the fastest of its candidates
+  // (PERCEIVER_CUDA_GEMM_TUNE, a candidate), in one process, at the models' products:
+  // the language model's latents at batch 32 (V, the output projection with its
+  // residual, the MLP's first product, Q/K) and at batch 1; the image model's at batch
+  // 32 and 1. Each tuned product is checked against the CPU too. The choices and
+  // every candidate's time go to stderr ("perceiver cuda: matmul tuning").
+  struct Shape {
+    int64_t m, n, k;
+    Activation act;
+    bool addend;
+  };
+  const Shape shapes[] = {{8192, 1280, 1280, Activation::None, false}, {8192, 1280, 1280, Activation::None, true},
+                          {8192, 1280, 1280, Activation::Gelu, false}, {8192, 256, 1280, Activation::None, false},
+                          {256, 1280, 1280, Activation::None, false},  {256, 256, 1280, Activation::None, false},
+                          {16384, 1024, 1024, Activation::None, false}, {512, 1024, 1024, Activation::None, false}};
+  for (int mode : {0, 2}) {
+    cuda::set_gemm_tune_mode(mode);
+    g_tag = mode ? " tuned" : "";
+    std::printf("GEMM tuning %s\n", mode ? "on" : "off");
+    for (DType t : {DType::BFloat16, DType::Float32})
+      for (const Shape& sh : shapes)
+        if (t == DType::BFloat16 || sh.m <= 512) gemm_case(1, sh.m, sh.n, sh.k, false, true, true, sh.act, t, sh.addend);
+  }
+  cuda::set_gemm_tune_mode(-1);
   std::printf("%s: %d failure%s\n", g_failures ? "FAILED" : "PASSED", g_failures, g_failures == 1 ? "" : "s");
   return g_failures ? 1 : 0;
 }

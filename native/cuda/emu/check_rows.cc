@@ -79,6 +79,115 @@ void check_layer_norm(DType dt, int64_t rows, int64_t n, bool affine, int64_t of
   compare(what, want, got, dt);
 }
 
+// x rounded to dt, as the kernels' stores round it.
+float round_to(DType dt, float x) {
+  float tmp[2] = {0.f, 0.f};
+  store(tmp, dt, 0, x);
+  return load(tmp, dt, 0);
+}
+
+// The kernels' own float arithmetic (elementwise.cu, backward.cu), written again here:
+// the 16-byte kernels and the element kernels must both give exactly these bits.
+float gelu_erf_f(float v) { return 0.5f * v * (1.f + erff(v * 0.70710678118654752f)); }
+float gelu_tanh_f(float v) { return 0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v))); }
+float act_f(perceiver::Activation act, float v) {
+  switch (act) {
+    case perceiver::Activation::None: return v;
+    case perceiver::Activation::Relu: return v > 0.f ? v : (v == v ? 0.f : v);
+    case perceiver::Activation::Gelu: return gelu_erf_f(v);
+    case perceiver::Activation::GeluTanh: return gelu_tanh_f(v);
+  }
+  return v;
+}
+float gelu_derivative_f(float v, bool tanh_form) {
+  if (tanh_form) {
+    const float c = 0.7978845608028654f, k = 0.044715f;
+    const float t = tanhf(c * (v + k * v * v * v));
+    return 0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * c * (1.f + 3.f * k * v * v);
+  }
+  const float cdf = 0.5f * (1.f + erff(v * 0.70710678118654752f));
+  const float pdf = 0.3989422804014327f * expf(-0.5f * v * v);
+  return cdf + v * pdf;
+}
+
+// A dense unary op over [rows, n] `offset` elements in (whole packs at offset 0; an
+// offset of one takes the element kernel), bit for bit.
+void check_unary_dense(DType dt, perceiver::UnaryOp op, const char* name, int64_t rows, int64_t n, int64_t offset) {
+  Buf x(dt, rows * n + offset), out(dt, rows * n + offset);
+  for (int64_t i = 0; i < rows * n + offset; i++) x.set(i, -5.0 + 10.0 * (double)((i * 37) % 1001) / 1000.0);
+  perceiver::cuda::unary(op, x.view(rows, n, false, offset), out.view(rows, n, false, offset), 1.5f, -0.25f, nullptr);
+  std::vector<float> want, got;
+  for (int64_t i = offset; i < offset + rows * n; i++) {
+    const float v = x.get(i);
+    float w = 0.f;
+    switch (op) {
+      case perceiver::UnaryOp::Gelu: w = gelu_erf_f(v); break;
+      case perceiver::UnaryOp::GeluTanh: w = gelu_tanh_f(v); break;
+      case perceiver::UnaryOp::Exp: w = expf(v); break;
+      default: w = 1.5f * v + -0.25f; break;  // Affine
+    }
+    want.push_back(round_to(dt, w));
+    got.push_back(out.get(i));
+  }
+  char what[160];
+  std::snprintf(what, sizeof what, "unary %s %s [%lld, %lld]%s", name, dtype_name(dt), (long long)rows, (long long)n,
+                offset ? " from an offset" : "");
+  compare_exact(what, want, got);
+}
+
+// The GEMM's bias and activation pass in place on [batch, rows, n] at row stride ldc
+// and batch stride stride_c, `offset` elements in, bit for bit; elements between the
+// rows must stay as they were.
+void check_bias_act(DType dt, perceiver::Activation act, const char* name, int64_t batch, int64_t rows, int64_t n,
+                    int64_t ldc, int64_t stride_c, bool bias, int64_t offset) {
+  const int64_t size = offset + (batch - 1) * stride_c + (rows - 1) * ldc + n + 3;
+  Buf c(dt, size), b(dt, n + offset);
+  for (int64_t i = 0; i < size; i++) c.set(i, -4.0 + 8.0 * (double)((i * 53) % 997) / 996.0);
+  for (int64_t j = 0; j < n + offset; j++) b.set(j, (double)(j % 9) / 4.0 - 1.0);
+  std::vector<float> before(size);
+  for (int64_t i = 0; i < size; i++) before[i] = c.get(i);
+  const size_t es = perceiver::dtype_size(dt);
+  char* cp = static_cast<char*>(c.s->data()) + offset * es;
+  const char* bp = static_cast<const char*>(b.s->data()) + offset * es;
+  perceiver::cuda::bias_act(cp, bias ? bp : nullptr, batch, rows, n, ldc, stride_c, act, dt, nullptr);
+  std::vector<float> want = before, got(size);
+  for (int64_t g = 0; g < batch; g++)
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t j = 0; j < n; j++) {
+        const int64_t i = offset + g * stride_c + r * ldc + j;
+        float v = before[i];
+        if (bias) v += b.get(offset + j);
+        want[i] = round_to(dt, act_f(act, v));
+      }
+  for (int64_t i = 0; i < size; i++) got[i] = c.get(i);
+  char what[200];
+  std::snprintf(what, sizeof what, "bias_act %s %s [%lld, %lld, %lld] ld %lld/%lld%s%s", name, dtype_name(dt),
+                (long long)batch, (long long)rows, (long long)n, (long long)ldc, (long long)stride_c,
+                bias ? " + bias" : "", offset ? " from an offset" : "");
+  compare_exact(what, want, got);
+}
+
+// GELU's gradient over n elements `offset` in, bit for bit.
+void check_gelu_backward_dense(DType dt, bool tanh_form, int64_t n, int64_t offset) {
+  Buf x(dt, n + offset), g(dt, n + offset), gx(dt, n + offset);
+  for (int64_t i = 0; i < n + offset; i++) {
+    x.set(i, -6.0 + 12.0 * (double)((i * 29) % 1009) / 1008.0);
+    g.set(i, 1.0 + (double)(i % 7) / 7);
+  }
+  const size_t es = perceiver::dtype_size(dt);
+  auto at = [&](const Buf& b) { return static_cast<char*>(b.s->data()) + offset * es; };
+  perceiver::cuda::gelu_backward(at(x), at(g), at(gx), n, tanh_form, dt, nullptr);
+  std::vector<float> want, got;
+  for (int64_t i = offset; i < offset + n; i++) {
+    want.push_back(round_to(dt, g.get(i) * gelu_derivative_f(x.get(i), tanh_form)));
+    got.push_back(gx.get(i));
+  }
+  char what[160];
+  std::snprintf(what, sizeof what, "gelu_backward %s %s [%lld]%s", tanh_form ? "tanh" : "erf", dtype_name(dt),
+                (long long)n, offset ? " from an offset" : "");
+  compare_exact(what, want, got);
+}
+
 void check_fill_arange() {
   for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16, DType::Int32, DType::UInt8}) {
     const int64_t n = 1000;
@@ -310,6 +419,26 @@ void check_rows() {
     for (int64_t n : {128, 256, 1024, 1280, 2048, 1000})
       for (bool affine : {true, false}) check_layer_norm(dt, n == 2048 ? 3 : 9, n, affine, 0);
     check_layer_norm(dt, 5, 256, true, 1);
+    // Unary ops, the GEMM's bias/activation pass and GELU's gradient: whole packs, and
+    // one element in (the element kernels); rows at a stride wider than the row, batches
+    // apart, and rows that are not whole packs.
+    using perceiver::UnaryOp;
+    for (int64_t offset : {0, 1}) {
+      check_unary_dense(dt, UnaryOp::Gelu, "gelu", 6, 256, offset);
+      check_unary_dense(dt, UnaryOp::GeluTanh, "gelu tanh", 3, 64, offset);
+      check_unary_dense(dt, UnaryOp::Exp, "exp", 2, 40, offset);
+      check_unary_dense(dt, UnaryOp::Affine, "affine", 5, 24, offset);
+      check_gelu_backward_dense(dt, false, 2048, offset);
+      check_gelu_backward_dense(dt, true, 520, offset);
+    }
+    using perceiver::Activation;
+    check_bias_act(dt, Activation::Gelu, "gelu", 1, 33, 1280, 1280, 0, true, 0);
+    check_bias_act(dt, Activation::Gelu, "gelu", 1, 7, 256, 256, 0, false, 0);
+    check_bias_act(dt, Activation::GeluTanh, "gelu tanh", 2, 5, 64, 64, 320, true, 0);
+    check_bias_act(dt, Activation::Relu, "relu", 3, 4, 32, 48, 200, true, 0);
+    check_bias_act(dt, Activation::None, "bias", 2, 6, 40, 40, 240, true, 0);
+    check_bias_act(dt, Activation::Gelu, "gelu", 1, 9, 128, 128, 0, true, 1);
+    check_bias_act(dt, Activation::Gelu, "gelu", 2, 3, 65, 70, 300, true, 0);
   }
 }
 
