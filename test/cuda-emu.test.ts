@@ -272,16 +272,24 @@ emulated('the emulation finds shared-memory races: a copy read without a wait or
   t.is(r.passed(/^PASS races: wgmma: the result read before wgmma_wait +0 race\(s\); wrong values$/), 1);
 });
 
-emulated('binary ops, layer norm, dense unary ops, the GEMM\'s bias/activation pass and GELU\'s gradient, emulated on the CPU, match the reference with and without the 16-byte kernels', (t, family) => {
+emulated('binary ops, layer norm and its gradient, dense unary ops, column sums, the GEMM\'s bias/activation pass and GELU\'s gradient, emulated on the CPU, match the reference with and without the 16-byte kernels', (t, family) => {
   for (const vec of ['0', '1']) {
     const what = `PERCEIVER_CUDA_VECTOR_KERNELS=${vec}`;
     const r = family('rows', { PERCEIVER_CUDA_VECTOR_KERNELS: vec }, what);
     t.regex(r.out, new RegExp(what));
-    t.is(r.checks, 120, `${what}: ${r.checks} checks ran`);
+    t.is(r.checks, 195, `${what}: ${r.checks} checks ran`);
     // Per float dtype: 4 unary ops and 2 GELU gradients, whole packs and one element in;
     // 7 bias/activation passes (rows wider than the row, batches apart and back to back,
     // rows not whole packs). Both kernels give the element kernels' formula's exact bits.
     t.is(r.passed(/^PASS (unary|gelu_backward) .* bit for bit /), 36, what);
     t.is(r.passed(/^PASS bias_act .* bit for bit /), 21, what);
+    // Column sums and means (bias gradients): 30, of which those whose columns are whole
+    // packs of aligned data take the two-kernel path with its workspace (4 shapes in
+    // float32, 3 in 16 bits, sum and mean).
+    t.is(r.passed(/^PASS column (sum|mean) /), 30, what);
+    t.is(r.passed(/^PASS column .* workspace [1-9]\d* bytes /), vec === '1' ? 20 : 0, what);
+    // Layer norm's gradient (gx, gw, gb) at 5 shapes: rows of 1-8 packs per lane for the
+    // row-per-warp kernel, wider or narrower rows of whole packs for the packed sums.
+    t.is(r.passed(/^PASS layer_norm_backward .* g[xwb] /), 45, what);
   }
 });

@@ -168,7 +168,8 @@ class CudaBackend final : public Backend {
   }
   void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner, const View& out) override {
     set_device();
-    cuda::reduce(op, x, outer, n, inner, out, stream_);
+    Scratch ws(alloc_, cuda::reduce_workspace(op, x, outer, n, inner));
+    cuda::reduce(op, x, outer, n, inner, out, ws.p, stream_);
   }
   void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log) override {
     set_device();

@@ -161,7 +161,7 @@ void gemm_case(int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
                 addend ? " +C" : "", (int)act, g_tag);
   compare(name, download(g_gpu, gc), rounded(download(cpu_backend(), cc), t), t);
   double s = time_gpu([&] { g_gpu->matmul(g); }, 10);
-  std::printf("     %-52s %8.3f ms  %7.1f TFLOP/s\n", "", s * 1e3, 2.0 * batch * m * n * k / s / 1e12);
+  std::printf("     %-52s %8.4f ms  %7.1f TFLOP/s\n", "", s * 1e3, 2.0 * batch * m * n * k / s / 1e12);
 }
 
 void rows_case(const char* what, int64_t rows, int64_t n, DType t) {
@@ -195,6 +195,22 @@ void rows_case(const char* what, int64_t rows, int64_t n, DType t) {
   double s = time_gpu([&] { run(g_gpu, gx, go, gw, gbb); }, 20);
   double bytes = 2.0 * rows * n * dtype_size(t);
   std::printf("     %-52s %8.3f ms  %7.1f GB/s\n", "", s * 1e3, bytes / s / 1e9);
+}
+
+// A bias gradient: the column sums of [rows, n] (reduce over the middle axis).
+void colsum_case(int64_t rows, int64_t n, DType t) {
+  const Device cpu{DeviceType::CPU, 0}, gpu{DeviceType::CUDA, 0};
+  auto hx = rounded(randoms((size_t)(rows * n), 11), t);
+  Buf cx = upload(cpu_backend(), cpu, DType::Float32, hx), co(cpu_backend(), cpu, DType::Float32, n);
+  Buf gx = upload(g_gpu, gpu, t, hx), go(g_gpu, gpu, t, n);
+  auto run = [&](Backend* b, const Buf& x, const Buf& o) { b->reduce(ReduceOp::Sum, x.view({1, rows, n}), 1, rows, n, o.view({n})); };
+  run(cpu_backend(), cx, co);
+  run(g_gpu, gx, go);
+  char name[160];
+  std::snprintf(name, sizeof(name), "column sum %s [%lld, %lld]", dtype_name(t), (long long)rows, (long long)n);
+  compare(name, download(g_gpu, go), rounded(download(cpu_backend(), co), t), t);
+  double s = time_gpu([&] { run(g_gpu, gx, go); }, 20);
+  std::printf("     %-52s %8.4f ms  %7.1f GB/s\n", "", s * 1e3, (double)rows * n * dtype_size(t) / s / 1e9);
 }
 
 }  // namespace
@@ -234,6 +250,9 @@ int main() {
       rows_case(w, 5, 1280, t);
       rows_case(w, 8192, 1280, t);
     }
+    // The ImageNet training step's bias gradients (batch 8), and the language model's.
+    colsum_case(4096, 1024, t);
+    colsum_case(8192, 1280, t);
     for (const char* sw : {"PERCEIVER_CUDA_VECTOR_KERNELS", "PERCEIVER_CUDA_GEMM_ADDEND"}) {
       const char* v = std::getenv(sw);
       std::printf("%s=%s\n", sw, v ? v : "(unset)");

@@ -18,7 +18,9 @@ void copy(const View& src, const View& dst, cudaStream_t s);
 void unary(UnaryOp op, const View& x, const View& out, float alpha, float beta, cudaStream_t s);
 void binary(BinaryOp op, const View& a, const View& b, const View& out, cudaStream_t s);
 void where(const View& cond, const View& a, const View& b, const View& out, cudaStream_t s);
-void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner, const View& out,
+// Bytes of workspace reduce needs (the 16-byte column sums' partials; 0 otherwise).
+size_t reduce_workspace(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner);
+void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner, const View& out, void* workspace,
             cudaStream_t s);
 void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log, cudaStream_t s);
 void layer_norm(const View& x, const void* weight, const void* bias, const View& out,

@@ -152,6 +152,9 @@ void check_flash(const std::string& filter);      // check_flash.cc: attention_b
 void check_rows();                                // check_rows.cc: elementwise.cu and reduce.cu
 void check_elementwise();                         //   (the 16-byte kernels; the rest)
 void check_training();                            // check_training.cc: backward.cu
+// Layer norm's gradient (gx, and gw and gb with sums) against double sums; check_rows
+// runs it at the 16-byte kernels' shapes too.
+void check_layer_norm_backward(DType dt, int64_t rows, int64_t n, bool affine, bool sums);
 void check_ops();                                 // check_ops.cc: update.cu, random.cu and the others
 void check_races();                               // check_races.cc: the race detection itself
 

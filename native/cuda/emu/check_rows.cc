@@ -188,6 +188,37 @@ void check_gelu_backward_dense(DType dt, bool tanh_form, int64_t n, int64_t offs
   compare_exact(what, want, got);
 }
 
+// Sums and means over the middle axis of [outer, n, inner] with the workspace the
+// backend would give (the 16-byte column sums where inner is whole packs and x is
+// aligned: chunks of rows, ragged last chunks, lanes past the last pack), against
+// double sums in row order.
+void check_column_sums(DType dt, int64_t outer, int64_t n, int64_t inner, int64_t offset) {
+  using perceiver::ReduceOp;
+  const int64_t total = outer * n * inner, outs = outer * inner;
+  Buf x(dt, total + offset), out(dt, outs);
+  std::mt19937 rng(43);
+  std::uniform_real_distribution<float> u(-2.f, 2.f);
+  for (int64_t i = 0; i < total + offset; i++) x.set(i, u(rng));
+  for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Mean}) {
+    const View xv = x.view(1, total, false, offset);
+    std::vector<double> ws(perceiver::cuda::reduce_workspace(op, xv, outer, n, inner) / 8 + 1, NAN);
+    perceiver::cuda::reduce(op, xv, outer, n, inner, out.view(1, outs), ws.data(), nullptr);
+    std::vector<double> want, got;
+    for (int64_t o = 0; o < outer; o++)
+      for (int64_t i = 0; i < inner; i++) {
+        double sum = 0;
+        for (int64_t j = 0; j < n; j++) sum += x.get(offset + (o * n + j) * inner + i);
+        want.push_back(op == ReduceOp::Sum ? sum : sum / (double)n);
+        got.push_back(out.get(o * inner + i));
+      }
+    char what[200];
+    std::snprintf(what, sizeof what, "column %s %s [%lld, %lld, %lld]%s, workspace %zu bytes", op == ReduceOp::Sum ? "sum" : "mean",
+                  dtype_name(dt), (long long)outer, (long long)n, (long long)inner, offset ? " from an offset" : "",
+                  (ws.size() - 1) * 8);
+    compare(what, want, got, dt);
+  }
+}
+
 void check_fill_arange() {
   for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16, DType::Int32, DType::UInt8}) {
     const int64_t n = 1000;
@@ -355,7 +386,7 @@ void check_reductions(DType dt) {
     for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min, ReduceOp::ArgMax}) {
       const bool am = op == ReduceOp::ArgMax;
       perceiver::cuda::reduce(op, x.view(1, total), s.outer, s.n, s.inner,
-                              am ? view_of(arg, DType::Int32, {outs}, {1}) : out.view(1, outs), nullptr);
+                              am ? view_of(arg, DType::Int32, {outs}, {1}) : out.view(1, outs), nullptr, nullptr);
       std::vector<double> want, got;
       for (int64_t o = 0; o < s.outer; o++)
         for (int64_t i = 0; i < s.inner; i++) {
@@ -439,6 +470,22 @@ void check_rows() {
     check_bias_act(dt, Activation::None, "bias", 2, 6, 40, 40, 240, true, 0);
     check_bias_act(dt, Activation::Gelu, "gelu", 1, 9, 128, 128, 0, true, 1);
     check_bias_act(dt, Activation::Gelu, "gelu", 2, 3, 65, 70, 300, true, 0);
+    // Column sums: a bias gradient's shape (chunks of 64 rows, the last ragged), several
+    // outer blocks with lanes past the last pack, chunks over 64 rows (n past 64 x 1024),
+    // columns not whole packs in 16 bits, and a view one element in.
+    check_column_sums(dt, 1, 700, 256, 0);
+    check_column_sums(dt, 3, 130, 72, 0);
+    check_column_sums(dt, 1, 70000, 8, 0);
+    check_column_sums(dt, 2, 200, 20, 0);
+    check_column_sums(dt, 1, 300, 64, 1);
+    // Layer norm's gradient: rows of 1-8 packs per lane (the row-per-warp kernel: 256,
+    // 1024, 1280 and 2048 in 16 bits; 256 and 1024 in float32), rows of whole packs past
+    // that or short of a lane's pack (the packed partial sums only), without a weight.
+    check_layer_norm_backward(dt, 70, 1024, true, true);
+    check_layer_norm_backward(dt, 9, 256, true, true);
+    check_layer_norm_backward(dt, 33, 1280, false, true);
+    check_layer_norm_backward(dt, 6, 2048, true, true);
+    check_layer_norm_backward(dt, 20, 72, true, true);
   }
 }
 

@@ -7,8 +7,6 @@
 
 namespace perceiver::emu::check {
 
-namespace {
-
 void check_layer_norm_backward(DType dt, int64_t rows, int64_t n, bool affine, bool sums) {
   Arr x(dt, rows * n), g(dt, rows * n), w(dt, n), gx(dt, rows * n), gw(dt, n), gb(dt, n);
   std::mt19937 rng(11);
@@ -48,6 +46,8 @@ void check_layer_norm_backward(DType dt, int64_t rows, int64_t n, bool affine, b
     compare(std::string(what) + " gb", want_gb, gb.all(n), dt);
   }
 }
+
+namespace {
 
 void check_softmax_backward(DType in, DType out, int64_t rows, int64_t n) {
   Arr y(in, rows * n), g(in, rows * n), gx(out, rows * n);
