@@ -374,10 +374,15 @@ int main() {
     layer_norm_case(33, 77, true, t);
     layer_norm_case(1031, 768, true, t);
     layer_norm_case(4099, 129, false, t);
+    // The ImageNet training step's latent rows at batch 8 and the language model's at
+    // batch 32 (the row-per-warp kernel and the packed sums in every dtype).
+    layer_norm_case(4096, 1024, true, t);
+    layer_norm_case(8192, 1280, true, t);
     for (bool tanh_form : {false, true}) {
       gelu_case(1, tanh_form, t);
       gelu_case(1000003, tanh_form, t);
     }
+    gelu_case(8 * 512 * 1024, false, t);  // the step's MLP activations (16-byte packs)
     max_pool_case(1, 7, 7, 2, 3, 2, 0, t);
     max_pool_case(2, 6, 5, 3, 3, 2, 1, t);
     max_pool_case(2, 9, 11, 5, 3, 1, 1, t);
