@@ -54,12 +54,18 @@
 #       self-attention's widths: its checks (the harness's gradient cases) run first in a
 #       process of their own and gate it as the probes gate the others; the harness times
 #       it beside the products ("grad-flash"), and bench-train-gpu with it on.
+#       And PERCEIVER_CUDA_GEMM_TUNE=1, cuBLASLt's candidate algorithms timed on the
+#       first call of each shape (native/cuda/gemm.cu): cuda_gemm_check times the models'
+#       products both ways in one process; the runs with the candidates on have it too.
 #       Also the language model's forward with PERCEIVER_CUDA_CHECK_IDS=1 (ours, bench-gpu
 #       --only language-mlm): its ids checked on the GPU, a synchronisation the default
 #       skips for ids made on the host.
-#       About 6 minutes on an H200 (estimated from --compare, which has two bench-gpu,
-#       the probes, the flash gradient's checks and training step and three ncu runs
-#       less): give its call a limit of about 500 s. The ncu runs come last, so a limit
+#       The sixteenth session's 16-byte kernels (on by default) run here for the first
+#       time too: cuda_train_check, and the bf16 step with PERCEIVER_CUDA_VECTOR_KERNELS=0.
+#       About 7 minutes on an H200 (estimated from --compare, which has two bench-gpu,
+#       the probes, the flash gradient's checks and training step, cuda_gemm_check,
+#       cuda_train_check, one more training step and three ncu runs less): give its call
+#       a limit of about 560 s. The ncu runs come last, so a limit
 #       that cuts the call short loses them first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -234,6 +240,34 @@ probe_summary() {
   grep -E '^  where: ' "$1" | cut -c1-300 | head -4
 }
 
+# cuda_gemm_check's products with cuBLASLt's first algorithm against the tuned choice
+# (one process), and the harness's pass/fail line.
+gemm_tuning() {
+  python3 - "$1" << 'PY' || true
+import re, sys
+name, times = None, {}
+for line in open(sys.argv[1]):
+    m = re.match(r'(ok|FAIL) +matmul (.*?)( tuned)? +max rel err', line)
+    if m:
+        name = (m.group(2).strip(), bool(m.group(3)), m.group(1))
+        continue
+    m = re.match(r' +([\d.]+) ms +([\d.]+) TFLOP/s', line)
+    if m and name:
+        times[name[:2]] = (float(m.group(1)), float(m.group(2)), name[2])
+        name = None
+print('-- GEMM tuning (cuda_gemm_check): cuBLASLt\'s first algorithm against the tuned choice')
+for (case, tuned), (ms, tf, ok) in times.items():
+    if tuned:
+        base = times.get((case, False))
+        if base:
+            print(f'{case:48s} first {base[0]:.4f} ms ({base[1]:.0f} TFLOP/s)  tuned {ms:.4f} ms ({tf:.0f})  tuned/first {ms / base[0]:.2f}  {ok}')
+PY
+  grep -cE '^perceiver cuda: matmul tuning' "$1" | sed 's/^/shapes tuned: /'
+  # Each candidate's own time (events, no host overhead), cuBLASLt's first one first.
+  grep -E '^perceiver cuda: matmul tuning' "$1" | sed -E 's/^perceiver cuda: matmul tuning //; s/, ld .*epilogue/, epilogue/' | cut -c1-260 | head -16
+  grep -E '^(PASSED|FAILED)' "$1" || true
+}
+
 bench_brief() {
   sed -E 's/^BENCH +([^ ]+) +([^ ]+) +([^ ]+) +splits=([0-9]+) +([0-9.]+) ms +([0-9.]+) TFLOP\/s.*\] ?(.*)$/\1 \2 \3 s\4 \5 ms \6 TFLOPs \7/' | cut -c1-120
 }
@@ -395,6 +429,10 @@ candidates() {
     skip+=(20)
     echo "the flash gradient's checks failed: left out of the rest (probes-flash.log)"
   fi
+  # GEMM autotuning needs no probe: every algorithm it may keep is one of cuBLASLt's.
+  # cuda_gemm_check checks and times the models' products with it off and on in one
+  # process; the runs below have it on with the rest.
+  on+=(PERCEIVER_CUDA_GEMM_TUNE=1)
   local skip_arg=()
   if [ ${#skip[@]} -gt 0 ]; then skip_arg=(--skip "$(IFS=,; echo "${skip[*]}")"); fi
   # bash 4 treats "${on[@]}" of an empty array as unset under set -u: keep one harmless entry.
@@ -404,6 +442,10 @@ candidates() {
   # (SKIP where they do not: other widths, unaligned rows, not compute capability 9.0)
   # and times them beside the default at the self-attention shapes.
   step cuda_attention_check 140 env CUBLASLT_LOG_LEVEL=1 bin/cuda_attention_check "${skip_arg[@]}"
+  step cuda_gemm_check 90 env CUBLASLT_LOG_LEVEL=1 bin/cuda_gemm_check
+  # The sixteenth session's 16-byte kernels are defaults, not candidates, but this is the
+  # first call that runs them: the training kernels' harness (layer norm's gradient).
+  step cuda_train_check 60 bin/cuda_train_check
   echo "== candidates: the tests of attention and the models, with them on: ${on[*]}"
   step ava-candidates 110 env PERCEIVER_TEST_DEVICE=cuda "${on[@]}" node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s \
     dist/test/cuda-dtype.test.js dist/test/linalg.test.js dist/test/nn.test.js dist/test/models-mlm.test.js \
@@ -421,6 +463,10 @@ candidates() {
   if [ $wgmma_ok = 1 ]; then
     step bench-gpu-on64 80 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=64 node dist/scripts/bench-gpu.js --no-torch
   fi
+  # The bf16 step with the older element kernels (PERCEIVER_CUDA_VECTOR_KERNELS=0): what the
+  # sixteenth session's 16-byte kernels (bias gradients, layer norm's gradient, GELU) give.
+  step bench-train-gpu-vec0 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_VECTOR_KERNELS=0 \
+    node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch --precision bfloat16
   # The embedding without its bad-id synchronisation where the ids came from the host
   # (the default since the fourteenth session) against the check it skips.
   step bench-gpu-ids 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_CHECK_IDS=1 node dist/scripts/bench-gpu.js --no-torch --only language-mlm --profile
@@ -459,6 +505,7 @@ candidates() {
   echo "-- attention in bf16 by kernel, one key range (all dtypes and splits: cuda_attention_check.log):"
   grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|flow-self|perceiver-encoder) +bfloat16 +(auto|tc|tcf|tcf2|tcg|tcg1) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   attention_verdict "$LOGS/cuda_attention_check.log"
+  gemm_tuning "$LOGS/cuda_gemm_check.log"
   echo "-- float32: the 3xTF32 kernel (tcx) against auto (the SIMT kernel) and the products (gemm):"
   grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|flow-self) +float32 +(auto|gemm|tcx) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   echo
@@ -475,6 +522,11 @@ candidates() {
   show_train
   echo "-- with ${on[*]} (ours):"
   show_ours_train bench-train-gpu-on 4
+  echo "-- bf16 with the older element kernels (PERCEIVER_CUDA_VECTOR_KERNELS=0, ours):"
+  show_ours_train bench-train-gpu-vec0 2
+  echo "-- layer norm's and GELU's gradients (cuda_train_check, the training shapes):"
+  grep -E '(layer_norm_backward .*\[(4096, 1024|8192, 1280)\]|gelu_backward .* n=4194304)' "$LOGS/cuda_train_check.log" | cut -c1-120 || true
+  grep -E '^(PASSED|FAILED):' "$LOGS/cuda_train_check.log" || true
   echo "-- bf16 with the flash gradient alone (ours):"
   show_ours_train bench-train-gpu-flash 2
   grep -iE '^ *(attention|flash)' "$LOGS/bench-train-gpu-flash.log" 2> /dev/null | head -6 || true

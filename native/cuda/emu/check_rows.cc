@@ -450,6 +450,12 @@ void check_rows() {
     for (int64_t n : {128, 256, 1024, 1280, 2048, 1000})
       for (bool affine : {true, false}) check_layer_norm(dt, n == 2048 ? 3 : 9, n, affine, 0);
     check_layer_norm(dt, 5, 256, true, 1);
+    // Rows that are not whole packs per lane (a row per warp, element loads, 4-16 per
+    // lane): the image encoders' 261, short rows, 512 from an offset.
+    check_layer_norm(dt, 11, 261, true, 0);
+    check_layer_norm(dt, 6, 3, false, 0);
+    check_layer_norm(dt, 7, 77, true, 0);
+    check_layer_norm(dt, 4, 512, true, 1);
     // Unary ops, the GEMM's bias/activation pass and GELU's gradient: whole packs, and
     // one element in (the element kernels); rows at a stride wider than the row, batches
     // apart, and rows that are not whole packs.
@@ -486,6 +492,10 @@ void check_rows() {
     check_layer_norm_backward(dt, 33, 1280, false, true);
     check_layer_norm_backward(dt, 6, 2048, true, true);
     check_layer_norm_backward(dt, 20, 72, true, true);
+    // Rows that are not whole packs per lane, for the element-load row kernel.
+    check_layer_norm_backward(dt, 13, 261, true, true);
+    check_layer_norm_backward(dt, 5, 33, false, true);
+    check_layer_norm_backward(dt, 3, 500, true, false);
   }
 }
 
