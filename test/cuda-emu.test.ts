@@ -272,12 +272,12 @@ emulated('the emulation finds shared-memory races: a copy read without a wait or
   t.is(r.passed(/^PASS races: wgmma: the result read before wgmma_wait +0 race\(s\); wrong values$/), 1);
 });
 
-emulated('binary ops, layer norm and its gradient, dense unary ops, column sums, the GEMM\'s bias/activation pass and GELU\'s gradient, emulated on the CPU, match the reference with and without the 16-byte kernels', (t, family) => {
+emulated('binary ops, layer norm, softmax and their gradients, dense unary ops, column sums, the GEMM\'s bias/activation pass and GELU\'s gradient, emulated on the CPU, match the reference with and without the 16-byte kernels', (t, family) => {
   for (const vec of ['0', '1']) {
     const what = `PERCEIVER_CUDA_VECTOR_KERNELS=${vec}`;
     const r = family('rows', { PERCEIVER_CUDA_VECTOR_KERNELS: vec }, what);
     t.regex(r.out, new RegExp(what));
-    t.is(r.checks, 228, `${what}: ${r.checks} checks ran`);
+    t.is(r.checks, 274, `${what}: ${r.checks} checks ran`);
     // Per float dtype: 4 unary ops and 2 GELU gradients, whole packs and one element in;
     // 7 bias/activation passes (rows wider than the row, batches apart and back to back,
     // rows not whole packs). Both kernels give the element kernels' formula's exact bits.
@@ -294,5 +294,9 @@ emulated('binary ops, layer norm and its gradient, dense unary ops, column sums,
     t.is(r.passed(/^PASS layer_norm_backward .* g[xwb] /), 66, what);
     // Layer norm's rows of 3-512 that are not whole packs per lane: a row per warp too.
     t.is(r.passed(/^PASS layer_norm \w+ \[(11, 261|6, 3|7, 77|4, 512)\]/), 12, what);
+    // Softmax and log-softmax over rows of 3-1500 with masked keys (a masked key's
+    // log-probability exactly -inf), and softmax's gradient, a row per warp up to 1024.
+    t.is(r.passed(/^PASS (log_)?softmax \w+ \[7, \d+\] \(masked keys\)/), 30, what);
+    t.is(r.passed(/^PASS softmax_backward /), 16, what);
   }
 });

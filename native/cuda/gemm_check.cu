@@ -251,6 +251,7 @@ int main() {
       rows_case(w, 8192, 1280, t);
     }
     rows_case("layer_norm", 50176, 261, t);  // the image encoders' inputs, one image
+    rows_case("softmax", 32768, 512, t);     // 8 heads' scores over 512 latents at batch 8
     // The ImageNet training step's bias gradients (batch 8), and the language model's.
     colsum_case(4096, 1024, t);
     colsum_case(8192, 1280, t);

@@ -300,6 +300,41 @@ void gelu_case(int64_t n, bool tanh_form, DType t) {
   report(name, c, t, std::memcmp(outs[0].data(), outs[1].data(), (size_t)n * 4) == 0, seconds);
 }
 
+// Softmax's gradient gx = y (g - y.g) per row, y a row of probabilities.
+void softmax_backward_case(int64_t rows, int64_t n, DType t) {
+  auto hl = randoms(rows * n, 31, t, -4.f, 4.f), hg = randoms(rows * n, 32, t);
+  std::vector<float> hy(rows * n);
+  for (int64_t r = 0; r < rows; r++) {
+    double mx = -INFINITY, sum = 0;
+    for (int64_t j = 0; j < n; j++) mx = std::max(mx, (double)hl[r * n + j]);
+    for (int64_t j = 0; j < n; j++) sum += std::exp(hl[r * n + j] - mx);
+    for (int64_t j = 0; j < n; j++) hy[r * n + j] = (float)(std::exp(hl[r * n + j] - mx) / sum);
+  }
+  for (auto& v : hy) v = round_to(v, t);
+  std::vector<double> want(rows * n);
+  for (int64_t r = 0; r < rows; r++) {
+    double dot = 0;
+    for (int64_t j = 0; j < n; j++) dot += (double)hy[r * n + j] * hg[r * n + j];
+    for (int64_t j = 0; j < n; j++) want[r * n + j] = hy[r * n + j] * (hg[r * n + j] - dot);
+  }
+  std::vector<float> outs[2];
+  double seconds = 0;
+  for (int run = 0; run < 2; run++) {
+    Buf y = upload(t, hy), g = upload(t, hg), gx(t, rows * n);
+    auto go = [&] { g_gpu->softmax_backward(y.p(), g.p(), gx.p(), rows, n, t, t); };
+    go();
+    outs[run] = download(gx);
+    if (run == 1) seconds = time_gpu(go, 10);
+  }
+  Check c;
+  std::vector<double> scale(rows * n);
+  for (int64_t i = 0; i < rows * n; i++) scale[i] = hy[i];
+  c.add("gx", outs[0], want, mean_abs(scale));
+  char name[128];
+  std::snprintf(name, sizeof(name), "softmax_backward %s [%lld, %lld]", dtype_name(t), (long long)rows, (long long)n);
+  report(name, c, t, std::memcmp(outs[0].data(), outs[1].data(), (size_t)rows * n * 4) == 0, seconds);
+}
+
 void max_pool_case(int64_t B, int64_t H, int64_t W, int64_t C, int64_t k, int64_t s, int64_t pad, DType t) {
   Pool2dArgs a{};
   a.batch = B; a.h = H; a.w = W; a.c = C; a.kh = k; a.kw = k; a.stride_h = s; a.stride_w = s;
@@ -384,6 +419,9 @@ int main() {
       gelu_case(1000003, tanh_form, t);
     }
     gelu_case(8 * 512 * 1024, false, t);  // the step's MLP activations (16-byte packs)
+    softmax_backward_case(7, 3, t);
+    softmax_backward_case(33, 1500, t);
+    softmax_backward_case(8 * 8 * 512, 512, t);  // the step's self-attention probabilities
     max_pool_case(1, 7, 7, 2, 3, 2, 0, t);
     max_pool_case(2, 6, 5, 3, 3, 2, 1, t);
     max_pool_case(2, 9, 11, 5, 3, 1, 1, t);

@@ -219,6 +219,38 @@ void check_column_sums(DType dt, int64_t outer, int64_t n, int64_t inner, int64_
   }
 }
 
+// Softmax and log-softmax over rows of n, one element of every third row -inf (a masked
+// key), against double sums.
+void check_softmax_rows(DType dt, int64_t rows, int64_t n, bool log) {
+  Buf x(dt, rows * n), out(dt, rows * n);
+  std::mt19937 rng(47);
+  std::uniform_real_distribution<float> u(-6.f, 6.f);
+  for (int64_t i = 0; i < rows * n; i++) x.set(i, u(rng));
+  for (int64_t r = 0; r < rows; r += 3) x.set(r * n + (r * 7) % n, -INFINITY);
+  perceiver::cuda::softmax(x.view(rows, n), out.view(rows, n), rows, n, log, nullptr);
+  std::vector<double> want, got;
+  for (int64_t r = 0; r < rows; r++) {
+    double mx = -INFINITY, sum = 0;
+    for (int64_t j = 0; j < n; j++) mx = std::max(mx, (double)x.get(r * n + j));
+    for (int64_t j = 0; j < n; j++) sum += std::exp(x.get(r * n + j) - mx);
+    for (int64_t j = 0; j < n; j++) {
+      const double v = x.get(r * n + j) - mx;
+      const double o = out.get(r * n + j);
+      if (log && std::isinf(v)) {  // a masked key's log-probability must be -inf exactly
+        want.push_back(0);
+        got.push_back(std::isinf(o) && o < 0 ? 0 : NAN);
+        continue;
+      }
+      want.push_back(log ? v - std::log(sum) : std::exp(v) / sum);
+      got.push_back(o);
+    }
+  }
+  char what[160];
+  std::snprintf(what, sizeof what, "%s %s [%lld, %lld] (masked keys)", log ? "log_softmax" : "softmax", dtype_name(dt),
+                (long long)rows, (long long)n);
+  compare(what, want, got, dt);
+}
+
 void check_fill_arange() {
   for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16, DType::Int32, DType::UInt8}) {
     const int64_t n = 1000;
@@ -496,7 +528,13 @@ void check_rows() {
     check_layer_norm_backward(dt, 13, 261, true, true);
     check_layer_norm_backward(dt, 5, 33, false, true);
     check_layer_norm_backward(dt, 3, 500, true, false);
+    // Softmax and its gradient with a row per warp (rows up to 1024: 4-32 per lane), and
+    // past that (a block per row).
+    for (int64_t n : {3, 100, 512, 1024, 1500})
+      for (bool log : {false, true}) check_softmax_rows(dt, 7, n, log);
+    for (int64_t n : {3, 100, 512, 1024, 1500}) check_softmax_backward(dt, dt, 5, n);
   }
+  check_softmax_backward(DType::Float32, DType::BFloat16, 4, 512);
 }
 
 void check_elementwise() {

@@ -47,8 +47,6 @@ void check_layer_norm_backward(DType dt, int64_t rows, int64_t n, bool affine, b
   }
 }
 
-namespace {
-
 void check_softmax_backward(DType in, DType out, int64_t rows, int64_t n) {
   Arr y(in, rows * n), g(in, rows * n), gx(out, rows * n);
   std::mt19937 rng(12);
@@ -71,6 +69,8 @@ void check_softmax_backward(DType in, DType out, int64_t rows, int64_t n) {
                 (long long)rows, (long long)n);
   compare(what, want, gx.all(rows * n), out);
 }
+
+namespace {
 
 void check_gelu_backward(DType dt, bool tanh_form) {
   const int64_t n = 1003;
