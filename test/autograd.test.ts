@@ -31,7 +31,7 @@ import {
   softmaxRef,
   type Activation,
 } from './helpers/reference.js';
-import { baseline, DEVICE_NAME, live, ON_CUDA } from './helpers/device.js';
+import { baseline, DEVICE_NAME, live, ON_CUDA, rtolFor } from './helpers/device.js';
 
 type Arr = ArrayLike<number>;
 type Shape = readonly number[];
@@ -233,6 +233,36 @@ test.serial(`layerNorm: gradients to x, weight and bias (${kernels ? "the backen
     ref: ([x, w, b]) => layerNormRef(x, 6, w, b),
   });
   await checkGrad(t, 'layerNorm without affine', { shapes: [[4, 6]], op: ([x]) => P.layerNorm(x), ref: ([x]) => layerNormRef(x, 6) });
+});
+
+test.serial('layerNorm on 16-bit operands: gradients in their dtype, as float32 math on the same values rounded once', async (t) => {
+  // Rows of whole 16-byte packs (CUDA's row-per-warp kernel), rows of 261 (element loads),
+  // short rows. On CUDA the 16-bit kernel takes the operands as they are; elsewhere
+  // they are widened, and the results narrowed.
+  for (const [rows, n] of [[16, 1024], [5, 261], [3, 6]]) {
+    for (const dtype of ['bfloat16', 'float16'] as const) {
+      const xv = randomArray(rows * n, 500 + n, -3, 3), wv = randomArray(n, 501 + n, 0.5, 1.5), bv = randomArray(n, 502 + n);
+      const r = P.tensor(randomArray(rows * n, 503 + n), [rows, n]);
+      const grads = (dt: 'float32' | typeof dtype) =>
+        P.tidy(() => {
+          const leaves = [P.tensor(xv, [rows, n]), P.tensor(wv, [n]), P.tensor(bv, [n])].map((v) => P.keep(v.cast(dtype).cast(dt)));
+          for (const l of leaves) l.requiresGrad = true;
+          P.layerNorm(leaves[0], leaves[1], leaves[2]).cast('float32').mul(r).sum(1).sum(0).backward();
+          return leaves;
+        });
+      const [low, high] = [grads(dtype), grads('float32')];
+      for (let i = 0; i < 3; i++) {
+        const [g, want] = [low[i].grad!, high[i].grad!];
+        t.is(g.dtype, dtype, `${dtype} [${rows}, ${n}] gradient ${i}`);
+        const [gv, hv] = [await g.cast('float32').data(), await want.data()];
+        const scale = Math.max(...Array.from(hv, Math.abs), 1e-30);
+        const worst = Math.max(...Array.from(hv, (h, j) => Math.abs(gv[j] - h))) / scale;
+        t.true(worst <= rtolFor(dtype) * 2, `${dtype} [${rows}, ${n}] gradient ${i}: ${worst}`);
+      }
+      for (const l of [...low, ...high]) l.dispose();
+      r.dispose();
+    }
+  }
 });
 
 test.serial('batchNorm (inference statistics): gradients to x, weight and bias', async (t) => {

