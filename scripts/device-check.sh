@@ -60,12 +60,13 @@
 #       Also the language model's forward with PERCEIVER_CUDA_CHECK_IDS=1 (ours, bench-gpu
 #       --only language-mlm): its ids checked on the GPU, a synchronisation the default
 #       skips for ids made on the host.
-#       The sixteenth session's 16-byte kernels (on by default) run here for the first
-#       time too: cuda_train_check, and the bf16 step with PERCEIVER_CUDA_VECTOR_KERNELS=0.
-#       About 7 minutes on an H200 (estimated from --compare, which has two bench-gpu,
+#       The sixteenth session's row kernels (on by default) run here for the first time
+#       too: cuda_train_check, and the bf16 step and bench-gpu (ours) with
+#       PERCEIVER_CUDA_ROW_KERNELS=0, the kernels before them.
+#       About 8 minutes on an H200 (estimated from --compare, which has two bench-gpu,
 #       the probes, the flash gradient's checks and training step, cuda_gemm_check,
-#       cuda_train_check, one more training step and three ncu runs less): give its call
-#       a limit of about 560 s. The ncu runs come last, so a limit
+#       cuda_train_check, one more training step, one more bench-gpu and three ncu runs
+#       less): give its call a limit of about 590 s. The ncu runs come last, so a limit
 #       that cuts the call short loses them first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -463,10 +464,12 @@ candidates() {
   if [ $wgmma_ok = 1 ]; then
     step bench-gpu-on64 80 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=64 node dist/scripts/bench-gpu.js --no-torch
   fi
-  # The bf16 step with the older element kernels (PERCEIVER_CUDA_VECTOR_KERNELS=0): what the
-  # sixteenth session's 16-byte kernels (bias gradients, layer norm's gradient, GELU) give.
-  step bench-train-gpu-vec0 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_VECTOR_KERNELS=0 \
+  # The bf16 step and the forwards with the kernels before the sixteenth session's row
+  # kernels (PERCEIVER_CUDA_ROW_KERNELS=0): what those give (bias gradients, layer norm,
+  # softmax and their gradients, the GELU pass).
+  step bench-train-gpu-row0 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ROW_KERNELS=0 \
     node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch --precision bfloat16
+  step bench-gpu-row0 80 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ROW_KERNELS=0 node dist/scripts/bench-gpu.js --no-torch
   # The embedding without its bad-id synchronisation where the ids came from the host
   # (the default since the fourteenth session) against the check it skips.
   step bench-gpu-ids 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_CHECK_IDS=1 node dist/scripts/bench-gpu.js --no-torch --only language-mlm --profile
@@ -522,8 +525,10 @@ candidates() {
   show_train
   echo "-- with ${on[*]} (ours):"
   show_ours_train bench-train-gpu-on 4
-  echo "-- bf16 with the older element kernels (PERCEIVER_CUDA_VECTOR_KERNELS=0, ours):"
-  show_ours_train bench-train-gpu-vec0 2
+  echo "-- bf16 without the row kernels (PERCEIVER_CUDA_ROW_KERNELS=0, ours):"
+  show_ours_train bench-train-gpu-row0 2
+  echo "-- the forwards without the row kernels (PERCEIVER_CUDA_ROW_KERNELS=0, ours; the default is bench-gpu's):"
+  show_ours_bench bench-gpu-row0
   echo "-- layer norm's and GELU's gradients (cuda_train_check, the training shapes):"
   grep -E '(layer_norm_backward .*\[(4096, 1024|8192, 1280)\]|gelu_backward .* n=4194304)' "$LOGS/cuda_train_check.log" | cut -c1-120 || true
   grep -E '^(PASSED|FAILED):' "$LOGS/cuda_train_check.log" || true

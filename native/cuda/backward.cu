@@ -114,7 +114,7 @@ __global__ void ln_columns_kernel(const float* partials, T* gw, T* gb, int64_t n
 }
 
 // Layer norm's gradient with a row per warp, held in registers (unless
-// PERCEIVER_CUDA_VECTOR_KERNELS=0): rows of kVecs 16-byte packs per lane, as the
+// PERCEIVER_CUDA_ROW_KERNELS=0): rows of kVecs 16-byte packs per lane, as the
 // forward's layer_norm_warp_kernel. ln_rows_kernel reads a row four times element by
 // element through four block-wide sums; 0.057 ms for [4096, 1024] bf16 on an H200, the
 // largest row of a bf16 training step's profile (99 calls, 6.8%). Here x and g are read
@@ -281,7 +281,7 @@ __global__ void __launch_bounds__(32 * kTileRows)
 }
 
 // softmax_backward_kernel with a row per warp in registers, for rows of up to 32 x kPer
-// (unless PERCEIVER_CUDA_VECTOR_KERNELS=0): 0.065 ms for the bf16 training step's float32
+// (unless PERCEIVER_CUDA_ROW_KERNELS=0): 0.065 ms for the bf16 training step's float32
 // [8, 8, 512, 512] probabilities on an H200 through one block per row (48 calls).
 template <class Tin, class Tout, int kPer>
 __global__ void __launch_bounds__(32 * kLnWarps)
@@ -340,7 +340,7 @@ __global__ void gelu_backward_kernel(const T* x, const T* g, T* gx, int64_t n, b
     gx[i] = from_f<T>(to_f(g[i]) * gelu_derivative(to_f(x[i]), tanh_form));
 }
 
-// The same on 16-byte packs (unless PERCEIVER_CUDA_VECTOR_KERNELS=0; 0.0187 ms element
+// The same on 16-byte packs (unless PERCEIVER_CUDA_ROW_KERNELS=0; 0.0187 ms element
 // by element for [8, 512, 1024] bf16 on an H200): the same bits.
 template <class T>
 __global__ void gelu_backward_vec_kernel(const T* x, const T* g, T* gx, uint32_t units, bool tanh_form) {
@@ -424,7 +424,7 @@ void layer_norm_backward(const void* x, const void* w, const void* g, void* gx, 
   // The 16-byte kernels where every pointer is aligned and the rows are whole packs: the
   // row kernel for 1-8 packs per lane, the partial sums for any number.
   const int64_t pack = 16 / (int64_t)dtype_size(dtype);
-  const bool packs = vector_kernels() && n % pack == 0 && aligned16(x) && aligned16(g) && aligned16(gx) &&
+  const bool packs = row_kernels() && n % pack == 0 && aligned16(x) && aligned16(g) && aligned16(gx) &&
                      (!w || aligned16(w));
   const int vecs = packs && n % (32 * pack) == 0 && n / (32 * pack) <= 8 ? (int)(n / (32 * pack)) : 0;
   DISPATCH_FLOAT("layer_norm_backward", dtype, T, {
@@ -445,7 +445,7 @@ void layer_norm_backward(const void* x, const void* w, const void* g, void* gx, 
         case 7: launch(std::integral_constant<int, 7>{}); break;
         default: launch(std::integral_constant<int, 8>{}); break;
       }
-    } else if (vector_kernels() && n <= 32 * 16) {
+    } else if (row_kernels() && n <= 32 * 16) {
       const int per = (int)((n + 31) / 32);
       const unsigned blocks = (unsigned)std::min<int64_t>((rows + kLnWarps - 1) / kLnWarps, 65535);
       auto launch = [&](auto k) {
@@ -488,7 +488,7 @@ void softmax_backward(const void* y, const void* g, void* gx, int64_t rows, int6
     DISPATCH_FLOAT("softmax_backward", out_dtype, Tout, {
       const Tin *yt = static_cast<const Tin*>(y), *gt = static_cast<const Tin*>(g);
       Tout* ot = static_cast<Tout*>(gx);
-      if (vector_kernels() && per <= 32) {
+      if (row_kernels() && per <= 32) {
         const unsigned blocks = (unsigned)std::min<int64_t>((rows + kLnWarps - 1) / kLnWarps, 65535);
         auto launch = [&](auto k) {
           PERCEIVER_LAUNCH(blocks, 32 * kLnWarps, 0, s, softmax_backward_warp_kernel<Tin, Tout, decltype(k)::value>)(
@@ -509,7 +509,7 @@ void softmax_backward(const void* y, const void* g, void* gx, int64_t rows, int6
 void gelu_backward(const void* x, const void* g, void* gx, int64_t n, bool tanh_form, DType dtype, cudaStream_t s) {
   if (n == 0) return;
   const int64_t pack = 16 / (int64_t)dtype_size(dtype), units = n / pack;
-  const bool vec = vector_kernels() && n % pack == 0 && units <= INT32_MAX && aligned16(x) && aligned16(g) && aligned16(gx);
+  const bool vec = row_kernels() && n % pack == 0 && units <= INT32_MAX && aligned16(x) && aligned16(g) && aligned16(gx);
   DISPATCH_FLOAT("gelu_backward", dtype, T, {
     const T *xt = static_cast<const T*>(x), *gt = static_cast<const T*>(g);
     if (vec)

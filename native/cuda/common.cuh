@@ -109,6 +109,17 @@ inline bool vector_kernels() {
   return on;
 }
 
+// The sixteenth session's row kernels, on by default but not yet timed on a GPU: the
+// GEMM's activation pass, dense unary ops and GELU's gradient on 16-byte packs, the
+// column sums of bias gradients, layer norm's gradient, and a row per warp for layer
+// norm over rows that are not whole packs and for softmax and its gradient.
+// PERCEIVER_CUDA_ROW_KERNELS=0 takes the kernels before them (the way back, and what a
+// device check times them against); PERCEIVER_CUDA_VECTOR_KERNELS=0 turns them off too.
+inline bool row_kernels() {
+  static const bool on = vector_kernels() && !env_off("PERCEIVER_CUDA_ROW_KERNELS");
+  return on;
+}
+
 // ---- launch geometry ----
 constexpr int kThreads = 256;
 // Enough blocks for a few waves on any current GPU; grid-stride loops do the rest.

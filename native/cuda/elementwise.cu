@@ -117,7 +117,7 @@ __global__ void unary_kernel(Strided<2> s, T* out, const T* x, int64_t n, UnaryO
   }
 }
 
-// Dense unary ops on 16-byte packs (unless PERCEIVER_CUDA_VECTOR_KERNELS=0): a bf16
+// Dense unary ops on 16-byte packs (unless PERCEIVER_CUDA_ROW_KERNELS=0): a bf16
 // training step's GELU over [8, 512, 1024] took 0.0185 ms element by element on an
 // H200 (0.9 TB/s). The same per-element arithmetic as unary_kernel: the same bits.
 template <class T, class I>
@@ -155,7 +155,7 @@ __global__ void bias_act_kernel(T* c, const T* bias, int64_t batch, int64_t rows
 }
 
 // The same on 16-byte packs, rows a whole number of packs at a stride of ld_units packs
-// (unless PERCEIVER_CUDA_VECTOR_KERNELS=0). The exact GELU after every MLP's first
+// (unless PERCEIVER_CUDA_ROW_KERNELS=0). The exact GELU after every MLP's first
 // product is this pass: element by element it divided each element's index three
 // times in 64 bits. One division per pack here; the same bits.
 template <class T, class I>
@@ -347,7 +347,7 @@ void unary(UnaryOp op, const View& x, const View& out, float alpha, float beta, 
   const View* vs[2] = {&out, &x};
   Strided<2> st = make_strided<2>(vs);
   const int64_t pack = 16 / (int64_t)dtype_size(out.dtype);
-  const bool vec = vector_kernels() && st.flat && n % pack == 0 && aligned16(out.data()) && aligned16(x.data());
+  const bool vec = row_kernels() && st.flat && n % pack == 0 && aligned16(out.data()) && aligned16(x.data());
   DISPATCH_FLOAT("unary", x.dtype, T, {
     const int64_t units = n / pack;
     if (vec && units <= INT32_MAX)
@@ -372,7 +372,7 @@ void bias_act(void* c, const void* bias, int64_t batch, int64_t rows, int64_t n,
     rows *= batch;
     batch = 1;
   }
-  const bool vec = vector_kernels() && batch == 1 && n % pack == 0 && ldc % pack == 0 && aligned16(c) &&
+  const bool vec = row_kernels() && batch == 1 && n % pack == 0 && ldc % pack == 0 && aligned16(c) &&
                    (!bias || aligned16(bias));
   DISPATCH_FLOAT("matmul (bias/activation)", dtype, T, {
     T* ct = static_cast<T*>(c);

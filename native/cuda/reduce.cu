@@ -136,7 +136,7 @@ __global__ void softmax_kernel(const T* x, T* out, int64_t rows, int64_t n, bool
 constexpr int kNormWarps = 4;  // warps per block of the row-per-warp kernels
 
 // Rows of up to 32 x kPer elements with a row per warp in registers (unless
-// PERCEIVER_CUDA_VECTOR_KERNELS=0): softmax_kernel reads a row three times through two
+// PERCEIVER_CUDA_ROW_KERNELS=0): softmax_kernel reads a row three times through two
 // block-wide reductions, 0.076 ms for the bf16 training step's float32 [8, 8, 512, 512]
 // scores on an H200 (48 calls, 1.8 TB/s). Each exponential is computed once and kept.
 template <class T, int kPer>
@@ -257,7 +257,7 @@ __global__ void __launch_bounds__(32 * kNormWarps)
 // Rows of up to 32 x kPer elements that are not whole packs per lane, or not aligned
 // (the image encoders' 261 channels: [32, 50176, 261] bf16 took 2.02 ms on an H200,
 // 0.8 TB/s, through three block-wide sums per row), unless
-// PERCEIVER_CUDA_VECTOR_KERNELS=0: a row per warp in registers, element loads that
+// PERCEIVER_CUDA_ROW_KERNELS=0: a row per warp in registers, element loads that
 // are coalesced across the warp, warp shuffles for the sums. The same two passes.
 template <class T, int kPer>
 __global__ void __launch_bounds__(32 * kNormWarps)
@@ -327,7 +327,7 @@ __global__ void __launch_bounds__(32 * kSplitWarps)
   }
 }
 
-// Column sums in 16-byte packs, in two kernels (unless PERCEIVER_CUDA_VECTOR_KERNELS=0).
+// Column sums in 16-byte packs, in two kernels (unless PERCEIVER_CUDA_ROW_KERNELS=0).
 // A linear layer's bias gradient is the column sum of its output's gradient, 296 of
 // [4096, 1024] per bf16 ImageNet training step: 0.016 ms each on an H200 through
 // sum_cols_split_kernel (0.5 TB/s), whose 32 blocks of 64-byte row pieces leave most
@@ -405,7 +405,7 @@ __global__ void sum_cols_final_kernel(const double* partial, int64_t outer, int6
 // Whether a sum or mean over the middle axis takes the two kernels above.
 bool column_sums_vectorized(ReduceOp op, const View& x, int64_t n, int64_t inner) {
   const int64_t pack = 16 / (int64_t)dtype_size(x.dtype);
-  return vector_kernels() && (op == ReduceOp::Sum || op == ReduceOp::Mean) && inner > 1 && n >= 2 * kColWarps &&
+  return row_kernels() && (op == ReduceOp::Sum || op == ReduceOp::Mean) && inner > 1 && n >= 2 * kColWarps &&
          inner % pack == 0 && aligned16(x.data());
 }
 
@@ -446,7 +446,7 @@ void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log, 
   if (rows == 0 || n == 0) return;
   const int per = (int)std::min<int64_t>((n + 31) / 32, 33);
   DISPATCH_FLOAT("softmax", x.dtype, T, {
-    if (vector_kernels() && per <= 32) {
+    if (row_kernels() && per <= 32) {
       const unsigned blocks = (unsigned)std::min<int64_t>((rows + kNormWarps - 1) / kNormWarps, 65535);
       auto launch = [&](auto k) {
         PERCEIVER_LAUNCH(blocks, 32 * kNormWarps, 0, s, softmax_warp_kernel<T, decltype(k)::value>)(
@@ -500,7 +500,7 @@ bool layer_norm_vectorized(const View& x, const void* w, const void* b, const Vi
 // layer_norm_warp_any_kernel for rows of up to 512 elements; false for longer rows.
 bool layer_norm_warp_any(const View& x, const void* w, const void* b, const View& out, int64_t rows, int64_t n,
                          float eps, cudaStream_t s) {
-  if (!vector_kernels() || n > 32 * 16) return false;
+  if (!row_kernels() || n > 32 * 16) return false;
   const int per = (int)((n + 31) / 32);
   const unsigned blocks = (unsigned)std::min<int64_t>((rows + kNormWarps - 1) / kNormWarps, 65535);
   DISPATCH_FLOAT("layer_norm", x.dtype, T, {

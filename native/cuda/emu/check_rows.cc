@@ -466,7 +466,9 @@ void check_reductions(DType dt) {
 
 void check_rows() {
   const char* vec = std::getenv("PERCEIVER_CUDA_VECTOR_KERNELS");
-  std::printf("rows: PERCEIVER_CUDA_VECTOR_KERNELS=%s\n", vec ? vec : "(unset)");
+  const char* row = std::getenv("PERCEIVER_CUDA_ROW_KERNELS");
+  std::printf("rows: PERCEIVER_CUDA_VECTOR_KERNELS=%s PERCEIVER_CUDA_ROW_KERNELS=%s\n", vec ? vec : "(unset)",
+              row ? row : "(unset)");
   for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16}) {
     // Whole packs (the 16-byte kernels), rows broadcast either side, rows of 1001 (not
     // whole packs: the element kernel) and a view one element in (misaligned); layer
