@@ -144,16 +144,8 @@ __global__ void __launch_bounds__(32 * kLnWarps)
         sum += xv[i][k];
       }
     }
-    const float mean = warp_sum(sum) / (float)N;
-    float q = 0.f;
-#pragma unroll
-    for (int i = 0; i < kVecs; i++)
-#pragma unroll
-      for (int k = 0; k < P; k++) {
-        const float d = xv[i][k] - mean;
-        q += d * d;
-      }
-    const float rstd = rsqrtf(warp_sum(q) / (float)N + eps);
+    const float2 st = warp_row_stats<kVecs * P, true>(reinterpret_cast<const float(&)[kVecs * P]>(xv), sum, N, lane, eps);
+    const float mean = st.x, rstd = st.y;
     float mg = 0.f, mgx = 0.f;
 #pragma unroll
     for (int i = 0; i < kVecs; i++)
@@ -199,15 +191,8 @@ __global__ void __launch_bounds__(32 * kLnWarps)
       gh[i] = j < n ? (w ? to_f(gr[j]) * to_f(w[j]) : to_f(gr[j])) : 0.f;
       sum += xv[i];
     }
-    const float mean = warp_sum(sum) / (float)n;
-    float q = 0.f;
-#pragma unroll
-    for (int i = 0; i < kPer; i++)
-      if (lane + 32 * i < n) {
-        const float d = xv[i] - mean;
-        q += d * d;
-      }
-    const float rstd = rsqrtf(warp_sum(q) / (float)n + eps);
+    const float2 st = warp_row_stats<kPer, false>(xv, sum, n, lane, eps);
+    const float mean = st.x, rstd = st.y;
     float mg = 0.f, mgx = 0.f;
 #pragma unroll
     for (int i = 0; i < kPer; i++)

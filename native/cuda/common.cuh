@@ -206,6 +206,24 @@ __device__ __forceinline__ A warp_sum(A v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
+// The mean and 1 / sqrt(variance + eps) of a row of n values that a warp holds in
+// registers, kCount per lane, with `sum` the lane's own sum of its values: two passes,
+// the mean and then the centred variance, as the CPU computes them (exact for rows
+// with a large common offset). Values past the row (lane + 32 i >= n, unless every one
+// is the row's) count in neither.
+template <int kCount, bool kAllValid>
+__device__ __forceinline__ float2 warp_row_stats(const float (&v)[kCount], float sum, int n, int lane, float eps) {
+  const float mean = warp_sum(sum) / (float)n;
+  float q = 0.f;
+#pragma unroll
+  for (int i = 0; i < kCount; i++)
+    if (kAllValid || lane + 32 * i < n) {
+      const float d = v[i] - mean;
+      q += d * d;
+    }
+  return make_float2(mean, rsqrtf(warp_sum(q) / (float)n + eps));
+}
+
 __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;

@@ -226,16 +226,8 @@ __global__ void __launch_bounds__(32 * kNormWarps)
         sum += v[i][k];
       }
     }
-    const float mean = warp_sum(sum) / (float)N;
-    float q = 0.f;
-#pragma unroll
-    for (int i = 0; i < kVecs; i++)
-#pragma unroll
-      for (int k = 0; k < P; k++) {
-        const float d = v[i][k] - mean;
-        q += d * d;
-      }
-    const float rstd = rsqrtf(warp_sum(q) / (float)N + eps);
+    const float2 st = warp_row_stats<kVecs * P, true>(reinterpret_cast<const float(&)[kVecs * P]>(v), sum, N, lane, eps);
+    const float mean = st.x, rstd = st.y;
     Pack16<T>* orow = reinterpret_cast<Pack16<T>*>(out + r * N);
 #pragma unroll
     for (int i = 0; i < kVecs; i++) {
@@ -273,15 +265,8 @@ __global__ void __launch_bounds__(32 * kNormWarps)
       v[i] = j < n ? to_f(xr[j]) : 0.f;
       sum += v[i];
     }
-    const float mean = warp_sum(sum) / (float)n;
-    float q = 0.f;
-#pragma unroll
-    for (int i = 0; i < kPer; i++)
-      if (lane + 32 * i < n) {
-        const float d = v[i] - mean;
-        q += d * d;
-      }
-    const float rstd = rsqrtf(warp_sum(q) / (float)n + eps);
+    const float2 st = warp_row_stats<kPer, false>(v, sum, n, lane, eps);
+    const float mean = st.x, rstd = st.y;
     T* o = out + r * n;
 #pragma unroll
     for (int i = 0; i < kPer; i++) {

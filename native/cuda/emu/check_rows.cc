@@ -442,24 +442,7 @@ void check_reductions(DType dt) {
     }
   }
   for (int64_t n : {100, 3000})
-    for (bool log : {false, true}) {
-      const int64_t rows = 4;
-      Buf x(dt, rows * n), out(dt, rows * n);
-      for (int64_t i = 0; i < rows * n; i++) x.set(i, 4 * u(rng));
-      perceiver::cuda::softmax(x.view(rows, n), out.view(rows, n), rows, n, log, nullptr);
-      std::vector<double> want, got;
-      for (int64_t r = 0; r < rows; r++) {
-        double mx = -INFINITY, s = 0;
-        for (int64_t j = 0; j < n; j++) mx = std::max(mx, (double)x.get(r * n + j));
-        for (int64_t j = 0; j < n; j++) s += std::exp(x.get(r * n + j) - mx);
-        for (int64_t j = 0; j < n; j++) {
-          const double v = x.get(r * n + j) - mx;
-          want.push_back(log ? v - std::log(s) : std::exp(v) / s);
-          got.push_back(out.get(r * n + j));
-        }
-      }
-      compare(std::string(log ? "log_softmax " : "softmax ") + dtype_name(dt) + " [4, " + std::to_string(n) + "]", want, got, dt);
-    }
+    for (bool log : {false, true}) check_softmax_rows(dt, 4, n, log);
 }
 
 }  // namespace
