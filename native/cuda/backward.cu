@@ -439,7 +439,6 @@ void layer_norm_backward(const void* x, const void* w, const void* g, void* gx, 
       };
       if (per <= 4) launch(std::integral_constant<int, 4>{});
       else if (per <= 8) launch(std::integral_constant<int, 8>{});
-      else if (per <= 12) launch(std::integral_constant<int, 12>{});
       else launch(std::integral_constant<int, 16>{});
     } else {
       PERCEIVER_LAUNCH(rows_grid(rows), kThreads, 0, s, ln_rows_kernel<T>)(xt, wt, gt, static_cast<T*>(gx), stats, rows,
@@ -473,19 +472,26 @@ void softmax_backward(const void* y, const void* g, void* gx, int64_t rows, int6
     DISPATCH_FLOAT("softmax_backward", out_dtype, Tout, {
       const Tin *yt = static_cast<const Tin*>(y), *gt = static_cast<const Tin*>(g);
       Tout* ot = static_cast<Tout*>(gx);
-      if (row_kernels() && per <= 32) {
-        const unsigned blocks = (unsigned)std::min<int64_t>((rows + kLnWarps - 1) / kLnWarps, 65535);
-        auto launch = [&](auto k) {
-          PERCEIVER_LAUNCH(blocks, 32 * kLnWarps, 0, s, softmax_backward_warp_kernel<Tin, Tout, decltype(k)::value>)(
-              yt, gt, ot, rows, (int)n);
-        };
-        if (per <= 4) launch(std::integral_constant<int, 4>{});
-        else if (per <= 8) launch(std::integral_constant<int, 8>{});
-        else if (per <= 16) launch(std::integral_constant<int, 16>{});
-        else launch(std::integral_constant<int, 32>{});
-      } else {
-        PERCEIVER_LAUNCH(rows_grid(rows), threads, 0, s, softmax_backward_kernel<Tin, Tout>)(yt, gt, ot, rows, n);
+      // The row-per-warp kernel for the pairs that occur (one dtype, or float32
+      // probabilities to a 16-bit gradient): each instantiation is build time on
+      // every architecture.
+      constexpr bool kWarp = std::is_same<Tin, Tout>::value || std::is_same<Tin, float>::value;
+      bool done = false;
+      if constexpr (kWarp) {
+        if (row_kernels() && per <= 32) {
+          const unsigned blocks = (unsigned)std::min<int64_t>((rows + kLnWarps - 1) / kLnWarps, 65535);
+          auto launch = [&](auto k) {
+            PERCEIVER_LAUNCH(blocks, 32 * kLnWarps, 0, s, softmax_backward_warp_kernel<Tin, Tout, decltype(k)::value>)(
+                yt, gt, ot, rows, (int)n);
+          };
+          if (per <= 8) launch(std::integral_constant<int, 8>{});
+          else if (per <= 16) launch(std::integral_constant<int, 16>{});
+          else launch(std::integral_constant<int, 32>{});
+          done = true;
+        }
       }
+      if (!done)
+        PERCEIVER_LAUNCH(rows_grid(rows), threads, 0, s, softmax_backward_kernel<Tin, Tout>)(yt, gt, ot, rows, n);
     });
   });
   check_launch("softmax_backward", s);

@@ -158,11 +158,12 @@ __global__ void bias_act_kernel(T* c, const T* bias, int64_t batch, int64_t rows
 // (unless PERCEIVER_CUDA_ROW_KERNELS=0). The exact GELU after every MLP's first
 // product is this pass: element by element it divided each element's index three
 // times in 64 bits. One division per pack here; the same bits.
-template <class T, class I>
-__global__ void bias_act_vec_kernel(T* c, const T* bias, I rows, I row_units, I ld_units, Activation act) {
-  const I units = rows * row_units;
-  for (I u = blockIdx.x * (I)blockDim.x + threadIdx.x; u < units; u += (I)gridDim.x * blockDim.x) {
-    const I r = u / row_units, j = u - r * row_units;
+template <class T>
+__global__ void bias_act_vec_kernel(T* c, const T* bias, uint32_t rows, uint32_t row_units, uint32_t ld_units,
+                                    Activation act) {
+  const uint32_t units = rows * row_units;
+  for (uint32_t u = blockIdx.x * blockDim.x + threadIdx.x; u < units; u += gridDim.x * blockDim.x) {
+    const uint32_t r = u / row_units, j = u - r * row_units;
     Pack16<T>* p = reinterpret_cast<Pack16<T>*>(c) + r * ld_units + j;
     Pack16<T> x = *p, b;
     if (bias) b = reinterpret_cast<const Pack16<T>*>(bias)[j];
@@ -348,14 +349,13 @@ void unary(UnaryOp op, const View& x, const View& out, float alpha, float beta, 
   Strided<2> st = make_strided<2>(vs);
   const int64_t pack = 16 / (int64_t)dtype_size(out.dtype);
   const bool vec = row_kernels() && st.flat && n % pack == 0 && aligned16(out.data()) && aligned16(x.data());
+  // (One index type: each op's code is unrolled per pack, and every instantiation
+  // costs build time for every architecture. Past 2^31 packs, the element kernel.)
   DISPATCH_FLOAT("unary", x.dtype, T, {
     const int64_t units = n / pack;
     if (vec && units <= INT32_MAX)
       PERCEIVER_LAUNCH(grid_for(units), kThreads, 0, s, unary_vec_kernel<T, uint32_t>)(out.ptr<T>(), x.ptr<T>(),
                                                                                      (uint32_t)units, op, alpha, beta);
-    else if (vec)
-      PERCEIVER_LAUNCH(grid_for(units), kThreads, 0, s, unary_vec_kernel<T, int64_t>)(out.ptr<T>(), x.ptr<T>(), units, op,
-                                                                                    alpha, beta);
     else
       PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, unary_kernel<T>)(st, out.ptr<T>(), x.ptr<T>(), n, op, alpha, beta);
   });
@@ -379,11 +379,8 @@ void bias_act(void* c, const void* bias, int64_t batch, int64_t rows, int64_t n,
     const T* bt = static_cast<const T*>(bias);
     const int64_t row_units = n / pack, ld_units = ldc / pack;
     if (vec && rows * ld_units <= INT32_MAX)
-      PERCEIVER_LAUNCH(grid_for(rows * row_units), kThreads, 0, s, bias_act_vec_kernel<T, uint32_t>)(
+      PERCEIVER_LAUNCH(grid_for(rows * row_units), kThreads, 0, s, bias_act_vec_kernel<T>)(
           ct, bt, (uint32_t)rows, (uint32_t)row_units, (uint32_t)ld_units, act);
-    else if (vec)
-      PERCEIVER_LAUNCH(grid_for(rows * row_units), kThreads, 0, s, bias_act_vec_kernel<T, int64_t>)(ct, bt, rows, row_units,
-                                                                                                   ld_units, act);
     else
       PERCEIVER_LAUNCH(grid_for(total), kThreads, 0, s, bias_act_kernel<T>)(ct, bt, batch, rows, n, ldc, stride_c, act);
   });

@@ -437,8 +437,7 @@ void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log, 
         PERCEIVER_LAUNCH(blocks, 32 * kNormWarps, 0, s, softmax_warp_kernel<T, decltype(k)::value>)(
             x.ptr<T>(), out.ptr<T>(), rows, (int)n, log);
       };
-      if (per <= 4) launch(std::integral_constant<int, 4>{});
-      else if (per <= 8) launch(std::integral_constant<int, 8>{});
+      if (per <= 8) launch(std::integral_constant<int, 8>{});
       else if (per <= 16) launch(std::integral_constant<int, 16>{});
       else launch(std::integral_constant<int, 32>{});
     } else {
@@ -495,7 +494,6 @@ bool layer_norm_warp_any(const View& x, const void* w, const void* b, const View
     };
     if (per <= 4) launch(std::integral_constant<int, 4>{});
     else if (per <= 8) launch(std::integral_constant<int, 8>{});
-    else if (per <= 12) launch(std::integral_constant<int, 12>{});
     else launch(std::integral_constant<int, 16>{});
   });
   return true;
