@@ -415,31 +415,15 @@ void layer_norm_backward(const void* x, const void* w, const void* g, void* gx, 
   DISPATCH_FLOAT("layer_norm_backward", dtype, T, {
     const T *xt = static_cast<const T*>(x), *wt = static_cast<const T*>(w), *gt = static_cast<const T*>(g);
     if (vecs > 0) {
-      const unsigned blocks = (unsigned)std::min<int64_t>((rows + kLnWarps - 1) / kLnWarps, 65535);
-      auto launch = [&](auto v) {
-        PERCEIVER_LAUNCH(blocks, 32 * kLnWarps, 0, s, ln_rows_warp_kernel<T, decltype(v)::value>)(
+      with_count_at_least<1, 2, 3, 4, 5, 6, 7, 8>(vecs, [&](auto v) {
+        PERCEIVER_LAUNCH(warp_rows_grid(rows, kLnWarps), 32 * kLnWarps, 0, s, ln_rows_warp_kernel<T, decltype(v)::value>)(
             xt, wt, gt, static_cast<T*>(gx), stats, rows, eps);
-      };
-      switch (vecs) {
-        case 1: launch(std::integral_constant<int, 1>{}); break;
-        case 2: launch(std::integral_constant<int, 2>{}); break;
-        case 3: launch(std::integral_constant<int, 3>{}); break;
-        case 4: launch(std::integral_constant<int, 4>{}); break;
-        case 5: launch(std::integral_constant<int, 5>{}); break;
-        case 6: launch(std::integral_constant<int, 6>{}); break;
-        case 7: launch(std::integral_constant<int, 7>{}); break;
-        default: launch(std::integral_constant<int, 8>{}); break;
-      }
+      });
     } else if (row_kernels() && n <= 32 * 16) {
-      const int per = (int)((n + 31) / 32);
-      const unsigned blocks = (unsigned)std::min<int64_t>((rows + kLnWarps - 1) / kLnWarps, 65535);
-      auto launch = [&](auto k) {
-        PERCEIVER_LAUNCH(blocks, 32 * kLnWarps, 0, s, ln_rows_warp_any_kernel<T, decltype(k)::value>)(
+      with_count_at_least<4, 8, 16>((int)((n + 31) / 32), [&](auto k) {
+        PERCEIVER_LAUNCH(warp_rows_grid(rows, kLnWarps), 32 * kLnWarps, 0, s, ln_rows_warp_any_kernel<T, decltype(k)::value>)(
             xt, wt, gt, static_cast<T*>(gx), stats, rows, (int)n, eps);
-      };
-      if (per <= 4) launch(std::integral_constant<int, 4>{});
-      else if (per <= 8) launch(std::integral_constant<int, 8>{});
-      else launch(std::integral_constant<int, 16>{});
+      });
     } else {
       PERCEIVER_LAUNCH(rows_grid(rows), kThreads, 0, s, ln_rows_kernel<T>)(xt, wt, gt, static_cast<T*>(gx), stats, rows,
                                                                           n, eps);
@@ -479,14 +463,10 @@ void softmax_backward(const void* y, const void* g, void* gx, int64_t rows, int6
       bool done = false;
       if constexpr (kWarp) {
         if (row_kernels() && per <= 32) {
-          const unsigned blocks = (unsigned)std::min<int64_t>((rows + kLnWarps - 1) / kLnWarps, 65535);
-          auto launch = [&](auto k) {
-            PERCEIVER_LAUNCH(blocks, 32 * kLnWarps, 0, s, softmax_backward_warp_kernel<Tin, Tout, decltype(k)::value>)(
-                yt, gt, ot, rows, (int)n);
-          };
-          if (per <= 8) launch(std::integral_constant<int, 8>{});
-          else if (per <= 16) launch(std::integral_constant<int, 16>{});
-          else launch(std::integral_constant<int, 32>{});
+          with_count_at_least<8, 16, 32>(per, [&](auto k) {
+            PERCEIVER_LAUNCH(warp_rows_grid(rows, kLnWarps), 32 * kLnWarps, 0, s,
+                             softmax_backward_warp_kernel<Tin, Tout, decltype(k)::value>)(yt, gt, ot, rows, (int)n);
+          });
           done = true;
         }
       }

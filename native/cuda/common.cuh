@@ -10,10 +10,12 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "../backend.h"
 #include "../error.h"
@@ -129,6 +131,25 @@ inline unsigned grid_for(int64_t n, int threads = kThreads) {
   if (blocks > 8192) blocks = 8192;
   return (unsigned)blocks;
 }
+// For the row-per-warp kernels (`warps` rows per block): rows beyond the grid loop
+// inside the kernel.
+inline unsigned warp_rows_grid(int64_t rows, int warps) {
+  return (unsigned)std::min<int64_t>((rows + warps - 1) / warps, 65535);
+}
+
+// Calls f(std::integral_constant<int, K>{}) for the first K of K0, kRest... that is at
+// least n, the last where none is: the instantiation of a kernel templated on its
+// values (or packs) per lane that holds n of them.
+template <int K0, int... kRest, class F>
+void with_count_at_least(int n, F&& f) {
+  if constexpr (sizeof...(kRest) == 0) {
+    f(std::integral_constant<int, K0>{});
+  } else {
+    if (n <= K0) f(std::integral_constant<int, K0>{});
+    else with_count_at_least<kRest...>(n, f);
+  }
+}
+
 // For one-block-per-row kernels: rows beyond this loop inside the kernel.
 inline unsigned rows_grid(int64_t rows) {
   return (unsigned)(rows < 1 ? 1 : rows > 65535 ? 65535 : rows);

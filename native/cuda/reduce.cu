@@ -432,14 +432,10 @@ void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log, 
   const int per = (int)std::min<int64_t>((n + 31) / 32, 33);
   DISPATCH_FLOAT("softmax", x.dtype, T, {
     if (row_kernels() && per <= 32) {
-      const unsigned blocks = (unsigned)std::min<int64_t>((rows + kNormWarps - 1) / kNormWarps, 65535);
-      auto launch = [&](auto k) {
-        PERCEIVER_LAUNCH(blocks, 32 * kNormWarps, 0, s, softmax_warp_kernel<T, decltype(k)::value>)(
+      with_count_at_least<8, 16, 32>(per, [&](auto k) {
+        PERCEIVER_LAUNCH(warp_rows_grid(rows, kNormWarps), 32 * kNormWarps, 0, s, softmax_warp_kernel<T, decltype(k)::value>)(
             x.ptr<T>(), out.ptr<T>(), rows, (int)n, log);
-      };
-      if (per <= 8) launch(std::integral_constant<int, 8>{});
-      else if (per <= 16) launch(std::integral_constant<int, 16>{});
-      else launch(std::integral_constant<int, 32>{});
+      });
     } else {
       PERCEIVER_LAUNCH(rows_grid(rows), row_threads(n), 0, s, softmax_kernel<T>)(x.ptr<T>(), out.ptr<T>(), rows, n, log);
     }
@@ -448,14 +444,6 @@ void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log, 
 }
 
 namespace {
-
-template <class T, int kVecs>
-void launch_layer_norm_warp(const View& x, const void* w, const void* b, const View& out, int64_t rows, float eps,
-                            cudaStream_t s) {
-  const int64_t blocks = std::min<int64_t>((rows + kNormWarps - 1) / kNormWarps, 65535);
-  PERCEIVER_LAUNCH((unsigned)blocks, 32 * kNormWarps, 0, s, layer_norm_warp_kernel<T, kVecs>)(
-      x.ptr<T>(), static_cast<const T*>(w), static_cast<const T*>(b), out.ptr<T>(), rows, eps);
-}
 
 // layer_norm_warp_kernel where the rows are a whole number (1-8) of 16-byte packs
 // per lane and every pointer is 16-byte aligned; false otherwise.
@@ -467,16 +455,10 @@ bool layer_norm_vectorized(const View& x, const void* w, const void* b, const Vi
   if (n % per_warp != 0 || n / per_warp > 8) return false;  // n > 0 here
   const int vecs = (int)(n / per_warp);
   DISPATCH_FLOAT("layer_norm", x.dtype, T, {
-    switch (vecs) {
-      case 1: launch_layer_norm_warp<T, 1>(x, w, b, out, rows, eps, s); break;
-      case 2: launch_layer_norm_warp<T, 2>(x, w, b, out, rows, eps, s); break;
-      case 3: launch_layer_norm_warp<T, 3>(x, w, b, out, rows, eps, s); break;
-      case 4: launch_layer_norm_warp<T, 4>(x, w, b, out, rows, eps, s); break;
-      case 5: launch_layer_norm_warp<T, 5>(x, w, b, out, rows, eps, s); break;
-      case 6: launch_layer_norm_warp<T, 6>(x, w, b, out, rows, eps, s); break;
-      case 7: launch_layer_norm_warp<T, 7>(x, w, b, out, rows, eps, s); break;
-      default: launch_layer_norm_warp<T, 8>(x, w, b, out, rows, eps, s); break;
-    }
+    with_count_at_least<1, 2, 3, 4, 5, 6, 7, 8>(vecs, [&](auto v) {
+      PERCEIVER_LAUNCH(warp_rows_grid(rows, kNormWarps), 32 * kNormWarps, 0, s, layer_norm_warp_kernel<T, decltype(v)::value>)(
+          x.ptr<T>(), static_cast<const T*>(w), static_cast<const T*>(b), out.ptr<T>(), rows, eps);
+    });
   });
   return true;
 }
@@ -485,16 +467,11 @@ bool layer_norm_vectorized(const View& x, const void* w, const void* b, const Vi
 bool layer_norm_warp_any(const View& x, const void* w, const void* b, const View& out, int64_t rows, int64_t n,
                          float eps, cudaStream_t s) {
   if (!row_kernels() || n > 32 * 16) return false;
-  const int per = (int)((n + 31) / 32);
-  const unsigned blocks = (unsigned)std::min<int64_t>((rows + kNormWarps - 1) / kNormWarps, 65535);
   DISPATCH_FLOAT("layer_norm", x.dtype, T, {
-    auto launch = [&](auto k) {
-      PERCEIVER_LAUNCH(blocks, 32 * kNormWarps, 0, s, layer_norm_warp_any_kernel<T, decltype(k)::value>)(
+    with_count_at_least<4, 8, 16>((int)((n + 31) / 32), [&](auto k) {
+      PERCEIVER_LAUNCH(warp_rows_grid(rows, kNormWarps), 32 * kNormWarps, 0, s, layer_norm_warp_any_kernel<T, decltype(k)::value>)(
           x.ptr<T>(), static_cast<const T*>(w), static_cast<const T*>(b), out.ptr<T>(), rows, (int)n, eps);
-    };
-    if (per <= 4) launch(std::integral_constant<int, 4>{});
-    else if (per <= 8) launch(std::integral_constant<int, 8>{});
-    else launch(std::integral_constant<int, 16>{});
+    });
   });
   return true;
 }
