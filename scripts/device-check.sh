@@ -63,6 +63,11 @@
 #       The sixteenth session's row kernels (on by default) run here for the first time
 #       too: cuda_train_check, and the bf16 step and bench-gpu (ours) with
 #       PERCEIVER_CUDA_ROW_KERNELS=0, the kernels before them.
+#       And the seventeenth session's products in one pass over the keys (path "gemm",
+#       the default where products serve): where the harness passes them, the runs with
+#       the candidates on also have PERCEIVER_CUDA_ATTENTION_LONG_KEYS=1 (16-bit calls
+#       over long key ranges, the ImageNet encoder's, to the products) and
+#       PERCEIVER_CUDA_ATTENTION_GEMM=1 (float32 attention to them whole).
 #       About 8 minutes on an H200 (estimated from --compare, which has two bench-gpu,
 #       the probes, the flash gradient's checks and training step, cuda_gemm_check,
 #       cuda_train_check, one more training step, one more bench-gpu and three ncu runs
@@ -443,6 +448,15 @@ candidates() {
   # (SKIP where they do not: other widths, unaligned rows, not compute capability 9.0)
   # and times them beside the default at the self-attention shapes.
   step cuda_attention_check 140 env CUBLASLT_LOG_LEVEL=1 bin/cuda_attention_check "${skip_arg[@]}"
+  # The products in one pass over the keys (seventeenth session; path "gemm"): where
+  # the harness passed them, 16-bit calls over long key ranges take them
+  # (PERCEIVER_CUDA_ATTENTION_LONG_KEYS=1) and float32 calls come to them whole
+  # (PERCEIVER_CUDA_ATTENTION_GEMM=1) in the runs below.
+  if grep -qE '^PASS .* gemm ' "$LOGS/cuda_attention_check.log" && ! grep -qE '^FAIL .* gemm(64)? ' "$LOGS/cuda_attention_check.log"; then
+    on+=(PERCEIVER_CUDA_ATTENTION_LONG_KEYS=1 PERCEIVER_CUDA_ATTENTION_GEMM=1)
+  else
+    echo "the products' checks failed or did not run: their switches stay off (cuda_attention_check.log)"
+  fi
   step cuda_gemm_check 90 env CUBLASLT_LOG_LEVEL=1 bin/cuda_gemm_check
   # The sixteenth session's 16-byte kernels are defaults, not candidates, but this is the
   # first call that runs them: the training kernels' harness (layer norm's gradient).
@@ -509,6 +523,8 @@ candidates() {
   grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|flow-self|perceiver-encoder) +bfloat16 +(auto|tc|tcf|tcf2|tcg|tcg1) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   attention_verdict "$LOGS/cuda_attention_check.log"
   gemm_tuning "$LOGS/cuda_gemm_check.log"
+  echo "-- the ImageNet encoder's cross-attention (ms): the fused kernel (auto) against the products in one pass (gemm):"
+  grep -E '^BENCH perceiver-encoder +(bfloat16|float32) +(auto|gemm) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   echo "-- float32: the 3xTF32 kernel (tcx) against auto (the SIMT kernel) and the products (gemm):"
   grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|flow-self) +float32 +(auto|gemm|tcx) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   echo

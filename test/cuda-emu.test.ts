@@ -200,11 +200,15 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
 
 emulated('the composed attention (attention_gemm.cu), emulated with its products as loops, matches the reference forward and gradient', (t, family) => {
   const r = family('composed');
-  // 4 shapes (several heads with a mask and a wholly masked row, one head with dropout,
-  // unaligned rows with dropout, no keys) x 3 dtypes x (one chunk of keys, 64-key
-  // chunks) x (forward, gradient with the forward's row statistics, gradient with its own).
-  t.is(r.checks, 72);
-  t.is(r.passed(/^PASS composed gradient, own lse .* 64-key chunks .*dropout/), 6);
+  // 7 shapes x 3 dtypes x (one chunk of keys, 64-key chunks) x (forward, gradient with
+  // the forward's row statistics, gradient with its own). The shapes: several heads with
+  // masked rows and masked chunks; one head with dropout; odd strides with dropout; more
+  // batch rows than heads (products over a head's batch rows) with masks, and with odd
+  // strides and 13-wide rows (padded copies) and dropout; rows of 1500 keys (a block per
+  // row, then 24 chunks whose running max moves); no keys.
+  t.is(r.checks, 126);
+  t.is(r.passed(/^PASS composed gradient, own lse .* 64-key chunks .*dropout/), 9);
+  t.is(r.passed(/^PASS composed forward +(batch-heads|batch-odd|long-rows) /), 18);
 });
 
 emulated('the flash attention gradient (attention_backward.cu), emulated on the CPU, matches the reference gradient', (t, family) => {

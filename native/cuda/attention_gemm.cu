@@ -21,9 +21,9 @@
 // dtype for the products that take them, as the composed gradient does; S, P and
 // dP stay float32.
 //
-// Batching: a product batches over heads (one call per batch row) or, with one
-// head, over the batch: q, k, v are [B, N, H, D] views, which one batch stride
-// cannot walk in both.
+// Batching: q, k, v are [B, N, H, D] views, which one batch stride cannot walk in
+// both B and H, so a product batches over the heads of one batch row or over the
+// batch rows of one head: whichever needs fewer calls (with one head, the batch).
 #include <cmath>
 
 #include "attention_gemm.h"
@@ -36,22 +36,25 @@ namespace {
 constexpr int64_t kKeyAlign = 64;
 
 // How the (batch, head) pairs map onto batched products: `count` matrices per call,
-// `calls` calls; a pair's row statistics live at (b * H + h) * Nq.
+// `calls` calls; a pair's row statistics live at (b * H + h) * Nq. over_b: call c
+// batches over the batch rows of head c, else over the heads of batch row c.
 struct Groups {
-  bool over_b;  // one head: one call over the batch
+  bool over_b;
   int64_t count, calls;
   explicit Groups(const AttentionArgs& a)
-      : over_b(a.heads == 1), count(a.heads == 1 ? a.batch : a.heads), calls(a.heads == 1 ? 1 : a.batch) {}
+      : over_b(a.heads == 1 || a.batch > a.heads), count(over_b ? a.batch : a.heads), calls(over_b ? a.heads : a.batch) {}
   // Batch stride of an operand with strides (per batch row, per head).
   int64_t stride(int64_t sb, int64_t sh) const { return over_b ? sb : sh; }
+  // Offset of call c's first matrix in that operand.
+  int64_t base(int64_t c, int64_t sb, int64_t sh) const { return c * (over_b ? sh : sb); }
 };
 
-// The pair (b, h) of matrix g in call b0.
+// The pair (b, h) of matrix g in call c.
 struct Pair {
   int64_t b, h;
 };
-__device__ __forceinline__ Pair pair_of(int64_t g, bool over_b, int64_t b0) {
-  return over_b ? Pair{g, 0} : Pair{b0, g};
+__device__ __forceinline__ Pair pair_of(int64_t g, bool over_b, int64_t c) {
+  return over_b ? Pair{g, c} : Pair{c, g};
 }
 
 struct MaskView {
@@ -71,11 +74,11 @@ __global__ void init_stats_kernel(float* m, float* l, int64_t n) {
 
 // One block per row of the chunk's S [count, Nq, n]: the streaming max and sum.
 __global__ void row_stats_kernel(const float* s, int64_t count, int64_t nq, int64_t n, int64_t j0, bool over_b,
-                                 int64_t b0, int64_t heads, MaskView mask, float* m, float* l) {
+                                 int64_t c, int64_t heads, MaskView mask, float* m, float* l) {
   __shared__ float scratch[32];
   for (int64_t r = blockIdx.x; r < count * nq; r += gridDim.x) {
     const int64_t g = r / nq, i = r % nq;
-    const Pair ph = pair_of(g, over_b, b0);
+    const Pair ph = pair_of(g, over_b, c);
     const float* sr = s + r * n;
     float mx = -INFINITY;
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
@@ -128,12 +131,12 @@ __device__ __forceinline__ uint64_t weight_index(Pair ph, int64_t heads, int64_t
 // may be s itself, for float32, when P alone is not needed).
 template <class T>
 __global__ void probs_kernel(float* s, T* op, bool keep_p, int64_t count, int64_t nq, int64_t n, int64_t j0,
-                             int64_t nk, bool over_b, int64_t b0, int64_t heads, MaskView mask, const float* lse,
+                             int64_t nk, bool over_b, int64_t c, int64_t heads, MaskView mask, const float* lse,
                              DropoutSpec drop) {
   const int64_t total = count * nq * n;
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
     const int64_t j = e % n, r = e / n, i = r % nq;
-    const Pair ph = pair_of(r / nq, over_b, b0);
+    const Pair ph = pair_of(r / nq, over_b, c);
     // L is +inf for a row with every key masked: exp(-inf) = 0.
     const float p = mask.keep(ph.b, i, j0 + j) ? expf(s[e] - lse[(ph.b * heads + ph.h) * nq + i]) : 0.f;
     if (keep_p) s[e] = p;
@@ -144,12 +147,12 @@ __global__ void probs_kernel(float* s, T* op, bool keep_p, int64_t count, int64_
 // dS = P ∘ (dP F − D), written as T (in place over dP for float32).
 template <class T>
 __global__ void dscores_kernel(const float* p, const float* dp, T* ds, int64_t count, int64_t nq, int64_t n,
-                               int64_t j0, int64_t nk, bool over_b, int64_t b0, int64_t heads, const float* d,
+                               int64_t j0, int64_t nk, bool over_b, int64_t c, int64_t heads, const float* d,
                                DropoutSpec drop) {
   const int64_t total = count * nq * n;
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
     const int64_t j = e % n, r = e / n, i = r % nq;
-    const Pair ph = pair_of(r / nq, over_b, b0);
+    const Pair ph = pair_of(r / nq, over_b, c);
     const float pe = p[e];
     const float f = pe == 0.f ? 1.f : drop.at(weight_index(ph, heads, nq, i, nk, j0 + j));
     ds[e] = from_f<T>(pe * (dp[e] * f - d[(ph.b * heads + ph.h) * nq + i]));
@@ -222,12 +225,12 @@ int64_t chunk_keys(const AttentionArgs& a, size_t bytes, size_t per_key) {
   return std::min(a.nk, std::max(n, kKeyAlign));
 }
 
-// S = scale Q K_cᵀ for keys [j0, j0 + n) of call b0, float32 into s [count, Nq, n].
-void logits(GemmContext& ctx, const AttentionArgs& a, const Groups& gr, int64_t b0, int64_t j0, int64_t n, float* s,
+// S = scale Q K_cᵀ for keys [j0, j0 + n) of call c, float32 into s [count, Nq, n].
+void logits(GemmContext& ctx, const AttentionArgs& a, const Groups& gr, int64_t c, int64_t j0, int64_t n, float* s,
             cudaStream_t st) {
   const size_t es = dtype_size(a.dtype);
-  Product p{at(a.q, b0 * a.q_sb, es), a.q_sn, gr.stride(a.q_sb, a.q_sh), false,
-            at(a.k, b0 * a.k_sb + j0 * a.k_sn, es), a.k_sn, gr.stride(a.k_sb, a.k_sh), true,
+  Product p{at(a.q, gr.base(c, a.q_sb, a.q_sh), es), a.q_sn, gr.stride(a.q_sb, a.q_sh), false,
+            at(a.k, gr.base(c, a.k_sb, a.k_sh) + j0 * a.k_sn, es), a.k_sn, gr.stride(a.k_sb, a.k_sh), true,
             s, n, a.nq * n};
   product(ctx, a.dtype, true, gr.count, a.nq, n, a.dqk, a.scale, 0.f, p, st);
 }
@@ -253,6 +256,131 @@ void stats_pass(GemmContext& ctx, const AttentionArgs& a, const Groups& gr, int6
 
 DropoutSpec dropout_of(const AttentionArgs& a) {
   return DropoutSpec{a.dropout_seed, a.dropout_keep_below, a.dropout_scale};
+}
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// A batch of matrices as a product reads them: first element, row stride, matrix stride.
+struct Mat {
+  const void* p;
+  int64_t ld, stride;
+};
+
+// Whether cuBLASLt would read an operand of `width` columns with strides (per batch
+// row, per row, per head) in 16-byte units; where it could not (the ImageNet
+// encoder's 261-wide rows: 522 bytes in bf16), it takes far slower kernels, so the
+// operand is copied at `width` rounded up to 16 bytes, zero-filled.
+struct Layout {
+  bool pad;
+  int64_t width;  // the copy's, or the operand's own
+};
+Layout layout_of(const void* p, int64_t width, int64_t sb, int64_t sn, int64_t sh, size_t es) {
+  const bool ok = reinterpret_cast<uintptr_t>(p) % 16 == 0 && (sb * (int64_t)es) % 16 == 0 &&
+                  (sn * (int64_t)es) % 16 == 0 && (sh * (int64_t)es) % 16 == 0;
+  return ok ? Layout{false, width} : Layout{true, round_up(width, 16 / (int64_t)es)};
+}
+
+// dst [count, rows, dp] = src's rows, columns past d zero. A warp per row.
+template <class T>
+__global__ void pack_kernel(const T* src, int64_t ld, int64_t stride, int64_t count, int64_t rows, int64_t d,
+                            int64_t dp, T* dst) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
+  for (int64_t r = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32; r < count * rows; r += warps) {
+    const T* sr = src + (r / rows) * stride + (r % rows) * ld;
+    T* dr = dst + r * dp;
+    for (int64_t c = lane; c < dp; c += 32) dr[c] = c < d ? sr[c] : from_f<T>(0.f);
+  }
+}
+
+template <class T>
+Mat pack(const Mat& m, int64_t count, int64_t rows, int64_t d, int64_t dp, void* dst, cudaStream_t st) {
+  PERCEIVER_LAUNCH(warp_rows_grid(count * rows, kThreads / 32), kThreads, 0, st, pack_kernel<T>)(
+      static_cast<const T*>(m.p), m.ld, m.stride, count, rows, d, dp, static_cast<T*>(dst));
+  return Mat{dst, dp, rows * dp};
+}
+
+// The max and sum over a row's group of kWarps warps (a whole block when kWarps is
+// the block's warps).
+template <int kWarps>
+__device__ __forceinline__ float group_max(float v, float* scratch) {
+  if constexpr (kWarps == 1) return warp_max(v);
+  else return block_max(v, scratch);
+}
+template <int kWarps>
+__device__ __forceinline__ float group_sum(float v, float* scratch) {
+  if constexpr (kWarps == 1) return warp_sum(v);
+  else return block_sum(v, scratch);
+}
+
+// One chunk's rows of S [count, Nq, n] (row stride lds), each row owned by kWarps
+// warps: the running max M (-inf before the first chunk) takes the chunk's kept keys,
+// P = exp(S − M) where kept (else 0), P ∘ F is written as T to op (over s for float32),
+// L = L f + sum P, and f = exp(M_old − M) (0 while M_old was -inf) goes to fac for O's
+// rows. M, L and fac are the call's rows, (g, i) at g * Nq + i.
+template <class T, int kWarps>
+__global__ void chunk_probs_kernel(float* s, T* op, int64_t lds, int64_t count, int64_t nq, int64_t n, int64_t j0,
+                                   int64_t nk, bool over_b, int64_t c, int64_t heads, MaskView mask,
+                                   DropoutSpec drop, float* m, float* l, float* fac) {
+  constexpr int kRowsPerBlock = kThreads / 32 / kWarps;
+  __shared__ float scratch[32];
+  const int t = threadIdx.x % (32 * kWarps);
+  for (int64_t r = blockIdx.x * (int64_t)kRowsPerBlock + threadIdx.x / (32 * kWarps); r < count * nq;
+       r += (int64_t)gridDim.x * kRowsPerBlock) {
+    const int64_t i = r % nq;
+    const Pair ph = pair_of(r / nq, over_b, c);
+    const float* sr = s + r * lds;
+    T* pr = op + r * lds;
+    float mx = -INFINITY;
+    for (int64_t j = t; j < n; j += 32 * kWarps)
+      if (mask.keep(ph.b, i, j0 + j)) mx = fmaxf(mx, sr[j]);
+    // Every thread of the group reads M before any writes it: the reductions below
+    // synchronise them.
+    const float m_old = m[r], m_new = fmaxf(m_old, group_max<kWarps>(mx, scratch));
+    const uint64_t w0 = weight_index(ph, heads, nq, i, nk, j0);
+    float sum = 0.f;
+    for (int64_t j = t; j < n; j += 32 * kWarps) {
+      // A kept key's logit is at most m_new, which is then finite.
+      const float p = mask.keep(ph.b, i, j0 + j) ? expf(sr[j] - m_new) : 0.f;
+      sum += p;
+      pr[j] = from_f<T>(p == 0.f ? 0.f : p * drop.at(w0 + j));
+    }
+    sum = group_sum<kWarps>(sum, scratch);
+    if (t == 0) {
+      const float f = m_old == -INFINITY ? 0.f : expf(m_old - m_new);
+      l[r] = l[r] * f + sum;
+      m[r] = m_new;
+      fac[r] = f;
+    }
+  }
+}
+
+// O's rows [rows, ldo] *= fac, the first dv columns. A warp per row.
+__global__ void rescale_rows_kernel(float* o, int64_t ldo, int64_t dv, const float* fac, int64_t rows) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
+  for (int64_t r = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32; r < rows; r += warps) {
+    const float f = fac[r];
+    for (int64_t d = lane; d < dv; d += 32) o[r * ldo + d] *= f;
+  }
+}
+
+// out (the strided [B, Nq, H, Dv] view) = O / L for call c's rows (0 where no key was
+// kept), and lse = M + log L (+inf there) when asked for. A warp per row.
+template <class T>
+__global__ void finish_rows_kernel(const float* o, int64_t ldo, const float* m, const float* l, T* out, float* lse,
+                                   int64_t count, int64_t nq, int64_t dv, bool over_b, int64_t c, int64_t heads,
+                                   int64_t sb, int64_t sn, int64_t sh) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
+  for (int64_t r = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32; r < count * nq; r += warps) {
+    const int64_t i = r % nq;
+    const Pair ph = pair_of(r / nq, over_b, c);
+    const float sum = l[r], inv = sum > 0.f ? 1.f / sum : 0.f;
+    T* orow = out + ph.b * sb + i * sn + ph.h * sh;
+    for (int64_t d = lane; d < dv; d += 32) orow[d] = from_f<T>(o[r * ldo + d] * inv);
+    if (lse && lane == 0) lse[(ph.b * heads + ph.h) * nq + i] = sum > 0.f ? m[r] + logf(sum) : INFINITY;
+  }
 }
 
 }  // namespace
@@ -304,46 +432,62 @@ void attention_forward_gemm(GemmContext& ctx, DeviceAllocator& alloc, const Atte
     return;
   }
   const Groups gr(a);
-  const int64_t nc = chunk_keys(a, chunk_bytes, (size_t)(gr.count * a.nq) * (4 + (low ? es : 0)));
-  const bool single = nc >= a.nk;  // S once: its statistics, then P, then O
-  const bool acc32 = low && !single;  // 16-bit O summed over chunks in float32
-  const int64_t block = gr.count * a.nq * nc;
-  Scratch s(alloc, (size_t)block * 4), p16(alloc, low ? (size_t)block * es : 0);
-  Scratch stats(alloc, (size_t)rows * 4 * (a.lse ? 2 : 3));
-  Scratch o32(alloc, acc32 ? (size_t)(rows * a.dv) * 4 : 0);
-  float *m = stats.f(), *l = m + rows, *lse = a.lse ? a.lse : l + rows;
+  const int64_t crow = gr.count * a.nq;  // rows of one call
+  // Operands whose rows cuBLASLt could not read 16 bytes at a time go through padded
+  // copies: Q once per call, K and V per chunk.
+  // Q and K share the width the product reduces over, so both are copied or neither.
+  const Layout lq = layout_of(a.q, a.dqk, a.q_sb, a.q_sn, a.q_sh, es), lk = layout_of(a.k, a.dqk, a.k_sb, a.k_sn, a.k_sh, es);
+  const Layout lv = layout_of(a.v, a.dv, a.v_sb, a.v_sn, a.v_sh, es);
+  const bool pad_qk = lq.pad || lk.pad;
+  const int64_t dqk = std::max(lq.width, lk.width);
+  const int64_t dv = lv.width;  // O's columns (V's padded width where V is copied)
+  const int64_t ldo = round_up(a.dv, 8);
+  const size_t per_key = (size_t)crow * (4 + (low ? es : 0)) +
+                         (size_t)gr.count * ((pad_qk ? dqk : 0) + (lv.pad ? dv : 0)) * es;
+  const int64_t nc = chunk_keys(a, chunk_bytes, per_key);
+  const int64_t lds = round_up(nc, 8);  // S's and P's row stride: aligned rows for any chunk
+  Scratch s(alloc, (size_t)(crow * lds) * 4), p16(alloc, low ? (size_t)(crow * lds) * es : 0);
+  Scratch kc(alloc, pad_qk ? (size_t)(gr.count * nc * dqk) * es : 0), vc(alloc, lv.pad ? (size_t)(gr.count * nc * dv) * es : 0);
+  Scratch qc(alloc, pad_qk ? (size_t)(crow * dqk) * es : 0);
+  Scratch o(alloc, (size_t)(crow * ldo) * 4), stats(alloc, (size_t)crow * 3 * 4);
+  float *m = stats.f(), *l = m + crow, *fac = l + crow;
   const MaskView mask{a.mask, a.m_sb, a.m_sq, a.m_sk};
   const DropoutSpec drop = dropout_of(a);
-  if (single) PERCEIVER_LAUNCH(grid_for(rows), kThreads, 0, st, init_stats_kernel)(m, l, rows);
-  else stats_pass(ctx, a, gr, nc, s.f(), m, l, lse, st);
-  const int64_t ldo = a.heads * a.dv;  // o32 is contiguous [B, Nq, H, Dv]
-  const int64_t o32_s = gr.over_b ? a.nq * ldo : a.dv;
+  const bool wide = nc > 1024;  // a block per row, else a warp
   DISPATCH_FLOAT("attention", dt, T, {
     T* op = low ? static_cast<T*>(p16.p) : reinterpret_cast<T*>(s.f());  // P ∘ F as the product takes it
-    for (int64_t c = 0; c < gr.calls; c++)
+    for (int64_t c = 0; c < gr.calls; c++) {
+      PERCEIVER_LAUNCH(grid_for(crow), kThreads, 0, st, init_stats_kernel)(m, l, crow);
+      Mat q{at(a.q, gr.base(c, a.q_sb, a.q_sh), es), a.q_sn, gr.stride(a.q_sb, a.q_sh)};
+      if (pad_qk) q = pack<T>(q, gr.count, a.nq, a.dqk, dqk, qc.p, st);
       for (int64_t j0 = 0; j0 < a.nk; j0 += nc) {
         const int64_t n = std::min(nc, a.nk - j0);
-        logits(ctx, a, gr, c, j0, n, s.f(), st);
-        if (single) {  // this call's rows: all of them with one head, else batch row c's
-          PERCEIVER_LAUNCH(rows_grid(gr.count * a.nq), kThreads, 0, st, row_stats_kernel)(
-              s.f(), gr.count, a.nq, n, 0, gr.over_b, c, a.heads, mask, m, l);
-          const int64_t r0 = gr.over_b ? 0 : c * a.heads * a.nq, nr = gr.count * a.nq;
-          PERCEIVER_LAUNCH(grid_for(nr), kThreads, 0, st, finish_lse_kernel)(m + r0, l + r0, lse + r0, nr);
-        }
-        PERCEIVER_LAUNCH(grid_for(gr.count * a.nq * n), kThreads, 0, st, probs_kernel<T>)(
-            s.f(), op, false, gr.count, a.nq, n, j0, a.nk, gr.over_b, c, a.heads, mask, lse, drop);
+        Mat k{at(a.k, gr.base(c, a.k_sb, a.k_sh) + j0 * a.k_sn, es), a.k_sn, gr.stride(a.k_sb, a.k_sh)};
+        Mat v{at(a.v, gr.base(c, a.v_sb, a.v_sh) + j0 * a.v_sn, es), a.v_sn, gr.stride(a.v_sb, a.v_sh)};
+        if (pad_qk) k = pack<T>(k, gr.count, n, a.dqk, dqk, kc.p, st);
+        if (lv.pad) v = pack<T>(v, gr.count, n, a.dv, dv, vc.p, st);
+        // S = scale Q K_cᵀ (padded columns are 0 in both)
+        product(ctx, dt, true, gr.count, a.nq, n, dqk, a.scale, 0.f,
+                Product{q.p, q.ld, q.stride, false, k.p, k.ld, k.stride, true, s.f(), lds, a.nq * lds}, st);
+        // M, L and P against this chunk's running max; O's rows rescaled to it
+        if (wide)
+          PERCEIVER_LAUNCH(rows_grid(crow), kThreads, 0, st, (chunk_probs_kernel<T, kThreads / 32>))(
+              s.f(), op, lds, gr.count, a.nq, n, j0, a.nk, gr.over_b, c, a.heads, mask, drop, m, l, fac);
+        else
+          PERCEIVER_LAUNCH(warp_rows_grid(crow, kThreads / 32), kThreads, 0, st, (chunk_probs_kernel<T, 1>))(
+              s.f(), op, lds, gr.count, a.nq, n, j0, a.nk, gr.over_b, c, a.heads, mask, drop, m, l, fac);
+        if (j0 > 0)
+          PERCEIVER_LAUNCH(warp_rows_grid(crow, kThreads / 32), kThreads, 0, st, rescale_rows_kernel)(
+              o.f(), ldo, a.dv, fac, crow);
         check_launch("attention", st);
-        // O (+)= (P ∘ F)_c V_c
-        void* o = acc32 ? static_cast<void*>(o32.f() + c * a.nq * ldo) : at(a.out, c * a.o_sb, es);
-        product(ctx, dt, acc32, gr.count, a.nq, a.dv, n, 1.f, j0 == 0 ? 0.f : 1.f,
-                Product{op, n, a.nq * n, false, at(a.v, c * a.v_sb + j0 * a.v_sn, es), a.v_sn,
-                        gr.stride(a.v_sb, a.v_sh), false, o, acc32 ? ldo : a.o_sn,
-                        acc32 ? o32_s : gr.stride(a.o_sb, a.o_sh)},
-                st);
+        // O (+)= (P ∘ F)_c V_c, in float32
+        product(ctx, dt, low, gr.count, a.nq, dv, n, 1.f, j0 == 0 ? 0.f : 1.f,
+                Product{op, lds, a.nq * lds, false, v.p, v.ld, v.stride, false, o.f(), ldo, a.nq * ldo}, st);
       }
-    if (acc32)
-      PERCEIVER_LAUNCH(grid_for(rows * a.dv), kThreads, 0, st, store_kernel<T>)(
-          o32.f(), static_cast<T*>((void*)a.out), a.batch, a.nq, a.heads, a.dv, a.o_sb, a.o_sn, a.o_sh);
+      PERCEIVER_LAUNCH(warp_rows_grid(crow, kThreads / 32), kThreads, 0, st, finish_rows_kernel<T>)(
+          o.f(), ldo, m, l, static_cast<T*>((void*)a.out), a.lse, gr.count, a.nq, a.dv, gr.over_b, c, a.heads,
+          a.o_sb, a.o_sn, a.o_sh);
+    }
   });
   check_launch("attention", st);
 }
@@ -392,8 +536,11 @@ void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const Attentio
   DISPATCH_FLOAT("attention_backward", dt, T, {
     T* op = low || dropped ? static_cast<T*>(pf.p) : nullptr;  // P ∘ F where it is not s
     for (int64_t c = 0; c < gr.calls; c++) {
-      const void* qb = at(a.q, c * a.q_sb, es);
-      const void* gob = at(g.gout, c * a.o_sb, es);
+      const void* qb = at(a.q, gr.base(c, a.q_sb, a.q_sh), es);
+      const void* gob = at(g.gout, gr.base(c, a.o_sb, a.o_sh), es);
+      // Call c's first matrix in the contiguous [B, N, H, D] gradients.
+      const int64_t gq0 = gr.base(c, a.nq * ldq, a.dqk), gk0 = gr.base(c, a.nk * ldq, a.dqk);
+      const int64_t gv0 = gr.base(c, a.nk * ldv, a.dv);
       const int64_t qs = gr.stride(a.q_sb, a.q_sh), os = gr.stride(a.o_sb, a.o_sh);
       for (int64_t j0 = 0; j0 < a.nk; j0 += nc) {
         const int64_t n = std::min(nc, a.nk - j0);
@@ -405,11 +552,11 @@ void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const Attentio
         // dV_c = (P ∘ F)ᵀ dO
         product(ctx, dt, false, gr.count, n, a.dv, a.nq, 1.f, 0.f,
                 Product{pm, n, a.nq * n, true, gob, a.o_sn, os, false,
-                        at(g.gv, (c * a.nk + j0) * ldv, es), ldv, gv_s},
+                        at(g.gv, gv0 + j0 * ldv, es), ldv, gv_s},
                 st);
         // dP = dO V_cᵀ (F applied by dscores_kernel)
         product(ctx, dt, true, gr.count, a.nq, n, a.dv, 1.f, 0.f,
-                Product{gob, a.o_sn, os, false, at(a.v, c * a.v_sb + j0 * a.v_sn, es), a.v_sn,
+                Product{gob, a.o_sn, os, false, at(a.v, gr.base(c, a.v_sb, a.v_sh) + j0 * a.v_sn, es), a.v_sn,
                         gr.stride(a.v_sb, a.v_sh), true, dp.p, n, a.nq * n},
                 st);
         T* dst = low ? static_cast<T*>(ds16.p) : reinterpret_cast<T*>(dp.f());
@@ -420,12 +567,12 @@ void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const Attentio
         const void* dsm = low ? ds16.p : dp.p;
         // dK_c = scale dSᵀ Q
         product(ctx, dt, false, gr.count, n, a.dqk, a.nq, a.scale, 0.f,
-                Product{dsm, n, a.nq * n, true, qb, a.q_sn, qs, false, at(g.gk, (c * a.nk + j0) * ldq, es), ldq, gk_s},
+                Product{dsm, n, a.nq * n, true, qb, a.q_sn, qs, false, at(g.gk, gk0 + j0 * ldq, es), ldq, gk_s},
                 st);
         // dQ += scale dS K_c, accumulated in float32 across chunks
-        void* dq = low ? static_cast<void*>(dq32.f() + c * a.nq * ldq) : at(g.gq, c * a.nq * ldq, es);
+        void* dq = low ? static_cast<void*>(dq32.f() + gq0) : at(g.gq, gq0, es);
         product(ctx, dt, true, gr.count, a.nq, a.dqk, n, a.scale, j0 == 0 ? 0.f : 1.f,
-                Product{dsm, n, a.nq * n, false, at(a.k, c * a.k_sb + j0 * a.k_sn, es), a.k_sn,
+                Product{dsm, n, a.nq * n, false, at(a.k, gr.base(c, a.k_sb, a.k_sh) + j0 * a.k_sn, es), a.k_sn,
                         gr.stride(a.k_sb, a.k_sh), false, dq, ldq, gq_s},
                 st);
       }

@@ -369,7 +369,18 @@ class CudaBackend final : public Backend {
     const int mode = gemm_attention_mode();
     if (mode == 0) return false;
     if (a.dtype == DType::Float32) return !attention_tf32_serves(a, cc_);
-    return attention_beyond_one_tc_pass(a.dtype, a.dqk, a.dv, cc_, smem_optin_);
+    return attention_beyond_one_tc_pass(a.dtype, a.dqk, a.dv, cc_, smem_optin_) ||
+           (long_keys_to_products() && a.nk >= 8192 && a.nk >= 8 * a.nq);
+  }
+  // PERCEIVER_CUDA_ATTENTION_LONG_KEYS=1, a candidate not yet timed on a GPU
+  // (seventeenth session): 16-bit calls over long key ranges (at least 8192 keys and 8
+  // per query: the ImageNet encoder's 50,176 pixels for 512 latents) take the products
+  // too. There the fused kernel (tc tier 3, 0.58 ms on an H200) is slower than torch's
+  // plain matmul-softmax-matmul (0.42 ms), and the products now make one pass over the
+  // keys, on 16-byte-aligned copies of the 261-wide rows.
+  static bool long_keys_to_products() {
+    static const bool on = env_mode("PERCEIVER_CUDA_ATTENTION_LONG_KEYS") == 1;
+    return on;
   }
   void set_device() { CUDA_CHECK("cuda", cudaSetDevice(device_)); }
   void ensure_staging() {

@@ -79,8 +79,9 @@ struct AttentionProblem {
   AttentionProblem& operator=(const AttentionProblem&) = delete;
 
   // Every key of query i of batch row b masked (a row whose output is 0).
-  void mask_row(int64_t b, int64_t i) {
-    for (int64_t j = 0; j < s.nk; j++) mask[(b * s.nq + i) * s.nk + j] = 0;
+  // Masks keys [j0, j1) of query i in batch row b (every key by default).
+  void mask_row(int64_t b, int64_t i, int64_t j0 = 0, int64_t j1 = -1) {
+    for (int64_t j = j0; j < (j1 < 0 ? s.nk : std::min(j1, s.nk)); j++) mask[(b * s.nq + i) * s.nk + j] = 0;
   }
 
   // Element i of an array as stored.

@@ -24,7 +24,12 @@ void check_case(const ComposedCase& c, DType dt, bool chunked) {
   namespace pc = perceiver::cuda;
   const AttentionShape& s = c.s;
   AttentionProblem pr(s, dt, 4321, true);
-  if (s.mask) pr.mask_row(0, 3);
+  if (s.mask) {
+    pr.mask_row(0, 3);
+    // With 64-key chunks: a row whose first chunk is wholly masked (its running max
+    // starts at -inf after a chunk), and one whose later chunks are.
+    if (s.nq > 5 && s.nk > 128) pr.mask_row(0, 4, 0, 70), pr.mask_row(0, 5, 64);
+  }
   AttentionArgs& a = pr.a;
   const int64_t rows = s.B * s.H * s.nq;
   std::vector<float> lse(rows + 1), gq(s.B * s.nq * s.H * s.dqk + 1), gk(s.B * s.nk * s.H * s.dqk + 1),
@@ -88,13 +93,19 @@ void check_case(const ComposedCase& c, DType dt, bool chunked) {
 }  // namespace
 
 void check_composed(const std::string& filter) {
-  // Several heads (one product per batch row), one head (one product over the batch),
-  // masks with a wholly masked row, dropout, unaligned rows, and no keys at all.
+  // Several heads (products over the heads of a batch row), one head and more batch
+  // rows than heads (products over the batch rows of a head), masks with wholly masked
+  // rows and chunks, dropout, rows that go through padded copies (16-bit rows of 20,
+  // 12 or 13 elements, odd strides), rows over 1024 keys (a block per row), and no
+  // keys at all.
   const ComposedCase cases[] = {
       // name, {B, H, Nq, Nk, Dqk, Dv, odd stride, mask}, dropout
       {"heads-mask", {2, 3, 20, 150, 16, 24, false, true}, false},
       {"one-head", {3, 1, 17, 130, 20, 12, false, true}, true},
       {"heads-dropout", {1, 2, 9, 70, 8, 8, true, false}, true},
+      {"batch-heads", {5, 2, 11, 140, 16, 24, false, true}, false},
+      {"batch-odd", {3, 2, 7, 90, 13, 13, true, false}, true},
+      {"long-rows", {1, 2, 6, 1500, 20, 12, false, true}, false},
       {"no-keys", {2, 2, 5, 0, 8, 8, false, false}, false},
   };
   for (const ComposedCase& c : cases) {
