@@ -67,7 +67,10 @@
 #       the default where products serve): where the harness passes them, the runs with
 #       the candidates on also have PERCEIVER_CUDA_ATTENTION_LONG_KEYS=1 (16-bit calls
 #       over long key ranges, the ImageNet encoder's, to the products) and
-#       PERCEIVER_CUDA_ATTENTION_GEMM=1 (float32 attention to them whole).
+#       PERCEIVER_CUDA_ATTENTION_GEMM=1 (float32 attention to them whole). And
+#       PERCEIVER_CUDA_TF32=3, float32 products as three TF32 products
+#       (native/cuda/gemm_split.cuh): cuda_gemm_check checks and times them against the
+#       CUDA cores in one process, and where every case passed the runs below have it.
 #       About 8 minutes on an H200 (estimated from --compare, which has two bench-gpu,
 #       the probes, the flash gradient's checks and training step, cuda_gemm_check,
 #       cuda_train_check, one more training step, one more bench-gpu and three ncu runs
@@ -274,6 +277,29 @@ PY
   grep -E '^(PASSED|FAILED)' "$1" || true
 }
 
+# float32 products on the CUDA cores against three TF32 products (cuda_gemm_check's last
+# section), case by case.
+tf32x3_table() {
+  python3 - "$1" << 'PY' || true
+import re, sys
+name, times = None, {}
+for line in open(sys.argv[1]):
+    m = re.match(r'(ok|FAIL) +matmul (float32 .*?)( 3xTF32)? +max rel err ([\d.e+-]+)', line)
+    if m:
+        name = (m.group(2).strip(), bool(m.group(3)), m.group(1), m.group(4))
+        continue
+    m = re.match(r' +([\d.]+) ms +([\d.]+) TFLOP/s', line)
+    if m and name:
+        times[name[:2]] = (float(m.group(1)), float(m.group(2)), name[2], name[3])
+        name = None
+print('-- float32 products (cuda_gemm_check): the CUDA cores against three TF32 products (PERCEIVER_CUDA_TF32=3)')
+for (case, x3), (ms, tf, ok, err) in times.items():
+    base = times.get((case, False))
+    if x3 and base:
+        print(f'{case:44s} fp32 {base[0]:.4f} ms ({base[1]:.0f} TFLOP/s)  3xTF32 {ms:.4f} ms ({tf:.0f}, err {err})  speedup {base[0] / ms:.2f}  {ok}')
+PY
+}
+
 bench_brief() {
   sed -E 's/^BENCH +([^ ]+) +([^ ]+) +([^ ]+) +splits=([0-9]+) +([0-9.]+) ms +([0-9.]+) TFLOP\/s.*\] ?(.*)$/\1 \2 \3 s\4 \5 ms \6 TFLOPs \7/' | cut -c1-120
 }
@@ -458,6 +484,13 @@ candidates() {
     echo "the products' checks failed or did not run: their switches stay off (cuda_attention_check.log)"
   fi
   step cuda_gemm_check 90 env CUBLASLT_LOG_LEVEL=1 bin/cuda_gemm_check
+  # float32 products as three TF32 products (seventeenth session): on in the runs below
+  # where every one of the harness's 3xTF32 cases passed.
+  if grep -qE '^ok +matmul float32 .* 3xTF32 ' "$LOGS/cuda_gemm_check.log" && ! grep -qE '^FAIL +matmul .* 3xTF32 ' "$LOGS/cuda_gemm_check.log"; then
+    on+=(PERCEIVER_CUDA_TF32=3)
+  else
+    echo "the 3xTF32 products failed or did not run: PERCEIVER_CUDA_TF32 stays unset (cuda_gemm_check.log)"
+  fi
   # The sixteenth session's 16-byte kernels are defaults, not candidates, but this is the
   # first call that runs them: the training kernels' harness (layer norm's gradient).
   step cuda_train_check 60 bin/cuda_train_check
@@ -523,6 +556,7 @@ candidates() {
   grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|flow-self|perceiver-encoder) +bfloat16 +(auto|tc|tcf|tcf2|tcg|tcg1) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   attention_verdict "$LOGS/cuda_attention_check.log"
   gemm_tuning "$LOGS/cuda_gemm_check.log"
+  tf32x3_table "$LOGS/cuda_gemm_check.log"
   echo "-- the ImageNet encoder's cross-attention (ms): the fused kernel (auto) against the products in one pass (gemm):"
   grep -E '^BENCH perceiver-encoder +(bfloat16|float32) +(auto|gemm) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   echo "-- float32: the 3xTF32 kernel (tcx) against auto (the SIMT kernel) and the products (gemm):"

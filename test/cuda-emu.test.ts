@@ -211,6 +211,16 @@ emulated('the composed attention (attention_gemm.cu), emulated with its products
   t.is(r.passed(/^PASS composed forward +(batch-heads|batch-odd|long-rows) /), 18);
 });
 
+emulated('float32 products as three TF32 products (gemm_split.cuh, PERCEIVER_CUDA_TF32=3), emulated with TF32 products as loops, keep float32 accuracy where one TF32 product does not', (t, family) => {
+  const r = family('gemm');
+  // 6 products (transposes, a batch sharing B, padded rows, beta, an addend, bias and
+  // ReLU, 4096-long sums, entries over 2^±12) at float32's tolerance, and for each the
+  // control: one TF32 product on the same operands must miss it.
+  t.is(r.checks, 12);
+  t.is(r.passed(/^PASS 3xTF32 /), 6);
+  t.is(r.passed(/^PASS 1xTF32 control /), 6);
+});
+
 emulated('the flash attention gradient (attention_backward.cu), emulated on the CPU, matches the reference gradient', (t, family) => {
   const r = family('flash');
   // 7 shapes (every tier; ragged query and key tiles; padded widths; masks with a wholly

@@ -62,8 +62,8 @@ class CudaBackend final : public Backend {
     if (st != 0) throw Error(ErrorKind::Runtime, "cuda init: cublasLtCreate failed with cublasStatus " + std::to_string(st));
     CUDA_CHECK("cuda init", cudaMalloc(&gemm_.workspace, kGemmWorkspace));
     gemm_.workspace_bytes = kGemmWorkspace;
-    const char* tf32 = std::getenv("PERCEIVER_CUDA_TF32");
-    gemm_.tf32 = tf32 && *tf32 && std::strcmp(tf32, "0") != 0;
+    gemm_.tf32 = tf32_mode_from_env();
+    gemm_.alloc = &alloc_;
     for (int i = 0; i < 2; i++) CUDA_CHECK("cuda init", cudaEventCreateWithFlags(&staged_[i], cudaEventDisableTiming));
   }
 

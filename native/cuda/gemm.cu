@@ -3,8 +3,8 @@
 // swapped and no data moved. Bias and ReLU (and tanh-GELU in 16 bits) are fused as
 // cuBLASLt epilogues; the exact (erf) GELU, float32's tanh-GELU, and any epilogue cuBLASLt refuses for a
 // layout, run as a second elementwise pass (bias_act, elementwise.cu). float32 computes in
-// float32 (no TF32 unless PERCEIVER_CUDA_TF32=1) to stay within 1e-5 of the CPU;
-// 16-bit types accumulate in float32.
+// float32 (no TF32 unless PERCEIVER_CUDA_TF32=1, or =3 for three TF32 products:
+// gemm_split.cuh) to stay within 1e-5 of the CPU; 16-bit types accumulate in float32.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -20,6 +20,7 @@
 
 #include "common.cuh"
 #include "gemm.h"
+#include "gemm_split.cuh"
 #include "kernels.h"
 
 namespace perceiver {
@@ -90,6 +91,13 @@ std::mutex cache_mu;
 std::map<Key, std::pair<bool, lt::Algo>> algo_cache;  // bool: an algorithm exists
 
 std::atomic<int> tune_override{-1};  // set_gemm_tune_mode's, for the harness
+std::atomic<int> tf32_override{-1};  // set_tf32_mode's
+
+// Products below this many flops stay in float32 with PERCEIVER_CUDA_TF32=3: the two
+// split passes and two more launches cost about 10 us, which a product must repay at
+// the CUDA cores' ~50 TFLOP/s against the tensor cores' (an estimate until a GPU has
+// timed both: cuda_gemm_check's "3xTF32" section).
+constexpr double kTf32x3MinFlops = double(1 << 30);
 
 // Autotuning (a candidate until a GPU has timed it). cuBLASLt's heuristic ranks the
 // algorithms by a model of their cost, and the product takes its first. On an H200
@@ -153,7 +161,35 @@ int gemm_tune_mode() {
 
 void set_gemm_tune_mode(int mode) { tune_override.store(mode); }
 
-void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
+int tf32_mode_from_env() {
+  const char* e = std::getenv("PERCEIVER_CUDA_TF32");
+  return !e ? 0 : std::strcmp(e, "1") == 0 ? 1 : std::strcmp(e, "3") == 0 ? 3 : 0;
+}
+int tf32_mode(const GemmContext& ctx) {
+  const int o = tf32_override.load();
+  return o >= 0 ? o : ctx.tf32;
+}
+void set_tf32_mode(int mode) { tf32_override.store(mode); }
+
+namespace {
+void matmul_with(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s, bool tf32);
+}  // namespace
+
+void matmul(GemmContext& ctx, const MatmulArgs& a, cudaStream_t s) {
+  const int tf32 = a.dtype == DType::Float32 ? tf32_mode(ctx) : 0;
+  if (tf32 == 3 && ctx.alloc && a.k > 0 && a.m > 0 && a.n > 0 &&
+      2.0 * (double)a.batch * (double)a.m * (double)a.n * (double)a.k >= kTf32x3MinFlops) {
+    Scratch split(*ctx.alloc, tf32x3_scratch_bytes(a));
+    tf32x3_matmul(a, split.p, s, [&](const MatmulArgs& p) { matmul_with(ctx, p, s, true); });
+    check_launch("matmul (3xTF32)", s);
+    return;
+  }
+  matmul_with(ctx, a, s, tf32 == 1);
+}
+
+namespace {
+// One cuBLASLt product (tf32: float32 on TF32 tensor cores), with the passes around it.
+void matmul_with(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s, bool tf32) {
   MatmulArgs a = in;
   const lt::Api& api = *ctx.api;
   size_t es = dtype_size(a.dtype);
@@ -202,7 +238,7 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
   if (a.bias) epilogue = a.act == Activation::Relu ? lt::EPILOGUE_RELU_BIAS : lt_gelu ? lt::EPILOGUE_GELU_BIAS : lt::EPILOGUE_BIAS;
   else if (a.act == Activation::Relu) epilogue = lt::EPILOGUE_RELU;
   else if (lt_gelu) epilogue = lt::EPILOGUE_GELU;
-  int compute = ctx.tf32 && a.dtype == DType::Float32 ? lt::COMPUTE_32F_FAST_TF32 : lt::COMPUTE_32F;
+  int compute = tf32 && a.dtype == DType::Float32 ? lt::COMPUTE_32F_FAST_TF32 : lt::COMPUTE_32F;
 
   uint32_t al_x = alignment(a.b, a.ldb, a.stride_b, es), al_y = alignment(a.a, a.lda, a.stride_a, es);
   uint32_t al_d = alignment(a.c, a.ldc, a.stride_c, es_c);
@@ -313,6 +349,7 @@ void matmul(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s) {
   if (a.bias || a.act != Activation::None)
     bias_act(a.c, a.bias, a.batch, a.m, a.n, a.ldc, a.stride_c, a.act, a.dtype, s);
 }
+}  // namespace
 
 }  // namespace cuda
 }  // namespace perceiver

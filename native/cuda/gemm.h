@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include "../backend.h"
+#include "allocator.h"
 #include "cublaslt.h"
 
 namespace perceiver {
@@ -14,7 +15,11 @@ struct GemmContext {
   lt::Handle handle;
   void* workspace;
   size_t workspace_bytes;
-  bool tf32;  // PERCEIVER_CUDA_TF32=1: float32 GEMMs on TF32 tensor cores
+  // PERCEIVER_CUDA_TF32: 0 float32 GEMMs on the CUDA cores; 1 on TF32 tensor cores
+  // (about 1e-3 relative); 3 as three TF32 products (gemm_split.cuh: float32's accuracy
+  // within a few units in the last place; a candidate, not yet timed on a GPU).
+  int tf32;
+  DeviceAllocator* alloc;  // the 3xTF32 path's split copies (none: that path is off)
 };
 
 void matmul(GemmContext& ctx, const MatmulArgs& a, cudaStream_t s);
@@ -25,6 +30,14 @@ void matmul(GemmContext& ctx, const MatmulArgs& a, cudaStream_t s);
 // first, always. set_gemm_tune_mode overrides the environment (the harness times both).
 int gemm_tune_mode();
 void set_gemm_tune_mode(int mode);
+
+// ctx.tf32 unless set_tf32_mode has overridden it (the harness times each mode in one
+// process; -1 returns to ctx's).
+int tf32_mode(const GemmContext& ctx);
+void set_tf32_mode(int mode);
+
+// Reads PERCEIVER_CUDA_TF32: "1" 1, "3" 3, anything else 0.
+int tf32_mode_from_env();
 
 }  // namespace cuda
 }  // namespace perceiver

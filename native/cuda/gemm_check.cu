@@ -5,6 +5,8 @@
 //
 //   ./build/cuda/cuda_gemm_check            # exit 0 when every case passes
 //   PERCEIVER_CUDA_TF32=1 ./cuda_gemm_check # float32 GEMMs on TF32 (looser tolerance)
+// (Its last section times float32 products both on the CUDA cores and as three TF32
+// products, PERCEIVER_CUDA_TF32=3, whatever the environment says.)
 //
 // Needs a GPU and cuBLASLt (PERCEIVER_CUBLAS_PATH); exits 2 when CUDA is unavailable.
 #include <chrono>
@@ -284,6 +286,28 @@ int main() {
         if (t == DType::BFloat16 || sh.m <= 512) gemm_case(1, sh.m, sh.n, sh.k, false, true, true, sh.act, t, sh.addend);
   }
   cuda::set_gemm_tune_mode(-1);
+  // float32 on the CUDA cores against three TF32 products (PERCEIVER_CUDA_TF32=3, a
+  // candidate), in one process, each checked against the CPU at float32's tolerance:
+  // square products; the image model's training step at batch 8 (the forward's
+  // [4096, 1024] x [1024, 1024] with its bias, the input's gradient, the weight's
+  // gradient over 4096 rows); its batch-1 forward and the language model's (near and
+  // below the threshold, where both modes take the same path); batched attention-shaped
+  // products; an MLP's first product with GELU and a residual as C.
+  for (int mode : {0, 3}) {
+    cuda::set_tf32_mode(mode);
+    g_tag = mode ? " 3xTF32" : "";
+    std::printf("float32 products %s\n", mode ? "as three TF32 products" : "on the CUDA cores");
+    for (int64_t n : {512, 1024, 2048, 4096}) gemm_case(1, n, n, n, false, false, false, Activation::None, DType::Float32);
+    gemm_case(1, 4096, 1024, 1024, false, true, true, Activation::None, DType::Float32);
+    gemm_case(1, 4096, 1024, 1024, false, false, false, Activation::None, DType::Float32);
+    gemm_case(1, 1024, 1024, 4096, true, false, false, Activation::None, DType::Float32);
+    gemm_case(1, 512, 1024, 1024, false, true, true, Activation::None, DType::Float32);
+    gemm_case(1, 256, 1280, 1280, false, true, true, Activation::None, DType::Float32);
+    gemm_case(8, 512, 512, 128, false, true, false, Activation::None, DType::Float32);
+    gemm_case(8, 512, 128, 512, false, false, false, Activation::None, DType::Float32);
+    gemm_case(1, 4096, 1024, 1024, false, true, true, Activation::Gelu, DType::Float32, true);
+  }
+  cuda::set_tf32_mode(-1);
   std::printf("%s: %d failure%s\n", g_failures ? "FAILED" : "PASSED", g_failures, g_failures == 1 ? "" : "s");
   return g_failures ? 1 : 0;
 }

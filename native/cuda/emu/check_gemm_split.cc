@@ -1,0 +1,128 @@
+// gemm_split.cuh's float32 products as three TF32 products (PERCEIVER_CUDA_TF32=3), on the
+// emulation: the split kernel runs from its source, and each TF32 product is a loop
+// over operands cut to their top 19 bits (what the tensor cores read), accumulated in
+// float. Against double-precision references at float32's tolerance; one TF32 product
+// in their place must miss it, so that the check can tell the two apart.
+#include <cmath>
+#include <random>
+
+#include "emu.h"  // first: the kernel header below takes its emulation
+#include "../gemm_split.cuh"
+#include "check.h"
+
+namespace perceiver::emu::check {
+
+namespace {
+
+float tf32_cut(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u &= 0xffffe000u;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+// MatmulArgs' element (g, i, j) offsets, row-major with the transposes.
+int64_t a_at(const MatmulArgs& a, int64_t g, int64_t i, int64_t k) {
+  return g * a.stride_a + (a.trans_a ? k * a.lda + i : i * a.lda + k);
+}
+int64_t b_at(const MatmulArgs& a, int64_t g, int64_t k, int64_t j) {
+  return g * a.stride_b + (a.trans_b ? j * a.ldb + k : k * a.ldb + j);
+}
+
+// One TF32 product with MatmulArgs' contract (activation None or ReLU).
+void tf32_product(const MatmulArgs& a) {
+  for (int64_t g = 0; g < a.batch; g++)
+    for (int64_t i = 0; i < a.m; i++)
+      for (int64_t j = 0; j < a.n; j++) {
+        float acc = 0.f;
+        for (int64_t k = 0; k < a.k; k++) acc += tf32_cut(a.a[a_at(a, g, i, k)]) * tf32_cut(a.b[b_at(a, g, k, j)]);
+        const int64_t ic = g * a.stride_c + i * a.ldc + j;
+        float c = a.alpha * acc;
+        if (a.addend) c += a.addend[ic];
+        else if (a.beta != 0.f) c += a.beta * a.c[ic];
+        if (a.bias) c += a.bias[j];
+        if (a.act == Activation::Relu) c = std::max(c, 0.f);
+        a.c[ic] = c;
+      }
+}
+
+struct SplitCase {
+  const char* name;
+  int64_t batch, m, n, k;
+  bool ta, tb;
+  int64_t pad;         // extra elements per row of A and B (row strides past the width)
+  bool shared_b;       // B's batch stride 0
+  bool bias, addend;   // addend: C's input apart from C
+  float alpha, beta;   // beta != 0: C holds values to accumulate into
+  Activation act;
+  float spread;        // entries scaled by 2^u, u uniform in [-spread, spread]
+};
+
+void check_case(const SplitCase& c) {
+  std::mt19937 rng(77);
+  std::uniform_real_distribution<float> u(-1.f, 1.f), e(-c.spread, c.spread);
+  auto draw = [&](std::vector<float>& v) {
+    for (float& x : v) x = u(rng) * std::exp2(std::round(e(rng)));
+  };
+  MatmulArgs a{};
+  a.batch = c.batch, a.m = c.m, a.n = c.n, a.k = c.k;
+  a.trans_a = c.ta, a.trans_b = c.tb;
+  a.lda = (c.ta ? c.m : c.k) + c.pad, a.ldb = (c.tb ? c.k : c.n) + c.pad, a.ldc = c.n;
+  a.stride_a = (c.ta ? c.k : c.m) * a.lda, a.stride_b = c.shared_b ? 0 : (c.tb ? c.n : c.k) * a.ldb;
+  a.stride_c = c.m * c.n;
+  a.alpha = c.alpha, a.beta = c.beta, a.act = c.act, a.dtype = DType::Float32;
+  std::vector<float> A(a.stride_a * c.batch), B(c.shared_b ? (c.tb ? c.n : c.k) * a.ldb : a.stride_b * c.batch);
+  std::vector<float> C0(a.stride_c * c.batch), add(C0.size()), bias(c.n);
+  draw(A), draw(B), draw(C0), draw(add), draw(bias);
+  a.a = A.data(), a.b = B.data(), a.bias = c.bias ? bias.data() : nullptr, a.addend = c.addend ? add.data() : nullptr;
+
+  std::vector<double> want(C0.size());
+  for (int64_t g = 0; g < c.batch; g++)
+    for (int64_t i = 0; i < c.m; i++)
+      for (int64_t j = 0; j < c.n; j++) {
+        double acc = 0;
+        for (int64_t k = 0; k < c.k; k++) acc += (double)A[a_at(a, g, i, k)] * B[b_at(a, g, k, j)];
+        const int64_t ic = g * a.stride_c + i * a.ldc + j;
+        double v = c.alpha * acc + (c.addend ? add[ic] : c.beta * (double)C0[ic]) + (c.bias ? bias[j] : 0.0);
+        if (c.act == Activation::Relu) v = std::max(v, 0.0);
+        want[ic] = v;
+      }
+
+  std::vector<float> C = C0, scratch(cuda::tf32x3_scratch_bytes(a) / 4 + 1, NAN);
+  a.c = C.data();
+  cuda::tf32x3_matmul(a, scratch.data(), nullptr, tf32_product);
+  char label[160];
+  std::snprintf(label, sizeof label, "3xTF32 %-12s b%lld %lldx%lldx%lld%s%s", c.name, (long long)c.batch,
+                (long long)c.m, (long long)c.n, (long long)c.k, c.ta ? " tA" : "", c.tb ? " tB" : "");
+  compare(label, want, std::vector<double>(C.begin(), C.end()), DType::Float32);
+
+  // The control: one TF32 product on the same operands.
+  std::vector<float> C1 = C0;
+  MatmulArgs one = a;
+  one.c = C1.data();
+  tf32_product(one);
+  const double w1 = worst_of(want, std::vector<double>(C1.begin(), C1.end()));
+  g_checks++;
+  const bool ok = w1 > 1e-5;
+  if (!ok) g_failures++;
+  std::snprintf(label, sizeof label, "1xTF32 control %-12s", c.name);
+  std::printf("%s %-60s worst=%.2e (must miss 1e-05)\n", ok ? "PASS" : "FAIL", label, w1);
+}
+
+}  // namespace
+
+void check_gemm_split() {
+  const SplitCase cases[] = {
+      // name, batch, m, n, k, tA, tB, pad, shared B, bias, addend, alpha, beta, act, spread
+      {"plain", 1, 37, 29, 53, false, false, 0, false, true, false, 1.f, 0.f, Activation::None, 0.f},
+      {"transposed", 3, 20, 24, 70, true, true, 0, false, false, false, 0.5f, 1.f, Activation::None, 0.f},
+      {"shared-b", 4, 16, 40, 96, false, false, 0, true, false, true, 1.f, 0.f, Activation::Relu, 0.f},
+      {"padded-rows", 2, 33, 17, 130, false, true, 5, false, true, false, 1.f, 0.f, Activation::Relu, 0.f},
+      {"long-k", 1, 6, 7, 4096, true, false, 0, false, false, false, 1.f, 0.f, Activation::None, 0.f},
+      {"wide-range", 2, 19, 23, 64, false, false, 3, false, true, true, 1.f, 0.f, Activation::None, 12.f},
+  };
+  for (const SplitCase& c : cases) check_case(c);
+}
+
+}  // namespace perceiver::emu::check
