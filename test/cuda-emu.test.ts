@@ -200,15 +200,16 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
 
 emulated('the composed attention (attention_gemm.cu), emulated with its products as loops, matches the reference forward and gradient', (t, family) => {
   const r = family('composed');
-  // 7 shapes x 3 dtypes x (one chunk of keys, 64-key chunks) x (forward, gradient with
+  // 8 shapes x 3 dtypes x (one chunk of keys, 64-key chunks) x (forward, gradient with
   // the forward's row statistics, gradient with its own). The shapes: several heads with
   // masked rows and masked chunks; one head with dropout; odd strides with dropout; more
   // batch rows than heads (products over a head's batch rows) with masks, and with odd
   // strides and 13-wide rows (padded copies) and dropout; rows of 1500 keys (a block per
-  // row, then 24 chunks whose running max moves); no keys.
-  t.is(r.checks, 126);
+  // row, then 24 chunks whose running max moves); one head whose k and v are one
+  // array (one padded copy serves both); no keys.
+  t.is(r.checks, 144);
   t.is(r.passed(/^PASS composed gradient, own lse .* 64-key chunks .*dropout/), 9);
-  t.is(r.passed(/^PASS composed forward +(batch-heads|batch-odd|long-rows) /), 18);
+  t.is(r.passed(/^PASS composed forward +(batch-heads|batch-odd|long-rows|shared-kv) /), 24);
 });
 
 emulated('float32 products as three TF32 products (gemm_split.cuh, PERCEIVER_CUDA_TF32=3), emulated with TF32 products as loops, keep float32 accuracy where one TF32 product does not', (t, family) => {
@@ -237,10 +238,13 @@ emulated('the flash attention gradient (attention_backward.cu), emulated on the 
 emulated('the rest of elementwise.cu and reduce.cu, emulated on the CPU, match the reference', (t, family) => {
   const r = family('elementwise');
   // fill and arange in five dtypes; copies (transposed, casts, saturating integer
-  // casts); per float dtype: 15 unary ops on a transposed input, comparisons into
-  // uint8, pow, minimum and where with broadcasts, 5 reductions over rows and columns
-  // (4 shapes), softmax and log-softmax at two widths.
-  t.is(r.checks, 152);
+  // casts, and rows that are not whole 16-byte units: the image inputs' concat into
+  // rows of 261 from a broadcast source, a permute of 41-wide heads, in three dtypes);
+  // per float dtype: 15 unary ops on a transposed input, comparisons into uint8, pow,
+  // minimum and where with broadcasts, 5 reductions over rows and columns (4 shapes),
+  // softmax and log-softmax at two widths.
+  t.is(r.checks, 158);
+  t.is(r.passed(/^PASS copy (rows of 258 into rows of 261|permuting 41-wide heads) /), 6);
   t.is(r.passed(/^PASS unary .* \(transposed input\)/), 45);
   t.is(r.passed(/^PASS reduce argmax /), 12);
 });

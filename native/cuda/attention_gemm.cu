@@ -441,13 +441,17 @@ void attention_forward_gemm(GemmContext& ctx, DeviceAllocator& alloc, const Atte
   const bool pad_qk = lq.pad || lk.pad;
   const int64_t dqk = std::max(lq.width, lk.width);
   const int64_t dv = lv.width;  // O's columns (V's padded width where V is copied)
+  // K and V one view (the image encoders' cross-attention without projections, k = v
+  // = the normalised inputs: models/fast-attention.ts), both copied: one copy.
+  const bool same_kv = pad_qk && lv.pad && a.k == a.v && a.k_sb == a.v_sb && a.k_sn == a.v_sn && a.k_sh == a.v_sh &&
+                       a.dqk == a.dv;
   const int64_t ldo = round_up(a.dv, 8);
   const size_t per_key = (size_t)crow * (4 + (low ? es : 0)) +
-                         (size_t)gr.count * ((pad_qk ? dqk : 0) + (lv.pad ? dv : 0)) * es;
+                         (size_t)gr.count * ((pad_qk ? dqk : 0) + (lv.pad && !same_kv ? dv : 0)) * es;
   const int64_t nc = chunk_keys(a, chunk_bytes, per_key);
   const int64_t lds = round_up(nc, 8);  // S's and P's row stride: aligned rows for any chunk
   Scratch s(alloc, (size_t)(crow * lds) * 4), p16(alloc, low ? (size_t)(crow * lds) * es : 0);
-  Scratch kc(alloc, pad_qk ? (size_t)(gr.count * nc * dqk) * es : 0), vc(alloc, lv.pad ? (size_t)(gr.count * nc * dv) * es : 0);
+  Scratch kc(alloc, pad_qk ? (size_t)(gr.count * nc * dqk) * es : 0), vc(alloc, lv.pad && !same_kv ? (size_t)(gr.count * nc * dv) * es : 0);
   Scratch qc(alloc, pad_qk ? (size_t)(crow * dqk) * es : 0);
   Scratch o(alloc, (size_t)(crow * ldo) * 4), stats(alloc, (size_t)crow * 3 * 4);
   float *m = stats.f(), *l = m + crow, *fac = l + crow;
@@ -465,7 +469,8 @@ void attention_forward_gemm(GemmContext& ctx, DeviceAllocator& alloc, const Atte
         Mat k{at(a.k, gr.base(c, a.k_sb, a.k_sh) + j0 * a.k_sn, es), a.k_sn, gr.stride(a.k_sb, a.k_sh)};
         Mat v{at(a.v, gr.base(c, a.v_sb, a.v_sh) + j0 * a.v_sn, es), a.v_sn, gr.stride(a.v_sb, a.v_sh)};
         if (pad_qk) k = pack<T>(k, gr.count, n, a.dqk, dqk, kc.p, st);
-        if (lv.pad) v = pack<T>(v, gr.count, n, a.dv, dv, vc.p, st);
+        if (same_kv) v = k;  // one copy serves both
+        else if (lv.pad) v = pack<T>(v, gr.count, n, a.dv, dv, vc.p, st);
         // S = scale Q K_cᵀ (padded columns are 0 in both)
         product(ctx, dt, true, gr.count, a.nq, n, dqk, a.scale, 0.f,
                 Product{q.p, q.ld, q.stride, false, k.p, k.ld, k.stride, true, s.f(), lds, a.nq * lds}, st);

@@ -18,6 +18,7 @@ struct ComposedCase {
   const char* name;
   AttentionShape s;  // with a mask, batch row 0's query 3 has every key masked too
   bool dropout;      // keep 80%, scale 1.25
+  bool same_kv = false;  // v is k's own array (Dqk == Dv), as the image encoders' call has it
 };
 
 void check_case(const ComposedCase& c, DType dt, bool chunked) {
@@ -31,6 +32,10 @@ void check_case(const ComposedCase& c, DType dt, bool chunked) {
     if (s.nq > 5 && s.nk > 128) pr.mask_row(0, 4, 0, 70), pr.mask_row(0, 5, 64);
   }
   AttentionArgs& a = pr.a;
+  if (c.same_kv) {  // the reference reads v, which holds k's values; the call reads k twice
+    pr.v = pr.k;
+    a.v = pr.k.data();
+  }
   const int64_t rows = s.B * s.H * s.nq;
   std::vector<float> lse(rows + 1), gq(s.B * s.nq * s.H * s.dqk + 1), gk(s.B * s.nk * s.H * s.dqk + 1),
       gv(s.B * s.nk * s.H * s.dv + 1);
@@ -106,6 +111,7 @@ void check_composed(const std::string& filter) {
       {"batch-heads", {5, 2, 11, 140, 16, 24, false, true}, false},
       {"batch-odd", {3, 2, 7, 90, 13, 13, true, false}, true},
       {"long-rows", {1, 2, 6, 1500, 20, 12, false, true}, false},
+      {"shared-kv", {3, 1, 9, 200, 13, 13, true, true}, false, true},
       {"no-keys", {2, 2, 5, 0, 8, 8, false, false}, false},
   };
   for (const ComposedCase& c : cases) {

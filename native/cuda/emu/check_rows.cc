@@ -287,6 +287,45 @@ void check_copies() {
       for (int64_t c = 0; c < 5; c++) want.push_back(get_any(src, dt, c * 7 + r)), got.push_back(get_any(dst, dt, r * 5 + c));
     compare(std::string("copy transposed ") + perceiver::dtype_name(dt), want, got, DType::Float32);
   }
+  // Rows contiguous in both views but not whole 16-byte units (the row kernel, unless
+  // PERCEIVER_CUDA_ROW_KERNELS=0): the ImageNet inputs' concat, rows of 258 from a
+  // source broadcast over the batch into rows of 261 three elements in (the three
+  // before each row must stay as they were), and a [B, N, H, D] -> [B, H, N, D] permute
+  // of 41-wide heads.
+  for (DType dt : {DType::Float32, DType::BFloat16, DType::UInt8}) {
+    const int64_t B = 3, N = 5, C = 261, P = 258;
+    Buf src(dt, N * P), dst(dt, B * N * C);
+    auto put = [&](Buf& b, int64_t i, double x) {
+      if (dt == DType::UInt8) static_cast<uint8_t*>(b.s->data())[i] = (uint8_t)x;
+      else b.set(i, (float)x);
+    };
+    for (int64_t i = 0; i < N * P; i++) put(src, i, (double)(i % 250) + 1);
+    for (int64_t i = 0; i < B * N * C; i++) put(dst, i, 0);
+    perceiver::cuda::copy(view_of(src, dt, {B, N, P}, {0, P, 1}), view_of(dst, dt, {B, N, P}, {N * C, C, 1}, C - P),
+                          nullptr);
+    std::vector<double> want, got;
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++) {
+          want.push_back(c < C - P ? 0 : get_any(src, dt, n * P + c - (C - P)));
+          got.push_back(get_any(dst, dt, (b * N + n) * C + c));
+        }
+    compare(std::string("copy rows of 258 into rows of 261 ") + perceiver::dtype_name(dt), want, got, DType::Float32);
+    const int64_t H = 3, D = 41;
+    Buf x(dt, B * N * H * D), y(dt, B * N * H * D);
+    for (int64_t i = 0; i < B * N * H * D; i++) put(x, i, (double)(i % 249) + 1);
+    perceiver::cuda::copy(view_of(x, dt, {B, H, N, D}, {N * H * D, D, H * D, 1}),
+                          view_of(y, dt, {B, H, N, D}, {H * N * D, N * D, D, 1}), nullptr);
+    want.clear(), got.clear();
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t h = 0; h < H; h++)
+        for (int64_t n = 0; n < N; n++)
+          for (int64_t d = 0; d < D; d++) {
+            want.push_back(get_any(x, dt, ((b * N + n) * H + h) * D + d));
+            got.push_back(get_any(y, dt, ((b * H + h) * N + n) * D + d));
+          }
+    compare(std::string("copy permuting 41-wide heads ") + perceiver::dtype_name(dt), want, got, DType::Float32);
+  }
   const DType floats[] = {DType::Float32, DType::BFloat16, DType::Float16};
   for (DType from : floats)
     for (DType to : floats) {
