@@ -71,6 +71,8 @@
 #       PERCEIVER_CUDA_TF32=3, float32 products as three TF32 products
 #       (native/cuda/gemm_split.cuh): cuda_gemm_check checks and times them against the
 #       CUDA cores in one process, and where every case passed the runs below have it.
+#       Likewise PERCEIVER_CUDA_GEMM_ALIGN=1, 16-bit products whose rows cuBLASLt
+#       cannot read in 16-byte units (the encoder's 261) through row-padded copies.
 #       About 8 minutes on an H200 (estimated from --compare, which has two bench-gpu,
 #       the probes, the flash gradient's checks and training step, cuda_gemm_check,
 #       cuda_train_check, one more training step, one more bench-gpu and three ncu runs
@@ -277,14 +279,16 @@ PY
   grep -E '^(PASSED|FAILED)' "$1" || true
 }
 
-# float32 products on the CUDA cores against three TF32 products (cuda_gemm_check's last
-# section), case by case.
-tf32x3_table() {
-  python3 - "$1" << 'PY' || true
+# cuda_gemm_check's cases run both ways, case by case: TAG is the second way's tag (" 3xTF32":
+# float32 on the CUDA cores against three TF32 products; " aligned": 16-bit products
+# with unaligned rows as they are against through aligned copies).
+gemm_pairs() {
+  python3 - "$1" "$2" << 'PY' || true
 import re, sys
+tag = sys.argv[2]
 name, times = None, {}
 for line in open(sys.argv[1]):
-    m = re.match(r'(ok|FAIL) +matmul (float32 .*?)( 3xTF32)? +max rel err ([\d.e+-]+)', line)
+    m = re.match(r'(ok|FAIL) +matmul (.*?)( ' + tag + r')? +max rel err ([\d.e+-]+)', line)
     if m:
         name = (m.group(2).strip(), bool(m.group(3)), m.group(1), m.group(4))
         continue
@@ -292,11 +296,10 @@ for line in open(sys.argv[1]):
     if m and name:
         times[name[:2]] = (float(m.group(1)), float(m.group(2)), name[2], name[3])
         name = None
-print('-- float32 products (cuda_gemm_check): the CUDA cores against three TF32 products (PERCEIVER_CUDA_TF32=3)')
-for (case, x3), (ms, tf, ok, err) in times.items():
+for (case, on), (ms, tf, ok, err) in times.items():
     base = times.get((case, False))
-    if x3 and base:
-        print(f'{case:44s} fp32 {base[0]:.4f} ms ({base[1]:.0f} TFLOP/s)  3xTF32 {ms:.4f} ms ({tf:.0f}, err {err})  speedup {base[0] / ms:.2f}  {ok}')
+    if on and base:
+        print(f'{case:44s} {base[0]:.4f} ms ({base[1]:.0f} TFLOP/s) -> {ms:.4f} ms ({tf:.0f}, err {err})  speedup {base[0] / ms:.2f}  {ok}')
 PY
 }
 
@@ -483,13 +486,19 @@ candidates() {
   else
     echo "the products' checks failed or did not run: their switches stay off (cuda_attention_check.log)"
   fi
-  step cuda_gemm_check 90 env CUBLASLT_LOG_LEVEL=1 bin/cuda_gemm_check
-  # float32 products as three TF32 products (seventeenth session): on in the runs below
-  # where every one of the harness's 3xTF32 cases passed.
+  step cuda_gemm_check 120 env CUBLASLT_LOG_LEVEL=1 bin/cuda_gemm_check
+  # float32 products as three TF32 products, and 16-bit products with unaligned rows
+  # through aligned copies (seventeenth session): each on in the runs below where every
+  # one of the harness's cases for it passed.
   if grep -qE '^ok +matmul float32 .* 3xTF32 ' "$LOGS/cuda_gemm_check.log" && ! grep -qE '^FAIL +matmul .* 3xTF32 ' "$LOGS/cuda_gemm_check.log"; then
     on+=(PERCEIVER_CUDA_TF32=3)
   else
     echo "the 3xTF32 products failed or did not run: PERCEIVER_CUDA_TF32 stays unset (cuda_gemm_check.log)"
+  fi
+  if grep -qE '^ok +matmul .* aligned ' "$LOGS/cuda_gemm_check.log" && ! grep -qE '^FAIL +matmul .* aligned ' "$LOGS/cuda_gemm_check.log"; then
+    on+=(PERCEIVER_CUDA_GEMM_ALIGN=1)
+  else
+    echo "the aligned copies failed or did not run: PERCEIVER_CUDA_GEMM_ALIGN stays unset (cuda_gemm_check.log)"
   fi
   # The sixteenth session's 16-byte kernels are defaults, not candidates, but this is the
   # first call that runs them: the training kernels' harness (layer norm's gradient).
@@ -556,7 +565,10 @@ candidates() {
   grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|multimodal-self-b8|flow-self|perceiver-encoder) +bfloat16 +(auto|tc|tcf|tcf2|tcg|tcg1) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   attention_verdict "$LOGS/cuda_attention_check.log"
   gemm_tuning "$LOGS/cuda_gemm_check.log"
-  tf32x3_table "$LOGS/cuda_gemm_check.log"
+  echo "-- float32 products (cuda_gemm_check): the CUDA cores -> three TF32 products (PERCEIVER_CUDA_TF32=3)"
+  gemm_pairs "$LOGS/cuda_gemm_check.log" 3xTF32
+  echo "-- 16-bit products with unaligned rows (cuda_gemm_check): as they are -> aligned copies (PERCEIVER_CUDA_GEMM_ALIGN=1)"
+  gemm_pairs "$LOGS/cuda_gemm_check.log" aligned
   echo "-- the ImageNet encoder's cross-attention (ms): the fused kernel (auto) against the products in one pass (gemm):"
   grep -E '^BENCH perceiver-encoder +(bfloat16|float32) +(auto|gemm) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   echo "-- float32: the 3xTF32 kernel (tcx) against auto (the SIMT kernel) and the products (gemm):"

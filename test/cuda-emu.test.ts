@@ -212,14 +212,21 @@ emulated('the composed attention (attention_gemm.cu), emulated with its products
   t.is(r.passed(/^PASS composed forward +(batch-heads|batch-odd|long-rows|shared-kv) /), 24);
 });
 
-emulated('float32 products as three TF32 products (gemm_split.cuh, PERCEIVER_CUDA_TF32=3), emulated with TF32 products as loops, keep float32 accuracy where one TF32 product does not', (t, family) => {
+emulated('products through copies (gemm_split.cuh): float32 as three TF32 products keeps float32 accuracy where one TF32 product does not; 16-bit products with unaligned rows reach the product aligned', (t, family) => {
   const r = family('gemm');
-  // 6 products (transposes, a batch sharing B, padded rows, beta, an addend, bias and
-  // ReLU, 4096-long sums, entries over 2^±12) at float32's tolerance, and for each the
-  // control: one TF32 product on the same operands must miss it.
-  t.is(r.checks, 12);
+  // 6 float32 products (transposes, a batch sharing B, padded rows, beta, an addend,
+  // bias and ReLU, 4096-long sums, entries over 2^±12) at float32's tolerance, and for
+  // each the control: one TF32 product on the same operands must miss it.
   t.is(r.passed(/^PASS 3xTF32 /), 6);
   t.is(r.passed(/^PASS 1xTF32 control /), 6);
+  // 5 16-bit products in bf16 and fp16 (261-wide rows in A, B and C; an unaligned
+  // addend with a shared B; C in float32 accumulating; A one element in; one already
+  // aligned, which must need no copy): the result, and that every operand reached the
+  // product in whole 16-byte units with the copies the plan should make.
+  t.is(r.passed(/^PASS aligned copies .*worst=/), 10);
+  t.is(r.passed(/^PASS aligned copies .*: plan .*, 0 unaligned product/), 10);
+  t.is(r.passed(/^PASS aligned copies aligned .*: plan +no copies/), 2);
+  t.is(r.checks, 32);
 });
 
 emulated('the flash attention gradient (attention_backward.cu), emulated on the CPU, matches the reference gradient', (t, family) => {

@@ -99,6 +99,13 @@ std::atomic<int> tf32_override{-1};  // set_tf32_mode's
 // timed both: cuda_gemm_check's "3xTF32" section).
 constexpr double kTf32x3MinFlops = double(1 << 30);
 
+std::atomic<int> align_override{-1};  // set_gemm_align_mode's
+
+// Products below this many flops keep unaligned operands with PERCEIVER_CUDA_GEMM_ALIGN=1:
+// the copies and their launches must be repaid by the aligned kernels' rate (an
+// estimate until a GPU has timed both: cuda_gemm_check's "aligned copies" section).
+constexpr double kAlignMinFlops = double(1 << 30);
+
 // Autotuning (a candidate until a GPU has timed it). cuBLASLt's heuristic ranks the
 // algorithms by a model of their cost, and the product takes its first. On an H200
 // the models' mid-sized products run well below the large ones' rate: the language
@@ -171,14 +178,31 @@ int tf32_mode(const GemmContext& ctx) {
 }
 void set_tf32_mode(int mode) { tf32_override.store(mode); }
 
+int gemm_align_mode() {
+  static const int from_env = env_mode("PERCEIVER_CUDA_GEMM_ALIGN") == 1 ? 1 : 0;
+  const int o = align_override.load();
+  return o >= 0 ? o : from_env;
+}
+void set_gemm_align_mode(int mode) { align_override.store(mode); }
+
 namespace {
 void matmul_with(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s, bool tf32);
 }  // namespace
 
 void matmul(GemmContext& ctx, const MatmulArgs& a, cudaStream_t s) {
   const int tf32 = a.dtype == DType::Float32 ? tf32_mode(ctx) : 0;
-  if (tf32 == 3 && ctx.alloc && a.k > 0 && a.m > 0 && a.n > 0 &&
-      2.0 * (double)a.batch * (double)a.m * (double)a.n * (double)a.k >= kTf32x3MinFlops) {
+  const double flops = 2.0 * (double)a.batch * (double)a.m * (double)a.n * (double)a.k;
+  if (a.dtype != DType::Float32 && ctx.alloc && a.k > 0 && a.m > 0 && a.n > 0 && flops >= kAlignMinFlops &&
+      gemm_align_mode() == 1) {
+    const AlignPlan plan = align_plan(a);
+    if (plan.a || plan.b || plan.c) {
+      Scratch copies(*ctx.alloc, plan.bytes);
+      aligned_matmul(a, plan, copies.p, s, [&](const MatmulArgs& p) { matmul_with(ctx, p, s, false); });
+      check_launch("matmul (aligned copies)", s);
+      return;
+    }
+  }
+  if (tf32 == 3 && ctx.alloc && a.k > 0 && a.m > 0 && a.n > 0 && flops >= kTf32x3MinFlops) {
     Scratch split(*ctx.alloc, tf32x3_scratch_bytes(a));
     tf32x3_matmul(a, split.p, s, [&](const MatmulArgs& p) { matmul_with(ctx, p, s, true); });
     check_launch("matmul (3xTF32)", s);

@@ -39,5 +39,12 @@ void set_tf32_mode(int mode);
 // Reads PERCEIVER_CUDA_TF32: "1" 1, "3" 3, anything else 0.
 int tf32_mode_from_env();
 
+// PERCEIVER_CUDA_GEMM_ALIGN=1 (a candidate, off by default): 16-bit products of at least
+// 2^30 flops whose operands cuBLASLt could not read in 16-byte units go through
+// row-padded copies (gemm_split.cuh). set_gemm_align_mode overrides the environment
+// (the harness times both; -1 returns to it).
+int gemm_align_mode();
+void set_gemm_align_mode(int mode);
+
 }  // namespace cuda
 }  // namespace perceiver

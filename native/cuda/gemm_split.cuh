@@ -1,4 +1,7 @@
-// float32 products as three TF32 products (PERCEIVER_CUDA_TF32=3; gemm.cu). Hopper's and
+// Products through copies of their operands (gemm.cu): float32 as three TF32 products,
+// and 16-bit products whose operands cuBLASLt could not read in 16-byte units.
+//
+// float32 products as three TF32 products (PERCEIVER_CUDA_TF32=3). Hopper's and
 // Ampere's float32 GEMMs run on the CUDA cores (about 50 TFLOP/s on an H200, torch's
 // default too), their TF32 tensor cores about 8x faster, at 10 mantissa bits. With x
 // = hi + lo, both TF32, a·b = hi·hi + hi·lo + lo·hi + lo·lo, and the last term is
@@ -8,8 +11,15 @@
 // against the product's O(mnk) work), so only products large enough to repay the
 // splits and two more launches take this path (gemm.cu's threshold).
 //
-// Compiled by gemm.cu and by the CPU emulation (native/cuda/emu), whose check runs
-// tf32x3_matmul with TF32 products done as loops over operands cut to their top 19 bits.
+// 16-bit products with unaligned operands (PERCEIVER_CUDA_GEMM_ALIGN=1; a candidate):
+// cuBLASLt picks its kernels by the operands' alignment, and rows of 261 bf16 elements
+// (522 bytes: the ImageNet encoder's inputs, and so its attention gradient's products
+// in training) leave it 2-byte-aligned kernels. On an H200 those products ran at 50-110
+// TFLOP/s where aligned ones run at 400-700. Such operands are copied with rows padded
+// to 16 bytes, and an unaligned C is computed in such a copy and copied back.
+//
+// Compiled by gemm.cu and by the CPU emulation (native/cuda/emu), whose check runs both
+// with products done as loops (TF32 ones over operands cut to their top 19 bits).
 #pragma once
 #include <cstring>
 
@@ -32,19 +42,45 @@ __host__ __device__ __forceinline__ float tf32_round(float x) {
 }
 
 // hi = tf32(x), lo = tf32(x − hi) for the rows x cols matrices of a batch (row stride
-// ld, matrix stride stride), into contiguous [batch, rows, cols]. A warp per row.
+// ld, matrix stride stride), into [batch, rows, cols] at row stride dld. A warp per row.
 __global__ void tf32_split_kernel(const float* x, int64_t ld, int64_t stride, int64_t batch, int64_t rows,
-                                  int64_t cols, float* hi, float* lo) {
+                                  int64_t cols, float* hi, float* lo, int64_t dld) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
   for (int64_t r = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32; r < batch * rows; r += warps) {
     const float* xr = x + (r / rows) * stride + (r % rows) * ld;
     for (int64_t c = lane; c < cols; c += 32) {
       const float v = xr[c], h = tf32_round(v);
-      hi[r * cols + c] = h;
-      lo[r * cols + c] = tf32_round(v - h);
+      hi[r * dld + c] = h;
+      lo[r * dld + c] = tf32_round(v - h);
     }
   }
+}
+
+// The rows x cols matrices of a batch from (ld, stride) to (dld, dstride), a warp per
+// row; elements of E (the dtype's size).
+template <class E>
+__global__ void copy_matrices_kernel(const E* src, int64_t ld, int64_t stride, E* dst, int64_t dld, int64_t dstride,
+                                     int64_t batch, int64_t rows, int64_t cols) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
+  for (int64_t r = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32; r < batch * rows; r += warps) {
+    const int64_t g = r / rows, i = r % rows;
+    const E* sr = src + g * stride + i * ld;
+    E* dr = dst + g * dstride + i * dld;
+    for (int64_t c = lane; c < cols; c += 32) dr[c] = sr[c];
+  }
+}
+
+inline void copy_matrices(const void* src, int64_t ld, int64_t stride, void* dst, int64_t dld, int64_t dstride,
+                          int64_t batch, int64_t rows, int64_t cols, size_t es, cudaStream_t s) {
+  auto launch = [&](auto e) {
+    using E = decltype(e);
+    PERCEIVER_LAUNCH(warp_rows_grid(batch * rows, kThreads / 32), kThreads, 0, s, copy_matrices_kernel<E>)(
+        static_cast<const E*>(src), ld, stride, static_cast<E*>(dst), dld, dstride, batch, rows, cols);
+  };
+  if (es == 2) launch(uint16_t{});
+  else launch(uint32_t{});
 }
 
 // One operand of a product as stored: rows x cols per matrix, `count` matrices (1 when
@@ -60,9 +96,18 @@ inline SplitOperand split_b(const MatmulArgs& a) {
   return {a.trans_b ? a.n : a.k, a.trans_b ? a.k : a.n, a.batch > 1 && a.stride_b != 0 ? a.batch : 1};
 }
 
+inline int64_t round_up16(int64_t cols, size_t es) {
+  const int64_t k = 16 / (int64_t)es;
+  return (cols + k - 1) / k * k;
+}
+
+// The copies' row stride: whole 16-byte units, so that cuBLASLt reads them so.
+inline int64_t split_ld(const SplitOperand& o) { return round_up16(o.cols, sizeof(float)); }
+
 // Scratch bytes tf32x3_matmul needs for a: both operands' hi and lo copies.
 inline size_t tf32x3_scratch_bytes(const MatmulArgs& a) {
-  return (size_t)(split_a(a).elems() + split_b(a).elems()) * 2 * sizeof(float);
+  const SplitOperand sa = split_a(a), sb = split_b(a);
+  return (size_t)(sa.count * sa.rows * split_ld(sa) + sb.count * sb.rows * split_ld(sb)) * 2 * sizeof(float);
 }
 
 // a (float32, k > 0) as three TF32 products through run(MatmulArgs), each of which
@@ -73,17 +118,18 @@ inline size_t tf32x3_scratch_bytes(const MatmulArgs& a) {
 template <class Run>
 void tf32x3_matmul(const MatmulArgs& a, void* scratch, cudaStream_t s, Run&& run) {
   const SplitOperand sa = split_a(a), sb = split_b(a);
+  const int64_t lda = split_ld(sa), ldb = split_ld(sb), na = sa.count * sa.rows * lda, nb = sb.count * sb.rows * ldb;
   float* ah = static_cast<float*>(scratch);
-  float *al = ah + sa.elems(), *bh = al + sa.elems(), *bl = bh + sb.elems();
+  float *al = ah + na, *bh = al + na, *bl = bh + nb;
   PERCEIVER_LAUNCH(warp_rows_grid(sa.count * sa.rows, kThreads / 32), kThreads, 0, s, tf32_split_kernel)(
-      a.a, a.lda, a.stride_a, sa.count, sa.rows, sa.cols, ah, al);
+      a.a, a.lda, a.stride_a, sa.count, sa.rows, sa.cols, ah, al, lda);
   PERCEIVER_LAUNCH(warp_rows_grid(sb.count * sb.rows, kThreads / 32), kThreads, 0, s, tf32_split_kernel)(
-      a.b, a.ldb, a.stride_b, sb.count, sb.rows, sb.cols, bh, bl);
+      a.b, a.ldb, a.stride_b, sb.count, sb.rows, sb.cols, bh, bl, ldb);
   MatmulArgs p = a;
-  p.lda = sa.cols;
-  p.ldb = sb.cols;
-  p.stride_a = sa.count > 1 ? sa.rows * sa.cols : 0;
-  p.stride_b = sb.count > 1 ? sb.rows * sb.cols : 0;
+  p.lda = lda;
+  p.ldb = ldb;
+  p.stride_a = sa.count > 1 ? sa.rows * lda : 0;
+  p.stride_b = sb.count > 1 ? sb.rows * ldb : 0;
   p.bias = nullptr;
   p.act = Activation::None;
   p.a = al, p.b = bh;
@@ -96,6 +142,73 @@ void tf32x3_matmul(const MatmulArgs& a, void* scratch, cudaStream_t s, Run&& run
   p.bias = a.bias;
   p.act = a.act;
   run(p);
+}
+
+// Which of a 16-bit product's operands cuBLASLt could not read in 16-byte units, and
+// the copies that replace them: A and B with rows padded to 16 bytes, C (and its
+// addend) computed in such a copy and copied back.
+struct AlignPlan {
+  bool a, b, c;
+  int64_t lda, ldb, ldc;
+  size_t off_b, off_c, bytes;  // in the scratch: A's copy at 0
+};
+inline bool units16(const void* p, int64_t ld, int64_t stride, size_t es) {
+  return (reinterpret_cast<uintptr_t>(p) | (uintptr_t)(ld * (int64_t)es) | (uintptr_t)(stride * (int64_t)es)) % 16 == 0;
+}
+inline AlignPlan align_plan(const MatmulArgs& a) {
+  const size_t es = dtype_size(a.dtype), es_c = a.c_float32 ? 4 : es;
+  const SplitOperand sa = split_a(a), sb = split_b(a);
+  AlignPlan p{};
+  p.a = !units16(a.a, a.lda, sa.count > 1 ? a.stride_a : 0, es);
+  p.b = !units16(a.b, a.ldb, sb.count > 1 ? a.stride_b : 0, es);
+  p.c = !units16(a.c, a.ldc, a.batch > 1 ? a.stride_c : 0, es_c) ||
+        (a.addend && !units16(a.addend, a.ldc, a.batch > 1 ? a.stride_c : 0, es_c));
+  p.lda = p.a ? round_up16(sa.cols, es) : a.lda;
+  p.ldb = p.b ? round_up16(sb.cols, es) : a.ldb;
+  p.ldc = p.c ? round_up16(a.n, es_c) : a.ldc;
+  // Each copy starts on 256 bytes.
+  auto bytes = [](int64_t n, size_t e) { return ((size_t)n * e + 255) / 256 * 256; };
+  p.off_b = p.a ? bytes(sa.count * sa.rows * p.lda, es) : 0;
+  p.off_c = p.off_b + (p.b ? bytes(sb.count * sb.rows * p.ldb, es) : 0);
+  p.bytes = p.off_c + (p.c ? bytes(a.batch * a.m * p.ldc, es_c) : 0);
+  return p;
+}
+
+// a through plan's copies in scratch (plan.bytes), with run(MatmulArgs) doing the
+// product on aligned operands.
+template <class Run>
+void aligned_matmul(const MatmulArgs& a, const AlignPlan& plan, void* scratch, cudaStream_t s, Run&& run) {
+  const size_t es = dtype_size(a.dtype), es_c = a.c_float32 ? 4 : es;
+  char* base = static_cast<char*>(scratch);
+  MatmulArgs p = a;
+  if (plan.a) {
+    const SplitOperand o = split_a(a);
+    copy_matrices(a.a, a.lda, a.stride_a, base, plan.lda, o.rows * plan.lda, o.count, o.rows, o.cols, es, s);
+    p.a = reinterpret_cast<const float*>(base);
+    p.lda = plan.lda;
+    p.stride_a = o.count > 1 ? o.rows * plan.lda : 0;
+  }
+  if (plan.b) {
+    const SplitOperand o = split_b(a);
+    copy_matrices(a.b, a.ldb, a.stride_b, base + plan.off_b, plan.ldb, o.rows * plan.ldb, o.count, o.rows, o.cols, es, s);
+    p.b = reinterpret_cast<const float*>(base + plan.off_b);
+    p.ldb = plan.ldb;
+    p.stride_b = o.count > 1 ? o.rows * plan.ldb : 0;
+  }
+  if (plan.c) {
+    float* c = reinterpret_cast<float*>(base + plan.off_c);
+    const int64_t stride = a.m * plan.ldc;
+    // C's input goes into the copy first: the addend (then added in place, beta 1),
+    // or C itself where the product accumulates into it.
+    if (a.addend || a.beta != 0.f)
+      copy_matrices(a.addend ? a.addend : a.c, a.ldc, a.stride_c, c, plan.ldc, stride, a.batch, a.m, a.n, es_c, s);
+    if (a.addend) p.addend = nullptr, p.beta = 1.f;
+    p.c = c;
+    p.ldc = plan.ldc;
+    p.stride_c = stride;
+  }
+  run(p);
+  if (plan.c) copy_matrices(p.c, plan.ldc, p.stride_c, a.c, a.ldc, a.stride_c, a.batch, a.m, a.n, es_c, s);
 }
 
 }  // namespace cuda

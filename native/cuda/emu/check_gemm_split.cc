@@ -110,6 +110,111 @@ void check_case(const SplitCase& c) {
   std::printf("%s %-60s worst=%.2e (must miss 1e-05)\n", ok ? "PASS" : "FAIL", label, w1);
 }
 
+// ---- 16-bit products through aligned copies ----
+
+// Element i of a 16-bit (or float32, for C) array of dtype dt.
+double ld16(const void* p, DType dt, int64_t i) { return load(p, dt, i); }
+
+// One product with MatmulArgs' contract on 16-bit operands (float accumulation), which
+// first checks that every operand is in whole 16-byte units, as cuBLASLt's fast
+// kernels need.
+int g_unaligned = 0;
+void aligned_product(const MatmulArgs& a) {
+  const size_t es = perceiver::dtype_size(a.dtype), es_c = a.c_float32 ? 4 : es;
+  if (!cuda::units16(a.a, a.lda, a.batch > 1 ? a.stride_a : 0, es) ||
+      !cuda::units16(a.b, a.ldb, a.batch > 1 ? a.stride_b : 0, es) ||
+      !cuda::units16(a.c, a.ldc, a.batch > 1 ? a.stride_c : 0, es_c) ||
+      (a.addend && !cuda::units16(a.addend, a.ldc, a.batch > 1 ? a.stride_c : 0, es_c)))
+    g_unaligned++;
+  const DType ct = a.c_float32 ? DType::Float32 : a.dtype;
+  for (int64_t g = 0; g < a.batch; g++)
+    for (int64_t i = 0; i < a.m; i++)
+      for (int64_t j = 0; j < a.n; j++) {
+        float acc = 0.f;
+        for (int64_t k = 0; k < a.k; k++)
+          acc += (float)(ld16(a.a, a.dtype, a_at(a, g, i, k)) * ld16(a.b, a.dtype, b_at(a, g, k, j)));
+        const int64_t ic = g * a.stride_c + i * a.ldc + j;
+        float c = a.alpha * acc;
+        if (a.addend) c += (float)ld16(a.addend, ct, ic);
+        else if (a.beta != 0.f) c += a.beta * (float)ld16(a.c, ct, ic);
+        if (a.bias) c += (float)ld16(a.bias, a.dtype, j);
+        if (a.act == Activation::Relu) c = std::max(c, 0.f);
+        store(a.c, ct, ic, c);
+      }
+}
+
+struct AlignCase {
+  const char* name;
+  int64_t batch, m, n, k;
+  bool ta, tb;
+  int64_t lda, ldb, ldc;  // row strides (elements)
+  int64_t a_off;          // A's first element this many elements in
+  bool shared_b, bias, addend, c32;
+  float beta;
+  Activation act;
+  bool copies;  // whether any operand needs a copy
+};
+
+void check_align_case(const AlignCase& c, DType dt) {
+  std::mt19937 rng(91);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  const DType ct = c.c32 ? DType::Float32 : dt;
+  const int64_t a_rows = c.ta ? c.k : c.m, b_rows = c.tb ? c.n : c.k;
+  const int64_t sa = a_rows * c.lda, sb = c.shared_b ? 0 : b_rows * c.ldb, sc = c.m * c.ldc;
+  // Arrays of 4 bytes per element whatever the dtype (16-bit ones use the first half),
+  // from 256-byte-aligned storage.
+  std::vector<float> A(c.a_off + sa * c.batch + 8), B(b_rows * c.ldb * (c.shared_b ? 1 : c.batch) + 8),
+      C(sc * c.batch + 8), add(C.size()), bias(c.n + 8);
+  auto fill = [&](std::vector<float>& v, DType t) {
+    for (size_t i = 0; i < v.size(); i++) store(v.data(), t, (int64_t)i, u(rng));
+  };
+  fill(A, dt), fill(B, dt), fill(C, ct), fill(add, ct), fill(bias, dt);
+  MatmulArgs a{};
+  a.batch = c.batch, a.m = c.m, a.n = c.n, a.k = c.k, a.trans_a = c.ta, a.trans_b = c.tb;
+  a.lda = c.lda, a.ldb = c.ldb, a.ldc = c.ldc, a.stride_a = sa, a.stride_b = sb, a.stride_c = sc;
+  a.a = reinterpret_cast<const float*>(reinterpret_cast<const char*>(A.data()) + c.a_off * perceiver::dtype_size(dt));
+  a.b = B.data(), a.bias = c.bias ? bias.data() : nullptr, a.addend = c.addend ? add.data() : nullptr;
+  a.alpha = 1.f, a.beta = c.beta, a.act = c.act, a.dtype = dt, a.c_float32 = c.c32;
+  const std::vector<float> C0 = C;
+  a.c = C.data();
+
+  std::vector<double> want, got;
+  for (int64_t g = 0; g < c.batch; g++)
+    for (int64_t i = 0; i < c.m; i++)
+      for (int64_t j = 0; j < c.ldc; j++) {
+        const int64_t ic = g * sc + i * c.ldc + j;
+        double v = ld16(C0.data(), ct, ic);  // past column n: untouched
+        if (j < c.n) {
+          double acc = 0;
+          for (int64_t k = 0; k < c.k; k++) acc += ld16(a.a, dt, a_at(a, g, i, k)) * ld16(a.b, dt, b_at(a, g, k, j));
+          v = acc + (c.addend ? ld16(add.data(), ct, ic) : c.beta * ld16(C0.data(), ct, ic)) +
+              (c.bias ? ld16(bias.data(), dt, j) : 0.0);
+          if (c.act == Activation::Relu) v = std::max(v, 0.0);
+        }
+        want.push_back(v);
+      }
+  const cuda::AlignPlan plan = cuda::align_plan(a);
+  g_unaligned = 0;
+  std::vector<float> scratch(plan.bytes / 4 + 64, NAN);
+  cuda::aligned_matmul(a, plan, scratch.data(), nullptr, aligned_product);
+  for (int64_t g = 0; g < c.batch; g++)
+    for (int64_t i = 0; i < c.m; i++)
+      for (int64_t j = 0; j < c.ldc; j++) got.push_back(ld16(C.data(), ct, g * sc + i * c.ldc + j));
+  char label[160];
+  std::snprintf(label, sizeof label, "aligned copies %-13s %s b%lld %lldx%lldx%lld%s%s%s", c.name,
+                perceiver::dtype_name(dt), (long long)c.batch, (long long)c.m, (long long)c.n, (long long)c.k,
+                c.ta ? " tA" : "", c.tb ? " tB" : "", c.c32 ? " C float32" : "");
+  compare(label, want, got, c.c32 ? DType::BFloat16 : dt);
+  const bool copies = plan.a || plan.b || plan.c;
+  g_checks++;
+  const bool ok = g_unaligned == 0 && copies == c.copies;
+  if (!ok) g_failures++;
+  std::printf("%s %-60s %s, %d unaligned product(s)\n", ok ? "PASS" : "FAIL", (std::string(label) + ": plan").c_str(),
+              copies ? (std::string("copies of") + (plan.a ? " A" : "") + (plan.b ? " B" : "") + (plan.c ? " C" : "")).c_str()
+                     : "no copies",
+              g_unaligned);
+}
+
 }  // namespace
 
 void check_gemm_split() {
@@ -123,6 +228,17 @@ void check_gemm_split() {
       {"wide-range", 2, 19, 23, 64, false, false, 3, false, true, true, 1.f, 0.f, Activation::None, 12.f},
   };
   for (const SplitCase& c : cases) check_case(c);
+
+  const AlignCase aligns[] = {
+      // name, batch, m, n, k, tA, tB, lda, ldb, ldc, A offset, shared B, bias, addend, C float32, beta, act, copies
+      {"encoder-rows", 2, 33, 29, 261, false, false, 261, 29, 29, 0, false, true, false, false, 0.f, Activation::Relu, true},
+      {"shared-b", 3, 16, 37, 40, false, true, 40, 40, 37, 0, true, false, true, false, 0.f, Activation::None, true},
+      {"accumulate", 2, 13, 9, 50, true, false, 13, 9, 9, 0, false, false, false, true, 1.f, Activation::None, true},
+      {"offset-a", 1, 24, 64, 64, false, false, 64, 64, 64, 1, false, false, false, false, 0.f, Activation::None, true},
+      {"aligned", 2, 24, 64, 32, false, true, 32, 32, 64, 0, false, true, false, false, 0.f, Activation::None, false},
+  };
+  for (DType dt : {DType::BFloat16, DType::Float16})
+    for (const AlignCase& c : aligns) check_align_case(c, dt);
 }
 
 }  // namespace perceiver::emu::check
