@@ -96,6 +96,29 @@ for (const dtype of ['bfloat16', 'float16'] as const) {
   });
 }
 
+for (const dtype of ['bfloat16', 'float16'] as const) {
+  // The ImageNet encoders' cross-attention: one head 261 wide over a long key range,
+  // keys and values one tensor (models/fast-attention.ts). On CUDA, over 8192 keys and 8
+  // per query, PERCEIVER_CUDA_ATTENTION_LONG_KEYS=1 sends it to the products, whose
+  // 522-byte rows go through one padded copy for both.
+  test(`${dtype}: attention of one 261-wide head over 8200 keys, keys and values one tensor`, async (t) => {
+    const [q, q32] = pair([1, 16, 1, 261], 17, dtype);
+    const [x, x32] = pair([1, 8200, 1, 261], 18, dtype);
+    await same(t, P.attention(q, x, x, { scale: 1 / 16 }), P.attention(q32, x32, x32, { scale: 1 / 16 }), dtype, 'attention');
+  });
+
+  // Rows of 261, not whole 16-byte units: the image models' input concat (pixels beside
+  // position features broadcast over the batch). Copies are exact on every device.
+  test(`${dtype}: concat into rows of 261 from a source broadcast over the batch is exact`, async (t) => {
+    const [a, a32] = pair([3, 50, 3], 19, dtype);
+    const [pos, pos32] = pair([1, 50, 258], 20, dtype);
+    const got = P.concat([a, P.broadcastTo(pos, [3, 50, 258])], 2);
+    const want = P.concat([a32, P.broadcastTo(pos32, [3, 50, 258])], 2).cast(dtype);
+    t.deepEqual([...got.shape], [3, 50, 261]);
+    t.deepEqual(Array.from(await got.data()), Array.from(await want.data()));
+  });
+}
+
 // The shapes of CUDA's 16-byte kernels (the default; rows of whole
 // 16-byte packs, 16-byte aligned) and of their fallbacks (a row of 1000, and views that
 // start one element in), against float64 references of the same rounded inputs.
