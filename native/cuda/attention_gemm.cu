@@ -126,37 +126,54 @@ __device__ __forceinline__ uint64_t weight_index(Pair ph, int64_t heads, int64_t
   return (uint64_t)(((ph.b * heads + ph.h) * nq + i) * nk + j);
 }
 
+// The rows of a chunk's [count, Nq, n] matrices, each owned by kWarps warps of a block
+// of kThreads (a warp per row for short rows, the block for long ones): f(r, i, pair,
+// t, step) for row r (query i of pair) and its thread t of `step`, so that (g, i) and
+// the pair are formed once per row rather than per element.
+template <int kWarps, class F>
+__device__ __forceinline__ void each_row(int64_t count, int64_t nq, bool over_b, int64_t c, F&& f) {
+  constexpr int kRowsPerBlock = kThreads / 32 / kWarps;
+  const int t = threadIdx.x % (32 * kWarps);
+  for (int64_t r = blockIdx.x * (int64_t)kRowsPerBlock + threadIdx.x / (32 * kWarps); r < count * nq;
+       r += (int64_t)gridDim.x * kRowsPerBlock)
+    f(r, r % nq, pair_of(r / nq, over_b, c), t, 32 * kWarps);
+}
+
 // P = exp(S − L) where kept, else 0, from the chunk's S [count, Nq, n] in s: kept
 // there as float32 when keep_p, and P ∘ F written as T into op when op is set (op
 // may be s itself, for float32, when P alone is not needed).
-template <class T>
+template <class T, int kWarps>
 __global__ void probs_kernel(float* s, T* op, bool keep_p, int64_t count, int64_t nq, int64_t n, int64_t j0,
                              int64_t nk, bool over_b, int64_t c, int64_t heads, MaskView mask, const float* lse,
                              DropoutSpec drop) {
-  const int64_t total = count * nq * n;
-  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t j = e % n, r = e / n, i = r % nq;
-    const Pair ph = pair_of(r / nq, over_b, c);
+  each_row<kWarps>(count, nq, over_b, c, [&](int64_t r, int64_t i, Pair ph, int t, int step) {
     // L is +inf for a row with every key masked: exp(-inf) = 0.
-    const float p = mask.keep(ph.b, i, j0 + j) ? expf(s[e] - lse[(ph.b * heads + ph.h) * nq + i]) : 0.f;
-    if (keep_p) s[e] = p;
-    if (op) op[e] = from_f<T>(p == 0.f ? 0.f : p * drop.at(weight_index(ph, heads, nq, i, nk, j0 + j)));
-  }
+    const float L = lse[(ph.b * heads + ph.h) * nq + i];
+    const uint64_t w0 = weight_index(ph, heads, nq, i, nk, j0);
+    float* sr = s + r * n;
+    for (int64_t j = t; j < n; j += step) {
+      const float p = mask.keep(ph.b, i, j0 + j) ? expf(sr[j] - L) : 0.f;
+      if (keep_p) sr[j] = p;
+      if (op) op[r * n + j] = from_f<T>(p == 0.f ? 0.f : p * drop.at(w0 + j));
+    }
+  });
 }
 
 // dS = P ∘ (dP F − D), written as T (in place over dP for float32).
-template <class T>
+template <class T, int kWarps>
 __global__ void dscores_kernel(const float* p, const float* dp, T* ds, int64_t count, int64_t nq, int64_t n,
                                int64_t j0, int64_t nk, bool over_b, int64_t c, int64_t heads, const float* d,
                                DropoutSpec drop) {
-  const int64_t total = count * nq * n;
-  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t j = e % n, r = e / n, i = r % nq;
-    const Pair ph = pair_of(r / nq, over_b, c);
-    const float pe = p[e];
-    const float f = pe == 0.f ? 1.f : drop.at(weight_index(ph, heads, nq, i, nk, j0 + j));
-    ds[e] = from_f<T>(pe * (dp[e] * f - d[(ph.b * heads + ph.h) * nq + i]));
-  }
+  each_row<kWarps>(count, nq, over_b, c, [&](int64_t r, int64_t i, Pair ph, int t, int step) {
+    const float D = d[(ph.b * heads + ph.h) * nq + i];
+    const uint64_t w0 = weight_index(ph, heads, nq, i, nk, j0);
+    for (int64_t j = t; j < n; j += step) {
+      const int64_t e = r * n + j;
+      const float pe = p[e];
+      const float f = pe == 0.f ? 1.f : drop.at(w0 + j);
+      ds[e] = from_f<T>(pe * (dp[e] * f - D));
+    }
+  });
 }
 
 // out (a strided [B, Nq, H, Dv] view) = x, a contiguous float32 [B, Nq, H, Dv]; 0
@@ -322,24 +339,19 @@ template <class T, int kWarps>
 __global__ void chunk_probs_kernel(float* s, T* op, int64_t lds, int64_t count, int64_t nq, int64_t n, int64_t j0,
                                    int64_t nk, bool over_b, int64_t c, int64_t heads, MaskView mask,
                                    DropoutSpec drop, float* m, float* l, float* fac) {
-  constexpr int kRowsPerBlock = kThreads / 32 / kWarps;
   __shared__ float scratch[32];
-  const int t = threadIdx.x % (32 * kWarps);
-  for (int64_t r = blockIdx.x * (int64_t)kRowsPerBlock + threadIdx.x / (32 * kWarps); r < count * nq;
-       r += (int64_t)gridDim.x * kRowsPerBlock) {
-    const int64_t i = r % nq;
-    const Pair ph = pair_of(r / nq, over_b, c);
+  each_row<kWarps>(count, nq, over_b, c, [&](int64_t r, int64_t i, Pair ph, int t, int step) {
     const float* sr = s + r * lds;
     T* pr = op + r * lds;
     float mx = -INFINITY;
-    for (int64_t j = t; j < n; j += 32 * kWarps)
+    for (int64_t j = t; j < n; j += step)
       if (mask.keep(ph.b, i, j0 + j)) mx = fmaxf(mx, sr[j]);
     // Every thread of the group reads M before any writes it: the reductions below
     // synchronise them.
     const float m_old = m[r], m_new = fmaxf(m_old, group_max<kWarps>(mx, scratch));
     const uint64_t w0 = weight_index(ph, heads, nq, i, nk, j0);
     float sum = 0.f;
-    for (int64_t j = t; j < n; j += 32 * kWarps) {
+    for (int64_t j = t; j < n; j += step) {
       // A kept key's logit is at most m_new, which is then finite.
       const float p = mask.keep(ph.b, i, j0 + j) ? expf(sr[j] - m_new) : 0.f;
       sum += p;
@@ -352,7 +364,7 @@ __global__ void chunk_probs_kernel(float* s, T* op, int64_t lds, int64_t count, 
       m[r] = m_new;
       fac[r] = f;
     }
-  }
+  });
 }
 
 // O's rows [rows, ldo] *= fac, the first dv columns. A warp per row.
@@ -516,10 +528,12 @@ void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const Attentio
     return;
   }
   const Groups gr(a);
+  const int64_t crow = gr.count * a.nq;  // rows of one call
   // Per key of a chunk: S and dP in float32, and P ∘ F and dS as operands (16-bit),
   // or P ∘ F apart from P (float32 with dropout).
   const size_t per_key = (size_t)(gr.count * a.nq) * (low ? 8 + 2 * es : dropped ? 12 : 8);
   const int64_t nc = chunk_keys(a, chunk_bytes, per_key);
+  const bool wide = nc > 1024;  // a block per row, else a warp
   const int64_t block = gr.count * a.nq * nc;
   Scratch s(alloc, (size_t)block * 4), dp(alloc, (size_t)block * 4);
   Scratch pf(alloc, low || dropped ? (size_t)block * (low ? es : 4) : 0), ds16(alloc, low ? (size_t)block * es : 0);
@@ -549,10 +563,13 @@ void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const Attentio
       const int64_t qs = gr.stride(a.q_sb, a.q_sh), os = gr.stride(a.o_sb, a.o_sh);
       for (int64_t j0 = 0; j0 < a.nk; j0 += nc) {
         const int64_t n = std::min(nc, a.nk - j0);
-        const int64_t elems = gr.count * a.nq * n;
         logits(ctx, a, gr, c, j0, n, s.f(), st);
-        PERCEIVER_LAUNCH(grid_for(elems), kThreads, 0, st, probs_kernel<T>)(
-            s.f(), op, true, gr.count, a.nq, n, j0, a.nk, gr.over_b, c, a.heads, mask, lse, drop);
+        if (wide)
+          PERCEIVER_LAUNCH(rows_grid(crow), kThreads, 0, st, (probs_kernel<T, kThreads / 32>))(
+              s.f(), op, true, gr.count, a.nq, n, j0, a.nk, gr.over_b, c, a.heads, mask, lse, drop);
+        else
+          PERCEIVER_LAUNCH(warp_rows_grid(crow, kThreads / 32), kThreads, 0, st, (probs_kernel<T, 1>))(
+              s.f(), op, true, gr.count, a.nq, n, j0, a.nk, gr.over_b, c, a.heads, mask, lse, drop);
         const void* pm = op ? static_cast<const void*>(op) : s.p;  // P ∘ F as the products take it
         // dV_c = (P ∘ F)ᵀ dO
         product(ctx, dt, false, gr.count, n, a.dv, a.nq, 1.f, 0.f,
@@ -565,8 +582,12 @@ void attention_backward(GemmContext& ctx, DeviceAllocator& alloc, const Attentio
                         gr.stride(a.v_sb, a.v_sh), true, dp.p, n, a.nq * n},
                 st);
         T* dst = low ? static_cast<T*>(ds16.p) : reinterpret_cast<T*>(dp.f());
-        PERCEIVER_LAUNCH(grid_for(elems), kThreads, 0, st, dscores_kernel<T>)(
-            s.f(), dp.f(), dst, gr.count, a.nq, n, j0, a.nk, gr.over_b, c, a.heads, d, drop);
+        if (wide)
+          PERCEIVER_LAUNCH(rows_grid(crow), kThreads, 0, st, (dscores_kernel<T, kThreads / 32>))(
+              s.f(), dp.f(), dst, gr.count, a.nq, n, j0, a.nk, gr.over_b, c, a.heads, d, drop);
+        else
+          PERCEIVER_LAUNCH(warp_rows_grid(crow, kThreads / 32), kThreads, 0, st, (dscores_kernel<T, 1>))(
+              s.f(), dp.f(), dst, gr.count, a.nq, n, j0, a.nk, gr.over_b, c, a.heads, d, drop);
         check_launch("attention_backward", st);
         if (a.dqk == 0) continue;
         const void* dsm = low ? ds16.p : dp.p;
