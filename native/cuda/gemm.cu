@@ -170,7 +170,7 @@ void set_gemm_tune_mode(int mode) { tune_override.store(mode); }
 
 int tf32_mode_from_env() {
   const char* e = std::getenv("PERCEIVER_CUDA_TF32");
-  return !e ? 0 : std::strcmp(e, "1") == 0 ? 1 : std::strcmp(e, "3") == 0 ? 3 : 0;
+  return !e || !*e || std::strcmp(e, "0") == 0 ? 0 : std::strcmp(e, "3") == 0 ? 3 : 1;
 }
 int tf32_mode(const GemmContext& ctx) {
   const int o = tf32_override.load();

@@ -36,7 +36,7 @@ void set_gemm_tune_mode(int mode);
 int tf32_mode(const GemmContext& ctx);
 void set_tf32_mode(int mode);
 
-// Reads PERCEIVER_CUDA_TF32: "1" 1, "3" 3, anything else 0.
+// Reads PERCEIVER_CUDA_TF32: unset, empty or "0" 0; "3" 3; anything else 1 (as before =3).
 int tf32_mode_from_env();
 
 // PERCEIVER_CUDA_GEMM_ALIGN=1 (a candidate, off by default): 16-bit products of at least
