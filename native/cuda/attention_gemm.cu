@@ -28,6 +28,7 @@
 
 #include "attention_gemm.h"
 #include "common.cuh"
+#include "copy_matrices.cuh"
 #include "random.cuh"
 
 namespace perceiver::cuda {
@@ -126,17 +127,12 @@ __device__ __forceinline__ uint64_t weight_index(Pair ph, int64_t heads, int64_t
   return (uint64_t)(((ph.b * heads + ph.h) * nq + i) * nk + j);
 }
 
-// The rows of a chunk's [count, Nq, n] matrices, each owned by kWarps warps of a block
-// of kThreads (a warp per row for short rows, the block for long ones): f(r, i, pair,
-// t, step) for row r (query i of pair) and its thread t of `step`, so that (g, i) and
-// the pair are formed once per row rather than per element.
+// The rows of a chunk's [count, Nq, n] matrices, each owned by kWarps warps (each_row):
+// f(r, i, pair, t, step) for row r, query i of pair, so that (g, i) and the pair are
+// formed once per row rather than per element.
 template <int kWarps, class F>
-__device__ __forceinline__ void each_row(int64_t count, int64_t nq, bool over_b, int64_t c, F&& f) {
-  constexpr int kRowsPerBlock = kThreads / 32 / kWarps;
-  const int t = threadIdx.x % (32 * kWarps);
-  for (int64_t r = blockIdx.x * (int64_t)kRowsPerBlock + threadIdx.x / (32 * kWarps); r < count * nq;
-       r += (int64_t)gridDim.x * kRowsPerBlock)
-    f(r, r % nq, pair_of(r / nq, over_b, c), t, 32 * kWarps);
+__device__ __forceinline__ void each_pair_row(int64_t count, int64_t nq, bool over_b, int64_t c, F&& f) {
+  each_row<kWarps>(count * nq, [&](int64_t r, int t, int step) { f(r, r % nq, pair_of(r / nq, over_b, c), t, step); });
 }
 
 // P = exp(S − L) where kept, else 0, from the chunk's S [count, Nq, n] in s: kept
@@ -146,7 +142,7 @@ template <class T, int kWarps>
 __global__ void probs_kernel(float* s, T* op, bool keep_p, int64_t count, int64_t nq, int64_t n, int64_t j0,
                              int64_t nk, bool over_b, int64_t c, int64_t heads, MaskView mask, const float* lse,
                              DropoutSpec drop) {
-  each_row<kWarps>(count, nq, over_b, c, [&](int64_t r, int64_t i, Pair ph, int t, int step) {
+  each_pair_row<kWarps>(count, nq, over_b, c, [&](int64_t r, int64_t i, Pair ph, int t, int step) {
     // L is +inf for a row with every key masked: exp(-inf) = 0.
     const float L = lse[(ph.b * heads + ph.h) * nq + i];
     const uint64_t w0 = weight_index(ph, heads, nq, i, nk, j0);
@@ -164,7 +160,7 @@ template <class T, int kWarps>
 __global__ void dscores_kernel(const float* p, const float* dp, T* ds, int64_t count, int64_t nq, int64_t n,
                                int64_t j0, int64_t nk, bool over_b, int64_t c, int64_t heads, const float* d,
                                DropoutSpec drop) {
-  each_row<kWarps>(count, nq, over_b, c, [&](int64_t r, int64_t i, Pair ph, int t, int step) {
+  each_pair_row<kWarps>(count, nq, over_b, c, [&](int64_t r, int64_t i, Pair ph, int t, int step) {
     const float D = d[(ph.b * heads + ph.h) * nq + i];
     const uint64_t w0 = weight_index(ph, heads, nq, i, nk, j0);
     for (int64_t j = t; j < n; j += step) {
@@ -275,8 +271,6 @@ DropoutSpec dropout_of(const AttentionArgs& a) {
   return DropoutSpec{a.dropout_seed, a.dropout_keep_below, a.dropout_scale};
 }
 
-inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
 // A batch of matrices as a product reads them: first element, row stride, matrix stride.
 struct Mat {
   const void* p;
@@ -292,28 +286,12 @@ struct Layout {
   int64_t width;  // the copy's, or the operand's own
 };
 Layout layout_of(const void* p, int64_t width, int64_t sb, int64_t sn, int64_t sh, size_t es) {
-  const bool ok = reinterpret_cast<uintptr_t>(p) % 16 == 0 && (sb * (int64_t)es) % 16 == 0 &&
-                  (sn * (int64_t)es) % 16 == 0 && (sh * (int64_t)es) % 16 == 0;
-  return ok ? Layout{false, width} : Layout{true, round_up(width, 16 / (int64_t)es)};
+  return vec16_ok(p, sb, sn, sh, 16 / (int)es) ? Layout{false, width} : Layout{true, round_up16(width, es)};
 }
 
-// dst [count, rows, dp] = src's rows, columns past d zero. A warp per row.
-template <class T>
-__global__ void pack_kernel(const T* src, int64_t ld, int64_t stride, int64_t count, int64_t rows, int64_t d,
-                            int64_t dp, T* dst) {
-  const int lane = threadIdx.x & 31;
-  const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
-  for (int64_t r = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32; r < count * rows; r += warps) {
-    const T* sr = src + (r / rows) * stride + (r % rows) * ld;
-    T* dr = dst + r * dp;
-    for (int64_t c = lane; c < dp; c += 32) dr[c] = c < d ? sr[c] : from_f<T>(0.f);
-  }
-}
-
-template <class T>
-Mat pack(const Mat& m, int64_t count, int64_t rows, int64_t d, int64_t dp, void* dst, cudaStream_t st) {
-  PERCEIVER_LAUNCH(warp_rows_grid(count * rows, kThreads / 32), kThreads, 0, st, pack_kernel<T>)(
-      static_cast<const T*>(m.p), m.ld, m.stride, count, rows, d, dp, static_cast<T*>(dst));
+// m's rows copied into dst [count, rows, dp], columns past d zero.
+Mat pack(const Mat& m, int64_t count, int64_t rows, int64_t d, int64_t dp, size_t es, void* dst, cudaStream_t st) {
+  copy_matrices(m.p, m.ld, m.stride, dst, dp, rows * dp, count, rows, d, es, st, dp);
   return Mat{dst, dp, rows * dp};
 }
 
@@ -340,7 +318,7 @@ __global__ void chunk_probs_kernel(float* s, T* op, int64_t lds, int64_t count, 
                                    int64_t nk, bool over_b, int64_t c, int64_t heads, MaskView mask,
                                    DropoutSpec drop, float* m, float* l, float* fac) {
   __shared__ float scratch[32];
-  each_row<kWarps>(count, nq, over_b, c, [&](int64_t r, int64_t i, Pair ph, int t, int step) {
+  each_pair_row<kWarps>(count, nq, over_b, c, [&](int64_t r, int64_t i, Pair ph, int t, int step) {
     const float* sr = s + r * lds;
     T* pr = op + r * lds;
     float mx = -INFINITY;
@@ -369,12 +347,10 @@ __global__ void chunk_probs_kernel(float* s, T* op, int64_t lds, int64_t count, 
 
 // O's rows [rows, ldo] *= fac, the first dv columns. A warp per row.
 __global__ void rescale_rows_kernel(float* o, int64_t ldo, int64_t dv, const float* fac, int64_t rows) {
-  const int lane = threadIdx.x & 31;
-  const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
-  for (int64_t r = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32; r < rows; r += warps) {
+  each_row(rows, [&](int64_t r, int t, int step) {
     const float f = fac[r];
-    for (int64_t d = lane; d < dv; d += 32) o[r * ldo + d] *= f;
-  }
+    for (int64_t d = t; d < dv; d += step) o[r * ldo + d] *= f;
+  });
 }
 
 // out (the strided [B, Nq, H, Dv] view) = O / L for call c's rows (0 where no key was
@@ -383,16 +359,12 @@ template <class T>
 __global__ void finish_rows_kernel(const float* o, int64_t ldo, const float* m, const float* l, T* out, float* lse,
                                    int64_t count, int64_t nq, int64_t dv, bool over_b, int64_t c, int64_t heads,
                                    int64_t sb, int64_t sn, int64_t sh) {
-  const int lane = threadIdx.x & 31;
-  const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
-  for (int64_t r = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32; r < count * nq; r += warps) {
-    const int64_t i = r % nq;
-    const Pair ph = pair_of(r / nq, over_b, c);
+  each_pair_row<1>(count, nq, over_b, c, [&](int64_t r, int64_t i, Pair ph, int t, int step) {
     const float sum = l[r], inv = sum > 0.f ? 1.f / sum : 0.f;
     T* orow = out + ph.b * sb + i * sn + ph.h * sh;
-    for (int64_t d = lane; d < dv; d += 32) orow[d] = from_f<T>(o[r * ldo + d] * inv);
-    if (lse && lane == 0) lse[(ph.b * heads + ph.h) * nq + i] = sum > 0.f ? m[r] + logf(sum) : INFINITY;
-  }
+    for (int64_t d = t; d < dv; d += step) orow[d] = from_f<T>(o[r * ldo + d] * inv);
+    if (lse && t == 0) lse[(ph.b * heads + ph.h) * nq + i] = sum > 0.f ? m[r] + logf(sum) : INFINITY;
+  });
 }
 
 }  // namespace
@@ -475,14 +447,14 @@ void attention_forward_gemm(GemmContext& ctx, DeviceAllocator& alloc, const Atte
     for (int64_t c = 0; c < gr.calls; c++) {
       PERCEIVER_LAUNCH(grid_for(crow), kThreads, 0, st, init_stats_kernel)(m, l, crow);
       Mat q{at(a.q, gr.base(c, a.q_sb, a.q_sh), es), a.q_sn, gr.stride(a.q_sb, a.q_sh)};
-      if (pad_qk) q = pack<T>(q, gr.count, a.nq, a.dqk, dqk, qc.p, st);
+      if (pad_qk) q = pack(q, gr.count, a.nq, a.dqk, dqk, es, qc.p, st);
       for (int64_t j0 = 0; j0 < a.nk; j0 += nc) {
         const int64_t n = std::min(nc, a.nk - j0);
         Mat k{at(a.k, gr.base(c, a.k_sb, a.k_sh) + j0 * a.k_sn, es), a.k_sn, gr.stride(a.k_sb, a.k_sh)};
         Mat v{at(a.v, gr.base(c, a.v_sb, a.v_sh) + j0 * a.v_sn, es), a.v_sn, gr.stride(a.v_sb, a.v_sh)};
-        if (pad_qk) k = pack<T>(k, gr.count, n, a.dqk, dqk, kc.p, st);
+        if (pad_qk) k = pack(k, gr.count, n, a.dqk, dqk, es, kc.p, st);
         if (same_kv) v = k;  // one copy serves both
-        else if (lv.pad) v = pack<T>(v, gr.count, n, a.dv, dv, vc.p, st);
+        else if (lv.pad) v = pack(v, gr.count, n, a.dv, dv, es, vc.p, st);
         // S = scale Q K_cᵀ (padded columns are 0 in both)
         product(ctx, dt, true, gr.count, a.nq, n, dqk, a.scale, 0.f,
                 Product{q.p, q.ld, q.stride, false, k.p, k.ld, k.stride, true, s.f(), lds, a.nq * lds}, st);

@@ -79,6 +79,9 @@ inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 1
 inline bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2, int elems16 = 8) {
   return aligned16(ptr) && s0 % elems16 == 0 && s1 % elems16 == 0 && s2 % elems16 == 0;
 }
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+// `cols` elements of es bytes rounded up to whole 16-byte units.
+inline int64_t round_up16(int64_t cols, size_t es) { return round_up(cols, 16 / (int64_t)es); }
 inline bool is_float(DType t) { return t == DType::Float32 || t == DType::BFloat16 || t == DType::Float16; }
 
 // A run-time switch: the environment variable is exactly "1". Callers read it once
@@ -135,6 +138,18 @@ inline unsigned grid_for(int64_t n, int threads = kThreads) {
 // inside the kernel.
 inline unsigned warp_rows_grid(int64_t rows, int warps) {
   return (unsigned)std::min<int64_t>((rows + warps - 1) / warps, 65535);
+}
+
+// Rows owned by groups of kWarps warps (a warp per row, or kWarps = the block's warps:
+// the block): f(r, t, step) for each row r of this thread's group, t its index in the
+// group and step the group's size. Rows past the grid loop; with a whole block per
+// row the loop is the same for every thread of the block, so f may synchronise it.
+template <int kWarps = 1, class F>
+__device__ __forceinline__ void each_row(int64_t rows, F&& f) {
+  constexpr int step = 32 * kWarps;
+  const int64_t per_block = blockDim.x / step;
+  for (int64_t r = blockIdx.x * per_block + threadIdx.x / step; r < rows; r += (int64_t)gridDim.x * per_block)
+    f(r, (int)(threadIdx.x % step), step);
 }
 
 // Calls f(std::integral_constant<int, K>{}) for the first K of K0, kRest... that is at

@@ -74,13 +74,11 @@ __global__ void copy_same_kernel(Strided<2> s, E* dst, const E* src, int64_t n) 
 // bf16 forward on an H200 element by element (0.6 TB/s).
 template <class E>
 __global__ void copy_rows_kernel(Strided<2> s, E* dst, const E* src, int64_t rows, int64_t len) {
-  const int lane = threadIdx.x & 31;
-  const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
-  for (int64_t r = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32; r < rows; r += warps) {
+  each_row(rows, [&](int64_t r, int t, int step) {
     int64_t off[2];
     s.offsets(r * len, off);
-    for (int64_t c = lane; c < len; c += 32) dst[off[0] + c] = src[off[1] + c];
-  }
+    for (int64_t c = t; c < len; c += step) dst[off[0] + c] = src[off[1] + c];
+  });
 }
 
 // Different dtypes go through float32, which holds every value of the 16-bit

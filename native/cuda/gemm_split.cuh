@@ -25,6 +25,7 @@
 
 #include "../backend.h"
 #include "common.cuh"
+#include "copy_matrices.cuh"
 
 namespace perceiver {
 namespace cuda {
@@ -45,43 +46,16 @@ __host__ __device__ __forceinline__ float tf32_round(float x) {
 // ld, matrix stride stride), into [batch, rows, cols] at row stride dld. A warp per row.
 __global__ void tf32_split_kernel(const float* x, int64_t ld, int64_t stride, int64_t batch, int64_t rows,
                                   int64_t cols, float* hi, float* lo, int64_t dld) {
-  const int lane = threadIdx.x & 31;
-  const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
-  for (int64_t r = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32; r < batch * rows; r += warps) {
+  each_row(batch * rows, [&](int64_t r, int t, int step) {
     const float* xr = x + (r / rows) * stride + (r % rows) * ld;
-    for (int64_t c = lane; c < cols; c += 32) {
+    for (int64_t c = t; c < cols; c += step) {
       const float v = xr[c], h = tf32_round(v);
       hi[r * dld + c] = h;
       lo[r * dld + c] = tf32_round(v - h);
     }
-  }
+  });
 }
 
-// The rows x cols matrices of a batch from (ld, stride) to (dld, dstride), a warp per
-// row; elements of E (the dtype's size).
-template <class E>
-__global__ void copy_matrices_kernel(const E* src, int64_t ld, int64_t stride, E* dst, int64_t dld, int64_t dstride,
-                                     int64_t batch, int64_t rows, int64_t cols) {
-  const int lane = threadIdx.x & 31;
-  const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
-  for (int64_t r = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32; r < batch * rows; r += warps) {
-    const int64_t g = r / rows, i = r % rows;
-    const E* sr = src + g * stride + i * ld;
-    E* dr = dst + g * dstride + i * dld;
-    for (int64_t c = lane; c < cols; c += 32) dr[c] = sr[c];
-  }
-}
-
-inline void copy_matrices(const void* src, int64_t ld, int64_t stride, void* dst, int64_t dld, int64_t dstride,
-                          int64_t batch, int64_t rows, int64_t cols, size_t es, cudaStream_t s) {
-  auto launch = [&](auto e) {
-    using E = decltype(e);
-    PERCEIVER_LAUNCH(warp_rows_grid(batch * rows, kThreads / 32), kThreads, 0, s, copy_matrices_kernel<E>)(
-        static_cast<const E*>(src), ld, stride, static_cast<E*>(dst), dld, dstride, batch, rows, cols);
-  };
-  if (es == 2) launch(uint16_t{});
-  else launch(uint32_t{});
-}
 
 // One operand of a product as stored: rows x cols per matrix, `count` matrices (1 when
 // every matrix of the batch shares it).
@@ -94,11 +68,6 @@ inline SplitOperand split_a(const MatmulArgs& a) {
 }
 inline SplitOperand split_b(const MatmulArgs& a) {
   return {a.trans_b ? a.n : a.k, a.trans_b ? a.k : a.n, a.batch > 1 && a.stride_b != 0 ? a.batch : 1};
-}
-
-inline int64_t round_up16(int64_t cols, size_t es) {
-  const int64_t k = 16 / (int64_t)es;
-  return (cols + k - 1) / k * k;
 }
 
 // The copies' row stride: whole 16-byte units, so that cuBLASLt reads them so.
@@ -152,8 +121,9 @@ struct AlignPlan {
   int64_t lda, ldb, ldc;
   size_t off_b, off_c, bytes;  // in the scratch: A's copy at 0
 };
+// Whether an operand at (ld, stride) is in whole 16-byte units.
 inline bool units16(const void* p, int64_t ld, int64_t stride, size_t es) {
-  return (reinterpret_cast<uintptr_t>(p) | (uintptr_t)(ld * (int64_t)es) | (uintptr_t)(stride * (int64_t)es)) % 16 == 0;
+  return vec16_ok(p, ld, stride, 0, 16 / (int)es);
 }
 inline AlignPlan align_plan(const MatmulArgs& a) {
   const size_t es = dtype_size(a.dtype), es_c = a.c_float32 ? 4 : es;
