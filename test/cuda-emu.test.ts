@@ -1,7 +1,8 @@
 // The CUDA kernels that native/cuda/emu compiles for the CPU (attention.cu's forward
 // through every tier, path and key split, float32's SIMT kernel included;
 // attention_gemm.cu's composed forward and gradient, its cuBLASLt products as plain
-// loops; attention_backward.cu's flash gradient; backward.cu's gradients; update.cu, random.cu, embedding.cu, conv2d.cu,
+// loops; attention_tune.cu's timed choice between the two, on the host's clock;
+// attention_backward.cu's flash gradient; backward.cu's gradients; update.cu, random.cu, embedding.cu, conv2d.cu,
 // pool.cu and batchnorm.cu; the 16-byte binary and layer-norm kernels of
 // elementwise.cu and reduce.cu with their fallbacks) run here from their own source
 // against double-precision references, so a kernel's index arithmetic, fragment
@@ -227,6 +228,25 @@ emulated('products through copies (gemm_split.cuh): float32 as three TF32 produc
   t.is(r.passed(/^PASS aligned copies .*: plan .*, 0 unaligned product/), 10);
   t.is(r.passed(/^PASS aligned copies aligned .*: plan +no copies/), 2);
   t.is(r.checks, 32);
+});
+
+emulated('attention tuning (attention_tune.cu) times the fused kernel against the products on the first call of a shape, keeps the faster by its margin, and ends the call with the chosen path\'s own bits', (t, family) => {
+  const r = family('tune');
+  // 4 shapes (one head over 600 keys, 8 heads with a mask, padded 13-wide rows, a small
+  // one timed the full number of times) in bf16 and fp16, and the padded one again with
+  // its products slowed so that the fused kernel wins: 7 checks each (nothing kept
+  // before; both paths timed alike; the choice follows the timings and the margin; the
+  // first call's out and lse are the chosen path's bits; a later call runs it once,
+  // untimed; without lse the key differs and is timed afresh).
+  t.is(r.passed(/^PASS tune the faster by the margin .*takes products$/), 8);
+  t.is(r.passed(/^PASS tune the faster by the margin .*slowed products: .*takes fused$/), 1);
+  t.is(r.passed(/^PASS tune first call's out and lse are the chosen path's bits /), 9);
+  // The products out of memory (the fused kernel kept, its bits), another error thrown
+  // with nothing kept, and calls not timed: under the flops, out over k, lse over q.
+  t.is(r.passed(/^PASS tune products out of memory keep the fused kernel and its bits /), 1);
+  t.is(r.passed(/^PASS tune a products fault is thrown, nothing kept /), 1);
+  t.is(r.passed(/^PASS tune .* runs fused once, untimed /), 3);
+  t.is(r.checks, 69);
 });
 
 emulated('the flash attention gradient (attention_backward.cu), emulated on the CPU, matches the reference gradient', (t, family) => {

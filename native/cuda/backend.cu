@@ -22,6 +22,7 @@
 #include "attention.h"
 #include "attention_backward.h"
 #include "attention_gemm.h"
+#include "attention_tune.h"
 #include "common.cuh"
 #include "cublaslt.h"
 #include "gemm.h"
@@ -197,6 +198,19 @@ class CudaBackend final : public Backend {
       attention_forward_gemm(gemm_, alloc_, a, stream_, chunk_bytes_);
       return;
     }
+    if (tunes_attention(a)) {
+      tuner_.run(
+          a, stream_,
+          [&](AttentionPath p) {
+            if (p == AttentionPath::Products) attention_forward_gemm(gemm_, alloc_, a, stream_, chunk_bytes_);
+            else fused_attention(a);
+          },
+          attention_tune_mode());
+      return;
+    }
+    fused_attention(a);
+  }
+  void fused_attention(const AttentionArgs& a) {
     size_t ws = attention_workspace_bytes(a, sm_count_);
     Scratch scratch(alloc_, ws);
     cudaError_t e = attention_forward(a, scratch.p, ws, sm_count_, stream_);
@@ -379,6 +393,16 @@ class CudaBackend final : public Backend {
     return attention_beyond_one_tc_pass(a.dtype, a.dqk, a.dv, cc_, smem_optin_) ||
            (long_keys_to_products() && a.nk >= 8192 && a.nk >= 8 * a.nq);
   }
+  // 16-bit calls both forwards serve go to the faster on this device, timed on the first
+  // call of each shape (attention_tune.h), unless PERCEIVER_CUDA_ATTENTION_TUNE=0 or
+  // PERCEIVER_CUDA_ATTENTION_GEMM=0 (the fused kernel always).
+  static int attention_tune_mode() {
+    static const int mode = attention_tune_mode_from_env();
+    return mode;
+  }
+  static bool tunes_attention(const AttentionArgs& a) {
+    return a.dtype != DType::Float32 && attention_tune_mode() != 0 && gemm_attention_mode() != 0;
+  }
   // PERCEIVER_CUDA_ATTENTION_LONG_KEYS=1, a candidate not yet timed on a GPU
   // (seventeenth session): 16-bit calls over long key ranges (at least 8192 keys and 8
   // per query: the ImageNet encoder's 50,176 pixels for 512 latents) take the products
@@ -402,6 +426,9 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   DeviceAllocator alloc_;
   GemmContext gemm_{};
+  // Calls under 2^30 flops (a few microseconds fused) are launch-bound: the products'
+  // five launches per chunk lose there whatever their rate.
+  AttentionTuner tuner_{double(1 << 30)};
   std::mutex staging_mu_;
   void* staging_[2] = {nullptr, nullptr};
   cudaEvent_t staged_[2] = {nullptr, nullptr};

@@ -159,6 +159,7 @@ void check_layer_norm_backward(DType dt, int64_t rows, int64_t n, bool affine, b
 void check_softmax_backward(DType in, DType out, int64_t rows, int64_t n);
 void check_ops();                                 // check_ops.cc: update.cu, random.cu and the others
 void check_races();                               // check_races.cc: the race detection itself
+void check_tune();                                // check_tune.cc: attention_tune.cu
 void check_gemm_split();                          // check_gemm_split.cc: gemm_split.cuh (3xTF32)
 
 }  // namespace perceiver::emu::check

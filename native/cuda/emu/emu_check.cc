@@ -5,7 +5,7 @@
 // without a GPU (test/cuda-emu.test.ts builds and runs it; so does
 // scripts/device-check.sh --prepare, before anything goes to a GPU):
 //   g++ -std=c++20 -O1 -ffp-contract=off -I<cuda>/include -Inative native/cuda/emu/*.cc -o emu_check
-//   ./emu_check [all | attention | composed | flash | rows | elementwise | training | ops | gemm | races] [name filter]
+//   ./emu_check [all | attention | composed | flash | rows | elementwise | training | ops | gemm | tune | races] [name filter]
 // The filter selects attention, composed and flash shapes by name. "rows" takes the 16-byte
 // kernels, as on a GPU, unless PERCEIVER_CUDA_VECTOR_KERNELS=0 (then their fallbacks);
 // the attention switches route "attention"'s public entry.
@@ -19,8 +19,8 @@ using namespace perceiver::emu::check;
 int main(int argc, char** argv) {
   const std::string what = argc > 1 ? argv[1] : "all", filter = argc > 2 ? argv[2] : "";
   if (what != "all" && what != "attention" && what != "composed" && what != "flash" && what != "rows" && what != "training" &&
-      what != "ops" && what != "elementwise" && what != "gemm" && what != "races") {
-    std::fprintf(stderr, "usage: %s [all | attention | composed | flash | rows | elementwise | training | ops | gemm | races] [filter]\n",
+      what != "ops" && what != "elementwise" && what != "gemm" && what != "tune" && what != "races") {
+    std::fprintf(stderr, "usage: %s [all | attention | composed | flash | rows | elementwise | training | ops | gemm | tune | races] [filter]\n",
                  argv[0]);
     return 2;
   }
@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   if (what == "all" || what == "training") check_training();
   if (what == "all" || what == "ops") check_ops();
   if (what == "all" || what == "gemm") check_gemm_split();
+  if (what == "all" || what == "tune") check_tune();
   std::printf("%s: %d failure(s) in %d checks\n", g_failures ? "FAILED" : "OK", g_failures, g_checks);
   return g_failures ? 1 : 0;
 }

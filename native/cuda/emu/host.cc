@@ -3,6 +3,7 @@
 // allocations on the host), check_launch, Storage and the device allocator as plain
 // host memory, in place of native/storage.cc and the backends behind it, and
 // cuBLASLt's products (gemm.cu's matmul) as a plain loop.
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -51,6 +52,32 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind)
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamIsCapturing(cudaStream_t, cudaStreamCaptureStatus* status) {
+  *status = cudaStreamCaptureStatusNone;
+  return cudaSuccess;
+}
+// Launches run to completion before they return, so an event is the host's clock when
+// it is recorded, and a timing between two is the emulated work's own (attention_tune.cu).
+struct CUevent_st {
+  std::chrono::steady_clock::time_point t;
+};
+cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  *e = new CUevent_st{};
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+  e->t = std::chrono::steady_clock::now();
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  *ms = std::chrono::duration<float, std::milli>(b->t - a->t).count();
+  return cudaSuccess;
+}
 const char* cudaGetErrorName(cudaError_t) { return "cudaError (emulation)"; }
 const char* cudaGetErrorString(cudaError_t) { return "an error in the emulated runtime"; }
 }
