@@ -65,9 +65,11 @@
 #       PERCEIVER_CUDA_ROW_KERNELS=0, the kernels before them.
 #       And the seventeenth session's products in one pass over the keys (path "gemm",
 #       the default where products serve): where the harness passes them, the runs with
-#       the candidates on also have PERCEIVER_CUDA_ATTENTION_LONG_KEYS=1 (16-bit calls
-#       over long key ranges, the ImageNet encoder's, to the products) and
-#       PERCEIVER_CUDA_ATTENTION_GEMM=1 (float32 attention to them whole). And
+#       the candidates on also have PERCEIVER_CUDA_ATTENTION_GEMM=1 (float32 attention to
+#       them whole); 16-bit calls over long key ranges (the ImageNet encoder's) reach
+#       them by the eighteenth session's attention tuning, on by default, whose
+#       timings bench-gpu's default run prints (PERCEIVER_CUDA_ATTENTION_TUNE=verbose)
+#       and every summary lists. And
 #       PERCEIVER_CUDA_TF32=3, float32 products as three TF32 products
 #       (native/cuda/gemm_split.cuh): cuda_gemm_check checks and times them against the
 #       CUDA cores in one process, and where every case passed the runs below have it.
@@ -303,6 +305,14 @@ for (case, on), (ms, tf, ok, err) in times.items():
 PY
 }
 
+# The attention tuner's timings (native/cuda/attention_tune.h) in bench-gpu's default
+# run: per 16-bit shape of 2^30 flops and up, the fused kernel against the products and
+# the path kept.
+attention_tuning() {
+  echo "-- attention tuning in bench-gpu (each shape's first call: fused against products, ms):"
+  grep -hE '^perceiver cuda: attention tuning' "$LOGS/bench-gpu.log" | sed -E 's/^perceiver cuda: attention tuning //' | sort -u | cut -c1-160 | head -12
+}
+
 bench_brief() {
   sed -E 's/^BENCH +([^ ]+) +([^ ]+) +([^ ]+) +splits=([0-9]+) +([0-9.]+) ms +([0-9.]+) TFLOP\/s.*\] ?(.*)$/\1 \2 \3 s\4 \5 ms \6 TFLOPs \7/' | cut -c1-120
 }
@@ -358,7 +368,7 @@ setup() {
 bench_both() {
   local name=$1
   shift
-  step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
+  step bench-gpu 110 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_TUNE=verbose node dist/scripts/bench-gpu.js --out "$LOGS" --profile
   step "bench-gpu-$name" 80 env PERCEIVER_DEVICE=cuda "$@" node dist/scripts/bench-gpu.js --no-torch --profile
   step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1
   step "bench-train-gpu-$name" 70 env PERCEIVER_DEVICE=cuda "$@" node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
@@ -418,6 +428,7 @@ compare() {
   grep -A1 --no-group-separator -E 'matmul bfloat16 b1 2048x1280x1280 tB bias( \+C)? act0' "$LOGS/cuda_gemm_check.log" | paste - - | tr -s ' ' | cut -c1-120
   echo
   show_bench_gpu
+  attention_tuning
   echo "-- with the older kernels (ours):"
   show_ours_bench bench-gpu-back
   echo
@@ -478,11 +489,11 @@ candidates() {
   # and times them beside the default at the self-attention shapes.
   step cuda_attention_check 140 env CUBLASLT_LOG_LEVEL=1 bin/cuda_attention_check "${skip_arg[@]}"
   # The products in one pass over the keys (seventeenth session; path "gemm"): where
-  # the harness passed them, 16-bit calls over long key ranges take them
-  # (PERCEIVER_CUDA_ATTENTION_LONG_KEYS=1) and float32 calls come to them whole
-  # (PERCEIVER_CUDA_ATTENTION_GEMM=1) in the runs below.
+  # the harness passed them, float32 calls come to them whole
+  # (PERCEIVER_CUDA_ATTENTION_GEMM=1) in the runs below. 16-bit calls over long key
+  # ranges need no switch: the attention tuning (the default) times them both ways.
   if grep -qE '^PASS .* gemm ' "$LOGS/cuda_attention_check.log" && ! grep -qE '^FAIL .* gemm(64)? ' "$LOGS/cuda_attention_check.log"; then
-    on+=(PERCEIVER_CUDA_ATTENTION_LONG_KEYS=1 PERCEIVER_CUDA_ATTENTION_GEMM=1)
+    on+=(PERCEIVER_CUDA_ATTENTION_GEMM=1)
   else
     echo "the products' checks failed or did not run: their switches stay off (cuda_attention_check.log)"
   fi
@@ -575,6 +586,7 @@ candidates() {
   grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|flow-self) +float32 +(auto|gemm|tcx) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   echo
   show_bench_gpu
+  attention_tuning
   echo "-- with ${on[*]} (ours):"
   show_ours_bench bench-gpu-on
   echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=64 (ours):"
@@ -636,7 +648,9 @@ checks() {
   fi
 
   echo "== bench-gpu"
-  step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
+  # Each attention shape's timing of the fused kernel against the products (on by
+  # default; verbose prints it): the summary lists them.
+  step bench-gpu 110 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_TUNE=verbose node dist/scripts/bench-gpu.js --out "$LOGS" --profile
 
   if [ -z "${SKIP_TRAIN:-}" ]; then
     echo "== bench-train-gpu"
@@ -676,6 +690,7 @@ checks() {
   cat "$OUT/summary.txt"
   echo
   show_bench_gpu
+  attention_tuning
   if [ -f "$LOGS/bench-gpu-switches.log" ]; then
     echo "-- with PERCEIVER_CUDA_ATTENTION_WIDE=1 and PERCEIVER_CUDA_ATTENTION_GEMM=1:"
     grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-switches.log" | head -12 || true

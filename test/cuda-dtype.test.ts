@@ -99,8 +99,9 @@ for (const dtype of ['bfloat16', 'float16'] as const) {
 for (const dtype of ['bfloat16', 'float16'] as const) {
   // The ImageNet encoders' cross-attention: one head 261 wide over a long key range,
   // keys and values one tensor (models/fast-attention.ts). On CUDA, over 8192 keys and 8
-  // per query, PERCEIVER_CUDA_ATTENTION_LONG_KEYS=1 sends it to the products, whose
-  // 522-byte rows go through one padded copy for both.
+  // per query, PERCEIVER_CUDA_ATTENTION_LONG_KEYS=1 sends it to the products (at the
+  // encoder's size the attention tuning may too), whose 522-byte rows go through one
+  // padded copy for both.
   test(`${dtype}: attention of one 261-wide head over 8200 keys, keys and values one tensor`, async (t) => {
     const [q, q32] = pair([1, 16, 1, 261], 17, dtype);
     const [x, x32] = pair([1, 8200, 1, 261], 18, dtype);

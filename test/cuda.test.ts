@@ -7,6 +7,7 @@
 // instead of crashing; the CPU and CUDA random streams agree; the fused optimizer
 // updates and the training kernels agree with the CPU's, deterministically.
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
 import { native } from '../lib/native.js';
@@ -150,6 +151,51 @@ function worstError(got: ArrayLike<number>, want: ArrayLike<number>, atol: numbe
   for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / (Math.abs(want[i]) + atol));
   return worst;
 }
+
+// 16-bit attention calls of 2^30 flops and up that both forwards take are timed both
+// ways on their shape's first call (native/cuda/attention_tune.h); the call's result must
+// still be the chosen path's, the same bits as every later call's.
+cuda('16-bit attention over 2^30 flops: the first call, timed both ways, gives the bits of later calls, within tolerance of float32', async (t) => {
+  const cases: [string, number[], number[]][] = [
+    ['one 261-wide head over 4096 keys (the image encoders\' kind)', [1, 512, 1, 261], [1, 4096, 1, 261]],
+    ['8 heads of 128 over 1024 keys, batch 2', [2, 1024, 8, 128], [2, 1024, 8, 128]],
+  ];
+  for (const dtype of ['bfloat16', 'float16'] as const) {
+    for (const [what, qs, ks] of cases) {
+      const q32 = P.randn(qs, { seed: 31, device: 'cuda' });
+      const k32 = P.randn(ks, { seed: 32, device: 'cuda' });
+      const v32 = P.randn(ks, { seed: 33, device: 'cuda' });
+      const [q, k, v] = [q32, k32, v32].map((x) => x.cast(dtype));
+      const first = await P.attention(q, k, v).cast('float32').data();
+      const later = await P.attention(q, k, v).cast('float32').data();
+      t.deepEqual(Array.from(later), Array.from(first), `${dtype} ${what}: a later call differs from the first`);
+      const want = await P.attention(q.cast('float32'), k.cast('float32'), v.cast('float32')).data();
+      const worst = worstError(first, want, 1e-2);
+      t.true(worst <= (dtype === 'bfloat16' ? 3e-2 : 5e-3), `${dtype} ${what}: worst relative error ${worst}`);
+    }
+  }
+});
+
+cuda('PERCEIVER_CUDA_ATTENTION_TUNE=verbose prints each shape\'s timing once; =0 times nothing', (t) => {
+  const lib = new URL('../lib/index.js', import.meta.url).href;
+  const script = `import * as P from ${JSON.stringify(lib)};
+    const q = P.randn([1, 512, 1, 261], { seed: 1, device: 'cuda' }).cast('bfloat16');
+    const x = P.randn([1, 4096, 1, 261], { seed: 2, device: 'cuda' }).cast('bfloat16');
+    for (let i = 0; i < 3; i++) await P.attention(q, x, x).data();`;
+  const lines = (mode: string) => {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 120_000,
+      env: { ...process.env, PERCEIVER_CUDA_ATTENTION_TUNE: mode },
+    });
+    t.is(r.status, 0, r.stderr);
+    return r.stderr.split('\n').filter((l) => l.includes('attention tuning'));
+  };
+  const verbose = lines('verbose');
+  t.is(verbose.length, 1, verbose.join('\n'));
+  t.regex(verbose[0], /attention tuning \[B1 H1 Nq512 Nk4096 Dqk261 Dv261 bfloat16\]: fused \d+\.\d+ ms, products (\d+\.\d+|inf) ms; takes (the products|the fused kernel)$/);
+  t.deepEqual(lines('0'), []);
+});
 
 cuda("fused optimizer updates on cuda match the cpu kernels, and LAMB's device-side norms are deterministic", async (t) => {
   const n = 300_007;

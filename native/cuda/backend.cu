@@ -403,12 +403,13 @@ class CudaBackend final : public Backend {
   static bool tunes_attention(const AttentionArgs& a) {
     return a.dtype != DType::Float32 && attention_tune_mode() != 0 && gemm_attention_mode() != 0;
   }
-  // PERCEIVER_CUDA_ATTENTION_LONG_KEYS=1, a candidate not yet timed on a GPU
-  // (seventeenth session): 16-bit calls over long key ranges (at least 8192 keys and 8
-  // per query: the ImageNet encoder's 50,176 pixels for 512 latents) take the products
-  // too. There the fused kernel (tc tier 3, 0.58 ms on an H200) is slower than torch's
-  // plain matmul-softmax-matmul (0.42 ms), and the products now make one pass over the
-  // keys, on 16-byte-aligned copies of the 261-wide rows.
+  // PERCEIVER_CUDA_ATTENTION_LONG_KEYS=1 (seventeenth session): 16-bit calls over long
+  // key ranges (at least 8192 keys and 8 per query: the ImageNet encoder's 50,176
+  // pixels for 512 latents) take the products untimed, whatever the tuning. There the
+  // fused kernel (tc tier 3, 0.58 ms on an H200) was slower than torch's plain
+  // matmul-softmax-matmul (0.42 ms), and the products now make one pass over the keys,
+  // on 16-byte-aligned copies of the 261-wide rows. The tuning (on by default) decides
+  // such calls by timing them; this rule, written before it, stays as a switch.
   static bool long_keys_to_products() {
     static const bool on = env_mode("PERCEIVER_CUDA_ATTENTION_LONG_KEYS") == 1;
     return on;
