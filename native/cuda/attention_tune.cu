@@ -71,7 +71,9 @@ AttentionTuner::Key AttentionTuner::key_of(const AttentionArgs& a) {
 
 bool AttentionTuner::timeable(const AttentionArgs& a, cudaStream_t stream) const {
   const double flops = 2.0 * (double)a.batch * (double)a.heads * (double)a.nq * (double)a.nk * (double)(a.dqk + a.dv);
-  if (flops < min_flops_ || flops <= 0) return false;
+  // Empty products (no keys, zero-width heads) are the fused kernel's alone.
+  if (flops < min_flops_ || a.nq <= 0 || a.nk <= 0 || a.dqk <= 0 || a.dv <= 0 || a.batch <= 0 || a.heads <= 0)
+    return false;
   const int64_t eb = (int64_t)dtype_size(a.dtype);
   const Span out = span_of(a.out, eb, {{a.batch, a.o_sb}, {a.nq, a.o_sn}, {a.heads, a.o_sh}, {a.dv, 1}});
   const Span lse = a.lse ? span_of(a.lse, 4, {{a.batch * a.heads * a.nq, 1}}) : Span{};
