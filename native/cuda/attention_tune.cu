@@ -69,11 +69,13 @@ AttentionTuner::Key AttentionTuner::key_of(const AttentionArgs& a) {
           a.mask ? 1 : 0, a.mask ? a.m_sb : 0, a.mask ? a.m_sq : 0, a.mask ? a.m_sk : 0, a.lse ? 1 : 0};
 }
 
-bool AttentionTuner::timeable(const AttentionArgs& a, cudaStream_t stream) const {
+bool AttentionTuner::worth_timing(const AttentionArgs& a) const {
   const double flops = 2.0 * (double)a.batch * (double)a.heads * (double)a.nq * (double)a.nk * (double)(a.dqk + a.dv);
   // Empty products (no keys, zero-width heads) are the fused kernel's alone.
-  if (flops < min_flops_ || a.nq <= 0 || a.nk <= 0 || a.dqk <= 0 || a.dv <= 0 || a.batch <= 0 || a.heads <= 0)
-    return false;
+  return flops >= min_flops_ && a.nq > 0 && a.nk > 0 && a.dqk > 0 && a.dv > 0 && a.batch > 0 && a.heads > 0;
+}
+
+bool AttentionTuner::rerunnable(const AttentionArgs& a, cudaStream_t stream) {
   const int64_t eb = (int64_t)dtype_size(a.dtype);
   const Span out = span_of(a.out, eb, {{a.batch, a.o_sb}, {a.nq, a.o_sn}, {a.heads, a.o_sh}, {a.dv, 1}});
   const Span lse = a.lse ? span_of(a.lse, 4, {{a.batch * a.heads * a.nq, 1}}) : Span{};
@@ -101,7 +103,7 @@ AttentionTuning AttentionTuner::tune(const AttentionArgs& a, cudaStream_t stream
   int last = -1;  // the path whose run last completed; -1 after one that failed
   // Throws what a run throws, but for the products running out of memory: that path is
   // then out of the running.
-  auto timed = [&](AttentionPath p) -> float {
+  auto time_run = [&](AttentionPath p) -> float {
     CUDA_CHECK("attention (tuning)", cudaEventRecord(events_[0], stream));
     try {
       run(p);
@@ -118,16 +120,17 @@ AttentionTuning AttentionTuner::tune(const AttentionArgs& a, cudaStream_t stream
     last = (int)p;
     return ms;
   };
-  timed(AttentionPath::Fused);  // untimed: modules load, scratch is allocated
-  timed(AttentionPath::Products);
+  // Once each untimed (modules load, scratch is allocated), then alternately.
+  time_run(AttentionPath::Fused);
+  time_run(AttentionPath::Products);
   for (int i = 0; i < kAttentionTuneRuns && products_ok; i++) {
-    t.fused_ms = std::min(t.fused_ms, timed(AttentionPath::Fused));
-    t.products_ms = std::min(t.products_ms, timed(AttentionPath::Products));
+    t.fused_ms = std::min(t.fused_ms, time_run(AttentionPath::Fused));
+    t.products_ms = std::min(t.products_ms, time_run(AttentionPath::Products));
     if (t.fused_ms > kAttentionTuneLongMs) break;
   }
   if (!products_ok) {
     t.products_ms = INFINITY;
-    if (!std::isfinite(t.fused_ms)) t.fused_ms = timed(AttentionPath::Fused);
+    if (!std::isfinite(t.fused_ms)) t.fused_ms = time_run(AttentionPath::Fused);
   }
   t.path = t.products_ms < kAttentionTuneMargin * t.fused_ms ? AttentionPath::Products : AttentionPath::Fused;
   // The call's result is the chosen path's, whole: a products run that failed may have
@@ -138,10 +141,11 @@ AttentionTuning AttentionTuner::tune(const AttentionArgs& a, cudaStream_t stream
 
 AttentionPath AttentionTuner::run(const AttentionArgs& a, cudaStream_t stream,
                                   const std::function<void(AttentionPath)>& run, int verbosity) {
-  if (!timeable(a, stream)) {
+  if (!worth_timing(a)) {
     run(AttentionPath::Fused);
     return AttentionPath::Fused;
   }
+  // A kept path runs once, which any call allows, rerunnable or not.
   const Key key = key_of(a);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -151,6 +155,10 @@ AttentionPath AttentionTuner::run(const AttentionArgs& a, cudaStream_t stream,
       run(p);
       return p;
     }
+  }
+  if (!rerunnable(a, stream)) {
+    run(AttentionPath::Fused);
+    return AttentionPath::Fused;
   }
   const AttentionTuning t = tune(a, stream, run);
   if (verbosity >= 2)

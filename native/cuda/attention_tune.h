@@ -10,13 +10,13 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <string>
-#include <vector>
 
 #include "../backend.h"
 
@@ -63,8 +63,8 @@ class AttentionTuner {
   // path's last run left them, so the call's result is that path's. A products run
   // that runs out of memory leaves the fused kernel's; any other error is thrown.
   // Calls that cannot be run more than once (out or lse overlapping an input, a stream
-  // capturing a graph) or are below min_flops take the fused kernel, untimed and
-  // uncached. verbosity 2 prints each timing to stderr.
+  // capturing a graph) and whose shape has nothing kept yet, or that are below
+  // min_flops, take the fused kernel, untimed and uncached. verbosity 2 prints each timing to stderr.
   AttentionPath run(const AttentionArgs& a, cudaStream_t stream, const std::function<void(AttentionPath)>& run,
                     int verbosity);
 
@@ -72,9 +72,12 @@ class AttentionTuner {
   bool find(const AttentionArgs& a, AttentionTuning* t) const;
 
  private:
-  using Key = std::vector<int64_t>;
+  using Key = std::array<int64_t, 29>;  // a fixed array: no allocation per call
   static Key key_of(const AttentionArgs& a);
-  bool timeable(const AttentionArgs& a, cudaStream_t stream) const;
+  bool worth_timing(const AttentionArgs& a) const;
+  // Whether the call may run more than once: out and lse overlap no input, and the
+  // stream is not capturing a graph.
+  static bool rerunnable(const AttentionArgs& a, cudaStream_t stream);
   AttentionTuning tune(const AttentionArgs& a, cudaStream_t stream, const std::function<void(AttentionPath)>& run);
 
   double min_flops_;

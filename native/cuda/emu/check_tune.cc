@@ -182,6 +182,24 @@ void check_untimed(const AttentionShape& s, DType dt) {
            std::string(which == 0 ? "out over k" : "lse over q") + " runs fused once, untimed " + label);
     pr.q = keep_q, pr.k = keep_k;
   }
+  {  // A shape already kept runs its path once, whether or not the call could run twice.
+    // With lse: emulated, the products are then kept (the fused path's statistics pass
+    // is the slower), which a tuner that skipped the kept path would not run.
+    pc::AttentionTuner tuner(0);
+    Paths paths;
+    std::vector<float> lse(s.B * s.H * s.nq + 1);
+    AttentionArgs first = pr.a;
+    first.lse = lse.data();
+    const pc::AttentionPath kept = tuner.run(first, nullptr, [&](pc::AttentionPath q) { paths(first, q); }, 0);
+    AttentionArgs a = first;
+    a.out = const_cast<float*>(a.k);  // same strides and 16-byte alignment: the same key
+    std::vector<float> keep_k = pr.k;
+    const int before[2] = {paths.runs[0], paths.runs[1]};
+    const pc::AttentionPath p = tuner.run(a, nullptr, [&](pc::AttentionPath q) { paths(a, q); }, 0);
+    expect(p == kept && paths.runs[(int)p] == before[(int)p] + 1 && paths.runs[1 - (int)p] == before[1 - (int)p],
+           std::string("out over k, its shape kept, runs the kept path (") + name_of(kept) + ") once " + label);
+    pr.k = keep_k;
+  }
 }
 
 }  // namespace
