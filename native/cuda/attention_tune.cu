@@ -147,14 +147,15 @@ AttentionPath AttentionTuner::run(const AttentionArgs& a, cudaStream_t stream,
   }
   // A kept path runs once, which any call allows, rerunnable or not.
   const Key key = key_of(a);
+  int kept = -1;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = kept_.find(key);
-    if (it != kept_.end()) {
-      const AttentionPath p = it->second.path;
-      run(p);
-      return p;
-    }
+    if (it != kept_.end()) kept = (int)it->second.path;
+  }
+  if (kept >= 0) {
+    run((AttentionPath)kept);
+    return (AttentionPath)kept;
   }
   if (!rerunnable(a, stream)) {
     run(AttentionPath::Fused);
