@@ -308,9 +308,12 @@ PY
 # The attention tuner's timings (native/cuda/attention_tune.h) in bench-gpu's default
 # run: per 16-bit shape of 2^30 flops and up, the fused kernel against the products and
 # the path kept.
+# attention_tuning [STEP]: from bench-gpu's log, or STEP's (a run with candidates on,
+# whose fused kernel may be the warpgroup or the 3xTF32 one).
 attention_tuning() {
-  echo "-- attention tuning in bench-gpu (each shape's first call: fused against products, ms):"
-  grep -hE '^perceiver cuda: attention tuning' "$LOGS/bench-gpu.log" | sed -E 's/^perceiver cuda: attention tuning //' | sort -u | cut -c1-160 | head -12
+  local log=${1:-bench-gpu}
+  echo "-- attention tuning in $log (each shape's first call: fused against products, ms):"
+  grep -hE '^perceiver cuda: attention tuning' "$LOGS/$log.log" 2> /dev/null | sed -E 's/^perceiver cuda: attention tuning //' | sort -u | cut -c1-160 | head -12
 }
 
 bench_brief() {
@@ -483,6 +486,9 @@ candidates() {
   if [ ${#skip[@]} -gt 0 ]; then skip_arg=(--skip "$(IFS=,; echo "${skip[*]}")"); fi
   # bash 4 treats "${on[@]}" of an empty array as unset under set -u: keep one harmless entry.
   on+=(PERCEIVER_CANDIDATES=1)
+  # The attention tuning's timings with the candidates on: the warpgroup kernel and the
+  # 3xTF32 one, where they take a call, against the products.
+  on+=(PERCEIVER_CUDA_ATTENTION_TUNE=verbose)
   echo "== candidates: harnesses"
   # cuda_attention_check checks paths "tcg", "tcg1" and "tcx" at every shape they serve
   # (SKIP where they do not: other widths, unaligned rows, not compute capability 9.0)
@@ -589,6 +595,7 @@ candidates() {
   attention_tuning
   echo "-- with ${on[*]} (ours):"
   show_ours_bench bench-gpu-on
+  attention_tuning bench-gpu-on
   echo "-- with PERCEIVER_CUDA_ATTENTION_WGMMA=64 (ours):"
   show_ours_bench bench-gpu-on64
   echo "-- the language model with its ids checked on the GPU anyway (PERCEIVER_CUDA_CHECK_IDS=1, ours):"

@@ -1,5 +1,7 @@
-// Which of the two forwards a 16-bit attention call takes where both serve it: the fused
-// kernel (attention.cu) or the products (attention_gemm.cu), chosen by timing both on
+// Which of the two forwards an attention call takes where both serve it: the fused
+// tensor-core kernel (attention.cu: 16-bit heads within one pass; float32 through the
+// 3xTF32 kernel where its switch is on) or the products (attention_gemm.cu), chosen by
+// timing both on
 // the first call of each shape, as the GEMM's candidate tuning (gemm.cu) times
 // cuBLASLt's algorithms. Neither wins everywhere, and where the line runs depends on
 // the device: on an H200 the fused kernel took 0.016 ms against the products' 0.045 at

@@ -198,7 +198,7 @@ class CudaBackend final : public Backend {
       attention_forward_gemm(gemm_, alloc_, a, stream_, chunk_bytes_);
       return;
     }
-    if (tunes_attention(a)) {
+    if (tunes_attention()) {
       tuner_.run(
           a, stream_,
           [&](AttentionPath p) {
@@ -393,15 +393,18 @@ class CudaBackend final : public Backend {
     return attention_beyond_one_tc_pass(a.dtype, a.dqk, a.dv, cc_, smem_optin_) ||
            (long_keys_to_products() && a.nk >= 8192 && a.nk >= 8 * a.nq);
   }
-  // 16-bit calls both forwards serve go to the faster on this device, timed on the first
-  // call of each shape (attention_tune.h), unless PERCEIVER_CUDA_ATTENTION_TUNE=0 or
-  // PERCEIVER_CUDA_ATTENTION_GEMM=0 (the fused kernel always).
+  // Calls both forwards serve go to the faster on this device, timed on the first call
+  // of each shape (attention_tune.h), unless PERCEIVER_CUDA_ATTENTION_TUNE=0 or
+  // PERCEIVER_CUDA_ATTENTION_GEMM=0 (the fused kernels always). Those are the calls
+  // products_attention leaves to the fused kernels on tensor cores: 16-bit heads within
+  // one pass (the warpgroup kernel's too, with its switch), and float32 ones the 3xTF32
+  // kernel takes (with its switch; else float32 goes to the products untimed).
   static int attention_tune_mode() {
     static const int mode = attention_tune_mode_from_env();
     return mode;
   }
-  static bool tunes_attention(const AttentionArgs& a) {
-    return a.dtype != DType::Float32 && attention_tune_mode() != 0 && gemm_attention_mode() != 0;
+  static bool tunes_attention() {
+    return attention_tune_mode() != 0 && gemm_attention_mode() != 0;
   }
   // PERCEIVER_CUDA_ATTENTION_LONG_KEYS=1 (seventeenth session): 16-bit calls over long
   // key ranges (at least 8192 keys and 8 per query: the ImageNet encoder's 50,176
