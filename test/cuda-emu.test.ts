@@ -201,14 +201,17 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
 
 emulated('the composed attention (attention_gemm.cu), emulated with its products as loops, matches the reference forward and gradient', (t, family) => {
   const r = family('composed');
-  // 8 shapes x 3 dtypes x (one chunk of keys, 64-key chunks) x (forward, gradient with
+  // 9 shapes x 3 dtypes x (one chunk of keys, 64-key chunks) x (forward, gradient with
   // the forward's row statistics, gradient with its own). The shapes: several heads with
   // masked rows and masked chunks; one head with dropout; odd strides with dropout; more
   // batch rows than heads (products over a head's batch rows) with masks, and with odd
   // strides and 13-wide rows (padded copies) and dropout; rows of 1500 keys (a block per
   // row, then 24 chunks whose running max moves); one head whose k and v are one
-  // array (one padded copy serves both); no keys.
-  t.is(r.checks, 144);
+  // array (one padded copy serves both); a mask broadcast over the queries (stride 0,
+  // as the op layer passes a padding mask), whose other rows the call must not read;
+  // no keys.
+  t.is(r.checks, 162);
+  t.is(r.passed(/^PASS composed .* broadcast-mask /), 18);
   t.is(r.passed(/^PASS composed gradient, own lse .* 64-key chunks .*dropout/), 9);
   t.is(r.passed(/^PASS composed forward +(batch-heads|batch-odd|long-rows|shared-kv) /), 24);
 });

@@ -1,6 +1,7 @@
 // attention_gemm.cu's composed forward, row log-sum-exp and gradient on the emulation
 // (its products through host.cc's loop in place of cuBLASLt), against double-precision
 // references.
+#include <algorithm>
 #include <random>
 
 #include "emu.h"  // first: the kernel headers below take its emulation
@@ -19,13 +20,25 @@ struct ComposedCase {
   AttentionShape s;  // with a mask, batch row 0's query 3 has every key masked too
   bool dropout;      // keep 80%, scale 1.25
   bool same_kv = false;  // v is k's own array (Dqk == Dv), as the image encoders' call has it
+  // The mask a view broadcast over the queries (stride 0), as the op layer passes a
+  // padding mask [B, 1, Nk]: every query row of a batch row reads its first.
+  bool broadcast_mask = false;
 };
 
 void check_case(const ComposedCase& c, DType dt, bool chunked) {
   namespace pc = perceiver::cuda;
   const AttentionShape& s = c.s;
   AttentionProblem pr(s, dt, 4321, true);
-  if (s.mask) {
+  if (s.mask && c.broadcast_mask) {
+    // Batch row 0's keys from 64 on masked (whole chunks, with 64-key chunks), then
+    // every query row of each batch row a copy of its first for the reference, which
+    // then inverts them (below): the call reads only the first.
+    pr.mask_row(0, 0, 64);
+    for (int64_t b = 0; b < s.B; b++)
+      for (int64_t i = 1; i < s.nq; i++)
+        std::copy_n(pr.mask.begin() + b * s.nq * s.nk, s.nk, pr.mask.begin() + (b * s.nq + i) * s.nk);
+    pr.a.m_sq = 0;
+  } else if (s.mask) {
     pr.mask_row(0, 3);
     // With 64-key chunks: a row whose first chunk is wholly masked (its running max
     // starts at -inf after a chunk), and one whose later chunks are.
@@ -42,6 +55,10 @@ void check_case(const ComposedCase& c, DType dt, bool chunked) {
   a.lse = lse.data();
   if (c.dropout) a.dropout_seed = 99, a.dropout_keep_below = 0.8f, a.dropout_scale = 1.25f;
   const AttentionProblem::Reference ref = pr.reference();
+  if (c.broadcast_mask)  // rows the call must not read: a kernel that reads them goes wrong
+    for (int64_t b = 0; b < s.B; b++)
+      for (int64_t i = 1; i < s.nq; i++)
+        for (int64_t j = 0; j < s.nk; j++) pr.mask[(b * s.nq + i) * s.nk + j] ^= 1;
 
   perceiver::cuda::GemmContext ctx{};
   pc::DeviceAllocator alloc(0);
@@ -112,6 +129,7 @@ void check_composed(const std::string& filter) {
       {"batch-odd", {3, 2, 7, 90, 13, 13, true, false}, true},
       {"long-rows", {1, 2, 6, 1500, 20, 12, false, true}, false},
       {"shared-kv", {3, 1, 9, 200, 13, 13, true, true}, false, true},
+      {"broadcast-mask", {2, 4, 10, 150, 16, 24, false, true}, false, false, true},
       {"no-keys", {2, 2, 5, 0, 8, 8, false, false}, false},
   };
   for (const ComposedCase& c : cases) {
