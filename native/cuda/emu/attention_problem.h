@@ -84,6 +84,22 @@ struct AttentionProblem {
     for (int64_t j = j0; j < (j1 < 0 ? s.nk : std::min(j1, s.nk)); j++) mask[(b * s.nq + i) * s.nk + j] = 0;
   }
 
+  // The mask as a view broadcast over the queries (stride 0), as the op layer passes a
+  // padding mask [B, 1, Nk]. broadcast_mask copies each batch row's first query row
+  // into the others, for the reference; once that is computed, spoil_unread_mask_rows
+  // inverts those copies and sets the stride to 0: a kernel that reads them goes wrong.
+  void broadcast_mask() {
+    for (int64_t b = 0; b < s.B; b++)
+      for (int64_t i = 1; i < s.nq; i++)
+        std::copy_n(mask.begin() + b * s.nq * s.nk, s.nk, mask.begin() + (b * s.nq + i) * s.nk);
+  }
+  void spoil_unread_mask_rows() {
+    for (int64_t b = 0; b < s.B; b++)
+      for (int64_t i = 1; i < s.nq; i++)
+        for (int64_t j = 0; j < s.nk; j++) mask[(b * s.nq + i) * s.nk + j] ^= 1;
+    a.m_sq = 0;
+  }
+
   // Element i of an array as stored.
   double at(const std::vector<float>& t, int64_t i) const { return load(t.data(), dt, i); }
   // Element i of the dense [B, N, H, D] arrays' offsets: row n of (b, h).

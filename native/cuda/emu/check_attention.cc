@@ -28,10 +28,14 @@ namespace {
 struct Case {
   const char* name;
   AttentionShape s;
+  bool broadcast_mask = false;  // the mask a view broadcast over the queries (stride 0)
 };
 
 void check(const Case& c, DType dt, int path, int splits) {
   AttentionProblem pr(c.s, dt, 1234, false);
+  if (c.broadcast_mask) pr.broadcast_mask();
+  const std::vector<double> want = pr.reference().o;
+  if (c.broadcast_mask) pr.spoil_unread_mask_rows();
   const AttentionArgs& a = pr.a;
   const size_t ws_bytes = perceiver::cuda::detail::attention_workspace_bytes_forced(a, splits);
   std::vector<unsigned char> ws(ws_bytes + 256);
@@ -52,7 +56,6 @@ void check(const Case& c, DType dt, int path, int splits) {
     g_failures++;
     return;
   }
-  const std::vector<double> want = pr.reference().o;
   const double tol = dt == DType::Float32 ? 1e-5 : 1e-2;
   double worst = 0;
   for (size_t i = 0; i < want.size(); i++) {
@@ -235,6 +238,8 @@ void check_attention(const std::string& filter) {
       {"qk32-v96", 2, 2, 90, 130, 32, 96, false, false},
       {"w32-mask", 1, 3, 50, 400, 32, 32, false, true},
       {"w120", 1, 2, 40, 140, 120, 120, false, false},
+      // A padding mask as the op layer passes it: a view broadcast over the queries.
+      {"w128-bcast-mask", 2, 2, 40, 150, 128, 128, false, true, true},
   };
   for (const Case& c : cases) {
     if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;

@@ -1,7 +1,6 @@
 // attention_gemm.cu's composed forward, row log-sum-exp and gradient on the emulation
 // (its products through host.cc's loop in place of cuBLASLt), against double-precision
 // references.
-#include <algorithm>
 #include <random>
 
 #include "emu.h"  // first: the kernel headers below take its emulation
@@ -30,14 +29,10 @@ void check_case(const ComposedCase& c, DType dt, bool chunked) {
   const AttentionShape& s = c.s;
   AttentionProblem pr(s, dt, 4321, true);
   if (s.mask && c.broadcast_mask) {
-    // Batch row 0's keys from 64 on masked (whole chunks, with 64-key chunks), then
-    // every query row of each batch row a copy of its first for the reference, which
-    // then inverts them (below): the call reads only the first.
+    // Batch row 0's keys from 64 on masked (whole chunks, with 64-key chunks); the call
+    // reads only each batch row's first query row (below).
     pr.mask_row(0, 0, 64);
-    for (int64_t b = 0; b < s.B; b++)
-      for (int64_t i = 1; i < s.nq; i++)
-        std::copy_n(pr.mask.begin() + b * s.nq * s.nk, s.nk, pr.mask.begin() + (b * s.nq + i) * s.nk);
-    pr.a.m_sq = 0;
+    pr.broadcast_mask();
   } else if (s.mask) {
     pr.mask_row(0, 3);
     // With 64-key chunks: a row whose first chunk is wholly masked (its running max
@@ -55,10 +50,7 @@ void check_case(const ComposedCase& c, DType dt, bool chunked) {
   a.lse = lse.data();
   if (c.dropout) a.dropout_seed = 99, a.dropout_keep_below = 0.8f, a.dropout_scale = 1.25f;
   const AttentionProblem::Reference ref = pr.reference();
-  if (c.broadcast_mask)  // rows the call must not read: a kernel that reads them goes wrong
-    for (int64_t b = 0; b < s.B; b++)
-      for (int64_t i = 1; i < s.nq; i++)
-        for (int64_t j = 0; j < s.nk; j++) pr.mask[(b * s.nq + i) * s.nk + j] ^= 1;
+  if (c.broadcast_mask) pr.spoil_unread_mask_rows();
 
   perceiver::cuda::GemmContext ctx{};
   pc::DeviceAllocator alloc(0);
