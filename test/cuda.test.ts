@@ -156,20 +156,26 @@ function worstError(got: ArrayLike<number>, want: ArrayLike<number>, atol: numbe
 // ways on their shape's first call (native/cuda/attention_tune.h); the call's result must
 // still be the chosen path's, the same bits as every later call's.
 cuda('16-bit attention over 2^30 flops: the first call, timed both ways, gives the bits of later calls, within tolerance of float32', async (t) => {
-  const cases: [string, number[], number[]][] = [
-    ['one 261-wide head over 4096 keys (the image encoders\' kind)', [1, 512, 1, 261], [1, 4096, 1, 261]],
-    ['8 heads of 128 over 1024 keys, batch 2', [2, 1024, 8, 128], [2, 1024, 8, 128]],
+  // A padding mask [B, 1, Nk] (a view broadcast over the queries): the second batch
+  // row's last 300 keys masked.
+  const pad = new Uint8Array(2 * 1024).fill(1);
+  pad.fill(0, 1024 + 724);
+  const cases: [string, number[], number[], boolean][] = [
+    ['one 261-wide head over 4096 keys (the image encoders\' kind)', [1, 512, 1, 261], [1, 4096, 1, 261], false],
+    ['8 heads of 128 over 1024 keys, batch 2', [2, 1024, 8, 128], [2, 1024, 8, 128], false],
+    ['8 heads of 128 over 1024 keys, batch 2, a padding mask', [2, 1024, 8, 128], [2, 1024, 8, 128], true],
   ];
   for (const dtype of ['bfloat16', 'float16'] as const) {
-    for (const [what, qs, ks] of cases) {
+    for (const [what, qs, ks, masked] of cases) {
       const q32 = P.randn(qs, { seed: 31, device: 'cuda' });
       const k32 = P.randn(ks, { seed: 32, device: 'cuda' });
       const v32 = P.randn(ks, { seed: 33, device: 'cuda' });
       const [q, k, v] = [q32, k32, v32].map((x) => x.cast(dtype));
-      const first = await P.attention(q, k, v).cast('float32').data();
-      const later = await P.attention(q, k, v).cast('float32').data();
+      const mask = masked ? P.tensor(pad, [2, 1, 1024], { dtype: 'uint8', device: 'cuda' }) : undefined;
+      const first = await P.attention(q, k, v, { mask }).cast('float32').data();
+      const later = await P.attention(q, k, v, { mask }).cast('float32').data();
       t.deepEqual(Array.from(later), Array.from(first), `${dtype} ${what}: a later call differs from the first`);
-      const want = await P.attention(q.cast('float32'), k.cast('float32'), v.cast('float32')).data();
+      const want = await P.attention(q.cast('float32'), k.cast('float32'), v.cast('float32'), { mask }).data();
       const worst = worstError(first, want, 1e-2);
       t.true(worst <= (dtype === 'bfloat16' ? 3e-2 : 5e-3), `${dtype} ${what}: worst relative error ${worst}`);
     }
