@@ -260,14 +260,16 @@ emulated('attention tuning (attention_tune.cu) times the fused kernel against th
 
 emulated('the flash attention gradient (attention_backward.cu), emulated on the CPU, matches the reference gradient', (t, family) => {
   const r = family('flash');
-  // 7 shapes (every tier; ragged query and key tiles; padded widths; masks with a wholly
-  // masked row) x 2 dtypes x (taken, the row statistics' own kernel, then the gradient
-  // with the reference's row statistics, with attention_gemm.cu's, one (batch, head)
-  // pair per launch, blocks of 8 warps, and dQ by atomics), and 10 calls it must turn away.
-  t.is(r.checks, 7 * 2 * 7 + 10);
-  t.is(r.passed(/^PASS flash .* row lse /), 14);
-  t.is(r.passed(/^PASS flash .* pair by pair /), 14);
-  t.is(r.passed(/^PASS flash .*\] 8 warps +worst/), 14);
+  // 8 shapes (every tier; ragged query and key tiles; padded widths; masks with a wholly
+  // masked row; a mask broadcast over the queries, whose other rows must not be read)
+  // x 2 dtypes x (taken, the row statistics' own kernel, then the gradient with the
+  // reference's row statistics, with attention_gemm.cu's, one (batch, head) pair per
+  // launch, blocks of 8 warps, and dQ by atomics), and 10 calls it must turn away.
+  t.is(r.checks, 8 * 2 * 7 + 10);
+  t.is(r.passed(/^PASS flash lm-bcast-mask /), 14);
+  t.is(r.passed(/^PASS flash .* row lse /), 16);
+  t.is(r.passed(/^PASS flash .* pair by pair /), 16);
+  t.is(r.passed(/^PASS flash .*\] 8 warps +worst/), 16);
   t.is(r.passed(/^PASS flash refuses /), 10);
 });
 

@@ -22,15 +22,18 @@ constexpr int kCc = 90, kSmemOptin = 227 * 1024;  // host.cc's H100
 struct FlashCase {
   const char* name;
   AttentionShape s;  // with a mask, batch row 0's query 3 has every key masked too
+  bool broadcast_mask = false;  // instead, the mask a view broadcast over the queries
 };
 
 void check_case(const FlashCase& c, DType dt) {
   namespace pc = perceiver::cuda;
   const AttentionShape& s = c.s;
   AttentionProblem pr(s, dt, 1234, true);
-  if (s.mask) pr.mask_row(0, 3);
+  if (s.mask && c.broadcast_mask) pr.broadcast_mask();
+  else if (s.mask) pr.mask_row(0, 3);
   AttentionArgs& a = pr.a;
   const AttentionProblem::Reference ref = pr.reference();
+  if (c.broadcast_mask) pr.spoil_unread_mask_rows();
   // The forward's out as stored in the dtype, as the gradient reads it.
   for (size_t i = 0; i < ref.o.size(); i++) store(pr.out.data(), dt, (int64_t)i, (float)ref.o[i]);
   const AttentionProblem::Gradient w = pr.gradient(ref);
@@ -183,6 +186,7 @@ void check_flash(const std::string& filter) {
       {"w128-pad", {1, 1, 20, 64, 120, 128, false, false}},
       {"lm", {2, 2, 40, 70, 32, 160, false, false}},  // the language model's 32 x 160
       {"lm-pad", {1, 2, 17, 33, 24, 136, false, true}},
+      {"lm-bcast-mask", {2, 2, 40, 70, 32, 160, false, true}, true},  // a padding mask's view
   };
   for (const FlashCase& c : cases) {
     if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
