@@ -239,7 +239,7 @@ void check_attention(const std::string& filter) {
       {"w32-mask", 1, 3, 50, 400, 32, 32, false, true},
       {"w120", 1, 2, 40, 140, 120, 120, false, false},
       // A padding mask as the op layer passes it: a view broadcast over the queries.
-      {"w128-bcast-mask", 2, 2, 40, 150, 128, 128, false, true, true},
+      {"padding-mask", 2, 1, 24, 90, 128, 128, false, true, true},
   };
   for (const Case& c : cases) {
     if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
