@@ -12,7 +12,6 @@
 
 #include "../dtype.h"
 #include "../error.h"
-#include "common.cuh"
 
 namespace perceiver::cuda {
 
@@ -53,11 +52,6 @@ bool overlap(Span x, Span y) { return x.lo < x.hi && y.lo < y.hi && x.lo < y.hi 
 
 }  // namespace
 
-AttentionTuner::~AttentionTuner() {
-  for (cudaEvent_t e : events_)
-    if (e) cudaEventDestroy(e);
-}
-
 // Everything that decides which paths serve a call and what each costs: the sizes,
 // every stride, the operands' 16-byte alignment (which takes the padded copies), k and
 // v being one array, the mask's layout and whether the row statistics are asked for.
@@ -96,29 +90,22 @@ bool AttentionTuner::rerunnable(const AttentionArgs& a, cudaStream_t stream) {
 
 AttentionTuning AttentionTuner::tune(const AttentionArgs& a, cudaStream_t stream,
                                      const std::function<void(AttentionPath)>& run) {
-  for (cudaEvent_t& e : events_)
-    if (!e) CUDA_CHECK("attention (tuning)", cudaEventCreate(&e));
   AttentionTuning t;
   bool products_ok = true;
   int last = -1;  // the path whose run last completed; -1 after one that failed
   // Throws what a run throws, but for the products running out of memory: that path is
   // then out of the running.
   auto time_run = [&](AttentionPath p) -> float {
-    CUDA_CHECK("attention (tuning)", cudaEventRecord(events_[0], stream));
     try {
-      run(p);
+      const float ms = timer_.time("attention (tuning)", stream, [&] { run(p); });
+      last = (int)p;
+      return ms;
     } catch (const Error& e) {
       if (p != AttentionPath::Products || e.kind != ErrorKind::Memory) throw;
       products_ok = false;
       last = -1;
       return INFINITY;
     }
-    CUDA_CHECK("attention (tuning)", cudaEventRecord(events_[1], stream));
-    CUDA_CHECK("attention (tuning)", cudaEventSynchronize(events_[1]));
-    float ms = 0.f;
-    CUDA_CHECK("attention (tuning)", cudaEventElapsedTime(&ms, events_[0], events_[1]));
-    last = (int)p;
-    return ms;
   };
   // Once each untimed (modules load, scratch is allocated), then alternately.
   time_run(AttentionPath::Fused);

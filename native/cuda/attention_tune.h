@@ -21,6 +21,7 @@
 #include <string>
 
 #include "../backend.h"
+#include "common.cuh"
 
 namespace perceiver::cuda {
 
@@ -54,9 +55,6 @@ class AttentionTuner {
   // Calls of fewer flops (2 B H Nq Nk (Dqk + Dv)) than min_flops take the fused kernel
   // untimed: at that size launches, not the products' rates, decide.
   explicit AttentionTuner(double min_flops) : min_flops_(min_flops) {}
-  ~AttentionTuner();
-  AttentionTuner(const AttentionTuner&) = delete;
-  AttentionTuner& operator=(const AttentionTuner&) = delete;
 
   // Enqueues the forward of `a` on `stream` by the path its shape takes, through
   // run(path) (which enqueues that path's forward and throws on failure), and returns
@@ -85,7 +83,7 @@ class AttentionTuner {
   double min_flops_;
   mutable std::mutex mu_;
   std::map<Key, AttentionTuning> kept_;
-  cudaEvent_t events_[2] = {nullptr, nullptr};
+  EventTimer timer_;
 };
 
 // "[B32 H1 Nq512 Nk50176 Dqk261 Dv261 bfloat16 mask lse]", for logs.

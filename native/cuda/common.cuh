@@ -36,6 +36,36 @@ namespace cuda {
     if (err_ != cudaSuccess) ::perceiver::cuda::throw_cuda(op, #call, err_); \
   } while (0)
 
+// Times what a callable enqueues on a stream between two events, and waits for it:
+// the tuners' measurement (gemm.cu's algorithms, attention_tune.cu's two forwards).
+// The events are made on first use; the callable's exceptions pass through.
+class EventTimer {
+ public:
+  EventTimer() = default;
+  EventTimer(const EventTimer&) = delete;
+  EventTimer& operator=(const EventTimer&) = delete;
+  ~EventTimer() {
+    for (cudaEvent_t e : e_)
+      if (e) cudaEventDestroy(e);
+  }
+  // Milliseconds from before f's work to after it on s (op names the caller in errors).
+  template <class F>
+  float time(const char* op, cudaStream_t s, F&& f) {
+    for (cudaEvent_t& e : e_)
+      if (!e) CUDA_CHECK(op, cudaEventCreate(&e));
+    CUDA_CHECK(op, cudaEventRecord(e_[0], s));
+    f();
+    CUDA_CHECK(op, cudaEventRecord(e_[1], s));
+    CUDA_CHECK(op, cudaEventSynchronize(e_[1]));
+    float ms = 0.f;
+    CUDA_CHECK(op, cudaEventElapsedTime(&ms, e_[0], e_[1]));
+    return ms;
+  }
+
+ private:
+  cudaEvent_t e_[2] = {nullptr, nullptr};
+};
+
 // After a kernel launch: a bad configuration fails here; a fault while running
 // surfaces at the next synchronisation (a read), or here with PERCEIVER_CUDA_SYNC=1.
 void check_launch(const char* op, cudaStream_t stream);

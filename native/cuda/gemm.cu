@@ -124,26 +124,14 @@ constexpr float kTuneMargin = 0.97f;  // another algorithm must beat the first b
 // cuBLASLt's first, unless another beats it by the margin), or -1 where none runs.
 int fastest_algo(const std::function<lt::Status(const lt::Algo&)>& run, const lt::HeuristicResult* r, int n,
                  size_t workspace_bytes, cudaStream_t s, std::vector<float>* ms) {
-  struct Events {
-    cudaEvent_t e[2] = {nullptr, nullptr};
-    ~Events() {
-      for (cudaEvent_t x : e)
-        if (x) cudaEventDestroy(x);
-    }
-  } ev;
-  CUDA_CHECK("matmul (tuning)", cudaEventCreate(&ev.e[0]));
-  CUDA_CHECK("matmul (tuning)", cudaEventCreate(&ev.e[1]));
-  cudaEvent_t e0 = ev.e[0], e1 = ev.e[1];
+  EventTimer timer;
   ms->assign((size_t)n, INFINITY);
   for (int i = 0; i < n; i++) {
     if (r[i].state != 0 || r[i].workspace_size > workspace_bytes || run(r[i].algo) != 0) continue;
-    CUDA_CHECK("matmul (tuning)", cudaEventRecord(e0, s));
     bool ok = true;
-    for (int k = 0; k < kTuneRuns && ok; k++) ok = run(r[i].algo) == 0;
-    CUDA_CHECK("matmul (tuning)", cudaEventRecord(e1, s));
-    CUDA_CHECK("matmul (tuning)", cudaEventSynchronize(e1));
-    float t = 0.f;
-    CUDA_CHECK("matmul (tuning)", cudaEventElapsedTime(&t, e0, e1));
+    const float t = timer.time("matmul (tuning)", s, [&] {
+      for (int k = 0; k < kTuneRuns && ok; k++) ok = run(r[i].algo) == 0;
+    });
     if (ok) (*ms)[i] = t / kTuneRuns;
     if (i == 0 && ok && (*ms)[0] > kTuneMaxMs) break;
   }

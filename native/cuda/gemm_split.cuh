@@ -137,7 +137,7 @@ inline AlignPlan align_plan(const MatmulArgs& a) {
   p.ldb = p.b ? round_up16(sb.cols, es) : a.ldb;
   p.ldc = p.c ? round_up16(a.n, es_c) : a.ldc;
   // Each copy starts on 256 bytes.
-  auto bytes = [](int64_t n, size_t e) { return ((size_t)n * e + 255) / 256 * 256; };
+  auto bytes = [](int64_t n, size_t e) { return (size_t)round_up(n * (int64_t)e, 256); };
   p.off_b = p.a ? bytes(sa.count * sa.rows * p.lda, es) : 0;
   p.off_c = p.off_b + (p.b ? bytes(sb.count * sb.rows * p.ldb, es) : 0);
   p.bytes = p.off_c + (p.c ? bytes(a.batch * a.m * p.ldc, es_c) : 0);

@@ -48,10 +48,10 @@ struct Paths {
       if (products_extra_ms) std::this_thread::sleep_for(std::chrono::milliseconds(products_extra_ms));
       return;
     }
-    const size_t ws = pc::attention_workspace_bytes(a, 132);
-    std::vector<unsigned char> buf(ws + 256);
-    void* w = buf.data() + (256 - reinterpret_cast<uintptr_t>(buf.data()) % 256) % 256;
-    if (pc::attention_forward(a, w, ws, 132, nullptr) != cudaSuccess) throw perceiver::Error(perceiver::ErrorKind::Runtime, "fused");
+    // As the backend's fused path runs it (backend.cu's fused_attention).
+    pc::Scratch ws(alloc, pc::attention_workspace_bytes(a, 132));
+    if (pc::attention_forward(a, ws.p, ws.bytes, 132, nullptr) != cudaSuccess)
+      throw perceiver::Error(perceiver::ErrorKind::Runtime, "fused");
     // The backend's fused path writes the row statistics by a pass of its own.
     if (a.lse) pc::attention_row_lse(ctx, alloc, a, a.lse, nullptr);
   }
