@@ -73,7 +73,7 @@ def main():
         b, nq, nk, h, d, dt = at["batch"], at["nq"], at["nk"], at["heads"], at["dim"], DTYPES[at["dtype"]]
         q = torch.randn(b, h, nq, d, device=dev, dtype=dt)
         k = torch.randn(b, h, nk, d, device=dev, dtype=dt)
-        v = torch.randn(b, h, nk, d, device=dev, dtype=dt)
+        v = k if at.get("kv") else torch.randn(b, h, nk, d, device=dev, dtype=dt)
         row = dict(at)
         try:
             row["sdpa_seconds"] = timed(lambda: F.scaled_dot_product_attention(q, k, v), 2, 5)

@@ -586,8 +586,8 @@ candidates() {
   gemm_pairs "$LOGS/cuda_gemm_check.log" 3xTF32
   echo "-- 16-bit products with unaligned rows (cuda_gemm_check): as they are -> aligned copies (PERCEIVER_CUDA_GEMM_ALIGN=1)"
   gemm_pairs "$LOGS/cuda_gemm_check.log" aligned
-  echo "-- the ImageNet encoder's cross-attention (ms): the fused kernel (auto) against the products in one pass (gemm):"
-  grep -E '^BENCH perceiver-encoder +(bfloat16|float32) +(auto|gemm) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
+  echo "-- the encoders' cross-attention (ms): auto (with k = v, -kv, the fixed-width kernel's 272 and 336 classes) against the tiers (tc) and the products in one pass (gemm):"
+  grep -E '^BENCH (perceiver-encoder(-kv)?|flow-encoder-kv) +(bfloat16|float32) +(auto|tc|gemm) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   echo "-- float32: the 3xTF32 kernel (tcx) against auto (the SIMT kernel) and the products (gemm):"
   grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|flow-self) +float32 +(auto|gemm|tcx) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   echo

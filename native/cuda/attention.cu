@@ -798,6 +798,12 @@ size_t workspace_for(const AttentionArgs& a, int splits) {
 // rounded up to 8 elements first: the tc kernel then loads them with 16-byte cp.async,
 // two stages deep, instead of 2-byte loads. One copy serves both when k and v are the
 // same rows (the single-head fast path attends to X with k = v = X).
+// K and V one array (k = v = X: the single-head encoders' calls, models/fast-attention.ts).
+// Their padded copies are then one copy at one stride, so the kernels see one array too.
+bool kv_one_array(const AttentionArgs& a) {
+  return a.k == a.v && a.k_sb == a.v_sb && a.k_sn == a.v_sn && a.k_sh == a.v_sh && a.dqk == a.dv;
+}
+
 struct PadPlan {
   bool k = false, v = false, shared = false;
   size_t k_off = 0, v_off = 0, end = 0;  // byte offsets in the workspace
@@ -813,7 +819,7 @@ PadPlan pad_plan(const AttentionArgs& a, size_t base) {
   const size_t rows = (size_t)(a.batch * a.heads * a.nk);
   pl.k = a.dqk > 0 && !vec16_ok(a.k, a.k_sb, a.k_sn, a.k_sh);
   pl.v = !vec16_ok(a.v, a.v_sb, a.v_sn, a.v_sh);
-  pl.shared = pl.k && pl.v && a.k == a.v && a.k_sb == a.v_sb && a.k_sn == a.v_sn && a.k_sh == a.v_sh && a.dqk == a.dv;
+  pl.shared = pl.k && pl.v && kv_one_array(a);
   size_t at = align256(base);
   if (pl.k) {
     pl.k_off = at;
@@ -978,16 +984,35 @@ cudaError_t launch_with_smem(void (*kernel)(Params), const Params& p, int64_t bl
 //   model's latents): 168 and 166 registers, three blocks.
 // - 16 heads of 32 (optical flow's latents, 2048 of them in 24 layers): 122
 //   registers, 25 KB, four blocks.
+// - The single-head encoders (fixed_encoder_head), which attend to their input with
+//   k = v = X: one head of 261 (the ImageNet models' cross-attention over 50,176
+//   pixels, where tc tier 3 ran at 46 TFLOP/s on an H200, 0.58 ms against torch's
+//   0.42) and of 322 (optical flow's, over 182,528 pixels, tier 4). One tile per stage
+//   serves as K and V, Q is read from shared memory (its fragments would take 68 or 84
+//   registers beside O's 136 or 168), 32-key tiles: 246 and 254 registers, 70 and 86
+//   KB, two blocks (one on sm_86/sm_89, whose 99 KB they fit). The tiers' per-tile
+//   time at 8 heads of 128 was 3x this kernel's (0.0525 against 0.0161 ms at batch
+//   1, one block per SM either way); what it gains at these widths is not yet
+//   measured (PERCEIVER_CUDA_ATTENTION_FIXED=0 is the way back to the tiers).
 struct FixedTier {
   int dqk, dv, bk, warps, rt, min_blocks;
   const char* name;  // for the harnesses (attention_last_kernel)
 };
-constexpr int kFixedTierCount = 7;
+constexpr int kFixedTierCount = 9;
 constexpr FixedTier kFixedTiers[kFixedTierCount] = {
     {128, 128, 64, 4, 1, 2, "fixed 128x128 tcf"}, {128, 128, 64, 8, 1, 1, "fixed 128x128 tcf8"},
     {128, 128, 32, 4, 2, 2, "fixed 128x128 tcf2"}, {32, 160, 64, 4, 1, 2, "fixed 32x160 tcf"},
     {32, 96, 64, 4, 1, 3, "fixed 32x96 tcf"},      {64, 64, 64, 4, 1, 3, "fixed 64x64 tcf"},
-    {32, 32, 64, 4, 1, 4, "fixed 32x32 tcf"}};
+    {32, 32, 64, 4, 1, 4, "fixed 32x32 tcf"},      {272, 272, 32, 4, 1, 2, "fixed 272x272 tcf"},
+    {336, 336, 32, 4, 1, 2, "fixed 336x336 tcf"}};
+
+// A tier's shared memory: Q, then two stages of K and V tiles (one tile for both in
+// the encoders' tiers), rows padded as tc_smem_bytes pads them.
+size_t fixed_smem_bytes(const FixedTier& f) {
+  const size_t ldq = (size_t)f.dqk + 8, ldv = (size_t)f.dv + 8, bq = 16 * (size_t)(f.warps * f.rt);
+  return (bq * ldq + 2 * (size_t)f.bk * (ldq + (fixed_encoder_head(f.dqk, f.dv) ? 0 : ldv))) * 2;
+}
+
 
 // The fixed-width kernel's variants: 4 warps of one row tile, 8 of one, 4 of two.
 enum FixedVariant : int { kFixed4 = 0, kFixed8 = 1, kFixedWide = 2 };
@@ -1422,7 +1447,8 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
       size_tiles();
     }
     // The fixed-width kernel, where asked for (forced, or kAuto unless its switch is 0) and
-    // where it takes the widths: sm_80+ and 16-byte rows of Q, K and V.
+    // where it takes the widths: sm_80+ and 16-byte rows of Q, K and V (the encoders'
+    // tiers: K and V one array, Q's rows any: fixed_encoder_head).
     const bool force_fixed = force_path == kTensorCoreFixed || force_path == kTensorCoreFixed8 ||
                              force_path == kTensorCoreFixedWide;
     const int variant = force_path == kTensorCoreFixed       ? kFixed4
@@ -1434,7 +1460,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     // kFixed4 where the widths have no such tier, its tiles do not fit (8 warps at
     // 128 x 128 need 104 KB: not on sm_86), or its blocks would not fill every SM (as
     // wide_auto: batch 1 of 8 heads over 512 latents is 32 such blocks for 132 SMs).
-    const bool fixed_ok = cc >= 80 && p.q_vec && p.k_vec && p.v_vec;
+    const bool fixed_ok = cc >= 80 && p.k_vec && p.v_vec;  // and p.q_vec, but for the encoders' tiers
     // The warpgroup kernel, where asked for (forced, or kAuto with its switch on): on
     // compute capability 9.0 only (sm_90a code), with K's and V's rows 16-byte aligned
     // (Q's may not be: the kernel reads them element by element then).
@@ -1464,7 +1490,8 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
       const int ft = v >= 0 && fixed_ok && path != kTensorCoreWgmma ? fixed_tier(a.dqk, a.dv, v) : -1;
       if (ft < 0) continue;
       const FixedTier f = kFixedTiers[ft];
-      const size_t smem = tc_smem_bytes(f.dqk, f.dv, 16 * f.warps * f.rt, f.bk, 2);
+      if (fixed_encoder_head(f.dqk, f.dv) ? !kv_one_array(a) : !p.q_vec) continue;
+      const size_t smem = fixed_smem_bytes(f);
       if (smem > (size_t)smem_optin) continue;
       p.fixed_tier = ft;
       tc_smem = smem;

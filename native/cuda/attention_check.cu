@@ -331,6 +331,9 @@ struct Case {
   Layout layout;
   MaskKind mask;
   bool big;  // checked on sampled rows, fewer variants
+  // K and V one array (k = v = X: the single-head encoders attend to their input so),
+  // which the fixed-width kernel's 272 and 336 classes copy once per key tile. dqk == dv.
+  bool shared_kv = false;
 };
 
 std::vector<Case> cases() {
@@ -369,6 +372,9 @@ std::vector<Case> cases() {
       {"long-keys-mask", 1, 1, 40, 5000, 96, 96, L::BNHD, M::KeyOnly, false},
       {"nk0", 2, 2, 10, 0, 64, 64, L::BNHD, M::None, false},
       {"perceiver-encoder", 1, 1, 512, 50176, 261, 261, L::BNHD, M::None, true},
+      // As the ImageNet models call it: k = v = X, Q and X at stride 261.
+      {"encoder-kv", 1, 1, 100, 3000, 261, 261, L::BNHD, M::None, false, true},
+      {"encoder-kv-mask", 2, 1, 70, 700, 261, 261, L::BNHD, M::KeyOnly, false, true},
       {"perceiver-self", 1, 8, 512, 512, 128, 128, L::BNHD, M::None, false},
       {"perceiver-decoder", 1, 1, 1, 512, 1024, 1024, L::BNHD, M::None, false},
   };
@@ -464,6 +470,7 @@ void init_problem(Problem& pb, const Case& c, Rng& rng) {
   fill_random(pb.q, rng, -1.5f, 1.5f);
   fill_random(pb.k, rng, -1.5f, 1.5f);
   fill_random(pb.v, rng, -1.f, 1.f);
+  if (c.shared_kv) pb.v = pb.k;  // for the reference; the call reads k for both
   pb.scale = c.dqk > 0 ? (float)(1.0 / std::sqrt((double)c.dqk)) : 1.f;
 }
 
@@ -479,6 +486,7 @@ AttentionArgs make_args(const Problem& pb, DType dt) {
   a.q_sb = pb.q.sb; a.q_sn = pb.q.sn; a.q_sh = pb.q.sh;
   a.k_sb = pb.k.sb; a.k_sn = pb.k.sn; a.k_sh = pb.k.sh;
   a.v_sb = pb.v.sb; a.v_sn = pb.v.sn; a.v_sh = pb.v.sh;
+  if (pb.c.shared_kv) a.v = a.k;
   a.o_sb = pb.o.sb; a.o_sn = pb.o.sn; a.o_sh = pb.o.sh;
   a.m_sb = pb.mask.sb; a.m_sq = pb.mask.sq; a.m_sk = pb.mask.sk;
   a.scale = pb.scale;
@@ -1221,6 +1229,9 @@ int main(int argc, char** argv) {
   if (bench) {
     const std::vector<Case> shapes = {
         {"perceiver-encoder", 1, 1, 512, 50176, 261, 261, Layout::BNHD, MaskKind::None, true},
+        // The same as the ImageNet models call it: k = v = X (the fixed-width kernel's
+        // 272 class, one tile per key tile for both).
+        {"perceiver-encoder-kv", 1, 1, 512, 50176, 261, 261, Layout::BNHD, MaskKind::None, true, true},
         {"perceiver-self", 1, 8, 512, 512, 128, 128, Layout::BNHD, MaskKind::None, false},
         {"perceiver-self-b8", 8, 8, 512, 512, 128, 128, Layout::BNHD, MaskKind::None, false},
         // bench-gpu's large-batch self-attention, where the 16-row kernel ran at 0.20x SDPA.
@@ -1238,12 +1249,15 @@ int main(int argc, char** argv) {
         // of its 182,528 queries): past the widest tc tier, so its 16-bit "tc" runs in
         // two column chunks of V, against the SIMT kernel it took before.
         {"flow-decoder", 1, 1, 16384, 2048, 512, 512, Layout::BNHD, MaskKind::None, false},
+        // Optical flow's encoder (one head of 322 over its input, k = v = X: the
+        // fixed-width kernel's 336 class), an eighth of its 182,528 pixels.
+        {"flow-encoder-kv", 1, 1, 2048, 22816, 322, 322, Layout::BNHD, MaskKind::None, true, true},
     };
     for (const Case& c : shapes)
       if (filter.empty() || c.name.find(filter) != std::string::npos) bench_case(c, stream);
     // The encoder, and self-attention at batch 8 (the ImageNet training step's) and 32,
     // and the language model's.
-    for (const Case& c : {shapes[0], shapes[2], shapes[3], shapes[5]})
+    for (const Case& c : {shapes[0], shapes[3], shapes[4], shapes[6]})
       if (g_bench_paths.empty() && (filter.empty() || c.name.find(filter) != std::string::npos)) bench_gradient(c, stream);
     // Last, so a run cut short by a time limit loses only this: heads of 64 (the 16-row
     // kernel's first tier, held to 128 registers, and the wide kernel it does not take

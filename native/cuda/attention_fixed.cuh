@@ -21,9 +21,17 @@
 // - One barrier per key tile instead of two (the next tile's copy is issued after this
 //   tile's Q Kᵀ; see the loop), and exp2 as a bare ex2.approx.ftz.
 // It takes 16-bit data on sm_80+ whose Q, K and V rows are 16-byte aligned (K and V
-// through the padded copies where they are not), and no more than one width class
-// per instantiation (kFixedTiers); everything else stays on the tiers.
+// through the padded copies where they are not; an encoder head's Q, read once per
+// block, may be unaligned), and no more than one width class per instantiation
+// (kFixedTiers); everything else stays on the tiers.
 #pragma once
+
+// The single-head encoders' tiers (one head attending to its input X with k = v = X,
+// models/fast-attention.ts: the ImageNet models' 261 channels, optical flow's 322),
+// against the multi-head latent self-attention that the other tiers serve. They take
+// only calls whose K and V are one array (the host's routing sees to it:
+// kv_one_array), and Q rows that may be unaligned.
+__host__ __device__ constexpr bool fixed_encoder_head(int dqk, int dv) { return dqk == dv && dqk > 128; }
 
 // S's fragments of one 16-row tile (kNS n8 tiles as mma.sync's C fragments: this
 // thread's rows row + off and row + off + 8, columns 8n + 2t + (e & 1) of key tile jt) scaled into
@@ -84,8 +92,13 @@ __device__ __forceinline__ void fixed_body(const Params& p) {
   constexpr int kNS = kBK / 8;                      // n8 tiles of S per row tile
   constexpr int kNO = kDv / 8;                      // n8 tiles of O per row tile
   constexpr int kKQ = kDqk / 16;                    // k16 steps of Q Kᵀ
-  constexpr int kStage = kBK * (kLdq + kLdv);
-  constexpr bool kQInRegs = kRT == 1;
+  // The encoders' tiers take K and V as one array (fixed_encoder_head): a stage is
+  // then one tile, read as Kᵀ by ldmatrix and as V by its transposing form.
+  constexpr bool kSharedKV = fixed_encoder_head(kDqk, kDv);
+  constexpr int kStage = kBK * (kLdq + (kSharedKV ? 0 : kLdv));
+  // Q's fragments in registers take kDqk / 4 per thread: beside the O accumulators of
+  // one row tile up to 128 wide, not of two, nor beside 272-wide ones (136 registers).
+  constexpr bool kQInRegs = kRT == 1 && kDqk <= 128;
   PERCEIVER_DYNAMIC_SMEM(smem_raw);
   uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw);
   uint16_t* const stage_base = Qs + kBQ * kLdq;
@@ -105,10 +118,15 @@ __device__ __forceinline__ void fixed_body(const Params& p) {
     const int kn = (int)min64(kBK, j1 - j0 - it * kBK);
     uint16_t* Ks = stage_base + (it & 1) * kStage;
     load_tile_fixed<kBK, kDqk, kLdq, kThreads>(Ks, kg + it * kBK * p.k_sn, p.k_sn, kn, dqk);
-    load_tile_fixed<kBK, kDv, kLdv, kThreads>(Ks + kBK * kLdq, vg + it * kBK * p.v_sn, p.v_sn, kn, dv);
+    if constexpr (!kSharedKV)
+      load_tile_fixed<kBK, kDv, kLdv, kThreads>(Ks + kBK * kLdq, vg + it * kBK * p.v_sn, p.v_sn, kn, dv);
   };
   // Q alone in the first group, so that its fragments can be taken while tile 0 lands.
-  load_tile_fixed<kBQ, kDqk, kLdq, kThreads>(Qs, qg, p.q_sn, (int)min64(kBQ, p.nq - i0), dqk);
+  // An encoder's Q rows may not be 16-byte aligned (a 261-wide head packed at stride
+  // 261): then element loads, once per block, ahead of the same barrier.
+  const int q_rows = (int)min64(kBQ, p.nq - i0);
+  if (!kSharedKV || p.q_vec) load_tile_fixed<kBQ, kDqk, kLdq, kThreads>(Qs, qg, p.q_sn, q_rows, dqk);
+  else load_tile16<kBQ, kThreads>(Qs, kLdq, qg, p.q_sn, q_rows, dqk, kDqk, false);
   cp_async_commit();
   if (ntiles > 0) load_kv(0);
   cp_async_commit();
@@ -150,7 +168,7 @@ __device__ __forceinline__ void fixed_body(const Params& p) {
     cp_async_wait<0>();
     __syncthreads();  // tile it landed for every thread's copies
     const uint16_t* Ks = stage_base + (it & 1) * kStage;
-    const uint16_t* Vs = Ks + kBK * kLdq;
+    const uint16_t* Vs = kSharedKV ? Ks : Ks + kBK * kLdq;
 
     float s[kRT][kNS][4];
 #pragma unroll

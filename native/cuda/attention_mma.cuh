@@ -256,16 +256,32 @@ __device__ __forceinline__ void load_chunk16(uint16_t* __restrict__ s, int ld, c
 // Copies this thread's 16-byte chunks of a kRows x kD tile (global rows at stride sn,
 // real width d, `rows` of them) into shared memory at row stride kLd; chunks past the
 // real rows or columns are zero-filled (load_chunk16).
+// Rows of 32 chunks and more (heads over 256 wide) go a row per warp and a chunk per
+// lane: each thread's tile offsets are then its warp's first row and its lane's chunk
+// plus constants, where chunk indices dealt out across the tile would leave a row and
+// column per chunk (9 pairs per thread at 272 x 32) held across the key loop, in
+// registers that the 272-wide O accumulators need.
 template <int kRows, int kD, int kLd, int kThreads>
 __device__ __forceinline__ void load_tile_fixed(uint16_t* __restrict__ s, const uint16_t* __restrict__ g,
                                                 int64_t sn, int rows, int d) {
   constexpr int kChunks = kRows * (kD / 8);
+  if constexpr (kD / 8 >= 32 && kRows % (kThreads / 32) == 0) {
+    constexpr int kWarps = kThreads / 32, kRowChunks = kD / 8;
+    const int w = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31;
 #pragma unroll
-  for (int i = 0; i < (kChunks + kThreads - 1) / kThreads; i++) {
-    const int idx = (int)threadIdx.x + i * kThreads;
-    if (kChunks % kThreads == 0 || idx < kChunks) {
-      const int r = idx / (kD / 8), c = (idx % (kD / 8)) * 8;
-      load_chunk16(s, kLd, g, sn, rows, d, r, c);
+    for (int i = 0; i < kRows / kWarps; i++)
+#pragma unroll
+      for (int x = 0; x < (kRowChunks + 31) / 32; x++)
+        if (32 * x + 32 <= kRowChunks || lane + 32 * x < kRowChunks)
+          load_chunk16(s, kLd, g, sn, rows, d, w + i * kWarps, (lane + 32 * x) * 8);
+  } else {
+#pragma unroll
+    for (int i = 0; i < (kChunks + kThreads - 1) / kThreads; i++) {
+      const int idx = (int)threadIdx.x + i * kThreads;
+      if (kChunks % kThreads == 0 || idx < kChunks) {
+        const int r = idx / (kD / 8), c = (idx % (kD / 8)) * 8;
+        load_chunk16(s, kLd, g, sn, rows, d, r, c);
+      }
     }
   }
 }

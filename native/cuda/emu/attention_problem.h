@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -98,6 +99,15 @@ struct AttentionProblem {
       for (int64_t i = 1; i < s.nq; i++)
         for (int64_t j = 0; j < s.nk; j++) mask[(b * s.nq + i) * s.nk + j] ^= 1;
     a.m_sq = 0;
+  }
+
+  // K and V one array (k = v = X, as the single-head encoders attend to their input):
+  // v takes k's values, for the reference, and the call reads k for both.
+  void share_kv() {
+    if (s.dqk != s.dv) throw std::logic_error("share_kv: dqk != dv");
+    v = k;
+    a.v = a.k;
+    a.v_sb = a.k_sb; a.v_sn = a.k_sn; a.v_sh = a.k_sh;
   }
 
   // Element i of an array as stored.

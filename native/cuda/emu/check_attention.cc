@@ -29,11 +29,13 @@ struct Case {
   const char* name;
   AttentionShape s;
   bool broadcast_mask = false;  // the mask a view broadcast over the queries (stride 0)
+  bool shared_kv = false;       // k and v one array (AttentionProblem::share_kv)
 };
 
 void check(const Case& c, DType dt, int path, int splits) {
   AttentionProblem pr(c.s, dt, 1234, false);
   if (c.broadcast_mask) pr.broadcast_mask();
+  if (c.shared_kv) pr.share_kv();
   const std::vector<double> want = pr.reference().o;
   if (c.broadcast_mask) pr.spoil_unread_mask_rows();
   const AttentionArgs& a = pr.a;
@@ -226,7 +228,7 @@ void check_attention(const std::string& filter) {
       {"w96-odd", 1, 1, 40, 75, 96, 96, true, false},
       {"qk32-v160", 2, 1, 33, 140, 32, 160, false, true},
       {"qk40-v150-odd", 1, 1, 20, 50, 40, 150, true, false},
-      {"w261", 1, 1, 20, 70, 261, 261, true, false},
+      {"w261", 1, 1, 20, 70, 261, 261, false, false},
       {"qk32-v322", 1, 1, 17, 40, 32, 322, false, false},
       // Wider than the widest tier: Dv in chunks (272 + 248; 4 x 256 with a Q tile of
       // 1024 columns, one stage).
@@ -240,6 +242,16 @@ void check_attention(const std::string& filter) {
       {"w120", 1, 2, 40, 140, 120, 120, false, false},
       // A padding mask as the op layer passes it: a view broadcast over the queries.
       {"padding-mask", 2, 1, 24, 90, 128, 128, false, true, true},
+      // The single-head encoders' calls, k = v = X (the fixed-width kernel's 272 and 336
+      // classes read one tile as both): 261 wide at stride 261 (Q read element by
+      // element, X through one padded copy), masked, two query tiles; 264 wide,
+      // aligned, read in place; optical flow's 322.
+      {"w261-kv", 1, 1, 70, 75, 261, 261, false, true, false, true},
+      {"w264-kv", 2, 1, 20, 40, 264, 264, false, false, false, true},
+      {"w322-kv", 1, 1, 20, 40, 322, 322, false, false, false, true},
+      // Unaligned rows at a multi-head width: the fixed-width kernel reads its Q with
+      // 16-byte copies, so these stay on the tiers (K and V through the padded copies).
+      {"w128-odd", 1, 1, 20, 40, 128, 128, true, false},
   };
   for (const Case& c : cases) {
     if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;

@@ -206,6 +206,12 @@ inline void smem_read(const void* p, size_t n) {
 // cp.async: 16 bytes to dst, from src_bytes of src and zeros after. The destination
 // reads as all-ones (NaN) until the copy lands.
 inline void async_copy16(void* dst, const void* src, int src_bytes) {
+  // A GPU faults on a 16-byte cp.async from or to an address that is not 16-byte
+  // aligned (a misaligned-address error that ends the context): so does this.
+  if (reinterpret_cast<uintptr_t>(dst) % 16 || (src_bytes > 0 && reinterpret_cast<uintptr_t>(src) % 16)) {
+    std::fprintf(stderr, "emu: 16-byte cp.async with a misaligned address (shared %p, global %p)\n", dst, src);
+    std::abort();
+  }
   Block& b = *g_block;
   const int self = (int)b.current + 1, e = b.epoch[b.current];
   Block::Copy c{static_cast<unsigned char*>(dst), {}, -1};
