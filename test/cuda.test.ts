@@ -182,6 +182,43 @@ cuda('16-bit attention over 2^30 flops: the first call, timed both ways, gives t
   }
 });
 
+// The single-head encoders attend to their input with k = v = X (models/fast-attention.ts),
+// which the fixed-width kernel's 272 and 336 classes take with one shared-memory tile
+// for both. In a process with the tuning off, so that the fused kernel runs whatever
+// the products' speed.
+cuda('the single-head encoders\' calls (k and v one tensor, 261 and 322 wide) in the fused kernel match float32', (t) => {
+  const lib = new URL('../lib/index.js', import.meta.url).href;
+  const script = `import * as P from ${JSON.stringify(lib)};
+    const out = [];
+    for (const [c, nq, nk, masked] of [[261, 512, 3000, false], [261, 70, 1000, true], [322, 200, 2000, true]]) {
+      const q32 = P.randn([2, nq, 1, c], { seed: 41, device: 'cuda' });
+      const x32 = P.randn([2, nk, 1, c], { seed: 42, device: 'cuda' });
+      const pad = new Uint8Array(2 * nk).fill(1);
+      pad.fill(0, nk + nk - 300);
+      const mask = masked ? P.tensor(pad, [2, 1, nk], { dtype: 'uint8', device: 'cuda' }) : undefined;
+      for (const dtype of ['bfloat16', 'float16']) {
+        const [q, x] = [q32.cast(dtype), x32.cast(dtype)];
+        const got = await P.attention(q, x, x, { mask }).cast('float32').data();
+        // From the inputs as rounded, in float32 (the products).
+        const xf = x.cast('float32');
+        const want = await P.attention(q.cast('float32'), xf, xf, { mask }).data();
+        let worst = 0;
+        for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / (Math.abs(want[i]) + 1e-2));
+        out.push({ c, nq, nk, masked, dtype, worst });
+      }
+    }
+    console.log(JSON.stringify(out));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, PERCEIVER_CUDA_ATTENTION_TUNE: '0' },
+  });
+  t.is(r.status, 0, r.stderr);
+  const rows = JSON.parse(r.stdout.trim().split('\n').pop()!) as { c: number; dtype: string; masked: boolean; worst: number }[];
+  t.is(rows.length, 6);
+  for (const row of rows) t.true(row.worst <= (row.dtype === 'bfloat16' ? 3e-2 : 5e-3), JSON.stringify(row));
+});
+
 cuda('PERCEIVER_CUDA_ATTENTION_TUNE=verbose prints each shape\'s timing once; =0 times nothing', (t) => {
   const lib = new URL('../lib/index.js', import.meta.url).href;
   const script = `import * as P from ${JSON.stringify(lib)};
