@@ -778,11 +778,16 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // Key splits: enough blocks for ~2 per SM, each range at least kMinKeysPerSplit keys.
 // Depends only on the shapes and sm_count, so attention_workspace_bytes and
 // attention_forward always agree.
+// The fewest splits that fill the 2·SM slots can run past them into a second wave
+// that is mostly idle: optical flow's encoder (32 query tiles) at 9 splits is 288
+// blocks for an H100's 264 slots, two waves of blocks 1/9 of the keys each, where 8
+// splits are one wave of 1/8. So one split fewer where its waves per split are fewer.
 int plan_splits(const AttentionArgs& a, int sm_count) {
   const int64_t base = a.batch * a.heads * ceil_div(a.nq, kBlockQ);
   const int64_t target = 2 * (int64_t)sm_count;
   if (sm_count <= 0 || base >= target) return 1;
   int64_t s = ceil_div(target, base);
+  if (s > 1 && ceil_div(base * (s - 1), target) * s < ceil_div(base * s, target) * (s - 1)) s--;
   const int64_t min_keys = a.nq < kBlockQ ? kMinKeysPerSplitFewQueries : kMinKeysPerSplit;
   s = std::min<int64_t>(s, std::max<int64_t>(1, a.nk / min_keys));
   return (int)std::max<int64_t>(1, std::min<int64_t>(s, kMaxSplits));
