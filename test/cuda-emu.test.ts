@@ -106,32 +106,34 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     const what = JSON.stringify(env);
     const r = family('attention', env, what);
     t.is(r.failures, 0);
-    // 17 shapes: bf16 and fp16 through 10 paths, fp32 through 3, each with 1 and 3 key
+    // 18 shapes: bf16 and fp16 through 10 paths, fp32 through 3, each with 1 and 3 key
     // ranges, less the paths a shape lacks; and one routing shape through auto. The
-    // 13th, 128 wide, has a mask broadcast over the queries (stride 0, as padding masks
-    // come), whose other rows are inverted: a kernel that reads them fails. The 14th to
-    // 16th are the single-head encoders' calls, k and v one array.
+    // 14th, 128 wide, has a mask broadcast over the queries (stride 0, as padding masks
+    // come), whose other rows are inverted: a kernel that reads them fails. The 15th to
+    // 17th are the single-head encoders' calls, k and v one array.
     t.true(r.checks >= 330, `${what}: ${r.checks} checks ran`);
     // Not one race anywhere (a race fails its check; this says so by name).
     t.false(/race\(s\)/.test(r.out), what);
     // The occupancy tiers (path 7) ran at the widths they serve: 128 (three times), 96,
-    // 160, 150, 261 (twice), 264, the 272-wide chunks of a 520-wide head, 96 and 120.
-    t.is(r.passed(/^PASS .* path 7 /), 48, what);
-    // The fixed-width kernel: 4 warps (path 8) at 64, 128 (twice), qk 32 / v 160, qk 32 /
-    // v 96, 32, 120 and the encoders' classes, k and v one array (261 at stride 261 and
-    // 264 in place in the 272 class, 322 in the 336 class; not 261 with k and v apart,
-    // nor 128-wide heads at odd strides, whose Q it reads with 16-byte copies); 8 warps
-    // (path 9) and 4 warps of two row tiles (path 10) at 128 (twice) and 120.
-    t.is(r.passed(/^PASS .* path 8 /), 40, what);
-    t.is(r.passed(/^PASS .* path 9 /), 12, what);
+    // 160 (twice), 150, 261 (twice), 264, the 272-wide chunks of a 520-wide head, 96 and
+    // 120.
+    t.is(r.passed(/^PASS .* path 7 /), 52, what);
+    // The fixed-width kernel: 4 warps (path 8) at 64, 128 (twice), qk 32 / v 160
+    // (twice), qk 32 / v 96, 32, 120 and the encoders' classes, k and v one array (261
+    // at stride 261 and 264 in place in the 272 class, 322 in the 336 class; not 261
+    // with k and v apart, nor 128-wide heads at odd strides, whose Q it reads with
+    // 16-byte copies); 8 warps (path 9) at 128 (twice), 120 and qk 32 / v 160 (twice);
+    // 4 warps of two row tiles (path 10) at 128 (twice) and 120.
+    t.is(r.passed(/^PASS .* path 8 /), 44, what);
+    t.is(r.passed(/^PASS .* path 9 /), 20, what);
     t.is(r.passed(/^PASS .* path 10 /), 12, what);
     // The warpgroup kernel (paths 11 and 12, two and one warpgroups per block; the
     // emulation's device is an H100) at its classes: 64, 128 (three times, once at odd
-    // strides), qk 32 / v 160, qk 32 / v 96, 32, 120 and (two warpgroups only) 261
-    // (twice) and 264, whose unaligned rows it takes (Q read element by element, K and V
-    // through the padded copies). Off under auto unless switched on.
-    t.is(r.passed(/^PASS .* path 11 /), 44, what);
-    t.is(r.passed(/^PASS .* path 12 /), 32, what);
+    // strides), qk 32 / v 160 (twice), qk 32 / v 96, 32, 120 and (two warpgroups only)
+    // 261 (twice) and 264, whose unaligned rows it takes (Q read element by element, K
+    // and V through the padded copies). Off under auto unless switched on.
+    t.is(r.passed(/^PASS .* path 11 /), 48, what);
+    t.is(r.passed(/^PASS .* path 12 /), 36, what);
     t.is(r.passed(/ path 0 .*-> wgmma /), 0, `${what}: no warpgroup kernel under auto`);
     // The layout probes: every output element reads exactly the V element it should
     // through the fixed-width kernel (5 classes; the encoders' take no probe, whose K
@@ -143,12 +145,12 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     // what was done to outputs made wrong on purpose: columns or rows swapped in blocks,
     // a NaN, a row that read another key.
     t.is(r.passed(/^PASS diagnose: /), 7, what);
-    t.is(r.passed(/^PASS .*float32 +path 2 /), 34, `${what}: the SIMT kernel`);
+    t.is(r.passed(/^PASS .*float32 +path 2 /), 36, `${what}: the SIMT kernel`);
     // float32 on tensor cores in 3xTF32 (path 13) at its classes, where rows are 16-byte
-    // aligned: 64, 128 (twice), qk 32 / v 160, qk 32 / v 96, 32 and 120 (within float32's 1e-5;
+    // aligned: 64, 128 (twice), qk 32 / v 160 (twice), qk 32 / v 96, 32 and 120 (within float32's 1e-5;
     // the same kernel with one TF32 product instead of three fails them). Off under auto
     // unless switched on.
-    t.is(r.passed(/^PASS .*float32 +path 13 /), 14, `${what}: the 3xTF32 kernel`);
+    t.is(r.passed(/^PASS .*float32 +path 13 /), 16, `${what}: the 3xTF32 kernel`);
     t.is(r.passed(/ path 0 .*-> tf32x3 /), 0, `${what}: no 3xTF32 kernel under auto`);
     // Nor does the backend ask for it (attention_tf32_widths / _serves: backend.cu).
     t.is(r.passed(/^PASS tf32 routing: .* does not$/), 8, `${what}: the backend's questions`);
@@ -156,7 +158,7 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     t.is(r.passed(/^PASS (qk40-v520|w1024-odd) .* path 1 /), 8, `${what}: Dv in chunks`);
     // Which kernel the public entry took (each line ends with it).
     const auto = (shape: string, kernel: RegExp) => r.passed(new RegExp(`^PASS ${shape} .* path 0 .*-> ${kernel.source}$`));
-    t.is(r.passed(/ path 0 .*-> fixed /), 41, `${what}: fixed-width kernel under auto`);
+    t.is(r.passed(/ path 0 .*-> fixed /), 45, `${what}: fixed-width kernel under auto`);
     t.is(auto('w128', /fixed 128x128 tcf/), 4, what);
     t.is(auto('qk32-v160', /fixed 32x160 tcf/), 4, what);
     // The encoders' calls (k and v one array) in the 272 and 336 classes; 261 with k and

@@ -984,7 +984,11 @@ cudaError_t launch_with_smem(void (*kernel)(Params), const Params& p, int64_t bl
 //   one block; or 4 warps of two row tiles with 32-key tiles (=2), FlashAttention-2's
 //   tiling, where each K and V fragment feeds twice the products.
 // - 8 heads of qk 32, v 160 (the language model's latents): 250 registers, 58 KB, two
-//   (held to three it spills 84 bytes).
+//   (held to three it spills 84 bytes). An H200 profile of it at batch 32 (1024
+//   blocks of 64 rows, 4 key tiles each) had L2 the busiest unit (65%) with DRAM at
+//   12%: every block reads its head's K and V whole. The 8-warp variant (128 rows per
+//   block, 240 registers, 62 KB, one block) halves those reads per query row; a
+//   candidate (PERCEIVER_CUDA_ATTENTION_FIXED=8, path tcf8) until a GPU has timed it.
 // - qk 32, v 96 (the language model's decoder) and 8 heads of 64 (the multimodal
 //   model's latents): 168 and 166 registers, three blocks.
 // - 16 heads of 32 (optical flow's latents, 2048 of them in 24 layers): 122
@@ -1003,13 +1007,13 @@ struct FixedTier {
   int dqk, dv, bk, warps, rt, min_blocks;
   const char* name;  // for the harnesses (attention_last_kernel)
 };
-constexpr int kFixedTierCount = 9;
+constexpr int kFixedTierCount = 10;
 constexpr FixedTier kFixedTiers[kFixedTierCount] = {
     {128, 128, 64, 4, 1, 2, "fixed 128x128 tcf"}, {128, 128, 64, 8, 1, 1, "fixed 128x128 tcf8"},
     {128, 128, 32, 4, 2, 2, "fixed 128x128 tcf2"}, {32, 160, 64, 4, 1, 2, "fixed 32x160 tcf"},
     {32, 96, 64, 4, 1, 3, "fixed 32x96 tcf"},      {64, 64, 64, 4, 1, 3, "fixed 64x64 tcf"},
     {32, 32, 64, 4, 1, 4, "fixed 32x32 tcf"},      {272, 272, 32, 4, 1, 2, "fixed 272x272 tcf"},
-    {336, 336, 32, 4, 1, 2, "fixed 336x336 tcf"}};
+    {336, 336, 32, 4, 1, 2, "fixed 336x336 tcf"},  {32, 160, 64, 8, 1, 1, "fixed 32x160 tcf8"}};
 
 // A tier's shared memory: Q, then two stages of K and V tiles (one tile for both in
 // the encoders' tiers), rows padded as tc_smem_bytes pads them.

@@ -238,6 +238,9 @@ void check_attention(const std::string& filter) {
       // (qk 32, v 96), optical flow's 32-wide heads, and 120-wide heads, which pad to
       // its 128 class.
       {"qk32-v96", 2, 2, 90, 130, 32, 96, false, false},
+      // The language model's latent widths over more than 128 queries: every warp of
+      // the 8-warp variant's first block holds rows, its second block a ragged few.
+      {"qk32-v160-rows", 1, 1, 150, 70, 32, 160, false, false},
       {"w32-mask", 1, 3, 50, 400, 32, 32, false, true},
       {"w120", 1, 2, 40, 140, 120, 120, false, false},
       // A padding mask as the op layer passes it: a view broadcast over the queries.
