@@ -145,6 +145,8 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     // what was done to outputs made wrong on purpose: columns or rows swapped in blocks,
     // a NaN, a row that read another key.
     t.is(r.passed(/^PASS diagnose: /), 7, what);
+    // The key splits planned at the models' shapes (no wave left mostly idle).
+    t.is(r.passed(/^PASS split plan: /), 6, what);
     t.is(r.passed(/^PASS .*float32 +path 2 /), 36, `${what}: the SIMT kernel`);
     // float32 on tensor cores in 3xTF32 (path 13) at its classes, where rows are 16-byte
     // aligned: 64, 128 (twice), qk 32 / v 160 (twice), qk 32 / v 96, 32 and 120 (within float32's 1e-5;

@@ -16,6 +16,7 @@ namespace perceiver::cuda::detail {
 cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace, size_t workspace_bytes, int sm_count,
                                      cudaStream_t stream, int path, int splits);
 size_t attention_workspace_bytes_forced(const AttentionArgs& a, int splits);
+int attention_planned_splits(const AttentionArgs& a, int sm_count);
 const char* attention_last_kernel();
 }  // namespace perceiver::cuda::detail
 
@@ -161,6 +162,34 @@ void check_tf32_routing() {
   }
 }
 
+// The key splits planned for 132 SMs (two blocks each: 264 slots) at the models' shapes:
+// enough 64-row blocks to fill the slots, one split fewer where the fewest that do
+// would spill a mostly idle second wave, none where the keys are too few.
+void check_split_plan() {
+  struct {
+    const char* what;
+    int64_t batch, heads, nq, nk;
+    int want;
+  } cases[] = {
+      {"ImageNet encoder, 8 query tiles", 1, 1, 512, 50176, 33},                // 264 blocks
+      {"optical flow's encoder, 32 query tiles", 1, 1, 2048, 182528, 8},       // 256, not 9 (288)
+      {"8 heads over 512 latents, batch 1 (keys too few)", 1, 8, 512, 512, 1},  // 512 keys
+      {"100 query tiles", 1, 100, 64, 100000, 2},                              // 200, not 3 (300)
+      {"16 query tiles", 1, 16, 64, 100000, 16},                               // 256, not 17 (272)
+      {"blocks enough already", 32, 8, 512, 512, 1},
+  };
+  for (const auto& c : cases) {
+    AttentionArgs a{};
+    a.dtype = DType::BFloat16;
+    a.batch = c.batch; a.heads = c.heads; a.nq = c.nq; a.nk = c.nk; a.dqk = 128; a.dv = 128;
+    const int got = perceiver::cuda::detail::attention_planned_splits(a, 132);
+    const bool ok = got == c.want;
+    g_checks++;
+    if (!ok) g_failures++;
+    std::printf("%s split plan: %-50s %d splits (want %d)\n", ok ? "PASS" : "FAIL", c.what, got, c.want);
+  }
+}
+
 // The diagnostics themselves, which only speak on a failure: on outputs made wrong on
 // purpose they must name what was done to them.
 void check_diagnostics() {
@@ -281,6 +310,7 @@ void check_attention(const std::string& filter) {
   // kernel's 272 class.
   if (filter.empty() || std::string("probe").find(filter) != std::string::npos) check_diagnostics();
   if (filter.empty() || std::string("routing").find(filter) != std::string::npos) check_tf32_routing();
+  if (filter.empty() || std::string("split plan").find(filter) != std::string::npos) check_split_plan();
   if (filter.empty() || std::string("probe").find(filter) != std::string::npos)
     for (const auto& w : {std::pair<int64_t, int64_t>{128, 128}, {32, 160}, {32, 96}, {64, 64}, {32, 32}, {261, 261}})
       for (int path : {8, 11, 12, 13}) probe(w.first, w.second, path);
