@@ -798,17 +798,18 @@ size_t workspace_for(const AttentionArgs& a, int splits) {
   return (size_t)splits * (size_t)(a.batch * a.heads * a.nq) * (size_t)(a.dv + 2) * sizeof(float);
 }
 
-// 16-bit K and V whose rows are not 16-byte aligned (a 261-wide head packed at stride
-// 261 starts rows at odd elements) are copied into the workspace at a row stride
-// rounded up to 8 elements first: the tc kernel then loads them with 16-byte cp.async,
-// two stages deep, instead of 2-byte loads. One copy serves both when k and v are the
-// same rows (the single-head fast path attends to X with k = v = X).
-// K and V one array (k = v = X: the single-head encoders' calls, models/fast-attention.ts).
-// Their padded copies are then one copy at one stride, so the kernels see one array too.
+// K and V one array (k = v = X: the single-head encoders attend to their input so,
+// models/fast-attention.ts). Their padded copies are then one copy at one stride, so
+// the kernels see one array too.
 bool kv_one_array(const AttentionArgs& a) {
   return a.k == a.v && a.k_sb == a.v_sb && a.k_sn == a.v_sn && a.k_sh == a.v_sh && a.dqk == a.dv;
 }
 
+// 16-bit K and V whose rows are not 16-byte aligned (a 261-wide head packed at stride
+// 261 starts rows at odd elements) are copied into the workspace at a row stride
+// rounded up to 8 elements first: the tc kernel then loads them with 16-byte cp.async,
+// two stages deep, instead of 2-byte loads. One copy serves both when k and v are the
+// same rows (kv_one_array).
 struct PadPlan {
   bool k = false, v = false, shared = false;
   size_t k_off = 0, v_off = 0, end = 0;  // byte offsets in the workspace
@@ -1021,7 +1022,6 @@ size_t fixed_smem_bytes(const FixedTier& f) {
   const size_t ldq = (size_t)f.dqk + 8, ldv = (size_t)f.dv + 8, bq = 16 * (size_t)(f.warps * f.rt);
   return (bq * ldq + 2 * (size_t)f.bk * (ldq + (fixed_encoder_head(f.dqk, f.dv) ? 0 : ldv))) * 2;
 }
-
 
 // The fixed-width kernel's variants: 4 warps of one row tile, 8 of one, 4 of two.
 enum FixedVariant : int { kFixed4 = 0, kFixed8 = 1, kFixedWide = 2 };
