@@ -218,8 +218,9 @@ show_ours_train() { grep -E 'perceiver-io|ms/step' "$LOGS/$1.log" | head -"$2" |
 # bench-gpu's rows from a run with switches set, ours only (step NAME).
 show_ours_bench() { grep -E '^(attention|imagenet|language)' "$LOGS/$1.log" | head -12 || tail -5 "$LOGS/$1.log"; }
 # Per bf16 shape of cuda_attention_check's timings: the default (auto, as planned) against
-# the fastest of the occupancy tiers and fixed-width variants (any key split): whether
-# auto's routing still takes the fastest.
+# the fastest of the tiers, the occupancy tiers and the fixed-width and warpgroup
+# variants (any key split): whether auto's routing still takes the fastest (the
+# encoders' calls, -kv, against the tiers they left, tc).
 attention_verdict() {
   python3 - "$1" << 'PY' || true
 import re, sys
@@ -232,9 +233,9 @@ for line in open(sys.argv[1]):
     cur = best.setdefault(shape, {}).get(path)
     if cur is None or float(ms) < cur[0]:
         best[shape][path] = (float(ms), splits, kernel)
-print('-- attention, bf16: default (auto) against the fastest tco / tcf / tcg path')
+print('-- attention, bf16: default (auto) against the fastest tc / tco / tcf / tcg path')
 for shape, paths in best.items():
-    cands = {p: v for p, v in paths.items() if p in ('tco', 'tcf', 'tcf8', 'tcf2', 'tcg', 'tcg1')}
+    cands = {p: v for p, v in paths.items() if p in ('tc', 'tco', 'tcf', 'tcf8', 'tcf2', 'tcg', 'tcg1')}
     if 'auto' not in paths or not cands:
         continue
     a = paths['auto']
