@@ -709,6 +709,9 @@ checks() {
   echo "tcw checks: $(grep -cE '^PASS .* tcw ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcw ' "$LOGS/cuda_attention_check.log") failed"
   echo "gemm checks: $(grep -cE '^PASS .* gemm(64)? |^PASS grad ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* gemm(64)? |^FAIL grad ' "$LOGS/cuda_attention_check.log") failed"
   grep -E '^BENCH (perceiver|multimodal)-self.* (tc|tco|tcw) |^BENCH perceiver-(encoder|self-b32) +[a-z0-9]+ +(simt|gemm) +splits=0 |^BENCH .* grad ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
+  echo "-- the encoders' cross-attention in bf16 (ms): auto (with k = v, -kv, the fixed-width kernel's 272 and 336 classes) against the tiers (tc) and the products (gemm):"
+  grep -E '^BENCH (perceiver-encoder(-kv)?|flow-encoder-kv) +bfloat16 +(auto|tc|gemm) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
+  attention_verdict "$LOGS/cuda_attention_check.log"
   echo
   show_train
   echo
