@@ -37,4 +37,10 @@ bool attention_beyond_one_tc_pass(DType dtype, int64_t dqk, int64_t dv, int cc, 
 bool attention_tf32_widths(int64_t dqk, int64_t dv, int cc);
 bool attention_tf32_serves(const AttentionArgs& a, int cc);
 
+namespace detail {
+// The kernel the last attention_forward on this thread launched ("fixed 272x272 tcf",
+// "tc tier 3", "simt", ...): for the harnesses and the attention tuning's log.
+const char* attention_last_kernel();
+}  // namespace detail
+
 }  // namespace perceiver::cuda

@@ -12,6 +12,7 @@
 
 #include "../dtype.h"
 #include "../error.h"
+#include "attention.h"
 
 namespace perceiver::cuda {
 
@@ -149,9 +150,10 @@ AttentionPath AttentionTuner::run(const AttentionArgs& a, cudaStream_t stream,
     return AttentionPath::Fused;
   }
   const AttentionTuning t = tune(a, stream, run);
+  // The fused side's kernel by name: the timings say which kernel they timed.
   if (verbosity >= 2)
-    std::fprintf(stderr, "perceiver cuda: attention tuning %s: fused %.4f ms, products %.4f ms; takes %s\n",
-                 describe_attention(a).c_str(), t.fused_ms, t.products_ms,
+    std::fprintf(stderr, "perceiver cuda: attention tuning %s: fused %.4f ms (%s), products %.4f ms; takes %s\n",
+                 describe_attention(a).c_str(), t.fused_ms, detail::attention_last_kernel(), t.products_ms,
                  t.path == AttentionPath::Products ? "the products" : "the fused kernel");
   std::lock_guard<std::mutex> lock(mu_);
   kept_[key] = t;
