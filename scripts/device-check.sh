@@ -317,6 +317,14 @@ attention_tuning() {
   grep -hE '^perceiver cuda: attention tuning' "$LOGS/$log.log" 2> /dev/null | sed -E 's/^perceiver cuda: attention tuning //' | sort -u | cut -c1-160 | head -12
 }
 
+# The encoders' cross-attention in cuda_attention_check's timings: auto (with k = v,
+# -kv, the fixed-width kernel's 272 and 336 classes) against the tiers (tc) and the
+# products in one pass (gemm).
+encoder_rows() {
+  echo "-- the encoders' cross-attention (ms): auto (with k = v, -kv, the fixed-width kernel's 272 and 336 classes) against the tiers (tc) and the products in one pass (gemm):"
+  grep -E '^BENCH (perceiver-encoder(-kv)?|flow-encoder-kv) +(bfloat16|float32) +(auto|tc|gemm) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
+}
+
 bench_brief() {
   sed -E 's/^BENCH +([^ ]+) +([^ ]+) +([^ ]+) +splits=([0-9]+) +([0-9.]+) ms +([0-9.]+) TFLOP\/s.*\] ?(.*)$/\1 \2 \3 s\4 \5 ms \6 TFLOPs \7/' | cut -c1-120
 }
@@ -587,8 +595,7 @@ candidates() {
   gemm_pairs "$LOGS/cuda_gemm_check.log" 3xTF32
   echo "-- 16-bit products with unaligned rows (cuda_gemm_check): as they are -> aligned copies (PERCEIVER_CUDA_GEMM_ALIGN=1)"
   gemm_pairs "$LOGS/cuda_gemm_check.log" aligned
-  echo "-- the encoders' cross-attention (ms): auto (with k = v, -kv, the fixed-width kernel's 272 and 336 classes) against the tiers (tc) and the products in one pass (gemm):"
-  grep -E '^BENCH (perceiver-encoder(-kv)?|flow-encoder-kv) +(bfloat16|float32) +(auto|tc|gemm) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
+  encoder_rows
   echo "-- float32: the 3xTF32 kernel (tcx) against auto (the SIMT kernel) and the products (gemm):"
   grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|flow-self) +float32 +(auto|gemm|tcx) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   echo
@@ -709,8 +716,7 @@ checks() {
   echo "tcw checks: $(grep -cE '^PASS .* tcw ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcw ' "$LOGS/cuda_attention_check.log") failed"
   echo "gemm checks: $(grep -cE '^PASS .* gemm(64)? |^PASS grad ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* gemm(64)? |^FAIL grad ' "$LOGS/cuda_attention_check.log") failed"
   grep -E '^BENCH (perceiver|multimodal)-self.* (tc|tco|tcw) |^BENCH perceiver-(encoder|self-b32) +[a-z0-9]+ +(simt|gemm) +splits=0 |^BENCH .* grad ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
-  echo "-- the encoders' cross-attention in bf16 (ms): auto (with k = v, -kv, the fixed-width kernel's 272 and 336 classes) against the tiers (tc) and the products (gemm):"
-  grep -E '^BENCH (perceiver-encoder(-kv)?|flow-encoder-kv) +bfloat16 +(auto|tc|gemm) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
+  encoder_rows
   attention_verdict "$LOGS/cuda_attention_check.log"
   echo
   show_train

@@ -182,14 +182,25 @@ cuda('16-bit attention over 2^30 flops: the first call, timed both ways, gives t
   }
 });
 
+/**
+ * Runs `body` (an ES module's text after `import * as P from` the library) in a child
+ * process with `env` added: for the CUDA switches, which each process reads once.
+ */
+function runWithEnv(body: string, env: Record<string, string>) {
+  const lib = new URL('../lib/index.js', import.meta.url).href;
+  return spawnSync(process.execPath, ['--input-type=module', '-e', `import * as P from ${JSON.stringify(lib)};\n${body}`], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, ...env },
+  });
+}
+
 // The single-head encoders attend to their input with k = v = X (models/fast-attention.ts),
 // which the fixed-width kernel's 272 and 336 classes take with one shared-memory tile
 // for both. In a process with the tuning off, so that the fused kernel runs whatever
 // the products' speed.
 cuda('the single-head encoders\' calls (k and v one tensor, 261 and 322 wide) in the fused kernel match float32', (t) => {
-  const lib = new URL('../lib/index.js', import.meta.url).href;
-  const script = `import * as P from ${JSON.stringify(lib)};
-    const out = [];
+  const script = `const out = [];
     for (const [c, nq, nk, masked] of [[261, 512, 3000, false], [261, 70, 1000, true], [322, 200, 2000, true]]) {
       const q32 = P.randn([2, nq, 1, c], { seed: 41, device: 'cuda' });
       const x32 = P.randn([2, nk, 1, c], { seed: 42, device: 'cuda' });
@@ -208,11 +219,7 @@ cuda('the single-head encoders\' calls (k and v one tensor, 261 and 322 wide) in
       }
     }
     console.log(JSON.stringify(out));`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    encoding: 'utf8',
-    timeout: 120_000,
-    env: { ...process.env, PERCEIVER_CUDA_ATTENTION_TUNE: '0' },
-  });
+  const r = runWithEnv(script, { PERCEIVER_CUDA_ATTENTION_TUNE: '0' });
   t.is(r.status, 0, r.stderr);
   const rows = JSON.parse(r.stdout.trim().split('\n').pop()!) as { c: number; dtype: string; masked: boolean; worst: number }[];
   t.is(rows.length, 6);
@@ -220,17 +227,11 @@ cuda('the single-head encoders\' calls (k and v one tensor, 261 and 322 wide) in
 });
 
 cuda('PERCEIVER_CUDA_ATTENTION_TUNE=verbose prints each shape\'s timing once; =0 times nothing', (t) => {
-  const lib = new URL('../lib/index.js', import.meta.url).href;
-  const script = `import * as P from ${JSON.stringify(lib)};
-    const q = P.randn([1, 512, 1, 261], { seed: 1, device: 'cuda' }).cast('bfloat16');
+  const script = `const q = P.randn([1, 512, 1, 261], { seed: 1, device: 'cuda' }).cast('bfloat16');
     const x = P.randn([1, 4096, 1, 261], { seed: 2, device: 'cuda' }).cast('bfloat16');
     for (let i = 0; i < 3; i++) await P.attention(q, x, x).data();`;
   const lines = (mode: string) => {
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-      encoding: 'utf8',
-      timeout: 120_000,
-      env: { ...process.env, PERCEIVER_CUDA_ATTENTION_TUNE: mode },
-    });
+    const r = runWithEnv(script, { PERCEIVER_CUDA_ATTENTION_TUNE: mode });
     t.is(r.status, 0, r.stderr);
     return r.stderr.split('\n').filter((l) => l.includes('attention tuning'));
   };

@@ -1016,11 +1016,11 @@ constexpr FixedTier kFixedTiers[kFixedTierCount] = {
     {32, 32, 64, 4, 1, 4, "fixed 32x32 tcf"},      {272, 272, 32, 4, 1, 2, "fixed 272x272 tcf"},
     {336, 336, 32, 4, 1, 2, "fixed 336x336 tcf"},  {32, 160, 64, 8, 1, 1, "fixed 32x160 tcf8"}};
 
-// A tier's shared memory: Q, then two stages of K and V tiles (one tile for both in
-// the encoders' tiers), rows padded as tc_smem_bytes pads them.
+// A tier's shared memory: the tc kernel's layout in two stages (tc_smem_bytes), less
+// the V tiles in the encoders' tiers, whose one tile per stage serves as K and V.
 size_t fixed_smem_bytes(const FixedTier& f) {
-  const size_t ldq = (size_t)f.dqk + 8, ldv = (size_t)f.dv + 8, bq = 16 * (size_t)(f.warps * f.rt);
-  return (bq * ldq + 2 * (size_t)f.bk * (ldq + (fixed_encoder_head(f.dqk, f.dv) ? 0 : ldv))) * 2;
+  const size_t all = tc_smem_bytes(f.dqk, f.dv, 16 * f.warps * f.rt, f.bk, 2);
+  return fixed_encoder_head(f.dqk, f.dv) ? all - 2 * (size_t)f.bk * tc_ldv(f.dv) * 2 : all;
 }
 
 // The fixed-width kernel's variants: 4 warps of one row tile, 8 of one, 4 of two.

@@ -40,10 +40,7 @@ void check_case(const ComposedCase& c, DType dt, bool chunked) {
     if (s.nq > 5 && s.nk > 128) pr.mask_row(0, 4, 0, 70), pr.mask_row(0, 5, 64);
   }
   AttentionArgs& a = pr.a;
-  if (c.same_kv) {  // the reference reads v, which holds k's values; the call reads k twice
-    pr.v = pr.k;
-    a.v = pr.k.data();
-  }
+  if (c.same_kv) pr.share_kv();  // the reference reads v, which holds k's values; the call reads k twice
   const int64_t rows = s.B * s.H * s.nq;
   std::vector<float> lse(rows + 1), gq(s.B * s.nq * s.H * s.dqk + 1), gk(s.B * s.nk * s.H * s.dqk + 1),
       gv(s.B * s.nk * s.H * s.dv + 1);
