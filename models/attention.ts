@@ -7,6 +7,7 @@
 // Training with attention-weight dropout (HF's attention_probs_dropout_prob) takes the
 // unfused attention-dropout.ts instead: the weights must exist to be dropped.
 import { attention, computeDtype, keep, needsGrad, reshape, tidy, toDtype, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
+import { writeCount } from '../lib/tensor.js';
 import { attentionWithDropout } from './attention-dropout.js';
 import { fastCrossAttentionMacs, fastSingleHeadCrossAttention, foldQueries, plainCrossAttentionMacs } from './fast-attention.js';
 
@@ -66,8 +67,10 @@ export class PerceiverSelfAttention extends Module {
    */
   fastPath = true;
   // Folded queries for static query tensors, valid while every dependency is the same
-  // live tensor (loadStateDict replaces parameter tensors, which invalidates it).
-  private foldCache: { deps: Tensor[]; folded: Tensor } | null = null;
+  // live tensor (loadStateDict replaces parameter tensors) and no tensor has been
+  // written in place since (optimizer steps and assign() keep a parameter's identity
+  // but change its values).
+  private foldCache: { deps: Tensor[]; writes: number; folded: Tensor } | null = null;
 
   constructor(opts: PerceiverSelfAttentionOptions) {
     super();
@@ -160,13 +163,18 @@ export class PerceiverSelfAttention extends Module {
     };
     if (needsGrad(...deps)) return fold();
     const c = this.foldCache;
-    const cached = c && c.deps.length === deps.length && c.deps.every((d, i) => d === deps[i] && !d.disposed) && !c.folded.disposed;
+    const cached =
+      c &&
+      c.writes === writeCount() &&
+      c.deps.length === deps.length &&
+      c.deps.every((d, i) => d === deps[i] && !d.disposed) &&
+      !c.folded.disposed;
     // The same tensors fold to another dtype under autocast.
     if (cached && c.folded.dtype === computeDtype(this.key.weight)) return c.folded;
     const folded = fold();
     if (staticQueries.has(hiddenStates)) {
       this.clearFoldCache();
-      this.foldCache = { deps, folded: keep(folded) };
+      this.foldCache = { deps, writes: writeCount(), folded: keep(folded) };
     }
     return folded;
   }

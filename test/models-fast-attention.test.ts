@@ -186,6 +186,50 @@ test.serial('folded queries are cached for the latents and recomputed when loadS
   t.is(live().bytes, before.bytes, 'live bytes');
 });
 
+test.serial('folded queries are recomputed after a parameter is written in place (assign, an optimizer step): evaluation between training steps sees the new weights', (t) => {
+  const before = live();
+  const d: Dims = { B: 2, Nq: 6, Nk: 200, qDim: 16, kvDim: 10 };
+  const emb = new PerceiverEmbeddings(d.Nq, d.qDim);
+  const attn = crossAttention(d);
+  load(attn, randomState(attn));
+  const x = P.randn([d.B, d.Nk, d.kvDim]);
+  // Evaluation: no gradients, so the fold of the latents view is cached.
+  const evaluate = (fast: boolean) => {
+    attn.fastPath = fast;
+    const out = P.noGrad(() => P.tidy(() => attn.forward(emb.forward(d.B), x)));
+    const data = out.dataSync() as Float32Array;
+    out.dispose();
+    attn.fastPath = true;
+    return data;
+  };
+  const first = evaluate(true);
+
+  P.tidy(() => P.assign(attn.query.weight, P.randn([attn.qkChannels, d.qDim], { std: 0.3 })));
+  const afterAssign = evaluate(true);
+  t.true(maxAbsDiff(afterAssign, first) > 1e-3, 'the output follows the query weight assign() wrote');
+  t.true(maxAbsDiff(afterAssign, evaluate(false)) <= 1e-5 * Math.max(1, maxAbs(afterAssign)), 'and equals the plain path');
+
+  // One training step on the latents and the key weight, in place.
+  const params = [emb.latents, attn.key.weight];
+  for (const p of params) p.requiresGrad = true;
+  const opt = new P.optim.SGD(params, { lr: 0.5 });
+  const loss = P.tidy(() => P.reshape(attn.forward(emb.forward(d.B), x).square(), [-1]).sum(0));
+  P.backward(loss);
+  loss.dispose();
+  opt.step();
+  opt.zeroGrad();
+  opt.dispose();
+  for (const p of params) p.requiresGrad = false;
+  const afterStep = evaluate(true);
+  t.true(maxAbsDiff(afterStep, afterAssign) > 1e-3, 'the output follows the step');
+  t.true(maxAbsDiff(afterStep, evaluate(false)) <= 1e-5 * Math.max(1, maxAbs(afterStep)), 'and equals the plain path');
+
+  x.dispose();
+  attn.dispose();
+  emb.dispose();
+  t.is(live().tensors, before.tensors, 'live tensors');
+});
+
 test('image_fourier: the fast path (encoder and decoder) and the plain path agree, and both match HF', async (t) => {
   const model = new PerceiverForImageClassificationFourier(caseConfig('image_fourier'));
   await loadCaseWeights('image_fourier', model);
