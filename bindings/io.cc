@@ -16,8 +16,52 @@ using namespace perceiver;
 
 namespace {
 
-// loadRecord(name, where, source: string | TypedArray, offset, byteLength, type,
-//            shape, strides, dtype, device)
+// An open RecordFile as JS holds it: close() lets go of it before the collector does;
+// reads already queued keep their own reference.
+struct FileHolder {
+  std::shared_ptr<const RecordFile> file;
+};
+
+const std::shared_ptr<const RecordFile>& file_arg(const Napi::Value& v, const char* op) {
+  if (!v.IsExternal()) throw_type(std::string(op) + ": argument 'file' must be a handle from openRecordFile");
+  const auto* h = v.As<Napi::External<FileHolder>>().Data();
+  if (!h || !h->file) throw_value(std::string(op) + ": the file handle was closed");
+  return h->file;
+}
+
+// openRecordFile(path) -> [handle, size, version]: the file every record of one load
+// reads through (RecordFile).
+Napi::Value OpenRecordFile(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    auto file = RecordFile::open(string_arg(info, 0, "openRecordFile", "path"));
+    Napi::Array out = Napi::Array::New(env, 3);
+    out.Set(1u, Napi::Number::New(env, (double)file->size()));
+    out.Set(2u, Napi::String::New(env, file->version()));
+    out.Set(0u, Napi::External<FileHolder>::New(env, new FileHolder{std::move(file)},
+                                                [](Napi::Env, FileHolder* h) { delete h; }));
+    return out;
+  });
+}
+
+// recordFileVersion(handle): the version string as fstat gives it now.
+Napi::Value RecordFileVersion(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    return Napi::String::New(info.Env(), file_arg(info[0], "recordFileVersion")->version());
+  });
+}
+
+// closeRecordFile(handle): idempotent.
+Napi::Value CloseRecordFile(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    if (!info[0].IsExternal()) throw_type("closeRecordFile: argument 'file' must be a handle from openRecordFile");
+    if (auto* h = info[0].As<Napi::External<FileHolder>>().Data()) h->file.reset();
+    return info.Env().Undefined();
+  });
+}
+
+// loadRecord(name, where, source: string | file handle | TypedArray, offset,
+//            byteLength, type, shape, strides, dtype, device)
 Napi::Value LoadRecord(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     const char* op = "loadRecord";
@@ -26,8 +70,13 @@ Napi::Value LoadRecord(const Napi::CallbackInfo& info) {
     std::string where = string_arg(info, 1, op, "where");
     RecordSource src;
     Napi::Value s = info[2];
-    if (s.IsString()) {
-      src.path = s.As<Napi::String>().Utf8Value();
+    if (s.IsString() || s.IsExternal()) {
+      if (s.IsString()) {
+        src.path = s.As<Napi::String>().Utf8Value();
+      } else {
+        src.file = file_arg(s, op);
+        src.path = src.file->path();
+      }
       int64_t offset = int_arg(info, 3, op, "offset");
       int64_t length = int_arg(info, 4, op, "byteLength");
       if (offset < 0 || length < 0)
@@ -41,7 +90,7 @@ Napi::Value LoadRecord(const Napi::CallbackInfo& info) {
       const uint8_t* p = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
       src.bytes = std::make_shared<const std::vector<uint8_t>>(p, p + ta.ByteLength());
     } else {
-      throw_type("loadRecord: argument 'source' must be a file path or a Uint8Array");
+      throw_type("loadRecord: argument 'source' must be a file path, a file handle or a Uint8Array");
     }
     std::string tname = string_arg(info, 5, op, "type");
     SourceType type;
@@ -77,6 +126,9 @@ Napi::Value Settle(const Napi::CallbackInfo& info) {
 void register_io(Napi::Env env, Napi::Object exports) {
   exports.Set("loadRecord", Napi::Function::New(env, LoadRecord, "loadRecord"));
   exports.Set("settle", Napi::Function::New(env, Settle, "settle"));
+  exports.Set("openRecordFile", Napi::Function::New(env, OpenRecordFile, "openRecordFile"));
+  exports.Set("recordFileVersion", Napi::Function::New(env, RecordFileVersion, "recordFileVersion"));
+  exports.Set("closeRecordFile", Napi::Function::New(env, CloseRecordFile, "closeRecordFile"));
 }
 
 }  // namespace pio

@@ -21,7 +21,7 @@ export { backends, resolveDevice } from './device.js';
 export type { BackendInfo, DeviceName } from './device.js';
 export { readSafetensors, loadSafetensors, saveSafetensors, readSafetensorsHeader, parseSafetensorsHeader, safetensorsRecords } from './io/safetensors.js';
 export type { SafetensorsDType, SafetensorsEntry, SafetensorsHeader, ReadSafetensorsOptions, WriteSafetensorsOptions } from './io/safetensors.js';
-export { RECORD_ITEM_SIZE, contiguousStrides, permuteRecord, recordByteSpan, isFloatRecordDType } from './io/records.js';
+export { RECORD_ITEM_SIZE, contiguousStrides, permuteRecord, recordByteSpan, isFloatRecordDType, fileVersion } from './io/records.js';
 export type { RecordDType, RecordSource, TensorRecord } from './io/records.js';
 export { loadRecords, checkRecord, engineDTypeOf } from './io/load-records.js';
 export type { LoadRecordsOptions, LoadProgress } from './io/load-records.js';

@@ -6,6 +6,7 @@
 #include "file_io.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -286,6 +287,30 @@ bool natural(SourceType t, DType d) {
 
 }  // namespace
 
+std::shared_ptr<const RecordFile> RecordFile::open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(ErrorKind::Runtime, path + ": cannot read (" + std::strerror(errno) + ")");
+  struct stat st;
+  const bool stated = ::fstat(fd, &st) == 0;
+  if (!stated || !S_ISREG(st.st_mode)) {
+    const std::string why = stated ? "not a regular file" : std::strerror(errno);
+    ::close(fd);
+    throw Error(ErrorKind::Runtime, path + ": cannot read (" + why + ")");
+  }
+  return std::shared_ptr<const RecordFile>(new RecordFile(path, fd, (uint64_t)st.st_size));
+}
+
+RecordFile::~RecordFile() { ::close(fd_); }
+
+std::string RecordFile::version() const {
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) throw Error(ErrorKind::Runtime, path_ + ": cannot stat (" + std::strerror(errno) + ")");
+  const unsigned long long mtime_ns =
+      (unsigned long long)st.st_mtim.tv_sec * 1000000000ull + (unsigned long long)st.st_mtim.tv_nsec;
+  return std::to_string((unsigned long long)st.st_dev) + ":" + std::to_string((unsigned long long)st.st_ino) + ":" +
+         std::to_string((unsigned long long)st.st_size) + ":" + std::to_string(mtime_ns);
+}
+
 bool source_type_from_name(const std::string& s, SourceType* out) {
   for (const TypeInfo& e : kTypes)
     if (s == e.name) {
@@ -348,15 +373,18 @@ Tensor load_record(const std::string& name, const std::string& where, const Reco
       if (source.bytes) {
         staged = source.bytes->data();
       } else {
-        Fd f;
-        f.fd = ::open(source.path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (f.fd < 0) fail(prefix, "cannot open " + source.path + " (" + std::strerror(errno) + ")");
+        Fd own;
+        int fd = source.file ? source.file->fd() : -1;
+        if (!source.file) {
+          own.fd = fd = ::open(source.path.c_str(), O_RDONLY | O_CLOEXEC);
+          if (fd < 0) fail(prefix, "cannot open " + source.path + " (" + std::strerror(errno) + ")");
+        }
         if (direct) {
-          pread_fully(prefix, f.fd, static_cast<uint8_t*>(view.data()), span_bytes, source.offset, source.path);
+          pread_fully(prefix, fd, static_cast<uint8_t*>(view.data()), span_bytes, source.offset, source.path);
           return;
         }
         staging.reset(new Staging(span_bytes));
-        pread_fully(prefix, f.fd, staging->p, span_bytes, source.offset, source.path);
+        pread_fully(prefix, fd, staging->p, span_bytes, source.offset, source.path);
         staged = staging->p;
       }
       if (device.type == DeviceType::CPU) {

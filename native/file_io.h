@@ -26,9 +26,37 @@ const char* source_type_name(SourceType t);
 size_t source_type_size(SourceType t);
 bool source_type_is_float(SourceType t);
 
+// A checkpoint file opened once for every record of a load: a file renamed over it
+// meanwhile (an atomic save, as save.ts does) is not seen, so the tensors of one
+// load all come from one file. The descriptor closes when the last read holding it
+// and the caller have let go.
+class RecordFile {
+ public:
+  // Throws an Error naming the path when it cannot be opened or is not a regular file.
+  static std::shared_ptr<const RecordFile> open(const std::string& path);
+  ~RecordFile();
+  RecordFile(const RecordFile&) = delete;
+  RecordFile& operator=(const RecordFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  int fd() const { return fd_; }
+  uint64_t size() const { return size_; }
+  // "device:inode:size:mtime in ns" as fstat gives them now; the same string as
+  // lib/io/records.ts's fileVersion() for the same file.
+  std::string version() const;
+
+ private:
+  RecordFile(std::string path, int fd, uint64_t size) : path_(std::move(path)), fd_(fd), size_(size) {}
+  std::string path_;
+  int fd_;
+  uint64_t size_;
+};
+
 struct RecordSource {
-  // A file byte range when `bytes` is null; otherwise the in-memory bytes.
+  // A file byte range when `bytes` is null (read through `file` where set, else by
+  // opening `path`); otherwise the in-memory bytes.
   std::string path;
+  std::shared_ptr<const RecordFile> file;
   std::shared_ptr<const std::vector<uint8_t>> bytes;
   uint64_t offset = 0;       // of the first element, in the file (ignored for bytes)
   uint64_t byte_length = 0;  // bytes available from the first element on

@@ -4,11 +4,14 @@
 // engine tensors, with dtype narrowing, progress and abort; every malformed record
 // is refused before any byte is read, with the file and tensor named; nothing leaks.
 import test from 'ava';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as P from '../lib/index.js';
 import type { Tensor, TensorRecord } from '../lib/index.js';
+import { readHaikuCheckpoint } from '../lib/io/haiku.js';
+import { readTorchCheckpoint } from '../lib/io/torch.js';
 import { baseline, live } from './helpers/device.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'perceiver-records-'));
@@ -162,7 +165,8 @@ test('a narrowing failure while loading rejects naming the file, the tensor and 
 });
 
 test('a file that shrinks after it was checked fails the read with a clear error, not a crash', async (t) => {
-  // The native read re-checks: a short pread is an error on the tensor.
+  // The native read re-checks (a short pread is an error on the tensor), and so does
+  // the load's end (the file's size and modification time).
   const rec = fileRecord('w', 'F32', [1024], bytes(iota(1024)));
   const src = rec.source as Extract<TensorRecord['source'], { kind: 'file' }>;
   const p = P.loadRecords([rec]);
@@ -176,7 +180,7 @@ test('a file that shrinks after it was checked fails the read with a clear error
     (e: Error) => e,
   );
   if (res === null) t.pass('the read won the race');
-  else t.regex(res.message, /r-\d+\.bin.*(past the end of the file|the file ends at byte)/);
+  else t.regex(res.message, /r-\d+\.bin.*(past the end of the file|the file ends at byte|the file changed after its header was read)/);
 });
 
 test('throughput: a 32 MiB float32 record loads natively (contiguous and transposed)', async (t) => {
@@ -239,7 +243,7 @@ test('the native entry points refuse bad arguments with errors, never a crash', 
   native.handleDispose(h as never);
   const bad: [number, unknown, RegExp][] = [
     [0, 5, /argument 'name' must be a string/],
-    [2, 42, /argument 'source' must be a file path or a Uint8Array/],
+    [2, 42, /argument 'source' must be a file path, a file handle or a Uint8Array/],
     [3, -1, /byte range must be non-negative/],
     [3, 0.5, /argument 'offset' must be an integer/],
     [5, 'F99', /unknown dtype 'F99'/],
@@ -257,4 +261,45 @@ test('the native entry points refuse bad arguments with errors, never a crash', 
   }
   t.throws(() => io.loadRecord('w'), { message: /expected 10 arguments, got 1/ });
   t.throws(() => io.settle({}), { message: /argument 'tensor' must be a Tensor/ });
+
+  // An open file: its size and version, reads through it, then a closed handle refused.
+  const [file, size, version] = io.openRecordFile(path) as [unknown, number, string];
+  t.is(size, statSync(path).size);
+  t.regex(version, new RegExp(`^\\d+:\\d+:${size}:\\d+$`));
+  t.is(io.recordFileVersion(file), version);
+  const viaFile = io.loadRecord('w', 'here', file, 13, 16, 'F32', [4], null, 'float32', 'cpu');
+  await io.settle(viaFile);
+  native.handleDispose(viaFile as never);
+  io.closeRecordFile(file);
+  io.closeRecordFile(file);
+  t.throws(() => io.loadRecord('w', 'here', file, 13, 16, 'F32', [4], null, 'float32', 'cpu'), { message: /the file handle was closed/ });
+  t.throws(() => io.recordFileVersion(file), { message: /the file handle was closed/ });
+  t.throws(() => io.recordFileVersion('x'), { message: /must be a handle from openRecordFile/ });
+  t.throws(() => io.openRecordFile(join(dirname(path), 'nope')), { message: /nope: cannot read \(No such file or directory\)/ });
+  t.throws(() => io.openRecordFile(dirname(path)), { message: /cannot read \(not a regular file\)/ });
+  t.throws(() => io.openRecordFile(5), { message: /argument 'path' must be a string/ });
+});
+
+test('every reader stamps its file records with the version of the file it parsed, and loading refuses a file changed since', async (t) => {
+  const ckpts = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures', 'checkpoints');
+  const haiku = async (p: string) => Object.values(await readHaikuCheckpoint(p)).flat();
+  const readers: [string, (p: string) => Promise<TensorRecord[]>][] = [
+    ['tied_strided.bin', readTorchCheckpoint], // torch.save's zip archive
+    ['fuzz_seed_legacy.bin', readTorchCheckpoint], // the legacy (pre-1.6) layout
+    ['haiku_proto5.pickle', haiku],
+  ];
+  for (const [file, read] of readers) {
+    // A copy, so that it can be rewritten.
+    const path = join(dir, file);
+    copyFileSync(join(ckpts, file), path);
+    const recs = (await read(path)).filter((r) => r.source.kind === 'file');
+    t.true(recs.length > 0, `${file} leaves arrays in the file`);
+    const version = P.fileVersion(statSync(path, { bigint: true }));
+    for (const r of recs) t.is((r.source as { version?: string }).version, version, `${file}: ${r.name}`);
+    disposeAll(await P.loadRecords(recs));
+    // Saved over (a new inode) after it was parsed.
+    copyFileSync(path, `${path}.new`);
+    renameSync(`${path}.new`, path);
+    await t.throwsAsync(P.loadRecords(recs), { message: new RegExp(`${file.replace('.', '\\.')}: the file changed after its header was read`) });
+  }
 });

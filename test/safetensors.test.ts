@@ -3,7 +3,7 @@
 // and scalar tensors, header padding, atomic replacement, and corrupt files failing
 // with an error that names the file and the problem.
 import test from 'ava';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -111,6 +111,47 @@ test('saving replaces an existing file atomically and leaves no temporary file b
   t.deepEqual(readdirSync(dir).filter((f) => f.startsWith(`.${basename(path)}`)), [], 'no temporary files');
   await rejects(t, P.saveSafetensors(join(dir, 'no-such-dir', 'x.safetensors'), { a }), /no-such-dir/, /cannot create/);
   a.dispose();
+});
+
+test('a file saved over the path while it loads is not mixed in; one saved over it after its header was read is refused', async (t) => {
+  // Six 16 MiB tensors: past the loader's 64 MiB window, so the last ones are queued
+  // only after the first has landed, which is when the new file is renamed over the path.
+  const n = 4 << 20;
+  const save = async (path: string, value: number) => {
+    const ts: Record<string, Tensor> = {};
+    for (let i = 0; i < 6; i++) ts[`t${i}`] = P.full([n], value);
+    await P.saveSafetensors(path, ts);
+    disposeAll(ts);
+  };
+  const path = fresh('replaced');
+  const next = fresh('replacement');
+  await save(path, 1);
+  await save(next, 2);
+  let replacedAfter = '';
+  const { tensors } = await P.readSafetensors(path, {
+    onProgress: (p) => {
+      if (replacedAfter) return;
+      replacedAfter = p.name;
+      renameSync(next, path);
+    },
+  });
+  t.is(replacedAfter, 't0');
+  for (const [name, x] of Object.entries(tensors)) {
+    const d = (await x.data()) as Float32Array;
+    t.deepEqual([d[0], d[n - 1]], [1, 1], `${name} comes from the file that was opened`);
+  }
+  disposeAll(tensors);
+
+  // The records of a header read before the path was saved over: refused, not read.
+  const header = await P.readSafetensorsHeader(path);
+  const a = P.tensor(new Float32Array([1, 2]), [2]);
+  await P.saveSafetensors(path, { a });
+  a.dispose();
+  await rejects(t, P.loadRecords(P.safetensorsRecords(path, header)), /replaced-\d+\.safetensors: the file changed after its header was read/);
+  // Read again, it loads.
+  const again = await P.readSafetensors(path);
+  t.deepEqual(Array.from(await again.tensors.a.data()), [1, 2]);
+  disposeAll(again.tensors);
 });
 
 test('save refuses non-string metadata and reserved names', async (t) => {
@@ -349,14 +390,16 @@ test('parseSafetensorsHeader is pure: a header above the 100 MB cap is refused b
   t.throws(() => P.parseSafetensorsHeader('/virtual/frac.safetensors', file, file.length), { message: /frac\.safetensors: tensor 'w': 'shape' must be an array of at most 8 non-negative integers, got \[1\.5\]/ });
 });
 
-test('records of a header point at each tensor’s absolute byte range', async (t) => {
+test('records of a header point at each tensor’s absolute byte range, in the file version the header was read from', async (t) => {
   const path = join(FIXTURES, 'mlm', 'input.safetensors');
   const h = await P.readSafetensorsHeader(path);
+  const version = P.fileVersion(statSync(path, { bigint: true }));
+  t.is(h.version, version);
   const recs = P.safetensorsRecords(path, h);
   t.deepEqual(recs.map((r) => r.name), [...h.entries.keys()]);
   for (const r of recs) {
     const e = h.entries.get(r.name)!;
-    t.deepEqual(r.source, { kind: 'file', path, offset: h.dataStart + e.dataOffsets[0], byteLength: e.dataOffsets[1] - e.dataOffsets[0] });
+    t.deepEqual(r.source, { kind: 'file', path, offset: h.dataStart + e.dataOffsets[0], byteLength: e.dataOffsets[1] - e.dataOffsets[0], version });
   }
 });
 

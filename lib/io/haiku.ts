@@ -192,7 +192,7 @@ function record(name: string, a: NumpyArray): TensorRecord {
   const dtype = a.dtype!.recordDType();
   const source: RecordSource =
     a.data instanceof FileBytes
-      ? { kind: 'file', path: a.data.path, offset: a.data.offset, byteLength: a.data.length }
+      ? { kind: 'file', path: a.data.path, offset: a.data.offset, byteLength: a.data.length, version: a.data.version }
       : { kind: 'bytes', bytes: a.data! };
   const rec: TensorRecord = { name, dtype, shape: a.shape, source };
   if (a.fortran && a.shape.filter((d) => d !== 1).length > 1) {

@@ -6,9 +6,11 @@
 // the device's queue thread straight into its tensor, gathered there when the
 // record is strided and narrowed there (I64 -> int32, F64 -> float32, with range
 // checks). A bounded window of reads is kept in flight, so progress is reported
-// as tensors land and an AbortSignal stops the load between tensors.
-import { stat } from 'node:fs/promises';
-
+// as tensors land and an AbortSignal stops the load between tensors. Each file is
+// opened once for the whole load and every read goes through that descriptor, so a
+// checkpoint saved over the path meanwhile (a rename, as save.ts does) is not mixed
+// into it; a file changed since its reader parsed it, or rewritten in place during
+// the load, is an error.
 import { native, type NativeHandle } from '../native.js';
 import { describe, type DTypeName, type FloatDTypeName } from '../dtype.js';
 import { resolveDevice } from '../device.js';
@@ -16,11 +18,18 @@ import { wrap, type Tensor } from '../tensor.js';
 import { RECORD_ITEM_SIZE, contiguousStrides, isFloatRecordDType, recordByteSpan, type RecordDType, type TensorRecord } from './records.js';
 
 /** What the addon's checkpoint-loading entry points look like (bindings/io.cc). */
+/** An open file (the addon's RecordFile). */
+type FileHandle = { readonly __recordFile: unique symbol };
+
 interface NativeIo {
+  /** [handle, size in bytes, fileVersion()]. */
+  openRecordFile(path: string): [FileHandle, number, string];
+  recordFileVersion(file: FileHandle): string;
+  closeRecordFile(file: FileHandle): void;
   loadRecord(
     name: string,
     where: string,
-    source: string | Uint8Array,
+    source: FileHandle | Uint8Array,
     offset: number,
     byteLength: number,
     type: RecordDType,
@@ -112,6 +121,7 @@ export function checkRecord(rec: TensorRecord, op = 'loadRecords'): void {
     if (typeof src.path !== 'string' || src.path === '') fail(`the source path must be a non-empty string`);
     if (!isCount(src.offset) || !isCount(src.byteLength))
       fail(`the byte range must be non-negative integers, got offset ${JSON.stringify(src.offset)}, length ${JSON.stringify(src.byteLength)}`);
+    if (src.version !== undefined && typeof src.version !== 'string') fail(`the source version must be a string, got ${describe(src.version)}`);
     available = src.byteLength;
   } else if (src.kind === 'bytes') {
     if (!(src.bytes instanceof Uint8Array)) fail(`an in-memory source must hold a Uint8Array, got ${describe(src.bytes)}`);
@@ -154,24 +164,36 @@ export async function loadRecords(records: readonly TensorRecord[], opts: LoadRe
     if (seen.has(rec.name)) throw new Error(`${op}: ${where(rec)}: tensor '${rec.name}' appears twice`);
     seen.add(rec.name);
   }
-  // Each file is stat'ed once: every range must lie inside it.
-  const sizes = new Map<string, number>();
-  for (const rec of records) {
-    if (rec.source.kind !== 'file') continue;
-    const { path, offset, byteLength } = rec.source;
-    let size = sizes.get(path);
-    if (size === undefined) {
-      try {
-        const st = await stat(path);
-        if (!st.isFile()) throw new Error('not a regular file');
-        size = st.size;
-      } catch (err) {
-        throw new Error(`${op}: ${path}: cannot read (${err instanceof Error ? err.message : String(err)})`);
+  // Each file is opened once: every range must lie inside it, and every read of this
+  // load goes through that descriptor.
+  const files = new Map<string, { handle: FileHandle; size: number; version: string }>();
+  const closeAll = () => {
+    for (const f of files.values()) io.closeRecordFile(f.handle);
+  };
+  const changed = (path: string) =>
+    new Error(`${op}: ${path}: the file changed after its header was read (saved over, or being written?); read it again`);
+  try {
+    for (const rec of records) {
+      if (rec.source.kind !== 'file') continue;
+      const { path, offset, byteLength, version } = rec.source;
+      let f = files.get(path);
+      if (f === undefined) {
+        try {
+          const [handle, size, v] = io.openRecordFile(path);
+          f = { handle, size, version: v };
+        } catch (err) {
+          // The addon's message names the path: "<path>: cannot read (<why>)".
+          throw new Error(`${op}: ${err instanceof Error ? err.message : String(err)}`);
+        }
+        files.set(path, f);
       }
-      sizes.set(path, size);
+      if (version !== undefined && version !== f.version) throw changed(path);
+      if (offset + byteLength > f.size)
+        throw new Error(`${op}: ${path}: tensor '${rec.name}': bytes [${offset}, ${offset + byteLength}) lie past the end of the file (${f.size} bytes; truncated?)`);
     }
-    if (offset + byteLength > size)
-      throw new Error(`${op}: ${path}: tensor '${rec.name}': bytes [${offset}, ${offset + byteLength}) lie past the end of the file (${size} bytes; truncated?)`);
+  } catch (err) {
+    closeAll();
+    throw err;
   }
 
   const bytesOf = (r: TensorRecord) => (r.source.kind === 'file' ? r.source.byteLength : r.source.bytes.byteLength);
@@ -200,7 +222,7 @@ export async function loadRecords(records: readonly TensorRecord[], opts: LoadRe
       const src = rec.source;
       const h =
         src.kind === 'file'
-          ? io.loadRecord(rec.name, `${op}: ${src.path}`, src.path, src.offset, src.byteLength, rec.dtype, [...rec.shape], rec.strides ? [...rec.strides] : null, engineDTypeOf(rec.dtype, opts.dtype), device)
+          ? io.loadRecord(rec.name, `${op}: ${src.path}`, files.get(src.path)!.handle, src.offset, src.byteLength, rec.dtype, [...rec.shape], rec.strides ? [...rec.strides] : null, engineDTypeOf(rec.dtype, opts.dtype), device)
           : io.loadRecord(rec.name, `${op}: <in-memory record>`, src.bytes, 0, src.bytes.byteLength, rec.dtype, [...rec.shape], rec.strides ? [...rec.strides] : null, engineDTypeOf(rec.dtype, opts.dtype), device);
       const t = wrap(h);
       made.push(t);
@@ -213,6 +235,9 @@ export async function loadRecords(records: readonly TensorRecord[], opts: LoadRe
       signal?.throwIfAborted();
       await landOne();
     }
+    // A rewrite in place (not a rename) during the load shows in the size or the
+    // modification time.
+    for (const [path, f] of files) if (io.recordFileVersion(f.handle) !== f.version) throw changed(path);
     return out;
   } catch (err) {
     for (const t of made) t.dispose();
@@ -220,5 +245,7 @@ export async function loadRecords(records: readonly TensorRecord[], opts: LoadRe
     // window's worth) means memory is back when the caller sees the error.
     await Promise.all(inflight.map((f) => f.done));
     throw err;
+  } finally {
+    closeAll();
   }
 }

@@ -17,6 +17,7 @@
 // are not read: they come back as FileBytes (an offset and a length), so a multi-GiB
 // pickle never lands in the JS heap.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { fileVersion } from './records.js';
 
 // ---- Python values as JS values -----------------------------------------------------------
 //
@@ -31,6 +32,8 @@ export class FileBytes {
     readonly path: string,
     readonly offset: number,
     readonly length: number,
+    /** fileVersion() of the file as it was parsed. */
+    readonly version?: string,
   ) {}
 }
 
@@ -98,6 +101,8 @@ export interface ByteInput {
   byteAt(pos: number): number;
   /** The file, when bytes can be left in it (FileBytes). */
   readonly path?: string;
+  /** fileVersion() of that file when it was opened. */
+  readonly version?: string;
 }
 
 export class BufferInput implements ByteInput {
@@ -126,6 +131,7 @@ export class FileInput implements ByteInput, Disposable {
   private static readonly MIN_WINDOW = 1 << 12;
   private static readonly MAX_WINDOW = 1 << 20;
   readonly length: number;
+  readonly version: string;
   private fd: number;
   /** One buffer reused for every window: what read() returns is valid until the next read. */
   private buffer: Uint8Array | null = null;
@@ -137,7 +143,9 @@ export class FileInput implements ByteInput, Disposable {
     if (typeof path !== 'string') throw new TypeError(`FileInput: argument 'path' must be a string, got ${pyDescribe(path)}`);
     this.fd = openSync(path, 'r');
     try {
-      this.length = fstatSync(this.fd).size;
+      const st = fstatSync(this.fd, { bigint: true });
+      this.length = Number(st.size);
+      this.version = fileVersion(st);
     } catch (err) {
       closeSync(this.fd);
       throw err;
@@ -446,7 +454,7 @@ class Machine {
     this.need(n, what);
     const path = this.input.path;
     if (path !== undefined && n >= this.leaveFrom) {
-      const fb = new FileBytes(path, this.pos, n);
+      const fb = new FileBytes(path, this.pos, n, this.input.version);
       this.pos += n;
       return fb;
     }

@@ -4,6 +4,7 @@
 // stride permutations, and one loader turns them into engine tensors. So nothing
 // ever holds a whole checkpoint file in the JS heap, and a transpose costs no copy
 // until the bytes land in their final tensor.
+import type { BigIntStats } from 'node:fs';
 
 /**
  * Element types checkpoint formats name, in safetensors' spelling. Every one of them
@@ -24,10 +25,24 @@ export function isFloatRecordDType(d: RecordDType): boolean {
   return d === 'F64' || d === 'F32' || d === 'F16' || d === 'BF16' || d === 'F8_E4M3' || d === 'F8_E5M2';
 }
 
-/** Where a record's bytes are: a byte range of a file, or bytes already in memory. */
+/**
+ * Where a record's bytes are: a byte range of a file, or bytes already in memory.
+ * `version` (fileVersion() of the file its reader parsed) makes loadRecords refuse a
+ * file that has been replaced or rewritten since.
+ */
 export type RecordSource =
-  | { kind: 'file'; path: string; offset: number; byteLength: number }
+  | { kind: 'file'; path: string; offset: number; byteLength: number; version?: string }
   | { kind: 'bytes'; bytes: Uint8Array };
+
+/**
+ * A file's identity and contents' version as fstat gives them: "device:inode:size:
+ * mtime in ns" (the addon's RecordFile::version() spells it the same way). A save
+ * that renames a new file over the path changes the inode; a rewrite in place, the
+ * size or the modification time.
+ */
+export function fileVersion(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`;
+}
 
 export interface TensorRecord {
   /** The tensor's name in its file (or, after renaming, in the model's stateDict). */

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, type DTypeName } from '../dtype.js';
 import { Tensor, readBytes } from '../tensor.js';
 import { cast } from '../ops/layout.js';
-import { RECORD_ITEM_SIZE, type RecordDType, type TensorRecord } from './records.js';
+import { RECORD_ITEM_SIZE, fileVersion, type RecordDType, type TensorRecord } from './records.js';
 import { loadRecords, type LoadRecordsOptions } from './load-records.js';
 
 /**
@@ -53,6 +53,11 @@ export interface SafetensorsHeader {
   metadata: Record<string, string>;
   /** Absolute file offset of the first data byte (8 + header length). */
   dataStart: number;
+  /**
+   * fileVersion() of the file the header was read from (readSafetensorsHeader), so
+   * that loading its records refuses a file saved over it since.
+   */
+  version?: string;
 }
 
 export interface ReadSafetensorsOptions extends Omit<LoadRecordsOptions, 'op'> {
@@ -200,14 +205,15 @@ async function openOrFail(path: string): Promise<FileHandle> {
 export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
   const fh = await openOrFail(path);
   try {
-    const size = (await fh.stat()).size;
+    const st = await fh.stat({ bigint: true });
+    const size = Number(st.size);
     const first8 = new Uint8Array(Math.min(8, size));
     await readFully(path, fh, first8, 0);
     const n = headerLength(path, first8, size);
     const prefix = new Uint8Array(8 + n);
     prefix.set(first8);
     await readFully(path, fh, prefix.subarray(8), 8);
-    return parseSafetensorsHeader(path, prefix, size);
+    return { ...parseSafetensorsHeader(path, prefix, size), version: fileVersion(st) };
   } finally {
     await fh.close();
   }
@@ -219,7 +225,13 @@ export function safetensorsRecords(path: string, header: SafetensorsHeader): Ten
     name,
     dtype: e.dtype,
     shape: [...e.shape],
-    source: { kind: 'file', path, offset: header.dataStart + e.dataOffsets[0], byteLength: e.dataOffsets[1] - e.dataOffsets[0] },
+    source: {
+      kind: 'file',
+      path,
+      offset: header.dataStart + e.dataOffsets[0],
+      byteLength: e.dataOffsets[1] - e.dataOffsets[0],
+      ...(header.version !== undefined && { version: header.version }),
+    },
   }));
 }
 

@@ -244,7 +244,7 @@ function toRecord(name: string, t: TorchTensor, locate: (root: Storage) => Recor
 }
 
 function slice(src: RecordSource, start: number, length: number): RecordSource {
-  if (src.kind === 'file') return { kind: 'file', path: src.path, offset: src.offset + start, byteLength: length };
+  if (src.kind === 'file') return { ...src, offset: src.offset + start, byteLength: length };
   return { kind: 'bytes', bytes: src.bytes.subarray(start, start + length) };
 }
 
@@ -289,7 +289,7 @@ async function readZipLayout(path: string): Promise<TensorRecord[]> {
       sources.set(
         s,
         entry.method === 0
-          ? { kind: 'file', path, offset: entry.dataOffset, byteLength: bytes }
+          ? { kind: 'file', path, offset: entry.dataOffset, byteLength: bytes, version: zip.version }
           : { kind: 'bytes', bytes: new Uint8Array(await zip.read(entry)) },
       );
     }
@@ -347,7 +347,7 @@ function readLegacyLayout(path: string): TensorRecord[] {
       const bytes = s.numel * RECORD_ITEM_SIZE[s.dtype];
       if (at + 8 + bytes > input.length)
         throw new TorchCheckpointError(path, `storage '${key}' [${at + 8}, ${at + 8 + bytes}) runs past the end of the file (${input.length} bytes; truncated?)`);
-      sources.set(s, { kind: 'file', path, offset: at + 8, byteLength: bytes });
+      sources.set(s, { kind: 'file', path, offset: at + 8, byteLength: bytes, version: input.version });
       at += 8 + bytes;
     }
     for (const s of storages.values()) if (!sources.has(s)) throw new TorchCheckpointError(path, `storage '${s.key}' is used but its bytes are missing`);

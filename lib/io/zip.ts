@@ -11,6 +11,7 @@
 import { closeSync, fstatSync, openSync, read as readCb, readSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { crc32, inflateRawSync } from 'node:zlib';
+import { fileVersion } from './records.js';
 
 /** One file in the archive, from the central directory and its local header. */
 export interface ZipEntry {
@@ -74,6 +75,8 @@ export class ZipReader {
     readonly size: number,
     /** Entries by name, in central-directory order. */
     readonly entries: ReadonlyMap<string, ZipEntry>,
+    /** fileVersion() of the archive when it was opened. */
+    readonly version: string,
   ) {}
 
   /** Opens an archive and validates its whole directory. */
@@ -88,10 +91,11 @@ export class ZipReader {
       throw new ZipError(path, `cannot open (${err instanceof Error ? err.message : String(err)})`);
     }
     try {
-      const size = fstatSync(fd).size;
+      const st = fstatSync(fd, { bigint: true });
+      const size = Number(st.size);
       const src: Source = { path, fd, whole: null };
       if (size <= SMALL_READ) src.whole = readAt(src, 0, size);
-      return new ZipReader(path, src, size, readDirectory(src, size));
+      return new ZipReader(path, src, size, readDirectory(src, size), fileVersion(st));
     } catch (err) {
       closeSync(fd);
       throw err;
