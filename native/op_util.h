@@ -18,6 +18,10 @@ namespace perceiver {
 
 View view_of(const Tensor& t);
 
+// Whether two views can touch a common byte of one storage (by their byte ranges,
+// so two interleaved views that share none may still count as overlapping).
+bool overlaps(const Tensor& a, const Tensor& b);
+
 // "op: argument 'name' ..." prefix for messages.
 std::string arg_prefix(const char* op, const char* name);
 

@@ -165,8 +165,20 @@ void assign(const Tensor& dst, const Tensor& src) {
   for (size_t i = 0; i < dst.shape.size(); i++)
     if (dst.strides[i] == 0 && dst.shape[i] > 1)
       throw_value("assign: argument 'dst' is a broadcast view (axis " + std::to_string(i) + " has stride 0); assign into its source");
-  View s = view_of(src), d = view_of(dst);
-  launch("assign", dst.device(), {&src}, {&dst}, [s, d](Backend& b) { b.copy(s, d); });
+  // A source that shares memory with the destination (assign(x, transpose(x)), a
+  // shifted slice) would be read where the copy has already written: it goes through
+  // a copy of its own first.
+  const bool same_view = src.storage == dst.storage && src.offset == dst.offset && src.strides == dst.strides &&
+                         src.dtype == dst.dtype;
+  if (same_view) return;
+  Tensor from = src;
+  if (overlaps(dst, src)) {
+    from = empty(src.shape, src.dtype, src.device(), "assign");
+    View s = view_of(src), f = view_of(from);
+    launch("assign", src.device(), {&src}, {&from}, [s, f](Backend& b) { b.copy(s, f); });
+  }
+  View s = view_of(from), d = view_of(dst);
+  launch("assign", dst.device(), {&from}, {&dst}, [s, d](Backend& b) { b.copy(s, d); });
 }
 
 Tensor reshape(const Tensor& x, const Shape& shape_in) {

@@ -15,25 +15,6 @@ namespace perceiver {
 
 namespace {
 
-// The byte range a view can touch.
-std::pair<int64_t, int64_t> byte_range(const Tensor& t) {
-  int64_t lo = t.offset, hi = t.offset;
-  for (int i = 0; i < t.ndim(); i++) {
-    if (t.shape[i] == 0) return {0, 0};
-    int64_t span = (t.shape[i] - 1) * t.strides[i];
-    if (span < 0) lo += span;
-    else hi += span;
-  }
-  int64_t e = (int64_t)dtype_size(t.dtype);
-  return {lo * e, (hi + 1) * e};
-}
-
-bool overlaps(const Tensor& a, const Tensor& b) {
-  if (a.storage.get() != b.storage.get()) return false;
-  auto ra = byte_range(a), rb = byte_range(b);
-  return ra.first < rb.second && rb.first < ra.second && ra.first < ra.second && rb.first < rb.second;
-}
-
 // An operand written in place: float32, the parameter's shape, and no stride-0 axis
 // (several elements would be written through one address).
 void check_in_place(const char* op, const char* name, const Tensor& t, const Shape& shape) {

@@ -622,7 +622,20 @@ test.serial('backward: a non-scalar root needs a gradient of its shape; a used g
   t.throws(() => y.backward({ gradient: seed }), { message: /already used by a backward/ });
   const bad = P.tensor(new Float32Array([1, 2]), [2]);
   t.throws(() => y.backward({ gradient: bad }), { instanceOf: RangeError, message: /root's shape \[3\]/ });
-  for (const v of [x, y, seed, bad]) v.dispose();
+  const y2 = x.mul(x);
+  const bf16 = P.tensor(new Float32Array([1, 0, 2]), [3], { dtype: 'bfloat16' });
+  t.throws(() => y2.backward({ gradient: bf16 }), { instanceOf: TypeError, message: /option 'gradient' must be float32 on cpu as the root is, got bfloat16 on cpu/ });
+  for (const v of [x, y, y2, seed, bad, bf16]) v.dispose();
+});
+
+test('gradients of broadcasts with an empty axis are empty, not an error', async (t) => {
+  const a = P.zeros([3, 0]);
+  const b = P.zeros([0]);
+  for (const v of [a, b]) v.requiresGrad = true;
+  P.tidy(() => P.backward(P.sum(P.sum(P.add(a, b), 1), 0)));
+  t.deepEqual(a.grad!.shape, [3, 0]);
+  t.deepEqual(b.grad!.shape, [0]);
+  for (const v of [a, b]) v.dispose();
 });
 
 test.serial('intermediates disposed by tidy() do not break backward, and training leaves no tensors behind', async (t) => {

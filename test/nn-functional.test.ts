@@ -57,6 +57,9 @@ test('dropout: identity in evaluation; in training zeroes about p of the values,
   t.true(zeros > 1050 && zeros < 1350, `${zeros} of 4000 dropped`);
   t.true(a.every((v) => v === 0 || Math.abs(v - 1 / 0.7) < 1e-6));
   t.throws(() => P.dropout(x, 1, { training: true }), { instanceOf: RangeError });
+  // @ts-expect-error the options are required: whether to drop is never a default
+  t.throws(() => P.dropout(x, 0.5), { instanceOf: TypeError, message: /dropout: argument 'opts' must be \{ training: boolean, seed\? \}, got undefined/ });
+  t.throws(() => P.dropout(x, 0.5, { training: 1 as unknown as boolean }), { instanceOf: TypeError, message: /argument 'opts'/ });
   x.dispose();
 });
 

@@ -190,6 +190,22 @@ test('assign writes in queue order and refuses shape, device and broadcast mista
   for (const v of [dst, before, after, b]) v.dispose();
 });
 
+test('assign from a view of its own destination reads the old values: a transpose, shifted slices both ways, itself', async (t) => {
+  const x = P.tensor(new Float32Array([1, 2, 3, 4, 5, 6, 7, 8, 9]), [3, 3]);
+  P.assign(x, P.transpose(x));
+  t.deepEqual(Array.from(await x.data()), [1, 4, 7, 2, 5, 8, 3, 6, 9]);
+  const y = P.arange(0, 8);
+  P.assign(P.slice(y, 0, 1), P.slice(y, 0, 0, 7)); // shift right
+  t.deepEqual(Array.from(await y.data()), [0, 0, 1, 2, 3, 4, 5, 6]);
+  P.assign(P.slice(y, 0, 0, 7), P.slice(y, 0, 1)); // shift left
+  t.deepEqual(Array.from(await y.data()), [0, 1, 2, 3, 4, 5, 6, 6]);
+  P.assign(P.slice(y, 0, 0, 8, 2), P.slice(y, 0, 1, 8, 2)); // odd elements onto the even ones
+  t.deepEqual(Array.from(await y.data()), [1, 1, 3, 3, 5, 5, 6, 6]);
+  P.assign(y, y);
+  t.deepEqual(Array.from(await y.data()), [1, 1, 3, 3, 5, 5, 6, 6]);
+  for (const v of [x, y]) v.dispose();
+});
+
 test('an optimizer made before loadStateDict replaced the parameters says so instead of training nothing', (t) => {
   const lin = new P.Linear(2, 2);
   const opt = new AdamW(lin.parameters(), { lr: 0.1 });

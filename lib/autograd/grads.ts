@@ -63,7 +63,8 @@ export function useKernel(t: Tensor, ...others: Tensor[]): boolean {
 export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
   // Leading axes only (a bias, a weight shared over a batch): one reduction over a 2-D view.
   const lead = g.rank - shape.length;
-  if (lead > 0 && shape.every((d, i) => d === g.shape[lead + i])) {
+  // (Not for empty gradients: [-1, 0] names no size.)
+  if (lead > 0 && g.size > 0 && shape.every((d, i) => d === g.shape[lead + i])) {
     const n = shape.reduce((a, b) => a * b, 1);
     return L.reshape(R.sum(L.reshape(L.contiguous(g), [-1, n]), 0), [...shape]);
   }

@@ -134,8 +134,13 @@ export function backward(root: Tensor, opts: BackwardOptions = {}): void {
   const seed = opts.gradient;
   if (seed !== undefined) {
     if (!(seed instanceof Tensor)) throw new TypeError(`backward: option 'gradient' must be a Tensor`);
+    if (seed.disposed) throw new Error(`backward: option 'gradient' is a disposed Tensor`);
     if (seed.shape.join(',') !== root.shape.join(','))
       throw new RangeError(`backward: option 'gradient' must have the root's shape [${root.shape.join(', ')}], got [${seed.shape.join(', ')}]`);
+    // The seed becomes the root's gradient: a gradient of another dtype or device would
+    // meet the graph's own at the first sum.
+    if (seed.dtype !== root.dtype || seed.device !== root.device)
+      throw new TypeError(`backward: option 'gradient' must be ${root.dtype} on ${root.device} as the root is, got ${seed.dtype} on ${seed.device}`);
   } else if (root.size !== 1) {
     throw new RangeError(`backward: the root must be a scalar (one element) unless option 'gradient' is given, got shape [${root.shape.join(', ')}]`);
   }

@@ -47,6 +47,9 @@ export function crossEntropy(logits: Tensor, target: Tensor, opts: CrossEntropyO
  */
 export function dropout(x: Tensor, p: number, opts: { training: boolean; seed?: number }): Tensor {
   if (typeof p !== 'number' || !(p >= 0 && p < 1)) throw new RangeError(`dropout: argument 'p' must be in [0, 1), got ${describe(p)}`);
+  // Whether it drops is the caller's to say (a module's training flag): no default.
+  if (opts === null || typeof opts !== 'object' || typeof opts.training !== 'boolean')
+    throw new TypeError(`dropout: argument 'opts' must be { training: boolean, seed? }, got ${describe(opts)}`);
   if (!opts.training || p === 0) return x;
   return applyDropout(x, p, opts.seed);
 }

@@ -1,5 +1,7 @@
 // Shape and layout ops. reshape of dense data, permute, transpose, slice, squeeze
-// and broadcastTo are views (no copy); contiguous() and cast() copy.
+// and broadcastTo are views (no copy); contiguous() and cast() copy, except where x
+// already is contiguous or of that dtype: then the result shares x's memory (as
+// torch's .contiguous() and .to() return self), so a later assign() into x shows in it.
 import { native } from '../native.js';
 import { checkDType, type DTypeName } from '../dtype.js';
 import { Tensor, wrap, handleOf, noteWrite } from '../tensor.js';
