@@ -228,7 +228,9 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
       throw new Error(`loadModel: ${path}: loadStateDict (${model.constructor.name}): ${problems.join('; ')} (checked against the model ${configPath} describes, before reading any weight)`);
     const sd: Record<string, Tensor> = await loadRecords(records, { device, dtype, onProgress: opts.onProgress, signal: opts.signal, op: 'loadModel' });
     try {
-      model.loadStateDict(sd);
+      // Tensors just read, which nothing else holds: the model takes them, without a
+      // second copy of the weights in memory.
+      model.loadStateDict(sd, { assign: true });
     } finally {
       // The model keeps its own views of what it loaded.
       for (const t of Object.values(sd)) t.dispose();

@@ -33,7 +33,7 @@ if (argv[0] === '--child') {
   else {
     model = createModel(readModelConfig(dir));
     const sd = await loadSafetensors(join(dir, 'model.safetensors'));
-    model.loadStateDict(sd);
+    model.loadStateDict(sd, { assign: true });
     for (const t of Object.values(sd)) t.dispose();
   }
   // The weights are in place once a read of one of them returns.

@@ -42,7 +42,7 @@ async function main(): Promise<void> {
     throw new Error(`demo-classify needs an image classifier, got ${(config.architectures as string[])[0]}`);
   if (dir) {
     const weights = await loadSafetensors(join(dir, 'model.safetensors'));
-    model.loadStateDict(weights);
+    model.loadStateDict(weights, { assign: true });
     for (const t of Object.values(weights)) t.dispose();
   }
   console.log(`${(config.architectures as string[])[0]}: ${dir ? `weights from ${dir}` : 'released config, RANDOM weights (the classes are noise)'}; ${(model.numParameters() / 1e6).toFixed(1)} M parameters, ready in ${(performance.now() - t0).toFixed(0)} ms`);

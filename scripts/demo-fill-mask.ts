@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   const model = new PerceiverForMaskedLM(config);
   if (dir) {
     const weights = await loadSafetensors(join(dir, 'model.safetensors'));
-    model.loadStateDict(weights);
+    model.loadStateDict(weights, { assign: true });
     for (const t of Object.values(weights)) t.dispose();
   }
   console.log(`${dir ? `weights from ${dir}` : 'released config, RANDOM weights (the filled bytes are noise)'}; ${(model.numParameters() / 1e6).toFixed(1)} M parameters, ready in ${(performance.now() - t0).toFixed(0)} ms`);

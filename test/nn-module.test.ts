@@ -61,17 +61,41 @@ test('namedParameters gives dotted attribute paths in registration order; buffer
   net.dispose();
 });
 
-test.serial('loadStateDict replaces every tensor with a view of the given one; the caller still owns and disposes its own', async (t) => {
+test.serial('loadStateDict replaces every tensor with a copy of the given one (with assign: true, a view of it); the caller still owns and disposes its own', async (t) => {
   const before = (await baseline());
-  const net = new Net();
-  const sd = stateOf(net);
-  const result = net.loadStateDict(sd);
-  t.deepEqual(result, { missingKeys: [], unexpectedKeys: [] });
-  for (const v of Object.values(sd)) v.dispose();
-  for (const [k, v] of Object.entries(net.stateDict())) t.true(Array.from(await v.data()).every((x) => x === (v.dtype === 'int32' ? 0 : 0.5)), k);
-  net.dispose();
+  for (const assign of [false, true]) {
+    const net = new Net();
+    const sd = stateOf(net);
+    const result = net.loadStateDict(sd, { assign });
+    t.deepEqual(result, { missingKeys: [], unexpectedKeys: [] });
+    for (const v of Object.values(sd)) v.dispose();
+    for (const [k, v] of Object.entries(net.stateDict())) t.true(Array.from(await v.data()).every((x) => x === (v.dtype === 'int32' ? 0 : 0.5)), k);
+    net.dispose();
+  }
   t.is(live().tensors, before.tensors, 'no tensor leaked');
   t.is(live().bytes, before.bytes, 'no storage leaked');
+  const lin = new Linear(1, 1);
+  t.throws(() => lin.loadStateDict({}, { assign: 1 as unknown as boolean }), { instanceOf: TypeError, message: /option 'assign' must be a boolean, got number 1/ });
+  lin.dispose();
+});
+
+test("one module's state loaded into another shares no memory with it: training the second leaves the first alone (assign: true shares it)", async (t) => {
+  for (const assign of [false, true]) {
+    const a = new Linear(2, 2);
+    const b = new Linear(2, 2);
+    b.loadStateDict(a.stateDict(), { assign });
+    const before = Array.from(await a.weight.data());
+    b.requiresGrad_();
+    const opt = new P.optim.SGD(b.parameters(), { lr: 1 });
+    P.tidy(() => P.backward(P.sum(P.sum(b.forward(P.ones([1, 2])), 0), 0)));
+    opt.step();
+    opt.dispose();
+    const after = Array.from(await a.weight.data());
+    if (assign) t.notDeepEqual(after, before, 'assign: true: b took a\'s tensors themselves');
+    else t.deepEqual(after, before, 'a was never trained');
+    a.dispose();
+    b.dispose();
+  }
 });
 
 test('strict loading lists every missing, unexpected and mis-shaped key in one error and changes nothing', async (t) => {

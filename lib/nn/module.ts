@@ -5,7 +5,8 @@
 // takes a view that shares the caller's storage, so the caller still disposes what it
 // passed in and no weight is copied.
 import { Tensor } from '../tensor.js';
-import { reshape, cast } from '../ops/layout.js';
+import { reshape, cast, assign as assignValues } from '../ops/layout.js';
+import { uninitialized } from '../creation.js';
 import { keep } from '../scope.js';
 import { describe, isFloatDType, type FloatDTypeName } from '../dtype.js';
 import { resolveDevice } from '../device.js';
@@ -14,6 +15,15 @@ import { noGrad } from '../autograd/tape.js';
 export interface LoadStateDictOptions {
   /** Missing or unexpected keys are an error (default true). A shape mismatch is always an error. */
   strict?: boolean;
+  /**
+   * Take the given tensors themselves (views of them; the caller may dispose its own)
+   * instead of copies, where dtype and device already match: no second copy of the
+   * weights in memory while loading. Only for tensors nothing else writes or reads as
+   * its own afterwards (a checkpoint just read): an optimizer step on this module
+   * would write through them, and an in-place write to them would change the module.
+   * Default false: copies, as torch's load_state_dict.
+   */
+  assign?: boolean;
 }
 
 export interface ModuleToOptions {
@@ -174,14 +184,21 @@ export class Module {
   }
 
   /**
-   * Replaces parameters and buffers with the tensors of dict (same shapes; a different
-   * dtype is cast, and another device copied, to the module's). The module keeps views of the given tensors, so the
-   * caller may dispose dict afterwards. Nothing changes when an error is thrown.
+   * Replaces parameters and buffers with copies of the tensors of dict (same shapes; a
+   * different dtype is cast, and another device copied, to the module's), so that
+   * dict's tensors and the module never share memory (loading one model's state into
+   * another and training it leaves the first alone); `assign: true` takes the tensors
+   * themselves instead. The caller may dispose dict afterwards either way. Nothing
+   * changes when an error is thrown.
    */
   loadStateDict(dict: Record<string, Tensor>, opts: LoadStateDictOptions = {}): LoadStateDictResult {
     this.checkAlive();
     if (dict === null || typeof dict !== 'object') throw new TypeError(`loadStateDict: argument 'dict' must be an object of Tensors, got ${describe(dict)}`);
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`loadStateDict: argument 'opts' must be an object, got ${describe(opts)}`);
     const strict = opts.strict ?? true;
+    const assign = opts.assign ?? false;
+    if (typeof strict !== 'boolean') throw new TypeError(`loadStateDict: option 'strict' must be a boolean, got ${describe(strict)}`);
+    if (typeof assign !== 'boolean') throw new TypeError(`loadStateDict: option 'assign' must be a boolean, got ${describe(assign)}`);
     const slots = this.slots('');
     const missing: string[] = [];
     const misShaped: string[] = [];
@@ -212,7 +229,14 @@ export class Module {
       const next = keep(
         noGrad(() => {
           const placed = src.device === cur.device ? src : src.to(cur.device);
-          const out = placed.dtype === cur.dtype ? reshape(placed, placed.shape) : cast(placed, cur.dtype);
+          // A move or a cast is a copy already; otherwise copy unless told to assign.
+          let out: Tensor;
+          if (placed.dtype !== cur.dtype) out = cast(placed, cur.dtype);
+          else if (assign || placed !== src) out = reshape(placed, placed.shape);
+          else {
+            out = uninitialized(placed.shape, { dtype: placed.dtype, device: placed.device });
+            assignValues(out, placed);
+          }
           if (placed !== src) placed.dispose();
           return out;
         }),
