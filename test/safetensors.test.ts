@@ -154,6 +154,21 @@ test('a file saved over the path while it loads is not mixed in; one saved over 
   disposeAll(again.tensors);
 });
 
+test("names that Object.prototype has ('constructor', 'toString', '__proto__') are names like any other, saved and read", async (t) => {
+  const path = fresh('proto');
+  const tensors: Record<string, Tensor> = {};
+  for (const [i, name] of ['constructor', 'toString', '__proto__', 'b'].entries())
+    Object.defineProperty(tensors, name, { value: P.full([2], i), enumerable: true, writable: true, configurable: true });
+  await P.saveSafetensors(path, tensors, { dtypes: { b: 'F16' } });
+  t.deepEqual([...(await P.readSafetensorsHeader(path)).entries.keys()], ['constructor', 'toString', '__proto__', 'b']);
+  const got = await P.loadSafetensors(path);
+  t.deepEqual(Object.keys(got), ['constructor', 'toString', '__proto__', 'b']);
+  t.is(Object.getPrototypeOf(got), Object.prototype);
+  for (const [i, name] of ['constructor', 'toString', '__proto__', 'b'].entries()) t.deepEqual(Array.from(await got[name].data()), [i, i], name);
+  disposeAll(got);
+  disposeAll(tensors);
+});
+
 test('save refuses non-string metadata and reserved names', async (t) => {
   const a = P.tensor(new Float32Array([1]), [1]);
   await t.throwsAsync(P.saveSafetensors(fresh(), { a }, { metadata: { n: 1 as unknown as string } }), { message: /metadata\['n'\] must be a string/ });

@@ -226,7 +226,8 @@ export async function loadRecords(records: readonly TensorRecord[], opts: LoadRe
           : io.loadRecord(rec.name, `${op}: <in-memory record>`, src.bytes, 0, src.bytes.byteLength, rec.dtype, [...rec.shape], rec.strides ? [...rec.strides] : null, engineDTypeOf(rec.dtype, opts.dtype), device);
       const t = wrap(h);
       made.push(t);
-      out[rec.name] = t;
+      // As an own property whatever the name ('__proto__' would otherwise set the prototype).
+      Object.defineProperty(out, rec.name, { value: t, enumerable: true, writable: true, configurable: true });
       inflight.push({ rec, done: io.settle(h).then(() => null, (e: unknown) => (e instanceof Error ? e : new Error(String(e)))) });
       inflightBytes += bytesOf(rec);
       while (inflightBytes > WINDOW_BYTES && inflight.length > 1) await landOne();

@@ -311,13 +311,19 @@ export async function writeSafetensorsTemp(
     if (!(t instanceof Tensor)) throw new TypeError(`saveSafetensors: tensors['${name}'] must be a Tensor, got ${describe(t)}`);
     if (t.disposed) throw new Error(`saveSafetensors: tensors['${name}'] is a disposed Tensor`);
     const own = WRITE_DTYPE[t.dtype];
-    const want = dtypes[name] ?? own;
+    // Own keys only: a tensor named 'constructor' or '__proto__' is just a name.
+    const want = Object.hasOwn(dtypes, name) ? dtypes[name] : own;
     const isFloat = (d: string) => d === 'F32' || d === 'F16' || d === 'BF16';
     if (want !== own && !(isFloat(own) && isFloat(want)) && !(own === 'I32' && want === 'I64'))
       throw new TypeError(`saveSafetensors: tensors['${name}'] (${t.dtype}) cannot be stored as ${String(want)} (floats store as F32, F16 or BF16; int32 also as I64)`);
     stored.push(want);
     const size = t.size * ITEM_SIZE[want];
-    header[name] = { dtype: want, shape: [...t.shape], data_offsets: [offset, offset + size] };
+    Object.defineProperty(header, name, {
+      value: { dtype: want, shape: [...t.shape], data_offsets: [offset, offset + size] },
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
     offset += size;
   }
   let json = Buffer.from(JSON.stringify(header), 'utf-8');
