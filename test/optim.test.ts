@@ -177,6 +177,42 @@ test('optimizers validate their arguments', (t) => {
   for (const v of [p, i]) v.dispose();
 });
 
+test("Adam's bias correction counts each parameter's own updates (torch's state['step']): a parameter first updated at step 3 moves as on a fresh optimizer's first step; steps round-trip", async (t) => {
+  const late = () => P.tensor(new Float32Array([1, -2, 3]), [3]);
+  const grad = new Float32Array([0.5, 0.25, -1]);
+  const early = P.tensor(new Float32Array([1]), [1]);
+  const p = late();
+  const opt = new AdamW([early, p], { lr: 0.1 });
+  for (let s = 0; s < 2; s++) {
+    early.grad?.dispose();
+    early.grad = P.tensor(new Float32Array([1]), [1]);
+    opt.step(); // p has no gradient yet: skipped
+  }
+  p.grad = P.tensor(grad, [3]);
+  opt.step();
+  const q = late();
+  const fresh = new AdamW([q], { lr: 0.1 });
+  q.grad = P.tensor(grad, [3]);
+  fresh.step();
+  t.deepEqual(Array.from(await p.data()), Array.from(await q.data()));
+  const sd = opt.stateDict();
+  t.deepEqual([sd.stepCount, sd.steps], [3, { 'p0.0': 3, 'p0.1': 1 }]);
+
+  // A state saved before per-parameter steps were kept: each counts the optimizer's.
+  const again = new AdamW([early, p], { lr: 0.1 });
+  again.loadStateDict({ tensors: sd.tensors, stepCount: 3 });
+  t.deepEqual(again.stateDict().steps, { 'p0.0': 3, 'p0.1': 3 });
+  again.loadStateDict(sd);
+  t.deepEqual(again.stateDict().steps, { 'p0.0': 3, 'p0.1': 1 });
+  t.throws(() => again.loadStateDict({ ...sd, steps: { 'p0.1': 4 } }), { message: /steps: 'p0.1' must be an integer in \[0, 3\], got number 4/ });
+  t.throws(() => again.loadStateDict({ ...sd, steps: { nope: 1 } }), { message: /steps: unexpected 'nope'/ });
+  for (const o of [opt, fresh, again]) {
+    o.zeroGrad();
+    o.dispose();
+  }
+  for (const v of [early, p, q]) v.dispose();
+});
+
 test('assign writes in queue order and refuses shape, device and broadcast mistakes', async (t) => {
   const dst = P.tensor(new Float32Array([1, 2, 3]), [3]);
   const before = dst.mul(10);

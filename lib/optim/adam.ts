@@ -1,5 +1,7 @@
 // Adam moments with bias correction, shared by AdamW and LAMB (optax's scale_by_adam:
-// eps added to the root of the corrected second moment). Each parameter's update is
+// eps added to the root of the corrected second moment). The correction counts each
+// parameter's own updates, as torch's state['step'] does (optax counts the
+// optimizer's, the same wherever every parameter has a gradient at every step). Each parameter's update is
 // one fused engine op (lib/ops/update.ts) that writes it and its moments in place.
 import type { Tensor } from '../tensor.js';
 import { adamUpdate, lambUpdate, type AdamUpdateOptions } from '../ops/update.js';
@@ -38,8 +40,8 @@ abstract class AdamBase extends Optimizer {
     return ['exp_avg', 'exp_avg_sq'];
   }
 
-  protected hyper(group: ResolvedGroup): AdamUpdateOptions {
-    return { lr: group.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: group.weightDecay, step: this.stepCount };
+  protected hyper(group: ResolvedGroup, step: number): AdamUpdateOptions {
+    return { lr: group.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: group.weightDecay, step };
   }
 }
 
@@ -49,8 +51,8 @@ export class AdamW extends AdamBase {
     super('AdamW', params, opts, 1e-8);
   }
 
-  protected update(p: Tensor, g: Tensor, s: Record<string, Tensor>, group: ResolvedGroup): void {
-    adamUpdate(p, g, s.exp_avg, s.exp_avg_sq, this.hyper(group));
+  protected update(p: Tensor, g: Tensor, s: Record<string, Tensor>, group: ResolvedGroup, step: number): void {
+    adamUpdate(p, g, s.exp_avg, s.exp_avg_sq, this.hyper(group, step));
   }
 }
 
@@ -63,8 +65,8 @@ export class LAMB extends AdamBase {
     super('LAMB', params, opts, 1e-6);
   }
 
-  protected update(p: Tensor, g: Tensor, s: Record<string, Tensor>, group: ResolvedGroup): void {
-    lambUpdate(p, g, s.exp_avg, s.exp_avg_sq, this.hyper(group));
+  protected update(p: Tensor, g: Tensor, s: Record<string, Tensor>, group: ResolvedGroup, step: number): void {
+    lambUpdate(p, g, s.exp_avg, s.exp_avg_sq, this.hyper(group, step));
   }
 }
 

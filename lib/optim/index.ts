@@ -1,4 +1,4 @@
-export { Optimizer, type ParamGroup, type ResolvedGroup } from './optimizer.js';
+export { Optimizer, type OptimizerStateDict, type ParamGroup, type ResolvedGroup } from './optimizer.js';
 export { SGD, type SGDOptions } from './sgd.js';
 export { AdamW, LAMB, norm, type AdamOptions } from './adam.js';
 export { clipGradNorm } from './clip.js';

@@ -28,12 +28,24 @@ export interface ResolvedGroup {
   weightDecay: number;
 }
 
+/** What Optimizer.stateDict() returns and loadStateDict() takes. */
+export interface OptimizerStateDict {
+  tensors: Record<string, Tensor>;
+  stepCount: number;
+  /** Updates per parameter name; absent in states saved before they were kept. */
+  steps?: Record<string, number>;
+  groups?: { lr: number; weightDecay: number }[];
+}
+
 export abstract class Optimizer {
   readonly groups: ResolvedGroup[];
   /** Completed steps. */
   stepCount = 0;
   /** Per-parameter state tensors by parameter name, e.g. state.get(name).exp_avg. */
   protected readonly state = new Map<string, Record<string, Tensor>>();
+  // Updates each parameter has had (torch's per-parameter state['step']): a parameter
+  // that had no gradient for some steps starts its bias correction at its own first.
+  private readonly steps = new Map<string, number>();
   private disposedFlag = false;
 
   constructor(op: string, params: Tensor[] | ParamGroup[], defaults: { lr: number; weightDecay: number }) {
@@ -86,7 +98,9 @@ export abstract class Optimizer {
           if (p.disposed)
             throw new Error(`${this.constructor.name}: parameter '${g.names[i]}' was disposed (replaced by loadStateDict?); create the optimizer after loading weights`);
           if (!p.grad) return;
-          tidy(() => this.update(p, p.grad!, this.slot(g.names[i], p), g));
+          const n = (this.steps.get(g.names[i]) ?? 0) + 1;
+          this.steps.set(g.names[i], n);
+          tidy(() => this.update(p, p.grad!, this.slot(g.names[i], p), g, n));
         });
     });
   }
@@ -102,8 +116,11 @@ export abstract class Optimizer {
 
   /** State tensor names this rule keeps per parameter (e.g. ['exp_avg', 'exp_avg_sq']). */
   protected abstract stateNames(): string[];
-  /** Writes the update of p (and its state) in place; runs inside tidy and noGrad. */
-  protected abstract update(p: Tensor, grad: Tensor, state: Record<string, Tensor>, group: ResolvedGroup): void;
+  /**
+   * Writes the update of p (and its state) in place; runs inside tidy and noGrad.
+   * `step` counts p's own updates, this one included (1 on its first).
+   */
+  protected abstract update(p: Tensor, grad: Tensor, state: Record<string, Tensor>, group: ResolvedGroup, step: number): void;
 
   private slot(name: string, p: Tensor): Record<string, Tensor> {
     let s = this.state.get(name);
@@ -117,19 +134,31 @@ export abstract class Optimizer {
 
   /**
    * The state as flat tensors: `<param name>.<state name>` (the optimizer's own
-   * tensors: read or save them, do not dispose), plus the step count and rates.
+   * tensors: read or save them, do not dispose), plus the step counts (the
+   * optimizer's, and each parameter's own updates) and rates.
    */
-  stateDict(): { tensors: Record<string, Tensor>; stepCount: number; groups: { lr: number; weightDecay: number }[] } {
+  stateDict(): OptimizerStateDict & { steps: Record<string, number>; groups: { lr: number; weightDecay: number }[] } {
     const tensors: Record<string, Tensor> = {};
     for (const [name, s] of this.state) for (const [k, t] of Object.entries(s)) tensors[`${name}.${k}`] = t;
-    return { tensors, stepCount: this.stepCount, groups: this.groups.map((g) => ({ lr: g.lr, weightDecay: g.weightDecay })) };
+    return {
+      tensors,
+      stepCount: this.stepCount,
+      steps: Object.fromEntries(this.steps),
+      groups: this.groups.map((g) => ({ lr: g.lr, weightDecay: g.weightDecay })),
+    };
   }
 
-  /** Restores a stateDict() (the caller keeps and disposes what it passed). */
-  loadStateDict(sd: { tensors: Record<string, Tensor>; stepCount: number; groups?: { lr: number; weightDecay: number }[] }): void {
+  /**
+   * Restores a stateDict() (the caller keeps and disposes what it passed). Without
+   * `steps` (a state saved before they were kept), every parameter that has state is
+   * taken to have had stepCount updates.
+   */
+  loadStateDict(sd: OptimizerStateDict): void {
     const op = `${this.constructor.name}.loadStateDict`;
     if (sd === null || typeof sd !== 'object' || typeof sd.tensors !== 'object') throw new TypeError(`${op}: argument must be a stateDict() object, got ${describe(sd)}`);
     if (!Number.isInteger(sd.stepCount) || sd.stepCount < 0) throw new TypeError(`${op}: 'stepCount' must be a non-negative integer, got ${describe(sd.stepCount)}`);
+    if (sd.steps !== undefined && (sd.steps === null || typeof sd.steps !== 'object'))
+      throw new TypeError(`${op}: 'steps' must be an object of parameter name to update count, got ${describe(sd.steps)}`);
     if (sd.groups && sd.groups.length !== this.groups.length) throw new RangeError(`${op}: ${sd.groups.length} groups, the optimizer has ${this.groups.length}`);
     const byName = new Map<string, Tensor>();
     for (const g of this.groups) g.params.forEach((p, i) => byName.set(g.names[i], p));
@@ -146,6 +175,10 @@ export abstract class Optimizer {
       else if (!(t instanceof Tensor) || t.shape.join(',') !== p.shape.join(','))
         problems.push(`'${key}' must be a Tensor of shape [${p.shape.join(', ')}]`);
     }
+    for (const [name, n] of Object.entries(sd.steps ?? {})) {
+      if (!byName.has(name)) problems.push(`steps: unexpected '${name}'`);
+      else if (!Number.isInteger(n) || n < 0 || n > sd.stepCount) problems.push(`steps: '${name}' must be an integer in [0, ${sd.stepCount}], got ${describe(n)}`);
+    }
     if (problems.length) throw new Error(`${op}: ${problems.join('; ')}`);
     for (const { t, name, k } of entries) {
       const s = next.get(name) ?? {};
@@ -156,6 +189,9 @@ export abstract class Optimizer {
     this.state.clear();
     for (const [k, v] of next) this.state.set(k, v);
     this.stepCount = sd.stepCount;
+    this.steps.clear();
+    if (sd.steps) for (const [name, n] of Object.entries(sd.steps)) this.steps.set(name, n);
+    else for (const name of next.keys()) this.steps.set(name, sd.stepCount);
     sd.groups?.forEach((g, i) => {
       this.groups[i].lr = g.lr;
       this.groups[i].weightDecay = g.weightDecay;
