@@ -65,7 +65,8 @@ export class PerceiverForMultimodalAutoencoding extends Module {
     const decoder = new PerceiverMultimodalDecoder(c, {
       modalities: {
         audio: new PerceiverBasicDecoder(c, {
-          outputIndexDims: [nAudio / c.samples_per_patch],
+          // HF's n_audio_samples // samples_per_patch: a trailing partial patch gets no query.
+          outputIndexDims: [Math.floor(nAudio / c.samples_per_patch)],
           outputNumChannels: c.output_num_channels,
           positionEncodingOnly: true,
           positionEncodingType: 'fourier',

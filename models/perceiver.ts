@@ -121,6 +121,8 @@ export class PerceiverModel extends Module {
       else {
         if (!(inputs instanceof Tensor)) throw new TypeError(`PerceiverModel: without a preprocessor, inputs must be one [B, M, d_model] tensor`);
         x = inputs;
+        // Checked here: a wrong rank would otherwise surface as a reshape error deep in the encoder.
+        if (x.rank !== 3) throw new RangeError(`PerceiverModel: inputs must be [B, M, d_model] = [B, M, ${this.config.d_model}], got [${x.shape.join(', ')}]`);
         if (x.shape[x.rank - 1] !== this.config.d_model)
           throw new RangeError(`PerceiverModel: inputs have ${x.shape[x.rank - 1]} channels, config.d_model is ${this.config.d_model}`);
       }

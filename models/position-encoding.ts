@@ -6,7 +6,7 @@
 // sin/cos (correctly rounded here; PyTorch's SLEEF sin/cos are within 1 ulp). HF does this in float32 even in a float64 run, and at 224 px the rounded
 // arguments (up to pi * 112) differ from exact ones by ~3e-5, a visible share of the
 // parity tolerance; reproducing the rounding removes that error. They depend only on
-// the index dims, so they are computed once per shape and cached.
+// the index dims, so the tables of the last few shapes are cached (FOURIER_CACHE_SIZE).
 import { Module, broadcastTo, computeDtype, initNormal, keep, reshape, tensor, tidy, toDtype, type Tensor, type InitOptions } from '../lib/index.js';
 import { interpolateChannelsLast } from '../lib/nn/interpolate.js';
 
@@ -124,6 +124,8 @@ export interface PositionEncodingOptions {
 export interface PositionEncoding extends Module {
   /** Channels of the encoding. */
   readonly outputSize: number;
+  /** Number of index dims it encodes (HF's num_dimensions): 3 marks video [T, H, W]. */
+  readonly numDimensions: number;
   /** [B, prod(indexDims), outputSize]. */
   forward(batchSize: number, indexDims: readonly number[], opts?: PositionEncodingOptions): Tensor;
 }
@@ -139,6 +141,10 @@ export class PerceiverTrainablePositionEncoding extends Module implements Positi
     this.outputSize = numChannels;
     const n = this.indexDims.reduce((a, b) => a * b, 1);
     this.registerParameter('position_embeddings', initNormal([n, numChannels], opts.initStd ?? 1, opts.device));
+  }
+
+  get numDimensions(): number {
+    return this.indexDims.length;
   }
 
   get positionEmbeddings(): Tensor {
@@ -189,9 +195,17 @@ export class PerceiverTrainablePositionEncoding extends Module implements Positi
   }
 }
 
+/**
+ * Tables kept per encoding. A server seeing many input sizes would otherwise keep
+ * one table per size forever (51.8 MB each at 224x224 with 64 bands); a model
+ * queries one or two sizes in turn, which a few entries cover.
+ */
+export const FOURIER_CACHE_SIZE = 4;
+
 /** HF's PerceiverFourierPositionEncoding (no parameters). */
 export class PerceiverFourierPositionEncoding extends Module implements PositionEncoding {
   readonly opts: Required<FourierOptions>;
+  // Map iteration order is insertion order: re-inserting on a hit makes the first key the least recently used.
   private readonly cache = new Map<string, Tensor>();
   private device?: string;
 
@@ -199,6 +213,10 @@ export class PerceiverFourierPositionEncoding extends Module implements Position
     super();
     this.opts = { concatPos: true, sineOnly: false, ...opts };
     this.device = opts.device;
+  }
+
+  get numDimensions(): number {
+    return this.opts.maxResolution.length;
   }
 
   get outputSize(): number {
@@ -213,12 +231,20 @@ export class PerceiverFourierPositionEncoding extends Module implements Position
       );
     const key = indexDims.join('x');
     let table = this.cache.get(key);
-    if (table === undefined) {
+    if (table !== undefined) this.cache.delete(key);
+    else {
       const { data, channels } = fourierFeatures(linearPositions(indexDims), this.opts);
       // keep(): the cache outlives whatever tidy() the first forward ran in.
       table = keep(tensor(data, [data.length / channels, channels], { device: this.device }));
-      this.cache.set(key, table);
+      if (this.cache.size >= FOURIER_CACHE_SIZE) {
+        const [oldest, evicted] = this.cache.entries().next().value as [string, Tensor];
+        this.cache.delete(oldest);
+        // Safe while callers still hold views from earlier forwards: a view shares the
+        // native storage, which lives until its last handle is disposed.
+        evicted.dispose();
+      }
     }
+    this.cache.set(key, table);
     // A broadcast view of the cached table: concat and the other consumers read it in place.
     return broadcastTo(table, [batchSize, ...table.shape]);
   }

@@ -32,10 +32,13 @@ export class PerceiverForSequenceClassification extends Module {
 
   /**
    * inputs: int32 byte ids [B, N] (N <= max_position_embeddings); attentionMask [B, N]
-   * (1 = token, 0 = padding) -> logits [B, num_labels].
+   * (1 = token, 0 = padding); queryMask [B, 1] (the one classification query;
+   * attention_mask_style 'deepmind' only) -> logits [B, num_labels].
    */
-  forward(inputs: Tensor, opts: { attentionMask?: Tensor | null } = {}): { logits: Tensor } {
-    return tidy(() => ({ logits: this.perceiver.forward(inputs, { attentionMask: opts.attentionMask ?? null }).logits as Tensor }));
+  forward(inputs: Tensor, opts: { attentionMask?: Tensor | null; queryMask?: Tensor | null } = {}): { logits: Tensor } {
+    return tidy(() => ({
+      logits: this.perceiver.forward(inputs, { attentionMask: opts.attentionMask ?? null, queryMask: opts.queryMask ?? null }).logits as Tensor,
+    }));
   }
 
   /** Writes config.json + model.safetensors (or shards + index) to dir in HF's layout (see models/save.ts). */

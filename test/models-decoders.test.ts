@@ -2,7 +2,7 @@
 // IdentityPostprocessor, against plain-JS references; also inside a PerceiverModel.
 import test from 'ava';
 import * as P from '../lib/index.js';
-import { PerceiverIdentityPostprocessor, PerceiverModel, PerceiverProjectionDecoder, perceiverConfig } from '../models/index.js';
+import { PerceiverBasicDecoder, PerceiverIdentityPostprocessor, PerceiverModel, PerceiverProjectionDecoder, perceiverConfig } from '../models/index.js';
 import { readAndDispose } from './helpers/read.js';
 import { assertClose, randomArray } from './helpers/reference.js';
 import { baseline, live } from './helpers/device.js';
@@ -99,4 +99,29 @@ test('bad arguments give clear errors', (t) => {
   t.throws(() => dec.forward(null, z4, m), { instanceOf: TypeError, message: /query mask/ });
   for (const x of [z, z4, m]) x.dispose();
   dec.dispose();
+});
+
+test('PerceiverBasicDecoder refuses output index dims that are not positive integers, naming the option', (t) => {
+  const c = perceiverConfig({ num_latents: 2, d_latents: 4, d_model: 4, num_self_attention_heads: 1, num_cross_attention_heads: 1 });
+  const fourier = { numBands: 2, maxResolution: [4] };
+  const make = (outputIndexDims: unknown) => () =>
+    new PerceiverBasicDecoder(c, { outputNumChannels: 2, positionEncodingType: 'fourier', fourier, outputIndexDims: outputIndexDims as number[] });
+  t.throws(make([2.5]), { instanceOf: RangeError, message: /option 'outputIndexDims' must be a positive integer or a non-empty array of them, got \[2\.5\]/ });
+  t.throws(make(0), { instanceOf: RangeError, message: /outputIndexDims' .* got 0/ });
+  t.throws(make([4, -1]), { instanceOf: RangeError, message: /got \[4, -1\]/ });
+  t.throws(make([]), { instanceOf: RangeError, message: /got \[\]/ });
+  t.throws(make(['4']), { instanceOf: TypeError, message: /outputIndexDims/ });
+  const ok = make([4])();
+  t.deepEqual(ok.outputIndexDims, [4]);
+  ok.dispose();
+});
+
+test('PerceiverModel without a preprocessor refuses inputs that are not [B, M, d_model], saying so', (t) => {
+  const model = new PerceiverModel(perceiverConfig({ num_latents: 2, d_latents: 4, d_model: 4, num_blocks: 1, num_self_attention_heads: 1, num_cross_attention_heads: 1 }));
+  for (const shape of [[2, 3, 5, 4], [3, 4]]) {
+    const x = P.zeros(shape);
+    t.throws(() => model.forward(x), { instanceOf: RangeError, message: new RegExp(`inputs must be \\[B, M, d_model\\] = \\[B, M, 4\\], got \\[${shape.join(', ')}\\]`) });
+    x.dispose();
+  }
+  model.dispose();
 });

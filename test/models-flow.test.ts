@@ -49,3 +49,18 @@ test('an input whose size differs from train_size is refused with the reason', (
   x.dispose();
   model.dispose();
 });
+
+test("subsampled output points are refused, as HF's \"FlowDecoder doesn't support subsampling yet\", not silently ignored", (t) => {
+  const model = new PerceiverForOpticalFlow({
+    num_latents: 4, d_latents: 8, d_model: 8, num_blocks: 1, num_self_attends_per_block: 1, num_self_attention_heads: 1, num_cross_attention_heads: 1, train_size: [4, 4],
+  });
+  const x = P.zeros([1, 2, 27, 4, 4]);
+  t.throws(() => model.perceiver.forward(x, { subsampledOutputPoints: { image: [0, 1] } }), {
+    instanceOf: TypeError,
+    message: /PerceiverOpticalFlowDecoder: subsampled output points are not supported/,
+  });
+  const { logits } = model.perceiver.forward(x, { subsampledOutputPoints: null });
+  t.deepEqual((logits as P.Tensor).shape, [1, 4, 4, 2], 'no points: every pixel, as before');
+  for (const v of [x, logits as P.Tensor]) v.dispose();
+  model.dispose();
+});

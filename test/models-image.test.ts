@@ -10,7 +10,9 @@ import {
   PerceiverForImageClassificationConvProcessing,
   PerceiverForImageClassificationFourier,
   PerceiverForImageClassificationLearned,
+  PerceiverFourierPositionEncoding,
   PerceiverImagePreprocessor,
+  PerceiverModel,
   PerceiverTrainablePositionEncoding,
   fourierFeatures,
   linearPositions,
@@ -18,6 +20,7 @@ import {
   perceiverConfig,
   spaceToDepth,
 } from '../models/index.js';
+import { FOURIER_CACHE_SIZE } from '../models/position-encoding.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
 import { baseline, live } from './helpers/device.js';
 
@@ -225,4 +228,49 @@ test('spaceToDepth moves (time, height, width) blocks into channels ordered (dt,
   t.is((await z.data())[((0 * 2 + 1) * 8) + (1 * 2 + 0) * 2 + 1], 1 * 16 + 1 * 4 + 2, '(h\'=0, w\'=1), (dh=1, dw=0, c=1) = (c=1, h=1, w=2)');
   t.throws(() => spaceToDepth(img, 1, 3), { message: /height \(4\) must be divisible by its block size \(3\)/ });
   for (const v of [x, y, img, z]) v.dispose();
+});
+
+test('video patches with a trainable [T, H, W] table: numChannels counts the temporal block (HF: num_dimensions > 2), so the model runs', (t) => {
+  const c = perceiverConfig({ num_latents: 4, d_latents: 8, d_model: 8, num_blocks: 1, num_self_attends_per_block: 1, num_self_attention_heads: 1, num_cross_attention_heads: 1 });
+  const pre = new PerceiverImagePreprocessor(c, {
+    prepType: 'patches',
+    spatialDownsample: 2,
+    temporalDownsample: 2,
+    positionEncodingType: 'trainable',
+    trainable: { indexDims: [2, 2, 2], numChannels: 4 },
+  });
+  t.is(pre.positionEmbeddings.numDimensions, 3);
+  t.is(pre.numChannels, 3 * 2 * 2 * 2 + 4, 'C * spatial^2 * temporal pixels + 4 position channels');
+  const model = new PerceiverModel(c, { inputPreprocessor: pre });
+  const video = P.zeros([1, 4, 3, 4, 4]);
+  const { lastHiddenState } = model.forward(video);
+  t.deepEqual(lastHiddenState.shape, [1, 4, 8]);
+  const flat = new PerceiverTrainablePositionEncoding(5, 2);
+  t.is(flat.numDimensions, 1, 'a plain length is one index dim');
+  for (const v of [video, lastHiddenState]) v.dispose();
+  model.dispose();
+  flat.dispose();
+});
+
+test.serial('the Fourier table cache keeps the FOURIER_CACHE_SIZE most recent shapes; a view taken before its table was evicted still reads it', async (t) => {
+  const before = await baseline();
+  const opts = { numBands: 2, maxResolution: [16, 16] };
+  const enc = new PerceiverFourierPositionEncoding(opts);
+  const held = enc.forward(1, [2, 3]);
+  const sizes = Array.from({ length: 3 * FOURIER_CACHE_SIZE }, (_, i) => [4 + i, 5]);
+  let afterFill = 0;
+  sizes.forEach((dims, i) => {
+    enc.forward(2, dims).dispose();
+    if (i === FOURIER_CACHE_SIZE - 1) afterFill = live().tensors;
+  });
+  t.is(live().tensors, afterFill, 'new sizes replace old tables instead of adding to them');
+  t.true(live().tensors <= before.tensors + FOURIER_CACHE_SIZE + 1, 'at most FOURIER_CACHE_SIZE tables plus the held view');
+  const want = fourierFeatures(linearPositions([2, 3]), opts).data;
+  t.deepEqual(Array.from(await held.data()), Array.from(want), 'the [2, 3] table was evicted (and disposed) long ago');
+  const again = enc.forward(1, [2, 3]);
+  t.deepEqual(Array.from(await again.data()), Array.from(want), 'an evicted shape is recomputed');
+  for (const v of [held, again]) v.dispose();
+  enc.dispose();
+  t.is(live().tensors, before.tensors, 'live tensors');
+  t.is(live().bytes, before.bytes, 'live bytes');
 });

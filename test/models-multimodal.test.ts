@@ -4,7 +4,7 @@
 import test from 'ava';
 import { join } from 'node:path';
 import * as P from '../lib/index.js';
-import { PerceiverForMultimodalAutoencoding, subsampledPositions } from '../models/index.js';
+import { PerceiverBasicDecoder, PerceiverForMultimodalAutoencoding, PerceiverMultimodalDecoder, subsampledPositions } from '../models/index.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
 import { baseline, live } from './helpers/device.js';
 
@@ -72,4 +72,19 @@ test('subsampled points sit at -1 + 2 * unravel(i) / dims (not linspace), and mu
   // index 21 of [2, 4, 4] is (1, 1, 1)
   t.deepEqual(Array.from(subsampledPositions([21], [2, 4, 4])), [0, -0.5, -0.5]);
   t.throws(() => subsampledPositions([32], [2, 4, 4]), { message: /outside the output grid \[2, 4, 4\]/ });
+});
+
+test("the audio decoder's grid is HF's n_audio_samples // samples_per_patch: a trailing partial patch gets no query", (t) => {
+  // 2 frames x 5 samples = 10 samples, 4 per patch: 2 whole patches.
+  const model = new PerceiverForMultimodalAutoencoding({
+    num_latents: 4, d_latents: 8, d_model: 8, num_blocks: 1, num_self_attends_per_block: 1, num_self_attention_heads: 1, num_cross_attention_heads: 1,
+    num_frames: 2, image_size: 4, audio_samples_per_frame: 5, samples_per_patch: 4, output_shape: [1, 2, 4, 4], num_labels: 3,
+    _label_trainable_num_channels: 4, output_num_channels: 4,
+  });
+  const audio = (model.perceiver.decoder as PerceiverMultimodalDecoder).modalities.get('audio') as PerceiverBasicDecoder;
+  t.deepEqual(audio.outputIndexDims, [2]);
+  const inputs = { image: P.zeros([1, 2, 3, 4, 4]), audio: P.zeros([1, 8, 1]), label: P.zeros([1, 3]) };
+  t.throws(() => model.forward(inputs, { subsampledOutputPoints: { image: [0, 1], audio: [0, 1, 2] } }), { message: /subsampled point 2 .* outside the output grid \[2\]/ });
+  for (const v of Object.values(inputs)) v.dispose();
+  model.dispose();
 });

@@ -74,3 +74,21 @@ test('logits [B, num_labels] match a double-precision rendering of HF\'s classif
   model.dispose();
   mlm.dispose();
 });
+
+test("queryMask reaches the decoder: under 'deepmind' masking the one query changes the logits, an all-ones mask does not; 'hf' refuses it", async (t) => {
+  const tiny = { num_latents: 4, d_latents: 8, d_model: 8, num_blocks: 1, num_self_attends_per_block: 1, num_self_attention_heads: 2, num_cross_attention_heads: 1, max_position_embeddings: 6, num_labels: 3 };
+  const model = new PerceiverForSequenceClassification({ ...tiny, attention_mask_style: 'deepmind' });
+  const ids = P.tensor(Int32Array.from([7, 8, 9]), [1, 3], { dtype: 'int32' });
+  const off = P.zeros([1, 1]);
+  const on = P.ones([1, 1]);
+  const plain = Array.from(await readAndDispose(model.forward(ids).logits));
+  const masked = Array.from(await readAndDispose(model.forward(ids, { queryMask: off }).logits));
+  const kept = Array.from(await readAndDispose(model.forward(ids, { queryMask: on }).logits));
+  t.notDeepEqual(masked, plain, 'a masked query has no attention output');
+  t.deepEqual(kept, plain);
+  const hf = new PerceiverForSequenceClassification(tiny);
+  t.throws(() => hf.forward(ids, { queryMask: on }), { instanceOf: TypeError, message: /attention_mask_style 'deepmind'/ });
+  for (const v of [ids, off, on]) v.dispose();
+  model.dispose();
+  hf.dispose();
+});

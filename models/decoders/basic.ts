@@ -103,7 +103,7 @@ export class PerceiverBasicDecoder extends Module {
     this.numChannels = opts.numChannels ?? 128;
     this.outputNumChannels = opts.outputNumChannels;
     const dims = opts.outputIndexDims;
-    this.outputIndexDims = dims === undefined ? null : typeof dims === 'number' ? [dims] : [...dims];
+    this.outputIndexDims = dims === undefined ? null : checkIndexDims(dims);
     this.concatPreprocessedInput = opts.concatPreprocessedInput ?? false;
     this.positionEncodingOnly = opts.positionEncodingOnly ?? false;
     if (type === 'trainable') {
@@ -201,6 +201,19 @@ export class PerceiverBasicDecoder extends Module {
       return this.finalLayer ? this.finalLayer.forward(out) : out;
     });
   }
+}
+
+// A fractional grid would still build Fourier queries (linspace takes any length) and
+// accept subsampled points past the real grid, so it is refused here rather than
+// giving queries at coordinates HF never produces.
+function checkIndexDims(dims: unknown): number[] {
+  const list = typeof dims === 'number' ? [dims] : Array.isArray(dims) ? [...(dims as unknown[])] : null;
+  const shown = Array.isArray(dims) ? `[${dims.map(String).join(', ')}]` : typeof dims === 'number' ? String(dims) : typeof dims;
+  const wanted = `must be a positive integer or a non-empty array of them, got ${shown}`;
+  if (list === null || !list.every((d) => typeof d === 'number')) throw new TypeError(`PerceiverBasicDecoder: option 'outputIndexDims' ${wanted}`);
+  if (list.length === 0 || !list.every((d) => Number.isInteger(d) && (d as number) > 0))
+    throw new RangeError(`PerceiverBasicDecoder: option 'outputIndexDims' ${wanted}`);
+  return list as number[];
 }
 
 function isArrayLike(v: unknown): v is ArrayLike<number> {

@@ -4,7 +4,7 @@
 // encoding for this decoder but never queries with it; it has no parameters.)
 import { Module, reshape, tidy, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
-import { PerceiverBasicDecoder } from './basic.js';
+import { PerceiverBasicDecoder, type DecoderQueryContext } from './basic.js';
 
 export interface PerceiverOpticalFlowDecoderOptions {
   /** Channels of the preprocessed inputs (the queries). */
@@ -45,7 +45,11 @@ export class PerceiverOpticalFlowDecoder extends Module {
     );
   }
 
-  decoderQuery(inputs: Tensor): Tensor {
+  /** The preprocessed inputs are the queries: one per output pixel, so none can be left out. */
+  decoderQuery(inputs: Tensor, ctx: DecoderQueryContext = {}): Tensor {
+    // HF raises too; ignoring the points would return every pixel to a caller expecting a subset.
+    if (ctx.subsampledPoints !== null && ctx.subsampledPoints !== undefined)
+      throw new TypeError(`PerceiverOpticalFlowDecoder: subsampled output points are not supported (HF: "FlowDecoder doesn't support subsampling yet."); got subsampledOutputPoints, expected none`);
     return inputs;
   }
 

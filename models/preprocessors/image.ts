@@ -120,7 +120,8 @@ export class PerceiverImagePreprocessor extends Module implements Preprocessor {
   get numChannels(): number {
     const pos = this.positionsProjection ? this.positionsProjection.outFeatures : this.positionEmbeddings.outputSize;
     if (this.concatOrAddPos === 'add') return pos;
-    const temporal = this.positionEmbeddings instanceof PerceiverFourierPositionEncoding && this.positionEmbeddings.opts.maxResolution.length > 2;
+    // HF's is_temporal: an encoding over [T, H, W], Fourier or trainable, means video.
+    const temporal = this.positionEmbeddings.numDimensions > 2;
     let inp: number;
     if (this.convAfterPatches || this.prepType === 'conv' || this.prepType === 'conv1x1') inp = this.outChannels;
     else if (this.prepType === 'pixels') inp = this.inChannels;
