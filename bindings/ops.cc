@@ -110,6 +110,13 @@ Napi::Value HandleClone(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value { return ret(info, tensor_arg(info, 0, "handleClone", "x")); });
 }
 
+// The count of in-place writes issued into x's storage (Storage::version).
+Napi::Value HandleVersion(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    return Napi::Number::New(info.Env(), (double)tensor_arg(info, 0, "handleVersion", "x").storage->version());
+  });
+}
+
 // What the engine knows bounds x's int32 values: [lo, hi], or null. Diagnostics
 // (tests): bounds learnt by a queued copy exist once that copy has run.
 Napi::Value Int32Bounds(const Napi::CallbackInfo& info) {
@@ -681,7 +688,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"binary", Binary},         {"where", Where},     {"reduce", Reduce},
       {"softmax", Softmax},       {"layerNorm", LayerNorm}, {"matmul", Matmul},
       {"attention", Attention},   {"embedding", Embedding}, {"oneHot", OneHot},
-      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"softmaxBackward", SoftmaxBackward}, {"handleClone", HandleClone}, {"int32Bounds", Int32Bounds}, {"attentionBackward", AttentionBackward}, {"hasAttentionBackward", HasAttentionBackward}, {"attentionBackwardFused", AttentionBackwardFused}, {"hasAttentionDropout", HasAttentionDropout}, {"maxPool2dBackward", MaxPool2dBackward},
+      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"softmaxBackward", SoftmaxBackward}, {"handleClone", HandleClone}, {"handleVersion", HandleVersion}, {"int32Bounds", Int32Bounds}, {"attentionBackward", AttentionBackward}, {"hasAttentionBackward", HasAttentionBackward}, {"attentionBackwardFused", AttentionBackwardFused}, {"hasAttentionDropout", HasAttentionDropout}, {"maxPool2dBackward", MaxPool2dBackward},
       {"hasBackwardKernels", HasBackwardKernels}, {"adamUpdate", AdamUpdate}, {"sgdUpdate", SgdUpdate},
       {"memory", Memory},         {"resetPeakMemoryStats", ResetPeakMemoryStats},
       {"profilerStart", ProfilerStart}, {"profilerScope", ProfilerScope}, {"profilerStop", ProfilerStop},

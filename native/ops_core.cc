@@ -170,6 +170,7 @@ void assign(const Tensor& dst, const Tensor& src) {
   // a copy of its own first.
   const bool same_view = src.storage == dst.storage && src.offset == dst.offset && src.strides == dst.strides &&
                          src.dtype == dst.dtype;
+  dst.storage->note_write();
   if (same_view) return;
   Tensor from = src;
   if (overlaps(dst, src)) {

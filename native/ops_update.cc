@@ -121,6 +121,7 @@ void adam_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
          });
   for (const InPlace* t : {&p, &m, &v})
     if (t->copy_back) assign(t->orig, t->work);
+  for (const Tensor* t : {&param, &exp_avg, &exp_avg_sq}) t->storage->note_write();
 }
 
 void sgd_update(const Tensor& param, const Tensor& grad, const Tensor* momentum_buffer, double lr, double momentum,
@@ -161,6 +162,8 @@ void sgd_update(const Tensor& param, const Tensor& grad, const Tensor* momentum_
          });
   if (p.copy_back) assign(p.orig, p.work);
   if (has_buf && m.copy_back) assign(m.orig, m.work);
+  param.storage->note_write();
+  if (has_buf) momentum_buffer->storage->note_write();
 }
 
 }  // namespace perceiver

@@ -78,6 +78,11 @@ class Storage {
     int32_t a, b;
     return int32_bounds(&a, &b) && a >= lo && b < hi;
   }
+  // In-place writes issued into this storage so far (assign, the optimizer updates),
+  // counted as they are issued: what the gradient tape compares to tell whether a
+  // tensor it saved still holds the values the forward read.
+  uint64_t version() const { return version_.load(std::memory_order_relaxed); }
+  void note_write() { version_.fetch_add(1, std::memory_order_relaxed); }
   bool int32_bounds(int32_t* lo, int32_t* hi) const {
     uint64_t v = bounds_.load(std::memory_order_acquire);
     if (v == kNoBounds) return false;
@@ -90,6 +95,7 @@ class Storage {
   // lo > hi: no range a set_int32_bounds call stores.
   static constexpr uint64_t kNoBounds = ((uint64_t)(uint32_t)INT32_MAX << 32) | (uint32_t)INT32_MIN;
   std::atomic<uint64_t> bounds_{kNoBounds};
+  std::atomic<uint64_t> version_{0};
   Backend* backend_;
   Device device_;
   void* allocate();

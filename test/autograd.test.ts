@@ -673,3 +673,42 @@ test.serial('Module.requiresGrad_ marks every parameter; loadStateDict keeps the
   for (const v of [x, ...Object.values(sd)]) v.dispose();
   lin.dispose();
 });
+
+test('a tensor saved for a gradient and then written in place (assign, an optimizer step) makes backward throw instead of using the new values', async (t) => {
+  const x = P.tensor(new Float32Array([1, 2]), [2]);
+  const w = P.tensor(new Float32Array([3, 4]), [2]);
+  x.requiresGrad = true;
+  const y = P.tidy(() => x.mul(w).sum(0));
+  P.assign(w, P.tensor(new Float32Array([100, 100]), [2]));
+  t.throws(() => y.backward(), { message: /backward: a tensor that 'mul' saved for its gradient \(shape \[2\]\) was written in place \(assign\(\), an optimizer step\) after the forward read it/ });
+  y.dispose();
+
+  // A write through a view of the saved tensor counts; one into another tensor does not.
+  const y2 = P.tidy(() => x.mul(w).sum(0));
+  const other = P.zeros([2]);
+  P.assign(other, w);
+  y2.backward({ retainGraph: true });
+  t.deepEqual(Array.from(await x.grad!.data()), [100, 100]);
+  P.assign(P.slice(w, 0, 1), P.zeros([1]));
+  t.throws(() => y2.backward(), { message: /written in place/ });
+
+  // The usual order: backward, then the step, then the next forward.
+  const p = P.tensor(new Float32Array([1, 2]), [2]);
+  p.requiresGrad = true;
+  const opt = new P.optim.SGD([p], { lr: 0.1 });
+  for (let s = 0; s < 2; s++) {
+    const loss = P.tidy(() => p.mul(p).sum(0));
+    loss.backward();
+    loss.dispose();
+    opt.step();
+    opt.zeroGrad();
+  }
+  // A step between a forward and its backward: refused.
+  const loss = P.tidy(() => p.mul(p).sum(0));
+  p.grad = P.ones([2]);
+  opt.step();
+  t.throws(() => loss.backward(), { message: /written in place/ });
+  opt.zeroGrad();
+  opt.dispose();
+  for (const v of [x, w, y2, other, p, loss]) v.dispose();
+});

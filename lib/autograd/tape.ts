@@ -32,6 +32,8 @@ export class GradNode {
   /** The output's shape and dtype: backward's incoming gradient has these. */
   readonly shape: readonly number[];
   private saved: Tensor[];
+  // Each saved tensor's storage version when the forward read it (Storage::version).
+  private readonly versions: number[];
   private fn: BackwardFn | null;
 
   constructor(name: string, edges: Edge[], shape: readonly number[], saved: Tensor[], fn: BackwardFn) {
@@ -39,6 +41,7 @@ export class GradNode {
     this.edges = edges;
     this.shape = shape;
     this.saved = saved;
+    this.versions = saved.map((t) => native.handleVersion(t.handle));
     this.fn = fn;
     if (saved.length) unreleasedNodes.register(this, saved.map((t) => t.handle), this);
   }
@@ -46,6 +49,13 @@ export class GradNode {
   /** Gradients for each input edge (null where an input takes none). */
   apply(g: Tensor): (Tensor | null)[] {
     if (!this.fn) throw new Error(`backward: the graph through '${this.name}' was already used by a backward() (pass { retainGraph: true } to backward twice)`);
+    // The formula would read the new values: a gradient of some other function.
+    this.saved.forEach((t, i) => {
+      if (native.handleVersion(t.handle) !== this.versions[i])
+        throw new Error(
+          `backward: a tensor that '${this.name}' saved for its gradient (shape [${t.shape.join(', ')}]) was written in place (assign(), an optimizer step) after the forward read it; step the optimizer after backward(), or recompute the forward`,
+        );
+    });
     return this.fn(g, this.saved, this.edges.map((e) => e !== null));
   }
 
