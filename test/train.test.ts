@@ -4,7 +4,7 @@
 // evaluation, the report, and the command line (flags, Ctrl-C).
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as P from '../lib/index.js';
@@ -13,6 +13,8 @@ import { loadMnist, mnistDigitsDir, type ImageSet } from '../models/train/mnist.
 import { PRESETS } from '../models/train/presets.js';
 import { evaluate, train, type TrainableClassifier } from '../models/train/trainer.js';
 import { Rng } from '../models/train/rng.js';
+import { AugmentPool } from '../models/train/augment-pool.js';
+import type { Worker } from 'node:worker_threads';
 import { cli as runCli } from './helpers/cli-run.js';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +73,26 @@ test('Rng: seeded, permutations are permutations, Beta draws lie in (0, 1)', (t)
   t.true(Math.abs(draws.reduce((a, b) => a + b, 0) / 200 - 0.5) < 0.1, 'symmetric around 1/2');
 });
 
+/** How a promise settles within ms: a hang fails the test at once rather than at ava's timeout. */
+async function settled<T>(p: Promise<T>, ms = 3000): Promise<string> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p.then(() => 'resolved', (e: Error) => `rejected: ${e.message}`),
+      new Promise<string>((r) => (timer = setTimeout(() => r(`still pending after ${ms} ms`), ms))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The logged training windows of a metrics.jsonl, without the timing fields (which differ run to run). */
+function trainLines(file: string): unknown[] {
+  return readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l.kind === 'train')
+    .map(({ step, epoch, loss, trainAccuracy, lr }) => ({ step, epoch, loss, trainAccuracy, lr }));
+}
+
 async function weights(m: P.Module): Promise<number[]> {
   const out: number[] = [];
   for (const p of m.parameters()) out.push(...(await p.data()));
@@ -92,6 +114,8 @@ test.serial('a run stopped after 3 steps and resumed from its checkpoint ends wi
   const first = await train({ model: b, ...data, config, outDir: join(tmp, 'split'), maxSteps: 3 });
   t.is(first.state.step, 3);
   t.is(first.final, null);
+  const saved = JSON.parse(readFileSync(join(tmp, 'split', 'checkpoint', 'trainer.json'), 'utf8'));
+  t.true(Object.values(saved.optimizer.steps).length > 0 && Object.values(saved.optimizer.steps).every((n) => n === 3), 'each parameter\'s own update count is checkpointed');
   b.dispose();
   const c = make();
   const rest = await train({ model: c, ...data, config, outDir: join(tmp, 'split'), resume: true });
@@ -100,6 +124,9 @@ test.serial('a run stopped after 3 steps and resumed from its checkpoint ends wi
   t.is(wc.length, wa.length);
   t.is(wc.findIndex((v, i) => !Object.is(v, wa[i])), -1, 'bit-identical weights');
   t.deepEqual(rest.final, whole.final, 'same evaluation');
+  // The steps before the stop count in the first window logged after it, as in one run.
+  t.deepEqual(rest.state.losses, whole.state.losses, 'same logged losses');
+  t.deepEqual(trainLines(join(tmp, 'split', 'metrics.jsonl')), trainLines(join(tmp, 'whole', 'metrics.jsonl')), 'same logged loss and accuracy');
   const lines = readFileSync(join(tmp, 'split', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string });
   t.true(lines.some((l) => l.kind === 'train') && lines.some((l) => l.kind === 'eval'));
   t.deepEqual(readdirSync(join(tmp, 'split')).sort(), ['checkpoint', 'metrics.jsonl'], 'no temporary folders left');
@@ -144,6 +171,67 @@ test.serial('evaluate: top-1 and top-5 over the set, in evaluation mode, restori
   m.dispose();
 });
 
+test.serial('evaluate: a batch size that is not an integer >= 1 is refused (0 or a negative one would never end), and so are a bad model and set', async (t) => {
+  const m = createModel(TINY) as unknown as TrainableClassifier;
+  const set = subset(mnist.test, 4);
+  for (const bs of [2.5, 0, -1, Number.NaN]) {
+    t.regex(await settled(evaluate(m, set, bs)), new RegExp(`^rejected: evaluate: argument 'batchSize' must be an integer >= 1, got ${JSON.stringify(bs)}$`), String(bs));
+  }
+  await t.throwsAsync(evaluate(m, set, '4' as unknown as number), { instanceOf: RangeError, message: /'batchSize' must be an integer >= 1, got "4"/ });
+  await t.throwsAsync(evaluate(null as unknown as TrainableClassifier, set), { instanceOf: TypeError, message: /argument 'model' must be a classifier/ });
+  await t.throwsAsync(evaluate(m, { pixels: [], labels: [] } as unknown as ImageSet), { instanceOf: TypeError, message: /argument 'set' must be an ImageSet/ });
+  m.dispose();
+});
+
+test.serial('AugmentPool: a worker that dies (exit, or an uncaught error) rejects the jobs it held with the reason; later jobs run on a fresh worker', async (t) => {
+  const pool = new AugmentPool(1);
+  const img = () => new Uint8Array(8 * 8 * 3).fill(100);
+  // The pool's only worker (private: reached here to inject the faults).
+  const worker = () => (pool as unknown as { workers: Worker[] }).workers[0];
+  t.is(await settled(pool.run(img(), 8, 1, 2, 5)), 'resolved');
+  // Exit: the job is sent to a worker that is stopping (as on ERR_WORKER_OUT_OF_MEMORY).
+  const dying = worker();
+  void dying.terminate();
+  t.regex(await settled(pool.run(img(), 8, 2, 2, 5)), /^rejected: RandAugment worker thread exited \(code \d+\) with 1 job\(s\) unfinished$/);
+  t.is(await settled(pool.run(img(), 8, 3, 2, 5)), 'resolved', 'a new job after the exit');
+  t.not(worker(), dying, 'replaced');
+  // An uncaught exception in the worker: a message that is not a job makes its handler throw.
+  worker().postMessage(null);
+  t.regex(await settled(pool.run(img(), 8, 4, 2, 5)), /^rejected: RandAugment worker thread failed: /);
+  t.is(await settled(pool.run(img(), 8, 5, 2, 5)), 'resolved', 'a new job after the error');
+  await pool.close();
+  t.throws(() => new AugmentPool(0), { instanceOf: RangeError, message: /argument 'size' must be an integer >= 1, got 0/ });
+  t.throws(() => pool.run(new Uint8Array(10), 8, 1, 2, 5), { instanceOf: RangeError, message: /'bytes' must hold size \* size \* 3 = 192 bytes \(RGB\), got 10/ });
+});
+
+test.serial('checkpoints: resuming a finished run returns its final evaluation; a swap cut short is undone (resume) or rolled back (error)', async (t) => {
+  const data = { train: subset(mnist.train, 16), test: subset(mnist.test, 8) };
+  const config = { epochs: 1, batchSize: 8, lr: 2e-3, warmupSteps: 0, seed: 2, optimizer: 'adamw' as const };
+  const out = join(tmp, 'swap');
+  const m = createModel(TINY) as unknown as TrainableClassifier;
+  const whole = await train({ model: m, ...data, config, outDir: out });
+  t.truthy(whole.final);
+  // Killed between writeCheckpointDir's renames: only checkpoint.old-PID is there (and
+  // another run's unfinished temp folder). A checkpoint without 'window' predates it.
+  const saved = JSON.parse(readFileSync(join(out, 'checkpoint', 'trainer.json'), 'utf8')) as { state: { window?: unknown } };
+  delete saved.state.window;
+  writeFileSync(join(out, 'checkpoint', 'trainer.json'), JSON.stringify(saved));
+  renameSync(join(out, 'checkpoint'), join(out, 'checkpoint.old-99999'));
+  mkdirSync(join(out, 'checkpoint.tmp-99998'));
+  const again = await train({ model: m, ...data, config, outDir: out, resume: true });
+  t.false(again.aborted);
+  t.is(again.state.step, 2);
+  t.deepEqual(again.final, whole.final, 'the final evaluation, not null: the caller saves the model now');
+  t.deepEqual(readdirSync(out).sort(), ['checkpoint', 'metrics.jsonl']);
+  // The swap's first rename fails (its target is taken): the temp folder goes, checkpoint/ stays.
+  const before = readFileSync(join(out, 'checkpoint', 'trainer.json'), 'utf8');
+  mkdirSync(join(out, `checkpoint.old-${process.pid}`, 'x'), { recursive: true });
+  await t.throwsAsync(train({ model: m, ...data, config, outDir: out, maxSteps: 1 }), { message: /ENOTEMPTY|EEXIST/ });
+  t.deepEqual(readdirSync(out).sort(), ['checkpoint', `checkpoint.old-${process.pid}`, 'metrics.jsonl'], 'no checkpoint.tmp-PID left');
+  t.is(readFileSync(join(out, 'checkpoint', 'trainer.json'), 'utf8'), before);
+  m.dispose();
+});
+
 test('perceiver train: bad flags exit 2 naming the problem; a non-empty output folder is refused', async (t) => {
   for (const [args, msg] of [
     [['--preset', 'cifar'], /--preset must be one of mnist, imagenet, imagenet-debug/],
@@ -181,6 +269,13 @@ test.serial('perceiver train on MNIST with a tiny config: --max-steps stops with
   t.is(second.code, 0, second.stderr);
   t.regex(second.stderr, /epoch 1: test top-1 \d+\.\d+%/);
   for (const f of ['model/config.json', 'model/model.safetensors', 'report.png', 'metrics.jsonl']) t.true(existsSync(join(out, f)), f);
+  // Died after the final checkpoint, before the model folder and report: --resume writes them.
+  for (const f of ['model', 'report.png']) rmSync(join(out, f), { recursive: true });
+  const finish = await runCli(['train', '--config', cfg, '--out', out, '--resume', '--quiet']);
+  t.is(finish.code, 0, finish.stderr);
+  t.notRegex(finish.stderr, /resume with/);
+  t.regex(finish.stderr, /done in \d+ s: test top-1 \d+\.\d+%/);
+  for (const f of ['model/config.json', 'model/model.safetensors', 'report.png']) t.true(existsSync(join(out, f)), f);
   const again = await runCli(['train', '--config', cfg, '--out', out, '--quiet']);
   t.is(again.code, 1);
   t.regex(again.stderr, /is not empty/);

@@ -11,43 +11,78 @@ interface Pending {
 
 export class AugmentPool {
   private workers: Worker[] = [];
-  private readonly pending = new Map<number, Pending>();
+  /** Each worker's unfinished jobs: when a worker dies, its jobs would otherwise never settle. */
+  private readonly jobs = new Map<Worker, Map<number, Pending>>();
   private nextId = 0;
   private turn = 0;
+  private readonly size: number;
 
-  constructor(private readonly size = Math.max(1, availableParallelism())) {}
+  constructor(size = Math.max(1, availableParallelism())) {
+    if (!Number.isSafeInteger(size) || size < 1) throw new RangeError(`AugmentPool: argument 'size' must be an integer >= 1, got ${JSON.stringify(size)}`);
+    this.size = size;
+  }
 
+  /** Starts workers up to the pool's size: on first use, and in place of any that died. */
   private start(): void {
-    if (this.workers.length) return;
-    for (let i = 0; i < this.size; i++) {
+    while (this.workers.length < this.size) {
       const w = new Worker(new URL('./augment-worker.js', import.meta.url));
+      const jobs = new Map<number, Pending>();
       w.on('message', (m: { id: number; bytes?: Uint8Array; error?: string }) => {
-        const p = this.pending.get(m.id);
+        const p = jobs.get(m.id);
         if (!p) return;
-        this.pending.delete(m.id);
+        jobs.delete(m.id);
         if (m.error !== undefined || !m.bytes) p.reject(new Error(`RandAugment worker: ${m.error ?? 'no result'}`));
         else p.resolve(new Uint8Array(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength));
-        if (this.pending.size === 0) for (const x of this.workers) x.unref();
+        if (jobs.size === 0) w.unref();
       });
-      w.on('error', (err) => {
-        for (const p of this.pending.values()) p.reject(err instanceof Error ? err : new Error(String(err)));
-        this.pending.clear();
-      });
+      w.on('error', (err) => this.fail(w, `RandAugment worker thread failed: ${err instanceof Error ? err.message : String(err)}`));
+      // A result that cannot be deserialized is lost, and with it the job's id: the worker is dropped.
+      w.on('messageerror', (err) => this.fail(w, `RandAugment worker thread sent a result that cannot be read: ${err.message}`));
+      w.on('exit', (code) => this.fail(w, `RandAugment worker thread exited (code ${code}) with ${jobs.size} job(s) unfinished`));
       w.unref();
       this.workers.push(w);
+      this.jobs.set(w, jobs);
     }
+  }
+
+  /**
+   * Drops a dead (or unreadable) worker: its jobs are rejected at once, and the next
+   * run() starts a fresh worker in its place, so one crash fails the jobs it held
+   * rather than every later one, and never leaves a job waiting forever.
+   */
+  private fail(w: Worker, message: string): void {
+    const i = this.workers.indexOf(w);
+    if (i >= 0) this.workers.splice(i, 1);
+    const jobs = [...(this.jobs.get(w)?.values() ?? [])];
+    this.jobs.delete(w);
+    for (const p of jobs) p.reject(new Error(message));
+    void w.terminate().catch(() => undefined);
   }
 
   /** RandAugment of 8-bit RGB [size, size, 3] on a worker; `bytes` is transferred (unusable after). */
   run(bytes: Uint8Array, size: number, seed: number, numLayers: number, magnitude: number): Promise<Uint8Array> {
+    if (!(bytes instanceof Uint8Array)) throw new TypeError(`AugmentPool.run: argument 'bytes' must be a Uint8Array, got ${Object.prototype.toString.call(bytes)}`);
+    if (!Number.isSafeInteger(size) || size < 1) throw new RangeError(`AugmentPool.run: argument 'size' must be an integer >= 1, got ${JSON.stringify(size)}`);
+    if (bytes.length !== size * size * 3) throw new RangeError(`AugmentPool.run: argument 'bytes' must hold size * size * 3 = ${size * size * 3} bytes (RGB), got ${bytes.length}`);
+    if (typeof seed !== 'number' || !Number.isFinite(seed)) throw new TypeError(`AugmentPool.run: argument 'seed' must be a finite number, got ${JSON.stringify(seed)}`);
+    if (!Number.isSafeInteger(numLayers) || numLayers < 0) throw new RangeError(`AugmentPool.run: argument 'numLayers' must be an integer >= 0, got ${JSON.stringify(numLayers)}`);
+    if (typeof magnitude !== 'number' || !(magnitude >= 0 && magnitude <= 10)) throw new RangeError(`AugmentPool.run: argument 'magnitude' must be a number in [0, 10], got ${JSON.stringify(magnitude)}`);
     this.start();
     const id = this.nextId++;
     const w = this.workers[this.turn++ % this.workers.length];
-    w.ref();
+    const jobs = this.jobs.get(w)!;
     return new Promise<Uint8Array>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
       const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
-      w.postMessage({ id, bytes: own, size, seed, numLayers, magnitude }, [own.buffer as ArrayBuffer]);
+      jobs.set(id, { resolve, reject });
+      w.ref();
+      try {
+        w.postMessage({ id, bytes: own, size, seed, numLayers, magnitude }, [own.buffer as ArrayBuffer]);
+      } catch (err) {
+        // Not sent: forget the job, or the ref'd worker would keep the process alive for it.
+        jobs.delete(id);
+        if (jobs.size === 0) w.unref();
+        throw err;
+      }
     });
   }
 
@@ -55,8 +90,10 @@ export class AugmentPool {
   async close(): Promise<void> {
     const ws = this.workers;
     this.workers = [];
-    for (const p of this.pending.values()) p.reject(new Error('RandAugment pool closed'));
-    this.pending.clear();
+    for (const w of ws) {
+      for (const p of this.jobs.get(w)?.values() ?? []) p.reject(new Error('RandAugment pool closed'));
+      this.jobs.delete(w);
+    }
     await Promise.all(ws.map((w) => w.terminate()));
   }
 }

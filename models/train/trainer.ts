@@ -3,12 +3,13 @@
 // JSONL metrics, progress, and checkpoints that resume exactly (model, optimizer,
 // schedule position, data position, dropout masks; the engine is deterministic across
 // thread counts).
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import * as P from '../../lib/index.js';
 import type { Module, Tensor } from '../../lib/index.js';
 import type { ImageSet } from './mnist.js';
 import { isDataSource, memorySource, type Augment, type DataSource } from './image-pipeline.js';
+import { writeFileAtomic } from '../image-io.js';
 import { Rng } from './rng.js';
 
 export interface TrainableClassifier extends Module {
@@ -112,6 +113,12 @@ export interface TrainState {
   losses: { step: number; loss: number }[];
   /** The loss scaler's state (precision 'float16'). */
   lossScale?: P.optim.GradScalerState;
+  /**
+   * Running totals since the last logged training line (summed loss, correct
+   * predictions, steps), so a resumed run logs the same averages as an uninterrupted
+   * one. Absent in checkpoints that predate it (read as empty).
+   */
+  window?: { loss: number; correct: number; n: number };
 }
 
 export interface TrainRunOptions {
@@ -204,6 +211,12 @@ export async function evaluate(
   batchSize = 500,
   precision: TrainConfig['precision'] = 'float32',
 ): Promise<{ top1: number; top5: number; loss: number }> {
+  if (model === null || typeof model !== 'object' || typeof model.forward !== 'function' || typeof model.parameters !== 'function')
+    throw new TypeError(`evaluate: argument 'model' must be a classifier (forward and parameters methods), got ${model === null ? 'null' : typeof model}`);
+  if (set === null || typeof set !== 'object' || (!isDataSource(set) && !(set.pixels instanceof Float32Array && set.labels instanceof Int32Array && Array.isArray(set.shape))))
+    throw new TypeError(`evaluate: argument 'set' must be an ImageSet ({ pixels, labels, shape, classes }) or a DataSource, got ${set === null ? 'null' : typeof set}`);
+  // The loop steps by batchSize: 0 or a negative size would never end, a fraction would misindex.
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`evaluate: argument 'batchSize' must be an integer >= 1, got ${JSON.stringify(batchSize)}`);
   if (precision !== 'float32' && precision !== 'bfloat16' && precision !== 'float16')
     throw new TypeError(`evaluate: argument 'precision' must be 'float32', 'bfloat16' or 'float16', got ${JSON.stringify(precision)}`);
   const src = isDataSource(set) ? set : memorySource(set);
@@ -241,23 +254,58 @@ export async function evaluate(
   return { top1: top1 / n, top5: top5 / n, loss: loss / n };
 }
 
-/** Atomic folder write: build in a temp sibling, then swap it in. */
-function writeCheckpointDir(dir: string, write: (tmp: string) => Promise<void>): Promise<void> {
+/**
+ * Atomic folder write: build in a temp sibling, then swap it in. A folder cannot be
+ * renamed over a non-empty one, so the swap is two renames; a crash between them
+ * leaves only `dir.old-PID`, which restoreCheckpointDir puts back.
+ */
+async function writeCheckpointDir(dir: string, write: (tmp: string) => Promise<void>): Promise<void> {
   const tmp = `${dir}.tmp-${process.pid}`;
+  const old = `${dir}.old-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  return write(tmp).then(
-    () => {
-      const old = `${dir}.old-${process.pid}`;
-      if (existsSync(dir)) renameSync(dir, old);
-      renameSync(tmp, dir);
-      rmSync(old, { recursive: true, force: true });
-    },
-    (err) => {
+  let moved = false;
+  try {
+    await write(tmp);
+    if (existsSync(dir)) {
+      renameSync(dir, old);
+      moved = true;
+    }
+    renameSync(tmp, dir);
+  } catch (err) {
+    try {
+      // The previous checkpoint stays the checkpoint.
+      if (moved && !existsSync(dir)) renameSync(old, dir);
+    } finally {
       rmSync(tmp, { recursive: true, force: true });
-      throw err;
-    },
-  );
+    }
+    throw err;
+  }
+  rmSync(old, { recursive: true, force: true });
+}
+
+/**
+ * Before a resume: a run killed mid-swap (writeCheckpointDir) left `dir.old-PID` (the
+ * previous, complete checkpoint) and no `dir`: that one is put back. Other leftovers
+ * of killed runs (an old-PID beside a newer `dir`, an unfinished tmp-PID) are removed.
+ */
+function restoreCheckpointDir(dir: string): void {
+  const parent = dirname(dir);
+  if (!existsSync(parent)) return;
+  const name = basename(dir);
+  const olds: string[] = [];
+  const stale: string[] = [];
+  for (const e of readdirSync(parent)) {
+    if (!e.startsWith(name)) continue;
+    const kind = /^\.(old|tmp)-\d+$/.exec(e.slice(name.length))?.[1];
+    if (kind === 'old') olds.push(join(parent, e));
+    else if (kind === 'tmp') stale.push(join(parent, e));
+  }
+  if (!existsSync(dir) && olds.length) {
+    olds.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+    renameSync(olds.shift()!, dir);
+  }
+  for (const p of [...olds, ...stale]) rmSync(p, { recursive: true, force: true });
 }
 
 /**
@@ -269,10 +317,11 @@ export function dropoutSeed(seed: number, step: number): number {
 }
 
 /**
- * Runs (or resumes) training; returns the final state and evaluation. Re-seeds the
- * global generator (manualSeed) before every step, for the model's dropout.
+ * Runs (or resumes) training; returns the final state and evaluation (null when
+ * stopped early: aborted, or maxSteps reached). Re-seeds the global generator
+ * (manualSeed) before every step, for the model's dropout.
  */
-export async function train(o: TrainRunOptions): Promise<{ state: TrainState; final: EvalResult | null }> {
+export async function train(o: TrainRunOptions): Promise<{ state: TrainState; final: EvalResult | null; aborted: boolean }> {
   const c: TrainConfig = { ...DEFAULT_TRAIN, ...o.config };
   checkTrainConfig(c);
   for (const k of ['maxSteps', 'profileStep'] as const)
@@ -290,12 +339,13 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
   const metricsFile = join(o.outDir, 'metrics.jsonl');
   model.train().requiresGrad_(true);
   const schedule = makeSchedule(c, totalSteps);
-  let state: TrainState = { step: 0, epoch: 0, position: 0, history: [], losses: [] };
-  let savedOptimizer: { tensors: Record<string, Tensor>; stepCount: number; groups: { lr: number; weightDecay: number }[] } | null = null;
+  let state: TrainState = { step: 0, epoch: 0, position: 0, history: [], losses: [], window: { loss: 0, correct: 0, n: 0 } };
+  let savedOptimizer: P.optim.OptimizerStateDict | null = null;
 
   if (o.resume) {
+    restoreCheckpointDir(ckptDir);
     if (!existsSync(join(ckptDir, 'trainer.json'))) throw new Error(`train: nothing to resume: '${join(ckptDir, 'trainer.json')}' does not exist`);
-    const saved = JSON.parse(readFileSync(join(ckptDir, 'trainer.json'), 'utf8')) as { state: TrainState; config: TrainConfig; optimizer: { stepCount: number; groups: { lr: number; weightDecay: number }[] } };
+    const saved = JSON.parse(readFileSync(join(ckptDir, 'trainer.json'), 'utf8')) as { state: TrainState; config: TrainConfig; optimizer: Omit<P.optim.OptimizerStateDict, 'tensors'> };
     for (const k of Object.keys(c) as (keyof TrainConfig)[])
       // A setting the checkpoint predates had its default then.
       if (k !== 'checkpointEvery' && JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k]) !== JSON.stringify(c[k]))
@@ -308,6 +358,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
     }
     savedOptimizer = { tensors: await P.loadSafetensors(join(ckptDir, 'optimizer.safetensors'), { device }), ...saved.optimizer };
     state = saved.state;
+    state.window ??= { loss: 0, correct: 0, n: 0 };
   }
   // After loading: loadStateDict replaces the parameter tensors, and the optimizer
   // must hold the ones the model trains.
@@ -329,7 +380,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
       const sd = opt.stateDict();
       if (scaler) state.lossScale = scaler.stateDict();
       await P.saveSafetensors(join(tmp, 'optimizer.safetensors'), sd.tensors);
-      writeFileSync(join(tmp, 'trainer.json'), JSON.stringify({ state, config: c, optimizer: { stepCount: sd.stepCount, groups: sd.groups } }, null, 1));
+      writeFileSync(join(tmp, 'trainer.json'), JSON.stringify({ state, config: c, optimizer: { stepCount: sd.stepCount, steps: sd.steps, groups: sd.groups } }, null, 1));
     });
 
   const log = (rec: Record<string, unknown>) => appendFileSync(metricsFile, JSON.stringify({ time: new Date().toISOString(), ...rec }) + '\n');
@@ -344,7 +395,6 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
 
   const t0 = performance.now();
   let imagesThisRun = 0;
-  let window = { loss: 0, correct: 0, n: 0 };
   let stepsThisRun = 0;
   let final: EvalResult | null = null;
   let aborted = false;
@@ -430,9 +480,8 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
         }
         if (profiling) {
           const profile = P.profiler.stop();
-          const file = join(o.outDir, 'profile.txt');
-          writeFileSync(`${file}.tmp`, `step ${state.step}, batch ${c.batchSize}, ${c.precision}\n${profile.table(Math.max(1, profile.rows.length))}\n`);
-          renameSync(`${file}.tmp`, file);
+          const text = `step ${state.step}, batch ${c.batchSize}, ${c.precision}\n${profile.table(Math.max(1, profile.rows.length))}\n`;
+          await writeFileAtomic(join(o.outDir, 'profile.txt'), new TextEncoder().encode(text));
           o.onProfile?.(profile);
         }
         if (!Number.isFinite(lossValue)) throw new Error(`train: the loss became ${lossValue} at step ${state.step} (learning rate ${lr}); lower 'lr' or enable 'clipNorm'`);
@@ -440,6 +489,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
         state.position += c.batchSize;
         stepsThisRun++;
         imagesThisRun += c.batchSize;
+        const window = state.window!;
         window.loss += lossValue;
         window.n++;
         for (let i = 0; i < labels.length; i++) if (pred[i] === labels[i]) window.correct++;
@@ -459,7 +509,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
           state.losses.push({ step: state.step, loss: p.loss });
           log({ kind: 'train', ...p });
           o.onProgress?.(p);
-          window = { loss: 0, correct: 0, n: 0 };
+          state.window = { loss: 0, correct: 0, n: 0 };
         }
         if (c.checkpointEvery > 0 && state.step % c.checkpointEvery === 0) await checkpoint();
       }
@@ -474,7 +524,11 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
     opt.dispose();
     model.eval();
   }
-  return { state, final: aborted ? null : final };
+  if (aborted) return { state, final: null, aborted };
+  // Resumed after the last epoch (the process died before the caller saved the model):
+  // the run is complete, and its final evaluation is the last one recorded.
+  final ??= state.history.at(-1) ?? { epoch: state.epoch, step: state.step, ...(await evaluate(model, test, c.evalBatchSize, c.precision)) };
+  return { state, final, aborted };
 }
 
 /** MixUp or CutMix (chosen per batch when both are on) with soft targets; null when off. */

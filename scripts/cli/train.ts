@@ -1,6 +1,6 @@
 // `perceiver train`: image-classification training from a preset (or a config file)
 // on the embedded MNIST digits or an image folder (root/<class>/*.png|jpg).
-import { existsSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as P from '../../lib/index.js';
 import { createModel } from '../../models/registry.js';
@@ -8,6 +8,7 @@ import { loadMnist } from '../../models/train/mnist.js';
 import { PRESETS } from '../../models/train/presets.js';
 import { train, DEFAULT_TRAIN, type TrainConfig, type TrainableClassifier, type Progress } from '../../models/train/trainer.js';
 import { trainingReportPng } from '../../models/train/plot.js';
+import { writeFileAtomic } from '../../models/image-io.js';
 import { imageFolderSources, memorySource, type DataSource } from '../../models/train/image-pipeline.js';
 import { checkDeviceFlag, parseFlags, UsageError, type Command } from './command.js';
 
@@ -140,7 +141,9 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
   modelCfg.id2label = Object.fromEntries(data.train.classes.map((c, i) => [String(i), c]));
   const outDir = resolve(v['--out'] ?? join('runs', `${presetName}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
   const resume = flags.switches.has('--resume');
-  if (resume && !existsSync(join(outDir, 'checkpoint'))) throw new Error(`--resume: '${join(outDir, 'checkpoint')}' does not exist`);
+  // checkpoint.old-PID: a run killed while swapping in a new checkpoint; train() restores it.
+  const hasCheckpoint = () => existsSync(join(outDir, 'checkpoint')) || (existsSync(outDir) && readdirSync(outDir).some((n) => /^checkpoint\.old-\d+$/.test(n)));
+  if (resume && !hasCheckpoint()) throw new Error(`--resume: '${join(outDir, 'checkpoint')}' does not exist`);
   if (!resume && existsSync(outDir) && readdirSync(outDir).length > 0) throw new Error(`output folder '${outDir}' is not empty (use --resume to continue it, or another --out)`);
   P.manualSeed(trainCfg.seed ?? 0);
   // Resuming replaces every parameter with the checkpoint's, so none is drawn first.
@@ -156,7 +159,7 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
   const t0 = performance.now();
   log(`perceiver train: ${preset.description}\n  ${model.numParameters().toLocaleString('en-US')} parameters, ${data.train.size} training and ${data.test.size} test images, output ${outDir}\n`);
   try {
-    const { state, final } = await train({
+    const { state, final, aborted } = await train({
       model,
       train: data.train,
       test: data.test,
@@ -170,7 +173,8 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
       onProgress: quiet ? undefined : (p) => log(bar(p)),
       onEval: (r) => log(`${quiet ? '' : '\n'}epoch ${r.epoch}: test top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}%, loss ${r.loss.toFixed(4)}\n`),
     });
-    if (ac.signal.aborted || final === null) {
+    // Not the signal: a Ctrl-C after the last step still ends a finished run, which is saved below.
+    if (aborted || final === null) {
       log(`stopped at step ${state.step}; resume with: perceiver train ${withoutOut(argv).join(' ')} --out ${outDir} --resume\n`);
       return { outDir, top1: null, seconds: (performance.now() - t0) / 1000 };
     }
@@ -198,8 +202,7 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
         predicted: predicted[i],
       })),
     });
-    writeFileSync(join(outDir, 'report.png.tmp'), png);
-    renameSync(join(outDir, 'report.png.tmp'), join(outDir, 'report.png'));
+    await writeFileAtomic(join(outDir, 'report.png'), png);
     const seconds = (performance.now() - t0) / 1000;
     log(`done in ${seconds.toFixed(0)} s: test top-1 ${final ? (100 * final.top1).toFixed(2) : '?'}%; model in ${join(outDir, 'model')}, report ${join(outDir, 'report.png')}\n`);
     return { outDir, top1: final?.top1 ?? null, seconds };
