@@ -95,7 +95,6 @@ class Storage {
   // lo > hi: no range a set_int32_bounds call stores.
   static constexpr uint64_t kNoBounds = ((uint64_t)(uint32_t)INT32_MAX << 32) | (uint32_t)INT32_MIN;
   std::atomic<uint64_t> bounds_{kNoBounds};
-  std::atomic<uint64_t> version_{0};
   Backend* backend_;
   Device device_;
   void* allocate();
@@ -105,6 +104,9 @@ class Storage {
   std::atomic<bool> failed_{false};
   mutable std::mutex mu_;
   std::string error_;
+  // Last, so that the fields the CUDA library's copy of this code reads keep their
+  // offsets.
+  std::atomic<uint64_t> version_{0};
 };
 
 using StoragePtr = std::shared_ptr<Storage>;

@@ -2,7 +2,7 @@
 // table it returns. The addon dlopens the library and calls perceiver_cuda_api()
 // with the ABI version it was compiled against; a library built from a different
 // backend.h (whose vtable layout may differ) refuses with a reason instead of
-// crashing. Bump kCudaAbiVersion whenever backend.h or this table changes.
+// crashing. Bump kCudaAbiVersion whenever backend.h, storage.h or this table changes.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -11,7 +11,7 @@
 
 namespace perceiver {
 
-constexpr uint32_t kCudaAbiVersion = 11;
+constexpr uint32_t kCudaAbiVersion = 12;
 
 struct CudaDeviceInfo {
   char name[256];
