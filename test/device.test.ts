@@ -186,7 +186,7 @@ test('PERCEIVER_DEVICE=gpu is a TypeError that names the variable; PERCEIVER_DEV
   t.deepEqual(good, { device: 'cpu' });
 });
 
-test('PERCEIVER_NUM_THREADS=1, 2 and 3 give bit-identical matmul, attention and its gradient, randn, reductions and LAMB updates, and report the thread count', async (t) => {
+test('PERCEIVER_NUM_THREADS=1, 2 and 3 give bit-identical matmul, attention (key splits too) and its gradient, randn, reductions and LAMB updates, and report the thread count', async (t) => {
   t.timeout(120_000);
   const code = `
     import { createHash } from 'node:crypto';
@@ -208,6 +208,9 @@ test('PERCEIVER_NUM_THREADS=1, 2 and 3 give bit-identical matmul, attention and 
     const mask = P.greater(P.rand([2, 200, 333], { seed: 51 }), 0.2);
     out.attention = await h(P.attention(q, k, v));
     out.masked = await h(P.attention(q, k, v, { mask }));
+    // Few (batch, head, query block) units over many keys: the keys are split, and
+    // the merge of the partials must not follow the thread count.
+    out.keySplits = await h(P.attention(P.randn([1, 1, 4, 64], { seed: 60 }), P.randn([1, 5000, 4, 64], { seed: 61 }), P.randn([1, 5000, 4, 64], { seed: 62 })));
     // The fused gradient, with one key range per (batch, head) and (one head over 1,200
     // keys) with several, whose dQ partials are summed.
     const gradOf = async (qs, ks, vs, m) => {

@@ -136,6 +136,27 @@ test('gelu: exact and tanh forms are different functions, each matching its refe
   t.throws(() => P.gelu(tensor(x), { approximate: 'erf' as never }), { instanceOf: TypeError });
 });
 
+test('gelu far out: 0 (not a value growing with |x|) for very negative inputs, dense, strided and fused into a matmul, both forms and their gradients; relu fused into a matmul keeps NaN', async (t) => {
+  const xs = [-1e4, -1e20, -1e30, -3e38];
+  const strided = (v: number[]) => P.slice(tensor(v.flatMap((x) => [x, 0])), 0, 0, 2 * v.length, 2);
+  for (const approximate of ['none', 'tanh'] as const) {
+    for (const [how, x] of [['dense', tensor(xs)], ['strided', strided(xs)]] as const)
+      t.deepEqual(Array.from(await P.gelu(x, { approximate }).data()).map(Math.abs), [0, 0, 0, 0], `${approximate}, ${how}`);
+    const fused = await P.matmul(tensor(xs, [4, 1]), P.ones([1, 1]), { activation: approximate === 'none' ? 'gelu' : 'gelu_tanh' }).data();
+    t.deepEqual(Array.from(fused).map(Math.abs), [0, 0, 0, 0], `${approximate}, fused`);
+    const x = tensor(xs);
+    x.requiresGrad = true;
+    P.tidy(() => P.backward(P.gelu(x, { approximate }).sum(0)));
+    t.deepEqual(Array.from(await x.grad!.data()).map(Math.abs), [0, 0, 0, 0], `${approximate}, gradient`);
+    x.dispose();
+  }
+  // Where 1 + erf(x / sqrt 2) cancels, the strided (scalar) path keeps the digits the dense one has.
+  const mid = [-5.5, -4.25, -7];
+  assertClose(t, await P.gelu(strided(mid)).data(), mapRef(mid, geluRef), { rtol: 1e-5, atol: 0, msg: 'strided, x < -4' });
+  const relu = await P.matmul(tensor([NaN, 1, -1], [3, 1]), P.ones([1, 1]), { activation: 'relu' }).data();
+  t.deepEqual(Array.from(relu), [NaN, 1, 0]);
+});
+
 test('unary: a non-floating input is a TypeError naming the op and the dtype', (t) => {
   const i = tensor([1, 2], undefined, { dtype: 'int32' });
   const err = t.throws(() => P.exp(i), { instanceOf: TypeError });

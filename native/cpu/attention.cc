@@ -23,7 +23,8 @@
 //
 // Parallelism: units are claimed from an atomic counter by one task per thread. The
 // query rows are cut into equal blocks whose count is rounded so that units divide
-// evenly among threads; when that would make blocks shorter than kMinBlockQ, or
+// evenly among kPlanThreads (a fixed width, so that the plan, and with it every bit of
+// the result, is the same on any machine); when that would make blocks shorter than kMinBlockQ, or
 // (batch, head, query block) gives too few units (one decoder query over many
 // keys), the key range is split instead. Split units write their partial (m, l, acc)
 // to a buffer and the caller merges them afterwards by the usual rescale-and-add
@@ -62,6 +63,15 @@ constexpr int64_t kMinKeysPerSplit = 64;
 // Key splits keep one (acc, m, l) per unit until the merge; with many threads the
 // unit count could otherwise grow with threads squared.
 constexpr int64_t kMaxPartialBytes = 16 << 20;
+// The width the blocks and key splits are planned for, whatever the machine's thread
+// count: a key split changes the order of the sums (the merge rescales and adds
+// partials), so a plan that followed the thread count would give other bits on
+// another machine. Machines with more threads than this share fewer units on the
+// few shapes that have fewer.
+#ifndef PERCEIVER_ATTENTION_PLAN_THREADS
+#define PERCEIVER_ATTENTION_PLAN_THREADS 16
+#endif
+constexpr int kPlanThreads = PERCEIVER_ATTENTION_PLAN_THREADS;
 
 using namespace expc;
 
@@ -354,7 +364,8 @@ Plan make_plan(const AttentionArgs& a, int threads, int64_t force_bq, int64_t fo
   Plan p;
   const int64_t heads = a.batch * a.heads;
   double work = (double)heads * (double)(a.nq + 16) * (double)a.nk * (double)(a.dqk + a.dv);
-  int t = work < kAttentionMinParallelWork ? 1 : std::max(threads, 1);
+  const bool serial = work < kAttentionMinParallelWork;
+  const int t = serial ? 1 : kPlanThreads;
 
   p.bk = force_bk > 0 ? force_bk : std::min<int64_t>(kBlockK, a.nk);
   if (force_bq > 0) {
@@ -381,14 +392,14 @@ Plan make_plan(const AttentionArgs& a, int threads, int64_t force_bq, int64_t fo
     p.nks = force_splits;
   } else if (base % t != 0 && base < 4 * (int64_t)t) {
     // Too few units to share evenly: split keys so that the unit count is a
-    // multiple of the thread count, within the partials' memory cap.
+    // multiple of the planned width, within the partials' memory cap.
     p.nks = t / std::gcd<int64_t>(base, t);
     p.nks = std::min(p.nks, std::max<int64_t>(1, a.nk / kMinKeysPerSplit));
     p.nks = std::min(p.nks, std::max<int64_t>(1, kMaxPartialBytes / (base * acc_ml * 4)));
   }
   p.nks = std::max<int64_t>(1, std::min(p.nks, a.nk));
   p.units = base * p.nks;
-  p.chunks = (int)std::min<int64_t>(t, p.units);
+  p.chunks = (int)std::min<int64_t>(serial ? 1 : std::max(threads, 1), p.units);
 
   p.per_chunk = p.bq * p.ld_s + (p.nks == 1 ? acc_ml : 0);
   p.per_unit = p.nks > 1 ? acc_ml : 0;

@@ -13,7 +13,7 @@
 //   (or the CMake build: ./build-cmake/attention_check)
 //   /tmp/attention_check            # correctness (exit status 1 on a failure)
 //   VERBOSE=1 /tmp/attention_check  # one line per case
-//   PERCEIVER_NUM_THREADS=3 /tmp/attention_check   # other thread counts change the plan
+//   PERCEIVER_NUM_THREADS=3 /tmp/attention_check   # other thread counts run the same plan on more or fewer tasks
 //   /tmp/attention_check --bench [Nq Nk H Dqk Dv [reps]]   # the Perceiver shapes by default
 //   BENCH_BQ=128 BENCH_BK=512 /tmp/attention_check --bench ...   # force block sizes
 //   BENCH_FUSED_ONLY=1 ...          # skip the unfused products (for a profiler)

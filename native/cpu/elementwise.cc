@@ -48,9 +48,13 @@ inline uint8_t sat_u8(float v) {
   return (uint8_t)v;
 }
 
-inline float gelu(float x) { return 0.5f * x * (1.f + std::erf(x * 0.70710678118654752f)); }
+// erfc for x < 0, where 1 + erf cancels (gelu(-5.5) lost half its digits); the tanh
+// form as x * sigmoid(2u), which has no cancellation either.
+inline float gelu(float x) {
+  return x < 0.f ? 0.5f * x * std::erfc(-x * 0.70710678118654752f) : 0.5f * x * (1.f + std::erf(x * 0.70710678118654752f));
+}
 inline float gelu_tanh(float x) {
-  return 0.5f * x * (1.f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+  return x / (1.f + std::exp(-2.f * 0.7978845608028654f * (x + 0.044715f * x * x * x)));
 }
 
 // f per element over any strides; `dense(op, ap, n)` takes the runs where both are

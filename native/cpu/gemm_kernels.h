@@ -164,7 +164,9 @@ PERCEIVER_VM_INLINE void erf_pieces(const V& z, V& erf_small, V& erfc_big) {
   q = q * t + 2.820813060e-01f;
   V e = -(zc * zc);
   exp_inplace(e);
-  erfc_big = e * t * q;
+  // Past the cap erfc is under 4e-37: 0, or 0.5 v erfc would grow with |v| (the
+  // capped value times v is -62 at v = -3e38).
+  erfc_big = z > zmax ? V{} : e * t * q;
 }
 
 // |v|, z = |v| / sqrt 2 and the erf pieces at z: what GELU and its gradient share.
@@ -196,7 +198,10 @@ PERCEIVER_VM_INLINE void gelu_erf_grad_inplace(V& v) {
   V cdf_big = v > zero ? 1.0f - 0.5f * erfc : 0.5f * erfc;
   V cdf = z < 0.9f ? cdf_small : cdf_big;
   V e = -0.5f * (v * v);
+  // Below exp's range the density is 0, not the clamped exp(-87.3) times v.
+  auto vanishes = e < -87.0f;
   exp_inplace(e);
+  e = vanishes ? V{} : e;
   v = cdf + v * (0.3989422804014327f * e);
 }
 
@@ -208,9 +213,13 @@ PERCEIVER_VM_INLINE void gelu_tanh_grad_inplace(V& v) {
   const float c = 0.7978845608028654f, k = 0.044715f;
   V x2 = v * v;
   V e = -2.0f * c * (v + k * x2 * v);
+  // Past exp's range s is 0 and so is the gradient (the clamped exp would leave
+  // terms that grow with |v|, and overflow).
+  auto saturated = e > 88.0f;
   exp_inplace(e);
   V s = 1.0f / (1.0f + e);
-  v = s + (2.0f * c) * v * (1.0f + 3.0f * k * x2) * (e * s * s);
+  V grad = s + (2.0f * c) * v * (1.0f + 3.0f * k * x2) * (e * s * s);
+  v = saturated ? V{} : grad;
 }
 
 // gx = g * gelu'(x) over n floats (the erf or the tanh form).
@@ -245,14 +254,19 @@ template <class V>
 PERCEIVER_VM_INLINE void gelu_tanh_inplace(V& v) {
   V u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
   V e = -2.0f * u;
+  // Past exp's range the sigmoid is 0: v * 0 (-0, or NaN for -inf as in the formula),
+  // not v over the clamped exp, which grows with |v|.
+  auto saturated = e > 88.0f;
   exp_inplace(e);
-  v = v / (1.0f + e);
+  V r = v / (1.0f + e);
+  v = saturated ? v * 0.0f : r;
 }
 
 template <class V>
 PERCEIVER_VM_INLINE void relu_inplace(V& v) {
   const V zero = {};
-  v = v > zero ? v : zero;
+  // NaN stays NaN, as relu() and torch keep it: a diverging run must not look finite.
+  v = v < zero ? zero : v;
 }
 
 template <class V>
