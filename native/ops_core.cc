@@ -179,7 +179,16 @@ void assign(const Tensor& dst, const Tensor& src) {
     launch("assign", src.device(), {&src}, {&from}, [s, f](Backend& b) { b.copy(s, f); });
   }
   View s = view_of(from), d = view_of(dst);
-  launch("assign", dst.device(), {&from}, {&dst}, [s, d](Backend& b) { b.copy(s, d); });
+  // Healthy values over every byte of a failed storage (the kernel runs only when its
+  // source is healthy) make it a working tensor again; a part of it stays failed, as
+  // the rest still holds what the failure left.
+  const bool whole = dst.offset == 0 && dst.is_contiguous() &&
+                     (size_t)dst.numel() * dtype_size(dst.dtype) == dst.storage->bytes();
+  Storage* to = dst.storage.get();
+  launch("assign", dst.device(), {&from}, {&dst}, [s, d, whole, to](Backend& b) {
+    b.copy(s, d);
+    if (whole) to->clear_error();
+  });
 }
 
 Tensor reshape(const Tensor& x, const Shape& shape_in) {

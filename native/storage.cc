@@ -61,6 +61,12 @@ void Storage::set_error(const std::string& msg) {
   }
 }
 
+void Storage::clear_error() {
+  std::lock_guard<std::mutex> lock(mu_);
+  failed_.store(false, std::memory_order_release);
+  error_.clear();
+}
+
 void learn_int32_bounds(Storage& s, const void* host, size_t bytes) {
   if (bytes == 0 || bytes != s.bytes() || bytes % sizeof(int32_t)) return;
   const int32_t* v = static_cast<const int32_t*>(host);

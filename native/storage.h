@@ -58,6 +58,8 @@ class Storage {
   // A kernel that failed marks its outputs; kernels that read a failed storage
   // propagate the message instead of running, and data() rejects with it.
   void set_error(const std::string& msg);
+  // Forgets a failure once healthy values have replaced every byte (a whole assign).
+  void clear_error();
   bool failed() const { return failed_.load(std::memory_order_acquire); }
   std::string error() const;
 

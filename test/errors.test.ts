@@ -165,6 +165,29 @@ test('in-process: an out-of-range embedding id rejects data() with an Error nami
   for (const x of [w, ids, e]) x.dispose();
 });
 
+test('in-process: a failure written into a tensor stays until healthy values replace all of it (a whole assign); a part keeps it', async (t) => {
+  const bad = () => P.embedding(P.ones([5, 3]), P.tensor(Int32Array.from([1, 9]), [2]));
+  const x = P.zeros([2, 3]);
+  P.assign(x, bad());
+  await t.throwsAsync(x.data(), { message: /embedding: index 9/ });
+  const before = x.mul(2); // queued while x held the failure
+  P.assign(x, P.ones([2, 3]));
+  t.deepEqual(Array.from(await x.data()), [1, 1, 1, 1, 1, 1], 'whole: working again');
+  await t.throwsAsync(before.data(), { message: /embedding: index 9/ }, 'what read the failed values keeps the failure');
+  const y = P.zeros([4, 3]);
+  P.assign(P.slice(y, 0, 0, 2), bad());
+  P.assign(P.slice(y, 0, 2, 4), P.ones([2, 3]));
+  await t.throwsAsync(y.data(), { message: /embedding: index 9/ }, 'a part: still failed');
+  // A parameter a bad gradient failed, then set again as a whole.
+  const p = P.ones([2, 3]);
+  const [m, v] = [P.zeros([2, 3]), P.zeros([2, 3])];
+  P.adamUpdate(p, bad(), m, v, { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 1 });
+  await t.throwsAsync(p.data(), { message: /embedding: index 9/ });
+  P.assign(p, P.full([2, 3], 3));
+  t.deepEqual(Array.from(await p.data()), [3, 3, 3, 3, 3, 3]);
+  for (const z of [x, before, y, p, m, v]) z.dispose();
+});
+
 test('in-process: a rejected op leaves the live tensor count unchanged', (t) => {
   const a = P.ones([2, 3]);
   const b = P.ones([4, 3]);
