@@ -1,0 +1,37 @@
+// models/args.ts: the argument checks of the model layer's entry points, and the
+// messages they give (op, argument, expected, got).
+import test from 'ava';
+import * as P from '../lib/index.js';
+import { boolArg, intArg, intListArg, numberArg, objectArg, optionalTensorArg, tensorArg } from '../models/args.js';
+
+test('tensorArg: a live Tensor of the rank and dtype asked for, else an error naming the op, the argument and what came', (t) => {
+  const x = P.zeros([2, 3]);
+  t.is(tensorArg('op', 'x', x, { rank: 2, dtype: 'float' }), x);
+  t.is(tensorArg('op', 'x', x, { rank: [2, 3] }), x);
+  t.throws(() => tensorArg('op', 'x', undefined, { shape: '[B, N]' }), { instanceOf: TypeError, message: "op: argument 'x' must be a Tensor [B, N], got undefined" });
+  t.throws(() => tensorArg('op', 'x', [1, 2]), { instanceOf: TypeError, message: "op: argument 'x' must be a Tensor, got array of length 2" });
+  t.throws(() => tensorArg('op', 'x', x, { rank: 3, shape: '[B, N, C]' }), { instanceOf: RangeError, message: "op: argument 'x' must have rank 3 [B, N, C], got shape [2, 3]" });
+  t.throws(() => tensorArg('op', 'x', x, { dtype: 'int' }), { instanceOf: TypeError, message: "op: argument 'x' must be int32 or uint8, got float32" });
+  t.is(optionalTensorArg('op', 'm', null), null);
+  t.is(optionalTensorArg('op', 'm', undefined), null);
+  x.dispose();
+  t.throws(() => tensorArg('op', 'x', x), { message: "op: argument 'x' is a disposed Tensor" });
+});
+
+test('objectArg, intArg, numberArg, boolArg, intListArg: the values they take and the messages of the rest', (t) => {
+  t.deepEqual(objectArg('op', 'opts', undefined), {});
+  t.throws(() => objectArg('op', 'config', undefined, true), { instanceOf: TypeError, message: "op: argument 'config' must be an object, got undefined" });
+  for (const v of [null, 'x', 5, [1]]) t.throws(() => objectArg('op', 'opts', v as never), { instanceOf: TypeError, message: /op: argument 'opts' must be an object, got / });
+  t.is(intArg('op', 'n', 3, 1), 3);
+  t.throws(() => intArg('op', 'n', 0, 1), { instanceOf: RangeError, message: "op: argument 'n' must be an integer >= 1, got number 0" });
+  t.throws(() => intArg('op', 'n', 1.5, 1), { instanceOf: RangeError, message: "op: argument 'n' must be an integer >= 1, got number 1.5" });
+  t.throws(() => intArg('op', 'n', '3', 1, 8), { instanceOf: TypeError, message: "op: argument 'n' must be an integer in [1, 8], got '3'" });
+  t.is(numberArg('op', 'eps', 1e-5, 0), 1e-5);
+  t.throws(() => numberArg('op', 'eps', NaN, 0), { instanceOf: RangeError, message: "op: argument 'eps' must be a finite number >= 0, got number NaN" });
+  t.throws(() => numberArg('op', 'p', 2, 0, 1), { instanceOf: RangeError, message: "op: argument 'p' must be a finite number in [0, 1], got number 2" });
+  t.is(boolArg('op', 'b', false), false);
+  t.throws(() => boolArg('op', 'b', 'x'), { instanceOf: TypeError, message: "op: argument 'b' must be a boolean, got 'x'" });
+  t.deepEqual(intListArg('op', 'dims', [2, 3], 1, Infinity, 1), [2, 3]);
+  t.throws(() => intListArg('op', 'dims', [], 1, Infinity, 1), { instanceOf: TypeError, message: "op: argument 'dims' must be an array of at least 1 integers, got array of length 0" });
+  t.throws(() => intListArg('op', 'dims', [2, 0], 1), { instanceOf: RangeError, message: "op: argument 'dims[1]' must be an integer >= 1, got number 0" });
+});
