@@ -44,7 +44,8 @@ void* DeviceAllocator::alloc(size_t bytes) {
   cudaError_t e = cudaMalloc(&p, n);
   if (e == cudaErrorMemoryAllocation) {
     cudaGetLastError();  // clear the (non-sticky) allocation error
-    empty_cache();
+    std::lock_guard<std::mutex> release(release_mu_);
+    release_cached();
     e = cudaMalloc(&p, n);
   }
   if (e != cudaSuccess && e != cudaErrorMemoryAllocation)  // e.g. an earlier kernel's fault
@@ -55,8 +56,9 @@ void* DeviceAllocator::alloc(size_t bytes) {
     cudaGetLastError();
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
-    throw Error(ErrorKind::Memory, "out of memory: could not allocate " + std::to_string(bytes) + " bytes on cuda:" +
-                                       std::to_string(device_) + " (" + cudaGetErrorName(e) + "; the device has " +
+    throw Error(ErrorKind::Memory, "out of memory: could not allocate " + std::to_string(bytes) + " bytes" +
+                                       (n != bytes ? " (" + std::to_string(n) + " as the allocator rounds it)" : std::string()) +
+                                       " on cuda:" + std::to_string(device_) + " (" + cudaGetErrorName(e) + "; the device has " +
                                        std::to_string(free_b) + " of " + std::to_string(total_b) + " bytes free)");
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -83,6 +85,11 @@ void DeviceAllocator::reset_peak_stats() {
 }
 
 void DeviceAllocator::empty_cache() {
+  std::lock_guard<std::mutex> release(release_mu_);
+  release_cached();
+}
+
+void DeviceAllocator::release_cached() {
   std::multimap<size_t, void*> blocks;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -21,8 +21,13 @@ class DeviceAllocator {
   void empty_cache();
 
  private:
+  void release_cached();  // empty_cache's work; the caller holds release_mu_
   int device_;
   std::mutex mu_;
+  // Held from emptying the cache to the retry after it: a second thread out of memory
+  // waits for a release in progress instead of retrying before its blocks are freed
+  // (and failing with the cache's memory still held).
+  std::mutex release_mu_;
   std::multimap<size_t, void*> free_;  // rounded size -> block
   AllocCounter counter_;  // its cached bytes are those of free_
 };

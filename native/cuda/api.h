@@ -2,7 +2,9 @@
 // table it returns. The addon dlopens the library and calls perceiver_cuda_api()
 // with the ABI version it was compiled against; a library built from a different
 // backend.h (whose vtable layout may differ) refuses with a reason instead of
-// crashing. Bump kCudaAbiVersion whenever backend.h, storage.h or this table changes.
+// crashing. Bump kCudaAbiVersion whenever anything that crosses the boundary changes
+// its layout: backend.h, storage.h, queue.h, task.h, small_pool.h, alloc_stats.h, or
+// this table.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,6 +1,7 @@
 // dlopen of cuBLASLt (see cublaslt.h for why there are no cuBLAS headers here).
 #include "cublaslt.h"
 
+#include <cuda_runtime_api.h>
 #include <dlfcn.h>
 
 #include <cstdlib>
@@ -33,7 +34,13 @@ const Api* load(std::string* reason) {
   static std::string why;
   std::call_once(once, [] {
     std::vector<std::string> candidates;
+    // The runtime's own major first: a library built with CUDA 12 may run on a driver
+    // too old for a CUDA 13 cuBLASLt that happens to be on the path.
+#if CUDART_VERSION >= 13000
     const char* sonames[] = {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"};
+#else
+    const char* sonames[] = {"libcublasLt.so.12", "libcublasLt.so.13", "libcublasLt.so"};
+#endif
     if (const char* env = std::getenv("PERCEIVER_CUBLAS_PATH"); env && *env) {
       std::string p = env;
       if (is_dir(p)) {

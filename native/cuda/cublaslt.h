@@ -15,6 +15,7 @@ namespace cuda {
 namespace lt {
 
 using Status = int;  // cublasStatus_t; 0 is success
+constexpr Status kStatusNotSupported = 15;  // CUBLAS_STATUS_NOT_SUPPORTED
 using Handle = void*;
 using MatmulDesc = void*;
 using MatrixLayout = void*;

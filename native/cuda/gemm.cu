@@ -327,8 +327,14 @@ void matmul_with(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s, bool tf
     }
     const bool ok = pick >= 0;
     if (ok) *algo = r[pick].algo;
-    std::lock_guard<std::mutex> lock(cache_mu);
-    algo_cache[key] = {ok, ok ? r[pick].algo : lt::Algo{}};
+    // "No algorithm" is kept only where cuBLASLt says so (none found, or the shape not
+    // supported); any other failure (a workspace it could not allocate, every
+    // candidate failing to run once) may pass, and the next call asks again.
+    const bool none = (st == 0 && found == 0) || st == lt::kStatusNotSupported;
+    if (ok || none) {
+      std::lock_guard<std::mutex> lock(cache_mu);
+      algo_cache[key] = {ok, ok ? r[pick].algo : lt::Algo{}};
+    }
     return ok;
   };
 
