@@ -139,10 +139,10 @@ export const ones = (shape: readonly number[], opts?: CreateOptions): Tensor => 
 /** [start, start+step, ...) below stop; arange(n) is 0..n-1. */
 export function arange(start: number, stop?: number, step = 1, opts?: CreateOptions): Tensor {
   const o = options('arange', opts);
-  num('arange', 'start', start);
-  num('arange', 'step', step);
+  finite('arange', 'start', start);
+  finite('arange', 'step', step);
   if (stop === undefined) [start, stop] = [0, start];
-  num('arange', 'stop', stop);
+  finite('arange', 'stop', stop);
   if (step === 0) throw new RangeError(`arange: argument 'step' must not be 0`);
   const n = Math.max(0, Math.ceil((stop - start) / step));
   const dtype = o.dtype === undefined ? 'float32' : checkDType('arange', 'dtype', o.dtype);
@@ -185,8 +185,8 @@ export function randn(shape: readonly number[], opts?: RandomOptions & { mean?: 
       'normal',
       shapeArg('randn', 'shape', shape),
       seedOf('randn', o.seed),
-      o.mean === undefined ? 0 : num('randn', 'mean', o.mean),
-      o.std === undefined ? 1 : num('randn', 'std', o.std),
+      o.mean === undefined ? 0 : finite('randn', 'mean', o.mean),
+      o.std === undefined ? 1 : finite('randn', 'std', o.std),
       resolveDevice('randn', o.device),
     ),
   );
@@ -200,11 +200,18 @@ export function rand(shape: readonly number[], opts?: RandomOptions & { low?: nu
       'uniform',
       shapeArg('rand', 'shape', shape),
       seedOf('rand', o.seed),
-      o.low === undefined ? 0 : num('rand', 'low', o.low),
-      o.high === undefined ? 1 : num('rand', 'high', o.high),
+      o.low === undefined ? 0 : finite('rand', 'low', o.low),
+      o.high === undefined ? 1 : finite('rand', 'high', o.high),
       resolveDevice('rand', o.device),
     ),
   );
+}
+
+// A number that must be finite (a range's ends, a distribution's parameters).
+function finite(op: string, name: string, v: unknown): number {
+  num(op, name, v);
+  if (!Number.isFinite(v)) throw new RangeError(`${op}: argument '${name}' must be finite, got ${describe(v)}`);
+  return v as number;
 }
 
 function fullValue(v: unknown): number {

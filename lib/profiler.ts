@@ -7,6 +7,7 @@
 // as the engine issues them (matmul, attention, binary ops by name, cast, ...);
 // autograd counts the ops of each backward formula under 'backward.<op>'.
 import { native } from './native.js';
+import { describe } from './dtype.js';
 
 export interface ProfileOptions {
   /** Key ops by output shape as well (default false). */
@@ -53,9 +54,10 @@ export function isProfiling(): boolean {
  * (including concurrent async code) while it runs are counted.
  */
 export function start(options: ProfileOptions = {}): void {
-  if (options === null || typeof options !== 'object') throw new TypeError(`profiler.start: argument 'options' must be an object, got ${options === null ? 'null' : typeof options}`);
+  if (options === null || typeof options !== 'object' || Array.isArray(options))
+    throw new TypeError(`profiler.start: argument 'options' must be an object, got ${describe(options)}`);
   const shapes = options.shapes ?? false;
-  if (typeof shapes !== 'boolean') throw new TypeError(`profiler.start: option 'shapes' must be a boolean, got ${typeof shapes}`);
+  if (typeof shapes !== 'boolean') throw new TypeError(`profiler.start: option 'shapes' must be a boolean, got ${describe(shapes)}`);
   if (running) throw new Error('profiler.start: a profile is already recording; stop() it first');
   native.profilerStart(shapes);
   running = true;
@@ -82,8 +84,8 @@ export function stop(): Profile {
  * follow an await). Without a recording profile it just runs fn.
  */
 export function scope<T>(name: string, fn: () => T): T {
-  if (typeof name !== 'string' || name === '') throw new TypeError(`profiler.scope: argument 'name' must be a non-empty string, got ${typeof name === 'string' ? "''" : typeof name}`);
-  if (typeof fn !== 'function') throw new TypeError(`profiler.scope: argument 'fn' must be a function, got ${typeof fn}`);
+  if (typeof name !== 'string' || name === '') throw new TypeError(`profiler.scope: argument 'name' must be a non-empty string, got ${describe(name)}`);
+  if (typeof fn !== 'function') throw new TypeError(`profiler.scope: argument 'fn' must be a function, got ${describe(fn)}`);
   if (!running) return fn();
   scopes.push(name);
   native.profilerScope(scopes.join('/'));
@@ -97,7 +99,7 @@ export function scope<T>(name: string, fn: () => T): T {
 }
 
 function formatTable(rows: ProfileRow[], wallMs: number, deviceMs: Record<string, number>, limit: number): string {
-  if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`profile.table: argument 'limit' must be a positive integer, got ${limit}`);
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`profile.table: argument 'limit' must be a positive integer, got ${describe(limit)}`);
   const busy = Object.entries(deviceMs).map(([d, ms]) => `${d} busy ${ms.toFixed(2)} ms`).join(', ');
   const lines = [`wall ${wallMs.toFixed(2)} ms; ${busy || 'no ops'}`];
   const name = (r: ProfileRow) => [r.op, r.shape, r.scope && `(${r.scope})`].filter(Boolean).join(' ');

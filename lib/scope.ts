@@ -2,6 +2,7 @@
 // it returns or keep()s. Scopes nest; what an inner scope returns belongs to the
 // outer one.
 import type { Tensor } from './tensor.js';
+import { describe } from './dtype.js';
 
 // Each scope lists the tensors made in it, in order. keep() marks a tensor instead
 // of searching the lists (autograd keeps every tensor it saves): an array push and a
@@ -23,6 +24,7 @@ export function track(t: Tensor): boolean {
 
 /** Exempts t from the cleanup of the scopes it was made in. */
 export function keep<T extends Tensor>(t: T): T {
+  if (t === null || typeof t !== 'object' || !isTensor(t)) throw new TypeError(`keep: argument 't' must be a Tensor, got ${describe(t)}`);
   t.scopeKept = true;
   t.registerFinalizer();
   return t;
@@ -44,7 +46,7 @@ function collect(v: unknown, out: Set<unknown>, depth = 0): void {
  * (a Tensor, or arrays / plain objects / Maps of them). fn must be synchronous.
  */
 export function tidy<T>(fn: () => T): T {
-  if (typeof fn !== 'function') throw new TypeError(`tidy: argument 'fn' must be a function, got ${typeof fn}`);
+  if (typeof fn !== 'function') throw new TypeError(`tidy: argument 'fn' must be a function, got ${describe(fn)}`);
   const scope: Tensor[] = [];
   scopes.push(scope);
   let result: T;

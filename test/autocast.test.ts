@@ -172,3 +172,24 @@ test.serial("autocast releases its cached casts when an async fn settles, and ne
   for (const v of [y, w]) v.dispose();
   lin.dispose();
 });
+
+test('computeDtype, toDtype, needsCast and computeIn refuse non-Tensors, unknown dtypes and a missing fn', (t) => {
+  const f = P.zeros([2]);
+  const bad = (v: unknown) => v as never;
+  const dtypes = /must be one of 'float32', 'float16', 'bfloat16', 'int32', 'uint8', got 'bogus'/;
+  const cases: [string, () => unknown, RegExp][] = [
+    ['computeDtype(undefined)', () => P.computeDtype(bad(undefined)), /^computeDtype: argument 'param' must be a Tensor, got undefined/],
+    ['computeDtype(string)', () => P.computeDtype(bad('x')), /^computeDtype: argument 'param' must be a Tensor, got 'x'/],
+    ['needsCast(null)', () => P.needsCast(bad(null), 'float16'), /^needsCast: argument 'x' must be a Tensor, got null/],
+    ['needsCast(t, bogus)', () => P.needsCast(f, bad('bogus')), dtypes],
+    ['toDtype({})', () => P.toDtype(bad({}), 'float16'), /^toDtype: argument 'x' must be a Tensor, got Object/],
+    ['toDtype(t, bogus)', () => P.toDtype(f, bad('bogus')), dtypes],
+    ['computeIn(bogus)', () => P.computeIn(bad('bogus'), [f], (x) => x), dtypes],
+    ['computeIn args string', () => P.computeIn('float32', bad('x'), (x: unknown) => x), /^computeIn: argument 'args' must be an array of Tensors or nulls, got 'x'/],
+    ['computeIn args element', () => P.computeIn('float32', bad(['a']), (x: unknown) => x), /^computeIn: argument 'args' must be an array of Tensors or nulls, element 0 is 'a'/],
+    ['computeIn no fn', () => P.computeIn('float32', [f], bad(undefined)), /^computeIn: argument 'fn' must be a function, got undefined/],
+  ];
+  for (const [name, fn, message] of cases) t.throws(fn, { instanceOf: TypeError, message }, name);
+  t.is(P.computeIn('float32', [f, null], (x, n) => (n === null ? x : null)), f, 'nulls still pass through');
+  f.dispose();
+});

@@ -519,3 +519,13 @@ test('Tensor: cannot be constructed directly, and a disposed tensor cannot be re
   await t.throwsAsync(() => x.data());
   t.throws(() => x.add(1), { message: /disposed/ });
 });
+
+test('arange, randn and rand refuse infinite bounds and parameters, naming the argument', (t) => {
+  const cases: [string, () => unknown, RegExp][] = [
+    ['arange stop Infinity', () => arange(0, Infinity), /^arange: argument 'stop' must be finite, got number Infinity/],
+    ['arange step Infinity', () => arange(0, 5, Infinity), /^arange: argument 'step' must be finite, got number Infinity/],
+    ['randn std Infinity', () => randn([2], { std: Infinity }), /^randn: argument 'std' must be finite, got number Infinity/],
+    ['rand high Infinity', () => rand([2], { high: Infinity }), /^rand: argument 'high' must be finite, got number Infinity/],
+  ];
+  for (const [name, fn, message] of cases) t.throws(fn, { instanceOf: RangeError, message }, name);
+});

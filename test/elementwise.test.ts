@@ -431,3 +431,9 @@ test('scale: alpha * x + beta in one pass; beta defaults to 0; the method form a
   assertClose(t, await xt.scale(-2).data(), mapRef(x, (v) => -2 * v), { rtol: 0, atol: 0 });
   assertClose(t, await P.scale(xt.reshape([10, 100]).transpose(), 1, 1).data(), mapRef(permuteRef(x, [10, 100], [1, 0]).data, (v) => v + 1), { rtol: EPS32, atol: 4 * EPS32 });
 });
+
+test('gelu refuses a non-object options argument (a typo in the call shape), naming the argument', (t) => {
+  const x = tensor(new Float32Array([1, -1]));
+  for (const v of [null, 'tanh', 5, []]) t.throws(() => P.gelu(x, v as never), { instanceOf: TypeError, message: /^gelu: argument 'options' must be an object, got / }, String(v));
+  x.dispose();
+});

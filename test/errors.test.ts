@@ -197,3 +197,13 @@ test('in-process: a rejected op leaves the live tensor count unchanged', (t) => 
   a.dispose();
   b.dispose();
 });
+
+test('in-process: keep() and tidy() name a non-Tensor or non-function argument instead of a raw property error', (t) => {
+  const cases: [string, () => unknown, RegExp][] = [
+    ['keep(undefined)', () => P.keep(undefined as never), /^keep: argument 't' must be a Tensor, got undefined/],
+    ['keep(string)', () => P.keep('x' as never), /^keep: argument 't' must be a Tensor, got 'x'/],
+    ['keep({})', () => P.keep({} as never), /^keep: argument 't' must be a Tensor, got Object/],
+    ['tidy(5)', () => P.tidy(5 as never), /^tidy: argument 'fn' must be a function, got number 5/],
+  ];
+  for (const [name, fn, message] of cases) t.throws(fn, { instanceOf: TypeError, message }, name);
+});

@@ -104,3 +104,19 @@ test('train() and eval() set the mode on a whole module tree', (t) => {
   t.throws(() => outer.train(1 as unknown as boolean), { instanceOf: TypeError });
   outer.dispose();
 });
+
+test('crossEntropy and dropout refuse a non-object options argument and a non-Tensor input', (t) => {
+  const logits = P.zeros([2, 5]);
+  const labels = P.tensor([1, 2], [2], { dtype: 'int32' });
+  const bad = (v: unknown) => v as never;
+  const cases: [string, () => unknown, typeof Error, RegExp][] = [
+    ['crossEntropy opts 5', () => P.crossEntropy(logits, labels, bad(5)), TypeError, /^crossEntropy: argument 'options' must be an object, got number 5/],
+    ['crossEntropy opts null', () => P.crossEntropy(logits, labels, bad(null)), TypeError, /^crossEntropy: argument 'options' must be an object, got null/],
+    ['crossEntropy int32 logits', () => P.crossEntropy(P.zeros([2, 5], { dtype: 'int32' }), labels), TypeError, /^crossEntropy: argument 'logits' must have a floating dtype/],
+    ['dropout x string (training)', () => P.dropout(bad('x'), 0.5, { training: true }), TypeError, /^dropout: argument 'x' must be a Tensor, got 'x'/],
+    ['dropout x null (eval)', () => P.dropout(bad(null), 0.5, { training: false }), TypeError, /^dropout: argument 'x' must be a Tensor, got null/],
+  ];
+  for (const [name, fn, instanceOf, message] of cases) t.throws(fn, { instanceOf, message }, name);
+  logits.dispose();
+  labels.dispose();
+});

@@ -97,3 +97,21 @@ test('withoutInit validates its arguments, and refuses an async fn', async (t) =
   t.throws(() => withoutInit(async () => 1), { instanceOf: TypeError, message: /withoutInit: fn must construct synchronously/ });
   t.false(initSkipped());
 });
+
+test('initNormal, initUniform, initLayer and initConstant refuse values that would give non-finite weights', (t) => {
+  const bad = (v: unknown) => v as never;
+  const cases: [string, () => unknown, typeof Error, RegExp][] = [
+    ['initNormal std Infinity', () => initNormal([2], Infinity), RangeError, /^initNormal: argument 'std' must be a finite number >= 0, got number Infinity/],
+    ['initNormal std string', () => initNormal([2], bad('x')), TypeError, /^initNormal: argument 'std' must be a finite number >= 0, got 'x'/],
+    ['initUniform high Infinity', () => initUniform([2], 0, Infinity), RangeError, /^initUniform: argument 'high' must be a finite number, got number Infinity/],
+    ['initUniform low > high', () => initUniform([2], 1, 0), RangeError, /^initUniform: argument 'high' must be >= 'low', got low 1, high 0/],
+    ['initLayer fanIn 0', () => P.initLayer([2], 0, false, undefined), RangeError, /^initLayer: argument 'fanIn' must be a positive integer, got number 0/],
+    ['initLayer fanIn string', () => P.initLayer([2], bad('x'), false, undefined), TypeError, /^initLayer: argument 'fanIn' must be a positive integer, got 'x'/],
+    ['initLayer isBias', () => P.initLayer([2], 3, bad('yes'), undefined), TypeError, /^initLayer: argument 'isBias' must be a boolean, got 'yes'/],
+    ['initLayer initStd Infinity', () => P.initLayer([2], 3, false, Infinity), RangeError, /^initLayer: argument 'initStd' must be a finite number >= 0, got number Infinity/],
+    ['initConstant value string', () => withoutInit(() => initConstant([2], bad('x'))), TypeError, /^initConstant: argument 'value' must be a number, got 'x'/],
+    ['withoutInit opts array', () => withoutInit(() => 1, bad([])), TypeError, /^withoutInit: argument 'opts' must be an object, got array of length 0/],
+  ];
+  for (const [name, fn, instanceOf, message] of cases) t.throws(fn, { instanceOf, message }, name);
+  t.notThrows(() => initNormal([2], 0).dispose(), 'std 0 (a zero-initialised classifier) stays valid');
+});

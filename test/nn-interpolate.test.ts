@@ -117,3 +117,17 @@ test('interpolate: the same size returns the input; bad arguments are refused wi
   ];
   for (const [f, re] of bad) t.throws(f, { message: re });
 });
+
+test('interpolationWeights refuses bad sizes, modes and flags instead of returning an empty or garbage matrix', (t) => {
+  const bad = (v: unknown) => v as never;
+  const cases: [string, () => unknown, typeof Error, RegExp][] = [
+    ['mode bogus', () => P.interpolationWeights(4, 6, bad('bogus'), false), TypeError, /^interpolationWeights: argument 'mode' must be one of 'nearest', 'bilinear', 'bicubic', got 'bogus'/],
+    ['inSize string', () => P.interpolationWeights(bad('x'), 6, 'bilinear', false), TypeError, /^interpolationWeights: argument 'inSize' must be a positive integer, got 'x'/],
+    ['inSize -1', () => P.interpolationWeights(-1, 6, 'bilinear', false), RangeError, /^interpolationWeights: argument 'inSize' must be a positive integer, got number -1/],
+    ['outSize NaN', () => P.interpolationWeights(4, NaN, 'bilinear', false), RangeError, /^interpolationWeights: argument 'outSize' must be a positive integer, got number NaN/],
+    ['outSize Infinity', () => P.interpolationWeights(4, Infinity, 'nearest', false), RangeError, /^interpolationWeights: argument 'outSize' must be a positive integer, got number Infinity/],
+    ['alignCorners string', () => P.interpolationWeights(4, 6, 'bilinear', bad('yes')), TypeError, /^interpolationWeights: argument 'alignCorners' must be a boolean, got 'yes'/],
+  ];
+  for (const [name, fn, instanceOf, message] of cases) t.throws(fn, { instanceOf, message }, name);
+  t.is(P.interpolationWeights(4, 6, 'bilinear', false).length, 24);
+});

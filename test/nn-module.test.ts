@@ -254,3 +254,49 @@ test('to() validates its argument, and names the reason a device is unavailable'
   lin.dispose();
   t.throws(() => lin.to('float16'), { message: /used after dispose/ });
 });
+
+test('layers and containers refuse bad constructor options and non-Tensor inputs with errors naming the layer and the argument', (t) => {
+  const x = P.zeros([1, 5, 5, 3]);
+  const lin = new Linear(3, 4);
+  const norm = new LayerNorm(4);
+  const conv = new P.Conv2d(3, 4, 3);
+  const bn = new P.BatchNorm2d(3);
+  const bnTrain = new P.BatchNorm2d(3).train();
+  const bad = (v: unknown) => v as never;
+  const cases: [string, () => unknown, typeof Error, RegExp][] = [
+    ['Linear opts null', () => new Linear(3, 4, bad(null)), TypeError, /^Linear: argument 'options' must be an object, got null/],
+    ['Linear bias string', () => new Linear(3, 4, { bias: bad('x') }), TypeError, /^Linear: option 'bias' must be a boolean, got 'x'/],
+    ['Linear initStd Infinity', () => new Linear(3, 4, { initStd: Infinity }), RangeError, /^Linear: option 'initStd' must be a finite number >= 0, got number Infinity/],
+    ['Linear.forward string', () => lin.forward(bad('x')), TypeError, /^Linear.forward: argument 'x' must be a Tensor, got 'x'/],
+    ['Linear.forward undefined', () => lin.forward(bad(undefined)), TypeError, /^Linear.forward: argument 'x' must be a Tensor, got undefined/],
+    ['Linear.forward addend', () => lin.forward(P.zeros([2, 3]), 'none', bad(5)), TypeError, /^Linear.forward: argument 'addend' must be a Tensor or null, got number 5/],
+    ['LayerNorm opts string', () => new LayerNorm(4, bad('x')), TypeError, /^LayerNorm: argument 'options' must be an object, got 'x'/],
+    ['LayerNorm eps string', () => new LayerNorm(4, { eps: bad('x') }), TypeError, /^LayerNorm: option 'eps' must be a finite number >= 0, got 'x'/],
+    ['LayerNorm.forward null', () => norm.forward(bad(null)), TypeError, /^LayerNorm.forward: argument 'x' must be a Tensor, got null/],
+    ['Conv2d no kernel', () => new P.Conv2d(bad(undefined), bad(undefined), bad(undefined)), TypeError, /^Conv2d: 'kernel' must be a positive integer or \[kh, kw\], got undefined/],
+    ['Conv2d opts null', () => new P.Conv2d(3, 4, 3, bad(null)), TypeError, /^Conv2d: argument 'options' must be an object, got null/],
+    ['Conv2d opts string', () => new P.Conv2d(3, 4, 3, bad('x')), TypeError, /^Conv2d: argument 'options' must be an object, got 'x'/],
+    ['Conv2d stride string', () => new P.Conv2d(3, 4, 3, { stride: bad('x') }), TypeError, /^Conv2d: option 'stride' must be an integer or \[h, w\], got 'x'/],
+    ['Conv2d padding bogus', () => new P.Conv2d(3, 4, 3, { padding: bad('bogus') }), TypeError, /^Conv2d: option 'padding' must be 'same', 'valid', an integer >= 0 or \[top, bottom, left, right\], got 'bogus'/],
+    ['Conv2d bias string', () => new P.Conv2d(3, 4, 3, { bias: bad('x') }), TypeError, /^Conv2d: option 'bias' must be a boolean, got 'x'/],
+    ['Conv2d.forward object', () => conv.forward(bad({})), TypeError, /^Conv2d.forward: argument 'x' must be a Tensor, got Object/],
+    ['BatchNorm2d opts string', () => new P.BatchNorm2d(3, bad('x')), TypeError, /^BatchNorm2d: argument 'options' must be an object, got 'x'/],
+    ['BatchNorm2d eps string', () => new P.BatchNorm2d(3, { eps: bad('x') }), TypeError, /^BatchNorm2d: option 'eps' must be a finite number >= 0, got 'x'/],
+    ['BatchNorm2d.forward (eval) number', () => bn.forward(bad(3)), TypeError, /^BatchNorm2d.forward: argument 'x' must be a Tensor, got number 3/],
+    ['BatchNorm2d.forward (training) string', () => bnTrain.forward(bad('x')), TypeError, /^BatchNorm2d.forward: argument 'x' must be a Tensor, got 'x'/],
+    ['Embedding opts null', () => new Embedding(5, 3, bad(null)), TypeError, /^Embedding: argument 'options' must be an object, got null/],
+    ['ModuleList()', () => new ModuleList(bad(undefined)), TypeError, /^ModuleList: argument 'modules' must be an array of Modules, got undefined/],
+    ['ModuleDict(undefined)', () => new P.ModuleDict(bad(undefined)), TypeError, /^ModuleDict: argument 'modules' must be an object of Modules by name, got undefined/],
+    ['ModuleDict(5)', () => new P.ModuleDict(bad(5)), TypeError, /^ModuleDict: argument 'modules' must be an object of Modules by name, got number 5/],
+    ['ParameterDict(undefined)', () => new P.ParameterDict(bad(undefined)), TypeError, /^ParameterDict: argument 'params' must be an object of Tensors by name, got undefined/],
+    ['ModuleDict.get(5)', () => new P.ModuleDict({ a: lin }).get(bad(5)), TypeError, /^ModuleDict.get: argument 'name' must be a string, got number 5/],
+    ['namedParameters(5)', () => lin.namedParameters(bad(5)), TypeError, /^namedParameters: argument 'prefix' must be a string, got number 5/],
+    ['loadStateDict([])', () => lin.loadStateDict(bad([])), TypeError, /^loadStateDict: argument 'dict' must be an object of Tensors, got array of length 0/],
+  ];
+  for (const [name, fn, instanceOf, message] of cases) t.throws(fn, { instanceOf, message }, name);
+  // Valid calls are unchanged: defaults, explicit undefined options, and a stride pair.
+  t.notThrows(() => new Linear(3, 4, undefined).dispose());
+  t.notThrows(() => new P.Conv2d(3, 4, [3, 1], { stride: [2, 1], padding: [1, 1, 0, 0], bias: false, initStd: 0 }).dispose());
+  for (const m of [lin, norm, conv, bn, bnTrain]) m.dispose();
+  x.dispose();
+});

@@ -313,3 +313,27 @@ test('GradScaler validates its options and arguments', async (t) => {
   t.throws(() => s.loadStateDict({ scale: -1, growthTracker: 0 }), { instanceOf: RangeError });
   t.throws(() => s.loadStateDict({ scale: 2, growthTracker: 1.5 }), { instanceOf: RangeError, message: /growthTracker/ });
 });
+
+test('schedules, clipping, norm and decay groups refuse missing or malformed arguments with errors naming them', (t) => {
+  const lin = new P.Linear(2, 2);
+  const bad = (v: unknown) => v as never;
+  const cases: [string, () => unknown, typeof Error, RegExp][] = [
+    ['constantCosine()', () => constantCosine(bad(undefined)), TypeError, /^constantCosine: argument 'options' must be an object/],
+    ['warmupCosine()', () => warmupCosine(bad(undefined)), TypeError, /^warmupCosine: argument 'options' must be an object/],
+    ['stepDecay(null)', () => stepDecay(bad(null)), TypeError, /^stepDecay: argument 'options' must be an object .*got null/],
+    ['warmup longer than the run', () => warmupCosine({ lr: 0.1, totalSteps: 2, warmupSteps: 5 }), RangeError, /^warmupCosine: 'warmupSteps' \(5\) must not exceed 'totalSteps' \(2\)/],
+    ['constantFraction boolean', () => constantCosine({ lr: 0.1, totalSteps: 2, constantFraction: bad(true) }), RangeError, /^constantCosine: 'constantFraction' must be in \[0, 1\], got boolean true/],
+    ['norm(string)', () => P.optim.norm(bad('x')), TypeError, /^norm: argument 't' must be a Tensor, got 'x'/],
+    ['clipGradNorm([null])', () => clipGradNorm(bad([null]), 1), TypeError, /^clipGradNorm: argument 'params' must be an array of Tensors, element 0 is null/],
+    ['exemptFromDecay(5)', () => exemptFromDecay(bad(5)), TypeError, /^exemptFromDecay: argument 'name' must be a string, got number 5/],
+    ['exemptFromDecay flag', () => exemptFromDecay('a.weight', bad('yes')), TypeError, /^exemptFromDecay: argument 'decayPositionEmbeddings' must be a boolean, got 'yes'/],
+    ['decayGroups()', () => decayGroups(bad(undefined), bad(undefined)), TypeError, /^decayGroups: argument 'model' must be a Module, got undefined/],
+    ['decayGroups({})', () => decayGroups(bad({}), { weightDecay: 0.1 }), TypeError, /^decayGroups: argument 'model' must be a Module, got Object/],
+    ['decayGroups options string', () => decayGroups(lin, bad('x')), TypeError, /^decayGroups: argument 'options' must be \{ weightDecay, decayPositionEmbeddings\? \}, got 'x'/],
+    ['decayGroups weightDecay string', () => decayGroups(lin, { weightDecay: bad('x') }), TypeError, /^decayGroups: option 'weightDecay' must be a finite number >= 0, got 'x'/],
+    ['decayGroups weightDecay missing', () => decayGroups(lin, bad({})), TypeError, /^decayGroups: option 'weightDecay' must be a finite number >= 0, got undefined/],
+  ];
+  for (const [name, fn, instanceOf, message] of cases) t.throws(fn, { instanceOf, message }, name);
+  t.is(warmupCosine({ lr: 0.1, totalSteps: 5, warmupSteps: 5 })(4), 0.1, 'a warm-up as long as the run is still valid');
+  lin.dispose();
+});

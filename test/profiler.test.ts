@@ -105,15 +105,17 @@ test.serial('a failing op while profiling rejects its reads as usual, and the pr
 
 test.serial('bad calls are clear errors: stop() without start(), start() twice, bad options, scope() arguments, table() limits', (t) => {
   t.throws(() => P.profiler.stop(), { message: /no profile is recording/ });
-  t.throws(() => P.profiler.start({ shapes: 'yes' as unknown as boolean }), { instanceOf: TypeError, message: /option 'shapes' must be a boolean, got string/ });
+  t.throws(() => P.profiler.start({ shapes: 'yes' as unknown as boolean }), { instanceOf: TypeError, message: /option 'shapes' must be a boolean, got 'yes'/ });
   t.throws(() => P.profiler.start(null as unknown as object), { instanceOf: TypeError, message: /'options' must be an object, got null/ });
+  t.throws(() => P.profiler.start([] as unknown as object), { instanceOf: TypeError, message: /'options' must be an object, got array of length 0/ });
+  t.throws(() => P.profiler.scope(5 as unknown as string, () => 1), { instanceOf: TypeError, message: /profiler.scope: argument 'name' must be a non-empty string, got number 5/ });
   P.profiler.start();
   t.throws(() => P.profiler.start(), { message: /already recording/ });
   t.throws(() => P.profiler.scope('', () => 1), { instanceOf: TypeError, message: /non-empty string/ });
   t.throws(() => P.profiler.scope('x', 1 as unknown as () => number), { instanceOf: TypeError, message: /'fn' must be a function, got number/ });
   t.throws(() => P.profiler.scope('x', () => { throw new Error('inner'); }), { message: 'inner' });
   const p = P.profiler.stop();
-  t.throws(() => p.table(0), { instanceOf: RangeError, message: /'limit' must be a positive integer, got 0/ });
+  t.throws(() => p.table(0), { instanceOf: RangeError, message: /'limit' must be a positive integer, got number 0/ });
   t.false(P.profiler.isProfiling());
 });
 

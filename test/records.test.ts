@@ -303,3 +303,24 @@ test('every reader stamps its file records with the version of the file it parse
     await t.throwsAsync(P.loadRecords(recs), { message: new RegExp(`${file.replace('.', '\\.')}: the file changed after its header was read`) });
   }
 });
+
+test('the record helpers refuse malformed records, shapes and stats instead of returning NaN or garbage', async (t) => {
+  const bad = (v: unknown) => v as never;
+  const rec: TensorRecord = { name: 'a', dtype: 'F32', shape: [2, 3], source: { kind: 'bytes', bytes: new Uint8Array(24) } };
+  const cases: [string, () => unknown, RegExp][] = [
+    ['recordByteSpan()', () => P.recordByteSpan(bad(undefined)), /^recordByteSpan: argument 'rec' must be a TensorRecord, got undefined/],
+    ['recordByteSpan dtype', () => P.recordByteSpan({ ...rec, dtype: bad('x') }), /^recordByteSpan: argument 'rec.dtype' must be one of F64, .*got 'x'/],
+    ['recordByteSpan strides', () => P.recordByteSpan({ ...rec, strides: bad('x') }), /^recordByteSpan: argument 'rec.strides' must be an array of non-negative integers, got 'x'/],
+    ['recordByteSpan shape', () => P.recordByteSpan({ ...rec, shape: [2, NaN] }), /^recordByteSpan: argument 'rec.shape' must be an array of non-negative integers, got \[number 2, number NaN\]/],
+    ['permuteRecord()', () => P.permuteRecord(bad(undefined), [0]), /^permuteRecord: argument 'rec' must be a TensorRecord, got undefined/],
+    ['permuteRecord perm', () => P.permuteRecord(rec, bad('x')), /^permuteRecord: argument 'perm' must be an array of axes, got 'x'/],
+    ['contiguousStrides()', () => P.contiguousStrides(bad(undefined)), /^contiguousStrides: argument 'shape' must be an array of non-negative integers, got undefined/],
+    ['contiguousStrides string', () => P.contiguousStrides(bad('x')), /^contiguousStrides: argument 'shape' must be an array of non-negative integers, got 'x'/],
+    ['fileVersion()', () => P.fileVersion(bad(undefined)), /^fileVersion: argument 'st' must be fs BigIntStats/],
+    ['fileVersion number stats', () => P.fileVersion(bad({ dev: 1, ino: 2, size: 3, mtimeNs: 4 })), /^fileVersion: argument 'st' must be fs BigIntStats .*'dev' is number 1/],
+  ];
+  for (const [name, fn, message] of cases) t.throws(fn, { instanceOf: TypeError, message }, name);
+  await t.throwsAsync(P.loadRecords([], bad(null)), { instanceOf: TypeError, message: /^loadRecords: argument 'opts' must be an object, got null/ });
+  await t.throwsAsync(P.loadRecords([], { op: bad(5) }), { instanceOf: TypeError, message: /^loadRecords: option 'op' must be a non-empty string, got number 5/ });
+  t.is(P.recordByteSpan({ dtype: 'F32', shape: [2, 3], strides: [1, 2] }), 24);
+});

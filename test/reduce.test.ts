@@ -271,3 +271,16 @@ test('layerNorm: weight or bias of the wrong shape is a RangeError; of the wrong
   t.throws(() => P.layerNorm(x, null, P.ones([4, 1])), { instanceOf: RangeError, message: /bias/ });
   t.throws(() => P.layerNorm(x, P.ones([4], { dtype: 'float16' })), { instanceOf: TypeError });
 });
+
+test('maskedSoftmax names the argument that is not a Tensor, with or without a mask', (t) => {
+  const m = P.ones([2], { dtype: 'uint8' });
+  const x = P.zeros([2]);
+  const cases: [string, () => unknown, RegExp][] = [
+    ['logits undefined, mask', () => P.maskedSoftmax(undefined as never, m), /^masked_softmax: argument 'logits' must be a Tensor, got undefined/],
+    ['logits null, no mask', () => P.maskedSoftmax(null as never, null), /^masked_softmax: argument 'logits' must be a Tensor, got null/],
+    ['mask string', () => P.maskedSoftmax(x, 'x' as never), /^masked_softmax: argument 'mask' must be a Tensor, got 'x'/],
+  ];
+  for (const [name, fn, message] of cases) t.throws(fn, { instanceOf: TypeError, message }, name);
+  m.dispose();
+  x.dispose();
+});

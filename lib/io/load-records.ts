@@ -146,6 +146,10 @@ export function checkRecord(rec: TensorRecord, op = 'loadRecords'): void {
  * range check fails. On any failure every tensor made so far is disposed.
  */
 export async function loadRecords(records: readonly TensorRecord[], opts: LoadRecordsOptions = {}): Promise<Record<string, Tensor>> {
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
+    throw new TypeError(`loadRecords: argument 'opts' must be an object, got ${describe(opts)}`);
+  if (opts.op !== undefined && (typeof opts.op !== 'string' || opts.op === ''))
+    throw new TypeError(`loadRecords: option 'op' must be a non-empty string, got ${describe(opts.op)}`);
   const op = opts.op ?? 'loadRecords';
   if (!Array.isArray(records)) throw new TypeError(`${op}: argument 'records' must be an array of TensorRecords, got ${describe(records)}`);
   if (opts.dtype !== undefined && !FLOAT_DTYPES.includes(opts.dtype))

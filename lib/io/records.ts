@@ -5,6 +5,30 @@
 // ever holds a whole checkpoint file in the JS heap, and a transpose costs no copy
 // until the bytes land in their final tensor.
 import type { BigIntStats } from 'node:fs';
+import { describe } from '../dtype.js';
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+function checkShape(op: string, name: string, v: unknown): number[] {
+  if (!Array.isArray(v) || !v.every(isCount))
+    throw new TypeError(`${op}: argument '${name}' must be an array of non-negative integers, got ${Array.isArray(v) ? `[${v.map(describe).join(', ')}]` : describe(v)}`);
+  return v;
+}
+
+// The fields of a record these helpers read: dtype, shape, strides.
+function checkLayout(op: string, rec: unknown): asserts rec is Pick<TensorRecord, 'dtype' | 'shape' | 'strides'> {
+  if (rec === null || typeof rec !== 'object' || Array.isArray(rec))
+    throw new TypeError(`${op}: argument 'rec' must be a TensorRecord, got ${describe(rec)}`);
+  const r = rec as Partial<TensorRecord>;
+  if (typeof r.dtype !== 'string' || !Object.prototype.hasOwnProperty.call(RECORD_ITEM_SIZE, r.dtype))
+    throw new TypeError(`${op}: argument 'rec.dtype' must be one of ${Object.keys(RECORD_ITEM_SIZE).join(', ')}, got ${describe(r.dtype)}`);
+  checkShape(op, 'rec.shape', r.shape);
+  if (r.strides !== undefined) {
+    checkShape(op, 'rec.strides', r.strides);
+    if (r.strides.length !== r.shape!.length)
+      throw new RangeError(`${op}: argument 'rec.strides' must have one stride per dimension (${r.shape!.length}), got ${r.strides.length}`);
+  }
+}
 
 /**
  * Element types checkpoint formats name, in safetensors' spelling. Every one of them
@@ -41,6 +65,9 @@ export type RecordSource =
  * size or the modification time.
  */
 export function fileVersion(st: BigIntStats): string {
+  if (st === null || typeof st !== 'object') throw new TypeError(`fileVersion: argument 'st' must be fs BigIntStats (stat with { bigint: true }), got ${describe(st)}`);
+  for (const k of ['dev', 'ino', 'size', 'mtimeNs'] as const)
+    if (typeof st[k] !== 'bigint') throw new TypeError(`fileVersion: argument 'st' must be fs BigIntStats (stat with { bigint: true }): '${k}' is ${describe(st[k])}`);
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`;
 }
 
@@ -60,6 +87,7 @@ export interface TensorRecord {
 
 /** Row-major strides of `shape`. */
 export function contiguousStrides(shape: readonly number[]): number[] {
+  checkShape('contiguousStrides', 'shape', shape);
   const s = new Array<number>(shape.length);
   let acc = 1;
   for (let i = shape.length - 1; i >= 0; i--) {
@@ -71,7 +99,9 @@ export function contiguousStrides(shape: readonly number[]): number[] {
 
 /** The record with its axes reordered (out axis i = in axis perm[i]); no bytes move. */
 export function permuteRecord(rec: TensorRecord, perm: readonly number[]): TensorRecord {
+  checkLayout('permuteRecord', rec);
   const n = rec.shape.length;
+  if (!Array.isArray(perm)) throw new TypeError(`permuteRecord: argument 'perm' must be an array of axes, got ${describe(perm)}`);
   if (perm.length !== n || [...perm].sort((a, b) => a - b).some((p, i) => p !== i))
     throw new RangeError(`permuteRecord: argument 'perm' must be a permutation of 0..${n - 1} for '${rec.name}' of shape [${rec.shape.join(', ')}], got [${perm.join(', ')}]`);
   const strides = rec.strides ?? contiguousStrides(rec.shape);
@@ -83,6 +113,7 @@ export function permuteRecord(rec: TensorRecord, perm: readonly number[]): Tenso
  * tensor): what its source must hold.
  */
 export function recordByteSpan(rec: Pick<TensorRecord, 'dtype' | 'shape' | 'strides'>): number {
+  checkLayout('recordByteSpan', rec);
   const item = RECORD_ITEM_SIZE[rec.dtype];
   if (rec.shape.some((d) => d === 0)) return 0;
   const strides = rec.strides ?? contiguousStrides(rec.shape);

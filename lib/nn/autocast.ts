@@ -9,7 +9,12 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { Tensor, writeCount } from '../tensor.js';
 import { cast } from '../ops/layout.js';
 import { keep, tidy } from '../scope.js';
-import { describe, isFloatDType as isFloat, type DTypeName, type FloatDTypeName } from '../dtype.js';
+import { checkDType, describe, isFloatDType as isFloat, type DTypeName, type FloatDTypeName } from '../dtype.js';
+
+function tensorArg(op: string, name: string, v: unknown): Tensor {
+  if (!(v instanceof Tensor)) throw new TypeError(`${op}: argument '${name}' must be a Tensor, got ${describe(v)}`);
+  return v;
+}
 
 interface Scope {
   dtype: FloatDTypeName | null;
@@ -75,6 +80,7 @@ export function autocastDtype(): FloatDTypeName | null {
 
 /** The dtype a layer holding `param` computes in: autocast's, else param's. */
 export function computeDtype(param: Tensor): DTypeName {
+  tensorArg('computeDtype', 'param', param);
   const ac = autocastDtype();
   return ac !== null && isFloat(param.dtype) ? ac : param.dtype;
 }
@@ -85,7 +91,9 @@ export function computeDtype(param: Tensor): DTypeName {
  * cast to autocast's dtype is made once and shared (autocast() disposes it).
  */
 export function toDtype(x: Tensor, dtype: DTypeName): Tensor {
-  if (!needsCast(x, dtype)) return x;
+  tensorArg('toDtype', 'x', x);
+  checkDType('toDtype', 'dtype', dtype);
+  if (!castNeeded(x, dtype)) return x;
   const scope = current.getStore();
   if (!scope || scope.dtype !== dtype || !x.requiresGrad || x.gradFn !== null) return cast(x, dtype);
   if (scope.writes !== writeCount()) {
@@ -103,6 +111,12 @@ export function toDtype(x: Tensor, dtype: DTypeName): Tensor {
 
 /** Whether toDtype(x, dtype) would cast: x is floating and of another floating dtype. */
 export function needsCast(x: Tensor, dtype: DTypeName): boolean {
+  tensorArg('needsCast', 'x', x);
+  checkDType('needsCast', 'dtype', dtype);
+  return castNeeded(x, dtype);
+}
+
+function castNeeded(x: Tensor, dtype: DTypeName): boolean {
   return x.dtype !== dtype && isFloat(x.dtype) && isFloat(dtype);
 }
 
@@ -111,6 +125,16 @@ export function needsCast(x: Tensor, dtype: DTypeName): boolean {
  * call; with one, the casts live in a tidy() around fn.
  */
 export function computeIn<const A extends readonly (Tensor | null)[], R>(dtype: DTypeName, args: A, fn: (...a: A) => R): R {
-  if (!args.some((a) => a !== null && needsCast(a, dtype))) return fn(...args);
+  checkDType('computeIn', 'dtype', dtype);
+  if (!Array.isArray(args as unknown)) throw new TypeError(`computeIn: argument 'args' must be an array of Tensors or nulls, got ${describe(args)}`);
+  if (typeof fn !== 'function') throw new TypeError(`computeIn: argument 'fn' must be a function, got ${describe(fn)}`);
+  let anyCast = false;
+  for (let i = 0; i < args.length; i++) {
+    const a: unknown = args[i];
+    if (a === null) continue;
+    if (!(a instanceof Tensor)) throw new TypeError(`computeIn: argument 'args' must be an array of Tensors or nulls, element ${i} is ${describe(a)}`);
+    if (castNeeded(a, dtype)) anyCast = true;
+  }
+  if (!anyCast) return fn(...args);
   return tidy(() => fn(...(args.map((a) => a && toDtype(a, dtype)) as unknown as A)));
 }

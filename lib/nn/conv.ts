@@ -10,8 +10,18 @@ import { tidy } from '../scope.js';
 import { noGrad } from '../autograd/tape.js';
 import { conv2d, batchNorm, type Padding } from '../ops/nn.js';
 import { Module } from './module.js';
-import type { InitOptions } from './layers.js';
+import { epsOption, inputTensor, layerOptions, type InitOptions } from './layers.js';
 import { computeDtype, computeIn, needsCast, toDtype } from './autocast.js';
+import { describe } from '../dtype.js';
+import { options, pair } from '../ops/args.js';
+
+// What conv2d() takes, checked when the layer is made rather than at its first call:
+// 'same', 'valid', a number, or [top, bottom, left, right], every count >= 0.
+function paddingOption(v: unknown): Padding | number {
+  const count = (p: unknown) => typeof p === 'number' && Number.isSafeInteger(p) && p >= 0;
+  if (v === 'same' || v === 'valid' || count(v) || (Array.isArray(v) && v.length === 4 && v.every(count))) return v as Padding | number;
+  throw new TypeError(`Conv2d: option 'padding' must be 'same', 'valid', an integer >= 0 or [top, bottom, left, right], got ${describe(v)}`);
+}
 
 export interface Conv2dModuleOptions extends InitOptions {
   /** Default 1. */
@@ -29,23 +39,29 @@ export class Conv2d extends Module {
   readonly stride: number | [number, number];
   readonly padding: Padding | number;
 
-  constructor(inChannels: number, outChannels: number, kernel: number | [number, number], opts: Conv2dModuleOptions = {}) {
+  constructor(inChannels: number, outChannels: number, kernel: number | [number, number], opts?: Conv2dModuleOptions) {
     super();
+    if (!(typeof kernel === 'number' || (Array.isArray(kernel) && kernel.length === 2)))
+      throw new TypeError(`Conv2d: 'kernel' must be a positive integer or [kh, kw], got ${describe(kernel)}`);
     const [kh, kw] = typeof kernel === 'number' ? [kernel, kernel] : kernel;
     for (const [n, v] of [['inChannels', inChannels], ['outChannels', outChannels], ['kernel', kh], ['kernel', kw]] as const)
       if (!Number.isSafeInteger(v) || v <= 0) throw new TypeError(`Conv2d: '${n}' must be a positive integer, got ${String(v)}`);
+    const o = layerOptions('Conv2d', opts);
     this.inChannels = inChannels;
     this.outChannels = outChannels;
-    this.stride = opts.stride ?? 1;
-    this.padding = opts.padding ?? 0;
-    const { initStd, device } = opts;
+    this.stride = o.stride ?? 1;
+    const [sh, sw] = pair('Conv2d', 'stride', this.stride);
+    if (sh <= 0 || sw <= 0) throw new RangeError(`Conv2d: option 'stride' must be positive, got ${describe(this.stride)}`);
+    this.padding = o.padding === undefined ? 0 : paddingOption(o.padding);
+    const { initStd, device } = o;
     const fanIn = inChannels * kh * kw;
     this.registerParameter('weight', initLayer([outChannels, inChannels, kh, kw], fanIn, false, initStd, device));
-    this.registerParameter('bias', opts.bias === false ? null : initLayer([outChannels], fanIn, true, initStd, device));
+    this.registerParameter('bias', o.bias === false ? null : initLayer([outChannels], fanIn, true, initStd, device));
   }
 
   /** x [B, H, W, in] -> [B, OH, OW, out]. */
   forward(x: Tensor): Tensor {
+    inputTensor('Conv2d', 'x', x);
     if (x.rank !== 4 || x.shape[3] !== this.inChannels)
       throw new RangeError(`Conv2d: input must be [B, H, W, ${this.inChannels}] (channels-last), got [${x.shape.join(', ')}]`);
     const weight = this.tensor('weight');
@@ -78,15 +94,17 @@ export class BatchNorm2d extends Module {
   readonly eps: number;
   readonly momentum: number;
 
-  constructor(numFeatures: number, opts: BatchNorm2dOptions = {}) {
+  constructor(numFeatures: number, opts?: BatchNorm2dOptions) {
     super();
     if (!Number.isSafeInteger(numFeatures) || numFeatures <= 0)
       throw new TypeError(`BatchNorm2d: 'numFeatures' must be a positive integer, got ${String(numFeatures)}`);
+    const o = options('BatchNorm2d', opts);
     this.numFeatures = numFeatures;
-    this.eps = opts.eps ?? 1e-5;
-    this.momentum = opts.momentum ?? 0.1;
-    if (!(this.momentum >= 0 && this.momentum <= 1)) throw new RangeError(`BatchNorm2d: 'momentum' must be in [0, 1], got ${String(opts.momentum)}`);
-    const device = opts.device;
+    this.eps = epsOption('BatchNorm2d', o.eps, 1e-5);
+    this.momentum = o.momentum ?? 0.1;
+    if (typeof this.momentum !== 'number' || !(this.momentum >= 0 && this.momentum <= 1))
+      throw new RangeError(`BatchNorm2d: 'momentum' must be in [0, 1], got ${String(o.momentum)}`);
+    const device = o.device;
     this.registerParameter('weight', initConstant([numFeatures], 1, device));
     this.registerParameter('bias', initConstant([numFeatures], 0, device));
     this.registerBuffer('running_mean', initConstant([numFeatures], 0, device));
@@ -100,10 +118,11 @@ export class BatchNorm2d extends Module {
    * the running ones towards them by `momentum` (unbiased variance), as PyTorch.
    */
   forward(x: Tensor): Tensor {
+    inputTensor('BatchNorm2d', 'x', x);
     // Statistics stay in the module's own dtype, under autocast too (float32 master
     // weights keep float32 running statistics).
     const dt = this.tensor('weight').dtype;
-    if (x instanceof Tensor && needsCast(x, dt)) return tidy(() => this.forward(toDtype(x, dt)));
+    if (needsCast(x, dt)) return tidy(() => this.forward(toDtype(x, dt)));
     if (this.training) return this.forwardTraining(x);
     return batchNorm(x, this.tensor('running_mean'), this.tensor('running_var'), {
       weight: this.tensor('weight'),

@@ -7,6 +7,7 @@ import { oneHot } from '../ops/nn.js';
 import { logSoftmax } from '../ops/reduce.js';
 import { applyDropout } from '../ops/dropout.js';
 import { tidy } from '../scope.js';
+import { options } from '../ops/args.js';
 
 export interface CrossEntropyOptions {
   /** Mass moved uniformly onto every class (0.1 in the reference's ImageNet recipe). Default 0. */
@@ -19,16 +20,19 @@ export interface CrossEntropyOptions {
  * Softmax cross-entropy: logits [N, K] against int32 labels [N] or soft targets
  * [N, K] (MixUp/CutMix) -> a [] loss.
  */
-export function crossEntropy(logits: Tensor, target: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+export function crossEntropy(logits: Tensor, target: Tensor, opts?: CrossEntropyOptions): Tensor {
+  const o = options('crossEntropy', opts);
   if (!(logits instanceof Tensor) || logits.rank !== 2) throw new TypeError(`crossEntropy: argument 'logits' must be a [N, K] Tensor, got ${logits instanceof Tensor ? `shape [${logits.shape.join(', ')}]` : describe(logits)}`);
   const [n, k] = logits.shape;
   if (!(target instanceof Tensor)) throw new TypeError(`crossEntropy: argument 'target' must be a Tensor, got ${describe(target)}`);
   const soft = target.rank === 2;
   if (soft ? target.shape[0] !== n || target.shape[1] !== k : target.rank !== 1 || target.shape[0] !== n || target.dtype !== 'int32')
     throw new RangeError(`crossEntropy: argument 'target' must be int32 labels [${n}] or probabilities [${n}, ${k}], got ${target.dtype} [${target.shape.join(', ')}]`);
-  const ls = opts.labelSmoothing ?? 0;
+  if (logits.dtype !== 'float32' && logits.dtype !== 'float16' && logits.dtype !== 'bfloat16')
+    throw new TypeError(`crossEntropy: argument 'logits' must have a floating dtype (float32, float16 or bfloat16), got ${logits.dtype}`);
+  const ls = o.labelSmoothing ?? 0;
   if (typeof ls !== 'number' || !(ls >= 0 && ls < 1)) throw new RangeError(`crossEntropy: option 'labelSmoothing' must be in [0, 1), got ${describe(ls)}`);
-  const reduction = opts.reduction ?? 'mean';
+  const reduction = o.reduction ?? 'mean';
   if (reduction !== 'mean' && reduction !== 'sum') throw new TypeError(`crossEntropy: option 'reduction' must be 'mean' or 'sum', got ${describe(reduction)}`);
   return tidy(() => {
     let q = soft ? target : oneHot(target, k);
@@ -46,9 +50,10 @@ export function crossEntropy(logits: Tensor, target: Tensor, opts: CrossEntropyO
  * the rest by 1 / (1 - p); the identity otherwise. `seed` makes the mask reproducible.
  */
 export function dropout(x: Tensor, p: number, opts: { training: boolean; seed?: number }): Tensor {
+  if (!(x instanceof Tensor)) throw new TypeError(`dropout: argument 'x' must be a Tensor, got ${describe(x)}`);
   if (typeof p !== 'number' || !(p >= 0 && p < 1)) throw new RangeError(`dropout: argument 'p' must be in [0, 1), got ${describe(p)}`);
   // Whether it drops is the caller's to say (a module's training flag): no default.
-  if (opts === null || typeof opts !== 'object' || typeof opts.training !== 'boolean')
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts) || typeof opts.training !== 'boolean')
     throw new TypeError(`dropout: argument 'opts' must be { training: boolean, seed? }, got ${describe(opts)}`);
   if (!opts.training || p === 0) return x;
   return applyDropout(x, p, opts.seed);

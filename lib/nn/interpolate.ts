@@ -42,6 +42,11 @@ const weightCache = new Map<string, Float32Array>();
  * (or corner), taps past the edges clamped onto the edge samples.
  */
 export function interpolationWeights(inSize: number, outSize: number, mode: InterpolateMode, alignCorners: boolean): Float32Array {
+  for (const [name, v] of [['inSize', inSize], ['outSize', outSize]] as const)
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
+      throw new (typeof v === 'number' ? RangeError : TypeError)(`interpolationWeights: argument '${name}' must be a positive integer, got ${describe(v)}`);
+  if (!MODES.includes(mode)) throw new TypeError(`interpolationWeights: argument 'mode' must be one of ${MODES.map((m) => `'${m}'`).join(', ')}, got ${describe(mode)}`);
+  if (typeof alignCorners !== 'boolean') throw new TypeError(`interpolationWeights: argument 'alignCorners' must be a boolean, got ${describe(alignCorners)}`);
   const key = `${mode}:${alignCorners ? 1 : 0}:${inSize}:${outSize}`;
   const hit = weightCache.get(key);
   if (hit) return hit;

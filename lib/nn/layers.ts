@@ -9,11 +9,40 @@ import { embedding } from '../ops/nn.js';
 import { Module } from './module.js';
 import { computeDtype, computeIn, toDtype } from './autocast.js';
 import { tidy } from '../scope.js';
+import { describe } from '../dtype.js';
+import { bool, options } from '../ops/args.js';
 
 function positiveInt(layer: string, name: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
     throw new TypeError(`${layer}: '${name}' must be a positive integer, got ${String(v)}`);
   return v;
+}
+
+/**
+ * @internal A layer's options object (undefined: {}), with `initStd` (absent or a
+ * finite number >= 0) checked, and `bias` (absent or a boolean) where the layer has one.
+ */
+export function layerOptions<T extends InitOptions & { bias?: boolean }>(layer: string, opts: T | undefined, hasBias = true): Partial<T> {
+  const o = options(layer, opts);
+  if (o.initStd !== undefined && (typeof o.initStd !== 'number' || !Number.isFinite(o.initStd) || o.initStd < 0))
+    throw new (typeof o.initStd === 'number' ? RangeError : TypeError)(`${layer}: option 'initStd' must be a finite number >= 0, got ${describe(o.initStd)}`);
+  if (hasBias && o.bias !== undefined) bool(layer, 'bias', o.bias);
+  return o;
+}
+
+/** @internal An `eps` option: absent (the default) or a finite number >= 0. */
+export function epsOption(layer: string, eps: unknown, dflt: number): number {
+  if (eps === undefined) return dflt;
+  if (typeof eps !== 'number' || !Number.isFinite(eps) || eps < 0)
+    throw new (typeof eps === 'number' ? RangeError : TypeError)(`${layer}: option 'eps' must be a finite number >= 0, got ${describe(eps)}`);
+  return eps;
+}
+
+/** @internal A layer's forward input: a live Tensor (O(1)). */
+export function inputTensor(layer: string, name: string, x: unknown): Tensor {
+  if (!(x instanceof Tensor)) throw new TypeError(`${layer}.forward: argument '${name}' must be a Tensor, got ${describe(x)}`);
+  if (x.disposed) throw new Error(`${layer}.forward: argument '${name}' is a disposed Tensor`);
+  return x;
 }
 
 export interface InitOptions {
@@ -35,13 +64,14 @@ export class Linear extends Module {
   readonly inFeatures: number;
   readonly outFeatures: number;
 
-  constructor(inFeatures: number, outFeatures: number, opts: LinearOptions = {}) {
+  constructor(inFeatures: number, outFeatures: number, opts?: LinearOptions) {
     super();
     this.inFeatures = positiveInt('Linear', 'inFeatures', inFeatures);
     this.outFeatures = positiveInt('Linear', 'outFeatures', outFeatures);
-    const { initStd, device } = opts;
+    const o = layerOptions('Linear', opts);
+    const { initStd, device } = o;
     this.registerParameter('weight', initLayer([outFeatures, inFeatures], inFeatures, false, initStd, device));
-    this.registerParameter('bias', opts.bias === false ? null : initLayer([outFeatures], inFeatures, true, initStd, device));
+    this.registerParameter('bias', o.bias === false ? null : initLayer([outFeatures], inFeatures, true, initStd, device));
   }
 
   get weight(): Tensor {
@@ -57,6 +87,8 @@ export class Linear extends Module {
    * activation with it) where the backend can.
    */
   forward(x: Tensor, activation: Activation = 'none', addend: Tensor | null = null): Tensor {
+    inputTensor('Linear', 'x', x);
+    if (addend !== null && !(addend instanceof Tensor)) throw new TypeError(`Linear.forward: argument 'addend' must be a Tensor or null, got ${describe(addend)}`);
     if (x.shape[x.rank - 1] !== this.inFeatures)
       throw new RangeError(`Linear: input has ${x.shape[x.rank - 1]} features (shape [${x.shape.join(', ')}]), expected ${this.inFeatures}`);
     return computeIn(computeDtype(this.weight), [x, this.weight, this.bias, addend], (x, w, b, r) => linear(x, w, b, activation, r));
@@ -74,15 +106,17 @@ export class LayerNorm extends Module {
   readonly normalizedShape: number;
   readonly eps: number;
 
-  constructor(normalizedShape: number, opts: LayerNormModuleOptions = {}) {
+  constructor(normalizedShape: number, opts?: LayerNormModuleOptions) {
     super();
     this.normalizedShape = positiveInt('LayerNorm', 'normalizedShape', normalizedShape);
-    this.eps = opts.eps ?? 1e-5;
-    this.registerParameter('weight', initConstant([normalizedShape], 1, opts.device));
-    this.registerParameter('bias', initConstant([normalizedShape], 0, opts.device));
+    const o = options('LayerNorm', opts);
+    this.eps = epsOption('LayerNorm', o.eps, 1e-5);
+    this.registerParameter('weight', initConstant([normalizedShape], 1, o.device));
+    this.registerParameter('bias', initConstant([normalizedShape], 0, o.device));
   }
 
   forward(x: Tensor): Tensor {
+    inputTensor('LayerNorm', 'x', x);
     if (x.shape[x.rank - 1] !== this.normalizedShape)
       throw new RangeError(`LayerNorm: input has ${x.shape[x.rank - 1]} channels (shape [${x.shape.join(', ')}]), expected ${this.normalizedShape}`);
     const w = this.tensor('weight');
@@ -95,12 +129,13 @@ export class Embedding extends Module {
   readonly numEmbeddings: number;
   readonly embeddingDim: number;
 
-  constructor(numEmbeddings: number, embeddingDim: number, opts: InitOptions = {}) {
+  constructor(numEmbeddings: number, embeddingDim: number, opts?: InitOptions) {
     super();
     this.numEmbeddings = positiveInt('Embedding', 'numEmbeddings', numEmbeddings);
     this.embeddingDim = positiveInt('Embedding', 'embeddingDim', embeddingDim);
+    const o = layerOptions('Embedding', opts, false);
     // PyTorch's default is N(0, 1).
-    this.registerParameter('weight', initNormal([numEmbeddings, embeddingDim], opts.initStd ?? 1, opts.device));
+    this.registerParameter('weight', initNormal([numEmbeddings, embeddingDim], o.initStd ?? 1, o.device));
   }
 
   get weight(): Tensor {

@@ -40,6 +40,11 @@ export interface LoadStateDictResult {
 
 const MAX_LISTED = 20;
 
+// A plain object (not null, an array or a primitive).
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
 function list(keys: string[]): string {
   const shown = keys.slice(0, MAX_LISTED).join(', ');
   return keys.length > MAX_LISTED ? `${shown}, ... (${keys.length - MAX_LISTED} more)` : shown;
@@ -129,10 +134,12 @@ export class Module {
 
   /** [dotted name, tensor] for every parameter, depth first in registration order. */
   namedParameters(prefix = ''): [string, Tensor][] {
+    if (typeof prefix !== 'string') throw new TypeError(`namedParameters: argument 'prefix' must be a string, got ${describe(prefix)}`);
     return this.collect(prefix, 'params');
   }
 
   namedBuffers(prefix = ''): [string, Tensor][] {
+    if (typeof prefix !== 'string') throw new TypeError(`namedBuffers: argument 'prefix' must be a string, got ${describe(prefix)}`);
     return this.collect(prefix, 'buffers');
   }
 
@@ -193,8 +200,8 @@ export class Module {
    */
   loadStateDict(dict: Record<string, Tensor>, opts: LoadStateDictOptions = {}): LoadStateDictResult {
     this.checkAlive();
-    if (dict === null || typeof dict !== 'object') throw new TypeError(`loadStateDict: argument 'dict' must be an object of Tensors, got ${describe(dict)}`);
-    if (opts === null || typeof opts !== 'object') throw new TypeError(`loadStateDict: argument 'opts' must be an object, got ${describe(opts)}`);
+    if (!isRecord(dict)) throw new TypeError(`loadStateDict: argument 'dict' must be an object of Tensors, got ${describe(dict)}`);
+    if (!isRecord(opts)) throw new TypeError(`loadStateDict: argument 'opts' must be an object, got ${describe(opts)}`);
     const strict = opts.strict ?? true;
     const assign = opts.assign ?? false;
     if (typeof strict !== 'boolean') throw new TypeError(`loadStateDict: option 'strict' must be a boolean, got ${describe(strict)}`);
@@ -259,7 +266,7 @@ export class Module {
     this.checkAlive();
     const opts: ModuleToOptions =
       typeof target === 'string' ? (isFloatDType(target) ? { dtype: target } : { device: target }) : target;
-    if (opts === null || typeof opts !== 'object')
+    if (!isRecord(opts))
       throw new TypeError(`to: argument 'target' must be a dtype, a device or { dtype, device }, got ${describe(target)}`);
     const { dtype } = opts;
     if (dtype !== undefined && !isFloatDType(dtype))
@@ -332,6 +339,7 @@ export class ModuleList<M extends Module = Module> extends Module {
 
   constructor(modules: readonly M[]) {
     super();
+    if (!Array.isArray(modules)) throw new TypeError(`ModuleList: argument 'modules' must be an array of Modules, got ${describe(modules)}`);
     this.items = modules.map((m, i) => this.registerModule(String(i), m));
   }
 
@@ -350,12 +358,14 @@ export class ModuleDict<M extends Module = Module> extends Module {
 
   constructor(modules: Record<string, M>) {
     super();
+    if (!isRecord(modules)) throw new TypeError(`ModuleDict: argument 'modules' must be an object of Modules by name, got ${describe(modules)}`);
     const map = new Map<string, M>();
     for (const [k, m] of Object.entries(modules)) map.set(k, this.registerModule(k, m));
     this.entries = map;
   }
 
   get(name: string): M {
+    if (typeof name !== 'string') throw new TypeError(`ModuleDict.get: argument 'name' must be a string, got ${describe(name)}`);
     const m = this.entries.get(name);
     if (m === undefined) throw new Error(`ModuleDict: no entry '${name}' (has ${[...this.entries.keys()].join(', ')})`);
     return m;
@@ -368,11 +378,13 @@ export class ParameterDict extends Module {
 
   constructor(params: Record<string, Tensor>) {
     super();
+    if (!isRecord(params)) throw new TypeError(`ParameterDict: argument 'params' must be an object of Tensors by name, got ${describe(params)}`);
     for (const [k, t] of Object.entries(params)) this.registerParameter(k, t);
     this.names = Object.keys(params);
   }
 
   get(name: string): Tensor {
+    if (typeof name !== 'string') throw new TypeError(`ParameterDict.get: argument 'name' must be a string, got ${describe(name)}`);
     return this.tensor(name);
   }
 }

@@ -46,7 +46,9 @@ export function softmax(x: Tensor, axis = -1): Tensor {
  * attentions (its gradient, the dropout path) share it.
  */
 export function maskedSoftmax(logits: Tensor, mask: Tensor | null): Tensor {
-  if (!mask) return softmax(logits, -1);
+  handleOf('masked_softmax', 'logits', logits);
+  if (mask === null || mask === undefined) return softmax(logits, -1);
+  handleOf('masked_softmax', 'mask', mask);
   // The most negative finite value of the dtype: an infinite fill would make a fully
   // masked row NaN rather than uniform (it is zeroed below).
   const masked = where(mask, logits, logits.dtype === 'float16' ? -65504 : -1e30);

@@ -3,7 +3,8 @@
 // parameter's own updates, as torch's state['step'] does (optax counts the
 // optimizer's, the same wherever every parameter has a gradient at every step). Each parameter's update is
 // one fused engine op (lib/ops/update.ts) that writes it and its moments in place.
-import type { Tensor } from '../tensor.js';
+import { Tensor } from '../tensor.js';
+import { describe } from '../dtype.js';
 import { adamUpdate, lambUpdate, type AdamUpdateOptions } from '../ops/update.js';
 import { Optimizer, checkRate, checkUnit, type ParamGroup, type ResolvedGroup } from './optimizer.js';
 
@@ -72,5 +73,6 @@ export class LAMB extends AdamBase {
 
 /** The L2 norm of all of t's elements, as a [] tensor. */
 export function norm(t: Tensor): Tensor {
+  if (!(t instanceof Tensor)) throw new TypeError(`norm: argument 't' must be a Tensor, got ${describe(t)}`);
   return t.square().reshape([t.size]).sum(0).sqrt();
 }

@@ -1,11 +1,13 @@
 // Global-norm gradient clipping: every gradient scaled by min(1, maxNorm / ||g||) where
 // ||g|| is the norm over all of them together (optax.clip_by_global_norm).
-import type { Tensor } from '../tensor.js';
+import { Tensor } from '../tensor.js';
 import { describe } from '../dtype.js';
 import { noGrad } from '../autograd/tape.js';
 import { keep, tidy } from '../scope.js';
 import { assign } from '../ops/layout.js';
 import { norm } from './adam.js';
+
+const isTensor = (v: unknown): v is Tensor => v instanceof Tensor;
 
 /**
  * Clips the .grad of params in place; returns the global norm before clipping as a
@@ -15,6 +17,8 @@ export function clipGradNorm(params: Tensor[], maxNorm: number): Tensor {
   if (!Array.isArray(params)) throw new TypeError(`clipGradNorm: argument 'params' must be an array of Tensors, got ${describe(params)}`);
   if (typeof maxNorm !== 'number' || !(maxNorm > 0) || !Number.isFinite(maxNorm))
     throw new RangeError(`clipGradNorm: argument 'maxNorm' must be a positive number, got ${describe(maxNorm)}`);
+  for (let i = 0; i < params.length; i++)
+    if (!isTensor(params[i])) throw new TypeError(`clipGradNorm: argument 'params' must be an array of Tensors, element ${i} is ${describe(params[i])}`);
   const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== null && g !== undefined);
   if (grads.length === 0) throw new Error(`clipGradNorm: none of the ${params.length} parameters has a gradient (call backward() first)`);
   return noGrad(() =>

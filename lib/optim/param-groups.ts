@@ -1,6 +1,7 @@
 // Which parameters get weight decay: not biases and not normalisation parameters (the
 // reference's mask), and position embeddings only when asked.
-import type { Module } from '../nn/module.js';
+import { Module } from '../nn/module.js';
+import { describe } from '../dtype.js';
 import type { ParamGroup } from './optimizer.js';
 
 export interface DecayGroupOptions {
@@ -11,6 +12,9 @@ export interface DecayGroupOptions {
 
 /** True for names the reference exempts from weight decay. */
 export function exemptFromDecay(name: string, decayPositionEmbeddings = false): boolean {
+  if (typeof name !== 'string') throw new TypeError(`exemptFromDecay: argument 'name' must be a string, got ${describe(name)}`);
+  if (typeof decayPositionEmbeddings !== 'boolean')
+    throw new TypeError(`exemptFromDecay: argument 'decayPositionEmbeddings' must be a boolean, got ${describe(decayPositionEmbeddings)}`);
   const leaf = name.slice(name.lastIndexOf('.') + 1);
   if (leaf === 'bias') return true;
   if (/(^|\.)(layernorm\d*|layer_norm|norm|batchnorm|bn)\./i.test(name)) return true;
@@ -20,10 +24,17 @@ export function exemptFromDecay(name: string, decayPositionEmbeddings = false): 
 
 /** Two groups of model's named parameters: decayed and not (weightDecay 0). */
 export function decayGroups(model: Module, o: DecayGroupOptions): ParamGroup[] {
+  if (!(model instanceof Module)) throw new TypeError(`decayGroups: argument 'model' must be a Module, got ${describe(model)}`);
+  if (o === null || typeof o !== 'object' || Array.isArray(o))
+    throw new TypeError(`decayGroups: argument 'options' must be { weightDecay, decayPositionEmbeddings? }, got ${describe(o)}`);
+  if (typeof o.weightDecay !== 'number' || !Number.isFinite(o.weightDecay) || o.weightDecay < 0)
+    throw new (typeof o.weightDecay === 'number' ? RangeError : TypeError)(`decayGroups: option 'weightDecay' must be a finite number >= 0, got ${describe(o.weightDecay)}`);
+  const dpe = o.decayPositionEmbeddings ?? false;
+  if (typeof dpe !== 'boolean') throw new TypeError(`decayGroups: option 'decayPositionEmbeddings' must be a boolean, got ${describe(dpe)}`);
   const decay: ParamGroup = { params: [], names: [], weightDecay: o.weightDecay };
   const none: ParamGroup = { params: [], names: [], weightDecay: 0 };
   for (const [name, p] of model.namedParameters()) {
-    const g = exemptFromDecay(name, o.decayPositionEmbeddings) ? none : decay;
+    const g = exemptFromDecay(name, dpe) ? none : decay;
     g.params.push(p);
     g.names!.push(name);
   }

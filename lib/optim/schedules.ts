@@ -12,6 +12,13 @@ function positive(op: string, name: string, v: unknown, allowZero = false): numb
   return v;
 }
 
+// A schedule's options object: required, so no options at all is an error naming it.
+function opts<T extends object>(op: string, o: T): T {
+  if (o === null || typeof o !== 'object' || Array.isArray(o))
+    throw new TypeError(`${op}: argument 'options' must be an object with 'lr' and the schedule's steps, got ${describe(o)}`);
+  return o;
+}
+
 function stepArg(op: string, step: unknown): number {
   if (typeof step !== 'number' || !Number.isInteger(step) || step < 0) throw new RangeError(`${op}: step must be an integer >= 0, got ${describe(step)}`);
   return step;
@@ -20,7 +27,7 @@ function stepArg(op: string, step: unknown): number {
 /** The reference's learning rate scaling: base * batchSize / 256. */
 export function scaleLearningRate(base: number, batchSize: number): number {
   positive('scaleLearningRate', 'base', base, true);
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`scaleLearningRate: 'batchSize' must be a positive integer, got ${describe(batchSize)}`);
+  if (typeof batchSize !== 'number' || !Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`scaleLearningRate: 'batchSize' must be a positive integer, got ${describe(batchSize)}`);
   return (base * batchSize) / 256;
 }
 
@@ -41,17 +48,22 @@ export interface ConstantCosineOptions {
 }
 
 export function constantCosine(o: ConstantCosineOptions): Schedule {
-  const lr = positive('constantCosine', 'lr', o.lr, true);
+  return makeConstantCosine('constantCosine', opts('constantCosine', o));
+}
+
+function makeConstantCosine(op: string, o: ConstantCosineOptions): Schedule {
+  const lr = positive(op, 'lr', o.lr, true);
   const total = o.totalSteps;
-  if (!Number.isInteger(total) || total < 1) throw new RangeError(`constantCosine: 'totalSteps' must be a positive integer, got ${describe(total)}`);
+  if (!Number.isInteger(total) || total < 1) throw new RangeError(`${op}: 'totalSteps' must be a positive integer, got ${describe(total)}`);
   const frac = o.constantFraction ?? 0.5;
-  if (!(frac >= 0 && frac <= 1)) throw new RangeError(`constantCosine: 'constantFraction' must be in [0, 1], got ${describe(frac)}`);
-  const end = positive('constantCosine', 'endValue', o.endValue ?? 0, true);
+  if (typeof frac !== 'number' || !(frac >= 0 && frac <= 1)) throw new RangeError(`${op}: 'constantFraction' must be in [0, 1], got ${describe(frac)}`);
+  const end = positive(op, 'endValue', o.endValue ?? 0, true);
   const warmup = o.warmupSteps ?? 0;
-  if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`constantCosine: 'warmupSteps' must be an integer >= 0, got ${describe(warmup)}`);
+  if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`${op}: 'warmupSteps' must be an integer >= 0, got ${describe(warmup)}`);
+  if (warmup > total) throw new RangeError(`${op}: 'warmupSteps' (${warmup}) must not exceed 'totalSteps' (${total})`);
   const flat = Math.floor(total * frac);
   return (step) => {
-    stepArg('constantCosine', step);
+    stepArg(op, step);
     if (step < warmup) return (lr * (step + 1)) / warmup;
     if (step < flat) return lr;
     const t = Math.min(1, (step - flat) / Math.max(1, total - flat));
@@ -69,7 +81,8 @@ export interface WarmupCosineOptions {
 
 /** Linear warm-up from 0 to lr, then cosine decay to endValue at totalSteps. */
 export function warmupCosine(o: WarmupCosineOptions): Schedule {
-  return constantCosine({ lr: o.lr, totalSteps: o.totalSteps, constantFraction: 0, endValue: o.endValue, warmupSteps: o.warmupSteps });
+  opts('warmupCosine', o);
+  return makeConstantCosine('warmupCosine', { lr: o.lr, totalSteps: o.totalSteps, constantFraction: 0, endValue: o.endValue, warmupSteps: o.warmupSteps });
 }
 
 export interface StepDecayOptions {
@@ -81,6 +94,7 @@ export interface StepDecayOptions {
 }
 
 export function stepDecay(o: StepDecayOptions): Schedule {
+  opts('stepDecay', o);
   const lr = positive('stepDecay', 'lr', o.lr, true);
   if (!Array.isArray(o.boundaries) || o.boundaries.some((b, i) => !Number.isInteger(b) || b < 0 || (i > 0 && b <= o.boundaries[i - 1])))
     throw new RangeError(`stepDecay: 'boundaries' must be increasing integers >= 0, got ${describe(o.boundaries)}`);
