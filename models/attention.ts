@@ -8,6 +8,8 @@
 // unfused attention-dropout.ts instead: the weights must exist to be dropped.
 import { attention, computeDtype, keep, needsGrad, reshape, tidy, toDtype, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
 import { writeCount } from '../lib/tensor.js';
+import { describe } from '../lib/dtype.js';
+import { boolArg, intArg, objectArg, optionalTensorArg, tensorArg } from './args.js';
 import { attentionWithDropout } from './attention-dropout.js';
 import { fastCrossAttentionMacs, fastSingleHeadCrossAttention, foldQueries, plainCrossAttentionMacs } from './fast-attention.js';
 
@@ -18,6 +20,7 @@ const staticQueries = new WeakSet<Tensor>();
 
 /** Marks t as reused across forward calls, so attention may cache what it derives from it. */
 export function markStaticQueries(t: Tensor): Tensor {
+  tensorArg('markStaticQueries', 't', t);
   staticQueries.add(t);
   return t;
 }
@@ -39,6 +42,27 @@ export interface PerceiverSelfAttentionOptions extends InitOptions {
    * in [0, 1). Default 0. Evaluation mode never drops.
    */
   attentionProbsDropoutProb?: number;
+}
+
+/** The option fields PerceiverSelfAttention and PerceiverAttention read, checked at construction (op names the class). */
+function attentionOptionsArg(op: string, opts: PerceiverAttentionOptions): void {
+  objectArg(op, 'opts', opts, true);
+  intArg(op, 'opts.qDim', opts.qDim, 1);
+  if (opts.kvDim !== undefined) intArg(op, 'opts.kvDim', opts.kvDim, 1);
+  if (opts.numHeads !== undefined) intArg(op, 'opts.numHeads', opts.numHeads, 1);
+  for (const k of ['qkChannels', 'vChannels'] as const) if (opts[k] !== undefined && opts[k] !== null) intArg(op, `opts.${k}`, opts[k], 1);
+  for (const k of ['isCrossAttention', 'useQueryResidual'] as const) if (opts[k] !== undefined) boolArg(op, `opts.${k}`, opts[k]);
+  if (opts.shapeForAttention !== undefined && opts.shapeForAttention !== 'q' && opts.shapeForAttention !== 'kv')
+    throw new TypeError(`${op}: argument 'opts.shapeForAttention' must be 'q' or 'kv', got ${describe(opts.shapeForAttention)}`);
+  if (opts.device !== undefined && typeof opts.device !== 'string') throw new TypeError(`${op}: argument 'opts.device' must be a string, got ${describe(opts.device)}`);
+}
+
+/** The tensors of an attention forward, checked at entry. */
+function attentionInputsArg(op: string, hiddenStates: unknown, inputs: unknown, mask: unknown, queryScale: unknown): void {
+  tensorArg(op, 'hiddenStates', hiddenStates, { rank: 3, dtype: 'float', shape: '[B, Nq, qDim]' });
+  optionalTensorArg(op, 'inputs', inputs, { rank: 3, dtype: 'float', shape: '[B, Nk, kvDim]' });
+  optionalTensorArg(op, 'mask', mask, { shape: '[B, Nq, Nk] (broadcastable)' });
+  optionalTensorArg(op, 'queryScale', queryScale, { rank: 3, dtype: 'float', shape: '[B, 1, 1]' });
 }
 
 function divisible(what: string, channels: number, heads: number): void {
@@ -74,6 +98,7 @@ export class PerceiverSelfAttention extends Module {
 
   constructor(opts: PerceiverSelfAttentionOptions) {
     super();
+    attentionOptionsArg('PerceiverSelfAttention', opts);
     const { qDim, initStd, device } = opts;
     const kvDim = opts.kvDim ?? qDim;
     this.isCrossAttention = opts.isCrossAttention ?? false;
@@ -102,6 +127,7 @@ export class PerceiverSelfAttention extends Module {
    * every key (a uniform average of the values; see hfKeyMask in perceiver.ts).
    */
   forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null, queryScale?: Tensor | null): Tensor {
+    attentionInputsArg('PerceiverSelfAttention.forward', hiddenStates, inputs, mask, queryScale);
     if (this.isCrossAttention !== (inputs !== undefined && inputs !== null))
       throw new TypeError(
         this.isCrossAttention
@@ -196,6 +222,8 @@ export class PerceiverSelfAttention extends Module {
 
 /** Sets fastPath on every PerceiverSelfAttention under module (false: the plain reference path everywhere). */
 export function setFastCrossAttention(module: Module, enabled: boolean): void {
+  if (!(module instanceof Module)) throw new TypeError(`setFastCrossAttention: argument 'module' must be a Module, got ${describe(module)}`);
+  boolArg('setFastCrossAttention', 'enabled', enabled);
   if (module instanceof PerceiverSelfAttention) module.fastPath = enabled;
   for (const [, child] of module.namedChildren()) setFastCrossAttention(child, enabled);
 }
@@ -206,11 +234,16 @@ export class PerceiverSelfOutput extends Module {
 
   constructor(inputChannels: number, outputChannels: number, opts: InitOptions = {}) {
     super();
+    intArg('PerceiverSelfOutput', 'inputChannels', inputChannels, 1);
+    intArg('PerceiverSelfOutput', 'outputChannels', outputChannels, 1);
+    objectArg('PerceiverSelfOutput', 'opts', opts);
     this.dense = this.registerModule('dense', new Linear(inputChannels, outputChannels, opts));
   }
 
   /** x, plus `residual` (added in the product's epilogue where the backend can). */
   forward(x: Tensor, residual: Tensor | null = null): Tensor {
+    tensorArg('PerceiverSelfOutput.forward', 'x', x, { dtype: 'float' });
+    optionalTensorArg('PerceiverSelfOutput.forward', 'residual', residual, { dtype: 'float' });
     return this.dense.forward(x, 'none', residual);
   }
 }
@@ -230,6 +263,7 @@ export class PerceiverAttention extends Module {
 
   constructor(opts: PerceiverAttentionOptions) {
     super();
+    attentionOptionsArg('PerceiverAttention', opts);
     const isCross = opts.isCrossAttention ?? false;
     const kvDim = opts.kvDim ?? opts.qDim;
     let qk = opts.qkChannels ?? null;
@@ -258,6 +292,7 @@ export class PerceiverAttention extends Module {
   }
 
   forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null, queryScale?: Tensor | null): Tensor {
+    attentionInputsArg('PerceiverAttention.forward', hiddenStates, inputs, mask, queryScale);
     return tidy(() => {
       // The residual joins in the block's compute dtype (queries may arrive as float32
       // positions): the output projection casts it with its own operands.

@@ -1,6 +1,7 @@
 // The trainable latent array z0 [num_latents, d_latents] (HF's PerceiverEmbeddings.latents).
 import { broadcastTo, tidy, computeDtype, initNormal, keep, needsCast, needsGrad, toDtype, Module, type Tensor, type InitOptions } from '../lib/index.js';
 import { markStaticQueries } from './attention.js';
+import { intArg, objectArg } from './args.js';
 
 export class PerceiverEmbeddings extends Module {
   // One broadcast view per batch size, reused across calls: the encoder's one-head
@@ -9,6 +10,9 @@ export class PerceiverEmbeddings extends Module {
 
   constructor(numLatents: number, dLatents: number, opts: InitOptions = {}) {
     super();
+    intArg('PerceiverEmbeddings', 'numLatents', numLatents, 1);
+    intArg('PerceiverEmbeddings', 'dLatents', dLatents, 1);
+    objectArg('PerceiverEmbeddings', 'opts', opts);
     this.registerParameter('latents', initNormal([numLatents, dLatents], opts.initStd ?? 1, opts.device));
   }
 
@@ -24,6 +28,7 @@ export class PerceiverEmbeddings extends Module {
    * gradient graph.
    */
   forward(batchSize: number): Tensor {
+    intArg('PerceiverEmbeddings.forward', 'batchSize', batchSize, 0);
     const latents = this.latents;
     // Under autocast the latents are cast first, then broadcast: the cast copies [N, C] only.
     const dt = computeDtype(latents);

@@ -4,6 +4,8 @@
 import { Module, ModuleList, tidy, type Tensor } from '../lib/index.js';
 import type { PerceiverConfig } from './config.js';
 import { PerceiverLayer } from './layer.js';
+import { intArg, objectArg, optionalTensorArg, tensorArg } from './args.js';
+import { configArg } from './preprocessors/preprocessor.js';
 
 export interface PerceiverEncoderOptions {
   /** Channels of the preprocessed inputs (the cross-attention's keys and values). */
@@ -18,6 +20,9 @@ export class PerceiverEncoder extends Module {
 
   constructor(config: PerceiverConfig, opts: PerceiverEncoderOptions) {
     super();
+    configArg('PerceiverEncoder', config, ['d_latents', 'num_self_attention_heads', 'num_cross_attention_heads', 'num_blocks', 'num_self_attends_per_block']);
+    objectArg('PerceiverEncoder', 'opts', opts, true);
+    intArg('PerceiverEncoder', 'opts.kvDim', opts.kvDim, 1);
     const c = config;
     for (const [name, heads] of [['num_self_attention_heads', c.num_self_attention_heads], ['num_cross_attention_heads', c.num_cross_attention_heads]] as const)
       if (c.d_latents % heads !== 0) throw new RangeError(`PerceiverEncoder: d_latents (${c.d_latents}) must be divisible by ${name} (${heads})`);
@@ -61,6 +66,11 @@ export class PerceiverEncoder extends Module {
    * cross-attention's queries (hfKeyMask) -> [B, N, d_latents].
    */
   forward(latents: Tensor, inputs: Tensor, inputsMask?: Tensor | null, queryScale?: Tensor | null): Tensor {
+    const op = 'PerceiverEncoder.forward';
+    tensorArg(op, 'latents', latents, { rank: 3, dtype: 'float', shape: '[B, N, d_latents]' });
+    tensorArg(op, 'inputs', inputs, { rank: 3, dtype: 'float', shape: '[B, M, kvDim]' });
+    optionalTensorArg(op, 'inputsMask', inputsMask, { shape: '[B, N, M] (broadcastable)' });
+    optionalTensorArg(op, 'queryScale', queryScale, { rank: 3, dtype: 'float', shape: '[B, 1, 1]' });
     return tidy(() => {
       let z = this.crossAttention.forward(latents, inputs, inputsMask, queryScale);
       for (let b = 0; b < this.numBlocks; b++)

@@ -10,19 +10,27 @@
 // (patches_for_flow runs on each window), in HF's layout [2, 27, h, w] with
 // channels ordered (ph, pw, c). Pure functions over typed arrays, no tensors.
 
+import { describe } from '../lib/dtype.js';
+import { intArg } from './args.js';
+
 export type Size2 = readonly [number, number];
 
-function positiveInt(what: string, v: number): void {
-  if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`flow tiling: ${what} must be a positive integer, got ${String(v)}`);
+/** [a, b]: two integers >= min. */
+function pairArg(op: string, name: string, v: unknown, labels: string, min = 1): void {
+  if (!Array.isArray(v) || v.length !== 2) throw new TypeError(`${op}: argument '${name}' must be ${labels} (2 integers >= ${min}), got ${describe(v)}`);
+  intArg(op, `${name}[0]`, v[0], min);
+  intArg(op, `${name}[1]`, v[1], min);
 }
 
-function checkSizes(imageShape: Size2, patchSize: Size2): void {
-  if (!Array.isArray(imageShape) || imageShape.length !== 2) throw new TypeError(`flow tiling: imageShape must be [H, W]`);
-  if (!Array.isArray(patchSize) || patchSize.length !== 2) throw new TypeError(`flow tiling: patchSize must be [h, w]`);
-  positiveInt('image height', imageShape[0]);
-  positiveInt('image width', imageShape[1]);
-  positiveInt('window height', patchSize[0]);
-  positiveInt('window width', patchSize[1]);
+/** An array or typed array of numbers (its elements are not read here). */
+function valuesArg(op: string, name: string, v: unknown, what: string): void {
+  if (!Array.isArray(v) && !(ArrayBuffer.isView(v) && !(v instanceof DataView)))
+    throw new TypeError(`${op}: argument '${name}' must be ${what} (an array or typed array of numbers), got ${describe(v)}`);
+}
+
+function checkSizes(op: string, imageShape: Size2, patchSize: Size2): void {
+  pairArg(op, 'imageShape', imageShape, '[H, W]');
+  pairArg(op, 'patchSize', patchSize, '[h, w]');
   if (imageShape[0] < patchSize[0] || imageShape[1] < patchSize[1])
     throw new RangeError(`flow tiling: the frames (${imageShape[0]}x${imageShape[1]}) are smaller than the window (${patchSize[0]}x${patchSize[1]}); pad or resize them first`);
 }
@@ -37,8 +45,8 @@ function checkSizes(imageShape: Size2, patchSize: Size2): void {
  * size - window too.
  */
 export function computeGridIndices(imageShape: Size2, patchSize: Size2 = [368, 496], minOverlap = 20): [number, number][] {
-  checkSizes(imageShape, patchSize);
-  if (!Number.isSafeInteger(minOverlap) || minOverlap < 0) throw new RangeError(`flow tiling: minOverlap must be a non-negative integer, got ${String(minOverlap)}`);
+  checkSizes('computeGridIndices', imageShape, patchSize);
+  intArg('computeGridIndices', 'minOverlap', minOverlap, 0);
   if (minOverlap >= patchSize[0] || minOverlap >= patchSize[1])
     throw new RangeError(`flow tiling: the overlap (${minOverlap}) must be less than the window size (${patchSize[0]}x${patchSize[1]})`);
   const axis = (n: number, p: number): number[] => {
@@ -58,8 +66,7 @@ export function computeGridIndices(imageShape: Size2, patchSize: Size2 = [368, 4
 
 /** The colab's window weights [h * w], row-major: min(y + 1, h - y, x + 1, w - x) (>= 1). */
 export function windowWeights(patchSize: Size2): Float32Array {
-  positiveInt('window height', patchSize[0]);
-  positiveInt('window width', patchSize[1]);
+  pairArg('windowWeights', 'patchSize', patchSize, '[h, w]');
   const [h, w] = patchSize;
   const out = new Float32Array(h * w);
   for (let y = 0; y < h; y++) {
@@ -81,8 +88,11 @@ export function stitchWindows(
   patchSize: Size2,
   channels = 2,
 ): Float32Array {
-  checkSizes(imageShape, patchSize);
-  positiveInt('channels', channels);
+  const op = 'stitchWindows';
+  if (!Array.isArray(pieces)) throw new TypeError(`${op}: argument 'pieces' must be an array of per-window flows, got ${describe(pieces)}`);
+  if (!Array.isArray(indices)) throw new TypeError(`${op}: argument 'indices' must be an array of window origins [y, x], got ${describe(indices)}`);
+  checkSizes(op, imageShape, patchSize);
+  intArg(op, 'channels', channels, 1);
   if (pieces.length !== indices.length) throw new RangeError(`flow tiling: ${pieces.length} pieces for ${indices.length} windows`);
   const [H, W] = imageShape;
   const [h, w] = patchSize;
@@ -90,6 +100,8 @@ export function stitchWindows(
   const acc = new Float64Array(H * W * channels);
   const count = new Float64Array(H * W);
   pieces.forEach((piece, i) => {
+    valuesArg(op, `pieces[${i}]`, piece, `window ${i}'s flow`);
+    pairArg(op, `indices[${i}]`, indices[i], '[y, x]', 0);
     const [y0, x0] = indices[i];
     if (!Number.isSafeInteger(y0) || !Number.isSafeInteger(x0) || y0 < 0 || x0 < 0 || y0 + h > H || x0 + w > W)
       throw new RangeError(`flow tiling: window ${i} at [${y0}, ${x0}] (${h}x${w}) is outside the ${H}x${W} image`);
@@ -117,7 +129,10 @@ export function stitchWindows(
  * window (zeros outside it), channel (ky * 3 + kx) * 3 + c, values im / 255 * 2 - 1.
  */
 export function windowPatches(frames: ArrayLike<number>, imageShape: Size2, origin: readonly [number, number], patchSize: Size2): Float32Array {
-  checkSizes(imageShape, patchSize);
+  const op = 'windowPatches';
+  valuesArg(op, 'frames', frames, 'the two frames [2, H, W, 3]');
+  checkSizes(op, imageShape, patchSize);
+  pairArg(op, 'origin', origin, '[y, x]', 0);
   const [H, W] = imageShape;
   const [h, w] = patchSize;
   const [y0, x0] = origin;

@@ -3,6 +3,16 @@
 // RAFT and the Perceiver colabs), an RGB PNG writer on node:zlib, and the Middlebury
 // .flo format.
 import { deflateSync } from 'node:zlib';
+import { describe } from '../lib/dtype.js';
+import { intArg, numberArg, objectArg } from './args.js';
+
+/** A flow field [H, W, 2] as an array or typed array (its elements are not read here). */
+function flowArg(op: string, flow: unknown, height: unknown, width: unknown): void {
+  if (!Array.isArray(flow) && !(ArrayBuffer.isView(flow) && !(flow instanceof DataView)))
+    throw new TypeError(`${op}: argument 'flow' must be an array or typed array of [H, W, 2] values, got ${describe(flow)}`);
+  intArg(op, 'height', height, 1);
+  intArg(op, 'width', width, 1);
+}
 
 /** The 55-colour wheel [55 * 3] (RGB 0..255): red, yellow, green, cyan, blue, magenta. */
 export function makeColorWheel(): Uint8Array {
@@ -27,6 +37,8 @@ export function makeColorWheel(): Uint8Array {
  */
 /** Mean (u, v) and the largest |flow| of an interleaved [H, W, 2] field. */
 export function flowSummary(flow: ArrayLike<number>, height: number, width: number): { meanFlow: [number, number]; maxMagnitude: number } {
+  flowArg('flowSummary', flow, height, width);
+  if (flow.length !== height * width * 2) throw new RangeError(`flowSummary: flow has ${flow.length} values, expected ${height}x${width}x2`);
   const n = height * width;
   let su = 0;
   let sv = 0;
@@ -40,8 +52,9 @@ export function flowSummary(flow: ArrayLike<number>, height: number, width: numb
 }
 
 export function flowToColor(flow: ArrayLike<number>, height: number, width: number, opts: { maxMagnitude?: number } = {}): Uint8Array {
-  if (!Number.isSafeInteger(height) || height < 1 || !Number.isSafeInteger(width) || width < 1)
-    throw new RangeError(`flowToColor: height and width must be positive integers, got ${height}x${width}`);
+  flowArg('flowToColor', flow, height, width);
+  objectArg('flowToColor', 'opts', opts);
+  if (opts.maxMagnitude !== undefined) numberArg('flowToColor', 'opts.maxMagnitude', opts.maxMagnitude);
   if (flow.length !== height * width * 2) throw new RangeError(`flowToColor: flow has ${flow.length} values, expected ${height}x${width}x2`);
   const wheel = makeColorWheel();
   const ncols = 55;
@@ -85,6 +98,7 @@ const CRC_TABLE = (() => {
 })();
 
 export function crc32(buf: Uint8Array): number {
+  if (!(buf instanceof Uint8Array)) throw new TypeError(`crc32: argument 'buf' must be a Uint8Array (or Buffer), got ${describe(buf)}`);
   let c = 0xffffffff;
   for (let i = 0; i < buf.length; i++) c = CRC_TABLE[(c ^ buf[i]) & 0xff] ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
@@ -101,8 +115,9 @@ function chunk(type: string, data: Uint8Array): Buffer {
 
 /** 8-bit RGB [H, W, 3] -> PNG file bytes (filter 0 on every row, zlib level 9). */
 export function encodePng(rgb: Uint8Array, height: number, width: number): Buffer {
-  if (!Number.isSafeInteger(height) || height < 1 || !Number.isSafeInteger(width) || width < 1)
-    throw new RangeError(`encodePng: height and width must be positive integers, got ${height}x${width}`);
+  if (!(rgb instanceof Uint8Array)) throw new TypeError(`encodePng: argument 'rgb' must be a Uint8Array of [H, W, 3] bytes, got ${describe(rgb)}`);
+  intArg('encodePng', 'height', height, 1);
+  intArg('encodePng', 'width', width, 1);
   if (rgb.length !== height * width * 3) throw new RangeError(`encodePng: ${rgb.length} bytes, expected ${height}x${width}x3`);
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
@@ -122,6 +137,7 @@ export function encodePng(rgb: Uint8Array, height: number, width: number): Buffe
 
 /** Middlebury .flo: "PIEH" (202021.25 as float32), int32 width, int32 height, then float32 u, v per pixel (little-endian). */
 export function encodeFlo(flow: ArrayLike<number>, height: number, width: number): Buffer {
+  flowArg('encodeFlo', flow, height, width);
   if (flow.length !== height * width * 2) throw new RangeError(`encodeFlo: flow has ${flow.length} values, expected ${height}x${width}x2`);
   const out = Buffer.alloc(12 + 4 * flow.length);
   out.writeFloatLE(202021.25, 0);

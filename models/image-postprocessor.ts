@@ -11,6 +11,23 @@
 // rest of models/ does; a Haiku checkpoint's [kh, kw, out, in] kernels map onto them by
 // transposing and flipping spatially (the Haiku rename table is not written yet).
 import { Conv2d, Module, add, computeDtype, concat, conv2d, initLayer, permute, relu, reshape, slice, tidy, toDtype, unsqueeze, zeros, type Tensor } from '../lib/index.js';
+import { boolArg, intArg, intListArg, numberArg, objectArg, tensorArg } from './args.js';
+import { deviceArg, oneOfArg } from './preprocessors/preprocessor.js';
+import { describe } from '../lib/dtype.js';
+
+/** A positive integer (a TypeError naming the argument and what came otherwise). */
+function positiveInt(op: string, name: string, v: unknown): void {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
+    throw new TypeError(`${op}: argument '${name}' must be a positive integer, got ${typeof v === 'number' ? v : describe(v)}`);
+}
+
+/** The initStd / device / bias fields every layer here accepts. */
+function initOptionsArg(op: string, opts: { initStd?: number; device?: string; bias?: boolean }): void {
+  objectArg(op, 'opts', opts);
+  if (opts.initStd !== undefined) numberArg(op, 'opts.initStd', opts.initStd, 0);
+  deviceArg(op, 'opts.device', opts.device);
+  if (opts.bias !== undefined) boolArg(op, 'opts.bias', opts.bias);
+}
 
 export interface ConvTranspose2dOptions {
   /** Default 1. */
@@ -41,8 +58,8 @@ export class ConvTranspose2d extends Module {
 
   constructor(inChannels: number, outChannels: number, kernel: number, opts: ConvTranspose2dOptions = {}) {
     super();
-    for (const [n, v] of [['inChannels', inChannels], ['outChannels', outChannels], ['kernel', kernel], ['stride', opts.stride ?? 1]] as const)
-      if (!Number.isSafeInteger(v) || v <= 0) throw new TypeError(`ConvTranspose2d: '${n}' must be a positive integer, got ${String(v)}`);
+    initOptionsArg('ConvTranspose2d', opts);
+    for (const [n, v] of [['inChannels', inChannels], ['outChannels', outChannels], ['kernel', kernel], ['stride', opts.stride ?? 1]] as const) positiveInt('ConvTranspose2d', n, v);
     this.inChannels = inChannels;
     this.outChannels = outChannels;
     this.kernel = kernel;
@@ -62,6 +79,7 @@ export class ConvTranspose2d extends Module {
 
   /** x [B, H, W, in] -> [B, (H-1)*s - 2p + k + op, (W-1)*s - 2p + k + op, out]. */
   forward(x: Tensor): Tensor {
+    tensorArg('ConvTranspose2d.forward', 'x', x, { dtype: 'float', shape: `[B, H, W, ${this.inChannels}]` });
     if (x.rank !== 4 || x.shape[3] !== this.inChannels)
       throw new RangeError(`ConvTranspose2d: input must be [B, H, W, ${this.inChannels}] (channels-last), got [${x.shape.join(', ')}]`);
     return tidy(() => {
@@ -115,8 +133,8 @@ export class ConvTranspose3d extends Module {
 
   constructor(inChannels: number, outChannels: number, kernel: number, opts: ConvTranspose3dOptions = {}) {
     super();
-    for (const [n, v] of [['inChannels', inChannels], ['outChannels', outChannels], ['kernel', kernel]] as const)
-      if (!Number.isSafeInteger(v) || v <= 0) throw new TypeError(`ConvTranspose3d: '${n}' must be a positive integer, got ${String(v)}`);
+    initOptionsArg('ConvTranspose3d', opts);
+    for (const [n, v] of [['inChannels', inChannels], ['outChannels', outChannels], ['kernel', kernel]] as const) positiveInt('ConvTranspose3d', n, v);
     const triple = (name: string, v: unknown, dflt: number): number[] => {
       const a = v === undefined ? [dflt, dflt, dflt] : typeof v === 'number' ? [v, v, v] : Array.isArray(v) ? [...v] : null;
       if (!a || a.length !== 3 || !a.every((x) => Number.isSafeInteger(x)))
@@ -154,6 +172,7 @@ export class ConvTranspose3d extends Module {
 
   /** x [B, T, H, W, in] -> [B, T', H', W', out]; per axis (n - 1) * s + before + after - k + 2 (n * s with 'same'). */
   forward(x: Tensor): Tensor {
+    tensorArg('ConvTranspose3d.forward', 'x', x, { dtype: 'float', shape: `[B, T, H, W, ${this.inChannels}]` });
     if (x.rank !== 5 || x.shape[4] !== this.inChannels)
       throw new RangeError(`ConvTranspose3d: input must be [B, T, H, W, ${this.inChannels}] (channels-last), got [${x.shape.join(', ')}]`);
     return tidy(() => {
@@ -218,12 +237,16 @@ export class Conv2DUpsample extends Module {
 
   constructor(inChannels: number, nOutputs: number, opts: { initStd?: number; device?: string } = {}) {
     super();
+    intArg('Conv2DUpsample', 'inChannels', inChannels, 1);
+    intArg('Conv2DUpsample', 'nOutputs', nOutputs, 1);
+    initOptionsArg('Conv2DUpsample', opts);
     const o = { stride: 2, padding: 1, ...opts };
     this.transpConv1 = this.registerModule('transp_conv1', new ConvTranspose2d(inChannels, 2 * nOutputs, 4, o));
     this.transpConv2 = this.registerModule('transp_conv2', new ConvTranspose2d(2 * nOutputs, nOutputs, 4, o));
   }
 
   forward(x: Tensor): Tensor {
+    tensorArg('Conv2DUpsample.forward', 'x', x, { rank: 4, dtype: 'float', shape: '[B, H, W, C] (channels-last)' });
     return tidy(() => this.transpConv2.forward(relu(this.transpConv1.forward(x))));
   }
 }
@@ -239,6 +262,11 @@ export class Conv3DUpsample extends Module {
 
   constructor(inChannels: number, nOutputs: number, nTimeUpsamples: number, nSpaceUpsamples: number, opts: { initStd?: number; device?: string } = {}) {
     super();
+    intArg('Conv3DUpsample', 'inChannels', inChannels, 1);
+    intArg('Conv3DUpsample', 'nOutputs', nOutputs, 1);
+    intArg('Conv3DUpsample', 'nTimeUpsamples', nTimeUpsamples, 0);
+    intArg('Conv3DUpsample', 'nSpaceUpsamples', nSpaceUpsamples, 0);
+    initOptionsArg('Conv3DUpsample', opts);
     for (const [n, v] of [['nTimeUpsamples', nTimeUpsamples], ['nSpaceUpsamples', nSpaceUpsamples]] as const)
       if (!Number.isSafeInteger(v) || v < 0) throw new TypeError(`Conv3DUpsample: '${n}' must be a non-negative integer, got ${String(v)}`);
     const n = Math.max(nTimeUpsamples, nSpaceUpsamples);
@@ -253,6 +281,7 @@ export class Conv3DUpsample extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    tensorArg('Conv3DUpsample.forward', 'x', x, { rank: 5, dtype: 'float', shape: '[B, T, H, W, C] (channels-last)' });
     return tidy(() => {
       let h = x;
       this.layers.forEach((layer, i) => {
@@ -292,6 +321,11 @@ export class PerceiverImagePostprocessor extends Module {
 
   constructor(opts: PerceiverImagePostprocessorOptions = {}) {
     super();
+    const op = 'PerceiverImagePostprocessor';
+    initOptionsArg(op, opts);
+    oneOfArg(op, 'opts.postprocType', opts.postprocType, ['pixels', 'conv1x1', 'conv', 'patches']);
+    for (const k of ['spatialUpsample', 'temporalUpsample', 'inChannels', 'nOutputs'] as const) if (opts[k] !== undefined) intArg(op, `opts.${k}`, opts[k], 1);
+    if (opts.inputReshapeSize !== undefined) intListArg(op, 'opts.inputReshapeSize', opts.inputReshapeSize, 1, Infinity, 1);
     const type = opts.postprocType ?? 'pixels';
     if (!['pixels', 'conv1x1', 'conv', 'patches'].includes(type))
       throw new TypeError(`PerceiverImagePostprocessor: postproc_type must be 'pixels', 'conv1x1', 'conv' or 'patches', got ${JSON.stringify(type)}`);
@@ -336,6 +370,7 @@ export class PerceiverImagePostprocessor extends Module {
   }
 
   forward(inputs: Tensor): Tensor {
+    tensorArg('PerceiverImagePostprocessor.forward', 'inputs', inputs, { rank: [3, 4, 5], dtype: 'float', shape: '[B, N, C] or [B, ..., C]' });
     return tidy(() => {
       let x = inputs;
       if (this.inputReshapeSize) x = reshape(x, [x.shape[0], ...this.inputReshapeSize, x.shape[x.rank - 1]]);
@@ -359,6 +394,9 @@ export class PerceiverImagePostprocessor extends Module {
  * [B, T, H, W, t*s*s*C] -> [B, T*t, H*s, W*s, C]; channels ordered (dt, dh, dw, c).
  */
 export function depthToSpace(x: Tensor, temporalBlock = 1, spatialBlock = 1): Tensor {
+  tensorArg('depthToSpace', 'x', x, { rank: [4, 5], shape: '[B, H, W, C] or [B, T, H, W, C]' });
+  intArg('depthToSpace', 'temporalBlock', temporalBlock, 1);
+  intArg('depthToSpace', 'spatialBlock', spatialBlock, 1);
   const s = spatialBlock;
   const t = temporalBlock;
   return tidy(() => {

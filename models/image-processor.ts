@@ -11,6 +11,8 @@
 // So HF crops before it resizes (the issue's "resize shorter side, crop 224" is the
 // usual torchvision order; HF's Perceiver processor does it the other way round, and
 // this follows HF). A model folder's preprocessor_config.json overrides the defaults.
+import { describe } from '../lib/dtype.js';
+import { boolArg, intArg, numberArg, objectArg } from './args.js';
 
 export interface RgbImage {
   /** Row-major [height, width, 3], 8-bit. */
@@ -36,16 +38,55 @@ export interface ImageProcessorOptions {
 export const IMAGENET_DEFAULT_MEAN: readonly [number, number, number] = [0.485, 0.456, 0.406];
 export const IMAGENET_DEFAULT_STD: readonly [number, number, number] = [0.229, 0.224, 0.225];
 
+/**
+ * The fields of an ImageProcessorOptions that op will read (the crop and resize sizes
+ * only when those steps run, and so on), checked once per call.
+ */
+function processorOptionsArg(op: string, opts: ImageProcessorOptions, forCrop: boolean, forPixels: boolean): void {
+  objectArg(op, 'opts', opts, true);
+  const steps = forCrop ? (['doCenterCrop', 'doResize'] as const) : (['doRescale', 'doNormalize'] as const);
+  for (const k of steps) boolArg(op, `opts.${k}`, opts[k]);
+  const size2 = (k: 'cropSize' | 'size'): void => {
+    const v: unknown = opts[k];
+    if (!Array.isArray(v) || v.length !== 2) throw new TypeError(`${op}: argument 'opts.${k}' must be [height, width] (2 positive integers), got ${describe(v)}`);
+    v.forEach((d, i) => intArg(op, `opts.${k}[${i}]`, d, 1));
+  };
+  const num3 = (k: 'mean' | 'std'): void => {
+    const v: unknown = opts[k];
+    if (!Array.isArray(v) || v.length !== 3) throw new TypeError(`${op}: argument 'opts.${k}' must be 3 finite numbers (one per channel), got ${describe(v)}`);
+    v.forEach((d, i) => numberArg(op, `opts.${k}[${i}]`, d));
+  };
+  if (forCrop && opts.doCenterCrop) {
+    size2('cropSize');
+    size2('size');
+  }
+  if (forCrop && opts.doResize) size2('size');
+  if (forPixels && opts.doRescale) numberArg(op, 'opts.rescaleFactor', opts.rescaleFactor);
+  if (forPixels && opts.doNormalize) {
+    num3('mean');
+    num3('std');
+    if (opts.std.some((s) => s === 0)) throw new RangeError(`${op}: argument 'opts.std' must not contain 0, got [${opts.std.join(', ')}]`);
+  }
+}
+
+/** A TypeError naming op and name when v is not a number at all (a number's range is checked by the caller). */
+function numberType(op: string, name: string, v: unknown): void {
+  if (typeof v !== 'number') throw new TypeError(`${op}: argument '${name}' must be a positive integer, got ${describe(v)}`);
+}
+
 function fail(msg: string): never {
   throw new RangeError(`image processor: ${msg}`);
 }
 
 function checkImage(img: RgbImage, what = 'image'): void {
-  if (img === null || typeof img !== 'object') throw new TypeError(`image processor: ${what} must be {data, height, width}`);
+  if (img === null || typeof img !== 'object' || Array.isArray(img))
+    throw new TypeError(`image processor: ${what} must be an RGB image {data, height, width}, got ${describe(img)}`);
   const { data, height, width } = img;
+  numberType('image processor', `${what}.height`, height);
+  numberType('image processor', `${what}.width`, width);
   if (!Number.isSafeInteger(height) || height < 1 || !Number.isSafeInteger(width) || width < 1)
     fail(`${what} height and width must be positive integers, got ${String(height)}x${String(width)}`);
-  if (!(data instanceof Uint8Array)) throw new TypeError(`image processor: ${what}.data must be a Uint8Array (8-bit RGB), got ${Object.prototype.toString.call(data)}`);
+  if (!(data instanceof Uint8Array)) throw new TypeError(`image processor: ${what}.data must be a Uint8Array (8-bit RGB), got ${describe(data)}`);
   if (data.length !== height * width * 3) fail(`${what}.data has ${data.length} bytes, expected ${height}x${width}x3 = ${height * width * 3}`);
 }
 
@@ -74,6 +115,8 @@ function triple(name: string, v: unknown): [number, number, number] {
  * fields (crop_size, size, image_mean, image_std, do_*, rescale_factor) over them.
  */
 export function imageProcessorOptions(modelConfig: Record<string, unknown> = {}, preprocessorConfig: Record<string, unknown> = {}): ImageProcessorOptions {
+  objectArg('imageProcessorOptions', 'modelConfig', modelConfig);
+  objectArg('imageProcessorOptions', 'preprocessorConfig', preprocessorConfig);
   const imageSize = modelConfig.image_size ?? 224;
   if (typeof imageSize !== 'number' || !Number.isSafeInteger(imageSize) || imageSize < 1) fail(`config image_size must be a positive integer, got ${JSON.stringify(imageSize)}`);
   const p = preprocessorConfig;
@@ -107,6 +150,8 @@ export function imageProcessorOptions(modelConfig: Record<string, unknown> = {},
  */
 export function centerCrop(img: RgbImage, h: number, w: number): RgbImage {
   checkImage(img);
+  numberType('centerCrop', 'h', h);
+  numberType('centerCrop', 'w', w);
   if (!Number.isSafeInteger(h) || h < 1 || !Number.isSafeInteger(w) || w < 1) fail(`crop size must be positive integers, got ${String(h)}x${String(w)}`);
   const top = Math.floor((img.height - h) / 2);
   const left = Math.floor((img.width - w) / 2);
@@ -177,6 +222,8 @@ function clip8(acc: number): number {
  */
 export function resizeBicubic(img: RgbImage, outH: number, outW: number): RgbImage {
   checkImage(img);
+  numberType('resizeBicubic', 'outH', outH);
+  numberType('resizeBicubic', 'outW', outW);
   if (!Number.isSafeInteger(outH) || outH < 1 || !Number.isSafeInteger(outW) || outW < 1) fail(`resize size must be positive integers, got ${String(outH)}x${String(outW)}`);
   let { data, height: H, width: W } = img;
   if (outW !== W) {
@@ -231,6 +278,7 @@ export function resizeBicubic(img: RgbImage, outH: number, outW: number): RgbIma
 /** The image after the crop and the resize (still 8-bit RGB), as PIL would hand it to numpy. */
 export function cropAndResize(img: RgbImage, opts: ImageProcessorOptions): RgbImage {
   checkImage(img);
+  processorOptionsArg('cropAndResize', opts, true, false);
   let out = img;
   if (opts.doCenterCrop) {
     const minDim = Math.min(img.height, img.width);
@@ -247,6 +295,7 @@ export function cropAndResize(img: RgbImage, opts: ImageProcessorOptions): RgbIm
 /** An 8-bit RGB image [H, W, 3] -> float32 [3, H, W], rescaled and normalised as HF's numpy code (float32 arithmetic). */
 export function toPixelValues(img: RgbImage, opts: ImageProcessorOptions): Float32Array {
   checkImage(img);
+  processorOptionsArg('toPixelValues', opts, false, true);
   const { data, height, width } = img;
   const plane = height * width;
   const out = new Float32Array(3 * plane);
@@ -268,6 +317,8 @@ export function toPixelValues(img: RgbImage, opts: ImageProcessorOptions): Float
 
 /** The whole PerceiverImageProcessor: crop, resize, rescale, normalise -> pixel_values [3, h, w]. */
 export function preprocessImage(img: RgbImage, opts: ImageProcessorOptions): { pixelValues: Float32Array; height: number; width: number } {
+  checkImage(img);
+  processorOptionsArg('preprocessImage', opts, true, true);
   const r = cropAndResize(img, opts);
   return { pixelValues: toPixelValues(r, opts), height: r.height, width: r.width };
 }

@@ -3,6 +3,7 @@
 import { LayerNorm, Module, tidy, type Tensor } from '../lib/index.js';
 import { PerceiverAttention, type PerceiverAttentionOptions } from './attention.js';
 import { PerceiverMLP, type PerceiverMLPOptions } from './mlp.js';
+import { intArg, objectArg, optionalTensorArg, tensorArg } from './args.js';
 
 export interface PerceiverLayerOptions extends PerceiverAttentionOptions, PerceiverMLPOptions {
   /** Default 4 (HF's default; Perceiver configs set 1). */
@@ -16,6 +17,9 @@ export class PerceiverLayer extends Module {
 
   constructor(opts: PerceiverLayerOptions) {
     super();
+    objectArg('PerceiverLayer', 'opts', opts, true);
+    intArg('PerceiverLayer', 'opts.qDim', opts.qDim, 1);
+    if (opts.wideningFactor !== undefined) intArg('PerceiverLayer', 'opts.wideningFactor', opts.wideningFactor, 1);
     this.attention = this.registerModule('attention', new PerceiverAttention(opts));
     this.layernorm = this.registerModule('layernorm', new LayerNorm(opts.qDim, { device: opts.device }));
     this.mlp = this.registerModule(
@@ -29,6 +33,11 @@ export class PerceiverLayer extends Module {
    * broadcastable to [B, Nq, Nk], queryScale [B, 1, 1] (see PerceiverSelfAttention).
    */
   forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null, queryScale?: Tensor | null): Tensor {
+    const op = 'PerceiverLayer.forward';
+    tensorArg(op, 'hiddenStates', hiddenStates, { rank: 3, dtype: 'float', shape: '[B, Nq, qDim]' });
+    optionalTensorArg(op, 'inputs', inputs, { rank: 3, dtype: 'float', shape: '[B, Nk, kvDim]' });
+    optionalTensorArg(op, 'mask', mask, { shape: '[B, Nq, Nk] (broadcastable)' });
+    optionalTensorArg(op, 'queryScale', queryScale, { rank: 3, dtype: 'float', shape: '[B, 1, 1]' });
     return tidy(() => {
       const a = this.attention.forward(hiddenStates, inputs, mask, queryScale);
       return this.mlp.forward(this.layernorm.forward(a), a);

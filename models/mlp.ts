@@ -1,6 +1,10 @@
 // The Transformer MLP after each attention (HF's PerceiverMLP: dense1, act, dense2).
 import { Linear, Module, type Activation, type Tensor, type InitOptions } from '../lib/index.js';
 import type { HiddenAct } from './config.js';
+import { describe } from '../lib/dtype.js';
+import { intArg, objectArg, optionalTensorArg, tensorArg } from './args.js';
+
+const ACTIVATIONS = ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'gelu_fast', 'gelu_tanh', 'relu', 'none'];
 
 /** HF's hidden_act names as engine activations: 'gelu' is the exact erf form, the *_new/tanh/fast variants the tanh approximation. */
 export function activationOf(act: HiddenAct | Activation): Activation {
@@ -17,7 +21,9 @@ export function activationOf(act: HiddenAct | Activation): Activation {
     case 'none':
       return 'none';
     default:
-      throw new TypeError(`PerceiverMLP: unsupported activation '${String(act)}'`);
+      throw new TypeError(
+        `PerceiverMLP: unsupported activation ${describe(act)}: argument 'hiddenAct' must be one of ${ACTIVATIONS.map((a) => `'${a}'`).join(', ')}, got ${describe(act)}`,
+      );
   }
 }
 
@@ -33,8 +39,9 @@ export class PerceiverMLP extends Module {
 
   constructor(inputSize: number, wideningFactor: number, opts: PerceiverMLPOptions = {}) {
     super();
-    if (!Number.isSafeInteger(wideningFactor) || wideningFactor <= 0)
-      throw new TypeError(`PerceiverMLP: widening_factor must be a positive integer, got ${wideningFactor}`);
+    intArg('PerceiverMLP', 'inputSize', inputSize, 1);
+    intArg('PerceiverMLP', 'wideningFactor', wideningFactor, 1);
+    objectArg('PerceiverMLP', 'opts', opts);
     this.activation = activationOf(opts.hiddenAct ?? 'gelu');
     const init = { initStd: opts.initStd, device: opts.device };
     this.dense1 = this.registerModule('dense1', new Linear(inputSize, wideningFactor * inputSize, init));
@@ -43,6 +50,8 @@ export class PerceiverMLP extends Module {
 
   /** x [..., C] -> [..., C]; the activation is fused into dense1, `residual` (if any) into dense2. */
   forward(x: Tensor, residual: Tensor | null = null): Tensor {
+    tensorArg('PerceiverMLP.forward', 'x', x, { dtype: 'float' });
+    optionalTensorArg('PerceiverMLP.forward', 'residual', residual, { dtype: 'float' });
     const h = this.dense1.forward(x, this.activation);
     try {
       return this.dense2.forward(h, 'none', residual);

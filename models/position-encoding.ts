@@ -9,6 +9,8 @@
 // the index dims, so the tables of the last few shapes are cached (FOURIER_CACHE_SIZE).
 import { Module, broadcastTo, computeDtype, initNormal, keep, reshape, tensor, tidy, toDtype, type Tensor, type InitOptions } from '../lib/index.js';
 import { interpolateChannelsLast } from '../lib/nn/interpolate.js';
+import { describe } from '../lib/dtype.js';
+import { boolArg, intArg, intListArg, numberArg, objectArg, tensorArg } from './args.js';
 
 const f = Math.fround;
 
@@ -26,6 +28,9 @@ const fma = (a: number, b: number, c: number): number => f(a * b + c);
  * this, 2.0e-4 with the plain per-element formula, 6.8e-5 with exact arithmetic.
  */
 export function linspaceF32(start: number, end: number, steps: number): Float32Array {
+  numberArg('linspaceF32', 'start', start);
+  numberArg('linspaceF32', 'end', end);
+  intArg('linspaceF32', 'steps', steps, 0);
   const out = new Float32Array(steps);
   if (steps === 1) {
     out[0] = start;
@@ -50,6 +55,7 @@ export function linspaceF32(start: number, end: number, steps: number): Float32A
 
 /** A grid of linspace(-1, 1, d) per axis in 'ij' order, flattened row-major: [prod(dims), dims.length]. */
 export function linearPositions(indexDims: readonly number[]): Float32Array {
+  intListArg('linearPositions', 'indexDims', indexDims, 1, Infinity, 1);
   const n = indexDims.reduce((a, b) => a * b, 1);
   const k = indexDims.length;
   const axes = indexDims.map((d) => linspaceF32(-1, 1, d));
@@ -79,6 +85,8 @@ export interface FourierOptions {
  * [pos if concatPos, sin(pi f), cos(pi f) unless sineOnly], f ordered axis-major.
  */
 export function fourierFeatures(pos: Float32Array, opts: FourierOptions): { data: Float32Array; channels: number } {
+  fourierOptionsArg('fourierFeatures', opts);
+  positionsArg('fourierFeatures', 'pos', pos, opts.maxResolution.length);
   const k = opts.maxResolution.length;
   const K = opts.numBands;
   const concatPos = opts.concatPos ?? true;
@@ -104,11 +112,28 @@ export function fourierFeatures(pos: Float32Array, opts: FourierOptions): { data
   return { data: out, channels };
 }
 
+/** Checks a FourierOptions object (op's argument 'opts'); O(number of axes). */
+export function fourierOptionsArg(op: string, opts: FourierOptions, name = 'opts'): void {
+  objectArg(op, name, opts, true);
+  intArg(op, `${name}.numBands`, opts.numBands, 1);
+  intListArg(op, `${name}.maxResolution`, opts.maxResolution, 1, Infinity, 1);
+  if (opts.concatPos !== undefined) boolArg(op, `${name}.concatPos`, opts.concatPos);
+  if (opts.sineOnly !== undefined) boolArg(op, `${name}.sineOnly`, opts.sineOnly);
+}
+
+/** Positions [n, k] as a Float32Array whose length k divides. */
+function positionsArg(op: string, name: string, pos: unknown, k: number): void {
+  if (!(pos instanceof Float32Array)) throw new TypeError(`${op}: argument '${name}' must be a Float32Array of positions [n, ${k}], got ${describe(pos)}`);
+  if (pos.length % k !== 0) throw new RangeError(`${op}: argument '${name}' must hold positions [n, ${k}], got ${pos.length} values`);
+}
+
 /**
  * One item's positions pos [1, N, C] as [batchSize, N, C], a broadcast view: what was
  * done to pos (a projection, a cast) ran once for the whole batch.
  */
 export function overBatch(pos: Tensor, batchSize: number): Tensor {
+  tensorArg('overBatch', 'pos', pos, { rank: [1, 2, 3, 4, 5, 6], shape: '[1, N, C]' });
+  intArg('overBatch', 'batchSize', batchSize, 0);
   return broadcastTo(pos, [batchSize, ...pos.shape.slice(1)]);
 }
 
@@ -137,6 +162,11 @@ export class PerceiverTrainablePositionEncoding extends Module implements Positi
 
   constructor(indexDims: number | readonly number[], numChannels = 128, opts: InitOptions = {}) {
     super();
+    const op = 'PerceiverTrainablePositionEncoding';
+    if (typeof indexDims === 'number') intArg(op, 'indexDims', indexDims, 1);
+    else intListArg(op, 'indexDims', indexDims, 1, Infinity, 1);
+    intArg(op, 'numChannels', numChannels, 1);
+    objectArg(op, 'opts', opts);
     this.indexDims = typeof indexDims === 'number' ? [indexDims] : [...indexDims];
     this.outputSize = numChannels;
     const n = this.indexDims.reduce((a, b) => a * b, 1);
@@ -156,6 +186,11 @@ export class PerceiverTrainablePositionEncoding extends Module implements Positi
    * the table's size, unless opts.interpolatePosEncoding resizes it to them.
    */
   forward(batchSize: number, indexDims?: readonly number[], opts: PositionEncodingOptions = {}): Tensor {
+    const op = 'PerceiverTrainablePositionEncoding.forward';
+    intArg(op, 'batchSize', batchSize, 0);
+    if (indexDims !== undefined) intListArg(op, 'indexDims', indexDims, 1, Infinity, 1);
+    objectArg(op, 'opts', opts);
+    if (opts.interpolatePosEncoding !== undefined) boolArg(op, 'opts.interpolatePosEncoding', opts.interpolatePosEncoding);
     const table = this.positionEmbeddings;
     return tidy(() => {
       let pos = table;
@@ -183,7 +218,8 @@ export class PerceiverTrainablePositionEncoding extends Module implements Positi
    */
   interpolatePosEncoding(height: number, width: number): Tensor {
     for (const [name, v] of [['height', height], ['width', width]] as const)
-      if (!Number.isInteger(v) || v < 1) throw new RangeError(`PerceiverTrainablePositionEncoding.interpolatePosEncoding: argument '${name}' must be a positive integer, got ${String(v)}`);
+      if (!Number.isInteger(v) || v < 1)
+        throw new (typeof v === 'number' ? RangeError : TypeError)(`PerceiverTrainablePositionEncoding.interpolatePosEncoding: argument '${name}' must be a positive integer, got ${typeof v === 'number' ? v : describe(v)}`);
     const table = this.positionEmbeddings;
     const N = table.shape[0];
     const side = Math.floor(Math.sqrt(N));
@@ -211,6 +247,9 @@ export class PerceiverFourierPositionEncoding extends Module implements Position
 
   constructor(opts: FourierOptions & { device?: string }) {
     super();
+    fourierOptionsArg('PerceiverFourierPositionEncoding', opts);
+    if (opts.device !== undefined && typeof opts.device !== 'string')
+      throw new TypeError(`PerceiverFourierPositionEncoding: argument 'opts.device' must be a string, got ${describe(opts.device)}`);
     this.opts = { concatPos: true, sineOnly: false, ...opts };
     this.device = opts.device;
   }
@@ -225,6 +264,8 @@ export class PerceiverFourierPositionEncoding extends Module implements Position
   }
 
   forward(batchSize: number, indexDims: readonly number[]): Tensor {
+    intArg('PerceiverFourierPositionEncoding.forward', 'batchSize', batchSize, 0);
+    intListArg('PerceiverFourierPositionEncoding.forward', 'indexDims', indexDims, 1, Infinity, 1);
     if (indexDims.length !== this.opts.maxResolution.length)
       throw new RangeError(
         `PerceiverFourierPositionEncoding: ${indexDims.length} index dims [${indexDims.join(', ')}] but max_resolution has ${this.opts.maxResolution.length}`,
@@ -252,7 +293,8 @@ export class PerceiverFourierPositionEncoding extends Module implements Position
   /** Features of explicit positions pos [n, k] (HF's `pos=` argument; not cached) -> [B, n, outputSize]. */
   atPositions(batchSize: number, pos: Float32Array): Tensor {
     const k = this.opts.maxResolution.length;
-    if (pos.length % k !== 0) throw new RangeError(`PerceiverFourierPositionEncoding: positions must be [n, ${k}], got ${pos.length} values`);
+    intArg('PerceiverFourierPositionEncoding.atPositions', 'batchSize', batchSize, 0);
+    positionsArg('PerceiverFourierPositionEncoding.atPositions', 'pos', pos, k);
     const { data, channels } = fourierFeatures(pos, this.opts);
     const n = data.length / channels;
     return tidy(() => broadcastTo(tensor(data, [n, channels], { device: this.device }), [batchSize, n, channels]));

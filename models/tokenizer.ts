@@ -7,6 +7,23 @@
 // `skipSpecialTokens: false`, which spells them out) and decodes the bytes as UTF-8
 // with U+FFFD for invalid sequences, as Python's errors="replace".
 
+import { describe } from '../lib/dtype.js';
+import { boolArg, intArg, objectArg } from './args.js';
+
+/** The boolean fields of an options object that are given. */
+function boolOptions(op: string, opts: object, keys: readonly string[]): void {
+  for (const k of keys) {
+    const v = (opts as Record<string, unknown>)[k];
+    if (v !== undefined) boolArg(op, `opts.${k}`, v);
+  }
+}
+
+/** A token id: a number (else a TypeError naming name), then in [0, vocab) (else the RangeError msg). */
+function idArg(op: string, name: string, id: unknown, msg: () => string): void {
+  if (typeof id !== 'number') throw new TypeError(`${op}: argument '${name}' must be an integer id in [0, ${BytesTokenizer.VOCAB_SIZE}), got ${describe(id)}`);
+  if (!Number.isInteger(id) || id < 0 || id >= BytesTokenizer.VOCAB_SIZE) throw new RangeError(msg());
+}
+
 export const SPECIAL_TOKENS = Object.freeze({ pad: 0, bos: 1, eos: 2, mask: 3, cls: 4, sep: 5 } as const);
 export type SpecialTokenName = keyof typeof SPECIAL_TOKENS;
 const SPELLING: readonly string[] = ['[PAD]', '[BOS]', '[EOS]', '[MASK]', '[CLS]', '[SEP]'];
@@ -52,6 +69,8 @@ export class BytesTokenizer {
   readonly modelMaxLength: number;
 
   constructor(opts: { modelMaxLength?: number } = {}) {
+    objectArg('BytesTokenizer', 'opts', opts);
+    if (opts.modelMaxLength !== undefined) intArg('BytesTokenizer', 'opts.modelMaxLength', opts.modelMaxLength, 1);
     const m = opts.modelMaxLength ?? 2048;
     if (!Number.isSafeInteger(m) || m < 1) throw new RangeError(`BytesTokenizer: modelMaxLength must be a positive integer, got ${String(m)}`);
     this.modelMaxLength = m;
@@ -59,7 +78,9 @@ export class BytesTokenizer {
 
   /** The ids of the text's bytes, no special tokens added (special spellings read as specials unless told not to). */
   tokenize(text: string, opts: { parseSpecialTokens?: boolean } = {}): number[] {
-    if (typeof text !== 'string') throw new TypeError(`BytesTokenizer: text must be a string, got ${text === null ? 'null' : typeof text}`);
+    if (typeof text !== 'string') throw new TypeError(`BytesTokenizer: text must be a string, got ${describe(text)}`);
+    objectArg('BytesTokenizer.tokenize', 'opts', opts);
+    boolOptions('BytesTokenizer.tokenize', opts, ['parseSpecialTokens']);
     const out: number[] = [];
     const pushBytes = (s: string): void => {
       for (const b of Buffer.from(s, 'utf8')) out.push(b + NUM_SPECIAL);
@@ -85,15 +106,17 @@ export class BytesTokenizer {
   }
 
   encode(text: string, opts: EncodeOptions = {}): Encoding {
+    objectArg('BytesTokenizer.encode', 'opts', opts);
+    boolOptions('BytesTokenizer.encode', opts, ['addSpecialTokens', 'truncation', 'parseSpecialTokens']);
     const { addSpecialTokens = true, parseSpecialTokens = true, pair } = opts;
     const padding = normalizePadding(opts.padding);
     // As HF: truncation: true or padding 'max_length' without maxLength use the model's maximum.
     const maxLength = opts.maxLength ?? (opts.truncation === true || padding === 'max_length' ? this.modelMaxLength : undefined);
     if (typeof addSpecialTokens !== 'boolean') throw new TypeError(`BytesTokenizer: addSpecialTokens must be a boolean`);
     if (maxLength !== undefined && (!Number.isSafeInteger(maxLength) || maxLength < 1))
-      throw new RangeError(`BytesTokenizer: maxLength must be a positive integer, got ${String(maxLength)}`);
+      throw new (typeof maxLength === 'number' ? RangeError : TypeError)(`BytesTokenizer: maxLength must be a positive integer: argument 'opts.maxLength' must be an integer >= 1, got ${describe(maxLength)}`);
     if (padding === 'longest') throw new RangeError(`BytesTokenizer: padding 'longest' applies to encodeBatch; a single text is its own longest`);
-    if (pair !== undefined && typeof pair !== 'string') throw new TypeError(`BytesTokenizer: pair must be a string`);
+    if (pair !== undefined && typeof pair !== 'string') throw new TypeError(`BytesTokenizer.encode: argument 'opts.pair' must be a string, got ${describe(pair)}`);
     const truncation = opts.truncation ?? maxLength !== undefined;
 
     let a = this.tokenize(text, { parseSpecialTokens });
@@ -133,11 +156,12 @@ export class BytesTokenizer {
 
   /** Encodes each text; padding 'longest' (or true) pads every row to the longest, 'max_length' to maxLength. */
   encodeBatch(texts: readonly string[], opts: EncodeOptions = {}): { ids: number[][]; attentionMask: number[][] } {
-    if (!Array.isArray(texts)) throw new TypeError(`BytesTokenizer: encodeBatch needs an array of strings`);
+    if (!Array.isArray(texts)) throw new TypeError(`BytesTokenizer.encodeBatch: argument 'texts' must be an array of strings, got ${describe(texts)}`);
+    objectArg('BytesTokenizer.encodeBatch', 'opts', opts);
     if (opts.pair !== undefined) throw new TypeError(`BytesTokenizer: encodeBatch takes no pair`);
     const padding = normalizePadding(opts.padding);
     const rows = texts.map((t, i) => {
-      if (typeof t !== 'string') throw new TypeError(`BytesTokenizer: texts[${i}] must be a string, got ${t === null ? 'null' : typeof t}`);
+      if (typeof t !== 'string') throw new TypeError(`BytesTokenizer.encodeBatch: argument 'texts[${i}]' must be a string, got ${describe(t)}`);
       return this.encode(t, { ...opts, padding: padding === 'longest' ? false : padding });
     });
     if (padding === 'longest') {
@@ -149,6 +173,8 @@ export class BytesTokenizer {
 
   /** Ids to text: ids 0..5 dropped (or spelled out), bytes decoded as UTF-8 with U+FFFD replacement. */
   decode(ids: ArrayLike<number> | Iterable<number>, opts: DecodeOptions = {}): string {
+    objectArg('BytesTokenizer.decode', 'opts', opts);
+    boolOptions('BytesTokenizer.decode', opts, ['skipSpecialTokens']);
     const skip = opts.skipSpecialTokens ?? true;
     const list = toIdArray(ids);
     let out = '';
@@ -158,8 +184,7 @@ export class BytesTokenizer {
       bytes = [];
     };
     list.forEach((id, i) => {
-      if (!Number.isInteger(id) || id < 0 || id >= BytesTokenizer.VOCAB_SIZE)
-        throw new RangeError(`BytesTokenizer: id ${String(id)} at position ${i} is not in [0, ${BytesTokenizer.VOCAB_SIZE})`);
+      idArg('BytesTokenizer.decode', `ids[${i}]`, id, () => `BytesTokenizer: id ${String(id)} at position ${i} is not in [0, ${BytesTokenizer.VOCAB_SIZE})`);
       if (id >= NUM_SPECIAL) bytes.push(id - NUM_SPECIAL);
       else if (!skip) {
         // HF joins all bytes (specials as their UTF-8 spelling) and decodes once; the
@@ -174,7 +199,7 @@ export class BytesTokenizer {
 
   /** An id's token: special spelling, or the byte as a one-character latin-1 string (HF's _convert_id_to_token). */
   idToToken(id: number): string {
-    if (!Number.isInteger(id) || id < 0 || id >= BytesTokenizer.VOCAB_SIZE) throw new RangeError(`BytesTokenizer: id ${String(id)} is not in [0, ${BytesTokenizer.VOCAB_SIZE})`);
+    idArg('BytesTokenizer.idToToken', 'id', id, () => `BytesTokenizer: id ${String(id)} is not in [0, ${BytesTokenizer.VOCAB_SIZE})`);
     return id < NUM_SPECIAL ? SPELLING[id] : String.fromCharCode(id - NUM_SPECIAL);
   }
 }
@@ -194,8 +219,11 @@ function padTo(e: Encoding, n: number): void {
 }
 
 function toIdArray(ids: ArrayLike<number> | Iterable<number>): number[] {
-  if (ids === null || ids === undefined || typeof ids === 'string') throw new TypeError(`BytesTokenizer: decode needs an array of ids`);
+  const bad = (): never => {
+    throw new TypeError(`BytesTokenizer.decode: argument 'ids' must be an array of ids, got ${describe(ids)}`);
+  };
+  if (ids === null || ids === undefined || typeof ids === 'string') bad();
   if (typeof (ids as Iterable<number>)[Symbol.iterator] === 'function') return Array.from(ids as Iterable<number>);
   if (typeof (ids as ArrayLike<number>).length === 'number') return Array.from(ids as ArrayLike<number>);
-  throw new TypeError(`BytesTokenizer: decode needs an array of ids`);
+  return bad();
 }

@@ -244,7 +244,7 @@ test('bad arguments give clear errors', (t) => {
   t.throws(() => computeGridIndices([300, 400], WINDOW), { instanceOf: RangeError, message: /smaller than the window/ });
   t.throws(() => computeGridIndices([20, 20], [12, 16], 12), { instanceOf: RangeError, message: /overlap \(12\) must be less than the window/ });
   t.throws(() => computeGridIndices([20, 20], [12, 16], -1), { instanceOf: RangeError, message: /minOverlap/ });
-  t.throws(() => computeGridIndices([0, 20], [12, 16]), { instanceOf: RangeError, message: /image height/ });
+  t.throws(() => computeGridIndices([0, 20], [12, 16]), { instanceOf: RangeError, message: /argument 'imageShape\[0\]' must be an integer >= 1, got number 0/ });
   t.throws(() => windowWeights([0, 3]), { instanceOf: RangeError });
   t.throws(() => stitchWindows([new Float32Array(4)], [[0, 0]], [2, 2], [2, 2]), { instanceOf: RangeError, message: /4 values, expected 2x2x2 = 8/ });
   t.throws(() => stitchWindows([new Float32Array(8)], [[1, 0]], [2, 2], [2, 2]), { instanceOf: RangeError, message: /outside/ });
@@ -312,4 +312,26 @@ test.serial('demo-flow on the HF fixture: one-window frames give the model outpu
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+});
+
+test('tiling and flow pictures check their arguments: type, name, expected and what came', (t) => {
+  const cases: [() => unknown, RegExp][] = [
+    [() => computeGridIndices(undefined as never), /^computeGridIndices: argument 'imageShape' must be \[H, W\] \(2 integers >= 1\), got undefined/],
+    [() => computeGridIndices([20, 30], [12, 16], NaN), /^computeGridIndices: argument 'minOverlap' must be an integer >= 0, got number NaN/],
+    [() => windowWeights([1.5, 2]), /^windowWeights: argument 'patchSize\[0\]' must be an integer >= 1, got number 1.5/],
+    [() => stitchWindows('x' as never, [[0, 0]], [2, 2], [2, 2]), /^stitchWindows: argument 'pieces' must be an array of per-window flows, got 'x'/],
+    [() => stitchWindows([new Float32Array(8)], [5 as never], [2, 2], [2, 2]), /^stitchWindows: argument 'indices\[0\]' must be \[y, x\] \(2 integers >= 0\), got number 5/],
+    [() => stitchWindows([null as never], [[0, 0]], [2, 2], [2, 2]), /^stitchWindows: argument 'pieces\[0\]' must be window 0's flow/],
+    [() => windowPatches(null as never, [2, 2], [0, 0], [2, 2]), /^windowPatches: argument 'frames' must be the two frames/],
+    [() => windowPatches(new Float32Array(24), [2, 2], ['a', 0] as never, [2, 2]), /^windowPatches: argument 'origin\[0\]' must be an integer >= 0, got 'a'/],
+    [() => flowToColor(null as never, 2, 3), /^flowToColor: argument 'flow' must be an array or typed array of \[H, W, 2\] values, got null/],
+    [() => flowToColor(new Float32Array(12), 2, 3, null as never), /^flowToColor: argument 'opts' must be an object, got null/],
+    [() => flowToColor(new Float32Array(12), 2, 3, { maxMagnitude: 'x' as never }), /^flowToColor: argument 'opts.maxMagnitude' must be a finite number, got 'x'/],
+    [() => encodeFlo(new Float32Array(12), 'x' as never, 3), /^encodeFlo: argument 'height' must be an integer >= 1, got 'x'/],
+    [() => encodeFlo(undefined as never, 2, 3), /^encodeFlo: argument 'flow' must be an array or typed array/],
+    [() => encodePng([0, 0, 0] as never, 1, 1), /^encodePng: argument 'rgb' must be a Uint8Array of \[H, W, 3\] bytes, got array of length 3/],
+    [() => encodePng(new Uint8Array(9), 1.5, 2), /^encodePng: argument 'height' must be an integer >= 1, got number 1.5/],
+    [() => crc32(undefined as never), /^crc32: argument 'buf' must be a Uint8Array \(or Buffer\), got undefined/],
+  ];
+  for (const [call, message] of cases) t.throws(call, { message }, String(message));
 });

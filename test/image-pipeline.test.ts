@@ -92,3 +92,18 @@ test.serial('perceiver train streams an image folder (imagenet-debug preset, one
   t.is(bad.code, 1);
   t.regex(bad.stderr, /image folder '.*missing' does not exist/);
 });
+
+test('the pipeline checks its arguments: type, name, expected and what came', (t) => {
+  const rng = new Rng(1);
+  const cases: [() => unknown, RegExp][] = [
+    [() => randomResizedCrop(rng, 'x' as never, 8), /^randomResizedCrop: argument 'h' must be an integer >= 1, got 'x'/],
+    [() => randomResizedCrop(null as never, 8, 8), /^randomResizedCrop: argument 'rng' must be an Rng \(an object with next\(\)\), got null/],
+    [() => randomResizedCrop(rng, 8, 8, [1, 0.5]), /^randomResizedCrop: argument 'scale\[1\]' must be a finite number >= 1, got number 0.5/],
+    [() => randomResizedCrop(rng, 8, 8, [0.08, 1], null as never), /^randomResizedCrop: argument 'ratio' must be \[low, high\], got null/],
+    [() => memorySource(undefined as never), /^memorySource: argument 'set' must be an object, got undefined/],
+    [() => memorySource({ pixels: new Float32Array(16), labels: Int32Array.from([1]), shape: [1, 4, 4], classes: 'x' as never }), /^memorySource: argument 'set.classes' must be an array of class names, got 'x'/],
+    [() => listImageFolder(5 as never), /^listImageFolder: argument 'dir' must be a non-empty folder path, got number 5/],
+    [() => imageFolderSources(undefined as never, { size: 8, channels: 3 }), /^imageFolderSources: argument 'root' must be a non-empty folder path, got undefined/],
+  ];
+  for (const [call, message] of cases) t.throws(call, { message }, String(message));
+});

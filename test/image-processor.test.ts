@@ -157,3 +157,20 @@ test('bad images and sizes are refused with the argument named', (t) => {
   t.throws(() => centerCrop(pattern(2, 2), 1.5, 1), { message: /crop size must be positive integers/ });
   t.throws(() => cropAndResize(pattern(1, 1), imageProcessorOptions({ image_size: 4 })), { message: /too small to centre-crop/ });
 });
+
+test('the processor checks its options: type, name, expected and what came', (t) => {
+  const img: RgbImage = { data: new Uint8Array(4 * 5 * 3).fill(9), height: 4, width: 5 };
+  const o = imageProcessorOptions({ image_size: 4 });
+  const cases: [() => unknown, RegExp][] = [
+    [() => preprocessImage(img, { ...o, rescaleFactor: 'x' as never }), /^preprocessImage: argument 'opts.rescaleFactor' must be a finite number, got 'x'/],
+    [() => preprocessImage(img, { ...o, doResize: NaN as never }), /^preprocessImage: argument 'opts.doResize' must be a boolean, got number NaN/],
+    [() => preprocessImage(img, undefined as never), /^preprocessImage: argument 'opts' must be an object, got undefined/],
+    [() => preprocessImage(img, { ...o, size: null as never }), /argument 'opts.size' must be \[height, width\] \(2 positive integers\), got null/],
+    [() => toPixelValues(img, { ...o, mean: [0, 0] as never }), /^toPixelValues: argument 'opts.mean' must be 3 finite numbers \(one per channel\), got array of length 2/],
+    [() => cropAndResize(img, { ...o, cropSize: [4, 1.5] }), /^cropAndResize: argument 'opts.cropSize\[1\]' must be an integer >= 1, got number 1.5/],
+    [() => imageProcessorOptions(null as never), /^imageProcessorOptions: argument 'modelConfig' must be an object, got null/],
+    [() => imageProcessorOptions({}, 'x' as never), /^imageProcessorOptions: argument 'preprocessorConfig' must be an object, got 'x'/],
+    [() => centerCrop(null as never, 2, 2), /image must be an RGB image \{data, height, width\}, got null/],
+  ];
+  for (const [call, message] of cases) t.throws(call, { message }, String(message));
+});

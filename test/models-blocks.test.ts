@@ -15,6 +15,8 @@ import {
   keyMask,
   perceiverConfig,
 } from '../models/index.js';
+import * as Models from '../models/index.js';
+import { setFastCrossAttention } from '../models/attention.js';
 import { caseConfig } from './helpers/hf-fixture.js';
 import { readAndDispose } from './helpers/read.js';
 import { assertClose, geluRef, geluTanhRef, layerNormRef, matmulRef, randomArray, softmaxRef } from './helpers/reference.js';
@@ -177,4 +179,72 @@ test('createModel builds the class config.architectures[0] names, for every HF f
   }
   t.throws(() => createModel({ architectures: ['BertForMaskedLM'] }), { message: /'BertForMaskedLM' is not supported/ });
   t.throws(() => createModel({}), { message: /architectures\[0\] must name the model class/ });
+});
+
+test('the building blocks check their arguments: type, name, expected and what came', (t) => {
+  const M = Models;
+  const cfg = M.perceiverConfig({ d_latents: 8, d_model: 6, num_latents: 4, num_self_attention_heads: 2, num_cross_attention_heads: 1, num_labels: 3 });
+  const x = P.zeros([1, 3, 8]);
+  const ints = P.zeros([1, 3], { dtype: 'int32' });
+  const attn = new M.PerceiverAttention({ isCrossAttention: true, qDim: 8, kvDim: 6, numHeads: 2 });
+  const fourier = new M.PerceiverFourierPositionEncoding({ numBands: 2, maxResolution: [2, 3] });
+  const mm = new M.PerceiverMultimodalPostprocessor({ a: new M.PerceiverIdentityPostprocessor() });
+  const cases: [() => unknown, RegExp][] = [
+    [() => new M.PerceiverSelfAttention(undefined as never), /^PerceiverSelfAttention: argument 'opts' must be an object, got undefined/],
+    [() => new M.PerceiverSelfAttention({ qDim: 'x' as never }), /^PerceiverSelfAttention: argument 'opts.qDim' must be an integer >= 1, got 'x'/],
+    [() => new M.PerceiverAttention({ isCrossAttention: true, qDim: 8, kvDim: 'x' as never }), /^PerceiverAttention: argument 'opts.kvDim' must be an integer >= 1, got 'x'/],
+    [() => new M.PerceiverAttention({ qDim: 8, isCrossAttention: 1 as never }), /argument 'opts.isCrossAttention' must be a boolean, got number 1/],
+    [() => attn.forward(undefined as never, P.zeros([1, 5, 6])), /^PerceiverAttention.forward: argument 'hiddenStates' must be a Tensor \[B, Nq, qDim\], got undefined/],
+    [() => attn.forward(x, 3 as never), /argument 'inputs' must be a Tensor \[B, Nk, kvDim\], got number 3/],
+    [() => new M.PerceiverSelfOutput(8, 8).forward('x' as never), /^PerceiverSelfOutput.forward: argument 'x' must be a Tensor, got 'x'/],
+    [() => new M.PerceiverMLP(6, 2, null as never), /^PerceiverMLP: argument 'opts' must be an object, got null/],
+    [() => new M.PerceiverMLP(6, 2, { hiddenAct: 'swish' as never }), /unsupported activation 'swish': argument 'hiddenAct' must be one of 'gelu',.*got 'swish'/],
+    [() => new M.PerceiverMLP(6, 2).forward({} as never), /^PerceiverMLP.forward: argument 'x' must be a Tensor, got Object/],
+    [() => new M.PerceiverLayer(undefined as never), /^PerceiverLayer: argument 'opts' must be an object, got undefined/],
+    [() => new M.PerceiverLayer({ qDim: 6, numHeads: 2 }).forward(P.zeros([7])), /^PerceiverLayer.forward: argument 'hiddenStates' must have rank 3 \[B, Nq, qDim\], got shape \[7\]/],
+    [() => new M.PerceiverEncoder('x' as never, { kvDim: 6 }), /^PerceiverEncoder: argument 'config' must be an object, got 'x'/],
+    [() => new M.PerceiverEncoder(cfg, null as never), /^PerceiverEncoder: argument 'opts' must be an object, got null/],
+    [() => new M.PerceiverEncoder(cfg, { kvDim: 6 }).forward(x, null as never), /^PerceiverEncoder.forward: argument 'inputs' must be a Tensor \[B, M, kvDim\], got null/],
+    [() => new M.PerceiverEmbeddings(4, 8).forward(1.5), /^PerceiverEmbeddings.forward: argument 'batchSize' must be an integer >= 0, got number 1.5/],
+    [() => new M.PerceiverTrainablePositionEncoding(undefined as never, 4), /^PerceiverTrainablePositionEncoding: argument 'indexDims' must be an array of at least 1 integers, got undefined/],
+    [() => new M.PerceiverTrainablePositionEncoding([2, 3], 4).forward(2, 'x' as never), /argument 'indexDims' must be an array of at least 1 integers, got 'x'/],
+    [() => new M.PerceiverFourierPositionEncoding(undefined as never), /^PerceiverFourierPositionEncoding: argument 'opts' must be an object, got undefined/],
+    [() => new M.PerceiverFourierPositionEncoding({ numBands: 1.5, maxResolution: [2, 3] }), /argument 'opts.numBands' must be an integer >= 1, got number 1.5/],
+    [() => new M.PerceiverFourierPositionEncoding({ numBands: 2, maxResolution: 'x' as never }), /argument 'opts.maxResolution' must be an array of at least 1 integers, got 'x'/],
+    [() => new M.PerceiverFourierPositionEncoding({ numBands: 2, maxResolution: [2, 3], sineOnly: 'x' as never }), /argument 'opts.sineOnly' must be a boolean, got 'x'/],
+    [() => fourier.forward(2, [NaN, 3]), /^PerceiverFourierPositionEncoding.forward: argument 'indexDims\[0\]' must be an integer >= 1, got number NaN/],
+    [() => fourier.atPositions(2, [0, 0.5] as never), /^PerceiverFourierPositionEncoding.atPositions: argument 'pos' must be a Float32Array of positions \[n, 2\], got array of length 2/],
+    [() => M.fourierFeatures(M.linearPositions([2, 3]), { numBands: -1, maxResolution: [2, 3] }), /^fourierFeatures: argument 'opts.numBands' must be an integer >= 1, got number -1/],
+    [() => M.fourierFeatures(M.linearPositions([2, 3]), { numBands: 2, maxResolution: [NaN, 3] }), /argument 'opts.maxResolution\[0\]' must be an integer >= 1, got number NaN/],
+    [() => M.fourierFeatures(undefined as never, { numBands: 2, maxResolution: [2, 3] }), /^fourierFeatures: argument 'pos' must be a Float32Array/],
+    [() => M.linspaceF32(0, 1, -1), /^linspaceF32: argument 'steps' must be an integer >= 0, got number -1/],
+    [() => M.linspaceF32('x' as never, 1, 5), /^linspaceF32: argument 'start' must be a finite number, got 'x'/],
+    [() => M.linearPositions([1.5]), /^linearPositions: argument 'indexDims\[0\]' must be an integer >= 1, got number 1.5/],
+    [() => M.spaceToDepth(P.zeros([1, 2, 3, 4, 4]), {} as never, 2), /^spaceToDepth: argument 'temporalBlock' must be an integer >= 1, got Object/],
+    [() => M.spaceToDepth('x' as never), /^spaceToDepth: argument 'frames' must be a Tensor/],
+    [() => new M.PerceiverTextPreprocessor(null as never), /^PerceiverTextPreprocessor: argument 'config' must be an object, got null/],
+    [() => new M.PerceiverTextPreprocessor(cfg).forward(3 as never), /^PerceiverTextPreprocessor.forward: argument 'ids' must be a Tensor, got number 3/],
+    [() => new M.PerceiverImagePreprocessor(cfg, { prepType: 'pixels', spatialDownsample: 1, inChannels: 'x' as never }), /^PerceiverImagePreprocessor: argument 'opts.inChannels' must be an integer >= 1, got 'x'/],
+    [() => new M.PerceiverImagePreprocessor(cfg, { prepType: 'pixels', spatialDownsample: 1, fourier: 'x' as never }), /argument 'opts.fourier' must be an object, got 'x'/],
+    [() => new M.PerceiverAudioPreprocessor(cfg, { concatOrAddPos: 'both' as never }), /^PerceiverAudioPreprocessor: argument 'opts.concatOrAddPos' must be 'concat' or 'add', got 'both'/],
+    [() => new M.PerceiverOneHotPreprocessor(cfg).forward(ints), /^PerceiverOneHotPreprocessor.forward: argument 'labels' must be float32 or bfloat16 or float16, got int32/],
+    [() => new M.PerceiverMultimodalPreprocessor({ modalities: 5 as never }), /^PerceiverMultimodalPreprocessor: argument 'opts.modalities' must be an object, got number 5/],
+    [() => new M.Conv2DDownsample({ numLayers: 1 } as never), /^Conv2DDownsample: argument 'opts' has unknown option 'numLayers' \(known: inChannels, outChannels, useBatchnorm, padding, initStd, device\)/],
+    [() => new M.Conv2DDownsample().forward(undefined as never), /^Conv2DDownsample.forward: argument 'x' must be a Tensor \[B, H, W, C\] \(channels-last\), got undefined/],
+    [() => new M.PerceiverIdentityPostprocessor().forward(ints), /^PerceiverIdentityPostprocessor.forward: argument 'inputs' must be float32 or bfloat16 or float16, got int32/],
+    [() => mm.forward(x, { a: 'x' as never }), /^PerceiverMultimodalPostprocessor.forward: argument 'modalitySizes.a' must be an integer >= 0, got 'x'/],
+    [() => mm.forward(x), /argument 'modalitySizes' must be an object, got undefined/],
+    [() => new M.PerceiverMultimodalPostprocessor(undefined as never), /^PerceiverMultimodalPostprocessor: argument 'modalities' must be an object, got undefined/],
+    [() => new M.PerceiverImagePostprocessor({ postprocType: 'pixels' }).forward('x' as never), /^PerceiverImagePostprocessor.forward: argument 'inputs' must be a Tensor/],
+    [() => new M.PerceiverImagePostprocessor(null as never), /^PerceiverImagePostprocessor: argument 'opts' must be an object, got null/],
+    [() => M.depthToSpace(P.zeros([1, 2, 2, 2, 12]), 1, 'x' as never), /^depthToSpace: argument 'spatialBlock' must be an integer >= 1, got 'x'/],
+    [() => new M.ConvTranspose2d(3, 4, 2, 'x' as never), /^ConvTranspose2d: argument 'opts' must be an object, got 'x'/],
+    [() => new M.Conv3DUpsample(3, 4, 1, 1, 5 as never), /^Conv3DUpsample: argument 'opts' must be an object, got number 5/],
+    [() => new M.Conv2DUpsample(3, 4).forward(null as never), /^Conv2DUpsample.forward: argument 'x' must be a Tensor/],
+    [() => setFastCrossAttention({} as never, true), /^setFastCrossAttention: argument 'module' must be a Module, got Object/],
+  ];
+  for (const [call, message] of cases) t.throws(call, { message }, String(message));
+  for (const m of [attn, fourier, mm]) m.dispose();
+  x.dispose();
+  ints.dispose();
 });

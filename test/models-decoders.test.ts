@@ -3,6 +3,7 @@
 import test from 'ava';
 import * as P from '../lib/index.js';
 import { PerceiverBasicDecoder, PerceiverIdentityPostprocessor, PerceiverModel, PerceiverProjectionDecoder, perceiverConfig } from '../models/index.js';
+import * as Models from '../models/index.js';
 import { readAndDispose } from './helpers/read.js';
 import { assertClose, randomArray } from './helpers/reference.js';
 import { baseline, live } from './helpers/device.js';
@@ -89,7 +90,7 @@ test.serial('a PerceiverModel with the projection decoder outputs Linear(mean(la
 });
 
 test('bad arguments give clear errors', (t) => {
-  t.throws(() => new PerceiverProjectionDecoder({ numClasses: 0, numZChannels: 4 }), { instanceOf: RangeError, message: /numClasses must be a positive integer/ });
+  t.throws(() => new PerceiverProjectionDecoder({ numClasses: 0, numZChannels: 4 }), { instanceOf: RangeError, message: /argument 'opts.numClasses' must be an integer >= 1, got number 0/ });
   t.throws(() => new PerceiverProjectionDecoder({ numClasses: 2, numZChannels: 1.5 }), { instanceOf: RangeError, message: /numZChannels/ });
   const dec = new PerceiverProjectionDecoder({ numClasses: 2, numZChannels: 4 });
   const z = P.zeros([1, 3, 5]);
@@ -124,4 +125,32 @@ test('PerceiverModel without a preprocessor refuses inputs that are not [B, M, d
     x.dispose();
   }
   model.dispose();
+});
+
+test('decoders check their arguments: type, name, expected and what came', (t) => {
+  const M = Models;
+  const cfg = perceiverConfig({ d_latents: 8, d_model: 6, num_latents: 4, num_self_attention_heads: 2, num_cross_attention_heads: 1, num_labels: 3 });
+  const basic = new PerceiverBasicDecoder(cfg, { outputNumChannels: 4, outputIndexDims: [3], numChannels: 8, positionEncodingType: 'trainable', trainable: { indexDims: 3, numChannels: 8 } });
+  const z = P.zeros([1, 4, 8]);
+  const cases: [() => unknown, RegExp][] = [
+    [() => new PerceiverBasicDecoder(cfg, undefined as never), /^PerceiverBasicDecoder: argument 'opts' must be an object, got undefined/],
+    [() => new PerceiverBasicDecoder(cfg, { outputNumChannels: 4, positionEncodingType: 'x' as never }), /argument 'opts.positionEncodingType' must be 'trainable' or 'fourier' or 'none', got 'x'/],
+    [() => new PerceiverBasicDecoder(cfg, { outputNumChannels: 4, positionEncodingType: 'fourier', outputIndexDims: [3], fourier: { numBands: 1.5, maxResolution: [3] } }), /argument 'opts.fourier.numBands' must be an integer >= 1, got number 1.5/],
+    [() => basic.forward(undefined as never, z), /^PerceiverBasicDecoder.forward: argument 'query' must be a Tensor \[B, N_out, C\], got undefined/],
+    [() => basic.decoderQuery('x' as never), /^PerceiverBasicDecoder.decoderQuery: argument 'inputs' must be a Tensor/],
+    [() => new M.PerceiverClassificationDecoder(null as never, {}), /^PerceiverClassificationDecoder: argument 'config' must be an object, got null/],
+    [() => new PerceiverProjectionDecoder(undefined as never), /^PerceiverProjectionDecoder: argument 'opts' must be an object, got undefined/],
+    [() => new PerceiverProjectionDecoder({ numClasses: 5, numZChannels: 8 }).forward(null, 'x' as never), /^PerceiverProjectionDecoder.forward: argument 'z' must be a Tensor \[B, N, 8\], got 'x'/],
+    [() => new PerceiverProjectionDecoder({ numClasses: 5, numZChannels: 8 }).decoderQuery({ batchSize: 1 } as never), /^PerceiverProjectionDecoder.decoderQuery: argument 'inputs' must be a Tensor \[B, M, C\], got Object/],
+    [() => new M.PerceiverEmbeddingDecoder(10).forward(P.zeros([1, 3, 6]), undefined as never), /^PerceiverEmbeddingDecoder.forward: argument 'embeddingWeight' must be a Tensor \[vocab, d_model\], got undefined/],
+    [() => M.subsampledPositions([0, 1, 2], [NaN]), /^subsampledPositions: argument 'dims\[0\]' must be an integer >= 1, got number NaN/],
+    [() => M.subsampledPositions([{} as never], [4]), /^subsampledPositions: argument 'points\[0\]' must be an integer index into the output grid \[4\], got Object/],
+    [() => M.subsampledPositions(5 as never, [4]), /^subsampledPositions: argument 'points' must be an array of flat indices, got number 5/],
+    [() => M.queryRowMask(undefined as never, 2, 3), /^queryRowMask: argument 'queryMask' must be a Tensor \[B, N_out\], got undefined/],
+    [() => new M.PerceiverMultimodalDecoder(cfg, { modalities: {}, outputNumChannels: 4 }), /argument 'opts.modalities' must name at least one modality, got none/],
+    [() => new M.PerceiverOpticalFlowDecoder(cfg, { numChannels: 8, outputImageShape: 'x' as never }), /^PerceiverOpticalFlowDecoder: argument 'opts.outputImageShape' must be an array of at least 1 integers, got 'x'/],
+  ];
+  for (const [call, message] of cases) t.throws(call, { message }, String(message));
+  basic.dispose();
+  z.dispose();
 });

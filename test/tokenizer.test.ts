@@ -101,12 +101,29 @@ test('bad input gives clear errors', (t) => {
   t.throws(() => tok.encode('a', { maxLength: 1 }), { instanceOf: RangeError, message: /cannot hold the 2 special tokens/ });
   t.throws(() => tok.encode('a', { padding: 'left' as never }), { instanceOf: TypeError, message: /padding must be/ });
   t.throws(() => tok.encode('abcdef', { maxLength: 4, truncation: false }), { instanceOf: RangeError, message: /8 ids, more than maxLength 4/ });
-  t.throws(() => tok.encodeBatch(['a', 3 as unknown as string]), { instanceOf: TypeError, message: /texts\[1\] must be a string/ });
+  t.throws(() => tok.encodeBatch(['a', 3 as unknown as string]), { instanceOf: TypeError, message: /'texts\[1\]' must be a string, got number 3/ });
   t.throws(() => tok.decode([4, 262]), { instanceOf: RangeError, message: /id 262 at position 1 is not in \[0, 262\)/ });
   t.throws(() => tok.decode([-1]), { instanceOf: RangeError });
   t.throws(() => tok.decode([6.5]), { instanceOf: RangeError });
-  t.throws(() => tok.decode(['7' as unknown as number]), { instanceOf: RangeError });
+  t.throws(() => tok.decode(['7' as unknown as number]), { instanceOf: TypeError, message: /argument 'ids\[0\]' must be an integer id in \[0, 262\), got '7'/ });
   t.throws(() => tok.decode('abc' as unknown as number[]), { instanceOf: TypeError, message: /array of ids/ });
   t.throws(() => tok.idToToken(300), { instanceOf: RangeError });
   t.throws(() => new BytesTokenizer({ modelMaxLength: 0 }), { instanceOf: RangeError });
+});
+
+test('every entry point checks its arguments: type, name, expected and what came', (t) => {
+  const tok = new BytesTokenizer();
+  const cases: [() => unknown, RegExp][] = [
+    [() => new BytesTokenizer(null as never), /^BytesTokenizer: argument 'opts' must be an object, got null/],
+    [() => new BytesTokenizer({ modelMaxLength: 'x' as never }), /^BytesTokenizer: argument 'opts.modelMaxLength' must be an integer >= 1, got 'x'/],
+    [() => tok.tokenize('hi', null as never), /^BytesTokenizer.tokenize: argument 'opts' must be an object, got null/],
+    [() => tok.encode('hi', 'x' as never), /^BytesTokenizer.encode: argument 'opts' must be an object, got 'x'/],
+    [() => tok.encode('hi', { truncation: 1 as never }), /^BytesTokenizer.encode: argument 'opts.truncation' must be a boolean, got number 1/],
+    [() => tok.encodeBatch(5 as never), /^BytesTokenizer.encodeBatch: argument 'texts' must be an array of strings, got number 5/],
+    [() => tok.decode([7], null as never), /^BytesTokenizer.decode: argument 'opts' must be an object, got null/],
+    [() => tok.decode({} as never), /^BytesTokenizer.decode: argument 'ids' must be an array of ids, got Object/],
+    [() => tok.decode(['a' as never]), /^BytesTokenizer.decode: argument 'ids\[0\]' must be an integer id in \[0, 262\), got 'a'/],
+    [() => tok.idToToken(undefined as never), /^BytesTokenizer.idToToken: argument 'id' must be an integer id in \[0, 262\), got undefined/],
+  ];
+  for (const [call, message] of cases) t.throws(call, { message }, String(message));
 });

@@ -11,7 +11,23 @@
 import { Linear, Module, Tensor, cast, concat, notEqual, reshape, tidy, toDtype } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import { PerceiverLayer } from '../layer.js';
-import { PerceiverFourierPositionEncoding, PerceiverTrainablePositionEncoding, overBatch, type FourierOptions } from '../position-encoding.js';
+import { PerceiverFourierPositionEncoding, PerceiverTrainablePositionEncoding, fourierOptionsArg, overBatch, type FourierOptions } from '../position-encoding.js';
+import { describe } from '../../lib/dtype.js';
+import { boolArg, intArg, intListArg, objectArg, optionalTensorArg, tensorArg } from '../args.js';
+import { configArg, deviceArg, oneOfArg } from '../preprocessors/preprocessor.js';
+
+/** A decoder's forward tensors, checked at entry (op names the decoder). */
+export function decoderForwardArgs(op: string, query: unknown, z: unknown, queryMask: unknown): void {
+  tensorArg(op, 'query', query, { rank: 3, dtype: 'float', shape: '[B, N_out, C]' });
+  tensorArg(op, 'z', z, { rank: 3, dtype: 'float', shape: '[B, N, d_latents]' });
+  optionalTensorArg(op, 'queryMask', queryMask, { rank: 2, shape: '[B, N_out]' });
+}
+
+/** decoderQuery's inputs [B, M, C] and context object. */
+export function decoderQueryArgs(op: string, inputs: unknown, ctx: unknown): void {
+  tensorArg(op, 'inputs', inputs, { shape: '[B, M, C]' });
+  objectArg(op, 'ctx', ctx as object);
+}
 
 export interface PerceiverBasicDecoderOptions {
   outputNumChannels: number;
@@ -55,12 +71,16 @@ const f = Math.fround;
 
 /** HF's subsampled coordinates: -1 + 2 * unravel(i) / dims, each step rounded to float32 as torch does. */
 export function subsampledPositions(points: ArrayLike<number>, dims: readonly number[]): Float32Array {
+  if (!isArrayLike(points)) throw new TypeError(`subsampledPositions: argument 'points' must be an array of flat indices, got ${describe(points)}`);
+  intListArg('subsampledPositions', 'dims', dims, 1, Infinity, 1);
   const k = dims.length;
   const size = dims.reduce((a, b) => a * b, 1);
   const out = new Float32Array(points.length * k);
   for (let p = 0; p < points.length; p++) {
     let rem = points[p];
-    if (!Number.isInteger(rem) || rem < 0 || rem >= size)
+    if (typeof rem !== 'number' || !Number.isInteger(rem))
+      throw new TypeError(`subsampledPositions: argument 'points[${p}]' must be an integer index into the output grid [${dims.join(', ')}], got ${describe(rem)}`);
+    if (rem < 0 || rem >= size)
       throw new RangeError(`subsampled point ${points[p]} (at ${p}) is outside the output grid [${dims.join(', ')}] (size ${size})`);
     for (let a = k - 1; a >= 0; a--) {
       out[p * k + a] = f(-1 + f((2 * (rem % dims[a])) / dims[a]));
@@ -77,6 +97,9 @@ export function subsampledPositions(points: ArrayLike<number>, dims: readonly nu
  * allowed key, which is DeepMind's rule for a masked query.
  */
 export function queryRowMask(queryMask: Tensor, batch: number, numQueries: number): Tensor {
+  tensorArg('queryRowMask', 'queryMask', queryMask, { shape: '[B, N_out]' });
+  intArg('queryRowMask', 'batch', batch, 0);
+  intArg('queryRowMask', 'numQueries', numQueries, 1);
   if (queryMask.rank !== 2 || queryMask.shape[0] !== batch || queryMask.shape[1] !== numQueries)
     throw new RangeError(`query_mask must be [B, N_out] = [${batch}, ${numQueries}], got [${queryMask.shape.join(', ')}]`);
   return tidy(() => {
@@ -98,6 +121,19 @@ export class PerceiverBasicDecoder extends Module {
 
   constructor(config: PerceiverConfig, opts: PerceiverBasicDecoderOptions) {
     super();
+    const op = 'PerceiverBasicDecoder';
+    configArg(op, config);
+    objectArg(op, 'opts', opts, true);
+    oneOfArg(op, 'opts.positionEncodingType', opts.positionEncodingType, ['trainable', 'fourier', 'none']);
+    for (const k of ['numChannels', 'numHeads', 'wideningFactor'] as const) if (opts[k] !== undefined) intArg(op, `opts.${k}`, opts[k], 1);
+    for (const k of ['qkChannels', 'vChannels'] as const) if (opts[k] !== undefined && opts[k] !== null) intArg(op, `opts.${k}`, opts[k], 1);
+    if (opts.projectPosDim !== undefined) intArg(op, 'opts.projectPosDim', opts.projectPosDim);
+    for (const k of ['useQueryResidual', 'concatPreprocessedInput', 'finalProject', 'positionEncodingOnly'] as const)
+      if (opts[k] !== undefined) boolArg(op, `opts.${k}`, opts[k]);
+    if (!opts.positionEncodingOnly && (opts.finalProject ?? true)) intArg(op, 'opts.outputNumChannels', opts.outputNumChannels, 1);
+    if (opts.positionEncodingType === 'fourier' && opts.fourier !== undefined) fourierOptionsArg(op, opts.fourier, 'opts.fourier');
+    if (opts.trainable !== undefined) objectArg(op, 'opts.trainable', opts.trainable);
+    deviceArg(op, 'opts.device', opts.device);
     const type = opts.positionEncodingType ?? 'trainable';
     const init = { initStd: config.initializer_range, device: opts.device };
     this.numChannels = opts.numChannels ?? 128;
@@ -162,6 +198,7 @@ export class PerceiverBasicDecoder extends Module {
 
   /** The decoder queries [B, N_out, C] for a batch of preprocessed inputs [B, M, C']. */
   decoderQuery(inputs: Tensor, ctx: DecoderQueryContext = {}): Tensor {
+    decoderQueryArgs('PerceiverBasicDecoder.decoderQuery', inputs, ctx);
     const pe = this.outputPositionEncodings;
     if (!pe) throw new Error(`PerceiverBasicDecoder: position_encoding_type 'none' builds no queries; pass them to forward()`);
     const points = ctx.subsampledPoints;
@@ -195,6 +232,7 @@ export class PerceiverBasicDecoder extends Module {
   forward(query: Tensor, z: Tensor, queryMask?: Tensor | null): Tensor {
     const layer = this.decodingCrossAttention;
     if (!layer) throw new Error(`PerceiverBasicDecoder: a position_encoding_only decoder only builds queries`);
+    decoderForwardArgs('PerceiverBasicDecoder.forward', query, z, queryMask);
     return tidy(() => {
       const mask = queryMask ? queryRowMask(queryMask, query.shape[0], query.shape[1]) : null;
       const out = layer.forward(query, z, mask);

@@ -2,7 +2,9 @@
 // is the class logits.
 import { Module, reshape, slice, tidy, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
-import { PerceiverBasicDecoder, type DecoderQueryContext, type PerceiverBasicDecoderOptions } from './basic.js';
+import { PerceiverBasicDecoder, decoderForwardArgs, type DecoderQueryContext, type PerceiverBasicDecoderOptions } from './basic.js';
+import { configArg } from '../preprocessors/preprocessor.js';
+import { objectArg } from '../args.js';
 
 export class PerceiverClassificationDecoder extends Module {
   readonly decoder: PerceiverBasicDecoder;
@@ -10,6 +12,8 @@ export class PerceiverClassificationDecoder extends Module {
 
   constructor(config: PerceiverConfig, opts: Omit<PerceiverBasicDecoderOptions, 'outputNumChannels' | 'outputIndexDims'>) {
     super();
+    configArg('PerceiverClassificationDecoder', config, ['num_labels']);
+    objectArg('PerceiverClassificationDecoder', 'opts', opts, true);
     this.numLabels = config.num_labels;
     this.decoder = this.registerModule(
       'decoder',
@@ -27,6 +31,7 @@ export class PerceiverClassificationDecoder extends Module {
 
   /** -> [B, num_labels]. */
   forward(query: Tensor, z: Tensor, queryMask?: Tensor | null): Tensor {
+    decoderForwardArgs('PerceiverClassificationDecoder.forward', query, z, queryMask);
     return tidy(() => {
       const out = this.decoder.forward(query, z, queryMask);
       return reshape(slice(out, 1, 0, 1), [out.shape[0], out.shape[2]]);

@@ -5,7 +5,10 @@
 // decodes them all.
 import { Module, ModuleDict, ParameterDict, broadcastTo, computeDtype, concat, initNormal, reshape, tidy, toDtype, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
-import { PerceiverBasicDecoder, type DecoderQueryContext } from './basic.js';
+import { PerceiverBasicDecoder, decoderForwardArgs, decoderQueryArgs, type DecoderQueryContext } from './basic.js';
+import { intArg, objectArg } from '../args.js';
+import { describe } from '../../lib/dtype.js';
+import { configArg } from '../preprocessors/preprocessor.js';
 
 /** A decoder that can build queries for one modality. */
 export interface ModalityDecoder extends Module {
@@ -34,6 +37,15 @@ export class PerceiverMultimodalDecoder extends Module {
 
   constructor(config: PerceiverConfig, opts: PerceiverMultimodalDecoderOptions) {
     super();
+    const op = 'PerceiverMultimodalDecoder';
+    configArg(op, config);
+    objectArg(op, 'opts', opts, true);
+    objectArg(op, 'opts.modalities', opts.modalities, true);
+    if (Object.keys(opts.modalities).length === 0) throw new RangeError(`${op}: argument 'opts.modalities' must name at least one modality, got none`);
+    for (const [m, d] of Object.entries(opts.modalities))
+      if (!(d instanceof Module) || typeof d.numQueryChannels !== 'number' || typeof d.decoderQuery !== 'function')
+        throw new TypeError(`${op}: argument 'opts.modalities.${m}' must be a decoder Module that builds queries, got ${describe(d)}`);
+    if (opts.minPaddingSize !== undefined) intArg(op, 'opts.minPaddingSize', opts.minPaddingSize, 0);
     this.modalities = this.registerModule('modalities', new ModuleDict(opts.modalities));
     this.numQueryChannels = Math.max(...Object.values(opts.modalities).map((d) => d.numQueryChannels)) + (opts.minPaddingSize ?? 2);
     this.decoder = this.registerModule(
@@ -61,7 +73,9 @@ export class PerceiverMultimodalDecoder extends Module {
    * modality (absent or null: that decoder's own full set of queries).
    */
   decoderQuery(inputs: Tensor, ctx: DecoderQueryContext = {}): Tensor {
+    decoderQueryArgs('PerceiverMultimodalDecoder.decoderQuery', inputs, ctx);
     const sizes = ctx.modalitySizes;
+    if (sizes !== undefined) objectArg('PerceiverMultimodalDecoder.decoderQuery', 'ctx.modalitySizes', sizes);
     if (!sizes) throw new TypeError(`PerceiverMultimodalDecoder: decoderQuery needs the preprocessor's modality sizes`);
     const points = (ctx.subsampledPoints ?? {}) as Record<string, ArrayLike<number> | null | undefined>;
     const without = (ctx.inputsWithoutPos ?? {}) as Record<string, Tensor>;
@@ -89,6 +103,7 @@ export class PerceiverMultimodalDecoder extends Module {
 
   /** query [B, N_out, numQueryChannels], z -> [B, N_out, output_num_channels]. */
   forward(query: Tensor, z: Tensor, queryMask?: Tensor | null): Tensor {
+    decoderForwardArgs('PerceiverMultimodalDecoder.forward', query, z, queryMask);
     return this.decoder.forward(query, z, queryMask);
   }
 }

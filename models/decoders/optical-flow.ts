@@ -4,7 +4,9 @@
 // encoding for this decoder but never queries with it; it has no parameters.)
 import { Module, reshape, tidy, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
-import { PerceiverBasicDecoder, type DecoderQueryContext } from './basic.js';
+import { PerceiverBasicDecoder, decoderForwardArgs, decoderQueryArgs, type DecoderQueryContext } from './basic.js';
+import { intArg, intListArg, numberArg, objectArg } from '../args.js';
+import { configArg } from '../preprocessors/preprocessor.js';
 
 export interface PerceiverOpticalFlowDecoderOptions {
   /** Channels of the preprocessed inputs (the queries). */
@@ -30,6 +32,14 @@ export class PerceiverOpticalFlowDecoder extends Module {
 
   constructor(config: PerceiverConfig, opts: PerceiverOpticalFlowDecoderOptions) {
     super();
+    const op = 'PerceiverOpticalFlowDecoder';
+    configArg(op, config);
+    objectArg(op, 'opts', opts, true);
+    intArg(op, 'opts.numChannels', opts.numChannels, 1);
+    intListArg(op, 'opts.outputImageShape', opts.outputImageShape, 1, Infinity, 1);
+    if (opts.outputNumChannels !== undefined) intArg(op, 'opts.outputNumChannels', opts.outputNumChannels, 1);
+    for (const k of ['rescaleFactor', 'outputScale'] as const)
+      if (opts[k] !== undefined && numberArg(op, `opts.${k}`, opts[k]) === 0) throw new RangeError(`${op}: argument 'opts.${k}' must be a finite non-zero number, got number 0`);
     this.outputImageShape = [...opts.outputImageShape];
     this.rescaleFactor = opts.rescaleFactor ?? 100;
     this.outputScale = opts.outputScale ?? 1;
@@ -47,6 +57,7 @@ export class PerceiverOpticalFlowDecoder extends Module {
 
   /** The preprocessed inputs are the queries: one per output pixel, so none can be left out. */
   decoderQuery(inputs: Tensor, ctx: DecoderQueryContext = {}): Tensor {
+    decoderQueryArgs('PerceiverOpticalFlowDecoder.decoderQuery', inputs, ctx);
     // HF raises too; ignoring the points would return every pixel to a caller expecting a subset.
     if (ctx.subsampledPoints !== null && ctx.subsampledPoints !== undefined)
       throw new TypeError(`PerceiverOpticalFlowDecoder: subsampled output points are not supported (HF: "FlowDecoder doesn't support subsampling yet."); got subsampledOutputPoints, expected none`);
@@ -55,6 +66,7 @@ export class PerceiverOpticalFlowDecoder extends Module {
 
   /** query [B, H*W, C], z [B, N, d_latents] -> flow [B, H, W, 2]. */
   forward(query: Tensor, z: Tensor, queryMask?: Tensor | null): Tensor {
+    decoderForwardArgs('PerceiverOpticalFlowDecoder.forward', query, z, queryMask);
     const n = this.outputImageShape.reduce((a, b) => a * b, 1);
     if (query.shape[1] !== n)
       throw new RangeError(`PerceiverOpticalFlowDecoder: ${query.shape[1]} queries but the output image [${this.outputImageShape.join(', ')}] has ${n} pixels (train_size must equal the input size)`);

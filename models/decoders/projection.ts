@@ -3,7 +3,9 @@
 // original (hk.Linear with w_init zeros, biases zero): z [B, N, C] -> mean over N
 // [B, C] -> [B, num_classes]. An untrained model therefore outputs exactly 0.
 import { Linear, Module, mean, tidy, zeros, type Tensor } from '../../lib/index.js';
-import type { DecoderQueryContext } from './basic.js';
+import { decoderQueryArgs, type DecoderQueryContext } from './basic.js';
+import { intArg, objectArg, optionalTensorArg, tensorArg } from '../args.js';
+import { deviceArg } from '../preprocessors/preprocessor.js';
 
 export interface PerceiverProjectionDecoderOptions {
   /** Output width (DeepMind's num_classes). */
@@ -20,12 +22,14 @@ export class PerceiverProjectionDecoder extends Module {
 
   constructor(opts: PerceiverProjectionDecoderOptions) {
     super();
+    objectArg('PerceiverProjectionDecoder', 'opts', opts, true);
+    deviceArg('PerceiverProjectionDecoder', 'opts.device', opts.device);
     const { numClasses, numZChannels, device } = opts;
     for (const [k, v] of [
       ['numClasses', numClasses],
       ['numZChannels', numZChannels],
     ] as const)
-      if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`PerceiverProjectionDecoder: ${k} must be a positive integer, got ${String(v)}`);
+      intArg('PerceiverProjectionDecoder', `opts.${k}`, v, 1);
     this.numClasses = numClasses;
     this.numZChannels = numZChannels;
     this.classifier = this.registerModule('classifier', new Linear(numZChannels, numClasses, { initStd: 0, device }));
@@ -37,11 +41,14 @@ export class PerceiverProjectionDecoder extends Module {
 
   /** No queries (DeepMind returns None): an empty [B, 0, 0] tensor, ignored by forward. */
   decoderQuery(inputs: Tensor, _ctx?: DecoderQueryContext): Tensor {
+    decoderQueryArgs('PerceiverProjectionDecoder.decoderQuery', inputs, _ctx);
     return zeros([inputs.shape[0], 0, 0], { device: inputs.device });
   }
 
   /** z [B, N, C] -> [B, num_classes]; query and queryMask are unused. */
   forward(_query: Tensor | null, z: Tensor, queryMask?: Tensor | null): Tensor {
+    optionalTensorArg('PerceiverProjectionDecoder.forward', 'query', _query);
+    tensorArg('PerceiverProjectionDecoder.forward', 'z', z, { rank: 3, dtype: 'float', shape: `[B, N, ${this.numZChannels}]` });
     if (queryMask) throw new TypeError(`PerceiverProjectionDecoder: has no queries, so a query mask cannot apply`);
     if (z.rank !== 3 || z.shape[2] !== this.numZChannels)
       throw new RangeError(`PerceiverProjectionDecoder: z must be [B, N, ${this.numZChannels}], got [${z.shape.join(', ')}]`);

@@ -2,7 +2,8 @@
 // output_shape [B, T, H, W]; its output is laid out as [B, T, H, W, C].
 import { Module, reshape, tidy, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
-import { PerceiverBasicDecoder, type DecoderQueryContext, type PerceiverBasicDecoderOptions } from './basic.js';
+import { PerceiverBasicDecoder, decoderForwardArgs, type DecoderQueryContext, type PerceiverBasicDecoderOptions } from './basic.js';
+import { intListArg, objectArg } from '../args.js';
 
 export class PerceiverBasicVideoAutoencodingDecoder extends Module {
   readonly decoder: PerceiverBasicDecoder;
@@ -10,6 +11,8 @@ export class PerceiverBasicVideoAutoencodingDecoder extends Module {
 
   constructor(config: PerceiverConfig, opts: Omit<PerceiverBasicDecoderOptions, 'outputIndexDims'> & { outputShape: readonly number[] }) {
     super();
+    objectArg('PerceiverBasicVideoAutoencodingDecoder', 'opts', opts, true);
+    intListArg('PerceiverBasicVideoAutoencodingDecoder', 'opts.outputShape', opts.outputShape, 1, Infinity, 1);
     if (opts.outputShape.length !== 4) throw new RangeError(`PerceiverBasicVideoAutoencodingDecoder: output_shape must be [B, T, H, W], got [${opts.outputShape.join(', ')}]`);
     this.outputShape = [...opts.outputShape];
     this.decoder = this.registerModule('decoder', new PerceiverBasicDecoder(config, { ...opts, outputIndexDims: this.outputShape.slice(1) }));
@@ -25,6 +28,7 @@ export class PerceiverBasicVideoAutoencodingDecoder extends Module {
 
   /** -> [B, T, H, W, C] (the full grid must have been queried). */
   forward(query: Tensor, z: Tensor, queryMask?: Tensor | null): Tensor {
+    decoderForwardArgs('PerceiverBasicVideoAutoencodingDecoder.forward', query, z, queryMask);
     return tidy(() => {
       const out = this.decoder.forward(query, z, queryMask);
       return reshape(out, [...this.outputShape, out.shape[2]]);

@@ -10,7 +10,9 @@ import {
   type FourierOptions,
   type PositionEncoding,
 } from '../position-encoding.js';
-import type { Preprocessor, PreprocessorOutput } from './preprocessor.js';
+import { configArg, deviceArg, oneOfArg, type Preprocessor, type PreprocessorOutput } from './preprocessor.js';
+import { intArg, objectArg, tensorArg } from '../args.js';
+import { fourierOptionsArg } from '../position-encoding.js';
 
 export interface PerceiverAudioPreprocessorOptions {
   /** Default 96 (HF's default). */
@@ -35,6 +37,16 @@ export class PerceiverAudioPreprocessor extends Module implements Preprocessor {
 
   constructor(config: PerceiverConfig, opts: PerceiverAudioPreprocessorOptions = {}) {
     super();
+    const op = 'PerceiverAudioPreprocessor';
+    configArg(op, config);
+    objectArg(op, 'opts', opts);
+    for (const k of ['samplesPerPatch', 'outChannels'] as const) if (opts[k] !== undefined) intArg(op, `opts.${k}`, opts[k], 1);
+    if (opts.projectPosDim !== undefined) intArg(op, 'opts.projectPosDim', opts.projectPosDim);
+    oneOfArg(op, 'opts.concatOrAddPos', opts.concatOrAddPos, ['concat', 'add']);
+    oneOfArg(op, 'opts.positionEncodingType', opts.positionEncodingType, ['fourier', 'trainable']);
+    if ((opts.positionEncodingType ?? 'fourier') === 'fourier' && opts.fourier !== undefined) fourierOptionsArg(op, opts.fourier, 'opts.fourier');
+    if (opts.trainable !== undefined) objectArg(op, 'opts.trainable', opts.trainable);
+    deviceArg(op, 'opts.device', opts.device);
     this.samplesPerPatch = opts.samplesPerPatch ?? 96;
     this.concatOrAddPos = opts.concatOrAddPos ?? 'concat';
     const init = { initStd: config.initializer_range, device: opts.device };
@@ -59,6 +71,7 @@ export class PerceiverAudioPreprocessor extends Module implements Preprocessor {
 
   /** audio [B, T, ...] with T*... divisible by samples_per_patch -> [B, T/spp, numChannels]. */
   forward(audio: Tensor): PreprocessorOutput {
+    tensorArg('PerceiverAudioPreprocessor.forward', 'audio', audio, { rank: [2, 3, 4, 5, 6], dtype: 'float', shape: '[B, T, ...]' });
     const B = audio.shape[0];
     const total = audio.size / B;
     if (total % this.samplesPerPatch !== 0)

@@ -5,6 +5,10 @@
 // (padding 'hf' | 'same'); the weights are the same. HF also builds exactly one such
 // layer whatever spatial_downsample says, and so does this.
 import { BatchNorm2d, Conv2d, Module, maxPool2d, relu, tidy, type Tensor } from '../../lib/index.js';
+import { boolArg, intArg, numberArg, objectArg, tensorArg } from '../args.js';
+import { deviceArg, knownKeysArg, oneOfArg } from './preprocessor.js';
+
+const OPTIONS = ['inChannels', 'outChannels', 'useBatchnorm', 'padding', 'initStd', 'device'];
 
 export class Conv2DDownsample extends Module {
   readonly conv: Conv2d;
@@ -15,10 +19,17 @@ export class Conv2DDownsample extends Module {
     opts: { inChannels?: number; outChannels?: number; useBatchnorm?: boolean; padding?: 'hf' | 'same'; initStd?: number; device?: string } = {},
   ) {
     super();
+    const op = 'Conv2DDownsample';
+    objectArg(op, 'opts', opts);
+    // HF's num_layers is not an option: one layer is built whatever spatial_downsample says.
+    knownKeysArg(op, 'opts', opts, OPTIONS);
+    for (const k of ['inChannels', 'outChannels'] as const) if (opts[k] !== undefined) intArg(op, `opts.${k}`, opts[k], 1);
+    if (opts.useBatchnorm !== undefined) boolArg(op, 'opts.useBatchnorm', opts.useBatchnorm);
+    oneOfArg(op, 'opts.padding', opts.padding, ['hf', 'same']);
+    if (opts.initStd !== undefined) numberArg(op, 'opts.initStd', opts.initStd, 0);
+    deviceArg(op, 'opts.device', opts.device);
     const out = opts.outChannels ?? 64;
     this.padding = opts.padding ?? 'hf';
-    if (this.padding !== 'hf' && this.padding !== 'same')
-      throw new TypeError(`Conv2DDownsample: padding must be 'hf' or 'same', got ${JSON.stringify(this.padding)}`);
     this.conv = this.registerModule(
       'conv',
       new Conv2d(opts.inChannels ?? 3, out, 7, { stride: 2, padding: this.padding === 'same' ? 'same' : 3, bias: false, initStd: opts.initStd, device: opts.device }),
@@ -28,6 +39,7 @@ export class Conv2DDownsample extends Module {
 
   /** x [B, H, W, C] channels-last -> [B, H', W', out]. */
   forward(x: Tensor): Tensor {
+    tensorArg('Conv2DDownsample.forward', 'x', x, { rank: 4, dtype: 'float', shape: '[B, H, W, C] (channels-last)' });
     return tidy(() => {
       let y = this.conv.forward(x);
       if (this.batchnorm) y = this.batchnorm.forward(y);

@@ -19,7 +19,9 @@ import {
 } from '../position-encoding.js';
 import { Conv2DDownsample } from './conv-downsample.js';
 import { spaceToDepth } from './space-to-depth.js';
-import type { Preprocessor, PreprocessorOptions, PreprocessorOutput } from './preprocessor.js';
+import { configArg, deviceArg, oneOfArg, type Preprocessor, type PreprocessorOptions, type PreprocessorOutput } from './preprocessor.js';
+import { boolArg, intArg, objectArg, tensorArg } from '../args.js';
+import { fourierOptionsArg } from '../position-encoding.js';
 
 export interface PerceiverImagePreprocessorOptions {
   /** Default 'conv' (HF's default). */
@@ -68,8 +70,21 @@ export class PerceiverImagePreprocessor extends Module implements Preprocessor {
 
   constructor(config: PerceiverConfig, opts: PerceiverImagePreprocessorOptions = {}) {
     super();
+    const op = 'PerceiverImagePreprocessor';
+    configArg(op, config);
+    objectArg(op, 'opts', opts);
+    oneOfArg(op, 'opts.prepType', opts.prepType, ['conv', 'conv1x1', 'patches', 'pixels']);
+    for (const k of ['spatialDownsample', 'temporalDownsample', 'inChannels', 'outChannels', 'convAfterPatchingInChannels'] as const)
+      if (opts[k] !== undefined) intArg(op, `opts.${k}`, opts[k], 1);
+    if (opts.projectPosDim !== undefined) intArg(op, 'opts.projectPosDim', opts.projectPosDim);
+    for (const k of ['convAfterPatching', 'conv2dUseBatchnorm'] as const) if (opts[k] !== undefined) boolArg(op, `opts.${k}`, opts[k]);
+    oneOfArg(op, 'opts.convPadding', opts.convPadding, ['hf', 'same']);
+    oneOfArg(op, 'opts.concatOrAddPos', opts.concatOrAddPos, ['concat', 'add']);
+    oneOfArg(op, 'opts.positionEncodingType', opts.positionEncodingType, ['fourier', 'trainable']);
+    if ((opts.positionEncodingType ?? 'fourier') === 'fourier' && opts.fourier !== undefined) fourierOptionsArg(op, opts.fourier, 'opts.fourier');
+    if (opts.trainable !== undefined) objectArg(op, 'opts.trainable', opts.trainable);
+    deviceArg(op, 'opts.device', opts.device);
     const prep = opts.prepType ?? 'conv';
-    if (!['conv', 'conv1x1', 'patches', 'pixels'].includes(prep)) throw new TypeError(`PerceiverImagePreprocessor: prep_type '${prep}' is invalid`);
     this.prepType = prep;
     this.spatialDownsample = opts.spatialDownsample ?? 4;
     this.temporalDownsample = opts.temporalDownsample ?? 1;
@@ -135,6 +150,10 @@ export class PerceiverImagePreprocessor extends Module implements Preprocessor {
    * table to the image's grid when the two differ (HF's interpolate_pos_encoding).
    */
   forward(pixels: Tensor, opts: PreprocessorOptions = {}): PreprocessorOutput {
+    const op = 'PerceiverImagePreprocessor.forward';
+    tensorArg(op, 'pixels', pixels, { rank: [4, 5], dtype: 'float', shape: '[B, C, H, W] or [B, T, C, H, W]' });
+    objectArg(op, 'opts', opts);
+    if (opts.interpolatePosEncoding !== undefined) boolArg(op, 'opts.interpolatePosEncoding', opts.interpolatePosEncoding);
     return tidy(() => {
       const x = this.featurize(pixels);
       const [B, ...rest] = x.shape;

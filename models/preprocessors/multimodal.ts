@@ -4,7 +4,9 @@
 // `mask.<modality>` token (probability mask_probs[modality]; HF masks in eval mode too),
 // and the modalities are concatenated along positions in sorted name order.
 import { Module, ModuleDict, ParameterDict, broadcastTo, computeDtype, concat, initNormal, less, rand, tidy, toDtype, where, type Tensor } from '../../lib/index.js';
-import type { Preprocessor, PreprocessorInput, PreprocessorOutput } from './preprocessor.js';
+import { deviceArg, type Preprocessor, type PreprocessorInput, type PreprocessorOutput } from './preprocessor.js';
+import { intArg, numberArg, objectArg, tensorArg } from '../args.js';
+import { describe } from '../../lib/dtype.js';
 
 export interface PerceiverMultimodalPreprocessorOptions {
   modalities: Record<string, Preprocessor>;
@@ -25,6 +27,24 @@ export class PerceiverMultimodalPreprocessor extends Module implements Preproces
 
   constructor(opts: PerceiverMultimodalPreprocessorOptions) {
     super();
+    const op = 'PerceiverMultimodalPreprocessor';
+    objectArg(op, 'opts', opts, true);
+    objectArg(op, 'opts.modalities', opts.modalities, true);
+    const entries = Object.entries(opts.modalities);
+    if (entries.length === 0) throw new RangeError(`${op}: argument 'opts.modalities' must name at least one modality, got none`);
+    for (const [m, p] of entries)
+      if (!(p instanceof Module) || typeof (p as Preprocessor).numChannels !== 'number' || typeof p.forward !== 'function')
+        throw new TypeError(`${op}: argument 'opts.modalities.${m}' must be a preprocessor Module, got ${describe(p)}`);
+    if (opts.maskProbs !== undefined) {
+      objectArg(op, 'opts.maskProbs', opts.maskProbs);
+      for (const [m, p] of Object.entries(opts.maskProbs)) {
+        if (!(m in opts.modalities)) throw new RangeError(`${op}: argument 'opts.maskProbs' names '${m}', which is not a modality (${Object.keys(opts.modalities).join(', ')})`);
+        numberArg(op, `opts.maskProbs.${m}`, p, 0, 1);
+      }
+    }
+    if (opts.minPaddingSize !== undefined) intArg(op, 'opts.minPaddingSize', opts.minPaddingSize, 0);
+    if (opts.initStd !== undefined) numberArg(op, 'opts.initStd', opts.initStd, 0);
+    deviceArg(op, 'opts.device', opts.device);
     const std = opts.initStd ?? 1;
     const device = opts.device;
     this.modalities = this.registerModule('modalities', new ModuleDict(opts.modalities));
@@ -42,9 +62,12 @@ export class PerceiverMultimodalPreprocessor extends Module implements Preproces
 
   /** inputs: one tensor per modality (HF's dict) -> [B, sum of positions, numChannels]. */
   forward(inputs: PreprocessorInput): PreprocessorOutput {
+    const op = 'PerceiverMultimodalPreprocessor.forward';
+    objectArg(op, 'inputs', inputs as Record<string, Tensor>, true);
     const names = [...this.modalities.entries.keys()];
     for (const m of names)
       if (!(m in inputs)) throw new TypeError(`PerceiverMultimodalPreprocessor: inputs lack modality '${m}' (expected ${names.join(', ')})`);
+      else tensorArg(op, `inputs.${m}`, (inputs as Record<string, Tensor>)[m]);
     return tidy(() => {
       const padded: Record<string, Tensor> = {};
       const inputsWithoutPos: Record<string, Tensor> = {};

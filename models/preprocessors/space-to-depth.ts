@@ -1,12 +1,16 @@
 // Space to depth (HF's space_to_depth): blocks of the spatial (and temporal) axes move
 // into channels, ordered (dt, dh, dw, c) as HF's permute lays them out.
 import { permute, reshape, tidy, type Tensor } from '../../lib/index.js';
+import { intArg, tensorArg } from '../args.js';
 
 /**
  * frames [B, C, H, W] -> [B, H/s, W/s, s*s*C], or [B, T, C, H, W] ->
  * [B, T/t, H/s, W/s, t*s*s*C] (channels-first in, channels-last out).
  */
 export function spaceToDepth(frames: Tensor, temporalBlock = 1, spatialBlock = 1): Tensor {
+  tensorArg('spaceToDepth', 'frames', frames, { rank: [4, 5], shape: '[B, C, H, W] or [B, T, C, H, W]' });
+  intArg('spaceToDepth', 'temporalBlock', temporalBlock, 1);
+  intArg('spaceToDepth', 'spatialBlock', spatialBlock, 1);
   const s = spatialBlock;
   const check = (name: string, size: number, block: number) => {
     if (size % block !== 0) throw new RangeError(`spaceToDepth: ${name} (${size}) must be divisible by its block size (${block})`);

@@ -2,7 +2,8 @@
 // PerceiverTextPreprocessor: embeddings, position_embeddings).
 import { Embedding, Module, slice, tidy, toDtype, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
-import type { Preprocessor, PreprocessorOutput } from './preprocessor.js';
+import { configArg, type Preprocessor, type PreprocessorOutput } from './preprocessor.js';
+import { objectArg, tensorArg } from '../args.js';
 
 export class PerceiverTextPreprocessor extends Module implements Preprocessor {
   readonly embeddings: Embedding;
@@ -11,6 +12,8 @@ export class PerceiverTextPreprocessor extends Module implements Preprocessor {
 
   constructor(config: PerceiverConfig, opts: { device?: string } = {}) {
     super();
+    configArg('PerceiverTextPreprocessor', config, ['d_model', 'vocab_size', 'max_position_embeddings']);
+    objectArg('PerceiverTextPreprocessor', 'opts', opts);
     const init = { initStd: config.initializer_range, device: opts.device };
     this.numChannels = config.d_model;
     this.embeddings = this.registerModule('embeddings', new Embedding(config.vocab_size, config.d_model, init));
@@ -19,6 +22,7 @@ export class PerceiverTextPreprocessor extends Module implements Preprocessor {
 
   /** ids int32 [B, N] (N <= max_position_embeddings) -> [B, N, d_model]. */
   forward(ids: Tensor): PreprocessorOutput {
+    tensorArg('PerceiverTextPreprocessor.forward', 'ids', ids);
     if (ids.rank !== 2) throw new RangeError(`PerceiverTextPreprocessor: ids must be [B, N], got shape [${ids.shape.join(', ')}]`);
     if (ids.dtype !== 'int32') throw new TypeError(`PerceiverTextPreprocessor: ids must be int32, got ${ids.dtype}`);
     const n = ids.shape[1];

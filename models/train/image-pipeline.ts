@@ -11,6 +11,21 @@ import { loadSharp } from '../sharp.js';
 import type { ImageSet } from './mnist.js';
 import { Rng } from './rng.js';
 import { augmentPool } from './augment-pool.js';
+import { describe } from '../../lib/dtype.js';
+import { intArg, intListArg, numberArg, objectArg } from '../args.js';
+
+/** A [low, high] pair of finite numbers, 0 < low <= high. */
+function rangeArg(op: string, name: string, v: unknown): void {
+  if (!Array.isArray(v) || v.length !== 2) throw new TypeError(`${op}: argument '${name}' must be [low, high], got ${describe(v)}`);
+  numberArg(op, `${name}[0]`, v[0]);
+  if (v[0] <= 0) throw new RangeError(`${op}: argument '${name}[0]' must be a finite number > 0, got number ${v[0]}`);
+  numberArg(op, `${name}[1]`, v[1], v[0]);
+}
+
+/** A string path, non-empty. */
+function pathArg(op: string, name: string, v: unknown): void {
+  if (typeof v !== 'string' || v === '') throw new TypeError(`${op}: argument '${name}' must be a non-empty folder path, got ${describe(v)}`);
+}
 
 export interface Batch {
   /** [B, C, H, W] in [0, 1]. */
@@ -38,11 +53,22 @@ export interface DataSource {
 }
 
 export function isDataSource(v: ImageSet | DataSource): v is DataSource {
-  return typeof (v as DataSource).batch === 'function';
+  return v !== null && typeof v === 'object' && typeof (v as DataSource).batch === 'function';
 }
 
 /** An in-memory set (MNIST, a decoded folder) as a source; augmentation: random shifts. */
 export function memorySource(set: ImageSet): DataSource {
+  const op = 'memorySource';
+  objectArg(op, 'set', set, true);
+  intListArg(op, 'set.shape', set.shape, 1, Infinity, 3);
+  if (set.shape.length !== 3) throw new RangeError(`${op}: argument 'set.shape' must be [C, H, W], got [${set.shape.join(', ')}]`);
+  if (!(set.pixels instanceof Float32Array)) throw new TypeError(`${op}: argument 'set.pixels' must be a Float32Array [N, C, H, W], got ${describe(set.pixels)}`);
+  if (!(set.labels instanceof Int32Array) && !Array.isArray(set.labels))
+    throw new TypeError(`${op}: argument 'set.labels' must be an Int32Array [N], got ${describe(set.labels)}`);
+  if (!Array.isArray(set.classes)) throw new TypeError(`${op}: argument 'set.classes' must be an array of class names, got ${describe(set.classes)}`);
+  const n = set.shape[0] * set.shape[1] * set.shape[2];
+  if (set.pixels.length !== set.labels.length * n)
+    throw new RangeError(`${op}: argument 'set.pixels' must hold ${set.labels.length} images of [${set.shape.join(', ')}] (${set.labels.length * n} values), got ${set.pixels.length}`);
   const [C, H, W] = set.shape;
   const per = C * H * W;
   return {
@@ -78,6 +104,7 @@ const EXTENSIONS = /\.(png|jpe?g|webp|gif|tiff?|bmp|avif)$/i;
 
 /** root/<class>/<image> files, classes sorted by name. */
 export function listImageFolder(dir: string): { classes: string[]; files: [string, number][] } {
+  pathArg('listImageFolder', 'dir', dir);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`image folder '${dir}' does not exist`);
   const classes = readdirSync(dir).filter((d) => statSync(join(dir, d)).isDirectory()).sort();
   if (classes.length < 2) throw new Error(`image folder '${dir}' must hold one sub-folder per class (found ${classes.length})`);
@@ -91,6 +118,13 @@ export function listImageFolder(dir: string): { classes: string[]; files: [strin
 
 /** The reference's random-resized crop box in an h x w image (torchvision's sampling, 10 tries, then the centre). */
 export function randomResizedCrop(rng: Rng, h: number, w: number, scale: [number, number] = [0.08, 1], ratio: [number, number] = [3 / 4, 4 / 3]): { left: number; top: number; width: number; height: number } {
+  const op = 'randomResizedCrop';
+  if (rng === null || typeof rng !== 'object' || typeof rng.next !== 'function')
+    throw new TypeError(`${op}: argument 'rng' must be an Rng (an object with next()), got ${describe(rng)}`);
+  intArg(op, 'h', h, 1);
+  intArg(op, 'w', w, 1);
+  rangeArg(op, 'scale', scale);
+  rangeArg(op, 'ratio', ratio);
   const area = h * w;
   for (let attempt = 0; attempt < 10; attempt++) {
     const target = area * (scale[0] + rng.next() * (scale[1] - scale[0]));
@@ -125,6 +159,11 @@ export class ImageFolderSource implements DataSource {
     readonly classes: string[],
     private readonly opts: ImageFolderSourceOptions,
   ) {
+    const op = 'ImageFolderSource';
+    if (!Array.isArray(files)) throw new TypeError(`${op}: argument 'files' must be an array of [path, label], got ${describe(files)}`);
+    if (!Array.isArray(classes)) throw new TypeError(`${op}: argument 'classes' must be an array of class names, got ${describe(classes)}`);
+    objectArg(op, 'opts', opts, true);
+    if (opts.concurrency !== undefined) intArg(op, 'opts.concurrency', opts.concurrency, 1);
     if (!Number.isSafeInteger(opts.size) || opts.size < 1) throw new RangeError(`ImageFolderSource: 'size' must be a positive integer, got ${opts.size}`);
     if (opts.channels !== 1 && opts.channels !== 3) throw new RangeError(`ImageFolderSource: 'channels' must be 1 or 3, got ${String(opts.channels)}`);
     this.size = files.length;
@@ -133,6 +172,7 @@ export class ImageFolderSource implements DataSource {
   }
 
   label(i: number): number {
+    intArg('ImageFolderSource.label', 'i', i, 0, this.files.length - 1);
     return this.files[i][1];
   }
 
@@ -202,6 +242,8 @@ export class ImageFolderSource implements DataSource {
  * else from root with the last 20% of each class (in file-name order) held out.
  */
 export function imageFolderSources(root: string, opts: ImageFolderSourceOptions): { train: ImageFolderSource; test: ImageFolderSource } {
+  pathArg('imageFolderSources', 'root', root);
+  objectArg('imageFolderSources', 'opts', opts, true);
   if (existsSync(join(root, 'train')) && existsSync(join(root, 'test'))) {
     const tr = listImageFolder(join(root, 'train'));
     const te = listImageFolder(join(root, 'test'));
