@@ -1,5 +1,12 @@
 // Top-k classes from an image classifier's logits, labelled by config.id2label.
 import type { Tensor } from '../lib/index.js';
+import { describe } from '../lib/dtype.js';
+import { intArg, tensorArg } from './args.js';
+
+function checkId2label(op: string, v: unknown): void {
+  if (v !== undefined && v !== null && (typeof v !== 'object' || Array.isArray(v)))
+    throw new TypeError(`${op}: argument 'id2label' must be an object (class index -> label), got ${describe(v)}`);
+}
 
 export interface ClassPrediction {
   index: number;
@@ -9,6 +16,8 @@ export interface ClassPrediction {
 
 /** A label per class index: id2label's entry, else 'LABEL_i' (HF's default naming). */
 export function labelOf(id2label: Record<string, string> | undefined, index: number): string {
+  checkId2label('labelOf', id2label);
+  intArg('labelOf', 'index', index, 0);
   return id2label?.[String(index)] ?? `LABEL_${index}`;
 }
 
@@ -17,7 +26,9 @@ export function labelOf(id2label: Record<string, string> | undefined, index: num
  * index). The logits tensor is not disposed.
  */
 export async function topKClasses(logits: Tensor, topK: number, id2label?: Record<string, string>): Promise<ClassPrediction[][]> {
+  tensorArg('topKClasses', 'logits', logits, { dtype: 'float' });
   if (logits.rank !== 2) throw new RangeError(`topKClasses: logits must be [B, num_classes], got [${logits.shape.join(', ')}]`);
+  checkId2label('topKClasses', id2label);
   const [B, C] = logits.shape;
   if (!Number.isSafeInteger(topK) || topK < 1) throw new RangeError(`topKClasses: topK must be a positive integer, got ${String(topK)}`);
   const probs = logits.softmax(-1);

@@ -119,41 +119,91 @@ const DEFAULTS: Omit<PerceiverConfig, 'num_labels'> = {
 
 const ACTS: readonly string[] = ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'gelu_fast', 'relu'];
 
+/** A value as the messages show it: JSON, except numbers (NaN, Infinity) and undefined, which JSON would hide. */
+function show(v: unknown): string {
+  if (v === undefined || typeof v === 'number' || typeof v === 'bigint') return String(v);
+  if (typeof v === 'function') return 'a function';
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return Object.prototype.toString.call(v);
+  }
+}
+
+const isPositiveInt = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+const isPlainObject = (v: unknown): boolean => v !== null && typeof v === 'object' && !Array.isArray(v);
+
 /** A full config from a (possibly partial) config.json object; unknown keys are kept. */
 export function perceiverConfig(json: Partial<PerceiverConfig> & Record<string, unknown> = {}): PerceiverConfig {
   if (json === null || typeof json !== 'object' || Array.isArray(json))
-    throw new TypeError(`perceiverConfig: argument 'json' must be a config.json object`);
+    throw new TypeError(`perceiverConfig: argument 'json' must be a config.json object, got ${json === null ? 'null' : Array.isArray(json) ? 'an array' : show(json)}`);
   const cfg = { ...DEFAULTS, ...json } as PerceiverConfig;
   // HF derives num_labels from id2label when present (PretrainedConfig), else 2.
   if (json.num_labels === undefined) cfg.num_labels = json.id2label ? Object.keys(json.id2label).length : 2;
+  if (typeof cfg.hidden_act !== 'string')
+    throw new TypeError(`perceiverConfig: hidden_act must be one of ${ACTS.join(', ')}, got ${show(cfg.hidden_act)}`);
   if (!ACTS.includes(cfg.hidden_act))
     throw new TypeError(`perceiverConfig: hidden_act '${String(cfg.hidden_act)}' is not supported (use one of ${ACTS.join(', ')})`);
   if (cfg.cross_attention_shape_for_attention !== 'kv' && cfg.cross_attention_shape_for_attention !== 'q')
     throw new TypeError(`perceiverConfig: cross_attention_shape_for_attention must be 'kv' or 'q', got '${String(cfg.cross_attention_shape_for_attention)}'`);
   if (cfg.conv_padding !== 'hf' && cfg.conv_padding !== 'same')
-    throw new TypeError(`perceiverConfig: conv_padding must be 'hf' or 'same', got ${JSON.stringify(cfg.conv_padding)}`);
+    throw new TypeError(`perceiverConfig: conv_padding must be 'hf' or 'same', got ${show(cfg.conv_padding)}`);
   if (typeof cfg.classifier_query_residual !== 'boolean')
-    throw new TypeError(`perceiverConfig: classifier_query_residual must be true or false, got ${JSON.stringify(cfg.classifier_query_residual)}`);
+    throw new TypeError(`perceiverConfig: classifier_query_residual must be true or false, got ${show(cfg.classifier_query_residual)}`);
   if (typeof cfg.flow_output_scale !== 'number' || !Number.isFinite(cfg.flow_output_scale) || cfg.flow_output_scale === 0)
-    throw new TypeError(`perceiverConfig: flow_output_scale must be a finite non-zero number, got ${JSON.stringify(cfg.flow_output_scale)}`);
+    throw new TypeError(`perceiverConfig: flow_output_scale must be a finite non-zero number, got ${show(cfg.flow_output_scale)}`);
   if (typeof cfg.attention_probs_dropout_prob !== 'number' || !(cfg.attention_probs_dropout_prob >= 0 && cfg.attention_probs_dropout_prob < 1))
-    throw new TypeError(`perceiverConfig: attention_probs_dropout_prob must be a number in [0, 1), got ${JSON.stringify(cfg.attention_probs_dropout_prob)}`);
+    throw new TypeError(`perceiverConfig: attention_probs_dropout_prob must be a number in [0, 1), got ${show(cfg.attention_probs_dropout_prob)}`);
   if (cfg.attention_mask_style !== 'hf' && cfg.attention_mask_style !== 'deepmind')
-    throw new TypeError(`perceiverConfig: attention_mask_style must be 'hf' or 'deepmind', got ${JSON.stringify(cfg.attention_mask_style)}`);
+    throw new TypeError(`perceiverConfig: attention_mask_style must be 'hf' or 'deepmind', got ${show(cfg.attention_mask_style)}`);
   for (const k of ['image_mean', 'image_std', 'image_fourier_max_resolution'] as const) {
     const v = cfg[k];
     if (v !== null && (!Array.isArray(v) || v.length === 0 || v.some((e) => typeof e !== 'number' || !Number.isFinite(e))))
-      throw new TypeError(`perceiverConfig: '${k}' must be null or an array of numbers, got ${JSON.stringify(v)}`);
+      throw new TypeError(`perceiverConfig: '${k}' must be null or an array of numbers, got ${show(v)}`);
   }
   if ((cfg.image_mean === null) !== (cfg.image_std === null) || (cfg.image_mean && cfg.image_mean.length !== cfg.image_std!.length))
     throw new TypeError(`perceiverConfig: 'image_mean' and 'image_std' must be given together, one value per channel`);
   if (cfg.image_std?.some((s) => s === 0)) throw new TypeError(`perceiverConfig: 'image_std' must not contain 0`);
   if (cfg.image_fourier_bands !== null && (!Number.isSafeInteger(cfg.image_fourier_bands) || cfg.image_fourier_bands <= 0))
-    throw new TypeError(`perceiverConfig: 'image_fourier_bands' must be null or a positive integer, got ${JSON.stringify(cfg.image_fourier_bands)}`);
+    throw new TypeError(`perceiverConfig: 'image_fourier_bands' must be null or a positive integer, got ${show(cfg.image_fourier_bands)}`);
   for (const k of ['num_latents', 'd_latents', 'd_model', 'image_channels', 'conv_out_channels', 'num_blocks', 'num_self_attends_per_block', 'num_self_attention_heads', 'num_cross_attention_heads', 'vocab_size', 'max_position_embeddings'] as const) {
     const v = cfg[k];
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
-      throw new TypeError(`perceiverConfig: '${k}' must be a positive integer, got ${JSON.stringify(v)}`);
+      throw new TypeError(`perceiverConfig: '${k}' must be a positive integer, got ${show(v)}`);
   }
+  // HF's other fields, with HF's meaning: sizes are positive integers, qk/v_channels
+  // null (derived from the attention's inputs) or a positive integer.
+  for (const k of [
+    'self_attention_widening_factor', 'cross_attention_widening_factor', 'image_size', 'num_frames', 'audio_samples_per_frame',
+    'samples_per_patch', 'output_num_channels', '_label_trainable_num_channels',
+  ] as const) {
+    const v = cfg[k];
+    if (!isPositiveInt(v)) throw new TypeError(`perceiverConfig: '${k}' must be a positive integer, got ${show(v)}`);
+  }
+  // HF reads num_labels as len(id2label), which may be 0.
+  if (typeof cfg.num_labels !== 'number' || !Number.isSafeInteger(cfg.num_labels) || cfg.num_labels < 0)
+    throw new TypeError(`perceiverConfig: 'num_labels' must be an integer >= 0, got ${show(cfg.num_labels)}`);
+  for (const k of ['qk_channels', 'v_channels'] as const) {
+    const v = cfg[k];
+    if (v !== null && !isPositiveInt(v)) throw new TypeError(`perceiverConfig: '${k}' must be null or a positive integer, got ${show(v)}`);
+  }
+  if (typeof cfg.use_query_residual !== 'boolean')
+    throw new TypeError(`perceiverConfig: use_query_residual must be true or false, got ${show(cfg.use_query_residual)}`);
+  // HF draws weights from normal(0, initializer_range); layer_norm_eps is a LayerNorm epsilon.
+  for (const k of ['initializer_range', 'layer_norm_eps'] as const) {
+    const v = cfg[k];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+      throw new TypeError(`perceiverConfig: '${k}' must be a finite number >= 0, got ${show(v)}`);
+  }
+  if (!Array.isArray(cfg.train_size) || cfg.train_size.length !== 2 || !cfg.train_size.every(isPositiveInt))
+    throw new TypeError(`perceiverConfig: 'train_size' must be [height, width], two positive integers, got ${show(cfg.train_size)}`);
+  if (!Array.isArray(cfg.output_shape) || cfg.output_shape.length === 0 || !cfg.output_shape.every(isPositiveInt))
+    throw new TypeError(`perceiverConfig: 'output_shape' must be an array of positive integers, got ${show(cfg.output_shape)}`);
+  for (const k of ['id2label', 'label2id'] as const) {
+    const v = (cfg as unknown as Record<string, unknown>)[k];
+    if (v !== undefined && v !== null && !isPlainObject(v)) throw new TypeError(`perceiverConfig: '${k}' must be an object, got ${show(v)}`);
+  }
+  if (cfg.architectures !== undefined && cfg.architectures !== null && !Array.isArray(cfg.architectures))
+    throw new TypeError(`perceiverConfig: 'architectures' must be an array of class names, got ${show(cfg.architectures)}`);
   return cfg;
 }

@@ -7,8 +7,13 @@
 // six bytes here). The filled text puts at each masked byte the most probable *byte*
 // (ids 6..261): special tokens are not bytes and cannot appear in text, though they
 // are listed among the candidates when the model ranks them high.
+// The registry first: a task model's module loads the registry (through save.ts), which
+// must finish loading every task model before it is read.
+import { ARCHITECTURES } from './registry.js';
 import { tensor, type Tensor } from '../lib/index.js';
 import type { PerceiverForMaskedLM } from './masked-lm.js';
+import { describe } from '../lib/dtype.js';
+import { objectArg } from './args.js';
 import { BytesTokenizer } from './tokenizer.js';
 
 export interface MaskedText {
@@ -38,7 +43,8 @@ const MASK_RE = /<mask(?::(\d+))?>/g;
 
 /** Reads `<mask>` / `<mask:N>` in the text into ids with [MASK] tokens. */
 export function parseMaskedText(text: string, tokenizer = new BytesTokenizer()): MaskedText {
-  if (typeof text !== 'string') throw new TypeError(`parseMaskedText: text must be a string, got ${text === null ? 'null' : typeof text}`);
+  if (typeof text !== 'string') throw new TypeError(`parseMaskedText: argument 'text' must be a string, got ${describe(text)}`);
+  if (!(tokenizer instanceof BytesTokenizer)) throw new TypeError(`parseMaskedText: argument 'tokenizer' must be a BytesTokenizer, got ${describe(tokenizer)}`);
   const ids: number[] = [tokenizer.clsTokenId];
   const maskPositions: number[] = [];
   let last = 0;
@@ -59,6 +65,9 @@ export function parseMaskedText(text: string, tokenizer = new BytesTokenizer()):
 
 /** Fills the masked bytes of `text` (see the file comment for the syntax); topK candidates per masked byte. */
 export async function fillMask(model: PerceiverForMaskedLM, text: string, opts: { topK?: number; device?: string } = {}): Promise<FillMaskResult> {
+  if (!(model instanceof ARCHITECTURES.PerceiverForMaskedLM)) throw new TypeError(`fillMask: argument 'model' must be a PerceiverForMaskedLM, got ${describe(model)}`);
+  if (typeof text !== 'string') throw new TypeError(`fillMask: argument 'text' must be a string, got ${describe(text)}`);
+  opts = objectArg('fillMask', 'opts', opts);
   const topK = opts.topK ?? 5;
   const tokenizer = new BytesTokenizer();
   if (!Number.isSafeInteger(topK) || topK < 1 || topK > tokenizer.vocabSize) throw new RangeError(`fillMask: topK must be an integer in [1, ${tokenizer.vocabSize}], got ${String(topK)}`);

@@ -7,6 +7,8 @@
 // wherever attention.ts takes it, i.e. what this engine actually computes.
 import { perceiverConfig, type PerceiverConfig } from './config.js';
 import { fastCrossAttentionMacs, plainCrossAttentionMacs } from './fast-attention.js';
+import { objectArg } from './args.js';
+import { describe } from '../lib/dtype.js';
 
 export interface FlopPart {
   /** e.g. 'encoder cross-attention k projection'. */
@@ -90,7 +92,7 @@ class Counter {
 }
 
 function positiveInt(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw new RangeError(`countFlops: ${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw new RangeError(`countFlops: ${name} must be a positive integer, got ${typeof v === 'number' || v === undefined ? String(v) : JSON.stringify(v)}`);
   return v;
 }
 
@@ -123,9 +125,11 @@ function classifierDecoder(k: Counter, c: PerceiverConfig): void {
  * input size (options override it). Throws for an architecture it cannot count.
  */
 export function countFlops(config: Record<string, unknown>, opts: FlopOptions = {}): FlopCount {
-  if (config === null || typeof config !== 'object' || Array.isArray(config)) throw new TypeError(`countFlops: config must be a config.json object`);
+  objectArg('countFlops', 'config', config, true);
+  opts = objectArg('countFlops', 'opts', opts);
   const arch = Array.isArray(config.architectures) ? String(config.architectures[0]) : undefined;
-  if (!arch) throw new TypeError(`countFlops: config.architectures[0] must name the model class`);
+  if (!arch)
+    throw new TypeError(`countFlops: config.architectures[0] must name the model class, got ${Array.isArray(config.architectures) ? JSON.stringify(config.architectures) : describe(config.architectures)}`);
   const c = perceiverConfig(config as Partial<PerceiverConfig> & Record<string, unknown>);
   const k = new Counter();
   switch (arch) {
@@ -166,7 +170,7 @@ export function countFlops(config: Record<string, unknown>, opts: FlopOptions = 
     }
     case 'PerceiverForOpticalFlow': {
       const [h, w] = c.train_size;
-      if (opts.imageSize !== undefined && opts.imageSize !== h)
+      if (opts.imageSize !== undefined && positiveInt('imageSize', opts.imageSize) !== h)
         throw new RangeError(`countFlops: PerceiverForOpticalFlow only takes its train_size ${h}x${w}; larger frames are tiled (flow-tiling.ts)`);
       const n = h * w;
       k.add('patches linear 54 -> 64', [n, 54, 64]);

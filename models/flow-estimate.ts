@@ -2,9 +2,14 @@
 // PerceiverForOpticalFlow, tiled as DeepMind's colab (flow-tiling.ts), in pixels: the
 // model outputs decoder / 100 (HF), which the colab multiplies by 20
 // (FLOW_SCALE_FACTOR) unless the config's flow_output_scale already did.
+// The registry first: a task model's module loads the registry (through save.ts), which
+// must finish loading every task model before it is read.
+import { ARCHITECTURES } from './registry.js';
 import { tensor } from '../lib/index.js';
 import { computeGridIndices, stitchWindows, windowPatches, type Size2 } from './flow-tiling.js';
 import type { PerceiverForOpticalFlow } from './optical-flow.js';
+import { describe } from '../lib/dtype.js';
+import { intListArg, objectArg } from './args.js';
 
 export const FLOW_SCALE_FACTOR = 20;
 
@@ -21,7 +26,18 @@ export interface FlowOptions {
  * the weighted average of the windows that cover each pixel.
  */
 export async function estimateFlow(model: PerceiverForOpticalFlow, frames: ArrayLike<number>, size: Size2, opts: FlowOptions = {}): Promise<{ flow: Float32Array; windows: [number, number][]; overlap: number }> {
+  const op = 'estimateFlow';
+  if (!(model instanceof ARCHITECTURES.PerceiverForOpticalFlow)) throw new TypeError(`${op}: argument 'model' must be a PerceiverForOpticalFlow, got ${describe(model)}`);
+  if (!Array.isArray(size) || size.length !== 2) throw new TypeError(`${op}: argument 'size' must be [height, width], got ${describe(size)}`);
+  intListArg(op, 'size', size, 1);
   const [H, W] = size;
+  if (!Array.isArray(frames) && !(ArrayBuffer.isView(frames) && !(frames instanceof DataView)))
+    throw new TypeError(`${op}: argument 'frames' must be an array or typed array of RGB values [2, H, W, 3], got ${describe(frames)}`);
+  if (frames.length !== 2 * H * W * 3)
+    throw new RangeError(`${op}: argument 'frames' must hold 2 x ${H} x ${W} x 3 = ${2 * H * W * 3} values (two RGB frames of size), got ${frames.length}`);
+  opts = objectArg(op, 'opts', opts);
+  if (opts.onWindow !== undefined && typeof opts.onWindow !== 'function')
+    throw new TypeError(`${op}: argument 'opts.onWindow' must be a function, got ${describe(opts.onWindow)}`);
   const window = model.config.train_size;
   const scale = FLOW_SCALE_FACTOR / model.config.flow_output_scale;
   const requested = opts.overlap ?? 20;

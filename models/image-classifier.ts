@@ -7,6 +7,7 @@ import { PerceiverModel, interpolateFlag } from './perceiver.js';
 import { PerceiverImagePreprocessor, type PerceiverImagePreprocessorOptions } from './preprocessors/image.js';
 import { PerceiverClassificationDecoder } from './decoders/classification.js';
 import { saveModel, type SaveModelOptions } from './save.js';
+import { objectArg, tensorArg } from './args.js';
 
 export abstract class PerceiverImageClassifier extends Module {
   readonly config: PerceiverConfig;
@@ -18,6 +19,8 @@ export abstract class PerceiverImageClassifier extends Module {
     preprocessorOptions: (c: PerceiverConfig) => PerceiverImagePreprocessorOptions,
   ) {
     super();
+    objectArg(this.constructor.name, 'config', config, true);
+    opts = objectArg(this.constructor.name, 'opts', opts);
     const c = perceiverConfig(config);
     this.config = c;
     const device = opts.device;
@@ -39,8 +42,10 @@ export abstract class PerceiverImageClassifier extends Module {
    * take any size without it.
    */
   forward(pixelValues: Tensor, opts: { interpolatePosEncoding?: boolean } = {}): { logits: Tensor } {
-    if (opts === null || typeof opts !== 'object') throw new TypeError(`${this.constructor.name}.forward: argument 'opts' must be an object, got ${opts === null ? 'null' : typeof opts}`);
-    const interpolatePosEncoding = interpolateFlag(`${this.constructor.name}.forward`, opts.interpolatePosEncoding);
+    const op = `${this.constructor.name}.forward`;
+    tensorArg(op, 'pixelValues', pixelValues, { rank: 4, dtype: 'float', shape: '[B, C, H, W]' });
+    opts = objectArg(op, 'opts', opts);
+    const interpolatePosEncoding = interpolateFlag(op, opts.interpolatePosEncoding);
     return tidy(() => {
       let x = pixelValues;
       const { image_mean: mean, image_std: std } = this.config;

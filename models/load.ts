@@ -22,6 +22,8 @@ import {
 import { perceiverConfig } from './config.js';
 import { readTorchCheckpoint } from '../lib/io/torch.js';
 import { createModel, type ArchitectureName, ARCHITECTURES } from './registry.js';
+import { objectArg } from './args.js';
+import { describe } from '../lib/dtype.js';
 
 export interface LoadModelOptions {
   /** Where the weights live; default per resolveDevice(). */
@@ -44,7 +46,7 @@ export type LoadedModel = InstanceType<(typeof ARCHITECTURES)[ArchitectureName]>
 
 /** Reads and parses dir/config.json. */
 export function readModelConfig(dir: string): Record<string, unknown> {
-  if (typeof dir !== 'string' || dir === '') throw new TypeError(`loadModel: argument 'dir' must be a folder path, got ${JSON.stringify(dir)}`);
+  if (typeof dir !== 'string' || dir === '') throw new TypeError(`loadModel: argument 'dir' must be a folder path, got ${describe(dir)}`);
   if (!existsSync(dir)) throw new Error(`loadModel: model folder '${dir}' does not exist`);
   if (!statSync(dir).isDirectory()) throw new Error(`loadModel: '${dir}' is not a folder (expected a HF model folder with config.json and model.safetensors)`);
   const path = join(dir, 'config.json');
@@ -78,6 +80,7 @@ const PRETRAINED_CONFIG_KEYS: ReadonlySet<string> = new Set([
 
 /** config.json keys that neither PerceiverConfig nor HF's PretrainedConfig defines. */
 export function unknownConfigKeys(json: Record<string, unknown>): string[] {
+  objectArg('unknownConfigKeys', 'json', json, true);
   const known = new Set(Object.keys(perceiverConfig({})));
   return Object.keys(json).filter((k) => !known.has(k) && !PRETRAINED_CONFIG_KEYS.has(k));
 }
@@ -152,6 +155,7 @@ async function safetensorsFile(path: string): Promise<TensorRecord[]> {
 
 /** The weight records of a model folder, whatever its layout (not yet read). */
 export async function readModelRecords(dir: string): Promise<{ path: string; records: TensorRecord[] }> {
+  if (typeof dir !== 'string' || dir === '') throw new TypeError(`readModelRecords: argument 'dir' must be a folder path, got ${describe(dir)}`);
   const layout = weightsLayout(dir);
   const path = join(dir, layout);
   switch (layout) {
@@ -194,7 +198,7 @@ function checkAgainstModel(model: Module, records: readonly TensorRecord[]): str
  * raised before any weight byte is read.
  */
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
-  if (opts === null || typeof opts !== 'object') throw new TypeError(`loadModel: argument 'opts' must be an object, got ${JSON.stringify(opts)}`);
+  opts = objectArg('loadModel', 'opts', opts);
   // First, so an unavailable device is reported as such rather than as a config problem.
   const device = resolveDevice('loadModel', opts.device);
   const dtype = opts.dtype ?? 'float32';

@@ -8,6 +8,7 @@ import { PerceiverTextPreprocessor } from './preprocessors/text.js';
 import { PerceiverBasicDecoder } from './decoders/basic.js';
 import { PerceiverEmbeddingDecoder } from './decoders/embedding.js';
 import { saveModel, type SaveModelOptions } from './save.js';
+import { objectArg, optionalTensorArg, tensorArg } from './args.js';
 
 export class PerceiverForMaskedLM extends Module {
   readonly config: PerceiverConfig;
@@ -18,6 +19,8 @@ export class PerceiverForMaskedLM extends Module {
   /** config: a config.json object (HF defaults fill what it omits). */
   constructor(config: Partial<PerceiverConfig> & Record<string, unknown>, opts: { device?: string } = {}) {
     super();
+    objectArg('PerceiverForMaskedLM', 'config', config, true);
+    opts = objectArg('PerceiverForMaskedLM', 'opts', opts);
     const c = perceiverConfig(config);
     this.config = c;
     const device = opts.device;
@@ -45,6 +48,11 @@ export class PerceiverForMaskedLM extends Module {
    * -> logits [B, max_position_embeddings, vocab_size].
    */
   forward(inputs: Tensor, opts: { attentionMask?: Tensor | null; queryMask?: Tensor | null } = {}): { logits: Tensor } {
+    const op = 'PerceiverForMaskedLM.forward';
+    tensorArg(op, 'inputs', inputs, { rank: 2, dtype: ['int32'], shape: '[B, N]' });
+    opts = objectArg(op, 'opts', opts);
+    optionalTensorArg(op, 'opts.attentionMask', opts.attentionMask, { rank: 2, shape: '[B, N]' });
+    optionalTensorArg(op, 'opts.queryMask', opts.queryMask, { rank: 2, shape: '[B, max_position_embeddings]' });
     return tidy(() => {
       const { logits: hidden } = this.perceiver.forward(inputs, opts);
       return { logits: this.embeddingDecoder.forward(hidden as Tensor, this.text.embeddings.weight) };

@@ -22,6 +22,24 @@ import {
   PerceiverProjectionPostprocessor,
 } from './postprocessors.js';
 import { saveModel, type SaveModelOptions } from './save.js';
+import { objectArg, tensorArg } from './args.js';
+import { describe } from '../lib/dtype.js';
+
+/** Checks a MultimodalInputs argument (op's argument `name`): the three tensors by rank and dtype. */
+export function checkMultimodalInputs(op: string, name: string, inputs: unknown): MultimodalInputs {
+  const i = objectArg(op, name, inputs as MultimodalInputs, true);
+  tensorArg(op, `${name}.image`, i.image, { rank: 5, dtype: 'float', shape: '[B, T, 3, H, W]' });
+  tensorArg(op, `${name}.audio`, i.audio, { rank: 3, dtype: 'float', shape: '[B, samples, 1]' });
+  tensorArg(op, `${name}.label`, i.label, { rank: 2, shape: '[B, num_labels]' });
+  return i;
+}
+
+/** Checks an argument that must be flat indices: an array or a typed array (its length is read, not its elements). */
+export function checkIndexList(op: string, name: string, v: unknown): ArrayLike<number> {
+  if (!Array.isArray(v) && !(ArrayBuffer.isView(v) && !(v instanceof DataView)))
+    throw new TypeError(`${op}: argument '${name}' must be an array or typed array of flat indices, got ${describe(v)}`);
+  return v as ArrayLike<number>;
+}
 
 export interface MultimodalInputs {
   /** [B, T, 3, H, W]. */
@@ -38,6 +56,8 @@ export class PerceiverForMultimodalAutoencoding extends Module {
 
   constructor(config: Partial<PerceiverConfig> & Record<string, unknown>, opts: { device?: string } = {}) {
     super();
+    objectArg('PerceiverForMultimodalAutoencoding', 'config', config, true);
+    opts = objectArg('PerceiverForMultimodalAutoencoding', 'opts', opts);
     const c = perceiverConfig(config);
     this.config = c;
     const device = opts.device;
@@ -109,6 +129,12 @@ export class PerceiverForMultimodalAutoencoding extends Module {
     inputs: MultimodalInputs,
     opts: { subsampledOutputPoints: { image: ArrayLike<number>; audio: ArrayLike<number> } },
   ): { logits: Record<string, Tensor> } {
+    const op = 'PerceiverForMultimodalAutoencoding.forward';
+    checkMultimodalInputs(op, 'inputs', inputs);
+    opts = objectArg(op, 'opts', opts, true);
+    const points = objectArg(op, 'opts.subsampledOutputPoints', opts.subsampledOutputPoints, true);
+    checkIndexList(op, 'opts.subsampledOutputPoints.image', points.image);
+    checkIndexList(op, 'opts.subsampledOutputPoints.audio', points.audio);
     return tidy(() => ({
       logits: this.perceiver.forward(inputs as unknown as Record<string, Tensor>, {
         subsampledOutputPoints: { ...opts.subsampledOutputPoints, label: null },

@@ -6,8 +6,13 @@
 // encoder's output does not depend on the queried points, so here the inputs are
 // encoded once and only the decoder runs per chunk (`reencode: true` runs the whole
 // model per chunk, as the colab, for comparison).
+// The registry first: a task model's module loads the registry (through save.ts), which
+// must finish loading every task model before it is read.
+import { ARCHITECTURES } from './registry.js';
 import { Tensor, tidy } from '../lib/index.js';
-import type { MultimodalInputs, PerceiverForMultimodalAutoencoding } from './multimodal-autoencoding.js';
+import { describe } from '../lib/dtype.js';
+import { checkMultimodalInputs, type MultimodalInputs, type PerceiverForMultimodalAutoencoding } from './multimodal-autoencoding.js';
+import { boolArg, intArg, objectArg } from './args.js';
 
 /**
  * Splits [0, total) into n contiguous ranges of floor(total / n) or one more (the
@@ -16,8 +21,8 @@ import type { MultimodalInputs, PerceiverForMultimodalAutoencoding } from './mul
  * every point is covered.
  */
 export function chunkRanges(total: number, n: number): Int32Array[] {
-  if (!Number.isSafeInteger(total) || total < 0) throw new RangeError(`chunkRanges: total must be a non-negative integer, got ${String(total)}`);
-  if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`chunkRanges: the number of chunks must be a positive integer, got ${String(n)}`);
+  intArg('chunkRanges', 'total', total, 0);
+  intArg('chunkRanges', 'n', n, 1);
   const base = Math.floor(total / n);
   const extra = total % n;
   const out: Int32Array[] = [];
@@ -51,6 +56,15 @@ export interface ChunkedOptions {
 
 /** Autoencodes inputs in nChunks decoder passes; returns the full reconstruction on the host. */
 export async function autoencodeInChunks(model: PerceiverForMultimodalAutoencoding, inputs: MultimodalInputs, opts: ChunkedOptions): Promise<ChunkedReconstruction> {
+  const op = 'autoencodeInChunks';
+  if (!(model instanceof ARCHITECTURES.PerceiverForMultimodalAutoencoding))
+    throw new TypeError(`${op}: argument 'model' must be a PerceiverForMultimodalAutoencoding, got ${describe(model)}`);
+  checkMultimodalInputs(op, 'inputs', inputs);
+  opts = objectArg(op, 'opts', opts, true);
+  intArg(op, 'opts.nChunks', opts.nChunks, 1);
+  if (opts.reencode !== undefined) boolArg(op, 'opts.reencode', opts.reencode);
+  if (opts.onChunk !== undefined && typeof opts.onChunk !== 'function')
+    throw new TypeError(`${op}: argument 'opts.onChunk' must be a function, got ${describe(opts.onChunk)}`);
   const c = model.config;
   const [B, T, C, H, W] = inputs.image.shape;
   if (inputs.image.rank !== 5 || C !== 3) throw new RangeError(`autoencodeInChunks: image must be [B, T, 3, H, W], got [${inputs.image.shape.join(', ')}]`);

@@ -3,7 +3,12 @@
 // returns them (`logits`, or `logits.<modality>`). This is the contract of the CLI
 // and of users in other languages: a safetensors file of named inputs in, one of
 // named outputs out.
-import type { Tensor } from '../lib/index.js';
+// The registry first: a task model's module loads the registry (through save.ts), which
+// must finish loading every task model before it is read.
+import { ARCHITECTURES } from './registry.js';
+import { Module, Tensor } from '../lib/index.js';
+import { describe } from '../lib/dtype.js';
+import { objectArg } from './args.js';
 import { PerceiverForMaskedLM } from './masked-lm.js';
 import { PerceiverForSequenceClassification } from './sequence-classification.js';
 import { PerceiverForImageClassificationFourier } from './image-classification-fourier.js';
@@ -25,10 +30,16 @@ export interface NamedInputSpec {
 
 /** Names HF's forward() takes that only matter for training; given, they are skipped. */
 export function isIgnoredInput(name: string): boolean {
+  if (typeof name !== 'string') throw new TypeError(`isIgnoredInput: argument 'name' must be a string, got ${describe(name)}`);
   return name === 'labels' || name.startsWith('loss_weights.');
 }
 
 export function namedInputSpec(model: LoadedModel): NamedInputSpec {
+  return specOf('namedInputSpec', model);
+}
+
+function specOf(op: string, model: LoadedModel): NamedInputSpec {
+  if (!(model instanceof Module)) throw new TypeError(`${op}: argument 'model' must be a Perceiver task model (${Object.keys(ARCHITECTURES).join(', ')}), got ${describe(model)}`);
   if (model instanceof PerceiverForMaskedLM || model instanceof PerceiverForSequenceClassification)
     return { accepted: ['inputs', 'attention_mask'], required: ['inputs'] };
   if (isImageClassifier(model))
@@ -42,7 +53,7 @@ export function namedInputSpec(model: LoadedModel): NamedInputSpec {
     const names = ['inputs.audio', 'inputs.image', 'inputs.label', 'subsampled_output_points.audio', 'subsampled_output_points.image'];
     return { accepted: names, required: names };
   }
-  throw new TypeError(`namedInputSpec: ${(model as object).constructor.name} has no named-input mapping`);
+  throw new TypeError(`${op}: argument 'model' must be a Perceiver task model (${Object.keys(ARCHITECTURES).join(', ')}), got ${describe(model)}, which has no named-input mapping`);
 }
 
 /**
@@ -50,7 +61,15 @@ export function namedInputSpec(model: LoadedModel): NamedInputSpec {
  * error listing what the model accepts. Returns the names that are skipped.
  */
 export function checkNamedInputs(model: LoadedModel, names: readonly string[]): { ignored: string[] } {
-  const spec = namedInputSpec(model);
+  return checkNames('checkNamedInputs', model, names);
+}
+
+function checkNames(op: string, model: LoadedModel, names: readonly string[]): { ignored: string[] } {
+  const spec = specOf(op, model);
+  if (!Array.isArray(names)) throw new TypeError(`${op}: argument 'names' must be an array of input names, got ${describe(names)}`);
+  names.forEach((n, i) => {
+    if (typeof n !== 'string') throw new TypeError(`${op}: argument 'names[${i}]' must be a string, got ${describe(n)}`);
+  });
   const cls = (model as object).constructor.name;
   const ignored = names.filter(isIgnoredInput);
   const unknown = names.filter((n) => !isIgnoredInput(n) && !spec.accepted.includes(n));
@@ -99,11 +118,16 @@ export async function forwardNamed(
   inputs: Record<string, Tensor>,
   opts: ForwardNamedOptions = {},
 ): Promise<{ outputs: Record<string, Tensor>; ignored: string[] }> {
-  if (opts === null || typeof opts !== 'object') throw new TypeError(`forwardNamed: argument 'opts' must be an object, got ${opts === null ? 'null' : typeof opts}`);
-  const interpolatePosEncoding = interpolateFlag('forwardNamed', opts.interpolatePosEncoding);
+  const op = 'forwardNamed';
+  specOf(op, model);
+  objectArg(op, 'inputs', inputs, true);
+  opts = objectArg(op, 'opts', opts);
+  const interpolatePosEncoding = interpolateFlag(op, opts.interpolatePosEncoding);
   if (interpolatePosEncoding && !isImageClassifier(model))
     throw new TypeError(`forwardNamed: interpolatePosEncoding applies to the image classifiers, not to ${(model as object).constructor.name}`);
-  const { ignored } = checkNamedInputs(model, Object.keys(inputs));
+  const { ignored } = checkNames(op, model, Object.keys(inputs));
+  for (const [name, v] of Object.entries(inputs))
+    if (!ignored.includes(name) && !(v instanceof Tensor)) throw new TypeError(`${op}: argument 'inputs['${name}']' must be a Tensor, got ${describe(v)}`);
   let outputs: Record<string, Tensor>;
   if (model instanceof PerceiverForMaskedLM || model instanceof PerceiverForSequenceClassification)
     outputs = model.forward(inputs.inputs, { attentionMask: inputs.attention_mask ?? null });

@@ -9,6 +9,7 @@ import { PerceiverModel } from './perceiver.js';
 import { PerceiverImagePreprocessor } from './preprocessors/image.js';
 import { PerceiverOpticalFlowDecoder } from './decoders/optical-flow.js';
 import { saveModel, type SaveModelOptions } from './save.js';
+import { objectArg, tensorArg } from './args.js';
 
 export class PerceiverForOpticalFlow extends Module {
   readonly config: PerceiverConfig;
@@ -16,6 +17,8 @@ export class PerceiverForOpticalFlow extends Module {
 
   constructor(config: Partial<PerceiverConfig> & Record<string, unknown>, opts: { device?: string } = {}) {
     super();
+    objectArg('PerceiverForOpticalFlow', 'config', config, true);
+    opts = objectArg('PerceiverForOpticalFlow', 'opts', opts);
     const c = perceiverConfig(config);
     this.config = c;
     const device = opts.device;
@@ -43,6 +46,9 @@ export class PerceiverForOpticalFlow extends Module {
 
   /** inputs [B, 2, 27, H, W] (two frames of 3x3x3 patches, HF layout) -> flow [B, H, W, 2]. */
   forward(inputs: Tensor): { logits: Tensor } {
+    tensorArg('PerceiverForOpticalFlow.forward', 'inputs', inputs, { rank: 5, dtype: 'float', shape: '[B, 2, 27, H, W]' });
+    if (inputs.shape[1] !== 2 || inputs.shape[2] !== 27)
+      throw new RangeError(`PerceiverForOpticalFlow.forward: argument 'inputs' must be [B, 2, 27, H, W] (two frames of 3x3x3 patches), got shape [${inputs.shape.join(', ')}]`);
     return tidy(() => ({ logits: this.perceiver.forward(inputs).logits as Tensor }));
   }
 

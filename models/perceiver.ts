@@ -9,6 +9,8 @@ import type { DecoderQueryContext } from './decoders/basic.js';
 import type { Postprocessor } from './postprocessors.js';
 import type { Preprocessor, PreprocessorInput } from './preprocessors/preprocessor.js';
 import { saveModel, type SaveModelOptions } from './save.js';
+import { objectArg, optionalTensorArg, tensorArg } from './args.js';
+import { describe } from '../lib/dtype.js';
 
 /** What PerceiverModel needs of a decoder. */
 export interface Decoder extends Module {
@@ -45,7 +47,7 @@ export interface PerceiverForwardOptions {
 /** Checks an interpolatePosEncoding option (default false). */
 export function interpolateFlag(op: string, v: unknown): boolean {
   if (v === undefined) return false;
-  if (typeof v !== 'boolean') throw new TypeError(`${op}: option 'interpolatePosEncoding' must be a boolean, got ${v === null ? 'null' : typeof v}`);
+  if (typeof v !== 'boolean') throw new TypeError(`${op}: option 'interpolatePosEncoding' must be a boolean, got ${describe(v)}`);
   return v;
 }
 
@@ -57,7 +59,11 @@ export function interpolateFlag(op: string, v: unknown): boolean {
  * on rows that mask everything, use hfKeyMask.
  */
 export function keyMask(attentionMask: Tensor): Tensor {
-  if (attentionMask.rank !== 2) throw new RangeError(`attention_mask must be [B, M], got [${attentionMask.shape.join(', ')}]`);
+  return keyMaskOf('keyMask', attentionMask);
+}
+
+function keyMaskOf(op: string, attentionMask: Tensor): Tensor {
+  tensorArg(op, 'attentionMask', attentionMask, { rank: 2, shape: '[B, M]' });
   return tidy(() => {
     const m = attentionMask.dtype === 'float32' ? attentionMask : cast(attentionMask, 'float32');
     const [B, M] = attentionMask.shape;
@@ -75,8 +81,9 @@ export function keyMask(attentionMask: Tensor): Tensor {
  * -> mask uint8 [B, 1, M], queryScale float32 [B, 1, 1] (1, or 0 for those rows).
  */
 export function hfKeyMask(attentionMask: Tensor): { mask: Tensor; queryScale: Tensor } {
+  tensorArg('hfKeyMask', 'attentionMask', attentionMask, { rank: 2, shape: '[B, M]' });
   return tidy(() => {
-    const allowed = cast(keyMask(attentionMask), 'float32');
+    const allowed = cast(keyMaskOf('hfKeyMask', attentionMask), 'float32');
     const anyAllowed = allowed.max(-1, { keepdim: true });
     // Rows with no allowed key become all ones; other rows are unchanged.
     return { mask: notEqual(allowed.add(sub(1, anyAllowed)), 0), queryScale: anyAllowed };
@@ -96,6 +103,12 @@ export class PerceiverModel extends Module {
     parts: { inputPreprocessor?: Preprocessor; decoder?: Decoder; outputPostprocessor?: Postprocessor; device?: string } = {},
   ) {
     super();
+    objectArg('PerceiverModel', 'config', config, true);
+    parts = objectArg('PerceiverModel', 'parts', parts);
+    for (const k of ['inputPreprocessor', 'decoder', 'outputPostprocessor'] as const) {
+      const v: unknown = parts[k];
+      if (v !== undefined && v !== null && !(v instanceof Module)) throw new TypeError(`PerceiverModel: argument 'parts.${k}' must be a Module, got ${describe(v)}`);
+    }
     this.config = config;
     const device = parts.device;
     this.inputPreprocessor = parts.inputPreprocessor ? this.registerModule('input_preprocessor', parts.inputPreprocessor) : null;
@@ -113,35 +126,43 @@ export class PerceiverModel extends Module {
 
   /** inputs: whatever the preprocessor takes (or [B, M, d_model] without one). */
   forward(inputs: PreprocessorInput, opts: PerceiverForwardOptions = {}): PerceiverModelOutput {
+    const op = 'PerceiverModel.forward';
+    opts = objectArg(op, 'opts', opts);
+    const attentionMask = optionalTensorArg(op, 'opts.attentionMask', opts.attentionMask, { rank: 2, shape: '[B, M]' });
+    const queryMask = optionalTensorArg(op, 'opts.queryMask', opts.queryMask, { rank: 2, shape: '[B, N_out]' });
+    const subsampled = opts.subsampledOutputPoints;
+    if (subsampled !== undefined && subsampled !== null && (typeof subsampled !== 'object' || Array.isArray(subsampled)))
+      throw new TypeError(`${op}: argument 'opts.subsampledOutputPoints' must be an object (modality -> flat indices), got ${describe(subsampled)}`);
     return tidy(() => {
       let x: Tensor;
       let withoutPos: Tensor | Record<string, Tensor> | null = null;
       let modalitySizes: Record<string, number> | undefined;
       if (this.inputPreprocessor) ({ inputs: x, inputsWithoutPos: withoutPos, modalitySizes } = this.inputPreprocessor.forward(inputs, { interpolatePosEncoding: interpolateFlag('PerceiverModel', opts.interpolatePosEncoding) }));
       else {
-        if (!(inputs instanceof Tensor)) throw new TypeError(`PerceiverModel: without a preprocessor, inputs must be one [B, M, d_model] tensor`);
+        if (!(inputs instanceof Tensor)) throw new TypeError(`PerceiverModel: without a preprocessor, inputs must be one [B, M, d_model] tensor, got ${describe(inputs)}`);
+        tensorArg(op, 'inputs', inputs);
         x = inputs;
         // Checked here: a wrong rank would otherwise surface as a reshape error deep in the encoder.
         if (x.rank !== 3) throw new RangeError(`PerceiverModel: inputs must be [B, M, d_model] = [B, M, ${this.config.d_model}], got [${x.shape.join(', ')}]`);
         if (x.shape[x.rank - 1] !== this.config.d_model)
           throw new RangeError(`PerceiverModel: inputs have ${x.shape[x.rank - 1]} channels, config.d_model is ${this.config.d_model}`);
       }
-      if (opts.queryMask && this.config.attention_mask_style !== 'deepmind')
+      if (queryMask && this.config.attention_mask_style !== 'deepmind')
         throw new TypeError(`PerceiverModel: a decoder query mask needs config attention_mask_style 'deepmind' (HF ignores query masks)`);
       const B = x.shape[0];
       let mask: Tensor | null = null;
       let queryScale: Tensor | null = null;
-      if (opts.attentionMask) {
-        if (this.config.attention_mask_style === 'hf') ({ mask, queryScale } = hfKeyMask(opts.attentionMask));
-        else mask = keyMask(opts.attentionMask);
+      if (attentionMask) {
+        if (attentionMask.shape[0] !== B || attentionMask.shape[1] !== x.shape[1])
+          throw new RangeError(`PerceiverModel: attention_mask [${attentionMask.shape.join(', ')}] does not match the inputs [${B}, ${x.shape[1]}, ...]`);
+        if (this.config.attention_mask_style === 'hf') ({ mask, queryScale } = hfKeyMask(attentionMask));
+        else mask = keyMask(attentionMask);
       }
-      if (mask && (mask.shape[0] !== B || mask.shape[2] !== x.shape[1]))
-        throw new RangeError(`PerceiverModel: attention_mask [${opts.attentionMask!.shape.join(', ')}] does not match the inputs [${B}, ${x.shape[1]}, ...]`);
       const z = this.encoder.forward(this.embeddings.forward(B), x, mask, queryScale);
       if (!this.decoder) return { logits: null, lastHiddenState: z };
       const points = opts.subsampledOutputPoints ?? null;
       const query = this.decoder.decoderQuery(x, { inputsWithoutPos: withoutPos, modalitySizes, subsampledPoints: points });
-      const out = this.decoder.forward(query, z, opts.queryMask ?? null);
+      const out = this.decoder.forward(query, z, queryMask);
       if (!this.outputPostprocessor) return { logits: out, lastHiddenState: z };
       // HF: with subsampling the output has one run per modality of the subsampled
       // length (label: one query); otherwise the input modality sizes.

@@ -9,6 +9,8 @@ import { PerceiverForImageClassificationLearned } from './image-classification-l
 import { PerceiverForImageClassificationConvProcessing } from './image-classification-conv.js';
 import { PerceiverForOpticalFlow } from './optical-flow.js';
 import { PerceiverForMultimodalAutoencoding } from './multimodal-autoencoding.js';
+import { objectArg } from './args.js';
+import { describe } from '../lib/dtype.js';
 
 type ConfigJson = Partial<PerceiverConfig> & Record<string, unknown>;
 
@@ -26,9 +28,12 @@ export type ArchitectureName = keyof typeof ARCHITECTURES;
 
 /** A freshly initialised model of the class config.architectures[0] names. */
 export function createModel(config: ConfigJson, opts: { device?: string } = {}): InstanceType<(typeof ARCHITECTURES)[ArchitectureName]> & Module {
+  objectArg('createModel', 'config', config, true);
+  opts = objectArg('createModel', 'opts', opts);
   const arch = Array.isArray(config.architectures) ? config.architectures[0] : undefined;
-  if (typeof arch !== 'string') throw new TypeError(`createModel: config.architectures[0] must name the model class, got ${JSON.stringify(config.architectures)}`);
-  if (!(arch in ARCHITECTURES))
+  if (typeof arch !== 'string')
+    throw new TypeError(`createModel: config.architectures[0] must name the model class, got ${Array.isArray(config.architectures) ? JSON.stringify(config.architectures) : describe(config.architectures)}`);
+  if (!Object.prototype.hasOwnProperty.call(ARCHITECTURES, arch))
     throw new Error(`createModel: architecture '${arch}' is not supported (supported: ${Object.keys(ARCHITECTURES).join(', ')})`);
   return new ARCHITECTURES[arch as ArchitectureName](config, opts);
 }

@@ -14,7 +14,8 @@ import { Module, type SafetensorsDType, type Tensor } from '../lib/index.js';
 import { writeSafetensorsTemp } from '../lib/io/safetensors.js';
 import { perceiverConfig, type PerceiverConfig } from './config.js';
 // A cycle (the task models import saveModel); read only inside saveModel, after both loaded.
-import { ARCHITECTURES } from './registry.js';
+import { objectArg } from './args.js';
+import { describe } from '../lib/dtype.js';
 
 
 // Options of this port that HF's PerceiverConfig does not have: written only when a
@@ -31,6 +32,10 @@ const EXTENSION_OPTIONS = [
  * options that differ from their defaults.
  */
 export function configJson(config: PerceiverConfig, arch: string): Record<string, unknown> {
+  objectArg('configJson', 'config', config, true);
+  if (typeof arch !== 'string' || arch === '') throw new TypeError(`configJson: argument 'arch' must be a model class name, got ${describe(arch)}`);
+  // The config's fields are checked as a config.json's are (perceiverConfig's messages name the field).
+  perceiverConfig(config as unknown as Partial<PerceiverConfig> & Record<string, unknown>);
   const defaults = perceiverConfig({}) as unknown as Record<string, unknown>;
   const src = config as unknown as Record<string, unknown>;
   const out: Record<string, unknown> = {};
@@ -79,12 +84,16 @@ export interface SaveModelOptions {
 export async function saveModel(model: Module & { config: PerceiverConfig }, dir: string, opts: SaveModelOptions = {}): Promise<void> {
   if (!(model instanceof Module)) throw new TypeError(`saveModel: argument 'model' must be a Perceiver model, got ${typeof model}`);
   const arch = model.constructor.name;
+  // Loaded here, not at the top: every task model's module imports this one (for its
+  // save()), and the registry imports every task model, so a static import would make
+  // a task model's module unloadable on its own.
+  const { ARCHITECTURES } = await import('./registry.js');
   // Classes whose name is their HF architecture name: the registry's, and the bare model.
   const savable = ['PerceiverModel', ...Object.keys(ARCHITECTURES)];
   if (!savable.includes(arch)) throw new TypeError(`saveModel: ${arch} has no HF architecture name (savable: ${savable.join(', ')})`);
   if (model.config === null || typeof model.config !== 'object') throw new TypeError(`saveModel: the ${arch} has no config`);
   if (typeof dir !== 'string' || dir === '') throw new TypeError(`saveModel: argument 'dir' must be a folder path, got ${JSON.stringify(dir)}`);
-  if (opts === null || typeof opts !== 'object') throw new TypeError(`saveModel: argument 'opts' must be an object, got ${JSON.stringify(opts)}`);
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new TypeError(`saveModel: argument 'opts' must be an object, got ${JSON.stringify(opts)}`);
   const maxShard = opts.maxShardBytes;
   if (maxShard !== undefined && !(Number.isSafeInteger(maxShard) && maxShard > 0))
     throw new TypeError(`saveModel: option 'maxShardBytes' must be a positive integer, got ${JSON.stringify(maxShard)}`);

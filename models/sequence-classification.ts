@@ -7,6 +7,7 @@ import { PerceiverModel } from './perceiver.js';
 import { PerceiverTextPreprocessor } from './preprocessors/text.js';
 import { PerceiverClassificationDecoder } from './decoders/classification.js';
 import { saveModel, type SaveModelOptions } from './save.js';
+import { objectArg, optionalTensorArg, tensorArg } from './args.js';
 
 export class PerceiverForSequenceClassification extends Module {
   readonly config: PerceiverConfig;
@@ -15,6 +16,8 @@ export class PerceiverForSequenceClassification extends Module {
   /** config: a config.json object (HF defaults fill what it omits; num_labels from id2label). */
   constructor(config: Partial<PerceiverConfig> & Record<string, unknown>, opts: { device?: string } = {}) {
     super();
+    objectArg('PerceiverForSequenceClassification', 'config', config, true);
+    opts = objectArg('PerceiverForSequenceClassification', 'opts', opts);
     const c = perceiverConfig(config);
     this.config = c;
     const device = opts.device;
@@ -36,6 +39,11 @@ export class PerceiverForSequenceClassification extends Module {
    * attention_mask_style 'deepmind' only) -> logits [B, num_labels].
    */
   forward(inputs: Tensor, opts: { attentionMask?: Tensor | null; queryMask?: Tensor | null } = {}): { logits: Tensor } {
+    const op = 'PerceiverForSequenceClassification.forward';
+    tensorArg(op, 'inputs', inputs, { rank: 2, dtype: ['int32'], shape: '[B, N]' });
+    opts = objectArg(op, 'opts', opts);
+    optionalTensorArg(op, 'opts.attentionMask', opts.attentionMask, { rank: 2, shape: '[B, N]' });
+    optionalTensorArg(op, 'opts.queryMask', opts.queryMask, { rank: 2, shape: '[B, 1]' });
     return tidy(() => ({
       logits: this.perceiver.forward(inputs, { attentionMask: opts.attentionMask ?? null, queryMask: opts.queryMask ?? null }).logits as Tensor,
     }));

@@ -92,3 +92,17 @@ for (const [name, f] of Object.entries(FIXTURE_TOKENS)) {
     }
   });
 }
+
+test('countFlops: bad arguments are refused with the argument named; config fields as perceiverConfig refuses them', (t) => {
+  const bad: [() => unknown, RegExp][] = [
+    [() => countFlops(undefined as never), /^countFlops: argument 'config' must be an object, got undefined$/],
+    [() => countFlops([] as never), /^countFlops: argument 'config' must be an object, got array of length 0$/],
+    [() => countFlops(LANGUAGE_PERCEIVER, null as never), /^countFlops: argument 'opts' must be an object, got null$/],
+    [() => countFlops({ architectures: 'x' }), /^countFlops: config.architectures\[0\] must name the model class, got 'x'$/],
+    [() => countFlops(LANGUAGE_PERCEIVER, { sequenceLength: NaN }), /^countFlops: sequenceLength must be a positive integer, got NaN$/],
+    [() => countFlops({ ...VISION_PERCEIVER_FOURIER, layer_norm_eps: 'x' }), /^perceiverConfig: 'layer_norm_eps' must be a finite number >= 0, got "x"$/],
+    [() => countFlops({ ...VISION_PERCEIVER_FOURIER, cross_attention_widening_factor: -1 }), /^perceiverConfig: 'cross_attention_widening_factor' must be a positive integer, got -1$/],
+    [() => countFlops({ architectures: ['PerceiverForOpticalFlow'], train_size: [368, 496] }, { imageSize: 'x' as never }), /^countFlops: imageSize must be a positive integer, got "x"$/],
+  ];
+  for (const [f, message] of bad) t.throws(f, { message }, String(message));
+});

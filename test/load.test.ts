@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
 import { readBytes } from '../lib/tensor.js';
-import { loadModel, unknownConfigKeys, PerceiverForMaskedLM } from '../models/index.js';
+import { loadModel, unknownConfigKeys, PerceiverForMaskedLM, readModelConfig, readModelRecords, checkNamedInputs, forwardNamed, isIgnoredInput, namedInputSpec } from '../models/index.js';
 import { caseConfig, caseDir } from './helpers/hf-fixture.js';
 import { baseline, live } from './helpers/device.js';
 
@@ -291,4 +291,36 @@ test.serial('an AbortSignal stops loadModel and leaves nothing behind', async (t
   t.is(err!.message, 'stop');
   t.is(live().tensors, before.tensors);
   t.is(live().bytes, before.bytes);
+});
+
+test('loadModel, readModelConfig, readModelRecords, unknownConfigKeys and the named-input helpers: bad arguments are refused with the argument named', async (t) => {
+  const model = new PerceiverForMaskedLM(caseConfig('mlm'));
+  const ids = P.zeros([1, 4], { dtype: 'int32' });
+  const other = new P.Linear(2, 2);
+  const bad: [() => unknown, RegExp][] = [
+    [() => readModelConfig(NaN as never), /^loadModel: argument 'dir' must be a folder path, got number NaN$/],
+    [() => unknownConfigKeys(undefined as never), /^unknownConfigKeys: argument 'json' must be an object, got undefined$/],
+    [() => unknownConfigKeys('x' as never), /^unknownConfigKeys: argument 'json' must be an object, got 'x'$/],
+    [() => isIgnoredInput(5 as never), /^isIgnoredInput: argument 'name' must be a string, got number 5$/],
+    [() => namedInputSpec(undefined as never), /^namedInputSpec: argument 'model' must be a Perceiver task model \(.*\), got undefined$/],
+    [() => namedInputSpec(other as never), /^namedInputSpec: argument 'model' must be a Perceiver task model \(.*\), got Linear, which has no named-input mapping$/],
+    [() => checkNamedInputs(null as never, ['inputs']), /^checkNamedInputs: argument 'model' must be a Perceiver task model \(.*\), got null$/],
+    [() => checkNamedInputs(model, 'inputs' as never), /^checkNamedInputs: argument 'names' must be an array of input names, got 'inputs'$/],
+    [() => checkNamedInputs(model, ['inputs', null] as never), /^checkNamedInputs: argument 'names\[1\]' must be a string, got null$/],
+  ];
+  for (const [f, message] of bad) t.throws(f, { message }, String(message));
+  const badAsync: [() => Promise<unknown>, RegExp][] = [
+    [() => loadModel(caseDir('mlm'), [] as never), /^loadModel: argument 'opts' must be an object, got array of length 0$/],
+    [() => readModelRecords(undefined as never), /^readModelRecords: argument 'dir' must be a folder path, got undefined$/],
+    [() => readModelRecords({} as never), /^readModelRecords: argument 'dir' must be a folder path, got Object$/],
+    [() => forwardNamed(undefined as never, { inputs: ids }), /^forwardNamed: argument 'model' must be a Perceiver task model \(.*\), got undefined$/],
+    [() => forwardNamed(model, undefined as never), /^forwardNamed: argument 'inputs' must be an object, got undefined$/],
+    [() => forwardNamed(model, { inputs: ids }, [] as never), /^forwardNamed: argument 'opts' must be an object, got array of length 0$/],
+    [() => forwardNamed(model, { inputs: 'x' } as never), /^forwardNamed: argument 'inputs\['inputs'\]' must be a Tensor, got 'x'$/],
+    [() => forwardNamed(model, { inputs: ids, attention_mask: null } as never), /^forwardNamed: argument 'inputs\['attention_mask'\]' must be a Tensor, got null$/],
+  ];
+  for (const [f, message] of badAsync) await t.throwsAsync(f, { message }, String(message));
+  for (const v of [ids]) v.dispose();
+  other.dispose();
+  model.dispose();
 });

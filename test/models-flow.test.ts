@@ -6,6 +6,7 @@ import test from 'ava';
 import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import { PerceiverForOpticalFlow } from '../models/index.js';
+import { estimateFlow } from '../models/flow-estimate.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
 import { baseline, live } from './helpers/device.js';
 
@@ -62,5 +63,38 @@ test("subsampled output points are refused, as HF's \"FlowDecoder doesn't suppor
   const { logits } = model.perceiver.forward(x, { subsampledOutputPoints: null });
   t.deepEqual((logits as P.Tensor).shape, [1, 4, 4, 2], 'no points: every pixel, as before');
   for (const v of [x, logits as P.Tensor]) v.dispose();
+  model.dispose();
+});
+
+test('PerceiverForOpticalFlow and estimateFlow: bad arguments are refused with the argument named', async (t) => {
+  const tiny = {
+    num_latents: 4, d_latents: 8, d_model: 8, num_blocks: 1, num_self_attends_per_block: 1, num_self_attention_heads: 1, num_cross_attention_heads: 1, train_size: [4, 4] as [number, number],
+  };
+  const model = new PerceiverForOpticalFlow(tiny);
+  const frames4 = P.zeros([1, 27, 4, 4]);
+  const oneFrame = P.zeros([1, 1, 27, 4, 4]);
+  const ints = P.zeros([1, 2, 27, 4, 4], { dtype: 'int32' });
+  const bad: [() => unknown, RegExp][] = [
+    [() => new PerceiverForOpticalFlow(undefined as never), /^PerceiverForOpticalFlow: argument 'config' must be an object, got undefined$/],
+    [() => new PerceiverForOpticalFlow(tiny, 'cpu' as never), /^PerceiverForOpticalFlow: argument 'opts' must be an object, got 'cpu'$/],
+    [() => new PerceiverForOpticalFlow({ ...tiny, train_size: [4, NaN] as [number, number] }), /^perceiverConfig: 'train_size' must be \[height, width\], two positive integers, got \[4,null\]$/],
+    [() => model.forward(undefined as never), /^PerceiverForOpticalFlow.forward: argument 'inputs' must be a Tensor \[B, 2, 27, H, W\], got undefined$/],
+    [() => model.forward(frames4), /^PerceiverForOpticalFlow.forward: argument 'inputs' must have rank 5 \[B, 2, 27, H, W\], got shape \[1, 27, 4, 4\]$/],
+    [() => model.forward(oneFrame), /^PerceiverForOpticalFlow.forward: argument 'inputs' must be \[B, 2, 27, H, W\] \(two frames of 3x3x3 patches\), got shape \[1, 1, 27, 4, 4\]$/],
+    [() => model.forward(ints), /^PerceiverForOpticalFlow.forward: argument 'inputs' must be float32 or bfloat16 or float16, got int32$/],
+  ];
+  for (const [f, message] of bad) t.throws(f, { message }, String(message));
+  const rgb = new Uint8Array(2 * 4 * 4 * 3);
+  const badAsync: [() => Promise<unknown>, RegExp][] = [
+    [() => estimateFlow(undefined as never, rgb, [4, 4]), /^estimateFlow: argument 'model' must be a PerceiverForOpticalFlow, got undefined$/],
+    [() => estimateFlow(model, null as never, [4, 4]), /^estimateFlow: argument 'frames' must be an array or typed array of RGB values \[2, H, W, 3\], got null$/],
+    [() => estimateFlow(model, rgb.subarray(3), [4, 4]), /^estimateFlow: argument 'frames' must hold 2 x 4 x 4 x 3 = 96 values .*, got 93$/],
+    [() => estimateFlow(model, rgb, undefined as never), /^estimateFlow: argument 'size' must be \[height, width\], got undefined$/],
+    [() => estimateFlow(model, rgb, [4, 'x'] as never), /^estimateFlow: argument 'size\[1\]' must be an integer >= 1, got 'x'$/],
+    [() => estimateFlow(model, rgb, [4, 4], null as never), /^estimateFlow: argument 'opts' must be an object, got null$/],
+    [() => estimateFlow(model, rgb, [4, 4], { onWindow: 5 as never }), /^estimateFlow: argument 'opts.onWindow' must be a function, got number 5$/],
+  ];
+  for (const [f, message] of badAsync) await t.throwsAsync(f, { message }, String(message));
+  for (const v of [frames4, oneFrame, ints]) v.dispose();
   model.dispose();
 });

@@ -21,6 +21,7 @@ import {
   spaceToDepth,
 } from '../models/index.js';
 import { FOURIER_CACHE_SIZE } from '../models/position-encoding.js';
+import { labelOf, topKClasses } from '../models/classification.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
 import { baseline, live } from './helpers/device.js';
 
@@ -273,4 +274,37 @@ test.serial('the Fourier table cache keeps the FOURIER_CACHE_SIZE most recent sh
   enc.dispose();
   t.is(live().tensors, before.tensors, 'live tensors');
   t.is(live().bytes, before.bytes, 'live bytes');
+});
+
+test('the image classifiers, labelOf and topKClasses: bad arguments are refused with the argument named', async (t) => {
+  const config = caseConfig('image_learned');
+  const model = new PerceiverForImageClassificationLearned(config);
+  const pixels = P.zeros([1, 3, 12, 12]);
+  const video = P.zeros([2, 1, 3, 12, 12]);
+  const ints = P.zeros([1, 3, 12, 12], { dtype: 'int32' });
+  const logits1 = P.zeros([10]);
+  const logits2 = P.zeros([1, 10]);
+  const bad: [() => unknown, RegExp][] = [
+    [() => new PerceiverForImageClassificationLearned(undefined as never), /^PerceiverForImageClassificationLearned: argument 'config' must be an object, got undefined$/],
+    [() => new PerceiverForImageClassificationFourier('x' as never), /^PerceiverForImageClassificationFourier: argument 'config' must be an object, got 'x'$/],
+    [() => new PerceiverForImageClassificationConvProcessing(config, null as never), /^PerceiverForImageClassificationConvProcessing: argument 'opts' must be an object, got null$/],
+    [() => new PerceiverForImageClassificationLearned({ ...config, image_size: NaN }), /^perceiverConfig: 'image_size' must be a positive integer, got NaN$/],
+    [() => model.forward(undefined as never), /^PerceiverForImageClassificationLearned.forward: argument 'pixelValues' must be a Tensor \[B, C, H, W\], got undefined$/],
+    [() => model.forward(3 as never), /^PerceiverForImageClassificationLearned.forward: argument 'pixelValues' must be a Tensor \[B, C, H, W\], got number 3$/],
+    [() => model.forward(video), /^PerceiverForImageClassificationLearned.forward: argument 'pixelValues' must have rank 4 \[B, C, H, W\], got shape \[2, 1, 3, 12, 12\]$/],
+    [() => model.forward(ints), /^PerceiverForImageClassificationLearned.forward: argument 'pixelValues' must be float32 or bfloat16 or float16, got int32$/],
+    [() => model.forward(pixels, [] as never), /^PerceiverForImageClassificationLearned.forward: argument 'opts' must be an object, got array of length 0$/],
+    [() => model.forward(pixels, { interpolatePosEncoding: null as never }), /^PerceiverForImageClassificationLearned.forward: option 'interpolatePosEncoding' must be a boolean, got null$/],
+    [() => labelOf('x' as never, 0), /^labelOf: argument 'id2label' must be an object \(class index -> label\), got 'x'$/],
+    [() => labelOf(undefined, -1), /^labelOf: argument 'index' must be an integer >= 0, got number -1$/],
+  ];
+  for (const [f, message] of bad) t.throws(f, { message }, String(message));
+  const badAsync: [() => Promise<unknown>, RegExp][] = [
+    [() => topKClasses(undefined as never, 1), /^topKClasses: argument 'logits' must be a Tensor, got undefined$/],
+    [() => topKClasses(logits1, 1), /^topKClasses: logits must be \[B, num_classes\], got \[10\]$/],
+    [() => topKClasses(logits2, 1, 5 as never), /^topKClasses: argument 'id2label' must be an object \(class index -> label\), got number 5$/],
+  ];
+  for (const [f, message] of badAsync) await t.throwsAsync(f, { message }, String(message));
+  for (const v of [pixels, video, ints, logits1, logits2]) v.dispose();
+  model.dispose();
 });

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
 import { PerceiverForMaskedLM } from '../models/index.js';
+import { fillMask, parseMaskedText } from '../models/fill-mask.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
 import { readAndDispose } from './helpers/read.js';
 import { baseline, live } from './helpers/device.js';
@@ -82,7 +83,7 @@ test('the output always has max_position_embeddings rows; longer inputs are refu
   const long = P.zeros([1, 49], { dtype: 'int32' });
   t.throws(() => model.forward(long), { message: /49 tokens exceed max_position_embeddings \(48\)/ });
   const floats = P.zeros([1, 4]);
-  t.throws(() => model.forward(floats), { message: /ids must be int32/ });
+  t.throws(() => model.forward(floats), { message: /argument 'inputs' must be int32, got float32/ });
   for (const x of [short, logits, long, floats]) x.dispose();
   model.dispose();
 });
@@ -101,4 +102,34 @@ test('strict loading names what the checkpoint lacks or adds', async (t) => {
 test('a config whose channels do not divide by the heads is refused at construction', (t) => {
   t.throws(() => new PerceiverForMaskedLM({ ...config, qk_channels: 30 }), { message: /qk_channels \(30\) must be divisible by num_heads \(4\)/ });
   t.throws(() => new PerceiverForMaskedLM({ ...config, num_self_attention_heads: 5 }), { message: /d_latents \(96\) must be divisible by num_self_attention_heads \(5\)/ });
+});
+
+test('PerceiverForMaskedLM and fillMask: bad arguments are refused with the argument named, before any work', async (t) => {
+  const model = new PerceiverForMaskedLM(config);
+  const ids = P.zeros([1, 4], { dtype: 'int32' });
+  const ids1 = P.zeros([4], { dtype: 'int32' });
+  const bad: [() => unknown, RegExp][] = [
+    [() => new PerceiverForMaskedLM(undefined as never), /^PerceiverForMaskedLM: argument 'config' must be an object, got undefined$/],
+    [() => new PerceiverForMaskedLM([] as never), /^PerceiverForMaskedLM: argument 'config' must be an object, got array of length 0$/],
+    [() => new PerceiverForMaskedLM(config, null as never), /^PerceiverForMaskedLM: argument 'opts' must be an object, got null$/],
+    [() => new PerceiverForMaskedLM({ ...config, v_channels: true as never }), /^perceiverConfig: 'v_channels' must be null or a positive integer, got true$/],
+    [() => new PerceiverForMaskedLM({ ...config, layer_norm_eps: 'x' as never }), /^perceiverConfig: 'layer_norm_eps' must be a finite number >= 0, got "x"$/],
+    [() => model.forward(undefined as never), /^PerceiverForMaskedLM.forward: argument 'inputs' must be a Tensor \[B, N\], got undefined$/],
+    [() => model.forward({} as never), /^PerceiverForMaskedLM.forward: argument 'inputs' must be a Tensor \[B, N\], got Object$/],
+    [() => model.forward(ids1), /^PerceiverForMaskedLM.forward: argument 'inputs' must have rank 2 \[B, N\], got shape \[4\]$/],
+    [() => model.forward(ids, null as never), /^PerceiverForMaskedLM.forward: argument 'opts' must be an object, got null$/],
+    [() => model.forward(ids, { attentionMask: NaN as never }), /^PerceiverForMaskedLM.forward: argument 'opts.attentionMask' must be a Tensor \[B, N\], got number NaN$/],
+    [() => model.forward(ids, { attentionMask: ids1 }), /^PerceiverForMaskedLM.forward: argument 'opts.attentionMask' must have rank 2 \[B, N\], got shape \[4\]$/],
+    [() => parseMaskedText(5 as never), /^parseMaskedText: argument 'text' must be a string, got number 5$/],
+    [() => parseMaskedText('<mask>', {} as never), /^parseMaskedText: argument 'tokenizer' must be a BytesTokenizer, got Object$/],
+  ];
+  for (const [f, message] of bad) t.throws(f, { message }, String(message));
+  const badAsync: [() => Promise<unknown>, RegExp][] = [
+    [() => fillMask(undefined as never, 'a<mask>'), /^fillMask: argument 'model' must be a PerceiverForMaskedLM, got undefined$/],
+    [() => fillMask(model, null as never), /^fillMask: argument 'text' must be a string, got null$/],
+    [() => fillMask(model, 'a<mask>', null as never), /^fillMask: argument 'opts' must be an object, got null$/],
+  ];
+  for (const [f, message] of badAsync) await t.throwsAsync(f, { message }, String(message));
+  for (const v of [ids, ids1]) v.dispose();
+  model.dispose();
 });

@@ -28,7 +28,7 @@ test('chunkRanges: the colab ranges when n divides, full cover otherwise', (t) =
   const r = chunkRanges(10, 4).map((x) => Array.from(x));
   t.deepEqual(r, [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]);
   t.deepEqual(chunkRanges(2, 3).map((x) => x.length), [1, 1, 0]);
-  t.throws(() => chunkRanges(4, 0), { instanceOf: RangeError, message: /positive integer/ });
+  t.throws(() => chunkRanges(4, 0), { instanceOf: RangeError, message: /^chunkRanges: argument 'n' must be an integer >= 1, got number 0$/ });
   t.throws(() => chunkRanges(-1, 2), { instanceOf: RangeError });
 });
 
@@ -113,4 +113,30 @@ test('demo-video-autoencode runs on the fixture folder and writes its PNG', asyn
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+});
+
+test('autoencodeInChunks: bad arguments are refused with the argument named', async (t) => {
+  const model = new PerceiverForMultimodalAutoencoding(config);
+  const image = P.zeros([1, 2, 3, 16, 16]);
+  const audio = P.zeros([1, 128, 1]);
+  const label = P.zeros([1, 7]);
+  const inputs = { image, audio, label };
+  const bad: [() => Promise<unknown>, RegExp][] = [
+    [() => autoencodeInChunks(undefined as never, inputs, { nChunks: 2 }), /^autoencodeInChunks: argument 'model' must be a PerceiverForMultimodalAutoencoding, got undefined$/],
+    [() => autoencodeInChunks({} as never, inputs, { nChunks: 2 }), /^autoencodeInChunks: argument 'model' must be a PerceiverForMultimodalAutoencoding, got Object$/],
+    [() => autoencodeInChunks(model, null as never, { nChunks: 2 }), /^autoencodeInChunks: argument 'inputs' must be an object, got null$/],
+    [() => autoencodeInChunks(model, { ...inputs, image: 'x' } as never, { nChunks: 2 }), /^autoencodeInChunks: argument 'inputs.image' must be a Tensor \[B, T, 3, H, W\], got 'x'$/],
+    [() => autoencodeInChunks(model, { ...inputs, audio: label }, { nChunks: 2 }), /^autoencodeInChunks: argument 'inputs.audio' must have rank 3 \[B, samples, 1\], got shape \[1, 7\]$/],
+    [() => autoencodeInChunks(model, { ...inputs, label: null } as never, { nChunks: 2 }), /^autoencodeInChunks: argument 'inputs.label' must be a Tensor \[B, num_labels\], got null$/],
+    [() => autoencodeInChunks(model, inputs, undefined as never), /^autoencodeInChunks: argument 'opts' must be an object, got undefined$/],
+    [() => autoencodeInChunks(model, inputs, {} as never), /^autoencodeInChunks: argument 'opts.nChunks' must be an integer >= 1, got undefined$/],
+    [() => autoencodeInChunks(model, inputs, { nChunks: 0 }), /^autoencodeInChunks: argument 'opts.nChunks' must be an integer >= 1, got number 0$/],
+    [() => autoencodeInChunks(model, inputs, { nChunks: 2, reencode: 'yes' as never }), /^autoencodeInChunks: argument 'opts.reencode' must be a boolean, got 'yes'$/],
+    [() => autoencodeInChunks(model, inputs, { nChunks: 2, onChunk: 5 as never }), /^autoencodeInChunks: argument 'opts.onChunk' must be a function, got number 5$/],
+  ];
+  for (const [f, message] of bad) await t.throwsAsync(f, { message }, String(message));
+  t.throws(() => chunkRanges('3' as never, 2), { instanceOf: TypeError, message: /^chunkRanges: argument 'total' must be an integer >= 0, got '3'$/ });
+  t.throws(() => chunkRanges(3, NaN), { instanceOf: RangeError, message: /^chunkRanges: argument 'n' must be an integer >= 1, got number NaN$/ });
+  for (const v of [image, audio, label]) v.dispose();
+  model.dispose();
 });

@@ -88,3 +88,30 @@ test("the audio decoder's grid is HF's n_audio_samples // samples_per_patch: a t
   for (const v of Object.values(inputs)) v.dispose();
   model.dispose();
 });
+
+test('PerceiverForMultimodalAutoencoding: bad arguments are refused with the argument named', (t) => {
+  const model = new PerceiverForMultimodalAutoencoding(config);
+  const image = P.zeros([1, 2, 3, 16, 16]);
+  const audio = P.zeros([1, 128, 1]);
+  const label = P.zeros([1, 7]);
+  const inputs = { image, audio, label };
+  const points = { subsampledOutputPoints: { image: [0, 1], audio: [0] } };
+  const bad: [() => unknown, RegExp][] = [
+    [() => new PerceiverForMultimodalAutoencoding(undefined as never), /^PerceiverForMultimodalAutoencoding: argument 'config' must be an object, got undefined$/],
+    [() => new PerceiverForMultimodalAutoencoding(config, null as never), /^PerceiverForMultimodalAutoencoding: argument 'opts' must be an object, got null$/],
+    [() => new PerceiverForMultimodalAutoencoding({ ...config, output_shape: [1, 2, 16, 1.5] }), /^perceiverConfig: 'output_shape' must be an array of positive integers, got \[1,2,16,1.5\]$/],
+    [() => new PerceiverForMultimodalAutoencoding({ ...config, samples_per_patch: 'x' as never }), /^perceiverConfig: 'samples_per_patch' must be a positive integer, got "x"$/],
+    [() => model.forward(undefined as never, points), /^PerceiverForMultimodalAutoencoding.forward: argument 'inputs' must be an object, got undefined$/],
+    [() => model.forward({ ...inputs, image: 'x' } as never, points), /^PerceiverForMultimodalAutoencoding.forward: argument 'inputs.image' must be a Tensor \[B, T, 3, H, W\], got 'x'$/],
+    [() => model.forward({ ...inputs, audio: null } as never, points), /^PerceiverForMultimodalAutoencoding.forward: argument 'inputs.audio' must be a Tensor \[B, samples, 1\], got null$/],
+    [() => model.forward({ ...inputs, audio: label }, points), /^PerceiverForMultimodalAutoencoding.forward: argument 'inputs.audio' must have rank 3 \[B, samples, 1\], got shape \[1, 7\]$/],
+    [() => model.forward({ ...inputs, label: NaN } as never, points), /^PerceiverForMultimodalAutoencoding.forward: argument 'inputs.label' must be a Tensor \[B, num_labels\], got number NaN$/],
+    [() => model.forward(inputs, undefined as never), /^PerceiverForMultimodalAutoencoding.forward: argument 'opts' must be an object, got undefined$/],
+    [() => model.forward(inputs, {} as never), /^PerceiverForMultimodalAutoencoding.forward: argument 'opts.subsampledOutputPoints' must be an object, got undefined$/],
+    [() => model.forward(inputs, { subsampledOutputPoints: { image: 5, audio: [0] } } as never), /^PerceiverForMultimodalAutoencoding.forward: argument 'opts.subsampledOutputPoints.image' must be an array or typed array of flat indices, got number 5$/],
+    [() => model.forward(inputs, { subsampledOutputPoints: { image: [0] } } as never), /^PerceiverForMultimodalAutoencoding.forward: argument 'opts.subsampledOutputPoints.audio' must be an array or typed array of flat indices, got undefined$/],
+  ];
+  for (const [f, message] of bad) t.throws(f, { message }, String(message));
+  for (const v of [image, audio, label]) v.dispose();
+  model.dispose();
+});

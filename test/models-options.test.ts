@@ -24,8 +24,12 @@ import {
   PerceiverMLP,
   PerceiverSelfAttention,
   hfKeyMask,
+  keyMask,
   loadModel,
   perceiverConfig,
+  createModel,
+  PerceiverModel,
+  PerceiverProjectionDecoder,
 } from '../models/index.js';
 import type { ConvTranspose3dOptions } from '../models/index.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
@@ -88,6 +92,83 @@ test('the flavour options default to HF behaviour and bad values are refused wit
   t.throws(() => perceiverConfig({ flow_output_scale: 0 }), { message: /flow_output_scale must be a finite non-zero number/ });
   t.throws(() => perceiverConfig({ attention_mask_style: 'haiku' as never }), { message: /attention_mask_style must be 'hf' or 'deepmind'/ });
   t.throws(() => perceiverConfig({ hidden_act: 'swish' as never }), { message: /hidden_act 'swish' is not supported/ });
+});
+
+test('perceiverConfig: a field of the wrong type or value is refused with its name and what it got (NaN as NaN)', (t) => {
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ use_query_residual: 'yes' }, /^perceiverConfig: use_query_residual must be true or false, got "yes"$/],
+    [{ layer_norm_eps: NaN }, /^perceiverConfig: 'layer_norm_eps' must be a finite number >= 0, got NaN$/],
+    [{ layer_norm_eps: -1 }, /'layer_norm_eps' must be a finite number >= 0, got -1$/],
+    [{ initializer_range: 'x' }, /^perceiverConfig: 'initializer_range' must be a finite number >= 0, got "x"$/],
+    [{ initializer_range: -0.02 }, /'initializer_range' must be a finite number >= 0, got -0.02$/],
+    [{ qk_channels: 'x' }, /^perceiverConfig: 'qk_channels' must be null or a positive integer, got "x"$/],
+    [{ qk_channels: NaN }, /'qk_channels' must be null or a positive integer, got NaN$/],
+    [{ v_channels: -1 }, /'v_channels' must be null or a positive integer, got -1$/],
+    [{ v_channels: true }, /'v_channels' must be null or a positive integer, got true$/],
+    [{ self_attention_widening_factor: 1.5 }, /'self_attention_widening_factor' must be a positive integer, got 1.5$/],
+    [{ cross_attention_widening_factor: 0 }, /'cross_attention_widening_factor' must be a positive integer, got 0$/],
+    [{ output_num_channels: {} }, /'output_num_channels' must be a positive integer, got \{\}$/],
+    [{ samples_per_patch: NaN }, /'samples_per_patch' must be a positive integer, got NaN$/],
+    [{ output_shape: 'x' }, /'output_shape' must be an array of positive integers, got "x"$/],
+    [{ output_shape: [1, -16, 4, 4] }, /'output_shape' must be an array of positive integers, got \[1,-16,4,4\]$/],
+    [{ train_size: [368] }, /'train_size' must be \[height, width\], two positive integers, got \[368\]$/],
+    [{ image_size: '56' }, /'image_size' must be a positive integer, got "56"$/],
+    [{ num_frames: -1 }, /'num_frames' must be a positive integer, got -1$/],
+    [{ audio_samples_per_frame: 0 }, /'audio_samples_per_frame' must be a positive integer, got 0$/],
+    [{ _label_trainable_num_channels: 1.5 }, /'_label_trainable_num_channels' must be a positive integer, got 1.5$/],
+    [{ num_labels: -1 }, /'num_labels' must be an integer >= 0, got -1$/],
+    [{ id2label: 'x' }, /'id2label' must be an object, got "x"$/],
+    [{ label2id: [] }, /'label2id' must be an object, got \[\]$/],
+    [{ architectures: 'PerceiverForMaskedLM' }, /'architectures' must be an array of class names, got "PerceiverForMaskedLM"$/],
+    [{ d_model: NaN }, /^perceiverConfig: 'd_model' must be a positive integer, got NaN$/],
+    [{ hidden_act: null }, /^perceiverConfig: hidden_act must be one of gelu, .*, got null$/],
+    [{ flow_output_scale: NaN }, /flow_output_scale must be a finite non-zero number, got NaN$/],
+    [{ attention_probs_dropout_prob: NaN }, /attention_probs_dropout_prob must be a number in \[0, 1\), got NaN$/],
+  ];
+  for (const [json, message] of bad) t.throws(() => perceiverConfig(json as never), { instanceOf: TypeError, message }, JSON.stringify(json));
+  t.throws(() => perceiverConfig(null as never), { instanceOf: TypeError, message: /^perceiverConfig: argument 'json' must be a config.json object, got null$/ });
+  // HF's legal values stay legal.
+  const c = perceiverConfig({ qk_channels: null, v_channels: 64, layer_norm_eps: 0, initializer_range: 0, id2label: {}, use_query_residual: false });
+  t.is(c.num_labels, 0);
+});
+
+test('PerceiverModel, keyMask, hfKeyMask: bad arguments are refused with the argument named', (t) => {
+  const c = perceiverConfig({ d_latents: 8, d_model: 6, num_latents: 4, num_blocks: 1, num_self_attends_per_block: 1, num_self_attention_heads: 2, num_cross_attention_heads: 1 });
+  const model = new PerceiverModel(c, { decoder: new PerceiverProjectionDecoder({ numClasses: 5, numZChannels: 8 }) });
+  const x = P.zeros([1, 5, 6]);
+  const m1 = P.ones([5]);
+  const bad: [() => unknown, RegExp][] = [
+    [() => new PerceiverModel(undefined as never), /^PerceiverModel: argument 'config' must be an object, got undefined$/],
+    [() => new PerceiverModel(c, null as never), /^PerceiverModel: argument 'parts' must be an object, got null$/],
+    [() => new PerceiverModel(c, { decoder: NaN as never }), /^PerceiverModel: argument 'parts.decoder' must be a Module, got number NaN$/],
+    [() => model.forward(x, null as never), /^PerceiverModel.forward: argument 'opts' must be an object, got null$/],
+    [() => model.forward(x, { attentionMask: NaN as never }), /^PerceiverModel.forward: argument 'opts.attentionMask' must be a Tensor \[B, M\], got number NaN$/],
+    [() => model.forward(x, { attentionMask: m1 }), /^PerceiverModel.forward: argument 'opts.attentionMask' must have rank 2 \[B, M\], got shape \[5\]$/],
+    [() => model.forward(x, { queryMask: 'x' as never }), /^PerceiverModel.forward: argument 'opts.queryMask' must be a Tensor \[B, N_out\], got 'x'$/],
+    [() => model.forward(x, { subsampledOutputPoints: 5 as never }), /^PerceiverModel.forward: argument 'opts.subsampledOutputPoints' must be an object .*got number 5$/],
+    [() => model.forward(undefined as never), /^PerceiverModel: without a preprocessor, inputs must be one \[B, M, d_model\] tensor, got undefined$/],
+    [() => keyMask(undefined as never), /^keyMask: argument 'attentionMask' must be a Tensor \[B, M\], got undefined$/],
+    [() => keyMask('x' as never), /^keyMask: argument 'attentionMask' must be a Tensor \[B, M\], got 'x'$/],
+    [() => hfKeyMask(null as never), /^hfKeyMask: argument 'attentionMask' must be a Tensor \[B, M\], got null$/],
+    [() => hfKeyMask(m1), /^hfKeyMask: argument 'attentionMask' must have rank 2 \[B, M\], got shape \[5\]$/],
+  ];
+  for (const [f, message] of bad) t.throws(f, { message }, String(message));
+  for (const v of [x, m1]) v.dispose();
+  model.dispose();
+});
+
+test('createModel: a config or options that are not objects are refused with the argument named', (t) => {
+  const config = caseConfig('mlm');
+  const bad: [() => unknown, RegExp][] = [
+    [() => createModel(undefined as never), /^createModel: argument 'config' must be an object, got undefined$/],
+    [() => createModel(null as never), /^createModel: argument 'config' must be an object, got null$/],
+    [() => createModel('x' as never), /^createModel: argument 'config' must be an object, got 'x'$/],
+    [() => createModel(config, null as never), /^createModel: argument 'opts' must be an object, got null$/],
+    [() => createModel({ ...config, architectures: ['toString'] }), /^createModel: architecture 'toString' is not supported/],
+    [() => createModel({ ...config, architectures: NaN as never }), /^createModel: config.architectures\[0\] must name the model class, got number NaN$/],
+    [() => createModel({ ...config, qk_channels: 'x' as never }), /^perceiverConfig: 'qk_channels' must be null or a positive integer, got "x"$/],
+  ];
+  for (const [f, message] of bad) t.throws(f, { message }, String(message));
 });
 
 // ---- GELU ---------------------------------------------------------------------------

@@ -92,3 +92,23 @@ test("queryMask reaches the decoder: under 'deepmind' masking the one query chan
   model.dispose();
   hf.dispose();
 });
+
+test('PerceiverForSequenceClassification: bad arguments are refused with the argument named', (t) => {
+  const config = { ...caseConfig('mlm'), architectures: ['PerceiverForSequenceClassification'] };
+  const model = new PerceiverForSequenceClassification(config);
+  const ids = P.zeros([1, 4], { dtype: 'int32' });
+  const floats = P.zeros([1, 4]);
+  const bad: [() => unknown, RegExp][] = [
+    [() => new PerceiverForSequenceClassification(null as never), /^PerceiverForSequenceClassification: argument 'config' must be an object, got null$/],
+    [() => new PerceiverForSequenceClassification(config, 5 as never), /^PerceiverForSequenceClassification: argument 'opts' must be an object, got number 5$/],
+    [() => new PerceiverForSequenceClassification({ ...config, num_labels: 1.5 }), /^perceiverConfig: 'num_labels' must be an integer >= 0, got 1.5$/],
+    [() => model.forward(null as never), /^PerceiverForSequenceClassification.forward: argument 'inputs' must be a Tensor \[B, N\], got null$/],
+    [() => model.forward(floats), /^PerceiverForSequenceClassification.forward: argument 'inputs' must be int32, got float32$/],
+    [() => model.forward(ids, null as never), /^PerceiverForSequenceClassification.forward: argument 'opts' must be an object, got null$/],
+    [() => model.forward(ids, { attentionMask: 'x' as never }), /^PerceiverForSequenceClassification.forward: argument 'opts.attentionMask' must be a Tensor \[B, N\], got 'x'$/],
+    [() => model.forward(ids, { queryMask: {} as never }), /^PerceiverForSequenceClassification.forward: argument 'opts.queryMask' must be a Tensor \[B, 1\], got Object$/],
+  ];
+  for (const [f, message] of bad) t.throws(f, { message }, String(message));
+  for (const v of [ids, floats]) v.dispose();
+  model.dispose();
+});

@@ -198,3 +198,35 @@ test('maxShardBytes writes HF’s sharded layout, which loads identically; savin
   t.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no temporary files');
   model.dispose();
 });
+
+test('configJson: bad arguments are refused with the argument named, and config fields as perceiverConfig refuses them', (t) => {
+  const config = perceiverConfig(caseConfig('mlm'));
+  const bad: [() => unknown, RegExp][] = [
+    [() => configJson(undefined as never, 'PerceiverForMaskedLM'), /^configJson: argument 'config' must be an object, got undefined$/],
+    [() => configJson('x' as never, 'PerceiverForMaskedLM'), /^configJson: argument 'config' must be an object, got 'x'$/],
+    [() => configJson([] as never, 'PerceiverForMaskedLM'), /^configJson: argument 'config' must be an object, got array of length 0$/],
+    [() => configJson(config, undefined as never), /^configJson: argument 'arch' must be a model class name, got undefined$/],
+    [() => configJson(config, 5 as never), /^configJson: argument 'arch' must be a model class name, got number 5$/],
+    [() => configJson({ ...config, num_latents: 'x' } as never, 'PerceiverForMaskedLM'), /^perceiverConfig: 'num_latents' must be a positive integer, got "x"$/],
+    [() => configJson({ ...config, qk_channels: NaN }, 'PerceiverForMaskedLM'), /^perceiverConfig: 'qk_channels' must be null or a positive integer, got NaN$/],
+  ];
+  for (const [f, message] of bad) t.throws(f, { message }, String(message));
+});
+
+test('every task model module loads on its own, not only through the index (save.ts reaches the registry lazily)', async (t) => {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const files = ['masked-lm', 'sequence-classification', 'image-classification-learned', 'image-classification-fourier', 'image-classification-conv', 'optical-flow', 'multimodal-autoencoding'];
+  const code = `for (const f of ${JSON.stringify(files)}) await import(${JSON.stringify(join(here, '..', 'models'))} + '/' + f + '.js');`;
+  // One fresh process per module: a module already loaded through another hides the cycle.
+  await Promise.all(
+    files.map(
+      (f) =>
+        new Promise<void>((resolve) => {
+          execFile(process.execPath, ['--input-type=module', '-e', code.replace(JSON.stringify(files), JSON.stringify([f]))], (err, _out, stderr) => {
+            t.is(err, null, `${f}: ${stderr}`);
+            resolve();
+          });
+        }),
+    ),
+  );
+});
