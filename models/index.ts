@@ -1,7 +1,8 @@
 // The Perceiver family on top of lib/: HF module names, so HF state dicts load 1:1.
 export { perceiverConfig } from './config.js';
 export type { PerceiverConfig, HiddenAct } from './config.js';
-export { PerceiverSelfAttention, PerceiverSelfOutput, PerceiverAttention } from './attention.js';
+export { PerceiverSelfAttention, PerceiverSelfOutput, PerceiverAttention, setFastCrossAttention } from './attention.js';
+export { attentionWithDropout } from './attention-dropout.js';
 export type { PerceiverSelfAttentionOptions, PerceiverAttentionOptions } from './attention.js';
 export { PerceiverMLP, activationOf } from './mlp.js';
 export { PerceiverLayer } from './layer.js';
@@ -79,9 +80,15 @@ export { haikuToStateDict, detectHaikuArchitecture, haikuPreset, HAIKU_ARCHITECT
 export type { HaikuConversion, HaikuConversionOptions } from './haiku.js';
 export { countFlops } from './flops.js';
 export type { FlopCount, FlopPart, FlopOptions } from './flops.js';
-export { decodeImage } from './image-io.js';
+export { decodeImage, encodePngRgb, writeFileAtomic } from './image-io.js';
+export { modelInfo } from './model-info.js';
+export type { ModelInfo } from './model-info.js';
+export { parseMaskedText, fillMask } from './fill-mask.js';
+export { labelOf, topKClasses } from './classification.js';
+export { estimateFlow, FLOW_SCALE_FACTOR } from './flow-estimate.js';
+export type { FlowOptions } from './flow-estimate.js';
 export type { DecodedImage } from './image-io.js';
-export { imageProcessorOptions, preprocessImage, centerCrop, resizeBicubic, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD } from './image-processor.js';
+export { imageProcessorOptions, preprocessImage, centerCrop, resizeBicubic, cropAndResize, toPixelValues, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD } from './image-processor.js';
 export type { RgbImage, ImageProcessorOptions } from './image-processor.js';
 export { train, evaluate, DEFAULT_TRAIN } from './train/trainer.js';
 export type { TrainConfig, TrainRunOptions, TrainState, Progress as TrainProgress, EvalResult, TrainableClassifier } from './train/trainer.js';

@@ -153,10 +153,16 @@ const a = P.tensor([[1, 2, 3], [4, 5, 6]]);
 const b = P.tensor([[1, 0], [0, 1], [1, 1]]);
 const c = P.matmul(a, b, { bias: P.tensor([10, 20]) });
 const product = await c.array();
+// What the READMEs show importing from the models entry point.
+const M = await import('perceiver-io/models');
+const documented = ['loadModel', 'PerceiverForMaskedLM', 'BytesTokenizer', 'setFastCrossAttention', 'attentionWithDropout', 'modelInfo',
+  'encodePngRgb', 'writeFileAtomic', 'toPixelValues', 'parseMaskedText', 'fillMask', 'topKClasses', 'estimateFlow'];
+const missingModels = documented.filter((n) => typeof M[n] !== 'function');
 const maps = readFileSync('/proc/self/maps', 'utf8').split('\\n')
   .map((l) => l.trim().split(/\\s+/).slice(5).join(' ')).filter((p) => p.endsWith('.node'));
 console.log(JSON.stringify({
   product,
+  missingModels,
   backends: P.backends(),
   loaded: [...new Set(maps)],
   resolved: require('node-gyp-build').resolve(pkgDir),
@@ -217,6 +223,7 @@ test('npm pack + install into a fresh project (scripts off): imports by name, co
     t.is(use.code, 0, describeRun('consumer', use));
     const out = JSON.parse(use.stdout.trim().split('\n').pop()!);
     t.deepEqual(out.product, [[14, 25], [20, 31]]);
+    t.deepEqual(out.missingModels, [], "every function the READMEs import from 'perceiver-io/models' is exported");
     t.is(out.backends[0].name, 'cpu');
     t.true(out.backends[0].available);
     // The installed package explains its CUDA state: on a machine without a GPU the
