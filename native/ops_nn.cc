@@ -134,6 +134,9 @@ Tensor max_pool2d(const Tensor& x_in, int64_t kh, int64_t kw, int64_t sh, int64_
   if (cpu_16bit(x_in)) {
     return cast(max_pool2d(cast(x_in, DType::Float32), kh, kw, sh, sw, pad), x_in.dtype);
   }
+  // Padding alone would give every window nothing but -inf.
+  if ((H == 0 || W == 0) && B * OH * OW * C > 0)
+    throw_range("max_pool2d: argument 'x' has no pixels (shape " + shape_str(x_in.shape) + "), so no window holds a value");
   Tensor x = contiguous(x_in);
   Tensor out = empty({B, OH, OW, C}, x.dtype, x.device(), "max_pool2d");
   if (out.numel() == 0) return out;

@@ -314,6 +314,20 @@ test('maxPool2d: the stride defaults to the kernel and may differ per axis; NaN 
   t.true(Number.isNaN(n[0]), 'NaN in the window gives NaN');
 });
 
+test('maxPool2d: a kernel far wider than the image visits only the taps on it (a window of 2^40 returns at once); an input with no pixels is refused', async (t) => {
+  const k = 2 ** 40;
+  const x = tensor([1, 5, 2, 4, 3, 0], [1, 2, 3, 1]);
+  const t0 = performance.now();
+  // Windows [-(k-1), 0] and [1, k] on each axis: pixel 0 alone, then the rest.
+  const y = P.maxPool2d(x, { kernel: [k, k], stride: [k, k], padding: [k - 1, k - 1, k - 1, k - 1] });
+  const d = await y.data();
+  t.true(performance.now() - t0 < 5000, 'no loop over the empty taps');
+  t.deepEqual(y.shape, [1, 2, 2, 1]);
+  t.deepEqual(Array.from(d), [1, 5, 4, 3]);
+  t.throws(() => P.maxPool2d(P.zeros([1, 0, 0, 2]), { kernel: 2, padding: [1, 1, 1, 1] }), { instanceOf: RangeError, message: /max_pool2d: argument 'x' has no pixels \(shape \[1, 0, 0, 2\]\)/ });
+  for (const z of [x, y]) z.dispose();
+});
+
 test('maxPool2d: a non-contiguous input and invalid options', async (t) => {
   const x = randomArray(2 * 3 * 8 * 8, 4);
   const view = tensor(x, [2, 3, 8, 8]).permute([0, 2, 3, 1]);

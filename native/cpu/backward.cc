@@ -114,12 +114,12 @@ void max_pool2d_backward(const Pool2dArgs& a, const float* g, float* gx) {
             best[c] = -INFINITY;
             arg[c] = -1;
           }
-          for (int64_t ky = 0; ky < a.kh; ky++) {
-            const int64_t iy = oy * a.stride_h - a.pad_top + ky;
-            if (iy < 0 || iy >= a.h) continue;
-            for (int64_t kx = 0; kx < a.kw; kx++) {
-              const int64_t ix = ox * a.stride_w - a.pad_left + kx;
-              if (ix < 0 || ix >= a.w) continue;
+          // Only the taps that land on the input (as the forward).
+          const int64_t y0 = oy * a.stride_h - a.pad_top, x0 = ox * a.stride_w - a.pad_left;
+          for (int64_t ky = std::max<int64_t>(0, -y0); ky < std::min(a.kh, a.h - y0); ky++) {
+            const int64_t iy = y0 + ky;
+            for (int64_t kx = std::max<int64_t>(0, -x0); kx < std::min(a.kw, a.w - x0); kx++) {
+              const int64_t ix = x0 + kx;
               const int64_t at = (iy * a.w + ix) * a.c;
               for (int64_t c = 0; c < a.c; c++)
                 if (xb[at + c] > best[c] || arg[c] < 0) {

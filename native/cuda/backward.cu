@@ -364,12 +364,11 @@ __global__ void max_pool_backward_kernel(Pool2dArgs a, const T* x, const T* g, T
         // displaces, the first valid element always starts).
         float best = -INFINITY;
         int64_t arg = -1;
-        for (int64_t ky = 0; ky < a.kh; ky++) {
-          const int64_t y = oy * a.stride_h - a.pad_top + ky;
-          if (y < 0 || y >= a.h) continue;
-          for (int64_t kx = 0; kx < a.kw; kx++) {
-            const int64_t xx = ox * a.stride_w - a.pad_left + kx;
-            if (xx < 0 || xx >= a.w) continue;
+        const int64_t y0 = oy * a.stride_h - a.pad_top, x0 = ox * a.stride_w - a.pad_left;
+        for (int64_t ky = max((int64_t)0, -y0); ky < min(a.kh, a.h - y0); ky++) {
+          const int64_t y = y0 + ky;
+          for (int64_t kx = max((int64_t)0, -x0); kx < min(a.kw, a.w - x0); kx++) {
+            const int64_t xx = x0 + kx;
             const int64_t at = (y * a.w + xx) * a.c + c;
             const float v = to_f(xb[at]);
             if (v > best || arg < 0) {

@@ -19,12 +19,12 @@ __global__ void max_pool_kernel(Pool2dArgs a, const T* x, T* out) {
     int64_t oy = (pix / a.ow) % a.oh;
     int64_t b = pix / (a.ow * a.oh);
     float m = -INFINITY;
-    for (int64_t ky = 0; ky < a.kh; ky++) {
-      int64_t iy = oy * a.stride_h - a.pad_top + ky;
-      if (iy < 0 || iy >= a.h) continue;
-      for (int64_t kx = 0; kx < a.kw; kx++) {
-        int64_t ix = ox * a.stride_w - a.pad_left + kx;
-        if (ix < 0 || ix >= a.w) continue;
+    // Only the window's taps that land on the input (as the CPU's max_pool2d).
+    const int64_t y0 = oy * a.stride_h - a.pad_top, x0 = ox * a.stride_w - a.pad_left;
+    for (int64_t ky = max((int64_t)0, -y0); ky < min(a.kh, a.h - y0); ky++) {
+      int64_t iy = y0 + ky;
+      for (int64_t kx = max((int64_t)0, -x0); kx < min(a.kw, a.w - x0); kx++) {
+        int64_t ix = x0 + kx;
         float v = to_f(x[((b * a.h + iy) * a.w + ix) * a.c + c]);
         if (v > m || v != v) m = v;
       }
