@@ -14,7 +14,7 @@
 //
 // This file is plain JavaScript because it runs before TypeScript is compiled.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,6 +49,14 @@ function main() {
     return;
   }
   const buildDir = join(ROOT, 'build', 'cuda');
+  // CMake keeps the compiler of the first configure: after a toolkit change (the old
+  // one removed, or another nvcc first on PATH) the build would fail or use the old
+  // one, so a folder configured with another nvcc starts over.
+  const cached = cachedCudaCompiler(buildDir);
+  if (cached && realOrSelf(cached) !== realOrSelf(nvcc)) {
+    say(`build/cuda was configured with ${cached}; reconfiguring for ${nvcc}`);
+    rmSync(buildDir, { recursive: true, force: true });
+  }
   const env = { ...process.env, CUDACXX: process.env.CUDACXX || nvcc };
   const jobs = String(Math.max(1, Number(process.env.JOBS) || cpus().length));
   const t0 = Date.now();
@@ -81,4 +89,22 @@ function main() {
   say(`CUDA backend built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
 
-main();
+/** The nvcc a CMake build folder was configured with, or null. */
+export function cachedCudaCompiler(buildDir) {
+  try {
+    const m = /^CMAKE_CUDA_COMPILER:[A-Z]+=(.+)$/m.exec(readFileSync(join(buildDir, 'CMakeCache.txt'), 'utf8'));
+    return m ? m[1].trim() : null;
+  } catch {
+    return null;
+  }
+}
+
+function realOrSelf(p) {
+  try {
+    return realpathSync(p);
+  } catch {
+    return p;
+  }
+}
+
+if (process.argv[1] && realOrSelf(process.argv[1]) === realOrSelf(fileURLToPath(import.meta.url))) main();

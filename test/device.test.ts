@@ -7,7 +7,8 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import * as P from '../lib/index.js';
@@ -244,4 +245,18 @@ test('PERCEIVER_NUM_THREADS=1, 2 and 3 give bit-identical matmul, attention (key
   const d = P.randn([300, 257], { seed: 42 }).dataSync();
   here.update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
   t.is(here.digest('hex'), runs[0].randn);
+});
+
+test('build-cuda.mjs reads the nvcc a build folder was configured with (a folder configured with another one starts over)', async (t) => {
+  const { cachedCudaCompiler } = (await import(pathToFileURL(join(ROOT, 'scripts', 'build-cuda.mjs')).href)) as { cachedCudaCompiler: (dir: string) => string | null };
+  const dir = mkdtempSync(join(tmpdir(), 'perceiver-build-cuda-'));
+  try {
+    t.is(cachedCudaCompiler(dir), null, 'no cache: nothing to compare');
+    for (const type of ['STRING', 'FILEPATH']) {
+      writeFileSync(join(dir, 'CMakeCache.txt'), `# cache\nCMAKE_CUDA_COMPILER-ADVANCED:INTERNAL=1\nCMAKE_CUDA_COMPILER:${type}=/opt/cuda-12.4/bin/nvcc\n`);
+      t.is(cachedCudaCompiler(dir), '/opt/cuda-12.4/bin/nvcc', type);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
