@@ -49,6 +49,7 @@ test('run --dtype bfloat16: bfloat16 weights and outputs, within bfloat16 roundi
   const got = await P.loadSafetensors(out);
   const want = await P.loadSafetensors(fixture('image_conv', 'expected.safetensors'), { names: ['logits'] });
   t.is(got.logits.dtype, 'bfloat16');
+  t.deepEqual(got.logits.shape, want.logits.shape);
   const [g, w] = [await got.logits.data(), await want.logits.data()];
   const maxAbs = Math.max(1, ...Array.from(w, Math.abs));
   t.true(g.every((v, i) => Math.abs(v - w[i]) <= 3e-2 * maxAbs));

@@ -13,7 +13,7 @@ import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
 import { readBytes } from '../lib/tensor.js';
 import { loadModel, unknownConfigKeys, PerceiverForMaskedLM, readModelConfig, readModelRecords, checkNamedInputs, forwardNamed, isIgnoredInput, namedInputSpec } from '../models/index.js';
-import { caseConfig, caseDir } from './helpers/hf-fixture.js';
+import { caseConfig, caseDir, caseTensors } from './helpers/hf-fixture.js';
 import { baseline, live } from './helpers/device.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'perceiver-load-'));
@@ -239,9 +239,23 @@ test('HF PretrainedConfig fields pass silently; unknown fields draw one warning 
 });
 
 test('every PerceiverConfig field is honoured: a changed field changes the model built', async (t) => {
-  const m = await loadModel(folder('mlm', { config: (c) => Object.assign(c, { num_self_attends_per_block: 2, hidden_act: 'gelu_new' }) }));
-  t.is(m.config.hidden_act, 'gelu_new');
-  m.dispose();
+  // hidden_act: the same weights compute another function.
+  const input = await caseTensors('mlm', 'input', ['inputs', 'attention_mask']);
+  const logitsOf = async (m: Awaited<ReturnType<typeof loadModel>>) => {
+    const out = (m as PerceiverForMaskedLM).forward(input.inputs, { attentionMask: input.attention_mask }).logits;
+    const d = (await out.data()) as Float32Array;
+    out.dispose();
+    return d;
+  };
+  const exact = await loadModel(caseDir('mlm'));
+  const tanh = await loadModel(folder('mlm', { config: (c) => Object.assign(c, { hidden_act: 'gelu_new' }) }));
+  t.is(tanh.config.hidden_act, 'gelu_new');
+  const [a, b] = [await logitsOf(exact), await logitsOf(tanh)];
+  t.true(a.some((v, i) => v !== b[i]), 'gelu_new changes the logits');
+  for (const m of [exact, tanh]) m.dispose();
+  for (const x of Object.values(input)) x.dispose();
+  // A structural field: one latent layer per block, so the checkpoint's second is unexpected.
+  await t.throwsAsync(loadModel(folder('mlm', { config: (c) => Object.assign(c, { num_self_attends_per_block: 1 }) })), { message: /self_attends\.1\./ });
   await t.throwsAsync(loadModel(folder('mlm', { config: (c) => (c.hidden_act = 'swish') })), { message: /config\.json: .*hidden_act 'swish' is not supported/ });
   await t.throwsAsync(loadModel(folder('mlm', { config: (c) => (c.model_type = 'bert') })), { message: /config\.json: model_type is "bert", not "perceiver"/ });
   await t.throwsAsync(loadModel(folder('mlm', { config: (c) => (c.architectures = ['BertForMaskedLM']) })), {

@@ -109,16 +109,18 @@ for (const d of SHAPES) {
     load(attn, randomState(attn, 'nan'));
     const hs = P.randn([d.B, d.Nq, d.qDim]);
     const x = P.randn([d.B, d.Nk, d.kvDim], { std: 2 });
-    // [B, 1, Nk]: HF's key mask. Batch 0 keeps about half the keys, batch 1 (if any) none;
-    // allowed keys are marked 1, 7 or 255 (any nonzero value allows, none may scale).
+    // [B, 1, Nk]: HF's key mask. Batch 1 (batch 0 where there is one batch) keeps no key,
+    // the others about half; allowed keys are marked 1, 7 or 255 (any nonzero value
+    // allows, none may scale).
+    const emptyBatch = d.B === 1 ? 0 : 1;
     const keyMask = new Uint8Array(d.B * d.Nk);
-    for (let b = 0; b < d.B; b++) for (let j = 0; j < d.Nk; j++) keyMask[b * d.Nk + j] = b === 1 ? 0 : (j * 7 + b) % 3 === 0 ? 0 : [1, 7, 255][j % 3];
+    for (let b = 0; b < d.B; b++) for (let j = 0; j < d.Nk; j++) keyMask[b * d.Nk + j] = b === emptyBatch ? 0 : (j * 7 + b) % 3 === 0 ? 0 : [1, 7, 255][j % 3];
     // [B, Nq, Nk]: per-row masks, row 0 of every batch fully masked.
     const rowMask = new Uint8Array(d.B * d.Nq * d.Nk);
     for (let b = 0; b < d.B; b++)
       for (let i = 0; i < d.Nq; i++) for (let j = 0; j < d.Nk; j++) rowMask[(b * d.Nq + i) * d.Nk + j] = i === 0 ? 0 : (i + j + b) % 4 === 0 ? 1 : 0;
     const masks: [string, Tensor, (b: number, i: number) => boolean][] = [
-      ['[B, 1, Nk]', P.tensor(keyMask, [d.B, 1, d.Nk], { dtype: 'uint8' }), (b) => b === 1],
+      ['[B, 1, Nk]', P.tensor(keyMask, [d.B, 1, d.Nk], { dtype: 'uint8' }), (b) => b === emptyBatch],
       ['[B, Nq, Nk]', P.tensor(rowMask, [d.B, d.Nq, d.Nk], { dtype: 'uint8' }), (_b, i) => i === 0],
     ];
     for (const [label, mask, emptyRow] of masks) {
@@ -135,6 +137,7 @@ for (const d of SHAPES) {
             emptyRows++;
             for (let c = 0; c < V; c++) emptyMax = Math.max(emptyMax, Math.abs(fast[(b * d.Nq + i) * V + c]));
           }
+      t.true(emptyRows > 0, `${label}: some rows have every key masked`);
       t.is(emptyMax, 0, `${label}: rows with every key masked are exactly 0 (${emptyRows} such rows)`);
       // The next bothPaths call needs the key bias back at NaN to prove the path again.
       load(attn, { 'key.bias': P.full([attn.qkChannels], NaN) });

@@ -317,13 +317,23 @@ test.serial('gradient accumulation: two micro-batches of 4 step like one batch o
   const run = async (accumulateSteps: number) => {
     P.manualSeed(5);
     const m = createModel(fourier) as unknown as TrainableClassifier;
+    // The batch sizes the training forwards see: micro-batches, not the whole batch.
+    const sizes: number[] = [];
+    const forward = m.forward.bind(m);
+    m.forward = ((x: P.Tensor, ...rest: unknown[]) => {
+      if (m.training) sizes.push(x.shape[0]);
+      return (forward as (...a: unknown[]) => ReturnType<typeof forward>)(x, ...rest);
+    }) as typeof m.forward;
     await train({ model: m, ...data, config: { epochs: 1, batchSize: 8, lr: 0.05, optimizer: 'sgd', weightDecay: 0, warmupSteps: 0, accumulateSteps }, outDir: join(tmp, `acc-${accumulateSteps}`) });
     const w = await weights(m);
     m.dispose();
-    return w;
+    return { w, sizes };
   };
   // SGD: the update is linear in the gradient (Adam would magnify round-off in near-zero gradients).
-  const [one, two] = [await run(1), await run(2)];
+  const [r1, r2] = [await run(1), await run(2)];
+  t.deepEqual(r1.sizes, [8, 8, 8, 8], 'four steps of 8');
+  t.deepEqual(r2.sizes, [4, 4, 4, 4, 4, 4, 4, 4], 'the same four steps, each two micro-batches of 4');
+  const [one, two] = [r1.w, r2.w];
   let worst = 0;
   for (let i = 0; i < one.length; i++) worst = Math.max(worst, Math.abs(one[i] - two[i]) / Math.max(1e-2, Math.abs(one[i])));
   t.true(worst < 1e-3, `max relative difference ${worst}`);
