@@ -34,7 +34,7 @@ export class PerceiverProjectionDecoder extends Module {
     this.numZChannels = numZChannels;
     this.classifier = this.registerModule('classifier', new Linear(numZChannels, numClasses, { initStd: 0, device }));
     const init = { weight: zeros([numClasses, numZChannels], { device }), bias: zeros([numClasses], { device }) };
-    this.classifier.loadStateDict(init);
+    this.classifier.loadStateDict(init, { assign: true });
     init.weight.dispose();
     init.bias.dispose();
   }

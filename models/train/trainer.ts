@@ -352,7 +352,8 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
         throw new Error(`train: the checkpoint was written with ${k} = ${JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k])}, this run has ${JSON.stringify(c[k])}`);
     const weights = await P.loadSafetensors(join(ckptDir, 'model.safetensors'), { device });
     try {
-      model.loadStateDict(weights);
+      // Just read, held by nothing else: taken, not copied.
+      model.loadStateDict(weights, { assign: true });
     } finally {
       for (const t of Object.values(weights)) t.dispose();
     }
