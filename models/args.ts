@@ -80,3 +80,32 @@ export function intListArg(op: string, name: string, v: unknown, min = -Infinity
   v.forEach((d, i) => intArg(op, `${name}[${i}]`, d, min, max));
   return v as number[];
 }
+
+/**
+ * A PerceiverConfig given to a block's constructor: an object whose named fields are
+ * positive integers (the ones the block reads). perceiverConfig() checks a whole
+ * config; this keeps a block given a hand-made or foreign object from failing inside.
+ */
+export function configArg<C extends object>(op: string, config: C, positiveInts: readonly (keyof C & string)[] = []): C {
+  objectArg(op, 'config', config, true);
+  for (const k of positiveInts) intArg(op, `config.${k}`, config[k], 1);
+  return config;
+}
+
+/** v is one of the strings allowed (undefined passes: the caller applies its default). */
+export function oneOfArg(op: string, name: string, v: unknown, allowed: readonly string[]): void {
+  if (v !== undefined && !allowed.includes(v as string))
+    throw new TypeError(`${op}: argument '${name}' must be ${allowed.map((a) => `'${a}'`).join(' or ')}, got ${describe(v)}`);
+}
+
+/** A device name, when given. */
+export function deviceArg(op: string, name: string, v: unknown): void {
+  if (v !== undefined && typeof v !== 'string') throw new TypeError(`${op}: argument '${name}' must be a string, got ${describe(v)}`);
+}
+
+/** The keys of an options object that are not among the known ones, refused with a message naming those. */
+export function knownKeysArg(op: string, name: string, opts: object, known: readonly string[]): void {
+  const unknown = Object.keys(opts).filter((k) => !known.includes(k));
+  if (unknown.length > 0)
+    throw new TypeError(`${op}: argument '${name}' has unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')} (known: ${known.join(', ')})`);
+}

@@ -4,8 +4,7 @@
 import { Module, ModuleList, tidy, type Tensor } from '../lib/index.js';
 import type { PerceiverConfig } from './config.js';
 import { PerceiverLayer } from './layer.js';
-import { intArg, objectArg, optionalTensorArg, tensorArg } from './args.js';
-import { configArg } from './preprocessors/preprocessor.js';
+import { configArg, intArg, objectArg, optionalTensorArg, tensorArg } from './args.js';
 
 export interface PerceiverEncoderOptions {
   /** Channels of the preprocessed inputs (the cross-attention's keys and values). */

@@ -11,8 +11,7 @@
 // rest of models/ does; a Haiku checkpoint's [kh, kw, out, in] kernels map onto them by
 // transposing and flipping spatially (the Haiku rename table is not written yet).
 import { Conv2d, Module, add, computeDtype, concat, conv2d, initLayer, permute, relu, reshape, slice, tidy, toDtype, unsqueeze, zeros, type Tensor } from '../lib/index.js';
-import { boolArg, intArg, intListArg, numberArg, objectArg, tensorArg } from './args.js';
-import { deviceArg, oneOfArg } from './preprocessors/preprocessor.js';
+import { boolArg, deviceArg, intArg, intListArg, numberArg, objectArg, oneOfArg, tensorArg } from './args.js';
 import { describe } from '../lib/dtype.js';
 
 /** A positive integer (a TypeError naming the argument and what came otherwise). */

@@ -3,8 +3,7 @@
 import { Linear, Module, ModuleDict, reshape, slice, tidy, type Tensor } from '../lib/index.js';
 import type { PerceiverConfig } from './config.js';
 import { describe } from '../lib/dtype.js';
-import { intArg, objectArg, tensorArg } from './args.js';
-import { configArg, deviceArg } from './preprocessors/preprocessor.js';
+import { configArg, deviceArg, intArg, objectArg, tensorArg } from './args.js';
 
 /** The decoder output [B, N, C] a postprocessor's forward takes. */
 function inputsArg(op: string, inputs: unknown): Tensor {

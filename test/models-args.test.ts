@@ -2,7 +2,7 @@
 // messages they give (op, argument, expected, got).
 import test from 'ava';
 import * as P from '../lib/index.js';
-import { boolArg, intArg, intListArg, numberArg, objectArg, optionalTensorArg, tensorArg } from '../models/args.js';
+import { boolArg, configArg, deviceArg, intArg, intListArg, knownKeysArg, numberArg, objectArg, oneOfArg, optionalTensorArg, tensorArg } from '../models/args.js';
 
 test('tensorArg: a live Tensor of the rank and dtype asked for, else an error naming the op, the argument and what came', (t) => {
   const x = P.zeros([2, 3]);
@@ -34,4 +34,18 @@ test('objectArg, intArg, numberArg, boolArg, intListArg: the values they take an
   t.deepEqual(intListArg('op', 'dims', [2, 3], 1, Infinity, 1), [2, 3]);
   t.throws(() => intListArg('op', 'dims', [], 1, Infinity, 1), { instanceOf: TypeError, message: "op: argument 'dims' must be an array of at least 1 integers, got array of length 0" });
   t.throws(() => intListArg('op', 'dims', [2, 0], 1), { instanceOf: RangeError, message: "op: argument 'dims[1]' must be an integer >= 1, got number 0" });
+});
+
+test('configArg, oneOfArg, deviceArg, knownKeysArg: a block\'s config fields, a choice, a device name, unknown option keys', (t) => {
+  const config = { d_latents: 8, num_latents: 0 };
+  t.is(configArg('Block', config, ['d_latents']), config);
+  t.throws(() => configArg('Block', config, ['num_latents']), { instanceOf: RangeError, message: "Block: argument 'config.num_latents' must be an integer >= 1, got number 0" });
+  t.throws(() => configArg('Block', undefined as never), { instanceOf: TypeError, message: "Block: argument 'config' must be an object, got undefined" });
+  oneOfArg('op', 'mode', undefined, ['a', 'b']);
+  oneOfArg('op', 'mode', 'b', ['a', 'b']);
+  t.throws(() => oneOfArg('op', 'mode', 'c', ['a', 'b']), { instanceOf: TypeError, message: "op: argument 'mode' must be 'a' or 'b', got 'c'" });
+  deviceArg('op', 'device', 'cpu');
+  t.throws(() => deviceArg('op', 'device', 5), { instanceOf: TypeError, message: "op: argument 'device' must be a string, got number 5" });
+  knownKeysArg('op', 'opts', { a: 1 }, ['a', 'b']);
+  t.throws(() => knownKeysArg('op', 'opts', { a: 1, numLayers: 2 }, ['a', 'b']), { instanceOf: TypeError, message: "op: argument 'opts' has unknown option 'numLayers' (known: a, b)" });
 });

@@ -13,8 +13,7 @@ import type { PerceiverConfig } from '../config.js';
 import { PerceiverLayer } from '../layer.js';
 import { PerceiverFourierPositionEncoding, PerceiverTrainablePositionEncoding, fourierOptionsArg, overBatch, type FourierOptions } from '../position-encoding.js';
 import { describe } from '../../lib/dtype.js';
-import { boolArg, intArg, intListArg, objectArg, optionalTensorArg, tensorArg } from '../args.js';
-import { configArg, deviceArg, oneOfArg } from '../preprocessors/preprocessor.js';
+import { boolArg, configArg, deviceArg, intArg, intListArg, objectArg, oneOfArg, optionalTensorArg, tensorArg } from '../args.js';
 
 /** A decoder's forward tensors, checked at entry (op names the decoder). */
 export function decoderForwardArgs(op: string, query: unknown, z: unknown, queryMask: unknown): void {

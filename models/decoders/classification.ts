@@ -3,8 +3,7 @@
 import { Module, reshape, slice, tidy, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import { PerceiverBasicDecoder, decoderForwardArgs, type DecoderQueryContext, type PerceiverBasicDecoderOptions } from './basic.js';
-import { configArg } from '../preprocessors/preprocessor.js';
-import { objectArg } from '../args.js';
+import { configArg, objectArg } from '../args.js';
 
 export class PerceiverClassificationDecoder extends Module {
   readonly decoder: PerceiverBasicDecoder;

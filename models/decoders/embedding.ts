@@ -1,8 +1,7 @@
 // HF's PerceiverEmbeddingDecoder: logits through the (tied) input embedding matrix,
 // logits = h Eᵀ + bias. Its only parameter is the bias; E belongs to the preprocessor.
 import { Module, computeDtype, computeIn, initConstant, linear, type Tensor } from '../../lib/index.js';
-import { intArg, objectArg, tensorArg } from '../args.js';
-import { deviceArg } from '../preprocessors/preprocessor.js';
+import { deviceArg, intArg, objectArg, tensorArg } from '../args.js';
 
 export class PerceiverEmbeddingDecoder extends Module {
   constructor(vocabSize: number, opts: { device?: string } = {}) {

@@ -6,9 +6,8 @@
 import { Module, ModuleDict, ParameterDict, broadcastTo, computeDtype, concat, initNormal, reshape, tidy, toDtype, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import { PerceiverBasicDecoder, decoderForwardArgs, decoderQueryArgs, type DecoderQueryContext } from './basic.js';
-import { intArg, objectArg } from '../args.js';
+import { configArg, intArg, objectArg } from '../args.js';
 import { describe } from '../../lib/dtype.js';
-import { configArg } from '../preprocessors/preprocessor.js';
 
 /** A decoder that can build queries for one modality. */
 export interface ModalityDecoder extends Module {

@@ -5,8 +5,7 @@
 import { Module, reshape, tidy, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import { PerceiverBasicDecoder, decoderForwardArgs, decoderQueryArgs, type DecoderQueryContext } from './basic.js';
-import { intArg, intListArg, numberArg, objectArg } from '../args.js';
-import { configArg } from '../preprocessors/preprocessor.js';
+import { configArg, intArg, intListArg, numberArg, objectArg } from '../args.js';
 
 export interface PerceiverOpticalFlowDecoderOptions {
   /** Channels of the preprocessed inputs (the queries). */

@@ -4,8 +4,7 @@
 // [B, C] -> [B, num_classes]. An untrained model therefore outputs exactly 0.
 import { Linear, Module, mean, tidy, zeros, type Tensor } from '../../lib/index.js';
 import { decoderQueryArgs, type DecoderQueryContext } from './basic.js';
-import { intArg, objectArg, optionalTensorArg, tensorArg } from '../args.js';
-import { deviceArg } from '../preprocessors/preprocessor.js';
+import { deviceArg, intArg, objectArg, optionalTensorArg, tensorArg } from '../args.js';
 
 export interface PerceiverProjectionDecoderOptions {
   /** Output width (DeepMind's num_classes). */

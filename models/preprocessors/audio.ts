@@ -10,8 +10,8 @@ import {
   type FourierOptions,
   type PositionEncoding,
 } from '../position-encoding.js';
-import { configArg, deviceArg, oneOfArg, type Preprocessor, type PreprocessorOutput } from './preprocessor.js';
-import { intArg, objectArg, tensorArg } from '../args.js';
+import { type Preprocessor, type PreprocessorOutput } from './preprocessor.js';
+import { configArg, deviceArg, intArg, objectArg, oneOfArg, tensorArg } from '../args.js';
 import { fourierOptionsArg } from '../position-encoding.js';
 
 export interface PerceiverAudioPreprocessorOptions {

@@ -5,8 +5,7 @@
 // (padding 'hf' | 'same'); the weights are the same. HF also builds exactly one such
 // layer whatever spatial_downsample says, and so does this.
 import { BatchNorm2d, Conv2d, Module, maxPool2d, relu, tidy, type Tensor } from '../../lib/index.js';
-import { boolArg, intArg, numberArg, objectArg, tensorArg } from '../args.js';
-import { deviceArg, knownKeysArg, oneOfArg } from './preprocessor.js';
+import { boolArg, deviceArg, intArg, knownKeysArg, numberArg, objectArg, oneOfArg, tensorArg } from '../args.js';
 
 const OPTIONS = ['inChannels', 'outChannels', 'useBatchnorm', 'padding', 'initStd', 'device'];
 

@@ -19,8 +19,8 @@ import {
 } from '../position-encoding.js';
 import { Conv2DDownsample } from './conv-downsample.js';
 import { spaceToDepth } from './space-to-depth.js';
-import { configArg, deviceArg, oneOfArg, type Preprocessor, type PreprocessorOptions, type PreprocessorOutput } from './preprocessor.js';
-import { boolArg, intArg, objectArg, tensorArg } from '../args.js';
+import { type Preprocessor, type PreprocessorOptions, type PreprocessorOutput } from './preprocessor.js';
+import { boolArg, configArg, deviceArg, intArg, objectArg, oneOfArg, tensorArg } from '../args.js';
 import { fourierOptionsArg } from '../position-encoding.js';
 
 export interface PerceiverImagePreprocessorOptions {

@@ -4,8 +4,8 @@
 // `mask.<modality>` token (probability mask_probs[modality]; HF masks in eval mode too),
 // and the modalities are concatenated along positions in sorted name order.
 import { Module, ModuleDict, ParameterDict, broadcastTo, computeDtype, concat, initNormal, less, rand, tidy, toDtype, where, type Tensor } from '../../lib/index.js';
-import { deviceArg, type Preprocessor, type PreprocessorInput, type PreprocessorOutput } from './preprocessor.js';
-import { intArg, numberArg, objectArg, tensorArg } from '../args.js';
+import { type Preprocessor, type PreprocessorInput, type PreprocessorOutput } from './preprocessor.js';
+import { deviceArg, intArg, numberArg, objectArg, tensorArg } from '../args.js';
 import { describe } from '../../lib/dtype.js';
 
 export interface PerceiverMultimodalPreprocessorOptions {

@@ -1,8 +1,8 @@
 // HF's PerceiverOneHotPreprocessor: a label vector [B, C] becomes one position [B, 1, C].
 import { Module, reshape, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
-import { configArg, type Preprocessor, type PreprocessorOutput } from './preprocessor.js';
-import { tensorArg } from '../args.js';
+import { type Preprocessor, type PreprocessorOutput } from './preprocessor.js';
+import { configArg, tensorArg } from '../args.js';
 
 export class PerceiverOneHotPreprocessor extends Module implements Preprocessor {
   readonly numChannels: number;

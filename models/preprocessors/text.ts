@@ -2,8 +2,8 @@
 // PerceiverTextPreprocessor: embeddings, position_embeddings).
 import { Embedding, Module, slice, tidy, toDtype, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
-import { configArg, type Preprocessor, type PreprocessorOutput } from './preprocessor.js';
-import { objectArg, tensorArg } from '../args.js';
+import { type Preprocessor, type PreprocessorOutput } from './preprocessor.js';
+import { configArg, objectArg, tensorArg } from '../args.js';
 
 export class PerceiverTextPreprocessor extends Module implements Preprocessor {
   readonly embeddings: Embedding;
