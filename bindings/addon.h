@@ -72,6 +72,9 @@ class HandleTable {
   bool release(double h);
   // Live handles over every environment, per device type (memory().tensors).
   static int64_t live(perceiver::DeviceType t);
+  // An environment torn down (a worker that exits) with handles still live: they stop
+  // counting, as their tensors go with the table.
+  ~HandleTable();
 
  private:
   struct Slot {

@@ -20,20 +20,32 @@ static std::string js_type(const Napi::Value& v) {
 
 Napi::Value guarded(const Napi::CallbackInfo& info, const std::function<Napi::Value()>& fn) {
   Napi::Env env = info.Env();
+  // Throwing into JS can itself fail: in a worker being terminated every N-API call
+  // does, and a C++ exception escaping here would abort the whole process. Then the
+  // call just returns; the environment is going away.
+  auto raise = [&](auto&& make) {
+    try {
+      make().ThrowAsJavaScriptException();
+    } catch (...) {
+    }
+  };
   try {
     return fn();
   } catch (const Napi::Error& e) {
-    e.ThrowAsJavaScriptException();
+    try {
+      e.ThrowAsJavaScriptException();
+    } catch (...) {
+    }
   } catch (const Error& e) {
     switch (e.kind) {
-      case ErrorKind::Type: Napi::TypeError::New(env, e.what()).ThrowAsJavaScriptException(); break;
-      case ErrorKind::Range: Napi::RangeError::New(env, e.what()).ThrowAsJavaScriptException(); break;
-      default: Napi::Error::New(env, e.what()).ThrowAsJavaScriptException(); break;
+      case ErrorKind::Type: raise([&] { return Napi::TypeError::New(env, e.what()); }); break;
+      case ErrorKind::Range: raise([&] { return Napi::RangeError::New(env, e.what()); }); break;
+      default: raise([&] { return Napi::Error::New(env, e.what()); }); break;
     }
   } catch (const std::bad_alloc&) {
-    Napi::Error::New(env, "out of memory").ThrowAsJavaScriptException();
+    raise([&] { return Napi::Error::New(env, "out of memory"); });
   } catch (const std::exception& e) {
-    Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
+    raise([&] { return Napi::Error::New(env, e.what()); });
   }
   return env.Undefined();
 }

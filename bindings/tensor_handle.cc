@@ -66,6 +66,11 @@ bool HandleTable::release(double h) {
 
 int64_t HandleTable::live(DeviceType t) { return g_live[t == DeviceType::CPU ? 0 : 1].load(); }
 
+HandleTable::~HandleTable() {
+  for (const Slot& s : slots_)
+    if (s.tensor) g_live[device_slot(*s.tensor)]--;
+}
+
 const Tensor* tensor_of(const Napi::Value& v) {
   if (!v.IsNumber()) return nullptr;
   Addon* addon = v.Env().GetInstanceData<Addon>();

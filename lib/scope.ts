@@ -60,6 +60,9 @@ export function tidy<T>(fn: () => T): T {
   scopes.pop();
   if (result instanceof Promise) {
     for (const t of scope) if (!t.scopeKept) t.dispose();
+    // Its rejection (likely: its tensors were just disposed) is this error's business;
+    // left unhandled it would end the process later.
+    result.catch(() => undefined);
     throw new TypeError('tidy: argument \'fn\' must be synchronous; it returned a Promise (await inside it would dispose tensors still in use)');
   }
   const keepSet = new Set<unknown>();

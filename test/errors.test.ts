@@ -207,3 +207,49 @@ test('in-process: keep() and tidy() name a non-Tensor or non-function argument i
   ];
   for (const [name, fn, message] of cases) t.throws(fn, { instanceOf: TypeError, message }, name);
 });
+
+test('worker threads terminated while they issue ops and wait on reads end quietly: no abort of the process, and the main thread works on', async (t) => {
+  t.timeout(120_000);
+  const lib = JSON.stringify(join(here, '..', 'lib', 'index.js'));
+  // Each worker queues matmuls and reads in a loop until it is terminated; throwing a
+  // JS error into a dying worker used to escape as a C++ exception (SIGABRT).
+  const worker = `(async () => { const P = await import(${lib}); const { parentPort } = await import('node:worker_threads');
+    parentPort.postMessage('go'); const reads = [];
+    for (let i = 0; ; i++) { const y = P.matmul(P.randn([64, 64]), P.randn([64, 64])); reads.push(y.data()); P.reshape(y, [4096]);
+      if (i % 20 === 19) await new Promise((r) => setImmediate(r)); } })();`;
+  const main = `import { Worker } from 'node:worker_threads';
+    const P = await import(${lib});
+    for (let round = 0; round < 10; round++) {
+      const ws = Array.from({ length: 3 }, () => new Worker(${JSON.stringify(worker)}, { eval: true }));
+      await Promise.all(ws.map((w) => new Promise((r) => w.once('message', r))));
+      await new Promise((r) => setTimeout(r, round % 4));
+      await Promise.all(ws.map((w) => w.terminate()));
+    }
+    console.log(JSON.stringify(Array.from(await P.add(P.ones([2]), 1).data())));`;
+  const r = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string; err: string }>((resolve) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', main], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PERCEIVER_DEVICE: 'cpu' } });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    child.on('close', (code, signal) => resolve({ code, signal, out, err }));
+  });
+  t.is(r.signal, null, r.err.slice(-2000));
+  t.is(r.code, 0, r.err.slice(-2000));
+  t.is(r.out.trim().split('\n').pop(), '[2,2]');
+});
+
+test('tidy(async fn) is refused, and the abandoned promise rejecting later (its tensors were disposed) does not end the process', async (t) => {
+  t.throws(
+    () =>
+      P.tidy((async () => {
+        const x = P.ones([2]);
+        await null;
+        return x.add(1); // x was disposed when tidy refused the promise
+      }) as never),
+    { instanceOf: TypeError, message: /tidy: argument 'fn' must be synchronous; it returned a Promise/ },
+  );
+  // Long enough for the promise to settle: an unhandled rejection would fail this file.
+  await new Promise((r) => setTimeout(r, 50));
+  t.pass();
+});

@@ -338,3 +338,14 @@ test.serial('Tensors are made only by the library: new Tensor(number) is refused
   t.throws(() => new Ctor(0), { instanceOf: TypeError });
   a.dispose();
 });
+
+test.serial('a worker thread that exits with tensors still live takes them out of memory().tensors (its handles go with it)', async (t) => {
+  const { Worker } = await import('node:worker_threads');
+  const lib = JSON.stringify(join(dirname(fileURLToPath(import.meta.url)), '..', 'lib', 'index.js'));
+  const before = P.memory().cpu.tensors;
+  for (let round = 0; round < 2; round++) {
+    const w = new Worker(`(async () => { const P = await import(${lib}); const keep = []; for (let i = 0; i < 300; i++) keep.push(P.ones([4, 4])); await keep[0].data(); })();`, { eval: true });
+    await new Promise((resolve) => w.once('exit', resolve));
+  }
+  t.is(P.memory().cpu.tensors, before);
+});

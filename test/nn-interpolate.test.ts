@@ -4,6 +4,7 @@
 import test from 'ava';
 import { fileURLToPath } from 'node:url';
 import * as P from '../lib/index.js';
+import { INTERPOLATION_CACHE_BYTES, interpolationCacheStats } from '../lib/nn/interpolate.js';
 import type { InterpolateMode } from '../lib/index.js';
 import { assertClose, randomArray } from './helpers/reference.js';
 import { baseline, live } from './helpers/device.js';
@@ -130,4 +131,16 @@ test('interpolationWeights refuses bad sizes, modes and flags instead of returni
   ];
   for (const [name, fn, instanceOf, message] of cases) t.throws(fn, { instanceOf, message }, name);
   t.is(P.interpolationWeights(4, 6, 'bilinear', false).length, 24);
+});
+
+test('the interpolation weights are cached within a byte budget, most recently used kept: many sizes do not grow it without bound', (t) => {
+  const first = P.interpolationWeights(224, 1000, 'bicubic', false);
+  t.is(P.interpolationWeights(224, 1000, 'bicubic', false), first, 'a repeated pair is a hit');
+  // About 0.5 to 1 MB each: far past the budget in all.
+  for (let out = 600; out < 700; out++) P.interpolationWeights(224, out, 'bilinear', false);
+  const { entries, bytes } = interpolationCacheStats();
+  t.true(bytes <= INTERPOLATION_CACHE_BYTES, `${bytes} bytes cached`);
+  t.true(entries < 100, `${entries} entries`);
+  t.not(P.interpolationWeights(224, 1000, 'bicubic', false), first, 'the least recently used was evicted (and is made again)');
+  t.deepEqual(P.interpolationWeights(224, 1000, 'bicubic', false), first, 'with the same values');
 });

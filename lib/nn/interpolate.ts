@@ -34,7 +34,29 @@ function cubicOuter(x: number): number {
   return ((CUBIC_A * x - 5 * CUBIC_A) * x + 8 * CUBIC_A) * x - 4 * CUBIC_A;
 }
 
+// Weight matrices by (mode, corners, sizes), most recently used last, within a byte
+// budget: a server resizing images of many sizes would otherwise keep one
+// [outSize, inSize] matrix per pair ever seen (about 0.5 MB at 224 wide).
 const weightCache = new Map<string, Float32Array>();
+/** @internal The byte budget of the cached interpolation weights. */
+export const INTERPOLATION_CACHE_BYTES = 32 << 20;
+let weightCacheBytes = 0;
+
+function cacheWeights(key: string, w: Float32Array): void {
+  weightCache.set(key, w);
+  weightCacheBytes += w.byteLength;
+  // The newest entry stays even when it alone is over budget.
+  for (const [k, old] of weightCache) {
+    if (weightCacheBytes <= INTERPOLATION_CACHE_BYTES || k === key) break;
+    weightCache.delete(k);
+    weightCacheBytes -= old.byteLength;
+  }
+}
+
+/** @internal What the cache holds now (for tests). */
+export function interpolationCacheStats(): { entries: number; bytes: number } {
+  return { entries: weightCache.size, bytes: weightCacheBytes };
+}
 
 /**
  * The [outSize, inSize] matrix whose product with a column of inSize samples
@@ -49,7 +71,11 @@ export function interpolationWeights(inSize: number, outSize: number, mode: Inte
   if (typeof alignCorners !== 'boolean') throw new TypeError(`interpolationWeights: argument 'alignCorners' must be a boolean, got ${describe(alignCorners)}`);
   const key = `${mode}:${alignCorners ? 1 : 0}:${inSize}:${outSize}`;
   const hit = weightCache.get(key);
-  if (hit) return hit;
+  if (hit) {
+    weightCache.delete(key);
+    weightCache.set(key, hit);
+    return hit;
+  }
   const w = new Float32Array(outSize * inSize);
   const clamp = (i: number) => Math.min(Math.max(i, 0), inSize - 1);
   if (mode === 'nearest') {
@@ -73,7 +99,7 @@ export function interpolationWeights(inSize: number, outSize: number, mode: Inte
       }
     }
   }
-  weightCache.set(key, w);
+  cacheWeights(key, w);
   return w;
 }
 
