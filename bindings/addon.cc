@@ -2,6 +2,7 @@
 #include "addon.h"
 
 #include "tensor_handle.h"
+#include "../native/profiler.h"
 
 namespace pio {
 using namespace perceiver;
@@ -16,7 +17,9 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
   // drain the queue (queued reads write into buffers this environment owns), then
   // stop posting to it.
   auto ch = channel;
-  env.AddCleanupHook([ch] {
+  const void* self = this;
+  env.AddCleanupHook([ch, self] {
+    profile_abandon(self);
     try {
       synchronize_all();
     } catch (...) {  // a GPU fault at exit has nobody left to report to

@@ -609,7 +609,7 @@ Napi::Value ResetPeakMemoryStats(const Napi::CallbackInfo& info) {
 Napi::Value ProfilerStart(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsBoolean()) throw_type("profilerStart: argument 'shapes' must be a boolean");
-    profile_start(info[0].As<Napi::Boolean>().Value());
+    profile_start(info[0].As<Napi::Boolean>().Value(), info.Env().GetInstanceData<Addon>());
     return info.Env().Undefined();
   });
 }

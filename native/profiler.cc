@@ -35,6 +35,7 @@ State& state() {
 
 std::atomic<bool> active{false};
 std::mutex control_mu;  // start and stop, from any JS thread, one at a time
+const void* active_owner = nullptr;  // under control_mu
 // Set and read on the JS thread that issues the ops (the main thread or a Worker).
 thread_local std::string tl_scope;
 
@@ -42,7 +43,7 @@ thread_local std::string tl_scope;
 
 bool profiling() { return active.load(std::memory_order_relaxed); }
 
-void profile_start(bool shapes) {
+void profile_start(bool shapes, const void* owner) {
   State& s = state();
   // One profile per process: a Worker's profile would otherwise restart the main
   // thread's (each thread's JS side only knows its own).
@@ -59,7 +60,27 @@ void profile_start(bool shapes) {
   s.shapes.store(shapes);
   tl_scope.clear();
   s.started = std::chrono::steady_clock::now();
+  active_owner = owner;
   active.store(true);
+}
+
+void profile_abandon(const void* owner) {
+  State& s = state();
+  std::lock_guard<std::mutex> control(control_mu);
+  if (!active.load() || owner == nullptr || active_owner != owner) return;
+  active.store(false);
+  active_owner = nullptr;
+  // The marks of ops still queued are released by the next start, as after a stop.
+  try {
+    synchronize_all();
+  } catch (...) {
+  }
+  std::lock_guard<std::mutex> lock(s.mu);
+  for (Entry& e : s.entries) {
+    e.backend->profile_release(e.begin);
+    e.backend->profile_release(e.end);
+  }
+  s.entries.clear();
 }
 
 void profile_set_scope(const std::string& scope) { tl_scope = scope; }
@@ -101,6 +122,7 @@ std::vector<ProfileRow> profile_stop(double* wall_ms) {
   State& s = state();
   std::lock_guard<std::mutex> control(control_mu);
   if (!active.exchange(false)) throw Error(ErrorKind::Value, "profiler.stop: no profile is recording in this process (another thread stopped it)");
+  active_owner = nullptr;
   // Synchronising throws after a GPU fault; the marks are still released below (each
   // elapsed time then reads 0) rather than kept for the next profile.
   bool synced = true;

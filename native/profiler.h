@@ -16,8 +16,13 @@ struct Backend;
 // Read on the JS thread as an op is issued.
 bool profiling();
 // Starts a profile (discarding nothing: there is none while stopped). `shapes`
-// keys ops by output shape too.
-void profile_start(bool shapes);
+// keys ops by output shape too. `owner` (the starting environment) lets
+// profile_abandon end it when that environment goes away.
+void profile_start(bool shapes, const void* owner = nullptr);
+// Ends and discards the recording profile if `owner` started it: a worker that
+// exits mid-profile would otherwise leave it on for the process, recording every
+// op without bound, with no JS side left that could stop it.
+void profile_abandon(const void* owner);
 // The scope ops issued from now on are counted under ("" for none): autograd sets
 // the backward node's name while its formula runs.
 void profile_set_scope(const std::string& scope);

@@ -144,3 +144,17 @@ test.serial('one profile per process: a Worker cannot start or stop the main thr
   t.true(p.rows.some((r) => r.op === 'matmul' && r.scope === 'main'));
   for (const v of [a, inside]) v.dispose();
 });
+
+test.serial('a profile started by a worker thread that ends without stopping it is discarded with the worker: the process can profile again', async (t) => {
+  const lib = JSON.stringify(join(dirname(fileURLToPath(import.meta.url)), '..', 'lib', 'index.js'));
+  const w = new Worker(
+    `(async () => { const P = await import(${lib}); const { parentPort } = await import('node:worker_threads'); P.profiler.start(); P.add(P.ones([2]), 1); parentPort.postMessage('started'); await new Promise(() => {}); })();`,
+    { eval: true },
+  );
+  await new Promise((resolve) => w.once('message', resolve));
+  await w.terminate();
+  P.profiler.start();
+  P.add(P.ones([2]), 1).dispose();
+  const profile = P.profiler.stop();
+  t.true(profile.rows.some((r) => r.op === 'scale'), "this thread's profile, recorded and stopped");
+});
