@@ -47,12 +47,17 @@ export function objectArg<T extends object>(op: string, name: string, v: T | und
   return v;
 }
 
+/** " >= min", " <= max", " in [min, max]" or nothing, for the messages below. */
+function rangeText(min: number, max: number): string {
+  if (min === -Infinity) return max === Infinity ? '' : ` <= ${max}`;
+  return max === Infinity ? ` >= ${min}` : ` in [${min}, ${max}]`;
+}
+
 /** An integer in [min, max]. */
 export function intArg(op: string, name: string, v: unknown, min = -Infinity, max = Infinity): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
-    const range = min === -Infinity ? (max === Infinity ? '' : ` <= ${max}`) : max === Infinity ? ` >= ${min}` : ` in [${min}, ${max}]`;
     const err = typeof v === 'number' ? RangeError : TypeError;
-    throw new err(`${op}: argument '${name}' must be an integer${range}, got ${describe(v)}`);
+    throw new err(`${op}: argument '${name}' must be an integer${rangeText(min, max)}, got ${describe(v)}`);
   }
   return v;
 }
@@ -60,9 +65,8 @@ export function intArg(op: string, name: string, v: unknown, min = -Infinity, ma
 /** A finite number in [min, max]. */
 export function numberArg(op: string, name: string, v: unknown, min = -Infinity, max = Infinity): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
-    const range = min === -Infinity ? (max === Infinity ? '' : ` <= ${max}`) : max === Infinity ? ` >= ${min}` : ` in [${min}, ${max}]`;
     const err = typeof v === 'number' ? RangeError : TypeError;
-    throw new err(`${op}: argument '${name}' must be a finite number${range}, got ${describe(v)}`);
+    throw new err(`${op}: argument '${name}' must be a finite number${rangeText(min, max)}, got ${describe(v)}`);
   }
   return v;
 }

@@ -68,10 +68,7 @@ constexpr int64_t kMaxPartialBytes = 16 << 20;
 // partials), so a plan that followed the thread count would give other bits on
 // another machine. Machines with more threads than this share fewer units on the
 // few shapes that have fewer.
-#ifndef PERCEIVER_ATTENTION_PLAN_THREADS
-#define PERCEIVER_ATTENTION_PLAN_THREADS 16
-#endif
-constexpr int kPlanThreads = PERCEIVER_ATTENTION_PLAN_THREADS;
+constexpr int kPlanThreads = 16;
 
 using namespace expc;
 
