@@ -310,6 +310,9 @@ __global__ void softmax_backward_kernel(const Tin* y, const Tin* g, Tout* gx, in
 
 __device__ __forceinline__ float gelu_derivative(float v, bool tanh_form) {
   if (tanh_form) {
+    // Past |v| = 10 tanh is +-1 in float and the formula gives exactly 1 or 0, until v^3
+    // overflows and 0 * inf makes NaN: return those values before it can.
+    if (fabsf(v) > 10.f) return v > 0.f ? 1.f : 0.f;
     const float c = 0.7978845608028654f, k = 0.044715f;
     const float t = tanhf(c * (v + k * v * v * v));
     return 0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * c * (1.f + 3.f * k * v * v);

@@ -188,6 +188,27 @@ void check_gelu_backward_dense(DType dt, bool tanh_form, int64_t n, int64_t offs
   compare_exact(what, want, got);
 }
 
+// GELU's gradient far out, float32: 1 and 0, where the tanh form's x^3 overflowed into
+// 0 * inf = NaN on an H200 (2026-11-28) before backward.cu returned them past |x| = 10
+// (the erf form's gradient at -11 is still 2e-26: it starts further out).
+void check_gelu_backward_far(bool tanh_form) {
+  std::vector<float> xs = {-3e38f, -1e20f, -1e4f, 1e4f, 1e20f, 3e38f};
+  if (tanh_form) xs.insert(xs.end(), {-11.f, 11.f});
+  const int64_t n = (int64_t)xs.size();
+  Buf x(DType::Float32, n), g(DType::Float32, n), gx(DType::Float32, n);
+  for (int64_t i = 0; i < n; i++) {
+    x.set(i, xs[(size_t)i]);
+    g.set(i, 1.0);
+  }
+  perceiver::cuda::gelu_backward(x.s->data(), g.s->data(), gx.s->data(), n, tanh_form, DType::Float32, nullptr);
+  std::vector<float> want, got;
+  for (int64_t i = 0; i < n; i++) {
+    want.push_back(xs[(size_t)i] > 0 ? 1.f : 0.f);
+    got.push_back(std::fabs(gx.get(i)));
+  }
+  compare_exact(std::string("gelu_backward far out ") + (tanh_form ? "tanh" : "erf") + " float32", want, got);
+}
+
 // Sums and means over the middle axis of [outer, n, inner] with the workspace the
 // backend would give (the 16-byte column sums where inner is whole packs and x is
 // aligned: chunks of rows, ragged last chunks, lanes past the last pack), against
@@ -559,6 +580,7 @@ void check_rows() {
     for (int64_t n : {3, 100, 512, 1024, 1500}) check_softmax_backward(dt, dt, 5, n);
   }
   check_softmax_backward(DType::Float32, DType::BFloat16, 4, 512);
+  for (bool tanh_form : {false, true}) check_gelu_backward_far(tanh_form);
 }
 
 void check_elementwise() {
