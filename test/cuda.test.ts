@@ -176,7 +176,12 @@ cuda('16-bit attention over 2^30 flops: the first call, timed both ways, gives t
       const later = await P.attention(q, k, v, { mask }).cast('float32').data();
       t.deepEqual(Array.from(later), Array.from(first), `${dtype} ${what}: a later call differs from the first`);
       const want = await P.attention(q.cast('float32'), k.cast('float32'), v.cast('float32'), { mask }).data();
-      const worst = worstError(first, want, 1e-2);
+      // Outputs are weighted means of ~400 N(0, 1) values (typically 0.05 in size), and each
+      // weight is rounded to the dtype before it meets V, as in flash attention. Over 2M
+      // outputs that rounding's tail reaches 3e-4 absolute in bfloat16 (0.030 relative at
+      // atol 1e-2 on an H200), so bfloat16 is measured against the outputs' size. A wrong
+      // path or wrong bits are off by O(1).
+      const worst = worstError(first, want, dtype === 'bfloat16' ? 3e-2 : 1e-2);
       t.true(worst <= (dtype === 'bfloat16' ? 3e-2 : 5e-3), `${dtype} ${what}: worst relative error ${worst}`);
     }
   }
