@@ -1,7 +1,8 @@
 // The attention gradient in one fused kernel on tensor cores (attention_backward.cu),
 // FlashAttention-2's backward: for 16-bit heads of the latent self-attention's widths,
-// in place of attention_gemm.cu's products. A candidate, off by default:
-// PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=1 (=8: blocks of 8 warps instead of 4).
+// in place of attention_gemm.cu's products. On by default since an H200 timed it
+// (2026-11-28, docs/DEVICE.md); PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=0 turns it off,
+// =1 or =8 fix the blocks at 4 or 8 warps (backend.cu chooses by width otherwise).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -11,8 +12,9 @@
 
 namespace perceiver::cuda {
 
-// warps: 4 or 8 per block (tiles of 64 or 128 keys). The backend takes
-// PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD's choice (=1: 4, =8: 8); the harness times both.
+// warps: 4 or 8 per block (tiles of 64 or 128 keys). The backend chooses by width
+// unless PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD fixes it (=1: 4, =8: 8); the harness
+// times both.
 //
 // Whether flash_attention_backward takes 16-bit heads of these widths on a device of
 // compute capability cc with smem_optin bytes of shared memory per block: bfloat16 or

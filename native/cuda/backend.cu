@@ -292,36 +292,48 @@ class CudaBackend final : public Backend {
     static const bool on = !env_off("PERCEIVER_CUDA_GEMM_ADDEND");
     return on;
   }
-  // Off unless PERCEIVER_CUDA_ATTENTION_BACKWARD=1 (the gradient from chunked products,
-  // for every call) or PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=1 or =8 (the flash kernel
-  // with 4 or 8 warps per block, for the calls it takes: a candidate not yet timed on a
-  // GPU). Elsewhere lib/autograd composes the gradient from whole products, which on an
-  // H200 made bf16 training steps 20% faster than the chunked products (float32 steps
-  // 9% slower, and more memory).
+  // PERCEIVER_CUDA_ATTENTION_BACKWARD=1: the gradient from chunked products, for every
+  // call. Otherwise 16-bit heads of the flash kernel's widths take it (attention_backward.cu;
+  // PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=0 turns it off), and lib/autograd composes the
+  // rest from whole products: on an H200 that made bf16 training steps 20% faster than
+  // the chunked products (float32 steps 9% slower, and more memory), and the flash
+  // kernel took the latent self-attention's gradient in 0.62 ms against the products'
+  // 1.13 (8 heads of 128, batch 32), 0.144 against 0.424 (the language model's).
   static bool products_backward_on() {
     static const bool on = env_flag("PERCEIVER_CUDA_ATTENTION_BACKWARD");
     return on;
   }
-  // The flash kernel's warps per block: 4 for "1", 8 for "8", 0 (off) otherwise.
-  static int flash_backward_warps() {
-    static const int warps = [] {
+  // PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD: "0" off; "1" (or "4") blocks of 4 warps, "8"
+  // of 8; unset or anything else, by width: 8 for heads of 128 and wider where that
+  // tier serves (0.62 against 0.72 ms at batch 32 on the H200), else 4 (0.144 against
+  // 0.158 at the language model's 32-wide heads).
+  static int flash_backward_setting() {
+    static const int setting = [] {
       const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD");
-      return !e ? 0 : std::strcmp(e, "1") == 0 ? 4 : std::strcmp(e, "8") == 0 ? 8 : 0;
+      if (!e || !*e) return -1;
+      if (std::strcmp(e, "0") == 0) return 0;
+      if (std::strcmp(e, "1") == 0 || std::strcmp(e, "4") == 0) return 4;
+      return std::strcmp(e, "8") == 0 ? 8 : -1;
     }();
-    return warps;
+    return setting;
   }
-  static bool flash_backward_on() { return flash_backward_warps() != 0; }
+  static bool flash_backward_on() { return flash_backward_setting() != 0; }
+  int flash_backward_warps(DType dtype, int64_t dqk, int64_t dv) const {
+    const int s = flash_backward_setting();
+    if (s >= 0) return s;
+    return dqk >= 128 && flash_backward_widths(dtype, dqk, dv, cc_, smem_optin_, 8) ? 8 : 4;
+  }
   bool has_attention_backward() const override { return products_backward_on() || flash_backward_on(); }
   bool fuses_attention_backward(DType dtype, int64_t dqk, int64_t dv, bool dropout) const override {
     if (products_backward_on()) return true;
     return flash_backward_on() && !dropout &&
-           flash_backward_widths(dtype, dqk, dv, cc_, smem_optin_, flash_backward_warps());
+           flash_backward_widths(dtype, dqk, dv, cc_, smem_optin_, flash_backward_warps(dtype, dqk, dv));
   }
   void attention_backward(const AttentionBackwardArgs& g) override {
     set_device();
     // A call the flash kernel cannot take after all (unaligned rows, no keys) goes to
     // the products.
-    const int warps = flash_backward_warps();
+    const int warps = flash_backward_warps(g.a.dtype, g.a.dqk, g.a.dv);
     if (!flash_backward_on() || !flash_backward_serves(g, cc_, smem_optin_, warps)) {
       cuda::attention_backward(gemm_, alloc_, g, stream_, chunk_bytes_);
       return;
