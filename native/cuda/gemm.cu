@@ -94,10 +94,10 @@ std::atomic<int> tune_override{-1};  // set_gemm_tune_mode's, for the harness
 std::atomic<int> tf32_override{-1};  // set_tf32_mode's
 
 // Products below this many flops stay in float32 with PERCEIVER_CUDA_TF32=3: the two
-// split passes and two more launches cost about 10 us, which a product must repay at
-// the CUDA cores' ~50 TFLOP/s against the tensor cores' (an estimate until a GPU has
-// timed both: cuda_gemm_check's "3xTF32" section).
-constexpr double kTf32x3MinFlops = double(1 << 30);
+// split passes and two more launches must be repaid by the tensor cores' rate. On an
+// H200 (cuda_gemm_check, 2026-11-28) three TF32 products took 0.73x the CUDA cores'
+// speed at 1024^3 (2^31 flops), 0.77-1.35x at 2^33, 1.44x at 2048^3 and 2.19x at 4096^3.
+constexpr double kTf32x3MinFlops = double(int64_t(1) << 34);
 
 std::atomic<int> align_override{-1};  // set_gemm_align_mode's
 
@@ -106,16 +106,21 @@ std::atomic<int> align_override{-1};  // set_gemm_align_mode's
 // estimate until a GPU has timed both: cuda_gemm_check's "aligned copies" section).
 constexpr double kAlignMinFlops = double(1 << 30);
 
-// Autotuning (a candidate until a GPU has timed it). cuBLASLt's heuristic ranks the
-// algorithms by a model of their cost, and the product takes its first. On an H200
-// the models' mid-sized products run well below the large ones' rate: the language
-// model's [8192, 1280] x [1280, 1280] at 389 TFLOP/s (0.069 ms, 57% of its batch-32
-// forward), its [256, 1280] x [1280, 256] at batch 1 at 10 TFLOP/s (four 128 x 128
-// tiles for 132 SMs), where 4096^3 runs at 650. Whether another of the heuristic's
-// algorithms (other tiles, split-K) is faster only a timing can say, so the first
-// call of each shape times up to kTuneAlgos of them on its own operands and keeps the
-// fastest for the process, as cuDNN's benchmark mode and PyTorch's TunableOp do.
+// Autotuning (on by default). cuBLASLt's heuristic ranks the algorithms by a model of
+// their cost, and the product takes its first. On an H200 the models' mid-sized
+// products ran well below the large ones' rate: the language model's [8192, 1280] x
+// [1280, 1280] at 389 TFLOP/s (0.069 ms, 57% of its batch-32 forward), where 4096^3
+// runs at 650. Whether another of the heuristic's algorithms (other tiles, split-K) is
+// faster only a timing can say, so the first call of each shape times up to kTuneAlgos
+// of them on its own operands and keeps the fastest for the process, as cuDNN's
+// benchmark mode and PyTorch's TunableOp do. On an H200 (2026-11-28) that took that
+// product with its residual as C from 0.067 to 0.047 ms (cuda_gemm_check), and the
+// language model's batch-32 bf16 forward from 2828 to 3177 sequences/s. Products under
+// kTuneMinFlops keep the heuristic's first untimed: there the timings' noise picked
+// slower algorithms (0.0101 against the first's 0.0085 ms at 2^30 flops), and a choice
+// by timing would give the small products of tests and tools other bits in each process.
 constexpr int kTuneAlgos = 16;
+constexpr double kTuneMinFlops = double(int64_t(1) << 31);
 constexpr int kTuneRuns = 5;          // timed runs of each algorithm, after one untimed
 constexpr float kTuneMaxMs = 2.f;     // longer products run near peak: not worth the timing
 constexpr float kTuneMargin = 0.97f;  // another algorithm must beat the first by 3%
@@ -147,8 +152,8 @@ int fastest_algo(const std::function<lt::Status(const lt::Algo&)>& run, const lt
 int gemm_tune_mode() {
   static const int from_env = [] {
     const char* e = std::getenv("PERCEIVER_CUDA_GEMM_TUNE");
-    if (!e || !*e || std::strcmp(e, "0") == 0) return 0;
-    return std::strcmp(e, "verbose") == 0 ? 2 : 1;
+    if (e && std::strcmp(e, "0") == 0) return 0;
+    return e && std::strcmp(e, "verbose") == 0 ? 2 : 1;
   }();
   const int o = tune_override.load();
   return o >= 0 ? o : from_env;
@@ -244,11 +249,12 @@ void matmul_with(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s, bool tf
   // cuBLASLt's GELU epilogue evaluates tanh approximately (measured 5e-5 relative off
   // on an H200): below 16-bit rounding, but not float32's, so float32 takes our exact
   // second pass, as the erf GELU always does.
+  // Its ReLU epilogue turns NaN into 0 (an H200, 2026-11-28), where relu() and the CPU
+  // keep NaN, so ReLU takes the second pass too.
   bool lt_gelu = a.act == Activation::GeluTanh && a.dtype != DType::Float32;
-  bool act_pass = a.act == Activation::Gelu || (a.act == Activation::GeluTanh && !lt_gelu);
+  bool act_pass = a.act == Activation::Gelu || a.act == Activation::Relu || (a.act == Activation::GeluTanh && !lt_gelu);
   uint32_t epilogue = lt::EPILOGUE_DEFAULT;
-  if (a.bias) epilogue = a.act == Activation::Relu ? lt::EPILOGUE_RELU_BIAS : lt_gelu ? lt::EPILOGUE_GELU_BIAS : lt::EPILOGUE_BIAS;
-  else if (a.act == Activation::Relu) epilogue = lt::EPILOGUE_RELU;
+  if (a.bias) epilogue = lt_gelu ? lt::EPILOGUE_GELU_BIAS : lt::EPILOGUE_BIAS;
   else if (lt_gelu) epilogue = lt::EPILOGUE_GELU;
   int compute = tf32 && a.dtype == DType::Float32 ? lt::COMPUTE_32F_FAST_TF32 : lt::COMPUTE_32F;
 
@@ -287,8 +293,9 @@ void matmul_with(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s, bool tf
 
   float alpha = a.alpha, beta = a.beta;
   // Tuning runs the product several times, so not where it reads its own output
-  // (beta != 0 into C in place: a gradient accumulating).
-  const int tune = c_in == (const void*)a.c && a.beta != 0.f ? 0 : gemm_tune_mode();
+  // (beta != 0 into C in place: a gradient accumulating); nor below kTuneMinFlops.
+  const bool in_place = c_in == (const void*)a.c && a.beta != 0.f;
+  const int tune = in_place || 2.0 * a.m * a.n * a.k * a.batch < kTuneMinFlops ? 0 : gemm_tune_mode();
 
   auto find = [&](Descs& d, uint32_t epi, lt::Algo* algo) {
     Key key = {(int64_t)a.dtype * 4 + (a.c_float32 ? 1 : 0) + (a.beta != 0.f ? 2 : 0), a.m, a.n, a.k, a.lda, a.ldb, a.ldc, a.batch, a.stride_a, a.stride_b,
