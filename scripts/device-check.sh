@@ -26,6 +26,9 @@
 #       the harnesses unless QUICK_TESTS names ava files to run on the GPU (SKIP_TRAIN=1
 #       leaves out bench-train-gpu): changed kernels still need a full run before they
 #       land.
+#   bash scripts/device-check.sh --verify    after defaults changed: the whole ava suite on the
+#       GPU, bench-gpu and bench-train-gpu (with torch and their profiles), no harnesses:
+#       about 3 minutes on an H200, for a short second call.
 #   bash scripts/device-check.sh --compare    the defaults a GPU measured and turned on
 #       (2026-11-27) against the kernels they replaced, which =0 switches bring back
 #       (PERCEIVER_CUDA_ATTENTION_FIXED=0 and _OCCUPANCY=0: the fixed-width attention
@@ -216,7 +219,7 @@ show_bench_gpu() { grep -A40 '^measurement' "$LOGS/bench-gpu.log" || tail -5 "$L
 show_train() { grep -A12 '^training step' "$LOGS/bench-train-gpu.log" | grep -v '^{' || tail -5 "$LOGS/bench-train-gpu.log"; }
 show_ours_train() { grep -E 'perceiver-io|ms/step' "$LOGS/$1.log" | head -"$2" || tail -3 "$LOGS/$1.log"; }
 # bench-gpu's rows from a run with switches set, ours only (step NAME).
-show_ours_bench() { grep -E '^(attention|imagenet|language)' "$LOGS/$1.log" | head -12 || tail -5 "$LOGS/$1.log"; }
+show_ours_bench() { grep -E '^(attention [0-9]+x|imagenet-fourier|language-mlm)' "$LOGS/$1.log" | head -14 || tail -5 "$LOGS/$1.log"; }
 # Per bf16 shape of cuda_attention_check's timings: the default (auto, as planned) against
 # the fastest of the tiers, the occupancy tiers and the fixed-width and warpgroup
 # variants (any key split): whether auto's routing still takes the fastest (the
@@ -628,15 +631,17 @@ candidates() {
 }
 
 checks() {
-  echo "== harnesses"
-  for h in bin/cuda_*_check; do
-    [ -x "$h" ] || continue
-    # CUBLASLT_LOG_LEVEL=1: cuBLASLt logs why it refuses a call (errors only; 2 traces
-    # every call, which made the logs too large to come back).
-    step "$(basename "$h")" 100 env CUBLASLT_LOG_LEVEL=1 "$h"
-  done
+  if [ -z "${VERIFY:-}" ]; then
+    echo "== harnesses"
+    for h in bin/cuda_*_check; do
+      [ -x "$h" ] || continue
+      # CUBLASLT_LOG_LEVEL=1: cuBLASLt logs why it refuses a call (errors only; 2 traces
+      # every call, which made the logs too large to come back).
+      step "$(basename "$h")" 100 env CUBLASLT_LOG_LEVEL=1 "$h"
+    done
+  fi
 
-  if [ -z "${QUICK:-}" ]; then
+  if [ -z "${QUICK:-}" ] || [ -n "${VERIFY:-}" ]; then
     echo "== ava with PERCEIVER_TEST_DEVICE=cuda"
     # Left out: package.test (needs npm and a C++ toolchain), the tests that decode
     # images with sharp, which does not travel (see prepare), and cuda-emu.test (the
@@ -645,7 +650,9 @@ checks() {
     files=$(ls dist/test/*.test.js | grep -Ev '/(package|image-io|image-pipeline|cli-classify|cli-flow|cuda-emu)\.test\.js$')
     # shellcheck disable=SC2086
     step ava-cuda 130 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s $files
+  fi
 
+  if [ -z "${QUICK:-}" ]; then
     echo "== the attention switches (PERCEIVER_CUDA_ATTENTION_BACKWARD=1, _GEMM=1): tests"
     # Off by default on CUDA (slower there; docs/DEVICE.md), kept working (right after
     # the suite, so a slow run reaches it): the attention tests with the
@@ -673,6 +680,13 @@ checks() {
     # then one profiled step each: where the time goes, ours per op and scope, torch's
     # per kernel (both in the log).
     step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --profile
+  fi
+
+  if [ -n "${VERIFY:-}" ]; then
+    echo "== the defaults before 2026-11-28 (GEMM tuning and the flash gradient off), ours only"
+    step bench-gpu-before 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_GEMM_TUNE=0 node dist/scripts/bench-gpu.js --no-torch
+    step bench-train-gpu-before 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_GEMM_TUNE=0 PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=0 \
+      node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
   fi
 
   if [ -z "${QUICK:-}" ]; then
@@ -710,16 +724,24 @@ checks() {
     echo "-- with PERCEIVER_CUDA_ATTENTION_WIDE=1 and PERCEIVER_CUDA_ATTENTION_GEMM=1:"
     grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-switches.log" | head -12 || true
   fi
-  grep -E '^FAIL' "$LOGS/cuda_attention_check.log" | cut -c1-400 | head -8
-  probe_summary "$LOGS/cuda_attention_check.log"
-  grep -iE 'cublasLt.*(error|invalid)|\[cublasLt\]' "$LOGS/cuda_attention_check.log" | cut -c1-400 | head -8
-  echo "tcw checks: $(grep -cE '^PASS .* tcw ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcw ' "$LOGS/cuda_attention_check.log") failed"
-  echo "gemm checks: $(grep -cE '^PASS .* gemm(64)? |^PASS grad ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* gemm(64)? |^FAIL grad ' "$LOGS/cuda_attention_check.log") failed"
-  grep -E '^BENCH (perceiver|multimodal)-self.* (tc|tco|tcw) |^BENCH perceiver-(encoder|self-b32) +[a-z0-9]+ +(simt|gemm) +splits=0 |^BENCH .* grad ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
-  encoder_rows
-  attention_verdict "$LOGS/cuda_attention_check.log"
+  grep -h '✘' "$LOGS/ava-cuda.log" "$LOGS/ava-quick.log" 2> /dev/null | cut -c1-300 | head -10
+  if [ -z "${VERIFY:-}" ]; then
+    grep -E '^FAIL' "$LOGS/cuda_attention_check.log" | cut -c1-400 | head -8
+    probe_summary "$LOGS/cuda_attention_check.log"
+    grep -iE 'cublasLt.*(error|invalid)|\[cublasLt\]' "$LOGS/cuda_attention_check.log" | cut -c1-400 | head -8
+    echo "tcw checks: $(grep -cE '^PASS .* tcw ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* tcw ' "$LOGS/cuda_attention_check.log") failed"
+    echo "gemm checks: $(grep -cE '^PASS .* gemm(64)? |^PASS grad ' "$LOGS/cuda_attention_check.log") passed, $(grep -cE '^FAIL .* gemm(64)? |^FAIL grad ' "$LOGS/cuda_attention_check.log") failed"
+    grep -E '^BENCH (perceiver|multimodal)-self.* (tc|tco|tcw) |^BENCH perceiver-(encoder|self-b32) +[a-z0-9]+ +(simt|gemm) +splits=0 |^BENCH .* grad ' "$LOGS/cuda_attention_check.log" | cut -c1-110 || true
+    encoder_rows
+    attention_verdict "$LOGS/cuda_attention_check.log"
+  fi
   echo
   show_train
+  if [ -n "${VERIFY:-}" ]; then
+    echo "-- with PERCEIVER_CUDA_GEMM_TUNE=0 (ours; training also with PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=0):"
+    show_ours_bench bench-gpu-before
+    show_ours_train bench-train-gpu-before 4
+  fi
   echo
   grep -A22 '^perceiver-io bfloat16 step profile' "$LOGS/bench-train-gpu.log" | cut -c1-110 || true
   if [ -z "${QUICK:-}" ]; then
@@ -738,5 +760,6 @@ case "${1:-}" in
   --quick) QUICK=1 device ;;
   --compare) COMPARE=1 device ;;
   --candidates) CANDIDATES=1 device ;;
-  *) echo "usage: $0 [--prepare | --quick | --compare | --candidates]"; exit 2 ;;
+  --verify) QUICK=1 VERIFY=1 device ;;
+  *) echo "usage: $0 [--prepare | --quick | --verify | --compare | --candidates]"; exit 2 ;;
 esac
