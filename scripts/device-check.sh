@@ -52,14 +52,13 @@
 #       Each candidate's layout probes run first, in a process of their own; one whose
 #       probes fail or fault is left out of the rest of the call (--skip for the harness,
 #       its switch unset), so that a broken kernel costs only its own checks.
-#       And PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=1, the attention gradient as one
-#       kernel (native/cuda/attention_backward.cu) for 16-bit heads of the latent
-#       self-attention's widths: its checks (the harness's gradient cases) run first in a
-#       process of their own and gate it as the probes gate the others; the harness times
-#       it beside the products ("grad-flash"), and bench-train-gpu with it on.
-#       And PERCEIVER_CUDA_GEMM_TUNE=1, cuBLASLt's candidate algorithms timed on the
-#       first call of each shape (native/cuda/gemm.cu): cuda_gemm_check times the models'
-#       products both ways in one process; the runs with the candidates on have it too.
+#       The attention gradient as one kernel (native/cuda/attention_backward.cu, on by
+#       default since 2026-11-28): its checks (the harness's gradient cases) run first in
+#       a process of their own, and where they fail the rest runs with it off
+#       (PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=0); the harness times it beside the
+#       products ("grad-flash"), and the bf16 step runs without it too. GEMM tuning (on
+#       by default since then): cuda_gemm_check times the models' products both ways in
+#       one process.
 #       Also the language model's forward with PERCEIVER_CUDA_CHECK_IDS=1 (ours, bench-gpu
 #       --only language-mlm): its ids checked on the GPU, a synchronisation the default
 #       skips for ids made on the host.
@@ -78,11 +77,9 @@
 #       CUDA cores in one process, and where every case passed the runs below have it.
 #       Likewise PERCEIVER_CUDA_GEMM_ALIGN=1, 16-bit products whose rows cuBLASLt
 #       cannot read in 16-byte units (the encoder's 261) through row-padded copies.
-#       About 8 minutes on an H200 (estimated from --compare, which has two bench-gpu,
-#       the probes, the flash gradient's checks and training step, cuda_gemm_check,
-#       cuda_train_check, one more training step, one more bench-gpu and three ncu runs
-#       less): give its call a limit of about 590 s. The ncu runs come last, so a limit
-#       that cuts the call short loses them first.
+#       It took 208 s of wall time on an H200 (2026-11-28; the full check 278 s before
+#       it on the same machine): give its call a limit of about 300 s. The ncu runs come
+#       last, so a limit that cuts the call short loses them first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -483,17 +480,14 @@ candidates() {
     skip+=(13)
     echo "the 3xTF32 kernel's probes failed: left out of the rest (probes-tcx.log)"
   fi
-  if grep -qE '^PASS grad .*\| flash: ' "$LOGS/probes-flash.log" && ! grep -qE '^FAIL' "$LOGS/probes-flash.log" &&
-    grep -qE '^OK: ' "$LOGS/probes-flash.log"; then
-    on+=(PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=1)
-  else
+  local flash_ok=1
+  if ! grep -qE '^PASS grad .*\| flash: ' "$LOGS/probes-flash.log" || grep -qE '^FAIL' "$LOGS/probes-flash.log" ||
+    ! grep -qE '^OK: ' "$LOGS/probes-flash.log"; then
+    flash_ok=0
     skip+=(20)
-    echo "the flash gradient's checks failed: left out of the rest (probes-flash.log)"
+    on+=(PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=0)
+    echo "the flash gradient's checks failed: it is off in the rest (probes-flash.log)"
   fi
-  # GEMM autotuning needs no probe: every algorithm it may keep is one of cuBLASLt's.
-  # cuda_gemm_check checks and times the models' products with it off and on in one
-  # process; the runs below have it on with the rest.
-  on+=(PERCEIVER_CUDA_GEMM_TUNE=1)
   local skip_arg=()
   if [ ${#skip[@]} -gt 0 ]; then skip_arg=(--skip "$(IFS=,; echo "${skip[*]}")"); fi
   # bash 4 treats "${on[@]}" of an empty array as unset under set -u: keep one harmless entry.
@@ -538,12 +532,12 @@ candidates() {
     dist/test/models-blocks.test.js dist/test/models-attention-dropout.test.js dist/test/autograd.test.js
   echo "== candidates: bench-gpu and bench-train-gpu by default (and torch), then with it on (ours only)"
   bench_both on "${on[@]}"
-  # The flash gradient alone in the bf16 step (the run above has the warpgroup forward
-  # too), with its profile: where the gradient's time went.
-  case " ${on[*]} " in *" PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=1 "*)
-    step bench-train-gpu-flash 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=1 \
-      node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch --precision bfloat16 --profile ;;
-  esac
+  # The bf16 step without the flash gradient (the products instead), with its profile:
+  # what the default's gradient kernel saves.
+  if [ $flash_ok = 1 ]; then
+    step bench-train-gpu-flash0 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=0 \
+      node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch --precision bfloat16 --profile
+  fi
   local wgmma_ok=1
   case " ${skip[*]} " in *" 11 "*) wgmma_ok=0 ;; esac
   if [ $wgmma_ok = 1 ]; then
@@ -624,9 +618,9 @@ candidates() {
   echo "-- layer norm's and GELU's gradients (cuda_train_check, the training shapes):"
   grep -E '(layer_norm_backward .*\[(4096, 1024|8192, 1280)\]|gelu_backward .* n=4194304)' "$LOGS/cuda_train_check.log" | cut -c1-120 || true
   grep -E '^(PASSED|FAILED):' "$LOGS/cuda_train_check.log" || true
-  echo "-- bf16 with the flash gradient alone (ours):"
-  show_ours_train bench-train-gpu-flash 2
-  grep -iE '^ *(attention|flash)' "$LOGS/bench-train-gpu-flash.log" 2> /dev/null | head -6 || true
+  echo "-- bf16 without the flash gradient (PERCEIVER_CUDA_ATTENTION_FLASH_BACKWARD=0, ours):"
+  show_ours_train bench-train-gpu-flash0 2
+  grep -iE '^ *(attention|softmax|matmul \[8, 8, 512)' "$LOGS/bench-train-gpu-flash0.log" 2> /dev/null | head -8 || true
   show_ncu
 }
 
