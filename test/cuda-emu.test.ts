@@ -114,10 +114,6 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     t.true(r.checks >= 330, `${what}: ${r.checks} checks ran`);
     // Not one race anywhere (a race fails its check; this says so by name).
     t.false(/race\(s\)/.test(r.out), what);
-    // Every call also wrote its rows' log-sum-exp (the flash gradient's), checked against
-    // the reference's: every path, one key range and merged.
-    t.false(/ of tol -> /.test(r.out), `${what}: a check without the log-sum-exp`);
-    t.true(r.passed(/ of tol, lse \d+\.\d+ -> /) >= 330, what);
     // The occupancy tiers (path 7) ran at the widths they serve: 128 (three times), 96,
     // 160 (twice), 150, 261 (twice), 264, the 272-wide chunks of a 520-wide head, 96 and
     // 120.

@@ -138,18 +138,7 @@ struct Params {
   float* ws_l;
   int tf32_tier;  // kTf32Tiers index (the float32 tensor-core kernel only; last, so
                   // that the other kernels' parameter offsets stay as measured)
-  // AttentionArgs::lse: each row's log-sum-exp [B·H·Nq], where the gradient wants it.
-  // Written by whichever kernel finishes the row (the one key range's, or the merge),
-  // from the m and l it normalises by: the flash gradient's own pass over Q Kᵀ
-  // (flash_row_lse) took 0.042 ms per call beside the forward's 0.051 on an H200.
-  float* lse;
 };
-
-// A row's log-sum-exp in the natural base from its running max m and sum l, both in the
-// kernels' log2 domain (scores times scale·log2 e); +inf where every key was masked.
-__device__ __forceinline__ float row_lse_from(float m, float l) {
-  return l > 0.f ? (m + log2f(l)) * 0.69314718055994531f : INFINITY;
-}
 
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
@@ -289,7 +278,6 @@ __device__ __forceinline__ void store_rows(const Params& p, int64_t b, int64_t h
       for (int r = 0; r < 2; r++) {
         if (row[rt][r] >= p.nq) continue;
         const float inv = l[rt][r] > 0.f ? 1.f / l[rt][r] : 0.f;  // all masked -> 0
-        if (p.lse && t == 0) p.lse[bh * p.nq + row[rt][r]] = row_lse_from(m[rt][r], l[rt][r]);
         T* orow = out + row[rt][r] * p.o_sn;
 #pragma unroll
         for (int n = 0; n < kNO; n++) {
@@ -699,7 +687,6 @@ __global__ void __launch_bounds__(256) attention_simt_kernel(Params p) {
     if (i >= p.nq) continue;
     if (p.splits == 1) {
       const float inv = l[rr] > 0.f ? 1.f / l[rr] : 0.f;  // all masked -> 0
-      if (p.lse && vc == 0 && lane == 0) p.lse[bh * p.nq + i] = row_lse_from(m[rr], l[rr]);
       T* orow = static_cast<T*>(p.out) + b * p.o_sb + h * p.o_sh + i * p.o_sn + c0;
 #pragma unroll
       for (int c = 0; c < kCols; c++)
@@ -758,7 +745,6 @@ __global__ void __launch_bounds__(128) attention_merge_kernel(Params p) {
   for (int sh = 16; sh > 0; sh >>= 1) lsum += __shfl_xor_sync(0xffffffffu, lsum, sh);
   __syncwarp();
   const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
-  if (p.lse && lane == 0) p.lse[row] = row_lse_from(mx, lsum);
   const int64_t bh = row / p.nq, i = row % p.nq;
   const int64_t b = bh / p.heads, h = bh % p.heads;
   T* orow = static_cast<T*>(p.out) + b * p.o_sb + h * p.o_sh + i * p.o_sn;
@@ -782,7 +768,6 @@ __global__ void attention_zero_kernel(Params p) {
     const int64_t bh = row / p.nq, i = row % p.nq;
     const int64_t b = bh / p.heads, h = bh % p.heads;
     static_cast<T*>(p.out)[b * p.o_sb + h * p.o_sh + i * p.o_sn + c] = from_float<T>(0.f);
-    if (p.lse && c == 0) p.lse[row] = INFINITY;
   }
 }
 
@@ -1357,7 +1342,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
   if (!a.out) return cudaErrorInvalidValue;
 
   Params p{};
-  p.q = a.q; p.k = a.k; p.v = a.v; p.out = a.out; p.mask = a.mask; p.lse = a.lse;
+  p.q = a.q; p.k = a.k; p.v = a.v; p.out = a.out; p.mask = a.mask;
   p.nq = a.nq; p.nk = a.nk; p.heads = a.heads; p.dqk = a.dqk; p.dv = a.dv;
   p.q_sb = a.q_sb; p.q_sn = a.q_sn; p.q_sh = a.q_sh;
   p.k_sb = a.k_sb; p.k_sn = a.k_sn; p.k_sh = a.k_sh;

@@ -18,8 +18,7 @@ size_t attention_workspace_bytes(const AttentionArgs& a, int sm_count);
 
 // Enqueues the attention on `stream`. q, k, v, out and mask are device pointers;
 // a.dtype is Float32, BFloat16 or Float16 (float32 accumulation). Rows whose mask
-// is all zero give 0, as on the CPU. Where a.lse is set (and Dv > 0), each row's
-// log-sum-exp goes there too (+inf for a row with every key masked). Returns the launch status (cudaSuccess or the
+// is all zero give 0, as on the CPU. Returns the launch status (cudaSuccess or the
 // error of the first failing launch); never synchronises.
 cudaError_t attention_forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes,
                               int sm_count, cudaStream_t stream);

@@ -219,9 +219,9 @@ class CudaBackend final : public Backend {
       throw_cuda("attention", "attention_forward", e);
     }
     check_launch("attention", stream_);
-    // The fused kernels write each row's log-sum-exp where a.lse asks for it, except
-    // with no output columns (nothing to run): then a pass of its own.
-    if (a.lse && a.dv <= 0) row_lse(a, a.lse);
+    // The fused kernels keep no row statistics: for the gradient's kernels they come
+    // from a pass of their own.
+    if (a.lse) row_lse(a, a.lse);
   }
   // Each row's log-sum-exp: with the flash gradient on, by its kernel where it takes the
   // call (no float32 scores in memory); else from the products.

@@ -37,12 +37,8 @@ void check(const Case& c, DType dt, int path, int splits) {
   AttentionProblem pr(c.s, dt, 1234, false);
   if (c.broadcast_mask) pr.broadcast_mask();
   if (c.shared_kv) pr.share_kv();
-  const AttentionProblem::Reference ref = pr.reference();
-  const std::vector<double>& want = ref.o;
+  const std::vector<double> want = pr.reference().o;
   if (c.broadcast_mask) pr.spoil_unread_mask_rows();
-  // Every call asks for the rows' log-sum-exp too (the gradient's), NaN until written.
-  std::vector<float> lse(ref.lse.size() + 1, NAN);
-  pr.a.lse = lse.data();
   const AttentionArgs& a = pr.a;
   const size_t ws_bytes = perceiver::cuda::detail::attention_workspace_bytes_forced(a, splits);
   std::vector<unsigned char> ws(ws_bytes + 256);
@@ -69,18 +65,10 @@ void check(const Case& c, DType dt, int path, int splits) {
     const double got = pr.at(pr.out, (int64_t)i);
     worst = std::max(worst, std::isnan(got) ? INFINITY : std::fabs(got - want[i]) / (tol + tol * std::fabs(want[i])));
   }
-  // Each row's log-sum-exp within 1e-5 (1 + |lse|) of the reference's, +inf where it is.
-  double worst_lse = 0;
-  for (size_t r = 0; r < ref.lse.size(); r++) {
-    const double w = ref.lse[r], g = lse[r];
-    const double e = std::isinf(w) ? (g == w ? 0.0 : INFINITY)
-                                   : std::isnan(g) ? INFINITY : std::fabs(g - w) / (1e-5 * (1 + std::fabs(w)));
-    worst_lse = std::max(worst_lse, e);
-  }
   // A race fails the check whatever the numbers: on a GPU its result depends on timing.
-  const bool ok = worst <= 1.0 && worst_lse <= 1.0 && races == 0;
+  const bool ok = worst <= 1.0 && races == 0;
   if (!ok) g_failures++;
-  std::printf("%s %s worst=%.2f of tol, lse %.2f -> %s\n", ok ? "PASS" : "FAIL", label, worst, worst_lse,
+  std::printf("%s %s worst=%.2f of tol -> %s\n", ok ? "PASS" : "FAIL", label, worst,
               perceiver::cuda::detail::attention_last_kernel());
   if (worst > 1.0) {  // where: [b, h][i][d], as the GPU harness reports it
     const AttentionShape& sh = c.s;
