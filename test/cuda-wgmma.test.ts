@@ -5,7 +5,8 @@
 // C7514 and kin, which it prints only with -Xptxas -v and which the GPU would show
 // only as a slower kernel); and the inline PTX in native/cuda/wgmma_mma.inc is what
 // scripts/gen-wgmma.py writes. The same compile checks the float32 3xTF32 kernel
-// (attention_tf32.cuh), whose five instantiations sit at up to 254 registers: none may
+// (attention_tf32.cuh), whose five instantiations sit at up to 254 registers, and the
+// fixed-width kernel (attention_fixed.cuh), the default at the models' widths: none may
 // spill. Skipped, and says so, without nvcc (or python3).
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
@@ -19,7 +20,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const nvcc = onPath('nvcc');
 if (!nvcc) console.log('cuda-wgmma: no nvcc on PATH: skipped');
 
-(nvcc ? test : test.skip)('the warpgroup attention kernel compiles for sm_90a with no spills and no serialised wgmma', (t) => {
+(nvcc ? test : test.skip)('the warpgroup, 3xTF32 and fixed-width attention kernels compile for sm_90a with no spills and no serialised wgmma', (t) => {
   t.timeout(5 * 60_000);
   const dir = mkdtempSync(join(tmpdir(), 'perceiver-wgmma-'));
   try {
@@ -46,6 +47,13 @@ if (!nvcc) console.log('cuda-wgmma: no nvcc on PATH: skipped');
       t.true(e.registers > 0 && e.registers <= 255, `${e.name}: ${e.registers} registers`);
       t.is(e.spillStores + e.spillLoads, 0, `${e.name} spills`);
     }
+    // The fixed-width kernels, the default at the models' widths, sit at their launch
+    // bounds' register caps (168 of 170 at the language model's decoder heads): code
+    // added to them spills there first, slowing every forward (a log-sum-exp write in
+    // their epilogue did, 2026-11-28). None may spill.
+    const fixed = entries.filter((e) => e.name.includes('attention_fixed_kernel'));
+    t.true(fixed.length >= 20, `${fixed.length} fixed-width instantiations`);
+    for (const e of fixed) t.is(e.spillStores + e.spillLoads, 0, `${e.name} spills`);
     // The notes name their function; none may name a kernel of this file at all.
     t.deepEqual(notes, []);
   } finally {
