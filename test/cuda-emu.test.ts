@@ -114,6 +114,14 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     t.true(r.checks >= 330, `${what}: ${r.checks} checks ran`);
     // Not one race anywhere (a race fails its check; this says so by name).
     t.false(/race\(s\)/.test(r.out), what);
+    // Every call asked for its rows' log-sum-exp too (the flash gradient's). The
+    // fixed-width kernel wrote it, matching the reference, at the flash gradient's widths
+    // in one key range (128, qk 32 / v 160, 64, 32, and 120 in the 128 class; masked
+    // rows too); every other path left it untouched, for the backend's own pass.
+    t.false(/ of tol -> /.test(r.out), `${what}: a check without the log-sum-exp`);
+    t.true(r.passed(/ of tol, lse written \d+\.\d+ -> fixed (128x128|32x160|64x64|32x32) tcf2? *$/) >= 30, what);
+    t.is(r.passed(/ of tol, lse written .* -> (?!fixed (128x128|32x160|64x64|32x32) tcf2? *$)/), 0, what);
+    t.is(r.passed(/^PASS .* splits 3 .* lse written /), 0, `${what}: merged key ranges`);
     // The occupancy tiers (path 7) ran at the widths they serve: 128 (three times), 96,
     // 160 (twice), 150, 261 (twice), 264, the 272-wide chunks of a 520-wide head, 96 and
     // 120.

@@ -138,6 +138,9 @@ struct Params {
   float* ws_l;
   int tf32_tier;  // kTf32Tiers index (the float32 tensor-core kernel only; last, so
                   // that the other kernels' parameter offsets stay as measured)
+  // Each row's log-sum-exp [B·H·Nq] (AttentionArgs::lse), set only for the fixed-width
+  // kernel's instantiations that write it (kFixedLse), at one key range.
+  float* lse;
 };
 
 __device__ __forceinline__ float to_float(float x) { return x; }
@@ -265,8 +268,12 @@ inline size_t tc_smem_bytes(int64_t dqk, int64_t dv, int bq, int bk, int stages)
 // The end of a block: this thread's rows (row[rt][0] = g, row[rt][1] = g + 8 of each of
 // its warp's kRT 16-row tiles) from their O fragments, normalised into the output (one
 // key range), or unnormalised into the workspace with each row's m and l for the merge
-// (threads t == 0 write those). l holds the rows' whole sums.
-template <class T, int kRT, int kNO>
+// (threads t == 0 write those). l holds the rows' whole sums. kLse (one key range
+// only): threads t == 0 also write each row's log-sum-exp to p.lse, from m and l (the
+// log2 domain: scores times scale·log2 e), +inf where every key was masked. A template
+// flag, not a test of p.lse: the kernels sit at their register caps, and the write's
+// code, even untaken, made some spill (2026-11-28).
+template <class T, int kRT, int kNO, bool kLse = false>
 __device__ __forceinline__ void store_rows(const Params& p, int64_t b, int64_t h, int64_t bh, int split,
                                            const int64_t (&row)[kRT][2], const float (&o)[kRT][kNO][4],
                                            const float (&m)[kRT][2], const float (&l)[kRT][2], int t) {
@@ -286,6 +293,17 @@ __device__ __forceinline__ void store_rows(const Params& p, int64_t b, int64_t h
           if (c + 1 < p.dv) orow[c + 1] = from_float<T>(o[rt][n][2 * r + 1] * inv);
         }
       }
+    if constexpr (kLse) {
+      if (t == 0) {
+#pragma unroll
+        for (int rt = 0; rt < kRT; rt++)
+#pragma unroll
+          for (int r = 0; r < 2; r++)
+            if (row[rt][r] < p.nq)
+              p.lse[bh * p.nq + row[rt][r]] =
+                  l[rt][r] > 0.f ? (m[rt][r] + log2f(l[rt][r])) * 0.69314718055994531f : INFINITY;
+      }
+    }
   } else {
     const int64_t base = (int64_t)split * p.rows_total + bh * p.nq;
 #pragma unroll
@@ -1056,9 +1074,26 @@ int fixed_auto_variant() {
   return variant;
 }
 
+// The tiers with a second instantiation that also writes each row's log-sum-exp
+// (kLse): the default variants at the widths the flash gradient takes
+// (attention_backward.cu's tiers: 32, 64, 128, qk 32 with v up to 160), so that their
+// training forwards need no pass of their own over Q Kᵀ for it (flash_row_lse: 0.042
+// ms per call beside the forward's 0.051 at 8 heads of 128, batch 8, on an H200).
+// Not qk 32 / v 96 (the language model's decoder, one call per forward): at its 170
+// registers (three blocks per SM) the write spilled 60 bytes. cuda-wgmma.test holds
+// every instantiation to no spills.
+constexpr bool kFixedLse[kFixedTierCount] = {true, false, true, true, false, true, true, false, false, false};
+
+bool fixed_writes_lse(int tier) { return tier >= 0 && tier < kFixedTierCount && kFixedLse[tier]; }
+
 template <class T, int kTier>
 cudaError_t launch_fixed_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
   constexpr FixedTier c = kFixedTiers[kTier];
+  if constexpr (kFixedLse[kTier]) {
+    if (p.lse)
+      return launch_with_smem(attention_fixed_kernel<T, c.dqk, c.dv, c.bk, c.warps, c.rt, c.min_blocks, true>, p,
+                              blocks, 32 * c.warps, smem, stream);
+  }
   return launch_with_smem(attention_fixed_kernel<T, c.dqk, c.dv, c.bk, c.warps, c.rt, c.min_blocks>, p, blocks,
                           32 * c.warps, smem, stream);
 }
@@ -1333,7 +1368,7 @@ const char* kernel_name_tc(int tier) {
 // 0 = planned.
 // A forced tc path the device or shape cannot take returns cudaErrorNotSupported.
 cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes, int sm_count,
-                    cudaStream_t stream, int force_path, int force_splits) {
+                    cudaStream_t stream, int force_path, int force_splits, bool* lse_written = nullptr) {
   if (a.dtype != DType::Float32 && a.dtype != DType::Float16 && a.dtype != DType::BFloat16)
     return cudaErrorInvalidValue;
   if (a.batch < 0 || a.heads < 0 || a.nq < 0 || a.nk < 0 || a.dqk < 0 || a.dv < 0)
@@ -1549,6 +1584,13 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     }
   }
 
+  // Each row's log-sum-exp from the kernel itself, where its tier has that
+  // instantiation and one key range finishes every row (else the caller's own pass).
+  if (a.lse && path == kTensorCoreFixed && p.splits == 1 && fixed_writes_lse(p.fixed_tier)) {
+    p.lse = a.lse;
+    if (lse_written) *lse_written = true;
+  }
+
   last_kernel = path == kTensorCoreWgmma ? kWgmmaTiers[p.wgmma_tier].name
                 : path == kTensorCoreTf32  ? kTf32Tiers[p.tf32_tier].name
                 : path == kTensorCoreFixed ? kFixedTiers[p.fixed_tier].name
@@ -1568,8 +1610,9 @@ size_t attention_workspace_bytes(const AttentionArgs& a, int sm_count) {
 }
 
 cudaError_t attention_forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes,
-                              int sm_count, cudaStream_t stream) {
-  return attn::forward(a, workspace, workspace_bytes, sm_count, stream, attn::kAuto, 0);
+                              int sm_count, cudaStream_t stream, bool* lse_written) {
+  if (lse_written) *lse_written = false;
+  return attn::forward(a, workspace, workspace_bytes, sm_count, stream, attn::kAuto, 0, lse_written);
 }
 
 bool attention_tf32_widths(int64_t dqk, int64_t dv, int cc) {
@@ -1595,8 +1638,9 @@ namespace detail {
 
 cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace,
                                      size_t workspace_bytes, int sm_count, cudaStream_t stream,
-                                     int path, int splits) {
-  return attn::forward(a, workspace, workspace_bytes, sm_count, stream, path, splits);
+                                     int path, int splits, bool* lse_written) {
+  if (lse_written) *lse_written = false;
+  return attn::forward(a, workspace, workspace_bytes, sm_count, stream, path, splits, lse_written);
 }
 
 size_t attention_workspace_bytes_forced(const AttentionArgs& a, int splits) {

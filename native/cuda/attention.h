@@ -20,8 +20,11 @@ size_t attention_workspace_bytes(const AttentionArgs& a, int sm_count);
 // a.dtype is Float32, BFloat16 or Float16 (float32 accumulation). Rows whose mask
 // is all zero give 0, as on the CPU. Returns the launch status (cudaSuccess or the
 // error of the first failing launch); never synchronises.
+// lse_written: set to whether the kernel also wrote a.lse (each row's log-sum-exp; the
+// fixed-width kernel does at the flash gradient's widths and one key range), where the
+// caller must otherwise compute it.
 cudaError_t attention_forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes,
-                              int sm_count, cudaStream_t stream);
+                              int sm_count, cudaStream_t stream, bool* lse_written = nullptr);
 
 // Whether attention_forward cannot take 16-bit heads of these widths in one pass of its
 // tensor-core kernel though the device (compute capability cc, smem_optin bytes of

@@ -63,7 +63,7 @@ namespace perceiver::cuda::detail {
 // cudaErrorNotSupported.
 cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace,
                                      size_t workspace_bytes, int sm_count, cudaStream_t stream,
-                                     int path, int splits);
+                                     int path, int splits, bool* lse_written = nullptr);
 size_t attention_workspace_bytes_forced(const AttentionArgs& a, int splits);
 int attention_planned_splits(const AttentionArgs& a, int sm_count);
 // The kernel the last forward call on this thread launched: "tc tier N", "fixed ..."

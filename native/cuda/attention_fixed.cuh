@@ -84,7 +84,7 @@ __device__ __forceinline__ void softmax_rescale_tile(float (&s)[kNS][4], float (
 // query rows per block from 4 warps, as FlashAttention-2 tiles its forward, so that
 // each K and V fragment feeds twice the products), they are re-read from shared memory
 // per step, for which the S and O accumulators leave no registers.
-template <class T, int kDqk, int kDv, int kBK, int kWarps, int kRT>
+template <class T, int kDqk, int kDv, int kBK, int kWarps, int kRT, bool kLse>
 __device__ __forceinline__ void fixed_body(const Params& p) {
   constexpr int kThreads = 32 * kWarps;
   constexpr int kBQ = 16 * kWarps * kRT;
@@ -242,15 +242,17 @@ __device__ __forceinline__ void fixed_body(const Params& p) {
   int64_t row[kRT][2];
 #pragma unroll
   for (int rt = 0; rt < kRT; rt++) row[rt][0] = row_base + rt * 16, row[rt][1] = row_base + rt * 16 + 8;
-  store_rows<T, kRT, kNO>(p, b, h, bh, split, row, o, m, l, t);
+  store_rows<T, kRT, kNO, kLse>(p, b, h, bh, split, row, o, m, l, t);
 }
 
-template <class T, int kDqk, int kDv, int kBK, int kWarps, int kRT, int kMinBlocks>
+// kLse: also each row's log-sum-exp (store_rows), for the forwards whose gradient the
+// flash kernel takes.
+template <class T, int kDqk, int kDv, int kBK, int kWarps, int kRT, int kMinBlocks, bool kLse = false>
 __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) attention_fixed_kernel(Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   // Needs cp.async and (for bf16) sm_80's mma; the host never launches it below sm_80.
   __trap();
 #else
-  fixed_body<T, kDqk, kDv, kBK, kWarps, kRT>(p);
+  fixed_body<T, kDqk, kDv, kBK, kWarps, kRT, kLse>(p);
 #endif
 }

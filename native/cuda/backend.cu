@@ -213,15 +213,16 @@ class CudaBackend final : public Backend {
   void fused_attention(const AttentionArgs& a) {
     size_t ws = attention_workspace_bytes(a, sm_count_);
     Scratch scratch(alloc_, ws);
-    cudaError_t e = attention_forward(a, scratch.p, ws, sm_count_, stream_);
+    bool lse_written = false;
+    cudaError_t e = attention_forward(a, scratch.p, ws, sm_count_, stream_, &lse_written);
     if (e != cudaSuccess) {
       cudaGetLastError();
       throw_cuda("attention", "attention_forward", e);
     }
     check_launch("attention", stream_);
-    // The fused kernels keep no row statistics: for the gradient's kernels they come
-    // from a pass of their own.
-    if (a.lse) row_lse(a, a.lse);
+    // The row statistics the gradient reads: the fixed-width kernel writes them at the
+    // flash gradient's widths (one key range); elsewhere a pass of their own.
+    if (a.lse && !lse_written) row_lse(a, a.lse);
   }
   // Each row's log-sum-exp: with the flash gradient on, by its kernel where it takes the
   // call (no float32 scores in memory); else from the products.

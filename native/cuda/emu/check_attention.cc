@@ -14,7 +14,7 @@
 namespace perceiver::cuda::detail {
 // attention.cu's hooks for its harnesses (as native/cuda/attention_check.cu declares them).
 cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace, size_t workspace_bytes, int sm_count,
-                                     cudaStream_t stream, int path, int splits);
+                                     cudaStream_t stream, int path, int splits, bool* lse_written = nullptr);
 size_t attention_workspace_bytes_forced(const AttentionArgs& a, int splits);
 int attention_planned_splits(const AttentionArgs& a, int sm_count);
 const char* attention_last_kernel();
@@ -37,14 +37,22 @@ void check(const Case& c, DType dt, int path, int splits) {
   AttentionProblem pr(c.s, dt, 1234, false);
   if (c.broadcast_mask) pr.broadcast_mask();
   if (c.shared_kv) pr.share_kv();
-  const std::vector<double> want = pr.reference().o;
+  const AttentionProblem::Reference ref = pr.reference();
+  const std::vector<double>& want = ref.o;
   if (c.broadcast_mask) pr.spoil_unread_mask_rows();
+  // Every call asks for the rows' log-sum-exp (as a forward whose gradient is the flash
+  // kernel's does), NaN until written: the kernels that write it must match the
+  // reference's, the rest must leave it alone.
+  std::vector<float> lse(ref.lse.size() + 1, NAN);
+  pr.a.lse = lse.data();
   const AttentionArgs& a = pr.a;
   const size_t ws_bytes = perceiver::cuda::detail::attention_workspace_bytes_forced(a, splits);
   std::vector<unsigned char> ws(ws_bytes + 256);
   void* wsp = ws.data() + (256 - reinterpret_cast<uintptr_t>(ws.data()) % 256) % 256;
   const long races_before = perceiver::emu::g_races;
-  const cudaError_t e = perceiver::cuda::detail::attention_forward_forced(a, wsp, ws_bytes, 132, nullptr, path, splits);
+  bool lse_written = false;
+  const cudaError_t e =
+      perceiver::cuda::detail::attention_forward_forced(a, wsp, ws_bytes, 132, nullptr, path, splits, &lse_written);
   const long races = perceiver::emu::g_races - races_before;
   char label[200];
   std::snprintf(label, sizeof label, "%-16s %-8s path %d splits %d %s", c.name, dtype_name(dt), path, splits,
@@ -65,11 +73,22 @@ void check(const Case& c, DType dt, int path, int splits) {
     const double got = pr.at(pr.out, (int64_t)i);
     worst = std::max(worst, std::isnan(got) ? INFINITY : std::fabs(got - want[i]) / (tol + tol * std::fabs(want[i])));
   }
+  // Written: within 1e-5 (1 + |lse|) of the reference's, +inf where it is; not written:
+  // untouched.
+  double worst_lse = 0;
+  for (size_t r = 0; r < ref.lse.size(); r++) {
+    const double w = ref.lse[r], g = lse[r];
+    const double err = !lse_written ? (std::isnan(g) ? 0.0 : INFINITY)
+                       : std::isinf(w) ? (g == w ? 0.0 : INFINITY)
+                       : std::isnan(g) ? INFINITY
+                                       : std::fabs(g - w) / (1e-5 * (1 + std::fabs(w)));
+    worst_lse = std::max(worst_lse, err);
+  }
   // A race fails the check whatever the numbers: on a GPU its result depends on timing.
-  const bool ok = worst <= 1.0 && races == 0;
+  const bool ok = worst <= 1.0 && worst_lse <= 1.0 && races == 0;
   if (!ok) g_failures++;
-  std::printf("%s %s worst=%.2f of tol -> %s\n", ok ? "PASS" : "FAIL", label, worst,
-              perceiver::cuda::detail::attention_last_kernel());
+  std::printf("%s %s worst=%.2f of tol, lse %s %.2f -> %s\n", ok ? "PASS" : "FAIL", label, worst,
+              lse_written ? "written" : "untouched", worst_lse, perceiver::cuda::detail::attention_last_kernel());
   if (worst > 1.0) {  // where: [b, h][i][d], as the GPU harness reports it
     const AttentionShape& sh = c.s;
     std::vector<double> g, w;
