@@ -3,9 +3,13 @@ import { broadcastTo, tidy, computeDtype, initNormal, keep, needsCast, needsGrad
 import { markStaticQueries } from './attention.js';
 import { intArg, objectArg } from './args.js';
 
+/** Batch sizes whose latents views a module keeps (least recently used out first). */
+export const LATENT_VIEWS_KEPT = 8;
+
 export class PerceiverEmbeddings extends Module {
   // One broadcast view per batch size, reused across calls: the encoder's one-head
-  // cross-attention caches its folded queries by the view's identity.
+  // cross-attention caches its folded queries by the view's identity. A server that
+  // sees every batch size up to its limit keeps the last LATENT_VIEWS_KEPT, not one each.
   private views: { latents: Tensor; byBatch: Map<number, Tensor> } | null = null;
 
   constructor(numLatents: number, dLatents: number, opts: InitOptions = {}) {
@@ -22,8 +26,9 @@ export class PerceiverEmbeddings extends Module {
 
   /**
    * The latents over the batch: [B, N, C], a broadcast view (ops read it in place;
-   * nothing is copied). The view belongs to this module and is reused by later calls:
-   * do not dispose it. While training (the latents require gradients) each call gets
+   * nothing is copied). The view belongs to this module and is reused by later calls
+   * with this batch size while it is among the last LATENT_VIEWS_KEPT used (the module
+   * disposes older ones): do not dispose it, nor keep it past the call that uses it. While training (the latents require gradients) each call gets
    * a fresh view instead, owned by the caller's tidy(), since it carries that step's
    * gradient graph.
    */
@@ -40,11 +45,22 @@ export class PerceiverEmbeddings extends Module {
       this.disposeViews();
       this.views = { latents, byBatch: new Map() };
     }
-    const cached = this.views.byBatch.get(batchSize);
-    if (cached && !cached.disposed) return cached;
+    const byBatch = this.views.byBatch;
+    const cached = byBatch.get(batchSize);
+    // Map order is the use order: a hit moves to the end, the first is the oldest.
+    byBatch.delete(batchSize);
+    if (cached && !cached.disposed) {
+      byBatch.set(batchSize, cached);
+      return cached;
+    }
     const [n, c] = latents.shape;
     const view = markStaticQueries(keep(broadcastTo(latents, [batchSize, n, c])));
-    this.views.byBatch.set(batchSize, view);
+    byBatch.set(batchSize, view);
+    if (byBatch.size > LATENT_VIEWS_KEPT) {
+      const [oldest, old] = byBatch.entries().next().value as [number, Tensor];
+      byBatch.delete(oldest);
+      old.dispose();
+    }
     return view;
   }
 

@@ -7,7 +7,7 @@ export type { PerceiverSelfAttentionOptions, PerceiverAttentionOptions } from '.
 export { PerceiverMLP, activationOf } from './mlp.js';
 export { PerceiverLayer } from './layer.js';
 export type { PerceiverLayerOptions } from './layer.js';
-export { PerceiverEmbeddings } from './embeddings.js';
+export { PerceiverEmbeddings, LATENT_VIEWS_KEPT } from './embeddings.js';
 export { PerceiverEncoder } from './encoder.js';
 export {
   PerceiverTrainablePositionEncoding,

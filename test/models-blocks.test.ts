@@ -17,6 +17,7 @@ import {
 } from '../models/index.js';
 import * as Models from '../models/index.js';
 import { setFastCrossAttention } from '../models/attention.js';
+import { live } from './helpers/device.js';
 import { caseConfig } from './helpers/hf-fixture.js';
 import { readAndDispose } from './helpers/read.js';
 import { assertClose, geluRef, geluTanhRef, layerNormRef, matmulRef, randomArray, softmaxRef } from './helpers/reference.js';
@@ -40,6 +41,29 @@ function randomise(mod: P.Module, seed: number): Record<string, Float32Array> {
   for (const v of Object.values(dict)) v.dispose();
   return out;
 }
+
+test.serial('PerceiverEmbeddings: one latents view per batch size, reused; the last LATENT_VIEWS_KEPT sizes kept, older ones disposed', (t) => {
+  const before = live().tensors;
+  const emb = new Models.PerceiverEmbeddings(4, 8);
+  const kept = Models.LATENT_VIEWS_KEPT;
+  t.true(kept >= 2, `LATENT_VIEWS_KEPT ${kept}`);
+  const first = emb.forward(1);
+  t.deepEqual(first.shape, [1, 4, 8]);
+  t.is(emb.forward(1), first, 'the same view for the same batch size');
+  // A server seeing every batch size up to 40: the module holds at most `kept` views.
+  const views = Array.from({ length: 40 }, (_, i) => emb.forward(i + 2));
+  t.is(live().tensors - before, 1 + kept, 'the latents and the last views');
+  t.true(first.disposed, 'the least recently used view went first');
+  t.false(views[39].disposed);
+  t.is(emb.forward(41), views[39], 'a recent size still reuses its view');
+  // A hit moves a size to the front: after `kept` - 1 new sizes it is still held.
+  const recent = emb.forward(41 - kept + 1);
+  for (let i = 0; i < kept - 1; i++) emb.forward(100 + i);
+  t.is(emb.forward(41 - kept + 1), recent, 'a size used since is kept');
+  t.deepEqual(emb.forward(3).shape, [3, 4, 8], 'an evicted size gets a fresh view');
+  emb.dispose();
+  t.is(live().tensors, before, 'disposing the module disposes its views');
+});
 
 test('cross-attention: two LayerNorms, per-head softmax(q·k/sqrt(d)) over unmasked keys, heads concatenated head-major', async (t) => {
   const [Nq, Nk, qDim, kvDim, qk, v, H] = [3, 5, 6, 4, 8, 10, 2];
