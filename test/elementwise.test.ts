@@ -136,7 +136,7 @@ test('gelu: exact and tanh forms are different functions, each matching its refe
   t.throws(() => P.gelu(tensor(x), { approximate: 'erf' as never }), { instanceOf: TypeError });
 });
 
-test('gelu far out: 0 (not a value growing with |x|) for very negative inputs, dense, strided and fused into a matmul, both forms and their gradients; relu fused into a matmul keeps NaN', async (t) => {
+test('gelu far out: 0 (not a value growing with |x|) for very negative inputs and a gradient of 1 for very positive ones, dense, strided and fused into a matmul, both forms and their gradients; relu fused into a matmul keeps NaN', async (t) => {
   const xs = [-1e4, -1e20, -1e30, -3e38];
   const strided = (v: number[]) => P.slice(tensor(v.flatMap((x) => [x, 0])), 0, 0, 2 * v.length, 2);
   for (const approximate of ['none', 'tanh'] as const) {
@@ -149,6 +149,12 @@ test('gelu far out: 0 (not a value growing with |x|) for very negative inputs, d
     P.tidy(() => P.backward(P.gelu(x, { approximate }).sum(0)));
     t.deepEqual(Array.from(await x.grad!.data()).map(Math.abs), [0, 0, 0, 0], `${approximate}, gradient`);
     x.dispose();
+    // And 1 far on the positive side (the tanh form's terms once grew there: 3.6 at 1e13).
+    const y = tensor(xs.map((v) => -v));
+    y.requiresGrad = true;
+    P.tidy(() => P.backward(P.gelu(y, { approximate }).sum(0)));
+    t.deepEqual(Array.from(await y.grad!.data()), [1, 1, 1, 1], `${approximate}, gradient far positive`);
+    y.dispose();
   }
   // Where 1 + erf(x / sqrt 2) cancels, the strided (scalar) path keeps the digits the dense one has.
   const mid = [-5.5, -4.25, -7];

@@ -213,13 +213,14 @@ PERCEIVER_VM_INLINE void gelu_tanh_grad_inplace(V& v) {
   const float c = 0.7978845608028654f, k = 0.044715f;
   V x2 = v * v;
   V e = -2.0f * c * (v + k * x2 * v);
-  // Past exp's range s is 0 and so is the gradient (the clamped exp would leave
-  // terms that grow with |v|, and overflow).
+  // Past exp's range s is 0 and so is the gradient; below it e is 0, s is 1 and so is
+  // the gradient (the clamped exp would leave terms that grow with |v|, and overflow).
   auto saturated = e > 88.0f;
+  auto vanishes = e < -87.0f;
   exp_inplace(e);
   V s = 1.0f / (1.0f + e);
   V grad = s + (2.0f * c) * v * (1.0f + 3.0f * k * x2) * (e * s * s);
-  v = saturated ? V{} : grad;
+  v = saturated ? V{} : vanishes ? s : grad;
 }
 
 // gx = g * gelu'(x) over n floats (the erf or the tanh form).
