@@ -52,12 +52,13 @@ function main() {
   // CMake keeps the compiler of the first configure: after a toolkit change (the old
   // one removed, or another nvcc first on PATH) the build would fail or use the old
   // one, so a folder configured with another nvcc starts over.
+  const cudacxx = process.env.CUDACXX || nvcc;  // what CMake is given
   const cached = cachedCudaCompiler(buildDir);
-  if (cached && realOrSelf(cached) !== realOrSelf(nvcc)) {
-    say(`build/cuda was configured with ${cached}; reconfiguring for ${nvcc}`);
+  if (cached && realOrSelf(cached) !== realOrSelf(cudacxx)) {
+    say(`build/cuda was configured with ${cached}; reconfiguring for ${cudacxx}`);
     rmSync(buildDir, { recursive: true, force: true });
   }
-  const env = { ...process.env, CUDACXX: process.env.CUDACXX || nvcc };
+  const env = { ...process.env, CUDACXX: cudacxx };
   const jobs = String(Math.max(1, Number(process.env.JOBS) || cpus().length));
   const t0 = Date.now();
   // Passed every time (empty = the release set): CMake caches it, and a one-arch
