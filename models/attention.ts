@@ -9,7 +9,7 @@
 import { attention, computeDtype, keep, needsGrad, reshape, tidy, toDtype, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
 import { writeCount } from '../lib/tensor.js';
 import { describe } from '../lib/dtype.js';
-import { boolArg, intArg, objectArg, optionalTensorArg, tensorArg } from './args.js';
+import { boolArg, deviceArg, intArg, objectArg, optionalTensorArg, tensorArg } from './args.js';
 import { attentionWithDropout } from './attention-dropout.js';
 import { fastCrossAttentionMacs, fastSingleHeadCrossAttention, foldQueries, plainCrossAttentionMacs } from './fast-attention.js';
 
@@ -54,11 +54,11 @@ function attentionOptionsArg(op: string, opts: PerceiverAttentionOptions): void 
   for (const k of ['isCrossAttention', 'useQueryResidual'] as const) if (opts[k] !== undefined) boolArg(op, `opts.${k}`, opts[k]);
   if (opts.shapeForAttention !== undefined && opts.shapeForAttention !== 'q' && opts.shapeForAttention !== 'kv')
     throw new TypeError(`${op}: argument 'opts.shapeForAttention' must be 'q' or 'kv', got ${describe(opts.shapeForAttention)}`);
-  if (opts.device !== undefined && typeof opts.device !== 'string') throw new TypeError(`${op}: argument 'opts.device' must be a string, got ${describe(opts.device)}`);
+  deviceArg(op, 'opts.device', opts.device);
 }
 
 /** The tensors of an attention forward, checked at entry. */
-function attentionInputsArg(op: string, hiddenStates: unknown, inputs: unknown, mask: unknown, queryScale: unknown): void {
+export function attentionInputsArg(op: string, hiddenStates: unknown, inputs: unknown, mask: unknown, queryScale: unknown): void {
   tensorArg(op, 'hiddenStates', hiddenStates, { rank: 3, dtype: 'float', shape: '[B, Nq, qDim]' });
   optionalTensorArg(op, 'inputs', inputs, { rank: 3, dtype: 'float', shape: '[B, Nk, kvDim]' });
   optionalTensorArg(op, 'mask', mask, { shape: '[B, Nq, Nk] (broadcastable)' });

@@ -2,6 +2,7 @@
 import { broadcastTo, tidy, computeDtype, initNormal, keep, needsCast, needsGrad, toDtype, Module, type Tensor, type InitOptions } from '../lib/index.js';
 import { markStaticQueries } from './attention.js';
 import { intArg, objectArg } from './args.js';
+import { cachedIn } from './lru.js';
 
 /** Batch sizes whose latents views a module keeps (least recently used out first). */
 export const LATENT_VIEWS_KEPT = 8;
@@ -45,23 +46,16 @@ export class PerceiverEmbeddings extends Module {
       this.disposeViews();
       this.views = { latents, byBatch: new Map() };
     }
-    const byBatch = this.views.byBatch;
-    const cached = byBatch.get(batchSize);
-    // Map order is the use order: a hit moves to the end, the first is the oldest.
-    byBatch.delete(batchSize);
-    if (cached && !cached.disposed) {
-      byBatch.set(batchSize, cached);
-      return cached;
-    }
-    const [n, c] = latents.shape;
-    const view = markStaticQueries(keep(broadcastTo(latents, [batchSize, n, c])));
-    byBatch.set(batchSize, view);
-    if (byBatch.size > LATENT_VIEWS_KEPT) {
-      const [oldest, old] = byBatch.entries().next().value as [number, Tensor];
-      byBatch.delete(oldest);
-      old.dispose();
-    }
-    return view;
+    // A disposed view is dropped and made again.
+    return cachedIn(
+      this.views.byBatch,
+      batchSize,
+      () => {
+        const [n, c] = latents.shape;
+        return markStaticQueries(keep(broadcastTo(latents, [batchSize, n, c])));
+      },
+      LATENT_VIEWS_KEPT,
+    );
   }
 
   private disposeViews(): void {

@@ -266,8 +266,6 @@ export class Conv3DUpsample extends Module {
     intArg('Conv3DUpsample', 'nTimeUpsamples', nTimeUpsamples, 0);
     intArg('Conv3DUpsample', 'nSpaceUpsamples', nSpaceUpsamples, 0);
     initOptionsArg('Conv3DUpsample', opts);
-    for (const [n, v] of [['nTimeUpsamples', nTimeUpsamples], ['nSpaceUpsamples', nSpaceUpsamples]] as const)
-      if (!Number.isSafeInteger(v) || v < 0) throw new TypeError(`Conv3DUpsample: '${n}' must be a non-negative integer, got ${String(v)}`);
     const n = Math.max(nTimeUpsamples, nSpaceUpsamples);
     if (n === 0) throw new RangeError('Conv3DUpsample: nothing to upsample (nTimeUpsamples and nSpaceUpsamples are both 0)');
     let channels = inChannels;
@@ -326,8 +324,6 @@ export class PerceiverImagePostprocessor extends Module {
     for (const k of ['spatialUpsample', 'temporalUpsample', 'inChannels', 'nOutputs'] as const) if (opts[k] !== undefined) intArg(op, `opts.${k}`, opts[k], 1);
     if (opts.inputReshapeSize !== undefined) intListArg(op, 'opts.inputReshapeSize', opts.inputReshapeSize, 1, Infinity, 1);
     const type = opts.postprocType ?? 'pixels';
-    if (!['pixels', 'conv1x1', 'conv', 'patches'].includes(type))
-      throw new TypeError(`PerceiverImagePostprocessor: postproc_type must be 'pixels', 'conv1x1', 'conv' or 'patches', got ${JSON.stringify(type)}`);
     this.postprocType = type;
     this.spatialUpsample = opts.spatialUpsample ?? 1;
     this.temporalUpsample = opts.temporalUpsample ?? 1;

@@ -1,9 +1,9 @@
 // One Perceiver block (HF's PerceiverLayer): attention (with its own LayerNorms and
 // optional query residual), then x + MLP(LayerNorm(x)).
 import { LayerNorm, Module, tidy, type Tensor } from '../lib/index.js';
-import { PerceiverAttention, type PerceiverAttentionOptions } from './attention.js';
+import { attentionInputsArg, PerceiverAttention, type PerceiverAttentionOptions } from './attention.js';
 import { PerceiverMLP, type PerceiverMLPOptions } from './mlp.js';
-import { intArg, objectArg, optionalTensorArg, tensorArg } from './args.js';
+import { intArg, objectArg } from './args.js';
 
 export interface PerceiverLayerOptions extends PerceiverAttentionOptions, PerceiverMLPOptions {
   /** Default 4 (HF's default; Perceiver configs set 1). */
@@ -33,11 +33,7 @@ export class PerceiverLayer extends Module {
    * broadcastable to [B, Nq, Nk], queryScale [B, 1, 1] (see PerceiverSelfAttention).
    */
   forward(hiddenStates: Tensor, inputs?: Tensor | null, mask?: Tensor | null, queryScale?: Tensor | null): Tensor {
-    const op = 'PerceiverLayer.forward';
-    tensorArg(op, 'hiddenStates', hiddenStates, { rank: 3, dtype: 'float', shape: '[B, Nq, qDim]' });
-    optionalTensorArg(op, 'inputs', inputs, { rank: 3, dtype: 'float', shape: '[B, Nk, kvDim]' });
-    optionalTensorArg(op, 'mask', mask, { shape: '[B, Nq, Nk] (broadcastable)' });
-    optionalTensorArg(op, 'queryScale', queryScale, { rank: 3, dtype: 'float', shape: '[B, 1, 1]' });
+    attentionInputsArg('PerceiverLayer.forward', hiddenStates, inputs, mask, queryScale);
     return tidy(() => {
       const a = this.attention.forward(hiddenStates, inputs, mask, queryScale);
       return this.mlp.forward(this.layernorm.forward(a), a);

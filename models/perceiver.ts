@@ -81,7 +81,6 @@ function keyMaskOf(op: string, attentionMask: Tensor): Tensor {
  * -> mask uint8 [B, 1, M], queryScale float32 [B, 1, 1] (1, or 0 for those rows).
  */
 export function hfKeyMask(attentionMask: Tensor): { mask: Tensor; queryScale: Tensor } {
-  tensorArg('hfKeyMask', 'attentionMask', attentionMask, { rank: 2, shape: '[B, M]' });
   return tidy(() => {
     const allowed = cast(keyMaskOf('hfKeyMask', attentionMask), 'float32');
     const anyAllowed = allowed.max(-1, { keepdim: true });

@@ -10,7 +10,8 @@
 import { Module, broadcastTo, computeDtype, initNormal, keep, reshape, tensor, tidy, toDtype, type Tensor, type InitOptions } from '../lib/index.js';
 import { interpolateChannelsLast } from '../lib/nn/interpolate.js';
 import { describe } from '../lib/dtype.js';
-import { boolArg, intArg, intListArg, numberArg, objectArg, tensorArg } from './args.js';
+import { cachedIn } from './lru.js';
+import { boolArg, deviceArg, intArg, intListArg, numberArg, objectArg, tensorArg } from './args.js';
 
 const f = Math.fround;
 
@@ -248,8 +249,7 @@ export class PerceiverFourierPositionEncoding extends Module implements Position
   constructor(opts: FourierOptions & { device?: string }) {
     super();
     fourierOptionsArg('PerceiverFourierPositionEncoding', opts);
-    if (opts.device !== undefined && typeof opts.device !== 'string')
-      throw new TypeError(`PerceiverFourierPositionEncoding: argument 'opts.device' must be a string, got ${describe(opts.device)}`);
+    deviceArg('PerceiverFourierPositionEncoding', 'opts.device', opts.device);
     this.opts = { concatPos: true, sineOnly: false, ...opts };
     this.device = opts.device;
   }
@@ -271,21 +271,16 @@ export class PerceiverFourierPositionEncoding extends Module implements Position
         `PerceiverFourierPositionEncoding: ${indexDims.length} index dims [${indexDims.join(', ')}] but max_resolution has ${this.opts.maxResolution.length}`,
       );
     const key = indexDims.join('x');
-    let table = this.cache.get(key);
-    if (table !== undefined) this.cache.delete(key);
-    else {
-      const { data, channels } = fourierFeatures(linearPositions(indexDims), this.opts);
-      // keep(): the cache outlives whatever tidy() the first forward ran in.
-      table = keep(tensor(data, [data.length / channels, channels], { device: this.device }));
-      if (this.cache.size >= FOURIER_CACHE_SIZE) {
-        const [oldest, evicted] = this.cache.entries().next().value as [string, Tensor];
-        this.cache.delete(oldest);
-        // Safe while callers still hold views from earlier forwards: a view shares the
-        // native storage, which lives until its last handle is disposed.
-        evicted.dispose();
-      }
-    }
-    this.cache.set(key, table);
+    const table = cachedIn(
+      this.cache,
+      key,
+      () => {
+        const { data, channels } = fourierFeatures(linearPositions(indexDims), this.opts);
+        // keep(): the cache outlives whatever tidy() the first forward ran in.
+        return keep(tensor(data, [data.length / channels, channels], { device: this.device }));
+      },
+      FOURIER_CACHE_SIZE,
+    );
     // A broadcast view of the cached table: concat and the other consumers read it in place.
     return broadcastTo(table, [batchSize, ...table.shape]);
   }

@@ -18,10 +18,14 @@ function boolOptions(op: string, opts: object, keys: readonly string[]): void {
   }
 }
 
-/** A token id: a number (else a TypeError naming name), then in [0, vocab) (else the RangeError msg). */
-function idArg(op: string, name: string, id: unknown, msg: () => string): void {
+/**
+ * A token id: a number (else a TypeError naming name), then in [0, vocab) (else a
+ * RangeError naming the id and, when given, its position; built only on failure).
+ */
+function idArg(op: string, name: string, id: unknown, position?: number): void {
   if (typeof id !== 'number') throw new TypeError(`${op}: argument '${name}' must be an integer id in [0, ${BytesTokenizer.VOCAB_SIZE}), got ${describe(id)}`);
-  if (!Number.isInteger(id) || id < 0 || id >= BytesTokenizer.VOCAB_SIZE) throw new RangeError(msg());
+  if (!Number.isInteger(id) || id < 0 || id >= BytesTokenizer.VOCAB_SIZE)
+    throw new RangeError(`BytesTokenizer: id ${String(id)}${position === undefined ? '' : ` at position ${position}`} is not in [0, ${BytesTokenizer.VOCAB_SIZE})`);
 }
 
 export const SPECIAL_TOKENS = Object.freeze({ pad: 0, bos: 1, eos: 2, mask: 3, cls: 4, sep: 5 } as const);
@@ -71,9 +75,7 @@ export class BytesTokenizer {
   constructor(opts: { modelMaxLength?: number } = {}) {
     objectArg('BytesTokenizer', 'opts', opts);
     if (opts.modelMaxLength !== undefined) intArg('BytesTokenizer', 'opts.modelMaxLength', opts.modelMaxLength, 1);
-    const m = opts.modelMaxLength ?? 2048;
-    if (!Number.isSafeInteger(m) || m < 1) throw new RangeError(`BytesTokenizer: modelMaxLength must be a positive integer, got ${String(m)}`);
-    this.modelMaxLength = m;
+    this.modelMaxLength = opts.modelMaxLength ?? 2048;
   }
 
   /** The ids of the text's bytes, no special tokens added (special spellings read as specials unless told not to). */
@@ -112,7 +114,6 @@ export class BytesTokenizer {
     const padding = normalizePadding(opts.padding);
     // As HF: truncation: true or padding 'max_length' without maxLength use the model's maximum.
     const maxLength = opts.maxLength ?? (opts.truncation === true || padding === 'max_length' ? this.modelMaxLength : undefined);
-    if (typeof addSpecialTokens !== 'boolean') throw new TypeError(`BytesTokenizer: addSpecialTokens must be a boolean`);
     if (maxLength !== undefined && (!Number.isSafeInteger(maxLength) || maxLength < 1))
       throw new (typeof maxLength === 'number' ? RangeError : TypeError)(`BytesTokenizer: maxLength must be a positive integer: argument 'opts.maxLength' must be an integer >= 1, got ${describe(maxLength)}`);
     if (padding === 'longest') throw new RangeError(`BytesTokenizer: padding 'longest' applies to encodeBatch; a single text is its own longest`);
@@ -184,7 +185,7 @@ export class BytesTokenizer {
       bytes = [];
     };
     list.forEach((id, i) => {
-      idArg('BytesTokenizer.decode', `ids[${i}]`, id, () => `BytesTokenizer: id ${String(id)} at position ${i} is not in [0, ${BytesTokenizer.VOCAB_SIZE})`);
+      idArg('BytesTokenizer.decode', `ids[${i}]`, id, i);
       if (id >= NUM_SPECIAL) bytes.push(id - NUM_SPECIAL);
       else if (!skip) {
         // HF joins all bytes (specials as their UTF-8 spelling) and decodes once; the
@@ -199,7 +200,7 @@ export class BytesTokenizer {
 
   /** An id's token: special spelling, or the byte as a one-character latin-1 string (HF's _convert_id_to_token). */
   idToToken(id: number): string {
-    idArg('BytesTokenizer.idToToken', 'id', id, () => `BytesTokenizer: id ${String(id)} is not in [0, ${BytesTokenizer.VOCAB_SIZE})`);
+    idArg('BytesTokenizer.idToToken', 'id', id);
     return id < NUM_SPECIAL ? SPELLING[id] : String.fromCharCode(id - NUM_SPECIAL);
   }
 }

@@ -39,6 +39,15 @@ const void* active_owner = nullptr;  // under control_mu
 // Set and read on the JS thread that issues the ops (the main thread or a Worker).
 thread_local std::string tl_scope;
 
+// Every entry's begin and end marks back to their backends, then no entries (s.mu held).
+void release_entries(State& s) {
+  for (Entry& e : s.entries) {
+    e.backend->profile_release(e.begin);
+    e.backend->profile_release(e.end);
+  }
+  s.entries.clear();
+}
+
 }  // namespace
 
 bool profiling() { return active.load(std::memory_order_relaxed); }
@@ -52,11 +61,7 @@ void profile_start(bool shapes, const void* owner) {
   synchronize_all();  // ops issued before the start are not counted
   std::lock_guard<std::mutex> lock(s.mu);
   // Marks of ops that ran after the last stop (issued while it recorded) are not this profile's.
-  for (Entry& e : s.entries) {
-    e.backend->profile_release(e.begin);
-    e.backend->profile_release(e.end);
-  }
-  s.entries.clear();
+  release_entries(s);
   s.shapes.store(shapes);
   tl_scope.clear();
   s.started = std::chrono::steady_clock::now();
@@ -76,11 +81,7 @@ void profile_abandon(const void* owner) {
   } catch (...) {
   }
   std::lock_guard<std::mutex> lock(s.mu);
-  for (Entry& e : s.entries) {
-    e.backend->profile_release(e.begin);
-    e.backend->profile_release(e.end);
-  }
-  s.entries.clear();
+  release_entries(s);
 }
 
 void profile_set_scope(const std::string& scope) { tl_scope = scope; }

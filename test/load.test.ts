@@ -15,6 +15,7 @@ import { readBytes } from '../lib/tensor.js';
 import { loadModel, unknownConfigKeys, PerceiverForMaskedLM, readModelConfig, readModelRecords, checkNamedInputs, forwardNamed, isIgnoredInput, namedInputSpec } from '../models/index.js';
 import { caseConfig, caseDir, caseTensors } from './helpers/hf-fixture.js';
 import { baseline, live } from './helpers/device.js';
+import { readAndDispose } from './helpers/read.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'perceiver-load-'));
 test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
@@ -241,12 +242,8 @@ test('HF PretrainedConfig fields pass silently; unknown fields draw one warning 
 test('every PerceiverConfig field is honoured: a changed field changes the model built', async (t) => {
   // hidden_act: the same weights compute another function.
   const input = await caseTensors('mlm', 'input', ['inputs', 'attention_mask']);
-  const logitsOf = async (m: Awaited<ReturnType<typeof loadModel>>) => {
-    const out = (m as PerceiverForMaskedLM).forward(input.inputs, { attentionMask: input.attention_mask }).logits;
-    const d = (await out.data()) as Float32Array;
-    out.dispose();
-    return d;
-  };
+  const logitsOf = async (m: Awaited<ReturnType<typeof loadModel>>) =>
+    (await readAndDispose((m as PerceiverForMaskedLM).forward(input.inputs, { attentionMask: input.attention_mask }).logits)) as Float32Array;
   const exact = await loadModel(caseDir('mlm'));
   const tanh = await loadModel(folder('mlm', { config: (c) => Object.assign(c, { hidden_act: 'gelu_new' }) }));
   t.is(tanh.config.hidden_act, 'gelu_new');
@@ -334,7 +331,7 @@ test('loadModel, readModelConfig, readModelRecords, unknownConfigKeys and the na
     [() => forwardNamed(model, { inputs: ids, attention_mask: null } as never), /^forwardNamed: argument 'inputs\['attention_mask'\]' must be a Tensor, got null$/],
   ];
   for (const [f, message] of badAsync) await t.throwsAsync(f, { message }, String(message));
-  for (const v of [ids]) v.dispose();
+  ids.dispose();
   other.dispose();
   model.dispose();
 });

@@ -15,7 +15,7 @@ import {
   keyMask,
   perceiverConfig,
 } from '../models/index.js';
-import * as Models from '../models/index.js';
+import * as M from '../models/index.js';
 import { setFastCrossAttention } from '../models/attention.js';
 import { live } from './helpers/device.js';
 import { caseConfig } from './helpers/hf-fixture.js';
@@ -44,8 +44,8 @@ function randomise(mod: P.Module, seed: number): Record<string, Float32Array> {
 
 test.serial('PerceiverEmbeddings: one latents view per batch size, reused; the last LATENT_VIEWS_KEPT sizes kept, older ones disposed', (t) => {
   const before = live().tensors;
-  const emb = new Models.PerceiverEmbeddings(4, 8);
-  const kept = Models.LATENT_VIEWS_KEPT;
+  const emb = new M.PerceiverEmbeddings(4, 8);
+  const kept = M.LATENT_VIEWS_KEPT;
   t.true(kept >= 2, `LATENT_VIEWS_KEPT ${kept}`);
   const first = emb.forward(1);
   t.deepEqual(first.shape, [1, 4, 8]);
@@ -206,7 +206,6 @@ test('createModel builds the class config.architectures[0] names, for every HF f
 });
 
 test('the building blocks check their arguments: type, name, expected and what came', (t) => {
-  const M = Models;
   const cfg = M.perceiverConfig({ d_latents: 8, d_model: 6, num_latents: 4, num_self_attention_heads: 2, num_cross_attention_heads: 1, num_labels: 3 });
   const x = P.zeros([1, 3, 8]);
   const ints = P.zeros([1, 3], { dtype: 'int32' });

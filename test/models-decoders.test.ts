@@ -3,7 +3,7 @@
 import test from 'ava';
 import * as P from '../lib/index.js';
 import { PerceiverBasicDecoder, PerceiverIdentityPostprocessor, PerceiverModel, PerceiverProjectionDecoder, perceiverConfig } from '../models/index.js';
-import * as Models from '../models/index.js';
+import * as M from '../models/index.js';
 import { readAndDispose } from './helpers/read.js';
 import { assertClose, randomArray } from './helpers/reference.js';
 import { baseline, live } from './helpers/device.js';
@@ -128,7 +128,6 @@ test('PerceiverModel without a preprocessor refuses inputs that are not [B, M, d
 });
 
 test('decoders check their arguments: type, name, expected and what came', (t) => {
-  const M = Models;
   const cfg = perceiverConfig({ d_latents: 8, d_model: 6, num_latents: 4, num_self_attention_heads: 2, num_cross_attention_heads: 1, num_labels: 3 });
   const basic = new PerceiverBasicDecoder(cfg, { outputNumChannels: 4, outputIndexDims: [3], numChannels: 8, positionEncodingType: 'trainable', trainable: { indexDims: 3, numChannels: 8 } });
   const z = P.zeros([1, 4, 8]);

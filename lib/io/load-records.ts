@@ -15,7 +15,7 @@ import { native, type NativeHandle } from '../native.js';
 import { describe, type DTypeName, type FloatDTypeName } from '../dtype.js';
 import { resolveDevice } from '../device.js';
 import { wrap, type Tensor } from '../tensor.js';
-import { RECORD_ITEM_SIZE, contiguousStrides, isFloatRecordDType, recordByteSpan, type RecordDType, type TensorRecord } from './records.js';
+import { RECORD_ITEM_SIZE, contiguousStrides, isCount, isFloatRecordDType, recordByteSpan, type RecordDType, type TensorRecord } from './records.js';
 
 /** What the addon's checkpoint-loading entry points look like (bindings/io.cc). */
 /** An open file (the addon's RecordFile). */
@@ -89,10 +89,6 @@ export function engineDTypeOf(d: RecordDType, floatDType?: FloatDTypeName): DTyp
 
 function where(rec: TensorRecord): string {
   return rec.source.kind === 'file' ? rec.source.path : '<in-memory record>';
-}
-
-function isCount(v: unknown): v is number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
 /**

@@ -7,7 +7,8 @@
 import type { BigIntStats } from 'node:fs';
 import { describe } from '../dtype.js';
 
-const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+/** @internal A non-negative safe integer (a dimension, stride, offset or byte count). */
+export const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 function checkShape(op: string, name: string, v: unknown): number[] {
   if (!Array.isArray(v) || !v.every(isCount))

@@ -1,7 +1,7 @@
 // Basic layers with PyTorch's parameter names and layouts, so their state dicts load
 // PyTorch checkpoints as they are: Linear.weight is [out, in], LayerNorm has
 // weight/bias, Embedding.weight is [num, dim].
-import { Tensor } from '../tensor.js';
+import { Tensor, handleOf } from '../tensor.js';
 import { initConstant, initLayer, initNormal } from './init.js';
 import { linear, type Activation } from '../ops/linalg.js';
 import { layerNorm } from '../ops/reduce.js';
@@ -40,9 +40,8 @@ export function epsOption(layer: string, eps: unknown, dflt: number): number {
 
 /** @internal A layer's forward input: a live Tensor (O(1)). */
 export function inputTensor(layer: string, name: string, x: unknown): Tensor {
-  if (!(x instanceof Tensor)) throw new TypeError(`${layer}.forward: argument '${name}' must be a Tensor, got ${describe(x)}`);
-  if (x.disposed) throw new Error(`${layer}.forward: argument '${name}' is a disposed Tensor`);
-  return x;
+  handleOf(`${layer}.forward`, name, x);
+  return x as Tensor;
 }
 
 export interface InitOptions {

@@ -139,7 +139,7 @@ struct Params {
   int tf32_tier;  // kTf32Tiers index (the float32 tensor-core kernel only; last, so
                   // that the other kernels' parameter offsets stay as measured)
   // Each row's log-sum-exp [B·H·Nq] (AttentionArgs::lse), set only for the fixed-width
-  // kernel's instantiations that write it (kFixedLse), at one key range.
+  // kernel's instantiations that write it (FixedTier::lse), at one key range.
   float* lse;
 };
 
@@ -299,9 +299,7 @@ __device__ __forceinline__ void store_rows(const Params& p, int64_t b, int64_t h
         for (int rt = 0; rt < kRT; rt++)
 #pragma unroll
           for (int r = 0; r < 2; r++)
-            if (row[rt][r] < p.nq)
-              p.lse[bh * p.nq + row[rt][r]] =
-                  l[rt][r] > 0.f ? (m[rt][r] + log2f(l[rt][r])) * 0.69314718055994531f : INFINITY;
+            if (row[rt][r] < p.nq) p.lse[bh * p.nq + row[rt][r]] = row_lse(m[rt][r], l[rt][r]);
       }
     }
   } else {
@@ -1025,14 +1023,23 @@ cudaError_t launch_with_smem(void (*kernel)(Params), const Params& p, int64_t bl
 struct FixedTier {
   int dqk, dv, bk, warps, rt, min_blocks;
   const char* name;  // for the harnesses (attention_last_kernel)
+  // A second instantiation that also writes each row's log-sum-exp (kLse): the default
+  // variants at the widths the flash gradient takes (attention_backward.cu's tiers:
+  // 32, 64, 128, qk 32 with v up to 160), so that their training forwards need no pass
+  // of their own over Q Kᵀ for it (flash_row_lse: 0.042 ms per call beside the
+  // forward's 0.051 at 8 heads of 128, batch 8, on an H200). Not qk 32 / v 96 (the
+  // language model's decoder, one call per forward): at its 170 registers (three
+  // blocks per SM) the write spilled 60 bytes. cuda-wgmma.test holds every
+  // instantiation to no spills.
+  bool lse;
 };
 constexpr int kFixedTierCount = 10;
 constexpr FixedTier kFixedTiers[kFixedTierCount] = {
-    {128, 128, 64, 4, 1, 2, "fixed 128x128 tcf"}, {128, 128, 64, 8, 1, 1, "fixed 128x128 tcf8"},
-    {128, 128, 32, 4, 2, 2, "fixed 128x128 tcf2"}, {32, 160, 64, 4, 1, 2, "fixed 32x160 tcf"},
-    {32, 96, 64, 4, 1, 3, "fixed 32x96 tcf"},      {64, 64, 64, 4, 1, 3, "fixed 64x64 tcf"},
-    {32, 32, 64, 4, 1, 4, "fixed 32x32 tcf"},      {272, 272, 32, 4, 1, 2, "fixed 272x272 tcf"},
-    {336, 336, 32, 4, 1, 2, "fixed 336x336 tcf"},  {32, 160, 64, 8, 1, 1, "fixed 32x160 tcf8"}};
+    {128, 128, 64, 4, 1, 2, "fixed 128x128 tcf", true},   {128, 128, 64, 8, 1, 1, "fixed 128x128 tcf8", false},
+    {128, 128, 32, 4, 2, 2, "fixed 128x128 tcf2", true},  {32, 160, 64, 4, 1, 2, "fixed 32x160 tcf", true},
+    {32, 96, 64, 4, 1, 3, "fixed 32x96 tcf", false},      {64, 64, 64, 4, 1, 3, "fixed 64x64 tcf", true},
+    {32, 32, 64, 4, 1, 4, "fixed 32x32 tcf", true},       {272, 272, 32, 4, 1, 2, "fixed 272x272 tcf", false},
+    {336, 336, 32, 4, 1, 2, "fixed 336x336 tcf", false},  {32, 160, 64, 8, 1, 1, "fixed 32x160 tcf8", false}};
 
 // A tier's shared memory: the tc kernel's layout in two stages (tc_smem_bytes), less
 // the V tiles in the encoders' tiers, whose one tile per stage serves as K and V.
@@ -1074,22 +1081,12 @@ int fixed_auto_variant() {
   return variant;
 }
 
-// The tiers with a second instantiation that also writes each row's log-sum-exp
-// (kLse): the default variants at the widths the flash gradient takes
-// (attention_backward.cu's tiers: 32, 64, 128, qk 32 with v up to 160), so that their
-// training forwards need no pass of their own over Q Kᵀ for it (flash_row_lse: 0.042
-// ms per call beside the forward's 0.051 at 8 heads of 128, batch 8, on an H200).
-// Not qk 32 / v 96 (the language model's decoder, one call per forward): at its 170
-// registers (three blocks per SM) the write spilled 60 bytes. cuda-wgmma.test holds
-// every instantiation to no spills.
-constexpr bool kFixedLse[kFixedTierCount] = {true, false, true, true, false, true, true, false, false, false};
-
-bool fixed_writes_lse(int tier) { return tier >= 0 && tier < kFixedTierCount && kFixedLse[tier]; }
+bool fixed_writes_lse(int tier) { return tier >= 0 && tier < kFixedTierCount && kFixedTiers[tier].lse; }
 
 template <class T, int kTier>
 cudaError_t launch_fixed_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
   constexpr FixedTier c = kFixedTiers[kTier];
-  if constexpr (kFixedLse[kTier]) {
+  if constexpr (c.lse) {
     if (p.lse)
       return launch_with_smem(attention_fixed_kernel<T, c.dqk, c.dv, c.bk, c.warps, c.rt, c.min_blocks, true>, p,
                               blocks, 32 * c.warps, smem, stream);
@@ -1369,6 +1366,7 @@ const char* kernel_name_tc(int tier) {
 // A forced tc path the device or shape cannot take returns cudaErrorNotSupported.
 cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes, int sm_count,
                     cudaStream_t stream, int force_path, int force_splits, bool* lse_written = nullptr) {
+  if (lse_written) *lse_written = false;
   if (a.dtype != DType::Float32 && a.dtype != DType::Float16 && a.dtype != DType::BFloat16)
     return cudaErrorInvalidValue;
   if (a.batch < 0 || a.heads < 0 || a.nq < 0 || a.nk < 0 || a.dqk < 0 || a.dv < 0)
@@ -1611,7 +1609,6 @@ size_t attention_workspace_bytes(const AttentionArgs& a, int sm_count) {
 
 cudaError_t attention_forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes,
                               int sm_count, cudaStream_t stream, bool* lse_written) {
-  if (lse_written) *lse_written = false;
   return attn::forward(a, workspace, workspace_bytes, sm_count, stream, attn::kAuto, 0, lse_written);
 }
 
@@ -1639,7 +1636,6 @@ namespace detail {
 cudaError_t attention_forward_forced(const AttentionArgs& a, void* workspace,
                                      size_t workspace_bytes, int sm_count, cudaStream_t stream,
                                      int path, int splits, bool* lse_written) {
-  if (lse_written) *lse_written = false;
   return attn::forward(a, workspace, workspace_bytes, sm_count, stream, path, splits, lse_written);
 }
 

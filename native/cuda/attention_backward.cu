@@ -459,7 +459,7 @@ __global__ void __launch_bounds__(128) flash_lse_kernel(LseParams p) {
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
     const int64_t row = i0 + warp * 16 + g + 8 * r;
-    if (t == 0 && row < p.nq) p.lse[bh * p.nq + row] = l[r] > 0.f ? (m[r] + log2f(l[r])) * 0.6931471805599453f : INFINITY;
+    if (t == 0 && row < p.nq) p.lse[bh * p.nq + row] = row_lse(m[r], l[r]);
   }
 #endif
 }

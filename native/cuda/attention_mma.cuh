@@ -198,6 +198,14 @@ namespace perceiver::cuda::attn {
 
 constexpr float kLog2e = 1.4426950408889634f;
 
+// A row's log-sum-exp (natural base) from its running max m and sum l, both in the
+// kernels' log2 domain (scores times scale·log2 e); +inf where every key was masked.
+// The fixed-width forward writes it and the flash gradient's own pass computes it: the
+// gradient reads either, so both take it from here.
+__device__ __forceinline__ float row_lse(float m, float l) {
+  return l > 0.f ? (m + log2f(l)) * 0.6931471805599453f : INFINITY;
+}
+
 // The online-softmax step for one of the two rows of a 16-row tile's S in mma.sync's C
 // fragments (kNS n8 tiles; r = 0: row g, 1: row g + 8), already scaled into the log2
 // domain, masked keys at -inf; the row's 4 threads (same g) combine their maxima by

@@ -180,11 +180,12 @@ void set_gemm_align_mode(int mode) { align_override.store(mode); }
 
 namespace {
 void matmul_with(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s, bool tf32);
+double flops_of(const MatmulArgs& a) { return 2.0 * (double)a.batch * (double)a.m * (double)a.n * (double)a.k; }
 }  // namespace
 
 void matmul(GemmContext& ctx, const MatmulArgs& a, cudaStream_t s) {
   const int tf32 = a.dtype == DType::Float32 ? tf32_mode(ctx) : 0;
-  const double flops = 2.0 * (double)a.batch * (double)a.m * (double)a.n * (double)a.k;
+  const double flops = flops_of(a);
   if (a.dtype != DType::Float32 && ctx.alloc && a.k > 0 && a.m > 0 && a.n > 0 && flops >= kAlignMinFlops &&
       gemm_align_mode() == 1) {
     const AlignPlan plan = align_plan(a);
@@ -252,7 +253,7 @@ void matmul_with(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s, bool tf
   // Its ReLU epilogue turns NaN into 0 (an H200, 2026-11-28), where relu() and the CPU
   // keep NaN, so ReLU takes the second pass too.
   bool lt_gelu = a.act == Activation::GeluTanh && a.dtype != DType::Float32;
-  bool act_pass = a.act == Activation::Gelu || a.act == Activation::Relu || (a.act == Activation::GeluTanh && !lt_gelu);
+  bool act_pass = a.act != Activation::None && !lt_gelu;
   uint32_t epilogue = lt::EPILOGUE_DEFAULT;
   if (a.bias) epilogue = lt_gelu ? lt::EPILOGUE_GELU_BIAS : lt::EPILOGUE_BIAS;
   else if (lt_gelu) epilogue = lt::EPILOGUE_GELU;
@@ -267,7 +268,7 @@ void matmul_with(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s, bool tf
     check_lt("set TRANSA", api.desc_set(d.op, lt::DESC_TRANSA, &opx, sizeof(opx)));
     check_lt("set TRANSB", api.desc_set(d.op, lt::DESC_TRANSB, &opy, sizeof(opy)));
     check_lt("set EPILOGUE", api.desc_set(d.op, lt::DESC_EPILOGUE, &epi, sizeof(epi)));
-    if (epi == lt::EPILOGUE_BIAS || epi == lt::EPILOGUE_RELU_BIAS || epi == lt::EPILOGUE_GELU_BIAS)
+    if (epi == lt::EPILOGUE_BIAS || epi == lt::EPILOGUE_GELU_BIAS)
       check_lt("set BIAS_POINTER", api.desc_set(d.op, lt::DESC_BIAS_POINTER, &a.bias, sizeof(a.bias)));
     check_lt("layout of b", api.layout_create(&d.x, type, x_rows, x_cols, a.ldb));
     check_lt("layout of a", api.layout_create(&d.y, type, y_rows, y_cols, a.lda));
@@ -295,7 +296,7 @@ void matmul_with(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s, bool tf
   // Tuning runs the product several times, so not where it reads its own output
   // (beta != 0 into C in place: a gradient accumulating); nor below kTuneMinFlops.
   const bool in_place = c_in == (const void*)a.c && a.beta != 0.f;
-  const int tune = in_place || 2.0 * a.m * a.n * a.k * a.batch < kTuneMinFlops ? 0 : gemm_tune_mode();
+  const int tune = in_place || flops_of(a) < kTuneMinFlops ? 0 : gemm_tune_mode();
 
   auto find = [&](Descs& d, uint32_t epi, lt::Algo* algo) {
     Key key = {(int64_t)a.dtype * 4 + (a.c_float32 ? 1 : 0) + (a.beta != 0.f ? 2 : 0), a.m, a.n, a.k, a.lda, a.ldb, a.ldc, a.batch, a.stride_a, a.stride_b,
