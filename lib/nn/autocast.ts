@@ -93,6 +93,11 @@ export function computeDtype(param: Tensor): DTypeName {
 export function toDtype(x: Tensor, dtype: DTypeName): Tensor {
   tensorArg('toDtype', 'x', x);
   checkDType('toDtype', 'dtype', dtype);
+  return castTo(x, dtype);
+}
+
+/** toDtype for arguments already checked (computeIn's, the layers'): no second check per call. @internal */
+export function castTo(x: Tensor, dtype: DTypeName): Tensor {
   if (!castNeeded(x, dtype)) return x;
   const scope = current.getStore();
   if (!scope || scope.dtype !== dtype || !x.requiresGrad || x.gradFn !== null) return cast(x, dtype);
@@ -116,7 +121,8 @@ export function needsCast(x: Tensor, dtype: DTypeName): boolean {
   return castNeeded(x, dtype);
 }
 
-function castNeeded(x: Tensor, dtype: DTypeName): boolean {
+/** needsCast for arguments already checked. @internal */
+export function castNeeded(x: Tensor, dtype: DTypeName): boolean {
   return x.dtype !== dtype && isFloat(x.dtype) && isFloat(dtype);
 }
 
@@ -136,5 +142,5 @@ export function computeIn<const A extends readonly (Tensor | null)[], R>(dtype: 
     if (castNeeded(a, dtype)) anyCast = true;
   }
   if (!anyCast) return fn(...args);
-  return tidy(() => fn(...(args.map((a) => a && toDtype(a, dtype)) as unknown as A)));
+  return tidy(() => fn(...(args.map((a) => a && castTo(a, dtype)) as unknown as A)));
 }

@@ -11,7 +11,7 @@ import { noGrad } from '../autograd/tape.js';
 import { conv2d, batchNorm, type Padding } from '../ops/nn.js';
 import { Module } from './module.js';
 import { epsOption, inputTensor, layerOptions, type InitOptions } from './layers.js';
-import { computeDtype, computeIn, needsCast, toDtype } from './autocast.js';
+import { castNeeded, castTo, computeDtype, computeIn } from './autocast.js';
 import { describe } from '../dtype.js';
 import { options, pair } from '../ops/args.js';
 
@@ -122,7 +122,7 @@ export class BatchNorm2d extends Module {
     // Statistics stay in the module's own dtype, under autocast too (float32 master
     // weights keep float32 running statistics).
     const dt = this.tensor('weight').dtype;
-    if (needsCast(x, dt)) return tidy(() => this.forward(toDtype(x, dt)));
+    if (castNeeded(x, dt)) return tidy(() => this.forward(castTo(x, dt)));
     if (this.training) return this.forwardTraining(x);
     return batchNorm(x, this.tensor('running_mean'), this.tensor('running_var'), {
       weight: this.tensor('weight'),
