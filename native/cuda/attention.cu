@@ -1104,8 +1104,9 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
 
 // The warpgroup kernel's instantiations (attention_wgmma.cuh): the padded head widths,
 // warpgroups per block (64 query rows each) and __launch_bounds__' blocks per SM.
-// Its shared memory is unpadded (the core-matrix layout has no bank conflicts to pad
-// away): Q, then kWgmmaStages stages of K and V tiles (wgmma_smem_bytes).
+// Its shared memory is unpadded (the swizzled layouts, and the core matrices, have no
+// bank conflicts to pad away): Q, then kWgmmaStages stages of K and V tiles
+// (wgmma_smem_bytes).
 // Registers (ptxas, sm_90a: 205 at 128 x 128) leave room for 8 warps per SM either
 // way: one block of two warpgroups, which share each K and V tile (half the L2 reads)
 // but meet at a barrier per tile, or two blocks of one (112 KB of shared memory each
@@ -1137,8 +1138,11 @@ int wgmma_tier(int64_t dqk, int64_t dv, int warpgroups) {
   return -1;
 }
 
+// + 1 KB: the kernel starts its tiles at the first 1024-byte boundary of the shared
+// window, where the swizzle patterns are aligned (wgmma_body). At 128 x 128 with one
+// warpgroup, 113 KB still lets two blocks share an SM's 228 KB with their 1 KB reserves.
 size_t wgmma_smem_bytes(const WgmmaTier& w) {
-  return ((size_t)64 * w.warpgroups * w.dqk + (size_t)kWgmmaStages * w.bk * (w.dqk + w.dv)) * 2;
+  return ((size_t)64 * w.warpgroups * w.dqk + (size_t)kWgmmaStages * w.bk * (w.dqk + w.dv)) * 2 + 1024;
 }
 
 // Whether this file was compiled with sm_90a code (CMakeLists.txt defines

@@ -11,8 +11,8 @@
 //   softmax on S's fragments (each thread's two rows, as there);
 //   O (64 x kDv) += P V: kBK / 16 wgmma (per part of O's columns) with P from registers
 //   (S converted to 16 bits) and V from shared memory, transposed by the instruction.
-// Tiles are copied with cp.async into the core-matrix layout of wgmma.cuh, K and V in
-// three stages, tile it + 2 while tiles it and it + 1 are in the products. Within a
+// Tiles are copied with cp.async into the swizzled layouts of wgmma.cuh (the 272 class:
+// its core matrices), K and V in three stages, tile it + 2 while tiles it and it + 1 are in the products. Within a
 // warpgroup, tile it's P V runs while the softmax of tile it + 1 is computed (see the
 // loop); the kWG warpgroups of a block also interleave on the SM's schedulers.
 // It takes 16-bit data whose K and V rows are 16-byte aligned (through the padded
@@ -23,33 +23,58 @@
 // Key-tile stages of the kernel below (its shared memory: wgmma_smem_bytes).
 constexpr int kWgmmaStages = 3;
 
+// The width in bytes of the swizzle pattern a tile of kD 16-bit columns is stored in
+// (wgmma.cuh): the widest of 128, 64 and 32 bytes that divides its rows, or 0 for the
+// unswizzled core-matrix layout. Taken by every class whose P V is one product per key
+// step; the 272 class's O in two parts of 136 columns (8.5 rows of a 32-byte pattern)
+// keeps the core matrices.
+template <int kD, bool kSwizzle>
+__host__ __device__ constexpr int wgmma_swizzle_width() {
+  return !kSwizzle ? 0 : (2 * kD) % 128 == 0 ? 128 : (2 * kD) % 64 == 0 ? 64 : 32;
+}
+
 // Copies this thread's 16-byte chunks of a kRows x kD tile (global rows at stride sn,
-// real width d, `rows` of them) into shared memory as [row / 8][column / 8][row % 8][8];
-// chunks past the real rows or columns are zero-filled. Chunk idx is row
-// 8·(idx / 8 / (kD / 8)) + idx % 8, columns 8·(idx / 8 % (kD / 8)), and lands at s + 8·idx:
-// eight neighbouring threads fill one 128-byte core matrix (no bank conflicts), and a
-// warp reads 64 contiguous bytes of each of eight rows.
+// real width d, `rows` of them) into shared memory; chunks past the real rows or
+// columns are zero-filled.
+// - kW > 0: kD / (kW / 2) columns of kW-byte rows, column a at s + a·kRows·kW bytes,
+//   row r at r·kW within it, its 16-byte chunks swizzled (wgmma.cuh; s is aligned to
+//   the patterns). Chunk idx is row idx / (kD / 8), columns 8·(idx % (kD / 8)): a warp
+//   reads whole 128-byte lines of consecutive rows, and each eight neighbouring threads
+//   write one row's chunks to distinct banks. The unswizzled layout cannot have both:
+//   an H200 profile (2026-11-28) of its copies, eight rows by 64 bytes per warp, had
+//   L2 75% busy at 1.35 TB/s where the fixed-width kernel's whole-line copies ran it at
+//   49% for 1.66 TB/s.
+// - kW = 0: [row / 8][column / 8][row % 8][8] (the core matrices), chunk idx is row
+//   8·(idx / 8 / (kD / 8)) + idx % 8, columns 8·(idx / 8 % (kD / 8)), landing at s + 8·idx.
 // With vec false (rows not 16-byte aligned: a 261-wide head packed at stride 261, as
 // the ImageNet encoder's queries are) each chunk is read element by element and stored
 // whole: only for Q, once per block, where K and V go through the padded copies.
-template <int kRows, int kD, int kThreads>
-__device__ __forceinline__ void load_tile_core(uint16_t* __restrict__ s, const uint16_t* __restrict__ g,
-                                               int64_t sn, int rows, int d, bool vec = true) {
+template <int kRows, int kD, int kThreads, int kW>
+__device__ __forceinline__ void load_tile_wgmma(uint16_t* __restrict__ s, const uint16_t* __restrict__ g,
+                                                int64_t sn, int rows, int d, bool vec = true) {
   constexpr int kC = kD / 8;
   constexpr int kChunks = kRows * kC;
 #pragma unroll
   for (int i = 0; i < (kChunks + kThreads - 1) / kThreads; i++) {
     const int idx = (int)threadIdx.x + i * kThreads;
     if (kChunks % kThreads == 0 || idx < kChunks) {
-      const int r = (idx >> 3) / kC * 8 + (idx & 7), c = (idx >> 3) % kC * 8;
+      int r, c, at;
+      if constexpr (kW > 0) {
+        constexpr int kRowChunks = kW / 16;
+        r = idx / kC, c = idx % kC * 8;
+        const int col = idx % kC / kRowChunks, chunk = idx % kC % kRowChunks;
+        at = (col * kRows + r) * (kW / 2) + (chunk ^ ((r * kW >> 7) & (kRowChunks - 1))) * 8;
+      } else {
+        r = (idx >> 3) / kC * 8 + (idx & 7), c = (idx >> 3) % kC * 8, at = idx * 8;
+      }
       const int n = r < rows ? max(0, min(8, d - c)) : 0;
       if (vec) {
-        cp_async_16(s + idx * 8, n > 0 ? g + (int64_t)r * sn + c : g, n * 2);
+        cp_async_16(s + at, n > 0 ? g + (int64_t)r * sn + c : g, n * 2);
       } else {
         uint32_t e[8];
 #pragma unroll
         for (int x = 0; x < 8; x++) e[x] = x < n ? g[(int64_t)r * sn + c + x] : 0u;
-        *reinterpret_cast<uint4*>(s + idx * 8) =
+        *reinterpret_cast<uint4*>(s + at) =
             make_uint4(e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16, e[6] | e[7] << 16);
       }
     }
@@ -68,11 +93,19 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
   constexpr int kNS = kBK / 8;   // n8 blocks of S
   constexpr int kNO = kDv / 8;   // n8 blocks of O
   constexpr int kStage = kBK * (kDqk + kDv);
-  // Descriptor strides (wgmma.cuh): K-major Q and K, MN-major V.
-  constexpr uint32_t kQkLbo = 128, kQkSbo = kDqk / 8 * 128;
-  constexpr uint32_t kVLbo = kDv / 8 * 128, kVSbo = 128;
+  // Swizzle pattern widths (0: core matrices) and descriptor strides (wgmma.cuh):
+  // K-major Q and K, MN-major V.
+  constexpr int kWQk = wgmma_swizzle_width<kDqk, kDvParts == 1>(), kWV = wgmma_swizzle_width<kDv, kDvParts == 1>();
+  constexpr uint32_t kQkLbo = kWQk ? 16 : 128, kQkSbo = kWQk ? 8 * kWQk : kDqk / 8 * 128;
+  constexpr uint32_t kVLbo = kWV ? kBK * kWV : kDv / 8 * 128, kVSbo = kWV ? 8 * kWV : 128;
+  constexpr uint32_t kQkLayout = wgmma_layout(kWQk), kVLayout = wgmma_layout(kWV);
+  // The patterns repeat every 8·W bytes of the shared window (at most 1024): the tiles
+  // start at the first 1024-byte boundary of dynamic shared memory (the host allocates
+  // the 1 KB this may take: wgmma_smem_bytes), and every tile's size is a multiple of it.
+  static_assert(64 * kDqk * 2 % 1024 == 0 && kBK * kDqk * 2 % 1024 == 0 && kBK * kDv * 2 % 1024 == 0,
+                "tiles of whole 1024-byte units");
   PERCEIVER_DYNAMIC_SMEM(smem_raw);
-  uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw);
+  uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw + ((1024 - (smem_window(smem_raw) & 1023)) & 1023));
   uint16_t* const stage_base = Qs + kBQ * kDqk;
 
   const BlockPlace bp = block_place(p, kBQ);
@@ -91,10 +124,10 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
   auto load_kv = [&](int64_t it) {
     const int kn = (int)min64(kBK, j1 - j0 - it * kBK);
     uint16_t* Ks = stage_k(it);
-    load_tile_core<kBK, kDqk, kThreads>(Ks, kg + it * kBK * p.k_sn, p.k_sn, kn, dqk);
-    load_tile_core<kBK, kDv, kThreads>(Ks + kBK * kDqk, vg + it * kBK * p.v_sn, p.v_sn, kn, dv);
+    load_tile_wgmma<kBK, kDqk, kThreads, kWQk>(Ks, kg + it * kBK * p.k_sn, p.k_sn, kn, dqk);
+    load_tile_wgmma<kBK, kDv, kThreads, kWV>(Ks + kBK * kDqk, vg + it * kBK * p.v_sn, p.v_sn, kn, dv);
   };
-  load_tile_core<kBQ, kDqk, kThreads>(Qs, qg, p.q_sn, (int)min64(kBQ, p.nq - i0), dqk, p.q_vec);
+  load_tile_wgmma<kBQ, kDqk, kThreads, kWQk>(Qs, qg, p.q_sn, (int)min64(kBQ, p.nq - i0), dqk, p.q_vec);
   if (ntiles > 0) load_kv(0);
   cp_async_commit();
   if (ntiles > 1) load_kv(1);
@@ -102,7 +135,14 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
 
   // This thread's rows: g and g + 8 of its warp's 16 in its warpgroup's 64.
   const int64_t row_base = i0 + wg * 64 + warp * 16 + g;
-  const uint16_t* const Qw = Qs + wg * 64 * kDqk;
+  // This warpgroup's 64 rows of Q: a block of rows in each pattern column, or of core
+  // matrices.
+  const uint16_t* const Qw = Qs + wg * 64 * (kWQk ? kWQk / 2 : kDqk);
+  // Where step kc's 16 k start in a K-major tile of `rows` rows (elements): in the
+  // swizzled layout, column kc·32 / W, at byte kc·32 % W of its first row.
+  auto k_step = [](int kc, int rows) {
+    return kWQk ? (kc * 32 / kWQk) * rows * (kWQk / 2) + kc * 32 % kWQk / 2 : kc * 128;
+  };
 
   float o[kNO * 4];
 #pragma unroll
@@ -121,8 +161,8 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
     wgmma_fence();
 #pragma unroll
     for (int kc = 0; kc < kDqk / 16; kc++)
-      wgmma_ss<kBK, T>(sf, wgmma_desc(Qw + kc * 128, kQkLbo, kQkSbo), wgmma_desc(Ks + kc * 128, kQkLbo, kQkSbo),
-                       kc > 0);
+      wgmma_ss<kBK, T>(sf, wgmma_desc(Qw + k_step(kc, kBQ), kQkLbo, kQkSbo, kQkLayout),
+                       wgmma_desc(Ks + k_step(kc, kBK), kQkLbo, kQkSbo, kQkLayout), kc > 0);
     wgmma_commit();
   };
   // The online softmax of key tile it on S (waited for): S becomes P in fp32, m and l
@@ -163,7 +203,9 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
 #pragma unroll
       for (int part = 0; part < kDvParts; part++)
         wgmma_rs<kDvPart, T>(reinterpret_cast<float(&)[kDvPart / 2]>(o[part * kDvPart / 2]), pa[kk],
-                             wgmma_desc(Vs + kk * 16 * kDv + part * kDvPart * 8, kVLbo, kVSbo), 1);
+                             wgmma_desc(Vs + kk * 16 * (kWV ? kWV / 2 : kDv) + part * kDvPart * 8, kVLbo, kVSbo,
+                                        kVLayout),
+                             1);
     wgmma_commit();
   };
 

@@ -14,17 +14,24 @@
 // - A from registers (64 x 16, 16-bit): warp w's rows 16w .. 16w + 15 as mma.sync's
 //   m16n8k16 A fragment. So, as with mma.sync, the D fragments of two neighbouring n8
 //   blocks of S, converted to 16 bits, are P's A fragment for those 16 keys.
-// - Shared-memory operands here use the layout without swizzling, whose unit is the
-//   8 x 16-byte "core matrix" (8 rows of 8 elements, 128 contiguous bytes). K-major
-//   (A = Q, B = K: a row's elements along the product's K): element (row r, k) at
-//   byte (r % 8)·16 + (r / 8)·SBO + (k % 8)·2 + (k / 8)·LBO. MN-major (B = V, keys
-//   along K, transposed by the instruction's imm-trans-b): element (n, k) at
-//   (n % 8)·2 + (n / 8)·SBO + (k % 8)·16 + (k / 8)·LBO. attention_wgmma.cuh stores
-//   every tile as [row / 8][column / 8][row % 8][column % 8], which is both: K-major
-//   with LBO 128 bytes and SBO (columns / 8)·128, MN-major with SBO 128 bytes and
-//   LBO (columns / 8)·128.
+// - Shared-memory operands: the unit of the layout without swizzling is the 8 x 16-byte
+//   "core matrix" (8 rows of 8 elements, 128 contiguous bytes). K-major (A = Q, B = K:
+//   a row's elements along the product's K): element (row r, k) at byte (r % 8)·16 +
+//   (r / 8)·SBO + (k % 8)·2 + (k / 8)·LBO. MN-major (B = V, keys along K, transposed by
+//   the instruction's imm-trans-b): element (n, k) at (n % 8)·2 + (n / 8)·SBO + (k % 8)·16
+//   + (k / 8)·LBO.
+// - The swizzled layouts (W = 128, 64 or 32 bytes) keep rows of W bytes, 8 of them per
+//   pattern of 8·W bytes: K-major, (r, k) at (r % 8)·W + (r / 8)·SBO + k·2 with the
+//   instruction's 16 k (32 bytes) inside one row (LBO unused); MN-major, (n, k) at
+//   (n % (W / 2))·2 + (n / (W / 2))·LBO + (k % 8)·W + (k / 8)·SBO. Then, on the shared
+//   address A of that position, the 16-byte chunk bits 4.. of A are XORed with bits 7..
+//   of A (3 bits at W = 128, 2 at 64, 1 at 32): CUTLASS's Swizzle<3|2|1, 4, 3>, the same
+//   function as TMA's swizzle modes. Patterns must start at multiples of 8·W (base
+//   offset 0); a K-major operand's start may lie inside the pattern's first row, which
+//   is how a product steps along K within it.
 // - Descriptor (64 bits): start address >> 4 in bits 0-13, LBO >> 4 in 16-29, SBO >> 4
-//   in 32-45, base offset 0 (49-51), layout 0 = no swizzling (62-63).
+//   in 32-45, base offset 0 (49-51), layout in 62-63: 0 no swizzling, 1 128-byte, 2
+//   64-byte, 3 32-byte swizzling.
 //
 // Ordering: shared memory written by the threads (cp.async) must be made visible to
 // the tensor cores' asynchronous proxy (fence.proxy.async) before a barrier that
@@ -40,11 +47,16 @@
 #include <cstdint>
 
 namespace perceiver::cuda::attn {
-// A descriptor's bits (above) from a shared-window byte address, LBO and SBO (bytes);
-// the emulation builds its descriptors with the same packing.
-__host__ __device__ __forceinline__ uint64_t wgmma_desc_bits(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+// The descriptor's layout code for rows swizzled in w-byte patterns (128, 64, 32), or
+// for no swizzling (w = 0).
+__host__ __device__ constexpr uint32_t wgmma_layout(int w) { return w == 128 ? 1 : w == 64 ? 2 : w == 32 ? 3 : 0; }
+
+// A descriptor's bits (above) from a shared-window byte address, LBO and SBO (bytes) and
+// the layout code; the emulation builds its descriptors with the same packing.
+__host__ __device__ __forceinline__ uint64_t wgmma_desc_bits(uint32_t addr, uint32_t lbo, uint32_t sbo,
+                                                             uint32_t layout = 0) {
   return (uint64_t)((addr >> 4) & 0x3FFF) | (uint64_t)((lbo >> 4) & 0x3FFF) << 16 |
-         (uint64_t)((sbo >> 4) & 0x3FFF) << 32;
+         (uint64_t)((sbo >> 4) & 0x3FFF) << 32 | (uint64_t)(layout & 3) << 62;
 }
 }  // namespace perceiver::cuda::attn
 
@@ -62,8 +74,13 @@ namespace perceiver::cuda::attn {
 #endif
 
 // A shared-memory operand: `p` in dynamic shared memory, LBO and SBO in bytes.
-__device__ __forceinline__ uint64_t wgmma_desc(const void* p, uint32_t lbo, uint32_t sbo) {
-  return wgmma_desc_bits(static_cast<uint32_t>(__cvta_generic_to_shared(p)), lbo, sbo);
+__device__ __forceinline__ uint64_t wgmma_desc(const void* p, uint32_t lbo, uint32_t sbo, uint32_t layout = 0) {
+  return wgmma_desc_bits(static_cast<uint32_t>(__cvta_generic_to_shared(p)), lbo, sbo, layout);
+}
+
+// p's address in the block's shared window, where the swizzle patterns are aligned.
+__device__ __forceinline__ uint32_t smem_window(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
 __device__ __forceinline__ void wgmma_fence() {

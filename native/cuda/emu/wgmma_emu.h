@@ -1,5 +1,6 @@
 // wgmma.cuh's building blocks on the CPU (native/cuda/emu): the warpgroup products with
-// the PTX ISA's fragment layouts and shared-memory descriptors as wgmma.cuh lists them,
+// the PTX ISA's fragment layouts and shared-memory descriptors (swizzled or not) as
+// wgmma.cuh lists them,
 // computed when the warpgroup's 128 threads have all issued one (a warpgroup barrier),
 // products accumulated in float.
 //
@@ -46,28 +47,53 @@ inline Issue g_issue[1024];  // by thread in the block; blocks run one at a time
   std::abort();
 }
 
-// The dynamic shared memory a descriptor starts at; no swizzling, base offset 0.
-inline const unsigned char* desc_start(uint64_t desc) {
-  if ((desc >> 62) != 0 || ((desc >> 49) & 7) != 0) fail("only unswizzled layouts with base offset 0 are emulated");
-  return g_dynamic_smem + ((desc & 0x3FFF) << 4);
-}
+// A descriptor's fields (wgmma.cuh): start (an offset into dynamic shared memory, which
+// stands in for the shared window), LBO, SBO, and the swizzle pattern's row width in
+// bytes (0: no swizzling).
+inline uint32_t desc_addr(uint64_t desc) { return (uint32_t)(desc & 0x3FFF) << 4; }
 inline uint32_t desc_lbo(uint64_t desc) { return (uint32_t)((desc >> 16) & 0x3FFF) << 4; }
 inline uint32_t desc_sbo(uint64_t desc) { return (uint32_t)((desc >> 32) & 0x3FFF) << 4; }
+inline uint32_t desc_swizzle(uint64_t desc) {
+  constexpr uint32_t kWidth[4] = {0, 128, 64, 32};
+  return kWidth[desc >> 62];
+}
 
-// The byte offset of element (row r, k) of a K-major operand, and of (n, k) of an
-// MN-major one (wgmma.cuh).
+// Checks what the emulation does not model: a base offset, and a swizzled operand whose
+// start is outside its pattern's first row (the hardware then needs the base offset)
+// or, K-major, whose 32 bytes of k run past that row.
+inline void check_desc(uint64_t desc, bool k_major_operand) {
+  if (((desc >> 49) & 7) != 0) fail("a base offset is not emulated");
+  const uint32_t w = desc_swizzle(desc), a = desc_addr(desc);
+  if (w == 0) return;
+  if (a % (8 * w) >= w) fail("a swizzled operand must start in its pattern's first row");
+  if (k_major_operand && a % w + 32 > w) fail("a swizzled K-major operand's 16 k must lie in one row");
+}
+
+// The byte offset (from the descriptor's start) of element (row r, k) of a K-major
+// operand, and of (n, k) of an MN-major one, before any swizzle (wgmma.cuh).
 inline size_t k_major(uint64_t desc, int r, int k) {
+  if (const uint32_t w = desc_swizzle(desc))
+    return (size_t)(r % 8) * w + (size_t)(r / 8) * desc_sbo(desc) + (size_t)k * 2;
   return (size_t)(r % 8) * 16 + (size_t)(r / 8) * desc_sbo(desc) + (size_t)(k % 8) * 2 + (size_t)(k / 8) * desc_lbo(desc);
 }
 inline size_t mn_major(uint64_t desc, int n, int k) {
+  if (const uint32_t w = desc_swizzle(desc)) {
+    const int per_row = (int)w / 2;
+    return (size_t)(n % per_row) * 2 + (size_t)(n / per_row) * desc_lbo(desc) + (size_t)(k % 8) * w +
+           (size_t)(k / 8) * desc_sbo(desc);
+  }
   return (size_t)(n % 8) * 2 + (size_t)(n / 8) * desc_sbo(desc) + (size_t)(k % 8) * 16 + (size_t)(k / 8) * desc_lbo(desc);
 }
+
+// Where a position's bytes are: its address with the 16-byte chunk bits XORed with the
+// address bits from 7 up (3 of them at 128-byte patterns, 2 at 64, 1 at 32).
+inline size_t swizzled(size_t a, uint32_t w) { return w == 0 ? a : a ^ (((a >> 7) & (w / 16 - 1)) << 4); }
 
 // A 16-bit element at byte offset off from the descriptor's start, through the race
 // checks (once per 16-byte granule: every product here reads whole granules).
 template <class T>
 float smem_elem(uint64_t desc, size_t off) {
-  const unsigned char* p = desc_start(desc) + off;
+  const unsigned char* p = g_dynamic_smem + swizzled(desc_addr(desc) + off, desc_swizzle(desc));
   if (p + 2 > g_dynamic_smem + sizeof g_dynamic_smem) fail("operand past the end of shared memory");
   const void* granule_start = reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) & ~(uintptr_t)15);
   ::perceiver::emu::smem_read(granule_start, 16);
@@ -94,6 +120,8 @@ void product(float (&d)[N / 2], const uint32_t* a, uint64_t desc_a, uint64_t des
   if (a) std::memcpy(g_issue[self].a, a, sizeof g_issue[self].a);
   ::perceiver::emu::warpgroup_sync();
   if (self == wg0) {
+    if (a_smem) check_desc(desc_a, true);
+    check_desc(desc_b, !b_trans);
     for (unsigned i = 1; i < 128 && wg0 + i < b.fibers.size(); i++)
       if (g_issue[wg0 + i].desc_b != desc_b || (a_smem && g_issue[wg0 + i].desc_a != desc_a) ||
           g_issue[wg0 + i].scale_d != scale_d)
@@ -137,12 +165,17 @@ void product(float (&d)[N / 2], const uint32_t* a, uint64_t desc_a, uint64_t des
 }  // namespace wgmma_detail
 
 // An offset into dynamic shared memory stands in for the shared-window address.
-inline uint64_t wgmma_desc(const void* p, uint32_t lbo, uint32_t sbo) {
+inline uint32_t smem_window(const void* p) {
   const auto* c = static_cast<const unsigned char*>(p);
-  const size_t a = (size_t)(c - ::perceiver::emu::g_dynamic_smem);
-  if (c < ::perceiver::emu::g_dynamic_smem || a >= sizeof ::perceiver::emu::g_dynamic_smem || a % 16)
-    wgmma_detail::fail("a descriptor must point at 16-byte aligned dynamic shared memory");
-  return wgmma_desc_bits((uint32_t)a, lbo, sbo);
+  if (c < ::perceiver::emu::g_dynamic_smem || c >= ::perceiver::emu::g_dynamic_smem + sizeof ::perceiver::emu::g_dynamic_smem)
+    wgmma_detail::fail("not an address in dynamic shared memory");
+  return (uint32_t)(c - ::perceiver::emu::g_dynamic_smem);
+}
+
+inline uint64_t wgmma_desc(const void* p, uint32_t lbo, uint32_t sbo, uint32_t layout = 0) {
+  const uint32_t a = smem_window(p);
+  if (a % 16) wgmma_detail::fail("a descriptor must point at 16-byte aligned dynamic shared memory");
+  return wgmma_desc_bits(a, lbo, sbo, layout);
 }
 
 inline void wgmma_fence() {}
