@@ -158,12 +158,17 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     t.is(r.passed(/^PASS .*float32 +path 2 /), 36, `${what}: the SIMT kernel`);
     // float32 on tensor cores in 3xTF32 (path 13) at its classes, where rows are 16-byte
     // aligned: 64, 128 (twice), qk 32 / v 160 (twice), qk 32 / v 96, 32 and 120 (within float32's 1e-5;
-    // the same kernel with one TF32 product instead of three fails them). Off under auto
-    // unless switched on.
+    // the same kernel with one TF32 product instead of three fails them). Auto takes it
+    // there, and the SIMT kernel elsewhere (odd rows, 261, 322, 520, 1024: the backend
+    // sends those to the products first).
     t.is(r.passed(/^PASS .*float32 +path 13 /), 16, `${what}: the 3xTF32 kernel`);
-    t.is(r.passed(/ path 0 .*-> tf32x3 /), 0, `${what}: no 3xTF32 kernel under auto`);
-    // Nor does the backend ask for it (attention_tf32_widths / _serves: backend.cu).
-    t.is(r.passed(/^PASS tf32 routing: .* does not$/), 8, `${what}: the backend's questions`);
+    t.is(r.passed(/ path 0 .*-> tf32x3 /), 16, `${what}: the 3xTF32 kernel under auto`);
+    t.is(r.passed(/float32 +path 0 .*-> simt$/), 20, `${what}: the SIMT kernel under auto`);
+    // And the backend asks for it at its widths on sm_80+ with 16-byte rows (128 x 128,
+    // 120 x 120, 32 x 160, an aligned call), and nowhere else (261, sm_75, K rows off 16
+    // bytes, bfloat16): attention_tf32_widths / _serves, backend.cu.
+    t.is(r.passed(/^PASS tf32 routing: .* takes it$/), 4, `${what}: the backend's questions`);
+    t.is(r.passed(/^PASS tf32 routing: .* does not$/), 4, `${what}: the backend's questions`);
     // Heads wider than the widest tier run on tensor cores, in column chunks of V.
     t.is(r.passed(/^PASS (qk40-v520|w1024-odd) .* path 1 /), 8, `${what}: Dv in chunks`);
     // Which kernel the public entry took (each line ends with it).
@@ -209,19 +214,14 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
   route(wgmma, 'w96-odd', /tc tier 1/, 4);
   route(wgmma, 'w261', /wgmma 272x272/, 4);
   route({ PERCEIVER_CUDA_ATTENTION_WGMMA: '64' }, 'w128', /wgmma1 128x128/, 4);
-  // PERCEIVER_CUDA_ATTENTION_TF32X3=1: auto takes the 3xTF32 kernel for float32 at its
-  // widths where the rows are 16-byte aligned, and the SIMT kernel elsewhere (the
-  // backend sends those to the products first: backend.cu).
-  const tf32 = { PERCEIVER_CUDA_ATTENTION_TF32X3: '1' };
-  route(tf32, 'w128', /tf32x3 128x128/, 2);
-  route(tf32, 'qk32-v160', /tf32x3 32x160/, 2);
-  route(tf32, 'w96-odd', /simt/, 2);
-  // And the backend sends float32 calls to it, not to the products, at its widths on
-  // sm_80+ with 16-byte rows (128 x 128, 120 x 120, 32 x 160, an aligned call), and
-  // nowhere else (261, sm_75, K rows off 16 bytes, bfloat16).
-  const asked = family('attention', tf32, 'tf32 routing', 'routing');
-  t.is(asked.passed(/^PASS tf32 routing: .* takes it$/), 4);
-  t.is(asked.passed(/^PASS tf32 routing: .* does not$/), 4);
+  // PERCEIVER_CUDA_ATTENTION_TF32X3=0: float32 back on the SIMT kernel under auto, and
+  // the backend never asks for the 3xTF32 kernel (it sends float32 to the products).
+  const noTf32 = { PERCEIVER_CUDA_ATTENTION_TF32X3: '0' };
+  route(noTf32, 'w128', /simt/, 2);
+  route(noTf32, 'qk32-v160', /simt/, 2);
+  const asked = family('attention', noTf32, 'tf32 routing', 'routing');
+  t.is(asked.passed(/^PASS tf32 routing: .* takes it$/), 0);
+  t.is(asked.passed(/^PASS tf32 routing: .* does not$/), 8);
 });
 
 emulated('the composed attention (attention_gemm.cu), emulated with its products as loops, matches the reference forward and gradient', (t, family) => {

@@ -35,8 +35,9 @@ cudaError_t attention_forward(const AttentionArgs& a, void* workspace, size_t wo
 bool attention_beyond_one_tc_pass(DType dtype, int64_t dqk, int64_t dv, int cc, int smem_optin);
 
 // Whether kAuto runs float32 heads of these widths on tensor cores in 3xTF32
-// (attention_tf32.cuh): PERCEIVER_CUDA_ATTENTION_TF32X3=1, sm_80+ and a width class
-// it has; attention_tf32_serves: and this call's Q, K and V rows are 16-byte aligned.
+// (attention_tf32.cuh): sm_80+ and a width class it has, unless
+// PERCEIVER_CUDA_ATTENTION_TF32X3=0; attention_tf32_serves: and this call's Q, K and V
+// rows are 16-byte aligned.
 bool attention_tf32_widths(int64_t dqk, int64_t dv, int cc);
 bool attention_tf32_serves(const AttentionArgs& a, int cc);
 

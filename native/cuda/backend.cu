@@ -397,8 +397,9 @@ class CudaBackend final : public Backend {
   // at the flow decoder 0.60 against 1.67 ms and the ImageNet decoder 0.044 against
   // 0.128. Such calls reach the backend where the op layer does not compose them
   // (scores over 64M elements: ops_linalg.cc), so memory stays linear in the keys.
-  // float32 calls that the 3xTF32 kernel serves (PERCEIVER_CUDA_ATTENTION_TF32X3=1:
-  // attention_tf32_serves) stay on it; fast_attention tells the op layer so too.
+  // float32 calls that the 3xTF32 kernel serves (attention_tf32_serves; unless
+  // PERCEIVER_CUDA_ATTENTION_TF32X3=0) stay on it; fast_attention tells the op layer so
+  // too.
   bool products_attention(const AttentionArgs& a) const {
     const int mode = gemm_attention_mode();
     if (mode == 0) return false;
@@ -411,7 +412,7 @@ class CudaBackend final : public Backend {
   // PERCEIVER_CUDA_ATTENTION_GEMM=0 (the fused kernels always). Those are the calls
   // products_attention leaves to the fused kernels on tensor cores: 16-bit heads within
   // one pass (the warpgroup kernel's too, with its switch), and float32 ones the 3xTF32
-  // kernel takes (with its switch; else float32 goes to the products untimed).
+  // kernel takes (unless switched off; float32 elsewhere goes to the products untimed).
   static int attention_tune_mode() {
     static const int mode = attention_tune_mode_from_env();
     return mode;

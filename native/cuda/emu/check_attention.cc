@@ -144,12 +144,12 @@ void probe(int64_t dqk, int64_t dv, int path) {
 }
 
 // What the CUDA backend asks before it sends a float32 call to the 3xTF32 kernel rather
-// than to the products (backend.cu: fast_attention, products_attention): yes only with
-// PERCEIVER_CUDA_ATTENTION_TF32X3=1, on sm_80+, at its widths, with 16-byte rows.
+// than to the products (backend.cu: fast_attention, products_attention): yes on sm_80+,
+// at its widths, with 16-byte rows, unless PERCEIVER_CUDA_ATTENTION_TF32X3=0.
 void check_tf32_routing() {
   const bool on = [] {
     const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_TF32X3");
-    return e && std::string(e) == "1";
+    return !(e && std::string(e) == "0");
   }();
   alignas(16) static float buf[64];
   AttentionArgs a{};
