@@ -39,8 +39,11 @@ __host__ __device__ constexpr int wgmma_swizzle_width() {
 // - kW > 0: kD / (kW / 2) columns of kW-byte rows, column a at s + a·kRows·kW bytes,
 //   row r at r·kW within it, its 16-byte chunks swizzled (wgmma.cuh; s is aligned to
 //   the patterns). Chunk idx is row idx / (kD / 8), columns 8·(idx % (kD / 8)): a warp
-//   reads whole 128-byte lines of consecutive rows, and each eight neighbouring threads
-//   write one row's chunks to distinct banks. The unswizzled layout cannot have both:
+//   reads whole 128-byte lines of consecutive rows. In 128-byte patterns each eight
+//   neighbouring threads write one row's 128 bytes to distinct banks; in 64-byte ones
+//   too where two rows fill the eight (32-wide heads), while a row that spans pattern
+//   columns (v 160 and 96) meets its other column's bytes in the same banks, two ways.
+//   The unswizzled layout cannot have whole lines without eight-way conflicts:
 //   an H200 profile (2026-11-28) of its copies, eight rows by 64 bytes per warp, had
 //   L2 75% busy at 1.35 TB/s where the fixed-width kernel's whole-line copies ran it at
 //   49% for 1.66 TB/s.
