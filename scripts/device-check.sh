@@ -28,7 +28,8 @@
 #       land.
 #   bash scripts/device-check.sh --verify    after defaults changed: the whole ava suite on the
 #       GPU, bench-gpu and bench-train-gpu (with torch and their profiles), then ours
-#       with the newest default off (PERCEIVER_CUDA_ATTENTION_TF32X3=0), no harnesses:
+#       with the newest defaults off (PERCEIVER_CUDA_ATTENTION_TF32X3=0 and
+#       PERCEIVER_CUDA_ATTENTION_WGMMA=0), no harnesses:
 #       about 3 minutes on an H200, for a short second call.
 #   bash scripts/device-check.sh --compare    the defaults a GPU measured and turned on
 #       (2026-11-27) against the kernels they replaced, which =0 switches bring back
@@ -43,7 +44,8 @@
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
 #       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
 #       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh) with two or
-#       one warpgroups per block, on in the runs below; and float32 attention on tensor
+#       one warpgroups per block, on in the runs below (by default it takes only the
+#       encoders' 272 class); and float32 attention on tensor
 #       cores in 3xTF32 (native/cuda/attention_tf32.cuh; path "tcx"), a default since
 #       2026-11-28, off in the runs below only where its probes fail. The harnesses (cuda_attention_check checks and times
 #       them as paths "tcg", "tcg1" and "tcx" whatever the switches), the tests of attention and
@@ -682,9 +684,9 @@ checks() {
   fi
 
   if [ -n "${VERIFY:-}" ]; then
-    echo "== the last default made without a GPU run of the suite (float32 attention in 3xTF32) off, ours only"
-    step bench-gpu-before 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_TF32X3=0 node dist/scripts/bench-gpu.js --no-torch
-    step bench-train-gpu-before 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_TF32X3=0 \
+    echo "== the defaults made without a GPU run of the suite (float32 attention in 3xTF32, the encoders in the warpgroup kernel) off, ours only"
+    step bench-gpu-before 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_TF32X3=0 PERCEIVER_CUDA_ATTENTION_WGMMA=0 node dist/scripts/bench-gpu.js --no-torch
+    step bench-train-gpu-before 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_TF32X3=0 PERCEIVER_CUDA_ATTENTION_WGMMA=0 \
       node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
   fi
 
@@ -737,7 +739,7 @@ checks() {
   echo
   show_train
   if [ -n "${VERIFY:-}" ]; then
-    echo "-- with PERCEIVER_CUDA_ATTENTION_TF32X3=0 (ours: float32 attention on the products):"
+    echo "-- with PERCEIVER_CUDA_ATTENTION_TF32X3=0 and PERCEIVER_CUDA_ATTENTION_WGMMA=0 (ours: float32 attention on the products, the encoders on the fixed-width kernel):"
     show_ours_bench bench-gpu-before
     show_ours_train bench-train-gpu-before 4
   fi

@@ -139,10 +139,12 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     // emulation's device is an H100) at its classes: 64, 128 (three times, once at odd
     // strides), qk 32 / v 160 (twice), qk 32 / v 96, 32, 120 and (two warpgroups only)
     // 261 (twice) and 264, whose unaligned rows it takes (Q read element by element, K
-    // and V through the padded copies). Off under auto unless switched on.
+    // and V through the padded copies). Under auto by default only at the encoders' 272
+    // class (261 with k and v apart or one array, 264), elsewhere only switched on.
     t.is(r.passed(/^PASS .* path 11 /), 48, what);
     t.is(r.passed(/^PASS .* path 12 /), 36, what);
-    t.is(r.passed(/ path 0 .*-> wgmma /), 0, `${what}: no warpgroup kernel under auto`);
+    t.is(r.passed(/ path 0 .*-> wgmma 272x272$/), 12, `${what}: the warpgroup kernel under auto at the encoders' class`);
+    t.is(r.passed(/ path 0 .*-> wgmma(?! 272x272$)/), 0, `${what}: and nowhere else`);
     // The layout probes: every output element reads exactly the V element it should
     // through the fixed-width kernel (5 classes; the encoders' take no probe, whose K
     // and V differ) and the warpgroup kernel (6 with two warpgroups, 5 with one), V
@@ -173,17 +175,18 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     t.is(r.passed(/^PASS (qk40-v520|w1024-odd) .* path 1 /), 8, `${what}: Dv in chunks`);
     // Which kernel the public entry took (each line ends with it).
     const auto = (shape: string, kernel: RegExp) => r.passed(new RegExp(`^PASS ${shape} .* path 0 .*-> ${kernel.source}$`));
-    t.is(r.passed(/ path 0 .*-> fixed /), 45, `${what}: fixed-width kernel under auto`);
+    t.is(r.passed(/ path 0 .*-> fixed /), 37, `${what}: fixed-width kernel under auto`);
     t.is(auto('w128', /fixed 128x128 tcf/), 4, what);
     t.is(auto('qk32-v160', /fixed 32x160 tcf/), 4, what);
-    // The encoders' calls (k and v one array) in the 272 and 336 classes; 261 with k and
-    // v apart, and 128-wide heads at odd strides, on the tiers.
-    t.is(auto('w26[14]-kv', /fixed 272x272 tcf/), 8, what);
+    // The encoders' calls in the warpgroup kernel's 272 class (the emulation's device is
+    // an H100), k and v one array or apart; 322 in the fixed-width kernel's 336 class
+    // (k and v one array); 128-wide heads at odd strides on the tiers.
+    t.is(auto('w26[14]-kv', /wgmma 272x272/), 8, what);
+    t.is(auto('w261', /wgmma 272x272/), 4, `${what}: k and v apart`);
     t.is(auto('w322-kv', /fixed 336x336 tcf/), 4, what);
-    t.is(auto('w261', env === switched ? /tc tier 9/ : /tc tier 3/), 4, `${what}: k and v apart stay on the tiers`);
     t.is(auto('w128-odd', env === switched ? /tc tier 7/ : /tc tier 1/), 4, `${what}: unaligned multi-head rows stay on the tiers`);
     if (env === switched) {
-      t.is(r.passed(/ path 0 .*-> tc tier [789]$/), 20, `${what}: occupancy tiers under auto`);
+      t.is(r.passed(/ path 0 .*-> tc tier [789]$/), 16, `${what}: occupancy tiers under auto`);
       t.is(auto('rows-fill-sms', /fixed 128x128 tcf8/), 1, what);
       t.is(auto('w96-odd', /tc tier 7/), 4, `${what}: unaligned rows stay on the tiers`);
     } else {
@@ -203,6 +206,11 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
   route({ PERCEIVER_CUDA_ATTENTION_FIXED: '0' }, 'rows-fill-sms', /tc tier 7/, 1);
   route({ PERCEIVER_CUDA_ATTENTION_FIXED: '0' }, 'w128', /tc tier 1/, 4);
   route({ PERCEIVER_CUDA_ATTENTION_FIXED: '0', PERCEIVER_CUDA_ATTENTION_OCCUPANCY: '0' }, 'rows-fill-sms', /tc tier 6/, 1);
+  // PERCEIVER_CUDA_ATTENTION_WGMMA=0: the encoders back on the fixed-width kernel's 272
+  // class (k and v one array) and the tiers (apart).
+  route({ PERCEIVER_CUDA_ATTENTION_WGMMA: '0' }, 'w261-kv', /fixed 272x272 tcf/, 4);
+  route({ PERCEIVER_CUDA_ATTENTION_WGMMA: '0' }, 'w264-kv', /fixed 272x272 tcf/, 4);
+  route({ PERCEIVER_CUDA_ATTENTION_WGMMA: '0' }, 'w261', /tc tier 3/, 4);
   // PERCEIVER_CUDA_ATTENTION_WGMMA=1: auto takes the warpgroup kernel wherever it serves
   // (K and V rows aligned, directly or through the padded copies, at its widths), ahead
   // of the fixed-width kernel: two warpgroups per block where 128-row blocks fill the

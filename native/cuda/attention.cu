@@ -1156,14 +1156,23 @@ constexpr bool wgmma_built() {
 }
 
 // The warpgroups per block kAuto's warpgroup kernel has, where it serves; 0: kAuto
-// does not take it. Only with PERCEIVER_CUDA_ATTENTION_WGMMA set until it has been
-// timed on a GPU (written 2026-11-27 without one; it passes the CPU emulation,
-// native/cuda/emu): =1 two warpgroups per block where their 128-row blocks fill the
-// SMs and one elsewhere, =64 always one (64 query rows).
+// does not take it; kWgmmaEncoders: two, at the single-head encoders' 272 class only.
+// That is the default since the twenty-second session: on an H200 (2026-11-28,
+// cuda_attention_check, bf16) the ImageNet encoder's cross-attention with k = v took
+// 0.273 ms there against the fixed-width kernel's 0.310 and the products' 0.291 (with
+// k and v apart 0.363 against the products' 0.335, which the attention tuning then
+// takes), while at the latent widths it was slower than the fixed-width kernel (0.212
+// against 0.173 ms at 8 heads of 128, batch 32). The 272 class's code is what that call
+// ran (its tiles keep the core-matrix layout; only their start moved to a 1024-byte
+// boundary). PERCEIVER_CUDA_ATTENTION_WGMMA=0 turns it off, =1 takes it wherever it
+// serves (two warpgroups per block where their 128-row blocks fill the SMs and one
+// elsewhere), =64 always one (64 query rows).
+constexpr int kWgmmaEncoders = -1;
 int wgmma_auto() {
   static const int warpgroups = [] {
     const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_WGMMA");
-    if (!e || !*e || std::strcmp(e, "0") == 0) return 0;
+    if (!e || !*e) return kWgmmaEncoders;
+    if (std::strcmp(e, "0") == 0) return 0;
     return std::strcmp(e, "64") == 0 ? 1 : 2;
   }();
   return warpgroups;
@@ -1510,14 +1519,16 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     // 128 x 128 need 104 KB: not on sm_86), or its blocks would not fill every SM (as
     // wide_auto: batch 1 of 8 heads over 512 latents is 32 such blocks for 132 SMs).
     const bool fixed_ok = cc >= 80 && p.k_vec && p.v_vec;  // and p.q_vec, but for the encoders' tiers
-    // The warpgroup kernel, where asked for (forced, or kAuto with its switch on): on
-    // compute capability 9.0 only (sm_90a code), with K's and V's rows 16-byte aligned
-    // (Q's may not be: the kernel reads them element by element then).
+    // The warpgroup kernel, where asked for (forced, or kAuto: by default at the
+    // encoders' class, with its switch wherever it serves): on compute capability 9.0
+    // only (sm_90a code), with K's and V's rows 16-byte aligned (directly or through the
+    // padded copies; Q's may not be: the kernel reads them element by element then).
     const bool force_wgmma = force_path == kTensorCoreWgmma || force_path == kTensorCoreWgmma1;
     int warpgroups = force_path == kTensorCoreWgmma    ? 2
                      : force_path == kTensorCoreWgmma1 ? 1
                      : force_path == kAuto             ? wgmma_auto()
                                                        : 0;
+    if (warpgroups == kWgmmaEncoders) warpgroups = fixed_encoder_head(round16(a.dqk), round16(a.dv)) ? 2 : 0;
     // kAuto's two-warpgroup blocks (128 query rows) where they fill the SMs, else
     // blocks of one where the widths have them (as fixed_auto_variant falls back).
     if (force_path == kAuto && warpgroups == 2 && !rows128_fill_sms(a, sm_count) && wgmma_tier(a.dqk, a.dv, 1) >= 0)
