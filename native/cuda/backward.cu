@@ -100,16 +100,34 @@ __global__ void ln_partials_kernel(const T* x, const T* g, const float* stats, f
   }
 }
 
+// The chunks' partials added per column: a block of kLnColWarps warps per 32 columns (a
+// lane each), warp w adding chunks w, w + kLnColWarps, ... in order, warp 0 the warps'
+// sums in order, so the bits are the same on every run. A thread per column adding all
+// of a column's chunks in one chain of loads (64 at [4096, 1024]) ran on 4 blocks, as
+// reduce.cu's column sums' second kernel did.
+constexpr int kLnColWarps = 8;
 template <class T>
-__global__ void ln_columns_kernel(const float* partials, T* gw, T* gb, int64_t n, int chunks) {
-  for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < n; j += (int64_t)gridDim.x * blockDim.x) {
+__global__ void __launch_bounds__(32 * kLnColWarps)
+    ln_columns_kernel(const float* partials, T* gw, T* gb, int64_t n, int chunks) {
+  __shared__ float part[2][kLnColWarps][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int64_t j0 = blockIdx.x * (int64_t)32; j0 < n; j0 += (int64_t)gridDim.x * 32) {
+    const int64_t j = j0 + lane;
     float tw = 0.f, tb = 0.f;
-    for (int c = 0; c < chunks; c++) {
-      tw += partials[(int64_t)c * n + j];
-      tb += partials[((int64_t)chunks + c) * n + j];
+    if (j < n)
+      for (int c = warp; c < chunks; c += kLnColWarps) {
+        tw += partials[(int64_t)c * n + j];
+        tb += partials[((int64_t)chunks + c) * n + j];
+      }
+    part[0][warp][lane] = tw;
+    part[1][warp][lane] = tb;
+    __syncthreads();
+    if (warp == 0 && j < n) {
+      for (int w = 1; w < kLnColWarps; w++) tw += part[0][w][lane], tb += part[1][w][lane];
+      if (gw) gw[j] = from_f<T>(tw);
+      if (gb) gb[j] = from_f<T>(tb);
     }
-    if (gw) gw[j] = from_f<T>(tw);
-    if (gb) gb[j] = from_f<T>(tb);
+    __syncthreads();
   }
 }
 
@@ -442,7 +460,7 @@ void layer_norm_backward(const void* x, const void* w, const void* g, void* gx, 
                                                                                        per_chunk, chunks);
       }
       check_launch("layer_norm_backward", s);
-      PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, ln_columns_kernel<T>)(
+      PERCEIVER_LAUNCH(rows_grid((n + 31) / 32), 32 * kLnColWarps, 0, s, ln_columns_kernel<T>)(
           partials, static_cast<T*>(gw), static_cast<T*>(gb), n, chunks);
       check_launch("layer_norm_backward", s);
     }
