@@ -54,7 +54,7 @@
 #       variants and the default fixed-width kernel at both latent self-attention shapes.
 #       Each candidate's layout probes run first, in a process of their own; one whose
 #       probes fail or fault is left out of the rest of the call (--skip for the harness,
-#       its switch unset), so that a broken kernel costs only its own checks.
+#       its switch =0), so that a broken kernel costs only its own checks.
 #       The attention gradient as one kernel (native/cuda/attention_backward.cu, on by
 #       default since 2026-11-28): its checks (the harness's gradient cases) run first in
 #       a process of their own, and where they fail the rest runs with it off
@@ -142,6 +142,7 @@ prepare() {
   PERCEIVER_CUDA_ATTENTION_OCCUPANCY=0 PERCEIVER_CUDA_ATTENTION_FIXED=0 build/cuda-emu/emu_check attention | tail -1
   PERCEIVER_CUDA_ATTENTION_WGMMA=1 build/cuda-emu/emu_check attention | tail -1
   PERCEIVER_CUDA_ATTENTION_WGMMA=64 build/cuda-emu/emu_check attention | tail -1
+  PERCEIVER_CUDA_ATTENTION_WGMMA=0 build/cuda-emu/emu_check attention | tail -1
   PERCEIVER_CUDA_ATTENTION_TF32X3=0 build/cuda-emu/emu_check attention | tail -1
   PERCEIVER_CUDA_VECTOR_KERNELS=0 build/cuda-emu/emu_check rows | tail -1
   echo "== perceiver_cuda.so and harnesses for CUDA architectures $archs"
@@ -453,10 +454,11 @@ compare() {
   show_ncu
 }
 
-# The kernels written but off by default until a GPU has timed them (docs/DEVICE.md,
-# "Candidates"): the warpgroup attention kernel (PERCEIVER_CUDA_ATTENTION_WGMMA=1, in
-# swizzled layouts since the twenty-second session), and float32 attention in 3xTF32
-# (a default since then: checked here still).
+# The kernels written without a GPU and not yet default everywhere (docs/DEVICE.md):
+# the warpgroup attention kernel (PERCEIVER_CUDA_ATTENTION_WGMMA=1 takes it at every
+# width it has; by default only at the encoders' 272 class; swizzled layouts at the
+# others since the twenty-second session), and float32 attention in 3xTF32 (a default
+# since then: checked here still).
 # Correct on this GPU? Faster than the default at the widths it serves, and in the
 # models?
 candidates() {
@@ -476,9 +478,12 @@ candidates() {
     grep -qE "^PASS probe .* $1 " "$LOGS/probes-$1.log" && ! grep -qE '^FAIL' "$LOGS/probes-$1.log" &&
       grep -qE '^OK: ' "$LOGS/probes-$1.log"
   }
+  # Its 272 class is a default since the twenty-second session: where the probes fail,
+  # the rest runs with the kernel off everywhere (=0), not merely without the switch.
   if probes_passed tcg; then on+=(PERCEIVER_CUDA_ATTENTION_WGMMA=1); else
     skip+=(11 12)
-    echo "the warpgroup kernel's probes failed: left out of the rest (probes-tcg.log)"
+    on+=(PERCEIVER_CUDA_ATTENTION_WGMMA=0)
+    echo "the warpgroup kernel's probes failed: it is off in the rest (probes-tcg.log)"
   fi
   # The 3xTF32 kernel is a default since 2026-11-28 (twenty-second session): where its
   # probes fail, the rest runs with it off.
@@ -600,7 +605,7 @@ candidates() {
   echo "-- 16-bit products with unaligned rows (cuda_gemm_check): as they are -> aligned copies (PERCEIVER_CUDA_GEMM_ALIGN=1)"
   gemm_pairs "$LOGS/cuda_gemm_check.log" aligned
   encoder_rows
-  echo "-- float32: the 3xTF32 kernel (tcx) against auto (the SIMT kernel) and the products (gemm):"
+  echo "-- float32: the 3xTF32 kernel (tcx) against auto (tcx itself since it is the default) and the products (gemm):"
   grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|flow-self) +float32 +(auto|gemm|tcx) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
   echo
   show_bench_gpu

@@ -161,8 +161,8 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     // float32 on tensor cores in 3xTF32 (path 13) at its classes, where rows are 16-byte
     // aligned: 64, 128 (twice), qk 32 / v 160 (twice), qk 32 / v 96, 32 and 120 (within float32's 1e-5;
     // the same kernel with one TF32 product instead of three fails them). Auto takes it
-    // there, and the SIMT kernel elsewhere (odd rows, 261, 322, 520, 1024: the backend
-    // sends those to the products first).
+    // there, and the SIMT kernel elsewhere (odd rows, 150, 261, 264, 322, 520, 1024: the
+    // backend sends those to the products first).
     t.is(r.passed(/^PASS .*float32 +path 13 /), 16, `${what}: the 3xTF32 kernel`);
     t.is(r.passed(/ path 0 .*-> tf32x3 /), 16, `${what}: the 3xTF32 kernel under auto`);
     t.is(r.passed(/float32 +path 0 .*-> simt$/), 20, `${what}: the SIMT kernel under auto`);

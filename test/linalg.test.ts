@@ -568,8 +568,8 @@ for (const [Dqk, Dv] of [[24, 40], [40, 344], [128, 128], [32, 160], [261, 261]]
 test(`attention: the composed form (GEMMs and a softmax, which CUDA takes for short key ranges in float32 and for 16-bit heads too wide for its tensor-core kernel) equals the backend's attention in ${dtype}, heads qk ${Dqk} / v ${Dv}`, async (t) => {
   // v 344: wider than CUDA's widest tensor-core tier, where its backend, as for float32,
   // takes products a chunk of keys at a time. 128 x 128, 32 x 160 and 261 x 261: the
-  // widths of CUDA's fixed-width and warpgroup kernels (the latter with
-  // PERCEIVER_CUDA_ATTENTION_WGMMA=1 on an H100 or H200; 261 with unaligned rows).
+  // widths of CUDA's fixed-width and warpgroup kernels (the latter on an H100 or H200,
+  // at 261 by default, with unaligned rows; elsewhere with PERCEIVER_CUDA_ATTENTION_WGMMA=1).
   const [B, Nq, Nk, H] = [2, 37, 130, 3];
   const randn = (shape: number[], seed: number) => P.tidy(() => P.randn(shape, { seed }).cast(dtype));
   const q = randn([B, Nq, H, Dqk], 31);

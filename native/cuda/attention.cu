@@ -1027,7 +1027,9 @@ cudaError_t launch_with_smem(void (*kernel)(Params), const Params& p, int64_t bl
 //   KB, two blocks (one on sm_86/sm_89, whose 99 KB they fit). The tiers' per-tile
 //   time at 8 heads of 128 was 3x this kernel's (0.0525 against 0.0161 ms at batch
 //   1, one block per SM either way); what it gains at these widths is not yet
-//   measured (PERCEIVER_CUDA_ATTENTION_FIXED=0 is the way back to the tiers).
+//   measured (PERCEIVER_CUDA_ATTENTION_FIXED=0 is the way back to the tiers; on
+//   compute capability 9.0 the 272 class runs in the warpgroup kernel unless
+//   PERCEIVER_CUDA_ATTENTION_WGMMA=0 too).
 struct FixedTier {
   int dqk, dv, bk, warps, rt, min_blocks;
   const char* name;  // for the harnesses (attention_last_kernel)
@@ -1115,15 +1117,16 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
 // Its shared memory is unpadded (the swizzled layouts, and the core matrices, have no
 // bank conflicts to pad away): Q, then kWgmmaStages stages of K and V tiles
 // (wgmma_smem_bytes).
-// Registers (ptxas, sm_90a: 205 at 128 x 128) leave room for 8 warps per SM either
-// way: one block of two warpgroups, which share each K and V tile (half the L2 reads)
-// but meet at a barrier per tile, or two blocks of one (112 KB of shared memory each
-// at 128 x 128, 226 KB of an H100's 228 with the blocks' reserve), which run
+// Registers (ptxas, sm_90a, at 128 x 128: 219 with two warpgroups, 255 with one) leave
+// room for 8 warps per SM either way: one block of two warpgroups, which share each K
+// and V tile (half the L2 reads) but meet at a barrier per tile, or two blocks of one
+// (113 KB of shared memory each at 128 x 128 with the 1 KB for alignment: all of an
+// H100's 228 with the blocks' reserves), which run
 // independently, so that one's copies, softmax or start overlap the other's products.
 // 272 x 272 is the ImageNet encoder's cross-attention (one head of 261 over 50,176
 // pixels; tc tier 3 runs it at about 46 TFLOP/s on an H200): 32-key tiles, since its
-// O takes 136 registers per thread, and P V in two parts of 136 columns: 245
-// registers with two warpgroups per block (170 KB of shared memory: one block per
+// O takes 136 registers per thread, and P V in two parts of 136 columns: 248
+// registers with two warpgroups per block (171 KB of shared memory: one block per
 // SM). There is no one-warpgroup variant: ptxas spills it (28 bytes held to two
 // blocks per SM, 136 at one), and its 136 KB would leave it alone on the SM anyway.
 struct WgmmaTier {
@@ -1164,7 +1167,8 @@ constexpr bool wgmma_built() {
 }
 
 // The warpgroups per block kAuto's warpgroup kernel has, where it serves; 0: kAuto
-// does not take it; kWgmmaEncoders: two, at the single-head encoders' 272 class only.
+// does not take it; kWgmmaEncoders: two, at the 272 class only (the width of the
+// single-head encoders' 261; multi-head calls of that width take it too).
 // That is the default since the twenty-second session: on an H200 (2026-11-28,
 // cuda_attention_check, bf16) the ImageNet encoder's cross-attention with k = v took
 // 0.273 ms there against the fixed-width kernel's 0.310 and the products' 0.291 (with

@@ -12,7 +12,8 @@
 //   O (64 x kDv) += P V: kBK / 16 wgmma (per part of O's columns) with P from registers
 //   (S converted to 16 bits) and V from shared memory, transposed by the instruction.
 // Tiles are copied with cp.async into the swizzled layouts of wgmma.cuh (the 272 class:
-// its core matrices), K and V in three stages, tile it + 2 while tiles it and it + 1 are in the products. Within a
+// its core matrices), K and V in three stages, tile it + 2 while tiles it and it + 1
+// are in the products. Within a
 // warpgroup, tile it's P V runs while the softmax of tile it + 1 is computed (see the
 // loop); the kWG warpgroups of a block also interleave on the SM's schedulers.
 // It takes 16-bit data whose K and V rows are 16-byte aligned (through the padded

@@ -47,8 +47,14 @@ inline Issue g_issue[1024];  // by thread in the block; blocks run one at a time
   std::abort();
 }
 
-// A descriptor's fields (wgmma.cuh): start (an offset into dynamic shared memory, which
-// stands in for the shared window), LBO, SBO, and the swizzle pattern's row width in
+// Where dynamic shared memory starts in the emulated shared window: a multiple of 16
+// bytes off every 1024-byte boundary, so that a kernel which lays its swizzled tiles out
+// from the start of dynamic shared memory rather than from a pattern boundary of the
+// window is caught, and the round-up to that boundary is exercised.
+constexpr uint32_t kWindowBase = 528;
+
+// A descriptor's fields (wgmma.cuh): start (a window address: kWindowBase plus an
+// offset into dynamic shared memory), LBO, SBO, and the swizzle pattern's row width in
 // bytes (0: no swizzling).
 inline uint32_t desc_addr(uint64_t desc) { return (uint32_t)(desc & 0x3FFF) << 4; }
 inline uint32_t desc_lbo(uint64_t desc) { return (uint32_t)((desc >> 16) & 0x3FFF) << 4; }
@@ -93,8 +99,9 @@ inline size_t swizzled(size_t a, uint32_t w) { return w == 0 ? a : a ^ (((a >> 7
 // checks (once per 16-byte granule: every product here reads whole granules).
 template <class T>
 float smem_elem(uint64_t desc, size_t off) {
-  const unsigned char* p = g_dynamic_smem + swizzled(desc_addr(desc) + off, desc_swizzle(desc));
-  if (p + 2 > g_dynamic_smem + sizeof g_dynamic_smem) fail("operand past the end of shared memory");
+  const size_t a = swizzled(desc_addr(desc) + off, desc_swizzle(desc));
+  if (a < kWindowBase || a - kWindowBase + 2 > sizeof g_dynamic_smem) fail("operand outside dynamic shared memory");
+  const unsigned char* p = g_dynamic_smem + (a - kWindowBase);
   const void* granule_start = reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) & ~(uintptr_t)15);
   ::perceiver::emu::smem_read(granule_start, 16);
   if (auto* gr = ::perceiver::emu::granule(granule_start); gr && gr->writer && !gr->fenced)
@@ -164,12 +171,13 @@ void product(float (&d)[N / 2], const uint32_t* a, uint64_t desc_a, uint64_t des
 }
 }  // namespace wgmma_detail
 
-// An offset into dynamic shared memory stands in for the shared-window address.
+// An offset into dynamic shared memory, from kWindowBase, stands in for the
+// shared-window address.
 inline uint32_t smem_window(const void* p) {
   const auto* c = static_cast<const unsigned char*>(p);
   if (c < ::perceiver::emu::g_dynamic_smem || c >= ::perceiver::emu::g_dynamic_smem + sizeof ::perceiver::emu::g_dynamic_smem)
     wgmma_detail::fail("not an address in dynamic shared memory");
-  return (uint32_t)(c - ::perceiver::emu::g_dynamic_smem);
+  return wgmma_detail::kWindowBase + (uint32_t)(c - ::perceiver::emu::g_dynamic_smem);
 }
 
 inline uint64_t wgmma_desc(const void* p, uint32_t lbo, uint32_t sbo, uint32_t layout = 0) {
