@@ -68,17 +68,44 @@ __global__ void copy_same_kernel(Strided<2> s, E* dst, const E* src, int64_t n) 
 }
 
 // A same-dtype copy whose innermost (merged) dim is contiguous in both views, `len`
-// elements long, but not in 16-byte units: a warp per row, whose offsets are divided
-// down once per row instead of once per element. The ImageNet model's input concat
-// ([32, 50176, 3] and [32, 50176, 258] into rows of 261) took 2.78 ms of its batch-32
-// bf16 forward on an H200 element by element (0.6 TB/s).
+// elements long, but not in 16-byte units: a warp per run of kCopyRowsPerWarp
+// consecutive rows, whose offsets are divided down once per run and then stepped from
+// row to row. The ImageNet model's input concat ([32, 50176, 3] and [32, 50176, 258]
+// into rows of 261) took 2.78 ms of its batch-32 bf16 forward on an H200 element by
+// element (0.6 TB/s); with a warp per row, each dividing its offsets down through
+// three 64-bit divisions, the concat still took 1.38 ms in a later H200 profile for its
+// 1.7 GB: about 1.2 TB/s.
+constexpr int64_t kCopyRowsPerWarp = 16;
 template <class E>
 __global__ void copy_rows_kernel(Strided<2> s, E* dst, const E* src, int64_t rows, int64_t len) {
-  each_row(rows, [&](int64_t r, int t, int step) {
-    int64_t off[2];
-    s.offsets(r * len, off);
-    for (int64_t c = t; c < len; c += step) dst[off[0] + c] = src[off[1] + c];
-  });
+  const int lane = (int)threadIdx.x & 31;
+  const int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5);
+  const int last = s.ndim - 1;  // the rows' own dim: len elements, unit stride in both views
+  for (int64_t r0 = ((int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * kCopyRowsPerWarp; r0 < rows;
+       r0 += warps * kCopyRowsPerWarp) {
+    // The run's first row: its index over dims [0, last) and offsets, by division.
+    int64_t idx[8], off[2] = {0, 0};
+    int64_t i = r0;
+    for (int d = last - 1; d >= 0; d--) {
+      idx[d] = i % s.shape[d];
+      i /= s.shape[d];
+      off[0] += idx[d] * s.strides[0][d];
+      off[1] += idx[d] * s.strides[1][d];
+    }
+    const int64_t r1 = min(rows, r0 + kCopyRowsPerWarp);
+    for (int64_t r = r0; r < r1; r++) {
+      for (int64_t c = lane; c < len; c += 32) dst[off[0] + c] = src[off[1] + c];
+      // The next row: the index steps by one with carries, the offsets with it.
+      for (int d = last - 1; d >= 0; d--) {
+        off[0] += s.strides[0][d];
+        off[1] += s.strides[1][d];
+        if (++idx[d] < s.shape[d]) break;
+        off[0] -= s.shape[d] * s.strides[0][d];
+        off[1] -= s.shape[d] * s.strides[1][d];
+        idx[d] = 0;
+      }
+    }
+  }
 }
 
 // Different dtypes go through float32, which holds every value of the 16-bit
@@ -347,7 +374,8 @@ bool copy_rows(const Strided<2>& st, const View& src, const View& dst, int64_t n
   const int64_t rows = n / len;
   auto launch = [&](auto e) {
     using E = decltype(e);
-    PERCEIVER_LAUNCH(warp_rows_grid(rows, kThreads / 32), kThreads, 0, s, copy_rows_kernel<E>)(
+    PERCEIVER_LAUNCH(warp_rows_grid((rows + kCopyRowsPerWarp - 1) / kCopyRowsPerWarp, kThreads / 32), kThreads, 0, s,
+                     copy_rows_kernel<E>)(
         st, static_cast<E*>(dst.data()), static_cast<const E*>((const void*)src.data()), rows, len);
   };
   switch (dtype_size(src.dtype)) {
