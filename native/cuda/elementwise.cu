@@ -68,21 +68,20 @@ __global__ void copy_same_kernel(Strided<2> s, E* dst, const E* src, int64_t n) 
 }
 
 // A same-dtype copy whose innermost (merged) dim is contiguous in both views, `len`
-// elements long, but not in 16-byte units: a warp per run of kCopyRowsPerWarp
-// consecutive rows, whose offsets are divided down once per run and then stepped from
-// row to row. The ImageNet model's input concat ([32, 50176, 3] and [32, 50176, 258]
+// elements long, but not in 16-byte units: a warp per run of `per_warp` consecutive
+// rows (copy_rows: up to 16, while that leaves at least 4096 warps), whose offsets
+// are divided down once per run and then stepped from row to row. The ImageNet model's input concat ([32, 50176, 3] and [32, 50176, 258]
 // into rows of 261) took 2.78 ms of its batch-32 bf16 forward on an H200 element by
 // element (0.6 TB/s); with a warp per row, each dividing its offsets down through
 // three 64-bit divisions, the concat still took 1.38 ms in a later H200 profile for its
 // 1.7 GB: about 1.2 TB/s.
-constexpr int64_t kCopyRowsPerWarp = 16;
 template <class E>
-__global__ void copy_rows_kernel(Strided<2> s, E* dst, const E* src, int64_t rows, int64_t len) {
+__global__ void copy_rows_kernel(Strided<2> s, E* dst, const E* src, int64_t rows, int64_t len, int64_t per_warp) {
   const int lane = (int)threadIdx.x & 31;
   const int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5);
   const int last = s.ndim - 1;  // the rows' own dim: len elements, unit stride in both views
-  for (int64_t r0 = ((int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * kCopyRowsPerWarp; r0 < rows;
-       r0 += warps * kCopyRowsPerWarp) {
+  for (int64_t r0 = ((int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * per_warp; r0 < rows;
+       r0 += warps * per_warp) {
     // The run's first row: its index over dims [0, last) and offsets, by division.
     int64_t idx[8], off[2] = {0, 0};
     int64_t i = r0;
@@ -92,7 +91,7 @@ __global__ void copy_rows_kernel(Strided<2> s, E* dst, const E* src, int64_t row
       off[0] += idx[d] * s.strides[0][d];
       off[1] += idx[d] * s.strides[1][d];
     }
-    const int64_t r1 = min(rows, r0 + kCopyRowsPerWarp);
+    const int64_t r1 = min(rows, r0 + per_warp);
     for (int64_t r = r0; r < r1; r++) {
       for (int64_t c = lane; c < len; c += 32) dst[off[0] + c] = src[off[1] + c];
       // The next row: the index steps by one with carries, the offsets with it.
@@ -372,11 +371,14 @@ bool copy_rows(const Strided<2>& st, const View& src, const View& dst, int64_t n
       len > 8192)
     return false;
   const int64_t rows = n / len;
+  // Runs of rows per warp: long ones save divisions, but few warps would leave the GPU
+  // idle (a hundred long rows); the count depends on the shape alone, not the device.
+  const int64_t per_warp = std::clamp<int64_t>(rows / 4096, 1, 16);
   auto launch = [&](auto e) {
     using E = decltype(e);
-    PERCEIVER_LAUNCH(warp_rows_grid((rows + kCopyRowsPerWarp - 1) / kCopyRowsPerWarp, kThreads / 32), kThreads, 0, s,
+    PERCEIVER_LAUNCH(warp_rows_grid((rows + per_warp - 1) / per_warp, kThreads / 32), kThreads, 0, s,
                      copy_rows_kernel<E>)(
-        st, static_cast<E*>(dst.data()), static_cast<const E*>((const void*)src.data()), rows, len);
+        st, static_cast<E*>(dst.data()), static_cast<const E*>((const void*)src.data()), rows, len, per_warp);
   };
   switch (dtype_size(src.dtype)) {
     case 1: launch(uint8_t{}); break;
