@@ -308,13 +308,13 @@ emulated('the rest of elementwise.cu and reduce.cu, emulated on the CPU, match t
   // fill and arange in five dtypes; copies (transposed, casts, saturating integer
   // casts, and rows that are not whole 16-byte units: the image inputs' concat into
   // rows of 261 from a broadcast source, a permute of 41-wide heads, in three dtypes;
-  // and enough rows that each warp copies a run of two, across items);
+  // and enough rows that each warp copies a run of four, carrying through three dims);
   // per float dtype: 15 unary ops on a transposed input, comparisons into uint8, pow,
   // minimum and where with broadcasts, 5 reductions over rows and columns (4 shapes),
   // softmax and log-softmax at two widths.
   t.is(r.checks, 159);
   t.is(r.passed(/^PASS copy (rows of 258 into rows of 261|permuting 41-wide heads) /), 6);
-  t.is(r.passed(/^PASS copy rows in runs of two, across items /), 1);
+  t.is(r.passed(/^PASS copy rows in runs of four, carrying through three dims /), 1);
   t.is(r.passed(/^PASS unary .* \(transposed input\)/), 45);
   t.is(r.passed(/^PASS reduce argmax /), 12);
 });

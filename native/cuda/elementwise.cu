@@ -69,12 +69,13 @@ __global__ void copy_same_kernel(Strided<2> s, E* dst, const E* src, int64_t n) 
 
 // A same-dtype copy whose innermost (merged) dim is contiguous in both views, `len`
 // elements long, but not in 16-byte units: a warp per run of `per_warp` consecutive
-// rows (copy_rows: up to 16, while that leaves at least 4096 warps), whose offsets
-// are divided down once per run and then stepped from row to row. The ImageNet model's input concat ([32, 50176, 3] and [32, 50176, 258]
-// into rows of 261) took 2.78 ms of its batch-32 bf16 forward on an H200 element by
-// element (0.6 TB/s); with a warp per row, each dividing its offsets down through
-// three 64-bit divisions, the concat still took 1.38 ms in a later H200 profile for its
-// 1.7 GB: about 1.2 TB/s.
+// rows (copy_rows: up to 16, while that leaves at least 16,384 warps), whose offsets
+// are divided down once per run and then stepped from row to row. The ImageNet
+// model's input concat ([32, 50176, 3] and [32, 50176, 258] into rows of 261) took
+// 2.78 ms of its batch-32 bf16 forward on an H200 element by element (0.6 TB/s);
+// with a warp per row, each dividing its offsets down through three 64-bit
+// divisions, the concat still took 1.38 ms in a later H200 profile for its 1.7 GB:
+// about 1.2 TB/s.
 template <class E>
 __global__ void copy_rows_kernel(Strided<2> s, E* dst, const E* src, int64_t rows, int64_t len, int64_t per_warp) {
   const int lane = (int)threadIdx.x & 31;
@@ -371,9 +372,10 @@ bool copy_rows(const Strided<2>& st, const View& src, const View& dst, int64_t n
       len > 8192)
     return false;
   const int64_t rows = n / len;
-  // Runs of rows per warp: long ones save divisions, but few warps would leave the GPU
-  // idle (a hundred long rows); the count depends on the shape alone, not the device.
-  const int64_t per_warp = std::clamp<int64_t>(rows / 4096, 1, 16);
+  // Runs of rows per warp: long ones save divisions where a row's copy is short enough
+  // for them to matter, while at least 16,384 warps (about twice what an H100 or H200
+  // holds) keep the GPU busy; the count depends on the shape alone, not the device.
+  const int64_t per_warp = len <= 1024 ? std::clamp<int64_t>(rows / 16384, 1, 16) : 1;
   auto launch = [&](auto e) {
     using E = decltype(e);
     PERCEIVER_LAUNCH(warp_rows_grid((rows + per_warp - 1) / per_warp, kThreads / 32), kThreads, 0, s,

@@ -347,25 +347,27 @@ void check_copies() {
           }
     compare(std::string("copy permuting 41-wide heads ") + perceiver::dtype_name(dt), want, got, DType::Float32);
   }
-  // Enough rows (8,997) that each warp takes a run of two, stepping its offsets from
-  // the first: with 2,999 rows per item, runs cross from one item into the next (the
-  // index's carry), and the source's batch stride is 0 as the concat's is.
+  // Enough rows (65,540) that each warp takes a run of four, stepping its offsets from
+  // the first through four unmerged dims (the source broadcast over the batch, the
+  // destination's heads 7 elements apart): items of two rows, so a run carries twice,
+  // and 16,385 heads per batch item, so one run carries through all three outer dims.
   {
     const DType dt = DType::BFloat16;
-    const int64_t B = 3, N = 2999, C = 37, P = 34;
-    Buf src(dt, N * P), dst(dt, B * N * C);
-    for (int64_t i = 0; i < N * P; i++) src.set(i, (float)(i % 251) + 1);
-    for (int64_t i = 0; i < B * N * C; i++) dst.set(i, 0);
-    perceiver::cuda::copy(view_of(src, dt, {B, N, P}, {0, P, 1}), view_of(dst, dt, {B, N, P}, {N * C, C, 1}, C - P),
-                          nullptr);
+    const int64_t B = 2, H = 16385, N = 2, C = 37, P = 34, G = N * C + 7;
+    Buf src(dt, H * N * P), dst(dt, B * H * G);
+    for (int64_t i = 0; i < H * N * P; i++) src.set(i, (float)(i % 251) + 1);
+    for (int64_t i = 0; i < B * H * G; i++) dst.set(i, 0);
+    perceiver::cuda::copy(view_of(src, dt, {B, H, N, P}, {0, N * P, P, 1}),
+                          view_of(dst, dt, {B, H, N, P}, {H * G, G, C, 1}, C - P), nullptr);
     std::vector<double> want, got;
     for (int64_t b = 0; b < B; b++)
-      for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++) {
-          want.push_back(c < C - P ? 0 : get_any(src, dt, n * P + c - (C - P)));
-          got.push_back(get_any(dst, dt, (b * N + n) * C + c));
+      for (int64_t h = 0; h < H; h++)
+        for (int64_t g = 0; g < G; g++) {
+          const int64_t n = g / C, c = g % C;
+          want.push_back(n >= N || c < C - P ? 0 : get_any(src, dt, (h * N + n) * P + c - (C - P)));
+          got.push_back(get_any(dst, dt, (b * H + h) * G + g));
         }
-    compare("copy rows in runs of two, across items", want, got, DType::Float32);
+    compare("copy rows in runs of four, carrying through three dims", want, got, DType::Float32);
   }
   const DType floats[] = {DType::Float32, DType::BFloat16, DType::Float16};
   for (DType from : floats)
