@@ -286,11 +286,13 @@ __global__ void __launch_bounds__(32 * kNormWarps)
 // (0.11 ms for [4096, 1024] on an H200, a fifth of a bf16 training step). Here a
 // block owns 32 neighbouring outputs and its 16 warps split the axis, each warp
 // reading 32 neighbouring columns of a row; the double partials combine in a fixed
-// order, so results do not depend on scheduling.
+// order, so results do not depend on scheduling. Also the second pass of the column
+// sums below (In = double: their chunks' partial sums, n the chunks, mean_n the rows
+// a mean divides by).
 constexpr int kSplitWarps = 16;
-template <class T>
+template <class In, class T>
 __global__ void __launch_bounds__(32 * kSplitWarps)
-    sum_cols_split_kernel(const T* x, int64_t outer, int64_t n, int64_t inner, bool mean, T* out) {
+    sum_cols_split_kernel(const In* x, int64_t outer, int64_t n, int64_t inner, bool mean, int64_t mean_n, T* out) {
   __shared__ double part[kSplitWarps][33];
   const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
   const int64_t tiles = (inner + 31) / 32;
@@ -298,14 +300,17 @@ __global__ void __launch_bounds__(32 * kSplitWarps)
     const int64_t o = t / tiles, i = (t % tiles) * 32 + tx;
     double s = 0.0;
     if (i < inner) {
-      const T* p = x + o * n * inner + i;
-      for (int64_t j = ty; j < n; j += kSplitWarps) s += to_f(p[j * inner]);
+      const In* p = x + o * n * inner + i;
+      for (int64_t j = ty; j < n; j += kSplitWarps) {
+        if constexpr (std::is_same_v<In, double>) s += p[j * inner];
+        else s += to_f(p[j * inner]);
+      }
     }
     part[ty][tx] = s;
     __syncthreads();
     if (ty == 0 && i < inner) {
       for (int w = 1; w < kSplitWarps; w++) s += part[w][tx];
-      if (mean) s = n ? s / (double)n : NAN;
+      if (mean) s = mean_n ? s / (double)mean_n : NAN;
       out[o * inner + i] = from_f<T>((float)s);
     }
     __syncthreads();
@@ -318,8 +323,9 @@ __global__ void __launch_bounds__(32 * kSplitWarps)
 // sum_cols_split_kernel (0.5 TB/s), whose 32 blocks of 64-byte row pieces leave most
 // SMs idle. Here a block owns 32 packs of columns (256 bf16 columns, 512 bytes per row
 // for a warp) over a chunk of rows; its warps stride the chunk's rows, add in double,
-// and combine in a fixed order into the chunk's partial sums in the workspace. A
-// second kernel adds each column's chunks in order: deterministic, like the rest.
+// and combine in a fixed order into the chunk's partial sums in the workspace.
+// sum_cols_split_kernel then adds each column's chunks in order: deterministic, like
+// the rest.
 constexpr int kColWarps = 8;
 constexpr int64_t kColChunkRows = 64;   // rows per chunk, at least
 constexpr int64_t kColMaxChunks = 1024;  // bounds the workspace: chunks x columns doubles
@@ -373,37 +379,6 @@ __global__ void __launch_bounds__(32 * kColWarps)
   }
 }
 
-// A block of kColWarps warps per 32 columns (a lane each): warp w adds chunks w, w +
-// kColWarps, ... in order, and warp 0 adds the warps' sums in order, so the bits are
-// the same on every run. A thread per column adding every chunk in turn, as this
-// kernel first did, kept one chain of `chunks` dependent loads per column on 4 SMs
-// (64 loads for the bias gradients of [4096, 1024]): the H200 profile of the bf16
-// training step had those sums at 0.0148 ms each, 4.4 of its 53.8 ms, for 8 MB read.
-template <class T>
-__global__ void __launch_bounds__(32 * kColWarps)
-    sum_cols_final_kernel(const double* partial, int64_t outer, int64_t n, int64_t inner, int64_t chunks,
-                          bool mean, T* out) {
-  __shared__ double part[kColWarps][32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t tiles = (inner + 31) / 32;
-  for (int64_t bt = blockIdx.x; bt < outer * tiles; bt += gridDim.x) {
-    const int64_t o = bt / tiles, i = bt % tiles * 32 + lane;
-    double s = 0.0;
-    if (i < inner) {
-      const double* p = partial + o * chunks * inner + i;
-      for (int64_t c = warp; c < chunks; c += kColWarps) s += p[c * inner];
-    }
-    part[warp][lane] = s;
-    __syncthreads();
-    if (warp == 0 && i < inner) {
-      for (int w = 1; w < kColWarps; w++) s += part[w][lane];
-      if (mean) s = n ? s / (double)n : NAN;
-      out[o * inner + i] = from_f<T>((float)s);
-    }
-    __syncthreads();
-  }
-}
-
 // Whether a sum or mean over the middle axis takes the two kernels above.
 bool column_sums_vectorized(ReduceOp op, const View& x, int64_t n, int64_t inner) {
   const int64_t pack = 16 / (int64_t)dtype_size(x.dtype);
@@ -431,13 +406,17 @@ void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner,
       double* partial = static_cast<double*>(workspace);
       PERCEIVER_LAUNCH(dim3((unsigned)c.tiles, rows_grid(outer * c.chunks)), 32 * kColWarps, 0, s,
                        sum_cols_partial_kernel<T>)(x.ptr<T>(), outer, n, c, partial);
-      PERCEIVER_LAUNCH(rows_grid(outer * ((inner + 31) / 32)), 32 * kColWarps, 0, s, sum_cols_final_kernel<T>)(
-          partial, outer, n, inner, c.chunks, op == ReduceOp::Mean, static_cast<T*>(out.data()));
+      // The chunks' partials added per column, their share split across warps: a thread
+      // per column adding its 64 chunks (at [4096, 1024]) in one chain of loads on 4
+      // blocks had the bias gradients at 0.0148 ms each, 4.4 of an H200's 53.8 ms bf16
+      // training step.
+      PERCEIVER_LAUNCH(rows_grid(outer * ((inner + 31) / 32)), 32 * kSplitWarps, 0, s, sum_cols_split_kernel<double, T>)(
+          partial, outer, c.chunks, inner, op == ReduceOp::Mean, n, static_cast<T*>(out.data()));
     } else if (inner == 1)
       PERCEIVER_LAUNCH(rows_grid(outer), row_threads(n), 0, s, reduce_rows_kernel<T>)(x.ptr<T>(), outer, n, op, out.data());
     else if ((op == ReduceOp::Sum || op == ReduceOp::Mean) && n >= 2 * kSplitWarps)
-      PERCEIVER_LAUNCH(rows_grid(outer * ((inner + 31) / 32)), 32 * kSplitWarps, 0, s, sum_cols_split_kernel<T>)(
-          x.ptr<T>(), outer, n, inner, op == ReduceOp::Mean, static_cast<T*>(out.data()));
+      PERCEIVER_LAUNCH(rows_grid(outer * ((inner + 31) / 32)), 32 * kSplitWarps, 0, s, sum_cols_split_kernel<T, T>)(
+          x.ptr<T>(), outer, n, inner, op == ReduceOp::Mean, n, static_cast<T*>(out.data()));
     else
       PERCEIVER_LAUNCH(grid_for(outer * inner), kThreads, 0, s, reduce_cols_kernel<T>)(x.ptr<T>(), outer, n, inner, op, out.data());
   });
