@@ -245,8 +245,9 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
     for (int i = 0; i < 5; i++) {
       if (op != names[i]) continue;
       const Tensor& x = tensor_arg(info, 1, names[i], "x");
+      const Tensor* addend = info.Length() > 4 ? optional_tensor_arg(info, 4, names[i], "addend") : nullptr;
       return ret(info, reduce((ReduceOp)i, x, int_arg(info, 2, names[i], "axis"),
-                              bool_arg(info, 3, names[i], "keepdim")));
+                              bool_arg(info, 3, names[i], "keepdim"), addend));
     }
     throw_type("reduce: unknown op '" + op + "'");
   });
@@ -386,6 +387,7 @@ Napi::Value MaxPool2d(const Napi::CallbackInfo& info) {
   });
 }
 
+// layerNormBackward(x, weight | null, g, eps, needWeight, needBias[, gxAddend, gwAddend, gbAddend]) -> [gx, gw, gb]
 Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     const char* op = "layer_norm_backward";
@@ -393,8 +395,12 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
     const Tensor& x = tensor_arg(info, 0, op, "x");
     const Tensor* w = optional_tensor_arg(info, 1, op, "weight");
     const Tensor& g = tensor_arg(info, 2, op, "g");
+    LayerNormGradAddends add;
+    add.gx = info.Length() > 6 ? optional_tensor_arg(info, 6, op, "gx_addend") : nullptr;
+    add.gw = info.Length() > 7 ? optional_tensor_arg(info, 7, op, "gw_addend") : nullptr;
+    add.gb = info.Length() > 8 ? optional_tensor_arg(info, 8, op, "gb_addend") : nullptr;
     auto out = layer_norm_backward(x, w, g, (float)number_arg(info, 3, op, "eps"), bool_arg(info, 4, op, "needWeight"),
-                                   bool_arg(info, 5, op, "needBias"));
+                                   bool_arg(info, 5, op, "needBias"), add);
     Napi::Array arr = Napi::Array::New(info.Env(), 3);
     for (uint32_t i = 0; i < 3; i++) arr.Set(i, out[i].storage ? ret(info, out[i]) : info.Env().Null());
     return arr;

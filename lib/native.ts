@@ -48,7 +48,8 @@ export interface NativeAddon {
   unary(op: string, x: H, alpha: number, beta: number): H;
   binary(op: string, a: H, b: H): H;
   where(cond: H, a: H, b: H): H;
-  reduce(op: string, x: H, axis: number, keepdim: boolean): H;
+  /** addend (sum only): of the result's shape and x's dtype, added before the one rounding. */
+  reduce(op: string, x: H, axis: number, keepdim: boolean, addend?: H | null): H;
   softmax(x: H, log: boolean): H;
   layerNorm(x: H, weight: H | null, bias: H | null, eps: number): H;
   matmul(a: H, b: H, transA: boolean, transB: boolean, bias: H | null, activation: string, alpha: number, outFloat32?: boolean, addend?: H | null): H;
@@ -58,7 +59,18 @@ export interface NativeAddon {
   oneHot(ids: H, depth: number, on: number, off: number): H;
   conv2d(x: H, weight: H, bias: H | null, strideH: number, strideW: number, padding: Pad): H;
   maxPool2d(x: H, kernelH: number, kernelW: number, strideH: number, strideW: number, padding: Pad): H;
-  layerNormBackward(x: H, weight: H | null, g: H, eps: number, needWeight: boolean, needBias: boolean): [H, H | null, H | null];
+  /** The addends (x's dtype, each gradient's shape) join gx, gw and gb before their one rounding. */
+  layerNormBackward(
+    x: H,
+    weight: H | null,
+    g: H,
+    eps: number,
+    needWeight: boolean,
+    needBias: boolean,
+    gxAddend?: H | null,
+    gwAddend?: H | null,
+    gbAddend?: H | null,
+  ): [H, H | null, H | null];
   geluBackward(x: H, g: H, tanh: boolean): H;
   softmaxBackward(y: H, g: H, dtype: string): H;
   attentionBackward(q: H, k: H, v: H, mask: H | null, out: H, g: H, lse: H | null, scale: number, dropoutP?: number, seed?: number): [H, H, H];

@@ -155,6 +155,16 @@ struct SgdArgs {
   bool nesterov;
 };
 
+// Gradients already accumulated for the tensors a backward kernel differentiates for
+// (each optional; laid out as that gradient, in its dtype): the kernel adds each to
+// its own gradient before rounding it, so a residual's other branch or a weight the
+// latent blocks share costs no separate addition.
+struct GradAddends {
+  const void* gx = nullptr;
+  const void* gw = nullptr;
+  const void* gb = nullptr;
+};
+
 struct Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
@@ -182,9 +192,10 @@ struct Backend {
   // a and b are already broadcast to out's shape (stride 0 on broadcast dims).
   virtual void binary(BinaryOp op, const View& a, const View& b, const View& out) = 0;
   virtual void where(const View& cond, const View& a, const View& b, const View& out) = 0;
-  // x contiguous [outer, n, inner] -> out contiguous [outer, inner].
+  // x contiguous [outer, n, inner] -> out contiguous [outer, inner]. addend (Sum only, or
+  // null): contiguous [outer, inner] in x.dtype, added to each sum before it is rounded.
   virtual void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner,
-                      const View& out) = 0;
+                      const View& out, const void* addend) = 0;
   // Over the last axis of a contiguous [rows, n].
   virtual void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log) = 0;
   // weight and bias (each optional) hold x.dtype elements.
@@ -241,10 +252,11 @@ struct Backend {
   // refuses the op (lib/autograd then composes the gradient). Contiguous; pointers
   // hold `dtype` elements (Float32 on the CPU; 16-bit on CUDA, float32 accumulation).
   virtual bool has_backward_kernels() const { return false; }
-  // x, g [rows, n] -> gx [rows, n]; gw, gb [n] (each may be null) summed over rows.
+  // x, g [rows, n] -> gx [rows, n]; gw, gb [n] (each may be null) summed over rows;
+  // each plus its GradAddends entry where that is set.
   // Defined inline: the CUDA library's vtable needs these definitions too.
   virtual void layer_norm_backward(const float*, const float*, const float*, float*, float*, float*,
-                                   int64_t, int64_t, float, DType) {
+                                   int64_t, int64_t, float, DType, const GradAddends&) {
     throw std::runtime_error(std::string("layer_norm_backward is not implemented on ") + name());
   }
   // gx = g * d/dx gelu(x) (exact erf form, or the tanh approximation).

@@ -44,7 +44,9 @@ Shape broadcast_shapes(const char* op, const Shape& a, const char* an, const Sha
                        const char* bn);
 
 // ---- reductions and normalisation ----
-Tensor reduce(ReduceOp op, const Tensor& x, int64_t axis, bool keepdim);
+// addend (sum only): the result's shape and x's dtype, added to each sum before its one
+// rounding (a gradient already accumulated for a bias the blocks share).
+Tensor reduce(ReduceOp op, const Tensor& x, int64_t axis, bool keepdim, const Tensor* addend = nullptr);
 Tensor softmax(const Tensor& x, bool log);
 Tensor layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps);
 
@@ -102,9 +104,15 @@ Tensor batch_norm(const Tensor& x, const Tensor& mean, const Tensor& var, const 
                   const Tensor* bias, float eps);
 
 // ---- training (backward) kernels; refused on backends without them ----
-// -> {gx, gw (or empty), gb (or empty)}
+// -> {gx, gw (or empty), gb (or empty)}, each plus its addend where one is given (of
+// that gradient's shape and x's dtype; added before the one rounding).
+struct LayerNormGradAddends {
+  const Tensor* gx = nullptr;
+  const Tensor* gw = nullptr;
+  const Tensor* gb = nullptr;
+};
 std::vector<Tensor> layer_norm_backward(const Tensor& x, const Tensor* weight, const Tensor& g, float eps,
-                                        bool need_weight, bool need_bias);
+                                        bool need_weight, bool need_bias, const LayerNormGradAddends& add = {});
 Tensor gelu_backward(const Tensor& x, const Tensor& g, bool tanh_form);
 // Softmax's gradient from its output: gx = y (g - sum_last(g y)) over the last axis,
 // in one pass, written in `out_dtype` (e.g. a 16-bit gradient from float32 y and g).

@@ -20,7 +20,7 @@ void require_kernels(const char* op, const Tensor& t) {
 }  // namespace
 
 std::vector<Tensor> layer_norm_backward(const Tensor& x_in, const Tensor* weight, const Tensor& g_in, float eps,
-                                        bool need_weight, bool need_bias) {
+                                        bool need_weight, bool need_bias, const LayerNormGradAddends& add) {
   check_float("layer_norm_backward", "x", x_in);
   check_float("layer_norm_backward", "g", g_in);
   check_min_ndim("layer_norm_backward", "x", x_in, 1);
@@ -32,36 +32,56 @@ std::vector<Tensor> layer_norm_backward(const Tensor& x_in, const Tensor* weight
     check_shape("layer_norm_backward", "weight", *weight, {n});
     w = contiguous(*weight);
   }
-  check_same_dtype("layer_norm_backward", {{"x", &x_in}, {"g", &g_in}, {"weight", weight}});
-  check_same_device("layer_norm_backward", {{"x", &x_in}, {"g", &g_in}, {"weight", weight}});
+  const char* op = "layer_norm_backward";
+  check_same_dtype(op, {{"x", &x_in}, {"g", &g_in}, {"weight", weight}, {"gx_addend", add.gx}, {"gw_addend", add.gw},
+                        {"gb_addend", add.gb}});
+  check_same_device(op, {{"x", &x_in}, {"g", &g_in}, {"weight", weight}, {"gx_addend", add.gx}, {"gw_addend", add.gw},
+                         {"gb_addend", add.gb}});
+  if (add.gx) check_shape(op, "gx_addend", *add.gx, x_in.shape);
+  if (add.gw) check_shape(op, "gw_addend", *add.gw, {n});
+  if (add.gb) check_shape(op, "gb_addend", *add.gb, {n});
+  if (add.gw && !need_weight) throw_value("layer_norm_backward: argument 'gw_addend' needs the weight's gradient");
+  if (add.gb && !need_bias) throw_value("layer_norm_backward: argument 'gb_addend' needs the bias's gradient");
   if (!(eps >= 0)) throw_range("layer_norm_backward: argument 'eps' must be >= 0, got " + std::to_string(eps));
-  require_kernels("layer_norm_backward", x_in);
+  require_kernels(op, x_in);
   const DType dt = x_in.dtype;
   if (cpu_16bit(x_in)) {
-    Tensor w32 = weight ? cast(*weight, DType::Float32) : Tensor();
+    auto wide = [](const Tensor* t) { return t ? cast(*t, DType::Float32) : Tensor(); };
+    Tensor w32 = wide(weight), gx32 = wide(add.gx), gw32 = wide(add.gw), gb32 = wide(add.gb);
+    LayerNormGradAddends add32{add.gx ? &gx32 : nullptr, add.gw ? &gw32 : nullptr, add.gb ? &gb32 : nullptr};
     auto r = layer_norm_backward(cast(x_in, DType::Float32), weight ? &w32 : nullptr, cast(g_in, DType::Float32), eps,
-                                 need_weight, need_bias);
+                                 need_weight, need_bias, add32);
     for (Tensor& t : r)
       if (t.storage) t = cast(t, dt);
     return r;
   }
   Tensor x = contiguous(x_in), g = contiguous(g_in);
-  Tensor gx = empty(x.shape, dt, x.device(), "layer_norm_backward");
-  Tensor gw = need_weight ? empty({n}, dt, x.device(), "layer_norm_backward") : Tensor();
-  Tensor gb = need_bias ? empty({n}, dt, x.device(), "layer_norm_backward") : Tensor();
   int64_t rows = n ? x.numel() / n : 0;
-  if (rows == 0 || n == 0) {
-    std::vector<Tensor> out{gx};
-    out.push_back(need_weight ? full({n}, 0.0, dt, x.device()) : Tensor());
-    out.push_back(need_bias ? full({n}, 0.0, dt, x.device()) : Tensor());
+  if (rows == 0 || n == 0) {  // nothing to differentiate: the addends as they are
+    auto sum_or = [&](const Tensor* a, const Shape& s) { return a ? binary(BinaryOp::Add, *a, full(s, 0.0, dt, x.device())) : full(s, 0.0, dt, x.device()); };
+    std::vector<Tensor> out{sum_or(add.gx, x.shape)};
+    out.push_back(need_weight ? sum_or(add.gw, {n}) : Tensor());
+    out.push_back(need_bias ? sum_or(add.gb, {n}) : Tensor());
     return out;
   }
+  Tensor gx = empty(x.shape, dt, x.device(), op);
+  Tensor gw = need_weight ? empty({n}, dt, x.device(), op) : Tensor();
+  Tensor gb = need_bias ? empty({n}, dt, x.device(), op) : Tensor();
+  Tensor agx = add.gx ? contiguous(*add.gx) : Tensor(), agw = add.gw ? contiguous(*add.gw) : Tensor(),
+         agb = add.gb ? contiguous(*add.gb) : Tensor();
   bool has_w = (bool)weight;
-  launch("layer_norm_backward", x.device(), {&x, &g, has_w ? &w : nullptr}, {&gx, need_weight ? &gw : nullptr, need_bias ? &gb : nullptr},
-         [x = data_ref(x), g = data_ref(g), w = data_ref(w), gx = data_ref(gx), gw = data_ref(gw), gb = data_ref(gb), has_w, need_weight, need_bias, rows, n, eps, dt](Backend& b) {
+  launch(op, x.device(), {&x, &g, has_w ? &w : nullptr, add.gx ? &agx : nullptr, add.gw ? &agw : nullptr, add.gb ? &agb : nullptr},
+         {&gx, need_weight ? &gw : nullptr, need_bias ? &gb : nullptr},
+         [x = data_ref(x), g = data_ref(g), w = data_ref(w), gx = data_ref(gx), gw = data_ref(gw), gb = data_ref(gb),
+          agx = data_ref(agx), agw = data_ref(agw), agb = data_ref(agb), has_w, need_weight, need_bias, rows, n, eps, dt,
+          has_agx = add.gx != nullptr, has_agw = add.gw != nullptr, has_agb = add.gb != nullptr](Backend& b) {
+           GradAddends a;
+           a.gx = has_agx ? agx.data() : nullptr;
+           a.gw = has_agw ? agw.data() : nullptr;
+           a.gb = has_agb ? agb.data() : nullptr;
            b.layer_norm_backward((const float*)x.data(), has_w ? (const float*)w.data() : nullptr, (const float*)g.data(),
                                  (float*)gx.data(), need_weight ? (float*)gw.data() : nullptr,
-                                 need_bias ? (float*)gb.data() : nullptr, rows, n, eps, dt);
+                                 need_bias ? (float*)gb.data() : nullptr, rows, n, eps, dt, a);
          });
   return {gx, gw, gb};
 }

@@ -4,7 +4,7 @@
 
 namespace perceiver {
 
-Tensor reduce(ReduceOp op, const Tensor& x_in, int64_t axis, bool keepdim) {
+Tensor reduce(ReduceOp op, const Tensor& x_in, int64_t axis, bool keepdim, const Tensor* addend) {
   static const char* names[] = {"sum", "mean", "max", "min", "argmax"};
   const char* name = names[(int)op];
   check_float(name, "x", x_in);
@@ -12,22 +12,33 @@ Tensor reduce(ReduceOp op, const Tensor& x_in, int64_t axis, bool keepdim) {
   if (x_in.shape[a] == 0 && (op == ReduceOp::Max || op == ReduceOp::Min || op == ReduceOp::ArgMax))
     throw_range(std::string(name) + ": cannot reduce over axis " + std::to_string(a) +
                 " of size 0 (shape " + shape_str(x_in.shape) + ")");
+  Shape shape = x_in.shape;
+  if (keepdim) shape[a] = 1;
+  else shape.erase(shape.begin() + a);
+  if (addend) {
+    if (op != ReduceOp::Sum) throw_value(std::string(name) + ": argument 'addend' is taken by sum only");
+    check_same_dtype(name, {{"x", &x_in}, {"addend", addend}});
+    check_same_device(name, {{"x", &x_in}, {"addend", addend}});
+    check_shape(name, "addend", *addend, shape);
+  }
   if (cpu_16bit(x_in)) {
-    Tensor r = reduce(op, cast(x_in, DType::Float32), axis, keepdim);
+    Tensor addend32 = addend ? cast(*addend, DType::Float32) : Tensor();
+    Tensor r = reduce(op, cast(x_in, DType::Float32), axis, keepdim, addend ? &addend32 : nullptr);
     return op == ReduceOp::ArgMax ? r : cast(r, x_in.dtype);
   }
   Tensor x = contiguous(x_in);
+  Tensor add_c = addend ? contiguous(*addend) : Tensor();
   int64_t outer = 1, inner = 1;
   for (int64_t i = 0; i < a; i++) outer *= x.shape[i];
   for (int64_t i = a + 1; i < x.ndim(); i++) inner *= x.shape[i];
   int64_t n = x.shape[a];
-  Shape shape = x.shape;
-  if (keepdim) shape[a] = 1;
-  else shape.erase(shape.begin() + a);
   Tensor out = empty(shape, op == ReduceOp::ArgMax ? DType::Int32 : x.dtype, x.device(), name);
   View vx = view_of(x), vo = view_of(out);
-  launch(name, x.device(), {&x}, {&out},
-         [op, vx, vo, outer, n, inner](Backend& b) { b.reduce(op, vx, outer, n, inner, vo); });
+  bool has_addend = addend != nullptr;
+  launch(name, x.device(), {&x, addend ? &add_c : nullptr}, {&out},
+         [op, vx, vo, outer, n, inner, add_c = data_ref(add_c), has_addend](Backend& b) {
+           b.reduce(op, vx, outer, n, inner, vo, has_addend ? add_c.data() : nullptr);
+         });
   return out;
 }
 

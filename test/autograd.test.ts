@@ -308,6 +308,34 @@ for (const addShape of [[2, 3, 5], [3, 1]])
     });
   });
 
+// A weight shared by several products (the latent blocks share theirs) and an input that
+// also feeds a residual: the later uses' gradients join the products as their addends
+// (the tape's Accumulated), so they must still sum every use.
+for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]])
+  test.serial(`matmul transA=${transA} transB=${transB}: a weight used three times and a residual branch get every use's gradient`, async (t) => {
+    const D = 4;
+    const xShape = [2, 3, D];
+    const wShape = [D, D];
+    const mm = (a: Float64Array, aShape: Shape, b: Float64Array) => matmulRef(a, aShape, b, wShape, { transB }).data;
+    await checkGrad(t, 'shared matmul', {
+      shapes: [xShape, wShape, [3, D]],
+      op: ([x, w, r]) => {
+        const h1 = P.matmul(x, w, { transB });
+        const h2 = P.matmul(h1, w, { transB, alpha: 0.5 }).add(h1);
+        // r used as op(a) of a plain product and as a residual (broadcast batch: its own path).
+        const rr = P.matmul(transA ? P.contiguous(P.transpose(r, 0, 1)) : r, w, { transA, transB });
+        return P.matmul(h2, w, { transB }).add(rr).add(r);
+      },
+      ref: ([x, w, r]) => {
+        const h1 = mm(x, xShape, w);
+        const h2 = mm(h1, xShape, w).map((v, i) => 0.5 * v + h1[i]);
+        const rr = mm(r, [3, D], w);
+        const y = mm(h2, xShape, w);
+        return y.map((v, i) => v + rr[i % (3 * D)] + r[i % (3 * D)]);
+      },
+    });
+  });
+
 const attentionCases: [string, { B: number; Nq: number; Nk: number; H: number; Dqk: number; Dv: number }, boolean][] = [
   ['two heads, Dqk != Dv', { B: 2, Nq: 3, Nk: 5, H: 2, Dqk: 4, Dv: 3 }, false],
   ['a key mask with a fully masked row', { B: 2, Nq: 3, Nk: 4, H: 1, Dqk: 3, Dv: 2 }, true],
@@ -594,6 +622,84 @@ test.serial('gradients accumulate across backward calls until cleared; a leaf us
   P.tidy(() => x.sum(0).backward());
   t.deepEqual(Array.from(await x.grad!.data()), [1, 1, 1]);
   x.dispose();
+});
+
+test.serial('shared weights, biases and residual branches: backward folds their sums into the products, column sums and layer norm gradients (no separate additions), across backward calls too', async (t) => {
+  // Per use: a weight [4, 4], the product's bias [4], a bias added by broadcast [4] and a
+  // layer norm's weight and bias [4].
+  const make = () => [21, 24, 25, 26, 27].map((seed, i) => P.tensor(randomArray(i ? 4 : 16, seed), i ? [4] : [4, 4]));
+  const shared = make();
+  const apart = [make(), make(), make()];
+  const w2 = P.tensor(randomArray(16, 22), [4, 4]);
+  for (const v of [w2, ...shared, ...apart.flat()]) v.requiresGrad = true;
+  const x = P.tensor(randomArray(24, 23), [2, 3, 4]);
+  const loss = (uses: Tensor[][]) =>
+    P.tidy(() => {
+      let h = x;
+      // A residual: h gets g first, then its product's part.
+      for (const [w, b, c, lw, lb] of uses) h = P.matmul(P.layerNorm(h, lw, lb), w, { bias: b }).add(c).add(h);
+      return P.matmul(P.reshape(h, [6, 4]), w2).square().sum(1).sum(0);
+    });
+  P.profiler.start();
+  const l = loss([shared, shared, shared]);
+  l.backward({ retainGraph: true });
+  const p = P.profiler.stop();
+  const engineAdds = p.rows.filter((r) => r.op === 'add' && r.scope === 'backward').reduce((n, r) => n + r.calls, 0);
+  t.is(engineAdds, 0, 'every later contribution joined a product, a column sum or a layer norm gradient');
+  const ref = loss(apart);
+  ref.backward();
+  const names = ['weight', 'bias', 'added bias', 'layer norm weight', 'layer norm bias'];
+  const sums: Float64Array[] = [];
+  for (let k = 0; k < names.length; k++) {
+    const sum = new Float64Array(shared[k].size);
+    for (const use of apart) (await use[k].grad!.data()).forEach((v, i) => (sum[i] += v));
+    sums.push(sum);
+    assertClose(t, await shared[k].grad!.data(), sum, { rtol: 1e-5, atol: 1e-6, msg: `d loss / d ${names[k]}: the three uses summed` });
+  }
+  // A second backward adds onto each leaf's .grad, folded as well.
+  l.backward();
+  for (let k = 0; k < names.length; k++)
+    assertClose(t, await shared[k].grad!.data(), sums[k].map((v) => 2 * v), { rtol: 1e-5, atol: 1e-6, msg: `${names[k]}: two backward calls` });
+  for (const v of [w2, x, l, ref, ...shared, ...apart.flat()]) v.dispose();
+});
+
+test.serial('sum with an addend (the fold of a shared bias): one rounding, sum only, and the result\'s shape, dtype and device', async (t) => {
+  const x = P.tensor(new Float32Array([1, 2, 3, 4, 5, 6]), [3, 2]);
+  const add = P.tensor(new Float32Array([10, 20]), [2]);
+  const r = wrap(native.reduce('sum', x.handle, 0, false, add.handle));
+  t.deepEqual(Array.from(await r.data()), [19, 32]);
+  const rows = wrap(native.reduce('sum', x.handle, 1, true, P.tensor(new Float32Array([1, 1, 1]), [3, 1]).handle));
+  t.deepEqual(Array.from(await rows.data()), [4, 8, 12]);
+  // bfloat16: 256 + (1 + 1/256) rounds once to 258; in two roundings (1 + 1/256 -> 1,
+  // then 256 + 1, each a tie to even) it would be 256.
+  const xb = P.tensor(new Float32Array([1, 1 / 256]), [2, 1], { dtype: 'bfloat16' });
+  const ab = P.tensor(new Float32Array([256]), [1], { dtype: 'bfloat16' });
+  t.deepEqual(Array.from(await wrap(native.reduce('sum', xb.handle, 0, false, ab.handle)).data()), [258]);
+  t.throws(() => native.reduce('mean', x.handle, 0, false, add.handle), { message: /mean: argument 'addend' is taken by sum only/ });
+  t.throws(() => native.reduce('sum', x.handle, 1, false, add.handle), { instanceOf: RangeError, message: "sum: argument 'addend' must have shape [3], got [2]" });
+  t.throws(() => native.reduce('sum', x.handle, 0, false, ab.handle), { instanceOf: TypeError, message: "sum: argument 'addend' has dtype bfloat16 but 'x' has float32; cast one first" });
+  for (const v of [x, add, r, rows, xb, ab]) v.dispose();
+});
+
+test.serial('layerNormBackward with addends: each gradient plus its addend, refused where the addend does not fit', async (t) => {
+  const x = P.tensor(randomArray(12, 41), [3, 4]);
+  const w = P.tensor(randomArray(4, 42), [4]);
+  const g = P.tensor(randomArray(12, 43), [3, 4]);
+  const ax = P.tensor(randomArray(12, 44), [3, 4]);
+  const aw = P.tensor(randomArray(4, 45), [4]);
+  const ab = P.tensor(randomArray(4, 46), [4]);
+  const plain = native.layerNormBackward(x.handle, w.handle, g.handle, 1e-5, true, true).map((h) => wrap(h!));
+  const added = native.layerNormBackward(x.handle, w.handle, g.handle, 1e-5, true, true, ax.handle, aw.handle, ab.handle).map((h) => wrap(h!));
+  for (const [i, a] of [ax, aw, ab].entries()) {
+    const want = Float64Array.from(await plain[i].data(), (v, j) => v + (a.dataSync() as Float32Array)[j]);
+    assertClose(t, await added[i].data(), want, { rtol: 1e-6, atol: 1e-6, msg: ['gx', 'gw', 'gb'][i] });
+  }
+  const call = (...adds: (Tensor | null)[]) => () => native.layerNormBackward(x.handle, w.handle, g.handle, 1e-5, true, false, ...adds.map((a) => a?.handle ?? null));
+  t.throws(call(aw), { instanceOf: RangeError, message: "layer_norm_backward: argument 'gx_addend' must have shape [3, 4], got [4]" });
+  t.throws(call(null, null, ab), { message: "layer_norm_backward: argument 'gb_addend' needs the bias's gradient" });
+  const half = P.tensor(randomArray(4, 47), [4], { dtype: 'bfloat16' });
+  t.throws(call(null, half), { instanceOf: TypeError, message: /layer_norm_backward: argument 'gw_addend' has dtype bfloat16/ });
+  for (const v of [x, w, g, ax, aw, ab, half, ...plain, ...added]) v.dispose();
 });
 
 test.serial('noGrad records nothing; constants and integer tensors never require gradients', (t) => {

@@ -310,9 +310,11 @@ emulated('the rest of elementwise.cu and reduce.cu, emulated on the CPU, match t
   // rows of 261 from a broadcast source, a permute of 41-wide heads, in three dtypes;
   // and enough rows that each warp copies a run of four, carrying through three dims);
   // per float dtype: 15 unary ops on a transposed input, comparisons into uint8, pow,
-  // minimum and where with broadcasts, 5 reductions over rows and columns (4 shapes),
-  // softmax and log-softmax at two widths.
-  t.is(r.checks, 159);
+  // minimum and where with broadcasts, 5 reductions over rows and columns (4 shapes)
+  // and a sum with an addend (a shared bias's gradient) in each, softmax and
+  // log-softmax at two widths.
+  t.is(r.checks, 171);
+  t.is(r.passed(/^PASS reduce sum \+ addend /), 12);
   t.is(r.passed(/^PASS copy (rows of 258 into rows of 261|permuting 41-wide heads) /), 6);
   t.is(r.passed(/^PASS copy rows in runs of four, carrying through three dims /), 1);
   t.is(r.passed(/^PASS unary .* \(transposed input\)/), 45);
@@ -323,8 +325,10 @@ emulated('the training kernels (backward.cu), emulated on the CPU, match the ref
   const r = family('training');
   // Per dtype: layer norm's gx (4 shapes) with gw and gb (3 of them), softmax at 128,
   // 256 and 512 threads per row, GELU in both forms, max pooling with and without
-  // padding; and softmax's 16-bit gradients from float32 probabilities.
-  t.is(r.checks, 53);
+  // padding; and softmax's 16-bit gradients from float32 probabilities; layer norm's
+  // three gradients with the gradients already accumulated added in.
+  t.is(r.checks, 62);
+  t.is(r.passed(/^PASS layer_norm_backward .* \+ addends g[xwb] /), 9);
   t.is(r.passed(/^PASS layer_norm_backward .* \[200, 70\] g[wb] /), 6, 'weight and bias sums over four row chunks');
 });
 
@@ -366,7 +370,11 @@ emulated('binary ops, layer norm, softmax and their gradients, dense unary ops, 
     const what = `PERCEIVER_CUDA_VECTOR_KERNELS=${vec} PERCEIVER_CUDA_ROW_KERNELS=${row}`;
     const r = family('rows', { PERCEIVER_CUDA_VECTOR_KERNELS: vec, PERCEIVER_CUDA_ROW_KERNELS: row }, what);
     t.regex(r.out, new RegExp(what));
-    t.is(r.checks, 276, `${what}: ${r.checks} checks ran`);
+    t.is(r.checks, 318, `${what}: ${r.checks} checks ran`);
+    // Gradients already accumulated joined in: the column sums once more with an addend
+    // (5 shapes per dtype), layer norm's gx, gw and gb in each of its three row kernels.
+    t.is(r.passed(/^PASS column sum .* \+ addend, /), 15, what);
+    t.is(r.passed(/^PASS layer_norm_backward .* \+ addends g[xwb] /), 27, what);
     // Per float dtype: 4 unary ops and 2 GELU gradients, whole packs and one element in;
     // 7 bias/activation passes (rows wider than the row, batches apart and back to back,
     // rows not whole packs). Both kernels give the element kernels' formula's exact bits.
@@ -374,15 +382,16 @@ emulated('binary ops, layer norm, softmax and their gradients, dense unary ops, 
     // GELU's gradient far out (float32): 0 and 1, where the tanh form made NaN on a GPU.
     t.is(r.passed(/^PASS gelu_backward far out (erf|tanh) float32 +bit for bit /), 2, what);
     t.is(r.passed(/^PASS bias_act .* bit for bit /), 21, what);
-    // Column sums and means (bias gradients): 30, of which those whose columns are whole
-    // packs of aligned data take the two-kernel path with its workspace (4 shapes in
-    // float32, 3 in 16 bits, sum and mean).
-    t.is(r.passed(/^PASS column (sum|mean) /), 30, what);
-    t.is(r.passed(/^PASS column .* workspace [1-9]\d* bytes /), vec === '1' && row === '1' ? 20 : 0, what);
+    // Column sums, means and sums with an addend (bias gradients): 45, of which those whose
+    // columns are whole packs of aligned data take the two-kernel path with its workspace
+    // (4 shapes in float32, 3 in 16 bits).
+    t.is(r.passed(/^PASS column (sum|mean) /), 45, what);
+    t.is(r.passed(/^PASS column .* workspace [1-9]\d* bytes /), vec === '1' && row === '1' ? 30 : 0, what);
     // Layer norm's gradient (gx, gw, gb) at 8 shapes: rows of 1-8 packs per lane for the
     // row-per-warp kernel, wider or narrower rows of whole packs for the packed sums, and
-    // rows of 33-500 that are not whole packs (a row per warp, element loads).
-    t.is(r.passed(/^PASS layer_norm_backward .* g[xwb] /), 66, what);
+    // rows of 33-500 that are not whole packs (a row per warp, element loads); and the
+    // 3 shapes with addends.
+    t.is(r.passed(/^PASS layer_norm_backward .* g[xwb] /), 66 + 27, what);
     // Layer norm's rows of 3-512 that are not whole packs per lane: a row per warp too.
     t.is(r.passed(/^PASS layer_norm \w+ \[(11, 261|6, 3|7, 77|4, 512)\]/), 12, what);
     // Softmax and log-softmax over rows of 3-1500 with masked keys (a masked key's

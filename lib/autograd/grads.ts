@@ -4,7 +4,7 @@
 // the expensive ones (attention, GELU) keep these as their reference.
 import { Tensor } from '../tensor.js';
 import type { DTypeName } from '../dtype.js';
-import { needsGrad, record } from './tape.js';
+import { needsGrad, record, type Accumulated } from './tape.js';
 import * as E from '../ops/elementwise.js';
 import * as L from '../ops/layout.js';
 import * as R from '../ops/reduce.js';
@@ -59,15 +59,27 @@ export function useKernel(t: Tensor, ...others: Tensor[]): boolean {
   return backendHas('hasBackwardKernels', t.device);
 }
 
-/** g summed down to `shape` (undoing numpy broadcasting). */
-export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * g summed down to `shape` (undoing numpy broadcasting). prev: a gradient of `shape`
+ * already accumulated for the same input (Accumulated), added in the same reduction.
+ */
+export function sumTo(g: Tensor, shape: readonly number[], prev: Tensor | null = null): Tensor {
   // Leading axes only (a bias, a weight shared over a batch): one reduction over a 2-D view.
   const lead = g.rank - shape.length;
   // (Not for empty gradients: [-1, 0] names no size.)
   if (lead > 0 && g.size > 0 && shape.every((d, i) => d === g.shape[lead + i])) {
     const n = shape.reduce((a, b) => a * b, 1);
-    return L.reshape(R.sum(L.reshape(L.contiguous(g), [-1, n]), 0), [...shape]);
+    const rows = L.reshape(L.contiguous(g), [-1, n]);
+    if (prev) return L.reshape(wrap(native.reduce('sum', rows.handle, 0, false, L.reshape(prev, [n]).handle)), [...shape]);
+    return L.reshape(R.sum(rows, 0), [...shape]);
   }
+  if (prev) return E.add(sumTo(g, shape), prev);
   let out = g;
   while (out.rank > shape.length) out = R.sum(out, 0);
   for (let i = 0; i < shape.length; i++) if (shape[i] === 1 && out.shape[i] !== 1) out = R.sum(out, i, { keepdim: true });
@@ -82,7 +94,11 @@ export function binaryGrad(op: string, out: Tensor, a: Tensor, b: Tensor): Tenso
   const bs = b.shape;
   switch (op) {
     case 'add':
-      return record('add', out, [a, b], [], (g) => [sumTo(g, as), sumTo(g, bs)]);
+      // A broadcast operand (a bias) folds the gradient already summed for it into its sum.
+      return record('add', out, [a, b], [], (g, _s, _n, acc) => [
+        sumTo(g, as, sameShape(as, g.shape) ? null : acc.take(0, as, g.dtype)),
+        sumTo(g, bs, sameShape(bs, g.shape) ? null : acc.take(1, bs, g.dtype)),
+      ]);
     case 'sub':
       return record('sub', out, [a, b], [], (g) => [sumTo(g, as), sumTo(E.neg(g), bs)]);
     case 'mul':
@@ -293,26 +309,52 @@ export function layerNormGrad(out: Tensor, x: Tensor, weight: Tensor | null, bia
   const n = x.shape[x.rank - 1];
   const save = weight ? [x, weight] : [x];
   const dtypes = [x.dtype, weight?.dtype ?? x.dtype, bias?.dtype ?? x.dtype];
-  return record('layerNorm', out, [x, weight, bias], save, (g16, [v16, w16], needs) => {
+  return record('layerNorm', out, [x, weight, bias], save, (g16, [v16, w16], needs, acc) => {
     // 16-bit operands: the statistics and the gradient sums are formed in float32. A
     // backend kernel that takes them (CUDA's) does so itself, rounding each output once
     // as narrowing a float32 result does, without the widening and narrowing casts: six
     // per call, three of them [rows, n] (3.1 ms of a bf16 ImageNet training step on an
     // H200, 297 casts of [8, 512, 1024]).
     if (g16.dtype !== 'float32' && dtypes.every((d) => d === g16.dtype) && useKernel(v16, g16, ...(w16 ? [w16] : [])))
-      return layerNormBackward(g16, v16, w16, bias !== null, n, eps, needs);
+      return layerNormBackward(g16, v16, w16, bias !== null, n, eps, needs, acc);
     const g = wide(g16);
     const v = wide(v16);
     const w = w16 ? wide(w16) : undefined;
     if (g16.dtype !== 'float32') return layerNormBackward(g, v, w, bias !== null, n, eps, needs).map((t, i) => narrow(t, dtypes[i]));
-    return layerNormBackward(g, v, w, bias !== null, n, eps, needs);
+    return layerNormBackward(g, v, w, bias !== null, n, eps, needs, acc);
   });
 }
 
-function layerNormBackward(g: Tensor, v: Tensor, w: Tensor | undefined, hasBias: boolean, n: number, eps: number, needs: boolean[]): (Tensor | null)[] {
+/** acc: the formula's Accumulated, which the kernel folds in (not where gradients change dtype after). */
+function layerNormBackward(
+  g: Tensor,
+  v: Tensor,
+  w: Tensor | undefined,
+  hasBias: boolean,
+  n: number,
+  eps: number,
+  needs: boolean[],
+  acc: Accumulated | null = null,
+): (Tensor | null)[] {
   const last = v.rank - 1;
   if (useKernel(v, g, ...(w ? [w] : []))) {
-    const [gx, gw, gb] = native.layerNormBackward(v.handle, w ? w.handle : null, g.handle, eps, !!w && needs[1], hasBias && needs[2]);
+    const needW = !!w && needs[1];
+    const needB = hasBias && needs[2];
+    // The residual's other branch into gx; a weight and bias shared by the latent blocks.
+    const gxPrev = acc?.take(0, v.shape, v.dtype) ?? null;
+    const gwPrev = needW ? (acc?.take(1, [n], v.dtype) ?? null) : null;
+    const gbPrev = needB ? (acc?.take(2, [n], v.dtype) ?? null) : null;
+    const [gx, gw, gb] = native.layerNormBackward(
+      v.handle,
+      w ? w.handle : null,
+      g.handle,
+      eps,
+      needW,
+      needB,
+      gxPrev?.handle ?? null,
+      gwPrev?.handle ?? null,
+      gbPrev?.handle ?? null,
+    );
     return [wrap(gx), gw ? wrap(gw) : null, gb ? wrap(gb) : null];
   }
   // Composed elsewhere; the statistics are recomputed (cheaper to hold than two extra [rows] tensors per call).
@@ -346,19 +388,31 @@ export function matmulGrad(
   const bs = b.shape;
   const n = out.shape[out.rank - 1];
   const addendShape = addend?.shape;
-  return record('matmul', out, [a, b, bias, addend], [a, b], (gOut, [x, y], needs) => {
+  return record('matmul', out, [a, b, bias, addend], [a, b], (gOut, [x, y], needs, acc) => {
     // A float32 result of 16-bit operands (option dtype) sends back a float32 gradient.
     const g = gOut.dtype === x.dtype ? gOut : L.cast(gOut, x.dtype);
     // With A = op(a), B = op(b): dA = alpha g Bᵀ, dB = alpha Aᵀ g; transposed operands
-    // take the transposed products, so no transpose is materialised.
+    // take the transposed products, so no transpose is materialised. Where a product
+    // has its input's shape (no broadcast batch to sum away), the gradient already
+    // summed for that input (a shared weight's other uses, a residual's other branch)
+    // joins the product as its addend.
+    const batchOf = (s: readonly number[]) => s.slice(0, -2);
+    const unbroadcast = (s: readonly number[]) => s.length === g.rank && sameShape(batchOf(s), batchOf(g.shape));
     let ga: Tensor | null = null;
     let gb: Tensor | null = null;
     if (needs[0]) {
       if (!transA && y.rank === 2 && g.rank > 2) {
         // A batch of rows times one matrix: a single product over all rows.
         const k = as[as.length - 1];
-        ga = L.reshape(M.matmul(L.reshape(L.contiguous(g), [-1, n]), y, { transB: !transB, alpha }), [...g.shape.slice(0, -1), k]);
-      } else ga = transA ? M.matmul(y, g, { transA: transB, transB: true, alpha }) : M.matmul(g, y, { transB: !transB, alpha });
+        const shape = [...g.shape.slice(0, -1), k];
+        const prev = sameShape(shape, as) ? acc.take(0, as, x.dtype) : null;
+        ga = L.reshape(M.matmul(L.reshape(L.contiguous(g), [-1, n]), y, { transB: !transB, alpha, addend: prev && L.reshape(prev, [-1, k]) }), shape);
+      } else {
+        const prev = unbroadcast(as) ? acc.take(0, as, x.dtype) : null;
+        ga = transA
+          ? M.matmul(y, g, { transA: transB, transB: true, alpha, addend: prev })
+          : M.matmul(g, y, { transB: !transB, alpha, addend: prev });
+      }
       ga = sumTo(ga, as);
     }
     if (needs[1]) {
@@ -366,13 +420,18 @@ export function matmulGrad(
         // The weight of a batched linear layer: flatten the batch into rows, one product.
         const g2 = L.reshape(L.contiguous(g), [-1, n]);
         const x2 = L.reshape(L.contiguous(x), [-1, as[as.length - 1]]);
-        gb = transB ? M.matmul(g2, x2, { transA: true, alpha }) : M.matmul(x2, g2, { transA: true, alpha });
+        const prev = acc.take(1, bs, y.dtype);
+        gb = transB ? M.matmul(g2, x2, { transA: true, alpha, addend: prev }) : M.matmul(x2, g2, { transA: true, alpha, addend: prev });
       } else {
-        gb = transB ? M.matmul(g, x, { transA: true, transB: transA, alpha }) : M.matmul(x, g, { transA: !transA, alpha });
+        const prev = unbroadcast(bs) ? acc.take(1, bs, y.dtype) : null;
+        gb = transB
+          ? M.matmul(g, x, { transA: true, transB: transA, alpha, addend: prev })
+          : M.matmul(x, g, { transA: !transA, alpha, addend: prev });
         gb = sumTo(gb, bs);
       }
     }
-    return [ga, gb, bias && needs[2] ? sumTo(g, [n]) : null, addendShape && needs[3] ? sumTo(g, addendShape) : null];
+    const gBias = bias && needs[2] ? sumTo(g, [n], acc.take(2, [n], g.dtype)) : null;
+    return [ga, gb, gBias, addendShape && needs[3] ? sumTo(g, addendShape) : null];
   });
 }
 

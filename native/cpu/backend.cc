@@ -54,8 +54,8 @@ struct CpuBackend final : Backend {
     cpu::where(c, a, b, out);
   }
   void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner,
-              const View& out) override {
-    cpu::reduce(op, x, outer, n, inner, out);
+              const View& out, const void* addend) override {
+    cpu::reduce(op, x, outer, n, inner, out, static_cast<const float*>(addend));
   }
   void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log) override {
     cpu::softmax(x, out, rows, n, log);
@@ -110,9 +110,9 @@ struct CpuBackend final : Backend {
   bool has_attention_dropout() const override { return true; }
   void attention_backward(const AttentionBackwardArgs& a) override { cpu::attention_backward(a); }
   void layer_norm_backward(const float* x, const float* w, const float* g, float* gx, float* gw,
-                           float* gb, int64_t rows, int64_t n, float eps, DType dtype) override {
+                           float* gb, int64_t rows, int64_t n, float eps, DType dtype, const GradAddends& add) override {
     require_f32("layer_norm_backward", dtype);
-    cpu::layer_norm_backward(x, w, g, gx, gw, gb, rows, n, eps);
+    cpu::layer_norm_backward(x, w, g, gx, gw, gb, rows, n, eps, add);
   }
   void softmax_backward(const void* y, const void* g, void* gx, int64_t rows, int64_t n, DType in_dtype,
                         DType out_dtype) override {

@@ -15,7 +15,9 @@ namespace perceiver {
 namespace cpu {
 
 void layer_norm_backward(const float* x, const float* weight, const float* g, float* gx, float* gw,
-                         float* gb, int64_t rows, int64_t n, float eps) {
+                         float* gb, int64_t rows, int64_t n, float eps, const GradAddends& add) {
+  const float *add_gx = static_cast<const float*>(add.gx), *add_gw = static_cast<const float*>(add.gw),
+              *add_gb = static_cast<const float*>(add.gb);
   constexpr int64_t kBlock = 64;
   const int64_t blocks = (rows + kBlock - 1) / kBlock;
   const bool sums = gw || gb;
@@ -58,7 +60,12 @@ void layer_norm_backward(const float* x, const float* weight, const float* g, fl
         }
         const float fmg = (float)(mg / (double)n), fmgx = (float)(mgx / (double)n);
         float* o = gx + r * n;
-        for (int64_t j = 0; j < n; j++) o[j] = rstd * (gxhat[j] - fmg - xhat[j] * fmgx);
+        if (add_gx) {
+          const float* ar = add_gx + r * n;
+          for (int64_t j = 0; j < n; j++) o[j] = rstd * (gxhat[j] - fmg - xhat[j] * fmgx) + ar[j];
+        } else {
+          for (int64_t j = 0; j < n; j++) o[j] = rstd * (gxhat[j] - fmg - xhat[j] * fmgx);
+        }
       }
     }
   });
@@ -69,8 +76,8 @@ void layer_norm_backward(const float* x, const float* weight, const float* g, fl
       sw += partial[blk * 2 * n + j];
       sb += partial[blk * 2 * n + n + j];
     }
-    if (gw) gw[j] = (float)sw;
-    if (gb) gb[j] = (float)sb;
+    if (gw) gw[j] = (float)(add_gw ? sw + add_gw[j] : sw);
+    if (gb) gb[j] = (float)(add_gb ? sb + add_gb[j] : sb);
   }
 }
 

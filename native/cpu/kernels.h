@@ -14,7 +14,8 @@ void copy(const View& src, const View& dst);
 void unary(UnaryOp op, const View& x, const View& out, float alpha, float beta);
 void binary(BinaryOp op, const View& a, const View& b, const View& out);
 void where(const View& cond, const View& a, const View& b, const View& out);
-void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner, const View& out);
+void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner, const View& out,
+            const float* addend = nullptr);
 void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log);
 void layer_norm(const View& x, const float* weight, const float* bias, const View& out,
                 int64_t rows, int64_t n, float eps);
@@ -31,7 +32,7 @@ void batch_norm(const float* x, const float* mean, const float* var, const float
 double lane_sum(const float* a, int64_t n);
 double lane_sq_dev(const float* a, int64_t n, float mean);
 void layer_norm_backward(const float* x, const float* weight, const float* g, float* gx, float* gw,
-                         float* gb, int64_t rows, int64_t n, float eps);
+                         float* gb, int64_t rows, int64_t n, float eps, const GradAddends& add = {});
 void gelu_backward(const float* x, const float* g, float* gx, int64_t n, bool tanh_form);
 void softmax_backward(const float* y, const float* g, float* gx, int64_t rows, int64_t n);
 void max_pool2d_backward(const Pool2dArgs& a, const float* g, float* gx);

@@ -20,7 +20,7 @@ namespace {
 // adjacent columns at a time, walking the rows in order, so the loads are
 // contiguous, the adds vectorise across columns and each column still sums in
 // double in row order (the same bits as one column at a time).
-void column_sums(const float* px, int64_t outer, int64_t n, int64_t inner, bool mean, float* po) {
+void column_sums(const float* px, int64_t outer, int64_t n, int64_t inner, bool mean, const float* addend, float* po) {
   constexpr int64_t kCols = 64;
   const int64_t blocks = (inner + kCols - 1) / kCols;
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, n * kCols));
@@ -36,6 +36,11 @@ void column_sums(const float* px, int64_t outer, int64_t n, int64_t inner, bool 
         for (int64_t i = 0; i < w; i++) acc[i] += row[i];
       }
       float* dst = po + o * inner + c0;
+      if (addend) {
+        const float* add = addend + o * inner + c0;
+        for (int64_t i = 0; i < w; i++) dst[i] = (float)(acc[i] + add[i]);
+        continue;
+      }
       for (int64_t i = 0; i < w; i++)
         dst[i] = (float)(mean ? (n ? acc[i] / (double)n : std::numeric_limits<double>::quiet_NaN()) : acc[i]);
     }
@@ -56,10 +61,10 @@ double row_sum(const float* p, int64_t n) {
 
 }  // namespace
 
-void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner, const View& out) {
+void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner, const View& out, const float* addend) {
   const float* px = x.ptr<float>();
   if ((op == ReduceOp::Sum || op == ReduceOp::Mean) && inner > 1) {
-    column_sums(px, outer, n, inner, op == ReduceOp::Mean, out.ptr<float>());
+    column_sums(px, outer, n, inner, op == ReduceOp::Mean, addend, out.ptr<float>());
     return;
   }
   int64_t total = outer * inner;
@@ -73,6 +78,7 @@ void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner,
         case ReduceOp::Mean: {
           double s = row_sum(p, n);  // inner == 1 here
           if (op == ReduceOp::Mean) s = n ? s / (double)n : std::numeric_limits<double>::quiet_NaN();
+          if (addend) s += addend[idx];
           out.ptr<float>()[idx] = (float)s;
           break;
         }

@@ -13,7 +13,7 @@
 
 namespace perceiver {
 
-constexpr uint32_t kCudaAbiVersion = 12;
+constexpr uint32_t kCudaAbiVersion = 13;
 
 struct CudaDeviceInfo {
   char name[256];

@@ -174,10 +174,11 @@ class CudaBackend final : public Backend {
     set_device();
     cuda::where(c, a, b, out, stream_);
   }
-  void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner, const View& out) override {
+  void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner, const View& out,
+              const void* addend) override {
     set_device();
     Scratch ws(alloc_, cuda::reduce_workspace(op, x, outer, n, inner));
-    cuda::reduce(op, x, outer, n, inner, out, ws.p, stream_);
+    cuda::reduce(op, x, outer, n, inner, out, ws.p, stream_, addend);
   }
   void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log) override {
     set_device();
@@ -351,10 +352,10 @@ class CudaBackend final : public Backend {
     check_launch("attention_backward", stream_);
   }
   void layer_norm_backward(const float* x, const float* w, const float* g, float* gx, float* gw, float* gb,
-                           int64_t rows, int64_t n, float eps, DType dtype) override {
+                           int64_t rows, int64_t n, float eps, DType dtype, const GradAddends& add) override {
     set_device();
     Scratch ws(alloc_, gw || gb ? layer_norm_backward_workspace(rows, n) : 0);
-    cuda::layer_norm_backward(x, w, g, gx, gw, gb, rows, n, eps, dtype, ws.p, stream_);
+    cuda::layer_norm_backward(x, w, g, gx, gw, gb, rows, n, eps, dtype, ws.p, stream_, add);
   }
   void softmax_backward(const void* y, const void* g, void* gx, int64_t rows, int64_t n, DType in_dtype,
                         DType out_dtype) override {

@@ -34,8 +34,8 @@ namespace {
 constexpr int kTileCols = 32, kTileRows = 8;
 
 template <class T>
-__global__ void ln_rows_kernel(const T* x, const T* w, const T* g, T* gx, float* stats, int64_t rows, int64_t n,
-                               float eps) {
+__global__ void ln_rows_kernel(const T* x, const T* w, const T* g, const T* gx_add, T* gx, float* stats, int64_t rows,
+                               int64_t n, float eps) {
   __shared__ float scratch[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * n;
@@ -62,7 +62,8 @@ __global__ void ln_rows_kernel(const T* x, const T* w, const T* g, T* gx, float*
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
       const float xh = (to_f(xr[j]) - mean) * rstd;
       const float gh = w ? to_f(gr[j]) * to_f(w[j]) : to_f(gr[j]);
-      o[j] = from_f<T>(rstd * (gh - mg - xh * mgx));
+      const float v = rstd * (gh - mg - xh * mgx);
+      o[j] = from_f<T>(gx_add ? v + to_f(gx_add[r * n + j]) : v);
     }
     if (stats && threadIdx.x == 0) {
       stats[2 * r] = mean;
@@ -108,7 +109,7 @@ __global__ void ln_partials_kernel(const T* x, const T* g, const float* stats, f
 constexpr int kLnColWarps = 8;
 template <class T>
 __global__ void __launch_bounds__(32 * kLnColWarps)
-    ln_columns_kernel(const float* partials, T* gw, T* gb, int64_t n, int chunks) {
+    ln_columns_kernel(const float* partials, const T* gw_add, const T* gb_add, T* gw, T* gb, int64_t n, int chunks) {
   __shared__ float part[2][kLnColWarps][32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (int64_t j0 = blockIdx.x * (int64_t)32; j0 < n; j0 += (int64_t)gridDim.x * 32) {
@@ -124,8 +125,8 @@ __global__ void __launch_bounds__(32 * kLnColWarps)
     __syncthreads();
     if (warp == 0 && j < n) {
       for (int w = 1; w < kLnColWarps; w++) tw += part[0][w][lane], tb += part[1][w][lane];
-      if (gw) gw[j] = from_f<T>(tw);
-      if (gb) gb[j] = from_f<T>(tb);
+      if (gw) gw[j] = from_f<T>(gw_add ? tw + to_f(gw_add[j]) : tw);
+      if (gb) gb[j] = from_f<T>(gb_add ? tb + to_f(gb_add[j]) : tb);
     }
     __syncthreads();
   }
@@ -140,7 +141,7 @@ __global__ void __launch_bounds__(32 * kLnColWarps)
 constexpr int kLnWarps = 4;
 template <class T, int kVecs>
 __global__ void __launch_bounds__(32 * kLnWarps)
-    ln_rows_warp_kernel(const T* x, const T* w, const T* g, T* gx, float* stats, int64_t rows, float eps) {
+    ln_rows_warp_kernel(const T* x, const T* w, const T* g, const T* gx_add, T* gx, float* stats, int64_t rows, float eps) {
   constexpr int P = kPack<T>;
   constexpr int N = 32 * P * kVecs;
   const int lane = threadIdx.x & 31;
@@ -178,9 +179,13 @@ __global__ void __launch_bounds__(32 * kLnWarps)
     Pack16<T>* o = reinterpret_cast<Pack16<T>*>(gx + r * N);
 #pragma unroll
     for (int i = 0; i < kVecs; i++) {
-      Pack16<T> po;
+      Pack16<T> po, pa;
+      if (gx_add) pa = reinterpret_cast<const Pack16<T>*>(gx_add + r * N)[i * 32 + lane];
 #pragma unroll
-      for (int k = 0; k < P; k++) po.v[k] = from_f<T>(rstd * (gh[i][k] - mg - xv[i][k] * mgx));
+      for (int k = 0; k < P; k++) {
+        const float v = rstd * (gh[i][k] - mg - xv[i][k] * mgx);
+        po.v[k] = from_f<T>(gx_add ? v + to_f(pa.v[k]) : v);
+      }
       o[i * 32 + lane] = po;
     }
     if (stats && lane == 0) {
@@ -195,7 +200,8 @@ __global__ void __launch_bounds__(32 * kLnWarps)
 // training step on an H200): element loads, coalesced across the warp.
 template <class T, int kPer>
 __global__ void __launch_bounds__(32 * kLnWarps)
-    ln_rows_warp_any_kernel(const T* x, const T* w, const T* g, T* gx, float* stats, int64_t rows, int n, float eps) {
+    ln_rows_warp_any_kernel(const T* x, const T* w, const T* g, const T* gx_add, T* gx, float* stats, int64_t rows, int n,
+                            float eps) {
   const int lane = threadIdx.x & 31;
   for (int64_t r = (int64_t)blockIdx.x * kLnWarps + (threadIdx.x >> 5); r < rows; r += (int64_t)gridDim.x * kLnWarps) {
     const T* xr = x + r * n;
@@ -225,7 +231,10 @@ __global__ void __launch_bounds__(32 * kLnWarps)
 #pragma unroll
     for (int i = 0; i < kPer; i++) {
       const int j = lane + 32 * i;
-      if (j < n) o[j] = from_f<T>(rstd * (gh[i] - mg - xv[i] * mgx));
+      if (j < n) {
+        const float v = rstd * (gh[i] - mg - xv[i] * mgx);
+        o[j] = from_f<T>(gx_add ? v + to_f(gx_add[r * n + j]) : v);
+      }
     }
     if (stats && lane == 0) {
       stats[2 * r] = mean;
@@ -419,7 +428,7 @@ size_t layer_norm_backward_workspace(int64_t rows, int64_t n) {
 }
 
 void layer_norm_backward(const void* x, const void* w, const void* g, void* gx, void* gw, void* gb, int64_t rows,
-                         int64_t n, float eps, DType dtype, void* workspace, cudaStream_t s) {
+                         int64_t n, float eps, DType dtype, void* workspace, cudaStream_t s, const GradAddends& add) {
   if (rows == 0 || n == 0) return;
   const bool sums = gw || gb;
   float* stats = sums ? static_cast<float*>(workspace) : nullptr;
@@ -430,23 +439,24 @@ void layer_norm_backward(const void* x, const void* w, const void* g, void* gx, 
   // row kernel for 1-8 packs per lane, the partial sums for any number.
   const int64_t pack = 16 / (int64_t)dtype_size(dtype);
   const bool packs = row_kernels() && n % pack == 0 && aligned16(x) && aligned16(g) && aligned16(gx) &&
-                     (!w || aligned16(w));
+                     (!w || aligned16(w)) && (!add.gx || aligned16(add.gx));
   const int vecs = packs && n % (32 * pack) == 0 && n / (32 * pack) <= 8 ? (int)(n / (32 * pack)) : 0;
   DISPATCH_FLOAT("layer_norm_backward", dtype, T, {
     const T *xt = static_cast<const T*>(x), *wt = static_cast<const T*>(w), *gt = static_cast<const T*>(g);
+    const T* at = static_cast<const T*>(add.gx);
     if (vecs > 0) {
       with_count_at_least<1, 2, 3, 4, 5, 6, 7, 8>(vecs, [&](auto v) {
         PERCEIVER_LAUNCH(warp_rows_grid(rows, kLnWarps), 32 * kLnWarps, 0, s, ln_rows_warp_kernel<T, decltype(v)::value>)(
-            xt, wt, gt, static_cast<T*>(gx), stats, rows, eps);
+            xt, wt, gt, at, static_cast<T*>(gx), stats, rows, eps);
       });
     } else if (row_kernels() && n <= 32 * 16) {
       with_count_at_least<4, 8, 16>((int)((n + 31) / 32), [&](auto k) {
         PERCEIVER_LAUNCH(warp_rows_grid(rows, kLnWarps), 32 * kLnWarps, 0, s, ln_rows_warp_any_kernel<T, decltype(k)::value>)(
-            xt, wt, gt, static_cast<T*>(gx), stats, rows, (int)n, eps);
+            xt, wt, gt, at, static_cast<T*>(gx), stats, rows, (int)n, eps);
       });
     } else {
-      PERCEIVER_LAUNCH(rows_grid(rows), kThreads, 0, s, ln_rows_kernel<T>)(xt, wt, gt, static_cast<T*>(gx), stats, rows,
-                                                                          n, eps);
+      PERCEIVER_LAUNCH(rows_grid(rows), kThreads, 0, s, ln_rows_kernel<T>)(xt, wt, gt, at, static_cast<T*>(gx), stats,
+                                                                          rows, n, eps);
     }
     check_launch("layer_norm_backward", s);
     if (sums) {
@@ -461,7 +471,8 @@ void layer_norm_backward(const void* x, const void* w, const void* g, void* gx, 
       }
       check_launch("layer_norm_backward", s);
       PERCEIVER_LAUNCH(rows_grid((n + 31) / 32), 32 * kLnColWarps, 0, s, ln_columns_kernel<T>)(
-          partials, static_cast<T*>(gw), static_cast<T*>(gb), n, chunks);
+          partials, static_cast<const T*>(add.gw), static_cast<const T*>(add.gb), static_cast<T*>(gw),
+          static_cast<T*>(gb), n, chunks);
       check_launch("layer_norm_backward", s);
     }
   });

@@ -211,7 +211,7 @@ void colsum_case(int64_t rows, int64_t n, DType t) {
   auto hx = rounded(randoms((size_t)(rows * n), 11), t);
   Buf cx = upload(cpu_backend(), cpu, DType::Float32, hx), co(cpu_backend(), cpu, DType::Float32, n);
   Buf gx = upload(g_gpu, gpu, t, hx), go(g_gpu, gpu, t, n);
-  auto run = [&](Backend* b, const Buf& x, const Buf& o) { b->reduce(ReduceOp::Sum, x.view({1, rows, n}), 1, rows, n, o.view({n})); };
+  auto run = [&](Backend* b, const Buf& x, const Buf& o) { b->reduce(ReduceOp::Sum, x.view({1, rows, n}), 1, rows, n, o.view({n}), nullptr); };
   run(cpu_backend(), cx, co);
   run(g_gpu, gx, go);
   char name[160];

@@ -20,8 +20,10 @@ void binary(BinaryOp op, const View& a, const View& b, const View& out, cudaStre
 void where(const View& cond, const View& a, const View& b, const View& out, cudaStream_t s);
 // Bytes of workspace reduce needs (the 16-byte column sums' partials; 0 otherwise).
 size_t reduce_workspace(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner);
+// addend (Sum only, or null): [outer, inner] in x.dtype, added to each sum in double
+// before its one rounding.
 void reduce(ReduceOp op, const View& x, int64_t outer, int64_t n, int64_t inner, const View& out, void* workspace,
-            cudaStream_t s);
+            cudaStream_t s, const void* addend = nullptr);
 void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log, cudaStream_t s);
 void layer_norm(const View& x, const void* weight, const void* bias, const View& out,
                 int64_t rows, int64_t n, float eps, cudaStream_t s);
@@ -52,8 +54,9 @@ void sgd_update(const SgdArgs& a, cudaStream_t s);
 // ---- training kernels (backward.cu); pointers hold `dtype` elements ----
 // Bytes of workspace layer_norm_backward needs (used only when gw or gb is wanted).
 size_t layer_norm_backward_workspace(int64_t rows, int64_t n);
+// add: gradients already accumulated (GradAddends), joined before each rounding.
 void layer_norm_backward(const void* x, const void* w, const void* g, void* gx, void* gw, void* gb, int64_t rows,
-                         int64_t n, float eps, DType dtype, void* workspace, cudaStream_t s);
+                         int64_t n, float eps, DType dtype, void* workspace, cudaStream_t s, const GradAddends& add = {});
 void gelu_backward(const void* x, const void* g, void* gx, int64_t n, bool tanh_form, DType dtype, cudaStream_t s);
 // gx = y (g - sum_j g_j y_j) per row of n; y, g in `in_dtype`, gx in `out_dtype`.
 void softmax_backward(const void* y, const void* g, void* gx, int64_t rows, int64_t n, DType in_dtype,

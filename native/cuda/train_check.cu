@@ -245,7 +245,7 @@ void layer_norm_case(int64_t rows, int64_t n, bool weight, DType t) {
     Buf x = upload(t, hx), g = upload(t, hg), w = upload(t, hw), gx(t, rows * n), gw(t, n), gb(t, n);
     auto go = [&] {
       g_gpu->layer_norm_backward((const float*)x.p(), weight ? (const float*)w.p() : nullptr, (const float*)g.p(), (float*)gx.p(),
-                                 (float*)gw.p(), (float*)gb.p(), rows, n, eps, t);
+                                 (float*)gw.p(), (float*)gb.p(), rows, n, eps, t, GradAddends{});
     };
     go();
     outs[run][0] = download(gx);

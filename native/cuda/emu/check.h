@@ -154,7 +154,7 @@ void check_elementwise();                         //   (the 16-byte kernels; the
 void check_training();                            // check_training.cc: backward.cu
 // Layer norm's gradient (gx, and gw and gb with sums) against double sums; check_rows
 // runs it at the 16-byte kernels' shapes too.
-void check_layer_norm_backward(DType dt, int64_t rows, int64_t n, bool affine, bool sums);
+void check_layer_norm_backward(DType dt, int64_t rows, int64_t n, bool affine, bool sums, bool addends = false);
 // Softmax's gradient from probabilities in `in` into `out` against double sums.
 void check_softmax_backward(DType in, DType out, int64_t rows, int64_t n);
 void check_ops();                                 // check_ops.cc: update.cu, random.cu and the others

@@ -220,22 +220,28 @@ void check_column_sums(DType dt, int64_t outer, int64_t n, int64_t inner, int64_
   std::mt19937 rng(43);
   std::uniform_real_distribution<float> u(-2.f, 2.f);
   for (int64_t i = 0; i < total + offset; i++) x.set(i, u(rng));
-  for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Mean}) {
+  // The sums once more with an addend (a gradient already accumulated for a shared bias).
+  Buf addend(dt, outs);
+  for (int64_t i = 0; i < outs; i++) addend.set(i, 8.f * u(rng));
+  for (int pass = 0; pass < 3; pass++) {
+    const ReduceOp op = pass == 1 ? ReduceOp::Mean : ReduceOp::Sum;
+    const bool with_addend = pass == 2;
     const View xv = x.view(1, total, false, offset);
     std::vector<double> ws(perceiver::cuda::reduce_workspace(op, xv, outer, n, inner) / 8 + 1, NAN);
-    perceiver::cuda::reduce(op, xv, outer, n, inner, out.view(1, outs), ws.data(), nullptr);
+    perceiver::cuda::reduce(op, xv, outer, n, inner, out.view(1, outs), ws.data(), nullptr,
+                            with_addend ? addend.s->data() : nullptr);
     std::vector<double> want, got;
     for (int64_t o = 0; o < outer; o++)
       for (int64_t i = 0; i < inner; i++) {
         double sum = 0;
         for (int64_t j = 0; j < n; j++) sum += x.get(offset + (o * n + j) * inner + i);
-        want.push_back(op == ReduceOp::Sum ? sum : sum / (double)n);
+        want.push_back(op == ReduceOp::Sum ? sum + (with_addend ? addend.get(o * inner + i) : 0.0) : sum / (double)n);
         got.push_back(out.get(o * inner + i));
       }
     char what[200];
-    std::snprintf(what, sizeof what, "column %s %s [%lld, %lld, %lld]%s, workspace %zu bytes", op == ReduceOp::Sum ? "sum" : "mean",
+    std::snprintf(what, sizeof what, "column %s %s [%lld, %lld, %lld]%s%s, workspace %zu bytes", op == ReduceOp::Sum ? "sum" : "mean",
                   dtype_name(dt), (long long)outer, (long long)n, (long long)inner, offset ? " from an offset" : "",
-                  (ws.size() - 1) * 8);
+                  with_addend ? " + addend" : "", (ws.size() - 1) * 8);
     compare(what, want, got, dt);
   }
 }
@@ -522,6 +528,23 @@ void check_reductions(DType dt) {
                     (long long)s.outer, (long long)s.n, (long long)s.inner);
       compare(what, want, got, am ? DType::Float32 : dt);
     }
+    // A sum with an addend, in whichever of the three kernels the shape takes.
+    Buf addend(dt, outs);
+    for (int64_t i = 0; i < outs; i++) addend.set(i, 8.f * u(rng));
+    perceiver::cuda::reduce(ReduceOp::Sum, x.view(1, total), s.outer, s.n, s.inner, out.view(1, outs), nullptr, nullptr,
+                            addend.s->data());
+    std::vector<double> want, got;
+    for (int64_t o = 0; o < s.outer; o++)
+      for (int64_t i = 0; i < s.inner; i++) {
+        double sum = addend.get(o * s.inner + i);
+        for (int64_t j = 0; j < s.n; j++) sum += x.get((o * s.n + j) * s.inner + i);
+        want.push_back(sum);
+        got.push_back(out.get(o * s.inner + i));
+      }
+    char what[160];
+    std::snprintf(what, sizeof what, "reduce sum + addend %s [%lld, %lld, %lld]", dtype_name(dt), (long long)s.outer,
+                  (long long)s.n, (long long)s.inner);
+    compare(what, want, got, dt);
   }
   for (int64_t n : {100, 3000})
     for (bool log : {false, true}) check_softmax_rows(dt, 4, n, log);
@@ -595,6 +618,11 @@ void check_rows() {
     check_layer_norm_backward(dt, 13, 261, true, true);
     check_layer_norm_backward(dt, 5, 33, false, true);
     check_layer_norm_backward(dt, 3, 500, true, false);
+    // With the gradients already accumulated added in (a residual's, a shared weight's and
+    // bias's), in each of the three row kernels: whole packs, elements, a block per row.
+    check_layer_norm_backward(dt, 70, 1024, true, true, true);
+    check_layer_norm_backward(dt, 13, 261, true, true, true);
+    check_layer_norm_backward(dt, 4, 1030, true, true, true);
     // Softmax and its gradient with a row per warp (rows up to 1024: 4-32 per lane), and
     // past that (a block per row).
     for (int64_t n : {3, 100, 512, 1024, 1500})

@@ -7,17 +7,24 @@
 
 namespace perceiver::emu::check {
 
-void check_layer_norm_backward(DType dt, int64_t rows, int64_t n, bool affine, bool sums) {
+void check_layer_norm_backward(DType dt, int64_t rows, int64_t n, bool affine, bool sums, bool addends) {
   Arr x(dt, rows * n), g(dt, rows * n), w(dt, n), gx(dt, rows * n), gw(dt, n), gb(dt, n);
+  Arr agx(dt, rows * n), agw(dt, n), agb(dt, n);  // gradients already accumulated
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(-2.f, 2.f);
   for (int64_t i = 0; i < rows * n; i++) x.set(i, u(rng) + 1.0), g.set(i, u(rng));
   for (int64_t j = 0; j < n; j++) w.set(j, 0.5 + (double)(j % 5) / 4);
+  for (int64_t i = 0; i < rows * n; i++) agx.set(i, addends ? 4.0 * u(rng) : 0.0);
+  for (int64_t j = 0; j < n; j++) agw.set(j, addends ? 40.0 * u(rng) : 0.0), agb.set(j, addends ? 40.0 * u(rng) : 0.0);
   const float eps = 1e-5f;
   std::vector<float> ws(perceiver::cuda::layer_norm_backward_workspace(rows, n) / 4 + 1, NAN);
+  perceiver::GradAddends add;
+  if (addends) add.gx = agx.p(), add.gw = sums ? agw.p() : nullptr, add.gb = sums ? agb.p() : nullptr;
   perceiver::cuda::layer_norm_backward(x.p(), affine ? w.p() : nullptr, g.p(), gx.p(), sums ? gw.p() : nullptr,
-                                       sums ? gb.p() : nullptr, rows, n, eps, dt, ws.data(), nullptr);
+                                       sums ? gb.p() : nullptr, rows, n, eps, dt, ws.data(), nullptr, add);
   std::vector<double> want_gx(rows * n), want_gw(n, 0.0), want_gb(n, 0.0);
+  for (int64_t i = 0; i < rows * n; i++) want_gx[i] = agx.get(i);
+  for (int64_t j = 0; j < n; j++) want_gw[j] = agw.get(j), want_gb[j] = agb.get(j);
   for (int64_t r = 0; r < rows; r++) {
     double mean = 0, var = 0;
     for (int64_t j = 0; j < n; j++) mean += x.get(r * n + j);
@@ -34,12 +41,12 @@ void check_layer_norm_backward(DType dt, int64_t rows, int64_t n, bool affine, b
     }
     for (int64_t j = 0; j < n; j++) {
       const double xh = (x.get(r * n + j) - mean) * rstd, gh = g.get(r * n + j) * (affine ? w.get(j) : 1.0);
-      want_gx[r * n + j] = rstd * (gh - mg - xh * mgx);
+      want_gx[r * n + j] += rstd * (gh - mg - xh * mgx);
     }
   }
   char what[160];
-  std::snprintf(what, sizeof what, "layer_norm_backward %s [%lld, %lld]%s", dtype_name(dt), (long long)rows,
-                (long long)n, affine ? "" : " without weight");
+  std::snprintf(what, sizeof what, "layer_norm_backward %s [%lld, %lld]%s%s", dtype_name(dt), (long long)rows,
+                (long long)n, affine ? "" : " without weight", addends ? " + addends" : "");
   compare(std::string(what) + " gx", want_gx, gx.all(rows * n), dt);
   if (sums) {
     compare(std::string(what) + " gw", want_gw, gw.all(n), dt);
@@ -133,6 +140,7 @@ void check_training() {
     // One row chunk; four (ragged, 50 rows each) over three column tiles, the last
     // ragged; without a weight; and without the weight and bias sums.
     check_layer_norm_backward(dt, 5, 300, true, true);
+    check_layer_norm_backward(dt, 200, 70, true, true, true);  // plus the gradients already accumulated
     check_layer_norm_backward(dt, 200, 70, true, true);
     check_layer_norm_backward(dt, 130, 33, false, true);
     check_layer_norm_backward(dt, 9, 128, true, false);
