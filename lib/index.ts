@@ -12,7 +12,7 @@ export * from './ops/linalg.js';
 export * from './ops/nn.js';
 export * from './ops/update.js';
 export { tidy, keep } from './scope.js';
-export { noGrad, isGradEnabled, needsGrad, backward } from './autograd/tape.js';
+export { noGrad, isGradEnabled, needsGrad, backward, gradFold } from './autograd/tape.js';
 export { gradKernels } from './autograd/grads.js';
 export type { BackwardOptions } from './autograd/tape.js';
 export { memory, emptyCache, resetPeakMemoryStats } from './memory.js';

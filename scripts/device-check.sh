@@ -29,7 +29,8 @@
 #   bash scripts/device-check.sh --verify    after defaults changed: the whole ava suite on the
 #       GPU, bench-gpu and bench-train-gpu (with torch and their profiles), then ours
 #       with the newest defaults off (PERCEIVER_CUDA_ATTENTION_TF32X3=0 and
-#       PERCEIVER_CUDA_ATTENTION_WGMMA=0), no harnesses:
+#       PERCEIVER_CUDA_ATTENTION_WGMMA=0; the bf16 step also with PERCEIVER_GRAD_FOLD=0),
+#       no harnesses:
 #       about 3 minutes on an H200, for a short second call.
 #   bash scripts/device-check.sh --compare    the defaults a GPU measured and turned on
 #       (2026-11-27) against the kernels they replaced, which =0 switches bring back
@@ -693,6 +694,10 @@ checks() {
     step bench-gpu-before 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_TF32X3=0 PERCEIVER_CUDA_ATTENTION_WGMMA=0 node dist/scripts/bench-gpu.js --no-torch
     step bench-train-gpu-before 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_TF32X3=0 PERCEIVER_CUDA_ATTENTION_WGMMA=0 \
       node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
+    # The bf16 step with each gradient part added on its own (the twenty-third session
+    # folded them into the products, column sums and layer norm's gradient).
+    step bench-train-gpu-nofold 40 env PERCEIVER_DEVICE=cuda PERCEIVER_GRAD_FOLD=0 \
+      node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch --precision bfloat16
   fi
 
   if [ -z "${QUICK:-}" ]; then
@@ -747,6 +752,8 @@ checks() {
     echo "-- with PERCEIVER_CUDA_ATTENTION_TF32X3=0 and PERCEIVER_CUDA_ATTENTION_WGMMA=0 (ours: float32 attention on the products, the encoders on the fixed-width kernel):"
     show_ours_bench bench-gpu-before
     show_ours_train bench-train-gpu-before 4
+    echo "-- with PERCEIVER_GRAD_FOLD=0 (each gradient part added on its own), bf16:"
+    show_ours_train bench-train-gpu-nofold 2
   fi
   echo
   grep -A22 '^perceiver-io bfloat16 step profile' "$LOGS/bench-train-gpu.log" | cut -c1-110 || true

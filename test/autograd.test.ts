@@ -657,9 +657,22 @@ test.serial('shared weights, biases and residual branches: backward folds their 
     assertClose(t, await shared[k].grad!.data(), sum, { rtol: 1e-5, atol: 1e-6, msg: `d loss / d ${names[k]}: the three uses summed` });
   }
   // A second backward adds onto each leaf's .grad, folded as well.
-  l.backward();
+  l.backward({ retainGraph: true });
   for (let k = 0; k < names.length; k++)
     assertClose(t, await shared[k].grad!.data(), sums[k].map((v) => 2 * v), { rtol: 1e-5, atol: 1e-6, msg: `${names[k]}: two backward calls` });
+  // gradFold off: each contribution added on its own, the same gradients.
+  P.gradFold.enabled = false;
+  t.teardown(() => (P.gradFold.enabled = true));
+  for (const v of shared) {
+    v.grad!.dispose();
+    v.grad = null;
+  }
+  P.profiler.start();
+  l.backward();
+  const unfolded = P.profiler.stop().rows.filter((r) => r.op === 'add' && r.scope === 'backward').reduce((n, r) => n + r.calls, 0);
+  t.true(unfolded >= 2 * 5 + 3, `separate additions without folding: ${unfolded}`);
+  for (let k = 0; k < names.length; k++)
+    assertClose(t, await shared[k].grad!.data(), sums[k], { rtol: 1e-5, atol: 1e-6, msg: `${names[k]}: gradFold off` });
   for (const v of [w2, x, l, ref, ...shared, ...apart.flat()]) v.dispose();
 });
 

@@ -14,8 +14,9 @@ import type { DTypeName } from '../dtype.js';
  * The gradient summed so far where an input's gradient goes (the pending gradient of
  * the node that produced the input, or a leaf's .grad). A formula that takes it for
  * input i returns that sum plus its own gradient for input i, formed in one op (a
- * product with the sum as its addend): a weight the latent blocks share then costs no
- * separate addition per use (672 of them in a bf16 ImageNet training step).
+ * product with the sum as its addend): a weight the latent blocks share, or a residual
+ * with two branches, then costs no separate addition (866 of them, 5.6-6.9 ms, in a bf16
+ * ImageNet training step's profile on an H200).
  */
 export interface Accumulated {
   /**
@@ -86,6 +87,14 @@ export class GradNode {
 }
 
 const NOTHING_ACCUMULATED: Accumulated = { take: () => null };
+
+/**
+ * Whether backward lets formulas fold the gradients already accumulated into their
+ * own ops (Accumulated). false (or PERCEIVER_GRAD_FOLD=0 at startup) adds each
+ * contribution separately, as before: the same gradients up to rounding, for
+ * measuring what folding saves and for bisecting a numerical difference.
+ */
+export const gradFold = { enabled: process.env.PERCEIVER_GRAD_FOLD !== '0' };
 
 let gradEnabled = true;
 
@@ -269,7 +278,7 @@ class NodeAccumulated implements Accumulated {
 
   take(i: number, shape: readonly number[], dtype: DTypeName): Tensor | null {
     const e = this.edges[i];
-    if (!e || this.taken[i]) return null;
+    if (!e || this.taken[i] || !gradFold.enabled) return null;
     for (let j = 0; j < this.edges.length; j++) {
       const o = this.edges[j];
       if (j !== i && o && ('leaf' in e ? 'leaf' in o && o.leaf === e.leaf : 'node' in o && o.node === e.node)) return null;
