@@ -524,6 +524,28 @@ test.serial('embedding: rows gathered twice get both gradients', async (t) => {
   });
 });
 
+test.serial('embedding: a weight tied to a decoder product gets both gradients', async (t) => {
+  const ids = Int32Array.from([2, 0, 2, 3, 1, 0]);
+  await checkGrad(t, 'tied embedding', {
+    shapes: [[4, 3], [2, 3]],
+    dtypes: ['float32', 'int32'],
+    values: [null, ids],
+    // The masked language model's decoder: logits over the vocabulary from the same weight.
+    op: ([w, i]) => P.matmul(P.gelu(P.embedding(w, i)), w, { transB: true }),
+    ref: ([w]) => matmulRef(mapRef(embeddingRef(w, 3, ids), geluRef), [6, 3], w, [4, 3], { transB: true }).data,
+  });
+});
+
+test.serial('embedding: a 16-bit weight gets a gradient in its dtype', async (t) => {
+  const w = P.tensor(randomArray(12, 51), [4, 3], { dtype: 'bfloat16' });
+  w.requiresGrad = true;
+  const ids = P.tensor(Int32Array.from([2, 0, 2]), [3], { dtype: 'int32' });
+  P.tidy(() => P.embedding(w, ids).mul(P.tensor(new Float32Array([1, 2, 3]), [3], { dtype: 'bfloat16' })).sum(1).sum(0).backward());
+  t.is(w.grad!.dtype, 'bfloat16');
+  t.deepEqual(Array.from(await w.grad!.data()), [1, 2, 3, 0, 0, 0, 2, 4, 6, 0, 0, 0]);
+  for (const v of [w, ids]) v.dispose();
+});
+
 const convCases: [string, Shape, Shape, [number, number], 'same' | 'valid' | [number, number, number, number]][] = [
   ['3x3 stride 1 same', [2, 5, 4, 2], [3, 3, 2, 3], [1, 1], 'same'],
   ['3x3 stride 2 same (odd size)', [1, 7, 6, 2], [3, 3, 2, 2], [2, 2], 'same'],
@@ -622,6 +644,34 @@ test.serial('gradients accumulate across backward calls until cleared; a leaf us
   P.tidy(() => x.sum(0).backward());
   t.deepEqual(Array.from(await x.grad!.data()), [1, 1, 1]);
   x.dispose();
+});
+
+test.serial('folds at the edges: a transposed batched operand used twice, a bias broadcast from [1, n], an empty inner dimension', async (t) => {
+  // Operand a of two transA products: the second one's product takes the first's gradient.
+  await checkGrad(t, 'transA twice', {
+    shapes: [[2, 4, 3], [4, 5]],
+    op: ([a, w]) => P.matmul(a, w, { transA: true }).add(P.matmul(a, w, { transA: true, alpha: 0.5 })),
+    ref: ([a, w]) => matmulRef(a, [2, 4, 3], w, [4, 5], { transA: true }).data.map((v) => 1.5 * v),
+  });
+  // A [1, n] bias is not the leading-axes sum: its fold is a sum, then an addition.
+  await checkGrad(t, 'broadcast bias thrice', {
+    shapes: [[2, 3, 4], [1, 4]],
+    op: ([x, c]) => P.add(P.square(P.add(x, c)), c).mul(P.add(x, c)),
+    ref: ([x, c]) => {
+      const xc = x.map((v, i) => v + c[i % 4]);
+      return xc.map((v, i) => (v * v + c[i % 4]) * v);
+    },
+  });
+  // K = 0: the products are zeros and the input's earlier gradient is empty.
+  const x = P.zeros([2, 3, 0]);
+  const w = P.zeros([0, 4]);
+  for (const v of [x, w]) v.requiresGrad = true;
+  const loss = P.tidy(() => P.add(P.matmul(x, w).sum(2), x.sum(2)).sum(1).sum(0));
+  loss.backward({ retainGraph: true });
+  loss.backward();
+  t.deepEqual(x.grad!.shape, [2, 3, 0]);
+  t.deepEqual(w.grad!.shape, [0, 4]);
+  for (const v of [x, w, loss]) v.dispose();
 });
 
 test.serial('shared weights, biases and residual branches: backward folds their sums into the products, column sums and layer norm gradients (no separate additions), across backward calls too', async (t) => {

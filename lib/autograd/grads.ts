@@ -398,6 +398,8 @@ export function matmulGrad(
     // joins the product as its addend.
     const batchOf = (s: readonly number[]) => s.slice(0, -2);
     const unbroadcast = (s: readonly number[]) => s.length === g.rank && sameShape(batchOf(s), batchOf(g.shape));
+    // g's rows, named (with an empty last axis, -1 would name no size).
+    const rows = g.shape.slice(0, -1).reduce((p, d) => p * d, 1);
     let ga: Tensor | null = null;
     let gb: Tensor | null = null;
     if (needs[0]) {
@@ -406,7 +408,7 @@ export function matmulGrad(
         const k = as[as.length - 1];
         const shape = [...g.shape.slice(0, -1), k];
         const prev = sameShape(shape, as) ? acc.take(0, as, x.dtype) : null;
-        ga = L.reshape(M.matmul(L.reshape(L.contiguous(g), [-1, n]), y, { transB: !transB, alpha, addend: prev && L.reshape(prev, [-1, k]) }), shape);
+        ga = L.reshape(M.matmul(L.reshape(L.contiguous(g), [rows, n]), y, { transB: !transB, alpha, addend: prev && L.reshape(prev, [rows, k]) }), shape);
       } else {
         const prev = unbroadcast(as) ? acc.take(0, as, x.dtype) : null;
         ga = transA
@@ -418,8 +420,8 @@ export function matmulGrad(
     if (needs[1]) {
       if (!transA && bs.length === 2 && g.rank > 2) {
         // The weight of a batched linear layer: flatten the batch into rows, one product.
-        const g2 = L.reshape(L.contiguous(g), [-1, n]);
-        const x2 = L.reshape(L.contiguous(x), [-1, as[as.length - 1]]);
+        const g2 = L.reshape(L.contiguous(g), [rows, n]);
+        const x2 = L.reshape(L.contiguous(x), [rows, as[as.length - 1]]);
         const prev = acc.take(1, bs, y.dtype);
         gb = transB ? M.matmul(g2, x2, { transA: true, alpha, addend: prev }) : M.matmul(x2, g2, { transA: true, alpha, addend: prev });
       } else {
@@ -518,11 +520,14 @@ export function attentionGrad(
 export function embeddingGrad(out: Tensor, weight: Tensor, ids: Tensor): Tensor {
   if (!needsGrad(weight)) return out;
   const [vocab, c] = weight.shape;
-  return record('embedding', out, [weight, null], [ids], (g, [i]) => {
-    // Scatter-add as a one-hot product: [N, vocab]ᵀ [N, C].
+  return record('embedding', out, [weight, null], [ids], (g, [i], _needs, acc) => {
+    // Scatter-add as a one-hot product: [N, vocab]ᵀ [N, C], in the gradient's dtype (0
+    // and 1 are exact in 16 bits). A tied weight's other gradient (the decoder's
+    // product) joins it as the addend.
     const flat = L.reshape(L.contiguous(i), [i.size]);
     const onehot = N.oneHot(flat, vocab);
-    return [M.matmul(onehot, L.reshape(L.contiguous(g), [i.size, c]), { transA: true }), null];
+    const prev = acc.take(0, [vocab, c], g.dtype);
+    return [M.matmul(g.dtype === 'float32' ? onehot : L.cast(onehot, g.dtype), L.reshape(L.contiguous(g), [i.size, c]), { transA: true, addend: prev }), null];
   });
 }
 

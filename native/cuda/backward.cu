@@ -439,8 +439,11 @@ void layer_norm_backward(const void* x, const void* w, const void* g, void* gx, 
   // row kernel for 1-8 packs per lane, the partial sums for any number.
   const int64_t pack = 16 / (int64_t)dtype_size(dtype);
   const bool packs = row_kernels() && n % pack == 0 && aligned16(x) && aligned16(g) && aligned16(gx) &&
-                     (!w || aligned16(w)) && (!add.gx || aligned16(add.gx));
-  const int vecs = packs && n % (32 * pack) == 0 && n / (32 * pack) <= 8 ? (int)(n / (32 * pack)) : 0;
+                     (!w || aligned16(w));
+  // (gx's addend is read in packs by the row kernel only.)
+  const int vecs = packs && (!add.gx || aligned16(add.gx)) && n % (32 * pack) == 0 && n / (32 * pack) <= 8
+                       ? (int)(n / (32 * pack))
+                       : 0;
   DISPATCH_FLOAT("layer_norm_backward", dtype, T, {
     const T *xt = static_cast<const T*>(x), *wt = static_cast<const T*>(w), *gt = static_cast<const T*>(g);
     const T* at = static_cast<const T*>(add.gx);
