@@ -29,7 +29,8 @@
 #   bash scripts/device-check.sh --verify    after defaults changed: the whole ava suite on the
 #       GPU, bench-gpu and bench-train-gpu (with torch and their profiles), then ours
 #       with the newest defaults off (PERCEIVER_CUDA_ATTENTION_TF32X3=0 and
-#       PERCEIVER_CUDA_ATTENTION_WGMMA=0; the bf16 step also with PERCEIVER_GRAD_FOLD=0),
+#       PERCEIVER_CUDA_ATTENTION_WGMMA=0; the bf16 step also with PERCEIVER_GRAD_FOLD=0
+#       and PERCEIVER_CUDA_GEMM_SPLITK=0),
 #       no harnesses:
 #       about 3 minutes on an H200, for a short second call.
 #   bash scripts/device-check.sh --compare    the defaults a GPU measured and turned on
@@ -443,6 +444,8 @@ compare() {
   done
   echo "-- the language model's dense layer without and with a residual as C (ms, TFLOP/s):"
   grep -A1 --no-group-separator -E 'matmul bfloat16 b1 2048x1280x1280 tB bias( \+C)? act0' "$LOGS/cuda_gemm_check.log" | paste - - | tr -s ' ' | cut -c1-120
+  echo "-- products with few output tiles over a long k: whole -> split-K (the default)"
+  gemm_pairs "$LOGS/cuda_gemm_check.log" split-K
   echo
   show_bench_gpu
   attention_tuning
@@ -605,6 +608,8 @@ candidates() {
   gemm_pairs "$LOGS/cuda_gemm_check.log" 3xTF32
   echo "-- 16-bit products with unaligned rows (cuda_gemm_check): as they are -> aligned copies (PERCEIVER_CUDA_GEMM_ALIGN=1)"
   gemm_pairs "$LOGS/cuda_gemm_check.log" aligned
+  echo "-- products with few output tiles over a long k (cuda_gemm_check): whole -> split-K (the default; PERCEIVER_CUDA_GEMM_SPLITK=0 turns it off)"
+  gemm_pairs "$LOGS/cuda_gemm_check.log" split-K
   encoder_rows
   echo "-- float32: the 3xTF32 kernel (tcx) against auto (tcx itself since it is the default) and the products (gemm):"
   grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|flow-self) +float32 +(auto|gemm|tcx) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true
@@ -694,9 +699,10 @@ checks() {
     step bench-gpu-before 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_TF32X3=0 PERCEIVER_CUDA_ATTENTION_WGMMA=0 node dist/scripts/bench-gpu.js --no-torch
     step bench-train-gpu-before 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_TF32X3=0 PERCEIVER_CUDA_ATTENTION_WGMMA=0 \
       node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch
-    # The bf16 step with each gradient part added on its own (the twenty-third session
-    # folded them into the products, column sums and layer norm's gradient).
-    step bench-train-gpu-nofold 40 env PERCEIVER_DEVICE=cuda PERCEIVER_GRAD_FOLD=0 \
+    # The bf16 step without the twenty-third session's two changes: each gradient part
+    # added on its own (not folded into the products, column sums and layer norm's
+    # gradient), and the encoder attention gradient's dQ product whole (not split-K).
+    step bench-train-gpu-nofold 40 env PERCEIVER_DEVICE=cuda PERCEIVER_GRAD_FOLD=0 PERCEIVER_CUDA_GEMM_SPLITK=0 \
       node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch --precision bfloat16
   fi
 
@@ -752,7 +758,7 @@ checks() {
     echo "-- with PERCEIVER_CUDA_ATTENTION_TF32X3=0 and PERCEIVER_CUDA_ATTENTION_WGMMA=0 (ours: float32 attention on the products, the encoders on the fixed-width kernel):"
     show_ours_bench bench-gpu-before
     show_ours_train bench-train-gpu-before 4
-    echo "-- with PERCEIVER_GRAD_FOLD=0 (each gradient part added on its own), bf16:"
+    echo "-- with PERCEIVER_GRAD_FOLD=0 PERCEIVER_CUDA_GEMM_SPLITK=0 (gradient parts added on their own, long-k products whole), bf16:"
     show_ours_train bench-train-gpu-nofold 2
   fi
   echo

@@ -249,7 +249,7 @@ emulated('the composed attention (attention_gemm.cu), emulated with its products
   t.is(r.passed(/^PASS composed forward +(batch-heads|batch-odd|long-rows|shared-kv) /), 24);
 });
 
-emulated('products through copies (gemm_split.cuh): float32 as three TF32 products keeps float32 accuracy where one TF32 product does not; 16-bit products with unaligned rows reach the product aligned', (t, family) => {
+emulated('products through copies (gemm_split.cuh): float32 as three TF32 products keeps float32 accuracy where one TF32 product does not; 16-bit products with unaligned rows reach the product aligned; products over a long k split into slices of k sum them in order', (t, family) => {
   const r = family('gemm');
   // 6 float32 products (transposes, a batch sharing B, padded rows, beta, an addend,
   // bias and ReLU, 4096-long sums, entries over 2^±12) at float32's tolerance, and for
@@ -263,7 +263,16 @@ emulated('products through copies (gemm_split.cuh): float32 as three TF32 produc
   t.is(r.passed(/^PASS aligned copies .*worst=/), 10);
   t.is(r.passed(/^PASS aligned copies .*: plan .*, 0 unaligned product/), 10);
   t.is(r.passed(/^PASS aligned copies aligned .*: plan +no copies/), 2);
-  t.is(r.checks, 32);
+  // Split-K: 5 products in each of three dtypes (a ragged last slice, transposes with
+  // padded rows and a bias, an addend, beta accumulating, two slices) and two with a
+  // float32 C: the result, and two products per matrix; and the plan on 132 SMs for the
+  // encoder gradient's dQ (split at 2 and 8 images, not at 16 or with an activation) and
+  // for products it must leave whole.
+  t.is(r.passed(/^PASS split-K .*worst=/), 17);
+  t.is(r.passed(/^PASS split-K .*: launches +\d+ products \(2 per matrix\)/), 17);
+  t.is(r.passed(/^PASS split-K plan dQ of [28] images .*: 44 slices of 1144/), 2);
+  t.is(r.passed(/^PASS split-K plan /), 10);
+  t.is(r.checks, 76);
 });
 
 emulated('attention tuning (attention_tune.cu) times the fused kernel against the products on the first call of a shape, keeps the faster by its margin, and ends the call with the chosen path\'s own bits', (t, family) => {

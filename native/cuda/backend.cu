@@ -72,6 +72,7 @@ class CudaBackend final : public Backend {
     gemm_.workspace_bytes = kGemmWorkspace;
     gemm_.tf32 = tf32_mode_from_env();
     gemm_.alloc = &alloc_;
+    gemm_.sm_count = sm_count_;
     for (int i = 0; i < 2; i++) CUDA_CHECK("cuda init", cudaEventCreateWithFlags(&staged_[i], cudaEventDisableTiming));
   }
 

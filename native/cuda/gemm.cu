@@ -100,6 +100,7 @@ std::atomic<int> tf32_override{-1};  // set_tf32_mode's
 constexpr double kTf32x3MinFlops = double(int64_t(1) << 34);
 
 std::atomic<int> align_override{-1};  // set_gemm_align_mode's
+std::atomic<int> splitk_override{-1};  // set_gemm_splitk_mode's
 
 // Products below this many flops keep unaligned operands with PERCEIVER_CUDA_GEMM_ALIGN=1:
 // the copies and their launches must be repaid by the aligned kernels' rate (an
@@ -178,12 +179,35 @@ int gemm_align_mode() {
 }
 void set_gemm_align_mode(int mode) { align_override.store(mode); }
 
+int gemm_splitk_mode() {
+  static const int from_env = env_mode("PERCEIVER_CUDA_GEMM_SPLITK") == 0 ? 0 : 1;
+  const int o = splitk_override.load();
+  return o >= 0 ? o : from_env;
+}
+void set_gemm_splitk_mode(int mode) { splitk_override.store(mode); }
+
 namespace {
 void matmul_with(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s, bool tf32);
+void matmul_unsplit(GemmContext& ctx, const MatmulArgs& a, cudaStream_t s);
 double flops_of(const MatmulArgs& a) { return 2.0 * (double)a.batch * (double)a.m * (double)a.n * (double)a.k; }
 }  // namespace
 
 void matmul(GemmContext& ctx, const MatmulArgs& a, cudaStream_t s) {
+  if (ctx.alloc && ctx.sm_count > 0 && a.k > 0 && gemm_splitk_mode() == 1) {
+    const SplitKPlan plan = splitk_plan(a, ctx.sm_count);
+    if (plan.splits) {
+      Scratch part(*ctx.alloc, plan.bytes);
+      splitk_matmul(a, plan, part.p, s, [&](const MatmulArgs& p) { matmul_unsplit(ctx, p, s); });
+      check_launch("matmul (split-K)", s);
+      return;
+    }
+  }
+  matmul_unsplit(ctx, a, s);
+}
+
+namespace {
+// A product as it is (the aligned copies and 3xTF32 where they are on).
+void matmul_unsplit(GemmContext& ctx, const MatmulArgs& a, cudaStream_t s) {
   const int tf32 = a.dtype == DType::Float32 ? tf32_mode(ctx) : 0;
   const double flops = flops_of(a);
   if (a.dtype != DType::Float32 && ctx.alloc && a.k > 0 && a.m > 0 && a.n > 0 && flops >= kAlignMinFlops &&
@@ -205,7 +229,6 @@ void matmul(GemmContext& ctx, const MatmulArgs& a, cudaStream_t s) {
   matmul_with(ctx, a, s, tf32 == 1);
 }
 
-namespace {
 // One cuBLASLt product (tf32: float32 on TF32 tensor cores), with the passes around it.
 void matmul_with(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s, bool tf32) {
   MatmulArgs a = in;

@@ -21,6 +21,7 @@ struct GemmContext {
 // the tensor cores' accumulation truncates; off by default).
   int tf32;
   DeviceAllocator* alloc;  // the 3xTF32 path's split copies (none: that path is off)
+  int sm_count = 0;        // split-K's plan (0: products are never split)
 };
 
 void matmul(GemmContext& ctx, const MatmulArgs& a, cudaStream_t s);
@@ -48,6 +49,12 @@ int tf32_mode_from_env();
 // (the harness times both; -1 returns to it).
 int gemm_align_mode();
 void set_gemm_align_mode(int mode);
+
+// PERCEIVER_CUDA_GEMM_SPLITK: unset or 1 (the default) splits products with fewer output
+// tiles than the device has SMs over a long k into slices of k (gemm_split.cuh); 0 never.
+// set_gemm_splitk_mode overrides the environment (the harness times both; -1 returns to it).
+int gemm_splitk_mode();
+void set_gemm_splitk_mode(int mode);
 
 }  // namespace cuda
 }  // namespace perceiver

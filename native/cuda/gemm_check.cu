@@ -331,6 +331,19 @@ int main() {
     gemm_case(1, 16384, 1024, 261, false, true, true, Activation::None, DType::BFloat16, true);
   }
   cuda::set_gemm_align_mode(-1);
+  // Products with few output tiles over a long k, whole and through split-K (on by
+  // default since the twenty-third session; gemm_split.cuh): the ImageNet encoder
+  // attention gradient's dQ = dS K at 8 and 1 images in bf16 (the align section above
+  // has 2), and at 2 in float32.
+  for (int mode : {0, 1}) {
+    cuda::set_gemm_splitk_mode(mode);
+    g_tag = mode ? " split-K" : "";
+    std::printf("products over a long k%s\n", mode ? " in slices (split-K)" : ", whole");
+    gemm_case(8, 512, 261, 50176, false, false, false, Activation::None, DType::BFloat16);
+    gemm_case(1, 512, 261, 50176, false, false, false, Activation::None, DType::BFloat16);
+    gemm_case(2, 512, 261, 50176, false, false, false, Activation::None, DType::Float32);
+  }
+  cuda::set_gemm_splitk_mode(-1);
   std::printf("%s: %d failure%s\n", g_failures ? "FAILED" : "PASSED", g_failures, g_failures == 1 ? "" : "s");
   return g_failures ? 1 : 0;
 }

@@ -18,10 +18,15 @@
 // TFLOP/s where aligned ones run at 400-700. Such operands are copied with rows padded
 // to 16 bytes, and an unaligned C is computed in such a copy and copied back.
 //
-// Compiled by gemm.cu and by the CPU emulation (native/cuda/emu), whose check runs both
-// with products done as loops (TF32 ones over operands cut to their top 19 bits).
+// Products with few output tiles over a long k (on by default; PERCEIVER_CUDA_GEMM_SPLITK=0
+// turns it off): k cut into slices whose products run side by side (below).
+//
+// Compiled by gemm.cu and by the CPU emulation (native/cuda/emu), whose check runs all
+// three with products done as loops (TF32 ones over operands cut to their top 19 bits).
 #pragma once
+#include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "../backend.h"
 #include "common.cuh"
@@ -179,6 +184,123 @@ void aligned_matmul(const MatmulArgs& a, const AlignPlan& plan, void* scratch, c
   }
   run(p);
   if (plan.c) copy_matrices(p.c, plan.ldc, p.stride_c, a.c, a.ldc, a.stride_c, a.batch, a.m, a.n, es_c, s);
+}
+
+// ---- products with few output tiles over a long k: split-K ----
+//
+// The ImageNet encoder's attention gradient has dQ = dS K, [512, 50176] x [50176, 261]
+// per image: 4 x 3 output tiles of 128 x 128, so 12 tiles per image for 132 SMs, each
+// walking all 50176 of k. On an H200 cuBLASLt ran it at 21 TFLOP/s with 2 images and at
+// 51 with 8 (cuda_gemm_check; 2.1 ms of a bf16 training step), where its kernels for
+// such operands reach about 100 with tiles to spare. Here each matrix's k is cut into
+// slices, enough for four waves of tiles: a product over the slices as a batch (and one
+// more for a shorter last slice) writes float32 partials, and a pass adds each element's
+// slices in order, then the bias and the addend (or C's own values), and rounds once.
+// One matrix of the batch at a time, so the partials stay small (splits x m x n floats).
+struct SplitKPlan {
+  int64_t splits = 0;  // slices per matrix; 0: the product is not split
+  int64_t kc = 0;      // k of each slice but the last, which takes the rest
+  int64_t ldp = 0;     // the partials' row stride (float32 elements)
+  size_t bytes = 0;    // scratch for one matrix's partials
+};
+constexpr int64_t kSplitKMinK = 16384;            // k at least this,
+constexpr int64_t kSplitKMinRatio = 16;           // and this many times the larger of m and n
+constexpr int64_t kSplitKMinSlice = 512;          // k of a slice, at least
+constexpr int64_t kSplitKMaxSplits = 64;
+constexpr int64_t kSplitKMaxBytes = int64_t(64) << 20;  // one matrix's partials, at most
+
+// Whether (and how) a is split on a device of sm_count SMs: products without an
+// activation whose batch of matrices has fewer output tiles than the device has SMs,
+// over a k both long and much longer than m and n.
+inline SplitKPlan splitk_plan(const MatmulArgs& a, int sm_count) {
+  SplitKPlan p;
+  if (sm_count <= 0 || a.act != Activation::None || a.batch < 1 || a.m < 1 || a.n < 1) return p;
+  if (a.k < kSplitKMinK || a.k < kSplitKMinRatio * std::max(a.m, a.n)) return p;
+  const int64_t tiles = ((a.m + 127) / 128) * ((a.n + 127) / 128);  // per matrix
+  if (a.batch * tiles >= sm_count) return p;
+  const int64_t ldp = round_up(a.n, 4);
+  int64_t splits = std::min(kSplitKMaxSplits, (4 * (int64_t)sm_count + tiles - 1) / tiles);
+  splits = std::min(splits, kSplitKMaxBytes / (a.m * ldp * (int64_t)sizeof(float)));
+  if (splits < 2) return p;
+  // Slices of whole 16-byte units of either dtype, so that they start as aligned as A and B.
+  const int64_t kc = std::max(kSplitKMinSlice, round_up((a.k + splits - 1) / splits, 8));
+  splits = (a.k + kc - 1) / kc;
+  if (splits < 2) return p;
+  p.splits = splits;
+  p.kc = kc;
+  p.ldp = ldp;
+  p.bytes = (size_t)(splits * a.m * ldp) * sizeof(float);
+  return p;
+}
+
+// C (one matrix, row stride ldc) = the sum of its `splits` partials (in order) + bias,
+// + the addend or beta C. O: C's element (T, or float for a float32 C).
+template <class T, class O>
+__global__ void splitk_sum_kernel(const float* part, int64_t splits, int64_t m, int64_t n, int64_t ldp, const T* bias,
+                                  const O* addend, float beta, O* c, int64_t ldc) {
+  const int64_t total = m * n, slice = m * ldp;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t i = e / n, j = e % n;
+    const float* p = part + i * ldp + j;
+    float v = 0.f;
+    for (int64_t t = 0; t < splits; t++) v += p[t * slice];
+    if (bias) v += to_f(bias[j]);
+    O* out = c + i * ldc + j;
+    if (addend) v += to_f(addend[i * ldc + j]);
+    else if (beta != 0.f) v += beta * to_f(*out);
+    *out = from_f<O>(v);
+  }
+}
+
+// a (no activation) through plan's slices, with run(MatmulArgs) doing each product
+// (float32 C, no bias or addend) and scratch holding plan.bytes.
+template <class Run>
+void splitk_matmul(const MatmulArgs& a, const SplitKPlan& plan, void* scratch, cudaStream_t s, Run&& run) {
+  const size_t es = dtype_size(a.dtype), es_c = a.c_float32 ? 4 : es;
+  auto at = [](const void* p, int64_t elems, size_t e) {
+    return reinterpret_cast<const float*>(static_cast<const char*>(p) + elems * (int64_t)e);
+  };
+  float* part = static_cast<float*>(scratch);
+  const int64_t full = plan.splits - 1, last_k = a.k - full * plan.kc;
+  // Where slice t of a matrix starts: along A's rows of k (or its columns) and B's.
+  const int64_t step_a = a.trans_a ? a.lda : 1, step_b = a.trans_b ? 1 : a.ldb;
+  for (int64_t b = 0; b < a.batch; b++) {
+    const float* A = at(a.a, b * a.stride_a, es);
+    const float* B = at(a.b, b * a.stride_b, es);
+    MatmulArgs p = a;
+    p.bias = nullptr;
+    p.addend = nullptr;
+    p.beta = 0.f;
+    p.c_float32 = a.dtype != DType::Float32;
+    p.ldc = plan.ldp;
+    p.batch = full;
+    p.k = plan.kc;
+    p.a = A, p.stride_a = plan.kc * step_a;
+    p.b = B, p.stride_b = plan.kc * step_b;
+    p.c = part, p.stride_c = a.m * plan.ldp;
+    run(p);
+    p.batch = 1;
+    p.k = last_k;
+    p.a = at(A, full * plan.kc * step_a, es), p.stride_a = 0;
+    p.b = at(B, full * plan.kc * step_b, es), p.stride_b = 0;
+    p.c = part + full * a.m * plan.ldp, p.stride_c = 0;
+    run(p);
+    DISPATCH_FLOAT("matmul (split-K)", a.dtype, T, {
+      const T* bias = static_cast<const T*>(static_cast<const void*>(a.bias));
+      auto sum = [&](auto* c, const auto* addend) {
+        using O = std::remove_const_t<std::remove_pointer_t<decltype(addend)>>;
+        PERCEIVER_LAUNCH(grid_for(a.m * a.n), kThreads, 0, s, splitk_sum_kernel<T, O>)(
+            part, plan.splits, a.m, a.n, plan.ldp, bias, addend, a.beta, c, a.ldc);
+      };
+      if (a.c_float32) {
+        float* c = reinterpret_cast<float*>(reinterpret_cast<char*>(a.c) + b * a.stride_c * (int64_t)es_c);
+        sum(c, a.addend ? reinterpret_cast<const float*>(at(a.addend, b * a.stride_c, es_c)) : (const float*)nullptr);
+      } else {
+        T* c = reinterpret_cast<T*>(reinterpret_cast<char*>(a.c) + b * a.stride_c * (int64_t)es_c);
+        sum(c, a.addend ? reinterpret_cast<const T*>(at(a.addend, b * a.stride_c, es_c)) : (const T*)nullptr);
+      }
+    });
+  }
 }
 
 }  // namespace cuda

@@ -215,6 +215,103 @@ void check_align_case(const AlignCase& c, DType dt) {
               g_unaligned);
 }
 
+// ---- split-K ----
+
+struct SplitKCase {
+  const char* name;
+  int64_t batch, m, n, k, kc;  // kc: k per slice, the plan's
+  bool ta, tb;
+  int64_t pad;  // extra elements per row of A and B
+  bool bias, addend, c32;
+  float alpha, beta;
+};
+
+void check_splitk_case(const SplitKCase& c, DType dt) {
+  std::mt19937 rng(93);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  const DType ct = c.c32 ? DType::Float32 : dt;
+  MatmulArgs a{};
+  a.batch = c.batch, a.m = c.m, a.n = c.n, a.k = c.k, a.trans_a = c.ta, a.trans_b = c.tb;
+  a.lda = (c.ta ? c.m : c.k) + c.pad, a.ldb = (c.tb ? c.k : c.n) + c.pad, a.ldc = c.n;
+  a.stride_a = (c.ta ? c.k : c.m) * a.lda, a.stride_b = (c.tb ? c.n : c.k) * a.ldb, a.stride_c = c.m * c.n;
+  // 4 bytes per element whatever the dtype (16-bit ones use the first half).
+  std::vector<float> A(a.stride_a * c.batch), B(a.stride_b * c.batch), C(a.stride_c * c.batch), add(C.size()), bias(c.n);
+  auto fill = [&](std::vector<float>& v, DType t) {
+    for (size_t i = 0; i < v.size(); i++) store(v.data(), t, (int64_t)i, u(rng));
+  };
+  fill(A, dt), fill(B, dt), fill(C, ct), fill(add, ct), fill(bias, dt);
+  a.a = A.data(), a.b = B.data(), a.bias = c.bias ? bias.data() : nullptr, a.addend = c.addend ? add.data() : nullptr;
+  a.alpha = c.alpha, a.beta = c.beta, a.act = Activation::None, a.dtype = dt, a.c_float32 = c.c32;
+  const std::vector<float> C0 = C;
+  a.c = C.data();
+  std::vector<double> want, got;
+  for (int64_t g = 0; g < c.batch; g++)
+    for (int64_t i = 0; i < c.m; i++)
+      for (int64_t j = 0; j < c.n; j++) {
+        const int64_t ic = g * a.stride_c + i * a.ldc + j;
+        double acc = 0;
+        for (int64_t k = 0; k < c.k; k++) acc += ld16(a.a, dt, a_at(a, g, i, k)) * ld16(a.b, dt, b_at(a, g, k, j));
+        want.push_back(c.alpha * acc + (c.addend ? ld16(add.data(), ct, ic) : c.beta * ld16(C0.data(), ct, ic)) +
+                       (c.bias ? ld16(bias.data(), dt, j) : 0.0));
+      }
+  cuda::SplitKPlan plan;
+  plan.kc = c.kc, plan.splits = (c.k + c.kc - 1) / c.kc, plan.ldp = cuda::round_up(c.n, 4);
+  plan.bytes = (size_t)(plan.splits * c.m * plan.ldp) * 4;
+  std::vector<float> scratch(plan.bytes / 4, NAN);
+  int products = 0;
+  cuda::splitk_matmul(a, plan, scratch.data(), nullptr, [&](const MatmulArgs& p) {
+    products++;
+    aligned_product(p);
+  });
+  for (int64_t g = 0; g < c.batch; g++)
+    for (int64_t i = 0; i < c.m; i++)
+      for (int64_t j = 0; j < c.n; j++) got.push_back(ld16(C.data(), ct, g * a.stride_c + i * a.ldc + j));
+  char label[160];
+  std::snprintf(label, sizeof label, "split-K %-10s %s b%lld %lldx%lldx%lld in %lld slices%s%s%s", c.name,
+                perceiver::dtype_name(dt), (long long)c.batch, (long long)c.m, (long long)c.n, (long long)c.k,
+                (long long)plan.splits, c.ta ? " tA" : "", c.tb ? " tB" : "", c.c32 ? " C float32" : "");
+  compare(label, want, got, c.c32 ? DType::Float32 : dt);
+  g_checks++;
+  const bool ok = products == 2 * c.batch;
+  if (!ok) g_failures++;
+  std::printf("%s %-60s %d products (2 per matrix)\n", ok ? "PASS" : "FAIL", (std::string(label) + ": launches").c_str(),
+              products);
+}
+
+// The plan on an H200's 132 SMs: the encoder attention gradient's dQ is split, the
+// products around it and the models' other products are not.
+void check_splitk_plans() {
+  struct Shape {
+    const char* name;
+    int64_t batch, m, n, k;
+    Activation act;
+    int64_t splits, kc;  // expected (0: not split)
+  };
+  const Shape shapes[] = {
+      {"dQ of 2 images", 2, 512, 261, 50176, Activation::None, 44, 1144},
+      {"dQ of 8 images", 8, 512, 261, 50176, Activation::None, 44, 1144},
+      {"dQ of 16 images", 16, 512, 261, 50176, Activation::None, 0, 0},
+      {"dQ with GELU", 2, 512, 261, 50176, Activation::Gelu, 0, 0},
+      {"scores Q K^T", 8, 512, 50176, 261, Activation::None, 0, 0},
+      {"dK", 8, 50176, 261, 512, Activation::None, 0, 0},
+      {"weight gradient", 1, 1024, 1024, 4096, Activation::None, 0, 0},
+      {"dense 8192 rows", 1, 8192, 1280, 1280, Activation::None, 0, 0},
+      {"k 16383", 1, 64, 64, 16383, Activation::None, 0, 0},
+      {"k 16384", 1, 64, 64, 16384, Activation::None, 32, 512},
+  };
+  for (const Shape& sh : shapes) {
+    MatmulArgs a{};
+    a.batch = sh.batch, a.m = sh.m, a.n = sh.n, a.k = sh.k, a.act = sh.act, a.dtype = DType::BFloat16;
+    const cuda::SplitKPlan p = cuda::splitk_plan(a, 132);
+    g_checks++;
+    const bool ok = p.splits == sh.splits && p.kc == sh.kc && (!p.splits || (p.splits - 1) * p.kc < sh.k);
+    if (!ok) g_failures++;
+    std::printf("%s split-K plan %-20s b%lld %lldx%lldx%lld: %lld slices of %lld (want %lld of %lld)\n", ok ? "PASS" : "FAIL",
+                sh.name, (long long)sh.batch, (long long)sh.m, (long long)sh.n, (long long)sh.k, (long long)p.splits,
+                (long long)p.kc, (long long)sh.splits, (long long)sh.kc);
+  }
+}
+
 }  // namespace
 
 void check_gemm_split() {
@@ -239,6 +336,20 @@ void check_gemm_split() {
   };
   for (DType dt : {DType::BFloat16, DType::Float16})
     for (const AlignCase& c : aligns) check_align_case(c, dt);
+
+  const SplitKCase splits[] = {
+      // name, batch, m, n, k, kc, tA, tB, pad, bias, addend, C float32, alpha, beta
+      {"ragged", 2, 5, 7, 1000, 136, false, false, 0, false, false, false, 1.f, 0.f},
+      {"transposed", 2, 6, 9, 520, 64, true, true, 3, true, false, false, 0.5f, 0.f},
+      {"addend", 1, 8, 5, 300, 104, false, true, 0, true, true, false, 1.f, 0.f},
+      {"accumulate", 3, 4, 6, 260, 128, true, false, 2, false, false, false, 1.f, 1.f},
+      {"two-slices", 1, 3, 4, 129, 128, false, false, 0, false, false, false, 1.f, 0.f},
+  };
+  for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16})
+    for (const SplitKCase& c : splits) check_splitk_case(c, dt);
+  const SplitKCase c32 = {"C float32", 2, 5, 7, 400, 128, false, true, 0, false, false, true, 1.f, 0.f};
+  for (DType dt : {DType::BFloat16, DType::Float16}) check_splitk_case(c32, dt);
+  check_splitk_plans();
 }
 
 }  // namespace perceiver::emu::check
