@@ -360,6 +360,19 @@ for (const [name, d, masked] of attentionCases)
     });
   });
 
+test.serial('attention with one tensor as keys and values (the image encoders): its gradient sums both uses', async (t) => {
+  const d = { B: 2, Nq: 3, Nk: 5, H: 2, Dqk: 4, Dv: 4 };
+  for (const kernels of [true, false]) {
+    P.gradKernels.enabled = kernels;
+    t.teardown(() => (P.gradKernels.enabled = true));
+    await checkGrad(t, `attention k = v${kernels ? '' : ' (composed)'}`, {
+      shapes: [[d.B, d.Nq, d.H, d.Dqk], [d.B, d.Nk, d.H, d.Dqk]],
+      op: ([tq, kv]) => P.attention(tq, kv, kv, { scale: 0.6 }),
+      ref: ([tq, kv]) => attentionRef(tq, kv, kv, d, null, 0.6),
+    });
+  }
+});
+
 // The fused gradient against the composed one (gradKernels off) where blocks, key
 // ranges and masks take every path of the kernel: 256-row query blocks, 256-key
 // blocks, a (batch, head) split into key ranges whose dQ partials are summed, rows

@@ -478,6 +478,9 @@ export function attentionGrad(
   if (mask) save.push(mask);
   if (lse) save.push(lse);
   const dtypes = [q.dtype, k.dtype, v.dtype];
+  // One tensor as keys and values (the image encoders' cross-attention without
+  // projections, models/fast-attention.ts): the composed gradient forms gk + gv itself.
+  const kIsV = k === v;
   return record('attention', out, [q, k, v], save, (g16, [q16, k16, v16, o16, ...rest]) => {
     const tm = mask ? rest[0] : undefined;
     const tl = lse ? rest[rest.length - 1] : null;
@@ -509,8 +512,10 @@ export function attentionGrad(
     const pp = low ? L.cast(p, g16.dtype) : p;
     const gv = M.matmul(pp, gh, { transA: true }); // [B, H, Nk, Dv]
     const gq = M.matmul(gss, kh, { alpha: sc }); // [B, H, Nq, Dqk]
-    const gk = M.matmul(gss, qh, { transA: true, alpha: sc }); // [B, H, Nk, Dqk]
     const back = (t: Tensor, i: number) => narrow(heads(t), dtypes[i]);
+    // k = v: gv joins gk's product as its addend, and the sum goes back once.
+    if (kIsV) return [back(gq, 0), back(M.matmul(gss, qh, { transA: true, alpha: sc, addend: gv }), 1), null];
+    const gk = M.matmul(gss, qh, { transA: true, alpha: sc }); // [B, H, Nk, Dqk]
     return [back(gq, 0), back(gk, 1), back(gv, 2)];
   });
 }
