@@ -290,16 +290,22 @@ PY
 
 # cuda_gemm_check's cases run both ways, case by case: TAG is the second way's tag (" 3xTF32":
 # float32 on the CUDA cores against three TF32 products; " aligned": 16-bit products
-# with unaligned rows as they are against through aligned copies).
+# with unaligned rows as they are against through aligned copies; " split-K" against
+# " whole"), BASE the first way's (none unless given).
 gemm_pairs() {
-  python3 - "$1" "$2" << 'PY' || true
+  python3 - "$1" "$2" "${3:-}" << 'PY' || true
 import re, sys
-tag = sys.argv[2]
+tag, base_tag = sys.argv[2], sys.argv[3]
+tags = '|'.join(re.escape(t) for t in (tag, base_tag) if t)
 name, times = None, {}
 for line in open(sys.argv[1]):
-    m = re.match(r'(ok|FAIL) +matmul (.*?)( ' + tag + r')? +max rel err ([\d.e+-]+)', line)
+    m = re.match(r'(ok|FAIL) +matmul (.*?)( (?:' + tags + r'))? +max rel err ([\d.e+-]+)', line)
     if m:
-        name = (m.group(2).strip(), bool(m.group(3)), m.group(1), m.group(4))
+        t = (m.group(3) or '').strip()
+        if t != tag and t != base_tag:
+            name = None
+            continue
+        name = (m.group(2).strip(), t == tag, m.group(1), m.group(4))
         continue
     m = re.match(r' +([\d.]+) ms +([\d.]+) TFLOP/s', line)
     if m and name:
@@ -445,7 +451,7 @@ compare() {
   echo "-- the language model's dense layer without and with a residual as C (ms, TFLOP/s):"
   grep -A1 --no-group-separator -E 'matmul bfloat16 b1 2048x1280x1280 tB bias( \+C)? act0' "$LOGS/cuda_gemm_check.log" | paste - - | tr -s ' ' | cut -c1-120
   echo "-- products with few output tiles over a long k: whole -> split-K (the default)"
-  gemm_pairs "$LOGS/cuda_gemm_check.log" split-K
+  gemm_pairs "$LOGS/cuda_gemm_check.log" split-K whole
   echo
   show_bench_gpu
   attention_tuning
@@ -609,7 +615,7 @@ candidates() {
   echo "-- 16-bit products with unaligned rows (cuda_gemm_check): as they are -> aligned copies (PERCEIVER_CUDA_GEMM_ALIGN=1)"
   gemm_pairs "$LOGS/cuda_gemm_check.log" aligned
   echo "-- products with few output tiles over a long k (cuda_gemm_check): whole -> split-K (the default; PERCEIVER_CUDA_GEMM_SPLITK=0 turns it off)"
-  gemm_pairs "$LOGS/cuda_gemm_check.log" split-K
+  gemm_pairs "$LOGS/cuda_gemm_check.log" split-K whole
   encoder_rows
   echo "-- float32: the 3xTF32 kernel (tcx) against auto (tcx itself since it is the default) and the products (gemm):"
   grep -E '^BENCH (perceiver-self(-b(8|32))?|mlm-(self|decoder)-b32|flow-self) +float32 +(auto|gemm|tcx) +splits=(0|1) ' "$LOGS/cuda_attention_check.log" | bench_brief || true

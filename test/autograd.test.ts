@@ -371,6 +371,24 @@ test.serial('attention with one tensor as keys and values (the image encoders): 
       ref: ([tq, kv]) => attentionRef(tq, kv, kv, d, null, 0.6),
     });
   }
+  // 16-bit, keys and values a reshape of a leaf's cast (as in the encoders): the same
+  // gradient as with two separate casts, whose parts the engine adds.
+  P.gradKernels.enabled = false;
+  const x = P.tensor(randomArray(2 * 5 * 8, 61), [2, 5, 8]);
+  const q = P.tensor(randomArray(2 * 3 * 8, 62), [2, 3, 2, 4], { dtype: 'bfloat16' });
+  x.requiresGrad = true;
+  const grads: Float32Array[] = [];
+  for (const shared of [true, false]) {
+    const kv = () => P.reshape(P.cast(x, 'bfloat16'), [2, 5, 2, 4]);
+    const k = kv();
+    P.tidy(() => P.attention(q, k, shared ? k : kv(), { scale: 0.6 }).cast('float32').square().sum(3).sum(2).sum(1).sum(0).backward());
+    grads.push((await x.grad!.data()) as Float32Array);
+    x.grad!.dispose();
+    x.grad = null;
+    k.dispose();
+  }
+  assertClose(t, grads[0], Float64Array.from(grads[1]), { rtol: 2e-2, atol: 2e-3, msg: 'bf16 k = v against two casts' });
+  for (const v of [x, q]) v.dispose();
 });
 
 // The fused gradient against the composed one (gradKernels off) where blocks, key

@@ -264,15 +264,18 @@ emulated('products through copies (gemm_split.cuh): float32 as three TF32 produc
   t.is(r.passed(/^PASS aligned copies .*: plan .*, 0 unaligned product/), 10);
   t.is(r.passed(/^PASS aligned copies aligned .*: plan +no copies/), 2);
   // Split-K: 5 products in each of three dtypes (a ragged last slice, transposes with
-  // padded rows and a bias, an addend, beta accumulating, two slices) and two with a
-  // float32 C: the result, and two products per matrix; and the plan on 132 SMs for the
-  // encoder gradient's dQ (split at 2 and 8 images, not at 16 or with an activation) and
-  // for products it must leave whole.
-  t.is(r.passed(/^PASS split-K .*worst=/), 17);
-  t.is(r.passed(/^PASS split-K .*: launches +\d+ products \(2 per matrix\)/), 17);
+  // padded rows and a bias, an addend, beta accumulating, two slices), four with a
+  // float32 C (one accumulating into rows wider than n), four with a shared B or
+  // operands in 16-byte units: the result, two products per matrix (and, where the
+  // operands are in 16-byte units, so are every slice's); and the plan on 132 SMs for
+  // the encoder gradient's dQ (split at 2 and 8 images, not at 16 or with an
+  // activation) and for products it must leave whole.
+  t.is(r.passed(/^PASS split-K .*worst=/), 23);
+  t.is(r.passed(/^PASS split-K .*: launches +\d+ products \(2 per matrix\)/), 23);
+  t.is(r.passed(/^PASS split-K aligned .*: launches .*, all aligned$/), 2);
   t.is(r.passed(/^PASS split-K plan dQ of [28] images .*: 44 slices of 1144/), 2);
   t.is(r.passed(/^PASS split-K plan /), 10);
-  t.is(r.checks, 76);
+  t.is(r.checks, 88);
 });
 
 emulated('attention tuning (attention_tune.cu) times the fused kernel against the products on the first call of a shape, keeps the faster by its margin, and ends the call with the chosen path\'s own bits', (t, family) => {

@@ -196,10 +196,21 @@ void matmul(GemmContext& ctx, const MatmulArgs& a, cudaStream_t s) {
   if (ctx.alloc && ctx.sm_count > 0 && a.k > 0 && gemm_splitk_mode() == 1) {
     const SplitKPlan plan = splitk_plan(a, ctx.sm_count);
     if (plan.splits) {
-      Scratch part(*ctx.alloc, plan.bytes);
-      splitk_matmul(a, plan, part.p, s, [&](const MatmulArgs& p) { matmul_unsplit(ctx, p, s); });
-      check_launch("matmul (split-K)", s);
-      return;
+      // C is first written by the first matrix's sum, after its two slice products: a
+      // slice shape cuBLASLt refuses there leaves C as it was, and the product runs
+      // whole instead. (Every matrix's slices have the same shapes.)
+      int products = 0;
+      try {
+        Scratch part(*ctx.alloc, plan.bytes);
+        splitk_matmul(a, plan, part.p, s, [&](const MatmulArgs& p) {
+          matmul_unsplit(ctx, p, s);
+          products++;
+        });
+        check_launch("matmul (split-K)", s);
+        return;
+      } catch (const std::exception&) {
+        if (products >= 2) throw;
+      }
     }
   }
   matmul_unsplit(ctx, a, s);

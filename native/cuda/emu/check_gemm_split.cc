@@ -224,6 +224,9 @@ struct SplitKCase {
   int64_t pad;  // extra elements per row of A and B
   bool bias, addend, c32;
   float alpha, beta;
+  int64_t ldc_pad = 0;    // extra elements per row of C
+  bool shared_b = false;  // B's batch stride 0
+  bool aligned = false;   // every slice product must see its operands in 16-byte units
 };
 
 void check_splitk_case(const SplitKCase& c, DType dt) {
@@ -232,10 +235,12 @@ void check_splitk_case(const SplitKCase& c, DType dt) {
   const DType ct = c.c32 ? DType::Float32 : dt;
   MatmulArgs a{};
   a.batch = c.batch, a.m = c.m, a.n = c.n, a.k = c.k, a.trans_a = c.ta, a.trans_b = c.tb;
-  a.lda = (c.ta ? c.m : c.k) + c.pad, a.ldb = (c.tb ? c.k : c.n) + c.pad, a.ldc = c.n;
-  a.stride_a = (c.ta ? c.k : c.m) * a.lda, a.stride_b = (c.tb ? c.n : c.k) * a.ldb, a.stride_c = c.m * c.n;
+  a.lda = (c.ta ? c.m : c.k) + c.pad, a.ldb = (c.tb ? c.k : c.n) + c.pad, a.ldc = c.n + c.ldc_pad;
+  const int64_t b_elems = (c.tb ? c.n : c.k) * a.ldb;
+  a.stride_a = (c.ta ? c.k : c.m) * a.lda, a.stride_b = c.shared_b ? 0 : b_elems, a.stride_c = c.m * a.ldc;
   // 4 bytes per element whatever the dtype (16-bit ones use the first half).
-  std::vector<float> A(a.stride_a * c.batch), B(a.stride_b * c.batch), C(a.stride_c * c.batch), add(C.size()), bias(c.n);
+  std::vector<float> A(a.stride_a * c.batch), B(c.shared_b ? b_elems : b_elems * c.batch), C(a.stride_c * c.batch),
+      add(C.size()), bias(c.n);
   auto fill = [&](std::vector<float>& v, DType t) {
     for (size_t i = 0; i < v.size(); i++) store(v.data(), t, (int64_t)i, u(rng));
   };
@@ -247,35 +252,37 @@ void check_splitk_case(const SplitKCase& c, DType dt) {
   std::vector<double> want, got;
   for (int64_t g = 0; g < c.batch; g++)
     for (int64_t i = 0; i < c.m; i++)
-      for (int64_t j = 0; j < c.n; j++) {
+      for (int64_t j = 0; j < a.ldc; j++) {  // past column n: untouched
         const int64_t ic = g * a.stride_c + i * a.ldc + j;
         double acc = 0;
-        for (int64_t k = 0; k < c.k; k++) acc += ld16(a.a, dt, a_at(a, g, i, k)) * ld16(a.b, dt, b_at(a, g, k, j));
-        want.push_back(c.alpha * acc + (c.addend ? ld16(add.data(), ct, ic) : c.beta * ld16(C0.data(), ct, ic)) +
-                       (c.bias ? ld16(bias.data(), dt, j) : 0.0));
+        for (int64_t k = 0; k < c.k && j < c.n; k++) acc += ld16(a.a, dt, a_at(a, g, i, k)) * ld16(a.b, dt, b_at(a, g, k, j));
+        want.push_back(j >= c.n ? ld16(C0.data(), ct, ic)
+                                : c.alpha * acc + (c.addend ? ld16(add.data(), ct, ic) : c.beta * ld16(C0.data(), ct, ic)) +
+                                      (c.bias ? ld16(bias.data(), dt, j) : 0.0));
       }
   cuda::SplitKPlan plan;
   plan.kc = c.kc, plan.splits = (c.k + c.kc - 1) / c.kc, plan.ldp = cuda::round_up(c.n, 4);
   plan.bytes = (size_t)(plan.splits * c.m * plan.ldp) * 4;
   std::vector<float> scratch(plan.bytes / 4, NAN);
   int products = 0;
+  g_unaligned = 0;
   cuda::splitk_matmul(a, plan, scratch.data(), nullptr, [&](const MatmulArgs& p) {
     products++;
     aligned_product(p);
   });
   for (int64_t g = 0; g < c.batch; g++)
     for (int64_t i = 0; i < c.m; i++)
-      for (int64_t j = 0; j < c.n; j++) got.push_back(ld16(C.data(), ct, g * a.stride_c + i * a.ldc + j));
+      for (int64_t j = 0; j < a.ldc; j++) got.push_back(ld16(C.data(), ct, g * a.stride_c + i * a.ldc + j));
   char label[160];
   std::snprintf(label, sizeof label, "split-K %-10s %s b%lld %lldx%lldx%lld in %lld slices%s%s%s", c.name,
                 perceiver::dtype_name(dt), (long long)c.batch, (long long)c.m, (long long)c.n, (long long)c.k,
                 (long long)plan.splits, c.ta ? " tA" : "", c.tb ? " tB" : "", c.c32 ? " C float32" : "");
   compare(label, want, got, c.c32 ? DType::Float32 : dt);
   g_checks++;
-  const bool ok = products == 2 * c.batch;
+  const bool ok = products == 2 * c.batch && (!c.aligned || g_unaligned == 0);
   if (!ok) g_failures++;
-  std::printf("%s %-60s %d products (2 per matrix)\n", ok ? "PASS" : "FAIL", (std::string(label) + ": launches").c_str(),
-              products);
+  std::printf("%s %-60s %d products (2 per matrix)%s\n", ok ? "PASS" : "FAIL", (std::string(label) + ": launches").c_str(),
+              products, c.aligned ? (g_unaligned ? ", some unaligned" : ", all aligned") : "");
 }
 
 // The plan on an H200's 132 SMs: the encoder attention gradient's dQ is split, the
@@ -348,7 +355,16 @@ void check_gemm_split() {
   for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16})
     for (const SplitKCase& c : splits) check_splitk_case(c, dt);
   const SplitKCase c32 = {"C float32", 2, 5, 7, 400, 128, false, true, 0, false, false, true, 1.f, 0.f};
-  for (DType dt : {DType::BFloat16, DType::Float16}) check_splitk_case(c32, dt);
+  // The chunked attention gradient's dQ: a float32 C accumulating (beta 1), rows of C
+  // wider than n; and a shared B.
+  const SplitKCase c32acc = {"C32 accum", 2, 5, 7, 400, 128, false, false, 0, false, false, true, 1.f, 1.f, 9};
+  for (DType dt : {DType::BFloat16, DType::Float16})
+    for (const SplitKCase& c : {c32, c32acc}) check_splitk_case(c, dt);
+  const SplitKCase shared = {"shared-b", 3, 6, 5, 300, 96, false, true, 1, true, false, false, 1.f, 0.f, 3, true};
+  // Operands in whole 16-byte units: the slices start so too.
+  const SplitKCase aligned = {"aligned", 2, 8, 16, 520, 64, false, false, 0, false, false, false, 1.f, 0.f, 0, false, true};
+  for (DType dt : {DType::Float32, DType::BFloat16})
+    for (const SplitKCase& c : {shared, aligned}) check_splitk_case(c, dt);
   check_splitk_plans();
 }
 
