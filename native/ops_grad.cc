@@ -21,28 +21,28 @@ void require_kernels(const char* op, const Tensor& t) {
 
 std::vector<Tensor> layer_norm_backward(const Tensor& x_in, const Tensor* weight, const Tensor& g_in, float eps,
                                         bool need_weight, bool need_bias, const LayerNormGradAddends& add) {
-  check_float("layer_norm_backward", "x", x_in);
-  check_float("layer_norm_backward", "g", g_in);
-  check_min_ndim("layer_norm_backward", "x", x_in, 1);
-  check_shape("layer_norm_backward", "g", g_in, x_in.shape);
+  const char* op = "layer_norm_backward";
+  check_float(op, "x", x_in);
+  check_float(op, "g", g_in);
+  check_min_ndim(op, "x", x_in, 1);
+  check_shape(op, "g", g_in, x_in.shape);
   int64_t n = x_in.shape.back();
   Tensor w;
   if (weight) {
-    check_float("layer_norm_backward", "weight", *weight);
-    check_shape("layer_norm_backward", "weight", *weight, {n});
+    check_float(op, "weight", *weight);
+    check_shape(op, "weight", *weight, {n});
     w = contiguous(*weight);
   }
-  const char* op = "layer_norm_backward";
-  check_same_dtype(op, {{"x", &x_in}, {"g", &g_in}, {"weight", weight}, {"gx_addend", add.gx}, {"gw_addend", add.gw},
-                        {"gb_addend", add.gb}});
-  check_same_device(op, {{"x", &x_in}, {"g", &g_in}, {"weight", weight}, {"gx_addend", add.gx}, {"gw_addend", add.gw},
-                         {"gb_addend", add.gb}});
+  const std::initializer_list<std::pair<const char*, const Tensor*>> operands = {
+      {"x", &x_in}, {"g", &g_in}, {"weight", weight}, {"gx_addend", add.gx}, {"gw_addend", add.gw}, {"gb_addend", add.gb}};
+  check_same_dtype(op, operands);
+  check_same_device(op, operands);
   if (add.gx) check_shape(op, "gx_addend", *add.gx, x_in.shape);
   if (add.gw) check_shape(op, "gw_addend", *add.gw, {n});
   if (add.gb) check_shape(op, "gb_addend", *add.gb, {n});
-  if (add.gw && !need_weight) throw_value("layer_norm_backward: argument 'gw_addend' needs the weight's gradient");
-  if (add.gb && !need_bias) throw_value("layer_norm_backward: argument 'gb_addend' needs the bias's gradient");
-  if (!(eps >= 0)) throw_range("layer_norm_backward: argument 'eps' must be >= 0, got " + std::to_string(eps));
+  if (add.gw && !need_weight) throw_value(std::string(op) + ": argument 'gw_addend' needs the weight's gradient");
+  if (add.gb && !need_bias) throw_value(std::string(op) + ": argument 'gb_addend' needs the bias's gradient");
+  if (!(eps >= 0)) throw_range(std::string(op) + ": argument 'eps' must be >= 0, got " + std::to_string(eps));
   require_kernels(op, x_in);
   const DType dt = x_in.dtype;
   if (cpu_16bit(x_in)) {

@@ -4,7 +4,7 @@
 // the expensive ones (attention, GELU) keep these as their reference.
 import { Tensor } from '../tensor.js';
 import type { DTypeName } from '../dtype.js';
-import { needsGrad, record, type Accumulated } from './tape.js';
+import { needsGrad, record, sameShape, NOTHING_ACCUMULATED, type Accumulated } from './tape.js';
 import * as E from '../ops/elementwise.js';
 import * as L from '../ops/layout.js';
 import * as R from '../ops/reduce.js';
@@ -59,27 +59,21 @@ export function useKernel(t: Tensor, ...others: Tensor[]): boolean {
   return backendHas('hasBackwardKernels', t.device);
 }
 
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 /**
- * g summed down to `shape` (undoing numpy broadcasting). prev: a gradient of `shape`
- * already accumulated for the same input (Accumulated), added in the same reduction.
+ * g summed down to `shape` (undoing numpy broadcasting). acc, i: where the sum is one
+ * reduction, the gradient already accumulated for input i (Accumulated) joins it.
  */
-export function sumTo(g: Tensor, shape: readonly number[], prev: Tensor | null = null): Tensor {
+export function sumTo(g: Tensor, shape: readonly number[], acc: Accumulated | null = null, i = 0): Tensor {
   // Leading axes only (a bias, a weight shared over a batch): one reduction over a 2-D view.
   const lead = g.rank - shape.length;
   // (Not for empty gradients: [-1, 0] names no size.)
-  if (lead > 0 && g.size > 0 && shape.every((d, i) => d === g.shape[lead + i])) {
+  if (lead > 0 && g.size > 0 && shape.every((d, j) => d === g.shape[lead + j])) {
     const n = shape.reduce((a, b) => a * b, 1);
     const rows = L.reshape(L.contiguous(g), [-1, n]);
+    const prev = acc?.take(i, shape, g.dtype) ?? null;
     if (prev) return L.reshape(wrap(native.reduce('sum', rows.handle, 0, false, L.reshape(prev, [n]).handle)), [...shape]);
     return L.reshape(R.sum(rows, 0), [...shape]);
   }
-  if (prev) return E.add(sumTo(g, shape), prev);
   let out = g;
   while (out.rank > shape.length) out = R.sum(out, 0);
   for (let i = 0; i < shape.length; i++) if (shape[i] === 1 && out.shape[i] !== 1) out = R.sum(out, i, { keepdim: true });
@@ -95,10 +89,7 @@ export function binaryGrad(op: string, out: Tensor, a: Tensor, b: Tensor): Tenso
   switch (op) {
     case 'add':
       // A broadcast operand (a bias) folds the gradient already summed for it into its sum.
-      return record('add', out, [a, b], [], (g, _s, _n, acc) => [
-        sumTo(g, as, sameShape(as, g.shape) ? null : acc.take(0, as, g.dtype)),
-        sumTo(g, bs, sameShape(bs, g.shape) ? null : acc.take(1, bs, g.dtype)),
-      ]);
+      return record('add', out, [a, b], [], (g, _s, _n, acc) => [sumTo(g, as, acc, 0), sumTo(g, bs, acc, 1)]);
     case 'sub':
       return record('sub', out, [a, b], [], (g) => [sumTo(g, as), sumTo(E.neg(g), bs)]);
     case 'mul':
@@ -334,16 +325,16 @@ function layerNormBackward(
   n: number,
   eps: number,
   needs: boolean[],
-  acc: Accumulated | null = null,
+  acc: Accumulated = NOTHING_ACCUMULATED,
 ): (Tensor | null)[] {
   const last = v.rank - 1;
   if (useKernel(v, g, ...(w ? [w] : []))) {
     const needW = !!w && needs[1];
     const needB = hasBias && needs[2];
     // The residual's other branch into gx; a weight and bias shared by the latent blocks.
-    const gxPrev = acc?.take(0, v.shape, v.dtype) ?? null;
-    const gwPrev = needW ? (acc?.take(1, [n], v.dtype) ?? null) : null;
-    const gbPrev = needB ? (acc?.take(2, [n], v.dtype) ?? null) : null;
+    const gxPrev = acc.take(0, v.shape, v.dtype);
+    const gwPrev = needW ? acc.take(1, [n], v.dtype) : null;
+    const gbPrev = needB ? acc.take(2, [n], v.dtype) : null;
     const [gx, gw, gb] = native.layerNormBackward(
       v.handle,
       w ? w.handle : null,
@@ -403,14 +394,13 @@ export function matmulGrad(
     let ga: Tensor | null = null;
     let gb: Tensor | null = null;
     if (needs[0]) {
+      const prev = unbroadcast(as) ? acc.take(0, as, x.dtype) : null;
       if (!transA && y.rank === 2 && g.rank > 2) {
-        // A batch of rows times one matrix: a single product over all rows.
+        // A batch of rows times one matrix: a single product over all rows (a holds g's
+        // whole batch here, so the product has a's shape).
         const k = as[as.length - 1];
-        const shape = [...g.shape.slice(0, -1), k];
-        const prev = sameShape(shape, as) ? acc.take(0, as, x.dtype) : null;
-        ga = L.reshape(M.matmul(L.reshape(L.contiguous(g), [rows, n]), y, { transB: !transB, alpha, addend: prev && L.reshape(prev, [rows, k]) }), shape);
+        ga = L.reshape(M.matmul(L.reshape(L.contiguous(g), [rows, n]), y, { transB: !transB, alpha, addend: prev && L.reshape(prev, [rows, k]) }), [...g.shape.slice(0, -1), k]);
       } else {
-        const prev = unbroadcast(as) ? acc.take(0, as, x.dtype) : null;
         ga = transA
           ? M.matmul(y, g, { transA: transB, transB: true, alpha, addend: prev })
           : M.matmul(g, y, { transB: !transB, alpha, addend: prev });
@@ -432,7 +422,7 @@ export function matmulGrad(
         gb = sumTo(gb, bs);
       }
     }
-    const gBias = bias && needs[2] ? sumTo(g, [n], acc.take(2, [n], g.dtype)) : null;
+    const gBias = bias && needs[2] ? sumTo(g, [n], acc, 2) : null;
     return [ga, gb, gBias, addendShape && needs[3] ? sumTo(g, addendShape) : null];
   });
 }

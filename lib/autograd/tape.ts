@@ -65,7 +65,7 @@ export class GradNode {
   }
 
   /** Gradients for each input edge (null where an input takes none). */
-  apply(g: Tensor, acc: Accumulated = NOTHING_ACCUMULATED): (Tensor | null)[] {
+  apply(g: Tensor, acc: Accumulated): (Tensor | null)[] {
     if (!this.fn) throw new Error(`backward: the graph through '${this.name}' was already used by a backward() (pass { retainGraph: true } to backward twice)`);
     // The formula would read the new values: a gradient of some other function.
     this.saved.forEach((t, i) => {
@@ -86,7 +86,15 @@ export class GradNode {
   }
 }
 
-const NOTHING_ACCUMULATED: Accumulated = { take: () => null };
+/** An Accumulated that never gives a sum (a formula's parts called from elsewhere). */
+export const NOTHING_ACCUMULATED: Accumulated = { take: () => null };
+
+/** Whether two shapes are equal. */
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /**
  * Whether backward lets formulas fold the gradients already accumulated into their
@@ -223,7 +231,7 @@ function backwardPass(root: Tensor, seed: Tensor | undefined, retain: boolean): 
       if (!retain) node.release();
       continue;
     }
-    const acc = new NodeAccumulated(node.edges, grads, g);
+    const acc = new NodeAccumulated(node.edges, grads, g.device);
     // Per node, so a formula's temporaries are freed before the next node runs; under a
     // profile its ops count in the node's scope.
     const inputGrads = profilerScope(node.name, () => tidy(() => node.apply(g, acc)));
@@ -250,8 +258,7 @@ function backwardPass(root: Tensor, seed: Tensor | undefined, retain: boolean): 
     for (const t of inputGrads) if (t && !routed.includes(t)) t.dispose();
     for (const [e, gi, folded] of deliveries) {
       if ('leaf' in e) {
-        if (folded) replaceGrad(e.leaf, gi);
-        else accumulate(e.leaf, gi);
+        accumulate(e.leaf, gi, folded !== null);
         gi.dispose();
       } else {
         const prev = grads.get(e.node);
@@ -271,7 +278,7 @@ class NodeAccumulated implements Accumulated {
   constructor(
     private readonly edges: readonly Edge[],
     private readonly grads: Map<GradNode, Tensor>,
-    private readonly g: Tensor,
+    private readonly device: string,
   ) {
     this.taken = edges.map(() => null);
   }
@@ -284,8 +291,7 @@ class NodeAccumulated implements Accumulated {
       if (j !== i && o && ('leaf' in e ? 'leaf' in o && o.leaf === e.leaf : 'node' in o && o.node === e.node)) return null;
     }
     const prev = 'leaf' in e ? e.leaf.grad : this.grads.get(e.node);
-    if (!prev || prev.disposed || prev.dtype !== dtype || prev.device !== this.g.device || prev.rank !== shape.length) return null;
-    for (let d = 0; d < shape.length; d++) if (prev.shape[d] !== shape[d]) return null;
+    if (!prev || prev.disposed || prev.dtype !== dtype || prev.device !== this.device || !sameShape(prev.shape, shape)) return null;
     this.taken[i] = prev;
     return prev;
   }
@@ -305,22 +311,11 @@ function addGrads(a: Tensor, b: Tensor): Tensor {
   return wrap(native.binary('add', a.handle, b.handle));
 }
 
-function accumulate(leaf: Tensor, g: Tensor): void {
-  checkLeafGrad(leaf, g);
-  const sum = leaf.grad ? addGrads(leaf.grad, g) : wrap(native.contiguous(g.handle));
-  leaf.grad?.dispose();
-  leaf.grad = keep(sum);
-}
-
-/** g, which already holds the leaf's .grad (Accumulated), becomes the leaf's .grad. */
-function replaceGrad(leaf: Tensor, g: Tensor): void {
-  checkLeafGrad(leaf, g);
-  const sum = wrap(native.contiguous(g.handle));
-  leaf.grad?.dispose();
-  leaf.grad = keep(sum);
-}
-
-function checkLeafGrad(leaf: Tensor, g: Tensor): void {
-  if (g.shape.join(',') !== leaf.shape.join(','))
+/** folded: g already holds the leaf's .grad (Accumulated) and replaces it. */
+function accumulate(leaf: Tensor, g: Tensor, folded = false): void {
+  if (!sameShape(g.shape, leaf.shape))
     throw new Error(`backward: internal error: gradient of shape [${g.shape.join(', ')}] for a leaf of shape [${leaf.shape.join(', ')}]`);
+  const sum = leaf.grad && !folded ? addGrads(leaf.grad, g) : wrap(native.contiguous(g.handle));
+  leaf.grad?.dispose();
+  leaf.grad = keep(sum);
 }

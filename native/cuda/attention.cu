@@ -733,15 +733,13 @@ __global__ void __launch_bounds__(256) attention_simt_kernel(Params p) {
 __global__ void pad_rows_kernel(const uint16_t* __restrict__ src, int64_t sb, int64_t sh, int64_t sn,
                                 uint16_t* __restrict__ dst, int64_t heads, int64_t n, int64_t d, int64_t ld,
                                 int64_t rows) {
-  const int lane = (int)threadIdx.x & 31;
-  const int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5);
-  for (int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); row < rows; row += warps) {
+  each_row(rows, [&](int64_t row, int t, int step) {
     const int64_t bh = row / n, j = row - bh * n;
     const int64_t b = bh / heads, h = bh - b * heads;
     const uint16_t* s = src + b * sb + h * sh + j * sn;
     uint16_t* o = dst + row * ld;
-    for (int64_t c = lane; c < d; c += 32) o[c] = s[c];
-  }
+    for (int64_t c = t; c < d; c += step) o[c] = s[c];
+  });
 }
 
 // ---- merge of key splits ------------------------------------------------------------

@@ -78,11 +78,9 @@ __global__ void copy_same_kernel(Strided<2> s, E* dst, const E* src, int64_t n) 
 // about 1.2 TB/s.
 template <class E>
 __global__ void copy_rows_kernel(Strided<2> s, E* dst, const E* src, int64_t rows, int64_t len, int64_t per_warp) {
-  const int lane = (int)threadIdx.x & 31;
-  const int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5);
   const int last = s.ndim - 1;  // the rows' own dim: len elements, unit stride in both views
-  for (int64_t r0 = ((int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * per_warp; r0 < rows;
-       r0 += warps * per_warp) {
+  each_row((rows + per_warp - 1) / per_warp, [&](int64_t run, int lane, int step) {
+    const int64_t r0 = run * per_warp;
     // The run's first row: its index over dims [0, last) and offsets, by division.
     int64_t idx[8], off[2] = {0, 0};
     int64_t i = r0;
@@ -94,7 +92,7 @@ __global__ void copy_rows_kernel(Strided<2> s, E* dst, const E* src, int64_t row
     }
     const int64_t r1 = min(rows, r0 + per_warp);
     for (int64_t r = r0; r < r1; r++) {
-      for (int64_t c = lane; c < len; c += 32) dst[off[0] + c] = src[off[1] + c];
+      for (int64_t c = lane; c < len; c += step) dst[off[0] + c] = src[off[1] + c];
       // The next row: the index steps by one with carries, the offsets with it.
       for (int d = last - 1; d >= 0; d--) {
         off[0] += s.strides[0][d];
@@ -105,7 +103,7 @@ __global__ void copy_rows_kernel(Strided<2> s, E* dst, const E* src, int64_t row
         idx[d] = 0;
       }
     }
-  }
+  });
 }
 
 // Different dtypes go through float32, which holds every value of the 16-bit

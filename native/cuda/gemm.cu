@@ -193,7 +193,7 @@ double flops_of(const MatmulArgs& a) { return 2.0 * (double)a.batch * (double)a.
 }  // namespace
 
 void matmul(GemmContext& ctx, const MatmulArgs& a, cudaStream_t s) {
-  if (ctx.alloc && ctx.sm_count > 0 && a.k > 0 && gemm_splitk_mode() == 1) {
+  if (ctx.alloc && gemm_splitk_mode() == 1) {
     const SplitKPlan plan = splitk_plan(a, ctx.sm_count);
     if (plan.splits) {
       // C is first written by the first matrix's sum, after its two slice products: a

@@ -26,7 +26,6 @@
 #pragma once
 #include <algorithm>
 #include <cstring>
-#include <type_traits>
 
 #include "../backend.h"
 #include "common.cuh"
@@ -285,20 +284,18 @@ void splitk_matmul(const MatmulArgs& a, const SplitKPlan& plan, void* scratch, c
     p.b = at(B, full * plan.kc * step_b, es), p.stride_b = 0;
     p.c = part + full * a.m * plan.ldp, p.stride_c = 0;
     run(p);
+    // This matrix's C and addend (C's element type: T, or float for a float32 C).
+    void* c = reinterpret_cast<char*>(a.c) + b * a.stride_c * (int64_t)es_c;
+    const void* addend = a.addend ? at(a.addend, b * a.stride_c, es_c) : nullptr;
     DISPATCH_FLOAT("matmul (split-K)", a.dtype, T, {
-      const T* bias = static_cast<const T*>(static_cast<const void*>(a.bias));
-      auto sum = [&](auto* c, const auto* addend) {
-        using O = std::remove_const_t<std::remove_pointer_t<decltype(addend)>>;
+      const T* bias = reinterpret_cast<const T*>(a.bias);
+      auto sum = [&](auto o) {
+        using O = decltype(o);
         PERCEIVER_LAUNCH(grid_for(a.m * a.n), kThreads, 0, s, splitk_sum_kernel<T, O>)(
-            part, plan.splits, a.m, a.n, plan.ldp, bias, addend, a.beta, c, a.ldc);
+            part, plan.splits, a.m, a.n, plan.ldp, bias, static_cast<const O*>(addend), a.beta, static_cast<O*>(c), a.ldc);
       };
-      if (a.c_float32) {
-        float* c = reinterpret_cast<float*>(reinterpret_cast<char*>(a.c) + b * a.stride_c * (int64_t)es_c);
-        sum(c, a.addend ? reinterpret_cast<const float*>(at(a.addend, b * a.stride_c, es_c)) : (const float*)nullptr);
-      } else {
-        T* c = reinterpret_cast<T*>(reinterpret_cast<char*>(a.c) + b * a.stride_c * (int64_t)es_c);
-        sum(c, a.addend ? reinterpret_cast<const T*>(at(a.addend, b * a.stride_c, es_c)) : (const T*)nullptr);
-      }
+      if (a.c_float32) sum(float{});
+      else sum(T{});
     });
   }
 }
