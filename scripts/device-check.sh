@@ -250,6 +250,29 @@ for shape, paths in best.items():
 PY
 }
 
+# The attention-ostore runs side by side: per shape and dtype, the output rows stored as
+# the default does and element by element (PERCEIVER_CUDA_ATTENTION_OSTORE=0).
+ostore_pairs() {
+  python3 - "$LOGS/attention-ostore.log" "$LOGS/attention-ostore0.log" << 'PY' || true
+import re, sys
+def read(path):
+    out = {}
+    try:
+        for line in open(path):
+            m = re.match(r'BENCH (\S+) +(\S+) +auto +splits=\d+ +([\d.]+) ms .*\] ?(.*)$', line)
+            if m:
+                out[(m.group(1), m.group(2))] = (float(m.group(3)), m.group(4))
+    except OSError:
+        pass
+    return out
+new, old = read(sys.argv[1]), read(sys.argv[2])
+print('-- attention output rows: default (16-byte / pairs) against element by element (OSTORE=0), ms')
+for key in sorted(new):
+    if key in old:
+        print(f'{key[0]:20s} {key[1]:9s} {new[key][0]:.4f} / {old[key][0]:.4f}  ratio {old[key][0] / new[key][0]:.2f}  ({new[key][1]})')
+PY
+}
+
 # cuda_attention_check's BENCH lines, short: shape, dtype, path, splits, ms, TFLOP/s and
 # the kernel the path launched.
 # The layout probes' tally, the failing ones (which V element each wrong output read),
@@ -710,6 +733,11 @@ checks() {
     # gradient), and the encoder attention gradient's dQ product whole (not split-K).
     step bench-train-gpu-nofold 40 env PERCEIVER_DEVICE=cuda PERCEIVER_GRAD_FOLD=0 PERCEIVER_CUDA_GEMM_SPLITK=0 \
       node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1 --no-torch --precision bfloat16
+    # The attention kernels' output rows (twenty-fourth session): the fixed-width kernel's
+    # in 16-byte stores through shared memory and the others' in pairs, against element
+    # by element (=0), at the self-attention shapes through the public entry.
+    step attention-ostore 30 bin/cuda_attention_check --bench-only --filter -self --paths 0
+    step attention-ostore0 30 env PERCEIVER_CUDA_ATTENTION_OSTORE=0 bin/cuda_attention_check --bench-only --filter -self --paths 0
   fi
 
   if [ -z "${QUICK:-}" ]; then
@@ -748,6 +776,7 @@ checks() {
     grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-switches.log" | head -12 || true
   fi
   grep -h '✘' "$LOGS/ava-cuda.log" "$LOGS/ava-quick.log" 2> /dev/null | cut -c1-300 | head -10
+  if [ -n "${VERIFY:-}" ]; then ostore_pairs; fi
   if [ -z "${VERIFY:-}" ]; then
     grep -E '^FAIL' "$LOGS/cuda_attention_check.log" | cut -c1-400 | head -8
     probe_summary "$LOGS/cuda_attention_check.log"

@@ -101,7 +101,13 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
   // (two row tiles per warp where its 128-row blocks fill the SMs, else 4 warps of one)
   // and the occupancy tiers 7 and 8 where their blocks fill the SMs; with
   // FIXED=8 and OCCUPANCY=1, the 8-warp variant and the occupancy tiers everywhere.
-  const switched = { PERCEIVER_CUDA_ATTENTION_OCCUPANCY: '1', PERCEIVER_CUDA_ATTENTION_FIXED: '8' };
+  // Unset, the fixed-width kernel writes 16-bit rows of whole 16-byte units through
+  // shared memory; switched, OSTORE=1 has it write them in pairs, as the others do.
+  const switched = {
+    PERCEIVER_CUDA_ATTENTION_OCCUPANCY: '1',
+    PERCEIVER_CUDA_ATTENTION_FIXED: '8',
+    PERCEIVER_CUDA_ATTENTION_OSTORE: '1',
+  };
   for (const env of [{}, switched]) {
     const what = JSON.stringify(env);
     const r = family('attention', env, what);
@@ -362,13 +368,17 @@ emulated('the other kernel files (optimizer updates, random draws, gathers, conv
   t.is(r.passed(/^PASS embedding .*, ids known bad id unread +0 of \d+ elements wrong$/), 9);
 });
 
-emulated('the emulation finds shared-memory races: a copy read without a wait or a barrier, or overwritten while read', (t, family) => {
+emulated('the emulation finds shared-memory races: a copy read without a wait or a barrier, or overwritten while read; a store read without a barrier', (t, family) => {
   const r = family('races');
-  t.is(r.checks, 9);
+  t.is(r.checks, 13);
   // The ordered pipeline reads the right values with no race; each scenario that leaves
   // out a wait or a barrier is reported (run() already failed on any FAIL line).
   t.is(r.passed(/^PASS races: wait, barrier, read +0 race\(s\)$/), 1);
-  t.is(r.passed(/^PASS races: .* [1-9]\d* race\(s\); the first: /), 6);
+  t.is(r.passed(/^PASS races: .* [1-9]\d* race\(s\); the first: /), 9);
+  // Plain stores (the fixed-width kernel's staged output rows): a warp barrier orders
+  // them before their own warp's loads, not before the other warp's.
+  t.is(r.passed(/^PASS races: stores, __syncwarp, a load from the same warp +0 race\(s\)$/), 1);
+  t.is(r.passed(/^PASS races: stores, a load from the same warp \(no __syncwarp\) .* read of another thread's store /), 1);
   // A warpgroup product: exact when its copies are fenced for the async proxy and its
   // result is read after wgmma_wait; a race without the fence, NaN read before the wait.
   t.is(r.passed(/^PASS races: wgmma: wait, fence, barrier, product, wait, read +0 race\(s\)$/), 1);

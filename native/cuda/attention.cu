@@ -141,7 +141,18 @@ struct Params {
   // Each row's log-sum-exp [B·H·Nq] (AttentionArgs::lse), set only for the fixed-width
   // kernel's instantiations that write it (FixedTier::lse), at one key range.
   float* lse;
+  int o_store;  // OStore: how the output's rows may be written (o_store_for)
 };
+
+// How a block may write O (one key range): element by element; in pairs of adjacent
+// columns (one 4-byte store of 16-bit data, 8 bytes of float32: Dv and the strides even,
+// the base aligned to a pair); or, 16-bit data, in 16-byte units (Dv a multiple of 8 and
+// vec16_ok), which the fixed-width kernel stages through shared memory (store_rows_vec16)
+// and the others take as pairs. Element by element, the two 2-byte stores of a
+// thread's pair each half-fill the 32-byte sectors of eight rows: four sectors written
+// for each one's worth of data (ncu at the language model's latents, 2026-11-28: 2.55
+// million sectors into L2 for 0.66 million of output).
+enum OStore : int { kOStoreElems = 0, kOStorePairs = 1, kOStoreVec16 = 2 };
 
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
@@ -273,12 +284,33 @@ inline size_t tc_smem_bytes(int64_t dqk, int64_t dv, int bq, int bk, int stages)
 // log2 domain: scores times scale·log2 e), +inf where every key was masked. A template
 // flag, not a test of p.lse: the kernels sit at their register caps, and the write's
 // code, even untaken, made some spill (2026-11-28).
+// Columns c and c + 1 of a row (c even) in one store: the caller has checked that the
+// pair is aligned (OStore).
+template <class T>
+__device__ __forceinline__ void store_pair(T* at, float lo, float hi) {
+  if constexpr (std::is_same_v<T, float>) *reinterpret_cast<float2*>(at) = make_float2(lo, hi);
+  else *reinterpret_cast<uint32_t*>(at) = pack2<T>(lo, hi);
+}
+
+template <int kRT>
+__device__ __forceinline__ void store_lse(const Params& p, int64_t bh, const int64_t (&row)[kRT][2],
+                                          const float (&m)[kRT][2], const float (&l)[kRT][2], int t) {
+  if (t == 0) {
+#pragma unroll
+    for (int rt = 0; rt < kRT; rt++)
+#pragma unroll
+      for (int r = 0; r < 2; r++)
+        if (row[rt][r] < p.nq) p.lse[bh * p.nq + row[rt][r]] = row_lse(m[rt][r], l[rt][r]);
+  }
+}
+
 template <class T, int kRT, int kNO, bool kLse = false>
 __device__ __forceinline__ void store_rows(const Params& p, int64_t b, int64_t h, int64_t bh, int split,
                                            const int64_t (&row)[kRT][2], const float (&o)[kRT][kNO][4],
                                            const float (&m)[kRT][2], const float (&l)[kRT][2], int t) {
   if (p.splits == 1) {
     T* out = static_cast<T*>(p.out) + b * p.o_sb + h * p.o_sh;
+    const bool pairs = p.o_store != kOStoreElems;
 #pragma unroll
     for (int rt = 0; rt < kRT; rt++)
 #pragma unroll
@@ -289,20 +321,18 @@ __device__ __forceinline__ void store_rows(const Params& p, int64_t b, int64_t h
 #pragma unroll
         for (int n = 0; n < kNO; n++) {
           const int c = n * 8 + 2 * t;
+          if (pairs) {
+            if (c < p.dv) store_pair<T>(orow + c, o[rt][n][2 * r] * inv, o[rt][n][2 * r + 1] * inv);
+            continue;
+          }
           if (c < p.dv) orow[c] = from_float<T>(o[rt][n][2 * r] * inv);
           if (c + 1 < p.dv) orow[c + 1] = from_float<T>(o[rt][n][2 * r + 1] * inv);
         }
       }
-    if constexpr (kLse) {
-      if (t == 0) {
-#pragma unroll
-        for (int rt = 0; rt < kRT; rt++)
-#pragma unroll
-          for (int r = 0; r < 2; r++)
-            if (row[rt][r] < p.nq) p.lse[bh * p.nq + row[rt][r]] = row_lse(m[rt][r], l[rt][r]);
-      }
-    }
+    if constexpr (kLse) store_lse<kRT>(p, bh, row, m, l, t);
   } else {
+    // The workspace's rows are Dv floats from a 256-byte aligned base: pairs when Dv is even.
+    const bool pairs = (p.dv & 1) == 0;
     const int64_t base = (int64_t)split * p.rows_total + bh * p.nq;
 #pragma unroll
     for (int rt = 0; rt < kRT; rt++)
@@ -313,6 +343,10 @@ __device__ __forceinline__ void store_rows(const Params& p, int64_t b, int64_t h
 #pragma unroll
         for (int n = 0; n < kNO; n++) {
           const int c = n * 8 + 2 * t;
+          if (pairs) {
+            if (c < p.dv) store_pair<float>(orow + c, o[rt][n][2 * r], o[rt][n][2 * r + 1]);
+            continue;
+          }
           if (c < p.dv) orow[c] = o[rt][n][2 * r];
           if (c + 1 < p.dv) orow[c + 1] = o[rt][n][2 * r + 1];
         }
@@ -1089,6 +1123,24 @@ int fixed_auto_variant() {
   return variant;
 }
 
+// How the kernels may write this call's output rows (OStore), at most as
+// PERCEIVER_CUDA_ATTENTION_OSTORE says: =0 element by element, =1 in pairs (the ways
+// back, written without a GPU in the twenty-fourth session; device-check --verify times
+// the default against =0).
+int o_store_for(const AttentionArgs& a) {
+  static const int cap = [] {
+    const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_OSTORE");
+    if (!e || !*e) return (int)kOStoreVec16;
+    return std::strcmp(e, "0") == 0 ? (int)kOStoreElems : std::strcmp(e, "1") == 0 ? (int)kOStorePairs : (int)kOStoreVec16;
+  }();
+  const int64_t es = a.dtype == DType::Float32 ? 4 : 2;
+  const bool even = a.dv % 2 == 0 && a.o_sb % 2 == 0 && a.o_sn % 2 == 0 && a.o_sh % 2 == 0;
+  const int best = es == 2 && a.dv % 8 == 0 && vec16_ok(a.out, a.o_sb, a.o_sn, a.o_sh)      ? kOStoreVec16
+                   : even && reinterpret_cast<uintptr_t>(a.out) % (2 * es) == 0 ? kOStorePairs
+                                                                                : kOStoreElems;
+  return std::min(best, cap);
+}
+
 bool fixed_writes_lse(int tier) { return tier >= 0 && tier < kFixedTierCount && kFixedTiers[tier].lse; }
 
 template <class T, int kTier>
@@ -1407,6 +1459,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
   p.k_sb = a.k_sb; p.k_sn = a.k_sn; p.k_sh = a.k_sh;
   p.v_sb = a.v_sb; p.v_sn = a.v_sn; p.v_sh = a.v_sh;
   p.o_sb = a.o_sb; p.o_sn = a.o_sn; p.o_sh = a.o_sh;
+  p.o_store = o_store_for(a);
   p.m_sb = a.m_sb; p.m_sq = a.m_sq; p.m_sk = a.m_sk;
   p.scale_log2 = a.scale * kLog2e;
   p.rows_total = a.batch * a.heads * a.nq;

@@ -79,6 +79,41 @@ __device__ __forceinline__ void softmax_rescale_tile(float (&s)[kNS][4], float (
   }
 }
 
+// A warp's O rows (kRT 16-row tiles from query row warp_row0), normalised, into the output
+// through `stage` (its 16·kRT rows of kNO·8 + 8 16-bit elements of shared memory), so
+// that they leave in 16-byte stores along each row. In mma.sync's C fragments a thread
+// holds two adjacent columns of a row, so stores from them, even in pairs, half-fill the
+// sectors of eight rows at a time. Only where p.o_store is kOStoreVec16 (Dv a multiple
+// of 8, 16-byte rows). The row pitch (kNO·4 + 4 words: 20, 4 or 12 mod 32 at the
+// classes' widths) puts the eight rows' 4-byte writes of one instruction in 32 banks.
+template <class T, int kRT, int kNO>
+__device__ __forceinline__ void store_rows_vec16(const Params& p, int64_t b, int64_t h, int64_t warp_row0,
+                                                 const float (&o)[kRT][kNO][4], const float (&l)[kRT][2],
+                                                 uint16_t* stage, int lane) {
+  constexpr int kLdo = kNO * 8 + 8;
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int rt = 0; rt < kRT; rt++)
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      const float inv = l[rt][r] > 0.f ? 1.f / l[rt][r] : 0.f;  // all masked -> 0
+      uint16_t* srow = stage + (rt * 16 + r * 8 + g) * kLdo + 2 * t;
+#pragma unroll
+      for (int n = 0; n < kNO; n++) sts_u32(srow + n * 8, pack2<T>(o[rt][n][2 * r] * inv, o[rt][n][2 * r + 1] * inv));
+    }
+  __syncwarp();
+  T* out = static_cast<T*>(p.out) + b * p.o_sb + h * p.o_sh;
+  const int chunks = (int)(p.dv / 8);  // of a row's kNO (Dv padded to 16)
+  // 16·kRT rows of kNO chunks: kRT·kNO / 2 per lane (kNO is even).
+#pragma unroll
+  for (int k = 0; k < kRT * kNO / 2; k++) {
+    const int i = lane + 32 * k, r = i / kNO, c = i % kNO;
+    const int64_t row = warp_row0 + r;
+    if (c < chunks && row < p.nq)
+      *reinterpret_cast<uint4*>(out + row * p.o_sn + c * 8) = lds_u128(stage + r * kLdo + c * 8);
+  }
+}
+
 // kWarps warps of kRT 16-row query tiles each; K and V tiles of kBK keys in two
 // stages (shared memory as the tiers lay it out: tc_smem_bytes). With one row tile per warp, Q's fragments stay in registers; with two (128
 // query rows per block from 4 warps, as FlashAttention-2 tiles its forward, so that
@@ -242,6 +277,16 @@ __device__ __forceinline__ void fixed_body(const Params& p) {
   int64_t row[kRT][2];
 #pragma unroll
   for (int rt = 0; rt < kRT; rt++) row[rt][0] = row_base + rt * 16, row[rt][1] = row_base + rt * 16 + 8;
+  if (p.splits == 1 && p.o_store == kOStoreVec16) {
+    // The warps' O rows take the shared memory from its start, once every warp has read
+    // its last K and V tile (and Q).
+    constexpr int kLdo = kNO * 8 + 8;
+    static_assert(kBQ * kLdo <= kBQ * kLdq + 2 * kStage, "the staged O rows fit in the tiles' shared memory");
+    if constexpr (kLse) store_lse<kRT>(p, bh, row, m, l, t);
+    __syncthreads();
+    store_rows_vec16<T, kRT, kNO>(p, b, h, row_base - g, o, l, Qs + warp * 16 * kRT * kLdo, lane);
+    return;
+  }
   store_rows<T, kRT, kNO, kLse>(p, b, h, bh, split, row, o, m, l, t);
 }
 

@@ -134,6 +134,9 @@ __device__ __forceinline__ void mma_1688_tf32(float (&d)[4], const uint32_t (&a)
 
 // A 32-bit load from shared memory (the emulation watches it for races).
 __device__ __forceinline__ float lds_f32(const float* p) { return *p; }
+// A 32-bit store to and a 16-byte load from shared memory (watched as well).
+__device__ __forceinline__ void sts_u32(void* p, uint32_t v) { *static_cast<uint32_t*>(p) = v; }
+__device__ __forceinline__ uint4 lds_u128(const void* p) { return *static_cast<const uint4*>(p); }
 
 // Asynchronous 16-byte global -> shared copy (sm_80+): copies src_bytes (0..16) and
 // zero-fills the rest of the 16 bytes, so the ragged end of a row and rows past the

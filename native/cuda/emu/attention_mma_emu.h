@@ -145,6 +145,17 @@ inline float lds_f32(const float* p) {
   ::perceiver::emu::smem_read(p, 4);
   return *p;
 }
+// A 32-bit store and a 16-byte load of shared memory, watched as well.
+inline void sts_u32(void* p, uint32_t v) {
+  ::perceiver::emu::smem_write(p, 4);
+  std::memcpy(p, &v, 4);
+}
+inline uint4 lds_u128(const void* p) {
+  ::perceiver::emu::smem_read(p, 16);
+  uint4 v;
+  std::memcpy(&v, p, 16);
+  return v;
+}
 
 // Asynchronous as on the GPU (emu.h): src_bytes copied and the rest of the 16
 // zero-filled when this thread's wait covers the copy's group, not before.

@@ -35,9 +35,12 @@ struct AttentionShape {
 
 // q, k, v (and dO, with_gout) uniform in [-1.5, 1.5) as [B, N, H, D] rows, out NaN until
 // written. Arrays hold 4 bytes per element whatever the dtype (16-bit ones use the
-// first half) and one spare, so that an empty one still has an address. Not copyable:
-// `a` points into it.
+// first half) and one spare, so that an empty one still has an address; out also
+// kGuardRows rows past its last (out_rows() elements before them), which a kernel that
+// writes past its query count would fill (a 128-row block over the last few rows), and
+// so which stay NaN. Not copyable: `a` points into it.
 struct AttentionProblem {
+  static constexpr int64_t kGuardRows = 128;
   AttentionShape s;
   DType dt;
   int64_t sq, sv, so;  // row strides of q and k, v, out
@@ -54,7 +57,7 @@ struct AttentionProblem {
         q(s.B * s.nq * sq + 1),
         k(s.B * s.nk * sq + 1),
         v(s.B * s.nk * sv + 1),
-        out(s.B * s.nq * so + 1),
+        out((s.B * s.nq + kGuardRows) * so + 1),
         gout(with_gout ? out.size() : 0) {
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> u(-1.5f, 1.5f);
@@ -110,6 +113,8 @@ struct AttentionProblem {
     a.v_sb = a.k_sb; a.v_sn = a.k_sn; a.v_sh = a.k_sh;
   }
 
+  // The output's elements before the guard rows.
+  int64_t out_rows() const { return s.B * s.nq * so; }
   // Element i of an array as stored.
   double at(const std::vector<float>& t, int64_t i) const { return load(t.data(), dt, i); }
   // Element i of the dense [B, N, H, D] arrays' offsets: row n of (b, h).
@@ -128,7 +133,7 @@ struct AttentionProblem {
     const int64_t rows = s.B * s.H * s.nq;
     const cuda::DropoutSpec drop{a.dropout_seed, a.dropout_keep_below, a.dropout_scale};
     Reference r{std::vector<double>(rows * s.nk, 0.0), std::vector<double>(rows * s.nk, 1.0),
-                std::vector<double>(rows), std::vector<double>(out.size() - 1)};
+                std::vector<double>(rows), std::vector<double>(out_rows())};
     for (int64_t b = 0; b < s.B; b++)
       for (int64_t h = 0; h < s.H; h++)
         for (int64_t i = 0; i < s.nq; i++) {

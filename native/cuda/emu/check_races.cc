@@ -1,6 +1,7 @@
 // The emulation's own check of its race detection (emu.h): small kernels that leave
-// out one thing that orders their cp.async copies and ldmatrix reads, or their copies
-// and a warpgroup product (wgmma_emu.h), or the product and the read of its result.
+// out one thing that orders their cp.async copies and ldmatrix reads, their plain
+// stores and loads, or their copies and a warpgroup product (wgmma_emu.h), or the
+// product and the read of its result.
 #include "emu.h"  // first: the kernel headers below take its emulation
 #include "../attention_mma.cuh"
 #include "../wgmma.cuh"
@@ -47,6 +48,38 @@ void race_kernel(Order order, const uint16_t* src, int* wrong) {
       const int chunk = (warp ^ 1) * 32 + 8 * m + lane / 4, col = 2 * (lane % 4);
       if (r[m] != ((uint32_t)(chunk * 8 + col) | (uint32_t)(chunk * 8 + col + 1) << 16)) (*wrong)++;
     }
+}
+
+// Two warps; each thread stores its 16-byte chunk of a tile (chunk i holds 8i .. 8i + 7)
+// with 32-bit stores and reads another's with a 16-byte load, as the fixed-width
+// kernel stages its output rows (store_rows_vec16). A warp barrier orders a thread's
+// store before the reads of its own warp; only a block barrier before another warp's.
+enum class StoreOrder { SameWarpSynced, SameWarpUnsynced, OtherWarpSynced, StoreOverRead };
+
+void store_race_kernel(StoreOrder order, const uint16_t* src, int* wrong) {
+  using namespace perceiver::cuda::attn;
+  PERCEIVER_DYNAMIC_SMEM(smem_raw);
+  uint16_t* tile = reinterpret_cast<uint16_t*>(smem_raw);
+  const int t = (int)threadIdx.x, warp = t / 32, lane = t % 32;
+  if (order == StoreOrder::StoreOverRead) {
+    // The tile copied and ordered, read by the other warp, then stored over with no
+    // barrier after those reads.
+    cp_async_16(tile + t * 8, src + t * 8, 16);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    uint32_t r[4];
+    ldmatrix_x4(r, tile + ((warp ^ 1) * 32 + lane) * 8);
+  }
+  for (int w = 0; w < 4; w++) sts_u32(tile + t * 8 + 2 * w, (uint32_t)(t * 8 + 2 * w) | (uint32_t)(t * 8 + 2 * w + 1) << 16);
+  if (order != StoreOrder::SameWarpUnsynced) __syncwarp();
+  const int chunk = order == StoreOrder::OtherWarpSynced ? (warp ^ 1) * 32 + lane : warp * 32 + (lane ^ 1);
+  const uint4 v = lds_u128(tile + chunk * 8);
+  if (order == StoreOrder::SameWarpSynced) {
+    const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+    for (int w = 0; w < 4; w++)
+      if (words[w] != ((uint32_t)(chunk * 8 + 2 * w) | (uint32_t)(chunk * 8 + 2 * w + 1) << 16)) (*wrong)++;
+  }
 }
 
 // One warpgroup: a 64 x 16 A and a 32 x 16 B (K-major, as attention_wgmma.cuh lays
@@ -131,6 +164,26 @@ void check_races() {
   for (const Scenario& sc : scenarios)
     scenario(sc.name, sc.expect, false, [&](int* wrong) {
       PERCEIVER_LAUNCH(1, 64, 2 * 64 * 16, nullptr, race_kernel)(sc.order, src.data(), wrong);
+    });
+
+  const struct {
+    StoreOrder order;
+    const char* name;
+    const char* expect;
+  } store_scenarios[] = {
+      {StoreOrder::SameWarpSynced, "stores, __syncwarp, a load from the same warp", nullptr},
+      {StoreOrder::SameWarpUnsynced, "stores, a load from the same warp (no __syncwarp)",
+       "read of another thread's store with no barrier after it"},
+      // Warp 0 runs first here and reads warp 1's chunks before they are stored; on a
+      // GPU either side may come first.
+      {StoreOrder::OtherWarpSynced, "stores, __syncwarp, a load from the other warp",
+       "store over data another warp reads in this epoch"},
+      {StoreOrder::StoreOverRead, "stores over the other warp's reads (no barrier)",
+       "store over data another warp reads in this epoch"},
+  };
+  for (const auto& sc : store_scenarios)
+    scenario(sc.name, sc.expect, false, [&](int* wrong) {
+      PERCEIVER_LAUNCH(1, 64, 64 * 16, nullptr, store_race_kernel)(sc.order, src.data(), wrong);
     });
 
   struct WgScenario {

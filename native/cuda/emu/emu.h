@@ -157,6 +157,10 @@ struct Granule {
   int reader = 0;        // thread + 1, kMany, or 0
   int r_epoch = -1;
   bool fenced = false;   // its writer ran fence.proxy.async after the copy landed (wgmma's reads need it)
+  // A plain store's writer (smem_write) lands at once (w_lo = w_hi = its epoch), and is
+  // ordered before its own warp's later reads by a warp barrier: the writer's warp
+  // barrier generation then; -1 for a copy.
+  int w_warp_gen = -1;
 };
 constexpr int kInFlight = 1 << 30, kMany = -1;
 inline Granule g_granules[sizeof g_dynamic_smem / 16];
@@ -175,7 +179,9 @@ inline void race(const char* what, const Granule& gr, bool by_copy) {
   if (g_races++ > 0) return;
   const Block& b = *g_block;
   char other[120];
-  if (by_copy)
+  if (by_copy && gr.w_warp_gen >= 0)
+    std::snprintf(other, sizeof other, "thread %d's store in epoch %d", gr.writer - 1, gr.w_lo);
+  else if (by_copy)
     std::snprintf(other, sizeof other, "thread %d's copy, issued in epoch %d, %s", gr.writer - 1, gr.w_lo,
                   gr.w_hi == kInFlight ? "still in flight" : ("landed in epoch " + std::to_string(gr.w_hi)).c_str());
   else if (gr.reader == kMany)
@@ -195,11 +201,36 @@ inline void smem_read(const void* p, size_t n) {
   for (size_t o = 0; o < n; o += 16) {
     Granule* gr = granule(static_cast<const unsigned char*>(p) + o);
     if (!gr) return;
+    const bool warp_ordered = gr->w_warp_gen >= 0 && (gr->writer - 1) >> 5 == warp() &&
+                              b.warp[warp()].generation > (unsigned)gr->w_warp_gen;
     if (gr->writer == self && gr->w_hi == kInFlight) race("read of this thread's own copy before waiting for it", *gr, true);
-    else if (gr->writer && gr->writer != self && e >= gr->w_lo && e <= gr->w_hi)
-      race("read of another thread's copy with no barrier after it landed", *gr, true);
+    else if (gr->writer && gr->writer != self && e >= gr->w_lo && e <= gr->w_hi && !warp_ordered)
+      race(gr->w_warp_gen >= 0 ? "read of another thread's store with no barrier after it"
+                               : "read of another thread's copy with no barrier after it landed",
+           *gr, true);
     if (gr->r_epoch != e) gr->reader = self, gr->r_epoch = e;
     else if (gr->reader != self) gr->reader = kMany;
+  }
+}
+
+// A plain store to [p, p + n) by the running thread (the staged output rows of the
+// fixed-width kernel: store_rows_vec16). It races with another warp's read of the
+// granule in this epoch, and with a copy not yet ordered before it; a read by another
+// thread of its own warp is ordered by a warp barrier (__syncwarp, a shuffle) after
+// the store. A read by the thread's own warp earlier in the epoch is not seen.
+inline void smem_write(const void* p, size_t n) {
+  const Block& b = *g_block;
+  const int self = (int)b.current + 1, e = b.epoch[b.current];
+  for (size_t o = 0; o < n; o += 16) {
+    Granule* gr = granule(static_cast<const unsigned char*>(p) + o);
+    if (!gr) return;
+    if (gr->r_epoch == e && (gr->reader == kMany || (gr->reader - 1) >> 5 != warp()))
+      race("store over data another warp reads in this epoch", *gr, false);
+    else if (gr->writer && gr->w_warp_gen < 0 && (gr->writer != self ? gr->w_hi >= e : gr->w_hi == kInFlight))
+      race("store over a copy not yet ordered before it", *gr, true);
+    gr->writer = self;
+    gr->w_lo = gr->w_hi = e;
+    gr->w_warp_gen = (int)b.warp[warp()].generation;
   }
 }
 
@@ -220,7 +251,7 @@ inline void async_copy16(void* dst, const void* src, int src_bytes) {
     if (gr->r_epoch == e && gr->reader != self) race("copy issued over data another thread reads in this epoch", *gr, false);
     else if (gr->writer && (gr->writer != self ? gr->w_hi >= e : gr->w_hi == kInFlight))
       race("copy issued over another copy not yet ordered before it", *gr, true);
-    *gr = {self, e, kInFlight, gr->reader, gr->r_epoch, false};
+    *gr = {self, e, kInFlight, gr->reader, gr->r_epoch, false, -1};
   }
   std::memset(dst, 0xff, 16);
   b.copies[b.current].push_back(c);
