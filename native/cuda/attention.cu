@@ -142,6 +142,7 @@ struct Params {
   // kernel's instantiations that write it (FixedTier::lse), at one key range.
   float* lse;
   int o_store;  // OStore: how the output's rows may be written (o_store_for)
+  int64_t ws_ld;  // ws_o's row stride: Dv rounded up to even (ws_row_floats)
 };
 
 // How a block may write O (one key range): element by element; in pairs of adjacent
@@ -331,24 +332,19 @@ __device__ __forceinline__ void store_rows(const Params& p, int64_t b, int64_t h
       }
     if constexpr (kLse) store_lse<kRT>(p, bh, row, m, l, t);
   } else {
-    // The workspace's rows are Dv floats from a 256-byte aligned base: pairs when Dv is even.
-    const bool pairs = (p.dv & 1) == 0;
+    // The workspace's rows (an even count of floats from a 256-byte aligned base) take
+    // pairs; an odd Dv's last one fills the row's spare column.
     const int64_t base = (int64_t)split * p.rows_total + bh * p.nq;
 #pragma unroll
     for (int rt = 0; rt < kRT; rt++)
 #pragma unroll
       for (int r = 0; r < 2; r++) {
         if (row[rt][r] >= p.nq) continue;
-        float* orow = p.ws_o + (base + row[rt][r]) * p.dv;
+        float* orow = p.ws_o + (base + row[rt][r]) * p.ws_ld;
 #pragma unroll
         for (int n = 0; n < kNO; n++) {
           const int c = n * 8 + 2 * t;
-          if (pairs) {
-            if (c < p.dv) store_pair<float>(orow + c, o[rt][n][2 * r], o[rt][n][2 * r + 1]);
-            continue;
-          }
-          if (c < p.dv) orow[c] = o[rt][n][2 * r];
-          if (c + 1 < p.dv) orow[c + 1] = o[rt][n][2 * r + 1];
+          if (c < p.dv) store_pair<float>(orow + c, o[rt][n][2 * r], o[rt][n][2 * r + 1]);
         }
         if (t == 0) {
           p.ws_m[base + row[rt][r]] = m[rt][r];
@@ -743,7 +739,7 @@ __global__ void __launch_bounds__(256) attention_simt_kernel(Params p) {
         if (lane + 32 * c < vcols) orow[lane + 32 * c] = from_float<T>(o[rr][c] * inv);
     } else {
       const int64_t prow = (int64_t)split * p.rows_total + bh * p.nq + i;
-      float* orow = p.ws_o + prow * p.dv + c0;
+      float* orow = p.ws_o + prow * p.ws_ld + c0;
 #pragma unroll
       for (int c = 0; c < kCols; c++)
         if (lane + 32 * c < vcols) orow[lane + 32 * c] = o[rr][c];
@@ -808,7 +804,7 @@ __global__ void __launch_bounds__(128) attention_merge_kernel(Params p) {
     float acc = 0.f;
     for (int s = 0; s < p.splits; s++) {
       const float w = wsh[warp][s];
-      if (w != 0.f) acc = fmaf(w, p.ws_o[(s * p.rows_total + row) * p.dv + c], acc);
+      if (w != 0.f) acc = fmaf(w, p.ws_o[(s * p.rows_total + row) * p.ws_ld + c], acc);
     }
     orow[c] = from_float<T>(acc * inv);
   }
@@ -849,9 +845,13 @@ int plan_splits(const AttentionArgs& a, int sm_count) {
   return (int)std::max<int64_t>(1, std::min<int64_t>(s, kMaxSplits));
 }
 
+// The key ranges' partial O rows are Dv floats rounded up to an even count, so that
+// the kernels write them in 8-byte pairs (the encoders' 261 too).
+inline int64_t ws_row_floats(int64_t dv) { return dv + (dv & 1); }
+
 size_t workspace_for(const AttentionArgs& a, int splits) {
   if (splits <= 1) return 0;
-  return (size_t)splits * (size_t)(a.batch * a.heads * a.nq) * (size_t)(a.dv + 2) * sizeof(float);
+  return (size_t)splits * (size_t)(a.batch * a.heads * a.nq) * (size_t)(ws_row_floats(a.dv) + 2) * sizeof(float);
 }
 
 // K and V one array (k = v = X: the single-head encoders attend to their input so,
@@ -1496,7 +1496,8 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     if (!workspace || workspace_bytes < workspace_for(a, splits)) return cudaErrorInvalidValue;
     p.splits = splits;
     p.ws_o = static_cast<float*>(workspace);
-    p.ws_m = p.ws_o + (int64_t)splits * p.rows_total * a.dv;
+    p.ws_ld = ws_row_floats(a.dv);
+    p.ws_m = p.ws_o + (int64_t)splits * p.rows_total * p.ws_ld;
     p.ws_l = p.ws_m + (int64_t)splits * p.rows_total;
   } else {
     p.splits = 1;
