@@ -613,12 +613,21 @@ void check_case(const Case& c, cudaStream_t stream) {
                 wb = b; wh = h; wi = i; wd = d; wgot = gv; wref = x;
               }
             }
-      const bool ok = worst_ratio <= 1.0;
+      // The output's padding (the gaps of the padded layouts) stays NaN: a kernel that
+      // writes past a row's or a head's columns, or past the last query row, fails.
+      std::vector<bool> logical(got.size(), false);
+      for (int64_t b = 0; b < c.B; b++)
+        for (int64_t h = 0; h < c.H; h++)
+          for (int64_t i = 0; i < c.nq; i++)
+            for (int64_t d = 0; d < c.dv; d++) logical[(size_t)(b * pb.o.sb + i * pb.o.sn + h * pb.o.sh + d)] = true;
+      int64_t padding_written = 0;
+      for (size_t x = 0; x < got.size(); x++) padding_written += !logical[x] && !std::isnan(got[x]);
+      const bool ok = worst_ratio <= 1.0 && padding_written == 0;
       if (!ok) g_failures++;
-      std::printf("%s %s  max_abs=%.3g max_rel=%.3g worst=%.2f of tol %.0e at [b%lld i%lld h%lld d%lld] got %.6g ref %.6g -> %s\n",
+      std::printf("%s %s  max_abs=%.3g max_rel=%.3g worst=%.2f of tol %.0e at [b%lld i%lld h%lld d%lld] got %.6g ref %.6g%s -> %s\n",
                   ok ? "PASS" : "FAIL", label, max_abs, max_ref > 0 ? max_abs / max_ref : max_abs,
                   worst_ratio, tol, (long long)wb, (long long)wi, (long long)wh, (long long)wd,
-                  wgot, wref, kernel);
+                  wgot, wref, padding_written ? (" padding written: " + std::to_string(padding_written)).c_str() : "", kernel);
       if (!ok) {  // where, in [b][h][row][d] as ref
         std::vector<double> g;
         g.reserve(ref.size());
