@@ -339,11 +339,11 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
 
 Napi::Value OneHot(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    need_args(info, 4, "one_hot");
+    need_args(info, 5, "one_hot");
     const Tensor& ids = tensor_arg(info, 0, "one_hot", "ids");
     return ret(info, one_hot(ids, int_arg(info, 1, "one_hot", "depth"),
                              (float)number_arg(info, 2, "one_hot", "on"),
-                             (float)number_arg(info, 3, "one_hot", "off")));
+                             (float)number_arg(info, 3, "one_hot", "off"), dtype_arg(info, 4, "one_hot", "dtype")));
   });
 }
 

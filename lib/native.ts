@@ -56,7 +56,7 @@ export interface NativeAddon {
   attention(q: H, k: H, v: H, mask: H | null, scale: number, withLse?: false, dropoutP?: number, seed?: number): H;
   attention(q: H, k: H, v: H, mask: H | null, scale: number, withLse: true, dropoutP?: number, seed?: number): [H, H | null];
   embedding(weight: H, ids: H): H;
-  oneHot(ids: H, depth: number, on: number, off: number): H;
+  oneHot(ids: H, depth: number, on: number, off: number, dtype: string): H;
   conv2d(x: H, weight: H, bias: H | null, strideH: number, strideW: number, padding: Pad): H;
   maxPool2d(x: H, kernelH: number, kernelW: number, strideH: number, strideW: number, padding: Pad): H;
   /** The addends (x's dtype, each gradient's shape) join gx, gw and gb before their one rounding. */

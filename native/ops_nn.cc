@@ -47,16 +47,22 @@ Tensor embedding(const Tensor& weight, const Tensor& ids_in) {
   return out;
 }
 
-Tensor one_hot(const Tensor& ids_in, int64_t depth, float on, float off) {
+Tensor one_hot(const Tensor& ids_in, int64_t depth, float on, float off, DType dtype) {
   check_dtype("one_hot", "ids", ids_in, DType::Int32);
   if (depth < 1) throw_range("one_hot: argument 'depth' must be >= 1, got " + std::to_string(depth));
+  if (!dtype_is_float(dtype))
+    throw_type(std::string("one_hot: argument 'dtype' must be 'float32', 'bfloat16' or 'float16', got '") +
+               dtype_name(dtype) + "'");
+  // The CPU's kernel writes float32; 16-bit values there are its output cast.
+  if (dtype != DType::Float32 && ids_in.device().type == DeviceType::CPU)
+    return cast(one_hot(ids_in, depth, on, off, DType::Float32), dtype);
   Tensor ids = contiguous(ids_in);
   Shape shape = ids.shape;
   shape.push_back(depth);
-  Tensor out = empty(shape, DType::Float32, ids.device(), "one_hot");
+  Tensor out = empty(shape, dtype, ids.device(), "one_hot");
   int64_t n = ids.numel();
-  launch("one_hot", ids.device(), {&ids}, {&out}, [ids = data_ref(ids), out = data_ref(out), n, depth, on, off](Backend& b) {
-    b.one_hot((const int32_t*)ids.data(), n, depth, on, off, (float*)out.data(), DType::Float32,
+  launch("one_hot", ids.device(), {&ids}, {&out}, [ids = data_ref(ids), out = data_ref(out), n, depth, on, off, dtype](Backend& b) {
+    b.one_hot((const int32_t*)ids.data(), n, depth, on, off, (float*)out.data(), dtype,
               ids.storage->int32_within(0, depth));
   });
   return out;

@@ -173,6 +173,24 @@ test('oneHot: int32 ids [...] -> float32 [..., depth] with on/off values', async
   assertExact(t, await P.oneHot(tensor(big), 261).data(), oneHotRef(big, 261), 'large');
 });
 
+test('oneHot: opts.dtype gives bfloat16 or float16 values, each on and off rounded once; other dtypes are a TypeError', async (t) => {
+  const ids = Int32Array.from([0, 4, 2, 2, 1, 3]);
+  for (const dtype of ['bfloat16', 'float16'] as const) {
+    const y = P.oneHot(tensor(ids, [2, 3]), 5, { dtype, on: 0.9, off: 0.025 });
+    t.deepEqual(y.shape, [2, 3, 5]);
+    t.is(y.dtype, dtype);
+    const want = P.cast(P.oneHot(tensor(ids, [2, 3]), 5, { on: 0.9, off: 0.025 }), dtype);
+    assertExact(t, await P.cast(y, 'float32').data(), await P.cast(want, 'float32').data(), dtype);
+    // 0.9 is not exact in 16 bits: the value written is its rounding, not 0.9.
+    t.not((await P.cast(y, 'float32').data())[0], Math.fround(0.9), dtype);
+  }
+  t.is(P.oneHot(tensor(ids), 5, { dtype: 'float32' }).dtype, 'float32');
+  for (const dtype of ['int32', 'uint8', 'float64']) {
+    const e = t.throws(() => P.oneHot(tensor(ids), 5, { dtype: dtype as 'float32' }), { instanceOf: TypeError });
+    t.regex(e!.message, /one_hot: argument 'dtype'/, dtype);
+  }
+});
+
 test('oneHot: an id outside [0, depth) rejects data() naming it; depth < 1 is a RangeError', async (t) => {
   const err = await t.throwsAsync(() => P.oneHot(tensor(Int32Array.from([0, 5])), 5).data());
   t.regex(err!.message, /index 5/);

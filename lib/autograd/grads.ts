@@ -520,9 +520,9 @@ export function embeddingGrad(out: Tensor, weight: Tensor, ids: Tensor): Tensor 
     // and 1 are exact in 16 bits). A tied weight's other gradient (the decoder's
     // product) joins it as the addend.
     const flat = L.reshape(L.contiguous(i), [i.size]);
-    const onehot = N.oneHot(flat, vocab);
+    const onehot = N.oneHot(flat, vocab, { dtype: g.dtype });
     const prev = acc.take(0, [vocab, c], g.dtype);
-    return [M.matmul(g.dtype === 'float32' ? onehot : L.cast(onehot, g.dtype), L.reshape(L.contiguous(g), [i.size, c]), { transA: true, addend: prev }), null];
+    return [M.matmul(onehot, L.reshape(L.contiguous(g), [i.size, c]), { transA: true, addend: prev }), null];
   });
 }
 

@@ -1,6 +1,6 @@
 // Indexing and convolutional ops. Images are channels-last: [B, H, W, C].
 import { native } from '../native.js';
-import { describe } from '../dtype.js';
+import { checkDType, describe, type DTypeName } from '../dtype.js';
 import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
 import { int, num, options, pair } from './args.js';
 import * as G from '../autograd/grads.js';
@@ -14,9 +14,11 @@ export function embedding(weight: Tensor, ids: Tensor): Tensor {
 export interface OneHotOptions {
   on?: number;
   off?: number;
+  /** 'float32' (default), 'bfloat16' or 'float16'. */
+  dtype?: DTypeName;
 }
 
-/** int32 ids [...] -> float32 [..., depth]. */
+/** int32 ids [...] -> [..., depth] of on and off values (float32 unless opts.dtype says). */
 export function oneHot(ids: Tensor, depth: number, opts?: OneHotOptions): Tensor {
   const o = options('one_hot', opts);
   return wrap(
@@ -25,6 +27,7 @@ export function oneHot(ids: Tensor, depth: number, opts?: OneHotOptions): Tensor
       int('one_hot', 'depth', depth),
       o.on === undefined ? 1 : num('one_hot', 'on', o.on),
       o.off === undefined ? 0 : num('one_hot', 'off', o.off),
+      o.dtype === undefined ? 'float32' : checkDType('one_hot', 'dtype', o.dtype),
     ),
   );
 }
