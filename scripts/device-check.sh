@@ -30,8 +30,9 @@
 #       GPU, bench-gpu and bench-train-gpu (with torch and their profiles), then ours
 #       with the newest defaults off (PERCEIVER_CUDA_ATTENTION_TF32X3=0 and
 #       PERCEIVER_CUDA_ATTENTION_WGMMA=0; the bf16 step also with PERCEIVER_GRAD_FOLD=0
-#       and PERCEIVER_CUDA_GEMM_SPLITK=0),
-#       no harnesses:
+#       and PERCEIVER_CUDA_GEMM_SPLITK=0; the self-attention shapes' timings with
+#       PERCEIVER_CUDA_ATTENTION_OSTORE=0 beside the default's),
+#       no other harnesses:
 #       about 3 minutes on an H200, for a short second call.
 #   bash scripts/device-check.sh --compare    the defaults a GPU measured and turned on
 #       (2026-11-27) against the kernels they replaced, which =0 switches bring back

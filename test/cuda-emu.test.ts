@@ -137,8 +137,9 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     // at stride 261 and 264 in place in the 272 class, 322 in the 336 class; not 261
     // with k and v apart, nor 128-wide heads at odd strides, whose Q it reads with
     // 16-byte copies); 8 warps (path 9) at 128 (twice), 120 and qk 32 / v 160 (twice);
-    // 4 warps of two row tiles (path 10) at 128 (twice) and 120.
-    t.is(r.passed(/^PASS .* path 8 /), 44, what);
+    // 4 warps of two row tiles (path 10) at 128 (twice) and 120. Path 8 also twice more
+    // at qk 32 / v 160 with its output off 16-byte alignment (out-shift, below).
+    t.is(r.passed(/^PASS .* path 8 /), 46, what);
     t.is(r.passed(/^PASS .* path 9 /), 20, what);
     t.is(r.passed(/^PASS .* path 10 /), 12, what);
     // The warpgroup kernel (paths 11 and 12, two and one warpgroups per block; the
@@ -169,7 +170,12 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     // the same kernel with one TF32 product instead of three fails them). Auto takes it
     // there, and the SIMT kernel elsewhere (odd rows, 150, 261, 264, 322, 520, 1024: the
     // backend sends those to the products first).
-    t.is(r.passed(/^PASS .*float32 +path 13 /), 16, `${what}: the 3xTF32 kernel`);
+    t.is(r.passed(/^PASS .*float32 +path 13 /), 18, `${what}: the 3xTF32 kernel (twice with out-shift)`);
+    // Outputs one and two elements off their arrays' alignment: element by element, then
+    // in pairs, through the fixed-width kernel, a tier and (float32) the 3xTF32 kernel;
+    // nothing written outside the output (a misaligned store would end the run).
+    t.is(r.passed(/^PASS out-shift-[12] +(bfloat16 +path (8|1)|float32 +path 13) splits 1 /), 6, what);
+    t.false(/elements written outside the output/.test(r.out), what);
     t.is(r.passed(/ path 0 .*-> tf32x3 /), 16, `${what}: the 3xTF32 kernel under auto`);
     t.is(r.passed(/float32 +path 0 .*-> simt$/), 20, `${what}: the SIMT kernel under auto`);
     // And the backend asks for it at its widths on sm_80+ with 16-byte rows (128 x 128,

@@ -277,20 +277,12 @@ inline size_t tc_smem_bytes(int64_t dqk, int64_t dv, int bq, int bk, int stages)
           (size_t)stages * bk * ((size_t)tc_ldq(dqk) + tc_ldv(dv))) * 2;
 }
 
-// The end of a block: this thread's rows (row[rt][0] = g, row[rt][1] = g + 8 of each of
-// its warp's kRT 16-row tiles) from their O fragments, normalised into the output (one
-// key range), or unnormalised into the workspace with each row's m and l for the merge
-// (threads t == 0 write those). l holds the rows' whole sums. kLse (one key range
-// only): threads t == 0 also write each row's log-sum-exp to p.lse, from m and l (the
-// log2 domain: scores times scale·log2 e), +inf where every key was masked. A template
-// flag, not a test of p.lse: the kernels sit at their register caps, and the write's
-// code, even untaken, made some spill (2026-11-28).
 // Columns c and c + 1 of a row (c even) in one store: the caller has checked that the
 // pair is aligned (OStore).
 template <class T>
 __device__ __forceinline__ void store_pair(T* at, float lo, float hi) {
-  if constexpr (std::is_same_v<T, float>) *reinterpret_cast<float2*>(at) = make_float2(lo, hi);
-  else *reinterpret_cast<uint32_t*>(at) = pack2<T>(lo, hi);
+  if constexpr (std::is_same_v<T, float>) stg<float2>(at, make_float2(lo, hi));
+  else stg<uint32_t>(at, pack2<T>(lo, hi));
 }
 
 template <int kRT>
@@ -305,6 +297,14 @@ __device__ __forceinline__ void store_lse(const Params& p, int64_t bh, const int
   }
 }
 
+// The end of a block: this thread's rows (row[rt][0] = g, row[rt][1] = g + 8 of each of
+// its warp's kRT 16-row tiles) from their O fragments, normalised into the output (one
+// key range), or unnormalised into the workspace with each row's m and l for the merge
+// (threads t == 0 write those). l holds the rows' whole sums. kLse (one key range
+// only): threads t == 0 also write each row's log-sum-exp to p.lse, from m and l (the
+// log2 domain: scores times scale·log2 e), +inf where every key was masked. A template
+// flag, not a test of p.lse: the kernels sit at their register caps, and the write's
+// code, even untaken, made some spill (2026-11-28).
 template <class T, int kRT, int kNO, bool kLse = false>
 __device__ __forceinline__ void store_rows(const Params& p, int64_t b, int64_t h, int64_t bh, int split,
                                            const int64_t (&row)[kRT][2], const float (&o)[kRT][kNO][4],
@@ -1451,6 +1451,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     return cudaErrorInvalidValue;
   if (nothing_to_do(a)) return cudaSuccess;
   if (!a.out) return cudaErrorInvalidValue;
+  if (reinterpret_cast<uintptr_t>(workspace) % 16 != 0) return cudaErrorInvalidValue;  // attention.h
 
   Params p{};
   p.q = a.q; p.k = a.k; p.v = a.v; p.out = a.out; p.mask = a.mask;

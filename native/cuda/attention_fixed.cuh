@@ -110,7 +110,7 @@ __device__ __forceinline__ void store_rows_vec16(const Params& p, int64_t b, int
     const int i = lane + 32 * k, r = i / kNO, c = i % kNO;
     const int64_t row = warp_row0 + r;
     if (c < chunks && row < p.nq)
-      *reinterpret_cast<uint4*>(out + row * p.o_sn + c * 8) = lds_u128(stage + r * kLdo + c * 8);
+      stg<uint4>(out + row * p.o_sn + c * 8, lds_u128(stage + r * kLdo + c * 8));
   }
 }
 

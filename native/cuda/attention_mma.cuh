@@ -137,6 +137,10 @@ __device__ __forceinline__ float lds_f32(const float* p) { return *p; }
 // A 32-bit store to and a 16-byte load from shared memory (watched as well).
 __device__ __forceinline__ void sts_u32(void* p, uint32_t v) { *static_cast<uint32_t*>(p) = v; }
 __device__ __forceinline__ uint4 lds_u128(const void* p) { return *static_cast<const uint4*>(p); }
+// A store of sizeof(V) bytes to global memory, which must be aligned to them (a GPU
+// faults otherwise; the emulation stops).
+template <class V>
+__device__ __forceinline__ void stg(void* p, V v) { *static_cast<V*>(p) = v; }
 
 // Asynchronous 16-byte global -> shared copy (sm_80+): copies src_bytes (0..16) and
 // zero-fills the rest of the 16 bytes, so the ragged end of a row and rows past the

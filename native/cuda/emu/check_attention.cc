@@ -31,12 +31,16 @@ struct Case {
   AttentionShape s;
   bool broadcast_mask = false;  // the mask a view broadcast over the queries (stride 0)
   bool shared_kv = false;       // k and v one array (AttentionProblem::share_kv)
+  int out_shift = 0;            // the output starts this many elements into its array
 };
 
 void check(const Case& c, DType dt, int path, int splits) {
   AttentionProblem pr(c.s, dt, 1234, false);
   if (c.broadcast_mask) pr.broadcast_mask();
   if (c.shared_kv) pr.share_kv();
+  // An output off 4 (or 16) bytes, within the guard rows: element i at out[i + shift].
+  const int64_t shift = c.out_shift;
+  pr.a.out = reinterpret_cast<float*>(reinterpret_cast<char*>(pr.out.data()) + shift * (dt == DType::Float32 ? 4 : 2));
   const AttentionProblem::Reference ref = pr.reference();
   const std::vector<double>& want = ref.o;
   if (c.broadcast_mask) pr.spoil_unread_mask_rows();
@@ -70,7 +74,7 @@ void check(const Case& c, DType dt, int path, int splits) {
   const double tol = dt == DType::Float32 ? 1e-5 : 1e-2;
   double worst = 0;
   for (size_t i = 0; i < want.size(); i++) {
-    const double got = pr.at(pr.out, (int64_t)i);
+    const double got = pr.at(pr.out, (int64_t)i + shift);
     worst = std::max(worst, std::isnan(got) ? INFINITY : std::fabs(got - want[i]) / (tol + tol * std::fabs(want[i])));
   }
   // Written: within 1e-5 (1 + |lse|) of the reference's, +inf where it is; not written:
@@ -85,14 +89,18 @@ void check(const Case& c, DType dt, int path, int splits) {
     worst_lse = std::max(worst_lse, err);
   }
   if (!std::isnan(lse.back())) worst_lse = INFINITY;  // the spare past the last row: written out of range
-  // The rows past the output's last (AttentionProblem::kGuardRows): untouched.
-  for (size_t i = want.size(); i < pr.out.size(); i++)
-    if (!std::isnan(pr.at(pr.out, (int64_t)i))) worst = INFINITY;
+  // The rows past the output's last (AttentionProblem::kGuardRows), and the elements
+  // before a shifted output: untouched.
+  int64_t guard_written = 0;
+  for (int64_t i = 0; i < (int64_t)pr.out.size(); i++)
+    if ((i < shift || i >= (int64_t)want.size() + shift) && !std::isnan(pr.at(pr.out, i))) guard_written++;
+  if (guard_written > 0) worst = INFINITY;
   // A race fails the check whatever the numbers: on a GPU its result depends on timing.
   const bool ok = worst <= 1.0 && worst_lse <= 1.0 && races == 0;
   if (!ok) g_failures++;
   std::printf("%s %s worst=%.2f of tol, lse %s %.2f -> %s\n", ok ? "PASS" : "FAIL", label, worst,
               lse_written ? "written" : "untouched", worst_lse, perceiver::cuda::detail::attention_last_kernel());
+  if (guard_written > 0) std::printf("  %lld elements written outside the output\n", (long long)guard_written);
   if (worst > 1.0) {  // where: [b, h][i][d], as the GPU harness reports it
     const AttentionShape& sh = c.s;
     std::vector<double> g, w;
@@ -102,7 +110,7 @@ void check(const Case& c, DType dt, int path, int splits) {
       for (int64_t h = 0; h < sh.H; h++)
         for (int64_t i = 0; i < sh.nq; i++)
           for (int64_t d = 0; d < sh.dv; d++) {
-            g.push_back(pr.at(pr.out, pr.o_at(b, i, h) + d));
+            g.push_back(pr.at(pr.out, pr.o_at(b, i, h) + d + shift));
             w.push_back(want[pr.o_at(b, i, h) + d]);
           }
     std::printf("  where: %s\n", attention_error_pattern(g, w, sh.B * sh.H, rows, sh.dv, tol).c_str());
@@ -328,6 +336,16 @@ void check_attention(const std::string& filter) {
   // the occupancy tier, or with that off too the wide kernel.
   const Case full = {"rows-fill-sms", 33, 8, 128, 16, 128, 128, false, false};
   if (filter.empty() || std::string(full.name).find(filter) != std::string::npos) check(full, DType::BFloat16, 0, 1);
+  // Outputs that start off their arrays' alignment (o_store_for): one element in, the
+  // kernels write element by element; two in (4 bytes of 16-bit data, 8 of float32),
+  // in pairs. The fixed-width kernel (path 8), a tier (path 1) and the 3xTF32 kernel
+  // (path 13, float32) at the language model's latent widths.
+  for (int shift : {1, 2}) {
+    const Case c = {shift == 1 ? "out-shift-1" : "out-shift-2", {2, 1, 33, 140, 32, 160, false, true}, false, false, shift};
+    if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
+    for (int path : {8, 1}) check(c, DType::BFloat16, path, 1);
+    check(c, DType::Float32, 13, 1);
+  }
   // The layout probes at each width class of the fixed-width (path 8), warpgroup (11,
   // 12) and float32 tensor-core (13, in float32) kernels; 261 takes the warpgroup
   // kernel's 272 class.

@@ -103,6 +103,8 @@ struct Block {
   // asynchronous proxy (fence_proxy_async in wgmma_emu.h).
   std::vector<std::vector<size_t>> unfenced = std::vector<std::vector<size_t>>(fibers.size());
   std::vector<int> wgmma_groups = std::vector<int>(fibers.size(), 0);
+  // Per thread: the __syncwarp calls it has made (smem_write, smem_read).
+  std::vector<int> syncwarps = std::vector<int>(fibers.size(), 0);
 };
 
 inline Block* g_block = nullptr;
@@ -148,19 +150,20 @@ inline std::array<std::array<uint64_t, 8>, 32>& warp_slots() { return g_block->s
 // no barrier between them and race on a GPU whatever order the fibers here happened
 // to run them in; so does a thread reading its own copy before waiting for it. Plain
 // C++ loads and stores are not seen (the kernels' shared tiles are written by cp.async
-// and read by ldmatrix on sm_80+, which is what is watched), and only __syncthreads
-// ends an epoch: __syncwarp would order a warp's own accesses on a GPU, but no kernel
-// watched here orders its tiles that way.
+// and read by ldmatrix on sm_80+, which is what is watched), but for the stores and
+// loads that go through sts_u32 and lds_u128 (the fixed-width kernel's staged output
+// rows: smem_write). Only __syncthreads ends an epoch; a __syncwarp after a plain store
+// orders it before the loads of its own warp (counted per thread: Block::syncwarps).
 struct Granule {
-  int writer = 0;        // thread + 1; 0: no copy yet
+  int writer = 0;        // thread + 1 of its last copy or plain store; 0: none yet
   int w_lo = 0, w_hi = 0;  // epochs from issue to landing; w_hi = kInFlight until it lands
   int reader = 0;        // thread + 1, kMany, or 0
   int r_epoch = -1;
   bool fenced = false;   // its writer ran fence.proxy.async after the copy landed (wgmma's reads need it)
-  // A plain store's writer (smem_write) lands at once (w_lo = w_hi = its epoch), and is
-  // ordered before its own warp's later reads by a warp barrier: the writer's warp
-  // barrier generation then; -1 for a copy.
-  int w_warp_gen = -1;
+  // A plain store (smem_write) lands at once (w_lo = w_hi = its epoch), and a __syncwarp
+  // after it orders it before its own warp's later reads: the writer's count of
+  // __syncwarp calls at the store; -1 for a copy.
+  int w_syncwarps = -1;
 };
 constexpr int kInFlight = 1 << 30, kMany = -1;
 inline Granule g_granules[sizeof g_dynamic_smem / 16];
@@ -179,7 +182,7 @@ inline void race(const char* what, const Granule& gr, bool by_copy) {
   if (g_races++ > 0) return;
   const Block& b = *g_block;
   char other[120];
-  if (by_copy && gr.w_warp_gen >= 0)
+  if (by_copy && gr.w_syncwarps >= 0)
     std::snprintf(other, sizeof other, "thread %d's store in epoch %d", gr.writer - 1, gr.w_lo);
   else if (by_copy)
     std::snprintf(other, sizeof other, "thread %d's copy, issued in epoch %d, %s", gr.writer - 1, gr.w_lo,
@@ -201,11 +204,11 @@ inline void smem_read(const void* p, size_t n) {
   for (size_t o = 0; o < n; o += 16) {
     Granule* gr = granule(static_cast<const unsigned char*>(p) + o);
     if (!gr) return;
-    const bool warp_ordered = gr->w_warp_gen >= 0 && (gr->writer - 1) >> 5 == warp() &&
-                              b.warp[warp()].generation > (unsigned)gr->w_warp_gen;
+    const bool warp_ordered =
+        gr->w_syncwarps >= 0 && (gr->writer - 1) >> 5 == warp() && b.syncwarps[b.current] > gr->w_syncwarps;
     if (gr->writer == self && gr->w_hi == kInFlight) race("read of this thread's own copy before waiting for it", *gr, true);
     else if (gr->writer && gr->writer != self && e >= gr->w_lo && e <= gr->w_hi && !warp_ordered)
-      race(gr->w_warp_gen >= 0 ? "read of another thread's store with no barrier after it"
+      race(gr->w_syncwarps >= 0 ? "read of another thread's store with no barrier after it"
                                : "read of another thread's copy with no barrier after it landed",
            *gr, true);
     if (gr->r_epoch != e) gr->reader = self, gr->r_epoch = e;
@@ -216,9 +219,15 @@ inline void smem_read(const void* p, size_t n) {
 // A plain store to [p, p + n) by the running thread (the staged output rows of the
 // fixed-width kernel: store_rows_vec16). It races with another warp's read of the
 // granule in this epoch, and with a copy not yet ordered before it; a read by another
-// thread of its own warp is ordered by a warp barrier (__syncwarp, a shuffle) after
-// the store. A read by the thread's own warp earlier in the epoch is not seen.
+// thread of its own warp needs a __syncwarp after the store (smem_read). Not seen: a
+// read by the thread's own warp earlier in the epoch, another warp's store to the same
+// granule in the epoch (the bytes may differ), and, as a granule keeps its last writer
+// only, a missing __syncwarp before a read by that writer of a neighbour's bytes.
 inline void smem_write(const void* p, size_t n) {
+  if (reinterpret_cast<uintptr_t>(p) % n != 0) {
+    std::fprintf(stderr, "emu: %zu-byte shared store at a misaligned address %p\n", n, p);
+    std::abort();
+  }
   const Block& b = *g_block;
   const int self = (int)b.current + 1, e = b.epoch[b.current];
   for (size_t o = 0; o < n; o += 16) {
@@ -226,11 +235,12 @@ inline void smem_write(const void* p, size_t n) {
     if (!gr) return;
     if (gr->r_epoch == e && (gr->reader == kMany || (gr->reader - 1) >> 5 != warp()))
       race("store over data another warp reads in this epoch", *gr, false);
-    else if (gr->writer && gr->w_warp_gen < 0 && (gr->writer != self ? gr->w_hi >= e : gr->w_hi == kInFlight))
+    else if (gr->writer && gr->w_syncwarps < 0 && (gr->writer != self ? gr->w_hi >= e : gr->w_hi == kInFlight))
       race("store over a copy not yet ordered before it", *gr, true);
     gr->writer = self;
     gr->w_lo = gr->w_hi = e;
-    gr->w_warp_gen = (int)b.warp[warp()].generation;
+    gr->w_syncwarps = b.syncwarps[b.current];
+    gr->fenced = false;  // wgmma's reads need a fence after this write too
   }
 }
 
@@ -383,7 +393,10 @@ inline void __syncthreads() {
   perceiver::emu::wait(perceiver::emu::g_block->all);
   perceiver::emu::g_block->epoch[perceiver::emu::g_block->current]++;
 }
-inline void __syncwarp(unsigned = 0xffffffffu) { perceiver::emu::warp_sync(); }
+inline void __syncwarp(unsigned = 0xffffffffu) {
+  perceiver::emu::warp_sync();
+  perceiver::emu::g_block->syncwarps[perceiver::emu::g_block->current]++;
+}
 [[noreturn]] inline void __trap() { std::abort(); }
 
 template <class T>
