@@ -739,6 +739,8 @@ checks() {
     # by element (=0), at the self-attention shapes through the public entry.
     step attention-ostore 30 bin/cuda_attention_check --bench-only --filter -self --paths 0
     step attention-ostore0 30 env PERCEIVER_CUDA_ATTENTION_OSTORE=0 bin/cuda_attention_check --bench-only --filter -self --paths 0
+    # And the language model's forward so (ours; bench-gpu above has the default's).
+    step bench-gpu-ostore0 40 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_OSTORE=0 node dist/scripts/bench-gpu.js --no-torch --only language-mlm
   fi
 
   if [ -z "${QUICK:-}" ]; then
@@ -777,7 +779,11 @@ checks() {
     grep -E '^(attention|imagenet|language)' "$LOGS/bench-gpu-switches.log" | head -12 || true
   fi
   grep -h '✘' "$LOGS/ava-cuda.log" "$LOGS/ava-quick.log" 2> /dev/null | cut -c1-300 | head -10
-  if [ -n "${VERIFY:-}" ]; then ostore_pairs; fi
+  if [ -n "${VERIFY:-}" ]; then
+    ostore_pairs
+    echo "-- the language model with the output rows element by element (OSTORE=0, ours; the default's is above):"
+    show_ours_bench bench-gpu-ostore0
+  fi
   if [ -z "${VERIFY:-}" ]; then
     grep -E '^FAIL' "$LOGS/cuda_attention_check.log" | cut -c1-400 | head -8
     probe_summary "$LOGS/cuda_attention_check.log"
