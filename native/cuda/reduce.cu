@@ -120,12 +120,24 @@ __global__ void softmax_kernel(const T* x, T* out, int64_t rows, int64_t n, bool
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* a = x + r * n;
     T* o = out + r * n;
-    float m = -INFINITY;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, to_f(a[j]));
-    m = block_max(m, scratch);
-    float s = 0.f;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += expf(to_f(a[j]) - m);
-    s = block_sum(s, scratch);
+    // The maximum and the sum of exponentials in one pass over the row (the online
+    // softmax), where there were two: each thread's sum is relative to its own running
+    // maximum, rescaled when that grows, and to the block's at the end. The rows this
+    // kernel takes are long (the image encoders' 50,176 keys), so each pass is the
+    // row's whole size in memory traffic.
+    float m = -INFINITY, s = 0.f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+      const float v = to_f(a[j]);
+      if (v > m) {  // with m = -inf, s is 0 and stays 0 times exp(-inf)
+        s = s * expf(m - v) + 1.f;
+        m = v;
+      } else if (v != -INFINITY) {  // a masked key adds nothing, also while m is -inf
+        s += expf(v - m);
+      }
+    }
+    const float bm = block_max(m, scratch);
+    s = block_sum(s != 0.f ? s * expf(m - bm) : 0.f, scratch);  // NaN stays NaN
+    m = bm;
     if (log) {
       float ls = logf(s);
       for (int64_t j = threadIdx.x; j < n; j += blockDim.x) o[j] = from_f<T>(to_f(a[j]) - m - ls);
