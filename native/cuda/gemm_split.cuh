@@ -208,12 +208,15 @@ constexpr int64_t kSplitKMinSlice = 512;          // k of a slice, at least
 constexpr int64_t kSplitKMaxSplits = 64;
 constexpr int64_t kSplitKMaxBytes = int64_t(64) << 20;  // one matrix's partials, at most
 
-// Whether (and how) a is split on a device of sm_count SMs: products without an
+// Whether (and how) a is split on a device of sm_count SMs: batched products without an
 // activation whose batch of matrices has fewer output tiles than the device has SMs,
-// over a k both long and much longer than m and n.
+// over a k both long and much longer than m and n. Not one matrix: cuBLASLt splits that
+// itself. On an H200 (2026-11-28, cuda_gemm_check, bf16 [512, 50176] x [50176, 261]),
+// whole against split: one matrix 0.163 against 0.207 ms (82 TFLOP/s whole), two
+// 1.241 against 0.414, eight 2.095 against 1.653.
 inline SplitKPlan splitk_plan(const MatmulArgs& a, int sm_count) {
   SplitKPlan p;
-  if (sm_count <= 0 || a.act != Activation::None || a.batch < 1 || a.m < 1 || a.n < 1) return p;
+  if (sm_count <= 0 || a.act != Activation::None || a.batch < 2 || a.m < 1 || a.n < 1) return p;
   if (a.k < kSplitKMinK || a.k < kSplitKMinRatio * std::max(a.m, a.n)) return p;
   const int64_t tiles = ((a.m + 127) / 128) * ((a.n + 127) / 128);  // per matrix
   if (a.batch * tiles >= sm_count) return p;

@@ -285,8 +285,8 @@ void check_splitk_case(const SplitKCase& c, DType dt) {
               products, c.aligned ? (g_unaligned ? ", some unaligned" : ", all aligned") : "");
 }
 
-// The plan on an H200's 132 SMs: the encoder attention gradient's dQ is split, the
-// products around it and the models' other products are not.
+// The plan on an H200's 132 SMs: the encoder attention gradient's dQ is split from 2
+// images, the products around it and the models' other products are not.
 void check_splitk_plans() {
   struct Shape {
     const char* name;
@@ -295,6 +295,7 @@ void check_splitk_plans() {
     int64_t splits, kc;  // expected (0: not split)
   };
   const Shape shapes[] = {
+      {"dQ of 1 image", 1, 512, 261, 50176, Activation::None, 0, 0},
       {"dQ of 2 images", 2, 512, 261, 50176, Activation::None, 44, 1144},
       {"dQ of 8 images", 8, 512, 261, 50176, Activation::None, 44, 1144},
       {"dQ of 16 images", 16, 512, 261, 50176, Activation::None, 0, 0},
@@ -303,8 +304,8 @@ void check_splitk_plans() {
       {"dK", 8, 50176, 261, 512, Activation::None, 0, 0},
       {"weight gradient", 1, 1024, 1024, 4096, Activation::None, 0, 0},
       {"dense 8192 rows", 1, 8192, 1280, 1280, Activation::None, 0, 0},
-      {"k 16383", 1, 64, 64, 16383, Activation::None, 0, 0},
-      {"k 16384", 1, 64, 64, 16384, Activation::None, 32, 512},
+      {"k 16383", 2, 64, 64, 16383, Activation::None, 0, 0},
+      {"k 16384", 2, 64, 64, 16384, Activation::None, 32, 512},
   };
   for (const Shape& sh : shapes) {
     MatmulArgs a{};
