@@ -324,10 +324,10 @@ __device__ __forceinline__ void store_rows(const Params& p, int64_t b, int64_t h
           const int c = n * 8 + 2 * t;
           if (pairs) {
             if (c < p.dv) store_pair<T>(orow + c, o[rt][n][2 * r] * inv, o[rt][n][2 * r + 1] * inv);
-            continue;
+          } else {
+            if (c < p.dv) orow[c] = from_float<T>(o[rt][n][2 * r] * inv);
+            if (c + 1 < p.dv) orow[c + 1] = from_float<T>(o[rt][n][2 * r + 1] * inv);
           }
-          if (c < p.dv) orow[c] = from_float<T>(o[rt][n][2 * r] * inv);
-          if (c + 1 < p.dv) orow[c + 1] = from_float<T>(o[rt][n][2 * r + 1] * inv);
         }
       }
     if constexpr (kLse) store_lse<kRT>(p, bh, row, m, l, t);
@@ -1133,7 +1133,7 @@ int o_store_for(const AttentionArgs& a) {
     if (!e || !*e) return (int)kOStoreVec16;
     return std::strcmp(e, "0") == 0 ? (int)kOStoreElems : std::strcmp(e, "1") == 0 ? (int)kOStorePairs : (int)kOStoreVec16;
   }();
-  const int64_t es = a.dtype == DType::Float32 ? 4 : 2;
+  const int64_t es = (int64_t)dtype_size(a.dtype);
   const bool even = a.dv % 2 == 0 && a.o_sb % 2 == 0 && a.o_sn % 2 == 0 && a.o_sh % 2 == 0;
   const int best = es == 2 && a.dv % 8 == 0 && vec16_ok(a.out, a.o_sb, a.o_sn, a.o_sh)      ? kOStoreVec16
                    : even && reinterpret_cast<uintptr_t>(a.out) % (2 * es) == 0 ? kOStorePairs

@@ -86,11 +86,13 @@ __device__ __forceinline__ void softmax_rescale_tile(float (&s)[kNS][4], float (
 // sectors of eight rows at a time. Only where p.o_store is kOStoreVec16 (Dv a multiple
 // of 8, 16-byte rows). The row pitch (kNO·4 + 4 words: 20, 4 or 12 mod 32 at the
 // classes' widths) puts the eight rows' 4-byte writes of one instruction in 32 banks.
+__host__ __device__ constexpr int staged_row_pitch(int n8_tiles) { return n8_tiles * 8 + 8; }
+
 template <class T, int kRT, int kNO>
 __device__ __forceinline__ void store_rows_vec16(const Params& p, int64_t b, int64_t h, int64_t warp_row0,
                                                  const float (&o)[kRT][kNO][4], const float (&l)[kRT][2],
                                                  uint16_t* stage, int lane) {
-  constexpr int kLdo = kNO * 8 + 8;
+  constexpr int kLdo = staged_row_pitch(kNO);
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int rt = 0; rt < kRT; rt++)
@@ -280,7 +282,7 @@ __device__ __forceinline__ void fixed_body(const Params& p) {
   if (p.splits == 1 && p.o_store == kOStoreVec16) {
     // The warps' O rows take the shared memory from its start, once every warp has read
     // its last K and V tile (and Q).
-    constexpr int kLdo = kNO * 8 + 8;
+    constexpr int kLdo = staged_row_pitch(kNO);
     static_assert(kBQ * kLdo <= kBQ * kLdq + 2 * kStage, "the staged O rows fit in the tiles' shared memory");
     if constexpr (kLse) store_lse<kRT>(p, bh, row, m, l, t);
     __syncthreads();

@@ -40,7 +40,7 @@ void check(const Case& c, DType dt, int path, int splits) {
   if (c.shared_kv) pr.share_kv();
   // An output off 4 (or 16) bytes, within the guard rows: element i at out[i + shift].
   const int64_t shift = c.out_shift;
-  pr.a.out = reinterpret_cast<float*>(reinterpret_cast<char*>(pr.out.data()) + shift * (dt == DType::Float32 ? 4 : 2));
+  pr.a.out = reinterpret_cast<float*>(reinterpret_cast<char*>(pr.out.data()) + shift * (int64_t)dtype_size(dt));
   const AttentionProblem::Reference ref = pr.reference();
   const std::vector<double>& want = ref.o;
   if (c.broadcast_mask) pr.spoil_unread_mask_rows();
