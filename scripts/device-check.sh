@@ -44,6 +44,9 @@
 #       of the ops they serve with the older kernels, bench-gpu and bench-train-gpu both
 #       ways, and ncu on the older tier, the occupancy tier and the fixed-width kernel
 #       at both latent self-attention shapes. About 3 minutes on an H200.
+#   bash scripts/device-check.sh --gemm-search  the cuBLASLt search alone (a candidate,
+#       PERCEIVER_CUDA_GEMM_TUNE=search): cuda_gemm_check, bench-gpu by default (and
+#       torch) and searched (ours). About 2 minutes.
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
 #       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
 #       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh) with two or
@@ -83,6 +86,9 @@
 #       CUDA cores in one process, and where every case passed the runs below have it.
 #       Likewise PERCEIVER_CUDA_GEMM_ALIGN=1, 16-bit products whose rows cuBLASLt
 #       cannot read in 16-byte units (the encoder's 261) through row-padded copies.
+#       The cuBLASLt search (PERCEIVER_CUDA_GEMM_TUNE=search, twenty-fifth session):
+#       cuda_gemm_check times it against tuning among the heuristic's list, and
+#       bench-gpu runs with it (ours, step bench-gpu-search).
 #       It took 208 s of wall time on an H200 (2026-11-28; the full check 278 s before
 #       it on the same machine): give its call a limit of about 300 s. The ncu runs come
 #       last, so a limit that cuts the call short loses them first.
@@ -374,10 +380,41 @@ show_ncu() {
   done
 }
 
+# --gemm-search: the cuBLASLt search alone (PERCEIVER_CUDA_GEMM_TUNE=search, a candidate
+# since the twenty-fifth session), for a short call: cuda_gemm_check (the models' bf16
+# products and 4096^3 checked and timed tuned among the heuristic's list, then searched,
+# with each search's account), then bench-gpu by default (and torch) and searched (ours).
+gemm_search() {
+  echo "== gemm search: harness"
+  step cuda_gemm_check 150 env CUBLASLT_LOG_LEVEL=1 bin/cuda_gemm_check
+  echo "== gemm search: bench-gpu by default (and torch), then searched (ours)"
+  step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
+  step bench-gpu-search 110 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_GEMM_TUNE=search-verbose node dist/scripts/bench-gpu.js --no-torch --profile
+  echo
+  echo "== summary (logs in $OUT/logs.tar)"
+  cat "$OUT/summary.txt"
+  search_summary
+  show_bench_gpu
+}
+
+# The search's figures: each shape's account (the heuristic's fastest against the
+# fastest found, with tiles), cuda_gemm_check's pairs, and bench-gpu searched.
+search_summary() {
+  echo "-- GEMM search (cuda_gemm_check): tuned among the heuristic's list -> searched"
+  gemm_pairs "$LOGS/cuda_gemm_check.log" searched tuned
+  grep -hE '^perceiver cuda: matmul search' "$LOGS/cuda_gemm_check.log" "$LOGS/bench-gpu-search.log" 2> /dev/null |
+    sed -E 's/^perceiver cuda: matmul search //; s/, ld [^:]*epilogue/, epilogue/' | sort -u | cut -c1-700 | head -24
+  echo "-- bench-gpu searched (ours):"
+  grep -E '^(gemm|imagenet-fourier|language-mlm)' "$LOGS/bench-gpu-search.log" 2> /dev/null | head -14 || true
+  grep -hE '^ *matmul \[32, (256|2048)' "$LOGS/bench-gpu-search.log" 2> /dev/null | head -8 || true
+}
+
 device() {
   setup
   if [ -n "${COMPARE:-}" ]; then
     compare
+  elif [ -n "${GEMM_SEARCH:-}" ]; then
+    gemm_search
   elif [ -n "${CANDIDATES:-}" ]; then
     candidates
   else
@@ -598,6 +635,7 @@ candidates() {
   # The embedding without its bad-id synchronisation where the ids came from the host
   # (the default since the fourteenth session) against the check it skips.
   step bench-gpu-ids 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_CHECK_IDS=1 node dist/scripts/bench-gpu.js --no-torch --only language-mlm --profile
+  step bench-gpu-search 110 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_GEMM_TUNE=search-verbose node dist/scripts/bench-gpu.js --no-torch --profile
   # One launch each of the warpgroup kernel's two variants (paths "tcg", "tcg1") and
   # the default fixed-width kernel's (path 0) at both latent self-attention shapes.
   local c
@@ -638,6 +676,7 @@ candidates() {
   gemm_pairs "$LOGS/cuda_gemm_check.log" 3xTF32
   echo "-- 16-bit products with unaligned rows (cuda_gemm_check): as they are -> aligned copies (PERCEIVER_CUDA_GEMM_ALIGN=1)"
   gemm_pairs "$LOGS/cuda_gemm_check.log" aligned
+  search_summary
   echo "-- products with few output tiles over a long k (cuda_gemm_check): whole -> split-K (the default; PERCEIVER_CUDA_GEMM_SPLITK=0 turns it off)"
   gemm_pairs "$LOGS/cuda_gemm_check.log" split-K whole
   encoder_rows
@@ -822,5 +861,6 @@ case "${1:-}" in
   --compare) COMPARE=1 device ;;
   --candidates) CANDIDATES=1 device ;;
   --verify) QUICK=1 VERIFY=1 device ;;
-  *) echo "usage: $0 [--prepare | --quick | --verify | --compare | --candidates]"; exit 2 ;;
+  --gemm-search) GEMM_SEARCH=1 device ;;
+  *) echo "usage: $0 [--prepare | --quick | --verify | --compare | --candidates | --gemm-search]"; exit 2 ;;
 esac

@@ -248,6 +248,38 @@ cuda('PERCEIVER_CUDA_ATTENTION_TUNE=verbose prints each shape\'s timing once; =0
   t.deepEqual(lines('0'), []);
 });
 
+// The cuBLASLt search (a candidate): one account per shape, and its pick computes the
+// same product as the heuristic's (bf16 within its rounding of the float32 product).
+cuda('PERCEIVER_CUDA_GEMM_TUNE=search-verbose accounts for each shape once, and its product matches float32', (t) => {
+  const script = `const a32 = P.randn([2048, 1280], { seed: 5, device: 'cuda' });
+    const b32 = P.randn([1280, 1280], { seed: 6, device: 'cuda' });
+    const [a, b] = [a32.cast('bfloat16'), b32.cast('bfloat16')];
+    let got;
+    for (let i = 0; i < 3; i++) got = await P.matmul(a, b).cast('float32').data();
+    const want = await P.matmul(a.cast('float32'), b.cast('float32')).data();
+    let ss = 0, worst = 0;
+    for (const w of want) ss += w * w;
+    const rms = Math.sqrt(ss / want.length);
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / (Math.abs(want[i]) + rms));
+    console.log(JSON.stringify({ worst }));`;
+  for (const mode of ['search-verbose', 'search']) {
+    const r = runWithEnv(script, { PERCEIVER_CUDA_GEMM_TUNE: mode });
+    t.is(r.status, 0, r.stderr);
+    const { worst } = JSON.parse(r.stdout.trim().split('\n').pop()!) as { worst: number };
+    t.true(worst <= 1.6e-2, `${mode}: worst relative error ${worst}`);
+    const lines = r.stderr.split('\n').filter((l) => l.includes('matmul search'));
+    if (mode === 'search') {
+      t.deepEqual(lines, []);
+      continue;
+    }
+    // The float32 reference is searched too, on its own line.
+    t.true(lines.some((l) => l.includes('matmul search float32 [2048, 1280]')), lines.join('\n'));
+    lines.splice(lines.findIndex((l) => l.includes('matmul search float32')), 1);
+    t.is(lines.length, 1, lines.join('\n'));
+    t.regex(lines[0], /^perceiver cuda: matmul search bfloat16 \[2048, 1280\] x \[1280, 1280\] batch 1, .*: \d+ heuristic and \d+ searched configurations \(\d+ checked, \d+\.\d ms on the host\), \d+ timed; heuristic's fastest #\d+ \d+\.\d+ ms .*; fastest: #\d+ .*; keeps #\d+$/);
+  }
+});
+
 cuda("fused optimizer updates on cuda match the cpu kernels, and LAMB's device-side norms are deterministic", async (t) => {
   const n = 300_007;
   const rules: [string, (p: Tensor, g: Tensor, s: Tensor[], step: number) => void][] = [

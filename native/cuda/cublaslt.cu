@@ -80,6 +80,13 @@ const Api* load(std::string* reason) {
         dlclose(h);
         continue;
       }
+      std::string optional;  // the search's: their absence only turns the search off
+      bind(h, "cublasLtMatmulAlgoGetIds", &a->algo_get_ids, &optional);
+      bind(h, "cublasLtMatmulAlgoInit", &a->algo_init, &optional);
+      bind(h, "cublasLtMatmulAlgoCheck", &a->algo_check, &optional);
+      bind(h, "cublasLtMatmulAlgoCapGetAttribute", &a->algo_cap_get, &optional);
+      bind(h, "cublasLtMatmulAlgoConfigSetAttribute", &a->algo_config_set, &optional);
+      bind(h, "cublasLtMatmulAlgoConfigGetAttribute", &a->algo_config_get, &optional);
       a->path = c;
       api = a;  // the handle stays open for the life of the process
       return;

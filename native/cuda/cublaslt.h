@@ -41,6 +41,16 @@ enum : int {  // cublasLtMatmulPreferenceAttributes_t
   PREF_MAX_WORKSPACE_BYTES = 1, PREF_MIN_ALIGNMENT_A_BYTES = 5, PREF_MIN_ALIGNMENT_B_BYTES = 6,
   PREF_MIN_ALIGNMENT_C_BYTES = 7, PREF_MIN_ALIGNMENT_D_BYTES = 8,
 };
+enum : int {  // cublasLtMatmulAlgoCapAttributes_t
+  CAP_CTA_SWIZZLING_SUPPORT = 2, CAP_TILE_IDS = 6, CAP_CUSTOM_OPTION_MAX = 7, CAP_STAGES_IDS = 13,
+};
+enum : int {  // cublasLtMatmulAlgoConfigAttributes_t (ID is read-only)
+  CONFIG_ID = 0, CONFIG_TILE_ID = 1, CONFIG_SPLITK_NUM = 2, CONFIG_CTA_SWIZZLING = 4, CONFIG_CUSTOM_OPTION = 5,
+  CONFIG_STAGES_ID = 6, CONFIG_CLUSTER_SHAPE_ID = 8,
+};
+enum : uint16_t {  // cublasLtClusterShape_t, the few the search tries
+  CLUSTER_AUTO = 0, CLUSTER_1x1x1 = 2, CLUSTER_2x1x1 = 3, CLUSTER_1x2x1 = 5, CLUSTER_2x2x1 = 6,
+};
 enum : uint32_t {  // cublasLtEpilogue_t
   EPILOGUE_DEFAULT = 1, EPILOGUE_RELU = 2, EPILOGUE_BIAS = 4, EPILOGUE_RELU_BIAS = 6,
   EPILOGUE_GELU = 32, EPILOGUE_GELU_BIAS = 36,
@@ -65,6 +75,22 @@ struct Api {
                    const void* b, MatrixLayout, const void* beta, const void* c, MatrixLayout,
                    void* d, MatrixLayout, const Algo* algo, void* workspace, size_t workspace_bytes,
                    cudaStream_t stream);
+  // The algorithm search's entries (PERCEIVER_CUDA_GEMM_TUNE=search, gemm.cu): in every
+  // cuBLASLt since CUDA 11, but bound apart from the rest, so that a library without
+  // them still loads (the search then offers nothing beyond the heuristic's list).
+  Status (*algo_get_ids)(Handle, int compute_type, cudaDataType_t scale_type, cudaDataType_t a_type,
+                         cudaDataType_t b_type, cudaDataType_t c_type, cudaDataType_t d_type, int requested,
+                         int* ids, int* returned) = nullptr;
+  Status (*algo_init)(Handle, int compute_type, cudaDataType_t scale_type, cudaDataType_t a_type,
+                      cudaDataType_t b_type, cudaDataType_t c_type, cudaDataType_t d_type, int id, Algo* algo) = nullptr;
+  Status (*algo_check)(Handle, MatmulDesc, MatrixLayout, MatrixLayout, MatrixLayout, MatrixLayout, const Algo*,
+                       HeuristicResult* result) = nullptr;
+  Status (*algo_cap_get)(const Algo*, int attr, void* buf, size_t size, size_t* written) = nullptr;
+  Status (*algo_config_set)(Algo*, int attr, const void* buf, size_t size) = nullptr;
+  Status (*algo_config_get)(const Algo*, int attr, void* buf, size_t size, size_t* written) = nullptr;
+  bool can_search() const {
+    return algo_get_ids && algo_init && algo_check && algo_cap_get && algo_config_set && algo_config_get;
+  }
   std::string path;  // the file that was loaded
 };
 

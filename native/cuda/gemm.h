@@ -30,8 +30,11 @@ void matmul(GemmContext& ctx, const MatmulArgs& a, cudaStream_t s);
 // algorithms on the first call of each shape and keeps the fastest for the process
 // (products under 2^31 flops keep the first untimed); "verbose" also prints each choice
 // and its timings to stderr. 0: the heuristic's first, always, so the same algorithm,
-// and bits, in every process. set_gemm_tune_mode overrides the environment (the
-// harness times both).
+// and bits, in every process. "search" (a candidate; "search-verbose" also prints)
+// times, beside the heuristic's list, the configurations cuBLASLt accepts for the shape
+// among every algorithm, tile, stage count and cluster shape it has (gemm.cu:
+// search_configs). set_gemm_tune_mode overrides the environment (the harness times each:
+// 0 off, 1 on, 2 verbose, 3 search, 4 search-verbose).
 int gemm_tune_mode();
 void set_gemm_tune_mode(int mode);
 

@@ -291,6 +291,18 @@ int main() {
       for (const Shape& sh : shapes)
         if (t == DType::BFloat16 || sh.m <= 512) gemm_case(1, sh.m, sh.n, sh.k, false, true, true, sh.act, t, sh.addend);
   }
+  // The search (PERCEIVER_CUDA_GEMM_TUNE=search, a candidate): every configuration
+  // cuBLASLt's AlgoCheck accepts, beside the heuristic's list, against tuning among that
+  // list alone, in one process, at the same bf16 shapes and 4096^3. Each search's account
+  // goes to stderr ("perceiver cuda: matmul search": the heuristic's fastest, the five
+  // fastest of all and their tiles, stages and cluster shapes).
+  for (int mode : {1, 4}) {
+    cuda::set_gemm_tune_mode(mode);
+    g_tag = mode == 4 ? " searched" : " tuned";
+    std::printf("GEMM %s\n", mode == 4 ? "search" : "tuning among the heuristic's");
+    for (const Shape& sh : shapes) gemm_case(1, sh.m, sh.n, sh.k, false, true, true, sh.act, DType::BFloat16, sh.addend);
+    gemm_case(1, 4096, 4096, 4096, false, false, false, Activation::None, DType::BFloat16);
+  }
   cuda::set_gemm_tune_mode(-1);
   // float32 on the CUDA cores against three TF32 products (PERCEIVER_CUDA_TF32=3, off by
   // default), in one process, each checked against the CPU (three TF32 products at
