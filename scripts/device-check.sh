@@ -44,9 +44,11 @@
 #       of the ops they serve with the older kernels, bench-gpu and bench-train-gpu both
 #       ways, and ncu on the older tier, the occupancy tier and the fixed-width kernel
 #       at both latent self-attention shapes. About 3 minutes on an H200.
-#   bash scripts/device-check.sh --gemm-search  the cuBLASLt search alone (a candidate,
-#       PERCEIVER_CUDA_GEMM_TUNE=search): cuda_gemm_check, bench-gpu by default (and
-#       torch) and searched (ours). About 2 minutes.
+#   bash scripts/device-check.sh --focus  the twenty-fifth session's candidates alone: the
+#       cuBLASLt search (PERCEIVER_CUDA_GEMM_TUNE=search) and the fixed-width attention
+#       kernel's occupancy variant (PERCEIVER_CUDA_ATTENTION_FIXED=3): their harness
+#       checks and timings, their tests on the GPU, bench-gpu by default (and torch)
+#       and with each (ours). About 4 minutes (an estimate: not yet run).
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
 #       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
 #       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh) with two or
@@ -380,20 +382,40 @@ show_ncu() {
   done
 }
 
-# --gemm-search: the cuBLASLt search alone (PERCEIVER_CUDA_GEMM_TUNE=search, a candidate
-# since the twenty-fifth session), for a short call: cuda_gemm_check (the models' bf16
-# products and 4096^3 checked and timed tuned among the heuristic's list, then searched,
-# with each search's account), then bench-gpu by default (and torch) and searched (ours).
-gemm_search() {
-  echo "== gemm search: harness"
+# --focus: the twenty-fifth session's two candidates alone, for a short call: the
+# cuBLASLt search (PERCEIVER_CUDA_GEMM_TUNE=search) and the fixed-width attention
+# kernel's occupancy variant (PERCEIVER_CUDA_ATTENTION_FIXED=3, path tcf3 at the
+# language model's classes). cuda_gemm_check (the models' bf16 products and 4096^3 tuned
+# among the heuristic's list, then searched, each search's account); the language
+# model's three attention shapes through the default (0), the 64-key kernel (8) and
+# tcf3 (14); the tests of both on the GPU; bench-gpu by default (and torch), searched,
+# and with tcf3 (ours).
+focus() {
+  echo "== focus: harnesses"
   step cuda_gemm_check 150 env CUBLASLT_LOG_LEVEL=1 bin/cuda_gemm_check
-  echo "== gemm search: bench-gpu by default (and torch), then searched (ours)"
+  step attention-mlm 60 bin/cuda_attention_check --bench-only --filter mlm- --paths 0,8,14
+  step attention-mlm-checks 60 bin/cuda_attention_check --no-bench --filter qk32
+  echo "== focus: tests on the GPU (the search's, the language model's with tcf3)"
+  step ava-focus 90 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 80s \
+    dist/test/cuda.test.js dist/test/models-mlm.test.js
+  step ava-focus-occ 90 env PERCEIVER_TEST_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_FIXED=3 node node_modules/ava/entrypoints/cli.mjs \
+    --concurrency 8 --timeout 80s dist/test/models-mlm.test.js dist/test/linalg.test.js
+  echo "== focus: bench-gpu by default (and torch), searched, with tcf3 (ours)"
   step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
   step bench-gpu-search 110 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_GEMM_TUNE=search-verbose node dist/scripts/bench-gpu.js --no-torch --profile
+  step bench-gpu-occ 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_FIXED=3 node dist/scripts/bench-gpu.js --no-torch --only language-mlm --profile
   echo
   echo "== summary (logs in $OUT/logs.tar)"
   cat "$OUT/summary.txt"
+  grep -h '✘' "$LOGS/ava-focus.log" "$LOGS/ava-focus-occ.log" 2> /dev/null | cut -c1-300 | head -10
+  grep -E '^FAIL' "$LOGS/attention-mlm-checks.log" | cut -c1-300 | head -6
+  echo "tcf3 checks: $(grep -cE '^PASS .* tcf3 ' "$LOGS/attention-mlm-checks.log") passed, $(grep -cE '^FAIL .* tcf3 ' "$LOGS/attention-mlm-checks.log") failed"
+  echo "-- the language model's attention (ms): auto (0), the 64-key kernel (tcf), the occupancy variant (tcf3):"
+  grep -E '^BENCH mlm-' "$LOGS/attention-mlm.log" | bench_brief || true
   search_summary
+  echo "-- the language model with tcf3 (ours):"
+  grep -E '^language-mlm' "$LOGS/bench-gpu-occ.log" 2> /dev/null | head -4 || true
+  grep -hE '^ *attention \[32' "$LOGS/bench-gpu.log" "$LOGS/bench-gpu-occ.log" 2> /dev/null | head -6 || true
   show_bench_gpu
 }
 
@@ -413,8 +435,8 @@ device() {
   setup
   if [ -n "${COMPARE:-}" ]; then
     compare
-  elif [ -n "${GEMM_SEARCH:-}" ]; then
-    gemm_search
+  elif [ -n "${FOCUS:-}" ]; then
+    focus
   elif [ -n "${CANDIDATES:-}" ]; then
     candidates
   else
@@ -861,6 +883,6 @@ case "${1:-}" in
   --compare) COMPARE=1 device ;;
   --candidates) CANDIDATES=1 device ;;
   --verify) QUICK=1 VERIFY=1 device ;;
-  --gemm-search) GEMM_SEARCH=1 device ;;
-  *) echo "usage: $0 [--prepare | --quick | --verify | --compare | --candidates | --gemm-search]"; exit 2 ;;
+  --focus) FOCUS=1 device ;;
+  *) echo "usage: $0 [--prepare | --quick | --verify | --compare | --candidates | --focus]"; exit 2 ;;
 esac

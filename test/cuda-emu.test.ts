@@ -112,7 +112,7 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     const what = JSON.stringify(env);
     const r = family('attention', env, what);
     t.is(r.failures, 0);
-    // 18 shapes: bf16 and fp16 through 10 paths, fp32 through 3, each with 1 and 3 key
+    // 18 shapes: bf16 and fp16 through 11 paths, fp32 through 3, each with 1 and 3 key
     // ranges, less the paths a shape lacks; and one routing shape through auto. The
     // 14th, 128 wide, has a mask broadcast over the queries (stride 0, as padding masks
     // come), whose other rows are inverted: a kernel that reads them fails. The 15th to
@@ -125,8 +125,11 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     // in one key range (128, qk 32 / v 160, 64, 32, and 120 in the 128 class; masked
     // rows too); every other path left it untouched, for the backend's own pass.
     t.false(/ of tol -> /.test(r.out), `${what}: a check without the log-sum-exp`);
-    t.true(r.passed(/ of tol, lse written \d+\.\d+ -> fixed (128x128|32x160|64x64|32x32) tcf2? *$/) >= 30, what);
-    t.is(r.passed(/ of tol, lse written .* -> (?!fixed (128x128|32x160|64x64|32x32) tcf2? *$)/), 0, what);
+    t.true(r.passed(/ of tol, lse written \d+\.\d+ -> fixed (128x128|32x160|64x64|32x32) tcf[23]? *$/) >= 30, what);
+    t.is(r.passed(/ of tol, lse written .* -> (?!fixed (128x128|32x160|64x64|32x32) tcf[23]? *$)/), 0, what);
+    // The occupancy variant (path 14, tcf3) at the language model's two classes: 3
+    // shapes, 2 dtypes, 1 and 3 key ranges.
+    t.is(r.passed(/^PASS .* path 14 .* -> fixed 32x(160|96) tcf3 *$/), 12, what);
     t.is(r.passed(/^PASS .* splits 3 .* lse written /), 0, `${what}: merged key ranges`);
     // The occupancy tiers (path 7) ran at the widths they serve: 128 (three times), 96,
     // 160 (twice), 150, 261 (twice), 264, the 272-wide chunks of a 520-wide head, 96 and
@@ -391,6 +394,19 @@ emulated('the emulation finds shared-memory races: a copy read without a wait or
   t.is(r.passed(/^PASS races: wgmma: wait, fence, barrier, product, wait, read +0 race\(s\)$/), 1);
   t.is(r.passed(/^PASS races: wgmma: no fence\.proxy\.async .* race\(s\); the first: wgmma read of a copy /), 1);
   t.is(r.passed(/^PASS races: wgmma: the result read before wgmma_wait +0 race\(s\); wrong values$/), 1);
+});
+
+emulated('PERCEIVER_CUDA_ATTENTION_FIXED=3 routes the language model\'s classes to the occupancy variant and leaves the others on the default', (t, family) => {
+  const env = { PERCEIVER_CUDA_ATTENTION_FIXED: '3' };
+  const lm = family('attention', env, 'FIXED=3, qk 32', 'qk32');
+  t.is(lm.failures, 0);
+  // qk32-v160, -v96 and -v160-rows: bf16 and fp16, 1 and 3 key ranges, through auto.
+  t.is(lm.passed(/^PASS qk32-v(160|96)(-rows)? +(bfloat16|float16) +path 0 .* -> fixed 32x(160|96) tcf3 *$/), 12);
+  t.is(lm.passed(/^PASS .* path 0 .* -> fixed 32x(160|96) tcf *$/), 0);
+  // Where 128-row blocks fill the SMs at 128 x 128: still the two-row-tile variant.
+  const wide = family('attention', env, 'FIXED=3, rows-fill-sms', 'rows-fill');
+  t.is(wide.failures, 0);
+  t.is(wide.passed(/^PASS rows-fill-sms .* path 0 .* -> fixed 128x128 tcf2 *$/), 1);
 });
 
 emulated('binary ops, layer norm, softmax and their gradients, dense unary ops, column sums, the GEMM\'s bias/activation pass and GELU\'s gradient, emulated on the CPU, match the reference with and without the 16-byte kernels', (t, family) => {

@@ -101,11 +101,13 @@ constexpr int kSimtChunkV = 128;
 // kTensorCoreWgmma: the warpgroup kernel (attention_wgmma.cuh; compute capability 9.0
 // only, kWgmmaTiers) with two warpgroups per block; kTensorCoreWgmma1 with one.
 // kTensorCoreTf32: float32 on tensor cores in 3xTF32 (attention_tf32.cuh, kTf32Tiers).
+// kTensorCoreFixedOcc: the fixed-width kernel's occupancy variant (32-key tiles, more
+// blocks per SM), where its width class has one.
 // (5 and 6 are the harness's product-composed paths.)
 enum Path : int {
   kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3, kTensorCoreWide = 4,
   kTensorCoreOccupancy = 7, kTensorCoreFixed = 8, kTensorCoreFixed8 = 9, kTensorCoreFixedWide = 10,
-  kTensorCoreWgmma = 11, kTensorCoreWgmma1 = 12, kTensorCoreTf32 = 13
+  kTensorCoreWgmma = 11, kTensorCoreWgmma1 = 12, kTensorCoreTf32 = 13, kTensorCoreFixedOcc = 14
 };
 // Which family of tc instantiations a call takes (kTcTiers).
 enum TcKind : int { kTcNarrow = 0, kTcWide = 1, kTcOccupancy = 2 };
@@ -1062,8 +1064,19 @@ cudaError_t launch_with_smem(void (*kernel)(Params), const Params& p, int64_t bl
 //   measured (PERCEIVER_CUDA_ATTENTION_FIXED=0 is the way back to the tiers; on
 //   compute capability 9.0 the 272 class runs in the warpgroup kernel unless
 //   PERCEIVER_CUDA_ATTENTION_WGMMA=0 too).
+// - The occupancy variant (kFixedOcc, "tcf3"; a candidate, PERCEIVER_CUDA_ATTENTION_FIXED=3,
+//   twenty-fifth session): the language model's two classes over 32-key tiles, whose S
+//   takes half the registers: qk 32 / v 160 in 168 (three blocks per SM, 12 warps,
+//   against 253 and 8), qk 32 / v 96 in 128 (four, 16 warps, against 168 and 12), no
+//   spills either (ptxas, sm_90a). The H200 profile of the 64-key kernel at the
+//   latents, after the output rows went to whole sectors, had it issuing in 45% of
+//   cycles with 2 warps per scheduler, 0.65 of them eligible: latency, which more warps
+//   hide. Twice the key tiles, and barriers, per block is the price; the 8-warp
+//   variant, which also halves K and V's L2 reads but keeps 8 warps per SM, gained
+//   nothing there (0.071 against 0.068 ms). Not yet timed.
 struct FixedTier {
   int dqk, dv, bk, warps, rt, min_blocks;
+  bool occ;          // the occupancy variant (kFixedOcc): 32-key tiles, more blocks per SM
   const char* name;  // for the harnesses (attention_last_kernel)
   // A second instantiation that also writes each row's log-sum-exp (kLse): the default
   // variants at the widths the flash gradient takes (attention_backward.cu's tiers:
@@ -1075,13 +1088,20 @@ struct FixedTier {
   // instantiation to no spills.
   bool lse;
 };
-constexpr int kFixedTierCount = 10;
+constexpr int kFixedTierCount = 12;
 constexpr FixedTier kFixedTiers[kFixedTierCount] = {
-    {128, 128, 64, 4, 1, 2, "fixed 128x128 tcf", true},   {128, 128, 64, 8, 1, 1, "fixed 128x128 tcf8", false},
-    {128, 128, 32, 4, 2, 2, "fixed 128x128 tcf2", true},  {32, 160, 64, 4, 1, 2, "fixed 32x160 tcf", true},
-    {32, 96, 64, 4, 1, 3, "fixed 32x96 tcf", false},      {64, 64, 64, 4, 1, 3, "fixed 64x64 tcf", true},
-    {32, 32, 64, 4, 1, 4, "fixed 32x32 tcf", true},       {272, 272, 32, 4, 1, 2, "fixed 272x272 tcf", false},
-    {336, 336, 32, 4, 1, 2, "fixed 336x336 tcf", false},  {32, 160, 64, 8, 1, 1, "fixed 32x160 tcf8", false}};
+    {128, 128, 64, 4, 1, 2, false, "fixed 128x128 tcf", true},
+    {128, 128, 64, 8, 1, 1, false, "fixed 128x128 tcf8", false},
+    {128, 128, 32, 4, 2, 2, false, "fixed 128x128 tcf2", true},
+    {32, 160, 64, 4, 1, 2, false, "fixed 32x160 tcf", true},
+    {32, 96, 64, 4, 1, 3, false, "fixed 32x96 tcf", false},
+    {64, 64, 64, 4, 1, 3, false, "fixed 64x64 tcf", true},
+    {32, 32, 64, 4, 1, 4, false, "fixed 32x32 tcf", true},
+    {272, 272, 32, 4, 1, 2, false, "fixed 272x272 tcf", false},
+    {336, 336, 32, 4, 1, 2, false, "fixed 336x336 tcf", false},
+    {32, 160, 64, 8, 1, 1, false, "fixed 32x160 tcf8", false},
+    {32, 160, 32, 4, 1, 3, true, "fixed 32x160 tcf3", true},
+    {32, 96, 32, 4, 1, 4, true, "fixed 32x96 tcf3", false}};
 
 // A tier's shared memory: the tc kernel's layout in two stages (tc_smem_bytes), less
 // the V tiles in the encoders' tiers, whose one tile per stage serves as K and V.
@@ -1090,15 +1110,17 @@ size_t fixed_smem_bytes(const FixedTier& f) {
   return fixed_encoder_head(f.dqk, f.dv) ? all - 2 * (size_t)f.bk * tc_ldv(f.dv) * 2 : all;
 }
 
-// The fixed-width kernel's variants: 4 warps of one row tile, 8 of one, 4 of two.
-enum FixedVariant : int { kFixed4 = 0, kFixed8 = 1, kFixedWide = 2 };
+// The fixed-width kernel's variants: 4 warps of one row tile, 8 of one, 4 of two, and 4
+// of one over 32-key tiles with more blocks per SM (kFixedOcc).
+enum FixedVariant : int { kFixed4 = 0, kFixed8 = 1, kFixedWide = 2, kFixedOcc = 3 };
 
 // The tier for these widths in that variant, or -1 where there is none.
 int fixed_tier(int64_t dqk, int64_t dv, int variant) {
   const int warps = variant == kFixed8 ? 8 : 4, rt = variant == kFixedWide ? 2 : 1;
+  const bool occ = variant == kFixedOcc;
   for (int i = 0; i < kFixedTierCount; i++) {
     const FixedTier& f = kFixedTiers[i];
-    if (f.dqk == round16(dqk) && f.dv == round16(dv) && f.warps == warps && f.rt == rt) return i;
+    if (f.dqk == round16(dqk) && f.dv == round16(dv) && f.warps == warps && f.rt == rt && f.occ == occ) return i;
   }
   return -1;
 }
@@ -1112,12 +1134,14 @@ int fixed_tier(int64_t dqk, int64_t dv, int variant) {
 // 0.068 against 0.144, qk 32 / v 96 (2048 queries) 0.313 against 0.778, 8 heads of 64
 // at batch 8 0.064 against 0.141, 16 heads of 32 0.053 against 0.146. Hence kFixedWide
 // by default. PERCEIVER_CUDA_ATTENTION_FIXED=0 turns the kernel off (-1), =1 takes
-// kFixed4 everywhere, =8 kFixed8 where it serves.
+// kFixed4 everywhere, =8 kFixed8 where it serves, =3 kFixedOcc where it serves and the
+// default elsewhere (a candidate: kFixedTiers says why).
 int fixed_auto_variant() {
   static const int variant = [] {
     const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_FIXED");
     if (!e || !*e) return (int)kFixedWide;
     if (std::strcmp(e, "0") == 0) return -1;
+    if (std::strcmp(e, "3") == 0) return (int)kFixedOcc;
     return std::strcmp(e, "8") == 0 ? (int)kFixed8 : std::strcmp(e, "2") == 0 ? (int)kFixedWide : (int)kFixed4;
   }();
   return variant;
@@ -1510,7 +1534,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
                         force_path == kTensorCoreWide || force_path == kTensorCoreOccupancy ||
                         force_path == kTensorCoreFixed || force_path == kTensorCoreFixed8 ||
                         force_path == kTensorCoreFixedWide || force_path == kTensorCoreWgmma ||
-                        force_path == kTensorCoreWgmma1;
+                        force_path == kTensorCoreWgmma1 || force_path == kTensorCoreFixedOcc;
   int path = kSimt;
   size_t tc_smem = 0;
   // float32 on tensor cores (3xTF32), where asked for (forced, or kAuto with its switch
@@ -1573,10 +1597,11 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     // where it takes the widths: sm_80+ and 16-byte rows of Q, K and V (the encoders'
     // tiers: K and V one array, Q's rows any: fixed_encoder_head).
     const bool force_fixed = force_path == kTensorCoreFixed || force_path == kTensorCoreFixed8 ||
-                             force_path == kTensorCoreFixedWide;
+                             force_path == kTensorCoreFixedWide || force_path == kTensorCoreFixedOcc;
     const int variant = force_path == kTensorCoreFixed       ? kFixed4
                         : force_path == kTensorCoreFixed8    ? kFixed8
                         : force_path == kTensorCoreFixedWide ? kFixedWide
+                        : force_path == kTensorCoreFixedOcc  ? kFixedOcc
                         : force_path == kAuto                ? fixed_auto_variant()
                                                              : -1;
     // kAuto falls back from 8 warps or two row tiles (128 query rows per block) to
@@ -1610,8 +1635,16 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
       }
     }
     const bool few_rows = !rows128_fill_sms(a, sm_count);
-    for (int v : {!force_fixed && variant > kFixed4 && few_rows ? -1 : variant,
-                  !force_fixed && variant > kFixed4 ? (int)kFixed4 : -1}) {
+    // The variants to try in turn: a forced one alone; kAuto's 128-row variants where
+    // their blocks fill the SMs, then kFixed4; kFixedOcc, then the default's.
+    const bool rows128 = variant == kFixed8 || variant == kFixedWide;
+    const int chain[3] = {force_fixed || !(rows128 && few_rows) ? variant : -1,
+                          force_fixed                   ? -1
+                          : variant == kFixedOcc        ? (few_rows ? -1 : (int)kFixedWide)
+                          : variant > kFixed4           ? (int)kFixed4
+                                                        : -1,
+                          !force_fixed && variant == kFixedOcc ? (int)kFixed4 : -1};
+    for (int v : chain) {
       const int ft = v >= 0 && fixed_ok && path != kTensorCoreWgmma ? fixed_tier(a.dqk, a.dv, v) : -1;
       if (ft < 0) continue;
       const FixedTier f = kFixedTiers[ft];

@@ -353,6 +353,8 @@ std::vector<Case> cases() {
       {"qk64-v128", 1, 2, 80, 150, 64, 128, L::BNHD, M::None, false},
       // The language model's heads (qk 32, v 160), and a v that pads to 160 (tier 8).
       {"qk32-v160-mlm", 2, 8, 100, 130, 32, 160, L::BNHD, M::KeyOnly, false},
+      // Its decoder's (qk 32, v 96): more queries than keys, ragged at both ends.
+      {"qk32-v96-mlm-decoder", 2, 8, 300, 70, 32, 96, L::BNHD, M::None, false},
       {"qk40-v150-odd", 1, 2, 70, 99, 40, 150, L::PadOdd, M::Full, false},
       {"qk64-v100-mixed-align", 1, 2, 70, 260, 64, 100, L::BNHD, M::None, false},
       {"qk261-v64", 1, 1, 90, 400, 261, 64, L::BNHD, M::Full, false},
@@ -386,14 +388,15 @@ struct Variant {
                // 5 gemm, 6 gemm in chunks of 64 keys, 7 tc occupancy tiers, 8, 9 and 10
                // the fixed-width kernel with 4 warps, 8 warps and 4 warps of two row tiles,
                // 11 and 12 the warpgroup kernel with two and one warpgroups per block
-               // (compute capability 9.0)
+               // (compute capability 9.0), 13 float32 in 3xTF32, 14 the fixed-width
+               // kernel's occupancy variant (32-key tiles, more blocks per SM)
   int splits;  // 0 planned
 };
 
 const char* path_name(int p) {
   return p == 1 ? "tc" : p == 2 ? "simt" : p == 3 ? "tc1" : p == 4 ? "tcw" : p == 5 ? "gemm" : p == 6 ? "gemm64"
        : p == 7 ? "tco" : p == 8 ? "tcf" : p == 9 ? "tcf8" : p == 10 ? "tcf2" : p == 11 ? "tcg" : p == 12 ? "tcg1"
-       : p == 13 ? "tcx" : "auto";
+       : p == 13 ? "tcx" : p == 14 ? "tcf3" : "auto";
 }
 bool is_product_path(int p) { return p == 5 || p == 6; }
 
@@ -413,7 +416,8 @@ std::vector<Variant> variants(const Case& c) {
     return {{DType::Float32, 0, 0},  {DType::BFloat16, 0, 0},  {DType::BFloat16, 1, 0}, {DType::Float16, 1, 0},
             {DType::BFloat16, 2, 0}, {DType::BFloat16, 1, 1},  {DType::Float32, 5, 0},  {DType::BFloat16, 5, 0},
             {DType::BFloat16, 7, 0}, {DType::BFloat16, 4, 0},  {DType::BFloat16, 8, 0}, {DType::BFloat16, 9, 0},
-            {DType::BFloat16, 10, 0}, {DType::BFloat16, 11, 0}, {DType::BFloat16, 12, 0}, {DType::Float32, 13, 0}};
+            {DType::BFloat16, 10, 0}, {DType::BFloat16, 11, 0}, {DType::BFloat16, 12, 0}, {DType::Float32, 13, 0},
+            {DType::BFloat16, 14, 0}};
   // auto (the public entry), then each version with one block per key range and
   // with 3 ranges (the merge kernel), then the products in one chunk and in several.
   // The float32 tensor-core kernel (tcx) says "not available" where it does not serve.
@@ -441,7 +445,7 @@ std::vector<Variant> variants(const Case& c) {
     // available" (a SKIP line) where its table has no class for the widths, the rows are
     // not 16-byte aligned or (the warpgroup kernel) the device is not compute
     // capability 9.0, so this list need not repeat the tables.
-    for (int path : {8, 9, 10, 11, 12}) {
+    for (int path : {8, 9, 10, 11, 12, 14}) {
       v.push_back({dt, path, 1});
       if (c.nk >= 3) v.push_back({dt, path, 3});
     }
@@ -1016,7 +1020,7 @@ void bench_case(const Case& c, cudaStream_t stream) {
     // kernel here, as the backend's fused op; the op layer composes float32 from
     // products instead, path gemm), and the 3xTF32 tensor-core kernel (tcx). tc1, the
     // one-stage loop kept for the checks, is not timed.
-    for (int path : {0, 1, 7, 4, 8, 9, 10, 11, 12, 2, 5, 13}) {
+    for (int path : {0, 1, 7, 4, 8, 9, 10, 14, 11, 12, 2, 5, 13}) {
       if (dt == DType::Float16 && path != 0) continue;
       if (dt == DType::Float32 && path != 0 && path != 2 && path != 5 && path != 13) continue;
       if (dt != DType::Float32 && path == 13) continue;
@@ -1252,6 +1256,8 @@ int main(int argc, char** argv) {
         {"mlm-self-b32", 32, 8, 256, 256, 32, 160, Layout::BNHD, MaskKind::None, false},
         // Its decoder: 2048 byte queries over the 256 latents, 8 heads of qk 32, v 96.
         {"mlm-decoder-b32", 32, 8, 2048, 256, 32, 96, Layout::BNHD, MaskKind::None, false},
+        // Its encoder: the 256 latents over the 2048 bytes, 8 heads of qk 32, v 160.
+        {"mlm-encoder-b32", 32, 8, 256, 2048, 32, 160, Layout::BNHD, MaskKind::None, false},
         // Optical flow's latent self-attention: 16 heads of 32 over 2048 latents, one
         // image pair (24 such layers per pair).
         {"flow-self", 1, 16, 2048, 2048, 32, 32, Layout::BNHD, MaskKind::None, false},

@@ -322,10 +322,11 @@ void check_attention(const std::string& filter) {
       // auto (the public entry, routed by PERCEIVER_CUDA_ATTENTION_FIXED and
       // PERCEIVER_CUDA_ATTENTION_OCCUPANCY as on a GPU), tc (the planned tier), tco (the
       // occupancy tiers), tcw (two row tiles per warp), tc1 (one stage), tcf, tcf8 and
-      // tcf2 (the fixed-width kernel: 4 warps, 8 warps, 4 warps of two row tiles), tcg and
+      // tcf2 (the fixed-width kernel: 4 warps, 8 warps, 4 warps of two row tiles), tcf3
+      // (its occupancy variant: 32-key tiles, at the language model's classes), tcg and
       // tcg1 (the warpgroup kernel, two and one warpgroups per block, which the
       // emulation's H100 takes); one key range, and three with the merge.
-      for (int path : {0, 1, 7, 4, 3, 8, 9, 10, 11, 12})
+      for (int path : {0, 1, 7, 4, 3, 8, 9, 10, 14, 11, 12})
         for (int splits : {1, 3}) check(c, dt, path, splits);
     // float32: auto, the SIMT kernel and the 3xTF32 tensor-core kernel (path 13).
     for (int path : {0, 2, 13})
