@@ -48,7 +48,8 @@
 #       cuBLASLt search (PERCEIVER_CUDA_GEMM_TUNE=search) and the fixed-width attention
 #       kernel's occupancy variant (PERCEIVER_CUDA_ATTENTION_FIXED=3): their harness
 #       checks and timings, their tests on the GPU, bench-gpu by default (and torch)
-#       and with each (ours). About 4 minutes (an estimate: not yet run).
+#       and with each (ours). About 4 minutes (an estimate: not yet run); its step limits
+#       add up to 560 s.
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
 #       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
 #       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh) with two or
@@ -92,7 +93,8 @@
 #       cuda_gemm_check times it against tuning among the heuristic's list, and
 #       bench-gpu runs with it (ours, step bench-gpu-search).
 #       It took 208 s of wall time on an H200 (2026-11-28; the full check 278 s before
-#       it on the same machine): give its call a limit of about 300 s. The ncu runs come
+#       it on the same machine), 217 s in the twenty-fourth session; the search's two
+#       steps add perhaps a minute or two (untimed): give its call a limit of about 420 s. The ncu runs come
 #       last, so a limit that cuts the call short loses them first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -250,7 +252,7 @@ for line in open(sys.argv[1]):
         best[shape][path] = (float(ms), splits, kernel)
 print('-- attention, bf16: default (auto) against the fastest tc / tco / tcf / tcg path')
 for shape, paths in best.items():
-    cands = {p: v for p, v in paths.items() if p in ('tc', 'tco', 'tcf', 'tcf8', 'tcf2', 'tcg', 'tcg1')}
+    cands = {p: v for p, v in paths.items() if p in ('tc', 'tco', 'tcf', 'tcf8', 'tcf2', 'tcf3', 'tcg', 'tcg1')}
     if 'auto' not in paths or not cands:
         continue
     a = paths['auto']
@@ -385,31 +387,33 @@ show_ncu() {
 # --focus: the twenty-fifth session's two candidates alone, for a short call: the
 # cuBLASLt search (PERCEIVER_CUDA_GEMM_TUNE=search) and the fixed-width attention
 # kernel's occupancy variant (PERCEIVER_CUDA_ATTENTION_FIXED=3, path tcf3 at the
-# language model's classes). cuda_gemm_check (the models' bf16 products and 4096^3 tuned
+# language model's classes). In order of what matters most, so that a call cut short
+# loses the least: cuda_gemm_check --search (the models' bf16 products and 4096^3 tuned
 # among the heuristic's list, then searched, each search's account); the language
 # model's three attention shapes through the default (0), the 64-key kernel (8) and
-# tcf3 (14); the tests of both on the GPU; bench-gpu by default (and torch), searched,
-# and with tcf3 (ours).
+# tcf3 (14); bench-gpu by default (and torch), searched, and with tcf3 (ours); the
+# harness's checks at qk 32 (tcf3 among them) and the layout probes; the tests of both
+# on the GPU. The step limits add up to 560 s; give the call 580.
 focus() {
   echo "== focus: harnesses"
-  step cuda_gemm_check 150 env CUBLASLT_LOG_LEVEL=1 bin/cuda_gemm_check
-  step attention-mlm 60 bin/cuda_attention_check --bench-only --filter mlm- --paths 0,8,14
-  step attention-mlm-checks 60 bin/cuda_attention_check --no-bench --filter qk32
-  echo "== focus: tests on the GPU (the search's, the language model's with tcf3)"
-  step ava-focus 90 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 80s \
-    dist/test/cuda.test.js dist/test/models-mlm.test.js
-  step ava-focus-occ 90 env PERCEIVER_TEST_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_FIXED=3 node node_modules/ava/entrypoints/cli.mjs \
-    --concurrency 8 --timeout 80s dist/test/models-mlm.test.js dist/test/linalg.test.js
+  step cuda_gemm_search 120 bin/cuda_gemm_check --search
+  step attention-mlm 40 bin/cuda_attention_check --bench-only --filter mlm- --paths 0,8,14
   echo "== focus: bench-gpu by default (and torch), searched, with tcf3 (ours)"
-  step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
-  step bench-gpu-search 110 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_GEMM_TUNE=search-verbose node dist/scripts/bench-gpu.js --no-torch --profile
-  step bench-gpu-occ 60 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_FIXED=3 node dist/scripts/bench-gpu.js --no-torch --only language-mlm --profile
+  step bench-gpu 100 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
+  step bench-gpu-search 90 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_GEMM_TUNE=search-verbose node dist/scripts/bench-gpu.js --no-torch --profile
+  step bench-gpu-occ 40 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_FIXED=3 node dist/scripts/bench-gpu.js --no-torch --only language-mlm --profile
+  echo "== focus: checks and tests on the GPU"
+  step attention-mlm-checks 40 bin/cuda_attention_check --no-bench --filter qk32
+  step attention-probes 30 bin/cuda_attention_check --no-bench --filter probe --skip 11,12,13
+  step ava-focus 100 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 80s \
+    dist/test/cuda.test.js dist/test/models-mlm.test.js
   echo
   echo "== summary (logs in $OUT/logs.tar)"
   cat "$OUT/summary.txt"
-  grep -h '✘' "$LOGS/ava-focus.log" "$LOGS/ava-focus-occ.log" 2> /dev/null | cut -c1-300 | head -10
-  grep -E '^FAIL' "$LOGS/attention-mlm-checks.log" | cut -c1-300 | head -6
+  grep -h '✘' "$LOGS/ava-focus.log" 2> /dev/null | cut -c1-300 | head -10
+  grep -hE '^FAIL' "$LOGS/attention-mlm-checks.log" "$LOGS/attention-probes.log" 2> /dev/null | cut -c1-300 | head -6
   echo "tcf3 checks: $(grep -cE '^PASS .* tcf3 ' "$LOGS/attention-mlm-checks.log") passed, $(grep -cE '^FAIL .* tcf3 ' "$LOGS/attention-mlm-checks.log") failed"
+  probe_summary "$LOGS/attention-probes.log"
   echo "-- the language model's attention (ms): auto (0), the 64-key kernel (tcf), the occupancy variant (tcf3):"
   grep -E '^BENCH mlm-' "$LOGS/attention-mlm.log" | bench_brief || true
   search_summary
@@ -422,9 +426,10 @@ focus() {
 # The search's figures: each shape's account (the heuristic's fastest against the
 # fastest found, with tiles), cuda_gemm_check's pairs, and bench-gpu searched.
 search_summary() {
-  echo "-- GEMM search (cuda_gemm_check): tuned among the heuristic's list -> searched"
-  gemm_pairs "$LOGS/cuda_gemm_check.log" searched tuned
-  grep -hE '^perceiver cuda: matmul search' "$LOGS/cuda_gemm_check.log" "$LOGS/bench-gpu-search.log" 2> /dev/null |
+  echo "-- GEMM search (cuda_gemm_check --search): tuned among the heuristic's list -> searched"
+  gemm_pairs "$LOGS/cuda_gemm_search.log" searched tuned
+  grep -E '^(PASSED|FAILED)' "$LOGS/cuda_gemm_search.log" 2> /dev/null || true
+  grep -hE '^perceiver cuda: matmul search' "$LOGS/cuda_gemm_search.log" "$LOGS/bench-gpu-search.log" 2> /dev/null |
     sed -E 's/^perceiver cuda: matmul search //; s/, ld [^:]*epilogue/, epilogue/' | sort -u | cut -c1-700 | head -24
   echo "-- bench-gpu searched (ours):"
   grep -E '^(gemm|imagenet-fourier|language-mlm)' "$LOGS/bench-gpu-search.log" 2> /dev/null | head -14 || true
@@ -615,6 +620,7 @@ candidates() {
     echo "the products' checks failed or did not run: their switches stay off (cuda_attention_check.log)"
   fi
   step cuda_gemm_check 120 env CUBLASLT_LOG_LEVEL=1 bin/cuda_gemm_check
+  step cuda_gemm_search 120 bin/cuda_gemm_check --search
   # float32 products as three TF32 products, and 16-bit products with unaligned rows
   # through aligned copies (seventeenth session): each on in the runs below where every
   # one of the harness's cases for it passed.

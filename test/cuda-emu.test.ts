@@ -157,9 +157,10 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     t.is(r.passed(/ path 0 .*-> wgmma(?! 272x272$)/), 0, `${what}: and nowhere else`);
     // The layout probes: every output element reads exactly the V element it should
     // through the fixed-width kernel (5 classes; the encoders' take no probe, whose K
-    // and V differ) and the warpgroup kernel (6 with two warpgroups, 5 with one), V
-    // holding its key index and then its column index.
-    t.is(r.passed(/^PASS probe (keys|columns) +(tcf|tcg|tcg1) +qk\d+ v\d+ +ok -> (fixed|wgmma1?) /), 32, what);
+    // and V differ; its occupancy variant at the 2 it has) and the warpgroup kernel (6
+    // with two warpgroups, 5 with one), V holding its key index and then its column index.
+    t.is(r.passed(/^PASS probe (keys|columns) +(tcf|tcf3|tcg|tcg1) +qk\d+ v\d+ +ok -> (fixed|wgmma1?) /), 36, what);
+    t.is(r.passed(/^PASS probe (keys|columns) +tcf3 +qk32 v(160|96) +ok -> fixed 32x(160|96) tcf3 *$/), 4, what);
     t.is(r.passed(/^PASS probe (keys|columns) +tcx +qk\d+ v\d+ +ok -> tf32x3 /), 10, `${what}: float32 probes`);
     // And what a failure would print (attention_diagnose.h, the probes' report) names
     // what was done to outputs made wrong on purpose: columns or rows swapped in blocks,

@@ -646,15 +646,15 @@ void check_case(const Case& c, cudaStream_t stream) {
   }
 }
 
-// The layout probes (attention_probe.h) through the fixed-width (tcf) and warpgroup (tcg,
-// tcg1) kernels at each of their width classes, in float16: every output element must
+// The layout probes (attention_probe.h) through the fixed-width (tcf, and tcf3 at its two
+// classes) and warpgroup (tcg, tcg1) kernels at each of their width classes, in float16: every output element must
 // read exactly the V element it should, and where one does not, the line says which it
 // read (a misread shared-memory layout shows as a pattern of blocks of 8). The float32
 // tensor-core kernel (tcx) in float32.
 void probe_layouts(cudaStream_t stream) {
   const std::pair<int64_t, int64_t> widths[] = {{128, 128}, {32, 160}, {32, 96}, {64, 64}, {32, 32}, {261, 261}};
   for (const auto& w : widths)
-    for (int path : {8, 11, 12, 13})
+    for (int path : {8, 14, 11, 12, 13})
       for (AttentionProbe::Kind kind : {AttentionProbe::Keys, AttentionProbe::Columns}) {
         if (skipped(path)) continue;
         const DType dt = path == 13 ? DType::Float32 : DType::Float16;

@@ -43,6 +43,8 @@ enum : int {  // cublasLtMatmulPreferenceAttributes_t
 };
 enum : int {  // cublasLtMatmulAlgoCapAttributes_t
   CAP_CTA_SWIZZLING_SUPPORT = 2, CAP_TILE_IDS = 6, CAP_CUSTOM_OPTION_MAX = 7, CAP_STAGES_IDS = 13,
+  CAP_MIN_ALIGNMENT_A_BYTES = 16, CAP_MIN_ALIGNMENT_B_BYTES = 17, CAP_MIN_ALIGNMENT_C_BYTES = 18,
+  CAP_MIN_ALIGNMENT_D_BYTES = 19,
 };
 enum : int {  // cublasLtMatmulAlgoConfigAttributes_t (ID is read-only)
   CONFIG_ID = 0, CONFIG_TILE_ID = 1, CONFIG_SPLITK_NUM = 2, CONFIG_CTA_SWIZZLING = 4, CONFIG_CUSTOM_OPTION = 5,
@@ -75,8 +77,8 @@ struct Api {
                    const void* b, MatrixLayout, const void* beta, const void* c, MatrixLayout,
                    void* d, MatrixLayout, const Algo* algo, void* workspace, size_t workspace_bytes,
                    cudaStream_t stream);
-  // The algorithm search's entries (PERCEIVER_CUDA_GEMM_TUNE=search, gemm.cu): in every
-  // cuBLASLt since CUDA 11, but bound apart from the rest, so that a library without
+  // The algorithm search's entries (PERCEIVER_CUDA_GEMM_TUNE=search, gemm.cu): in
+  // cuBLASLt since CUDA 10.1, but bound apart from the rest, so that a library without
   // them still loads (the search then offers nothing beyond the heuristic's list).
   Status (*algo_get_ids)(Handle, int compute_type, cudaDataType_t scale_type, cudaDataType_t a_type,
                          cudaDataType_t b_type, cudaDataType_t c_type, cudaDataType_t d_type, int requested,

@@ -137,10 +137,13 @@ constexpr float kTuneMargin = 0.97f;  // another algorithm must beat the first b
 // configurations that cublasLtMatmulAlgoCheck accepts (search_configs), once per shape.
 constexpr int kSearchIds = 128;       // algorithm ids asked of cuBLASLt
 constexpr int kSearchMax = 256;       // configurations timed beside the heuristic's
-constexpr int kSearchChecks = 32768;  // AlgoCheck calls per shape, shared by the ids
+constexpr int kSearchChecks = 32768;  // AlgoCheck calls per shape (what an id leaves, the next may use)
 constexpr int kSearchCustom = 3;      // custom options 0..3 of those that have more
 constexpr float kSearchSlow = 1.5f;   // one run this much over the best so far ends a candidate
-constexpr int kSearchFinal = 4;       // the fastest timed again, with the first
+constexpr int kSearchFinal = 5;       // the fastest timed again, with the first
+// Products over 2^41 flops (3 ms at 700 TFLOP/s) are not searched: past kTuneMaxMs the
+// tuning keeps the first untimed anyway, and long products run near peak.
+constexpr double kSearchMaxFlops = double(int64_t(1) << 41);
 constexpr int kSearchFinalRuns = 20;
 
 // Times run(algo) for the usable results and returns the index of the one to keep (0,
@@ -226,13 +229,20 @@ std::vector<uint32_t> cap_ids(const lt::Api& api, const lt::Algo& a, int attr) {
 }
 
 // The search's configurations beyond `have` (the heuristic's), at most kSearchMax:
-// every algorithm id cuBLASLt has for these types, with each tile, stage count, swizzle,
-// custom option (up to kSearchCustom) and cluster shape its capabilities list, that
-// cublasLtMatmulAlgoCheck accepts for this problem (split-K left to the heuristic's
-// candidates and our own, gemm_split.cuh). Taken from the ids in turn, so that one
-// algorithm's many stage counts do not crowd out the others. *checked: AlgoCheck calls.
+// every algorithm id cuBLASLt has for these types, with each tile and stage count its
+// capabilities list, as it comes, then in each of four cluster shapes, swizzled, and
+// with custom options 1 to kSearchCustom; those that cublasLtMatmulAlgoCheck accepts for
+// this problem within the workspace, and whose minimum alignments the operands meet
+// (AlgoCheck does not look at those; al_*: as for the heuristic's preference). Split-K
+// is left to the heuristic's list and our own (gemm_split.cuh).
+// Order matters where the budgets end the search: each id's checks go over every tile
+// at its first stage count before any tile's second, and the configurations are taken
+// from each (id, tile) in turn, so that the many stage counts of the first tiles do not
+// crowd out the later tiles (128x160 is id 29, after 128x256's 23). *checked: AlgoCheck
+// calls.
 std::vector<lt::HeuristicResult> search_configs(const lt::Api& api, lt::Handle h, const Descs& d, int compute,
                                                 cudaDataType_t type, cudaDataType_t type_c, size_t workspace_bytes,
+                                                uint32_t al_a, uint32_t al_b, uint32_t al_cd,
                                                 const std::vector<lt::HeuristicResult>& have, int* checked) {
   *checked = 0;
   std::vector<lt::HeuristicResult> out;
@@ -241,66 +251,73 @@ std::vector<lt::HeuristicResult> search_configs(const lt::Api& api, lt::Handle h
   int n_ids = 0;
   if (api.algo_get_ids(h, compute, CUDA_R_32F, type, type, type_c, type_c, kSearchIds, ids, &n_ids) != 0) return out;
   n_ids = std::clamp(n_ids, 0, kSearchIds);
-  std::vector<std::vector<lt::HeuristicResult>> per_id((size_t)n_ids);
-  auto seen = [&](const lt::Algo& a, int i) {
-    const std::vector<lt::HeuristicResult>* lists[2] = {&have, &per_id[(size_t)i]};
-    for (const std::vector<lt::HeuristicResult>* list : lists)
-      for (const lt::HeuristicResult& r : *list)
-        if (std::memcmp(&r.algo, &a, sizeof a) == 0) return true;
+  // One bucket per (id, tile), in the order the configurations were found.
+  std::vector<std::vector<lt::HeuristicResult>> buckets;
+  // Each configuration written differs from the others in some field, so only the
+  // heuristic's list can hold the same bytes.
+  auto seen = [&](const lt::Algo& a) {
+    for (const lt::HeuristicResult& r : have)
+      if (std::memcmp(&r.algo, &a, sizeof a) == 0) return true;
     return false;
   };
-  const int checks_per_id = n_ids > 0 ? kSearchChecks / n_ids : 0;
+  // The checks budget is shared: an id that needs fewer leaves the rest to the next.
+  int budget = kSearchChecks;
   for (int i = 0; i < n_ids; i++) {
-    lt::Algo base;
+    lt::Algo base{};
     if (api.algo_init(h, compute, CUDA_R_32F, type, type, type_c, type_c, ids[i], &base) != 0) continue;
+    uint32_t need[4] = {0, 0, 0, 0};  // A, B, C, D in cuBLASLt's terms
+    size_t w = 0;
+    for (int k = 0; k < 4; k++)
+      if (api.algo_cap_get(&base, lt::CAP_MIN_ALIGNMENT_A_BYTES + k, &need[k], sizeof need[k], &w) != 0) need[k] = 0;
+    if (need[0] > al_a || need[1] > al_b || need[2] > al_cd || need[3] > al_cd) continue;
     std::vector<uint32_t> tiles = cap_ids(api, base, lt::CAP_TILE_IDS), stages = cap_ids(api, base, lt::CAP_STAGES_IDS);
     if (tiles.empty()) tiles.push_back(0);    // TILE_UNDEFINED: the algorithm's own
     if (stages.empty()) stages.push_back(0);  // STAGES_UNDEFINED
     uint32_t swizzle = 0;
     int32_t custom_max = 0;
-    size_t w = 0;
     if (api.algo_cap_get(&base, lt::CAP_CTA_SWIZZLING_SUPPORT, &swizzle, sizeof swizzle, &w) != 0) swizzle = 0;
     if (api.algo_cap_get(&base, lt::CAP_CUSTOM_OPTION_MAX, &custom_max, sizeof custom_max, &w) != 0) custom_max = 0;
     custom_max = std::clamp(custom_max, 0, kSearchCustom);
-    // Variants of each tile and stage count, in the order they are tried (the per-id
-    // budget ends the later ones first): as the algorithm comes, then each cluster shape,
-    // then swizzled, then each custom option.
     struct Variant {
       uint32_t swizzle, custom;
-      uint16_t cluster;
+      uint16_t cluster;  // CLUSTER_AUTO: not set (cuBLASLt before 11.8 has no such attribute)
     };
     std::vector<Variant> variants = {{0, 0, lt::CLUSTER_AUTO}};
     for (uint16_t c : {lt::CLUSTER_1x1x1, lt::CLUSTER_2x1x1, lt::CLUSTER_1x2x1, lt::CLUSTER_2x2x1})
       variants.push_back({0, 0, c});
     if (swizzle) variants.push_back({1, 0, lt::CLUSTER_AUTO});
     for (int32_t c = 1; c <= custom_max; c++) variants.push_back({0, (uint32_t)c, lt::CLUSTER_AUTO});
+    const size_t first = buckets.size();
+    buckets.resize(first + tiles.size());
+    const int share = budget / (n_ids - i);  // this id's part of what is left
     int checks = 0;
     for (const Variant& v : variants)
-      for (size_t ti = 0; ti < tiles.size() && checks < checks_per_id; ti++)
-        for (size_t si = 0; si < stages.size() && checks < checks_per_id; si++) {
-          const uint32_t tile = tiles[ti], stage = stages[si];
+      for (size_t si = 0; si < stages.size() && checks < share; si++)
+        for (size_t ti = 0; ti < tiles.size() && checks < share; ti++) {
           lt::Algo a = base;
           const uint32_t one = 1;
-          if (api.algo_config_set(&a, lt::CONFIG_TILE_ID, &tile, sizeof tile) != 0 ||
-              api.algo_config_set(&a, lt::CONFIG_STAGES_ID, &stage, sizeof stage) != 0 ||
+          if (api.algo_config_set(&a, lt::CONFIG_TILE_ID, &tiles[ti], sizeof tiles[ti]) != 0 ||
+              api.algo_config_set(&a, lt::CONFIG_STAGES_ID, &stages[si], sizeof stages[si]) != 0 ||
               api.algo_config_set(&a, lt::CONFIG_SPLITK_NUM, &one, sizeof one) != 0 ||
               api.algo_config_set(&a, lt::CONFIG_CTA_SWIZZLING, &v.swizzle, sizeof v.swizzle) != 0 ||
               api.algo_config_set(&a, lt::CONFIG_CUSTOM_OPTION, &v.custom, sizeof v.custom) != 0 ||
-              api.algo_config_set(&a, lt::CONFIG_CLUSTER_SHAPE_ID, &v.cluster, sizeof v.cluster) != 0)
+              (v.cluster != lt::CLUSTER_AUTO &&
+               api.algo_config_set(&a, lt::CONFIG_CLUSTER_SHAPE_ID, &v.cluster, sizeof v.cluster) != 0))
             continue;
           checks++;
           lt::HeuristicResult r{};
           if (api.algo_check(h, d.op, d.x, d.y, d.d, d.d, &a, &r) != 0 || r.state != 0 ||
-              r.workspace_size > workspace_bytes || seen(a, i))
+              r.workspace_size > workspace_bytes || seen(a))
             continue;
           r.algo = a;
-          per_id[(size_t)i].push_back(r);
+          buckets[first + ti].push_back(r);
         }
+    budget -= checks;
     *checked += checks;
   }
   for (size_t k = 0; out.size() < (size_t)kSearchMax; k++) {
     bool any = false;
-    for (auto& v : per_id)
+    for (const auto& v : buckets)
       if (k < v.size() && out.size() < (size_t)kSearchMax) out.push_back(v[k]), any = true;
     if (!any) break;
   }
@@ -542,9 +559,9 @@ void matmul_with(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s, bool tf
     const int heuristic_count = (int)r.size();
     int checked = 0;
     const auto t0 = std::chrono::steady_clock::now();
-    if (search && !r.empty()) {
-      std::vector<lt::HeuristicResult> more =
-          search_configs(api, ctx.handle, d, compute, type, type_c, ctx.workspace_bytes, r, &checked);
+    if (search && !r.empty() && flops_of(a) <= kSearchMaxFlops) {
+      std::vector<lt::HeuristicResult> more = search_configs(api, ctx.handle, d, compute, type, type_c,
+                                                             ctx.workspace_bytes, al_x, al_y, al_d, r, &checked);
       r.insert(r.end(), more.begin(), more.end());
     }
     const double search_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

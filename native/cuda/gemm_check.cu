@@ -5,6 +5,7 @@
 //
 //   ./build/cuda/cuda_gemm_check            # exit 0 when every case passes
 //   PERCEIVER_CUDA_TF32=1 ./cuda_gemm_check # float32 GEMMs on TF32 (looser tolerance)
+//   ./cuda_gemm_check --search              # only the cuBLASLt search against tuning
 // (Its last section times float32 products both on the CUDA cores and as three TF32
 // products, PERCEIVER_CUDA_TF32=3, whatever the environment says.)
 //
@@ -221,14 +222,57 @@ void colsum_case(int64_t rows, int64_t n, DType t) {
   std::printf("     %-52s %8.4f ms  %7.1f GB/s\n", "", s * 1e3, (double)rows * n * dtype_size(t) / s / 1e9);
 }
 
+// The models' products (x W with W stored transposed, bias) that tuning and the search
+// time: the language model's latents at batch 32 (V, the output projection with its
+// residual, the MLP's first product, Q/K) and at batch 1; the image model's at batch 32
+// and 1.
+struct Shape {
+  int64_t m, n, k;
+  Activation act;
+  bool addend;
+};
+const Shape kModelShapes[] = {
+    {8192, 1280, 1280, Activation::None, false}, {8192, 1280, 1280, Activation::None, true},
+    {8192, 1280, 1280, Activation::Gelu, false}, {8192, 256, 1280, Activation::None, false},
+    {256, 1280, 1280, Activation::None, false},  {256, 256, 1280, Activation::None, false},
+    {16384, 1024, 1024, Activation::None, false}, {512, 1024, 1024, Activation::None, false}};
+
+// --search: only the search (PERCEIVER_CUDA_GEMM_TUNE=search, a candidate) against tuning
+// among the heuristic's list, in one process, at the models' bf16 products and 4096^3,
+// each checked against the CPU. Each search's account goes to stderr ("perceiver cuda:
+// matmul search": the heuristic's fastest, the five fastest of all, with their tiles,
+// stages and cluster shapes). Its own run (device-check --focus, --candidates), since its
+// hundreds of configurations per shape take a while.
+void search_section() {
+  for (int mode : {1, 4}) {
+    cuda::set_gemm_tune_mode(mode);
+    g_tag = mode == 4 ? " searched" : " tuned";
+    std::printf("GEMM %s\n", mode == 4 ? "search" : "tuning among the heuristic's");
+    for (const Shape& sh : kModelShapes)
+      gemm_case(1, sh.m, sh.n, sh.k, false, true, true, sh.act, DType::BFloat16, sh.addend);
+    gemm_case(1, 4096, 4096, 4096, false, false, false, Activation::None, DType::BFloat16);
+  }
+  cuda::set_gemm_tune_mode(-1);
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  const bool search_only = argc > 1 && std::strcmp(argv[1], "--search") == 0;
+  if (argc > 1 && !search_only) {
+    std::fprintf(stderr, "usage: %s [--search]\n", argv[0]);
+    return 2;
+  }
   CudaDeviceInfo info;
   g_gpu = check::open_cuda(&info);
   if (!g_gpu) return 2;
   std::printf("%s (sm_%d%d), driver %d, cuBLASLt %llu\n", info.name, info.major, info.minor, info.driver_version,
               (unsigned long long)info.cublas_version);
+  if (search_only) {
+    search_section();
+    std::printf("%s: %d failure%s\n", g_failures ? "FAILED" : "PASSED", g_failures, g_failures == 1 ? "" : "s");
+    return g_failures ? 1 : 0;
+  }
   for (DType t : {DType::Float32, DType::BFloat16, DType::Float16}) {
     gemm_case(1, 1, 1, 1, false, false, false, Activation::None, t);
     gemm_case(1, 127, 65, 33, false, false, true, Activation::Gelu, t);
@@ -269,41 +313,17 @@ int main() {
     }
   }
   // cuBLASLt's first algorithm against the fastest of its candidates
-  // (PERCEIVER_CUDA_GEMM_TUNE, on by default), in one process, at the models' products:
-  // the language model's latents at batch 32 (V, the output projection with its
-  // residual, the MLP's first product, Q/K) and at batch 1; the image model's at batch
-  // 32 and 1. Each tuned product is checked against the CPU too. The choices and
+  // (PERCEIVER_CUDA_GEMM_TUNE, on by default), in one process, at the models' products
+  // (kModelShapes). Each tuned product is checked against the CPU too. The choices and
   // every candidate's time go to stderr ("perceiver cuda: matmul tuning").
-  struct Shape {
-    int64_t m, n, k;
-    Activation act;
-    bool addend;
-  };
-  const Shape shapes[] = {{8192, 1280, 1280, Activation::None, false}, {8192, 1280, 1280, Activation::None, true},
-                          {8192, 1280, 1280, Activation::Gelu, false}, {8192, 256, 1280, Activation::None, false},
-                          {256, 1280, 1280, Activation::None, false},  {256, 256, 1280, Activation::None, false},
-                          {16384, 1024, 1024, Activation::None, false}, {512, 1024, 1024, Activation::None, false}};
   for (int mode : {0, 2}) {
     cuda::set_gemm_tune_mode(mode);
     g_tag = mode ? " tuned" : "";
     std::printf("GEMM tuning %s\n", mode ? "on" : "off");
     for (DType t : {DType::BFloat16, DType::Float32})
-      for (const Shape& sh : shapes)
+      for (const Shape& sh : kModelShapes)
         if (t == DType::BFloat16 || sh.m <= 512) gemm_case(1, sh.m, sh.n, sh.k, false, true, true, sh.act, t, sh.addend);
   }
-  // The search (PERCEIVER_CUDA_GEMM_TUNE=search, a candidate): every configuration
-  // cuBLASLt's AlgoCheck accepts, beside the heuristic's list, against tuning among that
-  // list alone, in one process, at the same bf16 shapes and 4096^3. Each search's account
-  // goes to stderr ("perceiver cuda: matmul search": the heuristic's fastest, the five
-  // fastest of all and their tiles, stages and cluster shapes).
-  for (int mode : {1, 4}) {
-    cuda::set_gemm_tune_mode(mode);
-    g_tag = mode == 4 ? " searched" : " tuned";
-    std::printf("GEMM %s\n", mode == 4 ? "search" : "tuning among the heuristic's");
-    for (const Shape& sh : shapes) gemm_case(1, sh.m, sh.n, sh.k, false, true, true, sh.act, DType::BFloat16, sh.addend);
-    gemm_case(1, 4096, 4096, 4096, false, false, false, Activation::None, DType::BFloat16);
-  }
-  cuda::set_gemm_tune_mode(-1);
   // float32 on the CUDA cores against three TF32 products (PERCEIVER_CUDA_TF32=3, off by
   // default), in one process, each checked against the CPU (three TF32 products at
   // g_tf32x3's tolerance):

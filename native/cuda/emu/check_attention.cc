@@ -139,7 +139,12 @@ void probe(int64_t dqk, int64_t dv, int path) {
     char label[120];
     // Named as the GPU harness names the paths (not "path N", which the tests count).
     std::snprintf(label, sizeof label, "probe %-7s %-4s qk%lld v%lld", pb.name(),
-                  path == 8 ? "tcf" : path == 11 ? "tcg" : path == 12 ? "tcg1" : "tcx", (long long)dqk, (long long)dv);
+                  path == 8    ? "tcf"
+                  : path == 14 ? "tcf3"
+                  : path == 11 ? "tcg"
+                  : path == 12 ? "tcg1"
+                               : "tcx",
+                  (long long)dqk, (long long)dv);
     if (e == cudaErrorNotSupported) {
       std::printf("SKIP %s (not available for this shape)\n", label);
       continue;
@@ -355,7 +360,7 @@ void check_attention(const std::string& filter) {
   if (filter.empty() || std::string("split plan").find(filter) != std::string::npos) check_split_plan();
   if (filter.empty() || std::string("probe").find(filter) != std::string::npos)
     for (const auto& w : {std::pair<int64_t, int64_t>{128, 128}, {32, 160}, {32, 96}, {64, 64}, {32, 32}, {261, 261}})
-      for (int path : {8, 11, 12, 13}) probe(w.first, w.second, path);
+      for (int path : {8, 14, 11, 12, 13}) probe(w.first, w.second, path);
 }
 
 }  // namespace perceiver::emu::check
