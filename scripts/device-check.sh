@@ -48,8 +48,8 @@
 #       cuBLASLt search (PERCEIVER_CUDA_GEMM_TUNE=search) and the fixed-width attention
 #       kernel's occupancy variant (PERCEIVER_CUDA_ATTENTION_FIXED=3): their harness
 #       checks and timings, their tests on the GPU, bench-gpu by default (and torch)
-#       and with each (ours). About 4 minutes (an estimate: not yet run); its step limits
-#       add up to 560 s.
+#       and with each (ours), ncu on tcf3. About 4 minutes (an estimate: not yet run);
+#       its step limits add up to 555 s.
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
 #       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
 #       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh) with two or
@@ -393,20 +393,23 @@ show_ncu() {
 # model's three attention shapes through the default (0), the 64-key kernel (8) and
 # tcf3 (14); bench-gpu by default (and torch), searched, and with tcf3 (ours); the
 # harness's checks at qk 32 (tcf3 among them) and the layout probes; the tests of both
-# on the GPU. The step limits add up to 560 s; give the call 580.
+# on the GPU; ncu on tcf3 at the language model's latents (the 64-key kernel's profile
+# there is the twenty-fourth session's). The step limits add up to 555 s; give the call
+# 590.
 focus() {
   echo "== focus: harnesses"
-  step cuda_gemm_search 120 bin/cuda_gemm_check --search
+  step cuda_gemm_search 110 bin/cuda_gemm_check --search
   step attention-mlm 40 bin/cuda_attention_check --bench-only --filter mlm- --paths 0,8,14
   echo "== focus: bench-gpu by default (and torch), searched, with tcf3 (ours)"
-  step bench-gpu 100 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
-  step bench-gpu-search 90 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_GEMM_TUNE=search-verbose node dist/scripts/bench-gpu.js --no-torch --profile
+  step bench-gpu 90 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
+  step bench-gpu-search 80 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_GEMM_TUNE=search-verbose node dist/scripts/bench-gpu.js --no-torch --profile
   step bench-gpu-occ 40 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_FIXED=3 node dist/scripts/bench-gpu.js --no-torch --only language-mlm --profile
   echo "== focus: checks and tests on the GPU"
   step attention-mlm-checks 40 bin/cuda_attention_check --no-bench --filter qk32
   step attention-probes 30 bin/cuda_attention_check --no-bench --filter probe --skip 11,12,13
-  step ava-focus 100 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 80s \
+  step ava-focus 80 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 70s \
     dist/test/cuda.test.js dist/test/models-mlm.test.js
+  ncu_step ncu-tcf3-mlm-self-b32 attention_fixed_kernel mlm-self-b32 14
   echo
   echo "== summary (logs in $OUT/logs.tar)"
   cat "$OUT/summary.txt"
@@ -421,6 +424,7 @@ focus() {
   grep -E '^language-mlm' "$LOGS/bench-gpu-occ.log" 2> /dev/null | head -4 || true
   grep -hE '^ *attention \[32' "$LOGS/bench-gpu.log" "$LOGS/bench-gpu-occ.log" 2> /dev/null | head -6 || true
   show_bench_gpu
+  show_ncu
 }
 
 # The search's figures: each shape's account (the heuristic's fastest against the
