@@ -49,7 +49,7 @@
 #       kernel's occupancy variant (PERCEIVER_CUDA_ATTENTION_FIXED=3): their harness
 #       checks and timings, their tests on the GPU, bench-gpu by default (and torch)
 #       and with each (ours), ncu on tcf3. About 4 minutes (an estimate: not yet run);
-#       its step limits add up to 555 s.
+#       its step limits add up to 575 s.
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
 #       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
 #       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh) with two or
@@ -391,23 +391,29 @@ show_ncu() {
 # loses the least: cuda_gemm_check --search (the models' bf16 products and 4096^3 tuned
 # among the heuristic's list, then searched, each search's account); the language
 # model's three attention shapes through the default (0), the 64-key kernel (8) and
-# tcf3 (14); bench-gpu by default (and torch), searched, and with tcf3 (ours); the
+# tcf3 (14), and 8 heads of 128 through tcf2 and the warpgroup kernel, whose output
+# rows are now staged as the fixed-width kernel's; bench-gpu by default (and torch),
+# searched, and with tcf3 (ours); the
 # harness's checks at qk 32 (tcf3 among them) and the layout probes; the tests of both
 # on the GPU; ncu on tcf3 at the language model's latents (the 64-key kernel's profile
-# there is the twenty-fourth session's). The step limits add up to 555 s; give the call
-# 590.
+# there is the twenty-fourth session's). The step limits add up to 575 s, and unpacking
+# takes about 20: give the call the full 600 s a device command may run (the steps'
+# own times should total about 4 minutes).
 focus() {
   echo "== focus: harnesses"
   step cuda_gemm_search 110 bin/cuda_gemm_check --search
   step attention-mlm 40 bin/cuda_attention_check --bench-only --filter mlm- --paths 0,8,14
+  # The warpgroup kernel (tcg, tcg1) with its output rows staged as the fixed-width
+  # kernel's (twenty-fifth session), against the default (tcf2) at 8 heads of 128.
+  step attention-self 30 bin/cuda_attention_check --bench-only --filter perceiver-self --paths 0,10,11,12
   echo "== focus: bench-gpu by default (and torch), searched, with tcf3 (ours)"
   step bench-gpu 90 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
-  step bench-gpu-search 80 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_GEMM_TUNE=search-verbose node dist/scripts/bench-gpu.js --no-torch --profile
+  step bench-gpu-search 75 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_GEMM_TUNE=search-verbose node dist/scripts/bench-gpu.js --no-torch --profile
   step bench-gpu-occ 40 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_FIXED=3 node dist/scripts/bench-gpu.js --no-torch --only language-mlm --profile
   echo "== focus: checks and tests on the GPU"
   step attention-mlm-checks 40 bin/cuda_attention_check --no-bench --filter qk32
   step attention-probes 30 bin/cuda_attention_check --no-bench --filter probe --skip 11,12,13
-  step ava-focus 80 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 70s \
+  step ava-focus 75 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 70s \
     dist/test/cuda.test.js dist/test/models-mlm.test.js
   ncu_step ncu-tcf3-mlm-self-b32 attention_fixed_kernel mlm-self-b32 14
   echo
@@ -419,6 +425,8 @@ focus() {
   probe_summary "$LOGS/attention-probes.log"
   echo "-- the language model's attention (ms): auto (0), the 64-key kernel (tcf), the occupancy variant (tcf3):"
   grep -E '^BENCH mlm-' "$LOGS/attention-mlm.log" | bench_brief || true
+  echo "-- 8 heads of 128 (ms): auto (0), tcf2 (10), the warpgroup kernel with staged rows (tcg, tcg1):"
+  grep -E '^BENCH perceiver-self' "$LOGS/attention-self.log" | bench_brief || true
   search_summary
   echo "-- the language model with tcf3 (ours):"
   grep -E '^language-mlm' "$LOGS/bench-gpu-occ.log" 2> /dev/null | head -4 || true

@@ -271,7 +271,20 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
   }
   const int64_t row[1][2] = {{row_base, row_base + 8}};
   const float m2[1][2] = {{m[0], m[1]}}, l2[1][2] = {{l[0], l[1]}};
-  store_rows<T, 1, kNO>(p, b, h, bh, split, row, reinterpret_cast<const float(&)[1][kNO][4]>(o), m2, l2, t);
+  const float(&o1)[1][kNO][4] = reinterpret_cast<const float(&)[1][kNO][4]>(o);
+  if (p.splits == 1 && p.o_store == kOStoreVec16) {
+    // As the fixed-width kernel: each warp's 16 rows through shared memory from its
+    // start (Q's and the stages' bytes), then in 16-byte stores along each row, where
+    // pairs from the C fragments half-fill eight rows' sectors at a time. Every
+    // warpgroup's products have landed (wgmma_wait above), so their reads of that memory
+    // are done; the barrier orders them before any warp's staging writes.
+    constexpr int kLdo = staged_row_pitch(kNO);
+    static_assert(kBQ * kLdo <= kBQ * kDqk + kWgmmaStages * kStage, "the staged O rows fit in the tiles' shared memory");
+    __syncthreads();
+    store_rows_vec16<T, 1, kNO>(p, b, h, row_base - g, o1, l2, Qs + (wg * 4 + warp) * 16 * kLdo, lane);
+    return;
+  }
+  store_rows<T, 1, kNO>(p, b, h, bh, split, row, o1, m2, l2, t);
 }
 
 template <class T, int kDqk, int kDv, int kBK, int kWG, int kMinBlocks>
