@@ -20,16 +20,19 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
-def timed(fn, warmup, runs):
+def timed(fn, warmup, runs, inner=1):
+    """Seconds per call: the median of `runs` samples of `inner` calls and one
+    synchronisation (bench-gpu.ts's timeIt, which says why GEMMs and attention take 5)."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        fn()
+        for _ in range(inner):
+            fn()
         torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+        times.append((time.perf_counter() - t0) / inner)
     times.sort()
     return times[len(times) // 2]
 
@@ -64,7 +67,7 @@ def main():
         m, n, k, dt = g["m"], g["n"], g["k"], DTYPES[g["dtype"]]
         a = torch.randn(m, k, device=dev, dtype=dt)
         b = torch.randn(k, n, device=dev, dtype=dt)
-        s = timed(lambda: torch.matmul(a, b), 3, 10)
+        s = timed(lambda: torch.matmul(a, b), 3, 10, 5)
         out["gemm"].append({**g, "seconds": s, "tflops": 2 * m * n * k / s / 1e12})
         log(f"torch gemm {g}: {2 * m * n * k / s / 1e12:.1f} TFLOP/s")
 
@@ -76,12 +79,12 @@ def main():
         v = k if at.get("kv") else torch.randn(b, h, nk, d, device=dev, dtype=dt)
         row = dict(at)
         try:
-            row["sdpa_seconds"] = timed(lambda: F.scaled_dot_product_attention(q, k, v), 2, 5)
+            row["sdpa_seconds"] = timed(lambda: F.scaled_dot_product_attention(q, k, v), 2, 5, 5)
         except Exception as e:  # some backends refuse head dims like 261
             row["sdpa_error"] = str(e).splitlines()[0][:200]
         try:
             scale = d ** -0.5
-            row["matmul_softmax_seconds"] = timed(lambda: torch.softmax((q @ k.transpose(-1, -2)) * scale, -1) @ v, 2, 5)
+            row["matmul_softmax_seconds"] = timed(lambda: torch.softmax((q @ k.transpose(-1, -2)) * scale, -1) @ v, 2, 5, 5)
         except Exception as e:
             row["matmul_softmax_error"] = str(e).splitlines()[0][:200]
         out["attention"].append(row)

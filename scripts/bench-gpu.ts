@@ -10,7 +10,8 @@
 //   PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js [--out DIR] [--quick] [--no-torch] [--profile] [--only NAME]
 //
 // Each time is the median of a few runs, each ended by a device synchronisation
-// (ops are queued). float32 GEMMs run without TF32 on both sides. Models run in
+// (ops are queued); a GEMM's or an attention's run is 5 calls back to back, divided by
+// 5 (since the twenty-fifth session; one call per run before). float32 GEMMs run without TF32 on both sides. Models run in
 // float32 at batch 1 and in bfloat16 (weights and inputs cast, as HF's .to(bfloat16))
 // at batch 1 and 32, the issue's goal. --profile prints (stderr) one profiled forward
 // per model and batch: device time per op and output shape.
@@ -37,7 +38,11 @@ if (!cuda.available) {
 }
 const device = 'cuda';
 
-async function timeIt(fn: () => Tensor | void, warmup: number, runs: number): Promise<number> {
+// Seconds per call: the median of `runs` samples, each `inner` calls queued back to back
+// and one synchronisation, over inner. GEMMs and attention take inner = 5 on both sides
+// (bench-gpu.py's timed), since their times are within a few times a synchronisation's
+// round trip (15-20 us on an H200), which one call per sample would count each time.
+async function timeIt(fn: () => Tensor | void, warmup: number, runs: number, inner = 1): Promise<number> {
   const once = () => {
     const r = fn();
     if (r) r.dispose();
@@ -47,9 +52,9 @@ async function timeIt(fn: () => Tensor | void, warmup: number, runs: number): Pr
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
     const t0 = performance.now();
-    once();
+    for (let j = 0; j < inner; j++) once();
     native.synchronize();
-    times.push((performance.now() - t0) / 1000);
+    times.push((performance.now() - t0) / 1000 / inner);
   }
   times.sort((a, b) => a - b);
   return times[times.length >> 1];
@@ -99,7 +104,7 @@ async function main(): Promise<void> {
   for (const g of GEMM) {
     const a = randn([g.m, g.k], { seed: 1, device }).cast(g.dtype);
     const b = randn([g.k, g.n], { seed: 2, device }).cast(g.dtype);
-    const s = await timeIt(() => a.matmul(b), 3, QUICK ? 5 : 10);
+    const s = await timeIt(() => a.matmul(b), 3, QUICK ? 5 : 10, 5);
     ours.push({ kind: 'gemm', ...g, seconds: s, tflops: (2 * g.m * g.n * g.k) / s / 1e12 });
     console.error(`ours gemm ${JSON.stringify(g)}: ${((2 * g.m * g.n * g.k) / s / 1e12).toFixed(1)} TFLOP/s`);
     a.dispose();
@@ -112,7 +117,7 @@ async function main(): Promise<void> {
     const row: Record<string, unknown> = { kind: 'attention', ...at };
     try {
       await attention(q, k, v).data(); // a kernel error surfaces here, once
-      row.seconds = await timeIt(() => attention(q, k, v), 2, 5);
+      row.seconds = await timeIt(() => attention(q, k, v), 2, 5, 5);
     } catch (e) {
       row.error = (e as Error).message.split('\n')[0];
     }
