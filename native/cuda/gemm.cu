@@ -138,6 +138,7 @@ constexpr float kTuneMargin = 0.97f;  // another algorithm must beat the first b
 constexpr int kSearchIds = 128;       // algorithm ids asked of cuBLASLt
 constexpr int kSearchMax = 256;       // configurations timed beside the heuristic's
 constexpr int kSearchChecks = 32768;  // AlgoCheck calls per shape (what an id leaves, the next may use)
+constexpr double kSearchHostMs = 3000;  // and at most this long on the host (their cost is unmeasured)
 constexpr int kSearchCustom = 3;      // custom options 0..3 of those that have more
 constexpr float kSearchSlow = 1.5f;   // one run this much over the best so far ends a candidate
 constexpr int kSearchFinal = 5;       // the fastest timed again, with the first
@@ -262,7 +263,11 @@ std::vector<lt::HeuristicResult> search_configs(const lt::Api& api, lt::Handle h
   };
   // The checks budget is shared: an id that needs fewer leaves the rest to the next.
   int budget = kSearchChecks;
-  for (int i = 0; i < n_ids; i++) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto out_of_time = [&] {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() > kSearchHostMs;
+  };
+  for (int i = 0; i < n_ids && !out_of_time(); i++) {
     lt::Algo base{};
     if (api.algo_init(h, compute, CUDA_R_32F, type, type, type_c, type_c, ids[i], &base) != 0) continue;
     uint32_t need[4] = {0, 0, 0, 0};  // A, B, C, D in cuBLASLt's terms
@@ -294,6 +299,7 @@ std::vector<lt::HeuristicResult> search_configs(const lt::Api& api, lt::Handle h
     for (const Variant& v : variants)
       for (size_t si = 0; si < stages.size() && checks < share; si++)
         for (size_t ti = 0; ti < tiles.size() && checks < share; ti++) {
+          if (checks % 256 == 255 && out_of_time()) break;
           lt::Algo a = base;
           const uint32_t one = 1;
           if (api.algo_config_set(&a, lt::CONFIG_TILE_ID, &tiles[ti], sizeof tiles[ti]) != 0 ||
