@@ -90,7 +90,7 @@
 #       Likewise PERCEIVER_CUDA_GEMM_ALIGN=1, 16-bit products whose rows cuBLASLt
 #       cannot read in 16-byte units (the encoder's 261) through row-padded copies.
 #       The cuBLASLt search (PERCEIVER_CUDA_GEMM_TUNE=search, twenty-fifth session):
-#       cuda_gemm_check times it against tuning among the heuristic's list, and
+#       cuda_gemm_check --search times it against tuning among the heuristic's list, and
 #       bench-gpu runs with it (ours, step bench-gpu-search).
 #       It took 208 s of wall time on an H200 (2026-11-28; the full check 278 s before
 #       it on the same machine), 217 s in the twenty-fourth session; the search's two
@@ -412,7 +412,7 @@ focus() {
   step bench-gpu-occ 40 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_FIXED=3 node dist/scripts/bench-gpu.js --no-torch --only language-mlm --profile
   echo "== focus: checks and tests on the GPU"
   step attention-mlm-checks 40 bin/cuda_attention_check --no-bench --filter qk32
-  step attention-probes 30 bin/cuda_attention_check --no-bench --filter probe --skip 11,12,13
+  step attention-probes 30 bin/cuda_attention_check --no-bench --filter probe --skip 13
   step ava-focus 75 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 70s \
     dist/test/cuda.test.js dist/test/models-mlm.test.js
   ncu_step ncu-tcf3-mlm-self-b32 attention_fixed_kernel mlm-self-b32 14

@@ -280,6 +280,7 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
     // are done; the barrier orders them before any warp's staging writes.
     constexpr int kLdo = staged_row_pitch(kNO);
     static_assert(kBQ * kLdo <= kBQ * kDqk + kWgmmaStages * kStage, "the staged O rows fit in the tiles' shared memory");
+    cp_async_wait<0>();  // nothing in flight (no key tiles: Q's copy was never waited for)
     __syncthreads();
     store_rows_vec16<T, 1, kNO>(p, b, h, row_base - g, o1, l2, Qs + (wg * 4 + warp) * 16 * kLdo, lane);
     return;

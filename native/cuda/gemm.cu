@@ -142,9 +142,6 @@ constexpr double kSearchHostMs = 3000;  // and at most this long on the host (th
 constexpr int kSearchCustom = 3;      // custom options 0..3 of those that have more
 constexpr float kSearchSlow = 1.5f;   // one run this much over the best so far ends a candidate
 constexpr int kSearchFinal = 5;       // the fastest timed again, with the first
-// Products over 2^41 flops (3 ms at 700 TFLOP/s) are not searched: past kTuneMaxMs the
-// tuning keeps the first untimed anyway, and long products run near peak.
-constexpr double kSearchMaxFlops = double(int64_t(1) << 41);
 constexpr int kSearchFinalRuns = 20;
 
 // Times run(algo) for the usable results and returns the index of the one to keep (0,
@@ -203,6 +200,16 @@ int fastest_algo(const std::function<lt::Status(const lt::Algo&)>& run, const lt
   return pick;
 }
 
+// Whether the heuristic's first runs this product within kTuneMaxMs (one run after an
+// untimed one): past it, tuning times no other candidate, so the search is not made.
+bool short_product(const std::function<lt::Status(const lt::Algo&)>& run, const lt::Algo& first, cudaStream_t s) {
+  if (run(first) != 0) return false;
+  EventTimer timer;
+  bool ok = true;
+  const float ms = timer.time("matmul (tuning)", s, [&] { ok = run(first) == 0; });
+  return ok && ms <= kTuneMaxMs;
+}
+
 // An algorithm's configuration, for the tuning log: "id 66 tile 23 stages 35 swizzle 0
 // custom 0 cluster 3 splitk 1" (cublasLt.h's numbering: tile 23 is 128x256, cluster 3
 // is 2x1x1).
@@ -252,8 +259,10 @@ std::vector<lt::HeuristicResult> search_configs(const lt::Api& api, lt::Handle h
   int n_ids = 0;
   if (api.algo_get_ids(h, compute, CUDA_R_32F, type, type, type_c, type_c, kSearchIds, ids, &n_ids) != 0) return out;
   n_ids = std::clamp(n_ids, 0, kSearchIds);
-  // One bucket per (id, tile), in the order the configurations were found.
+  // One bucket per (id, tile), in the order the configurations were found; an id's
+  // buckets are [b, bucket_end[b]) from its first, b.
   std::vector<std::vector<lt::HeuristicResult>> buckets;
+  std::vector<size_t> bucket_end;
   // Each configuration written differs from the others in some field, so only the
   // heuristic's list can hold the same bytes.
   auto seen = [&](const lt::Algo& a) {
@@ -294,6 +303,7 @@ std::vector<lt::HeuristicResult> search_configs(const lt::Api& api, lt::Handle h
     for (int32_t c = 1; c <= custom_max; c++) variants.push_back({0, (uint32_t)c, lt::CLUSTER_AUTO});
     const size_t first = buckets.size();
     buckets.resize(first + tiles.size());
+    bucket_end.resize(buckets.size(), buckets.size());
     const int share = budget / (n_ids - i);  // this id's part of what is left
     int checks = 0;
     for (const Variant& v : variants)
@@ -321,9 +331,23 @@ std::vector<lt::HeuristicResult> search_configs(const lt::Api& api, lt::Handle h
     budget -= checks;
     *checked += checks;
   }
+  // Each id's configurations, its tiles in turn; then the ids in turn, so that neither
+  // the first ids' many tiles nor one tile's many stage counts shut out the rest.
+  std::vector<std::vector<lt::HeuristicResult>> per_id;
+  for (size_t b0 = 0; b0 < buckets.size();) {
+    const size_t b1 = bucket_end[b0];
+    std::vector<lt::HeuristicResult> v;
+    for (size_t k = 0, added = 1; added; k++) {
+      added = 0;
+      for (size_t b = b0; b < b1; b++)
+        if (k < buckets[b].size()) v.push_back(buckets[b][k]), added++;
+    }
+    if (!v.empty()) per_id.push_back(std::move(v));
+    b0 = b1;
+  }
   for (size_t k = 0; out.size() < (size_t)kSearchMax; k++) {
     bool any = false;
-    for (const auto& v : buckets)
+    for (const auto& v : per_id)
       if (k < v.size() && out.size() < (size_t)kSearchMax) out.push_back(v[k]), any = true;
     if (!any) break;
   }
@@ -563,23 +587,23 @@ void matmul_with(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s, bool tf
     lt::Status st = api.heuristic(ctx.handle, d.op, d.x, d.y, d.d, d.d, d.pref, tune ? kTuneAlgos : 1, r.data(), &found);
     r.resize(st == 0 ? (size_t)std::clamp(found, 0, kTuneAlgos) : 0);
     const int heuristic_count = (int)r.size();
+    auto run = [&](const lt::Algo& al) {
+      return api.matmul(ctx.handle, d.op, &alpha, a.b, d.x, a.a, d.y, &beta, c_in, d.d, a.c, d.d, &al,
+                        ctx.workspace, ctx.workspace_bytes, s);
+    };
     int checked = 0;
-    const auto t0 = std::chrono::steady_clock::now();
-    if (search && !r.empty() && flops_of(a) <= kSearchMaxFlops) {
+    double search_ms = 0;
+    if (search && !r.empty() && short_product(run, r[0].algo, s)) {
+      const auto t0 = std::chrono::steady_clock::now();
       std::vector<lt::HeuristicResult> more = search_configs(api, ctx.handle, d, compute, type, type_c,
                                                              ctx.workspace_bytes, al_x, al_y, al_d, r, &checked);
+      search_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       r.insert(r.end(), more.begin(), more.end());
     }
-    const double search_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     int pick = r.empty() ? -1 : 0;
     if (pick == 0 && tune && r.size() > 1) {
       std::vector<float> ms;
-      pick = fastest_algo(
-          [&](const lt::Algo& al) {
-            return api.matmul(ctx.handle, d.op, &alpha, a.b, d.x, a.a, d.y, &beta, c_in, d.d, a.c, d.d, &al,
-                              ctx.workspace, ctx.workspace_bytes, s);
-          },
-          r.data(), (int)r.size(), ctx.workspace_bytes, s, &ms, search);
+      pick = fastest_algo(run, r.data(), (int)r.size(), ctx.workspace_bytes, s, &ms, search);
       if (verbose && !search) {
         std::string line = "perceiver cuda: matmul tuning " + describe(a, al_y, al_x, al_d) + ", epilogue " +
                            std::to_string(epi) + ": " + std::to_string(r.size()) + " algorithms, ms";
