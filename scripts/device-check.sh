@@ -49,7 +49,7 @@
 #       kernel's occupancy variant (PERCEIVER_CUDA_ATTENTION_FIXED=3): their harness
 #       checks and timings, their tests on the GPU, bench-gpu by default (and torch)
 #       and with each (ours), ncu on tcf3. About 4 minutes (an estimate: not yet run);
-#       its step limits add up to 575 s.
+#       its step limits add up to 600 s.
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
 #       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
 #       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh) with two or
@@ -396,9 +396,10 @@ show_ncu() {
 # searched, and with tcf3 (ours); the
 # harness's checks at qk 32 (tcf3 among them) and the layout probes; the tests of both
 # on the GPU; ncu on tcf3 at the language model's latents (the 64-key kernel's profile
-# there is the twenty-fourth session's). The step limits add up to 575 s, and unpacking
-# takes about 20: give the call the full 600 s a device command may run (the steps'
-# own times should total about 4 minutes).
+# there is the twenty-fourth session's); the language model with its logits product
+# through a row-padded output (PERCEIVER_CUDA_GEMM_ALIGN=1). The step limits add up to
+# 600 s, the most a device command may run, but the steps should take about 4 minutes
+# in all: give the call 600.
 focus() {
   echo "== focus: harnesses"
   step cuda_gemm_search 110 bin/cuda_gemm_check --search
@@ -410,9 +411,12 @@ focus() {
   step bench-gpu 90 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
   step bench-gpu-search 75 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_GEMM_TUNE=search-verbose node dist/scripts/bench-gpu.js --no-torch --profile
   step bench-gpu-occ 40 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_FIXED=3 node dist/scripts/bench-gpu.js --no-torch --only language-mlm --profile
+  # The language model's logits product (C's rows 524 bytes: 157 TFLOP/s in the last
+  # profile) through a row-padded output (PERCEIVER_CUDA_GEMM_ALIGN=1, a candidate).
+  step bench-gpu-align 40 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_GEMM_ALIGN=1 node dist/scripts/bench-gpu.js --no-torch --only language-mlm --profile
   echo "== focus: checks and tests on the GPU"
-  step attention-mlm-checks 40 bin/cuda_attention_check --no-bench --filter qk32
-  step attention-probes 30 bin/cuda_attention_check --no-bench --filter probe --skip 13
+  step attention-mlm-checks 30 bin/cuda_attention_check --no-bench --filter qk32
+  step attention-probes 25 bin/cuda_attention_check --no-bench --filter probe --skip 13
   step ava-focus 75 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 70s \
     dist/test/cuda.test.js dist/test/models-mlm.test.js
   ncu_step ncu-tcf3-mlm-self-b32 attention_fixed_kernel mlm-self-b32 14
@@ -428,8 +432,9 @@ focus() {
   echo "-- 8 heads of 128 (ms): auto (0), tcf2 (10), the warpgroup kernel with staged rows (tcg, tcg1):"
   grep -E '^BENCH perceiver-self' "$LOGS/attention-self.log" | bench_brief || true
   search_summary
-  echo "-- the language model with tcf3 (ours):"
-  grep -E '^language-mlm' "$LOGS/bench-gpu-occ.log" 2> /dev/null | head -4 || true
+  echo "-- the language model with tcf3, then with PERCEIVER_CUDA_GEMM_ALIGN=1 (ours), and its logits product:"
+  grep -E '^language-mlm' "$LOGS/bench-gpu-occ.log" "$LOGS/bench-gpu-align.log" 2> /dev/null | head -8 || true
+  grep -hE '^ *matmul \[32, 2048, 262\]' "$LOGS/bench-gpu.log" "$LOGS/bench-gpu-align.log" 2> /dev/null | head -4 || true
   grep -hE '^ *attention \[32' "$LOGS/bench-gpu.log" "$LOGS/bench-gpu-occ.log" 2> /dev/null | head -6 || true
   show_bench_gpu
   show_ncu
