@@ -265,7 +265,7 @@ emulated('the composed attention (attention_gemm.cu), emulated with its products
   t.is(r.passed(/^PASS composed forward +(batch-heads|batch-odd|long-rows|shared-kv) /), 24);
 });
 
-emulated('products through copies (gemm_split.cuh): float32 as three TF32 products keeps float32 accuracy where one TF32 product does not; 16-bit products with unaligned rows reach the product aligned; products over a long k split into slices of k sum them in order', (t, family) => {
+emulated('products through copies (gemm_split.cuh): float32 as three TF32 products keeps float32 accuracy where one TF32 product does not; 16-bit products with unaligned rows reach the product aligned; products over a long k split into slices of k sum them in order; the cuBLASLt search times its configurations in turn', (t, family) => {
   const r = family('gemm');
   // 6 float32 products (transposes, a batch sharing B, padded rows, beta, an addend,
   // bias and ReLU, 4096-long sums, entries over 2^±12) at float32's tolerance, and for
@@ -292,7 +292,10 @@ emulated('products through copies (gemm_split.cuh): float32 as three TF32 produc
   t.is(r.passed(/^PASS split-K plan dQ of [28] images .*: 44 slices of 1144/), 2);
   t.is(r.passed(/^PASS split-K plan dQ of 1 image .*: 0 slices/), 1);
   t.is(r.passed(/^PASS split-K plan /), 11);
-  t.is(r.checks, 89);
+  // The cuBLASLt search's order of timing (gemm_search.h): every algorithm's first
+  // configuration before any second, each algorithm's tiles in turn, cut short at 3 and 5.
+  t.is(r.passed(/^PASS search order, /), 4);
+  t.is(r.checks, 93);
 });
 
 emulated('attention tuning (attention_tune.cu) times the fused kernel against the products on the first call of a shape, keeps the faster by its margin, and ends the call with the chosen path\'s own bits', (t, family) => {

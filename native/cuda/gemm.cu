@@ -21,6 +21,7 @@
 
 #include "common.cuh"
 #include "gemm.h"
+#include "gemm_search.h"
 #include "gemm_split.cuh"
 #include "kernels.h"
 
@@ -253,14 +254,13 @@ std::vector<lt::HeuristicResult> search_configs(const lt::Api& api, lt::Handle h
                                                 uint32_t al_a, uint32_t al_b, uint32_t al_cd,
                                                 const std::vector<lt::HeuristicResult>& have, int* checked) {
   *checked = 0;
-  std::vector<lt::HeuristicResult> out;
-  if (!api.can_search()) return out;
+  if (!api.can_search()) return {};
   int ids[kSearchIds];
   int n_ids = 0;
-  if (api.algo_get_ids(h, compute, CUDA_R_32F, type, type, type_c, type_c, kSearchIds, ids, &n_ids) != 0) return out;
+  if (api.algo_get_ids(h, compute, CUDA_R_32F, type, type, type_c, type_c, kSearchIds, ids, &n_ids) != 0) return {};
   n_ids = std::clamp(n_ids, 0, kSearchIds);
   // One bucket per (id, tile), in the order the configurations were found; an id's
-  // buckets are [b, bucket_end[b]) from its first, b.
+  // buckets are [b, bucket_end[b]) from its first, b (search_order's arguments).
   std::vector<std::vector<lt::HeuristicResult>> buckets;
   std::vector<size_t> bucket_end;
   // Each configuration written differs from the others in some field, so only the
@@ -331,27 +331,7 @@ std::vector<lt::HeuristicResult> search_configs(const lt::Api& api, lt::Handle h
     budget -= checks;
     *checked += checks;
   }
-  // Each id's configurations, its tiles in turn; then the ids in turn, so that neither
-  // the first ids' many tiles nor one tile's many stage counts shut out the rest.
-  std::vector<std::vector<lt::HeuristicResult>> per_id;
-  for (size_t b0 = 0; b0 < buckets.size();) {
-    const size_t b1 = bucket_end[b0];
-    std::vector<lt::HeuristicResult> v;
-    for (size_t k = 0, added = 1; added; k++) {
-      added = 0;
-      for (size_t b = b0; b < b1; b++)
-        if (k < buckets[b].size()) v.push_back(buckets[b][k]), added++;
-    }
-    if (!v.empty()) per_id.push_back(std::move(v));
-    b0 = b1;
-  }
-  for (size_t k = 0; out.size() < (size_t)kSearchMax; k++) {
-    bool any = false;
-    for (const auto& v : per_id)
-      if (k < v.size() && out.size() < (size_t)kSearchMax) out.push_back(v[k]), any = true;
-    if (!any) break;
-  }
-  return out;
+  return search_order(buckets, bucket_end, (size_t)kSearchMax);
 }
 
 // The search's account of one shape (PERCEIVER_CUDA_GEMM_TUNE=search-verbose), for the

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "emu.h"  // first: the kernel header below takes its emulation
+#include "../gemm_search.h"
 #include "../gemm_split.cuh"
 #include "check.h"
 
@@ -320,6 +321,38 @@ void check_splitk_plans() {
   }
 }
 
+// The cuBLASLt search's order of timing (gemm_search.h), on labelled items: algorithm
+// a, tile t, stage count s as 100·a + 10·t + s.
+void check_search_order() {
+  // Algorithm 0: 3 tiles of 4, 1 and 3 stage counts; algorithm 1: one tile of 2;
+  // algorithm 2: none found (an empty bucket); algorithm 3: 2 tiles of 1.
+  const std::vector<std::vector<int>> buckets = {{0, 1, 2, 3}, {10}, {20, 21, 22}, {100, 101}, {}, {300}, {310}};
+  const std::vector<size_t> end = {3, 3, 3, 4, 5, 7, 7};
+  struct Want {
+    size_t max;
+    std::vector<int> order;
+  };
+  const Want wants[] = {
+      // Every algorithm's first before any second, each algorithm's tiles in turn.
+      {100, {0, 100, 300, 10, 101, 310, 20, 1, 21, 2, 22, 3}},
+      // Cut short: the later algorithms still have their first.
+      {3, {0, 100, 300}},
+      {5, {0, 100, 300, 10, 101}},
+      {0, {}},
+  };
+  for (const Want& w : wants) {
+    const std::vector<int> got = cuda::search_order(buckets, end, w.max);
+    g_checks++;
+    const bool ok = got == w.order;
+    if (!ok) g_failures++;
+    std::string gs, ws;
+    for (int v : got) gs += " " + std::to_string(v);
+    for (int v : w.order) ws += " " + std::to_string(v);
+    std::printf("%s search order, at most %zu:%s%s%s\n", ok ? "PASS" : "FAIL", w.max, gs.c_str(), ok ? "" : " (want",
+                ok ? "" : (ws + ")").c_str());
+  }
+}
+
 }  // namespace
 
 void check_gemm_split() {
@@ -367,6 +400,7 @@ void check_gemm_split() {
   for (DType dt : {DType::Float32, DType::BFloat16})
     for (const SplitKCase& c : {shared, aligned}) check_splitk_case(c, dt);
   check_splitk_plans();
+  check_search_order();
 }
 
 }  // namespace perceiver::emu::check
