@@ -20,11 +20,17 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
-def timed(fn, warmup, runs, inner=1):
+def timed(fn, warmup, runs, inner=1, warm_ms=0):
     """Seconds per call: the median of `runs` samples of `inner` calls and one
-    synchronisation (bench-gpu.ts's timeIt, which says why GEMMs and attention take 5)."""
-    for _ in range(warmup):
+    synchronisation, after `warmup` calls and more until warm_ms has passed
+    (bench-gpu.ts's timeIt, which says why GEMMs take 5 and 300 ms, attention 5)."""
+    w0 = time.perf_counter()
+    i = 0
+    while i < warmup or (time.perf_counter() - w0) * 1e3 < warm_ms:
         fn()
+        if i >= warmup:
+            torch.cuda.synchronize()
+        i += 1
     torch.cuda.synchronize()
     times = []
     for _ in range(runs):
@@ -67,7 +73,7 @@ def main():
         m, n, k, dt = g["m"], g["n"], g["k"], DTYPES[g["dtype"]]
         a = torch.randn(m, k, device=dev, dtype=dt)
         b = torch.randn(k, n, device=dev, dtype=dt)
-        s = timed(lambda: torch.matmul(a, b), 3, 10, 5)
+        s = timed(lambda: torch.matmul(a, b), 3, 10, 5, 300)
         out["gemm"].append({**g, "seconds": s, "tflops": 2 * m * n * k / s / 1e12})
         log(f"torch gemm {g}: {2 * m * n * k / s / 1e12:.1f} TFLOP/s")
 
