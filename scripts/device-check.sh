@@ -48,7 +48,7 @@
 #       cuBLASLt search (PERCEIVER_CUDA_GEMM_TUNE=search) and the fixed-width attention
 #       kernel's occupancy variant (PERCEIVER_CUDA_ATTENTION_FIXED=3): their harness
 #       checks and timings, their tests on the GPU, bench-gpu by default (and torch)
-#       and with each (ours), ncu on tcf3. About 4 minutes (an estimate: not yet run);
+#       and with each (ours), ncu on tcf3. 126 s of wall time on an H200 (2026-11-28);
 #       its step limits add up to 600 s.
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
 #       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
@@ -398,8 +398,8 @@ show_ncu() {
 # on the GPU; ncu on tcf3 at the language model's latents (the 64-key kernel's profile
 # there is the twenty-fourth session's); the language model with its logits product
 # through a row-padded output (PERCEIVER_CUDA_GEMM_ALIGN=1). The step limits add up to
-# 600 s, the most a device command may run, but the steps should take about 4 minutes
-# in all: give the call 600.
+# 600 s, the most a device command may run, but the steps took 126 s on an H200
+# (2026-11-28): give the call 300.
 focus() {
   echo "== focus: harnesses"
   step cuda_gemm_search 110 bin/cuda_gemm_check --search

@@ -1073,7 +1073,10 @@ cudaError_t launch_with_smem(void (*kernel)(Params), const Params& p, int64_t bl
 //   cycles with 2 warps per scheduler, 0.65 of them eligible: latency, which more warps
 //   hide. Twice the key tiles, and barriers, per block is the price; the 8-warp
 //   variant, which also halves K and V's L2 reads but keeps 8 warps per SM, gained
-//   nothing there (0.071 against 0.068 ms). Not yet timed.
+//   nothing there (0.071 against 0.068 ms). Timed on an H200 (2026-11-28): no gain. The
+//   latents 0.0404 against 0.0411 ms, the decoder 0.2113 against 0.1859, the encoder
+//   (Nk 2048) 0.2640 against 0.2385; ncu at the latents: issue slots 54% busy with
+//   16.9% occupancy, and the same 40 µs.
 struct FixedTier {
   int dqk, dv, bk, warps, rt, min_blocks;
   bool occ;          // the occupancy variant (kFixedOcc): 32-key tiles, more blocks per SM
