@@ -1638,16 +1638,13 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
       }
     }
     const bool few_rows = !rows128_fill_sms(a, sm_count);
-    // The variants to try in turn: a forced one alone; kAuto's 128-row variants where
-    // their blocks fill the SMs, then kFixed4; kFixedOcc, then the default's.
-    const bool rows128 = variant == kFixed8 || variant == kFixedWide;
-    const int chain[3] = {force_fixed || !(rows128 && few_rows) ? variant : -1,
-                          force_fixed                   ? -1
-                          : variant == kFixedOcc        ? (few_rows ? -1 : (int)kFixedWide)
-                          : variant > kFixed4           ? (int)kFixed4
-                                                        : -1,
-                          !force_fixed && variant == kFixedOcc ? (int)kFixed4 : -1};
+    // The variants to try in turn: a forced one alone; kAuto's, then (after kFixedOcc)
+    // the default's two row tiles, then kFixed4, each 128-row variant only where its
+    // blocks fill the SMs.
+    const int chain[3] = {variant, !force_fixed && variant == kFixedOcc ? (int)kFixedWide : -1,
+                          !force_fixed && variant > kFixed4 ? (int)kFixed4 : -1};
     for (int v : chain) {
+      if (!force_fixed && (v == kFixed8 || v == kFixedWide) && few_rows) continue;
       const int ft = v >= 0 && fixed_ok && path != kTensorCoreWgmma ? fixed_tier(a.dqk, a.dv, v) : -1;
       if (ft < 0) continue;
       const FixedTier f = kFixedTiers[ft];

@@ -148,6 +148,15 @@ constexpr float kSearchSlow = 1.5f;   // one run this much over the best so far 
 constexpr int kSearchFinal = 5;       // the fastest timed again, with the first
 constexpr int kSearchFinalRuns = 20;
 
+// The indices of ms's finite times, fastest first (ties in index order).
+std::vector<int> by_time(const std::vector<float>& ms) {
+  std::vector<int> order;
+  for (int i = 0; i < (int)ms.size(); i++)
+    if (std::isfinite(ms[(size_t)i])) order.push_back(i);
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return ms[(size_t)x] < ms[(size_t)y]; });
+  return order;
+}
+
 // Times run(algo) for the usable results and returns the index of the one to keep (0,
 // cuBLASLt's first, unless another beats it by the margin), or -1 where none runs.
 // skip_slow (the search's hundreds of configurations): a candidate whose first timed run
@@ -174,31 +183,24 @@ int fastest_algo(const std::function<lt::Status(const lt::Algo&)>& run, const lt
     if (ok) (*ms)[i] = t / kTuneRuns, best = std::min(best, (*ms)[i]);
     if (i == 0 && ok && (*ms)[0] > kTuneMaxMs) break;
   }
+  // The indices whose figures decide: all, or (skip_slow) the first and the kSearchFinal
+  // fastest timed again over kSearchFinalRuns, since the fastest of hundreds of five-run
+  // means is partly the luckiest (the rest keep theirs, which lost already).
+  std::vector<int> finalists = by_time(*ms);
   if (skip_slow) {
-    // The fastest of hundreds of five-run means is partly the luckiest: the first and the
-    // kSearchFinal fastest are timed again over kSearchFinalRuns, and only those figures
-    // stand (the rest keep theirs, which lost already).
-    std::vector<int> order;
-    for (int i = 0; i < n; i++)
-      if (std::isfinite((*ms)[i])) order.push_back(i);
-    std::sort(order.begin(), order.end(), [&](int x, int y) { return (*ms)[x] < (*ms)[y]; });
-    order.resize(std::min(order.size(), (size_t)kSearchFinal));
-    if (std::isfinite((*ms)[0]) && std::find(order.begin(), order.end(), 0) == order.end()) order.push_back(0);
-    for (int i : order) {
+    finalists.resize(std::min(finalists.size(), (size_t)kSearchFinal));
+    if (std::isfinite((*ms)[0]) && std::find(finalists.begin(), finalists.end(), 0) == finalists.end())
+      finalists.push_back(0);
+    for (int i : finalists) {
       bool ok = true;
       const float t = timer.time("matmul (tuning)", s, [&] {
         for (int k = 0; k < kSearchFinalRuns && ok; k++) ok = run(r[i].algo) == 0;
       });
       (*ms)[i] = ok ? t / kSearchFinalRuns : INFINITY;
     }
-    int pick = -1;
-    for (int i : order)
-      if (std::isfinite((*ms)[i]) && (pick < 0 || (*ms)[i] < (*ms)[pick])) pick = i;
-    if (pick > 0 && std::isfinite((*ms)[0]) && (*ms)[pick] > kTuneMargin * (*ms)[0]) pick = 0;
-    return pick;
   }
   int pick = -1;
-  for (int i = 0; i < n; i++)
+  for (int i : finalists)
     if (std::isfinite((*ms)[i]) && (pick < 0 || (*ms)[i] < (*ms)[pick])) pick = i;
   if (pick > 0 && std::isfinite((*ms)[0]) && (*ms)[pick] > kTuneMargin * (*ms)[0]) pick = 0;
   return pick;
@@ -249,9 +251,9 @@ std::vector<uint32_t> cap_ids(const lt::Api& api, const lt::Algo& a, int attr) {
 // is left to the heuristic's list and our own (gemm_split.cuh).
 // Order matters where the budgets end the search: each id's checks go over every tile
 // at its first stage count before any tile's second, and the configurations are taken
-// from each (id, tile) in turn, so that the many stage counts of the first tiles do not
-// crowd out the later tiles (128x160 is id 29, after 128x256's 23). *checked: AlgoCheck
-// calls.
+// from each id in turn and each id's tiles in turn (search_order), so that the many
+// stage counts of the first tiles do not crowd out the later tiles (128x160 is tile 29,
+// after 128x256's 23). *checked: AlgoCheck calls.
 std::vector<lt::HeuristicResult> search_configs(const lt::Api& api, lt::Handle h, const Descs& d, int compute,
                                                 cudaDataType_t type, cudaDataType_t type_c, size_t workspace_bytes,
                                                 uint32_t al_a, uint32_t al_b, uint32_t al_cd,
@@ -262,10 +264,8 @@ std::vector<lt::HeuristicResult> search_configs(const lt::Api& api, lt::Handle h
   int n_ids = 0;
   if (api.algo_get_ids(h, compute, CUDA_R_32F, type, type, type_c, type_c, kSearchIds, ids, &n_ids) != 0) return {};
   n_ids = std::clamp(n_ids, 0, kSearchIds);
-  // One bucket per (id, tile), in the order the configurations were found; an id's
-  // buckets are [b, bucket_end[b]) from its first, b (search_order's arguments).
-  std::vector<std::vector<lt::HeuristicResult>> buckets;
-  std::vector<size_t> bucket_end;
+  // found[id][tile], in the order the configurations were found (search_order's).
+  std::vector<std::vector<std::vector<lt::HeuristicResult>>> found;
   // Each configuration written differs from the others in some field, so only the
   // heuristic's list can hold the same bytes.
   auto seen = [&](const lt::Algo& a) {
@@ -274,7 +274,7 @@ std::vector<lt::HeuristicResult> search_configs(const lt::Api& api, lt::Handle h
     return false;
   };
   // The checks budget is shared: an id that needs fewer leaves the rest to the next.
-  int budget = kSearchChecks;
+  int budget = kSearchChecks;  // *checked: what is spent of it
   const auto t0 = std::chrono::steady_clock::now();
   auto out_of_time = [&] {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() > kSearchHostMs;
@@ -304,24 +304,27 @@ std::vector<lt::HeuristicResult> search_configs(const lt::Api& api, lt::Handle h
       variants.push_back({0, 0, c});
     if (swizzle) variants.push_back({1, 0, lt::CLUSTER_AUTO});
     for (int32_t c = 1; c <= custom_max; c++) variants.push_back({0, (uint32_t)c, lt::CLUSTER_AUTO});
-    const size_t first = buckets.size();
-    buckets.resize(first + tiles.size());
-    bucket_end.resize(buckets.size(), buckets.size());
+    std::vector<std::vector<lt::HeuristicResult>>& per_tile = found.emplace_back(tiles.size());
     const int share = budget / (n_ids - i);  // this id's part of what is left
     int checks = 0;
-    for (const Variant& v : variants)
-      for (size_t si = 0; si < stages.size() && checks < share; si++)
-        for (size_t ti = 0; ti < tiles.size() && checks < share; ti++) {
-          if (checks % 256 == 255 && out_of_time()) break;
-          lt::Algo a = base;
-          const uint32_t one = 1;
+    bool stop = false;  // this id's share spent, or the search's time
+    for (size_t vi = 0; vi < variants.size() && !stop; vi++) {
+      const Variant& v = variants[vi];
+      lt::Algo with = base;  // the variant's fields, then each tile and stage count
+      const uint32_t one = 1;
+      if (api.algo_config_set(&with, lt::CONFIG_SPLITK_NUM, &one, sizeof one) != 0 ||
+          api.algo_config_set(&with, lt::CONFIG_CTA_SWIZZLING, &v.swizzle, sizeof v.swizzle) != 0 ||
+          api.algo_config_set(&with, lt::CONFIG_CUSTOM_OPTION, &v.custom, sizeof v.custom) != 0 ||
+          (v.cluster != lt::CLUSTER_AUTO &&
+           api.algo_config_set(&with, lt::CONFIG_CLUSTER_SHAPE_ID, &v.cluster, sizeof v.cluster) != 0))
+        continue;
+      for (size_t si = 0; si < stages.size() && !stop; si++)
+        for (size_t ti = 0; ti < tiles.size() && !stop; ti++) {
+          stop = checks >= share || (checks % 256 == 255 && out_of_time());
+          if (stop) break;
+          lt::Algo a = with;
           if (api.algo_config_set(&a, lt::CONFIG_TILE_ID, &tiles[ti], sizeof tiles[ti]) != 0 ||
-              api.algo_config_set(&a, lt::CONFIG_STAGES_ID, &stages[si], sizeof stages[si]) != 0 ||
-              api.algo_config_set(&a, lt::CONFIG_SPLITK_NUM, &one, sizeof one) != 0 ||
-              api.algo_config_set(&a, lt::CONFIG_CTA_SWIZZLING, &v.swizzle, sizeof v.swizzle) != 0 ||
-              api.algo_config_set(&a, lt::CONFIG_CUSTOM_OPTION, &v.custom, sizeof v.custom) != 0 ||
-              (v.cluster != lt::CLUSTER_AUTO &&
-               api.algo_config_set(&a, lt::CONFIG_CLUSTER_SHAPE_ID, &v.cluster, sizeof v.cluster) != 0))
+              api.algo_config_set(&a, lt::CONFIG_STAGES_ID, &stages[si], sizeof stages[si]) != 0)
             continue;
           checks++;
           lt::HeuristicResult r{};
@@ -329,12 +332,13 @@ std::vector<lt::HeuristicResult> search_configs(const lt::Api& api, lt::Handle h
               r.workspace_size > workspace_bytes || seen(a))
             continue;
           r.algo = a;
-          buckets[first + ti].push_back(r);
+          per_tile[ti].push_back(r);
         }
+    }
     budget -= checks;
-    *checked += checks;
   }
-  return search_order(buckets, bucket_end, (size_t)kSearchMax);
+  *checked = kSearchChecks - budget;
+  return search_order(found, (size_t)kSearchMax);
 }
 
 // The search's account of one shape (PERCEIVER_CUDA_GEMM_TUNE=search-verbose), for the
@@ -343,18 +347,14 @@ std::vector<lt::HeuristicResult> search_configs(const lt::Api& api, lt::Handle h
 void log_search(const lt::Api& api, const std::string& what, uint32_t epi, double flops,
                 const std::vector<lt::HeuristicResult>& r, const std::vector<float>& ms, int heuristic_count,
                 int checked, double search_ms, int pick) {
-  std::vector<int> order;
-  for (int i = 0; i < (int)ms.size(); i++)
-    if (std::isfinite(ms[(size_t)i])) order.push_back(i);
-  std::sort(order.begin(), order.end(), [&](int x, int y) { return ms[(size_t)x] < ms[(size_t)y]; });
+  const std::vector<int> order = by_time(ms);
   auto entry = [&](int i) {
     char t[96];
     std::snprintf(t, sizeof t, "#%d %.4f ms %.1f TFLOP/s (", i, ms[(size_t)i], flops / (ms[(size_t)i] * 1e-3) / 1e12);
     return std::string(t) + describe_algo(api, r[(size_t)i].algo) + ")";
   };
-  int best_h = -1;
-  for (int i = 0; i < heuristic_count && i < (int)ms.size(); i++)
-    if (std::isfinite(ms[(size_t)i]) && (best_h < 0 || ms[(size_t)i] < ms[(size_t)best_h])) best_h = i;
+  const auto h = std::find_if(order.begin(), order.end(), [&](int i) { return i < heuristic_count; });
+  const int best_h = h == order.end() ? -1 : *h;
   char head[160];
   std::snprintf(head, sizeof head, ": %d heuristic and %d searched configurations (%d checked, %.1f ms on the host), %d timed",
                 heuristic_count, (int)r.size() - heuristic_count, checked, search_ms, (int)order.size());

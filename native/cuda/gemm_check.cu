@@ -324,6 +324,7 @@ int main(int argc, char** argv) {
       for (const Shape& sh : kModelShapes)
         if (t == DType::BFloat16 || sh.m <= 512) gemm_case(1, sh.m, sh.n, sh.k, false, true, true, sh.act, t, sh.addend);
   }
+  cuda::set_gemm_tune_mode(-1);
   // float32 on the CUDA cores against three TF32 products (PERCEIVER_CUDA_TF32=3, off by
   // default), in one process, each checked against the CPU (three TF32 products at
   // g_tf32x3's tolerance):

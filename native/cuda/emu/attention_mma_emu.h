@@ -148,10 +148,7 @@ inline float lds_f32(const float* p) {
 // A global store of sizeof(V) bytes: as on a GPU, a misaligned one ends the run.
 template <class V>
 inline void stg(void* p, V v) {
-  if (reinterpret_cast<uintptr_t>(p) % sizeof(V) != 0) {
-    std::fprintf(stderr, "emu: %zu-byte global store at a misaligned address %p\n", sizeof(V), p);
-    std::abort();
-  }
+  ::perceiver::emu::require_aligned(p, sizeof(V), "global store");
   std::memcpy(p, &v, sizeof(V));
 }
 // A 32-bit store and a 16-byte load of shared memory, watched as well.
@@ -160,10 +157,7 @@ inline void sts_u32(void* p, uint32_t v) {
   std::memcpy(p, &v, 4);
 }
 inline uint4 lds_u128(const void* p) {
-  if (reinterpret_cast<uintptr_t>(p) % 16 != 0) {
-    std::fprintf(stderr, "emu: 16-byte shared load at a misaligned address %p\n", p);
-    std::abort();
-  }
+  ::perceiver::emu::require_aligned(p, 16, "shared load");
   ::perceiver::emu::smem_read(p, 16);
   uint4 v;
   std::memcpy(&v, p, 16);

@@ -139,12 +139,7 @@ void probe(int64_t dqk, int64_t dv, int path) {
     char label[120];
     // Named as the GPU harness names the paths (not "path N", which the tests count).
     std::snprintf(label, sizeof label, "probe %-7s %-4s qk%lld v%lld", pb.name(),
-                  path == 8    ? "tcf"
-                  : path == 14 ? "tcf3"
-                  : path == 11 ? "tcg"
-                  : path == 12 ? "tcg1"
-                               : "tcx",
-                  (long long)dqk, (long long)dv);
+                  attention_path_name(path), (long long)dqk, (long long)dv);
     if (e == cudaErrorNotSupported) {
       std::printf("SKIP %s (not available for this shape)\n", label);
       continue;

@@ -325,9 +325,9 @@ void check_splitk_plans() {
 // a, tile t, stage count s as 100·a + 10·t + s.
 void check_search_order() {
   // Algorithm 0: 3 tiles of 4, 1 and 3 stage counts; algorithm 1: one tile of 2;
-  // algorithm 2: none found (an empty bucket); algorithm 3: 2 tiles of 1.
-  const std::vector<std::vector<int>> buckets = {{0, 1, 2, 3}, {10}, {20, 21, 22}, {100, 101}, {}, {300}, {310}};
-  const std::vector<size_t> end = {3, 3, 3, 4, 5, 7, 7};
+  // algorithm 2: none found (an empty tile); algorithm 3: 2 tiles of 1.
+  const std::vector<std::vector<std::vector<int>>> found = {
+      {{0, 1, 2, 3}, {10}, {20, 21, 22}}, {{100, 101}}, {{}}, {{300}, {310}}};
   struct Want {
     size_t max;
     std::vector<int> order;
@@ -341,7 +341,7 @@ void check_search_order() {
       {0, {}},
   };
   for (const Want& w : wants) {
-    const std::vector<int> got = cuda::search_order(buckets, end, w.max);
+    const std::vector<int> got = cuda::search_order(found, w.max);
     g_checks++;
     const bool ok = got == w.order;
     if (!ok) g_failures++;

@@ -216,6 +216,15 @@ inline void smem_read(const void* p, size_t n) {
   }
 }
 
+// An access of n bytes at p: as on a GPU, a misaligned one ends the run (a
+// misaligned-address error ends the context there). `what` names it in the message.
+inline void require_aligned(const void* p, size_t n, const char* what) {
+  if (reinterpret_cast<uintptr_t>(p) % n != 0) {
+    std::fprintf(stderr, "emu: %zu-byte %s at a misaligned address %p\n", n, what, p);
+    std::abort();
+  }
+}
+
 // A plain store to [p, p + n) by the running thread (the staged output rows of the
 // fixed-width kernel: store_rows_vec16). It races with another warp's read of the
 // granule in this epoch, and with a copy not yet ordered before it; a read by another
@@ -224,10 +233,7 @@ inline void smem_read(const void* p, size_t n) {
 // granule in the epoch (the bytes may differ), and, as a granule keeps its last writer
 // only, a missing __syncwarp before a read by that writer of a neighbour's bytes.
 inline void smem_write(const void* p, size_t n) {
-  if (reinterpret_cast<uintptr_t>(p) % n != 0) {
-    std::fprintf(stderr, "emu: %zu-byte shared store at a misaligned address %p\n", n, p);
-    std::abort();
-  }
+  require_aligned(p, n, "shared store");
   const Block& b = *g_block;
   const int self = (int)b.current + 1, e = b.epoch[b.current];
   for (size_t o = 0; o < n; o += 16) {
@@ -249,10 +255,8 @@ inline void smem_write(const void* p, size_t n) {
 inline void async_copy16(void* dst, const void* src, int src_bytes) {
   // A GPU faults on a 16-byte cp.async from or to an address that is not 16-byte
   // aligned (a misaligned-address error that ends the context): so does this.
-  if (reinterpret_cast<uintptr_t>(dst) % 16 || (src_bytes > 0 && reinterpret_cast<uintptr_t>(src) % 16)) {
-    std::fprintf(stderr, "emu: 16-byte cp.async with a misaligned address (shared %p, global %p)\n", dst, src);
-    std::abort();
-  }
+  require_aligned(dst, 16, "cp.async to shared memory");
+  if (src_bytes > 0) require_aligned(src, 16, "cp.async from global memory");
   Block& b = *g_block;
   const int self = (int)b.current + 1, e = b.epoch[b.current];
   Block::Copy c{static_cast<unsigned char*>(dst), {}, -1};
