@@ -12,6 +12,7 @@ import { describe } from '../lib/dtype.js';
 import { boolArg, deviceArg, intArg, objectArg, optionalTensorArg, tensorArg } from './args.js';
 import { attentionWithDropout } from './attention-dropout.js';
 import { fastCrossAttentionMacs, fastSingleHeadCrossAttention, foldQueries, plainCrossAttentionMacs } from './fast-attention.js';
+import { canFuseProjections, FusedProjection, type ProjectionPart } from './fused-projection.js';
 
 // Query tensors whose values never change while the tensor lives (the latents'
 // broadcast view): their folded queries may be cached. Tensors are immutable, so a
@@ -90,6 +91,10 @@ export class PerceiverSelfAttention extends Module {
    * false forces the plain path, the reference.
    */
   fastPath = true;
+  // The projections of one input (query, key and value in a self-attention; key and
+  // value in a cross-attention) as one product, where no gradient is wanted.
+  private fused = new FusedProjection();
+  private fuse = true;
   // Folded queries for static query tensors, valid while every dependency is the same
   // live tensor (loadStateDict replaces parameter tensors) and no tensor has been
   // written in place since (optimizer steps and assign() keep a parameter's identity
@@ -156,16 +161,56 @@ export class PerceiverSelfAttention extends Module {
       const Nk = kv.shape[1];
       const H = this.numHeads;
       const heads = (x: Tensor, n: number, c: number) => reshape(x, [B, n, H, c / H]);
-      const projected = this.query.forward(q);
-      const qh = heads(queryScale ? projected.mul(toDtype(queryScale, projected.dtype)) : projected, Nq, this.qkChannels);
-      const kh = heads(this.key.forward(kv), Nk, this.qkChannels);
-      const vh = heads(this.value.forward(kv), Nk, this.vChannels);
+      const parts = dropping ? null : this.fusedParts(queryScale);
+      const query = () => {
+        const projected = this.query.forward(q);
+        return heads(queryScale ? projected.mul(toDtype(queryScale, projected.dtype)) : projected, Nq, this.qkChannels);
+      };
+      let qh: Tensor, kh: Tensor, vh: Tensor;
+      if (parts && !needsGrad(q, kv, ...parts.flatMap((p) => [p.layer.weight, p.layer.bias]))) {
+        const views = this.fused.forward(kv, parts, H);
+        [qh, kh, vh] = parts.length === 3 ? views : [query(), ...views];
+      } else {
+        qh = query();
+        kh = heads(this.key.forward(kv), Nk, this.qkChannels);
+        vh = heads(this.value.forward(kv), Nk, this.vChannels);
+      }
       const out = dropping
         ? attentionWithDropout(qh, kh, vh, { mask: mask ?? null, p: this.attentionProbsDropoutProb })
         : attention(qh, kh, vh, { mask: mask ?? null });
       // [B, Nq, H, Dv] -> [B, Nq, H*Dv]: heads concatenated head-major, as HF's permute+view.
       return reshape(out, [B, Nq, this.vChannels]);
     });
+  }
+
+  /**
+   * Whether inference computes the projections of one input as one product over their
+   * weights joined (fused-projection.ts; the same function up to float rounding).
+   * Default true; the joined weights are a second copy of the query, key and value
+   * weights (of key and value in a cross-attention) in the compute dtype, which false
+   * frees. Training, and dropout, always take the three products.
+   */
+  get fuseProjections(): boolean {
+    return this.fuse;
+  }
+  set fuseProjections(enabled: boolean) {
+    boolArg('PerceiverSelfAttention.fuseProjections', 'enabled', enabled);
+    this.fuse = enabled;
+    if (!enabled) this.fused.clear();
+  }
+
+  /** The parts that share one product in inference, or null where they do not. */
+  private fusedParts(queryScale: Tensor | null | undefined): ProjectionPart[] | null {
+    if (!this.fuse) return null;
+    const H = this.numHeads;
+    const qk = this.qkChannels / H;
+    const kv = [
+      { layer: this.key, headWidth: qk },
+      { layer: this.value, headWidth: this.vChannels / H },
+    ];
+    // A scaled query is a separate product (its scale applies to it alone).
+    const parts = this.isCrossAttention || queryScale ? kv : [{ layer: this.query, headWidth: qk }, ...kv];
+    return canFuseProjections(parts, H) ? parts : null;
   }
 
   private prefersFastPath(nq: number, nk: number, kvDim: number): boolean {
@@ -212,11 +257,13 @@ export class PerceiverSelfAttention extends Module {
 
   protected override onDispose(): void {
     this.clearFoldCache();
+    this.fused.clear();
   }
 
-  /** The cached fold belongs to the weights to() replaced. */
+  /** The cached fold and fused weights belong to the weights to() replaced. */
   protected override onTo(): void {
     this.clearFoldCache();
+    this.fused.clear();
   }
 }
 
@@ -226,6 +273,14 @@ export function setFastCrossAttention(module: Module, enabled: boolean): void {
   boolArg('setFastCrossAttention', 'enabled', enabled);
   if (module instanceof PerceiverSelfAttention) module.fastPath = enabled;
   for (const [, child] of module.namedChildren()) setFastCrossAttention(child, enabled);
+}
+
+/** Sets fuseProjections on every PerceiverSelfAttention under module (false: three products, and no second copy of their weights). */
+export function setFusedProjections(module: Module, enabled: boolean): void {
+  if (!(module instanceof Module)) throw new TypeError(`setFusedProjections: argument 'module' must be a Module, got ${describe(module)}`);
+  boolArg('setFusedProjections', 'enabled', enabled);
+  if (module instanceof PerceiverSelfAttention) module.fuseProjections = enabled;
+  for (const [, child] of module.namedChildren()) setFusedProjections(child, enabled);
 }
 
 /** The output projection after attention (HF's `attention.output.dense`). */

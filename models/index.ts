@@ -1,7 +1,7 @@
 // The Perceiver family on top of lib/: HF module names, so HF state dicts load 1:1.
 export { perceiverConfig } from './config.js';
 export type { PerceiverConfig, HiddenAct } from './config.js';
-export { PerceiverSelfAttention, PerceiverSelfOutput, PerceiverAttention, setFastCrossAttention } from './attention.js';
+export { PerceiverSelfAttention, PerceiverSelfOutput, PerceiverAttention, setFastCrossAttention, setFusedProjections } from './attention.js';
 export { attentionWithDropout } from './attention-dropout.js';
 export type { PerceiverSelfAttentionOptions, PerceiverAttentionOptions } from './attention.js';
 export { PerceiverMLP, activationOf } from './mlp.js';

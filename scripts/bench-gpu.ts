@@ -7,20 +7,22 @@
 // transformers (random weights on both sides). The torch side is
 // scripts/bench-gpu.py, run as a child process with the same configuration.
 //
-//   PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js [--out DIR] [--quick] [--no-torch] [--profile] [--only NAME]
+//   PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js [--out DIR] [--quick] [--no-torch] [--profile] [--only NAME] [--no-fuse]
 //
 // Each time is the median of a few runs, each ended by a device synchronisation
 // (ops are queued); a GEMM's or an attention's run is 5 calls back to back, divided by
 // 5 (since the twenty-fifth session; one call per run before). float32 GEMMs run without TF32 on both sides. Models run in
 // float32 at batch 1 and in bfloat16 (weights and inputs cast, as HF's .to(bfloat16))
 // at batch 1 and 32, the goal. --profile prints (stderr) one profiled forward
-// per model and batch: device time per op and output shape.
+// per model and batch: device time per op and output shape. --no-fuse runs the models
+// with three projection products per attention, not one (models/fused-projection.ts),
+// for an A/B of that switch.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { attention, backends, profiler, randn, tensor, tidy, type Tensor } from '../lib/index.js';
 import { native } from '../lib/native.js';
-import { PerceiverForImageClassificationFourier, PerceiverForMaskedLM } from '../models/index.js';
+import { PerceiverForImageClassificationFourier, PerceiverForMaskedLM, setFusedProjections } from '../models/index.js';
 import { LANGUAGE_PERCEIVER, VISION_PERCEIVER_FOURIER } from '../models/presets.js';
 
 const argv = process.argv.slice(2);
@@ -137,6 +139,7 @@ async function main(): Promise<void> {
   for (const m of MODELS) {
     const model = m.input === 'pixels' ? new PerceiverForImageClassificationFourier(m.config as never) : new PerceiverForMaskedLM(m.config as never);
     if (m.dtype !== 'float32') model.to(m.dtype as 'bfloat16');
+    if (flag('--no-fuse')) setFusedProjections(model, false);
     for (const batch of m.batches) {
       const x = m.input === 'pixels'
         ? tidy(() => randn([batch, 3, 224, 224], { device }).cast(m.dtype as 'float32'))

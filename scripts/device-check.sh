@@ -44,12 +44,11 @@
 #       of the ops they serve with the older kernels, bench-gpu and bench-train-gpu both
 #       ways, and ncu on the older tier, the occupancy tier and the fixed-width kernel
 #       at both latent self-attention shapes. About 3 minutes on an H200.
-#   bash scripts/device-check.sh --focus  the twenty-fifth session's candidates alone: the
-#       cuBLASLt search (PERCEIVER_CUDA_GEMM_TUNE=search) and the fixed-width attention
-#       kernel's occupancy variant (PERCEIVER_CUDA_ATTENTION_FIXED=3): their harness
-#       checks and timings, their tests on the GPU, bench-gpu by default (and torch)
-#       and with each (ours), ncu on tcf3. 126 s of wall time on an H200 (2026-11-28);
-#       its step limits add up to 600 s.
+#   bash scripts/device-check.sh --focus  the twenty-sixth session's candidate alone: the
+#       attention projections of one input as one product in inference
+#       (models/fused-projection.ts): bench-gpu with it (and torch), the two models
+#       without it (ours), with profiles, and its tests and the models' on the GPU.
+#       About 4 minutes; give the call 420 s.
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
 #       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
 #       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh) with two or
@@ -384,60 +383,33 @@ show_ncu() {
   done
 }
 
-# --focus: the twenty-fifth session's two candidates alone, for a short call: the
-# cuBLASLt search (PERCEIVER_CUDA_GEMM_TUNE=search) and the fixed-width attention
-# kernel's occupancy variant (PERCEIVER_CUDA_ATTENTION_FIXED=3, path tcf3 at the
-# language model's classes). In order of what matters most, so that a call cut short
-# loses the least: cuda_gemm_check --search (the models' bf16 products and 4096^3 tuned
-# among the heuristic's list, then searched, each search's account); the language
-# model's three attention shapes through the default (0), the 64-key kernel (8) and
-# tcf3 (14), and 8 heads of 128 through tcf2 and the warpgroup kernel, whose output
-# rows are now staged as the fixed-width kernel's; bench-gpu by default (and torch),
-# searched, and with tcf3 (ours); the
-# harness's checks at qk 32 (tcf3 among them) and the layout probes; the tests of both
-# on the GPU; ncu on tcf3 at the language model's latents (the 64-key kernel's profile
-# there is the twenty-fourth session's); the language model with its logits product
-# through a row-padded output (PERCEIVER_CUDA_GEMM_ALIGN=1). The step limits add up to
-# 600 s, the most a device command may run, but the steps took 126 s on an H200
-# (2026-11-28): give the call 300.
+# --focus: the twenty-sixth session's candidate alone, for a short call: the models'
+# attention projections of one input as one product in inference
+# (models/fused-projection.ts, on by default). In order of what matters most, so that a
+# call cut short loses the least: bench-gpu by default (and torch) with profiles, then
+# the two models with three products per attention (--no-fuse, ours), then the tests of
+# the fused projections and of the models on the GPU (the fused attention reading
+# q, k and v as strided slices of one product). About 4 minutes: give the call 420.
 focus() {
-  echo "== focus: harnesses"
-  step cuda_gemm_search 110 bin/cuda_gemm_check --search
-  step attention-mlm 40 bin/cuda_attention_check --bench-only --filter mlm- --paths 0,8,14
-  # The warpgroup kernel (tcg, tcg1) with its output rows staged as the fixed-width
-  # kernel's (twenty-fifth session), against the default (tcf2) at 8 heads of 128.
-  step attention-self 30 bin/cuda_attention_check --bench-only --filter perceiver-self --paths 0,10,11,12
-  echo "== focus: bench-gpu by default (and torch), searched, with tcf3 (ours)"
-  step bench-gpu 90 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
-  step bench-gpu-search 75 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_GEMM_TUNE=search-verbose node dist/scripts/bench-gpu.js --no-torch --profile
-  step bench-gpu-occ 40 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_FIXED=3 node dist/scripts/bench-gpu.js --no-torch --only language-mlm --profile
-  # The language model's logits product (C's rows 524 bytes: 157 TFLOP/s in the last
-  # profile) through a row-padded output (PERCEIVER_CUDA_GEMM_ALIGN=1, a candidate).
-  step bench-gpu-align 40 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_GEMM_ALIGN=1 node dist/scripts/bench-gpu.js --no-torch --only language-mlm --profile
-  echo "== focus: checks and tests on the GPU"
-  step attention-mlm-checks 30 bin/cuda_attention_check --no-bench --filter qk32
-  step attention-probes 25 bin/cuda_attention_check --no-bench --filter probe --skip 13
-  step ava-focus 75 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 70s \
-    dist/test/cuda.test.js dist/test/models-mlm.test.js
-  ncu_step ncu-tcf3-mlm-self-b32 attention_fixed_kernel mlm-self-b32 14
+  echo "== focus: bench-gpu with fused projections (and torch), then without (ours)"
+  step bench-gpu 150 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
+  step bench-gpu-nofuse 70 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --no-torch --no-fuse --only language-mlm --profile
+  step bench-gpu-nofuse-image 70 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --no-torch --no-fuse --only imagenet-fourier --profile
+  echo "== focus: tests on the GPU"
+  step ava-focus 100 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s \
+    dist/test/models-fused-projection.test.js dist/test/models-mlm.test.js dist/test/models-image.test.js \
+    dist/test/models-blocks.test.js dist/test/models-dtype.test.js dist/test/models-decoders.test.js
   echo
   echo "== summary (logs in $OUT/logs.tar)"
   cat "$OUT/summary.txt"
-  grep -h '✘' "$LOGS/ava-focus.log" 2> /dev/null | cut -c1-300 | head -10
-  grep -hE '^FAIL' "$LOGS/attention-mlm-checks.log" "$LOGS/attention-probes.log" 2> /dev/null | cut -c1-300 | head -6
-  echo "tcf3 checks: $(grep -cE '^PASS .* tcf3 ' "$LOGS/attention-mlm-checks.log") passed, $(grep -cE '^FAIL .* tcf3 ' "$LOGS/attention-mlm-checks.log") failed"
-  probe_summary "$LOGS/attention-probes.log"
-  echo "-- the language model's attention (ms): auto (0), the 64-key kernel (tcf), the occupancy variant (tcf3):"
-  grep -E '^BENCH mlm-' "$LOGS/attention-mlm.log" | bench_brief || true
-  echo "-- 8 heads of 128 (ms): auto (0), tcf2 (10), the warpgroup kernel with staged rows (tcg, tcg1):"
-  grep -E '^BENCH perceiver-self' "$LOGS/attention-self.log" | bench_brief || true
-  search_summary
-  echo "-- the language model with tcf3, then with PERCEIVER_CUDA_GEMM_ALIGN=1 (ours), and its logits product:"
-  grep -E '^language-mlm' "$LOGS/bench-gpu-occ.log" "$LOGS/bench-gpu-align.log" 2> /dev/null | head -8 || true
-  grep -hE '^ *matmul \[32, 2048, 262\]' "$LOGS/bench-gpu.log" "$LOGS/bench-gpu-align.log" 2> /dev/null | head -4 || true
-  grep -hE '^ *attention \[32' "$LOGS/bench-gpu.log" "$LOGS/bench-gpu-occ.log" 2> /dev/null | head -6 || true
+  grep -hE '^ *[0-9]+ tests? (passed|failed)|✘' "$LOGS/ava-focus.log" 2> /dev/null | cut -c1-300 | head -12
+  echo "-- the models without fused projections (ours), then their projection products, fused and not:"
+  grep -hE '^(imagenet-fourier|language-mlm)' "$LOGS/bench-gpu-nofuse.log" "$LOGS/bench-gpu-nofuse-image.log" 2> /dev/null | head -8 || true
+  for f in bench-gpu bench-gpu-nofuse bench-gpu-nofuse-image; do
+    echo "- $f:"
+    grep -hE '^profile |^wall |^ *matmul \[(1|32), (256|512|2048), (256|1024|1280|1792|3072)\]' "$LOGS/$f.log" 2> /dev/null | head -40 || true
+  done
   show_bench_gpu
-  show_ncu
 }
 
 # The search's figures: each shape's account (the heuristic's fastest against the

@@ -1,0 +1,109 @@
+// The projections of one input into several arrays of heads (a self-attention's
+// query, key and value; a cross-attention's key and value) as one product, for
+// inference.
+//
+// Products over the same input cost more apart than as one over the concatenated
+// weights: each pays a launch, and narrow outputs fill a GPU badly. On an H200 (bf16,
+// twenty-fifth session's profiles) the language model's latents at batch 1 took 15.9
+// us for each of the query and key products (1280 -> 256) and 18.4 us for the value's
+// (1280 -> 1280), 26 layers of them per forward; the ImageNet model's 48
+// self-attentions three products of 14.8 us each.
+//
+// The fused weight's rows are head-major: head h's rows of the first part, then its
+// rows of the second, and so on. So the product [B, N, H * (w0 + w1 + ...)] reshapes to
+// [B, N, H, w0 + w1 + ...] as a view, and each part is a slice of the last axis: a view
+// with the row and head strides that the fused attention takes. No copy either way.
+//
+// The fused weight is derived data, cached while the parts are the same live tensors
+// with no in-place write since (optimizer steps and assign() keep a tensor's identity
+// but change its values), in the dtype the layers compute in.
+import { computeDtype, computeIn, concat, keep, linear, reshape, slice, tidy, toDtype, type Linear, type Tensor } from '../lib/index.js';
+import { writeCount } from '../lib/tensor.js';
+
+/** A Linear whose output is `heads` heads of headWidth channels each, head-major (HF's layout). */
+export interface ProjectionPart {
+  readonly layer: Linear;
+  readonly headWidth: number;
+}
+
+/**
+ * Whether parts may share one product: the same input width, biases all present or
+ * all absent, and head widths of whole 16-byte units in 16-bit types (multiples of 8),
+ * so that every slice starts where the fused attention's vector loads can read it.
+ */
+export function canFuseProjections(parts: readonly ProjectionPart[], heads: number): boolean {
+  if (parts.length < 2) return false;
+  const first = parts[0].layer;
+  return parts.every(
+    ({ layer, headWidth }) =>
+      layer.inFeatures === first.inFeatures &&
+      (layer.bias === null) === (first.bias === null) &&
+      layer.outFeatures === heads * headWidth &&
+      headWidth % 8 === 0,
+  );
+}
+
+/**
+ * Tensors whose leading axis is `heads` blocks of widths[i] rows (weights [H * w, in],
+ * biases [H * w]) regrouped head-major and joined: [H * sum(widths), ...].
+ */
+export function headMajorConcat(ts: readonly Tensor[], widths: readonly number[], heads: number): Tensor {
+  return tidy(() => {
+    const rest = ts[0].shape.slice(1);
+    const grouped = ts.map((t, i) => reshape(t, [heads, widths[i], ...rest]));
+    const total = widths.reduce((a, b) => a + b, 0);
+    return reshape(concat(grouped, 1), [heads * total, ...rest]);
+  });
+}
+
+/** y [..., N, H * sum(widths)] (head-major groups) -> one view [..., N, H, widths[i]] per part. */
+export function splitHeads(y: Tensor, widths: readonly number[], heads: number): Tensor[] {
+  const total = widths.reduce((a, b) => a + b, 0);
+  const grouped = reshape(y, [...y.shape.slice(0, -1), heads, total]);
+  let start = 0;
+  return widths.map((w) => slice(grouped, -1, start, (start += w)));
+}
+
+/** The fused product of a fixed list of parts, with its weight cached. */
+export class FusedProjection {
+  private cache: { deps: Tensor[]; writes: number; weight: Tensor; bias: Tensor | null } | null = null;
+
+  /**
+   * x [B, N, in] -> each part's heads [B, N, H, headWidth] (views of one product), in
+   * the dtype parts[0] computes in. The caller checks canFuseProjections and that no
+   * gradient is wanted: the cached weight is not on the tape.
+   */
+  forward(x: Tensor, parts: readonly ProjectionPart[], heads: number): Tensor[] {
+    const dtype = computeDtype(parts[0].layer.weight);
+    const { weight, bias } = this.fused(parts, heads, dtype);
+    const y = computeIn(dtype, [x], (x) => linear(x, weight, bias));
+    return splitHeads(y, parts.map((p) => p.headWidth), heads);
+  }
+
+  /** Frees the cached weight (the parts' tensors were replaced, or the owner is disposed). */
+  clear(): void {
+    this.cache?.weight.dispose();
+    this.cache?.bias?.dispose();
+    this.cache = null;
+  }
+
+  private fused(parts: readonly ProjectionPart[], heads: number, dtype: ReturnType<typeof computeDtype>): { weight: Tensor; bias: Tensor | null } {
+    const weights = parts.map((p) => p.layer.weight);
+    const biases = parts.map((p) => p.layer.bias).filter((b): b is Tensor => b !== null);
+    const deps = [...weights, ...biases];
+    const c = this.cache;
+    if (
+      c &&
+      c.writes === writeCount() &&
+      c.weight.dtype === dtype &&
+      c.deps.length === deps.length &&
+      c.deps.every((d, i) => d === deps[i] && !d.disposed)
+    )
+      return c;
+    this.clear();
+    const widths = parts.map((p) => p.headWidth);
+    const join = (ts: Tensor[]) => keep(tidy(() => headMajorConcat(ts.map((t) => toDtype(t, dtype)), widths, heads)));
+    this.cache = { deps, writes: writeCount(), weight: join(weights), bias: biases.length > 0 ? join(biases) : null };
+    return this.cache;
+  }
+}

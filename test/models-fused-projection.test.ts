@@ -1,0 +1,272 @@
+// Fused projections (models/fused-projection.ts): in inference a self-attention's
+// query, key and value products, and a cross-attention's key and value products, run
+// as one product over their weights joined head-major, whose output's slices are the
+// heads the attention reads. Specified here: the layout (each view is its part's
+// heads), that a layer computes the same function either way, that one product runs
+// where three did, that the joined weights follow in-place writes, replaced tensors and
+// dtype changes, that training and widths off 16-byte units keep the three products,
+// that nothing leaks, and the arguments' checks.
+import test from 'ava';
+import * as P from '../lib/index.js';
+import type { Tensor } from '../lib/index.js';
+import { PerceiverSelfAttention, setFusedProjections } from '../models/index.js';
+import { canFuseProjections, FusedProjection, headMajorConcat, splitHeads } from '../models/fused-projection.js';
+import { baseline, live, rtolFor } from './helpers/device.js';
+
+P.manualSeed(4321);
+
+function randomize(m: P.Module): void {
+  const sd: Record<string, Tensor> = {};
+  for (const [k, t] of Object.entries(m.stateDict()))
+    sd[k] = /layernorm\d\.weight$/.test(k) ? P.rand([...t.shape], { low: 0.5, high: 1.5 }) : P.randn([...t.shape], { std: 0.3 });
+  m.loadStateDict(sd);
+  for (const t of Object.values(sd)) t.dispose();
+}
+
+/** Largest |a - b| over the largest |b|. */
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Number.isNaN(a[i] - b[i]) ? Infinity : Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / m;
+}
+
+function data(t: Tensor): Float32Array {
+  return P.tidy(() => t.cast('float32').dataSync() as Float32Array);
+}
+
+/** forward() with the fused products on, then off, as float32 host arrays. */
+function bothWays(attn: PerceiverSelfAttention, run: () => Tensor): { fused: Float32Array; apart: Float32Array } {
+  const once = (on: boolean) =>
+    P.tidy(() => {
+      attn.fuseProjections = on;
+      return data(run());
+    });
+  const fused = once(true);
+  const apart = once(false);
+  attn.fuseProjections = true;
+  return { fused, apart };
+}
+
+/** The matmul calls a profiled fn makes. */
+function matmulCalls(fn: () => void): number {
+  P.profiler.start();
+  let prof: P.Profile;
+  try {
+    fn();
+  } finally {
+    prof = P.profiler.stop();
+  }
+  return prof.rows.filter((r) => r.op === 'matmul').reduce((a, r) => a + r.calls, 0);
+}
+
+const selfAttention = (heads = 4, qk = 32, v = 64) =>
+  new PerceiverSelfAttention({ qDim: 48, qkChannels: qk, vChannels: v, numHeads: heads });
+const crossAttention = () =>
+  new PerceiverSelfAttention({ isCrossAttention: true, qDim: 48, kvDim: 40, qkChannels: 32, vChannels: 64, numHeads: 4 });
+
+test('splitHeads of a product over headMajorConcat weights gives each part its heads, as views', (t) => {
+  P.tidy(() => {
+    const H = 4;
+    const widths = [8, 8, 16];
+    const ws = widths.map((w) => P.randn([H * w, 24]));
+    const bs = widths.map((w) => P.randn([H * w]));
+    const x = P.randn([2, 5, 24]);
+    const views = splitHeads(P.linear(x, headMajorConcat(ws, widths, H), headMajorConcat(bs, widths, H)), widths, H);
+    views.forEach((v, i) => {
+      t.deepEqual(v.shape, [2, 5, H, widths[i]]);
+      const want = P.reshape(P.linear(x, ws[i], bs[i]), [2, 5, H, widths[i]]);
+      t.true(relErr(data(v), data(want)) <= 1e-6, `part ${i}`);
+    });
+    t.false(views[1].isContiguous, 'a slice of the product, not a copy');
+  });
+});
+
+test('headMajorConcat groups each head\'s rows of every part in turn', (t) => {
+  P.tidy(() => {
+    // Two heads; part a has 1 row per head, part b 2: rows a0 b0 b1 | a1 b2 b3.
+    const a = P.tensor([10, 11], [2]);
+    const b = P.tensor([20, 21, 22, 23], [4]);
+    t.deepEqual(Array.from(headMajorConcat([a, b], [1, 2], 2).dataSync()), [10, 20, 21, 11, 22, 23]);
+  });
+});
+
+test('canFuseProjections: same input width, biases all or none, whole 16-byte head widths', (t) => {
+  const m = selfAttention();
+  const parts = (qk: number) => [
+    { layer: m.query, headWidth: qk },
+    { layer: m.key, headWidth: qk },
+    { layer: m.value, headWidth: 16 },
+  ];
+  t.true(canFuseProjections(parts(8), 4));
+  t.false(canFuseProjections(parts(8).slice(0, 1), 4), 'one part has nothing to share');
+  t.false(canFuseProjections(parts(8), 2), 'widths that do not match the layers');
+  const odd = new PerceiverSelfAttention({ qDim: 48, qkChannels: 12, vChannels: 12, numHeads: 2 });
+  t.false(canFuseProjections([{ layer: odd.query, headWidth: 6 }, { layer: odd.key, headWidth: 6 }], 2), 'head width 6');
+  const cross = crossAttention();
+  t.false(canFuseProjections([{ layer: cross.query, headWidth: 8 }, { layer: cross.key, headWidth: 8 }], 4), 'inputs of 48 and 40');
+  const noBias = new P.Linear(48, 32, { bias: false });
+  t.false(canFuseProjections([{ layer: m.query, headWidth: 8 }, { layer: noBias, headWidth: 8 }], 4), 'one bias missing');
+  m.dispose();
+  odd.dispose();
+  cross.dispose();
+  noBias.dispose();
+});
+
+for (const dtype of ['float32', 'bfloat16'] as const) {
+  test(`self-attention (${dtype}): one product for query, key and value, the same function as three`, (t) => {
+    const attn = selfAttention();
+    randomize(attn);
+    if (dtype !== 'float32') attn.to(dtype);
+    const hs = P.randn([2, 6, 48]).cast(dtype);
+    const { fused, apart } = bothWays(attn, () => attn.forward(hs));
+    t.true(relErr(fused, apart) <= rtolFor(dtype), `rel err ${relErr(fused, apart)}`);
+    // The first call joins the weights (two concats, no product); a warm one: one
+    // product for q, k and v against three.
+    attn.forward(hs).dispose();
+    t.is(matmulCalls(() => attn.forward(hs).dispose()), 1);
+    attn.fuseProjections = false;
+    t.is(matmulCalls(() => attn.forward(hs).dispose()), 3);
+    hs.dispose();
+    attn.dispose();
+  });
+
+  test(`cross-attention (${dtype}): one product for key and value, masks and query scales as before`, (t) => {
+    const attn = crossAttention();
+    randomize(attn);
+    if (dtype !== 'float32') attn.to(dtype);
+    const hs = P.randn([2, 6, 48]).cast(dtype);
+    const x = P.randn([2, 9, 40]).cast(dtype);
+    const mask = P.tensor(Uint8Array.from({ length: 2 * 9 }, (_, i) => (i % 4 === 1 ? 0 : 1)), [2, 1, 9], { dtype: 'uint8' });
+    const scale = P.tensor([1, 0.5], [2, 1, 1]).cast(dtype);
+    for (const [m, s] of [[null, null], [mask, null], [mask, scale]] as const) {
+      const { fused, apart } = bothWays(attn, () => attn.forward(hs, x, m, s));
+      t.true(relErr(fused, apart) <= rtolFor(dtype), `mask ${m !== null}, scale ${s !== null}: rel err ${relErr(fused, apart)}`);
+    }
+    attn.forward(hs, x).dispose();
+    t.is(matmulCalls(() => attn.forward(hs, x).dispose()), 2, 'the query product, and one for key and value');
+    for (const u of [hs, x, mask, scale]) u.dispose();
+    attn.dispose();
+  });
+}
+
+test('a self-attention with a query scale fuses key and value only', (t) => {
+  const attn = selfAttention();
+  randomize(attn);
+  const hs = P.randn([2, 6, 48]);
+  const scale = P.tensor([2, 0], [2, 1, 1]);
+  const { fused, apart } = bothWays(attn, () => attn.forward(hs, null, null, scale));
+  t.true(relErr(fused, apart) <= 1e-5);
+  attn.forward(hs, null, null, scale).dispose();
+  t.is(matmulCalls(() => attn.forward(hs, null, null, scale).dispose()), 2);
+  hs.dispose();
+  scale.dispose();
+  attn.dispose();
+});
+
+test('the joined weights follow in-place writes, replaced tensors and dtype changes', (t) => {
+  const attn = selfAttention();
+  randomize(attn);
+  const hs = P.randn([2, 6, 48]);
+  // Each check starts with the joined weights of the last call cached (bothWays turns
+  // fusion off last, which frees them; the extra call joins them again).
+  const check = (what: string) => {
+    const { fused, apart } = bothWays(attn, () => attn.forward(hs));
+    t.true(relErr(fused, apart) <= 1e-5, what);
+    attn.forward(hs).dispose();
+  };
+  attn.forward(hs).dispose();
+  check('fresh');
+  P.tidy(() => P.assign(attn.key.weight, P.randn([...attn.key.weight.shape])));
+  check('after assign() into key.weight');
+  P.tidy(() => attn.loadStateDict({ 'value.bias': P.randn([64]) }, { strict: false }));
+  check('after loadStateDict replaced value.bias');
+  // assign: true puts the given tensor in the parameter's place: a new identity, no write.
+  P.tidy(() => attn.loadStateDict({ 'query.weight': P.randn([32, 48]) }, { strict: false, assign: true }));
+  check('after loadStateDict assigned a new query.weight');
+  attn.to('bfloat16');
+  const hb = hs.cast('bfloat16');
+  const { fused, apart } = bothWays(attn, () => attn.forward(hb));
+  t.true(relErr(fused, apart) <= rtolFor('bfloat16'), 'after to(bfloat16)');
+  // Under autocast the float32 weights are joined in the autocast dtype.
+  attn.to('float32');
+  attn.forward(hs).dispose(); // float32 joined weights cached: autocast must not take them
+  const viaAutocast = P.autocast('bfloat16', () => P.tidy(() => data(attn.forward(hs))));
+  attn.fuseProjections = false;
+  const apartAutocast = P.autocast('bfloat16', () => P.tidy(() => data(attn.forward(hs))));
+  t.true(relErr(viaAutocast, apartAutocast) <= rtolFor('bfloat16'), 'under autocast');
+  hs.dispose();
+  hb.dispose();
+  attn.dispose();
+});
+
+test('training keeps the three products on the tape, and gradients reach each weight', (t) => {
+  const attn = selfAttention();
+  randomize(attn);
+  attn.requiresGrad_(true);
+  const hs = P.randn([2, 6, 48]);
+  const calls = matmulCalls(() => {
+    const loss = P.tidy(() => {
+      let s = attn.forward(hs).square();
+      while (s.rank > 0) s = s.sum(0);
+      return s;
+    });
+    loss.backward();
+    loss.dispose();
+  });
+  t.true(calls >= 3, `${calls} products`);
+  for (const l of [attn.query, attn.key, attn.value]) {
+    t.truthy(l.weight.grad, 'a gradient');
+    t.true(Math.max(...Array.from(l.weight.grad!.dataSync(), Math.abs)) > 0);
+  }
+  attn.zeroGrad();
+  hs.dispose();
+  attn.dispose();
+});
+
+test('head widths off whole 16-byte units keep the three products', (t) => {
+  const attn = new PerceiverSelfAttention({ qDim: 48, qkChannels: 12, vChannels: 20, numHeads: 2 });
+  randomize(attn);
+  const hs = P.randn([1, 5, 48]);
+  t.is(matmulCalls(() => attn.forward(hs).dispose()), 3);
+  hs.dispose();
+  attn.dispose();
+});
+
+test('the joined weights live while the layer does; turning fusion off or disposing frees them', async (t) => {
+  const before = await baseline();
+  const attn = selfAttention();
+  randomize(attn);
+  const hs = P.randn([2, 6, 48]);
+  const withLayer = live();
+  for (let i = 0; i < 3; i++) attn.forward(hs).dispose();
+  const cached = live();
+  t.is(cached.tensors, withLayer.tensors + 2, 'one joined weight and one joined bias, made once');
+  setFusedProjections(attn, false);
+  t.deepEqual(live(), withLayer, 'freed by turning fusion off');
+  setFusedProjections(attn, true);
+  attn.forward(hs).dispose();
+  hs.dispose();
+  attn.dispose();
+  t.deepEqual(live(), before, 'nothing left after dispose');
+});
+
+test('FusedProjection.clear() may be called with nothing cached', (t) => {
+  const f = new FusedProjection();
+  t.notThrows(() => f.clear());
+});
+
+test('bad arguments: fuseProjections takes a boolean, setFusedProjections a Module and a boolean', (t) => {
+  const attn = selfAttention();
+  t.throws(() => { (attn as unknown as { fuseProjections: unknown }).fuseProjections = 'yes'; }, {
+    instanceOf: TypeError,
+    message: /fuseProjections.*'enabled' must be a boolean, got .*yes/,
+  });
+  t.throws(() => setFusedProjections({} as never, true), { instanceOf: TypeError, message: /setFusedProjections: argument 'module' must be a Module/ });
+  t.throws(() => setFusedProjections(attn, 1 as never), { instanceOf: TypeError, message: /setFusedProjections: argument 'enabled' must be a boolean, got number 1/ });
+  t.true(attn.fuseProjections, 'unchanged by the refused calls');
+  attn.dispose();
+});
