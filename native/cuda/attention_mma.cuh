@@ -279,7 +279,6 @@ __device__ __forceinline__ void load_chunk16(uint16_t* __restrict__ s, int ld, c
 template <int kRows, int kD, int kLd, int kThreads>
 __device__ __forceinline__ void load_tile_fixed(uint16_t* __restrict__ s, const uint16_t* __restrict__ g,
                                                 int64_t sn, int rows, int d) {
-  constexpr int kChunks = kRows * (kD / 8);
   if constexpr (kD / 8 >= 32 && kRows % (kThreads / 32) == 0) {
     constexpr int kWarps = kThreads / 32, kRowChunks = kD / 8;
     const int w = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31;
@@ -290,12 +289,34 @@ __device__ __forceinline__ void load_tile_fixed(uint16_t* __restrict__ s, const 
         if (32 * x + 32 <= kRowChunks || lane + 32 * x < kRowChunks)
           load_chunk16(s, kLd, g, sn, rows, d, w + i * kWarps, (lane + 32 * x) * 8);
   } else {
+    // A thread per column chunk of kR rows at a time: rows row0, row0 + kR, ... of chunk
+    // c (threads past kR whole rows idle), so that a copy's source moves by one stride
+    // per pass. Chunks dealt out in order across the tile cost a division and a 64-bit
+    // row product each: about 20 instructions per 16-byte copy, a third of the 32 x 160
+    // kernel's key loop (its SASS on sm_90a, twenty-sixth session).
+    constexpr int kRowChunks = kD / 8;
+    static_assert(kRowChunks <= kThreads, "a row's chunks take one pass");
+    constexpr int kR = kThreads / kRowChunks;  // rows per pass
+    constexpr int kPasses = (kRows + kR - 1) / kR;
+    const int t = (int)threadIdx.x;
+    if (kR * kRowChunks == kThreads || t < kR * kRowChunks) {
+      const int row0 = t / kRowChunks, c = (t % kRowChunks) * 8;
+      const int cbytes = max(0, min(8, d - c)) * 2;
+      const int64_t step = (int64_t)kR * sn;
+      const uint16_t* src = g + (int64_t)row0 * sn + c;
+      uint16_t* dst = s + row0 * kLd + c;
 #pragma unroll
-    for (int i = 0; i < (kChunks + kThreads - 1) / kThreads; i++) {
-      const int idx = (int)threadIdx.x + i * kThreads;
-      if (kChunks % kThreads == 0 || idx < kChunks) {
-        const int r = idx / (kD / 8), c = (idx % (kD / 8)) * 8;
-        load_chunk16(s, kLd, g, sn, rows, d, r, c);
+      for (int k = 0; k < kPasses; k++) {
+        const int r = row0 + k * kR;
+        if (kRows % kR == 0 || k + 1 < kPasses || r < kRows) {
+          const int bytes = r < rows ? cbytes : 0;
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800) || defined(PERCEIVER_CUDA_EMULATION)
+          cp_async_16(dst + k * kR * kLd, bytes > 0 ? src : g, bytes);
+#else
+          load_chunk16(s, kLd, g, sn, rows, d, r, c);
+#endif
+        }
+        src += step;
       }
     }
   }
