@@ -44,12 +44,11 @@
 #       of the ops they serve with the older kernels, bench-gpu and bench-train-gpu both
 #       ways, and ncu on the older tier, the occupancy tier and the fixed-width kernel
 #       at both latent self-attention shapes. About 3 minutes on an H200.
-#   bash scripts/device-check.sh --focus  the twenty-sixth session's two changes: the
-#       attention tile copies with a column chunk per thread (every fixed-width forward
-#       and the flash gradient) and the fused projections in inference: the attention
-#       harness's checks and timings, bench-gpu (and torch), the language model without
-#       the fusion, bench-train-gpu, and the tests of both on the GPU. About 5 minutes;
-#       give the call 480 s.
+#   bash scripts/device-check.sh --focus  the twenty-sixth session's changes: the attention
+#       kernels' tile copies and online-softmax chains, and the fused projections in
+#       inference: the attention harness's checks and timings, the whole suite on the
+#       GPU, bench-gpu (and torch), the language model without the fusion,
+#       bench-train-gpu. About 4 minutes; give the call 420 s.
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
 #       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
 #       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh) with two or
@@ -384,42 +383,43 @@ show_ncu() {
   done
 }
 
-# --focus: the twenty-sixth session's two changes, for a short call. The attention
-# kernels' K, V, Q (and O) tile copies with a column chunk per thread (attention_mma.cuh
-# load_tile_fixed: a source that moves by one stride per pass, where a division and a
-# 64-bit row product per 16-byte copy took a third of the 32 x 160 kernel's key loop),
-# which every fixed-width forward and the flash gradient take: the harness's checks
-# (probes and gradients among them) and its timings at the models' shapes (the same
-# session's timings before the change, taken on the same GPU: mlm-self-b32 0.0411,
-# mlm-decoder-b32 0.1849, mlm-encoder-b32 0.2172 ms bf16). The models' attention
-# projections of one input as one product in inference (models/fused-projection.ts):
-# bench-gpu with both (and torch), the language model without the fusion (ours). Then
-# bench-train-gpu (the flash gradient copies its tiles the new way too) and the tests
-# of both on the GPU. About 5 minutes: give the call 480.
+# --focus: the twenty-sixth session's changes, for one call: the attention kernels' tile
+# copies with a column chunk per thread (attention_mma.cuh load_tile_fixed) and their
+# online softmax's maximum and sum in four interleaved chains (online_softmax_row),
+# which every fixed-width, warpgroup and TF32 forward and the flash gradient take; and
+# the models' attention projections of one input as one product in inference
+# (models/fused-projection.ts). In order: the attention harness's checks (probes and
+# gradients among them), its timings at the models' shapes (the same session's before
+# the changes, on the same GPU: mlm-self-b32 0.0411, mlm-decoder-b32 0.1849,
+# mlm-encoder-b32 0.2172 ms bf16; after the copies alone 0.0408, 0.1903, 0.2133), the
+# whole suite on the GPU, bench-gpu (and torch) with profiles, the language model
+# without the fusion (ours), bench-train-gpu (and torch). About 4 minutes: give the
+# call 420.
 focus() {
   echo "== focus: the attention harness, checks then timings"
   step attention-checks 120 bin/cuda_attention_check --no-bench
   step attention-bench 60 bin/cuda_attention_check --bench-only --paths 0 --filter -b
   step attention-bench-b1 40 bin/cuda_attention_check --bench-only --paths 0 --filter perceiver-
+  echo "== focus: ava with PERCEIVER_TEST_DEVICE=cuda (the suite, as checks() runs it)"
+  local files
+  files=$(ls dist/test/*.test.js | grep -Ev '/(package|image-io|image-pipeline|cli-classify|cli-flow|cuda-emu)\.test\.js$')
+  # shellcheck disable=SC2086
+  step ava-cuda 150 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s $files
   echo "== focus: bench-gpu (and torch), then the language model without fused projections (ours)"
   step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
   step bench-gpu-nofuse 50 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --no-torch --no-fuse --only language-mlm
   echo "== focus: bench-train-gpu (and torch)"
   step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1
-  echo "== focus: tests on the GPU"
-  step ava-focus 110 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 100s \
-    dist/test/models-fused-projection.test.js dist/test/cuda.test.js dist/test/cuda-attention-backward.test.js \
-    dist/test/linalg.test.js dist/test/models-mlm.test.js dist/test/models-dtype.test.js dist/test/autograd-models.test.js
   echo
   echo "== summary (logs in $OUT/logs.tar)"
   cat "$OUT/summary.txt"
-  grep -hE '^ *[0-9]+ tests? (passed|failed)|✘' "$LOGS/ava-focus.log" 2> /dev/null | cut -c1-300 | head -12
+  grep -hE '^ *[0-9]+ (tests?|known failures?) (passed|failed|skipped)|^ *[0-9]+ tests? (passed|failed)|✘' "$LOGS/ava-cuda.log" 2> /dev/null | cut -c1-300 | head -12
   grep -hE '^(OK|FAILED|PASSED)|^FAIL' "$LOGS/attention-checks.log" 2> /dev/null | cut -c1-200 | head -8
   echo "-- attention (auto path), bf16 and float32:"
-  grep -hE '^BENCH' "$LOGS/attention-bench.log" "$LOGS/attention-bench-b1.log" 2> /dev/null | bench_brief || true
+  grep -hE '^BENCH' "$LOGS/attention-bench.log" "$LOGS/attention-bench-b1.log" 2> /dev/null | grep -v float16 | bench_brief || true
   echo "-- the language model without fused projections (ours):"
   grep -hE '^language-mlm' "$LOGS/bench-gpu-nofuse.log" 2> /dev/null | head -4 || true
-  grep -hE '^profile |^wall |^ *(attention|layer_norm) ' "$LOGS/bench-gpu.log" 2> /dev/null | head -40 || true
+  grep -hE '^profile language-mlm b32|^ *(attention|layer_norm) \[32, (256|2048)' "$LOGS/bench-gpu.log" 2> /dev/null | head -8 || true
   show_train
   show_bench_gpu
 }
