@@ -223,7 +223,8 @@ __device__ __forceinline__ float row_lse(float m, float l) {
 // 2·kNS values: each step of a single chain waits out the last one's latency, and such
 // fixed-latency waits were the largest stall of the 32 x 160 kernel at the language
 // model's latents (ncu on an H200, twenty-sixth session: 1.17 of its 4.38 cycles per
-// issued instruction).
+// issued instruction). Timed there after: no change in the kernels' times, fewer
+// registers.
 template <int kNS>
 __device__ __forceinline__ float online_softmax_row(float (&s)[kNS][4], int r, float& m, float& l) {
   constexpr int kAcc = kNS < 4 ? kNS : 4;
@@ -309,7 +310,8 @@ __device__ __forceinline__ void load_tile_fixed(uint16_t* __restrict__ s, const 
     // c (threads past kR whole rows idle), so that a copy's source moves by one stride
     // per pass. Chunks dealt out in order across the tile cost a division and a 64-bit
     // row product each: about 20 instructions per 16-byte copy, a third of the 32 x 160
-    // kernel's key loop (its SASS on sm_90a, twenty-sixth session).
+    // kernel's key loop (its SASS on sm_90a, twenty-sixth session). Timed on an H200:
+    // no change in the kernels' times (docs/DEVICE.md), fewer registers.
     constexpr int kRowChunks = kD / 8;
     static_assert(kRowChunks <= kThreads, "a row's chunks take one pass");
     constexpr int kR = kThreads / kRowChunks;  // rows per pass
