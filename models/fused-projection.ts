@@ -16,7 +16,10 @@
 //
 // The fused weight is derived data, cached while the parts are the same live tensors
 // with no in-place write since (optimizer steps and assign() keep a tensor's identity
-// but change its values), in the dtype the layers compute in.
+// but change its values), in the dtype the layers compute in. The write count is the
+// process's, as for the folded queries (attention.ts): a write anywhere, to another
+// model's tensors too, has the next forward join the weights again (a copy of them per
+// layer), which evaluation between optimizer steps pays once per step.
 import { computeDtype, computeIn, concat, keep, linear, reshape, slice, tidy, toDtype, type Linear, type Tensor } from '../lib/index.js';
 import { writeCount } from '../lib/tensor.js';
 
@@ -27,16 +30,19 @@ export interface ProjectionPart {
 }
 
 /**
- * Whether parts may share one product: the same input width, biases all present or
- * all absent, and head widths of whole 16-byte units in 16-bit types (multiples of 8),
- * so that every slice starts where the fused attention's vector loads can read it.
+ * Whether parts may share one product: the same input width and compute dtype, biases
+ * all present or all absent, and head widths of whole 16-byte units in 16-bit types
+ * (multiples of 8), so that every slice starts where the fused attention's vector
+ * loads can read it.
  */
 export function canFuseProjections(parts: readonly ProjectionPart[], heads: number): boolean {
   if (parts.length < 2) return false;
   const first = parts[0].layer;
+  const dtype = computeDtype(first.weight);
   return parts.every(
     ({ layer, headWidth }) =>
       layer.inFeatures === first.inFeatures &&
+      computeDtype(layer.weight) === dtype &&
       (layer.bias === null) === (first.bias === null) &&
       layer.outFeatures === heads * headWidth &&
       headWidth % 8 === 0,

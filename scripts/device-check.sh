@@ -48,7 +48,7 @@
 #       kernels' tile copies and online-softmax chains, and the fused projections in
 #       inference: the attention harness's checks and timings, the whole suite on the
 #       GPU, bench-gpu (and torch), the language model without the fusion,
-#       bench-train-gpu. About 4 minutes; give the call 420 s.
+#       bench-train-gpu. 195 s on an H200; give the call 450 s.
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
 #       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
 #       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh) with two or
@@ -393,30 +393,32 @@ show_ncu() {
 # the changes, on the same GPU: mlm-self-b32 0.0411, mlm-decoder-b32 0.1849,
 # mlm-encoder-b32 0.2172 ms bf16; after the copies alone 0.0408, 0.1903, 0.2133), the
 # whole suite on the GPU, bench-gpu (and torch) with profiles, the language model
-# without the fusion (ours), bench-train-gpu (and torch). About 4 minutes: give the
-# call 420.
+# without the fusion (ours), bench-train-gpu (and torch). 195 s of wall time on an H200
+# (2026-11-28); the step limits add up to 535 s: give the call 450.
 focus() {
   echo "== focus: the attention harness, checks then timings"
-  step attention-checks 120 bin/cuda_attention_check --no-bench
-  step attention-bench 60 bin/cuda_attention_check --bench-only --paths 0 --filter -b
-  step attention-bench-b1 40 bin/cuda_attention_check --bench-only --paths 0 --filter perceiver-
+  step attention-checks 90 bin/cuda_attention_check --no-bench
+  step attention-bench 45 bin/cuda_attention_check --bench-only --paths 0 --filter -b
+  # The ImageNet model's shapes (its self-attention at batch 8 and 32 again, with the
+  # encoder, k = v and the decoder).
+  step attention-bench-perceiver 30 bin/cuda_attention_check --bench-only --paths 0 --filter perceiver-
   echo "== focus: ava with PERCEIVER_TEST_DEVICE=cuda (the suite, as checks() runs it)"
   local files
   files=$(ls dist/test/*.test.js | grep -Ev '/(package|image-io|image-pipeline|cli-classify|cli-flow|cuda-emu)\.test\.js$')
   # shellcheck disable=SC2086
   step ava-cuda 150 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s $files
   echo "== focus: bench-gpu (and torch), then the language model without fused projections (ours)"
-  step bench-gpu 110 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
-  step bench-gpu-nofuse 50 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --no-torch --no-fuse --only language-mlm
+  step bench-gpu 100 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
+  step bench-gpu-nofuse 40 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --no-torch --no-fuse --only language-mlm
   echo "== focus: bench-train-gpu (and torch)"
-  step bench-train-gpu 100 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1
+  step bench-train-gpu 80 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1
   echo
   echo "== summary (logs in $OUT/logs.tar)"
   cat "$OUT/summary.txt"
-  grep -hE '^ *[0-9]+ (tests?|known failures?) (passed|failed|skipped)|^ *[0-9]+ tests? (passed|failed)|✘' "$LOGS/ava-cuda.log" 2> /dev/null | cut -c1-300 | head -12
+  grep -hE '^ *[0-9]+ (tests? (passed|failed|skipped)|known failures?|uncaught|unhandled)|✘' "$LOGS/ava-cuda.log" 2> /dev/null | cut -c1-300 | head -12
   grep -hE '^(OK|FAILED|PASSED)|^FAIL' "$LOGS/attention-checks.log" 2> /dev/null | cut -c1-200 | head -8
   echo "-- attention (auto path), bf16 and float32:"
-  grep -hE '^BENCH' "$LOGS/attention-bench.log" "$LOGS/attention-bench-b1.log" 2> /dev/null | grep -v float16 | bench_brief || true
+  grep -hE '^BENCH' "$LOGS/attention-bench.log" "$LOGS/attention-bench-perceiver.log" 2> /dev/null | grep -v ' float16 ' | bench_brief || true
   echo "-- the language model without fused projections (ours):"
   grep -hE '^language-mlm' "$LOGS/bench-gpu-nofuse.log" 2> /dev/null | head -4 || true
   grep -hE '^profile language-mlm b32|^ *(attention|layer_norm) \[32, (256|2048)' "$LOGS/bench-gpu.log" 2> /dev/null | head -8 || true

@@ -3,9 +3,10 @@
 // as one product over their weights joined head-major, whose output's slices are the
 // heads the attention reads. Specified here: the layout (each view is its part's
 // heads), that a layer computes the same function either way, that one product runs
-// where three did, that the joined weights follow in-place writes, replaced tensors and
-// dtype changes, that training and widths off 16-byte units keep the three products,
-// that nothing leaks, and the arguments' checks.
+// where three did (one head too), that the joined weights follow in-place writes,
+// replaced tensors and dtype changes, that training, inputs that want a gradient and
+// widths off 16-byte units keep the three products, that nothing leaks, and the
+// arguments' checks.
 import test from 'ava';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
@@ -114,6 +115,10 @@ test('canFuseProjections: same input width, biases all or none, whole 16-byte he
   t.false(canFuseProjections([{ layer: cross.query, headWidth: 8 }, { layer: cross.key, headWidth: 8 }], 4), 'inputs of 48 and 40');
   const noBias = new P.Linear(48, 32, { bias: false });
   t.false(canFuseProjections([{ layer: m.query, headWidth: 8 }, { layer: noBias, headWidth: 8 }], 4), 'one bias missing');
+  const mixed = selfAttention();
+  mixed.value.to('bfloat16');
+  t.false(canFuseProjections([{ layer: mixed.key, headWidth: 8 }, { layer: mixed.value, headWidth: 16 }], 4), 'float32 and bfloat16');
+  mixed.dispose();
   m.dispose();
   odd.dispose();
   cross.dispose();
@@ -212,22 +217,68 @@ test('training keeps the three products on the tape, and gradients reach each we
   randomize(attn);
   attn.requiresGrad_(true);
   const hs = P.randn([2, 6, 48]);
+  let loss: Tensor | null = null;
   const calls = matmulCalls(() => {
-    const loss = P.tidy(() => {
+    loss = P.tidy(() => {
       let s = attn.forward(hs).square();
       while (s.rank > 0) s = s.sum(0);
       return s;
     });
-    loss.backward();
-    loss.dispose();
   });
-  t.true(calls >= 3, `${calls} products`);
+  t.is(calls, 3, 'the forward: three projections');
+  loss!.backward();
+  loss!.dispose();
   for (const l of [attn.query, attn.key, attn.value]) {
     t.truthy(l.weight.grad, 'a gradient');
     t.true(Math.max(...Array.from(l.weight.grad!.dataSync(), Math.abs)) > 0);
   }
   attn.zeroGrad();
   hs.dispose();
+  attn.dispose();
+});
+
+test('an input that wants a gradient, with frozen weights, keeps the three products; its gradient matches', (t) => {
+  const attn = selfAttention();
+  randomize(attn);
+  const grad = (fuse: boolean) => {
+    attn.fuseProjections = fuse;
+    const hs = P.randn([2, 6, 48], { seed: 7 });
+    hs.requiresGrad = true;
+    let calls = 0;
+    let loss: Tensor | null = null;
+    calls = matmulCalls(() => {
+      loss = P.tidy(() => {
+        let s = attn.forward(hs).square();
+        while (s.rank > 0) s = s.sum(0);
+        return s;
+      });
+    });
+    loss!.backward();
+    loss!.dispose();
+    const g = Float32Array.from(hs.grad!.dataSync() as Float32Array);
+    hs.grad!.dispose();
+    hs.dispose();
+    return { calls, g };
+  };
+  const on = grad(true);
+  const off = grad(false);
+  t.is(on.calls, 3);
+  t.deepEqual(Array.from(on.g), Array.from(off.g));
+  attn.dispose();
+});
+
+test('one head: a cross-attention on the plain path fuses key and value too', (t) => {
+  const attn = new PerceiverSelfAttention({ isCrossAttention: true, qDim: 48, kvDim: 40, qkChannels: 16, vChannels: 24, numHeads: 1 });
+  randomize(attn);
+  attn.fastPath = false;
+  const hs = P.randn([2, 6, 48]);
+  const x = P.randn([2, 9, 40]);
+  const { fused, apart } = bothWays(attn, () => attn.forward(hs, x));
+  t.true(relErr(fused, apart) <= 1e-5);
+  attn.forward(hs, x).dispose();
+  t.is(matmulCalls(() => attn.forward(hs, x).dispose()), 2);
+  hs.dispose();
+  x.dispose();
   attn.dispose();
 });
 
