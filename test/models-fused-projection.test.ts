@@ -68,6 +68,19 @@ function matmulCalls(fn: () => void): number {
   return prof.rows.filter((r) => r.op === 'matmul' && r.shape.split(',').length === 3).reduce((a, r) => a + r.calls, 0);
 }
 
+/** attn.forward(hs) summed to a scalar (a loss), and the projections its forward made. */
+function profiledLoss(attn: PerceiverSelfAttention, hs: Tensor): { loss: Tensor; calls: number } {
+  let loss: Tensor | null = null;
+  const calls = matmulCalls(() => {
+    loss = P.tidy(() => {
+      let s = attn.forward(hs).square();
+      while (s.rank > 0) s = s.sum(0);
+      return s;
+    });
+  });
+  return { loss: loss!, calls };
+}
+
 const selfAttention = (heads = 4, qk = 32, v = 64) =>
   new PerceiverSelfAttention({ qDim: 48, qkChannels: qk, vChannels: v, numHeads: heads });
 const crossAttention = () =>
@@ -217,17 +230,10 @@ test('training keeps the three products on the tape, and gradients reach each we
   randomize(attn);
   attn.requiresGrad_(true);
   const hs = P.randn([2, 6, 48]);
-  let loss: Tensor | null = null;
-  const calls = matmulCalls(() => {
-    loss = P.tidy(() => {
-      let s = attn.forward(hs).square();
-      while (s.rank > 0) s = s.sum(0);
-      return s;
-    });
-  });
+  const { loss, calls } = profiledLoss(attn, hs);
   t.is(calls, 3, 'the forward: three projections');
-  loss!.backward();
-  loss!.dispose();
+  loss.backward();
+  loss.dispose();
   for (const l of [attn.query, attn.key, attn.value]) {
     t.truthy(l.weight.grad, 'a gradient');
     t.true(Math.max(...Array.from(l.weight.grad!.dataSync(), Math.abs)) > 0);
@@ -244,17 +250,9 @@ test('an input that wants a gradient, with frozen weights, keeps the three produ
     attn.fuseProjections = fuse;
     const hs = P.randn([2, 6, 48], { seed: 7 });
     hs.requiresGrad = true;
-    let calls = 0;
-    let loss: Tensor | null = null;
-    calls = matmulCalls(() => {
-      loss = P.tidy(() => {
-        let s = attn.forward(hs).square();
-        while (s.rank > 0) s = s.sum(0);
-        return s;
-      });
-    });
-    loss!.backward();
-    loss!.dispose();
+    const { loss, calls } = profiledLoss(attn, hs);
+    loss.backward();
+    loss.dispose();
     const g = Float32Array.from(hs.grad!.dataSync() as Float32Array);
     hs.grad!.dispose();
     hs.dispose();
