@@ -34,6 +34,13 @@ export function noteWrite(): void {
 export function writeCount(): number {
   return writes;
 }
+/**
+ * @internal Whether t's leading axis has several indices that all read the same
+ * elements (stride 0, as broadcastTo over a batch makes it).
+ */
+export function batchBroadcast(t: Tensor): boolean {
+  return t.rank > 0 && t.shape[0] > 1 && native.handleStrides(t.handle)[0] === 0;
+}
 
 export class Tensor {
   /** @internal The native handle; use the ops, not this. */

@@ -6,8 +6,8 @@
 // (it never projects the keys and values); the plain path stays the reference.
 // Training with attention-weight dropout (HF's attention_probs_dropout_prob) takes the
 // unfused attention-dropout.ts instead: the weights must exist to be dropped.
-import { attention, computeDtype, keep, needsGrad, reshape, tidy, toDtype, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
-import { writeCount } from '../lib/tensor.js';
+import { attention, broadcastTo, computeDtype, keep, needsGrad, reshape, slice, tidy, toDtype, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
+import { batchBroadcast, writeCount } from '../lib/tensor.js';
 import { describe } from '../lib/dtype.js';
 import { boolArg, deviceArg, intArg, objectArg, optionalTensorArg, tensorArg } from './args.js';
 import { attentionWithDropout } from './attention-dropout.js';
@@ -155,16 +155,28 @@ export class PerceiverSelfAttention extends Module {
           mask ?? null,
         );
       }
-      const q = this.layernorm1.forward(hiddenStates);
+      // A cross-attention's queries broadcast over the batch (the latents, a decoder's
+      // position queries) are the same in every batch row: one row's layer norm and
+      // projection, broadcast back, where no gradient is wanted (the language model's
+      // decoder at batch 32: a [32, 2048, 768] layer norm and a [32, 2048, 256] product).
+      const oneRow =
+        this.isCrossAttention &&
+        !dropping &&
+        batchBroadcast(hiddenStates) &&
+        !needsGrad(hiddenStates, ...this.layernorm1.parameters(), ...this.query.parameters());
+      const q = this.layernorm1.forward(oneRow ? slice(hiddenStates, 0, 0, 1) : hiddenStates);
       const kv = this.layernorm2 && inputs ? this.layernorm2.forward(inputs) : q;
-      const [B, Nq] = q.shape;
+      const [B, Nq] = hiddenStates.shape;
       const Nk = kv.shape[1];
       const H = this.numHeads;
       const heads = (x: Tensor, n: number, c: number) => reshape(x, [B, n, H, c / H]);
       const parts = dropping ? null : this.fusedParts(queryScale);
       const query = () => {
         const projected = this.query.forward(q);
-        return heads(queryScale ? projected.mul(toDtype(queryScale, projected.dtype)) : projected, Nq, this.qkChannels);
+        const scaled = queryScale ? projected.mul(toDtype(queryScale, projected.dtype)) : projected;
+        if (scaled.shape[0] === B) return heads(scaled, Nq, this.qkChannels);
+        const d = this.qkChannels / H;
+        return broadcastTo(reshape(scaled, [1, Nq, H, d]), [B, Nq, H, d]);
       };
       let qh: Tensor, kh: Tensor, vh: Tensor;
       if (parts && !needsGrad(q, kv, ...parts.flatMap((p) => [p.layer.weight, p.layer.bias]))) {

@@ -1,5 +1,6 @@
 // Specification of the Perceiver building blocks against plain-JS references:
-// multi-head cross-attention with a key mask, the MLP with exact and tanh GELU,
+// multi-head cross-attention with a key mask (and with queries broadcast over the
+// batch, which it projects once), the MLP with exact and tanh GELU,
 // HF's qk/v/output channel defaults, the encoder's weight sharing across blocks,
 // HF attention_mask -> engine key mask, and config.json -> task model class.
 import test from 'ava';
@@ -101,6 +102,41 @@ test('cross-attention: two LayerNorms, per-head softmax(q·k/sqrt(d)) over unmas
   assertClose(t, got, want, { rtol: 1e-4, atol: 1e-5 });
   t.throws(() => att.forward(tq), { message: /needs 'inputs'/ });
   for (const x of [mask, tq, tkv]) x.dispose();
+  att.dispose();
+});
+
+test('a cross-attention whose queries are broadcast over the batch normalises and projects one row, with the same result as dense queries', async (t) => {
+  const att = new PerceiverSelfAttention({ isCrossAttention: true, qDim: 24, kvDim: 20, qkChannels: 16, vChannels: 16, numHeads: 2 });
+  const sd: Record<string, Tensor> = {};
+  for (const [k, v] of Object.entries(att.stateDict())) sd[k] = P.randn([...v.shape], { std: 0.5 });
+  att.loadStateDict(sd);
+  for (const v of Object.values(sd)) v.dispose();
+  const row = P.randn([1, 5, 24]);
+  const broadcast = P.broadcastTo(row, [3, 5, 24]);
+  const dense = P.contiguous(P.broadcastTo(row, [3, 5, 24])).add(0); // [3, 5, 24], its own rows
+  const kv = P.randn([3, 7, 20]);
+  const mask = P.tensor(Uint8Array.from({ length: 21 }, (_, i) => (i % 3 === 0 ? 0 : 1)), [3, 1, 7], { dtype: 'uint8' });
+  const scale = P.tensor([1, 0, 2], [3, 1, 1]);
+  for (const [m, s] of [[null, null], [mask, scale]] as const) {
+    P.profiler.start({ shapes: true });
+    const got = await readAndDispose(att.forward(broadcast, kv, m, s));
+    const rows = P.profiler.stop().rows;
+    const want = await readAndDispose(att.forward(dense, kv, m, s));
+    assertClose(t, got, want, { rtol: 1e-6, atol: 1e-6 });
+    t.true(rows.some((r) => r.op === 'layer_norm' && r.shape === '[1, 5, 24]'), 'one row normalised');
+    t.true(rows.some((r) => r.op === 'matmul' && r.shape === '[1, 5, 16]'), 'one row projected');
+  }
+  // Wanted gradients take every row, and reach the query weights.
+  att.requiresGrad_(true);
+  const loss = P.tidy(() => {
+    let s = att.forward(broadcast, kv).square();
+    while (s.rank > 0) s = s.sum(0);
+    return s;
+  });
+  loss.backward();
+  t.truthy(att.query.weight.grad, 'the query weight has a gradient');
+  att.zeroGrad();
+  for (const x of [row, broadcast, dense, kv, mask, scale, loss]) x.dispose();
   att.dispose();
 });
 
