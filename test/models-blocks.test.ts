@@ -113,7 +113,7 @@ test('a cross-attention whose queries are broadcast over the batch normalises an
   for (const v of Object.values(sd)) v.dispose();
   const row = P.randn([1, 5, 24]);
   const broadcast = P.broadcastTo(row, [3, 5, 24]);
-  const dense = P.contiguous(P.broadcastTo(row, [3, 5, 24])).add(0); // [3, 5, 24], its own rows
+  const dense = P.tidy(() => P.contiguous(broadcast).add(0)); // [3, 5, 24], its own rows
   const kv = P.randn([3, 7, 20]);
   const mask = P.tensor(Uint8Array.from({ length: 21 }, (_, i) => (i % 3 === 0 ? 0 : 1)), [3, 1, 7], { dtype: 'uint8' });
   const scale = P.tensor([1, 0, 2], [3, 1, 1]);
@@ -126,7 +126,23 @@ test('a cross-attention whose queries are broadcast over the batch normalises an
     t.true(rows.some((r) => r.op === 'layer_norm' && r.shape === '[1, 5, 24]'), 'one row normalised');
     t.true(rows.some((r) => r.op === 'matmul' && r.shape === '[1, 5, 16]'), 'one row projected');
   }
-  // Wanted gradients take every row, and reach the query weights.
+  // The keys and values' input wanting a gradient (weights frozen) keeps the one-row
+  // queries: its gradient is the same as with dense queries.
+  const kvGrad = (hs: Tensor) => {
+    const x = kv.add(0); // a leaf of its own
+    x.requiresGrad = true;
+    const l = P.tidy(() => {
+      let s = att.forward(hs, x).square();
+      while (s.rank > 0) s = s.sum(0);
+      return s;
+    });
+    l.backward();
+    const g = Array.from(x.grad!.dataSync());
+    for (const u of [x.grad!, x, l]) u.dispose();
+    return g;
+  };
+  assertClose(t, kvGrad(broadcast), kvGrad(dense), { rtol: 1e-6, atol: 1e-6 });
+  // Wanted gradients for the weights take every row, and reach the query weights.
   att.requiresGrad_(true);
   const loss = P.tidy(() => {
     let s = att.forward(broadcast, kv).square();
