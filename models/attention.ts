@@ -5,7 +5,9 @@
 // A one-head cross-attention goes through fast-attention.ts when that is cheaper
 // (it never projects the keys and values); the plain path stays the reference.
 // Training with attention-weight dropout (HF's attention_probs_dropout_prob) takes the
-// unfused attention-dropout.ts instead: the weights must exist to be dropped.
+// unfused attention-dropout.ts instead: the weights must exist to be dropped. In
+// inference the projections of one input run as one product (fused-projection.ts), and
+// a cross-attention's queries broadcast over the batch are projected as one row.
 import { attention, broadcastTo, computeDtype, keep, needsGrad, reshape, slice, tidy, toDtype, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
 import { batchBroadcast, writeCount } from '../lib/tensor.js';
 import { describe } from '../lib/dtype.js';
