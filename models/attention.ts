@@ -9,11 +9,12 @@
 // inference the projections of one input run as one product (fused-projection.ts), and
 // a cross-attention's queries broadcast over the batch are projected as one row.
 import { attention, broadcastTo, computeDtype, keep, needsGrad, reshape, slice, tidy, toDtype, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
-import { batchBroadcast, writeCount } from '../lib/tensor.js';
+import { batchBroadcast } from '../lib/tensor.js';
 import { describe } from '../lib/dtype.js';
 import { boolArg, deviceArg, intArg, objectArg, optionalTensorArg, tensorArg } from './args.js';
 import { attentionWithDropout } from './attention-dropout.js';
 import { fastCrossAttentionMacs, fastSingleHeadCrossAttention, foldQueries, plainCrossAttentionMacs } from './fast-attention.js';
+import { derivedFrom, stillDerived, type Derived } from './derived.js';
 import { canFuseProjections, FusedProjection, type ProjectionPart } from './fused-projection.js';
 
 // Query tensors whose values never change while the tensor lives (the latents'
@@ -97,11 +98,8 @@ export class PerceiverSelfAttention extends Module {
   // value in a cross-attention) as one product, where no gradient is wanted.
   private fused = new FusedProjection();
   private fuse = true;
-  // Folded queries for static query tensors, valid while every dependency is the same
-  // live tensor (loadStateDict replaces parameter tensors) and no tensor has been
-  // written in place since (optimizer steps and assign() keep a parameter's identity
-  // but change its values).
-  private foldCache: { deps: Tensor[]; writes: number; folded: Tensor } | null = null;
+  // Folded queries for static query tensors, while derived.ts says they are current.
+  private foldCache: (Derived & { folded: Tensor }) | null = null;
 
   constructor(opts: PerceiverSelfAttentionOptions) {
     super();
@@ -248,18 +246,12 @@ export class PerceiverSelfAttention extends Module {
     };
     if (needsGrad(...deps)) return fold();
     const c = this.foldCache;
-    const cached =
-      c &&
-      c.writes === writeCount() &&
-      c.deps.length === deps.length &&
-      c.deps.every((d, i) => d === deps[i] && !d.disposed) &&
-      !c.folded.disposed;
     // The same tensors fold to another dtype under autocast.
-    if (cached && c.folded.dtype === computeDtype(this.key.weight)) return c.folded;
+    if (stillDerived(c, deps) && !c.folded.disposed && c.folded.dtype === computeDtype(this.key.weight)) return c.folded;
     const folded = fold();
     if (staticQueries.has(hiddenStates)) {
       this.clearFoldCache();
-      this.foldCache = { deps, writes: writeCount(), folded: keep(folded) };
+      this.foldCache = { ...derivedFrom(deps), folded: keep(folded) };
     }
     return folded;
   }

@@ -14,14 +14,11 @@
 // [B, N, H, w0 + w1 + ...] as a view, and each part is a slice of the last axis: a view
 // with the row and head strides that the fused attention takes. No copy either way.
 //
-// The fused weight is derived data, cached while the parts are the same live tensors
-// with no in-place write since (optimizer steps and assign() keep a tensor's identity
-// but change its values), in the dtype the layers compute in. The write count is the
-// process's, as for the folded queries (attention.ts): a write anywhere, to another
-// model's tensors too, has the next forward join the weights again (a copy of them per
-// layer), which evaluation between optimizer steps pays once per step.
+// The fused weight is cached in the dtype the layers compute in, while derived.ts says
+// it is current: a write anywhere has the next forward join the weights again (a copy
+// of them per layer), which evaluation between optimizer steps pays once per step.
 import { computeDtype, computeIn, concat, keep, linear, reshape, slice, tidy, toDtype, type Linear, type Tensor } from '../lib/index.js';
-import { writeCount } from '../lib/tensor.js';
+import { derivedFrom, stillDerived, type Derived } from './derived.js';
 
 /** A Linear whose output is `heads` heads of headWidth channels each, head-major (HF's layout). */
 export interface ProjectionPart {
@@ -72,7 +69,7 @@ export function splitHeads(y: Tensor, widths: readonly number[], heads: number):
 
 /** The fused product of a fixed list of parts, with its weight cached. */
 export class FusedProjection {
-  private cache: { deps: Tensor[]; writes: number; weight: Tensor; bias: Tensor | null } | null = null;
+  private cache: (Derived & { weight: Tensor; bias: Tensor | null }) | null = null;
 
   /**
    * x [B, N, in] -> each part's heads [B, N, H, headWidth] (views of one product), in
@@ -98,18 +95,11 @@ export class FusedProjection {
     const biases = parts.map((p) => p.layer.bias).filter((b): b is Tensor => b !== null);
     const deps = [...weights, ...biases];
     const c = this.cache;
-    if (
-      c &&
-      c.writes === writeCount() &&
-      c.weight.dtype === dtype &&
-      c.deps.length === deps.length &&
-      c.deps.every((d, i) => d === deps[i] && !d.disposed)
-    )
-      return c;
+    if (stillDerived(c, deps) && c.weight.dtype === dtype) return c;
     this.clear();
     const widths = parts.map((p) => p.headWidth);
     const join = (ts: Tensor[]) => keep(tidy(() => headMajorConcat(ts.map((t) => toDtype(t, dtype)), widths, heads)));
-    this.cache = { deps, writes: writeCount(), weight: join(weights), bias: biases.length > 0 ? join(biases) : null };
+    this.cache = { ...derivedFrom(deps), weight: join(weights), bias: biases.length > 0 ? join(biases) : null };
     return this.cache;
   }
 }
