@@ -44,11 +44,11 @@
 #       of the ops they serve with the older kernels, bench-gpu and bench-train-gpu both
 #       ways, and ncu on the older tier, the occupancy tier and the fixed-width kernel
 #       at both latent self-attention shapes. About 3 minutes on an H200.
-#   bash scripts/device-check.sh --focus  the twenty-sixth session's changes: the attention
-#       kernels' tile copies and online-softmax chains, and the fused projections in
-#       inference: the attention harness's checks and timings, the whole suite on the
-#       GPU, bench-gpu (and torch), the language model without the fusion,
-#       bench-train-gpu. 195 s on an H200; give the call 450 s.
+#   bash scripts/device-check.sh --focus  the twenty-seventh session's change: the warpgroup
+#       attention kernel's ping-pong tiers (PERCEIVER_CUDA_ATTENTION_WGMMA=pp, path
+#       "tcgp"): their probes and checks, timings beside the default and the other
+#       warpgroup variants, the whole suite on the GPU, bench-gpu (and torch) and ours
+#       with =pp and =1. Untimed; give the call 450 s.
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
 #       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
 #       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh) with two or
@@ -383,46 +383,50 @@ show_ncu() {
   done
 }
 
-# --focus: the twenty-sixth session's changes, for one call: the attention kernels' tile
-# copies with a column chunk per thread (attention_mma.cuh load_tile_fixed) and their
-# online softmax's maximum and sum in four interleaved chains (online_softmax_row),
-# which every fixed-width, warpgroup and TF32 forward and the flash gradient take; and
-# the models' attention projections of one input as one product in inference
-# (models/fused-projection.ts). In order: the attention harness's checks (probes and
-# gradients among them), its timings at the models' shapes (the same session's before
-# the changes, on the same GPU: mlm-self-b32 0.0411, mlm-decoder-b32 0.1849,
-# mlm-encoder-b32 0.2172 ms bf16; after the copies alone 0.0408, 0.1903, 0.2133), the
-# whole suite on the GPU, bench-gpu (and torch) with profiles, the language model
-# without the fusion (ours), bench-train-gpu (and torch). 195 s of wall time on an H200
-# (2026-11-28); the step limits add up to 535 s: give the call 450.
+# --focus: the twenty-seventh session's change, for one call: the warpgroup attention
+# kernel's ping-pong tiers (attention_wgmma.cuh kPingpong, path "tcgp",
+# PERCEIVER_CUDA_ATTENTION_WGMMA=pp; written without a GPU), and the whole suite, since
+# the kernel's other tiers share its code. In order: its layout probes in a process of
+# their own (a fault there ends only that step), the attention harness's checks (tcgp
+# at every class, with one and three key ranges), timings of the default (auto), the two
+# warpgroup variants (tcg, tcg1) and tcgp at the models' shapes (the twenty-fifth
+# session's on an H200: 8 heads of 128 at batch 32 0.1321 auto, 0.1268 tcg, 0.1288
+# tcg1; the language model's latents 0.0411, 0.0395, 0.0390 ms), the whole suite on the
+# GPU, bench-gpu (and torch), then ours with PERCEIVER_CUDA_ATTENTION_WGMMA=pp and =1
+# (the attention rows and the language model). Untimed yet; the step limits add up to
+# 480 s: give the call 450, and expect about 240.
 focus() {
-  echo "== focus: the attention harness, checks then timings"
+  echo "== focus: the ping-pong tiers' layout probes, then the attention harness's checks"
+  step probes-tcgp 40 bin/cuda_attention_check --no-bench --filter probe --skip 8,11,12,13,14
   step attention-checks 90 bin/cuda_attention_check --no-bench
-  step attention-bench 45 bin/cuda_attention_check --bench-only --paths 0 --filter -b
-  # The ImageNet model's shapes (its self-attention at batch 8 and 32 again, with the
-  # encoder, k = v and the decoder).
-  step attention-bench-perceiver 30 bin/cuda_attention_check --bench-only --paths 0 --filter perceiver-
+  echo "== focus: timings (auto, tcg, tcg1, tcgp) at the models' shapes"
+  step attention-bench 50 bin/cuda_attention_check --bench-only --paths 0,11,12,15 --filter -b
+  step attention-bench-perceiver 30 bin/cuda_attention_check --bench-only --paths 0,11,12,15 --filter perceiver-self
   echo "== focus: ava with PERCEIVER_TEST_DEVICE=cuda (the suite, as checks() runs it)"
   local files
   files=$(ls dist/test/*.test.js | grep -Ev '/(package|image-io|image-pipeline|cli-classify|cli-flow|cuda-emu)\.test\.js$')
   # shellcheck disable=SC2086
   step ava-cuda 150 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s $files
-  echo "== focus: bench-gpu (and torch), then the language model without fused projections (ours)"
+  echo "== focus: bench-gpu (and torch), then ours with the warpgroup kernel: ping-pong (=pp), then =1"
   step bench-gpu 100 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
-  step bench-gpu-nofuse 40 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --no-torch --no-fuse --only language-mlm
-  echo "== focus: bench-train-gpu (and torch)"
-  step bench-train-gpu 80 env PERCEIVER_DEVICE=cuda PERCEIVER_BENCH_PYTHON=python3 node dist/scripts/bench-train-gpu.js --batch 8 --steps 3 --warmup 1
+  # --only a: the rows whose names hold an "a" (the attention and the models), no GEMMs.
+  step bench-gpu-pp 30 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=pp node dist/scripts/bench-gpu.js --no-torch --only a
+  step bench-gpu-wg1 30 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=1 node dist/scripts/bench-gpu.js --no-torch --only a
   echo
   echo "== summary (logs in $OUT/logs.tar)"
   cat "$OUT/summary.txt"
   grep -hE '^ *[0-9]+ (tests? (passed|failed|skipped)|known failures?|uncaught|unhandled)|✘' "$LOGS/ava-cuda.log" 2> /dev/null | cut -c1-300 | head -12
+  echo "tcgp probes: $(grep -cE '^PASS probe ' "$LOGS/probes-tcgp.log") passed, $(grep -cE '^FAIL probe ' "$LOGS/probes-tcgp.log") failed"
+  grep -hE '^FAIL probe |launch/run error' "$LOGS/probes-tcgp.log" 2> /dev/null | cut -c1-300 | head -4
+  echo "tcgp checks: $(grep -cE '^PASS .* tcgp ' "$LOGS/attention-checks.log") passed, $(grep -cE '^FAIL .* tcgp ' "$LOGS/attention-checks.log") failed"
   grep -hE '^(OK|FAILED|PASSED)|^FAIL' "$LOGS/attention-checks.log" 2> /dev/null | cut -c1-200 | head -8
-  echo "-- attention (auto path), bf16 and float32:"
-  grep -hE '^BENCH' "$LOGS/attention-bench.log" "$LOGS/attention-bench-perceiver.log" 2> /dev/null | grep -v ' float16 ' | bench_brief || true
-  echo "-- the language model without fused projections (ours):"
-  grep -hE '^language-mlm' "$LOGS/bench-gpu-nofuse.log" 2> /dev/null | head -4 || true
-  grep -hE '^profile language-mlm b32|^ *(attention|layer_norm) \[32, (256|2048)' "$LOGS/bench-gpu.log" 2> /dev/null | head -8 || true
-  show_train
+  echo "-- attention bf16, one key range (ms): auto, tcg, tcg1, tcgp"
+  grep -hE '^BENCH .* bfloat16 +(auto|tcg|tcg1|tcgp) +splits=(0|1) ' "$LOGS/attention-bench.log" "$LOGS/attention-bench-perceiver.log" 2> /dev/null | bench_brief || true
+  echo "-- bench-gpu ours: default, then =pp, then =1 (attention rows and the models):"
+  for f in bench-gpu bench-gpu-pp bench-gpu-wg1; do
+    echo "   $f:"
+    grep -hE '^(attention|language-mlm|imagenet-fourier)' "$LOGS/$f.log" 2> /dev/null | head -12 || true
+  done
   show_bench_gpu
 }
 

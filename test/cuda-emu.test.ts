@@ -149,17 +149,22 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
     // emulation's device is an H100) at its classes: 64, 128 (three times, once at odd
     // strides), qk 32 / v 160 (twice), qk 32 / v 96, 32, 120 and (two warpgroups only)
     // 261 (twice) and 264, whose unaligned rows it takes (Q read element by element, K
-    // and V through the padded copies). Under auto by default only at the encoders' 272
-    // class (261 with k and v apart or one array, 264), elsewhere only switched on.
-    t.is(r.passed(/^PASS .* path 11 /), 48, what);
-    t.is(r.passed(/^PASS .* path 12 /), 36, what);
+    // and V through the padded copies), and once more each at 128 and qk 32 / v 160 over
+    // enough keys that its stages are reused while both warpgroups of a block hold rows
+    // (bf16 only). Path 15 (two warpgroups apart, taking turns: the ping-pong tiers) at
+    // the classes of path 12. Under auto by default only at the encoders' 272 class (261
+    // with k and v apart or one array, 264), elsewhere only switched on.
+    t.is(r.passed(/^PASS .* path 11 /), 50, what);
+    t.is(r.passed(/^PASS .* path 12 /), 38, what);
+    t.is(r.passed(/^PASS .* path 15 .* -> wgmmap /), 38, what);
     t.is(r.passed(/ path 0 .*-> wgmma 272x272$/), 12, `${what}: the warpgroup kernel under auto at the encoders' class`);
     t.is(r.passed(/ path 0 .*-> wgmma(?! 272x272$)/), 0, `${what}: and nowhere else`);
     // The layout probes: every output element reads exactly the V element it should
     // through the fixed-width kernel (5 classes; the encoders' take no probe, whose K
     // and V differ; its occupancy variant at the 2 it has) and the warpgroup kernel (6
-    // with two warpgroups, 5 with one), V holding its key index and then its column index.
-    t.is(r.passed(/^PASS probe (keys|columns) +(tcf|tcf3|tcg|tcg1) +qk\d+ v\d+ +ok -> (fixed|wgmma1?) /), 36, what);
+    // with two warpgroups, 5 with one, 5 with two taking turns), V holding its key index
+    // and then its column index.
+    t.is(r.passed(/^PASS probe (keys|columns) +(tcf|tcf3|tcg|tcg1|tcgp) +qk\d+ v\d+ +ok -> (fixed|wgmma[1p]?) /), 46, what);
     t.is(r.passed(/^PASS probe (keys|columns) +tcf3 +qk32 v(160|96) +ok -> fixed 32x(160|96) tcf3 *$/), 4, what);
     t.is(r.passed(/^PASS probe (keys|columns) +tcx +qk\d+ v\d+ +ok -> tf32x3 /), 10, `${what}: float32 probes`);
     // And what a failure would print (attention_diagnose.h, the probes' report) names
@@ -238,6 +243,12 @@ emulated('the attention kernels, emulated on the CPU, match the reference throug
   route(wgmma, 'w96-odd', /tc tier 1/, 4);
   route(wgmma, 'w261', /wgmma 272x272/, 4);
   route({ PERCEIVER_CUDA_ATTENTION_WGMMA: '64' }, 'w128', /wgmma1 128x128/, 4);
+  // =pp: as =1, with the ping-pong tier for the two-warpgroup blocks where the widths
+  // have one (not 272, which keeps its plain tier).
+  const pingpong = { PERCEIVER_CUDA_ATTENTION_WGMMA: 'pp' };
+  route(pingpong, 'rows-fill-sms', /wgmmap 128x128/, 1);
+  route(pingpong, 'w128', /wgmma1 128x128/, 4);
+  route(pingpong, 'w261', /wgmma 272x272/, 4);
   // PERCEIVER_CUDA_ATTENTION_TF32X3=0: float32 back on the SIMT kernel under auto, and
   // the backend never asks for the 3xTF32 kernel (it sends float32 to the products).
   const noTf32 = { PERCEIVER_CUDA_ATTENTION_TF32X3: '0' };

@@ -103,11 +103,14 @@ constexpr int kSimtChunkV = 128;
 // kTensorCoreTf32: float32 on tensor cores in 3xTF32 (attention_tf32.cuh, kTf32Tiers).
 // kTensorCoreFixedOcc: the fixed-width kernel's occupancy variant (32-key tiles, more
 // blocks per SM), where its width class has one.
+// kTensorCoreWgmmaPingpong: the warpgroup kernel with two warpgroups that take turns
+// (kPingpong), where its width class has one.
 // (5 and 6 are the harness's product-composed paths.)
 enum Path : int {
   kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3, kTensorCoreWide = 4,
   kTensorCoreOccupancy = 7, kTensorCoreFixed = 8, kTensorCoreFixed8 = 9, kTensorCoreFixedWide = 10,
-  kTensorCoreWgmma = 11, kTensorCoreWgmma1 = 12, kTensorCoreTf32 = 13, kTensorCoreFixedOcc = 14
+  kTensorCoreWgmma = 11, kTensorCoreWgmma1 = 12, kTensorCoreTf32 = 13, kTensorCoreFixedOcc = 14,
+  kTensorCoreWgmmaPingpong = 15
 };
 // Which family of tc instantiations a call takes (kTcTiers).
 enum TcKind : int { kTcNarrow = 0, kTcWide = 1, kTcOccupancy = 2 };
@@ -1206,22 +1209,33 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
 // registers with two warpgroups per block (171 KB of shared memory: one block per
 // SM). There is no one-warpgroup variant: ptxas spills it (28 bytes held to two
 // blocks per SM, 136 at one), and its 136 KB would leave it alone on the SM anyway.
+//
+// The ping-pong tiers (kPingpong: two warpgroups with their own tiles, taking turns at
+// the tensor cores; a candidate, PERCEIVER_CUDA_ATTENTION_WGMMA=pp) take twice the
+// stages: 225 KB at 128 x 128, which fits an H100's 227 KB per block. The 272 class
+// (278 KB) has none.
 struct WgmmaTier {
   int dqk, dv, bk, warpgroups, min_blocks;
+  bool pingpong;
   const char* name;  // for the harnesses (attention_last_kernel)
 };
-constexpr int kWgmmaTierCount = 11;
+constexpr int kWgmmaTierCount = 16;
 constexpr WgmmaTier kWgmmaTiers[kWgmmaTierCount] = {
-    {128, 128, 64, 2, 1, "wgmma 128x128"}, {32, 160, 64, 2, 1, "wgmma 32x160"},  {32, 96, 64, 2, 1, "wgmma 32x96"},
-    {64, 64, 64, 2, 1, "wgmma 64x64"},     {32, 32, 64, 2, 1, "wgmma 32x32"},    {272, 272, 32, 2, 1, "wgmma 272x272"},
-    {128, 128, 64, 1, 2, "wgmma1 128x128"}, {32, 160, 64, 1, 2, "wgmma1 32x160"}, {32, 96, 64, 1, 2, "wgmma1 32x96"},
-    {64, 64, 64, 1, 2, "wgmma1 64x64"},     {32, 32, 64, 1, 2, "wgmma1 32x32"}};
+    {128, 128, 64, 2, 1, false, "wgmma 128x128"},   {32, 160, 64, 2, 1, false, "wgmma 32x160"},
+    {32, 96, 64, 2, 1, false, "wgmma 32x96"},       {64, 64, 64, 2, 1, false, "wgmma 64x64"},
+    {32, 32, 64, 2, 1, false, "wgmma 32x32"},       {272, 272, 32, 2, 1, false, "wgmma 272x272"},
+    {128, 128, 64, 1, 2, false, "wgmma1 128x128"},  {32, 160, 64, 1, 2, false, "wgmma1 32x160"},
+    {32, 96, 64, 1, 2, false, "wgmma1 32x96"},      {64, 64, 64, 1, 2, false, "wgmma1 64x64"},
+    {32, 32, 64, 1, 2, false, "wgmma1 32x32"},      {128, 128, 64, 2, 1, true, "wgmmap 128x128"},
+    {32, 160, 64, 2, 1, true, "wgmmap 32x160"},     {32, 96, 64, 2, 1, true, "wgmmap 32x96"},
+    {64, 64, 64, 2, 1, true, "wgmmap 64x64"},       {32, 32, 64, 2, 1, true, "wgmmap 32x32"}};
 
-// The tier for these widths and warpgroups per block, or -1 where there is none.
-int wgmma_tier(int64_t dqk, int64_t dv, int warpgroups) {
+// The tier for these widths, warpgroups per block and turn-taking, or -1 where there
+// is none.
+int wgmma_tier(int64_t dqk, int64_t dv, int warpgroups, bool pingpong = false) {
   for (int i = 0; i < kWgmmaTierCount; i++)
     if (kWgmmaTiers[i].dqk == round16(dqk) && kWgmmaTiers[i].dv == round16(dv) &&
-        kWgmmaTiers[i].warpgroups == warpgroups)
+        kWgmmaTiers[i].warpgroups == warpgroups && kWgmmaTiers[i].pingpong == pingpong)
       return i;
   return -1;
 }
@@ -1230,7 +1244,8 @@ int wgmma_tier(int64_t dqk, int64_t dv, int warpgroups) {
 // window, where the swizzle patterns are aligned (wgmma_body). At 128 x 128 with one
 // warpgroup, 113 KB still lets two blocks share an SM's 228 KB with their 1 KB reserves.
 size_t wgmma_smem_bytes(const WgmmaTier& w) {
-  return ((size_t)64 * w.warpgroups * w.dqk + (size_t)kWgmmaStages * w.bk * (w.dqk + w.dv)) * 2 + 1024;
+  const size_t stages = (size_t)kWgmmaStages * w.bk * (w.dqk + w.dv) * (w.pingpong ? w.warpgroups : 1);
+  return ((size_t)64 * w.warpgroups * w.dqk + stages) * 2 + 1024;
 }
 
 // Whether this file was compiled with sm_90a code (CMakeLists.txt defines
@@ -1255,13 +1270,15 @@ constexpr bool wgmma_built() {
 // ran (its tiles keep the core-matrix layout; only their start moved to a 1024-byte
 // boundary). PERCEIVER_CUDA_ATTENTION_WGMMA=0 turns it off, =1 takes it wherever it
 // serves (two warpgroups per block where their 128-row blocks fill the SMs and one
-// elsewhere), =64 always one (64 query rows).
-constexpr int kWgmmaEncoders = -1;
+// elsewhere), =64 always one (64 query rows), =pp as =1 with the ping-pong tiers for
+// the two-warpgroup blocks (kWgmmaPingpong).
+constexpr int kWgmmaEncoders = -1, kWgmmaPingpong = 3;
 int wgmma_auto() {
   static const int warpgroups = [] {
     const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_WGMMA");
     if (!e || !*e) return kWgmmaEncoders;
     if (std::strcmp(e, "0") == 0) return 0;
+    if (std::strcmp(e, "pp") == 0) return kWgmmaPingpong;
     return std::strcmp(e, "64") == 0 ? 1 : 2;
   }();
   return warpgroups;
@@ -1270,7 +1287,7 @@ int wgmma_auto() {
 template <class T, int kTier>
 cudaError_t launch_wgmma_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
   constexpr WgmmaTier c = kWgmmaTiers[kTier];
-  return launch_with_smem(attention_wgmma_kernel<T, c.dqk, c.dv, c.bk, c.warpgroups, c.min_blocks>, p, blocks,
+  return launch_with_smem(attention_wgmma_kernel<T, c.dqk, c.dv, c.bk, c.warpgroups, c.min_blocks, c.pingpong>, p, blocks,
                           128 * c.warpgroups, smem, stream);
 }
 
@@ -1465,7 +1482,7 @@ const char* kernel_name_tc(int tier) {
 }
 
 // force_path: kAuto, kTensorCore, kTensorCore1, kTensorCoreWide, kTensorCoreOccupancy,
-// kTensorCoreFixed*, kTensorCoreWgmma, kTensorCoreWgmma1
+// kTensorCoreFixed*, kTensorCoreWgmma, kTensorCoreWgmma1, kTensorCoreWgmmaPingpong
 // or kSimt; force_splits:
 // 0 = planned.
 // A forced tc path the device or shape cannot take returns cudaErrorNotSupported.
@@ -1537,7 +1554,8 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
                         force_path == kTensorCoreWide || force_path == kTensorCoreOccupancy ||
                         force_path == kTensorCoreFixed || force_path == kTensorCoreFixed8 ||
                         force_path == kTensorCoreFixedWide || force_path == kTensorCoreWgmma ||
-                        force_path == kTensorCoreWgmma1 || force_path == kTensorCoreFixedOcc;
+                        force_path == kTensorCoreWgmma1 || force_path == kTensorCoreFixedOcc ||
+                        force_path == kTensorCoreWgmmaPingpong;
   int path = kSimt;
   size_t tc_smem = 0;
   // float32 on tensor cores (3xTF32), where asked for (forced, or kAuto with its switch
@@ -1616,19 +1634,30 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     // encoders' class, with its switch wherever it serves): on compute capability 9.0
     // only (sm_90a code), with K's and V's rows 16-byte aligned (directly or through the
     // padded copies; Q's may not be: the kernel reads them element by element then).
-    const bool force_wgmma = force_path == kTensorCoreWgmma || force_path == kTensorCoreWgmma1;
-    int warpgroups = force_path == kTensorCoreWgmma    ? 2
-                     : force_path == kTensorCoreWgmma1 ? 1
-                     : force_path == kAuto             ? wgmma_auto()
-                                                       : 0;
+    const bool force_wgmma = force_path == kTensorCoreWgmma || force_path == kTensorCoreWgmma1 ||
+                             force_path == kTensorCoreWgmmaPingpong;
+    int warpgroups = force_path == kTensorCoreWgmma           ? 2
+                     : force_path == kTensorCoreWgmma1        ? 1
+                     : force_path == kTensorCoreWgmmaPingpong ? kWgmmaPingpong
+                     : force_path == kAuto                    ? wgmma_auto()
+                                                              : 0;
     if (warpgroups == kWgmmaEncoders) warpgroups = fixed_encoder_head(round16(a.dqk), round16(a.dv)) ? 2 : 0;
+    const bool pingpong = warpgroups == kWgmmaPingpong;
+    if (pingpong) warpgroups = 2;
     // kAuto's two-warpgroup blocks (128 query rows) where they fill the SMs, else
     // blocks of one where the widths have them (as fixed_auto_variant falls back).
     if (force_path == kAuto && warpgroups == 2 && !rows128_fill_sms(a, sm_count) && wgmma_tier(a.dqk, a.dv, 1) >= 0)
       warpgroups = 1;
     if (warpgroups > 0) {
-      const int wt = cc == 90 && wgmma_built() && p.k_vec && p.v_vec ? wgmma_tier(a.dqk, a.dv, warpgroups) : -1;
-      if (wt >= 0 && wgmma_smem_bytes(kWgmmaTiers[wt]) <= (size_t)smem_optin) {
+      // The ping-pong tier where asked for and it serves; kAuto falls back to the plain
+      // two-warpgroup one (the 272 class has no ping-pong tier).
+      auto fits = [&](int t) { return t >= 0 && wgmma_smem_bytes(kWgmmaTiers[t]) <= (size_t)smem_optin; };
+      int wt = -1;
+      if (cc == 90 && wgmma_built() && p.k_vec && p.v_vec) {
+        if (pingpong && warpgroups == 2) wt = wgmma_tier(a.dqk, a.dv, 2, true);
+        if (!fits(wt) && force_path != kTensorCoreWgmmaPingpong) wt = wgmma_tier(a.dqk, a.dv, warpgroups);
+      }
+      if (fits(wt)) {
         p.wgmma_tier = wt;
         tc_smem = wgmma_smem_bytes(kWgmmaTiers[wt]);
         p.q_tiles = ceil_div(a.nq, 64 * kWgmmaTiers[wt].warpgroups);

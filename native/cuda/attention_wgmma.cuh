@@ -38,9 +38,9 @@ __host__ __device__ constexpr int wgmma_swizzle_width() {
   return !kSwizzle ? 0 : (2 * kD) % 128 == 0 ? 128 : (2 * kD) % 64 == 0 ? 64 : 32;
 }
 
-// Copies this thread's 16-byte chunks of a kRows x kD tile (global rows at stride sn,
-// real width d, `rows` of them) into shared memory; chunks past the real rows or
-// columns are zero-filled.
+// Copies this thread's 16-byte chunks (tid: its index among the kThreads that copy) of a
+// kRows x kD tile (global rows at stride sn, real width d, `rows` of them) into shared
+// memory; chunks past the real rows or columns are zero-filled.
 // - kW > 0: kD / (kW / 2) columns of kW-byte rows, column a at s + a·kRows·kW bytes,
 //   row r at r·kW within it, its 16-byte chunks swizzled (wgmma.cuh; s is aligned to
 //   the patterns). Chunk idx is row idx / (kD / 8), columns 8·(idx % (kD / 8)): a warp
@@ -59,12 +59,12 @@ __host__ __device__ constexpr int wgmma_swizzle_width() {
 // whole: only for Q, once per block, where K and V go through the padded copies.
 template <int kRows, int kD, int kThreads, int kW>
 __device__ __forceinline__ void load_tile_wgmma(uint16_t* __restrict__ s, const uint16_t* __restrict__ g,
-                                                int64_t sn, int rows, int d, bool vec = true) {
+                                                int64_t sn, int rows, int d, int tid, bool vec = true) {
   constexpr int kC = kD / 8;
   constexpr int kChunks = kRows * kC;
 #pragma unroll
   for (int i = 0; i < (kChunks + kThreads - 1) / kThreads; i++) {
-    const int idx = (int)threadIdx.x + i * kThreads;
+    const int idx = tid + i * kThreads;
     if (kChunks % kThreads == 0 || idx < kChunks) {
       int r, c, at;
       if constexpr (kW > 0) {
@@ -91,8 +91,20 @@ __device__ __forceinline__ void load_tile_wgmma(uint16_t* __restrict__ s, const 
 
 // kBK keys per tile (64, or 32 where wide heads leave no registers for more S). P V
 // takes O in kDvParts column parts where kDv is past a wgmma's widest N (256).
-template <class T, int kDqk, int kDv, int kBK, int kWG>
+//
+// kPingpong (two warpgroups): each warpgroup has its own Q rows and its own stages of
+// K and V, copied by its own threads and ordered by a barrier over its 128 threads
+// (named barrier 1 + wg), so the two run as the one-warpgroup blocks do, apart; and
+// their products are issued in turns (FlashAttention-3's ping-pong): a warpgroup
+// issues a tile's products only after the other issued its own (named barriers 3 and
+// 4 over both), so while one computes a softmax the tensor cores run the other's
+// products, where otherwise both tend to reach their softmax together and leave the
+// tensor cores idle. Twice the shared memory and L2 reads of K and V of a block
+// whose warpgroups share the tiles; at 8 heads of 128 the one-warpgroup blocks, which
+// read as much, ran within 2% of those (an H200, 2026-11-28).
+template <class T, int kDqk, int kDv, int kBK, int kWG, bool kPingpong>
 __device__ __forceinline__ void wgmma_body(const Params& p) {
+  static_assert(!kPingpong || kWG == 2, "ping-pong takes turns between two warpgroups");
   constexpr int kDvParts = kDv > 256 ? 2 : 1;
   constexpr int kDvPart = kDv / kDvParts;
   static_assert(kDvPart % 8 == 0 && kDvPart <= 256, "P V's N per part: a multiple of 8, at most 256");
@@ -101,6 +113,12 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
   constexpr int kNS = kBK / 8;   // n8 blocks of S
   constexpr int kNO = kDv / 8;   // n8 blocks of O
   constexpr int kStage = kBK * (kDqk + kDv);
+  // Threads that copy each tile, and the rows of the Q tile they copy (and that Q's
+  // descriptors step through): the block's, or one warpgroup's apart.
+  constexpr int kCopiers = kPingpong ? 128 : kThreads;
+  constexpr int kQRows = kPingpong ? 64 : kBQ;
+  // A warpgroup's shared memory apart (kPingpong): its Q rows, then its stages.
+  constexpr int kRegion = 64 * kDqk + kWgmmaStages * kStage;
   // Swizzle pattern widths (0: core matrices) and descriptor strides (wgmma.cuh):
   // K-major Q and K, MN-major V.
   constexpr int kWQk = wgmma_swizzle_width<kDqk, kDvParts == 1>(), kWV = wgmma_swizzle_width<kDv, kDvParts == 1>();
@@ -114,7 +132,6 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
                 "tiles of whole 1024-byte units");
   PERCEIVER_DYNAMIC_SMEM(smem_raw);
   uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw + ((1024 - (smem_window(smem_raw) & 1023)) & 1023));
-  uint16_t* const stage_base = Qs + kBQ * kDqk;
 
   const BlockPlace bp = block_place(p, kBQ);
   const int64_t b = bp.b, h = bp.h, bh = bp.bh, i0 = bp.i0, j0 = bp.j0, j1 = bp.j1;
@@ -122,6 +139,14 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
 
   const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
+  if constexpr (kPingpong) Qs += wg * kRegion;
+  uint16_t* const stage_base = Qs + kQRows * kDqk;
+  const int copier = kPingpong ? (int)threadIdx.x & 127 : (int)threadIdx.x;
+  // The barrier over the threads that copy a tile and read it.
+  auto tiles_sync = [&] {
+    if constexpr (kPingpong) named_barrier_sync(1 + wg, 128);
+    else __syncthreads();
+  };
   const int dqk = (int)p.dqk, dv = (int)p.dv;
 
   const TileBases base = tile_bases(p, bp);
@@ -132,10 +157,18 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
   auto load_kv = [&](int64_t it) {
     const int kn = (int)min64(kBK, j1 - j0 - it * kBK);
     uint16_t* Ks = stage_k(it);
-    load_tile_wgmma<kBK, kDqk, kThreads, kWQk>(Ks, kg + it * kBK * p.k_sn, p.k_sn, kn, dqk);
-    load_tile_wgmma<kBK, kDv, kThreads, kWV>(Ks + kBK * kDqk, vg + it * kBK * p.v_sn, p.v_sn, kn, dv);
+    load_tile_wgmma<kBK, kDqk, kCopiers, kWQk>(Ks, kg + it * kBK * p.k_sn, p.k_sn, kn, dqk, copier);
+    load_tile_wgmma<kBK, kDv, kCopiers, kWV>(Ks + kBK * kDqk, vg + it * kBK * p.v_sn, p.v_sn, kn, dv, copier);
   };
-  load_tile_wgmma<kBQ, kDqk, kThreads, kWQk>(Qs, qg, p.q_sn, (int)min64(kBQ, p.nq - i0), dqk, p.q_vec);
+  if constexpr (kPingpong) {
+    // This warpgroup's 64 rows (none past nq: every chunk zero-filled from the
+    // block's own rows).
+    const int rows = (int)min64(64, p.nq - i0 - wg * 64);
+    load_tile_wgmma<64, kDqk, 128, kWQk>(Qs, rows > 0 ? qg + wg * 64 * p.q_sn : qg, p.q_sn, rows, dqk, copier,
+                                         p.q_vec);
+  } else {
+    load_tile_wgmma<kBQ, kDqk, kThreads, kWQk>(Qs, qg, p.q_sn, (int)min64(kBQ, p.nq - i0), dqk, copier, p.q_vec);
+  }
   if (ntiles > 0) load_kv(0);
   cp_async_commit();
   if (ntiles > 1) load_kv(1);
@@ -144,8 +177,8 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
   // This thread's rows: g and g + 8 of its warp's 16 in its warpgroup's 64.
   const int64_t row_base = i0 + wg * 64 + warp * 16 + g;
   // This warpgroup's 64 rows of Q: a block of rows in each pattern column, or of core
-  // matrices.
-  const uint16_t* const Qw = Qs + wg * 64 * (kWQk ? kWQk / 2 : kDqk);
+  // matrices (all of its own tile with kPingpong).
+  const uint16_t* const Qw = kPingpong ? Qs : Qs + wg * 64 * (kWQk ? kWQk / 2 : kDqk);
   // Where step kc's 16 k start in a K-major tile of `rows` rows (elements): in the
   // swizzled layout, column kc·32 / W, at byte kc·32 % W of its first row.
   auto k_step = [](int kc, int rows) {
@@ -169,7 +202,7 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
     wgmma_fence();
 #pragma unroll
     for (int kc = 0; kc < kDqk / 16; kc++)
-      wgmma_ss<kBK, T>(sf, wgmma_desc(Qw + k_step(kc, kBQ), kQkLbo, kQkSbo, kQkLayout),
+      wgmma_ss<kBK, T>(sf, wgmma_desc(Qw + k_step(kc, kQRows), kQkLbo, kQkSbo, kQkLayout),
                        wgmma_desc(Ks + k_step(kc, kBK), kQkLbo, kQkSbo, kQkLayout), kc > 0);
     wgmma_commit();
   };
@@ -217,11 +250,32 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
     wgmma_commit();
   };
 
+  // kPingpong's turns: every issue of products waits for the other warpgroup's issue
+  // before it (named barrier 3 + wg, which the other arrives at) and lets the other
+  // have its next (3 + the other's). Both have ntiles + 1 such issues (S of tile 0,
+  // then S and P V in the loop, then the last P V): warpgroup 1 arrives once ahead, so
+  // that warpgroup 0 goes first, and not after its last, so that every arrival is
+  // waited for before the block ends. (Counting the turns down, rather than telling the
+  // last by its place, is what left ptxas room at qk 32 / v 160: 254 registers and no
+  // spills, against 255 and 4 bytes.)
+  int turns_left = ntiles > 0 ? (int)ntiles + 1 : 0;
+  auto turn_begin = [&] {
+    if constexpr (kPingpong) named_barrier_sync(3 + wg, 256);
+  };
+  auto turn_end = [&] {
+    if constexpr (kPingpong)
+      if (--turns_left > 0 || wg == 0) named_barrier_arrive(3 + (wg ^ 1), 256);
+  };
+  if constexpr (kPingpong)
+    if (wg == 1 && turns_left > 0) named_barrier_arrive(3, 256);
+
   if (ntiles > 0) {
     cp_async_wait<1>();  // Q and tile 0 (tile 1 may still be in flight)
     fence_proxy_async();
-    __syncthreads();
+    tiles_sync();
+    turn_begin();
     issue_qk(0);
+    turn_end();
     wgmma_wait<0>();
     float corr[2];
     softmax_tile(0, corr);  // O is still 0: nothing to rescale
@@ -241,11 +295,13 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
     pack_p();  // before S for tile it + 1 is issued into the same registers
     cp_async_wait<0>();  // tile it + 1
     fence_proxy_async();
-    __syncthreads();
+    tiles_sync();
     if (it + 2 < ntiles) load_kv(it + 2);
     cp_async_commit();
+    turn_begin();
     issue_qk(it + 1);
     issue_pv(it);
+    turn_end();
     float corr[2];
     wgmma_wait<1>();  // S of tile it + 1
     softmax_tile(it + 1, corr);
@@ -262,7 +318,9 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
   }
   if (ntiles > 0) {
     pack_p();
+    turn_begin();
     issue_pv(ntiles - 1);
+    turn_end();
     wgmma_wait<0>();
 #pragma unroll
     for (int i = 0; i < kNO * 4; i++) wgmma_fence_operand(o[i]);
@@ -278,27 +336,30 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
   const float(&o1)[1][kNO][4] = reinterpret_cast<const float(&)[1][kNO][4]>(o);
   if (p.splits == 1 && p.o_store == kOStoreVec16) {
     // As the fixed-width kernel: each warp's 16 rows through shared memory from its
-    // start (Q's and the stages' bytes), then in 16-byte stores along each row, where
-    // pairs from the C fragments half-fill eight rows' sectors at a time. Every
-    // warpgroup's products have landed (wgmma_wait above), so their reads of that memory
-    // are done; the barrier orders them before any warp's staging writes.
+    // start (Q's and the stages' bytes; with kPingpong its warpgroup's own), then in
+    // 16-byte stores along each row, where pairs from the C fragments half-fill eight
+    // rows' sectors at a time. Every warpgroup's products have landed (wgmma_wait
+    // above), so their reads of that memory are done; the barrier orders them before
+    // any warp's staging writes.
     constexpr int kLdo = staged_row_pitch(kNO);
     static_assert(kBQ * kLdo <= kBQ * kDqk + kWgmmaStages * kStage, "the staged O rows fit in the tiles' shared memory");
+    static_assert(!kPingpong || 64 * kLdo <= kRegion, "a warpgroup's staged O rows fit in its own shared memory");
     cp_async_wait<0>();  // nothing in flight (no key tiles: Q's copy was never waited for)
-    __syncthreads();
-    store_rows_vec16<T, 1, kNO>(p, b, h, row_base - g, o1, l2, Qs + (wg * 4 + warp) * 16 * kLdo, lane);
+    tiles_sync();
+    store_rows_vec16<T, 1, kNO>(p, b, h, row_base - g, o1, l2, Qs + ((kPingpong ? 0 : wg * 4) + warp) * 16 * kLdo,
+                                lane);
     return;
   }
   store_rows<T, 1, kNO>(p, b, h, bh, split, row, o1, m2, l2, t);
 }
 
-template <class T, int kDqk, int kDv, int kBK, int kWG, int kMinBlocks>
+template <class T, int kDqk, int kDv, int kBK, int kWG, int kMinBlocks, bool kPingpong>
 __global__ void __launch_bounds__(128 * kWG, kMinBlocks) attention_wgmma_kernel(Params p) {
 #if defined(__CUDA_ARCH__) && !defined(PERCEIVER_HAS_WGMMA)
   // Not an sm_90a compilation: the host launches this only on compute capability 9.0
   // and only where the build compiled this file for sm_90a (wgmma_built()).
   __trap();
 #else
-  wgmma_body<T, kDqk, kDv, kBK, kWG>(p);
+  wgmma_body<T, kDqk, kDv, kBK, kWG, kPingpong>(p);
 #endif
 }

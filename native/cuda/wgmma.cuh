@@ -111,6 +111,23 @@ __device__ __forceinline__ void fence_proxy_async() {
 #endif
 }
 
+// Named barrier `id` (1-15; 0 is __syncthreads') over n threads, a multiple of 32, whole
+// warps: sync waits until n have arrived (its own warp among them) and orders the
+// shared-memory accesses before it as __syncthreads does among those threads; arrive
+// counts its warp and goes on. With ids in registers ptxas reserves all 16 barriers
+// ("used 16 barriers"); the warpgroup kernel's ping-pong tiers, which use them, run one
+// block per SM whatever it reserves. Immediate ids, chosen per warpgroup by a branch or
+// a guard predicate, left its qk 32 / v 160 tier at 255 registers with 48 bytes of
+// spills (ptxas, CUDA 13.0, 2026-11-28), where these leave it at 254 and none. The
+// hardware has named barriers on every architecture; they are here for the warpgroup
+// kernel's two warpgroups, which synchronise apart.
+__device__ __forceinline__ void named_barrier_sync(int id, int n) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ void named_barrier_arrive(int id, int n) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+
 // Keeps the compiler from moving ordinary reads or writes of r across the wgmma
 // statements around it: an accumulator's value is defined only once wgmma_wait has
 // covered the product that writes it, and registers written or read by ordinary

@@ -105,6 +105,9 @@ struct Block {
   std::vector<int> wgmma_groups = std::vector<int>(fibers.size(), 0);
   // Per thread: the __syncwarp calls it has made (smem_write, smem_read).
   std::vector<int> syncwarps = std::vector<int>(fibers.size(), 0);
+  // bar.sync / bar.arrive with ids 1-15 (named_sync): each its count, set by its first
+  // use (0: unused).
+  std::array<Barrier, 16> named{};
 };
 
 inline Block* g_block = nullptr;
@@ -138,6 +141,55 @@ inline void leave(Barrier& bar) {
   }
 }
 
+// Named barrier `id` over n threads (bar.sync id, n): it completes when n have arrived,
+// by sync or by arrive (named_arrive), counted as the hardware counts them: threads
+// that exited do not count, so a count that is never reached hangs on a GPU; here it
+// ends the run. Each use must give the same n. A sync ends its thread's epoch (the
+// threads it synchronises are ordered as by __syncthreads; the epochs of threads
+// outside it move on apart, so accesses that only such a barrier orders are checked
+// among its own threads).
+inline Barrier& named_barrier(int id, int n) {
+  if (id < 1 || id > 15 || n <= 0 || n % 32 != 0 || (unsigned)n > g_block->fibers.size()) {
+    std::fprintf(stderr, "emu: named barrier %d over %d threads of %zu\n", id, n, g_block->fibers.size());
+    std::abort();
+  }
+  Barrier& bar = g_block->named[id];
+  if (bar.size == 0) bar.size = (unsigned)n;
+  if (bar.size != (unsigned)n) {
+    std::fprintf(stderr, "emu: named barrier %d used over %d threads and over %u\n", id, n, bar.size);
+    std::abort();
+  }
+  return bar;
+}
+
+inline void named_sync(int id, int n) {
+  Barrier& bar = named_barrier(id, n);
+  const unsigned gen = bar.generation;
+  if (++bar.arrived == bar.size) {
+    bar.arrived = 0;
+    bar.generation++;
+  } else {
+    // Every other fiber runs between two of these checks; a barrier still short after
+    // that many rounds waits for threads that will not come.
+    for (long spins = 0; bar.generation == gen; spins++) {
+      if (spins > 1000000) {
+        std::fprintf(stderr, "emu: named barrier %d never completes (%u of %u arrived)\n", id, bar.arrived, bar.size);
+        std::abort();
+      }
+      yield();
+    }
+  }
+  g_block->epoch[g_block->current]++;
+}
+
+inline void named_arrive(int id, int n) {
+  Barrier& bar = named_barrier(id, n);
+  if (++bar.arrived == bar.size) {
+    bar.arrived = 0;
+    bar.generation++;
+  }
+}
+
 inline void warp_sync() { wait(g_block->warp[warp()]); }
 inline void warpgroup_sync() { wait(g_block->warpgroup[g_block->current >> 7]); }
 inline std::array<std::array<uint64_t, 8>, 32>& warp_slots() { return g_block->slots[warp()]; }
@@ -152,7 +204,8 @@ inline std::array<std::array<uint64_t, 8>, 32>& warp_slots() { return g_block->s
 // C++ loads and stores are not seen (the kernels' shared tiles are written by cp.async
 // and read by ldmatrix on sm_80+, which is what is watched), but for the stores and
 // loads that go through sts_u32 and lds_u128 (the fixed-width kernel's staged output
-// rows: smem_write). Only __syncthreads ends an epoch; a __syncwarp after a plain store
+// rows: smem_write). Only __syncthreads (and a named barrier's sync, for its own
+// threads: named_sync) ends an epoch; a __syncwarp after a plain store
 // orders it before the loads of its own warp (counted per thread: Block::syncwarps).
 struct Granule {
   int writer = 0;        // thread + 1 of its last copy or plain store; 0: none yet
@@ -363,6 +416,14 @@ inline void run(dim3 grid3, dim3 block3, size_t smem, const std::function<void()
           b.started[t] = true;
           setcontext(&b.fibers[t]);
         }
+      }
+    // An arrival nobody waited for (bar.arrive past the last bar.sync) is left in the
+    // barrier's count when the block ends; the kernels keep their counts balanced.
+    for (unsigned id = 1; id < b.named.size(); id++)
+      if (b.named[id].arrived != 0) {
+        std::fprintf(stderr, "emu: block %u ends with %u arrivals at named barrier %u not waited for\n", bi,
+                     b.named[id].arrived, id);
+        std::abort();
       }
     g_block = nullptr;
   }

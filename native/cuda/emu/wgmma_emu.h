@@ -186,6 +186,11 @@ inline uint64_t wgmma_desc(const void* p, uint32_t lbo, uint32_t sbo, uint32_t l
   return wgmma_desc_bits(a, lbo, sbo, layout);
 }
 
+// Named barriers (wgmma.cuh): emu.h's, where a sync ends its threads' epoch as
+// __syncthreads does and an arrival does not.
+inline void named_barrier_sync(int id, int n) { ::perceiver::emu::named_sync(id, n); }
+inline void named_barrier_arrive(int id, int n) { ::perceiver::emu::named_arrive(id, n); }
+
 inline void wgmma_fence() {}
 inline void wgmma_fence_operand(float&) {}
 inline void wgmma_fence_operand(uint32_t&) {}
