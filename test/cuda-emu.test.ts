@@ -395,11 +395,11 @@ emulated('the other kernel files (optimizer updates, random draws, gathers, conv
 
 emulated('the emulation finds shared-memory races: a copy read without a wait or a barrier, or overwritten while read; a store read without a barrier', (t, family) => {
   const r = family('races');
-  t.is(r.checks, 13);
+  t.is(r.checks, 16);
   // The ordered pipeline reads the right values with no race; each scenario that leaves
   // out a wait or a barrier is reported (run() already failed on any FAIL line).
   t.is(r.passed(/^PASS races: wait, barrier, read +0 race\(s\)$/), 1);
-  t.is(r.passed(/^PASS races: .* [1-9]\d* race\(s\); the first: /), 9);
+  t.is(r.passed(/^PASS races: .* [1-9]\d* race\(s\); the first: /), 11);
   // Plain stores (the fixed-width kernel's staged output rows): a warp barrier orders
   // them before their own warp's loads, not before the other warp's.
   t.is(r.passed(/^PASS races: stores, __syncwarp, a load from the same warp +0 race\(s\)$/), 1);
@@ -409,6 +409,10 @@ emulated('the emulation finds shared-memory races: a copy read without a wait or
   t.is(r.passed(/^PASS races: wgmma: wait, fence, barrier, product, wait, read +0 race\(s\)$/), 1);
   t.is(r.passed(/^PASS races: wgmma: no fence\.proxy\.async .* race\(s\); the first: wgmma read of a copy /), 1);
   t.is(r.passed(/^PASS races: wgmma: the result read before wgmma_wait +0 race\(s\); wrong values$/), 1);
+  // Named barriers (the ping-pong tiers' warpgroups apart): a sync over a half orders
+  // its threads' copies before their reads; without it, or with an arrival only, a race.
+  t.is(r.passed(/^PASS races: two halves: wait, named barrier over the half, read +0 race\(s\)$/), 1);
+  t.is(r.passed(/^PASS races: two halves: (wait, read \(no named barrier\)|wait, bar\.arrive \(no sync\), read) .* race\(s\); the first: /), 2);
 });
 
 emulated('PERCEIVER_CUDA_ATTENTION_FIXED=3 routes the language model\'s classes to the occupancy variant and leaves the others on the default', (t, family) => {

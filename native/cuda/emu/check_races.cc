@@ -1,7 +1,8 @@
 // The emulation's own check of its race detection (emu.h): small kernels that leave
-// out one thing that orders their cp.async copies and ldmatrix reads, their plain
-// stores and loads, or their copies and a warpgroup product (wgmma_emu.h), or the
-// product and the read of its result.
+// out one thing that orders their cp.async copies and ldmatrix reads (by a block
+// barrier, or a named barrier over part of the block), their plain stores and loads,
+// or their copies and a warpgroup product (wgmma_emu.h), or the product and the read
+// of its result.
 #include "emu.h"  // first: the kernel headers below take its emulation
 #include "../attention_mma.cuh"
 #include "../wgmma.cuh"
@@ -80,6 +81,33 @@ void store_race_kernel(StoreOrder order, const uint16_t* src, int* wrong) {
     for (int w = 0; w < 4; w++)
       if (words[w] != ((uint32_t)(chunk * 8 + 2 * w) | (uint32_t)(chunk * 8 + 2 * w + 1) << 16)) (*wrong)++;
   }
+}
+
+// Four warps in two halves of two, as the warpgroup kernel's ping-pong tiers are two
+// warpgroups apart: each half copies its 64 chunks into its own tile, and each warp
+// then reads its partner's 32 with ldmatrix, after a named barrier over its half
+// (bar.sync 1 + half, 64). An arrival (bar.arrive) does not wait, so it orders nothing
+// for the thread that arrives.
+enum class NamedOrder { Synced, NoBarrier, ArriveOnly };
+
+void named_race_kernel(NamedOrder order, const uint16_t* src, int* wrong) {
+  using namespace perceiver::cuda::attn;
+  PERCEIVER_DYNAMIC_SMEM(smem_raw);
+  const int t = (int)threadIdx.x, half = t / 64, warp = t / 32, lane = t % 32, i = t % 64;
+  uint16_t* tile = reinterpret_cast<uint16_t*>(smem_raw) + half * 64 * 8;
+  cp_async_16(tile + i * 8, src + i * 8, 16);
+  cp_async_commit();
+  cp_async_wait<0>();
+  if (order == NamedOrder::Synced) named_barrier_sync(1 + half, 64);
+  else if (order == NamedOrder::ArriveOnly) named_barrier_arrive(1 + half, 64);
+  const int theirs = ((warp % 2) ^ 1) * 32 + lane;
+  uint32_t r[4];
+  ldmatrix_x4(r, tile + theirs * 8);
+  if (order == NamedOrder::Synced)
+    for (int m = 0; m < 4; m++) {
+      const int chunk = ((warp % 2) ^ 1) * 32 + 8 * m + lane / 4, col = 2 * (lane % 4);
+      if (r[m] != ((uint32_t)(chunk * 8 + col) | (uint32_t)(chunk * 8 + col + 1) << 16)) (*wrong)++;
+    }
 }
 
 // One warpgroup: a 64 x 16 A and a 32 x 16 B (K-major, as attention_wgmma.cuh lays
@@ -184,6 +212,23 @@ void check_races() {
   for (const auto& sc : store_scenarios)
     scenario(sc.name, sc.expect, false, [&](int* wrong) {
       PERCEIVER_LAUNCH(1, 64, 64 * 16, nullptr, store_race_kernel)(sc.order, src.data(), wrong);
+    });
+
+  const struct {
+    NamedOrder order;
+    const char* name;
+    const char* expect;
+  } named_scenarios[] = {
+      {NamedOrder::Synced, "two halves: wait, named barrier over the half, read", nullptr},
+      // Warp 0 runs first here and reads warp 1's chunks before they are copied.
+      {NamedOrder::NoBarrier, "two halves: wait, read (no named barrier)",
+       "copy issued over data another thread reads in this epoch"},
+      {NamedOrder::ArriveOnly, "two halves: wait, bar.arrive (no sync), read",
+       "copy issued over data another thread reads in this epoch"},
+  };
+  for (const auto& sc : named_scenarios)
+    scenario(sc.name, sc.expect, false, [&](int* wrong) {
+      PERCEIVER_LAUNCH(1, 128, 2 * 64 * 16, nullptr, named_race_kernel)(sc.order, src.data(), wrong);
     });
 
   struct WgScenario {
