@@ -393,8 +393,8 @@ show_ncu() {
 # session's on an H200: 8 heads of 128 at batch 32 0.1321 auto, 0.1268 tcg, 0.1288
 # tcg1; the language model's latents 0.0411, 0.0395, 0.0390 ms), the whole suite on the
 # GPU, bench-gpu (and torch), then ours with PERCEIVER_CUDA_ATTENTION_WGMMA=pp and =1
-# (the attention rows and the language model). Untimed yet; the step limits add up to
-# 480 s: give the call 450, and expect about 240.
+# (the attention rows and the models). Untimed yet; the step limits add up to 520 s:
+# give the call 450, and expect about 240.
 focus() {
   echo "== focus: the ping-pong tiers' layout probes, then the attention harness's checks"
   step probes-tcgp 40 bin/cuda_attention_check --no-bench --filter probe --skip 8,11,12,13,14
@@ -420,8 +420,8 @@ focus() {
   grep -hE '^FAIL probe |launch/run error' "$LOGS/probes-tcgp.log" 2> /dev/null | cut -c1-300 | head -4
   echo "tcgp checks: $(grep -cE '^PASS .* tcgp ' "$LOGS/attention-checks.log") passed, $(grep -cE '^FAIL .* tcgp ' "$LOGS/attention-checks.log") failed"
   grep -hE '^(OK|FAILED|PASSED)|^FAIL' "$LOGS/attention-checks.log" 2> /dev/null | cut -c1-200 | head -8
-  echo "-- attention bf16, one key range (ms): auto, tcg, tcg1, tcgp"
-  grep -hE '^BENCH .* bfloat16 +(auto|tcg|tcg1|tcgp) +splits=(0|1) ' "$LOGS/attention-bench.log" "$LOGS/attention-bench-perceiver.log" 2> /dev/null | bench_brief || true
+  echo "-- attention bf16 (ms): auto (its planned key ranges), tcg, tcg1, tcgp (one key range)"
+  grep -hE '^BENCH .* bfloat16 +(auto +splits=[0-9]+|(tcg|tcg1|tcgp) +splits=1) ' "$LOGS/attention-bench.log" "$LOGS/attention-bench-perceiver.log" 2> /dev/null | bench_brief || true
   echo "-- bench-gpu ours: default, then =pp, then =1 (attention rows and the models):"
   for f in bench-gpu bench-gpu-pp bench-gpu-wg1; do
     echo "   $f:"

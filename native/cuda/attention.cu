@@ -1212,8 +1212,8 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
 //
 // The ping-pong tiers (kPingpong: two warpgroups with their own tiles, taking turns at
 // the tensor cores; a candidate, PERCEIVER_CUDA_ATTENTION_WGMMA=pp) take twice the
-// stages: 225 KB at 128 x 128, which fits an H100's 227 KB per block. The 272 class
-// (278 KB) has none.
+// stages: 225 KiB at 128 x 128 with the 1 KiB for alignment, which fits an H100's 227
+// KiB per block. The 272 class (273 KiB) has none.
 struct WgmmaTier {
   int dqk, dv, bk, warpgroups, min_blocks;
   bool pingpong;

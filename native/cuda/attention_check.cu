@@ -413,7 +413,7 @@ std::vector<Variant> variants(const Case& c) {
             {DType::BFloat16, 2, 0}, {DType::BFloat16, 1, 1},  {DType::Float32, 5, 0},  {DType::BFloat16, 5, 0},
             {DType::BFloat16, 7, 0}, {DType::BFloat16, 4, 0},  {DType::BFloat16, 8, 0}, {DType::BFloat16, 9, 0},
             {DType::BFloat16, 10, 0}, {DType::BFloat16, 11, 0}, {DType::BFloat16, 12, 0}, {DType::Float32, 13, 0},
-            {DType::BFloat16, 14, 0}};
+            {DType::BFloat16, 14, 0}, {DType::BFloat16, 15, 0}};
   // auto (the public entry), then each version with one block per key range and
   // with 3 ranges (the merge kernel), then the products in one chunk and in several.
   // The float32 tensor-core kernel (tcx) says "not available" where it does not serve.

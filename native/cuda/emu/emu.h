@@ -82,6 +82,10 @@ struct Block {
   // Per thread: the block barriers it has passed (its epoch: two threads' accesses in
   // the same epoch have no barrier between them), and its asynchronous copies.
   std::vector<int> epoch = std::vector<int>(fibers.size(), 0);
+  // Per thread: the __syncthreads it has passed (its block epoch). Named barriers end a
+  // thread's epoch but not its block epoch: between warpgroups only __syncthreads
+  // orders shared memory here (Granule::w_bhi).
+  std::vector<int> block_epoch = std::vector<int>(fibers.size(), 0);
   struct Copy {
     unsigned char* dst;
     unsigned char data[16];
@@ -217,16 +221,44 @@ struct Granule {
   // after it orders it before its own warp's later reads: the writer's count of
   // __syncwarp calls at the store; -1 for a copy.
   int w_syncwarps = -1;
+  // Across warpgroups: the writer's block epoch when its write landed (kInFlight until
+  // then), and the warpgroups (bits) that read the granule in block epoch r_bepoch. A
+  // named barrier's epochs are its own threads' (named_sync), so where two warpgroups
+  // synchronise apart their epoch numbers say nothing of each other; an access by
+  // another warpgroup is ordered only by a __syncthreads between them.
+  int w_bhi = 0;
+  int r_bepoch = -1;
+  unsigned r_wgs = 0;
 };
 constexpr int kInFlight = 1 << 30, kMany = -1;
 inline Granule g_granules[sizeof g_dynamic_smem / 16];
 inline long g_races = 0;
 inline std::string g_first_race;
+// The running launch's dynamic shared memory in bytes: an access past it would fault
+// or reach another block's memory on a GPU, though this buffer is larger.
+inline size_t g_smem_bytes = sizeof g_dynamic_smem;
 
 inline Granule* granule(const void* p) {
   const auto* c = static_cast<const unsigned char*>(p);
   if (c < g_dynamic_smem || c >= g_dynamic_smem + sizeof g_dynamic_smem) return nullptr;  // a static __shared__
+  if ((size_t)(c - g_dynamic_smem) >= g_smem_bytes) {
+    std::fprintf(stderr, "emu: shared byte %td accessed, past the launch's %zu bytes of dynamic shared memory\n",
+                 c - g_dynamic_smem, g_smem_bytes);
+    std::abort();
+  }
   return &g_granules[(c - g_dynamic_smem) / 16];
+}
+
+// The running thread's warpgroup (as a bit), and whether another warpgroup's access to
+// gr, a write that landed in block epoch w_bhi or reads in r_bepoch, has no
+// __syncthreads between it and now.
+inline unsigned wg_bit() { return 1u << (g_block->current >> 7); }
+inline bool other_wg_write_unordered(const Granule& gr) {
+  return gr.writer && (unsigned)(gr.writer - 1) >> 7 != g_block->current >> 7 &&
+         g_block->block_epoch[g_block->current] <= gr.w_bhi;
+}
+inline bool other_wg_read_unordered(const Granule& gr) {
+  return gr.r_bepoch == g_block->block_epoch[g_block->current] && (gr.r_wgs & ~wg_bit()) != 0;
 }
 
 // Counts a race and describes the first; `by_copy`: the other access is the granule's
@@ -264,8 +296,13 @@ inline void smem_read(const void* p, size_t n) {
       race(gr->w_syncwarps >= 0 ? "read of another thread's store with no barrier after it"
                                : "read of another thread's copy with no barrier after it landed",
            *gr, true);
+    else if (other_wg_write_unordered(*gr))
+      race("read of another warpgroup's write with no __syncthreads after it", *gr, true);
     if (gr->r_epoch != e) gr->reader = self, gr->r_epoch = e;
     else if (gr->reader != self) gr->reader = kMany;
+    const int be = b.block_epoch[b.current];
+    if (gr->r_bepoch != be) gr->r_bepoch = be, gr->r_wgs = 0;
+    gr->r_wgs |= wg_bit();
   }
 }
 
@@ -296,8 +333,11 @@ inline void smem_write(const void* p, size_t n) {
       race("store over data another warp reads in this epoch", *gr, false);
     else if (gr->writer && gr->w_syncwarps < 0 && (gr->writer != self ? gr->w_hi >= e : gr->w_hi == kInFlight))
       race("store over a copy not yet ordered before it", *gr, true);
+    else if (other_wg_read_unordered(*gr) || other_wg_write_unordered(*gr))
+      race("store over another warpgroup's access with no __syncthreads since", *gr, false);
     gr->writer = self;
     gr->w_lo = gr->w_hi = e;
+    gr->w_bhi = b.block_epoch[b.current];
     gr->w_syncwarps = b.syncwarps[b.current];
     gr->fenced = false;  // wgmma's reads need a fence after this write too
   }
@@ -318,7 +358,13 @@ inline void async_copy16(void* dst, const void* src, int src_bytes) {
     if (gr->r_epoch == e && gr->reader != self) race("copy issued over data another thread reads in this epoch", *gr, false);
     else if (gr->writer && (gr->writer != self ? gr->w_hi >= e : gr->w_hi == kInFlight))
       race("copy issued over another copy not yet ordered before it", *gr, true);
-    *gr = {self, e, kInFlight, gr->reader, gr->r_epoch, false, -1};
+    else if (other_wg_read_unordered(*gr) || other_wg_write_unordered(*gr))
+      race("copy issued over another warpgroup's access with no __syncthreads since", *gr, false);
+    gr->writer = self;
+    gr->w_lo = e;
+    gr->w_hi = gr->w_bhi = kInFlight;
+    gr->fenced = false;
+    gr->w_syncwarps = -1;
   }
   std::memset(dst, 0xff, 16);
   b.copies[b.current].push_back(c);
@@ -342,6 +388,7 @@ inline void async_wait(int n) {
       std::memcpy(c.dst, c.data, 16);
       if (Granule* gr = granule(c.dst)) {
         gr->w_hi = e;
+        gr->w_bhi = b.block_epoch[b.current];
         b.unfenced[b.current].push_back((size_t)(gr - g_granules));
       }
     } else {
@@ -385,6 +432,7 @@ inline void run(dim3 grid3, dim3 block3, size_t smem, const std::function<void()
   while (stacks.size() < block) stacks.emplace_back(new char[kStack]);
   gridDim = {grid3.x, grid3.y, 1};
   blockDim = {block3.x, block3.y, 1};
+  g_smem_bytes = smem;
   for (unsigned bi = 0; bi < grid; bi++) {
     // Each block's shared memory starts as all-ones bytes (NaN in every float type), so
     // a read of something no thread wrote shows instead of finding the last block's data.
@@ -427,6 +475,7 @@ inline void run(dim3 grid3, dim3 block3, size_t smem, const std::function<void()
       }
     g_block = nullptr;
   }
+  g_smem_bytes = sizeof g_dynamic_smem;
 }
 
 // kernel<<<grid, block, smem, stream>>>(args...) as Launcher{grid, block, smem} % kernel.
@@ -457,6 +506,7 @@ Bound<F> operator%(Launcher l, F f) {
 inline void __syncthreads() {
   perceiver::emu::wait(perceiver::emu::g_block->all);
   perceiver::emu::g_block->epoch[perceiver::emu::g_block->current]++;
+  perceiver::emu::g_block->block_epoch[perceiver::emu::g_block->current]++;
 }
 inline void __syncwarp(unsigned = 0xffffffffu) {
   perceiver::emu::warp_sync();
