@@ -398,10 +398,18 @@ show_ncu() {
 focus() {
   echo "== focus: the ping-pong tiers' layout probes, then the attention harness's checks"
   step probes-tcgp 40 bin/cuda_attention_check --no-bench --filter probe --skip 8,11,12,13,14
-  step attention-checks 90 bin/cuda_attention_check --no-bench
+  # Where its probes fail or fault (no "OK:" line), the rest leaves path 15 out, so that
+  # a broken kernel cannot take the CUDA context, and the call's other results, with it.
+  local paths=0,11,12,15 skip=() pp=1
+  if ! { grep -qE '^PASS probe .* tcgp ' "$LOGS/probes-tcgp.log" && ! grep -qE '^FAIL' "$LOGS/probes-tcgp.log" &&
+    grep -qE '^OK: ' "$LOGS/probes-tcgp.log"; }; then
+    paths=0,11,12 skip=(--skip 15) pp=
+    echo "the ping-pong tiers' probes failed: path 15 and =pp are left out of the rest (probes-tcgp.log)"
+  fi
+  step attention-checks 90 bin/cuda_attention_check --no-bench ${skip[@]+"${skip[@]}"}
   echo "== focus: timings (auto, tcg, tcg1, tcgp) at the models' shapes"
-  step attention-bench 50 bin/cuda_attention_check --bench-only --paths 0,11,12,15 --filter -b
-  step attention-bench-perceiver 30 bin/cuda_attention_check --bench-only --paths 0,11,12,15 --filter perceiver-self
+  step attention-bench 50 bin/cuda_attention_check --bench-only --paths "$paths" --filter -b
+  step attention-bench-perceiver 30 bin/cuda_attention_check --bench-only --paths "$paths" --filter perceiver-self
   echo "== focus: ava with PERCEIVER_TEST_DEVICE=cuda (the suite, as checks() runs it)"
   local files
   files=$(ls dist/test/*.test.js | grep -Ev '/(package|image-io|image-pipeline|cli-classify|cli-flow|cuda-emu)\.test\.js$')
@@ -410,7 +418,7 @@ focus() {
   echo "== focus: bench-gpu (and torch), then ours with the warpgroup kernel: ping-pong (=pp), then =1"
   step bench-gpu 100 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
   # --only a: the rows whose names hold an "a" (the attention and the models), no GEMMs.
-  step bench-gpu-pp 30 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=pp node dist/scripts/bench-gpu.js --no-torch --only a
+  [ -n "$pp" ] && step bench-gpu-pp 30 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=pp node dist/scripts/bench-gpu.js --no-torch --only a
   step bench-gpu-wg1 30 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=1 node dist/scripts/bench-gpu.js --no-torch --only a
   echo
   echo "== summary (logs in $OUT/logs.tar)"

@@ -144,7 +144,8 @@ struct Params {
   int tf32_tier;  // kTf32Tiers index (the float32 tensor-core kernel only; last, so
                   // that the other kernels' parameter offsets stay as measured)
   // Each row's log-sum-exp [B·H·Nq] (AttentionArgs::lse), set only for the fixed-width
-  // kernel's instantiations that write it (FixedTier::lse), at one key range.
+  // and warpgroup kernels' instantiations that write it (FixedTier::lse,
+  // WgmmaTier::lse), at one key range.
   float* lse;
   int o_store;  // OStore: how the output's rows may be written (o_store_for)
   int64_t ws_ld;  // ws_o's row stride: Dv rounded up to even (ws_row_floats)
@@ -1214,21 +1215,31 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
 // the tensor cores; a candidate, PERCEIVER_CUDA_ATTENTION_WGMMA=pp) take twice the
 // stages: 225 KiB at 128 x 128 with the 1 KiB for alignment, which fits an H100's 227
 // KiB per block. The 272 class (273 KiB) has none.
+//
+// lse: the tier also has an instantiation that writes each row's log-sum-exp (kLse),
+// which launch_wgmma_kernel takes where the call asks for it (p.lse, one key range:
+// forwards whose gradient the flash kernel will take): the ping-pong tiers at the flash
+// gradient's widths (128, qk 32 / v 160, 64, 32), so that training forwards could take
+// them were they made a default. No spills (ptxas, sm_90a; qk 32 / v 160 at 254
+// registers either way). The 272 class has none: the flash gradient has no tier that
+// wide, so no forward there asks for the log-sum-exp.
 struct WgmmaTier {
   int dqk, dv, bk, warpgroups, min_blocks;
-  bool pingpong;
+  bool pingpong, lse;
   const char* name;  // for the harnesses (attention_last_kernel)
 };
 constexpr int kWgmmaTierCount = 16;
 constexpr WgmmaTier kWgmmaTiers[kWgmmaTierCount] = {
-    {128, 128, 64, 2, 1, false, "wgmma 128x128"},   {32, 160, 64, 2, 1, false, "wgmma 32x160"},
-    {32, 96, 64, 2, 1, false, "wgmma 32x96"},       {64, 64, 64, 2, 1, false, "wgmma 64x64"},
-    {32, 32, 64, 2, 1, false, "wgmma 32x32"},       {272, 272, 32, 2, 1, false, "wgmma 272x272"},
-    {128, 128, 64, 1, 2, false, "wgmma1 128x128"},  {32, 160, 64, 1, 2, false, "wgmma1 32x160"},
-    {32, 96, 64, 1, 2, false, "wgmma1 32x96"},      {64, 64, 64, 1, 2, false, "wgmma1 64x64"},
-    {32, 32, 64, 1, 2, false, "wgmma1 32x32"},      {128, 128, 64, 2, 1, true, "wgmmap 128x128"},
-    {32, 160, 64, 2, 1, true, "wgmmap 32x160"},     {32, 96, 64, 2, 1, true, "wgmmap 32x96"},
-    {64, 64, 64, 2, 1, true, "wgmmap 64x64"},       {32, 32, 64, 2, 1, true, "wgmmap 32x32"}};
+    {128, 128, 64, 2, 1, false, false, "wgmma 128x128"},  {32, 160, 64, 2, 1, false, false, "wgmma 32x160"},
+    {32, 96, 64, 2, 1, false, false, "wgmma 32x96"},      {64, 64, 64, 2, 1, false, false, "wgmma 64x64"},
+    {32, 32, 64, 2, 1, false, false, "wgmma 32x32"},      {272, 272, 32, 2, 1, false, false, "wgmma 272x272"},
+    {128, 128, 64, 1, 2, false, false, "wgmma1 128x128"}, {32, 160, 64, 1, 2, false, false, "wgmma1 32x160"},
+    {32, 96, 64, 1, 2, false, false, "wgmma1 32x96"},     {64, 64, 64, 1, 2, false, false, "wgmma1 64x64"},
+    {32, 32, 64, 1, 2, false, false, "wgmma1 32x32"},     {128, 128, 64, 2, 1, true, true, "wgmmap 128x128"},
+    {32, 160, 64, 2, 1, true, true, "wgmmap 32x160"},    {32, 96, 64, 2, 1, true, false, "wgmmap 32x96"},
+    {64, 64, 64, 2, 1, true, true, "wgmmap 64x64"},       {32, 32, 64, 2, 1, true, true, "wgmmap 32x32"}};
+
+bool wgmma_writes_lse(int tier) { return tier >= 0 && tier < kWgmmaTierCount && kWgmmaTiers[tier].lse; }
 
 // The tier for these widths, warpgroups per block and turn-taking, or -1 where there
 // is none.
@@ -1287,6 +1298,11 @@ int wgmma_auto() {
 template <class T, int kTier>
 cudaError_t launch_wgmma_kernel(const Params& p, int64_t blocks, size_t smem, cudaStream_t stream) {
   constexpr WgmmaTier c = kWgmmaTiers[kTier];
+  if constexpr (c.lse) {
+    if (p.lse)
+      return launch_with_smem(attention_wgmma_kernel<T, c.dqk, c.dv, c.bk, c.warpgroups, c.min_blocks, c.pingpong, true>,
+                              p, blocks, 128 * c.warpgroups, smem, stream);
+  }
   return launch_with_smem(attention_wgmma_kernel<T, c.dqk, c.dv, c.bk, c.warpgroups, c.min_blocks, c.pingpong>, p, blocks,
                           128 * c.warpgroups, smem, stream);
 }
@@ -1729,7 +1745,9 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
 
   // Each row's log-sum-exp from the kernel itself, where its tier has that
   // instantiation and one key range finishes every row (else the caller's own pass).
-  if (a.lse && path == kTensorCoreFixed && p.splits == 1 && fixed_writes_lse(p.fixed_tier)) {
+  if (a.lse && p.splits == 1 &&
+      ((path == kTensorCoreFixed && fixed_writes_lse(p.fixed_tier)) ||
+       (path == kTensorCoreWgmma && wgmma_writes_lse(p.wgmma_tier)))) {
     p.lse = a.lse;
     if (lse_written) *lse_written = true;
   }

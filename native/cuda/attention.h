@@ -21,8 +21,9 @@ size_t attention_workspace_bytes(const AttentionArgs& a, int sm_count);
 // is all zero give 0, as on the CPU. Returns the launch status (cudaSuccess or the
 // error of the first failing launch); never synchronises.
 // lse_written: set to whether the kernel also wrote a.lse (each row's log-sum-exp; the
-// fixed-width kernel does at the flash gradient's widths and one key range), where the
-// caller must otherwise compute it. The workspace (attention_workspace_bytes of it) must
+// fixed-width kernel does at the flash gradient's widths and one key range, and the
+// warpgroup kernel's ping-pong tiers at those widths), where the caller must otherwise
+// compute it. The workspace (attention_workspace_bytes of it) must
 // be 16-byte aligned, as the allocator's are: its padded copies are read in 16-byte
 // units and its partial rows written in 8-byte pairs (cudaErrorInvalidValue otherwise).
 cudaError_t attention_forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes,

@@ -290,13 +290,15 @@ HostMask make_mask(MaskKind kind, int64_t B, int64_t nq, int64_t nk, Rng& rng) {
 
 // ---- reference -----------------------------------------------------------------------
 
-// out[b, i, h, :] in float64 from the (rounded) host values.
+// out[b, i, h, :] in float64 from the (rounded) host values, and the row's
+// log-sum-exp (natural log of the scaled logits; +inf where every key is masked).
 void reference_row(const HostTensor& q, const std::vector<float>& qv, const HostTensor& k,
                    const std::vector<float>& kv, const HostTensor& v, const std::vector<float>& vv,
                    const HostMask& mask, double scale, int64_t b, int64_t i, int64_t h,
-                   std::vector<double>& logits, std::vector<double>& out) {
+                   std::vector<double>& logits, std::vector<double>& out, double* lse = nullptr) {
   const int64_t nk = k.N, dqk = q.D, dv = v.D;
   out.assign((size_t)dv, 0.0);
+  if (lse) *lse = INFINITY;
   logits.resize((size_t)std::max<int64_t>(nk, 1));
   double mx = -INFINITY;
   const float* qr = qv.data() + b * q.sb + i * q.sn + h * q.sh;
@@ -321,6 +323,7 @@ void reference_row(const HostTensor& q, const std::vector<float>& qv, const Host
     for (int64_t d = 0; d < dv; d++) out[d] += p * (double)vr[d];
   }
   for (int64_t d = 0; d < dv; d++) out[d] /= sum;
+  if (lse) *lse = mx + std::log(sum);
 }
 
 // ---- cases ---------------------------------------------------------------------------
@@ -504,7 +507,8 @@ bool skipped(int path) { return std::find(g_skip_paths.begin(), g_skip_paths.end
 // --skip's number for the flash gradient (attention_backward.cu), which is no forward path.
 constexpr int kFlashGradient = 20;
 
-cudaError_t run_variant(const AttentionArgs& a, int path, int splits, cudaStream_t stream) {
+cudaError_t run_variant(const AttentionArgs& a, int path, int splits, cudaStream_t stream,
+                        bool* lse_written = nullptr) {
   if (path == 5 || path == 6) {
     if (!g_gemm) return cudaErrorNotSupported;
     try {
@@ -519,8 +523,8 @@ cudaError_t run_variant(const AttentionArgs& a, int path, int splits, cudaStream
                          : attention_workspace_bytes(a, g_sm_count);
   g_workspace.alloc(std::max<size_t>(ws, 256));
   if (path == 0 && splits == 0)
-    return attention_forward(a, g_workspace.p, ws, g_sm_count, stream);
-  return detail::attention_forward_forced(a, g_workspace.p, ws, g_sm_count, stream, path, splits);
+    return attention_forward(a, g_workspace.p, ws, g_sm_count, stream, lse_written);
+  return detail::attention_forward_forced(a, g_workspace.p, ws, g_sm_count, stream, path, splits, lse_written);
 }
 
 // Rows compared: all, or for big cases a spread of query rows per (batch, head).
@@ -556,22 +560,38 @@ void check_case(const Case& c, cudaStream_t stream) {
     upload(pb.dq, qr, dt);
     upload(pb.dk, kr, dt);
     upload(pb.dv, vr, dt);
-    // Reference for the checked rows, [b][h][row][d].
-    std::vector<double> ref, logits, out;
+    // Reference for the checked rows, [b][h][row][d], and their log-sum-exp [b][h][row].
+    std::vector<double> ref, ref_lse, logits, out;
     ref.reserve(rows.size() * c.B * c.H * c.dv);
     for (int64_t b = 0; b < c.B; b++)
       for (int64_t h = 0; h < c.H; h++)
         for (int64_t i : rows) {
-          reference_row(pb.q, qr, pb.k, kr, pb.v, vr, pb.mask, pb.scale, b, i, h, logits, out);
+          double lse = 0;
+          reference_row(pb.q, qr, pb.k, kr, pb.v, vr, pb.mask, pb.scale, b, i, h, logits, out, &lse);
           ref.insert(ref.end(), out.begin(), out.end());
+          ref_lse.push_back(lse);
         }
+    // Every kernel call asks for the rows' log-sum-exp too, as a forward whose gradient
+    // the flash kernel takes does, into NaN (and one spare past the last row): the
+    // kernels that write it must match the reference within 1e-5 (1 + |lse|), the rest
+    // leave it alone (as the emulation's attention family checks).
+    const size_t lse_n = (size_t)(c.B * c.H * c.nq);
+    DeviceBuf dlse;
+    dlse.alloc((lse_n + 1) * sizeof(float));
+    const std::vector<float> lse_nan(lse_n + 1, kNaN);
     const double tol = dt == DType::Float32 ? 1e-5 : 1e-2;
     const std::vector<float> nan_fill(pb.o.v.size(), kNaN);
 
     for (const Variant& var : vs) {
       upload(pb.dout, nan_fill, dt);
-      const AttentionArgs a = make_args(pb, dt);
-      cudaError_t e = run_variant(a, var.path, var.splits, stream);
+      AttentionArgs a = make_args(pb, dt);
+      const bool ask_lse = !is_product_path(var.path);
+      if (ask_lse) {
+        CHECK_CUDA(cudaMemcpy(dlse.p, lse_nan.data(), lse_nan.size() * sizeof(float), cudaMemcpyHostToDevice));
+        a.lse = static_cast<float*>(dlse.p);
+      }
+      bool lse_written = false;
+      cudaError_t e = run_variant(a, var.path, var.splits, stream, ask_lse ? &lse_written : nullptr);
       const char* kernel = is_product_path(var.path) ? "products" : detail::attention_last_kernel();
       const int splits_used = is_product_path(var.path) ? 0 : var.splits > 0 ? (int)std::min<int64_t>(var.splits, std::max<int64_t>(c.nk, 1))
                                              : detail::attention_planned_splits(a, g_sm_count);
@@ -623,12 +643,33 @@ void check_case(const Case& c, cudaStream_t stream) {
             for (int64_t d = 0; d < c.dv; d++) logical[(size_t)(b * pb.o.sb + i * pb.o.sn + h * pb.o.sh + d)] = true;
       int64_t padding_written = 0;
       for (size_t x = 0; x < got.size(); x++) padding_written += !logical[x] && !std::isnan(got[x]);
-      const bool ok = worst_ratio <= 1.0 && padding_written == 0;
+      // The log-sum-exp: written, within 1e-5 (1 + |lse|) of the reference's at the
+      // checked rows (+inf where every key is masked), and nothing past its last row;
+      // not written, untouched.
+      double worst_lse = 0;
+      if (ask_lse) {
+        std::vector<float> gl(lse_n + 1);
+        CHECK_CUDA(cudaMemcpy(gl.data(), dlse.p, gl.size() * sizeof(float), cudaMemcpyDeviceToHost));
+        size_t k = 0;
+        for (int64_t b = 0; b < c.B; b++)
+          for (int64_t h = 0; h < c.H; h++)
+            for (int64_t i : rows) {
+              const double w = ref_lse[k++], g = gl[(size_t)((b * c.H + h) * c.nq + i)];
+              const double err = !lse_written   ? (std::isnan(g) ? 0.0 : INFINITY)
+                                 : std::isinf(w) ? (g == w ? 0.0 : INFINITY)
+                                 : std::isnan(g) ? INFINITY
+                                                 : std::fabs(g - w) / (1e-5 * (1 + std::fabs(w)));
+              worst_lse = std::max(worst_lse, err);
+            }
+        if (!std::isnan(gl.back())) worst_lse = INFINITY;
+      }
+      const bool ok = worst_ratio <= 1.0 && padding_written == 0 && worst_lse <= 1.0;
       if (!ok) g_failures++;
-      std::printf("%s %s  max_abs=%.3g max_rel=%.3g worst=%.2f of tol %.0e at [b%lld i%lld h%lld d%lld] got %.6g ref %.6g%s -> %s\n",
+      std::printf("%s %s  max_abs=%.3g max_rel=%.3g worst=%.2f of tol %.0e at [b%lld i%lld h%lld d%lld] got %.6g ref %.6g%s, lse %s %.2f -> %s\n",
                   ok ? "PASS" : "FAIL", label, max_abs, max_ref > 0 ? max_abs / max_ref : max_abs,
                   worst_ratio, tol, (long long)wb, (long long)wi, (long long)wh, (long long)wd,
-                  wgot, wref, padding_written ? (" padding written: " + std::to_string(padding_written)).c_str() : "", kernel);
+                  wgot, wref, padding_written ? (" padding written: " + std::to_string(padding_written)).c_str() : "",
+                  !ask_lse ? "not asked" : lse_written ? "written" : "untouched", worst_lse, kernel);
       if (!ok) {  // where, in [b][h][row][d] as ref
         std::vector<double> g;
         g.reserve(ref.size());

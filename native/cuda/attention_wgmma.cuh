@@ -102,7 +102,12 @@ __device__ __forceinline__ void load_tile_wgmma(uint16_t* __restrict__ s, const 
 // tensor cores idle. Twice the shared memory and L2 reads of K and V of a block
 // whose warpgroups share the tiles; at 8 heads of 128 the one-warpgroup blocks, which
 // read as much, ran within 2% of those (an H200, 2026-11-28).
-template <class T, int kDqk, int kDv, int kBK, int kWG, bool kPingpong>
+//
+// kLse (one key range): threads t == 0 also write each row's log-sum-exp (store_lse), for
+// the forwards whose gradient the flash kernel takes; a separate instantiation, as the
+// fixed-width kernel's, since the epilogue's code shifts ptxas's register layout
+// (kWgmmaTiers' lse).
+template <class T, int kDqk, int kDv, int kBK, int kWG, bool kPingpong, bool kLse>
 __device__ __forceinline__ void wgmma_body(const Params& p) {
   static_assert(!kPingpong || kWG == 2, "ping-pong takes turns between two warpgroups");
   constexpr int kDvParts = kDv > 256 ? 2 : 1;
@@ -344,22 +349,23 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
     constexpr int kLdo = staged_row_pitch(kNO);
     static_assert(kBQ * kLdo <= kBQ * kDqk + kWgmmaStages * kStage, "the staged O rows fit in the tiles' shared memory");
     static_assert(!kPingpong || 64 * kLdo <= kRegion, "a warpgroup's staged O rows fit in its own shared memory");
+    if constexpr (kLse) store_lse<1>(p, bh, row, m2, l2, t);
     cp_async_wait<0>();  // nothing in flight (no key tiles: Q's copy was never waited for)
     tiles_sync();
     store_rows_vec16<T, 1, kNO>(p, b, h, row_base - g, o1, l2, Qs + ((kPingpong ? 0 : wg * 4) + warp) * 16 * kLdo,
                                 lane);
     return;
   }
-  store_rows<T, 1, kNO>(p, b, h, bh, split, row, o1, m2, l2, t);
+  store_rows<T, 1, kNO, kLse>(p, b, h, bh, split, row, o1, m2, l2, t);
 }
 
-template <class T, int kDqk, int kDv, int kBK, int kWG, int kMinBlocks, bool kPingpong>
+template <class T, int kDqk, int kDv, int kBK, int kWG, int kMinBlocks, bool kPingpong, bool kLse = false>
 __global__ void __launch_bounds__(128 * kWG, kMinBlocks) attention_wgmma_kernel(Params p) {
 #if defined(__CUDA_ARCH__) && !defined(PERCEIVER_HAS_WGMMA)
   // Not an sm_90a compilation: the host launches this only on compute capability 9.0
   // and only where the build compiled this file for sm_90a (wgmma_built()).
   __trap();
 #else
-  wgmma_body<T, kDqk, kDv, kBK, kWG, kPingpong>(p);
+  wgmma_body<T, kDqk, kDv, kBK, kWG, kPingpong, kLse>(p);
 #endif
 }
