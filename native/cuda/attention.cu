@@ -1453,6 +1453,9 @@ AttentionArgs dv_chunk(const AttentionArgs& a, int64_t c0, int64_t w) {
   c.v = reinterpret_cast<const float*>(static_cast<const uint16_t*>(static_cast<const void*>(a.v)) + c0);
   c.out = reinterpret_cast<float*>(static_cast<uint16_t*>(static_cast<void*>(a.out)) + c0);
   c.dv = w;
+  // The log-sum-exp is the caller's own pass here: a chunk's kernel must not write it
+  // while the whole call reports it unwritten.
+  c.lse = nullptr;
   return c;
 }
 
