@@ -48,7 +48,7 @@
 #       attention kernel's ping-pong tiers (PERCEIVER_CUDA_ATTENTION_WGMMA=pp, path
 #       "tcgp"): their probes and checks, timings beside the default and the other
 #       warpgroup variants, the whole suite on the GPU, bench-gpu (and torch) and ours
-#       with =pp and =1. Untimed; give the call 450 s.
+#       with =pp and =1, then ncu on tcgp and tcg. Untimed; give the call 450 s.
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
 #       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
 #       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh) with two or
@@ -393,8 +393,8 @@ show_ncu() {
 # session's on an H200: 8 heads of 128 at batch 32 0.1321 auto, 0.1268 tcg, 0.1288
 # tcg1; the language model's latents 0.0411, 0.0395, 0.0390 ms), the whole suite on the
 # GPU, bench-gpu (and torch), then ours with PERCEIVER_CUDA_ATTENTION_WGMMA=pp and =1
-# (the attention rows and the models). Untimed yet; the step limits add up to 520 s:
-# give the call 450, and expect about 240.
+# (the attention rows and the models), and ncu on tcgp and tcg at 8 heads of 128. Untimed
+# yet; the step limits add up to 610 s: give the call 450, and expect about 270.
 focus() {
   echo "== focus: the ping-pong tiers' layout probes, then the attention harness's checks"
   step probes-tcgp 40 bin/cuda_attention_check --no-bench --filter probe --skip 8,11,12,13,14
@@ -420,6 +420,13 @@ focus() {
   # --only a: the rows whose names hold an "a" (the attention and the models), no GEMMs.
   [ -n "$pp" ] && step bench-gpu-pp 30 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=pp node dist/scripts/bench-gpu.js --no-torch --only a
   step bench-gpu-wg1 30 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=1 node dist/scripts/bench-gpu.js --no-torch --only a
+  # Last, so that a short limit loses them first: where the issue slots and stalls go in
+  # the ping-pong tier against the two-warpgroup one that shares its tiles.
+  if [ -n "$pp" ]; then
+    echo "== focus: ncu, 8 heads of 128 at batch 32: the ping-pong tier (tcgp), then tcg"
+    ncu_step ncu-tcgp-perceiver-self-b32 attention_wgmma_kernel perceiver-self-b32 15
+    ncu_step ncu-tcg-perceiver-self-b32 attention_wgmma_kernel perceiver-self-b32 11
+  fi
   echo
   echo "== summary (logs in $OUT/logs.tar)"
   cat "$OUT/summary.txt"
@@ -435,6 +442,7 @@ focus() {
     echo "   $f:"
     grep -hE '^(attention|language-mlm|imagenet-fourier)' "$LOGS/$f.log" 2> /dev/null | head -12 || true
   done
+  show_ncu
   show_bench_gpu
 }
 
