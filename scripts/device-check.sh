@@ -393,8 +393,9 @@ show_ncu() {
 # session's on an H200: 8 heads of 128 at batch 32 0.1321 auto, 0.1268 tcg, 0.1288
 # tcg1; the language model's latents 0.0411, 0.0395, 0.0390 ms), the whole suite on the
 # GPU, bench-gpu (and torch), then ours with PERCEIVER_CUDA_ATTENTION_WGMMA=pp and =1
-# (the attention rows and the models), and ncu on tcgp and tcg at 8 heads of 128. Untimed
-# yet; the step limits add up to 610 s: give the call 450, and expect about 270.
+# (the attention rows and the models, with their profiles), and ncu on tcgp and tcg at 8
+# heads of 128. Untimed yet; the step limits add up to 630 s: give the call 450, and
+# expect about 280.
 focus() {
   echo "== focus: the ping-pong tiers' layout probes, then the attention harness's checks"
   step probes-tcgp 40 bin/cuda_attention_check --no-bench --filter probe --skip 8,11,12,13,14
@@ -418,8 +419,9 @@ focus() {
   echo "== focus: bench-gpu (and torch), then ours with the warpgroup kernel: ping-pong (=pp), then =1"
   step bench-gpu 100 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
   # --only a: the rows whose names hold an "a" (the attention and the models), no GEMMs.
-  [ -n "$pp" ] && step bench-gpu-pp 30 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=pp node dist/scripts/bench-gpu.js --no-torch --only a
-  step bench-gpu-wg1 30 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=1 node dist/scripts/bench-gpu.js --no-torch --only a
+  # With --profile: the models' attention ops by shape, beside the default run's.
+  [ -n "$pp" ] && step bench-gpu-pp 40 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=pp node dist/scripts/bench-gpu.js --no-torch --only a --profile
+  step bench-gpu-wg1 40 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=1 node dist/scripts/bench-gpu.js --no-torch --only a --profile
   # Last, so that a short limit loses them first: where the issue slots and stalls go in
   # the ping-pong tier against the two-warpgroup one that shares its tiles.
   if [ -n "$pp" ]; then
@@ -441,6 +443,8 @@ focus() {
   for f in bench-gpu bench-gpu-pp bench-gpu-wg1; do
     echo "   $f:"
     grep -hE '^(attention|language-mlm|imagenet-fourier)' "$LOGS/$f.log" 2> /dev/null | head -12 || true
+    # The batch-32 bf16 profiles' attention rows (the language model's, then the image model's).
+    grep -hE '^profile (language-mlm|imagenet-fourier) b32|^ *attention \[32, ' "$LOGS/$f.log" 2> /dev/null | head -8 || true
   done
   show_ncu
   show_bench_gpu
