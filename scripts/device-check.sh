@@ -226,6 +226,13 @@ ncu_step() {
     bin/cuda_attention_check --bench-only --filter "$3" --paths "$4"
 }
 
+# probes_passed NAME: some of the probes in step probes-NAME's log passed (harness path
+# NAME), none failed, and the harness ended (a fault ends it before its "OK:" line).
+probes_passed() {
+  grep -qE "^PASS probe .* $1 " "$LOGS/probes-$1.log" && ! grep -qE '^FAIL' "$LOGS/probes-$1.log" &&
+    grep -qE '^OK: ' "$LOGS/probes-$1.log"
+}
+
 # The summary's pieces: bench-gpu's table, training steps (ours with torch's, or ours
 # alone from a switched run), and each ncu run's headline figures and stall sentences.
 show_bench_gpu() { grep -A40 '^measurement' "$LOGS/bench-gpu.log" || tail -5 "$LOGS/bench-gpu.log"; }
@@ -402,8 +409,7 @@ focus() {
   # Where its probes fail or fault (no "OK:" line), the rest leaves path 15 out, so that
   # a broken kernel cannot take the CUDA context, and the call's other results, with it.
   local paths=0,11,12,15 skip=() pp=1
-  if ! { grep -qE '^PASS probe .* tcgp ' "$LOGS/probes-tcgp.log" && ! grep -qE '^FAIL' "$LOGS/probes-tcgp.log" &&
-    grep -qE '^OK: ' "$LOGS/probes-tcgp.log"; }; then
+  if ! probes_passed tcgp; then
     paths=0,11,12 skip=(--skip 15) pp=
     echo "the ping-pong tiers' probes failed: path 15 and =pp are left out of the rest (probes-tcgp.log)"
   fi
@@ -597,12 +603,6 @@ candidates() {
   step probes-tcx 40 bin/cuda_attention_check --no-bench --filter probe --skip 8,11,12
   # The flash gradient's checks: the gradient cases (products and flash) alone.
   step probes-flash 40 bin/cuda_attention_check --no-bench --filter grad- --skip 8,11,12,13
-  # probes_passed NAME: some of NAME's probes passed, none failed, and the harness ended
-  # (a fault ends it before its "OK:" line).
-  probes_passed() {
-    grep -qE "^PASS probe .* $1 " "$LOGS/probes-$1.log" && ! grep -qE '^FAIL' "$LOGS/probes-$1.log" &&
-      grep -qE '^OK: ' "$LOGS/probes-$1.log"
-  }
   # Its 272 class is a default since the twenty-second session: where the probes fail,
   # the rest runs with the kernel off everywhere (=0), not merely without the switch.
   if probes_passed tcg; then on+=(PERCEIVER_CUDA_ATTENTION_WGMMA=1); else

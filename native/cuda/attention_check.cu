@@ -656,14 +656,8 @@ void check_case(const Case& c, cudaStream_t stream) {
         size_t k = 0;
         for (int64_t b = 0; b < c.B; b++)
           for (int64_t h = 0; h < c.H; h++)
-            for (int64_t i : rows) {
-              const double w = ref_lse[k++], g = gl[(size_t)((b * c.H + h) * c.nq + i)];
-              const double err = !lse_written   ? (std::isnan(g) ? 0.0 : INFINITY)
-                                 : std::isinf(w) ? (g == w ? 0.0 : INFINITY)
-                                 : std::isnan(g) ? INFINITY
-                                                 : std::fabs(g - w) / (1e-5 * (1 + std::fabs(w)));
-              worst_lse = std::max(worst_lse, err);
-            }
+            for (int64_t i : rows)
+              worst_lse = std::max(worst_lse, lse_error(lse_written, ref_lse[k++], gl[(size_t)((b * c.H + h) * c.nq + i)]));
         if (!std::isnan(gl.back())) worst_lse = INFINITY;
       }
       const bool ok = worst_ratio <= 1.0 && padding_written == 0 && worst_lse <= 1.0;

@@ -14,6 +14,15 @@
 
 namespace perceiver {
 
+// A row's log-sum-exp against the reference's w, in units of the tolerance (<= 1
+// passes): written, within 1e-5 (1 + |w|), and exactly +inf where w is (every key
+// masked); not written, still NaN (untouched).
+inline double lse_error(bool written, double w, double got) {
+  if (!written) return std::isnan(got) ? 0.0 : INFINITY;
+  if (std::isinf(w)) return got == w ? 0.0 : INFINITY;
+  return std::isnan(got) ? INFINITY : std::fabs(got - w) / (1e-5 * (1 + std::fabs(w)));
+}
+
 // "a-b,c,..." for the set members of flags.
 inline std::string index_ranges(const std::vector<bool>& flags) {
   std::string s;

@@ -80,14 +80,7 @@ void check(const Case& c, DType dt, int path, int splits) {
   // Written: within 1e-5 (1 + |lse|) of the reference's, +inf where it is; not written:
   // untouched.
   double worst_lse = 0;
-  for (size_t r = 0; r < ref.lse.size(); r++) {
-    const double w = ref.lse[r], g = lse[r];
-    const double err = !lse_written ? (std::isnan(g) ? 0.0 : INFINITY)
-                       : std::isinf(w) ? (g == w ? 0.0 : INFINITY)
-                       : std::isnan(g) ? INFINITY
-                                       : std::fabs(g - w) / (1e-5 * (1 + std::fabs(w)));
-    worst_lse = std::max(worst_lse, err);
-  }
+  for (size_t r = 0; r < ref.lse.size(); r++) worst_lse = std::max(worst_lse, lse_error(lse_written, ref.lse[r], lse[r]));
   if (!std::isnan(lse.back())) worst_lse = INFINITY;  // the spare past the last row: written out of range
   // The rows past the output's last (AttentionProblem::kGuardRows), and the elements
   // before a shifted output: untouched.

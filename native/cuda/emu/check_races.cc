@@ -149,6 +149,15 @@ void wgmma_race_kernel(WgOrder order, const uint16_t* a_src, const uint16_t* b_s
   }
 }
 
+// One scenario of a kernel above: what it leaves out (its Order enum), its line's name,
+// and the start of the first race's description (null: none).
+template <class O>
+struct Scenario {
+  O order;
+  const char* name;
+  const char* expect;
+};
+
 }  // namespace
 
 void check_races() {
@@ -169,12 +178,7 @@ void check_races() {
     perceiver::emu::g_races = 0;
   };
 
-  struct Scenario {
-    Order order;
-    const char* name;
-    const char* expect;  // the start of the first race's description; null: none
-  };
-  const Scenario scenarios[] = {
+  const Scenario<Order> scenarios[] = {
       {Order::Ordered, "wait, barrier, read", nullptr},
       // Warp 0 runs first here and reads warp 1's chunks before they are copied; on a
       // GPU either side may come first.
@@ -189,16 +193,12 @@ void check_races() {
   std::vector<uint16_t> src(64 * 8);
   for (size_t i = 0; i < src.size(); i++) src[i] = (uint16_t)i;
   // race_kernel counts wrong values only in the ordered scenario, where none may be.
-  for (const Scenario& sc : scenarios)
+  for (const auto& sc : scenarios)
     scenario(sc.name, sc.expect, false, [&](int* wrong) {
       PERCEIVER_LAUNCH(1, 64, 2 * 64 * 16, nullptr, race_kernel)(sc.order, src.data(), wrong);
     });
 
-  const struct {
-    StoreOrder order;
-    const char* name;
-    const char* expect;
-  } store_scenarios[] = {
+  const Scenario<StoreOrder> store_scenarios[] = {
       {StoreOrder::SameWarpSynced, "stores, __syncwarp, a load from the same warp", nullptr},
       {StoreOrder::SameWarpUnsynced, "stores, a load from the same warp (no __syncwarp)",
        "read of another thread's store with no barrier after it"},
@@ -214,11 +214,7 @@ void check_races() {
       PERCEIVER_LAUNCH(1, 64, 64 * 16, nullptr, store_race_kernel)(sc.order, src.data(), wrong);
     });
 
-  const struct {
-    NamedOrder order;
-    const char* name;
-    const char* expect;
-  } named_scenarios[] = {
+  const Scenario<NamedOrder> named_scenarios[] = {
       {NamedOrder::Synced, "two halves: wait, named barrier over the half, read", nullptr},
       // Warp 0 runs first here and reads warp 1's chunks before they are copied.
       {NamedOrder::NoBarrier, "two halves: wait, read (no named barrier)",

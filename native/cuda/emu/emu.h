@@ -127,14 +127,27 @@ inline void yield() {
   if (_setjmp(b.resume[b.current]) == 0) _longjmp(b.scheduler, 1);
 }
 
+// One arrival; true where it completes the barrier, which then starts over.
+inline bool arrive(Barrier& bar) {
+  if (++bar.arrived != bar.size) return false;
+  bar.arrived = 0;
+  bar.generation++;
+  return true;
+}
+
+// An arrival, then back to the scheduler until the barrier completes. Every other fiber
+// runs between two checks of it, so a barrier still short after a million rounds waits
+// for threads that will not come (a hang on a GPU): that ends the run.
 inline void wait(Barrier& bar) {
   const unsigned gen = bar.generation;
-  if (++bar.arrived == bar.size) {
-    bar.arrived = 0;
-    bar.generation++;
-    return;
+  if (arrive(bar)) return;
+  for (long rounds = 0; bar.generation == gen; rounds++) {
+    if (rounds > 1000000) {
+      std::fprintf(stderr, "emu: a barrier never completes (%u of %u arrived)\n", bar.arrived, bar.size);
+      std::abort();
+    }
+    yield();
   }
-  while (bar.generation == gen) yield();
 }
 
 inline void leave(Barrier& bar) {
@@ -167,32 +180,11 @@ inline Barrier& named_barrier(int id, int n) {
 }
 
 inline void named_sync(int id, int n) {
-  Barrier& bar = named_barrier(id, n);
-  const unsigned gen = bar.generation;
-  if (++bar.arrived == bar.size) {
-    bar.arrived = 0;
-    bar.generation++;
-  } else {
-    // Every other fiber runs between two of these checks; a barrier still short after
-    // that many rounds waits for threads that will not come.
-    for (long spins = 0; bar.generation == gen; spins++) {
-      if (spins > 1000000) {
-        std::fprintf(stderr, "emu: named barrier %d never completes (%u of %u arrived)\n", id, bar.arrived, bar.size);
-        std::abort();
-      }
-      yield();
-    }
-  }
+  wait(named_barrier(id, n));
   g_block->epoch[g_block->current]++;
 }
 
-inline void named_arrive(int id, int n) {
-  Barrier& bar = named_barrier(id, n);
-  if (++bar.arrived == bar.size) {
-    bar.arrived = 0;
-    bar.generation++;
-  }
-}
+inline void named_arrive(int id, int n) { arrive(named_barrier(id, n)); }
 
 inline void warp_sync() { wait(g_block->warp[warp()]); }
 inline void warpgroup_sync() { wait(g_block->warpgroup[g_block->current >> 7]); }
