@@ -5,8 +5,8 @@
 // A one-head cross-attention goes through fast-attention.ts when that is cheaper
 // (it never projects the keys and values); the plain path stays the reference.
 // Training with attention-weight dropout (HF's attention_probs_dropout_prob) takes the
-// unfused attention-dropout.ts instead: the weights must exist to be dropped. In
-// inference the projections of one input run as one product (fused-projection.ts), and
+// unfused attention-dropout.ts instead: the weights must exist to be dropped. The
+// projections of one input run as one product (fused-projection.ts), and in inference
 // a cross-attention's queries broadcast over the batch are projected as one row.
 import { attention, broadcastTo, computeDtype, keep, needsGrad, reshape, slice, tidy, toDtype, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
 import { batchBroadcast } from '../lib/tensor.js';
@@ -95,7 +95,8 @@ export class PerceiverSelfAttention extends Module {
    */
   fastPath = true;
   // The projections of one input (query, key and value in a self-attention; key and
-  // value in a cross-attention) as one product, where no gradient is wanted.
+  // value in a cross-attention) as one product: over cached joined weights where no
+  // gradient is wanted, over weights joined on the tape in training.
   private fused = new FusedProjection();
   private fuse = true;
   // Folded queries for static query tensors, while derived.ts says they are current.
@@ -179,8 +180,9 @@ export class PerceiverSelfAttention extends Module {
         return broadcastTo(reshape(scaled, [1, Nq, H, d]), [B, Nq, H, d]);
       };
       let qh: Tensor, kh: Tensor, vh: Tensor;
-      if (parts && !needsGrad(q, kv, ...parts.flatMap((p) => [p.layer.weight, p.layer.bias]))) {
-        const views = this.fused.forward(kv, parts, H);
+      if (parts) {
+        const grad = needsGrad(q, kv, ...parts.flatMap((p) => [p.layer.weight, p.layer.bias]));
+        const views = grad ? this.fused.forwardWithGrad(kv, parts, H) : this.fused.forward(kv, parts, H);
         [qh, kh, vh] = parts.length === 3 ? views : [query(), ...views];
       } else {
         qh = query();
@@ -196,11 +198,12 @@ export class PerceiverSelfAttention extends Module {
   }
 
   /**
-   * Whether inference computes the projections of one input as one product over their
-   * weights joined (fused-projection.ts; the same function up to float rounding).
-   * Default true; the joined weights are a second copy of the query, key and value
-   * weights (of key and value in a cross-attention) in the compute dtype, which false
-   * frees. Training, and dropout, always take the three products.
+   * Whether the projections of one input run as one product over their weights joined
+   * (fused-projection.ts; the same function up to float rounding), in inference and in
+   * training. Default true; in inference the joined weights are a second copy of the
+   * query, key and value weights (of key and value in a cross-attention) in the
+   * compute dtype, which false frees. Attention dropout always takes the three
+   * products.
    */
   get fuseProjections(): boolean {
     return this.fuse;

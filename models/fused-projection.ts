@@ -1,6 +1,6 @@
 // The projections of one input into several arrays of heads (a self-attention's
-// query, key and value; a cross-attention's key and value) as one product, for
-// inference.
+// query, key and value; a cross-attention's key and value) as one product, in
+// inference and in training.
 //
 // Products over the same input cost more apart than as one over the concatenated
 // weights: each pays a launch, and narrow outputs fill a GPU badly. On an H200 (bf16,
@@ -17,7 +17,7 @@
 // The fused weight is cached in the dtype the layers compute in, while derived.ts says
 // it is current: a write anywhere has the next forward join the weights again (a copy
 // of them per layer), which evaluation between optimizer steps pays once per step.
-import { computeDtype, computeIn, concat, keep, linear, reshape, slice, tidy, toDtype, type Linear, type Tensor } from '../lib/index.js';
+import { computeDtype, computeIn, concat, keep, linear, reshape, split, tidy, toDtype, type Linear, type Tensor } from '../lib/index.js';
 import { derivedFrom, stillDerived, type Derived } from './derived.js';
 
 /** A Linear whose output is `heads` heads of headWidth channels each, head-major (HF's layout). */
@@ -59,12 +59,14 @@ export function headMajorConcat(ts: readonly Tensor[], widths: readonly number[]
   });
 }
 
-/** y [..., N, H * sum(widths)] (head-major groups) -> one view [..., N, H, widths[i]] per part. */
+/**
+ * y [..., N, H * sum(widths)] (head-major groups) -> one view [..., N, H, widths[i]] per
+ * part: a split() of the last axis, so that attention() over all of them sends their
+ * gradients back to y joined.
+ */
 export function splitHeads(y: Tensor, widths: readonly number[], heads: number): Tensor[] {
   const total = widths.reduce((a, b) => a + b, 0);
-  const grouped = reshape(y, [...y.shape.slice(0, -1), heads, total]);
-  let start = 0;
-  return widths.map((w) => slice(grouped, -1, start, (start += w)));
+  return split(reshape(y, [...y.shape.slice(0, -1), heads, total]), -1, widths);
 }
 
 /** The fused product of a fixed list of parts, with its weight cached. */
@@ -81,6 +83,25 @@ export class FusedProjection {
     const { weight, bias } = this.fused(parts, heads, dtype);
     const y = computeIn(dtype, [x], (x) => linear(x, weight, bias));
     return splitHeads(y, parts.map((p) => p.headWidth), heads);
+  }
+
+  /**
+   * The same product where gradients are wanted (training): the weights are joined by
+   * ops on the tape at every call, since every step changes them (a copy of the
+   * weights, small against the activations: 1280 x 1792 in the language model's
+   * latents, against [B * 256, 1792] products), and the product's gradients are one
+   * product each for the input and the joined weights where the parts took three. The
+   * parts reach the product's gradient joined through attention() (splitHeads).
+   */
+  forwardWithGrad(x: Tensor, parts: readonly ProjectionPart[], heads: number): Tensor[] {
+    const dtype = computeDtype(parts[0].layer.weight);
+    const widths = parts.map((p) => p.headWidth);
+    const biases = parts.map((p) => p.layer.bias).filter((b): b is Tensor => b !== null);
+    const join = (ts: Tensor[]) => headMajorConcat(ts.map((t) => toDtype(t, dtype)), widths, heads);
+    return computeIn(dtype, [x], (x) => {
+      const y = linear(x, join(parts.map((p) => p.layer.weight)), biases.length > 0 ? join(biases) : null);
+      return splitHeads(y, widths, heads);
+    });
   }
 
   /** Frees the cached weight (the parts' tensors were replaced, or the owner is disposed). */

@@ -6,7 +6,7 @@
 //
 //   PERCEIVER_DEVICE=cuda node dist/scripts/bench-train-gpu.js [--batch 8] [--steps 5]
 //     [--warmup 2] [--precision float32|bfloat16|both] [--attention-dropout 0]
-//     [--device cuda|cpu] [--tiny] [--no-torch] [--profile]
+//     [--device cuda|cpu] [--tiny] [--no-torch] [--profile] [--no-fuse]
 //
 // Both sides use the same configuration, batch, AdamW settings and attention dropout
 // (default 0, as the imagenet training preset; the released config says 0.1, and p > 0
@@ -17,12 +17,14 @@
 // max_memory_allocated) and of what it held from the driver (max_memory_reserved).
 // --profile adds one profiled step per precision on both sides: the device time per
 // op and scope (ours: lib/profiler; torch: torch.profiler), printed before the
-// results. The last line is one JSON object.
+// results. --no-fuse: three projection products per attention, not one
+// (models/fused-projection.ts), for timing what the fused ones save. The last line is
+// one JSON object.
 import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as P from '../lib/index.js';
-import { createModel } from '../models/index.js';
+import { createModel, setFusedProjections } from '../models/index.js';
 import { VISION_PERCEIVER_FOURIER } from '../models/presets.js';
 import type { TrainableClassifier } from '../models/train/trainer.js';
 import { arg } from './cli-args.js';
@@ -49,6 +51,7 @@ const device = arg('--device') ?? 'cuda';
 const tiny = process.argv.includes('--tiny');
 const withTorch = !process.argv.includes('--no-torch');
 const profile = process.argv.includes('--profile');
+const fuse = !process.argv.includes('--no-fuse');
 const lr = 1e-4;
 const weightDecay = 0.05;
 
@@ -89,6 +92,7 @@ for (const precision of precisions) {
   P.manualSeed(0);
   const model = createModel(config, { device }) as unknown as TrainableClassifier;
   model.train().requiresGrad_(true);
+  if (!fuse) setFusedProjections(model, false);
   params = model.numParameters();
   const opt = new P.optim.AdamW(model.parameters(), { lr, weightDecay });
   const x = P.randn([batch, 3, size, size], { seed: 1, device });
@@ -173,6 +177,7 @@ console.log(
     ours,
     params,
     device,
+    fused_projections: fuse,
     torch,
     torch_unavailable: torch ? undefined : torchNotes,
     ratio_float32: ratio('float32'),

@@ -48,7 +48,9 @@
 #       attention kernel's ping-pong tiers (PERCEIVER_CUDA_ATTENTION_WGMMA=pp, path
 #       "tcgp"): their probes and checks, timings beside the default and the other
 #       warpgroup variants, the whole suite on the GPU, bench-gpu (and torch) and ours
-#       with =pp and =1, then ncu on tcgp and tcg. Untimed; give the call 450 s.
+#       with =pp and =1, bench-train-gpu's bf16 step with the fused projections in
+#       training and without (--no-fuse), then ncu on tcgp and tcg. Untimed; give the
+#       call 450 s.
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
 #       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
 #       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh) with two or
@@ -401,8 +403,9 @@ show_ncu() {
 # tcg1; the language model's latents 0.0411, 0.0395, 0.0390 ms), the whole suite on the
 # GPU, bench-gpu (and torch), then ours with PERCEIVER_CUDA_ATTENTION_WGMMA=pp and =1
 # (the attention rows and the models, with their profiles), and ncu on tcgp and tcg at 8
-# heads of 128. Untimed yet; the step limits add up to 630 s: give the call 450, and
-# expect about 280.
+# heads of 128. Then the twenty-eighth session's fused projections in training:
+# bench-train-gpu's bf16 step with them (the default) and with --no-fuse, alternating.
+# Untimed yet; the step limits add up to 810 s: give the call 450, and expect about 330.
 focus() {
   echo "== focus: the ping-pong tiers' layout probes, then the attention harness's checks"
   step probes-tcgp 40 bin/cuda_attention_check --no-bench --filter probe --skip 8,11,12,13,14
@@ -428,6 +431,15 @@ focus() {
   # With --profile: the models' attention ops by shape, beside the default run's.
   [ -n "$pp" ] && step bench-gpu-pp 40 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=pp node dist/scripts/bench-gpu.js --no-torch --only a --profile
   step bench-gpu-wg1 40 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=1 node dist/scripts/bench-gpu.js --no-torch --only a --profile
+  # The twenty-eighth session's change: fused projections in training (written without
+  # a GPU; on the CPU the mnist step moved less than its noise). The bf16 step, fused
+  # (the default) against three products apart, twice each, alternating.
+  echo "== focus: bench-train-gpu bf16, fused projections (default) against --no-fuse, alternating"
+  local r
+  for r in 1 2; do
+    step "bench-train-gpu-fuse$r" 45 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-train-gpu.js --batch 8 --steps 5 --warmup 2 --no-torch --precision bfloat16
+    step "bench-train-gpu-nofuse$r" 45 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-train-gpu.js --batch 8 --steps 5 --warmup 2 --no-torch --precision bfloat16 --no-fuse
+  done
   # Last, so that a short limit loses them first: where the issue slots and stalls go in
   # the ping-pong tier against the two-warpgroup one that shares its tiles.
   if [ -n "$pp" ]; then
@@ -451,6 +463,10 @@ focus() {
     grep -hE '^(attention|language-mlm|imagenet-fourier)' "$LOGS/$f.log" 2> /dev/null | head -12 || true
     # The batch-32 bf16 profiles' attention rows (the language model's, then the image model's).
     grep -hE '^profile (language-mlm|imagenet-fourier) b32|^ *attention \[32, ' "$LOGS/$f.log" 2> /dev/null | head -8 || true
+  done
+  echo "-- bench-train-gpu bf16 (ours), fused projections then apart, twice:"
+  for f in bench-train-gpu-fuse1 bench-train-gpu-nofuse1 bench-train-gpu-fuse2 bench-train-gpu-nofuse2; do
+    echo "   $f: $(show_ours_train "$f" 1)"
   done
   show_ncu
   show_bench_gpu

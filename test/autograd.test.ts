@@ -391,6 +391,76 @@ test.serial('attention with one tensor as keys and values (the image encoders): 
   for (const v of [x, q]) v.dispose();
 });
 
+// Parts of x [B, N, H, sum(widths)] along the last axis, as split() cuts them.
+function partsRef(x: ArrayLike<number>, rows: number, widths: number[]): Float64Array[] {
+  const total = widths.reduce((a, b) => a + b, 0);
+  let at = 0;
+  return widths.map((w) => {
+    const out = new Float64Array(rows * w);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < w; c++) out[r * w + c] = x[r * total + at + c];
+    at += w;
+    return out;
+  });
+}
+
+test.serial('attention over the parts of one split (a fused projection): the gradient goes to the whole joined, alone or beside other uses', async (t) => {
+  const d = { B: 2, Nq: 4, Nk: 4, H: 2, Dqk: 3, Dv: 5 };
+  const self = [d.B, d.Nq, d.H, 2 * d.Dqk + d.Dv];
+  const rows = d.B * d.Nq * d.H;
+  for (const kernels of [true, false]) {
+    P.gradKernels.enabled = kernels;
+    t.teardown(() => (P.gradKernels.enabled = true));
+    const how = kernels ? '' : ' (composed)';
+    await checkGrad(t, `q, k and v of one split${how}`, {
+      shapes: [self],
+      op: ([x]) => P.attention(...(P.split(x, 3, [d.Dqk, d.Dqk, d.Dv]) as [Tensor, Tensor, Tensor]), { scale: 0.6 }),
+      ref: ([x]) => attentionRef(...(partsRef(x, rows, [d.Dqk, d.Dqk, d.Dv]) as [Float64Array, Float64Array, Float64Array]), d, null, 0.6),
+    });
+    // v also added to the output: the split's own slice gradient joins the attention's.
+    await checkGrad(t, `q, k and v of one split, v used again${how}`, {
+      shapes: [self],
+      op: ([x]) => {
+        const [q, k, v] = P.split(x, -1, [d.Dqk, d.Dqk, d.Dv]);
+        return P.add(P.attention(q, k, v, { scale: 0.6 }), v);
+      },
+      ref: ([x]) => {
+        const [q, k, v] = partsRef(x, rows, [d.Dqk, d.Dqk, d.Dv]);
+        return attentionRef(q, k, v, d, null, 0.6).map((o, i) => o + v[i]);
+      },
+    });
+    // A cross-attention's keys and values from one split, queries apart.
+    const kv = [d.B, d.Nk + 2, d.H, d.Dqk + d.Dv];
+    const dc = { ...d, Nk: d.Nk + 2 };
+    await checkGrad(t, `k and v of one split${how}`, {
+      shapes: [[d.B, d.Nq, d.H, d.Dqk], kv],
+      op: ([q, x]) => P.attention(q, ...(P.split(x, 3, [d.Dqk, d.Dv]) as [Tensor, Tensor]), { scale: 0.6 }),
+      ref: ([q, x]) => attentionRef(q, ...(partsRef(x, d.B * dc.Nk * d.H, [d.Dqk, d.Dv]) as [Float64Array, Float64Array]), dc, null, 0.6),
+    });
+    // The split's whole disposed before the attention (a tidy() around the split): its
+    // parts' slices carry the gradient.
+    await checkGrad(t, `q, k and v of a split whose whole is gone${how}`, {
+      shapes: [self],
+      op: ([x]) => {
+        const parts = P.tidy(() => P.split(P.add(x, 0), 3, [d.Dqk, d.Dqk, d.Dv]));
+        return P.attention(parts[0], parts[1], parts[2], { scale: 0.6 });
+      },
+      ref: ([x]) => attentionRef(...(partsRef(x, rows, [d.Dqk, d.Dqk, d.Dv]) as [Float64Array, Float64Array, Float64Array]), d, null, 0.6),
+    });
+    // Parts out of order are not the split's whole: each goes through its slice.
+    await checkGrad(t, `parts of one split out of order${how}`, {
+      shapes: [[d.B, d.Nq, d.H, 2 * d.Dqk + d.Dqk]],
+      op: ([x]) => {
+        const [a, b, c] = P.split(x, 3, [d.Dqk, d.Dqk, d.Dqk]);
+        return P.attention(b, a, c, { scale: 0.6 });
+      },
+      ref: ([x]) => {
+        const [a, b, c] = partsRef(x, rows, [d.Dqk, d.Dqk, d.Dqk]);
+        return attentionRef(b, a, c, { ...d, Dv: d.Dqk }, null, 0.6);
+      },
+    });
+  }
+});
+
 // The fused gradient against the composed one (gradKernels off) where blocks, key
 // ranges and masks take every path of the kernel: 256-row query blocks, 256-key
 // blocks, a (batch, head) split into key ranges whose dQ partials are summed, rows

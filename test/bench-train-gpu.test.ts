@@ -10,8 +10,9 @@ test('the CPU dry run trains the tiny model in both precisions and prints profil
   t.timeout(240_000);
   const r = await run(['--device', 'cpu', '--tiny', '--steps', '1', '--warmup', '1', '--no-torch', '--profile', '--batch', '2']);
   t.is(r.code, 0, r.stderr);
-  const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { ours: Record<string, number | string>[]; device: string };
+  const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { ours: Record<string, number | string>[]; device: string; fused_projections: boolean };
   t.is(out.device, 'cpu');
+  t.true(out.fused_projections);
   t.deepEqual(out.ours.map((o) => o.precision), ['float32', 'bfloat16']);
   for (const o of out.ours) {
     t.true((o.ms_per_step as number) > 0, JSON.stringify(o));
@@ -23,6 +24,15 @@ test('the CPU dry run trains the tiny model in both precisions and prints profil
   t.regex(r.stdout, /\(forward\)/);
   t.regex(r.stdout, /\(backward\/attention\)/);
   t.regex(r.stdout, /\(optimizer\)/);
+});
+
+test('--no-fuse trains with three projection products per attention, and says so', async (t) => {
+  t.timeout(240_000);
+  const r = await run(['--device', 'cpu', '--tiny', '--steps', '1', '--warmup', '0', '--no-torch', '--precision', 'float32', '--batch', '2', '--no-fuse']);
+  t.is(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { ours: { ms_per_step: number }[]; fused_projections: boolean };
+  t.false(out.fused_projections);
+  t.true(out.ours[0].ms_per_step > 0);
 });
 
 test('bad flags are errors naming the flag', async (t) => {

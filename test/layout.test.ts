@@ -1,4 +1,4 @@
-// Specification of the layout ops: reshape, permute/transpose, slice, squeeze,
+// Specification of the layout ops: reshape, permute/transpose, slice, split, squeeze,
 // unsqueeze, flatten, broadcastTo, concat, contiguous (views vs copies) and cast
 // across every pair of dtypes.
 import test from 'ava';
@@ -226,6 +226,40 @@ test('slice: step < 1 or a bad axis is a RangeError', (t) => {
   t.throws(() => x.slice(0, 0, 4, -1), { instanceOf: RangeError });
   t.throws(() => x.slice(2, 0, 1), { instanceOf: RangeError });
   t.throws(() => x.slice(0, 0.5, 1), { instanceOf: TypeError });
+});
+
+// ---- split ------------------------------------------------------------------------------------
+
+test('split: consecutive parts of the given sizes along any axis (negative too), as views; empty parts allowed', async (t) => {
+  const x = randomArray(3 * 4 * 9, 8);
+  const xt = tensor(x, [3, 4, 9]);
+  for (const [axis, sizes] of [[2, [2, 0, 4, 3]], [-1, [9]], [1, [1, 3]], [0, [2, 1]]] as [number, number[]][]) {
+    const parts = assertNoNewStorage(t, () => P.split(xt, axis, sizes), `split(${axis}, [${sizes}])`);
+    t.is(parts.length, sizes.length);
+    let at = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const ref = sliceRef(x, [3, 4, 9], axis < 0 ? axis + 3 : axis, at, (at += sizes[i]), 1);
+      t.deepEqual(parts[i].shape, ref.shape);
+      assertExact(t, await parts[i].data(), ref.data);
+    }
+    parts.forEach((p) => p.dispose());
+  }
+  xt.dispose();
+});
+
+test('split: sizes that do not add up to the axis, negative or fractional sizes, no sizes or a bad axis are errors naming the argument', (t) => {
+  const x = P.zeros([2, 6]);
+  const cases: [() => unknown, typeof TypeError | typeof RangeError, RegExp][] = [
+    [() => P.split(x, 1, [2, 3]), RangeError, /split: argument 'sizes' \(\[2, 3\]\) must add up to axis 1's length 6, got 5/],
+    [() => P.split(x, 1, [7, -1]), RangeError, /split: argument 'sizes\[1\]' must not be negative, got -1/],
+    [() => P.split(x, 1, [2.5, 3.5]), TypeError, /split: argument 'sizes\[0\]' must be an integer/],
+    [() => P.split(x, 1, []), TypeError, /split: argument 'sizes' must be a non-empty array/],
+    [() => P.split(x, 1, 6 as never), TypeError, /split: argument 'sizes' must be a non-empty array of part sizes, got number 6/],
+    [() => P.split(x, 2, [6]), RangeError, /split: argument 'axis' must be in \[-2, 2\), got 2/],
+    [() => P.split(null as never, 0, [1]), TypeError, /split: argument 'x'/],
+  ];
+  for (const [f, instanceOf, message] of cases) t.throws(f, { instanceOf, message }, String(message));
+  x.dispose();
 });
 
 // ---- squeeze / unsqueeze / flatten -------------------------------------------------------------

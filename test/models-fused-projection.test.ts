@@ -1,12 +1,12 @@
-// Fused projections (models/fused-projection.ts): in inference a self-attention's
+// Fused projections (models/fused-projection.ts): a self-attention's
 // query, key and value products, and a cross-attention's key and value products, run
 // as one product over their weights joined head-major, whose output's slices are the
 // heads the attention reads. Specified here: the layout (each view is its part's
 // heads), that a layer computes the same function either way, that one product runs
 // where three did (one head too), that the joined weights follow in-place writes,
-// replaced tensors and dtype changes, that training, inputs that want a gradient and
-// widths off 16-byte units keep the three products, that nothing leaks, and the
-// arguments' checks.
+// replaced tensors and dtype changes, that training runs one product too (the weights
+// joined on the tape) with the gradients of three, that widths off 16-byte units keep
+// the three products, that nothing leaks, and the arguments' checks.
 import test from 'ava';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
@@ -225,43 +225,91 @@ test('the joined weights follow in-place writes, replaced tensors and dtype chan
   attn.dispose();
 });
 
-test('training keeps the three products on the tape, and gradients reach each weight', (t) => {
+/**
+ * One training step's forward and backward through attn, fused or apart: the forward's
+ * projections, the backward's scopes (profiler rows), and every gradient (parameters,
+ * then the inputs that want one) as float32 arrays.
+ */
+function trainStep(attn: PerceiverSelfAttention, fuse: boolean, run: () => Tensor, inputs: Tensor[] = []) {
+  attn.fuseProjections = fuse;
+  attn.zeroGrad();
+  for (const x of inputs) {
+    x.grad?.dispose();
+    x.grad = null;
+  }
+  let loss: Tensor | null = null;
+  const calls = matmulCalls(() => {
+    loss = P.tidy(() => {
+      let s = run().square();
+      while (s.rank > 0) s = s.sum(0);
+      return s;
+    });
+  });
+  P.profiler.start({ shapes: true });
+  let prof: P.Profile;
+  try {
+    loss!.backward();
+  } finally {
+    prof = P.profiler.stop();
+  }
+  loss!.dispose();
+  const grads = [...attn.namedParameters().map(([, p]) => p), ...inputs].map((p) => (p.grad ? data(p.grad) : null));
+  return { calls, scopes: new Set(prof.rows.map((r) => r.scope)), grads };
+}
+
+test('training: one product over the weights joined on the tape; every gradient as with three products', (t) => {
+  const cases: [string, PerceiverSelfAttention, number, (a: PerceiverSelfAttention, x: Tensor[]) => Tensor][] = [
+    ['self-attention (query, key, value)', selfAttention(), 1, (a, [hs]) => a.forward(hs)],
+    ['self-attention with a query scale (key, value)', selfAttention(), 2, (a, [hs, s]) => a.forward(hs, null, null, s)],
+    ['cross-attention (key, value)', crossAttention(), 2, (a, [hs, kv]) => a.forward(hs, kv)],
+  ];
+  for (const [name, attn, fusedCalls, forward] of cases) {
+    randomize(attn);
+    attn.requiresGrad_(true);
+    const second = name.startsWith('cross') ? [P.randn([2, 9, 40], { seed: 4 })] : name.includes('scale') ? [P.rand([2, 1, 1], { low: 0.5, high: 1.5 })] : [];
+    const inputs = [P.randn([2, 6, 48], { seed: 3 }), ...second];
+    for (const x of inputs) x.requiresGrad = true;
+    const on = trainStep(attn, true, () => forward(attn, inputs), inputs);
+    const off = trainStep(attn, false, () => forward(attn, inputs), inputs);
+    t.is(on.calls, fusedCalls, `${name}: the forward's projections`);
+    t.is(off.calls, 3, `${name}: three apart`);
+    // The parts' gradients reach the product joined, none through a slice's gradient.
+    t.false([...on.scopes].some((s) => s.endsWith('backward/slice')), `${name}: no slice gradient`);
+    t.true([...off.scopes].some((s) => s.endsWith('backward/matmul')), `${name}: the profile names the backward's nodes`);
+    on.grads.forEach((g, i) => {
+      const h = off.grads[i];
+      t.truthy(g, `${name}: gradient ${i}`);
+      t.truthy(h);
+      t.true(Math.max(...Array.from(h!, Math.abs)) > 0, `${name}: gradient ${i} is not zero`);
+      const err = relErr(g!, h!);
+      t.true(err < 10 * rtolFor('float32'), `${name}: gradient ${i} within ${err}`);
+    });
+    for (const x of inputs) {
+      x.grad?.dispose();
+      x.dispose();
+    }
+    attn.zeroGrad();
+    attn.dispose();
+  }
+});
+
+test('training under bfloat16 autocast: the joined weights are cast on the tape, gradients reach the float32 weights', (t) => {
   const attn = selfAttention();
   randomize(attn);
   attn.requiresGrad_(true);
-  const hs = P.randn([2, 6, 48]);
-  const { loss, calls } = profiledLoss(attn, hs);
-  t.is(calls, 3, 'the forward: three projections');
-  loss.backward();
-  loss.dispose();
-  for (const l of [attn.query, attn.key, attn.value]) {
-    t.truthy(l.weight.grad, 'a gradient');
-    t.true(Math.max(...Array.from(l.weight.grad!.dataSync(), Math.abs)) > 0);
-  }
+  const hs = P.randn([2, 6, 48], { seed: 5 });
+  const step = (fuse: boolean) => trainStep(attn, fuse, () => P.autocast('bfloat16', () => attn.forward(hs)).cast('float32'));
+  const on = step(true);
+  const off = step(false);
+  t.is(on.calls, 1);
+  on.grads.forEach((g, i) => {
+    t.truthy(g);
+    // bf16 products: both sides round, apart.
+    t.true(relErr(g!, off.grads[i]!) < 5e-2, `gradient ${i}`);
+  });
+  for (const p of attn.parameters()) t.is(p.grad!.dtype, 'float32');
   attn.zeroGrad();
   hs.dispose();
-  attn.dispose();
-});
-
-test('an input that wants a gradient, with frozen weights, keeps the three products; its gradient matches', (t) => {
-  const attn = selfAttention();
-  randomize(attn);
-  const grad = (fuse: boolean) => {
-    attn.fuseProjections = fuse;
-    const hs = P.randn([2, 6, 48], { seed: 7 });
-    hs.requiresGrad = true;
-    const { loss, calls } = profiledLoss(attn, hs);
-    loss.backward();
-    loss.dispose();
-    const g = Float32Array.from(hs.grad!.dataSync() as Float32Array);
-    hs.grad!.dispose();
-    hs.dispose();
-    return { calls, g };
-  };
-  const on = grad(true);
-  const off = grad(false);
-  t.is(on.calls, 3);
-  t.deepEqual(Array.from(on.g), Array.from(off.g));
   attn.dispose();
 });
 

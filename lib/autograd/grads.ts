@@ -237,6 +237,27 @@ export function sliceGrad(out: Tensor, x: Tensor, axis: number, start: number, s
   });
 }
 
+// The parts of split() along a tensor's last axis, each with its whole, place and
+// count: what attentionGrad looks for. Weak: an entry goes with its part.
+const splitParts = new WeakMap<Tensor, { whole: Tensor; index: number; count: number }>();
+
+export function noteSplit(parts: readonly Tensor[], whole: Tensor, axis: number): void {
+  if (axis !== whole.rank - 1 || !needsGrad(whole)) return;
+  parts.forEach((t, index) => splitParts.set(t, { whole, index, count: parts.length }));
+}
+
+/** The tensor whose split these are, all of its parts in order; else null. */
+function splitWhole(parts: readonly Tensor[]): Tensor | null {
+  const first = splitParts.get(parts[0]);
+  // A disposed whole has no gradFn left to send the gradient to: its parts' slices do.
+  if (!first || first.count !== parts.length || first.whole.disposed) return null;
+  for (let i = 0; i < parts.length; i++) {
+    const s = splitParts.get(parts[i]);
+    if (!s || s.whole !== first.whole || s.index !== i) return null;
+  }
+  return first.whole;
+}
+
 export function concatGrad(out: Tensor, xs: readonly Tensor[], axis: number): Tensor {
   if (!needsGrad(...xs)) return out;
   const ax = axis < 0 ? axis + out.rank : axis;
@@ -471,7 +492,21 @@ export function attentionGrad(
   // One tensor as keys and values (the image encoders' cross-attention without
   // projections, models/fast-attention.ts): the composed gradient forms gk + gv itself.
   const kIsV = k === v;
-  return record('attention', out, [q, k, v], save, (g16, [q16, k16, v16, o16, ...rest]) => {
+  // q, k and v (a self-attention's fused projection), or k and v (a cross-attention's),
+  // as the whole of one split (models/fused-projection.ts): their gradients go back
+  // joined, one tensor for the product that made them, rather than each through its
+  // slice's gradient (spread over zeros the whole's size, then summed).
+  const qkv = kIsV ? null : splitWhole([q, k, v]);
+  const kv = kIsV || qkv ? null : splitWhole([k, v]);
+  const inputs = qkv ? [qkv] : kv ? [q, kv] : [q, k, v];
+  const gradients = (g16: Tensor, saved: Tensor[]): (Tensor | null)[] => {
+    const [gq, gk, gv] = gradientsApart(g16, saved);
+    if (qkv) return [L.concat([gq!, gk!, gv!], 3)];
+    if (kv) return [gq, L.concat([gk!, gv!], 3)];
+    return [gq, gk, gv];
+  };
+  return record('attention', out, inputs, save, gradients);
+  function gradientsApart(g16: Tensor, [q16, k16, v16, o16, ...rest]: Tensor[]): (Tensor | null)[] {
     const tm = mask ? rest[0] : undefined;
     const tl = lse ? rest[rest.length - 1] : null;
     // The forward only dropped weights inside the fused kernel where this one exists.
@@ -507,7 +542,7 @@ export function attentionGrad(
     if (kIsV) return [back(gq, 0), back(M.matmul(gss, qh, { transA: true, alpha: sc, addend: gv }), 1), null];
     const gk = M.matmul(gss, qh, { transA: true, alpha: sc }); // [B, H, Nk, Dqk]
     return [back(gq, 0), back(gk, 1), back(gv, 2)];
-  });
+  }
 }
 
 // ---- nn ------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 // already is contiguous or of that dtype: then the result shares x's memory (as
 // torch's .contiguous() and .to() return self), so a later assign() into x shows in it.
 import { native } from '../native.js';
-import { checkDType, type DTypeName } from '../dtype.js';
+import { checkDType, describe, type DTypeName } from '../dtype.js';
 import { Tensor, wrap, handleOf, noteWrite } from '../tensor.js';
 import { int, shape as shapeArg } from './args.js';
 import * as G from '../autograd/grads.js';
@@ -52,6 +52,32 @@ export function slice(x: Tensor, axis: number, start: number, end?: number, step
   const e = end === undefined ? Number.MAX_SAFE_INTEGER : int('slice', 'end', end);
   const out = wrap(native.slice(h, int('slice', 'axis', axis), int('slice', 'start', start), e, int('slice', 'step', step)));
   return G.sliceGrad(out, x, axis, start, step);
+}
+
+/**
+ * x cut along axis into consecutive parts of the given sizes, which must add up to the
+ * axis's length: views, as torch.split with a list of sizes. Where attention() takes
+ * the whole of one split of the last axis as q, k and v (or as k and v), in order, its
+ * gradient goes back to x joined in one tensor (a fused projection's, as one product
+ * made them), not through a slice's gradient per part, each spread over zeros and
+ * then summed.
+ */
+export function split(x: Tensor, axis: number, sizes: readonly number[]): Tensor[] {
+  handleOf('split', 'x', x);
+  const a = axisOf('split', 'axis', axis, x.rank);
+  if (!Array.isArray(sizes) || sizes.length === 0)
+    throw new TypeError(`split: argument 'sizes' must be a non-empty array of part sizes, got ${describe(sizes)}`);
+  let total = 0;
+  sizes.forEach((n, i) => {
+    if (int('split', `sizes[${i}]`, n) < 0) throw new RangeError(`split: argument 'sizes[${i}]' must not be negative, got ${n}`);
+    total += n;
+  });
+  if (total !== x.shape[a])
+    throw new RangeError(`split: argument 'sizes' ([${sizes.join(', ')}]) must add up to axis ${axis}'s length ${x.shape[a]}, got ${total}`);
+  let at = 0;
+  const parts = sizes.map((n) => slice(x, a, at, (at += n)));
+  G.noteSplit(parts, x, a);
+  return parts;
 }
 
 /** Drops an axis of size 1 (every such axis when none is given). */
