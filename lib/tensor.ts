@@ -209,6 +209,7 @@ export class Tensor {
   permute(axes: readonly number[]): Tensor { return L.permute(this, axes); }
   transpose(axis0 = -2, axis1 = -1): Tensor { return L.transpose(this, axis0, axis1); }
   slice(axis: number, start: number, end?: number, step?: number): Tensor { return L.slice(this, axis, start, end, step); }
+  split(axis: number, sizes: readonly number[]): Tensor[] { return L.split(this, axis, sizes); }
   squeeze(axis?: number): Tensor { return L.squeeze(this, axis); }
   unsqueeze(axis: number): Tensor { return L.unsqueeze(this, axis); }
   broadcastTo(shape: readonly number[]): Tensor { return L.broadcastTo(this, shape); }

@@ -181,8 +181,10 @@ export class PerceiverSelfAttention extends Module {
       };
       let qh: Tensor, kh: Tensor, vh: Tensor;
       if (parts) {
-        const grad = needsGrad(q, kv, ...parts.flatMap((p) => [p.layer.weight, p.layer.bias]));
-        const views = grad ? this.fused.forwardWithGrad(kv, parts, H) : this.fused.forward(kv, parts, H);
+        // Weights that want gradients are joined on the tape; frozen ones use the cached
+        // join, whose product still sends an input's gradient back.
+        const weightsGrad = needsGrad(...parts.flatMap((p) => [p.layer.weight, p.layer.bias]));
+        const views = weightsGrad ? this.fused.forwardWithGrad(kv, parts, H) : this.fused.forward(kv, parts, H);
         [qh, kh, vh] = parts.length === 3 ? views : [query(), ...views];
       } else {
         qh = query();
@@ -214,7 +216,7 @@ export class PerceiverSelfAttention extends Module {
     if (!enabled) this.fused.clear();
   }
 
-  /** The parts that share one product in inference, or null where they do not. */
+  /** The parts that share one product, or null where they do not. */
   private fusedParts(queryScale: Tensor | null | undefined): ProjectionPart[] | null {
     if (!this.fuse) return null;
     const H = this.numHeads;

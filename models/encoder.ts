@@ -5,6 +5,7 @@ import { Module, ModuleList, tidy, type Tensor } from '../lib/index.js';
 import type { PerceiverConfig } from './config.js';
 import { PerceiverLayer } from './layer.js';
 import { configArg, intArg, objectArg, optionalTensorArg, tensorArg } from './args.js';
+import { shareJoinedWeights } from './fused-projection.js';
 
 export interface PerceiverEncoderOptions {
   /** Channels of the preprocessed inputs (the cross-attention's keys and values). */
@@ -70,7 +71,9 @@ export class PerceiverEncoder extends Module {
     tensorArg(op, 'inputs', inputs, { rank: 3, dtype: 'float', shape: '[B, M, kvDim]' });
     optionalTensorArg(op, 'inputsMask', inputsMask, { shape: '[B, N, M] (broadcastable)' });
     optionalTensorArg(op, 'queryScale', queryScale, { rank: 3, dtype: 'float', shape: '[B, 1, 1]' });
-    return tidy(() => {
+    // The blocks call each self-attention numBlocks times: in training, each layer's
+    // projection weights are joined once for all of them (fused-projection.ts).
+    return shareJoinedWeights(() => tidy(() => {
       let z = this.crossAttention.forward(latents, inputs, inputsMask, queryScale);
       for (let b = 0; b < this.numBlocks; b++)
         for (const layer of this.selfAttends) {
@@ -79,6 +82,6 @@ export class PerceiverEncoder extends Module {
           z = next;
         }
       return z;
-    });
+    }));
   }
 }

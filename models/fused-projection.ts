@@ -17,8 +17,45 @@
 // The fused weight is cached in the dtype the layers compute in, while derived.ts says
 // it is current: a write anywhere has the next forward join the weights again (a copy
 // of them per layer), which evaluation between optimizer steps pays once per step.
-import { computeDtype, computeIn, concat, keep, linear, reshape, split, tidy, toDtype, type Linear, type Tensor } from '../lib/index.js';
+import { computeDtype, computeIn, concat, keep, linear, reshape, split, tidy, toDtype, type DTypeName, type Linear, type Tensor } from '../lib/index.js';
 import { derivedFrom, stillDerived, type Derived } from './derived.js';
+
+/** Weights joined on the tape (their gradient node is the join's), and what of. */
+interface TapeJoin {
+  readonly of: readonly Tensor[];
+  readonly dtype: DTypeName;
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+}
+
+// Within shareJoinedWeights (an encoder's forward, whose latent blocks call each layer
+// once per block: 8 times in the ImageNet models), every call of a layer takes the same
+// weights joined on the tape: one copy and one gradient node per layer, into which
+// each call's product folds its weight gradient as it would into the separate
+// weights'. A join per call held a copy per call until backward (48 of 12.6 MB in the
+// ImageNet model in float32) and summed, sliced and copied each call's gradient apart.
+let sharedJoins: Map<FusedProjection, TapeJoin[]> | null = null;
+
+/**
+ * Runs fn (synchronous) with the weights that FusedProjection joins on the tape shared
+ * by every call of a layer; they are freed when the outermost such call returns (the
+ * tape keeps what its products saved). Nested calls share the outer one's.
+ */
+export function shareJoinedWeights<T>(fn: () => T): T {
+  if (sharedJoins) return fn();
+  const joins = new Map<FusedProjection, TapeJoin[]>();
+  sharedJoins = joins;
+  try {
+    return fn();
+  } finally {
+    sharedJoins = null;
+    for (const list of joins.values())
+      for (const j of list) {
+        j.weight.dispose();
+        j.bias?.dispose();
+      }
+  }
+}
 
 /** A Linear whose output is `heads` heads of headWidth channels each, head-major (HF's layout). */
 export interface ProjectionPart {
@@ -75,8 +112,9 @@ export class FusedProjection {
 
   /**
    * x [B, N, in] -> each part's heads [B, N, H, headWidth] (views of one product), in
-   * the dtype parts[0] computes in. The caller checks canFuseProjections and that no
-   * gradient is wanted: the cached weight is not on the tape.
+   * the dtype parts[0] computes in. The caller checks canFuseProjections and that the
+   * weights want no gradient: the cached weight is not on the tape (x may want one:
+   * attention() sends it back through the one product, as forwardWithGrad's).
    */
   forward(x: Tensor, parts: readonly ProjectionPart[], heads: number): Tensor[] {
     const dtype = computeDtype(parts[0].layer.weight);
@@ -86,22 +124,38 @@ export class FusedProjection {
   }
 
   /**
-   * The same product where gradients are wanted (training): the weights are joined by
-   * ops on the tape at every call, since every step changes them (a copy of the
-   * weights, small against the activations: 1280 x 1792 in the language model's
-   * latents, against [B * 256, 1792] products), and the product's gradients are one
-   * product each for the input and the joined weights where the parts took three. The
-   * parts reach the product's gradient joined through attention() (splitHeads).
+   * The same product where the weights want gradients (training): the weights are
+   * joined by ops on the tape, since every step changes them (a copy of the weights
+   * per layer and forward, shared by a layer's calls within shareJoinedWeights), and
+   * the product's gradients are one product each for the input and the joined weights
+   * where the parts took three. The parts reach the product's gradient joined through
+   * attention() (splitHeads).
    */
   forwardWithGrad(x: Tensor, parts: readonly ProjectionPart[], heads: number): Tensor[] {
     const dtype = computeDtype(parts[0].layer.weight);
+    const { weight, bias } = this.joinOnTape(parts, heads, dtype);
+    // The split outside computeIn: where x is cast, its tidy() would dispose the
+    // split's whole before attention() sees it.
+    const y = computeIn(dtype, [x], (x) => linear(x, weight, bias));
+    return splitHeads(y, parts.map((p) => p.headWidth), heads);
+  }
+
+  private joinOnTape(parts: readonly ProjectionPart[], heads: number, dtype: DTypeName): TapeJoin {
+    const of = parts.flatMap((p) => (p.layer.bias ? [p.layer.weight, p.layer.bias] : [p.layer.weight]));
+    const list = sharedJoins?.get(this);
+    const found = list?.find((j) => j.dtype === dtype && j.of.length === of.length && j.of.every((t, i) => t === of[i]));
+    if (found) return found;
     const widths = parts.map((p) => p.headWidth);
     const biases = parts.map((p) => p.layer.bias).filter((b): b is Tensor => b !== null);
     const join = (ts: Tensor[]) => headMajorConcat(ts.map((t) => toDtype(t, dtype)), widths, heads);
-    return computeIn(dtype, [x], (x) => {
-      const y = linear(x, join(parts.map((p) => p.layer.weight)), biases.length > 0 ? join(biases) : null);
-      return splitHeads(y, widths, heads);
-    });
+    const j: TapeJoin = { of, dtype, weight: join(parts.map((p) => p.layer.weight)), bias: biases.length > 0 ? join(biases) : null };
+    if (sharedJoins) {
+      keep(j.weight);
+      if (j.bias) keep(j.bias);
+      if (list) list.push(j);
+      else sharedJoins.set(this, [j]);
+    }
+    return j;
   }
 
   /** Frees the cached weight (the parts' tensors were replaced, or the owner is disposed). */

@@ -461,6 +461,54 @@ test.serial('attention over the parts of one split (a fused projection): the gra
   }
 });
 
+test.serial('attention over split parts that are not one split whole, in order: the same gradient as over slices', async (t) => {
+  // cut: split() or the same parts by slice(), which attention never takes whole.
+  type Cut = (x: Tensor, axis: number, sizes: number[]) => Tensor[];
+  const bySplit: Cut = (x, axis, sizes) => P.split(x, axis, sizes);
+  const bySlice: Cut = (x, axis, sizes) => {
+    let at = 0;
+    return sizes.map((n) => P.slice(x, axis, at, (at += n)));
+  };
+  const cases: [string, number[], (x: Tensor, cut: Cut) => Tensor][] = [
+    // Two splits of one tensor that cut it differently: parts of both in one call.
+    ['parts of two different splits', [1, 3, 2, 9], (x, cut) => {
+      const [a, b] = [cut(x, 3, [2, 2, 5]), cut(x, 3, [1, 2, 6])];
+      return P.add(P.attention(a[0], b[1], a[2]).sum(3), P.attention(a[0], a[1], b[2]).sum(3));
+    }],
+    ['three of a four-part split', [1, 3, 2, 9], (x, cut) => {
+      const [q, k, v] = cut(x, 3, [2, 2, 3, 2]);
+      return P.attention(q, k, v);
+    }],
+    ['a split of the heads axis', [1, 3, 3, 4], (x, cut) => {
+      const [q, k, v] = cut(x, 2, [1, 1, 1]);
+      return P.attention(q, k, v);
+    }],
+    ['a whole that stopped wanting a gradient after the split', [1, 3, 2, 9], (x, cut) => {
+      const [q, k, v] = cut(x, 3, [2, 2, 5]);
+      x.requiresGrad = false;
+      return P.attention(q, k, v);
+    }],
+  ];
+  for (const [name, shape, f] of cases) {
+    const grads: Float32Array[] = [];
+    for (const cut of [bySplit, bySlice]) {
+      const x = P.tensor(randomArray(shape.reduce((a, b) => a * b, 1), 71, -1, 1), shape);
+      x.requiresGrad = true;
+      P.tidy(() => {
+        let y = f(x, cut).square();
+        while (y.rank > 0) y = y.sum(0);
+        y.backward();
+      });
+      t.truthy(x.grad, `${name}: a gradient`);
+      grads.push(Float32Array.from((await x.grad!.data()) as Float32Array));
+      x.grad!.dispose();
+      x.dispose();
+    }
+    t.true(grads[1].some((v) => v !== 0), `${name}: not zero`);
+    assertClose(t, grads[0], Float64Array.from(grads[1]), { rtol: 1e-5, atol: 1e-6, msg: name });
+  }
+});
+
 // The fused gradient against the composed one (gradKernels off) where blocks, key
 // ranges and masks take every path of the kernel: 256-row query blocks, 256-key
 // blocks, a (batch, head) split into key ranges whose dQ partials are summed, rows

@@ -23,16 +23,21 @@ test('the CPU dry run trains the tiny model in both precisions and prints profil
   for (const p of ['float32', 'bfloat16']) t.regex(r.stdout, new RegExp(`perceiver-io ${p} step profile:\\nwall [\\d.]+ ms; cpu busy`));
   t.regex(r.stdout, /\(forward\)/);
   t.regex(r.stdout, /\(backward\/attention\)/);
+  // The fused projections: the attention's gradient goes back to each one product joined.
+  t.regex(r.stdout, /concat \[[\d, ]+\] \(backward\/attention\)/);
   t.regex(r.stdout, /\(optimizer\)/);
 });
 
 test('--no-fuse trains with three projection products per attention, and says so', async (t) => {
   t.timeout(240_000);
-  const r = await run(['--device', 'cpu', '--tiny', '--steps', '1', '--warmup', '0', '--no-torch', '--precision', 'float32', '--batch', '2', '--no-fuse']);
+  const r = await run(['--device', 'cpu', '--tiny', '--steps', '1', '--warmup', '0', '--no-torch', '--precision', 'float32', '--batch', '2', '--no-fuse', '--profile']);
   t.is(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { ours: { ms_per_step: number }[]; fused_projections: boolean };
   t.false(out.fused_projections);
   t.true(out.ours[0].ms_per_step > 0);
+  // Three products per attention: no joined gradient to form.
+  t.regex(r.stdout, /\(backward\/attention\)/);
+  t.notRegex(r.stdout, /concat \[[\d, ]+\] \(backward\/attention\)/);
 });
 
 test('bad flags are errors naming the flag', async (t) => {

@@ -244,6 +244,10 @@ test('split: consecutive parts of the given sizes along any axis (negative too),
     }
     parts.forEach((p) => p.dispose());
   }
+  // And as a method.
+  const [a, b] = xt.split(-1, [4, 5]);
+  assertExact(t, await b.data(), sliceRef(x, [3, 4, 9], 2, 4, 9, 1).data);
+  t.deepEqual(a.shape, [3, 4, 4]);
   xt.dispose();
 });
 
@@ -254,6 +258,8 @@ test('split: sizes that do not add up to the axis, negative or fractional sizes,
     [() => P.split(x, 1, [7, -1]), RangeError, /split: argument 'sizes\[1\]' must not be negative, got -1/],
     [() => P.split(x, 1, [2.5, 3.5]), TypeError, /split: argument 'sizes\[0\]' must be an integer/],
     [() => P.split(x, 1, []), TypeError, /split: argument 'sizes' must be a non-empty array/],
+    // eslint-disable-next-line no-sparse-arrays
+    [() => P.split(x, 1, [2, , 4] as never), TypeError, /split: argument 'sizes\[1\]' must be an integer/],
     [() => P.split(x, 1, 6 as never), TypeError, /split: argument 'sizes' must be a non-empty array of part sizes, got number 6/],
     [() => P.split(x, 2, [6]), RangeError, /split: argument 'axis' must be in \[-2, 2\), got 2/],
     [() => P.split(null as never, 0, [1]), TypeError, /split: argument 'x'/],

@@ -10,7 +10,7 @@
 import test from 'ava';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
-import { PerceiverSelfAttention, setFusedProjections } from '../models/index.js';
+import { PerceiverEncoder, PerceiverSelfAttention, perceiverConfig, setFusedProjections } from '../models/index.js';
 import { canFuseProjections, FusedProjection, headMajorConcat, splitHeads } from '../models/fused-projection.js';
 import { baseline, live, rtolFor } from './helpers/device.js';
 
@@ -302,6 +302,7 @@ test('training under bfloat16 autocast: the joined weights are cast on the tape,
   const on = step(true);
   const off = step(false);
   t.is(on.calls, 1);
+  t.false([...on.scopes].some((s) => s.endsWith('backward/slice')), 'the parts reach the product joined');
   on.grads.forEach((g, i) => {
     t.truthy(g);
     // bf16 products: both sides round, apart.
@@ -311,6 +312,95 @@ test('training under bfloat16 autocast: the joined weights are cast on the tape,
   attn.zeroGrad();
   hs.dispose();
   attn.dispose();
+});
+
+test('frozen weights, an input that wants a gradient: one product over the cached join; the input\'s gradient as with three', (t) => {
+  const attn = selfAttention();
+  randomize(attn);
+  const hs = P.randn([2, 6, 48], { seed: 7 });
+  hs.requiresGrad = true;
+  const on = trainStep(attn, true, () => attn.forward(hs), [hs]);
+  const off = trainStep(attn, false, () => attn.forward(hs), [hs]);
+  t.is(on.calls, 1);
+  t.false([...on.scopes].some((s) => s.endsWith('backward/slice')));
+  // The weights' grads are null both ways; the input's last.
+  t.deepEqual(on.grads.slice(0, -1), off.grads.slice(0, -1).map(() => null));
+  t.true(relErr(on.grads.at(-1)!, off.grads.at(-1)!) < 10 * rtolFor('float32'));
+  hs.grad?.dispose();
+  hs.dispose();
+  attn.dispose();
+});
+
+test('training steps hold no tensors past their backward, fused or apart', async (t) => {
+  const attn = crossAttention();
+  randomize(attn);
+  attn.requiresGrad_(true);
+  const hs = P.randn([2, 6, 48], { seed: 8 });
+  const kv = P.randn([2, 9, 40], { seed: 9 });
+  for (const fuse of [true, false]) {
+    trainStep(attn, fuse, () => attn.forward(hs, kv));
+    const before = (await baseline()).tensors;
+    for (let i = 0; i < 3; i++) trainStep(attn, fuse, () => attn.forward(hs, kv));
+    t.is((await live()).tensors, before, fuse ? 'fused' : 'apart');
+  }
+  attn.zeroGrad();
+  for (const x of [hs, kv]) x.dispose();
+  attn.dispose();
+});
+
+test('an encoder joins each layer\'s weights once per forward for all its blocks; gradients as with three products', (t) => {
+  // No attention dropout: training with it keeps the three products.
+  const make = (blocks: number) => {
+    const config = perceiverConfig({ d_latents: 64, d_model: 24, num_latents: 8, num_blocks: blocks, num_self_attends_per_block: 2, num_self_attention_heads: 2, num_cross_attention_heads: 1, attention_probs_dropout_prob: 0 });
+    const enc = new PerceiverEncoder(config, { kvDim: 24 });
+    randomize(enc);
+    return enc.train().requiresGrad_(true);
+  };
+  const lat = P.randn([2, 8, 64], { seed: 10 });
+  const inp = P.randn([2, 5, 24], { seed: 11 });
+  const step = (enc: PerceiverEncoder, fuse: boolean) => {
+    setFusedProjections(enc, fuse);
+    enc.zeroGrad();
+    P.profiler.start({ shapes: true });
+    let loss: Tensor;
+    let prof: P.Profile;
+    try {
+      loss = P.tidy(() => {
+        let s = enc.forward(lat, inp).square();
+        while (s.rank > 0) s = s.sum(0);
+        return s;
+      });
+    } finally {
+      prof = P.profiler.stop();
+    }
+    loss.backward();
+    loss.dispose();
+    // The joins' ops in the forward (the profile counts a join's pieces).
+    const joins = prof.rows.filter((r) => r.op === 'concat').reduce((a, r) => a + r.calls, 0);
+    const products = prof.rows.filter((r) => r.op === 'matmul' && r.shape.split(',').length === 3).reduce((a, r) => a + r.calls, 0);
+    const grads = enc.namedParameters().map(([, p]) => data(p.grad!));
+    enc.zeroGrad();
+    return { joins, products, grads };
+  };
+  const one = make(1);
+  const three = make(3);
+  const once = step(one, true);
+  const on = step(three, true);
+  const off = step(three, false);
+  t.true(once.joins > 0);
+  t.is(on.joins, once.joins, 'three blocks join as often as one');
+  t.is(off.joins, 0);
+  // Per self-attention call one projection product where there were three.
+  t.is(off.products - on.products, 2 * 3 * 2 + 1);
+  // Not the key biases': a bias on every key shifts each query's logits alike, so their
+  // true gradient is zero and what either way computes is rounding.
+  const names = three.namedParameters().map(([n]) => n);
+  on.grads.forEach((g, i) => {
+    if (!names[i].endsWith('key.bias')) t.true(relErr(g, off.grads[i]) < 10 * rtolFor('float32'), names[i]);
+  });
+  for (const x of [lat, inp]) x.dispose();
+  one.dispose();
+  three.dispose();
 });
 
 test('one head: a cross-attention on the plain path fuses key and value too', (t) => {

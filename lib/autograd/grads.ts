@@ -237,25 +237,32 @@ export function sliceGrad(out: Tensor, x: Tensor, axis: number, start: number, s
   });
 }
 
-// The parts of split() along a tensor's last axis, each with its whole, place and
-// count: what attentionGrad looks for. Weak: an entry goes with its part.
-const splitParts = new WeakMap<Tensor, { whole: Tensor; index: number; count: number }>();
+// The parts of split() along a tensor's last axis, each with its call (whole and part
+// count; one object per call, since two splits of one tensor cut it differently) and
+// its place: what attentionGrad looks for. Weak: an entry goes with its part.
+interface SplitCall {
+  readonly whole: Tensor;
+  readonly count: number;
+}
+const splitParts = new WeakMap<Tensor, { call: SplitCall; index: number }>();
 
 export function noteSplit(parts: readonly Tensor[], whole: Tensor, axis: number): void {
   if (axis !== whole.rank - 1 || !needsGrad(whole)) return;
-  parts.forEach((t, index) => splitParts.set(t, { whole, index, count: parts.length }));
+  const call: SplitCall = { whole, count: parts.length };
+  parts.forEach((t, index) => splitParts.set(t, { call, index }));
 }
 
-/** The tensor whose split these are, all of its parts in order; else null. */
+/** The tensor whose split these are, all of one call's parts in order; else null. */
 function splitWhole(parts: readonly Tensor[]): Tensor | null {
-  const first = splitParts.get(parts[0]);
-  // A disposed whole has no gradFn left to send the gradient to: its parts' slices do.
-  if (!first || first.count !== parts.length || first.whole.disposed) return null;
+  const call = splitParts.get(parts[0])?.call;
+  // A disposed whole has no gradFn left to send the gradient to, and one that no longer
+  // wants a gradient (requiresGrad cleared since) no edge: its parts' slices still do.
+  if (!call || call.count !== parts.length || call.whole.disposed || !needsGrad(call.whole)) return null;
   for (let i = 0; i < parts.length; i++) {
     const s = splitParts.get(parts[i]);
-    if (!s || s.whole !== first.whole || s.index !== i) return null;
+    if (!s || s.call !== call || s.index !== i) return null;
   }
-  return first.whole;
+  return call.whole;
 }
 
 export function concatGrad(out: Tensor, xs: readonly Tensor[], axis: number): Tensor {
@@ -499,10 +506,11 @@ export function attentionGrad(
   const qkv = kIsV ? null : splitWhole([q, k, v]);
   const kv = kIsV || qkv ? null : splitWhole([k, v]);
   const inputs = qkv ? [qkv] : kv ? [q, kv] : [q, k, v];
+  const packed = qkv ? 3 : kv ? 2 : 0;
   const gradients = (g16: Tensor, saved: Tensor[]): (Tensor | null)[] => {
     const [gq, gk, gv] = gradientsApart(g16, saved);
-    if (qkv) return [L.concat([gq!, gk!, gv!], 3)];
-    if (kv) return [gq, L.concat([gk!, gv!], 3)];
+    if (packed === 3) return [L.concat([gq!, gk!, gv!], 3)];
+    if (packed === 2) return [gq, L.concat([gk!, gv!], 3)];
     return [gq, gk, gv];
   };
   return record('attention', out, inputs, save, gradients);

@@ -68,10 +68,12 @@ export function split(x: Tensor, axis: number, sizes: readonly number[]): Tensor
   if (!Array.isArray(sizes) || sizes.length === 0)
     throw new TypeError(`split: argument 'sizes' must be a non-empty array of part sizes, got ${describe(sizes)}`);
   let total = 0;
-  sizes.forEach((n, i) => {
-    if (int('split', `sizes[${i}]`, n) < 0) throw new RangeError(`split: argument 'sizes[${i}]' must not be negative, got ${n}`);
+  // An index loop, not forEach: a hole in the array is an error, not a part skipped.
+  for (let i = 0; i < sizes.length; i++) {
+    const n = int('split', `sizes[${i}]`, sizes[i]);
+    if (n < 0) throw new RangeError(`split: argument 'sizes[${i}]' must not be negative, got ${n}`);
     total += n;
-  });
+  }
   if (total !== x.shape[a])
     throw new RangeError(`split: argument 'sizes' ([${sizes.join(', ')}]) must add up to axis ${axis}'s length ${x.shape[a]}, got ${total}`);
   let at = 0;
