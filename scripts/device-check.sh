@@ -44,13 +44,14 @@
 #       of the ops they serve with the older kernels, bench-gpu and bench-train-gpu both
 #       ways, and ncu on the older tier, the occupancy tier and the fixed-width kernel
 #       at both latent self-attention shapes. About 3 minutes on an H200.
-#   bash scripts/device-check.sh --focus  the twenty-seventh session's change: the warpgroup
-#       attention kernel's ping-pong tiers (PERCEIVER_CUDA_ATTENTION_WGMMA=pp, path
-#       "tcgp"): their probes and checks, timings beside the default and the other
+#   bash scripts/device-check.sh --focus  the twenty-seventh and twenty-eighth sessions'
+#       changes: the warpgroup attention kernel's ping-pong tiers
+#       (PERCEIVER_CUDA_ATTENTION_WGMMA=pp, path "tcgp") and 128-key tiers (=k128, path
+#       "tcgk"): their probes and checks, timings beside the default and the other
 #       warpgroup variants, the whole suite on the GPU, bench-gpu (and torch) and ours
-#       with =pp and =1, bench-train-gpu's bf16 step with the fused projections in
-#       training and without (--no-fuse), then ncu on tcgp and tcg. Untimed; give the
-#       call 450 s.
+#       with =pp and =k128, bench-train-gpu's bf16 step with the fused projections in
+#       training and without (--no-fuse), then ncu on tcgk, tcgp and tcg. Untimed;
+#       give the call 480 s.
 #   bash scripts/device-check.sh --candidates  what is written but off by default until a GPU
 #       has timed it: PERCEIVER_CUDA_ATTENTION_WGMMA=1|64, the warpgroup (wgmma) attention
 #       kernel for compute capability 9.0 (native/cuda/attention_wgmma.cuh) with two or
@@ -392,32 +393,35 @@ show_ncu() {
   done
 }
 
-# --focus: the twenty-seventh session's change, for one call: the warpgroup attention
-# kernel's ping-pong tiers (attention_wgmma.cuh kPingpong, path "tcgp",
-# PERCEIVER_CUDA_ATTENTION_WGMMA=pp; written without a GPU), and the whole suite, since
-# the kernel's other tiers share its code. In order: its layout probes in a process of
-# their own (a fault there ends only that step), the attention harness's checks (tcgp
-# at every class, with one and three key ranges), timings of the default (auto), the two
-# warpgroup variants (tcg, tcg1) and tcgp at the models' shapes (the twenty-fifth
-# session's on an H200: 8 heads of 128 at batch 32 0.1321 auto, 0.1268 tcg, 0.1288
-# tcg1; the language model's latents 0.0411, 0.0395, 0.0390 ms), the whole suite on the
-# GPU, bench-gpu (and torch), then ours with PERCEIVER_CUDA_ATTENTION_WGMMA=pp and =1
-# (the attention rows and the models, with their profiles), and ncu on tcgp and tcg at 8
-# heads of 128. Then the twenty-eighth session's fused projections in training:
-# bench-train-gpu's bf16 step with them (the default) and with --no-fuse, alternating.
-# Untimed yet; the step limits add up to 810 s: give the call 450, and expect about 330.
+# --focus: the twenty-seventh and twenty-eighth sessions' changes, for one call, all
+# written without a GPU. The warpgroup attention kernel's ping-pong tiers
+# (attention_wgmma.cuh kPingpong, path "tcgp", PERCEIVER_CUDA_ATTENTION_WGMMA=pp) and
+# its 128-key tiers (path "tcgk", =k128; with the walking tile copies that every
+# warpgroup tier but the 272 class, qk 32 / v 160 and qk 32 / v 96 now takes); the
+# whole suite, since the other tiers share the code; and fused projections in training.
+# In order: each new path's layout probes in a process of their own (a fault there ends
+# only that step; a path whose probes fail is left out of the rest), the attention
+# harness's checks (every path at every class, with one and three key ranges), timings
+# of the default (auto), the two warpgroup variants (tcg, tcg1), tcgp and tcgk at the
+# models' shapes (the twenty-fifth session's on an H200: 8 heads of 128 at batch 32
+# 0.1321 auto, 0.1268 tcg, 0.1288 tcg1; the language model's latents 0.0411, 0.0395,
+# 0.0390 ms), the whole suite on the GPU, bench-gpu (and torch), then ours with
+# PERCEIVER_CUDA_ATTENTION_WGMMA=pp and =k128 (the attention rows and the models, with
+# their profiles), bench-train-gpu's bf16 step with the fused projections (the default)
+# and with --no-fuse, alternating, and ncu on tcgk, tcgp and tcg at 8 heads of 128.
+# Untimed yet; the step limits add up to 935 s: give the call 480, and expect about 380.
 focus() {
-  echo "== focus: the ping-pong tiers' layout probes, then the attention harness's checks"
-  step probes-tcgp 40 bin/cuda_attention_check --no-bench --filter probe --skip 8,11,12,13,14
-  # Where its probes fail or fault (no "OK:" line), the rest leaves path 15 out, so that
+  echo "== focus: the new tiers' layout probes (ping-pong, then 128-key tiles), then the attention harness's checks"
+  step probes-tcgp 40 bin/cuda_attention_check --no-bench --filter probe --skip 8,11,12,13,14,16
+  step probes-tcgk 40 bin/cuda_attention_check --no-bench --filter probe --skip 8,11,12,13,14,15
+  # Where a path's probes fail or fault (no "OK:" line), the rest leaves it out, so that
   # a broken kernel cannot take the CUDA context, and the call's other results, with it.
-  local paths=0,11,12,15 skip=() pp=1
-  if ! probes_passed tcgp; then
-    paths=0,11,12 skip=(--skip 15) pp=
-    echo "the ping-pong tiers' probes failed: path 15 and =pp are left out of the rest (probes-tcgp.log)"
-  fi
+  local paths=0,11,12 skip=() pp= kk= left=
+  if probes_passed tcgp; then paths+=,15 pp=1; else left+=15, && echo "the ping-pong tiers' probes failed: path 15 and =pp are left out of the rest (probes-tcgp.log)"; fi
+  if probes_passed tcgk; then paths+=,16 kk=1; else left+=16, && echo "the 128-key tiers' probes failed: path 16 and =k128 are left out of the rest (probes-tcgk.log)"; fi
+  [ -n "$left" ] && skip=(--skip "${left%,}")
   step attention-checks 90 bin/cuda_attention_check --no-bench ${skip[@]+"${skip[@]}"}
-  echo "== focus: timings (auto, tcg, tcg1, tcgp) at the models' shapes"
+  echo "== focus: timings (auto, tcg, tcg1, tcgp, tcgk) at the models' shapes"
   step attention-bench 50 bin/cuda_attention_check --bench-only --paths "$paths" --filter -b
   step attention-bench-perceiver 30 bin/cuda_attention_check --bench-only --paths "$paths" --filter perceiver-self
   echo "== focus: ava with PERCEIVER_TEST_DEVICE=cuda (the suite, as checks() runs it)"
@@ -425,15 +429,15 @@ focus() {
   files=$(ls dist/test/*.test.js | grep -Ev '/(package|image-io|image-pipeline|cli-classify|cli-flow|cuda-emu)\.test\.js$')
   # shellcheck disable=SC2086
   step ava-cuda 150 env PERCEIVER_TEST_DEVICE=cuda node node_modules/ava/entrypoints/cli.mjs --concurrency 8 --timeout 90s $files
-  echo "== focus: bench-gpu (and torch), then ours with the warpgroup kernel: ping-pong (=pp), then =1"
+  echo "== focus: bench-gpu (and torch), then ours with the warpgroup kernel: ping-pong (=pp), then 128-key tiles (=k128)"
   step bench-gpu 100 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-gpu.js --out "$LOGS" --profile
   # --only a: the rows whose names hold an "a" (the attention and the models), no GEMMs.
   # With --profile: the models' attention ops by shape, beside the default run's.
   [ -n "$pp" ] && step bench-gpu-pp 40 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=pp node dist/scripts/bench-gpu.js --no-torch --only a --profile
-  step bench-gpu-wg1 40 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=1 node dist/scripts/bench-gpu.js --no-torch --only a --profile
-  # The twenty-eighth session's change: fused projections in training (written without
-  # a GPU; on the CPU the mnist step moved less than its noise). The bf16 step, fused
-  # (the default) against three products apart, twice each, alternating.
+  [ -n "$kk" ] && step bench-gpu-k128 40 env PERCEIVER_DEVICE=cuda PERCEIVER_CUDA_ATTENTION_WGMMA=k128 node dist/scripts/bench-gpu.js --no-torch --only a --profile
+  # Fused projections in training (on the CPU the mnist step moved less than its
+  # noise). The bf16 step, fused (the default) against three products apart, twice
+  # each, alternating.
   echo "== focus: bench-train-gpu bf16, fused projections (default) against --no-fuse, alternating"
   local r
   for r in 1 2; do
@@ -441,24 +445,26 @@ focus() {
     step "bench-train-gpu-nofuse$r" 45 env PERCEIVER_DEVICE=cuda node dist/scripts/bench-train-gpu.js --batch 8 --steps 5 --warmup 2 --no-torch --precision bfloat16 --no-fuse
   done
   # Last, so that a short limit loses them first: where the issue slots and stalls go in
-  # the ping-pong tier against the two-warpgroup one that shares its tiles.
-  if [ -n "$pp" ]; then
-    echo "== focus: ncu, 8 heads of 128 at batch 32: the ping-pong tier (tcgp), then tcg"
-    ncu_step ncu-tcgp-perceiver-self-b32 attention_wgmma_kernel perceiver-self-b32 15
-    ncu_step ncu-tcg-perceiver-self-b32 attention_wgmma_kernel perceiver-self-b32 11
-  fi
+  # the new tiers against the two-warpgroup one whose tiles they change.
+  echo "== focus: ncu, 8 heads of 128 at batch 32: tcgk, tcgp, then tcg"
+  [ -n "$kk" ] && ncu_step ncu-tcgk-perceiver-self-b32 attention_wgmma_kernel perceiver-self-b32 16
+  [ -n "$pp" ] && ncu_step ncu-tcgp-perceiver-self-b32 attention_wgmma_kernel perceiver-self-b32 15
+  ncu_step ncu-tcg-perceiver-self-b32 attention_wgmma_kernel perceiver-self-b32 11
   echo
   echo "== summary (logs in $OUT/logs.tar)"
   cat "$OUT/summary.txt"
   grep -hE '^ *[0-9]+ (tests? (passed|failed|skipped)|known failures?|uncaught|unhandled)|✘' "$LOGS/ava-cuda.log" 2> /dev/null | cut -c1-300 | head -12
-  echo "tcgp probes: $(grep -cE '^PASS probe ' "$LOGS/probes-tcgp.log") passed, $(grep -cE '^FAIL probe ' "$LOGS/probes-tcgp.log") failed"
-  grep -hE '^FAIL probe |launch/run error' "$LOGS/probes-tcgp.log" 2> /dev/null | cut -c1-300 | head -4
-  echo "tcgp checks: $(grep -cE '^PASS .* tcgp ' "$LOGS/attention-checks.log") passed, $(grep -cE '^FAIL .* tcgp ' "$LOGS/attention-checks.log") failed"
+  local k
+  for k in tcgp tcgk; do
+    echo "$k probes: $(grep -cE '^PASS probe ' "$LOGS/probes-$k.log") passed, $(grep -cE '^FAIL probe ' "$LOGS/probes-$k.log") failed"
+    grep -hE '^FAIL probe |launch/run error' "$LOGS/probes-$k.log" 2> /dev/null | cut -c1-300 | head -4
+    echo "$k checks: $(grep -cE "^PASS .* $k " "$LOGS/attention-checks.log") passed, $(grep -cE "^FAIL .* $k " "$LOGS/attention-checks.log") failed"
+  done
   grep -hE '^(OK|FAILED|PASSED)|^FAIL' "$LOGS/attention-checks.log" 2> /dev/null | cut -c1-200 | head -8
-  echo "-- attention bf16 (ms): auto (its planned key ranges), tcg, tcg1, tcgp (one key range)"
-  grep -hE '^BENCH .* bfloat16 +(auto +splits=[0-9]+|(tcg|tcg1|tcgp) +splits=1) ' "$LOGS/attention-bench.log" "$LOGS/attention-bench-perceiver.log" 2> /dev/null | bench_brief || true
-  echo "-- bench-gpu ours: default, then =pp, then =1 (attention rows and the models):"
-  for f in bench-gpu bench-gpu-pp bench-gpu-wg1; do
+  echo "-- attention bf16 (ms): auto (its planned key ranges), tcg, tcg1, tcgp, tcgk (one key range)"
+  grep -hE '^BENCH .* bfloat16 +(auto +splits=[0-9]+|(tcg|tcg1|tcgp|tcgk) +splits=1) ' "$LOGS/attention-bench.log" "$LOGS/attention-bench-perceiver.log" 2> /dev/null | bench_brief || true
+  echo "-- bench-gpu ours: default, then =pp, then =k128 (attention rows and the models):"
+  for f in bench-gpu bench-gpu-pp bench-gpu-k128; do
     echo "   $f:"
     grep -hE '^(attention|language-mlm|imagenet-fourier)' "$LOGS/$f.log" 2> /dev/null | head -12 || true
     # The batch-32 bf16 profiles' attention rows (the language model's, then the image model's).

@@ -9,9 +9,9 @@ cannot count out; hence generated text. Run it again after changing the shapes:
 import pathlib
 import sys
 
-# N of the products: Q Kᵀ over a 32- or 64-key tile (SS), and P V for each padded
-# value width of native/cuda/attention_wgmma.cuh's tiers, or part of one (RS).
-SS_N = [32, 64]
+# N of the products: Q Kᵀ over a 32-, 64- or 128-key tile (SS), and P V for each
+# padded value width of native/cuda/attention_wgmma.cuh's tiers, or part of one (RS).
+SS_N = [32, 64, 128]
 RS_N = [32, 64, 96, 128, 136, 160]
 TYPES = [("__nv_bfloat16", "bf16"), ("__half", "f16")]
 

@@ -105,12 +105,14 @@ constexpr int kSimtChunkV = 128;
 // blocks per SM), where its width class has one.
 // kTensorCoreWgmmaPingpong: the warpgroup kernel with two warpgroups that take turns
 // (kPingpong), where its width class has one.
+// kTensorCoreWgmmaWideKeys: the warpgroup kernel with two warpgroups over 128-key tiles,
+// where its width class has such a tier.
 // (5 and 6 are the harness's product-composed paths.)
 enum Path : int {
   kAuto = 0, kTensorCore = 1, kSimt = 2, kTensorCore1 = 3, kTensorCoreWide = 4,
   kTensorCoreOccupancy = 7, kTensorCoreFixed = 8, kTensorCoreFixed8 = 9, kTensorCoreFixedWide = 10,
   kTensorCoreWgmma = 11, kTensorCoreWgmma1 = 12, kTensorCoreTf32 = 13, kTensorCoreFixedOcc = 14,
-  kTensorCoreWgmmaPingpong = 15
+  kTensorCoreWgmmaPingpong = 15, kTensorCoreWgmmaWideKeys = 16
 };
 // Which family of tc instantiations a call takes (kTcTiers).
 enum TcKind : int { kTcNarrow = 0, kTcWide = 1, kTcOccupancy = 2 };
@@ -1198,8 +1200,9 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
 // Its shared memory is unpadded (the swizzled layouts, and the core matrices, have no
 // bank conflicts to pad away): Q, then kWgmmaStages stages of K and V tiles
 // (wgmma_smem_bytes).
-// Registers (ptxas, sm_90a, at 128 x 128: 219 with two warpgroups, 255 with one) leave
-// room for 8 warps per SM either way: one block of two warpgroups, which share each K
+// Registers (ptxas, sm_90a, at 128 x 128: 174 with two warpgroups, 176 with one, since
+// the tiles' copies walk (load_tile_wgmma); 219 and 255 before) leave room for 8 warps
+// per SM either way: one block of two warpgroups, which share each K
 // and V tile (half the L2 reads) but meet at a barrier per tile, or two blocks of one
 // (113 KB of shared memory each at 128 x 128 with the 1 KB for alignment: all of an
 // H100's 228 with the blocks' reserves), which run
@@ -1223,12 +1226,24 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
 // them were they made a default. No spills (ptxas, sm_90a; qk 32 / v 160 at 254
 // registers either way). The 272 class has none: the flash gradient has no tier that
 // wide, so no forward there asks for the log-sum-exp.
+//
+// The 128-key tiers (bk 128; a candidate, path kTensorCoreWgmmaWideKeys,
+// PERCEIVER_CUDA_ATTENTION_WGMMA=k128): half the key tiles of the 64-key ones, so half
+// the barriers, waits and O rescales per key, and S = Q Kᵀ as m64n128k16 products,
+// which read 6 KB of shared memory per 262k FLOP where m64n64k16 reads 4 KB per 131k
+// (the 64-key tiles' S needs all 128 bytes per clock an SM's shared memory gives at
+// the tensor cores' peak; FlashAttention-2 and -3 take 128 or more keys at heads of
+// 128). At 128 x 128 (and its log-sum-exp instantiation): 238 registers, no spills,
+// 225 KiB of shared memory with the 1 KiB for alignment; before the walking copies
+// ptxas spilled it (108 bytes). qk 32 / v 96 (the language model's decoder heads): 247.
+// None at qk 32 / v 160 (156 bytes of spills: its O alone takes 80 registers), 64 and
+// 32 (their shapes in the models are not where the time goes).
 struct WgmmaTier {
   int dqk, dv, bk, warpgroups, min_blocks;
   bool pingpong, lse;
   const char* name;  // for the harnesses (attention_last_kernel)
 };
-constexpr int kWgmmaTierCount = 16;
+constexpr int kWgmmaTierCount = 18;
 constexpr WgmmaTier kWgmmaTiers[kWgmmaTierCount] = {
     {128, 128, 64, 2, 1, false, false, "wgmma 128x128"},  {32, 160, 64, 2, 1, false, false, "wgmma 32x160"},
     {32, 96, 64, 2, 1, false, false, "wgmma 32x96"},      {64, 64, 64, 2, 1, false, false, "wgmma 64x64"},
@@ -1237,16 +1252,18 @@ constexpr WgmmaTier kWgmmaTiers[kWgmmaTierCount] = {
     {32, 96, 64, 1, 2, false, false, "wgmma1 32x96"},     {64, 64, 64, 1, 2, false, false, "wgmma1 64x64"},
     {32, 32, 64, 1, 2, false, false, "wgmma1 32x32"},     {128, 128, 64, 2, 1, true, true, "wgmmap 128x128"},
     {32, 160, 64, 2, 1, true, true, "wgmmap 32x160"},    {32, 96, 64, 2, 1, true, false, "wgmmap 32x96"},
-    {64, 64, 64, 2, 1, true, true, "wgmmap 64x64"},       {32, 32, 64, 2, 1, true, true, "wgmmap 32x32"}};
+    {64, 64, 64, 2, 1, true, true, "wgmmap 64x64"},       {32, 32, 64, 2, 1, true, true, "wgmmap 32x32"},
+    {128, 128, 128, 2, 1, false, true, "wgmmak 128x128"}, {32, 96, 128, 2, 1, false, false, "wgmmak 32x96"}};
 
 bool wgmma_writes_lse(int tier) { return tier >= 0 && tier < kWgmmaTierCount && kWgmmaTiers[tier].lse; }
 
-// The tier for these widths, warpgroups per block and turn-taking, or -1 where there
-// is none.
-int wgmma_tier(int64_t dqk, int64_t dv, int warpgroups, bool pingpong = false) {
+// The tier for these widths, warpgroups per block, turn-taking and 128-key tiles, or
+// -1 where there is none.
+int wgmma_tier(int64_t dqk, int64_t dv, int warpgroups, bool pingpong = false, bool wide_keys = false) {
   for (int i = 0; i < kWgmmaTierCount; i++)
     if (kWgmmaTiers[i].dqk == round16(dqk) && kWgmmaTiers[i].dv == round16(dv) &&
-        kWgmmaTiers[i].warpgroups == warpgroups && kWgmmaTiers[i].pingpong == pingpong)
+        kWgmmaTiers[i].warpgroups == warpgroups && kWgmmaTiers[i].pingpong == pingpong &&
+        (kWgmmaTiers[i].bk == 128) == wide_keys)
       return i;
   return -1;
 }
@@ -1282,14 +1299,16 @@ constexpr bool wgmma_built() {
 // boundary). PERCEIVER_CUDA_ATTENTION_WGMMA=0 turns it off, =1 takes it wherever it
 // serves (two warpgroups per block where their 128-row blocks fill the SMs and one
 // elsewhere), =64 always one (64 query rows), =pp as =1 with the ping-pong tiers for
-// the two-warpgroup blocks (kWgmmaPingpong).
-constexpr int kWgmmaEncoders = -1, kWgmmaPingpong = 3;
+// the two-warpgroup blocks (kWgmmaPingpong), =k128 as =1 with the 128-key tiers for
+// them where the widths have one (kWgmmaWideKeys).
+constexpr int kWgmmaEncoders = -1, kWgmmaPingpong = 3, kWgmmaWideKeys = 4;
 int wgmma_auto() {
   static const int warpgroups = [] {
     const char* e = std::getenv("PERCEIVER_CUDA_ATTENTION_WGMMA");
     if (!e || !*e) return kWgmmaEncoders;
     if (std::strcmp(e, "0") == 0) return 0;
     if (std::strcmp(e, "pp") == 0) return kWgmmaPingpong;
+    if (std::strcmp(e, "k128") == 0) return kWgmmaWideKeys;
     return std::strcmp(e, "64") == 0 ? 1 : 2;
   }();
   return warpgroups;
@@ -1574,7 +1593,7 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
                         force_path == kTensorCoreFixed || force_path == kTensorCoreFixed8 ||
                         force_path == kTensorCoreFixedWide || force_path == kTensorCoreWgmma ||
                         force_path == kTensorCoreWgmma1 || force_path == kTensorCoreFixedOcc ||
-                        force_path == kTensorCoreWgmmaPingpong;
+                        force_path == kTensorCoreWgmmaPingpong || force_path == kTensorCoreWgmmaWideKeys;
   int path = kSimt;
   size_t tc_smem = 0;
   // float32 on tensor cores (3xTF32), where asked for (forced, or kAuto with its switch
@@ -1654,27 +1673,30 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     // only (sm_90a code), with K's and V's rows 16-byte aligned (directly or through the
     // padded copies; Q's may not be: the kernel reads them element by element then).
     const bool force_wgmma = force_path == kTensorCoreWgmma || force_path == kTensorCoreWgmma1 ||
-                             force_path == kTensorCoreWgmmaPingpong;
+                             force_path == kTensorCoreWgmmaPingpong || force_path == kTensorCoreWgmmaWideKeys;
+    // A variant that never falls back to another tier where it has none.
+    const bool force_variant = force_path == kTensorCoreWgmmaPingpong || force_path == kTensorCoreWgmmaWideKeys;
     int warpgroups = force_path == kTensorCoreWgmma           ? 2
                      : force_path == kTensorCoreWgmma1        ? 1
                      : force_path == kTensorCoreWgmmaPingpong ? kWgmmaPingpong
+                     : force_path == kTensorCoreWgmmaWideKeys ? kWgmmaWideKeys
                      : force_path == kAuto                    ? wgmma_auto()
                                                               : 0;
     if (warpgroups == kWgmmaEncoders) warpgroups = fixed_encoder_head(round16(a.dqk), round16(a.dv)) ? 2 : 0;
-    const bool pingpong = warpgroups == kWgmmaPingpong;
-    if (pingpong) warpgroups = 2;
+    const bool pingpong = warpgroups == kWgmmaPingpong, wide_keys = warpgroups == kWgmmaWideKeys;
+    if (pingpong || wide_keys) warpgroups = 2;
     // kAuto's two-warpgroup blocks (128 query rows) where they fill the SMs, else
     // blocks of one where the widths have them (as fixed_auto_variant falls back).
     if (force_path == kAuto && warpgroups == 2 && !rows128_fill_sms(a, sm_count) && wgmma_tier(a.dqk, a.dv, 1) >= 0)
       warpgroups = 1;
     if (warpgroups > 0) {
-      // The ping-pong tier where asked for and it serves; kAuto falls back to the plain
-      // two-warpgroup one (the 272 class has no ping-pong tier).
+      // The ping-pong or 128-key tier where asked for and it serves; kAuto falls back to
+      // the plain two-warpgroup one (the 272 class has neither).
       auto fits = [&](int t) { return t >= 0 && wgmma_smem_bytes(kWgmmaTiers[t]) <= (size_t)smem_optin; };
       int wt = -1;
       if (cc == 90 && wgmma_built() && p.k_vec && p.v_vec) {
-        if (pingpong && warpgroups == 2) wt = wgmma_tier(a.dqk, a.dv, 2, true);
-        if (!fits(wt) && force_path != kTensorCoreWgmmaPingpong) wt = wgmma_tier(a.dqk, a.dv, warpgroups);
+        if ((pingpong || wide_keys) && warpgroups == 2) wt = wgmma_tier(a.dqk, a.dv, 2, pingpong, wide_keys);
+        if (!fits(wt) && !force_variant) wt = wgmma_tier(a.dqk, a.dv, warpgroups);
       }
       if (fits(wt)) {
         p.wgmma_tier = wt;

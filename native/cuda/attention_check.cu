@@ -416,7 +416,7 @@ std::vector<Variant> variants(const Case& c) {
             {DType::BFloat16, 2, 0}, {DType::BFloat16, 1, 1},  {DType::Float32, 5, 0},  {DType::BFloat16, 5, 0},
             {DType::BFloat16, 7, 0}, {DType::BFloat16, 4, 0},  {DType::BFloat16, 8, 0}, {DType::BFloat16, 9, 0},
             {DType::BFloat16, 10, 0}, {DType::BFloat16, 11, 0}, {DType::BFloat16, 12, 0}, {DType::Float32, 13, 0},
-            {DType::BFloat16, 14, 0}, {DType::BFloat16, 15, 0}};
+            {DType::BFloat16, 14, 0}, {DType::BFloat16, 15, 0}, {DType::BFloat16, 16, 0}};
   // auto (the public entry), then each version with one block per key range and
   // with 3 ranges (the merge kernel), then the products in one chunk and in several.
   // The float32 tensor-core kernel (tcx) says "not available" where it does not serve.
@@ -444,7 +444,7 @@ std::vector<Variant> variants(const Case& c) {
     // available" (a SKIP line) where its table has no class for the widths, the rows are
     // not 16-byte aligned or (the warpgroup kernel) the device is not compute
     // capability 9.0, so this list need not repeat the tables.
-    for (int path : {8, 9, 10, 11, 12, 14, 15}) {
+    for (int path : {8, 9, 10, 11, 12, 14, 15, 16}) {
       v.push_back({dt, path, 1});
       if (c.nk >= 3) v.push_back({dt, path, 3});
     }
@@ -681,14 +681,14 @@ void check_case(const Case& c, cudaStream_t stream) {
 }
 
 // The layout probes (attention_probe.h) through the fixed-width (tcf, and tcf3 at its two
-// classes) and warpgroup (tcg, tcg1, tcgp) kernels at each of their width classes, in float16: every output element must
+// classes) and warpgroup (tcg, tcg1, tcgp, tcgk) kernels at each of their width classes, in float16: every output element must
 // read exactly the V element it should, and where one does not, the line says which it
 // read (a misread shared-memory layout shows as a pattern of blocks of 8). The float32
 // tensor-core kernel (tcx) in float32.
 void probe_layouts(cudaStream_t stream) {
   const std::pair<int64_t, int64_t> widths[] = {{128, 128}, {32, 160}, {32, 96}, {64, 64}, {32, 32}, {261, 261}};
   for (const auto& w : widths)
-    for (int path : {8, 14, 11, 12, 15, 13})
+    for (int path : {8, 14, 11, 12, 15, 16, 13})
       for (AttentionProbe::Kind kind : {AttentionProbe::Keys, AttentionProbe::Columns}) {
         if (skipped(path)) continue;
         const DType dt = path == 13 ? DType::Float32 : DType::Float16;
@@ -1054,7 +1054,7 @@ void bench_case(const Case& c, cudaStream_t stream) {
     // kernel here, as the backend's fused op; the op layer composes float32 from
     // products instead, path gemm), and the 3xTF32 tensor-core kernel (tcx). tc1, the
     // one-stage loop kept for the checks, is not timed.
-    for (int path : {0, 1, 7, 4, 8, 9, 10, 14, 11, 12, 15, 2, 5, 13}) {
+    for (int path : {0, 1, 7, 4, 8, 9, 10, 14, 11, 12, 15, 16, 2, 5, 13}) {
       if (dt == DType::Float16 && path != 0) continue;
       if (dt == DType::Float32 && path != 0 && path != 2 && path != 5 && path != 13) continue;
       if (dt != DType::Float32 && path == 13) continue;

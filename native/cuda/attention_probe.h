@@ -77,7 +77,7 @@ struct AttentionProbe {
 inline const char* attention_path_name(int p) {
   return p == 1 ? "tc" : p == 2 ? "simt" : p == 3 ? "tc1" : p == 4 ? "tcw" : p == 5 ? "gemm" : p == 6 ? "gemm64"
        : p == 7 ? "tco" : p == 8 ? "tcf" : p == 9 ? "tcf8" : p == 10 ? "tcf2" : p == 11 ? "tcg" : p == 12 ? "tcg1"
-       : p == 13 ? "tcx" : p == 14 ? "tcf3" : p == 15 ? "tcgp" : "auto";
+       : p == 13 ? "tcx" : p == 14 ? "tcf3" : p == 15 ? "tcgp" : p == 16 ? "tcgk" : "auto";
 }
 
 }  // namespace perceiver

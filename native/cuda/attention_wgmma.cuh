@@ -57,11 +57,56 @@ __host__ __device__ constexpr int wgmma_swizzle_width() {
 // With vec false (rows not 16-byte aligned: a 261-wide head packed at stride 261, as
 // the ImageNet encoder's queries are) each chunk is read element by element and stored
 // whole: only for Q, once per block, where K and V go through the padded copies.
+//
+// kWalk (where wgmma_copies_walk says a thread's chunks lie in one column, kRowStep rows
+// apart): one pointer steps down the rows and the shared offsets are constants. The
+// general form's per-chunk offsets, which do not change from one key tile to the next,
+// are what ptxas kept in registers across the key loop: at 128 x 128 with 64-key tiles
+// the two-warpgroup kernel took 219 registers that way, 174 walking (CUDA 13.0,
+// sm_90a), and 128-key tiles went from 108 bytes of spills to none at 238.
 template <int kRows, int kD, int kThreads, int kW>
+__host__ __device__ constexpr bool wgmma_copies_walk() {
+  constexpr int kC = kD / 8;
+  // Rows between a thread's chunks: whole rows (kW > 0) or whole groups of eight rows
+  // (the core matrices) per round of kThreads chunks.
+  constexpr bool whole = kW > 0 ? kThreads % kC == 0 : kThreads / 8 % kC == 0;
+  constexpr int step = !whole ? 0 : kW > 0 ? kThreads / kC : kThreads / 8 / kC * 8;
+  // A multiple of 8 rows keeps the swizzle's XOR (row % 8 in its rows' pattern) the
+  // same for each of a thread's chunks.
+  return whole && kRows * kC % kThreads == 0 && step % 8 == 0;
+}
+
+template <int kRows, int kD, int kThreads, int kW, bool kWalk = false>
 __device__ __forceinline__ void load_tile_wgmma(uint16_t* __restrict__ s, const uint16_t* __restrict__ g,
                                                 int64_t sn, int rows, int d, int tid, bool vec = true) {
   constexpr int kC = kD / 8;
   constexpr int kChunks = kRows * kC;
+  if constexpr (kWalk) {
+    static_assert(wgmma_copies_walk<kRows, kD, kThreads, kW>(), "a thread's chunks one column, 8k rows apart");
+    if (vec) {
+      constexpr int kRowStep = kW > 0 ? kThreads / kC : kThreads / 8 / kC * 8;
+      // The first chunk's place, as below for idx = tid.
+      int r, c, at;
+      if constexpr (kW > 0) {
+        constexpr int kRowChunks = kW / 16;
+        r = tid / kC, c = tid % kC * 8;
+        const int col = tid % kC / kRowChunks, chunk = tid % kC % kRowChunks;
+        at = (col * kRows + r) * (kW / 2) + (chunk ^ ((r * kW >> 7) & (kRowChunks - 1))) * 8;
+      } else {
+        r = (tid >> 3) / kC * 8 + (tid & 7), c = (tid >> 3) % kC * 8, at = tid * 8;
+      }
+      const int bytes = max(0, min(8, d - c)) * 2;
+      const uint16_t* src = g + (int64_t)r * sn + c;
+      const int64_t step = (int64_t)kRowStep * sn;
+#pragma unroll
+      for (int i = 0; i < kChunks / kThreads; i++) {
+        const int n = r + i * kRowStep < rows ? bytes : 0;
+        cp_async_16(s + at + i * (kW > 0 ? kRowStep * (kW / 2) : kThreads * 8), n > 0 ? src : g, n);
+        src += step;
+      }
+      return;
+    }
+  }
 #pragma unroll
   for (int i = 0; i < (kChunks + kThreads - 1) / kThreads; i++) {
     const int idx = tid + i * kThreads;
@@ -159,20 +204,26 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
   const int64_t ntiles = (j1 - j0 + kBK - 1) / kBK;
   // Key tile it lives in stage it % kWgmmaStages: K, then V.
   auto stage_k = [&](int64_t it) { return stage_base + (int)(it % kWgmmaStages) * kStage; };
+  // The walking copies where K's, V's and Q's tiles all take them: where V's cannot
+  // (v 96 and 160 over 128 or 256 threads), K's walking alone moved ptxas's layout
+  // into spills (qk 32 / v 160 with turns: 255 registers and 4 bytes, against 254 and
+  // none), so neither walks.
+  constexpr bool kWalk = wgmma_copies_walk<kBK, kDqk, kCopiers, kWQk>() && wgmma_copies_walk<kBK, kDv, kCopiers, kWV>() &&
+                         wgmma_copies_walk<kQRows, kDqk, kCopiers, kWQk>();
   auto load_kv = [&](int64_t it) {
     const int kn = (int)min64(kBK, j1 - j0 - it * kBK);
     uint16_t* Ks = stage_k(it);
-    load_tile_wgmma<kBK, kDqk, kCopiers, kWQk>(Ks, kg + it * kBK * p.k_sn, p.k_sn, kn, dqk, copier);
-    load_tile_wgmma<kBK, kDv, kCopiers, kWV>(Ks + kBK * kDqk, vg + it * kBK * p.v_sn, p.v_sn, kn, dv, copier);
+    load_tile_wgmma<kBK, kDqk, kCopiers, kWQk, kWalk>(Ks, kg + it * kBK * p.k_sn, p.k_sn, kn, dqk, copier);
+    load_tile_wgmma<kBK, kDv, kCopiers, kWV, kWalk>(Ks + kBK * kDqk, vg + it * kBK * p.v_sn, p.v_sn, kn, dv, copier);
   };
   if constexpr (kPingpong) {
     // This warpgroup's 64 rows (none past nq: every chunk zero-filled from the
     // block's own rows).
     const int rows = (int)min64(64, p.nq - i0 - wg * 64);
-    load_tile_wgmma<64, kDqk, 128, kWQk>(Qs, rows > 0 ? qg + wg * 64 * p.q_sn : qg, p.q_sn, rows, dqk, copier,
-                                         p.q_vec);
+    load_tile_wgmma<64, kDqk, 128, kWQk, kWalk>(Qs, rows > 0 ? qg + wg * 64 * p.q_sn : qg, p.q_sn, rows, dqk, copier,
+                                                p.q_vec);
   } else {
-    load_tile_wgmma<kBQ, kDqk, kThreads, kWQk>(Qs, qg, p.q_sn, (int)min64(kBQ, p.nq - i0), dqk, copier, p.q_vec);
+    load_tile_wgmma<kBQ, kDqk, kThreads, kWQk, kWalk>(Qs, qg, p.q_sn, (int)min64(kBQ, p.nq - i0), dqk, copier, p.q_vec);
   }
   if (ntiles > 0) load_kv(0);
   cp_async_commit();

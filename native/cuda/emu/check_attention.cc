@@ -318,9 +318,9 @@ void check_attention(const std::string& filter) {
       // tcf2 (the fixed-width kernel: 4 warps, 8 warps, 4 warps of two row tiles), tcf3
       // (its occupancy variant: 32-key tiles, at the language model's classes), tcg and
       // tcg1 (the warpgroup kernel, two and one warpgroups per block, which the
-      // emulation's H100 takes), tcgp (two that take turns); one key range, and three
-      // with the merge.
-      for (int path : {0, 1, 7, 4, 3, 8, 9, 10, 14, 11, 12, 15})
+      // emulation's H100 takes), tcgp (two that take turns), tcgk (two over 128-key
+      // tiles); one key range, and three with the merge.
+      for (int path : {0, 1, 7, 4, 3, 8, 9, 10, 14, 11, 12, 15, 16})
         for (int splits : {1, 3}) check(c, dt, path, splits);
     // float32: auto, the SIMT kernel and the 3xTF32 tensor-core kernel (path 13).
     for (int path : {0, 2, 13})
@@ -328,11 +328,14 @@ void check_attention(const std::string& filter) {
   }
   // The warpgroup kernel's stages reused (five or six key tiles through three stages)
   // where both warpgroups of a block hold rows, with ragged last tiles and blocks: two
-  // warpgroups sharing tiles, one, and two apart taking turns (paths 11, 12, 15).
+  // warpgroups sharing tiles, one, and two apart taking turns (paths 11, 12, 15); and
+  // two over 128-key tiles (16: w128-reuse-k128 is five of them, qk32-v96-reuse four).
   for (const Case& c : {Case{"w128-reuse", {1, 2, 130, 330, 128, 128, false, true}},
-                        Case{"qk32-v160-reuse", {1, 2, 150, 300, 32, 160, false, false}}}) {
+                        Case{"qk32-v160-reuse", {1, 2, 150, 300, 32, 160, false, false}},
+                        Case{"w128-reuse-k128", {1, 2, 130, 600, 128, 128, false, true}},
+                        Case{"qk32-v96-reuse", {2, 1, 140, 450, 32, 96, false, true}}}) {
     if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
-    for (int path : {11, 12, 15}) check(c, DType::BFloat16, path, 1);
+    for (int path : {11, 12, 15, 16}) check(c, DType::BFloat16, path, 1);
   }
   // The public entry only, where 128-row blocks fill all 132 SMs (33 x 8 of them), which
   // is where auto takes the 128-row fixed variants, or with the fixed-width kernel off
@@ -357,7 +360,7 @@ void check_attention(const std::string& filter) {
   if (filter.empty() || std::string("split plan").find(filter) != std::string::npos) check_split_plan();
   if (filter.empty() || std::string("probe").find(filter) != std::string::npos)
     for (const auto& w : {std::pair<int64_t, int64_t>{128, 128}, {32, 160}, {32, 96}, {64, 64}, {32, 32}, {261, 261}})
-      for (int path : {8, 14, 11, 12, 15, 13}) probe(w.first, w.second, path);
+      for (int path : {8, 14, 11, 12, 15, 16, 13}) probe(w.first, w.second, path);
 }
 
 }  // namespace perceiver::emu::check
