@@ -1236,8 +1236,8 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
 // 128). At 128 x 128 (and its log-sum-exp instantiation): 238 registers, no spills,
 // 225 KiB of shared memory with the 1 KiB for alignment; before the walking copies
 // ptxas spilled it (108 bytes). qk 32 / v 96 (the language model's decoder heads): 247.
-// None at qk 32 / v 160 (156 bytes of spills: its O alone takes 80 registers), 64 and
-// 32 (their shapes in the models are not where the time goes).
+// None at qk 32 / v 160 (255 registers and 188 bytes of spill stores: its O alone takes
+// 80 registers), 64 and 32 (their shapes in the models are not where the time goes).
 struct WgmmaTier {
   int dqk, dv, bk, warpgroups, min_blocks;
   bool pingpong, lse;
@@ -1520,8 +1520,8 @@ const char* kernel_name_tc(int tier) {
 }
 
 // force_path: kAuto, kTensorCore, kTensorCore1, kTensorCoreWide, kTensorCoreOccupancy,
-// kTensorCoreFixed*, kTensorCoreWgmma, kTensorCoreWgmma1, kTensorCoreWgmmaPingpong
-// or kSimt; force_splits:
+// kTensorCoreFixed*, kTensorCoreWgmma, kTensorCoreWgmma1, kTensorCoreWgmmaPingpong,
+// kTensorCoreWgmmaWideKeys or kSimt; force_splits:
 // 0 = planned.
 // A forced tc path the device or shape cannot take returns cudaErrorNotSupported.
 cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_bytes, int sm_count,

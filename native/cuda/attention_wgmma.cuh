@@ -134,7 +134,8 @@ __device__ __forceinline__ void load_tile_wgmma(uint16_t* __restrict__ s, const 
   }
 }
 
-// kBK keys per tile (64, or 32 where wide heads leave no registers for more S). P V
+// kBK keys per tile (64; 32 where wide heads leave no registers for more S; 128 in the
+// tiers that take fewer, wider tiles, kWgmmaTiers' bk 128). P V
 // takes O in kDvParts column parts where kDv is past a wgmma's widest N (256).
 //
 // kPingpong (two warpgroups): each warpgroup has its own Q rows and its own stages of
