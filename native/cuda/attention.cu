@@ -1201,8 +1201,8 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
 // bank conflicts to pad away): Q, then kWgmmaStages stages of K and V tiles
 // (wgmma_smem_bytes).
 // Registers (ptxas, sm_90a, at 128 x 128: 174 with two warpgroups, 176 with one, since
-// the tiles' copies walk (load_tile_wgmma); 219 and 255 before) leave room for 8 warps
-// per SM either way: one block of two warpgroups, which share each K
+// the tiles' copies walk (load_tile_wgmma); 219 and 255 before; at qk 32 / v 160 192
+// and 190, from 207 and 231) leave room for 8 warps per SM either way: one block of two warpgroups, which share each K
 // and V tile (half the L2 reads) but meet at a barrier per tile, or two blocks of one
 // (113 KB of shared memory each at 128 x 128 with the 1 KB for alignment: all of an
 // H100's 228 with the blocks' reserves), which run
@@ -1233,17 +1233,19 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
 // which read 6 KB of shared memory per 262k FLOP where m64n64k16 reads 4 KB per 131k
 // (the 64-key tiles' S needs all 128 bytes per clock an SM's shared memory gives at
 // the tensor cores' peak; FlashAttention-2 and -3 take 128 or more keys at heads of
-// 128). At 128 x 128 (and its log-sum-exp instantiation): 238 registers, no spills,
-// 225 KiB of shared memory with the 1 KiB for alignment; before the walking copies
-// ptxas spilled it (108 bytes). qk 32 / v 96 (the language model's decoder heads): 247.
-// None at qk 32 / v 160 (255 registers and 188 bytes of spill stores: its O alone takes
-// 80 registers), 64 and 32 (their shapes in the models are not where the time goes).
+// 128). Registers (ptxas, sm_90a; no spills) and shared memory with the 1 KiB for
+// alignment: 128 x 128 238, 225 KiB (before the walking copies ptxas spilled it, 108
+// bytes); the language model's latents, qk 32 / v 160 (two key tiles of its 256
+// instead of four), 251, 153 KiB (before, 188 bytes of spills: its O alone takes 80
+// registers); its decoder heads, qk 32 / v 96, 224, 105 KiB. The first two also write
+// the log-sum-exp (the flash gradient's widths). None at 64 and 32, whose shapes in the
+// models are not where the time goes.
 struct WgmmaTier {
   int dqk, dv, bk, warpgroups, min_blocks;
   bool pingpong, lse;
   const char* name;  // for the harnesses (attention_last_kernel)
 };
-constexpr int kWgmmaTierCount = 18;
+constexpr int kWgmmaTierCount = 19;
 constexpr WgmmaTier kWgmmaTiers[kWgmmaTierCount] = {
     {128, 128, 64, 2, 1, false, false, "wgmma 128x128"},  {32, 160, 64, 2, 1, false, false, "wgmma 32x160"},
     {32, 96, 64, 2, 1, false, false, "wgmma 32x96"},      {64, 64, 64, 2, 1, false, false, "wgmma 64x64"},
@@ -1253,7 +1255,8 @@ constexpr WgmmaTier kWgmmaTiers[kWgmmaTierCount] = {
     {32, 32, 64, 1, 2, false, false, "wgmma1 32x32"},     {128, 128, 64, 2, 1, true, true, "wgmmap 128x128"},
     {32, 160, 64, 2, 1, true, true, "wgmmap 32x160"},    {32, 96, 64, 2, 1, true, false, "wgmmap 32x96"},
     {64, 64, 64, 2, 1, true, true, "wgmmap 64x64"},       {32, 32, 64, 2, 1, true, true, "wgmmap 32x32"},
-    {128, 128, 128, 2, 1, false, true, "wgmmak 128x128"}, {32, 96, 128, 2, 1, false, false, "wgmmak 32x96"}};
+    {128, 128, 128, 2, 1, false, true, "wgmmak 128x128"}, {32, 160, 128, 2, 1, false, true, "wgmmak 32x160"},
+    {32, 96, 128, 2, 1, false, false, "wgmmak 32x96"}};
 
 bool wgmma_writes_lse(int tier) { return tier >= 0 && tier < kWgmmaTierCount && kWgmmaTiers[tier].lse; }
 

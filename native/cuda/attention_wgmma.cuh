@@ -58,51 +58,82 @@ __host__ __device__ constexpr int wgmma_swizzle_width() {
 // the ImageNet encoder's queries are) each chunk is read element by element and stored
 // whole: only for Q, once per block, where K and V go through the padded copies.
 //
-// kWalk (where wgmma_copies_walk says a thread's chunks lie in one column, kRowStep rows
-// apart): one pointer steps down the rows and the shared offsets are constants. The
-// general form's per-chunk offsets, which do not change from one key tile to the next,
-// are what ptxas kept in registers across the key loop: at 128 x 128 with 64-key tiles
-// the two-warpgroup kernel took 219 registers that way, 174 walking (CUDA 13.0,
-// sm_90a), and 128-key tiles went from 108 bytes of spills to none at 238.
+// kWalk (wgmma_copy_walk): one pointer steps down the rows and the shared offsets are
+// constants. The general form's per-chunk offsets, which do not change from one key
+// tile to the next, are what ptxas kept in registers across the key loop: at 128 x 128
+// with 64-key tiles the two-warpgroup kernel took 219 registers that way, 174 walking
+// (CUDA 13.0, sm_90a), and 128-key tiles went from 108 bytes of spills to none at 238.
+// - kWalkRows, where a thread's chunks lie in one column, 8k rows apart: whole rows
+//   (kW > 0) or whole groups of eight rows (the core matrices) per round of kThreads
+//   chunks, as the general form's order has them.
+// - kWalkColumns (swizzled tiles whose rows' chunks do not divide the threads: v 96 and
+//   160 in 64-byte patterns): each pattern column in turn, its kW / 16 chunks a row
+//   taken by as many neighbouring threads, kThreads / (kW / 16) rows a round. A warp
+//   then writes 8 whole pattern rows (512 bytes, no bank conflict), where the row-major
+//   order has a row's chunks meet its other pattern column's in the same banks.
+// A multiple of 8 rows between a thread's chunks keeps the swizzle's XOR (row % 8 in
+// its rows' pattern) the same for each of them.
+constexpr int kWalkNone = 0, kWalkRows = 1, kWalkColumns = 2;
 template <int kRows, int kD, int kThreads, int kW>
-__host__ __device__ constexpr bool wgmma_copies_walk() {
+__host__ __device__ constexpr int wgmma_copy_walk() {
   constexpr int kC = kD / 8;
-  // Rows between a thread's chunks: whole rows (kW > 0) or whole groups of eight rows
-  // (the core matrices) per round of kThreads chunks.
   constexpr bool whole = kW > 0 ? kThreads % kC == 0 : kThreads / 8 % kC == 0;
   constexpr int step = !whole ? 0 : kW > 0 ? kThreads / kC : kThreads / 8 / kC * 8;
-  // A multiple of 8 rows keeps the swizzle's XOR (row % 8 in its rows' pattern) the
-  // same for each of a thread's chunks.
-  return whole && kRows * kC % kThreads == 0 && step % 8 == 0;
+  if (whole && kRows * kC % kThreads == 0 && step % 8 == 0) return kWalkRows;
+  if constexpr (kW > 0) {
+    constexpr int kRowChunks = kW / 16, kColStep = kThreads / kRowChunks;
+    if (kThreads % kRowChunks == 0 && kColStep % 8 == 0 && kRows % kColStep == 0 && kD % (kW / 2) == 0)
+      return kWalkColumns;
+  }
+  return kWalkNone;
 }
 
-template <int kRows, int kD, int kThreads, int kW, bool kWalk = false>
+template <int kRows, int kD, int kThreads, int kW, int kWalk = kWalkNone>
 __device__ __forceinline__ void load_tile_wgmma(uint16_t* __restrict__ s, const uint16_t* __restrict__ g,
                                                 int64_t sn, int rows, int d, int tid, bool vec = true) {
   constexpr int kC = kD / 8;
   constexpr int kChunks = kRows * kC;
-  if constexpr (kWalk) {
-    static_assert(wgmma_copies_walk<kRows, kD, kThreads, kW>(), "a thread's chunks one column, 8k rows apart");
+  if constexpr (kWalk != kWalkNone) {
+    static_assert(wgmma_copy_walk<kRows, kD, kThreads, kW>() == kWalk, "the walk these tiles take");
     if (vec) {
-      constexpr int kRowStep = kW > 0 ? kThreads / kC : kThreads / 8 / kC * 8;
-      // The first chunk's place, as below for idx = tid.
-      int r, c, at;
-      if constexpr (kW > 0) {
-        constexpr int kRowChunks = kW / 16;
-        r = tid / kC, c = tid % kC * 8;
-        const int col = tid % kC / kRowChunks, chunk = tid % kC % kRowChunks;
-        at = (col * kRows + r) * (kW / 2) + (chunk ^ ((r * kW >> 7) & (kRowChunks - 1))) * 8;
-      } else {
-        r = (tid >> 3) / kC * 8 + (tid & 7), c = (tid >> 3) % kC * 8, at = tid * 8;
-      }
-      const int bytes = max(0, min(8, d - c)) * 2;
-      const uint16_t* src = g + (int64_t)r * sn + c;
-      const int64_t step = (int64_t)kRowStep * sn;
+      if constexpr (kWalk == kWalkRows) {
+        constexpr int kRowStep = kW > 0 ? kThreads / kC : kThreads / 8 / kC * 8;
+        // The first chunk's place, as below for idx = tid.
+        int r, c, at;
+        if constexpr (kW > 0) {
+          constexpr int kRowChunks = kW / 16;
+          r = tid / kC, c = tid % kC * 8;
+          const int col = tid % kC / kRowChunks, chunk = tid % kC % kRowChunks;
+          at = (col * kRows + r) * (kW / 2) + (chunk ^ ((r * kW >> 7) & (kRowChunks - 1))) * 8;
+        } else {
+          r = (tid >> 3) / kC * 8 + (tid & 7), c = (tid >> 3) % kC * 8, at = tid * 8;
+        }
+        const int bytes = max(0, min(8, d - c)) * 2;
+        const uint16_t* src = g + (int64_t)r * sn + c;
+        const int64_t step = (int64_t)kRowStep * sn;
 #pragma unroll
-      for (int i = 0; i < kChunks / kThreads; i++) {
-        const int n = r + i * kRowStep < rows ? bytes : 0;
-        cp_async_16(s + at + i * (kW > 0 ? kRowStep * (kW / 2) : kThreads * 8), n > 0 ? src : g, n);
-        src += step;
+        for (int i = 0; i < kChunks / kThreads; i++) {
+          const int n = r + i * kRowStep < rows ? bytes : 0;
+          cp_async_16(s + at + i * (kW > 0 ? kRowStep * (kW / 2) : kThreads * 8), n > 0 ? src : g, n);
+          src += step;
+        }
+      } else {
+        constexpr int kRowChunks = kW / 16, kColStep = kThreads / kRowChunks, kColWidth = kW / 2;
+        const int r = tid / kRowChunks, chunk = tid % kRowChunks;
+        // Pattern column 0's place; column col is col · kRows rows of kW bytes on.
+        const int at = r * kColWidth + (chunk ^ ((r * kW >> 7) & (kRowChunks - 1))) * 8;
+        const uint16_t* src = g + (int64_t)r * sn + chunk * 8;
+        const int64_t step = (int64_t)kColStep * sn;
+#pragma unroll
+        for (int i = 0; i < kRows / kColStep; i++) {
+          const bool row_in = r + i * kColStep < rows;
+#pragma unroll
+          for (int col = 0; col < kD / kColWidth; col++) {
+            const int n = row_in ? max(0, min(8, d - col * kColWidth - chunk * 8)) * 2 : 0;
+            cp_async_16(s + at + (col * kRows + i * kColStep) * kColWidth, n > 0 ? src + col * kColWidth : g, n);
+          }
+          src += step;
+        }
       }
       return;
     }
@@ -205,26 +236,29 @@ __device__ __forceinline__ void wgmma_body(const Params& p) {
   const int64_t ntiles = (j1 - j0 + kBK - 1) / kBK;
   // Key tile it lives in stage it % kWgmmaStages: K, then V.
   auto stage_k = [&](int64_t it) { return stage_base + (int)(it % kWgmmaStages) * kStage; };
-  // The walking copies where K's, V's and Q's tiles all take them: where V's cannot
-  // (v 96 and 160 over 128 or 256 threads), K's walking alone moved ptxas's layout
-  // into spills (qk 32 / v 160 with turns: 255 registers and 4 bytes, against 254 and
-  // none), so neither walks.
-  constexpr bool kWalk = wgmma_copies_walk<kBK, kDqk, kCopiers, kWQk>() && wgmma_copies_walk<kBK, kDv, kCopiers, kWV>() &&
-                         wgmma_copies_walk<kQRows, kDqk, kCopiers, kWQk>();
+  // The walking copies where K's, V's and Q's tiles all take one (the 272 class's
+  // unswizzled 34 chunks a row take neither): K's walking alone, with V's in the
+  // general form, moved ptxas's layout into spills (qk 32 / v 160 with turns: 255
+  // registers and 4 bytes, against 254 and none).
+  constexpr int kWalkK = wgmma_copy_walk<kBK, kDqk, kCopiers, kWQk>(), kWalkV = wgmma_copy_walk<kBK, kDv, kCopiers, kWV>(),
+                kWalkQ = wgmma_copy_walk<kQRows, kDqk, kCopiers, kWQk>();
+  constexpr bool kWalk = kWalkK != kWalkNone && kWalkV != kWalkNone && kWalkQ != kWalkNone;
   auto load_kv = [&](int64_t it) {
     const int kn = (int)min64(kBK, j1 - j0 - it * kBK);
     uint16_t* Ks = stage_k(it);
-    load_tile_wgmma<kBK, kDqk, kCopiers, kWQk, kWalk>(Ks, kg + it * kBK * p.k_sn, p.k_sn, kn, dqk, copier);
-    load_tile_wgmma<kBK, kDv, kCopiers, kWV, kWalk>(Ks + kBK * kDqk, vg + it * kBK * p.v_sn, p.v_sn, kn, dv, copier);
+    load_tile_wgmma<kBK, kDqk, kCopiers, kWQk, kWalk ? kWalkK : kWalkNone>(Ks, kg + it * kBK * p.k_sn, p.k_sn, kn, dqk, copier);
+    load_tile_wgmma<kBK, kDv, kCopiers, kWV, kWalk ? kWalkV : kWalkNone>(Ks + kBK * kDqk, vg + it * kBK * p.v_sn, p.v_sn, kn,
+                                                                       dv, copier);
   };
   if constexpr (kPingpong) {
     // This warpgroup's 64 rows (none past nq: every chunk zero-filled from the
     // block's own rows).
     const int rows = (int)min64(64, p.nq - i0 - wg * 64);
-    load_tile_wgmma<64, kDqk, 128, kWQk, kWalk>(Qs, rows > 0 ? qg + wg * 64 * p.q_sn : qg, p.q_sn, rows, dqk, copier,
-                                                p.q_vec);
+    load_tile_wgmma<64, kDqk, 128, kWQk, kWalk ? kWalkQ : kWalkNone>(Qs, rows > 0 ? qg + wg * 64 * p.q_sn : qg, p.q_sn,
+                                                                     rows, dqk, copier, p.q_vec);
   } else {
-    load_tile_wgmma<kBQ, kDqk, kThreads, kWQk, kWalk>(Qs, qg, p.q_sn, (int)min64(kBQ, p.nq - i0), dqk, copier, p.q_vec);
+    load_tile_wgmma<kBQ, kDqk, kThreads, kWQk, kWalk ? kWalkQ : kWalkNone>(Qs, qg, p.q_sn, (int)min64(kBQ, p.nq - i0), dqk,
+                                                                           copier, p.q_vec);
   }
   if (ntiles > 0) load_kv(0);
   cp_async_commit();

@@ -329,10 +329,13 @@ void check_attention(const std::string& filter) {
   // The warpgroup kernel's stages reused (five or six key tiles through three stages)
   // where both warpgroups of a block hold rows, with ragged last tiles and blocks: two
   // warpgroups sharing tiles, one, and two apart taking turns (paths 11, 12, 15); and
-  // two over 128-key tiles (16: w128-reuse-k128 is five of them, qk32-v96-reuse four).
+  // two over 128-key tiles (16: the -k128 shapes are five of them, qk32-v96-reuse four).
+  // The walking copies of every one of these (rows at 128, pattern columns at v 160 and
+  // 96) rewrite each stage.
   for (const Case& c : {Case{"w128-reuse", {1, 2, 130, 330, 128, 128, false, true}},
                         Case{"qk32-v160-reuse", {1, 2, 150, 300, 32, 160, false, false}},
                         Case{"w128-reuse-k128", {1, 2, 130, 600, 128, 128, false, true}},
+                        Case{"qk32-v160-reuse-k128", {1, 2, 150, 600, 32, 160, false, true}},
                         Case{"qk32-v96-reuse", {2, 1, 140, 450, 32, 96, false, true}}}) {
     if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
     for (int path : {11, 12, 15, 16}) check(c, DType::BFloat16, path, 1);
