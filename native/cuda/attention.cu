@@ -1237,7 +1237,7 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
 // alignment: 128 x 128 238, 225 KiB (before the walking copies ptxas spilled it, 108
 // bytes); the language model's latents, qk 32 / v 160 (two key tiles of its 256
 // instead of four), 251, 153 KiB (before, 188 bytes of spills: its O alone takes 80
-// registers); its decoder heads, qk 32 / v 96, 224, 105 KiB. The first two also write
+// registers); its decoder heads, qk 32 / v 96, 220, 105 KiB. The first two also write
 // the log-sum-exp (the flash gradient's widths). None at 64 and 32, whose shapes in the
 // models are not where the time goes.
 struct WgmmaTier {

@@ -88,6 +88,23 @@ __host__ __device__ constexpr int wgmma_copy_walk() {
   return kWalkNone;
 }
 
+// Chunk idx's row r, first column c and shared offset at (elements) in a kRows x kD
+// tile stored as load_tile_wgmma describes.
+struct ChunkPlace {
+  int r, c, at;
+};
+template <int kRows, int kD, int kW>
+__device__ __forceinline__ ChunkPlace wgmma_chunk_place(int idx) {
+  constexpr int kC = kD / 8;
+  if constexpr (kW > 0) {
+    constexpr int kRowChunks = kW / 16;
+    const int r = idx / kC, col = idx % kC / kRowChunks, chunk = idx % kC % kRowChunks;
+    return {r, idx % kC * 8, (col * kRows + r) * (kW / 2) + (chunk ^ ((r * kW >> 7) & (kRowChunks - 1))) * 8};
+  } else {
+    return {(idx >> 3) / kC * 8 + (idx & 7), (idx >> 3) % kC * 8, idx * 8};
+  }
+}
+
 template <int kRows, int kD, int kThreads, int kW, int kWalk = kWalkNone>
 __device__ __forceinline__ void load_tile_wgmma(uint16_t* __restrict__ s, const uint16_t* __restrict__ g,
                                                 int64_t sn, int rows, int d, int tid, bool vec = true) {
@@ -98,16 +115,7 @@ __device__ __forceinline__ void load_tile_wgmma(uint16_t* __restrict__ s, const 
     if (vec) {
       if constexpr (kWalk == kWalkRows) {
         constexpr int kRowStep = kW > 0 ? kThreads / kC : kThreads / 8 / kC * 8;
-        // The first chunk's place, as below for idx = tid.
-        int r, c, at;
-        if constexpr (kW > 0) {
-          constexpr int kRowChunks = kW / 16;
-          r = tid / kC, c = tid % kC * 8;
-          const int col = tid % kC / kRowChunks, chunk = tid % kC % kRowChunks;
-          at = (col * kRows + r) * (kW / 2) + (chunk ^ ((r * kW >> 7) & (kRowChunks - 1))) * 8;
-        } else {
-          r = (tid >> 3) / kC * 8 + (tid & 7), c = (tid >> 3) % kC * 8, at = tid * 8;
-        }
+        const auto [r, c, at] = wgmma_chunk_place<kRows, kD, kW>(tid);  // the first chunk's
         const int bytes = max(0, min(8, d - c)) * 2;
         const uint16_t* src = g + (int64_t)r * sn + c;
         const int64_t step = (int64_t)kRowStep * sn;
@@ -142,15 +150,7 @@ __device__ __forceinline__ void load_tile_wgmma(uint16_t* __restrict__ s, const 
   for (int i = 0; i < (kChunks + kThreads - 1) / kThreads; i++) {
     const int idx = tid + i * kThreads;
     if (kChunks % kThreads == 0 || idx < kChunks) {
-      int r, c, at;
-      if constexpr (kW > 0) {
-        constexpr int kRowChunks = kW / 16;
-        r = idx / kC, c = idx % kC * 8;
-        const int col = idx % kC / kRowChunks, chunk = idx % kC % kRowChunks;
-        at = (col * kRows + r) * (kW / 2) + (chunk ^ ((r * kW >> 7) & (kRowChunks - 1))) * 8;
-      } else {
-        r = (idx >> 3) / kC * 8 + (idx & 7), c = (idx >> 3) % kC * 8, at = idx * 8;
-      }
+      const auto [r, c, at] = wgmma_chunk_place<kRows, kD, kW>(idx);
       const int n = r < rows ? max(0, min(8, d - c)) : 0;
       if (vec) {
         cp_async_16(s + at, n > 0 ? g + (int64_t)r * sn + c : g, n * 2);
