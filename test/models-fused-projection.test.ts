@@ -53,32 +53,40 @@ function bothWays(attn: PerceiverSelfAttention, run: () => Tensor): { fused: Flo
 }
 
 /**
- * The products with [B, N, C] results a profiled fn makes: the projections. Where the
+ * The products with [B, N, C] results in a profile: the projections. Where the
  * backend composes attention from products (CUDA in float32 at these widths), those
  * have [B, H, N, N'] results and are not counted.
  */
-function matmulCalls(fn: () => void): number {
+function projections(prof: P.Profile): number {
+  return prof.rows.filter((r) => r.op === 'matmul' && r.shape.split(',').length === 3).reduce((a, r) => a + r.calls, 0);
+}
+
+/** fn's result, and the profile (with shapes) of the ops it issued. */
+function profiled<T>(fn: () => T): { result: T; prof: P.Profile } {
   P.profiler.start({ shapes: true });
+  let result: T | undefined;
   let prof: P.Profile;
   try {
-    fn();
+    result = fn();
   } finally {
     prof = P.profiler.stop();
   }
-  return prof.rows.filter((r) => r.op === 'matmul' && r.shape.split(',').length === 3).reduce((a, r) => a + r.calls, 0);
+  return { result: result as T, prof };
+}
+
+const matmulCalls = (fn: () => void): number => projections(profiled(fn).prof);
+
+/** The sum of t's squares: a scalar loss. */
+function squaredSum(t: Tensor): Tensor {
+  let s = t.square();
+  while (s.rank > 0) s = s.sum(0);
+  return s;
 }
 
 /** attn.forward(hs) summed to a scalar (a loss), and the projections its forward made. */
 function profiledLoss(attn: PerceiverSelfAttention, hs: Tensor): { loss: Tensor; calls: number } {
-  let loss: Tensor | null = null;
-  const calls = matmulCalls(() => {
-    loss = P.tidy(() => {
-      let s = attn.forward(hs).square();
-      while (s.rank > 0) s = s.sum(0);
-      return s;
-    });
-  });
-  return { loss: loss!, calls };
+  const { result: loss, prof } = profiled(() => P.tidy(() => squaredSum(attn.forward(hs))));
+  return { loss, calls: projections(prof) };
 }
 
 const selfAttention = (heads = 4, qk = 32, v = 64) =>
@@ -237,24 +245,11 @@ function trainStep(attn: PerceiverSelfAttention, fuse: boolean, run: () => Tenso
     x.grad?.dispose();
     x.grad = null;
   }
-  let loss: Tensor | null = null;
-  const calls = matmulCalls(() => {
-    loss = P.tidy(() => {
-      let s = run().square();
-      while (s.rank > 0) s = s.sum(0);
-      return s;
-    });
-  });
-  P.profiler.start({ shapes: true });
-  let prof: P.Profile;
-  try {
-    loss!.backward();
-  } finally {
-    prof = P.profiler.stop();
-  }
-  loss!.dispose();
+  const forward = profiled(() => P.tidy(() => squaredSum(run())));
+  const backward = profiled(() => forward.result.backward());
+  forward.result.dispose();
   const grads = [...attn.namedParameters().map(([, p]) => p), ...inputs].map((p) => (p.grad ? data(p.grad) : null));
-  return { calls, scopes: new Set(prof.rows.map((r) => r.scope)), grads };
+  return { calls: projections(forward.prof), scopes: new Set(backward.prof.rows.map((r) => r.scope)), grads };
 }
 
 test('training: one product over the weights joined on the tape; every gradient as with three products', (t) => {
@@ -361,23 +356,12 @@ test('an encoder joins each layer\'s weights once per forward for all its blocks
   const step = (enc: PerceiverEncoder, fuse: boolean) => {
     setFusedProjections(enc, fuse);
     enc.zeroGrad();
-    P.profiler.start({ shapes: true });
-    let loss: Tensor;
-    let prof: P.Profile;
-    try {
-      loss = P.tidy(() => {
-        let s = enc.forward(lat, inp).square();
-        while (s.rank > 0) s = s.sum(0);
-        return s;
-      });
-    } finally {
-      prof = P.profiler.stop();
-    }
+    const { result: loss, prof } = profiled(() => P.tidy(() => squaredSum(enc.forward(lat, inp))));
     loss.backward();
     loss.dispose();
     // The joins' ops in the forward (the profile counts a join's pieces).
     const joins = prof.rows.filter((r) => r.op === 'concat').reduce((a, r) => a + r.calls, 0);
-    const products = prof.rows.filter((r) => r.op === 'matmul' && r.shape.split(',').length === 3).reduce((a, r) => a + r.calls, 0);
+    const products = projections(prof);
     const grads = enc.namedParameters().map(([, p]) => data(p.grad!));
     enc.zeroGrad();
     return { joins, products, grads };

@@ -1202,8 +1202,9 @@ cudaError_t launch_fixed(const Params& p, int64_t blocks, size_t smem, cudaStrea
 // (wgmma_smem_bytes).
 // Registers (ptxas, sm_90a, at 128 x 128: 174 with two warpgroups, 176 with one, since
 // the tiles' copies walk (load_tile_wgmma); 219 and 255 before; at qk 32 / v 160 192
-// and 190, from 207 and 231) leave room for 8 warps per SM either way: one block of two warpgroups, which share each K
-// and V tile (half the L2 reads) but meet at a barrier per tile, or two blocks of one
+// and 190, from 207 and 231) leave room for 8 warps per SM either way: one block of
+// two warpgroups, which share each K and V tile (half the L2 reads) but meet at a
+// barrier per tile, or two blocks of one
 // (113 KB of shared memory each at 128 x 128 with the 1 KB for alignment: all of an
 // H100's 228 with the blocks' reserves), which run
 // independently, so that one's copies, softmax or start overlap the other's products.

@@ -192,11 +192,12 @@ void check_races() {
   };
   std::vector<uint16_t> src(64 * 8);
   for (size_t i = 0; i < src.size(); i++) src[i] = (uint16_t)i;
-  // race_kernel counts wrong values only in the ordered scenario, where none may be.
-  for (const auto& sc : scenarios)
-    scenario(sc.name, sc.expect, false, [&](int* wrong) {
-      PERCEIVER_LAUNCH(1, 64, 2 * 64 * 16, nullptr, race_kernel)(sc.order, src.data(), wrong);
-    });
+  // Every scenario of a table, run(order, wrong) launching its kernel; none may read
+  // wrong values (the kernels count them only in the ordered scenarios).
+  auto each = [&](const auto& table, auto&& run) {
+    for (const auto& sc : table) scenario(sc.name, sc.expect, false, [&](int* wrong) { run(sc.order, wrong); });
+  };
+  each(scenarios, [&](Order o, int* wrong) { PERCEIVER_LAUNCH(1, 64, 2 * 64 * 16, nullptr, race_kernel)(o, src.data(), wrong); });
 
   const Scenario<StoreOrder> store_scenarios[] = {
       {StoreOrder::SameWarpSynced, "stores, __syncwarp, a load from the same warp", nullptr},
@@ -209,10 +210,8 @@ void check_races() {
       {StoreOrder::StoreOverRead, "stores over the other warp's reads (no barrier)",
        "store over data another warp reads in this epoch"},
   };
-  for (const auto& sc : store_scenarios)
-    scenario(sc.name, sc.expect, false, [&](int* wrong) {
-      PERCEIVER_LAUNCH(1, 64, 64 * 16, nullptr, store_race_kernel)(sc.order, src.data(), wrong);
-    });
+  each(store_scenarios,
+       [&](StoreOrder o, int* wrong) { PERCEIVER_LAUNCH(1, 64, 64 * 16, nullptr, store_race_kernel)(o, src.data(), wrong); });
 
   const Scenario<NamedOrder> named_scenarios[] = {
       {NamedOrder::Synced, "two halves: wait, named barrier over the half, read", nullptr},
@@ -222,10 +221,8 @@ void check_races() {
       {NamedOrder::ArriveOnly, "two halves: wait, bar.arrive (no sync), read",
        "copy issued over data another thread reads in this epoch"},
   };
-  for (const auto& sc : named_scenarios)
-    scenario(sc.name, sc.expect, false, [&](int* wrong) {
-      PERCEIVER_LAUNCH(1, 128, 2 * 64 * 16, nullptr, named_race_kernel)(sc.order, src.data(), wrong);
-    });
+  each(named_scenarios,
+       [&](NamedOrder o, int* wrong) { PERCEIVER_LAUNCH(1, 128, 2 * 64 * 16, nullptr, named_race_kernel)(o, src.data(), wrong); });
 
   struct WgScenario {
     WgOrder order;
