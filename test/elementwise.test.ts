@@ -9,6 +9,7 @@ import {
   binaryRef,
   broadcastRef,
   EPS32,
+  erfc,
   geluRef,
   geluTanhRef,
   mapRef,
@@ -30,8 +31,8 @@ const EXACT = { rtol: 2 * EPS32, atol: 0 };
 // Library transcendentals: about 1e-5 relative; 1e-7 absolute (one ulp at 1) for
 // results that pass near 0, where relative error is meaningless.
 const TRANS = { rtol: 1e-5, atol: 1e-7 };
-// The exact GELU computes 1 + erf(x/sqrt 2), which cancels for x << 0: absolute
-// error about |x|/2 * ulp(1) <= 6 * EPS32 on [-6, 6].
+// Library transcendentals again, with room near GELU's zero at 0 (the negative tail,
+// where the values are tiny, has a test of its own at relative 1e-5).
 const GELU = { rtol: 1e-5, atol: 1e-6 };
 
 interface UnaryCase {
@@ -156,11 +157,34 @@ test('gelu far out: 0 (not a value growing with |x|) for very negative inputs an
     t.deepEqual(Array.from(await y.grad!.data()), [1, 1, 1, 1], `${approximate}, gradient far positive`);
     y.dispose();
   }
-  // Where 1 + erf(x / sqrt 2) cancels, the strided (scalar) path keeps the digits the dense one has.
-  const mid = [-5.5, -4.25, -7];
-  assertClose(t, await P.gelu(strided(mid)).data(), mapRef(mid, geluRef), { rtol: 1e-5, atol: 0, msg: 'strided, x < -4' });
   const relu = await P.matmul(tensor([NaN, 1, -1], [3, 1]), P.ones([1, 1]), { activation: 'relu' }).data();
   t.deepEqual(Array.from(relu), [NaN, 1, 0]);
+});
+
+test('gelu in the negative tail keeps its digits (relative 1e-5 in float32), where 1 + erf and 1 + tanh cancel: dense, strided, fused into a matmul, and both forms\' gradients', async (t) => {
+  const xs = [-9, -7.5, -6, -5.5, -5, -4.25, -3, -2];
+  const strided = (v: number[]) => P.slice(tensor(v.flatMap((x) => [x, 0])), 0, 0, 2 * v.length, 2);
+  const c = Math.sqrt(2 / Math.PI), k = 0.044715;
+  const grads = {
+    none: (x: number) => 0.5 * erfc(-x / Math.SQRT2) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI),
+    tanh: (x: number) => {
+      const e = Math.exp(-2 * c * (x + k * x * x * x)), s = 1 / (1 + e);
+      return s + 2 * c * x * (1 + 3 * k * x * x) * e * s * s;
+    },
+  };
+  const TAIL = { rtol: 1e-5, atol: 0 };
+  for (const approximate of ['none', 'tanh'] as const) {
+    const ref = mapRef(xs, approximate === 'none' ? geluRef : geluTanhRef);
+    assertClose(t, await P.gelu(tensor(xs), { approximate }).data(), ref, { ...TAIL, msg: `${approximate}, dense` });
+    assertClose(t, await P.gelu(strided(xs), { approximate }).data(), ref, { ...TAIL, msg: `${approximate}, strided` });
+    const fused = await P.matmul(tensor(xs, [xs.length, 1]), P.ones([1, 1]), { activation: approximate === 'none' ? 'gelu' : 'gelu_tanh' }).data();
+    assertClose(t, fused, ref, { ...TAIL, msg: `${approximate}, fused into a matmul` });
+    const x = tensor(xs);
+    x.requiresGrad = true;
+    P.tidy(() => P.backward(P.gelu(x, { approximate }).sum(0)));
+    assertClose(t, await x.grad!.data(), mapRef(xs, grads[approximate]), { ...TAIL, msg: `${approximate}, gradient` });
+    x.dispose();
+  }
 });
 
 test('unary: a non-floating input is a TypeError naming the op and the dtype', (t) => {

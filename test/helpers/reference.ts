@@ -240,31 +240,44 @@ export const toU8 = (x: number): number => (Number.isNaN(x) || x <= 0 ? 0 : x >=
 export function erf(x: number): number {
   if (Number.isNaN(x)) return NaN;
   const a = Math.abs(x);
-  let r: number;
-  if (a < 3) {
-    // erf(x) = 2/sqrt(pi) * sum_n (-1)^n x^(2n+1) / (n! (2n+1))
-    let term = a;
-    let sum = a;
-    const a2 = a * a;
-    for (let n = 1; n < 200; n++) {
-      term *= -a2 / n;
-      const c = term / (2 * n + 1);
-      sum += c;
-      if (Math.abs(c) < 1e-17 * Math.abs(sum)) break;
-    }
-    r = (2 / Math.sqrt(Math.PI)) * sum;
-  } else {
-    // erfc(x) = exp(-x^2)/sqrt(pi) / (x + (1/2)/(x + 1/(x + (3/2)/(x + ...))))
-    let t = a;
-    for (let n = 80; n >= 1; n--) t = a + n / 2 / t;
-    r = 1 - Math.exp(-a * a) / Math.sqrt(Math.PI) / t;
-  }
+  const r = a < 3 ? erfSeries(a) : 1 - erfcFraction(a);
   return x < 0 ? -r : r;
 }
 
-export const geluRef = (x: number): number => 0.5 * x * (1 + erf(x / Math.SQRT2));
+/** 1 - erf(x), without the cancellation for large x (the continued fraction from 3 on). */
+export function erfc(x: number): number {
+  if (Number.isNaN(x)) return NaN;
+  if (x < 3) return 1 - erf(x);
+  return erfcFraction(x);
+}
+
+// erf(x) = 2/sqrt(pi) * sum_n (-1)^n x^(2n+1) / (n! (2n+1))
+function erfSeries(a: number): number {
+  let term = a;
+  let sum = a;
+  const a2 = a * a;
+  for (let n = 1; n < 200; n++) {
+    term *= -a2 / n;
+    const c = term / (2 * n + 1);
+    sum += c;
+    if (Math.abs(c) < 1e-17 * Math.abs(sum)) break;
+  }
+  return (2 / Math.sqrt(Math.PI)) * sum;
+}
+
+// erfc(x) = exp(-x^2)/sqrt(pi) / (x + (1/2)/(x + 1/(x + (3/2)/(x + ...)))), x >= 3
+function erfcFraction(a: number): number {
+  let t = a;
+  for (let n = 80; n >= 1; n--) t = a + n / 2 / t;
+  return Math.exp(-a * a) / Math.sqrt(Math.PI) / t;
+}
+
+// Written where nothing cancels (erfc below 0; the tanh form as x * sigmoid(2u)), so
+// that the negative tail is a reference too.
+export const geluRef = (x: number): number =>
+  x < 0 ? 0.5 * x * erfc(-x / Math.SQRT2) : 0.5 * x * (1 + erf(x / Math.SQRT2));
 export const geluTanhRef = (x: number): number =>
-  0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
+  x / (1 + Math.exp(-2 * Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
 export const sigmoidRef = (x: number): number => 1 / (1 + Math.exp(-x));
 export const reluRef = (x: number): number => (x > 0 ? x : Number.isNaN(x) ? NaN : 0);
 

@@ -88,8 +88,10 @@ float round_to(DType dt, float x) {
 
 // The kernels' own float arithmetic (elementwise.cu, backward.cu), written again here:
 // the 16-byte kernels and the element kernels must both give exactly these bits.
-float gelu_erf_f(float v) { return 0.5f * v * (1.f + erff(v * 0.70710678118654752f)); }
-float gelu_tanh_f(float v) { return 0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v))); }
+float gelu_erf_f(float v) {
+  return v < 0.f ? 0.5f * v * erfcf(-v * 0.70710678118654752f) : 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
+}
+float gelu_tanh_f(float v) { return v / (1.f + expf(-2.f * 0.7978845608028654f * (v + 0.044715f * v * v * v))); }
 float act_f(perceiver::Activation act, float v) {
   switch (act) {
     case perceiver::Activation::None: return v;
@@ -102,12 +104,56 @@ float act_f(perceiver::Activation act, float v) {
 float gelu_derivative_f(float v, bool tanh_form) {
   if (tanh_form) {
     const float c = 0.7978845608028654f, k = 0.044715f;
-    const float t = tanhf(c * (v + k * v * v * v));
-    return 0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * c * (1.f + 3.f * k * v * v);
+    const float x2 = v * v;
+    const float a = -2.f * c * (v + k * x2 * v);
+    if (a > 88.f) return 0.f;
+    if (a < -87.f) return 1.f;
+    const float e = expf(a), s = 1.f / (1.f + e);
+    return s + (2.f * c) * v * (1.f + 3.f * k * x2) * (e * s * s);
   }
-  const float cdf = 0.5f * (1.f + erff(v * 0.70710678118654752f));
+  const float z = v * 0.70710678118654752f;
+  const float cdf = v < 0.f ? 0.5f * erfcf(-z) : 0.5f * (1.f + erff(z));
   const float pdf = 0.3989422804014327f * expf(-0.5f * v * v);
   return cdf + v * pdf;
+}
+
+// GELU and its gradient in the negative tail, float32, relative to double values at
+// the same inputs: the forms above are copies of the kernels', so only this sees a
+// formula that cancels (1 + erf and 1 + tanh lost every digit from about x = -5.5;
+// the CPU's forms keep them).
+void check_gelu_tails() {
+  const std::vector<float> xs = {-12.f, -9.f, -7.5f, -6.f, -5.5f, -5.f, -4.f, -3.f, -1.f, 0.5f, 3.f};
+  const int64_t n = (int64_t)xs.size();
+  const double c = std::sqrt(2.0 / M_PI), k = 0.044715;
+  auto erf_form = [](double v) { return 0.5 * v * std::erfc(-v / std::sqrt(2.0)); };
+  auto tanh_form = [&](double v) { return v / (1 + std::exp(-2 * c * (v + k * v * v * v))); };
+  auto erf_grad = [](double v) { return 0.5 * std::erfc(-v / std::sqrt(2.0)) + v * std::exp(-0.5 * v * v) / std::sqrt(2 * M_PI); };
+  auto tanh_grad = [&](double v) {
+    const double e = std::exp(-2 * c * (v + k * v * v * v)), s = 1 / (1 + e);
+    return s + 2 * c * v * (1 + 3 * k * v * v) * e * s * s;
+  };
+  Buf x(DType::Float32, n), g(DType::Float32, n), out(DType::Float32, n);
+  for (int64_t i = 0; i < n; i++) x.set(i, xs[(size_t)i]), g.set(i, 1.0);
+  auto relative = [&](const char* what, auto&& ref) {
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+      const double want = ref((double)xs[(size_t)i]), got = out.get(i);
+      if (std::fabs(want) < 1e-30) continue;  // past float's range (the tanh form at -12)
+      worst = std::max(worst, std::isnan(got) ? INFINITY : std::fabs(got - want) / std::fabs(want));
+    }
+    g_checks++;
+    const bool ok = worst <= 1e-4;
+    if (!ok) g_failures++;
+    std::printf("%s %-60s worst=%.2e (tol 1e-04, relative)\n", ok ? "PASS" : "FAIL", what, worst);
+  };
+  perceiver::cuda::unary(perceiver::UnaryOp::Gelu, x.view(1, n), out.view(1, n), 1.f, 0.f, nullptr);
+  relative("gelu's negative tail, float32", erf_form);
+  perceiver::cuda::unary(perceiver::UnaryOp::GeluTanh, x.view(1, n), out.view(1, n), 1.f, 0.f, nullptr);
+  relative("gelu tanh's negative tail, float32", tanh_form);
+  perceiver::cuda::gelu_backward(x.s->data(), g.s->data(), out.s->data(), n, false, DType::Float32, nullptr);
+  relative("gelu_backward's negative tail, float32", erf_grad);
+  perceiver::cuda::gelu_backward(x.s->data(), g.s->data(), out.s->data(), n, true, DType::Float32, nullptr);
+  relative("gelu_backward tanh's negative tail, float32", tanh_grad);
 }
 
 // A dense unary op over [rows, n] `offset` elements in (whole packs at offset 0; an
@@ -631,6 +677,7 @@ void check_rows() {
   }
   check_softmax_backward(DType::Float32, DType::BFloat16, 4, 512);
   for (bool tanh_form : {false, true}) check_gelu_backward_far(tanh_form);
+  check_gelu_tails();
 }
 
 void check_elementwise() {
