@@ -646,6 +646,48 @@ test('attention: over 5003 keys, fully masked queries are exactly 0 and a single
   assertExact(t, none, new Array(32).fill(0), 'all masked', true);
 });
 
+test('attention: a NaN score makes its row NaN, as softmax would (not 0, as a fully masked row is): a NaN query row, a NaN key (every row of its head), over key splits, in 16 bits, in the gradient; a masked NaN key is ignored', async (t) => {
+  const rowsNaN = (y: Float32Array, Nq: number, H: number, Dv: number) => {
+    const out: boolean[][] = [];
+    for (let i = 0; i < Nq; i++) {
+      out.push([]);
+      for (let h = 0; h < H; h++) {
+        const r = y.subarray((i * H + h) * Dv, (i * H + h + 1) * Dv);
+        t.true(r.every(Number.isNaN) || r.every(Number.isFinite), `row ${i} head ${h} is wholly NaN or wholly finite`);
+        out[i].push(Number.isNaN(r[0]));
+      }
+    }
+    return out;
+  };
+  for (const Nk of [9, 5003]) {
+    for (const dtype of ['float32', 'bfloat16'] as const) {
+      const [Nq, H, D] = [3, 2, 8];
+      const q = randomArray(Nq * H * D, 11), k = randomArray(Nk * H * D, 12), v = randomArray(Nk * H * D, 13);
+      q[(1 * H + 0) * D + 3] = NaN; // query 1, head 0
+      k[((Nk - 2) * H + 1) * D + 5] = NaN; // the next-to-last key, head 1
+      const run = (mask?: Tensor) =>
+        P.attention(tensor(q, [1, Nq, H, D]).cast(dtype), tensor(k, [1, Nk, H, D]).cast(dtype), tensor(v, [1, Nk, H, D]).cast(dtype), mask ? { mask } : {});
+      const what = `Nk ${Nk}, ${dtype}`;
+      const nan = rowsNaN((await run().cast('float32').data()) as Float32Array, Nq, H, D);
+      t.deepEqual(nan, [[false, true], [true, true], [false, true]], `${what}: the NaN query's row and the NaN key's head`);
+      const keep = new Uint8Array(Nk).fill(1);
+      keep[Nk - 2] = 0;
+      const masked = rowsNaN((await run(tensor(keep, [1, 1, Nk], { dtype: 'uint8' })).cast('float32').data()) as Float32Array, Nq, H, D);
+      t.deepEqual(masked, [[false, false], [true, false], [false, false]], `${what}: the masked NaN key is ignored`);
+    }
+  }
+  // Every score of a row NaN (the row's maximum skips them all): NaN, not the 0 of a
+  // row with no key; and the gradient reaching q is NaN there too.
+  const q = tensor([NaN, NaN, 1, 2], [1, 2, 1, 2]);
+  q.requiresGrad = true;
+  const y = P.attention(q, tensor([1, 0, 0, 1, 1, 1], [1, 3, 1, 2]), tensor([1, 2, 3, 4, 5, 6], [1, 3, 1, 2]));
+  const got = await y.data();
+  t.true(Number.isNaN(got[0]) && Number.isNaN(got[1]) && Number.isFinite(got[2]) && Number.isFinite(got[3]), `got ${Array.from(got)}`);
+  P.tidy(() => P.backward(P.reshape(y, [4]).sum(0)));
+  const g = await q.grad!.data();
+  t.true(Number.isNaN(g[0]) && Number.isFinite(g[2]), `gradient ${Array.from(g)}`);
+});
+
 test('attention: Nk = 0 (no keys at all) gives zeros; Nq = 0 gives an empty result', async (t) => {
   const y = P.attention(P.ones([2, 3, 2, 4]), P.zeros([2, 0, 2, 4]), P.zeros([2, 0, 2, 5]));
   t.deepEqual(y.shape, [2, 3, 2, 5]);

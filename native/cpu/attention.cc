@@ -455,7 +455,11 @@ void attend_block(const AttentionArgs& a, const Plan& p, int64_t b, int64_t h, i
       const float m_new = std::max(m[r], row_max);
       if (m_new == kNegInf) {
         // Nothing unmasked in this row yet: its P row must still be defined for the
-        // product below, and acc/l stay 0.
+        // product below, and acc/l stay 0. Unless its scores were NaN, which the
+        // maximum skips: then l is NaN from here on, and the row's output NaN, as
+        // softmax's (torch's too) would be.
+        for (int64_t j = 0; j < nb; j++)
+          if (sr[j] != sr[j]) l[r] = std::numeric_limits<float>::quiet_NaN();
         std::fill(sr, sr + nb, 0.f);
         continue;
       }
@@ -487,14 +491,15 @@ void write_rows(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, int64_
   if (a.lse) {
     float* lse = a.lse + (b * a.heads + h) * a.nq + i0;
     for (int64_t r = 0; r < mq; r++)
-      lse[r] = l[r] > 0.f ? m[r] + std::log(l[r]) : std::numeric_limits<float>::infinity();
+      lse[r] = l[r] == 0.f ? std::numeric_limits<float>::infinity() : m[r] + std::log(l[r]);
   }
+  // l is 0 where every key was masked (the row is 0), NaN where a score was (NaN).
   for (int64_t r = 0; r < mq; r++) {
     float* o = a.out + b * a.o_sb + h * a.o_sh + (i0 + r) * a.o_sn;
-    if (l[r] > 0.f) {
-      rk.scale(o, acc + r * ld_acc, a.dv, 1.f / l[r]);
-    } else {
+    if (l[r] == 0.f) {
       std::fill(o, o + a.dv, 0.f);
+    } else {
+      rk.scale(o, acc + r * ld_acc, a.dv, 1.f / l[r]);
     }
   }
 }
@@ -540,13 +545,15 @@ void run(const AttentionArgs& a, const Plan& p) {
     float* l0 = m0 + p.ld_vec;
     for (int64_t r = 0; r < mq; r++) {
       float mx = kNegInf;
+      bool nan = false;  // a split whose scores were NaN (its l is): so is the row
       for (int64_t ks = 0; ks < p.nks; ks++) {
         const float* mk = first + ks * p.per_unit + p.bq * p.ld_acc;
         mx = std::max(mx, mk[r]);
+        nan |= mk[p.ld_vec + r] != mk[p.ld_vec + r];
       }
       float* a0 = acc0 + r * p.ld_acc;
-      if (mx == kNegInf) {
-        l0[r] = 0.f;
+      if (nan || mx == kNegInf) {
+        l0[r] = nan ? std::numeric_limits<float>::quiet_NaN() : 0.f;
         continue;
       }
       const float c0 = exp_scalar(m0[r] - mx);

@@ -151,13 +151,18 @@ void row_stats(const AttentionBackwardArgs& g, const Plan& p, int64_t b, int64_t
     for (int64_t r = 0; r < mq; r++) {
       float* sr = s + r * p.ld_s;
       const float m_new = std::max(m[r], rk.max(sr, nb));
-      if (m_new == kNegInf) continue;
+      if (m_new == kNegInf) {  // masked so far; or NaN scores, which the maximum skips
+        for (int64_t j = 0; j < nb; j++)
+          if (sr[j] != sr[j]) l[r] = std::numeric_limits<float>::quiet_NaN();
+        continue;
+      }
       l[r] = l[r] * exp_scalar(m[r] - m_new) + rk.exp_sum(sr, nb, m_new);
       m[r] = m_new;
     }
   }
+  // +inf where every key was masked (P = 0); NaN where a score was, as the forward's.
   for (int64_t r = 0; r < mq; r++)
-    lse[r] = l[r] > 0.f ? m[r] + std::log(l[r]) : std::numeric_limits<float>::infinity();
+    lse[r] = l[r] == 0.f ? std::numeric_limits<float>::infinity() : m[r] + std::log(l[r]);
 }
 
 // Phase 2 for keys [j0, j1) of (b, h); dq (row stride ld_dq) receives this range's

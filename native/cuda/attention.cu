@@ -325,7 +325,7 @@ __device__ __forceinline__ void store_rows(const Params& p, int64_t b, int64_t h
 #pragma unroll
       for (int r = 0; r < 2; r++) {
         if (row[rt][r] >= p.nq) continue;
-        const float inv = l[rt][r] > 0.f ? 1.f / l[rt][r] : 0.f;  // all masked -> 0
+        const float inv = l[rt][r] == 0.f ? 0.f : 1.f / l[rt][r];  // all masked -> 0; NaN stays
         T* orow = out + row[rt][r] * p.o_sn;
 #pragma unroll
         for (int n = 0; n < kNO; n++) {
@@ -740,7 +740,7 @@ __global__ void __launch_bounds__(256) attention_simt_kernel(Params p) {
     const int64_t i = i0 + warp * kRowsPerWarp + rr;
     if (i >= p.nq) continue;
     if (p.splits == 1) {
-      const float inv = l[rr] > 0.f ? 1.f / l[rr] : 0.f;  // all masked -> 0
+      const float inv = l[rr] == 0.f ? 0.f : 1.f / l[rr];  // all masked -> 0; NaN stays
       T* orow = static_cast<T*>(p.out) + b * p.o_sb + h * p.o_sh + i * p.o_sn + c0;
 #pragma unroll
       for (int c = 0; c < kCols; c++)
@@ -804,7 +804,7 @@ __global__ void __launch_bounds__(128) attention_merge_kernel(Params p) {
 #pragma unroll
   for (int sh = 16; sh > 0; sh >>= 1) lsum += __shfl_xor_sync(0xffffffffu, lsum, sh);
   __syncwarp();
-  const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
+  const float inv = lsum == 0.f ? 0.f : 1.f / lsum;
   const int64_t bh = row / p.nq, i = row % p.nq;
   const int64_t b = bh / p.heads, h = bh % p.heads;
   T* orow = static_cast<T*>(p.out) + b * p.o_sb + h * p.o_sh + i * p.o_sn;

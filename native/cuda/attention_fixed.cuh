@@ -98,7 +98,7 @@ __device__ __forceinline__ void store_rows_vec16(const Params& p, int64_t b, int
   for (int rt = 0; rt < kRT; rt++)
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-      const float inv = l[rt][r] > 0.f ? 1.f / l[rt][r] : 0.f;  // all masked -> 0
+      const float inv = l[rt][r] == 0.f ? 0.f : 1.f / l[rt][r];  // all masked -> 0; NaN stays
       uint16_t* srow = stage + (rt * 16 + r * 8 + g) * kLdo + 2 * t;
 #pragma unroll
       for (int n = 0; n < kNO; n++) sts_u32(srow + n * 8, pack2<T>(o[rt][n][2 * r] * inv, o[rt][n][2 * r + 1] * inv));

@@ -101,7 +101,7 @@ __global__ void row_stats_kernel(const float* s, int64_t count, int64_t nq, int6
 
 __global__ void finish_lse_kernel(const float* m, const float* l, float* lse, int64_t n) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    lse[i] = l[i] > 0.f ? m[i] + logf(l[i]) : INFINITY;
+    lse[i] = l[i] == 0.f ? INFINITY : m[i] + logf(l[i]);
 }
 
 // D per row: one warp per (b, h, i).
@@ -360,10 +360,10 @@ __global__ void finish_rows_kernel(const float* o, int64_t ldo, const float* m, 
                                    int64_t count, int64_t nq, int64_t dv, bool over_b, int64_t c, int64_t heads,
                                    int64_t sb, int64_t sn, int64_t sh) {
   each_pair_row<1>(count, nq, over_b, c, [&](int64_t r, int64_t i, Pair ph, int t, int step) {
-    const float sum = l[r], inv = sum > 0.f ? 1.f / sum : 0.f;
+    const float sum = l[r], inv = sum == 0.f ? 0.f : 1.f / sum;
     T* orow = out + ph.b * sb + i * sn + ph.h * sh;
     for (int64_t d = t; d < dv; d += step) orow[d] = from_f<T>(o[r * ldo + d] * inv);
-    if (lse && t == 0) lse[(ph.b * heads + ph.h) * nq + i] = sum > 0.f ? m[r] + logf(sum) : INFINITY;
+    if (lse && t == 0) lse[(ph.b * heads + ph.h) * nq + i] = sum == 0.f ? INFINITY : m[r] + logf(sum);
   });
 }
 

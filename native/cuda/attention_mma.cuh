@@ -206,11 +206,12 @@ namespace perceiver::cuda::attn {
 constexpr float kLog2e = 1.4426950408889634f;
 
 // A row's log-sum-exp (natural base) from its running max m and sum l, both in the
-// kernels' log2 domain (scores times scale·log2 e); +inf where every key was masked.
+// kernels' log2 domain (scores times scale·log2 e); +inf where every key was masked,
+// NaN where a score was (l is then NaN, and so is the row's output, as in torch).
 // The fixed-width forward writes it and the flash gradient's own pass computes it: the
 // gradient reads either, so both take it from here.
 __device__ __forceinline__ float row_lse(float m, float l) {
-  return l > 0.f ? (m + log2f(l)) * 0.6931471805599453f : INFINITY;
+  return l == 0.f ? INFINITY : (m + log2f(l)) * 0.6931471805599453f;
 }
 
 // The online-softmax step for one of the two rows of a 16-row tile's S in mma.sync's C

@@ -114,6 +114,57 @@ void check(const Case& c, DType dt, int path, int splits) {
   }
 }
 
+// A NaN score makes its row NaN (not the 0 of a row whose keys are all masked, which
+// the kernels' online softmax took it for: its maximum skips NaN, and a NaN sum failed
+// their "l > 0"): one query's elements in batch 0, head 0 (every score of that row)
+// and one key's in batch 0, the last head (one score of each row that keeps it). Every
+// other row finite; the log-sum-exp, where written, NaN on exactly those rows.
+void check_nan(const Case& c, DType dt, int path, int splits) {
+  AttentionProblem pr(c.s, dt, 99, false);
+  const AttentionShape& sh = c.s;
+  const int64_t hk = sh.H - 1, jk = sh.nk - 2;
+  store(pr.q.data(), dt, pr.q_at(0, 1, 0) + std::min<int64_t>(3, sh.dqk - 1), NAN);
+  store(pr.k.data(), dt, pr.k_at(0, jk, hk) + std::min<int64_t>(5, sh.dqk - 1), NAN);
+  std::vector<float> lse((size_t)(sh.B * sh.H * sh.nq) + 1, -1.f);
+  pr.a.lse = lse.data();
+  const AttentionArgs& a = pr.a;
+  const size_t ws_bytes = perceiver::cuda::detail::attention_workspace_bytes_forced(a, splits);
+  std::vector<unsigned char> ws(ws_bytes + 256);
+  void* wsp = ws.data() + (256 - reinterpret_cast<uintptr_t>(ws.data()) % 256) % 256;
+  bool lse_written = false;
+  const cudaError_t e =
+      perceiver::cuda::detail::attention_forward_forced(a, wsp, ws_bytes, 132, nullptr, path, splits, &lse_written);
+  char label[200];
+  std::snprintf(label, sizeof label, "NaN %-12s %-8s path %d splits %d %s", c.name, dtype_name(dt), path, splits,
+                sh.label().c_str());
+  if (e == cudaErrorNotSupported) {
+    std::printf("SKIP %s (not available for this shape)\n", label);
+    return;
+  }
+  auto kept = [&](int64_t b, int64_t i, int64_t j) {
+    return !a.mask || a.mask[b * a.m_sb + i * a.m_sq + j * a.m_sk] != 0;
+  };
+  int64_t wrong = 0, wrong_lse = 0;
+  for (int64_t b = 0; b < sh.B; b++)
+    for (int64_t h = 0; h < sh.H; h++)
+      for (int64_t i = 0; i < sh.nq; i++) {
+        bool any = false;
+        for (int64_t j = 0; j < sh.nk; j++) any |= kept(b, i, j);
+        const bool nan = (b == 0 && h == 0 && i == 1 && any) || (b == 0 && h == hk && kept(b, i, jk));
+        for (int64_t d = 0; d < sh.dv; d++) {
+          const double o = pr.at(pr.out, pr.o_at(b, i, h) + d);
+          wrong += nan ? !std::isnan(o) : !std::isfinite(o);
+        }
+        const float l = lse[(size_t)((b * sh.H + h) * sh.nq + i)];
+        if (lse_written) wrong_lse += std::isnan(l) != nan;
+      }
+  g_checks++;
+  const bool ok = e == cudaSuccess && wrong == 0 && wrong_lse == 0;
+  if (!ok) g_failures++;
+  std::printf("%s %s %lld elements and %lld lse wrong -> %s\n", ok ? "PASS" : "FAIL", label, (long long)wrong,
+              (long long)wrong_lse, perceiver::cuda::detail::attention_last_kernel());
+}
+
 // The layout probes (attention_probe.h) through one path at one width class: every
 // output element must read exactly the V element it should.
 void probe(int64_t dqk, int64_t dv, int path) {
@@ -355,6 +406,18 @@ void check_attention(const std::string& filter) {
     for (int path : {8, 1}) check(c, DType::BFloat16, path, 1);
     check(c, DType::Float32, 13, 1);
   }
+  // NaN scores through every path and the merge, at tier 0's, tier 1's (masked), the
+  // language model's latent and decoder widths: asked for by name only (the filter
+  // "nan"), as a family of their own.
+  if (filter == "nan")
+    for (const Case& c : cases) {
+      const std::string n = c.name;
+      if (n != "w64" && n != "w128" && n != "qk32-v160" && n != "qk32-v96") continue;
+      for (int splits : {1, 3}) {
+        for (int path : {0, 1, 7, 4, 3, 8, 9, 10, 14, 11, 12, 15, 16}) check_nan(c, DType::BFloat16, path, splits);
+        for (int path : {0, 2, 13}) check_nan(c, DType::Float32, path, splits);
+      }
+    }
   // The layout probes at each width class of the fixed-width (path 8), warpgroup (11,
   // 12) and float32 tensor-core (13, in float32) kernels; 261 takes the warpgroup
   // kernel's 272 class.
