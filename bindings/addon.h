@@ -18,6 +18,7 @@
 
 namespace pio {
 
+using perceiver::ReadStatus;
 using perceiver::Tensor;
 
 // Delivered from the queue thread to the JS thread when a read has completed.
@@ -90,6 +91,7 @@ struct PendingRead {
   Napi::Promise::Deferred deferred;
   HostBuffer buffer;
   Tensor tensor;     // keeps the source alive until the JS side has the result
+  std::shared_ptr<ReadStatus> status;  // the read task's outcome; null for settle(), which has no read
 };
 
 class Addon : public Napi::Addon<Addon> {

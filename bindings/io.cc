@@ -111,7 +111,7 @@ Napi::Value Settle(const Napi::CallbackInfo& info) {
     const Tensor& t = tensor_arg(info, 0, "settle", "tensor");
     Addon* addon = env.GetInstanceData<Addon>();
     uint64_t id = addon->next_read++;
-    PendingRead pr{Napi::Promise::Deferred::New(env), HostBuffer(), t};
+    PendingRead pr{Napi::Promise::Deferred::New(env), HostBuffer(), t, nullptr};  // settles on the tensor's own state
     Napi::Promise promise = pr.deferred.Promise();
     auto channel = addon->channel;
     queue_of(t).submit([channel, id] { channel->post(id); });

@@ -560,6 +560,7 @@ Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
         o.Set("cublasVersion", Napi::String::New(env, std::to_string(cb / 10000) + "." +
                                                           std::to_string((cb / 100) % 100) + "." +
                                                           std::to_string(cb % 100)));
+        o.Set("cublasPath", Napi::String::New(env, d.cublas_path));
       }
       devices.Set((uint32_t)i, o);
     }

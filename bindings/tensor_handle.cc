@@ -202,9 +202,9 @@ Napi::Value HandleRead(const Napi::CallbackInfo& info) {
     check_readable("data", t);
     Addon* addon = env.GetInstanceData<Addon>();
     uint64_t id = addon->next_read++;
-    PendingRead pr{Napi::Promise::Deferred::New(env), HostBuffer(t.nbytes()), t};
+    PendingRead pr{Napi::Promise::Deferred::New(env), HostBuffer(t.nbytes()), t, std::make_shared<ReadStatus>()};
     Napi::Promise promise = pr.deferred.Promise();
-    read_to_host(t, pr.buffer.data);
+    read_to_host(t, pr.buffer.data, pr.status);
     auto channel = addon->channel;
     queue_of(t).submit([channel, id] { channel->post(id); });
     addon->reads.emplace(id, std::move(pr));
@@ -219,9 +219,10 @@ Napi::Value HandleReadSync(const Napi::CallbackInfo& info) {
     Tensor t = handle_arg(info, "dataSync");
     check_readable("dataSync", t);
     HostBuffer buf(t.nbytes());
-    uint64_t ticket = read_to_host(t, buf.data);
+    auto status = std::make_shared<ReadStatus>();
+    uint64_t ticket = read_to_host(t, buf.data, status);
     queue_of(t).wait(ticket);
-    if (t.storage->failed()) throw Error(ErrorKind::Runtime, t.storage->error());
+    if (status->failed) throw Error(ErrorKind::Runtime, status->error);
     return buf.release_to_js(env);
   });
 }
@@ -253,8 +254,10 @@ void CallJsReadDone(Napi::Env env, Napi::Function, Addon* addon, ReadDone* done)
   try {
     if (--addon->pending_reads == 0) addon->channel->tsfn.Unref(env);
     Napi::HandleScope scope(env);
-    if (pr.tensor.storage->failed()) {
-      pr.deferred.Reject(Napi::Error::New(env, pr.tensor.storage->error()).Value());
+    const bool failed = pr.status ? pr.status->failed : pr.tensor.storage->failed();
+    if (failed) {
+      const std::string error = pr.status ? pr.status->error : pr.tensor.storage->error();
+      pr.deferred.Reject(Napi::Error::New(env, error).Value());
     } else {
       pr.deferred.Resolve(pr.buffer.release_to_js(env));
     }

@@ -22,6 +22,8 @@ export interface CudaDeviceInfo {
   runtimeVersion: string;
   /** cuBLASLt's version, e.g. '13.1.0'. */
   cublasVersion: string;
+  /** The cuBLASLt file loaded, as it was opened (a soname, or PERCEIVER_CUBLAS_PATH's file). */
+  cublasPath: string;
 }
 
 export interface BackendInfo {

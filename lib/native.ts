@@ -116,6 +116,7 @@ export interface NativeCudaInfo {
     driverVersion?: string;
     runtimeVersion?: string;
     cublasVersion?: string;
+    cublasPath?: string;
   }>;
 }
 

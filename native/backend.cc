@@ -89,6 +89,12 @@ CudaLib& cuda_lib() {
       l->status.reason = l->status.library_path + ": " + (err[0] ? err : "backend ABI mismatch; rebuild it");
       return l;
     }
+    if (api->layout != kCudaAbiLayout) {
+      l->status.reason = l->status.library_path + " was built from other headers than this addon (their shared "
+                         "types differ in layout, ABI version " + std::to_string(kCudaAbiVersion) +
+                         " on both sides); rebuild both from the same sources";
+      return l;
+    }
     l->status.library_loaded = true;
     l->api = api;
     int n = api->init(err, sizeof(err));

@@ -288,7 +288,9 @@ bool natural(SourceType t, DType d) {
 }  // namespace
 
 std::shared_ptr<const RecordFile> RecordFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer, on the JS
+  // thread, before the check below can refuse it. Reads of regular files ignore it.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw Error(ErrorKind::Runtime, path + ": cannot read (" + std::strerror(errno) + ")");
   struct stat st;
   const bool stated = ::fstat(fd, &st) == 0;
@@ -376,8 +378,11 @@ Tensor load_record(const std::string& name, const std::string& where, const Reco
         Fd own;
         int fd = source.file ? source.file->fd() : -1;
         if (!source.file) {
-          own.fd = fd = ::open(source.path.c_str(), O_RDONLY | O_CLOEXEC);
+          own.fd = fd = ::open(source.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // as RecordFile::open
           if (fd < 0) fail(prefix, "cannot open " + source.path + " (" + std::strerror(errno) + ")");
+          struct stat st;
+          if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+            fail(prefix, "cannot read " + source.path + " (not a regular file)");
         }
         if (direct) {
           pread_fully(prefix, fd, static_cast<uint8_t*>(view.data()), span_bytes, source.offset, source.path);

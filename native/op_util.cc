@@ -1,5 +1,9 @@
 #include "op_util.h"
 
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
 namespace perceiver {
 
 namespace {
@@ -40,6 +44,21 @@ View view_of(const Tensor& t) {
 
 std::string arg_prefix(const char* op, const char* name) {
   return std::string(op) + ": argument '" + name + "'";
+}
+
+std::string show_number(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  // The fewest digits that read back as v: a float argument widened to double prints
+  // as what was written (0.9f, not 0.899999976158142) when it reads back as that float.
+  char buf[40];
+  const bool is_float = (double)(float)v == v;
+  for (int digits = 1; digits <= 17; digits++) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+    const double back = std::strtod(buf, nullptr);
+    if (is_float ? (float)back == (float)v : back == v) break;
+  }
+  return buf;
 }
 
 void check_dtype(const char* op, const char* name, const Tensor& t, DType want) {

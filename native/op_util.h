@@ -24,6 +24,9 @@ bool overlaps(const Tensor& a, const Tensor& b);
 
 // "op: argument 'name' ..." prefix for messages.
 std::string arg_prefix(const char* op, const char* name);
+// A number for a message as JavaScript writes it (0.9, 1e-12, Infinity, NaN), not
+// std::to_string's fixed six decimals ("0.900000", "0.000000" for 1e-12, "inf").
+std::string show_number(double v);
 
 void check_dtype(const char* op, const char* name, const Tensor& t, DType want);
 void check_float32(const char* op, const char* name, const Tensor& t);

@@ -3,6 +3,7 @@
 // its output and enqueues the kernel on the device's queue; it never waits.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,9 +18,17 @@ Tensor full(const Shape& shape, double value, DType dtype, Device device);
 Tensor arange(double start, double step, int64_t n, DType dtype, Device device);
 Tensor random_normal(const Shape& shape, uint64_t seed, float mean, float stddev, Device device);
 Tensor random_uniform(const Shape& shape, uint64_t seed, float low, float high, Device device);
+// What a read found, written by its task: read it once the ticket has completed.
+// Readers check this rather than the tensor: a view is read through a contiguous copy
+// whose failure is its own storage's, and a copy to the host that fails (a transient
+// error) leaves the tensor as it was.
+struct ReadStatus {
+  bool failed = false;
+  std::string error;
+};
 // Enqueues a copy of t's elements (in logical order) into `dst` and returns the
-// ticket; the queue must be waited on before dst is read.
-uint64_t read_to_host(const Tensor& t, void* dst);
+// ticket; the queue must be waited on before dst or `status` is read.
+uint64_t read_to_host(const Tensor& t, void* dst, std::shared_ptr<ReadStatus> status);
 Queue& queue_of(const Tensor& t);
 // A copy of x on `device` (x itself when it is already there). Ordered after the
 // ops that produce x on its own queue; the JS thread does not wait.

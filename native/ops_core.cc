@@ -50,7 +50,7 @@ Tensor arange(double start, double step, int64_t n, DType dtype, Device device) 
 }
 
 Tensor random_normal(const Shape& shape, uint64_t seed, float mean, float stddev, Device device) {
-  if (!(stddev >= 0)) throw_range("randn: argument 'std' must be >= 0, got " + std::to_string(stddev));
+  if (!(stddev >= 0)) throw_range("randn: argument 'std' must be >= 0, got " + show_number(stddev));
   Tensor t = empty(shape, DType::Float32, device, "randn");
   View v = view_of(t);
   launch("randn", device, {}, {&t},
@@ -60,8 +60,8 @@ Tensor random_normal(const Shape& shape, uint64_t seed, float mean, float stddev
 
 Tensor random_uniform(const Shape& shape, uint64_t seed, float low, float high, Device device) {
   if (!(high >= low))
-    throw_range("rand: argument 'high' must be >= 'low', got low " + std::to_string(low) +
-                ", high " + std::to_string(high));
+    throw_range("rand: argument 'high' must be >= 'low', got low " + show_number(low) +
+                ", high " + show_number(high));
   Tensor t = empty(shape, DType::Float32, device, "rand");
   View v = view_of(t);
   launch("rand", device, {}, {&t},
@@ -69,17 +69,22 @@ Tensor random_uniform(const Shape& shape, uint64_t seed, float low, float high, 
   return t;
 }
 
-uint64_t read_to_host(const Tensor& t, void* dst) {
+uint64_t read_to_host(const Tensor& t, void* dst, std::shared_ptr<ReadStatus> status) {
   Tensor src = t.is_contiguous() ? t : contiguous(t);
   StoragePtr s = src.storage;
   size_t bytes = src.nbytes();
   Backend* backend = s->backend();
-  return backend->queue(src.device().index).submit([s, src = data_ref(src), dst, bytes, backend] {
-    if (s->failed()) return;  // the reader reports s->error()
+  return backend->queue(src.device().index).submit([s, src = data_ref(src), dst, bytes, backend, status] {
+    if (s->failed()) {
+      status->failed = true;
+      status->error = s->error();
+      return;
+    }
     try {
       backend->copy_to_host(dst, src.data(), bytes);
     } catch (const std::exception& e) {
-      s->set_error(std::string("data: ") + e.what());
+      status->failed = true;
+      status->error = std::string("data: ") + e.what();
     }
   });
 }

@@ -42,7 +42,7 @@ std::vector<Tensor> layer_norm_backward(const Tensor& x_in, const Tensor* weight
   if (add.gb) check_shape(op, "gb_addend", *add.gb, {n});
   if (add.gw && !need_weight) throw_value(std::string(op) + ": argument 'gw_addend' needs the weight's gradient");
   if (add.gb && !need_bias) throw_value(std::string(op) + ": argument 'gb_addend' needs the bias's gradient");
-  if (!(eps >= 0)) throw_range(std::string(op) + ": argument 'eps' must be >= 0, got " + std::to_string(eps));
+  if (!(eps >= 0)) throw_range(std::string(op) + ": argument 'eps' must be >= 0, got " + show_number(eps));
   require_kernels(op, x_in);
   const DType dt = x_in.dtype;
   if (cpu_16bit(x_in)) {

@@ -178,7 +178,7 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& mean, const Tensor& var, con
                            weight ? &w32 : nullptr, bias ? &b32 : nullptr, eps),
                 x_in.dtype);
   }
-  if (!(eps >= 0)) throw_range("batch_norm: argument 'eps' must be >= 0, got " + std::to_string(eps));
+  if (!(eps >= 0)) throw_range("batch_norm: argument 'eps' must be >= 0, got " + show_number(eps));
   Tensor x = contiguous(x_in), m = contiguous(mean), v = contiguous(var);
   Tensor w = weight ? contiguous(*weight) : Tensor(), b = bias ? contiguous(*bias) : Tensor();
   Tensor out = empty(x.shape, x.dtype, x.device(), "batch_norm");

@@ -60,7 +60,7 @@ Tensor softmax(const Tensor& x_in, bool log) {
 Tensor layer_norm(const Tensor& x_in, const Tensor* weight, const Tensor* bias, float eps) {
   check_float("layer_norm", "x", x_in);
   check_min_ndim("layer_norm", "x", x_in, 1);
-  if (!(eps >= 0)) throw_range("layer_norm: argument 'eps' must be >= 0, got " + std::to_string(eps));
+  if (!(eps >= 0)) throw_range("layer_norm: argument 'eps' must be >= 0, got " + show_number(eps));
   int64_t n = x_in.shape.back();
   Tensor w, bi;
   if (weight) {

@@ -48,11 +48,11 @@ InPlace in_place(const Tensor& t) {
 
 void check_rate(const char* op, const char* name, double v) {
   if (!(v >= 0) || !std::isfinite(v))
-    throw_range(arg_prefix(op, name) + " must be a finite number >= 0, got " + std::to_string(v));
+    throw_range(arg_prefix(op, name) + " must be a finite number >= 0, got " + show_number(v));
 }
 
 void check_unit(const char* op, const char* name, double v) {
-  if (!(v >= 0 && v < 1)) throw_range(arg_prefix(op, name) + " must be in [0, 1), got " + std::to_string(v));
+  if (!(v >= 0 && v < 1)) throw_range(arg_prefix(op, name) + " must be in [0, 1), got " + show_number(v));
 }
 
 // The gradient (checked already) as dense float32 memory that no in-place operand overlaps.
@@ -84,7 +84,7 @@ void adam_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
   check_rate(op, "lr", h.lr);
   check_unit(op, "beta1", h.beta1);
   check_unit(op, "beta2", h.beta2);
-  if (!(h.eps > 0) || !std::isfinite(h.eps)) throw_range(arg_prefix(op, "eps") + " must be a positive number, got " + std::to_string(h.eps));
+  if (!(h.eps > 0) || !std::isfinite(h.eps)) throw_range(arg_prefix(op, "eps") + " must be a positive number, got " + show_number(h.eps));
   check_rate(op, "weightDecay", h.weight_decay);
   if (h.step < 1 || h.step > (int64_t(1) << 53))
     throw_range(arg_prefix(op, "step") + " must be an integer >= 1 (the count of steps including this one), got " + std::to_string(h.step));
@@ -132,7 +132,7 @@ void sgd_update(const Tensor& param, const Tensor& grad, const Tensor* momentum_
   check_unit(op, "momentum", momentum);
   check_rate(op, "weightDecay", weight_decay);
   if (momentum_buffer == nullptr && momentum != 0)
-    throw_value(arg_prefix(op, "momentumBuffer") + " is required when momentum is " + std::to_string(momentum));
+    throw_value(arg_prefix(op, "momentumBuffer") + " is required when momentum is " + show_number(momentum));
   if (nesterov && !(momentum > 0)) throw_range(arg_prefix(op, "nesterov") + " needs momentum > 0");
   check_in_place(op, "param", param, param.shape);
   check_float(op, "grad", grad);

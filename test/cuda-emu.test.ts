@@ -366,6 +366,18 @@ emulated('the flash attention gradient (attention_backward.cu), emulated on the 
   t.is(r.passed(/^PASS flash refuses /), 10);
 });
 
+emulated('a NaN score makes its attention row NaN through every path and the key ranges\' merge (a fully masked row stays 0): the output and the log-sum-exp the flash gradient reads', (t, family) => {
+  const r = family('attention', {}, 'NaN scores', 'nan');
+  // 4 shapes (64, 128 masked, the language model's qk 32 / v 160 and qk 32 / v 96): bf16
+  // through 13 paths and float32 through 3, with 1 and 3 key ranges, less the paths a
+  // shape lacks. Before, the single-range kernels wrote +inf for the log-sum-exp of
+  // those rows (a gradient of 0), and the merge of key ranges wrote 0 for a query whose
+  // every score was NaN.
+  t.is(r.checks, 108);
+  t.is(r.passed(/^PASS NaN .* 0 elements and 0 lse wrong -> /), 108);
+  t.true(r.passed(/^PASS NaN .* path 1[56] splits 1 .* -> wgmma[pk] /) >= 6, 'the candidate warpgroup tiers among them');
+});
+
 emulated('the rest of elementwise.cu and reduce.cu, emulated on the CPU, match the reference', (t, family) => {
   const r = family('elementwise');
   // fill and arange in five dtypes; copies (transposed, casts, saturating integer
@@ -397,15 +409,17 @@ emulated('the training kernels (backward.cu), emulated on the CPU, match the ref
 
 emulated('the other kernel files (optimizer updates, random draws, gathers, convolution, pooling, batch norm), emulated on the CPU, match their references', (t, family) => {
   const r = family('ops');
-  t.is(r.checks, 77);
+  t.is(r.checks, 80);
   // Bit for bit against the CPU backend's own kernels: Adam, SGD (three forms), LAMB's
   // moments, rand, randn and the fused attention's dropout mask.
   t.is(r.passed(/^PASS .* bit for bit /), 19);
   // The embedding gather, element by element and in 16-byte packs (rows of whole
   // packs, aligned), and an out-of-range id failing with the CPU's message in both
-  // kernels, one-hot's too, in every dtype.
+  // kernels, one-hot's too, and a table of empty rows (its ids checked all the same),
+  // in every dtype.
   t.is(r.passed(/^PASS embedding \w+ rows of 24 +worst/), 3);
-  t.is(r.passed(/^PASS .* bad id +index 9 at position 2 is out of range \[0, 7\)/), 12);
+  t.is(r.passed(/^PASS .* bad id +index 9 at position 2 is out of range \[0, 7\)/), 15);
+  t.is(r.passed(/^PASS embedding \w+ rows of 0 bad id /), 3);
   // Ids the host knows are in range run without the flag, so without a stream
   // synchronisation: the same results, and ids that break that promise are neither
   // read nor written, nor reported.
@@ -454,7 +468,7 @@ emulated('binary ops, layer norm, softmax and their gradients, dense unary ops, 
     const what = `PERCEIVER_CUDA_VECTOR_KERNELS=${vec} PERCEIVER_CUDA_ROW_KERNELS=${row}`;
     const r = family('rows', { PERCEIVER_CUDA_VECTOR_KERNELS: vec, PERCEIVER_CUDA_ROW_KERNELS: row }, what);
     t.regex(r.out, new RegExp(what));
-    t.is(r.checks, 318, `${what}: ${r.checks} checks ran`);
+    t.is(r.checks, 322, `${what}: ${r.checks} checks ran`);
     // Gradients already accumulated joined in: the column sums once more with an addend
     // (5 shapes per dtype), layer norm's gx, gw and gb in each of its three row kernels.
     t.is(r.passed(/^PASS column sum .* \+ addend, /), 15, what);
@@ -465,6 +479,9 @@ emulated('binary ops, layer norm, softmax and their gradients, dense unary ops, 
     t.is(r.passed(/^PASS (unary|gelu_backward) .* bit for bit /), 38, what);
     // GELU's gradient far out (float32): 0 and 1, where the tanh form made NaN on a GPU.
     t.is(r.passed(/^PASS gelu_backward far out (erf|tanh) float32 +bit for bit /), 2, what);
+    // And in the negative tail, against doubles, GELU and its gradient in both forms,
+    // where 1 + erf and 1 + tanh cancel (the formulas above are the kernels' own).
+    t.is(r.passed(/^PASS gelu(_backward)?( tanh)?'s negative tail, float32 +worst/), 4, what);
     t.is(r.passed(/^PASS bias_act .* bit for bit /), 21, what);
     // Column sums, means and sums with an addend (bias gradients): 45, of which those whose
     // columns are whole packs of aligned data take the two-kernel path with its workspace

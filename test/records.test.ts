@@ -4,6 +4,7 @@
 // engine tensors, with dtype narrowing, progress and abort; every malformed record
 // is refused before any byte is read, with the file and tensor named; nothing leaks.
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -278,6 +279,15 @@ test('the native entry points refuse bad arguments with errors, never a crash', 
   t.throws(() => io.openRecordFile(join(dirname(path), 'nope')), { message: /nope: cannot read \(No such file or directory\)/ });
   t.throws(() => io.openRecordFile(dirname(path)), { message: /cannot read \(not a regular file\)/ });
   t.throws(() => io.openRecordFile(5), { message: /argument 'path' must be a string/ });
+  // A FIFO is refused too, without waiting for a writer (open() would, on the JS thread),
+  // and so is a load from one by path, which opens it on the queue's thread.
+  const fifo = join(mkdtempSync(join(tmpdir(), 'pio-fifo-')), 'model.bin');
+  execFileSync('mkfifo', [fifo]);
+  t.throws(() => io.openRecordFile(fifo), { message: /model\.bin: cannot read \(not a regular file\)/ });
+  const fromFifo = io.loadRecord('w', 'here', fifo, 0, 16, 'F32', [4], null, 'float32', 'cpu');
+  await t.throwsAsync(io.settle(fromFifo) as Promise<unknown>, { message: /cannot read .*model\.bin \(not a regular file\)/ });
+  native.handleDispose(fromFifo as never);
+  rmSync(dirname(fifo), { recursive: true });
 });
 
 test('every reader stamps its file records with the version of the file it parsed, and loading refuses a file changed since', async (t) => {

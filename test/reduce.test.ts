@@ -246,7 +246,10 @@ test('layerNorm: eps is added to the variance (it dominates for near-constant ro
   }
   const c = await P.layerNorm(P.full([2, 8], 3)).data();
   assertExact(t, c, new Array(16).fill(0), 'a constant row normalises to 0');
-  t.throws(() => P.layerNorm(tensor(x, [2, n]), null, null, { eps: -1 }), { instanceOf: RangeError });
+  t.throws(() => P.layerNorm(tensor(x, [2, n]), null, null, { eps: -1 }), { instanceOf: RangeError, message: /^layer_norm: argument 'eps' must be >= 0, got -1$/ });
+  // Written as JavaScript writes numbers, not with C's six fixed decimals ("-0.000000").
+  t.throws(() => P.layerNorm(tensor(x, [2, n]), null, null, { eps: -1e-12 }), { instanceOf: RangeError, message: /got -1e-12$/ });
+  t.throws(() => P.layerNorm(tensor(x, [2, n]), null, null, { eps: -0.1 }), { instanceOf: RangeError, message: /got -0\.1$/ });
 });
 
 test('layerNorm: a large common offset (1e4 + unit noise) does not cancel (two-pass variance)', async (t) => {

@@ -39,7 +39,13 @@ void* DeviceAllocator::alloc(size_t bytes) {
       return p;
     }
   }
-  cudaSetDevice(device_);
+  // Any thread allocates (the CPU queue's copies to this GPU, another GPU's), and
+  // cudaMalloc takes the calling thread's current device.
+  if (cudaError_t d = cudaSetDevice(device_); d != cudaSuccess) {
+    cudaGetLastError();
+    throw Error(ErrorKind::Runtime, "cudaSetDevice(" + std::to_string(device_) + ") failed before allocating " +
+                                        std::to_string(bytes) + " bytes: " + cudaGetErrorName(d));
+  }
   void* p = nullptr;
   cudaError_t e = cudaMalloc(&p, n);
   if (e == cudaErrorMemoryAllocation) {
@@ -90,6 +96,10 @@ void DeviceAllocator::empty_cache() {
 }
 
 void DeviceAllocator::release_cached() {
+  if (cudaSetDevice(device_) != cudaSuccess) {  // the blocks stay cached, not freed on another device
+    cudaGetLastError();
+    return;
+  }
   std::multimap<size_t, void*> blocks;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -97,7 +107,6 @@ void DeviceAllocator::release_cached() {
     counter_.on_release(counter_.cached());
   }
   if (blocks.empty()) return;
-  cudaSetDevice(device_);
   cudaDeviceSynchronize();  // a cached block may still be read by a running kernel
   for (auto& b : blocks) cudaFree(b.second);
 }

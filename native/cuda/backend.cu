@@ -49,6 +49,23 @@ constexpr size_t kGemmWorkspace = size_t(32) << 20;
 class CudaBackend final : public Backend {
  public:
   CudaBackend(int device, const lt::Api* api) : device_(device), alloc_(device) {
+    try {
+      init(api);
+    } catch (...) {
+      // api_backend tries again on the next op (the device may have been busy):
+      // nothing of this attempt may stay behind.
+      for (cudaEvent_t& e : staged_)
+        if (e) cudaEventDestroy(e), e = nullptr;
+      if (gemm_.workspace) cudaFree(gemm_.workspace), gemm_.workspace = nullptr;
+      if (gemm_.handle) api->destroy(gemm_.handle), gemm_.handle = nullptr;
+      if (stream_) cudaStreamDestroy(stream_), stream_ = nullptr;
+      cudaGetLastError();
+      throw;
+    }
+  }
+
+  void init(const lt::Api* api) {
+    const int device = device_;
     CUDA_CHECK("cuda init", cudaSetDevice(device));
     CUDA_CHECK("cuda init", cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     CUDA_CHECK("cuda init", cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device));
@@ -248,12 +265,14 @@ class CudaBackend final : public Backend {
   void embedding(const float* w, int64_t vocab, int64_t c, const int32_t* ids, int64_t n, float* out,
                  DType dtype, bool ids_known) override {
     set_device();
-    cuda::embedding(w, vocab, c, ids, n, out, dtype, ids_known, stream_);
+    Scratch flag(alloc_, sizeof(unsigned long long));
+    cuda::embedding(w, vocab, c, ids, n, out, dtype, ids_known, static_cast<unsigned long long*>(flag.p), stream_);
   }
   void one_hot(const int32_t* ids, int64_t n, int64_t depth, float on, float off, float* out,
                DType dtype, bool ids_known) override {
     set_device();
-    cuda::one_hot(ids, n, depth, on, off, out, dtype, ids_known, stream_);
+    Scratch flag(alloc_, sizeof(unsigned long long));
+    cuda::one_hot(ids, n, depth, on, off, out, dtype, ids_known, static_cast<unsigned long long*>(flag.p), stream_);
   }
   void conv2d(const Conv2dArgs& a) override {
     set_device();
@@ -433,7 +452,13 @@ class CudaBackend final : public Backend {
     static const bool on = env_mode("PERCEIVER_CUDA_ATTENTION_LONG_KEYS") == 1;
     return on;
   }
-  void set_device() { CUDA_CHECK("cuda", cudaSetDevice(device_)); }
+  // Each op starts here: an error a call left behind that nothing threw for (a
+  // failed free or event destroy) must not be taken for this op's launch failure by
+  // check_launch. A fault is sticky, and still shows at the next synchronisation.
+  void set_device() {
+    CUDA_CHECK("cuda", cudaSetDevice(device_));
+    cudaGetLastError();
+  }
   void ensure_staging() {
     for (int i = 0; i < 2; i++)
       if (!staging_[i]) CUDA_CHECK("pinned staging", cudaHostAlloc(&staging_[i], kStagingBytes, cudaHostAllocDefault));
@@ -477,6 +502,46 @@ std::string cuda_error(const char* what, cudaError_t e) {
   return std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
 }
 
+// The oldest GPU this library has machine code or PTX for (compute capability x 100):
+// every op on an older one would fail with "no kernel image". From the architectures
+// this file was compiled for, which the build gives every file of the library.
+#ifdef __CUDA_ARCH_LIST__
+constexpr int kBuiltArchs[] = {__CUDA_ARCH_LIST__};
+#else
+constexpr int kBuiltArchs[] = {750};  // nvcc before 11.5: the release set's oldest
+#endif
+constexpr int lowest_built_arch() {
+  int lo = kBuiltArchs[0];
+  for (int a : kBuiltArchs) lo = a < lo ? a : lo;
+  return lo;
+}
+
+// How many devices, from cuda:0 on, can run this build's kernels; the reason where
+// cuda:0 cannot. Devices are numbered from 0 here as in the driver, so one past an
+// older GPU is not offered either (mixed machines with the older GPU first are rare).
+// Read from the device attributes, which need no context on the device.
+int usable_devices(int count, std::string* reason) {
+  for (int d = 0; d < count; d++) {
+    int major = 0, minor = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, d);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, d);
+    if (major * 100 + minor * 10 >= lowest_built_arch()) continue;
+    cudaGetLastError();
+    if (d == 0) {
+      cudaDeviceProp p;
+      const bool named = cudaGetDeviceProperties(&p, d) == cudaSuccess;
+      cudaGetLastError();
+      const int lo = lowest_built_arch();
+      *reason = "cuda:0" + (named ? std::string(" (") + p.name + ")" : std::string()) + " has compute capability " +
+                std::to_string(major) + "." + std::to_string(minor) + ", older than perceiver_cuda.so was built for (" +
+                std::to_string(lo / 100) + "." + std::to_string(lo / 10 % 10) +
+                " and newer; PERCEIVER_CUDA_ARCHS chooses the architectures when it is built)";
+    }
+    return d;
+  }
+  return count;
+}
+
 int api_init(char* reason, size_t reason_len) {
   std::lock_guard<std::mutex> lock(g_mu);
   if (!g_init_done) {
@@ -499,7 +564,7 @@ int api_init(char* reason, size_t reason_len) {
         std::string why;
         g_lt = lt::load(&why);
         if (!g_lt) g_reason = why;
-        else g_count = std::min<int>(count, (int)g_backends.size());
+        else g_count = usable_devices(std::min<int>(count, (int)g_backends.size()), &g_reason);
       }
     }
   }
@@ -532,6 +597,7 @@ int api_device_info(int device, CudaDeviceInfo* out, char* err, size_t err_len) 
   cudaDriverGetVersion(&out->driver_version);
   cudaRuntimeGetVersion(&out->runtime_version);
   out->cublas_version = g_lt ? g_lt->get_version() : 0;
+  if (g_lt) put(out->cublas_path, sizeof(out->cublas_path), g_lt->path);
   return 0;
 }
 
@@ -555,7 +621,7 @@ Backend* api_backend(int device, char* err, size_t err_len) {
   return g_backends[device];
 }
 
-const CudaApi g_api = {kCudaAbiVersion, sizeof(CudaApi), api_init, api_device_info, api_backend};
+const CudaApi g_api = {kCudaAbiVersion, sizeof(CudaApi), kCudaAbiLayout, api_init, api_device_info, api_backend};
 
 }  // namespace
 }  // namespace cuda

@@ -25,6 +25,7 @@ namespace perceiver {
 namespace cuda {
 
 [[noreturn]] inline void throw_cuda(const char* op, const char* what, cudaError_t e) {
+  cudaGetLastError();  // reported here: the next op's launch check must not see it again
   throw Error(e == cudaErrorMemoryAllocation ? ErrorKind::Memory : ErrorKind::Runtime,
               std::string(op) + ": " + what + " failed: " + cudaGetErrorName(e) + " (" +
                   cudaGetErrorString(e) + ")");

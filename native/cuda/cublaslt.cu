@@ -41,15 +41,20 @@ const Api* load(std::string* reason) {
 #else
     const char* sonames[] = {"libcublasLt.so.12", "libcublasLt.so.13", "libcublasLt.so"};
 #endif
-    if (const char* env = std::getenv("PERCEIVER_CUBLAS_PATH"); env && *env) {
+    // An override is the only place looked in: one that fails to load must say so,
+    // not leave the process on another cuBLASLt found on the path.
+    const char* env = std::getenv("PERCEIVER_CUBLAS_PATH");
+    const bool override = env && *env;
+    if (override) {
       std::string p = env;
       if (is_dir(p)) {
         for (const char* s : sonames) candidates.push_back(p + "/" + s);
       } else {
         candidates.push_back(p);
       }
+    } else {
+      for (const char* s : sonames) candidates.push_back(s);
     }
-    for (const char* s : sonames) candidates.push_back(s);
     std::string errors;
     for (const std::string& c : candidates) {
       void* h = dlopen(c.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -91,8 +96,10 @@ const Api* load(std::string* reason) {
       api = a;  // the handle stays open for the life of the process
       return;
     }
-    why = "cuBLAS not found: could not load cuBLASLt (set PERCEIVER_CUBLAS_PATH to the file or "
-          "its folder, or add it to LD_LIBRARY_PATH); tried:" + errors;
+    why = override ? "cuBLAS not found: PERCEIVER_CUBLAS_PATH=" + std::string(env) +
+                         " could not be loaded (unset it to search the loader's path); tried:" + errors
+                   : "cuBLAS not found: could not load cuBLASLt (set PERCEIVER_CUBLAS_PATH to the file or "
+                     "its folder, or add it to LD_LIBRARY_PATH); tried:" + errors;
   });
   if (!api && reason) *reason = why;
   return api;

@@ -97,7 +97,8 @@ struct Api {
 };
 
 // Loads cuBLASLt once: $PERCEIVER_CUBLAS_PATH (a file, or a folder holding
-// libcublasLt.so.*), then the CUDA 13 and 12 sonames on the loader's search path.
+// libcublasLt.so.*) where it is set, and nothing else; else the CUDA 13 and 12
+// sonames on the loader's search path.
 // Returns null and sets `reason` (with every dlerror) when none loads.
 const Api* load(std::string* reason);
 

@@ -75,18 +75,22 @@ bool check_ids_always() {
   return always;
 }
 
-// The bad-position flag: one device word from the stream-ordered pool per call;
-// the synchronisation costs far more than the allocation. None (dev null) where the
-// ids are known to be in range.
+// Only checks the ids: a table of empty rows still has a vocabulary to be out of.
+__global__ void check_ids_kernel(const int32_t* ids, int64_t n, int64_t limit, unsigned long long* bad) {
+  for (int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; r < n; r += (int64_t)gridDim.x * blockDim.x)
+    if (ids[r] < 0 || ids[r] >= limit) atomicMin(bad, (unsigned long long)r);
+}
+
+// The bad-position flag: the caller's device word (from the caching allocator, whose
+// cache may hold all the memory a pool of the driver's own would need). None (dev null)
+// where the ids are known to be in range.
 struct BadFlag {
   unsigned long long* dev = nullptr;
-  cudaStream_t stream;
-  BadFlag(cudaStream_t s, const char* op, bool ids_known) : stream(s) {
+  BadFlag(cudaStream_t s, const char* op, bool ids_known, unsigned long long* flag) {
     if (ids_known && !check_ids_always()) return;
-    CUDA_CHECK(op, cudaMallocAsync((void**)&dev, sizeof(*dev), s));
+    dev = flag;
     CUDA_CHECK(op, cudaMemsetAsync(dev, 0xff, sizeof(*dev), s));
   }
-  ~BadFlag() { if (dev) cudaFreeAsync(dev, stream); }
   // Waits for the stream; throws like the CPU's check_ids on a bad id.
   void check(cudaStream_t s, const char* op, const int32_t* ids, int64_t limit, const char* what) {
     if (!dev) return;
@@ -104,9 +108,16 @@ struct BadFlag {
 }  // namespace
 
 void embedding(const void* weight, int64_t vocab, int64_t channels, const int32_t* ids, int64_t n,
-               void* out, DType dtype, bool ids_known, cudaStream_t s) {
-  if (n * channels == 0) return;
-  BadFlag bad(s, "embedding", ids_known);
+               void* out, DType dtype, bool ids_known, unsigned long long* flag, cudaStream_t s) {
+  if (n == 0) return;
+  BadFlag bad(s, "embedding", ids_known, flag);
+  if (channels == 0) {
+    if (!bad.dev) return;
+    PERCEIVER_LAUNCH(grid_for(n), kThreads, 0, s, check_ids_kernel)(ids, n, vocab, bad.dev);
+    check_launch("embedding", s);
+    bad.check(s, "embedding", ids, vocab, "embedding table");
+    return;
+  }
   const int64_t row_bytes = channels * (int64_t)dtype_size(dtype);
   if (vector_kernels() && is_float(dtype) && row_bytes % 16 == 0 && aligned16(weight) && aligned16(out)) {
     const int64_t packs = row_bytes / 16;
@@ -124,9 +135,9 @@ void embedding(const void* weight, int64_t vocab, int64_t channels, const int32_
 }
 
 void one_hot(const int32_t* ids, int64_t n, int64_t depth, float on, float off, void* out, DType dtype,
-             bool ids_known, cudaStream_t s) {
-  if (n * depth == 0) return;
-  BadFlag bad(s, "one_hot", ids_known);
+             bool ids_known, unsigned long long* flag, cudaStream_t s) {
+  if (n * depth == 0) return;  // the op layer takes depth >= 1
+  BadFlag bad(s, "one_hot", ids_known, flag);
   DISPATCH_FLOAT("one_hot", dtype, T,
                  PERCEIVER_LAUNCH(grid_for(n * depth), kThreads, 0, s, one_hot_kernel<T>)(
                      ids, n, depth, on, off, static_cast<T*>(out), bad.dev));

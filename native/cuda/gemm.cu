@@ -481,10 +481,11 @@ void matmul_with(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s, bool tf
     if (a.bias) bias_act(a.c, a.bias, a.batch, a.m, a.n, a.ldc, a.stride_c, Activation::None, a.dtype, s);
     return;
   }
-  if (a.k == 0 && a.beta == 1.f && !a.bias && a.act == Activation::None) return;  // C += 0
-  if (a.k == 0) {  // an empty sum: C = act(bias)
-    for (int64_t b = 0; b < a.batch; b++)
-      CUDA_CHECK("matmul", cudaMemset2DAsync((char*)a.c + b * a.stride_c * es_c, a.ldc * es_c, 0, a.n * es_c, a.m, s));
+  if (a.k == 0) {  // an empty sum: C = act(beta C + bias)
+    if (a.beta != 0.f && a.beta != 1.f) throw Error(ErrorKind::Runtime, "matmul: an empty product (k = 0) takes beta 0 or 1");
+    if (a.beta == 0.f)
+      for (int64_t b = 0; b < a.batch; b++)
+        CUDA_CHECK("matmul", cudaMemset2DAsync((char*)a.c + b * a.stride_c * es_c, a.ldc * es_c, 0, a.n * es_c, a.m, s));
     if (a.bias || a.act != Activation::None) bias_act(a.c, a.bias, a.batch, a.m, a.n, a.ldc, a.stride_c, a.act, a.dtype, s);
     return;
   }
@@ -506,6 +507,10 @@ void matmul_with(GemmContext& ctx, const MatmulArgs& in, cudaStream_t s, bool tf
   // second pass, as the erf GELU always does.
   // Its ReLU epilogue turns NaN into 0 (an H200, 2026-11-28), where relu() and the CPU
   // keep NaN, so ReLU takes the second pass too.
+  // In 16 bits the pass reads the product already rounded to the dtype, and rounds
+  // again: the erf GELU's result can be one ulp further off than the CPU's single
+  // rounding (within the 16-bit tolerances), where a float32 product in between
+  // would double the pass's traffic on every MLP.
   bool lt_gelu = a.act == Activation::GeluTanh && a.dtype != DType::Float32;
   bool act_pass = a.act != Activation::None && !lt_gelu;
   uint32_t epilogue = lt::EPILOGUE_DEFAULT;

@@ -31,12 +31,13 @@ void layer_norm(const View& x, const void* weight, const void* bias, const View&
 // epilogues cuBLASLt does not offer (exact erf GELU) or refuses for a layout.
 void bias_act(void* c, const void* bias, int64_t batch, int64_t rows, int64_t n, int64_t ldc,
               int64_t stride_c, Activation act, DType dtype, cudaStream_t s);
-// Synchronises `s` to check the ids, and throws on an out-of-range one like the CPU.
-// ids_known (the host knows every id is in range): no check, so no synchronisation.
+// Synchronises `s` to check the ids, and throws on an out-of-range one like the CPU;
+// `flag` is 8 bytes of device memory for the first bad position. ids_known (the host
+// knows every id is in range): no check, so no synchronisation, and no flag used.
 void embedding(const void* weight, int64_t vocab, int64_t channels, const int32_t* ids, int64_t n,
-               void* out, DType dtype, bool ids_known, cudaStream_t s);
+               void* out, DType dtype, bool ids_known, unsigned long long* flag, cudaStream_t s);
 void one_hot(const int32_t* ids, int64_t n, int64_t depth, float on, float off, void* out,
-             DType dtype, bool ids_known, cudaStream_t s);
+             DType dtype, bool ids_known, unsigned long long* flag, cudaStream_t s);
 void conv2d_direct(const Conv2dArgs& a, cudaStream_t s);
 void max_pool2d(const Pool2dArgs& a, cudaStream_t s);
 void batch_norm(const void* x, const void* mean, const void* var, const void* weight,

@@ -123,6 +123,14 @@ void check_random() {
 void check_gathers(DType dt) {
   const int64_t vocab = 7, n = 6;
   const std::vector<int32_t> ids = {3, 0, 6, 6, 1, 2}, bad_ids = {3, 0, 9, -1, 1, 2};
+  unsigned long long flag = 0;  // the backend's device word for the first bad position
+  // A table of empty rows: nothing to gather, but its ids are still checked, as the CPU
+  // checks them.
+  perceiver::cuda::embedding(nullptr, vocab, 0, ids.data(), n, nullptr, dt, false, &flag, nullptr);
+  expect_throw(
+      std::string("embedding ") + dtype_name(dt) + " rows of 0 bad id",
+      [&] { perceiver::cuda::embedding(nullptr, vocab, 0, bad_ids.data(), n, nullptr, dt, false, &flag, nullptr); },
+      "index 9 at position 2 is out of range [0, 7) of the embedding table");
   for (int64_t c : {5, 24})
     for (int64_t shift : {0, 1})
       for (bool known : {false, true}) {
@@ -131,7 +139,7 @@ void check_gathers(DType dt) {
         for (int64_t i = 0; i < vocab * c; i++) w.set(i, (double)i / 4 - 3);
         for (int64_t i = 0; i < n * c + shift; i++) out.set(i, NAN);
         void* dst = static_cast<char*>(out.p()) + shift * (int64_t)dtype_size(dt);
-        perceiver::cuda::embedding(w.p(), vocab, c, ids.data(), n, dst, dt, known, nullptr);
+        perceiver::cuda::embedding(w.p(), vocab, c, ids.data(), n, dst, dt, known, &flag, nullptr);
         std::vector<double> want(n * c), got(n * c);
         for (int64_t r = 0; r < n; r++)
           for (int64_t j = 0; j < c; j++) want[r * c + j] = w.get(ids[r] * c + j);
@@ -141,14 +149,14 @@ void check_gathers(DType dt) {
         compare(what, want, got, dt);
         if (!known) {  // a bad id fails the op with the CPU's message, and is never read
           expect_throw(
-              what + " bad id", [&] { perceiver::cuda::embedding(w.p(), vocab, c, bad_ids.data(), n, dst, dt, false, nullptr); },
+              what + " bad id", [&] { perceiver::cuda::embedding(w.p(), vocab, c, bad_ids.data(), n, dst, dt, false, &flag, nullptr); },
               "index 9 at position 2 is out of range [0, 7) of the embedding table");
           continue;
         }
         // Bounds that lied (the op layer's bug, not the user's): no error to report, but
         // the bad rows are still never read, nor written.
         for (int64_t i = 0; i < n * c + shift; i++) out.set(i, NAN);
-        perceiver::cuda::embedding(w.p(), vocab, c, bad_ids.data(), n, dst, dt, true, nullptr);
+        perceiver::cuda::embedding(w.p(), vocab, c, bad_ids.data(), n, dst, dt, true, &flag, nullptr);
         for (int64_t r = 0; r < n; r++)
           for (int64_t j = 0; j < c; j++)
             want[r * c + j] = bad_ids[r] < 0 || bad_ids[r] >= vocab ? NAN : w.get(bad_ids[r] * c + j);
@@ -164,7 +172,7 @@ void check_gathers(DType dt) {
       }
   for (bool known : {false, true}) {
     Arr oh(dt, n * vocab);
-    perceiver::cuda::one_hot(ids.data(), n, vocab, 0.9f, 0.02f, oh.p(), dt, known, nullptr);
+    perceiver::cuda::one_hot(ids.data(), n, vocab, 0.9f, 0.02f, oh.p(), dt, known, &flag, nullptr);
     std::vector<double> want_oh(n * vocab);
     for (int64_t r = 0; r < n; r++)
       for (int64_t j = 0; j < vocab; j++) want_oh[r * vocab + j] = j == ids[r] ? 0.9 : 0.02;
@@ -173,7 +181,7 @@ void check_gathers(DType dt) {
   Arr oh(dt, n * vocab);
   expect_throw(
       std::string("one_hot ") + dtype_name(dt) + " bad id",
-      [&] { perceiver::cuda::one_hot(bad_ids.data(), n, vocab, 1.f, 0.f, oh.p(), dt, false, nullptr); },
+      [&] { perceiver::cuda::one_hot(bad_ids.data(), n, vocab, 1.f, 0.f, oh.p(), dt, false, &flag, nullptr); },
       "index 9 at position 2 is out of range [0, 7) of the one-hot depth");
 }
 
