@@ -6,7 +6,7 @@
 // model (names and shapes) before a byte is read, then loaded natively. Every failure
 // names the folder and the file, because the CLI shows these messages to users as
 // they are.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, normalize, sep } from 'node:path';
 import {
   loadRecords,
@@ -21,6 +21,9 @@ import {
 } from '../lib/index.js';
 import { perceiverConfig } from './config.js';
 import { readTorchCheckpoint } from '../lib/io/torch.js';
+import { openRegularFileSync } from '../lib/io/records.js';
+import { checkJsonKeys } from '../lib/io/safetensors.js';
+import { SAVE_ID_KEY } from './save.js';
 import { createModel, type ArchitectureName, ARCHITECTURES } from './registry.js';
 import { objectArg } from './args.js';
 import { describe } from '../lib/dtype.js';
@@ -44,6 +47,27 @@ export interface LoadModelOptions {
 
 export type LoadedModel = InstanceType<(typeof ARCHITECTURES)[ArchitectureName]> & Module;
 
+// A config.json is a few KB (a few hundred with 21k labels), an index a few MB at
+// most; the caps keep a wrong file under those names from being read whole.
+const MAX_CONFIG_BYTES = 16 << 20;
+const MAX_INDEX_BYTES = 64 << 20;
+
+/** A small text file, read whole: a FIFO, folder or device is refused, not waited on. */
+function readSmallFile(path: string, limit: number): string {
+  let opened: ReturnType<typeof openRegularFileSync>;
+  try {
+    opened = openRegularFileSync(path);
+  } catch (err) {
+    throw new Error(`loadModel: ${path}: cannot read (${err instanceof Error ? err.message : String(err)})`);
+  }
+  try {
+    if (opened.stat.size > BigInt(limit)) throw new RangeError(`loadModel: ${path}: ${opened.stat.size} bytes, more than the ${limit} such a file may have`);
+    return readFileSync(opened.fd, 'utf8');
+  } finally {
+    closeSync(opened.fd);
+  }
+}
+
 /** Reads and parses dir/config.json. */
 export function readModelConfig(dir: string): Record<string, unknown> {
   if (typeof dir !== 'string' || dir === '') throw new TypeError(`loadModel: argument 'dir' must be a folder path, got ${describe(dir)}`);
@@ -51,9 +75,10 @@ export function readModelConfig(dir: string): Record<string, unknown> {
   if (!statSync(dir).isDirectory()) throw new Error(`loadModel: '${dir}' is not a folder (expected a HF model folder with config.json and model.safetensors)`);
   const path = join(dir, 'config.json');
   if (!existsSync(path)) throw new Error(`loadModel: '${path}' is missing (a HF model folder has config.json and model.safetensors)`);
+  const text = readSmallFile(path, MAX_CONFIG_BYTES);
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
+    json = JSON.parse(text);
   } catch (err) {
     throw new Error(`loadModel: '${path}' is not valid JSON (${err instanceof Error ? err.message : String(err)})`);
   }
@@ -100,22 +125,36 @@ function torchRecords(path: string): Promise<TensorRecord[]> {
   return readTorchCheckpoint(path);
 }
 
+/** A shard's records, and the save id its metadata carries (saveModel's shards do). */
+interface Shard {
+  records: TensorRecord[];
+  saveId?: unknown;
+}
+
 /**
  * HF's sharded index: {metadata?, weight_map: {tensor name: shard file name}}. Each
  * shard is read with `readShard`; every tensor must be in the shard the map names,
  * no tensor may be in two shards, and a shard may hold nothing the map does not list.
+ * Where the index or a shard carries a save id, each shard's must be the index's.
  */
-async function shardedRecords(dir: string, index: string, readShard: (path: string) => Promise<TensorRecord[]>): Promise<TensorRecord[]> {
+async function shardedRecords(dir: string, index: string, readShard: (path: string) => Promise<Shard>): Promise<TensorRecord[]> {
   const path = join(dir, index);
+  const text = readSmallFile(path, MAX_INDEX_BYTES);
+  // Tensor names are its keys: a repeated one would be dropped by JSON.parse.
+  checkJsonKeys(text, (problem) => {
+    throw new Error(`loadModel: ${path}: ${problem}`);
+  });
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
+    json = JSON.parse(text);
   } catch (err) {
     throw new Error(`loadModel: ${path}: not valid JSON (${err instanceof Error ? err.message : String(err)})`);
   }
   const map = (json as { weight_map?: unknown } | null)?.weight_map;
   if (map === null || typeof map !== 'object' || Array.isArray(map))
     throw new Error(`loadModel: ${path}: must be a JSON object with a 'weight_map' object (tensor name -> shard file)`);
+  const meta = (json as { metadata?: unknown }).metadata;
+  const saveId = meta !== null && typeof meta === 'object' && Object.hasOwn(meta, SAVE_ID_KEY) ? (meta as Record<string, unknown>)[SAVE_ID_KEY] : undefined;
   const shards = new Map<string, string[]>();
   for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
     if (typeof file !== 'string' || file === '')
@@ -134,7 +173,12 @@ async function shardedRecords(dir: string, index: string, readShard: (path: stri
     const shardPath = join(dir, file);
     if (!existsSync(shardPath)) throw new Error(`loadModel: ${path}: shard '${file}' (holding '${names[0]}'${names.length > 1 ? ` and ${names.length - 1} more` : ''}) is missing`);
     const listed = new Set(names);
-    const recs = await readShard(shardPath);
+    const { records: recs, saveId: shardSaveId } = await readShard(shardPath);
+    if (shardSaveId !== saveId)
+      throw new Error(
+        `loadModel: ${path}: shard '${file}' ${shardSaveId === undefined ? 'carries no save id' : `is from save ${JSON.stringify(shardSaveId)}`}, ` +
+          `the index ${saveId === undefined ? 'names none' : `from save ${JSON.stringify(saveId)}`}: files of two saves are mixed (a save was interrupted?); save the model again`,
+      );
     for (const r of recs) {
       const other = shardOf.get(r.name);
       if (other !== undefined) throw new Error(`loadModel: ${path}: tensor '${r.name}' is in two shards, '${other}' and '${file}'`);
@@ -153,6 +197,11 @@ async function safetensorsFile(path: string): Promise<TensorRecord[]> {
   return safetensorsRecords(path, await readSafetensorsHeader(path));
 }
 
+async function safetensorsShard(path: string): Promise<Shard> {
+  const header = await readSafetensorsHeader(path);
+  return { records: safetensorsRecords(path, header), saveId: Object.hasOwn(header.metadata, SAVE_ID_KEY) ? header.metadata[SAVE_ID_KEY] : undefined };
+}
+
 /** The weight records of a model folder, whatever its layout (not yet read). */
 export async function readModelRecords(dir: string): Promise<{ path: string; records: TensorRecord[] }> {
   if (typeof dir !== 'string' || dir === '') throw new TypeError(`readModelRecords: argument 'dir' must be a folder path, got ${describe(dir)}`);
@@ -162,11 +211,11 @@ export async function readModelRecords(dir: string): Promise<{ path: string; rec
     case 'model.safetensors':
       return { path, records: await safetensorsFile(path) };
     case 'model.safetensors.index.json':
-      return { path, records: await shardedRecords(dir, layout, safetensorsFile) };
+      return { path, records: await shardedRecords(dir, layout, safetensorsShard) };
     case 'pytorch_model.bin':
       return { path, records: await torchRecords(path) };
     case 'pytorch_model.bin.index.json':
-      return { path, records: await shardedRecords(dir, layout, torchRecords) };
+      return { path, records: await shardedRecords(dir, layout, async (p) => ({ records: await torchRecords(p) })) };
   }
 }
 
@@ -181,9 +230,10 @@ function checkAgainstModel(model: Module, records: readonly TensorRecord[]): str
   const problems: string[] = [];
   const have = new Set(records.map((r) => r.name));
   const missing = Object.keys(want).filter((k) => !have.has(k));
-  const unexpected = records.filter((r) => !(r.name in want)).map((r) => r.name);
+  // Own keys only: a tensor named 'constructor' or '__proto__' is a name like any other.
+  const unexpected = records.filter((r) => !Object.hasOwn(want, r.name)).map((r) => r.name);
   const misShaped = records
-    .filter((r) => r.name in want && (r.shape.length !== want[r.name].shape.length || r.shape.some((d, i) => d !== want[r.name].shape[i])))
+    .filter((r) => Object.hasOwn(want, r.name) && (r.shape.length !== want[r.name].shape.length || r.shape.some((d, i) => d !== want[r.name].shape[i])))
     .map((r) => `${r.name} (checkpoint [${r.shape.join(', ')}], model [${want[r.name].shape.join(', ')}])`);
   // Worded as loadStateDict words it, so one message shape covers both checks.
   if (misShaped.length) problems.push(`mis-shaped keys: ${list(misShaped)}`);

@@ -7,6 +7,14 @@
 // maxShardBytes the weights go to HF's sharded layout instead. Every file is written
 // under a temporary name in the folder, then renamed, so a failure leaves the folder
 // as it was and a reader never sees a config whose weights are half-written.
+//
+// A save can still be cut short between renames. The order below makes every such
+// folder either the old model, or the new weights (under the old config until the new
+// one lands), or an error at load: the weights go in first; an entry file of the other
+// layout is removed before the new index or config goes in (model.safetensors takes
+// precedence over an index); the config goes last. Shards re-saved under the same
+// names carry the save's id, as does their index, so that a folder left with shards
+// of two saves is refused by loadModel rather than loaded mixed.
 import { mkdir, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -58,6 +66,8 @@ export function configJson(config: PerceiverConfig, arch: string): Record<string
 }
 
 const INDEX = 'model.safetensors.index.json';
+/** @internal The metadata key of the save id in shards and their index (models/load.ts checks it). */
+export const SAVE_ID_KEY = 'save_id';
 const DTYPE_BYTES: Record<string, number> = { float32: 4, float16: 2, bfloat16: 2, int32: 4, uint8: 1 };
 
 function tempName(dir: string, file: string): string {
@@ -140,30 +150,45 @@ export async function saveModel(model: Module & { config: PerceiverConfig }, dir
   const pad = (i: number) => String(i).padStart(5, '0');
   const files = sharded ? groups.map((_, i) => `model-${pad(i + 1)}-of-${pad(groups.length)}.safetensors`) : ['model.safetensors'];
 
-  const pending: [string, string][] = []; // [temporary, final]
+  const pending: [string, string][] = []; // [temporary, final], not yet renamed
+  const saveId = randomBytes(8).toString('hex');
   try {
     const configTmp = tempName(dir, 'config.json');
     await writeFile(configTmp, JSON.stringify(configJson(model.config, arch), null, 2) + '\n', { flag: 'wx' });
     pending.push([configTmp, join(dir, 'config.json')]);
     for (let i = 0; i < groups.length; i++) {
       const part = Object.fromEntries(groups[i].map((k) => [k, tensors[k]]));
-      const partDtypes = Object.fromEntries(groups[i].filter((k) => k in dtypes).map((k) => [k, dtypes[k]]));
-      const tmp = await writeSafetensorsTemp(join(dir, files[i]), part, { metadata: { format: 'pt' }, dtypes: partDtypes });
+      const partDtypes = Object.fromEntries(groups[i].filter((k) => Object.hasOwn(dtypes, k)).map((k) => [k, dtypes[k]]));
+      const metadata: Record<string, string> = sharded ? { format: 'pt', [SAVE_ID_KEY]: saveId } : { format: 'pt' };
+      const tmp = await writeSafetensorsTemp(join(dir, files[i]), part, { metadata, dtypes: partDtypes });
       pending.push([tmp, join(dir, files[i])]);
     }
     if (sharded) {
       const weightMap = Object.fromEntries(groups.flatMap((g, i) => g.map((k) => [k, files[i]])));
       const indexTmp = tempName(dir, INDEX);
-      await writeFile(indexTmp, JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n', { flag: 'wx' });
+      const index = { metadata: { total_size: total, [SAVE_ID_KEY]: saveId }, weight_map: weightMap };
+      await writeFile(indexTmp, JSON.stringify(index, null, 2) + '\n', { flag: 'wx' });
       pending.push([indexTmp, join(dir, INDEX)]);
     }
-    // Weights first, config last: a reader that sees the new config sees its weights.
-    for (const [tmp, final] of [...pending.slice(1), pending[0]]) await rename(tmp, final);
-    pending.length = 0;
-    // What an earlier save of the other layout (or another shard count) left: the
-    // other entry file, and shards this save did not write, as HF's save_pretrained
-    // removes them.
-    await unlink(join(dir, sharded ? 'model.safetensors' : INDEX)).catch(() => undefined);
+    const [config, ...weights] = pending;
+    const index = sharded ? weights.pop()! : null;
+    const put = async ([tmp, final]: [string, string]) => {
+      await rename(tmp, final);
+      pending.splice(pending.findIndex(([t]) => t === tmp), 1);
+    };
+    for (const w of weights) await put(w);
+    if (index) {
+      // Gone before the index lands, or it would shadow the new shards; a failure here fails the save.
+      await unlink(join(dir, 'model.safetensors')).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+      await put(index);
+    }
+    await put(config);
+    // What an earlier save of the other layout (or another shard count) left: an index
+    // that model.safetensors now shadows, and shards this save did not write, as HF's
+    // save_pretrained removes them.
+    if (!sharded) await unlink(join(dir, INDEX)).catch(() => undefined);
     for (const f of await readdir(dir))
       if (/^model-\d{5}-of-\d{5}\.safetensors$/.test(f) && !files.includes(f)) await unlink(join(dir, f)).catch(() => undefined);
   } catch (err) {

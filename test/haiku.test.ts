@@ -5,12 +5,14 @@
 // jax.Array); `.pystate` splits params and state; Fortran order becomes strides; and
 // hostile or unsupported content is a clear error naming the file.
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { readHaikuCheckpoint } from '../lib/io/haiku.js';
+import { loadRecords } from '../lib/io/load-records.js';
 import { loadSafetensors } from '../lib/io/safetensors.js';
 import type { TensorRecord } from '../lib/io/records.js';
 import type { Tensor } from '../lib/index.js';
@@ -200,3 +202,57 @@ test('a small pickle that shares one dict under two keys, 40 levels deep, is ref
   await t.throwsAsync(readHaikuCheckpoint(p), { message: /dag\.pickle: params has more than \d+ paths/ });
 });
 
+
+// ---- hand-built pickles (protocol 3), for what numpy and Haiku never write ------------------------
+
+const bin = (...parts: (string | number[] | Uint8Array)[]) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));
+const u32 = (v: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v);
+  return b;
+};
+const ustr = (s: string) => bin([0x58], u32(s.length), s);
+/** A numpy array as numpy pickles it: _reconstruct(ndarray, (0,), b'b'), then BUILD (1, shape, dtype(code), False, data). */
+const ndarray = (code: string, shape: number[], data: Uint8Array) =>
+  bin(
+    'cnumpy.core.multiarray\n_reconstruct\n', 'cnumpy\nndarray\n', [0x4b, 0, 0x85, 0x43, 1], 'b', [0x87], 'R',
+    '(', [0x4b, 1], '(', ...shape.map((d) => bin([0x4a], u32(d))), 't', 'cnumpy\ndtype\n', ustr(code), [0x85], 'R', [0x89, 0x42], u32(data.length), data, 't', 'b',
+  );
+const pickleFile = (name: string, ...body: (string | number[] | Uint8Array)[]) => {
+  const p = join(dir, name);
+  writeFileSync(p, bin([0x80, 3], ...body, '.'));
+  return p;
+};
+
+test('one array shared under many names through the pickle memo reads, and loading them all is refused', async (t) => {
+  // d0 = {'w': a 1 MiB array}; d(i) = {'a': d(i-1), 'b': d(i-1)}: 2^7 names for the same bytes.
+  const parts: (string | number[] | Uint8Array)[] = ['}', ustr('w'), ndarray('<f4', [1 << 18], new Uint8Array(1 << 20)), 's', [0x71, 0]];
+  for (let i = 1; i <= 7; i++) parts.push('}(', ustr('a'), [0x68, i - 1], ustr('b'), [0x68, i - 1], 'u', [0x71, i]);
+  const p = pickleFile('shared.pickle', ...parts);
+  const { params } = await readHaikuCheckpoint(p);
+  t.is(params.length, 128);
+  await t.throwsAsync(loadRecords(params), { instanceOf: RangeError, message: /shared\.pickle: the 128 tensors would take 134217728 bytes, from 1048576 distinct bytes/ });
+});
+
+test('a parameter name longer than 1024 characters is refused, naming the file and the length', async (t) => {
+  const w = ['}', ustr('w'), ndarray('<f4', [1], new Uint8Array(4)), 's'];
+  const p = pickleFile('longname.pickle', '}', ustr('a'.repeat(600)), '}', ustr('b'.repeat(600)), ...w, 'ss');
+  await t.throwsAsync(readHaikuCheckpoint(p), { message: /^haiku: .*longname\.pickle: params has the name 'a{60}\.\.\.' \(1201 characters\), longer than the 1024 characters a name may have$/ });
+  const ok = pickleFile('maxname.pickle', '}', ustr('c'.repeat(1022)), ...w, 's');
+  t.is((await readHaikuCheckpoint(ok)).params[0].name.length, 1024);
+});
+
+test("numpy dtype codes only Object.prototype knows ('constructor', 'toString') are unsupported dtypes", async (t) => {
+  for (const code of ['constructor', 'toString', '__proto__']) {
+    const p = pickleFile(`dtype-${code}.pickle`, '}', ustr('m'), '}', ustr('w'), ndarray(`|${code}`, [1], new Uint8Array(1)), 'ss');
+    await t.throwsAsync(readHaikuCheckpoint(p), { message: new RegExp(`dtype-${code}\\.pickle: byte \\d+: .*numpy dtype '${code}' is not supported \\(supported: f8, f4`) }, code);
+  }
+});
+
+const fifoTest = process.platform === 'win32' ? test.skip : test;
+fifoTest('a named pipe or a folder given as the checkpoint is refused at once, not waited on', async (t) => {
+  const fifo = join(dir, 'fifo.pickle');
+  execFileSync('mkfifo', [fifo]);
+  await t.throwsAsync(readHaikuCheckpoint(fifo), { message: /^haiku: .*fifo\.pickle: cannot open \(.*fifo\.pickle is a named pipe \(FIFO\), not a regular file\)$/ });
+  await t.throwsAsync(readHaikuCheckpoint(dir), { message: /cannot open \(.* is a directory, not a regular file\)$/ });
+});

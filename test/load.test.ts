@@ -6,6 +6,7 @@
 // config, broken indexes and broken files fail with the folder and file named,
 // before any weight is read where possible; progress and abort work; nothing leaks.
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,8 +37,12 @@ function disposeAll(ts: Record<string, Tensor>): void {
   for (const t of Object.values(ts)) t.dispose();
 }
 
-/** Splits the case's weights over `k` shards with HF's index; returns the folder. */
-async function shardedCopy(c: string, k: number): Promise<string> {
+/**
+ * Splits the case's weights over `k` shards with HF's index; returns the folder. With
+ * `saveIds`, shard i's metadata carries save_id saveIds.shards[i] and the index's
+ * saveIds.index (as saveModel writes them); undefined ones are left out.
+ */
+async function shardedCopy(c: string, k: number, saveIds?: { index?: string; shards: (string | undefined)[] }): Promise<string> {
   const dir = folder(c, { weights: false });
   const sd = await P.loadSafetensors(join(caseDir(c), 'model.safetensors'));
   const names = Object.keys(sd);
@@ -50,9 +55,11 @@ async function shardedCopy(c: string, k: number): Promise<string> {
       weightMap[name] = file;
       total += t.size * 4;
     }
-    await P.saveSafetensors(join(dir, file), part, { metadata: { format: 'pt' } });
+    const id = saveIds?.shards[i];
+    await P.saveSafetensors(join(dir, file), part, { metadata: { format: 'pt', ...(id !== undefined && { save_id: id }) } });
   }
-  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
+  const metadata = { total_size: total, ...(saveIds?.index !== undefined && { save_id: saveIds.index }) };
+  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata, weight_map: weightMap }, null, 2));
   disposeAll(sd);
   return dir;
 }
@@ -334,4 +341,54 @@ test('loadModel, readModelConfig, readModelRecords, unknownConfigKeys and the na
   ids.dispose();
   other.dispose();
   model.dispose();
+});
+
+test('shards of two saves are refused, naming the shard and both save ids; one save id throughout loads', async (t) => {
+  const mixed = await shardedCopy('mlm', 2, { index: 'new', shards: ['new', 'old'] });
+  await t.throwsAsync(loadModel(mixed), {
+    message: /model\.safetensors\.index\.json: shard 'model-00002-of-00002\.safetensors' is from save "old", the index from save "new": files of two saves are mixed \(a save was interrupted\?\); save the model again/,
+  });
+  await t.throwsAsync(loadModel(await shardedCopy('mlm', 2, { shards: ['new', 'new'] })), { message: /shard 'model-00001-of-00002\.safetensors' is from save "new", the index names none/ });
+  await t.throwsAsync(loadModel(await shardedCopy('mlm', 2, { index: 'new', shards: ['new', undefined] })), { message: /shard 'model-00002-of-00002\.safetensors' carries no save id, the index from save "new"/ });
+  const m = await loadModel(await shardedCopy('mlm', 2, { index: 'same', shards: ['same', 'same'] }));
+  t.true(m instanceof PerceiverForMaskedLM);
+  m.dispose();
+});
+
+test('an index naming a tensor twice is refused, not collapsed to the last as JSON.parse would', async (t) => {
+  const dir = await shardedCopy('mlm', 2);
+  const path = join(dir, 'model.safetensors.index.json');
+  const text = readFileSync(path, 'utf8');
+  const [first] = Object.keys((JSON.parse(text) as { weight_map: Record<string, string> }).weight_map);
+  writeFileSync(path, text.replace('"weight_map": {', `"weight_map": {\n    "${first}": "model-00002-of-00002.safetensors",`));
+  await t.throwsAsync(loadModel(dir), { message: new RegExp(`model\\.safetensors\\.index\\.json: the key '${first.replace(/\./g, '\\.')}' appears twice in one object`) });
+});
+
+test("tensors named like Object.prototype's members ('constructor', 'toString', '__proto__') are unexpected keys like any other", async (t) => {
+  const sd = await P.loadSafetensors(join(caseDir('mlm'), 'model.safetensors'));
+  const extra = P.zeros([2]);
+  for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+    const dir = folder('mlm', { weights: false });
+    await P.saveSafetensors(join(dir, 'model.safetensors'), { ...sd, [name]: extra });
+    await t.throwsAsync(loadModel(dir), { message: new RegExp(`loadStateDict \\(PerceiverForMaskedLM\\): unexpected keys: ${name}`) }, name);
+  }
+  extra.dispose();
+  disposeAll(sd);
+});
+
+const fifoTest = process.platform === 'win32' ? test.skip : test;
+fifoTest('a named pipe as config.json, index or weights is refused at once, naming it, instead of waited on', async (t) => {
+  let dir = folder('mlm', { weights: false });
+  rmSync(join(dir, 'config.json'));
+  execFileSync('mkfifo', [join(dir, 'config.json')]);
+  await t.throwsAsync(loadModel(dir), { message: /^loadModel: .*config\.json: cannot read \(.*config\.json is a named pipe \(FIFO\), not a regular file\)$/ });
+  dir = folder('mlm', { weights: false });
+  execFileSync('mkfifo', [join(dir, 'model.safetensors.index.json')]);
+  await t.throwsAsync(loadModel(dir), { message: /^loadModel: .*model\.safetensors\.index\.json: cannot read \(.* is a named pipe \(FIFO\), not a regular file\)$/ });
+  dir = folder('mlm', { weights: false });
+  execFileSync('mkfifo', [join(dir, 'model.safetensors')]);
+  await t.throwsAsync(loadModel(dir), { message: /model\.safetensors: cannot open \(.* is a named pipe \(FIFO\), not a regular file\)$/ });
+  dir = folder('mlm', { weights: false });
+  execFileSync('mkfifo', [join(dir, 'pytorch_model.bin')]);
+  await t.throwsAsync(loadModel(dir), { message: /pytorch_model\.bin: cannot open \(.* is a named pipe \(FIFO\), not a regular file\)$/ });
 });

@@ -4,7 +4,9 @@
 // hook; and malformed or hostile input fails with an error naming the input, the byte
 // offset and the problem, within bounded time and memory.
 import test from 'ava';
-import { readFileSync, existsSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -213,4 +215,47 @@ test('constructors reusing one big argument through the memo hit a work budget i
   for (let i = 0; i < 20000; i++) parts.push([0x68, 1, 0x68, 0, 0x68, 2, 0x86, 0x52, 0x30]);
   const err = fails(t, bytes(...parts, 'N.'), /REDUCE: the pickle asks for more work than 8 units per input byte/);
   t.true(err.offset > 100000 && err.offset < 101000, `a few calls ran before the budget did (stopped at byte ${err.offset})`);
+});
+
+test('str dict keys and set members longer than 1024 characters are refused, whichever way the dict or set is built', (t) => {
+  // Longer strings all hash alike in V8, so a dict of many would take quadratic time to build.
+  const u32 = (v: number) => [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, v >>> 24];
+  const long = bytes([0x58, ...u32(1025)], 'k'.repeat(1025));
+  const max = bytes([0x58, ...u32(1024)], 'k'.repeat(1024));
+  const tooLong = /a dict key or set member is a str of 1025 characters, over the 1024-character limit for names/;
+  fails(t, bytes([0x80, 2], '}', long, 'Ns.'), tooLong);
+  fails(t, bytes([0x80, 2], '}(', long, 'Nu.'), tooLong);
+  fails(t, bytes([0x80, 2], '(', long, 'Nd.'), tooLong);
+  fails(t, bytes([0x80, 4, 0x8f, 0x28], long, [0x90], '.'), tooLong);
+  fails(t, bytes([0x80, 4, 0x28], long, [0x91], '.'), tooLong);
+  // OrderedDict([(key, None)]), set([key]), frozenset([key])
+  fails(t, bytes([0x80, 2], 'ccollections\nOrderedDict\n', '(](', long, 'Nta', 'tR.'), tooLong);
+  fails(t, bytes([0x80, 2], 'cbuiltins\nset\n', '(]', long, 'a', 'tR.'), tooLong);
+  fails(t, bytes([0x80, 2], 'cbuiltins\nfrozenset\n', '(]', long, 'a', 'tR.'), tooLong);
+  t.deepEqual([...(load(bytes([0x80, 2], '}', max, 'Ns.')) as Map<string, null>).keys()].map((k) => k.length), [1024]);
+  t.is(load(bytes([0x80, 2], long, '.')), 'k'.repeat(1025), 'a long str as a value is fine');
+});
+
+test('unpickle refuses malformed options with the option named', (t) => {
+  const input = new BufferInput(bytes([0x80, 2], 'N.'));
+  for (const v of [-5, 1.5, '10', null])
+    t.throws(() => unpickle(input, { label: 'x', globals: BASIC, leaveInFileFrom: v as number }), {
+      instanceOf: TypeError,
+      message: /^unpickle: option 'leaveInFileFrom' must be a non-negative integer, got /,
+    });
+  t.throws(() => unpickle(input, { label: 'x', globals: BASIC, persistentLoad: 5 as never }), { instanceOf: TypeError, message: /^unpickle: option 'persistentLoad' must be a function, got int 5$/ });
+  t.is(unpickle(input, { label: 'x', globals: BASIC, leaveInFileFrom: 0 }).value, null);
+});
+
+const fifoTest = process.platform === 'win32' ? test.skip : test;
+fifoTest('a file input refuses a named pipe or a folder at once instead of waiting for a writer', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'perceiver-pickle-'));
+  try {
+    const fifo = join(dir, 'fifo.pickle');
+    execFileSync('mkfifo', [fifo]);
+    t.throws(() => new FileInput(fifo), { message: /fifo\.pickle is a named pipe \(FIFO\), not a regular file$/ });
+    t.throws(() => new FileInput(dir), { message: /perceiver-pickle-\w+ is a directory, not a regular file$/ });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

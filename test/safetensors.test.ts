@@ -3,6 +3,7 @@
 // and scalar tensors, header padding, atomic replacement, and corrupt files failing
 // with an error that names the file and the problem.
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -238,9 +239,9 @@ test('option dtype loads every float tensor as that dtype and leaves integers al
     {
       f64: { dtype: 'F64', shape: [2], data_offsets: [0, 16] },
       f16: { dtype: 'F16', shape: [1], data_offsets: [16, 18] },
-      i: { dtype: 'I32', shape: [1], data_offsets: [20, 24] },
+      i: { dtype: 'I32', shape: [1], data_offsets: [18, 22] },
     },
-    Buffer.concat([bytes(Float64Array.from([1.5, -2])), bytes(Uint16Array.from([0x3c00, 0])), bytes(Int32Array.from([7]))]),
+    Buffer.concat([bytes(Float64Array.from([1.5, -2])), bytes(Uint16Array.from([0x3c00])), bytes(Int32Array.from([7]))]),
   );
   for (const dtype of ['float32', 'float16', 'bfloat16'] as const) {
     const ts = await P.loadSafetensors(path, { dtype });
@@ -437,4 +438,79 @@ test('save can store int32 as I64 (widened, sign-extended) and floats as F16/BF1
   disposeAll(back);
   ids.dispose();
   w.dispose();
+});
+
+test('a tensor named twice in the header is refused, not collapsed to the last as JSON.parse would', async (t) => {
+  const entry = (dtype: string, from: number) => `{"dtype":"${dtype}","shape":[1],"data_offsets":[${from},${from + 4}]}`;
+  // Disjoint ranges (the first would be a gap) and the very same range (no gap to see).
+  await rejects(t, P.loadSafetensors(writeRaw(`{"a":${entry('F32', 0)},"a":${entry('F32', 4)}}`, new Uint8Array(8))), /raw-\d+\.safetensors: the key 'a' appears twice in one object/);
+  await rejects(t, P.loadSafetensors(writeRaw(`{"a":${entry('F32', 0)}, "b":${entry('F32', 4)}, "\\u0061" :${entry('I32', 0)}}`, new Uint8Array(8))), /the key 'a' appears twice/);
+  await rejects(t, P.loadSafetensors(writeRaw(`{"a":{"dtype":"F32","dtype":"I32","shape":[1],"data_offsets":[0,4]}}`, new Uint8Array(4))), /the key 'dtype' appears twice/);
+  await rejects(t, P.loadSafetensors(writeRaw(`{"__metadata__":{"k":"1","k":"2"}}`)), /the key 'k' appears twice/);
+  // The same key in different objects, and in strings, is not a repeat.
+  const ts = await P.loadSafetensors(writeRaw(`{"__metadata__":{"a":"{\\"a\\": 1}"},"a":${entry('F32', 0)}}`, new Uint8Array(4)));
+  t.deepEqual(Object.keys(ts), ['a']);
+  disposeAll(ts);
+});
+
+test('the tensors must cover the data section exactly: bytes no tensor holds are refused', async (t) => {
+  const f32 = (from: number) => ({ dtype: 'F32', shape: [1], data_offsets: [from, from + 4] });
+  await rejects(t, P.loadSafetensors(writeRaw({ a: f32(0), b: f32(8) }, new Uint8Array(12))), /bytes \[4, 8\) of the data section belong to no tensor/);
+  await rejects(t, P.loadSafetensors(writeRaw({ a: f32(4) }, new Uint8Array(8))), /bytes \[0, 4\) of the data section belong to no tensor/);
+  await rejects(t, P.loadSafetensors(writeRaw({ a: f32(0) }, new Uint8Array(7))), /the data section's last 3 bytes, from byte 4 on, belong to no tensor/);
+  await rejects(t, P.loadSafetensors(writeRaw({}, new Uint8Array(1))), /the data section's last 1 bytes, from byte 0 on, belong to no tensor/);
+  const ts = await P.loadSafetensors(writeRaw({ b: f32(4), a: f32(0) }, new Uint8Array(8)));
+  t.deepEqual(Object.keys(ts), ['b', 'a']);
+  disposeAll(ts);
+});
+
+test('tensor and metadata names longer than 1024 characters are refused by the reader and the writer, naming the length', async (t) => {
+  const long = 'x'.repeat(1025);
+  const entry = { dtype: 'F32', shape: [0], data_offsets: [0, 0] };
+  await rejects(t, P.loadSafetensors(writeRaw({ [long]: entry })), /the key 'x{60}\.\.\.' \(1025 characters\) is longer than the 1024 characters a name may have/);
+  await rejects(t, P.loadSafetensors(writeRaw({ __metadata__: { [long]: 'v' } })), /\(1025 characters\) is longer than the 1024/);
+  // Escapes count as the characters they stand for.
+  await rejects(t, P.loadSafetensors(writeRaw(`{"${'\\u0078'.repeat(1000)}${'x'.repeat(25)}": ${JSON.stringify(entry)}}`)), /'x{60}\.\.\.' \(1025 characters\)/);
+  const ts = await P.loadSafetensors(writeRaw({ ['y'.repeat(1024)]: entry }));
+  t.deepEqual(Object.keys(ts).map((k) => k.length), [1024]);
+  disposeAll(ts);
+
+  const x = P.zeros([1]);
+  const path = fresh('longname');
+  await t.throwsAsync(P.saveSafetensors(path, { [long]: x }), { instanceOf: RangeError, message: /^saveSafetensors: tensor name 'x{60}\.\.\.' \(1025 characters\) is longer than the 1024 characters the reader accepts$/ });
+  await t.throwsAsync(P.saveSafetensors(path, { x }, { metadata: { [long]: 'v' } }), { instanceOf: RangeError, message: /metadata key 'x{60}\.\.\.' \(1025 characters\)/ });
+  t.false(existsSync(path));
+  x.dispose();
+});
+
+test('the writer refuses a header over the readers’ 100 MB limit before it writes anything', async (t) => {
+  const x = P.zeros([1]);
+  const path = fresh('hugeheader');
+  await t.throwsAsync(P.saveSafetensors(path, { x }, { metadata: { note: 'n'.repeat(100_000_000) } }), {
+    instanceOf: RangeError,
+    message: /^saveSafetensors: .*hugeheader-\d+\.safetensors: the header would be 1000000\d\d bytes, over the 100000000-byte limit of readers/,
+  });
+  t.deepEqual(readdirSync(dir).filter((f) => f.includes('hugeheader')), [], 'no file, no temporary');
+  x.dispose();
+});
+
+test('the readers refuse a named pipe or a folder at once, naming it, instead of waiting on it', async (t) => {
+  if (process.platform !== 'win32') {
+    const fifo = join(dir, 'fifo.safetensors');
+    execFileSync('mkfifo', [fifo]);
+    await rejects(t, P.readSafetensorsHeader(fifo), /^safetensors: .*fifo\.safetensors: cannot open \(.*fifo\.safetensors is a named pipe \(FIFO\), not a regular file\)$/);
+  }
+  await rejects(t, P.loadSafetensors(dir), new RegExp(`^safetensors: ${dir}: cannot open \\(${dir} is a directory, not a regular file\\)$`));
+  await rejects(t, P.readSafetensors(dir), /is a directory, not a regular file/);
+});
+
+test('parseSafetensorsHeader and safetensorsRecords refuse bad arguments with the argument named', (t) => {
+  const file = Buffer.concat([Buffer.alloc(8), Buffer.from('{}')]);
+  file.writeBigUInt64LE(2n);
+  t.throws(() => P.parseSafetensorsHeader(42 as unknown as string, file, file.length), { instanceOf: TypeError, message: /^parseSafetensorsHeader: argument 'path' must be a non-empty string .*, got number 42$/ });
+  t.throws(() => P.safetensorsRecords(undefined as unknown as string, undefined as unknown as P.SafetensorsHeader), { instanceOf: TypeError, message: /^safetensorsRecords: argument 'path' must be a file path, got undefined$/ });
+  for (const header of [undefined, null, 5, { entries: 5 }, { entries: new Map(), dataStart: -1 }])
+    t.throws(() => P.safetensorsRecords('x.safetensors', header as unknown as P.SafetensorsHeader), { instanceOf: TypeError, message: /^safetensorsRecords: argument 'header' must be a SafetensorsHeader/ }, JSON.stringify(header));
+  t.throws(() => P.safetensorsRecords('x.safetensors', { entries: new Map(), metadata: {}, dataStart: 10, version: 5 as unknown as string }), { instanceOf: TypeError, message: /'version' must be a string/ });
+  t.deepEqual(P.safetensorsRecords('x.safetensors', P.parseSafetensorsHeader('x.safetensors', file, file.length)), []);
 });

@@ -6,9 +6,10 @@
 // when they differ from HF's defaults; saves are atomic.
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as P from '../lib/index.js';
 import type { Tensor } from '../lib/index.js';
@@ -172,13 +173,17 @@ test('maxShardBytes writes HF’s sharded layout, which loads identically; savin
   const shards = files.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f));
   t.true(shards.length >= 3, files.join(', '));
   t.deepEqual(files, ['config.json', 'model.safetensors.index.json', ...shards].sort());
-  const index = JSON.parse(readFileSync(join(dir, 'model.safetensors.index.json'), 'utf8')) as { metadata: { total_size: number }; weight_map: Record<string, string> };
+  const index = JSON.parse(readFileSync(join(dir, 'model.safetensors.index.json'), 'utf8')) as {
+    metadata: { total_size: number; save_id: string };
+    weight_map: Record<string, string>;
+  };
+  t.regex(index.metadata.save_id, /^[0-9a-f]{16}$/);
   const hf = await P.readSafetensorsHeader(join(caseDir('image_conv'), 'model.safetensors'));
   t.deepEqual(Object.keys(index.weight_map).sort(), [...hf.entries.keys()].sort());
   t.is(index.metadata.total_size, [...hf.entries.values()].reduce((a, e) => a + e.dataOffsets[1] - e.dataOffsets[0], 0));
   for (const s of shards) {
     const h = await P.readSafetensorsHeader(join(dir, s));
-    t.deepEqual(h.metadata, { format: 'pt' });
+    t.deepEqual(h.metadata, { format: 'pt', save_id: index.metadata.save_id }, 'every shard carries the save id of its index');
     const bytes = [...h.entries.values()].reduce((a, e) => a + e.dataOffsets[1] - e.dataOffsets[0], 0);
     t.true(bytes <= 200_000 || h.entries.size === 1, `${s}: ${bytes} bytes`);
   }
@@ -229,4 +234,80 @@ test('every task model module loads on its own, not only through the index (save
         }),
     ),
   );
+});
+
+// ---- saves cut short ---------------------------------------------------------------------------
+
+/**
+ * Runs `save` as a process killed after its first `k` renames and unlinks would: every
+ * later one fails, its cleanup included. Returns what was done, in order, and whether
+ * the save got through anyway.
+ */
+async function killedAfter(k: number, save: () => Promise<void>): Promise<{ done: string[]; finished: boolean }> {
+  type Op = (...args: string[]) => Promise<void>;
+  const promises = fs.promises as unknown as Record<'rename' | 'unlink', Op>;
+  const real = { rename: promises.rename, unlink: promises.unlink };
+  const done: string[] = [];
+  let count = 0;
+  const killable = (name: 'rename' | 'unlink'): Op => async (...args) => {
+    if (count++ >= k) throw new Error('killed');
+    await real[name](...args);
+    done.push(`${name} ${basename(args[args.length - 1])}`);
+  };
+  promises.rename = killable('rename');
+  promises.unlink = killable('unlink');
+  syncBuiltinESMExports();
+  try {
+    await save();
+    return { done, finished: true };
+  } catch {
+    return { done, finished: false };
+  } finally {
+    promises.rename = real.rename;
+    promises.unlink = real.unlink;
+    syncBuiltinESMExports();
+  }
+}
+
+// Serial: it swaps fs.promises' rename and unlink, which concurrent tests would call.
+test.serial('a save cut short at any step leaves a folder that loads one save’s weights whole, the new one under the new config, or fails clearly', async (t) => {
+  const config = caseConfig('image_conv');
+  const a = createModel(config);
+  const b = createModel(config);
+  const bytesOf = async (m: P.Module) => Object.fromEntries(await Promise.all(Object.entries(m.stateDict()).map(async ([k, v]) => [k, Buffer.from(await readBytes(v))] as const)));
+  const [wa, wb] = [await bytesOf(a), await bytesOf(b)];
+  const shards = { maxShardBytes: 200_000 };
+  // [old layout, new layout]: the switch both ways, and shards re-saved under the same names.
+  const scenarios: [string, { maxShardBytes?: number }, { maxShardBytes?: number }][] = [
+    ['one file -> shards', {}, shards],
+    ['shards -> the same number of shards', shards, shards],
+    ['shards -> one file', shards, {}],
+  ];
+  for (const [what, before, after] of scenarios) {
+    for (let k = 0; ; k++) {
+      const dir = freshDir('killed');
+      await saveModel(a, dir, before);
+      const { done, finished } = await killedAfter(k, () => saveModel(b, dir, after));
+      const where = `${what}, cut after ${done.join(', ') || 'nothing'}`;
+      let loaded: P.Module;
+      try {
+        loaded = await loadModel(dir);
+      } catch (err) {
+        t.regex((err as Error).message, /^loadModel: /, where);
+        continue;
+      }
+      const w = await bytesOf(loaded);
+      loaded.dispose();
+      const isA = Object.keys(wa).every((key) => w[key].equals(wa[key]));
+      const isB = Object.keys(wb).every((key) => w[key].equals(wb[key]));
+      t.true(isA || isB, `${where}: the weights of one save, not a mix`);
+      if (done.includes('rename config.json')) t.true(isB, `${where}: the new config.json loads the new weights`);
+      if (finished) {
+        t.true(isB, `${what}: the finished save loads`);
+        break;
+      }
+    }
+  }
+  a.dispose();
+  b.dispose();
 });

@@ -4,6 +4,7 @@
 // views share bytes, non-contiguous views carry strides, every dtype is named right;
 // and hostile, truncated or foreign files fail with an error naming the file.
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -11,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 
 import { loadSafetensors } from '../lib/io/safetensors.js';
 import { readTorchCheckpoint } from '../lib/io/torch.js';
+import { loadRecords } from '../lib/io/load-records.js';
 import type { TensorRecord } from '../lib/io/records.js';
 import type { Tensor } from '../lib/index.js';
 import { bytesOf, recordBytes, recordValues } from './helpers/records.js';
@@ -267,4 +269,58 @@ test('a small checkpoint sharing one dict under two keys, 30 levels deep, is ref
   for (let i = 1; i <= 30; i++) parts.push([0x7d, 0x28], str('a').toString('latin1'), [0x68, i - 1], str('b').toString('latin1'), [0x68, i - 1, 0x75, 0x71, i]);
   const p = legacyFile('dag.bin', op(...parts, '.'), []);
   await t.throwsAsync(readTorchCheckpoint(p), { message: /dag\.bin: the checkpoint's structure has more than \d+ paths/ });
+});
+
+test('a stride-0 view over a one-element storage reads as such, and loading it is refused before anything is allocated', async (t) => {
+  // size [2^28], stride [0] over one float: 1 GiB of tensor from a file of a few hundred bytes.
+  const p = legacyFile('stride0.bin', tensorPickle([1 << 28], [0], 1), [['0', Buffer.from(new Float32Array([1.5]).buffer)]]);
+  const recs = await readTorchCheckpoint(p);
+  t.deepEqual(recs[0].strides, [0]);
+  await t.throwsAsync(loadRecords(recs), { instanceOf: RangeError, message: /stride0\.bin: tensor 'w': shape \[268435456\] at strides \[0\] repeats its 4 bytes/ });
+});
+
+test('one tensor shared under many names through the pickle memo reads, and loading them all is refused', async (t) => {
+  // d0 = {'w': tensor over 1 MiB}; d(i) = {'a': d(i-1), 'b': d(i-1)}: 2^7 names for one storage.
+  const numel = 1 << 18;
+  const main = tensorPickle([numel], [1], numel);
+  const parts: (string | number[] | Uint8Array)[] = [main.subarray(0, main.length - 1), [0x71, 0]];
+  for (let i = 1; i <= 7; i++) parts.push([0x7d, 0x28], str('a'), [0x68, i - 1], str('b'), [0x68, i - 1, 0x75, 0x71, i]);
+  const p = legacyFile('shared.bin', op(...parts, '.'), [['0', Buffer.alloc(numel * 4)]]);
+  const recs = await readTorchCheckpoint(p);
+  t.is(recs.length, 128);
+  await t.throwsAsync(loadRecords(recs), { instanceOf: RangeError, message: /shared\.bin: the 128 tensors would take 134217728 bytes, from 1048576 distinct bytes/ });
+  const two = await loadRecords(recs.slice(0, 2));
+  t.is(Object.keys(two).length, 2);
+  for (const x of Object.values(two)) x.dispose();
+});
+
+/** BINUNICODE with its 4-byte length: names longer than 255 characters. */
+const longStr = (s: string) => {
+  const b = Buffer.alloc(5);
+  b[0] = 0x58;
+  b.writeUInt32LE(s.length, 1);
+  return Buffer.concat([b, Buffer.from(s, 'latin1')]);
+};
+
+test('a tensor name longer than 1024 characters is refused, naming the file and the length', async (t) => {
+  // {'a' * 600: {'b' * 600: {'w': tensor}}}: each key is short enough, the names 1201 characters and more.
+  const inner = tensorPickle([1], [1], 1).subarray(2, -1);
+  const p = legacyFile('longname.bin', op([0x80, 2], '}', longStr('a'.repeat(600)), '}', longStr('b'.repeat(600)), inner, 'ss.'), [['0', Buffer.alloc(4)]]);
+  await t.throwsAsync(readTorchCheckpoint(p), {
+    message: /^torch: .*longname\.bin: the name 'a{60}\.\.\.' \(1201 characters\) is longer than the 1024 characters a tensor name may have$/,
+  });
+  // One key that long is refused by the unpickler already, as a dict key.
+  const q = legacyFile('longkey.bin', op([0x80, 2], '}', longStr('k'.repeat(5000)), inner, 's.'), [['0', Buffer.alloc(4)]]);
+  await t.throwsAsync(readTorchCheckpoint(q), { message: /longkey\.bin \[legacy\] object: byte \d+: a dict key or set member is a str of 5000 characters, over the 1024-character limit/ });
+  // 1024 characters in all is a name.
+  const ok = legacyFile('maxname.bin', op([0x80, 2], '}', longStr('c'.repeat(1022)), inner, 's.'), [['0', Buffer.alloc(4)]]);
+  t.is((await readTorchCheckpoint(ok))[0].name.length, 1024);
+});
+
+const fifoTest = process.platform === 'win32' ? test.skip : test;
+fifoTest('a named pipe or a folder given as the checkpoint is refused at once, not waited on', async (t) => {
+  const fifo = join(dir, 'fifo.bin');
+  execFileSync('mkfifo', [fifo]);
+  await t.throwsAsync(readTorchCheckpoint(fifo), { message: /^torch: .*fifo\.bin: cannot open \(.*fifo\.bin is a named pipe \(FIFO\), not a regular file\)$/ });
+  await t.throwsAsync(readTorchCheckpoint(dir), { message: /cannot open \(.* is a directory, not a regular file\)$/ });
 });

@@ -3,6 +3,7 @@
 // refusal of everything unsafe (path escapes, duplicates, overlaps, encryption, other
 // methods, zip bombs, truncation) with an error naming the file.
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -211,4 +212,20 @@ test('truncated archives and non-zips fail with the file named', async (t) => {
   }
   await refused(t, join(CKPT, 'plain_proto4.pickle'), /no end-of-central-directory record/);
   await refused(t, join(dir, 'missing.zip'), /cannot open/);
+});
+
+test('entry names longer than 1024 bytes are refused with the entry and the length named; 1024 is accepted', async (t) => {
+  // Longer names all hash alike in V8: an archive of many would take quadratic time to index.
+  await refused(t, makeZip([{ name: 'a/' + 'x'.repeat(1023), data: text('x') }]), /entry 0 has a name of 1025 bytes, over the 1024-byte limit/);
+  const ok = await ZipReader.open(makeZip([{ name: 'y'.repeat(1024), data: text('x') }]));
+  t.deepEqual([...ok.entries.keys()].map((k) => k.length), [1024]);
+  await ok.close();
+});
+
+const fifoTest = process.platform === 'win32' ? test.skip : test;
+fifoTest('a named pipe or a folder is refused at once instead of waited on', async (t) => {
+  const fifo = join(dir, 'fifo.zip');
+  execFileSync('mkfifo', [fifo]);
+  await refused(t, fifo, /^zip: .*fifo\.zip: cannot open \(.*fifo\.zip is a named pipe \(FIFO\), not a regular file\)$/);
+  await refused(t, dir, /cannot open \(.* is a directory, not a regular file\)$/);
 });

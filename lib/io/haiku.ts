@@ -28,7 +28,7 @@ import {
   type PyGlobal,
   type PyStateful,
 } from './pickle.js';
-import { RECORD_ITEM_SIZE, type RecordDType, type RecordSource, type TensorRecord } from './records.js';
+import { MAX_NAME, RECORD_ITEM_SIZE, quoteName, type RecordDType, type RecordSource, type TensorRecord } from './records.js';
 
 class HaikuCheckpointError extends Error {
   constructor(path: string, problem: string) {
@@ -59,7 +59,8 @@ class NumpyDType implements PyStateful {
 
   /** The record dtype, or an error saying why there is none. */
   recordDType(): RecordDType {
-    const dtype = NUMPY_DTYPES[this.code];
+    // Own keys only: a code such as 'constructor' names no dtype.
+    const dtype = Object.hasOwn(NUMPY_DTYPES, this.code) ? NUMPY_DTYPES[this.code] : undefined;
     if (dtype === undefined)
       throw new Error(`numpy dtype '${this.code}' is not supported (supported: ${Object.keys(NUMPY_DTYPES).join(', ')})`);
     // numpy pickles spell the order out ('<', '>', or '|' for single bytes); '=' would
@@ -210,9 +211,8 @@ function record(name: string, a: NumpyArray): TensorRecord {
 
 const MAX_NESTING = 64;
 // A pickle can share one dict under many keys, so a walk over a small file can visit
-// exponentially many paths; visits and name lengths are capped.
+// exponentially many paths; visits and name lengths (MAX_NAME) are capped.
 const MAX_VISITS = 1 << 20;
-const MAX_NAME = 1 << 16;
 
 /** Arrays of a (nested) mapping, named `module/path/name`. */
 function collect(path: string, tree: unknown, what: string): TensorRecord[] {
@@ -223,7 +223,8 @@ function collect(path: string, tree: unknown, what: string): TensorRecord[] {
   let visits = 0;
   const walk = (v: unknown, name: string, depth: number): void => {
     if (++visits > MAX_VISITS) throw new HaikuCheckpointError(path, `${what} has more than ${MAX_VISITS} paths (shared dicts nested to blow up a reader?)`);
-    if (name.length > MAX_NAME) throw new HaikuCheckpointError(path, `${what} has a name longer than ${MAX_NAME} characters`);
+    if (name.length > MAX_NAME)
+      throw new HaikuCheckpointError(path, `${what} has the name ${quoteName(name)}, longer than the ${MAX_NAME} characters a name may have`);
     if (v instanceof NumpyArray) {
       if (v.dtype === null) throw new HaikuCheckpointError(path, `${what} '${name}' is an ndarray that was never given its state`);
       if (seen.has(name)) throw new HaikuCheckpointError(path, `${what} has two arrays named '${name}'`);

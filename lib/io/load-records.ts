@@ -15,7 +15,17 @@ import { native, type NativeHandle } from '../native.js';
 import { describe, type DTypeName, type FloatDTypeName } from '../dtype.js';
 import { resolveDevice } from '../device.js';
 import { wrap, type Tensor } from '../tensor.js';
-import { RECORD_ITEM_SIZE, contiguousStrides, isCount, isFloatRecordDType, recordByteSpan, type RecordDType, type TensorRecord } from './records.js';
+import {
+  MAX_NAME,
+  RECORD_ITEM_SIZE,
+  contiguousStrides,
+  isCount,
+  isFloatRecordDType,
+  quoteName,
+  recordByteSpan,
+  type RecordDType,
+  type TensorRecord,
+} from './records.js';
 
 /** What the addon's checkpoint-loading entry points look like (bindings/io.cc). */
 /** An open file (the addon's RecordFile). */
@@ -77,9 +87,26 @@ export interface LoadRecordsOptions {
 const WINDOW_BYTES = 64 << 20;
 
 const FLOAT_DTYPES: readonly string[] = ['float32', 'float16', 'bfloat16'];
+const ENGINE_ITEM_SIZE: Readonly<Record<DTypeName, number>> = { float32: 4, float16: 2, bfloat16: 2, int32: 4, uint8: 1 };
+
+// What a file may make loadRecords allocate. Strides of 0 and records sharing bytes
+// (tied weights, or one pickled dict reached under many names) let a few bytes stand
+// for any number of elements, so both a record's elements and the whole load are
+// bounded by the bytes they come from. A record may repeat its bytes a little (a
+// broadcast axis such as HF's position_ids): up to twice its span, plus a small
+// allowance; the load may hold up to four times the distinct bytes its records cover
+// (widening I8 or F8 to 4-byte elements, or a few tied weights), plus an allowance.
+const RECORD_EXPANSION = 2;
+const RECORD_SLACK = 64 << 10;
+const LOAD_EXPANSION = 4;
+const LOAD_SLACK = 64 << 20;
 
 /** The engine dtype a record of `d` loads as (see LoadRecordsOptions.dtype). */
 export function engineDTypeOf(d: RecordDType, floatDType?: FloatDTypeName): DTypeName {
+  if (typeof d !== 'string' || !Object.hasOwn(RECORD_ITEM_SIZE, d))
+    throw new TypeError(`engineDTypeOf: argument 'd' must be a record dtype (${Object.keys(RECORD_ITEM_SIZE).join(', ')}), got ${describe(d)}`);
+  if (floatDType !== undefined && !FLOAT_DTYPES.includes(floatDType))
+    throw new TypeError(`engineDTypeOf: argument 'floatDType' must be one of ${FLOAT_DTYPES.join(', ')}, got ${describe(floatDType)}`);
   if (isFloatRecordDType(d)) {
     if (floatDType) return floatDType;
     return d === 'F16' ? 'float16' : d === 'BF16' ? 'bfloat16' : 'float32';
@@ -99,11 +126,13 @@ export function checkRecord(rec: TensorRecord, op = 'loadRecords'): void {
   if (rec === null || typeof rec !== 'object') throw new TypeError(`${op}: a record must be an object, got ${describe(rec)}`);
   const src = rec.source as TensorRecord['source'] | undefined;
   const file = src && src.kind === 'file' && typeof src.path === 'string' ? src.path : '<in-memory record>';
-  const fail = (problem: string): never => {
-    throw new Error(`${op}: ${file}: tensor '${String(rec.name)}': ${problem}`);
+  const fail = (problem: string, type: ErrorConstructor = Error): never => {
+    throw new type(`${op}: ${file}: tensor ${typeof rec.name === 'string' ? quoteName(rec.name) : `'${String(rec.name)}'`}: ${problem}`);
   };
   if (typeof rec.name !== 'string' || rec.name === '') fail(`the name must be a non-empty string`);
-  if (typeof rec.dtype !== 'string' || !(rec.dtype in RECORD_ITEM_SIZE))
+  // Names become Map and Set keys (see MAX_NAME).
+  if (rec.name.length > MAX_NAME) fail(`the name is longer than the ${MAX_NAME} characters a tensor name may have`, RangeError);
+  if (typeof rec.dtype !== 'string' || !Object.hasOwn(RECORD_ITEM_SIZE, rec.dtype))
     fail(`unsupported dtype ${JSON.stringify(rec.dtype)} (supported: ${Object.keys(RECORD_ITEM_SIZE).join(', ')})`);
   if (!Array.isArray(rec.shape) || rec.shape.length > 8 || !rec.shape.every(isCount))
     fail(`the shape must be at most 8 non-negative integers, got ${JSON.stringify(rec.shape)}`);
@@ -133,6 +162,54 @@ export function checkRecord(rec: TensorRecord, op = 'loadRecords'): void {
     fail(
       `shape [${rec.shape.join(', ')}] of ${rec.dtype}${strided ? ` at strides [${rec.strides!.join(', ')}]` : ''} needs ${need} bytes but its source holds ${available}`,
     );
+  const elementBytes = numel * RECORD_ITEM_SIZE[rec.dtype];
+  if (elementBytes > RECORD_EXPANSION * need + RECORD_SLACK)
+    fail(
+      `shape [${rec.shape.join(', ')}] at strides [${(rec.strides ?? []).join(', ')}] repeats its ${need} bytes as ${elementBytes} ` +
+        `(at most ${RECORD_EXPANSION} x ${need} + ${RECORD_SLACK} accepted): overlapping views are refused, since they let a small file ask for any amount of memory`,
+      RangeError,
+    );
+}
+
+/**
+ * Refuses a load whose tensors would take more than LOAD_EXPANSION times the distinct
+ * bytes their records cover (plus LOAD_SLACK); records are already checked.
+ */
+function checkExpansion(records: readonly TensorRecord[], floatDType: FloatDTypeName | undefined, op: string): void {
+  let total = 0;
+  // Byte ranges per file, and per in-memory buffer, merged below so shared bytes count once.
+  const ranges = new Map<string | ArrayBufferLike, [number, number][]>();
+  for (const rec of records) {
+    const numel = rec.shape.reduce((a, b) => a * b, 1);
+    total += numel * ENGINE_ITEM_SIZE[engineDTypeOf(rec.dtype, floatDType)];
+    const span = recordByteSpan(rec);
+    if (span === 0) continue;
+    const src = rec.source;
+    const key = src.kind === 'file' ? src.path : src.bytes.buffer;
+    const start = src.kind === 'file' ? src.offset : src.bytes.byteOffset;
+    let list = ranges.get(key);
+    if (!list) ranges.set(key, (list = []));
+    list.push([start, start + span]);
+  }
+  let distinct = 0;
+  for (const list of ranges.values()) {
+    list.sort((a, b) => a[0] - b[0]);
+    let end = 0;
+    for (const [s, e] of list) {
+      if (e <= end) continue;
+      distinct += e - Math.max(s, end);
+      end = e;
+    }
+  }
+  if (total > LOAD_EXPANSION * distinct + LOAD_SLACK) {
+    const files = [...ranges.keys()].map((k) => (typeof k === 'string' ? k : '<in-memory record>'));
+    throw new RangeError(
+      `${op}: ${files.slice(0, 3).join(', ')}${files.length > 3 ? ` and ${files.length - 3} more` : ''}: ` +
+        `the ${records.length} tensors would take ${total} bytes, from ${distinct} distinct bytes of their sources ` +
+        `(at most ${LOAD_EXPANSION} x ${distinct} + ${LOAD_SLACK} accepted): records sharing bytes under many names are refused, ` +
+        `since they let a small file ask for any amount of memory`,
+    );
+  }
 }
 
 /**
@@ -191,6 +268,8 @@ export async function loadRecords(records: readonly TensorRecord[], opts: LoadRe
       if (offset + byteLength > f.size)
         throw new Error(`${op}: ${path}: tensor '${rec.name}': bytes [${offset}, ${offset + byteLength}) lie past the end of the file (${f.size} bytes; truncated?)`);
     }
+    // After the range checks, so that the distinct bytes counted are bytes of the files.
+    checkExpansion(records, opts.dtype, op);
   } catch (err) {
     closeAll();
     throw err;

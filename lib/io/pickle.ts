@@ -16,8 +16,8 @@
 // Large byte strings in a pickle read from a file (numpy arrays in Haiku checkpoints)
 // are not read: they come back as FileBytes (an offset and a length), so a multi-GiB
 // pickle never lands in the JS heap.
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { fileVersion } from './records.js';
+import { closeSync, readSync } from 'node:fs';
+import { MAX_NAME, fileVersion, openRegularFileSync } from './records.js';
 
 // ---- Python values as JS values -----------------------------------------------------------
 //
@@ -141,15 +141,10 @@ export class FileInput implements ByteInput, Disposable {
 
   constructor(readonly path: string) {
     if (typeof path !== 'string') throw new TypeError(`FileInput: argument 'path' must be a string, got ${pyDescribe(path)}`);
-    this.fd = openSync(path, 'r');
-    try {
-      const st = fstatSync(this.fd, { bigint: true });
-      this.length = Number(st.size);
-      this.version = fileVersion(st);
-    } catch (err) {
-      closeSync(this.fd);
-      throw err;
-    }
+    const { fd, stat } = openRegularFileSync(path);
+    this.fd = fd;
+    this.length = Number(stat.size);
+    this.version = fileVersion(stat);
   }
 
   read(pos: number, len: number): Uint8Array {
@@ -339,6 +334,10 @@ export function unpickle(input: ByteInput, opts: UnpickleOptions): { value: unkn
   if (!(opts.globals instanceof Map)) throw new TypeError(`unpickle: option 'globals' must be a Map of pyGlobal entries, got ${pyDescribe(opts.globals)}`);
   if (opts.start !== undefined && !(Number.isSafeInteger(opts.start) && opts.start >= 0))
     throw new TypeError(`unpickle: option 'start' must be a non-negative integer, got ${pyDescribe(opts.start)}`);
+  if (opts.leaveInFileFrom !== undefined && !(Number.isSafeInteger(opts.leaveInFileFrom) && opts.leaveInFileFrom >= 0))
+    throw new TypeError(`unpickle: option 'leaveInFileFrom' must be a non-negative integer, got ${pyDescribe(opts.leaveInFileFrom)}`);
+  if (opts.persistentLoad !== undefined && typeof opts.persistentLoad !== 'function')
+    throw new TypeError(`unpickle: option 'persistentLoad' must be a function, got ${pyDescribe(opts.persistentLoad)}`);
   return new Machine(input, opts).run();
 }
 
@@ -557,7 +556,7 @@ class Machine {
   private setItems(target: unknown, items: unknown[], what: string): void {
     if (!(target instanceof Map)) this.fail(`${what} on ${pyDescribe(target)}, not a dict`);
     if (items.length % 2) this.fail(`${what} with an odd number of items`);
-    for (let i = 0; i < items.length; i += 2) target.set(items[i], items[i + 1]);
+    for (let i = 0; i < items.length; i += 2) target.set(checkKey(items[i]), items[i + 1]);
   }
 
   private appendItems(target: unknown, items: unknown[], what: string): void {
@@ -567,7 +566,7 @@ class Machine {
 
   private addItems(target: unknown, items: unknown[]): void {
     if (!(target instanceof Set) || Object.isFrozen(target)) this.fail(`ADDITEMS on ${pyDescribe(target)}, not a set`);
-    for (const v of items) target.add(v);
+    for (const v of items) target.add(checkKey(v));
   }
 
   private build(target: unknown, state: unknown): void {
@@ -747,7 +746,7 @@ class Machine {
       case 0x8f: // EMPTY_SET
         return this.push(new Set());
       case 0x91: // FROZENSET
-        return this.push(Object.freeze(new Set(this.popMark('FROZENSET'))));
+        return this.push(Object.freeze(new Set(this.popMark('FROZENSET').map(checkKey))));
       case 0x61: {
         // APPEND
         const v = this.pop('APPEND');
@@ -861,6 +860,17 @@ class Machine {
   }
 }
 
+/**
+ * A dict key or set member, refused when it is a str longer than MAX_NAME: such keys
+ * hash alike in V8 (see MAX_NAME), so a dict of many of them would take quadratic time
+ * to build. Checkpoint keys are module and parameter names.
+ */
+function checkKey<T>(k: T): T {
+  if (typeof k === 'string' && k.length > MAX_NAME)
+    throw new Error(`a dict key or set member is a str of ${k.length} characters, over the ${MAX_NAME}-character limit for names`);
+  return k;
+}
+
 // ---- globals every reader may share ----------------------------------------------------------
 
 /**
@@ -875,7 +885,7 @@ export function dictFrom(arg: unknown): Map<unknown, unknown> {
     const m = new Map();
     for (const pair of arg) {
       if (!Array.isArray(pair) || pair.length !== 2) throw new Error(`expected (key, value) pairs, got ${pyDescribe(pair)}`);
-      m.set(pair[0], pair[1]);
+      m.set(checkKey(pair[0]), pair[1]);
     }
     return m;
   }
@@ -901,12 +911,12 @@ export function basicGlobals(): PyGlobal[] {
     pyGlobal('builtins.set', (args) => {
       arity(args, 0, 1, 'set');
       if (args.length && !Array.isArray(args[0])) throw new Error(`set() of ${pyDescribe(args[0])}`);
-      return new Set(args[0] as unknown[] | undefined);
+      return new Set((args[0] as unknown[] | undefined)?.map(checkKey));
     }),
     pyGlobal('builtins.frozenset', (args) => {
       arity(args, 0, 1, 'frozenset');
       if (args.length && !Array.isArray(args[0])) throw new Error(`frozenset() of ${pyDescribe(args[0])}`);
-      return Object.freeze(new Set(args[0] as unknown[] | undefined));
+      return Object.freeze(new Set((args[0] as unknown[] | undefined)?.map(checkKey)));
     }),
     pyGlobal('builtins.bytearray', (args) => {
       arity(args, 0, 2, 'bytearray');

@@ -4,7 +4,8 @@
 // stride permutations, and one loader turns them into engine tensors. So nothing
 // ever holds a whole checkpoint file in the JS heap, and a transpose costs no copy
 // until the bytes land in their final tensor.
-import type { BigIntStats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, type BigIntStats } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { describe } from '../dtype.js';
 
 /** @internal A non-negative safe integer (a dimension, stride, offset or byte count). */
@@ -70,6 +71,72 @@ export function fileVersion(st: BigIntStats): string {
   for (const k of ['dev', 'ino', 'size', 'mtimeNs'] as const)
     if (typeof st[k] !== 'bigint') throw new TypeError(`fileVersion: argument 'st' must be fs BigIntStats (stat with { bigint: true }): '${k}' is ${describe(st[k])}`);
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`;
+}
+
+/**
+ * @internal The longest tensor or entry name any reader accepts. V8 hashes a string
+ * longer than 16,383 characters by its length alone, so a file naming many tensors
+ * with such names would make every Map and Set lookup a linear scan; real names are
+ * well under a hundred characters.
+ */
+export const MAX_NAME = 1024;
+
+/** @internal A name quoted for a message; a long one cut short, so the message stays readable. */
+export function quoteName(name: string): string {
+  return name.length > 80 ? `'${name.slice(0, 60)}...' (${name.length} characters)` : `'${name}'`;
+}
+
+// Opening a named pipe for reading blocks until a writer opens it, which would hang
+// the process on a mistyped path; O_NONBLOCK makes that open return at once, and it
+// changes nothing for a regular file.
+const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
+
+function notRegular(path: string, st: BigIntStats): Error | null {
+  if (st.isFile()) return null;
+  const what = st.isDirectory()
+    ? 'a directory'
+    : st.isFIFO()
+      ? 'a named pipe (FIFO)'
+      : st.isSocket()
+        ? 'a socket'
+        : st.isCharacterDevice()
+          ? 'a character device'
+          : st.isBlockDevice()
+            ? 'a block device'
+            : 'not a file';
+  return new Error(`${path} is ${what}, not a regular file`);
+}
+
+/**
+ * @internal Opens `path` read-only and returns its descriptor and fstat; anything but
+ * a regular file (a directory, a FIFO, a device) is refused with an Error naming the
+ * path and what it is, and the descriptor is closed. The caller closes it otherwise.
+ */
+export function openRegularFileSync(path: string): { fd: number; stat: BigIntStats } {
+  const fd = openSync(path, READ_FLAGS);
+  try {
+    const stat = fstatSync(fd, { bigint: true });
+    const err = notRegular(path, stat);
+    if (err) throw err;
+    return { fd, stat };
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+}
+
+/** @internal openRegularFileSync for fs/promises users. */
+export async function openRegularFile(path: string): Promise<{ fh: FileHandle; stat: BigIntStats }> {
+  const fh = await open(path, READ_FLAGS);
+  try {
+    const stat = await fh.stat({ bigint: true });
+    const err = notRegular(path, stat);
+    if (err) throw err;
+    return { fh, stat };
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
 }
 
 export interface TensorRecord {

@@ -6,6 +6,7 @@
 // whole-file buffer exists on either path. Every header field is checked before any
 // byte is trusted, because a corrupt or hostile file must fail with a message, not
 // crash the engine or allocate absurd amounts.
+import type { BigIntStats } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -13,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, type DTypeName } from '../dtype.js';
 import { Tensor, readBytes } from '../tensor.js';
 import { cast } from '../ops/layout.js';
-import { RECORD_ITEM_SIZE, fileVersion, type RecordDType, type TensorRecord } from './records.js';
+import { MAX_NAME, RECORD_ITEM_SIZE, fileVersion, openRegularFile, quoteName, type RecordDType, type TensorRecord } from './records.js';
 import { loadRecords, type LoadRecordsOptions } from './load-records.js';
 
 /**
@@ -97,21 +98,86 @@ function headerLength(path: string, first8: Uint8Array, fileSize: number): numbe
   return Number(headerLen);
 }
 
+const isWhitespace = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+
+/**
+ * @internal Checks the object keys of JSON text before JSON.parse sees it: each at most
+ * MAX_NAME characters, none twice in one object. JSON.parse keeps the last of repeated
+ * keys without a word, and builds objects of long keys in quadratic time (see
+ * MAX_NAME), so both are refused here, by `fail`, with the key named. Malformed JSON
+ * is left for JSON.parse to report.
+ */
+export function checkJsonKeys(text: string, fail: (problem: string) => never): void {
+  // One entry per open object (its keys so far) or array (null).
+  const stack: (Set<string> | null)[] = [];
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x7b /* { */) stack.push(new Set());
+    else if (c === 0x5b /* [ */) stack.push(null);
+    else if (c === 0x7d /* } */ || c === 0x5d /* ] */) stack.pop();
+    else if (c === 0x22 /* " */) {
+      let end = i + 1;
+      let escaped = false;
+      while (end < n) {
+        const d = text.charCodeAt(end);
+        if (d === 0x22) break;
+        if (d === 0x5c) {
+          escaped = true;
+          end++;
+        }
+        end++;
+      }
+      if (end >= n) return;
+      let next = end + 1;
+      while (next < n && isWhitespace(text.charCodeAt(next))) next++;
+      const keys = stack.length ? stack[stack.length - 1] : null;
+      if (keys && text.charCodeAt(next) === 0x3a /* : */) {
+        const raw = text.slice(i + 1, end);
+        let key = raw;
+        if (escaped) {
+          // An escape stands for at least one character in at most six, so decoding a longer key is not worth it.
+          if (raw.length > 6 * MAX_NAME)
+            fail(`a key written in ${raw.length} characters, escapes included, is longer than the ${MAX_NAME} characters a name may have`);
+          try {
+            key = JSON.parse(`"${raw}"`) as string;
+          } catch {
+            return;
+          }
+        }
+        if (key.length > MAX_NAME) fail(`the key ${quoteName(key)} is longer than the ${MAX_NAME} characters a name may have`);
+        if (keys.has(key)) fail(`the key ${quoteName(key)} appears twice in one object (JSON.parse would keep only the last)`);
+        keys.add(key);
+      }
+      i = end;
+    }
+  }
+}
+
 /**
  * Parses and checks a header, given the file's first bytes (at least 8 + the header
  * length; more is fine) and the file's total size. Pure: no I/O, so corrupt headers
  * can be checked (and fuzzed) in memory. Throws an Error naming `path` and the problem.
  */
 export function parseSafetensorsHeader(path: string, prefix: Uint8Array, fileSize: number): SafetensorsHeader {
+  if (typeof path !== 'string' || path === '')
+    throw new TypeError(`parseSafetensorsHeader: argument 'path' must be a non-empty string (the file, for messages), got ${describe(path)}`);
   if (!(prefix instanceof Uint8Array)) throw new TypeError(`parseSafetensorsHeader: argument 'prefix' must be a Uint8Array, got ${describe(prefix)}`);
   if (!Number.isSafeInteger(fileSize) || fileSize < 0)
     throw new TypeError(`parseSafetensorsHeader: argument 'fileSize' must be a non-negative integer, got ${describe(fileSize)}`);
   if (prefix.byteLength < Math.min(8, fileSize)) fail(path, `only ${prefix.byteLength} bytes given for the 8-byte header length`);
   const n = headerLength(path, prefix, fileSize);
   if (prefix.byteLength < 8 + n) fail(path, `only ${prefix.byteLength} bytes given for a ${n}-byte header`);
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(prefix.subarray(8, 8 + n));
+  } catch (err) {
+    fail(path, `header is not valid UTF-8 JSON (${err instanceof Error ? err.message : String(err)})`);
+  }
+  checkJsonKeys(text, (problem) => fail(path, problem));
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(prefix.subarray(8, 8 + n)));
+    json = JSON.parse(text);
   } catch (err) {
     fail(path, `header is not valid UTF-8 JSON (${err instanceof Error ? err.message : String(err)})`);
   }
@@ -133,17 +199,26 @@ export function parseSafetensorsHeader(path: string, prefix: Uint8Array, fileSiz
     entries.set(name, checkEntry(path, name, raw, dataSize));
   }
 
-  // Overlap check: sorted by start, each range must begin at or after the previous end.
-  // Zero-size tensors hold no bytes, so they cannot overlap anything.
+  // The tensors must tile the data section exactly, as the reference implementation
+  // requires: an overlap would alias two tensors, and a gap is most likely a tensor
+  // lost from the header. Zero-size tensors hold no bytes, so they cannot overlap
+  // anything or fill a gap.
   const sorted = [...entries]
     .filter(([, e]) => e.dataOffsets[1] > e.dataOffsets[0])
     .sort((a, b) => a[1].dataOffsets[0] - b[1].dataOffsets[0]);
-  for (let i = 1; i < sorted.length; i++) {
-    const [pn, pe] = sorted[i - 1];
+  let covered = 0;
+  for (let i = 0; i < sorted.length; i++) {
     const [cn, ce] = sorted[i];
-    if (ce.dataOffsets[0] < pe.dataOffsets[1])
+    if (ce.dataOffsets[0] < covered) {
+      const [pn, pe] = sorted[i - 1];
       fail(path, `tensors '${pn}' [${pe.dataOffsets.join(', ')}) and '${cn}' [${ce.dataOffsets.join(', ')}) overlap`);
+    }
+    if (ce.dataOffsets[0] > covered)
+      fail(path, `bytes [${covered}, ${ce.dataOffsets[0]}) of the data section belong to no tensor (one missing from the header?)`);
+    covered = ce.dataOffsets[1];
   }
+  if (covered !== dataSize)
+    fail(path, `the data section's last ${dataSize - covered} bytes, from byte ${covered} on, belong to no tensor (one missing from the header?)`);
   return { entries, metadata, dataStart };
 }
 
@@ -192,20 +267,17 @@ async function readFully(path: string, fh: FileHandle, buf: Uint8Array, position
   }
 }
 
-async function openOrFail(path: string): Promise<FileHandle> {
+/** The header of a safetensors file (names, dtypes, shapes, offsets, metadata), checked against the file size. */
+export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
   if (typeof path !== 'string' || path === '') throw new TypeError(`safetensors: argument 'path' must be a file path, got ${describe(path)}`);
+  let fh: FileHandle;
+  let st: BigIntStats;
   try {
-    return await open(path, 'r');
+    ({ fh, stat: st } = await openRegularFile(path));
   } catch (err) {
     fail(path, `cannot open (${err instanceof Error ? err.message : String(err)})`);
   }
-}
-
-/** The header of a safetensors file (names, dtypes, shapes, offsets, metadata), checked against the file size. */
-export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
-  const fh = await openOrFail(path);
   try {
-    const st = await fh.stat({ bigint: true });
     const size = Number(st.size);
     const first8 = new Uint8Array(Math.min(8, size));
     await readFully(path, fh, first8, 0);
@@ -221,6 +293,13 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsHe
 
 /** One record per tensor of a parsed header (in header order), for loadRecords. */
 export function safetensorsRecords(path: string, header: SafetensorsHeader): TensorRecord[] {
+  if (typeof path !== 'string' || path === '') throw new TypeError(`safetensorsRecords: argument 'path' must be a file path, got ${describe(path)}`);
+  if (!isPlainObject(header) || !(header.entries instanceof Map) || !Number.isSafeInteger(header.dataStart) || header.dataStart < 8)
+    throw new TypeError(
+      `safetensorsRecords: argument 'header' must be a SafetensorsHeader (from readSafetensorsHeader or parseSafetensorsHeader), got ${describe(header)}`,
+    );
+  if (header.version !== undefined && typeof header.version !== 'string')
+    throw new TypeError(`safetensorsRecords: argument 'header': 'version' must be a string, got ${describe(header.version)}`);
   return [...header.entries].map(([name, e]) => ({
     name,
     dtype: e.dtype,
@@ -295,8 +374,10 @@ export async function writeSafetensorsTemp(
   const header: Record<string, unknown> = {};
   if (opts.metadata !== undefined) {
     if (!isPlainObject(opts.metadata)) throw new TypeError(`saveSafetensors: option 'metadata' must be an object of strings`);
-    for (const [k, v] of Object.entries(opts.metadata))
-      if (typeof v !== 'string') throw new TypeError(`saveSafetensors: metadata['${k}'] must be a string, got ${describe(v)}`);
+    for (const [k, v] of Object.entries(opts.metadata)) {
+      if (typeof v !== 'string') throw new TypeError(`saveSafetensors: metadata[${quoteName(k)}] must be a string, got ${describe(v)}`);
+      if (k.length > MAX_NAME) throw new RangeError(`saveSafetensors: metadata key ${quoteName(k)} is longer than the ${MAX_NAME} characters the reader accepts`);
+    }
     header.__metadata__ = opts.metadata;
   }
   const dtypes = opts.dtypes ?? {};
@@ -308,6 +389,7 @@ export async function writeSafetensorsTemp(
   let offset = 0;
   for (const [name, t] of list) {
     if (name === '__metadata__' || name === '') throw new RangeError(`saveSafetensors: '${name}' is not a valid tensor name`);
+    if (name.length > MAX_NAME) throw new RangeError(`saveSafetensors: tensor name ${quoteName(name)} is longer than the ${MAX_NAME} characters the reader accepts`);
     if (!(t instanceof Tensor)) throw new TypeError(`saveSafetensors: tensors['${name}'] must be a Tensor, got ${describe(t)}`);
     if (t.disposed) throw new Error(`saveSafetensors: tensors['${name}'] is a disposed Tensor`);
     const own = WRITE_DTYPE[t.dtype];
@@ -330,6 +412,9 @@ export async function writeSafetensorsTemp(
   // The data section starts 8-byte aligned; the spec pads the header with spaces.
   const pad = (8 - (json.length % 8)) % 8;
   if (pad) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
+  // Checked before anything is written: a file the reader would refuse is no save.
+  if (json.length > MAX_HEADER_BYTES)
+    throw new RangeError(`saveSafetensors: ${path}: the header would be ${json.length} bytes, over the ${MAX_HEADER_BYTES}-byte limit of readers (too many tensors, or too much metadata)`);
   const lenBuf = Buffer.alloc(8);
   lenBuf.writeBigUInt64LE(BigInt(json.length));
 

@@ -10,7 +10,7 @@
 // Only the pickle is read into memory, through the restricted unpickler: the globals
 // below are all a tensor needs (the rebuild functions, storage types, dtypes,
 // OrderedDict), and anything else, os.system included, is refused.
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 
 import {
   BufferInput,
@@ -24,7 +24,16 @@ import {
   unpickle,
   type PyGlobal,
 } from './pickle.js';
-import { RECORD_ITEM_SIZE, contiguousStrides, type RecordDType, type RecordSource, type TensorRecord } from './records.js';
+import {
+  MAX_NAME,
+  RECORD_ITEM_SIZE,
+  contiguousStrides,
+  openRegularFileSync,
+  quoteName,
+  type RecordDType,
+  type RecordSource,
+  type TensorRecord,
+} from './records.js';
 import { ZipError, ZipReader, type ZipEntry } from './zip.js';
 
 class TorchCheckpointError extends Error {
@@ -179,9 +188,8 @@ function storageLoader(storages: Map<string, Storage>, legacy: boolean) {
 
 const MAX_NESTING = 64;
 // A pickle can share one dict under many keys, so a walk over a small file can visit
-// exponentially many paths; visits and name lengths are capped.
+// exponentially many paths; visits and name lengths (MAX_NAME) are capped.
 const MAX_VISITS = 1 << 20;
-const MAX_NAME = 1 << 16;
 
 /** The tensors of a checkpoint object, named by their dotted path. */
 function flatten(path: string, top: unknown): Map<string, TorchTensor> {
@@ -201,7 +209,8 @@ function flatten(path: string, top: unknown): Map<string, TorchTensor> {
   let visits = 0;
   const walk = (v: unknown, name: string, depth: number): void => {
     if (++visits > MAX_VISITS) throw new TorchCheckpointError(path, `the checkpoint's structure has more than ${MAX_VISITS} paths (shared dicts nested to blow up a reader?)`);
-    if (name.length > MAX_NAME) throw new TorchCheckpointError(path, `a tensor name is longer than ${MAX_NAME} characters`);
+    if (name.length > MAX_NAME)
+      throw new TorchCheckpointError(path, `the name ${quoteName(name)} is longer than the ${MAX_NAME} characters a tensor name may have`);
     if (v instanceof TorchTensor) {
       if (out.has(name)) throw new TorchCheckpointError(path, `two tensors are both named '${name}'`);
       out.set(name, v);
@@ -370,7 +379,7 @@ export async function readTorchCheckpoint(path: string): Promise<TensorRecord[]>
     throw new TypeError(`readTorchCheckpoint: argument 'path' must be a non-empty string, got ${pyDescribe(path)}`);
   let head = Buffer.alloc(4);
   try {
-    const fd = openSync(path, 'r');
+    const { fd } = openRegularFileSync(path);
     try {
       head = head.subarray(0, readSync(fd, head, 0, 4, 0));
     } finally {

@@ -8,10 +8,10 @@
 // straight from the file. Entries read into memory are capped twice, by the declared
 // size and by a hard limit, so a DEFLATE stream that inflates past either is refused
 // as a zip bomb, and their CRC-32 is checked.
-import { closeSync, fstatSync, openSync, read as readCb, readSync } from 'node:fs';
+import { closeSync, read as readCb, readSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { crc32, inflateRawSync } from 'node:zlib';
-import { fileVersion } from './records.js';
+import { MAX_NAME, fileVersion, openRegularFileSync } from './records.js';
 
 /** One file in the archive, from the central directory and its local header. */
 export interface ZipEntry {
@@ -84,14 +84,14 @@ export class ZipReader {
     if (typeof path !== 'string') throw new TypeError(`zip: argument 'path' must be a string, got ${typeof path}`);
     // Synchronous open and directory walk: these are small reads, and a thread-pool
     // round trip for each (one per tensor) would dominate opening an archive.
-    let fd: number;
+    let opened: ReturnType<typeof openRegularFileSync>;
     try {
-      fd = openSync(path, 'r');
+      opened = openRegularFileSync(path);
     } catch (err) {
       throw new ZipError(path, `cannot open (${err instanceof Error ? err.message : String(err)})`);
     }
+    const { fd, stat: st } = opened;
     try {
-      const st = fstatSync(fd, { bigint: true });
       const size = Number(st.size);
       const src: Source = { path, fd, whole: null };
       if (size <= SMALL_READ) src.whole = readAt(src, 0, size);
@@ -257,6 +257,8 @@ function readDirectory(src: Source, size: number): Map<string, ZipEntry> {
     let localOffset = cd.readUInt32LE(p + 42);
     const recLen = 46 + nameLen + extraLen + commentLen;
     if (p + recLen > cdSize) fail(`central directory entry ${i} runs past the directory`);
+    // Names become Map keys (see MAX_NAME); checked on the bytes, before decoding.
+    if (nameLen > MAX_NAME) fail(`entry ${i} has a name of ${nameLen} bytes, over the ${MAX_NAME}-byte limit`);
     const rawName = cd.subarray(p + 46, p + 46 + nameLen);
     let name: string;
     try {
