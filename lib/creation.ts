@@ -77,6 +77,9 @@ export function tensor(data: TensorData, shape?: readonly number[], opts?: Creat
   let s: number[];
   if (ArrayBuffer.isView(data)) {
     if (data instanceof DataView) throw new TypeError(`tensor: argument 'data' must be a typed array, got DataView`);
+    // N-API does not hand out memory that another thread may be writing (a
+    // SharedArrayBuffer), so the engine copies from a snapshot of it.
+    if (typeof SharedArrayBuffer === 'function' && data.buffer instanceof SharedArrayBuffer) data = (data as unknown as { slice(): ArrayBufferView }).slice();
     ({ arr, dtype: src } = toEngineArray('tensor', data));
     s = shape === undefined ? [arr.length] : shapeArg('tensor', 'shape', shape);
   } else if (typeof data === 'number' || Array.isArray(data)) {
@@ -106,12 +109,29 @@ export function tensor(data: TensorData, shape?: readonly number[], opts?: Creat
   if (n !== count)
     throw new RangeError(`tensor: argument 'shape' [${s.join(', ')}] has ${n} elements but 'data' has ${count}`);
   const t = wrap(native.fromBuffer(arr, s, src, device));
+  if (src === 'int32') hostInts.add(t);
   if (want === undefined || want === src) return t;
   try {
     return cast(t, want);
   } finally {
     t.dispose();
   }
+}
+
+// int32 tensors that tensor() made from host values. The engine learns the min and
+// max of such values as it copies them in (the bounds that let its id checks be
+// skipped); for these tensors, until something writes them, those are exactly their
+// values' range, where for others they may be wider (a view's are its whole storage's).
+const hostInts = new WeakSet<Tensor>();
+
+/**
+ * @internal The [min, max] of t's values when known without reading them back: t is
+ * an int32 tensor tensor() made from host values (on a GPU, once its copy has run)
+ * and nothing has written it since; else null.
+ */
+export function hostInt32Range(t: Tensor): [number, number] | null {
+  if (!hostInts.has(t) || t.disposed || native.handleVersion(t.handle) !== 0) return null;
+  return native.int32Bounds(t.handle);
 }
 
 /** A tensor of shape filled with value. */

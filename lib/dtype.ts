@@ -35,6 +35,13 @@ export function describe(v: unknown): string {
   if (Array.isArray(v)) return `array of length ${v.length}`;
   if (typeof v === 'string') return `'${v}'`;
   if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return `${typeof v} ${String(v)}`;
-  if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
+  if (typeof v === 'object') {
+    const c = (v as { constructor?: unknown }).constructor;
+    if (typeof c !== 'function') return 'object';
+    // A class with its own Symbol.hasInstance (Tensor) brands its instances: an object
+    // that merely shares its prototype would otherwise be named like a real one.
+    if (Object.hasOwn(c, Symbol.hasInstance) && !(v instanceof c)) return `object with ${c.name}'s prototype (not a ${c.name})`;
+    return c.name;
+  }
   return typeof v;
 }

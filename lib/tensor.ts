@@ -55,8 +55,7 @@ export class Tensor {
    * .grad. Results of ops on such tensors carry a gradient node instead.
    */
   requiresGrad = false;
-  /** The accumulated gradient of a leaf after backward(); owned by this tensor. */
-  grad: Tensor | null = null;
+  #grad: Tensor | null = null;
   /** @internal The node that computes this tensor's inputs' gradients (null for leaves and constants). */
   gradFn: GradNode | null = null;
   // Mirrors the handle's state (only dispose() releases a handle), so that argument
@@ -65,6 +64,13 @@ export class Tensor {
   #registered = false;
   /** @internal Set by keep(): no tidy() scope disposes this tensor. */
   scopeKept = false;
+
+  // The private field is the one mark nothing else can carry: instanceof on the
+  // prototype chain alone takes Object.create(Tensor.prototype), whose first read of
+  // #disposed would then fail with V8's message instead of the op's.
+  static [Symbol.hasInstance](v: unknown): v is Tensor {
+    return typeof v === 'object' && v !== null && #disposed in v;
+  }
 
   /** @internal Tensors are made by ops and creation functions (tensor(), zeros(), ...). */
   constructor(handle: NativeHandle, key?: symbol) {
@@ -88,6 +94,7 @@ export class Tensor {
 
   /** @internal Frees the native handle if this Tensor is collected undisposed. Idempotent. */
   registerFinalizer(): void {
+    checkThis('registerFinalizer', this);
     if (this.#registered || this.#disposed) return;
     this.#registered = true;
     unreleased.register(this, this.handle, this);
@@ -95,14 +102,41 @@ export class Tensor {
 
   /** Number of dimensions. */
   get rank(): number {
+    checkThis('rank', this);
     return this.shape.length;
   }
   /** Number of elements. */
   get size(): number {
+    checkThis('size', this);
     return this.shape.reduce((a, b) => a * b, 1);
   }
   get disposed(): boolean {
+    checkThis('disposed', this);
     return this.#disposed;
+  }
+
+  /** The accumulated gradient of a leaf after backward(); owned by this tensor. */
+  get grad(): Tensor | null {
+    checkThis('grad', this);
+    return this.#grad;
+  }
+  /**
+   * Set by backward(), or by the user (a gradient computed elsewhere, for an
+   * optimizer step): then a live tensor of this one's shape, dtype and device, as
+   * backward adds to it and the optimizers update with it.
+   */
+  set grad(g: Tensor | null) {
+    checkThis('grad', this);
+    if (g !== null) {
+      const op = 'Tensor.grad';
+      if (!(g instanceof Tensor)) throw new TypeError(`${op}: argument 'value' must be a Tensor or null, got ${describe(g)}`);
+      if (g.#disposed) throw new Error(`${op}: argument 'value' is a disposed Tensor`);
+      if (g.shape.length !== this.shape.length || g.shape.some((d, i) => d !== this.shape[i]))
+        throw new RangeError(`${op}: argument 'value' must have the tensor's shape [${this.shape.join(', ')}], got [${g.shape.join(', ')}]`);
+      if (g.dtype !== this.dtype || g.device !== this.device)
+        throw new TypeError(`${op}: argument 'value' must be ${this.dtype} on ${this.device} as the tensor is, got ${g.dtype} on ${g.device}`);
+    }
+    this.#grad = g;
   }
   /** Whether the elements are dense in row-major order (views may not be). */
   get isContiguous(): boolean {
@@ -115,6 +149,7 @@ export class Tensor {
    * op's message if a kernel this tensor depends on failed.
    */
   async data(): Promise<TypedData> {
+    checkThis('data', this);
     if (this.dtype === 'float16' || this.dtype === 'bfloat16') {
       const f = L.cast(this, 'float32');
       try {
@@ -131,6 +166,7 @@ export class Tensor {
    * values. Meant for scripts and tests, not servers.
    */
   dataSync(): TypedData {
+    checkThis('dataSync', this);
     if (this.dtype === 'float16' || this.dtype === 'bfloat16') {
       const f = L.cast(this, 'float32');
       try {
@@ -149,13 +185,14 @@ export class Tensor {
 
   /** Releases the native memory now (and the gradient it holds). Idempotent; using the tensor afterwards throws. */
   dispose(): void {
+    checkThis('dispose', this);
     if (!this.#disposed) {
       this.#disposed = true;
       if (this.#registered) unreleased.unregister(this);
       native.handleDispose(this.handle);
     }
-    this.grad?.dispose();
-    this.grad = null;
+    this.#grad?.dispose();
+    this.#grad = null;
     this.gradFn = null;
   }
 
@@ -276,6 +313,11 @@ export function wrapDetached(h: NativeHandle): Tensor {
 export function readBytes(t: Tensor): Promise<ArrayBuffer> {
   handleOf('readBytes', 't', t);
   return native.handleRead(t.handle);
+}
+
+// Tensor's methods called on another object (Tensor.prototype.dispose.call({})).
+function checkThis(op: string, v: unknown): void {
+  if (!(v instanceof Tensor)) throw new TypeError(`${op}: argument 'this' must be a Tensor, got ${describe(v)}`);
 }
 
 /** @internal The handle of a Tensor argument, or a TypeError naming it. */

@@ -225,6 +225,9 @@ export function resizeBicubic(img: RgbImage, outH: number, outW: number): RgbIma
   numberType('resizeBicubic', 'outH', outH);
   numberType('resizeBicubic', 'outW', outW);
   if (!Number.isSafeInteger(outH) || outH < 1 || !Number.isSafeInteger(outW) || outW < 1) fail(`resize size must be positive integers, got ${String(outH)}x${String(outW)}`);
+  // The passes hold [H, outW] and [outH, outW] RGB bytes in JS typed arrays.
+  if (outH * outW > 2 ** 28 || img.height * outW > 2 ** 28)
+    throw new RangeError(`resizeBicubic: a ${outH}x${outW} result from a ${img.height}x${img.width} image is over 2^28 pixels a pass`);
   let { data, height: H, width: W } = img;
   if (outW !== W) {
     const { bounds, weights, ksize } = coefficients(W, outW);

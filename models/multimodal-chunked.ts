@@ -14,22 +14,34 @@ import { describe } from '../lib/dtype.js';
 import { checkMultimodalInputs, type MultimodalInputs, type PerceiverForMultimodalAutoencoding } from './multimodal-autoencoding.js';
 import { boolArg, intArg, objectArg } from './args.js';
 
+// What chunkRanges makes is built element by element in JS (a few tenths of a second per
+// million chunks or per 64 million points), so both are bounded: the colab's
+// 16x224x224 video has 802816 image points, and 2^26 points is a 16-frame 2048x2048 one.
+const MAX_CHUNKS = 2 ** 20;
+const MAX_POINTS = 2 ** 26;
+
 /**
  * Splits [0, total) into n contiguous ranges of floor(total / n) or one more (the
  * longer ones first). When n divides total these are the colab's ranges
  * arange(chunk * i, chunk * (i + 1)); otherwise the colab drops the remainder, here
- * every point is covered.
+ * every point is covered. n may exceed total (the ranges past total are empty):
+ * autoencodeInChunks splits the image points and the fewer audio patches into the
+ * same number of chunks. total is at most 2^26 and n at most 2^20.
  */
 export function chunkRanges(total: number, n: number): Int32Array[] {
   intArg('chunkRanges', 'total', total, 0);
   intArg('chunkRanges', 'n', n, 1);
+  if (total > MAX_POINTS) throw new RangeError(`chunkRanges: argument 'total' must be at most ${MAX_POINTS}, got number ${total}`);
+  if (n > MAX_CHUNKS) throw new RangeError(`chunkRanges: argument 'n' must be at most ${MAX_CHUNKS}, got number ${n}`);
   const base = Math.floor(total / n);
   const extra = total % n;
-  const out: Int32Array[] = [];
+  const out: Int32Array[] = new Array(n);
   let start = 0;
   for (let i = 0; i < n; i++) {
     const len = base + (i < extra ? 1 : 0);
-    out.push(Int32Array.from({ length: len }, (_, k) => start + k));
+    const r = new Int32Array(len);
+    for (let k = 0; k < len; k++) r[k] = start + k;
+    out[i] = r;
     start += len;
   }
   return out;
@@ -75,6 +87,10 @@ export async function autoencodeInChunks(model: PerceiverForMultimodalAutoencodi
   const nAudioSamples = inputs.audio.shape[1];
   if (nAudioSamples % c.samples_per_patch !== 0) throw new RangeError(`autoencodeInChunks: ${nAudioSamples} audio samples do not divide into patches of ${c.samples_per_patch}`);
   const nAudio = nAudioSamples / c.samples_per_patch;
+  // A chunk past both counts would decode no image and no audio point.
+  const most = Math.min(Math.max(nImage, nAudio), MAX_CHUNKS);
+  if (opts.nChunks > most)
+    throw new RangeError(`${op}: argument 'opts.nChunks' must be at most ${most} (${nImage} image points, ${nAudio} audio patches), got number ${opts.nChunks}`);
   const imageChunks = chunkRanges(nImage, opts.nChunks);
   const audioChunks = chunkRanges(nAudio, opts.nChunks);
 

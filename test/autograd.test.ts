@@ -1034,3 +1034,60 @@ test('a tensor saved for a gradient and then written in place (assign, an optimi
   opt.dispose();
   for (const v of [x, w, y2, other, p, loss]) v.dispose();
 });
+
+test.serial('noGrad refuses an async fn, whose code after an await would record gradients again; the setting is restored', async (t) => {
+  const x = P.tensor([1, 2]);
+  x.requiresGrad = true;
+  let inside: boolean | undefined;
+  t.throws(
+    () =>
+      P.noGrad(async () => {
+        inside = P.isGradEnabled();
+        await null;
+        throw new Error('rejected after the call returned');
+      }),
+    { instanceOf: TypeError, message: /^noGrad: argument 'fn' must be synchronous; it returned a Promise/ },
+  );
+  t.is(inside, false, 'its synchronous part ran under noGrad');
+  t.true(P.isGradEnabled());
+  // Its rejection was handled: an unhandled one would fail this test run.
+  await new Promise((r) => setTimeout(r, 10));
+  const y = P.noGrad(() => x.mul(2));
+  t.is(y.gradFn, null, 'synchronous fns are unchanged');
+  for (const v of [x, y]) v.dispose();
+});
+
+test('backward refuses a leaf whose .grad was disposed by hand, before summing any gradient', (t) => {
+  const a = P.tensor([1, 2]);
+  const b = P.tensor([3, 4]);
+  a.requiresGrad = b.requiresGrad = true;
+  const loss = P.tidy(() => a.mul(b).sum(0));
+  const stale = P.ones([2]);
+  a.grad = stale;
+  stale.dispose();
+  t.throws(() => loss.backward({ retainGraph: true }), { message: /^backward: the \.grad of a leaf of shape \[2\] is a disposed Tensor; set \.grad = null/ });
+  t.is(b.grad, null, "the other leaf's gradient was not touched");
+  a.grad = null;
+  loss.backward();
+  t.deepEqual(Array.from(a.grad!.dataSync()), [3, 4]);
+  for (const v of [a, b, loss]) v.dispose();
+});
+
+test('the gradient of embedding with ids known to be out of range is refused by backward naming embedding and ids, not one_hot', (t) => {
+  const w = P.tensor(randomArray(6, 3), [3, 2]);
+  const bias = P.tensor([0.5, -0.5]);
+  w.requiresGrad = bias.requiresGrad = true;
+  for (const ids of [P.tensor([0, 3], [2], { dtype: 'int32' }), P.tensor([-1, 2], [2], { dtype: 'int32' })]) {
+    const loss = P.tidy(() => P.embedding(w, ids).add(bias).sum(1).sum(0));
+    t.throws(() => loss.backward(), { instanceOf: RangeError, message: /^backward: the gradient of embedding needs argument 'ids' in \[0, 3\) \(the rows of 'weight'\), got ids from -?\d+ to \d+$/ });
+    t.is(bias.grad, null, 'refused before any gradient was summed');
+    loss.dispose();
+    ids.dispose();
+  }
+  // Good ids, and ids whose range is not known on the host, run as before.
+  const good = P.tensor([2, 0], [2], { dtype: 'int32' });
+  const loss = P.tidy(() => P.embedding(w, good).sum(1).sum(0));
+  loss.backward();
+  t.deepEqual(Array.from(w.grad!.dataSync()), [1, 1, 0, 0, 1, 1]);
+  for (const v of [w, bias, good, loss]) v.dispose();
+});

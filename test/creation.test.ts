@@ -118,6 +118,25 @@ test('tensor: a DataView or a string is a TypeError', (t) => {
   t.throws(() => tensor({ length: 2 } as unknown as number[]), { instanceOf: TypeError });
 });
 
+test('tensor: a typed array on a SharedArrayBuffer is copied as it is at the call; later writes to the shared memory do not reach the tensor', async (t) => {
+  const f = new Float32Array(new SharedArrayBuffer(16));
+  f.set([1.5, -2, 3, 4]);
+  const x = tensor(f);
+  f[0] = 99;
+  t.deepEqual(x.shape, [4]);
+  t.deepEqual(Array.from(await x.data()), [1.5, -2, 3, 4]);
+  // An offset view, integer and clamped bytes take the same path.
+  const ints = new Int32Array(new SharedArrayBuffer(24), 8, 3);
+  ints.set([7, -8, 9]);
+  const y = tensor(ints, [3, 1]);
+  t.is(y.dtype, 'int32');
+  t.deepEqual(Array.from(await y.data()), [7, -8, 9]);
+  const c = tensor(new Uint8ClampedArray(new SharedArrayBuffer(3)).fill(200));
+  t.is(c.dtype, 'uint8');
+  t.deepEqual(Array.from(await c.data()), [200, 200, 200]);
+  for (const v of [x, y, c]) v.dispose();
+});
+
 // ---- tensor() from nested arrays and numbers --------------------------------------------
 
 test('tensor: nested arrays infer their shape', async (t) => {

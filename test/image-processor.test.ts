@@ -87,6 +87,12 @@ test('resizeBicubic agrees with a float64 evaluation of the filter within the tw
   }
 });
 
+test('resizeBicubic refuses results its passes could not hold (over 2^28 pixels), with its own error', (t) => {
+  const img = { data: new Uint8Array(4 * 4 * 3), height: 4, width: 4 };
+  t.throws(() => resizeBicubic(img, 2 ** 20, 2 ** 20), { instanceOf: RangeError, message: /^resizeBicubic: a 1048576x1048576 result from a 4x4 image is over 2\^28 pixels a pass/ });
+  t.is(resizeBicubic(img, 64, 64).data.length, 64 * 64 * 3);
+});
+
 test('resizeBicubic keeps constant images constant and is the identity at the same size', (t) => {
   const flat: RgbImage = { data: new Uint8Array(31 * 17 * 3).fill(200), height: 31, width: 17 };
   t.true(resizeBicubic(flat, 8, 5).data.every((v) => v === 200));

@@ -292,9 +292,12 @@ test('the building blocks check their arguments: type, name, expected and what c
     [() => M.fourierFeatures(M.linearPositions([2, 3]), { numBands: -1, maxResolution: [2, 3] }), /^fourierFeatures: argument 'opts.numBands' must be an integer >= 1, got number -1/],
     [() => M.fourierFeatures(M.linearPositions([2, 3]), { numBands: 2, maxResolution: [NaN, 3] }), /argument 'opts.maxResolution\[0\]' must be an integer >= 1, got number NaN/],
     [() => M.fourierFeatures(undefined as never, { numBands: 2, maxResolution: [2, 3] }), /^fourierFeatures: argument 'pos' must be a Float32Array/],
-    [() => M.linspaceF32(0, 1, -1), /^linspaceF32: argument 'steps' must be an integer >= 0, got number -1/],
+    [() => M.linspaceF32(0, 1, -1), /^linspaceF32: argument 'steps' must be an integer in \[0, 1073741824\], got number -1/],
     [() => M.linspaceF32('x' as never, 1, 5), /^linspaceF32: argument 'start' must be a finite number, got 'x'/],
     [() => M.linearPositions([1.5]), /^linearPositions: argument 'indexDims\[0\]' must be an integer >= 1, got number 1.5/],
+    // Sizes past what JS arrays hold: the op's error, not the engine's allocation failure.
+    [() => M.linspaceF32(0, 1, 2 ** 32), /^linspaceF32: argument 'steps' must be an integer in \[0, 1073741824\], got number 4294967296/],
+    [() => M.linearPositions([2 ** 20, 2 ** 20]), /^linearPositions: argument 'indexDims' \(\[1048576, 1048576\]\) makes 2199023255552 coordinates, more than 1073741824/],
     [() => M.spaceToDepth(P.zeros([1, 2, 3, 4, 4]), {} as never, 2), /^spaceToDepth: argument 'temporalBlock' must be an integer >= 1, got Object/],
     [() => M.spaceToDepth('x' as never), /^spaceToDepth: argument 'frames' must be a Tensor/],
     [() => new M.PerceiverTextPreprocessor(null as never), /^PerceiverTextPreprocessor: argument 'config' must be an object, got null/],

@@ -32,6 +32,19 @@ test('chunkRanges: the colab ranges when n divides, full cover otherwise', (t) =
   t.throws(() => chunkRanges(-1, 2), { instanceOf: RangeError });
 });
 
+test('chunkRanges: total and n are bounded, so a huge call is refused at once instead of filling memory for seconds', (t) => {
+  const start = performance.now();
+  t.throws(() => chunkRanges(2 ** 40, 2 ** 40), { instanceOf: RangeError, message: /^chunkRanges: argument 'total' must be at most 67108864, got number 1099511627776$/ });
+  t.throws(() => chunkRanges(1e7, 1e7), { instanceOf: RangeError, message: /^chunkRanges: argument 'n' must be at most 1048576, got number 10000000$/ });
+  t.throws(() => chunkRanges(4, 2 ** 40), { instanceOf: RangeError, message: /^chunkRanges: argument 'n' must be at most 1048576/ });
+  t.true(performance.now() - start < 100);
+  // At the bounds: n past total still gives the empty tail ranges autoencodeInChunks relies on.
+  const r = chunkRanges(3, 2 ** 20);
+  t.is(r.length, 2 ** 20);
+  t.deepEqual(Array.from(r[2]), [2]);
+  t.is(r[3].length, 0);
+});
+
 /**
  * max |a - b| over max(1, max |b|): chunks run the decoder on other query counts, so
  * GPU sums may group differently; the difference is float32 rounding of the outputs' scale.
@@ -133,6 +146,7 @@ test('autoencodeInChunks: bad arguments are refused with the argument named', as
     [() => autoencodeInChunks(model, inputs, { nChunks: 0 }), /^autoencodeInChunks: argument 'opts.nChunks' must be an integer >= 1, got number 0$/],
     [() => autoencodeInChunks(model, inputs, { nChunks: 2, reencode: 'yes' as never }), /^autoencodeInChunks: argument 'opts.reencode' must be a boolean, got 'yes'$/],
     [() => autoencodeInChunks(model, inputs, { nChunks: 2, onChunk: 5 as never }), /^autoencodeInChunks: argument 'opts.onChunk' must be a function, got number 5$/],
+    [() => autoencodeInChunks(model, inputs, { nChunks: 513 }), /^autoencodeInChunks: argument 'opts.nChunks' must be at most 512 \(512 image points, 8 audio patches\), got number 513$/],
   ];
   for (const [f, message] of bad) await t.throwsAsync(f, { message }, String(message));
   t.throws(() => chunkRanges('3' as never, 2), { instanceOf: TypeError, message: /^chunkRanges: argument 'total' must be an integer >= 0, got '3'$/ });

@@ -120,3 +120,25 @@ test('crossEntropy and dropout refuse a non-object options argument and a non-Te
   logits.dispose();
   labels.dispose();
 });
+
+test('crossEntropy: labels outside [0, K) made from host data are refused at the call, naming crossEntropy and target, not one_hot', async (t) => {
+  const logits = P.zeros([2, 3]);
+  for (const [labels, range] of [[[0, 3], '0 to 3'], [[-1, 2], '-1 to 2']] as const) {
+    const target = P.tensor([...labels], [2], { dtype: 'int32' });
+    t.throws(() => P.crossEntropy(logits, target), {
+      instanceOf: RangeError,
+      message: new RegExp(`^crossEntropy: argument 'target' must hold labels in \\[0, 3\\) for logits \\[2, 3\\], got labels from ${range}$`),
+    });
+    target.dispose();
+  }
+  const gone = P.tensor([0, 1], [2], { dtype: 'int32' });
+  gone.dispose();
+  t.throws(() => P.crossEntropy(logits, gone), { message: /^crossEntropy: argument 'target' is a disposed Tensor$/ });
+  // Labels the host never saw (computed by a kernel) still reach one_hot, whose failure the loss's data() reports.
+  const computed = P.arange(2, 4, 1, { dtype: 'int32' });
+  const loss = P.crossEntropy(logits, computed);
+  await t.throwsAsync(() => loss.data(), { message: /index 3/ });
+  const ok = P.tensor([2, 0], [2], { dtype: 'int32' });
+  t.true(Math.abs((P.crossEntropy(logits, ok).dataSync() as Float32Array)[0] - Math.log(3)) < 1e-6);
+  for (const v of [logits, computed, loss, ok]) v.dispose();
+});

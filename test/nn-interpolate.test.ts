@@ -144,3 +144,22 @@ test('the interpolation weights are cached within a byte budget, most recently u
   t.not(P.interpolationWeights(224, 1000, 'bicubic', false), first, 'the least recently used was evicted (and is made again)');
   t.deepEqual(P.interpolationWeights(224, 1000, 'bicubic', false), first, 'with the same values');
 });
+
+test('sizes whose weight matrices would not fit JS memory are a RangeError naming the call, at once, not an allocation failure', (t) => {
+  const x = P.zeros([1, 1, 4, 4]);
+  const start = performance.now();
+  t.throws(() => P.interpolate(x, [2 ** 31, 4]), {
+    instanceOf: RangeError,
+    message: /^interpolate: argument 'size' \[2147483648, 4\] is too large for input \[1, 1, 4, 4\]: resampling 4 pixels to 2147483648 takes a \[2147483648, 4\] weight matrix of 8589934592 elements, more than 268435456$/,
+  });
+  t.throws(() => P.interpolate(x, [4, 2 ** 40], { mode: 'bilinear' }), { instanceOf: RangeError, message: /^interpolate: argument 'size' \[4, 1099511627776\] is too large/ });
+  t.throws(() => P.interpolationWeights(4, 2 ** 31, 'bilinear', false), {
+    instanceOf: RangeError,
+    message: /^interpolationWeights: arguments 'outSize' 2147483648 and 'inSize' 4 make a \[2147483648, 4\] matrix of 8589934592 elements, more than 268435456$/,
+  });
+  t.true(performance.now() - start < 1000);
+  const gone = P.zeros([1, 1, 2, 2]);
+  gone.dispose();
+  t.throws(() => P.interpolate(gone, [4, 4]), { message: /^interpolate: argument 'input' is a disposed Tensor$/ });
+  x.dispose();
+});

@@ -300,3 +300,41 @@ test('layers and containers refuse bad constructor options and non-Tensor inputs
   for (const m of [lin, norm, conv, bn, bnTrain]) m.dispose();
   x.dispose();
 });
+
+test('registering a module into itself or into one of its descendants is refused; a module shared by two parents is not a cycle', (t) => {
+  class Holder extends Module {
+    add<M extends Module>(name: string, m: M): M {
+      return this.registerModule(name, m);
+    }
+  }
+  const root = new Holder();
+  const child = root.add('child', new Holder());
+  const grandchild = child.add('grandchild', new Holder());
+  const message = (name: string, cls: string) =>
+    new RegExp(`^registerModule: '${name}' must not be this Holder or a module that contains it \\(that would make a cycle\\), got ${cls}$`);
+  t.throws(() => root.add('self', root), { message: message('self', 'Holder') });
+  t.throws(() => child.add('parent', root), { message: message('parent', 'Holder') });
+  t.throws(() => grandchild.add('up', root), { message: message('up', 'Holder') });
+  // A failed registration adds nothing; the tree still walks.
+  t.deepEqual(root.namedChildren().map(([n]) => n), ['child']);
+  const shared = new Linear(2, 2);
+  root.add('a', shared);
+  child.add('b', shared);
+  t.deepEqual(root.namedParameters().map(([n]) => n), ['child.b.weight', 'child.b.bias', 'a.weight', 'a.bias']);
+  root.dispose();
+});
+
+test('layer sizes that are not positive integers are described as given (type and value), not stringified', (t) => {
+  const bad = (v: unknown) => v as never;
+  const cases: [string, () => unknown, typeof Error, RegExp][] = [
+    ['LayerNorm([3])', () => new LayerNorm(bad([3])), TypeError, /^LayerNorm: 'normalizedShape' must be a positive integer, got array of length 1$/],
+    ["Linear('3', 3)", () => new Linear(bad('3'), 3), TypeError, /^Linear: 'inFeatures' must be a positive integer, got '3'$/],
+    ['Linear(3, 0)', () => new Linear(3, 0), RangeError, /^Linear: 'outFeatures' must be a positive integer, got number 0$/],
+    ['Embedding(2.5, 3)', () => new Embedding(2.5, 3), RangeError, /^Embedding: 'numEmbeddings' must be a positive integer, got number 2.5$/],
+    ["Conv2d('3', 4, 3)", () => new P.Conv2d(bad('3'), 4, 3), TypeError, /^Conv2d: 'inChannels' must be a positive integer, got '3'$/],
+    ['Conv2d(3, 4, [3, 0])', () => new P.Conv2d(3, 4, [3, 0]), RangeError, /^Conv2d: 'kernel' must be a positive integer, got number 0$/],
+    ['BatchNorm2d([3])', () => new P.BatchNorm2d(bad([3])), TypeError, /^BatchNorm2d: 'numFeatures' must be a positive integer, got array of length 1$/],
+    ["BatchNorm2d momentum '0.1'", () => new P.BatchNorm2d(3, { momentum: bad('0.1') }), TypeError, /^BatchNorm2d: 'momentum' must be in \[0, 1\], got '0.1'$/],
+  ];
+  for (const [name, fn, instanceOf, message] of cases) t.throws(fn, { instanceOf, message }, name);
+});

@@ -337,3 +337,48 @@ test('schedules, clipping, norm and decay groups refuse missing or malformed arg
   t.is(warmupCosine({ lr: 0.1, totalSteps: 5, warmupSteps: 5 })(4), 0.1, 'a warm-up as long as the run is still valid');
   lin.dispose();
 });
+
+test('loadStateDict checks the whole state dict before it changes anything: group rates as the constructor does, tensors, second moments', (t) => {
+  const p = P.tensor([1, 2], [2]);
+  const q = P.tensor([3], [1]);
+  const opt = new AdamW([{ params: [p] }, { params: [q], weightDecay: 0.01 }], { lr: 0.1 });
+  p.grad = P.tensor([0.5, -0.5], [2]);
+  q.grad = P.tensor([1], [1]);
+  opt.step();
+  const before = opt.stateDict();
+  const snapshot = () => {
+    const sd = opt.stateDict();
+    return { stepCount: sd.stepCount, steps: sd.steps, groups: sd.groups, tensors: Object.fromEntries(Object.entries(sd.tensors).map(([k, v]) => [k, Array.from(v.dataSync())])) };
+  };
+  const want = snapshot();
+  const good = { tensors: before.tensors, stepCount: 5, steps: { 'p0.0': 5, 'p1.0': 4 }, groups: before.groups };
+  const negative = P.tensor([-1e-8, 0], [2]);
+  const nan = P.tensor([NaN], [1]);
+  const ints = P.tensor([0, 0], [2], { dtype: 'int32' });
+  const gone = P.zeros([2]);
+  gone.dispose();
+  const bad = (v: unknown) => v as never;
+  const cases: [string, unknown, typeof Error, RegExp][] = [
+    ['tensors null', { ...good, tensors: null }, TypeError, /^AdamW.loadStateDict: 'tensors' must be an object of Tensors by name, got null$/],
+    ['groups { length: 1 }', { ...good, groups: { length: 1 } }, TypeError, /^AdamW.loadStateDict: 'groups' must be an array of \{ lr, weightDecay \}, got Object$/],
+    ['groups of another length', { ...good, groups: [before.groups[0]] }, RangeError, /^AdamW.loadStateDict: 1 groups, the optimizer has 2$/],
+    ['a null group', { ...good, groups: [before.groups[0], null] }, TypeError, /^AdamW.loadStateDict: 'groups\[1\]' must be \{ lr, weightDecay \}, got null$/],
+    ['NaN lr', { ...good, groups: [{ lr: NaN, weightDecay: 0 }, before.groups[1]] }, RangeError, /^AdamW.loadStateDict: 'groups\[0\].lr' must be a finite number >= 0, got number NaN$/],
+    ['negative weightDecay', { ...good, groups: [before.groups[0], { lr: 0.1, weightDecay: -1 }] }, RangeError, /^AdamW.loadStateDict: 'groups\[1\].weightDecay' must be a finite number >= 0, got number -1$/],
+    ['missing lr', { ...good, groups: [{ weightDecay: 0 }, before.groups[1]] }, RangeError, /'groups\[0\].lr' must be a finite number >= 0, got undefined$/],
+    ['an int32 moment', { ...good, tensors: { ...before.tensors, 'p0.0.exp_avg': ints } }, Error, /'p0.0.exp_avg' must be a floating Tensor of shape \[2\], got int32 \[2\]$/],
+    ['a disposed moment', { ...good, tensors: { ...before.tensors, 'p0.0.exp_avg': gone } }, Error, /'p0.0.exp_avg' must be a floating Tensor of shape \[2\], got a disposed Tensor$/],
+    ['a negative second moment', { ...good, tensors: { ...before.tensors, 'p0.0.exp_avg_sq': negative } }, RangeError, /^AdamW.loadStateDict: 'p0.0.exp_avg_sq' \(min -[0-9.e-]+\) must not hold negative or NaN values$/],
+    ['a NaN second moment', { ...good, tensors: { ...before.tensors, 'p1.0.exp_avg_sq': nan } }, RangeError, /^AdamW.loadStateDict: 'p1.0.exp_avg_sq' \(min NaN\) must not hold negative or NaN values$/],
+  ];
+  for (const [name, sd, instanceOf, message] of cases) {
+    t.throws(() => opt.loadStateDict(bad(sd)), { instanceOf, message }, name);
+    t.deepEqual(snapshot(), want, `${name}: nothing changed`);
+  }
+  // A negative first moment is fine: only the second moments have a sign.
+  opt.loadStateDict({ ...good, tensors: { ...before.tensors, 'p0.0.exp_avg': negative } });
+  t.is(opt.stepCount, 5);
+  t.deepEqual(Array.from(opt.stateDict().tensors['p0.0.exp_avg'].dataSync()), Array.from(negative.dataSync()).map((v) => Math.fround(v)));
+  opt.dispose();
+  for (const v of [p, q, negative, nan, ints]) v.dispose();
+});

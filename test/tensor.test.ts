@@ -265,3 +265,49 @@ test('a pending data() keeps the process alive until it resolves (no top-level a
   t.is(r.code, 0, r.stderr);
   t.regex(r.stdout, /resolved 1024/);
 });
+
+test('an object that only shares Tensor.prototype is refused by ops and by Tensor methods, naming the call and the argument', async (t) => {
+  const fake = Object.create(P.Tensor.prototype);
+  const real = P.zeros([2]);
+  t.false(fake instanceof P.Tensor);
+  t.true(real instanceof P.Tensor);
+  const named = /got object with Tensor's prototype \(not a Tensor\)$/;
+  t.throws(() => P.relu(fake), { instanceOf: TypeError, message: /^relu: argument 'x' must be a Tensor, got object with Tensor's prototype/ });
+  t.throws(() => P.add(real, fake), { instanceOf: TypeError, message: /^add: argument 'b' must be a Tensor/ });
+  t.throws(() => P.Tensor.prototype.dispose.call({}), { instanceOf: TypeError, message: /^dispose: argument 'this' must be a Tensor, got Object$/ });
+  t.throws(() => P.Tensor.prototype.dispose.call(fake), { instanceOf: TypeError, message: named });
+  t.throws(() => fake.disposed, { instanceOf: TypeError, message: /^disposed: argument 'this' must be a Tensor/ });
+  t.throws(() => fake.rank, { instanceOf: TypeError, message: /^rank: argument 'this' must be a Tensor/ });
+  t.throws(() => fake.dataSync(), { instanceOf: TypeError, message: /^dataSync: argument 'this' must be a Tensor/ });
+  await t.throwsAsync(() => fake.data(), { instanceOf: TypeError, message: /^data: argument 'this' must be a Tensor/ });
+  t.throws(() => fake.relu(), { instanceOf: TypeError, message: /^relu: argument 'x' must be a Tensor/ });
+  t.throws(() => P.keep(fake), { instanceOf: TypeError, message: /^keep: argument 't' must be a Tensor/ });
+  t.deepEqual(Array.from(real.relu().dataSync()), [0, 0], 'real tensors are unaffected');
+  real.dispose();
+});
+
+test('.grad takes null or a live tensor of the tensor\'s own shape, dtype and device', (t) => {
+  const w = P.zeros([2, 3]);
+  const bad = (v: unknown) => v as never;
+  const gone = P.zeros([2, 3]);
+  gone.dispose();
+  const cases: [string, unknown, typeof Error, RegExp][] = [
+    ['a number', 5, TypeError, /^Tensor.grad: argument 'value' must be a Tensor or null, got number 5$/],
+    ['undefined', undefined, TypeError, /^Tensor.grad: argument 'value' must be a Tensor or null, got undefined$/],
+    ['a disposed tensor', gone, Error, /^Tensor.grad: argument 'value' is a disposed Tensor$/],
+    ['another shape', P.zeros([3, 2]), RangeError, /^Tensor.grad: argument 'value' must have the tensor's shape \[2, 3\], got \[3, 2\]$/],
+    ['another dtype', P.zeros([2, 3], { dtype: 'bfloat16' }), TypeError, /^Tensor.grad: argument 'value' must be float32 on \S+ as the tensor is, got bfloat16 on /],
+  ];
+  for (const [name, v, instanceOf, message] of cases) {
+    t.throws(() => (w.grad = bad(v)), { instanceOf, message }, name);
+    t.is(w.grad, null, `${name}: nothing set`);
+  }
+  const g = P.ones([2, 3]);
+  w.grad = g;
+  t.is(w.grad, g);
+  w.grad = null;
+  t.is(w.grad, null);
+  w.grad = g;
+  w.dispose();
+  t.true(g.disposed, 'dispose() still releases the gradient it holds');
+});

@@ -10,7 +10,7 @@ import * as L from '../ops/layout.js';
 import * as R from '../ops/reduce.js';
 import * as M from '../ops/linalg.js';
 import * as N from '../ops/nn.js';
-import { zeros } from '../creation.js';
+import { hostInt32Range, zeros } from '../creation.js';
 import { native } from '../native.js';
 import { wrap } from '../tensor.js';
 
@@ -558,7 +558,11 @@ export function attentionGrad(
 export function embeddingGrad(out: Tensor, weight: Tensor, ids: Tensor): Tensor {
   if (!needsGrad(weight)) return out;
   const [vocab, c] = weight.shape;
-  return record('embedding', out, [weight, null], [ids], (g, [i], _needs, acc) => {
+  // The forward's own failure (a bad id) goes to whoever reads its output; the
+  // gradient's would come from one_hot below, an op the caller never called. Where the
+  // ids' range is known on the host, backward says what is wrong instead.
+  const range = hostInt32Range(ids);
+  const recorded = record('embedding', out, [weight, null], [ids], (g, [i], _needs, acc) => {
     // Scatter-add as a one-hot product: [N, vocab]ᵀ [N, C], in the gradient's dtype (0
     // and 1 are exact in 16 bits). A tied weight's other gradient (the decoder's
     // product) joins it as the addend.
@@ -567,6 +571,11 @@ export function embeddingGrad(out: Tensor, weight: Tensor, ids: Tensor): Tensor 
     const prev = acc.take(0, [vocab, c], g.dtype);
     return [M.matmul(onehot, L.reshape(L.contiguous(g), [i.size, c]), { transA: true, addend: prev }), null];
   });
+  if (range !== null && (range[0] < 0 || range[1] >= vocab) && recorded.gradFn)
+    recorded.gradFn.precheck = () => {
+      throw new RangeError(`backward: the gradient of embedding needs argument 'ids' in [0, ${vocab}) (the rows of 'weight'), got ids from ${range[0]} to ${range[1]}`);
+    };
+  return recorded;
 }
 
 export function batchNormGrad(out: Tensor, x: Tensor, mean: Tensor, variance: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number): Tensor {

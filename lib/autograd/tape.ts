@@ -53,6 +53,11 @@ export class GradNode {
   // Each saved tensor's storage version when the forward read it (Storage::version).
   private readonly versions: number[];
   private fn: BackwardFn | null;
+  /**
+   * Throws when this node's gradient cannot be formed (what the op knew at its
+   * forward); backward runs every node's before it sums any gradient.
+   */
+  precheck: (() => void) | null = null;
 
   constructor(name: string, edges: Edge[], shape: readonly number[], saved: Tensor[], fn: BackwardFn) {
     this.name = name;
@@ -116,11 +121,20 @@ export function noGrad<T>(fn: () => T): T {
   if (typeof fn !== 'function') throw new TypeError(`noGrad: argument 'fn' must be a function, got ${typeof fn}`);
   const prev = gradEnabled;
   gradEnabled = false;
+  let result: T;
   try {
-    return fn();
+    result = fn();
   } finally {
     gradEnabled = prev;
   }
+  // The switch is one global, back on once fn returns: whatever an async fn does
+  // after its first await would record gradients after all.
+  if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+    // Its rejection is this error's business; left unhandled it would end the process later.
+    (result as unknown as PromiseLike<unknown>).then(undefined, () => undefined);
+    throw new TypeError("noGrad: argument 'fn' must be synchronous; it returned a Promise (what runs after an await inside it would record gradients again)");
+  }
+  return result;
 }
 
 function edgeOf(t: Tensor | null | undefined): Edge {
@@ -196,9 +210,9 @@ export function backward(root: Tensor, opts: BackwardOptions = {}): void {
 
 function backwardPass(root: Tensor, seed: Tensor | undefined, retain: boolean): void {
   // An alias: the loop disposes gradients once used, never the caller's tensor.
-  const g0 = seed ? view(seed) : onesLike(root);
   if (!root.gradFn) {
-    accumulate(root, g0);
+    checkLeafGrad(root);
+    accumulate(root, seed ? view(seed) : onesLike(root));
     return;
   }
   // Topological order by depth-first search.
@@ -221,6 +235,12 @@ function backwardPass(root: Tensor, seed: Tensor | undefined, retain: boolean): 
       stack.pop();
     }
   }
+  // Before any gradient is summed, so a bad .grad leaves every leaf as it was.
+  for (const node of order) {
+    node.precheck?.();
+    for (const e of node.edges) if (e && 'leaf' in e) checkLeafGrad(e.leaf);
+  }
+  const g0 = seed ? view(seed) : onesLike(root);
   const grads = new Map<GradNode, Tensor>([[root.gradFn, g0]]);
   // Reverse post-order: every consumer of a node runs before it.
   for (let n = order.length - 1; n >= 0; n--) {
@@ -309,6 +329,13 @@ function onesLike(t: Tensor): Tensor {
 /** a + b as a new tensor (gradients are summed, never updated in place). */
 function addGrads(a: Tensor, b: Tensor): Tensor {
   return wrap(native.binary('add', a.handle, b.handle));
+}
+
+// The .grad setter checks what is set; disposing it afterwards is the one way it can
+// go bad, and summing into it would fail with the engine's message about 'add'.
+function checkLeafGrad(leaf: Tensor): void {
+  if (leaf.grad?.disposed)
+    throw new Error(`backward: the .grad of a leaf of shape [${leaf.shape.join(', ')}] is a disposed Tensor; set .grad = null (or zeroGrad()) rather than disposing it`);
 }
 
 /** folded: g already holds the leaf's .grad (Accumulated) and replaces it. */

@@ -45,7 +45,8 @@ export class Conv2d extends Module {
       throw new TypeError(`Conv2d: 'kernel' must be a positive integer or [kh, kw], got ${describe(kernel)}`);
     const [kh, kw] = typeof kernel === 'number' ? [kernel, kernel] : kernel;
     for (const [n, v] of [['inChannels', inChannels], ['outChannels', outChannels], ['kernel', kh], ['kernel', kw]] as const)
-      if (!Number.isSafeInteger(v) || v <= 0) throw new TypeError(`Conv2d: '${n}' must be a positive integer, got ${String(v)}`);
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
+        throw new (typeof v === 'number' ? RangeError : TypeError)(`Conv2d: '${n}' must be a positive integer, got ${describe(v)}`);
     const o = layerOptions('Conv2d', opts);
     this.inChannels = inChannels;
     this.outChannels = outChannels;
@@ -96,14 +97,14 @@ export class BatchNorm2d extends Module {
 
   constructor(numFeatures: number, opts?: BatchNorm2dOptions) {
     super();
-    if (!Number.isSafeInteger(numFeatures) || numFeatures <= 0)
-      throw new TypeError(`BatchNorm2d: 'numFeatures' must be a positive integer, got ${String(numFeatures)}`);
+    if (typeof numFeatures !== 'number' || !Number.isSafeInteger(numFeatures) || numFeatures <= 0)
+      throw new (typeof numFeatures === 'number' ? RangeError : TypeError)(`BatchNorm2d: 'numFeatures' must be a positive integer, got ${describe(numFeatures)}`);
     const o = options('BatchNorm2d', opts);
     this.numFeatures = numFeatures;
     this.eps = epsOption('BatchNorm2d', o.eps, 1e-5);
     this.momentum = o.momentum ?? 0.1;
     if (typeof this.momentum !== 'number' || !(this.momentum >= 0 && this.momentum <= 1))
-      throw new RangeError(`BatchNorm2d: 'momentum' must be in [0, 1], got ${String(o.momentum)}`);
+      throw new (typeof this.momentum === 'number' ? RangeError : TypeError)(`BatchNorm2d: 'momentum' must be in [0, 1], got ${describe(o.momentum)}`);
     const device = o.device;
     this.registerParameter('weight', initConstant([numFeatures], 1, device));
     this.registerParameter('bias', initConstant([numFeatures], 0, device));

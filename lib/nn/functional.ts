@@ -1,6 +1,7 @@
 // Training losses and regularisers as functions of tensors (PyTorch's
 // torch.nn.functional): all built from differentiable engine ops.
-import { Tensor } from '../tensor.js';
+import { Tensor, handleOf } from '../tensor.js';
+import { hostInt32Range } from '../creation.js';
 import { describe } from '../dtype.js';
 import { cast } from '../ops/layout.js';
 import { oneHot } from '../ops/nn.js';
@@ -22,6 +23,8 @@ export interface CrossEntropyOptions {
  */
 export function crossEntropy(logits: Tensor, target: Tensor, opts?: CrossEntropyOptions): Tensor {
   const o = options('crossEntropy', opts);
+  if (logits instanceof Tensor) handleOf('crossEntropy', 'logits', logits);
+  if (target instanceof Tensor) handleOf('crossEntropy', 'target', target);
   if (!(logits instanceof Tensor) || logits.rank !== 2) throw new TypeError(`crossEntropy: argument 'logits' must be a [N, K] Tensor, got ${logits instanceof Tensor ? `shape [${logits.shape.join(', ')}]` : describe(logits)}`);
   const [n, k] = logits.shape;
   if (!(target instanceof Tensor)) throw new TypeError(`crossEntropy: argument 'target' must be a Tensor, got ${describe(target)}`);
@@ -34,6 +37,14 @@ export function crossEntropy(logits: Tensor, target: Tensor, opts?: CrossEntropy
   if (typeof ls !== 'number' || !(ls >= 0 && ls < 1)) throw new RangeError(`crossEntropy: option 'labelSmoothing' must be in [0, 1), got ${describe(ls)}`);
   const reduction = o.reduction ?? 'mean';
   if (reduction !== 'mean' && reduction !== 'sum') throw new TypeError(`crossEntropy: option 'reduction' must be 'mean' or 'sum', got ${describe(reduction)}`);
+  if (!soft) {
+    // Checked here where the labels' range is known without a read back (labels made
+    // from host data); other labels fail one_hot's kernel, and the loss's data()
+    // rejects with its message.
+    const r = hostInt32Range(target);
+    if (r && (r[0] < 0 || r[1] >= k))
+      throw new RangeError(`crossEntropy: argument 'target' must hold labels in [0, ${k}) for logits [${n}, ${k}], got labels from ${r[0]} to ${r[1]}`);
+  }
   return tidy(() => {
     let q = soft ? target : oneHot(target, k);
     if (ls > 0) q = q.mul(1 - ls).add(ls / k);

@@ -59,6 +59,13 @@ export function interpolationCacheStats(): { entries: number; bytes: number } {
 }
 
 /**
+ * The most elements a weight matrix may have (1 GiB of float32: a
+ * 16384-pixel axis resampled to 16384). It is built in JS memory, where a larger one
+ * fails with a bare allocation error, or takes seconds before it does.
+ */
+const MAX_INTERPOLATION_WEIGHTS = 2 ** 28;
+
+/**
  * The [outSize, inSize] matrix whose product with a column of inSize samples
  * resamples it as torch does: source coordinates from the output pixel's centre
  * (or corner), taps past the edges clamped onto the edge samples.
@@ -69,6 +76,10 @@ export function interpolationWeights(inSize: number, outSize: number, mode: Inte
       throw new (typeof v === 'number' ? RangeError : TypeError)(`interpolationWeights: argument '${name}' must be a positive integer, got ${describe(v)}`);
   if (!MODES.includes(mode)) throw new TypeError(`interpolationWeights: argument 'mode' must be one of ${MODES.map((m) => `'${m}'`).join(', ')}, got ${describe(mode)}`);
   if (typeof alignCorners !== 'boolean') throw new TypeError(`interpolationWeights: argument 'alignCorners' must be a boolean, got ${describe(alignCorners)}`);
+  if (outSize * inSize > MAX_INTERPOLATION_WEIGHTS)
+    throw new RangeError(
+      `interpolationWeights: arguments 'outSize' ${outSize} and 'inSize' ${inSize} make a [${outSize}, ${inSize}] matrix of ${outSize * inSize} elements, more than ${MAX_INTERPOLATION_WEIGHTS}`,
+    );
   const key = `${mode}:${alignCorners ? 1 : 0}:${inSize}:${outSize}`;
   const hit = weightCache.get(key);
   if (hit) {
@@ -115,6 +126,7 @@ function checkSize(size: unknown): [number, number] {
  */
 export function interpolate(input: Tensor, size: readonly [number, number], opts?: InterpolateOptions): Tensor {
   if (!(input instanceof Tensor)) throw new TypeError(`interpolate: argument 'input' must be a Tensor, got ${describe(input)}`);
+  if (input.disposed) throw new Error(`interpolate: argument 'input' is a disposed Tensor`);
   if (input.rank !== 4) throw new RangeError(`interpolate: argument 'input' must be [N, C, H, W], got [${input.shape.join(', ')}]`);
   if (input.dtype !== 'float32' && input.dtype !== 'float16' && input.dtype !== 'bfloat16')
     throw new TypeError(`interpolate: argument 'input' must be a floating-point tensor, got ${input.dtype}`);
@@ -125,6 +137,11 @@ export function interpolate(input: Tensor, size: readonly [number, number], opts
   const alignCorners = o.alignCorners === undefined ? false : bool('interpolate', 'alignCorners', o.alignCorners);
   if (alignCorners && mode === 'nearest') throw new TypeError(`interpolate: option 'alignCorners' only applies to 'bilinear' and 'bicubic'`);
   const [N, C, H, W] = input.shape;
+  for (const [from, to] of [[H, outH], [W, outW]])
+    if (from !== to && from * to > MAX_INTERPOLATION_WEIGHTS)
+      throw new RangeError(
+        `interpolate: argument 'size' [${outH}, ${outW}] is too large for input [${N}, ${C}, ${H}, ${W}]: resampling ${from} pixels to ${to} takes a [${to}, ${from}] weight matrix of ${from * to} elements, more than ${MAX_INTERPOLATION_WEIGHTS}`,
+      );
   if (outH === H && outW === W) return input;
   return inFloat32(input, (x) => {
     const alongW = (t: Tensor) => (outW === W ? t : matmul(t, weightTensor(W, outW, mode, alignCorners, x.device), { transB: true }));

@@ -14,7 +14,7 @@ import { bool, options } from '../ops/args.js';
 
 function positiveInt(layer: string, name: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
-    throw new TypeError(`${layer}: '${name}' must be a positive integer, got ${String(v)}`);
+    throw new (typeof v === 'number' ? RangeError : TypeError)(`${layer}: '${name}' must be a positive integer, got ${describe(v)}`);
   return v;
 }
 

@@ -89,8 +89,26 @@ export class Module {
   protected registerModule<M extends Module>(name: string, module: M): M {
     this.checkName(name);
     if (!(module instanceof Module)) throw new TypeError(`registerModule: '${name}' must be a Module, got ${describe(module)}`);
+    // A module inside itself makes every walk of the tree (parameters(), to(), dispose()) endless.
+    if (module.contains(this))
+      throw new Error(`registerModule: '${name}' must not be this ${this.constructor.name} or a module that contains it (that would make a cycle), got ${describe(module)}`);
     this.children.set(name, module);
     return module;
+  }
+
+  // Whether m is this module or one of its descendants. A module may be shared by
+  // several parents, so the same one can be met twice on the way.
+  private contains(m: Module): boolean {
+    const seen = new Set<Module>();
+    const stack: Module[] = [this];
+    while (stack.length) {
+      const cur = stack.pop()!;
+      if (cur === m) return true;
+      if (seen.has(cur)) continue;
+      seen.add(cur);
+      stack.push(...cur.children.values());
+    }
+    return false;
   }
 
   private register(name: string, map: Map<string, Tensor | null>, value: Tensor | null): void {

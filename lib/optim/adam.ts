@@ -41,6 +41,10 @@ abstract class AdamBase extends Optimizer {
     return ['exp_avg', 'exp_avg_sq'];
   }
 
+  protected override nonNegativeStateNames(): string[] {
+    return ['exp_avg_sq'];
+  }
+
   protected hyper(group: ResolvedGroup, step: number): AdamUpdateOptions {
     return { lr: group.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: group.weightDecay, step };
   }

@@ -6,10 +6,11 @@
 // identity (modules, caches and the user's references stay valid) and nothing is
 // read back to JS.
 import { Tensor } from '../tensor.js';
-import { describe } from '../dtype.js';
+import { describe, isFloatDType } from '../dtype.js';
 import { noGrad } from '../autograd/tape.js';
 import { keep, tidy } from '../scope.js';
 import { zeros } from '../creation.js';
+import { concat } from '../ops/layout.js';
 
 export interface ParamGroup {
   params: Tensor[];
@@ -155,35 +156,55 @@ export abstract class Optimizer {
    */
   loadStateDict(sd: OptimizerStateDict): void {
     const op = `${this.constructor.name}.loadStateDict`;
-    if (sd === null || typeof sd !== 'object' || typeof sd.tensors !== 'object') throw new TypeError(`${op}: argument must be a stateDict() object, got ${describe(sd)}`);
-    if (!Number.isInteger(sd.stepCount) || sd.stepCount < 0) throw new TypeError(`${op}: 'stepCount' must be a non-negative integer, got ${describe(sd.stepCount)}`);
-    if (sd.steps !== undefined && (sd.steps === null || typeof sd.steps !== 'object'))
+    if (sd === null || typeof sd !== 'object' || Array.isArray(sd)) throw new TypeError(`${op}: argument must be a stateDict() object, got ${describe(sd)}`);
+    if (sd.tensors === null || typeof sd.tensors !== 'object' || Array.isArray(sd.tensors))
+      throw new TypeError(`${op}: 'tensors' must be an object of Tensors by name, got ${describe(sd.tensors)}`);
+    if (!Number.isSafeInteger(sd.stepCount) || sd.stepCount < 0) throw new TypeError(`${op}: 'stepCount' must be a non-negative integer, got ${describe(sd.stepCount)}`);
+    if (sd.steps !== undefined && (sd.steps === null || typeof sd.steps !== 'object' || Array.isArray(sd.steps)))
       throw new TypeError(`${op}: 'steps' must be an object of parameter name to update count, got ${describe(sd.steps)}`);
-    if (sd.groups && sd.groups.length !== this.groups.length) throw new RangeError(`${op}: ${sd.groups.length} groups, the optimizer has ${this.groups.length}`);
+    if (sd.groups !== undefined) {
+      if (!Array.isArray(sd.groups)) throw new TypeError(`${op}: 'groups' must be an array of { lr, weightDecay }, got ${describe(sd.groups)}`);
+      if (sd.groups.length !== this.groups.length) throw new RangeError(`${op}: ${sd.groups.length} groups, the optimizer has ${this.groups.length}`);
+      sd.groups.forEach((g: unknown, i) => {
+        if (g === null || typeof g !== 'object' || Array.isArray(g)) throw new TypeError(`${op}: 'groups[${i}]' must be { lr, weightDecay }, got ${describe(g)}`);
+        // The constructor's rules: a state dict must not set what the constructor refuses.
+        checkRate(op, `groups[${i}].lr`, (g as { lr?: unknown }).lr);
+        checkRate(op, `groups[${i}].weightDecay`, (g as { weightDecay?: unknown }).weightDecay);
+      });
+    }
     const byName = new Map<string, Tensor>();
     for (const g of this.groups) g.params.forEach((p, i) => byName.set(g.names[i], p));
-    const next = new Map<string, Record<string, Tensor>>();
     const problems: string[] = [];
     // '<param name>.<state name>'; parameter names contain dots, state names do not.
     const entries = Object.entries(sd.tensors).map(([key, t]) => {
       const dot = key.lastIndexOf('.');
-      return { key, t, name: key.slice(0, dot), k: key.slice(dot + 1) };
+      return { key, t, name: key.slice(0, dot), k: key.slice(dot + 1), p: byName.get(key.slice(0, dot)) };
     });
-    for (const { key, t, name, k } of entries) {
-      const p = byName.get(name);
+    for (const { key, t, k, p } of entries) {
       if (!p || !this.stateNames().includes(k)) problems.push(`unexpected '${key}'`);
-      else if (!(t instanceof Tensor) || t.shape.join(',') !== p.shape.join(','))
-        problems.push(`'${key}' must be a Tensor of shape [${p.shape.join(', ')}]`);
+      else if (!(t instanceof Tensor) || t.disposed || !isFloatDType(t.dtype) || t.shape.join(',') !== p.shape.join(','))
+        problems.push(`'${key}' must be a floating Tensor of shape [${p.shape.join(', ')}], got ${t instanceof Tensor ? (t.disposed ? 'a disposed Tensor' : `${t.dtype} [${t.shape.join(', ')}]`) : describe(t)}`);
     }
     for (const [name, n] of Object.entries(sd.steps ?? {})) {
       if (!byName.has(name)) problems.push(`steps: unexpected '${name}'`);
       else if (!Number.isInteger(n) || n < 0 || n > sd.stepCount) problems.push(`steps: '${name}' must be an integer in [0, ${sd.stepCount}], got ${describe(n)}`);
     }
     if (problems.length) throw new Error(`${op}: ${problems.join('; ')}`);
-    for (const { t, name, k } of entries) {
-      const s = next.get(name) ?? {};
-      s[k] = keep(noGrad(() => tidy(() => t.cast('float32').contiguous().add(0))));
-      next.set(name, s);
+    // Copies on the parameters' devices, as the optimizer makes its own state there.
+    const next = new Map<string, Record<string, Tensor>>();
+    const disposeNext = () => {
+      for (const s of next.values()) for (const t of Object.values(s)) t.dispose();
+    };
+    try {
+      for (const { t, name, k, p } of entries) {
+        const s = next.get(name) ?? {};
+        s[k] = keep(noGrad(() => tidy(() => t.to(p!.device).cast('float32').contiguous().add(0))));
+        next.set(name, s);
+      }
+      this.checkNonNegative(op, next);
+    } catch (e) {
+      disposeNext();
+      throw e;
     }
     for (const s of this.state.values()) for (const t of Object.values(s)) t.dispose();
     this.state.clear();
@@ -196,6 +217,34 @@ export abstract class Optimizer {
       this.groups[i].lr = g.lr;
       this.groups[i].weightDecay = g.weightDecay;
     });
+  }
+
+  /** State names whose values the update rule takes the square root of (Adam's second moments): never negative or NaN. */
+  protected nonNegativeStateNames(): string[] {
+    return [];
+  }
+
+  // One minimum per tensor, computed by the engine and read back together (per
+  // device): a wait or two, and no pass over the elements in JS.
+  private checkNonNegative(op: string, state: Map<string, Record<string, Tensor>>): void {
+    const names = this.nonNegativeStateNames();
+    const byDevice = new Map<string, [string, Tensor][]>();
+    for (const [name, s] of state)
+      for (const k of names) {
+        const t = s[k];
+        if (!t || t.size === 0) continue;
+        const list = byDevice.get(t.device) ?? [];
+        list.push([`${name}.${k}`, t]);
+        byDevice.set(t.device, list);
+      }
+    const bad: string[] = [];
+    for (const list of byDevice.values()) {
+      const mins = noGrad(() => tidy(() => concat(list.map(([, t]) => t.reshape([t.size]).min(0, { keepdim: true })), 0).dataSync()));
+      list.forEach(([key], i) => {
+        if (!(mins[i] >= 0)) bad.push(`'${key}' (min ${mins[i]})`);
+      });
+    }
+    if (bad.length) throw new RangeError(`${op}: ${bad.join(', ')} must not hold negative or NaN values`);
   }
 
   /** Frees the state tensors (not the parameters). */
