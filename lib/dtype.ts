@@ -30,6 +30,9 @@ export function checkDType(op: string, name: string, v: unknown): DTypeName {
 }
 
 /** A short description of a value for error messages. */
+/** @internal A class's static brand check (Tensor's), which describe() consults. */
+export const isBranded: unique symbol = Symbol('isBranded');
+
 export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return `array of length ${v.length}`;
@@ -38,9 +41,10 @@ export function describe(v: unknown): string {
   if (typeof v === 'object') {
     const c = (v as { constructor?: unknown }).constructor;
     if (typeof c !== 'function') return 'object';
-    // A class with its own Symbol.hasInstance (Tensor) brands its instances: an object
-    // that merely shares its prototype would otherwise be named like a real one.
-    if (Object.hasOwn(c, Symbol.hasInstance) && !(v instanceof c)) return `object with ${c.name}'s prototype (not a ${c.name})`;
+    // A class that brands its instances (Tensor): an object that merely shares its
+    // prototype would otherwise be named like a real one.
+    const branded = (c as { [isBranded]?: (v: unknown) => boolean })[isBranded];
+    if (typeof branded === 'function' && !branded(v)) return `object with ${c.name}'s prototype (not a ${c.name})`;
     return c.name;
   }
   return typeof v;
