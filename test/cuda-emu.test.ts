@@ -357,13 +357,30 @@ emulated('the flash attention gradient (attention_backward.cu), emulated on the 
   // masked row; a mask broadcast over the queries, whose other rows must not be read)
   // x 2 dtypes x (taken, the row statistics' own kernel, then the gradient with the
   // reference's row statistics, with attention_gemm.cu's, one (batch, head) pair per
-  // launch, blocks of 8 warps, and dQ by atomics), and 10 calls it must turn away.
-  t.is(r.checks, 8 * 2 * 7 + 10);
+  // launch, blocks of 8 warps, and dQ by atomics), and 10 calls it must turn away; rows
+  // of far negative logits over a ragged key tile, and the products' row statistics of
+  // NaN scores (below).
+  t.is(r.checks, 8 * 2 * 7 + 10 + 8 + 1);
   t.is(r.passed(/^PASS flash lm-bcast-mask /), 14);
   t.is(r.passed(/^PASS flash .* row lse /), 16);
   t.is(r.passed(/^PASS flash .* pair by pair /), 16);
   t.is(r.passed(/^PASS flash .*\] 8 warps +worst/), 16);
   t.is(r.passed(/^PASS flash refuses /), 10);
+  // The keys past Nk in a ragged last tile had P = exp(0 - L): with every logit of a row
+  // far below 0 that overflowed float16, and dQ = dS K met 0 x inf = NaN in every
+  // element of the row. Float16 at L = -18 (Nk 70, and 64 in 8 warps' 128-key tiles)
+  // within tolerance of the products' gradient, bfloat16 at L = -199 finite, 4 and 8 warps.
+  t.is(r.passed(/^PASS flash far logits /), 8);
+  // The products' row statistics: NaN for a row of NaN scores (it was +inf, "every key
+  // masked"), and for NaN scores in the first chunk only (it was the later chunks' value).
+  t.is(r.passed(/^PASS products' row lse with NaN scores: every score nan .* the first chunk's nan$/), 1);
+});
+
+emulated('heads with no qk width (Dqk = 0) run through a tier, and auto where 128-row blocks fill the SMs, instead of dividing by zero in the occupancy tiers\' copies', (t, family) => {
+  const r = family('attention', {}, 'Dqk 0', 'qk0');
+  t.is(r.checks, 2);
+  t.is(r.passed(/^PASS qk0(-fill)? .* -> tc tier 1$/), 2);
+  t.regex(r.out, /SKIP qk0 +bfloat16 path 7 /, 'the occupancy tiers refuse it');
 });
 
 emulated('a NaN score makes its attention row NaN through every path and the key ranges\' merge (a fully masked row stays 0): the output and the log-sum-exp the flash gradient reads', (t, family) => {

@@ -244,6 +244,7 @@ __device__ __forceinline__ void load_tile16(uint16_t* __restrict__ s, int ld,
                                             int d, int dpad, bool vec) {
   if (vec) {
     const int chunks = dpad >> 3;
+    if (chunks == 0) return;  // a zero-width head (Dqk = 0): nothing to copy, nor to divide by
     if constexpr (kStepped) {
       const int dr = kThreads / chunks, dc = (kThreads - dr * chunks) << 3;
       int r = threadIdx.x / chunks, c = (threadIdx.x - r * chunks) << 3;
@@ -957,7 +958,7 @@ constexpr int kTcOccupancyDvMax = 272;
 // The occupancy tier for these widths, or -1 where there is none.
 int occupancy_tier(int64_t dqk, int64_t dv) {
   const int dv_pad = round16(dv);
-  if (dv_pad <= 64 || dv_pad > kTcOccupancyDvMax) return -1;
+  if (dqk <= 0 || dv_pad <= 64 || dv_pad > kTcOccupancyDvMax) return -1;  // Dqk = 0: the plain tiers take it
   const int t = dv_pad <= 128 ? 7 : dv_pad <= 160 ? 8 : 9;
   return round16(dqk) <= kTcTiers[t].dqk_max ? t : -1;
 }

@@ -21,9 +21,11 @@
 // run-to-run differences in dQ's low bits.) P and dS are rounded to the operands' dtype for the
 // products that take them, as the composed gradient does.
 //
-// Keys past Nk have zero K and V rows (the copies zero-fill them), so their P is
-// harmless: it meets only zeros, and their dK and dV rows are not stored. Query rows
-// past Nq get L = +inf, so P = 0 there.
+// Keys past Nk have zero K and V rows (the copies zero-fill them) and their dK and dV
+// rows are not stored, but their P = exp(0 - L) is not harmless: where a row's L is
+// very negative it overflows (float16 from L below about -11), dS = -P D with it, and
+// dQ = dS K then meets 0 x inf = NaN. So P is 0 there, as masked keys' P is. Query
+// rows past Nq get L = +inf, so P = 0 there.
 #include "attention_backward.h"
 
 #include <cuda_bf16.h>
@@ -214,7 +216,8 @@ __device__ __forceinline__ void flash_backward_body(const FlashParams& p) {
       for (int e = 0; e < 4; e++) {
         const int c = n * 8 + 2 * t + (e & 1);
         float pr = exp2_ftz(s[n][e] * p.scale_log2 - rs[c]);
-        if (p.mask && !ms[(warp * 16 + g + 8 * (e >> 1)) * kBQ + c]) pr = 0.f;
+        const int key = warp * 16 + g + 8 * (e >> 1);
+        if (key >= kn || (p.mask && !ms[key * kBQ + c])) pr = 0.f;
         s[n][e] = pr;
         dp[n][e] = pr * (dp[n][e] - rs[kBQ + c]);
       }

@@ -87,13 +87,17 @@ __global__ void row_stats_kernel(const float* s, int64_t count, int64_t nq, int6
     mx = block_max(mx, scratch);
     const int64_t row = (ph.b * heads + ph.h) * nq + i;
     const float m_old = m[row], m_new = fmaxf(m_old, mx);
-    if (m_new == -INFINITY) continue;  // the block agrees: mx came from block_max
+    // No chunk is skipped while the maximum is -inf: kept scores that are all NaN
+    // (which the maximum skips) must leave l NaN, as the kernels' online softmax does,
+    // not 0, which reads as "every key masked" (lse +inf, P = 0).
+    const float m_use = m_new == -INFINITY ? 0.f : m_new;
     float sum = 0.f;
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
-      if (mask.keep(ph.b, i, j0 + j)) sum += expf(sr[j] - m_new);
+      if (mask.keep(ph.b, i, j0 + j)) sum += expf(sr[j] - m_use);
     sum = block_sum(sum, scratch);
     if (threadIdx.x == 0) {
-      l[row] = l[row] * expf(m_old - m_new) + sum;
+      // 0 * l while m was -inf: l is 0 (or NaN) then, and exp(-inf + inf) is NaN.
+      l[row] = (m_old == -INFINITY ? 0.f * l[row] : l[row] * expf(m_old - m_new)) + sum;
       m[row] = m_new;
     }
   }

@@ -406,6 +406,16 @@ void check_attention(const std::string& filter) {
     for (int path : {8, 1}) check(c, DType::BFloat16, path, 1);
     check(c, DType::Float32, 13, 1);
   }
+  // Heads of no qk width (Dqk = 0: every score 0, each row V's mean), which the op
+  // layer passes on: the occupancy tiers' stepped copy divided by the row's chunk count,
+  // 0 (SIGFPE here; on a GPU, garbage steps). Through a tier, the occupancy tier forced,
+  // and auto where 128-row blocks fill the SMs (132 heads). By name only ("qk0").
+  if (filter == "qk0") {
+    const Case narrow = {"qk0", {1, 2, 16, 40, 0, 128, false, false}};
+    const Case many = {"qk0-fill", {1, 132, 16, 40, 0, 128, false, false}};
+    for (int path : {1, 7}) check(narrow, DType::BFloat16, path, 1);
+    check(many, DType::BFloat16, 0, 1);
+  }
   // NaN scores through every path and the merge, at tier 0's, tier 1's (masked), the
   // language model's latent and decoder widths: asked for by name only (the filter
   // "nan"), as a family of their own.

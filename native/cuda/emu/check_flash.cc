@@ -5,6 +5,7 @@
 // timing variant), and the row statistics both from the reference and from
 // attention_gemm.cu's pass; then which calls flash_backward_serves turns away. A
 // shared-memory race fails a check whatever the numbers.
+#include <random>
 #include <string>
 
 #include "emu.h"  // first: the kernel headers below take its emulation
@@ -174,6 +175,91 @@ void check_refusals() {
   }
 }
 
+// Rows whose logits are all far below 0 (L about -18 in float16, -200 in bfloat16)
+// over a ragged last key tile, unmasked: the tile's keys past Nk had P = exp(0 - L),
+// which overflowed float16 and made every dQ element of the row NaN (0 x inf) while
+// dK and dV stayed right. In 64-key tiles (4 warps) and 128-key tiles (8 warps; Nk 64
+// is then ragged too).
+// finite_only: logits so far out (bfloat16 overflows only past L = -88) that dQ, a small
+// difference of terms near 2^8 times larger, keeps no digits in 8-bit dS either way:
+// only that no element is NaN or infinite.
+void check_far_logits(DType dt, int64_t nk, float q, float k, bool finite_only = false) {
+  namespace pc = perceiver::cuda;
+  AttentionProblem pr({1, 1, 16, nk, 32, 32, false, false}, dt, 99, true);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-0.1f, 0.1f);
+  for (size_t i = 0; i + 1 < pr.q.size(); i++) store(pr.q.data(), dt, (int64_t)i, q + u(rng));
+  for (size_t i = 0; i + 1 < pr.k.size(); i++) store(pr.k.data(), dt, (int64_t)i, k + u(rng));
+  const AttentionProblem::Reference ref = pr.reference();
+  for (size_t i = 0; i < ref.o.size(); i++) store(pr.out.data(), dt, (int64_t)i, (float)ref.o[i]);
+  const AttentionProblem::Gradient w = pr.gradient(ref);
+  std::vector<float> lse(ref.lse.size() + 1);
+  for (size_t r = 0; r < ref.lse.size(); r++) lse[r] = (float)ref.lse[r];
+  auto as_doubles = [&](const std::vector<float>& t, size_t n) {
+    std::vector<double> r(n);
+    for (size_t i = 0; i < n; i++) r[i] = pr.at(t, (int64_t)i);
+    return r;
+  };
+  // Against the products' gradient on the same inputs, which rounds P and dS to the
+  // dtype where the flash kernel does: dQ here is a small difference of large terms
+  // (the keys nearly equal), which 16-bit dS cannot give to the double reference's
+  // tolerance either way.
+  std::vector<float> pq(w.q.size() + 1, NAN), pk(w.k.size() + 1, NAN), pv(w.v.size() + 1, NAN);
+  {
+    perceiver::cuda::GemmContext ctx{};
+    pc::DeviceAllocator alloc(0);
+    AttentionArgs a = pr.a;
+    a.lse = lse.data();
+    pc::attention_backward(ctx, alloc, {a, pr.gout.data(), pq.data(), pk.data(), pv.data()}, nullptr);
+  }
+  const std::vector<double> want_q = as_doubles(pq, w.q.size()), want_k = as_doubles(pk, w.k.size()),
+                            want_v = as_doubles(pv, w.v.size());
+  const double tol = dt == DType::BFloat16 ? 2e-2 : 4e-3;
+  for (int warps : {4, 8}) {
+    std::vector<float> gq(w.q.size() + 1, NAN), gk(w.k.size() + 1, NAN), gv(w.v.size() + 1, NAN);
+    std::vector<float> ws(pc::flash_backward_workspace_bytes(pr.a, warps) / 4 + 1, NAN);
+    perceiver::AttentionBackwardArgs g{pr.a, pr.gout.data(), gq.data(), gk.data(), gv.data()};
+    const cudaError_t e = pc::flash_attention_backward(g, lse.data(), ws.data(), nullptr, warps);
+    const double wq = worst_of(want_q, as_doubles(gq, w.q.size())), wk = worst_of(want_k, as_doubles(gk, w.k.size())),
+                 wv = worst_of(want_v, as_doubles(gv, w.v.size()));
+    const double rq = worst_of(w.q, as_doubles(gq, w.q.size()));
+    const bool finite = std::isfinite(wq) && std::isfinite(wk) && std::isfinite(wv);
+    const bool ok = e == cudaSuccess && finite && (finite_only || (wq <= tol && wk <= tol && wv <= tol));
+    g_checks++;
+    if (!ok) g_failures++;
+    std::printf("%s flash far logits %-8s [Nk%lld q %+.0f k %+.0f, L %.0f] %d warps against the products: dq %.1e dk %.1e dv %.1e (%s; dq against doubles %.1e)\n",
+                ok ? "PASS" : "FAIL", dtype_name(dt), (long long)nk, q, k, ref.lse[0], warps, wq, wk, wv,
+                finite_only ? "finite" : dt == DType::BFloat16 ? "tol 2e-02" : "tol 4e-03", rq);
+  }
+}
+
+// The products' row statistics (attention_gemm.cu's pass, which float32 and the widths
+// the flash kernel lacks train with) for a query whose every score is NaN, and for one
+// whose NaN scores fill the first chunk of keys: NaN, as the kernels' own log-sum-exp
+// (it was +inf, "every key masked", and a finite value from the later chunks).
+void check_nan_lse() {
+  namespace pc = perceiver::cuda;
+  AttentionProblem pr({1, 1, 8, 100, 32, 32, false, false}, DType::BFloat16, 3, false);
+  perceiver::cuda::GemmContext ctx{};
+  pc::DeviceAllocator alloc(0);
+  auto row2 = [&](int64_t chunk_bytes) {
+    std::vector<float> lse(9, 0.f);
+    if (chunk_bytes) pc::attention_row_lse(ctx, alloc, pr.a, lse.data(), nullptr, chunk_bytes);
+    else pc::attention_row_lse(ctx, alloc, pr.a, lse.data(), nullptr);
+    return lse;
+  };
+  for (int d = 0; d < 32; d++) store(pr.q.data(), DType::BFloat16, pr.q_at(0, 2, 0) + d, NAN);
+  const std::vector<float> all = row2(0);
+  for (int d = 0; d < 32; d++) store(pr.q.data(), DType::BFloat16, pr.q_at(0, 2, 0) + d, 0.5f);
+  for (int64_t j = 0; j < 64; j++) store(pr.k.data(), DType::BFloat16, pr.k_at(0, j, 0), NAN);
+  const std::vector<float> first = row2(64 * 8 * 4);  // chunks of 64 keys
+  const bool ok = std::isnan(all[2]) && std::isfinite(all[0]) && std::isnan(first[2]) && std::isnan(first[0]);
+  g_checks++;
+  if (!ok) g_failures++;
+  std::printf("%s products' row lse with NaN scores: every score %g (row 0 %g), the first chunk's %g\n", ok ? "PASS" : "FAIL",
+              all[2], all[0], first[2]);
+}
+
 }  // namespace
 
 void check_flash(const std::string& filter) {
@@ -193,6 +279,13 @@ void check_flash(const std::string& filter) {
     for (DType dt : {DType::BFloat16, DType::Float16}) check_case(c, dt);
   }
   if (filter.empty() || std::string("refusals").find(filter) != std::string::npos) check_refusals();
+  if (filter.empty() || std::string("far logits").find(filter) != std::string::npos) {
+    check_far_logits(DType::Float16, 70, -2.f, 2.f);
+    check_far_logits(DType::Float16, 64, -2.f, 2.f);
+    check_far_logits(DType::BFloat16, 70, -6.f, 6.f, true);
+    check_far_logits(DType::Float16, 70, 0.3f, 0.3f);  // and ordinary logits, the same shapes
+  }
+  if (filter.empty() || std::string("nan lse").find(filter) != std::string::npos) check_nan_lse();
 }
 
 }  // namespace perceiver::emu::check
