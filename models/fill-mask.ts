@@ -14,7 +14,7 @@ import { tensor, type Tensor } from '../lib/index.js';
 import type { PerceiverForMaskedLM } from './masked-lm.js';
 import { describe } from '../lib/dtype.js';
 import { objectArg } from './args.js';
-import { BytesTokenizer } from './tokenizer.js';
+import { BytesTokenizer, wellFormedArg } from './tokenizer.js';
 
 export interface MaskedText {
   /** [CLS] ... [SEP] with [MASK] at the masked bytes. */
@@ -45,20 +45,28 @@ const MASK_RE = /<mask(?::(\d+))?>/g;
 export function parseMaskedText(text: string, tokenizer = new BytesTokenizer()): MaskedText {
   if (typeof text !== 'string') throw new TypeError(`parseMaskedText: argument 'text' must be a string, got ${describe(text)}`);
   if (!(tokenizer instanceof BytesTokenizer)) throw new TypeError(`parseMaskedText: argument 'tokenizer' must be a BytesTokenizer, got ${describe(tokenizer)}`);
+  // Here, where the index is the text's (the tokenizer sees the pieces between masks).
+  wellFormedArg('parseMaskedText', 'text', text);
   const ids: number[] = [tokenizer.clsTokenId];
   const maskPositions: number[] = [];
+  // One push per id: ids.push(...bytes) passes every byte as an argument, and a text
+  // of some 150k bytes overflows the stack before fillMask can say it is too long.
+  const append = (bytes: number[]): void => {
+    for (const b of bytes) ids.push(b);
+  };
   let last = 0;
   for (const m of text.matchAll(MASK_RE)) {
-    ids.push(...tokenizer.tokenize(text.slice(last, m.index), { parseSpecialTokens: false }));
+    append(tokenizer.tokenize(text.slice(last, m.index), { parseSpecialTokens: false }));
     const n = m[1] === undefined ? 1 : Number(m[1]);
-    if (!Number.isSafeInteger(n) || n < 1 || n > 1 << 20) throw new RangeError(`parseMaskedText: '${m[0]}' must mask at least 1 byte`);
+    if (!Number.isSafeInteger(n) || n < 1 || n > 1 << 20) throw new RangeError(`parseMaskedText: '${m[0]}' must mask at least 1 byte and at most ${1 << 20}`);
     for (let i = 0; i < n; i++) {
       maskPositions.push(ids.length);
       ids.push(tokenizer.maskTokenId);
     }
     last = m.index + m[0].length;
   }
-  ids.push(...tokenizer.tokenize(text.slice(last), { parseSpecialTokens: false }), tokenizer.sepTokenId);
+  append(tokenizer.tokenize(text.slice(last), { parseSpecialTokens: false }));
+  ids.push(tokenizer.sepTokenId);
   if (maskPositions.length === 0) throw new RangeError(`parseMaskedText: the text has no <mask> (write <mask> for one masked byte, <mask:N> for N)`);
   return { ids, maskPositions };
 }

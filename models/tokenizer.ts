@@ -40,7 +40,12 @@ export interface EncodeOptions {
   maxLength?: number;
   /** 'max_length' pads to maxLength (default modelMaxLength); 'longest' (batches) to the longest row; false / 'do_not_pad' (default) never pads. */
   padding?: boolean | 'max_length' | 'longest' | 'do_not_pad';
-  /** Cut the content to fit maxLength (modelMaxLength if none), keeping the special tokens (default true when maxLength is given); false makes an overlong text an error. */
+  /**
+   * Cut the content to fit maxLength (modelMaxLength if none), keeping the special
+   * tokens. Default: true when maxLength is given. Otherwise an overlong text is an
+   * error, also under padding 'max_length' (which pads to modelMaxLength but, as HF,
+   * cuts nothing unless asked).
+   */
   truncation?: boolean;
   /** Read "[MASK]", "[CLS]", ... in the text as the special tokens (default true, as HF). */
   parseSpecialTokens?: boolean;
@@ -83,6 +88,7 @@ export class BytesTokenizer {
     if (typeof text !== 'string') throw new TypeError(`BytesTokenizer: text must be a string, got ${describe(text)}`);
     objectArg('BytesTokenizer.tokenize', 'opts', opts);
     boolOptions('BytesTokenizer.tokenize', opts, ['parseSpecialTokens']);
+    wellFormedArg('BytesTokenizer.tokenize', 'text', text);
     const out: number[] = [];
     const pushBytes = (s: string): void => {
       for (const b of Buffer.from(s, 'utf8')) out.push(b + NUM_SPECIAL);
@@ -118,15 +124,24 @@ export class BytesTokenizer {
       throw new (typeof maxLength === 'number' ? RangeError : TypeError)(`BytesTokenizer: maxLength must be a positive integer: argument 'opts.maxLength' must be an integer >= 1, got ${describe(maxLength)}`);
     if (padding === 'longest') throw new RangeError(`BytesTokenizer: padding 'longest' applies to encodeBatch; a single text is its own longest`);
     if (pair !== undefined && typeof pair !== 'string') throw new TypeError(`BytesTokenizer.encode: argument 'opts.pair' must be a string, got ${describe(pair)}`);
-    const truncation = opts.truncation ?? maxLength !== undefined;
+    // Only an explicit maxLength implies truncation: 'max_length' padding alone asks for no cut.
+    const truncation = opts.truncation ?? opts.maxLength !== undefined;
 
+    // Checked here too so that an error names which of the two strings is broken.
+    if (typeof text === 'string') wellFormedArg('BytesTokenizer.encode', 'text', text);
+    if (pair !== undefined) wellFormedArg('BytesTokenizer.encode', 'opts.pair', pair);
     let a = this.tokenize(text, { parseSpecialTokens });
     let b = pair === undefined ? undefined : this.tokenize(pair, { parseSpecialTokens });
     const specials = addSpecialTokens ? (b === undefined ? 2 : 3) : 0;
     if (maxLength !== undefined) {
       const total = a.length + (b?.length ?? 0) + specials;
       if (total > maxLength) {
-        if (!truncation) throw new RangeError(`BytesTokenizer: the encoding has ${total} ids, more than maxLength ${maxLength} (truncation is off)`);
+        if (!truncation)
+          throw new RangeError(
+            opts.maxLength === undefined
+              ? `BytesTokenizer: the encoding has ${total} ids, more than the ${maxLength} (modelMaxLength) that padding 'max_length' pads to; pass truncation: true to cut it to ${maxLength}, or a larger maxLength`
+              : `BytesTokenizer: the encoding has ${total} ids, more than maxLength ${maxLength} (truncation is off)`,
+          );
         const budget = maxLength - specials;
         if (budget < 0) throw new RangeError(`BytesTokenizer: maxLength ${maxLength} cannot hold the ${specials} special tokens`);
         if (b === undefined) a = a.slice(0, budget);
@@ -166,7 +181,9 @@ export class BytesTokenizer {
       return this.encode(t, { ...opts, padding: padding === 'longest' ? false : padding });
     });
     if (padding === 'longest') {
-      const longest = Math.max(0, ...rows.map((r) => r.ids.length));
+      // A loop, not Math.max(...): spreading a large batch into arguments overflows the stack.
+      let longest = 0;
+      for (const r of rows) longest = Math.max(longest, r.ids.length);
       for (const r of rows) padTo(r, longest);
     }
     return { ids: rows.map((r) => r.ids), attentionMask: rows.map((r) => r.attentionMask) };
@@ -203,6 +220,19 @@ export class BytesTokenizer {
     idArg('BytesTokenizer.idToToken', 'id', id);
     return id < NUM_SPECIAL ? SPELLING[id] : String.fromCharCode(id - NUM_SPECIAL);
   }
+}
+
+/**
+ * @internal Refuses a string with half a surrogate pair. UTF-8 has no bytes for one: encoding
+ * would write U+FFFD's, a character the text never had. (In 'u' mode a paired
+ * surrogate is one code point, so the class matches unpaired halves only.)
+ */
+export function wellFormedArg(op: string, name: string, text: string): void {
+  const lone = /[\uD800-\uDFFF]/u.exec(text);
+  if (lone)
+    throw new RangeError(
+      `${op}: argument '${name}' has an unpaired surrogate U+${lone[0].charCodeAt(0).toString(16).toUpperCase()} at index ${lone.index} (not a Unicode character; UTF-8 cannot encode it)`,
+    );
 }
 
 function normalizePadding(p: EncodeOptions['padding']): 'max_length' | 'longest' | false {

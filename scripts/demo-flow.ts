@@ -20,13 +20,13 @@
 // multiplied by 20 (FLOW_SCALE_FACTOR), unless the config's flow_output_scale already
 // does that (DeepMind flavour). With random weights the flow is noise: the demo shows
 // the pipeline and its cost, not the model's accuracy.
-import { writeFileSync } from 'node:fs';
 import { loadSafetensors, manualSeed } from '../lib/index.js';
 import { PerceiverForOpticalFlow } from '../models/index.js';
 import { loadModel } from '../models/load.js';
 import type { Size2 } from '../models/flow-tiling.js';
 import { estimateFlow } from '../models/flow-estimate.js';
 import { encodeFlo, encodePng, flowSummary, flowToColor } from '../models/flow-vis.js';
+import { writeFileAtomic } from '../models/image-io.js';
 import { arg } from './cli-args.js';
 
 // The released model's structure with fewer and narrower layers (random weights).
@@ -147,10 +147,10 @@ async function main(): Promise<void> {
   console.log(
     `flow ${H}x${W}x2 in ${(performance.now() - t0).toFixed(0)} ms: mean (u, v) = (${mu.toFixed(3)}, ${mv.toFixed(3)}), max |flow| ${maxMag.toFixed(3)} pixels`,
   );
-  writeFileSync(`${out}.png`, encodePng(flowToColor(flow, H, W), H, W));
+  await writeFileAtomic(`${out}.png`, encodePng(flowToColor(flow, H, W), H, W));
   console.log(`wrote ${out}.png (Middlebury colour wheel, saturation relative to the largest flow)`);
   if (process.argv.includes('--flo')) {
-    writeFileSync(`${out}.flo`, encodeFlo(flow, H, W));
+    await writeFileAtomic(`${out}.flo`, encodeFlo(flow, H, W));
     console.log(`wrote ${out}.flo`);
   }
 }

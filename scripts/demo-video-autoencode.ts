@@ -13,12 +13,12 @@
 //
 // With random weights the reconstruction is noise: the demo shows the pipeline, its
 // cost and the chunking, not the model's quality.
-import { writeFileSync } from 'node:fs';
 import { manualSeed, tensor, zeros } from '../lib/index.js';
 import { PerceiverForMultimodalAutoencoding } from '../models/index.js';
 import { loadModel } from '../models/load.js';
 import { autoencodeInChunks } from '../models/multimodal-chunked.js';
 import { encodePng } from '../models/flow-vis.js';
+import { writeFileAtomic } from '../models/image-io.js';
 import { arg } from './cli-args.js';
 
 // The released deepmind/multimodal-perceiver structure, shrunk: 4 frames of 32x32,
@@ -128,7 +128,7 @@ async function main(): Promise<void> {
         rgb[(y * W + x) * 3 + ch] = to8(video[(ch * H + y) * W + x]);
         rgb[((H + y) * W + x) * 3 + ch] = to8(rec.image[(y * W + x) * 3 + ch]);
       }
-  writeFileSync(`${out}.png`, encodePng(rgb, 2 * H, W));
+  await writeFileAtomic(`${out}.png`, encodePng(rgb, 2 * H, W));
   console.log(`wrote ${out}.png (frame 0: input above, reconstruction below)`);
 }
 

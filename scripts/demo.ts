@@ -10,14 +10,23 @@ import { fileURLToPath } from 'node:url';
 import * as P from '../lib/index.js';
 import { loadMnist } from '../models/train/mnist.js';
 import { runTraining } from './cli/train.js';
+import { UsageError } from './cli/command.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const passThrough = process.argv.slice(2);
-const outGiven = passThrough.includes('--out');
+// Both spellings: adding a second --out next to '--out=DIR' made the flag parser refuse it as given twice.
+const outGiven = passThrough.some((a) => a === '--out' || a.startsWith('--out='));
 const out = join('runs', `mnist-${new Date().toISOString().replace(/[:.]/g, '-')}`);
 const device = P.backends().find((b) => b.name === 'cuda')?.available ? 'cuda' : 'cpu';
 process.stderr.write(`perceiver-io demo: training on MNIST (device ${device})\n`);
-const result = await runTraining(['--preset', 'mnist', ...(outGiven ? [] : ['--out', out]), ...passThrough]);
+let result: Awaited<ReturnType<typeof runTraining>>;
+try {
+  result = await runTraining(['--preset', 'mnist', ...(outGiven ? [] : ['--out', out]), ...passThrough]);
+} catch (err) {
+  // One line, as the other demos report; a bad flag exits 2 as 'perceiver train' does.
+  process.stderr.write(`demo: error: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(err instanceof UsageError ? 2 : 1);
+}
 if (result.top1 === null) process.exit(130);
 
 // A few test digits through the saved model, by the CLI contract (safetensors in and out).

@@ -3,7 +3,7 @@
 // checked against the library (tokenizer + model) run in this process.
 import test from 'ava';
 import { tensor } from '../lib/index.js';
-import { parseMaskedText } from '../models/fill-mask.js';
+import { fillMask, parseMaskedText } from '../models/fill-mask.js';
 import { loadModel } from '../models/load.js';
 import type { PerceiverForMaskedLM } from '../models/masked-lm.js';
 import { BytesTokenizer } from '../models/tokenizer.js';
@@ -93,4 +93,22 @@ test('bad text or a model of another kind exit 1; bad flags exit 2', async (t) =
     t.regex(r.stderr, re);
     t.regex(r.stderr, /Usage: perceiver fill-mask/);
   }
+});
+
+test("a text of 300,000 bytes parses (ids.push(...bytes) overflowed the stack), so fillMask can say it is longer than the model's positions", async (t) => {
+  const long = 'a'.repeat(300_000);
+  const { ids, maskPositions } = parseMaskedText(`${long}<mask>${long}`);
+  t.is(ids.length, 600_003);
+  t.deepEqual(maskPositions, [300_001]);
+  t.throws(() => parseMaskedText('<mask:1048577>'), { instanceOf: RangeError, message: /'<mask:1048577>' must mask at least 1 byte and at most 1048576/ });
+  const model = (await loadModel(MLM)) as PerceiverForMaskedLM;
+  try {
+    await t.throwsAsync(fillMask(model, `${long}<mask>`), { instanceOf: RangeError, message: `fillMask: the text is 300001 bytes (+ [CLS] and [SEP]), more than the model's ${model.config.max_position_embeddings} positions` });
+  } finally {
+    model.dispose();
+  }
+});
+
+test('parseMaskedText refuses an unpaired surrogate at its index in the whole text (the tokenizer sees only the pieces between masks)', (t) => {
+  t.throws(() => parseMaskedText('ab<mask:2>c\ud800'), { instanceOf: RangeError, message: /^parseMaskedText: argument 'text' has an unpaired surrogate U\+D800 at index 11 / });
 });

@@ -127,6 +127,51 @@ test('clipGradNorm scales every gradient by maxNorm / global norm when above it,
   for (const v of [a, b, c, n, m]) v.dispose();
 });
 
+test('clipGradNorm and norm sum half-precision gradients in float32: no overflow to Infinity (float16), no sum stuck at 256 (bfloat16)', async (t) => {
+  // 1000 gradients of 1: the global norm is sqrt(1000). In bfloat16 the running sum of
+  // squares stopped at 256 (an 8-bit significand), giving 16.
+  for (const dtype of ['bfloat16', 'float16'] as const) {
+    const ps = Array.from({ length: 1000 }, () => {
+      const p = P.ones([1]).cast(dtype);
+      p.grad = P.ones([1]).cast(dtype);
+      return p;
+    });
+    const n = clipGradNorm(ps, 1e9);
+    t.true(Math.abs((await n.data())[0] - Math.sqrt(1000)) < 1e-4, `${dtype}: ${(await n.data())[0]}`);
+    for (const p of ps) p.dispose();
+    n.dispose();
+  }
+  // float16 gradients of 300: each square (90,000) is past float16's 65,504, so the norm
+  // was Infinity and the clip factor 0 zeroed every gradient.
+  const p = P.ones([4]).cast('float16');
+  p.grad = P.ones([4]).mul(300).cast('float16');
+  const whole = P.optim.norm(p.grad);
+  t.is((await whole.data())[0], 600);
+  t.is(whole.dtype, 'float32');
+  const n = clipGradNorm([p], 1);
+  t.is((await n.data())[0], 600);
+  t.is(p.grad.dtype, 'float16');
+  t.deepEqual(Array.from(await p.grad.data()), [0.5, 0.5, 0.5, 0.5]);
+  for (const v of [p, whole, n]) v.dispose();
+});
+
+test('warm-up then cosine: the decay starts at the peak once the warm-up ends, with no drop (as optax and HF); without warm-up, the reference\'s constant_cosine as before', (t) => {
+  const w = warmupCosine({ lr: 1, totalSteps: 200, warmupSteps: 100 });
+  // Timed from step 0, the cosine was already half way down when the warm-up ended: 1.0, then 0.5.
+  t.deepEqual([98, 99, 100].map(w), [0.99, 1, 1]);
+  t.true(Math.abs(w(150) - 0.5) < 1e-12, 'half way down the 100 decay steps');
+  t.true(Math.abs(w(200)) < 1e-12);
+  for (let s = 100; s < 200; s++) t.true(w(s + 1) <= w(s) && w(s) - w(s + 1) < 0.016, `step ${s}: ${w(s)} -> ${w(s + 1)}`);
+  // A warm-up outlasting the constant part: the cosine starts where the warm-up ends.
+  const c = constantCosine({ lr: 1, totalSteps: 200, constantFraction: 0.1, warmupSteps: 100 });
+  t.deepEqual([99, 100].map(c), [1, 1]);
+  t.true(Math.abs(c(150) - 0.5) < 1e-12);
+  // A warm-up inside the constant part changes nothing after it.
+  const r = constantCosine({ lr: 1, totalSteps: 100, constantFraction: 0.5, warmupSteps: 10 });
+  t.deepEqual([9, 10, 49, 50].map(r), [1, 1, 1, 1]);
+  t.true(Math.abs(r(75) - 0.5) < 1e-12);
+});
+
 test("schedules: constant_cosine (the reference's), warm-up cosine, step decay, batch / 256 scaling", (t) => {
   const s = constantCosine({ lr: 1, totalSteps: 100, constantFraction: 0.5, endValue: 0.1 });
   t.is(s(0), 1);

@@ -127,3 +127,32 @@ test('every entry point checks its arguments: type, name, expected and what came
   ];
   for (const [call, message] of cases) t.throws(call, { message }, String(message));
 });
+
+test("padding 'max_length' without a maxLength pads to modelMaxLength and, as HF, cuts nothing unless asked: an overlong text is an error naming the lengths", (t) => {
+  t.throws(() => tok.encode('x'.repeat(3000), { padding: 'max_length' }), {
+    instanceOf: RangeError,
+    message: "BytesTokenizer: the encoding has 3002 ids, more than the 2048 (modelMaxLength) that padding 'max_length' pads to; pass truncation: true to cut it to 2048, or a larger maxLength",
+  });
+  t.throws(() => tok.encodeBatch(['a', 'x'.repeat(3000)], { padding: 'max_length' }), { instanceOf: RangeError, message: /3002 ids, more than the 2048/ });
+  t.is(tok.encode('x'.repeat(3000), { padding: 'max_length', truncation: true }).ids.length, 2048);
+  t.is(tok.encode('x'.repeat(2046), { padding: 'max_length' }).ids.length, 2048, 'a text that fits is padded as before');
+  // An explicit maxLength still implies truncation.
+  t.deepEqual(tok.encode('abcdef', { maxLength: 5, padding: 'max_length' }).ids, [4, 103, 104, 105, 5]);
+});
+
+test('an unpaired surrogate is refused with its index (UTF-8 cannot encode it; it became U+FFFD, a character the text never had)', (t) => {
+  t.throws(() => tok.encode('ab\ud800'), { instanceOf: RangeError, message: /^BytesTokenizer.encode: argument 'text' has an unpaired surrogate U\+D800 at index 2 / });
+  t.throws(() => tok.encode('\udc00x'), { message: /unpaired surrogate U\+DC00 at index 0/ });
+  t.throws(() => tok.encode('\ud83d\ud83d\ude00'), { message: /U\+D83D at index 0/, }, 'a high half followed by a full pair');
+  t.throws(() => tok.encode('ok', { pair: '😀\ude00' }), { message: /^BytesTokenizer.encode: argument 'opts.pair' has an unpaired surrogate U\+DE00 at index 2 / });
+  t.throws(() => tok.tokenize('a\ud800b'), { message: /^BytesTokenizer.tokenize: argument 'text' has an unpaired surrogate U\+D800 at index 1 / });
+  t.throws(() => tok.encodeBatch(['fine', 'z\udfff']), { message: /U\+DFFF at index 1/ });
+  t.deepEqual(tok.encode('😀', { addSpecialTokens: false }).ids, [0xf0 + 6, 0x9f + 6, 0x98 + 6, 0x80 + 6], 'a pair is one character');
+});
+
+test("encodeBatch pads a batch of 200,000 rows to the longest (Math.max(...rows) overflowed the stack)", (t) => {
+  const texts = Array.from({ length: 200_000 }, (_, i) => (i === 7 ? 'abc' : ''));
+  const { ids } = tok.encodeBatch(texts, { padding: 'longest' });
+  t.is(ids.length, 200_000);
+  t.deepEqual(ids[0], [4, 5, 0, 0, 0]);
+});

@@ -11,8 +11,9 @@ import * as P from '../lib/index.js';
 import { createModel } from '../models/index.js';
 import { loadMnist, mnistDigitsDir, type ImageSet } from '../models/train/mnist.js';
 import { PRESETS } from '../models/train/presets.js';
-import { evaluate, train, type TrainableClassifier } from '../models/train/trainer.js';
-import { Rng } from '../models/train/rng.js';
+import { checkTrainConfig, DEFAULT_TRAIN, dropoutSeed, evaluate, train, type TrainableClassifier } from '../models/train/trainer.js';
+import { memorySource, type DataSource } from '../models/train/image-pipeline.js';
+import { Rng, streamSeed } from '../models/train/rng.js';
 import { AugmentPool } from '../models/train/augment-pool.js';
 import type { Worker } from 'node:worker_threads';
 import { cli as runCli } from './helpers/cli-run.js';
@@ -391,4 +392,200 @@ test.serial('precision float16: loss scaling (the scale checkpointed, a resumed 
     message: /'precision' must be float32, bfloat16 or float16, got "int8"/,
   });
   for (const m of [full, half, rest]) m.dispose();
+});
+
+test('seeds: runs seeded below 2^32 keep their streams; larger safe seeds get their own per epoch and step, none lost to rounding', (t) => {
+  // The streams the trainer always drew for small seeds (seed * k + counter, as a 32-bit
+  // seed), pinned: the demo's measured accuracy is seed 0's.
+  t.deepEqual([0, 1].map((e) => Array.from(new Rng(streamSeed(0, 1_000_003, e)).permutation(10))), [[5, 0, 4, 7, 2, 9, 1, 8, 3, 6], [6, 4, 3, 1, 0, 9, 2, 7, 8, 5]]);
+  t.deepEqual(Array.from(new Rng(streamSeed(4, 1_000_003, 1)).permutation(10)), [2, 9, 8, 3, 7, 5, 1, 4, 0, 6]);
+  t.deepEqual([0, 1, 2].map((s) => new Rng(streamSeed(0, 7_919, s)).next()), [0.6225702704396099, 0.5223135030828416, 0.5710885147564113]);
+  t.deepEqual([0, 1, 2, 1000].map((s) => dropoutSeed(0, s)), [739231262, 1435078829, 35587327, 2057029616]);
+  t.is(dropoutSeed(4, 7), 2081341113);
+  // seed * 1_000_003 + epoch rounded to one double for seed 1e12 (one data order for
+  // every epoch), seed * 7919 + step for seed 2^52 (one augmentation and dropout mask).
+  for (const seed of [1e12, 2 ** 52, Number.MAX_SAFE_INTEGER]) {
+    const orders = new Set([0, 1, 2, 3].map((e) => Array.from(new Rng(streamSeed(seed, 1_000_003, e)).permutation(12)).join(',')));
+    t.is(orders.size, 4, `seed ${seed}: a data order per epoch`);
+    t.is(new Set([0, 1, 2, 3].map((s) => new Rng(streamSeed(seed, 7_919, s)).next())).size, 4, `seed ${seed}: augmentation per step`);
+    t.is(new Set([0, 1, 2, 3].map((s) => dropoutSeed(seed, s))).size, 4, `seed ${seed}: dropout per step`);
+    t.notThrows(() => checkTrainConfig({ ...DEFAULT_TRAIN, seed }));
+  }
+  // Rng read its seed as a 32-bit integer: seeds 2^32 apart were one stream.
+  t.not(new Rng(5).next(), new Rng(5 + 2 ** 32).next());
+  t.not(dropoutSeed(5, 3), dropoutSeed(5 + 2 ** 32, 3));
+  t.not(new Rng(streamSeed(5, 1_000_003, 0)).next(), new Rng(streamSeed(5 + 2 ** 32, 1_000_003, 0)).next());
+  t.throws(() => checkTrainConfig({ ...DEFAULT_TRAIN, seed: 2 ** 53 }), { instanceOf: RangeError, message: /'seed' must be at most 2\^53 - 1 \(Number.MAX_SAFE_INTEGER\), got 9007199254740992/ });
+  t.throws(() => new Rng(2 ** 60), { instanceOf: RangeError, message: /^Rng: argument 'seed' must be a safe integer/ });
+  t.throws(() => streamSeed(-1, 7, 0), { instanceOf: RangeError, message: /^streamSeed: argument 'seed' must be an integer in \[0, 2\^53\), got -1/ });
+});
+
+/** A classifier whose logits are fixed rows (one per image, in set order). */
+function fixedLogits(rows: number[][]): TrainableClassifier {
+  let at = 0;
+  class Fixed extends P.Module {
+    forward(x: P.Tensor): { logits: P.Tensor } {
+      const n = x.shape[0];
+      const part = rows.slice(at, at + n);
+      at += n;
+      return { logits: P.tensor(Float32Array.from(part.flat()), [n, rows[0].length]) };
+    }
+    async save(): Promise<void> {}
+  }
+  return new Fixed() as unknown as TrainableClassifier;
+}
+
+test.serial('evaluate: a row with a NaN or infinite logit is wrong (NaN compares false, so it ranked first); an empty set is refused', async (t) => {
+  const classes = ['a', 'b', 'c', 'd', 'e', 'f', 'g'];
+  const set: ImageSet = { pixels: new Float32Array(5 * 4), labels: Int32Array.from([1, 2, 3, 0, 4]), shape: [1, 2, 2], classes };
+  const N = Number.NaN;
+  const r = await evaluate(
+    fixedLogits([
+      [N, N, N, N, N, N, N], // a diverged model: every logit NaN
+      [0, 0, 5, 0, 0, 0, 0], // right
+      [0, 0, 0, Infinity, 0, 0, 0], // the target at +Infinity
+      [1, N, 0, 0, 0, 0, 0], // the target finite, another logit NaN
+      [0, 1, 2, 3, 4, 0, 0], // right
+    ]),
+    set,
+    2,
+  );
+  t.is(r.top1, 2 / 5);
+  t.is(r.top5, 2 / 5);
+  const empty: ImageSet = { pixels: new Float32Array(0), labels: new Int32Array(0), shape: [1, 2, 2], classes };
+  await t.throwsAsync(evaluate(fixedLogits([[0]]), empty), { instanceOf: RangeError, message: /^evaluate: argument 'set' has no images \(size 0\)/ });
+  const m = createModel(TINY) as unknown as TrainableClassifier;
+  await t.throwsAsync(train({ model: m, train: subset(mnist.train, 16), test: { ...subset(mnist.test, 0), labels: new Int32Array(0) }, config: { epochs: 1, batchSize: 8 }, outDir: join(tmp, 'no-test') }), {
+    instanceOf: RangeError,
+    message: /train: the test set has no images/,
+  });
+  t.false(existsSync(join(tmp, 'no-test', 'checkpoint')), 'refused before any training');
+  m.dispose();
+});
+
+test.serial('resume refuses a checkpoint of another model config or data set, saying what differs; checkpoints without those records still resume', async (t) => {
+  const data = { train: subset(mnist.train, 32), test: subset(mnist.test, 8) };
+  const config = { epochs: 1, batchSize: 8, lr: 2e-3, warmupSteps: 0, seed: 3 };
+  const out = join(tmp, 'resume-check');
+  const m = createModel(TINY) as unknown as TrainableClassifier;
+  await train({ model: m, ...data, config, outDir: out, maxSteps: 1 });
+  const saved = JSON.parse(readFileSync(join(out, 'checkpoint', 'trainer.json'), 'utf8')) as Record<string, unknown>;
+  t.deepEqual(saved.model, JSON.parse(readFileSync(join(out, 'checkpoint', 'config.json'), 'utf8')), "the model's config.json object");
+  t.deepEqual(saved.data, { trainSize: 32, testSize: 8, classes: 10 });
+  // Same shapes, another function: the weights would load and train the wrong model.
+  const other = createModel({ ...TINY, hidden_act: 'gelu_new', attention_probs_dropout_prob: 0.5 }) as unknown as TrainableClassifier;
+  await t.throwsAsync(train({ model: other, ...data, config, outDir: out, resume: true }), {
+    message: /^train: the checkpoint in '.*' was written for another model config \(2 fields differ\): attention_probs_dropout_prob: 0 in the checkpoint, 0\.5 in this run; hidden_act: "gelu" in the checkpoint, "gelu_new" in this run$/,
+  });
+  await t.throwsAsync(train({ model: m, train: subset(mnist.train, 40), test: subset(mnist.test, 10), config, outDir: out, resume: true }), {
+    message: /^train: the checkpoint in '.*' was written for other data: 32 training images in the checkpoint, 40 in this run; 8 test images in the checkpoint, 10 in this run$/,
+  });
+  await t.throwsAsync(train({ model: m, train: { ...data.train, classes: [...data.train.classes, 'x'] }, test: data.test, config, outDir: out, resume: true }), {
+    message: /other data: 10 classes in the checkpoint, 11 in this run/,
+  });
+  // Written before trainer.json held these: the model is checked against the
+  // checkpoint's config.json; the data cannot be (the next checkpoint records it).
+  delete saved.model;
+  delete saved.data;
+  writeFileSync(join(out, 'checkpoint', 'trainer.json'), JSON.stringify(saved));
+  await t.throwsAsync(train({ model: other, ...data, config, outDir: out, resume: true }), { message: /another model config \(2 fields differ\)/ });
+  const done = await train({ model: m, ...data, config, outDir: out, resume: true });
+  t.is(done.state.step, 4);
+  t.deepEqual(JSON.parse(readFileSync(join(out, 'checkpoint', 'trainer.json'), 'utf8')).data, { trainSize: 32, testSize: 8, classes: 10 });
+  for (const x of [m, other]) x.dispose();
+});
+
+test.serial("a final evaluation that failed is run again on resume, not replaced by the previous epoch's", async (t) => {
+  const data = { train: subset(mnist.train, 16), test: subset(mnist.test, 8) };
+  const config = { epochs: 2, batchSize: 8, lr: 2e-3, warmupSteps: 0, seed: 1 };
+  const make = () => {
+    P.manualSeed(21);
+    return createModel(TINY) as unknown as TrainableClassifier;
+  };
+  const a = make();
+  const whole = await train({ model: a, ...data, config, outDir: join(tmp, 'final-whole') });
+  a.dispose();
+  // A test set whose reads fail from the second evaluation on (a disk gone, say).
+  const src = memorySource(data.test);
+  let evals = 0;
+  let failing = true;
+  const flaky: DataSource = {
+    size: src.size,
+    classes: src.classes,
+    shape: src.shape,
+    label: (i) => src.label(i),
+    batch: (idx, aug) => (failing && evals >= 1 ? Promise.reject(new Error('test image unreadable')) : src.batch(idx, aug)),
+  };
+  const out = join(tmp, 'final-split');
+  const b = make();
+  await t.throwsAsync(train({ model: b, train: data.train, test: flaky, config, outDir: out, onEval: () => evals++ }), { message: 'test image unreadable' });
+  b.dispose();
+  // The training finished and was checkpointed; its last evaluation is missing.
+  const saved = JSON.parse(readFileSync(join(out, 'checkpoint', 'trainer.json'), 'utf8')) as { state: { step: number; history: { step: number }[] } };
+  t.is(saved.state.step, 4);
+  t.deepEqual(saved.state.history.map((h) => h.step), [2]);
+  failing = false;
+  const c = P.withoutInit(() => createModel(TINY)) as unknown as TrainableClassifier;
+  const rest = await train({ model: c, train: data.train, test: flaky, config, outDir: out, resume: true });
+  t.deepEqual(rest.final, whole.final, "the final step's evaluation");
+  t.deepEqual(rest.state.history, whole.state.history);
+  t.deepEqual(JSON.parse(readFileSync(join(out, 'checkpoint', 'trainer.json'), 'utf8')).state.history, whole.state.history, 'and checkpointed');
+  c.dispose();
+});
+
+/** kind@step and the logged values of a metrics.jsonl's lines, without the timing fields. */
+function metricLines(file: string): unknown[] {
+  return readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+    .map(({ kind, step, epoch, loss, trainAccuracy, lr, top1, top5 }) => ({ kind, step, epoch, loss, trainAccuracy, lr, top1, top5 }));
+}
+
+test.serial('metrics.jsonl after crashes and resumes holds the lines of an uninterrupted run, once each', async (t) => {
+  const data = { train: subset(mnist.train, 48), test: subset(mnist.test, 8) };
+  const config = { epochs: 2, batchSize: 8, lr: 2e-3, warmupSteps: 0, seed: 5, checkpointEvery: 3 };
+  const make = () => {
+    P.manualSeed(22);
+    return createModel(TINY) as unknown as TrainableClassifier;
+  };
+  const a = make();
+  await train({ model: a, ...data, config, outDir: join(tmp, 'metrics-whole') });
+  a.dispose();
+  const out = join(tmp, 'metrics-split');
+  const file = join(out, 'metrics.jsonl');
+  // A crash just after the first epoch's evaluation was logged: the checkpoint of that
+  // step (6) was taken before the evaluation, whose line must not stay twice.
+  const b = make();
+  await t.throwsAsync(train({ model: b, ...data, config, outDir: out, onEval: () => { throw new Error('crash'); } }), { message: 'crash' });
+  b.dispose();
+  // Then a crash at step 10 (checkpoint at 9) that cut its last line short.
+  const c = P.withoutInit(() => createModel(TINY)) as unknown as TrainableClassifier;
+  await t.throwsAsync(train({ model: c, ...data, config, outDir: out, resume: true, onProgress: (p) => { if (p.step === 10) throw new Error('crash'); } }), { message: 'crash' });
+  c.dispose();
+  writeFileSync(file, readFileSync(file, 'utf8') + '{"kind":"train","st');
+  const d = P.withoutInit(() => createModel(TINY)) as unknown as TrainableClassifier;
+  await train({ model: d, ...data, config, outDir: out, resume: true });
+  d.dispose();
+  const whole = metricLines(join(tmp, 'metrics-whole', 'metrics.jsonl'));
+  t.deepEqual(whole.map((l) => `${(l as { kind: string }).kind}@${(l as { step: number }).step}`), ['train@6', 'eval@6', 'train@10', 'train@12', 'eval@12']);
+  t.deepEqual(metricLines(file), whole);
+  t.deepEqual(readdirSync(out).sort(), ['checkpoint', 'metrics.jsonl'], 'no temporary file left');
+});
+
+test('perceiver train: flag values out of range are usage errors (exit 2), not a failed run', async (t) => {
+  for (const [args, msg] of [
+    [['--epochs', '0'], /perceiver: error: --epochs must be an integer >= 1, got '0'/],
+    [['--accumulate', '3'], /perceiver: error: --accumulate \(3\) must divide the batch size \(64, the preset's\)/],
+    [['--batch-size', '0'], /--batch-size must be an integer >= 1, got '0'/],
+    [['--seed', '9007199254740993'], /--seed must be at most 2\^53 - 1, got '9007199254740993'/],
+  ] as [string[], RegExp][]) {
+    const r = await runCli(['train', ...args, '--out', join(tmp, 'flags-never')]);
+    t.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    t.regex(r.stderr, msg);
+    t.regex(r.stderr, /Usage: perceiver train/);
+  }
+  t.false(existsSync(join(tmp, 'flags-never')));
+  // A bad value in a config file is the file's fault (exit 1), named before any data is read.
+  writeFileSync(join(tmp, 'epochs0.json'), '{"train": {"epochs": 0}}');
+  const r = await runCli(['train', '--config', join(tmp, 'epochs0.json'), '--out', join(tmp, 'flags-never')]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /^perceiver: error: config file '.*epochs0.json': train: 'epochs' must be an integer >= 1, got 0\n$/);
 });

@@ -75,8 +75,18 @@ export class LAMB extends AdamBase {
   }
 }
 
-/** The L2 norm of all of t's elements, as a [] tensor. */
+/** The L2 norm of all of t's elements, as a [] float32 tensor. */
 export function norm(t: Tensor): Tensor {
   if (!(t instanceof Tensor)) throw new TypeError(`norm: argument 't' must be a Tensor, got ${describe(t)}`);
-  return t.square().reshape([t.size]).sum(0).sqrt();
+  return sumOfSquares(t).sqrt();
+}
+
+/**
+ * @internal The sum of t's squared elements as a [] float32 tensor. Squared in
+ * float32: in float16 a value of 256 already squares to Infinity, and bfloat16's
+ * 8-bit significand stops counting a sum of ones at 256.
+ */
+export function sumOfSquares(t: Tensor): Tensor {
+  const f = t.dtype === 'float32' ? t : t.cast('float32');
+  return f.square().reshape([t.size]).sum(0);
 }

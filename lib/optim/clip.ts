@@ -5,7 +5,7 @@ import { describe } from '../dtype.js';
 import { noGrad } from '../autograd/tape.js';
 import { keep, tidy } from '../scope.js';
 import { assign } from '../ops/layout.js';
-import { norm } from './adam.js';
+import { sumOfSquares } from './adam.js';
 
 const isTensor = (v: unknown): v is Tensor => v instanceof Tensor;
 
@@ -23,15 +23,18 @@ export function clipGradNorm(params: Tensor[], maxNorm: number): Tensor {
   if (grads.length === 0) throw new Error(`clipGradNorm: none of the ${params.length} parameters has a gradient (call backward() first)`);
   return noGrad(() =>
     tidy(() => {
+      // The squares summed in float32, without a square root per gradient to square
+      // again: half-precision gradients would overflow or round the total away.
       let sq: Tensor | null = null;
       for (const g of grads) {
-        const n = norm(g).square();
+        const n = sumOfSquares(g);
         sq = sq ? sq.add(n) : n;
       }
       const total = sq!.sqrt();
       // min(1, maxNorm / total), with total = 0 leaving the gradients as they are.
       const factor = total.add(1e-12).div(maxNorm).maximum(1).pow(-1);
-      for (const g of grads) assign(g, g.mul(factor));
+      // Half-precision gradients scaled in float32 and rounded once.
+      for (const g of grads) assign(g, g.dtype === 'float32' ? g.mul(factor) : g.cast('float32').mul(factor).cast(g.dtype));
       return keep(total);
     }),
   );

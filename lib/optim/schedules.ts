@@ -43,7 +43,10 @@ export interface ConstantCosineOptions {
   constantFraction?: number;
   /** The rate reached at totalSteps. Default 0. */
   endValue?: number;
-  /** Linear warm-up steps from 0 (counted inside the constant part). Default 0. */
+  /**
+   * Linear warm-up steps from 0, counted inside the constant part; when they outlast
+   * it, the cosine starts where the warm-up ends. Default 0.
+   */
   warmupSteps?: number;
 }
 
@@ -61,12 +64,16 @@ function makeConstantCosine(op: string, o: ConstantCosineOptions): Schedule {
   const warmup = o.warmupSteps ?? 0;
   if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`${op}: 'warmupSteps' must be an integer >= 0, got ${describe(warmup)}`);
   if (warmup > total) throw new RangeError(`${op}: 'warmupSteps' (${warmup}) must not exceed 'totalSteps' (${total})`);
-  const flat = Math.floor(total * frac);
+  // The decay starts at the peak, over the steps left: timed from step 0 instead, a
+  // warm-up longer than the constant part ended with a drop (1.0 to 0.5 at once for
+  // 100 warm-up steps of 200). As optax's warmup_cosine_decay_schedule and HF's
+  // get_cosine_schedule_with_warmup; without a warm-up, the reference's constant_cosine.
+  const start = Math.max(Math.floor(total * frac), warmup);
   return (step) => {
     stepArg(op, step);
     if (step < warmup) return (lr * (step + 1)) / warmup;
-    if (step < flat) return lr;
-    const t = Math.min(1, (step - flat) / Math.max(1, total - flat));
+    if (step < start) return lr;
+    const t = Math.min(1, (step - start) / Math.max(1, total - start));
     return end + 0.5 * (lr - end) * (1 + Math.cos(Math.PI * t));
   };
 }
@@ -79,7 +86,7 @@ export interface WarmupCosineOptions {
   endValue?: number;
 }
 
-/** Linear warm-up from 0 to lr, then cosine decay to endValue at totalSteps. */
+/** Linear warm-up from 0 to lr, then cosine decay from lr to endValue over the remaining steps (reached at totalSteps). */
 export function warmupCosine(o: WarmupCosineOptions): Schedule {
   opts('warmupCosine', o);
   return makeConstantCosine('warmupCosine', { lr: o.lr, totalSteps: o.totalSteps, constantFraction: 0, endValue: o.endValue, warmupSteps: o.warmupSteps });

@@ -4,9 +4,17 @@
 export class Rng {
   private s: number;
 
+  /** seed: any safe integer (a fraction is floored); seeds below 2^32 keep the streams they always had. */
   constructor(seed: number) {
-    // Mix the seed so nearby seeds (step, step + 1) start far apart.
-    let h = (Math.floor(seed) ^ 0x9e3779b9) >>> 0;
+    if (typeof seed !== 'number' || !Number.isFinite(seed) || !Number.isSafeInteger(Math.floor(seed)))
+      throw new RangeError(`Rng: argument 'seed' must be a safe integer (|seed| < 2^53), got ${String(seed)}`);
+    const s = Math.floor(seed);
+    // Mix the seed so nearby seeds (step, step + 1) start far apart. The low 32 bits
+    // go in as they always did; the high ones, folded in only when non-zero (so small
+    // seeds keep their streams), keep seeds 2^32 apart from sharing one.
+    let h = (s ^ 0x9e3779b9) >>> 0;
+    const high = Math.floor(s / 2 ** 32);
+    if (high !== 0) h = (h ^ mix32(high >>> 0 ^ 0x7f4a7c15)) >>> 0;
     h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
     h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
     this.s = (h ^ (h >>> 16)) >>> 0;
@@ -63,4 +71,27 @@ export class Rng {
     const b = this.gamma(alpha);
     return a / (a + b);
   }
+}
+
+/** murmur3's 32-bit finaliser: a bijection on 32-bit values that spreads every input bit. */
+function mix32(x: number): number {
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+/**
+ * The seed of a run's stream number `counter` (an epoch's data order, a step's
+ * augmentation, ...), `k` telling the kinds of stream apart: the low 32 bits of
+ * seed * k + counter, worked out exactly in 32-bit integer arithmetic (the float
+ * product lost the counter to rounding for seeds past 2^53 / k), plus the seed's high
+ * bits above them, which Rng folds in. For seeds below 2^32 this is the
+ * (seed * k + counter) mod 2^32 the trainer always used, so their runs are unchanged.
+ */
+export function streamSeed(seed: number, k: number, counter: number): number {
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`streamSeed: argument 'seed' must be an integer in [0, 2^53), got ${String(seed)}`);
+  // 2^32 steps would take years: a counter past that is a caller's bug, not a long run.
+  if (!Number.isSafeInteger(counter) || counter < 0 || counter >= 2 ** 32) throw new RangeError(`streamSeed: argument 'counter' must be an integer in [0, 2^32), got ${String(counter)}`);
+  const low = (Math.imul(seed >>> 0, k) + counter) >>> 0;
+  return Math.floor(seed / 2 ** 32) * 2 ** 32 + low;
 }

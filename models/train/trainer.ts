@@ -10,7 +10,9 @@ import type { Module, Tensor } from '../../lib/index.js';
 import type { ImageSet } from './mnist.js';
 import { isDataSource, memorySource, type Augment, type DataSource } from './image-pipeline.js';
 import { writeFileAtomic } from '../image-io.js';
-import { Rng } from './rng.js';
+import { Rng, streamSeed } from './rng.js';
+import { configJson } from '../save.js';
+import type { PerceiverConfig } from '../config.js';
 
 export interface TrainableClassifier extends Module {
   forward(pixels: Tensor): { logits: Tensor };
@@ -162,6 +164,8 @@ function makeSchedule(c: TrainConfig, totalSteps: number): P.optim.Schedule {
 export function checkTrainConfig(c: TrainConfig): void {
   const int = (k: keyof TrainConfig, min: number) => {
     if (!Number.isInteger(c[k]) || (c[k] as number) < min) throw new RangeError(`train: '${k}' must be an integer >= ${min}, got ${JSON.stringify(c[k])}`);
+    // Past 2^53 neighbouring integers are one double: seeds and counts would coincide.
+    if (!Number.isSafeInteger(c[k])) throw new RangeError(`train: '${k}' must be at most 2^53 - 1 (Number.MAX_SAFE_INTEGER), got ${JSON.stringify(c[k])}`);
   };
   const num = (k: keyof TrainConfig, lo: number, hi = Infinity) => {
     if (typeof c[k] !== 'number' || !((c[k] as number) >= lo && (c[k] as number) <= hi)) throw new RangeError(`train: '${k}' must be a number in [${lo}, ${hi}], got ${JSON.stringify(c[k])}`);
@@ -220,6 +224,8 @@ export async function evaluate(
   if (precision !== 'float32' && precision !== 'bfloat16' && precision !== 'float16')
     throw new TypeError(`evaluate: argument 'precision' must be 'float32', 'bfloat16' or 'float16', got ${JSON.stringify(precision)}`);
   const src = isDataSource(set) ? set : memorySource(set);
+  // Accuracies over no images would be 0 / 0.
+  if (src.size === 0) throw new RangeError(`evaluate: argument 'set' has no images (size 0): there is nothing to evaluate`);
   const wasTraining = model.training;
   model.eval();
   const device = model.parameters()[0]?.device ?? 'cpu';
@@ -241,8 +247,16 @@ export async function evaluate(
       for (let r = 0; r < idx.length; r++) {
         const row = logits.subarray(r * k, (r + 1) * k);
         const target = row[labels[r]];
+        // A NaN compares false with everything, so a row of NaN would rank its target
+        // first: a row with any non-finite logit is wrong (a diverged model scores 0).
         let above = 0;
-        for (let c = 0; c < k; c++) if (row[c] > target || (row[c] === target && c < labels[r])) above++;
+        let finite = true;
+        for (let c = 0; c < k; c++) {
+          const v = row[c];
+          if (!(v > -Infinity && v < Infinity)) finite = false;
+          else if (v > target || (v === target && c < labels[r])) above++;
+        }
+        if (!finite) continue;
         if (above === 0) top1++;
         if (above < 5) top5++;
       }
@@ -313,7 +327,106 @@ function restoreCheckpointDir(dir: string): void {
  * the next seed in sequence, so steps start far apart (hashed), never at step + 1.
  */
 export function dropoutSeed(seed: number, step: number): number {
-  return Math.floor(new Rng((seed * 7_919 + step) ^ 0x5eed5eed).next() * 2 ** 31);
+  const s = streamSeed(seed, 7_919, step);
+  // The low word salted, away from the step's augmentation stream (the same seed * 7919 + step).
+  const low = ((s >>> 0) ^ 0x5eed5eed) >>> 0;
+  return Math.floor(new Rng(s - (s >>> 0) + low).next() * 2 ** 31);
+}
+
+interface DataInfo {
+  trainSize: number;
+  testSize: number;
+  classes: number;
+}
+
+/** checkpoint/trainer.json. 'model' and 'data' are absent in checkpoints that predate them. */
+interface TrainerJson {
+  state: TrainState;
+  config: TrainConfig;
+  /** The model's config.json object (null for a classifier without a Perceiver config). */
+  model?: Record<string, unknown> | null;
+  data?: DataInfo;
+  optimizer: Omit<P.optim.OptimizerStateDict, 'tensors'>;
+}
+
+/**
+ * The model's config as its config.json holds it (after a JSON round trip, as
+ * trainer.json gives it back); a classifier of another kind is compared by its own
+ * config object, and one without a config is not compared.
+ */
+function modelConfigOf(model: TrainableClassifier): Record<string, unknown> | null {
+  const config = (model as { config?: unknown }).config;
+  if (config === null || typeof config !== 'object') return null;
+  let json: unknown;
+  try {
+    json = configJson(config as PerceiverConfig, model.constructor.name);
+  } catch {
+    json = config;
+  }
+  return JSON.parse(JSON.stringify(json)) as Record<string, unknown>;
+}
+
+function readJsonIfPresent(path: string): Record<string, unknown> | null {
+  if (!existsSync(path)) return null;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    throw new Error(`train: cannot read '${path}' (${err instanceof Error ? err.message : String(err)})`);
+  }
+}
+
+/** JSON with object keys sorted, so equal values compare equal whatever their key order. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v !== null && typeof v === 'object')
+    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
+  return JSON.stringify(v) ?? 'undefined';
+}
+
+/** 'field: A in the checkpoint, B in this run' for each top-level field that differs. */
+function differences(saved: Record<string, unknown>, current: Record<string, unknown>): string[] {
+  const show = (v: unknown) => {
+    if (v === undefined) return 'absent';
+    const text = canonical(v);
+    return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+  };
+  return [...new Set([...Object.keys(saved), ...Object.keys(current)])]
+    .sort()
+    .filter((k) => canonical(saved[k]) !== canonical(current[k]))
+    .map((k) => `${k}: ${show(saved[k])} in the checkpoint, ${show(current[k])} in this run`);
+}
+
+/**
+ * On resume, metrics.jsonl is cut back to what the checkpoint's state had logged: a
+ * run that died after its last checkpoint logged steps that the resumed run logs
+ * again. Those are the lines past the checkpoint's step, and an evaluation at that
+ * step which the state's history lacks (logged after a checkpoint taken at an
+ * epoch's last step, before its evaluation); a line cut short at the end is the
+ * crash's. The file is rewritten atomically.
+ */
+async function trimMetrics(file: string, state: TrainState): Promise<void> {
+  if (!existsSync(file)) return;
+  const text = readFileSync(file, 'utf8');
+  const lines = text.split('\n');
+  const evaluated = new Set(state.history.map((h) => h.step));
+  const kept: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i] === '') continue;
+    let rec: { kind?: unknown; step?: unknown };
+    try {
+      rec = JSON.parse(lines[i]) as typeof rec;
+    } catch {
+      if (i === lines.length - 1) continue;
+      // Not a line of ours: left as it is.
+      kept.push(lines[i]);
+      continue;
+    }
+    const step = rec?.step;
+    if (typeof step === 'number' && (step > state.step || (step === state.step && rec.kind === 'eval' && !evaluated.has(step)))) continue;
+    kept.push(lines[i]);
+  }
+  const out = kept.map((l) => `${l}\n`).join('');
+  if (out !== text) await writeFileAtomic(file, new TextEncoder().encode(out));
 }
 
 /**
@@ -328,11 +441,17 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
     if (o[k] !== undefined && !(Number.isSafeInteger(o[k]) && o[k]! >= 0))
       throw new RangeError(`train: option '${k}' must be an integer >= 0, got ${JSON.stringify(o[k])}`);
   if (o.onProfile !== undefined && typeof o.onProfile !== 'function') throw new TypeError(`train: option 'onProfile' must be a function, got ${typeof o.onProfile}`);
-  const { model, test } = o;
+  const { model } = o;
   const data = isDataSource(o.train) ? o.train : memorySource(o.train);
+  const test = isDataSource(o.test) ? o.test : memorySource(o.test);
   const device = model.parameters()[0]?.device ?? 'cpu';
   const stepsPerEpoch = Math.floor(data.size / c.batchSize);
   if (stepsPerEpoch < 1) throw new RangeError(`train: the training set (${data.size} images) is smaller than one batch (${c.batchSize})`);
+  // Found now rather than by the first evaluation, an epoch of training later.
+  if (test.size === 0) throw new RangeError(`train: the test set has no images (size 0): there is nothing to evaluate on`);
+  // What the checkpoint's weights and positions belong to, checked on resume.
+  const modelConfig = modelConfigOf(model);
+  const dataInfo: DataInfo = { trainSize: data.size, testSize: test.size, classes: data.classes.length };
   const totalSteps = stepsPerEpoch * c.epochs;
   mkdirSync(o.outDir, { recursive: true });
   const ckptDir = join(o.outDir, 'checkpoint');
@@ -345,11 +464,26 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
   if (o.resume) {
     restoreCheckpointDir(ckptDir);
     if (!existsSync(join(ckptDir, 'trainer.json'))) throw new Error(`train: nothing to resume: '${join(ckptDir, 'trainer.json')}' does not exist`);
-    const saved = JSON.parse(readFileSync(join(ckptDir, 'trainer.json'), 'utf8')) as { state: TrainState; config: TrainConfig; optimizer: Omit<P.optim.OptimizerStateDict, 'tensors'> };
+    const saved = JSON.parse(readFileSync(join(ckptDir, 'trainer.json'), 'utf8')) as TrainerJson;
     for (const k of Object.keys(c) as (keyof TrainConfig)[])
       // A setting the checkpoint predates had its default then.
       if (k !== 'checkpointEvery' && JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k]) !== JSON.stringify(c[k]))
         throw new Error(`train: the checkpoint was written with ${k} = ${JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k])}, this run has ${JSON.stringify(c[k])}`);
+    // Checkpoints older than the 'model' field hold the same object as their config.json.
+    const savedModel = saved.model !== undefined ? saved.model : readJsonIfPresent(join(ckptDir, 'config.json'));
+    if (savedModel && modelConfig) {
+      const diffs = differences(savedModel, modelConfig);
+      if (diffs.length)
+        throw new Error(`train: the checkpoint in '${ckptDir}' was written for another model config (${diffs.length} field${diffs.length > 1 ? 's' : ''} differ): ${diffs.slice(0, 6).join('; ')}${diffs.length > 6 ? '; ...' : ''}`);
+    }
+    // Checkpoints older than the 'data' field cannot be checked: their next checkpoint records it.
+    if (saved.data) {
+      const names: Record<keyof DataInfo, string> = { trainSize: 'training images', testSize: 'test images', classes: 'classes' };
+      const diffs = (Object.keys(names) as (keyof DataInfo)[])
+        .filter((k) => saved.data![k] !== dataInfo[k])
+        .map((k) => `${saved.data![k]} ${names[k]} in the checkpoint, ${dataInfo[k]} in this run`);
+      if (diffs.length) throw new Error(`train: the checkpoint in '${ckptDir}' was written for other data: ${diffs.join('; ')}`);
+    }
     const weights = await P.loadSafetensors(join(ckptDir, 'model.safetensors'), { device });
     try {
       // Just read, held by nothing else: taken, not copied.
@@ -360,6 +494,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
     savedOptimizer = { tensors: await P.loadSafetensors(join(ckptDir, 'optimizer.safetensors'), { device }), ...saved.optimizer };
     state = saved.state;
     state.window ??= { loss: 0, correct: 0, n: 0 };
+    await trimMetrics(metricsFile, state);
   }
   // After loading: loadStateDict replaces the parameter tensors, and the optimizer
   // must hold the ones the model trains.
@@ -381,7 +516,8 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
       const sd = opt.stateDict();
       if (scaler) state.lossScale = scaler.stateDict();
       await P.saveSafetensors(join(tmp, 'optimizer.safetensors'), sd.tensors);
-      writeFileSync(join(tmp, 'trainer.json'), JSON.stringify({ state, config: c, optimizer: { stepCount: sd.stepCount, steps: sd.steps, groups: sd.groups } }, null, 1));
+      const json: TrainerJson = { state, config: c, model: modelConfig, data: dataInfo, optimizer: { stepCount: sd.stepCount, steps: sd.steps, groups: sd.groups } };
+      writeFileSync(join(tmp, 'trainer.json'), JSON.stringify(json, null, 1));
     });
 
   const log = (rec: Record<string, unknown>) => appendFileSync(metricsFile, JSON.stringify({ time: new Date().toISOString(), ...rec }) + '\n');
@@ -403,11 +539,11 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
   const randAugment = { numLayers: c.randAugmentLayers, magnitude: c.randAugmentMagnitude };
   try {
     while (state.epoch < c.epochs) {
-      const order = new Rng(c.seed * 1_000_003 + state.epoch).permutation(data.size);
+      const order = new Rng(streamSeed(c.seed, 1_000_003, state.epoch)).permutation(data.size);
       // The next step's batches are read while this step computes (prefetch), each
       // step with its own Rng, so the pixels do not depend on the timing.
       const stepBatches = (step: number, position: number) => {
-        const rng = new Rng(c.seed * 7_919 + step);
+        const rng = new Rng(streamSeed(c.seed, 7_919, step));
         const aug: Augment = { rng, maxShift: c.maxShift, randAugment };
         const batches = (async () => {
           const out: { x: Tensor; y: Tensor; labels: Int32Array }[] = [];
@@ -519,6 +655,14 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
       state.position = 0;
       final = await doEval();
     }
+    if (!aborted && final === null) {
+      // Resumed after the last epoch (the process died before the caller saved the
+      // model): the run is complete. Its final evaluation is the one recorded at this
+      // step; when that evaluation failed (the checkpoint below was still written, so
+      // the training is kept), the history ends at an earlier epoch: evaluate now.
+      const last = state.history.at(-1);
+      final = last !== undefined && last.step === state.step ? last : await doEval();
+    }
   } finally {
     if (aborted || state.epoch >= c.epochs) await checkpoint();
     opt.zeroGrad();
@@ -526,9 +670,6 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
     model.eval();
   }
   if (aborted) return { state, final: null, aborted };
-  // Resumed after the last epoch (the process died before the caller saved the model):
-  // the run is complete, and its final evaluation is the last one recorded.
-  final ??= state.history.at(-1) ?? { epoch: state.epoch, step: state.step, ...(await evaluate(model, test, c.evalBatchSize, c.precision)) };
   return { state, final, aborted };
 }
 

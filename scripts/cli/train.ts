@@ -6,7 +6,7 @@ import * as P from '../../lib/index.js';
 import { createModel } from '../../models/registry.js';
 import { loadMnist } from '../../models/train/mnist.js';
 import { PRESETS } from '../../models/train/presets.js';
-import { train, DEFAULT_TRAIN, type TrainConfig, type TrainableClassifier, type Progress } from '../../models/train/trainer.js';
+import { train, checkTrainConfig, DEFAULT_TRAIN, type TrainConfig, type TrainableClassifier, type Progress } from '../../models/train/trainer.js';
 import { trainingReportPng } from '../../models/train/plot.js';
 import { writeFileAtomic } from '../../models/image-io.js';
 import { imageFolderSources, memorySource, type DataSource } from '../../models/train/image-pipeline.js';
@@ -46,11 +46,15 @@ Options:
 Ctrl-C finishes the current step, writes a checkpoint and exits; --resume continues exactly.
 `;
 
-function intFlag(flags: Record<string, string>, name: string): number | undefined {
+function intFlag(flags: Record<string, string>, name: string, min = 0): number | undefined {
   const v = flags[name];
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v)) throw new UsageError(`${name} must be a non-negative integer, got '${v}'`);
-  return Number(v);
+  const n = Number(v);
+  // A bad flag value is the invocation's fault: exit 2 with the usage, not a failed run.
+  if (n < min) throw new UsageError(`${name} must be an integer >= ${min}, got '${v}'`);
+  if (!Number.isSafeInteger(n)) throw new UsageError(`${name} must be at most 2^53 - 1, got '${v}'`);
+  return n;
 }
 
 function bar(p: Progress): string {
@@ -111,11 +115,13 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
     modelCfg = { ...modelCfg, ...(json.model ?? {}) };
     trainCfg = { ...trainCfg, ...(json.train ?? {}) };
   }
-  const overrides: [string, keyof TrainConfig][] = [['--epochs', 'epochs'], ['--batch-size', 'batchSize'], ['--seed', 'seed'], ['--checkpoint-every', 'checkpointEvery'], ['--accumulate', 'accumulateSteps']];
-  for (const [flag, key] of overrides) {
-    const n = intFlag(v, flag);
+  const overrides: [string, keyof TrainConfig, number][] = [['--epochs', 'epochs', 1], ['--batch-size', 'batchSize', 1], ['--seed', 'seed', 0], ['--checkpoint-every', 'checkpointEvery', 0], ['--accumulate', 'accumulateSteps', 1]];
+  for (const [flag, key, min] of overrides) {
+    const n = intFlag(v, flag, min);
     if (n !== undefined) (trainCfg as Record<string, unknown>)[key] = n;
   }
+  const maxSteps = intFlag(v, '--max-steps');
+  const profileStep = intFlag(v, '--profile');
   if (v['--precision'] !== undefined) {
     const p = v['--precision'];
     if (p !== 'float32' && p !== 'bfloat16' && p !== 'float16') throw new UsageError(`--precision must be float32, bfloat16 or float16, got '${p}'`);
@@ -125,6 +131,20 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
     const lr = Number(v['--lr']);
     if (!(lr > 0) || !Number.isFinite(lr)) throw new UsageError(`--lr must be a positive number, got '${v['--lr']}'`);
     trainCfg.lr = lr;
+  }
+  const batchSize = trainCfg.batchSize ?? DEFAULT_TRAIN.batchSize;
+  const accumulate = trainCfg.accumulateSteps ?? DEFAULT_TRAIN.accumulateSteps;
+  if (batchSize % accumulate !== 0) {
+    const source = v['--config'] ? 'config' : 'preset';
+    if (v['--accumulate'] !== undefined)
+      throw new UsageError(`--accumulate (${accumulate}) must divide the batch size (${batchSize}${v['--batch-size'] === undefined ? `, the ${source}'s` : ''})`);
+    if (v['--batch-size'] !== undefined) throw new UsageError(`--batch-size (${batchSize}) must be a multiple of the ${source}'s accumulateSteps (${accumulate})`);
+  }
+  // The rest of the settings (a config file's) before any data is read or model built.
+  try {
+    checkTrainConfig({ ...DEFAULT_TRAIN, ...trainCfg });
+  } catch (err) {
+    throw new Error(`${v['--config'] ? `config file '${v['--config']}': ` : ''}${err instanceof Error ? err.message : String(err)}`);
   }
   const dataArg = v['--data'] ?? (presetName === 'mnist' ? 'mnist' : undefined);
   if (!dataArg) throw new UsageError(`--data DIR is required for the ${presetName} preset (an image folder)`);
@@ -167,8 +187,8 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
       outDir,
       resume,
       signal: ac.signal,
-      maxSteps: intFlag(v, '--max-steps'),
-      profileStep: intFlag(v, '--profile'),
+      maxSteps,
+      profileStep,
       onProfile: (p) => log(`${quiet ? "" : "\n"}profile of one step (also in ${join(outDir, "profile.txt")}):\n${p.table(30)}\n`),
       onProgress: quiet ? undefined : (p) => log(bar(p)),
       onEval: (r) => log(`${quiet ? '' : '\n'}epoch ${r.epoch}: test top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}%, loss ${r.loss.toFixed(4)}\n`),

@@ -1,0 +1,25 @@
+// scripts/demo-video-autoencode.ts: its PNG is written whole or not at all (a temporary
+// name, then a rename). The chunked decoding is checked in
+// test/models-multimodal-chunked.test.ts.
+import test from 'ava';
+import { linkSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runScript } from './helpers/cli-run.js';
+import { caseDir } from './helpers/hf-fixture.js';
+
+test('the PNG replaces an old file by rename, never rewriting it in place', async (t) => {
+  const tmp = mkdtempSync(join(tmpdir(), 'perceiver-demo-video-'));
+  try {
+    // An output hard-linked to another file: written in place, that one would change too.
+    writeFileSync(join(tmp, 'keep.png'), 'old');
+    linkSync(join(tmp, 'keep.png'), join(tmp, 'video.png'));
+    const r = await runScript('demo-video-autoencode.js', ['--model', caseDir('multimodal'), '--chunks', '2', '--out', join(tmp, 'video')]);
+    t.is(r.code, 0, r.stderr);
+    t.is(readFileSync(join(tmp, 'keep.png'), 'utf8'), 'old');
+    t.deepEqual([...readFileSync(join(tmp, 'video.png')).subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
+    t.deepEqual(readdirSync(tmp).sort(), ['keep.png', 'video.png'], 'no temporary file left');
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});

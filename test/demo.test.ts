@@ -1,0 +1,35 @@
+// scripts/demo.ts (`npm run demo`): the flags it passes through to `perceiver train`,
+// --out in both spellings, and bad flags reported in one line with exit 2. The demo's
+// full training run takes minutes and is not run here.
+import test from 'ava';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runScript } from './helpers/cli-run.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'perceiver-demo-'));
+test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
+
+test('--out=DIR is the output folder as --out DIR is (a second --out was added and refused as given twice)', async (t) => {
+  const out = join(tmp, 'eq');
+  // No step: the run stops at once with its checkpoint, and the demo exits 130 as on Ctrl-C.
+  const r = await runScript('demo.js', [`--out=${out}`, '--max-steps', '0', '--quiet']);
+  t.is(r.code, 130, r.stderr);
+  t.true(existsSync(join(out, 'checkpoint', 'trainer.json')));
+  t.notRegex(r.stderr, /given twice/);
+});
+
+test('a bad flag is one line on stderr and exit 2, as perceiver train reports it (no stack trace)', async (t) => {
+  for (const [args, msg] of [
+    [['--epochs', '0'], "demo: error: --epochs must be an integer >= 1, got '0'"],
+    [['--bogus'], 'demo: error: unknown option '],
+  ] as [string[], string][]) {
+    const r = await runScript('demo.js', [...args, '--out', join(tmp, 'never')]);
+    t.is(r.code, 2, r.stderr);
+    const lines = r.stderr.trim().split('\n');
+    t.is(lines.length, 2, r.stderr);
+    t.regex(lines[0], /^perceiver-io demo: training on MNIST/);
+    t.true(lines[1].startsWith(msg), lines[1]);
+  }
+  t.deepEqual(readdirSync(tmp).filter((n) => n === 'never'), []);
+});
