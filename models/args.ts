@@ -3,6 +3,7 @@
 // ops' form: "<op>: argument '<name>' must be ..., got ...". They run once per call on
 // a handful of values, never per element.
 import { Tensor, type DTypeName } from '../lib/index.js';
+import { hostInt32Range } from '../lib/creation.js';
 import { describe } from '../lib/dtype.js';
 
 export interface TensorArgOptions {
@@ -112,4 +113,16 @@ export function knownKeysArg(op: string, name: string, opts: object, known: read
   const unknown = Object.keys(opts).filter((k) => !known.includes(k));
   if (unknown.length > 0)
     throw new TypeError(`${op}: argument '${name}' has unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')} (known: ${known.join(', ')})`);
+}
+
+/**
+ * Token ids the host has seen (a tensor made from host data, not written since) must
+ * be in [0, vocab): said here, naming the model's argument, where the embedding would
+ * fail later, on data(), with its own op's name. Ids computed on the device are
+ * checked by the embedding itself.
+ */
+export function tokenIdsArg(op: string, name: string, ids: Tensor, vocab: number): void {
+  const range = hostInt32Range(ids);
+  if (range !== null && (range[0] < 0 || range[1] >= vocab))
+    throw new RangeError(`${op}: argument '${name}' must hold token ids in [0, ${vocab}), got ids from ${range[0]} to ${range[1]}`);
 }

@@ -117,6 +117,11 @@ const DEFAULTS: Omit<PerceiverConfig, 'num_labels'> = {
   image_std: null,
 };
 
+// Far past any released Perceiver (d_latents 1280, num_latents 2048, 262 bytes of
+// vocabulary): 2^20 per size, 2^31 elements (8 GiB in float32) per weight.
+const MAX_SIZE = 2 ** 20;
+const MAX_WEIGHT = 2 ** 31;
+
 const ACTS: readonly string[] = ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'gelu_fast', 'relu'];
 
 /** A value as the messages show it: JSON, except numbers (NaN, Infinity) and undefined, which JSON would hide. */
@@ -187,6 +192,28 @@ export function perceiverConfig(json: Partial<PerceiverConfig> & Record<string, 
     const v = cfg[k];
     if (v !== null && !isPositiveInt(v)) throw new TypeError(`perceiverConfig: '${k}' must be null or a positive integer, got ${show(v)}`);
   }
+  // Sizes a model can be built at: a constructor that runs out of memory part-way
+  // leaves what it had allocated (gigabytes, filled on the queue) until the collector
+  // runs, and a later op waits behind those fills.
+  for (const k of [
+    'num_latents', 'd_latents', 'd_model', 'image_channels', 'conv_out_channels', 'num_self_attention_heads', 'num_cross_attention_heads',
+    'vocab_size', 'max_position_embeddings', 'self_attention_widening_factor', 'cross_attention_widening_factor', 'image_size',
+    'num_frames', 'audio_samples_per_frame', 'samples_per_patch', 'output_num_channels', '_label_trainable_num_channels', 'num_labels',
+    'qk_channels', 'v_channels',
+  ] as const) {
+    const v = cfg[k];
+    if (typeof v === 'number' && v > MAX_SIZE) throw new RangeError(`perceiverConfig: '${k}' must be at most ${MAX_SIZE}, got ${v}`);
+  }
+  const weights: [string, number][] = [
+    ['num_latents x d_latents (the latents)', cfg.num_latents * cfg.d_latents],
+    ['d_latents x d_latents x self_attention_widening_factor (a latent MLP)', cfg.d_latents * cfg.d_latents * cfg.self_attention_widening_factor],
+    ['d_latents x d_model x cross_attention_widening_factor (the cross-attention)', cfg.d_latents * cfg.d_model * cfg.cross_attention_widening_factor],
+    ['vocab_size x d_model (the embeddings)', cfg.vocab_size * cfg.d_model],
+    ['max_position_embeddings x d_model (the positions)', cfg.max_position_embeddings * cfg.d_model],
+    ['image_size^2 x d_model (a learned position table)', cfg.image_size * cfg.image_size * cfg.d_model],
+  ];
+  for (const [what, n] of weights)
+    if (n > MAX_WEIGHT) throw new RangeError(`perceiverConfig: ${what} is ${n} elements, more than a weight may have (${MAX_WEIGHT})`);
   if (typeof cfg.use_query_residual !== 'boolean')
     throw new TypeError(`perceiverConfig: use_query_residual must be true or false, got ${show(cfg.use_query_residual)}`);
   // HF draws weights from normal(0, initializer_range); layer_norm_eps is a LayerNorm epsilon.

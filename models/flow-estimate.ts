@@ -35,6 +35,15 @@ export async function estimateFlow(model: PerceiverForOpticalFlow, frames: Array
     throw new TypeError(`${op}: argument 'frames' must be an array or typed array of RGB values [2, H, W, 3], got ${describe(frames)}`);
   if (frames.length !== 2 * H * W * 3)
     throw new RangeError(`${op}: argument 'frames' must hold 2 x ${H} x ${W} x 3 = ${2 * H * W * 3} values (two RGB frames of size), got ${frames.length}`);
+  // Pixels are 0-255 (the model's patches are normalised from that range): a string is
+  // coerced, undefined becomes NaN, and 300 is out of the range the model saw. Bytes
+  // cannot be wrong; anything else is read once here, as the patches read it anyway.
+  if (!(frames instanceof Uint8Array || frames instanceof Uint8ClampedArray))
+    for (let i = 0; i < frames.length; i++) {
+      const v = frames[i];
+      if (typeof v !== 'number' || !(v >= 0 && v <= 255))
+        throw new RangeError(`${op}: argument 'frames' must hold RGB values in [0, 255], got ${describe(v)} at index ${i}`);
+    }
   opts = objectArg(op, 'opts', opts);
   if (opts.onWindow !== undefined && typeof opts.onWindow !== 'function')
     throw new TypeError(`${op}: argument 'opts.onWindow' must be a function, got ${describe(opts.onWindow)}`);

@@ -8,7 +8,7 @@ import { PerceiverTextPreprocessor } from './preprocessors/text.js';
 import { PerceiverBasicDecoder } from './decoders/basic.js';
 import { PerceiverEmbeddingDecoder } from './decoders/embedding.js';
 import { saveModel, type SaveModelOptions } from './save.js';
-import { objectArg, optionalTensorArg, tensorArg } from './args.js';
+import { objectArg, optionalTensorArg, tensorArg, tokenIdsArg } from './args.js';
 
 export class PerceiverForMaskedLM extends Module {
   readonly config: PerceiverConfig;
@@ -50,6 +50,7 @@ export class PerceiverForMaskedLM extends Module {
   forward(inputs: Tensor, opts: { attentionMask?: Tensor | null; queryMask?: Tensor | null } = {}): { logits: Tensor } {
     const op = 'PerceiverForMaskedLM.forward';
     tensorArg(op, 'inputs', inputs, { rank: 2, dtype: ['int32'], shape: '[B, N]' });
+    tokenIdsArg(op, 'inputs', inputs, this.config.vocab_size);
     opts = objectArg(op, 'opts', opts);
     optionalTensorArg(op, 'opts.attentionMask', opts.attentionMask, { rank: 2, shape: '[B, N]' });
     optionalTensorArg(op, 'opts.queryMask', opts.queryMask, { rank: 2, shape: '[B, max_position_embeddings]' });

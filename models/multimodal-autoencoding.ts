@@ -31,6 +31,12 @@ export function checkMultimodalInputs(op: string, name: string, inputs: unknown)
   tensorArg(op, `${name}.image`, i.image, { rank: 5, dtype: 'float', shape: '[B, T, 3, H, W]' });
   tensorArg(op, `${name}.audio`, i.audio, { rank: 3, dtype: 'float', shape: '[B, samples, 1]' });
   tensorArg(op, `${name}.label`, i.label, { rank: 2, shape: '[B, num_labels]' });
+  // Two channels would be read as twice the samples, interleaved, into patches.
+  if (i.audio.shape[2] !== 1)
+    throw new RangeError(`${op}: argument '${name}.audio' must be [B, samples, 1] (one channel), got [${i.audio.shape.join(', ')}]`);
+  const [bi, ba, bl] = [i.image.shape[0], i.audio.shape[0], i.label.shape[0]];
+  if (ba !== bi || bl !== bi)
+    throw new RangeError(`${op}: arguments '${name}.image', '.audio' and '.label' must have one batch size, got ${bi}, ${ba} and ${bl}`);
   return i;
 }
 
@@ -131,6 +137,19 @@ export class PerceiverForMultimodalAutoencoding extends Module {
   ): { logits: Record<string, Tensor> } {
     const op = 'PerceiverForMultimodalAutoencoding.forward';
     checkMultimodalInputs(op, 'inputs', inputs);
+    // The decoder's queries are the config's grid: more frames, a larger image or more
+    // audio would be encoded and then decoded at the config's size, silently.
+    const c = this.config;
+    const [, T, , H, W] = inputs.image.shape;
+    const [, oT, oH, oW] = c.output_shape;
+    if (T !== oT || H !== oH || W !== oW)
+      throw new RangeError(`${op}: argument 'inputs.image' must be [B, ${oT}, 3, ${oH}, ${oW}] (the config's output_shape), got [${inputs.image.shape.join(', ')}]`);
+    // HF's audio grid: whole patches of num_frames x audio_samples_per_frame samples.
+    const patches = Math.floor((c.num_frames * c.audio_samples_per_frame) / c.samples_per_patch);
+    if (inputs.audio.shape[1] !== patches * c.samples_per_patch)
+      throw new RangeError(
+        `${op}: argument 'inputs.audio' must hold ${patches * c.samples_per_patch} samples (the config's ${patches} patches of ${c.samples_per_patch}), got ${inputs.audio.shape[1]}`,
+      );
     opts = objectArg(op, 'opts', opts, true);
     const points = objectArg(op, 'opts.subsampledOutputPoints', opts.subsampledOutputPoints, true);
     checkIndexList(op, 'opts.subsampledOutputPoints.image', points.image);

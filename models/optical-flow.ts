@@ -49,6 +49,11 @@ export class PerceiverForOpticalFlow extends Module {
     tensorArg('PerceiverForOpticalFlow.forward', 'inputs', inputs, { rank: 5, dtype: 'float', shape: '[B, 2, 27, H, W]' });
     if (inputs.shape[1] !== 2 || inputs.shape[2] !== 27)
       throw new RangeError(`PerceiverForOpticalFlow.forward: argument 'inputs' must be [B, 2, 27, H, W] (two frames of 3x3x3 patches), got shape [${inputs.shape.join(', ')}]`);
+    // The decoder's queries are train_size's grid: an input of the same pixel count in
+    // another shape would come back poured row by row into that grid (HF reshapes so).
+    const [h, w] = this.config.train_size;
+    if (inputs.shape[3] !== h || inputs.shape[4] !== w)
+      throw new RangeError(`PerceiverForOpticalFlow.forward: argument 'inputs' must be ${h} x ${w} pixels (config train_size), got ${inputs.shape[3]} x ${inputs.shape[4]}; estimateFlow() tiles larger frames`);
     return tidy(() => ({ logits: this.perceiver.forward(inputs).logits as Tensor }));
   }
 

@@ -184,6 +184,23 @@ export class PerceiverTrainablePositionEncoding extends Module implements Positi
     return this.indexDims.length;
   }
 
+  // The grid the table's rows are laid out on: its own index dims, or, for a flat
+  // table of a square count read by 2-D inputs (HF's image preprocessors make
+  // image_size² rows), the square interpolatePosEncoding also reads it as.
+  private grid(): readonly number[] {
+    const n = this.indexDims[0];
+    const side = Math.round(Math.sqrt(n));
+    return this.indexDims.length === 1 && side * side === n ? [side, side] : this.indexDims;
+  }
+
+  // Inputs of the table's count in another shape would take its rows by flat index:
+  // an 8x8 table read by a 4x16 image puts row 8's positions on the first row's end.
+  private sameGrid(dims: readonly number[]): boolean {
+    const grid = dims.length === 2 ? this.grid() : this.indexDims;
+    if (dims.length !== grid.length) return this.indexDims.length === 1;  // a flat table read by count, as HF does
+    return dims.every((d, i) => d === grid[i]);
+  }
+
   get positionEmbeddings(): Tensor {
     return this.tensor('position_embeddings');
   }
@@ -207,9 +224,10 @@ export class PerceiverTrainablePositionEncoding extends Module implements Positi
           if (indexDims.length !== 2)
             throw new RangeError(`PerceiverTrainablePositionEncoding: interpolatePosEncoding resizes a square grid to [height, width], but the inputs' index dims are [${indexDims.join(', ')}]`);
           pos = this.interpolatePosEncoding(indexDims[0], indexDims[1]);
-        } else if (n !== table.shape[0])
+        } else if (n !== table.shape[0] || !this.sameGrid(indexDims))
           throw new RangeError(
             `PerceiverTrainablePositionEncoding: inputs have ${n} positions ([${indexDims.join(', ')}]) but the table has ${table.shape[0]}` +
+              (this.indexDims.length > 1 || indexDims.length === 2 ? ` as a [${this.grid().join(', ')}] grid` : '') +
               (indexDims.length === 2 ? ' (interpolatePosEncoding: true resizes the table to the inputs)' : ''),
           );
       }

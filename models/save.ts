@@ -39,7 +39,7 @@ const EXTENSION_OPTIONS = [
  * id2label/label2id derived from num_labels as HF derives them, and the DeepMind
  * options that differ from their defaults.
  */
-export function configJson(config: PerceiverConfig, arch: string): Record<string, unknown> {
+export function configJson(config: PerceiverConfig, arch: string, torchDtype: 'float32' | 'float16' | 'bfloat16' = 'float32'): Record<string, unknown> {
   objectArg('configJson', 'config', config, true);
   if (typeof arch !== 'string' || arch === '') throw new TypeError(`configJson: argument 'arch' must be a model class name, got ${describe(arch)}`);
   // The config's fields are checked as a config.json's are (perceiverConfig's messages name the field).
@@ -61,7 +61,7 @@ export function configJson(config: PerceiverConfig, arch: string): Record<string
   }
   out.architectures = [arch];
   out.model_type = 'perceiver';
-  out.torch_dtype = 'float32';
+  out.torch_dtype = torchDtype;
   return Object.fromEntries(Object.keys(out).sort().map((k) => [k, out[k]]));
 }
 
@@ -126,6 +126,10 @@ export async function saveModel(model: Module & { config: PerceiverConfig }, dir
     if (key.endsWith('.num_batches_tracked') && t.dtype === 'int32') dtypes[key] = 'I64';
   }
   const bytesOf = (k: string) => tensors[k].size * (dtypes[k] === 'I64' ? 8 : DTYPE_BYTES[tensors[k].dtype]);
+  // HF's torch_dtype names the floating weights' dtype (what from_pretrained's
+  // torch_dtype="auto" loads them in): a model saved in bf16 is not a float32 one.
+  const floating = [...new Set(Object.values(tensors).map((t) => t.dtype).filter((d) => d !== 'int32' && d !== 'uint8'))];
+  const torchDtype = floating.length === 1 ? (floating[0] as 'float32' | 'float16' | 'bfloat16') : 'float32';
   const keys = Object.keys(tensors);
   const total = keys.reduce((a, k) => a + bytesOf(k), 0);
 
@@ -154,7 +158,7 @@ export async function saveModel(model: Module & { config: PerceiverConfig }, dir
   const saveId = randomBytes(8).toString('hex');
   try {
     const configTmp = tempName(dir, 'config.json');
-    await writeFile(configTmp, JSON.stringify(configJson(model.config, arch), null, 2) + '\n', { flag: 'wx' });
+    await writeFile(configTmp, JSON.stringify(configJson(model.config, arch, torchDtype), null, 2) + '\n', { flag: 'wx' });
     pending.push([configTmp, join(dir, 'config.json')]);
     for (let i = 0; i < groups.length; i++) {
       const part = Object.fromEntries(groups[i].map((k) => [k, tensors[k]]));

@@ -7,7 +7,7 @@ import { PerceiverModel } from './perceiver.js';
 import { PerceiverTextPreprocessor } from './preprocessors/text.js';
 import { PerceiverClassificationDecoder } from './decoders/classification.js';
 import { saveModel, type SaveModelOptions } from './save.js';
-import { objectArg, optionalTensorArg, tensorArg } from './args.js';
+import { objectArg, optionalTensorArg, tensorArg, tokenIdsArg } from './args.js';
 
 export class PerceiverForSequenceClassification extends Module {
   readonly config: PerceiverConfig;
@@ -41,6 +41,7 @@ export class PerceiverForSequenceClassification extends Module {
   forward(inputs: Tensor, opts: { attentionMask?: Tensor | null; queryMask?: Tensor | null } = {}): { logits: Tensor } {
     const op = 'PerceiverForSequenceClassification.forward';
     tensorArg(op, 'inputs', inputs, { rank: 2, dtype: ['int32'], shape: '[B, N]' });
+    tokenIdsArg(op, 'inputs', inputs, this.config.vocab_size);
     opts = objectArg(op, 'opts', opts);
     optionalTensorArg(op, 'opts.attentionMask', opts.attentionMask, { rank: 2, shape: '[B, N]' });
     optionalTensorArg(op, 'opts.queryMask', opts.queryMask, { rank: 2, shape: '[B, 1]' });

@@ -70,7 +70,7 @@ test('run --interpolate-pos-encoding: the learned-position classifier on another
   t.deepEqual(await got.logits.data(), await want.data());
   const plain = await cli(['run', '--model', caseDir('image_learned'), '--input', input, '--output', out, '--device', 'cpu']);
   t.not(plain.code, 0);
-  t.regex(plain.stderr, /inputs have 150 positions \(\[15, 10\]\) but the table has 144 \(interpolatePosEncoding: true resizes/);
+  t.regex(plain.stderr, /inputs have 150 positions \(\[15, 10\]\) but the table has 144 as a \[12, 12\] grid \(interpolatePosEncoding: true resizes/);
   const mlm = await cli(['run', '--model', caseDir('mlm'), '--input', fixture('mlm', 'input.safetensors'), '--output', out, '--device', 'cpu', '--interpolate-pos-encoding']);
   t.not(mlm.code, 0);
   t.regex(mlm.stderr, /interpolatePosEncoding applies to the image classifiers, not to PerceiverForMaskedLM/);

@@ -46,7 +46,11 @@ test('the state dict names and shapes are exactly those of the HF checkpoint', a
 test('an input whose size differs from train_size is refused with the reason', (t) => {
   const model = new PerceiverForOpticalFlow(config);
   const x = P.zeros([1, 2, 27, 8, 16]);
-  t.throws(() => model.forward(x), { message: /128 queries but the output image \[12, 16\] has 192 pixels/ });
+  t.throws(() => model.forward(x), { message: /^PerceiverForOpticalFlow\.forward: argument 'inputs' must be 12 x 16 pixels \(config train_size\), got 8 x 16/ });
+  // The same pixel count in another shape too: the decoder's grid would take them row by row.
+  const turned = P.zeros([1, 2, 27, 16, 12]);
+  t.throws(() => model.forward(turned), { message: /must be 12 x 16 pixels \(config train_size\), got 16 x 12/ });
+  turned.dispose();
   x.dispose();
   model.dispose();
 });
@@ -93,6 +97,11 @@ test('PerceiverForOpticalFlow and estimateFlow: bad arguments are refused with t
     [() => estimateFlow(model, rgb, [4, 'x'] as never), /^estimateFlow: argument 'size\[1\]' must be an integer >= 1, got 'x'$/],
     [() => estimateFlow(model, rgb, [4, 4], null as never), /^estimateFlow: argument 'opts' must be an object, got null$/],
     [() => estimateFlow(model, rgb, [4, 4], { onWindow: 5 as never }), /^estimateFlow: argument 'opts.onWindow' must be a function, got number 5$/],
+    // Pixel values the model never saw, or that are not numbers (coerced or NaN before).
+    [() => estimateFlow(model, Array.from(rgb, (_, i) => (i === 7 ? 300 : 0)), [4, 4]), /^estimateFlow: argument 'frames' must hold RGB values in \[0, 255\], got number 300 at index 7$/],
+    [() => estimateFlow(model, Float32Array.from(rgb, (_, i) => (i === 2 ? NaN : 1)), [4, 4]), /got number NaN at index 2$/],
+    [() => estimateFlow(model, Array.from(rgb, (_, i) => (i === 5 ? '9' : 0)) as never, [4, 4]), /got '9' at index 5$/],
+    [() => estimateFlow(model, new Array(96), [4, 4]), /got undefined at index 0$/],
   ];
   for (const [f, message] of badAsync) await t.throwsAsync(f, { message }, String(message));
   for (const v of [frames4, oneFrame, ints]) v.dispose();

@@ -91,7 +91,12 @@ test.serial('interpolatePosEncoding: the learned-position classifier on 16x16 im
   const same = [small.forward(pixels12, { interpolatePosEncoding: true }).logits, small.forward(pixels12).logits];
   t.deepEqual(await same[0].data(), await same[1].data());
   // Without the flag another size is refused, and the message says what to pass.
-  t.throws(() => small.forward(pixels), { message: /inputs have 256 positions \(\[16, 16\]\) but the table has 144 \(interpolatePosEncoding: true resizes/ });
+  t.throws(() => small.forward(pixels), { message: /inputs have 256 positions \(\[16, 16\]\) but the table has 144 as a \[12, 12\] grid \(interpolatePosEncoding: true resizes/ });
+  // As many pixels in another shape: the rows would be taken by flat index (a 9x16
+  // image's second row reading the table's first row's end), so refused as well.
+  const wide = P.randn([2, 3, 9, 16], { seed: 7 });
+  t.throws(() => small.forward(wide), { message: /inputs have 144 positions \(\[9, 16\]\) but the table has 144 as a \[12, 12\] grid/ });
+  wide.dispose();
   t.throws(() => small.forward(pixels, { interpolatePosEncoding: 1 as never }), { message: /option 'interpolatePosEncoding' must be a boolean, got number/ });
   t.throws(() => small.forward(pixels, null as never), { message: /argument 'opts' must be an object/ });
   for (const x of [got, want, pixels, pixels12, resized, ...same, ...Object.values(sd)]) x.dispose();

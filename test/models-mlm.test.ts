@@ -108,6 +108,7 @@ test('PerceiverForMaskedLM and fillMask: bad arguments are refused with the argu
   const model = new PerceiverForMaskedLM(config);
   const ids = P.zeros([1, 4], { dtype: 'int32' });
   const ids1 = P.zeros([4], { dtype: 'int32' });
+  const outOfVocab = P.tensor([5, -1, 262, 7], [1, 4], { dtype: 'int32' });
   const bad: [() => unknown, RegExp][] = [
     [() => new PerceiverForMaskedLM(undefined as never), /^PerceiverForMaskedLM: argument 'config' must be an object, got undefined$/],
     [() => new PerceiverForMaskedLM([] as never), /^PerceiverForMaskedLM: argument 'config' must be an object, got array of length 0$/],
@@ -120,6 +121,9 @@ test('PerceiverForMaskedLM and fillMask: bad arguments are refused with the argu
     [() => model.forward(ids, null as never), /^PerceiverForMaskedLM.forward: argument 'opts' must be an object, got null$/],
     [() => model.forward(ids, { attentionMask: NaN as never }), /^PerceiverForMaskedLM.forward: argument 'opts.attentionMask' must be a Tensor \[B, N\], got number NaN$/],
     [() => model.forward(ids, { attentionMask: ids1 }), /^PerceiverForMaskedLM.forward: argument 'opts.attentionMask' must have rank 2 \[B, N\], got shape \[4\]$/],
+    // Ids the host has seen out of the vocabulary: named here, not by the embedding's
+    // error on a later data().
+    [() => model.forward(outOfVocab), /^PerceiverForMaskedLM.forward: argument 'inputs' must hold token ids in \[0, 262\), got ids from -1 to 262$/],
     [() => parseMaskedText(5 as never), /^parseMaskedText: argument 'text' must be a string, got number 5$/],
     [() => parseMaskedText('<mask>', {} as never), /^parseMaskedText: argument 'tokenizer' must be a BytesTokenizer, got Object$/],
   ];
@@ -130,6 +134,6 @@ test('PerceiverForMaskedLM and fillMask: bad arguments are refused with the argu
     [() => fillMask(model, 'a<mask>', null as never), /^fillMask: argument 'opts' must be an object, got null$/],
   ];
   for (const [f, message] of badAsync) await t.throwsAsync(f, { message }, String(message));
-  for (const v of [ids, ids1]) v.dispose();
+  for (const v of [ids, ids1, outOfVocab]) v.dispose();
   model.dispose();
 });

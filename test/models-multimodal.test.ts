@@ -96,6 +96,7 @@ test('PerceiverForMultimodalAutoencoding: bad arguments are refused with the arg
   const label = P.zeros([1, 7]);
   const inputs = { image, audio, label };
   const points = { subsampledOutputPoints: { image: [0, 1], audio: [0] } };
+  const [stereo, frames3, short, label2] = [P.zeros([1, 64, 2]), P.zeros([1, 3, 3, 16, 16]), P.zeros([1, 96, 1]), P.zeros([2, 7])];
   const bad: [() => unknown, RegExp][] = [
     [() => new PerceiverForMultimodalAutoencoding(undefined as never), /^PerceiverForMultimodalAutoencoding: argument 'config' must be an object, got undefined$/],
     [() => new PerceiverForMultimodalAutoencoding(config, null as never), /^PerceiverForMultimodalAutoencoding: argument 'opts' must be an object, got null$/],
@@ -110,8 +111,14 @@ test('PerceiverForMultimodalAutoencoding: bad arguments are refused with the arg
     [() => model.forward(inputs, {} as never), /^PerceiverForMultimodalAutoencoding.forward: argument 'opts.subsampledOutputPoints' must be an object, got undefined$/],
     [() => model.forward(inputs, { subsampledOutputPoints: { image: 5, audio: [0] } } as never), /^PerceiverForMultimodalAutoencoding.forward: argument 'opts.subsampledOutputPoints.image' must be an array or typed array of flat indices, got number 5$/],
     [() => model.forward(inputs, { subsampledOutputPoints: { image: [0] } } as never), /^PerceiverForMultimodalAutoencoding.forward: argument 'opts.subsampledOutputPoints.audio' must be an array or typed array of flat indices, got undefined$/],
+    // Inputs the config's grid does not describe: they would be encoded as they are and
+    // decoded at the config's size, or (two audio channels) read as interleaved samples.
+    [() => model.forward({ ...inputs, audio: stereo }, points), /^PerceiverForMultimodalAutoencoding.forward: argument 'inputs.audio' must be \[B, samples, 1\] \(one channel\), got \[1, 64, 2\]$/],
+    [() => model.forward({ ...inputs, image: frames3 }, points), /^PerceiverForMultimodalAutoencoding.forward: argument 'inputs.image' must be \[B, 2, 3, 16, 16\] \(the config's output_shape\), got \[1, 3, 3, 16, 16\]$/],
+    [() => model.forward({ ...inputs, audio: short }, points), /^PerceiverForMultimodalAutoencoding.forward: argument 'inputs.audio' must hold 128 samples \(the config's \d+ patches of \d+\), got 96$/],
+    [() => model.forward({ ...inputs, label: label2 }, points), /^PerceiverForMultimodalAutoencoding.forward: arguments 'inputs.image', '.audio' and '.label' must have one batch size, got 1, 1 and 2$/],
   ];
   for (const [f, message] of bad) t.throws(f, { message }, String(message));
-  for (const v of [image, audio, label]) v.dispose();
+  for (const v of [image, audio, label, stereo, frames3, short, label2]) v.dispose();
   model.dispose();
 });

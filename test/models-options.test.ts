@@ -127,6 +127,18 @@ test('perceiverConfig: a field of the wrong type or value is refused with its na
   ];
   for (const [json, message] of bad) t.throws(() => perceiverConfig(json as never), { instanceOf: TypeError, message }, JSON.stringify(json));
   t.throws(() => perceiverConfig(null as never), { instanceOf: TypeError, message: /^perceiverConfig: argument 'json' must be a config.json object, got null$/ });
+  // Sizes no model can be built at are refused before anything is allocated: a
+  // constructor that ran out of memory part-way left gigabytes filling on the queue.
+  const before = P.memory().cpu.bytes;
+  const huge: [Record<string, unknown>, RegExp][] = [
+    [{ d_latents: 2 ** 31 }, /^perceiverConfig: 'd_latents' must be at most 1048576, got 2147483648$/],
+    [{ num_labels: 2 ** 21 }, /^perceiverConfig: 'num_labels' must be at most 1048576, got 2097152$/],
+    [{ num_latents: 2 ** 16, d_latents: 2 ** 16 }, /^perceiverConfig: num_latents x d_latents \(the latents\) is 4294967296 elements, more than a weight may have \(2147483648\)$/],
+    [{ d_latents: 2 ** 15, self_attention_widening_factor: 4 }, /d_latents x d_latents x self_attention_widening_factor \(a latent MLP\) is 4294967296 elements/],
+  ];
+  for (const [json, message] of huge) t.throws(() => perceiverConfig(json as never), { instanceOf: RangeError, message }, JSON.stringify(json));
+  t.throws(() => new PerceiverForMaskedLM({ d_latents: 2 ** 31 } as never), { instanceOf: RangeError, message: /'d_latents' must be at most 1048576/ });
+  t.is(P.memory().cpu.bytes, before, 'nothing allocated');
   // HF's legal values stay legal.
   const c = perceiverConfig({ qk_channels: null, v_channels: 64, layer_norm_eps: 0, initializer_range: 0, id2label: {}, use_query_residual: false });
   t.is(c.num_labels, 0);

@@ -116,6 +116,21 @@ test('labels are written as HF writes them: id2label/label2id from num_labels, n
   t.like(named, { model_type: 'perceiver', torch_dtype: 'float32' });
 });
 
+test('torch_dtype names the dtype the weights are saved in (a bfloat16 model is not a float32 one)', async (t) => {
+  const m = new PerceiverModel(perceiverConfig({ num_latents: 4, d_latents: 8, d_model: 8, num_self_attends_per_block: 1, num_self_attention_heads: 2, num_cross_attention_heads: 2 }));
+  const dir = mkdtempSync(join(tmpdir(), 'pio-save-dtype-'));
+  try {
+    await saveModel(m, dir);
+    t.is(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).torch_dtype, 'float32');
+    m.to('bfloat16');
+    await saveModel(m, dir);
+    t.is(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).torch_dtype, 'bfloat16');
+  } finally {
+    m.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the bare PerceiverModel saves under its own architecture name', async (t) => {
   const m = new PerceiverModel(perceiverConfig({ num_latents: 4, d_latents: 8, d_model: 8, num_self_attends_per_block: 1, num_self_attention_heads: 2, num_cross_attention_heads: 2 }));
   const dir = freshDir('bare');
