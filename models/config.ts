@@ -210,7 +210,6 @@ export function perceiverConfig(json: Partial<PerceiverConfig> & Record<string, 
     ['d_latents x d_model x cross_attention_widening_factor (the cross-attention)', cfg.d_latents * cfg.d_model * cfg.cross_attention_widening_factor],
     ['vocab_size x d_model (the embeddings)', cfg.vocab_size * cfg.d_model],
     ['max_position_embeddings x d_model (the positions)', cfg.max_position_embeddings * cfg.d_model],
-    ['image_size^2 x d_model (a learned position table)', cfg.image_size * cfg.image_size * cfg.d_model],
   ];
   for (const [what, n] of weights)
     if (n > MAX_WEIGHT) throw new RangeError(`perceiverConfig: ${what} is ${n} elements, more than a weight may have (${MAX_WEIGHT})`);

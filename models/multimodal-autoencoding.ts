@@ -40,6 +40,19 @@ export function checkMultimodalInputs(op: string, name: string, inputs: unknown)
   return i;
 }
 
+/**
+ * The audio the decoder's grid describes (HF's: whole patches of num_frames x
+ * audio_samples_per_frame samples); other lengths would be encoded as they are and
+ * decoded at the config's size.
+ */
+export function checkAudioGrid(op: string, name: string, audio: Tensor, c: PerceiverConfig): void {
+  const patches = Math.floor((c.num_frames * c.audio_samples_per_frame) / c.samples_per_patch);
+  if (audio.shape[1] !== patches * c.samples_per_patch)
+    throw new RangeError(
+      `${op}: argument '${name}' must hold ${patches * c.samples_per_patch} samples (the config's ${patches} patches of ${c.samples_per_patch}), got ${audio.shape[1]}`,
+    );
+}
+
 /** Checks an argument that must be flat indices: an array or a typed array (its length is read, not its elements). */
 export function checkIndexList(op: string, name: string, v: unknown): ArrayLike<number> {
   if (!Array.isArray(v) && !(ArrayBuffer.isView(v) && !(v instanceof DataView)))
@@ -144,12 +157,7 @@ export class PerceiverForMultimodalAutoencoding extends Module {
     const [, oT, oH, oW] = c.output_shape;
     if (T !== oT || H !== oH || W !== oW)
       throw new RangeError(`${op}: argument 'inputs.image' must be [B, ${oT}, 3, ${oH}, ${oW}] (the config's output_shape), got [${inputs.image.shape.join(', ')}]`);
-    // HF's audio grid: whole patches of num_frames x audio_samples_per_frame samples.
-    const patches = Math.floor((c.num_frames * c.audio_samples_per_frame) / c.samples_per_patch);
-    if (inputs.audio.shape[1] !== patches * c.samples_per_patch)
-      throw new RangeError(
-        `${op}: argument 'inputs.audio' must hold ${patches * c.samples_per_patch} samples (the config's ${patches} patches of ${c.samples_per_patch}), got ${inputs.audio.shape[1]}`,
-      );
+    checkAudioGrid(op, 'inputs.audio', inputs.audio, c);
     opts = objectArg(op, 'opts', opts, true);
     const points = objectArg(op, 'opts.subsampledOutputPoints', opts.subsampledOutputPoints, true);
     checkIndexList(op, 'opts.subsampledOutputPoints.image', points.image);

@@ -11,7 +11,7 @@
 import { ARCHITECTURES } from './registry.js';
 import { Tensor, tidy } from '../lib/index.js';
 import { describe } from '../lib/dtype.js';
-import { checkMultimodalInputs, type MultimodalInputs, type PerceiverForMultimodalAutoencoding } from './multimodal-autoencoding.js';
+import { checkAudioGrid, checkMultimodalInputs, type MultimodalInputs, type PerceiverForMultimodalAutoencoding } from './multimodal-autoencoding.js';
 import { boolArg, intArg, objectArg } from './args.js';
 
 // What chunkRanges makes is built element by element in JS (a few tenths of a second per
@@ -86,6 +86,8 @@ export async function autoencodeInChunks(model: PerceiverForMultimodalAutoencodi
   const nImage = T * H * W;
   const nAudioSamples = inputs.audio.shape[1];
   if (nAudioSamples % c.samples_per_patch !== 0) throw new RangeError(`autoencodeInChunks: ${nAudioSamples} audio samples do not divide into patches of ${c.samples_per_patch}`);
+  // As forward() checks it: the chunks' audio points index the config's grid.
+  checkAudioGrid(op, 'inputs.audio', inputs.audio, c);
   const nAudio = nAudioSamples / c.samples_per_patch;
   // A chunk past both counts would decode no image and no audio point.
   const most = Math.min(Math.max(nImage, nAudio), MAX_CHUNKS);

@@ -134,6 +134,7 @@ test('autoencodeInChunks: bad arguments are refused with the argument named', as
   const audio = P.zeros([1, 128, 1]);
   const label = P.zeros([1, 7]);
   const inputs = { image, audio, label };
+  const [half, twice] = [P.zeros([1, 64, 1]), P.zeros([1, 256, 1])];
   const bad: [() => Promise<unknown>, RegExp][] = [
     [() => autoencodeInChunks(undefined as never, inputs, { nChunks: 2 }), /^autoencodeInChunks: argument 'model' must be a PerceiverForMultimodalAutoencoding, got undefined$/],
     [() => autoencodeInChunks({} as never, inputs, { nChunks: 2 }), /^autoencodeInChunks: argument 'model' must be a PerceiverForMultimodalAutoencoding, got Object$/],
@@ -147,8 +148,13 @@ test('autoencodeInChunks: bad arguments are refused with the argument named', as
     [() => autoencodeInChunks(model, inputs, { nChunks: 2, reencode: 'yes' as never }), /^autoencodeInChunks: argument 'opts.reencode' must be a boolean, got 'yes'$/],
     [() => autoencodeInChunks(model, inputs, { nChunks: 2, onChunk: 5 as never }), /^autoencodeInChunks: argument 'opts.onChunk' must be a function, got number 5$/],
     [() => autoencodeInChunks(model, inputs, { nChunks: 513 }), /^autoencodeInChunks: argument 'opts.nChunks' must be at most 512 \(512 image points, 8 audio patches\), got number 513$/],
+    // Whole patches, but not the config's count: half the audio came back from half the
+    // grid, twice as much failed on a point outside it, as forward() refuses both.
+    [() => autoencodeInChunks(model, { ...inputs, audio: half }, { nChunks: 2 }), /^autoencodeInChunks: argument 'inputs.audio' must hold 128 samples \(the config's 8 patches of 16\), got 64$/],
+    [() => autoencodeInChunks(model, { ...inputs, audio: twice }, { nChunks: 2 }), /^autoencodeInChunks: argument 'inputs.audio' must hold 128 samples .*, got 256$/],
   ];
   for (const [f, message] of bad) await t.throwsAsync(f, { message }, String(message));
+  for (const v of [half, twice]) v.dispose();
   t.throws(() => chunkRanges('3' as never, 2), { instanceOf: TypeError, message: /^chunkRanges: argument 'total' must be an integer >= 0, got '3'$/ });
   t.throws(() => chunkRanges(3, NaN), { instanceOf: RangeError, message: /^chunkRanges: argument 'n' must be an integer >= 1, got number NaN$/ });
   for (const v of [image, audio, label]) v.dispose();

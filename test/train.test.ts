@@ -413,6 +413,10 @@ test('seeds: runs seeded below 2^32 keep their streams; larger safe seeds get th
   }
   // Rng read its seed as a 32-bit integer: seeds 2^32 apart were one stream.
   t.not(new Rng(5).next(), new Rng(5 + 2 ** 32).next());
+  // Within [-2^31, 2^32) the seed still goes in as its 32 bits, as before (the high
+  // word is folded in only past that range): -1 and 2^32 - 1 keep their one stream.
+  for (const k of [1, 5, 2 ** 31]) t.is(new Rng(-k).next(), new Rng(2 ** 32 - k).next(), `-${k}`);
+  t.not(new Rng(-(2 ** 31) - 1).next(), new Rng(2 ** 31 - 1).next());
   t.not(dropoutSeed(5, 3), dropoutSeed(5 + 2 ** 32, 3));
   t.not(new Rng(streamSeed(5, 1_000_003, 0)).next(), new Rng(streamSeed(5 + 2 ** 32, 1_000_003, 0)).next());
   t.throws(() => checkTrainConfig({ ...DEFAULT_TRAIN, seed: 2 ** 53 }), { instanceOf: RangeError, message: /'seed' must be at most 2\^53 - 1 \(Number.MAX_SAFE_INTEGER\), got 9007199254740992/ });

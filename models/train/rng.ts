@@ -13,7 +13,8 @@ export class Rng {
     // go in as they always did; the high ones, folded in only when non-zero (so small
     // seeds keep their streams), keep seeds 2^32 apart from sharing one.
     let h = (s ^ 0x9e3779b9) >>> 0;
-    const high = Math.floor(s / 2 ** 32);
+    // Seeds in [-2^31, 2^32) went in whole (ToInt32); only those past them have more.
+    const high = s >= 2 ** 32 || s < -(2 ** 31) ? Math.floor(s / 2 ** 32) : 0;
     if (high !== 0) h = (h ^ mix32(high >>> 0 ^ 0x7f4a7c15)) >>> 0;
     h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
     h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;

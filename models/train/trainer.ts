@@ -484,6 +484,8 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
         .map((k) => `${saved.data![k]} ${names[k]} in the checkpoint, ${dataInfo[k]} in this run`);
       if (diffs.length) throw new Error(`train: the checkpoint in '${ckptDir}' was written for other data: ${diffs.join('; ')}`);
     }
+    // Before the loads: should it fail, nothing loaded is left to the collector.
+    await trimMetrics(metricsFile, saved.state);
     const weights = await P.loadSafetensors(join(ckptDir, 'model.safetensors'), { device });
     try {
       // Just read, held by nothing else: taken, not copied.
@@ -494,7 +496,6 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
     savedOptimizer = { tensors: await P.loadSafetensors(join(ckptDir, 'optimizer.safetensors'), { device }), ...saved.optimizer };
     state = saved.state;
     state.window ??= { loss: 0, correct: 0, n: 0 };
-    await trimMetrics(metricsFile, state);
   }
   // After loading: loadStateDict replaces the parameter tensors, and the optimizer
   // must hold the ones the model trains.

@@ -265,13 +265,13 @@ class CudaBackend final : public Backend {
   void embedding(const float* w, int64_t vocab, int64_t c, const int32_t* ids, int64_t n, float* out,
                  DType dtype, bool ids_known) override {
     set_device();
-    Scratch flag(alloc_, sizeof(unsigned long long));
+    Scratch flag(alloc_, ids_flag_wanted(ids_known) ? sizeof(unsigned long long) : 0);  // no allocation where unread
     cuda::embedding(w, vocab, c, ids, n, out, dtype, ids_known, static_cast<unsigned long long*>(flag.p), stream_);
   }
   void one_hot(const int32_t* ids, int64_t n, int64_t depth, float on, float off, float* out,
                DType dtype, bool ids_known) override {
     set_device();
-    Scratch flag(alloc_, sizeof(unsigned long long));
+    Scratch flag(alloc_, ids_flag_wanted(ids_known) ? sizeof(unsigned long long) : 0);  // no allocation where unread
     cuda::one_hot(ids, n, depth, on, off, out, dtype, ids_known, static_cast<unsigned long long*>(flag.p), stream_);
   }
   void conv2d(const Conv2dArgs& a) override {

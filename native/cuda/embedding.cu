@@ -87,7 +87,7 @@ __global__ void check_ids_kernel(const int32_t* ids, int64_t n, int64_t limit, u
 struct BadFlag {
   unsigned long long* dev = nullptr;
   BadFlag(cudaStream_t s, const char* op, bool ids_known, unsigned long long* flag) {
-    if (ids_known && !check_ids_always()) return;
+    if (!ids_flag_wanted(ids_known)) return;
     dev = flag;
     CUDA_CHECK(op, cudaMemsetAsync(dev, 0xff, sizeof(*dev), s));
   }
@@ -106,6 +106,8 @@ struct BadFlag {
 };
 
 }  // namespace
+
+bool ids_flag_wanted(bool ids_known) { return !ids_known || check_ids_always(); }
 
 void embedding(const void* weight, int64_t vocab, int64_t channels, const int32_t* ids, int64_t n,
                void* out, DType dtype, bool ids_known, unsigned long long* flag, cudaStream_t s) {

@@ -34,6 +34,8 @@ void bias_act(void* c, const void* bias, int64_t batch, int64_t rows, int64_t n,
 // Synchronises `s` to check the ids, and throws on an out-of-range one like the CPU;
 // `flag` is 8 bytes of device memory for the first bad position. ids_known (the host
 // knows every id is in range): no check, so no synchronisation, and no flag used.
+// Whether embedding / one_hot will read `flag` (the ids are checked): else null will do.
+bool ids_flag_wanted(bool ids_known);
 void embedding(const void* weight, int64_t vocab, int64_t channels, const int32_t* ids, int64_t n,
                void* out, DType dtype, bool ids_known, unsigned long long* flag, cudaStream_t s);
 void one_hot(const int32_t* ids, int64_t n, int64_t depth, float on, float off, void* out,
