@@ -1091,3 +1091,32 @@ test('the gradient of embedding with ids known to be out of range is refused by 
   t.deepEqual(Array.from(w.grad!.dataSync()), [1, 1, 0, 0, 1, 1]);
   for (const v of [w, bias, good, loss]) v.dispose();
 });
+
+test('clipGradNorm scales each gradient once where the backward handed two leaves one buffer (add\'s operands), and leaves the caller\'s seed alone', async (t) => {
+  const a = P.tensor([3, 4]);
+  const b = P.tensor([1, 1]);
+  a.requiresGrad = b.requiresGrad = true;
+  P.tidy(() => {
+    const s = P.add(a, b);
+    P.backward(P.sum(P.mul(s, s), 0));
+  });
+  // Both [8, 10]: global norm sqrt(2 * 164) = 18.1; clipped to 1 each becomes [0.442, 0.552].
+  P.optim.clipGradNorm([a, b], 1);
+  for (const [name, x] of [['a', a], ['b', b]] as const)
+    assertClose(t, await x.grad!.data(), [8 / Math.sqrt(328), 10 / Math.sqrt(328)], { rtol: 1e-5, atol: 0, msg: name });
+  // GradScaler.unscale divides each once as well ([8, 10] x 1024, back to [8, 10]).
+  a.grad = b.grad = null;
+  P.tidy(() => {
+    const s = P.add(a, b);
+    P.backward(P.sum(P.mul(s, s), 0).mul(1024));
+  });
+  t.true(await new P.optim.GradScaler({ initScale: 1024 }).unscale([a, b]));
+  for (const [name, x] of [['a', a], ['b', b]] as const) assertClose(t, await x.grad!.data(), [8, 10], { rtol: 1e-6, atol: 0, msg: `unscaled ${name}` });
+  const w = P.tensor([1, 2]);
+  w.requiresGrad = true;
+  const seed = P.tensor([1, 1]);
+  P.backward(w, { gradient: seed });
+  P.optim.clipGradNorm([w], 0.5);
+  t.deepEqual(Array.from(await seed.data()), [1, 1], 'the seed is the caller\'s, untouched');
+  for (const x of [a, b, w, seed]) x.dispose();
+});

@@ -252,6 +252,15 @@ test('layerNorm: eps is added to the variance (it dominates for near-constant ro
   t.throws(() => P.layerNorm(tensor(x, [2, n]), null, null, { eps: -0.1 }), { instanceOf: RangeError, message: /got -0\.1$/ });
 });
 
+test('layerNorm: rows whose squares pass float32\'s range (1e20, 3e38) normalise as smaller ones do, at every row length (the partial sums are double)', async (t) => {
+  const alt = (n: number, a: number, b: number) => Array.from({ length: n }, (_, i) => (i % 2 ? a : b));
+  for (const n of [14, 16, 32, 1030])
+    for (const [a, b] of [[1e20, -1e20], [3e38, 1e38]]) {
+      const y = await P.layerNorm(tensor(alt(n, a, b), [n])).data();
+      assertClose(t, y, alt(n, 1, -1), { rtol: 0, atol: 1e-6, msg: `n ${n}, ${a} / ${b}` });
+    }
+});
+
 test('layerNorm: a large common offset (1e4 + unit noise) does not cancel (two-pass variance)', async (t) => {
   const n = 261;
   const x = randomNormal(4 * n, 5).map((v) => 1e4 + v);

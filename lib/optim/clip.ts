@@ -4,7 +4,6 @@ import { Tensor } from '../tensor.js';
 import { describe } from '../dtype.js';
 import { noGrad } from '../autograd/tape.js';
 import { keep, tidy } from '../scope.js';
-import { assign } from '../ops/layout.js';
 import { sumOfSquares } from './adam.js';
 
 const isTensor = (v: unknown): v is Tensor => v instanceof Tensor;
@@ -33,8 +32,15 @@ export function clipGradNorm(params: Tensor[], maxNorm: number): Tensor {
       const total = sq!.sqrt();
       // min(1, maxNorm / total), with total = 0 leaving the gradients as they are.
       const factor = total.add(1e-12).div(maxNorm).maximum(1).pow(-1);
-      // Half-precision gradients scaled in float32 and rounded once.
-      for (const g of grads) assign(g, g.dtype === 'float32' ? g.mul(factor) : g.cast('float32').mul(factor).cast(g.dtype));
+      // Half-precision gradients scaled in float32 and rounded once. Each .grad is
+      // replaced, not written in place: the backward may hand two leaves one buffer
+      // (add's operands), which an in-place write would scale once per leaf.
+      for (const p of params) {
+        const g = p.grad;
+        if (!g) continue;
+        p.grad = keep(g.dtype === 'float32' ? g.mul(factor) : g.cast('float32').mul(factor).cast(g.dtype));
+        g.dispose();
+      }
       return keep(total);
     }),
   );

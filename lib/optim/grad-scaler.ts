@@ -7,8 +7,7 @@
 import type { Tensor } from '../tensor.js';
 import { describe } from '../dtype.js';
 import { noGrad } from '../autograd/tape.js';
-import { tidy } from '../scope.js';
-import { assign } from '../ops/layout.js';
+import { keep, tidy } from '../scope.js';
 
 export interface GradScalerOptions {
   /** Default 2^16. */
@@ -55,8 +54,10 @@ export class GradScaler {
   }
 
   /**
-   * Divides every .grad of params by the scale, in place, and reports whether all of
-   * them are finite (one value read back: the only wait). Call before clipping.
+   * Divides every .grad of params by the scale (each replaced by its quotient: the
+   * backward may hand two leaves one buffer, which an in-place division would divide
+   * twice), and reports whether all of them are finite (one value read back: the only
+   * wait). Call before clipping.
    */
   async unscale(params: Tensor[]): Promise<boolean> {
     if (!Array.isArray(params)) throw new TypeError(`GradScaler.unscale: argument 'params' must be an array of Tensors, got ${describe(params)}`);
@@ -65,8 +66,12 @@ export class GradScaler {
     const worst = noGrad(() =>
       tidy(() => {
         let m: Tensor | null = null;
-        for (const g of grads) {
-          assign(g, g.mul(1 / this.scale));
+        for (const p of params) {
+          const old = p.grad;
+          if (!old) continue;
+          const g = keep(old.mul(1 / this.scale));
+          p.grad = g;
+          old.dispose();
           // max propagates NaN, and |inf| is inf: one value says whether all are finite.
           const gm = g.abs().reshape([g.size]).max(0);
           m = m ? m.maximum(gm) : gm;

@@ -117,13 +117,15 @@ void softmax(const View& x, const View& out, int64_t rows, int64_t n, bool log) 
   });
 }
 
-// Sum of a[0..n) and of (a - mean)^2, with 16 independent float partial sums so
-// the loop vectorises and is not bound by the latency of one running sum; the
-// partials are combined in double. Error stays near that of pairwise summation.
+// Sum of a[0..n) and of (a - mean)^2, in 16 independent double partial sums so the
+// loop vectorises and is not bound by the latency of one running sum. Double, not
+// float: float lanes overflowed where a row's squared deviations pass 3e38 (elements
+// of 1e20 came out 0), and lost the mean's digits to a large common offset (3e-4 of
+// the output at 1e4 over 4096 elements).
 constexpr int kLanes = 16;
 
 double lane_sum(const float* a, int64_t n) {
-  float acc[kLanes] = {0};
+  double acc[kLanes] = {0};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes)
     for (int l = 0; l < kLanes; l++) acc[l] += a[j + l];
@@ -134,18 +136,18 @@ double lane_sum(const float* a, int64_t n) {
 }
 
 double lane_sq_dev(const float* a, int64_t n, float mean) {
-  float acc[kLanes] = {0};
+  double acc[kLanes] = {0};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes)
     for (int l = 0; l < kLanes; l++) {
-      float d = a[j + l] - mean;
+      const double d = (double)a[j + l] - mean;
       acc[l] += d * d;
     }
   double s = 0;
   for (int l = 0; l < kLanes; l++) s += acc[l];
   for (; j < n; j++) {
-    float d = a[j] - mean;
-    s += (double)d * d;
+    const double d = (double)a[j] - mean;
+    s += d * d;
   }
   return s;
 }
