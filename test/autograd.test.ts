@@ -1120,3 +1120,42 @@ test('clipGradNorm scales each gradient once where the backward handed two leave
   t.deepEqual(Array.from(await seed.data()), [1, 1], 'the seed is the caller\'s, untouched');
   for (const x of [a, b, w, seed]) x.dispose();
 });
+
+test('maximum, minimum and pow take torch\'s gradients where the formula has a choice: ties split in halves, NaN to both; pow\'s d/dx 0 at y = 0, d/dy 0 at x = 0 with y >= 0', async (t) => {
+  const grads = (f: (a: Tensor, b: Tensor) => Tensor, xs: number[], ys: number[]) => {
+    const a = P.tensor(xs);
+    const b = P.tensor(ys);
+    a.requiresGrad = b.requiresGrad = true;
+    P.tidy(() => P.backward(P.sum(f(a, b), 0)));
+    const out = [Array.from(a.grad!.dataSync()), Array.from(b.grad!.dataSync())];
+    a.dispose();
+    b.dispose();
+    return out;
+  };
+  t.deepEqual(grads(P.maximum, [1, 2, 3], [1, 0, 3]), [[0.5, 1, 0.5], [0.5, 0, 0.5]]);
+  t.deepEqual(grads(P.minimum, [1, 2, NaN], [1, 5, 3]), [[0.5, 1, 1], [0.5, 0, 1]]);
+  const [dx, dy] = grads(P.pow, [0, 0, 2], [0, 2, 3]);
+  t.deepEqual(dx, [0, 0, 12], 'd/dx: 0 where y = 0 (not 0 x 0^-1 = NaN)');
+  t.deepEqual(dy.slice(0, 2), [0, 0], 'd/dy: 0 where x = 0 and y >= 0');
+  assertClose(t, dy.slice(2), [8 * Math.log(2)], { rtol: 1e-6, atol: 0 });
+});
+
+test('maxPool2d: a window holding NaN outputs NaN and sends its gradient to the NaN (the last, if several), as torch does, not to the largest finite element', async (t) => {
+  // NHWC [1, 2, 2, 1], one 2x2 window.
+  for (const [xs, want] of [
+    [[1, NaN, 5, 2], [0, 1, 0, 0]],
+    [[NaN, 3, NaN, 2], [0, 0, 1, 0]],
+  ] as const) {
+    const x = P.tensor([...xs], [1, 2, 2, 1]);
+    x.requiresGrad = true;
+    const y = P.tidy(() => {
+      const out = P.maxPool2d(x, { kernel: 2 });
+      P.backward(P.reshape(out, [1]).sum(0));
+      return P.keep(out);
+    });
+    t.true(Number.isNaN((await y.data())[0]));
+    t.deepEqual(Array.from(await x.grad!.data()), [...want], String(xs));
+    y.dispose();
+    x.dispose();
+  }
+});

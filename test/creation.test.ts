@@ -548,3 +548,14 @@ test('arange, randn and rand refuse infinite bounds and parameters, naming the a
   ];
   for (const [name, fn, message] of cases) t.throws(fn, { instanceOf: RangeError, message }, name);
 });
+
+test('full and arange round a value to 16 bits once: where its float32 rounding lands on a 16-bit halfway point, the value itself still decides', (t) => {
+  // 1 + 2^-11 + 2^-30 is just above float16's halfway point between 1 and 1 + 2^-10,
+  // but its nearest float32 is that halfway point, which ties to even (1).
+  t.is(full([1], 1 + 2 ** -11 + 2 ** -30, { dtype: 'float16' }).dataSync()[0], 1 + 2 ** -10);
+  t.is(arange(1 + 2 ** -11 + 2 ** -30, 2, 1, { dtype: 'float16' }).dataSync()[0], 1 + 2 ** -10);
+  t.is(full([1], 1 + 2 ** -8 + 2 ** -30, { dtype: 'bfloat16' }).dataSync()[0], 1 + 2 ** -7);
+  // Exact halfway points still tie to even, and exact values stay.
+  t.is(full([1], 1 + 2 ** -11, { dtype: 'float16' }).dataSync()[0], 1);
+  t.is(full([1], -3.5, { dtype: 'bfloat16' }).dataSync()[0], -3.5);
+});

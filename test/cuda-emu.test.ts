@@ -417,9 +417,11 @@ emulated('the training kernels (backward.cu), emulated on the CPU, match the ref
   const r = family('training');
   // Per dtype: layer norm's gx (4 shapes) with gw and gb (3 of them), softmax at 128,
   // 256 and 512 threads per row, GELU in both forms, max pooling with and without
-  // padding; and softmax's 16-bit gradients from float32 probabilities; layer norm's
+  // padding, and with NaN inputs (the window's gradient to its NaN, as the forward's
+  // output); and softmax's 16-bit gradients from float32 probabilities; layer norm's
   // three gradients with the gradients already accumulated added in.
-  t.is(r.checks, 62);
+  t.is(r.checks, 65);
+  t.is(r.passed(/^PASS max_pool2d_backward .* with NaN /), 3);
   t.is(r.passed(/^PASS layer_norm_backward .* \+ addends g[xwb] /), 9);
   t.is(r.passed(/^PASS layer_norm_backward .* \[200, 70\] g[wb] /), 6, 'weight and bias sums over four row chunks');
 });

@@ -476,3 +476,11 @@ test('layout ops keep dtype: permute, slice, reshape and broadcastTo of int32 an
   t.is(h.dtype, 'float16');
   assertExact(t, await h.data(), [0.5, 0.5, 1.5, 1.5]);
 });
+
+test('cast from int32 to 16 bits rounds the integer once (through float32 it could round twice)', (t) => {
+  // 2^24 + 2^16 + 1: float32 rounds it to 2^24 + 2^16, bfloat16's halfway point, which
+  // ties down to 2^24; the integer itself is above it and rounds up to 2^24 + 2^17.
+  const x = P.tensor(new Int32Array([16842753, 16842752, -16842753]), [3], { dtype: 'int32' });
+  t.deepEqual(Array.from(P.cast(x, 'bfloat16').dataSync()), [16908288, 16777216, -16908288]);
+  x.dispose();
+});

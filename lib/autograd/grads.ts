@@ -101,17 +101,24 @@ export function binaryGrad(op: string, out: Tensor, a: Tensor, b: Tensor): Tenso
       });
     case 'maximum':
     case 'minimum':
-      // The gradient goes to the chosen operand (to a on ties, as a >= b picks a).
+      // As torch: the gradient goes to the chosen operand, split in halves on ties, and
+      // to both where a NaN makes neither the loser.
       return record(op, out, [a, b], [a, b], (g, [x, y]) => {
-        const pickA = op === 'maximum' ? E.greaterEqual(x, y) : E.lessEqual(x, y);
-        return [sumTo(E.where(pickA, g, 0), as), sumTo(E.where(pickA, 0, g), bs)];
+        const loses = (u: Tensor, v: Tensor) => (op === 'maximum' ? E.less(u, v) : E.greater(u, v));
+        const half = E.mul(g, 0.5);
+        const tie = E.equal(x, y);
+        return [sumTo(E.where(tie, half, E.where(loses(x, y), 0, g)), as), sumTo(E.where(tie, half, E.where(loses(y, x), 0, g)), bs)];
       });
     case 'pow':
-      return record('pow', out, [a, b], [a, b, out], (g, [x, y, z]) => [
-        sumTo(E.mul(g, E.mul(y, E.pow(x, E.sub(y, 1)))), as),
-        // d/dy x^y = x^y ln x, taken as 0 where x is 0 (the limit for y > 0).
-        sumTo(E.mul(g, E.where(E.equal(x, 0), 0, E.mul(z, E.log(E.abs(x))))), bs),
-      ]);
+      // As torch: d/dx is 0 where y is 0 (x^0 is constant, 0^-1 would make 0 x inf);
+      // d/dy = x^y ln x, 0 where x is 0 and y >= 0 (the limit), NaN for x < 0.
+      return record('pow', out, [a, b], [a, b, out], (g, [x, y, z]) => {
+        const zxy = E.mul(z, E.log(x));
+        return [
+          sumTo(E.where(E.equal(y, 0), 0, E.mul(g, E.mul(y, E.pow(x, E.sub(y, 1))))), as),
+          sumTo(E.mul(g, E.where(E.equal(x, 0), E.where(E.greaterEqual(y, 0), 0, zxy), zxy)), bs),
+        ];
+      });
     default:
       return out; // comparisons: no gradient
   }

@@ -128,8 +128,10 @@ void max_pool2d_backward(const Pool2dArgs& a, const float* g, float* gx) {
             for (int64_t kx = std::max<int64_t>(0, -x0); kx < std::min(a.kw, a.w - x0); kx++) {
               const int64_t ix = x0 + kx;
               const int64_t at = (iy * a.w + ix) * a.c;
+              // As the forward (and torch): a NaN takes the window, the last one if
+              // several; the forward's output is NaN there, so its gradient goes to it.
               for (int64_t c = 0; c < a.c; c++)
-                if (xb[at + c] > best[c] || arg[c] < 0) {
+                if (xb[at + c] > best[c] || arg[c] < 0 || xb[at + c] != xb[at + c]) {
                   best[c] = xb[at + c];
                   arg[c] = at + c;
                 }

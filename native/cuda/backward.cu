@@ -397,8 +397,9 @@ __global__ void max_pool_backward_kernel(Pool2dArgs a, const T* x, const T* g, T
     float acc = 0.f;
     for (int64_t oy = first_window(iy, a.pad_top, a.kh, a.stride_h); oy <= oy1; oy++)
       for (int64_t ox = first_window(ix, a.pad_left, a.kw, a.stride_w); ox <= ox1; ox++) {
-        // The window's first maximum, exactly as the CPU picks it (NaN never
-        // displaces, the first valid element always starts).
+        // The window's first maximum, exactly as the CPU picks it (the first valid
+        // element starts; a NaN takes the window, the last one if several, as the
+        // forward's output and torch's index do).
         float best = -INFINITY;
         int64_t arg = -1;
         const int64_t y0 = oy * a.stride_h - a.pad_top, x0 = ox * a.stride_w - a.pad_left;
@@ -408,7 +409,7 @@ __global__ void max_pool_backward_kernel(Pool2dArgs a, const T* x, const T* g, T
             const int64_t xx = x0 + kx;
             const int64_t at = (y * a.w + xx) * a.c + c;
             const float v = to_f(xb[at]);
-            if (v > best || arg < 0) {
+            if (v > best || arg < 0 || v != v) {
               best = v;
               arg = at;
             }

@@ -101,7 +101,9 @@ void check_gelu_backward(DType dt, bool tanh_form) {
 
 // Max pooling's gradient: each window's first maximum (in row-major window order) takes
 // the window's gradient; values repeat, so ties happen.
-void check_max_pool_backward(DType dt, int64_t k, int64_t stride, int64_t pad) {
+// With nan, some inputs are NaN: a window holding one takes its NaN (the last, if
+// several) as the forward's output does, so its gradient goes there.
+void check_max_pool_backward(DType dt, int64_t k, int64_t stride, int64_t pad, bool nan = false) {
   perceiver::Pool2dArgs a{};
   a.batch = 2; a.h = 7; a.w = 9; a.c = 3; a.kh = k; a.kw = k;
   a.stride_h = stride; a.stride_w = stride; a.pad_top = pad; a.pad_left = pad;
@@ -111,7 +113,7 @@ void check_max_pool_backward(DType dt, int64_t k, int64_t stride, int64_t pad) {
   const int64_t nin = a.batch * a.h * a.w * a.c, nout = a.batch * a.oh * a.ow * a.c;
   Arr x(dt, nin), g(dt, nout), gx(dt, nin);
   std::mt19937 rng(13);
-  for (int64_t i = 0; i < nin; i++) x.set(i, (double)(rng() % 5));
+  for (int64_t i = 0; i < nin; i++) x.set(i, nan && i % 17 == 5 ? NAN : (double)(rng() % 5));
   for (int64_t i = 0; i < nout; i++) g.set(i, 1.0 + (double)(i % 11) / 8);
   a.x = static_cast<const float*>(x.p());
   perceiver::cuda::max_pool2d_backward(a, g.p(), gx.p(), nullptr);
@@ -123,13 +125,13 @@ void check_max_pool_backward(DType dt, int64_t k, int64_t stride, int64_t pad) {
           int64_t arg = -1;
           each_tap(oy, ox, k, stride, pad, a.h, a.w, [&](int64_t y, int64_t xx, int64_t, int64_t) {
             const int64_t at = ((b * a.h + y) * a.w + xx) * a.c + c;
-            if (arg < 0 || x.get(at) > x.get(arg)) arg = at;
+            if (arg < 0 || x.get(at) > x.get(arg) || std::isnan(x.get(at))) arg = at;
           });
           want[arg] += g.get(((b * a.oh + oy) * a.ow + ox) * a.c + c);
         }
   char what[160];
-  std::snprintf(what, sizeof what, "max_pool2d_backward %s %lldx%lld stride %lld pad %lld", dtype_name(dt),
-                (long long)k, (long long)k, (long long)stride, (long long)pad);
+  std::snprintf(what, sizeof what, "max_pool2d_backward %s %lldx%lld stride %lld pad %lld%s", dtype_name(dt),
+                (long long)k, (long long)k, (long long)stride, (long long)pad, nan ? " with NaN" : "");
   compare(what, want, gx.all(nin), dt);
 }
 
@@ -150,6 +152,7 @@ void check_training() {
     check_gelu_backward(dt, false);
     check_max_pool_backward(dt, 3, 2, 1);
     check_max_pool_backward(dt, 2, 2, 0);
+    check_max_pool_backward(dt, 3, 2, 1, true);
   }
   // A 16-bit gradient from float32 probabilities (autocast's softmax).
   check_softmax_backward(DType::Float32, DType::BFloat16, 4, 700);
