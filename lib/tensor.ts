@@ -8,7 +8,7 @@ import * as E from './ops/elementwise.js';
 import * as L from './ops/layout.js';
 import * as R from './ops/reduce.js';
 import * as M from './ops/linalg.js';
-import { backward, type BackwardOptions, type GradNode } from './autograd/tape.js';
+import { backward, sameShape, type BackwardOptions, type GradNode } from './autograd/tape.js';
 
 const disposeSymbol: symbol = (Symbol as unknown as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
 
@@ -128,7 +128,7 @@ export class Tensor {
       const op = 'Tensor.grad';
       if (!(g instanceof Tensor)) throw new TypeError(`${op}: argument 'value' must be a Tensor or null, got ${describe(g)}`);
       if (g.#disposed) throw new Error(`${op}: argument 'value' is a disposed Tensor`);
-      if (g.shape.length !== this.shape.length || g.shape.some((d, i) => d !== this.shape[i]))
+      if (!sameShape(g.shape, this.shape))
         throw new RangeError(`${op}: argument 'value' must have the tensor's shape [${this.shape.join(', ')}], got [${g.shape.join(', ')}]`);
       if (g.dtype !== this.dtype || g.device !== this.device)
         throw new TypeError(`${op}: argument 'value' must be ${this.dtype} on ${this.device} as the tensor is, got ${g.dtype} on ${g.device}`);

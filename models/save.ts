@@ -23,7 +23,7 @@ import { writeSafetensorsTemp } from '../lib/io/safetensors.js';
 import { perceiverConfig, type PerceiverConfig } from './config.js';
 // A cycle (the task models import saveModel); read only inside saveModel, after both loaded.
 import { objectArg } from './args.js';
-import { describe } from '../lib/dtype.js';
+import { describe, isFloatDType } from '../lib/dtype.js';
 
 
 // Options of this port that HF's PerceiverConfig does not have: written only when a
@@ -128,8 +128,8 @@ export async function saveModel(model: Module & { config: PerceiverConfig }, dir
   const bytesOf = (k: string) => tensors[k].size * (dtypes[k] === 'I64' ? 8 : DTYPE_BYTES[tensors[k].dtype]);
   // HF's torch_dtype names the floating weights' dtype (what from_pretrained's
   // torch_dtype="auto" loads them in): a model saved in bf16 is not a float32 one.
-  const floating = [...new Set(Object.values(tensors).map((t) => t.dtype).filter((d) => d !== 'int32' && d !== 'uint8'))];
-  const torchDtype = floating.length === 1 ? (floating[0] as 'float32' | 'float16' | 'bfloat16') : 'float32';
+  const floating = [...new Set(Object.values(tensors).map((t) => t.dtype).filter(isFloatDType))];
+  const torchDtype = floating.length === 1 ? floating[0] : 'float32';
   const keys = Object.keys(tensors);
   const total = keys.reduce((a, k) => a + bytesOf(k), 0);
 

@@ -61,8 +61,7 @@ export class GradScaler {
    */
   async unscale(params: Tensor[]): Promise<boolean> {
     if (!Array.isArray(params)) throw new TypeError(`GradScaler.unscale: argument 'params' must be an array of Tensors, got ${describe(params)}`);
-    const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== null && g !== undefined);
-    if (grads.length === 0) return true;
+    if (!params.some((p) => p.grad)) return true;
     const worst = noGrad(() =>
       tidy(() => {
         let m: Tensor | null = null;

@@ -7,7 +7,7 @@
 // read back to JS.
 import { Tensor } from '../tensor.js';
 import { describe, isFloatDType } from '../dtype.js';
-import { noGrad } from '../autograd/tape.js';
+import { noGrad, sameShape } from '../autograd/tape.js';
 import { keep, tidy } from '../scope.js';
 import { zeros } from '../creation.js';
 import { concat } from '../ops/layout.js';
@@ -182,7 +182,7 @@ export abstract class Optimizer {
     });
     for (const { key, t, k, p } of entries) {
       if (!p || !this.stateNames().includes(k)) problems.push(`unexpected '${key}'`);
-      else if (!(t instanceof Tensor) || t.disposed || !isFloatDType(t.dtype) || t.shape.join(',') !== p.shape.join(','))
+      else if (!(t instanceof Tensor) || t.disposed || !isFloatDType(t.dtype) || !sameShape(t.shape, p.shape))
         problems.push(`'${key}' must be a floating Tensor of shape [${p.shape.join(', ')}], got ${t instanceof Tensor ? (t.disposed ? 'a disposed Tensor' : `${t.dtype} [${t.shape.join(', ')}]`) : describe(t)}`);
     }
     for (const [name, n] of Object.entries(sd.steps ?? {})) {

@@ -16,9 +16,7 @@ export class Rng {
     // Seeds in [-2^31, 2^32) went in whole (ToInt32); only those past them have more.
     const high = s >= 2 ** 32 || s < -(2 ** 31) ? Math.floor(s / 2 ** 32) : 0;
     if (high !== 0) h = (h ^ mix32(high >>> 0 ^ 0x7f4a7c15)) >>> 0;
-    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
-    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
-    this.s = (h ^ (h >>> 16)) >>> 0;
+    this.s = mix32(h);
   }
 
   /** Uniform in [0, 1). */

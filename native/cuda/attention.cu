@@ -1677,10 +1677,9 @@ cudaError_t forward(const AttentionArgs& a, void* workspace, size_t workspace_by
     // encoders' class, with its switch wherever it serves): on compute capability 9.0
     // only (sm_90a code), with K's and V's rows 16-byte aligned (directly or through the
     // padded copies; Q's may not be: the kernel reads them element by element then).
-    const bool force_wgmma = force_path == kTensorCoreWgmma || force_path == kTensorCoreWgmma1 ||
-                             force_path == kTensorCoreWgmmaPingpong || force_path == kTensorCoreWgmmaWideKeys;
     // A variant that never falls back to another tier where it has none.
     const bool force_variant = force_path == kTensorCoreWgmmaPingpong || force_path == kTensorCoreWgmmaWideKeys;
+    const bool force_wgmma = force_path == kTensorCoreWgmma || force_path == kTensorCoreWgmma1 || force_variant;
     int warpgroups = force_path == kTensorCoreWgmma           ? 2
                      : force_path == kTensorCoreWgmma1        ? 1
                      : force_path == kTensorCoreWgmmaPingpong ? kWgmmaPingpong

@@ -25,6 +25,7 @@
 #include <type_traits>
 
 #include "common.cuh"
+#include "gelu.cuh"
 #include "kernels.h"
 
 namespace perceiver {
@@ -333,27 +334,6 @@ __global__ void softmax_backward_kernel(const Tin* y, const Tin* g, Tout* gx, in
     Tout* o = gx + r * n;
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) o[j] = from_f<Tout>(to_f(yr[j]) * (to_f(gr[j]) - dot));
   }
-}
-
-// The CPU's forms (native/cpu/gemm_kernels.h): the erf form's cdf from erfc below 0,
-// the tanh form's through s = sigmoid(2u) = 1 / (1 + e), e = exp(-2u), where
-// 1 + t = 2 s and 1 - t^2 = 4 e s^2: no term cancels where tanh is near -1.
-__device__ __forceinline__ float gelu_derivative(float v, bool tanh_form) {
-  if (tanh_form) {
-    const float c = 0.7978845608028654f, k = 0.044715f;
-    const float x2 = v * v;
-    const float a = -2.f * c * (v + k * x2 * v);
-    // Past exp's range s is 0 and so is the gradient; below it s is 1 and so is the
-    // gradient (v^3's overflow would otherwise make 0 * inf = NaN).
-    if (a > 88.f) return 0.f;
-    if (a < -87.f) return 1.f;
-    const float e = expf(a), s = 1.f / (1.f + e);
-    return s + (2.f * c) * v * (1.f + 3.f * k * x2) * (e * s * s);
-  }
-  const float z = v * 0.70710678118654752f;
-  const float cdf = v < 0.f ? 0.5f * erfcf(-z) : 0.5f * (1.f + erff(z));
-  const float pdf = 0.3989422804014327f * expf(-0.5f * v * v);
-  return cdf + v * pdf;
 }
 
 template <class T>

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common.cuh"
+#include "gelu.cuh"
 #include "kernels.h"
 
 namespace perceiver {
@@ -119,16 +120,6 @@ __global__ void convert_kernel(Strided<2> s, void* dst, DType dt, const void* sr
       store_any(dst, dt, off[0], (double)load_any(src, st, off[1]));
     }
   }
-}
-
-// As the CPU computes them (native/cpu/elementwise.cc): erfc below 0, where 1 + erf
-// cancels (gelu(-5.5) kept 2 of its digits, gelu(-6) came out -0), and the tanh form as
-// x * sigmoid(2u), which cancels nowhere (1 + tanh(u) is 0 in float from x = -5.5).
-__device__ __forceinline__ float gelu_erf(float x) {
-  return x < 0.f ? 0.5f * x * erfcf(-x * 0.70710678118654752f) : 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
-}
-__device__ __forceinline__ float gelu_tanh(float x) {
-  return x / (1.f + expf(-2.f * 0.7978845608028654f * (x + 0.044715f * x * x * x)));
 }
 
 __device__ __forceinline__ float apply_unary(UnaryOp op, float v, float alpha, float beta) {

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "emu.h"  // first: the kernel headers below take its emulation
+#include "../gelu.cuh"
 #include "../kernels.h"
 #include "check.h"
 
@@ -86,40 +87,23 @@ float round_to(DType dt, float x) {
   return load(tmp, dt, 0);
 }
 
-// The kernels' own float arithmetic (elementwise.cu, backward.cu), written again here:
-// the 16-byte kernels and the element kernels must both give exactly these bits.
-float gelu_erf_f(float v) {
-  return v < 0.f ? 0.5f * v * erfcf(-v * 0.70710678118654752f) : 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
-}
-float gelu_tanh_f(float v) { return v / (1.f + expf(-2.f * 0.7978845608028654f * (v + 0.044715f * v * v * v))); }
+// The kernels' own float arithmetic (gelu.cuh): the 16-byte kernels and the element
+// kernels must both give exactly these bits.
+using perceiver::cuda::gelu_derivative;
+using perceiver::cuda::gelu_erf;
+using perceiver::cuda::gelu_tanh;
 float act_f(perceiver::Activation act, float v) {
   switch (act) {
     case perceiver::Activation::None: return v;
     case perceiver::Activation::Relu: return v > 0.f ? v : (v == v ? 0.f : v);
-    case perceiver::Activation::Gelu: return gelu_erf_f(v);
-    case perceiver::Activation::GeluTanh: return gelu_tanh_f(v);
+    case perceiver::Activation::Gelu: return gelu_erf(v);
+    case perceiver::Activation::GeluTanh: return gelu_tanh(v);
   }
   return v;
 }
-float gelu_derivative_f(float v, bool tanh_form) {
-  if (tanh_form) {
-    const float c = 0.7978845608028654f, k = 0.044715f;
-    const float x2 = v * v;
-    const float a = -2.f * c * (v + k * x2 * v);
-    if (a > 88.f) return 0.f;
-    if (a < -87.f) return 1.f;
-    const float e = expf(a), s = 1.f / (1.f + e);
-    return s + (2.f * c) * v * (1.f + 3.f * k * x2) * (e * s * s);
-  }
-  const float z = v * 0.70710678118654752f;
-  const float cdf = v < 0.f ? 0.5f * erfcf(-z) : 0.5f * (1.f + erff(z));
-  const float pdf = 0.3989422804014327f * expf(-0.5f * v * v);
-  return cdf + v * pdf;
-}
-
 // GELU and its gradient in the negative tail, float32, relative to double values at
-// the same inputs: the forms above are copies of the kernels', so only this sees a
-// formula that cancels (1 + erf and 1 + tanh lost every digit from about x = -5.5;
+// the same inputs: the checks above compare with the kernels' own forms, so only
+// this sees a formula that cancels (1 + erf and 1 + tanh lost every digit from about x = -5.5;
 // the CPU's forms keep them).
 void check_gelu_tails() {
   const std::vector<float> xs = {-12.f, -9.f, -7.5f, -6.f, -5.5f, -5.f, -4.f, -3.f, -1.f, 0.5f, 3.f};
@@ -167,8 +151,8 @@ void check_unary_dense(DType dt, perceiver::UnaryOp op, const char* name, int64_
     const float v = x.get(i);
     float w = 0.f;
     switch (op) {
-      case perceiver::UnaryOp::Gelu: w = gelu_erf_f(v); break;
-      case perceiver::UnaryOp::GeluTanh: w = gelu_tanh_f(v); break;
+      case perceiver::UnaryOp::Gelu: w = gelu_erf(v); break;
+      case perceiver::UnaryOp::GeluTanh: w = gelu_tanh(v); break;
       case perceiver::UnaryOp::Exp: w = expf(v); break;
       default: w = 1.5f * v + -0.25f; break;  // Affine
     }
@@ -225,7 +209,7 @@ void check_gelu_backward_dense(DType dt, bool tanh_form, int64_t n, int64_t offs
   perceiver::cuda::gelu_backward(at(x), at(g), at(gx), n, tanh_form, dt, nullptr);
   std::vector<float> want, got;
   for (int64_t i = offset; i < offset + n; i++) {
-    want.push_back(round_to(dt, g.get(i) * gelu_derivative_f(x.get(i), tanh_form)));
+    want.push_back(round_to(dt, g.get(i) * gelu_derivative(x.get(i), tanh_form)));
     got.push_back(gx.get(i));
   }
   char what[160];
