@@ -404,8 +404,10 @@ emulated('the rest of elementwise.cu and reduce.cu, emulated on the CPU, match t
   // per float dtype: 15 unary ops on a transposed input, comparisons into uint8, pow,
   // minimum and where with broadcasts, 5 reductions over rows and columns (4 shapes)
   // and a sum with an addend (a shared bias's gradient) in each, softmax and
-  // log-softmax at two widths.
-  t.is(r.checks, 171);
+  // log-softmax at two widths; and fill, arange and int32 casts into the 16-bit types
+  // at values whose nearest float is a 16-bit halfway point, rounded once as the CPU.
+  t.is(r.checks, 176);
+  t.is(r.passed(/^PASS (fill|arange|int32 cast) rounds once /), 5);
   t.is(r.passed(/^PASS reduce sum \+ addend /), 12);
   t.is(r.passed(/^PASS copy (rows of 258 into rows of 261|permuting 41-wide heads) /), 6);
   t.is(r.passed(/^PASS copy rows in runs of four, carrying through three dims /), 1);

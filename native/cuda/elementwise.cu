@@ -4,6 +4,7 @@
 // uniform across a warp, so it costs nothing measurable, and it keeps the number
 // of instantiations (and the build time for five GPU architectures) small.
 #include <cmath>
+#include <cstring>
 
 #include "common.cuh"
 #include "gelu.cuh"
@@ -38,11 +39,27 @@ __device__ __forceinline__ uint8_t sat_u8(double v) {
   return (uint8_t)v;
 }
 
+// v as a float rounded to odd (toward zero, then the last bit set where inexact), as
+// the CPU's store does: a 16-bit type's rounding of that is v's own, where rounding to
+// the nearest float first can land on the 16-bit halfway point and round again the
+// wrong way (a fill of 1 + 2^-11 + 2^-30 in float16 gave 1, the int32 2^24 + 2^16 + 1
+// in bfloat16 gave 2^24).
+__device__ __forceinline__ float to_float_odd(double v) {
+  float f = (float)v;
+  if (!isfinite(f) || (double)f == v) return f;
+  if (fabs((double)f) > fabs(v)) f = nextafterf(f, 0.f);
+  uint32_t b;
+  memcpy(&b, &f, 4);
+  b |= 1u;
+  memcpy(&f, &b, 4);
+  return f;
+}
+
 __device__ __forceinline__ void store_any(void* p, DType t, int64_t i, double v) {
   switch (t) {
     case DType::Float32: static_cast<float*>(p)[i] = (float)v; break;
-    case DType::Float16: static_cast<__half*>(p)[i] = __float2half_rn((float)v); break;
-    case DType::BFloat16: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn((float)v); break;
+    case DType::Float16: static_cast<__half*>(p)[i] = __float2half_rn(to_float_odd(v)); break;
+    case DType::BFloat16: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(to_float_odd(v)); break;
     case DType::Int32: static_cast<int32_t*>(p)[i] = sat_i32(v); break;
     case DType::UInt8: static_cast<uint8_t*>(p)[i] = sat_u8(v); break;
   }
@@ -108,7 +125,8 @@ __global__ void copy_rows_kernel(Strided<2> s, E* dst, const E* src, int64_t row
 }
 
 // Different dtypes go through float32, which holds every value of the 16-bit
-// types and uint8 exactly (int32 beyond 2^24 rounds), like the CPU.
+// types and uint8 exactly (int32 beyond 2^24 rounds: to odd where the target is 16
+// bits), like the CPU.
 __global__ void convert_kernel(Strided<2> s, void* dst, DType dt, const void* src, DType st, int64_t n) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
     int64_t off[2];
@@ -117,7 +135,9 @@ __global__ void convert_kernel(Strided<2> s, void* dst, DType dt, const void* sr
       int32_t v = static_cast<const int32_t*>(src)[off[1]];
       static_cast<uint8_t*>(dst)[off[0]] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
     } else {
-      store_any(dst, dt, off[0], (double)load_any(src, st, off[1]));
+      // int32 reaches the store whole, so that a 16-bit target rounds it once.
+      const double v = st == DType::Int32 ? (double)static_cast<const int32_t*>(src)[off[1]] : (double)load_any(src, st, off[1]);
+      store_any(dst, dt, off[0], v);
     }
   }
 }

@@ -328,6 +328,57 @@ void check_fill_arange() {
   }
 }
 
+// A double's nearest 16-bit value, ties to even, found among the neighbours of its
+// rounding through float (the kernels' answer before they rounded to odd): the
+// reference does not share their method.
+double round16(double v, DType dt) {
+  Buf one(dt, 1);
+  one.set(0, (float)v);
+  const uint16_t h = *static_cast<const uint16_t*>(one.s->data());
+  double best = 0;
+  bool have = false;
+  for (int d = -1; d <= 1; d++) {
+    const uint16_t c = (uint16_t)(h + d);
+    *static_cast<uint16_t*>(one.s->data()) = c;
+    const double x = get_any(one, dt, 0);
+    const double e = std::fabs(x - v), be = std::fabs(best - v);
+    if (!have || e < be || (e == be && (c & 1) == 0)) best = x, have = true;
+  }
+  return best;
+}
+
+// fill, arange and int32 casts into the 16-bit types round once: values whose nearest
+// float is a 16-bit halfway point (as the CPU's to_float_odd).
+void check_single_rounding() {
+  for (DType dt : {DType::Float16, DType::BFloat16}) {
+    const int frac = dt == DType::Float16 ? 10 : 7;  // significand bits after the point
+    const double half_ulp = std::ldexp(1.0, -frac - 1), tiny = std::ldexp(1.0, -30);
+    const std::string name = perceiver::dtype_name(dt);
+    std::vector<float> want, got;
+    for (double v : {1 + half_ulp + tiny, -(1 + half_ulp + tiny), 1 + 3 * half_ulp - tiny, 1 + half_ulp - tiny}) {
+      Buf f(dt, 1);
+      perceiver::cuda::fill(f.view(1, 1), v, nullptr);
+      want.push_back((float)round16(v, dt));
+      got.push_back((float)get_any(f, dt, 0));
+    }
+    compare_exact("fill rounds once " + name, want, got);
+    want.clear(), got.clear();
+    const int64_t n = 4;
+    Buf a(dt, n);
+    perceiver::cuda::arange(a.view(1, n), 1.0, half_ulp + tiny, nullptr);
+    for (int64_t i = 0; i < n; i++) want.push_back((float)round16(1.0 + (double)i * (half_ulp + tiny), dt)), got.push_back((float)get_any(a, dt, i));
+    compare_exact("arange rounds once " + name, want, got);
+    if (dt != DType::BFloat16) continue;  // int32 within float16's range is exact in float
+    want.clear(), got.clear();
+    const int32_t ints[] = {(1 << 24) + (1 << 16) + 1, -((1 << 24) + (1 << 16) + 1), (1 << 24) + (1 << 16) - 1, 2147483647};
+    Buf src(DType::Int32, 4), dst(dt, 4);
+    for (int i = 0; i < 4; i++) static_cast<int32_t*>(src.s->data())[i] = ints[i];
+    perceiver::cuda::copy(src.view(1, 4), dst.view(1, 4), nullptr);
+    for (int i = 0; i < 4; i++) want.push_back((float)round16((double)ints[i], dt)), got.push_back((float)get_any(dst, dt, i));
+    compare_exact("int32 cast rounds once " + name, want, got);
+  }
+}
+
 void check_copies() {
   // A transpose ([5, 7] read as its [7, 5] transpose) in each dtype's bits, and dense
   // casts between the float types with a tail after whole packs of four.
@@ -666,6 +717,7 @@ void check_rows() {
 
 void check_elementwise() {
   check_fill_arange();
+  check_single_rounding();
   check_copies();
   for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16}) {
     check_unary_binary_where(dt);
