@@ -3,7 +3,7 @@ import { native } from './native.js';
 import { checkDType, describe, type DTypeName } from './dtype.js';
 import { resolveDevice } from './device.js';
 import { Tensor, wrap } from './tensor.js';
-import { int, num, options, shape as shapeArg } from './ops/args.js';
+import { int, num, optionKeys, options, shape as shapeArg } from './ops/args.js';
 import { cast } from './ops/layout.js';
 
 export interface CreateOptions {
@@ -11,6 +11,8 @@ export interface CreateOptions {
   /** 'cpu' | 'cuda' | 'cuda:N'; default per resolveDevice() (PERCEIVER_DEVICE, else CUDA when available, else CPU). */
   device?: string;
 }
+
+const CREATE_OPTIONS = optionKeys<CreateOptions>({ dtype: true, device: true });
 
 type NestedNumbers = number | readonly NestedNumbers[];
 export type TensorData = ArrayBufferView | NestedNumbers;
@@ -69,7 +71,7 @@ function toEngineArray(op: string, data: ArrayBufferView): { arr: Float32Array |
  * arrays (shape inferred) or a number (a scalar). opts.dtype converts the values.
  */
 export function tensor(data: TensorData, shape?: readonly number[], opts?: CreateOptions): Tensor {
-  const o = options('tensor', opts);
+  const o = options('tensor', opts, CREATE_OPTIONS);
   const device = resolveDevice('tensor', o.device);
   const want = o.dtype === undefined ? undefined : checkDType('tensor', 'dtype', o.dtype);
   let arr: Float32Array | Int32Array | Uint8Array;
@@ -136,7 +138,7 @@ export function hostInt32Range(t: Tensor): [number, number] | null {
 
 /** A tensor of shape filled with value. */
 export function full(shape: readonly number[], value: number, opts?: CreateOptions): Tensor {
-  const o = options('full', opts);
+  const o = options('full', opts, CREATE_OPTIONS);
   const dtype = o.dtype === undefined ? 'float32' : checkDType('full', 'dtype', o.dtype);
   fullValue(value);
   if (dtype === 'int32' || dtype === 'uint8') checkIntegerValue('full', 'value', value, dtype);
@@ -148,7 +150,7 @@ export function full(shape: readonly number[], value: number, opts?: CreateOptio
  * on first use): for placeholders that are replaced before anything reads them.
  */
 export function uninitialized(shape: readonly number[], opts?: CreateOptions): Tensor {
-  const o = options('uninitialized', opts);
+  const o = options('uninitialized', opts, CREATE_OPTIONS);
   const dtype = o.dtype === undefined ? 'float32' : checkDType('uninitialized', 'dtype', o.dtype);
   return wrap(native.empty(shapeArg('uninitialized', 'shape', shape), dtype, resolveDevice('uninitialized', o.device)));
 }
@@ -158,7 +160,7 @@ export const ones = (shape: readonly number[], opts?: CreateOptions): Tensor => 
 
 /** [start, start+step, ...) below stop; arange(n) is 0..n-1. */
 export function arange(start: number, stop?: number, step = 1, opts?: CreateOptions): Tensor {
-  const o = options('arange', opts);
+  const o = options('arange', opts, CREATE_OPTIONS);
   finite('arange', 'start', start);
   finite('arange', 'step', step);
   if (stop === undefined) [start, stop] = [0, start];
@@ -197,9 +199,12 @@ export function seedOf(op: string, seed: unknown): number {
   return s;
 }
 
+const NORMAL_OPTIONS = optionKeys<RandomOptions & { mean?: number; std?: number }>({ seed: true, device: true, mean: true, std: true });
+const UNIFORM_OPTIONS = optionKeys<RandomOptions & { low?: number; high?: number }>({ seed: true, device: true, low: true, high: true });
+
 /** Normal samples, float32. */
 export function randn(shape: readonly number[], opts?: RandomOptions & { mean?: number; std?: number }): Tensor {
-  const o = options('randn', opts);
+  const o = options('randn', opts, NORMAL_OPTIONS);
   return wrap(
     native.random(
       'normal',
@@ -214,7 +219,7 @@ export function randn(shape: readonly number[], opts?: RandomOptions & { mean?: 
 
 /** Uniform samples in [low, high), float32. */
 export function rand(shape: readonly number[], opts?: RandomOptions & { low?: number; high?: number }): Tensor {
-  const o = options('rand', opts);
+  const o = options('rand', opts, UNIFORM_OPTIONS);
   return wrap(
     native.random(
       'uniform',

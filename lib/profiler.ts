@@ -8,11 +8,14 @@
 // autograd counts the ops of each backward formula under 'backward.<op>'.
 import { native } from './native.js';
 import { describe } from './dtype.js';
+import { knownKeys, optionKeys } from './ops/args.js';
 
 export interface ProfileOptions {
   /** Key ops by output shape as well (default false). */
   shapes?: boolean;
 }
+
+const PROFILE_OPTIONS = optionKeys<ProfileOptions>({ shapes: true });
 
 export interface ProfileRow {
   op: string;
@@ -56,6 +59,7 @@ export function isProfiling(): boolean {
 export function start(options: ProfileOptions = {}): void {
   if (options === null || typeof options !== 'object' || Array.isArray(options))
     throw new TypeError(`profiler.start: argument 'options' must be an object, got ${describe(options)}`);
+  knownKeys('profiler.start', 'options', options, PROFILE_OPTIONS);
   const shapes = options.shapes ?? false;
   if (typeof shapes !== 'boolean') throw new TypeError(`profiler.start: option 'shapes' must be a boolean, got ${describe(shapes)}`);
   if (running) throw new Error('profiler.start: a profile is already recording; stop() it first');

@@ -7,6 +7,8 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import * as P from '../lib/index.js';
 import { BAD_CALLS, type BadCallResult } from './helpers/bad-calls-child.js';
 import { live } from './helpers/device.js';
@@ -206,6 +208,87 @@ test('in-process: keep() and tidy() name a non-Tensor or non-function argument i
     ['tidy(5)', () => P.tidy(5 as never), /^tidy: argument 'fn' must be a function, got number 5/],
   ];
   for (const [name, fn, message] of cases) t.throws(fn, { instanceOf: TypeError, message }, name);
+});
+
+// As torch refuses an unexpected keyword argument: a misspelt option would otherwise
+// be ignored and its default used, with no sign of it.
+test('in-process: an unknown key in an options object is a TypeError naming the op, the argument and the key, listing the known ones', async (t) => {
+  const a = P.ones([2, 2]);
+  const q = P.ones([1, 2, 1, 4]);
+  const img = P.ones([1, 4, 4, 2]);
+  const w = P.ones([3, 3, 2, 2]);
+  const ch = P.ones([2]);
+  const ids = P.tensor([0, 1], undefined, { dtype: 'int32' });
+  const [p, g, m, v] = [P.ones([2]), P.ones([2]), P.zeros([2]), P.zeros([2])];
+  const leaf = P.ones([]);
+  leaf.requiresGrad = true;
+  const bad = (v: unknown) => v as never;
+  const adam = { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 1 };
+  const cases: [string, () => unknown, RegExp][] = [
+    ['matmul', () => P.matmul(a, a, bad({ activaton: 'gelu' })), /^matmul: argument 'options' has unknown option 'activaton' \(known: transA, transB, bias, activation, alpha, dtype, addend\)$/],
+    ['Tensor.matmul', () => a.matmul(a, bad({ transb: true })), /^matmul: argument 'options' has unknown option 'transb' \(known: /],
+    ['attention', () => P.attention(q, q, q, bad({ scal: 1 })), /^attention: argument 'options' has unknown option 'scal' \(known: mask, scale, dropout, seed\)/],
+    ['gelu', () => P.gelu(a, bad({ approx: 'tanh' })), /^gelu: argument 'options' has unknown option 'approx' \(known: approximate\)/],
+    ['Tensor.gelu', () => a.gelu(bad({ approx: 'tanh' })), /^gelu: argument 'options' has unknown option 'approx'/],
+    ['oneHot', () => P.oneHot(ids, 3, bad({ dtyp: 'float16' })), /^one_hot: argument 'options' has unknown option 'dtyp' \(known: on, off, dtype\)/],
+    ['conv2d', () => P.conv2d(img, w, bad({ strides: 1 })), /^conv2d: argument 'options' has unknown option 'strides' \(known: bias, stride, padding\)/],
+    ['maxPool2d', () => P.maxPool2d(img, bad({ kernel: 2, strides: 1 })), /^max_pool2d: argument 'options' has unknown option 'strides' \(known: kernel, stride, padding\)/],
+    ['batchNorm', () => P.batchNorm(img, ch, ch, bad({ epsilon: 1e-3 })), /^batch_norm: argument 'options' has unknown option 'epsilon' \(known: weight, bias, eps\)/],
+    ['layerNorm', () => P.layerNorm(a, null, null, bad({ epsilon: 1e-3 })), /^layer_norm: argument 'options' has unknown option 'epsilon' \(known: eps\)/],
+    ...(['sum', 'mean', 'max', 'min', 'argmax'] as const).map((op): [string, () => unknown, RegExp] => [op, () => P[op](a, 0, bad({ keepDim: true })), new RegExp(`^${op}: argument 'options' has unknown option 'keepDim' \\(known: keepdim\\)`)]),
+    ['Tensor.sum', () => a.sum(0, bad({ keepDim: true })), /^sum: argument 'options' has unknown option 'keepDim'/],
+    ['adamUpdate', () => P.adamUpdate(p, g, m, v, bad({ ...adam, weight_decay: 0.1 })), /^adam_update: argument 'options' has unknown option 'weight_decay' \(known: lr, beta1, beta2, eps, weightDecay, step\)/],
+    ['lambUpdate', () => P.lambUpdate(p, g, m, v, bad({ ...adam, weight_decay: 0.1 })), /^lamb_update: argument 'options' has unknown option 'weight_decay'/],
+    ['sgdUpdate', () => P.sgdUpdate(p, g, m, bad({ lr: 0.1, momentun: 0.9 })), /^sgd_update: argument 'options' has unknown option 'momentun' \(known: lr, momentum, weightDecay, nesterov\)/],
+    ['tensor', () => P.tensor([1], undefined, bad({ dtpye: 'int32' })), /^tensor: argument 'options' has unknown option 'dtpye' \(known: dtype, device\)/],
+    ['full', () => P.full([2], 1, bad({ dytpe: 'int32' })), /^full: argument 'options' has unknown option 'dytpe' \(known: dtype, device\)/],
+    ['zeros', () => P.zeros([2], bad({ dev: 'cpu' })), /^full: argument 'options' has unknown option 'dev'/],
+    ['ones', () => P.ones([2], bad({ dev: 'cpu' })), /^full: argument 'options' has unknown option 'dev'/],
+    ['arange', () => P.arange(3, undefined, 1, bad({ dtyp: 'int32' })), /^arange: argument 'options' has unknown option 'dtyp' \(known: dtype, device\)/],
+    ['randn', () => P.randn([2], bad({ sed: 1 })), /^randn: argument 'options' has unknown option 'sed' \(known: seed, device, mean, std\)/],
+    ['randn, two keys', () => P.randn([2], bad({ sed: 1, mu: 0, std: 1 })), /^randn: argument 'options' has unknown options 'sed', 'mu' \(known: /],
+    ['rand', () => P.rand([2], bad({ seed: 1, hi: 2 })), /^rand: argument 'options' has unknown option 'hi' \(known: seed, device, low, high\)/],
+    ['crossEntropy', () => P.crossEntropy(a, ids, bad({ label_smoothing: 0.1 })), /^crossEntropy: argument 'options' has unknown option 'label_smoothing' \(known: labelSmoothing, reduction\)/],
+    ['interpolate', () => P.interpolate(P.ones([1, 1, 2, 2]), [4, 4], bad({ mode: 'bilinear', align_corners: true })), /^interpolate: argument 'options' has unknown option 'align_corners' \(known: mode, alignCorners\)/],
+    ['dropout', () => P.dropout(a, 0.1, bad({ training: false, sed: 1 })), /^dropout: argument 'opts' has unknown option 'sed' \(known: training, seed\)/],
+    ['backward', () => P.backward(leaf, bad({ retain_graph: true })), /^backward: argument 'options' has unknown option 'retain_graph' \(known: gradient, retainGraph\)/],
+    ['Tensor.backward', () => leaf.backward(bad({ retain_graph: true })), /^backward: argument 'options' has unknown option 'retain_graph'/],
+    ['withoutInit', () => P.withoutInit(() => 1, bad({ dtyp: 'bfloat16' })), /^withoutInit: argument 'opts' has unknown option 'dtyp' \(known: dtype\)/],
+    [
+      'profiler.start',
+      () => {
+        P.profiler.start(bad({ shape: true }));
+        P.profiler.stop();
+      },
+      /^profiler.start: argument 'options' has unknown option 'shape' \(known: shapes\)/,
+    ],
+  ];
+  for (const [name, fn, message] of cases) t.throws(fn, { instanceOf: TypeError, message }, name);
+  t.is(leaf.grad, null, 'no backward ran');
+  t.false(P.profiler.isProfiling());
+
+  const dir = await mkdtemp(join(tmpdir(), 'perceiver-options-'));
+  try {
+    const file = join(dir, 'a.safetensors');
+    await P.saveSafetensors(file, { a });
+    const asyncCases: [string, () => Promise<unknown>, RegExp][] = [
+      ['saveSafetensors', () => P.saveSafetensors(join(dir, 'b.safetensors'), { a }, bad({ metdata: {} })), /^saveSafetensors: argument 'opts' has unknown option 'metdata' \(known: metadata, dtypes\)/],
+      ['readSafetensors', () => P.readSafetensors(file, bad({ name: ['a'] })), /^readSafetensors: argument 'opts' has unknown option 'name' \(known: names, device, dtype, onProgress, signal\)/],
+      ['readSafetensors op', () => P.readSafetensors(file, bad({ op: 'x' })), /^readSafetensors: argument 'opts' has unknown option 'op'/],
+      ['loadSafetensors', () => P.loadSafetensors(file, bad({ devcie: 'cpu' })), /^loadSafetensors: argument 'opts' has unknown option 'devcie' \(known: names, /],
+      ['loadRecords', () => P.loadRecords([], bad({ devcie: 'cpu' })), /^loadRecords: argument 'opts' has unknown option 'devcie' \(known: device, dtype, onProgress, signal, op\)/],
+    ];
+    for (const [name, fn, message] of asyncCases) await t.throwsAsync(fn, { instanceOf: TypeError, message }, name);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  // Only own keys count, and an explicit undefined of a known one is still no option.
+  const inherited = Object.assign(Object.create({ junk: 1 }) as object, { transB: true });
+  const y = P.matmul(a, a, inherited);
+  t.deepEqual(y.shape, [2, 2]);
+  const z = P.randn([2], { seed: 1, std: undefined });
+  for (const x of [a, q, img, w, ch, ids, p, g, m, v, leaf, y, z]) x.dispose();
 });
 
 test('worker threads terminated while they issue ops and wait on reads end quietly: no abort of the process, and the main thread works on', async (t) => {

@@ -301,6 +301,25 @@ test('layers and containers refuse bad constructor options and non-Tensor inputs
   x.dispose();
 });
 
+test('layers, loadStateDict and to() refuse an unknown option key, naming the layer or method, the argument and the key', (t) => {
+  const lin = new Linear(2, 2);
+  const bad = (v: unknown) => v as never;
+  const cases: [string, () => unknown, RegExp][] = [
+    ['Linear', () => new Linear(2, 2, bad({ biass: false })), /^Linear: argument 'options' has unknown option 'biass' \(known: initStd, device, bias\)$/],
+    ['LayerNorm', () => new LayerNorm(2, bad({ epsilon: 1e-6 })), /^LayerNorm: argument 'options' has unknown option 'epsilon' \(known: eps, device\)$/],
+    ['Embedding', () => new Embedding(4, 2, bad({ std: 0.02 })), /^Embedding: argument 'options' has unknown option 'std' \(known: initStd, device\)$/],
+    ['Embedding bias', () => new Embedding(4, 2, bad({ bias: false })), /^Embedding: argument 'options' has unknown option 'bias'/],
+    ['Conv2d', () => new P.Conv2d(2, 2, 3, bad({ pad: 1 })), /^Conv2d: argument 'options' has unknown option 'pad' \(known: initStd, device, stride, padding, bias\)$/],
+    ['BatchNorm2d', () => new P.BatchNorm2d(2, bad({ mom: 0.1 })), /^BatchNorm2d: argument 'options' has unknown option 'mom' \(known: eps, momentum, device\)$/],
+    ['loadStateDict', () => lin.loadStateDict(lin.stateDict(), bad({ strict: false, asign: true })), /^loadStateDict: argument 'opts' has unknown option 'asign' \(known: strict, assign\)$/],
+    ['to', () => lin.to(bad({ dtype: 'float32', devcie: 'cpu' })), /^to: argument 'target' has unknown option 'devcie' \(known: dtype, device\)$/],
+  ];
+  const weight = lin.weight;
+  for (const [name, fn, message] of cases) t.throws(fn, { instanceOf: TypeError, message }, name);
+  t.is(lin.weight, weight, 'nothing was loaded');
+  lin.dispose();
+});
+
 test('registering a module into itself or into one of its descendants is refused; a module shared by two parents is not a cycle', (t) => {
   class Holder extends Module {
     add<M extends Module>(name: string, m: M): M {

@@ -383,6 +383,29 @@ test('schedules, clipping, norm and decay groups refuse missing or malformed arg
   lin.dispose();
 });
 
+test('optimizers, GradScaler, schedules and decayGroups refuse an unknown option key, naming it and the known ones; parameter groups stay open', (t) => {
+  const lin = new P.Linear(2, 2);
+  const p = P.ones([2]);
+  const bad = (v: unknown) => v as never;
+  const cases: [string, () => unknown, RegExp][] = [
+    ['AdamW', () => new AdamW([p], bad({ lr: 0.1, weight_decay: 0.1 })), /^AdamW: argument 'opts' has unknown option 'weight_decay' \(known: lr, beta1, beta2, eps, weightDecay\)$/],
+    ['LAMB', () => new LAMB([p], bad({ lr: 0.1, betas: [0.9, 0.99] })), /^LAMB: argument 'opts' has unknown option 'betas' \(known: lr, beta1, beta2, eps, weightDecay\)$/],
+    ['SGD', () => new SGD([p], bad({ lr: 0.1, momentun: 0.9 })), /^SGD: argument 'opts' has unknown option 'momentun' \(known: lr, momentum, nesterov, weightDecay\)$/],
+    ['GradScaler', () => new P.optim.GradScaler(bad({ init_scale: 1024 })), /^GradScaler: argument 'opts' has unknown option 'init_scale' \(known: initScale, growthFactor, backoffFactor, growthInterval\)$/],
+    ['constantCosine', () => constantCosine(bad({ lr: 1, totalSteps: 10, warmup: 2 })), /^constantCosine: argument 'options' has unknown option 'warmup' \(known: lr, totalSteps, constantFraction, endValue, warmupSteps\)$/],
+    ['warmupCosine', () => warmupCosine(bad({ lr: 1, totalSteps: 10, warmupSteps: 2, endLr: 0.1 })), /^warmupCosine: argument 'options' has unknown option 'endLr' \(known: lr, totalSteps, warmupSteps, endValue\)$/],
+    ['stepDecay', () => stepDecay(bad({ lr: 1, boundaries: [1], gamma: 0.5 })), /^stepDecay: argument 'options' has unknown option 'gamma' \(known: lr, boundaries, factor\)$/],
+    ['decayGroups', () => decayGroups(lin, bad({ weightDecay: 0.1, decayPositionEmbedding: true })), /^decayGroups: argument 'options' has unknown option 'decayPositionEmbedding' \(known: weightDecay, decayPositionEmbeddings\)$/],
+  ];
+  for (const [name, fn, message] of cases) t.throws(fn, { instanceOf: TypeError, message }, name);
+  // As torch's, a parameter group may carry keys of the caller's own.
+  const opt = new SGD([bad({ params: [p], lr: 0.5, tag: 'head' })], { lr: 0.1 });
+  t.is(opt.groups[0].lr, 0.5);
+  opt.dispose();
+  p.dispose();
+  lin.dispose();
+});
+
 test('loadStateDict checks the whole state dict before it changes anything: group rates as the constructor does, tensors, second moments', (t) => {
   const p = P.tensor([1, 2], [2]);
   const q = P.tensor([3], [1]);

@@ -9,6 +9,7 @@ import { Tensor, wrap, wrapDetached } from '../tensor.js';
 import { keep, tidy } from '../scope.js';
 import { scope as profilerScope } from '../profiler.js';
 import type { DTypeName } from '../dtype.js';
+import { optionKeys, options } from '../ops/args.js';
 
 /**
  * The gradient summed so far where an input's gradient goes (the pending gradient of
@@ -181,17 +182,20 @@ export interface BackwardOptions {
   retainGraph?: boolean;
 }
 
+const BACKWARD_OPTIONS = optionKeys<BackwardOptions>({ gradient: true, retainGraph: true });
+
 /**
  * Accumulates d(root)/d(leaf) into every reachable leaf's .grad (a leaf is a tensor
  * with requiresGrad set by the user, e.g. a parameter). Returns when every gradient
  * is queued; read them with await leaf.grad.data() as usual.
  */
-export function backward(root: Tensor, opts: BackwardOptions = {}): void {
+export function backward(root: Tensor, opts?: BackwardOptions): void {
   if (!(root instanceof Tensor)) throw new TypeError(`backward: argument 'root' must be a Tensor`);
   if (root.disposed) throw new Error(`backward: argument 'root' is a disposed Tensor`);
+  const o = options('backward', opts, BACKWARD_OPTIONS);
   if (!root.gradFn && !root.requiresGrad)
     throw new Error(`backward: the tensor does not require gradients (no parameter it depends on has requiresGrad set, or it was computed under noGrad)`);
-  const seed = opts.gradient;
+  const seed = o.gradient;
   if (seed !== undefined) {
     if (!(seed instanceof Tensor)) throw new TypeError(`backward: option 'gradient' must be a Tensor`);
     if (seed.disposed) throw new Error(`backward: option 'gradient' is a disposed Tensor`);
@@ -204,7 +208,7 @@ export function backward(root: Tensor, opts: BackwardOptions = {}): void {
   } else if (root.size !== 1) {
     throw new RangeError(`backward: the root must be a scalar (one element) unless option 'gradient' is given, got shape [${root.shape.join(', ')}]`);
   }
-  const retain = opts.retainGraph ?? false;
+  const retain = o.retainGraph ?? false;
   profilerScope('backward', () => noGrad(() => tidy(() => backwardPass(root, seed, retain))));
 }
 

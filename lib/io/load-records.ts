@@ -14,6 +14,7 @@
 import { native, type NativeHandle } from '../native.js';
 import { describe, type DTypeName, type FloatDTypeName } from '../dtype.js';
 import { resolveDevice } from '../device.js';
+import { knownKeys, optionKeys } from '../ops/args.js';
 import { wrap, type Tensor } from '../tensor.js';
 import {
   MAX_NAME,
@@ -81,6 +82,8 @@ export interface LoadRecordsOptions {
   /** Prefix of error messages (default 'loadRecords'). */
   op?: string;
 }
+
+const LOAD_RECORDS_OPTIONS = optionKeys<LoadRecordsOptions>({ device: true, dtype: true, onProgress: true, signal: true, op: true });
 
 // Reads queued ahead of the one being awaited: enough to keep the queue busy,
 // few enough that an abort stops within about this many bytes.
@@ -224,6 +227,7 @@ export async function loadRecords(records: readonly TensorRecord[], opts: LoadRe
   if (opts.op !== undefined && (typeof opts.op !== 'string' || opts.op === ''))
     throw new TypeError(`loadRecords: option 'op' must be a non-empty string, got ${describe(opts.op)}`);
   const op = opts.op ?? 'loadRecords';
+  knownKeys(op, 'opts', opts, LOAD_RECORDS_OPTIONS);
   if (!Array.isArray(records)) throw new TypeError(`${op}: argument 'records' must be an array of TensorRecords, got ${describe(records)}`);
   if (opts.dtype !== undefined && !FLOAT_DTYPES.includes(opts.dtype))
     throw new TypeError(`${op}: option 'dtype' must be one of ${FLOAT_DTYPES.join(', ')}, got ${describe(opts.dtype)}`);

@@ -16,6 +16,7 @@ import { Tensor, readBytes } from '../tensor.js';
 import { cast } from '../ops/layout.js';
 import { MAX_NAME, RECORD_ITEM_SIZE, fileVersion, openRegularFile, quoteName, type RecordDType, type TensorRecord } from './records.js';
 import { loadRecords, type LoadRecordsOptions } from './load-records.js';
+import { knownKeys, optionKeys } from '../ops/args.js';
 
 /**
  * safetensors dtype names this reader accepts: every dtype of the format except the
@@ -76,6 +77,9 @@ export interface WriteSafetensorsOptions {
    */
   dtypes?: Record<string, SafetensorsDType>;
 }
+
+const READ_OPTIONS = optionKeys<ReadSafetensorsOptions>({ names: true, device: true, dtype: true, onProgress: true, signal: true });
+const WRITE_OPTIONS = optionKeys<WriteSafetensorsOptions>({ metadata: true, dtypes: true });
 
 function fail(path: string, problem: string): never {
   throw new Error(`safetensors: ${path}: ${problem}`);
@@ -328,6 +332,7 @@ export async function readSafetensors(
   opts: ReadSafetensorsOptions = {},
 ): Promise<{ tensors: Record<string, Tensor>; metadata: Record<string, string> }> {
   if (opts === null || typeof opts !== 'object') throw new TypeError(`readSafetensors: argument 'opts' must be an object, got ${describe(opts)}`);
+  knownKeys('readSafetensors', 'opts', opts, READ_OPTIONS);
   const header = await readSafetensorsHeader(path);
   let records = safetensorsRecords(path, header);
   if (opts.names !== undefined) {
@@ -342,6 +347,8 @@ export async function readSafetensors(
 
 /** Like readSafetensors, only the tensors. */
 export async function loadSafetensors(path: string, opts?: ReadSafetensorsOptions): Promise<Record<string, Tensor>> {
+  // Checked here too, so that the message names the function called.
+  if (opts !== null && typeof opts === 'object') knownKeys('loadSafetensors', 'opts', opts, READ_OPTIONS);
   return (await readSafetensors(path, opts)).tensors;
 }
 
@@ -371,6 +378,7 @@ export async function writeSafetensorsTemp(
   if (typeof path !== 'string' || path === '') throw new TypeError(`saveSafetensors: argument 'path' must be a file path, got ${describe(path)}`);
   if (!isPlainObject(tensors)) throw new TypeError(`saveSafetensors: argument 'tensors' must be an object of Tensors, got ${describe(tensors)}`);
   if (opts === null || typeof opts !== 'object') throw new TypeError(`saveSafetensors: argument 'opts' must be an object, got ${describe(opts)}`);
+  knownKeys('saveSafetensors', 'opts', opts, WRITE_OPTIONS);
   const header: Record<string, unknown> = {};
   if (opts.metadata !== undefined) {
     if (!isPlainObject(opts.metadata)) throw new TypeError(`saveSafetensors: option 'metadata' must be an object of strings`);

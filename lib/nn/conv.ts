@@ -13,7 +13,7 @@ import { Module } from './module.js';
 import { epsOption, inputTensor, layerOptions, type InitOptions } from './layers.js';
 import { castNeeded, castTo, computeDtype, computeIn } from './autocast.js';
 import { describe } from '../dtype.js';
-import { options, pair } from '../ops/args.js';
+import { optionKeys, options, pair } from '../ops/args.js';
 
 // What conv2d() takes, checked when the layer is made rather than at its first call:
 // 'same', 'valid', a number, or [top, bottom, left, right], every count >= 0.
@@ -32,6 +32,8 @@ export interface Conv2dModuleOptions extends InitOptions {
   bias?: boolean;
 }
 
+const CONV2D_OPTIONS = optionKeys<Conv2dModuleOptions>({ initStd: true, device: true, stride: true, padding: true, bias: true });
+
 /** 2-D convolution; weight [out, in, kh, kw] as PyTorch stores it, input and output channels-last. */
 export class Conv2d extends Module {
   readonly inChannels: number;
@@ -47,7 +49,7 @@ export class Conv2d extends Module {
     for (const [n, v] of [['inChannels', inChannels], ['outChannels', outChannels], ['kernel', kh], ['kernel', kw]] as const)
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
         throw new (typeof v === 'number' ? RangeError : TypeError)(`Conv2d: '${n}' must be a positive integer, got ${describe(v)}`);
-    const o = layerOptions('Conv2d', opts);
+    const o = layerOptions('Conv2d', opts, CONV2D_OPTIONS);
     this.inChannels = inChannels;
     this.outChannels = outChannels;
     this.stride = o.stride ?? 1;
@@ -85,6 +87,8 @@ export interface BatchNorm2dOptions {
   device?: string;
 }
 
+const BATCH_NORM_OPTIONS = optionKeys<BatchNorm2dOptions>({ eps: true, momentum: true, device: true });
+
 /**
  * Inference batch norm over the channel (last) axis with PyTorch's state:
  * weight, bias, running_mean, running_var, num_batches_tracked (int32 here; the
@@ -99,7 +103,7 @@ export class BatchNorm2d extends Module {
     super();
     if (typeof numFeatures !== 'number' || !Number.isSafeInteger(numFeatures) || numFeatures <= 0)
       throw new (typeof numFeatures === 'number' ? RangeError : TypeError)(`BatchNorm2d: 'numFeatures' must be a positive integer, got ${describe(numFeatures)}`);
-    const o = options('BatchNorm2d', opts);
+    const o = options('BatchNorm2d', opts, BATCH_NORM_OPTIONS);
     this.numFeatures = numFeatures;
     this.eps = epsOption('BatchNorm2d', o.eps, 1e-5);
     this.momentum = o.momentum ?? 0.1;

@@ -8,7 +8,7 @@ import { oneHot } from '../ops/nn.js';
 import { logSoftmax } from '../ops/reduce.js';
 import { applyDropout } from '../ops/dropout.js';
 import { tidy } from '../scope.js';
-import { options } from '../ops/args.js';
+import { knownKeys, optionKeys, options } from '../ops/args.js';
 
 export interface CrossEntropyOptions {
   /** Mass moved uniformly onto every class (0.1 in the reference's ImageNet recipe). Default 0. */
@@ -17,12 +17,14 @@ export interface CrossEntropyOptions {
   reduction?: 'mean' | 'sum';
 }
 
+const CROSS_ENTROPY_OPTIONS = optionKeys<CrossEntropyOptions>({ labelSmoothing: true, reduction: true });
+
 /**
  * Softmax cross-entropy: logits [N, K] against int32 labels [N] or soft targets
  * [N, K] (MixUp/CutMix) -> a [] loss.
  */
 export function crossEntropy(logits: Tensor, target: Tensor, opts?: CrossEntropyOptions): Tensor {
-  const o = options('crossEntropy', opts);
+  const o = options('crossEntropy', opts, CROSS_ENTROPY_OPTIONS);
   if (logits instanceof Tensor) handleOf('crossEntropy', 'logits', logits);
   if (target instanceof Tensor) handleOf('crossEntropy', 'target', target);
   if (!(logits instanceof Tensor) || logits.rank !== 2) throw new TypeError(`crossEntropy: argument 'logits' must be a [N, K] Tensor, got ${logits instanceof Tensor ? `shape [${logits.shape.join(', ')}]` : describe(logits)}`);
@@ -56,6 +58,8 @@ export function crossEntropy(logits: Tensor, target: Tensor, opts?: CrossEntropy
   });
 }
 
+const DROPOUT_OPTIONS = optionKeys<{ training: boolean; seed?: number }>({ training: true, seed: true });
+
 /**
  * Inverted dropout: in training, zeroes each element with probability p and scales
  * the rest by 1 / (1 - p); the identity otherwise. `seed` makes the mask reproducible.
@@ -66,6 +70,7 @@ export function dropout(x: Tensor, p: number, opts: { training: boolean; seed?: 
   // Whether it drops is the caller's to say (a module's training flag): no default.
   if (opts === null || typeof opts !== 'object' || Array.isArray(opts) || typeof opts.training !== 'boolean')
     throw new TypeError(`dropout: argument 'opts' must be { training: boolean, seed? }, got ${describe(opts)}`);
+  knownKeys('dropout', 'opts', opts, DROPOUT_OPTIONS);
   if (!opts.training || p === 0) return x;
   return applyDropout(x, p, opts.seed);
 }

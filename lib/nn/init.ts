@@ -6,6 +6,7 @@
 import { full, rand, randn, seedOf, uninitialized } from '../creation.js';
 import { describe, isFloatDType, type FloatDTypeName } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
+import { knownKeys, optionKeys } from '../ops/args.js';
 
 function finite(op: string, name: string, v: unknown, min?: number): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || (min !== undefined && v < min))
@@ -21,6 +22,8 @@ export interface WithoutInitOptions {
   dtype?: FloatDTypeName;
 }
 
+const WITHOUT_INIT_OPTIONS = optionKeys<WithoutInitOptions>({ dtype: true });
+
 /**
  * Runs fn (synchronously: a model's construction) with parameter initialisation
  * skipped: the parameters that layers create with initNormal, initUniform and
@@ -31,6 +34,7 @@ export interface WithoutInitOptions {
 export function withoutInit<T>(fn: () => T, opts: WithoutInitOptions = {}): T {
   if (typeof fn !== 'function') throw new TypeError(`withoutInit: argument 'fn' must be a function, got ${describe(fn)}`);
   if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new TypeError(`withoutInit: argument 'opts' must be an object, got ${describe(opts)}`);
+  knownKeys('withoutInit', 'opts', opts, WITHOUT_INIT_OPTIONS);
   const dtype = opts.dtype ?? 'float32';
   if (!isFloatDType(dtype)) throw new TypeError(`withoutInit: option 'dtype' must be 'float32', 'float16' or 'bfloat16', got ${JSON.stringify(dtype)}`);
   const outer = skipDtype;

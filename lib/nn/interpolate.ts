@@ -7,7 +7,7 @@ import { describe } from '../dtype.js';
 import { tensor } from '../creation.js';
 import { cast, reshape } from '../ops/layout.js';
 import { matmul } from '../ops/linalg.js';
-import { bool, options } from '../ops/args.js';
+import { bool, optionKeys, options } from '../ops/args.js';
 import { tidy } from '../scope.js';
 
 export type InterpolateMode = 'nearest' | 'bilinear' | 'bicubic';
@@ -22,6 +22,8 @@ export interface InterpolateOptions {
    */
   alignCorners?: boolean;
 }
+
+const INTERPOLATE_OPTIONS = optionKeys<InterpolateOptions>({ mode: true, alignCorners: true });
 
 // torch's cubic convolution constant (Keys' a = -0.75, as OpenCV and TF use).
 const CUBIC_A = -0.75;
@@ -131,7 +133,7 @@ export function interpolate(input: Tensor, size: readonly [number, number], opts
   if (input.dtype !== 'float32' && input.dtype !== 'float16' && input.dtype !== 'bfloat16')
     throw new TypeError(`interpolate: argument 'input' must be a floating-point tensor, got ${input.dtype}`);
   const [outH, outW] = checkSize(size);
-  const o = options('interpolate', opts);
+  const o = options('interpolate', opts, INTERPOLATE_OPTIONS);
   const mode = o.mode ?? 'nearest';
   if (!MODES.includes(mode)) throw new TypeError(`interpolate: option 'mode' must be one of ${MODES.map((m) => `'${m}'`).join(', ')}, got ${describe(mode)}`);
   const alignCorners = o.alignCorners === undefined ? false : bool('interpolate', 'alignCorners', o.alignCorners);

@@ -10,7 +10,7 @@ import { Module } from './module.js';
 import { computeDtype, computeIn, toDtype } from './autocast.js';
 import { tidy } from '../scope.js';
 import { describe } from '../dtype.js';
-import { bool, options } from '../ops/args.js';
+import { bool, optionKeys, options } from '../ops/args.js';
 
 function positiveInt(layer: string, name: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
@@ -19,11 +19,13 @@ function positiveInt(layer: string, name: string, v: unknown): number {
 }
 
 /**
- * @internal A layer's options object (undefined: {}), with `initStd` (absent or a
- * finite number >= 0) checked, and `bias` (absent or a boolean) where the layer has one.
+ * @internal A layer's options object (undefined: {}) with only `known` keys, with
+ * `initStd` (absent or a finite number >= 0) checked, and `bias` (absent or a
+ * boolean) where the layer has one (among `known`).
  */
-export function layerOptions<T extends InitOptions & { bias?: boolean }>(layer: string, opts: T | undefined, hasBias = true): Partial<T> {
-  const o = options(layer, opts);
+export function layerOptions<T extends InitOptions & { bias?: boolean }>(layer: string, opts: T | undefined, known: readonly string[]): Partial<T> {
+  const o = options(layer, opts, known);
+  const hasBias = known.includes('bias');
   if (o.initStd !== undefined && (typeof o.initStd !== 'number' || !Number.isFinite(o.initStd) || o.initStd < 0))
     throw new (typeof o.initStd === 'number' ? RangeError : TypeError)(`${layer}: option 'initStd' must be a finite number >= 0, got ${describe(o.initStd)}`);
   if (hasBias && o.bias !== undefined) bool(layer, 'bias', o.bias);
@@ -58,6 +60,8 @@ export interface LinearOptions extends InitOptions {
   bias?: boolean;
 }
 
+const LINEAR_OPTIONS = optionKeys<LinearOptions>({ initStd: true, device: true, bias: true });
+
 /** y = x Wᵀ + b over the last axis; weight [out, in] (PyTorch layout). */
 export class Linear extends Module {
   readonly inFeatures: number;
@@ -67,7 +71,7 @@ export class Linear extends Module {
     super();
     this.inFeatures = positiveInt('Linear', 'inFeatures', inFeatures);
     this.outFeatures = positiveInt('Linear', 'outFeatures', outFeatures);
-    const o = layerOptions('Linear', opts);
+    const o = layerOptions('Linear', opts, LINEAR_OPTIONS);
     const { initStd, device } = o;
     this.registerParameter('weight', initLayer([outFeatures, inFeatures], inFeatures, false, initStd, device));
     this.registerParameter('bias', o.bias === false ? null : initLayer([outFeatures], inFeatures, true, initStd, device));
@@ -100,6 +104,8 @@ export interface LayerNormModuleOptions {
   device?: string;
 }
 
+const LAYER_NORM_OPTIONS = optionKeys<LayerNormModuleOptions>({ eps: true, device: true });
+
 /** LayerNorm over the last axis with learned weight (ones) and bias (zeros). */
 export class LayerNorm extends Module {
   readonly normalizedShape: number;
@@ -108,7 +114,7 @@ export class LayerNorm extends Module {
   constructor(normalizedShape: number, opts?: LayerNormModuleOptions) {
     super();
     this.normalizedShape = positiveInt('LayerNorm', 'normalizedShape', normalizedShape);
-    const o = options('LayerNorm', opts);
+    const o = options('LayerNorm', opts, LAYER_NORM_OPTIONS);
     this.eps = epsOption('LayerNorm', o.eps, 1e-5);
     this.registerParameter('weight', initConstant([normalizedShape], 1, o.device));
     this.registerParameter('bias', initConstant([normalizedShape], 0, o.device));
@@ -123,6 +129,8 @@ export class LayerNorm extends Module {
   }
 }
 
+const EMBEDDING_OPTIONS = optionKeys<InitOptions>({ initStd: true, device: true });
+
 /** A lookup table weight [num, dim] indexed by int32 ids. */
 export class Embedding extends Module {
   readonly numEmbeddings: number;
@@ -132,7 +140,7 @@ export class Embedding extends Module {
     super();
     this.numEmbeddings = positiveInt('Embedding', 'numEmbeddings', numEmbeddings);
     this.embeddingDim = positiveInt('Embedding', 'embeddingDim', embeddingDim);
-    const o = layerOptions('Embedding', opts, false);
+    const o = layerOptions('Embedding', opts, EMBEDDING_OPTIONS);
     // PyTorch's default is N(0, 1).
     this.registerParameter('weight', initNormal([numEmbeddings, embeddingDim], o.initStd ?? 1, o.device));
   }

@@ -11,6 +11,7 @@ import { keep } from '../scope.js';
 import { describe, isFloatDType, type FloatDTypeName } from '../dtype.js';
 import { resolveDevice } from '../device.js';
 import { noGrad } from '../autograd/tape.js';
+import { knownKeys, optionKeys } from '../ops/args.js';
 
 export interface LoadStateDictOptions {
   /** Missing or unexpected keys are an error (default true). A shape mismatch is always an error. */
@@ -32,6 +33,9 @@ export interface ModuleToOptions {
   /** Moves every parameter and buffer ('cpu', 'cuda', 'cuda:N'). */
   device?: string;
 }
+
+const LOAD_STATE_DICT_OPTIONS = optionKeys<LoadStateDictOptions>({ strict: true, assign: true });
+const TO_OPTIONS = optionKeys<ModuleToOptions>({ dtype: true, device: true });
 
 export interface LoadStateDictResult {
   missingKeys: string[];
@@ -220,6 +224,7 @@ export class Module {
     this.checkAlive();
     if (!isRecord(dict)) throw new TypeError(`loadStateDict: argument 'dict' must be an object of Tensors, got ${describe(dict)}`);
     if (!isRecord(opts)) throw new TypeError(`loadStateDict: argument 'opts' must be an object, got ${describe(opts)}`);
+    knownKeys('loadStateDict', 'opts', opts, LOAD_STATE_DICT_OPTIONS);
     const strict = opts.strict ?? true;
     const assign = opts.assign ?? false;
     if (typeof strict !== 'boolean') throw new TypeError(`loadStateDict: option 'strict' must be a boolean, got ${describe(strict)}`);
@@ -286,6 +291,7 @@ export class Module {
       typeof target === 'string' ? (isFloatDType(target) ? { dtype: target } : { device: target }) : target;
     if (!isRecord(opts))
       throw new TypeError(`to: argument 'target' must be a dtype, a device or { dtype, device }, got ${describe(target)}`);
+    knownKeys('to', 'target', opts, TO_OPTIONS);
     const { dtype } = opts;
     if (dtype !== undefined && !isFloatDType(dtype))
       throw new TypeError(`to: option 'dtype' must be 'float32', 'float16' or 'bfloat16', got ${describe(dtype)}`);

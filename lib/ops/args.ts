@@ -29,11 +29,35 @@ export function shape(op: string, name: string, v: unknown): number[] {
   return v as number[];
 }
 
-/** An options object (or undefined); rejects non-objects so typos in call shape surface. */
-export function options<T extends object>(op: string, v: T | undefined): Partial<T> {
+/**
+ * An options type's keys, listed once at module load. Typed so that the list cannot
+ * miss or invent a key of T: the types are gone at run time, the list is not.
+ */
+export function optionKeys<T extends object>(keys: { readonly [K in keyof T]-?: true }): readonly string[] {
+  return Object.freeze(Object.keys(keys));
+}
+
+/**
+ * Refuses own keys of v that are not among `known`, as torch refuses an unexpected
+ * keyword argument: a misspelt option would otherwise be ignored and its default
+ * used. Allocates nothing unless it throws (ops check their options on every call).
+ */
+export function knownKeys(op: string, name: string, v: object, known: readonly string[]): void {
+  for (const k in v) if (!known.includes(k) && Object.hasOwn(v, k)) unknownKeys(op, name, v, known);
+}
+
+function unknownKeys(op: string, name: string, v: object, known: readonly string[]): never {
+  const unknown = Object.keys(v).filter((k) => !known.includes(k));
+  const s = unknown.length > 1 ? 's' : '';
+  throw new TypeError(`${op}: argument '${name}' has unknown option${s} ${unknown.map((k) => `'${k}'`).join(', ')} (known: ${known.join(', ')})`);
+}
+
+/** An options object (or undefined) with only `known` keys; rejects non-objects so typos in call shape surface. */
+export function options<T extends object>(op: string, v: T | undefined, known: readonly string[]): Partial<T> {
   if (v === undefined) return {};
   if (v === null || typeof v !== 'object' || Array.isArray(v))
     throw new TypeError(`${op}: argument 'options' must be an object, got ${describe(v)}`);
+  knownKeys(op, 'options', v, known);
   return v;
 }
 

@@ -5,7 +5,7 @@ import { native } from '../native.js';
 import { describe } from '../dtype.js';
 import { Tensor, wrap, handleOf, type TensorOrScalar } from '../tensor.js';
 import * as G from '../autograd/grads.js';
-import { options } from './args.js';
+import { optionKeys, options } from './args.js';
 
 function scalarLike(op: string, name: string, v: number, like: Tensor): Tensor {
   if (typeof v !== 'number') throw new TypeError(`${op}: argument '${name}' must be a Tensor or a number, got ${describe(v)}`);
@@ -105,9 +105,11 @@ export interface GeluOptions {
   /** 'none': exact erf form (HuggingFace's "gelu"); 'tanh': the approximation JAX and the original Perceiver use. */
   approximate?: 'none' | 'tanh';
 }
+const GELU_OPTIONS = optionKeys<GeluOptions>({ approximate: true });
+
 /** GELU, exact by default. */
 export function gelu(x: Tensor, opts?: GeluOptions): Tensor {
-  const approx = options('gelu', opts).approximate ?? 'none';
+  const approx = options('gelu', opts, GELU_OPTIONS).approximate ?? 'none';
   if (approx !== 'none' && approx !== 'tanh')
     throw new TypeError(`gelu: option 'approximate' must be 'none' or 'tanh', got ${describe(approx)}`);
   return unary(approx === 'tanh' ? 'gelu_tanh' : 'gelu', x);

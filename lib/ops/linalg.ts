@@ -3,7 +3,7 @@ import { native } from '../native.js';
 import { describe } from '../dtype.js';
 import type { DTypeName } from '../dtype.js';
 import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
-import { bool, num, options } from './args.js';
+import { bool, num, optionKeys, options } from './args.js';
 import * as G from '../autograd/grads.js';
 import { needsGrad } from '../autograd/tape.js';
 import { gelu, relu } from './elementwise.js';
@@ -40,13 +40,15 @@ export interface MatmulOptions {
   addend?: Tensor | null;
 }
 
+const MATMUL_OPTIONS = optionKeys<MatmulOptions>({ transA: true, transB: true, bias: true, activation: true, alpha: true, dtype: true, addend: true });
+
 /**
  * act(alpha * a @ b + bias) + addend: a [..., M, K], b [..., K, N] -> [..., M, N];
  * batch axes broadcast. Transposed or otherwise strided views are read in place when
  * possible.
  */
 export function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
-  const o = options('matmul', opts);
+  const o = options('matmul', opts, MATMUL_OPTIONS);
   const act = o.activation ?? 'none';
   if (!ACTIVATIONS.includes(act))
     throw new TypeError(`matmul: option 'activation' must be one of ${ACTIVATIONS.map((s) => `'${s}'`).join(', ')}, got ${describe(act)}`);
@@ -102,12 +104,14 @@ export interface AttentionOptions {
   seed?: number;
 }
 
+const ATTENTION_OPTIONS = optionKeys<AttentionOptions>({ mask: true, scale: true, dropout: true, seed: true });
+
 /**
  * Fused multi-head attention: q [B, Nq, H, Dqk], k [B, Nk, H, Dqk], v [B, Nk, H, Dv]
  * -> [B, Nq, H, Dv]. Streams over keys, so memory does not grow with Nq * Nk.
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Tensor {
-  const o = options('attention', opts);
+  const o = options('attention', opts, ATTENTION_OPTIONS);
   let scale = 0;
   if (o.scale !== undefined) {
     scale = num('attention', 'scale', o.scale);

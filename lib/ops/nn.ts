@@ -2,7 +2,7 @@
 import { native } from '../native.js';
 import { checkDType, describe, type DTypeName } from '../dtype.js';
 import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
-import { int, num, options, pair } from './args.js';
+import { int, num, optionKeys, options, pair } from './args.js';
 import * as G from '../autograd/grads.js';
 import { conv2dGrad, maxPool2dGrad } from '../autograd/conv-grads.js';
 
@@ -18,9 +18,11 @@ export interface OneHotOptions {
   dtype?: DTypeName;
 }
 
+const ONE_HOT_OPTIONS = optionKeys<OneHotOptions>({ on: true, off: true, dtype: true });
+
 /** int32 ids [...] -> [..., depth] of on and off values (float32 unless opts.dtype says). */
 export function oneHot(ids: Tensor, depth: number, opts?: OneHotOptions): Tensor {
-  const o = options('one_hot', opts);
+  const o = options('one_hot', opts, ONE_HOT_OPTIONS);
   return wrap(
     native.oneHot(
       handleOf('one_hot', 'ids', ids),
@@ -51,9 +53,11 @@ export interface Conv2dOptions {
   padding?: Padding | number;
 }
 
+const CONV2D_OPTIONS = optionKeys<Conv2dOptions>({ bias: true, stride: true, padding: true });
+
 /** x [B, H, W, Cin] (NHWC), weight [KH, KW, Cin, Cout] (HWIO) -> [B, OH, OW, Cout]. */
 export function conv2d(x: Tensor, weight: Tensor, opts?: Conv2dOptions): Tensor {
-  const o = options('conv2d', opts);
+  const o = options('conv2d', opts, CONV2D_OPTIONS);
   const [sh, sw] = pair('conv2d', 'stride', o.stride ?? 1);
   const pad = padding('conv2d', o.padding);
   const out = wrap(
@@ -71,9 +75,11 @@ export interface MaxPool2dOptions {
   padding?: Padding | number;
 }
 
+const MAX_POOL2D_OPTIONS = optionKeys<MaxPool2dOptions>({ kernel: true, stride: true, padding: true });
+
 /** Max over windows of x [B, H, W, C]. */
 export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): Tensor {
-  const o = options('max_pool2d', opts);
+  const o = options('max_pool2d', opts, MAX_POOL2D_OPTIONS);
   if (o.kernel === undefined) throw new TypeError(`max_pool2d: option 'kernel' is required`);
   const [kh, kw] = pair('max_pool2d', 'kernel', o.kernel);
   const [sh, sw] = pair('max_pool2d', 'stride', o.stride ?? [kh, kw]);
@@ -89,9 +95,11 @@ export interface BatchNormOptions {
   eps?: number;
 }
 
+const BATCH_NORM_OPTIONS = optionKeys<BatchNormOptions>({ weight: true, bias: true, eps: true });
+
 /** Inference batch norm over the last (channel) axis with running mean and variance [C]. */
 export function batchNorm(x: Tensor, mean: Tensor, variance: Tensor, opts?: BatchNormOptions): Tensor {
-  const o = options('batch_norm', opts);
+  const o = options('batch_norm', opts, BATCH_NORM_OPTIONS);
   const eps = o.eps === undefined ? 1e-5 : num('batch_norm', 'eps', o.eps);
   const out = wrap(
     native.batchNorm(

@@ -1,7 +1,7 @@
 // Reductions over one axis; softmax, log-softmax and layer norm over the last axis.
 import { native } from '../native.js';
 import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
-import { bool, int, num, options } from './args.js';
+import { bool, int, num, optionKeys, options } from './args.js';
 import * as G from '../autograd/grads.js';
 import { cast } from './layout.js';
 import { minimum, where } from './elementwise.js';
@@ -11,8 +11,10 @@ export interface ReduceOptions {
   keepdim?: boolean;
 }
 
+const REDUCE_OPTIONS = optionKeys<ReduceOptions>({ keepdim: true });
+
 function reduce(op: string, x: Tensor, axis: number, opts?: ReduceOptions): Tensor {
-  const o = options(op, opts);
+  const o = options(op, opts, REDUCE_OPTIONS);
   const keepdim = o.keepdim === undefined ? false : bool(op, 'keepdim', o.keepdim);
   return G.reduceGrad(op, wrap(native.reduce(op, handleOf(op, 'x', x), int(op, 'axis', axis), keepdim)), x, axis, keepdim);
 }
@@ -68,9 +70,11 @@ export interface LayerNormOptions {
   eps?: number;
 }
 
+const LAYER_NORM_OPTIONS = optionKeys<LayerNormOptions>({ eps: true });
+
 /** (x - mean) / sqrt(var + eps) * weight + bias over the last axis; weight and bias [C] are optional. */
 export function layerNorm(x: Tensor, weight?: Tensor | null, bias?: Tensor | null, opts?: LayerNormOptions): Tensor {
-  const o = options('layer_norm', opts);
+  const o = options('layer_norm', opts, LAYER_NORM_OPTIONS);
   const eps = o.eps === undefined ? 1e-5 : num('layer_norm', 'eps', o.eps);
   const out = wrap(
     native.layerNorm(

@@ -7,7 +7,7 @@
 // through a dense copy written back, and a gradient overlapping them is copied first.
 import { native } from '../native.js';
 import { handleOf, noteWrite, optionalHandle, type Tensor } from '../tensor.js';
-import { int, num, options } from './args.js';
+import { int, num, optionKeys, options } from './args.js';
 
 export interface AdamUpdateOptions {
   lr: number;
@@ -20,8 +20,10 @@ export interface AdamUpdateOptions {
   step: number;
 }
 
+const ADAM_OPTIONS = optionKeys<AdamUpdateOptions>({ lr: true, beta1: true, beta2: true, eps: true, weightDecay: true, step: true });
+
 function adamArgs(op: string, opts: AdamUpdateOptions): [number, number, number, number, number, number] {
-  const o = options(op, opts);
+  const o = options(op, opts, ADAM_OPTIONS);
   return [
     num(op, 'lr', o.lr),
     num(op, 'beta1', o.beta1),
@@ -63,13 +65,15 @@ export interface SGDUpdateOptions {
   nesterov?: boolean;
 }
 
+const SGD_OPTIONS = optionKeys<SGDUpdateOptions>({ lr: true, momentum: true, weightDecay: true, nesterov: true });
+
 /**
  * SGD in place (PyTorch's momentum form): buf = momentum buf + g; the step is buf, or
  * g + momentum buf with Nesterov (g without momentum); p = p - lr step - lr weightDecay p.
  */
 export function sgdUpdate(param: Tensor, grad: Tensor, momentumBuffer: Tensor | null, opts: SGDUpdateOptions): void {
   const op = 'sgd_update';
-  const o = options(op, opts);
+  const o = options(op, opts, SGD_OPTIONS);
   if (o.nesterov !== undefined && typeof o.nesterov !== 'boolean') throw new TypeError(`${op}: option 'nesterov' must be a boolean, got ${typeof o.nesterov}`);
   native.sgdUpdate(
     handleOf(op, 'param', param),

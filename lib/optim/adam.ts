@@ -6,6 +6,7 @@
 import { Tensor } from '../tensor.js';
 import { describe } from '../dtype.js';
 import { adamUpdate, lambUpdate, type AdamUpdateOptions } from '../ops/update.js';
+import { knownKeys, optionKeys } from '../ops/args.js';
 import { Optimizer, checkRate, checkUnit, type ParamGroup, type ResolvedGroup } from './optimizer.js';
 
 export interface AdamOptions {
@@ -20,6 +21,8 @@ export interface AdamOptions {
   weightDecay?: number;
 }
 
+const ADAM_OPTIONS = optionKeys<AdamOptions>({ lr: true, beta1: true, beta2: true, eps: true, weightDecay: true });
+
 abstract class AdamBase extends Optimizer {
   readonly beta1: number;
   readonly beta2: number;
@@ -27,6 +30,7 @@ abstract class AdamBase extends Optimizer {
 
   constructor(op: string, params: Tensor[] | ParamGroup[], opts: AdamOptions, defaultEps: number) {
     if (opts === null || typeof opts !== 'object') throw new TypeError(`${op}: argument 'opts' must be { lr, ... }`);
+    knownKeys(op, 'opts', opts, ADAM_OPTIONS);
     checkRate(op, 'lr', opts.lr);
     super(op, params, { lr: opts.lr, weightDecay: opts.weightDecay ?? 0 });
     this.beta1 = opts.beta1 ?? 0.9;

@@ -8,6 +8,7 @@ import type { Tensor } from '../tensor.js';
 import { describe } from '../dtype.js';
 import { noGrad } from '../autograd/tape.js';
 import { keep, tidy } from '../scope.js';
+import { knownKeys, optionKeys } from '../ops/args.js';
 
 export interface GradScalerOptions {
   /** Default 2^16. */
@@ -19,6 +20,8 @@ export interface GradScalerOptions {
   /** Finite steps in a row before the scale grows. Default 2000. */
   growthInterval?: number;
 }
+
+const GRAD_SCALER_OPTIONS = optionKeys<GradScalerOptions>({ initScale: true, growthFactor: true, backoffFactor: true, growthInterval: true });
 
 export interface GradScalerState {
   scale: number;
@@ -40,6 +43,7 @@ export class GradScaler {
 
   constructor(opts: GradScalerOptions = {}) {
     if (opts === null || typeof opts !== 'object') throw new TypeError(`GradScaler: argument 'opts' must be an object, got ${describe(opts)}`);
+    knownKeys('GradScaler', 'opts', opts, GRAD_SCALER_OPTIONS);
     this.scale = positive('initScale', opts.initScale ?? 2 ** 16);
     this.growthFactor = positive('growthFactor', opts.growthFactor ?? 2, true);
     this.backoffFactor = positive('backoffFactor', opts.backoffFactor ?? 0.5, false);

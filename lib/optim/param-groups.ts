@@ -3,12 +3,15 @@
 import { Module } from '../nn/module.js';
 import { describe } from '../dtype.js';
 import type { ParamGroup } from './optimizer.js';
+import { knownKeys, optionKeys } from '../ops/args.js';
 
 export interface DecayGroupOptions {
   weightDecay: number;
   /** Decay position embeddings too. Default false. */
   decayPositionEmbeddings?: boolean;
 }
+
+const DECAY_GROUP_OPTIONS = optionKeys<DecayGroupOptions>({ weightDecay: true, decayPositionEmbeddings: true });
 
 /** True for names the reference exempts from weight decay. */
 export function exemptFromDecay(name: string, decayPositionEmbeddings = false): boolean {
@@ -27,6 +30,7 @@ export function decayGroups(model: Module, o: DecayGroupOptions): ParamGroup[] {
   if (!(model instanceof Module)) throw new TypeError(`decayGroups: argument 'model' must be a Module, got ${describe(model)}`);
   if (o === null || typeof o !== 'object' || Array.isArray(o))
     throw new TypeError(`decayGroups: argument 'options' must be { weightDecay, decayPositionEmbeddings? }, got ${describe(o)}`);
+  knownKeys('decayGroups', 'options', o, DECAY_GROUP_OPTIONS);
   if (typeof o.weightDecay !== 'number' || !Number.isFinite(o.weightDecay) || o.weightDecay < 0)
     throw new (typeof o.weightDecay === 'number' ? RangeError : TypeError)(`decayGroups: option 'weightDecay' must be a finite number >= 0, got ${describe(o.weightDecay)}`);
   const dpe = o.decayPositionEmbeddings ?? false;

@@ -3,6 +3,7 @@
 // 'constant_cosine': the base rate for a fraction of training, then a cosine decay to
 // an end value over the rest.
 import { describe } from '../dtype.js';
+import { knownKeys, optionKeys } from '../ops/args.js';
 
 export type Schedule = (step: number) => number;
 
@@ -13,9 +14,10 @@ function positive(op: string, name: string, v: unknown, allowZero = false): numb
 }
 
 // A schedule's options object: required, so no options at all is an error naming it.
-function opts<T extends object>(op: string, o: T): T {
+function opts<T extends object>(op: string, o: T, known: readonly string[]): T {
   if (o === null || typeof o !== 'object' || Array.isArray(o))
     throw new TypeError(`${op}: argument 'options' must be an object with 'lr' and the schedule's steps, got ${describe(o)}`);
+  knownKeys(op, 'options', o, known);
   return o;
 }
 
@@ -50,8 +52,10 @@ export interface ConstantCosineOptions {
   warmupSteps?: number;
 }
 
+const CONSTANT_COSINE_OPTIONS = optionKeys<ConstantCosineOptions>({ lr: true, totalSteps: true, constantFraction: true, endValue: true, warmupSteps: true });
+
 export function constantCosine(o: ConstantCosineOptions): Schedule {
-  return makeConstantCosine('constantCosine', opts('constantCosine', o));
+  return makeConstantCosine('constantCosine', opts('constantCosine', o, CONSTANT_COSINE_OPTIONS));
 }
 
 function makeConstantCosine(op: string, o: ConstantCosineOptions): Schedule {
@@ -86,9 +90,11 @@ export interface WarmupCosineOptions {
   endValue?: number;
 }
 
+const WARMUP_COSINE_OPTIONS = optionKeys<WarmupCosineOptions>({ lr: true, totalSteps: true, warmupSteps: true, endValue: true });
+
 /** Linear warm-up from 0 to lr, then cosine decay from lr to endValue over the remaining steps (reached at totalSteps). */
 export function warmupCosine(o: WarmupCosineOptions): Schedule {
-  opts('warmupCosine', o);
+  opts('warmupCosine', o, WARMUP_COSINE_OPTIONS);
   return makeConstantCosine('warmupCosine', { lr: o.lr, totalSteps: o.totalSteps, constantFraction: 0, endValue: o.endValue, warmupSteps: o.warmupSteps });
 }
 
@@ -100,8 +106,10 @@ export interface StepDecayOptions {
   factor?: number;
 }
 
+const STEP_DECAY_OPTIONS = optionKeys<StepDecayOptions>({ lr: true, boundaries: true, factor: true });
+
 export function stepDecay(o: StepDecayOptions): Schedule {
-  opts('stepDecay', o);
+  opts('stepDecay', o, STEP_DECAY_OPTIONS);
   const lr = positive('stepDecay', 'lr', o.lr, true);
   if (!Array.isArray(o.boundaries) || o.boundaries.some((b, i) => !Number.isInteger(b) || b < 0 || (i > 0 && b <= o.boundaries[i - 1])))
     throw new RangeError(`stepDecay: 'boundaries' must be increasing integers >= 0, got ${describe(o.boundaries)}`);

@@ -2,6 +2,7 @@
 // and decoupled weight decay, one fused engine op per parameter (lib/ops/update.ts).
 import type { Tensor } from '../tensor.js';
 import { sgdUpdate } from '../ops/update.js';
+import { knownKeys, optionKeys } from '../ops/args.js';
 import { Optimizer, checkRate, checkUnit, type ParamGroup, type ResolvedGroup } from './optimizer.js';
 
 export interface SGDOptions {
@@ -14,12 +15,15 @@ export interface SGDOptions {
   weightDecay?: number;
 }
 
+const SGD_OPTIONS = optionKeys<SGDOptions>({ lr: true, momentum: true, nesterov: true, weightDecay: true });
+
 export class SGD extends Optimizer {
   readonly momentum: number;
   readonly nesterov: boolean;
 
   constructor(params: Tensor[] | ParamGroup[], opts: SGDOptions) {
     if (opts === null || typeof opts !== 'object') throw new TypeError(`SGD: argument 'opts' must be { lr, ... }`);
+    knownKeys('SGD', 'opts', opts, SGD_OPTIONS);
     checkRate('SGD', 'lr', opts.lr);
     super('SGD', params, { lr: opts.lr, weightDecay: opts.weightDecay ?? 0 });
     this.momentum = opts.momentum ?? 0;
