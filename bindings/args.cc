@@ -75,7 +75,7 @@ double number_arg(const Napi::CallbackInfo& info, size_t i, const char* op, cons
 int64_t int_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
   double d = number_arg(info, i, op, name);
   if (!std::isfinite(d) || d != std::floor(d) || std::fabs(d) > 9007199254740991.0)
-    throw_type(arg_prefix(op, name) + " must be an integer, got " + std::to_string(d));
+    throw_type(arg_prefix(op, name) + " must be an integer, got " + show_number(d));
   return (int64_t)d;
 }
 
@@ -104,7 +104,7 @@ Shape shape_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const 
     double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : NAN;
     if (!std::isfinite(d) || d != std::floor(d) || std::fabs(d) > 9007199254740991.0)
       throw_type(arg_prefix(op, name) + " must be an array of integers, element " +
-                 std::to_string(j) + " is " + (e.IsNumber() ? std::to_string(d) : js_type(e)));
+                 std::to_string(j) + " is " + (e.IsNumber() ? show_number(d) : js_type(e)));
     s.push_back((int64_t)d);
   }
   return s;
@@ -125,7 +125,7 @@ Device device_arg(const Napi::CallbackInfo& info, size_t i, const char* op, cons
   if (s == "cpu") return d;
   if (s == "cuda" || s.rfind("cuda:", 0) == 0) {
     d.type = DeviceType::CUDA;
-    if (s.size() > 5) {
+    if (s.size() >= 5) {  // "cuda:" with no index is refused, not taken as cuda:0
       std::string idx = s.substr(5);
       if (idx.empty() || idx.find_first_not_of("0123456789") != std::string::npos || idx.size() > 4)
         throw_type(arg_prefix(op, name) + " must be 'cpu', 'cuda' or 'cuda:N', got '" + s + "'");

@@ -86,9 +86,14 @@ Napi::Value LoadRecord(const Napi::CallbackInfo& info) {
       src.byte_length = (uint64_t)length;
     } else if (s.IsTypedArray()) {
       // Copied now: the caller's buffer may change or be collected before the queue runs.
-      Napi::TypedArray ta = s.As<Napi::TypedArray>();
-      const uint8_t* p = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-      src.bytes = std::make_shared<const std::vector<uint8_t>>(p, p + ta.ByteLength());
+      // napi_get_typedarray_info also serves views of a SharedArrayBuffer (napi_get_arraybuffer_info does not).
+      void* d = nullptr;
+      size_t n = 0;
+      napi_typedarray_type ty;
+      NAPI_THROW_IF_FAILED(info.Env(), napi_get_typedarray_info(info.Env(), s, &ty, &n, &d, nullptr, nullptr), Napi::Value());
+      const uint8_t* p = static_cast<const uint8_t*>(d);
+      const size_t bytes = s.As<Napi::TypedArray>().ByteLength();
+      src.bytes = std::make_shared<const std::vector<uint8_t>>(p, p + (p ? bytes : 0));
     } else {
       throw_type("loadRecord: argument 'source' must be a file path, a file handle or a Uint8Array");
     }

@@ -31,6 +31,9 @@ void need_args(const Napi::CallbackInfo& info, size_t n, const char* op) {
 Napi::Value FromBuffer(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     need_args(info, 4, "tensor");
+    Shape shape = shape_arg(info, 1, "tensor", "shape");  // may run JS: before taking the data pointer
+    DType dtype = dtype_arg(info, 2, "tensor", "dtype");
+    Device dev = device_arg(info, 3, "tensor", "device");
     Napi::Value v = info[0];
     const void* data;
     size_t bytes;
@@ -45,9 +48,6 @@ Napi::Value FromBuffer(const Napi::CallbackInfo& info) {
     } else {
       throw_type("tensor: argument 'data' must be a TypedArray or ArrayBuffer");
     }
-    Shape shape = shape_arg(info, 1, "tensor", "shape");
-    DType dtype = dtype_arg(info, 2, "tensor", "dtype");
-    Device dev = device_arg(info, 3, "tensor", "device");
     return ret(info, from_host(data, bytes, shape, dtype, dev));
   });
 }
@@ -140,15 +140,15 @@ Napi::Value Assign(const Napi::CallbackInfo& info) {
 
 Napi::Value Reshape(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const Tensor& x = tensor_arg(info, 0, "reshape", "x");
-    return ret(info, reshape(x, shape_arg(info, 1, "reshape", "shape")));
+    Shape s = shape_arg(info, 1, "reshape", "shape");  // may run JS (array getters): before taking x
+    return ret(info, reshape(tensor_arg(info, 0, "reshape", "x"), s));
   });
 }
 
 Napi::Value Permute(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const Tensor& x = tensor_arg(info, 0, "permute", "x");
-    return ret(info, permute(x, shape_arg(info, 1, "permute", "axes")));
+    Shape s = shape_arg(info, 1, "permute", "axes");  // may run JS (array getters): before taking x
+    return ret(info, permute(tensor_arg(info, 0, "permute", "x"), s));
   });
 }
 
@@ -163,8 +163,8 @@ Napi::Value Slice(const Napi::CallbackInfo& info) {
 
 Napi::Value BroadcastTo(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const Tensor& x = tensor_arg(info, 0, "broadcastTo", "x");
-    return ret(info, broadcast_to(x, shape_arg(info, 1, "broadcastTo", "shape")));
+    Shape s = shape_arg(info, 1, "broadcastTo", "shape");  // may run JS (array getters): before taking x
+    return ret(info, broadcast_to(tensor_arg(info, 0, "broadcastTo", "x"), s));
   });
 }
 
@@ -367,23 +367,21 @@ PadSpec pad_arg(const Napi::CallbackInfo& info, size_t i, const char* op) {
 Napi::Value Conv2d(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     need_args(info, 6, "conv2d");
+    const PadSpec pad = pad_arg(info, 5, "conv2d");  // may run JS (array getters): before taking the tensors
     const Tensor& x = tensor_arg(info, 0, "conv2d", "x");
     const Tensor& w = tensor_arg(info, 1, "conv2d", "weight");
     const Tensor* b = optional_tensor_arg(info, 2, "conv2d", "bias");
-    return ret(info, conv2d(x, w, b, int_arg(info, 3, "conv2d", "strideH"),
-                            int_arg(info, 4, "conv2d", "strideW"), pad_arg(info, 5, "conv2d")));
+    return ret(info, conv2d(x, w, b, int_arg(info, 3, "conv2d", "strideH"), int_arg(info, 4, "conv2d", "strideW"), pad));
   });
 }
 
 Napi::Value MaxPool2d(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     need_args(info, 6, "max_pool2d");
+    const PadSpec pad = pad_arg(info, 5, "max_pool2d");  // may run JS (array getters): before taking x
     const Tensor& x = tensor_arg(info, 0, "max_pool2d", "x");
-    return ret(info, max_pool2d(x, int_arg(info, 1, "max_pool2d", "kernelH"),
-                                int_arg(info, 2, "max_pool2d", "kernelW"),
-                                int_arg(info, 3, "max_pool2d", "strideH"),
-                                int_arg(info, 4, "max_pool2d", "strideW"),
-                                pad_arg(info, 5, "max_pool2d")));
+    return ret(info, max_pool2d(x, int_arg(info, 1, "max_pool2d", "kernelH"), int_arg(info, 2, "max_pool2d", "kernelW"),
+                                int_arg(info, 3, "max_pool2d", "strideH"), int_arg(info, 4, "max_pool2d", "strideW"), pad));
   });
 }
 
@@ -442,9 +440,10 @@ Napi::Value MaxPool2dBackward(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     const char* op = "max_pool2d_backward";
     need_args(info, 7, op);
+    const PadSpec pad = pad_arg(info, 6, op);  // may run JS (array getters): before taking the tensors
     return ret(info, max_pool2d_backward(tensor_arg(info, 0, op, "x"), tensor_arg(info, 1, op, "g"), int_arg(info, 2, op, "kernelH"),
                                          int_arg(info, 3, op, "kernelW"), int_arg(info, 4, op, "strideH"),
-                                         int_arg(info, 5, op, "strideW"), pad_arg(info, 6, op)));
+                                         int_arg(info, 5, op, "strideW"), pad));
   });
 }
 

@@ -148,7 +148,7 @@ export class Tensor {
   async data(): Promise<TypedData> {
     checkThis('data', this);
     if (this.dtype === 'float16' || this.dtype === 'bfloat16') {
-      const f = L.cast(this, 'float32');
+      const f = widenForRead('data', this);
       try {
         return new Float32Array(await native.handleRead(f.handle));
       } finally {
@@ -165,7 +165,7 @@ export class Tensor {
   dataSync(): TypedData {
     checkThis('dataSync', this);
     if (this.dtype === 'float16' || this.dtype === 'bfloat16') {
-      const f = L.cast(this, 'float32');
+      const f = widenForRead('dataSync', this);
       try {
         return new Float32Array(native.handleReadSync(f.handle));
       } finally {
@@ -313,6 +313,21 @@ export function readBytes(t: Tensor): Promise<ArrayBuffer> {
 }
 
 // Tensor's methods called on another object (Tensor.prototype.dispose.call({})).
+/** One read's limit: what one ArrayBuffer can hold (the native read's own check). */
+const MAX_READ_BYTES = 2 ** 32;
+
+/**
+ * A 16-bit tensor's float32 copy, for reading. Its checks come first, in the read's
+ * words: a disposed tensor would otherwise be reported by the cast, and a tensor
+ * whose copy is too large to read would queue that copy before the read refused it.
+ */
+function widenForRead(op: string, t: Tensor): Tensor {
+  if (t.disposed) throw new Error(`${op}: the Tensor has been disposed`);
+  if (t.size * 4 > MAX_READ_BYTES)
+    throw new RangeError(`${op}: the ${t.dtype} tensor [${t.shape.join(', ')}] is read as float32, ${t.size * 4} bytes, more than one ArrayBuffer can (${MAX_READ_BYTES}); read it in slices`);
+  return L.cast(t, 'float32');
+}
+
 function checkThis(op: string, v: unknown): void {
   if (!(v instanceof Tensor) || !Tensor[isBranded](v)) throw new TypeError(`${op}: argument 'this' must be a Tensor, got ${describe(v)}`);
 }

@@ -115,3 +115,13 @@ test('engineDTypeOf maps every record dtype, and refuses unknown dtypes and floa
   for (const f of ['int8', 'int32', 'float64', null])
     t.throws(() => P.engineDTypeOf('F32', f as 'float32'), { instanceOf: TypeError, message: /^engineDTypeOf: argument 'floatDType' must be one of float32, float16, bfloat16, got / }, String(f));
 });
+
+test('in-memory records over a SharedArrayBuffer, or a view into a larger buffer, load their own bytes', async (t) => {
+  const sab = new SharedArrayBuffer(24);
+  new Float32Array(sab).set([9, 1, 2, 3, 4, 9]);
+  // Bytes 4..20 of the shared buffer: the view's offset counts.
+  const bytes = new Uint8Array(sab, 4, 16);
+  const ts = await P.loadRecords([{ name: 'w', dtype: 'F32', shape: [4], source: { kind: 'bytes', bytes } } as TensorRecord]);
+  t.deepEqual(Array.from(await ts.w.data()), [1, 2, 3, 4]);
+  disposeAll(ts);
+});

@@ -2,7 +2,7 @@
 // ordered), ops that return before their kernel runs, failures that propagate to
 // dependents, the addon in worker threads, and a process that exits by itself.
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -308,4 +308,50 @@ test('.grad takes null or a live tensor of the tensor\'s own shape, dtype and de
   w.grad = g;
   w.dispose();
   t.true(g.disposed, 'dispose() still releases the gradient it holds');
+});
+
+test('shape arrays are read once, in JS: getters that make thousands of tensors (moving the native handle table) or shrink the data buffer while read do not crash', (t) => {
+  // In a process of its own: these were use-after-frees (segfaults). The native side
+  // held an argument's slot of its handle table, or the data's pointer, while it read
+  // the array's elements, which ran the getter.
+  const lib = JSON.stringify(LIB_URL);
+  const nat = JSON.stringify(LIB_URL.replace(/index\.js$/, 'native.js'));
+  const code = `const P = await import(${lib});
+    const { native } = await import(${nat});
+    const keep = [];
+    // An array whose element 1 makes 5000 tensors each time it is read.
+    const growing = (values) => {
+      const a = [...values];
+      Object.defineProperty(a, 1, { enumerable: true, get() { for (let i = 0; i < 5000; i++) keep.push(P.ones([1])); return values[1]; } });
+      return a;
+    };
+    const x = P.arange(0, 64, 1).reshape([8, 8]);
+    const out = [];
+    out.push(Array.from(x.reshape(growing([4, 16])).dataSync().slice(0, 3)));
+    out.push(Array.from(x.permute(growing([1, 0])).dataSync().slice(0, 3)));
+    out.push(P.broadcastTo(P.ones([1, 8]), growing([2, 8])).dataSync().length);
+    out.push(Array.from(P.maxPool2d(x.reshape([1, 8, 8, 1]), { kernel: 2, padding: growing([0, 0, 0, 0]) }).dataSync().slice(0, 2)));
+    // The addon's own calls, which the API above no longer hands a caller's array.
+    out.push(native.handleReadSync(native.reshape(x.handle, growing([2, 32]))).byteLength);
+    out.push(native.handleReadSync(native.permute(x.handle, growing([1, 0]))).byteLength);
+    // tensor() whose shape getter shrinks the data's resizable buffer: the data is
+    // taken after the shape, and found too short.
+    for (const fromBuffer of [false, true]) {
+      const ab = new ArrayBuffer(1 << 20, { maxByteLength: 1 << 20 });
+      const shape = [0];
+      let n = 0;
+      Object.defineProperty(shape, 0, { enumerable: true, get() { if (++n === 1) ab.resize(0); return 1 << 18; } });
+      try {
+        if (fromBuffer) native.fromBuffer(new Float32Array(ab), shape, 'float32', 'cpu');
+        else P.tensor(new Float32Array(ab), shape);
+        out.push('accepted');
+      } catch (e) {
+        out.push(e.constructor.name);
+      }
+    }
+    console.log(JSON.stringify(out));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', env: { ...process.env, PERCEIVER_DEVICE: 'cpu' } });
+  t.is(r.signal, null, r.stderr);
+  t.is(r.status, 0, r.stderr);
+  t.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), [[0, 1, 2], [0, 8, 16], 16, [9, 11], 256, 256, 'RangeError', 'RangeError']);
 });

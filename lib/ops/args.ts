@@ -19,14 +19,21 @@ export function bool(op: string, name: string, v: unknown): boolean {
   return v;
 }
 
+/**
+ * A fresh array of the integers v holds, each read once: the caller's array (its
+ * getters, a Proxy) is not read again, neither by the native side, where running JS
+ * in the middle of an op could free what it holds, nor after the check.
+ */
 export function shape(op: string, name: string, v: unknown): number[] {
   if (!Array.isArray(v)) throw new TypeError(`${op}: argument '${name}' must be an array of integers, got ${describe(v)}`);
-  for (let i = 0; i < v.length; i++) {
-    const d = v[i];
+  const out: number[] = [];
+  for (let i = 0, n = v.length; i < n; i++) {
+    const d: unknown = v[i];
     if (typeof d !== 'number' || !Number.isSafeInteger(d))
       throw new TypeError(`${op}: argument '${name}' must be an array of integers, element ${i} is ${describe(d)}`);
+    out.push(d);
   }
-  return v as number[];
+  return out;
 }
 
 /**

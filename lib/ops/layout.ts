@@ -32,7 +32,8 @@ export function flatten(x: Tensor, startAxis = 0, endAxis = -1): Tensor {
 
 /** Reorders axes: out.shape[i] = x.shape[axes[i]]. A view. */
 export function permute(x: Tensor, axes: readonly number[]): Tensor {
-  return G.permuteGrad(wrap(native.permute(handleOf('permute', 'x', x), shapeArg('permute', 'axes', axes))), x, axes);
+  const a = shapeArg('permute', 'axes', axes);
+  return G.permuteGrad(wrap(native.permute(handleOf('permute', 'x', x), a)), x, a);
 }
 
 /** Swaps two axes (the last two by default). A view. */
