@@ -2,9 +2,10 @@
 // constructors, forward methods, processors and helpers), with messages in the engine
 // ops' form: "<op>: argument '<name>' must be ..., got ...". They run once per call on
 // a handful of values, never per element.
-import { Tensor, type DTypeName } from '../lib/index.js';
+import { Tensor, type DTypeName, type InitOptions } from '../lib/index.js';
 import { hostInt32Range } from '../lib/creation.js';
 import { describe } from '../lib/dtype.js';
+import { optionKeys } from '../lib/ops/args.js';
 
 export interface TensorArgOptions {
   /** The ranks accepted. */
@@ -108,12 +109,12 @@ export function deviceArg(op: string, name: string, v: unknown): void {
   if (v !== undefined && typeof v !== 'string') throw new TypeError(`${op}: argument '${name}' must be a string, got ${describe(v)}`);
 }
 
-/** The keys of an options object that are not among the known ones, refused with a message naming those. */
-export function knownKeysArg(op: string, name: string, opts: object, known: readonly string[]): void {
-  const unknown = Object.keys(opts).filter((k) => !known.includes(k));
-  if (unknown.length > 0)
-    throw new TypeError(`${op}: argument '${name}' has unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')} (known: ${known.join(', ')})`);
-}
+// One check of option names for lib and models alike: lib's (the message, and a
+// list the compiler holds to its options type).
+export { optionKeys, knownKeys as knownKeysArg } from '../lib/ops/args.js';
+
+/** The options of a layer that only initialises weights (lib's InitOptions). */
+export const INIT_OPTIONS = optionKeys<InitOptions>({ initStd: true, device: true });
 
 /**
  * Token ids the host has seen (a tensor made from host data, not written since) must

@@ -11,7 +11,7 @@
 import { attention, broadcastTo, computeDtype, keep, needsGrad, reshape, slice, tidy, toDtype, Linear, LayerNorm, Module, type Tensor, type InitOptions } from '../lib/index.js';
 import { batchBroadcast } from '../lib/tensor.js';
 import { describe } from '../lib/dtype.js';
-import { boolArg, deviceArg, intArg, objectArg, optionalTensorArg, tensorArg } from './args.js';
+import { boolArg, deviceArg, INIT_OPTIONS, intArg, knownKeysArg, objectArg, optionKeys, optionalTensorArg, tensorArg } from './args.js';
 import { attentionWithDropout } from './attention-dropout.js';
 import { fastCrossAttentionMacs, fastSingleHeadCrossAttention, foldQueries, plainCrossAttentionMacs } from './fast-attention.js';
 import { derivedFrom, stillDerived, type Derived } from './derived.js';
@@ -48,9 +48,14 @@ export interface PerceiverSelfAttentionOptions extends InitOptions {
   attentionProbsDropoutProb?: number;
 }
 
+const SELF_ATTENTION_OPTIONS = optionKeys<PerceiverSelfAttentionOptions>({
+  isCrossAttention: true, qkChannels: true, vChannels: true, numHeads: true, qDim: true, kvDim: true, attentionProbsDropoutProb: true, initStd: true, device: true,
+});
+
 /** The option fields PerceiverSelfAttention and PerceiverAttention read, checked at construction (op names the class). */
-function attentionOptionsArg(op: string, opts: PerceiverAttentionOptions): void {
+function attentionOptionsArg(op: string, opts: PerceiverAttentionOptions, known: readonly string[]): void {
   objectArg(op, 'opts', opts, true);
+  knownKeysArg(op, 'opts', opts, known);
   intArg(op, 'opts.qDim', opts.qDim, 1);
   if (opts.kvDim !== undefined) intArg(op, 'opts.kvDim', opts.kvDim, 1);
   if (opts.numHeads !== undefined) intArg(op, 'opts.numHeads', opts.numHeads, 1);
@@ -104,7 +109,7 @@ export class PerceiverSelfAttention extends Module {
 
   constructor(opts: PerceiverSelfAttentionOptions) {
     super();
-    attentionOptionsArg('PerceiverSelfAttention', opts);
+    attentionOptionsArg('PerceiverSelfAttention', opts, SELF_ATTENTION_OPTIONS);
     const { qDim, initStd, device } = opts;
     const kvDim = opts.kvDim ?? qDim;
     this.isCrossAttention = opts.isCrossAttention ?? false;
@@ -303,6 +308,7 @@ export class PerceiverSelfOutput extends Module {
     intArg('PerceiverSelfOutput', 'inputChannels', inputChannels, 1);
     intArg('PerceiverSelfOutput', 'outputChannels', outputChannels, 1);
     objectArg('PerceiverSelfOutput', 'opts', opts);
+    knownKeysArg('PerceiverSelfOutput', 'opts', opts, INIT_OPTIONS);
     this.dense = this.registerModule('dense', new Linear(inputChannels, outputChannels, opts));
   }
 
@@ -321,6 +327,8 @@ export interface PerceiverAttentionOptions extends PerceiverSelfAttentionOptions
   useQueryResidual?: boolean;
 }
 
+export const ATTENTION_OPTIONS = [...SELF_ATTENTION_OPTIONS, ...optionKeys<Omit<PerceiverAttentionOptions, keyof PerceiverSelfAttentionOptions>>({ shapeForAttention: true, useQueryResidual: true })];
+
 /** Attention plus output projection and optional query residual (HF's PerceiverAttention). */
 export class PerceiverAttention extends Module {
   readonly self: PerceiverSelfAttention;
@@ -329,7 +337,7 @@ export class PerceiverAttention extends Module {
 
   constructor(opts: PerceiverAttentionOptions) {
     super();
-    attentionOptionsArg('PerceiverAttention', opts);
+    attentionOptionsArg('PerceiverAttention', opts, ATTENTION_OPTIONS);
     const isCross = opts.isCrossAttention ?? false;
     const kvDim = opts.kvDim ?? opts.qDim;
     let qk = opts.qkChannels ?? null;
@@ -341,7 +349,9 @@ export class PerceiverAttention extends Module {
       qk ??= opts.qDim;
       v ??= qk;
     }
-    this.self = this.registerModule('self', new PerceiverSelfAttention({ ...opts, qkChannels: qk, vChannels: v }));
+    // The self-attention has no query residual nor shape rule of its own: it is given neither.
+    const { shapeForAttention: _shape, useQueryResidual: _residual, ...selfOpts } = opts;
+    this.self = this.registerModule('self', new PerceiverSelfAttention({ ...selfOpts, qkChannels: qk, vChannels: v }));
     const outChannels = isCross ? opts.qDim : this.self.vChannels;
     this.useQueryResidual = opts.useQueryResidual ?? true;
     if (this.useQueryResidual && outChannels !== opts.qDim)

@@ -1,7 +1,7 @@
 // The trainable latent array z0 [num_latents, d_latents] (HF's PerceiverEmbeddings.latents).
 import { broadcastTo, tidy, computeDtype, initNormal, keep, needsCast, needsGrad, toDtype, Module, type Tensor, type InitOptions } from '../lib/index.js';
 import { markStaticQueries } from './attention.js';
-import { intArg, objectArg } from './args.js';
+import { INIT_OPTIONS, intArg, knownKeysArg, objectArg } from './args.js';
 import { cachedIn } from './lru.js';
 
 /** Batch sizes whose latents views a module keeps (least recently used out first). */
@@ -18,6 +18,7 @@ export class PerceiverEmbeddings extends Module {
     intArg('PerceiverEmbeddings', 'numLatents', numLatents, 1);
     intArg('PerceiverEmbeddings', 'dLatents', dLatents, 1);
     objectArg('PerceiverEmbeddings', 'opts', opts);
+    knownKeysArg('PerceiverEmbeddings', 'opts', opts, INIT_OPTIONS);
     this.registerParameter('latents', initNormal([numLatents, dLatents], opts.initStd ?? 1, opts.device));
   }
 

@@ -4,7 +4,7 @@
 import { Module, ModuleList, tidy, type Tensor } from '../lib/index.js';
 import type { PerceiverConfig } from './config.js';
 import { PerceiverLayer } from './layer.js';
-import { configArg, intArg, objectArg, optionalTensorArg, tensorArg } from './args.js';
+import { configArg, intArg, knownKeysArg, objectArg, optionKeys, optionalTensorArg, tensorArg } from './args.js';
 import { shareJoinedWeights } from './fused-projection.js';
 
 export interface PerceiverEncoderOptions {
@@ -12,6 +12,8 @@ export interface PerceiverEncoderOptions {
   kvDim: number;
   device?: string;
 }
+
+const ENCODER_OPTIONS = optionKeys<PerceiverEncoderOptions>({ kvDim: true, device: true });
 
 export class PerceiverEncoder extends Module {
   readonly crossAttention: PerceiverLayer;
@@ -22,6 +24,7 @@ export class PerceiverEncoder extends Module {
     super();
     configArg('PerceiverEncoder', config, ['d_latents', 'num_self_attention_heads', 'num_cross_attention_heads', 'num_blocks', 'num_self_attends_per_block']);
     objectArg('PerceiverEncoder', 'opts', opts, true);
+    knownKeysArg('PerceiverEncoder', 'opts', opts, ENCODER_OPTIONS);
     intArg('PerceiverEncoder', 'opts.kvDim', opts.kvDim, 1);
     const c = config;
     for (const [name, heads] of [['num_self_attention_heads', c.num_self_attention_heads], ['num_cross_attention_heads', c.num_cross_attention_heads]] as const)

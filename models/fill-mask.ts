@@ -13,7 +13,7 @@ import { ARCHITECTURES } from './registry.js';
 import { tensor, type Tensor } from '../lib/index.js';
 import type { PerceiverForMaskedLM } from './masked-lm.js';
 import { describe } from '../lib/dtype.js';
-import { objectArg } from './args.js';
+import { knownKeysArg, objectArg } from './args.js';
 import { BytesTokenizer, wellFormedArg } from './tokenizer.js';
 
 export interface MaskedText {
@@ -76,6 +76,7 @@ export async function fillMask(model: PerceiverForMaskedLM, text: string, opts: 
   if (!(model instanceof ARCHITECTURES.PerceiverForMaskedLM)) throw new TypeError(`fillMask: argument 'model' must be a PerceiverForMaskedLM, got ${describe(model)}`);
   if (typeof text !== 'string') throw new TypeError(`fillMask: argument 'text' must be a string, got ${describe(text)}`);
   opts = objectArg('fillMask', 'opts', opts);
+  knownKeysArg('fillMask', 'opts', opts, ['topK', 'device']);
   const topK = opts.topK ?? 5;
   const tokenizer = new BytesTokenizer();
   if (!Number.isSafeInteger(topK) || topK < 1 || topK > tokenizer.vocabSize) throw new RangeError(`fillMask: topK must be an integer in [1, ${tokenizer.vocabSize}], got ${String(topK)}`);

@@ -7,7 +7,7 @@
 // wherever attention.ts takes it, i.e. what this engine actually computes.
 import { perceiverConfig, type PerceiverConfig } from './config.js';
 import { fastCrossAttentionMacs, plainCrossAttentionMacs } from './fast-attention.js';
-import { objectArg } from './args.js';
+import { knownKeysArg, objectArg, optionKeys } from './args.js';
 import { describe } from '../lib/dtype.js';
 
 export interface FlopPart {
@@ -35,6 +35,8 @@ export interface FlopOptions {
   /** Bytes per example for the masked LM, special tokens included (default max_position_embeddings). */
   sequenceLength?: number;
 }
+
+const FLOP_OPTIONS = optionKeys<FlopOptions>({ imageSize: true, sequenceLength: true });
 
 interface LayerDims {
   nq: number;
@@ -127,6 +129,7 @@ function classifierDecoder(k: Counter, c: PerceiverConfig): void {
 export function countFlops(config: Record<string, unknown>, opts: FlopOptions = {}): FlopCount {
   objectArg('countFlops', 'config', config, true);
   opts = objectArg('countFlops', 'opts', opts);
+  knownKeysArg('countFlops', 'opts', opts, FLOP_OPTIONS);
   const arch = Array.isArray(config.architectures) ? String(config.architectures[0]) : undefined;
   if (!arch)
     throw new TypeError(`countFlops: config.architectures[0] must name the model class, got ${Array.isArray(config.architectures) ? JSON.stringify(config.architectures) : describe(config.architectures)}`);

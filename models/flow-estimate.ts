@@ -9,7 +9,7 @@ import { tensor } from '../lib/index.js';
 import { computeGridIndices, stitchWindows, windowPatches, type Size2 } from './flow-tiling.js';
 import type { PerceiverForOpticalFlow } from './optical-flow.js';
 import { describe } from '../lib/dtype.js';
-import { intListArg, objectArg } from './args.js';
+import { intListArg, knownKeysArg, objectArg, optionKeys } from './args.js';
 
 export const FLOW_SCALE_FACTOR = 20;
 
@@ -20,6 +20,8 @@ export interface FlowOptions {
   /** Called after each window (progress, timing). */
   onWindow?: (index: number, count: number, ms: number) => void;
 }
+
+const FLOW_OPTIONS = optionKeys<FlowOptions>({ overlap: true, device: true, onWindow: true });
 
 /**
  * frames [2, H, W, 3] (RGB 0..255, row-major) -> flow [H, W, 2] (u = x, v = y, pixels),
@@ -45,6 +47,7 @@ export async function estimateFlow(model: PerceiverForOpticalFlow, frames: Array
         throw new RangeError(`${op}: argument 'frames' must hold RGB values in [0, 255], got ${describe(v)} at index ${i}`);
     }
   opts = objectArg(op, 'opts', opts);
+  knownKeysArg(op, 'opts', opts, FLOW_OPTIONS);
   if (opts.onWindow !== undefined && typeof opts.onWindow !== 'function')
     throw new TypeError(`${op}: argument 'opts.onWindow' must be a function, got ${describe(opts.onWindow)}`);
   const window = model.config.train_size;

@@ -4,7 +4,7 @@
 // .flo format.
 import { deflateSync } from 'node:zlib';
 import { describe } from '../lib/dtype.js';
-import { intArg, numberArg, objectArg } from './args.js';
+import { intArg, knownKeysArg, numberArg, objectArg } from './args.js';
 
 /** A flow field [H, W, 2] as an array or typed array (its elements are not read here). */
 function flowArg(op: string, flow: unknown, height: unknown, width: unknown): void {
@@ -54,6 +54,7 @@ export function flowSummary(flow: ArrayLike<number>, height: number, width: numb
 export function flowToColor(flow: ArrayLike<number>, height: number, width: number, opts: { maxMagnitude?: number } = {}): Uint8Array {
   flowArg('flowToColor', flow, height, width);
   objectArg('flowToColor', 'opts', opts);
+  knownKeysArg('flowToColor', 'opts', opts, ['maxMagnitude']);
   if (opts.maxMagnitude !== undefined) numberArg('flowToColor', 'opts.maxMagnitude', opts.maxMagnitude);
   if (flow.length !== height * width * 2) throw new RangeError(`flowToColor: flow has ${flow.length} values, expected ${height}x${width}x2`);
   const wheel = makeColorWheel();

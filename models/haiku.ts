@@ -12,6 +12,7 @@ import { contiguousStrides, permuteRecord, RECORD_ITEM_SIZE, type TensorRecord }
 import { perceiverConfig, type PerceiverConfig } from './config.js';
 import { LANGUAGE_PERCEIVER, VISION_PERCEIVER_FOURIER } from './presets.js';
 import type { ArchitectureName } from './registry.js';
+import { knownKeysArg, optionKeys } from './args.js';
 
 export const HAIKU_ARCHITECTURES: readonly ArchitectureName[] = [
   'PerceiverForMaskedLM',
@@ -28,6 +29,8 @@ export interface HaikuConversionOptions {
   /** config.json fields that win over the preset and over what the shapes say. */
   config?: Record<string, unknown>;
 }
+
+const CONVERSION_OPTIONS = optionKeys<HaikuConversionOptions>({ architecture: true, config: true });
 
 export interface HaikuConversion {
   architecture: ArchitectureName;
@@ -507,6 +510,7 @@ export function haikuToStateDict(params: TensorRecord[], state: TensorRecord[] =
   checkRecords('state', state);
   const opts: HaikuConversionOptions = typeof options === 'string' ? { architecture: options } : options;
   if (opts === null || typeof opts !== 'object') throw new TypeError(`haikuToStateDict: argument 'options' must be an architecture name or an options object`);
+  knownKeysArg('haikuToStateDict', 'options', opts, CONVERSION_OPTIONS);
   if (opts.config !== undefined && (opts.config === null || typeof opts.config !== 'object' || Array.isArray(opts.config)))
     throw new TypeError(`haikuToStateDict: option 'config' must be a config.json object`);
   const all = [...params, ...state];

@@ -7,7 +7,7 @@ import { PerceiverModel, interpolateFlag } from './perceiver.js';
 import { PerceiverImagePreprocessor, type PerceiverImagePreprocessorOptions } from './preprocessors/image.js';
 import { PerceiverClassificationDecoder } from './decoders/classification.js';
 import { saveModel, type SaveModelOptions } from './save.js';
-import { objectArg, tensorArg } from './args.js';
+import { knownKeysArg, objectArg, tensorArg } from './args.js';
 
 export abstract class PerceiverImageClassifier extends Module {
   readonly config: PerceiverConfig;
@@ -21,6 +21,7 @@ export abstract class PerceiverImageClassifier extends Module {
     super();
     objectArg(this.constructor.name, 'config', config, true);
     opts = objectArg(this.constructor.name, 'opts', opts);
+    knownKeysArg(this.constructor.name, 'opts', opts, ['device']);
     const c = perceiverConfig(config);
     this.config = c;
     const device = opts.device;
@@ -45,6 +46,7 @@ export abstract class PerceiverImageClassifier extends Module {
     const op = `${this.constructor.name}.forward`;
     tensorArg(op, 'pixelValues', pixelValues, { rank: 4, dtype: 'float', shape: '[B, C, H, W]' });
     opts = objectArg(op, 'opts', opts);
+    knownKeysArg(op, 'opts', opts, ['interpolatePosEncoding']);
     const interpolatePosEncoding = interpolateFlag(op, opts.interpolatePosEncoding);
     return tidy(() => {
       let x = pixelValues;

@@ -11,7 +11,7 @@
 // rest of models/ does; a Haiku checkpoint's [kh, kw, out, in] kernels map onto them by
 // transposing and flipping spatially (the Haiku rename table is not written yet).
 import { Conv2d, Module, add, computeDtype, concat, conv2d, initLayer, permute, relu, reshape, slice, tidy, toDtype, unsqueeze, zeros, type Tensor } from '../lib/index.js';
-import { boolArg, deviceArg, intArg, intListArg, numberArg, objectArg, oneOfArg, tensorArg } from './args.js';
+import { boolArg, deviceArg, intArg, intListArg, knownKeysArg, numberArg, objectArg, oneOfArg, optionKeys, tensorArg } from './args.js';
 import { describe } from '../lib/dtype.js';
 
 /** A positive integer (a TypeError naming the argument and what came otherwise). */
@@ -20,9 +20,10 @@ function positiveInt(op: string, name: string, v: unknown): void {
     throw new TypeError(`${op}: argument '${name}' must be a positive integer, got ${typeof v === 'number' ? v : describe(v)}`);
 }
 
-/** The initStd / device / bias fields every layer here accepts. */
-function initOptionsArg(op: string, opts: { initStd?: number; device?: string; bias?: boolean }): void {
+/** The initStd / device / bias fields every layer here accepts, and the other keys op knows. */
+function initOptionsArg(op: string, opts: { initStd?: number; device?: string; bias?: boolean }, known: readonly string[]): void {
   objectArg(op, 'opts', opts);
+  knownKeysArg(op, 'opts', opts, known);
   if (opts.initStd !== undefined) numberArg(op, 'opts.initStd', opts.initStd, 0);
   deviceArg(op, 'opts.device', opts.device);
   if (opts.bias !== undefined) boolArg(op, 'opts.bias', opts.bias);
@@ -41,6 +42,10 @@ export interface ConvTranspose2dOptions {
   device?: string;
 }
 
+const CONV_TRANSPOSE_OPTIONS = optionKeys<ConvTranspose2dOptions>({ stride: true, padding: true, outputPadding: true, bias: true, initStd: true, device: true });
+// The upsamplers hand bias on to each transposed convolution.
+const UPSAMPLE_OPTIONS = ['initStd', 'device', 'bias'];
+
 /**
  * PyTorch's ConvTranspose2d over channels-last images. Computed as a stride-1
  * convolution of the input with (stride - 1) zeros inserted between pixels, padded by
@@ -57,7 +62,7 @@ export class ConvTranspose2d extends Module {
 
   constructor(inChannels: number, outChannels: number, kernel: number, opts: ConvTranspose2dOptions = {}) {
     super();
-    initOptionsArg('ConvTranspose2d', opts);
+    initOptionsArg('ConvTranspose2d', opts, CONV_TRANSPOSE_OPTIONS);
     for (const [n, v] of [['inChannels', inChannels], ['outChannels', outChannels], ['kernel', kernel], ['stride', opts.stride ?? 1]] as const) positiveInt('ConvTranspose2d', n, v);
     this.inChannels = inChannels;
     this.outChannels = outChannels;
@@ -132,7 +137,7 @@ export class ConvTranspose3d extends Module {
 
   constructor(inChannels: number, outChannels: number, kernel: number, opts: ConvTranspose3dOptions = {}) {
     super();
-    initOptionsArg('ConvTranspose3d', opts);
+    initOptionsArg('ConvTranspose3d', opts, CONV_TRANSPOSE_OPTIONS);
     for (const [n, v] of [['inChannels', inChannels], ['outChannels', outChannels], ['kernel', kernel]] as const) positiveInt('ConvTranspose3d', n, v);
     const triple = (name: string, v: unknown, dflt: number): number[] => {
       const a = v === undefined ? [dflt, dflt, dflt] : typeof v === 'number' ? [v, v, v] : Array.isArray(v) ? [...v] : null;
@@ -234,11 +239,11 @@ export class Conv2DUpsample extends Module {
   readonly transpConv1: ConvTranspose2d;
   readonly transpConv2: ConvTranspose2d;
 
-  constructor(inChannels: number, nOutputs: number, opts: { initStd?: number; device?: string } = {}) {
+  constructor(inChannels: number, nOutputs: number, opts: { initStd?: number; device?: string; bias?: boolean } = {}) {
     super();
     intArg('Conv2DUpsample', 'inChannels', inChannels, 1);
     intArg('Conv2DUpsample', 'nOutputs', nOutputs, 1);
-    initOptionsArg('Conv2DUpsample', opts);
+    initOptionsArg('Conv2DUpsample', opts, UPSAMPLE_OPTIONS);
     const o = { stride: 2, padding: 1, ...opts };
     this.transpConv1 = this.registerModule('transp_conv1', new ConvTranspose2d(inChannels, 2 * nOutputs, 4, o));
     this.transpConv2 = this.registerModule('transp_conv2', new ConvTranspose2d(2 * nOutputs, nOutputs, 4, o));
@@ -259,13 +264,13 @@ export class Conv2DUpsample extends Module {
 export class Conv3DUpsample extends Module {
   readonly layers: ConvTranspose3d[] = [];
 
-  constructor(inChannels: number, nOutputs: number, nTimeUpsamples: number, nSpaceUpsamples: number, opts: { initStd?: number; device?: string } = {}) {
+  constructor(inChannels: number, nOutputs: number, nTimeUpsamples: number, nSpaceUpsamples: number, opts: { initStd?: number; device?: string; bias?: boolean } = {}) {
     super();
     intArg('Conv3DUpsample', 'inChannels', inChannels, 1);
     intArg('Conv3DUpsample', 'nOutputs', nOutputs, 1);
     intArg('Conv3DUpsample', 'nTimeUpsamples', nTimeUpsamples, 0);
     intArg('Conv3DUpsample', 'nSpaceUpsamples', nSpaceUpsamples, 0);
-    initOptionsArg('Conv3DUpsample', opts);
+    initOptionsArg('Conv3DUpsample', opts, UPSAMPLE_OPTIONS);
     const n = Math.max(nTimeUpsamples, nSpaceUpsamples);
     if (n === 0) throw new RangeError('Conv3DUpsample: nothing to upsample (nTimeUpsamples and nSpaceUpsamples are both 0)');
     let channels = inChannels;
@@ -307,6 +312,10 @@ export interface PerceiverImagePostprocessorOptions {
   device?: string;
 }
 
+const IMAGE_POSTPROCESSOR_OPTIONS = optionKeys<PerceiverImagePostprocessorOptions>({
+  postprocType: true, spatialUpsample: true, temporalUpsample: true, inChannels: true, nOutputs: true, inputReshapeSize: true, initStd: true, device: true,
+});
+
 /** DeepMind's ImagePostprocessor: [B, N, C] (or already [B, ..., C]) -> channels-last images. */
 export class PerceiverImagePostprocessor extends Module {
   readonly postprocType: NonNullable<PerceiverImagePostprocessorOptions['postprocType']>;
@@ -319,7 +328,7 @@ export class PerceiverImagePostprocessor extends Module {
   constructor(opts: PerceiverImagePostprocessorOptions = {}) {
     super();
     const op = 'PerceiverImagePostprocessor';
-    initOptionsArg(op, opts);
+    initOptionsArg(op, opts, IMAGE_POSTPROCESSOR_OPTIONS);
     oneOfArg(op, 'opts.postprocType', opts.postprocType, ['pixels', 'conv1x1', 'conv', 'patches']);
     for (const k of ['spatialUpsample', 'temporalUpsample', 'inChannels', 'nOutputs'] as const) if (opts[k] !== undefined) intArg(op, `opts.${k}`, opts[k], 1);
     if (opts.inputReshapeSize !== undefined) intListArg(op, 'opts.inputReshapeSize', opts.inputReshapeSize, 1, Infinity, 1);

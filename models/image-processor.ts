@@ -12,7 +12,7 @@
 // usual torchvision order; HF's Perceiver processor does it the other way round, and
 // this follows HF). A model folder's preprocessor_config.json overrides the defaults.
 import { describe } from '../lib/dtype.js';
-import { boolArg, intArg, numberArg, objectArg } from './args.js';
+import { boolArg, intArg, knownKeysArg, numberArg, objectArg, optionKeys } from './args.js';
 
 export interface RgbImage {
   /** Row-major [height, width, 3], 8-bit. */
@@ -38,12 +38,17 @@ export interface ImageProcessorOptions {
 export const IMAGENET_DEFAULT_MEAN: readonly [number, number, number] = [0.485, 0.456, 0.406];
 export const IMAGENET_DEFAULT_STD: readonly [number, number, number] = [0.229, 0.224, 0.225];
 
+const PROCESSOR_OPTIONS = optionKeys<ImageProcessorOptions>({
+  doCenterCrop: true, cropSize: true, doResize: true, size: true, doRescale: true, rescaleFactor: true, doNormalize: true, mean: true, std: true,
+});
+
 /**
  * The fields of an ImageProcessorOptions that op will read (the crop and resize sizes
  * only when those steps run, and so on), checked once per call.
  */
 function processorOptionsArg(op: string, opts: ImageProcessorOptions, forCrop: boolean, forPixels: boolean): void {
   objectArg(op, 'opts', opts, true);
+  knownKeysArg(op, 'opts', opts, PROCESSOR_OPTIONS);
   const steps = forCrop ? (['doCenterCrop', 'doResize'] as const) : (['doRescale', 'doNormalize'] as const);
   for (const k of steps) boolArg(op, `opts.${k}`, opts[k]);
   const size2 = (k: 'cropSize' | 'size'): void => {

@@ -25,7 +25,7 @@ import { openRegularFileSync } from '../lib/io/records.js';
 import { checkJsonKeys } from '../lib/io/safetensors.js';
 import { SAVE_ID_KEY } from './save.js';
 import { createModel, type ArchitectureName, ARCHITECTURES } from './registry.js';
-import { objectArg } from './args.js';
+import { knownKeysArg, objectArg, optionKeys } from './args.js';
 import { describe } from '../lib/dtype.js';
 
 export interface LoadModelOptions {
@@ -44,6 +44,8 @@ export interface LoadModelOptions {
   /** Receives warnings (unknown config.json fields); default process.emitWarning. */
   onWarning?: (message: string) => void;
 }
+
+const LOAD_OPTIONS = optionKeys<LoadModelOptions>({ device: true, dtype: true, onProgress: true, signal: true, onWarning: true });
 
 export type LoadedModel = InstanceType<(typeof ARCHITECTURES)[ArchitectureName]> & Module;
 
@@ -249,6 +251,7 @@ function checkAgainstModel(model: Module, records: readonly TensorRecord[]): str
  */
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   opts = objectArg('loadModel', 'opts', opts);
+  knownKeysArg('loadModel', 'opts', opts, LOAD_OPTIONS);
   // First, so an unavailable device is reported as such rather than as a config problem.
   const device = resolveDevice('loadModel', opts.device);
   const dtype = opts.dtype ?? 'float32';

@@ -8,7 +8,7 @@ import { PerceiverTextPreprocessor } from './preprocessors/text.js';
 import { PerceiverBasicDecoder } from './decoders/basic.js';
 import { PerceiverEmbeddingDecoder } from './decoders/embedding.js';
 import { saveModel, type SaveModelOptions } from './save.js';
-import { objectArg, optionalTensorArg, tensorArg, tokenIdsArg } from './args.js';
+import { knownKeysArg, objectArg, optionalTensorArg, tensorArg, tokenIdsArg } from './args.js';
 
 export class PerceiverForMaskedLM extends Module {
   readonly config: PerceiverConfig;
@@ -21,6 +21,7 @@ export class PerceiverForMaskedLM extends Module {
     super();
     objectArg('PerceiverForMaskedLM', 'config', config, true);
     opts = objectArg('PerceiverForMaskedLM', 'opts', opts);
+    knownKeysArg('PerceiverForMaskedLM', 'opts', opts, ['device']);
     const c = perceiverConfig(config);
     this.config = c;
     const device = opts.device;
@@ -52,6 +53,7 @@ export class PerceiverForMaskedLM extends Module {
     tensorArg(op, 'inputs', inputs, { rank: 2, dtype: ['int32'], shape: '[B, N]' });
     tokenIdsArg(op, 'inputs', inputs, this.config.vocab_size);
     opts = objectArg(op, 'opts', opts);
+    knownKeysArg(op, 'opts', opts, ['attentionMask', 'queryMask']);
     optionalTensorArg(op, 'opts.attentionMask', opts.attentionMask, { rank: 2, shape: '[B, N]' });
     optionalTensorArg(op, 'opts.queryMask', opts.queryMask, { rank: 2, shape: '[B, max_position_embeddings]' });
     return tidy(() => {

@@ -2,7 +2,7 @@
 import { Linear, Module, type Activation, type Tensor, type InitOptions } from '../lib/index.js';
 import type { HiddenAct } from './config.js';
 import { describe } from '../lib/dtype.js';
-import { intArg, objectArg, optionalTensorArg, tensorArg } from './args.js';
+import { intArg, knownKeysArg, objectArg, optionKeys, optionalTensorArg, tensorArg } from './args.js';
 
 const ACTIVATIONS = ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'gelu_fast', 'gelu_tanh', 'relu', 'none'];
 
@@ -32,6 +32,8 @@ export interface PerceiverMLPOptions extends InitOptions {
   hiddenAct?: HiddenAct | Activation;
 }
 
+const MLP_OPTIONS = optionKeys<PerceiverMLPOptions>({ hiddenAct: true, initStd: true, device: true });
+
 export class PerceiverMLP extends Module {
   readonly dense1: Linear;
   readonly dense2: Linear;
@@ -42,6 +44,7 @@ export class PerceiverMLP extends Module {
     intArg('PerceiverMLP', 'inputSize', inputSize, 1);
     intArg('PerceiverMLP', 'wideningFactor', wideningFactor, 1);
     objectArg('PerceiverMLP', 'opts', opts);
+    knownKeysArg('PerceiverMLP', 'opts', opts, MLP_OPTIONS);
     this.activation = activationOf(opts.hiddenAct ?? 'gelu');
     const init = { initStd: opts.initStd, device: opts.device };
     this.dense1 = this.registerModule('dense1', new Linear(inputSize, wideningFactor * inputSize, init));

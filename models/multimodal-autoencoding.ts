@@ -22,7 +22,7 @@ import {
   PerceiverProjectionPostprocessor,
 } from './postprocessors.js';
 import { saveModel, type SaveModelOptions } from './save.js';
-import { objectArg, tensorArg } from './args.js';
+import { knownKeysArg, objectArg, tensorArg } from './args.js';
 import { describe } from '../lib/dtype.js';
 
 /** Checks a MultimodalInputs argument (op's argument `name`): the three tensors by rank and dtype. */
@@ -77,6 +77,7 @@ export class PerceiverForMultimodalAutoencoding extends Module {
     super();
     objectArg('PerceiverForMultimodalAutoencoding', 'config', config, true);
     opts = objectArg('PerceiverForMultimodalAutoencoding', 'opts', opts);
+    knownKeysArg('PerceiverForMultimodalAutoencoding', 'opts', opts, ['device']);
     const c = perceiverConfig(config);
     this.config = c;
     const device = opts.device;
@@ -159,6 +160,7 @@ export class PerceiverForMultimodalAutoencoding extends Module {
       throw new RangeError(`${op}: argument 'inputs.image' must be [B, ${oT}, 3, ${oH}, ${oW}] (the config's output_shape), got [${inputs.image.shape.join(', ')}]`);
     checkAudioGrid(op, 'inputs.audio', inputs.audio, c);
     opts = objectArg(op, 'opts', opts, true);
+    knownKeysArg(op, 'opts', opts, ['subsampledOutputPoints']);
     const points = objectArg(op, 'opts.subsampledOutputPoints', opts.subsampledOutputPoints, true);
     checkIndexList(op, 'opts.subsampledOutputPoints.image', points.image);
     checkIndexList(op, 'opts.subsampledOutputPoints.audio', points.audio);

@@ -12,7 +12,7 @@ import { ARCHITECTURES } from './registry.js';
 import { Tensor, tidy } from '../lib/index.js';
 import { describe } from '../lib/dtype.js';
 import { checkAudioGrid, checkMultimodalInputs, type MultimodalInputs, type PerceiverForMultimodalAutoencoding } from './multimodal-autoencoding.js';
-import { boolArg, intArg, objectArg } from './args.js';
+import { boolArg, intArg, knownKeysArg, objectArg, optionKeys } from './args.js';
 
 // What chunkRanges makes is built element by element in JS (a few tenths of a second per
 // million chunks or per 64 million points), so both are bounded: the colab's
@@ -66,6 +66,8 @@ export interface ChunkedOptions {
   onChunk?: (index: number) => void;
 }
 
+const CHUNKED_OPTIONS = optionKeys<ChunkedOptions>({ nChunks: true, reencode: true, onChunk: true });
+
 /** Autoencodes inputs in nChunks decoder passes; returns the full reconstruction on the host. */
 export async function autoencodeInChunks(model: PerceiverForMultimodalAutoencoding, inputs: MultimodalInputs, opts: ChunkedOptions): Promise<ChunkedReconstruction> {
   const op = 'autoencodeInChunks';
@@ -73,6 +75,7 @@ export async function autoencodeInChunks(model: PerceiverForMultimodalAutoencodi
     throw new TypeError(`${op}: argument 'model' must be a PerceiverForMultimodalAutoencoding, got ${describe(model)}`);
   checkMultimodalInputs(op, 'inputs', inputs);
   opts = objectArg(op, 'opts', opts, true);
+  knownKeysArg(op, 'opts', opts, CHUNKED_OPTIONS);
   intArg(op, 'opts.nChunks', opts.nChunks, 1);
   if (opts.reencode !== undefined) boolArg(op, 'opts.reencode', opts.reencode);
   if (opts.onChunk !== undefined && typeof opts.onChunk !== 'function')

@@ -8,7 +8,7 @@
 import { ARCHITECTURES } from './registry.js';
 import { Module, Tensor } from '../lib/index.js';
 import { describe } from '../lib/dtype.js';
-import { objectArg } from './args.js';
+import { knownKeysArg, objectArg, optionKeys } from './args.js';
 import { PerceiverForMaskedLM } from './masked-lm.js';
 import { PerceiverForSequenceClassification } from './sequence-classification.js';
 import { PerceiverForImageClassificationFourier } from './image-classification-fourier.js';
@@ -101,6 +101,8 @@ export interface ForwardNamedOptions {
   interpolatePosEncoding?: boolean;
 }
 
+const FORWARD_NAMED_OPTIONS = optionKeys<ForwardNamedOptions>({ interpolatePosEncoding: true });
+
 function isImageClassifier(model: LoadedModel): boolean {
   return (
     model instanceof PerceiverForImageClassificationFourier ||
@@ -122,6 +124,7 @@ export async function forwardNamed(
   specOf(op, model);
   objectArg(op, 'inputs', inputs, true);
   opts = objectArg(op, 'opts', opts);
+  knownKeysArg(op, 'opts', opts, FORWARD_NAMED_OPTIONS);
   const interpolatePosEncoding = interpolateFlag(op, opts.interpolatePosEncoding);
   if (interpolatePosEncoding && !isImageClassifier(model))
     throw new TypeError(`forwardNamed: interpolatePosEncoding applies to the image classifiers, not to ${(model as object).constructor.name}`);

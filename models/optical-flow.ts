@@ -9,7 +9,7 @@ import { PerceiverModel } from './perceiver.js';
 import { PerceiverImagePreprocessor } from './preprocessors/image.js';
 import { PerceiverOpticalFlowDecoder } from './decoders/optical-flow.js';
 import { saveModel, type SaveModelOptions } from './save.js';
-import { objectArg, tensorArg } from './args.js';
+import { knownKeysArg, objectArg, tensorArg } from './args.js';
 
 export class PerceiverForOpticalFlow extends Module {
   readonly config: PerceiverConfig;
@@ -19,6 +19,7 @@ export class PerceiverForOpticalFlow extends Module {
     super();
     objectArg('PerceiverForOpticalFlow', 'config', config, true);
     opts = objectArg('PerceiverForOpticalFlow', 'opts', opts);
+    knownKeysArg('PerceiverForOpticalFlow', 'opts', opts, ['device']);
     const c = perceiverConfig(config);
     this.config = c;
     const device = opts.device;

@@ -9,7 +9,7 @@ import type { DecoderQueryContext } from './decoders/basic.js';
 import type { Postprocessor } from './postprocessors.js';
 import type { Preprocessor, PreprocessorInput } from './preprocessors/preprocessor.js';
 import { saveModel, type SaveModelOptions } from './save.js';
-import { objectArg, optionalTensorArg, tensorArg } from './args.js';
+import { knownKeysArg, objectArg, optionKeys, optionalTensorArg, tensorArg } from './args.js';
 import { describe } from '../lib/dtype.js';
 
 /** What PerceiverModel needs of a decoder. */
@@ -43,6 +43,9 @@ export interface PerceiverForwardOptions {
   /** Flat output indices per modality (HF's subsampled_output_points), for decoders that subsample. */
   subsampledOutputPoints?: Record<string, ArrayLike<number> | null | undefined> | null;
 }
+
+const FORWARD_OPTIONS = optionKeys<PerceiverForwardOptions>({ attentionMask: true, queryMask: true, interpolatePosEncoding: true, subsampledOutputPoints: true });
+const PARTS = ['inputPreprocessor', 'decoder', 'outputPostprocessor', 'device'];
 
 /** Checks an interpolatePosEncoding option (default false). */
 export function interpolateFlag(op: string, v: unknown): boolean {
@@ -104,6 +107,7 @@ export class PerceiverModel extends Module {
     super();
     objectArg('PerceiverModel', 'config', config, true);
     parts = objectArg('PerceiverModel', 'parts', parts);
+    knownKeysArg('PerceiverModel', 'parts', parts, PARTS);
     for (const k of ['inputPreprocessor', 'decoder', 'outputPostprocessor'] as const) {
       const v: unknown = parts[k];
       if (v !== undefined && v !== null && !(v instanceof Module)) throw new TypeError(`PerceiverModel: argument 'parts.${k}' must be a Module, got ${describe(v)}`);
@@ -127,6 +131,7 @@ export class PerceiverModel extends Module {
   forward(inputs: PreprocessorInput, opts: PerceiverForwardOptions = {}): PerceiverModelOutput {
     const op = 'PerceiverModel.forward';
     opts = objectArg(op, 'opts', opts);
+    knownKeysArg(op, 'opts', opts, FORWARD_OPTIONS);
     const attentionMask = optionalTensorArg(op, 'opts.attentionMask', opts.attentionMask, { rank: 2, shape: '[B, M]' });
     const queryMask = optionalTensorArg(op, 'opts.queryMask', opts.queryMask, { rank: 2, shape: '[B, N_out]' });
     const subsampled = opts.subsampledOutputPoints;

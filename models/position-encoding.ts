@@ -11,7 +11,7 @@ import { Module, broadcastTo, computeDtype, initNormal, keep, reshape, tensor, t
 import { interpolateChannelsLast } from '../lib/nn/interpolate.js';
 import { describe } from '../lib/dtype.js';
 import { cachedIn } from './lru.js';
-import { boolArg, deviceArg, intArg, intListArg, numberArg, objectArg, tensorArg } from './args.js';
+import { boolArg, deviceArg, INIT_OPTIONS, intArg, intListArg, knownKeysArg, numberArg, objectArg, optionKeys, tensorArg } from './args.js';
 
 const f = Math.fround;
 
@@ -87,6 +87,8 @@ export interface FourierOptions {
   sineOnly?: boolean;
 }
 
+const FOURIER_OPTIONS = optionKeys<FourierOptions>({ numBands: true, maxResolution: true, concatPos: true, sineOnly: true });
+
 /**
  * Fourier features of positions pos [n, k] (k = maxResolution.length):
  * [pos if concatPos, sin(pi f), cos(pi f) unless sineOnly], f ordered axis-major.
@@ -119,13 +121,20 @@ export function fourierFeatures(pos: Float32Array, opts: FourierOptions): { data
   return { data: out, channels };
 }
 
-/** Checks a FourierOptions object (op's argument 'opts'); O(number of axes). */
-export function fourierOptionsArg(op: string, opts: FourierOptions, name = 'opts'): void {
+/** Checks a FourierOptions object (op's argument 'opts'), with the keys known beside it; O(number of axes). */
+export function fourierOptionsArg(op: string, opts: FourierOptions, name = 'opts', extraKeys: readonly string[] = []): void {
   objectArg(op, name, opts, true);
+  knownKeysArg(op, name, opts, [...FOURIER_OPTIONS, ...extraKeys]);
   intArg(op, `${name}.numBands`, opts.numBands, 1);
   intListArg(op, `${name}.maxResolution`, opts.maxResolution, 1, Infinity, 1);
   if (opts.concatPos !== undefined) boolArg(op, `${name}.concatPos`, opts.concatPos);
   if (opts.sineOnly !== undefined) boolArg(op, `${name}.sineOnly`, opts.sineOnly);
+}
+
+/** The trainable table options of a preprocessor or decoder ({indexDims, numChannels}, op's argument 'opts.trainable'). */
+export function trainableOptionsArg(op: string, opts: { indexDims: number | number[]; numChannels: number }): void {
+  objectArg(op, 'opts.trainable', opts, true);
+  knownKeysArg(op, 'opts.trainable', opts, ['indexDims', 'numChannels']);
 }
 
 /** Positions [n, k] as a Float32Array whose length k divides. */
@@ -153,6 +162,8 @@ export interface PositionEncodingOptions {
   interpolatePosEncoding?: boolean;
 }
 
+const POSITION_ENCODING_OPTIONS = optionKeys<PositionEncodingOptions>({ interpolatePosEncoding: true });
+
 export interface PositionEncoding extends Module {
   /** Channels of the encoding. */
   readonly outputSize: number;
@@ -174,6 +185,7 @@ export class PerceiverTrainablePositionEncoding extends Module implements Positi
     else intListArg(op, 'indexDims', indexDims, 1, Infinity, 1);
     intArg(op, 'numChannels', numChannels, 1);
     objectArg(op, 'opts', opts);
+    knownKeysArg(op, 'opts', opts, INIT_OPTIONS);
     this.indexDims = typeof indexDims === 'number' ? [indexDims] : [...indexDims];
     this.outputSize = numChannels;
     const n = this.indexDims.reduce((a, b) => a * b, 1);
@@ -214,6 +226,7 @@ export class PerceiverTrainablePositionEncoding extends Module implements Positi
     intArg(op, 'batchSize', batchSize, 0);
     if (indexDims !== undefined) intListArg(op, 'indexDims', indexDims, 1, Infinity, 1);
     objectArg(op, 'opts', opts);
+    knownKeysArg(op, 'opts', opts, POSITION_ENCODING_OPTIONS);
     if (opts.interpolatePosEncoding !== undefined) boolArg(op, 'opts.interpolatePosEncoding', opts.interpolatePosEncoding);
     const table = this.positionEmbeddings;
     return tidy(() => {
@@ -272,10 +285,12 @@ export class PerceiverFourierPositionEncoding extends Module implements Position
 
   constructor(opts: FourierOptions & { device?: string }) {
     super();
-    fourierOptionsArg('PerceiverFourierPositionEncoding', opts);
+    fourierOptionsArg('PerceiverFourierPositionEncoding', opts, 'opts', ['device']);
     deviceArg('PerceiverFourierPositionEncoding', 'opts.device', opts.device);
-    this.opts = { concatPos: true, sineOnly: false, ...opts };
-    this.device = opts.device;
+    // Without the device: fourierFeatures() is given these, and knows no such option.
+    const { device, ...fourier } = opts;
+    this.opts = { concatPos: true, sineOnly: false, ...fourier };
+    this.device = device;
   }
 
   get numDimensions(): number {

@@ -3,17 +3,18 @@
 import { Linear, Module, ModuleDict, reshape, slice, tidy, type Tensor } from '../lib/index.js';
 import type { PerceiverConfig } from './config.js';
 import { describe } from '../lib/dtype.js';
-import { configArg, deviceArg, intArg, objectArg, tensorArg } from './args.js';
+import { configArg, deviceArg, INIT_OPTIONS, intArg, knownKeysArg, objectArg, tensorArg } from './args.js';
 
 /** The decoder output [B, N, C] a postprocessor's forward takes. */
 function inputsArg(op: string, inputs: unknown): Tensor {
   return tensorArg(op, 'inputs', inputs, { rank: 3, dtype: 'float', shape: '[B, N, C]' });
 }
 
-/** The (inChannels, opts) arguments of a Linear-headed postprocessor. */
-function headArgs(op: string, inChannels: unknown, opts: { initStd?: number; device?: string }): void {
+/** The (inChannels, opts) arguments of a Linear-headed postprocessor, opts of the keys known. */
+function headArgs(op: string, inChannels: unknown, opts: { initStd?: number; device?: string }, known: readonly string[]): void {
   intArg(op, 'inChannels', inChannels, 1);
   objectArg(op, 'opts', opts);
+  knownKeysArg(op, 'opts', opts, known);
   deviceArg(op, 'opts.device', opts.device);
 }
 
@@ -27,7 +28,7 @@ export class PerceiverClassificationPostprocessor extends Module {
   constructor(config: PerceiverConfig, inChannels: number, opts: { device?: string } = {}) {
     super();
     configArg('PerceiverClassificationPostprocessor', config, ['num_labels']);
-    headArgs('PerceiverClassificationPostprocessor', inChannels, opts);
+    headArgs('PerceiverClassificationPostprocessor', inChannels, opts, ['device']);
     this.classifier = this.registerModule('classifier', new Linear(inChannels, config.num_labels, { initStd: config.initializer_range, device: opts.device }));
   }
   forward(inputs: Tensor): Tensor {
@@ -45,7 +46,7 @@ export class PerceiverAudioPostprocessor extends Module {
   constructor(config: PerceiverConfig, inChannels: number, opts: { device?: string } = {}) {
     super();
     configArg('PerceiverAudioPostprocessor', config, ['samples_per_patch']);
-    headArgs('PerceiverAudioPostprocessor', inChannels, opts);
+    headArgs('PerceiverAudioPostprocessor', inChannels, opts, ['device']);
     this.classifier = this.registerModule('classifier', new Linear(inChannels, config.samples_per_patch, { initStd: config.initializer_range, device: opts.device }));
   }
   forward(inputs: Tensor): Tensor {
@@ -62,7 +63,7 @@ export class PerceiverProjectionPostprocessor extends Module {
   readonly classifier: Linear;
   constructor(inChannels: number, outChannels: number, opts: { initStd?: number; device?: string } = {}) {
     super();
-    headArgs('PerceiverProjectionPostprocessor', inChannels, opts);
+    headArgs('PerceiverProjectionPostprocessor', inChannels, opts, INIT_OPTIONS);
     intArg('PerceiverProjectionPostprocessor', 'outChannels', outChannels, 1);
     this.classifier = this.registerModule('classifier', new Linear(inChannels, outChannels, opts));
   }

@@ -9,7 +9,7 @@ import { PerceiverForImageClassificationLearned } from './image-classification-l
 import { PerceiverForImageClassificationConvProcessing } from './image-classification-conv.js';
 import { PerceiverForOpticalFlow } from './optical-flow.js';
 import { PerceiverForMultimodalAutoencoding } from './multimodal-autoencoding.js';
-import { objectArg } from './args.js';
+import { knownKeysArg, objectArg } from './args.js';
 import { describe } from '../lib/dtype.js';
 
 type ConfigJson = Partial<PerceiverConfig> & Record<string, unknown>;
@@ -30,6 +30,7 @@ export type ArchitectureName = keyof typeof ARCHITECTURES;
 export function createModel(config: ConfigJson, opts: { device?: string } = {}): InstanceType<(typeof ARCHITECTURES)[ArchitectureName]> & Module {
   objectArg('createModel', 'config', config, true);
   opts = objectArg('createModel', 'opts', opts);
+  knownKeysArg('createModel', 'opts', opts, ['device']);
   const arch = Array.isArray(config.architectures) ? config.architectures[0] : undefined;
   if (typeof arch !== 'string')
     throw new TypeError(`createModel: config.architectures[0] must name the model class, got ${Array.isArray(config.architectures) ? JSON.stringify(config.architectures) : describe(config.architectures)}`);

@@ -22,7 +22,7 @@ import { Module, type SafetensorsDType, type Tensor } from '../lib/index.js';
 import { writeSafetensorsTemp } from '../lib/io/safetensors.js';
 import { perceiverConfig, type PerceiverConfig } from './config.js';
 // A cycle (the task models import saveModel); read only inside saveModel, after both loaded.
-import { objectArg } from './args.js';
+import { knownKeysArg, objectArg, optionKeys } from './args.js';
 import { describe, isFloatDType } from '../lib/dtype.js';
 
 
@@ -84,6 +84,8 @@ export interface SaveModelOptions {
   maxShardBytes?: number;
 }
 
+const SAVE_OPTIONS = optionKeys<SaveModelOptions>({ maxShardBytes: true });
+
 /**
  * Writes `model` to `dir` (created if missing) as config.json + model.safetensors
  * (or shards + index). Every file is written under a temporary name first, then
@@ -104,6 +106,7 @@ export async function saveModel(model: Module & { config: PerceiverConfig }, dir
   if (model.config === null || typeof model.config !== 'object') throw new TypeError(`saveModel: the ${arch} has no config`);
   if (typeof dir !== 'string' || dir === '') throw new TypeError(`saveModel: argument 'dir' must be a folder path, got ${JSON.stringify(dir)}`);
   if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new TypeError(`saveModel: argument 'opts' must be an object, got ${JSON.stringify(opts)}`);
+  knownKeysArg('saveModel', 'opts', opts, SAVE_OPTIONS);
   const maxShard = opts.maxShardBytes;
   if (maxShard !== undefined && !(Number.isSafeInteger(maxShard) && maxShard > 0))
     throw new TypeError(`saveModel: option 'maxShardBytes' must be a positive integer, got ${JSON.stringify(maxShard)}`);

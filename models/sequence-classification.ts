@@ -7,7 +7,7 @@ import { PerceiverModel } from './perceiver.js';
 import { PerceiverTextPreprocessor } from './preprocessors/text.js';
 import { PerceiverClassificationDecoder } from './decoders/classification.js';
 import { saveModel, type SaveModelOptions } from './save.js';
-import { objectArg, optionalTensorArg, tensorArg, tokenIdsArg } from './args.js';
+import { knownKeysArg, objectArg, optionalTensorArg, tensorArg, tokenIdsArg } from './args.js';
 
 export class PerceiverForSequenceClassification extends Module {
   readonly config: PerceiverConfig;
@@ -18,6 +18,7 @@ export class PerceiverForSequenceClassification extends Module {
     super();
     objectArg('PerceiverForSequenceClassification', 'config', config, true);
     opts = objectArg('PerceiverForSequenceClassification', 'opts', opts);
+    knownKeysArg('PerceiverForSequenceClassification', 'opts', opts, ['device']);
     const c = perceiverConfig(config);
     this.config = c;
     const device = opts.device;
@@ -43,6 +44,7 @@ export class PerceiverForSequenceClassification extends Module {
     tensorArg(op, 'inputs', inputs, { rank: 2, dtype: ['int32'], shape: '[B, N]' });
     tokenIdsArg(op, 'inputs', inputs, this.config.vocab_size);
     opts = objectArg(op, 'opts', opts);
+    knownKeysArg(op, 'opts', opts, ['attentionMask', 'queryMask']);
     optionalTensorArg(op, 'opts.attentionMask', opts.attentionMask, { rank: 2, shape: '[B, N]' });
     optionalTensorArg(op, 'opts.queryMask', opts.queryMask, { rank: 2, shape: '[B, 1]' });
     return tidy(() => ({

@@ -8,7 +8,7 @@
 // with U+FFFD for invalid sequences, as Python's errors="replace".
 
 import { describe } from '../lib/dtype.js';
-import { boolArg, intArg, objectArg } from './args.js';
+import { boolArg, intArg, knownKeysArg, objectArg, optionKeys } from './args.js';
 
 /** The boolean fields of an options object that are given. */
 function boolOptions(op: string, opts: object, keys: readonly string[]): void {
@@ -53,6 +53,8 @@ export interface EncodeOptions {
   pair?: string;
 }
 
+const ENCODE_OPTIONS = optionKeys<EncodeOptions>({ addSpecialTokens: true, maxLength: true, padding: true, truncation: true, parseSpecialTokens: true, pair: true });
+
 export interface Encoding {
   ids: number[];
   /** 1 for real tokens, 0 for padding. */
@@ -79,6 +81,7 @@ export class BytesTokenizer {
 
   constructor(opts: { modelMaxLength?: number } = {}) {
     objectArg('BytesTokenizer', 'opts', opts);
+    knownKeysArg('BytesTokenizer', 'opts', opts, ['modelMaxLength']);
     if (opts.modelMaxLength !== undefined) intArg('BytesTokenizer', 'opts.modelMaxLength', opts.modelMaxLength, 1);
     this.modelMaxLength = opts.modelMaxLength ?? 2048;
   }
@@ -87,6 +90,7 @@ export class BytesTokenizer {
   tokenize(text: string, opts: { parseSpecialTokens?: boolean } = {}): number[] {
     if (typeof text !== 'string') throw new TypeError(`BytesTokenizer: text must be a string, got ${describe(text)}`);
     objectArg('BytesTokenizer.tokenize', 'opts', opts);
+    knownKeysArg('BytesTokenizer.tokenize', 'opts', opts, ['parseSpecialTokens']);
     boolOptions('BytesTokenizer.tokenize', opts, ['parseSpecialTokens']);
     wellFormedArg('BytesTokenizer.tokenize', 'text', text);
     const out: number[] = [];
@@ -115,6 +119,7 @@ export class BytesTokenizer {
 
   encode(text: string, opts: EncodeOptions = {}): Encoding {
     objectArg('BytesTokenizer.encode', 'opts', opts);
+    knownKeysArg('BytesTokenizer.encode', 'opts', opts, ENCODE_OPTIONS);
     boolOptions('BytesTokenizer.encode', opts, ['addSpecialTokens', 'truncation', 'parseSpecialTokens']);
     const { addSpecialTokens = true, parseSpecialTokens = true, pair } = opts;
     const padding = normalizePadding(opts.padding);
@@ -174,6 +179,7 @@ export class BytesTokenizer {
   encodeBatch(texts: readonly string[], opts: EncodeOptions = {}): { ids: number[][]; attentionMask: number[][] } {
     if (!Array.isArray(texts)) throw new TypeError(`BytesTokenizer.encodeBatch: argument 'texts' must be an array of strings, got ${describe(texts)}`);
     objectArg('BytesTokenizer.encodeBatch', 'opts', opts);
+    knownKeysArg('BytesTokenizer.encodeBatch', 'opts', opts, ENCODE_OPTIONS);
     if (opts.pair !== undefined) throw new TypeError(`BytesTokenizer: encodeBatch takes no pair`);
     const padding = normalizePadding(opts.padding);
     const rows = texts.map((t, i) => {
@@ -192,6 +198,7 @@ export class BytesTokenizer {
   /** Ids to text: ids 0..5 dropped (or spelled out), bytes decoded as UTF-8 with U+FFFD replacement. */
   decode(ids: ArrayLike<number> | Iterable<number>, opts: DecodeOptions = {}): string {
     objectArg('BytesTokenizer.decode', 'opts', opts);
+    knownKeysArg('BytesTokenizer.decode', 'opts', opts, ['skipSpecialTokens']);
     boolOptions('BytesTokenizer.decode', opts, ['skipSpecialTokens']);
     const skip = opts.skipSpecialTokens ?? true;
     const list = toIdArray(ids);

@@ -7,6 +7,7 @@ import { readSafetensorsHeader } from '../lib/index.js';
 import { countFlops } from '../models/flops.js';
 import { LANGUAGE_PERCEIVER, VISION_PERCEIVER_FOURIER } from '../models/presets.js';
 import { caseConfig, caseDir } from './helpers/hf-fixture.js';
+import { assertUnknownOptions } from './helpers/options.js';
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
@@ -105,4 +106,8 @@ test('countFlops: bad arguments are refused with the argument named; config fiel
     [() => countFlops({ architectures: ['PerceiverForOpticalFlow'], train_size: [368, 496] }, { imageSize: 'x' as never }), /^countFlops: imageSize must be a positive integer, got "x"$/],
   ];
   for (const [f, message] of bad) t.throws(f, { message }, String(message));
+});
+
+test('countFlops refuses a misspelt option, naming the argument and the key', async (t) => {
+  await assertUnknownOptions(t, [[() => countFlops(caseConfig('mlm'), { seqLength: 16 } as never), 'countFlops', 'opts', 'seqLength']]);
 });

@@ -202,6 +202,10 @@ test('flow colours: Middlebury wheel, white at rest, red to the right', (t) => {
   const dim = flowToColor(Float32Array.from([2, 0]), 1, 1, { maxMagnitude: 1 });
   t.is(dim[0], Math.floor(255 * 0.75), 'beyond maxMagnitude: 75%');
   t.throws(() => flowToColor(new Float32Array(3), 1, 2), { instanceOf: RangeError });
+  t.throws(() => flowToColor(Float32Array.from([2, 0]), 1, 1, { maxMag: 1 } as never), {
+    instanceOf: TypeError,
+    message: /^flowToColor: argument 'opts' has unknown option 'maxMag' \(known: maxMagnitude\)$/,
+  });
 });
 
 test('PNG: valid chunks and CRCs, pixels read back; .flo header', (t) => {

@@ -11,6 +11,7 @@ import * as P from '../lib/index.js';
 import { permuteRecord, type TensorRecord } from '../lib/io/records.js';
 import { caseConfig, caseDir } from './helpers/hf-fixture.js';
 import { HAIKU_CASES, haikuCase, recordValues, safetensorsRecords } from './helpers/haiku-fixture.js';
+import { assertUnknownOptions } from './helpers/options.js';
 
 const CASES = Object.keys(HAIKU_CASES);
 
@@ -303,4 +304,8 @@ test('released sizes: the language model (qk 256, v 1280 spelled out) and the fl
   t.is(l.architecture, 'PerceiverForImageClassificationLearned');
   t.like(l.config, { image_size: 224, num_labels: 1000, d_model: 512, qk_channels: null, v_channels: null, cross_attention_shape_for_attention: 'q', num_blocks: 8, classifier_query_residual: false });
   t.deepEqual(l.records.find((r) => r.name === 'perceiver.input_preprocessor.convnet_1x1.weight')!.shape, [256, 3, 1, 1]);
+});
+
+test('haikuToStateDict refuses a misspelt option, naming the argument and the key', async (t) => {
+  await assertUnknownOptions(t, [[() => haikuToStateDict([], [], { arch: 'PerceiverForMaskedLM' } as never), 'haikuToStateDict', 'options', 'arch']]);
 });

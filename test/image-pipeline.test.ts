@@ -5,9 +5,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { imageFolderSources, memorySource, randomResizedCrop, listImageFolder } from '../models/train/image-pipeline.js';
+import { ImageFolderSource, imageFolderSources, memorySource, randomResizedCrop, listImageFolder } from '../models/train/image-pipeline.js';
 import { Rng } from '../models/train/rng.js';
 import { cli } from './helpers/cli-run.js';
+import { assertUnknownOptions } from './helpers/options.js';
 
 const root = mkdtempSync(join(tmpdir(), 'perceiver-pipeline-'));
 test.after.always(() => rmSync(root, { recursive: true, force: true }));
@@ -106,4 +107,12 @@ test('the pipeline checks its arguments: type, name, expected and what came', (t
     [() => imageFolderSources(undefined as never, { size: 8, channels: 3 }), /^imageFolderSources: argument 'root' must be a non-empty folder path, got undefined/],
   ];
   for (const [call, message] of cases) t.throws(call, { message }, String(message));
+});
+
+test('imageFolderSources and ImageFolderSource refuse a misspelt option, naming the op, the argument and the key', async (t) => {
+  await assertUnknownOptions(t, [
+    // Before the folder is listed.
+    [() => imageFolderSources('no-such-folder', { size: 8, channels: 3, workers: 4 } as never), 'imageFolderSources', 'opts', 'workers'],
+    [() => new ImageFolderSource([], [], { size: 8, channels: 3, imageSize: 8 } as never), 'ImageFolderSource', 'opts', 'imageSize'],
+  ]);
 });

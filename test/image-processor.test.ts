@@ -14,6 +14,7 @@ import {
   toPixelValues,
   type RgbImage,
 } from '../models/image-processor.js';
+import { assertUnknownOptions } from './helpers/options.js';
 
 /** A deterministic busy image: smooth waves plus a hard edge, so both filter lobes matter. */
 function pattern(height: number, width: number, seed = 1): RgbImage {
@@ -179,4 +180,14 @@ test('the processor checks its options: type, name, expected and what came', (t)
     [() => centerCrop(null as never, 2, 2), /image must be an RGB image \{data, height, width\}, got null/],
   ];
   for (const [call, message] of cases) t.throws(call, { message }, String(message));
+});
+
+test('preprocessImage, cropAndResize and toPixelValues refuse a misspelt option, naming the op, the argument and the key', async (t) => {
+  const img = pattern(8, 8);
+  const opts = { ...imageProcessorOptions({ image_size: 4 }), doCentreCrop: false } as never;
+  await assertUnknownOptions(t, [
+    [() => preprocessImage(img, opts), 'preprocessImage', 'opts', 'doCentreCrop'],
+    [() => cropAndResize(img, opts), 'cropAndResize', 'opts', 'doCentreCrop'],
+    [() => toPixelValues(img, opts), 'toPixelValues', 'opts', 'doCentreCrop'],
+  ]);
 });

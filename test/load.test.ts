@@ -17,6 +17,7 @@ import { loadModel, unknownConfigKeys, PerceiverForMaskedLM, readModelConfig, re
 import { caseConfig, caseDir, caseTensors } from './helpers/hf-fixture.js';
 import { baseline, live } from './helpers/device.js';
 import { readAndDispose } from './helpers/read.js';
+import { assertUnknownOptions } from './helpers/options.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'perceiver-load-'));
 test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
@@ -391,4 +392,15 @@ fifoTest('a named pipe as config.json, index or weights is refused at once, nami
   dir = folder('mlm', { weights: false });
   execFileSync('mkfifo', [join(dir, 'pytorch_model.bin')]);
   await t.throwsAsync(loadModel(dir), { message: /pytorch_model\.bin: cannot open \(.* is a named pipe \(FIFO\), not a regular file\)$/ });
+});
+
+test('loadModel and forwardNamed refuse a misspelt option, naming the op, the argument and the key', async (t) => {
+  const model = new PerceiverForMaskedLM(caseConfig('mlm'));
+  await assertUnknownOptions(t, [
+    // Before the folder is read: the load would otherwise run in float32.
+    [() => loadModel(caseDir('mlm'), { dtyp: 'bfloat16' } as never), 'loadModel', 'opts', 'dtyp'],
+    [() => loadModel(caseDir('mlm'), { onWarnings: () => undefined } as never), 'loadModel', 'opts', 'onWarnings'],
+    [() => forwardNamed(model, {}, { interpolate_pos_encoding: true } as never), 'forwardNamed', 'opts', 'interpolate_pos_encoding'],
+  ]);
+  model.dispose();
 });

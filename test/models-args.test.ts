@@ -2,7 +2,7 @@
 // messages they give (op, argument, expected, got).
 import test from 'ava';
 import * as P from '../lib/index.js';
-import { boolArg, configArg, deviceArg, intArg, intListArg, knownKeysArg, numberArg, objectArg, oneOfArg, optionalTensorArg, tensorArg } from '../models/args.js';
+import { boolArg, configArg, deviceArg, intArg, intListArg, knownKeysArg, numberArg, objectArg, oneOfArg, optionKeys, optionalTensorArg, tensorArg } from '../models/args.js';
 
 test('tensorArg: a live Tensor of the rank and dtype asked for, else an error naming the op, the argument and what came', (t) => {
   const x = P.zeros([2, 3]);
@@ -48,4 +48,12 @@ test('configArg, oneOfArg, deviceArg, knownKeysArg: a block\'s config fields, a 
   t.throws(() => deviceArg('op', 'device', 5), { instanceOf: TypeError, message: "op: argument 'device' must be a string, got number 5" });
   knownKeysArg('op', 'opts', { a: 1 }, ['a', 'b']);
   t.throws(() => knownKeysArg('op', 'opts', { a: 1, numLayers: 2 }, ['a', 'b']), { instanceOf: TypeError, message: "op: argument 'opts' has unknown option 'numLayers' (known: a, b)" });
+});
+
+test('optionKeys: the names of an options type for knownKeysArg, held to the type by the compiler', (t) => {
+  t.deepEqual(optionKeys<{ a?: number; b: string }>({ a: true, b: true }), ['a', 'b']);
+  // @ts-expect-error a name of the type left out would be refused at run time
+  optionKeys<{ a?: number; b: string }>({ a: true });
+  // @ts-expect-error a name the type lacks
+  optionKeys<{ a?: number }>({ a: true, c: true });
 });

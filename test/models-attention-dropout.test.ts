@@ -11,6 +11,7 @@ import type { Tensor } from '../lib/index.js';
 import { PerceiverSelfAttention, createModel, perceiverConfig } from '../models/index.js';
 import { attentionWithDropout } from '../models/attention-dropout.js';
 import { assertClose, assertExact, attentionRef, randomArray, randomMask } from './helpers/reference.js';
+import { assertUnknownOptions } from './helpers/options.js';
 
 type Arr = ArrayLike<number>;
 interface Dims { B: number; Nq: number; Nk: number; H: number; Dqk: number; Dv: number }
@@ -279,4 +280,10 @@ test('attention_probs_dropout_prob reaches every attention of a model; values ou
     t.throws(() => perceiverConfig({ attention_probs_dropout_prob: bad as number }), { instanceOf: TypeError, message: /attention_probs_dropout_prob must be a number in \[0, 1\)/ });
     t.throws(() => new PerceiverSelfAttention({ qDim: 4, attentionProbsDropoutProb: bad as number }), { instanceOf: RangeError, message: /attention_probs_dropout_prob/ });
   }
+});
+
+test('attentionWithDropout refuses a misspelt option, naming the op, the argument and the key', async (t) => {
+  const [q, k, v] = [P.zeros([1, 2, 1, 4]), P.zeros([1, 3, 1, 4]), P.zeros([1, 3, 1, 4])];
+  await assertUnknownOptions(t, [[() => attentionWithDropout(q, k, v, { p: 0.1, dropout: 0.1 } as never), 'attentionWithDropout', 'opts', 'dropout']]);
+  for (const x of [q, k, v]) x.dispose();
 });

@@ -21,6 +21,7 @@ import { setFastCrossAttention } from '../models/attention.js';
 import { live } from './helpers/device.js';
 import { caseConfig } from './helpers/hf-fixture.js';
 import { readAndDispose } from './helpers/read.js';
+import { assertUnknownOptions } from './helpers/options.js';
 import { assertClose, geluRef, geluTanhRef, layerNormRef, matmulRef, randomArray, softmaxRef } from './helpers/reference.js';
 
 type Arr = ArrayLike<number>;
@@ -325,4 +326,47 @@ test('the building blocks check their arguments: type, name, expected and what c
   for (const m of [attn, fourier, mm]) m.dispose();
   x.dispose();
   ints.dispose();
+});
+
+test('the building blocks refuse a misspelt option, naming the op, the argument and the key', async (t) => {
+  const cfg = M.perceiverConfig({ d_latents: 8, d_model: 6, num_latents: 4, num_self_attention_heads: 2, num_cross_attention_heads: 1, num_labels: 3 });
+  const fourier = { numBands: 2, maxResolution: [2, 3] };
+  const table = new M.PerceiverTrainablePositionEncoding([2, 3], 4);
+  const image = new M.PerceiverImagePreprocessor(cfg, { prepType: 'pixels', spatialDownsample: 1, fourier });
+  const pixels = P.zeros([1, 3, 2, 3]);
+  await assertUnknownOptions(t, [
+    // The self-attention has no query residual: PerceiverAttention keeps it.
+    [() => new M.PerceiverSelfAttention({ qDim: 8, useQueryResidual: false } as never), 'PerceiverSelfAttention', 'opts', 'useQueryResidual'],
+    [() => new M.PerceiverAttention({ qDim: 8, numHead: 2 } as never), 'PerceiverAttention', 'opts', 'numHead'],
+    [() => new M.PerceiverSelfOutput(8, 8, { initstd: 0.02 } as never), 'PerceiverSelfOutput', 'opts', 'initstd'],
+    [() => new M.PerceiverMLP(6, 2, { activation: 'relu' } as never), 'PerceiverMLP', 'opts', 'activation'],
+    [() => new M.PerceiverLayer({ qDim: 6, widening: 2 } as never), 'PerceiverLayer', 'opts', 'widening'],
+    [() => new M.PerceiverEmbeddings(4, 8, { std: 1 } as never), 'PerceiverEmbeddings', 'opts', 'std'],
+    [() => new M.PerceiverEncoder(cfg, { kvDim: 6, kv_dim: 6 } as never), 'PerceiverEncoder', 'opts', 'kv_dim'],
+    [() => new M.PerceiverTrainablePositionEncoding([2, 3], 4, { devcie: 'cpu' } as never), 'PerceiverTrainablePositionEncoding', 'opts', 'devcie'],
+    [() => table.forward(1, [2, 3], { interpolate: true } as never), 'PerceiverTrainablePositionEncoding.forward', 'opts', 'interpolate'],
+    [() => new M.PerceiverFourierPositionEncoding({ ...fourier, concatPosition: false } as never), 'PerceiverFourierPositionEncoding', 'opts', 'concatPosition'],
+    [() => M.fourierFeatures(M.linearPositions([2, 3]), { ...fourier, device: 'cpu' } as never), 'fourierFeatures', 'opts', 'device'],
+    [() => new M.PerceiverTextPreprocessor(cfg, { dtype: 'float32' } as never), 'PerceiverTextPreprocessor', 'opts', 'dtype'],
+    [() => new M.PerceiverImagePreprocessor(cfg, { prepType: 'pixels', fourier, positionEncoding: 'fourier' } as never), 'PerceiverImagePreprocessor', 'opts', 'positionEncoding'],
+    [() => new M.PerceiverImagePreprocessor(cfg, { prepType: 'pixels', fourier: { ...fourier, bands: 4 } as never }), 'PerceiverImagePreprocessor', 'opts.fourier', 'bands'],
+    [
+      () => new M.PerceiverImagePreprocessor(cfg, { prepType: 'pixels', positionEncodingType: 'trainable', trainable: { indexDims: 6, numChannels: 4, initStd: 1 } as never }),
+      'PerceiverImagePreprocessor', 'opts.trainable', 'initStd',
+    ],
+    [() => image.forward(pixels, { interpolatePosEncodng: true } as never), 'PerceiverImagePreprocessor.forward', 'opts', 'interpolatePosEncodng'],
+    [() => new M.PerceiverAudioPreprocessor(cfg, { samplesPerPatches: 16 } as never), 'PerceiverAudioPreprocessor', 'opts', 'samplesPerPatches'],
+    [() => new M.PerceiverAudioPreprocessor(cfg, { fourier: { ...fourier, sineonly: true } as never }), 'PerceiverAudioPreprocessor', 'opts.fourier', 'sineonly'],
+    [() => new M.PerceiverMultimodalPreprocessor({ modalities: {}, maskProb: {} } as never), 'PerceiverMultimodalPreprocessor', 'opts', 'maskProb'],
+    [() => new M.PerceiverClassificationPostprocessor(cfg, 8, { initStd: 0.02 } as never), 'PerceiverClassificationPostprocessor', 'opts', 'initStd'],
+    [() => new M.PerceiverAudioPostprocessor(cfg, 8, { devices: 'cpu' } as never), 'PerceiverAudioPostprocessor', 'opts', 'devices'],
+    [() => new M.PerceiverProjectionPostprocessor(8, 3, { init_std: 0.02 } as never), 'PerceiverProjectionPostprocessor', 'opts', 'init_std'],
+    [() => new M.ConvTranspose2d(3, 4, 2, { dilation: 1 } as never), 'ConvTranspose2d', 'opts', 'dilation'],
+    [() => new M.ConvTranspose3d(3, 4, 2, { groups: 1 } as never), 'ConvTranspose3d', 'opts', 'groups'],
+    [() => new M.Conv2DUpsample(3, 4, { stride: 1 } as never), 'Conv2DUpsample', 'opts', 'stride'],
+    [() => new M.Conv3DUpsample(3, 4, 1, 1, { padding: 0 } as never), 'Conv3DUpsample', 'opts', 'padding'],
+    [() => new M.PerceiverImagePostprocessor({ postprocType: 'pixels', bias: false } as never), 'PerceiverImagePostprocessor', 'opts', 'bias'],
+  ]);
+  for (const m of [table, image]) m.dispose();
+  pixels.dispose();
 });

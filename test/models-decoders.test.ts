@@ -5,6 +5,7 @@ import * as P from '../lib/index.js';
 import { PerceiverBasicDecoder, PerceiverIdentityPostprocessor, PerceiverModel, PerceiverProjectionDecoder, perceiverConfig } from '../models/index.js';
 import * as M from '../models/index.js';
 import { readAndDispose } from './helpers/read.js';
+import { assertUnknownOptions } from './helpers/options.js';
 import { assertClose, randomArray } from './helpers/reference.js';
 import { baseline, live } from './helpers/device.js';
 
@@ -152,4 +153,40 @@ test('decoders check their arguments: type, name, expected and what came', (t) =
   for (const [call, message] of cases) t.throws(call, { message }, String(message));
   basic.dispose();
   z.dispose();
+});
+
+test('decoders refuse a misspelt option or query context key, naming the op, the argument and the key', async (t) => {
+  const cfg = perceiverConfig({ d_latents: 8, d_model: 6, num_latents: 4, num_self_attention_heads: 2, num_cross_attention_heads: 1, num_labels: 3 });
+  const trainable = { indexDims: 3, numChannels: 8 };
+  const basic = new PerceiverBasicDecoder(cfg, { outputNumChannels: 4, numChannels: 8, trainable });
+  const queries = new PerceiverBasicDecoder(cfg, { outputNumChannels: 4, positionEncodingOnly: true, trainable });
+  const multimodal = new M.PerceiverMultimodalDecoder(cfg, { modalities: { a: queries }, outputNumChannels: 4 });
+  const flow = new M.PerceiverOpticalFlowDecoder(cfg, { numChannels: 6, outputImageShape: [1, 3] });
+  const projection = new PerceiverProjectionDecoder({ numClasses: 5, numZChannels: 8 });
+  const x = P.zeros([1, 3, 6]);
+  await assertUnknownOptions(t, [
+    [() => new PerceiverBasicDecoder(cfg, { outputNumChannels: 4, numChannels: 8, trainable, queryResidual: true } as never), 'PerceiverBasicDecoder', 'opts', 'queryResidual'],
+    [() => new PerceiverBasicDecoder(cfg, { outputNumChannels: 4, trainable: { ...trainable, std: 1 } as never }), 'PerceiverBasicDecoder', 'opts.trainable', 'std'],
+    [
+      () => new PerceiverBasicDecoder(cfg, { outputNumChannels: 4, positionEncodingType: 'fourier', outputIndexDims: [3], fourier: { numBands: 2, maxResolution: [3], sine_only: true } as never }),
+      'PerceiverBasicDecoder', 'opts.fourier', 'sine_only',
+    ],
+    [() => basic.decoderQuery(x, { subsampledOutputPoints: [0] } as never), 'PerceiverBasicDecoder.decoderQuery', 'ctx', 'subsampledOutputPoints'],
+    [() => multimodal.decoderQuery(x, { modalitySizes: { a: 3 }, subsampled: {} } as never), 'PerceiverMultimodalDecoder.decoderQuery', 'ctx', 'subsampled'],
+    [() => flow.decoderQuery(x, { inputsWithoutPosition: x } as never), 'PerceiverOpticalFlowDecoder.decoderQuery', 'ctx', 'inputsWithoutPosition'],
+    [() => projection.decoderQuery(x, { modalitySize: {} } as never), 'PerceiverProjectionDecoder.decoderQuery', 'ctx', 'modalitySize'],
+    // The class sets the output to one query of num_labels channels.
+    [() => new M.PerceiverClassificationDecoder(cfg, { trainable, outputNumChannels: 3 } as never), 'PerceiverClassificationDecoder', 'opts', 'outputNumChannels'],
+    [() => new M.PerceiverEmbeddingDecoder(10, { initStd: 0.02 } as never), 'PerceiverEmbeddingDecoder', 'opts', 'initStd'],
+    [() => new M.PerceiverMultimodalDecoder(cfg, { modalities: { a: queries }, outputNumChannels: 4, minPadding: 2 } as never), 'PerceiverMultimodalDecoder', 'opts', 'minPadding'],
+    [() => new M.PerceiverOpticalFlowDecoder(cfg, { numChannels: 6, outputImageShape: [1, 3], scaleFactor: 100 } as never), 'PerceiverOpticalFlowDecoder', 'opts', 'scaleFactor'],
+    [() => new PerceiverProjectionDecoder({ numClasses: 5, numZChannels: 8, numLabels: 5 } as never), 'PerceiverProjectionDecoder', 'opts', 'numLabels'],
+    // The grid is outputShape's.
+    [
+      () => new M.PerceiverBasicVideoAutoencodingDecoder(cfg, { outputShape: [1, 1, 2, 2], outputNumChannels: 3, trainable, outputIndexDims: [1, 2, 2] } as never),
+      'PerceiverBasicVideoAutoencodingDecoder', 'opts', 'outputIndexDims',
+    ],
+  ]);
+  for (const m of [basic, multimodal, flow, projection]) m.dispose();
+  x.dispose();
 });

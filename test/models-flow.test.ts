@@ -9,6 +9,7 @@ import { PerceiverForOpticalFlow } from '../models/index.js';
 import { estimateFlow } from '../models/flow-estimate.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
 import { baseline, live } from './helpers/device.js';
+import { assertUnknownOptions } from './helpers/options.js';
 
 const config = caseConfig('optical_flow');
 
@@ -105,5 +106,18 @@ test('PerceiverForOpticalFlow and estimateFlow: bad arguments are refused with t
   ];
   for (const [f, message] of badAsync) await t.throwsAsync(f, { message }, String(message));
   for (const v of [frames4, oneFrame, ints]) v.dispose();
+  model.dispose();
+});
+
+test('PerceiverForOpticalFlow and estimateFlow refuse a misspelt option, naming the op, the argument and the key', async (t) => {
+  const tiny = {
+    num_latents: 4, d_latents: 8, d_model: 8, num_blocks: 1, num_self_attends_per_block: 1, num_self_attention_heads: 1, num_cross_attention_heads: 1, train_size: [4, 4] as [number, number],
+  };
+  const model = new PerceiverForOpticalFlow(tiny);
+  const rgb = new Uint8Array(2 * 4 * 4 * 3);
+  await assertUnknownOptions(t, [
+    [() => new PerceiverForOpticalFlow(tiny, { outputScale: 20 } as never), 'PerceiverForOpticalFlow', 'opts', 'outputScale'],
+    [() => estimateFlow(model, rgb, [4, 4], { minOverlap: 10 } as never), 'estimateFlow', 'opts', 'minOverlap'],
+  ]);
   model.dispose();
 });

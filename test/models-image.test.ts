@@ -24,6 +24,7 @@ import { FOURIER_CACHE_SIZE } from '../models/position-encoding.js';
 import { labelOf, topKClasses } from '../models/classification.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
 import { baseline, live } from './helpers/device.js';
+import { assertUnknownOptions } from './helpers/options.js';
 
 const CASES = [
   ['image_fourier', PerceiverForImageClassificationFourier, [2, 3, 12, 12]],
@@ -311,5 +312,19 @@ test('the image classifiers, labelOf and topKClasses: bad arguments are refused 
   ];
   for (const [f, message] of badAsync) await t.throwsAsync(f, { message }, String(message));
   for (const v of [pixels, video, ints, logits1, logits2]) v.dispose();
+  model.dispose();
+});
+
+test('the image classifiers refuse a misspelt option, naming the op, the argument and the key', async (t) => {
+  const config = caseConfig('image_learned');
+  const model = new PerceiverForImageClassificationLearned(config);
+  const pixels = P.zeros([1, 3, 12, 12]);
+  await assertUnknownOptions(t, [
+    [() => new PerceiverForImageClassificationLearned(config, { devcie: 'cpu' } as never), 'PerceiverForImageClassificationLearned', 'opts', 'devcie'],
+    [() => new PerceiverForImageClassificationFourier(caseConfig('image_fourier'), { dtype: 'float16' } as never), 'PerceiverForImageClassificationFourier', 'opts', 'dtype'],
+    [() => new PerceiverForImageClassificationConvProcessing(caseConfig('image_conv'), { padding: 'same' } as never), 'PerceiverForImageClassificationConvProcessing', 'opts', 'padding'],
+    [() => model.forward(pixels, { interpolatePosEncodng: true } as never), 'PerceiverForImageClassificationLearned.forward', 'opts', 'interpolatePosEncodng'],
+  ]);
+  pixels.dispose();
   model.dispose();
 });

@@ -11,6 +11,7 @@ import { fillMask, parseMaskedText } from '../models/fill-mask.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
 import { readAndDispose } from './helpers/read.js';
 import { baseline, live } from './helpers/device.js';
+import { assertUnknownOptions } from './helpers/options.js';
 
 const CASE = caseDir('mlm');
 const config = caseConfig('mlm');
@@ -135,5 +136,17 @@ test('PerceiverForMaskedLM and fillMask: bad arguments are refused with the argu
   ];
   for (const [f, message] of badAsync) await t.throwsAsync(f, { message }, String(message));
   for (const v of [ids, ids1, outOfVocab]) v.dispose();
+  model.dispose();
+});
+
+test('PerceiverForMaskedLM and fillMask refuse a misspelt option, naming the op, the argument and the key', async (t) => {
+  const model = new PerceiverForMaskedLM(config);
+  const ids = P.zeros([1, 4], { dtype: 'int32' });
+  await assertUnknownOptions(t, [
+    [() => new PerceiverForMaskedLM(config, { devcie: 'cpu' } as never), 'PerceiverForMaskedLM', 'opts', 'devcie'],
+    [() => model.forward(ids, { attention_mask: ids } as never), 'PerceiverForMaskedLM.forward', 'opts', 'attention_mask'],
+    [() => fillMask(model, 'a<mask>', { top_k: 3 } as never), 'fillMask', 'opts', 'top_k'],
+  ]);
+  ids.dispose();
   model.dispose();
 });

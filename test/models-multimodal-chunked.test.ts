@@ -12,6 +12,7 @@ import { PerceiverForMultimodalAutoencoding, autoencodeInChunks, chunkRanges } f
 import { caseConfig, caseDir, loadCaseWeights } from './helpers/hf-fixture.js';
 import { randomArray } from './helpers/reference.js';
 import { baseline, live } from './helpers/device.js';
+import { assertUnknownOptions } from './helpers/options.js';
 
 const config = caseConfig('multimodal'); // video [1, 2, 3, 16, 16], audio 128 samples (8 patches of 16), 7 labels
 
@@ -158,5 +159,15 @@ test('autoencodeInChunks: bad arguments are refused with the argument named', as
   t.throws(() => chunkRanges('3' as never, 2), { instanceOf: TypeError, message: /^chunkRanges: argument 'total' must be an integer >= 0, got '3'$/ });
   t.throws(() => chunkRanges(3, NaN), { instanceOf: RangeError, message: /^chunkRanges: argument 'n' must be an integer >= 1, got number NaN$/ });
   for (const v of [image, audio, label]) v.dispose();
+  model.dispose();
+});
+
+test('autoencodeInChunks refuses a misspelt option, naming the op, the argument and the key', async (t) => {
+  const model = new PerceiverForMultimodalAutoencoding(config);
+  const inputs = { image: P.zeros([1, 2, 3, 16, 16]), audio: P.zeros([1, 128, 1]), label: P.zeros([1, 7]) };
+  await assertUnknownOptions(t, [
+    [() => autoencodeInChunks(model, inputs, { nChunks: 2, reEncode: true } as never), 'autoencodeInChunks', 'opts', 'reEncode'],
+  ]);
+  for (const v of Object.values(inputs)) v.dispose();
   model.dispose();
 });

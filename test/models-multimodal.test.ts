@@ -7,6 +7,7 @@ import * as P from '../lib/index.js';
 import { PerceiverBasicDecoder, PerceiverForMultimodalAutoencoding, PerceiverMultimodalDecoder, subsampledPositions } from '../models/index.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
 import { baseline, live } from './helpers/device.js';
+import { assertUnknownOptions } from './helpers/options.js';
 
 const NAME = 'multimodal';
 const config = caseConfig(NAME);
@@ -120,5 +121,19 @@ test('PerceiverForMultimodalAutoencoding: bad arguments are refused with the arg
   ];
   for (const [f, message] of bad) t.throws(f, { message }, String(message));
   for (const v of [image, audio, label, stereo, frames3, short, label2]) v.dispose();
+  model.dispose();
+});
+
+test('PerceiverForMultimodalAutoencoding refuses a misspelt option, naming the op, the argument and the key', async (t) => {
+  const model = new PerceiverForMultimodalAutoencoding(config);
+  const inputs = { image: P.zeros([1, 2, 3, 16, 16]), audio: P.zeros([1, 128, 1]), label: P.zeros([1, 7]) };
+  await assertUnknownOptions(t, [
+    [() => new PerceiverForMultimodalAutoencoding(config, { devcie: 'cpu' } as never), 'PerceiverForMultimodalAutoencoding', 'opts', 'devcie'],
+    [
+      () => model.forward(inputs, { subsampledOutputPoints: { image: [0], audio: [0] }, subsampledPoints: { image: [1] } } as never),
+      'PerceiverForMultimodalAutoencoding.forward', 'opts', 'subsampledPoints',
+    ],
+  ]);
+  for (const v of Object.values(inputs)) v.dispose();
   model.dispose();
 });

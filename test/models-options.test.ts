@@ -48,6 +48,7 @@ import {
   randomArray,
 } from './helpers/reference.js';
 import { baseline, live } from './helpers/device.js';
+import { assertUnknownOptions } from './helpers/options.js';
 
 type Arr = ArrayLike<number>;
 
@@ -181,6 +182,20 @@ test('createModel: a config or options that are not objects are refused with the
     [() => createModel({ ...config, qk_channels: 'x' as never }), /^perceiverConfig: 'qk_channels' must be null or a positive integer, got "x"$/],
   ];
   for (const [f, message] of bad) t.throws(f, { message }, String(message));
+});
+
+test('PerceiverModel and createModel refuse a misspelt option, naming the op, the argument and the key', async (t) => {
+  const c = perceiverConfig({ d_latents: 8, d_model: 6, num_latents: 4, num_blocks: 1, num_self_attends_per_block: 1, num_self_attention_heads: 2, num_cross_attention_heads: 1 });
+  const model = new PerceiverModel(c);
+  const x = P.zeros([1, 5, 6]);
+  await assertUnknownOptions(t, [
+    [() => new PerceiverModel(c, { preprocessor: undefined } as never), 'PerceiverModel', 'parts', 'preprocessor'],
+    [() => model.forward(x, { interpolatePosEncodng: true } as never), 'PerceiverModel.forward', 'opts', 'interpolatePosEncodng'],
+    [() => model.forward(x, { attention_mask: null } as never), 'PerceiverModel.forward', 'opts', 'attention_mask'],
+    [() => createModel(caseConfig('mlm'), { dtype: 'bfloat16' } as never), 'createModel', 'opts', 'dtype'],
+  ]);
+  x.dispose();
+  model.dispose();
 });
 
 // ---- GELU ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import * as P from '../lib/index.js';
 import { PerceiverForMaskedLM, PerceiverForSequenceClassification, createModel } from '../models/index.js';
 import { caseConfig, caseTensors, loadCaseWeights } from './helpers/hf-fixture.js';
 import { readAndDispose } from './helpers/read.js';
+import { assertUnknownOptions } from './helpers/options.js';
 import { assertClose, attentionRef, erf, layerNormRef, matmulRef, randomArray } from './helpers/reference.js';
 
 type Arr = ArrayLike<number>;
@@ -110,5 +111,17 @@ test('PerceiverForSequenceClassification: bad arguments are refused with the arg
   ];
   for (const [f, message] of bad) t.throws(f, { message }, String(message));
   for (const v of [ids, floats]) v.dispose();
+  model.dispose();
+});
+
+test('PerceiverForSequenceClassification refuses a misspelt option, naming the op, the argument and the key', async (t) => {
+  const config = { ...caseConfig('mlm'), architectures: ['PerceiverForSequenceClassification'] };
+  const model = new PerceiverForSequenceClassification(config);
+  const ids = P.zeros([1, 4], { dtype: 'int32' });
+  await assertUnknownOptions(t, [
+    [() => new PerceiverForSequenceClassification(config, { dtype: 'bfloat16' } as never), 'PerceiverForSequenceClassification', 'opts', 'dtype'],
+    [() => model.forward(ids, { mask: ids } as never), 'PerceiverForSequenceClassification.forward', 'opts', 'mask'],
+  ]);
+  ids.dispose();
   model.dispose();
 });

@@ -17,6 +17,7 @@ import { readBytes } from '../lib/tensor.js';
 import { configJson, createModel, forwardNamed, loadModel, PerceiverForImageClassificationConvProcessing, PerceiverForMaskedLM, PerceiverModel, saveModel } from '../models/index.js';
 import { perceiverConfig } from '../models/config.js';
 import { caseConfig, caseDir, outputError } from './helpers/hf-fixture.js';
+import { assertUnknownOptions } from './helpers/options.js';
 
 const CASES = ['mlm', 'image_fourier', 'image_learned', 'image_conv', 'optical_flow', 'multimodal'];
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts', 'perceiver.js');
@@ -325,4 +326,15 @@ test.serial('a save cut short at any step leaves a folder that loads one save’
   }
   a.dispose();
   b.dispose();
+});
+
+test('saveModel and save() refuse a misspelt option before writing anything, naming the op, the argument and the key', async (t) => {
+  const model = new PerceiverForMaskedLM(caseConfig('mlm'));
+  const dir = join(tmp, 'unknown-option');
+  await assertUnknownOptions(t, [
+    [() => saveModel(model, dir, { maxShardSize: 1 << 20 } as never), 'saveModel', 'opts', 'maxShardSize'],
+    [() => model.save(dir, { shardBytes: 1 << 20 } as never), 'saveModel', 'opts', 'shardBytes'],
+  ]);
+  t.false(fs.existsSync(dir), 'no folder was made');
+  model.dispose();
 });

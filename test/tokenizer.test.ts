@@ -2,6 +2,7 @@
 // [CLS] ... [SEP] framing, decode with U+FFFD replacement).
 import test from 'ava';
 import { BytesTokenizer, SPECIAL_TOKENS } from '../models/index.js';
+import { assertUnknownOptions } from './helpers/options.js';
 
 const tok = new BytesTokenizer();
 
@@ -155,4 +156,15 @@ test("encodeBatch pads a batch of 200,000 rows to the longest (Math.max(...rows)
   const { ids } = tok.encodeBatch(texts, { padding: 'longest' });
   t.is(ids.length, 200_000);
   t.deepEqual(ids[0], [4, 5, 0, 0, 0]);
+});
+
+test('BytesTokenizer refuses a misspelt option, naming the method, the argument and the key', async (t) => {
+  const tok = new BytesTokenizer();
+  await assertUnknownOptions(t, [
+    [() => new BytesTokenizer({ maxLength: 16 } as never), 'BytesTokenizer', 'opts', 'maxLength'],
+    [() => tok.tokenize('a', { parseSpecial: false } as never), 'BytesTokenizer.tokenize', 'opts', 'parseSpecial'],
+    [() => tok.encode('a', { max_length: 4 } as never), 'BytesTokenizer.encode', 'opts', 'max_length'],
+    [() => tok.encodeBatch(['a', 'bc'], { pad: 'longest' } as never), 'BytesTokenizer.encodeBatch', 'opts', 'pad'],
+    [() => tok.decode([7, 8], { skipSpecial: false } as never), 'BytesTokenizer.decode', 'opts', 'skipSpecial'],
+  ]);
 });

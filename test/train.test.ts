@@ -17,6 +17,7 @@ import { Rng, streamSeed } from '../models/train/rng.js';
 import { AugmentPool } from '../models/train/augment-pool.js';
 import type { Worker } from 'node:worker_threads';
 import { cli as runCli } from './helpers/cli-run.js';
+import { assertUnknownOptions } from './helpers/options.js';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -592,4 +593,17 @@ test('perceiver train: flag values out of range are usage errors (exit 2), not a
   const r = await runCli(['train', '--config', join(tmp, 'epochs0.json'), '--out', join(tmp, 'flags-never')]);
   t.is(r.code, 1);
   t.regex(r.stderr, /^perceiver: error: config file '.*epochs0.json': train: 'epochs' must be an integer >= 1, got 0\n$/);
+});
+
+test('train refuses a misspelt option or setting before any work, naming the argument and the key', async (t) => {
+  const model = createModel(PRESETS.mnist.model) as unknown as TrainableClassifier;
+  const set = { pixels: new Float32Array(0), labels: new Int32Array(0), shape: [1, 28, 28], classes: [] } as unknown as ImageSet;
+  const outDir = join(tmp, 'unknown-option');
+  await assertUnknownOptions(t, [
+    [() => train({ model, train: set, test: set, config: {}, outDir, onProgres: () => undefined } as never), 'train', 'opts', 'onProgres'],
+    // The run would otherwise train with the default learning rate.
+    [() => train({ model, train: set, test: set, config: { learningRate: 0.1 } as never, outDir }), 'train', 'opts.config', 'learningRate'],
+  ]);
+  t.false(existsSync(outDir), 'nothing was written');
+  model.dispose();
 });

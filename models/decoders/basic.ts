@@ -11,9 +11,9 @@
 import { Linear, Module, Tensor, cast, concat, notEqual, reshape, tidy, toDtype } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import { PerceiverLayer } from '../layer.js';
-import { PerceiverFourierPositionEncoding, PerceiverTrainablePositionEncoding, fourierOptionsArg, overBatch, type FourierOptions } from '../position-encoding.js';
+import { PerceiverFourierPositionEncoding, PerceiverTrainablePositionEncoding, fourierOptionsArg, overBatch, trainableOptionsArg, type FourierOptions } from '../position-encoding.js';
 import { describe } from '../../lib/dtype.js';
-import { boolArg, configArg, deviceArg, intArg, intListArg, objectArg, oneOfArg, optionalTensorArg, tensorArg } from '../args.js';
+import { boolArg, configArg, deviceArg, intArg, intListArg, knownKeysArg, objectArg, oneOfArg, optionKeys, optionalTensorArg, tensorArg } from '../args.js';
 
 /** A decoder's forward tensors, checked at entry (op names the decoder). */
 export function decoderForwardArgs(op: string, query: unknown, z: unknown, queryMask: unknown): void {
@@ -25,7 +25,7 @@ export function decoderForwardArgs(op: string, query: unknown, z: unknown, query
 /** decoderQuery's inputs [B, M, C] and context object. */
 export function decoderQueryArgs(op: string, inputs: unknown, ctx: unknown): void {
   tensorArg(op, 'inputs', inputs, { shape: '[B, M, C]' });
-  objectArg(op, 'ctx', ctx as object);
+  knownKeysArg(op, 'ctx', objectArg(op, 'ctx', ctx as object), QUERY_CONTEXT_KEYS);
 }
 
 export interface PerceiverBasicDecoderOptions {
@@ -58,6 +58,12 @@ export interface PerceiverBasicDecoderOptions {
   device?: string;
 }
 
+export const BASIC_DECODER_OPTIONS = optionKeys<PerceiverBasicDecoderOptions>({
+  outputNumChannels: true, positionEncodingType: true, outputIndexDims: true, numChannels: true, qkChannels: true, vChannels: true,
+  numHeads: true, wideningFactor: true, useQueryResidual: true, concatPreprocessedInput: true, finalProject: true,
+  positionEncodingOnly: true, trainable: true, fourier: true, projectPosDim: true, device: true,
+});
+
 /** What a decoder may use to build its queries. */
 export interface DecoderQueryContext {
   inputsWithoutPos?: Tensor | Record<string, Tensor> | null;
@@ -65,6 +71,8 @@ export interface DecoderQueryContext {
   /** Flat indices into the output grid (one decoder), or per modality (multimodal). */
   subsampledPoints?: ArrayLike<number> | Record<string, ArrayLike<number> | null | undefined> | null;
 }
+
+const QUERY_CONTEXT_KEYS = optionKeys<DecoderQueryContext>({ inputsWithoutPos: true, modalitySizes: true, subsampledPoints: true });
 
 const f = Math.fround;
 
@@ -123,6 +131,7 @@ export class PerceiverBasicDecoder extends Module {
     const op = 'PerceiverBasicDecoder';
     configArg(op, config);
     objectArg(op, 'opts', opts, true);
+    knownKeysArg(op, 'opts', opts, BASIC_DECODER_OPTIONS);
     oneOfArg(op, 'opts.positionEncodingType', opts.positionEncodingType, ['trainable', 'fourier', 'none']);
     for (const k of ['numChannels', 'numHeads', 'wideningFactor'] as const) if (opts[k] !== undefined) intArg(op, `opts.${k}`, opts[k], 1);
     for (const k of ['qkChannels', 'vChannels'] as const) if (opts[k] !== undefined && opts[k] !== null) intArg(op, `opts.${k}`, opts[k], 1);
@@ -131,7 +140,7 @@ export class PerceiverBasicDecoder extends Module {
       if (opts[k] !== undefined) boolArg(op, `opts.${k}`, opts[k]);
     if (!opts.positionEncodingOnly && (opts.finalProject ?? true)) intArg(op, 'opts.outputNumChannels', opts.outputNumChannels, 1);
     if (opts.positionEncodingType === 'fourier' && opts.fourier !== undefined) fourierOptionsArg(op, opts.fourier, 'opts.fourier');
-    if (opts.trainable !== undefined) objectArg(op, 'opts.trainable', opts.trainable);
+    if (opts.trainable !== undefined) trainableOptionsArg(op, opts.trainable);
     deviceArg(op, 'opts.device', opts.device);
     const type = opts.positionEncodingType ?? 'trainable';
     const init = { initStd: config.initializer_range, device: opts.device };

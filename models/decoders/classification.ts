@@ -2,8 +2,11 @@
 // is the class logits.
 import { Module, reshape, slice, tidy, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
-import { PerceiverBasicDecoder, decoderForwardArgs, type DecoderQueryContext, type PerceiverBasicDecoderOptions } from './basic.js';
-import { configArg, objectArg } from '../args.js';
+import { BASIC_DECODER_OPTIONS, PerceiverBasicDecoder, decoderForwardArgs, type DecoderQueryContext, type PerceiverBasicDecoderOptions } from './basic.js';
+import { configArg, knownKeysArg, objectArg } from '../args.js';
+
+// The output is one query of num_labels channels: those two are the class's, not options.
+const CLASSIFICATION_DECODER_OPTIONS = BASIC_DECODER_OPTIONS.filter((k) => k !== 'outputNumChannels' && k !== 'outputIndexDims');
 
 export class PerceiverClassificationDecoder extends Module {
   readonly decoder: PerceiverBasicDecoder;
@@ -13,6 +16,7 @@ export class PerceiverClassificationDecoder extends Module {
     super();
     configArg('PerceiverClassificationDecoder', config, ['num_labels']);
     objectArg('PerceiverClassificationDecoder', 'opts', opts, true);
+    knownKeysArg('PerceiverClassificationDecoder', 'opts', opts, CLASSIFICATION_DECODER_OPTIONS);
     this.numLabels = config.num_labels;
     this.decoder = this.registerModule(
       'decoder',

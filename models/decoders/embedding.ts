@@ -1,13 +1,14 @@
 // HF's PerceiverEmbeddingDecoder: logits through the (tied) input embedding matrix,
 // logits = h Eᵀ + bias. Its only parameter is the bias; E belongs to the preprocessor.
 import { Module, computeDtype, computeIn, initConstant, linear, type Tensor } from '../../lib/index.js';
-import { deviceArg, intArg, objectArg, tensorArg } from '../args.js';
+import { deviceArg, intArg, knownKeysArg, objectArg, tensorArg } from '../args.js';
 
 export class PerceiverEmbeddingDecoder extends Module {
   constructor(vocabSize: number, opts: { device?: string } = {}) {
     super();
     intArg('PerceiverEmbeddingDecoder', 'vocabSize', vocabSize, 1);
     objectArg('PerceiverEmbeddingDecoder', 'opts', opts);
+    knownKeysArg('PerceiverEmbeddingDecoder', 'opts', opts, ['device']);
     deviceArg('PerceiverEmbeddingDecoder', 'opts.device', opts.device);
     this.registerParameter('bias', initConstant([vocabSize], 0, opts.device));
   }

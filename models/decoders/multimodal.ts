@@ -6,7 +6,7 @@
 import { Module, ModuleDict, ParameterDict, broadcastTo, computeDtype, concat, initNormal, reshape, tidy, toDtype, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import { PerceiverBasicDecoder, decoderForwardArgs, decoderQueryArgs, type DecoderQueryContext } from './basic.js';
-import { configArg, intArg, objectArg } from '../args.js';
+import { configArg, intArg, knownKeysArg, objectArg, optionKeys } from '../args.js';
 import { describe } from '../../lib/dtype.js';
 
 /** A decoder that can build queries for one modality. */
@@ -28,6 +28,10 @@ export interface PerceiverMultimodalDecoderOptions {
   device?: string;
 }
 
+const MULTIMODAL_DECODER_OPTIONS = optionKeys<PerceiverMultimodalDecoderOptions>({
+  modalities: true, outputNumChannels: true, minPaddingSize: true, useQueryResidual: true, numHeads: true, qkChannels: true, vChannels: true, device: true,
+});
+
 export class PerceiverMultimodalDecoder extends Module {
   readonly modalities: ModuleDict<ModalityDecoder>;
   readonly decoder: PerceiverBasicDecoder;
@@ -39,6 +43,7 @@ export class PerceiverMultimodalDecoder extends Module {
     const op = 'PerceiverMultimodalDecoder';
     configArg(op, config);
     objectArg(op, 'opts', opts, true);
+    knownKeysArg(op, 'opts', opts, MULTIMODAL_DECODER_OPTIONS);
     objectArg(op, 'opts.modalities', opts.modalities, true);
     if (Object.keys(opts.modalities).length === 0) throw new RangeError(`${op}: argument 'opts.modalities' must name at least one modality, got none`);
     for (const [m, d] of Object.entries(opts.modalities))

@@ -5,7 +5,7 @@
 import { Module, reshape, tidy, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import { PerceiverBasicDecoder, decoderForwardArgs, decoderQueryArgs, type DecoderQueryContext } from './basic.js';
-import { configArg, intArg, intListArg, numberArg, objectArg } from '../args.js';
+import { configArg, intArg, intListArg, knownKeysArg, numberArg, objectArg, optionKeys } from '../args.js';
 
 export interface PerceiverOpticalFlowDecoderOptions {
   /** Channels of the preprocessed inputs (the queries). */
@@ -23,6 +23,10 @@ export interface PerceiverOpticalFlowDecoderOptions {
   device?: string;
 }
 
+const FLOW_DECODER_OPTIONS = optionKeys<PerceiverOpticalFlowDecoderOptions>({
+  numChannels: true, outputImageShape: true, outputNumChannels: true, rescaleFactor: true, outputScale: true, useQueryResidual: true, device: true,
+});
+
 export class PerceiverOpticalFlowDecoder extends Module {
   readonly decoder: PerceiverBasicDecoder;
   readonly outputImageShape: readonly number[];
@@ -34,6 +38,7 @@ export class PerceiverOpticalFlowDecoder extends Module {
     const op = 'PerceiverOpticalFlowDecoder';
     configArg(op, config);
     objectArg(op, 'opts', opts, true);
+    knownKeysArg(op, 'opts', opts, FLOW_DECODER_OPTIONS);
     intArg(op, 'opts.numChannels', opts.numChannels, 1);
     intListArg(op, 'opts.outputImageShape', opts.outputImageShape, 1, Infinity, 1);
     if (opts.outputNumChannels !== undefined) intArg(op, 'opts.outputNumChannels', opts.outputNumChannels, 1);

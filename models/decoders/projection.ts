@@ -4,7 +4,7 @@
 // [B, C] -> [B, num_classes]. An untrained model therefore outputs exactly 0.
 import { Linear, Module, mean, tidy, zeros, type Tensor } from '../../lib/index.js';
 import { decoderQueryArgs, type DecoderQueryContext } from './basic.js';
-import { deviceArg, intArg, objectArg, optionalTensorArg, tensorArg } from '../args.js';
+import { deviceArg, intArg, knownKeysArg, objectArg, optionKeys, optionalTensorArg, tensorArg } from '../args.js';
 
 export interface PerceiverProjectionDecoderOptions {
   /** Output width (DeepMind's num_classes). */
@@ -14,6 +14,8 @@ export interface PerceiverProjectionDecoderOptions {
   device?: string;
 }
 
+const PROJECTION_DECODER_OPTIONS = optionKeys<PerceiverProjectionDecoderOptions>({ numClasses: true, numZChannels: true, device: true });
+
 export class PerceiverProjectionDecoder extends Module {
   readonly classifier: Linear;
   readonly numClasses: number;
@@ -22,6 +24,7 @@ export class PerceiverProjectionDecoder extends Module {
   constructor(opts: PerceiverProjectionDecoderOptions) {
     super();
     objectArg('PerceiverProjectionDecoder', 'opts', opts, true);
+    knownKeysArg('PerceiverProjectionDecoder', 'opts', opts, PROJECTION_DECODER_OPTIONS);
     deviceArg('PerceiverProjectionDecoder', 'opts.device', opts.device);
     const { numClasses, numZChannels, device } = opts;
     for (const [k, v] of [

@@ -11,8 +11,8 @@ import {
   type PositionEncoding,
 } from '../position-encoding.js';
 import { type Preprocessor, type PreprocessorOutput } from './preprocessor.js';
-import { configArg, deviceArg, intArg, objectArg, oneOfArg, tensorArg } from '../args.js';
-import { fourierOptionsArg } from '../position-encoding.js';
+import { configArg, deviceArg, intArg, knownKeysArg, objectArg, oneOfArg, optionKeys, tensorArg } from '../args.js';
+import { fourierOptionsArg, trainableOptionsArg } from '../position-encoding.js';
 
 export interface PerceiverAudioPreprocessorOptions {
   /** Default 96 (HF's default). */
@@ -29,6 +29,10 @@ export interface PerceiverAudioPreprocessorOptions {
   device?: string;
 }
 
+const AUDIO_PREPROCESSOR_OPTIONS = optionKeys<PerceiverAudioPreprocessorOptions>({
+  samplesPerPatch: true, positionEncodingType: true, concatOrAddPos: true, outChannels: true, projectPosDim: true, fourier: true, trainable: true, device: true,
+});
+
 export class PerceiverAudioPreprocessor extends Module implements Preprocessor {
   readonly samplesPerPatch: number;
   readonly concatOrAddPos: 'concat' | 'add';
@@ -40,12 +44,13 @@ export class PerceiverAudioPreprocessor extends Module implements Preprocessor {
     const op = 'PerceiverAudioPreprocessor';
     configArg(op, config);
     objectArg(op, 'opts', opts);
+    knownKeysArg(op, 'opts', opts, AUDIO_PREPROCESSOR_OPTIONS);
     for (const k of ['samplesPerPatch', 'outChannels'] as const) if (opts[k] !== undefined) intArg(op, `opts.${k}`, opts[k], 1);
     if (opts.projectPosDim !== undefined) intArg(op, 'opts.projectPosDim', opts.projectPosDim);
     oneOfArg(op, 'opts.concatOrAddPos', opts.concatOrAddPos, ['concat', 'add']);
     oneOfArg(op, 'opts.positionEncodingType', opts.positionEncodingType, ['fourier', 'trainable']);
     if ((opts.positionEncodingType ?? 'fourier') === 'fourier' && opts.fourier !== undefined) fourierOptionsArg(op, opts.fourier, 'opts.fourier');
-    if (opts.trainable !== undefined) objectArg(op, 'opts.trainable', opts.trainable);
+    if (opts.trainable !== undefined) trainableOptionsArg(op, opts.trainable);
     deviceArg(op, 'opts.device', opts.device);
     this.samplesPerPatch = opts.samplesPerPatch ?? 96;
     this.concatOrAddPos = opts.concatOrAddPos ?? 'concat';

@@ -20,8 +20,8 @@ import {
 import { Conv2DDownsample } from './conv-downsample.js';
 import { spaceToDepth } from './space-to-depth.js';
 import { type Preprocessor, type PreprocessorOptions, type PreprocessorOutput } from './preprocessor.js';
-import { boolArg, configArg, deviceArg, intArg, objectArg, oneOfArg, tensorArg } from '../args.js';
-import { fourierOptionsArg } from '../position-encoding.js';
+import { boolArg, configArg, deviceArg, intArg, knownKeysArg, objectArg, oneOfArg, optionKeys, tensorArg } from '../args.js';
+import { fourierOptionsArg, trainableOptionsArg } from '../position-encoding.js';
 
 export interface PerceiverImagePreprocessorOptions {
   /** Default 'conv' (HF's default). */
@@ -53,6 +53,13 @@ export interface PerceiverImagePreprocessorOptions {
   device?: string;
 }
 
+const IMAGE_PREPROCESSOR_OPTIONS = optionKeys<PerceiverImagePreprocessorOptions>({
+  prepType: true, spatialDownsample: true, temporalDownsample: true, positionEncodingType: true, inChannels: true, outChannels: true,
+  convAfterPatching: true, convAfterPatchingInChannels: true, conv2dUseBatchnorm: true, convPadding: true, concatOrAddPos: true,
+  projectPosDim: true, fourier: true, trainable: true, device: true,
+});
+const FORWARD_OPTIONS = optionKeys<PreprocessorOptions>({ interpolatePosEncoding: true });
+
 type PrepType = NonNullable<PerceiverImagePreprocessorOptions['prepType']>;
 
 export class PerceiverImagePreprocessor extends Module implements Preprocessor {
@@ -73,6 +80,7 @@ export class PerceiverImagePreprocessor extends Module implements Preprocessor {
     const op = 'PerceiverImagePreprocessor';
     configArg(op, config);
     objectArg(op, 'opts', opts);
+    knownKeysArg(op, 'opts', opts, IMAGE_PREPROCESSOR_OPTIONS);
     oneOfArg(op, 'opts.prepType', opts.prepType, ['conv', 'conv1x1', 'patches', 'pixels']);
     for (const k of ['spatialDownsample', 'temporalDownsample', 'inChannels', 'outChannels', 'convAfterPatchingInChannels'] as const)
       if (opts[k] !== undefined) intArg(op, `opts.${k}`, opts[k], 1);
@@ -82,7 +90,7 @@ export class PerceiverImagePreprocessor extends Module implements Preprocessor {
     oneOfArg(op, 'opts.concatOrAddPos', opts.concatOrAddPos, ['concat', 'add']);
     oneOfArg(op, 'opts.positionEncodingType', opts.positionEncodingType, ['fourier', 'trainable']);
     if ((opts.positionEncodingType ?? 'fourier') === 'fourier' && opts.fourier !== undefined) fourierOptionsArg(op, opts.fourier, 'opts.fourier');
-    if (opts.trainable !== undefined) objectArg(op, 'opts.trainable', opts.trainable);
+    if (opts.trainable !== undefined) trainableOptionsArg(op, opts.trainable);
     deviceArg(op, 'opts.device', opts.device);
     const prep = opts.prepType ?? 'conv';
     this.prepType = prep;
@@ -153,6 +161,7 @@ export class PerceiverImagePreprocessor extends Module implements Preprocessor {
     const op = 'PerceiverImagePreprocessor.forward';
     tensorArg(op, 'pixels', pixels, { rank: [4, 5], dtype: 'float', shape: '[B, C, H, W] or [B, T, C, H, W]' });
     objectArg(op, 'opts', opts);
+    knownKeysArg(op, 'opts', opts, FORWARD_OPTIONS);
     if (opts.interpolatePosEncoding !== undefined) boolArg(op, 'opts.interpolatePosEncoding', opts.interpolatePosEncoding);
     return tidy(() => {
       const x = this.featurize(pixels);

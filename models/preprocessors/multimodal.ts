@@ -5,7 +5,7 @@
 // and the modalities are concatenated along positions in sorted name order.
 import { Module, ModuleDict, ParameterDict, broadcastTo, computeDtype, concat, initNormal, less, rand, tidy, toDtype, where, type Tensor } from '../../lib/index.js';
 import { type Preprocessor, type PreprocessorInput, type PreprocessorOutput } from './preprocessor.js';
-import { deviceArg, intArg, numberArg, objectArg, tensorArg } from '../args.js';
+import { deviceArg, intArg, knownKeysArg, numberArg, objectArg, optionKeys, tensorArg } from '../args.js';
 import { describe } from '../../lib/dtype.js';
 
 export interface PerceiverMultimodalPreprocessorOptions {
@@ -18,6 +18,8 @@ export interface PerceiverMultimodalPreprocessorOptions {
   device?: string;
 }
 
+const MULTIMODAL_PREPROCESSOR_OPTIONS = optionKeys<PerceiverMultimodalPreprocessorOptions>({ modalities: true, maskProbs: true, minPaddingSize: true, initStd: true, device: true });
+
 export class PerceiverMultimodalPreprocessor extends Module implements Preprocessor {
   readonly modalities: ModuleDict<Preprocessor>;
   readonly padding: ParameterDict;
@@ -29,6 +31,7 @@ export class PerceiverMultimodalPreprocessor extends Module implements Preproces
     super();
     const op = 'PerceiverMultimodalPreprocessor';
     objectArg(op, 'opts', opts, true);
+    knownKeysArg(op, 'opts', opts, MULTIMODAL_PREPROCESSOR_OPTIONS);
     objectArg(op, 'opts.modalities', opts.modalities, true);
     const entries = Object.entries(opts.modalities);
     if (entries.length === 0) throw new RangeError(`${op}: argument 'opts.modalities' must name at least one modality, got none`);

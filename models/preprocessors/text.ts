@@ -3,7 +3,7 @@
 import { Embedding, Module, slice, tidy, toDtype, type Tensor } from '../../lib/index.js';
 import type { PerceiverConfig } from '../config.js';
 import { type Preprocessor, type PreprocessorOutput } from './preprocessor.js';
-import { configArg, objectArg, tensorArg } from '../args.js';
+import { configArg, knownKeysArg, objectArg, tensorArg } from '../args.js';
 
 export class PerceiverTextPreprocessor extends Module implements Preprocessor {
   readonly embeddings: Embedding;
@@ -14,6 +14,7 @@ export class PerceiverTextPreprocessor extends Module implements Preprocessor {
     super();
     configArg('PerceiverTextPreprocessor', config, ['d_model', 'vocab_size', 'max_position_embeddings']);
     objectArg('PerceiverTextPreprocessor', 'opts', opts);
+    knownKeysArg('PerceiverTextPreprocessor', 'opts', opts, ['device']);
     const init = { initStd: config.initializer_range, device: opts.device };
     this.numChannels = config.d_model;
     this.embeddings = this.registerModule('embeddings', new Embedding(config.vocab_size, config.d_model, init));

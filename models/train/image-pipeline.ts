@@ -12,7 +12,7 @@ import type { ImageSet } from './mnist.js';
 import { Rng } from './rng.js';
 import { augmentPool } from './augment-pool.js';
 import { describe } from '../../lib/dtype.js';
-import { intArg, intListArg, numberArg, objectArg } from '../args.js';
+import { intArg, intListArg, knownKeysArg, numberArg, objectArg, optionKeys } from '../args.js';
 
 /** A [low, high] pair of finite numbers, 0 < low <= high. */
 function rangeArg(op: string, name: string, v: unknown): void {
@@ -148,6 +148,8 @@ export interface ImageFolderSourceOptions {
   concurrency?: number;
 }
 
+const FOLDER_OPTIONS = optionKeys<ImageFolderSourceOptions>({ size: true, channels: true, concurrency: true });
+
 /** A folder of images streamed from disk, batch by batch. */
 export class ImageFolderSource implements DataSource {
   readonly size: number;
@@ -163,6 +165,7 @@ export class ImageFolderSource implements DataSource {
     if (!Array.isArray(files)) throw new TypeError(`${op}: argument 'files' must be an array of [path, label], got ${describe(files)}`);
     if (!Array.isArray(classes)) throw new TypeError(`${op}: argument 'classes' must be an array of class names, got ${describe(classes)}`);
     objectArg(op, 'opts', opts, true);
+    knownKeysArg(op, 'opts', opts, FOLDER_OPTIONS);
     if (opts.concurrency !== undefined) intArg(op, 'opts.concurrency', opts.concurrency, 1);
     if (!Number.isSafeInteger(opts.size) || opts.size < 1) throw new RangeError(`ImageFolderSource: 'size' must be a positive integer, got ${opts.size}`);
     if (opts.channels !== 1 && opts.channels !== 3) throw new RangeError(`ImageFolderSource: 'channels' must be 1 or 3, got ${String(opts.channels)}`);
@@ -244,6 +247,8 @@ export class ImageFolderSource implements DataSource {
 export function imageFolderSources(root: string, opts: ImageFolderSourceOptions): { train: ImageFolderSource; test: ImageFolderSource } {
   pathArg('imageFolderSources', 'root', root);
   objectArg('imageFolderSources', 'opts', opts, true);
+  // Before the folders are listed, which can take a while.
+  knownKeysArg('imageFolderSources', 'opts', opts, FOLDER_OPTIONS);
   if (existsSync(join(root, 'train')) && existsSync(join(root, 'test'))) {
     const tr = listImageFolder(join(root, 'train'));
     const te = listImageFolder(join(root, 'test'));

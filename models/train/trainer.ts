@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../image-io.js';
 import { Rng, streamSeed } from './rng.js';
 import { configJson } from '../save.js';
 import type { PerceiverConfig } from '../config.js';
+import { knownKeysArg, objectArg, optionKeys } from '../args.js';
 
 export interface TrainableClassifier extends Module {
   forward(pixels: Tensor): { logits: Tensor };
@@ -147,6 +148,10 @@ export interface TrainRunOptions {
   profileStep?: number;
   onProfile?: (p: P.Profile) => void;
 }
+
+const RUN_OPTIONS = optionKeys<TrainRunOptions>({
+  model: true, train: true, test: true, config: true, outDir: true, resume: true, onProgress: true, onEval: true, signal: true, maxSteps: true, profileStep: true, onProfile: true,
+});
 
 function makeOptimizer(model: Module, c: TrainConfig): P.optim.Optimizer {
   const groups = P.optim.decayGroups(model, { weightDecay: c.weightDecay, decayPositionEmbeddings: c.decayPositionEmbeddings });
@@ -435,6 +440,9 @@ async function trimMetrics(file: string, state: TrainState): Promise<void> {
  * (manualSeed) before every step, for the model's dropout.
  */
 export async function train(o: TrainRunOptions): Promise<{ state: TrainState; final: EvalResult | null; aborted: boolean }> {
+  knownKeysArg('train', 'opts', objectArg('train', 'opts', o, true), RUN_OPTIONS);
+  // A misspelt setting would train with the default in its place.
+  if (o.config !== undefined && o.config !== null) knownKeysArg('train', 'opts.config', objectArg('train', 'opts.config', o.config), Object.keys(DEFAULT_TRAIN));
   const c: TrainConfig = { ...DEFAULT_TRAIN, ...o.config };
   checkTrainConfig(c);
   for (const k of ['maxSteps', 'profileStep'] as const)
