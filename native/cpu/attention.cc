@@ -110,7 +110,9 @@ float exp_sum_scalar(float* s, int64_t n, float m) {
 // as uninitialised (a false positive); keep -Wall builds quiet.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)  // a GCC-only warning: clang would warn of the unknown name
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 __attribute__((target("avx2,fma"))) inline __m256 exp_avx2(__m256 x) {
   const __m256 lo = _mm256_set1_ps(kExpLo);

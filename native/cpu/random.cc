@@ -46,7 +46,9 @@ void dropout_factors_scalar(const DropoutMask& dm, uint64_t base, int64_t n, flo
 // uninitialised (a false positive, as in attention.cc).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)  // a GCC-only warning: clang would warn of the unknown name
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 // at() eight lanes at a time: the same integer mixing, the same double arithmetic
 // (the top 53 bits, + 0.5, times 2^-53), rounded to float as the scalar cast rounds.
 __attribute__((target("avx512f,avx512dq"))) inline __m512i mix8(__m512i x) {
