@@ -83,7 +83,7 @@ export async function fillMask(model: PerceiverForMaskedLM, text: string, opts: 
   const { ids, maskPositions } = parseMaskedText(text, tokenizer);
   const maxLen = model.config.max_position_embeddings;
   if (ids.length > maxLen)
-    throw new RangeError(`fillMask: the text is ${ids.length - 2} bytes (+ [CLS] and [SEP]), more than the model's ${maxLen} positions`);
+    throw new RangeError(`fillMask: the text is ${ids.length - 2} bytes, more than the ${maxLen - 2} the model takes (its ${maxLen} positions hold [CLS] and [SEP] too)`);
   const V = model.config.vocab_size;
   const first = maskPositions[0];
   const lastPos = maskPositions[maskPositions.length - 1];

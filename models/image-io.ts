@@ -7,10 +7,12 @@
 //     profiles converted to sRGB by libvips' colour management;
 //   - only the first frame / page of an animated or multi-page file.
 // Every failure names the file.
-import { existsSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { loadSharp } from './sharp.js';
+import { atomicTarget, systemReason } from '../lib/io/atomic.js';
 import type { RgbImage } from './image-processor.js';
 
 export interface DecodedImage extends RgbImage {
@@ -35,6 +37,12 @@ export async function decodeImage(src: string | Uint8Array): Promise<DecodedImag
     if (src === '') throw new TypeError(`decodeImage: argument 'src' must be a file path or bytes, got ''`);
     if (!existsSync(src)) throw new Error(`image ${describe(src)} does not exist`);
     if (!statSync(src).isFile()) throw new Error(`image ${describe(src)} is not a file`);
+    // Else sharp reports an unreadable file as an unsupported format.
+    try {
+      accessSync(src, constants.R_OK);
+    } catch (err) {
+      throw new Error(`cannot read image ${describe(src)}: ${systemReason(err)}`);
+    }
   } else if (!(src instanceof Uint8Array)) throw new TypeError(`decodeImage: argument 'src' must be a file path or a Uint8Array, got ${src === null ? 'null' : typeof src}`);
   const sharp = await loadSharp();
   try {
@@ -81,14 +89,13 @@ export async function encodePngRgb(rgb: Uint8Array, height: number, width: numbe
 /** Writes bytes to path through a temporary file in the same folder and a rename, so a failure never leaves a half-written file. */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
   if (typeof path !== 'string' || path === '') throw new TypeError(`writeFileAtomic: argument 'path' must be a file path, got ${JSON.stringify(path)}`);
-  const dir = dirname(path);
-  if (!existsSync(dir)) throw new Error(`output folder '${dir}' does not exist`);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
+  const target = atomicTarget(path);
+  const tmp = join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    await writeFile(tmp, bytes);
-    await rename(tmp, path);
+    await writeFile(tmp, bytes, { flag: 'wx' });
+    await rename(tmp, target);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
-    throw new Error(`cannot write '${path}': ${err instanceof Error ? err.message : String(err)}`);
+    throw new Error(`cannot write '${path}': ${systemReason(err)}`);
   }
 }

@@ -95,7 +95,10 @@ function checkImage(img: RgbImage, what = 'image'): void {
   if (data.length !== height * width * 3) fail(`${what}.data has ${data.length} bytes, expected ${height}x${width}x3 = ${height * width * 3}`);
 }
 
-function hw(name: string, v: unknown): [number, number] {
+const MAX_PROCESSOR_SIDE = 8192;
+
+function hw(name: string, v: unknown, bounded = true): [number, number] {
+  const given = v;
   if (typeof v === 'number') v = { height: v, width: v };
   if (Array.isArray(v) && v.length === 2) v = { height: v[0], width: v[1] };
   const o = v as { height?: unknown; width?: unknown; shortest_edge?: unknown };
@@ -104,6 +107,10 @@ function hw(name: string, v: unknown): [number, number] {
   const w = o?.width;
   if (typeof h !== 'number' || typeof w !== 'number' || !Number.isSafeInteger(h) || !Number.isSafeInteger(w) || h < 1 || w < 1)
     fail(`${name} must be {height, width} of positive integers, got ${JSON.stringify(v)}`);
+  // A preprocessor_config.json's sizes: the resized image and its pixel values are
+  // allocated whole, so a typo's 100000 would fail as an allocation, not by name.
+  if (bounded && (h > MAX_PROCESSOR_SIDE || w > MAX_PROCESSOR_SIDE))
+    fail(`${name} must be at most ${MAX_PROCESSOR_SIDE} pixels a side, got ${JSON.stringify(given)}`);
   return [h, w];
 }
 
@@ -138,9 +145,9 @@ export function imageProcessorOptions(modelConfig: Record<string, unknown> = {},
   if (std.some((s) => s === 0)) fail(`image_std must not be 0, got ${JSON.stringify(std)}`);
   return {
     doCenterCrop: bool('do_center_crop', true),
-    cropSize: hw('crop_size', p.crop_size ?? crop),
+    cropSize: hw('crop_size', p.crop_size ?? crop, p.crop_size !== undefined),
     doResize: bool('do_resize', true),
-    size: hw('size', p.size ?? imageSize),
+    size: hw('size', p.size ?? imageSize, p.size !== undefined),
     doRescale: bool('do_rescale', true),
     rescaleFactor,
     doNormalize: bool('do_normalize', true),
@@ -293,7 +300,7 @@ export function cropAndResize(img: RgbImage, opts: ImageProcessorOptions): RgbIm
     // HF: int(size / crop_size * min_dim) per axis.
     const ch = Math.trunc((opts.size[0] / opts.cropSize[0]) * minDim);
     const cw = Math.trunc((opts.size[1] / opts.cropSize[1]) * minDim);
-    if (ch < 1 || cw < 1) fail(`a ${img.height}x${img.width} image is too small to centre-crop`);
+    if (ch < 1 || cw < 1) fail(`a ${img.width}x${img.height} image (width x height) is too small to centre-crop`);
     out = centerCrop(out, ch, cw);
   }
   if (opts.doResize) out = resizeBicubic(out, opts.size[0], opts.size[1]);

@@ -6,7 +6,8 @@
 // model (names and shapes) before a byte is read, then loaded natively. Every failure
 // names the folder and the file, because the CLI shows these messages to users as
 // they are.
-import { closeSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { systemReason } from '../lib/io/atomic.js';
 import { isAbsolute, join, normalize, sep } from 'node:path';
 import {
   loadRecords,
@@ -76,6 +77,12 @@ export function readModelConfig(dir: string): Record<string, unknown> {
   if (!existsSync(dir)) throw new Error(`loadModel: model folder '${dir}' does not exist`);
   if (!statSync(dir).isDirectory()) throw new Error(`loadModel: '${dir}' is not a folder (expected a HF model folder with config.json and model.safetensors)`);
   const path = join(dir, 'config.json');
+  // existsSync says false for a file it may not look at: that is not a missing file.
+  try {
+    accessSync(dir, constants.R_OK | constants.X_OK);
+  } catch (err) {
+    throw new Error(`loadModel: cannot read the model folder '${dir}': ${systemReason(err)}`);
+  }
   if (!existsSync(path)) throw new Error(`loadModel: '${path}' is missing (a HF model folder has config.json and model.safetensors)`);
   const text = readSmallFile(path, MAX_CONFIG_BYTES);
   let json: unknown;
@@ -227,7 +234,7 @@ function list(items: string[]): string {
 }
 
 /** Missing, unexpected and mis-shaped names, found before any byte is read. */
-function checkAgainstModel(model: Module, records: readonly TensorRecord[]): string[] {
+export function checkAgainstModel(model: Module, records: readonly TensorRecord[]): string[] {
   const want = model.stateDict();
   const problems: string[] = [];
   const have = new Set(records.map((r) => r.name));

@@ -1,12 +1,13 @@
 // What a HF model folder holds, without loading its weights: the architecture, the
-// parameter count (total and per top-level module) and dtypes from model.safetensors'
-// header, file sizes, the config values that define the network, and its FLOPs.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+// parameter count (total and per top-level module) and dtypes from the weights'
+// headers (model.safetensors, shards, pytorch_model.bin), file sizes, the config values that define the network, and its FLOPs.
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { readSafetensorsHeader } from '../lib/index.js';
+import { withoutInit } from '../lib/index.js';
 import { perceiverConfig, type PerceiverConfig } from './config.js';
 import { countFlops, type FlopCount } from './flops.js';
-import { readModelConfig } from './load.js';
+import { checkAgainstModel, readModelConfig, readModelRecords } from './load.js';
+import { ARCHITECTURES, createModel } from './registry.js';
 
 export interface ModelInfo {
   dir: string;
@@ -49,20 +50,38 @@ function moduleOf(name: string): string {
   return parts[0] === 'perceiver' && parts.length > 2 ? `${parts[0]}.${parts[1]}` : parts.length > 1 ? parts[0] : '(root)';
 }
 
-/** Describes a HF model folder (config.json + model.safetensors) from the config and the weights' header. */
+/** Describes a HF model folder (config.json + weights in any layout loadModel reads) from the config and the weights' headers. */
 export async function modelInfo(dir: string): Promise<ModelInfo> {
   const json = readModelConfig(dir);
   const a = json.architectures;
   if (!Array.isArray(a) || typeof a[0] !== 'string') throw new Error(`modelInfo: '${join(dir, 'config.json')}' names no architecture (architectures[0])`);
   const architecture = a[0];
-  const weights = join(dir, 'model.safetensors');
-  if (!existsSync(weights)) throw new Error(`modelInfo: '${weights}' is missing`);
-  const header = await readSafetensorsHeader(weights);
+  // What loadModel would refuse is refused here too, so info never vouches for a
+  // folder that run, classify, ... cannot load: another model_type, an unsupported
+  // class, weights (in any of HF's layouts) that do not fit the config.
+  if (json.model_type !== undefined && json.model_type !== 'perceiver')
+    throw new Error(`modelInfo: ${join(dir, 'config.json')}: model_type is ${JSON.stringify(json.model_type)}, not "perceiver"`);
+  if (!Object.hasOwn(ARCHITECTURES, architecture))
+    throw new Error(`modelInfo: ${join(dir, 'config.json')}: architecture '${architecture}' is not supported (supported: ${Object.keys(ARCHITECTURES).join(', ')})`);
+  const { path, records } = await readModelRecords(dir);
+  let problems: string[];
+  try {
+    const model = withoutInit(() => createModel(json, { device: 'cpu' }));
+    try {
+      problems = checkAgainstModel(model, records);
+    } finally {
+      model.dispose();
+    }
+  } catch (err) {
+    throw new Error(`modelInfo: ${join(dir, 'config.json')}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (problems.length) throw new Error(`modelInfo: ${path}: the weights do not fit the config (${architecture}): ${problems.join('; ')}`);
+  const entries: [string, { dtype: string; shape: readonly number[] }][] = records.map((r) => [r.name, r]);
   let parameters = 0;
   let bufferValues = 0;
   const modules = new Map<string, { parameters: number; tensors: number }>();
   const dtypes = new Map<string, { tensors: number; values: number }>();
-  for (const [name, e] of header.entries) {
+  for (const [name, e] of entries) {
     const n = e.shape.reduce((x, y) => x * y, 1);
     const d = dtypes.get(e.dtype) ?? { tensors: 0, values: 0 };
     d.tensors++;

@@ -17,9 +17,10 @@
 // of two saves is refused by loadModel rather than loaded mixed.
 import { mkdir, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Module, type SafetensorsDType, type Tensor } from '../lib/index.js';
 import { writeSafetensorsTemp } from '../lib/io/safetensors.js';
+import { atomicTarget } from '../lib/io/atomic.js';
 import { perceiverConfig, type PerceiverConfig } from './config.js';
 // A cycle (the task models import saveModel); read only inside saveModel, after both loaded.
 import { knownKeysArg, objectArg, optionKeys } from './args.js';
@@ -160,22 +161,25 @@ export async function saveModel(model: Module & { config: PerceiverConfig }, dir
   const pending: [string, string][] = []; // [temporary, final], not yet renamed
   const saveId = randomBytes(8).toString('hex');
   try {
-    const configTmp = tempName(dir, 'config.json');
+    const configFinal = atomicTarget(join(dir, 'config.json'));
+    const configTmp = tempName(dirname(configFinal), basename(configFinal));
     await writeFile(configTmp, JSON.stringify(configJson(model.config, arch, torchDtype), null, 2) + '\n', { flag: 'wx' });
-    pending.push([configTmp, join(dir, 'config.json')]);
+    pending.push([configTmp, configFinal]);
     for (let i = 0; i < groups.length; i++) {
       const part = Object.fromEntries(groups[i].map((k) => [k, tensors[k]]));
       const partDtypes = Object.fromEntries(groups[i].filter((k) => Object.hasOwn(dtypes, k)).map((k) => [k, dtypes[k]]));
       const metadata: Record<string, string> = sharded ? { format: 'pt', [SAVE_ID_KEY]: saveId } : { format: 'pt' };
-      const tmp = await writeSafetensorsTemp(join(dir, files[i]), part, { metadata, dtypes: partDtypes });
-      pending.push([tmp, join(dir, files[i])]);
+      const final = atomicTarget(join(dir, files[i]));
+      const tmp = await writeSafetensorsTemp(final, part, { metadata, dtypes: partDtypes });
+      pending.push([tmp, final]);
     }
     if (sharded) {
       const weightMap = Object.fromEntries(groups.flatMap((g, i) => g.map((k) => [k, files[i]])));
-      const indexTmp = tempName(dir, INDEX);
+      const indexFinal = atomicTarget(join(dir, INDEX));
+      const indexTmp = tempName(dirname(indexFinal), basename(indexFinal));
       const index = { metadata: { total_size: total, [SAVE_ID_KEY]: saveId }, weight_map: weightMap };
       await writeFile(indexTmp, JSON.stringify(index, null, 2) + '\n', { flag: 'wx' });
-      pending.push([indexTmp, join(dir, INDEX)]);
+      pending.push([indexTmp, indexFinal]);
     }
     const [config, ...weights] = pending;
     const index = sharded ? weights.pop()! : null;

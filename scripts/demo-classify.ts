@@ -10,14 +10,14 @@
 // preprocessing in models/image-io.ts, models/image-processor.ts); here it can come in
 // as a safetensors file of HF's pixel_values. Without --input the image is a synthetic pattern normalised
 // with ImageNet's mean and std. With random weights the classes are noise.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { loadSafetensors, tensor, type Tensor } from '../lib/index.js';
 import { createModel } from '../models/registry.js';
+import { loadModel, readModelConfig } from '../models/load.js';
 import { topKClasses } from '../models/classification.js';
 import { IMAGENET_DEFAULT_MEAN as MEAN, IMAGENET_DEFAULT_STD as STD } from '../models/image-processor.js';
 import { VISION_PERCEIVER_FOURIER } from '../models/presets.js';
-import { arg } from './cli-args.js';
+import { demoFlags, runDemo } from './cli-args.js';
 
 
 /** A smooth colour pattern in [0, 1], normalised as ImageNet's preprocessing does: [1, 3, size, size]. */
@@ -32,19 +32,24 @@ function syntheticImage(size: number): Tensor {
   return tensor(data, [1, 3, size, size]);
 }
 
+const USAGE = `usage: demo-classify [--model DIR] [--input X.safetensors]
+
+Top-5 classes of one image with a Perceiver image classifier: the released ImageNet
+Fourier config with RANDOM weights, or the model folder DIR; the image is a synthetic
+pattern, or pixel_values [1, 3, H, W] from X.safetensors.
+`;
+
 async function main(): Promise<void> {
-  const dir = arg('--model', 'accept');
-  const inputPath = arg('--input', 'accept');
-  const config = dir ? (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>) : VISION_PERCEIVER_FOURIER;
+  const flags = demoFlags('demo-classify', USAGE, { values: ['--model', '--input'] });
+  const dir = flags.values['--model'];
+  const inputPath = flags.values['--input'];
+  if (inputPath !== undefined && !existsSync(inputPath)) throw new Error(`--input '${inputPath}' does not exist`);
+  // readModelConfig and loadModel name the file for a missing or broken config.json or weights.
+  const config = dir ? readModelConfig(dir) : VISION_PERCEIVER_FOURIER;
+  const arch = Array.isArray(config.architectures) ? String(config.architectures[0]) : String(config.architectures);
+  if (!arch.startsWith('PerceiverForImageClassification')) throw new Error(`demo-classify needs an image classifier, got ${arch}${dir ? ` in '${dir}'` : ''}`);
   let t0 = performance.now();
-  const model = createModel(config);
-  if (!('forward' in model) || !String((config.architectures as string[])[0]).startsWith('PerceiverForImageClassification'))
-    throw new Error(`demo-classify needs an image classifier, got ${(config.architectures as string[])[0]}`);
-  if (dir) {
-    const weights = await loadSafetensors(join(dir, 'model.safetensors'));
-    model.loadStateDict(weights, { assign: true });
-    for (const t of Object.values(weights)) t.dispose();
-  }
+  const model = dir ? await loadModel(dir) : createModel(config);
   console.log(`${(config.architectures as string[])[0]}: ${dir ? `weights from ${dir}` : 'released config, RANDOM weights (the classes are noise)'}; ${(model.numParameters() / 1e6).toFixed(1)} M parameters, ready in ${(performance.now() - t0).toFixed(0)} ms`);
 
   let pixels: Tensor;
@@ -69,7 +74,4 @@ async function main(): Promise<void> {
   model.dispose();
 }
 
-main().catch((e) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exit(1);
-});
+runDemo('demo-classify', main);

@@ -8,6 +8,7 @@ import {
   attention, backends, gelu, layerNorm, linear, matmul, memory, ones, randn, softmax, tidy, zeros,
   type Tensor,
 } from '../lib/index.js';
+import { demoFlags, runDemo } from './cli-args.js';
 
 const N_IN = 224 * 224, C_IN = 261, N_LAT = 512, C_LAT = 1024, HEADS = 8;
 
@@ -24,7 +25,15 @@ async function timed<T extends Tensor>(label: string, flops: number, fn: () => T
   return out;
 }
 
+const USAGE = `usage: demo-engine
+
+One Perceiver encoder step at the ImageNet model's real shapes on random weights:
+the fused attention checked against the explicit path, time, GFLOP/s and memory.
+Takes no options.
+`;
+
 async function main(): Promise<void> {
+  demoFlags('demo-engine', USAGE, {});
   const cpu = backends()[0];
   console.log(`perceiver-io engine demo — cpu, ${cpu.threads} threads, ${cpu.simd}`);
   console.log(`inputs [1, ${N_IN}, ${C_IN}], latents [${N_LAT}, ${C_LAT}], random weights\n`);
@@ -97,7 +106,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runDemo('demo-engine', main);

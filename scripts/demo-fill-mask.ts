@@ -11,31 +11,37 @@
 // With random weights the filled bytes are noise: the demo shows the pipeline and its
 // cost, not the model's knowledge. No padding to 2048 is needed: padded keys are
 // masked out of the cross-attention, so the unpadded input gives the same logits.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { loadSafetensors } from '../lib/index.js';
 import { PerceiverForMaskedLM } from '../models/index.js';
 import { fillMask } from '../models/fill-mask.js';
+import { loadModel } from '../models/load.js';
 import { LANGUAGE_PERCEIVER } from '../models/presets.js';
-import { arg } from './cli-args.js';
+import { demoFlags, runDemo } from './cli-args.js';
 
+
+const USAGE = `usage: demo-fill-mask [--model DIR] [--text TEXT] [--mask SPAN]
+
+Masked-byte filling with PerceiverForMaskedLM: the bytes of SPAN (default ' missing')
+in TEXT are masked and predicted; the released config with RANDOM weights, or the
+model folder DIR. A value starting with '--' is given as --text=VALUE.
+`;
 
 async function main(): Promise<void> {
-  const dir = arg('--model', 'accept');
-  const text = arg('--text', 'accept') ?? 'This is an incomplete sentence where some words are missing.';
-  const maskWhat = arg('--mask', 'accept') ?? ' missing';
+  const flags = demoFlags('demo-fill-mask', USAGE, { values: ['--model', '--text', '--mask'] });
+  const dir = flags.values['--model'];
+  const text = flags.values['--text'] ?? 'This is an incomplete sentence where some words are missing.';
+  const maskWhat = flags.values['--mask'] ?? ' missing';
   const byteStart = Buffer.from(text, 'utf8').indexOf(Buffer.from(maskWhat, 'utf8'));
   if (maskWhat === '' || byteStart < 0) throw new Error(`--mask ${JSON.stringify(maskWhat)} does not occur in the text`);
   const maskLen = Buffer.byteLength(maskWhat, 'utf8');
 
-  const config = dir ? (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>) : LANGUAGE_PERCEIVER;
   let t0 = performance.now();
-  const model = new PerceiverForMaskedLM(config);
-  if (dir) {
-    const weights = await loadSafetensors(join(dir, 'model.safetensors'));
-    model.loadStateDict(weights, { assign: true });
-    for (const t of Object.values(weights)) t.dispose();
+  // loadModel names the file for a missing or broken config.json or weights.
+  const loaded = dir ? await loadModel(dir) : new PerceiverForMaskedLM(LANGUAGE_PERCEIVER);
+  if (!(loaded instanceof PerceiverForMaskedLM)) {
+    loaded.dispose();
+    throw new Error(`demo-fill-mask needs a PerceiverForMaskedLM, but '${dir}' holds a ${loaded.constructor.name}`);
   }
+  const model = loaded;
   console.log(`${dir ? `weights from ${dir}` : 'released config, RANDOM weights (the filled bytes are noise)'}; ${(model.numParameters() / 1e6).toFixed(1)} M parameters, ready in ${(performance.now() - t0).toFixed(0)} ms`);
 
   // The masked span as fill-mask's syntax: one [MASK] per byte (models/fill-mask.ts).
@@ -53,7 +59,4 @@ async function main(): Promise<void> {
   model.dispose();
 }
 
-main().catch((e) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exit(1);
-});
+runDemo('demo-fill-mask', main);

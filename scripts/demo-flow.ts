@@ -27,7 +27,8 @@ import type { Size2 } from '../models/flow-tiling.js';
 import { estimateFlow } from '../models/flow-estimate.js';
 import { encodeFlo, encodePng, flowSummary, flowToColor } from '../models/flow-vis.js';
 import { writeFileAtomic } from '../models/image-io.js';
-import { arg } from './cli-args.js';
+import { demoFlags, outputPrefix, runDemo } from './cli-args.js';
+import { UsageError } from './cli/command.js';
 
 // The released model's structure with fewer and narrower layers (random weights).
 function smallConfig(window: Size2): Record<string, unknown> {
@@ -78,14 +79,26 @@ function syntheticFrames(H: number, W: number, dx: number, dy: number): Float32A
   return out;
 }
 
+const USAGE = `usage: demo-flow [--model DIR] [--frames F.safetensors] [--size HxW] [--shift DX,DY] [--window HxW] [--overlap N] [--out PREFIX] [--flo] [--device NAME]
+
+Optical flow between two frames (synthetic, or --frames), tiled as DeepMind's colab;
+random weights unless --model names a PerceiverForOpticalFlow folder. Writes PREFIX.png
+(default flow.png) and with --flo PREFIX.flo.
+`;
+
 async function main(): Promise<void> {
-  if (process.argv.includes('--help')) {
-    console.log('usage: demo-flow [--model DIR] [--frames F.safetensors] [--size HxW] [--shift DX,DY] [--window HxW] [--overlap N] [--out PREFIX] [--flo] [--device NAME]');
-    return;
-  }
+  const flags = demoFlags('demo-flow', USAGE, {
+    values: ['--model', '--frames', '--size', '--shift', '--window', '--overlap', '--out', '--device'],
+    switches: ['--flo'],
+  });
+  const arg = (name: string): string | undefined => flags.values[name];
   const dir = arg('--model');
   const device = arg('--device');
-  const out = arg('--out') ?? 'flow';
+  const writeFlo = flags.switches.has('--flo');
+  // Checked before the frames are made and the model runs.
+  const out = outputPrefix(arg('--out') ?? 'flow', writeFlo ? ['.png', '.flo'] : ['.png']);
+  const overlapText = arg('--overlap') ?? '20';
+  if (!/^\d+$/.test(overlapText)) throw new UsageError(`--overlap must be a non-negative integer, got '${overlapText}'`);
 
   // Frames.
   let frames: Float32Array;
@@ -130,7 +143,7 @@ async function main(): Promise<void> {
   );
 
   // Tiling and scaling to pixels: models/flow-estimate.ts, shared with `perceiver flow`.
-  const overlap = Number(arg('--overlap') ?? 20);
+  const overlap = Number(overlapText);
   t0 = performance.now();
   const { flow, windows, overlap: used } = await estimateFlow(model, frames, [H, W], {
     overlap,
@@ -149,13 +162,10 @@ async function main(): Promise<void> {
   );
   await writeFileAtomic(`${out}.png`, encodePng(flowToColor(flow, H, W), H, W));
   console.log(`wrote ${out}.png (Middlebury colour wheel, saturation relative to the largest flow)`);
-  if (process.argv.includes('--flo')) {
+  if (writeFlo) {
     await writeFileAtomic(`${out}.flo`, encodeFlo(flow, H, W));
     console.log(`wrote ${out}.flo`);
   }
 }
 
-main().catch((e) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exit(1);
-});
+runDemo('demo-flow', main);

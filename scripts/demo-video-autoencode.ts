@@ -19,7 +19,8 @@ import { loadModel } from '../models/load.js';
 import { autoencodeInChunks } from '../models/multimodal-chunked.js';
 import { encodePng } from '../models/flow-vis.js';
 import { writeFileAtomic } from '../models/image-io.js';
-import { arg } from './cli-args.js';
+import { demoFlags, outputPrefix, runDemo } from './cli-args.js';
+import { UsageError } from './cli/command.js';
 
 // The released deepmind/multimodal-perceiver structure, shrunk: 4 frames of 32x32,
 // 4 x 64 audio samples, 700 labels, fewer and narrower layers.
@@ -50,15 +51,21 @@ const SMALL = {
   initializer_range: 0.02,
 };
 
+const USAGE = `usage: demo-video-autoencode [--model DIR] [--chunks N] [--reencode] [--out PREFIX]
+
+Autoencodes a synthetic clip with PerceiverForMultimodalAutoencoding, decoded in N
+chunks (default 16; --reencode runs the whole model per chunk); random weights unless
+--model names a model folder. Writes PREFIX.png (default video-autoencode.png).
+`;
+
 async function main(): Promise<void> {
-  if (process.argv.includes('--help')) {
-    console.log('usage: demo-video-autoencode [--model DIR] [--chunks N] [--reencode] [--out PREFIX]');
-    return;
-  }
-  const dir = arg('--model');
-  const nChunks = Number(arg('--chunks') ?? 16);
-  if (!Number.isSafeInteger(nChunks) || nChunks < 1) throw new Error(`--chunks must be a positive integer`);
-  const out = arg('--out') ?? 'video-autoencode';
+  const flags = demoFlags('demo-video-autoencode', USAGE, { values: ['--model', '--chunks', '--out'], switches: ['--reencode'] });
+  const dir = flags.values['--model'];
+  const chunksText = flags.values['--chunks'] ?? '16';
+  const nChunks = /^\d+$/.test(chunksText) ? Number(chunksText) : NaN;
+  if (!Number.isSafeInteger(nChunks) || nChunks < 1) throw new UsageError(`--chunks must be a positive integer, got '${chunksText}'`);
+  const reencode = flags.switches.has('--reencode');
+  const out = outputPrefix(flags.values['--out'] ?? 'video-autoencode', ['.png']);
 
   let t0 = performance.now();
   let model: PerceiverForMultimodalAutoencoding;
@@ -93,12 +100,12 @@ async function main(): Promise<void> {
   t0 = performance.now();
   const rec = await autoencodeInChunks(model, inputs, {
     nChunks,
-    reencode: process.argv.includes('--reencode'),
+    reencode,
     onChunk: (i) => {
       if (i === 0 || i === nChunks - 1 || nChunks <= 8) console.log(`  chunk ${i + 1}/${nChunks}: ${(performance.now() - t0).toFixed(0)} ms so far`);
     },
   });
-  console.log(`decoded in ${nChunks} chunks ${process.argv.includes('--reencode') ? '(whole model per chunk)' : '(encoded once)'} in ${(performance.now() - t0).toFixed(0)} ms`);
+  console.log(`decoded in ${nChunks} chunks ${reencode ? '(whole model per chunk)' : '(encoded once)'} in ${(performance.now() - t0).toFixed(0)} ms`);
   for (const x of Object.values(inputs)) x.dispose();
   model.dispose();
 
@@ -132,7 +139,4 @@ async function main(): Promise<void> {
   console.log(`wrote ${out}.png (frame 0: input above, reconstruction below)`);
 }
 
-main().catch((e) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exit(1);
-});
+runDemo('demo-video-autoencode', main);

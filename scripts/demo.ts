@@ -9,11 +9,20 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as P from '../lib/index.js';
 import { loadMnist } from '../models/train/mnist.js';
-import { runTraining } from './cli/train.js';
+import { runTraining, signalExitCode, trainCommand } from './cli/train.js';
 import { UsageError } from './cli/command.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const passThrough = process.argv.slice(2);
+const optionsGiven = passThrough.includes('--') ? passThrough.slice(0, passThrough.indexOf('--')) : passThrough;
+if (optionsGiven.includes('--help') || optionsGiven.includes('-h')) {
+  process.stdout.write(
+    `usage: demo [--epochs N] [--out DIR] [other perceiver train options]\n\n` +
+      `Trains the 'mnist' preset on MNIST, saves a model folder and a report under runs/ (or --out),\n` +
+      `then classifies ten test digits with 'perceiver run'. The options are perceiver train's:\n\n${trainCommand.usage}`,
+  );
+  process.exit(0);
+}
 // Both spellings: adding a second --out next to '--out=DIR' made the flag parser refuse it as given twice.
 const outGiven = passThrough.some((a) => a === '--out' || a.startsWith('--out='));
 const out = join('runs', `mnist-${new Date().toISOString().replace(/[:.]/g, '-')}`);
@@ -27,7 +36,8 @@ try {
   process.stderr.write(`demo: error: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(err instanceof UsageError ? 2 : 1);
 }
-if (result.top1 === null) process.exit(130);
+// Stopped early (a signal, or --max-steps): the checkpoint is written, the demo not finished.
+if (result.top1 === null) process.exit(result.interrupted ? signalExitCode(result.interrupted) : 130);
 
 // A few test digits through the saved model, by the CLI contract (safetensors in and out).
 const { test } = loadMnist();

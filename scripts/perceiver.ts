@@ -23,6 +23,10 @@ async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === '-h' || name === '--help' || name === 'help') {
     const target = name === 'help' ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
+    if (name === 'help' && rest[0] !== undefined && !target) {
+      process.stderr.write(`perceiver: error: unknown command '${rest[0]}' (commands: ${COMMANDS.map((c) => c.name).join(', ')})\n\n${overview()}`);
+      return 2;
+    }
     process.stdout.write(target ? target.usage : overview());
     return 0;
   }
@@ -30,12 +34,14 @@ async function main(argv: string[]): Promise<number> {
   try {
     if (name === undefined) throw new UsageError('no command given');
     if (!command) throw new UsageError(`unknown command '${name}' (commands: ${COMMANDS.map((c) => c.name).join(', ')})`);
-    if (rest.includes('-h') || rest.includes('--help')) {
+    // After '--' everything is an argument: `fill-mask -- --help` fills the text '--help'.
+    const end = rest.indexOf('--');
+    const options = end < 0 ? rest : rest.slice(0, end);
+    if (options.includes('-h') || options.includes('--help')) {
       process.stdout.write(command.usage);
       return 0;
     }
-    await command.run(rest);
-    return 0;
+    return (await command.run(rest)) ?? 0;
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`perceiver: error: ${err.message}\n\n${command ? command.usage : overview()}`);

@@ -2,7 +2,7 @@
 // PerceiverImageProcessor, classified; checked against the library run in this
 // process (decodeImage, preprocessImage, the model, softmax) on the three classifiers.
 import test from 'ava';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -115,4 +115,26 @@ test('missing or corrupt images and a model of another kind exit 1; bad flags ex
     t.regex(r.stderr, re);
     t.regex(r.stderr, /Usage: perceiver classify/);
   }
+});
+
+test('an image or a model folder the user may not read is reported as permission denied, not as a bad format or a missing file', async (t) => {
+  const dir = mkdtempSync(join(tmp, 'perm-'));
+  const locked = join(dir, 'locked.png');
+  copyFileSync(png, locked);
+  chmodSync(locked, 0o000);
+  const model = join(dir, 'model');
+  mkdirSync(model);
+  for (const f of ['config.json', 'model.safetensors']) copyFileSync(join(caseDir('image_conv'), f), join(model, f));
+  // Root reads anything: the check runs as another user then, with the folders open to it.
+  chmodSync(tmp, 0o755);
+  chmodSync(dir, 0o755);
+  const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+  const img = await cli(['classify', '--model', model, locked], asUser);
+  t.is(img.code, 1, img.stderr);
+  t.regex(img.stderr, /^perceiver: error: cannot read image '.*locked\.png': permission denied\n$/);
+  chmodSync(model, 0o000);
+  const folder = await cli(['classify', '--model', model, png], asUser);
+  chmodSync(model, 0o755);
+  t.is(folder.code, 1, folder.stderr);
+  t.regex(folder.stderr, /^perceiver: error: loadModel: cannot read the model folder '.*model': permission denied\n$/);
 });

@@ -76,7 +76,7 @@ test('--json: top-k per masked byte equals the model run through the library; th
 test('bad text or a model of another kind exit 1; bad flags exit 2', async (t) => {
   for (const [args, re] of [
     [['--model', MLM, 'nothing masked'], /the text has no <mask>/],
-    [['--model', MLM, `${'x'.repeat(50)}<mask>`], /the text is 51 bytes \(\+ \[CLS\] and \[SEP\]\), more than the model's 48 positions/],
+    [['--model', MLM, `${'x'.repeat(50)}<mask>`], /the text is 51 bytes, more than the 46 the model takes \(its 48 positions hold \[CLS\] and \[SEP\] too\)/],
     [['--model', caseDir('image_conv'), 'a <mask>'], /fill-mask needs a PerceiverForMaskedLM model, but '.*image_conv' holds a PerceiverForImageClassificationConvProcessing/],
   ] as [string[], RegExp][]) {
     const r = await cli(['fill-mask', ...args]);
@@ -103,7 +103,7 @@ test("a text of 300,000 bytes parses (ids.push(...bytes) overflowed the stack), 
   t.throws(() => parseMaskedText('<mask:1048577>'), { instanceOf: RangeError, message: /'<mask:1048577>' must mask at least 1 byte and at most 1048576/ });
   const model = (await loadModel(MLM)) as PerceiverForMaskedLM;
   try {
-    await t.throwsAsync(fillMask(model, `${long}<mask>`), { instanceOf: RangeError, message: `fillMask: the text is 300001 bytes (+ [CLS] and [SEP]), more than the model's ${model.config.max_position_embeddings} positions` });
+    await t.throwsAsync(fillMask(model, `${long}<mask>`), { instanceOf: RangeError, message: `fillMask: the text is 300001 bytes, more than the ${model.config.max_position_embeddings - 2} the model takes (its ${model.config.max_position_embeddings} positions hold [CLS] and [SEP] too)` });
   } finally {
     model.dispose();
   }
@@ -111,4 +111,12 @@ test("a text of 300,000 bytes parses (ids.push(...bytes) overflowed the stack), 
 
 test('parseMaskedText refuses an unpaired surrogate at its index in the whole text (the tokenizer sees only the pieces between masks)', (t) => {
   t.throws(() => parseMaskedText('ab<mask:2>c\ud800'), { instanceOf: RangeError, message: /^parseMaskedText: argument 'text' has an unpaired surrogate U\+D800 at index 11 / });
+});
+
+test("'--' ends the options: a text after it that looks like a flag (--help) is the text", async (t) => {
+  const r = await cli(['fill-mask', '--model', MLM, '--json', '--', '--help <mask>']);
+  t.is(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as Out;
+  t.is(out.text, '--help <mask>');
+  t.is(out.masks.length, 1);
 });

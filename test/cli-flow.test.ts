@@ -86,6 +86,9 @@ test('frames of different sizes, frames smaller than the window, a model of anot
     [[tiny, tiny, '--out', out], /the frames \(8x8\) are smaller than the model's window \(train_size 12x16\)/],
     [[a, join(tmp, 'missing.png'), '--out', out], /image '.*missing\.png' does not exist/],
     [[a, b, '--out', join(tmp, 'no-dir', 'x.png')], /output folder '.*no-dir' does not exist/],
+    // Refused before the frames are decoded (a missing frame would be reported first otherwise).
+    [[a, join(tmp, 'missing.png'), '--out', tmp], /^perceiver: error: '.*perceiver-cli-flow-\w+' is a folder, not a regular file: refusing to replace it\n$/],
+    [[a, join(tmp, 'missing.png'), '--flo', `${join(tmp, 'sub')}/`], /names a folder \(it ends with '\/'\)/],
   ] as [string[], RegExp][]) {
     const r = await cli(['flow', '--model', FLOW, ...args]);
     t.is(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
@@ -98,9 +101,15 @@ test('frames of different sizes, frames smaller than the window, a model of anot
 });
 
 test('bad flags exit 2', async (t) => {
+  const same = join(tmp, 'same');
   for (const [args, re] of [
     [['--model', FLOW, a, b], /give --out FLOW\.png, --flo FLOW\.flo or both/],
     [['--model', FLOW, a, '--out', 'x.png'], /flow needs 2 positional arguments, got 1/],
+    // One file for both: the .flo would replace the PNG.
+    [['--model', FLOW, a, b, '--out', same, '--flo', same], /--out and --flo name the same file \('.*same'\); give two paths/],
+    // Not lowered in silence: the 12x16 window takes at most 6.
+    [['--model', FLOW, a, b, '--out', join(tmp, 'ov.png'), '--overlap', '1000000'], /--overlap must be at most 6 \(half the model's 16x12 window, width x height\), got 1000000/],
+    [['--model', FLOW, a, b, '--out', '-'], /--out -: writing to stdout is not supported/],
   ] as [string[], RegExp][]) {
     const r = await cli(['flow', ...args]);
     t.is(r.code, 2, args.join(' '));

@@ -2,13 +2,14 @@
 // module), dtypes, key config values and FLOPs, read from the folder without loading
 // the weights. The counts are checked against the loaded model and the header.
 import test from 'ava';
-import { mkdtempSync, copyFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, copyFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as P from '../lib/index.js';
 import { countFlops } from '../models/flops.js';
 import { loadModel, readModelConfig } from '../models/load.js';
 import { modelInfo, type ModelInfo } from '../models/model-info.js';
+import { saveModel } from '../models/save.js';
 import { cli } from './helpers/cli-run.js';
 import { caseDir } from './helpers/hf-fixture.js';
 
@@ -77,12 +78,35 @@ test('bad invocations exit 2, a folder that is not a model exits 1', async (t) =
   }
   const noWeights = mkdtempSync(join(tmp, 'no-weights-'));
   copyFileSync(join(caseDir('mlm'), 'config.json'), join(noWeights, 'config.json'));
+  // Folders the other commands refuse are refused here too.
+  const bert = mkdtempSync(join(tmp, 'bert-'));
+  writeFileSync(join(bert, 'config.json'), JSON.stringify({ ...readModelConfig(caseDir('mlm')), model_type: 'bert' }));
+  copyFileSync(join(caseDir('mlm'), 'model.safetensors'), join(bert, 'model.safetensors'));
+  const misfit = mkdtempSync(join(tmp, 'misfit-'));
+  copyFileSync(join(caseDir('mlm'), 'config.json'), join(misfit, 'config.json'));
+  copyFileSync(join(caseDir('image_conv'), 'model.safetensors'), join(misfit, 'model.safetensors'));
   for (const [args, re] of [
     [['info', join(tmp, 'nowhere')], /model folder '.*nowhere' does not exist/],
     [['info', noWeights], /model\.safetensors' is missing/],
+    [['info', bert], /config\.json: model_type is "bert", not "perceiver"/],
+    [['info', misfit], /model\.safetensors: the weights do not fit the config \(PerceiverForMaskedLM\): .*missing keys/],
   ] as [string[], RegExp][]) {
     const r = await cli(args);
     t.is(r.code, 1, args.join(' '));
     t.regex(r.stderr, re);
   }
+});
+
+test('a sharded folder (model.safetensors.index.json + shards) is described as loadModel loads it', async (t) => {
+  const dir = mkdtempSync(join(tmp, 'sharded-'));
+  const model = await loadModel(caseDir('mlm'), { device: 'cpu' });
+  await saveModel(model, dir, { maxShardBytes: 200_000 });
+  const parameters = model.numParameters();
+  model.dispose();
+  const r = await cli(['info', dir, '--json']);
+  t.is(r.code, 0, r.stderr);
+  const info = JSON.parse(r.stdout) as ModelInfo;
+  t.is(info.parameters, parameters);
+  t.true(info.files.some((f) => f.name === 'model.safetensors.index.json'));
+  t.true(info.files.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f.name)).length > 1, 'several shards');
 });

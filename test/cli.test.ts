@@ -3,7 +3,7 @@
 // fixture case must reproduce HF's outputs within the fixtures' tolerance, and bad
 // invocations must fail with a non-zero status and a message that says what to fix.
 import test from 'ava';
-import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as P from '../lib/index.js';
@@ -98,6 +98,7 @@ test('bad invocations exit with status 2 and name the problem', async (t) => {
   const cases: [string[], RegExp][] = [
     [[], /no command given/],
     [['frobnicate'], /unknown command 'frobnicate'/],
+    [['help', 'frobnicate'], /unknown command 'frobnicate'/],
     [['run'], /missing required options --model, --input, --output/],
     [['run', '--model', caseDir('mlm'), '--output', out], /missing required option --input/],
     [['run', ...mlmArgs(out), '--bogus', '1'], /unknown option '--bogus'/],
@@ -175,4 +176,61 @@ test('both pixel_values and inputs for an image classifier are refused; inputs a
   const got = await P.loadSafetensors(out);
   t.deepEqual(got.logits.shape, [2, 10]);
   got.logits.dispose();
+});
+
+test('--output is checked before the model is read: a device, a folder, a path ending in /, a file used as a folder and - are refused by name', async (t) => {
+  const dir = mkdtempSync(join(tmp, 'outputs-'));
+  mkdirSync(join(dir, 'existing'));
+  writeFileSync(join(dir, 'file'), 'x');
+  // --model names no folder: an output refusal coming first shows it was checked first.
+  const nowhere = join(tmp, 'no-model-here');
+  const cases: [string, number, RegExp][] = [
+    ['/dev/null', 1, /^perceiver: error: '\/dev\/null' is a character device, not a regular file: refusing to replace it\n$/],
+    [join(dir, 'existing'), 1, /^perceiver: error: '.*existing' is a folder, not a regular file: refusing to replace it\n$/],
+    [`${join(dir, 'new')}/`, 1, /^perceiver: error: '.*new\/' names a folder \(it ends with '\/'\): give a file path\n$/],
+    [join(dir, 'file', 'x'), 1, /^perceiver: error: cannot write '.*file\/x': '.*file' is not a folder\n$/],
+    ['-', 2, /^perceiver: error: --output -: writing to stdout is not supported; give a file path\n/],
+  ];
+  for (const [out, code, message] of cases) {
+    const r = await cli(['run', '--model', nowhere, '--input', fixture('mlm', 'input.safetensors'), '--output', out]);
+    t.is(r.code, code, `${out}: ${r.stderr}`);
+    t.regex(r.stderr, message, out);
+  }
+  t.true(statSync('/dev/null').isCharacterDevice(), 'the device is still a device');
+  t.deepEqual(readdirSync(dir).sort(), ['existing', 'file']);
+  t.false(existsSync('-'));
+  // A folder the user may not write into, seen as another user when the tests run as root.
+  const ro = join(dir, 'ro');
+  mkdirSync(ro, { mode: 0o555 });
+  chmodSync(tmp, 0o755);
+  chmodSync(dir, 0o755);
+  const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+  const r = await cli(['run', '--model', nowhere, '--input', fixture('mlm', 'input.safetensors'), '--output', join(ro, 'x.safetensors')], asUser);
+  t.is(r.code, 1, r.stderr);
+  t.regex(r.stderr, /^perceiver: error: cannot write '.*x\.safetensors': folder '.*ro': permission denied\n$/);
+});
+
+test('--output through a symbolic link writes the file it points to and keeps the link', async (t) => {
+  const dir = mkdtempSync(join(tmp, 'link-'));
+  writeFileSync(join(dir, 'target.safetensors'), 'old');
+  symlinkSync('target.safetensors', join(dir, 'out.safetensors'));
+  const r = await cli(['run', ...mlmArgs(join(dir, 'out.safetensors'))]);
+  t.is(r.code, 0, r.stderr);
+  t.true(lstatSync(join(dir, 'out.safetensors')).isSymbolicLink());
+  const got = await P.loadSafetensors(join(dir, 'target.safetensors'), { device: 'cpu' });
+  t.deepEqual(Object.keys(got), ['logits']);
+  got.logits.dispose();
+  t.deepEqual(readdirSync(dir).sort(), ['out.safetensors', 'target.safetensors']);
+});
+
+test("an input the forward pass rejects (an id out of the vocabulary) is reported as the model's error, not as a failed write", async (t) => {
+  const dir = mkdtempSync(join(tmp, 'oob-'));
+  const ids = P.tensor(Int32Array.from([1000, 1, 2, 3]), [1, 4], { device: 'cpu' });
+  await P.saveSafetensors(join(dir, 'in.safetensors'), { inputs: ids });
+  ids.dispose();
+  const r = await cli(['run', '--model', caseDir('mlm'), '--input', join(dir, 'in.safetensors'), '--output', join(dir, 'out.safetensors')]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /^perceiver: error: embedding: index 1000 at position 0 is out of range \[0, 262\)/);
+  t.notRegex(r.stderr, /write failed|safetensors:/);
+  t.deepEqual(readdirSync(dir), ['in.safetensors'], 'no output, no temporary file');
 });

@@ -6,9 +6,11 @@
 // the expected values are HF's). The pickle files themselves need lib/io/haiku.ts's
 // reader, developed on a parallel branch: those tests fail, saying so, until it lands.
 import test from 'ava';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as P from '../lib/index.js';
 import type { TensorRecord } from '../lib/io/records.js';
 import { haikuToStateDict } from '../models/haiku.js';
@@ -17,7 +19,7 @@ import { loadModel } from '../models/load.js';
 import { forwardNamed } from '../models/named-io.js';
 import { recordToTensor, writeModelFolder } from '../scripts/cli/convert.js';
 import { caseConfig, caseDir, outputError } from './helpers/hf-fixture.js';
-import { cli } from './helpers/cli-run.js';
+import { cli, scriptPath } from './helpers/cli-run.js';
 import { HAIKU_CASES, HAIKU_FIXTURES, haikuCase, recordValues } from './helpers/haiku-fixture.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'perceiver-convert-'));
@@ -203,5 +205,74 @@ for (const c of Object.keys(HAIKU_CASES)) {
       const written = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
       t.is(written.hidden_act, 'gelu_new', "without --config: DeepMind's flavour");
     }
+  });
+}
+
+test('convert --force never replaces the working folder, a folder above it, or a folder holding the checkpoint or the --config file', async (t) => {
+  const work = mkdtempSync(join(tmp, 'work-'));
+  copyFileSync(pickle('mlm'), join(work, 'mlm.pickle'));
+  writeFileSync(join(work, 'notes.txt'), 'mine');
+  mkdirSync(join(work, 'sub'));
+  for (const [cwd, args, message] of [
+    [work, ['mlm.pickle', '.', '--force'], /'\.' is the current folder or holds it: refusing to replace it/],
+    [join(work, 'sub'), ['../mlm.pickle', '..', '--force'], /'\.\.' is the current folder or holds it/],
+    [tmp, [join(work, 'mlm.pickle'), work, '--force'], /'.*mlm\.pickle' lies inside '.*work-\w+', which --force would replace: refusing/],
+  ] as [string, string[], RegExp][]) {
+    const r = await cli(['convert', ...args], { cwd });
+    t.is(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+    t.regex(r.stderr, message);
+  }
+  writeFileSync(join(work, 'c.json'), '{}');
+  const r = await cli(['convert', pickle('mlm'), work, '--force', '--config', join(work, 'c.json')]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /'.*c\.json' lies inside '.*work-\w+', which --force would replace/);
+  t.deepEqual(readdirSync(work).sort(), ['c.json', 'mlm.pickle', 'notes.txt', 'sub'], 'nothing removed');
+  // A parent folder the user may not write into: refused before the checkpoint is read
+  // (as another user when the tests run as root, who writes anywhere).
+  const ro = join(work, 'ro');
+  mkdirSync(ro, { mode: 0o555 });
+  chmodSync(tmp, 0o755);
+  chmodSync(work, 0o755);
+  const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+  const denied = await cli(['convert', join(work, 'mlm.pickle'), join(ro, 'out')], asUser);
+  t.is(denied.code, 1, denied.stderr);
+  t.regex(denied.stderr, /^perceiver: error: cannot write '.*out': folder '.*ro': permission denied\n$/);
+});
+
+test("convert --config that does not fit the weights is refused before anything is written, naming the config's keys and the weights", async (t) => {
+  const cfg = join(tmp, 'misfit.json');
+  writeFileSync(cfg, JSON.stringify({ d_model: 32, num_latents: 8 }));
+  const out = join(tmp, 'misfit-out');
+  const r = await cli(['convert', pickle('mlm'), out, '--config', cfg]);
+  t.is(r.code, 1, r.stderr);
+  t.regex(r.stderr, /^perceiver: error: the converted config does not fit the checkpoint's weights \(--config '.*misfit\.json' sets d_model, num_latents\): PerceiverForMaskedLM mis-shaped keys: perceiver\.embeddings\.latents \(checkpoint \[\d+, \d+\], model \[8, \d+\]\)/);
+  t.false(existsSync(out));
+  t.deepEqual(readdirSync(tmp).filter((f) => f.startsWith('.misfit-out')), [], 'no temporary folder');
+});
+
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  test(`${signal} while convert --force writes leaves OUT_DIR as it was, no temporary folder beside it, and exits ${code}`, async (t) => {
+    const parent = mkdtempSync(join(tmp, `signal-${signal}-`));
+    const out = join(parent, 'out');
+    mkdirSync(out);
+    writeFileSync(join(out, 'old.txt'), 'previous');
+    // The config.json write into the temporary folder hangs, so the signal lands mid-write.
+    const child = spawn(process.execPath, ['--import', join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'stall-write.js'), scriptPath('perceiver.js'), 'convert', pickle('mlm'), out, '--force'], {
+      env: { ...process.env, PERCEIVER_DEVICE: 'cpu', PERCEIVER_STALL_WRITE: 'config.json' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let err = '';
+    const exit = await new Promise<number | null>((resolve) => {
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+        if (err.includes('stalled') && child.signalCode === null && !child.killed) child.kill(signal);
+      });
+      child.on('exit', (c) => resolve(c));
+    });
+    t.true(err.includes('stalled'), err);
+    t.is(exit, code, err);
+    t.regex(err, new RegExp(`perceiver: interrupted \\(${signal}\\): '.*out' left as it was`));
+    t.deepEqual(readdirSync(parent), ['out'], 'no .tmp or .old folder');
+    t.deepEqual(readdirSync(out), ['old.txt']);
   });
 }

@@ -26,3 +26,30 @@ test('the PNG and .flo replace the old files by rename, never rewriting them in 
     rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+test('--help prints the usage and exits 0; unknown, repeated and valueless flags and a folder as --out are one line and exit 2, before any work', async (t) => {
+  const tmp = mkdtempSync(join(tmpdir(), 'perceiver-demo-flow-'));
+  try {
+    const help = await runScript('demo-flow.js', ['--help']);
+    t.is(help.code, 0, help.stderr);
+    t.regex(help.stdout, /^usage: demo-flow /);
+    for (const [args, message] of [
+      [['--modle', caseDir('optical_flow')], /^demo-flow: error: unknown option '--modle' \(demo-flow takes --model, /],
+      [['--out', join(tmp, 'a'), '--out', join(tmp, 'b')], /^demo-flow: error: option '--out' is given twice$/],
+      [['--model'], /^demo-flow: error: option '--model' needs a value$/],
+      // PREFIX.png in a folder 'dfo/' would be the hidden file 'dfo/.png'.
+      [['--out', `${tmp}/`], /^demo-flow: error: --out is a file name prefix \(PREFIX\.png is written\), not a folder: got '.*\/'$/],
+      [['--out', tmp], /^demo-flow: error: --out is a file name prefix/],
+      [['--overlap', 'x', '--out', join(tmp, 'o')], /^demo-flow: error: --overlap must be a non-negative integer, got 'x'$/],
+    ] as [string[], RegExp][]) {
+      const r = await runScript('demo-flow.js', args);
+      t.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      t.is(r.stdout, '', 'nothing ran');
+      t.is(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+      t.regex(r.stderr.trimEnd(), message);
+    }
+    t.deepEqual(readdirSync(tmp), [], 'nothing written');
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});

@@ -23,3 +23,26 @@ test('the PNG replaces an old file by rename, never rewriting it in place', asyn
     rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+test('--help prints the usage and exits 0; bad flags and a folder as --out are one line and exit 2', async (t) => {
+  const tmp = mkdtempSync(join(tmpdir(), 'perceiver-demo-video-'));
+  try {
+    const help = await runScript('demo-video-autoencode.js', ['-h']);
+    t.is(help.code, 0, help.stderr);
+    t.regex(help.stdout, /^usage: demo-video-autoencode /);
+    for (const [args, message] of [
+      [['--chunkz', '2'], /^demo-video-autoencode: error: unknown option '--chunkz'/],
+      [['--chunks', '0'], /^demo-video-autoencode: error: --chunks must be a positive integer, got '0'$/],
+      [['--reencode', '--reencode'], /^demo-video-autoencode: error: option '--reencode' is given twice$/],
+      [['--out', `${tmp}/`], /^demo-video-autoencode: error: --out is a file name prefix/],
+    ] as [string[], RegExp][]) {
+      const r = await runScript('demo-video-autoencode.js', args);
+      t.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      t.is(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+      t.regex(r.stderr.trimEnd(), message);
+    }
+    t.deepEqual(readdirSync(tmp), []);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});

@@ -33,3 +33,14 @@ test('a bad flag is one line on stderr and exit 2, as perceiver train reports it
   }
   t.deepEqual(readdirSync(tmp).filter((n) => n === 'never'), []);
 });
+
+test('--help and -h print the usage (with perceiver train\'s options) and exit 0 without training', async (t) => {
+  for (const flag of ['--help', '-h']) {
+    const r = await runScript('demo.js', [flag, '--out', join(tmp, 'help-never')]);
+    t.is(r.code, 0, r.stderr);
+    t.regex(r.stdout, /^usage: demo /);
+    t.regex(r.stdout, /Usage: perceiver train/);
+    t.is(r.stderr, '', 'nothing started');
+  }
+  t.false(existsSync(join(tmp, 'help-never')));
+});

@@ -3,7 +3,7 @@
 // dropped, 16-bit to its high byte, CMYK to sRGB, EXIF orientation applied; corrupt
 // files are errors naming the file; PNG output and atomic writes.
 import test from 'ava';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -101,5 +101,13 @@ test('encodePngRgb round-trips through decodeImage; writeFileAtomic leaves no te
   await writeFileAtomic(join(dir, 'out.png'), png);
   t.deepEqual(readdirSync(dir), ['out.png']);
   await t.throwsAsync(writeFileAtomic(join(dir, 'missing', 'x.png'), png), { message: /output folder '.*missing' does not exist/ });
+  // A link is followed (the file it names replaced, the link kept); a device is not replaced.
+  writeFileSync(join(dir, 'real.png'), 'old');
+  symlinkSync('real.png', join(dir, 'link.png'));
+  await writeFileAtomic(join(dir, 'link.png'), png);
+  t.true(lstatSync(join(dir, 'link.png')).isSymbolicLink());
+  t.deepEqual(readFileSync(join(dir, 'real.png')), png);
+  await t.throwsAsync(writeFileAtomic('/dev/null', png), { message: "'/dev/null' is a character device, not a regular file: refusing to replace it" });
+  t.deepEqual(readdirSync(dir).sort(), ['link.png', 'out.png', 'real.png']);
   await t.throwsAsync(encodePngRgb(rgb, H, W + 1), { message: /encodePngRgb: 72 bytes, expected 4x7x3/ });
 });

@@ -34,6 +34,8 @@ test('an image folder splits the last 20% of each class (by name) into the test 
   t.is(held.size, 2);
   t.deepEqual([held.label(0), held.label(1)], [0, 1]);
   t.throws(() => listImageFolder(join(root, 'nope')), { message: /does not exist/ });
+  // A file given for the folder is named as what it is, not as missing.
+  t.throws(() => listImageFolder(join(root, 'set', 'dark', 'notes.txt')), { message: /image folder '.*notes\.txt' is not a folder/ });
 });
 
 test('evaluation batches resize the shorter side and crop the centre; training batches are reproducible from the Rng and differ between seeds', async (t) => {

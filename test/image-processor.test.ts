@@ -163,6 +163,14 @@ test('bad images and sizes are refused with the argument named', (t) => {
   t.throws(() => resizeBicubic(pattern(2, 2), 0, 2), { message: /resize size must be positive integers, got 0x2/ });
   t.throws(() => centerCrop(pattern(2, 2), 1.5, 1), { message: /crop size must be positive integers/ });
   t.throws(() => cropAndResize(pattern(1, 1), imageProcessorOptions({ image_size: 4 })), { message: /too small to centre-crop/ });
+  // Width x height, as the CLI's other messages give sizes.
+  t.throws(() => cropAndResize(pattern(500, 1), imageProcessorOptions({ image_size: 4 })), { message: /a 1x500 image \(width x height\) is too small to centre-crop/ });
+});
+
+test('preprocessor_config.json sizes past 8192 pixels a side are refused by name, not left to fail an allocation', (t) => {
+  t.throws(() => imageProcessorOptions({}, { size: 100000 }), { message: /^image processor: size must be at most 8192 pixels a side, got 100000$/ });
+  t.throws(() => imageProcessorOptions({}, { crop_size: { height: 9000, width: 10 } }), { message: /crop_size must be at most 8192 pixels a side/ });
+  t.deepEqual(imageProcessorOptions({}, { size: 8192 }).size, [8192, 8192]);
 });
 
 test('the processor checks its options: type, name, expected and what came', (t) => {

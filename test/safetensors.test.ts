@@ -4,7 +4,7 @@
 // with an error that names the file and the problem.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -110,8 +110,32 @@ test('saving replaces an existing file atomically and leaves no temporary file b
   await t.throwsAsync(P.saveSafetensors(path, { a, disposed }), { message: /disposed/ });
   t.deepEqual([...(await P.readSafetensorsHeader(path)).entries.keys()], ['b'], 'a failed save leaves the old file intact');
   t.deepEqual(readdirSync(dir).filter((f) => f.startsWith(`.${basename(path)}`)), [], 'no temporary files');
-  await rejects(t, P.saveSafetensors(join(dir, 'no-such-dir', 'x.safetensors'), { a }), /no-such-dir/, /cannot create/);
+  await rejects(t, P.saveSafetensors(join(dir, 'no-such-dir', 'x.safetensors'), { a }), /^safetensors: .*no-such-dir\/x\.safetensors: output folder '.*no-such-dir' does not exist$/);
   a.dispose();
+});
+
+test('saving through a symbolic link replaces the file it points to and keeps the link; a device or folder at the path is refused, untouched', async (t) => {
+  const sub = mkdtempSync(join(dir, 'links-'));
+  const x = P.tensor(new Float32Array([1, 2, 3]), [3], { device: 'cpu' });
+  await P.saveSafetensors(join(sub, 'real.safetensors'), { x });
+  symlinkSync('real.safetensors', join(sub, 'link.safetensors'));
+  const y = P.tensor(new Float32Array([7, 8]), [2], { device: 'cpu' });
+  await P.saveSafetensors(join(sub, 'link.safetensors'), { y });
+  t.true(lstatSync(join(sub, 'link.safetensors')).isSymbolicLink(), 'the link is still a link');
+  const back = await P.loadSafetensors(join(sub, 'real.safetensors'), { device: 'cpu' });
+  t.deepEqual(Object.keys(back), ['y']);
+  t.deepEqual([...(await back.y.data())], [7, 8]);
+  back.y.dispose();
+  symlinkSync('/dev/null', join(sub, 'null.safetensors'));
+  await t.throwsAsync(P.saveSafetensors(join(sub, 'null.safetensors'), { x }), {
+    message: /^safetensors: .*null\.safetensors: '.*null\.safetensors' \(a link to '\/dev\/null'\) is a character device, not a regular file: refusing to replace it$/,
+  });
+  t.true(statSync('/dev/null').isCharacterDevice());
+  mkdirSync(join(sub, 'folder.safetensors'));
+  await t.throwsAsync(P.saveSafetensors(join(sub, 'folder.safetensors'), { x }), { message: /is a folder, not a regular file/ });
+  t.deepEqual(readdirSync(sub).sort(), ['folder.safetensors', 'link.safetensors', 'null.safetensors', 'real.safetensors'], 'no temporary file left');
+  x.dispose();
+  y.dispose();
 });
 
 test('a file saved over the path while it loads is not mixed in; one saved over it after its header was read is refused', async (t) => {

@@ -6,7 +6,7 @@
 // when they differ from HF's defaults; saves are atomic.
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import fs, { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -167,6 +167,28 @@ test('a failed save leaves the folder as it was, with no temporary files', async
   await t.throwsAsync(m.save(dir), { message: /saveModel: .*atomic-\d+: .*tensors\['embedding_decoder\.bias'\] is a disposed Tensor/ });
   t.deepEqual(readdirSync(dir).sort(), ['config.json', 'model.safetensors']);
   for (const [f, bytes] of before) t.true(readFileSync(join(dir, f)).equals(bytes), `${f} unchanged`);
+  m.dispose();
+});
+
+test('files of the folder that are symbolic links are replaced through the link (the link kept); a folder in place of one fails the save before any file changes', async (t) => {
+  const dir = freshDir('links');
+  const elsewhere = freshDir('elsewhere');
+  mkdirSync(dir);
+  mkdirSync(elsewhere);
+  writeFileSync(join(elsewhere, 'config.json'), '{}');
+  writeFileSync(join(elsewhere, 'model.safetensors'), 'old');
+  for (const f of ['config.json', 'model.safetensors']) symlinkSync(join(elsewhere, f), join(dir, f));
+  const m = await loadModel(caseDir('mlm'), { device: 'cpu' });
+  await m.save(dir);
+  for (const f of ['config.json', 'model.safetensors']) t.true(lstatSync(join(dir, f)).isSymbolicLink(), `${f} is still a link`);
+  t.deepEqual(readdirSync(elsewhere).sort(), ['config.json', 'model.safetensors'], 'no temporary file left beside the targets');
+  const back = await loadModel(dir, { device: 'cpu' });
+  t.is(back.constructor.name, 'PerceiverForMaskedLM');
+  back.dispose();
+  const blocked = freshDir('blocked');
+  mkdirSync(join(blocked, 'config.json'), { recursive: true });
+  await t.throwsAsync(m.save(blocked), { message: /saveModel: .*blocked-\d+: '.*config\.json' is a folder, not a regular file: refusing to replace it/ });
+  t.deepEqual(readdirSync(blocked), ['config.json'], 'nothing written');
   m.dispose();
 });
 

@@ -293,9 +293,92 @@ test.serial('perceiver train on MNIST with a tiny config: --max-steps stops with
     });
     child.on('exit', (c) => resolve(c));
   });
-  t.is(code, 0, err);
-  t.regex(err, /interrupted/);
+  // Checkpointed, yet stopped: the status says so, as a shell reports a Ctrl-C'd process.
+  t.is(code, 130, err);
+  t.regex(err, /interrupted \(SIGINT\)/);
   t.true(existsSync(join(out2, 'checkpoint', 'trainer.json')));
+});
+
+test.serial('perceiver train: SIGTERM checkpoints as Ctrl-C does and exits 143; --resume continues from it', async (t) => {
+  const cfg = join(tmp, 'tiny-term.json');
+  writeFileSync(cfg, JSON.stringify({ model: TINY, train: { epochs: 50, batchSize: 400 } }));
+  const out = join(tmp, 'cli-term');
+  const child = spawn(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts', 'perceiver.js'), 'train', '--config', cfg, '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const code = await new Promise<number | null>((resolve) => {
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('step 10/') && !child.killed) child.kill('SIGTERM');
+    });
+    child.on('exit', (c) => resolve(c));
+  });
+  t.is(code, 143, err);
+  t.regex(err, /interrupted \(SIGTERM\): finishing the step and writing a checkpoint/);
+  t.regex(err, /resume with: /);
+  const saved = JSON.parse(readFileSync(join(out, 'checkpoint', 'trainer.json'), 'utf8')) as { state: { step: number } };
+  t.true(saved.state.step >= 10, `step ${saved.state.step}`);
+  const resumed = await runCli(['train', '--config', cfg, '--out', out, '--resume', '--max-steps', '1', '--quiet']);
+  t.is(resumed.code, 0, resumed.stderr);
+});
+
+test('perceiver train: a folder holding only what a run stopped before its first checkpoint left (metrics.jsonl) starts afresh, saying so; --resume there says why it cannot', async (t) => {
+  const cfg = join(tmp, 'tiny-fresh.json');
+  writeFileSync(cfg, JSON.stringify({ model: TINY, train: { epochs: 1, batchSize: 400 } }));
+  const out = join(tmp, 'aborted');
+  mkdirSync(join(out, 'checkpoint.tmp-12345'), { recursive: true });
+  writeFileSync(join(out, 'metrics.jsonl'), '{"kind":"train","step":10}\n');
+  const resume = await runCli(['train', '--config', cfg, '--out', out, '--resume', '--quiet']);
+  t.is(resume.code, 1);
+  t.regex(resume.stderr, /--resume: '.*checkpoint' does not exist \(the run stopped before its first checkpoint: run again without --resume to start afresh\)/);
+  const r = await runCli(['train', '--config', cfg, '--out', out, '--max-steps', '1', '--quiet']);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /'.*aborted' holds no checkpoint, only what a stopped run left \(.*metrics\.jsonl.*\): starting afresh/);
+  t.true(existsSync(join(out, 'checkpoint', 'trainer.json')));
+  t.false(existsSync(join(out, 'checkpoint.tmp-12345')));
+  const metrics = join(out, 'metrics.jsonl');
+  t.false(existsSync(metrics) && readFileSync(metrics, 'utf8').includes('"step":10}'), "the old run's metrics are gone");
+  // A folder with anything else in it is still someone's: refused.
+  const mine = join(tmp, 'mine');
+  mkdirSync(mine);
+  writeFileSync(join(mine, 'metrics.jsonl'), '');
+  writeFileSync(join(mine, 'notes.txt'), 'keep');
+  const refused = await runCli(['train', '--config', cfg, '--out', mine, '--max-steps', '1', '--quiet']);
+  t.is(refused.code, 1);
+  t.regex(refused.stderr, /output folder '.*mine' is not empty/);
+});
+
+test('perceiver train: --config sections must be objects and model fields known; --out must be a folder whose parent exists; --lr takes decimal numbers only', async (t) => {
+  const write = (name: string, json: unknown) => {
+    writeFileSync(join(tmp, name), JSON.stringify(json));
+    return join(tmp, name);
+  };
+  for (const [file, msg] of [
+    [write('model-string.json', { model: 'x' }), /config file '.*model-string\.json': "model" must be an object of config\.json fields, got "x"/],
+    [write('model-array.json', { model: [1] }), /"model" must be an object of config\.json fields, got \[1\]/],
+    [write('train-null.json', { train: null }), /"train" must be an object of train settings, got null/],
+    [write('model-typo.json', { model: { num_latentz: 5, d_latent: 7 } }), /config file '.*model-typo\.json': unknown model fields num_latentz, d_latent \(/],
+  ] as [string, RegExp][]) {
+    const r = await runCli(['train', '--config', file, '--out', join(tmp, 'never-cfg')]);
+    t.is(r.code, 1, `${file}: ${r.stderr}`);
+    t.regex(r.stderr, msg);
+  }
+  t.false(existsSync(join(tmp, 'never-cfg')));
+  writeFileSync(join(tmp, 'a-file'), 'x');
+  for (const [args, msg] of [
+    [['--out', join(tmp, 'a-file')], /output folder '.*a-file' exists and is not a folder/],
+    [['--out', join(tmp, 'no', 'such', 'x')], /the folder '.*no\/such' that would hold the output folder 'x' does not exist/],
+    [['--data', join(tmp, 'a-file'), '--out', join(tmp, 'never-data')], /image folder '.*a-file' is not a folder/],
+  ] as [string[], RegExp][]) {
+    const r = await runCli(['train', ...args]);
+    t.is(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+    t.regex(r.stderr, msg);
+  }
+  t.false(existsSync(join(tmp, 'no')));
+  for (const lr of ['0x10', ' 0.1', '1e', 'Infinity']) {
+    const r = await runCli(['train', `--lr=${lr}`, '--out', join(tmp, 'never-lr')]);
+    t.is(r.code, 2, `${lr}: ${r.stderr}`);
+    t.regex(r.stderr, /--lr must be a positive number/);
+  }
 });
 
 test.serial('gradient accumulation: two micro-batches of 4 step like one batch of 8 (a model without batch norm)', async (t) => {

@@ -8,6 +8,7 @@
 // crash the engine or allocate absurd amounts.
 import type { BigIntStats } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { atomicTarget } from './atomic.js';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -485,9 +486,16 @@ export async function saveSafetensors(
   tensors: Record<string, Tensor>,
   opts: WriteSafetensorsOptions = {},
 ): Promise<void> {
-  const tmp = await writeSafetensorsTemp(path, tensors, opts);
+  if (typeof path !== 'string' || path === '') throw new TypeError(`saveSafetensors: argument 'path' must be a file path, got ${describe(path)}`);
+  let target: string;
   try {
-    await rename(tmp, path);
+    target = atomicTarget(path);
+  } catch (err) {
+    fail(path, err instanceof Error ? err.message : String(err));
+  }
+  const tmp = await writeSafetensorsTemp(target, tensors, opts);
+  try {
+    await rename(tmp, target);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
     fail(path, `write failed (${err instanceof Error ? err.message : String(err)})`);

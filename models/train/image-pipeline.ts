@@ -105,7 +105,8 @@ const EXTENSIONS = /\.(png|jpe?g|webp|gif|tiff?|bmp|avif)$/i;
 /** root/<class>/<image> files, classes sorted by name. */
 export function listImageFolder(dir: string): { classes: string[]; files: [string, number][] } {
   pathArg('listImageFolder', 'dir', dir);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`image folder '${dir}' does not exist`);
+  if (!existsSync(dir)) throw new Error(`image folder '${dir}' does not exist`);
+  if (!statSync(dir).isDirectory()) throw new Error(`image folder '${dir}' is not a folder (expected one sub-folder of images per class)`);
   const classes = readdirSync(dir).filter((d) => statSync(join(dir, d)).isDirectory()).sort();
   if (classes.length < 2) throw new Error(`image folder '${dir}' must hold one sub-folder per class (found ${classes.length})`);
   const files: [string, number][] = [];

@@ -1,5 +1,7 @@
 // What every `perceiver` subcommand provides, and the flag parser they share.
 // Exit status contract: 0 success, 2 bad invocation (UsageError), 1 the work failed.
+import { resolve } from 'node:path';
+import { atomicTarget } from '../../lib/io/atomic.js';
 
 /** A bad invocation: the dispatcher prints it with the command's usage and exits 2. */
 export class UsageError extends Error {}
@@ -10,8 +12,8 @@ export interface Command {
   summary: string;
   /** The full `perceiver <name> --help` text. */
   usage: string;
-  /** Runs with the arguments after the command name; `--help` is handled before. */
-  run(argv: string[]): Promise<void>;
+  /** Runs with the arguments after the command name; `--help` is handled before. Resolves to the exit status when not 0. */
+  run(argv: string[]): Promise<void | number>;
 }
 
 export interface FlagSpec {
@@ -89,4 +91,15 @@ export function checkDeviceFlag(device: string | undefined): string | undefined 
   if (device !== undefined && device !== 'cpu' && device !== 'cuda' && !/^cuda:\d+$/.test(device))
     throw new UsageError(`--device must be cpu, cuda or cuda:N, got '${device}'`);
   return device;
+}
+
+/**
+ * Checks an output file flag before any work is done: the file will be written
+ * atomically (a temporary file, then a rename), so its folder must exist and be
+ * writable, and an existing target must be a regular file (a symbolic link is
+ * followed). Returns the absolute path the rename will land on (for same-file checks).
+ */
+export function checkOutputFile(flag: string, path: string): string {
+  if (path === '-') throw new UsageError(`${flag} -: writing to stdout is not supported; give a file path`);
+  return resolve(atomicTarget(path, { writable: true }));
 }

@@ -2,14 +2,17 @@
 // HuggingFace model folder (config.json + model.safetensors) that `perceiver run` and
 // loadModel read. The rename and the config are models/haiku.ts's; this file reads,
 // lays the tensors out and writes the folder atomically.
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { accessSync, constants, existsSync, readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
+import { mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { saveSafetensors, tensor, type Tensor } from '../../lib/index.js';
+import { saveSafetensors, tensor, withoutInit, type Tensor } from '../../lib/index.js';
 import { contiguousStrides, RECORD_ITEM_SIZE, type TensorRecord } from '../../lib/io/records.js';
 import { readHaikuCheckpoint } from '../../lib/io/haiku.js';
 import { HAIKU_ARCHITECTURES, haikuToStateDict, type HaikuConversion } from '../../models/haiku.js';
+import { createModel } from '../../models/registry.js';
+import { checkAgainstModel } from '../../models/load.js';
+import { systemReason } from '../../lib/io/atomic.js';
 import { parseFlags, UsageError, type Command } from './command.js';
 
 const USAGE = `Usage: perceiver convert IN.pickle|IN.pystate OUT_DIR [--architecture NAME] [--config FILE] [--force]
@@ -96,10 +99,59 @@ export async function recordToTensor(rec: TensorRecord): Promise<Tensor> {
   }
 }
 
+/** Whether `inner` is `outer` or lies inside it (both resolved through symbolic links as far as they exist). */
+function within(inner: string, outer: string): boolean {
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return resolve(p);
+    }
+  };
+  const rel = relative(real(outer), real(inner));
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+}
+
+/**
+ * What a replacing writeModelFolder may not do: remove the folder the process runs in
+ * (or one above it), or a folder holding a file the conversion still needs (`keep`:
+ * the checkpoint, a --config file). Throws naming both.
+ */
+export function checkReplaceable(outDir: string, keep: readonly string[] = []): void {
+  if (within(process.cwd(), outDir))
+    throw new Error(`'${outDir}' is the current folder or holds it: refusing to replace it (give a new or empty OUT_DIR)`);
+  for (const k of keep) if (within(k, outDir)) throw new Error(`'${k}' lies inside '${outDir}', which --force would replace: refusing (give another OUT_DIR)`);
+}
+
+// Each writeModelFolder in progress: its temporary folder, and once swapped in, the
+// user's previous folder waiting to be removed. The swap itself is two synchronous
+// renames, so a signal handler (JS, between tasks) never sees it half done.
+interface PendingWrite {
+  tmp: string | null;
+  old: string | null;
+}
+const pendingWrites = new Set<PendingWrite>();
+
+/**
+ * For a SIGINT/SIGTERM handler: removes what the writeModelFolder calls in progress
+ * have written so far (the OUT_DIR is left as it was) and what a finished swap has
+ * not yet cleaned up. Returns how many writes were abandoned before their swap.
+ */
+export function abandonModelFolderWrites(): number {
+  let abandoned = 0;
+  for (const w of pendingWrites) {
+    if (w.tmp) abandoned++;
+    for (const p of [w.tmp, w.old]) if (p) rmSync(p, { recursive: true, force: true });
+  }
+  pendingWrites.clear();
+  return abandoned;
+}
+
 /**
  * Writes a conversion as a HF model folder. Atomic: everything is written into a
  * temporary folder next to `outDir` and renamed into place; an existing non-empty
- * `outDir` is replaced only with `force`.
+ * `outDir` is replaced only with `force`, and never when it is (or holds) the
+ * current folder.
  */
 export async function writeModelFolder(outDir: string, conversion: HaikuConversion, opts: { force?: boolean } = {}): Promise<void> {
   if (typeof outDir !== 'string' || outDir === '') throw new TypeError(`writeModelFolder: argument 'outDir' must be a folder path, got ${JSON.stringify(outDir)}`);
@@ -109,6 +161,7 @@ export async function writeModelFolder(outDir: string, conversion: HaikuConversi
     if (!statSync(out).isDirectory()) throw new Error(`'${outDir}' exists and is not a folder`);
     const entries = await readdir(out);
     if (entries.length && !opts.force) throw new Error(`'${outDir}' exists and is not empty (use --force to replace it)`);
+    checkReplaceable(outDir);
     replace = true;
   } else if (!existsSync(dirname(out))) {
     throw new Error(`the folder '${dirname(out)}' that would hold '${basename(out)}' does not exist`);
@@ -117,6 +170,8 @@ export async function writeModelFolder(outDir: string, conversion: HaikuConversi
   const tmp = join(dirname(out), `.${basename(out)}.${tag}.tmp`);
   const old = join(dirname(out), `.${basename(out)}.${tag}.old`);
   await mkdir(tmp);
+  const pending: PendingWrite = { tmp, old: null };
+  pendingWrites.add(pending);
   try {
     const tensors: Record<string, Tensor> = {};
     try {
@@ -126,18 +181,47 @@ export async function writeModelFolder(outDir: string, conversion: HaikuConversi
       for (const t of Object.values(tensors)) t.dispose();
     }
     await writeFile(join(tmp, 'config.json'), `${JSON.stringify(conversion.config, null, 2)}\n`);
-    if (replace) await rename(out, old);
+    if (replace) renameSync(out, old);
     try {
-      await rename(tmp, out);
+      renameSync(tmp, out);
     } catch (err) {
-      if (replace) await rename(old, out); // put the user's folder back
+      if (replace) renameSync(old, out); // put the user's folder back
       throw err;
     }
+    pending.tmp = null;
+    if (replace) pending.old = old;
   } catch (err) {
+    pendingWrites.delete(pending);
     await rm(tmp, { recursive: true, force: true });
     throw err;
   }
-  if (replace) await rm(old, { recursive: true, force: true });
+  try {
+    if (replace) await rm(old, { recursive: true, force: true });
+  } finally {
+    pendingWrites.delete(pending);
+  }
+}
+
+/**
+ * Builds the conversion's model (without drawing weights) and checks its records
+ * against it as loadModel will: a config that does not fit the weights (a --config
+ * override of a size the weights show) is refused before anything is written.
+ */
+export function checkConversion(conversion: HaikuConversion, configFile?: { path: string; keys: string[] }): void {
+  const blame = configFile ? ` (--config '${configFile.path}' sets ${configFile.keys.join(', ') || 'nothing'})` : '';
+  let problems: string[];
+  try {
+    const model = withoutInit(() => createModel(conversion.config as unknown as Record<string, unknown>, { device: 'cpu' }));
+    try {
+      problems = checkAgainstModel(model, conversion.records);
+    } finally {
+      model.dispose();
+    }
+  } catch (err) {
+    throw new Error(`the converted config does not make a ${conversion.architecture}${blame}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (problems.length)
+    throw new Error(`the converted config does not fit the checkpoint's weights${blame}: ${conversion.architecture} ${problems.join('; ')}`);
 }
 
 function readConfigFile(path: string): Record<string, unknown> {
@@ -165,11 +249,35 @@ async function run(argv: string[]): Promise<void> {
   if (existsSync(out)) {
     if (!statSync(out).isDirectory()) throw new Error(`'${outDir}' exists and is not a folder`);
     if (!flags.switches.has('--force') && (await readdir(out)).length) throw new Error(`'${outDir}' exists and is not empty (use --force to replace it)`);
+    checkReplaceable(outDir, [input, ...(flags.values['--config'] === undefined ? [] : [flags.values['--config']])]);
   }
-  const read = readHaikuCheckpoint;
-  const { params, state } = await read(input);
-  const conversion = haikuToStateDict(params, state, { architecture: arch, config });
-  await writeModelFolder(outDir, conversion, { force: flags.switches.has('--force') });
+  // The folder is built beside OUT_DIR and renamed into place: its parent takes the writes.
+  if (existsSync(dirname(out))) {
+    try {
+      accessSync(dirname(out), constants.W_OK | constants.X_OK);
+    } catch (err) {
+      throw new Error(`cannot write '${outDir}': folder '${dirname(out)}': ${systemReason(err)}`);
+    }
+  }
+  // Until the folder is swapped in, an interrupt leaves OUT_DIR as it was, with no temporary beside it.
+  const onSignal = (signal: NodeJS.Signals) => {
+    const abandoned = abandonModelFolderWrites();
+    process.stderr.write(`perceiver: interrupted (${signal})${abandoned ? `: '${outDir}' left as it was` : ''}\n`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  let conversion: HaikuConversion;
+  try {
+    const read = readHaikuCheckpoint;
+    const { params, state } = await read(input);
+    conversion = haikuToStateDict(params, state, { architecture: arch, config });
+    checkConversion(conversion, config && { path: flags.values['--config']!, keys: Object.keys(config) });
+    await writeModelFolder(outDir, conversion, { force: flags.switches.has('--force') });
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
   const n = conversion.records.reduce((a, r) => a + r.shape.reduce((x, y) => x * y, 1), 0);
   process.stdout.write(`wrote ${outDir}: ${conversion.architecture}, ${conversion.records.length} tensors, ${n} values\n`);
 }

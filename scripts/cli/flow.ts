@@ -1,10 +1,9 @@
 // `perceiver flow`: optical flow between two image files, as a colour picture and/or a .flo file.
 import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
 import { estimateFlow } from '../../models/flow-estimate.js';
 import { encodeFlo, flowSummary, flowToColor } from '../../models/flow-vis.js';
 import type { PerceiverForOpticalFlow } from '../../models/optical-flow.js';
-import { checkDeviceFlag, parseFlags, UsageError, type Command } from './command.js';
+import { checkDeviceFlag, checkOutputFile, parseFlags, UsageError, type Command } from './command.js';
 import { intFlag, loadTaskModel } from './task-model.js';
 
 const USAGE = `Usage: perceiver flow --model DIR FRAME1 FRAME2 [--out FLOW.png] [--flo FLOW.flo] [--overlap N] [--json] [--device cpu|cuda]
@@ -27,7 +26,8 @@ Options:
   --out FILE        colour-coded flow as PNG (Middlebury colour wheel: hue = direction,
                     saturation = magnitude relative to the largest flow in the picture)
   --flo FILE        the flow as a Middlebury .flo file (float32 u, v per pixel)
-  --overlap N       minimum window overlap in pixels (default 20)
+  --overlap N       minimum window overlap in pixels, at most half the window (default 20,
+                    or half the window when that is smaller)
   --json            a JSON summary on stdout: {height, width, windows, meanFlow, maxMagnitude, out, flo}
   --device NAME     cpu or cuda (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
   -h, --help        show this help
@@ -42,7 +42,9 @@ async function run(argv: string[]): Promise<void> {
   const out = flags.values['--out'];
   const flo = flags.values['--flo'];
   if (out === undefined && flo === undefined) throw new UsageError('give --out FLOW.png, --flo FLOW.flo or both');
-  for (const f of [out, flo]) if (f !== undefined && !existsSync(dirname(resolve(f)))) throw new Error(`output folder '${dirname(resolve(f))}' does not exist`);
+  const targets = [['--out', out], ['--flo', flo]].filter((e): e is [string, string] => e[1] !== undefined).map(([flag, f]) => checkOutputFile(flag, f));
+  // The second write would replace the first.
+  if (targets.length === 2 && targets[0] === targets[1]) throw new UsageError(`--out and --flo name the same file ('${out}'); give two paths`);
   const [pa, pb] = flags.positional;
   for (const p of [pa, pb]) if (!existsSync(p)) throw new Error(`image '${p}' does not exist`);
   const [a, b] = [await decodeImage(pa), await decodeImage(pb)];
@@ -55,6 +57,14 @@ async function run(argv: string[]): Promise<void> {
   frames.set(b.data, H * W * 3);
 
   const { model } = await loadTaskModel('flow', flags.values['--model'], device, ['PerceiverForOpticalFlow']);
+  // estimateFlow lowers an overlap the window cannot take (the default 20 for a small
+  // window); one given explicitly is refused rather than silently changed.
+  const window = (model as PerceiverForOpticalFlow).config.train_size;
+  const maxOverlap = Math.floor(Math.min(window[0], window[1]) / 2);
+  if (flags.values['--overlap'] !== undefined && overlap > maxOverlap) {
+    model.dispose();
+    throw new UsageError(`--overlap must be at most ${maxOverlap} (half the model's ${window[1]}x${window[0]} window, width x height), got ${overlap}`);
+  }
   let result: Awaited<ReturnType<typeof estimateFlow>>;
   try {
     result = await estimateFlow(model as PerceiverForOpticalFlow, frames, [H, W], { overlap, device });

@@ -28,7 +28,7 @@ async function run(argv: string[]): Promise<void> {
     process.stdout.write(`${JSON.stringify(info)}\n`);
     return;
   }
-  const w = Math.max(...info.modules.map((m) => m.name.length), 10);
+  const w = Math.max(...info.modules.map((m) => m.name.length), ...info.files.map((f) => f.name.length), 10);
   const lines = [
     `${info.dir}: ${info.architecture}`,
     '',

@@ -1,10 +1,10 @@
 // `perceiver run`: DESIGN.md's CLI contract, for tests and for users in other languages.
 import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
 import { loadSafetensors, saveSafetensors, type Tensor } from '../../lib/index.js';
+import { readBytes } from '../../lib/tensor.js';
 import { loadModel } from '../../models/load.js';
 import { forwardNamed } from '../../models/named-io.js';
-import { checkDeviceFlag, parseFlags, UsageError, type Command } from './command.js';
+import { checkDeviceFlag, checkOutputFile, parseFlags, UsageError, type Command } from './command.js';
 
 const USAGE = `Usage: perceiver run --model DIR --input IN.safetensors --output OUT.safetensors [--device cpu|cuda] [--dtype float32] [--interpolate-pos-encoding]
 
@@ -43,8 +43,7 @@ async function run(argv: string[]): Promise<void> {
   const output = flags.values['--output'];
   if (!existsSync(input)) throw new Error(`input file '${input}' does not exist`);
   // Checked before the model runs, so a typo does not cost a whole forward pass.
-  const outDir = dirname(resolve(output));
-  if (!existsSync(outDir)) throw new Error(`output folder '${outDir}' does not exist`);
+  checkOutputFile('--output', output);
   const model = await loadModel(flags.values['--model'], { device, dtype });
   let inputs: Record<string, Tensor> = {};
   let outputs: Record<string, Tensor> = {};
@@ -52,6 +51,9 @@ async function run(argv: string[]): Promise<void> {
     inputs = await loadSafetensors(input, { device });
     const res = await forwardNamed(model, inputs, { interpolatePosEncoding: flags.switches.has('--interpolate-pos-encoding') });
     outputs = res.outputs;
+    // Computed now: the engine is lazy, and a failing op (an id out of range) would
+    // otherwise surface inside the write, reported as a write failure.
+    for (const t of Object.values(outputs)) await readBytes(t);
     if (res.ignored.length) process.stderr.write(`perceiver: note: ignored inputs not used for inference: ${res.ignored.join(', ')}\n`);
     await saveSafetensors(output, outputs, { metadata: { format: 'pt' } });
   } finally {

@@ -1,9 +1,11 @@
 // `perceiver train`: image-classification training from a preset (or a config file)
 // on the embedded MNIST digits or an image folder (root/<class>/*.png|jpg).
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { accessSync, constants, existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { systemReason } from '../../lib/io/atomic.js';
 import * as P from '../../lib/index.js';
 import { createModel } from '../../models/registry.js';
+import { unknownConfigKeys } from '../../models/load.js';
 import { loadMnist } from '../../models/train/mnist.js';
 import { PRESETS } from '../../models/train/presets.js';
 import { train, checkTrainConfig, DEFAULT_TRAIN, type TrainConfig, type TrainableClassifier, type Progress } from '../../models/train/trainer.js';
@@ -43,8 +45,13 @@ Options:
   --quiet                no progress bar
   -h, --help             show this help
 
-Ctrl-C finishes the current step, writes a checkpoint and exits; --resume continues exactly.
+Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint and exits with status 130
+(143 for SIGTERM); --resume continues exactly. A second signal ends the process at once.
+An --out folder holding no checkpoint, only what a run stopped before its first one left
+(metrics.jsonl, profile.txt), is started afresh.
 `;
+
+const DECIMAL = /^[+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
 
 function intFlag(flags: Record<string, string>, name: string, min = 0): number | undefined {
   const v = flags[name];
@@ -68,7 +75,17 @@ export interface TrainCliResult {
   outDir: string;
   top1: number | null;
   seconds: number;
+  /** The signal that stopped the run (its checkpoint written), if one did. */
+  interrupted?: NodeJS.Signals;
 }
+
+/** Exit status after a signal, as a shell reports a process it ended: 128 + the signal's number. */
+export function signalExitCode(signal: NodeJS.Signals): number {
+  return signal === 'SIGTERM' ? 143 : 130;
+}
+
+// The files a run writes before its first checkpoint (a checkpoint.tmp-PID is one being written).
+const ABORTED_RUN_FILES = /^(metrics\.jsonl|profile\.txt|checkpoint\.tmp-\d+)$/;
 
 /** argv without --resume and without --out and its value (the hint adds them back). */
 function withoutOut(argv: string[]): string[] {
@@ -107,9 +124,19 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
     } catch (err) {
       throw new Error(`config file '${path}' is not valid JSON (${err instanceof Error ? err.message : String(err)})`);
     }
-    if (json === null || typeof json !== 'object') throw new Error(`config file '${path}' must hold { "model": {...}, "train": {...} }`);
+    if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new Error(`config file '${path}' must hold { "model": {...}, "train": {...} }`);
     const unknown = Object.keys(json).filter((k) => k !== 'model' && k !== 'train');
     if (unknown.length) throw new Error(`config file '${path}': unknown key${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (expected "model" and "train")`);
+    // A string or array would be spread in as keys "0", "1", ...
+    for (const k of ['model', 'train'] as const) {
+      const section: unknown = json[k];
+      if (section !== undefined && (section === null || typeof section !== 'object' || Array.isArray(section)))
+        throw new Error(`config file '${path}': "${k}" must be an object of ${k === 'model' ? 'config.json fields' : 'train settings'}, got ${JSON.stringify(section)}`);
+    }
+    // A misspelt field would otherwise be saved in config.json and change nothing.
+    const badModel = unknownConfigKeys(json.model ?? {});
+    if (badModel.length)
+      throw new Error(`config file '${path}': unknown model field${badModel.length > 1 ? 's' : ''} ${badModel.join(', ')} (config.json fields of PerceiverConfig, e.g. num_latents, d_latents, image_size)`);
     const badTrain = Object.keys(json.train ?? {}).filter((k) => !(k in DEFAULT_TRAIN));
     if (badTrain.length) throw new Error(`config file '${path}': unknown train setting${badTrain.length > 1 ? 's' : ''} ${badTrain.join(', ')} (known: ${Object.keys(DEFAULT_TRAIN).join(', ')})`);
     modelCfg = { ...modelCfg, ...(json.model ?? {}) };
@@ -128,7 +155,8 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
     trainCfg.precision = p;
   }
   if (v['--lr'] !== undefined) {
-    const lr = Number(v['--lr']);
+    // Decimal only: Number() would also take '0x10', '  0.1' and '1_0'-like spellings.
+    const lr = DECIMAL.test(v['--lr']) ? Number(v['--lr']) : NaN;
     if (!(lr > 0) || !Number.isFinite(lr)) throw new UsageError(`--lr must be a positive number, got '${v['--lr']}'`);
     trainCfg.lr = lr;
   }
@@ -161,21 +189,48 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
   modelCfg.id2label = Object.fromEntries(data.train.classes.map((c, i) => [String(i), c]));
   const outDir = resolve(v['--out'] ?? join('runs', `${presetName}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
   const resume = flags.switches.has('--resume');
+  if (existsSync(outDir) && !statSync(outDir).isDirectory()) throw new Error(`output folder '${outDir}' exists and is not a folder`);
+  // As the other commands: a given --out goes into a folder that exists (runs/ is made for the default).
+  if (v['--out'] !== undefined && !existsSync(outDir) && !existsSync(dirname(outDir)))
+    throw new Error(`the folder '${dirname(outDir)}' that would hold the output folder '${basename(outDir)}' does not exist`);
+  const holder = existsSync(outDir) ? outDir : existsSync(dirname(outDir)) ? dirname(outDir) : null;
+  if (holder !== null) {
+    try {
+      accessSync(holder, constants.W_OK | constants.X_OK);
+    } catch (err) {
+      throw new Error(`cannot write into '${holder}': ${systemReason(err)}`);
+    }
+  }
   // checkpoint.old-PID: a run killed while swapping in a new checkpoint; train() restores it.
   const hasCheckpoint = () => existsSync(join(outDir, 'checkpoint')) || (existsSync(outDir) && readdirSync(outDir).some((n) => /^checkpoint\.old-\d+$/.test(n)));
-  if (resume && !hasCheckpoint()) throw new Error(`--resume: '${join(outDir, 'checkpoint')}' does not exist`);
-  if (!resume && existsSync(outDir) && readdirSync(outDir).length > 0) throw new Error(`output folder '${outDir}' is not empty (use --resume to continue it, or another --out)`);
+  // What a run that failed or was killed before its first checkpoint leaves behind:
+  // nothing to resume from, so a rerun starts afresh instead of being refused.
+  const entries = existsSync(outDir) ? readdirSync(outDir) : [];
+  const onlyLeftovers = entries.length > 0 && !hasCheckpoint() && entries.every((n) => ABORTED_RUN_FILES.test(n));
+  if (resume && !hasCheckpoint())
+    throw new Error(`--resume: '${join(outDir, 'checkpoint')}' does not exist${onlyLeftovers ? ' (the run stopped before its first checkpoint: run again without --resume to start afresh)' : ''}`);
+  if (!resume && entries.length > 0 && !onlyLeftovers) throw new Error(`output folder '${outDir}' is not empty (use --resume to continue it, or another --out)`);
   P.manualSeed(trainCfg.seed ?? 0);
   // Resuming replaces every parameter with the checkpoint's, so none is drawn first.
   const build = () => createModel(modelCfg, { device }) as unknown as TrainableClassifier;
   const model = resume ? P.withoutInit(build) : build();
   const quiet = flags.switches.has('--quiet');
+  if (onlyLeftovers) {
+    log(`perceiver train: '${outDir}' holds no checkpoint, only what a stopped run left (${entries.join(', ')}): starting afresh\n`);
+    for (const n of entries) rmSync(join(outDir, n), { recursive: true, force: true });
+  }
   const ac = new AbortController();
-  const onSigint = () => {
-    log('\nperceiver: interrupted: finishing the step and writing a checkpoint...\n');
+  let interrupted: NodeJS.Signals | undefined;
+  // SIGTERM (a kill, a job scheduler) as Ctrl-C; a second signal ends the process at once.
+  const onSignal = (signal: NodeJS.Signals) => {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    interrupted = signal;
+    log(`\nperceiver: interrupted (${signal}): finishing the step and writing a checkpoint...\n`);
     ac.abort();
   };
-  process.once('SIGINT', onSigint);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const t0 = performance.now();
   log(`perceiver train: ${preset.description}\n  ${model.numParameters().toLocaleString('en-US')} parameters, ${data.train.size} training and ${data.test.size} test images, output ${outDir}\n`);
   try {
@@ -196,7 +251,7 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
     // Not the signal: a Ctrl-C after the last step still ends a finished run, which is saved below.
     if (aborted || final === null) {
       log(`stopped at step ${state.step}; resume with: perceiver train ${withoutOut(argv).join(' ')} --out ${outDir} --resume\n`);
-      return { outDir, top1: null, seconds: (performance.now() - t0) / 1000 };
+      return { outDir, top1: null, seconds: (performance.now() - t0) / 1000, interrupted };
     }
     await model.save(join(outDir, 'model'));
     // The report: curves plus 32 test images spread over the set (it is grouped by class).
@@ -225,9 +280,10 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
     await writeFileAtomic(join(outDir, 'report.png'), png);
     const seconds = (performance.now() - t0) / 1000;
     log(`done in ${seconds.toFixed(0)} s: test top-1 ${final ? (100 * final.top1).toFixed(2) : '?'}%; model in ${join(outDir, 'model')}, report ${join(outDir, 'report.png')}\n`);
-    return { outDir, top1: final?.top1 ?? null, seconds };
+    return { outDir, top1: final?.top1 ?? null, seconds, interrupted };
   } finally {
-    process.removeListener('SIGINT', onSigint);
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
     model.dispose();
   }
 }
@@ -237,7 +293,9 @@ export const trainCommand: Command = {
   summary: 'train an image classifier (MNIST preset, the reference ImageNet recipe, image folders)',
   usage: USAGE,
   async run(argv) {
-    await runTraining(argv);
+    const { interrupted } = await runTraining(argv);
+    // Checkpointed, but stopped: a script running this sees the interruption.
+    return interrupted ? signalExitCode(interrupted) : undefined;
   },
 };
 

@@ -12,17 +12,30 @@ export interface CliResult {
   stderr: string;
 }
 
+export interface RunOptions {
+  /** The child's working folder (default: this process's). */
+  cwd?: string;
+  /** Run as this user and group (only root may): how a test sees permission errors when it runs as root. */
+  uid?: number;
+  gid?: number;
+}
+
 /** Runs scripts/<name> (compiled) with args; timeoutMs 0 (the default) waits as long as it takes. */
-export function runScript(name: string, args: string[], timeoutMs = 0): Promise<CliResult> {
+export function runScript(name: string, args: string[], timeoutMs = 0, opts: RunOptions = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     const env = { ...process.env, PERCEIVER_DEVICE: 'cpu' };
-    execFile(process.execPath, [join(SCRIPTS, name), ...args], { env, maxBuffer: 64 << 20, timeout: timeoutMs }, (err, stdout, stderr) => {
+    execFile(process.execPath, [join(SCRIPTS, name), ...args], { env, maxBuffer: 64 << 20, timeout: timeoutMs, ...opts }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
       resolve({ code, stdout, stderr });
     });
   });
 }
 
-export function cli(args: string[]): Promise<CliResult> {
-  return runScript('perceiver.js', args);
+export function cli(args: string[], opts: RunOptions = {}): Promise<CliResult> {
+  return runScript('perceiver.js', args, 0, opts);
+}
+
+/** The compiled script's path, for tests that spawn it themselves (to signal it). */
+export function scriptPath(name: string): string {
+  return join(SCRIPTS, name);
 }
