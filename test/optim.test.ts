@@ -383,7 +383,7 @@ test('schedules, clipping, norm and decay groups refuse missing or malformed arg
   lin.dispose();
 });
 
-test('optimizers, GradScaler, schedules and decayGroups refuse an unknown option key, naming it and the known ones; parameter groups stay open', (t) => {
+test('optimizers, GradScaler, schedules and decayGroups refuse an unknown option key, naming it and the known ones, parameter groups too', (t) => {
   const lin = new P.Linear(2, 2);
   const p = P.ones([2]);
   const bad = (v: unknown) => v as never;
@@ -398,8 +398,13 @@ test('optimizers, GradScaler, schedules and decayGroups refuse an unknown option
     ['decayGroups', () => decayGroups(lin, bad({ weightDecay: 0.1, decayPositionEmbedding: true })), /^decayGroups: argument 'options' has unknown option 'decayPositionEmbedding' \(known: weightDecay, decayPositionEmbeddings\)$/],
   ];
   for (const [name, fn, message] of cases) t.throws(fn, { instanceOf: TypeError, message }, name);
-  // As torch's, a parameter group may carry keys of the caller's own.
-  const opt = new SGD([bad({ params: [p], lr: 0.5, tag: 'head' })], { lr: 0.1 });
+  // A parameter group varies only lr and weightDecay: torch's per-group momentum or
+  // betas would be ignored here, so they are refused, naming the group.
+  t.throws(() => new SGD([{ params: [p], lr: 0.5 }, bad({ params: [lin.weight], momentum: 0.9 })], { lr: 0.1 }), {
+    instanceOf: TypeError,
+    message: /^SGD: argument 'params\[1\]' has unknown option 'momentum' \(known: params, names, lr, weightDecay\)$/,
+  });
+  const opt = new SGD([{ params: [p], lr: 0.5 }], { lr: 0.1 });
   t.is(opt.groups[0].lr, 0.5);
   opt.dispose();
   p.dispose();

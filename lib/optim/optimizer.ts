@@ -11,6 +11,7 @@ import { noGrad, sameShape } from '../autograd/tape.js';
 import { keep, tidy } from '../scope.js';
 import { zeros } from '../creation.js';
 import { concat } from '../ops/layout.js';
+import { knownKeys, optionKeys } from '../ops/args.js';
 
 export interface ParamGroup {
   params: Tensor[];
@@ -21,6 +22,8 @@ export interface ParamGroup {
   /** Decoupled weight decay of this group; default the optimizer's. */
   weightDecay?: number;
 }
+
+const GROUP_KEYS = optionKeys<ParamGroup>({ params: true, names: true, lr: true, weightDecay: true });
 
 export interface ResolvedGroup {
   params: Tensor[];
@@ -60,6 +63,9 @@ export abstract class Optimizer {
     this.groups = groups.map((g, gi) => {
       if (g === null || typeof g !== 'object' || !Array.isArray(g.params))
         throw new TypeError(`${op}: parameter group ${gi} must be { params: Tensor[], ... }, got ${describe(g)}`);
+      // Only lr and weight decay vary by group here: another key (torch's groups also
+      // take betas, eps or momentum) would be ignored and the optimizer's value used.
+      knownKeys(op, `params[${gi}]`, g, GROUP_KEYS);
       g.params.forEach((p, i) => {
         if (!(p instanceof Tensor)) throw new TypeError(`${op}: group ${gi} param ${i} must be a Tensor, got ${describe(p)}`);
         if (p.dtype !== 'float32') throw new TypeError(`${op}: group ${gi} param ${i} must be float32 (master weights), got ${p.dtype}`);
