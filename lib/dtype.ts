@@ -10,6 +10,9 @@ export function isFloatDType(v: unknown): v is FloatDTypeName {
 
 export const DTYPES: readonly DTypeName[] = ['float32', 'float16', 'bfloat16', 'int32', 'uint8'];
 
+/** Bytes per element of each dtype. */
+export const DTYPE_SIZE: Readonly<Record<DTypeName, number>> = { float32: 4, float16: 2, bfloat16: 2, int32: 4, uint8: 1 };
+
 /** What `data()` returns per dtype: 16-bit floats are widened to float32. */
 export type DataFor<D extends DTypeName> = D extends 'int32'
   ? Int32Array

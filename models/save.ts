@@ -24,7 +24,7 @@ import { atomicTarget } from '../lib/io/atomic.js';
 import { perceiverConfig, type PerceiverConfig } from './config.js';
 // A cycle (the task models import saveModel); read only inside saveModel, after both loaded.
 import { knownKeysArg, objectArg, optionKeys } from './args.js';
-import { describe, isFloatDType } from '../lib/dtype.js';
+import { DTYPE_SIZE, describe, isFloatDType } from '../lib/dtype.js';
 
 
 // Options of this port that HF's PerceiverConfig does not have: written only when a
@@ -69,7 +69,6 @@ export function configJson(config: PerceiverConfig, arch: string, torchDtype: 'f
 const INDEX = 'model.safetensors.index.json';
 /** @internal The metadata key of the save id in shards and their index (models/load.ts checks it). */
 export const SAVE_ID_KEY = 'save_id';
-const DTYPE_BYTES: Record<string, number> = { float32: 4, float16: 2, bfloat16: 2, int32: 4, uint8: 1 };
 
 function tempName(dir: string, file: string): string {
   return join(dir, `.${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
@@ -129,7 +128,7 @@ export async function saveModel(model: Module & { config: PerceiverConfig }, dir
     // PyTorch's BatchNorm counts batches in int64; HF's loader expects that dtype back.
     if (key.endsWith('.num_batches_tracked') && t.dtype === 'int32') dtypes[key] = 'I64';
   }
-  const bytesOf = (k: string) => tensors[k].size * (dtypes[k] === 'I64' ? 8 : DTYPE_BYTES[tensors[k].dtype]);
+  const bytesOf = (k: string) => tensors[k].size * (dtypes[k] === 'I64' ? 8 : DTYPE_SIZE[tensors[k].dtype]);
   // HF's torch_dtype names the floating weights' dtype (what from_pretrained's
   // torch_dtype="auto" loads them in): a model saved in bf16 is not a float32 one.
   const floating = [...new Set(Object.values(tensors).map((t) => t.dtype).filter(isFloatDType))];

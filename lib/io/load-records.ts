@@ -12,7 +12,7 @@
 // into it; a file changed since its reader parsed it, or rewritten in place during
 // the load, is an error.
 import { native, type NativeHandle } from '../native.js';
-import { describe, type DTypeName, type FloatDTypeName } from '../dtype.js';
+import { DTYPE_SIZE, describe, type DTypeName, type FloatDTypeName } from '../dtype.js';
 import { resolveDevice } from '../device.js';
 import { knownKeys, optionKeys } from '../ops/args.js';
 import { wrap, type Tensor } from '../tensor.js';
@@ -90,7 +90,6 @@ const LOAD_RECORDS_OPTIONS = optionKeys<LoadRecordsOptions>({ device: true, dtyp
 const WINDOW_BYTES = 64 << 20;
 
 const FLOAT_DTYPES: readonly string[] = ['float32', 'float16', 'bfloat16'];
-const ENGINE_ITEM_SIZE: Readonly<Record<DTypeName, number>> = { float32: 4, float16: 2, bfloat16: 2, int32: 4, uint8: 1 };
 
 // What a file may make loadRecords allocate. Strides of 0 and records sharing bytes
 // (tied weights, or one pickled dict reached under many names) let a few bytes stand
@@ -184,7 +183,7 @@ function checkExpansion(records: readonly TensorRecord[], floatDType: FloatDType
   const ranges = new Map<string | ArrayBufferLike, [number, number][]>();
   for (const rec of records) {
     const numel = rec.shape.reduce((a, b) => a * b, 1);
-    total += numel * ENGINE_ITEM_SIZE[engineDTypeOf(rec.dtype, floatDType)];
+    total += numel * DTYPE_SIZE[engineDTypeOf(rec.dtype, floatDType)];
     const span = recordByteSpan(rec);
     if (span === 0) continue;
     const src = rec.source;
