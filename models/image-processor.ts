@@ -11,6 +11,9 @@
 // So HF crops before it resizes (the issue's "resize shorter side, crop 224" is the
 // usual torchvision order; HF's Perceiver processor does it the other way round, and
 // this follows HF). A model folder's preprocessor_config.json overrides the defaults.
+// A model whose config.json has image_mean and image_std (this port's extension; the
+// models `perceiver train` writes) normalises its own input, so step 3 then only
+// rescales (imageProcessorOptions).
 import { describe } from '../lib/dtype.js';
 import { boolArg, intArg, knownKeysArg, numberArg, objectArg, optionKeys } from './args.js';
 
@@ -125,6 +128,12 @@ function triple(name: string, v: unknown): [number, number, number] {
  * taken from the model config's image_size (crop_size scaled to keep HF's 224/256 ratio,
  * so a 56-pixel model crops 56/64 of the shorter side), and a preprocessor_config.json's
  * fields (crop_size, size, image_mean, image_std, do_*, rescale_factor) over them.
+ *
+ * When the model config has image_mean and image_std, the model normalises its input
+ * itself (PerceiverImageClassifier.forward), so doNormalize is false whatever the
+ * preprocessor config says: normalising here too would do it twice. (The
+ * preprocessor_config.json that `perceiver train` writes asks for normalisation, for
+ * HF's model, which ignores config.image_mean.)
  */
 export function imageProcessorOptions(modelConfig: Record<string, unknown> = {}, preprocessorConfig: Record<string, unknown> = {}): ImageProcessorOptions {
   objectArg('imageProcessorOptions', 'modelConfig', modelConfig);
@@ -143,6 +152,8 @@ export function imageProcessorOptions(modelConfig: Record<string, unknown> = {},
   const crop = Math.round((imageSize * 256) / 224);
   const std = triple('image_std', p.image_std ?? [...IMAGENET_DEFAULT_STD]);
   if (std.some((s) => s === 0)) fail(`image_std must not be 0, got ${JSON.stringify(std)}`);
+  const present = (v: unknown) => v !== undefined && v !== null;
+  const modelNormalizes = present(modelConfig.image_mean) && present(modelConfig.image_std);
   return {
     doCenterCrop: bool('do_center_crop', true),
     cropSize: hw('crop_size', p.crop_size ?? crop, p.crop_size !== undefined),
@@ -150,7 +161,7 @@ export function imageProcessorOptions(modelConfig: Record<string, unknown> = {},
     size: hw('size', p.size ?? imageSize, p.size !== undefined),
     doRescale: bool('do_rescale', true),
     rescaleFactor,
-    doNormalize: bool('do_normalize', true),
+    doNormalize: bool('do_normalize', true) && !modelNormalizes,
     mean: triple('image_mean', p.image_mean ?? [...IMAGENET_DEFAULT_MEAN]),
     std,
   };

@@ -93,6 +93,25 @@ test('text output, and a preprocessor_config.json in the folder overrides the de
   for (const [i, p] of want.entries()) t.is(lines[i + 1], `  ${(100 * p.probability).toFixed(2).padStart(6)}%  ${p.label}`);
 });
 
+test('a model whose config.json has image_mean and image_std (it normalises its own input) is fed [0, 1] pixels, not normalised twice', async (t) => {
+  // The same weights as image_fourier, the normalisation moved into the model: as
+  // `perceiver train` saves its imagenet models, with the preprocessor_config.json it writes.
+  const dir = mkdtempSync(join(tmp, 'self-normalising-'));
+  const config = { ...readModelConfig(caseDir('image_fourier')), image_mean: [0.485, 0.456, 0.406], image_std: [0.229, 0.224, 0.225] };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  copyFileSync(join(caseDir('image_fourier'), 'model.safetensors'), join(dir, 'model.safetensors'));
+  const pre = { do_normalize: true, image_mean: [0.485, 0.456, 0.406], image_std: [0.229, 0.224, 0.225] };
+  writeFileSync(join(dir, 'preprocessor_config.json'), JSON.stringify(pre));
+  const r = await cli(['classify', '--model', dir, png, jpg, '--top-k', '3', '--json']);
+  t.is(r.code, 0, r.stderr);
+  const rows = JSON.parse(r.stdout) as Row[];
+  // HF's way: its processor normalises, its model (no image_mean) takes the result.
+  const want = await viaLibrary(caseDir('image_fourier'), [png, jpg], 3);
+  for (const [i, row] of rows.entries()) same(t, row.predictions, want[i], row.image);
+  const help = await cli(['classify', '--help']);
+  t.regex(help.stdout.replace(/\s+/g, ' '), /a model whose config\.json has image_mean and image_std .* normalises its own input/);
+});
+
 test('missing or corrupt images and a model of another kind exit 1; bad flags exit 2', async (t) => {
   const junk = join(tmp, 'junk.png');
   writeFileSync(junk, 'not a png');

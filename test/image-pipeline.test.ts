@@ -1,11 +1,14 @@
 // models/train/image-pipeline: batches from memory and from a streamed image folder
-// (decode, random-resized crop, flip, centre crop), reproducible from the step's Rng.
+// (decode, random-resized crop, flip, centre crop), reproducible from the step's Rng;
+// the folder layouts taken (train/test, ImageNet's train/val, held-out 20%), hidden
+// entries and broken links.
 import test from 'ava';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { ImageFolderSource, imageFolderSources, memorySource, randomResizedCrop, listImageFolder } from '../models/train/image-pipeline.js';
+import { evalCropBox, ImageFolderSource, imageFolderSources, memorySource, randomResizedCrop, listImageFolder } from '../models/train/image-pipeline.js';
+import { cropAndResize, imageProcessorOptions } from '../models/image-processor.js';
 import { Rng } from '../models/train/rng.js';
 import { cli } from './helpers/cli-run.js';
 import { assertUnknownOptions } from './helpers/options.js';
@@ -91,6 +94,10 @@ test.serial('perceiver train streams an image folder (imagenet-debug preset, one
   t.is(r.code, 0, r.stderr);
   t.regex(r.stderr, /10 training and 2 test images/);
   t.regex(r.stderr, /epoch 1: test top-1/);
+  // The model folder feeds HF's processor + model what the evaluation fed this one.
+  const pre = JSON.parse(readFileSync(join(out, 'model', 'preprocessor_config.json'), 'utf8')) as Record<string, unknown>;
+  t.like(pre, { crop_size: { height: 37, width: 37 }, size: { height: 32, width: 32 }, do_normalize: true, image_mean: [0.485, 0.456, 0.406], image_std: [0.229, 0.224, 0.225] });
+  t.like(JSON.parse(readFileSync(join(out, 'model', 'config.json'), 'utf8')) as Record<string, unknown>, { image_mean: [0.485, 0.456, 0.406], image_std: [0.229, 0.224, 0.225] });
   const bad = await cli(['train', '--preset', 'imagenet-debug', '--data', join(root, 'missing'), '--out', join(root, 'run2')]);
   t.is(bad.code, 1);
   t.regex(bad.stderr, /image folder '.*missing' does not exist/);
@@ -117,4 +124,93 @@ test('imageFolderSources and ImageFolderSource refuse a misspelt option, naming 
     [() => imageFolderSources('no-such-folder', { size: 8, channels: 3, workers: 4 } as never), 'imageFolderSources', 'opts', 'workers'],
     [() => new ImageFolderSource([], [], { size: 8, channels: 3, imageSize: 8 } as never), 'ImageFolderSource', 'opts', 'imageSize'],
   ]);
+});
+
+/** A w x h PNG: green inside, a red border `border` pixels wide. */
+async function bordered(file: string, w: number, h: number, border: number): Promise<void> {
+  const px = Buffer.alloc(w * h * 3);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      const edge = x < border || x >= w - border || y < border || y >= h - border;
+      px[(y * w + x) * 3] = edge ? 255 : 0;
+      px[(y * w + x) * 3 + 1] = edge ? 0 : 200;
+    }
+  await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toFile(file);
+}
+
+test("evaluation keeps the centre evalCropFraction of the shorter side, as the reference's 224/256 and HF's processor, then resizes", async (t) => {
+  // 256 x 320 with a 16-pixel red border: the centre 224 of the shorter side leaves it out.
+  const file = join(root, 'bordered.png');
+  await bordered(file, 256, 320, 16);
+  t.deepEqual(evalCropBox(320, 256, 0.875), { left: 16, top: 48, width: 224, height: 224 });
+  // Offsets rounded down, as HF's center_crop (the reference's ((h - side) + 1) >> 1 would give left 7).
+  t.deepEqual(evalCropBox(31, 40, 0.875), { left: 6, top: 2, width: 27, height: 27 });
+  t.deepEqual(evalCropBox(5, 5, 0.01), { left: 2, top: 2, width: 1, height: 1 }, 'at least one pixel');
+  const src = new ImageFolderSource([[file, 0]], ['a', 'b'], { size: 224, channels: 3 });
+  const redOnMiddleRow = (px: Float32Array) => Array.from({ length: 224 }, (_, x) => px[112 * 224 + x]).filter((v) => v > 0.5).length;
+  t.true(redOnMiddleRow((await src.batch([0], null)).pixels) > 0, 'the default (1): the whole shorter side, border included');
+  const cropped = (await src.batch([0], null, 0.875)).pixels;
+  t.is(redOnMiddleRow(cropped), 0, 'the centre 224/256: no border');
+  t.true(Math.abs(cropped[224 * 224 + 112 * 224 + 112] - 200 / 255) < 0.01, 'green inside');
+  // HF's processor (perceiver classify) crops the same square.
+  const hf = cropAndResize({ data: new Uint8Array(await sharp(file).removeAlpha().raw().toBuffer()), height: 320, width: 256 }, imageProcessorOptions({ image_size: 224 }));
+  t.is(Array.from({ length: 224 }, (_, x) => hf.data[(112 * 224 + x) * 3]).filter((v) => v > 128).length, 0);
+  await t.throwsAsync(src.batch([0], null, 0), { instanceOf: RangeError, message: /^ImageFolderSource\.batch: argument 'evalCropFraction' must be a number in \(0, 1\], got number 0/ });
+  t.throws(() => evalCropBox(10, 10, 1.5), { instanceOf: RangeError, message: /^evalCropBox: argument 'evalCropFraction' must be a number in \(0, 1\]/ });
+});
+
+test("hidden files and folders (macOS's ._x.jpg and .DS_Store, .ipynb_checkpoints) are not images or classes; a broken symlink is named", async (t) => {
+  const dir = join(root, 'hidden');
+  for (const c of ['cat', 'dog']) {
+    mkdirSync(join(dir, c, '.ipynb_checkpoints'), { recursive: true });
+    for (const f of ['1.jpg', '2.jpg']) copyFileSync(join(root, 'set', 'dark', '0.jpg'), join(dir, c, f));
+    writeFileSync(join(dir, c, '._1.jpg'), 'AppleDouble resource fork, not a JPEG');
+    copyFileSync(join(root, 'set', 'dark', '0.jpg'), join(dir, c, '.ipynb_checkpoints', '1-checkpoint.jpg'));
+  }
+  mkdirSync(join(dir, '.ipynb_checkpoints'));
+  writeFileSync(join(dir, '.DS_Store'), '');
+  const { classes, files } = listImageFolder(dir);
+  t.deepEqual(classes, ['cat', 'dog']);
+  t.deepEqual(files.map(([f, c]) => [f.slice(dir.length + 1), c]), [['cat/1.jpg', 0], ['cat/2.jpg', 0], ['dog/1.jpg', 1], ['dog/2.jpg', 1]]);
+  // A symlinked class folder and image count as what they point to...
+  symlinkSync(join(dir, 'cat'), join(dir, 'cow'));
+  symlinkSync(join(dir, 'dog', '1.jpg'), join(dir, 'dog', '3.jpg'));
+  t.is(listImageFolder(dir).files.length, 7, 'cat 2, cow (cat) 2, dog 3');
+  // ...and one that points nowhere is named, not a bare "ENOENT: no such file or directory, stat".
+  symlinkSync(join(dir, 'gone.jpg'), join(dir, 'dog', '4.jpg'));
+  t.throws(() => listImageFolder(dir), { message: /^image folder: '.*hidden\/dog\/4\.jpg' is a broken symbolic link \(to '.*gone\.jpg', which does not exist\): remove it or restore its target$/ });
+  rmSync(join(dir, 'dog', '4.jpg'));
+  symlinkSync(join(root, 'no-such-class'), join(dir, 'emu'));
+  t.throws(() => listImageFolder(dir), { message: /^image folder: '.*hidden\/emu' is a broken symbolic link/ });
+});
+
+test("ImageNet's layout, DIR/train/<class> and DIR/val/<class> (or validation/), gives the two splits rather than holding out 20%", (t) => {
+  for (const held of ['val', 'validation']) {
+    const dir = join(root, `imagenet-${held}`);
+    for (const [split, n] of [['train', 3], [held, 1]] as const)
+      for (const c of ['n01440764', 'n01443537'])
+        for (let i = 0; i < n; i++) {
+          mkdirSync(join(dir, split, c), { recursive: true });
+          copyFileSync(join(root, 'set', 'dark', '0.jpg'), join(dir, split, c, `${split}_${i}.JPEG`));
+        }
+    writeFileSync(join(dir, 'LOC_synset_mapping.txt'), 'n01440764 tench\n');
+    const { train, test: heldOut } = imageFolderSources(dir, { size: 8, channels: 3 });
+    t.deepEqual(train.classes, ['n01440764', 'n01443537'], held);
+    t.is(train.size, 6, held);
+    t.is(heldOut.size, 2, held);
+    t.true(heldOut.files.every(([f]) => f.includes(`/${held}/`)), held);
+    mkdirSync(join(dir, held, 'n09999999'));
+    copyFileSync(join(root, 'set', 'dark', '0.jpg'), join(dir, held, 'n09999999', 'x.jpg'));
+    t.throws(() => imageFolderSources(dir, { size: 8, channels: 3 }), { message: new RegExp(`train/ and ${held}/ must have the same class folders; only in ${held}/: n09999999$`) });
+  }
+  // Two classes that happen to be called train and val (images, not class folders, in them) stay classes.
+  const twoClasses = join(root, 'train-val-classes');
+  for (const c of ['train', 'val'])
+    for (let i = 0; i < 5; i++) {
+      mkdirSync(join(twoClasses, c), { recursive: true });
+      copyFileSync(join(root, 'set', 'dark', '0.jpg'), join(twoClasses, c, `${i}.jpg`));
+    }
+  const split = imageFolderSources(twoClasses, { size: 8, channels: 3 });
+  t.deepEqual(split.train.classes, ['train', 'val']);
+  t.deepEqual([split.train.size, split.test.size], [8, 2]);
 });

@@ -138,6 +138,22 @@ test('the default options are HF PerceiverImageProcessor: crop 224/256 of the sh
   t.throws(() => imageProcessorOptions({}, { image_std: [1, 0, 1] }), { message: /image_std must not be 0/ });
 });
 
+test('a model config with image_mean and image_std (the model normalises its own input) turns normalisation off, whatever preprocessor_config.json says', (t) => {
+  const model = { image_size: 224, image_mean: [...IMAGENET_DEFAULT_MEAN], image_std: [...IMAGENET_DEFAULT_STD] };
+  t.false(imageProcessorOptions(model).doNormalize);
+  // The preprocessor_config.json `perceiver train` writes asks HF's processor to normalise, for HF's model.
+  const o = imageProcessorOptions(model, { do_normalize: true, image_mean: [...IMAGENET_DEFAULT_MEAN], image_std: [...IMAGENET_DEFAULT_STD] });
+  t.false(o.doNormalize);
+  t.true(o.doRescale, 'still scaled to [0, 1], as the trainer feeds the model');
+  const img = { data: Uint8Array.from({ length: 4 * 4 * 3 }, (_, i) => i * 5), height: 4, width: 4 };
+  t.deepEqual(toPixelValues(img, o), toPixelValues(img, { ...o, doNormalize: false, doRescale: true }));
+  t.true(toPixelValues(img, o).every((v) => v >= 0 && v <= 1));
+  // Without them (HF's own configs) the processor normalises, as HF's does.
+  t.true(imageProcessorOptions({ image_size: 224, image_mean: null, image_std: null }).doNormalize);
+  t.false(imageProcessorOptions({}, { do_normalize: false }).doNormalize);
+  t.throws(() => imageProcessorOptions(model, { do_normalize: 'yes' }), { message: /do_normalize must be true or false/ });
+});
+
 test('preprocessImage: crop int(min(H, W) * 224 / 256) centred, resize, then (v / 255 - mean) / std channels first', (t) => {
   const img = pattern(300, 400);
   const o = imageProcessorOptions({ image_size: 224 });

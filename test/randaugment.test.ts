@@ -134,7 +134,8 @@ test('randAugment: seeded, every operation reachable, bad arguments refused', (t
   t.deepEqual(randAugment(img, new Rng(3), 4, 5).data, randAugment(img, new Rng(3), 4, 5).data);
   t.deepEqual(randAugment(img, new Rng(3), 0, 5).data, img.data);
   t.is(RANDAUGMENT_OPS.length, 16);
-  t.throws(() => randAugment(img, new Rng(1), 2, 11), { instanceOf: RangeError, message: /'magnitude' must be in \[0, 10\]/ });
+  // Magnitudes past the reference's 10 are taken (see 'magnitudes above 10'), up to 30.
+  t.throws(() => randAugment(img, new Rng(1), 2, 31), { instanceOf: RangeError, message: /'magnitude' must be in \[0, 30\] \(10 is the top of the reference's scale; above, the ops extrapolate\), got 31/ });
   t.throws(() => randAugment(img, new Rng(1), -1, 5), { instanceOf: RangeError });
   let changed = 0;
   for (let s = 0; s < 20; s++) if (randAugment(img, new Rng(s), 2, 9).data.some((v, i) => v !== img.data[i])) changed++;
@@ -155,10 +156,36 @@ test('bad arguments are refused with the argument named', (t) => {
   t.throws(() => applyOp({ ...img, data: [1, 2, 3] as unknown as Uint8Array }, 'Invert', 5), { instanceOf: TypeError, message: /'img.data' must be a Uint8Array/ });
   t.throws(() => applyOp({ ...img, width: 0 }, 'Invert', 5), { instanceOf: RangeError, message: /'img.width' and 'img.height'/ });
   t.throws(() => applyOp(img, 'Blur' as RandAugmentOp, 5), { instanceOf: RangeError, message: /'op' must be one of AutoContrast, .*got Blur/ });
-  t.throws(() => applyOp(img, 'Rotate', Number.NaN), { instanceOf: RangeError, message: /'magnitude' must be in \[0, 10\], got NaN/ });
+  t.throws(() => applyOp(img, 'Rotate', Number.NaN), { instanceOf: RangeError, message: /'magnitude' must be in \[0, 30\] .*, got NaN/ });
   t.throws(() => applyOp(img, 'Rotate', 5, 0 as 1), { instanceOf: RangeError, message: /'sign' must be 1 or -1, got 0/ });
   t.throws(() => applyOp(img, 'Cutout', 5), { instanceOf: RangeError, message: /'Cutout' needs 'centre'/ });
   t.throws(() => cutout(img, 5, 6, 0), { instanceOf: RangeError, message: /'centreY' must be an integer in \[0, 6\), got 6/ });
   t.throws(() => cutout(img, 5, 0, -1), { instanceOf: RangeError, message: /'centreX' must be an integer in \[0, 8\), got -1/ });
   t.deepEqual(applyOp(img, 'Cutout', 10, 1, { y: 2, x: 3 }).data, cutout(img, 10, 2, 3).data);
+});
+
+test("magnitudes above 10 extrapolate the reference's linear scale (its _MAX_LEVEL 10 divides, nothing clips), up to 30", (t) => {
+  const W = 224;
+  const H = 4;
+  const data = new Uint8Array(W * H * 3);
+  for (let x = 0; x < W; x++) for (let y = 0; y < H; y++) data[(y * W + x) * 3] = x;
+  // TranslateX: 100 px per 10 at 224 px, so 200 px at 20.
+  const moved = applyOp({ data, width: W, height: H }, 'TranslateX', 20, 1).data;
+  t.is(moved[(1 * W + 0) * 3], 200, 'out(0) = in(200)');
+  t.is(moved[(1 * W + 23) * 3], 223, 'out(23) = in(223)');
+  t.is(moved[(1 * W + 24) * 3], 128, 'past the image: grey');
+  const img = image(16, 16);
+  // Posterize: int(magnitude / 10 * 4) bits and the TF shift 8 - bits as a uint8,
+  // clamped to 7: 6 bits at 15, all 8 at 20 (unchanged), 1 bit past 8 (the wrapped shift).
+  t.true(applyOp(img, 'Posterize', 15).data.every((v, i) => v === (img.data[i] & 0xfc)), 'magnitude 15: 6 bits');
+  t.deepEqual(applyOp(img, 'Posterize', 20).data, img.data, 'magnitude 20: 8 bits');
+  t.true(applyOp(img, 'Posterize', 25).data.every((v, i) => v === (img.data[i] & 0x80)), 'magnitude 25: 10 bits, shift clamped to 7');
+  // Brightness: factor magnitude / 10 * 1.8 + 0.1, 3.7 at 20, clipped at 255.
+  const bright = applyOp(img, 'Brightness', 20).data;
+  img.data.forEach((v, i) => t.is(bright[i], Math.min(255, Math.trunc(Math.fround(Math.fround(3.7) * v)))));
+  // Cutout: a square of side 2 * int(magnitude / 10 * 40) at 224, so 160 at 20.
+  const big = { data: new Uint8Array(W * W * 3), width: W, height: W };
+  t.is(cutout(big, 20, 112, 112).data.filter((v) => v === 128).length, 160 * 160 * 3);
+  t.notThrows(() => randAugment(img, new Rng(1), 4, 28), "the RandAugment paper's largest, 28");
+  t.notThrows(() => applyOp(img, 'Rotate', 30));
 });

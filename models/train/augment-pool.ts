@@ -3,6 +3,7 @@
 // training has finished exits without closing the pool.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { MAX_MAGNITUDE } from './randaugment.js';
 
 interface Pending {
   resolve: (b: Uint8Array) => void;
@@ -66,7 +67,8 @@ export class AugmentPool {
     if (bytes.length !== size * size * 3) throw new RangeError(`AugmentPool.run: argument 'bytes' must hold size * size * 3 = ${size * size * 3} bytes (RGB), got ${bytes.length}`);
     if (typeof seed !== 'number' || !Number.isFinite(seed)) throw new TypeError(`AugmentPool.run: argument 'seed' must be a finite number, got ${JSON.stringify(seed)}`);
     if (!Number.isSafeInteger(numLayers) || numLayers < 0) throw new RangeError(`AugmentPool.run: argument 'numLayers' must be an integer >= 0, got ${JSON.stringify(numLayers)}`);
-    if (typeof magnitude !== 'number' || !(magnitude >= 0 && magnitude <= 10)) throw new RangeError(`AugmentPool.run: argument 'magnitude' must be a number in [0, 10], got ${JSON.stringify(magnitude)}`);
+    if (typeof magnitude !== 'number' || !(magnitude >= 0 && magnitude <= MAX_MAGNITUDE))
+      throw new RangeError(`AugmentPool.run: argument 'magnitude' must be a number in [0, ${MAX_MAGNITUDE}], got ${JSON.stringify(magnitude)}`);
     this.start();
     const id = this.nextId++;
     const w = this.workers[this.turn++ % this.workers.length];

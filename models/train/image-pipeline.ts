@@ -1,11 +1,15 @@
 // Training data as batches: the in-memory sets (MNIST) and a streaming image folder.
 // The folder's images are decoded, cropped, resized and flipped by sharp (libvips)
 // on libuv's worker threads, many files in flight at once; JS only turns the final
-// size x size bytes into floats. Training batches use the reference's random-resized
-// crop (area 8%-100%, aspect 3/4-4/3) and a horizontal flip; evaluation resizes the
-// shorter side and takes the centre. Every random choice comes from the step's Rng,
+// size x size bytes into floats. Training batches use a random-resized crop with the
+// reference's ranges (area 8%-100%, aspect 3/4-4/3) but torchvision's sampling (the
+// reference draws its box with TF's sample_distorted_bounding_box and falls back to
+// its evaluation crop), and a horizontal flip; RandAugment then runs on the resized
+// image, at the model's scale (the reference augments the crop before its resize).
+// Evaluation keeps the centre square of a fraction of the shorter side (the
+// reference's 224/256) and resizes it. Every random choice comes from the step's Rng,
 // so a resumed run sees the same pixels.
-import { readdirSync, statSync, existsSync } from 'node:fs';
+import { readdirSync, statSync, existsSync, lstatSync, readlinkSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
 import { loadSharp } from '../sharp.js';
 import type { ImageSet } from './mnist.js';
@@ -38,7 +42,7 @@ export interface Augment {
   rng: Rng;
   /** Random translation in pixels (in-memory sets). */
   maxShift: number;
-  /** RandAugment after the crop (image folders); numLayers 0 disables. */
+  /** RandAugment after the crop and the resize (image folders); numLayers 0 disables. */
   randAugment?: { numLayers: number; magnitude: number };
 }
 
@@ -47,7 +51,12 @@ export interface DataSource {
   readonly classes: string[];
   /** [C, H, W] of every item. */
   readonly shape: [number, number, number];
-  batch(indices: ArrayLike<number>, augment: Augment | null): Promise<Batch>;
+  /**
+   * augment null: evaluation, where evalCropFraction (default 1) is the centre square
+   * kept of the shorter side before the resize; sources whose items are already at
+   * the model's size (memorySource) ignore it.
+   */
+  batch(indices: ArrayLike<number>, augment: Augment | null, evalCropFraction?: number): Promise<Batch>;
   /** The label of item i (without decoding it). */
   label(i: number): number;
 }
@@ -102,16 +111,61 @@ export function memorySource(set: ImageSet): DataSource {
 
 const EXTENSIONS = /\.(png|jpe?g|webp|gif|tiff?|bmp|avif)$/i;
 
-/** root/<class>/<image> files, classes sorted by name. */
+function lstatSafe(path: string): ReturnType<typeof lstatSync> | null {
+  try {
+    return lstatSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The entries of a folder that a user would mean: not hidden ones (a name starting
+ * with '.': macOS's AppleDouble '._x.jpg' and '.DS_Store', '.ipynb_checkpoints'), each
+ * with whether it is a folder; a symbolic link counts as what it points to, and one
+ * that points nowhere is an error naming it (stat's bare ENOENT would not).
+ */
+function visibleEntries(dir: string): { name: string; isDir: boolean }[] {
+  const out: { name: string; isDir: boolean }[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true }) as Dirent[]) {
+    if (e.name.startsWith('.')) continue;
+    if (!e.isSymbolicLink()) {
+      out.push({ name: e.name, isDir: e.isDirectory() });
+      continue;
+    }
+    const path = join(dir, e.name);
+    let isDir: boolean;
+    try {
+      isDir = statSync(path).isDirectory();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ELOOP') throw err;
+      let target = '?';
+      try {
+        target = readlinkSync(path);
+      } catch {
+        // Named without its target.
+      }
+      throw new Error(`image folder: '${path}' is a broken symbolic link (to '${target}', which ${code === 'ELOOP' ? 'loops' : 'does not exist'}): remove it or restore its target`);
+    }
+    out.push({ name: e.name, isDir });
+  }
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** root/<class>/<image> files, classes sorted by name; hidden files and folders (a leading '.') are skipped. */
 export function listImageFolder(dir: string): { classes: string[]; files: [string, number][] } {
   pathArg('listImageFolder', 'dir', dir);
-  if (!existsSync(dir)) throw new Error(`image folder '${dir}' does not exist`);
+  if (!existsSync(dir)) {
+    if (lstatSafe(dir)?.isSymbolicLink()) throw new Error(`image folder '${dir}' is a broken symbolic link (to '${readlinkSync(dir)}', which does not exist)`);
+    throw new Error(`image folder '${dir}' does not exist`);
+  }
   if (!statSync(dir).isDirectory()) throw new Error(`image folder '${dir}' is not a folder (expected one sub-folder of images per class)`);
-  const classes = readdirSync(dir).filter((d) => statSync(join(dir, d)).isDirectory()).sort();
+  const classes = visibleEntries(dir).filter((e) => e.isDir).map((e) => e.name);
   if (classes.length < 2) throw new Error(`image folder '${dir}' must hold one sub-folder per class (found ${classes.length})`);
   const files: [string, number][] = [];
   classes.forEach((c, i) => {
-    for (const f of readdirSync(join(dir, c)).sort()) if (EXTENSIONS.test(f)) files.push([join(dir, c, f), i]);
+    for (const f of visibleEntries(join(dir, c))) if (!f.isDir && EXTENSIONS.test(f.name)) files.push([join(dir, c, f.name), i]);
   });
   if (files.length === 0) throw new Error(`image folder '${dir}' has no images (.png, .jpg, ...)`);
   return { classes, files };
@@ -138,6 +192,27 @@ export function randomResizedCrop(rng: Rng, h: number, w: number, scale: [number
     }
   }
   const side = Math.min(h, w);
+  return { left: Math.floor((w - side) / 2), top: Math.floor((h - side) / 2), width: side, height: side };
+}
+
+function cropFractionArg(op: string, v: unknown): void {
+  if (typeof v !== 'number' || !(v > 0 && v <= 1)) throw new RangeError(`${op}: argument 'evalCropFraction' must be a number in (0, 1], got ${describe(v)}`);
+}
+
+/**
+ * The evaluation crop in an h x w image: the centre square of side
+ * floor(min(h, w) * fraction) (the reference's int(224 / 256 * min) at 0.875), at
+ * top floor((h - side) / 2), left floor((w - side) / 2). HF's processor (what
+ * `perceiver classify` runs, and what the trained model's preprocessor_config.json
+ * feeds HF's model) rounds the offsets down; the reference rounds them up
+ * (((h - side) + 1) >> 1): they differ by one pixel when h - side is odd, and
+ * evaluating as the model will be used afterwards is what matters.
+ */
+export function evalCropBox(h: number, w: number, fraction: number): { left: number; top: number; width: number; height: number } {
+  intArg('evalCropBox', 'h', h, 1);
+  intArg('evalCropBox', 'w', w, 1);
+  cropFractionArg('evalCropBox', fraction);
+  const side = Math.max(1, Math.floor(Math.min(h, w) * fraction));
   return { left: Math.floor((w - side) / 2), top: Math.floor((h - side) / 2), width: side, height: side };
 }
 
@@ -180,8 +255,12 @@ export class ImageFolderSource implements DataSource {
     return this.files[i][1];
   }
 
-  /** One image as [C, size, size] floats: augmented when a rng is given, else resized and centre-cropped. */
-  async load(i: number, rng: Rng | null, aug?: Augment['randAugment']): Promise<Float32Array> {
+  /**
+   * One image as [C, size, size] floats: augmented when a rng is given, else the centre
+   * square of evalCropFraction of the shorter side, resized.
+   */
+  async load(i: number, rng: Rng | null, aug?: Augment['randAugment'], evalCropFraction = 1): Promise<Float32Array> {
+    cropFractionArg('ImageFolderSource.load', evalCropFraction);
     const [file] = this.files[i];
     const { size, channels } = this.opts;
     const sharp = await loadSharp();
@@ -197,8 +276,12 @@ export class ImageFolderSource implements DataSource {
         const flip = rng.next() < 0.5;
         img = img.extract(box).resize(size, size, { fit: 'fill', kernel: 'cubic' });
         if (flip) img = img.flop();
-      } else {
+      } else if (evalCropFraction === 1) {
+        // The whole shorter side (as before the fraction existed, pixel for pixel).
         img = img.resize(size, size, { fit: 'cover', position: 'centre', kernel: 'cubic' });
+      } else {
+        const box = evalCropBox(up.info.height, up.info.width, evalCropFraction);
+        img = img.extract(box).resize(size, size, { fit: 'fill', kernel: 'cubic' });
       }
       // A one-channel raw input would come back as sRGB without this.
       if (channels === 1) img = img.grayscale();
@@ -222,7 +305,8 @@ export class ImageFolderSource implements DataSource {
     }
   }
 
-  async batch(idx: ArrayLike<number>, aug: Augment | null): Promise<Batch> {
+  async batch(idx: ArrayLike<number>, aug: Augment | null, evalCropFraction = 1): Promise<Batch> {
+    cropFractionArg('ImageFolderSource.batch', evalCropFraction);
     const per = this.shape[0] * this.shape[1] * this.shape[2];
     const pixels = new Float32Array(idx.length * per);
     const labels = new Int32Array(idx.length);
@@ -232,7 +316,7 @@ export class ImageFolderSource implements DataSource {
     let next = 0;
     const worker = async () => {
       for (let k = next++; k < idx.length; k = next++) {
-        pixels.set(await this.load(idx[k], rngs[k], aug?.randAugment), k * per);
+        pixels.set(await this.load(idx[k], rngs[k], aug?.randAugment, evalCropFraction), k * per);
         labels[k] = this.files[idx[k]][1];
       }
     };
@@ -242,18 +326,42 @@ export class ImageFolderSource implements DataSource {
 }
 
 /**
- * { train, test } streaming sources from root/train and root/test when both exist,
- * else from root with the last 20% of each class (in file-name order) held out.
+ * The held-out split's folder name when root is ImageNet's layout: its only
+ * (non-hidden) folders are train/ and val/ (or validation/), and train/ holds folders
+ * (classes) rather than images. A two-class set whose classes happen to be called
+ * 'train' and 'val' has images in them, and stays a set of classes.
+ */
+function valSplit(root: string): string | null {
+  if (!existsSync(root) || !statSync(root).isDirectory()) return null;
+  const dirs = visibleEntries(root).filter((e) => e.isDir).map((e) => e.name);
+  if (dirs.length !== 2 || dirs[0] !== 'train' || (dirs[1] !== 'val' && dirs[1] !== 'validation')) return null;
+  return visibleEntries(join(root, 'train')).some((e) => e.isDir) ? dirs[1] : null;
+}
+
+/**
+ * { train, test } streaming sources from root/train and root/test when both exist;
+ * from root/train and root/val (or root/validation) when those are root's only
+ * folders and hold class folders (ImageNet's layout); else from root with the last
+ * 20% of each class (in file-name order) held out.
  */
 export function imageFolderSources(root: string, opts: ImageFolderSourceOptions): { train: ImageFolderSource; test: ImageFolderSource } {
   pathArg('imageFolderSources', 'root', root);
   objectArg('imageFolderSources', 'opts', opts, true);
   // Before the folders are listed, which can take a while.
   knownKeysArg('imageFolderSources', 'opts', opts, FOLDER_OPTIONS);
-  if (existsSync(join(root, 'train')) && existsSync(join(root, 'test'))) {
+  const held = existsSync(join(root, 'train')) && existsSync(join(root, 'test')) ? 'test' : valSplit(root);
+  if (held !== null) {
     const tr = listImageFolder(join(root, 'train'));
-    const te = listImageFolder(join(root, 'test'));
-    if (tr.classes.join('\n') !== te.classes.join('\n')) throw new Error(`image folder '${root}': train/ and test/ must have the same class folders`);
+    const te = listImageFolder(join(root, held));
+    if (tr.classes.join('\n') !== te.classes.join('\n')) {
+      const missing = tr.classes.filter((c) => !te.classes.includes(c));
+      const extra = te.classes.filter((c) => !tr.classes.includes(c));
+      const show = (l: string[]) => `${l.slice(0, 3).join(', ')}${l.length > 3 ? `, ... (${l.length})` : ''}`;
+      throw new Error(
+        `image folder '${root}': train/ and ${held}/ must have the same class folders` +
+          `${missing.length ? `; only in train/: ${show(missing)}` : ''}${extra.length ? `; only in ${held}/: ${show(extra)}` : ''}`,
+      );
+    }
     return { train: new ImageFolderSource(tr.files, tr.classes, opts), test: new ImageFolderSource(te.files, te.classes, opts) };
   }
   const { classes, files } = listImageFolder(root);

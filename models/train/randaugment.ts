@@ -2,9 +2,13 @@
 // Perceiver reference's ImageNet pipeline uses (perceiver/train/autoaugment.py, the
 // TF EfficientNet list, run under TF 2.5 and tensorflow-addons 0.13): each training
 // image gets `numLayers` operations drawn uniformly from the set, every one at the
-// same `magnitude` on a 0..10 scale, geometric ones with a random sign. Operates on
-// 8-bit RGB [H, W, 3] after the crop; pixels moved in from outside the image and
-// cutout squares are grey (128), the reference's replace value.
+// same `magnitude`, geometric ones with a random sign. The reference's scale is 0..10
+// (its _MAX_LEVEL), each op's argument linear in magnitude / 10 and not bounded, so
+// a larger magnitude extrapolates (the RandAugment paper used up to 28 with this
+// code); magnitudes up to MAX_MAGNITUDE = 30 are taken, with the same mapping.
+// Operates on 8-bit RGB [H, W, 3] after the crop and the resize (the reference's
+// runs before its resize, on the crop at the photo's scale); pixels moved in from
+// outside the image and cutout squares are grey (128), the reference's replace value.
 //
 // The ops follow the reference's TF code, not PIL, where the two differ: float32
 // arithmetic (Math.fround) truncated to uint8, TF's grey level, nearest-neighbour
@@ -168,8 +172,15 @@ function checkImage(fn: string, img: RgbBytes): void {
   if (data.length !== width * height * 3) throw new RangeError(`${fn}: 'img.data' must hold width * height * 3 = ${width * height * 3} bytes (RGB), got ${data.length}`);
 }
 
+/**
+ * The largest magnitude taken: 3x the reference's scale, past the paper's 28. Beyond
+ * it the ops have nothing left to do (a 90-degree rotation, a shift of 300 px at 224).
+ */
+export const MAX_MAGNITUDE = 30;
+
 function checkMagnitude(fn: string, magnitude: number): void {
-  if (typeof magnitude !== 'number' || !(magnitude >= 0 && magnitude <= 10)) throw new RangeError(`${fn}: 'magnitude' must be in [0, 10], got ${magnitude}`);
+  if (typeof magnitude !== 'number' || !(magnitude >= 0 && magnitude <= MAX_MAGNITUDE))
+    throw new RangeError(`${fn}: 'magnitude' must be in [0, ${MAX_MAGNITUDE}] (10 is the top of the reference's scale; above, the ops extrapolate), got ${magnitude}`);
 }
 
 /**
@@ -192,7 +203,7 @@ export function cutout(img: RgbBytes, magnitude: number, centreY: number, centre
 }
 
 /**
- * One operation at `magnitude` (0..10) on a new image. `sign` (+1 or -1) is the
+ * One operation at `magnitude` (0..30, the reference's scale 0..10 extrapolated) on a new image. `sign` (+1 or -1) is the
  * reference's random negation of the geometric ops' argument: Rotate by
  * sign * magnitude * 3 degrees (tfa.image.rotate's sense), ShearX/Y by
  * sign * magnitude * 0.03, TranslateX/Y by sign * magnitude * 10 px at 224 px (scaled
@@ -255,9 +266,11 @@ export function applyOp(img: RgbBytes, op: RandAugmentOp, magnitude: number, sig
       return lookup(img, lut);
     }
     case 'Posterize': {
-      // TF clamps a uint8 shift of 8 to 7, so the reference's 0 bits (magnitude < 2.5) keeps 1.
-      const bits = Math.max(1, Math.floor(m * 4));
-      const mask = (0xff << (8 - bits)) & 0xff;
+      // The reference's shift is 8 - bits as a uint8, which TF clamps to 7: 0 bits
+      // (magnitude < 2.5) keeps 1; 8 bits (magnitude 20 to 22.4) keeps all; past 8 the
+      // negative shift wraps to 256 - n, clamped to 7 again: 1 bit.
+      const shift = Math.min(7, (8 - Math.floor(m * 4)) & 0xff);
+      const mask = (0xff << shift) & 0xff;
       const lut = new Uint8Array(256);
       for (let v = 0; v < 256; v++) lut[v] = v & mask;
       return lookup(img, lut);
@@ -301,7 +314,7 @@ export function applyOp(img: RgbBytes, op: RandAugmentOp, magnitude: number, sig
   }
 }
 
-/** numLayers random operations at `magnitude` (0..10), drawn from rng. */
+/** numLayers random operations at `magnitude` (0..30), drawn from rng. */
 export function randAugment(img: RgbBytes, rng: Rng, numLayers: number, magnitude: number): RgbBytes {
   checkImage('randAugment', img);
   if (!Number.isInteger(numLayers) || numLayers < 0) throw new RangeError(`randAugment: 'numLayers' must be an integer >= 0, got ${numLayers}`);

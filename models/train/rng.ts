@@ -79,18 +79,34 @@ function mix32(x: number): number {
   return (x ^ (x >>> 16)) >>> 0;
 }
 
+const MASK64 = (1n << 64n) - 1n;
+
+/** splitmix64's finaliser (Stafford's mix13): a bijection on 64-bit values in which every input bit moves every output bit. */
+function mix64(z: bigint): bigint {
+  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
+  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK64;
+  return z ^ (z >> 31n);
+}
+
 /**
  * The seed of a run's stream number `counter` (an epoch's data order, a step's
- * augmentation, ...), `k` telling the kinds of stream apart: the low 32 bits of
- * seed * k + counter, worked out exactly in 32-bit integer arithmetic (the float
- * product lost the counter to rounding for seeds past 2^53 / k), plus the seed's high
- * bits above them, which Rng folds in. For seeds below 2^32 this is the
- * (seed * k + counter) mod 2^32 the trainer always used, so their runs are unchanged.
+ * augmentation, ...), `k` telling the kinds of stream apart: a 53-bit hash of
+ * (seed, k, counter). Streams of different (k, counter) are independent for every
+ * seed: (k, counter) is packed into one 64-bit word, which goes through a bijection
+ * keyed by the hashed seed, so for a given seed two pairs collide only where the
+ * 64-bit results agree in their low 53 bits (chance 2^-53). The older
+ * low32(seed * k + counter) gave every k the same stream at seed 0 (epoch e's data
+ * order was step e's augmentation), and k1 * seed + c1 = k2 * seed + c2 pairs for
+ * others. BigInt: once per epoch or step, exactness over speed.
  */
 export function streamSeed(seed: number, k: number, counter: number): number {
   if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`streamSeed: argument 'seed' must be an integer in [0, 2^53), got ${String(seed)}`);
+  // k and counter share one 64-bit word, 32 bits each, which keeps the packing one to one.
+  if (!Number.isSafeInteger(k) || k < 0 || k >= 2 ** 32) throw new RangeError(`streamSeed: argument 'k' must be an integer in [0, 2^32), got ${String(k)}`);
   // 2^32 steps would take years: a counter past that is a caller's bug, not a long run.
   if (!Number.isSafeInteger(counter) || counter < 0 || counter >= 2 ** 32) throw new RangeError(`streamSeed: argument 'counter' must be an integer in [0, 2^32), got ${String(counter)}`);
-  const low = (Math.imul(seed >>> 0, k) + counter) >>> 0;
-  return Math.floor(seed / 2 ** 32) * 2 ** 32 + low;
+  // The golden-ratio increment keeps seed 0 off mix64's fixed point at 0.
+  const key = mix64((BigInt(seed) + 0x9e3779b97f4a7c15n) & MASK64);
+  const word = (BigInt(k) << 32n) | BigInt(counter);
+  return Number(mix64(key ^ word) & ((1n << 53n) - 1n));
 }

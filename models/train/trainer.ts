@@ -11,7 +11,9 @@ import type { ImageSet } from './mnist.js';
 import { isDataSource, memorySource, type Augment, type DataSource } from './image-pipeline.js';
 import { writeFileAtomic } from '../image-io.js';
 import { Rng, streamSeed } from './rng.js';
+import { MAX_MAGNITUDE } from './randaugment.js';
 import { configJson } from '../save.js';
+import { IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD } from '../image-processor.js';
 import type { PerceiverConfig } from '../config.js';
 import { knownKeysArg, objectArg, optionKeys } from '../args.js';
 
@@ -54,14 +56,25 @@ export interface TrainConfig {
    * step whose gradients overflow is skipped), for GPUs without bfloat16 tensor cores.
    */
   precision: 'float32' | 'bfloat16' | 'float16';
-  /** RandAugment on image folders: operations per image (0 disables) and magnitude (0..10). */
+  /**
+   * RandAugment on image folders: operations per image (0 disables) and magnitude
+   * (0..30: 10 is the top of the reference's scale, which larger values extrapolate
+   * linearly, as its TF code does; the RandAugment paper went to 28).
+   */
   randAugmentLayers: number;
   randAugmentMagnitude: number;
   seed: number;
-  /** Steps between checkpoints (0: only at the end). */
+  /** Steps between checkpoints (0: only at the end, on a stop and after a failed step). */
   checkpointEvery: number;
   /** Evaluate after every epoch (and at the end). */
   evalBatchSize: number;
+  /**
+   * Evaluation on image folders: the centre square kept, as a fraction of the shorter
+   * side, before the resize to the model's size; in (0, 1]. The reference (and HF's
+   * processor) keep 224/256 = 0.875. In-memory sets (MNIST) are already at the
+   * model's size and are not cropped.
+   */
+  evalCropFraction: number;
 }
 
 export const DEFAULT_TRAIN: TrainConfig = {
@@ -86,6 +99,7 @@ export const DEFAULT_TRAIN: TrainConfig = {
   seed: 0,
   checkpointEvery: 0,
   evalBatchSize: 500,
+  evalCropFraction: 1,
 };
 
 export interface Progress {
@@ -184,7 +198,9 @@ export function checkTrainConfig(c: TrainConfig): void {
   int('maxShift', 0);
   int('accumulateSteps', 1);
   int('randAugmentLayers', 0);
-  num('randAugmentMagnitude', 0, 10);
+  num('randAugmentMagnitude', 0, MAX_MAGNITUDE);
+  if (typeof c.evalCropFraction !== 'number' || !(c.evalCropFraction > 0 && c.evalCropFraction <= 1))
+    throw new RangeError(`train: 'evalCropFraction' must be a number in (0, 1], got ${JSON.stringify(c.evalCropFraction)}`);
   if (c.batchSize % c.accumulateSteps !== 0)
     throw new RangeError(`train: 'accumulateSteps' (${c.accumulateSteps}) must divide 'batchSize' (${c.batchSize})`);
   num('lr', 0);
@@ -203,8 +219,8 @@ export function checkTrainConfig(c: TrainConfig): void {
 }
 
 /** A source batch as tensors on the device. */
-async function fetchBatch(src: DataSource, idx: ArrayLike<number>, device: string, aug: Augment | null): Promise<{ x: Tensor; y: Tensor; labels: Int32Array }> {
-  const b = await src.batch(idx, aug);
+async function fetchBatch(src: DataSource, idx: ArrayLike<number>, device: string, aug: Augment | null, evalCropFraction = 1): Promise<{ x: Tensor; y: Tensor; labels: Int32Array }> {
+  const b = await src.batch(idx, aug, evalCropFraction);
   return { x: P.tensor(b.pixels, [idx.length, ...src.shape], { device }), y: P.tensor(b.labels, [idx.length], { device }), labels: b.labels };
 }
 
@@ -213,12 +229,16 @@ function inPrecision<T>(precision: TrainConfig['precision'], fn: () => T): T {
   return precision === 'float32' ? fn() : P.autocast(precision, fn);
 }
 
-/** Top-1 / top-5 accuracy and mean loss of model on set (evaluation mode, no gradients); precision as TrainConfig's. */
+/**
+ * Top-1 / top-5 accuracy and mean loss of model on set (evaluation mode, no gradients);
+ * precision and evalCropFraction as TrainConfig's.
+ */
 export async function evaluate(
   model: TrainableClassifier,
   set: ImageSet | DataSource,
   batchSize = 500,
   precision: TrainConfig['precision'] = 'float32',
+  evalCropFraction = 1,
 ): Promise<{ top1: number; top5: number; loss: number }> {
   if (model === null || typeof model !== 'object' || typeof model.forward !== 'function' || typeof model.parameters !== 'function')
     throw new TypeError(`evaluate: argument 'model' must be a classifier (forward and parameters methods), got ${model === null ? 'null' : typeof model}`);
@@ -228,6 +248,8 @@ export async function evaluate(
   if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`evaluate: argument 'batchSize' must be an integer >= 1, got ${JSON.stringify(batchSize)}`);
   if (precision !== 'float32' && precision !== 'bfloat16' && precision !== 'float16')
     throw new TypeError(`evaluate: argument 'precision' must be 'float32', 'bfloat16' or 'float16', got ${JSON.stringify(precision)}`);
+  if (typeof evalCropFraction !== 'number' || !(evalCropFraction > 0 && evalCropFraction <= 1))
+    throw new RangeError(`evaluate: argument 'evalCropFraction' must be a number in (0, 1], got ${JSON.stringify(evalCropFraction)}`);
   const src = isDataSource(set) ? set : memorySource(set);
   // Accuracies over no images would be 0 / 0.
   if (src.size === 0) throw new RangeError(`evaluate: argument 'set' has no images (size 0): there is nothing to evaluate`);
@@ -241,13 +263,26 @@ export async function evaluate(
   try {
     for (let i = 0; i < n; i += batchSize) {
       const idx = Array.from({ length: Math.min(batchSize, n - i) }, (_, k) => i + k);
-      const { x, y, labels } = await fetchBatch(src, idx, device, null);
-      const [logitsT, lossT] = P.noGrad(() => P.tidy(() => {
-        const logits = inPrecision(precision, () => model.forward(x).logits);
-        return [logits, P.crossEntropy(logits, y, { reduction: 'sum' })];
-      }));
-      const logits = (await logitsT.data()) as Float32Array;
-      loss += (await lossT.data())[0];
+      const { x, y, labels } = await fetchBatch(src, idx, device, null, evalCropFraction);
+      let logits: Float32Array;
+      // A forward that throws (out of memory, a model that cannot take the images)
+      // would otherwise leave the batch's tensors to the collector.
+      try {
+        const [logitsT, lossT] = P.noGrad(() => P.tidy(() => {
+          const out = inPrecision(precision, () => model.forward(x).logits);
+          return [out, P.crossEntropy(out, y, { reduction: 'sum' })];
+        }));
+        try {
+          logits = (await logitsT.data()) as Float32Array;
+          loss += (await lossT.data())[0];
+        } finally {
+          logitsT.dispose();
+          lossT.dispose();
+        }
+      } finally {
+        x.dispose();
+        y.dispose();
+      }
       const k = logits.length / idx.length;
       for (let r = 0; r < idx.length; r++) {
         const row = logits.subarray(r * k, (r + 1) * k);
@@ -265,7 +300,6 @@ export async function evaluate(
         if (above === 0) top1++;
         if (above < 5) top5++;
       }
-      for (const t of [x, y, logitsT, lossT]) t.dispose();
     }
   } finally {
     model.train(wasTraining);
@@ -327,15 +361,78 @@ function restoreCheckpointDir(dir: string): void {
   for (const p of [...olds, ...stale]) rmSync(p, { recursive: true, force: true });
 }
 
+// The kinds of stream a run draws (streamSeed's k): an epoch's data order, a step's
+// augmentation, a step's dropout masks.
+const ORDER_STREAM = 1_000_003;
+const AUGMENT_STREAM = 7_919;
+const DROPOUT_STREAM = 104_729;
+
 /**
  * The global generator's seed for one step's dropout masks. Each dropout call takes
  * the next seed in sequence, so steps start far apart (hashed), never at step + 1.
  */
 export function dropoutSeed(seed: number, step: number): number {
-  const s = streamSeed(seed, 7_919, step);
-  // The low word salted, away from the step's augmentation stream (the same seed * 7919 + step).
-  const low = ((s >>> 0) ^ 0x5eed5eed) >>> 0;
-  return Math.floor(new Rng(s - (s >>> 0) + low).next() * 2 ** 31);
+  return Math.floor(new Rng(streamSeed(seed, DROPOUT_STREAM, step)).next() * 2 ** 31);
+}
+
+const IMAGE_CLASSIFIERS = ['PerceiverForImageClassificationFourier', 'PerceiverForImageClassificationLearned', 'PerceiverForImageClassificationConvProcessing'];
+
+/**
+ * The preprocessor_config.json (HF's PerceiverImageProcessor fields) that gives a
+ * trained image classifier the pixels its evaluation gave it: the centre crop of
+ * evalCropFraction of the shorter side (HF keeps int(size / crop_size * min(H, W)), so
+ * crop_size = size / evalCropFraction, rounded where that is not whole: 37 for a
+ * 32-pixel model at 0.875, which keeps 0.865), resized to config.image_size, scaled to
+ * [0, 1], then normalised with config.image_mean/std when the model has them. HF's
+ * model ignores config.image_mean, so HF's processor has to normalise; this port's
+ * processor does not when the config has them (imageProcessorOptions), as the model
+ * does it. null for a model HF's processor cannot feed: not an image classifier, or
+ * not 3 channels (the processor makes RGB).
+ */
+export function preprocessorConfigFor(modelConfig: Record<string, unknown> | null, evalCropFraction: number): Record<string, unknown> | null {
+  if (modelConfig !== null) objectArg('preprocessorConfigFor', 'modelConfig', modelConfig, true);
+  if (typeof evalCropFraction !== 'number' || !(evalCropFraction > 0 && evalCropFraction <= 1))
+    throw new RangeError(`preprocessorConfigFor: argument 'evalCropFraction' must be a number in (0, 1], got ${JSON.stringify(evalCropFraction)}`);
+  if (modelConfig === null) return null;
+  const arch = (modelConfig.architectures as unknown[] | undefined)?.[0];
+  if (typeof arch !== 'string' || !IMAGE_CLASSIFIERS.includes(arch) || (modelConfig.image_channels ?? 3) !== 3) return null;
+  const size = modelConfig.image_size ?? 224;
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 1) return null;
+  const mean = modelConfig.image_mean as number[] | null | undefined;
+  const std = modelConfig.image_std as number[] | null | undefined;
+  const normalize = Array.isArray(mean) && Array.isArray(std);
+  const crop = Math.round(size / evalCropFraction);
+  return {
+    crop_size: { height: crop, width: crop },
+    do_center_crop: true,
+    do_normalize: normalize,
+    do_rescale: true,
+    do_resize: true,
+    // Unused when do_normalize is false: HF's defaults, as its own configs carry them.
+    image_mean: normalize ? mean : [...IMAGENET_DEFAULT_MEAN],
+    image_processor_type: 'PerceiverImageProcessor',
+    image_std: normalize ? std : [...IMAGENET_DEFAULT_STD],
+    resample: 3,
+    rescale_factor: 1 / 255,
+    size: { height: size, width: size },
+  };
+}
+
+/**
+ * Writes dir/preprocessor_config.json for a trained model (preprocessorConfigFor),
+ * atomically; a model it does not fit gets none (a stale one is removed). Returns
+ * whether one was written.
+ */
+export async function writePreprocessorConfig(dir: string, model: TrainableClassifier, evalCropFraction: number): Promise<boolean> {
+  if (typeof dir !== 'string' || dir === '') throw new TypeError(`writePreprocessorConfig: argument 'dir' must be a non-empty folder path, got ${JSON.stringify(dir)}`);
+  const json = preprocessorConfigFor(modelConfigOf(model), evalCropFraction);
+  const path = join(dir, 'preprocessor_config.json');
+  if (json === null) {
+    rmSync(path, { force: true });
+    return false;
+  }
+  await writeFileAtomic(path, new TextEncoder().encode(`${JSON.stringify(json, null, 2)}\n`));
+  return true;
 }
 
 interface DataInfo {
@@ -437,7 +534,9 @@ async function trimMetrics(file: string, state: TrainState): Promise<void> {
 /**
  * Runs (or resumes) training; returns the final state and evaluation (null when
  * stopped early: aborted, or maxSteps reached). Re-seeds the global generator
- * (manualSeed) before every step, for the model's dropout.
+ * (manualSeed) before every step, for the model's dropout. A step or evaluation that
+ * throws writes a checkpoint of the last completed step first (when one completed
+ * since the last checkpoint and the weights are that step's), then rethrows.
  */
 export async function train(o: TrainRunOptions): Promise<{ state: TrainState; final: EvalResult | null; aborted: boolean }> {
   knownKeysArg('train', 'opts', objectArg('train', 'opts', o, true), RUN_OPTIONS);
@@ -474,8 +573,12 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
     if (!existsSync(join(ckptDir, 'trainer.json'))) throw new Error(`train: nothing to resume: '${join(ckptDir, 'trainer.json')}' does not exist`);
     const saved = JSON.parse(readFileSync(join(ckptDir, 'trainer.json'), 'utf8')) as TrainerJson;
     for (const k of Object.keys(c) as (keyof TrainConfig)[])
-      // A setting the checkpoint predates had its default then.
-      if (k !== 'checkpointEvery' && JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k]) !== JSON.stringify(c[k]))
+      // A setting the checkpoint predates had its default then. checkpointEvery and
+      // evalCropFraction change neither the weights nor the data order, so a run may
+      // resume with others (the evaluations from then on use the new crop): an
+      // imagenet run checkpointed before evalCropFraction existed (1 then, 0.875 in
+      // the preset now) still resumes.
+      if (k !== 'checkpointEvery' && k !== 'evalCropFraction' && JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k]) !== JSON.stringify(c[k]))
         throw new Error(`train: the checkpoint was written with ${k} = ${JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k])}, this run has ${JSON.stringify(c[k])}`);
     // Checkpoints older than the 'model' field hold the same object as their config.json.
     const savedModel = saved.model !== undefined ? saved.model : readJsonIfPresent(join(ckptDir, 'config.json'));
@@ -518,9 +621,13 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
   const scaler = c.precision === 'float16' ? new P.optim.GradScaler() : null;
   if (scaler && state.lossScale) scaler.loadStateDict(state.lossScale);
 
-  const checkpoint = () =>
-    writeCheckpointDir(ckptDir, async (tmp) => {
+  // The step the checkpoint on disk holds (the starting one: nothing to save before a step).
+  let checkpointed = state.step;
+  const checkpoint = async () => {
+    await writeCheckpointDir(ckptDir, async (tmp) => {
       await model.save(tmp);
+      // So that the checkpoint is a model folder that HF's processor feeds as training did.
+      await writePreprocessorConfig(tmp, model, c.evalCropFraction);
       // The model folder's safetensors is what resume loads (full precision, HF names).
       const sd = opt.stateDict();
       if (scaler) state.lossScale = scaler.stateDict();
@@ -528,10 +635,12 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
       const json: TrainerJson = { state, config: c, model: modelConfig, data: dataInfo, optimizer: { stepCount: sd.stepCount, steps: sd.steps, groups: sd.groups } };
       writeFileSync(join(tmp, 'trainer.json'), JSON.stringify(json, null, 1));
     });
+    checkpointed = state.step;
+  };
 
   const log = (rec: Record<string, unknown>) => appendFileSync(metricsFile, JSON.stringify({ time: new Date().toISOString(), ...rec }) + '\n');
   const doEval = async (): Promise<EvalResult> => {
-    const r = await evaluate(model, test, c.evalBatchSize, c.precision);
+    const r = await evaluate(model, test, c.evalBatchSize, c.precision, c.evalCropFraction);
     const res: EvalResult = { epoch: state.epoch, step: state.step, ...r };
     state.history.push(res);
     log({ kind: 'eval', ...res });
@@ -546,34 +655,56 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
   let aborted = false;
   const micro = c.batchSize / c.accumulateSteps;
   const randAugment = { numLayers: c.randAugmentLayers, magnitude: c.randAugmentMagnitude };
+  type Fetched = { x: Tensor; y: Tensor; labels: Int32Array }[];
+  // What a step holds while it runs, so that a step that throws leaves no tensors behind:
+  // the next step's batches (read ahead), this step's, and its loss and predictions.
+  let prefetched: { rng: Rng; batches: Promise<Fetched> } | null = null;
+  let fetched: Fetched = [];
+  let pending: { loss: Tensor; logits: Tensor; at: number }[] = [];
+  // False from the optimizer step until the step's state is recorded: a failure in
+  // between leaves weights a step ahead of the state (a non-finite loss: weights gone
+  // to NaN), which must not overwrite the last good checkpoint.
+  let consistent = true;
+  let failed = false;
   try {
     while (state.epoch < c.epochs) {
-      const order = new Rng(streamSeed(c.seed, 1_000_003, state.epoch)).permutation(data.size);
+      // A resumed run whose last evaluation failed: its checkpoint (written on the
+      // failure) is at the epoch's end, the evaluation still to do.
+      if (state.position === 0 && state.epoch > 0 && state.history.at(-1)?.step !== state.step) final = await doEval();
+      const order = new Rng(streamSeed(c.seed, ORDER_STREAM, state.epoch)).permutation(data.size);
       // The next step's batches are read while this step computes (prefetch), each
       // step with its own Rng, so the pixels do not depend on the timing.
       const stepBatches = (step: number, position: number) => {
-        const rng = new Rng(streamSeed(c.seed, 7_919, step));
+        const rng = new Rng(streamSeed(c.seed, AUGMENT_STREAM, step));
         const aug: Augment = { rng, maxShift: c.maxShift, randAugment };
         const batches = (async () => {
-          const out: { x: Tensor; y: Tensor; labels: Int32Array }[] = [];
-          for (let m = 0; m < c.accumulateSteps; m++) out.push(await fetchBatch(data, order.subarray(position + m * micro, position + (m + 1) * micro), device, aug));
+          const out: Fetched = [];
+          try {
+            for (let m = 0; m < c.accumulateSteps; m++) out.push(await fetchBatch(data, order.subarray(position + m * micro, position + (m + 1) * micro), device, aug));
+          } catch (err) {
+            // The micro-batches read before the one that failed.
+            for (const b of out) for (const t of [b.x, b.y]) t.dispose();
+            throw err;
+          }
           return out;
         })();
         // A failed prefetch is reported when the step awaits it, not as an unhandled rejection.
         batches.catch(() => undefined);
         return { rng, batches };
       };
-      let prefetched: ReturnType<typeof stepBatches> | null = null;
       while (state.position + c.batchSize <= order.length) {
         if (o.signal?.aborted || (o.maxSteps !== undefined && stepsThisRun >= o.maxSteps)) {
           aborted = true;
-          if (prefetched) for (const b of await prefetched.batches) for (const t of [b.x, b.y]) t.dispose();
+          const ahead = prefetched;
+          prefetched = null;
+          if (ahead) for (const b of await ahead.batches) for (const t of [b.x, b.y]) t.dispose();
           break;
         }
         const profiling = o.profileStep === stepsThisRun && !P.profiler.isProfiling();
         const current = prefetched ?? stepBatches(state.step, state.position);
+        prefetched = null;
         const rng = current.rng;
-        const fetched = await current.batches;
+        fetched = await current.batches;
         prefetched = state.position + 2 * c.batchSize <= order.length ? stepBatches(state.step + 1, state.position + c.batchSize) : null;
         const lr = schedule(state.step);
         opt.setLearningRate(lr);
@@ -581,7 +712,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
         const pred = new Int32Array(c.batchSize);
         const labels = new Int32Array(c.batchSize);
         // Values are read after the optimizer step is queued, so the queue never waits on JS.
-        const pending: { loss: Tensor; logits: Tensor; at: number }[] = [];
+        pending = [];
         // Dropout draws from the global generator: re-seeding it per step makes the
         // masks a function of (seed, step), so a resumed run draws the same ones.
         P.manualSeed(dropoutSeed(c.seed, state.step));
@@ -608,6 +739,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
           batch.x.dispose();
           batch.y.dispose();
         }
+        consistent = false;
         // float16: gradients back to their true size first; an overflowing step is skipped.
         const finite = scaler ? await scaler.unscale(model.parameters()) : true;
         if (finite) {
@@ -639,6 +771,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
         window.loss += lossValue;
         window.n++;
         for (let i = 0; i < labels.length; i++) if (pred[i] === labels[i]) window.correct++;
+        let progress: Progress | null = null;
         if (state.step % 10 === 0 || state.position + c.batchSize > order.length) {
           const secs = (performance.now() - t0) / 1000;
           const ips = imagesThisRun / secs;
@@ -653,9 +786,15 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
             lr,
           };
           state.losses.push({ step: state.step, loss: p.loss });
-          log({ kind: 'train', ...p });
-          o.onProgress?.(p);
           state.window = { loss: 0, correct: 0, n: 0 };
+          progress = p;
+        }
+        // The state is the step's before the line goes out and the callback runs: a
+        // callback that throws is checkpointed with this window already logged.
+        consistent = true;
+        if (progress) {
+          log({ kind: 'train', ...progress });
+          o.onProgress?.(progress);
         }
         if (c.checkpointEvery > 0 && state.step % c.checkpointEvery === 0) await checkpoint();
       }
@@ -672,8 +811,31 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
       const last = state.history.at(-1);
       final = last !== undefined && last.step === state.step ? last : await doEval();
     }
+  } catch (err) {
+    failed = true;
+    // One unreadable image late in a long run would otherwise cost every step since the
+    // last checkpoint: the state of the last completed step is saved, and --resume
+    // continues from it (a failed evaluation runs again first).
+    if (consistent && state.step > checkpointed) {
+      try {
+        await checkpoint();
+      } catch (saveErr) {
+        throw new Error(`${err instanceof Error ? err.message : String(err)} (and the checkpoint of step ${state.step} after it failed: ${saveErr instanceof Error ? saveErr.message : String(saveErr)})`, { cause: err });
+      }
+    }
+    throw err;
   } finally {
-    if (aborted || state.epoch >= c.epochs) await checkpoint();
+    const ahead = prefetched;
+    if (ahead) {
+      try {
+        for (const b of await ahead.batches) for (const t of [b.x, b.y]) t.dispose();
+      } catch {
+        // A read that failed disposed what it had read.
+      }
+    }
+    for (const b of fetched) for (const t of [b.x, b.y]) t.dispose();
+    for (const p of pending) for (const t of [p.loss, p.logits]) t.dispose();
+    if (!failed && (aborted || state.epoch >= c.epochs)) await checkpoint();
     opt.zeroGrad();
     opt.dispose();
     model.eval();

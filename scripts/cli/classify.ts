@@ -24,7 +24,9 @@ size/crop_size of the shorter side (224/256 by default), resized to size x size
 (reproduced exactly), scaled by 1/255 and normalised with ImageNet's mean
 (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225). A preprocessor_config.json in
 the model folder overrides crop_size, size, image_mean, image_std, do_* and
-rescale_factor.
+rescale_factor, except that a model whose config.json has image_mean and image_std
+(those 'perceiver train' writes) normalises its own input: the pixels are then only
+scaled by 1/255, whatever do_normalize says, so they are not normalised twice.
 
 Options:
   --model DIR       folder with config.json (an image classifier) and model.safetensors

@@ -8,7 +8,7 @@ import { createModel } from '../../models/registry.js';
 import { unknownConfigKeys } from '../../models/load.js';
 import { loadMnist } from '../../models/train/mnist.js';
 import { PRESETS } from '../../models/train/presets.js';
-import { train, checkTrainConfig, DEFAULT_TRAIN, type TrainConfig, type TrainableClassifier, type Progress } from '../../models/train/trainer.js';
+import { train, checkTrainConfig, writePreprocessorConfig, DEFAULT_TRAIN, type TrainConfig, type TrainableClassifier, type Progress } from '../../models/train/trainer.js';
 import { trainingReportPng } from '../../models/train/plot.js';
 import { writeFileAtomic } from '../../models/image-io.js';
 import { imageFolderSources, memorySource, type DataSource } from '../../models/train/image-pipeline.js';
@@ -19,8 +19,11 @@ const USAGE = `Usage: perceiver train [--preset mnist|imagenet|imagenet-debug] [
                        [--checkpoint-every N] [--accumulate N] [--precision float32|bfloat16|float16] [--device cpu|cuda] [--quiet]
 
 Trains a Perceiver image classifier and writes, under --out:
-  checkpoint/      the latest checkpoint (model folder + optimizer state + trainer.json), written atomically
-  model/           the final model as a HF-layout folder ('perceiver run --model OUT/model' takes it)
+  checkpoint/      the latest checkpoint (model folder + optimizer state + trainer.json), written atomically;
+                   also after a step or evaluation fails (an unreadable image), so --resume continues
+  model/           the final model as a HF-layout folder ('perceiver run --model OUT/model' takes it), with a
+                   preprocessor_config.json (RGB models) for HF's PerceiverImageProcessor: the evaluation crop
+                   and the normalisation the model trained with
   metrics.jsonl    one JSON line per logged training window and per evaluation
   report.png       loss and test-accuracy curves, and test images with their predicted labels
 
@@ -29,8 +32,11 @@ Options:
                          imagenet: the reference's ImageNet recipe (LAMB, constant_cosine, label smoothing 0.1);
                          imagenet-debug: a tiny model on small images
   --config FILE          JSON { "model": {config.json fields}, "train": {TrainConfig fields} } merged over the preset
-  --data mnist|DIR       the embedded MNIST digits (default for the mnist preset), or an image folder
-                         DIR/train/<class>/*.png|jpg and DIR/test/<class>/... (or DIR/<class>/... with 20% held out)
+  --data mnist|DIR       the embedded MNIST digits (default for the mnist preset), or an image folder:
+                         DIR/train/<class>/*.png|jpg and DIR/test/<class>/...; ImageNet's DIR/train/<class>/...
+                         and DIR/val/<class>/... (or validation/) when those are DIR's only folders; else
+                         DIR/<class>/... with the last 20% of each class held out. Hidden files and folders
+                         (a leading '.') are skipped
   --out DIR              output folder (default runs/<preset>-<time>)
   --resume               continue the run in --out from its checkpoint (same settings required)
   --epochs, --batch-size, --lr, --seed, --checkpoint-every   override the preset's values
@@ -254,11 +260,13 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
       return { outDir, top1: null, seconds: (performance.now() - t0) / 1000, interrupted };
     }
     await model.save(join(outDir, 'model'));
+    const evalCropFraction = trainCfg.evalCropFraction ?? DEFAULT_TRAIN.evalCropFraction;
+    await writePreprocessorConfig(join(outDir, 'model'), model, evalCropFraction);
     // The report: curves plus 32 test images spread over the set (it is grouped by class).
     const n = Math.min(32, data.test.size);
     const per = data.test.shape[0] * data.test.shape[1] * data.test.shape[2];
     const picks = Array.from({ length: n }, (_, i) => Math.floor((i * data.test.size) / n));
-    const chosen = await data.test.batch(picks, null);
+    const chosen = await data.test.batch(picks, null, evalCropFraction);
     const x = P.tensor(chosen.pixels, [n, ...data.test.shape], { device });
     const pred = P.noGrad(() => P.tidy(() => model.forward(x).logits.argmax(-1)));
     const predicted = (await pred.data()) as Int32Array;
