@@ -67,6 +67,28 @@ function toEngineArray(op: string, data: ArrayBufferView): { arr: Float32Array |
 }
 
 /**
+ * Doubles into a dtype other than float32 from the doubles themselves, as cast() would
+ * take them (integers truncated toward zero and saturated, NaN as 0; 16-bit floats
+ * rounded once): through float32 first, int32 lost what is past 2^24 and the 16-bit
+ * types rounded twice.
+ */
+function fromFloat64(data: Float64Array, want: DTypeName): { arr: Int32Array | Uint8Array; dtype: DTypeName } {
+  const n = data.length;
+  if (want === 'int32' || want === 'uint8') {
+    const [lo, hi] = want === 'int32' ? [-2147483648, 2147483647] : [0, 255];
+    const out = want === 'int32' ? new Int32Array(n) : new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      const v = data[i];
+      out[i] = v !== v ? 0 : v <= lo ? lo : v >= hi ? hi : Math.trunc(v);
+    }
+    return { arr: out, dtype: want };
+  }
+  const bits = new Uint16Array(n);
+  for (let i = 0; i < n; i++) bits[i] = want === 'float16' ? toFloat16Bits(data[i]) : toBFloat16Bits(data[i]);
+  return { arr: new Uint8Array(bits.buffer), dtype: want };
+}
+
+/**
  * A tensor from JS data: a typed array (with a shape, default 1-D), nested number
  * arrays (shape inferred) or a number (a scalar). opts.dtype converts the values.
  */
@@ -82,8 +104,8 @@ export function tensor(data: TensorData, shape?: readonly number[], opts?: Creat
     // N-API does not hand out memory that another thread may be writing (a
     // SharedArrayBuffer), so the engine copies from a snapshot of it.
     if (typeof SharedArrayBuffer === 'function' && data.buffer instanceof SharedArrayBuffer) data = (data as unknown as { slice(): ArrayBufferView }).slice();
-    ({ arr, dtype: src } = toEngineArray('tensor', data));
-    s = shape === undefined ? [arr.length] : shapeArg('tensor', 'shape', shape);
+    ({ arr, dtype: src } = data instanceof Float64Array && want !== undefined && want !== 'float32' ? fromFloat64(data, want) : toEngineArray('tensor', data));
+    s = shape === undefined ? [src === 'float16' || src === 'bfloat16' ? arr.length / 2 : arr.length] : shapeArg('tensor', 'shape', shape);
   } else if (typeof data === 'number' || Array.isArray(data)) {
     const inferred = inferShape('tensor', data as NestedNumbers);
     const flat: number[] = [];

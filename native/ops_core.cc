@@ -196,6 +196,41 @@ void assign(const Tensor& dst, const Tensor& src) {
   });
 }
 
+namespace {
+
+// The strides that read `from` (of shape `shape`, strides `strides`) as `to`, where they
+// exist: walking both shapes from the last axis, each chunk of `shape`'s axes that are
+// contiguous with each other (stride[d - 1] == size[d] * stride[d]; axes of size 1 do not
+// break a chunk) must hold exactly the elements of a run of `to`'s axes, which then step
+// through it as a dense block. ATen's computeStride, on the same definition.
+bool view_strides(const Shape& shape, const Shape& strides, const Shape& to, Shape* out) {
+  out->assign(to.size(), 0);
+  if (shape_numel(shape) == 0) return false;  // empty: the copy is free
+  int view_d = (int)to.size() - 1;
+  int64_t base = strides.empty() ? 1 : strides.back();
+  int64_t chunk = 1, view = 1;
+  for (int d = (int)shape.size() - 1; d >= 0; d--) {
+    chunk *= shape[d];
+    if (d == 0 || (shape[d - 1] != 1 && strides[d - 1] != chunk * base)) {
+      while (view_d >= 0 && (view < chunk || to[view_d] == 1)) {
+        (*out)[view_d] = view * base;
+        view *= to[view_d];
+        view_d--;
+      }
+      if (view != chunk) return false;
+      if (d > 0) {
+        base = strides[d - 1];
+        chunk = view = 1;
+      }
+    }
+  }
+  // Trailing (leading, in to's order) axes of size 1 left over take any stride.
+  while (view_d >= 0 && to[view_d] == 1) (*out)[view_d--] = base;
+  return view_d == -1;
+}
+
+}  // namespace
+
 Tensor reshape(const Tensor& x, const Shape& shape_in) {
   if ((int)shape_in.size() > kMaxDims)
     throw_range("reshape: argument 'shape' " + shape_str(shape_in) + " has more than " +
@@ -227,8 +262,13 @@ Tensor reshape(const Tensor& x, const Shape& shape_in) {
                 shape_str(x.shape) + " has " + std::to_string(x.numel()));
   if ((int)shape.size() > kMaxDims)
     throw_range("reshape: at most " + std::to_string(kMaxDims) + " dimensions, got " + shape_str(shape));
-  Tensor base = contiguous(x);
-  Tensor out = base;
+  Tensor out = x;
+  out.shape = shape;
+  // A strided x is read in place where the new shape only splits or merges runs of its
+  // axes that are contiguous with each other (torch's view rule), so that squeeze and
+  // unsqueeze of a slice stay views an in-place write goes through; else a copy.
+  if (!x.is_contiguous() && view_strides(x.shape, x.strides, shape, &out.strides)) return out;
+  out = contiguous(x);
   out.shape = shape;
   out.strides = contiguous_strides(shape);
   return out;

@@ -559,3 +559,15 @@ test('full and arange round a value to 16 bits once: where its float32 rounding 
   t.is(full([1], 1 + 2 ** -11, { dtype: 'float16' }).dataSync()[0], 1);
   t.is(full([1], -3.5, { dtype: 'bfloat16' }).dataSync()[0], -3.5);
 });
+
+test('tensor: a Float64Array into int32, uint8 or a 16-bit dtype converts from the doubles themselves, not through float32', (t) => {
+  // 2^24 + 1 is not a float32; through float32 it came out 2^24.
+  t.deepEqual(Array.from(tensor(Float64Array.of(16777217, -2.7, 3e9, NaN), undefined, { dtype: 'int32' }).dataSync()), [16777217, -2, 2147483647, 0]);
+  t.deepEqual(Array.from(tensor(Float64Array.of(300, -1, 7.9), undefined, { dtype: 'uint8' }).dataSync()), [255, 0, 7]);
+  // Just above float16's halfway point between 1 and 1 + 2^-10, whose nearest float32
+  // is that halfway point: rounded once it is 1 + 2^-10, as the number-array path gives.
+  const v = 1 + 2 ** -11 + 2 ** -30;
+  t.is(tensor(Float64Array.of(v), undefined, { dtype: 'float16' }).dataSync()[0], 1 + 2 ** -10);
+  t.is(tensor(Float64Array.of(v), undefined, { dtype: 'float16' }).dataSync()[0], tensor([v], undefined, { dtype: 'float16' }).dataSync()[0]);
+  t.is(tensor(Float64Array.of(1 + 2 ** -8 + 2 ** -30), undefined, { dtype: 'bfloat16' }).dataSync()[0], 1 + 2 ** -7);
+});

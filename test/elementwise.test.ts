@@ -467,3 +467,19 @@ test('gelu refuses a non-object options argument (a typo in the call shape), nam
   for (const v of [null, 'tanh', 5, []]) t.throws(() => P.gelu(x, v as never), { instanceOf: TypeError, message: /^gelu: argument 'options' must be an object, got / }, String(v));
   x.dispose();
 });
+
+test('div and pow of a 16-bit tensor and a number use the number itself, rounding the result once', (t) => {
+  const x = P.tensor([100, 7], undefined, { dtype: 'bfloat16' });
+  // 100^2.3 = 39810.7 and 7^2.3 = 87.85 round to 39936 and 88 in bfloat16; with the
+  // exponent rounded first (2.296875) they came out 39168 and 87.5.
+  t.deepEqual(Array.from(P.pow(x, 2.3).dataSync()), [39936, 88]);
+  // 3 / (1 / 0.3) is 0.9: 0.8984375 in bfloat16, as 3 * 0.3 gives; the divisor rounded first gave 0.90234375.
+  const three = P.tensor([3], undefined, { dtype: 'bfloat16' });
+  t.is(P.div(three, 1 / 0.3).dataSync()[0], P.mul(three, 0.3).dataSync()[0]);
+  t.is(P.div(three, 1 / 0.3).dtype, 'bfloat16');
+  // The number on the left too: 2.3 ** x and 1 / x.
+  const h = P.tensor([0.5], undefined, { dtype: 'float16' });
+  t.is(P.pow(2.3, h).dataSync()[0], P.tensor([Math.sqrt(2.3)], undefined, { dtype: 'float16' }).dataSync()[0]);
+  t.is(P.div(1.1, h).dtype, 'float16');
+  for (const v of [x, three, h]) v.dispose();
+});

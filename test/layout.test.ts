@@ -19,6 +19,7 @@ import {
   toU8,
 } from './helpers/reference.js';
 import { live } from './helpers/device.js';
+import { native } from '../lib/native.js';
 
 const seq = (n: number) => Float32Array.from({ length: n }, (_, i) => i);
 
@@ -52,12 +53,13 @@ test('reshape: of a dense tensor is a view (no new storage) and stays contiguous
   t.true(a.isContiguous && b.isContiguous);
 });
 
-test('reshape: of a non-contiguous view copies the elements in the view\'s logical order', async (t) => {
+test('reshape: of a non-contiguous view gives the elements in the view\'s logical order', async (t) => {
   const x = randomArray(60, 1);
   const v = tensor(x, [3, 4, 5]).permute([2, 0, 1]); // [5, 3, 4]
   t.false(v.isContiguous);
+  // The last two axes (strides 20 and 5) merge into one of stride 5: still a view.
   const y = v.reshape([5, 12]);
-  t.true(y.isContiguous);
+  t.false(y.isContiguous);
   assertExact(t, await y.data(), permuteRef(x, [3, 4, 5], [2, 0, 1]).data);
   const s = tensor(x, [3, 20]).slice(1, 2, 17, 3).reshape([-1]); // 3 x 5 strided
   assertExact(t, await s.data(), sliceRef(x, [3, 20], 1, 2, 17, 3).data);
@@ -483,4 +485,41 @@ test('cast from int32 to 16 bits rounds the integer once (through float32 it cou
   const x = P.tensor(new Int32Array([16842753, 16842752, -16842753]), [3], { dtype: 'int32' });
   t.deepEqual(Array.from(P.cast(x, 'bfloat16').dataSync()), [16908288, 16777216, -16908288]);
   x.dispose();
+});
+
+const strides = (v: Tensor): number[] => native.handleStrides(v.handle);
+
+test('reshape reads a strided view in place where its axes allow (squeeze, unsqueeze, splitting or merging contiguous runs), so writes go through; else it copies', (t) => {
+  const x = tensor(seq(24), [4, 6]);
+  const col = x.slice(1, 2, 3); // [4, 1], strides [6, 1]
+  // squeeze and unsqueeze of a column: views of x's storage.
+  P.assign(col.squeeze(1), tensor([100, 101, 102, 103]));
+  P.assign(x.slice(1, 3, 4).unsqueeze(0), tensor([200, 201, 202, 203], [1, 4, 1]));
+  const after = Array.from(x.dataSync());
+  t.deepEqual([after[2], after[8], after[14], after[20]], [100, 101, 102, 103]);
+  t.deepEqual([after[3], after[9], after[15], after[21]], [200, 201, 202, 203]);
+  // Every other row ([2, 6], strides [12, 1]) split into [2, 2, 3]: a view, values in order.
+  const rows = x.slice(0, 0, 4, 2);
+  const split = rows.reshape([2, 2, 3]);
+  t.deepEqual(strides(split), [12, 3, 1]);
+  t.deepEqual(Array.from(split.dataSync()), Array.from(rows.contiguous().dataSync()));
+  // A transpose cannot be merged into one axis in place: a copy, with the values in
+  // the transpose's order.
+  const tr = x.transpose(0, 1);
+  const flat = tr.reshape([24]);
+  t.deepEqual(strides(flat), [1]);
+  t.deepEqual(Array.from(flat.dataSync()), Array.from(tr.contiguous().dataSync()));
+  // Every other column of a [4, 6] ([4, 3], strides [6, 2]) flattens in place: the
+  // rows are 3 * 2 apart, so the run of stride 2 continues across them.
+  const everyOther = x.slice(1, 0, 6, 2);
+  const f2 = everyOther.reshape([12]);
+  t.deepEqual(strides(f2), [2]);
+  t.deepEqual(Array.from(f2.dataSync()), Array.from(everyOther.contiguous().dataSync()));
+  // Every other column of a [4, 5] ([4, 3], strides [5, 2]) does not merge: a copy.
+  const y = tensor(seq(20), [4, 5]);
+  const odd = y.slice(1, 0, 5, 2);
+  const f3 = odd.reshape([12]);
+  t.deepEqual(strides(f3), [1]);
+  t.deepEqual(Array.from(f3.dataSync()), Array.from(odd.contiguous().dataSync()));
+  for (const v of [x, col, rows, split, tr, flat, everyOther, f2, y, odd, f3]) v.dispose();
 });

@@ -142,3 +142,17 @@ test('crossEntropy: labels outside [0, K) made from host data are refused at the
   t.true(Math.abs((P.crossEntropy(logits, ok).dataSync() as Float32Array)[0] - Math.log(3)) < 1e-6);
   for (const v of [logits, computed, loss, ok]) v.dispose();
 });
+
+test('crossEntropy: 16-bit soft targets are smoothed in float32, not rounded to 16 bits twice', (t) => {
+  const logits = P.tensor([[0.5, -1.25, 2]], undefined, { dtype: 'bfloat16' });
+  const target = P.tensor([[0.3, 0.3, 0.4]], undefined, { dtype: 'bfloat16' });
+  // The reference in double from the bfloat16 values themselves (0.3 -> 0.30078125, 0.4 -> 0.400390625).
+  const q = Array.from(P.cast(target, 'float32').dataSync()).map((v) => v * 0.9 + 0.1 / 3);
+  const z = [0.5, -1.25, 2];
+  const lse = Math.log(z.reduce((a, v) => a + Math.exp(v), 0));
+  const want = -z.reduce((a, v, i) => a + q[i] * (v - lse), 0);
+  const got = P.crossEntropy(logits, target, { labelSmoothing: 0.1 }).dataSync()[0];
+  t.true(Math.abs(got - want) < 1e-5, `${got} vs ${want}`);
+  logits.dispose();
+  target.dispose();
+});

@@ -296,3 +296,18 @@ test('maskedSoftmax names the argument that is not a Tensor, with or without a m
   m.dispose();
   x.dispose();
 });
+
+test('maskedSoftmax takes a row\'s allowed keys from the mask\'s own last axis, whatever the mask\'s rank against the logits\'', (t) => {
+  const close = (got: Float32Array, want: number[]) => got.forEach((g, i) => t.true(Math.abs(g - want[i]) < 1e-6, `${i}: ${g} vs ${want[i]}`));
+  const e = Math.exp(1);
+  // logits [3] against a mask [2, 3]: row 0 lets keys 0 and 1 in, row 1 none (all 0).
+  const logits = P.tensor([1, 2, 3]);
+  const mask = P.tensor([[1, 1, 0], [0, 0, 0]], undefined, { dtype: 'uint8' });
+  close(P.maskedSoftmax(logits, mask).dataSync() as Float32Array, [1 / (1 + e), e / (1 + e), 0, 0, 0, 0]);
+  // logits [2, 3] against a mask [3] (one row for every query).
+  const l2 = P.tensor([[1, 2, 3], [0, 0, 0]]);
+  const m2 = P.tensor([1, 0, 1], undefined, { dtype: 'uint8' });
+  const e2 = Math.exp(2);
+  close(P.maskedSoftmax(l2, m2).dataSync() as Float32Array, [1 / (1 + e2), 0, e2 / (1 + e2), 0.5, 0, 0.5]);
+  for (const v of [logits, mask, l2, m2]) v.dispose();
+});

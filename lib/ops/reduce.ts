@@ -42,10 +42,10 @@ export function softmax(x: Tensor, axis = -1): Tensor {
 }
 
 /**
- * @internal Softmax over the last axis of attention logits where `mask` (uint8,
- * broadcast against them, any nonzero value allowing) lets a key in, with the fused
- * attention's rule that a row with no allowed key is 0 (not uniform). The composed
- * attentions (its gradient, the dropout path) share it.
+ * Softmax over the last axis of attention logits where `mask` (uint8, broadcast
+ * against them, any nonzero value allowing) lets a key in, with the fused attention's
+ * rule that a row with no allowed key is 0 (not uniform). The composed attentions (its
+ * gradient, the dropout path) share it.
  */
 export function maskedSoftmax(logits: Tensor, mask: Tensor | null): Tensor {
   handleOf('masked_softmax', 'logits', logits);
@@ -54,7 +54,8 @@ export function maskedSoftmax(logits: Tensor, mask: Tensor | null): Tensor {
   // The most negative finite value of the dtype: an infinite fill would make a fully
   // masked row NaN rather than uniform (it is zeroed below).
   const masked = where(mask, logits, logits.dtype === 'float16' ? -65504 : -1e30);
-  const anyKey = minimum(max(cast(mask, logits.dtype), logits.rank - 1, { keepdim: true }), 1);
+  // Over the mask's own last axis (the keys), whatever its rank against the logits'.
+  const anyKey = minimum(max(cast(mask, logits.dtype), -1, { keepdim: true }), 1);
   return softmax(masked, -1).mul(anyKey);
 }
 
