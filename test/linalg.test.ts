@@ -723,3 +723,21 @@ test('attention: mismatched shapes, a non-uint8 mask or an unbroadcastable mask 
   for (const scale of [0, -1, Infinity]) t.throws(() => P.attention(q, k, v, { scale }), { instanceOf: RangeError }, `scale ${scale}`);
   t.throws(() => P.attention(q, k, v, { scale: NaN }), { instanceOf: TypeError });
 });
+
+test('linear and Linear take a single vector [in] to [out], as torch: the same values as its one-row batch, gradients too', (t) => {
+  const lin = new P.Linear(3, 2);
+  const v = P.tensor([0.5, -1, 2]);
+  v.requiresGrad = true;
+  const y = lin.forward(v);
+  t.deepEqual(y.shape, [2]);
+  const row = lin.forward(v.reshape([1, 3]));
+  t.deepEqual(Array.from(y.dataSync()), Array.from(row.dataSync()));
+  // With a residual of [out].
+  const r = P.linear(v, lin.weight, lin.bias, 'none', P.tensor([10, 20]));
+  // (The residual joins the product's one rounding: within an ulp of y + r.)
+  const close = (got: ArrayLike<number>, want: number[]) => Array.from(got).forEach((g, i) => t.true(Math.abs(g - want[i]) <= 4e-6 * Math.abs(want[i]), `${g} vs ${want[i]}`));
+  close(r.dataSync(), Array.from(y.dataSync()).map((a, i) => a + [10, 20][i]));
+  y.sum(0).backward();
+  close(v.grad!.dataSync(), Array.from(lin.weight.sum(0).dataSync()));
+  for (const x of [lin, v, y, row, r]) x.dispose();
+});

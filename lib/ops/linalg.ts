@@ -7,7 +7,7 @@ import { bool, num, optionKeys, options } from './args.js';
 import * as G from '../autograd/grads.js';
 import { needsGrad } from '../autograd/tape.js';
 import { gelu, relu } from './elementwise.js';
-import { broadcastTo, contiguous, permute, unsqueeze } from './layout.js';
+import { broadcastTo, contiguous, permute, squeeze, unsqueeze } from './layout.js';
 import { maskedSoftmax } from './reduce.js';
 import { seedOf } from '../creation.js';
 import { applyDropout } from './dropout.js';
@@ -82,9 +82,14 @@ export function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
 
 /**
  * x @ weightᵀ + bias with a PyTorch-layout weight [out, in], then the activation, or
- * plus `addend` (a residual; no activation with it).
+ * plus `addend` (a residual; no activation with it). x is [..., in]: a single vector
+ * [in] gives [out], as torch's F.linear.
  */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, activation: Activation = 'none', addend?: Tensor | null): Tensor {
+  if (x instanceof Tensor && !x.disposed && x.rank === 1) {
+    // matmul wants rows: the vector as one, and the addend ([out]) with it.
+    return tidy(() => squeeze(matmul(unsqueeze(x, 0), weight, { transB: true, bias, activation, addend: addend instanceof Tensor && addend.rank === 1 ? unsqueeze(addend, 0) : addend }), 0));
+  }
   return matmul(x, weight, { transB: true, bias, activation, addend });
 }
 
