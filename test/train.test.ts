@@ -3,7 +3,7 @@
 // attention dropout too),
 // evaluation, the report, and the command line (flags, Ctrl-C).
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -347,6 +347,29 @@ test('perceiver train: a folder holding only what a run stopped before its first
   const refused = await runCli(['train', '--config', cfg, '--out', mine, '--max-steps', '1', '--quiet']);
   t.is(refused.code, 1);
   t.regex(refused.stderr, /output folder '.*mine' is not empty/);
+});
+
+test('perceiver train: a folder another live run holds (its lock names a running process) is refused, not cleared; a dead run\'s lock is taken over', async (t) => {
+  const cfg = join(tmp, 'tiny-lock.json');
+  writeFileSync(cfg, JSON.stringify({ model: TINY, train: { epochs: 1, batchSize: 400 } }));
+  // A run still before its first checkpoint: only metrics.jsonl, and its lock (this
+  // test's own process stands for the live run).
+  const live = join(tmp, 'live');
+  mkdirSync(live);
+  writeFileSync(join(live, 'metrics.jsonl'), '{"kind":"train","step":3}\n');
+  writeFileSync(join(live, '.perceiver-train.lock'), `${process.pid}\n`);
+  const refused = await runCli(['train', '--config', cfg, '--out', live, '--max-steps', '1', '--quiet']);
+  t.is(refused.code, 1, refused.stderr);
+  t.regex(refused.stderr, new RegExp(`output folder '.*live' is in use by another training run \\(pid ${process.pid}\\)`));
+  t.is(readFileSync(join(live, 'metrics.jsonl'), 'utf8'), '{"kind":"train","step":3}\n', "the live run's files are untouched");
+  // The same folder once that run is gone (a pid no process has): started afresh, and
+  // the lock released at the end.
+  const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
+  writeFileSync(join(live, '.perceiver-train.lock'), `${gone}\n`);
+  const r = await runCli(['train', '--config', cfg, '--out', live, '--max-steps', '1', '--quiet']);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /starting afresh/);
+  t.false(existsSync(join(live, '.perceiver-train.lock')));
 });
 
 test('perceiver train: --config sections must be objects and model fields known; --out must be a folder whose parent exists; --lr takes decimal numbers only', async (t) => {
@@ -860,6 +883,32 @@ test.serial('evalCropFraction: in (0, 1]; a checkpoint written before it existed
   // The other settings are still compared.
   await t.throwsAsync(train({ model: m, ...data, config: { ...config, seed: 4 }, outDir: out, resume: true }), { message: /written with seed = 3, this run has 4/ });
   m.dispose();
+});
+
+test.serial('a checkpoint written before the streams were hashed (no streams field) resumes on the streams it began with, and says so in its next checkpoints', async (t) => {
+  const data = { train: subset(mnist.train, 64), test: subset(mnist.test, 8) };
+  const config = { epochs: 1, batchSize: 8, lr: 2e-3, warmupSteps: 0, seed: 0, maxShift: 2 };
+  const lossesAfterResume = async (name: string, legacy: boolean) => {
+    const out = join(tmp, name);
+    P.manualSeed(0);
+    const m = createModel(TINY) as unknown as TrainableClassifier;
+    await train({ model: m, ...data, config, outDir: out, maxSteps: 2 });
+    const file = join(out, 'checkpoint', 'trainer.json');
+    const saved = JSON.parse(readFileSync(file, 'utf8')) as { streams?: number };
+    t.is(saved.streams, 2, 'a new run records its streams');
+    if (legacy) {
+      delete saved.streams;
+      writeFileSync(file, JSON.stringify(saved));
+    }
+    const r = await train({ model: m, ...data, config, outDir: out, resume: true, maxSteps: 2 });
+    const after = JSON.parse(readFileSync(file, 'utf8')) as { streams?: number };
+    t.is(after.streams, legacy ? 1 : 2, 'the resumed run keeps the streams it began with');
+    m.dispose();
+    return r.state.window;
+  };
+  // The same weights at step 2; the next two steps draw other images and shifts (their
+  // running loss differs).
+  t.notDeepEqual(await lossesAfterResume('streams-legacy', true), await lossesAfterResume('streams-current', false));
 });
 
 test.serial("the checkpoint of an RGB image model carries a preprocessor_config.json with which HF's processor feeds HF's model (no config.image_mean) what training fed ours", async (t) => {

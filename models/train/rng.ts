@@ -110,3 +110,15 @@ export function streamSeed(seed: number, k: number, counter: number): number {
   const word = (BigInt(k) << 32n) | BigInt(counter);
   return Number(mix64(key ^ word) & ((1n << 53n) - 1n));
 }
+
+/**
+ * The streams of checkpoints written before streamSeed became a hash (their
+ * trainer.json has no `streams` field): the low 32 bits of seed * k + counter, plus the
+ * seed's high bits. A run resumed from one keeps drawing these, so that its epoch goes
+ * on in the same order (a new order mid-epoch would train some images twice and skip
+ * others). Seed 0 gives every k the same stream: why it was replaced.
+ */
+export function legacyStreamSeed(seed: number, k: number, counter: number): number {
+  const low = (Math.imul(seed >>> 0, k) + counter) >>> 0;
+  return Math.floor(seed / 2 ** 32) * 2 ** 32 + low;
+}

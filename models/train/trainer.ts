@@ -10,7 +10,7 @@ import type { Module, Tensor } from '../../lib/index.js';
 import type { ImageSet } from './mnist.js';
 import { isDataSource, memorySource, type Augment, type DataSource } from './image-pipeline.js';
 import { writeFileAtomic } from '../image-io.js';
-import { Rng, streamSeed } from './rng.js';
+import { Rng, legacyStreamSeed, streamSeed } from './rng.js';
 import { MAX_MAGNITUDE } from './randaugment.js';
 import { configJson } from '../save.js';
 import { IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD } from '../image-processor.js';
@@ -375,6 +375,33 @@ export function dropoutSeed(seed: number, step: number): number {
   return Math.floor(new Rng(streamSeed(seed, DROPOUT_STREAM, step)).next() * 2 ** 31);
 }
 
+// The streams' version trainer.json records: 2, streamSeed's hash; 1 (no field), the
+// earlier low32(seed * k + counter), which a run resumed from such a checkpoint keeps.
+const STREAMS_VERSION = 2;
+
+interface Streams {
+  version: number;
+  order(seed: number, epoch: number): Rng;
+  augment(seed: number, step: number): Rng;
+  dropout(seed: number, step: number): number;
+}
+
+function streamsOf(version: number): Streams {
+  if (version === STREAMS_VERSION)
+    return { version, order: (s, e) => new Rng(streamSeed(s, ORDER_STREAM, e)), augment: (s, n) => new Rng(streamSeed(s, AUGMENT_STREAM, n)), dropout: dropoutSeed };
+  if (version !== 1) throw new Error(`train: the checkpoint's streams are version ${version}, which this version does not know (it knows 1 and ${STREAMS_VERSION})`);
+  return {
+    version,
+    order: (s, e) => new Rng(legacyStreamSeed(s, 1_000_003, e)),
+    augment: (s, n) => new Rng(legacyStreamSeed(s, 7_919, n)),
+    dropout: (s, n) => {
+      const v = legacyStreamSeed(s, 7_919, n);
+      const low = ((v >>> 0) ^ 0x5eed5eed) >>> 0;
+      return Math.floor(new Rng(v - (v >>> 0) + low).next() * 2 ** 31);
+    },
+  };
+}
+
 const IMAGE_CLASSIFIERS = ['PerceiverForImageClassificationFourier', 'PerceiverForImageClassificationLearned', 'PerceiverForImageClassificationConvProcessing'];
 
 /**
@@ -449,6 +476,8 @@ interface TrainerJson {
   model?: Record<string, unknown> | null;
   data?: DataInfo;
   optimizer: Omit<P.optim.OptimizerStateDict, 'tensors'>;
+  /** The random streams' version (absent: 1, see streamsOf). */
+  streams?: number;
 }
 
 /**
@@ -567,25 +596,30 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
   const schedule = makeSchedule(c, totalSteps);
   let state: TrainState = { step: 0, epoch: 0, position: 0, history: [], losses: [], window: { loss: 0, correct: 0, n: 0 } };
   let savedOptimizer: P.optim.OptimizerStateDict | null = null;
+  let streams = streamsOf(STREAMS_VERSION);
 
   if (o.resume) {
     restoreCheckpointDir(ckptDir);
     if (!existsSync(join(ckptDir, 'trainer.json'))) throw new Error(`train: nothing to resume: '${join(ckptDir, 'trainer.json')}' does not exist`);
     const saved = JSON.parse(readFileSync(join(ckptDir, 'trainer.json'), 'utf8')) as TrainerJson;
+    streams = streamsOf(saved.streams ?? 1);
     for (const k of Object.keys(c) as (keyof TrainConfig)[])
       // A setting the checkpoint predates had its default then. checkpointEvery and
       // evalCropFraction change neither the weights nor the data order, so a run may
-      // resume with others (the evaluations from then on use the new crop): an
-      // imagenet run checkpointed before evalCropFraction existed (1 then, 0.875 in
-      // the preset now) still resumes.
+      // resume with others (the evaluations from then on use the new crop).
       if (k !== 'checkpointEvery' && k !== 'evalCropFraction' && JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k]) !== JSON.stringify(c[k]))
         throw new Error(`train: the checkpoint was written with ${k} = ${JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k])}, this run has ${JSON.stringify(c[k])}`);
     // Checkpoints older than the 'model' field hold the same object as their config.json.
     const savedModel = saved.model !== undefined ? saved.model : readJsonIfPresent(join(ckptDir, 'config.json'));
     if (savedModel && modelConfig) {
       const diffs = differences(savedModel, modelConfig);
+      // The imagenet presets normalise their input since 2026-11-29: their earlier
+      // checkpoints trained without, and resume with the fields set back to null.
+      const hint = diffs.some((d) => d.startsWith('image_mean:') || d.startsWith('image_std:')) && !savedModel.image_mean
+        ? ` (a checkpoint of a model that did not normalise its input: resume it with --config '{"model":{"image_mean":null,"image_std":null}}')`
+        : '';
       if (diffs.length)
-        throw new Error(`train: the checkpoint in '${ckptDir}' was written for another model config (${diffs.length} field${diffs.length > 1 ? 's' : ''} differ): ${diffs.slice(0, 6).join('; ')}${diffs.length > 6 ? '; ...' : ''}`);
+        throw new Error(`train: the checkpoint in '${ckptDir}' was written for another model config (${diffs.length} field${diffs.length > 1 ? 's' : ''} differ): ${diffs.slice(0, 6).join('; ')}${diffs.length > 6 ? '; ...' : ''}${hint}`);
     }
     // Checkpoints older than the 'data' field cannot be checked: their next checkpoint records it.
     if (saved.data) {
@@ -632,7 +666,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
       const sd = opt.stateDict();
       if (scaler) state.lossScale = scaler.stateDict();
       await P.saveSafetensors(join(tmp, 'optimizer.safetensors'), sd.tensors);
-      const json: TrainerJson = { state, config: c, model: modelConfig, data: dataInfo, optimizer: { stepCount: sd.stepCount, steps: sd.steps, groups: sd.groups } };
+      const json: TrainerJson = { state, config: c, model: modelConfig, data: dataInfo, optimizer: { stepCount: sd.stepCount, steps: sd.steps, groups: sd.groups }, streams: streams.version };
       writeFileSync(join(tmp, 'trainer.json'), JSON.stringify(json, null, 1));
     });
     checkpointed = state.step;
@@ -671,11 +705,11 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
       // A resumed run whose last evaluation failed: its checkpoint (written on the
       // failure) is at the epoch's end, the evaluation still to do.
       if (state.position === 0 && state.epoch > 0 && state.history.at(-1)?.step !== state.step) final = await doEval();
-      const order = new Rng(streamSeed(c.seed, ORDER_STREAM, state.epoch)).permutation(data.size);
+      const order = streams.order(c.seed, state.epoch).permutation(data.size);
       // The next step's batches are read while this step computes (prefetch), each
       // step with its own Rng, so the pixels do not depend on the timing.
       const stepBatches = (step: number, position: number) => {
-        const rng = new Rng(streamSeed(c.seed, AUGMENT_STREAM, step));
+        const rng = streams.augment(c.seed, step);
         const aug: Augment = { rng, maxShift: c.maxShift, randAugment };
         const batches = (async () => {
           const out: Fetched = [];
@@ -715,7 +749,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
         pending = [];
         // Dropout draws from the global generator: re-seeding it per step makes the
         // masks a function of (seed, step), so a resumed run draws the same ones.
-        P.manualSeed(dropoutSeed(c.seed, state.step));
+        P.manualSeed(streams.dropout(c.seed, state.step));
         if (profiling) P.profiler.start({ shapes: true });
         for (let m = 0; m < c.accumulateSteps; m++) {
           const batch = fetched[m];

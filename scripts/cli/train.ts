@@ -1,6 +1,6 @@
 // `perceiver train`: image-classification training from a preset (or a config file)
 // on the embedded MNIST digits or an image folder (root/<class>/*.png|jpg).
-import { accessSync, constants, existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { systemReason } from '../../lib/io/atomic.js';
 import * as P from '../../lib/index.js';
@@ -91,7 +91,8 @@ export function signalExitCode(signal: NodeJS.Signals): number {
 }
 
 // The files a run writes before its first checkpoint (a checkpoint.tmp-PID is one being written).
-const ABORTED_RUN_FILES = /^(metrics\.jsonl|profile\.txt|checkpoint\.tmp-\d+)$/;
+// (and .NAME.PID.HEX.tmp: a file being written atomically when the run was killed).
+const ABORTED_RUN_FILES = /^(metrics\.jsonl|profile\.txt|checkpoint\.tmp-\d+|\..+\.tmp)$/;
 
 /** argv without --resume and without --out and its value (the hint adds them back). */
 function withoutOut(argv: string[]): string[] {
@@ -207,24 +208,36 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
       throw new Error(`cannot write into '${holder}': ${systemReason(err)}`);
     }
   }
-  // checkpoint.old-PID: a run killed while swapping in a new checkpoint; train() restores it.
-  const hasCheckpoint = () => existsSync(join(outDir, 'checkpoint')) || (existsSync(outDir) && readdirSync(outDir).some((n) => /^checkpoint\.old-\d+$/.test(n)));
-  // What a run that failed or was killed before its first checkpoint leaves behind:
-  // nothing to resume from, so a rerun starts afresh instead of being refused.
-  const entries = existsSync(outDir) ? readdirSync(outDir) : [];
-  const onlyLeftovers = entries.length > 0 && !hasCheckpoint() && entries.every((n) => ABORTED_RUN_FILES.test(n));
-  if (resume && !hasCheckpoint())
-    throw new Error(`--resume: '${join(outDir, 'checkpoint')}' does not exist${onlyLeftovers ? ' (the run stopped before its first checkpoint: run again without --resume to start afresh)' : ''}`);
-  if (!resume && entries.length > 0 && !onlyLeftovers) throw new Error(`output folder '${outDir}' is not empty (use --resume to continue it, or another --out)`);
-  P.manualSeed(trainCfg.seed ?? 0);
-  // Resuming replaces every parameter with the checkpoint's, so none is drawn first.
-  const build = () => createModel(modelCfg, { device }) as unknown as TrainableClassifier;
-  const model = resume ? P.withoutInit(build) : build();
-  const quiet = flags.switches.has('--quiet');
-  if (onlyLeftovers) {
-    log(`perceiver train: '${outDir}' holds no checkpoint, only what a stopped run left (${entries.join(', ')}): starting afresh\n`);
-    for (const n of entries) rmSync(join(outDir, n), { recursive: true, force: true });
+  // One run per folder: a second, started while the first had not yet checkpointed,
+  // would have taken its folder for a stopped run's and cleared it.
+  const created = !existsSync(outDir);
+  mkdirSync(outDir, { recursive: true });
+  const unlock = lockRun(outDir);
+  let model: TrainableClassifier;
+  try {
+    // checkpoint.old-PID: a run killed while swapping in a new checkpoint; train() restores it.
+    const hasCheckpoint = () => existsSync(join(outDir, 'checkpoint')) || readdirSync(outDir).some((n) => /^checkpoint\.old-\d+$/.test(n));
+    // What a run that failed or was killed before its first checkpoint leaves behind:
+    // nothing to resume from, so a rerun starts afresh instead of being refused.
+    const entries = readdirSync(outDir).filter((n) => n !== RUN_LOCK);
+    const onlyLeftovers = entries.length > 0 && !hasCheckpoint() && entries.every((n) => ABORTED_RUN_FILES.test(n));
+    if (resume && !hasCheckpoint())
+      throw new Error(`--resume: '${join(outDir, 'checkpoint')}' does not exist${onlyLeftovers ? ' (the run stopped before its first checkpoint: run again without --resume to start afresh)' : ''}`);
+    if (!resume && entries.length > 0 && !onlyLeftovers) throw new Error(`output folder '${outDir}' is not empty (use --resume to continue it, or another --out)`);
+    P.manualSeed(trainCfg.seed ?? 0);
+    // Resuming replaces every parameter with the checkpoint's, so none is drawn first.
+    const build = () => createModel(modelCfg, { device }) as unknown as TrainableClassifier;
+    model = resume ? P.withoutInit(build) : build();
+    if (onlyLeftovers) {
+      log(`perceiver train: '${outDir}' holds no checkpoint, only what a stopped run left (${entries.join(', ')}): starting afresh\n`);
+      for (const n of entries) rmSync(join(outDir, n), { recursive: true, force: true });
+    }
+  } catch (err) {
+    unlock();
+    if (created) rmSync(outDir, { recursive: true, force: true });
+    throw err;
   }
+  const quiet = flags.switches.has('--quiet');
   const ac = new AbortController();
   let interrupted: NodeJS.Signals | undefined;
   // SIGTERM (a kill, a job scheduler) as Ctrl-C; a second signal ends the process at once.
@@ -288,12 +301,53 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
     await writeFileAtomic(join(outDir, 'report.png'), png);
     const seconds = (performance.now() - t0) / 1000;
     log(`done in ${seconds.toFixed(0)} s: test top-1 ${final ? (100 * final.top1).toFixed(2) : '?'}%; model in ${join(outDir, 'model')}, report ${join(outDir, 'report.png')}\n`);
-    return { outDir, top1: final?.top1 ?? null, seconds, interrupted };
+    // A signal after the last step stopped nothing: the run finished, and exits 0.
+    return { outDir, top1: final?.top1 ?? null, seconds };
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
     model.dispose();
+    unlock();
   }
+}
+
+// The lock file a running `perceiver train` holds in its output folder: its pid.
+const RUN_LOCK = '.perceiver-train.lock';
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Takes outDir for this process (a lock file holding its pid, made with O_EXCL), or
+ * refuses where a live run holds it; a lock whose process is gone (a killed run) is
+ * taken over. Returns the release.
+ */
+function lockRun(outDir: string): () => void {
+  const path = join(outDir, RUN_LOCK);
+  for (;;) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`cannot lock the output folder '${outDir}': ${systemReason(err)}`);
+      let pid = NaN;
+      try {
+        pid = Number(readFileSync(path, 'utf8').trim());
+      } catch {
+        // Gone between the two calls: try again.
+      }
+      if (Number.isSafeInteger(pid) && pid > 0 && isAlive(pid))
+        throw new Error(`output folder '${outDir}' is in use by another training run (pid ${pid}); wait for it, or use another --out`);
+      rmSync(path, { force: true });
+    }
+  }
+  return () => rmSync(path, { force: true });
 }
 
 export const trainCommand: Command = {

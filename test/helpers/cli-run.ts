@@ -1,6 +1,6 @@
 // Runs a compiled script (the `perceiver` command line, a benchmark) as a child process
 // on the CPU backend, as users run them.
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -38,4 +38,20 @@ export function cli(args: string[], opts: RunOptions = {}): Promise<CliResult> {
 /** The compiled script's path, for tests that spawn it themselves (to signal it). */
 export function scriptPath(name: string): string {
   return join(SCRIPTS, name);
+}
+
+let otherUser: RunOptions | null | undefined;
+
+/**
+ * Whom a permission test runs the CLI as: this process's user, or where that is root
+ * (who reads and writes anything) the unprivileged uid 65534, provided it can run the
+ * CLI from this checkout (not under a folder only root may enter); null if it cannot,
+ * and the test has nothing to check.
+ */
+export function permissionTestUser(): RunOptions | null {
+  if (otherUser !== undefined) return otherUser;
+  if (process.getuid?.() !== 0) return (otherUser = {});
+  const nobody = { uid: 65534, gid: 65534 };
+  const r = spawnSync(process.execPath, [join(SCRIPTS, 'perceiver.js'), '--help'], { ...nobody, encoding: 'utf8', timeout: 60_000 });
+  return (otherUser = r.status === 0 ? nobody : null);
 }
