@@ -312,7 +312,6 @@ export function readBytes(t: Tensor): Promise<ArrayBuffer> {
   return native.handleRead(t.handle);
 }
 
-// Tensor's methods called on another object (Tensor.prototype.dispose.call({})).
 /** One read's limit: what one ArrayBuffer can hold (the native read's own check). */
 const MAX_READ_BYTES = 2 ** 32;
 
@@ -328,6 +327,7 @@ function widenForRead(op: string, t: Tensor): Tensor {
   return L.cast(t, 'float32');
 }
 
+// Tensor's methods called on another object (Tensor.prototype.dispose.call({})).
 function checkThis(op: string, v: unknown): void {
   if (!(v instanceof Tensor) || !Tensor[isBranded](v)) throw new TypeError(`${op}: argument 'this' must be a Tensor, got ${describe(v)}`);
 }

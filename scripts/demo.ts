@@ -9,8 +9,8 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as P from '../lib/index.js';
 import { loadMnist } from '../models/train/mnist.js';
-import { runTraining, signalExitCode, trainCommand } from './cli/train.js';
-import { UsageError } from './cli/command.js';
+import { runTraining, trainCommand } from './cli/train.js';
+import { signalExitCode, UsageError } from './cli/command.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const passThrough = process.argv.slice(2);

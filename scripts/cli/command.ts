@@ -1,7 +1,13 @@
 // What every `perceiver` subcommand provides, and the flag parser they share.
-// Exit status contract: 0 success, 2 bad invocation (UsageError), 1 the work failed.
+// Exit status contract: 0 success, 2 bad invocation (UsageError), 1 the work failed,
+// 130 / 143 stopped by SIGINT / SIGTERM (its work saved or cleaned up).
 import { resolve } from 'node:path';
 import { atomicTarget } from '../../lib/io/atomic.js';
+
+/** Exit status after a signal, as a shell reports a process it ended: 128 + the signal's number. */
+export function signalExitCode(signal: NodeJS.Signals): number {
+  return signal === 'SIGTERM' ? 143 : 130;
+}
 
 /** A bad invocation: the dispatcher prints it with the command's usage and exits 2. */
 export class UsageError extends Error {}

@@ -13,7 +13,7 @@ import { HAIKU_ARCHITECTURES, haikuToStateDict, type HaikuConversion } from '../
 import { createModel } from '../../models/registry.js';
 import { checkAgainstModel } from '../../models/load.js';
 import { systemReason } from '../../lib/io/atomic.js';
-import { parseFlags, UsageError, type Command } from './command.js';
+import { parseFlags, signalExitCode, UsageError, type Command } from './command.js';
 
 const USAGE = `Usage: perceiver convert IN.pickle|IN.pystate OUT_DIR [--architecture NAME] [--config FILE] [--force]
 
@@ -31,12 +31,15 @@ Options:
   --architecture NAME  the task model, when detection is not wanted:
                          ${HAIKU_ARCHITECTURES.join('\n                         ')}
   --config FILE        a JSON object of config.json fields that override the preset and
-                       what the weights show (e.g. {"hidden_act": "gelu"} for HF's GELU)
-  --force              replace OUT_DIR if it exists and is not empty
+                       what the weights show (e.g. {"hidden_act": "gelu"} for HF's GELU);
+                       the result is checked against the weights before anything is written
+  --force              replace OUT_DIR if it exists and is not empty (never the working
+                       folder or one holding it, the checkpoint or the --config file)
   -h, --help           show this help
 
 OUT_DIR is written next to itself under a temporary name and renamed into place, so it
-is never left half-written.
+is never left half-written; Ctrl-C or SIGTERM before then removes the temporary folder,
+leaves OUT_DIR as it was and exits 130 or 143.
 `;
 
 
@@ -119,7 +122,7 @@ function within(inner: string, outer: string): boolean {
  */
 export function checkReplaceable(outDir: string, keep: readonly string[] = []): void {
   if (within(process.cwd(), outDir))
-    throw new Error(`'${outDir}' is the current folder or holds it: refusing to replace it (give a new or empty OUT_DIR)`);
+    throw new Error(`'${outDir}' is the current folder or holds it: refusing to replace it (give a folder elsewhere as OUT_DIR, new or empty)`);
   for (const k of keep) if (within(k, outDir)) throw new Error(`'${k}' lies inside '${outDir}', which --force would replace: refusing (give another OUT_DIR)`);
 }
 
@@ -263,7 +266,7 @@ async function run(argv: string[]): Promise<void> {
   const onSignal = (signal: NodeJS.Signals) => {
     const abandoned = abandonModelFolderWrites();
     process.stderr.write(`perceiver: interrupted (${signal})${abandoned ? `: '${outDir}' left as it was` : ''}\n`);
-    process.exit(signal === 'SIGINT' ? 130 : 143);
+    process.exit(signalExitCode(signal));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);

@@ -12,7 +12,7 @@ import { train, checkTrainConfig, writePreprocessorConfig, DEFAULT_TRAIN, type T
 import { trainingReportPng } from '../../models/train/plot.js';
 import { writeFileAtomic } from '../../models/image-io.js';
 import { imageFolderSources, memorySource, type DataSource } from '../../models/train/image-pipeline.js';
-import { checkDeviceFlag, parseFlags, UsageError, type Command } from './command.js';
+import { checkDeviceFlag, parseFlags, signalExitCode, UsageError, type Command } from './command.js';
 
 const USAGE = `Usage: perceiver train [--preset mnist|imagenet|imagenet-debug] [--config FILE.json] [--data mnist|DIR]
                        [--out DIR] [--resume] [--epochs N] [--batch-size N] [--lr X] [--seed N]
@@ -85,10 +85,6 @@ export interface TrainCliResult {
   interrupted?: NodeJS.Signals;
 }
 
-/** Exit status after a signal, as a shell reports a process it ended: 128 + the signal's number. */
-export function signalExitCode(signal: NodeJS.Signals): number {
-  return signal === 'SIGTERM' ? 143 : 130;
-}
 
 // The files a run writes before its first checkpoint (a checkpoint.tmp-PID is one being written).
 // (and .NAME.PID.HEX.tmp: a file being written atomically when the run was killed).
