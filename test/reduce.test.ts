@@ -309,5 +309,10 @@ test('maskedSoftmax takes a row\'s allowed keys from the mask\'s own last axis, 
   const m2 = P.tensor([1, 0, 1], undefined, { dtype: 'uint8' });
   const e2 = Math.exp(2);
   close(P.maskedSoftmax(l2, m2).dataSync() as Float32Array, [1 / (1 + e2), 0, e2 / (1 + e2), 0.5, 0, 0.5]);
-  for (const v of [logits, mask, l2, m2]) v.dispose();
+  // A 0-d mask: 1 lets every key in (softmax), 0 none (zeros).
+  const one = P.tensor(new Uint8Array([1]), []);
+  const zero = P.tensor(new Uint8Array([0]), []);
+  close(P.maskedSoftmax(l2, one).dataSync() as Float32Array, Array.from(P.softmax(l2).dataSync()));
+  close(P.maskedSoftmax(l2, zero).dataSync() as Float32Array, [0, 0, 0, 0, 0, 0]);
+  for (const v of [logits, mask, l2, m2, one, zero]) v.dispose();
 });

@@ -54,8 +54,10 @@ export function maskedSoftmax(logits: Tensor, mask: Tensor | null): Tensor {
   // The most negative finite value of the dtype: an infinite fill would make a fully
   // masked row NaN rather than uniform (it is zeroed below).
   const masked = where(mask, logits, logits.dtype === 'float16' ? -65504 : -1e30);
-  // Over the mask's own last axis (the keys), whatever its rank against the logits'.
-  const anyKey = minimum(max(cast(mask, logits.dtype), -1, { keepdim: true }), 1);
+  // Over the mask's own last axis (the keys), whatever its rank against the logits'; a
+  // 0-d mask is one value for every key.
+  const m = cast(mask, logits.dtype);
+  const anyKey = minimum(mask.rank === 0 ? m : max(m, -1, { keepdim: true }), 1);
   return softmax(masked, -1).mul(anyKey);
 }
 
