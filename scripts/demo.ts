@@ -5,6 +5,7 @@
 // saved model with the CLI (`perceiver run`), as a user in another language would.
 //   node dist/scripts/demo.js [--epochs N] [--out DIR]   (other `perceiver train` flags pass through)
 import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as P from '../lib/index.js';
@@ -26,6 +27,8 @@ if (optionsGiven.includes('--help') || optionsGiven.includes('-h')) {
 // Both spellings: adding a second --out next to '--out=DIR' made the flag parser refuse it as given twice.
 const outGiven = passThrough.some((a) => a === '--out' || a.startsWith('--out='));
 const out = join('runs', `mnist-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+// The default's parent: perceiver train wants a given --out's folder to exist.
+if (!outGiven) mkdirSync('runs', { recursive: true });
 const device = P.backends().find((b) => b.name === 'cuda')?.available ? 'cuda' : 'cpu';
 process.stderr.write(`perceiver-io demo: training on MNIST (device ${device})\n`);
 let result: Awaited<ReturnType<typeof runTraining>>;

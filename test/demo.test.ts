@@ -2,7 +2,7 @@
 // --out in both spellings, and bad flags reported in one line with exit 2. The demo's
 // full training run takes minutes and is not run here.
 import test from 'ava';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runScript } from './helpers/cli-run.js';
@@ -18,6 +18,17 @@ test('--out=DIR is the output folder as --out DIR is (a second --out was added a
   t.is(r.code, 0, r.stderr);
   t.true(existsSync(join(out, 'checkpoint', 'trainer.json')));
   t.notRegex(r.stderr, /given twice/);
+});
+
+test('without --out the demo writes under runs/ of the working folder, making runs/ where it is missing (the README command in a fresh clone)', async (t) => {
+  const cwd = join(tmp, 'fresh-clone');
+  mkdirSync(cwd);
+  const r = await runScript('demo.js', ['--max-steps', '0', '--quiet'], 0, { cwd });
+  t.is(r.code, 0, r.stderr);
+  const runs = readdirSync(join(cwd, 'runs'));
+  t.is(runs.length, 1);
+  t.regex(runs[0], /^mnist-/);
+  t.true(existsSync(join(cwd, 'runs', runs[0], 'checkpoint', 'trainer.json')));
 });
 
 test('a bad flag is one line on stderr and exit 2, as perceiver train reports it (no stack trace)', async (t) => {
