@@ -195,7 +195,8 @@ export function randomResizedCrop(rng: Rng, h: number, w: number, scale: [number
   return { left: Math.floor((w - side) / 2), top: Math.floor((h - side) / 2), width: side, height: side };
 }
 
-function cropFractionArg(op: string, v: unknown): void {
+/** @internal An evaluation crop fraction: a number in (0, 1]. */
+export function cropFractionArg(op: string, v: unknown): void {
   if (typeof v !== 'number' || !(v > 0 && v <= 1)) throw new RangeError(`${op}: argument 'evalCropFraction' must be a number in (0, 1], got ${describe(v)}`);
 }
 

@@ -8,7 +8,7 @@ import { basename, dirname, join } from 'node:path';
 import * as P from '../../lib/index.js';
 import type { Module, Tensor } from '../../lib/index.js';
 import type { ImageSet } from './mnist.js';
-import { isDataSource, memorySource, type Augment, type DataSource } from './image-pipeline.js';
+import { cropFractionArg, isDataSource, memorySource, type Augment, type DataSource } from './image-pipeline.js';
 import { writeFileAtomic } from '../image-io.js';
 import { Rng, legacyStreamSeed, streamSeed } from './rng.js';
 import { MAX_MAGNITUDE } from './randaugment.js';
@@ -248,8 +248,7 @@ export async function evaluate(
   if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`evaluate: argument 'batchSize' must be an integer >= 1, got ${JSON.stringify(batchSize)}`);
   if (precision !== 'float32' && precision !== 'bfloat16' && precision !== 'float16')
     throw new TypeError(`evaluate: argument 'precision' must be 'float32', 'bfloat16' or 'float16', got ${JSON.stringify(precision)}`);
-  if (typeof evalCropFraction !== 'number' || !(evalCropFraction > 0 && evalCropFraction <= 1))
-    throw new RangeError(`evaluate: argument 'evalCropFraction' must be a number in (0, 1], got ${JSON.stringify(evalCropFraction)}`);
+  cropFractionArg('evaluate', evalCropFraction);
   const src = isDataSource(set) ? set : memorySource(set);
   // Accuracies over no images would be 0 / 0.
   if (src.size === 0) throw new RangeError(`evaluate: argument 'set' has no images (size 0): there is nothing to evaluate`);
@@ -418,8 +417,7 @@ const IMAGE_CLASSIFIERS = ['PerceiverForImageClassificationFourier', 'PerceiverF
  */
 export function preprocessorConfigFor(modelConfig: Record<string, unknown> | null, evalCropFraction: number): Record<string, unknown> | null {
   if (modelConfig !== null) objectArg('preprocessorConfigFor', 'modelConfig', modelConfig, true);
-  if (typeof evalCropFraction !== 'number' || !(evalCropFraction > 0 && evalCropFraction <= 1))
-    throw new RangeError(`preprocessorConfigFor: argument 'evalCropFraction' must be a number in (0, 1], got ${JSON.stringify(evalCropFraction)}`);
+  cropFractionArg('preprocessorConfigFor', evalCropFraction);
   if (modelConfig === null) return null;
   const arch = (modelConfig.architectures as unknown[] | undefined)?.[0];
   if (typeof arch !== 'string' || !IMAGE_CLASSIFIERS.includes(arch) || (modelConfig.image_channels ?? 3) !== 3) return null;
