@@ -342,8 +342,8 @@ Napi::Value OneHot(const Napi::CallbackInfo& info) {
     need_args(info, 5, "one_hot");
     const Tensor& ids = tensor_arg(info, 0, "one_hot", "ids");
     return ret(info, one_hot(ids, int_arg(info, 1, "one_hot", "depth"),
-                             (float)number_arg(info, 2, "one_hot", "on"),
-                             (float)number_arg(info, 3, "one_hot", "off"), dtype_arg(info, 4, "one_hot", "dtype")));
+                             number_arg(info, 2, "one_hot", "on"), number_arg(info, 3, "one_hot", "off"),
+                             dtype_arg(info, 4, "one_hot", "dtype")));
   });
 }
 

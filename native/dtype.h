@@ -2,6 +2,7 @@
 // float16/bfloat16 are storage types here (converted at the edges) and compute
 // types on CUDA with float32 accumulation.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -108,6 +109,31 @@ inline uint16_t float_to_bf16(float f) {
   if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);  // quiet NaN
   uint32_t lsb = (x >> 16) & 1;
   return (uint16_t)((x + 0x7fff + lsb) >> 16);
+}
+
+// v as a float rounded to odd (toward zero, then the last bit set where inexact): a
+// 16-bit type's rounding of that is v's own, where rounding to nearest float first
+// could land on the 16-bit halfway point and round again the wrong way (fill of
+// 1 + 2^-11 + 2^-30 in float16 gave 1).
+inline float float_rounded_to_odd(double v) {
+  float f = (float)v;
+  if (!std::isfinite(f) || (double)f == v) return f;
+  if (std::fabs((double)f) > std::fabs(v)) f = std::nextafter(f, 0.f);
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  b |= 1u;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+
+// v as dtype t holds it, widened to float (exact for every float dtype): what a
+// fill of v writes, so that a kernel computing in float32 writes the same bits.
+inline float value_in_dtype(double v, DType t) {
+  switch (t) {
+    case DType::Float16: return half_to_float(float_to_half(float_rounded_to_odd(v)));
+    case DType::BFloat16: return bf16_to_float(float_to_bf16(float_rounded_to_odd(v)));
+    default: return (float)v;
+  }
 }
 
 }  // namespace perceiver

@@ -91,7 +91,7 @@ std::vector<Tensor> attention_backward(const Tensor& q, const Tensor& k, const T
 
 // ---- indexing and nn ----
 Tensor embedding(const Tensor& weight, const Tensor& ids);
-Tensor one_hot(const Tensor& ids, int64_t depth, float on, float off, DType dtype = DType::Float32);
+Tensor one_hot(const Tensor& ids, int64_t depth, double on, double off, DType dtype = DType::Float32);
 enum class Padding { Same, Valid, Explicit };
 struct PadSpec {
   Padding mode = Padding::Valid;

@@ -47,12 +47,15 @@ Tensor embedding(const Tensor& weight, const Tensor& ids_in) {
   return out;
 }
 
-Tensor one_hot(const Tensor& ids_in, int64_t depth, float on, float off, DType dtype) {
+Tensor one_hot(const Tensor& ids_in, int64_t depth, double on_in, double off_in, DType dtype) {
   check_dtype("one_hot", "ids", ids_in, DType::Int32);
   if (depth < 1) throw_range("one_hot: argument 'depth' must be >= 1, got " + std::to_string(depth));
   if (!dtype_is_float(dtype))
     throw_type(std::string("one_hot: argument 'dtype' must be 'float32', 'bfloat16' or 'float16', got '") +
                dtype_name(dtype) + "'");
+  // Rounded to the output's dtype here, once: the kernels take floats, and a
+  // float of a 16-bit halfway value would round a second time.
+  const float on = value_in_dtype(on_in, dtype), off = value_in_dtype(off_in, dtype);
   // The CPU's kernel writes float32; 16-bit values there are its output cast.
   if (dtype != DType::Float32 && ids_in.device().type == DeviceType::CPU)
     return cast(one_hot(ids_in, depth, on, off, DType::Float32), dtype);

@@ -184,6 +184,17 @@ test('oneHot: opts.dtype gives bfloat16 or float16 values, each on and off round
     // 0.9 is not exact in 16 bits: the value written is its rounding, not 0.9.
     t.not((await P.cast(y, 'float32').data())[0], Math.fround(0.9), dtype);
   }
+  // Just above a 16-bit halfway point: the nearest float is the halfway point itself,
+  // which a second rounding takes down (to 1) where the nearest 16-bit value is above.
+  for (const [dtype, on, nearest] of [
+    ['float16', 1 + 2 ** -11 + 2 ** -30, 1 + 2 ** -10],
+    ['bfloat16', 1 + 2 ** -8 + 2 ** -30, 1 + 2 ** -7],
+  ] as const) {
+    const y = P.oneHot(tensor(Int32Array.from([1])), 2, { dtype, on, off: -on });
+    t.deepEqual(Array.from(await P.cast(y, 'float32').data()), [-nearest, nearest], dtype);
+    const fill = await P.cast(P.full([1], on, { dtype }), 'float32').data();
+    t.is(fill[0], nearest, `${dtype}: full() rounds the same way`);
+  }
   t.is(P.oneHot(tensor(ids), 5, { dtype: 'float32' }).dtype, 'float32');
   for (const dtype of ['int32', 'uint8', 'float64']) {
     const e = t.throws(() => P.oneHot(tensor(ids), 5, { dtype: dtype as 'float32' }), { instanceOf: TypeError });

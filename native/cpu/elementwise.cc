@@ -24,26 +24,11 @@ inline float load_f(const void* base, DType t, int64_t i) {
   return 0;
 }
 
-// v as a float rounded to odd (toward zero, then the last bit set where inexact): a
-// 16-bit type's rounding of that is v's own, where rounding to nearest float first
-// could land on the 16-bit halfway point and round again the wrong way (fill of
-// 1 + 2^-11 + 2^-30 in float16 gave 1).
-inline float to_float_odd(double v) {
-  float f = (float)v;
-  if (!std::isfinite(f) || (double)f == v) return f;
-  if (std::fabs((double)f) > std::fabs(v)) f = std::nextafter(f, 0.f);
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  b |= 1u;
-  std::memcpy(&f, &b, 4);
-  return f;
-}
-
 inline void store_from_double(void* base, DType t, int64_t i, double v) {
   switch (t) {
     case DType::Float32: static_cast<float*>(base)[i] = (float)v; break;
-    case DType::Float16: static_cast<uint16_t*>(base)[i] = float_to_half(to_float_odd(v)); break;
-    case DType::BFloat16: static_cast<uint16_t*>(base)[i] = float_to_bf16(to_float_odd(v)); break;
+    case DType::Float16: static_cast<uint16_t*>(base)[i] = float_to_half(float_rounded_to_odd(v)); break;
+    case DType::BFloat16: static_cast<uint16_t*>(base)[i] = float_to_bf16(float_rounded_to_odd(v)); break;
     case DType::Int32: static_cast<int32_t*>(base)[i] = (int32_t)v; break;
     case DType::UInt8: static_cast<uint8_t*>(base)[i] = (uint8_t)v; break;
   }
@@ -148,7 +133,7 @@ void fill(const View& out, double value) {
     }
     case DType::Float16:
     case DType::BFloat16: {
-      uint16_t v = out.dtype == DType::Float16 ? float_to_half(to_float_odd(value)) : float_to_bf16(to_float_odd(value));
+      uint16_t v = out.dtype == DType::Float16 ? float_to_half(float_rounded_to_odd(value)) : float_to_bf16(float_rounded_to_odd(value));
       uint16_t* o = (uint16_t*)p;
       for (int64_t i = 0; i < n; i++) o[i] = v;
       break;
@@ -202,7 +187,7 @@ void copy(const View& src, const View& dst) {
     // target is 16 bits, so that its rounding is the integer's own).
     const bool odd = st == DType::Int32 && (dt == DType::Float16 || dt == DType::BFloat16);
     for (int64_t i = 0; i < n; i++) {
-      float v = odd ? to_float_odd((double)((const int32_t*)a)[i * s[1]]) : load_f(a, st, i * s[1]);
+      float v = odd ? float_rounded_to_odd((double)((const int32_t*)a)[i * s[1]]) : load_f(a, st, i * s[1]);
       int64_t j = i * s[0];
       switch (dt) {
         case DType::Float32: ((float*)o)[j] = v; break;
