@@ -383,6 +383,17 @@ test('number operands: comparisons and where accept numbers', async (t) => {
   assertExact(t, await P.where(P.greater(x, 1), 10, 20).data(), [20, 20, 10, 10]);
 });
 
+test('number operands: a 16-bit tensor compares with the number rounded to its dtype, as torch does', async (t) => {
+  // torch 1.13 (CPU): bf16 1 > 1.001 False, == True, < False, >= True; fp16 1 == 1.0001
+  // True, 1 < 1.0001 False; fp16 2048 == 2048.9 True, 2048 < 2048.9 False.
+  const b = tensor([1], [1], { dtype: 'bfloat16' });
+  const h = tensor([1], [1], { dtype: 'float16' });
+  const h2 = tensor([2048], [1], { dtype: 'float16' });
+  const got = [P.greater(b, 1.001), P.equal(b, 1.001), P.less(b, 1.001), P.greaterEqual(b, 1.001), P.equal(h, 1.0001), P.less(h, 1.0001), P.equal(h2, 2048.9), P.less(h2, 2048.9)];
+  const values = await Promise.all(got.map(async (y) => (await y.data())[0]));
+  t.deepEqual(values, [0, 1, 0, 1, 1, 0, 1, 0]);
+});
+
 // ---- comparisons --------------------------------------------------------------------------
 
 const COMPARE: [string, (a: Tensor, b: Tensor) => Tensor, (a: number, b: number) => boolean][] = [

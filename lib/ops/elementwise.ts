@@ -12,7 +12,8 @@ import { tidy } from '../scope.js';
 function scalarLike(op: string, name: string, v: number, like: Tensor): Tensor {
   if (typeof v !== 'number') throw new TypeError(`${op}: argument '${name}' must be a Tensor or a number, got ${describe(v)}`);
   // A number takes the tensor's floating dtype, so bfloat16 + 1 stays bfloat16 (+ - *
-  // and / ** keep the number itself: affine() and withNumberInFloat32).
+  // and / ** keep the number itself: affine() and withNumberInFloat32). Comparisons
+  // compare with the rounded number, as torch does (bf16 1 == 1.001 is true there too).
   const dtype = like.dtype === 'float16' || like.dtype === 'bfloat16' ? like.dtype : 'float32';
   return wrap(native.full([], v, dtype, like.device));
 }
