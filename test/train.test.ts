@@ -382,6 +382,8 @@ test('perceiver train: --config sections must be objects and model fields known;
     [write('model-array.json', { model: [1] }), /"model" must be an object of config\.json fields, got \[1\]/],
     [write('train-null.json', { train: null }), /"train" must be an object of train settings, got null/],
     [write('model-typo.json', { model: { num_latentz: 5, d_latent: 7 } }), /config file '.*model-typo\.json': unknown model fields num_latentz, d_latent \(/],
+    // An inherited name is no setting either (the check once used `in`).
+    [write('train-proto.json', { train: { toString: 1, epochs: 1 } }), /config file '.*train-proto\.json': unknown train setting toString \(known: /],
   ] as [string, RegExp][]) {
     const r = await runCli(['train', '--config', file, '--out', join(tmp, 'never-cfg')]);
     t.is(r.code, 1, `${file}: ${r.stderr}`);

@@ -140,7 +140,7 @@ export async function runTraining(argv: string[], log: (s: string) => void = (s)
     const badModel = unknownConfigKeys(json.model ?? {});
     if (badModel.length)
       throw new Error(`config file '${path}': unknown model field${badModel.length > 1 ? 's' : ''} ${badModel.join(', ')} (config.json fields of PerceiverConfig, e.g. num_latents, d_latents, image_size)`);
-    const badTrain = Object.keys(json.train ?? {}).filter((k) => !(k in DEFAULT_TRAIN));
+    const badTrain = Object.keys(json.train ?? {}).filter((k) => !Object.hasOwn(DEFAULT_TRAIN, k));
     if (badTrain.length) throw new Error(`config file '${path}': unknown train setting${badTrain.length > 1 ? 's' : ''} ${badTrain.join(', ')} (known: ${Object.keys(DEFAULT_TRAIN).join(', ')})`);
     modelCfg = { ...modelCfg, ...(json.model ?? {}) };
     trainCfg = { ...trainCfg, ...(json.train ?? {}) };
