@@ -9,10 +9,8 @@
 // Every failure names the file.
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { rename, unlink, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { loadSharp } from './sharp.js';
-import { atomicTarget, systemReason } from '../lib/io/atomic.js';
+import { atomicTarget, removeDeadWritersTemps, systemReason, tempBeside } from '../lib/io/atomic.js';
 import type { RgbImage } from './image-processor.js';
 
 export interface DecodedImage extends RgbImage {
@@ -90,7 +88,8 @@ export async function encodePngRgb(rgb: Uint8Array, height: number, width: numbe
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
   if (typeof path !== 'string' || path === '') throw new TypeError(`writeFileAtomic: argument 'path' must be a file path, got ${JSON.stringify(path)}`);
   const target = atomicTarget(path);
-  const tmp = join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  removeDeadWritersTemps(target);
+  const tmp = tempBeside(target);
   try {
     await writeFile(tmp, bytes, { flag: 'wx' });
     await rename(tmp, target);

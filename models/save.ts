@@ -17,10 +17,10 @@
 // of two saves is refused by loadModel rather than loaded mixed.
 import { mkdir, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { Module, type SafetensorsDType, type Tensor } from '../lib/index.js';
 import { writeSafetensorsTemp } from '../lib/io/safetensors.js';
-import { atomicTarget } from '../lib/io/atomic.js';
+import { atomicTarget, removeDeadWritersTemps, tempBeside } from '../lib/io/atomic.js';
 import { perceiverConfig, type PerceiverConfig } from './config.js';
 // A cycle (the task models import saveModel); read only inside saveModel, after both loaded.
 import { knownKeysArg, objectArg, optionKeys } from './args.js';
@@ -69,10 +69,6 @@ export function configJson(config: PerceiverConfig, arch: string, torchDtype: 'f
 const INDEX = 'model.safetensors.index.json';
 /** @internal The metadata key of the save id in shards and their index (models/load.ts checks it). */
 export const SAVE_ID_KEY = 'save_id';
-
-function tempName(dir: string, file: string): string {
-  return join(dir, `.${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-}
 
 export interface SaveModelOptions {
   /**
@@ -161,7 +157,8 @@ export async function saveModel(model: Module & { config: PerceiverConfig }, dir
   const saveId = randomBytes(8).toString('hex');
   try {
     const configFinal = atomicTarget(join(dir, 'config.json'));
-    const configTmp = tempName(dirname(configFinal), basename(configFinal));
+    removeDeadWritersTemps(configFinal);
+    const configTmp = tempBeside(configFinal);
     await writeFile(configTmp, JSON.stringify(configJson(model.config, arch, torchDtype), null, 2) + '\n', { flag: 'wx' });
     pending.push([configTmp, configFinal]);
     for (let i = 0; i < groups.length; i++) {
@@ -175,7 +172,8 @@ export async function saveModel(model: Module & { config: PerceiverConfig }, dir
     if (sharded) {
       const weightMap = Object.fromEntries(groups.flatMap((g, i) => g.map((k) => [k, files[i]])));
       const indexFinal = atomicTarget(join(dir, INDEX));
-      const indexTmp = tempName(dirname(indexFinal), basename(indexFinal));
+      removeDeadWritersTemps(indexFinal);
+      const indexTmp = tempBeside(indexFinal);
       const index = { metadata: { total_size: total, [SAVE_ID_KEY]: saveId }, weight_map: weightMap };
       await writeFile(indexTmp, JSON.stringify(index, null, 2) + '\n', { flag: 'wx' });
       pending.push([indexTmp, indexFinal]);

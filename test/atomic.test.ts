@@ -3,11 +3,15 @@
 // but a regular file (a device, FIFO, socket, folder) is refused by name, since the
 // rename would swap it for a plain file.
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { atomicTarget, systemReason } from '../lib/io/atomic.js';
+import { basename, join } from 'node:path';
+import { atomicTarget, deadWritersTemps, removeDeadWritersTemps, systemReason, tempBeside } from '../lib/io/atomic.js';
+import { saveSafetensors, tensor } from '../lib/index.js';
+import { writeFileAtomic } from '../models/image-io.js';
+import { saveModel } from '../models/save.js';
+import { createModel } from '../models/registry.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'perceiver-atomic-'));
 test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
@@ -64,4 +68,60 @@ test('systemReason words permission and read-only errors for users', (t) => {
   t.is(systemReason(err('EPERM')), 'permission denied');
   t.is(systemReason(err('EROFS')), 'read-only file system');
   t.is(systemReason(err('EIO')), 'EIO: raw');
+});
+
+/** The pid of a process that has exited (a child waited for). */
+function deadPid(): number {
+  const r = spawnSync(process.execPath, ['-e', '']);
+  return r.pid!;
+}
+
+/** A temporary name for `target` as writer `pid` of this host would make it. */
+function tempOf(target: string, pid: number, kind: 'tmp' | 'old' = 'tmp'): string {
+  return tempBeside(target, kind).replace(new RegExp(`-${process.pid}(\\.[0-9a-f]{12}\\.${kind})$`), `-${pid}$1`);
+}
+
+test("tempBeside names the writer (host, process); deadWritersTemps finds only the leftovers of this host's exited writers", (t) => {
+  const dir = mkdtempSync(join(tmp, 'temps-'));
+  const target = join(dir, 'model.safetensors');
+  const mine = tempBeside(target);
+  t.regex(basename(mine), new RegExp(`^\\.model\\.safetensors\\.[0-9a-f]{8}-${process.pid}\\.[0-9a-f]{12}\\.tmp$`));
+  t.not(tempBeside(target), mine, 'fresh each time');
+  t.regex(tempBeside(target, 'old'), /\.old$/);
+  const gone = deadPid();
+  const dead = tempOf(target, gone);
+  const deadOld = tempOf(target, gone, 'old');
+  const live = tempOf(target, process.ppid); // running: the test runner's parent
+  const own = tempOf(target, process.pid);
+  const otherHost = join(dir, basename(dead).replace(/\.[0-9a-f]{8}-/, '.00000000-'));
+  const otherFile = tempOf(join(dir, 'config.json'), gone);
+  const legacy = join(dir, `.model.safetensors.${gone}.0123456789ab.tmp`);
+  for (const f of [dead, live, own, otherHost, otherFile, legacy]) writeFileSync(f, 'x');
+  mkdirSync(deadOld);
+  t.deepEqual(deadWritersTemps(target).map((d) => [basename(d.path), d.kind]).sort(), [[basename(dead), 'tmp'], [basename(deadOld), 'old']].sort());
+  removeDeadWritersTemps(target);
+  const left = readdirSync(dir).sort();
+  t.false(left.includes(basename(dead)), "an exited writer's temporary file is removed");
+  t.deepEqual(left, [basename(deadOld), basename(live), basename(own), basename(otherHost), basename(otherFile), basename(legacy)].sort(), 'the rest is left: a moved-aside .old, live writers, other hosts, other files, unknown names');
+  t.deepEqual(deadWritersTemps(join(dir, 'missing', 'x')), [], 'a missing folder has none');
+});
+
+test('saveSafetensors, writeFileAtomic and saveModel clear what killed writers of their files left', async (t) => {
+  const dir = mkdtempSync(join(tmp, 'writers-'));
+  const gone = deadPid();
+  const files = ['w.safetensors', 'report.png', 'config.json', 'model.safetensors'];
+  for (const f of files) writeFileSync(tempOf(join(dir, f), gone), 'half-written');
+  t.is(readdirSync(dir).length, 4);
+  const x = tensor([1, 2, 3]);
+  await saveSafetensors(join(dir, 'w.safetensors'), { x });
+  await writeFileAtomic(join(dir, 'report.png'), new Uint8Array([1]));
+  t.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')).length, 2, 'the two others wait for their own files');
+  const model = createModel({ architectures: ['PerceiverForMaskedLM'], d_model: 16, d_latents: 16, num_latents: 4, num_blocks: 1, num_self_attends_per_block: 1, num_self_attention_heads: 2, num_cross_attention_heads: 2, vocab_size: 12, max_position_embeddings: 8 });
+  try {
+    await saveModel(model, dir);
+  } finally {
+    model.dispose();
+    x.dispose();
+  }
+  t.deepEqual(readdirSync(dir).filter((f) => f.startsWith('.')), [], 'no temporary left');
 });

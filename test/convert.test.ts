@@ -6,10 +6,11 @@
 // the expected values are HF's). The pickle files themselves need lib/io/haiku.ts's
 // reader, developed on a parallel branch: those tests fail, saying so, until it lands.
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import { tempBeside } from '../lib/io/atomic.js';
 import { fileURLToPath } from 'node:url';
 import * as P from '../lib/index.js';
 import type { TensorRecord } from '../lib/io/records.js';
@@ -17,7 +18,7 @@ import { haikuToStateDict } from '../models/haiku.js';
 import { readHaikuCheckpoint } from '../lib/io/haiku.js';
 import { loadModel } from '../models/load.js';
 import { forwardNamed } from '../models/named-io.js';
-import { recordToTensor, writeModelFolder } from '../scripts/cli/convert.js';
+import { recordToTensor, recoverKilledWrites, writeModelFolder } from '../scripts/cli/convert.js';
 import { caseConfig, caseDir, outputError } from './helpers/hf-fixture.js';
 import { cli, scriptPath, permissionTestUser } from './helpers/cli-run.js';
 import { HAIKU_CASES, HAIKU_FIXTURES, haikuCase, recordValues } from './helpers/haiku-fixture.js';
@@ -129,6 +130,42 @@ test('writeModelFolder refuses a non-empty folder without force, replaces it wit
 });
 
 const pickle = (c: string): string => join(HAIKU_FIXTURES, HAIKU_CASES[c]);
+
+test('a conversion killed mid-write (SIGKILL) is cleared up by the next: its folder goes, a swap cut between its renames is undone', async (t) => {
+  const gone = spawnSync(process.execPath, ['-e', '']).pid!; // a writer that no longer runs
+  const leftovers = (out: string) => {
+    const tmpDir = tempBeside(out).replace(new RegExp(`-${process.pid}\\.`), `-${gone}.`);
+    return { tmpDir, oldDir: tmpDir.replace(/\.tmp$/, '.old') };
+  };
+  const parent = mkdtempSync(join(tmp, 'killed-'));
+  // Killed between moving OUT_DIR aside and moving the new folder in: OUT_DIR is missing.
+  const out = join(parent, 'out');
+  const { tmpDir, oldDir } = leftovers(out);
+  mkdirSync(tmpDir);
+  mkdirSync(oldDir);
+  writeFileSync(join(oldDir, 'mine.txt'), 'mine');
+  t.regex(recoverKilledWrites(out), /put back '.*out', which a killed conversion had moved to '\.out\.[0-9a-f]{8}-\d+\.[0-9a-f]{12}\.old'/);
+  t.deepEqual(readdirSync(parent), ['out']);
+  t.is(readFileSync(join(out, 'mine.txt'), 'utf8'), 'mine');
+  // Killed after the swap, while removing the old folder: the new one is in place.
+  const done = leftovers(out);
+  mkdirSync(done.oldDir);
+  t.is(recoverKilledWrites(out), '');
+  t.deepEqual(readdirSync(parent), ['out']);
+  // Cut between the renames, and OUT_DIR made again since: the old folder is kept and named.
+  const again = leftovers(out);
+  mkdirSync(again.tmpDir);
+  mkdirSync(again.oldDir);
+  t.regex(recoverKilledWrites(out), /'\.out\..*\.old' beside '.*out' holds the folder a killed conversion replaced; it is left as it is/);
+  t.deepEqual(readdirSync(parent).sort(), [basename(again.oldDir), 'out'].sort());
+  // Through the CLI: killed before the swap, the next run clears the unfinished folder and writes.
+  const fresh = join(parent, 'fresh');
+  mkdirSync(leftovers(fresh).tmpDir);
+  const r = await cli(['convert', pickle('mlm'), fresh]);
+  t.is(r.code, 0, r.stderr);
+  t.deepEqual(readdirSync(fresh).sort(), ['config.json', 'model.safetensors']);
+  t.false(readdirSync(parent).some((f) => f.startsWith('.fresh.')), 'no temporary of fresh left');
+});
 
 test('convert --help lists the arguments and options; bad invocations exit 2, bad files 1', async (t) => {
   for (const args of [['convert', '--help'], ['help', 'convert']]) {

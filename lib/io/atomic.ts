@@ -3,8 +3,10 @@
 // would become a plain file and the file it pointed to would keep the old bytes, and a
 // device, FIFO or socket would be swapped for a file. So a link is followed (the file
 // it points to is replaced, the link kept), and anything but a regular file is refused.
-import { accessSync, constants, lstatSync, readlinkSync, statSync, type Stats } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { accessSync, constants, lstatSync, readdirSync, readlinkSync, rmSync, statSync, type Stats } from 'node:fs';
+import { hostname } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
 
 const MAX_LINKS = 40; // Linux's own limit (ELOOP)
 
@@ -86,4 +88,60 @@ export function atomicTarget(path: string, opts: AtomicTargetOptions = {}): stri
     }
   }
   return target;
+}
+
+// A temporary name says which writer made it (this host, this process), so that a later
+// write can remove what a killed writer (SIGKILL, the OOM killer) left, without touching
+// a live writer's file, in this process, another one, or on another host sharing the folder.
+const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+
+export type TempKind = 'tmp' | 'old';
+
+/** A fresh temporary name beside `target`: `.NAME.HOST-PID.RANDOM.tmp` (or `.old`, for what a swap moves aside). */
+export function tempBeside(target: string, kind: TempKind = 'tmp'): string {
+  return join(dirname(target), `.${basename(target)}.${HOST_TAG}-${process.pid}.${randomBytes(6).toString('hex')}.${kind}`);
+}
+
+function processRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return errnoOf(err) !== 'ESRCH'; // EPERM: running, as another user
+  }
+}
+
+/** The temporaries of `target` (tempBeside's names) whose writer, a process of this host, is no longer running. */
+export function deadWritersTemps(target: string): { path: string; kind: TempKind }[] {
+  const prefix = `.${basename(target)}.${HOST_TAG}-`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(target));
+  } catch {
+    return [];
+  }
+  const found: { path: string; kind: TempKind }[] = [];
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d+)\.[0-9a-f]{12}\.(tmp|old)$/.exec(name.slice(prefix.length));
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid !== process.pid && !processRunning(pid)) found.push({ path: join(dirname(target), name), kind: m[2] as TempKind });
+  }
+  return found;
+}
+
+/**
+ * Removes the temporary files (or folders) that killed writers of `target` left beside
+ * it. Best effort: what cannot be removed stays, and the write goes on.
+ */
+export function removeDeadWritersTemps(target: string): void {
+  for (const { path, kind } of deadWritersTemps(target)) {
+    if (kind !== 'tmp') continue; // an .old holds what a swap moved aside: its owner decides
+    try {
+      rmSync(path, { recursive: true, force: true });
+    } catch {
+      // someone else's to clear
+    }
+  }
 }

@@ -8,9 +8,7 @@
 // crash the engine or allocate absurd amounts.
 import type { BigIntStats } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { atomicTarget } from './atomic.js';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { atomicTarget, removeDeadWritersTemps, tempBeside } from './atomic.js';
 
 import { describe, type DTypeName } from '../dtype.js';
 import { Tensor, readBytes } from '../tensor.js';
@@ -353,10 +351,6 @@ export async function loadSafetensors(path: string, opts?: ReadSafetensorsOption
   return (await readSafetensors(path, opts)).tensors;
 }
 
-function tempPath(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-}
-
 /** int32 elements as little-endian int64 (sign-extended): two words per element, no BigInt. */
 function widenToI64(src: Int32Array): Uint8Array {
   const out = new Int32Array(src.length * 2);
@@ -427,7 +421,8 @@ export async function writeSafetensorsTemp(
   const lenBuf = Buffer.alloc(8);
   lenBuf.writeBigUInt64LE(BigInt(json.length));
 
-  const tmp = tempPath(path);
+  removeDeadWritersTemps(path);
+  const tmp = tempBeside(path);
   let fh: FileHandle;
   try {
     fh = await open(tmp, 'wx');

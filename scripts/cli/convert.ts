@@ -5,14 +5,13 @@
 import { accessSync, constants, existsSync, readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { saveSafetensors, tensor, withoutInit, type Tensor } from '../../lib/index.js';
 import { contiguousStrides, RECORD_ITEM_SIZE, type TensorRecord } from '../../lib/io/records.js';
 import { readHaikuCheckpoint } from '../../lib/io/haiku.js';
 import { HAIKU_ARCHITECTURES, haikuToStateDict, type HaikuConversion } from '../../models/haiku.js';
 import { createModel } from '../../models/registry.js';
 import { checkAgainstModel } from '../../models/load.js';
-import { systemReason } from '../../lib/io/atomic.js';
+import { deadWritersTemps, systemReason, tempBeside } from '../../lib/io/atomic.js';
 import { parseFlags, signalExitCode, UsageError, type Command } from './command.js';
 
 const USAGE = `Usage: perceiver convert IN.pickle|IN.pystate OUT_DIR [--architecture NAME] [--config FILE] [--force]
@@ -39,7 +38,9 @@ Options:
 
 OUT_DIR is written next to itself under a temporary name and renamed into place, so it
 is never left half-written; Ctrl-C or SIGTERM before then removes the temporary folder,
-leaves OUT_DIR as it was and exits 130 or 143.
+leaves OUT_DIR as it was and exits 130 or 143. What a conversion killed outright
+(SIGKILL, out of memory) leaves beside OUT_DIR, the next conversion into it clears,
+putting OUT_DIR back if the kill came in the middle of the swap.
 `;
 
 
@@ -151,6 +152,35 @@ export function abandonModelFolderWrites(): number {
 }
 
 /**
+ * Clears what a conversion into `outDir` that was killed (SIGKILL, the OOM killer)
+ * left beside it: its unfinished folder goes, and the user's previous OUT_DIR, if the
+ * kill came between the swap's two renames, is put back (or, where something else
+ * has taken its place since, left where it is and named). Returns a note for the user, or ''.
+ */
+export function recoverKilledWrites(outDir: string): string {
+  const out = resolve(outDir);
+  const notes: string[] = [];
+  const dead = deadWritersTemps(out);
+  const unfinished = new Set(dead.filter((d) => d.kind === 'tmp').map((d) => d.path));
+  for (const { path, kind } of dead) {
+    if (kind !== 'old') continue;
+    const tmp = path.replace(/\.old$/, '.tmp');
+    try {
+      // Without its .tmp the swap had finished: the new folder is in place.
+      if (!unfinished.has(tmp)) rmSync(path, { recursive: true, force: true });
+      else if (!existsSync(out)) {
+        renameSync(path, out);
+        notes.push(`put back '${outDir}', which a killed conversion had moved to '${basename(path)}'`);
+      } else notes.push(`'${basename(path)}' beside '${outDir}' holds the folder a killed conversion replaced; it is left as it is`);
+    } catch (err) {
+      notes.push(`cannot clear '${path}' that a killed conversion left: ${systemReason(err)}`);
+    }
+  }
+  for (const tmp of unfinished) rmSync(tmp, { recursive: true, force: true });
+  return notes.join('\n');
+}
+
+/**
  * Writes a conversion as a HF model folder. Atomic: everything is written into a
  * temporary folder next to `outDir` and renamed into place; an existing non-empty
  * `outDir` is replaced only with `force`, and never when it is (or holds) the
@@ -159,6 +189,8 @@ export function abandonModelFolderWrites(): number {
 export async function writeModelFolder(outDir: string, conversion: HaikuConversion, opts: { force?: boolean } = {}): Promise<void> {
   if (typeof outDir !== 'string' || outDir === '') throw new TypeError(`writeModelFolder: argument 'outDir' must be a folder path, got ${JSON.stringify(outDir)}`);
   const out = resolve(outDir);
+  const recovered = recoverKilledWrites(outDir);
+  if (recovered) process.stderr.write(`perceiver: ${recovered}\n`);
   let replace = false;
   if (existsSync(out)) {
     if (!statSync(out).isDirectory()) throw new Error(`'${outDir}' exists and is not a folder`);
@@ -169,9 +201,8 @@ export async function writeModelFolder(outDir: string, conversion: HaikuConversi
   } else if (!existsSync(dirname(out))) {
     throw new Error(`the folder '${dirname(out)}' that would hold '${basename(out)}' does not exist`);
   }
-  const tag = `${process.pid}.${randomBytes(6).toString('hex')}`;
-  const tmp = join(dirname(out), `.${basename(out)}.${tag}.tmp`);
-  const old = join(dirname(out), `.${basename(out)}.${tag}.old`);
+  const tmp = tempBeside(out);
+  const old = tmp.replace(/\.tmp$/, '.old'); // one name, so a recovery can pair them
   await mkdir(tmp);
   const pending: PendingWrite = { tmp, old: null };
   pendingWrites.add(pending);
@@ -249,6 +280,8 @@ async function run(argv: string[]): Promise<void> {
   if (!existsSync(input)) throw new Error(`checkpoint '${input}' does not exist`);
   // Checked before the checkpoint is read, so a refusal costs nothing.
   const out = resolve(outDir);
+  const recovered = recoverKilledWrites(outDir);
+  if (recovered) process.stderr.write(`perceiver: ${recovered}\n`);
   if (existsSync(out)) {
     if (!statSync(out).isDirectory()) throw new Error(`'${outDir}' exists and is not a folder`);
     if (!flags.switches.has('--force') && (await readdir(out)).length) throw new Error(`'${outDir}' exists and is not empty (use --force to replace it)`);
