@@ -1159,3 +1159,29 @@ test('maxPool2d: a window holding NaN outputs NaN and sends its gradient to the 
     x.dispose();
   }
 });
+
+test('div, relu, gelu and maxPool2d take torch\'s gradients at edge values: d(x/y)/dy 0 at x = 0 for a tiny y; relu passes g at NaN; 16-bit gelu and a 16-bit NaN window as in float32', async (t) => {
+  const grad = (f: (x: Tensor) => Tensor, x: Tensor, seed = P.ones(x.shape, { dtype: x.dtype })) => {
+    x.requiresGrad = true;
+    P.tidy(() => P.backward(f(x), { gradient: seed }));
+    const g = Array.from(x.grad!.dataSync());
+    x.dispose();
+    seed.dispose();
+    return g;
+  };
+  const zero = P.tensor([0, 1]);
+  // torch: -g (x / y) / y = -0 where x = 0 (not (g / y) (x / y) = inf x 0).
+  t.deepEqual(grad((y) => P.div(zero, y), P.tensor([1e-40, 1e-20])), [-0, -Infinity]);
+  zero.dispose();
+  t.deepEqual(grad((x) => P.relu(x), P.tensor([NaN, 1, 0, -1])), [1, 1, 0, 0], 'threshold_backward: 0 where x <= 0');
+  for (const dtype of ['float16', 'bfloat16'] as const) {
+    // Phi(x) ~ 1/2 at tiny x (float16 subnormals), 1 and 0 far out for the tanh form.
+    const xs = [3e-7, 1e-7, 2e-5, 800, -800];
+    for (const approximate of ['none', 'tanh'] as const) {
+      const g = grad((x) => P.gelu(x, { approximate }), P.cast(P.tensor(xs), dtype));
+      assertClose(t, g, [0.5, 0.5, 0.5, 1, 0], { rtol: 0, atol: 1e-3, msg: `${dtype} ${approximate}` });
+    }
+    const pooled = grad((x) => P.maxPool2d(x, { kernel: 2 }), P.cast(P.tensor([1, NaN, 5, 2], [1, 2, 2, 1]), dtype), P.ones([1, 1, 1, 1], { dtype }));
+    t.deepEqual(pooled, [0, 1, 0, 0], `${dtype} max_pool2d NaN window`);
+  }
+});

@@ -494,3 +494,14 @@ test('div and pow of a 16-bit tensor and a number use the number itself, roundin
   t.is(P.div(1.1, h).dtype, 'float16');
   for (const v of [x, three, h]) v.dispose();
 });
+
+test('number operands: x * b keeps the sign of a zero product (-0 * 1, -3 * 0, 0 * -0 are -0), as a tensor product does', async (t) => {
+  const x = tensor([-0, 0, -3, 2]);
+  for (const b of [1, 0, -0, -1]) {
+    const want = Array.from(await P.mul(x, tensor([b])).data());
+    for (const y of [P.mul(x, b), P.mul(b, x)]) {
+      const got = Array.from(await y.data());
+      t.true(got.every((v, i) => Object.is(v, want[i])), `x * ${Object.is(b, -0) ? '-0' : b}: ${got.map((v) => (Object.is(v, -0) ? '-0' : v))}`);
+    }
+  }
+});

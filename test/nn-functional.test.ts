@@ -156,3 +156,21 @@ test('crossEntropy: 16-bit soft targets are smoothed in float32, not rounded to 
   logits.dispose();
   target.dispose();
 });
+
+test('crossEntropy: a -inf logit of a class other than the label (a masked class) leaves the loss and gradient finite, as torch\'s; with smoothing the loss is inf', async (t) => {
+  const logits = P.tensor([[0, -Infinity, 1], [2, 0.5, -Infinity]]);
+  logits.requiresGrad = true;
+  const labels = P.tensor(Int32Array.from([0, 1]), [2]);
+  const loss = P.crossEntropy(logits, labels);
+  // torch 1.13: F.cross_entropy of the same -> 1.5073 (mean of 1.3133 and 1.7014).
+  const want = (-logSoftmaxRow([0, -Infinity, 1])[0] - logSoftmaxRow([2, 0.5, -Infinity])[1]) / 2;
+  assertClose(t, await loss.data(), [want], { rtol: 1e-6, atol: 0 });
+  loss.backward();
+  const g = Array.from(await logits.grad!.data());
+  t.true(g.every(Number.isFinite), String(g));
+  t.is(g[1], 0);
+  t.is(g[5], 0);
+  const smoothed = P.crossEntropy(logits, labels, { labelSmoothing: 0.1 });
+  t.deepEqual(Array.from(await smoothed.data()), [Infinity]);
+  for (const v of [logits, labels, loss, smoothed]) v.dispose();
+});

@@ -163,3 +163,12 @@ test('sizes whose weight matrices would not fit JS memory are a RangeError namin
   t.throws(() => P.interpolate(gone, [4, 4]), { message: /^interpolate: argument 'input' is a disposed Tensor$/ });
   x.dispose();
 });
+
+test('interpolate nearest picks torch\'s source pixels, floor(o * scale) in float32: 224 -> 384 takes 62 at o = 108, not the exact 63', async (t) => {
+  const x = P.tensor(Float32Array.from({ length: 224 }, (_, i) => i), [1, 1, 224, 1]);
+  const y = Array.from(await P.interpolate(x, [384, 1]).data());
+  // torch 1.13: F.interpolate(torch.arange(224.).reshape(1, 1, 224, 1), size=(384, 1)).
+  const differ = new Map([[108, 62], [204, 118], [216, 125]]);
+  t.deepEqual(y, Array.from({ length: 384 }, (_, o) => differ.get(o) ?? Math.floor((o * 224) / 384)));
+  x.dispose();
+});

@@ -99,6 +99,13 @@ export function maxPool2dGrad(out: Tensor, x: Tensor, kh: number, kw: number, sh
   const Wp = W + pads[2] + pads[3];
   return record('max_pool2d', out, [x], [x, out], (g, [xs, ys]) => {
     if (useKernel(xs, g)) return [wrap(native.maxPool2dBackward(xs.handle, g.handle, kh, kw, sh, sw, spec))];
+    // 16-bit operands where the kernel takes float32 only (the CPU): the kernel on them
+    // widened, which routes a NaN window's gradient to the NaN as torch does (the
+    // composed form below finds no element equal to a NaN maximum and drops it).
+    if (xs.dtype !== 'float32') {
+      const x32 = L.cast(xs, 'float32');
+      if (useKernel(x32)) return [L.cast(wrap(native.maxPool2dBackward(x32.handle, L.cast(g, 'float32').handle, kh, kw, sh, sw, spec)), xs.dtype)];
+    }
     const xp = padHW(xs, pads, -Infinity);
     let taken: Tensor | null = null; // windows whose maximum already received the gradient
     let gxp: Tensor | null = null;

@@ -96,8 +96,9 @@ export function binaryGrad(op: string, out: Tensor, a: Tensor, b: Tensor): Tenso
       return record('mul', out, [a, b], [a, b], (g, [x, y]) => [sumTo(E.mul(g, y), as), sumTo(E.mul(g, x), bs)]);
     case 'div':
       return record('div', out, [a, b], [a, b], (g, [x, y]) => {
-        const ga = E.div(g, y);
-        return [sumTo(ga, as), sumTo(E.neg(E.mul(ga, E.div(x, y))), bs)];
+        // d/dy as torch forms it, -g (x / y) / y: (g / y) (x / y) overflows to inf x 0 =
+        // NaN for a tiny y where x is 0.
+        return [sumTo(E.div(g, y), as), sumTo(E.neg(E.mul(g, E.div(E.div(x, y), y))), bs)];
       });
     case 'maximum':
     case 'minimum':
@@ -151,30 +152,38 @@ export function unaryGrad(op: string, out: Tensor, x: Tensor, alpha: number): Te
     case 'sigmoid':
       return one((g, [y]) => E.mul(g, E.mul(y, E.scale(y, -1, 1))), [out]);
     case 'relu':
-      return one((g, [v]) => E.where(E.greater(v, 0), g, 0), [x]);
+      // As torch's threshold_backward: 0 where x <= 0, so a NaN input passes g on.
+      return one((g, [v]) => E.where(E.lessEqual(v, 0), 0, g), [x]);
     case 'abs':
       return one((g, [v]) => E.where(E.greater(v, 0), g, E.where(E.less(v, 0), E.neg(g), 0)), [x]);
     case 'square':
       return one((g, [v]) => E.mul(g, E.scale(v, 2)), [x]);
     case 'gelu':
       // d/dx x Phi(x) = Phi(x) + x phi(x): the backend's training kernel, else composed with
-      // Phi = gelu(x) / x (exact: gelu is computed as x * Phi(x)), Phi(0) = 1/2.
-      return one((g, [v, y]) => {
-        if (useKernel(v, g)) return wrap(native.geluBackward(v.handle, g.handle, false));
+      // Phi = gelu(x) / x (exact: gelu is computed as x * Phi(x)), Phi(0) = 1/2. 16-bit
+      // operands are composed in float32 with gelu(x) recomputed there (torch's opmath):
+      // the output rounded to 16 bits made Phi coarse where it is subnormal (0.6, not
+      // 0.5, at x = 3e-7 in float16).
+      return one((g16, [v16, y16]) => {
+        if (useKernel(v16, g16)) return wrap(native.geluBackward(v16.handle, g16.handle, false));
+        const v = wide(v16);
+        const y = y16.dtype === 'float32' ? y16 : E.gelu(v);
         const phi = E.where(E.equal(v, 0), 0.5, E.div(y, E.where(E.equal(v, 0), 1, v)));
         const density = E.scale(E.exp(E.scale(E.square(v), -0.5)), INV_SQRT_2PI);
-        return E.mul(g, E.add(phi, E.mul(v, density)));
+        return narrow(E.mul(wide(g16), E.add(phi, E.mul(v, density))), g16.dtype)!;
       }, [x, out]);
     case 'gelu_tanh':
-      // 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3k x^2), t = tanh(c (x + k x^3)).
-      return one((g, [v]) => {
-        if (useKernel(v, g)) return wrap(native.geluBackward(v.handle, g.handle, true));
+      // 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3k x^2), t = tanh(c (x + k x^3)); in float32
+      // for 16-bit operands, where x^2 overflowed float16 past |x| ~ 700 (0 x inf = NaN).
+      return one((g16, [v16]) => {
+        if (useKernel(v16, g16)) return wrap(native.geluBackward(v16.handle, g16.handle, true));
+        const v = wide(v16);
         const c = Math.sqrt(2 / Math.PI);
         const k = 0.044715;
         const t = E.tanh(E.scale(E.add(v, E.scale(E.mul(v, E.square(v)), k)), c));
         const left = E.scale(t, 0.5, 0.5);
         const right = E.mul(E.mul(E.scale(v, 0.5 * c), E.scale(E.square(t), -1, 1)), E.scale(E.square(v), 3 * k, 1));
-        return E.mul(g, E.add(left, right));
+        return narrow(E.mul(wide(g16), E.add(left, right)), g16.dtype)!;
       }, [x]);
     default:
       throw new Error(`${op}: has no gradient formula`);

@@ -5,6 +5,7 @@ import { hostInt32Range } from '../creation.js';
 import { describe } from '../dtype.js';
 import { cast } from '../ops/layout.js';
 import { oneHot } from '../ops/nn.js';
+import { notEqual, where } from '../ops/elementwise.js';
 import { logSoftmax } from '../ops/reduce.js';
 import { applyDropout } from '../ops/dropout.js';
 import { tidy } from '../scope.js';
@@ -21,7 +22,8 @@ const CROSS_ENTROPY_OPTIONS = optionKeys<CrossEntropyOptions>({ labelSmoothing: 
 
 /**
  * Softmax cross-entropy: logits [N, K] against int32 labels [N] or soft targets
- * [N, K] (MixUp/CutMix) -> a [] loss.
+ * [N, K] (MixUp/CutMix) -> a [] float32 loss, whatever the logits' dtype (computed in
+ * float32, as under torch's autocast).
  */
 export function crossEntropy(logits: Tensor, target: Tensor, opts?: CrossEntropyOptions): Tensor {
   const o = options('crossEntropy', opts, CROSS_ENTROPY_OPTIONS);
@@ -54,7 +56,11 @@ export function crossEntropy(logits: Tensor, target: Tensor, opts?: CrossEntropy
     let q = soft ? (target.dtype === 'float32' ? target : cast(target, 'float32')) : oneHot(target, k);
     if (ls > 0) q = q.mul(1 - ls).add(ls / k);
     const l = logits.dtype === 'float32' ? logits : cast(logits, 'float32');
-    const perRow = logSoftmax(l).mul(q).sum(1).neg();
+    const terms = logSoftmax(l).mul(q);
+    // A label scores only its own class, as torch's nll_loss picks it: a -inf logit of
+    // another class (a masked one) would otherwise add 0 x -inf = NaN. With smoothing
+    // every class has mass, and that -inf makes the loss inf, as torch's.
+    const perRow = (soft ? terms : where(notEqual(q, 0), terms, 0)).sum(1).neg();
     return reduction === 'mean' ? perRow.mean(0) : perRow.sum(0);
   });
 }

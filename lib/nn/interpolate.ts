@@ -92,8 +92,11 @@ export function interpolationWeights(inSize: number, outSize: number, mode: Inte
   const w = new Float32Array(outSize * inSize);
   const clamp = (i: number) => Math.min(Math.max(i, 0), inSize - 1);
   if (mode === 'nearest') {
-    const scale = inSize / outSize;
-    for (let o = 0; o < outSize; o++) w[o * inSize + Math.min(Math.floor(o * scale), inSize - 1)] = 1;
+    // In float32, as torch picks the source (floorf(o * (float)in / out)): exact
+    // arithmetic picks another pixel where o * in / out is an integer that float32
+    // rounds from below (224 -> 384: o = 108 takes 62, not 63).
+    const scale = Math.fround(inSize / outSize);
+    for (let o = 0; o < outSize; o++) w[o * inSize + Math.min(Math.floor(Math.fround(o * scale)), inSize - 1)] = 1;
   } else {
     const scale = alignCorners ? (outSize > 1 ? (inSize - 1) / (outSize - 1) : 0) : inSize / outSize;
     for (let o = 0; o < outSize; o++) {

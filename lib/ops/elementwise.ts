@@ -68,8 +68,9 @@ export function sub(a: TensorOrScalar, b: TensorOrScalar): Tensor {
 }
 /** a * b, broadcasting. */
 export function mul(a: TensorOrScalar, b: TensorOrScalar): Tensor {
-  if (typeof b === 'number' && typeof a !== 'number') return affine('mul', 'a', a, b, 0);
-  if (typeof a === 'number' && typeof b !== 'number') return affine('mul', 'b', b, a, 0);
+  // beta -0, not 0: x * b + 0 turns a product of -0 (-0 * 1, -3 * 0) into +0.
+  if (typeof b === 'number' && typeof a !== 'number') return affine('mul', 'a', a, b, -0);
+  if (typeof a === 'number' && typeof b !== 'number') return affine('mul', 'b', b, a, -0);
   return binary('mul', a, b);
 }
 /**

@@ -22,8 +22,12 @@ function reduce(op: string, x: Tensor, axis: number, opts?: ReduceOptions): Tens
 /** Sum over axis (accumulated in double). */
 export const sum = (x: Tensor, axis: number, opts?: ReduceOptions): Tensor => reduce('sum', x, axis, opts);
 export const mean = (x: Tensor, axis: number, opts?: ReduceOptions): Tensor => reduce('mean', x, axis, opts);
-/** Maximum over axis; NaN propagates. */
+/**
+ * Maximum over axis; NaN propagates. Its gradient is split evenly among tied maxima,
+ * as torch's amax (torch.max(x, dim) gives it all to one index).
+ */
 export const max = (x: Tensor, axis: number, opts?: ReduceOptions): Tensor => reduce('max', x, axis, opts);
+/** Minimum over axis; as max. */
 export const min = (x: Tensor, axis: number, opts?: ReduceOptions): Tensor => reduce('min', x, axis, opts);
 /** Index (int32) of the first maximum over axis. */
 export const argmax = (x: Tensor, axis: number, opts?: ReduceOptions): Tensor => reduce('argmax', x, axis, opts);
