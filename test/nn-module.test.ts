@@ -339,8 +339,34 @@ test('registering a module into itself or into one of its descendants is refused
   const shared = new Linear(2, 2);
   root.add('a', shared);
   child.add('b', shared);
-  t.deepEqual(root.namedParameters().map(([n]) => n), ['child.b.weight', 'child.b.bias', 'a.weight', 'a.bias']);
+  t.deepEqual(root.namedParameters().map(([n]) => n), ['child.b.weight', 'child.b.bias']);
   root.dispose();
+});
+
+test("a module shared by two parents: its parameters once (torch's named_parameters), its state under both names", async (t) => {
+  class Pair extends Module {
+    constructor(a: Module, b: Module) {
+      super();
+      this.registerModule('0', a);
+      this.registerModule('1', b);
+    }
+  }
+  const lin = new Linear(2, 2);
+  const pair = new Pair(lin, lin);
+  t.deepEqual(pair.namedParameters().map(([n]) => n), ['0.weight', '0.bias']);
+  t.is(pair.numParameters(), 6);
+  t.deepEqual(Object.keys(pair.stateDict()), ['0.weight', '0.bias', '1.weight', '1.bias']);
+  t.deepEqual(pair.loadStateDict(pair.stateDict()), { missingKeys: [], unexpectedKeys: [] });
+  // Listed twice, the optimizer refused it and clipping counted and scaled the gradient
+  // twice: total 7.07 and 0.06, where torch's clip_grad_norm_ gives 5 and 0.6.
+  const opt = new P.optim.SGD(pair.parameters(), { lr: 0.1 });
+  lin.weight.grad = P.tensor(new Float32Array([3, 0, 0, 0]), [2, 2]);
+  lin.bias!.grad = P.tensor(new Float32Array([4, 0]), [2]);
+  t.is((await readAndDispose(P.optim.clipGradNorm(pair.parameters(), 1)))[0], 5);
+  assertClose(t, (await lin.weight.grad.data()) as Float32Array, [0.6, 0, 0, 0], { rtol: 1e-6, atol: 0 });
+  opt.zeroGrad();
+  opt.dispose();
+  pair.dispose();
 });
 
 test('layer sizes that are not positive integers are described as given (type and value), not stringified', (t) => {

@@ -190,7 +190,7 @@ test("schedules: constant_cosine (the reference's), warm-up cosine, step decay, 
   t.throws(() => stepDecay({ lr: 1, boundaries: [5, 3] }), { instanceOf: RangeError, message: /increasing/ });
 });
 
-test('decay groups exempt biases, normalisation parameters and (by default) position embeddings', (t) => {
+test('decay groups exempt biases, normalisation parameters and (by default) what the reference names pos_embs', (t) => {
   t.true(exemptFromDecay('perceiver.encoder.cross_attention.attention.self.query.bias'));
   t.true(exemptFromDecay('perceiver.encoder.cross_attention.attention.self.layernorm1.weight'));
   t.true(exemptFromDecay('perceiver.encoder.self_attends.0.layernorm.weight'));
@@ -198,7 +198,12 @@ test('decay groups exempt biases, normalisation parameters and (by default) posi
   t.true(exemptFromDecay('perceiver.input_preprocessor.position_embeddings.weight'));
   t.false(exemptFromDecay('perceiver.input_preprocessor.position_embeddings.weight', true));
   t.false(exemptFromDecay('perceiver.encoder.self_attends.0.attention.self.query.weight'));
-  t.false(exemptFromDecay('perceiver.embeddings.latents'));
+  // The reference's pos_embs: its latent array, multimodal padding and mask tokens too.
+  for (const name of ['perceiver.embeddings.latents', 'perceiver.input_preprocessor.padding.audio', 'perceiver.input_preprocessor.mask.image', 'perceiver.decoder.padding.label', 'perceiver.decoder.decoder.output_position_encodings.position_embeddings']) {
+    t.true(exemptFromDecay(name), name);
+    t.false(exemptFromDecay(name, true), `${name}, decayPositionEmbeddings`);
+  }
+  t.false(exemptFromDecay('perceiver.input_preprocessor.embeddings.weight'), 'token embeddings are decayed');
   const lin = new P.Linear(3, 2);
   const groups = decayGroups(lin, { weightDecay: 0.1 });
   t.deepEqual(groups.map((g) => [g.names, g.weightDecay]), [[['weight'], 0.1], [['bias'], 0]]);

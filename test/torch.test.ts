@@ -206,6 +206,20 @@ test('files that are not checkpoints, and bad arguments, are clear errors', asyn
   await t.throwsAsync(readTorchCheckpoint(42 as unknown as string), { instanceOf: TypeError, message: /argument 'path'/ });
 });
 
+test('a legacy file saved with pickle_protocol=1 reads as torch.load reads it', async (t) => {
+  // torch.save({'w': torch.tensor([1., 2., 3., 4.]).view(2, 2).t()}, f, pickle_protocol=1,
+  // _use_new_zipfile_serialization=False): no PROTO opcode, the magic number a LONG ('L...').
+  const b64 =
+    'TDExOTU0NzAzNzE0NjAzODgwMTMzMzM1NkwKLk3pAy59cQAoWBAAAABwcm90b2NvbF92ZXJzaW9ucQFN6QNYDQAAAGxpdHRsZV9lbmRpYW5xAkkwMQpYCgAAAHR5cGVfc2l6ZXNxA31xBChYBQAAAHNob3J0cQVLAlgDAAAAaW50cQZLBFgEAAAAbG9uZ3EHSwR1dS59cQBYAQAAAHdxAWN0b3JjaC5fdXRpbHMKX3JlYnVpbGRfdGVuc29yX3YyCnECKChYBwAAAHN0b3JhZ2VxA2N0b3JjaApGbG9hdFN0b3JhZ2UKcQRYCQAAADIzODkxNjg0OHEFWAMAAABjcHVxBksETnRxB1FLAChLAksCdHEIKEsBSwJ0cQlJMDAKY2NvbGxlY3Rpb25zCk9yZGVyZWREaWN0CnEKKVJxC3RxDFJxDXMuXXEAWAkAAAAyMzg5MTY4NDhxAWEuBAAAAAAAAAAAAIA/AAAAQAAAQEAAAIBA';
+  const p = join(dir, 'legacy_proto1.bin');
+  writeFileSync(p, Buffer.from(b64, 'base64'));
+  const [rec] = await readTorchCheckpoint(p);
+  t.is(rec.name, 'w');
+  t.deepEqual(rec.shape, [2, 2]);
+  t.deepEqual(rec.strides, [1, 2]);
+  t.deepEqual(await recordValues(rec), [1, 3, 2, 4]);
+});
+
 // ---- hand-built legacy files, for what torch.save never writes ---------------------------------
 
 /** Pickle opcodes from readable pieces: strings are raw latin-1, numbers are bytes. */

@@ -390,13 +390,17 @@ export async function readTorchCheckpoint(path: string): Promise<TensorRecord[]>
   }
   try {
     if (head.length >= 2 && head[0] === 0x50 && head[1] === 0x4b) return await readZipLayout(path);
+    // The legacy layout opens with its magic number pickled: after PROTO (0x80) at
+    // pickle_protocol 2 (torch's default) and above, as the text LONG 'L119547...' at
+    // 0 and 1, which torch.load reads too.
     if (head.length >= 1 && head[0] === 0x80) return readLegacyLayout(path);
+    if (head.toString('latin1') === 'L119') return readLegacyLayout(path);
   } catch (err) {
     if (err instanceof TorchCheckpointError || err instanceof PickleError || err instanceof ZipError) throw err;
     throw new TorchCheckpointError(path, err instanceof Error ? err.message : String(err));
   }
   throw new TorchCheckpointError(
     path,
-    `not a PyTorch checkpoint: starts with ${[...head].map((b) => b.toString(16).padStart(2, '0')).join(' ') || 'nothing'} (a zip starts 50 4b, a legacy pickle 80)`,
+    `not a PyTorch checkpoint: starts with ${[...head].map((b) => b.toString(16).padStart(2, '0')).join(' ') || 'nothing'} (a zip starts 50 4b, a legacy pickle 80 or 4c 31 31 39)`,
   );
 }

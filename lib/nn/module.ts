@@ -44,6 +44,17 @@ export interface LoadStateDictResult {
 
 const MAX_LISTED = 20;
 
+// Each tensor once, under its first name: an optimizer refuses a parameter given twice,
+// and clipGradNorm or GradScaler.unscale would scale its gradient once per name.
+function firstOfEach(entries: [string, Tensor][]): [string, Tensor][] {
+  const seen = new Set<Tensor>();
+  return entries.filter(([, t]) => {
+    if (seen.has(t)) return false;
+    seen.add(t);
+    return true;
+  });
+}
+
 // A plain object (not null, an array or a primitive).
 function isRecord(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -154,15 +165,20 @@ export class Module {
     return [...this.children];
   }
 
-  /** [dotted name, tensor] for every parameter, depth first in registration order. */
+  /**
+   * [dotted name, tensor] for every parameter, depth first in registration order; one
+   * reached by several paths (a module shared by two parents) once, under its first
+   * name, as torch's named_parameters.
+   */
   namedParameters(prefix = ''): [string, Tensor][] {
     if (typeof prefix !== 'string') throw new TypeError(`namedParameters: argument 'prefix' must be a string, got ${describe(prefix)}`);
-    return this.collect(prefix, 'params');
+    return firstOfEach(this.collect(prefix, 'params'));
   }
 
+  /** Like namedParameters(), for the buffers. */
   namedBuffers(prefix = ''): [string, Tensor][] {
     if (typeof prefix !== 'string') throw new TypeError(`namedBuffers: argument 'prefix' must be a string, got ${describe(prefix)}`);
-    return this.collect(prefix, 'buffers');
+    return firstOfEach(this.collect(prefix, 'buffers'));
   }
 
   private collect(prefix: string, which: 'params' | 'buffers'): [string, Tensor][] {
@@ -180,11 +196,13 @@ export class Module {
    */
   stateDict(): Record<string, Tensor> {
     const out: Record<string, Tensor> = {};
-    for (const [k, t] of [...this.namedParameters(), ...this.namedBuffers()]) out[k] = t;
+    // Every path, a shared module's under each of its names (as torch's state_dict):
+    // loadStateDict expects them all.
+    for (const [k, t] of [...this.collect('', 'params'), ...this.collect('', 'buffers')]) out[k] = t;
     return out;
   }
 
-  /** Every parameter tensor, depth first in registration order. */
+  /** Every parameter tensor (each once), depth first in registration order. */
   parameters(): Tensor[] {
     return this.namedParameters().map(([, t]) => t);
   }
@@ -207,7 +225,7 @@ export class Module {
     }
   }
 
-  /** Number of parameter elements. */
+  /** Number of parameter elements (a shared parameter's once). */
   numParameters(): number {
     return this.namedParameters().reduce((n, [, t]) => n + t.size, 0);
   }
@@ -251,6 +269,11 @@ export class Module {
     if (strict && unexpected.length) problems.push(`unexpected keys: ${list(unexpected)}`);
     if (problems.length) throw new Error(`loadStateDict (${this.constructor.name}): ${problems.join('; ')}`);
 
+    // A replaced tensor that dict also holds is disposed after the last copy: it may be
+    // the source of a later key (a shared module's own state dict names each of its
+    // tensors twice). Others go at once, so a load never holds two copies of the weights.
+    const sources = new Set(Object.values(dict));
+    const replaced: Tensor[] = [];
     for (const [key, slot] of slots) {
       const src = dict[key];
       if (src === undefined) continue;
@@ -272,9 +295,11 @@ export class Module {
         }),
       );
       next.requiresGrad = cur.requiresGrad;
-      cur.dispose();
+      if (sources.has(cur)) replaced.push(cur);
+      else cur.dispose();
       slot.map.set(slot.name, next);
     }
+    for (const t of replaced) t.dispose();
     return { missingKeys: missing, unexpectedKeys: unexpected };
   }
 

@@ -7,7 +7,10 @@ import { knownKeys, optionKeys } from '../ops/args.js';
 
 export interface DecayGroupOptions {
   weightDecay: number;
-  /** Decay position embeddings too. Default false. */
+  /**
+   * Decay position embeddings too (the reference's decay_pos_embs: learned position
+   * embeddings, output queries, the latent array, multimodal padding and mask tokens). Default false.
+   */
   decayPositionEmbeddings?: boolean;
 }
 
@@ -21,9 +24,14 @@ export function exemptFromDecay(name: string, decayPositionEmbeddings = false): 
   const leaf = name.slice(name.lastIndexOf('.') + 1);
   if (leaf === 'bias') return true;
   if (/(^|\.)(layernorm\d*|layer_norm|norm|batchnorm|bn)\./i.test(name)) return true;
-  if (!decayPositionEmbeddings && /position_embeddings|position_encodings/.test(name)) return true;
+  if (!decayPositionEmbeddings && POS_EMBS.test(name)) return true;
   return false;
 }
+
+// What the reference's decay_pos_embs covers: every parameter Haiku names pos_embs (its
+// TrainablePositionEncoding), which in HF's names are the position embeddings and
+// encodings, the latent array, and the multimodal padding and mask tokens.
+const POS_EMBS = /position_embeddings|position_encodings|(^|\.)embeddings\.latents$|\.padding\.[^.]+$|input_preprocessor\.mask\.[^.]+$/;
 
 /** Two groups of model's named parameters: decayed and not (weightDecay 0). */
 export function decayGroups(model: Module, o: DecayGroupOptions): ParamGroup[] {

@@ -46,8 +46,9 @@ export interface ConstantCosineOptions {
   /** The rate reached at totalSteps. Default 0. */
   endValue?: number;
   /**
-   * Linear warm-up steps from 0, counted inside the constant part; when they outlast
-   * it, the cosine starts where the warm-up ends. Default 0.
+   * Linear warm-up steps (step s gets lr (s + 1) / warmupSteps; see warmupCosine),
+   * counted inside the constant part; when they outlast it, the cosine starts where
+   * the warm-up ends. Default 0.
    */
   warmupSteps?: number;
 }
@@ -71,7 +72,8 @@ function makeConstantCosine(op: string, o: ConstantCosineOptions): Schedule {
   // The decay starts at the peak, over the steps left: timed from step 0 instead, a
   // warm-up longer than the constant part ended with a drop (1.0 to 0.5 at once for
   // 100 warm-up steps of 200). As optax's warmup_cosine_decay_schedule and HF's
-  // get_cosine_schedule_with_warmup; without a warm-up, the reference's constant_cosine.
+  // get_cosine_schedule_with_warmup after the warm-up (whose steps here run one ahead of
+  // theirs); without a warm-up, the reference's constant_cosine.
   const start = Math.max(Math.floor(total * frac), warmup);
   return (step) => {
     stepArg(op, step);
@@ -92,7 +94,13 @@ export interface WarmupCosineOptions {
 
 const WARMUP_COSINE_OPTIONS = optionKeys<WarmupCosineOptions>({ lr: true, totalSteps: true, warmupSteps: true, endValue: true });
 
-/** Linear warm-up from 0 to lr, then cosine decay from lr to endValue over the remaining steps (reached at totalSteps). */
+/**
+ * Linear warm-up to lr, then cosine decay from lr to endValue over the remaining steps
+ * (reached at totalSteps). Step s of the warm-up gets lr (s + 1) / warmupSteps, so the
+ * first step already trains and step warmupSteps - 1 has the peak: one step ahead of
+ * optax's warmup_cosine_decay_schedule and HF's get_cosine_schedule_with_warmup
+ * (lr s / warmupSteps, 0 at step 0); from warmupSteps on they agree.
+ */
 export function warmupCosine(o: WarmupCosineOptions): Schedule {
   opts('warmupCosine', o, WARMUP_COSINE_OPTIONS);
   return makeConstantCosine('warmupCosine', { lr: o.lr, totalSteps: o.totalSteps, constantFraction: 0, endValue: o.endValue, warmupSteps: o.warmupSteps });

@@ -117,6 +117,7 @@ export const PRESETS: Record<string, TrainPreset> = {
       lr: 1e-3,
       optimizer: 'lamb',
       weightDecay: 0.1,
+      decayPositionEmbeddings: true,
       schedule: 'constant_cosine',
       labelSmoothing: 0.1,
       clipNorm: 10,
