@@ -49,11 +49,14 @@ function stateOf(net: Module): Record<string, Tensor> {
   return out;
 }
 
-test('namedParameters gives dotted attribute paths in registration order; buffers are in the state dict', (t) => {
+test('namedParameters gives dotted attribute paths in registration order; the state dict adds the buffers in torch\'s order', (t) => {
   const net = new Net();
   t.deepEqual(net.namedParameters().map(([k]) => k), KEYS);
   t.deepEqual(net.namedBuffers().map(([k]) => k), ['blocks.0.count', 'blocks.1.count']);
-  t.deepEqual(Object.keys(net.stateDict()), [...KEYS, 'blocks.0.count', 'blocks.1.count']);
+  // torch's order: each module's parameters, its buffers, then its children's.
+  const withBuffers = KEYS.flatMap((k) => (k.endsWith('proj.weight') ? [k.replace('proj.weight', 'count'), k] : [k]));
+  t.deepEqual(Object.keys(net.stateDict()), withBuffers);
+  t.deepEqual(withBuffers.slice(0, 3), ['scale', 'blocks.0.count', 'blocks.0.proj.weight']);
   t.deepEqual(net.namedParameters().find(([k]) => k === 'head.weight')![1].shape, [1, 2], 'Linear weight is [out, in]');
   t.is(net.numParameters(), 2 + 2 * (6 + 2 + 2 + 2) + 2);
   t.is(net.blocks.length, 2);

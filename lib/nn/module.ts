@@ -196,9 +196,16 @@ export class Module {
    */
   stateDict(): Record<string, Tensor> {
     const out: Record<string, Tensor> = {};
-    // Every path, a shared module's under each of its names (as torch's state_dict):
-    // loadStateDict expects them all.
-    for (const [k, t] of [...this.collect('', 'params'), ...this.collect('', 'buffers')]) out[k] = t;
+    // As torch's state_dict: module by module, its parameters, its buffers, then its
+    // children; every path, a shared module's under each of its names (loadStateDict
+    // expects them all).
+    const visit = (m: Module, prefix: string) => {
+      m.checkAlive();
+      for (const [n, t] of m.params) if (t !== null) out[prefix + n] = t;
+      for (const [n, t] of m.buffers) if (t !== null) out[prefix + n] = t;
+      for (const [n, c] of m.children) visit(c, `${prefix}${n}.`);
+    };
+    visit(this, '');
     return out;
   }
 
