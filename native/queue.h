@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "task.h"
+#include "libstdcxx_compat.h"
 
 namespace perceiver {
 

@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include "libstdcxx_compat.h"
+
 namespace perceiver {
 namespace {
 

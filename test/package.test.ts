@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { cpus, tmpdir } from 'node:os';
 import { delimiter, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { neededVersions, newestVersion } from './helpers/elf.js';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -178,6 +179,31 @@ const x: Tensor = matmul(tensor([[1, 2]]), tensor([[3], [4]]), { activation: 're
 const b: BackendInfo[] = backends();
 export const out: Promise<unknown> = x.data().then((d) => [d[0], b.length]);
 `;
+
+// The oldest systems the prebuilt binaries load on: glibc 2.34 and GCC 11's libstdc++
+// (Ubuntu 22.04, Debian 12, RHEL/Rocky/Alma 9, Amazon Linux 2023 and later). A newer
+// symbol version creeping in (a new libc call, a header of a newer GCC) would shut
+// those out silently, with a loader error at require time.
+const FLOORS: [string, string][] = [['GLIBC_', '2.34'], ['GLIBCXX_', '3.4.29'], ['CXXABI_', '1.3.13']];
+
+test.serial('the prebuilt binaries need no glibc newer than 2.34 and no libstdc++ newer than GCC 11\'s', async (t) => {
+  t.timeout(8 * 60_000);
+  if (process.platform !== 'linux' || process.arch !== 'x64') {
+    t.pass(`no Linux x64 prebuild on ${TUPLE}`);
+    return;
+  }
+  await ensurePrebuild((s) => t.log(s));
+  const files = [...prebuiltFiles(), ...(ensureCudaPrebuild((s) => t.log(s)) ? ['perceiver_cuda.so'] : [])];
+  for (const f of files) {
+    const needs = Object.values(neededVersions(join(PREBUILDS, f))).flat();
+    t.true(needs.length > 0, `${f}: its version needs were read`);
+    for (const [prefix, floor] of FLOORS) {
+      const newest = newestVersion(needs, prefix);
+      t.log(`${f}: newest ${prefix}* needed: ${newest ?? 'none'}`);
+      if (newest !== null) t.is(newestVersion([newest, prefix + floor], prefix), prefix + floor, `${f} needs ${newest}, newer than ${prefix}${floor}`);
+    }
+  }
+});
 
 test('npm pack + install into a fresh project (scripts off): imports by name, computes a matmul and loads the prebuilt binary, not build/', async (t) => {
   t.timeout(8 * 60_000);
