@@ -6,7 +6,7 @@
 // must finish loading every task model before it is read.
 import { ARCHITECTURES } from './registry.js';
 import { tensor } from '../lib/index.js';
-import { computeGridIndices, stitchWindows, windowPatches, type Size2 } from './flow-tiling.js';
+import { computeGridIndices, gridRepeats, stitchWindows, windowPatches, type Size2 } from './flow-tiling.js';
 import type { PerceiverForOpticalFlow } from './optical-flow.js';
 import { describe } from '../lib/dtype.js';
 import { intListArg, knownKeysArg, objectArg, optionKeys } from './args.js';
@@ -76,5 +76,5 @@ export async function estimateFlow(model: PerceiverForOpticalFlow, frames: Array
     }
     opts.onWindow?.(i, grid.length, performance.now() - t0);
   }
-  return { flow: stitchWindows(pieces, grid, [H, W], window, 2), windows: grid, overlap };
+  return { flow: stitchWindows(pieces, grid, [H, W], window, 2, gridRepeats([H, W], window, overlap)), windows: grid, overlap };
 }

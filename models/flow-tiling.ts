@@ -35,33 +35,56 @@ function checkSizes(op: string, imageShape: Size2, patchSize: Size2): void {
     throw new RangeError(`flow tiling: the frames (${imageShape[0]}x${imageShape[1]}) are smaller than the window (${patchSize[0]}x${patchSize[1]}); pad or resize them first`);
 }
 
+/** The colab's origins along one axis: every (p - minOverlap) pixels, the last set to n - p (repeats and all). */
+function colabStarts(n: number, p: number, minOverlap: number): number[] {
+  const starts: number[] = [];
+  for (let s = 0; s < n; s += p - minOverlap) starts.push(s);
+  starts[starts.length - 1] = n - p;
+  return starts;
+}
+
+function checkGrid(op: string, imageShape: Size2, patchSize: Size2, minOverlap: number): void {
+  checkSizes(op, imageShape, patchSize);
+  intArg(op, 'minOverlap', minOverlap, 0);
+  if (minOverlap >= patchSize[0] || minOverlap >= patchSize[1])
+    throw new RangeError(`flow tiling: the overlap (${minOverlap}) must be less than the window size (${patchSize[0]}x${patchSize[1]})`);
+}
+
 /**
  * Window origins [y, x] (row-major: y outer, x inner), as DeepMind's
  * compute_grid_indices: origins every (size - minOverlap) pixels, the last moved to
- * be flush with the image edge. Repeated origins (DeepMind's list repeats 0 when the
- * image is exactly one window high or wide) are dropped and the rest sorted; the
- * stitched flow is the same, one model call cheaper. Where the colab's next-to-last
+ * be flush with the image edge. Repeated origins are dropped (each window runs once)
+ * and the rest sorted; gridRepeats says how often the colab's list holds each, which
+ * stitchWindows needs to weight them as the colab. Where the colab's next-to-last
  * origin would put a window past the edge (it cannot run there), it is clamped to
  * size - window too.
  */
 export function computeGridIndices(imageShape: Size2, patchSize: Size2 = [368, 496], minOverlap = 20): [number, number][] {
-  checkSizes('computeGridIndices', imageShape, patchSize);
-  intArg('computeGridIndices', 'minOverlap', minOverlap, 0);
-  if (minOverlap >= patchSize[0] || minOverlap >= patchSize[1])
-    throw new RangeError(`flow tiling: the overlap (${minOverlap}) must be less than the window size (${patchSize[0]}x${patchSize[1]})`);
-  const axis = (n: number, p: number): number[] => {
-    const starts: number[] = [];
-    for (let s = 0; s < n; s += p - minOverlap) starts.push(s);
-    starts[starts.length - 1] = n - p;
+  checkGrid('computeGridIndices', imageShape, patchSize, minOverlap);
+  const axis = (n: number, p: number): number[] =>
     // The colab's next-to-last window can stick out past the edge (up to minOverlap - 1
     // pixels, e.g. 700 rows: 0, 348, 332); it is pulled back flush as well.
-    return [...new Set(starts.map((s) => Math.min(s, n - p)))].sort((a, b) => a - b);
-  };
+    [...new Set(colabStarts(n, p, minOverlap).map((s) => Math.min(s, n - p)))].sort((a, b) => a - b);
   const ys = axis(imageShape[0], patchSize[0]);
   const xs = axis(imageShape[1], patchSize[1]);
   const out: [number, number][] = [];
   for (const y of ys) for (const x of xs) out.push([y, x]);
   return out;
+}
+
+/**
+ * For each origin of computeGridIndices (same order), how many times the colab's
+ * itertools.product list holds it. The colab runs a repeated window again and adds it
+ * again, so it weighs twice in the average: with the flush origin repeated (716 rows:
+ * 0, 348, 348) that changes the stitched flow where the windows overlap. An origin
+ * only the clamp makes (the colab cannot run there) counts as the colab holds it.
+ */
+export function gridRepeats(imageShape: Size2, patchSize: Size2 = [368, 496], minOverlap = 20): number[] {
+  checkGrid('gridRepeats', imageShape, patchSize, minOverlap);
+  const count = (n: number, p: number) => (s: number) => colabStarts(n, p, minOverlap).filter((v) => v === s).length;
+  const cy = count(imageShape[0], patchSize[0]);
+  const cx = count(imageShape[1], patchSize[1]);
+  return computeGridIndices(imageShape, patchSize, minOverlap).map(([y, x]) => cy(y) * cx(x));
 }
 
 /** The colab's window weights [h * w], row-major: min(y + 1, h - y, x + 1, w - x) (>= 1). */
@@ -80,6 +103,7 @@ export function windowWeights(patchSize: Size2): Float32Array {
  * Weighted average of per-window outputs: pieces[i] is [h, w, channels] (row-major)
  * for the window at indices[i]; returns [H, W, channels]. Accumulated in float64, so
  * windows that agree give their value back exactly. Every pixel must be covered.
+ * repeats[i] (default 1) counts window i that many times, as gridRepeats gives it.
  */
 export function stitchWindows(
   pieces: readonly ArrayLike<number>[],
@@ -87,6 +111,7 @@ export function stitchWindows(
   imageShape: Size2,
   patchSize: Size2,
   channels = 2,
+  repeats?: readonly number[],
 ): Float32Array {
   const op = 'stitchWindows';
   if (!Array.isArray(pieces)) throw new TypeError(`${op}: argument 'pieces' must be an array of per-window flows, got ${describe(pieces)}`);
@@ -94,6 +119,11 @@ export function stitchWindows(
   checkSizes(op, imageShape, patchSize);
   intArg(op, 'channels', channels, 1);
   if (pieces.length !== indices.length) throw new RangeError(`flow tiling: ${pieces.length} pieces for ${indices.length} windows`);
+  if (repeats !== undefined) {
+    if (!Array.isArray(repeats)) throw new TypeError(`${op}: argument 'repeats' must be an array of counts, one per window, got ${describe(repeats)}`);
+    if (repeats.length !== indices.length) throw new RangeError(`flow tiling: ${repeats.length} repeats for ${indices.length} windows`);
+    repeats.forEach((r, i) => intArg(op, `repeats[${i}]`, r, 1));
+  }
   const [H, W] = imageShape;
   const [h, w] = patchSize;
   const weights = windowWeights(patchSize);
@@ -106,9 +136,10 @@ export function stitchWindows(
     if (!Number.isSafeInteger(y0) || !Number.isSafeInteger(x0) || y0 < 0 || x0 < 0 || y0 + h > H || x0 + w > W)
       throw new RangeError(`flow tiling: window ${i} at [${y0}, ${x0}] (${h}x${w}) is outside the ${H}x${W} image`);
     if (piece.length !== h * w * channels) throw new RangeError(`flow tiling: piece ${i} has ${piece.length} values, expected ${h}x${w}x${channels} = ${h * w * channels}`);
+    const times = repeats?.[i] ?? 1;
     for (let y = 0; y < h; y++)
       for (let x = 0; x < w; x++) {
-        const wt = weights[y * w + x];
+        const wt = weights[y * w + x] * times;
         const p = (y0 + y) * W + (x0 + x);
         count[p] += wt;
         const src = (y * w + x) * channels;

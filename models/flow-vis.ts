@@ -1,7 +1,8 @@
 // Optical flow to pictures and files: the Middlebury colour wheel (Baker et al., "A
 // Database and Evaluation Methodology for Optical Flow"; the flow_to_color used by
-// RAFT and the Perceiver colabs), an RGB PNG writer on node:zlib, and the Middlebury
-// .flo format.
+// RAFT), an RGB PNG writer on node:zlib, and the Middlebury .flo format. DeepMind's
+// optical_flow colab draws another picture (OpenCV HSV: hue = angle, saturation =
+// |flow| * 255 / 24, value 255), so the colours are not the colab's.
 import { deflateSync } from 'node:zlib';
 import { describe } from '../lib/dtype.js';
 import { intArg, knownKeysArg, numberArg, objectArg } from './args.js';

@@ -3,9 +3,14 @@
 // image processor, PIL's Image.open + exif_transpose + convert('RGB'):
 //   - EXIF orientation applied (a phone photo comes out upright);
 //   - grey -> R = G = B; alpha dropped, not composited (PIL's convert('RGB'));
-//   - 16-bit samples reduced to 8 bits; CMYK (e.g. Adobe JPEGs) and embedded ICC
-//     profiles converted to sRGB by libvips' colour management;
+//   - 16-bit RGB(A) reduced to its high byte (PIL's too);
 //   - only the first frame / page of an animated or multi-page file.
+// Not PIL's, on purpose: embedded ICC profiles and CMYK are converted to sRGB by
+// libvips' colour management, where PIL keeps an ICC-tagged file's raw values and
+// converts CMYK naively (a Display P3 PNG or JPEG differs from PIL by up to 66 levels,
+// 6-7 on average; a PIL-written CMYK JPEG by up to 134); 16-bit grey keeps its high
+// byte, where PIL's convert('RGB') clips it at 255; BMP is not read (libvips has no
+// BMP loader). PNG, JPEG, GIF, WebP and TIFF without a profile decode as PIL does.
 // Every failure names the file.
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { rename, unlink, writeFile } from 'node:fs/promises';

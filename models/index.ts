@@ -70,7 +70,7 @@ export { BytesTokenizer, SPECIAL_TOKENS } from './tokenizer.js';
 export type { EncodeOptions, Encoding, DecodeOptions, SpecialTokenName } from './tokenizer.js';
 export { PerceiverProjectionDecoder } from './decoders/projection.js';
 export type { PerceiverProjectionDecoderOptions } from './decoders/projection.js';
-export { computeGridIndices, windowWeights, stitchWindows, windowPatches } from './flow-tiling.js';
+export { computeGridIndices, gridRepeats, windowWeights, stitchWindows, windowPatches } from './flow-tiling.js';
 export type { Size2 } from './flow-tiling.js';
 export { makeColorWheel, flowToColor, encodePng, encodeFlo, crc32 } from './flow-vis.js';
 export { autoencodeInChunks, chunkRanges } from './multimodal-chunked.js';

@@ -5,7 +5,11 @@
 // special tokens' spellings inside the text ("[MASK]", ...) are read as those tokens
 // unless `parseSpecialTokens: false`. Decoding drops ids < 6 (unless
 // `skipSpecialTokens: false`, which spells them out) and decodes the bytes as UTF-8
-// with U+FFFD for invalid sequences, as Python's errors="replace".
+// with U+FFFD for invalid sequences, as Python's errors="replace". Two defaults are not
+// HF's: decode skips the special tokens (DeepMind's to_string; HF's decode spells them
+// unless skip_special_tokens=True), and maxLength implies truncation even with padding
+// (HF truncates on max_length alone only when padding is off, and otherwise returns
+// the overlong row uncut).
 
 import { describe } from '../lib/dtype.js';
 import { boolArg, intArg, knownKeysArg, objectArg, optionKeys } from './args.js';
@@ -42,9 +46,9 @@ export interface EncodeOptions {
   padding?: boolean | 'max_length' | 'longest' | 'do_not_pad';
   /**
    * Cut the content to fit maxLength (modelMaxLength if none), keeping the special
-   * tokens. Default: true when maxLength is given. Otherwise an overlong text is an
-   * error, also under padding 'max_length' (which pads to modelMaxLength but, as HF,
-   * cuts nothing unless asked).
+   * tokens. Default: true when maxLength is given, with or without padding (HF: only
+   * without padding). Otherwise an overlong text is an error, also under padding
+   * 'max_length' (which pads to modelMaxLength but, as HF, cuts nothing unless asked).
    */
   truncation?: boolean;
   /** Read "[MASK]", "[CLS]", ... in the text as the special tokens (default true, as HF). */

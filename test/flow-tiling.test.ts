@@ -10,7 +10,7 @@ import { inflateSync } from 'node:zlib';
 import * as P from '../lib/index.js';
 import { PerceiverForOpticalFlow } from '../models/index.js';
 import { caseConfig, caseDir, loadCaseWeights } from './helpers/hf-fixture.js';
-import { computeGridIndices, crc32, encodeFlo, encodePng, flowToColor, makeColorWheel, stitchWindows, windowPatches, windowWeights } from '../models/index.js';
+import { computeGridIndices, crc32, encodeFlo, encodePng, estimateFlow, flowToColor, gridRepeats, makeColorWheel, stitchWindows, windowPatches, windowWeights } from '../models/index.js';
 import { randomArray } from './helpers/reference.js';
 
 const SINTEL: [number, number] = [436, 1024];
@@ -155,6 +155,56 @@ test('stitching is the weighted average (plain-JS reference), channels generic',
   t.true(worst < 1e-6, `max |diff| ${worst}`);
   // A pixel covered by one window only takes that window's value.
   t.is(out[0], pieces[0][0]);
+});
+
+test("estimateFlow weighs a window the colab's list repeats as often as the colab (18 rows, window 12, overlap 6: rows 0, 6, 6)", async (t) => {
+  const [H, W] = [18, 16];
+  const win: [number, number] = [12, 16];
+  // Columns 0, 0 (one window wide), rows 0, 6, 6: the lower window counts twice as much.
+  t.deepEqual(colabGrid([H, W], win, 6), [
+    [0, 0],
+    [0, 0],
+    [6, 0],
+    [6, 0],
+    [6, 0],
+    [6, 0],
+  ]);
+  t.deepEqual(computeGridIndices([H, W], win, 6), [
+    [0, 0],
+    [6, 0],
+  ]);
+  t.deepEqual(gridRepeats([H, W], win, 6), [2, 4]);
+  t.deepEqual(gridRepeats([12, 16], win, 6), [4], 'one window: the colab runs [0, 0] four times (no change to the average)');
+  const model = new PerceiverForOpticalFlow(caseConfig('optical_flow'), { device: 'cpu' });
+  await loadCaseWeights('optical_flow', model);
+  const frames = Uint8Array.from({ length: 2 * H * W * 3 }, (_, i) => (i * 73 + 11) % 256);
+  // The colab's compute_optical_flow: every entry of its list run and added, repeats included.
+  const acc = new Float64Array(H * W * 2);
+  const count = new Float64Array(H * W);
+  const wt = windowWeights(win);
+  for (const [y0, x0] of colabGrid([H, W], win, 6)) {
+    const input = P.tensor(windowPatches(frames, [H, W], [y0, x0], win), [1, 2, 27, ...win], { device: 'cpu' });
+    const { logits } = model.forward(input);
+    const piece = await logits.data();
+    for (const x of [input, logits]) x.dispose();
+    for (let y = 0; y < win[0]; y++)
+      for (let x = 0; x < win[1]; x++) {
+        const k = y * win[1] + x;
+        const p = (y0 + y) * W + x0 + x;
+        count[p] += wt[k];
+        for (let c = 0; c < 2; c++) acc[p * 2 + c] += wt[k] * piece[k * 2 + c] * 20;
+      }
+  }
+  const { flow } = await estimateFlow(model, frames, [H, W], { overlap: 6, device: 'cpu' });
+  model.dispose();
+  let worst = 0;
+  let scale = 0;
+  for (let i = 0; i < flow.length; i++) {
+    const want = acc[i] / count[i >> 1];
+    worst = Math.max(worst, Math.abs(flow[i] - want));
+    scale = Math.max(scale, Math.abs(want));
+  }
+  t.true(worst <= 1e-5 * Math.max(1, scale), `max |diff| ${worst} (flow up to ${scale})`);
 });
 
 test('window patches: HF layout [2, 27, h, w], (ky kx c) channels, [-1, 1], zeros outside the window', (t) => {
