@@ -499,11 +499,18 @@ test.serial('attention over split parts that are not one split whole, in order: 
         while (y.rank > 0) y = y.sum(0);
         y.backward();
       });
+      // A leaf that stopped wanting a gradient takes none either way (torch's AccumulateGrad).
+      if (!x.requiresGrad) {
+        t.is(x.grad, null, `${name}: no gradient`);
+        x.dispose();
+        continue;
+      }
       t.truthy(x.grad, `${name}: a gradient`);
       grads.push(Float32Array.from((await x.grad!.data()) as Float32Array));
       x.grad!.dispose();
       x.dispose();
     }
+    if (grads.length === 0) continue;
     t.true(grads[1].some((v) => v !== 0), `${name}: not zero`);
     assertClose(t, grads[0], Float64Array.from(grads[1]), { rtol: 1e-5, atol: 1e-6, msg: name });
   }
@@ -1055,6 +1062,35 @@ test.serial('noGrad refuses an async fn, whose code after an await would record 
   const y = P.noGrad(() => x.mul(2));
   t.is(y.gradFn, null, 'synchronous fns are unchanged');
   for (const v of [x, y]) v.dispose();
+});
+
+test.serial('a leaf whose requiresGrad was cleared after the forward takes no gradient, as torch\'s AccumulateGrad (its .grad stays as it was, folded or not)', async (t) => {
+  for (const fold of [true, false]) {
+    P.gradFold.enabled = fold;
+    try {
+      const x = P.tensor([1, 2]);
+      const w = P.tensor([3, 4]);
+      x.requiresGrad = w.requiresGrad = true;
+      const y = P.tidy(() => x.mul(w).sum(0));
+      x.requiresGrad = false;
+      y.backward();
+      t.is(x.grad, null, `fold ${fold}`);
+      t.deepEqual(Array.from(await w.grad!.data()), [1, 2]);
+      // A .grad already there is neither summed into nor taken as a product's addend.
+      const a = P.tensor([1, 2, 3, 4], [2, 2]);
+      const b = P.tensor([1, 0, 0, 1], [2, 2]);
+      a.requiresGrad = b.requiresGrad = true;
+      a.grad = P.full([2, 2], 5);
+      const z = P.matmul(a, b);
+      a.requiresGrad = false;
+      z.backward({ gradient: P.ones([2, 2]) });
+      t.deepEqual(Array.from(await a.grad!.data()), [5, 5, 5, 5], `fold ${fold}`);
+      t.deepEqual(Array.from(await b.grad!.data()), [4, 4, 6, 6]);
+      for (const v of [x, w, y, a, b, z]) v.dispose();
+    } finally {
+      P.gradFold.enabled = true;
+    }
+  }
 });
 
 test('backward refuses a leaf whose .grad was disposed by hand, before summing any gradient', (t) => {

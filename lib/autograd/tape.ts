@@ -282,7 +282,9 @@ function backwardPass(root: Tensor, seed: Tensor | undefined, retain: boolean): 
     for (const t of inputGrads) if (t && !routed.includes(t)) t.dispose();
     for (const [e, gi, folded] of deliveries) {
       if ('leaf' in e) {
-        accumulate(e.leaf, gi, folded !== null);
+        // As torch's AccumulateGrad: a leaf whose requiresGrad was cleared after the
+        // forward recorded its edge takes no gradient.
+        if (e.leaf.requiresGrad) accumulate(e.leaf, gi, folded !== null);
         gi.dispose();
       } else {
         const prev = grads.get(e.node);
@@ -309,7 +311,8 @@ class NodeAccumulated implements Accumulated {
 
   take(i: number, shape: readonly number[], dtype: DTypeName): Tensor | null {
     const e = this.edges[i];
-    if (!e || this.taken[i] || !gradFold.enabled) return null;
+    // (Not the .grad of a leaf that no longer requires one: backward leaves it alone.)
+    if (!e || this.taken[i] || !gradFold.enabled || ('leaf' in e && !e.leaf.requiresGrad)) return null;
     for (let j = 0; j < this.edges.length; j++) {
       const o = this.edges[j];
       if (j !== i && o && ('leaf' in e ? 'leaf' in o && o.leaf === e.leaf : 'node' in o && o.node === e.node)) return null;
