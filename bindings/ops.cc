@@ -117,6 +117,14 @@ Napi::Value HandleVersion(const Napi::CallbackInfo& info) {
   });
 }
 
+// An identity of x's storage (its address; unique among live storages): lets the
+// autograd tape tell when two gradients, or a gradient and the caller's seed, share memory.
+Napi::Value HandleStorageId(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    return Napi::Number::New(info.Env(), (double)(uintptr_t)tensor_arg(info, 0, "handleStorageId", "x").storage.get());
+  });
+}
+
 // What the engine knows bounds x's int32 values: [lo, hi], or null. Diagnostics
 // (tests): bounds learnt by a queued copy exist once that copy has run.
 Napi::Value Int32Bounds(const Napi::CallbackInfo& info) {
@@ -694,7 +702,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"binary", Binary},         {"where", Where},     {"reduce", Reduce},
       {"softmax", Softmax},       {"layerNorm", LayerNorm}, {"matmul", Matmul},
       {"attention", Attention},   {"embedding", Embedding}, {"oneHot", OneHot},
-      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"softmaxBackward", SoftmaxBackward}, {"handleClone", HandleClone}, {"handleVersion", HandleVersion}, {"int32Bounds", Int32Bounds}, {"attentionBackward", AttentionBackward}, {"hasAttentionBackward", HasAttentionBackward}, {"attentionBackwardFused", AttentionBackwardFused}, {"hasAttentionDropout", HasAttentionDropout}, {"maxPool2dBackward", MaxPool2dBackward},
+      {"conv2d", Conv2d},         {"maxPool2d", MaxPool2d}, {"batchNorm", BatchNorm}, {"layerNormBackward", LayerNormBackward}, {"geluBackward", GeluBackward}, {"softmaxBackward", SoftmaxBackward}, {"handleClone", HandleClone}, {"handleVersion", HandleVersion}, {"handleStorageId", HandleStorageId}, {"int32Bounds", Int32Bounds}, {"attentionBackward", AttentionBackward}, {"hasAttentionBackward", HasAttentionBackward}, {"attentionBackwardFused", AttentionBackwardFused}, {"hasAttentionDropout", HasAttentionDropout}, {"maxPool2dBackward", MaxPool2dBackward},
       {"hasBackwardKernels", HasBackwardKernels}, {"adamUpdate", AdamUpdate}, {"sgdUpdate", SgdUpdate},
       {"memory", Memory},         {"resetPeakMemoryStats", ResetPeakMemoryStats},
       {"profilerStart", ProfilerStart}, {"profilerScope", ProfilerScope}, {"profilerStop", ProfilerStop},

@@ -79,6 +79,7 @@ export interface NativeAddon {
   hasAttentionDropout(device: string): boolean;
   handleClone(x: H): H;
   handleVersion(x: H): number;
+  handleStorageId(x: H): number;
   /** Bounds the engine knows on x's int32 values (learnt where they passed through host memory), or null. */
   int32Bounds(x: H): [number, number] | null;
   maxPool2dBackward(x: H, g: H, kh: number, kw: number, sh: number, sw: number, pad: unknown): H;

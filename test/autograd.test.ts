@@ -1221,3 +1221,29 @@ test('div, relu, gelu and maxPool2d take torch\'s gradients at edge values: d(x/
     t.deepEqual(pooled, [0, 1, 0, 0], `${dtype} max_pool2d NaN window`);
   }
 });
+
+test.serial('.grad never shares memory with the seed or another leaf\'s .grad (as torch), so writing one changes nothing else', async (t) => {
+  for (const fold of [true, false]) {
+    P.gradFold.enabled = fold;
+    try {
+      const a = P.tensor([3, 4]);
+      const b = P.tensor([1, 1]);
+      a.requiresGrad = b.requiresGrad = true;
+      const seed = P.tensor([1, 2]);
+      P.add(a, b).backward({ gradient: seed }); // add passes the seed through to both
+      P.assign(a.grad!, P.zeros([2]));
+      t.deepEqual(Array.from(await b.grad!.data()), [1, 2], `fold ${fold}: b.grad`);
+      t.deepEqual(Array.from(await seed.data()), [1, 2], `fold ${fold}: the seed`);
+      // A leaf as the root takes the seed itself as its gradient.
+      const u = P.tensor([1, 2]);
+      u.requiresGrad = true;
+      const s = P.tensor([7, 8]);
+      P.backward(u, { gradient: s });
+      P.assign(s, P.zeros([2]));
+      t.deepEqual(Array.from(await u.grad!.data()), [7, 8], `fold ${fold}: u.grad`);
+      for (const v of [a, b, seed, u, s]) v.dispose();
+    } finally {
+      P.gradFold.enabled = true;
+    }
+  }
+});

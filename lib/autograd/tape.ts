@@ -213,10 +213,14 @@ export function backward(root: Tensor, opts?: BackwardOptions): void {
 }
 
 function backwardPass(root: Tensor, seed: Tensor | undefined, retain: boolean): void {
+  // Storages a new .grad must not share: the caller's seed, and each .grad this pass
+  // hands out (a formula passes g through, or one tensor to several inputs).
+  const claimed = new Set<number>();
+  if (seed) claimed.add(native.handleStorageId(seed.handle));
   // An alias: the loop disposes gradients once used, never the caller's tensor.
   if (!root.gradFn) {
     checkLeafGrad(root);
-    accumulate(root, seed ? view(seed) : onesLike(root));
+    accumulate(root, seed ? view(seed) : onesLike(root), false, claimed);
     return;
   }
   // Topological order by depth-first search.
@@ -284,7 +288,7 @@ function backwardPass(root: Tensor, seed: Tensor | undefined, retain: boolean): 
       if ('leaf' in e) {
         // As torch's AccumulateGrad: a leaf whose requiresGrad was cleared after the
         // forward recorded its edge takes no gradient.
-        if (e.leaf.requiresGrad) accumulate(e.leaf, gi, folded !== null);
+        if (e.leaf.requiresGrad) accumulate(e.leaf, gi, folded !== null, claimed);
         gi.dispose();
       } else {
         const prev = grads.get(e.node);
@@ -346,10 +350,22 @@ function checkLeafGrad(leaf: Tensor): void {
 }
 
 /** folded: g already holds the leaf's .grad (Accumulated) and replaces it. */
-function accumulate(leaf: Tensor, g: Tensor, folded = false): void {
+function accumulate(leaf: Tensor, g: Tensor, folded: boolean, claimed: Set<number>): void {
   if (!sameShape(g.shape, leaf.shape))
     throw new Error(`backward: internal error: gradient of shape [${g.shape.join(', ')}] for a leaf of shape [${leaf.shape.join(', ')}]`);
-  const sum = leaf.grad && !folded ? addGrads(leaf.grad, g) : wrap(native.contiguous(g.handle));
+  let sum = leaf.grad && !folded ? addGrads(leaf.grad, g) : wrap(native.contiguous(g.handle));
+  // As torch's AccumulateGrad, which steals a gradient only when nothing else holds it:
+  // a .grad never shares memory with the seed or another leaf's .grad, so writing one
+  // (assign, zeroing) changes nothing else. Only such shared gradients are copied.
+  const id = native.handleStorageId(sum.handle);
+  // (The leaf's own .grad's storage is its own: a folded sum may land there.)
+  if (claimed.has(id) && !(leaf.grad && native.handleStorageId(leaf.grad.handle) === id)) {
+    const copy = wrap(native.empty([...sum.shape], sum.dtype, sum.device));
+    native.assign(copy.handle, sum.handle);
+    sum.dispose();
+    sum = copy;
+  }
+  claimed.add(native.handleStorageId(sum.handle));
   leaf.grad?.dispose();
   leaf.grad = keep(sum);
 }
