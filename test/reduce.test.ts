@@ -119,6 +119,24 @@ test('argmax: ties resolve to the first maximum; infinities order as usual', asy
   assertExact(t, await P.argmax(tensor(ints, [63, 65]), 1).data(), reduceRef(ints, [63, 65], 1, 'argmax').data, 'random ties');
 });
 
+test('a 0-d tensor reduces over axis 0 or -1 to a 0-d tensor (keepdim too), gradient included, as torch; other axes are a RangeError', async (t) => {
+  const x = tensor(3);
+  x.requiresGrad = true;
+  for (const [op, want] of [['sum', 3], ['mean', 3], ['max', 3], ['min', 3], ['argmax', 0]] as const) {
+    for (const axis of [0, -1])
+      for (const keepdim of [false, true]) {
+        const y = P[op](x, axis, { keepdim });
+        t.deepEqual(y.shape, [], `${op} ${axis} ${keepdim}`);
+        t.deepEqual(Array.from(await y.data()), [want]);
+        y.dispose();
+      }
+    t.throws(() => P[op](x, 1), { instanceOf: RangeError, message: `${op === 'argmax' ? 'argmax' : op}: argument 'axis' must be 0 or -1 for a 0-d tensor, got 1` });
+  }
+  P.mean(x, 0).backward();
+  t.deepEqual(Array.from(await x.grad!.data()), [1]);
+  x.dispose();
+});
+
 test('reductions over an axis of size 0: sum is 0, mean is NaN, max/min/argmax are a RangeError', async (t) => {
   const x = P.zeros([3, 0]);
   assertExact(t, await P.sum(x, 1).data(), [0, 0, 0]);
@@ -129,11 +147,12 @@ test('reductions over an axis of size 0: sum is 0, mean is NaN, max/min/argmax a
   t.throws(() => P.argmax(x, 1), { instanceOf: RangeError });
 });
 
-test('reductions: a bad axis is a RangeError, a non-float32 input a TypeError, a scalar has no axis', (t) => {
+test('reductions: a bad axis is a RangeError, a non-float32 input a TypeError, a scalar has axis 0 (or -1) only', (t) => {
   t.throws(() => P.sum(P.zeros([2, 3]), 2), { instanceOf: RangeError });
   t.throws(() => P.sum(P.zeros([2, 3]), -3), { instanceOf: RangeError });
   t.throws(() => P.max(P.zeros([2], { dtype: 'int32' }), 0), { instanceOf: TypeError });
-  t.throws(() => P.sum(tensor(1), 0), { instanceOf: RangeError });
+  t.throws(() => P.sum(tensor(1), 1), { instanceOf: RangeError });
+  t.throws(() => P.max(tensor(1, [], { dtype: 'int32' }), 0), { instanceOf: TypeError });
   t.throws(() => P.sum(P.zeros([2]), 0, { keepdim: 1 as never }), { instanceOf: TypeError });
 });
 

@@ -3,7 +3,7 @@ import { native } from '../native.js';
 import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
 import { bool, int, num, optionKeys, options } from './args.js';
 import * as G from '../autograd/grads.js';
-import { cast } from './layout.js';
+import { cast, reshape } from './layout.js';
 import { minimum, where } from './elementwise.js';
 
 export interface ReduceOptions {
@@ -16,7 +16,20 @@ const REDUCE_OPTIONS = optionKeys<ReduceOptions>({ keepdim: true });
 function reduce(op: string, x: Tensor, axis: number, opts?: ReduceOptions): Tensor {
   const o = options(op, opts, REDUCE_OPTIONS);
   const keepdim = o.keepdim === undefined ? false : bool(op, 'keepdim', o.keepdim);
-  return G.reduceGrad(op, wrap(native.reduce(op, handleOf(op, 'x', x), int(op, 'axis', axis), keepdim)), x, axis, keepdim);
+  const h = handleOf(op, 'x', x);
+  const a = int(op, 'axis', axis);
+  // A 0-d tensor reduces over its one implicit axis (0 or -1) to a 0-d tensor, keepdim
+  // or not, as torch's.
+  if (x.rank === 0) {
+    if (a !== 0 && a !== -1) throw new RangeError(`${op}: argument 'axis' must be 0 or -1 for a 0-d tensor, got ${a}`);
+    const one = reshape(x, [1]);
+    try {
+      return reduce(op, one, 0);
+    } finally {
+      one.dispose();
+    }
+  }
+  return G.reduceGrad(op, wrap(native.reduce(op, h, a, keepdim)), x, axis, keepdim);
 }
 
 /** Sum over axis (accumulated in double). */
