@@ -81,6 +81,32 @@ for (const c of Object.keys(HAIKU_CASES)) {
   });
 }
 
+test("a converted folder holds what HF's save_pretrained writes: HF's dtypes (BatchNorm's counter I64), sorted keys, HF's config.json form", async (t) => {
+  const { params, state } = await haikuCase('image_conv');
+  const conversion = haikuToStateDict(params, state, { config: hfFlavour('image_conv') });
+  const dir = join(tmp, 'folder-hf-form');
+  await writeModelFolder(dir, conversion);
+  const summary = (h: P.SafetensorsHeader) => Object.fromEntries([...h.entries].map(([k, e]) => [k, [e.dtype, e.shape]]));
+  const ours = await P.readSafetensorsHeader(join(dir, 'model.safetensors'));
+  const hf = await P.readSafetensorsHeader(join(caseDir('image_conv'), 'model.safetensors'));
+  // PyTorch's BatchNorm counts batches in int64: HF's checkpoint holds I64 there, not I32.
+  t.is(ours.entries.get('perceiver.input_preprocessor.convnet.batchnorm.num_batches_tracked')?.dtype, 'I64');
+  t.deepEqual(summary(ours), summary(hf));
+  t.deepEqual([...ours.entries.keys()], [...ours.entries.keys()].sort(), 'keys sorted');
+  const text = readFileSync(join(dir, 'config.json'), 'utf8');
+  const written = JSON.parse(text) as Record<string, unknown>;
+  t.deepEqual(Object.keys(written), Object.keys(written).sort(), 'config keys sorted');
+  t.is(written.torch_dtype, 'float32');
+  t.false('num_labels' in written, 'labels as id2label/label2id, as HF writes them');
+  t.deepEqual(written.id2label, caseConfig('image_conv').id2label);
+  t.deepEqual(written.label2id, caseConfig('image_conv').label2id);
+  // HF's flavour asked for: no DeepMind option is left at HF's default value.
+  for (const k of ['conv_padding', 'classifier_query_residual', 'flow_output_scale', 'attention_mask_style', 'image_channels', 'conv_out_channels']) t.false(k in written, k);
+  const back = await loadModel(dir, { device: 'cpu' });
+  t.is(back.constructor.name, 'PerceiverForImageClassificationConvProcessing');
+  back.dispose();
+});
+
 test('recordToTensor lays a transposed or squeezed record out row-major, as the record reads', async (t) => {
   const bytes = new Uint8Array(new Float32Array([0, 1, 2, 3, 4, 5]).buffer);
   const rec: TensorRecord = { name: 'w', dtype: 'F32', shape: [3, 2], strides: [1, 3], source: { kind: 'bytes', bytes } };

@@ -10,6 +10,7 @@ import { contiguousStrides, RECORD_ITEM_SIZE, type TensorRecord } from '../../li
 import { readHaikuCheckpoint } from '../../lib/io/haiku.js';
 import { HAIKU_ARCHITECTURES, haikuToStateDict, type HaikuConversion } from '../../models/haiku.js';
 import { createModel } from '../../models/registry.js';
+import { configJson } from '../../models/save.js';
 import { checkAgainstModel } from '../../models/load.js';
 import { deadWritersTemps, systemReason, tempBeside } from '../../lib/io/atomic.js';
 import { parseFlags, signalExitCode, UsageError, type Command } from './command.js';
@@ -208,13 +209,23 @@ export async function writeModelFolder(outDir: string, conversion: HaikuConversi
   pendingWrites.add(pending);
   try {
     const tensors: Record<string, Tensor> = {};
+    // An I64 record (BatchNorm's num_batches_tracked) loads as int32; it is stored as
+    // I64 again, the dtype of HF's buffer, as saveModel stores it.
+    const dtypes: Record<string, 'I64'> = {};
     try {
-      for (const rec of conversion.records) tensors[rec.name] = await recordToTensor(rec);
-      await saveSafetensors(join(tmp, 'model.safetensors'), tensors, { metadata: { format: 'pt' } });
+      // Sorted by name, as saveModel lays the header out.
+      for (const rec of [...conversion.records].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+        tensors[rec.name] = await recordToTensor(rec);
+        if (rec.dtype === 'I64') dtypes[rec.name] = 'I64';
+      }
+      await saveSafetensors(join(tmp, 'model.safetensors'), tensors, { metadata: { format: 'pt' }, dtypes });
     } finally {
       for (const t of Object.values(tensors)) t.dispose();
     }
-    await writeFile(join(tmp, 'config.json'), `${JSON.stringify(conversion.config, null, 2)}\n`);
+    // HF's config.json form, as saveModel writes it (torch_dtype, id2label/label2id in
+    // place of num_labels, sorted keys, DeepMind options only where not HF's defaults).
+    const config = configJson(conversion.config, conversion.architecture, 'float32');
+    await writeFile(join(tmp, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     if (replace) renameSync(out, old);
     try {
       renameSync(tmp, out);
