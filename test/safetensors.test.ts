@@ -86,6 +86,28 @@ test('the header is padded with spaces so the data section starts 8-byte aligned
   }
 });
 
+test('every tensor starts aligned to its element size (data in decreasing element size, as HF lays it out); the header keeps the given order', async (t) => {
+  const b = P.cast(P.tensor([1, 2, 3]), 'bfloat16'); // 6 bytes: the next 4- or 8-byte tensor would start unaligned
+  const u = P.tensor(new Uint8Array([7]), [1]);
+  const f = P.tensor([1.5, 2.5]);
+  const i = P.tensor(new Int32Array([-1, 2 ** 31 - 1]), [2]);
+  const path = fresh();
+  await P.saveSafetensors(path, { b, u, f, i }, { dtypes: { i: 'I64' } });
+  const buf = readFileSync(path);
+  const len = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + len).toString('utf-8')) as Record<string, { dtype: string; data_offsets: [number, number] }>;
+  t.deepEqual(Object.keys(header), ['b', 'u', 'f', 'i']);
+  const size = { I64: 8, F32: 4, BF16: 2, U8: 1 } as Record<string, number>;
+  for (const [name, e] of Object.entries(header)) t.is((8 + len + e.data_offsets[0]) % size[e.dtype], 0, `${name} (${e.dtype}) at ${e.data_offsets[0]}`);
+  t.deepEqual(Object.values(header).map((e) => e.data_offsets[0]), [24, 30, 16, 0], 'I64, F32, BF16, U8');
+  const back = await P.loadSafetensors(path);
+  t.deepEqual(Array.from(await back.i.data()), [-1, 2 ** 31 - 1]);
+  t.deepEqual(Array.from(await back.f.data()), [1.5, 2.5]);
+  t.deepEqual(Array.from(await back.b.data()), [1, 2, 3]);
+  t.deepEqual(Array.from(await back.u.data()), [7]);
+  for (const x of [b, u, f, i, ...Object.values(back)]) x.dispose();
+});
+
 test('strided and broadcast views are written in logical row-major order', async (t) => {
   const base = P.tensor(new Float32Array([1, 2, 3, 4, 5, 6]), [2, 3]);
   const tr = base.transpose();

@@ -402,15 +402,25 @@ export async function writeSafetensorsTemp(
     if (want !== own && !(isFloat(own) && isFloat(want)) && !(own === 'I32' && want === 'I64'))
       throw new TypeError(`saveSafetensors: tensors['${name}'] (${t.dtype}) cannot be stored as ${String(want)} (floats store as F32, F16 or BF16; int32 also as I64)`);
     stored.push(want);
-    const size = t.size * ITEM_SIZE[want];
+  }
+  // The data in decreasing element size (stable), as HF's writer lays it out, so every
+  // tensor starts aligned to its element size: a reader may view it in place (a JS
+  // BigInt64Array at an offset not a multiple of 8 throws). The header keeps the
+  // caller's order.
+  const layout = list.map((_, i) => i).sort((a, b) => ITEM_SIZE[stored[b]] - ITEM_SIZE[stored[a]]);
+  const offsets = new Array<number>(list.length);
+  for (const i of layout) {
+    offsets[i] = offset;
+    offset += list[i][1].size * ITEM_SIZE[stored[i]];
+  }
+  list.forEach(([name, t], i) => {
     Object.defineProperty(header, name, {
-      value: { dtype: want, shape: [...t.shape], data_offsets: [offset, offset + size] },
+      value: { dtype: stored[i], shape: [...t.shape], data_offsets: [offsets[i], offsets[i] + t.size * ITEM_SIZE[stored[i]]] },
       enumerable: true,
       writable: true,
       configurable: true,
     });
-    offset += size;
-  }
+  });
   let json = Buffer.from(JSON.stringify(header), 'utf-8');
   // The data section starts 8-byte aligned; the spec pads the header with spaces.
   const pad = (8 - (json.length % 8)) % 8;
@@ -441,7 +451,7 @@ export async function writeSafetensorsTemp(
     };
     await write(lenBuf);
     await write(json);
-    for (let i = 0; i < list.length; i++) {
+    for (const i of layout) {
       const t = list[i][1];
       const want = stored[i];
       // readBytes() gives the logical row-major bytes in the tensor's own dtype
