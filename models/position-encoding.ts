@@ -6,10 +6,12 @@
 // sin/cos (correctly rounded here; PyTorch's SLEEF sin/cos are within 1 ulp). HF does this in float32 even in a float64 run, and at 224 px the rounded
 // arguments (up to pi * 112) differ from exact ones by ~3e-5, a visible share of the
 // parity tolerance; reproducing the rounding removes that error. They depend only on
-// the index dims, so the tables of the last few shapes are cached (FOURIER_CACHE_SIZE).
+// the index dims, so the tables of the last few shapes are cached (FOURIER_CACHE_SIZE,
+// FOURIER_CACHE_BYTES).
 import { Module, broadcastTo, computeDtype, initNormal, keep, reshape, tensor, tidy, toDtype, type Tensor, type InitOptions } from '../lib/index.js';
 import { interpolateChannelsLast } from '../lib/nn/interpolate.js';
-import { describe } from '../lib/dtype.js';
+import { DTYPE_SIZE, describe } from '../lib/dtype.js';
+import { kMaxLength } from 'node:buffer';
 import { cachedIn } from './lru.js';
 import { boolArg, deviceArg, INIT_OPTIONS, intArg, intListArg, knownKeysArg, numberArg, objectArg, optionKeys, tensorArg } from './args.js';
 
@@ -31,6 +33,8 @@ const fma = (a: number, b: number, c: number): number => f(a * b + c);
 // Positions are built in JS arrays: past this many floats (4 GiB) the engine's
 // allocation would fail with its own message, naming no function.
 const MAX_POSITIONS = 2 ** 30;
+// The most elements a typed array may have (2^32 on Node 20), the feature table's bound.
+const MAX_TABLE_VALUES = kMaxLength;
 
 export function linspaceF32(start: number, end: number, steps: number): Float32Array {
   numberArg('linspaceF32', 'start', start);
@@ -104,6 +108,10 @@ export function fourierFeatures(pos: Float32Array, opts: FourierOptions): { data
   const bands = opts.maxResolution.map((r) => linspaceF32(1, r / 2, K));
   const pi = f(Math.PI);
   const channels = (concatPos ? k : 0) + k * K * (sineOnly ? 1 : 2);
+  // Past what one Float32Array holds, V8's own RangeError names no function and no
+  // shape (a 4096x4096 image at 64 bands: 'Invalid typed array length: 4328521728').
+  if (n * channels > MAX_TABLE_VALUES)
+    throw new RangeError(`fourierFeatures: ${n} positions x ${channels} channels make ${n * channels} values, more than one Float32Array holds (${MAX_TABLE_VALUES}); use a smaller input`);
   const out = new Float32Array(n * channels);
   for (let i = 0; i < n; i++) {
     const row = i * channels;
@@ -276,12 +284,23 @@ export class PerceiverTrainablePositionEncoding extends Module implements Positi
  */
 export const FOURIER_CACHE_SIZE = 4;
 
+/**
+ * Bytes of tables kept per encoding (the newest is kept whatever its size). A table
+ * grows with the input's area (51.8 MB at 224x224 with 64 bands, 1.1 GB at
+ * 1024x1024), so a count alone let a server that had seen four large sizes hold
+ * gigabytes of tables for good, which emptyCache() does not return. Four 224x224
+ * tables fit.
+ */
+export const FOURIER_CACHE_BYTES = 256 * 2 ** 20;
+
 /** HF's PerceiverFourierPositionEncoding (no parameters). */
 export class PerceiverFourierPositionEncoding extends Module implements PositionEncoding {
   readonly opts: Required<FourierOptions>;
   // Map iteration order is insertion order: re-inserting on a hit makes the first key the least recently used.
   private readonly cache = new Map<string, Tensor>();
   private device?: string;
+  /** The cache's byte budget (FOURIER_CACHE_BYTES): older tables are evicted past it. */
+  cacheBytes = FOURIER_CACHE_BYTES;
 
   constructor(opts: FourierOptions & { device?: string }) {
     super();
@@ -320,6 +339,7 @@ export class PerceiverFourierPositionEncoding extends Module implements Position
       },
       FOURIER_CACHE_SIZE,
     );
+    this.trimCache();
     // A broadcast view of the cached table: concat and the other consumers read it in place.
     return broadcastTo(table, [batchSize, ...table.shape]);
   }
@@ -332,6 +352,20 @@ export class PerceiverFourierPositionEncoding extends Module implements Position
     const { data, channels } = fourierFeatures(pos, this.opts);
     const n = data.length / channels;
     return tidy(() => broadcastTo(tensor(data, [n, channels], { device: this.device }), [batchSize, n, channels]));
+  }
+
+  /** Evicts the least recently used tables, never the newest, while the cache holds more than cacheBytes. */
+  private trimCache(): void {
+    const bytesOf = (t: Tensor) => t.size * DTYPE_SIZE[t.dtype];
+    let total = 0;
+    for (const t of this.cache.values()) total += bytesOf(t);
+    // Map order is least recently used first; the newest is last.
+    for (const [key, t] of this.cache) {
+      if (total <= this.cacheBytes || this.cache.size === 1) break;
+      this.cache.delete(key);
+      total -= bytesOf(t);
+      t.dispose(); // views already taken keep its storage
+    }
   }
 
   protected override onDispose(): void {

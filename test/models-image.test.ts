@@ -20,7 +20,7 @@ import {
   perceiverConfig,
   spaceToDepth,
 } from '../models/index.js';
-import { FOURIER_CACHE_SIZE } from '../models/position-encoding.js';
+import { FOURIER_CACHE_BYTES, FOURIER_CACHE_SIZE } from '../models/position-encoding.js';
 import { labelOf, topKClasses } from '../models/classification.js';
 import { caseConfig, caseDir, caseTensors, loadCaseWeights, outputError } from './helpers/hf-fixture.js';
 import { baseline, live } from './helpers/device.js';
@@ -280,6 +280,40 @@ test.serial('the Fourier table cache keeps the FOURIER_CACHE_SIZE most recent sh
   enc.dispose();
   t.is(live().tensors, before.tensors, 'live tensors');
   t.is(live().bytes, before.bytes, 'live bytes');
+});
+
+test.serial('the Fourier table cache is bounded in bytes too: large tables do not pile up to FOURIER_CACHE_SIZE of them; the newest is always kept', async (t) => {
+  const before = await baseline();
+  const opts = { numBands: 2, maxResolution: [16, 16] };
+  const enc = new PerceiverFourierPositionEncoding(opts);
+  t.is(enc.cacheBytes, FOURIER_CACHE_BYTES);
+  // channels 2 + 2 * 2 * 2 = 10: a [h, 5] table holds h * 50 floats. A budget of two
+  // [8, 5] tables stands in for FOURIER_CACHE_BYTES (four 224x224 tables at 64 bands).
+  enc.cacheBytes = 2 * 8 * 50 * 4;
+  const heldBytes = () => live().bytes - before.bytes;
+  for (const h of [8, 9, 10, 11]) enc.forward(1, [h, 5]).dispose();
+  // Before the byte bound all four were kept (count limit 4): 38 * 50 floats.
+  t.true(heldBytes() <= enc.cacheBytes, `tables held ${heldBytes()} bytes, budget ${enc.cacheBytes}`);
+  t.is(heldBytes(), 11 * 50 * 4, 'only the newest fits beside nothing older');
+  // A table larger than the whole budget is still cached (a server at one large size).
+  const big = enc.forward(1, [40, 5]);
+  t.is(heldBytes(), 40 * 50 * 4, 'the newest table alone, over budget');
+  const want = fourierFeatures(linearPositions([40, 5]), opts).data;
+  t.deepEqual(Array.from(await big.data()), Array.from(want));
+  big.dispose();
+  enc.forward(1, [8, 5]).dispose();
+  t.is(heldBytes(), 8 * 50 * 4, 'the over-budget table goes once it is no longer the newest');
+  enc.dispose();
+  t.is(live().tensors, before.tensors, 'live tensors');
+  t.is(live().bytes, before.bytes, 'live bytes');
+});
+
+test('fourierFeatures: a table past what a Float32Array holds is refused naming the function and the sizes, not with V8\'s bare RangeError', (t) => {
+  // 4096 positions x (1 + 2 * 2^20) channels = 8.6e9 values; only the positions are allocated.
+  t.throws(() => fourierFeatures(linearPositions([4096]), { numBands: 2 ** 20, maxResolution: [16] }), {
+    instanceOf: RangeError,
+    message: /^fourierFeatures: 4096 positions x 2097153 channels make 8589938688 values, more than one Float32Array holds \(\d+\); use a smaller input$/,
+  });
 });
 
 test('the image classifiers, labelOf and topKClasses: bad arguments are refused with the argument named', async (t) => {
