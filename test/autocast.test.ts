@@ -60,6 +60,9 @@ test('computeDtype, toDtype, needsCast: floating tensors follow autocast, intege
   t.is(P.toDtype(f, 'float32'), f, 'no cast, the same tensor');
   const c = P.toDtype(f, 'float16');
   t.is(c.dtype, 'float16');
+  t.is(P.toDtype(i, 'bfloat16'), i, 'an integer tensor is handed back');
+  // An integer target would be a silent no-op: refused, pointing at cast().
+  t.throws(() => P.toDtype(f, 'int32'), { instanceOf: TypeError, message: /toDtype: argument 'dtype' must be a floating dtype .*got 'int32' \(cast\(\) converts/ });
   for (const x of [f, i, c]) x.dispose();
 });
 

@@ -86,13 +86,15 @@ export function computeDtype(param: Tensor): DTypeName {
 }
 
 /**
- * x in `dtype` when x is floating and differs (a recorded cast), else x itself. The
+ * x in floating `dtype` when x is floating and differs (a recorded cast), else x itself. The
  * caller owns a returned cast: create it inside tidy(). Under autocast, a parameter's
  * cast to autocast's dtype is made once and shared (autocast() disposes it).
  */
 export function toDtype(x: Tensor, dtype: DTypeName): Tensor {
   tensorArg('toDtype', 'x', x);
   checkDType('toDtype', 'dtype', dtype);
+  // An integer target would hand x back unchanged: cast() converts to integers.
+  if (!isFloat(dtype)) throw new TypeError(`toDtype: argument 'dtype' must be a floating dtype (float32, bfloat16 or float16), got '${dtype}' (cast() converts to integer dtypes)`);
   return castTo(x, dtype);
 }
 
