@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
@@ -16,8 +17,11 @@ namespace {
 int configured_threads() {
   const char* env = std::getenv("PERCEIVER_NUM_THREADS");
   if (env && *env) {
-    int n = std::atoi(env);
-    if (n >= 1 && n <= 1024) return n;
+    char* end = nullptr;
+    long n = std::strtol(env, &end, 10);
+    if (*end == '\0' && n >= 1 && n <= 1024) return (int)n;
+    // As PERCEIVER_CPU_ISA: said once, not silently replaced by the default.
+    std::fprintf(stderr, "perceiver-io: ignoring PERCEIVER_NUM_THREADS=%s (an integer from 1 to 1024)\n", env);
   }
   unsigned hc = std::thread::hardware_concurrency();
   return hc ? (int)hc : 1;

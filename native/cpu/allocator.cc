@@ -10,6 +10,7 @@
 // own free lists recycle them.
 #include "allocator.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -31,7 +32,13 @@ constexpr size_t kHuge = size_t(2) << 20;
 size_t cache_limit() {
   static size_t limit = [] {
     const char* env = std::getenv("PERCEIVER_CPU_CACHE_MB");
-    if (env && *env) return (size_t)std::strtoull(env, nullptr, 10) << 20;
+    if (env && *env) {
+      char* end = nullptr;
+      unsigned long long mb = std::strtoull(env, &end, 10);
+      // strtoull takes "-1" as 2^64 - 1 and "abc" as 0: only plain digits are a size.
+      if (*end == '\0' && env[0] >= '0' && env[0] <= '9' && mb <= (1ull << 40)) return (size_t)mb << 20;
+      std::fprintf(stderr, "perceiver-io: ignoring PERCEIVER_CPU_CACHE_MB=%s (a whole number of MiB; 0 disables the cache)\n", env);
+    }
     return size_t(1) << 30;
   }();
   return limit;
