@@ -189,6 +189,41 @@ test('Fourier features: [pos, sin(pi f), cos(pi f)] axis-major, 258 channels at 
   t.is(sine.channels, 8);
 });
 
+test('fourierFeatures: every value is the per-element formula bit for bit (sin/cos of fround(pi * fround(p * band))), on grids, -0 and scattered positions, with and without cos and positions', (t) => {
+  const f = Math.fround;
+  const reference = (pos: Float32Array, numBands: number, maxResolution: number[], concatPos: boolean, sineOnly: boolean) => {
+    const k = maxResolution.length;
+    const bands = maxResolution.map((r) => linspaceF32(1, r / 2, numBands));
+    const channels = (concatPos ? k : 0) + k * numBands * (sineOnly ? 1 : 2);
+    const out = new Float32Array((pos.length / k) * channels);
+    for (let i = 0; i < pos.length / k; i++) {
+      let c = i * channels;
+      if (concatPos) for (let a = 0; a < k; a++) out[c++] = pos[i * k + a];
+      for (let a = 0; a < k; a++)
+        for (let b = 0; b < numBands; b++) {
+          const arg = f(f(Math.PI) * f(pos[i * k + a] * bands[a][b]));
+          out[c + a * numBands + b] = Math.sin(arg);
+          if (!sineOnly) out[c + k * numBands + a * numBands + b] = Math.cos(arg);
+        }
+    }
+    return out;
+  };
+  const scattered = Float32Array.from({ length: 300 }, (_, i) => Math.sin(i * 12.9898) * 1.5);
+  scattered[3] = -0;
+  scattered[5] = 0;
+  for (const [pos, res] of [
+    [linearPositions([9, 13]), [224, 224]],
+    [linearPositions([2, 3, 5]), [16, 32, 8]],
+    [scattered, [50, 60, 70]],
+  ] as [Float32Array, number[]][])
+    for (const concatPos of [true, false])
+      for (const sineOnly of [false, true]) {
+        const got = fourierFeatures(pos, { numBands: 7, maxResolution: res, concatPos, sineOnly }).data;
+        const want = reference(pos, 7, res, concatPos, sineOnly);
+        t.deepEqual(new Uint32Array(got.buffer), new Uint32Array(want.buffer), `[${res}] concatPos ${concatPos} sineOnly ${sineOnly}`);
+      }
+});
+
 test('the pixel preprocessor turns [B, C, H, W] into [B, H*W, C + pos] with pixels first, channels-last', async (t) => {
   const c = perceiverConfig(config);
   const pre = new PerceiverImagePreprocessor(c, {
