@@ -27,11 +27,23 @@ export interface TrainConfig {
   batchSize: number;
   /** Peak learning rate. */
   lr: number;
+  /** 'sgd' is SGD with Nesterov momentum 0.9. */
   optimizer: 'lamb' | 'adamw' | 'sgd';
+  /**
+   * Decoupled weight decay for all three optimizers: weightDecay * p is added to the
+   * update, not to the gradient (AdamW's p -= lr * weightDecay * p; LAMB's then scaled
+   * by its trust ratio, as optax's lamb). For 'sgd' that is not torch.optim.SGD's
+   * weight_decay, an L2 term added to the gradient and so carried by the momentum
+   * (about 1 / (1 - 0.9) = 10 times stronger).
+   */
   weightDecay: number;
   /** Decay position embeddings too (the reference's decay_pos_embs); biases and norms never. */
   decayPositionEmbeddings: boolean;
   schedule: 'constant_cosine' | 'warmup_cosine' | 'constant';
+  /**
+   * Linear warm-up: step s (0-based) gets lr (s + 1) / warmupSteps, one step ahead of
+   * optax's and HF's schedules (lr s / warmupSteps); see lib/optim/schedules.ts.
+   */
   warmupSteps: number;
   /** constant_cosine: fraction of training at the peak rate. */
   constantFraction: number;
