@@ -125,3 +125,30 @@ test('saveSafetensors, writeFileAtomic and saveModel clear what killed writers o
   }
   t.deepEqual(readdirSync(dir).filter((f) => f.startsWith('.')), [], 'no temporary left');
 });
+
+// A writer in another PID namespace of this host (a container sharing the folder and the
+// hostname: host networking, a set --hostname). Needs unshare(1) and the right to use it.
+const canUnshare = process.platform === 'linux' && spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'true']).status === 0;
+(canUnshare ? test : test.skip)("removeDeadWritersTemps leaves a live writer's temporary file in another PID namespace alone (its pid means nothing here)", async (t) => {
+  const dir = mkdtempSync(join(tmp, 'pidns-'));
+  const target = join(dir, 'model.safetensors');
+  const atomicJs = new URL('../lib/io/atomic.js', import.meta.url).href;
+  // Pids from 1 up in the namespace: a few hundred short processes first, so that the
+  // writer's pid is one no process of this namespace has.
+  const script = `const { tempBeside } = await import(${JSON.stringify(atomicJs)}); require('node:fs').writeFileSync(tempBeside(${JSON.stringify(target)}), 'x'); console.log('ready'); setTimeout(() => {}, 20000);`;
+  const { spawn } = await import('node:child_process');
+  const child = spawn('unshare', ['--pid', '--fork', '--kill-child', '--mount-proc', 'sh', '-c', `for i in $(seq 400); do /bin/true; done; "${process.execPath}" --input-type=module -e "$0"`, script.replace(/require\('node:fs'\)/, '(await import("node:fs"))')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    await new Promise<void>((res, rej) => {
+      child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && res());
+      child.on('exit', (code) => rej(new Error(`writer exited ${code}`)));
+    });
+    const name = readdirSync(dir)[0];
+    t.regex(name, /\.tmp$/);
+    t.false(new Set(readdirSync('/proc')).has(/-(\d+)\./.exec(name)![1]), 'no process of this namespace has the writer\'s pid');
+    removeDeadWritersTemps(target);
+    t.deepEqual(readdirSync(dir), [name]);
+  } finally {
+    child.kill('SIGKILL');
+  }
+});

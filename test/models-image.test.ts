@@ -397,3 +397,17 @@ test('the image classifiers refuse a misspelt option, naming the op, the argumen
   pixels.dispose();
   model.dispose();
 });
+
+test('PerceiverFourierPositionEncoding.cacheBytes refuses what is not a byte count (NaN, negative, a string), naming it', (t) => {
+  const enc = new PerceiverFourierPositionEncoding({ numBands: 2, maxResolution: [16, 16] });
+  const set = (v: unknown) => () => {
+    enc.cacheBytes = v as number;
+  };
+  t.throws(set(NaN), { instanceOf: RangeError, message: /PerceiverFourierPositionEncoding\.cacheBytes: argument 'cacheBytes' must be a finite number >= 0, got number NaN/ });
+  t.throws(set(-1), { instanceOf: RangeError, message: /cacheBytes.*got number -1/ });
+  t.throws(set('1e9'), { instanceOf: TypeError, message: /cacheBytes.*got/ });
+  t.is(enc.cacheBytes, FOURIER_CACHE_BYTES, 'unchanged');
+  enc.cacheBytes = 0;
+  t.is(enc.cacheBytes, 0);
+  enc.dispose();
+});

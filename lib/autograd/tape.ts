@@ -214,9 +214,12 @@ export function backward(root: Tensor, opts?: BackwardOptions): void {
 
 function backwardPass(root: Tensor, seed: Tensor | undefined, retain: boolean): void {
   // Storages a new .grad must not share: the caller's seed, and each .grad this pass
-  // hands out (a formula passes g through, or one tensor to several inputs).
-  const claimed = new Set<number>();
-  if (seed) claimed.add(native.handleStorageId(seed.handle));
+  // hands out (a formula passes g through, or one tensor to several inputs), with the
+  // tensor that holds each. A storage id is an address, which the allocator hands out
+  // again once that storage is freed: an entry whose tensor is disposed (a .grad
+  // replaced by a later sum) claims nothing.
+  const claimed: Claimed = new Map();
+  if (seed) claimed.set(native.handleStorageId(seed.handle), seed);
   // An alias: the loop disposes gradients once used, never the caller's tensor.
   if (!root.gradFn) {
     checkLeafGrad(root);
@@ -349,8 +352,11 @@ function checkLeafGrad(leaf: Tensor): void {
     throw new Error(`backward: the .grad of a leaf of shape [${leaf.shape.join(', ')}] is a disposed Tensor; set .grad = null (or zeroGrad()) rather than disposing it`);
 }
 
+/** Storage id -> the tensor whose storage it is (backwardPass's claimed). */
+type Claimed = Map<number, Tensor>;
+
 /** folded: g already holds the leaf's .grad (Accumulated) and replaces it. */
-function accumulate(leaf: Tensor, g: Tensor, folded: boolean, claimed: Set<number>): void {
+function accumulate(leaf: Tensor, g: Tensor, folded: boolean, claimed: Claimed): void {
   if (!sameShape(g.shape, leaf.shape))
     throw new Error(`backward: internal error: gradient of shape [${g.shape.join(', ')}] for a leaf of shape [${leaf.shape.join(', ')}]`);
   let sum = leaf.grad && !folded ? addGrads(leaf.grad, g) : wrap(native.contiguous(g.handle));
@@ -358,14 +364,15 @@ function accumulate(leaf: Tensor, g: Tensor, folded: boolean, claimed: Set<numbe
   // a .grad never shares memory with the seed or another leaf's .grad, so writing one
   // (assign, zeroing) changes nothing else. Only such shared gradients are copied.
   const id = native.handleStorageId(sum.handle);
+  const holder = claimed.get(id);
   // (The leaf's own .grad's storage is its own: a folded sum may land there.)
-  if (claimed.has(id) && !(leaf.grad && native.handleStorageId(leaf.grad.handle) === id)) {
+  if (holder && !holder.disposed && !(leaf.grad && native.handleStorageId(leaf.grad.handle) === id)) {
     const copy = wrap(native.empty([...sum.shape], sum.dtype, sum.device));
     native.assign(copy.handle, sum.handle);
     sum.dispose();
     sum = copy;
   }
-  claimed.add(native.handleStorageId(sum.handle));
+  claimed.set(native.handleStorageId(sum.handle), sum);
   leaf.grad?.dispose();
   leaf.grad = keep(sum);
 }

@@ -4,7 +4,7 @@
 // device, FIFO or socket would be swapped for a file. So a link is followed (the file
 // it points to is replaced, the link kept), and anything but a regular file is refused.
 import { createHash, randomBytes } from 'node:crypto';
-import { accessSync, constants, lstatSync, readdirSync, readlinkSync, rmSync, statSync, type Stats } from 'node:fs';
+import { accessSync, constants, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, type Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 
@@ -93,7 +93,26 @@ export function atomicTarget(path: string, opts: AtomicTargetOptions = {}): stri
 // A temporary name says which writer made it (this host, this process), so that a later
 // write can remove what a killed writer (SIGKILL, the OOM killer) left, without touching
 // a live writer's file, in this process, another one, or on another host sharing the folder.
-const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+// A pid means something only in its PID namespace on its boot: containers sharing a
+// folder often share the hostname too (host networking, a set --hostname) while each
+// has its own pids, and cloned machines share names. So the tag covers the boot and
+// the PID namespace as well (Linux; elsewhere the hostname alone).
+const HOST_TAG = createHash('sha256').update(writerDomain()).digest('hex').slice(0, 8);
+
+function writerDomain(): string {
+  const parts = [hostname()];
+  try {
+    parts.push(readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+  } catch {
+    // not Linux
+  }
+  try {
+    parts.push(readlinkSync('/proc/self/ns/pid'));
+  } catch {
+    // not Linux
+  }
+  return parts.join('\0');
+}
 
 export type TempKind = 'tmp' | 'old';
 

@@ -177,7 +177,15 @@ export function recoverKilledWrites(outDir: string): string {
       notes.push(`cannot clear '${path}' that a killed conversion left: ${systemReason(err)}`);
     }
   }
-  for (const tmp of unfinished) rmSync(tmp, { recursive: true, force: true });
+  // Best effort, as the .old above: a leftover that cannot go (another user's, a busy
+  // mount) is named, and the conversion goes on beside it.
+  for (const tmp of unfinished) {
+    try {
+      rmSync(tmp, { recursive: true, force: true });
+    } catch (err) {
+      notes.push(`cannot clear '${tmp}' that a killed conversion left: ${systemReason(err)}`);
+    }
+  }
   return notes.join('\n');
 }
 
