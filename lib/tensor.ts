@@ -340,6 +340,17 @@ export function handleOf(op: string, name: string, v: unknown): NativeHandle {
   return v.handle;
 }
 
+/**
+ * @internal Refuses a plain object in an optional positional Tensor slot (layerNorm's
+ * weight, linear's bias), where an options object lands by mistake
+ * (`layerNorm(x, { eps })`): the TypeError names the op the caller called and its
+ * signature, not the op it is built on.
+ */
+export function notAnOptionsObject(op: string, name: string, v: unknown, signature: string): void {
+  if (v !== null && typeof v === 'object' && !(v instanceof Tensor) && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype)
+    throw new TypeError(`${op}: argument '${name}' must be a Tensor, null or undefined, got Object (an options object? the arguments are ${signature})`);
+}
+
 /** @internal Like handleOf, for optional arguments. */
 export function optionalHandle(op: string, name: string, v: unknown): NativeHandle | null {
   return v === undefined || v === null ? null : handleOf(op, name, v);

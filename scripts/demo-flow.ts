@@ -153,7 +153,12 @@ async function main(): Promise<void> {
     },
   });
   if (used !== overlap) console.log(`overlap ${overlap} does not fit a ${window[0]}x${window[1]} window: used ${used}`);
-  console.log(`${windows.length} window(s) at ${windows.map(([y, x]) => `(${y},${x})`).join(' ')}, overlap >= ${used}`);
+  // Every origin when there are few (the released model's window over the default frames:
+  // a handful); else the first and last ones, as the per-window lines above, not thousands
+  // (a model with a small train_size over the default 400x560 frames has 3696 windows).
+  const origins = windows.map(([y, x]) => `(${y},${x})`);
+  const shown = origins.length <= 8 ? origins.join(' ') : `${origins.slice(0, 4).join(' ')} ... ${origins.slice(-2).join(' ')}`;
+  console.log(`${windows.length} window(s) at ${shown}, overlap >= ${used}`);
   model.dispose();
 
   const { meanFlow: [mu, mv], maxMagnitude: maxMag } = flowSummary(flow, H, W);

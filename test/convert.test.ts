@@ -219,12 +219,15 @@ test('convert --help lists the arguments and options; bad invocations exit 2, ba
   mkdirSync(full);
   writeFileSync(join(full, 'x'), '');
   writeFileSync(join(tmp, 'bad.json'), '{nope');
+  writeFileSync(join(tmp, 'typo.json'), JSON.stringify({ hidden_actt: 'gelu', num_latents: 8 }));
   const failing: [string[], RegExp][] = [
     [['convert', join(tmp, 'none.pickle'), out], /checkpoint '.*none\.pickle' does not exist/],
     [['convert', pickle('mlm'), full], /'.*cli-full' exists and is not empty \(use --force to replace it\)/],
     [['convert', pickle('mlm'), join(full, 'x'), '--force'], /'.*x' exists and is not a folder/],
     [['convert', pickle('mlm'), out, '--config', join(tmp, 'missing.json')], /config file '.*missing\.json' does not exist/],
     [['convert', pickle('mlm'), out, '--config', join(tmp, 'bad.json')], /config file '.*bad\.json' is not valid JSON/],
+    // A misspelt field was written into config.json as it was, silently.
+    [['convert', pickle('mlm'), out, '--config', join(tmp, 'typo.json')], /config file '.*typo\.json' has unknown config fields 'hidden_actt' \(neither PerceiverConfig's nor PretrainedConfig's: loadModel would ignore them\); nothing written/],
   ];
   for (const [args, message] of failing) {
     const r = await cli(args);

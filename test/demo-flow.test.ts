@@ -27,6 +27,27 @@ test('the PNG and .flo replace the old files by rename, never rewriting them in 
   }
 });
 
+test('many windows (a small-window model over larger frames) are listed by their first and last origins, not all', async (t) => {
+  const tmp = mkdtempSync(join(tmpdir(), 'perceiver-demo-flow-'));
+  try {
+    // The fixture's window is 12x16: a 40x64 frame pair needs 36 windows at overlap 6.
+    const r = await runScript('demo-flow.js', ['--model', caseDir('optical_flow'), '--size', '40x64', '--out', join(tmp, 'flow')]);
+    t.is(r.code, 0, r.stderr);
+    const line = r.stdout.split('\n').find((l) => / window\(s\) at /.test(l));
+    t.truthy(line, r.stdout);
+    const [, count] = /^(\d+) window\(s\) at /.exec(line!)!;
+    t.true(Number(count) > 8, line);
+    t.is((line!.match(/\(\d+,\d+\)/g) ?? []).length, 6, `four first and two last origins: ${line}`);
+    t.regex(line!, /^\d+ window\(s\) at \(0,0\) \(0,\d+\) \(0,\d+\) \(0,\d+\) \.\.\. \(\d+,\d+\) \(28,48\), overlap >= \d+$/);
+    // Few windows are all listed.
+    const few = await runScript('demo-flow.js', ['--model', caseDir('optical_flow'), '--size', '12x16', '--out', join(tmp, 'one')]);
+    t.is(few.code, 0, few.stderr);
+    t.regex(few.stdout, /^1 window\(s\) at \(0,0\), overlap >= \d+$/m);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
 test('--help prints the usage and exits 0; unknown, repeated and valueless flags and a folder as --out are one line and exit 2, before any work', async (t) => {
   const tmp = mkdtempSync(join(tmpdir(), 'perceiver-demo-flow-'));
   try {

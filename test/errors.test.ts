@@ -210,6 +210,26 @@ test('in-process: keep() and tidy() name a non-Tensor or non-function argument i
   for (const [name, fn, message] of cases) t.throws(fn, { instanceOf: TypeError, message }, name);
 });
 
+// layerNorm and linear take their optional tensors positionally, before the options: an
+// options object put in a tensor's slot (`layerNorm(x, { eps })`, `linear(x, w, { activation })`)
+// was reported as "matmul: argument 'bias' must be a Tensor, got Object", naming the op
+// linear is built on and not saying what went wrong.
+test('in-process: an options object in layerNorm\'s or linear\'s tensor slot is named as such, with the signature', (t) => {
+  const x = P.ones([2, 3]);
+  const w = P.ones([4, 3]);
+  const bad = (v: unknown) => v as never;
+  const cases: [string, () => unknown, RegExp][] = [
+    ['layerNorm(x, { eps })', () => P.layerNorm(x, bad({ eps: 1e-6 })), /^layer_norm: argument 'weight' must be a Tensor, null or undefined, got Object \(an options object\? the arguments are layerNorm\(x, weight\?, bias\?, \{ eps \}\)\)$/],
+    ['layerNorm(x, null, { eps })', () => P.layerNorm(x, null, bad({ eps: 1e-6 })), /^layer_norm: argument 'bias' must be a Tensor, null or undefined, got Object \(an options object\?/],
+    ['linear(x, w, { activation })', () => P.linear(x, w, bad({ activation: 'gelu' })), /^linear: argument 'bias' must be a Tensor, null or undefined, got Object \(an options object\? the arguments are linear\(x, weight, bias\?, activation\?, addend\?\)\)$/],
+    ["linear(x, w, null, 'none', {})", () => P.linear(x, w, null, 'none', bad({})), /^linear: argument 'addend' must be a Tensor, null or undefined, got Object/],
+  ];
+  for (const [name, fn, message] of cases) t.throws(fn, { instanceOf: TypeError, message }, name);
+  // What still works: tensors, null and undefined in those slots.
+  t.deepEqual(P.layerNorm(x, null, null, { eps: 1e-6 }).shape, [2, 3]);
+  t.deepEqual(P.linear(x, w, undefined, 'gelu').shape, [2, 4]);
+});
+
 // As torch refuses an unexpected keyword argument: a misspelt option would otherwise
 // be ignored and its default used, with no sign of it.
 test('in-process: an unknown key in an options object is a TypeError naming the op, the argument and the key, listing the known ones', async (t) => {

@@ -3,7 +3,7 @@
 // off, import it by name, compute, and check that the prebuilt binary was loaded
 // (a tarball never carries build/, so nothing else could be).
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { cpus, tmpdir } from 'node:os';
 import { delimiter, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -143,6 +143,21 @@ async function ensurePrebuild(log: (s: string) => void): Promise<void> {
   }
 }
 
+// The engines floor (Node 20.19) is where require() of an ES module works without a
+// flag, so a CommonJS caller can require('perceiver-io') as long as the exports map
+// has a condition require() matches: with "import" alone it failed with
+// ERR_PACKAGE_PATH_NOT_EXPORTED ('No "exports" main defined'). The package's own name
+// resolves through the same exports map here (self-reference), without packing.
+test('a CommonJS caller can require() both entry points (Node >= 20.19)', (t) => {
+  const r = spawnSync(
+    process.execPath,
+    ['-e', "const P = require('perceiver-io'); const M = require('perceiver-io/models'); console.log(typeof P.tensor, typeof M.loadModel)"],
+    { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, PERCEIVER_DEVICE: 'cpu' } },
+  );
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout.trim(), 'function function');
+});
+
 const CONSUMER = `
 import { readFileSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -272,8 +287,9 @@ test('npm pack + install into a fresh project (scripts off): imports by name, co
     t.false(out.hasBuildDir);
     t.is(out.version, JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
 
-    // --- with install scripts on (what `npm install` does by default): node-gyp-build
-    // finds the prebuild and compiles nothing ---
+    // --- with install scripts on (what `npm install` did by default before npm 11.19's
+    // allowScripts; `npm rebuild perceiver-io` runs them still): node-gyp-build finds the
+    // prebuild and compiles nothing ---
     const rebuild = await run(npmBin, ['rebuild', 'perceiver-io', '--no-audit', '--no-fund'], { cwd: app, timeoutMs: 180_000 });
     t.is(rebuild.code, 0, describeRun('npm rebuild perceiver-io', rebuild));
     t.false(existsSync(join(pkgDir, 'build')), 'the install script compiled from source instead of using the prebuild');

@@ -385,6 +385,13 @@ test('a header length past the end of the file is refused without allocating it'
   await rejects(t, P.loadSafetensors(writeRaw(good, [], { headerLen: 1000n })), /runs past the end of the file/);
 });
 
+test('a file of another kind (a JPEG given as --input) is called not a safetensors file', async (t) => {
+  const path = fresh('photo');
+  // A JPEG's first bytes: SOI, APP0 'JFIF', read as a little-endian u64 length.
+  writeFileSync(path, Uint8Array.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01, ...new Array(100).fill(0)]));
+  await rejects(t, P.loadSafetensors(path), /header length \d+ runs past the end of the file/, /: not a safetensors file \(.*\), or a truncated one$/);
+});
+
 test('a truncated data section is reported as offsets out of range', async (t) => {
   await rejects(t, P.loadSafetensors(writeRaw(good, new Uint8Array(5))), /tensor 'a'/, /data_offsets \[0, 8\] run past the end of the data section \(5 bytes; truncated\?\)/);
 });

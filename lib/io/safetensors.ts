@@ -95,9 +95,12 @@ function numel(shape: readonly number[]): number {
 function headerLength(path: string, first8: Uint8Array, fileSize: number): number {
   if (fileSize < 8) fail(path, `file is ${fileSize} bytes, too short for the 8-byte header length`);
   const headerLen = Buffer.from(first8.buffer, first8.byteOffset, 8).readBigUInt64LE(0);
+  // A file of another kind (an image, a pickle, a .bin) read as safetensors fails here,
+  // its first 8 bytes taken as a huge length: say what that most likely means.
+  const notSafetensors = 'not a safetensors file (8-byte little-endian header length, then a JSON header), or a truncated one';
   if (headerLen > BigInt(fileSize - 8))
-    fail(path, `header length ${headerLen} runs past the end of the file (${fileSize} bytes; at most ${fileSize - 8} available)`);
-  if (headerLen > BigInt(MAX_HEADER_BYTES)) fail(path, `header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+    fail(path, `header length ${headerLen} runs past the end of the file (${fileSize} bytes; at most ${fileSize - 8} available): ${notSafetensors}`);
+  if (headerLen > BigInt(MAX_HEADER_BYTES)) fail(path, `header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit: ${notSafetensors}`);
   return Number(headerLen);
 }
 

@@ -2,7 +2,7 @@
 import { native } from '../native.js';
 import { describe } from '../dtype.js';
 import type { DTypeName } from '../dtype.js';
-import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
+import { Tensor, wrap, handleOf, optionalHandle, notAnOptionsObject } from '../tensor.js';
 import { bool, num, optionKeys, options } from './args.js';
 import * as G from '../autograd/grads.js';
 import { needsGrad } from '../autograd/tape.js';
@@ -86,6 +86,9 @@ export function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
  * [in] gives [out], as torch's F.linear.
  */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, activation: Activation = 'none', addend?: Tensor | null): Tensor {
+  const signature = 'linear(x, weight, bias?, activation?, addend?)';
+  notAnOptionsObject('linear', 'bias', bias, signature);
+  notAnOptionsObject('linear', 'addend', addend, signature);
   if (x instanceof Tensor && !x.disposed && x.rank === 1) {
     // matmul wants rows: the vector as one, and the addend ([out]) with it.
     return tidy(() => squeeze(matmul(unsqueeze(x, 0), weight, { transB: true, bias, activation, addend: addend instanceof Tensor && addend.rank === 1 ? unsqueeze(addend, 0) : addend }), 0));

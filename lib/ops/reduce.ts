@@ -1,6 +1,6 @@
 // Reductions over one axis; softmax, log-softmax and layer norm over the last axis.
 import { native } from '../native.js';
-import { Tensor, wrap, handleOf, optionalHandle } from '../tensor.js';
+import { Tensor, wrap, handleOf, optionalHandle, notAnOptionsObject } from '../tensor.js';
 import { bool, int, num, optionKeys, options } from './args.js';
 import * as G from '../autograd/grads.js';
 import { cast, reshape } from './layout.js';
@@ -94,6 +94,8 @@ const LAYER_NORM_OPTIONS = optionKeys<LayerNormOptions>({ eps: true });
 
 /** (x - mean) / sqrt(var + eps) * weight + bias over the last axis; weight and bias [C] are optional. */
 export function layerNorm(x: Tensor, weight?: Tensor | null, bias?: Tensor | null, opts?: LayerNormOptions): Tensor {
+  notAnOptionsObject('layer_norm', 'weight', weight, 'layerNorm(x, weight?, bias?, { eps })');
+  notAnOptionsObject('layer_norm', 'bias', bias, 'layerNorm(x, weight?, bias?, { eps })');
   const o = options('layer_norm', opts, LAYER_NORM_OPTIONS);
   const eps = o.eps === undefined ? 1e-5 : num('layer_norm', 'eps', o.eps);
   const out = wrap(

@@ -33,7 +33,7 @@ Options:
   --top-k N         labels shown per image (default 5)
   --json            one JSON array on stdout: [{image, width, height, predictions:
                     [{index, label, probability}]}]
-  --device NAME     cpu or cuda (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
+  --device NAME     cpu, cuda or cuda:N (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
   -h, --help        show this help
 `;
 

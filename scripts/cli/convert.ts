@@ -11,7 +11,7 @@ import { readHaikuCheckpoint } from '../../lib/io/haiku.js';
 import { HAIKU_ARCHITECTURES, haikuToStateDict, type HaikuConversion } from '../../models/haiku.js';
 import { createModel } from '../../models/registry.js';
 import { configJson } from '../../models/save.js';
-import { checkAgainstModel } from '../../models/load.js';
+import { checkAgainstModel, unknownConfigKeys } from '../../models/load.js';
 import { deadWritersTemps, systemReason, tempBeside } from '../../lib/io/atomic.js';
 import { parseFlags, signalExitCode, UsageError, type Command } from './command.js';
 
@@ -286,6 +286,11 @@ function readConfigFile(path: string): Record<string, unknown> {
     throw new Error(`config file '${path}' is not valid JSON (${err instanceof Error ? err.message : String(err)})`);
   }
   if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new Error(`config file '${path}' must hold a JSON object`);
+  // A misspelt field would be written into config.json as it is, and only loadModel's
+  // warning ("ignoring unknown config fields") would tell, after the conversion.
+  const unknown = unknownConfigKeys(json as Record<string, unknown>);
+  if (unknown.length)
+    throw new Error(`config file '${path}' has unknown config fields ${unknown.map((k) => `'${k}'`).join(', ')} (neither PerceiverConfig's nor PretrainedConfig's: loadModel would ignore them); nothing written`);
   return json as Record<string, unknown>;
 }
 

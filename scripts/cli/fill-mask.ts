@@ -26,7 +26,7 @@ Options:
   --json            one JSON object on stdout: {text, filled, masks: [{position, candidates:
                     [{id, byte, token, probability}]}]} (position: byte offset in the text
                     with the masks expanded)
-  --device NAME     cpu or cuda (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
+  --device NAME     cpu, cuda or cuda:N (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
   -h, --help        show this help
 `;
 

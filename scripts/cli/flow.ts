@@ -29,7 +29,7 @@ Options:
   --overlap N       minimum window overlap in pixels, at most half the window (default 20,
                     or half the window when that is smaller)
   --json            a JSON summary on stdout: {height, width, windows, meanFlow, maxMagnitude, out, flo}
-  --device NAME     cpu or cuda (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
+  --device NAME     cpu, cuda or cuda:N (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
   -h, --help        show this help
 `;
 

@@ -21,7 +21,7 @@ Options:
                                                    PerceiverForMultimodalAutoencoding
                     loss_weights.* and labels are skipped (with a note on stderr)
   --output FILE     where to write the outputs (written atomically): logits, or logits.<modality>
-  --device NAME     cpu or cuda (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
+  --device NAME     cpu, cuda or cuda:N (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
   --dtype NAME      float32 (default), bfloat16 or float16: the weights' and the compute
                     dtype (16-bit: float32 accumulation); outputs are written in it
   --interpolate-pos-encoding

@@ -44,7 +44,7 @@ Options:
   --precision NAME       float32 (default), bfloat16 or float16: mixed precision (16-bit compute, float32
                          master weights and optimizer; float16 with dynamic loss scaling; fast on CUDA,
                          slower on the CPU, which converts per op)
-  --device NAME          cpu or cuda (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
+  --device NAME          cpu, cuda or cuda:N (default: PERCEIVER_DEVICE, else cuda when available, else cpu)
   --max-steps N          stop after N steps in this call (checkpoint written; --resume continues)
   --profile N            profile step N of this call (0 = the first): device time per op and scope,
                          printed and written to OUT/profile.txt
