@@ -1,6 +1,7 @@
 // matmul (batched, broadcasting, fused bias + activation) and fused attention.
 #include <cmath>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 
 #include "op_util.h"
@@ -80,7 +81,12 @@ MatOperand prepare(const Tensor& x_in, bool trans, const Shape& batch) {
 bool compose_attention(const Tensor& q, int64_t dv, int64_t scores) {
   if (scores <= 0) return false;
   const char* e = std::getenv("PERCEIVER_ATTENTION_COMPOSE");
-  if (e && *e) return std::strcmp(e, "0") != 0;
+  if (e && *e) {
+    if (!std::strcmp(e, "0") || !std::strcmp(e, "1")) return *e == '1';
+    // Said once; the JS side (dropout) reads only '1' as on, so other values are off here too.
+    static const bool warned = (std::fprintf(stderr, "perceiver-io: ignoring PERCEIVER_ATTENTION_COMPOSE=%s (0 or 1)\n", e), true);
+    (void)warned;
+  }
   return scores <= (int64_t(1) << 26) && !backend_for(q.device())->fast_attention(q.dtype, q.shape[3], dv);
 }
 

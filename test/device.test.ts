@@ -187,10 +187,11 @@ test('PERCEIVER_DEVICE=gpu is a TypeError that names the variable; PERCEIVER_DEV
   t.deepEqual(good, { device: 'cpu' });
 });
 
-test('a PERCEIVER_NUM_THREADS or PERCEIVER_CPU_CACHE_MB that is not a plain number is ignored with a warning naming it, not silently', async (t) => {
+test('a PERCEIVER_NUM_THREADS, PERCEIVER_CPU_CACHE_MB, PERCEIVER_GRAD_FOLD or PERCEIVER_ATTENTION_COMPOSE value it cannot take is ignored with a warning naming it, not silently', async (t) => {
   const code = `
     const P = await import(${JSON.stringify(LIB_URL)});
     const x = P.zeros([1 << 20]); await x.data(); x.dispose();
+    await P.attention(P.ones([1, 2, 1, 4]), P.ones([1, 3, 1, 4]), P.ones([1, 3, 1, 4])).data();
     console.log(JSON.stringify({ threads: P.backends()[0].threads, cached: P.memory('cpu').cpu.cachedBytes }));`;
   for (const [name, value, valid] of [
     ['PERCEIVER_NUM_THREADS', 'abc', 'an integer from 1 to 1024'],
@@ -198,13 +199,15 @@ test('a PERCEIVER_NUM_THREADS or PERCEIVER_CPU_CACHE_MB that is not a plain numb
     ['PERCEIVER_NUM_THREADS', '0', 'an integer from 1 to 1024'],
     ['PERCEIVER_CPU_CACHE_MB', '-1', 'a whole number of MiB'],
     ['PERCEIVER_CPU_CACHE_MB', 'lots', 'a whole number of MiB'],
+    ['PERCEIVER_GRAD_FOLD', 'off', '0 or 1'],
+    ['PERCEIVER_ATTENTION_COMPOSE', 'yes', '0 or 1'],
   ]) {
     const r = await runNode(code, { [name]: value });
     t.is(r.code, 0, r.stderr);
     t.true(r.stderr.includes(`perceiver-io: ignoring ${name}=${value} (${valid}`), `${name}=${value}: ${r.stderr}`);
     t.true(lastJson(r.stdout).threads >= 1);
   }
-  const ok = await runNode(code, { PERCEIVER_NUM_THREADS: '1', PERCEIVER_CPU_CACHE_MB: '0' });
+  const ok = await runNode(code, { PERCEIVER_NUM_THREADS: '1', PERCEIVER_CPU_CACHE_MB: '0', PERCEIVER_GRAD_FOLD: '0', PERCEIVER_ATTENTION_COMPOSE: '1' });
   t.is(ok.stderr, '');
   t.deepEqual(lastJson(ok.stdout), { threads: 1, cached: 0 }, 'valid values are taken: one thread, no cache');
 });

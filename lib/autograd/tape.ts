@@ -108,7 +108,16 @@ export function sameShape(a: readonly number[], b: readonly number[]): boolean {
  * contribution separately, as before: the same gradients up to rounding, for
  * measuring what folding saves and for bisecting a numerical difference.
  */
-export const gradFold = { enabled: process.env.PERCEIVER_GRAD_FOLD !== '0' };
+export const gradFold = { enabled: switchFromEnv('PERCEIVER_GRAD_FOLD', true) };
+
+/** A 0/1 switch from the environment; anything else is ignored with a warning (as the engine's variables), not read as on. */
+function switchFromEnv(name: string, byDefault: boolean): boolean {
+  const v = process.env[name];
+  if (v === undefined || v === '') return byDefault;
+  if (v === '0' || v === '1') return v === '1';
+  process.stderr.write(`perceiver-io: ignoring ${name}=${v} (0 or 1)\n`);
+  return byDefault;
+}
 
 let gradEnabled = true;
 
