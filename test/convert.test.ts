@@ -334,7 +334,8 @@ for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
         err += d.toString();
         if (err.includes('stalled') && child.signalCode === null && !child.killed) child.kill(signal);
       });
-      child.on('exit', (c) => resolve(c));
+      // 'close', not 'exit': stderr's last lines may still be in flight at exit.
+      child.on('close', (c) => resolve(c));
     });
     t.true(err.includes('stalled'), err);
     t.is(exit, code, err);

@@ -293,7 +293,8 @@ test.serial('perceiver train on MNIST with a tiny config: --max-steps stops with
       err += d.toString();
       if (err.includes('step 10/') && !child.killed) child.kill('SIGINT');
     });
-    child.on('exit', (c) => resolve(c));
+    // 'close', not 'exit': stderr's last lines may still be in flight at exit.
+    child.on('close', (c) => resolve(c));
   });
   // Checkpointed, yet stopped: the status says so, as a shell reports a Ctrl-C'd process.
   t.is(code, 130, err);
@@ -312,7 +313,8 @@ test.serial('perceiver train: SIGTERM checkpoints as Ctrl-C does and exits 143; 
       err += d.toString();
       if (err.includes('step 10/') && !child.killed) child.kill('SIGTERM');
     });
-    child.on('exit', (c) => resolve(c));
+    // 'close', not 'exit': stderr's last lines may still be in flight at exit.
+    child.on('close', (c) => resolve(c));
   });
   t.is(code, 143, err);
   t.regex(err, /interrupted \(SIGTERM\): finishing the step and writing a checkpoint/);
