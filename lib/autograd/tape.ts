@@ -372,7 +372,7 @@ function accumulate(leaf: Tensor, g: Tensor, folded: boolean, claimed: Claimed):
   // As torch's AccumulateGrad, which steals a gradient only when nothing else holds it:
   // a .grad never shares memory with the seed or another leaf's .grad, so writing one
   // (assign, zeroing) changes nothing else. Only such shared gradients are copied.
-  const id = native.handleStorageId(sum.handle);
+  let id = native.handleStorageId(sum.handle);
   const holder = claimed.get(id);
   // (The leaf's own .grad's storage is its own: a folded sum may land there.)
   if (holder && !holder.disposed && !(leaf.grad && native.handleStorageId(leaf.grad.handle) === id)) {
@@ -380,8 +380,9 @@ function accumulate(leaf: Tensor, g: Tensor, folded: boolean, claimed: Claimed):
     native.assign(copy.handle, sum.handle);
     sum.dispose();
     sum = copy;
+    id = native.handleStorageId(sum.handle);
   }
-  claimed.set(native.handleStorageId(sum.handle), sum);
+  claimed.set(id, sum);
   leaf.grad?.dispose();
   leaf.grad = keep(sum);
 }
