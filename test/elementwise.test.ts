@@ -103,7 +103,7 @@ test('unary: special values follow IEEE float semantics', async (t) => {
     ['sqrt', P.sqrt(x), [NaN, Infinity, NaN, 0, -0], true],
     ['rsqrt', P.rsqrt(x), [NaN, 0, NaN, Infinity, -Infinity], false],
     ['tanh', P.tanh(x), [NaN, 1, -1, 0, -0], true],
-    ['relu', P.relu(x), [NaN, Infinity, 0, 0, 0], false],
+    ['relu', P.relu(x), [NaN, Infinity, 0, 0, -0], true],  // -0 stays -0, as torch.relu
     ['sigmoid', P.sigmoid(x), [NaN, 1, 0, 0.5, 0.5], false],
     ['abs', P.abs(x), [NaN, Infinity, Infinity, 0, 0], true],
     ['square', P.square(x), [NaN, Infinity, Infinity, 0, 0], false],

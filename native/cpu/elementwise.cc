@@ -210,7 +210,8 @@ void unary(UnaryOp op, const View& x, const View& out, float alpha, float beta) 
     case UnaryOp::Sqrt: return unary_loop(x, out, [](float v) { return std::sqrt(v); });
     case UnaryOp::Rsqrt: return unary_loop(x, out, [](float v) { return 1.f / std::sqrt(v); });
     case UnaryOp::Tanh: return unary_loop(x, out, [](float v) { return std::tanh(v); });
-    case UnaryOp::Relu: return unary_loop(x, out, [](float v) { return v > 0.f ? v : (v == v ? 0.f : v); });
+    // v itself unless below 0: NaN stays NaN and -0 stays -0, as in torch.
+    case UnaryOp::Relu: return unary_loop(x, out, [](float v) { return v < 0.f ? 0.f : v; });
     case UnaryOp::Gelu: return activation_loop(x, out, Activation::Gelu, [](float v) { return gelu(v); });
     case UnaryOp::GeluTanh: return activation_loop(x, out, Activation::GeluTanh, [](float v) { return gelu_tanh(v); });
     case UnaryOp::Sigmoid: return unary_loop(x, out, [](float v) { return 1.f / (1.f + std::exp(-v)); });

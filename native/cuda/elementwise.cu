@@ -152,7 +152,7 @@ __device__ __forceinline__ float apply_unary(UnaryOp op, float v, float alpha, f
     case UnaryOp::Sqrt: return sqrtf(v);
     case UnaryOp::Rsqrt: return 1.f / sqrtf(v);
     case UnaryOp::Tanh: return tanhf(v);
-    case UnaryOp::Relu: return v > 0.f ? v : (v == v ? 0.f : v);
+    case UnaryOp::Relu: return v < 0.f ? 0.f : v;  // NaN and -0 pass, as on the CPU
     case UnaryOp::Gelu: return gelu_erf(v);
     case UnaryOp::GeluTanh: return gelu_tanh(v);
     case UnaryOp::Sigmoid: return 1.f / (1.f + expf(-v));

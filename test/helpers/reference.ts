@@ -279,7 +279,7 @@ export const geluRef = (x: number): number =>
 export const geluTanhRef = (x: number): number =>
   x / (1 + Math.exp(-2 * Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
 export const sigmoidRef = (x: number): number => 1 / (1 + Math.exp(-x));
-export const reluRef = (x: number): number => (x > 0 ? x : Number.isNaN(x) ? NaN : 0);
+export const reluRef = (x: number): number => (x < 0 ? 0 : x);
 
 export type Activation = 'none' | 'relu' | 'gelu' | 'gelu_tanh';
 export function activationRef(act: Activation): (x: number) => number {
