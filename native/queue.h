@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "task.h"
-#include "libstdcxx_compat.h"
 
 namespace perceiver {
 

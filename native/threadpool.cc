@@ -9,8 +9,6 @@
 #include <thread>
 #include <vector>
 
-#include "libstdcxx_compat.h"
-
 namespace perceiver {
 namespace {
 

@@ -3,9 +3,9 @@
 import { readFileSync } from 'node:fs';
 
 const SHT_GNU_VERNEED = 0x6ffffffe;
+const SHT_DYNSYM = 11;
 
-/** Versions needed, by library file name: { 'libc.so.6': ['GLIBC_2.2.5', ...], ... }. 64-bit little-endian ELF only. */
-export function neededVersions(path: string): Record<string, string[]> {
+function sections(path: string) {
   const b = readFileSync(path);
   if (b.length < 64 || b.readUInt32BE(0) !== 0x7f454c46) throw new Error(`${path} is not an ELF file`);
   if (b[4] !== 2 || b[5] !== 1) throw new Error(`${path}: only 64-bit little-endian ELF is read here`);
@@ -14,9 +14,33 @@ export function neededVersions(path: string): Record<string, string[]> {
   const shnum = b.readUInt16LE(0x3c);
   const section = (i: number) => {
     const o = shoff + i * shentsize;
-    return { type: b.readUInt32LE(o + 4), offset: Number(b.readBigUInt64LE(o + 0x18)), link: b.readUInt32LE(o + 0x28), info: b.readUInt32LE(o + 0x2c) };
+    return {
+      type: b.readUInt32LE(o + 4), offset: Number(b.readBigUInt64LE(o + 0x18)), size: Number(b.readBigUInt64LE(o + 0x20)),
+      link: b.readUInt32LE(o + 0x28), info: b.readUInt32LE(o + 0x2c),
+    };
   };
   const cstr = (o: number) => b.toString('latin1', o, b.indexOf(0, o));
+  return { b, shnum, section, cstr };
+}
+
+/** The dynamic symbol table's names, and whether each is defined here (not imported). */
+export function dynamicSymbols(path: string): { name: string; defined: boolean }[] {
+  const { b, shnum, section, cstr } = sections(path);
+  const out: { name: string; defined: boolean }[] = [];
+  for (let i = 0; i < shnum; i++) {
+    const s = section(i);
+    if (s.type !== SHT_DYNSYM) continue;
+    const strtab = section(s.link).offset;
+    // Elf64_Sym { st_name u32, st_info u8, st_other u8, st_shndx u16, st_value u64, st_size u64 }
+    for (let p = s.offset + 24; p < s.offset + s.size; p += 24)
+      out.push({ name: cstr(strtab + b.readUInt32LE(p)), defined: b.readUInt16LE(p + 6) !== 0 });
+  }
+  return out;
+}
+
+/** Versions needed, by library file name: { 'libc.so.6': ['GLIBC_2.2.5', ...], ... }. 64-bit little-endian ELF only. */
+export function neededVersions(path: string): Record<string, string[]> {
+  const { b, shnum, section, cstr } = sections(path);
   const out: Record<string, string[]> = {};
   for (let i = 0; i < shnum; i++) {
     const s = section(i);

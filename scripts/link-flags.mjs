@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+// Prints the linker flags that keep the addon loadable on older Linux distributions
+// than the one it is built on; binding.gyp splices them into its ldflags. Nothing is
+// printed where they do not apply (anything but x86-64 glibc Linux).
+//
+// - libstdc++ linked in statically and hidden (-Wl,--exclude-libs,ALL): the addon then
+//   needs no GLIBCXX/CXXABI version at all, where GCC 12's headers alone asked for
+//   GCC 11's libstdc++ (RHEL 8 ships GCC 8's). Nothing of libstdc++ crosses the
+//   N-API boundary (a C interface), so a private copy is safe. libgcc stays shared:
+//   the static one calls _dl_find_object (glibc 2.35).
+// - -Wl,--wrap for every PIN and REPLACE line of native/glibc_compat.cc, which says why.
+// - libpthread, libdl and librt named as needed: glibc before 2.34 keeps the pinned
+//   versions there rather than in libc (they are empty stubs from 2.34 on).
+//
+// CMakeLists.txt reads the same lines for perceiver_cuda.so. Plain JavaScript: it
+// runs before TypeScript is compiled.
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The symbols native/glibc_compat.cc redirects, in file order. */
+export function wrappedSymbols(source = readFileSync(join(ROOT, 'native', 'glibc_compat.cc'), 'utf8')) {
+  return [...source.matchAll(/^\s*(?:\/\/\s*)?(?:PIN|REPLACE)\(([A-Za-z_][A-Za-z0-9_]*)[,)]/gm)].map((m) => m[1]);
+}
+
+function isGlibc() {
+  if (process.platform !== 'linux') return false;
+  const report = process.report;
+  if (!report) return false;
+  report.excludeNetwork = true;
+  return Boolean(report.getReport().header.glibcVersionRuntime);
+}
+
+export function linkFlags() {
+  if (process.arch !== 'x64' || !isGlibc()) return [];
+  return [
+    '-static-libstdc++', '-Wl,--exclude-libs,ALL',
+    ...wrappedSymbols().map((s) => `-Wl,--wrap=${s}`),
+    '-Wl,--push-state,--no-as-needed', '-l:libpthread.so.0', '-l:libdl.so.2', '-l:librt.so.1', '-Wl,--pop-state',
+  ];
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) console.log(linkFlags().join(' '));
