@@ -238,7 +238,8 @@ export function checkAgainstModel(model: Module, records: readonly TensorRecord[
   const want = model.stateDict();
   const problems: string[] = [];
   const have = new Set(records.map((r) => r.name));
-  const missing = Object.keys(want).filter((k) => !have.has(k));
+  const optional = model.optionalStateKeys();
+  const missing = Object.keys(want).filter((k) => !have.has(k) && !optional.has(k));
   // Own keys only: a tensor named 'constructor' or '__proto__' is a name like any other.
   const unexpected = records.filter((r) => !Object.hasOwn(want, r.name)).map((r) => r.name);
   const misShaped = records

@@ -219,6 +219,26 @@ test('missing and unexpected tensors are listed by name', async (t) => {
   disposeAll(sd);
 });
 
+test("a conv-processing checkpoint without BatchNorm's num_batches_tracked loads (torch fills the counter in for a safetensors state dict); without running_mean it is refused", async (t) => {
+  const sd = await P.loadSafetensors(join(caseDir('image_conv'), 'model.safetensors'));
+  const counter = Object.keys(sd).filter((k) => k.endsWith('.num_batches_tracked'));
+  t.deepEqual(counter, ['perceiver.input_preprocessor.convnet.batchnorm.num_batches_tracked']);
+  const { [counter[0]]: dropped, ...rest } = sd;
+  const dir = folder('image_conv', { weights: false });
+  await P.saveSafetensors(join(dir, 'model.safetensors'), rest);
+  const model = await loadModel(dir);
+  t.is((await model.stateDict()[counter[0]].data())[0], 0, "the model's own counter (0) stays");
+  model.dispose();
+  const mean = 'perceiver.input_preprocessor.convnet.batchnorm.running_mean';
+  const { [mean]: droppedMean, ...noMean } = rest;
+  await P.saveSafetensors(join(dir, 'model.safetensors'), noMean);
+  const err = await t.throwsAsync(loadModel(dir));
+  t.true(err!.message.includes(`missing keys: ${mean} (checked against`), err!.message);
+  dropped.dispose();
+  droppedMean.dispose();
+  disposeAll(rest);
+});
+
 test('a corrupt model.safetensors fails naming the file', async (t) => {
   const dir = folder('mlm');
   const buf = readFileSync(join(dir, 'model.safetensors'));

@@ -3,7 +3,7 @@
 // layers Linear / LayerNorm / Embedding against plain-JS references.
 import test from 'ava';
 import * as P from '../lib/index.js';
-import { Embedding, LayerNorm, Linear, Module, ModuleList, type Tensor } from '../lib/index.js';
+import { BatchNorm2d, Embedding, LayerNorm, Linear, Module, ModuleList, type Tensor } from '../lib/index.js';
 import { assertClose, layerNormRef, matmulRef, randomArray } from './helpers/reference.js';
 import { readAndDispose } from './helpers/read.js';
 import { baseline, live } from './helpers/device.js';
@@ -114,6 +114,25 @@ test('strict loading lists every missing, unexpected and mis-shaped key in one e
   t.regex(err!.message, /unexpected keys: head\.bias/);
   t.regex(err!.message, /mis-shaped keys: head\.weight \(checkpoint \[2, 1\], model \[1, 2\]\)/);
   t.true(Array.from(await net.stateDict().scale.data()).every((x) => x === 1), 'nothing was loaded');
+  for (const v of Object.values(sd)) v.dispose();
+  net.dispose();
+});
+
+test("a buffer registered optionalOnLoad (BatchNorm's num_batches_tracked) may be missing from a strict load: the module keeps its own value; it is listed by optionalStateKeys", async (t) => {
+  class Conv extends Module {
+    readonly bn = this.registerModule('bn', new BatchNorm2d(2));
+  }
+  const net = new Conv();
+  t.deepEqual([...net.optionalStateKeys()], ['bn.num_batches_tracked']);
+  const sd = stateOf(net);
+  sd['bn.num_batches_tracked'].dispose();
+  delete sd['bn.num_batches_tracked'];
+  t.deepEqual(net.loadStateDict(sd), { missingKeys: [], unexpectedKeys: [] });
+  t.deepEqual(Array.from(await net.stateDict()['bn.running_mean'].data()), [0.5, 0.5], 'the rest loaded');
+  t.is((await net.stateDict()['bn.num_batches_tracked'].data())[0], 0);
+  sd['bn.running_var'].dispose();
+  delete sd['bn.running_var'];
+  t.throws(() => net.loadStateDict(sd), { message: /missing keys: bn\.running_var$/ }, 'the other buffers stay required');
   for (const v of Object.values(sd)) v.dispose();
   net.dispose();
 });

@@ -114,7 +114,9 @@ export class BatchNorm2d extends Module {
     this.registerParameter('bias', initConstant([numFeatures], 0, device));
     this.registerBuffer('running_mean', initConstant([numFeatures], 0, device));
     this.registerBuffer('running_var', initConstant([numFeatures], 1, device));
-    this.registerBuffer('num_batches_tracked', zeros([], { dtype: 'int32', device }));
+    // Optional on load: torch fills a missing counter in when a state dict carries no
+    // version (a safetensors file), and HF's from_pretrained initialises it.
+    this.registerBuffer('num_batches_tracked', zeros([], { dtype: 'int32', device }), { optionalOnLoad: true });
   }
 
   /**

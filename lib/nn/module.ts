@@ -68,6 +68,7 @@ function list(keys: string[]): string {
 export class Module {
   private readonly params = new Map<string, Tensor | null>();
   private readonly buffers = new Map<string, Tensor | null>();
+  private readonly optionalOnLoad = new Set<string>();
   private readonly children = new Map<string, Module>();
   private isDisposed = false;
   /**
@@ -95,9 +96,19 @@ export class Module {
     this.register(name, this.params, value);
   }
 
-  /** Registers a non-trainable tensor that is still part of the state dict (running statistics). */
-  protected registerBuffer(name: string, value: Tensor | null): void {
+  /**
+   * Registers a non-trainable tensor that is still part of the state dict (running
+   * statistics). `optionalOnLoad`: a dict without it loads, strictly too, and leaves
+   * the module's own value (BatchNorm's num_batches_tracked, as torch fills it in).
+   */
+  protected registerBuffer(name: string, value: Tensor | null, opts: { optionalOnLoad?: boolean } = {}): void {
     this.register(name, this.buffers, value);
+    if (opts.optionalOnLoad === true) this.optionalOnLoad.add(name);
+  }
+
+  /** The keys of stateDict() that loadStateDict does not require (see registerBuffer's optionalOnLoad). */
+  optionalStateKeys(): Set<string> {
+    return new Set([...this.slots('')].filter(([, slot]) => slot.optional).map(([key]) => key));
   }
 
   /** Registers a child; its entries appear under `name.`. Returns the child for a typed field. */
@@ -260,7 +271,7 @@ export class Module {
     for (const [key, slot] of slots) {
       const src = dict[key];
       if (src === undefined) {
-        missing.push(key);
+        if (!slot.optional) missing.push(key);
         continue;
       }
       if (!(src instanceof Tensor)) throw new TypeError(`loadStateDict: '${key}' must be a Tensor, got ${describe(src)}`);
@@ -364,10 +375,10 @@ export class Module {
    */
   protected onTo(_device: string | undefined): void {}
 
-  private slots(prefix: string): Map<string, { map: Map<string, Tensor | null>; name: string }> {
-    const out = new Map<string, { map: Map<string, Tensor | null>; name: string }>();
+  private slots(prefix: string): Map<string, { map: Map<string, Tensor | null>; name: string; optional: boolean }> {
+    const out = new Map<string, { map: Map<string, Tensor | null>; name: string; optional: boolean }>();
     for (const map of [this.params, this.buffers])
-      for (const [n, t] of map) if (t !== null) out.set(prefix + n, { map, name: n });
+      for (const [n, t] of map) if (t !== null) out.set(prefix + n, { map, name: n, optional: map === this.buffers && this.optionalOnLoad.has(n) });
     for (const [n, m] of this.children) for (const [k, v] of m.slots(`${prefix}${n}.`)) out.set(k, v);
     return out;
   }
