@@ -146,7 +146,7 @@ function load(): NativeAddon {
         `${join(root, 'build', 'Release')} (built from source)\n` +
         `  reason: ${reason}\n` +
         `  fix: run \`npm rebuild perceiver-io\` (needs python3, make and a C++17 compiler), ` +
-        `or install on a platform with a prebuilt binary (linux-x64).`,
+        `or install on a platform with a prebuilt binary (linux-x64 with glibc 2.28 or newer).`,
     );
   }
 }

@@ -94,20 +94,30 @@ function ensureCudaPrebuild(log: (s: string) => void): boolean {
   return true;
 }
 
+/** prebuildify's arguments in the package's `prebuild` script, so the suite builds what a release ships. */
+const PREBUILDIFY_ARGS: string[] = (() => {
+  const script = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.prebuild;
+  const m = /^prebuildify((?: --[a-z-]+)*)(?: &&|$)/.exec(script);
+  if (!m) throw new Error(`package.json's prebuild script does not start with a plain prebuildify call: ${script}`);
+  return m[1].trim().split(' ');
+})();
+
 function prebuiltFiles(): string[] {
   return existsSync(PREBUILDS) ? readdirSync(PREBUILDS).filter((f) => f.endsWith('.node')) : [];
 }
 
 /**
  * Makes sure prebuilds/<platform>-<arch>/ holds a binary built from the current
- * sources. It is built with `prebuildify --napi --strip` (the package's `prebuild`
- * script) in a staging copy of the sources, so that the repository's build/ folder,
+ * sources. It is built with prebuildify as the package's `prebuild` script runs it
+ * (PREBUILDIFY_ARGS) in a staging copy of the sources, so that the repository's build/ folder,
  * which other tests load, is never rebuilt underneath them; the result is then moved
  * into the repository's prebuilds/ (ignored by git, shipped by `files`).
  */
 async function ensurePrebuild(log: (s: string) => void): Promise<void> {
   const existing = prebuiltFiles();
-  if (existing.length > 0 && existing.every((f) => statSync(join(PREBUILDS, f)).mtimeMs >= newestSource())) {
+  // The name prebuildify gives it: a file of an older naming is rebuilt, not shipped.
+  const name = `perceiver-io${PREBUILDIFY_ARGS.includes('--tag-libc') && process.platform === 'linux' ? (existsSync('/etc/alpine-release') ? '.musl' : '.glibc') : ''}.node`;
+  if (existing.length > 0 && existing.includes(name) && existing.every((f) => statSync(join(PREBUILDS, f)).mtimeMs >= newestSource())) {
     log(`prebuild up to date: ${existing.join(', ')}`);
     return;
   }
@@ -123,12 +133,12 @@ async function ensurePrebuild(log: (s: string) => void): Promise<void> {
     // the running Node's headers (N-API is ABI-stable) instead of downloading them.
     const prefix = dirname(dirname(process.execPath));
     if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node', 'node_api.h'))) env.npm_config_nodedir = prefix;
-    const r = await run(process.execPath, [join(ROOT, 'node_modules', 'prebuildify', 'bin.js'), '--napi', '--strip'], {
+    const r = await run(process.execPath, [join(ROOT, 'node_modules', 'prebuildify', 'bin.js'), ...PREBUILDIFY_ARGS], {
       cwd: stage,
       env,
       timeoutMs: 7 * 60_000,
     });
-    if (r.code !== 0) throw new Error(describeRun('prebuildify --napi --strip', r));
+    if (r.code !== 0) throw new Error(describeRun(`prebuildify ${PREBUILDIFY_ARGS.join(' ')}`, r));
     const built = readdirSync(join(stage, 'prebuilds', TUPLE)).filter((f) => f.endsWith('.node'));
     if (built.length === 0) throw new Error(`prebuildify produced no .node file\n${r.stdout.slice(-2000)}`);
     mkdirSync(PREBUILDS, { recursive: true });
@@ -245,6 +255,9 @@ test('npm pack + install into a fresh project (scripts off): imports by name, co
     t.log(`${files.length} files, ${(statSync(tarball).size / 1024).toFixed(0)} KiB`);
     t.deepEqual(files.filter((f) => f.startsWith('build/')), [], 'the tarball must not contain build/');
     t.true(files.some((f) => f.startsWith(`prebuilds/${TUPLE}/`) && f.endsWith('.node')), `a prebuilt binary for ${TUPLE}`);
+    // Tagged with its C library, so that on musl (Alpine) node-gyp-build passes it
+    // over and says none matches, rather than failing to load a glibc binary.
+    if (process.platform === 'linux') t.true(files.includes(`prebuilds/${TUPLE}/perceiver-io.glibc.node`), 'the Linux prebuild is tagged glibc');
     t.deepEqual(files.filter((f) => f.endsWith('.node') && !f.startsWith('prebuilds/')), [], 'no other binaries');
     if (shipsCuda) t.true(files.includes(`prebuilds/${TUPLE}/perceiver_cuda.so`), 'the CUDA backend library ships next to the prebuilt addon');
     t.deepEqual(files.filter((f) => f.endsWith('_check.cu') || f.endsWith('_check.cc')), [], 'no check harnesses');
