@@ -13,7 +13,7 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++1y", "-std=gnu++14"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-O3", "-fno-math-errno", "-Wall", "-Wno-unused-function"],
       "cflags": ["-O3"],
-      "ldflags": ["-pthread", "<!@(node scripts/link-flags.mjs)"],
+      "ldflags": ["-pthread", "<!@(node scripts/link-flags.mjs <(target_arch))"],
       "libraries": ["-ldl"],
       "xcode_settings": {
         "GCC_ENABLE_CPP_EXCEPTIONS": "YES",

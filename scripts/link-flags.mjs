@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Prints the linker flags that keep the addon loadable on older Linux distributions
-// than the one it is built on; binding.gyp splices them into its ldflags. Nothing is
-// printed where they do not apply (anything but x86-64 glibc Linux).
+// than the one it is built on; binding.gyp splices them into its ldflags, passing its
+// target_arch. Nothing is printed where they do not apply (anything but an x86-64
+// glibc Linux build on an x86-64 machine: a cross build to arm64 gets none).
 //
 // - libstdc++ linked in statically and hidden (-Wl,--exclude-libs,ALL): the addon then
 //   needs no GLIBCXX/CXXABI version at all, where GCC 12's headers alone asked for
@@ -33,8 +34,9 @@ function isGlibc() {
   return Boolean(report.getReport().header.glibcVersionRuntime);
 }
 
-export function linkFlags() {
-  if (process.arch !== 'x64' || !isGlibc()) return [];
+/** The flags for a build targeting `arch` (node-gyp's target_arch; a cross build's differs from this Node's). */
+export function linkFlags(arch = process.arch) {
+  if (arch !== 'x64' || process.arch !== 'x64' || !isGlibc()) return [];
   return [
     '-static-libstdc++', '-Wl,--exclude-libs,ALL',
     ...wrappedSymbols().map((s) => `-Wl,--wrap=${s}`),
@@ -42,4 +44,4 @@ export function linkFlags() {
   ];
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) console.log(linkFlags().join(' '));
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) console.log(linkFlags(process.argv[2] || process.arch).join(' '));

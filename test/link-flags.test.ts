@@ -10,7 +10,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const COMPAT = readFileSync(join(ROOT, 'native', 'glibc_compat.cc'), 'utf8');
 const mod = (await import(pathToFileURL(join(ROOT, 'scripts', 'link-flags.mjs')).href)) as {
   wrappedSymbols: (source?: string) => string[];
-  linkFlags: () => string[];
+  linkFlags: (arch?: string) => string[];
 };
 
 test('wrappedSymbols reads the PIN lines and the REPLACE comments, nothing else', (t) => {
@@ -48,4 +48,5 @@ test('on x86-64 glibc Linux the addon gets libstdc++ statically and a --wrap per
   t.true(flags.includes('-Wl,--exclude-libs,ALL'), 'the static libstdc++ stays hidden');
   t.deepEqual(flags.filter((f) => f.startsWith('-Wl,--wrap=')), mod.wrappedSymbols().map((s) => `-Wl,--wrap=${s}`));
   for (const lib of ['libpthread.so.0', 'libdl.so.2', 'librt.so.1']) t.true(flags.includes(`-l:${lib}`), `${lib} is named as needed`);
+  t.deepEqual(mod.linkFlags('arm64'), [], 'a cross build to arm64 (node-gyp --arch=arm64) gets none: the pins are x86-64 versions');
 });

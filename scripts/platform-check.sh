@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Runs the test suite on a platform this machine is not, with Debian's packages of
+# that platform's C library and Node (downloaded from deb.debian.org; needs network
+# access there, and root for the arm64 mode's binfmt_misc registration).
+#
+#   bash scripts/platform-check.sh old-glibc [test files]
+#       Debian 11's glibc 2.31 and GCC 10's libstdc++, from before glibc 2.34 moved
+#       libdl and libpthread into libc, with this machine's node (a copy, its loader
+#       and library path pointed at them: patchelf). test/package.test.ts checks the
+#       symbol versions the built files need; this loads and runs them there, which
+#       catches what a version list cannot (a pinned call that resolves to nothing, a
+#       library the loader cannot find). It tests the addon and CUDA library that
+#       node-gyp-build picks (build/Release first, then prebuilds/).
+#   bash scripts/platform-check.sh arm64 [test files]
+#       linux-arm64 (AWS Graviton, Ampere): the addon cross-compiled through
+#       binding.gyp as `npm install` builds it from source there (node-gyp --arch=arm64
+#       with aarch64-linux-gnu-g++, in a staging copy: build/ is left alone), run by
+#       Debian 13's arm64 node 20.19 under qemu-aarch64. Emulation is 10-30 times
+#       slower than the machine, so tests that time a child process fail (listed below).
+#
+# Without test files: the suite, less the files that cannot run there (below).
+# ava's workers are forked from the foreign node, so they run there too.
+# Needs: apt-get, dpkg-deb; patchelf (old-glibc); g++-aarch64-linux-gnu and qemu-user (arm64).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+MODE="${1:-}"
+shift || true
+WORK="${PLATFORM_CHECK_DIR:-/tmp/perceiver-platform-check}/$MODE"
+say() { echo "platform-check: $*" >&2; }
+
+# fetch SUITE ARCH PACKAGES...: the packages' files, unpacked into $WORK/root.
+fetch() {
+  local suite="$1" arch="$2"
+  shift 2
+  mkdir -p "$WORK/apt/lists/partial" "$WORK/apt/archives/partial" "$WORK/debs"
+  touch "$WORK/apt/status"
+  echo "deb [trusted=yes arch=$arch] http://deb.debian.org/debian $suite main" > "$WORK/apt/sources.list"
+  local apt=(-o "Dir::Etc::SourceList=$WORK/apt/sources.list" -o Dir::Etc::SourceParts=- -o "Dir::State=$WORK/apt"
+             -o "Dir::State::status=$WORK/apt/status" -o "Dir::Cache=$WORK/apt" -o "APT::Architecture=$arch"
+             -o "APT::Architectures::=$arch")
+  apt-get "${apt[@]}" update >/dev/null
+  # The packages and everything they depend on (a fresh status file: nothing is installed).
+  local all
+  all=$(apt-cache "${apt[@]}" depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+          --no-replaces --no-enhances "$@" | grep -v '^ ' | grep -v '<' | sort -u)
+  (cd "$WORK/debs" && apt-get "${apt[@]}" download $all >/dev/null 2>&1)
+  rm -rf "$WORK/root"
+  for d in "$WORK"/debs/*.deb; do dpkg-deb -x "$d" "$WORK/root"; done
+  # Merged /usr (Debian 12 on): the loader's path /lib/... is a link in base-files.
+  [ -e "$WORK/root/lib" ] || ln -s usr/lib "$WORK/root/lib"
+}
+
+# The staging package: the compiled JS and the sources the tests read, this addon.
+stage() {
+  local pkg="$WORK/pkg"
+  rm -rf "$pkg" && mkdir -p "$pkg/build/Release"
+  cp "$ROOT/package.json" "$ROOT/binding.gyp" "$pkg/"
+  cp -r "$ROOT/dist" "$pkg/dist"
+  for d in test scripts native bindings docs models README.md CMakeLists.txt node_modules; do ln -s "$ROOT/$d" "$pkg/$d"; done
+  cp "$1" "$pkg/build/Release/perceiver.node"
+  echo "$pkg"
+}
+
+FILES=("$@")
+SKIP=()
+case "$MODE" in
+  old-glibc)
+    command -v patchelf >/dev/null || { say "patchelf is needed (apt-get install patchelf)"; exit 2; }
+    if [ ! -x "$WORK/node" ]; then
+      fetch bullseye amd64 libc6 libstdc++6 libgcc-s1
+      L="$WORK/root/lib/x86_64-linux-gnu" U="$WORK/root/usr/lib/x86_64-linux-gnu"
+      cp "$(command -v node)" "$WORK/node.tmp"
+      # DT_RPATH (--force-rpath), not RUNPATH: it also applies to the libraries the addon
+      # needs, which would otherwise come from this machine's newer glibc.
+      patchelf --set-interpreter "$L/ld-linux-x86-64.so.2" --force-rpath --set-rpath "$L:$U" "$WORK/node.tmp"
+      mv "$WORK/node.tmp" "$WORK/node"
+    fi
+    NODE="$WORK/node"
+    # The copy has no headers beside it: a test that compiles the addon (the package
+    # test's prebuild) takes the real node's.
+    prefix="$(dirname "$(dirname "$(command -v node)")")"
+    [ -f "$prefix/include/node/node_api.h" ] && export npm_config_nodedir="$prefix"
+    # sharp's libvips carries a RUNPATH, so the loader looks for libvips' own
+    # dependencies (libresolv) on this machine rather than through the copy's library
+    # path, and finds the newer glibc's: the files that decode images cannot run here.
+    SKIP=(cli-classify cli-flow image-io image-pipeline)
+    cd "$ROOT"
+    ;;
+  arm64)
+    command -v aarch64-linux-gnu-g++ >/dev/null || { say "aarch64-linux-gnu-g++ is needed (apt-get install g++-aarch64-linux-gnu)"; exit 2; }
+    command -v qemu-aarch64 >/dev/null || { say "qemu-aarch64 is needed (apt-get install qemu-user)"; exit 2; }
+    [ -x "$WORK/root/usr/bin/node" ] || fetch trixie arm64 nodejs
+    NODE="$WORK/root/usr/bin/node"
+    export QEMU_LD_PREFIX="$WORK/root"
+    # Children are started by path (process.execPath): the kernel must hand arm64 ELF
+    # files to qemu.
+    if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+      mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || { say "cannot mount binfmt_misc (needs root)"; exit 2; }
+    fi
+    if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+      printf '%s' ':qemu-aarch64:M::\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:'"$(command -v qemu-aarch64)"':F' \
+        > /proc/sys/fs/binfmt_misc/register || { say "cannot register qemu-aarch64 with binfmt_misc (needs root)"; exit 2; }
+    fi
+    # The addon as binding.gyp builds it for arm64, in a staging copy of the sources.
+    build="$WORK/build-src"
+    rm -rf "$build" && mkdir -p "$build/scripts"
+    cp "$ROOT/binding.gyp" "$ROOT/package.json" "$build/" && cp "$ROOT/scripts/link-flags.mjs" "$build/scripts/"
+    cp -r "$ROOT/native" "$ROOT/bindings" "$build/" && ln -s "$ROOT/node_modules" "$build/node_modules"
+    prefix="$(dirname "$(dirname "$(command -v node)")")"
+    (cd "$build" && CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ npm_config_nodedir="$prefix" \
+       "$ROOT/node_modules/.bin/node-gyp" rebuild --arch=arm64 -j "$(nproc)" >"$WORK/build.log" 2>&1) \
+      || { say "the arm64 build failed: $WORK/build.log"; tail -20 "$WORK/build.log" >&2; exit 1; }
+    say "built $(file -b "$build/build/Release/perceiver.node" | cut -d, -f1-2)"
+    cd "$(stage "$build/build/Release/perceiver.node")"
+    # Files that start child processes or build binaries for this machine: the package
+    # test packs and compiles x86-64 binaries; the native and CUDA harnesses compile
+    # x86-64 code; image decoding needs sharp's arm64 build, not installed here; the
+    # demos, CLI and training runs start many children, each seconds of emulated start-up.
+    SKIP=(package native-checks cuda-emu cuda-wgmma cuda-attention-backward cli-classify cli-flow image-io
+          image-pipeline randaugment readme demo demo-classify demo-engine demo-fill-mask demo-flow
+          demo-video-autoencode train bench-train-gpu bench-attention bench-dispatch bench-load)
+    ;;
+  *)
+    say "usage: bash scripts/platform-check.sh old-glibc|arm64 [test files]"
+    exit 2
+    ;;
+esac
+
+if [ ${#FILES[@]} -eq 0 ]; then
+  for f in dist/test/*.test.js; do
+    name="$(basename "$f" .test.js)"
+    [[ " ${SKIP[*]} " == *" $name "* ]] || FILES+=("$f")
+  done
+  say "${#FILES[@]} test files; left out: ${SKIP[*]}"
+fi
+say "node $("$NODE" -v) ($("$NODE" -p process.arch)) on glibc $("$NODE" -p 'process.report.getReport().header.glibcVersionRuntime')"
+exec "$NODE" "$ROOT/node_modules/ava/entrypoints/cli.mjs" --timeout 30m "${FILES[@]}"
