@@ -12,7 +12,9 @@
 // linked in (libstdc++, the CUDA runtime), goes to __wrap_NAME, defined here, which
 // jumps to NAME at the pinned version. A PIN's old version is the same function
 // under its old name (libpthread's pthread_create is libc's), so nothing changes
-// at run time. What has no older version (stat and fstat64 were inline wrappers
+// at run time; the one difference is pthread_kill's answer for a thread that has
+// exited but not been joined (ESRCH, where 2.34's says 0), which is what the systems
+// the CUDA runtime is built for (the only caller) always answered. What has no older version (stat and fstat64 were inline wrappers
 // before 2.33; arc4random and __libc_single_threaded are new) is REPLACEd by
 // code here with the same meaning.
 //

@@ -6,16 +6,20 @@
 //
 // - libstdc++ linked in statically and hidden (-Wl,--exclude-libs,ALL): the addon then
 //   needs no GLIBCXX/CXXABI version at all, where GCC 12's headers alone asked for
-//   GCC 11's libstdc++ (RHEL 8 ships GCC 8's). Nothing of libstdc++ crosses the
-//   N-API boundary (a C interface), so a private copy is safe. libgcc stays shared:
-//   the static one calls _dl_find_object (glibc 2.35).
+//   GCC 11's libstdc++ (RHEL 8 ships GCC 8's). N-API is a C interface; the CUDA
+//   library's exceptions do reach the addon's catch blocks, across the two private
+//   copies, which test/link-flags.test.ts checks works. libgcc stays shared: the
+//   static one calls _dl_find_object (glibc 2.35). Where the compiler has no
+//   libstdc++.a (Fedora/RHEL without libstdc++-static) libstdc++ stays shared: a
+//   build from source is for the machine it runs on.
 // - -Wl,--wrap for every PIN and REPLACE line of native/glibc_compat.cc, which says why.
 // - libpthread, libdl and librt named as needed: glibc before 2.34 keeps the pinned
 //   versions there rather than in libc (they are empty stubs from 2.34 on).
 //
 // CMakeLists.txt reads the same lines for perceiver_cuda.so. Plain JavaScript: it
 // runs before TypeScript is compiled.
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -35,10 +39,21 @@ function isGlibc() {
 }
 
 /** The flags for a build targeting `arch` (node-gyp's target_arch; a cross build's differs from this Node's). */
+/** Whether the C++ compiler node-gyp will use ($CXX, else g++) has a static libstdc++. */
+export function hasStaticLibstdcxx(cxx = process.env.CXX || 'g++') {
+  try {
+    const [bin, ...args] = cxx.trim().split(/\s+/);
+    const path = execFileSync(bin, [...args, '-print-file-name=libstdc++.a'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return path.startsWith('/') && existsSync(path);
+  } catch {
+    return false;
+  }
+}
+
 export function linkFlags(arch = process.arch) {
   if (arch !== 'x64' || process.arch !== 'x64' || !isGlibc()) return [];
   return [
-    '-static-libstdc++', '-Wl,--exclude-libs,ALL',
+    ...(hasStaticLibstdcxx() ? ['-static-libstdc++', '-Wl,--exclude-libs,ALL'] : []),
     ...wrappedSymbols().map((s) => `-Wl,--wrap=${s}`),
     '-Wl,--push-state,--no-as-needed', '-l:libpthread.so.0', '-l:libdl.so.2', '-l:librt.so.1', '-Wl,--pop-state',
   ];

@@ -2,7 +2,9 @@
 // on glibc 2.28 (native/glibc_compat.cc). What the flags achieve is checked on the
 // built files by test/package.test.ts; here, that they name what the source defines.
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -11,6 +13,7 @@ const COMPAT = readFileSync(join(ROOT, 'native', 'glibc_compat.cc'), 'utf8');
 const mod = (await import(pathToFileURL(join(ROOT, 'scripts', 'link-flags.mjs')).href)) as {
   wrappedSymbols: (source?: string) => string[];
   linkFlags: (arch?: string) => string[];
+  hasStaticLibstdcxx: (cxx?: string) => boolean;
 };
 
 test('wrappedSymbols reads the PIN lines and the REPLACE comments, nothing else', (t) => {
@@ -49,4 +52,84 @@ test('on x86-64 glibc Linux the addon gets libstdc++ statically and a --wrap per
   t.deepEqual(flags.filter((f) => f.startsWith('-Wl,--wrap=')), mod.wrappedSymbols().map((s) => `-Wl,--wrap=${s}`));
   for (const lib of ['libpthread.so.0', 'libdl.so.2', 'librt.so.1']) t.true(flags.includes(`-l:${lib}`), `${lib} is named as needed`);
   t.deepEqual(mod.linkFlags('arm64'), [], 'a cross build to arm64 (node-gyp --arch=arm64) gets none: the pins are x86-64 versions');
+  // A compiler without libstdc++.a (Fedora/RHEL without libstdc++-static), or none at
+  // all, keeps libstdc++ shared rather than failing the link.
+  t.false(mod.hasStaticLibstdcxx('/nonexistent/g++'));
+  t.false(mod.hasStaticLibstdcxx('true'), 'a compiler that names no file');
+});
+
+// The addon and perceiver_cuda.so each carry a hidden copy of libstdc++, yet the CUDA
+// library's errors are C++ exceptions thrown through Backend's virtual calls and caught
+// (by type, by base, through exception_ptr) in the addon. That works because both
+// copies match types by name and share the exception header layout. Built here as two
+// small libraries linked the same way, so a toolchain where it stopped working fails
+// here, not on a GPU machine's first CUDA error. (Each copy keeps its own count of
+// uncaught exceptions, which drifts; nothing of ours reads it: no iostreams.)
+test('an exception thrown in one library with a hidden static libstdc++ is caught in another with its own', (t) => {
+  const flags = mod.linkFlags();
+  if (!flags.includes('-static-libstdc++')) {
+    t.pass('no static libstdc++ on this platform: one shared copy, nothing to check');
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'pio-eh-'));
+  try {
+    writeFileSync(join(dir, 'err.h'), `#include <stdexcept>
+struct DeviceError : std::runtime_error { using std::runtime_error::runtime_error; int code = 7; };
+struct Backend { virtual ~Backend() = default; virtual void synchronize() = 0; virtual void* allocate(unsigned long long n) = 0; };
+`);
+    writeFileSync(join(dir, 'thrower.cc'), `#include "err.h"
+#include <new>
+struct Gpu : Backend {
+  void synchronize() override { throw DeviceError("device fault"); }
+  void* allocate(unsigned long long n) override { if (n > (1ull << 50)) throw std::bad_alloc(); return ::operator new(n); }
+};
+extern "C" __attribute__((visibility("default"))) Backend* make_backend() { return new Gpu(); }
+`);
+    writeFileSync(join(dir, 'catcher.cc'), `#include "err.h"
+#include <dlfcn.h>
+#include <cstdio>
+#include <exception>
+#include <new>
+#include <string>
+#include <thread>
+extern "C" __attribute__((visibility("default"))) int run(const char* lib) {
+  void* h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+  if (!h) { std::printf("dlopen: %s\\n", dlerror()); return 1; }
+  Backend* b = reinterpret_cast<Backend* (*)()>(dlsym(h, "make_backend"))();
+  int ok = 0;
+  try { b->synchronize(); } catch (const DeviceError& e) { ok += e.code == 7 && std::string(e.what()) == "device fault"; }
+  try { b->synchronize(); } catch (const std::exception& e) { ok += std::string(e.what()) == "device fault"; }
+  std::exception_ptr first;
+  try { b->synchronize(); } catch (...) { first = std::current_exception(); }
+  std::exception_ptr copy = first;
+  try { std::rethrow_exception(copy); } catch (const std::runtime_error& e) { ok += std::string(e.what()) == "device fault"; }
+  try { b->allocate(1ull << 51); } catch (const std::bad_alloc&) { ok += 1; }
+  try { try { b->synchronize(); } catch (...) { throw; } } catch (const DeviceError&) { ok += 1; }
+  std::thread th([&] { try { b->synchronize(); } catch (const DeviceError&) { ok += 1; } });
+  th.join();
+  delete b;
+  std::printf("caught %d of 6\\n", ok);
+  return ok == 6 ? 0 : 2;
+}
+`);
+    writeFileSync(join(dir, 'main.cc'), `#include <dlfcn.h>
+#include <cstdio>
+int main(int, char** argv) {
+  void* h = dlopen(argv[1], RTLD_NOW);
+  if (!h) { std::printf("%s\\n", dlerror()); return 1; }
+  return reinterpret_cast<int (*)(const char*)>(dlsym(h, "run"))(argv[2]);
+}
+`);
+    const shared = ['-std=c++17', '-O1', '-fPIC', '-shared', '-fvisibility=hidden', '-static-libstdc++', '-Wl,--exclude-libs,ALL'];
+    execFileSync('g++', [...shared, 'thrower.cc', '-o', 'libthrower.so'], { cwd: dir });
+    execFileSync('g++', [...shared, 'catcher.cc', '-o', 'libcatcher.so', '-ldl', '-pthread'], { cwd: dir });
+    execFileSync('g++', ['main.cc', '-o', 'main', '-ldl'], { cwd: dir });
+    const nm = execFileSync('nm', ['-D', '--defined-only', join(dir, 'libthrower.so')], { encoding: 'utf8' });
+    t.false(/__cxa_throw|_Znwm/.test(nm), 'the thrower exports no libstdc++ symbol: its copy is private');
+    const r = spawnSync(join(dir, 'main'), [join(dir, 'libcatcher.so'), join(dir, 'libthrower.so')], { encoding: 'utf8' });
+    t.is(r.status, 0, `${r.stdout}${r.stderr} (signal ${r.signal})`);
+    t.is(r.stdout.trim(), 'caught 6 of 6');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
