@@ -38,7 +38,6 @@ function isGlibc() {
   return Boolean(report.getReport().header.glibcVersionRuntime);
 }
 
-/** The flags for a build targeting `arch` (node-gyp's target_arch; a cross build's differs from this Node's). */
 /** Whether the C++ compiler node-gyp will use ($CXX, else g++) has a static libstdc++. */
 export function hasStaticLibstdcxx(cxx = process.env.CXX || 'g++') {
   try {
@@ -50,6 +49,7 @@ export function hasStaticLibstdcxx(cxx = process.env.CXX || 'g++') {
   }
 }
 
+/** The flags for a build targeting `arch` (node-gyp's target_arch; a cross build's differs from this Node's). */
 export function linkFlags(arch = process.arch) {
   if (arch !== 'x64' || process.arch !== 'x64' || !isGlibc()) return [];
   return [

@@ -10,6 +10,17 @@
 #include "kernels.h"
 #include "../threadpool.h"
 
+// Every product rounded on its own, as the composed ops round it: no a * b + c fused
+// into one rounding, which compilers do by default where the target has FMA (every
+// arm64 build, and Apple's clang), and which made the updates differ from the
+// composed rule in the last bit there. Placed after the includes: only this file's
+// functions are affected.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 namespace perceiver {
 namespace cpu {
 namespace {
