@@ -14,9 +14,9 @@
 // under its old name (libpthread's pthread_create is libc's), so nothing changes
 // at run time; the one difference is pthread_kill's answer for a thread that has
 // exited but not been joined (ESRCH, where 2.34's says 0), which is what the systems
-// the CUDA runtime is built for (the only caller) always answered. What has no older version (stat and fstat64 were inline wrappers
-// before 2.33; arc4random and __libc_single_threaded are new) is REPLACEd by
-// code here with the same meaning.
+// the CUDA runtime is built for (the only caller) always answered. What has no older
+// version (stat and fstat64 were inline wrappers before 2.33; arc4random and
+// __libc_single_threaded are new) is REPLACEd by code here with the same meaning.
 //
 // x86-64 glibc only: the prebuilt binaries are for linux-x64, and elsewhere
 // binding.gyp and CMakeLists.txt give no --wrap, so nothing here is used.
