@@ -118,25 +118,24 @@ export function fourierFeatures(pos: Float32Array, opts: FourierOptions): { data
   // is not 0) gets its sin/cos rows once, then rows are copied. 224x224 at 64 bands
   // computes 29k sines and cosines instead of 12.8M, which held the event loop ~0.4 s.
   const bits = new Uint32Array(pos.buffer, pos.byteOffset, pos.length);
-  const rows = Array.from({ length: k }, () => new Map<number, number>());
-  const sinRows: Float32Array[] = [];
-  const cosRows: Float32Array[] = [];
-  const rowOf = (a: number, i: number): number => {
+  // Axis a's K sines of coordinate value v at dst[sinAt..], its cosines at dst[cosAt..].
+  const writeFeatures = (a: number, v: number, dst: Float32Array, sinAt: number, cosAt: number): void => {
+    for (let b = 0; b < K; b++) {
+      const arg = f(pi * f(v * bands[a][b]));
+      dst[sinAt + b] = Math.sin(arg);
+      if (!sineOnly) dst[cosAt + b] = Math.cos(arg);
+    }
+  };
+  // Per axis, coordinate bits -> the value's K sines and K cosines (views of one row).
+  const rows = Array.from({ length: k }, () => new Map<number, { sin: Float32Array; cos: Float32Array }>());
+  const rowOf = (a: number, i: number): { sin: Float32Array; cos: Float32Array } => {
     const key = bits[i * k + a];
     let r = rows[a].get(key);
     if (r === undefined) {
-      r = sinRows.length;
+      const row = new Float32Array(sineOnly ? K : 2 * K);
+      writeFeatures(a, pos[i * k + a], row, 0, K);
+      r = { sin: row.subarray(0, K), cos: row.subarray(sineOnly ? 0 : K) };
       rows[a].set(key, r);
-      const v = pos[i * k + a];
-      const sr = new Float32Array(K);
-      const cr = sineOnly ? sr : new Float32Array(K);
-      for (let b = 0; b < K; b++) {
-        const arg = f(pi * f(v * bands[a][b]));
-        sr[b] = Math.sin(arg);
-        if (!sineOnly) cr[b] = Math.cos(arg);
-      }
-      sinRows.push(sr);
-      cosRows.push(cr);
     }
     return r;
   };
@@ -154,18 +153,13 @@ export function fourierFeatures(pos: Float32Array, opts: FourierOptions): { data
     if (concatPos) for (let a = 0; a < k; a++) out[row + c++] = pos[i * k + a];
     const base = row + c;
     for (let a = 0; a < k; a++) {
-      if (memo[a]) {
-        const r = rowOf(a, i);
-        out.set(sinRows[r], base + a * K);
-        if (!sineOnly) out.set(cosRows[r], base + k * K + a * K);
+      if (!memo[a]) {
+        writeFeatures(a, pos[i * k + a], out, base + a * K, base + k * K + a * K);
         continue;
       }
-      const v = pos[i * k + a];
-      for (let b = 0; b < K; b++) {
-        const arg = f(pi * f(v * bands[a][b]));
-        out[base + a * K + b] = Math.sin(arg);
-        if (!sineOnly) out[base + k * K + a * K + b] = Math.cos(arg);
-      }
+      const r = rowOf(a, i);
+      out.set(r.sin, base + a * K);
+      if (!sineOnly) out.set(r.cos, base + k * K + a * K);
     }
   }
   return { data: out, channels };

@@ -83,7 +83,7 @@ bool compose_attention(const Tensor& q, int64_t dv, int64_t scores) {
   const char* e = std::getenv("PERCEIVER_ATTENTION_COMPOSE");
   if (e && *e) {
     if (!std::strcmp(e, "0") || !std::strcmp(e, "1")) return *e == '1';
-    // Said once; the JS side (dropout) reads only '1' as on, so other values are off here too.
+    // Said once; any other value acts as unset, as on the JS side (dropout), which reads only '1' as on.
     static const bool warned = (std::fprintf(stderr, "perceiver-io: ignoring PERCEIVER_ATTENTION_COMPOSE=%s (0 or 1)\n", e), true);
     (void)warned;
   }

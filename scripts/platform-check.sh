@@ -32,6 +32,8 @@ MODE="${1:-}"
 shift || true
 WORK="${PLATFORM_CHECK_DIR:-/tmp/perceiver-platform-check}/$MODE"
 say() { echo "platform-check: $*" >&2; }
+# This machine's node install, whose headers a build for another node takes.
+NODE_PREFIX="$(dirname "$(dirname "$(command -v node)")")"
 
 # fetch SUITE ARCH PACKAGES...: the packages' files, unpacked into $WORK/root.
 fetch() {
@@ -83,8 +85,7 @@ case "$MODE" in
     NODE="$WORK/node"
     # The copy has no headers beside it: a test that compiles the addon (the package
     # test's prebuild) takes the real node's.
-    prefix="$(dirname "$(dirname "$(command -v node)")")"
-    [ -f "$prefix/include/node/node_api.h" ] && export npm_config_nodedir="$prefix"
+    [ -f "$NODE_PREFIX/include/node/node_api.h" ] && export npm_config_nodedir="$NODE_PREFIX"
     # sharp's libvips carries a RUNPATH, so the loader looks for libvips' own
     # dependencies (libresolv) on this machine rather than through the copy's library
     # path, and finds the newer glibc's: the files that decode images cannot run here.
@@ -115,8 +116,7 @@ case "$MODE" in
     rm -rf "$build" && mkdir -p "$build/scripts"
     cp "$ROOT/binding.gyp" "$ROOT/package.json" "$build/" && cp "$ROOT/scripts/link-flags.mjs" "$build/scripts/"
     cp -r "$ROOT/native" "$ROOT/bindings" "$build/" && ln -s "$ROOT/node_modules" "$build/node_modules"
-    prefix="$(dirname "$(dirname "$(command -v node)")")"
-    (cd "$build" && CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ npm_config_nodedir="$prefix" \
+    (cd "$build" && CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ npm_config_nodedir="$NODE_PREFIX" \
        "$ROOT/node_modules/.bin/node-gyp" rebuild --arch=arm64 -j "$(nproc)" >"$WORK/build.log" 2>&1) \
       || { say "the arm64 build failed: $WORK/build.log"; tail -20 "$WORK/build.log" >&2; exit 1; }
     say "built $(file -b "$build/build/Release/perceiver.node" | cut -d, -f1-2)"
