@@ -15,6 +15,7 @@
 #include "../native/op_util.h"
 #include "../native/ops.h"
 #include "../native/queue.h"
+#include "storage_refs.h"
 
 namespace pio {
 
@@ -63,6 +64,18 @@ struct HostBuffer {
 // and a finalizer each, which every garbage collection had to process (about 3 us
 // per op). lib/tensor.ts disposes the handles of Tensors nobody disposed through a
 // FinalizationRegistry.
+//
+// The table also tells V8 (napi_adjust_external_memory) what its handles keep alive.
+// A Tensor is a few dozen bytes of JS heap that may hold megabytes of native memory:
+// without a report, V8 has no reason to collect the Tensors a loop drops undisposed,
+// and gigabytes were live before their finalizers ran. What is reported is the least
+// the handles held at any moment of the last turn of the event loop (turn()): memory
+// that a step makes and frees within one turn (a tidy() scope, a training step's
+// activations) never counts, where reporting it made V8 run a full collection every
+// few training steps; memory that outlives its turn does, and a loop that drops
+// tensors raises that floor turn after turn. Finalizers run between turns anyway, so
+// nothing collectable is missed. A storage counts once however many handles share it
+// (views, the aliases autograd saves).
 class HandleTable {
  public:
   // The handle of a new slot holding t.
@@ -73,6 +86,10 @@ class HandleTable {
   bool release(double h);
   // Live handles over every environment, per device type (memory().tensors).
   static int64_t live(perceiver::DeviceType t);
+  // Called once per turn of env's event loop: reports the turn's floor to V8.
+  void turn(napi_env env);
+  // The bytes reported to V8 and not taken back.
+  int64_t reported_bytes() const { return reported_bytes_; }
   // An environment torn down (a worker that exits) with handles still live: they stop
   // counting, as their tensors go with the table.
   ~HandleTable();
@@ -85,6 +102,10 @@ class HandleTable {
   bool decode(double h, uint32_t* index) const;
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_;
+  StorageRefs storage_refs_;  // handles per storage (see the class comment)
+  int64_t live_bytes_ = 0;      // of the storages with a handle
+  int64_t floor_bytes_ = 0;     // the least live_bytes_ since the last turn()
+  int64_t reported_bytes_ = 0;
 };
 
 struct PendingRead {
@@ -115,6 +136,10 @@ class Addon : public Napi::Addon<Addon> {
 
   // A new handle on t for JS (see tensor_handle.h).
   Napi::Value wrap(Napi::Env env, Tensor t);
+
+ private:
+  struct TurnWatch;  // the event-loop hook that calls handles.turn()
+  void watch_turns(Napi::Env env);
 };
 
 // Runs fn and turns an engine error into the matching JS error (TypeError,

@@ -33,8 +33,18 @@ double HandleTable::add(Tensor t) {
   }
   Slot& s = slots_[index];
   g_live[device_slot(t)]++;
+  if (storage_refs_.acquire(t.storage.get())) live_bytes_ += (int64_t)t.storage->bytes();
   s.tensor = std::move(t);
   return double(s.generation) * kIndexSpan + double(index);
+}
+
+void HandleTable::turn(napi_env env) {
+  const int64_t change = floor_bytes_ - reported_bytes_;
+  floor_bytes_ = live_bytes_;
+  if (!change) return;
+  reported_bytes_ += change;
+  int64_t total;
+  napi_adjust_external_memory(env, change, &total);
 }
 
 bool HandleTable::decode(double h, uint32_t* index) const {
@@ -58,6 +68,11 @@ bool HandleTable::release(double h) {
   if (!decode(h, &i)) return false;
   Slot& s = slots_[i];
   g_live[device_slot(*s.tensor)]--;
+  const perceiver::Storage* st = s.tensor->storage.get();
+  if (storage_refs_.release(st)) {
+    live_bytes_ -= (int64_t)st->bytes();
+    if (live_bytes_ < floor_bytes_) floor_bytes_ = live_bytes_;
+  }
   s.tensor.reset();
   s.generation = s.generation + 1 < kMaxGeneration ? s.generation + 1 : 1;
   free_.push_back(i);
@@ -184,6 +199,11 @@ Napi::Value HandleIsContiguous(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value HandleReportedBytes(const Napi::CallbackInfo& info) {
+  Addon* addon = info.Env().GetInstanceData<Addon>();
+  return Napi::Number::New(info.Env(), addon ? (double)addon->handles.reported_bytes() : 0.0);
+}
+
 // Idempotent: disposing a disposed (or unknown) handle does nothing.
 Napi::Value HandleDispose(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -232,7 +252,8 @@ Napi::Value HandleReadSync(const Napi::CallbackInfo& info) {
 void register_handles(Napi::Env env, Napi::Object exports) {
   struct { const char* name; Napi::Value (*fn)(const Napi::CallbackInfo&); } fns[] = {
       {"setMetaBuffer", SetMetaBuffer}, {"handleMeta", HandleMeta}, {"handleStrides", HandleStrides}, {"handleIsContiguous", HandleIsContiguous},
-      {"handleDispose", HandleDispose}, {"handleRead", HandleRead}, {"handleReadSync", HandleReadSync}};
+      {"handleDispose", HandleDispose}, {"handleRead", HandleRead}, {"handleReadSync", HandleReadSync},
+      {"handleReportedBytes", HandleReportedBytes}};
   for (auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
   Napi::Array names = Napi::Array::New(env);
   for (DType d : {DType::Float32, DType::Float16, DType::BFloat16, DType::Int32, DType::UInt8})

@@ -27,6 +27,8 @@ export interface NativeAddon {
   handleIsContiguous(h: H): boolean;
   /** Frees the handle's slot; idempotent. */
   handleDispose(h: H): void;
+  /** The bytes of storages this environment's handles keep alive, as reported to V8 (each storage once). */
+  handleReportedBytes(): number;
   handleRead(h: H): Promise<ArrayBuffer>;
   handleReadSync(h: H): ArrayBuffer;
   /** Names of the dtype codes handleMeta returns. */

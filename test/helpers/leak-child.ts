@@ -1,6 +1,7 @@
 // Leak check, run by test/memory.test.ts as
 //   node --expose-gc dist/test/helpers/leak-child.js [cycles] [warmup]
 //   node --expose-gc dist/test/helpers/leak-child.js finalize
+//   node dist/test/helpers/leak-child.js pressure
 // Each cycle creates tensors, runs a mix of ops (matmul with bias and activation,
 // softmax, layerNorm, attention, concat, views, elementwise, reductions, tidy) and
 // disposes everything. Prints one JSON line with memory() and RSS at the start,
@@ -8,7 +9,7 @@
 import * as P from '../../lib/index.js';
 import { live } from './device.js';
 
-const mode = process.argv[2] === 'finalize' ? 'finalize' : 'cycles';
+const mode = process.argv[2] === 'finalize' || process.argv[2] === 'pressure' ? process.argv[2] : 'cycles';
 const cycles = Number(process.argv[2] ?? 10_000);
 const warmup = Number(process.argv[3] ?? 1_000);
 
@@ -122,7 +123,32 @@ async function finalize(): Promise<void> {
   process.stdout.write(JSON.stringify({ gc: typeof gc === 'function', start, made, end }) + '\n');
 }
 
-(mode === 'finalize' ? finalize() : main()).catch((err) => {
+// A loop that never disposes what it makes, as code written for torch's reference
+// counting would: per iteration 8 MiB of plain tensors and a 4 MiB autograd graph
+// (a leaf, its square, whose node saves the leaf twice, and sums) dropped without
+// backward(), then an await, as a server awaits each request. Nothing calls gc():
+// only V8's own heuristics decide when the dropped Tensors are collected, so they
+// must know what the handles hold (3 GiB over the loop, were nothing collected;
+// bindings/addon.h, HandleTable).
+// Prints the most bytes live at any iteration.
+async function pressure(): Promise<void> {
+  const iterations = 250;
+  const start = live();
+  let peakBytes = 0;
+  const t0 = Date.now();
+  for (let i = 0; i < iterations; i++) {
+    const x = P.randn([1024, 1024], { seed: i });
+    x.mul(2);
+    const w = P.randn([512, 1024], { seed: i });
+    w.requiresGrad = true;
+    await P.sum(P.sum(w.mul(w), 1), 0).data();
+    peakBytes = Math.max(peakBytes, live().bytes - start.bytes);
+  }
+  const ms = Date.now() - t0;
+  process.stdout.write(JSON.stringify({ iterations, ms, peakBytes, heapUsed: process.memoryUsage().heapUsed }) + '\n');
+}
+
+(mode === 'finalize' ? finalize() : mode === 'pressure' ? pressure() : main()).catch((err) => {
   process.stderr.write(`leak-child: ${err?.stack ?? err}\n`);
   process.exit(1);
 });
