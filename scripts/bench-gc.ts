@@ -27,10 +27,27 @@ interface Result {
   peakRssBytes: number;
 }
 
-const steps = Number(arg('--steps') ?? 60);
-const batch = Number(arg('--batch') ?? 64);
-for (const [name, v] of [['--steps', steps], ['--batch', batch]] as const)
-  if (!Number.isInteger(v) || v < 1) throw new RangeError(`bench-gc: ${name} must be a positive integer, got ${v}`);
+function usageError(message: string): never {
+  console.error(`bench-gc: ${message}`);
+  process.exit(2);
+}
+const argv = process.argv.slice(2);
+for (let i = 0; i < argv.length; i += 2)
+  if (!['--steps', '--batch', '--child'].includes(argv[i])) usageError(`unknown argument ${argv[i]} (expected --steps N, --batch N)`);
+function count(name: string, byDefault: number): number {
+  let v = String(byDefault);
+  if (argv.includes(name))
+    try {
+      v = arg(name)!;
+    } catch {
+      usageError(`${name} needs a positive integer`);
+    }
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) usageError(`${name} needs a positive integer, got ${v}`);
+  return n;
+}
+const steps = count('--steps', 60);
+const batch = count('--batch', 64);
 
 async function child(way: Way): Promise<Result> {
   P.manualSeed(0);
@@ -69,7 +86,7 @@ async function child(way: Way): Promise<Result> {
 
 const mode = arg('--child');
 if (mode !== undefined) {
-  if (!(WAYS as readonly string[]).includes(mode)) throw new RangeError(`bench-gc: --child must be one of ${WAYS.join(', ')}, got ${mode}`);
+  if (!(WAYS as readonly string[]).includes(mode)) usageError(`--child must be one of ${WAYS.join(', ')}, got ${mode}`);
   process.stdout.write(JSON.stringify(await child(mode as Way)) + '\n');
 } else {
   const self = fileURLToPath(import.meta.url);
