@@ -18,22 +18,25 @@
 // version (stat and fstat64 were inline wrappers before 2.33; arc4random and
 // __libc_single_threaded are new) is REPLACEd by code here with the same meaning.
 //
-// x86-64 glibc only: the prebuilt binaries are for linux-x64, and elsewhere
-// binding.gyp and CMakeLists.txt give no --wrap, so nothing here is used.
-// test/package.test.ts reads the versions the built files need, so a new call that
-// needs something newer fails the suite rather than a user's require().
+// x86-64 and arm64 glibc only: the prebuilt binaries are for linux-x64 and
+// linux-arm64; elsewhere binding.gyp and CMakeLists.txt give no --wrap, so nothing
+// here is used. The PIN lines give x86-64's versions; arm64's glibc port began at
+// 2.17, so there every one of them is GLIBC_2.17. test/package.test.ts reads the
+// versions the built files need, so a new call that needs something newer fails the
+// suite rather than a user's require().
 #if defined(__linux__)
 #include <features.h>  // defines __GLIBC__ (or not)
 #endif
 
-#if defined(__linux__) && defined(__x86_64__) && defined(__GLIBC__) && defined(__ELF__)
+#if defined(__linux__) && (defined(__x86_64__) || defined(__aarch64__)) && defined(__GLIBC__) && defined(__ELF__)
 
 #include <sys/random.h>
 #include <sys/stat.h>
 
 #include <cstdlib>
 
-// Each PIN line sends the calls to a name to the name at that version (x86-64's).
+// Each PIN line sends the calls to a name to the name at that version (x86-64's;
+// GLIBC_2.17 on arm64).
 #define PERCEIVER_GLIBC_PINS(PIN)                                                   \
   PIN(dladdr, GLIBC_2.2.5)                                                          \
   PIN(dlclose, GLIBC_2.2.5)                                                         \
@@ -89,37 +92,46 @@
   PIN(shm_unlink, GLIBC_2.2.5)
 
 // A jump, not a call: the arguments and the return are the pinned function's own,
-// whatever its signature. endbr64 keeps it a valid target where CET is enforced.
+// whatever its signature. endbr64 (x86-64) and bti c (arm64, written as the hint it is: a no-op on cores
+// without BTI) keep it a valid indirect-branch target where that is enforced.
+#if defined(__x86_64__)
+#define PERCEIVER_PINNED_VERSION(x86_64_version) #x86_64_version
+#define PERCEIVER_JUMP(target) "  endbr64\n  jmp " target "@PLT\n"
+#define PERCEIVER_STAT_VER 1  // _STAT_VER_LINUX of x86-64's struct stat
+#else
+#define PERCEIVER_PINNED_VERSION(x86_64_version) "GLIBC_2.17"
+#define PERCEIVER_JUMP(target) "  hint 34\n  b " target "\n"  // hint 34: bti c
+#define PERCEIVER_STAT_VER 0  // the generic struct stat's
+#endif
 #define PERCEIVER_TRAMPOLINE(name, version)                                         \
-  __asm__(".pushsection .text.__wrap_" #name ",\"ax\",@progbits\n"                  \
+  __asm__(".pushsection .text.__wrap_" #name ",\"ax\",%progbits\n"                  \
           ".globl __wrap_" #name "\n"                                               \
           ".hidden __wrap_" #name "\n"                                              \
-          ".type __wrap_" #name ",@function\n"                                      \
-          ".symver __perceiver_pinned_" #name "," #name "@" #version "\n"           \
+          ".type __wrap_" #name ",%function\n"                                      \
+          ".symver __perceiver_pinned_" #name "," #name "@" PERCEIVER_PINNED_VERSION(version) "\n" \
           "__wrap_" #name ":\n"                                                     \
-          "  endbr64\n"                                                             \
-          "  jmp __perceiver_pinned_" #name "@PLT\n"                                \
+          PERCEIVER_JUMP("__perceiver_pinned_" #name)                               \
           ".size __wrap_" #name ",.-__wrap_" #name "\n"                             \
           ".popsection\n");
 PERCEIVER_GLIBC_PINS(PERCEIVER_TRAMPOLINE)
 
 // The stat family before 2.33: versioned entry points taking the struct layout's
-// version (1 on x86-64), which <sys/stat.h> then wrapped inline.
+// version, which <sys/stat.h> then wrapped inline.
 extern "C" int __perceiver_pinned___xstat(int, const char*, struct stat*);
 extern "C" int __perceiver_pinned___fxstat64(int, int, struct stat64*);
-__asm__(".symver __perceiver_pinned___xstat,__xstat@GLIBC_2.2.5");
-__asm__(".symver __perceiver_pinned___fxstat64,__fxstat64@GLIBC_2.2.5");
+__asm__(".symver __perceiver_pinned___xstat,__xstat@" PERCEIVER_PINNED_VERSION(GLIBC_2.2.5));
+__asm__(".symver __perceiver_pinned___fxstat64,__fxstat64@" PERCEIVER_PINNED_VERSION(GLIBC_2.2.5));
 
 #define PERCEIVER_GLIBC_HIDDEN extern "C" __attribute__((visibility("hidden")))
 
 // REPLACE(stat)
 PERCEIVER_GLIBC_HIDDEN int __wrap_stat(const char* path, struct stat* buf) {
-  return __perceiver_pinned___xstat(1, path, buf);
+  return __perceiver_pinned___xstat(PERCEIVER_STAT_VER, path, buf);
 }
 
 // REPLACE(fstat64)
 PERCEIVER_GLIBC_HIDDEN int __wrap_fstat64(int fd, struct stat64* buf) {
-  return __perceiver_pinned___fxstat64(1, fd, buf);
+  return __perceiver_pinned___fxstat64(PERCEIVER_STAT_VER, fd, buf);
 }
 
 // REPLACE(arc4random): only std::random_device's code names it (the static libstdc++

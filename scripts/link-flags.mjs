@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Prints the linker flags that keep the addon loadable on older Linux distributions
 // than the one it is built on; binding.gyp splices them into its ldflags, passing its
-// target_arch. Nothing is printed where they do not apply (anything but an x86-64
-// glibc Linux build on an x86-64 machine: a cross build to arm64 gets none).
+// target_arch. Nothing is printed where they do not apply (anything but an x86-64 or
+// arm64 glibc Linux build, native or cross-compiled with a *-linux-gnu compiler).
 //
 // - libstdc++ linked in statically and hidden (-Wl,--exclude-libs,ALL): the addon then
 //   needs no GLIBCXX/CXXABI version at all, where GCC 12's headers alone asked for
@@ -49,9 +49,29 @@ export function hasStaticLibstdcxx(cxx = process.env.CXX || 'g++') {
   }
 }
 
-/** The flags for a build targeting `arch` (node-gyp's target_arch; a cross build's differs from this Node's). */
+/** The target triple of the C++ compiler node-gyp will use ($CXX, else g++), e.g. aarch64-linux-gnu; null if it cannot say. */
+export function compilerTarget(cxx = process.env.CXX || 'g++') {
+  try {
+    const [bin, ...args] = cxx.trim().split(/\s+/);
+    return execFileSync(bin, [...args, '-dumpmachine'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+const TRIPLE_ARCH = { x64: 'x86_64', arm64: 'aarch64' };
+
+/**
+ * The flags for a build targeting `arch` (node-gyp's target_arch; a cross build's
+ * differs from this Node's): x64 or arm64, on glibc. A native build asks the running
+ * Node which C library it has; a cross build (arm64 from x64, with CXX naming
+ * aarch64-linux-gnu-g++) asks the compiler's target triple.
+ */
 export function linkFlags(arch = process.arch) {
-  if (arch !== 'x64' || process.arch !== 'x64' || !isGlibc()) return [];
+  if (!(arch in TRIPLE_ARCH) || process.platform !== 'linux') return [];
+  const target = arch === process.arch ? null : compilerTarget();
+  const glibc = target === null ? arch === process.arch && isGlibc() : target.startsWith(`${TRIPLE_ARCH[arch]}-`) && target.endsWith('-linux-gnu');
+  if (!glibc) return [];
   return [
     ...(hasStaticLibstdcxx() ? ['-static-libstdc++', '-Wl,--exclude-libs,ALL'] : []),
     ...wrappedSymbols().map((s) => `-Wl,--wrap=${s}`),

@@ -17,6 +17,17 @@
 #       with aarch64-linux-gnu-g++, in a staging copy: build/ is left alone), run by
 #       Debian 13's arm64 node 20.19 under qemu-aarch64. Emulation is 10-30 times
 #       slower than the machine, so tests that time a child process fail (listed below).
+#       ARM64_ADDON=prebuilds/linux-arm64/perceiver-io.glibc.node tests that file (the
+#       prebuild, scripts/prebuild-arm64.mjs) instead of building one.
+#   bash scripts/platform-check.sh arm64-old-glibc [addon]
+#       Whether the arm64 prebuild (default prebuilds/linux-arm64/perceiver-io.glibc.node)
+#       loads on Debian 11's arm64 glibc 2.31 and GCC 10's libgcc. No Node 20 runs
+#       there (Debian 11's is 12; nodejs.org is out of reach), so a small arm64 program
+#       takes Node's place: it loads stubs of the Node API functions the addon imports
+#       (napi_*, uv_*), then the addon with RTLD_NOW, which binds every import (glibc's
+#       pinned versions included) or fails naming the one missing, and runs the addon's
+#       static constructors. Nothing of the engine runs: the arm64 mode does that, on
+#       Debian 13's glibc.
 #
 # Without test files: the suite, less the files that cannot run there (below).
 # ava's workers are forked from the foreign node, so they run there too.
@@ -111,28 +122,72 @@ case "$MODE" in
       printf '%s' ':qemu-aarch64:M::\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:'"$(command -v qemu-aarch64)"':F' \
         > /proc/sys/fs/binfmt_misc/register || { say "cannot register qemu-aarch64 with binfmt_misc (needs root)"; exit 2; }
     fi
-    # The addon as binding.gyp builds it for arm64, in a staging copy of the sources.
-    build="$WORK/build-src"
-    rm -rf "$build" && mkdir -p "$build/scripts"
-    cp "$ROOT/binding.gyp" "$ROOT/package.json" "$build/" && cp "$ROOT/scripts/link-flags.mjs" "$build/scripts/"
-    cp -r "$ROOT/native" "$ROOT/bindings" "$build/" && ln -s "$ROOT/node_modules" "$build/node_modules"
-    (cd "$build" && CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ npm_config_nodedir="$NODE_PREFIX" \
-       "$ROOT/node_modules/.bin/node-gyp" rebuild --arch=arm64 -j "$(nproc)" >"$WORK/build.log" 2>&1) \
-      || { say "the arm64 build failed: $WORK/build.log"; tail -20 "$WORK/build.log" >&2; exit 1; }
-    say "built $(file -b "$build/build/Release/perceiver.node" | cut -d, -f1-2)"
-    cd "$(stage "$build/build/Release/perceiver.node")"
+    if [ -n "${ARM64_ADDON:-}" ]; then
+      [ -f "$ARM64_ADDON" ] || { say "ARM64_ADDON: no file $ARM64_ADDON"; exit 2; }
+      addon="$(realpath "$ARM64_ADDON")"
+      say "testing $ARM64_ADDON: $(file -b "$addon" | cut -d, -f1-2)"
+    else
+      # The addon as binding.gyp builds it for arm64, in a staging copy of the sources.
+      build="$WORK/build-src"
+      rm -rf "$build" && mkdir -p "$build/scripts"
+      cp "$ROOT/binding.gyp" "$ROOT/package.json" "$build/" && cp "$ROOT/scripts/link-flags.mjs" "$build/scripts/"
+      cp -r "$ROOT/native" "$ROOT/bindings" "$build/" && ln -s "$ROOT/node_modules" "$build/node_modules"
+      (cd "$build" && CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ npm_config_nodedir="$NODE_PREFIX" \
+         "$ROOT/node_modules/.bin/node-gyp" rebuild --arch=arm64 -j "$(nproc)" >"$WORK/build.log" 2>&1) \
+        || { say "the arm64 build failed: $WORK/build.log"; tail -20 "$WORK/build.log" >&2; exit 1; }
+      addon="$build/build/Release/perceiver.node"
+      say "built $(file -b "$addon" | cut -d, -f1-2)"
+    fi
+    cd "$(stage "$addon")"
     # Files that start child processes or build binaries for this machine: the package
     # test packs and compiles x86-64 binaries; the native and CUDA harnesses compile
     # x86-64 code; image decoding needs sharp's arm64 build, not installed here; the
     # demos, the CLI, convert and training runs start many children, each seconds of
     # emulated start-up (the CLI files alone took most of an hour).
-    SKIP=(package native-checks cuda-emu cuda-wgmma cuda-attention-backward cli cli-info cli-fill-mask
+    SKIP=(package native-checks cuda-emu cuda-wgmma cuda-attention-backward cli cli-info cli-fill-mask bench-gc
           cli-classify cli-flow convert image-io image-pipeline randaugment readme demo demo-classify
           demo-engine demo-fill-mask demo-flow demo-video-autoencode train bench-train-gpu bench-attention
           bench-dispatch bench-load)
     ;;
+  arm64-old-glibc)
+    command -v aarch64-linux-gnu-gcc >/dev/null || { say "aarch64-linux-gnu-gcc is needed (apt-get install g++-aarch64-linux-gnu)"; exit 2; }
+    command -v qemu-aarch64 >/dev/null || { say "qemu-aarch64 is needed (apt-get install qemu-user)"; exit 2; }
+    addon="$(realpath "${FILES[0]:-$ROOT/prebuilds/linux-arm64/perceiver-io.glibc.node}")"
+    [ -f "$addon" ] || { say "no arm64 addon at $addon (node scripts/prebuild-arm64.mjs builds it)"; exit 2; }
+    [ -e "$WORK/root/lib/ld-linux-aarch64.so.1" ] || fetch bullseye arm64 libc6 libgcc-s1
+    # Every Node API import of the addon as a function that returns 0.
+    aarch64-linux-gnu-nm -D --undefined-only "$addon" | awk '$1 == "U" && $2 !~ /@/ { print "int " $2 "(void) { return 0; }" }' > "$WORK/stubs.c"
+    [ -s "$WORK/stubs.c" ] || { say "read no Node API imports from $addon"; exit 1; }
+    aarch64-linux-gnu-gcc -shared -fPIC -o "$WORK/libnodestubs.so" "$WORK/stubs.c"
+    # The loader is built against this machine's newer arm64 glibc, so its own calls
+    # are pinned to their 2.17 versions, as the addon's are.
+    printf '%s\n' \
+      '#include <stdio.h>' \
+      '/* This machine'"'"'s glibc would bind these to their 2.34 versions: the old ones instead. */' \
+      'void* dlopen_old(const char*, int);' \
+      'char* dlerror_old(void);' \
+      '__asm__(".symver dlopen_old,dlopen@GLIBC_2.17");' \
+      '__asm__(".symver dlerror_old,dlerror@GLIBC_2.17");' \
+      '/* The start-up code calls __libc_start_main (-Wl,--wrap): on to its old version, which' \
+      '   takes the same arguments and skips the init function 2.34'"'"'s start-up passes as null. */' \
+      '__asm__(".symver start_main_old,__libc_start_main@GLIBC_2.17\n"' \
+      '        ".globl __wrap___libc_start_main\n__wrap___libc_start_main:\n  b start_main_old");' \
+      'int main(int argc, char** argv) {' \
+      '  if (argc != 3) return 2;' \
+      '  if (!dlopen_old(argv[1], 2 | 0x100)) { printf("stubs: %s\n", dlerror_old()); return 1; }  /* RTLD_NOW | RTLD_GLOBAL */' \
+      '  if (!dlopen_old(argv[2], 2)) { printf("addon: %s\n", dlerror_old()); return 1; }            /* RTLD_NOW */' \
+      '  printf("loaded, every import bound\n");' \
+      '  return 0;' \
+      '}' \
+      > "$WORK/load.c"
+    # libdl named: glibc before 2.34 keeps dlopen there.
+    aarch64-linux-gnu-gcc -Wl,--wrap=__libc_start_main -o "$WORK/load" "$WORK/load.c" -Wl,--no-as-needed -l:libdl.so.2
+    say "$(basename "$addon") on Debian 11 arm64, glibc $(basename "$(ls "$WORK"/root/lib/aarch64-linux-gnu/libc-*.so)" .so | cut -d- -f2)"
+    QEMU_LD_PREFIX="$WORK/root" qemu-aarch64 "$WORK/load" "$WORK/libnodestubs.so" "$addon"
+    exit $?
+    ;;
   *)
-    say "usage: bash scripts/platform-check.sh old-glibc|arm64 [test files]"
+    say "usage: bash scripts/platform-check.sh old-glibc|arm64 [test files] | arm64-old-glibc [addon]"
     exit 2
     ;;
 esac

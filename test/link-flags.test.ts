@@ -14,6 +14,7 @@ const mod = (await import(pathToFileURL(join(ROOT, 'scripts', 'link-flags.mjs'))
   wrappedSymbols: (source?: string) => string[];
   linkFlags: (arch?: string) => string[];
   hasStaticLibstdcxx: (cxx?: string) => boolean;
+  compilerTarget: (cxx?: string) => string | null;
 };
 
 test('wrappedSymbols reads the PIN lines and the REPLACE comments, nothing else', (t) => {
@@ -51,7 +52,23 @@ test('on x86-64 glibc Linux the addon gets libstdc++ statically and a --wrap per
   t.true(flags.includes('-Wl,--exclude-libs,ALL'), 'the static libstdc++ stays hidden');
   t.deepEqual(flags.filter((f) => f.startsWith('-Wl,--wrap=')), mod.wrappedSymbols().map((s) => `-Wl,--wrap=${s}`));
   for (const lib of ['libpthread.so.0', 'libdl.so.2', 'librt.so.1']) t.true(flags.includes(`-l:${lib}`), `${lib} is named as needed`);
-  t.deepEqual(mod.linkFlags('arm64'), [], 'a cross build to arm64 (node-gyp --arch=arm64) gets none: the pins are x86-64 versions');
+  // A cross build to arm64 (node-gyp --arch=arm64) gets them only from a compiler that
+  // makes arm64 glibc code: glibc_compat.cc then pins the arm64 versions.
+  const withCxx = (cxx: string) => {
+    const saved = process.env.CXX;
+    process.env.CXX = cxx;
+    try {
+      return mod.linkFlags('arm64');
+    } finally {
+      if (saved === undefined) delete process.env.CXX;
+      else process.env.CXX = saved;
+    }
+  };
+  t.deepEqual(withCxx('g++'), [], 'arm64 with this machine\'s x86-64 compiler: none');
+  t.deepEqual(withCxx('/nonexistent/g++'), [], 'arm64 with a compiler that cannot be asked: none');
+  if (mod.compilerTarget('aarch64-linux-gnu-g++') === 'aarch64-linux-gnu')
+    t.deepEqual(withCxx('aarch64-linux-gnu-g++').filter((f) => f.startsWith('-Wl,--wrap=')), mod.wrappedSymbols().map((s) => `-Wl,--wrap=${s}`), 'arm64 with aarch64-linux-gnu-g++: the same wraps');
+  t.deepEqual(mod.linkFlags('ia32'), [], 'another architecture: none');
   // A compiler without libstdc++.a (Fedora/RHEL without libstdc++-static), or none at
   // all, keeps libstdc++ shared rather than failing the link.
   t.false(mod.hasStaticLibstdcxx('/nonexistent/g++'));

@@ -6,8 +6,8 @@ import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import { cpus, tmpdir } from 'node:os';
 import { delimiter, dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { dynamicSymbols, neededVersions, newestVersion } from './helpers/elf.js';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { dynamicSymbols, elfMachine, neededVersions, newestVersion } from './helpers/elf.js';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -94,13 +94,37 @@ function ensureCudaPrebuild(log: (s: string) => void): boolean {
   return true;
 }
 
+// scripts/prebuild-arm64.mjs: the linux-arm64 prebuild, cross-compiled where the
+// aarch64-linux-gnu toolchain is installed; it also reads the prebuild script's flags.
+const arm64 = (await import(pathToFileURL(join(ROOT, 'scripts', 'prebuild-arm64.mjs')).href)) as {
+  prebuildifyArgs: () => string[];
+  crossUnavailable: () => string | null;
+  buildArm64Prebuild: (dest?: string, log?: (s: string) => void) => string[];
+};
+const ARM64_PREBUILDS = join(ROOT, 'prebuilds', 'linux-arm64');
+const EM_AARCH64 = 183;
+
 /** prebuildify's arguments in the package's `prebuild` script, so the suite builds what a release ships. */
-const PREBUILDIFY_ARGS: string[] = (() => {
-  const script = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.prebuild;
-  const m = /^prebuildify((?: --[a-z-]+)*)(?: &&|$)/.exec(script);
-  if (!m) throw new Error(`package.json's prebuild script does not start with a plain prebuildify call: ${script}`);
-  return m[1].trim().split(' ');
-})();
+const PREBUILDIFY_ARGS: string[] = arm64.prebuildifyArgs();
+
+/**
+ * Makes sure prebuilds/linux-arm64/ holds a binary built from the current sources
+ * where this machine can cross-compile it (true); false, saying why, where it cannot.
+ * A stale one that cannot be rebuilt here fails: `npm pack` would ship it.
+ */
+function ensureArm64Prebuild(log: (s: string) => void): boolean {
+  const have = existsSync(ARM64_PREBUILDS) ? readdirSync(ARM64_PREBUILDS).filter((f) => f.endsWith('.node')) : [];
+  const fresh = have.length > 0 && have.every((f) => statSync(join(ARM64_PREBUILDS, f)).mtimeMs >= newestSource());
+  const why = arm64.crossUnavailable();
+  if (why) {
+    if (have.length > 0 && !fresh) throw new Error(`${ARM64_PREBUILDS} holds a prebuild older than the sources and none can be built here (${why}): delete it or rebuild it`);
+    log(have.length ? `linux-arm64 prebuild up to date (no cross toolchain here: ${why})` : `no linux-arm64 prebuild: ${why}`);
+    return have.length > 0;
+  }
+  if (fresh) log(`linux-arm64 prebuild up to date: ${have.join(', ')}`);
+  else log(`built ${arm64.buildArm64Prebuild(ROOT, log).map((f) => relative(ROOT, f)).join(', ')}`);
+  return true;
+}
 
 function prebuiltFiles(): string[] {
   return existsSync(PREBUILDS) ? readdirSync(PREBUILDS).filter((f) => f.endsWith('.node')) : [];
@@ -215,20 +239,27 @@ export const out: Promise<unknown> = x.data().then((d) => [d[0], b.length]);
 const FLOORS: [string, string][] = [['GLIBC_', '2.28'], ['GCC_', '7.0.0']];
 const NONE = ['GLIBCXX_', 'CXXABI_', 'GLIBC_PRIVATE'];
 
-test.serial('the prebuilt binaries need no glibc newer than 2.28, no libgcc_s newer than GCC 8\'s and no libstdc++', async (t) => {
+test.serial('the prebuilt binaries (linux-x64, and linux-arm64 where it can be cross-compiled) need no glibc newer than 2.28, no libgcc_s newer than GCC 8\'s and no libstdc++', async (t) => {
   t.timeout(8 * 60_000);
   if (process.platform !== 'linux' || process.arch !== 'x64') {
     t.pass(`no Linux x64 prebuild on ${TUPLE}`);
     return;
   }
   await ensurePrebuild((s) => t.log(s));
-  const files = [...prebuiltFiles(), ...(ensureCudaPrebuild((s) => t.log(s)) ? ['perceiver_cuda.so'] : [])];
-  for (const f of files) {
-    const needs = Object.values(neededVersions(join(PREBUILDS, f))).flat();
+  const files = [...prebuiltFiles(), ...(ensureCudaPrebuild((s) => t.log(s)) ? ['perceiver_cuda.so'] : [])].map((f) => join(PREBUILDS, f));
+  if (ensureArm64Prebuild((s) => t.log(s))) {
+    const arm = readdirSync(ARM64_PREBUILDS).map((f) => join(ARM64_PREBUILDS, f));
+    t.deepEqual(arm.map((f) => relative(ROOT, f)), ['prebuilds/linux-arm64/perceiver-io.glibc.node'], 'one linux-arm64 prebuild, tagged glibc');
+    for (const f of arm) t.is(elfMachine(f), EM_AARCH64, `${relative(ROOT, f)} is arm64 code`);
+    files.push(...arm);
+  }
+  for (const path of files) {
+    const f = relative(ROOT, path);
+    const needs = Object.values(neededVersions(path)).flat();
     t.true(needs.length > 0, `${f}: its version needs were read`);
     // Every redirected call found its pinned target (an undefined __wrap_ name would
     // fail at load time), and none of it is exported.
-    const wraps = dynamicSymbols(join(PREBUILDS, f)).filter((s) => s.name.startsWith('__wrap_'));
+    const wraps = dynamicSymbols(path).filter((s) => s.name.startsWith('__wrap_'));
     t.deepEqual(wraps.map((s) => s.name), [], `${f}: no __wrap_ symbol in its dynamic symbol table`);
     for (const [prefix, floor] of FLOORS) {
       const newest = newestVersion(needs, prefix);
@@ -243,6 +274,7 @@ test('npm pack + install into a fresh project (scripts off): imports by name, co
   t.timeout(8 * 60_000);
   await ensurePrebuild((s) => t.log(s));
   const shipsCuda = ensureCudaPrebuild((s) => t.log(s));
+  const shipsArm64 = process.platform === 'linux' && process.arch === 'x64' && ensureArm64Prebuild((s) => t.log(s));
   const work = mkdtempSync(join(tmpdir(), 'pio-package-'));
   try {
     // --- pack (scripts off: dist/ is already compiled, it is what these tests run) ---
@@ -262,6 +294,7 @@ test('npm pack + install into a fresh project (scripts off): imports by name, co
     if (process.platform === 'linux')
       t.deepEqual(files.filter((f) => f.startsWith(`prebuilds/${TUPLE}/`) && f.endsWith('.node')), [`prebuilds/${TUPLE}/perceiver-io.glibc.node`], 'one Linux prebuild, tagged glibc');
     t.deepEqual(files.filter((f) => f.endsWith('.node') && !f.startsWith('prebuilds/')), [], 'no other binaries');
+    if (shipsArm64) t.deepEqual(files.filter((f) => f.startsWith('prebuilds/linux-arm64/')), ['prebuilds/linux-arm64/perceiver-io.glibc.node'], 'the linux-arm64 prebuild ships, alone in its folder');
     if (shipsCuda) t.true(files.includes(`prebuilds/${TUPLE}/perceiver_cuda.so`), 'the CUDA backend library ships next to the prebuilt addon');
     t.deepEqual(files.filter((f) => f.endsWith('_check.cu') || f.endsWith('_check.cc')), [], 'no check harnesses');
     // What a compile from source (no prebuilt binary for the machine) runs.

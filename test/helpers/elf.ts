@@ -23,6 +23,11 @@ function sections(path: string) {
   return { b, shnum, section, cstr };
 }
 
+/** The file's e_machine: the architecture its code is for (62 x86-64, 183 aarch64). */
+export function elfMachine(path: string): number {
+  return sections(path).b.readUInt16LE(0x12);
+}
+
 /** The dynamic symbol table's names, and whether each is defined here (not imported). */
 export function dynamicSymbols(path: string): { name: string; defined: boolean }[] {
   const { b, shnum, section, cstr } = sections(path);

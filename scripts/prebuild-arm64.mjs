@@ -1,0 +1,96 @@
+#!/usr/bin/env node
+// The linux-arm64 prebuild (AWS Graviton, Ampere, Grace), cross-compiled on an x86-64
+// Linux machine with Debian/Ubuntu's aarch64-linux-gnu toolchain
+// (apt-get install g++-aarch64-linux-gnu): prebuildify with the `prebuild` script's
+// own arguments plus --arch arm64, into prebuilds/linux-arm64/. binding.gyp's link
+// flags (scripts/link-flags.mjs) see the compiler's aarch64-linux-gnu target and pin
+// glibc calls as for x64, so the file loads on glibc 2.28 (test/package.test.ts
+// checks the versions it needs). Where the toolchain is missing it says so and does
+// nothing, exit 0: arm64 users then compile from source at install, as before. No
+// CUDA library is built for arm64 (nvcc here makes x86-64 code).
+//   node scripts/prebuild-arm64.mjs
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const CROSS = { CC: 'aarch64-linux-gnu-gcc', CXX: 'aarch64-linux-gnu-g++', STRIP: 'aarch64-linux-gnu-strip' };
+
+/** prebuildify's flags in package.json's `prebuild` script (its first command). */
+export function prebuildifyArgs(pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'))) {
+  const m = /^prebuildify((?: --[a-z-]+)*)(?: &&|$)/.exec(pkg.scripts.prebuild);
+  if (!m) throw new Error(`package.json's prebuild script does not start with a plain prebuildify call: ${pkg.scripts.prebuild}`);
+  return m[1].trim().split(/\s+/).filter(Boolean);
+}
+
+/** Why no arm64 prebuild can be made here, or null when it can. */
+export function crossUnavailable() {
+  if (process.platform !== 'linux' || process.arch !== 'x64') return `it is cross-compiled from linux-x64 (this is ${process.platform}-${process.arch})`;
+  for (const tool of Object.values(CROSS)) {
+    try {
+      execFileSync(tool, ['--version'], { stdio: 'ignore' });
+    } catch {
+      return `${tool} is not installed (apt-get install g++-aarch64-linux-gnu)`;
+    }
+  }
+  return null;
+}
+
+/**
+ * Builds prebuilds/linux-arm64/ under `dest` (the repository root by default) in a
+ * staging copy of the sources: node-gyp rebuilds build/ where it runs, and the
+ * repository's build/ holds this machine's x64 addon. Returns the files written.
+ */
+export function buildArm64Prebuild(dest = ROOT, log = console.log) {
+  const stage = mkdtempSync(join(tmpdir(), 'pio-prebuild-arm64-'));
+  try {
+    mkdirSync(join(stage, 'scripts'));
+    for (const p of ['package.json', 'binding.gyp', 'scripts/link-flags.mjs']) copyFileSync(join(ROOT, p), join(stage, p));
+    const visible = (src) => !basename(src).startsWith('.');
+    for (const d of ['native', 'bindings']) cpSync(join(ROOT, d), join(stage, d), { recursive: true, filter: visible });
+    symlinkSync(join(ROOT, 'node_modules'), join(stage, 'node_modules'), 'dir');
+    const args = [...prebuildifyArgs(), '--arch', 'arm64', '--strip-bin', CROSS.STRIP];
+    // prebuildify --napi builds against the newest Node it knows; N-API is ABI-stable, so
+    // the running Node's headers serve (no download), as for the x64 prebuild.
+    const env = { ...process.env, CC: CROSS.CC, CXX: CROSS.CXX };
+    const prefix = dirname(dirname(process.execPath));
+    if (!env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node', 'node_api.h'))) env.npm_config_nodedir = prefix;
+    log(`prebuild-arm64: prebuildify ${args.join(' ')} (CXX=${CROSS.CXX})`);
+    const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'prebuildify', 'bin.js'), ...args], { cwd: stage, env, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`prebuild-arm64: prebuildify failed (exit ${r.status}, signal ${r.signal}):\n${(r.stdout + r.stderr).slice(-3000)}`);
+    const from = join(stage, 'prebuilds', 'linux-arm64');
+    const built = existsSync(from) ? readdirSync(from).filter((f) => f.endsWith('.node')) : [];
+    if (built.length === 0) throw new Error(`prebuild-arm64: prebuildify wrote no .node file\n${r.stdout.slice(-2000)}`);
+    const to = join(dest, 'prebuilds', 'linux-arm64');
+    mkdirSync(to, { recursive: true });
+    for (const f of readdirSync(to)) if (f.endsWith('.node')) unlinkSync(join(to, f));
+    for (const f of built) {
+      const tmp = join(to, `.${f}.${process.pid}.tmp`);
+      copyFileSync(join(from, f), tmp);
+      renameSync(tmp, join(to, f));
+    }
+    return built.map((f) => join(to, f));
+  } finally {
+    rmSync(stage, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  if (process.argv.length > 2) {
+    console.error(`prebuild-arm64: expected no arguments, got ${process.argv.slice(2).join(' ')}`);
+    process.exit(2);
+  }
+  const why = crossUnavailable();
+  if (why) {
+    console.log(`prebuild-arm64: no linux-arm64 prebuild: ${why}`);
+    process.exit(0);
+  }
+  try {
+    for (const f of buildArm64Prebuild()) console.log(`prebuild-arm64: wrote ${f}`);
+  } catch (err) {
+    console.error(err instanceof Error ? err.message : String(err));
+    process.exit(1);
+  }
+}
