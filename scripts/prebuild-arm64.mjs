@@ -11,7 +11,7 @@
 //   node scripts/prebuild-arm64.mjs
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -39,31 +39,35 @@ export function crossUnavailable() {
 }
 
 /**
- * Builds prebuilds/linux-arm64/ under `dest` (the repository root by default) in a
- * staging copy of the sources: node-gyp rebuilds build/ where it runs, and the
- * repository's build/ holds this machine's x64 addon. Returns the files written.
+ * Runs prebuildify with the `prebuild` script's flags plus `extra` in a staging copy
+ * of the sources (node-gyp rebuilds build/ where it runs, and the repository's build/
+ * holds this machine's addon, which the tests load), then moves the .node files it
+ * wrote for `tuple` into dest/prebuilds/<tuple>/, replacing those there, each through
+ * a temporary name. Returns the files written. The package test builds the x64
+ * prebuild through this too.
  */
-export function buildArm64Prebuild(dest = ROOT, log = console.log) {
-  const stage = mkdtempSync(join(tmpdir(), 'pio-prebuild-arm64-'));
+export function stagedPrebuild(tuple, { extra = [], env = {}, dest = ROOT, log = console.log } = {}) {
+  const stage = mkdtempSync(join(tmpdir(), `pio-prebuild-${tuple}-`));
   try {
     mkdirSync(join(stage, 'scripts'));
     for (const p of ['package.json', 'binding.gyp', 'scripts/link-flags.mjs']) copyFileSync(join(ROOT, p), join(stage, p));
     const visible = (src) => !basename(src).startsWith('.');
     for (const d of ['native', 'bindings']) cpSync(join(ROOT, d), join(stage, d), { recursive: true, filter: visible });
     symlinkSync(join(ROOT, 'node_modules'), join(stage, 'node_modules'), 'dir');
-    const args = [...prebuildifyArgs(), '--arch', 'arm64', '--strip-bin', CROSS.STRIP];
+    const args = [...prebuildifyArgs(), ...extra];
     // prebuildify --napi builds against the newest Node it knows; N-API is ABI-stable, so
-    // the running Node's headers serve (no download), as for the x64 prebuild.
-    const env = { ...process.env, CC: CROSS.CC, CXX: CROSS.CXX };
+    // the running Node's headers serve (no download).
+    const runEnv = { ...process.env, JOBS: process.env.JOBS ?? String(Math.max(2, cpus().length)), ...env };
     const prefix = dirname(dirname(process.execPath));
-    if (!env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node', 'node_api.h'))) env.npm_config_nodedir = prefix;
-    log(`prebuild-arm64: prebuildify ${args.join(' ')} (CXX=${CROSS.CXX})`);
-    const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'prebuildify', 'bin.js'), ...args], { cwd: stage, env, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`prebuild-arm64: prebuildify failed (exit ${r.status}, signal ${r.signal}):\n${(r.stdout + r.stderr).slice(-3000)}`);
-    const from = join(stage, 'prebuilds', 'linux-arm64');
+    if (!runEnv.npm_config_nodedir && existsSync(join(prefix, 'include', 'node', 'node_api.h'))) runEnv.npm_config_nodedir = prefix;
+    log(`prebuildify ${args.join(' ')}${env.CXX ? ` (CXX=${env.CXX})` : ''}`);
+    const t0 = Date.now();
+    const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'prebuildify', 'bin.js'), ...args], { cwd: stage, env: runEnv, encoding: 'utf8', timeout: 10 * 60_000 });
+    if (r.status !== 0) throw new Error(`prebuildify ${args.join(' ')} failed (exit ${r.status}, signal ${r.signal}):\n${`${r.stdout}${r.stderr}`.slice(-3000)}`);
+    const from = join(stage, 'prebuilds', tuple);
     const built = existsSync(from) ? readdirSync(from).filter((f) => f.endsWith('.node')) : [];
-    if (built.length === 0) throw new Error(`prebuild-arm64: prebuildify wrote no .node file\n${r.stdout.slice(-2000)}`);
-    const to = join(dest, 'prebuilds', 'linux-arm64');
+    if (built.length === 0) throw new Error(`prebuildify wrote no .node file for ${tuple}\n${r.stdout.slice(-2000)}`);
+    const to = join(dest, 'prebuilds', tuple);
     mkdirSync(to, { recursive: true });
     for (const f of readdirSync(to)) if (f.endsWith('.node')) unlinkSync(join(to, f));
     for (const f of built) {
@@ -71,10 +75,16 @@ export function buildArm64Prebuild(dest = ROOT, log = console.log) {
       copyFileSync(join(from, f), tmp);
       renameSync(tmp, join(to, f));
     }
+    log(`built ${built.join(', ')} for ${tuple} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     return built.map((f) => join(to, f));
   } finally {
     rmSync(stage, { recursive: true, force: true });
   }
+}
+
+/** prebuilds/linux-arm64/ under `dest`, cross-compiled (see the top of this file). */
+export function buildArm64Prebuild(dest = ROOT, log = console.log) {
+  return stagedPrebuild('linux-arm64', { extra: ['--arch', 'arm64', '--strip-bin', CROSS.STRIP], env: { CC: CROSS.CC, CXX: CROSS.CXX }, dest, log });
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
@@ -88,7 +98,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     process.exit(0);
   }
   try {
-    for (const f of buildArm64Prebuild()) console.log(`prebuild-arm64: wrote ${f}`);
+    buildArm64Prebuild(ROOT, (line) => console.log(`prebuild-arm64: ${line}`));
   } catch (err) {
     console.error(err instanceof Error ? err.message : String(err));
     process.exit(1);

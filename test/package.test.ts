@@ -4,11 +4,11 @@
 // (a tarball never carries build/, so nothing else could be).
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dynamicSymbols, elfMachine, neededVersions, newestVersion } from './helpers/elf.js';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(here, '..', '..'); // dist/test -> repository root
@@ -100,6 +100,7 @@ const arm64 = (await import(pathToFileURL(join(ROOT, 'scripts', 'prebuild-arm64.
   prebuildifyArgs: () => string[];
   crossUnavailable: () => string | null;
   buildArm64Prebuild: (dest?: string, log?: (s: string) => void) => string[];
+  stagedPrebuild: (tuple: string, opts?: { extra?: string[]; env?: NodeJS.ProcessEnv; dest?: string; log?: (s: string) => void }) => string[];
 };
 const ARM64_PREBUILDS = join(ROOT, 'prebuilds', 'linux-arm64');
 const EM_AARCH64 = 183;
@@ -122,7 +123,7 @@ function ensureArm64Prebuild(log: (s: string) => void): boolean {
     return have.length > 0;
   }
   if (fresh) log(`linux-arm64 prebuild up to date: ${have.join(', ')}`);
-  else log(`built ${arm64.buildArm64Prebuild(ROOT, log).map((f) => relative(ROOT, f)).join(', ')}`);
+  else arm64.buildArm64Prebuild(ROOT, log);
   return true;
 }
 
@@ -132,12 +133,11 @@ function prebuiltFiles(): string[] {
 
 /**
  * Makes sure prebuilds/<platform>-<arch>/ holds a binary built from the current
- * sources. It is built with prebuildify as the package's `prebuild` script runs it
- * (PREBUILDIFY_ARGS) in a staging copy of the sources, so that the repository's build/ folder,
- * which other tests load, is never rebuilt underneath them; the result is then moved
- * into the repository's prebuilds/ (ignored by git, shipped by `files`).
+ * sources, built as the package's `prebuild` script builds it (prebuildify with its
+ * flags, in a staging copy: scripts/prebuild-arm64.mjs, stagedPrebuild), so that the
+ * repository's build/ folder, which other tests load, is never rebuilt underneath them.
  */
-async function ensurePrebuild(log: (s: string) => void): Promise<void> {
+function ensurePrebuild(log: (s: string) => void): void {
   const existing = prebuiltFiles();
   // The name prebuildify gives it: a file of an older naming is rebuilt, not shipped.
   const name = `perceiver-io${PREBUILDIFY_ARGS.includes('--tag-libc') && process.platform === 'linux' ? (existsSync('/etc/alpine-release') ? '.musl' : '.glibc') : ''}.node`;
@@ -145,37 +145,7 @@ async function ensurePrebuild(log: (s: string) => void): Promise<void> {
     log(`prebuild up to date: ${existing.join(', ')}`);
     return;
   }
-  const stage = mkdtempSync(join(tmpdir(), 'pio-prebuild-'));
-  try {
-    const skipDot = (src: string) => !src.split(/[\\/]/).pop()!.startsWith('.');
-    mkdirSync(join(stage, 'scripts'));
-    for (const p of ['package.json', 'binding.gyp', 'scripts/link-flags.mjs']) copyFileSync(join(ROOT, p), join(stage, p));
-    for (const d of ['native', 'bindings']) cpSync(join(ROOT, d), join(stage, d), { recursive: true, filter: skipDot });
-    symlinkSync(join(ROOT, 'node_modules'), join(stage, 'node_modules'), 'dir');
-    const env: NodeJS.ProcessEnv = { JOBS: String(Math.max(2, cpus().length)) };
-    // prebuildify --napi builds against the newest Node it knows; point node-gyp at
-    // the running Node's headers (N-API is ABI-stable) instead of downloading them.
-    const prefix = dirname(dirname(process.execPath));
-    if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node', 'node_api.h'))) env.npm_config_nodedir = prefix;
-    const r = await run(process.execPath, [join(ROOT, 'node_modules', 'prebuildify', 'bin.js'), ...PREBUILDIFY_ARGS], {
-      cwd: stage,
-      env,
-      timeoutMs: 7 * 60_000,
-    });
-    if (r.code !== 0) throw new Error(describeRun(`prebuildify ${PREBUILDIFY_ARGS.join(' ')}`, r));
-    const built = readdirSync(join(stage, 'prebuilds', TUPLE)).filter((f) => f.endsWith('.node'));
-    if (built.length === 0) throw new Error(`prebuildify produced no .node file\n${r.stdout.slice(-2000)}`);
-    mkdirSync(PREBUILDS, { recursive: true });
-    for (const f of prebuiltFiles()) unlinkSync(join(PREBUILDS, f));
-    for (const f of built) {
-      const tmp = join(PREBUILDS, `.${f}.${process.pid}.tmp`);
-      copyFileSync(join(stage, 'prebuilds', TUPLE, f), tmp);
-      renameSync(tmp, join(PREBUILDS, f));
-    }
-    log(`built ${built.join(', ')} with prebuildify in ${(r.ms / 1000).toFixed(1)} s`);
-  } finally {
-    rmSync(stage, { recursive: true, force: true });
-  }
+  arm64.stagedPrebuild(TUPLE, { log });
 }
 
 // The engines floor (Node 20.19) is where require() of an ES module works without a
@@ -245,7 +215,7 @@ test.serial('the prebuilt binaries (linux-x64, and linux-arm64 where it can be c
     t.pass(`no Linux x64 prebuild on ${TUPLE}`);
     return;
   }
-  await ensurePrebuild((s) => t.log(s));
+  ensurePrebuild((s) => t.log(s));
   const files = [...prebuiltFiles(), ...(ensureCudaPrebuild((s) => t.log(s)) ? ['perceiver_cuda.so'] : [])].map((f) => join(PREBUILDS, f));
   if (ensureArm64Prebuild((s) => t.log(s))) {
     const arm = readdirSync(ARM64_PREBUILDS).map((f) => join(ARM64_PREBUILDS, f));
@@ -272,7 +242,7 @@ test.serial('the prebuilt binaries (linux-x64, and linux-arm64 where it can be c
 
 test('npm pack + install into a fresh project (scripts off): imports by name, computes a matmul and loads the prebuilt binary, not build/', async (t) => {
   t.timeout(8 * 60_000);
-  await ensurePrebuild((s) => t.log(s));
+  ensurePrebuild((s) => t.log(s));
   const shipsCuda = ensureCudaPrebuild((s) => t.log(s));
   const shipsArm64 = process.platform === 'linux' && process.arch === 'x64' && ensureArm64Prebuild((s) => t.log(s));
   const work = mkdtempSync(join(tmpdir(), 'pio-package-'));
