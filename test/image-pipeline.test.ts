@@ -10,6 +10,7 @@ import sharp from 'sharp';
 import { evalCropBox, ImageFolderSource, imageFolderSources, memorySource, randomResizedCrop, listImageFolder } from '../models/train/image-pipeline.js';
 import { cropAndResize, imageProcessorOptions } from '../models/image-processor.js';
 import { Rng } from '../models/train/rng.js';
+import { randAugment } from '../models/train/randaugment.js';
 import { cli } from './helpers/cli-run.js';
 import { assertUnknownOptions } from './helpers/options.js';
 
@@ -55,14 +56,40 @@ test('evaluation batches resize the shorter side and crop the centre; training b
   const c = await train.batch([1, 2, 3], { rng: new Rng(5), maxShift: 0 });
   t.deepEqual(a.pixels, b.pixels);
   t.notDeepEqual(a.pixels, c.pixels);
-  const ra = { numLayers: 3, magnitude: 9 };
-  const d = await train.batch([1, 2, 3], { rng: new Rng(4), maxShift: 0, randAugment: ra });
-  const e = await train.batch([1, 2, 3], { rng: new Rng(4), maxShift: 0, randAugment: ra });
-  t.deepEqual(d.pixels, e.pixels, 'RandAugment is drawn from the same Rng');
-  t.notDeepEqual(d.pixels, a.pixels, 'and changes the crops');
+  for (const at of ['resized', 'crop'] as const) {
+    const ra = { numLayers: 3, magnitude: 9, at };
+    const d = await train.batch([1, 2, 3], { rng: new Rng(4), maxShift: 0, randAugment: ra });
+    const e = await train.batch([1, 2, 3], { rng: new Rng(4), maxShift: 0, randAugment: ra });
+    t.deepEqual(d.pixels, e.pixels, `${at}: RandAugment is drawn from the same Rng`);
+    t.notDeepEqual(d.pixels, a.pixels, `${at}: and changes the crops`);
+    const grey = imageFolderSources(join(root, 'set'), { size: 8, channels: 1 }).train;
+    t.is((await grey.batch([0, 1], { rng: new Rng(1), maxShift: 0, randAugment: ra })).pixels.length, 128, `${at}: grey images too`);
+  }
   const grey = imageFolderSources(join(root, 'set'), { size: 8, channels: 1 }).train;
-  t.is((await grey.batch([0, 1], { rng: new Rng(1), maxShift: 0, randAugment: ra })).pixels.length, 128);
   t.is((await grey.batch([0], null)).pixels.length, 64);
+});
+
+// The reference's order: crop and flip at the photo's scale, RandAugment there (its
+// translate and cutout lengths in pixels), then the resize. Rebuilt here step by step
+// from the image's own Rng (the batch's first draw), as the pipeline draws it.
+test("RandAugment at 'crop' augments the crop at the photo's scale, lengths in pixels, before the resize; at 'resized' after it", async (t) => {
+  const { train } = imageFolderSources(join(root, 'set'), { size: 16, channels: 3 });
+  const file = train.files[1][0];
+  const ra = { numLayers: 4, magnitude: 9 };
+  const got = await train.batch([1], { rng: new Rng(7), maxShift: 0, randAugment: { ...ra, at: 'crop' } });
+  const rng = new Rng(Math.floor(new Rng(7).next() * 2 ** 31));
+  const photo = await sharp(file).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+  const box = randomResizedCrop(rng, photo.info.height, photo.info.width);
+  let crop = sharp(photo.data, { raw: { width: photo.info.width, height: photo.info.height, channels: 3 } }).extract(box);
+  if (rng.next() < 0.5) crop = crop.flop();
+  const cropped = await crop.raw().toBuffer();
+  const augmented = randAugment({ data: new Uint8Array(cropped), height: box.height, width: box.width }, new Rng(Math.floor(rng.next() * 2 ** 31)), ra.numLayers, ra.magnitude, 'absolute');
+  const resized = await sharp(augmented.data, { raw: { width: box.width, height: box.height, channels: 3 } }).resize(16, 16, { fit: 'fill', kernel: 'cubic' }).raw().toBuffer();
+  const want = new Float32Array(3 * 256);
+  for (let p = 0; p < 256; p++) for (let c = 0; c < 3; c++) want[c * 256 + p] = resized[p * 3 + c] / 255;
+  t.deepEqual(got.pixels, want);
+  const after = await train.batch([1], { rng: new Rng(7), maxShift: 0, randAugment: { ...ra, at: 'resized' } });
+  t.notDeepEqual(after.pixels, got.pixels, 'the two orders differ');
 });
 
 test('randomResizedCrop: boxes inside the image, area 8%-100%, aspect 3/4-4/3, the centre square after 10 misses', (t) => {

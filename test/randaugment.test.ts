@@ -115,6 +115,29 @@ test('pixel operations: Posterize keeps the top bits, Solarize inverts above the
   }
 });
 
+test("lengths 'absolute' take the reference's translate and cutout lengths as pixels whatever the size; 'scaled' (the default) scales them from 224", (t) => {
+  const W = 448;
+  const H = 4;
+  const data = new Uint8Array(W * H * 3);
+  for (let x = 0; x < W; x++) for (let y = 0; y < H; y++) data[(y * W + x) * 3] = x >> 1;
+  const img = { data, width: W, height: H };
+  t.is(applyOp(img, 'TranslateX', 10, 1, undefined, 'absolute').data[(1 * W + 0) * 3], 50, 'out(0) = in(100)');
+  t.is(applyOp(img, 'TranslateX', 10, 1).data[(1 * W + 0) * 3], 100, 'scaled: out(0) = in(200)');
+  const tall = { data: new Uint8Array(3 * 448 * 3), width: 3, height: 448 };
+  for (let y = 0; y < 448; y++) tall.data[y * 9] = y >> 1;
+  t.is(applyOp(tall, 'TranslateY', 10, 1, undefined, 'absolute').data[0], 50, 'TranslateY: out(0) = in(100)');
+  t.is(applyOp(tall, 'TranslateY', 10, 1, undefined, 'scaled').data[0], 100, 'TranslateY scaled by the height: out(0) = in(200)');
+  // Cutout at magnitude 10: a square of side 80 px, or 160 px scaled to 448.
+  const big = { data: new Uint8Array(448 * 448 * 3), width: 448, height: 448 };
+  const grey = (im: RgbBytes) => im.data.filter((v, i) => i % 3 === 0 && v === 128).length;
+  t.is(grey(cutout(big, 10, 224, 224, 'absolute')), 80 * 80);
+  t.is(grey(cutout(big, 10, 224, 224)), 160 * 160);
+  const small = image(20, 20);
+  t.deepEqual(randAugment(small, new Rng(5), 4, 9, 'absolute').data, randAugment(small, new Rng(5), 4, 9, 'absolute').data, 'seeded');
+  t.throws(() => randAugment(small, new Rng(5), 4, 9, 'pixels' as never), { instanceOf: TypeError, message: /randAugment: 'lengths' must be 'absolute' or 'scaled', got "pixels"/ });
+  t.throws(() => cutout(small, 5, 1, 1, 'model' as never), { instanceOf: TypeError, message: /cutout: 'lengths' must be/ });
+});
+
 test('geometry: TranslateX by 100 px at width 224 moves content left and fills grey; Rotate keeps the centre', (t) => {
   const W = 224;
   const H = 4;

@@ -11,7 +11,7 @@ import * as P from '../lib/index.js';
 import { createModel } from '../models/index.js';
 import { loadMnist, mnistDigitsDir, type ImageSet } from '../models/train/mnist.js';
 import { PRESETS } from '../models/train/presets.js';
-import { checkTrainConfig, DEFAULT_TRAIN, dropoutSeed, evaluate, preprocessorConfigFor, train, type TrainableClassifier } from '../models/train/trainer.js';
+import { checkTrainConfig, DEFAULT_TRAIN, dropoutSeed, evaluate, mixBatch, preprocessorConfigFor, train, type TrainableClassifier } from '../models/train/trainer.js';
 import { IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, imageProcessorOptions, preprocessImage } from '../models/image-processor.js';
 import { loadModel, readModelConfig } from '../models/load.js';
 import { memorySource, type DataSource } from '../models/train/image-pipeline.js';
@@ -190,22 +190,24 @@ test.serial('evaluate: a batch size that is not an integer >= 1 is refused (0 or
 test.serial('AugmentPool: a worker that dies (exit, or an uncaught error) rejects the jobs it held with the reason; later jobs run on a fresh worker', async (t) => {
   const pool = new AugmentPool(1);
   const img = () => new Uint8Array(8 * 8 * 3).fill(100);
+  const job = (seed: number) => ({ seed, numLayers: 2, magnitude: 5, lengths: 'scaled' as const });
   // The pool's only worker (private: reached here to inject the faults).
   const worker = () => (pool as unknown as { workers: Worker[] }).workers[0];
-  t.is(await settled(pool.run(img(), 8, 1, 2, 5)), 'resolved');
+  t.is(await settled(pool.run(img(), 8, 8, job(1))), 'resolved');
   // Exit: the job is sent to a worker that is stopping (as on ERR_WORKER_OUT_OF_MEMORY).
   const dying = worker();
   void dying.terminate();
-  t.regex(await settled(pool.run(img(), 8, 2, 2, 5)), /^rejected: RandAugment worker thread exited \(code \d+\) with 1 job\(s\) unfinished$/);
-  t.is(await settled(pool.run(img(), 8, 3, 2, 5)), 'resolved', 'a new job after the exit');
+  t.regex(await settled(pool.run(img(), 8, 8, job(2))), /^rejected: RandAugment worker thread exited \(code \d+\) with 1 job\(s\) unfinished$/);
+  t.is(await settled(pool.run(img(), 8, 8, job(3))), 'resolved', 'a new job after the exit');
   t.not(worker(), dying, 'replaced');
   // An uncaught exception in the worker: a message that is not a job makes its handler throw.
   worker().postMessage(null);
-  t.regex(await settled(pool.run(img(), 8, 4, 2, 5)), /^rejected: RandAugment worker thread failed: /);
-  t.is(await settled(pool.run(img(), 8, 5, 2, 5)), 'resolved', 'a new job after the error');
+  t.regex(await settled(pool.run(img(), 8, 8, job(4))), /^rejected: RandAugment worker thread failed: /);
+  t.is(await settled(pool.run(img(), 8, 8, job(5))), 'resolved', 'a new job after the error');
   await pool.close();
   t.throws(() => new AugmentPool(0), { instanceOf: RangeError, message: /argument 'size' must be an integer >= 1, got 0/ });
-  t.throws(() => pool.run(new Uint8Array(10), 8, 1, 2, 5), { instanceOf: RangeError, message: /'bytes' must hold size \* size \* 3 = 192 bytes \(RGB\), got 10/ });
+  t.throws(() => pool.run(new Uint8Array(10), 8, 8, job(1)), { instanceOf: RangeError, message: /'bytes' must hold height \* width \* 3 = 192 bytes \(RGB\), got 10/ });
+  t.throws(() => pool.run(img(), 8, 8, { ...job(1), lengths: 'pixels' as never }), { instanceOf: TypeError, message: /'job.lengths' must be 'absolute' or 'scaled', got "pixels"/ });
 });
 
 test.serial('checkpoints: resuming a finished run returns its final evaluation; a swap cut short is undone (resume) or rolled back (error)', async (t) => {
@@ -886,6 +888,97 @@ test.serial('evalCropFraction: in (0, 1]; a checkpoint written before it existed
   t.is(done.state.step, 4);
   // The other settings are still compared.
   await t.throwsAsync(train({ model: m, ...data, config: { ...config, seed: 4 }, outDir: out, resume: true }), { message: /written with seed = 3, this run has 4/ });
+  m.dispose();
+});
+
+// Row b of a batch holds the value b + 1 everywhere (2 channels of 5 x 7), label b % 3;
+// the expected mix is rebuilt from the same Rng's draws, in the order the spec gives.
+test("mixPer 'example' (the reference's): the first half MixUp, the rest CutMix, each row its own ratio and box, a partner from the batch; 'batch': one ratio for all", async (t) => {
+  const [B, C, H, W] = [6, 2, 5, 7];
+  const x = P.tensor(Float32Array.from({ length: B * C * H * W }, (_, i) => Math.floor(i / (C * H * W)) + 1), [B, C, H, W]);
+  const y = P.tensor(Int32Array.from({ length: B }, (_, b) => b % 3), [B]);
+  const config = { ...DEFAULT_TRAIN, mixup: 0.2, cutmix: 1, mixPer: 'example' as const };
+  const mixed = mixBatch(new Rng(11), config, x, y, 3)!;
+  const input = (await mixed.input.data()) as Float32Array;
+  const target = (await mixed.target.data()) as Float32Array;
+  const rng = new Rng(11);
+  const perm = rng.permutation(B);
+  const lams: number[] = [];
+  for (let b = 0; b < B; b++) {
+    const p = perm[b];
+    const row = input.subarray(b * C * H * W, (b + 1) * C * H * W);
+    let kept: number;
+    if (b < B / 2) {
+      // MixUp: lam (b + 1) + (1 - lam) (p + 1) at every pixel.
+      kept = rng.beta(0.2);
+      const want = kept * (b + 1) + (1 - kept) * (p + 1);
+      t.true(row.every((v) => Math.abs(v - want) < 1e-5), `row ${b}: MixUp with row ${p} at ${kept}`);
+    } else {
+      // CutMix: a box of area about 1 - lam around a random pixel, clipped, from the partner.
+      const lam = rng.beta(1);
+      const cutH = Math.floor(H * Math.sqrt(1 - lam));
+      const cutW = Math.floor(W * Math.sqrt(1 - lam));
+      const cy = Math.floor(rng.next() * H);
+      const cx = Math.floor(rng.next() * W);
+      const [y0, y1] = [Math.max(0, cy - (cutH >> 1)), Math.min(H, cy + (cutH >> 1))];
+      const [x0, x1] = [Math.max(0, cx - (cutW >> 1)), Math.min(W, cx + (cutW >> 1))];
+      kept = 1 - ((y1 - y0) * (x1 - x0)) / (H * W);
+      for (let c = 0; c < C; c++)
+        for (let i = 0; i < H; i++)
+          for (let j = 0; j < W; j++) {
+            const inside = i >= y0 && i < y1 && j >= x0 && j < x1;
+            t.is(row[(c * H + i) * W + j], inside ? p + 1 : b + 1, `row ${b} (${c}, ${i}, ${j}): box [${y0}, ${y1}) x [${x0}, ${x1}]`);
+          }
+    }
+    lams.push(kept);
+    const want = [0, 0, 0];
+    want[b % 3] += kept;
+    want[p % 3] += 1 - kept;
+    for (let k = 0; k < 3; k++) t.true(Math.abs(target[b * 3 + k] - want[k]) < 1e-6, `row ${b}: target ${target.subarray(b * 3, b * 3 + 3)} against ${want}`);
+  }
+  t.true(new Set(lams.slice(0, 3)).size === 3, 'each MixUp row its own ratio');
+  // Either alone: every row gets it.
+  const only = mixBatch(new Rng(2), { ...config, cutmix: 0 }, x, y, 3)!;
+  const first = new Rng(2);
+  first.permutation(B);
+  const lam0 = first.beta(0.2);
+  const v = (await only.input.data())[0];
+  t.true(Math.abs(v - (lam0 * 1 + (1 - lam0) * (new Rng(2).permutation(B)[0] + 1))) < 1e-5, 'MixUp alone: row 0 too');
+  t.is(mixBatch(new Rng(2), { ...config, mixup: 0, cutmix: 0 }, x, y, 3), null);
+  // 'batch': one ratio for the whole batch (MixUp alone here): every row's kept share is the same.
+  const batch = mixBatch(new Rng(3), { ...config, cutmix: 0, mixPer: 'batch' }, x, y, 3)!;
+  const tb = (await batch.target.data()) as Float32Array;
+  const bperm = new Rng(3).permutation(B);
+  const shares = Array.from({ length: B }, (_, b) => b).filter((b) => bperm[b] % 3 !== b % 3).map((b) => tb[b * 3 + (b % 3)]);
+  t.true(shares.length >= 2 && shares.every((s) => s === shares[0]) && shares[0] > 0 && shares[0] < 1, `kept shares ${shares}`);
+  for (const m of [mixed, only, batch]) for (const tt of [m.input, m.target]) tt.dispose();
+  for (const bad of ['pair', '', null])
+    t.throws(() => checkTrainConfig({ ...DEFAULT_TRAIN, mixPer: bad as 'batch' }), { instanceOf: TypeError, message: /^train: 'mixPer' must be batch or example, got / }, String(bad));
+  t.is(PRESETS.imagenet.train.mixPer, 'example', 'the imagenet preset mixes as the reference');
+  x.dispose();
+  y.dispose();
+});
+
+test.serial("randAugmentAt: crop or resized; a checkpoint written before it existed (RandAugment after the resize) resumes as 'resized', and is refused as 'crop', saying so", async (t) => {
+  for (const bad of ['photo', '', null, 1])
+    t.throws(() => checkTrainConfig({ ...DEFAULT_TRAIN, randAugmentAt: bad as 'crop' }), { instanceOf: TypeError, message: /^train: 'randAugmentAt' must be crop or resized, got / }, String(bad));
+  t.is(DEFAULT_TRAIN.randAugmentAt, 'resized');
+  t.is(PRESETS.imagenet.train.randAugmentAt, 'crop', "the imagenet preset augments as the reference");
+  const data = { train: subset(mnist.train, 32), test: subset(mnist.test, 8) };
+  const config = { epochs: 1, batchSize: 8, lr: 2e-3, warmupSteps: 0, seed: 3 };
+  const out = join(tmp, 'ra-at-resume');
+  const m = createModel(TINY) as unknown as TrainableClassifier;
+  await train({ model: m, ...data, config, outDir: out, maxSteps: 1 });
+  const file = join(out, 'checkpoint', 'trainer.json');
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as { config: Record<string, unknown> };
+  t.is(saved.config.randAugmentAt, 'resized');
+  delete saved.config.randAugmentAt;
+  writeFileSync(file, JSON.stringify(saved));
+  await t.throwsAsync(train({ model: m, ...data, config: { ...config, randAugmentAt: 'crop' }, outDir: out, resume: true }), {
+    message: /written with randAugmentAt = "resized", this run has "crop"/,
+  });
+  const r = await train({ model: m, ...data, config, outDir: out, resume: true, maxSteps: 1 });
+  t.is(r.state.step, 2);
   m.dispose();
 });
 

@@ -3,7 +3,8 @@
 // training has finished exits without closing the pool.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { MAX_MAGNITUDE } from './randaugment.js';
+import { MAX_MAGNITUDE, type RandAugmentLengths } from './randaugment.js';
+import type { AugmentJob } from './augment-worker.js';
 
 interface Pending {
   resolve: (b: Uint8Array) => void;
@@ -60,15 +61,22 @@ export class AugmentPool {
     void w.terminate().catch(() => undefined);
   }
 
-  /** RandAugment of 8-bit RGB [size, size, 3] on a worker; `bytes` is transferred (unusable after). */
-  run(bytes: Uint8Array, size: number, seed: number, numLayers: number, magnitude: number): Promise<Uint8Array> {
+  /**
+   * RandAugment of 8-bit RGB [height, width, 3] on a worker, `lengths` as in
+   * randaugment.ts; `bytes` is transferred (unusable after).
+   */
+  run(bytes: Uint8Array, height: number, width: number, job: { seed: number; numLayers: number; magnitude: number; lengths: RandAugmentLengths }): Promise<Uint8Array> {
     if (!(bytes instanceof Uint8Array)) throw new TypeError(`AugmentPool.run: argument 'bytes' must be a Uint8Array, got ${Object.prototype.toString.call(bytes)}`);
-    if (!Number.isSafeInteger(size) || size < 1) throw new RangeError(`AugmentPool.run: argument 'size' must be an integer >= 1, got ${JSON.stringify(size)}`);
-    if (bytes.length !== size * size * 3) throw new RangeError(`AugmentPool.run: argument 'bytes' must hold size * size * 3 = ${size * size * 3} bytes (RGB), got ${bytes.length}`);
-    if (typeof seed !== 'number' || !Number.isFinite(seed)) throw new TypeError(`AugmentPool.run: argument 'seed' must be a finite number, got ${JSON.stringify(seed)}`);
-    if (!Number.isSafeInteger(numLayers) || numLayers < 0) throw new RangeError(`AugmentPool.run: argument 'numLayers' must be an integer >= 0, got ${JSON.stringify(numLayers)}`);
+    for (const [name, v] of [['height', height], ['width', width]] as const)
+      if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`AugmentPool.run: argument '${name}' must be an integer >= 1, got ${JSON.stringify(v)}`);
+    if (bytes.length !== height * width * 3)
+      throw new RangeError(`AugmentPool.run: argument 'bytes' must hold height * width * 3 = ${height * width * 3} bytes (RGB), got ${bytes.length}`);
+    const { seed, numLayers, magnitude, lengths } = job;
+    if (typeof seed !== 'number' || !Number.isFinite(seed)) throw new TypeError(`AugmentPool.run: argument 'job.seed' must be a finite number, got ${JSON.stringify(seed)}`);
+    if (!Number.isSafeInteger(numLayers) || numLayers < 0) throw new RangeError(`AugmentPool.run: argument 'job.numLayers' must be an integer >= 0, got ${JSON.stringify(numLayers)}`);
     if (typeof magnitude !== 'number' || !(magnitude >= 0 && magnitude <= MAX_MAGNITUDE))
-      throw new RangeError(`AugmentPool.run: argument 'magnitude' must be a number in [0, ${MAX_MAGNITUDE}], got ${JSON.stringify(magnitude)}`);
+      throw new RangeError(`AugmentPool.run: argument 'job.magnitude' must be a number in [0, ${MAX_MAGNITUDE}], got ${JSON.stringify(magnitude)}`);
+    if (lengths !== 'absolute' && lengths !== 'scaled') throw new TypeError(`AugmentPool.run: argument 'job.lengths' must be 'absolute' or 'scaled', got ${JSON.stringify(lengths)}`);
     this.start();
     const id = this.nextId++;
     const w = this.workers[this.turn++ % this.workers.length];
@@ -78,7 +86,7 @@ export class AugmentPool {
       jobs.set(id, { resolve, reject });
       w.ref();
       try {
-        w.postMessage({ id, bytes: own, size, seed, numLayers, magnitude }, [own.buffer as ArrayBuffer]);
+        w.postMessage({ id, bytes: own, height, width, seed, numLayers, magnitude, lengths } satisfies AugmentJob, [own.buffer as ArrayBuffer]);
       } catch (err) {
         // Not sent: forget the job, or the ref'd worker would keep the process alive for it.
         jobs.delete(id);

@@ -4,8 +4,9 @@
 // size x size bytes into floats. Training batches use a random-resized crop with the
 // reference's ranges (area 8%-100%, aspect 3/4-4/3) but torchvision's sampling (the
 // reference draws its box with TF's sample_distorted_bounding_box and falls back to
-// its evaluation crop), and a horizontal flip; RandAugment then runs on the resized
-// image, at the model's scale (the reference augments the crop before its resize).
+// its evaluation crop), and a horizontal flip; RandAugment then runs either on the
+// crop before its resize, at the photo's scale, as the reference runs it ('crop'), or
+// on the resized image at the model's scale ('resized').
 // Evaluation keeps the centre square of a fraction of the shorter side (the
 // reference's 224/256) and resizes it. The resizes are libvips' cubic, not the PIL
 // bicubic `perceiver classify` runs (models/image-processor.ts): on a noisy 500x375
@@ -19,6 +20,16 @@ import { Rng } from './rng.js';
 import { augmentPool } from './augment-pool.js';
 import { describe } from '../../lib/dtype.js';
 import { intArg, intListArg, knownKeysArg, numberArg, objectArg, optionKeys } from '../args.js';
+
+// RandAugment works on RGB, on a worker thread, seeded from the image's Rng: a grey
+// image goes through as R = G = B and comes back as its R. toRgb copies (the worker
+// takes the buffer).
+function toRgb(bytes: Uint8Array, channels: 1 | 3): Uint8Array {
+  return channels === 3 ? bytes.slice() : Uint8Array.from({ length: bytes.length * 3 }, (_, k) => bytes[Math.floor(k / 3)]);
+}
+function fromRgb(rgb: Uint8Array, channels: 1 | 3): Uint8Array {
+  return channels === 3 ? rgb : Uint8Array.from({ length: rgb.length / 3 }, (_, k) => rgb[k * 3]);
+}
 
 /** A [low, high] pair of finite numbers, 0 < low <= high. */
 function rangeArg(op: string, name: string, v: unknown): void {
@@ -44,8 +55,12 @@ export interface Augment {
   rng: Rng;
   /** Random translation in pixels (in-memory sets). */
   maxShift: number;
-  /** RandAugment after the crop and the resize (image folders); numLayers 0 disables. */
-  randAugment?: { numLayers: number; magnitude: number };
+  /**
+   * RandAugment (image folders); numLayers 0 disables. `at` 'crop': on the crop and
+   * flip, before the resize, its lengths in pixels (the reference); 'resized': on the
+   * resized image, its lengths scaled to it (randaugment.ts, RandAugmentLengths).
+   */
+  randAugment?: { numLayers: number; magnitude: number; at: 'crop' | 'resized' };
 }
 
 export interface DataSource {
@@ -274,7 +289,22 @@ export class ImageFolderSource implements DataSource {
         .raw({ depth: 'uchar' })
         .toBuffer({ resolveWithObject: true });
       let img = sharp(up.data, { raw: { width: up.info.width, height: up.info.height, channels: up.info.channels } });
-      if (rng) {
+      const augmenting = rng !== null && aug !== undefined && aug.numLayers > 0;
+      if (rng && augmenting && aug.at === 'crop') {
+        // The reference's order: crop, flip, RandAugment at the photo's scale, resize.
+        const box = randomResizedCrop(rng, up.info.height, up.info.width);
+        const flip = rng.next() < 0.5;
+        img = img.extract(box);
+        if (flip) img = img.flop();
+        // A one-channel raw input comes back as sRGB unless told (as below).
+        if (channels === 1) img = img.grayscale();
+        const crop = await img.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+        if (crop.info.channels !== channels) throw new Error(`expected a crop of ${channels} channels, got ${crop.info.channels}`);
+        const { width, height } = crop.info;
+        const rgb = toRgb(new Uint8Array(crop.data.buffer, crop.data.byteOffset, crop.data.byteLength), channels);
+        const done = await augmentPool().run(rgb, height, width, { seed: Math.floor(rng.next() * 2 ** 31), ...aug, lengths: 'absolute' });
+        img = sharp(fromRgb(done, channels), { raw: { width, height, channels } }).resize(size, size, { fit: 'fill', kernel: 'cubic' });
+      } else if (rng) {
         const box = randomResizedCrop(rng, up.info.height, up.info.width);
         const flip = rng.next() < 0.5;
         img = img.extract(box).resize(size, size, { fit: 'fill', kernel: 'cubic' });
@@ -292,12 +322,9 @@ export class ImageFolderSource implements DataSource {
       if (info.channels !== channels || info.width !== size || info.height !== size)
         throw new Error(`expected ${size}x${size}x${channels}, got ${info.width}x${info.height}x${info.channels}`);
       let bytes: Uint8Array = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      if (rng && aug && aug.numLayers > 0) {
-        // RandAugment works on RGB (a grey image goes through as R = G = B), on a worker
-        // thread, seeded from this image's Rng.
-        const rgb = channels === 3 ? bytes.slice() : Uint8Array.from({ length: size * size * 3 }, (_, k) => bytes[Math.floor(k / 3)]);
-        const done = await augmentPool().run(rgb, size, Math.floor(rng.next() * 2 ** 31), aug.numLayers, aug.magnitude);
-        bytes = channels === 3 ? done : Uint8Array.from({ length: size * size }, (_, k) => done[k * 3]);
+      if (rng && augmenting && aug.at === 'resized') {
+        const done = await augmentPool().run(toRgb(bytes, channels), size, size, { seed: Math.floor(rng.next() * 2 ** 31), ...aug, lengths: 'scaled' });
+        bytes = fromRgb(done, channels);
       }
       // HWC bytes -> CHW floats in [0, 1].
       const out = new Float32Array(channels * size * size);

@@ -6,13 +6,15 @@
 // smoothing 0.1, 110 epochs, RandAugment 4 x 5, CutMix, MixUp 0.2) and its input
 // pipeline's normalisation (ImageNet's mean and std, perceiver/train/dataset.py
 // _normalize_image) and evaluation crop (224/256 of the shorter side,
-// _decode_and_center_crop). Where our pipeline differs from the reference's
-// (models/train/image-pipeline.ts): RandAugment runs after the resize, at 224-pixel
-// scale (the reference's runs on the crop before its resize); MixUp or CutMix is one
-// choice per batch (the reference mixes half of each batch with each when both are
-// on); the random crop samples its box as torchvision does (the reference uses TF's
-// sample_distorted_bounding_box). 'mnist' is the miniature conv-front-end model of
-// the project's main job, sized for a 2-core CPU.
+// _decode_and_center_crop), and its RandAugment on the crop before the resize.
+// Its MixUp and CutMix per example, half of each batch each. Where our pipeline
+// differs from the reference's (models/train/image-pipeline.ts, trainer.ts): a mixed
+// example's partner is another of its batch (the reference draws a second batch);
+// the random crop samples its box as torchvision does
+// (the reference uses TF's sample_distorted_bounding_box); the resize is libvips'
+// cubic to bytes (the reference's TF bicubic keeps floats, overshoots included).
+// 'mnist' is the miniature conv-front-end model of the project's main job, sized for
+// a 2-core CPU.
 import type { TrainConfig } from './trainer.js';
 import { VISION_PERCEIVER_FOURIER } from '../presets.js';
 import { IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD } from '../image-processor.js';
@@ -78,12 +80,14 @@ export const PRESETS: Record<string, TrainPreset> = {
       warmupSteps: 0,
       labelSmoothing: 0.1,
       clipNorm: 10,
-      // The reference's augmentation: RandAugment 4 layers at magnitude 5, CutMix, MixUp
-      // 0.2 (RandAugment after the resize, one of MixUp or CutMix per batch: see above).
+      // The reference's augmentation: RandAugment 4 layers at magnitude 5 on the crop,
+      // CutMix, MixUp 0.2, half of each batch each, per example.
       randAugmentLayers: 4,
       randAugmentMagnitude: 5,
+      randAugmentAt: 'crop',
       cutmix: 1,
       mixup: 0.2,
+      mixPer: 'example',
       evalCropFraction: 224 / 256,
       // About 0.8 of an epoch of ImageNet at batch 1024 (1251 steps an epoch, 137,610 in
       // all): a failure or a pre-empted job loses at most that; the checkpoint (weights

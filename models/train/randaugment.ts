@@ -6,9 +6,12 @@
 // (its _MAX_LEVEL), each op's argument linear in magnitude / 10 and not bounded, so
 // a larger magnitude extrapolates (the RandAugment paper used up to 28 with this
 // code); magnitudes up to MAX_MAGNITUDE = 30 are taken, with the same mapping.
-// Operates on 8-bit RGB [H, W, 3] after the crop and the resize (the reference's
-// runs before its resize, on the crop at the photo's scale); pixels moved in from
-// outside the image and cutout squares are grey (128), the reference's replace value.
+// Operates on 8-bit RGB [H, W, 3]: the crop at the photo's scale, before the resize, as
+// the reference runs it (lengths 'absolute': its translate and cutout constants are
+// pixel counts whatever the crop's size), or the resized image at the model's scale
+// (lengths 'scaled': the constants, meant for 224 px, scaled to the image). Pixels
+// moved in from outside the image and cutout squares are grey (128), the reference's
+// replace value.
 //
 // The ops follow the reference's TF code, not PIL, where the two differ: float32
 // arithmetic (Math.fround) truncated to uint8, TF's grey level, nearest-neighbour
@@ -21,6 +24,22 @@ export interface RgbBytes {
   data: Uint8Array;
   height: number;
   width: number;
+}
+
+/**
+ * How the reference's pixel lengths (translate 100 px, cutout 40 px at magnitude 10)
+ * apply: 'absolute', as pixel counts whatever the image's size (the reference, which
+ * augments its crops at the photo's scale); 'scaled', by width / 224 (height / 224 for
+ * TranslateY), for images already at the model's size.
+ */
+export type RandAugmentLengths = 'absolute' | 'scaled';
+
+function lengthScale(lengths: RandAugmentLengths, side: number): number {
+  return lengths === 'absolute' ? 1 : side / 224;
+}
+
+function checkLengths(fn: string, lengths: unknown): void {
+  if (lengths !== 'absolute' && lengths !== 'scaled') throw new TypeError(`${fn}: 'lengths' must be 'absolute' or 'scaled', got ${JSON.stringify(lengths)}`);
 }
 
 export const RANDAUGMENT_OPS = [
@@ -185,16 +204,17 @@ function checkMagnitude(fn: string, magnitude: number): void {
 
 /**
  * The reference's cutout: a grey square of side 2 * pad, pad = int(magnitude / 10 * 40)
- * at 224 px (scaled by width / 224), centred on row `centreY`, column `centreX` and
- * clipped to the image.
+ * pixels (times width / 224 for lengths 'scaled'), centred on row `centreY`, column
+ * `centreX` and clipped to the image.
  */
-export function cutout(img: RgbBytes, magnitude: number, centreY: number, centreX: number): RgbBytes {
+export function cutout(img: RgbBytes, magnitude: number, centreY: number, centreX: number, lengths: RandAugmentLengths = 'scaled'): RgbBytes {
   checkImage('cutout', img);
   checkMagnitude('cutout', magnitude);
+  checkLengths('cutout', lengths);
   const { width: W, height: H } = img;
   if (!Number.isInteger(centreY) || centreY < 0 || centreY >= H) throw new RangeError(`cutout: 'centreY' must be an integer in [0, ${H}), got ${centreY}`);
   if (!Number.isInteger(centreX) || centreX < 0 || centreX >= W) throw new RangeError(`cutout: 'centreX' must be an integer in [0, ${W}), got ${centreX}`);
-  const pad = Math.floor((magnitude / 10) * 40 * (W / 224));
+  const pad = Math.floor((magnitude / 10) * 40 * lengthScale(lengths, W));
   const data = new Uint8Array(img.data);
   const x0 = Math.max(0, centreX - pad);
   const x1 = Math.min(W, centreX + pad);
@@ -206,12 +226,20 @@ export function cutout(img: RgbBytes, magnitude: number, centreY: number, centre
  * One operation at `magnitude` (0..30, the reference's scale 0..10 extrapolated) on a new image. `sign` (+1 or -1) is the
  * reference's random negation of the geometric ops' argument: Rotate by
  * sign * magnitude * 3 degrees (tfa.image.rotate's sense), ShearX/Y by
- * sign * magnitude * 0.03, TranslateX/Y by sign * magnitude * 10 px at 224 px (scaled
- * by width or height / 224), output (x, y) reading input (x + shift, y) for
+ * sign * magnitude * 0.03, TranslateX/Y by sign * magnitude * 10 px (times width or
+ * height / 224 for lengths 'scaled'), output (x, y) reading input (x + shift, y) for
  * TranslateX. Cutout needs its centre (`centre`); randAugment draws one.
  */
-export function applyOp(img: RgbBytes, op: RandAugmentOp, magnitude: number, sign: 1 | -1 = 1, centre?: { y: number; x: number }): RgbBytes {
+export function applyOp(
+  img: RgbBytes,
+  op: RandAugmentOp,
+  magnitude: number,
+  sign: 1 | -1 = 1,
+  centre?: { y: number; x: number },
+  lengths: RandAugmentLengths = 'scaled',
+): RgbBytes {
   checkImage('applyOp', img);
+  checkLengths('applyOp', lengths);
   if (!(RANDAUGMENT_OPS as readonly string[]).includes(op)) throw new RangeError(`applyOp: 'op' must be one of ${RANDAUGMENT_OPS.join(', ')}, got ${op}`);
   checkMagnitude('applyOp', magnitude);
   if (sign !== 1 && sign !== -1) throw new RangeError(`applyOp: 'sign' must be 1 or -1, got ${sign}`);
@@ -304,19 +332,20 @@ export function applyOp(img: RgbBytes, op: RandAugmentOp, magnitude: number, sig
     case 'ShearY':
       return warp(img, [1, 0, 0, sign * m * 0.3, 1, 0]);
     case 'TranslateX':
-      // The reference's translate_const of 100 px at 224, scaled to this width.
-      return warp(img, [1, 0, sign * m * 100 * (W / 224), 0, 1, 0]);
+      // The reference's translate_const of 100 px.
+      return warp(img, [1, 0, sign * m * 100 * lengthScale(lengths, W), 0, 1, 0]);
     case 'TranslateY':
-      return warp(img, [1, 0, 0, 0, 1, sign * m * 100 * (H / 224)]);
+      return warp(img, [1, 0, 0, 0, 1, sign * m * 100 * lengthScale(lengths, H)]);
     case 'Cutout':
       if (!centre) throw new RangeError("applyOp: 'Cutout' needs 'centre' ({ y, x }); randAugment draws one");
-      return cutout(img, magnitude, centre.y, centre.x);
+      return cutout(img, magnitude, centre.y, centre.x, lengths);
   }
 }
 
 /** numLayers random operations at `magnitude` (0..30), drawn from rng. */
-export function randAugment(img: RgbBytes, rng: Rng, numLayers: number, magnitude: number): RgbBytes {
+export function randAugment(img: RgbBytes, rng: Rng, numLayers: number, magnitude: number, lengths: RandAugmentLengths = 'scaled'): RgbBytes {
   checkImage('randAugment', img);
+  checkLengths('randAugment', lengths);
   if (!Number.isInteger(numLayers) || numLayers < 0) throw new RangeError(`randAugment: 'numLayers' must be an integer >= 0, got ${numLayers}`);
   checkMagnitude('randAugment', magnitude);
   let out = img;
@@ -326,8 +355,8 @@ export function randAugment(img: RgbBytes, rng: Rng, numLayers: number, magnitud
     if (op === 'Cutout') {
       const y = Math.floor(rng.next() * out.height);
       const x = Math.floor(rng.next() * out.width);
-      out = cutout(out, magnitude, y, x);
-    } else out = applyOp(out, op, magnitude, sign);
+      out = cutout(out, magnitude, y, x, lengths);
+    } else out = applyOp(out, op, magnitude, sign, undefined, lengths);
   }
   return out;
 }

@@ -51,6 +51,15 @@ export interface TrainConfig {
   /** MixUp / CutMix Beta(alpha, alpha) parameters; 0 disables. */
   mixup: number;
   cutmix: number;
+  /**
+   * 'batch': one of MixUp or CutMix (half the batches each when both are on) with one
+   * ratio for the whole batch, as timm's default. 'example': the reference's
+   * (perceiver/train/dataset.py, my_mixup_cutmix): with both on, the first half of
+   * each batch gets MixUp and the rest CutMix, each example with its own ratio (and
+   * box); its partner is another example of the batch (the reference's comes from a
+   * second batch of the data).
+   */
+  mixPer: 'batch' | 'example';
   /** Global-norm gradient clipping; 0 disables. */
   clipNorm: number;
   /** Random translation of each training image by up to this many pixels (zero fill); 0 disables. */
@@ -75,6 +84,13 @@ export interface TrainConfig {
    */
   randAugmentLayers: number;
   randAugmentMagnitude: number;
+  /**
+   * Where RandAugment runs: 'crop', on the random crop before its resize, at the
+   * photo's scale, its translate and cutout lengths in pixels, as the reference runs
+   * it (for photos; on small images such lengths cover the whole crop); 'resized', on
+   * the image resized to the model's size, those lengths scaled to it.
+   */
+  randAugmentAt: 'crop' | 'resized';
   seed: number;
   /** Steps between checkpoints (0: only at the end, on a stop and after a failed step). */
   checkpointEvery: number;
@@ -102,12 +118,14 @@ export const DEFAULT_TRAIN: TrainConfig = {
   labelSmoothing: 0,
   mixup: 0,
   cutmix: 0,
+  mixPer: 'batch',
   clipNorm: 0,
   maxShift: 0,
   accumulateSteps: 1,
   precision: 'float32',
   randAugmentLayers: 0,
   randAugmentMagnitude: 5,
+  randAugmentAt: 'resized',
   seed: 0,
   checkpointEvery: 0,
   evalBatchSize: 500,
@@ -211,6 +229,8 @@ export function checkTrainConfig(c: TrainConfig): void {
   int('accumulateSteps', 1);
   int('randAugmentLayers', 0);
   num('randAugmentMagnitude', 0, MAX_MAGNITUDE);
+  if (c.mixPer !== 'batch' && c.mixPer !== 'example') throw new TypeError(`train: 'mixPer' must be batch or example, got ${JSON.stringify(c.mixPer)}`);
+  if (c.randAugmentAt !== 'crop' && c.randAugmentAt !== 'resized') throw new TypeError(`train: 'randAugmentAt' must be crop or resized, got ${JSON.stringify(c.randAugmentAt)}`);
   if (typeof c.evalCropFraction !== 'number' || !(c.evalCropFraction > 0 && c.evalCropFraction <= 1))
     throw new RangeError(`train: 'evalCropFraction' must be a number in (0, 1], got ${JSON.stringify(c.evalCropFraction)}`);
   if (c.batchSize % c.accumulateSteps !== 0)
@@ -698,7 +718,7 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
   let final: EvalResult | null = null;
   let aborted = false;
   const micro = c.batchSize / c.accumulateSteps;
-  const randAugment = { numLayers: c.randAugmentLayers, magnitude: c.randAugmentMagnitude };
+  const randAugment = { numLayers: c.randAugmentLayers, magnitude: c.randAugmentMagnitude, at: c.randAugmentAt };
   type Fetched = { x: Tensor; y: Tensor; labels: Int32Array }[];
   // What a step holds while it runs, so that a step that throws leaves no tensors behind:
   // the next step's batches (read ahead), this step's, and its loss and predictions.
@@ -888,8 +908,21 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
   return { state, final, aborted };
 }
 
-/** MixUp or CutMix (chosen per batch when both are on) with soft targets; null when off. */
-function mixBatch(rng: Rng, c: TrainConfig, x: Tensor, y: Tensor, classes: number): { input: Tensor; target: Tensor } | null {
+/** The CutMix box of area about (1 - lam) of an H x W image, centred at a random pixel and clipped, as the reference draws it. */
+function cutmixBox(rng: Rng, lam: number, H: number, W: number): { y0: number; y1: number; x0: number; x1: number } {
+  const cutH = Math.floor(H * Math.sqrt(1 - lam));
+  const cutW = Math.floor(W * Math.sqrt(1 - lam));
+  const cy = Math.floor(rng.next() * H);
+  const cx = Math.floor(rng.next() * W);
+  return { y0: Math.max(0, cy - (cutH >> 1)), y1: Math.min(H, cy + (cutH >> 1)), x0: Math.max(0, cx - (cutW >> 1)), x1: Math.min(W, cx + (cutW >> 1)) };
+}
+
+/**
+ * @internal MixUp and/or CutMix of a batch x [B, C, H, W] with labels y [B] (see
+ * TrainConfig.mixPer) with soft targets [B, classes]; null when both are off.
+ */
+export function mixBatch(rng: Rng, c: TrainConfig, x: Tensor, y: Tensor, classes: number): { input: Tensor; target: Tensor } | null {
+  if (c.mixPer === 'example') return mixExamples(rng, c, x, y, classes);
   const useMix = c.mixup > 0 && (c.cutmix === 0 || rng.next() < 0.5);
   const useCut = !useMix && c.cutmix > 0;
   if (!useMix && !useCut) return null;
@@ -906,14 +939,7 @@ function mixBatch(rng: Rng, c: TrainConfig, x: Tensor, y: Tensor, classes: numbe
   if (useMix) input = x.mul(lam).add(shuffled.mul(1 - lam));
   else {
     // A box of area (1 - lam) from the partner image; lam recomputed from the clipped box.
-    const cutH = Math.floor(H * Math.sqrt(1 - lam));
-    const cutW = Math.floor(W * Math.sqrt(1 - lam));
-    const cy = Math.floor(rng.next() * H);
-    const cx = Math.floor(rng.next() * W);
-    const y0 = Math.max(0, cy - (cutH >> 1));
-    const y1 = Math.min(H, cy + (cutH >> 1));
-    const x0 = Math.max(0, cx - (cutW >> 1));
-    const x1 = Math.min(W, cx + (cutW >> 1));
+    const { y0, y1, x0, x1 } = cutmixBox(rng, lam, H, W);
     const box = new Uint8Array(H * W);
     for (let i = y0; i < y1; i++) for (let j = x0; j < x1; j++) box[i * W + j] = 1;
     const mask = P.tensor(box, [1, 1, H, W], { device: x.device });
@@ -921,4 +947,49 @@ function mixBatch(rng: Rng, c: TrainConfig, x: Tensor, y: Tensor, classes: numbe
     lam = 1 - ((y1 - y0) * (x1 - x0)) / (H * W);
   }
   return { input, target: yOne.mul(lam).add(yShuf.mul(1 - lam)) };
+}
+
+/**
+ * mixPer 'example': row b of the result is x_b A_b + x_p (1 - A_b) for its partner p
+ * (a random permutation), A_b = lam_b everywhere for a MixUp row, and for a CutMix
+ * row 0 inside its box (the partner's pixels) and 1 outside; its target weighs the
+ * labels by lam_b and the share of the image that stayed x_b's. Only the per-row
+ * numbers come from the host; the masks are made on the device.
+ */
+function mixExamples(rng: Rng, c: TrainConfig, x: Tensor, y: Tensor, classes: number): { input: Tensor; target: Tensor } | null {
+  if (c.mixup <= 0 && c.cutmix <= 0) return null;
+  const [B, C, H, W] = x.shape;
+  const mixRows = c.mixup <= 0 ? 0 : c.cutmix <= 0 ? B : Math.floor(B / 2);
+  const perm = rng.permutation(B);
+  const ids = P.tensor(Int32Array.from(perm), [B], { device: x.device });
+  const partner = P.embedding(x.reshape([B, C * H * W]), ids).reshape([B, C, H, W]);
+  const yOne = P.oneHot(y, classes);
+  const yPartner = P.embedding(yOne, ids);
+  // A = alpha + beta * inside: MixUp rows alpha = lam, beta = 0; CutMix rows 1 and -1.
+  const alpha = new Float32Array(B);
+  const beta = new Float32Array(B);
+  const kept = new Float32Array(B);
+  const rows = new Float32Array(B * H);
+  const cols = new Float32Array(B * W);
+  for (let b = 0; b < B; b++) {
+    if (b < mixRows) {
+      alpha[b] = kept[b] = rng.beta(c.mixup);
+      continue;
+    }
+    const { y0, y1, x0, x1 } = cutmixBox(rng, rng.beta(c.cutmix), H, W);
+    alpha[b] = 1;
+    beta[b] = -1;
+    kept[b] = 1 - ((y1 - y0) * (x1 - x0)) / (H * W);
+    rows.fill(1, b * H + y0, b * H + y1);
+    cols.fill(1, b * W + x0, b * W + x1);
+  }
+  const device = x.device;
+  let A = P.tensor(alpha, [B, 1, 1, 1], { device });
+  if (mixRows < B) {
+    const inside = P.tensor(rows, [B, 1, H, 1], { device }).mul(P.tensor(cols, [B, 1, 1, W], { device }));
+    A = A.add(inside.mul(P.tensor(beta, [B, 1, 1, 1], { device })));
+  }
+  const input = partner.add(x.sub(partner).mul(A));
+  const target = yPartner.add(yOne.sub(yPartner).mul(P.tensor(kept, [B, 1], { device })));
+  return { input, target };
 }
