@@ -975,7 +975,7 @@ test.serial("randAugmentAt: crop or resized; a checkpoint written before it exis
   delete saved.config.randAugmentAt;
   writeFileSync(file, JSON.stringify(saved));
   await t.throwsAsync(train({ model: m, ...data, config: { ...config, randAugmentAt: 'crop' }, outDir: out, resume: true }), {
-    message: /written with randAugmentAt = "resized", this run has "crop"/,
+    message: /written with randAugmentAt = "resized", this run has "crop" \(a checkpoint from before this setting: resume it with a --config file holding \{ "train": \{ "randAugmentAt": "resized" \} \}\)/,
   });
   const r = await train({ model: m, ...data, config, outDir: out, resume: true, maxSteps: 1 });
   t.is(r.state.step, 2);

@@ -637,8 +637,13 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
       // A setting the checkpoint predates had its default then. checkpointEvery and
       // evalCropFraction change neither the weights nor the data order, so a run may
       // resume with others (the evaluations from then on use the new crop).
-      if (k !== 'checkpointEvery' && k !== 'evalCropFraction' && JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k]) !== JSON.stringify(c[k]))
-        throw new Error(`train: the checkpoint was written with ${k} = ${JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k])}, this run has ${JSON.stringify(c[k])}`);
+      if (k !== 'checkpointEvery' && k !== 'evalCropFraction' && JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k]) !== JSON.stringify(c[k])) {
+        const was = JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k]);
+        // The imagenet preset augments as the reference since 2026-11-29; its earlier
+        // checkpoints resume with their own settings given back.
+        const hint = (k === 'randAugmentAt' || k === 'mixPer') && saved.config[k] === undefined ? ` (a checkpoint from before this setting: resume it with a --config file holding { "train": { "${k}": ${was} } })` : '';
+        throw new Error(`train: the checkpoint was written with ${k} = ${was}, this run has ${JSON.stringify(c[k])}${hint}`);
+      }
     // Checkpoints older than the 'model' field hold the same object as their config.json.
     const savedModel = saved.model !== undefined ? saved.model : readJsonIfPresent(join(ckptDir, 'config.json'));
     if (savedModel && modelConfig) {
