@@ -21,19 +21,20 @@ int device_slot(const Tensor& t) { return t.device().type == DeviceType::CPU ? 0
 }  // namespace
 
 double HandleTable::add(Tensor t) {
-  uint32_t index;
-  if (!free_.empty()) {
-    index = free_.back();
-    free_.pop_back();
-  } else {
+  // Whatever can throw (allocations) comes before anything is taken, so a failure
+  // leaves the table as it was: a free slot first, then the storage's count.
+  if (free_.empty()) {
     if (slots_.size() >= (size_t(1) << kIndexBits))
       throw Error(ErrorKind::Memory, "too many live tensors (16M); dispose tensors you no longer need");
-    index = (uint32_t)slots_.size();
+    free_.reserve(free_.size() + 1);
     slots_.emplace_back();
+    free_.push_back((uint32_t)(slots_.size() - 1));
   }
+  if (storage_refs_.acquire(t.storage.get())) live_bytes_ += (int64_t)t.storage->bytes();
+  const uint32_t index = free_.back();
+  free_.pop_back();
   Slot& s = slots_[index];
   g_live[device_slot(t)]++;
-  if (storage_refs_.acquire(t.storage.get())) live_bytes_ += (int64_t)t.storage->bytes();
   s.tensor = std::move(t);
   return double(s.generation) * kIndexSpan + double(index);
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Builds the CUDA backend library (perceiver_cuda.so) with CMake when nvcc is
-// found, and puts it next to the addon (build/Release/) so the addon finds it.
+// found, and puts it next to the addon so the addon finds it: build/Release/ when the
+// install compiled the addon, else the prebuilt addon's prebuilds/<platform>-<arch>/
+// (a prebuild shipped without the library, as linux-arm64's).
 // Part of `npm install` / `npm ci` (after node-gyp-build); never fails the install
 // for lack of CUDA: without nvcc it says so and exits 0. A failed build with nvcc
 // present is reported loudly but does not fail the install either, because the
@@ -23,6 +25,23 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const prebuild = process.argv.includes('--prebuild');
 const say = (s) => console.log(`perceiver-io: ${s}`);
 
+/**
+ * Where the library goes, as [folder, strip] pairs, or why nothing is built. An
+ * install that compiled the addon puts it in build/Release/ beside it. One that
+ * loaded a prebuilt addon compiled nothing: its prebuild folder's own library serves
+ * (the published linux-x64 one ships it), and where the folder has none (linux-arm64,
+ * built without nvcc) it is built there, where the addon looks. --prebuild (a release)
+ * puts a stripped copy in prebuilds/ too.
+ */
+export function cudaTargets(root, tuple, release = false) {
+  const compiled = join(root, 'build', 'Release');
+  const prebuilt = join(root, 'prebuilds', tuple);
+  if (release) return [[compiled, false], [prebuilt, true]];
+  if (existsSync(join(compiled, 'perceiver.node'))) return [[compiled, false]];
+  if (existsSync(join(prebuilt, 'perceiver_cuda.so'))) return 'using the prebuilt addon and its CUDA library: nothing to build';
+  return [[prebuilt, false]];
+}
+
 export function findOnPath(name) {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     if (!dir) continue;
@@ -39,10 +58,8 @@ function main() {
   if (process.platform !== 'linux') return say(`the CUDA backend is built on Linux only (this is ${process.platform})`);
   const nvcc = findOnPath('nvcc');
   if (!nvcc) return say('nvcc not found on PATH: CPU only (the CUDA backend is built when nvcc is found)');
-  // An install that loaded a prebuilt addon compiled nothing; its prebuild carries
-  // its own CUDA library, so there is nothing to build here either.
-  if (!prebuild && !existsSync(join(ROOT, 'build', 'Release', 'perceiver.node')))
-    return say('using the prebuilt addon: not building the CUDA backend');
+  const targets = cudaTargets(ROOT, `${process.platform}-${process.arch}`, prebuild);
+  if (typeof targets === 'string') return say(targets);
   const cmake = findOnPath('cmake');
   if (!cmake) {
     console.warn('perceiver-io: WARNING: nvcc was found but cmake was not; the CUDA backend was NOT built (install cmake >= 3.18 and run `npm rebuild`)');
@@ -85,8 +102,7 @@ function main() {
     renameSync(tmp, join(dir, 'perceiver_cuda.so'));
     say(`placed ${join(dir, 'perceiver_cuda.so')}`);
   };
-  place(join(ROOT, 'build', 'Release'), false);
-  if (prebuild) place(join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`), true);
+  for (const [dir, strip] of targets) place(dir, strip);
   say(`CUDA backend built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
 

@@ -13,7 +13,7 @@
 #       node-gyp-build picks (build/Release first, then prebuilds/).
 #   bash scripts/platform-check.sh arm64 [test files]
 #       linux-arm64 (AWS Graviton, Ampere): the addon cross-compiled through
-#       binding.gyp as `npm install` builds it from source there (node-gyp --arch=arm64
+#       binding.gyp as a source build makes it there (node-gyp --arch=arm64
 #       with aarch64-linux-gnu-g++, in a staging copy: build/ is left alone), run by
 #       Debian 13's arm64 node 20.19 under qemu-aarch64. Emulation is 10-30 times
 #       slower than the machine, so tests that time a child process fail (listed below).
@@ -152,11 +152,13 @@ case "$MODE" in
   arm64-old-glibc)
     command -v aarch64-linux-gnu-gcc >/dev/null || { say "aarch64-linux-gnu-gcc is needed (apt-get install g++-aarch64-linux-gnu)"; exit 2; }
     command -v qemu-aarch64 >/dev/null || { say "qemu-aarch64 is needed (apt-get install qemu-user)"; exit 2; }
-    addon="$(realpath "${FILES[0]:-$ROOT/prebuilds/linux-arm64/perceiver-io.glibc.node}")"
+    addon="${FILES[0]:-$ROOT/prebuilds/linux-arm64/perceiver-io.glibc.node}"
     [ -f "$addon" ] || { say "no arm64 addon at $addon (node scripts/prebuild-arm64.mjs builds it)"; exit 2; }
+    addon="$(realpath "$addon")"
     [ -e "$WORK/root/lib/ld-linux-aarch64.so.1" ] || fetch bullseye arm64 libc6 libgcc-s1
-    # Every Node API import of the addon as a function that returns 0.
-    aarch64-linux-gnu-nm -D --undefined-only "$addon" | awk '$1 == "U" && $2 !~ /@/ { print "int " $2 "(void) { return 0; }" }' > "$WORK/stubs.c"
+    # Every Node API import of the addon as a function that returns 0 (by name: the
+    # C library's imports must come from the C library).
+    aarch64-linux-gnu-nm -D --undefined-only "$addon" | awk '$1 == "U" && $2 ~ /^(napi_|node_api_|uv_)/ { print "int " $2 "(void) { return 0; }" }' > "$WORK/stubs.c"
     [ -s "$WORK/stubs.c" ] || { say "read no Node API imports from $addon"; exit 1; }
     aarch64-linux-gnu-gcc -shared -fPIC -o "$WORK/libnodestubs.so" "$WORK/stubs.c"
     # The loader is built against this machine's newer arm64 glibc, so its own calls

@@ -10,7 +10,7 @@
 // CUDA library is built for arm64 (nvcc here makes x86-64 code).
 //   node scripts/prebuild-arm64.mjs
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +23,22 @@ export function prebuildifyArgs(pkg = JSON.parse(readFileSync(join(ROOT, 'packag
   const m = /^prebuildify((?: --[a-z-]+)*)(?: &&|$)/.exec(pkg.scripts.prebuild);
   if (!m) throw new Error(`package.json's prebuild script does not start with a plain prebuildify call: ${pkg.scripts.prebuild}`);
   return m[1].trim().split(/\s+/).filter(Boolean);
+}
+
+/** Newest modification time among what a prebuild is compiled from: binding.gyp, link-flags.mjs, native/ and bindings/ (dot-files, editors' and mutation tests' leftovers, excluded). */
+export function newestNativeSource(root = ROOT) {
+  let newest = Math.max(statSync(join(root, 'binding.gyp')).mtimeMs, statSync(join(root, 'scripts', 'link-flags.mjs')).mtimeMs);
+  const walk = (dir) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (e.name.startsWith('.')) continue;
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else newest = Math.max(newest, statSync(p).mtimeMs);
+    }
+  };
+  walk(join(root, 'native'));
+  walk(join(root, 'bindings'));
+  return newest;
 }
 
 /** Why no arm64 prebuild can be made here, or null when it can. */
@@ -95,6 +111,14 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const why = crossUnavailable();
   if (why) {
     console.log(`prebuild-arm64: no linux-arm64 prebuild: ${why}`);
+    // One left from an earlier build of older sources would ship with the package.
+    const dir = join(ROOT, 'prebuilds', 'linux-arm64');
+    const newest = newestNativeSource();
+    for (const f of existsSync(dir) ? readdirSync(dir).filter((n) => n.endsWith('.node')) : [])
+      if (statSync(join(dir, f)).mtimeMs < newest) {
+        unlinkSync(join(dir, f));
+        console.log(`prebuild-arm64: removed prebuilds/linux-arm64/${f}, built from older sources`);
+      }
     process.exit(0);
   }
   try {

@@ -7,7 +7,7 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { delimiter, dirname, join, resolve } from 'node:path';
@@ -270,6 +270,26 @@ test('PERCEIVER_NUM_THREADS=1, 2 and 3 give bit-identical matmul, attention (key
   const d = P.randn([300, 257], { seed: 42 }).dataSync();
   here.update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
   t.is(here.digest('hex'), runs[0].randn);
+});
+
+test('build-cuda.mjs puts the library beside the addon that loads: build/Release when compiled, else the prebuild folder unless it ships one', async (t) => {
+  type Targets = string | [string, boolean][];
+  const { cudaTargets } = (await import(pathToFileURL(join(ROOT, 'scripts', 'build-cuda.mjs')).href)) as { cudaTargets: (root: string, tuple: string, release?: boolean) => Targets };
+  const root = mkdtempSync(join(tmpdir(), 'perceiver-cuda-targets-'));
+  try {
+    const [compiled, prebuilt] = [join(root, 'build', 'Release'), join(root, 'prebuilds', 'linux-arm64')];
+    mkdirSync(prebuilt, { recursive: true });
+    writeFileSync(join(prebuilt, 'perceiver-io.glibc.node'), '');
+    t.deepEqual(cudaTargets(root, 'linux-arm64'), [[prebuilt, false]], 'a prebuilt addon without a library (linux-arm64): built into its folder');
+    writeFileSync(join(prebuilt, 'perceiver_cuda.so'), '');
+    t.regex(cudaTargets(root, 'linux-arm64') as string, /using the prebuilt addon and its CUDA library: nothing to build/);
+    mkdirSync(compiled, { recursive: true });
+    writeFileSync(join(compiled, 'perceiver.node'), '');
+    t.deepEqual(cudaTargets(root, 'linux-arm64'), [[compiled, false]], 'a compiled addon: beside it');
+    t.deepEqual(cudaTargets(root, 'linux-arm64', true), [[compiled, false], [prebuilt, true]], '--prebuild: a stripped copy in prebuilds/ too');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
 
 test('build-cuda.mjs reads the nvcc a build folder was configured with (a folder configured with another one starts over)', async (t) => {

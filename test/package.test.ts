@@ -50,21 +50,8 @@ function describeRun(what: string, r: Run): string {
   return `${what}: code ${r.code}, signal ${r.signal}, ${r.ms} ms\n--- stdout\n${r.stdout.slice(-3000)}\n--- stderr\n${r.stderr.slice(-3000)}`;
 }
 
-/** Newest modification time among the native sources and build files (dot-files, e.g. editor or mutation-test leftovers, excluded). */
-function newestSource(): number {
-  let newest = Math.max(statSync(join(ROOT, 'binding.gyp')).mtimeMs, statSync(join(ROOT, 'scripts', 'link-flags.mjs')).mtimeMs);
-  const walk = (dir: string): void => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      if (e.name.startsWith('.')) continue;
-      const p = join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else newest = Math.max(newest, statSync(p).mtimeMs);
-    }
-  };
-  walk(join(ROOT, 'native'));
-  walk(join(ROOT, 'bindings'));
-  return newest;
-}
+/** Newest modification time among the sources a prebuild is compiled from. */
+const newestSource = (): number => arm64.newestNativeSource();
 
 function nvccOnPath(): string | null {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
@@ -101,6 +88,7 @@ const arm64 = (await import(pathToFileURL(join(ROOT, 'scripts', 'prebuild-arm64.
   crossUnavailable: () => string | null;
   buildArm64Prebuild: (dest?: string, log?: (s: string) => void) => string[];
   stagedPrebuild: (tuple: string, opts?: { extra?: string[]; env?: NodeJS.ProcessEnv; dest?: string; log?: (s: string) => void }) => string[];
+  newestNativeSource: () => number;
 };
 const ARM64_PREBUILDS = join(ROOT, 'prebuilds', 'linux-arm64');
 const EM_AARCH64 = 183;
@@ -210,7 +198,8 @@ const FLOORS: [string, string][] = [['GLIBC_', '2.28'], ['GCC_', '7.0.0']];
 const NONE = ['GLIBCXX_', 'CXXABI_', 'GLIBC_PRIVATE'];
 
 test.serial('the prebuilt binaries (linux-x64, and linux-arm64 where it can be cross-compiled) need no glibc newer than 2.28, no libgcc_s newer than GCC 8\'s and no libstdc++', async (t) => {
-  t.timeout(8 * 60_000);
+  // Up to two builds (x64, then arm64), each a synchronous prebuildify of at most 10 min.
+  t.timeout(21 * 60_000);
   if (process.platform !== 'linux' || process.arch !== 'x64') {
     t.pass(`no Linux x64 prebuild on ${TUPLE}`);
     return;
@@ -241,7 +230,7 @@ test.serial('the prebuilt binaries (linux-x64, and linux-arm64 where it can be c
 });
 
 test('npm pack + install into a fresh project (scripts off): imports by name, computes a matmul and loads the prebuilt binary, not build/', async (t) => {
-  t.timeout(8 * 60_000);
+  t.timeout(21 * 60_000); // as above: it may build the prebuilds
   ensurePrebuild((s) => t.log(s));
   const shipsCuda = ensureCudaPrebuild((s) => t.log(s));
   const shipsArm64 = process.platform === 'linux' && process.arch === 'x64' && ensureArm64Prebuild((s) => t.log(s));

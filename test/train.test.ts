@@ -959,7 +959,7 @@ test("mixPer 'example' (the reference's): the first half MixUp, the rest CutMix,
   y.dispose();
 });
 
-test.serial("randAugmentAt: crop or resized; a checkpoint written before it existed (RandAugment after the resize) resumes as 'resized', and is refused as 'crop', saying so", async (t) => {
+test.serial("randAugmentAt: crop or resized; a checkpoint written before it and mixPer existed resumes as 'resized' and 'batch', and is refused otherwise, saying how to resume it", async (t) => {
   for (const bad of ['photo', '', null, 1])
     t.throws(() => checkTrainConfig({ ...DEFAULT_TRAIN, randAugmentAt: bad as 'crop' }), { instanceOf: TypeError, message: /^train: 'randAugmentAt' must be crop or resized, got / }, String(bad));
   t.is(DEFAULT_TRAIN.randAugmentAt, 'resized');
@@ -972,10 +972,16 @@ test.serial("randAugmentAt: crop or resized; a checkpoint written before it exis
   const file = join(out, 'checkpoint', 'trainer.json');
   const saved = JSON.parse(readFileSync(file, 'utf8')) as { config: Record<string, unknown> };
   t.is(saved.config.randAugmentAt, 'resized');
+  t.is(saved.config.mixPer, 'batch');
   delete saved.config.randAugmentAt;
+  delete saved.config.mixPer;
   writeFileSync(file, JSON.stringify(saved));
   await t.throwsAsync(train({ model: m, ...data, config: { ...config, randAugmentAt: 'crop' }, outDir: out, resume: true }), {
-    message: /written with randAugmentAt = "resized", this run has "crop" \(a checkpoint from before this setting: resume it with a --config file holding \{ "train": \{ "randAugmentAt": "resized" \} \}\)/,
+    message: /written with randAugmentAt = "resized", this run has "crop" \(a checkpoint from before this setting: resume it with a --config file holding \{"train":\{"randAugmentAt":"resized"\}\}\)$/,
+  });
+  // Both settings as the imagenet preset has them: one hint names both.
+  await t.throwsAsync(train({ model: m, ...data, config: { ...config, randAugmentAt: 'crop', mixPer: 'example' }, outDir: out, resume: true }), {
+    message: /written with mixPer = "batch", this run has "example" \(.*holding \{"train":\{"randAugmentAt":"resized","mixPer":"batch"\}\}\)$/,
   });
   const r = await train({ model: m, ...data, config, outDir: out, resume: true, maxSteps: 1 });
   t.is(r.state.step, 2);

@@ -25,10 +25,16 @@ import { intArg, intListArg, knownKeysArg, numberArg, objectArg, optionKeys } fr
 // image goes through as R = G = B and comes back as its R. toRgb copies (the worker
 // takes the buffer).
 function toRgb(bytes: Uint8Array, channels: 1 | 3): Uint8Array {
-  return channels === 3 ? bytes.slice() : Uint8Array.from({ length: bytes.length * 3 }, (_, k) => bytes[Math.floor(k / 3)]);
+  if (channels === 3) return bytes.slice();
+  const rgb = new Uint8Array(bytes.length * 3);
+  for (let p = 0; p < bytes.length; p++) rgb[3 * p] = rgb[3 * p + 1] = rgb[3 * p + 2] = bytes[p];
+  return rgb;
 }
 function fromRgb(rgb: Uint8Array, channels: 1 | 3): Uint8Array {
-  return channels === 3 ? rgb : Uint8Array.from({ length: rgb.length / 3 }, (_, k) => rgb[k * 3]);
+  if (channels === 3) return rgb;
+  const grey = new Uint8Array(rgb.length / 3);
+  for (let p = 0; p < grey.length; p++) grey[p] = rgb[3 * p];
+  return grey;
 }
 
 /** A [low, high] pair of finite numbers, 0 < low <= high. */
@@ -290,25 +296,25 @@ export class ImageFolderSource implements DataSource {
         .toBuffer({ resolveWithObject: true });
       let img = sharp(up.data, { raw: { width: up.info.width, height: up.info.height, channels: up.info.channels } });
       const augmenting = rng !== null && aug !== undefined && aug.numLayers > 0;
-      if (rng && augmenting && aug.at === 'crop') {
-        // The reference's order: crop, flip, RandAugment at the photo's scale, resize.
+      if (rng) {
         const box = randomResizedCrop(rng, up.info.height, up.info.width);
         const flip = rng.next() < 0.5;
         img = img.extract(box);
-        if (flip) img = img.flop();
-        // A one-channel raw input comes back as sRGB unless told (as below).
-        if (channels === 1) img = img.grayscale();
-        const crop = await img.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-        if (crop.info.channels !== channels) throw new Error(`expected a crop of ${channels} channels, got ${crop.info.channels}`);
-        const { width, height } = crop.info;
-        const rgb = toRgb(new Uint8Array(crop.data.buffer, crop.data.byteOffset, crop.data.byteLength), channels);
-        const done = await augmentPool().run(rgb, height, width, { seed: Math.floor(rng.next() * 2 ** 31), ...aug, lengths: 'absolute' });
-        img = sharp(fromRgb(done, channels), { raw: { width, height, channels } }).resize(size, size, { fit: 'fill', kernel: 'cubic' });
-      } else if (rng) {
-        const box = randomResizedCrop(rng, up.info.height, up.info.width);
-        const flip = rng.next() < 0.5;
-        img = img.extract(box).resize(size, size, { fit: 'fill', kernel: 'cubic' });
-        if (flip) img = img.flop();
+        if (augmenting && aug.at === 'crop') {
+          // The reference's order: crop, flip, RandAugment at the photo's scale, resize.
+          if (flip) img = img.flop();
+          // A one-channel raw input comes back as sRGB unless told (as below).
+          if (channels === 1) img = img.grayscale();
+          const crop = await img.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+          if (crop.info.channels !== channels) throw new Error(`expected a crop of ${channels} channels, got ${crop.info.channels}`);
+          const { width, height } = crop.info;
+          const rgb = toRgb(new Uint8Array(crop.data.buffer, crop.data.byteOffset, crop.data.byteLength), channels);
+          const done = await augmentPool().run(rgb, height, width, { seed: Math.floor(rng.next() * 2 ** 31), ...aug, lengths: 'absolute' });
+          img = sharp(fromRgb(done, channels), { raw: { width, height, channels } }).resize(size, size, { fit: 'fill', kernel: 'cubic' });
+        } else {
+          img = img.resize(size, size, { fit: 'fill', kernel: 'cubic' });
+          if (flip) img = img.flop();
+        }
       } else if (evalCropFraction === 1) {
         // The whole shorter side (as before the fraction existed, pixel for pixel).
         img = img.resize(size, size, { fit: 'cover', position: 'centre', kernel: 'cubic' });

@@ -633,17 +633,20 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
     if (!existsSync(join(ckptDir, 'trainer.json'))) throw new Error(`train: nothing to resume: '${join(ckptDir, 'trainer.json')}' does not exist`);
     const saved = JSON.parse(readFileSync(join(ckptDir, 'trainer.json'), 'utf8')) as TrainerJson;
     streams = streamsOf(saved.streams ?? 1);
-    for (const k of Object.keys(c) as (keyof TrainConfig)[])
-      // A setting the checkpoint predates had its default then. checkpointEvery and
-      // evalCropFraction change neither the weights nor the data order, so a run may
-      // resume with others (the evaluations from then on use the new crop).
-      if (k !== 'checkpointEvery' && k !== 'evalCropFraction' && JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k]) !== JSON.stringify(c[k])) {
-        const was = JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k]);
-        // The imagenet preset augments as the reference since 2026-11-29; its earlier
-        // checkpoints resume with their own settings given back.
-        const hint = (k === 'randAugmentAt' || k === 'mixPer') && saved.config[k] === undefined ? ` (a checkpoint from before this setting: resume it with a --config file holding { "train": { "${k}": ${was} } })` : '';
-        throw new Error(`train: the checkpoint was written with ${k} = ${was}, this run has ${JSON.stringify(c[k])}${hint}`);
-      }
+    // A setting the checkpoint predates had its default then. The imagenet preset
+    // augments as the reference since 2026-11-29 (randAugmentAt, mixPer): its earlier
+    // checkpoints resume with those given back, all in one file.
+    const predated = Object.fromEntries(
+      (['randAugmentAt', 'mixPer'] as const).filter((k) => saved.config[k] === undefined && c[k] !== DEFAULT_TRAIN[k]).map((k) => [k, DEFAULT_TRAIN[k]]),
+    );
+    for (const k of Object.keys(c) as (keyof TrainConfig)[]) {
+      // checkpointEvery and evalCropFraction change neither the weights nor the data
+      // order, so a run may resume with others (the evaluations from then on use the new crop).
+      const was = JSON.stringify(saved.config[k] ?? DEFAULT_TRAIN[k]);
+      if (k === 'checkpointEvery' || k === 'evalCropFraction' || was === JSON.stringify(c[k])) continue;
+      const hint = k in predated ? ` (a checkpoint from before this setting: resume it with a --config file holding ${JSON.stringify({ train: predated })})` : '';
+      throw new Error(`train: the checkpoint was written with ${k} = ${was}, this run has ${JSON.stringify(c[k])}${hint}`);
+    }
     // Checkpoints older than the 'model' field hold the same object as their config.json.
     const savedModel = saved.model !== undefined ? saved.model : readJsonIfPresent(join(ckptDir, 'config.json'));
     if (savedModel && modelConfig) {
