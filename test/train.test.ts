@@ -867,20 +867,29 @@ test.serial('an evaluation that throws mid-run is checkpointed at the epoch\'s e
   t.deepEqual(metricLines(join(out, 'metrics.jsonl')), metricLines(join(tmp, 'eval-throw-whole', 'metrics.jsonl')));
 });
 
-test.serial('evalCropFraction: in (0, 1]; a checkpoint written before it existed resumes under a preset that sets it, and one may resume with another value', async (t) => {
-  for (const bad of [0, -0.5, 1.5, Number.NaN, '0.875'])
-    t.throws(() => checkTrainConfig({ ...DEFAULT_TRAIN, evalCropFraction: bad as number }), { instanceOf: RangeError, message: /^train: 'evalCropFraction' must be a number in \(0, 1\], got / }, String(bad));
+/**
+ * One training step of a tiny model into tmp/name, whose checkpoint then loses the
+ * given settings, as one written before they existed; `was` holds what it had.
+ */
+async function checkpointWithout(name: string, keys: string[]) {
   const data = { train: subset(mnist.train, 32), test: subset(mnist.test, 8) };
   const config = { epochs: 1, batchSize: 8, lr: 2e-3, warmupSteps: 0, seed: 3 };
-  const out = join(tmp, 'crop-resume');
+  const out = join(tmp, name);
   const m = createModel(TINY) as unknown as TrainableClassifier;
   await train({ model: m, ...data, config, outDir: out, maxSteps: 1 });
   const file = join(out, 'checkpoint', 'trainer.json');
   const saved = JSON.parse(readFileSync(file, 'utf8')) as { config: Record<string, unknown> };
-  t.is(saved.config.evalCropFraction, 1);
-  // As a checkpoint written before the field existed.
-  delete saved.config.evalCropFraction;
+  const was = Object.fromEntries(keys.map((k) => [k, saved.config[k]]));
+  for (const k of keys) delete saved.config[k];
   writeFileSync(file, JSON.stringify(saved));
+  return { m, data, config, out, was };
+}
+
+test.serial('evalCropFraction: in (0, 1]; a checkpoint written before it existed resumes under a preset that sets it, and one may resume with another value', async (t) => {
+  for (const bad of [0, -0.5, 1.5, Number.NaN, '0.875'])
+    t.throws(() => checkTrainConfig({ ...DEFAULT_TRAIN, evalCropFraction: bad as number }), { instanceOf: RangeError, message: /^train: 'evalCropFraction' must be a number in \(0, 1\], got / }, String(bad));
+  const { m, data, config, out, was } = await checkpointWithout('crop-resume', ['evalCropFraction']);
+  t.deepEqual(was, { evalCropFraction: 1 });
   const r = await train({ model: m, ...data, config: { ...config, evalCropFraction: 0.875 }, outDir: out, resume: true, maxSteps: 1 });
   t.is(r.state.step, 2);
   // Evaluation only: neither the weights nor the data order depend on it.
@@ -964,18 +973,8 @@ test.serial("randAugmentAt: crop or resized; a checkpoint written before it and 
     t.throws(() => checkTrainConfig({ ...DEFAULT_TRAIN, randAugmentAt: bad as 'crop' }), { instanceOf: TypeError, message: /^train: 'randAugmentAt' must be crop or resized, got / }, String(bad));
   t.is(DEFAULT_TRAIN.randAugmentAt, 'resized');
   t.is(PRESETS.imagenet.train.randAugmentAt, 'crop', "the imagenet preset augments as the reference");
-  const data = { train: subset(mnist.train, 32), test: subset(mnist.test, 8) };
-  const config = { epochs: 1, batchSize: 8, lr: 2e-3, warmupSteps: 0, seed: 3 };
-  const out = join(tmp, 'ra-at-resume');
-  const m = createModel(TINY) as unknown as TrainableClassifier;
-  await train({ model: m, ...data, config, outDir: out, maxSteps: 1 });
-  const file = join(out, 'checkpoint', 'trainer.json');
-  const saved = JSON.parse(readFileSync(file, 'utf8')) as { config: Record<string, unknown> };
-  t.is(saved.config.randAugmentAt, 'resized');
-  t.is(saved.config.mixPer, 'batch');
-  delete saved.config.randAugmentAt;
-  delete saved.config.mixPer;
-  writeFileSync(file, JSON.stringify(saved));
+  const { m, data, config, out, was } = await checkpointWithout('ra-at-resume', ['randAugmentAt', 'mixPer']);
+  t.deepEqual(was, { randAugmentAt: 'resized', mixPer: 'batch' });
   await t.throwsAsync(train({ model: m, ...data, config: { ...config, randAugmentAt: 'crop' }, outDir: out, resume: true }), {
     message: /written with randAugmentAt = "resized", this run has "crop" \(a checkpoint from before this setting: resume it with a --config file holding \{"train":\{"randAugmentAt":"resized"\}\}\)$/,
   });
