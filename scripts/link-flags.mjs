@@ -38,25 +38,25 @@ function isGlibc() {
   return Boolean(report.getReport().header.glibcVersionRuntime);
 }
 
-/** Whether the C++ compiler node-gyp will use ($CXX, else g++) has a static libstdc++. */
-export function hasStaticLibstdcxx(cxx = process.env.CXX || 'g++') {
+/** What the C++ compiler `cxx` (a command line, as $CXX) prints for `flag`; '' when it cannot be run. */
+function askCompiler(cxx, flag) {
   try {
     const [bin, ...args] = cxx.trim().split(/\s+/);
-    const path = execFileSync(bin, [...args, '-print-file-name=libstdc++.a'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    return path.startsWith('/') && existsSync(path);
+    return execFileSync(bin, [...args, flag], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   } catch {
-    return false;
+    return '';
   }
+}
+
+/** Whether the C++ compiler node-gyp will use ($CXX, else g++) has a static libstdc++. */
+export function hasStaticLibstdcxx(cxx = process.env.CXX || 'g++') {
+  const path = askCompiler(cxx, '-print-file-name=libstdc++.a');
+  return path.startsWith('/') && existsSync(path);
 }
 
 /** The target triple of the C++ compiler node-gyp will use ($CXX, else g++), e.g. aarch64-linux-gnu; null if it cannot say. */
 export function compilerTarget(cxx = process.env.CXX || 'g++') {
-  try {
-    const [bin, ...args] = cxx.trim().split(/\s+/);
-    return execFileSync(bin, [...args, '-dumpmachine'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || null;
-  } catch {
-    return null;
-  }
+  return askCompiler(cxx, '-dumpmachine') || null;
 }
 
 const TRIPLE_ARCH = { x64: 'x86_64', arm64: 'aarch64' };
@@ -69,9 +69,8 @@ const TRIPLE_ARCH = { x64: 'x86_64', arm64: 'aarch64' };
  */
 export function linkFlags(arch = process.arch) {
   if (!(arch in TRIPLE_ARCH) || process.platform !== 'linux') return [];
-  const target = arch === process.arch ? null : compilerTarget();
-  const glibc = target === null ? arch === process.arch && isGlibc() : target.startsWith(`${TRIPLE_ARCH[arch]}-`) && target.endsWith('-linux-gnu');
-  if (!glibc) return [];
+  const target = arch === process.arch ? null : compilerTarget() ?? '';
+  if (target === null ? !isGlibc() : !(target.startsWith(`${TRIPLE_ARCH[arch]}-`) && target.endsWith('-linux-gnu'))) return [];
   return [
     ...(hasStaticLibstdcxx() ? ['-static-libstdc++', '-Wl,--exclude-libs,ALL'] : []),
     ...wrappedSymbols().map((s) => `-Wl,--wrap=${s}`),

@@ -43,6 +43,8 @@ MODE="${1:-}"
 shift || true
 WORK="${PLATFORM_CHECK_DIR:-/tmp/perceiver-platform-check}/$MODE"
 say() { echo "platform-check: $*" >&2; }
+# need TOOL PACKAGE: exit 2 naming the Debian package when TOOL is missing.
+need() { command -v "$1" >/dev/null || { say "$1 is needed (apt-get install $2)"; exit 2; }; }
 # This machine's node install, whose headers a build for another node takes.
 NODE_PREFIX="$(dirname "$(dirname "$(command -v node)")")"
 
@@ -83,7 +85,7 @@ FILES=("$@")
 SKIP=()
 case "$MODE" in
   old-glibc)
-    command -v patchelf >/dev/null || { say "patchelf is needed (apt-get install patchelf)"; exit 2; }
+    need patchelf patchelf
     if [ ! -x "$WORK/node" ]; then
       fetch bullseye amd64 libc6 libstdc++6 libgcc-s1
       L="$WORK/root/lib/x86_64-linux-gnu" U="$WORK/root/usr/lib/x86_64-linux-gnu"
@@ -104,8 +106,8 @@ case "$MODE" in
     cd "$ROOT"
     ;;
   arm64)
-    command -v aarch64-linux-gnu-g++ >/dev/null || { say "aarch64-linux-gnu-g++ is needed (apt-get install g++-aarch64-linux-gnu)"; exit 2; }
-    command -v qemu-aarch64 >/dev/null || { say "qemu-aarch64 is needed (apt-get install qemu-user)"; exit 2; }
+    need aarch64-linux-gnu-g++ g++-aarch64-linux-gnu
+    need qemu-aarch64 qemu-user
     [ -x "$WORK/root/usr/bin/node" ] || fetch trixie arm64 nodejs
     NODE="$WORK/root/usr/bin/node"
     export QEMU_LD_PREFIX="$WORK/root"
@@ -150,8 +152,8 @@ case "$MODE" in
           bench-dispatch bench-load)
     ;;
   arm64-old-glibc)
-    command -v aarch64-linux-gnu-gcc >/dev/null || { say "aarch64-linux-gnu-gcc is needed (apt-get install g++-aarch64-linux-gnu)"; exit 2; }
-    command -v qemu-aarch64 >/dev/null || { say "qemu-aarch64 is needed (apt-get install qemu-user)"; exit 2; }
+    need aarch64-linux-gnu-gcc g++-aarch64-linux-gnu
+    need qemu-aarch64 qemu-user
     addon="${FILES[0]:-$ROOT/prebuilds/linux-arm64/perceiver-io.glibc.node}"
     [ -f "$addon" ] || { say "no arm64 addon at $addon (node scripts/prebuild-arm64.mjs builds it)"; exit 2; }
     addon="$(realpath "$addon")"

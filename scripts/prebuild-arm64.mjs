@@ -41,6 +41,14 @@ export function newestNativeSource(root = ROOT) {
   return newest;
 }
 
+/** The .node files in prebuilds/<tuple>/ under `root`, and those of them older than the sources. */
+export function prebuildState(tuple, root = ROOT) {
+  const dir = join(root, 'prebuilds', tuple);
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.node')) : [];
+  const newest = files.length ? newestNativeSource(root) : 0;
+  return { files, stale: files.filter((f) => statSync(join(dir, f)).mtimeMs < newest) };
+}
+
 /** Why no arm64 prebuild can be made here, or null when it can. */
 export function crossUnavailable() {
   if (process.platform !== 'linux' || process.arch !== 'x64') return `it is cross-compiled from linux-x64 (this is ${process.platform}-${process.arch})`;
@@ -112,13 +120,10 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   if (why) {
     console.log(`prebuild-arm64: no linux-arm64 prebuild: ${why}`);
     // One left from an earlier build of older sources would ship with the package.
-    const dir = join(ROOT, 'prebuilds', 'linux-arm64');
-    const newest = newestNativeSource();
-    for (const f of existsSync(dir) ? readdirSync(dir).filter((n) => n.endsWith('.node')) : [])
-      if (statSync(join(dir, f)).mtimeMs < newest) {
-        unlinkSync(join(dir, f));
-        console.log(`prebuild-arm64: removed prebuilds/linux-arm64/${f}, built from older sources`);
-      }
+    for (const f of prebuildState('linux-arm64').stale) {
+      unlinkSync(join(ROOT, 'prebuilds', 'linux-arm64', f));
+      console.log(`prebuild-arm64: removed prebuilds/linux-arm64/${f}, built from older sources`);
+    }
     process.exit(0);
   }
   try {

@@ -50,9 +50,6 @@ function describeRun(what: string, r: Run): string {
   return `${what}: code ${r.code}, signal ${r.signal}, ${r.ms} ms\n--- stdout\n${r.stdout.slice(-3000)}\n--- stderr\n${r.stderr.slice(-3000)}`;
 }
 
-/** Newest modification time among the sources a prebuild is compiled from. */
-const newestSource = (): number => arm64.newestNativeSource();
-
 function nvccOnPath(): string | null {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     const p = dir && join(dir, 'nvcc');
@@ -88,7 +85,7 @@ const arm64 = (await import(pathToFileURL(join(ROOT, 'scripts', 'prebuild-arm64.
   crossUnavailable: () => string | null;
   buildArm64Prebuild: (dest?: string, log?: (s: string) => void) => string[];
   stagedPrebuild: (tuple: string, opts?: { extra?: string[]; env?: NodeJS.ProcessEnv; dest?: string; log?: (s: string) => void }) => string[];
-  newestNativeSource: () => number;
+  prebuildState: (tuple: string) => { files: string[]; stale: string[] };
 };
 const ARM64_PREBUILDS = join(ROOT, 'prebuilds', 'linux-arm64');
 const EM_AARCH64 = 183;
@@ -102,8 +99,8 @@ const PREBUILDIFY_ARGS: string[] = arm64.prebuildifyArgs();
  * A stale one that cannot be rebuilt here fails: `npm pack` would ship it.
  */
 function ensureArm64Prebuild(log: (s: string) => void): boolean {
-  const have = existsSync(ARM64_PREBUILDS) ? readdirSync(ARM64_PREBUILDS).filter((f) => f.endsWith('.node')) : [];
-  const fresh = have.length > 0 && have.every((f) => statSync(join(ARM64_PREBUILDS, f)).mtimeMs >= newestSource());
+  const { files: have, stale } = arm64.prebuildState('linux-arm64');
+  const fresh = have.length > 0 && stale.length === 0;
   const why = arm64.crossUnavailable();
   if (why) {
     if (have.length > 0 && !fresh) throw new Error(`${ARM64_PREBUILDS} holds a prebuild older than the sources and none can be built here (${why}): delete it or rebuild it`);
@@ -116,7 +113,7 @@ function ensureArm64Prebuild(log: (s: string) => void): boolean {
 }
 
 function prebuiltFiles(): string[] {
-  return existsSync(PREBUILDS) ? readdirSync(PREBUILDS).filter((f) => f.endsWith('.node')) : [];
+  return arm64.prebuildState(TUPLE).files;
 }
 
 /**
@@ -126,10 +123,10 @@ function prebuiltFiles(): string[] {
  * repository's build/ folder, which other tests load, is never rebuilt underneath them.
  */
 function ensurePrebuild(log: (s: string) => void): void {
-  const existing = prebuiltFiles();
+  const { files: existing, stale } = arm64.prebuildState(TUPLE);
   // The name prebuildify gives it: a file of an older naming is rebuilt, not shipped.
   const name = `perceiver-io${PREBUILDIFY_ARGS.includes('--tag-libc') && process.platform === 'linux' ? (existsSync('/etc/alpine-release') ? '.musl' : '.glibc') : ''}.node`;
-  if (existing.length > 0 && existing.includes(name) && existing.every((f) => statSync(join(PREBUILDS, f)).mtimeMs >= newestSource())) {
+  if (existing.includes(name) && stale.length === 0) {
     log(`prebuild up to date: ${existing.join(', ')}`);
     return;
   }

@@ -916,13 +916,26 @@ export async function train(o: TrainRunOptions): Promise<{ state: TrainState; fi
   return { state, final, aborted };
 }
 
-/** The CutMix box of area about (1 - lam) of an H x W image, centred at a random pixel and clipped, as the reference draws it. */
-function cutmixBox(rng: Rng, lam: number, H: number, W: number): { y0: number; y1: number; x0: number; x1: number } {
+/**
+ * The CutMix box of area about (1 - lam) of an H x W image, centred at a random pixel
+ * and clipped, as the reference draws it; `kept`, the share of the image outside it.
+ */
+function cutmixBox(rng: Rng, lam: number, H: number, W: number): { y0: number; y1: number; x0: number; x1: number; kept: number } {
   const cutH = Math.floor(H * Math.sqrt(1 - lam));
   const cutW = Math.floor(W * Math.sqrt(1 - lam));
   const cy = Math.floor(rng.next() * H);
   const cx = Math.floor(rng.next() * W);
-  return { y0: Math.max(0, cy - (cutH >> 1)), y1: Math.min(H, cy + (cutH >> 1)), x0: Math.max(0, cx - (cutW >> 1)), x1: Math.min(W, cx + (cutW >> 1)) };
+  const [y0, y1] = [Math.max(0, cy - (cutH >> 1)), Math.min(H, cy + (cutH >> 1))];
+  const [x0, x1] = [Math.max(0, cx - (cutW >> 1)), Math.min(W, cx + (cutW >> 1))];
+  return { y0, y1, x0, x1, kept: 1 - ((y1 - y0) * (x1 - x0)) / (H * W) };
+}
+
+/** Each row's partner under a random permutation drawn from rng: its image and its one-hot label, beside x's own. */
+function partnersOf(rng: Rng, x: Tensor, y: Tensor, classes: number): { partner: Tensor; yOne: Tensor; yPartner: Tensor } {
+  const [B, C, H, W] = x.shape;
+  const ids = P.tensor(Int32Array.from(rng.permutation(B)), [B], { device: x.device });
+  const yOne = P.oneHot(y, classes);
+  return { partner: P.embedding(x.reshape([B, C * H * W]), ids).reshape([B, C, H, W]), yOne, yPartner: P.embedding(yOne, ids) };
 }
 
 /**
@@ -934,25 +947,19 @@ export function mixBatch(rng: Rng, c: TrainConfig, x: Tensor, y: Tensor, classes
   const useMix = c.mixup > 0 && (c.cutmix === 0 || rng.next() < 0.5);
   const useCut = !useMix && c.cutmix > 0;
   if (!useMix && !useCut) return null;
-  const B = x.shape[0];
-  const perm = rng.permutation(B);
-  const ids = P.tensor(Int32Array.from(perm), [B], { device: x.device });
-  const [, C, H, W] = x.shape;
-  const flat = x.reshape([B, C * H * W]);
-  const shuffled = P.embedding(flat, ids).reshape([B, C, H, W]);
-  const yOne = P.oneHot(y, classes);
-  const yShuf = P.embedding(yOne, ids);
+  const [, , H, W] = x.shape;
+  const { partner: shuffled, yOne, yPartner: yShuf } = partnersOf(rng, x, y, classes);
   let lam = rng.beta(useMix ? c.mixup : c.cutmix);
   let input: Tensor;
   if (useMix) input = x.mul(lam).add(shuffled.mul(1 - lam));
   else {
     // A box of area (1 - lam) from the partner image; lam recomputed from the clipped box.
-    const { y0, y1, x0, x1 } = cutmixBox(rng, lam, H, W);
+    const { y0, y1, x0, x1, kept } = cutmixBox(rng, lam, H, W);
     const box = new Uint8Array(H * W);
     for (let i = y0; i < y1; i++) for (let j = x0; j < x1; j++) box[i * W + j] = 1;
     const mask = P.tensor(box, [1, 1, H, W], { device: x.device });
     input = P.where(mask, shuffled, x);
-    lam = 1 - ((y1 - y0) * (x1 - x0)) / (H * W);
+    lam = kept;
   }
   return { input, target: yOne.mul(lam).add(yShuf.mul(1 - lam)) };
 }
@@ -966,16 +973,11 @@ export function mixBatch(rng: Rng, c: TrainConfig, x: Tensor, y: Tensor, classes
  */
 function mixExamples(rng: Rng, c: TrainConfig, x: Tensor, y: Tensor, classes: number): { input: Tensor; target: Tensor } | null {
   if (c.mixup <= 0 && c.cutmix <= 0) return null;
-  const [B, C, H, W] = x.shape;
+  const [B, , H, W] = x.shape;
   const mixRows = c.mixup <= 0 ? 0 : c.cutmix <= 0 ? B : Math.floor(B / 2);
-  const perm = rng.permutation(B);
-  const ids = P.tensor(Int32Array.from(perm), [B], { device: x.device });
-  const partner = P.embedding(x.reshape([B, C * H * W]), ids).reshape([B, C, H, W]);
-  const yOne = P.oneHot(y, classes);
-  const yPartner = P.embedding(yOne, ids);
-  // A = alpha + beta * inside: MixUp rows alpha = lam, beta = 0; CutMix rows 1 and -1.
+  const { partner, yOne, yPartner } = partnersOf(rng, x, y, classes);
+  // A = alpha - inside: MixUp rows alpha = lam and no box; CutMix rows 1 and their box.
   const alpha = new Float32Array(B);
-  const beta = new Float32Array(B);
   const kept = new Float32Array(B);
   const rows = new Float32Array(B * H);
   const cols = new Float32Array(B * W);
@@ -984,18 +986,17 @@ function mixExamples(rng: Rng, c: TrainConfig, x: Tensor, y: Tensor, classes: nu
       alpha[b] = kept[b] = rng.beta(c.mixup);
       continue;
     }
-    const { y0, y1, x0, x1 } = cutmixBox(rng, rng.beta(c.cutmix), H, W);
+    const box = cutmixBox(rng, rng.beta(c.cutmix), H, W);
+    const { y0, y1, x0, x1 } = box;
     alpha[b] = 1;
-    beta[b] = -1;
-    kept[b] = 1 - ((y1 - y0) * (x1 - x0)) / (H * W);
+    kept[b] = box.kept;
     rows.fill(1, b * H + y0, b * H + y1);
     cols.fill(1, b * W + x0, b * W + x1);
   }
   const device = x.device;
   let A = P.tensor(alpha, [B, 1, 1, 1], { device });
   if (mixRows < B) {
-    const inside = P.tensor(rows, [B, 1, H, 1], { device }).mul(P.tensor(cols, [B, 1, 1, W], { device }));
-    A = A.add(inside.mul(P.tensor(beta, [B, 1, 1, 1], { device })));
+    A = A.sub(P.tensor(rows, [B, 1, H, 1], { device }).mul(P.tensor(cols, [B, 1, 1, W], { device })));
   }
   const input = partner.add(x.sub(partner).mul(A));
   const target = yPartner.add(yOne.sub(yPartner).mul(P.tensor(kept, [B, 1], { device })));
